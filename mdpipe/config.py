@@ -1,0 +1,321 @@
+"""Configuration for every mdpipe stage: one TOML file plus ``MDPIPE_<SECTION>__<KEY>`` variables.
+
+The only reader of ``os.environ`` for settings. Each stage receives its own frozen section.
+A bad value raises :class:`ConfigError` whose message is one line naming the setting
+(``kafka.partitions``) and, where the set is closed, the accepted values.
+
+Precedence (lowest first): struct defaults, the TOML file (``--config``, ``$MDPIPE_CONFIG`` or
+``./mdpipe.toml``), environment variables, and finally the addresses written by ``mdpipe infra up``
+(``.run/infra.json``) for ``kafka.bootstrap_servers`` / ``postgres.dsn`` when those are left empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DedupConfig",
+    "GatherConfig",
+    "KafkaConfig",
+    "LogConfig",
+    "PostgresConfig",
+    "SimConfig",
+    "SinkConfig",
+    "VenueConfig",
+    "load_config",
+    "redacted",
+    "repo_root",
+    "run_dir",
+]
+
+ENV_PREFIX = "MDPIPE_"
+GATHERER_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid. ``str(err)`` is one line that names the setting."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
+
+
+class KafkaConfig(_Section):
+    """Broker connection and topic layout."""
+
+    bootstrap_servers: str = ""
+    partitions: int = 6
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    raw_retention_ms: int = 7 * 24 * 3600 * 1000
+    events_retention_ms: int = 7 * 24 * 3600 * 1000
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+
+    def __post_init__(self) -> None:
+        _positive("partitions", self.partitions)
+        _positive("replication_factor", self.replication_factor)
+
+
+class PostgresConfig(_Section):
+    """Database the sink loads into (and `verify` reads)."""
+
+    dsn: str = ""
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+    chunk_interval: str = "1 hour"
+    compress_after: str = "6 hours"
+    retention: str = "30 days"
+
+
+class VenueConfig(_Section):
+    """Which venue to gather from and how to authenticate."""
+
+    name: Literal["kalshi"] = "kalshi"
+    rest_url: str = "http://127.0.0.1:8700/trade-api/v2"
+    ws_url: str = "ws://127.0.0.1:8700/trade-api/ws/v2"
+    key_id: str = ""
+    private_key_path: str = ""
+    private_key_pem: str = ""
+    auth: bool = True
+
+
+class GatherConfig(_Section):
+    """Gatherer (ingest) tuning."""
+
+    ids: list[str] = msgspec.field(default_factory=lambda: ["g1", "g2", "g3"])
+    markets_per_connection: int = 7000
+    markets_per_subscription: int = 7000
+    channels: list[str] = msgspec.field(
+        default_factory=lambda: ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
+    )
+    discovery_interval_s: float = 60.0
+    silence_timeout_s: float = 30.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    queue_max_frames: int = 200_000
+    spool_dir: str = ""
+    spool_max_bytes: int = 10 * 1024**3
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        for gid in self.ids:
+            if not GATHERER_ID.match(gid):
+                raise ValueError(f"ids: gatherer id {gid!r} must match {GATHERER_ID.pattern}")
+        _positive("markets_per_connection", self.markets_per_connection)
+        _positive("markets_per_subscription", self.markets_per_subscription)
+
+
+class DedupConfig(_Section):
+    """Dedup stage (Faust) tuning."""
+
+    app_id: str = "mdpipe-dedup"
+    window_s: float = 3600.0
+    data_dir: str = ""
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("window_s", self.window_s)
+
+
+class SinkConfig(_Section):
+    """Database loader tuning."""
+
+    group_id: str = "mdpipe-sink"
+    batch_rows: int = 20_000
+    batch_ms: int = 200
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("batch_rows", self.batch_rows)
+        _positive("batch_ms", self.batch_ms)
+
+
+class SimConfig(_Section):
+    """Venue emulator defaults (CLI flags override)."""
+
+    markets: int = 1000
+    rate: float = 1000.0
+    port: int = 8700
+    seed: int = 1
+    truth_path: str = ""
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["kv", "json"] = "kv"
+
+
+class Config(_Section):
+    """The whole effective configuration."""
+
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
+    postgres: PostgresConfig = msgspec.field(default_factory=PostgresConfig)
+    venue: VenueConfig = msgspec.field(default_factory=VenueConfig)
+    gather: GatherConfig = msgspec.field(default_factory=GatherConfig)
+    dedup: DedupConfig = msgspec.field(default_factory=DedupConfig)
+    sink: SinkConfig = msgspec.field(default_factory=SinkConfig)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    def raw_topics(self) -> list[str]:
+        return [f"raw.{gid}" for gid in self.gather.ids]
+
+
+SECRET_FIELDS = {("kafka", "sasl_password"), ("venue", "private_key_pem")}
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (where `.run/` and `.cache/` live)."""
+    env = os.environ.get("MDPIPE_HOME")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def run_dir() -> Path:
+    """Git-ignored folder for runtime state: broker data, database, infra addresses, spools."""
+    return Path(os.environ.get("MDPIPE_RUN_DIR") or repo_root() / ".run")
+
+
+def _env_overlay(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    sections = {f.name for f in msgspec.structs.fields(Config)}
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in sections:
+            raise ConfigError(f"{name}: unknown section {section!r}; accepted: {', '.join(sorted(sections))}")
+        out.setdefault(section, {})[key] = _parse_env_value(raw)
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return raw
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _accepted_values(path: list[str]) -> str:
+    """For a failing setting path, the accepted values when its type is a closed set."""
+    tp: Any = Config
+    for part in path:
+        hints = typing.get_type_hints(tp) if isinstance(tp, type) else {}
+        if part not in hints:
+            return ""
+        tp = hints[part]
+    if typing.get_origin(tp) is Literal:
+        return "; accepted: " + ", ".join(repr(v) for v in typing.get_args(tp))
+    return ""
+
+
+def _format_validation(err: msgspec.ValidationError, source: str) -> ConfigError:
+    text = str(err)
+    match = re.search(r"- at `\$\.([\w.\[\]]+)`$", text)
+    if not match:
+        return ConfigError(f"config ({source}): {text}")
+    path = match.group(1)
+    detail = text[: match.start()].strip().rstrip("-").strip()
+    field = re.match(r"^(\w+): (.*)$", detail)
+    if field:  # raised by a section's __post_init__: "field: reason"
+        path, detail = f"{path}.{field.group(1)}", field.group(2)
+    parts = [p for p in re.split(r"[.\[\]]", path) if p and not p.isdigit()]
+    return ConfigError(f"config setting {path} ({source}): {detail}{_accepted_values(parts)}")
+
+
+def _infra_addresses() -> dict[str, str]:
+    state = run_dir() / "infra.json"
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+    use_infra_state: bool = True,
+) -> Config:
+    """Read TOML + environment, validate, fill broker/database addresses from `mdpipe infra up`."""
+    environ = os.environ if environ is None else environ
+    source = "defaults"
+    data: dict[str, Any] = {}
+    chosen = path or environ.get("MDPIPE_CONFIG")
+    if chosen is None and Path("mdpipe.toml").is_file():
+        chosen = "mdpipe.toml"
+    if chosen is not None:
+        try:
+            data = tomllib.loads(Path(chosen).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {chosen}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {chosen}: invalid TOML ({exc})") from None
+        source = str(chosen)
+    overlay = _env_overlay(environ)
+    if overlay:
+        source = f"{source} + environment" if chosen else "environment"
+    data = _merge(data, overlay)
+    try:
+        config = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _format_validation(exc, source) from None
+    if use_infra_state:
+        infra = _infra_addresses()
+        if not config.kafka.bootstrap_servers and infra.get("bootstrap_servers"):
+            config = msgspec.structs.replace(
+                config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=infra["bootstrap_servers"])
+            )
+        if not config.postgres.dsn and infra.get("dsn"):
+            config = msgspec.structs.replace(
+                config, postgres=msgspec.structs.replace(config.postgres, dsn=infra["dsn"])
+            )
+    return config
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The configuration as builtins with secrets (passwords, keys, DSN passwords) masked."""
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    for section, key in SECRET_FIELDS:
+        if data[section].get(key):
+            data[section][key] = "***"
+    data["postgres"]["dsn"] = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", data["postgres"]["dsn"])
+    data["postgres"]["dsn"] = re.sub(r"(password=)\S+", r"\1***", data["postgres"]["dsn"])
+    return data

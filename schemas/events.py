@@ -1,0 +1,93 @@
+"""Normalised events (topic ``events``, written by dedup, loaded by the sink): one per venue event.
+
+Prices are exact fixed-point dollars and sizes exact fractional counts (``Decimal``, encoded as
+strings); times are integers (ms for venue times, ns for receive times). Every event carries its
+``event_key``, the venue timestamp, the winning gatherer and when the first copy was received.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from schemas.codec import Versioned, make_codec
+
+__all__ = [
+    "EVENT_TYPES",
+    "BookDelta",
+    "BookSnapshot",
+    "Event",
+    "Level",
+    "Lifecycle",
+    "Ticker",
+    "Trade",
+    "decode_event",
+    "encode_event",
+]
+
+Side = Literal["yes", "no"]
+Level = tuple[Decimal, Decimal]  # (price_dollars, count)
+
+
+class _EventBase(Versioned, kw_only=True, tag_field="type"):
+    venue: str
+    market: str
+    event_key: str
+    ts_ms: int  # venue timestamp; for snapshots (which carry none) the first copy's receive time
+    recv_ns: int  # gatherer receive time of the first (winning) copy
+    gatherer: str  # id of the gatherer whose copy won
+
+
+class BookSnapshot(_EventBase, kw_only=True, tag="snapshot"):
+    market_id: str = ""
+    yes: list[Level] = []
+    no: list[Level] = []
+
+
+class BookDelta(_EventBase, kw_only=True, tag="delta"):
+    market_id: str = ""
+    side: Side
+    price: Decimal
+    delta: Decimal
+
+
+class Trade(_EventBase, kw_only=True, tag="trade"):
+    trade_id: str
+    yes_price: Decimal
+    no_price: Decimal
+    count: Decimal
+    taker_side: str = ""
+    taker_book_side: str = ""
+    is_block_trade: bool = False
+
+
+class Ticker(_EventBase, kw_only=True, tag="ticker"):
+    market_id: str = ""
+    price: Decimal | None = None
+    yes_bid: Decimal | None = None
+    yes_ask: Decimal | None = None
+    yes_bid_size: Decimal | None = None
+    yes_ask_size: Decimal | None = None
+    last_trade_size: Decimal | None = None
+    volume: Decimal | None = None
+    open_interest: Decimal | None = None
+    dollar_volume: int | None = None
+    dollar_open_interest: int | None = None
+
+
+class Lifecycle(_EventBase, kw_only=True, tag="lifecycle"):
+    event_type: str
+    open_ts: int | None = None
+    close_ts: int | None = None
+    determination_ts: int | None = None
+    settled_ts: int | None = None
+    result: str | None = None
+    settlement_value: Decimal | None = None
+    is_deactivated: bool | None = None
+    details: str = ""  # remaining fields of the venue message as compact JSON
+
+
+Event = BookSnapshot | BookDelta | Trade | Ticker | Lifecycle
+EVENT_TYPES: tuple[type, ...] = (BookSnapshot, BookDelta, Trade, Ticker, Lifecycle)
+
+encode_event, decode_event = make_codec(Event, "Event")
