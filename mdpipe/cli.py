@@ -42,12 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         "MDPIPE_<SECTION>__<KEY> environment variables; see `mdpipe config show`.",
     )
     parser.add_argument("--version", action="version", version=f"mdpipe {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $MDPIPE_CONFIG, ./mdpipe.toml)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="override log.level for this run")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (default: $MDPIPE_CONFIG, ./mdpipe.toml)"
+    )
+    parser.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log.level for this run"
+    )
     parser.add_argument("--log-format", choices=["kv", "json"], help="override log.format: key=value or JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

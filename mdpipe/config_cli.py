@@ -12,8 +12,11 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    parser = sub.add_parser("config", help="show the effective configuration",
-                            description="Inspect the configuration every command would use.")
+    parser = sub.add_parser(
+        "config",
+        help="show the effective configuration",
+        description="Inspect the configuration every command would use.",
+    )
     parser.add_argument("action", choices=["show"], help="show: print the effective settings, secrets masked")
     parser.add_argument("--json", action="store_true", help="print JSON instead of TOML-like text")
     return parser

@@ -27,13 +27,12 @@ class KvLogger:
     def bind(self, **context: Any) -> KvLogger:
         return KvLogger(self._logger, {**self.context, **context})
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - mirrors logging.Logger
+    def isEnabledFor(self, level: int) -> bool:
         return self._logger.isEnabledFor(level)
 
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, extra={"kv": {**self.context, **fields}}, exc_info=exc_info,
-                             stacklevel=3)
+            self._logger.log(level, event, extra={"kv": {**self.context, **fields}}, exc_info=exc_info, stacklevel=3)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)
@@ -65,8 +64,12 @@ def _quote(value: Any) -> str:
 class KvFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"event={_quote(record.getMessage())}"]
+        parts = [
+            f"ts={ts}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"event={_quote(record.getMessage())}",
+        ]
         parts += [f"{k}={_quote(v)}" for k, v in getattr(record, "kv", {}).items()]
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")

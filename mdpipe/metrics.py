@@ -6,13 +6,17 @@ this module only starts the HTTP exporter (``/metrics`` plus ``/healthz``) for a
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["MetricsServer", "start_metrics_server"]
+__all__ = ["MetricsServer", "registered_stages", "start_metrics_server"]
 
 
 class MetricsServer:
@@ -23,7 +27,7 @@ class MetricsServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/healthz"):
@@ -37,7 +41,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._server = ThreadingHTTPServer((host, port), Handler)
@@ -50,6 +54,43 @@ class MetricsServer:
         self._server.server_close()
 
 
-def start_metrics_server(port: int, health: Callable[[], bool] | None = None) -> MetricsServer:
-    """Start the exporter on ``port`` (0 = a free port; read ``.port``)."""
-    return MetricsServer(port, health)
+def _stages_dir() -> Path:
+    from mdpipe.config import run_dir
+
+    return run_dir() / "stages"
+
+
+def start_metrics_server(
+    port: int, health: Callable[[], bool] | None = None, stage: str | None = None
+) -> MetricsServer:
+    """Start the exporter on ``port`` (0 = a free port; read ``.port``).
+
+    With ``stage`` (e.g. ``gather-g1``), the address is also written to ``.run/stages/<stage>.json``
+    so that `mdpipe status` and `make demo` find every running stage without flags.
+    """
+    server = MetricsServer(port, health)
+    if stage:
+        folder = _stages_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            "stage": stage,
+            "pid": os.getpid(),
+            "metrics_url": f"http://127.0.0.1:{server.port}/metrics",
+            "health_url": f"http://127.0.0.1:{server.port}/healthz",
+            "started": time.time(),
+        }
+        (folder / f"{stage}.json").write_text(json.dumps(record))
+    return server
+
+
+def registered_stages() -> list[dict[str, object]]:
+    """Stages that announced themselves (and whose process is still alive)."""
+    out = []
+    for path in sorted(_stages_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            os.kill(int(record["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            continue
+        out.append(record)
+    return out
