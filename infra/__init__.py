@@ -1,0 +1,1 @@
+"""Local infrastructure: native Apache Kafka (KRaft) and PostgreSQL launchers, compose file, configs."""
