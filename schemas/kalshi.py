@@ -1,0 +1,258 @@
+"""Kalshi trade-api v2 market-data messages: tolerant msgspec decoders and the mapping to normalised Events.
+
+Shared by the gatherer (parsing, keys), dedup (``to_event`` on the winning RawFrame) and ``mdpipe verify``
+(reading the emulator's ground truth). Decoders accept numbers sent as JSON numbers or strings and keep
+prices and sizes exact (``Decimal``); unknown fields are ignored, as a client of an evolving API must.
+
+A RawFrame ``payload`` from the Kalshi adapter is the verbatim venue message ``{"type", "sid", "seq", "msg"}``
+for one market. Sample (orderbook_delta)::
+
+    {"type":"orderbook_delta","sid":3,"seq":2,"msg":{"market_ticker":"KXDEMO-26JAN01-T50",
+     "market_id":"0f1e-0001","price_dollars":"0.4300","delta_fp":"-5.00","side":"yes","ts_ms":1767225600123}}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from schemas.codec import SchemaError
+from schemas.events import BookDelta, BookSnapshot, Event, Lifecycle, Ticker, Trade
+from schemas.raw import RawFrame
+
+__all__ = [
+    "KIND_BY_TYPE",
+    "DeltaMsg",
+    "Envelope",
+    "LifecycleMsg",
+    "SnapshotMsg",
+    "TickerMsg",
+    "TradeMsg",
+    "decode_envelope",
+    "decode_msg",
+    "msg_to_event",
+    "to_event",
+]
+
+VENUE = "kalshi"
+
+
+class Envelope(msgspec.Struct):
+    """Any server message. ``msg`` stays raw so it can be decoded by type (or kept verbatim)."""
+
+    type: str
+    sid: int | None = None
+    seq: int | None = None
+    id: int | None = None
+    msg: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class SnapshotMsg(msgspec.Struct):
+    market_ticker: str
+    market_id: str = ""
+    yes_dollars_fp: list[tuple[Decimal, Decimal]] = []
+    no_dollars_fp: list[tuple[Decimal, Decimal]] = []
+
+
+class DeltaMsg(msgspec.Struct):
+    market_ticker: str
+    price_dollars: Decimal
+    delta_fp: Decimal
+    side: Literal["yes", "no"]
+    market_id: str = ""
+    ts_ms: int | None = None
+    ts: str | None = None
+
+
+class TradeMsg(msgspec.Struct):
+    trade_id: str
+    market_ticker: str
+    yes_price_dollars: Decimal
+    no_price_dollars: Decimal
+    count_fp: Decimal
+    taker_side: str = ""
+    taker_outcome_side: str = ""
+    taker_book_side: str = ""
+    is_block_trade: bool = False
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class TickerMsg(msgspec.Struct):
+    market_ticker: str
+    market_id: str = ""
+    price_dollars: Decimal | None = None
+    yes_bid_dollars: Decimal | None = None
+    yes_ask_dollars: Decimal | None = None
+    yes_bid_size_fp: Decimal | None = None
+    yes_ask_size_fp: Decimal | None = None
+    last_trade_size_fp: Decimal | None = None
+    volume_fp: Decimal | None = None
+    open_interest_fp: Decimal | None = None
+    dollar_volume: int | None = None
+    dollar_open_interest: int | None = None
+    ts: int | None = None
+    ts_ms: int | None = None
+
+
+class LifecycleMsg(msgspec.Struct):
+    event_type: str
+    market_ticker: str = ""
+    event_ticker: str = ""  # event_lifecycle / event_fee_update messages carry only this
+    open_ts: int | None = None
+    close_ts: int | None = None
+    determination_ts: int | None = None
+    settled_ts: int | None = None
+    result: str | None = None
+    settlement_value: Decimal | None = None
+    is_deactivated: bool | None = None
+
+
+# venue message type -> RawFrame kind
+KIND_BY_TYPE: dict[str, str] = {
+    "orderbook_snapshot": "snapshot",
+    "orderbook_delta": "delta",
+    "trade": "trade",
+    "ticker": "ticker",
+    "market_lifecycle_v2": "lifecycle",
+    "event_lifecycle": "lifecycle",
+    "event_fee_update": "lifecycle",
+}
+
+_envelope = msgspec.json.Decoder(Envelope, strict=False)
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    "snapshot": msgspec.json.Decoder(SnapshotMsg, strict=False),
+    "delta": msgspec.json.Decoder(DeltaMsg, strict=False),
+    "trade": msgspec.json.Decoder(TradeMsg, strict=False),
+    "ticker": msgspec.json.Decoder(TickerMsg, strict=False),
+    "lifecycle": msgspec.json.Decoder(LifecycleMsg, strict=False),
+}
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_LIFECYCLE_KNOWN = {f.name for f in msgspec.structs.fields(LifecycleMsg)}
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    try:
+        return _envelope.decode(data)
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"kalshi envelope: {exc}") from None
+
+
+def decode_msg(kind: str, msg: bytes) -> Any:
+    """Decode the ``msg`` object of a market-data message of ``kind`` (a RawFrame kind)."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        raise SchemaError(f"kalshi: no decoder for kind {kind!r}")
+    try:
+        return decoder.decode(msg)
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"kalshi {kind}: {exc}") from None
+
+
+def _rfc3339_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _venue_ms(ts_ms: int | None, ts_s: int | None, fallback_ns: int) -> int:
+    if ts_ms is not None:
+        return ts_ms
+    if ts_s is not None:
+        return ts_s * 1000
+    return fallback_ns // 1_000_000
+
+
+def msg_to_event(
+    kind: str, msg: bytes, *, market: str, event_key: str, recv_ns: int, gatherer: str, envelope_type: str = ""
+) -> Event:
+    """Build the normalised Event from one decoded market-data ``msg`` body."""
+    m = decode_msg(kind, msg)
+    common = {"venue": VENUE, "market": market, "event_key": event_key, "recv_ns": recv_ns, "gatherer": gatherer}
+    if kind == "delta":
+        ts = m.ts_ms if m.ts_ms is not None else _rfc3339_ms(m.ts)
+        return BookDelta(
+            **common,
+            ts_ms=ts if ts is not None else recv_ns // 1_000_000,
+            market_id=m.market_id,
+            side=m.side,
+            price=m.price_dollars,
+            delta=m.delta_fp,
+        )
+    if kind == "trade":
+        return Trade(
+            **common,
+            ts_ms=_venue_ms(m.ts_ms, m.ts, recv_ns),
+            trade_id=m.trade_id,
+            yes_price=m.yes_price_dollars,
+            no_price=m.no_price_dollars,
+            count=m.count_fp,
+            taker_side=m.taker_outcome_side or m.taker_side,
+            taker_book_side=m.taker_book_side,
+            is_block_trade=m.is_block_trade,
+        )
+    if kind == "ticker":
+        return Ticker(
+            **common,
+            ts_ms=_venue_ms(m.ts_ms, m.ts, recv_ns),
+            market_id=m.market_id,
+            price=m.price_dollars,
+            yes_bid=m.yes_bid_dollars,
+            yes_ask=m.yes_ask_dollars,
+            yes_bid_size=m.yes_bid_size_fp,
+            yes_ask_size=m.yes_ask_size_fp,
+            last_trade_size=m.last_trade_size_fp,
+            volume=m.volume_fp,
+            open_interest=m.open_interest_fp,
+            dollar_volume=m.dollar_volume,
+            dollar_open_interest=m.dollar_open_interest,
+        )
+    if kind == "snapshot":
+        return BookSnapshot(
+            **common,
+            ts_ms=recv_ns // 1_000_000,
+            market_id=m.market_id,
+            yes=sorted(m.yes_dollars_fp),
+            no=sorted(m.no_dollars_fp),
+        )
+    if kind == "lifecycle":
+        extra = {k: v for k, v in _dict_decoder.decode(msg).items() if k not in _LIFECYCLE_KNOWN}
+        # Only settled/determined carry the time of the event itself; others get the first copy's receive time.
+        stamp = {"settled": m.settled_ts, "determined": m.determination_ts}.get(m.event_type)
+        event_type = m.event_type or envelope_type
+        if envelope_type in ("event_lifecycle", "event_fee_update"):
+            event_type = envelope_type
+        return Lifecycle(
+            **common,
+            ts_ms=stamp * 1000 if stamp is not None else recv_ns // 1_000_000,
+            event_type=event_type,
+            open_ts=m.open_ts,
+            close_ts=m.close_ts,
+            determination_ts=m.determination_ts,
+            settled_ts=m.settled_ts,
+            result=m.result,
+            settlement_value=m.settlement_value,
+            is_deactivated=m.is_deactivated,
+            details=msgspec.json.encode(extra).decode() if extra else "",
+        )
+    raise SchemaError(f"kalshi: kind {kind!r} is not a venue event")
+
+
+def to_event(frame: RawFrame) -> Event:
+    """The normalised Event for the winning copy ``frame`` (its gatherer and receive time are recorded)."""
+    env = decode_envelope(frame.payload)
+    return msg_to_event(
+        frame.kind,
+        bytes(env.msg),
+        market=frame.market,
+        event_key=frame.event_key,
+        recv_ns=frame.recv_ns,
+        gatherer=frame.gatherer,
+        envelope_type=env.type,
+    )
