@@ -71,6 +71,7 @@ class KafkaConfig(_Section):
     sasl_username: str = ""
     sasl_password: str = ""
     ssl_cafile: str = ""
+    topic_prefix: str = ""  # prepended to every topic name (raw.*, events, dlq, markets); tests isolate with it
 
     def __post_init__(self) -> None:
         _positive("partitions", self.partitions)
@@ -132,6 +133,9 @@ class DedupConfig(_Section):
     window_s: float = 3600.0
     data_dir: str = ""
     metrics_port: int = 0
+    singles_horizon_s: float = 30.0  # an event is "seen by one gatherer only" if no copy came within this
+    standby_replicas: int = 0  # Faust table standbys (1 in production with >= 2 workers)
+    session_timeout_s: float = 10.0  # how fast a dead worker's partitions move to the others
 
     def __post_init__(self) -> None:
         _positive("window_s", self.window_s)

@@ -1,0 +1,75 @@
+"""Kafka client settings shared by every stage: connection + security (SASL/SSL) from KafkaConfig.
+
+``kafka_client_config`` gives librdkafka (confluent-kafka) keys; ``producer_config`` adds the project-wide
+producer rules (murmur2 partitioner as Java/aiokafka use, compression, idempotence); ``aiokafka_client_kwargs``
+gives the same connection for aiokafka / Faust.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from mdpipe.config import ConfigError, KafkaConfig
+
+__all__ = ["aiokafka_client_kwargs", "consumer_config", "kafka_client_config", "producer_config"]
+
+
+def kafka_client_config(kafka: KafkaConfig) -> dict[str, Any]:
+    """librdkafka keys for connecting: bootstrap servers, security protocol, SASL and SSL settings."""
+    if not kafka.bootstrap_servers:
+        raise ConfigError("config setting kafka.bootstrap_servers: empty (run `mdpipe infra up` or set it)")
+    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
+    if kafka.security_protocol != "PLAINTEXT":
+        conf["security.protocol"] = kafka.security_protocol.lower()
+    if kafka.security_protocol.startswith("SASL"):
+        if not kafka.sasl_mechanism:
+            raise ConfigError(
+                f"config setting kafka.sasl_mechanism: required with security_protocol={kafka.security_protocol}"
+            )
+        conf["sasl.mechanism"] = kafka.sasl_mechanism
+        conf["sasl.username"] = kafka.sasl_username
+        conf["sasl.password"] = kafka.sasl_password
+    if kafka.security_protocol in ("SSL", "SASL_SSL") and kafka.ssl_cafile:
+        conf["ssl.ca.location"] = kafka.ssl_cafile
+    return conf
+
+
+def producer_config(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
+    """Producer keys: connection + murmur2 partitioner (same partition as Java/aiokafka) + compression +
+    idempotence. ``extra`` (librdkafka keys with '_' for '.') override, e.g. ``linger_ms=5``."""
+    conf = kafka_client_config(kafka)
+    conf.update(
+        {
+            "partitioner": "murmur2_random",
+            "compression.type": kafka.compression,
+            "enable.idempotence": True,
+        }
+    )
+    conf.update({k.replace("_", "."): v for k, v in extra.items()})
+    return conf
+
+
+def consumer_config(kafka: KafkaConfig, group_id: str, **extra: Any) -> dict[str, Any]:
+    """Consumer keys: connection + group, manual commits, earliest reset. ``extra`` as in producer_config."""
+    conf = kafka_client_config(kafka)
+    conf.update({"group.id": group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    conf.update({k.replace("_", "."): v for k, v in extra.items()})
+    return conf
+
+
+def aiokafka_client_kwargs(kafka: KafkaConfig) -> dict[str, Any]:
+    """Keyword arguments for AIOKafkaProducer/Consumer (and Faust's broker settings) with the same security."""
+    if not kafka.bootstrap_servers:
+        raise ConfigError("config setting kafka.bootstrap_servers: empty (run `mdpipe infra up` or set it)")
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = kafka.sasl_password
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+    return kwargs

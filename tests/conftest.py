@@ -1,0 +1,279 @@
+"""Session fixtures giving tests the REAL broker and database, started lazily once per run.
+
+Selection by ``MDPIPE_TEST_INFRA``:
+  auto (default) testcontainers Redpanda + TimescaleDB when a Docker engine answers, else native;
+  native         reuse the checkout's healthy `mdpipe infra up` (``.run/infra.json``), else start a private
+                 broker + PostgreSQL in a temporary run dir for the session and stop them at the end;
+  docker         testcontainers only;
+  external       ``MDPIPE_TEST_BOOTSTRAP`` and ``MDPIPE_TEST_DSN``.
+Unit tests that request none of these fixtures start nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from mdpipe.config import Config, load_config, run_dir
+
+REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v25.1.9"
+TIMESCALE_IMAGE = "timescale/timescaledb:2.21.3-pg17"
+
+
+@dataclass
+class TestInfra:
+    """Addresses of the broker and database this test session uses."""
+
+    mode: str
+    bootstrap: str
+    admin_dsn: str  # the server's `postgres` database (CREATE/DROP DATABASE)
+    dsn: str  # the shared `mdpipe` database
+    stop: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _with_db(dsn: str, dbname: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+def _native_infra() -> TestInfra:
+    from infra.kafka_native import KafkaBroker
+    from infra.postgres_native import PostgresServer
+
+    shared = run_dir()
+    broker, pg = KafkaBroker(shared), PostgresServer(shared)
+    if (shared / "infra.json").is_file() and broker.healthy() and pg.healthy():
+        return TestInfra("native-shared", broker.bootstrap_servers, pg.dsn_for("postgres"), pg.dsn)
+    base = Path(tempfile.mkdtemp(prefix=f"mdpipe-test-{os.getpid()}-"))
+    base.chmod(0o755)  # the postgres user must traverse it
+    broker = KafkaBroker(base, die_with_parent=True)
+    pg = PostgresServer(base, die_with_parent=True)
+    infra = TestInfra("native-session", "", "", "")
+    try:
+        broker.start()
+        infra.stop.append(broker.stop)
+        pg.start()
+        infra.stop.append(pg.stop)
+    except Exception:
+        for stop in reversed(infra.stop):
+            stop()
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    infra.stop.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    infra.bootstrap, infra.admin_dsn, infra.dsn = broker.bootstrap_servers, pg.dsn_for("postgres"), pg.dsn
+    return infra
+
+
+def _docker_infra() -> TestInfra:
+    try:
+        from testcontainers.community.kafka import RedpandaContainer  # type: ignore[import-not-found]
+        from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError:
+        from testcontainers.kafka import RedpandaContainer
+        from testcontainers.postgres import PostgresContainer
+
+    redpanda = RedpandaContainer(REDPANDA_IMAGE)
+    redpanda.start()
+    infra = TestInfra("docker", redpanda.get_bootstrap_server(), "", "")
+    infra.stop.append(redpanda.stop)
+    redpanda.exec(["rpk", "cluster", "config", "set", "auto_create_topics_enabled", "false"])
+    pg = PostgresContainer(TIMESCALE_IMAGE, username="postgres", password="mdpipe", dbname="mdpipe", driver=None)
+    pg.start()
+    infra.stop.append(pg.stop)
+    infra.dsn = pg.get_connection_url()
+    infra.admin_dsn = _with_db(infra.dsn, "postgres")
+    return infra
+
+
+@pytest.fixture(scope="session")
+def _test_infra() -> Iterator[TestInfra]:
+    mode = os.environ.get("MDPIPE_TEST_INFRA", "auto")
+    if mode == "external":
+        bootstrap, dsn = os.environ.get("MDPIPE_TEST_BOOTSTRAP", ""), os.environ.get("MDPIPE_TEST_DSN", "")
+        if not bootstrap or not dsn:
+            pytest.fail("MDPIPE_TEST_INFRA=external needs MDPIPE_TEST_BOOTSTRAP and MDPIPE_TEST_DSN")
+        infra = TestInfra("external", bootstrap, _with_db(dsn, "postgres"), dsn)
+    elif mode == "docker" or (mode == "auto" and _docker_available()):
+        infra = _docker_infra()
+    elif mode in ("auto", "native"):
+        infra = _native_infra()
+    else:
+        pytest.fail(f"MDPIPE_TEST_INFRA={mode!r}: expected auto, native, docker or external")
+    yield infra
+    for stop in reversed(infra.stop):
+        with contextlib.suppress(Exception):
+            stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_test_infra: TestInfra) -> str:
+    """``host:port`` of the real broker (auto-create topics is off: create topics with ``make_topics``)."""
+    return _test_infra.bootstrap
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(_test_infra: TestInfra) -> str:
+    """DSN of the shared ``mdpipe`` database (prefer ``make_database`` for isolation)."""
+    return _test_infra.dsn
+
+
+@pytest.fixture(scope="session")
+def make_topics(kafka_bootstrap: str) -> Iterator[Callable[..., list[str]]]:
+    """Factory: ``make_topics(names=None | int | [names], partitions=6, compacted=False, configs=None)``.
+
+    None creates one uuid-named topic, an int that many; given names are created as-is (an existing topic with
+    the same partition count is accepted). Returns the names. Topics are deleted at the end of the session.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def factory(
+        names: Sequence[str] | int | None = None,
+        partitions: int = 6,
+        compacted: bool = False,
+        configs: dict[str, str] | None = None,
+    ) -> list[str]:
+        if names is None or isinstance(names, int):
+            wanted = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(1 if names is None else names)]
+        else:
+            wanted = list(names)
+        topic_config = {"cleanup.policy": "compact"} if compacted else {}
+        topic_config.update(configs or {})
+        new = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=topic_config) for n in wanted]
+        for name, fut in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
+            try:
+                fut.result()
+                created.append(name)
+            except Exception as exc:
+                meta = admin.list_topics(topic=name, timeout=10).topics.get(name)
+                if meta is None or meta.error is not None or len(meta.partitions) != partitions:
+                    raise RuntimeError(f"cannot create topic {name} with {partitions} partitions: {exc}") from exc
+        return wanted
+
+    yield factory
+    if created:
+        with contextlib.suppress(Exception):
+            for fut in admin.delete_topics(created, operation_timeout=30).values():
+                fut.result()
+
+
+@pytest.fixture(scope="session")
+def make_database(_test_infra: TestInfra) -> Iterator[Callable[..., str]]:
+    """Factory: ``make_database(name=None) -> dsn`` of a fresh empty database (dropped at session end)."""
+    import psycopg
+    from psycopg import sql
+
+    created: list[str] = []
+
+    def factory(name: str | None = None) -> str:
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_test_infra.admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return _with_db(_test_infra.admin_dsn, name)
+
+    yield factory
+    with contextlib.suppress(Exception), psycopg.connect(_test_infra.admin_dsn, autocommit=True) as conn:
+        for name in created:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def mdpipe_config(kafka_bootstrap: str, make_database: Callable[..., str]) -> Iterator[Config]:
+    """A Config pointing at the test broker and a FRESH database, with a unique ``kafka.topic_prefix`` so
+    the test's topics (create them with ``mdpipe.topics.ensure_topics(config)``) never collide with others'.
+    Its topics are deleted when the test ends."""
+    base = load_config(environ={}, use_infra_state=False)
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    config = msgspec.structs.replace(
+        base,
+        kafka=msgspec.structs.replace(base.kafka, bootstrap_servers=kafka_bootstrap, topic_prefix=prefix),
+        postgres=msgspec.structs.replace(base.postgres, dsn=make_database()),
+    )
+    yield config
+    with contextlib.suppress(Exception):
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if mine:
+            for fut in admin.delete_topics(mine, operation_timeout=30).values():
+                fut.result()
+
+
+def _private_base() -> Path:
+    base = Path(tempfile.mkdtemp(prefix=f"mdpipe-private-{os.getpid()}-"))
+    base.chmod(0o755)
+    return base
+
+
+@pytest.fixture
+def private_kafka() -> Iterator[Callable[..., Any]]:
+    """Factory: ``private_kafka(**KafkaBroker kwargs) -> infra.kafka_native.KafkaBroker``, started, own run dir.
+    The test may ``stop()``/``kill()``/``start()`` it (same port on restart). Stopped and removed at test end."""
+    from infra.kafka_native import KafkaBroker, kafka_version
+
+    if not kafka_version():
+        pytest.skip("private brokers need the native Kafka jars (mdpipe infra install)")
+    made: list[tuple[Any, Path]] = []
+
+    def factory(**kwargs: Any) -> KafkaBroker:
+        base = _private_base()
+        broker = KafkaBroker(base, die_with_parent=True, **kwargs)
+        made.append((broker, base))
+        return broker.start()
+
+    yield factory
+    for broker, base in made:
+        with contextlib.suppress(Exception):
+            broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[Callable[..., Any]]:
+    """Factory: ``private_postgres() -> infra.postgres_native.PostgresServer`` (started, own run dir, database
+    ``mdpipe``; ``.dsn``). The test may ``stop()``/``kill()``/``start()`` it. Stopped and removed at test end."""
+    from infra.postgres_native import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("private databases need the PostgreSQL server binaries (mdpipe infra install)")
+    made: list[tuple[Any, Path]] = []
+
+    def factory(**kwargs: Any) -> PostgresServer:
+        base = _private_base()
+        server = PostgresServer(base, die_with_parent=True, **kwargs)
+        made.append((server, base))
+        return server.start()
+
+    yield factory
+    for server, base in made:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
