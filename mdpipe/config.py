@@ -162,6 +162,14 @@ class SimConfig(_Section):
     port: int = 8700
     seed: int = 1
     truth_path: str = ""
+    auth: bool = True
+    public_key_path: str = ""
+    key_id: str = ""
+    sub_cap: int = 0
+    identical_share: float = 0.05
+    churn_per_s: float = 0.2
+    heartbeat_s: float = 10.0
+    metrics_port: int = 0
 
 
 class LogConfig(_Section):

@@ -1,0 +1,118 @@
+"""``mdpipe sim``: run the local Kalshi-protocol venue (REST + WebSocket on one port) until stopped.
+
+Prints ``REST http://...`` and ``WS ws://...`` (one line each) on stdout once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+FAULTS_HELP = (
+    "fault schedule, comma-separated KIND[:ARG][#CONN]@AT (AT = seconds after start, e.g. 10s, 1.5, 250ms). "
+    "KIND: drop[:N] (drop next N seq-carrying messages: a seq gap), close (close connection), "
+    "freeze:SECS (no data, pings answered, seq keeps counting), delay:LAT[/FOR] (hold frames LAT s for FOR s, "
+    "default 5), malformed (one non-JSON text frame), refuse:SECS (HTTP 503 on new connections). "
+    "#CONN targets one connection (ids from 1 in accept order), default all. "
+    "Example: drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s. At run time: POST /_sim/faults "
+    '{"kind":"drop","conn_id":2} or {"spec":"freeze:2s@0"}'
+)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "sim",
+        help="run the local Kalshi-protocol venue emulator (ground truth, fault injection)",
+        description="Emulated Kalshi trade-api v2 venue. REST GET /trade-api/v2/markets and "
+        "/trade-api/v2/markets/{ticker}/orderbook and WebSocket /trade-api/ws/v2 share one port; admin API: "
+        "GET /_sim/stats, POST /_sim/faults, /_sim/stop-generating, /_sim/markets (create), "
+        '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}. Defaults come from the [sim] config section.',
+    )
+    p.add_argument("--markets", type=int, help="number of markets listed at start (default: sim.markets)")
+    p.add_argument("--rate", type=float, help="aggregate venue events per second (default: sim.rate)")
+    p.add_argument("--port", type=int, help="TCP port for REST and WebSocket; 0 = a free port (default: sim.port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--seed", type=int, help="random seed; same seed/markets/rate = same events (default: sim.seed)")
+    p.add_argument("--no-auth", action="store_true", help="accept WebSocket upgrades without KALSHI-ACCESS-* headers")
+    p.add_argument("--public-key", metavar="PEM", help="PEM file of the RSA public key signatures must verify with")
+    p.add_argument("--key-id", help="when set, KALSHI-ACCESS-KEY must equal this key id (default: any)")
+    p.add_argument("--faults", default="", help=FAULTS_HELP)
+    p.add_argument("--truth", metavar="PATH", help="ground-truth file to write (msgpack; default: sim.truth_path)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="generate for this many seconds, then flush truth and exit"
+    )
+    p.add_argument("--sub-cap", type=int, help="max markets per subscription, error 26 above it; 0 = no cap")
+    p.add_argument(
+        "--identical-share", type=float, help="share of deltas identical in body to the market's previous delta"
+    )
+    p.add_argument("--churn", type=float, help="markets created (and one settled) per second; 0 = none")
+    p.add_argument("--heartbeat", type=float, help="seconds between server pings (body 'heartbeat'; default 10)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus exporter port; 0 = a free port (default: sim)")
+    return p
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    import asyncio
+    import signal
+
+    from mdpipe.config import ConfigError
+    from mdpipe.metrics import start_metrics_server
+    from venue_sim.app import SimOptions, VenueSim
+    from venue_sim.faults import parse_faults
+    from venue_sim.metrics import register
+
+    sc = config.sim
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    auth = sc.auth and not args.no_auth
+    public_key = pick(args.public_key, sc.public_key_path)
+    if auth and not public_key:
+        raise ConfigError("sim: auth is on but no --public-key (sim.public_key_path) given; pass --no-auth to disable")
+    if args.faults:
+        try:
+            parse_faults(args.faults)
+        except ValueError as exc:
+            raise ConfigError(f"sim --faults: {exc}") from None
+    options = SimOptions(
+        markets=pick(args.markets, sc.markets),
+        rate=pick(args.rate, sc.rate),
+        seed=pick(args.seed, sc.seed),
+        host=args.host,
+        port=pick(args.port, sc.port),
+        auth=auth,
+        public_key_path=public_key or "",
+        key_id=pick(args.key_id, sc.key_id),
+        truth_path=pick(args.truth, sc.truth_path),
+        sub_cap=pick(args.sub_cap, sc.sub_cap),
+        identical_share=pick(args.identical_share, sc.identical_share),
+        churn_per_s=pick(args.churn, sc.churn_per_s),
+        heartbeat_s=pick(args.heartbeat, sc.heartbeat_s),
+        pong_timeout_s=2 * pick(args.heartbeat, sc.heartbeat_s),
+        faults=args.faults,
+        duration_s=args.duration,
+    )
+
+    async def main() -> int:
+        sim = VenueSim(options)
+        await sim.start()
+        register(sim)
+        start_metrics_server(pick(args.metrics_port, sc.metrics_port), health=lambda: True, stage="sim")
+        print(f"REST {sim.rest_url}", flush=True)
+        print(f"WS {sim.ws_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        done = asyncio.create_task(sim.wait_done()) if options.duration_s else None
+        waiters = [asyncio.create_task(stop.wait())] + ([done] if done else [])
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in waiters:
+            task.cancel()
+        await sim.stop()
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,477 @@
+"""I/O layer of the emulator: one asyncio port serving Kalshi REST, the WebSocket feed and the admin API.
+
+``websockets.asyncio.server.serve`` handles the upgrade; ``process_request`` answers REST GETs
+(``/trade-api/v2/markets``, ``/trade-api/v2/markets/{ticker}/orderbook``, ``/_sim/stats``), checks auth
+(HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are read before websockets sees them
+(websockets only speaks GET). Market data frames are written straight to the transport in one batch per
+connection per tick (server frames are unmasked, no compression), with heartbeat pings, a pong deadline,
+a bounded send buffer (error 25) and the fault effects of :mod:`venue_sim.faults`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConcurrencyError, ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from mdpipe.logging import get_logger
+from venue_sim.book import Books
+from venue_sim.faults import FaultSpec
+from venue_sim.keys import WS_PATH, verify
+from venue_sim.load import Event
+from venue_sim.markets import FILTER_STATUSES, MarketTable
+from venue_sim.protocol import ServerSession
+
+__all__ = ["AdminHandler", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
+
+log = get_logger(__name__)
+
+REST_PREFIX = "/trade-api/v2"
+MALFORMED = b'{"type":"orderbook_delta","sid":1,"seq":'
+_HDR = [bytes((0x81, n)) for n in range(126)]
+
+AdminHandler = Callable[[str, str, dict[str, Any]], Awaitable[tuple[int, Any]]]
+
+
+def frame_text(payload: bytes) -> bytes:
+    """An unmasked, final WebSocket text frame (what a server sends)."""
+    n = len(payload)
+    if n < 126:
+        return _HDR[n] + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+def _frames(messages: list[str]) -> bytes:
+    parts: list[bytes] = []
+    hdr = _HDR
+    for text in messages:
+        data = text.encode()
+        n = len(data)
+        if n < 126:
+            parts.append(hdr[n])
+        elif n < 65536:
+            parts.append(b"\x81\x7e" + n.to_bytes(2, "big"))
+        else:
+            parts.append(b"\x81\x7f" + n.to_bytes(8, "big"))
+        parts.append(data)
+    return b"".join(parts)
+
+
+class ServerSettings:
+    """What the I/O layer needs from the options (kept plain so app.py owns the public option names)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auth: bool = False,
+        public_key: rsa.RSAPublicKey | None = None,
+        key_id: str = "",
+        max_skew_s: float = 300.0,
+        sub_cap: int = 0,
+        heartbeat_s: float = 10.0,
+        pong_timeout_s: float = 20.0,
+        send_buffer_bytes: int = 16 << 20,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.auth = auth
+        self.public_key = public_key
+        self.key_id = key_id
+        self.max_skew_s = max_skew_s
+        self.sub_cap = sub_cap
+        self.heartbeat_s = heartbeat_s
+        self.pong_timeout_s = pong_timeout_s
+        self.send_buffer_bytes = send_buffer_bytes
+
+
+class SimConnection:
+    """One accepted WebSocket: protocol session, counters, fault state."""
+
+    def __init__(self, conn_id: int, ws: ServerConnection, session: ServerSession) -> None:
+        self.conn_id = conn_id
+        self.ws = ws
+        self.session = session
+        self.connected = time.time()
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.commands = 0
+        self.freeze_until = 0.0
+        self.delay_s = 0.0
+        self.delay_until = 0.0
+        self.delayed: deque[tuple[float, bytes]] = deque()
+        self.delayed_bytes = 0
+        self.pending_raw: list[bytes] = []
+
+    def stats(self) -> dict[str, Any]:
+        s = self.session
+        return {
+            "conn_id": self.conn_id,
+            "remote": str(self.ws.remote_address),
+            "connected_s": round(time.time() - self.connected, 3),
+            "frames_sent": self.frames_sent,
+            "bytes_sent": self.bytes_sent,
+            "data_messages": s.data_messages,
+            "suppressed": s.suppressed,
+            "subscriptions": len(s.subs),
+            "overflowed_sids": s.overflowed_sids,
+            "commands": self.commands,
+            "frozen": s.frozen,
+        }
+
+
+class _AdminAwareConnection(ServerConnection):
+    """Reads plain HTTP POSTs (admin API) that websockets' GET-only handshake parser would reject."""
+
+    _post_buf: bytearray | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._post_buf is None and self.request is None and data[:5] == b"POST ":
+            self._post_buf = bytearray()
+        if self._post_buf is None:
+            super().data_received(data)
+            return
+        self._post_buf += data
+        head_end = self._post_buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = bytes(self._post_buf[:head_end]).decode("latin-1")
+        length = 0
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip() or 0)
+        body = bytes(self._post_buf[head_end + 4 : head_end + 4 + length])
+        if len(body) < length:
+            return
+        target = head.split(" ", 2)[1] if head.count(" ") >= 2 else "/"
+        self._post_buf = bytearray()  # ignore anything after the request
+        sim: SimServer = self.server.sim  # type: ignore[attr-defined]
+        sim.spawn(self._answer_post(sim, target, body))
+
+    async def _answer_post(self, sim: SimServer, target: str, body: bytes) -> None:
+        try:
+            payload = json.loads(body) if body.strip() else {}
+            if not isinstance(payload, dict):
+                raise ValueError("JSON object expected")
+            status, obj = await sim.admin("POST", urlsplit(target).path, payload)
+        except ValueError as exc:
+            status, obj = 400, {"error": str(exc)}
+        except Exception as exc:  # an admin bug must not kill the server
+            log.exception("admin_failed", target=target)
+            status, obj = 500, {"error": repr(exc)}
+        data = json.dumps(obj).encode()
+        reason = "OK" if status == 200 else "Error"
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: close\r\nDate: {email.utils.formatdate(usegmt=True)}\r\n\r\n"
+        ).encode()
+        self.transport.write(head + data)
+        self.transport.close()
+
+
+def _json_response(status: int, obj: Any) -> Response:
+    body = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
+    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", "application/json"),
+        ]
+    )
+    return Response(status, reasons.get(status, "Error"), headers, body)
+
+
+class SimServer:
+    """The listening socket and every live connection."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        markets: MarketTable,
+        books: Books,
+        admin: AdminHandler,
+    ) -> None:
+        self.settings = settings
+        self.markets = markets
+        self.books = books
+        self._admin = admin
+        self.connections: dict[int, SimConnection] = {}
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self.refuse_until = 0.0
+        self.port = 0
+        self.accepted = 0
+        self.refused = 0
+        self.auth_failures = 0
+        self.closed_by_heartbeat = 0
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handler,
+            self.settings.host,
+            self.settings.port,
+            process_request=self._process_request,
+            create_connection=_AdminAwareConnection,
+            compression=None,
+            ping_interval=None,
+            ping_timeout=None,
+            max_size=64 << 20,
+            max_queue=64,
+        )
+        self._server.sim = self  # type: ignore[attr-defined]
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def admin(self, method: str, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        return await self._admin(method, path, payload)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        path = url.path
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if path == WS_PATH:
+            return self._check_upgrade(request)
+        try:
+            if path == f"{REST_PREFIX}/markets":
+                return self._rest_markets(query)
+            if path.startswith(f"{REST_PREFIX}/markets/") and path.endswith("/orderbook"):
+                ticker = unquote(path[len(REST_PREFIX) + 9 : -len("/orderbook")])
+                return self._rest_orderbook(ticker, query)
+            if path.startswith("/_sim/"):
+                status, obj = await self._admin("GET", path, query)
+                return _json_response(status, obj)
+        except ValueError as exc:
+            return _json_response(400, {"error": {"code": "bad_request", "message": str(exc)}})
+        return _json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+
+    def _check_upgrade(self, request: Request) -> Response | None:
+        if time.monotonic() < self.refuse_until:
+            self.refused += 1
+            return _json_response(503, {"error": {"code": "unavailable", "message": "refusing connections"}})
+        if not self.settings.auth:
+            return None
+        headers = request.headers
+        key = headers.get("KALSHI-ACCESS-KEY", "")
+        ts = headers.get("KALSHI-ACCESS-TIMESTAMP", "")
+        sig = headers.get("KALSHI-ACCESS-SIGNATURE", "")
+        reason = ""
+        if not key or not ts or not sig:
+            reason = "missing authentication headers"
+        elif self.settings.key_id and key != self.settings.key_id:
+            reason = "unknown key"
+        elif not ts.isdigit() or abs(time.time() * 1000 - int(ts)) > self.settings.max_skew_s * 1000:
+            reason = "bad timestamp"
+        elif self.settings.public_key is None or not verify(self.settings.public_key, sig, ts, "GET", WS_PATH):
+            reason = "bad signature"
+        if reason:
+            self.auth_failures += 1
+            log.info("auth_refused", reason=reason)
+            return _json_response(401, {"error": {"code": "authentication_error", "message": reason}})
+        return None
+
+    def _rest_markets(self, query: dict[str, str]) -> Response:
+        limit = int(query.get("limit", "100") or 100)
+        if not 0 <= limit <= 1000:
+            raise ValueError("limit must be in 0..1000")
+        limit = limit or 100
+        status = query.get("status", "")
+        if status and status not in FILTER_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FILTER_STATUSES)}")
+        codes = FILTER_STATUSES[status] if status else None
+        cursor = query.get("cursor", "")
+        start = int(cursor) if cursor else 0
+        if start < 0:
+            raise ValueError("bad cursor")
+        tickers = query.get("tickers", "")
+        if tickers:
+            found = [self.markets.index(t) for t in tickers.split(",")]
+            idx = [i for i in found if i is not None and (codes is None or self.markets.status[i] in codes)]
+            nxt = -1
+        else:
+            idx, nxt = self.markets.page(codes, start, limit)
+        items = []
+        for i in idx:
+            book = self.books.peek(i)
+            yes_bid, yes_ask, _, _ = book.top()
+            items.append(
+                self.markets.rest_market(i, (yes_bid, yes_ask, book.last_price, book.volume, book.open_interest))
+            )
+        body = '{"markets":[' + ",".join(items) + '],"cursor":' + json.dumps("" if nxt < 0 else str(nxt)) + "}"
+        return _json_response(200, body.encode())
+
+    def _rest_orderbook(self, ticker: str, query: dict[str, str]) -> Response:
+        i = self.markets.index(ticker)
+        if i is None:
+            return _json_response(404, {"error": {"code": "not_found", "message": f"market {ticker} not found"}})
+        depth = int(query.get("depth", "0") or 0)
+        if not 0 <= depth <= 100:
+            raise ValueError("depth must be in 0..100")
+        return _json_response(200, self.books.rest_orderbook(i, depth))
+
+    # -- WebSocket -----------------------------------------------------------------------------
+    async def _handler(self, ws: ServerConnection) -> None:
+        conn_id = next(self._ids)
+        sc = SimConnection(conn_id, ws, ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap))
+        self.connections[conn_id] = sc
+        self.accepted += 1
+        log.info("ws_connected", conn_id=conn_id, remote=str(ws.remote_address))
+        heartbeat = asyncio.create_task(self._heartbeat(sc))
+        try:
+            async for message in ws:
+                sc.commands += 1
+                sc.session.receive_text(message)
+                self.flush(sc)
+        except ConnectionClosed:
+            pass
+        finally:
+            heartbeat.cancel()
+            self.connections.pop(conn_id, None)
+            log.info("ws_closed", conn_id=conn_id, code=ws.close_code, frames=sc.frames_sent)
+
+    async def _heartbeat(self, sc: SimConnection) -> None:
+        ws = sc.ws
+        interval = self.settings.heartbeat_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                waiter = await ws.ping(b"heartbeat")
+            except (ConnectionClosed, ConcurrencyError):
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), self.settings.pong_timeout_s)
+            except TimeoutError:
+                self.closed_by_heartbeat += 1
+                log.info("heartbeat_timeout", conn_id=sc.conn_id)
+                ws.transport.abort()  # the peer is not reading: a close handshake would hang too
+                return
+            except ConnectionClosed:
+                return
+
+    def broadcast(self, events: list[Event]) -> None:
+        """Queue ``events`` on every connection and write each connection's batch."""
+        cap = self.settings.send_buffer_bytes
+        for sc in list(self.connections.values()):
+            session = sc.session
+            if sc.ws.state is not State.OPEN:
+                continue
+            buffered = sc.ws.transport.get_write_buffer_size() + sc.delayed_bytes
+            over = buffered > cap
+            if over != session.overflowing:
+                session.overflowing = over
+                session.update_flags()
+                if over:
+                    log.warning("send_buffer_overflow", conn_id=sc.conn_id, buffered=buffered)
+            session.deliver(events)
+            self.flush(sc)
+
+    def flush(self, sc: SimConnection) -> None:
+        """Write what the session queued (through the delay fault when active)."""
+        messages = sc.session.data_to_send()
+        if not messages and not sc.pending_raw:
+            return
+        ws = sc.ws
+        if ws.state is not State.OPEN or ws.transport.is_closing():
+            return
+        data = _frames(messages)
+        if sc.pending_raw:
+            data += b"".join(sc.pending_raw)
+            sc.pending_raw.clear()
+        count = len(messages)
+        now = time.monotonic()
+        if now < sc.delay_until or sc.delayed:
+            sc.delayed.append((now + sc.delay_s, data))
+            sc.delayed_bytes += len(data)
+            asyncio.get_running_loop().call_later(sc.delay_s, self._release, sc)
+            sc.frames_sent += count
+            return
+        ws.transport.write(data)
+        sc.frames_sent += count
+        sc.bytes_sent += len(data)
+
+    def _release(self, sc: SimConnection) -> None:
+        now = time.monotonic()
+        ws = sc.ws
+        while sc.delayed and sc.delayed[0][0] <= now + 0.001:
+            _, data = sc.delayed.popleft()
+            sc.delayed_bytes -= len(data)
+            if ws.state is State.OPEN and not ws.transport.is_closing():
+                ws.transport.write(data)
+                sc.bytes_sent += len(data)
+
+    # -- faults --------------------------------------------------------------------------------
+    def apply_fault(self, fault: FaultSpec) -> int:
+        loop = asyncio.get_running_loop()
+        if fault.kind == "refuse":
+            self.refuse_until = max(self.refuse_until, time.monotonic() + fault.seconds)
+            log.info("fault_refuse", seconds=fault.seconds)
+            return 0
+        targets = [sc for cid, sc in self.connections.items() if fault.conn_id is None or cid == fault.conn_id]
+        for sc in targets:
+            log.info("fault", kind=fault.kind, conn_id=sc.conn_id, seconds=fault.seconds)
+            session = sc.session
+            if fault.kind == "drop":
+                session.drop_next += fault.count
+                session.update_flags()
+            elif fault.kind == "close":
+                self.spawn(sc.ws.close(1001, "closed by fault injection"))
+            elif fault.kind == "freeze":
+                sc.freeze_until = max(sc.freeze_until, time.monotonic() + fault.seconds)
+                session.frozen = True
+                session.update_flags()
+                loop.call_later(fault.seconds, self._unfreeze, sc)
+            elif fault.kind == "delay":
+                sc.delay_s = fault.seconds
+                sc.delay_until = time.monotonic() + fault.duration_s
+            elif fault.kind == "malformed":
+                sc.pending_raw.append(frame_text(MALFORMED))
+                self.flush(sc)
+        return len(targets)
+
+    def _unfreeze(self, sc: SimConnection) -> None:
+        if time.monotonic() + 0.001 >= sc.freeze_until:
+            sc.session.frozen = False
+            sc.session.update_flags()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "auth_failures": self.auth_failures,
+            "closed_by_heartbeat": self.closed_by_heartbeat,
+            "connections": [sc.stats() for sc in self.connections.values()],
+        }
