@@ -1,0 +1,184 @@
+"""Faults as a client sees them: seq gap, freeze (silence, pings still answered), close, refuse, malformed,
+delay; injected through the Python API, the HTTP admin endpoint and the ``--faults`` schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+
+async def _post(url: str, body: dict[str, Any]) -> Any:
+    def go() -> Any:
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    return await asyncio.get_running_loop().run_in_executor(None, go)
+
+
+def _gaps(msgs: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    last: dict[int, int] = {}
+    gaps = []
+    for m in msgs:
+        if "seq" not in m or m["type"] in ("ok", "unsubscribed"):
+            continue
+        sid, seq = m["sid"], m["seq"]
+        if sid in last and seq != last[sid] + 1:
+            gaps.append((sid, last[sid], seq))
+        last[sid] = seq
+    return gaps
+
+
+TICKERS = [f"KXSIM-E{i // 10}-M{i}" for i in range(20)]
+SUB = {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": TICKERS}}
+
+
+def test_drop_shows_as_one_seq_gap_on_the_targeted_connection_only(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=2000.0) as sim, kit.ws_client(sim) as a, kit.ws_client(sim) as b:
+            for c in (a, b):
+                await c.reply(await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=TICKERS))
+            await asyncio.sleep(0.3)
+            reply = await _post(f"http://127.0.0.1:{sim.port}/_sim/faults", {"fault": "drop", "conn_id": 1})
+            assert reply == {"ok": True, "connections": 1}
+            await asyncio.sleep(0.3)
+            await sim.stop_generating()
+            got_a, _ = await a.reply(await a.cmd("list_subscriptions"))
+            got_b, _ = await b.reply(await b.cmd("list_subscriptions"))
+            gaps = _gaps(got_a)
+            assert len(gaps) == 1 and gaps[0][2] == gaps[0][1] + 2
+            assert _gaps(got_b) == []
+
+    asyncio.run(body())
+
+
+def test_freeze_is_silence_with_heartbeats_then_a_gap(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=2000.0, heartbeat_s=0.1, pong_timeout_s=1.0) as sim:
+            raw = kit.RawClient(sim.ws_url)
+            await raw.open()
+            raw.send(
+                {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": TICKERS}}
+            )
+            await raw.run_for(0.3)
+            sim.faults.freeze(0.8)
+            t0 = time.monotonic()
+            await raw.run_for(1.3)
+            assert not raw.closed
+            during = [t for at, t in raw.texts if t0 + 0.05 < at < t0 + 0.75]
+            pings = [at for at, _ in raw.pings if t0 < at < t0 + 0.75]
+            assert during == []
+            assert len(pings) >= 4
+            after = [json.loads(t) for at, t in raw.texts if at > t0 + 0.85]
+            assert after, "data resumes after the freeze"
+            assert len(_gaps([json.loads(t) for _, t in raw.texts])) == 1
+            raw.close()
+
+    asyncio.run(body())
+
+
+def test_close_refuse_and_malformed(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=200.0) as sim:
+            async with kit.ws_client(sim) as c:
+                await c.reply(await c.cmd("subscribe", channels=["ticker"]))
+                assert sim.faults.malformed() == 1
+                bad = None
+                for _ in range(500):
+                    text = await asyncio.wait_for(c.ws.recv(), 5)
+                    try:
+                        json.loads(text)
+                    except ValueError:
+                        bad = text
+                        break
+                assert bad is not None
+                assert sim.faults.close_connections() == 1
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(c.ws.recv(), 5)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            sim.faults.refuse_connections(0.5)
+            with pytest.raises(InvalidStatus) as err:
+                async with kit.ws_client(sim):
+                    pass
+            assert err.value.response.status_code == 503
+            await asyncio.sleep(0.6)
+            async with kit.ws_client(sim) as c:
+                _, reply = await c.reply(await c.cmd("list_subscriptions"))
+                assert reply["type"] == "ok"
+            assert sim.server.refused == 1
+
+    asyncio.run(body())
+
+
+def test_delay_holds_frames_without_losing_any(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=1000.0) as sim:
+            raw = kit.RawClient(sim.ws_url)
+            await raw.open()
+            raw.send(
+                {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": TICKERS}}
+            )
+            await raw.run_for(0.2)
+            await _post(
+                f"http://127.0.0.1:{sim.port}/_sim/faults", {"kind": "delay", "seconds": 0.5, "duration_s": 0.3}
+            )
+            t0 = time.monotonic()
+            await raw.run_for(1.2)
+            assert [t for at, t in raw.texts if t0 + 0.05 < at < t0 + 0.45] == []
+            assert _gaps([json.loads(t) for _, t in raw.texts]) == []
+            assert len([t for at, t in raw.texts if at > t0 + 0.45]) > 200
+            raw.close()
+
+    asyncio.run(body())
+
+
+def test_schedule_admin_markets_and_quiesce(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=500.0, faults="drop#1@0.3s") as sim, kit.ws_client(sim) as c:
+            await c.reply(await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=TICKERS))
+            await c.reply(await c.cmd("subscribe", channels=["market_lifecycle_v2"]))
+            base = f"http://127.0.0.1:{sim.port}/_sim"
+            created = (await _post(f"{base}/markets", {}))["ticker"]
+            assert (await _post(f"{base}/settle", {"ticker": created, "result": "no"})) == {"ok": True}
+            await asyncio.sleep(0.6)
+            stopped = await _post(f"{base}/stop-generating", {})
+            msgs, _ = await c.reply(await c.cmd("list_subscriptions"))
+            life = [
+                (m["msg"]["market_ticker"], m["msg"]["event_type"]) for m in msgs if m["type"] == "market_lifecycle_v2"
+            ]
+            assert life == [(created, "created"), (created, "activated"), (created, "determined"), (created, "settled")]
+            assert len(_gaps(msgs)) == 1
+            stats = sim.stats()
+            assert stats["events_generated"] == stopped["events_generated"] > 0
+            assert [f["kind"] for f in stats["faults"]] == ["drop"]
+            assert stats["connections"][0]["data_messages"] > 0
+            await asyncio.sleep(0.2)
+            assert sim.stats()["events_generated"] == stopped["events_generated"]
+
+    asyncio.run(body())
+
+
+def test_cli_prints_urls_and_exits_after_duration(tmp_path: Any) -> None:
+    truth = tmp_path / "cli.truth"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mdpipe", "sim", "--no-auth", "--port", "0", "--markets", "10", "--rate", "200",
+         "--duration", "1", "--truth", str(truth), "--faults", "drop@0.5s", "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=60, env={"MDPIPE_RUN_DIR": str(tmp_path / "run"), "PATH": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("REST http://127.0.0.1:") and lines[0].endswith("/trade-api/v2")
+    assert lines[1].startswith("WS ws://127.0.0.1:") and lines[1].endswith("/trade-api/ws/v2")
+    from venue_sim.truth import read_truth
+
+    assert sum(1 for _ in read_truth(truth)) > 100
