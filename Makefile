@@ -27,13 +27,16 @@ infra-install: $(STAMP)
 
 setup: venv infra-install
 
+# Compose (Redpanda + TimescaleDB) where a Docker engine answers, else native Kafka (KRaft) + PostgreSQL.
+# Either way the addresses land in .run/infra.json, where every mdpipe command finds them.
 up: setup
-	@if docker info >/dev/null 2>&1; then docker compose -f infra/compose.yaml up -d --wait; \
+	@if docker info >/dev/null 2>&1; then $(BIN)/mdpipe infra up --docker; \
 	else $(BIN)/mdpipe infra up; fi
 
 down:
-	@if docker info >/dev/null 2>&1; then docker compose -f infra/compose.yaml down; fi
-	@if [ -x $(BIN)/mdpipe ]; then $(BIN)/mdpipe infra down; fi
+	@if [ -x $(BIN)/mdpipe ]; then \
+	  if docker info >/dev/null 2>&1; then $(BIN)/mdpipe infra down --docker; fi; \
+	  $(BIN)/mdpipe infra down; fi
 
 status: venv
 	$(BIN)/mdpipe infra status

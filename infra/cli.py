@@ -22,8 +22,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     inst = sub.add_parser("install", help="fetch Kafka jars (Maven) and install PostgreSQL (apt) when missing")
     inst.add_argument("--force", action="store_true", help="re-resolve the Kafka jars even when the stamp matches")
     inst.add_argument("--skip-postgres", action="store_true", help="do not check/install PostgreSQL")
-    sub.add_parser("up", help="start the broker and the database (reuses healthy running ones); writes infra.json")
-    sub.add_parser("down", help="stop the broker and the database (data is kept)")
+    up = sub.add_parser("up", help="start the broker and the database (reuses healthy running ones); writes infra.json")
+    up.add_argument("--docker", action="store_true", help="use infra/compose.yaml (Redpanda + TimescaleDB) instead")
+    down = sub.add_parser("down", help="stop the broker and the database (data is kept)")
+    down.add_argument("--docker", action="store_true", help="stop the infra/compose.yaml stack")
     st = sub.add_parser("status", help="addresses, versions, TimescaleDB, health (exit 1 when unhealthy)")
     st.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
@@ -55,13 +57,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
         from infra.postgres_native import PostgresStartError
 
         try:
-            record = manager.up()
-        except (KafkaStartError, PostgresStartError) as exc:
+            record = manager.up_docker() if args.docker else manager.up()
+        except (KafkaStartError, PostgresStartError, RuntimeError) as exc:
             print(f"mdpipe infra up: {exc}")
             return 1
         _print(record)
         return 0
     if action == "down":
+        if args.docker:
+            result = manager.down_docker()
+            print(json.dumps(result))
+            return 0 if result["stopped"] else 1
         result = manager.down()
         print(json.dumps(result))
         return 0 if not (result["kafka_running"] or result["postgres_running"]) else 1

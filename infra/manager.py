@@ -14,7 +14,23 @@ from infra.postgres_native import PostgresServer
 from infra.procs import read_json, write_json
 from mdpipe.config import run_dir
 
-__all__ = ["docker_engine", "down", "infra_file", "status", "up"]
+__all__ = [
+    "COMPOSE_BOOTSTRAP",
+    "COMPOSE_DSN",
+    "COMPOSE_FILE",
+    "docker_engine",
+    "down",
+    "down_docker",
+    "infra_file",
+    "status",
+    "up",
+    "up_docker",
+]
+
+# Host addresses published by infra/compose.yaml (tests/infra/test_compose.py keeps them in sync).
+COMPOSE_FILE = Path(__file__).resolve().parent / "compose.yaml"
+COMPOSE_BOOTSTRAP = "127.0.0.1:19092"
+COMPOSE_DSN = "postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe"
 
 
 def infra_file(base: Path | None = None) -> Path:
@@ -62,6 +78,39 @@ def down(base: Path | None = None) -> dict[str, Any]:
     return {"stopped": was, "kafka_running": broker.is_running(), "postgres_running": pg.is_running()}
 
 
+def _compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def up_docker(base: Path | None = None) -> dict[str, Any]:
+    """`docker compose up -d --wait` (Redpanda + Console + TimescaleDB); record the addresses in infra.json."""
+    base = base or run_dir()
+    t0 = time.monotonic()
+    done = _compose("up", "-d", "--wait")
+    if done.returncode != 0:
+        raise RuntimeError(f"docker compose up failed: {(done.stdout + done.stderr)[-2000:]}")
+    record = {
+        "mode": "docker",
+        "bootstrap_servers": COMPOSE_BOOTSTRAP,
+        "dsn": COMPOSE_DSN,
+        "timescaledb": True,
+        "up_s": round(time.monotonic() - t0, 3),
+        "started": time.time(),
+    }
+    write_json(infra_file(base), record)
+    return record
+
+
+def down_docker(base: Path | None = None) -> dict[str, Any]:
+    """`docker compose down` (volumes kept); forget infra.json."""
+    done = _compose("down")
+    path = infra_file(base or run_dir())
+    if path.exists():
+        path.unlink()
+    return {"mode": "docker", "stopped": done.returncode == 0}
+
+
 def docker_engine() -> bool:
     """A Docker engine answers (`docker info`)."""
     if shutil.which("docker") is None:
@@ -75,8 +124,7 @@ def docker_engine() -> bool:
 
 def _compose_status() -> dict[str, Any]:
     """Services of infra/compose.yaml as `docker compose ps` reports them (when a Docker engine runs)."""
-    compose = Path(__file__).resolve().parent / "compose.yaml"
-    cmd = ["docker", "compose", "-f", str(compose), "ps", "--format", "{{.Service}} {{.State}}"]
+    cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), "ps", "--format", "{{.Service}} {{.State}}"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=15, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -86,8 +134,8 @@ def _compose_status() -> dict[str, Any]:
     return {
         "mode": "docker",
         "services": states,
-        "bootstrap_servers": "127.0.0.1:19092",
-        "dsn": "postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe",
+        "bootstrap_servers": COMPOSE_BOOTSTRAP,
+        "dsn": COMPOSE_DSN,
         "healthy": healthy,
     }
 
@@ -97,7 +145,9 @@ def status(base: Path | None = None) -> dict[str, Any]:
     base = base or run_dir()
     recorded = read_json(infra_file(base))
     broker, pg = KafkaBroker(base), PostgresServer(base)
-    if not recorded and not broker.is_running() and not pg.is_running() and docker_engine():
+    if recorded.get("mode") == "docker" or (
+        not recorded and not broker.is_running() and not pg.is_running() and docker_engine()
+    ):
         return _compose_status()
     kafka_ok, pg_ok = broker.healthy(), pg.healthy()
     return {

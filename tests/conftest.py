@@ -26,8 +26,8 @@ import pytest
 
 from mdpipe.config import Config, load_config, run_dir
 
-REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v25.1.9"
-TIMESCALE_IMAGE = "timescale/timescaledb:2.21.3-pg17"
+REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v26.1.9"  # same pins as infra/compose.yaml
+TIMESCALE_IMAGE = "timescale/timescaledb:2.27.1-pg17"
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _native_infra() -> TestInfra:
             stop()
         shutil.rmtree(base, ignore_errors=True)
         raise
-    infra.stop.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    infra.stop.insert(0, lambda: shutil.rmtree(base, ignore_errors=True))  # stops run in reverse: rmtree last
     infra.bootstrap, infra.admin_dsn, infra.dsn = broker.bootstrap_servers, pg.dsn_for("postgres"), pg.dsn
     return infra
 

@@ -1,0 +1,65 @@
+"""Client settings derived from KafkaConfig (librdkafka keys and aiokafka kwargs)."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from mdpipe.config import ConfigError, KafkaConfig
+from mdpipe.kafka import aiokafka_client_kwargs, consumer_config, kafka_client_config, producer_config
+
+
+def test_plaintext_is_just_bootstrap() -> None:
+    assert kafka_client_config(KafkaConfig(bootstrap_servers="h:1")) == {"bootstrap.servers": "h:1"}
+
+
+def test_sasl_ssl_maps_to_librdkafka_keys() -> None:
+    cfg = KafkaConfig(
+        bootstrap_servers="h:1",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="p",
+        ssl_cafile="/ca.pem",
+    )
+    assert kafka_client_config(cfg) == {
+        "bootstrap.servers": "h:1",
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u",
+        "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem",
+    }
+
+
+def test_sasl_without_mechanism_and_empty_bootstrap_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.sasl_mechanism"):
+        kafka_client_config(KafkaConfig(bootstrap_servers="h:1", security_protocol="SASL_PLAINTEXT"))
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_servers"):
+        kafka_client_config(KafkaConfig())
+
+
+def test_producer_uses_murmur2_and_compression_and_extras_override() -> None:
+    conf = producer_config(KafkaConfig(bootstrap_servers="h:1", compression="zstd"), linger_ms=7)
+    assert conf["partitioner"] == "murmur2_random"
+    assert conf["compression.type"] == "zstd"
+    assert conf["enable.idempotence"] is True
+    assert conf["linger.ms"] == 7
+
+
+def test_consumer_has_group_and_manual_commit() -> None:
+    conf = consumer_config(KafkaConfig(bootstrap_servers="h:1"), "grp")
+    assert (conf["group.id"], conf["enable.auto.commit"], conf["auto.offset.reset"]) == ("grp", False, "earliest")
+
+
+def test_aiokafka_kwargs_carry_sasl_and_ssl_context() -> None:
+    kwargs = aiokafka_client_kwargs(
+        KafkaConfig(bootstrap_servers="h:1", security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u")
+    )
+    assert kwargs["sasl_mechanism"] == "PLAIN" and kwargs["sasl_plain_username"] == "u"
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+    assert aiokafka_client_kwargs(KafkaConfig(bootstrap_servers="h:1")) == {
+        "bootstrap_servers": "h:1",
+        "security_protocol": "PLAINTEXT",
+    }
