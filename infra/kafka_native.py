@@ -23,7 +23,7 @@ from infra.procs import cmdline, free_port, pid_alive, port_free, read_json, sto
 from mdpipe.config import repo_root
 from mdpipe.logging import get_logger
 
-__all__ = ["KafkaBroker", "KafkaStartError", "find_java", "kafka_libs_dir", "kafka_version"]
+__all__ = ["KafkaBroker", "KafkaStartError", "find_java", "kafka_libs_dir", "kafka_tool_command", "kafka_version"]
 
 log = get_logger(__name__)
 
@@ -57,6 +57,21 @@ def find_java() -> str:
         if java.is_file():
             return str(java)
     return "java"
+
+
+def kafka_tool_command(main_class: str, *args: str, heap_mb: int = 512) -> list[str]:
+    """A java command line running a Kafka tool from the installed jars, e.g. for benchmarks:
+    ``kafka_tool_command("org.apache.kafka.tools.ProducerPerformance", "--topic", "t", ...)``."""
+    config = Path(__file__).resolve().parent / "kafka" / "log4j2-tools.properties"
+    return [
+        find_java(),
+        f"-Xmx{heap_mb}m",
+        f"-Dlog4j2.configurationFile={config}",
+        "-cp",
+        str(kafka_libs_dir() / "*"),
+        main_class,
+        *args,
+    ]
 
 
 def _cluster_id() -> str:
