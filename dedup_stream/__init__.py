@@ -1,0 +1,1 @@
+"""dedup_stream: first-copy-wins deduplication of the raw.<gatherer> topics into events (Faust, sharded by market)."""

@@ -1,0 +1,245 @@
+"""Faust wiring of the dedup stage: raw.<gatherer> topics -> first-copy-wins -> ``events`` (and ``dlq``).
+
+One agent consumes every raw topic. The raw topics are co-partitioned by market (same partition count,
+murmur2), so Faust's assignor gives partition *i* of all of them, and partition *i* of the state table's
+changelog, to the same worker: no repartition topic. The decision itself is :mod:`dedup_stream.logic`;
+this module adapts the Faust table to its ``Store`` protocol and does the I/O.
+
+State: a plain Faust table ``seen`` (RocksDB via rocksdict, raw bytes keys/values) with a RocksDB TTL of
+``window_s`` and a ``compact,delete`` changelog whose retention is also ``window_s``. Why not a windowed
+table: Faust's windowed tables keep every live key in a Python heap (about 0.4 KB per key, i.e. GBs for an
+hour of a busy venue), expire by wall clock anyway, never expire keys restored after a restart (faust #385),
+and each lookup would have to probe two windows; measured for plain RocksDB vs windowed RocksDB check+set:
+about 59k/s vs 35k/s (shared/faust-notes.md). TTL expiry is lazy (at compaction), which can only make a key
+live longer than ``window_s``: a late copy is then still recognised, never the reverse.
+
+Replay safety: Faust writes RocksDB at ``table[k] = v`` time but commits input offsets only after flushing
+the producer. The table value is the origin ``(topic, partition, offset)`` of the accepted copy, so a frame
+re-read after a crash that finds its own origin is emitted again (see ``logic.Deduper``).
+
+Output goes to the same partition number as the input (the events topic has the same partition count and
+the same key, so this is what murmur2 would pick, without hashing again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from dedup_stream.logic import Deduper, Origin, TimeRange, Verdict
+from dedup_stream.metrics import DedupCollector, register
+from mdpipe.logging import get_logger
+from schemas import DeadLetter, SchemaError, encode_dead_letter, encode_event
+from schemas.kalshi import to_event
+
+__all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
+
+log = get_logger(__name__)
+
+TABLE_NAME = "seen"
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """Everything one worker needs (built from ``Config`` + CLI flags by ``dedup_stream.cli``)."""
+
+    app_id: str
+    bootstrap_servers: str
+    raw_topics: list[str]
+    partitions: int
+    workdir: Path
+    events_topic: str = "events"
+    dlq_topic: str = "dlq"
+    window_s: float = 3600.0
+    replication_factor: int = 1
+    standby_replicas: int = 0
+    session_timeout_s: float = 10.0
+    singles_horizon_s: float = 30.0
+    time_range: TimeRange = field(default_factory=TimeRange)
+    exit_when_idle: bool = False
+    idle_s: float = 5.0
+    buffer_maxsize: int = 65536
+    max_poll_records: int = 5000
+    commit_every: int = 20000
+    commit_interval_s: float = 2.0
+    linger_s: float = 0.02
+    compression: str = "none"
+
+
+class TableStore:
+    """The Faust table as a :class:`dedup_stream.logic.Store` (must be called inside stream iteration)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.data = table.data  # faust Store (RocksDB): reading it directly skips the table's sensor hooks
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.table[key] = value  # local RocksDB write + changelog record
+
+
+class DedupApp:
+    """The Faust app of one worker plus its counters (``build_app`` creates it; ``run`` runs it)."""
+
+    def __init__(self, settings: DedupSettings) -> None:
+        self.settings = settings
+        s = settings
+        self.faust = faust.App(
+            s.app_id,
+            broker=";".join(f"kafka://{host}" for host in s.bootstrap_servers.split(",")),
+            store="rocksdb://",
+            datadir=str(s.workdir),
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            table_standby_replicas=s.standby_replicas,
+            processing_guarantee="at_least_once",
+            web_enabled=False,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
+            broker_commit_every=s.commit_every,
+            broker_commit_interval=s.commit_interval_s,
+            broker_max_poll_records=s.max_poll_records,
+            stream_buffer_maxsize=s.buffer_maxsize,
+            producer_linger=s.linger_s,
+            producer_max_batch_size=256 * 1024,
+            producer_compression_type=None if s.compression == "none" else s.compression,
+            stream_recovery_delay=0.0,
+        )
+        app = self.faust
+        raw_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+        raw_opts |= {"key_serializer": "raw", "value_serializer": "raw"}
+        self.raw = app.topic(*s.raw_topics, partitions=s.partitions, **raw_opts)
+        self.events = app.topic(s.events_topic, partitions=s.partitions, **raw_opts)
+        self.dlq = app.topic(s.dlq_topic, **raw_opts)
+        window_ms = int(s.window_s * 1000)
+        self.table = app.Table(
+            TABLE_NAME,
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,  # bytes key/value types give the raw codec
+            options={
+                "ttl": max(1, int(s.window_s)),
+                "write_buffer_size": 16 << 20,
+                "max_write_buffer_number": 3,
+                "block_cache_size": 64 << 20,
+            },
+            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(window_ms)},
+            help="event key -> origin of the first copy (first-copy-wins dedup state)",
+        )
+        self.deduper = Deduper(
+            TableStore(self.table),
+            singles_horizon_ns=int(s.singles_horizon_s * 1e9),
+            time_range=s.time_range,
+        )
+        self.events_out = 0
+        self.unmappable = 0
+        self.started = time.monotonic()
+        self.last_frame = time.monotonic()
+        self.done: dict[TP, int] = {}  # raw partition -> next offset to process
+        self.healthy = True
+        self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
+        app.agent(self.raw, name="dedup", concurrency=1)(self._agent)
+        app.timer(1.0)(self._tick)
+        app.timer(max(0.5, s.idle_s / 2))(self._idle_check)
+
+    def _extra(self) -> dict[str, float]:
+        return {
+            "mdpipe_dedup_match_age_seconds": self._last_match_age,
+            "mdpipe_dedup_window_seconds": self.settings.window_s,
+            "mdpipe_dedup_events_out": self.events_out,
+            "mdpipe_dedup_unmappable_frames": self.unmappable,
+        }
+
+    _last_match_age = 0.0
+
+    async def _agent(self, stream: Any) -> None:
+        decide = self.deduper.decide
+        events = self.events
+        done = self.done
+        async for event in stream.events():
+            msg = event.message
+            decision = decide(msg.value, Origin(msg.topic, msg.partition, msg.offset))
+            done[msg.tp] = msg.offset + 1
+            if decision.emit:
+                frame = decision.frame
+                assert frame is not None
+                try:
+                    out = encode_event(to_event(frame))
+                except SchemaError as exc:
+                    self.unmappable += 1
+                    await self._dead_letter(msg, f"normalise: {exc}")
+                else:
+                    await events.send(key=msg.key, value=out, partition=msg.partition)
+                    self.events_out += 1
+            elif decision.verdict is Verdict.INVALID:
+                await self._dead_letter(msg, decision.error)
+        # not reached while the app runs
+
+    async def _dead_letter(self, msg: Any, reason: str) -> None:
+        letter = DeadLetter(
+            stage="dedup",
+            reason=reason,
+            payload=msg.value or b"",
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            at_ns=time.time_ns(),
+        )
+        await self.dlq.send(key=msg.key, value=encode_dead_letter(letter))
+
+    async def _tick(self) -> None:
+        self.last_frame_count = getattr(self, "last_frame_count", 0)
+        stats = self.deduper.stats
+        total = sum(g.frames_in for g in stats.gatherers.values()) + stats.invalid
+        if total != self.last_frame_count:
+            self.last_frame = time.monotonic()
+            self.last_frame_count = total
+        self.deduper.tick()
+        self._last_match_age = stats.take_interval()
+
+    async def _idle_check(self) -> None:
+        """With ``exit_when_idle``: stop once every assigned raw partition is drained and nothing came for a while."""
+        s = self.settings
+        if not s.exit_when_idle or time.monotonic() - self.last_frame < s.idle_s:
+            return
+        consumer = self.faust.consumer
+        raw = set(s.raw_topics)
+        tps = [tp for tp in consumer.assignment() if tp.topic in raw]
+        if not tps:
+            return
+        highwaters = await consumer.highwaters(*tps)
+        if any(self.done.get(tp, 0) < (hw or 0) for tp, hw in highwaters.items()):
+            return
+        log.info("dedup_idle_exit", partitions=len(tps), events_out=self.events_out)
+        await self.faust.producer.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def run(self, loglevel: str = "info") -> int:
+        """Run the worker until SIGTERM/SIGINT (or idle, with ``exit_when_idle``); returns an exit status."""
+        register(self.collector)
+        worker = faust.Worker(self.faust, loglevel=loglevel, quiet=True, override_logging=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+
+def build_app(settings: DedupSettings) -> DedupApp:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    return DedupApp(settings)

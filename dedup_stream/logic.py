@@ -1,0 +1,308 @@
+"""First-copy-wins deduplication of raw frames, pure logic (no Kafka, no Faust, no clock of its own).
+
+The dedup stage feeds every raw frame (topics ``raw.<gatherer>``) through :meth:`Deduper.decide` together with
+its origin ``(topic, partition, offset)``. The decision says whether the frame is the first copy of its venue
+event (emit it), a later copy (drop it, count it), a replay of the very copy that won before (emit it again),
+a gatherer gap report (count it), or unreadable (dead-letter it).
+
+State is a :class:`Store` of ``store key -> Winner`` (the Faust RocksDB table in the app, a dict in unit
+tests). Replay rule: Faust writes table state before the input offsets are committed, so after a crash a
+frame can find its own key already stored although its output never left the process. The stored value is
+the *origin* of the accepted copy, so a replay of that same origin is re-emitted (the sink's unique key
+absorbs the repeat), while a copy from another origin is a duplicate. The store is bounded in time by its
+owner (RocksDB TTL in the app); a key that has expired simply starts over.
+
+Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports; events
+seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the app.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from schemas import RawFrame, SchemaError, decode_raw
+
+__all__ = [
+    "Decision",
+    "Deduper",
+    "GathererStats",
+    "MemoryStore",
+    "Origin",
+    "SinglesTracker",
+    "Stats",
+    "Store",
+    "TimeRange",
+    "Verdict",
+    "Winner",
+    "decode_winner",
+    "encode_winner",
+    "store_key",
+]
+
+
+class Store(Protocol):
+    """Key-value state of one dedup worker (keys and values are bytes)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+
+class MemoryStore:
+    """A dict-backed :class:`Store` (unit tests, benchmarks of the logic alone)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+
+class Origin(msgspec.Struct, frozen=True, array_like=True):
+    """Where a raw frame was read: its Kafka coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Winner(msgspec.Struct, frozen=True, array_like=True):
+    """The stored value for an event key: origin and receive time of the accepted (first) copy."""
+
+    topic: str
+    partition: int
+    offset: int
+    recv_ns: int
+    gatherer: str
+
+    def origin_is(self, origin: Origin) -> bool:
+        return self.offset == origin.offset and self.partition == origin.partition and self.topic == origin.topic
+
+
+_winner_encoder = msgspec.msgpack.Encoder()
+_winner_decoder = msgspec.msgpack.Decoder(Winner)
+
+
+def encode_winner(winner: Winner) -> bytes:
+    return _winner_encoder.encode(winner)
+
+
+def decode_winner(data: bytes) -> Winner:
+    return _winner_decoder.decode(data)
+
+
+def store_key(frame: RawFrame) -> bytes:
+    """State key of a frame: market + event key (the table partition is the market's raw partition)."""
+    return f"{frame.market}\x1f{frame.event_key}".encode()
+
+
+class Verdict(enum.Enum):
+    WON = "won"  # first copy: emit
+    REEMIT = "reemit"  # replay of the origin that won before: emit again
+    DUPLICATE = "duplicate"  # a later copy from another origin: drop
+    GAP = "gap"  # a gatherer's gap report: count, never forward
+    INVALID = "invalid"  # not a RawFrame: dead-letter
+    OUT_OF_RANGE = "out_of_range"  # outside a replay's time range: nothing emitted
+
+
+EMITTING = frozenset({Verdict.WON, Verdict.REEMIT})
+
+
+@dataclass(slots=True)
+class Decision:
+    verdict: Verdict
+    frame: RawFrame | None = None
+    winner: Winner | None = None  # the stored winner (for DUPLICATE / REEMIT)
+    error: str = ""  # for INVALID
+
+    @property
+    def emit(self) -> bool:
+        return self.verdict in EMITTING
+
+
+@dataclass(slots=True)
+class GathererStats:
+    frames_in: int = 0
+    won: int = 0
+    duplicates: int = 0
+    reemitted: int = 0
+    gaps: int = 0  # gap reports
+    gap_missing: int = 0  # messages the gatherer reported missing (sum of received - expected)
+    singles: int = 0  # events only this gatherer delivered (within the singles horizon)
+    last_recv_ns: int = 0  # receive time of this gatherer's newest frame
+    copy_lag_s: float = 0.0  # delay of this gatherer's latest copy behind the first copy (0 when it won)
+    copy_lag_max_s: float = 0.0  # max copy delay since the last :meth:`Stats.take_interval`
+
+    def sync_lag_s(self, newest_ns: int) -> float:
+        """Seconds this gatherer's newest frame is behind the newest frame of any gatherer ("sync lag")."""
+        return max(0, newest_ns - self.last_recv_ns) / 1e9 if self.last_recv_ns else 0.0
+
+
+@dataclass(slots=True)
+class Stats:
+    gatherers: dict[str, GathererStats] = field(default_factory=dict)
+    invalid: int = 0
+    out_of_range: int = 0
+    match_age_max_s: float = 0.0  # age of the oldest first copy matched since the last take_interval()
+    last_recv_ns: int = 0  # receive time of the newest frame seen
+
+    def gatherer(self, gid: str) -> GathererStats:
+        stats = self.gatherers.get(gid)
+        if stats is None:
+            stats = self.gatherers[gid] = GathererStats()
+        return stats
+
+    def take_interval(self) -> float:
+        """Return and reset the interval maxima (called by the exporter each tick)."""
+        age, self.match_age_max_s = self.match_age_max_s, 0.0
+        for g in self.gatherers.values():
+            g.copy_lag_max_s = g.copy_lag_s
+        return age
+
+
+class SinglesTracker:
+    """Counts events delivered by only one gatherer, judged ``horizon_ns`` after their first copy.
+
+    In memory only (a quality signal, not state): a key hash and a copy count per event still inside the
+    horizon. Copies arriving later than the horizon are not credited (the event was counted as single).
+    """
+
+    def __init__(self, horizon_ns: int) -> None:
+        self.horizon_ns = horizon_ns
+        self._copies: dict[int, list[object]] = {}  # key hash -> [copies, winning gatherer]
+        self._order: deque[tuple[int, int]] = deque()  # (first recv_ns, key hash)
+        self.pending = 0
+
+    def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
+        h = hash(key)
+        if h in self._copies:
+            return
+        self._copies[h] = [1, gatherer]
+        self._order.append((now_ns, h))
+
+    def copy(self, key: bytes) -> None:
+        entry = self._copies.get(hash(key))
+        if entry is not None:
+            entry[0] = 2
+
+    def expire(self, now_ns: int, stats: Stats) -> None:
+        cutoff = now_ns - self.horizon_ns
+        order, copies = self._order, self._copies
+        while order and order[0][0] <= cutoff:
+            _, h = order.popleft()
+            entry = copies.pop(h, None)
+            if entry is not None and entry[0] == 1:
+                stats.gatherer(entry[1]).singles += 1  # type: ignore[arg-type]
+        self.pending = len(copies)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """A replay's range of first-copy receive times ``[from_ns, to_ns)``.
+
+    Frames received up to ``warmup_ns`` before ``from_ns`` fill the state without being emitted, so that a
+    late copy of an event that was first seen before the range is recognised as a duplicate.
+    """
+
+    from_ns: int = 0
+    to_ns: int = 2**63 - 1
+    warmup_ns: int = 0
+
+
+_ALL = TimeRange()
+
+
+class Deduper:
+    """First-copy-wins over a :class:`Store`; one instance per worker (the store handles partitions)."""
+
+    def __init__(self, store: Store, *, singles_horizon_ns: int = 30_000_000_000, time_range: TimeRange = _ALL):
+        self.store = store
+        self.stats = Stats()
+        self.singles = SinglesTracker(singles_horizon_ns)
+        self.range = time_range
+
+    def decide(self, value: bytes | None, origin: Origin) -> Decision:
+        """Classify one raw frame read at ``origin`` and update state and counters."""
+        try:
+            if value is None:
+                raise SchemaError("RawFrame: empty value")
+            frame = decode_raw(value)
+        except SchemaError as exc:
+            self.stats.invalid += 1
+            return Decision(Verdict.INVALID, error=str(exc))
+        stats = self.stats
+        gstats = stats.gatherers.get(frame.gatherer) or stats.gatherer(frame.gatherer)
+        gstats.frames_in += 1
+        recv_ns = frame.recv_ns
+        if recv_ns > gstats.last_recv_ns:
+            gstats.last_recv_ns = recv_ns
+            if recv_ns > stats.last_recv_ns:
+                stats.last_recv_ns = recv_ns
+        if frame.kind == "gap":
+            gstats.gaps += 1
+            gstats.gap_missing += _gap_missing(frame.payload)
+            return Decision(Verdict.GAP, frame)
+        key = store_key(frame)
+        stored = self.store.get(key)
+        if stored is None:
+            rng = self.range
+            if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
+                stats.out_of_range += 1
+                return Decision(Verdict.OUT_OF_RANGE, frame)
+            self.store.put(
+                key, encode_winner(Winner(origin.topic, origin.partition, origin.offset, recv_ns, frame.gatherer))
+            )
+            gstats.copy_lag_s = 0.0
+            if rng is not _ALL and recv_ns < rng.from_ns:
+                stats.out_of_range += 1  # warm-up: remembered, not emitted
+                return Decision(Verdict.OUT_OF_RANGE, frame)
+            gstats.won += 1
+            self.singles.first(key, frame.gatherer, recv_ns)
+            return Decision(Verdict.WON, frame)
+        winner = decode_winner(stored)
+        if winner.origin_is(origin):
+            gstats.reemitted += 1
+            if self.range is not _ALL and winner.recv_ns < self.range.from_ns:
+                return Decision(Verdict.OUT_OF_RANGE, frame, winner)
+            return Decision(Verdict.REEMIT, frame, winner)
+        gstats.duplicates += 1
+        age_s = (recv_ns - winner.recv_ns) / 1e9
+        gstats.copy_lag_s = age_s if age_s > 0.0 else 0.0
+        if age_s > gstats.copy_lag_max_s:
+            gstats.copy_lag_max_s = age_s
+        if age_s > stats.match_age_max_s:
+            stats.match_age_max_s = age_s
+        self.singles.copy(key)
+        return Decision(Verdict.DUPLICATE, frame, winner)
+
+    def tick(self, now_ns: int | None = None) -> None:
+        """Advance the singles horizon (by default to the newest receive time seen)."""
+        self.singles.expire(self.stats.last_recv_ns if now_ns is None else now_ns, self.stats)
+
+
+class _GapReport(msgspec.Struct):
+    sid: int | None = None
+    expected: int | None = None
+    received: int | None = None
+
+
+_gap_decoder = msgspec.json.Decoder(_GapReport)
+
+
+def _gap_missing(payload: bytes) -> int:
+    """Messages a gap report says were skipped (``received - expected``), 0 when unknown."""
+    try:
+        report = _gap_decoder.decode(payload)
+    except msgspec.DecodeError:
+        return 0
+    if report.expected is None or report.received is None:
+        return 0
+    return max(0, report.received - report.expected)

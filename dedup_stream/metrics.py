@@ -1,0 +1,133 @@
+"""Prometheus metrics of the dedup stage, read straight from the worker's :class:`~dedup_stream.logic.Stats`.
+
+The hot path only increments plain integers; this collector turns them into metric families when
+``/metrics`` is scraped, so exporting costs nothing per frame. ``mdpipe status`` can read the same figures
+as a dict with :func:`summary` (in-process) or scrape the names in :data:`METRIC_NAMES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dedup_stream.logic import Stats
+
+__all__ = ["METRIC_NAMES", "DedupCollector", "register", "summary"]
+
+# name (without the _total suffix Prometheus adds to counters) -> (type, help)
+METRIC_NAMES: dict[str, tuple[str, str]] = {
+    "mdpipe_dedup_frames_in": ("counter", "Raw frames read, per gatherer (gap reports included)"),
+    "mdpipe_dedup_frames_won": ("counter", "Frames that were the first copy of their event and were emitted"),
+    "mdpipe_dedup_frames_duplicate": ("counter", "Frames dropped as later copies of an event already emitted"),
+    "mdpipe_dedup_frames_reemitted": ("counter", "Winning frames emitted again because their origin was replayed"),
+    "mdpipe_dedup_gap_reports": ("counter", "Gap reports (kind=gap) sent by each gatherer"),
+    "mdpipe_dedup_gap_messages": ("counter", "Venue messages each gatherer reported missing in its gap reports"),
+    "mdpipe_dedup_single_copy_events": (
+        "counter",
+        "Events delivered by only this gatherer (judged singles_horizon_s after the first copy)",
+    ),
+    "mdpipe_dedup_sync_lag_seconds": (
+        "gauge",
+        "How far this gatherer's newest frame is behind the newest frame of any gatherer (receive times)",
+    ),
+    "mdpipe_dedup_copy_lag_seconds": (
+        "gauge",
+        "Max delay of this gatherer's copies behind the first copy, over the last export interval",
+    ),
+    "mdpipe_dedup_match_age_seconds": (
+        "gauge",
+        "Age of the oldest first copy matched by a later copy over the last export interval (keep below window)",
+    ),
+    "mdpipe_dedup_window_seconds": ("gauge", "How long an event key is remembered (RocksDB TTL, changelog retention)"),
+    "mdpipe_dedup_invalid_frames": ("counter", "Undecodable raw frames sent to the dead-letter topic"),
+    "mdpipe_dedup_unmappable_frames": ("counter", "Winning frames whose venue payload could not be normalised (DLQ)"),
+    "mdpipe_dedup_events_out": ("counter", "Events produced to the events topic"),
+    "mdpipe_dedup_out_of_range_frames": ("counter", "Frames outside a replay's time range (not emitted)"),
+    "mdpipe_dedup_singles_pending_events": ("gauge", "Events still inside the singles horizon (in memory)"),
+}
+
+_PER_GATHERER = {
+    "mdpipe_dedup_frames_in": "frames_in",
+    "mdpipe_dedup_frames_won": "won",
+    "mdpipe_dedup_frames_duplicate": "duplicates",
+    "mdpipe_dedup_frames_reemitted": "reemitted",
+    "mdpipe_dedup_gap_reports": "gaps",
+    "mdpipe_dedup_gap_messages": "gap_missing",
+    "mdpipe_dedup_single_copy_events": "singles",
+}
+
+
+class DedupCollector(Collector):
+    """Exports a worker's counters; ``extra()`` supplies the app-level figures (events out, window...)."""
+
+    def __init__(self, stats: Stats, extra: Callable[[], dict[str, float]], pending: Callable[[], int]) -> None:
+        self.stats = stats
+        self.extra = extra
+        self.pending = pending
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.stats
+        gatherers = dict(stats.gatherers)
+        for name, attr in _PER_GATHERER.items():
+            family = CounterMetricFamily(name, METRIC_NAMES[name][1], labels=["gatherer"])
+            for gid, g in sorted(gatherers.items()):
+                family.add_metric([gid], getattr(g, attr))
+            yield family
+        sync = GaugeMetricFamily(
+            "mdpipe_dedup_sync_lag_seconds", METRIC_NAMES["mdpipe_dedup_sync_lag_seconds"][1], labels=["gatherer"]
+        )
+        copy = GaugeMetricFamily(
+            "mdpipe_dedup_copy_lag_seconds", METRIC_NAMES["mdpipe_dedup_copy_lag_seconds"][1], labels=["gatherer"]
+        )
+        for gid, g in sorted(gatherers.items()):
+            sync.add_metric([gid], g.sync_lag_s(stats.last_recv_ns))
+            copy.add_metric([gid], g.copy_lag_max_s)
+        yield sync
+        yield copy
+        extra = self.extra()
+        for name in ("mdpipe_dedup_match_age_seconds", "mdpipe_dedup_window_seconds"):
+            yield GaugeMetricFamily(name, METRIC_NAMES[name][1], value=extra.get(name, 0.0))
+        yield GaugeMetricFamily(
+            "mdpipe_dedup_singles_pending_events",
+            METRIC_NAMES["mdpipe_dedup_singles_pending_events"][1],
+            value=self.pending(),
+        )
+        counters = {
+            "mdpipe_dedup_invalid_frames": stats.invalid,
+            "mdpipe_dedup_out_of_range_frames": stats.out_of_range,
+            "mdpipe_dedup_unmappable_frames": extra.get("mdpipe_dedup_unmappable_frames", 0),
+            "mdpipe_dedup_events_out": extra.get("mdpipe_dedup_events_out", 0),
+        }
+        for name, value in counters.items():
+            yield CounterMetricFamily(name, METRIC_NAMES[name][1], value=value)
+
+
+def register(collector: DedupCollector) -> DedupCollector:
+    REGISTRY.register(collector)
+    return collector
+
+
+def summary(stats: Stats) -> dict[str, Any]:
+    """The quality signals as plain data (for ``mdpipe status`` or logs)."""
+    return {
+        "gatherers": {
+            gid: {
+                "frames_in": g.frames_in,
+                "won": g.won,
+                "duplicates": g.duplicates,
+                "reemitted": g.reemitted,
+                "gap_reports": g.gaps,
+                "gap_messages": g.gap_missing,
+                "single_copy_events": g.singles,
+                "sync_lag_s": round(g.sync_lag_s(stats.last_recv_ns), 3),
+                "copy_lag_s": round(g.copy_lag_max_s, 3),
+            }
+            for gid, g in sorted(stats.gatherers.items())
+        },
+        "invalid": stats.invalid,
+        "out_of_range": stats.out_of_range,
+    }

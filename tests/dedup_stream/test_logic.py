@@ -1,0 +1,191 @@
+"""First-copy-wins logic over an in-memory store: copies, reordering, delays, occurrence numbers, replays."""
+
+from __future__ import annotations
+
+import random
+
+from dedup_stream.logic import (
+    Deduper,
+    MemoryStore,
+    Origin,
+    TimeRange,
+    Verdict,
+    decode_winner,
+    store_key,
+)
+from schemas import RawFrame, encode_raw
+
+MARKET = "KXDEMO-26JAN01-T50"
+T0 = 1_767_225_600_000_000_000
+
+
+def raw(
+    gatherer: str,
+    event_key: str,
+    recv_ns: int = T0,
+    kind: str = "delta",
+    market: str = MARKET,
+    payload: bytes = b"{}",
+) -> bytes:
+    return encode_raw(
+        RawFrame(
+            venue="kalshi",
+            gatherer=gatherer,
+            conn=1,
+            sid=1,
+            seq=1,
+            recv_ns=recv_ns,
+            kind=kind,  # type: ignore[arg-type]
+            market=market,
+            event_key=event_key,
+            payload=payload,
+        )
+    )
+
+
+class Feeder:
+    """Feeds frames with a per-topic offset counter, as Kafka would assign them."""
+
+    def __init__(self, deduper: Deduper) -> None:
+        self.deduper = deduper
+        self.offsets: dict[str, int] = {}
+        self.emitted: list[str] = []
+
+    def feed(self, gatherer: str, event_key: str, recv_ns: int = T0, **kw: object) -> Verdict:
+        topic = f"raw.{gatherer}"
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        decision = self.deduper.decide(raw(gatherer, event_key, recv_ns, **kw), Origin(topic, 0, offset))  # type: ignore[arg-type]
+        if decision.emit:
+            assert decision.frame is not None
+            self.emitted.append(decision.frame.event_key)
+        return decision.verdict
+
+
+def test_first_copy_wins_and_later_copies_are_duplicates() -> None:
+    f = Feeder(Deduper(MemoryStore()))
+    assert f.feed("g2", "d:1", T0 + 5) == Verdict.WON
+    assert f.feed("g1", "d:1", T0 + 9) == Verdict.DUPLICATE
+    assert f.feed("g3", "d:1", T0 + 7) == Verdict.DUPLICATE
+    assert f.emitted == ["d:1"]
+    stats = f.deduper.stats
+    assert (stats.gatherers["g2"].won, stats.gatherers["g1"].duplicates, stats.gatherers["g3"].duplicates) == (1, 1, 1)
+    winner = decode_winner(f.deduper.store.get(store_key_of("d:1")) or b"")
+    assert (winner.gatherer, winner.topic, winner.offset, winner.recv_ns) == ("g2", "raw.g2", 0, T0 + 5)
+
+
+def store_key_of(event_key: str, market: str = MARKET) -> bytes:
+    from schemas import decode_raw
+
+    return store_key(decode_raw(raw("g1", event_key, market=market)))
+
+
+def test_overlapping_reordered_delayed_copies_emit_each_event_once() -> None:
+    rng = random.Random(7)
+    keys = [f"t:{i}" for i in range(300)]
+    copies: list[tuple[str, str, int]] = []
+    for i, key in enumerate(keys):
+        for g in ("g1", "g2", "g3"):
+            if g == "g3" and i % 5 == 0:
+                continue  # g3 missed some events: still one copy suffices
+            copies.append((g, key, T0 + i * 1000 + rng.randrange(50_000)))
+    rng.shuffle(copies)  # arbitrary interleaving across topics
+    f = Feeder(Deduper(MemoryStore()))
+    for g, key, t in copies:
+        f.feed(g, key, t)
+    assert sorted(f.emitted) == sorted(keys)
+    stats = f.deduper.stats
+    total_in = sum(g.frames_in for g in stats.gatherers.values())
+    assert total_in == len(copies)
+    assert sum(g.won for g in stats.gatherers.values()) == len(keys)
+    assert sum(g.duplicates for g in stats.gatherers.values()) == len(copies) - len(keys)
+
+
+def test_identical_bodies_with_different_occurrence_numbers_stay_distinct() -> None:
+    f = Feeder(Deduper(MemoryStore()))
+    body = "delta|yes|0.43|-5|1767225600123"
+    for g in ("g1", "g2", "g3"):
+        f.feed(g, f"{body}#1")
+        f.feed(g, f"{body}#2")
+    assert f.emitted == [f"{body}#1", f"{body}#2"]
+
+
+def test_same_event_key_in_two_markets_is_two_events() -> None:
+    f = Feeder(Deduper(MemoryStore()))
+    assert f.feed("g1", "trade:abc", market="A") == Verdict.WON
+    assert f.feed("g1", "trade:abc", market="B") == Verdict.WON
+    assert f.feed("g2", "trade:abc", market="B") == Verdict.DUPLICATE
+
+
+def test_replay_of_winning_origin_reemits_and_losing_origin_does_not() -> None:
+    store = MemoryStore()
+    d = Deduper(store)
+    frame_g1 = raw("g1", "d:9", T0)
+    frame_g2 = raw("g2", "d:9", T0 + 10)
+    assert d.decide(frame_g1, Origin("raw.g1", 3, 41)).verdict == Verdict.WON
+    assert d.decide(frame_g2, Origin("raw.g2", 3, 17)).verdict == Verdict.DUPLICATE
+    # crash before the offsets were committed: both copies are read again from the same origins
+    restarted = Deduper(store)
+    assert restarted.decide(frame_g2, Origin("raw.g2", 3, 17)).verdict == Verdict.DUPLICATE
+    again = restarted.decide(frame_g1, Origin("raw.g1", 3, 41))
+    assert again.verdict == Verdict.REEMIT and again.emit
+    assert again.frame is not None and again.frame.gatherer == "g1"
+    # same bytes at another offset (e.g. a gatherer re-sent it) is a duplicate, not a re-emit
+    assert restarted.decide(frame_g1, Origin("raw.g1", 3, 99)).verdict == Verdict.DUPLICATE
+    assert restarted.stats.gatherers["g1"].reemitted == 1
+
+
+def test_gap_reports_are_counted_not_forwarded() -> None:
+    d = Deduper(MemoryStore())
+    payload = b'{"sid": 4, "expected": 10, "received": 13}'
+    decision = d.decide(raw("g3", "", kind="gap", payload=payload), Origin("raw.g3", 0, 0))
+    assert decision.verdict == Verdict.GAP and not decision.emit
+    assert (d.stats.gatherers["g3"].gaps, d.stats.gatherers["g3"].gap_missing) == (1, 3)
+    assert d.store.data == {}  # type: ignore[attr-defined]
+    bad = d.decide(raw("g3", "", kind="gap", payload=b"not json"), Origin("raw.g3", 0, 1))
+    assert bad.verdict == Verdict.GAP and d.stats.gatherers["g3"].gap_missing == 3
+
+
+def test_undecodable_frames_are_invalid() -> None:
+    d = Deduper(MemoryStore())
+    for value in (b"\x00garbage", None, b""):
+        decision = d.decide(value, Origin("raw.g1", 0, 0))
+        assert decision.verdict == Verdict.INVALID and decision.error
+    assert d.stats.invalid == 3
+
+
+def test_lag_signals() -> None:
+    d = Deduper(MemoryStore())
+    d.decide(raw("g1", "a", T0), Origin("raw.g1", 0, 0))
+    d.decide(raw("g2", "a", T0 + 2_500_000_000), Origin("raw.g2", 0, 0))
+    d.decide(raw("g1", "b", T0 + 4_000_000_000), Origin("raw.g1", 0, 1))
+    g1, g2 = d.stats.gatherers["g1"], d.stats.gatherers["g2"]
+    assert g2.copy_lag_s == 2.5 and g2.copy_lag_max_s == 2.5 and g1.copy_lag_s == 0.0
+    assert d.stats.match_age_max_s == 2.5
+    newest = d.stats.last_recv_ns
+    assert g1.sync_lag_s(newest) == 0.0 and g2.sync_lag_s(newest) == 1.5
+    assert d.stats.take_interval() == 2.5 and d.stats.match_age_max_s == 0.0
+
+
+def test_singles_counted_after_horizon() -> None:
+    d = Deduper(MemoryStore(), singles_horizon_ns=1_000_000_000)
+    d.decide(raw("g1", "a", T0), Origin("raw.g1", 0, 0))
+    d.decide(raw("g2", "a", T0 + 100), Origin("raw.g2", 0, 0))
+    d.decide(raw("g3", "b", T0 + 200), Origin("raw.g3", 0, 0))
+    d.tick(T0 + 500_000_000)
+    assert d.stats.gatherers["g3"].singles == 0 and d.singles.pending == 2
+    d.tick(T0 + 2_000_000_000)
+    assert d.stats.gatherers["g3"].singles == 1 and d.stats.gatherers["g1"].singles == 0
+    assert d.singles.pending == 0
+
+
+def test_time_range_warms_up_state_and_emits_only_inside() -> None:
+    rng = TimeRange(from_ns=T0 + 100, to_ns=T0 + 200, warmup_ns=50)
+    f = Feeder(Deduper(MemoryStore(), time_range=rng))
+    assert f.feed("g1", "early", T0) == Verdict.OUT_OF_RANGE  # before the warm-up: ignored
+    assert f.feed("g1", "warm", T0 + 60) == Verdict.OUT_OF_RANGE  # warm-up: remembered
+    assert f.feed("g2", "warm", T0 + 120) == Verdict.DUPLICATE  # late copy of a pre-range event
+    assert f.feed("g2", "in", T0 + 150) == Verdict.WON
+    assert f.feed("g1", "in", T0 + 210) == Verdict.DUPLICATE
+    assert f.feed("g1", "late", T0 + 200) == Verdict.OUT_OF_RANGE
+    assert f.emitted == ["in"]

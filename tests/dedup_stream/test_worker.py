@@ -1,0 +1,141 @@
+"""Dedup workers (`mdpipe dedup` subprocesses) on the real broker: exact output, outages, SIGKILL, failover."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from dedup_stream.synth import gatherer_copies, produce_frames, venue_events
+from schemas import RawFrame, decode_dead_letter, encode_raw
+
+pytestmark = pytest.mark.integration
+
+
+def produce(topics, gatherer: str, frames) -> int:  # type: ignore[no-untyped-def]
+    return produce_frames({"bootstrap.servers": topics.bootstrap}, topics.raw(gatherer), frames)
+
+
+def wait_for_events(topics, expected: set[str], timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Poll the events topic until every expected key is there; return key -> copies."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = Counter(e.event_key for e in topics.events_read())
+        if expected <= set(seen) or time.monotonic() > deadline:
+            return seen
+        time.sleep(1.0)
+
+
+def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    topics = dedup_topics
+    events = venue_events(6000, markets=40, seed=11)
+    expected = {e.event_key for e in events}
+    assert len(expected) == len(events)  # identical-body deltas differ by occurrence number only
+    assert any(k.endswith("#2") for k in expected)
+    g1 = gatherer_copies(events, "g1", reorder=4, keep=0.8)  # misses a fifth of the events
+    g2 = gatherer_copies(events, "g2", delay_ns=3_000_000, reorder=7)  # complete, but down for a while
+    g3 = gatherer_copies(events, "g3", delay_ns=1_000_000)[: len(events) * 7 // 10]  # dies, never comes back
+    cut = len(g2) * 3 // 10
+    produce(topics, "g1", g1)
+    produce(topics, "g3", g3)
+    produce(topics, "g2", g2[:cut])
+    gap = RawFrame(
+        venue="kalshi", gatherer="g3", conn=1, sid=1, seq=None, recv_ns=g3[-1].recv_ns, kind="gap",
+        market=g3[-1].market, event_key="", payload=b'{"sid": 1, "expected": 5, "received": 9}',
+    )  # fmt: skip
+    produce(topics, "g3", [gap])
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": topics.bootstrap})
+    p.produce(topics.raw("g1"), value=b"\x93not a raw frame", key=b"KXSYN-00000")
+    p.flush(10)
+
+    worker = dedup_workers.start(topics, "it-copies", "w1", "--exit-when-idle", "--idle-s", "4")
+    # what g1, g3 and the first part of g2 cover
+    covered = {f.event_key for f in g1} | {f.event_key for f in g3} | {f.event_key for f in g2[:cut]}
+    seen = wait_for_events(topics, covered, 120)
+    assert set(seen) == covered
+    produce(topics, "g2", g2[cut:])  # g2 catches up: only the events nobody else had are new
+    assert worker.wait(120) == 0, worker.log()[-3000:]
+
+    seen = Counter(e.event_key for e in topics.events_read())
+    assert set(seen) == expected
+    assert max(seen.values()) == 1  # no crash, so not even a re-emit
+    out = topics.events_read()
+    by_key = {e.event_key: e for e in out}
+    first = {}
+    for f in sorted(g1 + g2 + g3, key=lambda f: f.recv_ns):
+        first.setdefault(f.event_key, f)
+    sample = next(iter(by_key.values()))
+    assert sample.market == first[sample.event_key].market
+    assert {type(e).__name__ for e in out} == {"BookDelta", "Trade"}
+
+    summary = worker.summary()
+    gatherers = summary["gatherers"]
+    assert isinstance(gatherers, dict)
+    assert gatherers["g1"]["frames_in"] == len(g1)
+    assert gatherers["g2"]["frames_in"] == len(g2)
+    assert gatherers["g3"]["frames_in"] == len(g3) + 1
+    assert sum(g["won"] for g in gatherers.values()) == len(expected)
+    assert sum(g["duplicates"] for g in gatherers.values()) == len(g1) + len(g2) + len(g3) - len(expected)
+    assert gatherers["g3"]["gap_reports"] == 1 and gatherers["g3"]["gap_messages"] == 4
+    assert summary["invalid"] == 1
+    letters = [decode_dead_letter(v) for _, _, _, v in topics.read(topics.dlq)]
+    assert len(letters) == 1 and letters[0].stage == "dedup" and letters[0].source_topic == topics.raw("g1")
+
+
+def test_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    topics = dedup_topics
+    events = venue_events(40000, markets=60, seed=5)
+    expected = {e.event_key for e in events}
+    for g, delay in (("g1", 0), ("g2", 2_000_000), ("g3", 5_000_000)):
+        produce(topics, g, [encode_raw(f) for f in gatherer_copies(events, g, delay_ns=delay, reorder=3)])
+
+    worker = dedup_workers.start(topics, "it-crash", "w1")
+    kills = 0
+    for threshold in (len(expected) // 5, len(expected) // 2):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            n = sum(1 for _ in topics.read(topics.events))
+            if n >= threshold:
+                break
+            time.sleep(0.3)
+        assert n < len(expected), "the worker finished before it could be killed: raise the event count"
+        worker.kill()
+        kills += 1
+        worker = dedup_workers.start(topics, "it-crash", "w1")  # same workdir: local RocksDB state is kept
+    seen = wait_for_events(topics, expected, 180)
+    worker.stop()
+    assert set(seen) == expected
+    duplicates = sum(seen.values()) - len(seen)
+    print(f"kills={kills} events={len(expected)} re-emitted duplicates={duplicates}")
+    # every duplicate is an exact re-emit of the same winner: same gatherer and receive time
+    firsts: dict[str, tuple[str, int]] = {}
+    for e in topics.events_read():
+        assert firsts.setdefault(e.event_key, (e.gatherer, e.recv_ns)) == (e.gatherer, e.recv_ns)
+
+
+def test_two_workers_failover_moves_partitions(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    topics = dedup_topics
+    events = venue_events(30000, markets=60, seed=9)
+    expected = {e.event_key for e in events}
+    copies = {g: gatherer_copies(events, g, delay_ns=d) for g, d in (("g1", 0), ("g2", 1_000_000), ("g3", 4_000_000))}
+    half = len(events) // 2
+    for g, frames in copies.items():
+        produce(topics, g, frames[:half])
+    w1 = dedup_workers.start(topics, "it-pair", "w1")
+    w2 = dedup_workers.start(topics, "it-pair", "w2")
+    first_half = {f.event_key for f in copies["g1"][:half]}
+    seen = wait_for_events(topics, first_half, 150)
+    assert first_half <= set(seen)
+    assert "dedup_start" in w1.log() and "dedup_start" in w2.log()
+    for g, frames in copies.items():
+        produce(topics, g, frames[half:])
+    time.sleep(1.0)
+    assert w1.frames_in() > 0 and w2.frames_in() > 0  # both owned partitions
+    w1.kill()  # its partitions (and their table state) move to w2
+    seen = wait_for_events(topics, expected, 180)
+    assert w2.stop() == 0
+    assert set(seen) == expected
+    print(f"failover: events={len(expected)} duplicates={sum(seen.values()) - len(seen)}")
