@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra.procs import free_port, pid_alive, port_free, read_json, stop_pid, tail, write_json
+from infra.procs import cmdline, free_port, pid_alive, port_free, read_json, stop_pid, tail, write_json
 from mdpipe.logging import get_logger
 
 __all__ = ["PostgresServer", "PostgresStartError", "find_pg_bin"]
@@ -117,11 +117,14 @@ class PostgresServer:
         }
 
     def is_running(self) -> bool:
-        """The postmaster recorded in ``postmaster.pid`` is alive."""
+        """The postmaster recorded in ``postmaster.pid`` is alive (and serves our data dir: pids get reused)."""
         pid = self._postmaster_pid()
         if pid:
             self.pid = pid
-        return pid_alive(pid)
+        return self._ours(pid)
+
+    def _ours(self, pid: int) -> bool:
+        return pid_alive(pid) and str(self.data_dir) in cmdline(pid)
 
     def healthy(self, timeout: float = 5.0) -> bool:
         """Running and accepting a query on the ``mdpipe`` database."""
@@ -188,7 +191,7 @@ class PostgresServer:
     def stop(self, timeout: float = 60.0) -> None:
         """Fast shutdown (SIGINT: roll back sessions, checkpoint), SIGKILL after ``timeout``."""
         pid = self._postmaster_pid() or self.pid
-        if pid_alive(pid):
+        if self._ours(pid):
             killed = stop_pid(pid, timeout=timeout, sig=signal.SIGINT)
             log.info("postgres_stopped", pid=pid, killed=killed)
         self._reap()
@@ -198,7 +201,7 @@ class PostgresServer:
     def kill(self) -> None:
         """Crash the server (SIGKILL to the postmaster; its children exit when they notice)."""
         pid = self._postmaster_pid() or self.pid
-        if pid_alive(pid):
+        if self._ours(pid):
             stop_pid(pid, timeout=0.0, sig=signal.SIGKILL)
         self._reap()
         self.pid = 0
