@@ -1,0 +1,129 @@
+"""``mdpipe gather``: run one gatherer (all markets of the venue -> ``raw.<id>``) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "build_gatherer", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "gather",
+        help="run one gatherer: every market of the venue into topic raw.<id>",
+        description="Subscribe every open market of the venue over as many WebSocket connections as needed and "
+        "record each market-data message as a RawFrame in topic raw.<id> (key = market ticker). Broker outages "
+        "are buffered in memory, then in an on-disk spool, and delivered later. Defaults come from the [venue] "
+        "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT.",
+    )
+    p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
+    p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
+    p.add_argument("--ws-url", help="venue WebSocket URL, .../trade-api/ws/v2 (default: venue.ws_url)")
+    p.add_argument("--key-id", help="Kalshi API key id sent as KALSHI-ACCESS-KEY (default: venue.key_id)")
+    p.add_argument(
+        "--private-key", metavar="PATH", help="PEM file of the RSA private key that signs (default: venue.*)"
+    )
+    p.add_argument("--no-auth", action="store_true", help="connect without KALSHI-ACCESS-* headers")
+    p.add_argument(
+        "--markets-per-connection",
+        type=int,
+        metavar="N",
+        help="markets per WebSocket connection (default: gather.markets_per_connection)",
+    )
+    p.add_argument(
+        "--markets-per-subscription",
+        type=int,
+        metavar="N",
+        help="markets per subscription; halved automatically on error 26 (default: gather.markets_per_subscription)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, metavar="P", help="Prometheus/health port; 0 = free port (default: gather.*)"
+    )
+    p.add_argument("--spool-dir", help="on-disk spool folder (default: gather.spool_dir or .run/spool/<id>)")
+    p.add_argument(
+        "--no-partition-check", action="store_true", help="skip the start-up check of topic partition counts"
+    )
+    return p
+
+
+def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
+    """The Gatherer described by ``config`` and the command-line overrides (not started)."""
+    from pathlib import Path
+
+    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.producer import RawProducer
+    from ingest.spool import Spool
+    from ingest.venues.kalshi.auth import Signer
+    from mdpipe.config import ConfigError, run_dir
+    from mdpipe.kafka import producer_config
+    from mdpipe.topics import topic_names
+
+    g, v = config.gather, config.venue
+    gid = args.id
+    names = topic_names(config)
+    signer = None
+    if v.auth and not args.no_auth:
+        try:
+            key_path = args.private_key or v.private_key_path
+            signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
+    spool_dir = Path(args.spool_dir or g.spool_dir or run_dir() / "spool") / gid
+    spool = Spool(spool_dir, g.spool_max_bytes)
+    conf = producer_config(
+        config.kafka,
+        linger_ms=g.linger_ms,
+        queue_buffering_max_kbytes=g.queue_max_kbytes,
+        batch_num_messages=10000,
+        client_id=f"mdpipe-gather-{gid}",
+    )
+    producer = RawProducer(conf, spool, queue_max=g.queue_max_frames)
+    opts = GathererOptions(
+        gatherer_id=gid,
+        rest_url=args.rest_url or v.rest_url,
+        ws_url=args.ws_url or v.ws_url,
+        channels=list(g.channels),
+        markets_per_connection=args.markets_per_connection or g.markets_per_connection,
+        markets_per_subscription=args.markets_per_subscription or g.markets_per_subscription,
+        discovery_interval_s=g.discovery_interval_s,
+        silence_timeout_s=g.silence_timeout_s,
+        backoff_initial_s=g.backoff_initial_s,
+        backoff_max_s=g.backoff_max_s,
+        key_window_s=g.key_window_s,
+        raw_topic=names.raw.get(gid, f"{config.kafka.topic_prefix}raw.{gid}"),
+        dlq_topic=names.dlq,
+        markets_topic=names.markets,
+    )
+    return Gatherer(opts, producer, signer)
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    import asyncio
+    import signal
+
+    from mdpipe.logging import get_logger
+    from mdpipe.metrics import start_metrics_server
+    from mdpipe.topics import check_partitions, topic_names
+
+    log = get_logger("ingest.cli")
+    if not args.no_partition_check:
+        raw = topic_names(config).raw.get(args.id)
+        check_partitions(config, extra=[] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"])
+    gatherer = build_gatherer(args, config)
+    port = args.metrics_port if args.metrics_port is not None else config.gather.metrics_port
+    server = start_metrics_server(port, health=gatherer.healthy, stage=f"gather-{args.id}")
+    log.info("gather_metrics", port=server.port, gatherer=args.id)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await gatherer.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,46 @@
+"""Prometheus metrics of the gatherer stage (``mdpipe_gather_*``), labelled by gatherer id.
+
+The hot path keeps plain integer counters (:class:`ingest.venues.kalshi.protocol.SessionStats`, the producer);
+:func:`ingest.gatherer.Gatherer` copies them here about once a second, so scraping costs the hot path nothing.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "CONNECTIONS_UP",
+    "DEAD_LETTERS",
+    "DISCOVERY_ERRORS",
+    "DROPPED",
+    "DUPLICATES",
+    "FRAMES",
+    "GAPS",
+    "PRODUCER_QUEUE",
+    "PRODUCE_LATENCY",
+    "RECONNECTS",
+    "SPOOL_BYTES",
+    "SPOOL_RECORDS",
+    "SUBSCRIBED_MARKETS",
+    "VENUE_ERRORS",
+]
+
+FRAMES = Counter("mdpipe_gather_frames_total", "Market messages recorded, by kind", ["gatherer", "kind"])
+CONNECTIONS_UP = Gauge("mdpipe_gather_connections_up", "Open venue WebSocket connections", ["gatherer"])
+SUBSCRIBED_MARKETS = Gauge("mdpipe_gather_subscribed_markets", "Markets held by the gatherer", ["gatherer"])
+RECONNECTS = Counter("mdpipe_gather_reconnects_total", "WebSocket reconnects, by reason", ["gatherer", "reason"])
+GAPS = Counter("mdpipe_gather_gaps_total", "Sequence gaps detected (per sid)", ["gatherer"])
+DUPLICATES = Counter("mdpipe_gather_duplicate_seq_total", "Messages with an already seen seq", ["gatherer"])
+VENUE_ERRORS = Counter("mdpipe_gather_venue_errors_total", "Error replies from the venue", ["gatherer"])
+DEAD_LETTERS = Counter("mdpipe_gather_dlq_total", "Malformed venue frames sent to the dlq topic", ["gatherer"])
+DISCOVERY_ERRORS = Counter("mdpipe_gather_discovery_errors_total", "Failed REST discovery calls", ["gatherer"])
+PRODUCE_LATENCY = Histogram(
+    "mdpipe_gather_produce_latency_seconds",
+    "produce() to broker acknowledgement (sampled 1 in 64)",
+    ["gatherer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PRODUCER_QUEUE = Gauge("mdpipe_gather_producer_queue_messages", "Messages in the producer not yet acked", ["gatherer"])
+SPOOL_RECORDS = Gauge("mdpipe_gather_spool_records", "Records waiting in the on-disk spool", ["gatherer"])
+SPOOL_BYTES = Gauge("mdpipe_gather_spool_bytes", "Bytes in the on-disk spool", ["gatherer"])
+DROPPED = Counter("mdpipe_gather_dropped_frames_total", "Frames dropped because the spool/disk was full", ["gatherer"])

@@ -1,0 +1,206 @@
+"""Kafka side of the gatherer: confluent-kafka producer that never loses a frame it was handed.
+
+``send`` is called on the hot path for every frame (key = market ticker, murmur2 partitioner, idempotent,
+acks=all, compression and linger from the config). Memory is bounded by the librdkafka queue
+(``queue.buffering.max.messages/kbytes``); messages never time out inside it (``message.timeout.ms=0``), so a
+broker outage just fills it. When it is full, ``send`` switches to spooling: that frame and every later one go
+to the on-disk :class:`~ingest.spool.Spool` (FIFO, so the topic keeps the receive order) until
+:meth:`RawProducer.service` has drained the spool back into the producer. A record that fails delivery (purge
+at shutdown, fatal producer error) is spooled too; a spooled segment is deleted only once all of its records
+were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` and logged at error level.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from ingest.spool import Record, Spool
+from mdpipe.logging import get_logger
+
+__all__ = ["RawProducer"]
+
+log = get_logger(__name__)
+
+
+class _Draining:
+    __slots__ = ("failed", "outstanding", "pos", "records", "segment")
+
+    def __init__(self, segment: Path, records: list[Record]) -> None:
+        self.segment = segment
+        self.records = records
+        self.pos = 0
+        self.outstanding = 0
+        self.failed = False
+
+
+class RawProducer:
+    """See module docstring. Single-threaded: call everything from the event-loop thread."""
+
+    def __init__(self, conf: dict[str, Any], spool: Spool, queue_max: int = 200_000) -> None:
+        self._conf = {
+            "acks": "all",
+            "message.timeout.ms": 0,
+            "queue.buffering.max.messages": queue_max,
+            **conf,
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+        }
+        self.queue_max = int(self._conf["queue.buffering.max.messages"])
+        self.spool = spool
+        self._p = Producer(self._conf)
+        self._produce = self._p.produce
+        self._since_poll = 0
+        self._fatal = False
+        self._draining: _Draining | None = None
+        self._last_drop_log = 0.0
+        self.spooling = len(spool) > 0
+        self.sent = 0
+        self.acked = 0
+        self.failed = 0
+        self.spooled = 0
+        self.latency_samples: list[float] = []
+        self.broker_up = True
+
+    # -- hot path ------------------------------------------------------------------------------
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if self.spooling:
+            self._to_spool(topic, key, value)
+            return
+        try:
+            self._produce(topic, value, key)
+        except BufferError:
+            self.spooling = True
+            self._to_spool(topic, key, value)
+            return
+        self.sent += 1
+        self._since_poll += 1
+        if self._since_poll >= 1000:
+            self._since_poll = 0
+            self._p.poll(0)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self.acked += 1
+            if not self.acked & 63:
+                self.latency_samples.append(msg.latency() or 0.0)
+            return
+        self.failed += 1
+        self.spooling = True
+        self._to_spool(msg.topic(), msg.key(), msg.value())
+
+    def _on_error(self, err: KafkaError) -> None:
+        code = err.code()
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.broker_up = False
+        if err.fatal():
+            self._fatal = True
+        log.warning("kafka_error", code=err.name(), reason=err.str(), fatal=err.fatal())
+
+    def _to_spool(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if self.spool.append(topic, key, value):
+            self.spooled += 1
+            return
+        now = time.monotonic()
+        if now - self._last_drop_log > 5:
+            self._last_drop_log = now
+            log.error(
+                "spool_full_frames_dropped",
+                dropped=self.spool.dropped,
+                spool_bytes=self.spool.bytes,
+                max_bytes=self.spool.max_bytes,
+            )
+
+    # -- background ----------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Messages inside the producer not yet acknowledged."""
+        return len(self._p)
+
+    def service(self, budget: int = 50_000) -> None:
+        """Serve delivery reports; move spooled records back into the producer when it has room."""
+        self._since_poll = 0
+        self._p.poll(0)
+        if self.acked and len(self._p) < self.queue_max:
+            self.broker_up = True
+        if self._fatal:
+            self._recreate()
+        if not self.spooling:
+            return
+        self.spool.flush()
+        while budget > 0:
+            d = self._draining
+            if d is None:
+                if len(self._p) > self.queue_max // 2:
+                    return
+                taken = self.spool.take_oldest()
+                if taken is None:
+                    self.spooling = False
+                    log.info("spool_drained")
+                    return
+                d = self._draining = _Draining(*taken)
+                log.info("spool_replay", segment=d.segment.name, records=len(d.records), left=len(self.spool))
+            while d.pos < len(d.records) and budget > 0:
+                topic, key, value = d.records[d.pos]
+                try:
+                    self._produce(topic, value, key or None, on_delivery=self._spool_cb(d))
+                except BufferError:
+                    self._p.poll(0)
+                    return
+                d.pos += 1
+                d.outstanding += 1
+                budget -= 1
+            if d.pos < len(d.records):
+                return
+            self._draining = None  # fully handed over; the callbacks release it
+            if d.outstanding == 0:
+                self._settle(d)
+
+    def _spool_cb(self, d: _Draining) -> Any:
+        def done(err: KafkaError | None, msg: Any) -> None:
+            if err is None:
+                self.acked += 1
+            else:
+                d.failed = True
+            d.outstanding -= 1
+            if d.outstanding == 0 and d.pos >= len(d.records) and self._draining is not d:
+                self._settle(d)
+
+        return done
+
+    def _settle(self, d: _Draining) -> None:
+        if d.failed:
+            log.warning("spool_segment_retry", segment=d.segment.name)
+            return  # left on disk: replayed whole on the next pass (at-least-once)
+        self.spool.release(d.segment, len(d.records))
+
+    def _recreate(self) -> None:
+        log.error("kafka_producer_fatal_recreating", queued=len(self._p))
+        self._fatal = False
+        self._p.purge(in_queue=True, in_flight=True)
+        self._p.flush(1.0)
+        self._draining = None
+        self._p = Producer(self._conf)
+        self._produce = self._p.produce
+
+    def flush(self, timeout: float) -> int:
+        """Deliver what is queued (and spooled) within ``timeout``; returns messages still not acknowledged."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.service()
+            if not self.spooling and len(self._p) == 0:
+                return 0
+            self._p.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+        return len(self._p) + len(self.spool)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush; whatever is still not acknowledged goes to the spool (replayed by the next run)."""
+        left = self.flush(timeout)
+        if len(self._p):
+            self._p.purge(in_queue=True, in_flight=True)
+            self._p.flush(1.0)
+        self.spool.close()
+        log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)

@@ -1,0 +1,1 @@
+"""Venue adapters of the gatherer (one sub-package per venue)."""

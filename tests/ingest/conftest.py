@@ -1,0 +1,128 @@
+"""Helpers for the ingest tests (fixture ``ih``): build a gatherer against a running venue_sim, read topics."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from ingest.gatherer import Gatherer, GathererOptions
+from ingest.producer import RawProducer
+from ingest.spool import Spool
+from mdpipe.config import KafkaConfig
+from mdpipe.kafka import consumer_config, producer_config
+from schemas.raw import RawFrame, decode_raw
+
+CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
+
+
+class _Msg(msgspec.Struct):
+    msg: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_msg = msgspec.json.Decoder(_Msg)
+
+
+def body_of(frame: RawFrame) -> bytes:
+    """The verbatim ``msg`` object inside a frame's payload."""
+    return bytes(_msg.decode(frame.payload).msg)
+
+
+def make_gatherer(
+    bootstrap: str,
+    sim: Any,
+    spool_dir: Path,
+    *,
+    topics: dict[str, str],
+    gid: str = "g1",
+    per_connection: int = 7000,
+    per_subscription: int = 7000,
+    silence_timeout_s: float = 30.0,
+    discovery_interval_s: float = 60.0,
+    queue_max: int = 200_000,
+    queue_max_kbytes: int = 65536,
+) -> Gatherer:
+    kafka = KafkaConfig(bootstrap_servers=bootstrap)
+    conf = producer_config(
+        kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
+    )
+    producer = RawProducer(conf, Spool(spool_dir, 1 << 30), queue_max=queue_max)
+    opts = GathererOptions(
+        gatherer_id=gid,
+        rest_url=sim.rest_url,
+        ws_url=sim.ws_url,
+        channels=CHANNELS,
+        markets_per_connection=per_connection,
+        markets_per_subscription=per_subscription,
+        discovery_interval_s=discovery_interval_s,
+        silence_timeout_s=silence_timeout_s,
+        backoff_initial_s=0.1,
+        backoff_max_s=1.0,
+        raw_topic=topics["raw"],
+        dlq_topic=topics["dlq"],
+        markets_topic=topics["markets"],
+    )
+    return Gatherer(opts, producer)
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def run_with(gatherer: Gatherer, body: Callable[[], Awaitable[None]]) -> None:
+    """Run the gatherer while ``body`` runs, then stop it (flushing the producer)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gatherer.run(stop))
+    try:
+        await body()
+    finally:
+        stop.set()
+        await task
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    """Every message of ``topic`` (all partitions, from the start up to the current end)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(consumer_config(KafkaConfig(bootstrap_servers=bootstrap), f"test-{uuid.uuid4().hex}"))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {}
+        for p in meta.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        out: list[tuple[bytes | None, bytes]] = []
+        done = {p for p, high in ends.items() if high == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for msg in consumer.consume(10000, 0.5):
+                if msg.error():
+                    continue
+                out.append((msg.key(), msg.value()))
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    done.add(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def read_frames(bootstrap: str, topic: str) -> list[RawFrame]:
+    return [decode_raw(v) for _, v in read_topic(bootstrap, topic)]
+
+
+@pytest.fixture
+def ih() -> Any:
+    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.body_of``."""
+    return sys.modules[__name__]

@@ -1,0 +1,223 @@
+"""Gatherer against the real emulator (venue_sim) and the real broker: sharding, discovery, gaps, recovery, dlq."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.dlq import decode_dead_letter
+from schemas.markets import decode_market
+from venue_sim.app import SimOptions, VenueSim
+from venue_sim.truth import read_truth
+
+pytestmark = pytest.mark.integration
+
+
+def _topics(make_topics: Any) -> dict[str, str]:
+    raw, dlq, markets = make_topics(3)
+    return {"raw": raw, "dlq": dlq, "markets": markets}
+
+
+def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
+    opts: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0}
+    opts.update(kw)
+    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+
+
+def _missing(
+    truth_path: Path, frames: list[Any], ih: Any, after_ns: int = 0, skip: frozenset[str] = frozenset()
+) -> list[Any]:
+    """Truth events (generated after ``after_ns``) with no frame carrying the same body for the same market."""
+    have = collections.Counter((f.market, ih.body_of(f)) for f in frames if f.kind != "gap")
+    missing = []
+    for ev in read_truth(truth_path):
+        if ev.gen_ns <= after_ns or ev.market in skip:
+            continue
+        key = (ev.market, ev.msg)
+        if have[key] > 0:
+            have[key] -= 1
+        else:
+            missing.append(ev)
+    return missing
+
+
+def test_all_markets_over_several_connections_and_new_markets(
+    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, sub_cap=4)
+    marks: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        await sim.start()
+        g = ih.make_gatherer(
+            kafka_bootstrap,
+            sim,
+            tmp_path / "spool",
+            topics=topics,
+            per_connection=10,
+            per_subscription=8,
+            discovery_interval_s=1.0,
+        )
+
+        async def body() -> None:
+            await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
+            await ih.wait_for(
+                lambda: all(not grp.pending for c in g.connections for grp in c.session.groups),
+                20,
+                "subscriptions confirmed",
+            )
+            await asyncio.sleep(0.2)
+            marks["ready"] = time.time_ns()
+            new = marks["new"] = sim.create_market()
+            await ih.wait_for(lambda: new in g.plan.conn_of, 15, "new market picked up")
+            await asyncio.sleep(1.0)
+            await sim.stop_generating()
+            await asyncio.sleep(1.0)
+
+        try:
+            await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+        assert len(g.connections) >= 4
+        # error 26 (cap 4 < 8) halved the groups: every group is within the venue's cap
+        assert all(len(grp.markets) <= 4 for c in g.connections for grp in c.session.groups)
+        assert g.stats.errors > 0
+
+    asyncio.run(scenario())
+    frames = ih.read_frames(kafka_bootstrap, topics["raw"])
+    assert {f.kind for f in frames} >= {"snapshot", "delta", "trade", "ticker"}
+    assert len({f.conn for f in frames}) >= 4
+    assert not _missing(tmp_path / "truth.bin", frames, ih, marks["ready"], frozenset([marks["new"]]))
+    snap_markets = {f.market for f in frames if f.kind == "snapshot"}
+    assert len(snap_markets) == 41
+    refs = [decode_market(v) for _, v in ih.read_topic(kafka_bootstrap, topics["markets"])]
+    assert len({r.ticker for r in refs}) >= 40
+
+
+def test_dropped_message_resnapshots_only_that_sid(
+    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, rate=300.0)
+
+    async def scenario() -> None:
+        await sim.start()
+        g = ih.make_gatherer(
+            kafka_bootstrap, sim, tmp_path / "spool", topics=topics, per_connection=20, per_subscription=10
+        )
+
+        async def body() -> None:
+            await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
+            await ih.wait_for(
+                lambda: all(not grp.pending for c in g.connections for grp in c.session.groups),
+                20,
+                "subscriptions confirmed",
+            )
+            await asyncio.sleep(0.5)
+            for _ in range(20):  # until a dropped message was an orderbook one (trades have no snapshot)
+                gaps = g.stats.gaps
+                sim.faults.drop_next(conn_id=1)
+                await ih.wait_for(lambda gaps=gaps: g.stats.gaps > gaps, 15, "gap detected")
+                if g.stats.resnapshots:
+                    break
+            chans = [{sid: ch for sid, (_, ch) in c.session._sid_group.items()} for c in g.connections]
+            seqs = [c.session._seq for c in g.connections]
+            why = (g.stats.gaps, g.stats.errors, g.stats.resubscribes, chans, seqs)
+            assert g.stats.resnapshots == 1, why
+            await asyncio.sleep(1.0)
+            await sim.stop_generating()
+
+        try:
+            await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+    frames = ih.read_frames(kafka_bootstrap, topics["raw"])
+    gaps = [f for f in frames if f.kind == "gap"]
+    assert gaps, "a gap frame is recorded"
+
+    first_gap_ns = gaps[0].recv_ns
+    later = [f for f in frames if f.kind == "snapshot" and f.recv_ns > first_gap_ns]
+    assert later, "get_snapshot answered"
+    # The resnapshot covers the markets of ONE sid on ONE connection, and that sid had a gap.
+    conn, sid = later[0].conn, later[0].sid
+    assert {(f.conn, f.sid) for f in later} == {(conn, sid)}
+    gap = next(json.loads(f.payload) for f in gaps if f.sid == sid and f.conn == conn)
+    assert gap["received"] > gap["expected"] and gap["conn"] == conn and gap["sid"] == sid
+    sid_markets = {f.market for f in frames if f.sid == sid and f.conn == conn}
+    assert {f.market for f in later} == {
+        f.market
+        for f in frames
+        if f.kind == "snapshot" and f.sid == sid and f.conn == conn and f.recv_ns < first_gap_ns
+    }
+    assert {f.market for f in later} <= sid_markets
+    assert len({f.market for f in later}) < 40
+
+
+@pytest.mark.parametrize("fault", ["close", "freeze"])
+def test_disconnect_and_frozen_connection_recover(
+    fault: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, markets=20, rate=400.0)
+
+    async def scenario() -> None:
+        await sim.start()
+        g = ih.make_gatherer(
+            kafka_bootstrap, sim, tmp_path / "spool", topics=topics, per_connection=10, silence_timeout_s=1.0
+        )
+
+        async def body() -> None:
+            await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")
+            await asyncio.sleep(1.0)
+            before = {c.session.conn_id: c.reconnects for c in g.connections}
+            if fault == "close":
+                sim.faults.close_connections()
+            else:
+                sim.faults.freeze(30.0)
+            await ih.wait_for(
+                lambda: all(c.reconnects > before[c.session.conn_id] for c in g.connections), 20, "reconnect"
+            )
+            await ih.wait_for(lambda: all(c.up for c in g.connections), 20, "connections back")
+            mark = g.stats.by_kind["delta"]
+            await ih.wait_for(lambda: g.stats.by_kind["delta"] > mark + 50, 20, "data flows again")
+
+        try:
+            await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+
+
+def test_malformed_frames_go_to_dlq(tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, markets=10, rate=100.0)
+
+    async def scenario() -> Any:
+        await sim.start()
+        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics)
+
+        async def body() -> None:
+            await ih.wait_for(lambda: g.connections and g.connections[0].up and g.plan.conn_of, 20, "subscribe")
+            sim.faults.malformed()
+            await ih.wait_for(lambda: g.stats.dead >= 1, 10, "dead letter")
+
+        try:
+            await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+        return g
+
+    g = asyncio.run(scenario())
+    letters = [decode_dead_letter(v) for _, v in ih.read_topic(kafka_bootstrap, topics["dlq"])]
+    assert len(letters) == g.stats.dead >= 1
+    assert letters[0].stage == "gather:g1" and letters[0].payload
