@@ -117,6 +117,9 @@ class GatherConfig(_Section):
     spool_dir: str = ""
     spool_max_bytes: int = 10 * 1024**3
     metrics_port: int = 0
+    key_window_s: float = 10.0  # occurrence counting window of delta/ticker/lifecycle event keys
+    queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
+    linger_ms: int = 5  # producer batching delay
 
     def __post_init__(self) -> None:
         for gid in self.ids:
