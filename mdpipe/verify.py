@@ -100,6 +100,7 @@ class Observed:
     market: str
     identity: Identity
     loaded_ns: int
+    received_ns: int = 0  # when the winning gatherer received it
 
 
 @dataclass
@@ -118,7 +119,8 @@ class Report:
     missing_examples: dict[str, list[str]] = field(default_factory=dict)
     duplicated_examples: list[str] = field(default_factory=list)
     unexpected_examples: list[str] = field(default_factory=list)
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # venue -> database
+    receive_latency_ms: dict[str, float] = field(default_factory=dict)  # venue -> gatherer (the baseline hop)
 
     @property
     def clean(self) -> bool:
@@ -141,6 +143,7 @@ class Report:
             "duplicated_examples": self.duplicated_examples,
             "unexpected_examples": self.unexpected_examples,
             "latency_ms": self.latency_ms,
+            "receive_latency_ms": self.receive_latency_ms,
             "clean": self.clean,
         }
 
@@ -176,11 +179,14 @@ def compare(
     report.expected = sum(len(v) for v in expected_by_id.values())
 
     seen: dict[Identity, list[int]] = defaultdict(list)
+    received: dict[Identity, list[int]] = defaultdict(list)
     for row in observed:
         report.rows += 1
         seen[row.identity].append(row.loaded_ns)
+        received[row.identity].append(row.received_ns)
 
     latencies: list[float] = []
+    receive_latencies: list[float] = []
     missing_by_kind: Counter[str] = Counter()
     dup_by_kind: Counter[str] = Counter()
     for ident, gens in expected_by_id.items():
@@ -200,6 +206,9 @@ def compare(
                 report.duplicated_examples.append(f"{ident!r} x{got} (venue sent {want})")
         for gen_ns, load_ns in zip(sorted(gens), loads, strict=False):
             latencies.append((load_ns - gen_ns) / 1e6)
+        for gen_ns, recv_ns in zip(sorted(gens), sorted(received.get(ident, ())), strict=False):
+            if recv_ns:
+                receive_latencies.append((recv_ns - gen_ns) / 1e6)
         report.matched += min(got, want)
     for ident, loads in seen.items():
         if ident in expected_by_id:
@@ -217,15 +226,21 @@ def compare(
     report.not_subscribed = sum(early.values()) - sum(min(len(seen.get(i, ())), n) for i, n in early.items())
     report.missing_by_kind = dict(missing_by_kind)
     report.duplicated_by_kind = dict(dup_by_kind)
-    latencies.sort()
-    if latencies:
-        report.latency_ms = {
-            "p50": round(percentile(latencies, 50), 1),
-            "p99": round(percentile(latencies, 99), 1),
-            "max": round(latencies[-1], 1),
-            "count": len(latencies),
-        }
+    report.latency_ms = _distribution(latencies)
+    report.receive_latency_ms = _distribution(receive_latencies)
     return report
+
+
+def _distribution(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values.sort()
+    return {
+        "p50": round(percentile(values, 50), 1),
+        "p99": round(percentile(values, 99), 1),
+        "max": round(values[-1], 1),
+        "count": len(values),
+    }
 
 
 def iter_truth_items(events: Iterable[Any]) -> Iterator[TruthItem]:

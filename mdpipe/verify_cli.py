@@ -52,6 +52,7 @@ def verify(truth_path: Path, dsn: str, examples: int = 5) -> dict[str, Any]:
 
 def format_report(report: dict[str, Any]) -> str:
     lat = report.get("latency_ms") or {}
+    rcv = report.get("receive_latency_ms") or {}
     lines = [
         "verification report",
         f"  venue events        {report['venue_events']:>12,}",
@@ -63,6 +64,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  unexpected          {report['unexpected']:>12,}",
         f"  latency venue->db   p50 {lat.get('p50', 0):.1f} ms   p99 {lat.get('p99', 0):.1f} ms   "
         f"max {lat.get('max', 0):.1f} ms",
+        f"  venue->gatherer     p50 {rcv.get('p50', 0):.1f} ms   p99 {rcv.get('p99', 0):.1f} ms   "
+        f"max {rcv.get('max', 0):.1f} ms   (receive hop alone)",
     ]
     for kind, items in report["missing_examples"].items():
         lines += [f"  missing {kind}: {item}" for item in items]

@@ -12,7 +12,10 @@ from mdpipe.verify import Observed, identity
 __all__ = ["first_held_ns", "iter_observed", "snapshot_count"]
 
 _MS = "(extract(epoch from ts) * 1000)::bigint AS ts_ms"
-_LOADED = "(extract(epoch from loaded_at) * 1000000000)::bigint AS loaded_ns"
+_LOADED = (
+    "(extract(epoch from loaded_at) * 1000000000)::bigint AS loaded_ns, "
+    "(extract(epoch from received_at) * 1000000000)::bigint AS received_ns"
+)
 _SECONDS = "(extract(epoch from {0}))::bigint AS {0}"
 
 QUERIES: dict[str, str] = {
@@ -34,7 +37,9 @@ def iter_observed(conn: psycopg.Connection[Any]) -> Iterator[Observed]:
             names = [d.name for d in cur.description or ()]
             for values in cur:
                 row = dict(zip(names, values, strict=True))
-                yield Observed(kind, row["market"], identity(kind, row["market"], row), row["loaded_ns"])
+                yield Observed(
+                    kind, row["market"], identity(kind, row["market"], row), row["loaded_ns"], row["received_ns"]
+                )
 
 
 def first_held_ns(conn: psycopg.Connection[Any]) -> dict[str, int]:
