@@ -1,19 +1,24 @@
-"""Order books of every market: two bid-only ladders (YES bids, NO bids) of size per price.
+"""Order books of every market in flat arrays: two bid-only ladders (YES bids, NO bids) per market.
 
-Prices are integer cents (1..99), sizes integer hundredths of a contract. A market nobody touched has no
-stored book: its initial book is derived from (seed, index) on demand, so a million quiet markets cost
-nothing. Sides never go negative and never cross (YES bids below ``mid``, NO bids below ``100 - mid``).
-Renders snapshot bodies for the WebSocket and the REST ``orderbook_fp`` object.
+Prices are integer cents, sizes integer hundredths of a contract. Each market has a fixed ``mid`` (from
+the seed); its YES bids live at prices ``mid-1 .. mid-10`` and its NO bids at ``99-mid .. 90-mid``, so the
+book never crosses and fits 20 slots. All markets share one ``array('i')`` of 20 slots each (80 bytes per
+market, about 110 MB with the per-market counters for a million markets, whatever the run length). An
+untouched market's book is derived from (seed, index) on demand; the first change stores it. Sizes never
+go negative. Renders snapshot bodies for the WebSocket and the REST ``orderbook_fp`` object.
 """
 
 from __future__ import annotations
 
+from array import array
+
 from venue_sim.wire import PRICE, count_fp
 
-__all__ = ["Book", "Books", "mix64"]
+__all__ = ["LEVEL_SPAN", "SLOTS", "BookView", "Books", "mix64"]
 
 MASK64 = (1 << 64) - 1
-LEVEL_SPAN = 10  # a side's prices lie in [base - 9, base]
+LEVEL_SPAN = 10  # price levels per side
+SLOTS = 2 * LEVEL_SPAN
 
 
 def mix64(x: int) -> int:
@@ -24,108 +29,156 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-class Book:
-    """One market's book plus the trading figures its ticker reports."""
+class BookView:
+    """A read-only copy of one market's book: ``yes``/``no`` map price (cents) -> size (hundredths)."""
 
-    __slots__ = ("last_delta", "last_price", "mid", "no", "open_interest", "volume", "yes")
+    __slots__ = ("last_price", "mid", "no", "open_interest", "volume", "yes")
 
-    def __init__(self, mid: int, yes: dict[int, int], no: dict[int, int]) -> None:
+    def __init__(self, mid: int, yes: dict[int, int], no: dict[int, int], last: int, vol: int, oi: int) -> None:
         self.mid = mid
         self.yes = yes
         self.no = no
-        self.last_price = mid
-        self.volume = 0
-        self.open_interest = 0
-        # (side, price, delta, ts_ms, body, body_yes) of the last delta: the identical-repeat case.
-        self.last_delta: tuple[str, int, int, int, str, str] | None = None
-
-    def side(self, side: str) -> dict[int, int]:
-        return self.yes if side == "yes" else self.no
-
-    def base(self, side: str) -> int:
-        """Highest price a bid on ``side`` may take without crossing the other side."""
-        return self.mid - 1 if side == "yes" else 99 - self.mid
-
-    def apply(self, side: str, price: int, delta: int) -> None:
-        levels = self.yes if side == "yes" else self.no
-        new = levels.get(price, 0) + delta
-        if new < 0:
-            raise ValueError(f"book would go negative at {side} {price}: {new}")
-        if new:
-            levels[price] = new
-        else:
-            levels.pop(price, None)
+        self.last_price = last
+        self.volume = vol
+        self.open_interest = oi
 
     def top(self) -> tuple[int, int, int, int]:
         """(best YES bid, YES ask = 100 - best NO bid, their sizes); empty side -> 0 / 100 and size 0."""
         yes_bid = max(self.yes) if self.yes else 0
         no_bid = max(self.no) if self.no else 0
-        return (
-            yes_bid,
-            100 - no_bid,
-            self.yes.get(yes_bid, 0),
-            self.no.get(no_bid, 0),
-        )
-
-
-def _initial(seed: int, i: int) -> Book:
-    h = mix64((seed * 1_000_003 + i) & MASK64)
-    mid = 20 + h % 61
-    nlev = (h >> 8) % 4
-    yes: dict[int, int] = {}
-    no: dict[int, int] = {}
-    for k in range(nlev):
-        yes[mid - 1 - 2 * k] = 100 * (1 + (h >> (16 + 6 * k)) % 50)
-        no[99 - mid - 2 * k] = 100 * (1 + (h >> (40 + 6 * k)) % 50)
-    return Book(mid, yes, no)
+        return yes_bid, 100 - no_bid, self.yes.get(yes_bid, 0), self.no.get(no_bid, 0)
 
 
 class Books:
-    """Books keyed by market index; materialised on first change."""
+    """Books of markets ``0 .. len-1``, plus the trading figures tickers and REST report."""
 
-    __slots__ = ("_books", "seed")
-
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, count: int = 0) -> None:
         self.seed = seed
-        self._books: dict[int, Book] = {}
+        self.levels = array("i")
+        self.touched = bytearray()
+        self.mids = bytearray()  # 0 = not computed yet
+        self.last_price = bytearray()
+        self.volume = array("q")
+        self.open_interest = array("q")
+        # The last delta per market (identical-repeat case): key = side * 128 + price (0 = none).
+        self.last_key = array("h")
+        self.last_delta = array("i")
+        self.last_ts = array("q")
+        self.grow(count)
 
     def __len__(self) -> int:
-        return len(self._books)
+        """Markets whose book was changed at least once."""
+        return len(self.touched) - self.touched.count(0)
 
-    def get(self, i: int) -> Book:
-        """The book of market ``i`` for changing it (stored from now on)."""
-        book = self._books.get(i)
-        if book is None:
-            book = self._books[i] = _initial(self.seed, i)
-        return book
+    def grow(self, count: int) -> None:
+        """Make room for markets up to ``count`` (new markets start untouched)."""
+        extra = count - len(self.touched)
+        if extra <= 0:
+            return
+        self.levels.frombytes(bytes(4 * SLOTS * extra))
+        self.touched.extend(bytes(extra))
+        self.mids.extend(bytes(extra))
+        self.last_price.extend(bytes(extra))
+        self.volume.frombytes(bytes(8 * extra))
+        self.open_interest.frombytes(bytes(8 * extra))
+        self.last_key.frombytes(bytes(2 * extra))
+        self.last_delta.frombytes(bytes(4 * extra))
+        self.last_ts.frombytes(bytes(8 * extra))
 
-    def peek(self, i: int) -> Book:
-        """The book of market ``i`` for reading only (not stored if untouched)."""
-        book = self._books.get(i)
-        return book if book is not None else _initial(self.seed, i)
+    def _hash(self, m: int) -> int:
+        return mix64((self.seed * 1_000_003 + m) & MASK64)
 
-    def snapshot_body(self, i: int, ticker: str, market_id: str, use_yes_price: bool) -> str:
+    def mid(self, m: int) -> int:
+        v = self.mids[m]
+        if not v:
+            v = self.mids[m] = 20 + self._hash(m) % 61
+        return v
+
+    def initial_slots(self, m: int) -> list[int]:
+        """The 20 slot sizes of market ``m`` before any change (slot k = price base - k per side)."""
+        h = self._hash(m)
+        slots = [0] * SLOTS
+        for k in range((h >> 8) % 4):
+            slots[2 * k] = 100 * (1 + (h >> (16 + 6 * k)) % 50)
+            slots[LEVEL_SPAN + 2 * k] = 100 * (1 + (h >> (40 + 6 * k)) % 50)
+        return slots
+
+    def touch(self, m: int) -> int:
+        """Store market ``m``'s book for changing; returns its first slot index in ``levels``."""
+        base = m * SLOTS
+        if not self.touched[m]:
+            self.touched[m] = 1
+            self.levels[base : base + SLOTS] = array("i", self.initial_slots(m))
+            self.last_price[m] = self.mid(m)
+        return base
+
+    def slots(self, m: int) -> list[int]:
+        if self.touched[m]:
+            base = m * SLOTS
+            return self.levels[base : base + SLOTS].tolist()
+        return self.initial_slots(m)
+
+    def apply(self, m: int, side: str, price: int, delta: int) -> None:
+        """``level[side][price] += delta`` (raises ValueError if it would go negative or off the ladder)."""
+        mid = self.mid(m)
+        k = (mid - 1 - price) if side == "yes" else (99 - mid - price)
+        if not 0 <= k < LEVEL_SPAN:
+            raise ValueError(f"price {price} outside market {m}'s {side} ladder")
+        slot = self.touch(m) + k + (0 if side == "yes" else LEVEL_SPAN)
+        new = self.levels[slot] + delta
+        if new < 0:
+            raise ValueError(f"book would go negative at {side} {price}: {new}")
+        self.levels[slot] = new
+
+    def peek(self, m: int) -> BookView:
+        mid = self.mid(m)
+        s = self.slots(m)
+        yes = {mid - 1 - k: s[k] for k in range(LEVEL_SPAN) if s[k]}
+        no = {99 - mid - k: s[LEVEL_SPAN + k] for k in range(LEVEL_SPAN) if s[LEVEL_SPAN + k]}
+        touched = self.touched[m]
+        last = self.last_price[m] if touched else mid
+        return BookView(mid, yes, no, last, self.volume[m], self.open_interest[m])
+
+    def top(self, m: int) -> tuple[int, int, int, int]:
+        """(best YES bid, YES ask, YES bid size, NO bid size) without building dicts."""
+        mid = self.mid(m)
+        s = self.slots(m)
+        yes_bid = bid_size = no_size = 0
+        no_bid = 0
+        for k in range(LEVEL_SPAN):
+            if s[k]:
+                yes_bid, bid_size = mid - 1 - k, s[k]
+                break
+        for k in range(LEVEL_SPAN):
+            if s[LEVEL_SPAN + k]:
+                no_bid, no_size = 99 - mid - k, s[LEVEL_SPAN + k]
+                break
+        return yes_bid, 100 - no_bid, bid_size, no_size
+
+    def snapshot_body(self, m: int, ticker: str, market_id: str, use_yes_price: bool) -> str:
         """``msg`` of an ``orderbook_snapshot``: levels ascending by price, empty sides omitted."""
-        book = self.peek(i)
+        mid = self.mid(m)
+        s = self.slots(m)
         parts = [f'{{"market_ticker":"{ticker}","market_id":"{market_id}"']
-        if book.yes:
-            levels = ",".join(f'["{PRICE[p]}","{count_fp(book.yes[p])}"]' for p in sorted(book.yes))
-            parts.append(f',"yes_dollars_fp":[{levels}]')
-        if book.no:
-            if use_yes_price:
-                prices = sorted(book.no, reverse=True)
-                levels = ",".join(f'["{PRICE[100 - p]}","{count_fp(book.no[p])}"]' for p in prices)
-            else:
-                levels = ",".join(f'["{PRICE[p]}","{count_fp(book.no[p])}"]' for p in sorted(book.no))
-            parts.append(f',"no_dollars_fp":[{levels}]')
+        yes = [f'["{PRICE[mid - 1 - k]}","{count_fp(s[k])}"]' for k in range(LEVEL_SPAN - 1, -1, -1) if s[k]]
+        if yes:
+            parts.append(f',"yes_dollars_fp":[{",".join(yes)}]')
+        if use_yes_price:  # NO bids expressed as YES prices (1 - p), ascending
+            ks = range(LEVEL_SPAN)
+            no = [f'["{PRICE[1 + mid + k]}","{count_fp(s[LEVEL_SPAN + k])}"]' for k in ks if s[LEVEL_SPAN + k]]
+        else:
+            ks = range(LEVEL_SPAN - 1, -1, -1)
+            no = [f'["{PRICE[99 - mid - k]}","{count_fp(s[LEVEL_SPAN + k])}"]' for k in ks if s[LEVEL_SPAN + k]]
+        if no:
+            parts.append(f',"no_dollars_fp":[{",".join(no)}]')
         parts.append("}")
         return "".join(parts)
 
-    def rest_orderbook(self, i: int, depth: int) -> dict[str, object]:
-        """REST ``{"orderbook_fp":{"yes_dollars":[[p,c]],"no_dollars":[[p,c]]}}``; depth 0 = all levels."""
-        book = self.peek(i)
+    def rest_orderbook(self, m: int, depth: int) -> dict[str, object]:
+        """REST ``{"orderbook_fp":{"yes_dollars":[[p,c]],"no_dollars":[[p,c]]}}`` ascending; depth 0 = all."""
+        view = self.peek(m)
         out: dict[str, list[list[str]]] = {}
-        for name, levels in (("yes_dollars", book.yes), ("no_dollars", book.no)):
+        for name, levels in (("yes_dollars", view.yes), ("no_dollars", view.no)):
             prices = sorted(levels)
             if depth > 0:
                 prices = prices[-depth:]

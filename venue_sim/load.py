@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from venue_sim.book import LEVEL_SPAN, Book, Books
+from venue_sim.book import LEVEL_SPAN, Books
 from venue_sim.markets import ST_ACTIVE, ST_DETERMINED, ST_FINALIZED, MarketTable
 from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CH_TRADE, PRICE, count_fp, rfc3339
 
@@ -55,6 +55,9 @@ class Generator:
         self._t0_ms = float(markets.base_ts_ms)
         self._since_churn = 0
         self.identical = 0  # identical-body deltas emitted so far
+        self._rfc_secs = -1
+        self._rfc_text = ""
+        books.grow(len(markets))
 
     @property
     def rate(self) -> float:
@@ -85,6 +88,7 @@ class Generator:
         """List a new market: ``created`` then ``activated``; returns its index."""
         ts = self.now_ms()
         m = self.markets.add(ts)
+        self.books.grow(len(self.markets))
         t = self.markets.ticker(m)
         open_s = ts // 1000
         close_s = self.markets.close_ms(m) // 1000
@@ -156,7 +160,6 @@ class Generator:
         """The next ``n`` (or a few more: a trade brings its ticker) events."""
         out: list[Event] = []
         rnd = self.rng.random
-        books = self.books
         p_delta = 1.0 - self.trade_share - self.ticker_share
         p_trade = p_delta + self.trade_share
         churn_every = int(self._rate / self.churn_per_s) if self.churn_per_s > 0 else 0
@@ -175,7 +178,7 @@ class Generator:
             ts = int(self._vclock())
             r = rnd()
             if r < p_delta:
-                self._delta(out, m, ts, books.get(m))
+                self._delta(out, m, ts)
             elif r < p_trade:
                 self._trade(out, m, ts)
                 self._ticker(out, m, ts)
@@ -183,46 +186,62 @@ class Generator:
                 self._ticker(out, m, ts)
         return out
 
-    def _delta(self, out: list[Event], m: int, ts: int, book: Book) -> None:
+    def _delta(self, out: list[Event], m: int, ts: int) -> None:
         rnd = self.rng.random
-        last = book.last_delta
-        if last is not None and self.identical_share > 0 and rnd() < self.identical_share:
-            side, price, delta, ts0, body, body_yes = last
-            if delta > 0 or book.side(side).get(price, 0) >= -delta:
-                book.apply(side, price, delta)
+        books = self.books
+        levels = books.levels
+        base = books.touch(m)
+        mid = books.mids[m]
+        key = books.last_key[m]
+        if key and self.identical_share > 0 and rnd() < self.identical_share:
+            side_no, price = divmod(key, 128)
+            delta = books.last_delta[m]
+            slot = base + ((99 - mid - price) + LEVEL_SPAN if side_no else (mid - 1 - price))
+            if delta > 0 or levels[slot] >= -delta:
+                levels[slot] += delta
                 self.identical += 1
+                ts0 = books.last_ts[m]
+                body, body_yes = self._delta_body(m, side_no, price, delta, ts0)
                 self._event(out, CH_ORDERBOOK, m, ts0, body, body_yes)
                 return
-        side = "yes" if rnd() < 0.5 else "no"
-        levels = book.yes if side == "yes" else book.no
-        price = book.base(side) - int(rnd() * LEVEL_SPAN)
-        cur = levels.get(price, 0)
+        side_no = 1 if rnd() < 0.5 else 0
+        k = int(rnd() * LEVEL_SPAN)
+        slot = base + k + LEVEL_SPAN * side_no
+        price = (99 - mid - k) if side_no else (mid - 1 - k)
+        cur = levels[slot]
         if cur and rnd() < 0.45:
             delta = -cur if rnd() < 0.3 else -(1 + int(rnd() * cur))
         elif rnd() < 0.9:
             delta = 100 * (1 + int(rnd() * 20))
         else:
             delta = 1 + int(rnd() * 5000)
-        book.apply(side, price, delta)
-        t = self.markets.ticker(m)
-        mid = self.markets.market_id(m)
-        head = f'{{"market_ticker":"{t}","market_id":"{mid}","price_dollars":"'
-        tail = f'","delta_fp":"{count_fp(delta)}","side":"{side}","ts_ms":{ts}}}'
-        body = f"{head}{PRICE[price]}{tail}"
-        body_yes = f"{head}{PRICE[100 - price]}{tail}" if side == "no" else None
-        book.last_delta = (side, price, delta, ts, body, body_yes)
+        levels[slot] = cur + delta
+        books.last_key[m] = side_no * 128 + price
+        books.last_delta[m] = delta
+        books.last_ts[m] = ts
+        body, body_yes = self._delta_body(m, side_no, price, delta, ts)
         self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
+
+    def _delta_body(self, m: int, side_no: int, price: int, delta: int, ts: int) -> tuple[str, str | None]:
+        head = (
+            f'{{"market_ticker":"{self.markets.ticker(m)}","market_id":"{self.markets.market_id(m)}","price_dollars":"'
+        )
+        if side_no:
+            tail = f'","delta_fp":"{count_fp(delta)}","side":"no","ts_ms":{ts}}}'
+            return f"{head}{PRICE[price]}{tail}", f"{head}{PRICE[100 - price]}{tail}"
+        return f'{head}{PRICE[price]}","delta_fp":"{count_fp(delta)}","side":"yes","ts_ms":{ts}}}', None
 
     def _trade(self, out: list[Event], m: int, ts: int) -> None:
         rnd = self.rng.random
-        book = self.books.get(m)
-        yes_bid, yes_ask, _, _ = book.top()
+        books = self.books
+        books.touch(m)
+        yes_bid, yes_ask, _, _ = books.top(m)
         taker = "yes" if rnd() < 0.5 else "no"
         yes_price = min(max(yes_ask if taker == "yes" else yes_bid, 1), 99)
         count = 100 * (1 + int(rnd() * 10))
-        book.last_price = yes_price
-        book.volume += count
-        book.open_interest += count
+        books.last_price[m] = yes_price
+        books.volume[m] += count
+        books.open_interest[m] += count
         trade_id = uuid.UUID(int=self.rng.getrandbits(128), version=4)
         body = (
             f'{{"trade_id":"{trade_id}","market_ticker":"{self.markets.ticker(m)}",'
@@ -233,24 +252,23 @@ class Generator:
         self._event(out, CH_TRADE, m, ts, body)
 
     def ticker_body(self, m: int, ts: int) -> str:
-        book = self.books.peek(m)
-        yes_bid, yes_ask, bid_size, ask_size = book.top()
-        vol = book.volume
-        oi = book.open_interest
+        books = self.books
+        yes_bid, yes_ask, bid_size, ask_size = books.top(m)
+        last = books.last_price[m] if books.touched[m] else books.mid(m)
+        vol = books.volume[m]
+        oi = books.open_interest[m]
         secs = ts // 1000
+        if secs != self._rfc_secs:
+            self._rfc_secs, self._rfc_text = secs, rfc3339(secs * 1000)
         return (
             f'{{"market_id":"{self.markets.market_id(m)}","market_ticker":"{self.markets.ticker(m)}",'
-            f'"price_dollars":"{PRICE[book.last_price]}","yes_bid_dollars":"{PRICE[yes_bid]}",'
+            f'"price_dollars":"{PRICE[last]}","yes_bid_dollars":"{PRICE[yes_bid]}",'
             f'"yes_ask_dollars":"{PRICE[yes_ask]}","yes_bid_size_fp":"{count_fp(bid_size)}",'
             f'"yes_ask_size_fp":"{count_fp(ask_size)}","last_trade_size_fp":"0.00",'
             f'"volume_fp":"{count_fp(vol)}","open_interest_fp":"{count_fp(oi)}",'
-            f'"dollar_volume":{vol * book.last_price // 10000},"dollar_open_interest":{oi * book.last_price // 10000},'
-            f'"ts":{secs},"ts_ms":{ts},"time":"{_rfc(secs)}"}}'
+            f'"dollar_volume":{vol * last // 10000},"dollar_open_interest":{oi * last // 10000},'
+            f'"ts":{secs},"ts_ms":{ts},"time":"{self._rfc_text}"}}'
         )
 
     def _ticker(self, out: list[Event], m: int, ts: int) -> None:
         self._event(out, CH_TICKER, m, ts, self.ticker_body(m, ts))
-
-
-def _rfc(secs: int) -> str:
-    return rfc3339(secs * 1000)

@@ -1,0 +1,1 @@
+"""Benchmarks: one package per stage, each printing a final `RESULT {json}` line."""
