@@ -49,6 +49,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--churn", type=float, help="markets created (and one settled) per second; 0 = none")
     p.add_argument("--heartbeat", type=float, help="seconds between server pings (body 'heartbeat'; default 10)")
+    p.add_argument(
+        "--base-ts-ms",
+        type=int,
+        default=0,
+        help="venue clock origin (Unix ms) for ts_ms; fix it to make two runs with one seed byte-identical "
+        "(default: wall clock at start)",
+    )
     p.add_argument("--metrics-port", type=int, help="Prometheus exporter port; 0 = a free port (default: sim)")
     return p
 
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         pong_timeout_s=2 * pick(args.heartbeat, sc.heartbeat_s),
         faults=args.faults,
         duration_s=args.duration,
+        base_ts_ms=args.base_ts_ms,
     )
 
     async def main() -> int:

@@ -7,7 +7,7 @@ venue runs. Renders REST ``Market`` objects and applies the REST ``status`` filt
 
 from __future__ import annotations
 
-import json
+import functools
 
 from venue_sim.wire import PRICE, rfc3339
 
@@ -116,45 +116,30 @@ class MarketTable:
     def rest_market(self, i: int, top: tuple[int, int, int, int, int]) -> str:
         """REST ``Market`` JSON object. ``top`` = (yes_bid, yes_ask, last_price cents, volume, open_interest)."""
         yes_bid, yes_ask, last, volume, oi = top
-        st = self.status[i]
         open_ms = self.open_ms(i)
         close_ms = self.close_ms(i)
-        ticker = self.ticker(i)
-        obj = {
-            "ticker": ticker,
-            "event_ticker": self.event_ticker(i),
-            "market_type": "binary",
-            "title": f"Simulated market {i}",
-            "subtitle": "",
-            "yes_sub_title": f"Outcome {i} happens",
-            "no_sub_title": f"Outcome {i} does not happen",
-            "status": STATUS_NAMES[st],
-            "created_time": rfc3339(open_ms),
-            "updated_time": rfc3339(open_ms),
-            "open_time": rfc3339(open_ms),
-            "close_time": rfc3339(close_ms),
-            "expected_expiration_time": rfc3339(close_ms),
-            "latest_expiration_time": rfc3339(close_ms + 7 * DAY_MS),
-            "settlement_timer_seconds": 300,
-            "result": self.results.get(i, ""),
-            "can_close_early": True,
-            "rules_primary": f"Resolves Yes if outcome {i} happens.",
-            "rules_secondary": "",
-            "price_level_structure": "linear_cent",
-            "price_ranges": [{"start": "0.0000", "end": "1.0000", "step": "0.0100"}],
-            "yes_bid_dollars": PRICE[yes_bid],
-            "yes_ask_dollars": PRICE[yes_ask],
-            "no_bid_dollars": PRICE[100 - yes_ask],
-            "no_ask_dollars": PRICE[100 - yes_bid],
-            "last_price_dollars": PRICE[last],
-            "previous_yes_bid_dollars": PRICE[yes_bid],
-            "previous_yes_ask_dollars": PRICE[yes_ask],
-            "previous_price_dollars": PRICE[last],
-            "volume_fp": f"{volume // 100}.{volume % 100:02d}",
-            "volume_24h_fp": f"{volume // 100}.{volume % 100:02d}",
-            "open_interest_fp": f"{oi // 100}.{oi % 100:02d}",
-            "liquidity_dollars": "0.0000",
-            "notional_value_dollars": "1.0000",
-            "response_price_units": "usd_cent",
-        }
-        return json.dumps(obj, separators=(",", ":"))
+        opened = _time(open_ms)
+        closes = _time(close_ms)
+        vol = f"{volume // 100}.{volume % 100:02d}"
+        return (
+            f'{{"ticker":"{self.ticker(i)}","event_ticker":"{self.event_ticker(i)}","market_type":"binary",'
+            f'"title":"Simulated market {i}","subtitle":"","yes_sub_title":"Outcome {i} happens",'
+            f'"no_sub_title":"Outcome {i} does not happen","status":"{STATUS_NAMES[self.status[i]]}",'
+            f'"created_time":"{opened}","updated_time":"{opened}","open_time":"{opened}","close_time":"{closes}",'
+            f'"expected_expiration_time":"{closes}","latest_expiration_time":"{_time(close_ms + 7 * DAY_MS)}",'
+            f'"settlement_timer_seconds":300,"result":"{self.results.get(i, "")}","can_close_early":true,'
+            f'"rules_primary":"Resolves Yes if outcome {i} happens.","rules_secondary":"",'
+            f'"price_level_structure":"linear_cent",'
+            f'"price_ranges":[{{"start":"0.0000","end":"1.0000","step":"0.0100"}}],'
+            f'"yes_bid_dollars":"{PRICE[yes_bid]}","yes_ask_dollars":"{PRICE[yes_ask]}",'
+            f'"no_bid_dollars":"{PRICE[100 - yes_ask]}","no_ask_dollars":"{PRICE[100 - yes_bid]}",'
+            f'"last_price_dollars":"{PRICE[last]}","previous_yes_bid_dollars":"{PRICE[yes_bid]}",'
+            f'"previous_yes_ask_dollars":"{PRICE[yes_ask]}","previous_price_dollars":"{PRICE[last]}",'
+            f'"volume_fp":"{vol}","volume_24h_fp":"{vol}","open_interest_fp":"{oi // 100}.{oi % 100:02d}",'
+            f'"liquidity_dollars":"0.0000","notional_value_dollars":"1.0000","response_price_units":"usd_cent"}}'
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _time(ms: int) -> str:
+    return rfc3339(ms)

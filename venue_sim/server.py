@@ -323,13 +323,12 @@ class SimServer:
             nxt = -1
         else:
             idx, nxt = self.markets.page(codes, start, limit)
+        books = self.books
         items = []
         for i in idx:
-            book = self.books.peek(i)
-            yes_bid, yes_ask, _, _ = book.top()
-            items.append(
-                self.markets.rest_market(i, (yes_bid, yes_ask, book.last_price, book.volume, book.open_interest))
-            )
+            yes_bid, yes_ask, _, _ = books.top(i)
+            last = books.last_price[i] if books.touched[i] else books.mid(i)
+            items.append(self.markets.rest_market(i, (yes_bid, yes_ask, last, books.volume[i], books.open_interest[i])))
         body = '{"markets":[' + ",".join(items) + '],"cursor":' + json.dumps("" if nxt < 0 else str(nxt)) + "}"
         return _json_response(200, body.encode())
 

@@ -71,6 +71,20 @@ def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
     raise RuntimeError(f"timeout waiting for {prefix!r}")
 
 
+def _discovery(rest: str) -> tuple[float, int]:
+    """Seconds to page through every market with limit=1000 (what a gatherer's discovery does)."""
+    t0 = time.monotonic()
+    cursor = ""
+    listed = 0
+    while True:
+        with urllib.request.urlopen(f"{rest}/markets?limit=1000&cursor={cursor}", timeout=60) as resp:
+            body = resp.read()
+        listed += body.count(b'"ticker":"')
+        cursor = json.loads(body[body.rindex(b'"cursor":') + 9 : -1])
+        if not cursor:
+            return time.monotonic() - t0, listed
+
+
 def _client(ws_url: str, markets: int, connections: int, chunk: int, stats: Path) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "bench.sim.client", ws_url, str(markets), str(connections), str(chunk), str(stats)]
     return subprocess.Popen(args, text=True)
@@ -156,6 +170,9 @@ def run_sim(args: argparse.Namespace, tmp: Path, log: list[str]) -> dict[str, An
         time.sleep(2.0)  # let the generator settle after the snapshot burst
         target = _windows(args.windows, args.window_s, sim.pid, admin, stats_path, log)
         rss, hwm = _rss_mb(sim.pid)
+        discovery_s, listed = _discovery(rest)
+        log.append(f"REST discovery of {listed} markets (limit=1000 pages) while generating: {discovery_s:.1f}s")
+        print(log[-1], file=sys.stderr, flush=True)
         saturated: list[dict[str, float]] = []
         if args.saturate_rate:
             _http(f"{admin}/rate", {"rate": args.saturate_rate})
@@ -170,6 +187,7 @@ def run_sim(args: argparse.Namespace, tmp: Path, log: list[str]) -> dict[str, An
             "hwm_mb": hwm,
             "rss_start_mb": rss_start,
             "snapshot_s": snapshot_s,
+            "discovery_s": discovery_s,
             "books_materialised": final["books_materialised"],
             "tick_lag_max_s": final["tick_lag_max_s"],
             "errors": errors,
@@ -243,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_peak_mb": round(sim["hwm_mb"], 1),
         "rss_at_start_mb": round(sim["rss_start_mb"], 1),
         "snapshot_phase_s": round(sim["snapshot_s"], 1),
+        "rest_discovery_s": round(sim["discovery_s"], 1),
         "max_events_per_s": round(_med(sim["saturated"], "events_per_s"), 1) if sim["saturated"] else None,
         "max_cpu_pct": round(_med(sim["saturated"], "cpu_pct"), 1) if sim["saturated"] else None,
         "max_delivered_per_conn": (
