@@ -93,15 +93,22 @@ async def run_with(gatherer: Gatherer, body: Callable[[], Awaitable[None]]) -> N
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
     """Every message of ``topic`` (all partitions, from the start up to the current end)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(consumer_config(KafkaConfig(bootstrap_servers=bootstrap), f"test-{uuid.uuid4().hex}"))
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
+        ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while True:  # a just-restarted broker may not know its partitions yet
+            try:
+                meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                for p in meta.partitions:
+                    ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
         out: list[tuple[bytes | None, bytes]] = []
         done = {p for p, high in ends.items() if high == 0}
