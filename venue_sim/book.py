@@ -60,6 +60,7 @@ class Books:
         self.last_price = bytearray()
         self.volume = array("q")
         self.open_interest = array("q")
+        self.last_trade = array("i")  # size of the market's last trade (hundredths)
         # The last delta per market (identical-repeat case): key = side * 128 + price (0 = none).
         self.last_key = array("h")
         self.last_delta = array("i")
@@ -81,6 +82,7 @@ class Books:
         self.last_price.extend(bytes(extra))
         self.volume.frombytes(bytes(8 * extra))
         self.open_interest.frombytes(bytes(8 * extra))
+        self.last_trade.frombytes(bytes(4 * extra))
         self.last_key.frombytes(bytes(2 * extra))
         self.last_delta.frombytes(bytes(4 * extra))
         self.last_ts.frombytes(bytes(8 * extra))

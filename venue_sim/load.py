@@ -242,6 +242,7 @@ class Generator:
         books.last_price[m] = yes_price
         books.volume[m] += count
         books.open_interest[m] += count
+        books.last_trade[m] = count
         trade_id = uuid.UUID(int=self.rng.getrandbits(128), version=4)
         body = (
             f'{{"trade_id":"{trade_id}","market_ticker":"{self.markets.ticker(m)}",'
@@ -264,7 +265,7 @@ class Generator:
             f'{{"market_id":"{self.markets.market_id(m)}","market_ticker":"{self.markets.ticker(m)}",'
             f'"price_dollars":"{PRICE[last]}","yes_bid_dollars":"{PRICE[yes_bid]}",'
             f'"yes_ask_dollars":"{PRICE[yes_ask]}","yes_bid_size_fp":"{count_fp(bid_size)}",'
-            f'"yes_ask_size_fp":"{count_fp(ask_size)}","last_trade_size_fp":"0.00",'
+            f'"yes_ask_size_fp":"{count_fp(ask_size)}","last_trade_size_fp":"{count_fp(books.last_trade[m])}",'
             f'"volume_fp":"{count_fp(vol)}","open_interest_fp":"{count_fp(oi)}",'
             f'"dollar_volume":{vol * last // 10000},"dollar_open_interest":{oi * last // 10000},'
             f'"ts":{secs},"ts_ms":{ts},"time":"{self._rfc_text}"}}'

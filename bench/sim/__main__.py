@@ -267,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         "max_delivered_per_conn": (
             round(_med(sim["saturated"], "delivered_min_per_conn"), 1) if sim["saturated"] else None
         ),
+        "saturation_ratio": (
+            round(_med(sim["saturated"], "delivered_min_per_conn") / baseline, 3)
+            if sim["saturated"] and baseline
+            else None
+        ),
         "books_materialised": sim["books_materialised"],
         "reader_errors": sim["errors"][:3],
     }
