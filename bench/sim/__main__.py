@@ -167,7 +167,7 @@ def run_sim(args: argparse.Namespace, tmp: Path, log: list[str]) -> dict[str, An
         snapshot_s = time.monotonic() - t0
         log.append(f"subscribed {args.connections} x {args.markets} markets in {snapshot_s:.1f}s")
         print(log[-1], file=sys.stderr, flush=True)
-        time.sleep(2.0)  # let the generator settle after the snapshot burst
+        time.sleep(args.settle_s)  # let the generator settle after the snapshot burst
         target = _windows(args.windows, args.window_s, sim.pid, admin, stats_path, log)
         rss, hwm = _rss_mb(sim.pid)
         discovery_s, listed = _discovery(rest)
@@ -176,7 +176,7 @@ def run_sim(args: argparse.Namespace, tmp: Path, log: list[str]) -> dict[str, An
         saturated: list[dict[str, float]] = []
         if args.saturate_rate:
             _http(f"{admin}/rate", {"rate": args.saturate_rate})
-            time.sleep(2.0)
+            time.sleep(args.settle_s)
             saturated = _windows(max(1, args.windows - 1), args.window_s, sim.pid, admin, stats_path, log)
         final = _http(f"{admin}/stats")
         errors = [e for r in _read_json(stats_path)["readers"] for e in r["errors"]]
@@ -208,7 +208,7 @@ def run_baseline(args: argparse.Namespace, tmp: Path, log: list[str]) -> list[fl
         ws = _wait_line(server, "WS", 60)
         stats_path = tmp / "baseline-client.json"
         client = _client(ws, 0, args.connections, args.chunk, stats_path)
-        time.sleep(3.0)
+        time.sleep(args.settle_s + 1.0)
         rates = []
         for i in range(args.windows):
             c0 = _read_json(stats_path)
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows", type=int, default=3, help="measurement windows (runs) per phase")
     p.add_argument("--window-s", type=float, default=8.0, help="seconds per window")
     p.add_argument("--saturate-rate", type=float, default=100_000.0, help="rate for the saturation phase; 0 = skip")
+    p.add_argument("--settle-s", type=float, default=2.0, help="pause before each measured phase")
     p.add_argument("--snapshot-timeout", type=float, default=900.0, help="max seconds for the subscription phase")
     args = p.parse_args(argv)
     log: list[str] = []
