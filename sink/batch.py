@@ -1,0 +1,143 @@
+"""One batch of consumed records on its way into the database (pure: no Kafka, no database).
+
+The loader feeds every consumed message to :meth:`Batch.add`; the batch keeps the binary COPY rows per
+table, the latest market reference per ticker, the records that could not be decoded (dead letters), and
+the next offset to consume per (topic, partition): the offsets the store writes in the same transaction.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas import DeadLetter, MarketRef, SchemaError, decode_market
+from sink.records import decode_record
+from sink.rows import build_row
+
+__all__ = ["Batch", "Message", "Source", "dead_letter"]
+
+STAGE = "sink"
+
+
+class Message(Protocol):
+    """What the batch needs of a consumed Kafka message (confluent_kafka.Message has these)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A stand-in Message (tests, benchmarks): where a row came from and its bytes."""
+
+    src_topic: str
+    src_partition: int
+    src_offset: int
+    payload: bytes
+
+    def topic(self) -> str:
+        return self.src_topic
+
+    def partition(self) -> int:
+        return self.src_partition
+
+    def offset(self) -> int:
+        return self.src_offset
+
+    def value(self) -> bytes:
+        return self.payload
+
+
+@dataclass
+class Batch:
+    events_topic: str = "events"
+    markets_topic: str = "markets"
+    from_ms: int | None = None  # keep only events with from_ms <= ts_ms < to_ms (replay of a time range)
+    to_ms: int | None = None
+    rows: dict[str, list[bytes]] = field(default_factory=dict)
+    sources: dict[str, list[Message]] = field(default_factory=dict)
+    markets: dict[str, tuple[MarketRef, Message]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    size: int = 0  # messages added (rows + markets + dead + filtered)
+    skipped: int = 0  # events outside [from_ms, to_ms)
+    started: float = 0.0  # monotonic time of the first message
+
+    def add(self, msg: Message) -> None:
+        self.add_many((msg,))
+
+    def add_many(self, msgs: Iterable[Message]) -> None:
+        """Add consumed messages (in consumption order; messages with an error must be filtered out)."""
+        events_topic, markets_topic = self.events_topic, self.markets_topic
+        from_ms, to_ms = self.from_ms, self.to_ms
+        offsets, all_rows, all_sources = self.offsets, self.rows, self.sources
+        if not self.size:
+            self.started = time.monotonic()
+        n = 0
+        for msg in msgs:
+            n += 1
+            topic = msg.topic()
+            offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[operator]
+            payload = msg.value() or b""
+            if topic != events_topic:
+                if topic == markets_topic:
+                    self._add_market(payload, msg)
+                continue
+            try:
+                rec = decode_record(payload)
+                if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
+                    self.skipped += 1
+                    continue
+                table, row = build_row(rec)
+            except (SchemaError, ValueError, OverflowError, struct.error) as exc:
+                self.dead.append(dead_letter(f"undecodable event: {exc}", msg))
+                continue
+            rows = all_rows.get(table)
+            if rows is None:
+                rows = all_rows[table] = []
+                all_sources[table] = []
+            rows.append(row)
+            all_sources[table].append(msg)
+        self.size += n
+
+    def _add_market(self, payload: bytes, src: Message) -> None:
+        if not payload:  # compaction tombstone: nothing to upsert
+            return
+        try:
+            ref = decode_market(payload)
+        except SchemaError as exc:
+            self.dead.append(dead_letter(f"undecodable market: {exc}", src))
+            return
+        old = self.markets.get(ref.ticker)
+        if old is None or old[0].updated_ns <= ref.updated_ns:
+            self.markets[ref.ticker] = (ref, src)
+
+    @property
+    def row_count(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.sources.clear()
+        self.markets.clear()
+        self.dead.clear()
+        self.offsets.clear()
+        self.size = self.skipped = 0
+
+
+def dead_letter(reason: str, src: Message) -> DeadLetter:
+    """The dead-letter record for the message ``src``, rejected for ``reason``."""
+    return DeadLetter(
+        stage=STAGE,
+        reason=reason,
+        payload=src.value() or b"",
+        source_topic=src.topic() or "",
+        source_partition=src.partition() or 0,
+        source_offset=src.offset() or 0,
+        at_ns=time.time_ns(),
+    )

@@ -1,0 +1,355 @@
+"""The sink's Kafka side: a confluent-kafka consumer group on ``events`` (+ ``markets``) feeding batches to the store.
+
+Exactly-once into the database: offsets live in ``sink_offsets`` and are written in the same transaction as the
+rows; on assignment the consumer seeks to them (Kafka's own committed offsets are only updated afterwards, for
+monitoring tools). A revoke drops the uncommitted batch (the new owner, or we, re-read it from the stored
+offsets). A database outage keeps the batch in memory and retries it with capped exponential back-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from mdpipe.config import Config, ConfigError
+from mdpipe.logging import get_logger
+from schemas import DeadLetter, encode_dead_letter
+from sink import metrics as m
+from sink.batch import Batch
+from sink.store import Store, WriteResult
+
+__all__ = ["LoadStats", "Loader", "LoaderOptions", "kafka_client_config"]
+
+log = get_logger(__name__)
+REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
+
+
+def kafka_client_config(config: Config) -> dict[str, Any]:
+    k = config.kafka
+    out: dict[str, Any] = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        out.update({"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username})
+        out["sasl.password"] = k.sasl_password
+    if k.ssl_cafile:
+        out["ssl.ca.location"] = k.ssl_cafile
+    return out
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    group_id: str
+    batch_rows: int
+    batch_ms: int
+    from_ms: int | None = None
+    to_ms: int | None = None
+    exit_when_idle: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> LoaderOptions:
+        s = config.sink
+        base = {"group_id": s.group_id, "batch_rows": s.batch_rows, "batch_ms": s.batch_ms}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+@dataclass
+class LoadStats:
+    rows: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    batches: int = 0
+    markets: int = 0
+
+
+class Loader:
+    """One sink process: consume, batch, write (rows + offsets in one transaction), repeat."""
+
+    def __init__(self, config: Config, options: LoaderOptions) -> None:
+        if not config.kafka.bootstrap_servers:
+            raise ConfigError("config setting kafka.bootstrap_servers: empty (run `mdpipe infra up` or set it)")
+        if not config.postgres.dsn:
+            raise ConfigError("config setting postgres.dsn: empty (run `mdpipe infra up` or set it)")
+        self.config = config
+        self.opts = options
+        s = config.sink
+        replay = options.from_ms is not None or options.to_ms is not None
+        self.topics = [s.events_topic] + ([s.markets_topic] if s.markets_topic and not replay else [])
+        self.store = Store(config.postgres.dsn, options.group_id)
+        self.batch = Batch(s.events_topic, s.markets_topic, options.from_ms, options.to_ms)
+        self.stats = LoadStats()
+        self.stop_event = threading.Event()
+        self._revokes = 0  # rebalances that took partitions away (see _resync)
+        self._starts: dict[tuple[str, int], int] = {}
+        self._assignment: list[TopicPartition] = []
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_ts_ms = 0
+        self._last_lag_update = 0.0
+        self._db_ok = True
+        kc = kafka_client_config(config)
+        self.consumer = Consumer(
+            {
+                **kc,
+                "group.id": options.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "range",
+                "statistics.interval.ms": 1000,
+                "stats_cb": lambda _s: None,  # enables cached watermarks for the lag gauge
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "queued.max.messages.kbytes": 256 * 1024,
+            }
+        )
+        self.producer = Producer({**kc, "partitioner": "murmur2_random", "linger.ms": 5, "acks": "all"})
+
+    # -- public ------------------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self._db_ok
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> LoadStats:
+        """Consume until :meth:`stop` (or, with ``exit_when_idle``, until caught up); returns totals."""
+        self._check_partitions()
+        self.consumer.subscribe(
+            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        log.info("sink_started", group=self.opts.group_id, topics=self.topics, batch_rows=self.opts.batch_rows)
+        idle_since: float | None = None
+        deadline_s = self.opts.batch_ms / 1000.0
+        try:
+            while not self.stop_event.is_set():
+                revokes = self._revokes
+                want = max(1, min(10_000, self.opts.batch_rows - self.batch.size))
+                timeout = (
+                    deadline_s if not self.batch.size else max(0.0, self.batch.started + deadline_s - time.monotonic())
+                )
+                msgs = self.consumer.consume(want, timeout)
+                if revokes != self._revokes:
+                    self._resync()
+                    continue
+                good = [msg for msg in msgs if msg.error() is None]
+                if len(good) != len(msgs):
+                    for msg in msgs:
+                        if msg.error() is not None:
+                            self._kafka_error(msg.error())
+                self.batch.add_many(good)
+                if msgs:
+                    self._last_ts_ms = msgs[-1].timestamp()[1]
+                    idle_since = None
+                if self.batch.size and (
+                    self.batch.size >= self.opts.batch_rows or time.monotonic() - self.batch.started >= deadline_s
+                ):
+                    self._flush()
+                self._update_lag()
+                if self.opts.exit_when_idle and not msgs and not self.batch.size:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= self.config.sink.idle_exit_s:
+                        idle_since = time.monotonic()  # check at most once per idle_exit_s
+                        if not self._caught_up():
+                            continue
+                        log.info("sink_idle_exit", rows=self.stats.rows)
+                        break
+            if self.batch.size and self._assignment:
+                self._flush()
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        self.producer.flush(5)
+        self.store.close()
+
+    # -- rebalance ---------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        stored: dict[tuple[str, int], int] = {}
+        for topic, tps in by_topic.items():
+            found = self._retry_db(lambda t=topic, ps=tps: self.store.read_offsets(t, [p.partition for p in ps]))
+            if found is None:  # stopping
+                return
+            stored.update({(topic, p): o for p, o in found.items()})
+        replay_seek = [
+            TopicPartition(tp.topic, tp.partition, self.opts.from_ms - REPLAY_SEEK_SLACK_MS)
+            for tp in partitions
+            if (tp.topic, tp.partition) not in stored and self.opts.from_ms is not None
+        ]
+        by_time = {}
+        if replay_seek:
+            for tp in consumer.offsets_for_times(replay_seek, timeout=10):
+                by_time[(tp.topic, tp.partition)] = tp.offset
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if key in stored:
+                tp.offset = stored[key]
+            elif key in by_time and by_time[key] >= 0:
+                tp.offset = by_time[key]
+            else:
+                tp.offset = OFFSET_BEGINNING if key not in by_time else self._high(tp)
+        consumer.assign(partitions)
+        self._assignment = list(partitions)
+        self._starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+        self._committed = {k: v for k, v in stored.items()}
+        log.info("partitions_assigned", partitions=_fmt(partitions), stored=len(stored))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revokes += 1
+        dropped = self.batch.size
+        self.batch.clear()
+        self._assignment = []
+        self._starts = {}
+        log.info("partitions_revoked", partitions=_fmt(partitions), dropped_uncommitted=dropped)
+
+    def _resync(self) -> None:
+        """A revoke ran inside consume(): messages it returned from before the revoke belong to the old
+        assignment (the batch they would join was dropped), so drop them all and, if partitions were assigned
+        again within the same call, seek those back to where the assignment started."""
+        self.batch.clear()
+        for (topic, partition), offset in self._starts.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:
+                self.consumer.assign(self._assignment)
+                break
+
+    def _high(self, tp: TopicPartition) -> int:
+        return int(self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1])
+
+    # -- writing -----------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        batch = self.batch
+        started = time.monotonic()
+        result = self._retry_db(lambda: self.store.write(batch, self._send_dead))
+        if result is None:
+            return
+        elapsed = time.monotonic() - started
+        self._account(batch, result, elapsed)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
+        self._committed.update(batch.offsets)
+        batch.clear()
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)  # for monitoring only: the DB is the truth
+        except KafkaException as exc:
+            log.warning("kafka_commit_failed", error=str(exc))
+
+    def _retry_db(self, fn: Any) -> Any:
+        delay = self.config.sink.backoff_initial_s
+        while True:
+            try:
+                out = fn()
+                if not self._db_ok:
+                    log.info("database_back")
+                self._db_ok = True
+                return out
+            except psycopg.OperationalError as exc:
+                m.DB_ERRORS.inc()
+                self._db_ok = False
+                self.store.close()
+                log.warning(
+                    "database_unavailable", error=str(exc).strip().splitlines()[0] if str(exc) else "", retry_s=delay
+                )
+            if self.stop_event.wait(delay):
+                return None
+            delay = min(delay * 2, self.config.sink.backoff_max_s)
+
+    def _send_dead(self, dead: list[DeadLetter]) -> None:
+        for d in dead:
+            self.producer.produce(self.config.sink.dlq_topic, value=encode_dead_letter(d))
+            log.warning(
+                "dead_letter",
+                reason=d.reason[:300],
+                topic=d.source_topic,
+                partition=d.source_partition,
+                offset=d.source_offset,
+            )
+        if self.producer.flush(30) != 0:
+            raise psycopg.OperationalError("dlq producer could not deliver within 30 s")  # retried like a DB outage
+
+    def _account(self, batch: Batch, result: WriteResult, elapsed: float) -> None:
+        total = 0
+        for table, n in result.rows.items():
+            m.ROWS.labels(table).inc(n)
+            total += n
+        if result.duplicates:
+            m.DUPLICATES.inc(result.duplicates)
+        for d in result.dead:
+            m.DEAD_LETTERS.labels("undecodable" if d.reason.startswith("undecodable") else "rejected").inc()
+        if result.slow_path:
+            m.SLOW_BATCHES.inc()
+        if result.markets:
+            m.MARKETS.inc(result.markets)
+        m.BATCH_ROWS.observe(batch.size)
+        m.BATCH_SECONDS.observe(elapsed)
+        self.stats.rows += total
+        self.stats.duplicates += result.duplicates
+        self.stats.dead += len(result.dead)
+        self.stats.markets += result.markets
+        self.stats.batches += 1
+
+    # -- lag, idle, checks -------------------------------------------------------------------------------
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_update < 2.0:
+            return
+        self._last_lag_update = now
+        waiting = 0
+        for tp in self._assignment:
+            try:
+                high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+            except KafkaException:
+                continue
+            done = self._committed.get((tp.topic, tp.partition))
+            if high < 0 or done is None:
+                continue
+            lag = max(0, high - done)
+            waiting += lag
+            m.LAG_RECORDS.labels(tp.topic, str(tp.partition)).set(lag)
+        m.LAG_SECONDS.set(max(0.0, time.time() - self._last_ts_ms / 1000.0) if waiting and self._last_ts_ms else 0.0)
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition consumed up to its high watermark (and everything consumed is committed)."""
+        if not self._assignment or self.batch.size:
+            return False
+        for tp in self.consumer.position(self._assignment):
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+            pos = tp.offset if tp.offset >= 0 else self._committed.get((tp.topic, tp.partition), low)
+            if pos < high:
+                return False
+        return True
+
+    def _check_partitions(self) -> None:
+        meta = self.consumer.list_topics(timeout=15)
+        for topic in self.topics:
+            t = meta.topics.get(topic)
+            if t is None or t.error is not None:
+                raise ConfigError(f"topic {topic!r} does not exist (create it with `mdpipe topics`)")
+            if len(t.partitions) != self.config.kafka.partitions:
+                raise ConfigError(
+                    f"topic {topic!r} has {len(t.partitions)} partitions, config kafka.partitions is "
+                    f"{self.config.kafka.partitions}"
+                )
+
+    def _kafka_error(self, err: Any) -> None:
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("kafka_error", error=str(err))
+
+
+def _fmt(partitions: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)

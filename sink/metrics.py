@@ -1,0 +1,37 @@
+"""Prometheus metrics of the sink stage (exported by ``mdpipe sink --metrics-port``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_ROWS",
+    "BATCH_SECONDS",
+    "DB_ERRORS",
+    "DEAD_LETTERS",
+    "DUPLICATES",
+    "LAG_RECORDS",
+    "LAG_SECONDS",
+    "MARKETS",
+    "ROWS",
+    "SLOW_BATCHES",
+]
+
+ROWS = Counter("mdpipe_sink_rows_total", "Rows committed to the database, per table (rate() = rows/s)", ["table"])
+MARKETS = Counter("mdpipe_sink_markets_upserted_total", "Market reference rows upserted")
+DUPLICATES = Counter("mdpipe_sink_duplicate_rows_total", "Rows already in the database, absorbed by the unique key")
+DEAD_LETTERS = Counter("mdpipe_sink_dead_letters_total", "Records sent to the dlq topic", ["kind"])
+SLOW_BATCHES = Counter("mdpipe_sink_slow_batches_total", "Batches that needed the staging/bisect path")
+DB_ERRORS = Counter("mdpipe_sink_db_errors_total", "Database unavailable or failed (batch kept and retried)")
+BATCH_ROWS = Histogram(
+    "mdpipe_sink_batch_rows", "Records per committed batch", buckets=(10, 100, 1000, 5000, 10_000, 20_000, 50_000, 1e5)
+)
+BATCH_SECONDS = Histogram(
+    "mdpipe_sink_batch_seconds",
+    "Time to commit one batch (COPY + offsets, one transaction)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG_RECORDS = Gauge("mdpipe_sink_consumer_lag_records", "High watermark minus committed offset", ["topic", "partition"])
+LAG_SECONDS = Gauge(
+    "mdpipe_sink_consumer_lag_seconds", "Age of the newest committed record while records are waiting (0 when none)"
+)

@@ -1,0 +1,211 @@
+"""Writes one :class:`sink.batch.Batch` into PostgreSQL in ONE transaction: rows (binary COPY), market upserts
+and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
+
+Fast path: COPY every table directly, commit. Only when that fails:
+- unique violation (a re-delivered event): that table goes through a temp staging table and
+  ``INSERT ... ON CONFLICT DO NOTHING`` (duplicates absorbed and counted);
+- a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
+  down to the offending rows, which become dead letters (handed to ``on_dead`` before the commit).
+Connection errors propagate (``psycopg.OperationalError``): the loader backs off and retries the same batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from mdpipe.logging import get_logger
+from schemas import DeadLetter
+from sink.batch import Batch, Message, dead_letter
+from sink.rows import COLUMNS, copy_buffer, copy_sql, loaded_at_field
+
+__all__ = ["Store", "WriteResult"]
+
+log = get_logger(__name__)
+REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+
+_MARKET_SQL = """INSERT INTO markets (ticker, venue, event_ticker, market_id, title, status, open_time, close_time,
+    price_level_structure, price_ranges, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0), %s, %s::jsonb,
+    to_timestamp(%s / 1e9))
+ON CONFLICT (ticker) DO UPDATE SET venue = EXCLUDED.venue, event_ticker = EXCLUDED.event_ticker,
+    market_id = EXCLUDED.market_id, title = EXCLUDED.title, status = EXCLUDED.status,
+    open_time = EXCLUDED.open_time, close_time = EXCLUDED.close_time,
+    price_level_structure = EXCLUDED.price_level_structure, price_ranges = EXCLUDED.price_ranges,
+    updated_at = EXCLUDED.updated_at, loaded_at = clock_timestamp()
+WHERE markets.updated_at <= EXCLUDED.updated_at"""
+
+_OFFSETS_SQL = """INSERT INTO sink_offsets (group_id, topic, partition, next_offset) VALUES {}
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET next_offset = GREATEST(sink_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"""
+
+
+@dataclass
+class WriteResult:
+    rows: dict[str, int] = field(default_factory=dict)  # rows inserted per table
+    duplicates: int = 0  # rows already present (absorbed by the unique key)
+    dead: list[DeadLetter] = field(default_factory=list)  # rejected rows + undecodable records
+    slow_path: bool = False
+    markets: int = 0
+
+
+class Store:
+    """The sink's database connection. Not thread-safe; one per loader."""
+
+    def __init__(self, dsn: str, group_id: str, connect_timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.group_id = group_id
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.connect_timeout))
+            self._conn.execute("SET synchronous_commit = on")
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def healthy(self) -> bool:
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
+
+    def read_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Stored next offsets of this group for ``topic`` (partitions without one are absent)."""
+        rows = self.conn.execute(
+            "SELECT partition, next_offset FROM sink_offsets"
+            " WHERE group_id = %s AND topic = %s AND partition = ANY(%s)",
+            (self.group_id, topic, list(partitions)),
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
+        """Commit ``batch`` (rows, markets, offsets) exactly once; ``on_dead`` runs before the commit."""
+        conn = self.conn
+        loaded = loaded_at_field()
+        try:
+            with conn.transaction():
+                result = WriteResult(dead=list(batch.dead))
+                for table, rows in batch.rows.items():
+                    self._copy(conn, table, table, rows, loaded)
+                    result.rows[table] = len(rows)
+                self._finish(conn, batch, result, on_dead)
+            return result
+        except REJECTED as exc:
+            log.info("batch_slow_path", reason=type(exc).__name__, sqlstate=exc.sqlstate)
+        with conn.transaction():
+            result = WriteResult(dead=list(batch.dead), slow_path=True)
+            for table, rows in batch.rows.items():
+                try:
+                    with conn.transaction():
+                        self._copy(conn, table, table, rows, loaded)
+                    result.rows[table] = len(rows)
+                    continue
+                except errors.UniqueViolation:
+                    pass
+                except REJECTED:
+                    pass
+                self._careful(conn, table, rows, batch.sources[table], loaded, result)
+            self._finish(conn, batch, result, on_dead)
+        return result
+
+    # -- pieces of the transaction ---------------------------------------------------------------------
+
+    @staticmethod
+    def _copy(conn: psycopg.Connection[Any], table: str, target: str, rows: list[bytes], loaded: bytes) -> None:
+        with conn.cursor() as cur, cur.copy(copy_sql(table, target)) as copy:
+            copy.write(copy_buffer(table, rows, loaded))
+
+    def _careful(
+        self,
+        conn: psycopg.Connection[Any],
+        table: str,
+        rows: list[bytes],
+        sources: list[Message],
+        loaded: bytes,
+        result: WriteResult,
+    ) -> None:
+        """Staging table + ON CONFLICT DO NOTHING; bisect down to the rejected rows."""
+        stage = f"stage_{table}"
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        cols = ", ".join(COLUMNS[table])
+        pending = [(0, len(rows))]
+        while pending:
+            lo, hi = pending.pop()
+            try:
+                with conn.transaction():
+                    conn.execute(f"TRUNCATE {stage}")
+                    self._copy(conn, table, stage, rows[lo:hi], loaded)
+                    cur = conn.execute(
+                        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
+                    )
+                    inserted = max(cur.rowcount, 0)
+                result.rows[table] = result.rows.get(table, 0) + inserted
+                result.duplicates += (hi - lo) - inserted
+            except REJECTED as exc:
+                if hi - lo == 1:
+                    reason = f"{table}: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
+                    result.dead.append(dead_letter(reason, sources[lo]))
+                    continue
+                mid = (lo + hi) // 2
+                pending += [(mid, hi), (lo, mid)]
+
+    def _finish(
+        self,
+        conn: psycopg.Connection[Any],
+        batch: Batch,
+        result: WriteResult,
+        on_dead: Callable[[list[DeadLetter]], None],
+    ) -> None:
+        if batch.markets:
+            self._upsert_markets(conn, batch, result)
+        if batch.offsets:
+            values = []
+            params: list[Any] = []
+            for (topic, partition), next_offset in batch.offsets.items():
+                values.append("(%s, %s, %s, %s)")
+                params += [self.group_id, topic, partition, next_offset]
+            conn.execute(_OFFSETS_SQL.format(", ".join(values)), params)  # type: ignore[arg-type]
+        if result.dead:
+            on_dead(result.dead)
+
+    @staticmethod
+    def _market_params(ref: Any) -> tuple[Any, ...]:
+        return (
+            ref.ticker,
+            ref.venue,
+            ref.event_ticker,
+            ref.market_id,
+            ref.title,
+            ref.status,
+            ref.open_time_ms,
+            ref.close_time_ms,
+            ref.price_level_structure,
+            ref.price_ranges or None,
+            ref.updated_ns,
+        )
+
+    def _upsert_markets(self, conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:
+        items = list(batch.markets.values())
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(_MARKET_SQL, [self._market_params(ref) for ref, _ in items])
+            result.markets += len(items)
+            return
+        except REJECTED:
+            pass
+        for ref, src in items:
+            try:
+                with conn.transaction():
+                    conn.execute(_MARKET_SQL, self._market_params(ref))
+                result.markets += 1
+            except REJECTED as exc:
+                reason = f"markets: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
+                result.dead.append(dead_letter(reason, src))

@@ -1,0 +1,104 @@
+"""Batch: rows per table, next offsets per partition, time-range filter, dead letters, market last-wins."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+
+from bench.sink.data import make_events
+from schemas import BookDelta, MarketRef, decode_event, encode_event, encode_market
+from sink.batch import Batch, Source, dead_letter
+from sink.records import MIRRORS
+from sink.rows import COLUMNS, TABLE_BY_TYPE, copy_buffer, loaded_at_field
+
+
+def _sources(payloads: list[bytes], topic: str = "events") -> list[Source]:
+    return [Source(topic, i % 3, 100 + i, p) for i, p in enumerate(payloads)]
+
+
+def test_rows_offsets_and_tables() -> None:
+    events = make_events(500, markets=20, seed=2)
+    batch = Batch()
+    batch.add_many(_sources([encode_event(e) for e in events]))
+    expected = Counter(TABLE_BY_TYPE[MIRRORS[type(e).__name__]] for e in events)
+    assert {t: len(r) for t, r in batch.rows.items()} == dict(expected)
+    assert batch.size == 500 and batch.row_count == 500 and not batch.dead
+    # next offset = last offset + 1 for each partition
+    assert batch.offsets == {("events", 0): 100 + 498 + 1, ("events", 1): 100 + 499 + 1, ("events", 2): 100 + 497 + 1}
+    # every row keeps its source message for dead-letter reporting
+    for table, rows in batch.rows.items():
+        assert len(batch.sources[table]) == len(rows)
+        assert decode_event(batch.sources[table][0].value()).event_key  # the original bytes
+    batch.clear()
+    assert not batch.rows and not batch.offsets and batch.size == 0
+
+
+def test_copy_buffer_framing() -> None:
+    events = make_events(50, seed=4)
+    batch = Batch()
+    batch.add_many(_sources([encode_event(e) for e in events]))
+    loaded = loaded_at_field(1_767_225_600_000_000_000)
+    for table, rows in batch.rows.items():
+        buf = copy_buffer(table, rows, loaded)
+        assert buf.startswith(b"PGCOPY\n\xff\r\n\x00")
+        assert buf.endswith(b"\xff\xff")
+        ncols = len(COLUMNS[table]).to_bytes(2, "big")
+        assert buf.count(ncols + loaded) >= len(rows)
+
+
+def test_time_range_filter() -> None:
+    events = make_events(100, seed=6)
+    lo, hi = events[20].ts_ms, events[70].ts_ms
+    batch = Batch(from_ms=lo, to_ms=hi)
+    batch.add_many(_sources([encode_event(e) for e in events]))
+    assert batch.row_count == 50
+    assert batch.skipped == 50
+    assert batch.offsets[("events", 0)] == 100 + 99 + 1  # filtered records still advance the offsets
+
+
+def test_undecodable_and_unencodable_become_dead_letters() -> None:
+    delta = next(e for e in make_events(50, seed=8) if isinstance(e, BookDelta))
+    good = encode_event(delta)
+    raw = msgspec.msgpack.decode(good)
+    assert raw[-1] == str(delta.delta)  # array-like layout: the last field is `delta`
+    raw[-1] = "not-a-number"
+    bad_number = msgspec.msgpack.encode(raw)
+    batch = Batch()
+    batch.add_many(_sources([b"\x00garbage", good, bad_number]))
+    assert batch.row_count == 1
+    assert [d.reason.split(":")[0] for d in batch.dead] == ["undecodable event", "undecodable event"]
+    assert "not-a-number" in batch.dead[1].reason
+    first = batch.dead[0]
+    assert (first.payload, first.source_topic, first.source_partition, first.source_offset) == (
+        b"\x00garbage",
+        "events",
+        0,
+        100,
+    )
+    assert batch.offsets == {("events", 0): 101, ("events", 1): 102, ("events", 2): 103}
+
+
+def test_markets_last_update_wins_and_tombstones_ignored() -> None:
+    old = MarketRef(venue="kalshi", ticker="KX-A", title="old", updated_ns=2)
+    new = MarketRef(venue="kalshi", ticker="KX-A", title="new", updated_ns=5)
+    stale = MarketRef(venue="kalshi", ticker="KX-A", title="stale", updated_ns=1)
+    batch = Batch()
+    batch.add_many(_sources([encode_market(m) for m in (old, new, stale)] + [b""], topic="markets"))
+    assert list(batch.markets) == ["KX-A"]
+    assert batch.markets["KX-A"][0].title == "new"
+    assert batch.row_count == 0 and not batch.dead
+    assert batch.offsets[("markets", 0)] == 104
+
+
+def test_dead_letter_fields() -> None:
+    d = dead_letter("why", Source("events", 4, 77, b"xy"))
+    assert (d.stage, d.reason, d.payload, d.source_topic, d.source_partition, d.source_offset) == (
+        "sink",
+        "why",
+        b"xy",
+        "events",
+        4,
+        77,
+    )
+    assert d.at_ns > 0
