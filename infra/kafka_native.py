@@ -99,6 +99,7 @@ class KafkaBroker:
         java: str | None = None,
         heap_mb: int = 512,
         die_with_parent: bool = False,
+        fast_start: bool = False,
         overrides: dict[str, str] | None = None,
     ) -> None:
         self.home = Path(run_dir).resolve() / "kafka"
@@ -106,6 +107,7 @@ class KafkaBroker:
         self.java = java or find_java()
         self.heap_mb = heap_mb
         self.die_with_parent = die_with_parent
+        self.fast_start = fast_start  # C1-only JIT + serial GC: ~35% faster start on a loaded 2-core box, slower peak
         self.overrides = dict(overrides or {})
         self.data_dir = self.home / "data"
         self.log_path = self.home / "logs" / "server.log"
@@ -227,14 +229,16 @@ class KafkaBroker:
 
     def _java_cmd(self) -> list[str]:
         config = Path(__file__).resolve().parent / "kafka" / "log4j2.properties"
+        if self.fast_start:
+            gc = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        else:
+            gc = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35"]
         return [
             self.java,
             f"-Xms{min(256, self.heap_mb)}m",
             f"-Xmx{self.heap_mb}m",
             "-server",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35",
+            *gc,
             "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={config}",
@@ -265,6 +269,10 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # after a crash (kill) the restarted node must wait for its old registration's session to expire
+            # before it may register again: 9 s by default, 2 s here (outage tests kill and restart brokers)
+            "broker.session.timeout.ms": "2000",
+            "broker.heartbeat.interval.ms": "500",
             "num.io.threads": "4",
             "num.network.threads": "2",
             "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),

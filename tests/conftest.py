@@ -235,8 +235,9 @@ def _private_base() -> Path:
 
 @pytest.fixture
 def private_kafka() -> Iterator[Callable[..., Any]]:
-    """Factory: ``private_kafka(**KafkaBroker kwargs) -> infra.kafka_native.KafkaBroker``, started, own run dir.
-    The test may ``stop()``/``kill()``/``start()`` it (same port on restart). Stopped and removed at test end."""
+    """Factory: ``private_kafka(**KafkaBroker kwargs) -> infra.kafka_native.KafkaBroker``, started, own run dir
+    (fast-start JVM flags unless ``fast_start=False``). The test may ``stop()``/``kill()``/``start()``/``restart()``
+    it; the port stays the same across restarts. Stopped and removed at test end."""
     from infra.kafka_native import KafkaBroker, kafka_version
 
     if not kafka_version():
@@ -245,7 +246,7 @@ def private_kafka() -> Iterator[Callable[..., Any]]:
 
     def factory(**kwargs: Any) -> KafkaBroker:
         base = _private_base()
-        broker = KafkaBroker(base, die_with_parent=True, **kwargs)
+        broker = KafkaBroker(base, **{"die_with_parent": True, "fast_start": True, **kwargs})
         made.append((broker, base))
         return broker.start()
 
