@@ -197,7 +197,7 @@ class ServerSession:
         if not isinstance(cmd_id, int) or isinstance(cmd_id, bool):
             cmd_id = 0
         cmd = obj.get("cmd")
-        params = obj.get("params", {})
+        params = obj.get("params", None if cmd != "list_subscriptions" else {})
         handler = {
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
@@ -245,10 +245,10 @@ class ServerSession:
             raise CommandError(ERR_INVALID_PARAM, "Invalid parameter: channels")
         for name in channels:
             if name not in CHANNEL_NUMBER:
-                raise CommandError(ERR_UNKNOWN_CHANNEL, f"Unknown channel name: {name}")
+                raise CommandError(ERR_UNKNOWN_CHANNEL, "Unknown channel name")
         tickers = self._tickers(params)
         if "orderbook_delta" in channels and not tickers:
-            raise CommandError(ERR_MARKET_REQUIRED, "Market ticker required")
+            raise CommandError(ERR_MARKET_REQUIRED, "Market Ticker required")
         if tickers and self.sub_cap and len(tickers) > self.sub_cap:
             raise CommandError(ERR_MARKET_LIMIT, "Subscription market limit exceeded")
         yes_price = params.get("use_yes_price", False) is True
@@ -342,7 +342,7 @@ class ServerSession:
     def _unsubscribe(self, cmd_id: int, params: dict[str, Any]) -> None:
         sids = params.get("sids")
         if sids is None:
-            raise CommandError(ERR_SIDS, "Sids required")
+            raise CommandError(ERR_SIDS, "Subscription IDs required")
         if not isinstance(sids, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in sids):
             raise CommandError(ERR_INVALID_PARAM, "Invalid parameter: sids")
         for sid in sids:
@@ -370,18 +370,18 @@ class ServerSession:
         if action is None:
             raise CommandError(ERR_ACTION_REQUIRED, "Action required", sid=sid)
         if action not in ACTIONS:
-            raise CommandError(ERR_BAD_ACTION, "Invalid action", sid=sid)
+            raise CommandError(ERR_BAD_ACTION, "Unsupported action", sid=sid)
         tickers = self._tickers(params)
         if sub.markets is None:
-            raise CommandError(ERR_PARAMS, "Subscription is not filtered by market", sid=sid)
+            raise CommandError(ERR_INVALID_PARAM, "Invalid parameter: subscription is not filtered by market", sid=sid)
         if action == "get_snapshot":
             if sub.channel != CH_ORDERBOOK:
-                raise CommandError(ERR_PARAMS, "Snapshots exist only for orderbook_delta", sid=sid)
+                raise CommandError(ERR_INVALID_PARAM, "Invalid parameter: no snapshots on this channel", sid=sid)
             wanted = list(sub.markets) if not tickers else [m for m in tickers if self._has(sub, m)]
             self._snapshots(sub, wanted, cmd_id)
             return
         if not tickers:
-            raise CommandError(ERR_MARKET_REQUIRED, "Market ticker required", sid=sid)
+            raise CommandError(ERR_MARKET_REQUIRED, "Market Ticker required", sid=sid)
         if action == "add_markets":
             new = [m for m in tickers if not self._has(sub, m)]
             if self.sub_cap and len(sub.markets) + len(new) > self.sub_cap:

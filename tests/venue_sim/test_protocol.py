@@ -104,6 +104,7 @@ def test_unsubscribe_and_list() -> None:
         ("update_subscription", {"sid": 1, "market_tickers": T[:1]}, 15),
         ("update_subscription", {"sid": 1, "action": "add_markets"}, 14),
         ("update_subscription", {"sid": 1, "action": "add_markets", "market_tickers": T[2:5]}, 26),
+        ("update_subscription", {"sid": 2, "action": "get_snapshot"}, 11),
         ("unsubscribe", {"sids": [42]}, 7),
         ("unsubscribe", {}, 4),
     ],
@@ -119,12 +120,19 @@ def test_error_codes(cmd: str, params: dict[str, Any], code: int) -> None:
     assert isinstance(out[-1]["msg"]["msg"], str) and out[-1]["msg"]["msg"]
 
 
-def test_params_not_an_object_and_garbage() -> None:
+def test_params_missing_or_not_an_object_and_garbage() -> None:
     s, _ = _session()
     s.receive_text('{"id":3,"cmd":"subscribe","params":[1]}')
+    s.receive_text('{"id":4,"cmd":"unsubscribe"}')
+    s.receive_text('{"id":5,"cmd":"list_subscriptions"}')
     s.receive_text("not json")
     out = [json.loads(t) for t in s.data_to_send()]
-    assert [(m["id"], m["msg"]["code"]) for m in out] == [(3, 2), (0, 1)]
+    assert [(m["id"], m["type"], m["msg"]["code"] if m["type"] == "error" else None) for m in out] == [
+        (3, "error", 2),
+        (4, "error", 2),
+        (5, "ok", None),
+        (0, "error", 1),
+    ]
 
 
 def test_use_yes_price_converts_no_side() -> None:
