@@ -292,8 +292,8 @@ class Gatherer:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then close connections and flush the producer."""
         self.running = True
-        self._connection(0)
-        self._tasks += [c.start() for c in self.connections]
+        self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
+        self._connection(0)  # started by _connection() now that running is set
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))
         if self.opts.discover:

@@ -56,6 +56,7 @@ class RawProducer:
         self._since_poll = 0
         self._fatal = False
         self._draining: _Draining | None = None
+        self._in_flight: set[Path] = set()  # segments handed to the producer, not yet all acknowledged
         self._last_drop_log = 0.0
         self.spooling = len(spool) > 0
         self.sent = 0
@@ -136,12 +137,14 @@ class RawProducer:
             if d is None:
                 if len(self._p) > self.queue_max // 2:
                     return
-                taken = self.spool.take_oldest()
+                taken = self.spool.take_oldest(self._in_flight)
                 if taken is None:
-                    self.spooling = False
-                    log.info("spool_drained")
+                    if not self._in_flight:
+                        self.spooling = False
+                        log.info("spool_drained")
                     return
                 d = self._draining = _Draining(*taken)
+                self._in_flight.add(d.segment)
                 log.info("spool_replay", segment=d.segment.name, records=len(d.records), left=len(self.spool))
             while d.pos < len(d.records) and budget > 0:
                 topic, key, value = d.records[d.pos]
@@ -172,6 +175,7 @@ class RawProducer:
         return done
 
     def _settle(self, d: _Draining) -> None:
+        self._in_flight.discard(d.segment)
         if d.failed:
             log.warning("spool_segment_retry", segment=d.segment.name)
             return  # left on disk: replayed whole on the next pass (at-least-once)
@@ -183,6 +187,7 @@ class RawProducer:
         self._p.purge(in_queue=True, in_flight=True)
         self._p.flush(1.0)
         self._draining = None
+        self._in_flight.clear()
         self._p = Producer(self._conf)
         self._produce = self._p.produce
 

@@ -90,9 +90,9 @@ class Spool:
         if self._writer is not None:
             self._writer.flush()
 
-    def take_oldest(self) -> tuple[Path, list[Record]] | None:
-        """The oldest segment and its records (closing it first if it is the one being written)."""
-        segments = self.segments()
+    def take_oldest(self, busy: set[Path] | frozenset[Path] = frozenset()) -> tuple[Path, list[Record]] | None:
+        """The oldest segment not in ``busy`` and its records (closing it first if it is being written)."""
+        segments = [s for s in self.segments() if s not in busy]
         if not segments:
             return None
         seg = segments[0]

@@ -94,6 +94,11 @@ def test_all_markets_over_several_connections_and_new_markets(
     frames = ih.read_frames(kafka_bootstrap, topics["raw"])
     assert {f.kind for f in frames} >= {"snapshot", "delta", "trade", "ticker"}
     assert len({f.conn for f in frames}) >= 4
+    seqd = [(f.conn, f.sid, f.seq) for f in frames if f.seq is not None and f.kind != "gap"]
+    assert len(seqd) == len(set(seqd)), "each message recorded once"
+    deltas = collections.Counter((f.market, ih.body_of(f)) for f in frames if f.kind in ("delta", "trade"))
+    truth_counts = collections.Counter((ev.market, ev.msg) for ev in read_truth(tmp_path / "truth.bin"))
+    assert all(n <= truth_counts[k] for k, n in deltas.items()), "no market subscribed twice"
     assert not _missing(tmp_path / "truth.bin", frames, ih, marks["ready"], frozenset([marks["new"]]))
     snap_markets = {f.market for f in frames if f.kind == "snapshot"}
     assert len(snap_markets) == 41

@@ -1,0 +1,219 @@
+"""KalshiSession against the emulator's sans-I/O server session: commands and replies piped without sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from ingest.keys import EventKeyer
+from ingest.venues.kalshi.protocol import KalshiSession
+from schemas.raw import RawFrame, decode_raw
+from venue_sim.book import Books
+from venue_sim.load import Generator
+from venue_sim.markets import MarketTable
+from venue_sim.protocol import ServerSession
+
+CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
+
+
+class Pair:
+    """A client session wired to a server session; ``pump`` moves messages both ways until quiet."""
+
+    def __init__(self, markets: int = 12, sub_cap: int = 0, client_cap: int = 100, lifecycle: bool = True) -> None:
+        self.table = MarketTable(markets, 5, 1_767_225_600_000)
+        self.books = Books(5)
+        self.gen = Generator(self.table, self.books, seed=5, rate=1000.0, identical_share=0.2)
+        self.server = ServerSession(1, self.table, self.books, sub_cap=sub_cap)
+        self.frames: list[RawFrame] = []
+        self.dead: list[tuple[bytes, str]] = []
+        self.lifecycles: list[str] = []
+        self.client = KalshiSession(
+            gatherer="g1",
+            conn_id=0,
+            channels=CHANNELS,
+            sub_cap=client_cap,
+            keyer=EventKeyer(),
+            emit=lambda market, value: self.frames.append(decode_raw(value)),
+            dead=lambda data, reason: self.dead.append((data, reason)),
+            lifecycle=lifecycle,
+            on_lifecycle=lambda market, lc, ns: self.lifecycles.append(f"{market}:{lc.event_type}"),
+        )
+        self.sent: list[dict[str, Any]] = []
+        self.now = 1
+
+    def tickers(self) -> list[str]:
+        return [self.table.ticker(i) for i in range(len(self.table))]
+
+    def pump(self) -> None:
+        for _ in range(100):
+            out = self.client.data_to_send()
+            for cmd in out:
+                self.sent.append(json.loads(cmd))
+                self.server.receive_text(cmd)
+            replies = self.server.data_to_send()
+            for text in replies:
+                self.now += 1
+                self.client.receive(text.encode(), self.now)
+            if not out and not replies:
+                return
+
+    def generate(self, n: int) -> None:
+        self.server.deliver(self.gen.generate(n))
+        self.pump()
+
+
+def connected(pair: Pair) -> Pair:
+    pair.client.add_markets(pair.tickers())
+    pair.client.connected()
+    pair.pump()
+    return pair
+
+
+def test_subscribe_all_markets_snapshots_and_data() -> None:
+    p = connected(Pair())
+    snaps = [f for f in p.frames if f.kind == "snapshot"]
+    assert sorted(f.market for f in snaps) == sorted(p.tickers())
+    group = p.client.groups[0]
+    assert not group.pending and set(group.sids) == {"orderbook_delta", "trade", "ticker"}
+    p.generate(500)
+    kinds = {f.kind for f in p.frames}
+    assert {"delta", "trade", "ticker"} <= kinds
+    assert p.client.stats.gaps == 0 and not p.dead
+    for f in p.frames:
+        env = json.loads(f.payload)
+        assert env["msg"]["market_ticker"] == f.market == env["msg"].get("market_ticker")
+        assert f.sid == env["sid"] and f.seq == env.get("seq") and f.gatherer == "g1"
+    trades = [f for f in p.frames if f.kind == "trade"]
+    assert all(f.event_key == "t:" + json.loads(f.payload)["msg"]["trade_id"] for f in trades)
+    assert len({f.event_key for f in p.frames if f.kind == "delta"}) == sum(f.kind == "delta" for f in p.frames)
+
+
+def test_error_26_halves_the_chunk_until_accepted() -> None:
+    p = connected(Pair(markets=12, sub_cap=3, client_cap=12))
+    assert p.client.sub_cap <= 3
+    assert all(len(g.markets) <= 3 and not g.pending for g in p.client.groups)
+    assert sorted(m for g in p.client.groups for m in g.markets) == sorted(p.tickers())
+    assert p.client.stats.errors >= 1
+    assert sorted({f.market for f in p.frames if f.kind == "snapshot"}) == sorted(p.tickers())
+
+
+def test_gap_requests_snapshot_for_that_sid_only() -> None:
+    p = connected(Pair(markets=8, client_cap=4))
+    assert len(p.client.groups) == 2
+    p.generate(200)
+    book_sids = {g.sids["orderbook_delta"]: g for g in p.client.groups}
+    p.server.drop_next = 1
+    p.server.update_flags()
+    before = len(p.frames)
+    for _ in range(50):
+        p.generate(20)
+        if p.client.stats.resnapshots or p.client.stats.gaps:
+            break
+    gaps = [f for f in p.frames[before:] if f.kind == "gap"]
+    assert len(gaps) == 1 and p.client.stats.gaps == 1
+    info = json.loads(gaps[0].payload)
+    assert info["received"] == info["expected"] + 1 and info["conn"] == 0
+    assert info["sid"] in book_sids  # seeded: the dropped message was a delta
+    snap_cmds = [c for c in p.sent if c["params"].get("action") == "get_snapshot"]
+    assert [c["params"]["sid"] for c in snap_cmds] == [info["sid"]]
+    later = [f for f in p.frames[before:] if f.kind == "snapshot"]
+    assert sorted(f.market for f in later) == sorted(book_sids[info["sid"]].markets)
+
+
+def test_duplicate_seq_is_counted_not_recorded() -> None:
+    p = connected(Pair(markets=2))
+    p.generate(50)
+    last = next(f for f in reversed(p.frames) if f.kind == "delta")
+    n = len(p.frames)
+    p.client.receive(last.payload, 99)
+    assert len(p.frames) == n and p.client.stats.duplicates == 1
+
+
+def test_malformed_and_unknown_frames_are_dead_letters_and_arrays_are_split() -> None:
+    p = connected(Pair(markets=2))
+    p.client.receive(b"not json", 1)
+    p.client.receive(b'{"type":"mystery","msg":{}}', 1)
+    p.client.receive(b'{"type":"orderbook_delta","sid":99,"seq":1,"msg":{"market_ticker":"M"}}', 1)
+    assert len(p.dead) == 3 and p.client.stats.dead == 3
+    a = {
+        "type": "trade",
+        "sid": 50,
+        "seq": 1,
+        "msg": {
+            "trade_id": "t1",
+            "market_ticker": "A",
+            "yes_price_dollars": "0.4",
+            "no_price_dollars": "0.6",
+            "count_fp": "1.00",
+        },
+    }
+    b = {
+        "type": "trade",
+        "sid": 50,
+        "seq": 2,
+        "msg": {
+            "trade_id": "t2",
+            "market_ticker": "B",
+            "yes_price_dollars": 0.5,
+            "no_price_dollars": 0.5,
+            "count_fp": 2,
+        },
+    }
+    n = len(p.frames)
+    p.client.receive(json.dumps([a, b]).encode(), 1)
+    new = p.frames[n:]
+    assert [(f.market, f.event_key) for f in new] == [("A", "t:t1"), ("B", "t:t2")]
+    assert msgspec.json.decode(new[1].payload)["msg"]["count_fp"] == 2
+
+
+def test_add_and_remove_markets_use_update_subscription_per_sid() -> None:
+    p = Pair(markets=6)
+    p.client.add_markets(p.tickers()[:4])
+    p.client.connected()
+    p.pump()
+    p.client.add_markets(p.tickers()[4:])
+    p.pump()
+    adds = [c for c in p.sent if c["params"].get("action") == "add_markets"]
+    assert len(adds) == 3 and all(c["params"]["market_tickers"] == p.tickers()[4:] for c in adds)
+    assert {f.market for f in p.frames if f.kind == "snapshot"} == set(p.tickers())
+    p.client.remove_markets([p.tickers()[0]])
+    p.pump()
+    deletes = [c for c in p.sent if c["params"].get("action") == "delete_markets"]
+    assert len(deletes) == 3 and {c["params"]["sid"] for c in deletes} == set(p.client.groups[0].sids.values())
+    assert p.tickers()[0] not in p.client.groups[0].markets
+
+
+def test_buffer_overflow_error_resubscribes_that_group() -> None:
+    p = connected(Pair(markets=4))
+    old = dict(p.client.groups[0].sids)
+    p.client.receive(
+        json.dumps({"type": "error", "sid": old["orderbook_delta"], "msg": {"code": 25, "msg": "x"}}).encode(), 1
+    )
+    p.pump()
+    assert p.client.stats.resubscribes == 1
+    assert len(p.client.groups) == 1 and set(p.client.groups[0].sids.values()).isdisjoint(old.values())
+
+
+def test_reconnect_resubscribes_everything_with_fresh_seq() -> None:
+    p = connected(Pair(markets=3))
+    p.generate(50)
+    p.client.disconnected()
+    p.server = ServerSession(2, p.table, p.books)
+    p.client.connected()
+    p.pump()
+    p.generate(50)
+    assert p.client.stats.gaps == 0
+    assert sum(f.kind == "snapshot" for f in p.frames) == 6
+
+
+def test_lifecycle_subscription_and_callback() -> None:
+    p = connected(Pair(markets=3))
+    assert any(c["params"]["channels"] == ["market_lifecycle_v2"] for c in p.sent)
+    out: list[Any] = []
+    p.gen.create_market(out)
+    p.server.deliver(out)
+    p.pump()
+    assert any(x.endswith(":activated") for x in p.lifecycles)
+    assert any(f.kind == "lifecycle" and f.event_key.startswith("l:") for f in p.frames)
