@@ -64,14 +64,17 @@ class CommandError(Exception):
 class Subscription:
     """One sid. ``markets`` is None for an all-markets subscription (ticker/trade unfiltered, lifecycle)."""
 
-    __slots__ = ("channel", "markets", "seq", "sid", "use_yes_price")
+    __slots__ = ("channel", "markets", "seq", "sid", "skip_ack", "use_yes_price")
 
-    def __init__(self, sid: int, channel: int, markets: array[int] | None, use_yes_price: bool) -> None:
+    def __init__(
+        self, sid: int, channel: int, markets: array[int] | None, use_yes_price: bool, skip_ack: bool = False
+    ) -> None:
         self.sid = sid
         self.channel = channel
         self.markets = markets
         self.seq = 0
         self.use_yes_price = use_yes_price
+        self.skip_ack = skip_ack  # skip_ticker_ack: `ok` replies omit the market list
 
 
 class ServerSession:
@@ -178,9 +181,10 @@ class ServerSession:
                     self.out.append(f'{{"type":"{TYPES[ch]}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
                 self.data_messages += 1
         for sid in sorted(kill):
-            self._remove(sid)
+            sub = self._remove(sid)
+            seq = sub.seq if sub is not None and sub.channel != CH_TICKER else None
             self.overflowed_sids += 1
-            self.out.append(error_msg(None, ERR_BUFFER_OVERFLOW, "Subscription buffer overflow", sid=sid))
+            self.out.append(error_msg(None, ERR_BUFFER_OVERFLOW, "Subscription buffer overflow", sid=sid, seq=seq))
 
     # -- commands ------------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
@@ -252,12 +256,13 @@ class ServerSession:
         if tickers and self.sub_cap and len(tickers) > self.sub_cap:
             raise CommandError(ERR_MARKET_LIMIT, "Subscription market limit exceeded")
         yes_price = params.get("use_yes_price", False) is True
+        skip_ack = params.get("skip_ticker_ack", False) is True
         for name in dict.fromkeys(channels):
             ch = CHANNEL_NUMBER[name]
             filtered = tickers is not None and ch != CH_LIFECYCLE  # lifecycle cannot be filtered
             sid = self.next_sid
             self.next_sid += 1
-            sub = Subscription(sid, ch, array("i") if filtered else None, yes_price)
+            sub = Subscription(sid, ch, array("i") if filtered else None, yes_price, skip_ack)
             self.subs[sid] = sub
             self._by_sid.append(sub)
             if filtered:
@@ -399,6 +404,9 @@ class ServerSession:
 
     def _ok(self, cmd_id: int, sub: Subscription) -> None:
         assert sub.markets is not None
+        if sub.skip_ack:
+            self.out.append(f'{{"id":{cmd_id},"sid":{sub.sid},"seq":{sub.seq},"type":"ok","msg":{{}}}}')
+            return
         names = ",".join(f'"{self.markets.ticker(m)}"' for m in sub.markets)
         self.out.append(
             f'{{"id":{cmd_id},"sid":{sub.sid},"seq":{sub.seq},"type":"ok","msg":{{"market_tickers":[{names}]}}}}'

@@ -42,7 +42,7 @@ def rfc3339(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def error_msg(cmd_id: int | None, code: int, text: str, sid: int | None = None) -> str:
+def error_msg(cmd_id: int | None, code: int, text: str, sid: int | None = None, seq: int | None = None) -> str:
     """The error reply ``{"id":..,"type":"error","msg":{"code":N,"msg":".."}}`` (+ ``sid`` when known).
 
     ``cmd_id`` None (an error not caused by a command, e.g. 25 buffer overflow) omits ``id``.
@@ -51,5 +51,7 @@ def error_msg(cmd_id: int | None, code: int, text: str, sid: int | None = None) 
     out["type"] = "error"
     if sid is not None:
         out["sid"] = sid
+    if seq is not None:
+        out["seq"] = seq
     out["msg"] = {"code": code, "msg": text}
     return json.dumps(out, separators=(",", ":"))

@@ -75,6 +75,13 @@ def test_update_subscription_add_delete_and_get_snapshot() -> None:
     assert tickers == set(T[1:3])
 
 
+def test_skip_ticker_ack_omits_the_market_list() -> None:
+    s, _ = _session()
+    _cmd(s, 1, "subscribe", channels=["orderbook_delta"], market_tickers=T[:2], skip_ticker_ack=True)
+    out = _cmd(s, 2, "update_subscription", sid=1, action="delete_markets", market_tickers=T[:1])
+    assert out == [{"id": 2, "sid": 1, "seq": 2, "type": "ok", "msg": {}}]
+
+
 def test_unsubscribe_and_list() -> None:
     s, _ = _session()
     _cmd(s, 1, "subscribe", channels=["orderbook_delta", "trade"], market_tickers=T[:2])
@@ -183,5 +190,5 @@ def test_overflow_kills_the_sids_with_error_25() -> None:
     s.update_flags()
     s.deliver(gen.generate(50))
     out = [json.loads(t) for t in s.data_to_send()]
-    assert out == [{"type": "error", "sid": 1, "msg": {"code": 25, "msg": "Subscription buffer overflow"}}]
+    assert out == [{"type": "error", "sid": 1, "seq": 10, "msg": {"code": 25, "msg": "Subscription buffer overflow"}}]
     assert list(s.subs) == [2]

@@ -276,7 +276,10 @@ def test_slow_reader_gets_error_25(kit: SimpleNamespace) -> None:
             while not any('"code":25' in t for _, t in raw.texts) and time.monotonic() < deadline:
                 await raw.pump(1.0)
             err = next(json.loads(t) for _, t in raw.texts if '"code":25' in t)
-            assert err == {"type": "error", "sid": 1, "msg": {"code": 25, "msg": "Subscription buffer overflow"}}
+            assert err["type"] == "error" and err["sid"] == 1
+            assert err["msg"] == {"code": 25, "msg": "Subscription buffer overflow"}
+            seqs = [json.loads(t)["seq"] for _, t in raw.texts if t.startswith('{"type":"orderbook_')]
+            assert seqs == list(range(1, len(seqs) + 1)) and err["seq"] >= seqs[-1]
             raw.close()
 
     asyncio.run(body())
