@@ -166,6 +166,16 @@ class KafkaBroker:
             self.stop()
         if not self.version:
             raise KafkaStartError(f"Kafka jars missing in {self.libs}: run `mdpipe infra install`")
+        try:
+            return self._launch(timeout)
+        except KafkaStartError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+            log.warning("kafka_port_taken_retrying", port=self.port, controller_port=self.controller_port)
+            self.port = self.controller_port = 0  # lost a race for the free port: pick new ones once
+            return self._launch(timeout)
+
+    def _launch(self, timeout: float) -> KafkaBroker:
         self._choose_ports()
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +303,9 @@ class KafkaBroker:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 self._proc = None
-                raise KafkaStartError(f"kafka exited during start-up; log tail:\n{tail(self.log_path, 30)}")
+                text = _read_from(self.log_path, offset)
+                hint = " (Address already in use)" if "Address already in use" in text else ""
+                raise KafkaStartError(f"kafka exited during start-up{hint}; log tail:\n{tail(self.log_path, 30)}")
             if seen() and self.healthy(timeout=5):
                 return
             time.sleep(0.1)

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,90 @@ REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v26.1.9"  # same pin
 TIMESCALE_IMAGE = "timescale/timescaledb:2.27.1-pg17"
 
 
-@dataclass
-class TestInfra:
-    """Addresses of the broker and database this test session uses."""
+class SessionInfra:
+    """The broker and the database of this test session, each started on first use (a DB-only test starts no
+    broker). Native mode reuses the checkout's healthy `mdpipe infra up` servers, else starts its own."""
 
-    mode: str
-    bootstrap: str
-    admin_dsn: str  # the server's `postgres` database (CREATE/DROP DATABASE)
-    dsn: str  # the shared `mdpipe` database
-    stop: list[Callable[[], None]] = field(default_factory=list)
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._bootstrap = ""
+        self._dsns: tuple[str, str] | None = None  # (admin dsn: `postgres` db, shared `mdpipe` db)
+        self._stops: list[Callable[[], None]] = []
+        self._base: Path | None = None
+
+    def bootstrap(self) -> str:
+        if not self._bootstrap:
+            self._bootstrap = self._start_kafka()
+        return self._bootstrap
+
+    def dsns(self) -> tuple[str, str]:
+        if self._dsns is None:
+            self._dsns = self._start_postgres()
+        return self._dsns
+
+    def close(self) -> None:
+        for stop in reversed(self._stops):
+            with contextlib.suppress(Exception):
+                stop()
+        if self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)
+
+    # --- per mode --------------------------------------------------------------------------------------------------
+    def _session_dir(self) -> Path:
+        if self._base is None:
+            _sweep_stale_dirs()
+            self._base = Path(tempfile.mkdtemp(prefix=f"mdpipe-test-{os.getpid()}-"))
+            self._base.chmod(0o755)  # the postgres user must traverse it
+        return self._base
+
+    def _start_kafka(self) -> str:
+        if self.mode == "external":
+            return os.environ["MDPIPE_TEST_BOOTSTRAP"]
+        if self.mode == "docker":
+            redpanda = _containers()[0](REDPANDA_IMAGE)
+            redpanda.start()
+            self._stops.append(redpanda.stop)
+            redpanda.exec(["rpk", "cluster", "config", "set", "auto_create_topics_enabled", "false"])
+            return str(redpanda.get_bootstrap_server())
+        from infra.kafka_native import KafkaBroker
+
+        shared = KafkaBroker(run_dir())
+        if (run_dir() / "infra.json").is_file() and shared.healthy():
+            self.mode = "native-shared"
+            return shared.bootstrap_servers
+        broker = KafkaBroker(self._session_dir(), die_with_parent=True)
+        self._stops.append(broker.stop)
+        return broker.start().bootstrap_servers
+
+    def _start_postgres(self) -> tuple[str, str]:
+        if self.mode == "external":
+            dsn = os.environ["MDPIPE_TEST_DSN"]
+            return _with_db(dsn, "postgres"), dsn
+        if self.mode == "docker":
+            pg = _containers()[1](TIMESCALE_IMAGE, username="postgres", password="mdpipe", dbname="mdpipe", driver=None)
+            pg.start()
+            self._stops.append(pg.stop)
+            dsn = str(pg.get_connection_url())
+            return _with_db(dsn, "postgres"), dsn
+        from infra.postgres_native import PostgresServer
+
+        shared = PostgresServer(run_dir())
+        if (run_dir() / "infra.json").is_file() and shared.healthy():
+            return shared.dsn_for("postgres"), shared.dsn
+        server = PostgresServer(self._session_dir(), die_with_parent=True)
+        self._stops.append(server.stop)
+        server.start()
+        return server.dsn_for("postgres"), server.dsn
+
+
+def _containers() -> tuple[Any, Any]:
+    try:
+        from testcontainers.community.kafka import RedpandaContainer  # type: ignore[import-not-found]
+        from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError:
+        from testcontainers.kafka import RedpandaContainer
+        from testcontainers.postgres import PostgresContainer
+    return RedpandaContainer, PostgresContainer
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -59,85 +133,41 @@ def _docker_available() -> bool:
     return True
 
 
-def _native_infra() -> TestInfra:
-    from infra.kafka_native import KafkaBroker
-    from infra.postgres_native import PostgresServer
+def _sweep_stale_dirs() -> None:
+    """Remove temp run dirs of earlier test sessions whose pytest process is gone (their servers died with it)."""
+    from infra.procs import pid_alive
 
-    shared = run_dir()
-    broker, pg = KafkaBroker(shared), PostgresServer(shared)
-    if (shared / "infra.json").is_file() and broker.healthy() and pg.healthy():
-        return TestInfra("native-shared", broker.bootstrap_servers, pg.dsn_for("postgres"), pg.dsn)
-    base = Path(tempfile.mkdtemp(prefix=f"mdpipe-test-{os.getpid()}-"))
-    base.chmod(0o755)  # the postgres user must traverse it
-    broker = KafkaBroker(base, die_with_parent=True)
-    pg = PostgresServer(base, die_with_parent=True)
-    infra = TestInfra("native-session", "", "", "")
-    try:
-        broker.start()
-        infra.stop.append(broker.stop)
-        pg.start()
-        infra.stop.append(pg.stop)
-    except Exception:
-        for stop in reversed(infra.stop):
-            stop()
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    infra.stop.insert(0, lambda: shutil.rmtree(base, ignore_errors=True))  # stops run in reverse: rmtree last
-    infra.bootstrap, infra.admin_dsn, infra.dsn = broker.bootstrap_servers, pg.dsn_for("postgres"), pg.dsn
-    return infra
-
-
-def _docker_infra() -> TestInfra:
-    try:
-        from testcontainers.community.kafka import RedpandaContainer  # type: ignore[import-not-found]
-        from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-not-found]
-    except ImportError:
-        from testcontainers.kafka import RedpandaContainer
-        from testcontainers.postgres import PostgresContainer
-
-    redpanda = RedpandaContainer(REDPANDA_IMAGE)
-    redpanda.start()
-    infra = TestInfra("docker", redpanda.get_bootstrap_server(), "", "")
-    infra.stop.append(redpanda.stop)
-    redpanda.exec(["rpk", "cluster", "config", "set", "auto_create_topics_enabled", "false"])
-    pg = PostgresContainer(TIMESCALE_IMAGE, username="postgres", password="mdpipe", dbname="mdpipe", driver=None)
-    pg.start()
-    infra.stop.append(pg.stop)
-    infra.dsn = pg.get_connection_url()
-    infra.admin_dsn = _with_db(infra.dsn, "postgres")
-    return infra
+    for path in Path(tempfile.gettempdir()).glob("mdpipe-*-*-*"):
+        kind, _, rest = path.name.removeprefix("mdpipe-").partition("-")
+        owner = rest.split("-", 1)[0]
+        if kind in ("test", "private") and owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def _test_infra() -> Iterator[TestInfra]:
+def _test_infra() -> Iterator[SessionInfra]:
     mode = os.environ.get("MDPIPE_TEST_INFRA", "auto")
-    if mode == "external":
-        bootstrap, dsn = os.environ.get("MDPIPE_TEST_BOOTSTRAP", ""), os.environ.get("MDPIPE_TEST_DSN", "")
-        if not bootstrap or not dsn:
-            pytest.fail("MDPIPE_TEST_INFRA=external needs MDPIPE_TEST_BOOTSTRAP and MDPIPE_TEST_DSN")
-        infra = TestInfra("external", bootstrap, _with_db(dsn, "postgres"), dsn)
-    elif mode == "docker" or (mode == "auto" and _docker_available()):
-        infra = _docker_infra()
-    elif mode in ("auto", "native"):
-        infra = _native_infra()
-    else:
+    if mode == "external" and not (os.environ.get("MDPIPE_TEST_BOOTSTRAP") and os.environ.get("MDPIPE_TEST_DSN")):
+        pytest.fail("MDPIPE_TEST_INFRA=external needs MDPIPE_TEST_BOOTSTRAP and MDPIPE_TEST_DSN")
+    if mode == "auto":
+        mode = "docker" if _docker_available() else "native"
+    if mode not in ("native", "docker", "external"):
         pytest.fail(f"MDPIPE_TEST_INFRA={mode!r}: expected auto, native, docker or external")
+    infra = SessionInfra(mode)
     yield infra
-    for stop in reversed(infra.stop):
-        with contextlib.suppress(Exception):
-            stop()
+    infra.close()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(_test_infra: TestInfra) -> str:
+def kafka_bootstrap(_test_infra: SessionInfra) -> str:
     """``host:port`` of the real broker (auto-create topics is off: create topics with ``make_topics``)."""
-    return _test_infra.bootstrap
+    return _test_infra.bootstrap()
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(_test_infra: TestInfra) -> str:
+def pg_dsn(_test_infra: SessionInfra) -> str:
     """DSN of the shared ``mdpipe`` database (prefer ``make_database`` for isolation)."""
-    return _test_infra.dsn
+    return _test_infra.dsns()[1]
 
 
 @pytest.fixture(scope="session")
@@ -183,22 +213,23 @@ def make_topics(kafka_bootstrap: str) -> Iterator[Callable[..., list[str]]]:
 
 
 @pytest.fixture(scope="session")
-def make_database(_test_infra: TestInfra) -> Iterator[Callable[..., str]]:
+def make_database(_test_infra: SessionInfra) -> Iterator[Callable[..., str]]:
     """Factory: ``make_database(name=None) -> dsn`` of a fresh empty database (dropped at session end)."""
     import psycopg
     from psycopg import sql
 
     created: list[str] = []
+    admin_dsn = _test_infra.dsns()[0]
 
     def factory(name: str | None = None) -> str:
         name = name or f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(_test_infra.admin_dsn, autocommit=True) as conn:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
-        return _with_db(_test_infra.admin_dsn, name)
+        return _with_db(admin_dsn, name)
 
     yield factory
-    with contextlib.suppress(Exception), psycopg.connect(_test_infra.admin_dsn, autocommit=True) as conn:
+    with contextlib.suppress(Exception), psycopg.connect(admin_dsn, autocommit=True) as conn:
         for name in created:
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

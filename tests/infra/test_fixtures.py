@@ -66,7 +66,7 @@ def test_make_topics_given_names_and_broker_refuses_auto_create(
     meta = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
     assert len(meta.topics[name].partitions) == 3
     missing = f"never-created-{uuid.uuid4().hex[:8]}"
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 3000})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 1500})
     errors: list[object] = []
     producer.produce(missing, value=b"x", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(10)
