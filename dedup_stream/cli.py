@@ -185,5 +185,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
         status = dedup.run(loglevel=config.log.level.lower())
     finally:
         server.close()
-    log.info("dedup_stop", status=status, events_out=dedup.events_out, summary=json.dumps(summary(dedup.deduper.stats)))
+    log.info(
+        "dedup_stop",
+        status=status,
+        frames=dedup.frames,
+        busy_s=round(dedup.busy_s(), 3),
+        busy_cpu_s=round(dedup.busy_cpu_s(), 3),
+        events_out=dedup.events_out,
+        summary=json.dumps(summary(dedup.deduper.stats)),
+    )
     return status

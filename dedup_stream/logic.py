@@ -46,11 +46,11 @@ __all__ = [
 
 
 class Store(Protocol):
-    """Key-value state of one dedup worker (keys and values are bytes)."""
+    """Key-value state of one dedup worker, partitioned like the raw topics (keys and values are bytes)."""
 
-    def get(self, key: bytes) -> bytes | None: ...
+    def get(self, key: bytes, partition: int) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes) -> None: ...
+    def put(self, key: bytes, value: bytes, partition: int) -> None: ...
 
 
 class MemoryStore:
@@ -59,10 +59,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes, partition: int = 0) -> bytes | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, partition: int = 0) -> None:
         self.data[key] = value
 
 
@@ -251,14 +251,16 @@ class Deduper:
             gstats.gap_missing += _gap_missing(frame.payload)
             return Decision(Verdict.GAP, frame)
         key = store_key(frame)
-        stored = self.store.get(key)
+        stored = self.store.get(key, origin.partition)
         if stored is None:
             rng = self.range
             if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
                 stats.out_of_range += 1
                 return Decision(Verdict.OUT_OF_RANGE, frame)
             self.store.put(
-                key, encode_winner(Winner(origin.topic, origin.partition, origin.offset, recv_ns, frame.gatherer))
+                key,
+                encode_winner(Winner(origin.topic, origin.partition, origin.offset, recv_ns, frame.gatherer)),
+                origin.partition,
             )
             gstats.copy_lag_s = 0.0
             if rng is not _ALL and recv_ns < rng.from_ns:

@@ -1,0 +1,1 @@
+"""Dedup benchmark: one Faust worker draining pre-filled raw topics against a plain batch consumer."""

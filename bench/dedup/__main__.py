@@ -1,0 +1,131 @@
+"""`make bench-dedup`: raw topics pre-filled with F frames from 3 gatherers (2/3 duplicates), one dedup worker
+(`mdpipe dedup --exit-when-idle`, a fresh app id per run) drains them; the baseline in the same run is a plain
+confluent-kafka batch consumer reading the same topics and doing nothing. Prints medians; last line RESULT {json}.
+
+The worker's figure is raw frames / (last frame - first frame) as the worker measured it, so start-up
+(group join, table recovery) and the idle wait are excluded; ``wall_s`` reports the whole run as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.dedup.baseline import drain
+from dedup_stream.synth import gatherer_copies, produce_frames, venue_events
+from mdpipe.config import load_config
+
+GATHERERS = ("g1", "g2", "g3")
+
+
+def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_id: str) -> dict[str, float]:
+    env = {
+        **os.environ,
+        "MDPIPE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "MDPIPE_KAFKA__TOPIC_PREFIX": prefix,
+        "MDPIPE_KAFKA__PARTITIONS": str(partitions),
+        "MDPIPE_GATHER__IDS": json.dumps(list(GATHERERS)),
+        "MDPIPE_RUN_DIR": str(workdir / "run"),
+    }
+    cmd = [sys.executable, "-m", "mdpipe", "dedup", "--app-id", app_id, "--workdir", str(workdir / "state")]
+    cmd += ["--exit-when-idle", "--idle-s", "2", "--metrics-port", "0"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - started
+    stop = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "event=dedup_stop" in line]
+    if proc.returncode != 0 or not stop:
+        raise RuntimeError(f"dedup worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    fields = dict(re.findall(r"(\w+)=([\d.]+)(?=\s|$)", stop[-1]))
+    return {"frames": float(fields["frames"]), "busy_s": float(fields["busy_s"]), "cpu_s": float(fields["busy_cpu_s"]),
+            "events_out": float(fields["events_out"]), "wall_s": wall}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.dedup", description=__doc__)
+    parser.add_argument("--frames", type=int, default=300_000, help="raw frames in total (a third per gatherer)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
+    parser.add_argument("--markets", type=int, default=2000, help="distinct markets (keys)")
+    args = parser.parse_args(argv)
+
+    config = load_config()
+    bootstrap, partitions = config.kafka.bootstrap_servers, config.kafka.partitions
+    if not bootstrap:
+        print("bench-dedup: no broker (run `make up`)", file=sys.stderr)
+        return 2
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    prefix = f"bench-dedup-{uuid.uuid4().hex[:8]}."
+    raw_topics = [f"{prefix}raw.{g}" for g in GATHERERS]
+    names = [*raw_topics, f"{prefix}events", f"{prefix}dlq"]
+    for fut in admin.create_topics([NewTopic(t, partitions, 1) for t in names]).values():
+        fut.result()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dedup-"))
+    try:
+        events = venue_events(args.frames // len(GATHERERS), markets=args.markets, seed=3)
+        t = time.perf_counter()
+        for i, g in enumerate(GATHERERS):
+            frames = gatherer_copies(events, g, delay_ns=i * 1_000_000, reorder=3)
+            produce_frames({"bootstrap.servers": bootstrap}, f"{prefix}raw.{g}", frames)
+        total = len(events) * len(GATHERERS)
+        print(f"prefilled {total} frames ({len(events)} events, {partitions} partitions) "
+              f"in {time.perf_counter() - t:.1f}s", flush=True)  # fmt: skip
+
+        base_rates, rates, cpu_rates, walls = [], [], [], []
+        for run in range(args.runs):
+            count, secs = drain(bootstrap, raw_topics)
+            assert count == total, f"baseline read {count} of {total}"
+            base_rates.append(count / secs)
+            result = run_worker(bootstrap, prefix, partitions, tmp / f"run{run}", f"{prefix}app-{run}")
+            if result["frames"] != total or result["events_out"] != len(events):
+                raise RuntimeError(f"dedup run {run}: {result} for {total} frames / {len(events)} events")
+            rates.append(result["frames"] / result["busy_s"])
+            cpu_rates.append(result["frames"] / result["cpu_s"])
+            walls.append(result["wall_s"])
+            print(f"run {run}: baseline {base_rates[-1]:,.0f} frames/s, dedup {rates[-1]:,.0f} frames/s "
+                  f"({cpu_rates[-1]:,.0f} per CPU-second; busy {result['busy_s']:.1f}s, cpu {result['cpu_s']:.1f}s, "
+                  f"wall {result['wall_s']:.1f}s)", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for fut in admin.delete_topics(mine, operation_timeout=30).values():
+            try:
+                fut.result()
+            except Exception as exc:
+                print(f"cleanup: {exc}", file=sys.stderr)
+    value, baseline = statistics.median(rates), statistics.median(base_rates)
+    result = {
+        "bench": "dedup",
+        "value": round(value),
+        "unit": "frames/s",
+        "baseline": round(baseline),
+        "ratio": round(value / baseline, 4),
+        "runs": args.runs,
+        "frames": total,
+        "events": len(events),
+        "partitions": partitions,
+        "workers": 1,
+        "target": 30000,
+        "frames_per_cpu_s": round(statistics.median(cpu_rates)),
+        "wall_s_median": round(statistics.median(walls), 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "rates": [round(r) for r in rates],
+        "baseline_rates": [round(r) for r in base_rates],
+    }
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Batched output of the dedup worker: records appended to per-partition aiokafka batches instead of one
+awaited ``topic.send`` per record (which costs a future, a task and several loop turns each). Used for the
+``events`` topic and for the state table's changelog.
+
+Durability rule: Faust commits input offsets only after ``producer.flush()``. :meth:`OutputBatcher.hook`
+wraps that flush so pending batches are handed to the producer first; a record whose input offset is
+committed has therefore always reached the producer (and been acknowledged by the broker) before.
+A batch leaves the pending set only under the lock, so a commit's flush (which takes the lock) never
+misses a batch that another flush is still handing over. A timer calls :meth:`flush` every linger period
+so that output latency stays bounded when input is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["OutputBatcher"]
+
+
+class OutputBatcher:
+    """Per-partition record batches for one topic, sent in order through an aiokafka producer.
+
+    ``on_delivered(partition, last_offset)`` is called when the broker acknowledged a batch.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        producer: Callable[[], Any],
+        on_delivered: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._producer = producer  # returns the started AIOKafkaProducer (Faust creates it at start-up)
+        self._on_delivered = on_delivered
+        self._batches: dict[int, Any] = {}
+        self._full: list[tuple[int, Any]] = []  # full batches waiting for the next flush, in order
+        self._lock = asyncio.Lock()
+        self.pending = 0  # records appended but not yet handed to the producer
+        self.sent = 0
+
+    def append(self, partition: int, key: bytes | None, value: bytes) -> None:
+        """Add a record without waiting (call :meth:`flush` when :attr:`has_full` is true)."""
+        batch = self._batches.get(partition)
+        if batch is None:
+            batch = self._batches[partition] = self._producer().create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            self._full.append((partition, batch))
+            batch = self._batches[partition] = self._producer().create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+        self.pending += 1
+
+    @property
+    def has_full(self) -> bool:
+        return bool(self._full)
+
+    async def add(self, partition: int, key: bytes | None, value: bytes) -> None:
+        self.append(partition, key, value)
+        if self._full:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand every pending batch to the producer (does not wait for the broker's acknowledgement)."""
+        if not self._batches and not self._full:
+            return
+        async with self._lock:
+            full, self._full = self._full, []
+            batches, self._batches = self._batches, {}
+            for partition, batch in full:
+                await self._send(partition, batch)
+            for partition, batch in batches.items():
+                await self._send(partition, batch)
+
+    async def _send(self, partition: int, batch: Any) -> None:
+        count = batch.record_count()
+        if not count:
+            return
+        future = await self._producer().send_batch(batch, self.topic, partition=partition)
+        self.pending -= count
+        self.sent += count
+        if self._on_delivered is not None:
+            callback = self._on_delivered
+
+            def delivered(fut: asyncio.Future[Any], partition: int = partition, count: int = count) -> None:
+                if not fut.cancelled() and fut.exception() is None:
+                    callback(partition, fut.result().offset + count - 1)
+
+            future.add_done_callback(delivered)
+
+    def hook(self, faust_producer: Any) -> None:
+        """Make ``faust_producer.flush()`` (called before every offset commit) flush these batches first."""
+        original: Callable[[], Awaitable[None]] = faust_producer.flush
+
+        async def flush() -> None:
+            await self.flush()
+            await original()
+
+        faust_producer.flush = flush

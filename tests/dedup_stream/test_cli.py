@@ -1,0 +1,25 @@
+"""`mdpipe dedup --help` documents every option; topic names follow kafka.topic_prefix."""
+
+from __future__ import annotations
+
+import argparse
+
+import msgspec
+
+from dedup_stream.cli import add_parser, topic_names
+from mdpipe.config import load_config
+
+
+def test_every_option_has_help() -> None:
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {"workdir", "metrics_port", "app_id", "from_ts", "to_ts", "exit_when_idle"} <= {a.dest for a in options}
+    for action in options:
+        assert action.help and len(action.help) > 10, action.dest
+
+
+def test_topic_names_use_prefix() -> None:
+    config = load_config(environ={}, use_infra_state=False)
+    assert topic_names(config) == (["raw.g1", "raw.g2", "raw.g3"], "events", "dlq")
+    prefixed = msgspec.structs.replace(config, kafka=msgspec.structs.replace(config.kafka, topic_prefix="x."))
+    assert topic_names(prefixed) == (["x.raw.g1", "x.raw.g2", "x.raw.g3"], "x.events", "x.dlq")
