@@ -111,6 +111,7 @@ class VenueSim:
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.tick_lag_max_s = 0.0
+        self.skipped = 0  # event slots skipped because the loop fell behind
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -177,16 +178,21 @@ class VenueSim:
         opts = self.options
         gen = self.generator
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        started = t0 = loop.time()
         produced = 0
-        max_batch = max(1, int(opts.rate * 0.25))
+        rate = gen.rate
         while True:
             now = loop.time()
-            if opts.duration_s and now - t0 >= opts.duration_s:
+            if opts.duration_s and now - started >= opts.duration_s:
                 break
-            due = int((now - t0) * gen.rate) - produced
-            if due > max_batch:  # fell behind: do not try to catch up in one burst
-                self.tick_lag_max_s = max(self.tick_lag_max_s, due / gen.rate)
+            if gen.rate != rate:  # rate changed (set_rate): restart the schedule from here
+                t0, produced, rate = now, 0, gen.rate
+            max_batch = max(1, int(rate * 0.25))
+            due = int((now - t0) * rate) - produced
+            if due > max_batch:  # fell behind: skip the backlog rather than burst, keep ts_ms near wall time
+                self.tick_lag_max_s = max(self.tick_lag_max_s, due / rate)
+                gen.skip(due - max_batch)
+                self.skipped += due - max_batch
                 produced += due - max_batch
                 due = max_batch
             if due > 0:
@@ -244,6 +250,7 @@ class VenueSim:
             "rate": gen.rate,
             "uptime_s": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
             "tick_lag_max_s": round(self.tick_lag_max_s, 3),
+            "skipped_slots": self.skipped,
             "truth_events": self.truth.count if self.truth is not None else 0,
             "faults": self.faults.history,
             **self.server.stats(),

@@ -74,6 +74,12 @@ class Generator:
     def _vclock(self) -> float:
         return self._t0_ms + (self.emitted - self._t0_count) * 1000.0 / self._rate
 
+    def skip(self, n: int) -> None:
+        """Let ``n`` event slots pass without events (the venue fell behind): keeps ts_ms near wall time.
+
+        Consumes no randomness, so the sequence of event bodies stays that of the seed."""
+        self.emitted += n
+
     def now_ms(self) -> int:
         """Virtual time of the next event."""
         return int(self._vclock())
