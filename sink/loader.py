@@ -18,27 +18,18 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from mdpipe.config import Config, ConfigError
+from mdpipe.kafka import consumer_config, producer_config
 from mdpipe.logging import get_logger
+from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
 from sink.store import Store, WriteResult
 
-__all__ = ["LoadStats", "Loader", "LoaderOptions", "kafka_client_config"]
+__all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
 log = get_logger(__name__)
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
-
-
-def kafka_client_config(config: Config) -> dict[str, Any]:
-    k = config.kafka
-    out: dict[str, Any] = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        out.update({"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username})
-        out["sasl.password"] = k.sasl_password
-    if k.ssl_cafile:
-        out["ssl.ca.location"] = k.ssl_cafile
-    return out
 
 
 @dataclass(frozen=True)
@@ -77,11 +68,12 @@ class Loader:
             raise ConfigError("config setting postgres.dsn: empty (run `mdpipe infra up` or set it)")
         self.config = config
         self.opts = options
-        s = config.sink
+        names = topic_names(config)
+        self.dlq_topic = names.dlq
         replay = options.from_ms is not None or options.to_ms is not None
-        self.topics = [s.events_topic] + ([s.markets_topic] if s.markets_topic and not replay else [])
+        self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
         self.store = Store(config.postgres.dsn, options.group_id)
-        self.batch = Batch(s.events_topic, s.markets_topic, options.from_ms, options.to_ms)
+        self.batch = Batch(names.events, names.markets, options.from_ms, options.to_ms)
         self.stats = LoadStats()
         self.stop_event = threading.Event()
         self._revokes = 0  # rebalances that took partitions away (see _resync)
@@ -91,14 +83,10 @@ class Loader:
         self._last_ts_ms = 0
         self._last_lag_update = 0.0
         self._db_ok = True
-        kc = kafka_client_config(config)
         self.consumer = Consumer(
             {
-                **kc,
-                "group.id": options.group_id,
-                "enable.auto.commit": False,
+                **consumer_config(config.kafka, options.group_id),
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "range",
                 "statistics.interval.ms": 1000,
@@ -107,7 +95,7 @@ class Loader:
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
-        self.producer = Producer({**kc, "partitioner": "murmur2_random", "linger.ms": 5, "acks": "all"})
+        self.producer = Producer(producer_config(config.kafka, linger_ms=5))
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -269,7 +257,7 @@ class Loader:
 
     def _send_dead(self, dead: list[DeadLetter]) -> None:
         for d in dead:
-            self.producer.produce(self.config.sink.dlq_topic, value=encode_dead_letter(d))
+            self.producer.produce(self.dlq_topic, value=encode_dead_letter(d))
             log.warning(
                 "dead_letter",
                 reason=d.reason[:300],
@@ -338,11 +326,13 @@ class Loader:
         for topic in self.topics:
             t = meta.topics.get(topic)
             if t is None or t.error is not None:
-                raise ConfigError(f"topic {topic!r} does not exist (create it with `mdpipe topics`)")
+                raise ConfigError(f"kafka topic missing: {topic} (create it with `mdpipe topics create`)")
             if len(t.partitions) != self.config.kafka.partitions:
-                raise ConfigError(
-                    f"topic {topic!r} has {len(t.partitions)} partitions, config kafka.partitions is "
-                    f"{self.config.kafka.partitions}"
+                log.warning(
+                    "partitions_differ_from_config",
+                    topic=topic,
+                    topic_partitions=len(t.partitions),
+                    config=self.config.kafka.partitions,
                 )
 
     def _kafka_error(self, err: Any) -> None:

@@ -29,15 +29,15 @@ log = get_logger(__name__)
 REJECTED = (psycopg.DataError, psycopg.IntegrityError)
 
 _MARKET_SQL = """INSERT INTO markets (ticker, venue, event_ticker, market_id, title, status, open_time, close_time,
-    price_level_structure, price_ranges, updated_at)
+    price_level_structure, price_ranges, updated_at, updated_ns)
 VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0), %s, %s::jsonb,
-    to_timestamp(%s / 1e9))
+    to_timestamp(%s / 1e9), %s)
 ON CONFLICT (ticker) DO UPDATE SET venue = EXCLUDED.venue, event_ticker = EXCLUDED.event_ticker,
     market_id = EXCLUDED.market_id, title = EXCLUDED.title, status = EXCLUDED.status,
     open_time = EXCLUDED.open_time, close_time = EXCLUDED.close_time,
     price_level_structure = EXCLUDED.price_level_structure, price_ranges = EXCLUDED.price_ranges,
-    updated_at = EXCLUDED.updated_at, loaded_at = clock_timestamp()
-WHERE markets.updated_at <= EXCLUDED.updated_at"""
+    updated_at = EXCLUDED.updated_at, updated_ns = EXCLUDED.updated_ns, loaded_at = clock_timestamp()
+WHERE markets.updated_ns <= EXCLUDED.updated_ns"""
 
 _OFFSETS_SQL = """INSERT INTO sink_offsets (group_id, topic, partition, next_offset) VALUES {}
 ON CONFLICT (group_id, topic, partition) DO UPDATE
@@ -189,6 +189,7 @@ class Store:
             ref.close_time_ms,
             ref.price_level_structure,
             ref.price_ranges or None,
+            ref.updated_ns,
             ref.updated_ns,
         )
 

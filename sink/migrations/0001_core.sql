@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS markets (
     price_level_structure text        NOT NULL DEFAULT '',
     price_ranges          jsonb,
     updated_at            timestamptz NOT NULL,
+    updated_ns            bigint      NOT NULL DEFAULT 0,  -- exact MarketRef.updated_ns: newest update wins
     loaded_at             timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
