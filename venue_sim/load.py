@@ -198,18 +198,6 @@ class Generator:
         levels = books.levels
         base = books.touch(m)
         mid = books.mids[m]
-        key = books.last_key[m]
-        if key and self.identical_share > 0 and rnd() < self.identical_share:
-            side_no, price = divmod(key, 128)
-            delta = books.last_delta[m]
-            slot = base + ((99 - mid - price) + LEVEL_SPAN if side_no else (mid - 1 - price))
-            if delta > 0 or levels[slot] >= -delta:
-                levels[slot] += delta
-                self.identical += 1
-                ts0 = books.last_ts[m]
-                body, body_yes = self._delta_body(m, side_no, price, delta, ts0)
-                self._event(out, CH_ORDERBOOK, m, ts0, body, body_yes)
-                return
         side_no = 1 if rnd() < 0.5 else 0
         k = int(rnd() * LEVEL_SPAN)
         slot = base + k + LEVEL_SPAN * side_no
@@ -227,6 +215,12 @@ class Generator:
         books.last_ts[m] = ts
         body, body_yes = self._delta_body(m, side_no, price, delta, ts)
         self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
+        # Identical-body twin (same market, side, price, delta and ts_ms): a real venue produces these when two
+        # orders change one level by the same amount within the same millisecond, so the twin follows at once.
+        if self.identical_share > 0 and rnd() < self.identical_share and (delta > 0 or levels[slot] >= -delta):
+            levels[slot] += delta
+            self.identical += 1
+            self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
 
     def _delta_body(self, m: int, side_no: int, price: int, delta: int, ts: int) -> tuple[str, str | None]:
         head = (
