@@ -3,7 +3,7 @@
 Prices are integer cents, sizes integer hundredths of a contract. Each market has a fixed ``mid`` (from
 the seed); its YES bids live at prices ``mid-1 .. mid-10`` and its NO bids at ``99-mid .. 90-mid``, so the
 book never crosses and fits 20 slots. All markets share one ``array('i')`` of 20 slots each (80 bytes per
-market, about 110 MB with the per-market counters for a million markets, whatever the run length). An
+market, about 100 MB with the per-market counters for a million markets, whatever the run length). An
 untouched market's book is derived from (seed, index) on demand; the first change stores it. Sizes never
 go negative. Renders snapshot bodies for the WebSocket and the REST ``orderbook_fp`` object.
 """
@@ -61,10 +61,6 @@ class Books:
         self.volume = array("q")
         self.open_interest = array("q")
         self.last_trade = array("i")  # size of the market's last trade (hundredths)
-        # The last delta per market (identical-repeat case): key = side * 128 + price (0 = none).
-        self.last_key = array("h")
-        self.last_delta = array("i")
-        self.last_ts = array("q")
         self.grow(count)
 
     def __len__(self) -> int:
@@ -83,9 +79,6 @@ class Books:
         self.volume.frombytes(bytes(8 * extra))
         self.open_interest.frombytes(bytes(8 * extra))
         self.last_trade.frombytes(bytes(4 * extra))
-        self.last_key.frombytes(bytes(2 * extra))
-        self.last_delta.frombytes(bytes(4 * extra))
-        self.last_ts.frombytes(bytes(8 * extra))
 
     def _hash(self, m: int) -> int:
         return mix64((self.seed * 1_000_003 + m) & MASK64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from venue_sim.book import LEVEL_SPAN, Books
+from venue_sim.book import LEVEL_SPAN, SLOTS, Books
 from venue_sim.markets import ST_ACTIVE, ST_DETERMINED, ST_FINALIZED, MarketTable
 from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CH_TRADE, PRICE, count_fp, rfc3339
 
@@ -23,6 +23,7 @@ __all__ = ["KINDS", "Event", "Generator"]
 
 Event = tuple[int, int, int, int, str, str | None]
 KINDS: tuple[str, ...] = ("delta", "ticker", "trade", "lifecycle")  # by channel number
+HEAD_CACHE = 100_000
 
 
 class Generator:
@@ -56,6 +57,7 @@ class Generator:
         self._since_churn = 0
         self.identical = 0  # identical-body deltas emitted so far
         self._rfc_secs = -1
+        self._heads: dict[int, str] = {}  # delta body prefix per (hot) market
         self._rfc_text = ""
         books.grow(len(markets))
 
@@ -196,7 +198,7 @@ class Generator:
         rnd = self.rng.random
         books = self.books
         levels = books.levels
-        base = books.touch(m)
+        base = m * SLOTS if books.touched[m] else books.touch(m)
         mid = books.mids[m]
         side_no = 1 if rnd() < 0.5 else 0
         k = int(rnd() * LEVEL_SPAN)
@@ -210,9 +212,6 @@ class Generator:
         else:
             delta = 1 + int(rnd() * 5000)
         levels[slot] = cur + delta
-        books.last_key[m] = side_no * 128 + price
-        books.last_delta[m] = delta
-        books.last_ts[m] = ts
         body, body_yes = self._delta_body(m, side_no, price, delta, ts)
         self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
         # Identical-body twin (same market, side, price, delta and ts_ms): a real venue produces these when two
@@ -223,9 +222,13 @@ class Generator:
             self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
 
     def _delta_body(self, m: int, side_no: int, price: int, delta: int, ts: int) -> tuple[str, str | None]:
-        head = (
-            f'{{"market_ticker":"{self.markets.ticker(m)}","market_id":"{self.markets.market_id(m)}","price_dollars":"'
-        )
+        head = self._heads.get(m)
+        if head is None:
+            if len(self._heads) >= HEAD_CACHE:
+                self._heads.clear()
+            markets = self.markets
+            head = f'{{"market_ticker":"{markets.ticker(m)}","market_id":"{markets.market_id(m)}","price_dollars":"'
+            self._heads[m] = head
         if side_no:
             tail = f'","delta_fp":"{count_fp(delta)}","side":"no","ts_ms":{ts}}}'
             return f"{head}{PRICE[price]}{tail}", f"{head}{PRICE[100 - price]}{tail}"
