@@ -16,8 +16,9 @@ Per type, the key and where it can still go wrong:
   event is lost. SPLIT: a gatherer whose window expired between two identical bodies (only possible when
   ``ts_ms`` is absent or the window is shorter than the venue's repeat interval) restarts at n=1 while another
   says n=2, so one real event can surface as two, or two as one. A restarted gatherer restarts counting.
-- ticker ``k:<h(canonical body)>:<n>``: same MERGE/SPLIT cases as deltas; the body carries ``ts_ms`` and
-  cumulative volume, so identical bodies are rare and usually true repeats.
+- ticker ``k:<h(the fields of schemas.kalshi.TickerMsg, normalised)>:<n>``: same MERGE/SPLIT cases as deltas;
+  the body carries ``ts_ms`` and cumulative volume, so identical bodies are rare and usually true repeats.
+  Fields unknown to ``TickerMsg`` (deprecated ``ts``/``time`` strings) are not part of the key.
 - lifecycle ``l:<h(canonical body)>:<n>``: as ticker. A body without a timestamp (e.g. ``activated``) that
   repeats after more than ``window_s`` restarts at n=1 on every gatherer alike, so dedup MERGES it with the
   earlier one while dedup's own window still holds that key.
@@ -35,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.kalshi import DeltaMsg, SnapshotMsg, TradeMsg
+from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
 
 __all__ = ["EventKeyer", "canonical", "norm_decimal"]
 
@@ -46,15 +47,11 @@ _canon_encoder = msgspec.json.Encoder(order="sorted")
 
 def norm_decimal(value: Decimal | int | str) -> str:
     """Exact, normalised text of a number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100"."""
-    d = value if isinstance(value, Decimal) else Decimal(value)
+    d = (value if isinstance(value, Decimal) else Decimal(value)).normalize()
     s = str(d)
-    if "E" in s or "e" in s:
+    if "E" in s:
         s = format(d, "f")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    if s in ("-0", "+0"):
-        s = "0"
-    return s
+    return "0" if s == "-0" else s
 
 
 def _canon_value(value: Any) -> Any:
@@ -125,6 +122,15 @@ class EventKeyer:
         yes = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.yes_dollars_fp))
         no = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.no_dollars_fp))
         return "s:" + _h(f"{m.market_ticker}\x1fyes\x1f{yes}\x1fno\x1f{no}".encode())
+
+    def ticker(self, m: TickerMsg, now_ns: int) -> str:
+        """``k:`` key from the ticker fields ``schemas.kalshi.TickerMsg`` knows (numbers normalised)."""
+        parts = [
+            "" if v is None else (norm_decimal(v) if isinstance(v, Decimal) else str(v))
+            for v in msgspec.structs.astuple(m)
+        ]
+        digest = _h("\x1f".join(parts).encode())
+        return f"k:{digest}:{self._occurrence(digest, now_ns)}"
 
     def body(self, prefix: str, market: str, body: bytes, now_ns: int) -> str:
         """Key for ticker (``k``) and lifecycle (``l``) messages: hash of the canonical body + occurrence."""

@@ -7,7 +7,7 @@ from decimal import Decimal
 import msgspec
 
 from ingest.keys import EventKeyer, canonical, norm_decimal
-from schemas.kalshi import DeltaMsg, SnapshotMsg
+from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg
 
 S = 1_000_000_000
 
@@ -82,7 +82,12 @@ def test_ticker_and_lifecycle_keys() -> None:
     t1 = b'{"market_ticker":"M","yes_bid_dollars":"0.4300","volume_fp":"10.00","ts_ms":5}'
     t2 = b'{"ts_ms":5,"volume_fp":10,"yes_bid_dollars":0.43,"market_ticker":"M"}'
     assert g1.body("k", "M", t1, S) == g2.body("k", "M", t2, S)
-    assert g1.body("k", "M", t1, S).startswith("k:")
+    dec = msgspec.json.Decoder(TickerMsg, strict=False)
+    assert g1.ticker(dec.decode(t1), S) == g2.ticker(dec.decode(t2), S)
+    again = g1.ticker(dec.decode(t1), S)
+    assert again.startswith("k:") and again.endswith(":2")
+    t3 = b'{"market_ticker":"M","yes_bid_dollars":"0.44","volume_fp":"10.00","ts_ms":5}'
+    assert g2.ticker(dec.decode(t3), S) != g2.ticker(dec.decode(t1), S)
     lc = b'{"market_ticker":"M","event_type":"settled","settled_ts":7}'
     assert g1.body("l", "M", lc, S) == g2.body("l", "M", lc, S)
     assert g1.body("l", "M", lc, S) != g2.body(

@@ -270,8 +270,9 @@ class KalshiSession:
                 market = d.market_ticker
                 key = self.keyer.delta(d, recv_ns)
             elif kind == "ticker":
-                market = _ticker.decode(body).market_ticker
-                key = self.keyer.body("k", market, body, recv_ns)
+                tk = _ticker.decode(body)
+                market = tk.market_ticker
+                key = self.keyer.ticker(tk, recv_ns)
             elif kind == "trade":
                 t = _trade.decode(body)
                 market = t.market_ticker

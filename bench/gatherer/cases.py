@@ -1,0 +1,215 @@
+"""The two measured cases, each run in its own process: ``python -m bench.gatherer.cases CASE ARGS_JSON``.
+
+- ``baseline``: websockets connections that subscribe the same markets/channels and only count messages
+  (no parsing, no produce): the ceiling of receiving from this emulator in Python.
+- ``candidate``: the real :class:`ingest.gatherer.Gatherer` (discovery, parsing, event keys, RawFrame encoding,
+  confluent-kafka produce); counts frames ACKNOWLEDGED by the broker.
+
+Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+import urllib.request
+from typing import Any
+
+__all__ = ["main"]
+
+CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _tickers(rest_url: str) -> list[str]:
+    out: list[str] = []
+    cursor = ""
+    while True:
+        url = f"{rest_url}/markets?status=open&limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        with urllib.request.urlopen(url, timeout=30) as r:
+            page = json.loads(r.read())
+        out += [m["ticker"] for m in page["markets"]]
+        cursor = page.get("cursor") or ""
+        if not cursor:
+            return out
+
+
+async def baseline(a: dict[str, Any]) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    tickers = _tickers(a["rest_url"])
+    per = a["markets_per_connection"]
+    shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
+    count = [0]
+
+    async def reader(i: int, markets: list[str]) -> None:
+        async with connect(a["ws_url"], max_size=None, max_queue=256, compression=None) as ws:
+            channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
+            await ws.send(
+                json.dumps({"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}})
+            )
+            if i == 0:
+                await ws.send(
+                    json.dumps({"id": 2, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}})
+                )
+            recv = ws.recv
+            while True:
+                await recv(decode=False)
+                count[0] += 1
+
+    tasks = [asyncio.create_task(reader(i, m)) for i, m in enumerate(shards)]
+    await asyncio.sleep(a["warmup_s"])
+    c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
+    await asyncio.sleep(a["duration_s"])
+    c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "case": "baseline",
+        "frames": c1 - c0,
+        "seconds": t1 - t0,
+        "frames_per_s": (c1 - c0) / (t1 - t0),
+        "cpu_s": cpu1 - cpu0,
+        "rss_mb": _rss_mb(),
+        "connections": len(shards),
+    }
+
+
+async def candidate(a: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.producer import RawProducer
+    from ingest.spool import Spool
+    from mdpipe.config import KafkaConfig
+    from mdpipe.kafka import producer_config
+
+    kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
+    conf = producer_config(
+        kafka, linger_ms=a.get("linger_ms", 5), batch_num_messages=10000, queue_buffering_max_kbytes=256 * 1024
+    )
+    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=500_000)
+    opts = GathererOptions(
+        gatherer_id="gbench",
+        rest_url=a["rest_url"],
+        ws_url=a["ws_url"],
+        channels=CHANNELS,
+        markets_per_connection=a["markets_per_connection"],
+        raw_topic=a["topics"]["raw"],
+        dlq_topic=a["topics"]["dlq"],
+        markets_topic=a["topics"]["markets"],
+        discovery_interval_s=3600,
+    )
+    g = Gatherer(opts, producer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(g.run(stop))
+    await asyncio.sleep(a["warmup_s"])
+    received = lambda: sum(g.stats.by_kind.values())  # noqa: E731
+    a0, r0, t0, cpu0 = producer.acked, received(), time.monotonic(), _cpu()
+    await asyncio.sleep(a["duration_s"])
+    a1, r1, t1, cpu1 = producer.acked, received(), time.monotonic(), _cpu()
+    out = {
+        "case": "candidate",
+        "frames": a1 - a0,
+        "seconds": t1 - t0,
+        "frames_per_s": (a1 - a0) / (t1 - t0),
+        "received_per_s": (r1 - r0) / (t1 - t0),
+        "cpu_s": cpu1 - cpu0,
+        "rss_mb": _rss_mb(),
+        "connections": len(g.connections),
+        "spooled": producer.spooled,
+        "dead": g.stats.dead,
+        "gaps": g.stats.gaps,
+    }
+    stop.set()
+    await task
+    return out
+
+
+async def scale(a: dict[str, Any]) -> dict[str, Any]:
+    """Hold ``markets`` markets: time until each has its snapshot, and peak RSS while getting there."""
+    from pathlib import Path
+
+    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.producer import RawProducer
+    from ingest.spool import Spool
+    from mdpipe.config import KafkaConfig
+    from mdpipe.kafka import producer_config
+
+    conf = producer_config(KafkaConfig(bootstrap_servers=a["bootstrap"]), linger_ms=20, batch_num_messages=10000)
+    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000)
+    opts = GathererOptions(
+        gatherer_id="gscale",
+        rest_url=a["rest_url"],
+        ws_url=a["ws_url"],
+        channels=CHANNELS,
+        markets_per_connection=a["markets_per_connection"],
+        raw_topic=a["topics"]["raw"],
+        dlq_topic=a["topics"]["dlq"],
+        markets_topic=a["topics"]["markets"],
+        discovery_interval_s=3600,
+        silence_timeout_s=600,
+    )
+    g = Gatherer(opts, producer)
+    stop = asyncio.Event()
+    t0 = time.monotonic()
+    task = asyncio.create_task(g.run(stop))
+    peak = 0.0
+    deadline = t0 + a["timeout_s"]
+    while g.stats.by_kind["snapshot"] < a["markets"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        peak = max(peak, _rss_mb())
+    done = time.monotonic() - t0
+    out = {
+        "case": "scale",
+        "subscribe_all_s": round(done, 1),
+        "snapshots": g.stats.by_kind["snapshot"],
+        "markets_held": len(g.plan.conn_of),
+        "connections": len(g.connections),
+        "connections_up": sum(c.up for c in g.connections),
+        "peak_rss_mb": round(peak, 1),
+        "rss_mb": round(_rss_mb(), 1),
+        "acked": producer.acked,
+        "spooled": producer.spooled,
+    }
+    stop.set()
+    await task
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    case, args = argv[0], json.loads(argv[1])
+    if args.get("profile"):
+        from pyinstrument import Profiler
+
+        prof = Profiler(async_mode="enabled")
+        prof.start()
+    runner = {"baseline": baseline, "candidate": candidate, "scale": scale}[case]
+    result = asyncio.run(runner(args))
+    if args.get("profile"):
+        prof.stop()
+        Path = __import__("pathlib").Path
+        Path(args["profile"]).write_text(prof.output_text(unicode=False, color=False, show_all=False))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
