@@ -1,7 +1,8 @@
 """I/O layer of the emulator: one asyncio port serving Kalshi REST, the WebSocket feed and the admin API.
 
 ``websockets.asyncio.server.serve`` handles the upgrade; ``process_request`` answers REST GETs
-(``/trade-api/v2/markets``, ``/trade-api/v2/markets/{ticker}/orderbook``, ``/_sim/stats``), checks auth
+(``/trade-api/v2/markets``, ``.../markets/{ticker}/orderbook``, ``.../markets/orderbooks?tickers=``,
+``/_sim/stats``), checks auth
 (HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are read before websockets sees them
 (websockets only speaks GET). Market data frames are written straight to the transport in one batch per
 connection per tick (server frames are unmasked, no compression), with heartbeat pings, a pong deadline,
@@ -268,6 +269,8 @@ class SimServer:
         try:
             if path == f"{REST_PREFIX}/markets":
                 return self._rest_markets(query)
+            if path == f"{REST_PREFIX}/markets/orderbooks":
+                return self._rest_orderbooks(query)
             if path.startswith(f"{REST_PREFIX}/markets/") and path.endswith("/orderbook"):
                 ticker = unquote(path[len(REST_PREFIX) + 9 : -len("/orderbook")])
                 return self._rest_orderbook(ticker, query)
@@ -340,6 +343,17 @@ class SimServer:
         if not 0 <= depth <= 100:
             raise ValueError("depth must be in 0..100")
         return _json_response(200, self.books.rest_orderbook(i, depth))
+
+    def _rest_orderbooks(self, query: dict[str, str]) -> Response:
+        tickers = [t for t in query.get("tickers", "").split(",") if t]
+        if not 1 <= len(tickers) <= 100:
+            raise ValueError("tickers: 1 to 100 comma-separated market tickers")
+        books = []
+        for t in tickers:
+            i = self.markets.index(t)
+            if i is not None:
+                books.append({"ticker": t, **self.books.rest_orderbook(i, 0)})
+        return _json_response(200, {"orderbooks": books})
 
     # -- WebSocket -----------------------------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:

@@ -79,6 +79,7 @@ def test_rest_markets_paging_status_filter_and_orderbook(kit: SimpleNamespace) -
             assert {m["status"] for m in opened["markets"]} == {"active"}
             assert (await _http(f"{sim.rest_url}/markets?status=bogus"))[0] == 400
             assert (await _http(f"{sim.rest_url}/markets?limit=1001"))[0] == 400
+            await sim.stop_generating()  # books stand still from here
             status, book = await _http(f"{sim.rest_url}/markets/KXSIM-E0-M1/orderbook")
             assert status == 200 and set(book["orderbook_fp"]) == {"yes_dollars", "no_dollars"}
             local = sim.books.peek(1)
@@ -86,6 +87,10 @@ def test_rest_markets_paging_status_filter_and_orderbook(kit: SimpleNamespace) -
                 Decimal(p) / 100: Decimal(c) / 100 for p, c in local.yes.items()
             }
             assert (await _http(f"{sim.rest_url}/markets/NOPE/orderbook"))[0] == 404
+            status, many = await _http(f"{sim.rest_url}/markets/orderbooks?tickers=KXSIM-E0-M1,KXSIM-E0-M2")
+            assert status == 200
+            assert [b["ticker"] for b in many["orderbooks"]] == ["KXSIM-E0-M1", "KXSIM-E0-M2"]
+            assert many["orderbooks"][0]["orderbook_fp"] == book["orderbook_fp"]
 
     asyncio.run(body())
 
