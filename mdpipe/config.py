@@ -151,12 +151,11 @@ class SinkConfig(_Section):
     batch_rows: int = 20_000
     batch_ms: int = 200
     metrics_port: int = 0
-    events_topic: str = "events"
-    markets_topic: str = "markets"  # "" = do not load market reference data
-    dlq_topic: str = "dlq"
+    load_markets: bool = True  # also upsert the `markets` topic into the markets table
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
+    session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)

@@ -87,6 +87,8 @@ class Loader:
             {
                 **consumer_config(config.kafka, options.group_id),
                 "enable.auto.offset.store": False,
+                "session.timeout.ms": config.sink.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, config.sink.session_timeout_ms // 4),
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "range",
                 "statistics.interval.ms": 1000,

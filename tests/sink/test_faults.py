@@ -32,9 +32,9 @@ def _assert_exact(env: Any, events: list[Any]) -> None:
 
 
 def test_sigkill_mid_batch_then_restart_loads_each_event_once(sink_env: Any) -> None:
-    events = make_events(60_000, markets=300, seed=21)
+    events = make_events(30_000, markets=300, seed=21)
     sink_env.produce(events)
-    proc = sink_env.spawn_cli("--group", "g-kill", "--batch-rows", "1500", "--batch-ms", "60000", "--metrics-port", "0")
+    proc = sink_env.spawn_cli("--group", "g-kill", "--batch-rows", "1000", "--batch-ms", "60000", "--metrics-port", "0")
     try:
         _wait(lambda: sum(sink_env.counts().values()) >= 3000 or proc.poll() is not None, 120, "first batches")
         assert proc.poll() is None, (sink_env.tmp / "sink.log").read_text()[-2000:]
