@@ -226,3 +226,29 @@ def test_malformed_frames_go_to_dlq(tmp_path: Path, kafka_bootstrap: str, make_t
     letters = [decode_dead_letter(v) for _, v in ih.read_topic(kafka_bootstrap, topics["dlq"])]
     assert len(letters) == g.stats.dead >= 1
     assert letters[0].stage == "gather:g1" and letters[0].payload
+
+
+def test_discovery_failure_backs_off_and_keeps_subscriptions(
+    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, markets=10, rate=200.0)
+
+    async def scenario() -> None:
+        await sim.start()
+        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.2)
+
+        async def body() -> None:
+            await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and g.connections[0].up, 20, "subscribe")
+            g.opts.rest_url = sim.rest_url.replace("/trade-api/v2", "/nope")  # REST now answers 404
+            await ih.wait_for(lambda: g.discovery_failures >= 2, 20, "failed discoveries")
+            mark = g.stats.by_kind["delta"]
+            await ih.wait_for(lambda: g.stats.by_kind["delta"] > mark + 20, 20, "data keeps flowing")
+            assert len(g.plan.conn_of) == 10 and all(c.reconnects == 0 for c in g.connections)
+
+        try:
+            await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
