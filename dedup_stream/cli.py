@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     )
     dedup = build_app(settings)
     port = dc.metrics_port if args.metrics_port is None else args.metrics_port
-    server = start_metrics_server(port, health=lambda: dedup.healthy, stage=f"dedup-{workdir.name}")
+    server = start_metrics_server(port, health=dedup.is_healthy, stage=f"dedup-{workdir.name}")
     log.info(
         "dedup_start",
         app_id=app_id,

@@ -40,7 +40,7 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
     ),
     "mdpipe_dedup_match_age_seconds": (
         "gauge",
-        "Age of the oldest first copy matched by a later copy over the last export interval (keep below window)",
+        "Age of the oldest first copy matched by a later copy in the last minute (must stay below the window)",
     ),
     "mdpipe_dedup_window_seconds": ("gauge", "How long an event key is remembered (RocksDB TTL, changelog retention)"),
     "mdpipe_dedup_invalid_frames": ("counter", "Undecodable raw frames sent to the dead-letter topic"),

@@ -3,7 +3,9 @@
 confluent-kafka batch consumer reading the same topics and doing nothing. Prints medians; last line RESULT {json}.
 
 The worker's figure is raw frames / (last frame - first frame) as the worker measured it, so start-up
-(group join, table recovery) and the idle wait are excluded; ``wall_s`` reports the whole run as well.
+(group join, table recovery) and the idle wait are excluded; ``wall_s`` reports the whole run as well,
+``frames_per_cpu_s`` the same frames per CPU-second of the worker process (less sensitive to a loaded
+machine), and ``logic_only_frames_s`` the decision + normalisation alone on rocksdict without Kafka or Faust.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from bench.dedup.baseline import drain
+from bench.dedup.logic_only import measure as measure_logic
 from dedup_stream.synth import gatherer_copies, produce_frames, venue_events
 from mdpipe.config import load_config
 
@@ -52,7 +55,7 @@ def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dedup", description=__doc__)
-    parser.add_argument("--frames", type=int, default=300_000, help="raw frames in total (a third per gatherer)")
+    parser.add_argument("--frames", type=int, default=150_000, help="raw frames in total (a third per gatherer)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
     parser.add_argument("--markets", type=int, default=2000, help="distinct markets (keys)")
     args = parser.parse_args(argv)
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 fut.result()
             except Exception as exc:
                 print(f"cleanup: {exc}", file=sys.stderr)
+    logic_rate = measure_logic(events=min(50_000, len(events)), markets=args.markets)
+    print(f"logic only (decide + normalise, rocksdict, no Kafka): {logic_rate:,.0f} frames/s", flush=True)
     value, baseline = statistics.median(rates), statistics.median(base_rates)
     result = {
         "bench": "dedup",
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": 1,
         "target": 30000,
         "frames_per_cpu_s": round(statistics.median(cpu_rates)),
+        "logic_only_frames_s": round(logic_rate),
         "wall_s_median": round(statistics.median(walls), 1),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),

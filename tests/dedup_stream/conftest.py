@@ -107,6 +107,16 @@ class Worker:
     workdir: Path
     stage_file: Path
 
+    def healthy(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        url = json.loads(self.stage_file.read_text())["health_url"]
+        try:
+            return urllib.request.urlopen(url, timeout=5).status == 200
+        except urllib.error.HTTPError:
+            return False
+
     def frames_in(self) -> float:
         """Frames this worker has read so far (scraped from its /metrics)."""
         import urllib.request
