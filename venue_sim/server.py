@@ -2,11 +2,10 @@
 
 ``websockets.asyncio.server.serve`` handles the upgrade; ``process_request`` answers REST GETs
 (``/trade-api/v2/markets``, ``.../markets/{ticker}/orderbook``, ``.../markets/orderbooks?tickers=``,
-``/_sim/stats``), checks auth
-(HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are read before websockets sees them
-(websockets only speaks GET). Market data frames are written straight to the transport in one batch per
-connection per tick (server frames are unmasked, no compression), with heartbeat pings, a pong deadline,
-a bounded send buffer (error 25) and the fault effects of :mod:`venue_sim.faults`.
+``/_sim/stats``), checks auth (HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are
+read before websockets sees them (websockets only speaks GET). Market data frames are written straight
+to the transport in one batch per connection per tick (server frames are unmasked, no compression), with
+heartbeat pings, a pong deadline, a bounded send buffer (error 25) and the effects of :mod:`venue_sim.faults`.
 """
 
 from __future__ import annotations
