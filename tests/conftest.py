@@ -72,7 +72,9 @@ class SessionInfra:
             redpanda = _containers()[0](REDPANDA_IMAGE)
             redpanda.start()
             self._stops.append(redpanda.stop)
-            redpanda.exec(["rpk", "cluster", "config", "set", "auto_create_topics_enabled", "false"])
+            done = redpanda.exec(["rpk", "cluster", "config", "set", "auto_create_topics_enabled", "false"])
+            if done.exit_code != 0:
+                raise RuntimeError(f"cannot turn off topic auto-create in Redpanda: {done.output!r}")
             return str(redpanda.get_bootstrap_server())
         from infra.kafka_native import KafkaBroker
 
@@ -107,8 +109,8 @@ class SessionInfra:
 
 def _containers() -> tuple[Any, Any]:
     try:
-        from testcontainers.community.kafka import RedpandaContainer  # type: ignore[import-not-found]
-        from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-not-found]
+        from testcontainers.community.kafka import RedpandaContainer
+        from testcontainers.community.postgres import PostgresContainer
     except ImportError:
         from testcontainers.kafka import RedpandaContainer
         from testcontainers.postgres import PostgresContainer
