@@ -20,9 +20,10 @@ __all__ = ["add_parser", "run", "topic_names"]
 
 def topic_names(config: Config) -> tuple[list[str], str, str]:
     """(raw topics, events topic, dlq topic) with the configured ``kafka.topic_prefix``."""
-    prefix: str = getattr(config.kafka, "topic_prefix", "")
-    raw = [t if t.startswith(prefix) else prefix + t for t in config.raw_topics()]
-    return raw, prefix + "events", prefix + "dlq"
+    from mdpipe.topics import topic_names as pipeline_topics
+
+    names = pipeline_topics(config)
+    return list(names.raw.values()), names.events, names.dlq
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

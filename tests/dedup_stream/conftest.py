@@ -86,14 +86,15 @@ class DedupTopics:
 
 @pytest.fixture
 def dedup_topics(kafka_bootstrap: str, make_topics: Callable[..., list[str]]) -> Iterator[DedupTopics]:
-    """Fresh topics; app ids are prefixed too (``topics.app_id(name)``), so Faust's changelogs are removed with them."""
+    """Fresh topics; app ids are prefixed too (``topics.app_id(name)``), so Faust's changelogs, and any other
+    topic a test creates under the prefix, are removed with them."""
     topics = DedupTopics(kafka_bootstrap, f"dd{uuid.uuid4().hex[:8]}.")
     make_topics([topics.raw(g) for g in ("g1", "g2", "g3")] + [topics.events, topics.dlq], partitions=PARTITIONS)
     yield topics
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    changelogs = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.prefix + "app-")]
+    changelogs = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.prefix)]
     if changelogs:
         for fut in admin.delete_topics(changelogs, operation_timeout=30).values():
             with contextlib.suppress(Exception):
