@@ -137,6 +137,12 @@ def test_malformed_and_unknown_frames_are_dead_letters_and_arrays_are_split() ->
     p.client.receive(b'{"type":"mystery","msg":{}}', 1)
     p.client.receive(b'{"type":"orderbook_delta","sid":99,"seq":1,"msg":{"market_ticker":"M"}}', 1)
     assert len(p.dead) == 3 and p.client.stats.dead == 3
+    p.client.receive(
+        b'{"type":"orderbook_delta","sid":99,"seq":2,"msg":{"market_ticker":"M","price_dollars":"0.1",'
+        b'"delta_fp":"1","side":"yes"}}',
+        1,
+    )
+    assert p.client.stats.gaps == 0  # the malformed seq 1 still counted as received
     a = {
         "type": "trade",
         "sid": 50,

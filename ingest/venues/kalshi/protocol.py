@@ -291,6 +291,8 @@ class KalshiSession:
                     self._on_lifecycle(market, lc, recv_ns)
         except (msgspec.DecodeError, ValueError) as exc:
             self._reject(data, f"{env.type}: {exc}")
+            if env.seq is not None and env.sid is not None and env.seq > self._seq.get(env.sid, 0):
+                self._seq[env.sid] = env.seq  # the message arrived: its seq is no gap
             return
         sid = env.sid
         seq = env.seq
