@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from infra.kafka_native import kafka_libs_dir, kafka_version
+from infra.kafka_native import find_java, kafka_libs_dir, kafka_version
 from infra.postgres_native import find_pg_bin
 from mdpipe.logging import get_logger
 
@@ -39,7 +39,10 @@ def install_kafka(force: bool = False) -> str:
         return kafka_version(libs)
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise InstallError("Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven")
+        _apt_install(["maven"], why="Maven (mvn) fetches the Kafka jars")
+        mvn = shutil.which("mvn") or "mvn"
+    if not Path(find_java()).is_file() and shutil.which("java") is None:
+        _apt_install(["openjdk-17-jre-headless"], why="the broker needs Java 17+")
     tmp = libs.with_name(libs.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -64,17 +67,22 @@ def install_postgres() -> Path:
     if found is not None:
         log.info("postgres_present", bin=str(found))
         return found
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise InstallError("PostgreSQL server binaries not found and no apt-get: install PostgreSQL 15+ yourself")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "--no-install-recommends", "postgresql"]):
-        log.info("apt", cmd=" ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            raise InstallError(f"{' '.join(cmd)} failed: {(done.stdout + done.stderr)[-2000:]}")
+    _apt_install(["postgresql"], why="PostgreSQL server binaries not found")
     found = find_pg_bin()
     if found is None:
         raise InstallError("postgresql installed but no server binaries under /usr/lib/postgresql/*/bin")
     return found
+
+
+def _apt_install(packages: list[str], why: str) -> None:
+    """apt-get update + install ``packages`` (as root, else via sudo); InstallError says what to do otherwise."""
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise InstallError(f"{why} and there is no apt-get: install {' '.join(packages)} yourself")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "--no-install-recommends", *packages]):
+        log.info("apt", cmd=" ".join(cmd), why=why)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise InstallError(f"{' '.join(cmd)} failed: {(done.stdout + done.stderr)[-2000:]}")
