@@ -64,5 +64,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         signal.signal(sig, lambda *_: loader.stop())
     stats = loader.run()
     server.close()
-    log.info("sink_stopped", rows=stats.rows, duplicates=stats.duplicates, dead=stats.dead, batches=stats.batches)
+    log.info(
+        "sink_stopped",
+        rows=stats.rows,
+        duplicates=stats.duplicates,
+        dead=stats.dead,
+        batches=stats.batches,
+        busy_s=round(stats.busy_s, 4),
+    )
     return 0

@@ -8,9 +8,11 @@ offsets). A database outage keeps the batch in memory and retries it with capped
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,77 @@ class LoadStats:
     dead: int = 0
     batches: int = 0
     markets: int = 0
+    first_msg_at: float = 0.0  # monotonic time the first record was consumed
+    last_commit_at: float = 0.0  # monotonic time of the last commit
+
+    @property
+    def busy_s(self) -> float:
+        """From the first consumed record to the last commit (start-up and idle waits excluded)."""
+        return max(0.0, self.last_commit_at - self.first_msg_at)
+
+
+class _Writer:
+    """A background thread committing one batch while the consumer thread decodes the next.
+
+    One slot: :meth:`submit` waits until the previous batch is committed, so at most one batch is being
+    written and one built. psycopg releases the GIL while the server ingests the COPY, so decoding overlaps it.
+    """
+
+    def __init__(self, write: Callable[[Batch], None]) -> None:
+        self._write = write
+        self._cv = threading.Condition()
+        self._pending: Batch | None = None
+        self._busy = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy
+
+    def submit(self, batch: Batch) -> None:
+        with self._cv:
+            while self._busy and self._error is None:
+                self._cv.wait(0.5)
+            self._raise()
+            self._pending, self._busy = batch, True
+            self._cv.notify_all()
+
+    def wait_idle(self) -> None:
+        with self._cv:
+            while self._busy and self._error is None:
+                self._cv.wait(0.5)
+            self._raise()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(60)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("sink writer failed") from self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._pending is None:
+                    return
+                batch, self._pending = self._pending, None
+            try:
+                self._write(batch)
+            except BaseException as exc:
+                log.exception("writer_failed")
+                self._error = exc
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
 
 
 class Loader:
@@ -72,8 +145,12 @@ class Loader:
         self.dlq_topic = names.dlq
         replay = options.from_ms is not None or options.to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
-        self.store = Store(config.postgres.dsn, options.group_id)
-        self.batch = Batch(names.events, names.markets, options.from_ms, options.to_ms)
+        self.store = Store(config.postgres.dsn, options.group_id)  # used by the writer thread only
+        self.meta_store = Store(config.postgres.dsn, options.group_id)  # offsets lookups on assignment
+        self._names = names
+        self.batch = self._new_batch()
+        self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
+        self.writer = _Writer(self._write)
         self.stats = LoadStats()
         self.stop_event = threading.Event()
         self._revokes = 0  # rebalances that took partitions away (see _resync)
@@ -98,6 +175,9 @@ class Loader:
             }
         )
         self.producer = Producer(producer_config(config.kafka, linger_ms=5))
+
+    def _new_batch(self) -> Batch:
+        return Batch(self._names.events, self._names.markets, self.opts.from_ms, self.opts.to_ms)
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -134,14 +214,17 @@ class Loader:
                             self._kafka_error(msg.error())
                 self.batch.add_many(good)
                 if msgs:
+                    if not self.stats.first_msg_at:
+                        self.stats.first_msg_at = time.monotonic()
                     self._last_ts_ms = msgs[-1].timestamp()[1]
                     idle_since = None
                 if self.batch.size and (
                     self.batch.size >= self.opts.batch_rows or time.monotonic() - self.batch.started >= deadline_s
                 ):
                     self._flush()
+                self._committed_offsets()
                 self._update_lag()
-                if self.opts.exit_when_idle and not msgs and not self.batch.size:
+                if self.opts.exit_when_idle and not msgs and not self.batch.size and self.writer.idle:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.config.sink.idle_exit_s:
                         idle_since = time.monotonic()  # check at most once per idle_exit_s
@@ -151,15 +234,21 @@ class Loader:
                         break
             if self.batch.size and self._assignment:
                 self._flush()
+            self.writer.wait_idle()
+            self._committed_offsets()
         finally:
             self.close()
         return self.stats
 
     def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.writer.wait_idle()
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
+        self.writer.close()
         self.producer.flush(5)
         self.store.close()
+        self.meta_store.close()
 
     # -- rebalance ---------------------------------------------------------------------------------------
 
@@ -169,7 +258,9 @@ class Loader:
             by_topic.setdefault(tp.topic, []).append(tp)
         stored: dict[tuple[str, int], int] = {}
         for topic, tps in by_topic.items():
-            found = self._retry_db(lambda t=topic, ps=tps: self.store.read_offsets(t, [p.partition for p in ps]))
+            found = self._retry_db(
+                lambda t=topic, ps=tps: self.meta_store.read_offsets(t, [p.partition for p in ps]), self.meta_store
+            )
             if found is None:  # stopping
                 return
             stored.update({(topic, p): o for p, o in found.items()})
@@ -198,6 +289,8 @@ class Loader:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revokes += 1
+        with contextlib.suppress(RuntimeError):
+            self.writer.wait_idle()  # the batch already handed to the writer commits (or we are stopping)
         dropped = self.batch.size
         self.batch.clear()
         self._assignment = []
@@ -222,22 +315,32 @@ class Loader:
     # -- writing -----------------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        batch = self.batch
-        started = time.monotonic()
-        result = self._retry_db(lambda: self.store.write(batch, self._send_dead))
-        if result is None:
-            return
-        elapsed = time.monotonic() - started
-        self._account(batch, result, elapsed)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
-        self._committed.update(batch.offsets)
-        batch.clear()
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=True)  # for monitoring only: the DB is the truth
-        except KafkaException as exc:
-            log.warning("kafka_commit_failed", error=str(exc))
+        """Hand the batch to the writer (waits while the previous one is still being committed)."""
+        batch, self.batch = self.batch, self._new_batch()
+        self.writer.submit(batch)
 
-    def _retry_db(self, fn: Any) -> Any:
+    def _write(self, batch: Batch) -> None:
+        """Writer thread: commit ``batch`` (rows + offsets), retrying through database outages."""
+        started = time.monotonic()
+        result = self._retry_db(lambda: self.store.write(batch, self._send_dead), self.store)
+        if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
+            return
+        self._account(batch, result, time.monotonic() - started)
+        self._done.append(dict(batch.offsets))
+
+    def _committed_offsets(self) -> None:
+        """Consumer thread: record what the writer committed; mirror it to Kafka for monitoring tools."""
+        while self._done:
+            offsets = self._done.popleft()
+            self._committed.update(offsets)
+            try:
+                self.consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
+                )
+            except KafkaException as exc:
+                log.warning("kafka_commit_failed", error=str(exc))
+
+    def _retry_db(self, fn: Any, store: Store) -> Any:
         delay = self.config.sink.backoff_initial_s
         while True:
             try:
@@ -249,7 +352,7 @@ class Loader:
             except psycopg.OperationalError as exc:
                 m.DB_ERRORS.inc()
                 self._db_ok = False
-                self.store.close()
+                store.close()
                 log.warning(
                     "database_unavailable", error=str(exc).strip().splitlines()[0] if str(exc) else "", retry_s=delay
                 )
@@ -290,6 +393,7 @@ class Loader:
         self.stats.dead += len(result.dead)
         self.stats.markets += result.markets
         self.stats.batches += 1
+        self.stats.last_commit_at = time.monotonic()
 
     # -- lag, idle, checks -------------------------------------------------------------------------------
 

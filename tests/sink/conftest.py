@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -133,13 +134,20 @@ class SinkEnv:
     """One test's topics + database, with helpers to feed and run the sink."""
 
     def __init__(self, config: Config, tmp: Path) -> None:
-        from mdpipe.topics import ensure_topics, topic_names
+        from mdpipe.topics import PartitionMismatchError, ensure_topics, topic_names
         from sink.migrate import migrate
 
         self.config = config
         self.tmp = tmp
         self.names = topic_names(config)
-        ensure_topics(config)
+        for attempt in range(5):  # ensure_topics' own check can race the broker's metadata right after creation
+            try:
+                ensure_topics(config)
+                break
+            except PartitionMismatchError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
         migrate(config.postgres.dsn, config.postgres)
 
     @property

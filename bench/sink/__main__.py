@@ -1,0 +1,185 @@
+"""`make bench-sink`: the ``events`` topic pre-filled with N events; the sink (`mdpipe sink --exit-when-idle`, a
+fresh group and a fresh database per run) drains it. Baseline in the same run: a binary COPY of the same rows,
+already encoded in memory, into the same (freshly migrated) tables, in transactions of the same batch size.
+
+value = rows / (last commit - first record consumed), as the sink measures it (group join and the idle wait
+before exit are excluded; ``wall_s`` gives the whole run). Extras, measured once: the staging path
+(temp table + INSERT ... ON CONFLICT DO NOTHING) and ``loaded_at`` left to DEFAULT clock_timestamp().
+Prints per-run figures; the last line is RESULT {json} with medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench.sink.baseline import encode_batches, load_from_memory
+from bench.sink.data import make_events
+from mdpipe.config import Config, PostgresConfig, load_config
+from schemas import encode_event
+
+
+def _dsn_for(dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+class Databases:
+    def __init__(self, dsn: str, pg: PostgresConfig) -> None:
+        self.admin = _dsn_for(dsn, "postgres")
+        self.pg = pg
+        self.made: list[str] = []
+
+    def fresh(self) -> str:
+        from sink.migrate import migrate
+
+        name = f"bench_sink_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.made.append(name)
+        dsn = _dsn_for(self.admin, name)
+        migrate(dsn, self.pg)
+        return dsn
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self.made.clear()
+
+
+def produce(config: Config, topic: str, events: list, payloads: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    from mdpipe.kafka import producer_config
+
+    producer = Producer(producer_config(config.kafka, linger_ms=20, queue_buffering_max_messages=2_000_000))
+    for ev, payload in zip(events, payloads, strict=True):
+        producer.produce(topic, key=ev.market.encode(), value=payload)
+        if len(producer) > 200_000:
+            producer.poll(0.05)
+    if producer.flush(120) != 0:
+        raise RuntimeError("could not pre-fill the events topic")
+
+
+def run_sink(config: Config, dsn: str, group: str, batch_rows: int, workdir: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDPIPE_")}
+    env.update(
+        MDPIPE_KAFKA__BOOTSTRAP_SERVERS=config.kafka.bootstrap_servers,
+        MDPIPE_KAFKA__TOPIC_PREFIX=config.kafka.topic_prefix,
+        MDPIPE_KAFKA__PARTITIONS=str(config.kafka.partitions),
+        MDPIPE_POSTGRES__DSN=dsn,
+        MDPIPE_RUN_DIR=str(workdir),
+    )
+    cmd = [sys.executable, "-m", "mdpipe", "sink", "--group", group, "--batch-rows", str(batch_rows)]
+    cmd += ["--exit-when-idle", "--no-migrate", "--metrics-port", "0"]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stop = [line for line in proc.stderr.splitlines() if "event=sink_stopped" in line]
+    if proc.returncode != 0 or not stop:
+        raise RuntimeError(f"sink failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    fields = dict(re.findall(r"(\w+)=([\d.]+)(?=\s|$)", stop[-1]))
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    return {"rows": float(fields["rows"]), "busy_s": float(fields["busy_s"]), "wall_s": wall, "cpu_s": cpu,
+            "duplicates": float(fields["duplicates"])}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__)
+    parser.add_argument("--events", type=int, default=300_000, help="events pre-filled into the topic")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
+    parser.add_argument("--markets", type=int, default=5000, help="distinct markets")
+    parser.add_argument("--batch-rows", type=int, default=20_000, help="sink batch size (and baseline transaction)")
+    args = parser.parse_args(argv)
+
+    base = load_config()
+    if not base.kafka.bootstrap_servers or not base.postgres.dsn:
+        print("bench-sink: no broker/database (run `make up`)", file=sys.stderr)
+        return 2
+    from confluent_kafka.admin import AdminClient
+
+    from mdpipe.kafka import kafka_client_config
+    from mdpipe.topics import ensure_topics, topic_names
+
+    prefix = f"bench-sink-{uuid.uuid4().hex[:8]}."
+    config = msgspec.structs.replace(base, kafka=msgspec.structs.replace(base.kafka, topic_prefix=prefix))
+    ensure_topics(config)
+    dbs = Databases(base.postgres.dsn, msgspec.structs.replace(base.postgres, timescaledb="auto"))
+    admin = AdminClient(kafka_client_config(config.kafka))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sink-"))
+    try:
+        t = time.perf_counter()
+        events = make_events(args.events, markets=args.markets, seed=1)
+        payloads = [encode_event(e) for e in events]
+        produce(config, topic_names(config).events, events, payloads)
+        batches = encode_batches(payloads, args.batch_rows)
+        print(f"prefilled {len(events)} events in {time.perf_counter() - t:.1f}s", flush=True)
+        base_rates, rates, cpu_rates, walls = [], [], [], []
+        extras: dict[str, float] = {}
+        for run in range(args.runs):
+            rows, secs = load_from_memory(dbs.fresh(), batches, "direct")
+            base_rates.append(rows / secs)
+            res = run_sink(config, dbs.fresh(), f"bench-{run}", args.batch_rows, tmp / f"run{run}")
+            if res["rows"] != len(events) or res["duplicates"]:
+                raise RuntimeError(f"sink run {run} loaded {res} for {len(events)} events")
+            rates.append(res["rows"] / res["busy_s"])
+            cpu_rates.append(res["rows"] / res["cpu_s"])
+            walls.append(res["wall_s"])
+            print(f"run {run}: baseline COPY from memory {base_rates[-1]:,.0f} rows/s, sink {rates[-1]:,.0f} rows/s "
+                  f"(busy {res['busy_s']:.2f}s, wall {res['wall_s']:.1f}s, {cpu_rates[-1]:,.0f} rows per CPU-s "
+                  f"of the sink process)", flush=True)  # fmt: skip
+            dbs.drop_all()
+        for mode in ("staging", "default_loaded_at"):
+            rows, secs = load_from_memory(dbs.fresh(), batches, mode)
+            extras[f"{mode}_rows_s"] = round(rows / secs)
+            print(f"from memory, {mode}: {rows / secs:,.0f} rows/s", flush=True)
+            dbs.drop_all()
+    finally:
+        dbs.drop_all()
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if mine:
+            for fut in admin.delete_topics(mine, operation_timeout=30).values():
+                try:
+                    fut.result()
+                except Exception as exc:
+                    print(f"cleanup: {exc}", file=sys.stderr)
+    value, baseline = statistics.median(rates), statistics.median(base_rates)
+    result = {
+        "bench": "sink",
+        "value": round(value),
+        "unit": "rows/s",
+        "baseline": round(baseline),
+        "ratio": round(value / baseline, 4),
+        "runs": args.runs,
+        "events": len(events),
+        "batch_rows": args.batch_rows,
+        "rows_per_cpu_s": round(statistics.median(cpu_rates)),
+        "wall_s": round(statistics.median(walls), 2),
+        "target_rows_s": 150_000,
+        **extras,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Baselines of the sink benchmark: the same rows, already encoded, COPYed from memory into the same tables.
+
+``copy_from_memory``: binary COPY straight into the tables, one transaction per ``batch_rows`` rows (what
+the database alone can ingest: the sink's ceiling). ``staging_from_memory``: the slow path the sink takes
+only after a unique violation (COPY into a temp table + INSERT ... ON CONFLICT DO NOTHING), for comparison.
+``default_loaded_at``: like the first, but ``loaded_at`` left to its DEFAULT clock_timestamp().
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+import psycopg
+
+from sink.batch import Batch
+from sink.pgbinary import COPY_HEADER, COPY_TRAILER
+from sink.rows import COLUMNS, copy_buffer, copy_sql, loaded_at_field
+
+__all__ = ["encode_batches", "load_from_memory"]
+
+
+def encode_batches(payloads: list[bytes], batch_rows: int) -> list[Batch]:
+    """The events split into batches as the sink would build them (untimed)."""
+    from sink.batch import Source
+
+    out = []
+    for start in range(0, len(payloads), batch_rows):
+        batch = Batch()
+        batch.add_many(Source("events", 0, start + i, p) for i, p in enumerate(payloads[start : start + batch_rows]))
+        out.append(batch)
+    return out
+
+
+def _copy_default_loaded_at(cur: Any, table: str, rows: list[bytes]) -> None:
+    cols = COLUMNS[table][1:]  # everything but loaded_at
+    prefix = struct.pack(">h", len(cols))
+    sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
+    with cur.copy(sql) as copy:
+        copy.write(b"".join((COPY_HEADER, prefix, prefix.join(rows), COPY_TRAILER)))
+
+
+def load_from_memory(dsn: str, batches: list[Batch], mode: str = "direct") -> tuple[int, float]:
+    """Load every batch (mode: direct | staging | default_loaded_at); returns (rows, seconds)."""
+    rows_total = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if mode == "staging":
+            for table in COLUMNS:
+                conn.execute(f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        started = time.perf_counter()
+        for batch in batches:
+            loaded = loaded_at_field()
+            with conn.transaction(), conn.cursor() as cur:
+                for table, rows in batch.rows.items():
+                    rows_total += len(rows)
+                    if mode == "default_loaded_at":
+                        _copy_default_loaded_at(cur, table, rows)
+                        continue
+                    target = f"stage_{table}" if mode == "staging" else table
+                    with cur.copy(copy_sql(table, target)) as copy:
+                        copy.write(copy_buffer(table, rows, loaded))
+                    if mode == "staging":
+                        cols = ", ".join(COLUMNS[table])
+                        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {target} ON CONFLICT DO NOTHING")
+                        cur.execute(f"TRUNCATE {target}")
+        return rows_total, time.perf_counter() - started
