@@ -1,8 +1,9 @@
 """``make bench-gatherer``: frames/s one gatherer process delivers to Kafka (acknowledged), side by side with a
 bare receive loop on the same emulator in the same run.
 
-Starts ``mdpipe sim`` in its own process at a rate above what one Python reader can take (it pushes as fast as
-it can), then alternates the two cases of :mod:`bench.gatherer.cases`, each in a fresh process, ``--runs`` times.
+Starts ``mdpipe sim`` in its own process at about the highest rate it sustains (``--rate``, default 60,000
+events/s: as fast as it can push without bursting past its send buffers), then alternates the two cases of
+:mod:`bench.gatherer.cases`, each in a fresh process, ``--runs`` times.
 Value = median acknowledged frames/s of the gatherer; baseline = median messages/s of the bare loop.
 ``--scale``: instead, one gatherer holding ``--markets`` (default 1,000,000) markets over 7,000-market
 connections: time until every market has its snapshot, and peak RSS. Last line: ``RESULT {json}``.
@@ -200,7 +201,12 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gatherer", description=__doc__)
     p.add_argument("--markets", type=int, default=None, help="markets listed by the emulator")
-    p.add_argument("--rate", type=float, default=300_000.0, help="emulator events/s (above what one reader takes)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=60_000.0,
+        help="emulator events/s; ~its ceiling on 2 cores (above it, it emits bursts that overflow send buffers)",
+    )
     p.add_argument("--markets-per-connection", type=int, default=None, help="markets per WebSocket connection")
     p.add_argument("--runs", type=int, default=3, help="runs of each case (medians are reported)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (subscribe, snapshots)")

@@ -102,7 +102,7 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
 
     kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
     conf = producer_config(
-        kafka, linger_ms=a.get("linger_ms", 5), batch_num_messages=10000, queue_buffering_max_kbytes=256 * 1024
+        kafka, linger_ms=a.get("linger_ms", 20), batch_num_messages=10000, queue_buffering_max_kbytes=256 * 1024
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=500_000)
     opts = GathererOptions(
