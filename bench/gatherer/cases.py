@@ -97,14 +97,17 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import RawProducer
     from ingest.spool import Spool
-    from mdpipe.config import KafkaConfig
+    from mdpipe.config import GatherConfig, KafkaConfig
     from mdpipe.kafka import producer_config
 
     kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
     conf = producer_config(
-        kafka, linger_ms=a.get("linger_ms", 20), batch_num_messages=10000, queue_buffering_max_kbytes=256 * 1024
+        kafka,
+        linger_ms=a.get("linger_ms", GatherConfig().linger_ms),
+        batch_num_messages=10000,
+        queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
-    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=500_000)
+    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
     opts = GathererOptions(
         gatherer_id="gbench",
         rest_url=a["rest_url"],
