@@ -69,7 +69,8 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
             signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
-    spool_dir = Path(args.spool_dir or g.spool_dir or run_dir() / "spool") / gid
+    # One spool per topic prefix and gatherer: a spool only ever replays into the topics it was written for.
+    spool_dir = Path(args.spool_dir or g.spool_dir or run_dir() / "spool") / f"{config.kafka.topic_prefix}{gid}"
     spool = Spool(spool_dir, g.spool_max_bytes)
     conf = producer_config(
         config.kafka,

@@ -7,7 +7,9 @@ broker outage just fills it. When it is full, ``send`` switches to spooling: tha
 to the on-disk :class:`~ingest.spool.Spool` (FIFO, so the topic keeps the receive order) until
 :meth:`RawProducer.service` has drained the spool back into the producer. A record that fails delivery (purge
 at shutdown, fatal producer error) is spooled too; a spooled segment is deleted only once all of its records
-were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` and logged at error level.
+were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` and logged at error level; so does a
+PERMANENT delivery error (topic deleted, record too large, not authorised), which retrying can never fix and which
+would otherwise block the spool forever.
 """
 
 from __future__ import annotations
@@ -24,6 +26,26 @@ from mdpipe.logging import get_logger
 __all__ = ["RawProducer"]
 
 log = get_logger(__name__)
+
+# Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
+_TRANSIENT = {
+    KafkaError._PURGE_QUEUE,
+    KafkaError._PURGE_INFLIGHT,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._FATAL,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def _transient(err: KafkaError) -> bool:
+    return err.code() in _TRANSIENT or err.retriable()
 
 
 class _Draining:
@@ -63,6 +85,7 @@ class RawProducer:
         self.acked = 0
         self.failed = 0
         self.spooled = 0
+        self.permanent_failures = 0
         self.latency_samples: list[float] = []
         self.broker_up = True
 
@@ -90,8 +113,25 @@ class RawProducer:
                 self.latency_samples.append(msg.latency() or 0.0)
             return
         self.failed += 1
+        if not _transient(err):
+            self._permanent(err, msg.topic())
+            return
         self.spooling = True
         self._to_spool(msg.topic(), msg.key(), msg.value())
+
+    def _permanent(self, err: KafkaError, topic: str | None) -> None:
+        self.spool.dropped += 1
+        self.permanent_failures += 1
+        now = time.monotonic()
+        if now - self._last_drop_log > 5:
+            self._last_drop_log = now
+            log.error(
+                "frame_dropped_permanent_kafka_error",
+                topic=topic,
+                code=err.name(),
+                reason=err.str(),
+                dropped=self.spool.dropped,
+            )
 
     def _on_error(self, err: KafkaError) -> None:
         code = err.code()
@@ -166,8 +206,10 @@ class RawProducer:
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None:
                 self.acked += 1
-            else:
+            elif _transient(err):
                 d.failed = True
+            else:
+                self._permanent(err, msg.topic())
             d.outstanding -= 1
             if d.outstanding == 0 and d.pos >= len(d.records) and self._draining is not d:
                 self._settle(d)

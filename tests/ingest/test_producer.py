@@ -55,3 +55,24 @@ def test_spool_left_by_a_previous_run_is_delivered(
     assert sorted(v for _, v in got) == sorted([f"v{i}".encode() for i in range(30)] + [b"live"])
     m0 = [v for k, v in got if k == b"M0"]
     assert m0[-1] == b"live" and m0[0] == b"v0"  # per-key order kept
+
+
+@pytest.mark.integration
+def test_permanent_error_drops_and_counts_instead_of_blocking_the_spool(
+    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    (topic,) = make_topics(1, partitions=3)
+    spool = Spool(tmp_path, 1 << 20, segment_bytes=100)
+    for i in range(6):  # a leftover for a topic that no longer exists, then good records
+        spool.append("gone-topic-" + topic if i < 2 else topic, b"M", f"v{i}".encode())
+    spool.close()
+    conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap), topic_metadata_propagation_max_ms=500)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20))
+    deadline = time.monotonic() + 60
+    while (producer.spooling or producer.queued) and time.monotonic() < deadline:
+        producer.service()
+        time.sleep(0.05)
+    producer.close(5)
+    assert not producer.spooling and len(producer.spool) == 0
+    assert producer.permanent_failures == 2 and producer.spool.dropped == 2
+    assert sorted(v for _, v in ih.read_topic(kafka_bootstrap, topic)) == [f"v{i}".encode() for i in range(2, 6)]
