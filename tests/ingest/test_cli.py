@@ -121,3 +121,22 @@ def test_gather_process_records_frames_and_stops_cleanly(tmp_path: Path, mdpipe_
         sim.wait(30)
     frames = ih.read_frames(mdpipe_config.kafka.bootstrap_servers, topic_names(mdpipe_config).raw["g1"])
     assert {f.market for f in frames if f.kind == "snapshot"} and len({f.conn for f in frames}) == 3
+
+
+def test_gather_refuses_to_start_without_its_topics(tmp_path: Path, kafka_bootstrap: str) -> None:
+    env = {
+        **os.environ,
+        "MDPIPE_RUN_DIR": str(tmp_path / "run"),
+        "MDPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "MDPIPE_KAFKA__TOPIC_PREFIX": f"missing{os.getpid()}.",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "mdpipe", "gather", "--id", "g1", "--no-auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("mdpipe:")]
+    assert len(lines) == 1 and "raw.g1" in lines[0]
