@@ -5,7 +5,8 @@ confluent-kafka batch consumer reading the same topics and doing nothing. Prints
 The worker's figure is raw frames / (last frame - first frame) as the worker measured it, so start-up
 (group join, table recovery) and the idle wait are excluded; ``wall_s`` reports the whole run as well,
 ``frames_per_cpu_s`` the same frames per CPU-second of the worker process (less sensitive to a loaded
-machine), and ``logic_only_frames_s`` the decision + normalisation alone on rocksdict without Kafka or Faust.
+machine), ``logic_only_frames_s`` the decision + normalisation alone on rocksdict without Kafka or Faust, and
+``faust_noop_*`` a Faust worker whose agent does nothing with the same frames (Faust's own ceiling).
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_
             "events_out": float(fields["events_out"]), "wall_s": wall}  # fmt: skip
 
 
+def run_noop(bootstrap: str, raw_topics: list[str], workdir: Path, app_id: str) -> dict[str, float]:
+    """Faust's own ceiling: the same topics through an agent that does nothing (bench/dedup/faust_noop.py)."""
+    cmd = [sys.executable, "-m", "bench.dedup.faust_noop", bootstrap, app_id, str(workdir), *raw_topics]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    found = re.search(r"frames=(\d+) busy_s=([\d.]+) busy_cpu_s=([\d.]+)", proc.stdout + proc.stderr)
+    if not found:
+        raise RuntimeError(f"faust no-op run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return {"frames": float(found[1]), "busy_s": float(found[2]), "cpu_s": float(found[3])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dedup", description=__doc__)
     parser.add_argument("--frames", type=int, default=150_000, help="raw frames in total (a third per gatherer)")
@@ -85,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
               f"in {time.perf_counter() - t:.1f}s", flush=True)  # fmt: skip
 
         base_rates, rates, cpu_rates, walls = [], [], [], []
+        noop_rates: list[float] = []
+        noop_cpu_rates: list[float] = []
         for run in range(args.runs):
             count, secs = drain(bootstrap, raw_topics)
             assert count == total, f"baseline read {count} of {total}"
@@ -95,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             rates.append(result["frames"] / result["busy_s"])
             cpu_rates.append(result["frames"] / result["cpu_s"])
             walls.append(result["wall_s"])
+            noop = run_noop(bootstrap, raw_topics, tmp / f"noop{run}", f"{prefix}noop-{run}")
+            noop_rates.append(noop["frames"] / noop["busy_s"])
+            noop_cpu_rates.append(noop["frames"] / noop["cpu_s"])
+            print(f"run {run}: faust no-op agent {noop_rates[-1]:,.0f} frames/s "
+                  f"({noop_cpu_rates[-1]:,.0f} per CPU-second)", flush=True)  # fmt: skip
             print(f"run {run}: baseline {base_rates[-1]:,.0f} frames/s, dedup {rates[-1]:,.0f} frames/s "
                   f"({cpu_rates[-1]:,.0f} per CPU-second; busy {result['busy_s']:.1f}s, cpu {result['cpu_s']:.1f}s, "
                   f"wall {result['wall_s']:.1f}s)", flush=True)  # fmt: skip
@@ -123,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": 30000,
         "frames_per_cpu_s": round(statistics.median(cpu_rates)),
         "logic_only_frames_s": round(logic_rate),
+        "faust_noop_frames_s": round(statistics.median(noop_rates)),
+        "faust_noop_frames_per_cpu_s": round(statistics.median(noop_cpu_rates)),
         "wall_s_median": round(statistics.median(walls), 1),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
