@@ -223,6 +223,8 @@ def compare(
             if len(loads) > venue_copies:
                 report.duplicated += len(loads) - venue_copies
                 dup_by_kind[kinds[ident]] += len(loads) - venue_copies
+                if len(report.duplicated_examples) < examples:
+                    report.duplicated_examples.append(f"{ident!r} x{len(loads)} (venue sent {venue_copies})")
     report.not_subscribed = sum(early.values()) - sum(min(len(seen.get(i, ())), n) for i, n in early.items())
     report.missing_by_kind = dict(missing_by_kind)
     report.duplicated_by_kind = dict(dup_by_kind)

@@ -1,0 +1,115 @@
+"""`make bench-e2e`: venue-to-database latency at a fixed rate, and the highest sustained rate.
+
+1. Latency: venue_sim at ``--rate`` (10,000 events/s) with three gatherers, dedup and sink, for
+   ``--duration`` seconds, ``--runs`` times; `verify` gives per-event venue->database latency and, from the
+   same rows, venue->gatherer latency: the baseline hop that every capture pays, measured in the same run.
+2. Sustained: runs at rising rates (``--ramp``); a rate is sustained when the venue kept it (>= 95%) and
+   the dedup and sink backlogs at the end of generation stay under ``--max-backlog-s`` seconds of traffic.
+
+Last line: ``RESULT {json}`` with value = median p99 venue->database (ms), baseline = median p99
+venue->gatherer (ms), ratio, p50_ms, p99_ms, max_events_per_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+from mdpipe.config import load_config, run_dir
+from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
+
+
+def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str) -> dict[str, Any]:
+    options = RunOptions(
+        markets=markets,
+        rate=rate,
+        duration_s=duration,
+        gatherers=gatherers,
+        faults=FaultPlan.none(),
+        workdir=run_dir() / "bench-e2e" / tag,
+        drain_timeout_s=300.0,
+    )
+    run = PipelineRun(load_config(), options)
+    during: list[Progress] = []
+
+    def keep(p: Progress) -> None:
+        if p.elapsed_s <= duration:
+            during.append(p)
+
+    try:
+        run.start()
+        run.run(keep)
+    finally:
+        run.stop()
+    tail = during[len(during) // 2 :] or during
+    venue_rate = statistics.median(p.rates.get("venue", 0.0) for p in tail) if tail else 0.0
+    last = during[-1] if during else None
+    out: dict[str, Any] = {
+        "rate": rate,
+        "venue_rate": round(venue_rate),
+        "dedup_backlog": last.dedup_lag if last else None,
+        "sink_backlog": last.sink_lag if last else None,
+    }
+    if verify:
+        report = run.verify()
+        out.update(
+            missing=report["missing"],
+            duplicated=report["duplicated"],
+            latency_ms=report["latency_ms"],
+            receive_latency_ms=report["receive_latency_ms"],
+        )
+    print(json.dumps({"run": tag, **out}), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=10_000.0, help="events/s for the latency runs (10000)")
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds each latency run generates (45)")
+    parser.add_argument("--runs", type=int, default=3, help="latency runs; medians are reported (3)")
+    parser.add_argument("--markets", type=int, default=20_000, help="markets (20000)")
+    parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
+    parser.add_argument("--ramp", default="5000,10000,15000,20000,30000", help="rates tried for the sustained rate")
+    parser.add_argument("--ramp-duration", type=float, default=30.0, help="seconds per ramp step (30)")
+    parser.add_argument("--max-backlog-s", type=float, default=2.0, help="backlog bound, in seconds of traffic (2)")
+    args = parser.parse_args(argv)
+
+    latency = [
+        one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}") for i in range(args.runs)
+    ]
+    max_rate = 0.0
+    for step in (float(r) for r in args.ramp.split(",")):
+        res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, f"ramp{int(step)}")
+        kept = res["venue_rate"] >= 0.95 * step
+        bounded = max(res["dedup_backlog"] or 0, res["sink_backlog"] or 0) <= args.max_backlog_s * step
+        if not (kept and bounded):
+            break
+        max_rate = step
+    p50 = statistics.median(r["latency_ms"].get("p50", 0.0) for r in latency)
+    p99 = statistics.median(r["latency_ms"].get("p99", 0.0) for r in latency)
+    base = statistics.median(r["receive_latency_ms"].get("p99", 0.0) for r in latency)
+    result = {
+        "bench": "e2e",
+        "value": p99,
+        "unit": "ms p99 venue->database",
+        "baseline": base,
+        "baseline_unit": "ms p99 venue->gatherer (same runs)",
+        "ratio": round(p99 / base, 2) if base else None,
+        "runs": args.runs,
+        "rate": args.rate,
+        "gatherers": args.gatherers,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_events_per_s": max_rate,
+        "missing": sum(r["missing"] for r in latency),
+        "duplicated": sum(r["duplicated"] for r in latency),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`mdpipe demo` (what `make demo` runs): the whole pipeline on the emulator, live progress, verification report.
+
+Starts venue_sim, N gatherers, one dedup worker and one sink against the local broker and database,
+injects faults (a venue disconnect, a seq gap, a gatherer killed and restarted), stops the venue,
+drains the pipeline, verifies the database against the venue's ground truth and prints the report.
+The last line is machine-readable: ``DEMO {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from typing import Any
+
+from mdpipe.config import Config
+
+__all__ = ["add_parser", "render_progress", "run"]
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on the emulator and print a verification report",
+        description="Start the emulator, gatherers, dedup and sink; inject faults; drain; verify against the "
+        "venue's ground truth. Needs `mdpipe infra up` (make demo does it). Last line: DEMO {json}.",
+    )
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds the venue generates events (120)")
+    parser.add_argument("--markets", type=int, default=20_000, help="markets the venue lists (20000)")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="venue events per second, all markets (5000)")
+    parser.add_argument("--gatherers", type=int, default=3, help="redundant gatherers g1..gN (3)")
+    parser.add_argument("--seed", type=int, default=7, help="emulator seed: same seed, same events (7)")
+    parser.add_argument("--no-faults", action="store_true", help="do not inject disconnect, seq gap, gatherer kill")
+    parser.add_argument("--no-auth", action="store_true", help="venue without RSA-PSS authentication")
+    return parser
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(max(0.0, min(1.0, fraction)) * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def render_progress(p: Any) -> str:
+    """One status block for the terminal (also usable as plain log lines)."""
+    r = p.rates
+    raw = "  ".join(f"{g} {r.get(g, 0):>7,.0f}/s" for g in p.raw)
+    lines = [
+        f"[{_bar(p.elapsed_s / p.duration_s)}] {min(p.elapsed_s, p.duration_s):5.0f}/{p.duration_s:.0f}s"
+        + ("  (draining)" if p.elapsed_s > p.duration_s else ""),
+        f"  venue   {r.get('venue', 0):>8,.0f} ev/s   total {p.venue_events:,}",
+        f"  raw     {raw}",
+        f"  dedup   {r.get('events', 0):>8,.0f} ev/s   events {p.events:,}   lag {p.dedup_lag:,} frames",
+        f"  sink    lag {p.sink_lag:,} events",
+    ]
+    lines += [f"  {note}" for note in p.notes]
+    return "\n".join(lines)
+
+
+class _Screen:
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.height = 0
+        self.last_plain = 0.0
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            if self.height:
+                sys.stdout.write(f"\x1b[{self.height}F\x1b[J")
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            self.height = text.count("\n") + 1
+        elif time.monotonic() - self.last_plain >= 5:
+            self.last_plain = time.monotonic()
+            print(text, flush=True)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from mdpipe.pipeline_run import FaultPlan, PipelineRun, RunOptions
+
+    options = RunOptions(
+        markets=args.markets,
+        rate=args.rate,
+        duration_s=args.duration,
+        gatherers=args.gatherers,
+        seed=args.seed,
+        faults=FaultPlan.none() if args.no_faults else FaultPlan(),
+        auth=not args.no_auth,
+    )
+    print(
+        f"mdpipe demo: {options.markets:,} markets, {options.rate:,.0f} events/s for {options.duration_s:.0f}s, "
+        f"{options.gatherers} gatherers, faults {'off' if args.no_faults else 'on'}",
+        flush=True,
+    )
+    run_ = PipelineRun(config, options)
+    screen = _Screen()
+    started = time.monotonic()
+    try:
+        run_.start()
+        print(f"  venue {run_.rest_url}  |  logs {run_.workdir / 'logs'}", flush=True)
+        run_.run(lambda p: screen.show(render_progress(p)))
+    finally:
+        run_.stop()
+    print("\n".join(run_.events_log))
+    from mdpipe.verify_cli import format_report
+
+    report = run_.verify()
+    print(format_report(report))
+    lat = report.get("latency_ms") or {}
+    summary = {
+        "events": report["venue_events"],
+        "expected": report["expected"],
+        "rows": report["rows"],
+        "missing": report["missing"],
+        "duplicated": report["duplicated"],
+        "unexpected": report["unexpected"],
+        "p50_ms": lat.get("p50"),
+        "p99_ms": lat.get("p99"),
+        "max_ms": lat.get("max"),
+        "markets": options.markets,
+        "rate": options.rate,
+        "gatherers": options.gatherers,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    shutil.rmtree(run_.workdir / "dedup", ignore_errors=True)
+    print("DEMO " + json.dumps(summary))
+    return 0 if report["clean"] else 1

@@ -1,0 +1,315 @@
+"""One whole-pipeline run on the emulator: venue_sim, N gatherers, one dedup worker, one sink, then verify.
+
+Shared by `make demo`, the end-to-end test and `make bench-e2e`. A run gets a fresh database and fresh
+topics, so its verification speaks of that run alone. Progress is measured where the data is: topic end
+offsets (what each gatherer wrote, what dedup emitted), the dedup group's committed offsets, and the
+sink's offsets stored with the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mdpipe.config import Config, run_dir
+from mdpipe.logging import get_logger
+from mdpipe.probe import KafkaProbe
+from mdpipe.processes import Child
+
+__all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Faults injected during a run, at fractions of its duration."""
+
+    disconnect_at: float | None = 0.25  # the venue closes one gatherer connection
+    seq_gap_at: float | None = 0.40  # the venue drops one message on one connection
+    kill_gatherer_at: float | None = 0.55  # SIGKILL one gatherer, restart it after `restart_after_s`
+    restart_after_s: float = 5.0
+
+    @classmethod
+    def none(cls) -> FaultPlan:
+        return cls(None, None, None)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    markets: int = 20_000
+    rate: float = 5_000.0
+    duration_s: float = 120.0
+    gatherers: int = 3
+    seed: int = 7
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    auth: bool = True
+    workdir: Path | None = None
+    drain_timeout_s: float = 180.0
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    duration_s: float
+    venue_events: int = 0
+    raw: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    dedup_lag: int = 0
+    sink_lag: int = 0
+    rates: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class PipelineRun:
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.run_id = time.strftime("%Y%m%d%H%M%S")
+        self.workdir = options.workdir or run_dir() / "demo"
+        self.truth_path = self.workdir / "truth.msgpack"
+        self.gatherer_ids = [f"g{i + 1}" for i in range(options.gatherers)]
+        self.topic_prefix = f"{self.workdir.name}{self.run_id}."
+        self.app_id = f"mdpipe-dedup-{self.run_id}"
+        self.group_id = f"mdpipe-sink-{self.run_id}"
+        self.children: dict[str, Child] = {}
+        self.events_log: list[str] = []
+        self.key_id = ""
+        self.private_key_path = ""
+        self.rest_url = ""
+        self.ws_url = ""
+        self.dsn = ""
+        self._probe: KafkaProbe | None = None
+
+    # ----------------------------------------------------------------- set-up
+    def _client_config(self) -> dict[str, Any]:
+        from mdpipe.kafka import kafka_client_config
+
+        return kafka_client_config(self.config.kafka)
+
+    def _fresh_database(self) -> str:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        base = self.config.postgres.dsn
+        name = "mdpipe_demo"
+        with psycopg.connect(make_conninfo(base, dbname="postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        params = conninfo_to_dict(base)
+        params["dbname"] = name
+        return make_conninfo(**params)  # type: ignore[arg-type]
+
+    def _fresh_topics(self) -> None:
+        """Create this run's topics under its own prefix (``demo<run id>.raw.g1`` ...)."""
+        from mdpipe.topics import ensure_topics
+
+        ensure_topics(self._stage_config())
+
+    def _stage_config(self) -> Config:
+        gather = msgspec.structs.replace(self.config.gather, ids=self.gatherer_ids)
+        kafka = msgspec.structs.replace(self.config.kafka, topic_prefix=self.topic_prefix)
+        return msgspec.structs.replace(self.config, gather=gather, kafka=kafka)
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "MDPIPE_GATHER__IDS": json.dumps(self.gatherer_ids),
+            "MDPIPE_POSTGRES__DSN": self.dsn,
+            "MDPIPE_KAFKA__BOOTSTRAP_SERVERS": self.config.kafka.bootstrap_servers,
+            "MDPIPE_KAFKA__TOPIC_PREFIX": self.topic_prefix,
+            "MDPIPE_DEDUP__APP_ID": self.app_id,
+            "MDPIPE_DEDUP__DATA_DIR": str(self.workdir / "dedup"),
+            "MDPIPE_SINK__GROUP_ID": self.group_id,
+            "MDPIPE_VENUE__REST_URL": self.rest_url,
+            "MDPIPE_VENUE__WS_URL": self.ws_url,
+            "MDPIPE_VENUE__AUTH": "true" if self.options.auth else "false",
+        }
+        if self.options.auth:
+            env["MDPIPE_VENUE__KEY_ID"] = self.key_id
+            env["MDPIPE_VENUE__PRIVATE_KEY_PATH"] = self.private_key_path
+        return env
+
+    def _child(self, name: str, args: list[str]) -> Child:
+        child = Child(name, args, self._env(), self.workdir / "logs")
+        self.children[name] = child
+        return child.start()
+
+    def start(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        (self.workdir / "logs").mkdir(parents=True)
+        self.dsn = self._fresh_database()
+        self._fresh_topics()
+        sim_args = [
+            "sim",
+            "--markets", str(self.options.markets),
+            "--rate", str(self.options.rate),
+            "--port", "0",
+            "--seed", str(self.options.seed),
+            "--truth", str(self.truth_path),
+        ]  # fmt: skip
+        if self.options.auth:
+            from venue_sim.keys import generate_test_keypair
+
+            keys = generate_test_keypair(self.workdir / "keys")
+            self.key_id, self.private_key_path = keys.key_id, keys.private_path
+            sim_args += ["--public-key", keys.public_path, "--key-id", keys.key_id]
+        else:
+            sim_args.append("--no-auth")
+        sim = self._child("sim", sim_args)
+        import re
+
+        self.rest_url = re.search(r"https?://\S+", sim.wait_for_line("http://", 120)).group(0)  # type: ignore[union-attr]
+        self.ws_url = re.search(r"wss?://\S+", sim.wait_for_line("ws://", 30)).group(0)  # type: ignore[union-attr]
+        self._child("sink-migrate", ["sink", "migrate"]).proc.wait()  # type: ignore[union-attr]
+        self._child("sink", ["sink"])
+        self._child("dedup", ["dedup"])
+        for gid in self.gatherer_ids:
+            self._child(f"gather-{gid}", ["gather", "--id", gid])
+        self._probe = KafkaProbe(self._client_config())
+
+    # ----------------------------------------------------------------- faults
+    def sim_admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        base = self.rest_url.split("/trade-api")[0]
+        data = json.dumps(body or {}).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{base}{path}",
+            data=data,
+            method="POST" if data is not None else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def _note(self, text: str) -> None:
+        self.events_log.append(f"{time.strftime('%H:%M:%S')} {text}")
+        log.debug("run_event", text=text)
+
+    def _faults_due(self, fraction: float, done: set[str], kill_time: list[float]) -> None:
+        plan = self.options.faults
+        if plan.disconnect_at is not None and fraction >= plan.disconnect_at and "disconnect" not in done:
+            done.add("disconnect")
+            self.sim_admin("/_sim/faults", {"fault": "close", "conn_id": 1})
+            self._note("fault: venue closed connection 1")
+        if plan.seq_gap_at is not None and fraction >= plan.seq_gap_at and "gap" not in done:
+            done.add("gap")
+            self.sim_admin("/_sim/faults", {"fault": "drop", "conn_id": 2})
+            self._note("fault: venue dropped one message on connection 2 (seq gap)")
+        if plan.kill_gatherer_at is not None and fraction >= plan.kill_gatherer_at and "kill" not in done:
+            done.add("kill")
+            victim = self.children[f"gather-{self.gatherer_ids[-1]}"]
+            victim.kill()
+            kill_time.append(time.monotonic())
+            self._note(f"fault: SIGKILL {victim.name}")
+        if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
+            done.add("restart")
+            self.children[f"gather-{self.gatherer_ids[-1]}"].start()
+            self._note(f"restarted gather-{self.gatherer_ids[-1]}")
+
+    # ----------------------------------------------------------------- progress
+    def sink_committed(self) -> int:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=3) as conn:
+                row = conn.execute(
+                    "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = %s", (self.group_id,)
+                ).fetchone()
+                return int(row[0]) if row else 0
+        except psycopg.Error:
+            return 0
+
+    def progress(self, started: float, last: Progress | None) -> Progress:
+        assert self._probe is not None
+        from mdpipe.topics import topic_names
+
+        names = topic_names(self._stage_config())
+        raw_topics = list(names.raw.values())
+        now = time.monotonic()
+        ends = self._probe.end_offsets([*raw_topics, names.events])
+        dedup = self._probe.committed(self.app_id, raw_topics)
+        p = Progress(now - started, self.options.duration_s)
+        try:
+            p.venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
+        except (OSError, ValueError):
+            p.venue_events = last.venue_events if last else 0
+        p.raw = {gid: ends[t] for gid, t in names.raw.items()}
+        p.events = ends[names.events]
+        p.dedup_lag = sum(ends[t] - dedup.get(t, 0) for t in raw_topics)
+        p.sink_lag = max(0, ends[names.events] - self.sink_committed())
+        if last is not None and p.elapsed_s > last.elapsed_s:
+            dt = p.elapsed_s - last.elapsed_s
+            p.rates["venue"] = (p.venue_events - last.venue_events) / dt
+            for g, n in p.raw.items():
+                p.rates[g] = (n - last.raw.get(g, 0)) / dt
+            p.rates["events"] = (p.events - last.events) / dt
+        p.notes = list(self.events_log[-3:])
+        return p
+
+    # ----------------------------------------------------------------- the run
+    def run(self, on_progress: Callable[[Progress], None] | None = None, interval_s: float = 1.0) -> None:
+        """Generate for ``duration_s`` with faults, then quiesce the venue and drain the pipeline."""
+        started = time.monotonic()
+        done: set[str] = set()
+        kill_time: list[float] = []
+        last: Progress | None = None
+        while (elapsed := time.monotonic() - started) < self.options.duration_s:
+            self._faults_due(elapsed / self.options.duration_s, done, kill_time)
+            self._check_children()
+            last = self.progress(started, last)
+            if on_progress:
+                on_progress(last)
+            time.sleep(max(0.0, interval_s - (time.monotonic() - started - elapsed)))
+        if kill_time and "restart" not in done:
+            self.children[f"gather-{self.gatherer_ids[-1]}"].start()
+            self._note(f"restarted gather-{self.gatherer_ids[-1]}")
+        self.sim_admin("/_sim/stop-generating", {})
+        self._note("venue stopped generating; draining")
+        self.drain(started, last, on_progress, interval_s)
+
+    def _check_children(self) -> None:
+        for name, child in self.children.items():
+            if name != "sink-migrate" and child.proc is not None and not child.alive and child.returncode != -9:
+                raise RuntimeError(f"{name} exited with status {child.returncode}; see {child.log_path}")
+
+    def drain(
+        self, started: float, last: Progress | None, on_progress: Callable[[Progress], None] | None, interval_s: float
+    ) -> None:
+        """Wait until gatherers stopped writing, dedup consumed everything and the sink loaded all of it."""
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        stable = 0
+        prev: tuple[int, ...] | None = None
+        while time.monotonic() < deadline:
+            self._check_children()
+            last = self.progress(started, last)
+            if on_progress:
+                on_progress(last)
+            state = (*last.raw.values(), last.events)
+            quiet = state == prev and last.dedup_lag == 0 and last.sink_lag == 0
+            stable = stable + 1 if quiet else 0
+            prev = state
+            if stable >= 3:
+                return
+            time.sleep(interval_s)
+        raise TimeoutError(f"pipeline did not drain within {self.options.drain_timeout_s:.0f}s")
+
+    def stop(self) -> None:
+        for name in [n for n in self.children if n.startswith("gather-")] + ["dedup", "sink", "sim"]:
+            child = self.children.get(name)
+            if child is not None:
+                child.stop()
+        if self._probe is not None:
+            self._probe.close()
+
+    def verify(self) -> dict[str, Any]:
+        from mdpipe.verify_cli import verify
+
+        return verify(self.truth_path, self.dsn)
