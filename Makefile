@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink bench-e2e bench-sim clean
 
@@ -52,23 +53,28 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Run a command with the broker and database up; stop them afterwards only if this target started them.
+WITH_INFRA = started=0; $(BIN)/mdpipe infra status >/dev/null 2>&1 || { $(BIN)/mdpipe infra up >/dev/null && started=1; }; \
+	trap 'if [ $$started = 1 ]; then $(BIN)/mdpipe infra down >/dev/null; fi' EXIT;
+
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/mdpipe demo
+	@$(WITH_INFRA) $(BIN)/mdpipe demo $(DEMO_ARGS)
 
 bench-gatherer: setup
-	$(BIN)/python -m bench.gatherer
+	@$(WITH_INFRA) $(BIN)/python -m bench.gatherer $(BENCH_ARGS)
 
 bench-dedup: setup
-	$(BIN)/python -m bench.dedup
+	@$(WITH_INFRA) $(BIN)/python -m bench.dedup $(BENCH_ARGS)
 
 bench-sink: setup
-	$(BIN)/python -m bench.sink
+	@$(WITH_INFRA) $(BIN)/python -m bench.sink $(BENCH_ARGS)
 
 bench-e2e: setup
-	$(BIN)/python -m bench.e2e
+	@$(WITH_INFRA) $(BIN)/python -m bench.e2e $(BENCH_ARGS)
 
 bench-sim: setup
-	$(BIN)/python -m bench.sim
+	@$(WITH_INFRA) $(BIN)/python -m bench.sim $(BENCH_ARGS)
 
 clean: down
 	rm -rf .run
