@@ -223,3 +223,21 @@ def test_lifecycle_subscription_and_callback() -> None:
     p.pump()
     assert any(x.endswith(":activated") for x in p.lifecycles)
     assert any(f.kind == "lifecycle" and f.event_key.startswith("l:") for f in p.frames)
+
+
+def test_event_level_lifecycle_messages_are_recorded_under_their_event_ticker() -> None:
+    p = connected(Pair(markets=1))
+    body = {
+        "event_ticker": "KXEV-1",
+        "exchange_index": 1,
+        "title": "t",
+        "subtitle": "",
+        "collateral_return_type": "",
+        "series_ticker": "KX",
+    }
+    p.client.receive(json.dumps({"type": "event_lifecycle", "sid": 1, "seq": 1, "msg": body}).encode(), 5)
+    fee = {"event_ticker": "KXEV-1", "fee_type_override": None, "fee_multiplier_override": None}
+    p.client.receive(json.dumps({"type": "event_fee_update", "sid": 1, "seq": 2, "msg": fee}).encode(), 5)
+    new = [f for f in p.frames if f.market == "KXEV-1"]
+    assert [f.kind for f in new] == ["lifecycle", "lifecycle"] and not p.dead
+    assert new[0].event_key != new[1].event_key and not p.lifecycles

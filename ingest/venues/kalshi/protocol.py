@@ -50,6 +50,12 @@ class _Subscribed(msgspec.Struct):
     sid: int
 
 
+class _EventLevel(msgspec.Struct):
+    """``event_lifecycle`` / ``event_fee_update`` bodies (same channel): keyed by their event ticker."""
+
+    event_ticker: str
+
+
 class _Error(msgspec.Struct):
     code: int = 0
     msg: str = ""
@@ -64,6 +70,7 @@ _trade = msgspec.json.Decoder(TradeMsg, strict=False)
 _ticker = msgspec.json.Decoder(TickerMsg, strict=False)
 _snapshot = msgspec.json.Decoder(SnapshotMsg, strict=False)
 _lifecycle = msgspec.json.Decoder(LifecycleMsg, strict=False)
+_event_level = msgspec.json.Decoder(_EventLevel)
 _cmd = msgspec.json.Encoder()
 
 
@@ -281,13 +288,16 @@ class KalshiSession:
                 s = _snapshot.decode(body)
                 market = s.market_ticker
                 key = self.keyer.snapshot(s)
+            elif env.type != LIFECYCLE:  # event_lifecycle / event_fee_update: no market, no event_type
+                market = _event_level.decode(body).event_ticker
+                key = self.keyer.body("l", market, body, recv_ns)
             else:
                 lc = _lifecycle.decode(body)
                 market = lc.market_ticker or lc.event_ticker
                 if not market:
                     raise msgspec.ValidationError("lifecycle message without market_ticker or event_ticker")
                 key = self.keyer.body("l", market, body, recv_ns)
-                if self._on_lifecycle is not None and env.type == LIFECYCLE:
+                if self._on_lifecycle is not None:
                     self._on_lifecycle(market, lc, recv_ns)
         except (msgspec.DecodeError, ValueError) as exc:
             self._reject(data, f"{env.type}: {exc}")
