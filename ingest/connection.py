@@ -78,7 +78,7 @@ class Connection:
                 async with connect(
                     self.url,
                     additional_headers=self.headers(),
-                    max_size=None,
+                    max_size=64 << 20,  # the venue documents messages up to 64 MiB
                     max_queue=256,
                     compression=None,
                     open_timeout=15,
