@@ -15,7 +15,7 @@ from typing import Protocol
 
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
 from sink.records import decode_record
-from sink.rows import build_row
+from sink.rows import BUILDERS
 
 __all__ = ["Batch", "Message", "Source", "dead_letter"]
 
@@ -76,6 +76,7 @@ class Batch:
         events_topic, markets_topic = self.events_topic, self.markets_topic
         from_ms, to_ms = self.from_ms, self.to_ms
         offsets, all_rows, all_sources = self.offsets, self.rows, self.sources
+        builders = BUILDERS
         if not self.size:
             self.started = time.monotonic()
         n = 0
@@ -93,7 +94,8 @@ class Batch:
                 if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
                     self.skipped += 1
                     continue
-                table, row = build_row(rec)
+                table, build = builders[type(rec)]
+                row = build(rec)
             except (SchemaError, ValueError, OverflowError, struct.error) as exc:
                 self.dead.append(dead_letter(f"undecodable event: {exc}", msg))
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -159,6 +160,8 @@ class Loader:
         self._committed: dict[tuple[str, int], int] = {}
         self._last_ts_ms = 0
         self._last_lag_update = 0.0
+        self._high_marks: dict[tuple[str, int], int] = {}
+        self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_ok = True
         self.consumer = Consumer(
             {
@@ -169,7 +172,7 @@ class Loader:
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "range",
                 "statistics.interval.ms": 1000,
-                "stats_cb": lambda _s: None,  # enables cached watermarks for the lag gauge
+                "stats_cb": self._on_stats,  # high watermarks for the lag gauges (no broker round trip)
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "queued.max.messages.kbytes": 256 * 1024,
             }
@@ -228,7 +231,7 @@ class Loader:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.config.sink.idle_exit_s:
                         idle_since = time.monotonic()  # check at most once per idle_exit_s
-                        if not self._caught_up():
+                        if not self._caught_up(fresh_after=idle_since - self.config.sink.idle_exit_s):
                             continue
                         log.info("sink_idle_exit", rows=self.stats.rows)
                         break
@@ -397,6 +400,19 @@ class Loader:
 
     # -- lag, idle, checks -------------------------------------------------------------------------------
 
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka statistics (every second, served inside consume()): keep each partition's high watermark."""
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        for topic, t in stats.get("topics", {}).items():
+            for part, info in t.get("partitions", {}).items():
+                high = info.get("hi_offset", -1)
+                if part != "-1" and high >= 0:
+                    self._high_marks[(topic, int(part))] = high
+        self._stats_at = time.monotonic()
+
     def _update_lag(self) -> None:
         now = time.monotonic()
         if now - self._last_lag_update < 2.0:
@@ -404,25 +420,31 @@ class Loader:
         self._last_lag_update = now
         waiting = 0
         for tp in self._assignment:
-            try:
-                high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
-            except KafkaException:
+            key = (tp.topic, tp.partition)
+            high, done = self._high_marks.get(key), self._committed.get(key)
+            if high is None:
                 continue
-            done = self._committed.get((tp.topic, tp.partition))
-            if high < 0 or done is None:
-                continue
-            lag = max(0, high - done)
+            lag = max(0, high - (done if done is not None else 0))
             waiting += lag
             m.LAG_RECORDS.labels(tp.topic, str(tp.partition)).set(lag)
         m.LAG_SECONDS.set(max(0.0, time.time() - self._last_ts_ms / 1000.0) if waiting and self._last_ts_ms else 0.0)
 
-    def _caught_up(self) -> bool:
-        """Every assigned partition consumed up to its high watermark (and everything consumed is committed)."""
-        if not self._assignment or self.batch.size:
+    def _caught_up(self, fresh_after: float) -> bool:
+        """Every assigned partition consumed up to its high watermark (and everything consumed is committed).
+
+        Watermarks come from the statistics callback when one arrived after ``fresh_after`` (the broker
+        reports them in every fetch response); otherwise from a ListOffsets request, which waits behind the
+        consumer's long-poll fetch on the same connection."""
+        if not self._assignment or self.batch.size or not self.writer.idle:
             return False
         for tp in self.consumer.position(self._assignment):
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-            pos = tp.offset if tp.offset >= 0 else self._committed.get((tp.topic, tp.partition), low)
+            key = (tp.topic, tp.partition)
+            high = self._high_marks.get(key) if self._stats_at > fresh_after else None
+            if high is None:
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+            else:
+                low = 0
+            pos = tp.offset if tp.offset >= 0 else self._committed.get(key, low)
             if pos < high:
                 return False
         return True

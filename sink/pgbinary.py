@@ -95,48 +95,72 @@ _N1 = struct.Struct(">ihhHhH")
 _N2 = struct.Struct(">ihhHhHH")
 
 
+_N3 = struct.Struct(">ihhHhHHH")
+
+
 def _numeric_body(value: str) -> bytes:
-    s = value.strip()
-    neg = s.startswith("-")
-    if s[:1] in "+-":
+    s = value
+    neg = False
+    first = s[:1]
+    if first == "-":
+        neg, s = True, s[1:]
+    elif first == "+":
         s = s[1:]
     int_part, _, frac = s.partition(".")
-    plain = s.isascii() and (int_part or frac) and (int_part.isdigit() or not int_part)
-    if not (plain and (frac.isdigit() or not frac)):
-        try:
-            dec = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {value!r}") from None
-        if not dec.is_finite():
-            raise ValueError(f"not a finite decimal number: {value!r}")
-        return _numeric_body(format(dec, "f"))
+    digits = int_part + frac
+    if not (digits.isdigit() and digits.isascii()):  # exponent, spaces, junk: let Decimal judge
+        return _numeric_slow(value)
     dscale = len(frac)
-    int_part = int_part.lstrip("0")
-    if len(int_part) <= 4 and dscale <= 4:  # fast path: at most one base-10000 digit on each side of the point
+    if len(int_part) <= 8 and dscale <= 4:  # fast path: up to 8 integer and 4 fraction digits
         i = int(int_part) if int_part else 0
         f = int(frac) * _SCALE[dscale] if frac else 0
         sign = 0x4000 if neg and (i or f) else 0
-        if i and f:
-            return _N2.pack(12, 2, 0, sign, dscale, i, f)
+        if i >= 10000:
+            hi, lo = divmod(i, 10000)
+            if f:
+                return _N3.pack(14, 3, 1, sign, dscale, hi, lo, f)
+            if lo:
+                return _N2.pack(12, 2, 1, sign, dscale, hi, lo)
+            return _N1.pack(10, 1, 1, sign, dscale, hi)
         if i:
+            if f:
+                return _N2.pack(12, 2, 0, sign, dscale, i, f)
             return _N1.pack(10, 1, 0, sign, dscale, i)
         if f:
             return _N1.pack(10, 1, -1, sign, dscale, f)
         return _N0.pack(8, 0, 0, 0, dscale)
+    return _numeric_general(int_part.lstrip("0"), frac, neg)
+
+
+def _numeric_slow(value: str) -> bytes:
+    try:
+        dec = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {value!r}") from None
+    if not dec.is_finite():
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    text = format(dec, "f")
+    if not text.lstrip("-").replace(".", "", 1).isascii():
+        raise ValueError(f"not a decimal number: {value!r}")
+    return _numeric_body(text)
+
+
+def _numeric_general(int_part: str, frac: str, neg: bool) -> bytes:
+    dscale = len(frac)
     ip = "0" * (-len(int_part) % 4) + int_part
     fp = frac + "0" * (-len(frac) % 4)
-    digits = [int(ip[i : i + 4]) for i in range(0, len(ip), 4)]
-    digits += [int(fp[i : i + 4]) for i in range(0, len(fp), 4)]
+    groups = [int(ip[i : i + 4]) for i in range(0, len(ip), 4)]
+    groups += [int(fp[i : i + 4]) for i in range(0, len(fp), 4)]
     weight = len(ip) // 4 - 1
-    while digits and digits[0] == 0:
-        digits.pop(0)
+    while groups and groups[0] == 0:
+        groups.pop(0)
         weight -= 1
-    while digits and digits[-1] == 0:
-        digits.pop()
-    if not digits:
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
         weight, neg = 0, False
-    n = len(digits)
-    return _NUM_HEAD.pack(8 + 2 * n, n, weight, 0x4000 if neg else 0, dscale) + struct.pack(f">{n}H", *digits)
+    n = len(groups)
+    return _NUM_HEAD.pack(8 + 2 * n, n, weight, 0x4000 if neg else 0, dscale) + struct.pack(f">{n}H", *groups)
 
 
 def numeric(value: str) -> bytes:

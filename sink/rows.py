@@ -29,6 +29,7 @@ from sink.pgbinary import (
 from sink.records import RecBase, RecDelta, RecLifecycle, RecSnapshot, RecTicker, RecTrade
 
 __all__ = [
+    "BUILDERS",
     "COLUMNS",
     "COMMON_COLUMNS",
     "TABLES",
@@ -203,7 +204,7 @@ def _lifecycle(rec: RecLifecycle) -> bytes:
     )
 
 
-_BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
+BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
     RecSnapshot: ("orderbook_snapshots", _snapshot),
     RecDelta: ("orderbook_deltas", _delta),
     RecTrade: ("trades", _trade),
@@ -214,7 +215,7 @@ _BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
 
 def build_row(rec: RecBase) -> tuple[str, bytes]:
     """(table, row bytes without field count and loaded_at); ValueError for a value that cannot be encoded."""
-    table, fn = _BUILDERS[type(rec)]
+    table, fn = BUILDERS[type(rec)]
     return table, fn(rec)
 
 

@@ -118,11 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka.admin import AdminClient
 
     from mdpipe.kafka import kafka_client_config
-    from mdpipe.topics import ensure_topics, topic_names
+    from mdpipe.topics import PartitionMismatchError, ensure_topics, topic_names
 
     prefix = f"bench-sink-{uuid.uuid4().hex[:8]}."
     config = msgspec.structs.replace(base, kafka=msgspec.structs.replace(base.kafka, topic_prefix=prefix))
-    ensure_topics(config)
+    for attempt in range(5):  # ensure_topics' own check can race the broker's metadata right after creation
+        try:
+            ensure_topics(config)
+            break
+        except PartitionMismatchError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
     dbs = Databases(base.postgres.dsn, msgspec.structs.replace(base.postgres, timescaledb="auto"))
     admin = AdminClient(kafka_client_config(config.kafka))
     tmp = Path(tempfile.mkdtemp(prefix="bench-sink-"))

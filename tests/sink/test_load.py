@@ -215,14 +215,28 @@ def test_replay_time_range_restores_deleted_rows_only(sink_env: Any) -> None:
 
 def test_two_sinks_split_partitions_and_load_everything_once(sink_env: Any) -> None:
     events = make_events(12_000, markets=200, seed=16)
-    sink_env.produce(events)
-    _, ta, out_a = sink_env.start_loader_thread("g-pair", exit_when_idle=True, batch_rows=500)
-    _, tb, out_b = sink_env.start_loader_thread("g-pair", exit_when_idle=True, batch_rows=500)
-    ta.join(120)
-    tb.join(120)
-    assert out_a and out_b, "a loader did not finish"
+    a, ta, out_a = sink_env.start_loader_thread("g-pair", batch_rows=500)
+    b, tb, out_b = sink_env.start_loader_thread("g-pair", batch_rows=500)
+    try:
+        deadline = time.monotonic() + 60
+        while not (a._assignment and b._assignment):  # both members hold partitions before data arrives
+            assert time.monotonic() < deadline, "the two sinks did not share the partitions"
+            time.sleep(0.1)
+        parts_a = {tp.partition for tp in a._assignment if tp.topic == sink_env.names.events}
+        parts_b = {tp.partition for tp in b._assignment if tp.topic == sink_env.names.events}
+        assert parts_a and parts_b and not parts_a & parts_b and parts_a | parts_b == set(range(6))
+        sink_env.produce(events)
+        while sum(sink_env.counts().values()) < len(events):
+            assert time.monotonic() < deadline + 60, "not everything was loaded"
+            time.sleep(0.1)
+    finally:
+        a.stop()
+        b.stop()
+        ta.join(60)
+        tb.join(60)
     assert out_a[0].rows > 0 and out_b[0].rows > 0, (out_a, out_b)
-    assert out_a[0].rows + out_b[0].rows + out_a[0].duplicates + out_b[0].duplicates >= len(events)
+    assert out_a[0].rows + out_b[0].rows == len(events)
+    assert out_a[0].duplicates == out_b[0].duplicates == 0
     got, want = sink_env.tables(), sink_env.expected(events)
     assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
     with psycopg.connect(sink_env.dsn) as conn:
