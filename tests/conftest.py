@@ -39,6 +39,7 @@ class SessionInfra:
         self._dsns: tuple[str, str] | None = None  # (admin dsn: `postgres` db, shared `mdpipe` db)
         self._stops: list[Callable[[], None]] = []
         self._base: Path | None = None
+        self.notes: list[str] = []  # what was used or started, for the end-of-run summary
 
     def bootstrap(self) -> str:
         if not self._bootstrap:
@@ -80,11 +81,15 @@ class SessionInfra:
 
         shared = KafkaBroker(run_dir())
         if (run_dir() / "infra.json").is_file() and shared.healthy():
-            self.mode = "native-shared"
+            self.notes.append(f"kafka {shared.version}: reused `mdpipe infra up` broker {shared.bootstrap_servers}")
             return shared.bootstrap_servers
         broker = KafkaBroker(self._session_dir(), die_with_parent=True)
         self._stops.append(broker.stop)
-        return broker.start().bootstrap_servers
+        broker.start()
+        self.notes.append(
+            f"kafka {broker.version}: session broker {broker.bootstrap_servers} started in {broker.startup_s:.1f} s"
+        )
+        return broker.bootstrap_servers
 
     def _start_postgres(self) -> tuple[str, str]:
         if self.mode == "external":
@@ -100,10 +105,12 @@ class SessionInfra:
 
         shared = PostgresServer(run_dir())
         if (run_dir() / "infra.json").is_file() and shared.healthy():
+            self.notes.append(f"postgres {shared.version}: reused `mdpipe infra up` server {shared.dsn}")
             return shared.dsn_for("postgres"), shared.dsn
         server = PostgresServer(self._session_dir(), die_with_parent=True)
         self._stops.append(server.stop)
         server.start()
+        self.notes.append(f"postgres {server.version}: session server {server.dsn} started in {server.startup_s:.1f} s")
         return server.dsn_for("postgres"), server.dsn
 
 
@@ -156,8 +163,19 @@ def _test_infra() -> Iterator[SessionInfra]:
     if mode not in ("native", "docker", "external"):
         pytest.fail(f"MDPIPE_TEST_INFRA={mode!r}: expected auto, native, docker or external")
     infra = SessionInfra(mode)
+    _SESSIONS.append(infra)
     yield infra
     infra.close()
+
+
+_SESSIONS: list[SessionInfra] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per server the run used (mode, version, address, start-up time) at the end of the run."""
+    for infra in _SESSIONS:
+        for note in infra.notes:
+            terminalreporter.write_line(f"mdpipe test infra ({infra.mode}): {note}")
 
 
 @pytest.fixture(scope="session")
