@@ -130,3 +130,45 @@ def test_private_kafka_keeps_data_and_address_across_restart(private_kafka: Call
     _produce(bootstrap, "outage", [("a", b"after")])
     values = sorted(v for _, _, v in _consume_all(bootstrap, "outage", 2, 3))
     assert values == [b"after", b"before", b"before"]
+
+
+def test_aiokafka_group_consumer_works_against_the_broker(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """aiokafka (Faust's driver) against this broker: default partitioner = murmur2, group join, commit."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    (topic,) = make_topics(partitions=4)
+    keys = [f"AIO-{i}" for i in range(20)]
+
+    async def scenario() -> list[tuple[int, str]]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            for key in keys:
+                await producer.send_and_wait(topic, b"v", key=key.encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=f"aio-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        got: list[tuple[int, str]] = []
+        try:
+            while len(got) < len(keys):
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), timeout=60)
+                got += [(m.partition, m.key.decode()) for msgs in batch.values() for m in msgs]
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(scenario())
+    assert sorted(k for _, k in got) == sorted(keys)
+    assert all(p == partition_for(k, 4) for p, k in got)
