@@ -99,7 +99,7 @@ class TickerMsg(msgspec.Struct):
 
 
 class LifecycleMsg(msgspec.Struct):
-    event_type: str
+    event_type: str = ""  # absent on event_lifecycle / event_fee_update and the metadata_updated form
     market_ticker: str = ""
     event_ticker: str = ""  # event_lifecycle / event_fee_update messages carry only this
     open_ts: int | None = None
@@ -225,9 +225,10 @@ def msg_to_event(
         extra = {k: v for k, v in _dict_decoder.decode(msg).items() if k not in _LIFECYCLE_KNOWN}
         # Only settled/determined carry the time of the event itself; others get the first copy's receive time.
         stamp = {"settled": m.settled_ts, "determined": m.determination_ts}.get(m.event_type)
-        event_type = m.event_type or envelope_type
         if envelope_type in ("event_lifecycle", "event_fee_update"):
             event_type = envelope_type
+        else:  # market_lifecycle_v2 without event_type is its metadata_updated form
+            event_type = m.event_type or "metadata_updated"
         return Lifecycle(
             **common,
             ts_ms=stamp * 1000 if stamp is not None else recv_ns // 1_000_000,

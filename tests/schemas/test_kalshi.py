@@ -123,3 +123,23 @@ def test_malformed_payload_raises_schema_error(payload: bytes) -> None:
 def test_envelope_keeps_msg_verbatim() -> None:
     env = decode_envelope(b'{"type":"ok","id":3,"sid":7,"seq":41,"msg":{"market_tickers":["A","B"]}}')
     assert (env.type, env.id, env.sid, env.seq, bytes(env.msg)) == ("ok", 3, 7, 41, b'{"market_tickers":["A","B"]}')
+
+
+def test_event_level_lifecycle_messages_without_event_type() -> None:
+    fee = to_event(
+        frame(
+            "lifecycle",
+            b'{"type":"event_fee_update","sid":6,"seq":13,"msg":{"event_ticker":"KXE",'
+            b'"fee_type_override":null,"fee_multiplier_override":null}}',
+        )
+    )
+    assert isinstance(fee, Lifecycle) and fee.event_type == "event_fee_update"
+    assert "fee_multiplier_override" in fee.details
+    meta = to_event(
+        frame(
+            "lifecycle",
+            b'{"type":"market_lifecycle_v2","sid":6,"seq":14,"msg":{"market_ticker":"M",'
+            b'"additional_metadata":{"title":"T"}}}',
+        )
+    )
+    assert isinstance(meta, Lifecycle) and meta.event_type == "metadata_updated"
