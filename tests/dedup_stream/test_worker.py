@@ -155,8 +155,10 @@ def test_two_workers_failover_moves_partitions(dedup_topics, dedup_workers) -> N
     assert "dedup_start" in w1.log() and "dedup_start" in w2.log()
     for g, frames in copies.items():
         produce(topics, g, frames[half:])
-    time.sleep(1.0)
-    assert w1.frames_in() > 0 and w2.frames_in() > 0  # both owned partitions
+    deadline = time.monotonic() + 60  # both must own partitions (w2 may have joined after w1 drained the first half)
+    while not (w1.frames_in() > 0 and w2.frames_in() > 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert w1.frames_in() > 0 and w2.frames_in() > 0
     assert w1.healthy() and w2.healthy()
     w1.kill()  # its partitions (and their table state) move to w2
     seen = wait_for_events(topics, expected, 180)
