@@ -220,6 +220,7 @@ class SinkEnv:
             MDPIPE_KAFKA__PARTITIONS=str(self.config.kafka.partitions),
             MDPIPE_POSTGRES__DSN=self.dsn,
             MDPIPE_RUN_DIR=str(self.tmp / "run"),
+            MDPIPE_SINK__IDLE_EXIT_S=str(self.config.sink.idle_exit_s),
             MDPIPE_CONFIG=str(self.tmp / "none.toml"),
         )
         (self.tmp / "none.toml").write_text("")
@@ -240,7 +241,8 @@ def make_sink_env(mdpipe_config: Config, tmp_path: Path) -> Callable[..., SinkEn
         pg = msgspec.structs.replace(
             mdpipe_config.postgres, timescaledb=timescaledb, dsn=dsn or mdpipe_config.postgres.dsn
         )
-        return SinkEnv(msgspec.structs.replace(mdpipe_config, postgres=pg), tmp_path)
+        sink = msgspec.structs.replace(mdpipe_config.sink, idle_exit_s=0.5)
+        return SinkEnv(msgspec.structs.replace(mdpipe_config, postgres=pg, sink=sink), tmp_path)
 
     return factory
 
