@@ -52,7 +52,7 @@ class RunOptions:
     faults: FaultPlan = field(default_factory=FaultPlan)
     auth: bool = True
     workdir: Path | None = None
-    drain_timeout_s: float = 180.0
+    drain_timeout_s: float = 60.0  # give up draining after this long without progress
 
 
 @dataclass
@@ -283,23 +283,29 @@ class PipelineRun:
     def drain(
         self, started: float, last: Progress | None, on_progress: Callable[[Progress], None] | None, interval_s: float
     ) -> None:
-        """Wait until gatherers stopped writing, dedup consumed everything and the sink loaded all of it."""
-        deadline = time.monotonic() + self.options.drain_timeout_s
+        """Wait until gatherers stopped writing, dedup consumed everything and the sink loaded all of it.
+
+        Gives up only when nothing moved for ``drain_timeout_s`` (a slow machine may take long, a stuck one
+        is reported).
+        """
         stable = 0
         prev: tuple[int, ...] | None = None
-        while time.monotonic() < deadline:
+        last_move = time.monotonic()
+        while time.monotonic() - last_move < self.options.drain_timeout_s:
             self._check_children()
             last = self.progress(started, last)
             if on_progress:
                 on_progress(last)
-            state = (*last.raw.values(), last.events)
+            state = (*last.raw.values(), last.events, last.dedup_lag, last.sink_lag)
+            if state != prev:
+                last_move = time.monotonic()
             quiet = state == prev and last.dedup_lag == 0 and last.sink_lag == 0
             stable = stable + 1 if quiet else 0
             prev = state
             if stable >= 3:
                 return
             time.sleep(interval_s)
-        raise TimeoutError(f"pipeline did not drain within {self.options.drain_timeout_s:.0f}s")
+        raise TimeoutError(f"pipeline did not drain: nothing moved for {self.options.drain_timeout_s:.0f}s")
 
     def stop(self) -> None:
         for name in [n for n in self.children if n.startswith("gather-")] + ["dedup", "sink", "sim"]:
