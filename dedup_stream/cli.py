@@ -111,6 +111,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="consumer session timeout: how soon a dead worker's partitions move (default: dedup.session_timeout_s)",
     )
     p.add_argument(
+        "--take",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="consume with Faust's stream.take_events(N) (default 1000; 0 = one event at a time, about 25%% "
+        "more CPU per frame in bench-dedup)",
+    )
+    p.add_argument(
         "--skip-partition-check",
         action="store_true",
         help="do not check that the raw and events topics exist with kafka.partitions partitions",
@@ -167,6 +175,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         time_range=time_range,
         exit_when_idle=args.exit_when_idle,
         idle_s=args.idle_s,
+        take=args.take,
         compression=config.kafka.compression if config.kafka.compression in ("none", "gzip") else "none",
     )
     dedup = build_app(settings)
