@@ -55,8 +55,9 @@ def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_
 
 
 def run_noop(bootstrap: str, raw_topics: list[str], workdir: Path, app_id: str) -> dict[str, float]:
-    """Faust's own ceiling: the same topics through an agent that does nothing (bench/dedup/faust_noop.py)."""
-    cmd = [sys.executable, "-m", "bench.dedup.faust_noop", bootstrap, app_id, str(workdir), *raw_topics]
+    """Faust's own ceiling: the same topics through an agent that does nothing, consuming like the worker does
+    (``take_events(1000)``; bench/dedup/faust_noop.py)."""
+    cmd = [sys.executable, "-m", "bench.dedup.faust_noop", bootstrap, app_id, str(workdir), "1000", *raw_topics]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     found = re.search(r"frames=(\d+) busy_s=([\d.]+) busy_cpu_s=([\d.]+)", proc.stdout + proc.stderr)
     if not found:

@@ -1,6 +1,7 @@
 """Ceiling of Faust itself on this machine: a worker whose agent reads the raw topics and does nothing
-(no table, no output). Run as ``python -m bench.dedup.faust_noop BOOTSTRAP APP_ID WORKDIR TOPIC...``;
-prints ``frames=N busy_s=S busy_cpu_s=C`` when every partition is drained."""
+(no table, no output), one event at a time (TAKE=0) or through ``stream.take_events(TAKE)`` as the dedup worker.
+Run as ``python -m bench.dedup.faust_noop BOOTSTRAP APP_ID WORKDIR TAKE TOPIC...``; prints
+``frames=N busy_s=S busy_cpu_s=C`` when every partition is drained."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 import faust
 
 
-def main(bootstrap: str, app_id: str, workdir: str, topics: list[str]) -> None:
+def main(bootstrap: str, app_id: str, workdir: str, take: int, topics: list[str]) -> None:
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -28,15 +29,22 @@ def main(bootstrap: str, app_id: str, workdir: str, topics: list[str]) -> None:
     state = {"frames": 0, "first": 0.0, "last": 0.0, "cpu0": 0.0, "cpu1": 0.0, "seen": 0}
     done: dict[object, int] = {}
 
+    def seen(msg: faust.types.Message) -> None:
+        done[msg.tp] = msg.offset + 1
+        state["frames"] += 1
+        state["last"] = time.monotonic()
+        if not state["first"]:
+            state["first"], state["cpu0"] = state["last"], time.process_time()
+
     @app.agent(source)
     async def noop(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            msg = event.message
-            done[msg.tp] = msg.offset + 1
-            state["frames"] += 1
-            state["last"] = time.monotonic()
-            if not state["first"]:
-                state["first"], state["cpu0"] = state["last"], time.process_time()
+        if take > 1:
+            async for events in stream.take_events(take, within=0.02):
+                for event in events:
+                    seen(event.message)
+        else:
+            async for event in stream.events():
+                seen(event.message)
 
     @app.timer(1.0)
     async def check() -> None:
@@ -58,4 +66,4 @@ def main(bootstrap: str, app_id: str, workdir: str, topics: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
