@@ -32,6 +32,7 @@ from sink.store import Store, WriteResult
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
 log = get_logger(__name__)
+MAX_POLL_S = 0.25  # longest single consume() wait: keeps stop, lag and idle checks responsive
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
 
 
@@ -59,6 +60,7 @@ class LoadStats:
     dead: int = 0
     batches: int = 0
     markets: int = 0
+    dropped: int = 0  # consumed but uncommitted records dropped on a revoke (re-read by the new owner)
     first_msg_at: float = 0.0  # monotonic time the first record was consumed
     last_commit_at: float = 0.0  # monotonic time of the last commit
 
@@ -203,9 +205,8 @@ class Loader:
             while not self.stop_event.is_set():
                 revokes = self._revokes
                 want = max(1, min(10_000, self.opts.batch_rows - self.batch.size))
-                timeout = (
-                    deadline_s if not self.batch.size else max(0.0, self.batch.started + deadline_s - time.monotonic())
-                )
+                left = deadline_s if not self.batch.size else self.batch.started + deadline_s - time.monotonic()
+                timeout = min(max(0.0, left), MAX_POLL_S)  # consume() waits for `want` records or the timeout
                 msgs = self.consumer.consume(want, timeout)
                 if revokes != self._revokes:
                     self._resync()
@@ -295,6 +296,7 @@ class Loader:
         with contextlib.suppress(RuntimeError):
             self.writer.wait_idle()  # the batch already handed to the writer commits (or we are stopping)
         dropped = self.batch.size
+        self.stats.dropped += dropped
         self.batch.clear()
         self._assignment = []
         self._starts = {}

@@ -242,3 +242,37 @@ def test_two_sinks_split_partitions_and_load_everything_once(sink_env: Any) -> N
     with psycopg.connect(sink_env.dsn) as conn:
         parts = conn.execute("SELECT count(*), sum(next_offset) FROM sink_offsets WHERE group_id = 'g-pair'").fetchone()
     assert parts == (6, len(events))
+
+
+def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
+    events = make_events(8000, markets=100, seed=17)
+    sink_env.produce(events)
+    # A holds everything in one uncommitted batch (no size or time flush during the test)
+    a, ta, out_a = sink_env.start_loader_thread("g-rebal", batch_rows=1_000_000, batch_ms=600_000)
+    b = tb = None
+    out_b: list[Any] = []
+    try:
+        deadline = time.monotonic() + 60
+        while a.batch.size < len(events):
+            assert time.monotonic() < deadline, "A did not consume the topic"
+            time.sleep(0.05)
+        assert sum(sink_env.counts().values()) == 0
+        b, tb, out_b = sink_env.start_loader_thread("g-rebal", batch_rows=500)  # joins: rebalance mid-batch
+        while not (a._assignment and b._assignment):
+            assert time.monotonic() < deadline, "no rebalance"
+            time.sleep(0.05)
+        while sum(sink_env.counts().values()) < len(events) - a.batch.size:
+            assert time.monotonic() < deadline + 60, "B did not load its partitions"
+            time.sleep(0.05)
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+        ta.join(60)
+        if tb is not None:
+            tb.join(60)
+    assert out_a[0].dropped >= len(events)  # the uncommitted batch was dropped on revoke, then re-read
+    assert out_a[0].rows + out_b[0].rows == len(events)
+    assert out_a[0].duplicates == out_b[0].duplicates == 0  # no row was written twice
+    got, want = sink_env.tables(), sink_env.expected(events)
+    assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
