@@ -43,7 +43,19 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"schema mode={result.mode} applied={result.applied or 'nothing (up to date)'}")
         return 0
     if not args.no_migrate:
-        migrate(config.postgres.dsn, config.postgres)
+        import time
+
+        import psycopg
+
+        delay = config.sink.backoff_initial_s
+        while True:  # the database may not be up yet: wait for it like the loader does
+            try:
+                migrate(config.postgres.dsn, config.postgres)
+                break
+            except psycopg.OperationalError as exc:
+                log.warning("database_unavailable", error=str(exc).strip()[:200], retry_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, config.sink.backoff_max_s)
 
     from mdpipe.metrics import start_metrics_server
     from sink.loader import Loader, LoaderOptions
