@@ -149,7 +149,7 @@ class SinkConfig(_Section):
 
     group_id: str = "mdpipe-sink"
     batch_rows: int = 20_000
-    batch_ms: int = 200
+    batch_ms: int = 50  # flush a batch at most this long after its first record (size flushes first under load)
     metrics_port: int = 0
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
     backoff_initial_s: float = 0.2

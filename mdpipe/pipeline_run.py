@@ -172,9 +172,34 @@ class PipelineRun:
         self._child("sink-migrate", ["sink", "migrate"]).proc.wait()  # type: ignore[union-attr]
         self._child("sink", ["sink"])
         self._child("dedup", ["dedup"])
+        self._wait_healthy(["sink", "dedup"], timeout=90)
         for gid in self.gatherer_ids:
             self._child(f"gather-{gid}", ["gather", "--id", gid])
         self._probe = KafkaProbe(self._client_config())
+
+    def _wait_healthy(self, names: list[str], timeout: float) -> None:
+        """Wait until each child announced its metrics endpoint (.run/stages) and its /healthz answers 200."""
+        from mdpipe.metrics import registered_stages
+
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending and time.monotonic() < deadline:
+            self._check_children()
+            by_pid = {int(str(r["pid"])): r for r in registered_stages()}
+            for name in list(pending):
+                proc = self.children[name].proc
+                record = by_pid.get(proc.pid) if proc is not None else None
+                if record is None:
+                    continue
+                try:
+                    with urllib.request.urlopen(str(record["health_url"]), timeout=2) as resp:
+                        if resp.status == 200:
+                            pending.discard(name)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        if pending:
+            raise TimeoutError(f"{', '.join(sorted(pending))} not healthy within {timeout:.0f}s")
 
     # ----------------------------------------------------------------- faults
     def sim_admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
