@@ -83,6 +83,7 @@ class PipelineRun:
         self.events_log: list[str] = []
         self.key_id = ""
         self.private_key_path = ""
+        self.generation_started_ns = 0
         self.rest_url = ""
         self.ws_url = ""
         self.dsn = ""
@@ -283,6 +284,7 @@ class PipelineRun:
     def run(self, on_progress: Callable[[Progress], None] | None = None, interval_s: float = 1.0) -> None:
         """Generate for ``duration_s`` with faults, then quiesce the venue and drain the pipeline."""
         started = time.monotonic()
+        self.generation_started_ns = time.time_ns()
         done: set[str] = set()
         kill_time: list[float] = []
         last: Progress | None = None
@@ -340,7 +342,9 @@ class PipelineRun:
         if self._probe is not None:
             self._probe.close()
 
-    def verify(self) -> dict[str, Any]:
+    def verify(self, warmup_s: float = 0.0) -> dict[str, Any]:
+        """Verify the run; latencies only for events generated ``warmup_s`` after generation started."""
         from mdpipe.verify_cli import verify
 
-        return verify(self.truth_path, self.dsn)
+        after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
+        return verify(self.truth_path, self.dsn, latency_after_ns=after)

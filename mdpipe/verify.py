@@ -162,8 +162,12 @@ def compare(
     first_held_ns: dict[str, int],
     snapshots: int = 0,
     examples: int = 5,
+    latency_after_ns: int = 0,
 ) -> Report:
-    """Compare the venue's events with the database rows (see the module docstring for the rules)."""
+    """Compare the venue's events with the database rows (see the module docstring for the rules).
+
+    Latencies are taken for events generated at or after ``latency_after_ns`` (to leave out a warm-up).
+    """
     report = Report(snapshots=snapshots)
     expected_by_id: dict[Identity, list[int]] = defaultdict(list)  # identity -> gen_ns of each copy the venue made
     early: Counter[Identity] = Counter()
@@ -205,9 +209,10 @@ def compare(
             if len(report.duplicated_examples) < examples:
                 report.duplicated_examples.append(f"{ident!r} x{got} (venue sent {want})")
         for gen_ns, load_ns in zip(sorted(gens), loads, strict=False):
-            latencies.append((load_ns - gen_ns) / 1e6)
+            if gen_ns >= latency_after_ns:
+                latencies.append((load_ns - gen_ns) / 1e6)
         for gen_ns, recv_ns in zip(sorted(gens), sorted(received.get(ident, ())), strict=False):
-            if recv_ns:
+            if recv_ns and gen_ns >= latency_after_ns:
                 receive_latencies.append((recv_ns - gen_ns) / 1e6)
         report.matched += min(got, want)
     for ident, loads in seen.items():

@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def verify(truth_path: Path, dsn: str, examples: int = 5) -> dict[str, Any]:
+def verify(truth_path: Path, dsn: str, examples: int = 5, latency_after_ns: int = 0) -> dict[str, Any]:
     import psycopg
 
     from mdpipe.verify import compare, iter_truth_items
@@ -46,6 +46,7 @@ def verify(truth_path: Path, dsn: str, examples: int = 5) -> dict[str, Any]:
             held,
             snapshots=snapshot_count(conn),
             examples=examples,
+            latency_after_ns=latency_after_ns,
         )
     return report.as_dict()
 
