@@ -1,8 +1,9 @@
 """Binary COPY rows for the five event tables, built from :mod:`sink.records` (pure, no I/O).
 
-A row is kept WITHOUT its leading field count and ``loaded_at`` value: both are the same for every row of a
-batch, so :func:`copy_buffer` inserts them with one ``bytes.join`` at flush time, when the load time is known.
-The COPY column list therefore starts with ``loaded_at``.
+A row is kept WITHOUT its leading field count (the same for every row of a table), so :func:`copy_buffer`
+frames a whole batch with one ``bytes.join``. ``loaded_at`` is left to its DEFAULT ``clock_timestamp()``
+(measured in ``make bench-sink``: no slower than sending one value per batch, and it is the real insert time);
+``copy_buffer(..., loaded_at=...)`` with ``copy_sql(..., with_loaded_at=True)`` sends it explicitly instead.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = [
     "loaded_at_field",
 ]
 
-COMMON_COLUMNS = ("loaded_at", "ts", "market", "event_key", "gatherer", "received_at")
+COMMON_COLUMNS = ("ts", "market", "event_key", "gatherer", "received_at")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "orderbook_snapshots": (*COMMON_COLUMNS, "market_id", "yes_prices", "yes_counts", "no_prices", "no_counts"),
@@ -214,7 +215,7 @@ BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
 
 
 def build_row(rec: RecBase) -> tuple[str, bytes]:
-    """(table, row bytes without field count and loaded_at); ValueError for a value that cannot be encoded."""
+    """(table, row bytes without the field count); ValueError for a value that cannot be encoded."""
     table, fn = BUILDERS[type(rec)]
     return table, fn(rec)
 
@@ -224,12 +225,17 @@ def loaded_at_field(now_ns: int | None = None) -> bytes:
     return _ts_pack(8, (time.time_ns() if now_ns is None else now_ns) // 1000 - _PG_US)
 
 
-def copy_buffer(table: str, rows: list[bytes], loaded_at: bytes) -> bytes:
-    """A complete binary COPY stream (header, rows, trailer) for ``rows`` of ``table``."""
-    prefix = struct.pack(">h", len(COLUMNS[table])) + loaded_at
+def copy_buffer(table: str, rows: list[bytes], loaded_at: bytes | None = None) -> bytes:
+    """A complete binary COPY stream (header, rows, trailer) for ``rows`` of ``table``; with ``loaded_at`` (a
+    field from :func:`loaded_at_field`) every row gets that value first (use ``copy_sql(with_loaded_at=True)``)."""
+    if loaded_at is None:
+        prefix = struct.pack(">h", len(COLUMNS[table]))
+    else:
+        prefix = struct.pack(">h", len(COLUMNS[table]) + 1) + loaded_at
     return b"".join((COPY_HEADER, prefix, prefix.join(rows), COPY_TRAILER))
 
 
-def copy_sql(table: str, target: str | None = None) -> str:
+def copy_sql(table: str, target: str | None = None, with_loaded_at: bool = False) -> str:
     """``COPY <target> (columns) FROM STDIN (FORMAT BINARY)``; ``target`` defaults to the table itself."""
-    return f"COPY {target or table} ({', '.join(COLUMNS[table])}) FROM STDIN (FORMAT BINARY)"
+    cols = ("loaded_at", *COLUMNS[table]) if with_loaded_at else COLUMNS[table]
+    return f"COPY {target or table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"

@@ -21,7 +21,7 @@ from psycopg import errors
 from mdpipe.logging import get_logger
 from schemas import DeadLetter
 from sink.batch import Batch, Message, dead_letter
-from sink.rows import COLUMNS, copy_buffer, copy_sql, loaded_at_field
+from sink.rows import COLUMNS, copy_buffer, copy_sql
 
 __all__ = ["Store", "WriteResult"]
 
@@ -89,12 +89,11 @@ class Store:
     def write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
         """Commit ``batch`` (rows, markets, offsets) exactly once; ``on_dead`` runs before the commit."""
         conn = self.conn
-        loaded = loaded_at_field()
         try:
             with conn.transaction():
                 result = WriteResult(dead=list(batch.dead))
                 for table, rows in batch.rows.items():
-                    self._copy(conn, table, table, rows, loaded)
+                    self._copy(conn, table, table, rows)
                     result.rows[table] = len(rows)
                 self._finish(conn, batch, result, on_dead)
             return result
@@ -105,23 +104,23 @@ class Store:
             for table, rows in batch.rows.items():
                 try:
                     with conn.transaction():
-                        self._copy(conn, table, table, rows, loaded)
+                        self._copy(conn, table, table, rows)
                     result.rows[table] = len(rows)
                     continue
                 except errors.UniqueViolation:
                     pass
                 except REJECTED:
                     pass
-                self._careful(conn, table, rows, batch.sources[table], loaded, result)
+                self._careful(conn, table, rows, batch.sources[table], result)
             self._finish(conn, batch, result, on_dead)
         return result
 
     # -- pieces of the transaction ---------------------------------------------------------------------
 
     @staticmethod
-    def _copy(conn: psycopg.Connection[Any], table: str, target: str, rows: list[bytes], loaded: bytes) -> None:
+    def _copy(conn: psycopg.Connection[Any], table: str, target: str, rows: list[bytes]) -> None:
         with conn.cursor() as cur, cur.copy(copy_sql(table, target)) as copy:
-            copy.write(copy_buffer(table, rows, loaded))
+            copy.write(copy_buffer(table, rows))
 
     def _careful(
         self,
@@ -129,7 +128,6 @@ class Store:
         table: str,
         rows: list[bytes],
         sources: list[Message],
-        loaded: bytes,
         result: WriteResult,
     ) -> None:
         """Staging table + ON CONFLICT DO NOTHING; bisect down to the rejected rows."""
@@ -142,7 +140,7 @@ class Store:
             try:
                 with conn.transaction():
                     conn.execute(f"TRUNCATE {stage}")
-                    self._copy(conn, table, stage, rows[lo:hi], loaded)
+                    self._copy(conn, table, stage, rows[lo:hi])
                     cur = conn.execute(
                         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
                     )

@@ -3,19 +3,17 @@
 ``copy_from_memory``: binary COPY straight into the tables, one transaction per ``batch_rows`` rows (what
 the database alone can ingest: the sink's ceiling). ``staging_from_memory``: the slow path the sink takes
 only after a unique violation (COPY into a temp table + INSERT ... ON CONFLICT DO NOTHING), for comparison.
-``default_loaded_at``: like the first, but ``loaded_at`` left to its DEFAULT clock_timestamp().
+``explicit_loaded_at``: like the first, but with ``loaded_at`` sent in the COPY data (one value per batch)
+instead of left to its DEFAULT clock_timestamp() as the sink does.
 """
 
 from __future__ import annotations
 
-import struct
 import time
-from typing import Any
 
 import psycopg
 
 from sink.batch import Batch
-from sink.pgbinary import COPY_HEADER, COPY_TRAILER
 from sink.rows import COLUMNS, copy_buffer, copy_sql, loaded_at_field
 
 __all__ = ["encode_batches", "load_from_memory"]
@@ -33,16 +31,8 @@ def encode_batches(payloads: list[bytes], batch_rows: int) -> list[Batch]:
     return out
 
 
-def _copy_default_loaded_at(cur: Any, table: str, rows: list[bytes]) -> None:
-    cols = COLUMNS[table][1:]  # everything but loaded_at
-    prefix = struct.pack(">h", len(cols))
-    sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
-    with cur.copy(sql) as copy:
-        copy.write(b"".join((COPY_HEADER, prefix, prefix.join(rows), COPY_TRAILER)))
-
-
 def load_from_memory(dsn: str, batches: list[Batch], mode: str = "direct") -> tuple[int, float]:
-    """Load every batch (mode: direct | staging | default_loaded_at); returns (rows, seconds)."""
+    """Load every batch (mode: direct | staging | explicit_loaded_at); returns (rows, seconds)."""
     rows_total = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         if mode == "staging":
@@ -54,12 +44,10 @@ def load_from_memory(dsn: str, batches: list[Batch], mode: str = "direct") -> tu
             with conn.transaction(), conn.cursor() as cur:
                 for table, rows in batch.rows.items():
                     rows_total += len(rows)
-                    if mode == "default_loaded_at":
-                        _copy_default_loaded_at(cur, table, rows)
-                        continue
                     target = f"stage_{table}" if mode == "staging" else table
-                    with cur.copy(copy_sql(table, target)) as copy:
-                        copy.write(copy_buffer(table, rows, loaded))
+                    explicit = mode == "explicit_loaded_at"
+                    with cur.copy(copy_sql(table, target, with_loaded_at=explicit)) as copy:
+                        copy.write(copy_buffer(table, rows, loaded if explicit else None))
                     if mode == "staging":
                         cols = ", ".join(COLUMNS[table])
                         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {target} ON CONFLICT DO NOTHING")

@@ -10,7 +10,7 @@ from bench.sink.data import make_events
 from schemas import BookDelta, MarketRef, decode_event, encode_event, encode_market
 from sink.batch import Batch, Source, dead_letter
 from sink.records import MIRRORS
-from sink.rows import COLUMNS, TABLE_BY_TYPE, copy_buffer, loaded_at_field
+from sink.rows import COLUMNS, TABLE_BY_TYPE, copy_buffer, copy_sql, loaded_at_field
 
 
 def _sources(payloads: list[bytes], topic: str = "events") -> list[Source]:
@@ -40,11 +40,13 @@ def test_copy_buffer_framing() -> None:
     batch.add_many(_sources([encode_event(e) for e in events]))
     loaded = loaded_at_field(1_767_225_600_000_000_000)
     for table, rows in batch.rows.items():
-        buf = copy_buffer(table, rows, loaded)
-        assert buf.startswith(b"PGCOPY\n\xff\r\n\x00")
-        assert buf.endswith(b"\xff\xff")
+        buf = copy_buffer(table, rows)
+        assert buf.startswith(b"PGCOPY\n\xff\r\n\x00") and buf.endswith(b"\xff\xff")
         ncols = len(COLUMNS[table]).to_bytes(2, "big")
-        assert buf.count(ncols + loaded) >= len(rows)
+        assert buf == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"".join(ncols + r for r in rows) + b"\xff\xff"
+        explicit = copy_buffer(table, rows, loaded)
+        assert explicit.count((len(COLUMNS[table]) + 1).to_bytes(2, "big") + loaded) >= len(rows)
+        assert copy_sql(table, with_loaded_at=True).startswith(f"COPY {table} (loaded_at, ts, ")
 
 
 def test_time_range_filter() -> None:
