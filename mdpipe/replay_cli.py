@@ -13,6 +13,7 @@ Times are Unix epoch milliseconds (venue time for the load, first-copy receive t
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from typing import Any
 
@@ -56,12 +57,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.what == "dedup":
         # dedup selects by first-copy receive time, the load by venue time: widen the dedup range by
         # DEDUP_MARGIN_MS so every event whose venue time is in range is re-emitted (extras are absorbed).
-        workdir = run_dir() / "replay" / f"dedup-{suffix}"
+        app_id = f"{config.dedup.app_id}-replay-{suffix}"
+        workdir = run_dir() / "replay" / app_id
         dedup_window = ["--from-ts", str(args.from_ts - DEDUP_MARGIN_MS), "--to-ts", str(args.to_ts + DEDUP_MARGIN_MS)]
         status = _run_command(
             [
                 "dedup",
-                "--app-id", f"{config.dedup.app_id}-replay-{suffix}",
+                "--app-id", app_id,
                 "--workdir", str(workdir),
                 "--idle-s", str(args.idle_s),
                 "--exit-when-idle",
@@ -71,4 +73,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
         )  # fmt: skip
         if status != 0 or args.no_load:
             return status
+        shutil.rmtree(workdir, ignore_errors=True)  # the state only served this replay
     return _run_command(["sink", "--group", f"{config.sink.group_id}-replay-{suffix}", *window], config)

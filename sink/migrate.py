@@ -22,6 +22,9 @@ from mdpipe.config import ConfigError, PostgresConfig
 from mdpipe.logging import get_logger
 from sink.rows import TABLES
 
+# market_lifecycle stays a plain table (a few rows per market): its unique key is event_key alone (0003).
+HYPERTABLES: tuple[str, ...] = tuple(t for t in TABLES if t != "market_lifecycle")
+
 __all__ = ["MigrateResult", "Migration", "discover", "migrate", "resolve_mode"]
 
 log = get_logger(__name__)
@@ -89,7 +92,7 @@ def resolve_mode(conn: psycopg.Connection[Any], setting: str) -> Mode:
 
 def _apply_policies(conn: psycopg.Connection[Any], pg: PostgresConfig) -> None:
     chunk = _interval(pg.chunk_interval)
-    for table in TABLES:
+    for table in HYPERTABLES:
         ident = sql.Literal(table)
         conn.execute(sql.SQL("SELECT set_chunk_time_interval({}, {}::interval)").format(ident, chunk))
         conn.execute(sql.SQL("SELECT remove_compression_policy({}, if_exists => true)").format(ident))

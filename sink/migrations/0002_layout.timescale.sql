@@ -1,4 +1,4 @@
--- TimescaleDB: every event table becomes a hypertable on ts with the configured chunk interval
+-- TimescaleDB: every event table but market_lifecycle (a few rows per market's life, see 0003) becomes a hypertable on ts with the configured chunk interval
 -- ({{chunk_interval}} is replaced by postgres.chunk_interval as an interval literal). The unique key
 -- (event_key, ts) contains the partitioning column, as TimescaleDB requires. No default ts index
 -- (chunks are already time-bounded); a (market, ts DESC) index serves per-market queries.
@@ -16,8 +16,6 @@ SELECT create_hypertable('trades', 'ts', chunk_time_interval => {{chunk_interval
                          create_default_indexes => false, if_not_exists => true, migrate_data => true);
 SELECT create_hypertable('tickers', 'ts', chunk_time_interval => {{chunk_interval}},
                          create_default_indexes => false, if_not_exists => true, migrate_data => true);
-SELECT create_hypertable('market_lifecycle', 'ts', chunk_time_interval => {{chunk_interval}},
-                         create_default_indexes => false, if_not_exists => true, migrate_data => true);
 CREATE INDEX IF NOT EXISTS orderbook_snapshots_market_ts ON orderbook_snapshots (market, ts DESC);
 CREATE INDEX IF NOT EXISTS orderbook_deltas_market_ts ON orderbook_deltas (market, ts DESC);
 CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (market, ts DESC);
@@ -31,5 +29,3 @@ ALTER TABLE trades SET (timescaledb.compress, timescaledb.compress_segmentby = '
                         timescaledb.compress_orderby = 'market, ts');
 ALTER TABLE tickers SET (timescaledb.compress, timescaledb.compress_segmentby = '',
                          timescaledb.compress_orderby = 'market, ts');
-ALTER TABLE market_lifecycle SET (timescaledb.compress, timescaledb.compress_segmentby = '',
-                                  timescaledb.compress_orderby = 'market, ts');

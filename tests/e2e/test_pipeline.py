@@ -83,7 +83,7 @@ def test_short_run_with_faults_is_clean_and_replay_restores_a_deleted_range(
             "FROM orderbook_deltas"
         ).fetchone()
     third = (hi - lo) // 3
-    for what in ("events",):
+    for what in ("events", "dedup"):
         assert delete_range(run.dsn, lo + third, lo + 2 * third) > 100
         damaged = run.verify()
         assert damaged["missing"] > 100 and damaged["duplicated"] == 0
