@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from schemas.events import Ticker
+
 __all__ = ["Observed", "Report", "TruthItem", "compare", "identity", "percentile"]
 
 Identity = tuple[Any, ...]
+
+# Every value a ticker carries (the Ticker struct's own fields but its market id): the ticker's identity.
+_BASE_FIELDS = {"v", "venue", "market", "event_key", "ts_ms", "recv_ns", "gatherer", "market_id"}
+TICKER_VALUES: tuple[str, ...] = tuple(f for f in Ticker.__struct_fields__ if f not in _BASE_FIELDS)
 
 
 def _n(value: Any) -> Any:
@@ -50,26 +56,7 @@ def identity(kind: str, market: str, fields: dict[str, Any]) -> Identity:
     if kind == "delta":
         return ("delta", market, fields["side"], _n(fields["price"]), _n(fields["delta"]), fields["ts_ms"])
     if kind == "ticker":
-        return (
-            "ticker",
-            market,
-            fields["ts_ms"],
-            *(
-                _n(fields.get(k))
-                for k in (
-                    "price",
-                    "yes_bid",
-                    "yes_ask",
-                    "yes_bid_size",
-                    "yes_ask_size",
-                    "last_trade_size",
-                    "volume",
-                    "open_interest",
-                    "dollar_volume",
-                    "dollar_open_interest",
-                )
-            ),
-        )
+        return ("ticker", market, fields["ts_ms"], *(_n(fields.get(k)) for k in TICKER_VALUES))
     if kind == "lifecycle":
         return (
             "lifecycle",
