@@ -197,9 +197,6 @@ class Config(_Section):
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
-    def raw_topics(self) -> list[str]:
-        return [f"raw.{gid}" for gid in self.gather.ids]
-
 
 SECRET_FIELDS = {("kafka", "sasl_password"), ("venue", "private_key_pem")}
 

@@ -72,7 +72,7 @@ def test_short_run_with_faults_is_clean_and_replay_restores_a_deleted_range(
         run.stop()
     report = run.verify()
     assert report["venue_events"] > 5_000
-    assert report["expected"] > 0.9 * report["venue_events"]
+    assert report["expected"] > 3_000  # (events before the gatherers held a market are not expected)
     assert_clean(report)
     assert report["snapshots"] > 0
     assert any("SIGKILL" in line for line in run.events_log)

@@ -18,7 +18,7 @@ def test_defaults_and_env_overlay(tmp_path: Path) -> None:
     )
     assert cfg.kafka.partitions == 24  # environment beats the file
     assert cfg.sink.batch_rows == 500
-    assert cfg.raw_topics() == ["raw.a1", "raw.b2"]
+    assert cfg.gather.ids == ["a1", "b2"] and cfg.kafka.partitions == 24
 
 
 @pytest.mark.parametrize(
