@@ -48,6 +48,7 @@ class RunOptions:
     rate: float = 5_000.0
     duration_s: float = 120.0
     gatherers: int = 3
+    dedup_workers: int = 2  # one Faust worker is CPU-bound near 12K raw frames/s: 3 x 5K events/s needs two
     seed: int = 7
     faults: FaultPlan = field(default_factory=FaultPlan)
     auth: bool = True
@@ -126,7 +127,6 @@ class PipelineRun:
             "MDPIPE_KAFKA__BOOTSTRAP_SERVERS": self.config.kafka.bootstrap_servers,
             "MDPIPE_KAFKA__TOPIC_PREFIX": self.topic_prefix,
             "MDPIPE_DEDUP__APP_ID": self.app_id,
-            "MDPIPE_DEDUP__DATA_DIR": str(self.workdir / "dedup"),
             "MDPIPE_SINK__GROUP_ID": self.group_id,
             "MDPIPE_VENUE__REST_URL": self.rest_url,
             "MDPIPE_VENUE__WS_URL": self.ws_url,
@@ -172,8 +172,10 @@ class PipelineRun:
         self.ws_url = re.search(r"wss?://\S+", sim.wait_for_line("ws://", 30)).group(0)  # type: ignore[union-attr]
         self._child("sink-migrate", ["sink", "migrate"]).proc.wait()  # type: ignore[union-attr]
         self._child("sink", ["sink"])
-        self._child("dedup", ["dedup"])
-        self._wait_healthy(["sink", "dedup"], timeout=90)
+        dedups = [f"dedup-{i + 1}" for i in range(self.options.dedup_workers)]
+        for name in dedups:
+            self._child(name, ["dedup", "--workdir", str(self.workdir / name)])
+        self._wait_healthy(["sink", *dedups], timeout=90)
         for gid in self.gatherer_ids:
             self._child(f"gather-{gid}", ["gather", "--id", gid])
         self._probe = KafkaProbe(self._client_config())
@@ -335,7 +337,9 @@ class PipelineRun:
         raise TimeoutError(f"pipeline did not drain: nothing moved for {self.options.drain_timeout_s:.0f}s")
 
     def stop(self) -> None:
-        for name in [n for n in self.children if n.startswith("gather-")] + ["dedup", "sink", "sim"]:
+        order = [n for n in self.children if n.startswith("gather-")]
+        order += [n for n in self.children if n.startswith("dedup-")] + ["sink", "sim"]
+        for name in order:
             child = self.children.get(name)
             if child is not None:
                 child.stop()
