@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.spool import Record, Spool
 from mdpipe.logging import get_logger
@@ -100,6 +100,9 @@ class RawProducer:
             self.spooling = True
             self._to_spool(topic, key, value)
             return
+        except KafkaException as exc:
+            self._produce_failed(exc, topic, key, value)
+            return
         self.sent += 1
         self._since_poll += 1
         if self._since_poll >= 1000:
@@ -118,6 +121,18 @@ class RawProducer:
             return
         self.spooling = True
         self._to_spool(msg.topic(), msg.key(), msg.value())
+
+    def _produce_failed(self, exc: KafkaException, topic: str, key: bytes | None, value: bytes) -> None:
+        """A synchronous produce error other than a full queue: spool what may succeed later, drop the rest loudly."""
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is None or err.fatal() or err.retriable() or _transient(err):
+            if err is not None and err.fatal():
+                self._fatal = True
+            self.spooling = True
+            self._to_spool(topic, key, value)
+            return
+        self.failed += 1
+        self._permanent(err, topic)
 
     def _permanent(self, err: KafkaError, topic: str | None) -> None:
         self.spool.dropped += 1
@@ -193,6 +208,16 @@ class RawProducer:
                 except BufferError:
                     self._p.poll(0)
                     return
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    if err is None or err.fatal() or err.retriable() or _transient(err):
+                        if err is not None and err.fatal():
+                            self._fatal = True
+                        return  # the record stays in the segment; retried on the next service()
+                    self.failed += 1
+                    self._permanent(err, topic)  # this record can never be delivered: counted, skipped
+                    d.pos += 1
+                    continue
                 d.pos += 1
                 d.outstanding += 1
                 budget -= 1

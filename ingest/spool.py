@@ -10,6 +10,7 @@ Only a full spool (``max_bytes``) or a full disk drops a record, and that is cou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -65,6 +66,9 @@ class Spool:
             assert self._writer is not None
             self._writer.write(struct.pack(">I", zlib.crc32(body)) + body)
         except OSError:
+            # A partial record may now end this segment: never append after it (readers stop at the first bad
+            # CRC), the next record starts a new segment.
+            self._abandon_writer()
             self.dropped += 1
             return False
         self._writer_size += size
@@ -78,6 +82,12 @@ class Spool:
         self._next_seq += 1
         self._writer = open(self.dir / f"{self._writer_seq:012d}.spool", "ab")  # noqa: SIM115
         self._writer_size = 0
+
+    def _abandon_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
 
     def close_writer(self) -> None:
         if self._writer is not None:

@@ -85,6 +85,7 @@ class PipelineRun:
         self.key_id = ""
         self.private_key_path = ""
         self.generation_started_ns = 0
+        self._killed = ""  # name of the child this run SIGKILLed and has not restarted yet
         self.rest_url = ""
         self.ws_url = ""
         self.dsn = ""
@@ -234,22 +235,29 @@ class PipelineRun:
         if plan.kill_gatherer_at is not None and fraction >= plan.kill_gatherer_at and "kill" not in done:
             done.add("kill")
             victim = self.children[f"gather-{self.gatherer_ids[-1]}"]
+            self._killed = victim.name
             victim.kill()
             kill_time.append(time.monotonic())
             self._note(f"fault: SIGKILL {victim.name}")
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
             self.children[f"gather-{self.gatherer_ids[-1]}"].start()
+            self._killed = ""
             self._note(f"restarted gather-{self.gatherer_ids[-1]}")
 
     # ----------------------------------------------------------------- progress
     def sink_committed(self) -> int:
+        """Events the sink committed (its offsets on the events topic only: it also consumes `markets`)."""
         import psycopg
 
+        from mdpipe.topics import topic_names
+
+        events = topic_names(self._stage_config()).events
         try:
             with psycopg.connect(self.dsn, connect_timeout=3) as conn:
                 row = conn.execute(
-                    "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = %s", (self.group_id,)
+                    "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = %s AND topic = %s",
+                    (self.group_id, events),
                 ).fetchone()
                 return int(row[0]) if row else 0
         except psycopg.Error:
@@ -298,6 +306,7 @@ class PipelineRun:
                 on_progress(last)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started - elapsed)))
         if kill_time and "restart" not in done:
+            self._killed = ""
             self.children[f"gather-{self.gatherer_ids[-1]}"].start()
             self._note(f"restarted gather-{self.gatherer_ids[-1]}")
         self.sim_admin("/_sim/stop-generating", {})
@@ -305,9 +314,13 @@ class PipelineRun:
         self.drain(started, last, on_progress, interval_s)
 
     def _check_children(self) -> None:
+        """Fail the run when a child died, except the gatherer this run killed on purpose (until restarted)."""
         for name, child in self.children.items():
-            if name != "sink-migrate" and child.proc is not None and not child.alive and child.returncode != -9:
-                raise RuntimeError(f"{name} exited with status {child.returncode}; see {child.log_path}")
+            if name == "sink-migrate" or child.proc is None or child.alive:
+                continue
+            if name == self._killed and child.returncode == -9:
+                continue
+            raise RuntimeError(f"{name} exited with status {child.returncode}; see {child.log_path}")
 
     def drain(
         self, started: float, last: Progress | None, on_progress: Callable[[Progress], None] | None, interval_s: float

@@ -76,3 +76,13 @@ def test_permanent_error_drops_and_counts_instead_of_blocking_the_spool(
     assert not producer.spooling and len(producer.spool) == 0
     assert producer.permanent_failures == 2 and producer.spool.dropped == 2
     assert sorted(v for _, v in ih.read_topic(kafka_bootstrap, topic)) == [f"v{i}".encode() for i in range(2, 6)]
+
+
+def test_oversized_frame_is_dropped_and_counted_not_raised(tmp_path: Path) -> None:
+    conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), message_max_bytes=2000)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20))
+    producer.send("raw.g1", b"M", b"x" * 10_000)  # librdkafka refuses it synchronously (MSG_SIZE_TOO_LARGE)
+    producer.send("raw.g1", b"M", b"small")
+    assert producer.permanent_failures == 1 and producer.spool.dropped == 1
+    assert producer.sent == 1
+    producer.close(timeout=0.2)
