@@ -40,9 +40,9 @@ from faust.types import TP
 
 from dedup_stream.logic import Deduper, Origin, TimeRange, Verdict
 from dedup_stream.metrics import DedupCollector, register
-from dedup_stream.output import OutputBatcher
+from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
 from mdpipe.logging import get_logger
-from schemas import DeadLetter, SchemaError, encode_dead_letter, encode_event
+from schemas import DeadLetter, encode_dead_letter, encode_event
 from schemas.kalshi import to_event
 
 __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
@@ -218,10 +218,25 @@ class DedupApp:
             # below happens before the commit exactly as in the per-event loop.
             async for events in stream.take_events(take, within=self.settings.linger_s):
                 for event in events:
-                    await self._process(event.message)
+                    await self._process_or_die(event.message)
         else:
             async for event in stream.events():
-                await self._process(event.message)
+                await self._process_or_die(event.message)
+
+    async def _process_or_die(self, msg: Any) -> None:
+        """Faust acks a whole taken batch when its body ends, even by an exception: a frame that failed (and the
+        frames after it) would then be committed unprocessed. Stop the process at once instead, uncommitted."""
+        try:
+            await self._process(msg)
+        except Exception as exc:
+            log.critical(
+                "frame_processing_failed_exiting",
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                error=repr(exc),
+            )
+            os._exit(EXIT_OUTPUT_FAILED)
 
     async def _process(self, msg: Any) -> None:
         decision = self.deduper.decide(msg.value, Origin(msg.topic, msg.partition, msg.offset))
@@ -235,9 +250,9 @@ class DedupApp:
             assert frame is not None
             try:
                 out = encode_event(to_event(frame))
-            except SchemaError as exc:
+            except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                 self.unmappable += 1
-                await self._dead_letter(msg, f"normalise: {exc}")
+                await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
             else:
                 self.output.append(msg.partition, msg.key, out)
                 self.events_out += 1

@@ -13,10 +13,17 @@ so that output latency stays bounded when input is slow.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["OutputBatcher"]
+from mdpipe.logging import get_logger
+
+__all__ = ["EXIT_OUTPUT_FAILED", "OutputBatcher"]
+
+log = get_logger(__name__)
+
+EXIT_OUTPUT_FAILED = 75  # EX_TEMPFAIL: restart the worker; nothing was committed past the failed batch
 
 
 class OutputBatcher:
@@ -39,6 +46,7 @@ class OutputBatcher:
         self._lock = asyncio.Lock()
         self.pending = 0  # records appended but not yet handed to the producer
         self.sent = 0
+        self._unconfirmed: list[asyncio.Future[Any]] = []  # sent batches whose outcome was not checked yet
 
     def append(self, partition: int, key: bytes | None, value: bytes) -> None:
         """Add a record without waiting (call :meth:`flush` when :attr:`has_full` is true)."""
@@ -79,6 +87,7 @@ class OutputBatcher:
         future = await self._producer().send_batch(batch, self.topic, partition=partition)
         self.pending -= count
         self.sent += count
+        self._unconfirmed.append(future)
         if self._on_delivered is not None:
             callback = self._on_delivered
 
@@ -88,12 +97,34 @@ class OutputBatcher:
 
             future.add_done_callback(delivered)
 
+    def failure(self) -> BaseException | None:
+        """The first error of a sent batch that has completed, if any (forgets the successful ones)."""
+        still: list[asyncio.Future[Any]] = []
+        error: BaseException | None = None
+        for fut in self._unconfirmed:
+            if not fut.done():
+                still.append(fut)
+            elif error is None and not fut.cancelled() and fut.exception() is not None:
+                error = fut.exception()
+        self._unconfirmed = still
+        return error
+
     def hook(self, faust_producer: Any) -> None:
-        """Make ``faust_producer.flush()`` (called before every offset commit) flush these batches first."""
+        """Make ``faust_producer.flush()`` (called before every offset commit) flush these batches first.
+
+        aiokafka's flush waits for the batches to *finish*, not to succeed: a batch that failed (too large, not
+        authorised, expired while a leader was away) must not let Faust commit the input offsets behind it, or
+        its events would be lost silently. The worker then stops at once, without committing; on restart it
+        re-reads the frames and, finding their own origin in the state, emits them again.
+        """
         original: Callable[[], Awaitable[None]] = faust_producer.flush
 
         async def flush() -> None:
             await self.flush()
             await original()
+            error = self.failure()
+            if error is not None:
+                log.critical("output_batch_failed_exiting", topic=self.topic, error=repr(error))
+                os._exit(EXIT_OUTPUT_FAILED)
 
         faust_producer.flush = flush

@@ -46,6 +46,9 @@ class KvLogger:
     def error(self, event: str, **fields: Any) -> None:
         self._log(logging.ERROR, event, fields)
 
+    def critical(self, event: str, **fields: Any) -> None:
+        self._log(logging.CRITICAL, event, fields)
+
     def exception(self, event: str, **fields: Any) -> None:
         self._log(logging.ERROR, event, fields, exc_info=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from dedup_stream.output import OutputBatcher
@@ -13,8 +14,9 @@ from dedup_stream.output import OutputBatcher
 class RecordingProducer:
     """Stands in for AIOKafkaProducer's batch API; records what was submitted, in order."""
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, batch_size: int, fail: BaseException | None = None) -> None:
         self.batch_size = batch_size
+        self.fail = fail
         self.sent: list[tuple[str, int, int]] = []
 
     def create_batch(self) -> BatchBuilder:
@@ -22,6 +24,12 @@ class RecordingProducer:
 
     async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
         self.sent.append((topic, partition, batch.record_count()))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail is None:
+            future.set_result(None)
+        else:
+            future.set_exception(self.fail)
+        return future
 
 
 class FaustProducer:
@@ -47,3 +55,28 @@ def test_batches_are_sent_when_full_and_on_commit_flush() -> None:
         assert {p for _, p, _ in producer.sent} == {0, 1}
 
     asyncio.run(scenario())
+
+
+def test_a_failed_batch_stops_the_worker_before_offsets_are_committed(monkeypatch: Any) -> None:
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr("dedup_stream.output.os._exit", fake_exit)
+
+    async def scenario() -> None:
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        producer = RecordingProducer(batch_size=2048, fail=MessageSizeTooLargeError())
+        out = OutputBatcher("events", lambda: producer)
+        faust_producer = FaustProducer()
+        out.hook(faust_producer)
+        await out.add(0, b"M", b"x")
+        with pytest.raises(SystemExit):
+            await faust_producer.flush()  # Faust would commit right after this returns
+        assert faust_producer.flushed == 1
+
+    asyncio.run(scenario())
+    assert exits == [75]
