@@ -252,7 +252,12 @@ class RawProducer:
         log.error("kafka_producer_fatal_recreating", queued=len(self._p))
         self._fatal = False
         self._p.purge(in_queue=True, in_flight=True)
-        self._p.flush(1.0)
+        # serve every purge callback (they spool the purged frames) before the old producer is dropped
+        deadline = time.monotonic() + 10.0
+        while len(self._p) and time.monotonic() < deadline:
+            self._p.flush(0.5)
+        if len(self._p):
+            log.error("kafka_producer_recreate_unserved", messages=len(self._p))
         self._draining = None
         self._in_flight.clear()
         self._p = Producer(self._conf)
