@@ -241,9 +241,13 @@ class PipelineRun:
             self._note(f"fault: SIGKILL {victim.name}")
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
-            self.children[f"gather-{self.gatherer_ids[-1]}"].start()
-            self._killed = ""
-            self._note(f"restarted gather-{self.gatherer_ids[-1]}")
+            self._restart_killed()
+
+    def _restart_killed(self) -> None:
+        victim = self.children[self._killed]
+        self._killed = ""
+        victim.start()
+        self._note(f"restarted {victim.name}")
 
     # ----------------------------------------------------------------- progress
     def sink_committed(self) -> int:
@@ -306,9 +310,7 @@ class PipelineRun:
                 on_progress(last)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started - elapsed)))
         if kill_time and "restart" not in done:
-            self._killed = ""
-            self.children[f"gather-{self.gatherer_ids[-1]}"].start()
-            self._note(f"restarted gather-{self.gatherer_ids[-1]}")
+            self._restart_killed()
         self.sim_admin("/_sim/stop-generating", {})
         self._note("venue stopped generating; draining")
         self.drain(started, last, on_progress, interval_s)

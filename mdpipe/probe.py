@@ -47,6 +47,7 @@ class KafkaProbe:
         self._admin = AdminClient(client_config)
         self._consumer = Consumer({**client_config, "group.id": "mdpipe-probe", "enable.auto.commit": False})
         self._partitions: dict[str, int] = {}
+        self._group_consumers: dict[str, Any] = {}
 
     def partitions(self, topic: str) -> int:
         if topic not in self._partitions:
@@ -77,15 +78,17 @@ class KafkaProbe:
         """Sum over partitions of a group's committed offsets (0 where nothing is committed)."""
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer({**self._config, "group.id": group, "enable.auto.commit": False})
-        try:
-            tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions(t))]
-            out: dict[str, int] = defaultdict(int)
-            for tp in consumer.committed(tps, timeout=10) if tps else []:
-                out[tp.topic] += max(tp.offset, 0)
-            return {t: out.get(t, 0) for t in topics}
-        finally:
-            consumer.close()
+        consumer = self._group_consumers.get(group)
+        if consumer is None:  # one per group, kept: progress asks every second (it never joins the group)
+            consumer = Consumer({**self._config, "group.id": group, "enable.auto.commit": False})
+            self._group_consumers[group] = consumer
+        tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions(t))]
+        out: dict[str, int] = defaultdict(int)
+        for tp in consumer.committed(tps, timeout=10) if tps else []:
+            out[tp.topic] += max(tp.offset, 0)
+        return {t: out.get(t, 0) for t in topics}
 
     def close(self) -> None:
+        for consumer in self._group_consumers.values():
+            consumer.close()
         self._consumer.close()

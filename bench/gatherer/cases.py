@@ -91,10 +91,28 @@ async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
+    """The gatherer options every bench case shares (no periodic discovery during a measurement)."""
+    from ingest.gatherer import GathererOptions
+
+    return GathererOptions(
+        gatherer_id=gatherer_id,
+        rest_url=a["rest_url"],
+        ws_url=a["ws_url"],
+        channels=CHANNELS,
+        markets_per_connection=a["markets_per_connection"],
+        raw_topic=a["topics"]["raw"],
+        dlq_topic=a["topics"]["dlq"],
+        markets_topic=a["topics"]["markets"],
+        discovery_interval_s=3600,
+        **extra,
+    )
+
+
 async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.gatherer import Gatherer
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import GatherConfig, KafkaConfig
@@ -108,18 +126,7 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
         queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
-    opts = GathererOptions(
-        gatherer_id="gbench",
-        rest_url=a["rest_url"],
-        ws_url=a["ws_url"],
-        channels=CHANNELS,
-        markets_per_connection=a["markets_per_connection"],
-        raw_topic=a["topics"]["raw"],
-        dlq_topic=a["topics"]["dlq"],
-        markets_topic=a["topics"]["markets"],
-        discovery_interval_s=3600,
-    )
-    g = Gatherer(opts, producer)
+    g = Gatherer(_options(a, "gbench"), producer)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
@@ -149,7 +156,7 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     """Hold ``markets`` markets: time until each has its snapshot, and peak RSS while getting there."""
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.gatherer import Gatherer
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import KafkaConfig
@@ -157,19 +164,7 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
 
     conf = producer_config(KafkaConfig(bootstrap_servers=a["bootstrap"]), linger_ms=20, batch_num_messages=10000)
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000)
-    opts = GathererOptions(
-        gatherer_id="gscale",
-        rest_url=a["rest_url"],
-        ws_url=a["ws_url"],
-        channels=CHANNELS,
-        markets_per_connection=a["markets_per_connection"],
-        raw_topic=a["topics"]["raw"],
-        dlq_topic=a["topics"]["dlq"],
-        markets_topic=a["topics"]["markets"],
-        discovery_interval_s=3600,
-        silence_timeout_s=600,
-    )
-    g = Gatherer(opts, producer)
+    g = Gatherer(_options(a, "gscale", silence_timeout_s=600), producer)
     stop = asyncio.Event()
     t0 = time.monotonic()
     task = asyncio.create_task(g.run(stop))
