@@ -19,9 +19,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "PostgreSQL server, with state under .run/ and addresses in .run/infra.json.",
     )
     sub = parser.add_subparsers(dest="infra_command", metavar="ACTION", required=True)
-    inst = sub.add_parser("install", help="fetch Kafka jars (Maven) and install PostgreSQL (apt) when missing")
+    inst = sub.add_parser(
+        "install", help="fetch Kafka jars (Maven); install PostgreSQL and promtool (apt) when missing"
+    )
     inst.add_argument("--force", action="store_true", help="re-resolve the Kafka jars even when the stamp matches")
     inst.add_argument("--skip-postgres", action="store_true", help="do not check/install PostgreSQL")
+    inst.add_argument(
+        "--skip-promtool",
+        action="store_true",
+        help="do not install promtool (optional: only the alert-rule tests use it; they skip without it)",
+    )
     up = sub.add_parser("up", help="start the broker and the database (reuses healthy running ones); writes infra.json")
     up.add_argument("--docker", action="store_true", help="use infra/compose.yaml (Redpanda + TimescaleDB) instead")
     down = sub.add_parser("down", help="stop the broker and the database (data is kept)")
@@ -42,7 +49,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     action = args.infra_command
     if action == "install":
-        from infra.install import InstallError, install_kafka, install_postgres
+        from infra.install import InstallError, install_kafka, install_postgres, install_promtool
 
         try:
             version = install_kafka(force=args.force)
@@ -50,7 +57,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         except InstallError as exc:
             print(f"mdpipe infra install: {exc}")
             return 1
-        print(f"kafka {version} jars ready; postgresql {'skipped' if pg_bin is None else pg_bin.parent.name} ready")
+        promtool = None if args.skip_promtool else install_promtool()
+        pg = "skipped" if pg_bin is None else pg_bin.parent.name
+        print(f"kafka {version} jars ready; postgresql {pg} ready; promtool {'ready' if promtool else 'not installed'}")
         return 0
     if action == "up":
         from infra.kafka_native import KafkaStartError

@@ -1,5 +1,6 @@
-"""`mdpipe infra install`: Kafka broker jars via Maven (skipped when the version stamp matches) and the
-PostgreSQL server via apt when its binaries are missing. Idempotent; `make setup` calls it."""
+"""`mdpipe infra install`: Kafka broker jars via Maven (skipped when the version stamp matches), the
+PostgreSQL server via apt when its binaries are missing, and promtool (Debian package ``prometheus``) so the alert
+rules' unit tests run. Idempotent; `make setup` calls it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from infra.kafka_native import find_java, kafka_libs_dir, kafka_version
 from infra.postgres_native import find_pg_bin
 from mdpipe.logging import get_logger
 
-__all__ = ["InstallError", "install_kafka", "install_postgres", "pom_path"]
+__all__ = ["InstallError", "install_kafka", "install_postgres", "install_promtool", "pom_path"]
 
 log = get_logger(__name__)
 
@@ -72,6 +73,23 @@ def install_postgres() -> Path:
     if found is None:
         raise InstallError("postgresql installed but no server binaries under /usr/lib/postgresql/*/bin")
     return found
+
+
+def install_promtool() -> str | None:
+    """apt-get install prometheus (for promtool) when missing; optional: a failure is logged, never raised.
+
+    Only the ``promtool`` binary is used (tests of infra/prometheus/alerts.yml); no Prometheus server is started.
+    """
+    found = shutil.which("promtool")
+    if found is not None:
+        log.info("promtool_present", path=found)
+        return found
+    try:
+        _apt_install(["prometheus"], why="promtool checks and unit-tests the alert rules")
+    except InstallError as exc:
+        log.warning("promtool_unavailable", error=str(exc)[-300:])
+        return None
+    return shutil.which("promtool")
 
 
 def _apt_install(packages: list[str], why: str) -> None:

@@ -47,3 +47,22 @@ def test_stale_stamp_triggers_maven_into_a_fresh_folder(monkeypatch: pytest.Monk
     assert len(calls) == 1 and calls[0][0] == "/usr/bin/mvn" and "dependency:copy-dependencies" in calls[0]
     assert (libs / ".stamp").read_text().strip() != "an older pom"
     assert not libs.with_name("libs.partial").exists()
+
+
+def test_promtool_is_optional_when_apt_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(install.shutil, "which", lambda name: "/usr/bin/apt-get" if name == "apt-get" else None)
+
+    def failing_apt(cmd: list[str], **kwargs: object) -> object:
+        class Done:
+            returncode, stdout, stderr = 100, "", "E: Unable to locate package prometheus"
+
+        return Done()
+
+    monkeypatch.setattr(install.subprocess, "run", failing_apt)
+    assert install.install_promtool() is None  # logged, not raised: only the alert-rule tests need it
+
+
+def test_promtool_present_runs_no_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(install.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(install.subprocess, "run", _no_subprocess)
+    assert install.install_promtool() == "/usr/bin/promtool"
