@@ -47,13 +47,19 @@ def render_progress(p: Any) -> str:
     """One status block for the terminal (also usable as plain log lines)."""
     r = p.rates
     raw = "  ".join(f"{g} {r.get(g, 0):>7,.0f}/s" for g in p.raw)
+    markets = "  ".join(f"{g} {p.gatherer(g, 'subscribed_markets'):>7,.0f}" for g in p.raw)
+    reported = p.gap_reports()
+    gaps = " ".join(f"{g}={reported.get(g, 0.0):.0f}" for g in p.raw)
+    sync = " ".join(f"{g}={lag:.2f}" for g, lag in sorted(p.sync_lag_s().items())) or "-"
     lines = [
         f"[{_bar(p.elapsed_s / p.duration_s)}] {min(p.elapsed_s, p.duration_s):5.0f}/{p.duration_s:.0f}s"
         + ("  (draining)" if p.elapsed_s > p.duration_s else ""),
         f"  venue   {r.get('venue', 0):>8,.0f} ev/s   total {p.venue_events:,}",
         f"  raw     {raw}",
-        f"  dedup   {r.get('events', 0):>8,.0f} ev/s   events {p.events:,}   lag {p.dedup_lag:,} frames",
-        f"  sink    lag {p.sink_lag:,} events",
+        f"  markets {markets}   seq gaps {gaps}",
+        f"  dedup   {r.get('events', 0):>8,.0f} ev/s   events {p.events:,}   lag {p.dedup_lag:,} frames"
+        f" (~{p.dedup_lag_s:.1f} s)   sync lag s {sync}",
+        f"  sink    {p.sink('rows_per_s'):>8,.0f} rows/s lag {p.sink_lag:,} events ({p.sink('lag_s'):.1f} s)",
     ]
     lines += [f"  {note}" for note in p.notes]
     return "\n".join(lines)

@@ -67,6 +67,31 @@ class Progress:
     sink_lag: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # figures scraped from each stage's /metrics (mdpipe.status_cli.stage_figures), by section then child name
+    stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    dedup_lag_s: float = 0.0  # dedup backlog expressed in seconds of raw input at the current arrival rate
+
+    def gatherer(self, gid: str, figure: str) -> float:
+        return float(self.stages.get("gatherers", {}).get(f"gather-{gid}", {}).get(figure, 0.0))
+
+    def sync_lag_s(self) -> dict[str, float]:
+        """Per gatherer, the largest sync lag any dedup worker reports."""
+        out: dict[str, float] = {}
+        for d in self.stages.get("dedup", {}).values():
+            for gid, lag in d.get("sync_lag_s", {}).items():
+                out[gid] = max(out.get(gid, 0.0), lag)
+        return out
+
+    def gap_reports(self) -> dict[str, float]:
+        """Per gatherer, gap reports counted by dedup (survive a gatherer restart, unlike its own counter)."""
+        out: dict[str, float] = {}
+        for d in self.stages.get("dedup", {}).values():
+            for gid, n in d.get("gap_reports", {}).items():
+                out[gid] = out.get(gid, 0.0) + n
+        return out
+
+    def sink(self, figure: str) -> float:
+        return sum(float(s.get(figure, 0.0)) for s in self.stages.get("sink", {}).values())
 
 
 class PipelineRun:
@@ -90,6 +115,7 @@ class PipelineRun:
         self.ws_url = ""
         self.dsn = ""
         self._probe: KafkaProbe | None = None
+        self._scrapes: dict[str, tuple[float, list[Any]]] = {}  # child name -> (monotonic time, last samples)
 
     # ----------------------------------------------------------------- set-up
     def _client_config(self) -> dict[str, Any]:
@@ -291,8 +317,31 @@ class PipelineRun:
             for g, n in p.raw.items():
                 p.rates[g] = (n - last.raw.get(g, 0)) / dt
             p.rates["events"] = (p.events - last.events) / dt
+        generating_s = min(p.elapsed_s, p.duration_s)
+        raw_rate = sum(p.raw.values()) / generating_s if generating_s > 0 else 0.0  # mean input rate of the run
+        p.dedup_lag_s = p.dedup_lag / raw_rate if raw_rate > 0 else 0.0
+        p.stages = self._scrape_stages()
         p.notes = list(self.events_log[-3:])
         return p
+
+    def _scrape_stages(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Scrape every child's /metrics (found by pid in .run/stages); rates against the previous scrape."""
+        from mdpipe.metrics import registered_stages
+        from mdpipe.probe import scrape
+        from mdpipe.status_cli import stage_figures
+
+        by_pid = {int(str(r["pid"])): r for r in registered_stages()}
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, child in self.children.items():
+            record = by_pid.get(child.proc.pid) if child.proc is not None and child.alive else None
+            if record is None:
+                continue
+            now, samples = time.monotonic(), scrape(str(record["metrics_url"]), timeout=1.0)
+            before_at, before = self._scrapes.get(name, (now - 1.0, samples))
+            self._scrapes[name] = (now, samples)
+            section, figures = stage_figures(name, before, samples, max(now - before_at, 1e-3))
+            out.setdefault(section, {})[name] = figures
+        return out
 
     # ----------------------------------------------------------------- the run
     def run(self, on_progress: Callable[[Progress], None] | None = None, interval_s: float = 1.0) -> None:

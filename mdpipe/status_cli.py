@@ -16,7 +16,7 @@ from typing import Any
 
 from mdpipe.config import Config
 
-__all__ = ["add_parser", "collect", "run"]
+__all__ = ["add_parser", "collect", "run", "stage_figures"]
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -93,6 +93,18 @@ def _sink(before: list[Any], after: list[Any], dt: float) -> dict[str, Any]:
     }
 
 
+def stage_figures(stage: str, before: list[Any], after: list[Any], dt: float) -> tuple[str, dict[str, Any]]:
+    """(section, figures) of one stage from two scrapes ``dt`` seconds apart; section is ``gatherers``,
+    ``dedup``, ``sink`` or ``other`` (chosen by the stage name's prefix)."""
+    if stage.startswith("gather"):
+        return "gatherers", _gatherer(before, after, dt)
+    if stage.startswith("dedup"):
+        return "dedup", _dedup(before, after, dt)
+    if stage.startswith("sink"):
+        return "sink", _sink(before, after, dt)
+    return "other", {}
+
+
 def _topics(config: Config) -> list[dict[str, Any]]:
     from mdpipe.kafka import kafka_client_config
     from mdpipe.probe import KafkaProbe
@@ -122,14 +134,11 @@ def collect(config: Config, interval: float = 1.0, topics: bool = True) -> dict[
         name = str(record["stage"])
         b, a = before.get(name, []), after.get(name, [])
         entry = {"pid": record["pid"], "metrics_url": record["metrics_url"], "up": bool(a)}
-        if name.startswith("gather"):
-            out["gatherers"][name] = {**entry, **_gatherer(b, a, dt)}
-        elif name.startswith("dedup"):
-            out["dedup"][name] = {**entry, **_dedup(b, a, dt)}
-        elif name.startswith("sink"):
-            out["sink"][name] = {**entry, **_sink(b, a, dt)}
-        else:
+        section, figures = stage_figures(name, b, a, dt)
+        if section == "other":
             out["other"].append({"stage": name, **entry})
+        else:
+            out[section][name] = {**entry, **figures}
     if topics:
         try:
             out["topics"] = _topics(config)
