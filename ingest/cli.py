@@ -95,6 +95,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         raw_topic=names.raw.get(gid, f"{config.kafka.topic_prefix}raw.{gid}"),
         dlq_topic=names.dlq,
         markets_topic=names.markets,
+        ws_client=g.ws_client,
     )
     return Gatherer(opts, producer, signer)
 

@@ -1,6 +1,9 @@
-"""I/O side of one venue WebSocket: connect (signed upgrade headers), pump messages into the session, write
-its commands, reconnect with exponential backoff and jitter. Heartbeat pings from the venue are answered by
-``websockets`` itself; the silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`.
+"""I/O side of one venue WebSocket, shared by both clients: the reconnect loop (exponential backoff with jitter,
+reset after a stable connection), the up/down state and ``on_reconnect``. A client subclass opens the socket with
+the signed upgrade headers, feeds every complete message with its receive time to the sans-I/O
+:class:`ingest.venues.kalshi.protocol.KalshiSession`, writes its commands and answers pings:
+:mod:`ingest.ws_picows` (``gather.ws_client = "picows"``, the default) or :mod:`ingest.ws_websockets`.
+The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`.
 """
 
 from __future__ import annotations
@@ -10,22 +13,26 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
-
 from ingest.backoff import backoff
 from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.logging import get_logger
 
-__all__ = ["Connection"]
+__all__ = ["CLIENTS", "MAX_MESSAGE", "Connection", "connection_class"]
 
 log = get_logger(__name__)
 
+CLIENTS = ("picows", "websockets")
+MAX_MESSAGE = 64 << 20  # the venue documents messages up to 64 MiB
+OPEN_TIMEOUT_S = 15.0
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
 _STABLE_S = 10.0  # a connection that lived this long resets the backoff
 
 
 class Connection:
-    """Keeps one session connected until :meth:`stop`."""
+    """Keeps one session connected until :meth:`stop`; subclasses implement one connection's life."""
+
+    client = ""
 
     def __init__(
         self,
@@ -43,12 +50,11 @@ class Connection:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_reconnect = on_reconnect
-        self.ws: ClientConnection | None = None
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
         self.kill_reason = ""
-        self._wake = asyncio.Event()
+        self._opened = 0.0
         self._stopping = False
         self.task: asyncio.Task[None] | None = None
 
@@ -58,66 +64,42 @@ class Connection:
 
     def poke(self) -> None:
         """The session has commands to send."""
-        self._wake.set()
+        raise NotImplementedError
 
-    async def _writer(self, ws: ClientConnection) -> None:
-        session = self.session
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            for message in session.data_to_send():
-                await ws.send(message, text=True)
+    async def _connect_and_pump(self) -> str:
+        """Connect, run until the socket is gone; returns why (expected failures are returned, not raised)."""
+        raise NotImplementedError
+
+    async def kill(self, reason: str) -> None:
+        """Drop the current socket (the run loop reconnects)."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """Close the current socket cleanly (close handshake, bounded wait)."""
+        raise NotImplementedError
+
+    def _opened_now(self) -> None:
+        """The subclass's socket is open: state up, session subscribes afresh."""
+        self._opened = time.monotonic()
+        self.up = True
+        self.kill_reason = ""
+        self.connected_ns = time.time_ns()
+        self.session.connected()
+        log.info("ws_connected", conn=self.session.conn_id, markets=len(self.session.markets), client=self.client)
 
     async def run(self) -> None:
         session = self.session
         delays = backoff(self.backoff_initial, self.backoff_max)
         while not self._stopping:
-            reason = "closed"
-            opened = 0.0
+            self._opened = 0.0
             try:
-                async with connect(
-                    self.url,
-                    additional_headers=self.headers(),
-                    max_size=64 << 20,  # the venue documents messages up to 64 MiB
-                    max_queue=256,
-                    compression=None,
-                    open_timeout=15,
-                    ping_interval=20,
-                    ping_timeout=20,
-                ) as ws:
-                    opened = time.monotonic()
-                    self.ws = ws
-                    self.up = True
-                    self.kill_reason = ""
-                    self.connected_ns = time.time_ns()
-                    session.connected()
-                    log.info("ws_connected", conn=session.conn_id, markets=len(session.markets))
-                    self._wake.set()
-                    writer = asyncio.create_task(self._writer(ws))
-                    try:
-                        recv = ws.recv
-                        receive = session.receive
-                        wake = self._wake
-                        now = time.time_ns
-                        while True:
-                            data = await recv(decode=False)
-                            receive(data, now())
-                            if session.has_output:
-                                wake.set()
-                    finally:
-                        writer.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await writer
-            except websockets.ConnectionClosed as exc:
-                reason = self.kill_reason or f"closed code={exc.rcvd.code if exc.rcvd else None}"
-            except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = await self._connect_and_pump()
             finally:
                 self.up = False
-                self.ws = None
                 session.disconnected()
             if self._stopping:
                 break
+            opened = self._opened
             if opened and time.monotonic() - opened > _STABLE_S:
                 delays = backoff(self.backoff_initial, self.backoff_max)
             delay = next(delays)
@@ -127,20 +109,24 @@ class Connection:
             log.warning("ws_reconnecting", conn=session.conn_id, reason=reason, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
 
-    async def kill(self, reason: str) -> None:
-        """Drop the current socket (the run loop reconnects)."""
-        ws = self.ws
-        if ws is not None:
-            self.kill_reason = reason
-            ws.transport.abort()
-
     async def stop(self) -> None:
         self._stopping = True
-        ws = self.ws
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2.0)
+        with contextlib.suppress(Exception):
+            await self._close()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def connection_class(client: str) -> type[Connection]:
+    """The :class:`Connection` implementation named by ``gather.ws_client``."""
+    if client == "picows":
+        from ingest.ws_picows import PicowsConnection
+
+        return PicowsConnection
+    if client == "websockets":
+        from ingest.ws_websockets import WebsocketsConnection
+
+        return WebsocketsConnection
+    raise ValueError(f"unknown WebSocket client {client!r}; accepted: {', '.join(CLIENTS)}")

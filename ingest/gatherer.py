@@ -1,8 +1,9 @@
 """The gatherer process: registry + shard plan + connections + producer, wired together in one event loop.
 
-Tasks: one per connection (:class:`ingest.connection.Connection`), periodic REST discovery (cursor paging,
-backoff on failure; never touches running subscriptions when it fails), a lifecycle refresh of reference
-data, a service loop (producer delivery reports and spool drain, metrics sync) and the silence watchdog.
+Tasks: one per connection (:class:`ingest.connection.Connection`, picows or websockets per ``ws_client``),
+periodic REST discovery (cursor paging, backoff on failure; never touches running subscriptions when it fails),
+a lifecycle refresh of reference data, a service loop (producer delivery reports and spool drain, metrics sync)
+and the silence watchdog.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
 """
 
@@ -18,7 +19,7 @@ import msgspec
 
 from ingest import metrics as m
 from ingest.backoff import backoff
-from ingest.connection import Connection
+from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
 from ingest.producer import RawProducer
 from ingest.registry import MarketRegistry, RestPage
@@ -55,6 +56,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     dlq_topic: str = "dlq"
     markets_topic: str = "markets"
     discover: bool = True  # False: markets come only from add_markets() (benchmarks)
+    ws_client: str = "picows"  # "picows" | "websockets" (gather.ws_client)
 
 
 class Gatherer:
@@ -71,6 +73,7 @@ class Gatherer:
         self.keyer = EventKeyer(opts.key_window_s)
         self.stats = SessionStats()
         self.connections: list[Connection] = []
+        self._conn_class = connection_class(opts.ws_client)
         self.discoveries = 0
         self.discovery_failures = 0
         self._refresh: set[str] = set()
@@ -111,7 +114,7 @@ class Gatherer:
                 log=self._log,
                 stats=self.stats,
             )
-            conn = Connection(
+            conn = self._conn_class(
                 session,
                 self.opts.ws_url,
                 self._headers,

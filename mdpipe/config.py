@@ -120,6 +120,7 @@ class GatherConfig(_Section):
     key_window_s: float = 10.0  # occurrence counting window of delta/ticker/lifecycle event keys
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     linger_ms: int = 5  # producer batching delay
+    ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
 
     def __post_init__(self) -> None:
         for gid in self.ids:

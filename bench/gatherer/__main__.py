@@ -2,9 +2,12 @@
 bare receive loop on the same emulator in the same run.
 
 Starts ``mdpipe sim`` in its own process at about the highest rate it sustains (``--rate``, default 60,000
-events/s: as fast as it can push without bursting past its send buffers), then alternates the two cases of
-:mod:`bench.gatherer.cases`, each in a fresh process, ``--runs`` times.
-Value = median acknowledged frames/s of the gatherer; baseline = median messages/s of the bare loop.
+events/s: as fast as it can push without bursting past its send buffers), then alternates the cases of
+:mod:`bench.gatherer.cases`, each in a fresh process, ``--runs`` times: the bare websockets receive loop
+(baseline), the bare picows receive loop (extra figure) and the gatherer with ``--ws-client`` (default: the
+configured ``gather.ws_client``). Value = median acknowledged frames/s of the gatherer; baseline = median
+messages/s of the bare websockets loop; ``*_cpu_us_per_frame`` = process CPU (all threads, librdkafka included)
+per frame, medians: at the emulator's ceiling frames/s are alike, CPU per frame is the figure that moves.
 ``--scale``: instead, one gatherer holding ``--markets`` (default 1,000,000) markets over 7,000-market
 connections: time until every market has its snapshot, and peak RSS. Last line: ``RESULT {json}``.
 """
@@ -113,10 +116,11 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     bootstrap = _bootstrap()
     sim, rest, ws = _start_sim(ns.markets, ns.rate)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gatherer-"))
-    results: dict[str, list[dict[str, Any]]] = {"baseline": [], "candidate": []}
+    cases = ("baseline", "baseline_picows", "candidate")
+    results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     try:
         for run in range(ns.runs):
-            for case in ("baseline", "candidate"):
+            for case in cases:
                 topics = _topics(bootstrap)
                 args = {
                     "rest_url": rest,
@@ -127,6 +131,7 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
                     "warmup_s": ns.warmup,
                     "duration_s": ns.duration,
                     "spool_dir": str(tmp / f"spool-{run}"),
+                    "ws_client": ns.ws_client,
                 }
                 if ns.profile and case == "candidate" and run == 0:
                     args["profile"] = ns.profile
@@ -140,6 +145,11 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     value = statistics.median(r["frames_per_s"] for r in results["candidate"])
     base = statistics.median(r["frames_per_s"] for r in results["baseline"])
     cand = results["candidate"]
+    bare = results["baseline_picows"]
+
+    def us_per_frame(rs: list[dict[str, Any]]) -> float:
+        return round(statistics.median(1e6 * r["cpu_s"] / max(1, r["frames"]) for r in rs), 2)
+
     return {
         "bench": "gatherer",
         "value": round(value),
@@ -150,6 +160,12 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
         "runs": ns.runs,
         "runs_candidate": [round(r["frames_per_s"]) for r in cand],
         "runs_baseline": [round(r["frames_per_s"]) for r in results["baseline"]],
+        "ws_client": cand[0]["ws_client"],
+        "candidate_cpu_us_per_frame": us_per_frame(cand),
+        "baseline_cpu_us_per_frame": us_per_frame(results["baseline"]),
+        "picows_bare_frames_per_s": round(statistics.median(r["frames_per_s"] for r in bare)),
+        "picows_bare_cpu_us_per_frame": us_per_frame(bare),
+        "runs_candidate_cpu_us_per_frame": [round(1e6 * r["cpu_s"] / max(1, r["frames"]), 2) for r in cand],
         "candidate_cpu_per_s": round(statistics.median(r["cpu_s"] / r["seconds"] for r in cand), 3),
         "baseline_cpu_per_s": round(statistics.median(r["cpu_s"] / r["seconds"] for r in results["baseline"]), 3),
         "candidate_rss_mb": round(statistics.median(r["rss_mb"] for r in cand), 1),
@@ -211,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="runs of each case (medians are reported)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (subscribe, snapshots)")
     p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
+    p.add_argument(
+        "--ws-client",
+        choices=["picows", "websockets"],
+        default=None,
+        help="the gatherer's WebSocket client (default: gather.ws_client, picows)",
+    )
     p.add_argument("--profile", metavar="PATH", help="write a pyinstrument profile of the first candidate run")
     p.add_argument("--scale", action="store_true", help="1M-market memory and subscribe-time run instead")
     p.add_argument("--scale-timeout", type=float, default=900.0, help="give up the scale run after this long")

@@ -1,9 +1,11 @@
 """The two measured cases, each run in its own process: ``python -m bench.gatherer.cases CASE ARGS_JSON``.
 
 - ``baseline``: websockets connections that subscribe the same markets/channels and only count messages
-  (no parsing, no produce): the ceiling of receiving from this emulator in Python.
+  (no parsing, no produce): the ceiling of receiving from this emulator in Python with ``websockets``.
+- ``baseline_picows``: the same bare receive loop over picows (counts complete messages).
 - ``candidate``: the real :class:`ingest.gatherer.Gatherer` (discovery, parsing, event keys, RawFrame encoding,
-  confluent-kafka produce); counts frames ACKNOWLEDGED by the broker.
+  confluent-kafka produce) with ``ws_client`` (default: ``gather.ws_client``); counts frames ACKNOWLEDGED by the
+  broker.
 
 Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``.
 """
@@ -91,6 +93,47 @@ async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    tickers = _tickers(a["rest_url"])
+    per = a["markets_per_connection"]
+    shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
+    count = [0]
+
+    class Counter(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.fin and frame.msg_type is not WSMsgType.PING:
+                frame.get_payload_as_bytes()  # what a real client must do: copy the message out of the buffer
+                count[0] += 1
+
+    transports: list[WSTransport] = []
+    for i, markets in enumerate(shards):
+        transport, _ = await ws_connect(Counter, a["ws_url"], max_frame_size=64 << 20)
+        transports.append(transport)
+        channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
+        cmd = {"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}}
+        transport.send(WSMsgType.TEXT, json.dumps(cmd).encode())
+        if i == 0:
+            cmd = {"id": 2, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}}
+            transport.send(WSMsgType.TEXT, json.dumps(cmd).encode())
+    await asyncio.sleep(a["warmup_s"])
+    c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
+    await asyncio.sleep(a["duration_s"])
+    c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
+    for transport in transports:
+        transport.disconnect(graceful=False)
+    return {
+        "case": "baseline_picows",
+        "frames": c1 - c0,
+        "seconds": t1 - t0,
+        "frames_per_s": (c1 - c0) / (t1 - t0),
+        "cpu_s": cpu1 - cpu0,
+        "rss_mb": _rss_mb(),
+        "connections": len(shards),
+    }
+
+
 def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
     """The gatherer options every bench case shares (no periodic discovery during a measurement)."""
     from ingest.gatherer import GathererOptions
@@ -126,7 +169,7 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
         queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
-    g = Gatherer(_options(a, "gbench"), producer)
+    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client), producer)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
@@ -136,6 +179,7 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     a1, r1, t1, cpu1 = producer.acked, received(), time.monotonic(), _cpu()
     out = {
         "case": "candidate",
+        "ws_client": g.opts.ws_client,
         "frames": a1 - a0,
         "seconds": t1 - t0,
         "frames_per_s": (a1 - a0) / (t1 - t0),
@@ -199,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
         prof = Profiler(async_mode="enabled")
         prof.start()
-    runner = {"baseline": baseline, "candidate": candidate, "scale": scale}[case]
+    runner = {"baseline": baseline, "baseline_picows": baseline_picows, "candidate": candidate, "scale": scale}[case]
     result = asyncio.run(runner(args))
     if args.get("profile"):
         prof.stop()

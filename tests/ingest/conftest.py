@@ -48,6 +48,7 @@ def make_gatherer(
     discovery_interval_s: float = 60.0,
     queue_max: int = 200_000,
     queue_max_kbytes: int = 65536,
+    ws_client: str = "picows",
 ) -> Gatherer:
     kafka = KafkaConfig(bootstrap_servers=bootstrap)
     conf = producer_config(
@@ -68,6 +69,7 @@ def make_gatherer(
         raw_topic=topics["raw"],
         dlq_topic=topics["dlq"],
         markets_topic=topics["markets"],
+        ws_client=ws_client,
     )
     return Gatherer(opts, producer)
 

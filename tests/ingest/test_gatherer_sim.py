@@ -167,9 +167,10 @@ def test_dropped_message_resnapshots_only_that_sid(
     assert len({f.market for f in later}) < 40
 
 
+@pytest.mark.parametrize("client", ["picows", "websockets"])
 @pytest.mark.parametrize("fault", ["close", "freeze"])
 def test_disconnect_and_frozen_connection_recover(
-    fault: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+    fault: str, client: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = _topics(make_topics)
     sim = _sim(tmp_path, markets=20, rate=400.0)
@@ -177,7 +178,13 @@ def test_disconnect_and_frozen_connection_recover(
     async def scenario() -> None:
         await sim.start()
         g = ih.make_gatherer(
-            kafka_bootstrap, sim, tmp_path / "spool", topics=topics, per_connection=10, silence_timeout_s=1.0
+            kafka_bootstrap,
+            sim,
+            tmp_path / "spool",
+            topics=topics,
+            per_connection=10,
+            silence_timeout_s=1.0,
+            ws_client=client,
         )
 
         async def body() -> None:

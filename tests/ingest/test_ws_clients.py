@@ -1,0 +1,199 @@
+"""Both WebSocket clients (picows, websockets) against a real local websockets server: upgrade headers, commands
+written, fragmented messages assembled, the 64 MiB limit (lowered here), pings, venue close, abort, kill, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ingest.connection import Connection, connection_class
+from ingest.keys import EventKeyer
+from ingest.venues.kalshi.protocol import KalshiSession
+from mdpipe.config import ConfigError, load_config
+from schemas.raw import RawFrame, decode_raw
+
+CLIENTS = ["picows", "websockets"]
+Script = Callable[[ServerConnection, int], Awaitable[None]]
+
+
+def _trade(seq: int, pad: int = 0) -> str:
+    body = {
+        "trade_id": f"t{seq}",
+        "market_ticker": "M1",
+        "yes_price_dollars": "0.40",
+        "no_price_dollars": "0.60",
+        "count_fp": "1.00",
+        "pad": "x" * pad,
+    }
+    return json.dumps({"type": "trade", "sid": 1, "seq": seq, "msg": body})
+
+
+class Venue:
+    """A websockets server that records what each connection sent and runs ``script`` on it."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.headers: list[dict[str, str]] = []
+        self.commands: list[list[dict[str, Any]]] = []
+        self.close_codes: list[int | None] = []
+
+    async def handler(self, ws: ServerConnection) -> None:
+        n = len(self.headers)
+        self.headers.append({k.lower(): v for k, v in ws.request.headers.raw_items()} if ws.request else {})
+        self.commands.append([])
+        try:
+            self.commands[n].append(json.loads(await ws.recv()))
+            await self.script(ws, n)
+            async for text in ws:
+                self.commands[n].append(json.loads(text))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_codes.append(ws.close_code)
+
+
+async def _run(
+    client: str, script: Script, body: Callable[[Connection, Venue, list[RawFrame], list[str]], Awaitable[None]]
+) -> Venue:
+    venue = Venue(script)
+    frames: list[RawFrame] = []
+    reasons: list[str] = []
+    async with serve(venue.handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        session = KalshiSession(
+            gatherer="g1",
+            conn_id=0,
+            channels=["trade"],
+            sub_cap=100,
+            keyer=EventKeyer(),
+            emit=lambda market, value: frames.append(decode_raw(value)),
+            dead=lambda data, reason: None,
+        )
+        session.add_markets(["M1"])
+        conn = connection_class(client)(
+            session,
+            f"ws://127.0.0.1:{port}/trade-api/ws/v2",
+            lambda: {"KALSHI-ACCESS-KEY": "key-1", "KALSHI-ACCESS-SIGNATURE": "sig"},
+            backoff_initial=0.05,
+            backoff_max=0.1,
+            on_reconnect=reasons.append,
+        )
+        conn.start()
+        try:
+            await asyncio.wait_for(body(conn, venue, frames, reasons), 20)
+        finally:
+            await conn.stop()
+        assert not conn.up
+    return venue
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    while not cond():
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_headers_commands_fragments_ping_and_stop(client: str) -> None:
+    async def script(ws: ServerConnection, n: int) -> None:
+        await ws.send(_trade(1))
+        text = _trade(2, pad=5000)
+        await ws.send([text[:10], text[10:3000], text[3000:]])  # one message in three frames
+        await ws.send([_trade(3).encode()[:7], _trade(3).encode()[7:]])  # binary, two frames
+        await asyncio.wait_for(await ws.ping(b"hb"), 5)  # the client answers pings
+
+    async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await _until(lambda: len(frames) == 3 and conn.up)
+        conn.session.add_markets(["M2"])
+        conn.poke()  # a command written while connected
+        await _until(lambda: len(venue.commands[0]) == 2)
+
+    venue = asyncio.run(_run(client, script, body))
+    assert venue.headers[0]["kalshi-access-key"] == "key-1" and venue.headers[0]["kalshi-access-signature"] == "sig"
+    first, second = venue.commands[0]
+    assert first["cmd"] == "subscribe" and first["params"]["market_tickers"] == ["M1"]
+    assert second["cmd"] == "subscribe" and second["params"]["market_tickers"] == ["M2"]
+    assert venue.close_codes == [1000], "stop() closes with a close handshake"
+    assert len(venue.headers) == 1, "no reconnect"
+
+
+def test_fragments_reach_the_session_verbatim() -> None:
+    """The assembled message is byte-identical to what the venue sent, with either client."""
+    text = _trade(1, pad=20000)
+    got: dict[str, list[RawFrame]] = {}
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        await ws.send([text[i : i + 777] for i in range(0, len(text), 777)])
+
+    for client in CLIENTS:
+        frames = got[client] = []
+
+        async def body(conn: Connection, venue: Venue, received: list[RawFrame], reasons: list[str]) -> None:
+            await _until(lambda: len(received) == 1)
+            frames.extend(received)  # noqa: B023 (used before the loop moves on)
+
+        asyncio.run(_run(client, script, body))
+    assert got["picows"][0].payload == got["websockets"][0].payload == text.encode()
+    assert got["picows"][0].event_key == got["websockets"][0].event_key == "t:t1"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("shape", ["one_frame", "fragments"])
+def test_message_over_the_limit_closes_1009_and_reconnects(
+    client: str, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 64 * 1024
+    monkeypatch.setattr(f"ingest.ws_{client}.MAX_MESSAGE", limit)
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        if n == 0:
+            big = _trade(1, pad=limit + 10)
+            await ws.send(big if shape == "one_frame" else [big[i : i + 30000] for i in range(0, len(big), 30000)])
+        else:
+            await ws.send(_trade(1))
+
+    async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await _until(lambda: len(frames) == 1 and conn.reconnects == 1)
+
+    venue = asyncio.run(_run(client, script, body))
+    assert venue.close_codes[0] == 1009, venue.close_codes
+    assert len(venue.headers) == 2
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_venue_close_abort_and_kill_reconnect(client: str) -> None:
+    async def script(ws: ServerConnection, n: int) -> None:
+        await ws.send(_trade(1))
+        if n == 0:
+            await ws.close(1001, "going away")
+        elif n == 1:
+            ws.transport.abort()  # abnormal disconnect, no close frame
+
+    async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await _until(lambda: len(frames) == 3 and conn.up)
+        await conn.kill("silent")
+        await _until(lambda: len(frames) == 4 and conn.up)
+
+    venue = asyncio.run(_run(client, script, body))
+    assert len(venue.headers) == 4
+    assert venue.close_codes[0] == 1001
+    assert venue.close_codes[1] == venue.close_codes[2] == 1006  # abort; kill aborts the client's socket
+    assert venue.close_codes[3] == 1000
+
+
+def test_unknown_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="picows, websockets"):
+        connection_class("aiohttp")
+
+
+def test_ws_client_setting_is_validated_at_start_up() -> None:
+    env = {"MDPIPE_GATHER__WS_CLIENT": "websockets"}
+    assert load_config(None, environ=env, use_infra_state=False).gather.ws_client == "websockets"
+    assert load_config(None, environ={}, use_infra_state=False).gather.ws_client == "picows"
+    with pytest.raises(ConfigError, match=r"gather\.ws_client .*'picows', 'websockets'"):
+        load_config(None, environ={"MDPIPE_GATHER__WS_CLIENT": "aiohttp"}, use_infra_state=False)
