@@ -63,11 +63,18 @@ class LoadStats:
     dropped: int = 0  # consumed but uncommitted records dropped on a revoke (re-read by the new owner)
     first_msg_at: float = 0.0  # monotonic time the first record was consumed
     last_commit_at: float = 0.0  # monotonic time of the last commit
+    first_msg_cpu: float = 0.0  # process CPU time (all threads) at first_msg_at
+    last_commit_cpu: float = 0.0  # process CPU time at last_commit_at
 
     @property
     def busy_s(self) -> float:
         """From the first consumed record to the last commit (start-up and idle waits excluded)."""
         return max(0.0, self.last_commit_at - self.first_msg_at)
+
+    @property
+    def busy_cpu_s(self) -> float:
+        """CPU seconds the whole process used over :attr:`busy_s` (every thread, librdkafka's included)."""
+        return max(0.0, self.last_commit_cpu - self.first_msg_cpu)
 
 
 class _Writer:
@@ -220,6 +227,7 @@ class Loader:
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
+                        self.stats.first_msg_cpu = time.process_time()
                     self._last_ts_ms = msgs[-1].timestamp()[1]
                     idle_since = None
                 if self.batch.size and (
@@ -399,6 +407,7 @@ class Loader:
         self.stats.markets += result.markets
         self.stats.batches += 1
         self.stats.last_commit_at = time.monotonic()
+        self.stats.last_commit_cpu = time.process_time()
 
     # -- lag, idle, checks -------------------------------------------------------------------------------
 

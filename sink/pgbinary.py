@@ -22,6 +22,7 @@ __all__ = [
     "jsonb",
     "numeric",
     "numeric_array",
+    "numeric_miss",
     "opt_numeric",
     "text",
     "ts_from_ms",
@@ -43,7 +44,7 @@ _ARR_HEAD = struct.Struct(">iiiiii")
 _ARR_EMPTY = struct.pack(">iiii", 12, 0, 0, NUMERIC_OID)
 _TRUE = struct.pack(">i?", 1, True)
 _FALSE = struct.pack(">i?", 1, False)
-_CACHE_MAX = 400_000  # distinct decimal strings kept (~150 bytes each: <= ~60 MB)
+_CACHE_MAX = 400000  # distinct decimal strings kept (~150 bytes each: <= ~60 MB)
 NUMERIC_CACHE: dict[str, bytes] = {}  # decimal text -> numeric field (bounded)
 
 
@@ -163,15 +164,41 @@ def _numeric_general(int_part: str, frac: str, neg: bool) -> bytes:
     return _NUM_HEAD.pack(8 + 2 * n, n, weight, 0x4000 if neg else 0, dscale) + struct.pack(f">{n}H", *groups)
 
 
+# Lookup tables of the common spellings (measured: ~2x faster than parsing): the fraction part of up to 4
+# digits -> (base-10000 digit, dscale), and an integer part below 10000 (optionally signed, no leading zeros) ->
+# (digit, negative). Anything else ("12345.6", "+1", "1E+3", ".5", junk) takes the general path.
+_FRAC: dict[str, tuple[int, int]] = {"": (0, 0)}
+for _d in range(1, 5):
+    _FRAC.update({str(_v).zfill(_d): (_v * 10 ** (4 - _d), _d) for _v in range(10**_d)})
+_INT: dict[str, tuple[int, bool]] = {str(_v): (_v, False) for _v in range(10000)}
+_INT.update({"-" + str(_v): (_v, True) for _v in range(10000)})
+_n0, _n1, _n2 = _N0.pack, _N1.pack, _N2.pack
+
+
+def numeric_miss(value: str) -> bytes:
+    """:func:`numeric` for a value not in :data:`NUMERIC_CACHE` (callers try the cache inline first)."""
+    ip, _, fp = value.partition(".")
+    frac = _FRAC.get(fp)
+    whole = _INT.get(ip)
+    if frac is None or whole is None:
+        out = _numeric_body(value)
+    else:
+        f, dscale = frac
+        i, neg = whole
+        sign = 0x4000 if neg and (i or f) else 0
+        if i:
+            out = _n2(12, 2, 0, sign, dscale, i, f) if f else _n1(10, 1, 0, sign, dscale, i)
+        else:
+            out = _n1(10, 1, -1, sign, dscale, f) if f else _n0(8, 0, 0, 0, dscale)
+    if len(NUMERIC_CACHE) >= _CACHE_MAX:
+        NUMERIC_CACHE.clear()
+    NUMERIC_CACHE[value] = out
+    return out
+
+
 def numeric(value: str) -> bytes:
     """numeric from decimal text (``"0.4100"``, ``"-5.25"``); raises ValueError for anything else."""
-    out = NUMERIC_CACHE.get(value)
-    if out is None:
-        out = _numeric_body(value)
-        if len(NUMERIC_CACHE) >= _CACHE_MAX:
-            NUMERIC_CACHE.clear()
-        NUMERIC_CACHE[value] = out
-    return out
+    return NUMERIC_CACHE.get(value) or numeric_miss(value)
 
 
 def opt_numeric(value: str | None) -> bytes:

@@ -19,10 +19,9 @@ from sink.pgbinary import (
     NUMERIC_CACHE,
     PG_EPOCH_MS,
     boolean,
-    int8,
     jsonb,
-    numeric,
     numeric_array,
+    numeric_miss,
     opt_numeric,
     text,
     ts_from_s,
@@ -41,7 +40,9 @@ __all__ = [
     "loaded_at_field",
 ]
 
-COMMON_COLUMNS = ("ts", "market", "event_key", "gatherer", "received_at")
+# COPY column order (not the tables' order): the two timestamps and the event key's length come first so that one
+# struct.pack encodes them together; the other columns follow in any order (COPY names them).
+COMMON_COLUMNS = ("ts", "received_at", "event_key", "market", "gatherer")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "orderbook_snapshots": (*COMMON_COLUMNS, "market_id", "yes_prices", "yes_counts", "no_prices", "no_counts"),
@@ -96,111 +97,120 @@ _CACHE_MAX = 500_000
 _text_cache: dict[str, bytes] = {}
 _TS = struct.Struct(">iq")
 _ts_pack = _TS.pack
-_LEN = struct.Struct(">i").pack
+_head = struct.Struct(">iqiqi").pack  # ts, received_at, length of event_key
+_i8 = _TS.pack  # bigint: the same layout as a timestamp
+_TRUE, _FALSE = boolean(True), boolean(False)
 _PG_US = PG_EPOCH_MS * 1000
+_NC = NUMERIC_CACHE
+_TC = _text_cache
 
 
 def _ctext(value: str) -> bytes:
-    """text field for repeating values (market, gatherer, side): cached."""
-    out = _text_cache.get(value)
-    if out is None:
-        if len(_text_cache) >= _CACHE_MAX:
-            _text_cache.clear()
-        out = _text_cache[value] = text(value)
+    """text field for repeating values (market, gatherer, side): cached. Callers try ``_TC.get`` inline first."""
+    out = text(value)
+    if len(_text_cache) >= _CACHE_MAX:
+        _text_cache.clear()
+    _text_cache[value] = out
     return out
 
 
-def _common(rec: RecBase) -> bytes:
-    key = rec.event_key.encode()
-    cache = _text_cache
-    market = cache.get(rec.market) or _ctext(rec.market)
-    gatherer = cache.get(rec.gatherer) or _ctext(rec.gatherer)
+# One function per table, every field inline (a call per field costs as much as encoding it): the common
+# columns, then the table's own. ``_TC.get(x) or _ctext(x)`` and ``_NC.get(x) or numeric_miss(x)`` are the
+# cached text and numeric fields.
+
+
+def _snapshot(r: RecSnapshot) -> bytes:
+    key = r.event_key.encode()
     return b"".join(
         (
-            _ts_pack(8, rec.ts_ms * 1000 - _PG_US),
-            market,
-            _LEN(len(key)),
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
-            gatherer,
-            _ts_pack(8, rec.recv_ns // 1000 - _PG_US),
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            _TC.get(r.market_id) or _ctext(r.market_id),
+            numeric_array([p for p, _ in r.yes]),
+            numeric_array([c for _, c in r.yes]),
+            numeric_array([p for p, _ in r.no]),
+            numeric_array([c for _, c in r.no]),
         )
     )
 
 
-def _snapshot(rec: RecSnapshot) -> bytes:
+def _delta(r: RecDelta) -> bytes:
+    key = r.event_key.encode()
     return b"".join(
         (
-            _common(rec),
-            _ctext(rec.market_id),
-            numeric_array([p for p, _ in rec.yes]),
-            numeric_array([c for _, c in rec.yes]),
-            numeric_array([p for p, _ in rec.no]),
-            numeric_array([c for _, c in rec.no]),
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
+            key,
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            _TC.get(r.market_id) or _ctext(r.market_id),
+            _TC.get(r.side) or _ctext(r.side),
+            _NC.get(r.price) or numeric_miss(r.price),
+            _NC.get(r.delta) or numeric_miss(r.delta),
         )
     )
 
 
-def _delta(rec: RecDelta) -> bytes:
-    cache = _text_cache
-    nc = NUMERIC_CACHE
+def _trade(r: RecTrade) -> bytes:
+    key = r.event_key.encode()
     return b"".join(
         (
-            _common(rec),
-            cache.get(rec.market_id) or _ctext(rec.market_id),
-            cache.get(rec.side) or _ctext(rec.side),
-            nc.get(rec.price) or numeric(rec.price),
-            nc.get(rec.delta) or numeric(rec.delta),
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
+            key,
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            text(r.trade_id),
+            _NC.get(r.yes_price) or numeric_miss(r.yes_price),
+            _NC.get(r.no_price) or numeric_miss(r.no_price),
+            _NC.get(r.count) or numeric_miss(r.count),
+            _TC.get(r.taker_side) or _ctext(r.taker_side),
+            _TC.get(r.taker_book_side) or _ctext(r.taker_book_side),
+            _TRUE if r.is_block_trade else _FALSE,
         )
     )
 
 
-def _trade(rec: RecTrade) -> bytes:
+def _ticker(r: RecTicker) -> bytes:
+    key = r.event_key.encode()
     return b"".join(
         (
-            _common(rec),
-            text(rec.trade_id),
-            numeric(rec.yes_price),
-            numeric(rec.no_price),
-            numeric(rec.count),
-            _ctext(rec.taker_side),
-            _ctext(rec.taker_book_side),
-            boolean(rec.is_block_trade),
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
+            key,
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            _TC.get(r.market_id) or _ctext(r.market_id),
+            NULL if (v := r.price) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.yes_bid) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.yes_ask) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.yes_bid_size) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.yes_ask_size) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.last_trade_size) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.volume) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (v := r.open_interest) is None else _NC.get(v) or numeric_miss(v),
+            NULL if (n := r.dollar_volume) is None else _i8(8, n),
+            NULL if (n := r.dollar_open_interest) is None else _i8(8, n),
         )
     )
 
 
-def _ticker(rec: RecTicker) -> bytes:
+def _lifecycle(r: RecLifecycle) -> bytes:
+    key = r.event_key.encode()
     return b"".join(
         (
-            _common(rec),
-            _ctext(rec.market_id),
-            opt_numeric(rec.price),
-            opt_numeric(rec.yes_bid),
-            opt_numeric(rec.yes_ask),
-            opt_numeric(rec.yes_bid_size),
-            opt_numeric(rec.yes_ask_size),
-            opt_numeric(rec.last_trade_size),
-            opt_numeric(rec.volume),
-            opt_numeric(rec.open_interest),
-            int8(rec.dollar_volume),
-            int8(rec.dollar_open_interest),
-        )
-    )
-
-
-def _lifecycle(rec: RecLifecycle) -> bytes:
-    return b"".join(
-        (
-            _common(rec),
-            _ctext(rec.event_type),
-            ts_from_s(rec.open_ts),
-            ts_from_s(rec.close_ts),
-            ts_from_s(rec.determination_ts),
-            ts_from_s(rec.settled_ts),
-            text(rec.result) if rec.result is not None else NULL,
-            opt_numeric(rec.settlement_value),
-            boolean(rec.is_deactivated),
-            jsonb(rec.details),
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
+            key,
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            _TC.get(r.event_type) or _ctext(r.event_type),
+            ts_from_s(r.open_ts),
+            ts_from_s(r.close_ts),
+            ts_from_s(r.determination_ts),
+            ts_from_s(r.settled_ts),
+            text(r.result) if r.result is not None else NULL,
+            opt_numeric(r.settlement_value),
+            boolean(r.is_deactivated),
+            jsonb(r.details),
         )
     )
 

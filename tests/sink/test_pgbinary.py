@@ -96,3 +96,30 @@ def test_numeric_array() -> None:
     assert arr[24 : 24 + len(first)] == first
     assert read_numeric(arr[24 + len(first) :]) == Decimal("12.5")
     assert struct.unpack(">iiii", pb.numeric_array([])) == (12, 0, 0, 1700)
+
+
+def test_numeric_table_path_matches_the_general_encoder() -> None:
+    """numeric_miss' lookup tables (integer part < 10000, up to 4 fraction digits) give the general path's bytes."""
+    rng = random.Random(11)
+    texts = ["0", "-0", "0.0000", "-0.00", "5.", "9999.9999", "-9999.0001", "10000", "0.5", "-0.5", "12.30"]
+    texts += [f"{rng.randint(-9999, 9999)}.{rng.randint(0, 9999):0{rng.randint(1, 4)}d}" for _ in range(2000)]
+    texts += [str(rng.randint(-9999, 9999)) for _ in range(200)]
+    for text in texts:
+        pb.NUMERIC_CACHE.pop(text, None)
+        got = pb.numeric_miss(text)
+        assert got == pb._numeric_body(text), text
+        assert read_numeric(got) == Decimal(text), text
+        assert pb.NUMERIC_CACHE[text] == got
+
+
+@pytest.mark.parametrize("bad", [".", "-", "-.", "1.2.3", "1.", "0012.5", "+3.25"])
+def test_numeric_miss_falls_back_for_other_spellings(bad: str) -> None:
+    try:
+        expected: bytes | type[ValueError] = pb._numeric_body(bad)
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            pb.numeric_miss(bad)
+    else:
+        assert pb.numeric_miss(bad) == expected
