@@ -25,6 +25,11 @@ Per type, the key and where it can still go wrong:
 - snapshot ``s:<h(market, sorted yes levels, sorted no levels)>``: no occurrence number, so two snapshots of
   the same book state MERGE (on purpose: snapshots are state, not events; each gatherer takes its own at
   different times, so copies only agree when the book is unchanged). Level order on the wire does not matter.
+
+Hot path: :meth:`EventKeyer.delta_body` and :meth:`EventKeyer.ticker_body` decode the body with the numbers kept
+as the venue's strings (structs derived from ``DeltaMsg``/``TickerMsg``) and normalise each distinct string once
+(a bounded cache, each entry computed exactly as the Decimal path would). A body whose numbers are JSON numbers, or
+that is invalid, takes the Decimal path (:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = ["EventKeyer", "canonical", "norm_decimal"]
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _generic = msgspec.json.Decoder(float_hook=Decimal)
 _canon_encoder = msgspec.json.Encoder(order="sorted")
+_blake = blake2b(digest_size=8)  # copied per hash: much cheaper than building a new hasher with its parameters
 
 
 def norm_decimal(value: Decimal | int | str) -> str:
@@ -74,7 +80,45 @@ def canonical(body: bytes) -> bytes:
 
 
 def _h(data: bytes) -> str:
-    return blake2b(data, digest_size=8).hexdigest()
+    h = _blake.copy()
+    h.update(data)
+    return h.hexdigest()
+
+
+def _as_text(struct: type[msgspec.Struct], name: str) -> tuple[type[msgspec.Struct], tuple[bool, ...]]:
+    """``struct`` with its ``Decimal`` fields typed ``str`` (same names, order, defaults), and which those are."""
+    fields: list[Any] = []
+    numeric: list[bool] = []
+    for f in msgspec.structs.fields(struct):
+        tp = f.type
+        is_num = tp is Decimal or tp == Decimal | None
+        if is_num:
+            tp = str | None if tp != Decimal else str
+        numeric.append(is_num)
+        fields.append((f.name, tp) if f.required else (f.name, tp, f.default))
+    return msgspec.defstruct(name, fields), tuple(numeric)
+
+
+_DeltaText, _ = _as_text(DeltaMsg, "_DeltaText")
+_TickerText, _TICKER_NUMERIC = _as_text(TickerMsg, "_TickerText")
+_delta_text = msgspec.json.Decoder(_DeltaText, strict=False)
+_ticker_text = msgspec.json.Decoder(_TickerText, strict=False)
+_delta = msgspec.json.Decoder(DeltaMsg, strict=False)
+_ticker = msgspec.json.Decoder(TickerMsg, strict=False)
+_NORM_MAX = 1 << 16
+_norm: dict[str | None, str] = {None: ""}
+
+
+def _norm_text(text: str | None) -> str:
+    """``norm_decimal`` of a number the venue sent as a string, as the Decimal decoders parse it (cached)."""
+    out = _norm.get(text)
+    if out is None:
+        out = norm_decimal(msgspec.convert(text, Decimal, strict=False))  # ValidationError like the decoders
+        if len(_norm) >= _NORM_MAX:
+            _norm.clear()
+            _norm[None] = ""
+        _norm[text] = out
+    return out
 
 
 class EventKeyer:
@@ -112,6 +156,33 @@ class EventKeyer:
         text = f"{m.market_ticker}\x1f{m.side}\x1f{norm_decimal(m.price_dollars)}\x1f{norm_decimal(m.delta_fp)}"
         digest = _h(f"{text}\x1f{m.ts_ms if m.ts_ms is not None else m.ts}".encode())
         return f"d:{digest}:{self._occurrence(digest, now_ns)}"
+
+    def delta_body(self, body: bytes, now_ns: int) -> tuple[str, str]:
+        """``(market, key)`` of an orderbook_delta body; equal to :meth:`delta` of its ``DeltaMsg``."""
+        try:
+            m = _delta_text.decode(body)
+            price = _norm_text(m.price_dollars)
+            size = _norm_text(m.delta_fp)
+        except msgspec.DecodeError:  # numbers sent as JSON numbers, or an invalid body: the Decimal path
+            d = _delta.decode(body)
+            return d.market_ticker, self.delta(d, now_ns)
+        ts = m.ts_ms if m.ts_ms is not None else m.ts
+        digest = _h(f"{m.market_ticker}\x1f{m.side}\x1f{price}\x1f{size}\x1f{ts}".encode())
+        return m.market_ticker, f"d:{digest}:{self._occurrence(digest, now_ns)}"
+
+    def ticker_body(self, body: bytes, now_ns: int) -> tuple[str, str]:
+        """``(market, key)`` of a ticker body; equal to :meth:`ticker` of its ``TickerMsg``."""
+        try:
+            m = _ticker_text.decode(body)
+            parts = [
+                _norm_text(v) if num else ("" if v is None else str(v))
+                for v, num in zip(msgspec.structs.astuple(m), _TICKER_NUMERIC, strict=True)
+            ]
+        except msgspec.DecodeError:
+            t = _ticker.decode(body)
+            return t.market_ticker, self.ticker(t, now_ns)
+        digest = _h("\x1f".join(parts).encode())
+        return m.market_ticker, f"k:{digest}:{self._occurrence(digest, now_ns)}"
 
     @staticmethod
     def trade(m: TradeMsg) -> str:

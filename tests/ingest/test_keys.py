@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
+import pytest
 
+from ingest import keys
 from ingest.keys import EventKeyer, canonical, norm_decimal
 from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg
 
@@ -110,3 +112,62 @@ def test_snapshot_key_ignores_level_order_and_has_no_occurrence() -> None:
     assert EventKeyer.snapshot(a) == EventKeyer.snapshot(b)
     assert EventKeyer.snapshot(a) != EventKeyer.snapshot(c)
     assert EventKeyer.snapshot(a).count(":") == 1
+
+
+# -- the hot path (numbers kept as the venue's strings) agrees with the Decimal path -----------------------------
+
+DELTA_BODIES = [
+    D1,
+    D1_NUMBERS,
+    D2,
+    b'{"market_ticker":"M","price_dollars":"0.43","delta_fp":-5,"side":"yes","ts_ms":1000}',  # mixed: Decimal path
+    b'{"market_ticker":"M","price_dollars":" 0.4300","delta_fp":"-5.0E0","side":"no","ts":"2026-01-01T00:00:00Z"}',
+    b'{"market_ticker":"M","price_dollars":"1_000","delta_fp":"-0","side":"yes","ts_ms":"7","extra":[1,{}]}',
+    b'{"market_ticker":"M","price_dollars":"NaN","delta_fp":"1E+2","side":"yes"}',
+]
+BAD_DELTAS = [
+    b'{"market_ticker":"M","price_dollars":"abc","delta_fp":"1","side":"yes"}',
+    b'{"market_ticker":"M","price_dollars":"0.4","delta_fp":"1","side":"maybe"}',
+    b'{"market_ticker":"M","price_dollars":null,"delta_fp":"1","side":"yes"}',
+    b'{"market_ticker":"M","delta_fp":"1","side":"yes"}',
+    b'{"market_ticker":"M","price_dollars":"0.4"',
+]
+
+
+def test_delta_body_equals_the_decimal_path() -> None:
+    fast, ref = EventKeyer(), EventKeyer()
+    for i, body in enumerate(DELTA_BODIES * 2):  # twice: occurrence numbers advance alike
+        market, key = fast.delta_body(body, i * S // 10)
+        assert (market, key) == ("M", ref.delta(delta(body), i * S // 10)), body
+    for body in BAD_DELTAS:
+        with pytest.raises(msgspec.DecodeError) as fast_err:
+            fast.delta_body(body, S)
+        with pytest.raises(msgspec.DecodeError) as ref_err:
+            delta(body)
+        assert str(fast_err.value) == str(ref_err.value)
+
+
+def test_ticker_body_equals_the_decimal_path() -> None:
+    dec = msgspec.json.Decoder(TickerMsg, strict=False)
+    bodies = [
+        b'{"market_ticker":"M","yes_bid_dollars":"0.4300","volume_fp":"10.00","ts_ms":5}',
+        b'{"ts_ms":5,"volume_fp":10,"yes_bid_dollars":0.43,"market_ticker":"M"}',
+        b'{"market_ticker":"M","market_id":"x","price_dollars":"0.5","yes_bid_dollars":null,"yes_ask_dollars":"0.51",'
+        b'"yes_bid_size_fp":"3","yes_ask_size_fp":"4.50","last_trade_size_fp":"1","volume_fp":"12345.6700",'
+        b'"open_interest_fp":"99","dollar_volume":"17","dollar_open_interest":18,"ts":1767225600,"ts_ms":"1767225600123",'
+        b'"time":"2026-01-01T00:00:00Z"}',
+    ]
+    fast, ref = EventKeyer(), EventKeyer()
+    for i, body in enumerate(bodies * 2):
+        assert fast.ticker_body(body, i * S) == ("M", ref.ticker(dec.decode(body), i * S)), body
+    with pytest.raises(msgspec.DecodeError):
+        fast.ticker_body(b'{"market_ticker":"M","volume_fp":"lots"}', S)
+
+
+def test_number_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys, "_NORM_MAX", 100)
+    g = EventKeyer()
+    for i in range(1000):
+        body = f'{{"market_ticker":"M","price_dollars":"0.{i:04d}","delta_fp":"{i}.00","side":"yes","ts_ms":{i}}}'
+        assert g.delta_body(body.encode(), S) == ("M", EventKeyer().delta(delta(body.encode()), S))
+    assert len(keys._norm) <= 100

@@ -9,7 +9,7 @@ import msgspec
 
 from ingest.keys import EventKeyer
 from ingest.venues.kalshi.protocol import KalshiSession
-from schemas.raw import RawFrame, decode_raw
+from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
@@ -241,3 +241,17 @@ def test_event_level_lifecycle_messages_are_recorded_under_their_event_ticker() 
     new = [f for f in p.frames if f.market == "KXEV-1"]
     assert [f.kind for f in new] == ["lifecycle", "lifecycle"] and not p.dead
     assert new[0].event_key != new[1].event_key and not p.lifecycles
+
+
+def test_frames_are_byte_identical_to_encode_raw_of_the_struct() -> None:
+    """The hot path encodes the RawFrame fields as a tuple: the bytes must be exactly ``encode_raw(RawFrame(...))``."""
+    p = connected(Pair())
+    raws: list[bytes] = []
+    p.client._emit = lambda market, value: raws.append(value)
+    p.generate(300)
+    p.server.drop_next = 1  # a gap frame too
+    p.server.update_flags()
+    p.generate(50)
+    frames = [decode_raw(v) for v in raws]
+    assert {f.kind for f in frames} >= {"delta", "trade", "ticker", "gap"}
+    assert all(encode_raw(f) == v for f, v in zip(frames, raws, strict=True))

@@ -25,7 +25,8 @@ from typing import Any
 import msgspec
 
 from ingest.keys import EventKeyer
-from schemas.kalshi import KIND_BY_TYPE, DeltaMsg, LifecycleMsg, SnapshotMsg, TickerMsg, TradeMsg
+from schemas.codec import SCHEMA_VERSION
+from schemas.kalshi import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
 from schemas.raw import RawFrame, encode_raw
 
 __all__ = ["LIFECYCLE", "TERMINAL_ERRORS", "Group", "KalshiSession", "SessionStats"]
@@ -65,13 +66,19 @@ _env = msgspec.json.Decoder(_Env)
 _many = msgspec.json.Decoder(list[msgspec.Raw])
 _subscribed = msgspec.json.Decoder(_Subscribed)
 _error = msgspec.json.Decoder(_Error)
-_delta = msgspec.json.Decoder(DeltaMsg, strict=False)
 _trade = msgspec.json.Decoder(TradeMsg, strict=False)
-_ticker = msgspec.json.Decoder(TickerMsg, strict=False)
 _snapshot = msgspec.json.Decoder(SnapshotMsg, strict=False)
 _lifecycle = msgspec.json.Decoder(LifecycleMsg, strict=False)
 _event_level = msgspec.json.Decoder(_EventLevel)
 _cmd = msgspec.json.Encoder()
+# A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
+_FRAME_FIELDS = ("v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload")
+if (
+    tuple(f.name for f in msgspec.structs.fields(RawFrame)) != _FRAME_FIELDS
+    or not RawFrame.__struct_config__.array_like
+):
+    raise ImportError("schemas.raw.RawFrame changed: update the tuple encoding in KalshiSession.receive")
+_frame = msgspec.msgpack.Encoder(decimal_format="string")
 
 
 class SessionStats:
@@ -273,13 +280,9 @@ class KalshiSession:
         body = env.msg
         try:
             if kind == "delta":
-                d = _delta.decode(body)
-                market = d.market_ticker
-                key = self.keyer.delta(d, recv_ns)
+                market, key = self.keyer.delta_body(body, recv_ns)
             elif kind == "ticker":
-                tk = _ticker.decode(body)
-                market = tk.market_ticker
-                key = self.keyer.ticker(tk, recv_ns)
+                market, key = self.keyer.ticker_body(body, recv_ns)
             elif kind == "trade":
                 t = _trade.decode(body)
                 market = t.market_ticker
@@ -319,19 +322,13 @@ class KalshiSession:
         self.last_data_ns = recv_ns
         self.data_messages += 1
         self.stats.by_kind[kind] += 1
-        frame = RawFrame(
-            venue=VENUE,
-            gatherer=self.gatherer,
-            conn=self.conn_id,
-            sid=sid,
-            seq=seq,
-            recv_ns=recv_ns,
-            kind=kind,  # type: ignore[arg-type]
-            market=market,
-            event_key=key,
-            payload=data,
+        # encode_raw(RawFrame(venue=VENUE, ..., payload=data)), byte for byte, without the struct (_FRAME_FIELDS)
+        self._emit(
+            market,
+            _frame.encode(
+                (SCHEMA_VERSION, VENUE, self.gatherer, self.conn_id, sid, seq, recv_ns, kind, market, key, data)
+            ),
         )
-        self._emit(market, encode_raw(frame))
 
     def _gap(self, sid: int, expected: int, received: int, market: str, recv_ns: int) -> None:
         self.stats.gaps += 1
