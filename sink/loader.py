@@ -27,6 +27,7 @@ from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
+from sink.flush import flush_due, poll_timeout
 from sink.store import Store, WriteResult
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
@@ -212,9 +213,9 @@ class Loader:
             while not self.stop_event.is_set():
                 revokes = self._revokes
                 want = max(1, min(10_000, self.opts.batch_rows - self.batch.size))
-                left = deadline_s if not self.batch.size else self.batch.started + deadline_s - time.monotonic()
-                timeout = min(max(0.0, left), MAX_POLL_S)  # consume() waits for `want` records or the timeout
-                msgs = self.consumer.consume(want, timeout)
+                age = time.monotonic() - self.batch.started if self.batch.size else 0.0
+                timeout = poll_timeout(self.batch.size, age, deadline_s, MAX_POLL_S)
+                msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
                 if revokes != self._revokes:
                     self._resync()
                     continue
@@ -230,8 +231,9 @@ class Loader:
                         self.stats.first_msg_cpu = time.process_time()
                     self._last_ts_ms = msgs[-1].timestamp()[1]
                     idle_since = None
-                if self.batch.size and (
-                    self.batch.size >= self.opts.batch_rows or time.monotonic() - self.batch.started >= deadline_s
+                size = self.batch.size
+                if size and flush_due(
+                    size, time.monotonic() - self.batch.started, self.opts.batch_rows, deadline_s, self.writer.idle
                 ):
                     self._flush()
                 self._committed_offsets()

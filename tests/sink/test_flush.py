@@ -1,0 +1,40 @@
+"""When a batch goes to the writer: at batch_rows, or at batch_ms once the writer is free (adaptive size)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sink.flush import BUSY_POLL_S, flush_due, poll_timeout
+
+
+def test_empty_batch_is_never_due() -> None:
+    assert not flush_due(0, 10.0, 100, 0.05, writer_idle=True)
+
+
+def test_full_batch_is_due_even_while_the_writer_is_busy() -> None:
+    assert flush_due(100, 0.0, 100, 0.05, writer_idle=False)
+    assert flush_due(150, 0.0, 100, 0.05, writer_idle=False)
+
+
+def test_old_batch_goes_when_the_writer_is_free_and_grows_meanwhile() -> None:
+    assert flush_due(10, 0.05, 100, 0.05, writer_idle=True)
+    assert not flush_due(10, 0.05, 100, 0.05, writer_idle=False)  # keeps growing instead of waiting in line
+    assert not flush_due(10, 0.049, 100, 0.05, writer_idle=True)  # not due yet
+
+
+@pytest.mark.parametrize(
+    ("size", "age", "expected"),
+    [
+        (0, 0.0, 0.05),  # empty: a whole batch_ms
+        (5, 0.01, 0.04),  # until due
+        (5, 0.05, BUSY_POLL_S),  # due, waiting for the writer: short polls
+        (5, 3.0, BUSY_POLL_S),
+    ],
+)
+def test_poll_timeout(size: int, age: float, expected: float) -> None:
+    assert poll_timeout(size, age, 0.05, 0.25) == pytest.approx(expected)
+
+
+def test_poll_timeout_is_capped() -> None:
+    assert poll_timeout(0, 0.0, 2.0, 0.25) == 0.25
+    assert poll_timeout(3, 0.5, 2.0, 0.25) == 0.25
