@@ -54,6 +54,7 @@ class _Listener(WSListener):
         self.conn = conn
         self.session = conn.session
         self.receive = conn.session.receive
+        self.outbox = conn.session.outbox  # truthy when the session has commands to write (cheaper than has_output)
         self.opened = False
         self.close_code: int | None = None
         self._parts: list[bytes] | None = None  # a fragmented message in progress
@@ -106,7 +107,7 @@ class _Listener(WSListener):
             return
         else:
             return  # PING (answered by picows) / PONG (picows' own keepalive)
-        if self.session.has_output:
+        if self.outbox:
             self.conn._flush(transport)
 
     def _check_size(self) -> None:

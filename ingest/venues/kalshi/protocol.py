@@ -2,7 +2,8 @@
 
 The I/O layer (:mod:`ingest.connection`) calls :meth:`KalshiSession.connected` after each (re)connect, feeds
 every received message with :meth:`KalshiSession.receive` (bytes + receive time), and sends what
-:meth:`KalshiSession.data_to_send` returns. The session:
+:meth:`KalshiSession.data_to_send` returns (``outbox``, the same list for the session's life, is non-empty while
+commands wait: the hot path tests it instead of calling ``has_output``). The session:
 
 - subscribes its markets in groups of at most ``sub_cap`` markets (one ``subscribe`` per group with the
   filtered channels, hence one sid per channel per group); error 26 halves the group and retries, and lowers
@@ -149,7 +150,7 @@ class KalshiSession:
         self.markets: dict[str, None] = {}  # desired markets, insertion-ordered
         self.groups: list[Group] = []
         self.is_connected = False
-        self._out: list[bytes] = []
+        self.outbox: list[bytes] = []  # commands not yet taken by data_to_send(); one list for the session's life
         self._next_id = 1
         self._pending: dict[int, _Cmd] = {}
         self._sid_group: dict[int, tuple[Group, str]] = {}
@@ -160,19 +161,20 @@ class KalshiSession:
 
     # -- commands ------------------------------------------------------------------------------
     def data_to_send(self) -> list[bytes]:
-        out, self._out = self._out, []
+        out = self.outbox[:]
+        self.outbox.clear()
         return out
 
     @property
     def has_output(self) -> bool:
-        return bool(self._out)
+        return bool(self.outbox)
 
     def _send(self, cmd: str, params: dict[str, Any], pending: _Cmd | None) -> int:
         cid = self._next_id
         self._next_id += 1
         if pending is not None:
             self._pending[cid] = pending
-        self._out.append(_cmd.encode({"id": cid, "cmd": cmd, "params": params}))
+        self.outbox.append(_cmd.encode({"id": cid, "cmd": cmd, "params": params}))
         return cid
 
     def _subscribe_group(self, group: Group) -> None:
@@ -200,7 +202,7 @@ class KalshiSession:
 
     def disconnected(self) -> None:
         self.is_connected = False
-        self._out.clear()
+        self.outbox.clear()
 
     def add_markets(self, tickers: list[str]) -> None:
         """Record ``tickers`` on this connection (subscribed now when connected, else on connect)."""
