@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
-from sink.records import decode_record
+from schemas.codec import SCHEMA_VERSION
+from sink.records import decode_record, record_decoder
 from sink.rows import BUILDERS
 
 __all__ = ["Batch", "Message", "Source", "dead_letter"]
 
 STAGE = "sink"
+_decode = record_decoder().decode
 
 
 class Message(Protocol):
@@ -60,23 +64,26 @@ class Batch:
     from_ms: int | None = None  # keep only events with from_ms <= ts_ms < to_ms (replay of a time range)
     to_ms: int | None = None
     rows: dict[str, list[bytes]] = field(default_factory=dict)
-    sources: dict[str, list[Message]] = field(default_factory=dict)
     markets: dict[str, tuple[MarketRef, Message]] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     size: int = 0  # messages added (rows + markets + dead + filtered)
     skipped: int = 0  # events outside [from_ms, to_ms)
     started: float = 0.0  # monotonic time of the first message
+    # every events-topic message, in order: which message made which row is re-derived only when needed
+    # (:meth:`sources_of`, the rare slow path) instead of being recorded per row
+    event_msgs: list[Message] = field(default_factory=list)
+    _sinks: dict[type, tuple[Callable[[bytes], None], Callable[..., bytes]]] = field(default_factory=dict, repr=False)
 
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
 
     def add_many(self, msgs: Iterable[Message]) -> None:
         """Add consumed messages (in consumption order; messages with an error must be filtered out)."""
-        events_topic, markets_topic = self.events_topic, self.markets_topic
+        events_topic = self.events_topic
         from_ms, to_ms = self.from_ms, self.to_ms
-        offsets, all_rows, all_sources = self.offsets, self.rows, self.sources
-        builders = BUILDERS
+        offsets, sinks, event_msgs = self.offsets, self._sinks, self.event_msgs
+        decode, version = _decode, SCHEMA_VERSION
         if not self.size:
             self.started = time.monotonic()
         n = 0
@@ -84,28 +91,53 @@ class Batch:
             n += 1
             topic = msg.topic()
             offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[operator]
-            payload = msg.value() or b""
             if topic != events_topic:
-                if topic == markets_topic:
-                    self._add_market(payload, msg)
+                if topic == self.markets_topic:
+                    self._add_market(msg.value() or b"", msg)
                 continue
+            event_msgs.append(msg)
             try:
-                rec = decode_record(payload)
+                rec = decode(msg.value() or b"")
+                if rec.v != version:
+                    raise SchemaError(f"Event: schema version {rec.v} not supported (expected {version})")
                 if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
                     self.skipped += 1
                     continue
-                table, build = builders[type(rec)]
-                row = build(rec)
+                sink = sinks.get(type(rec))
+                if sink is None:
+                    sink = self._sink(type(rec))
+                append, build = sink
+                append(build(rec))
+            except (msgspec.DecodeError, TypeError) as exc:
+                self.dead.append(dead_letter(f"undecodable event: Event: {exc}", msg))
             except (SchemaError, ValueError, OverflowError, struct.error) as exc:
                 self.dead.append(dead_letter(f"undecodable event: {exc}", msg))
-                continue
-            rows = all_rows.get(table)
-            if rows is None:
-                rows = all_rows[table] = []
-                all_sources[table] = []
-            rows.append(row)
-            all_sources[table].append(msg)
         self.size += n
+
+    def _sink(self, cls: type) -> tuple[Callable[[bytes], None], Callable[..., bytes]]:
+        table, build = BUILDERS[cls]
+        rows = self.rows.setdefault(table, [])
+        self._sinks[cls] = sink = (rows.append, build)
+        return sink
+
+    def sources_of(self, table: str) -> list[Message]:
+        """The message of each row of ``table``, in row order (re-derived from :attr:`event_msgs`: the decode
+        and the filters are deterministic, so the same messages give rows again, in the same order)."""
+        out: list[Message] = []
+        for msg in self.event_msgs:
+            try:
+                rec = decode_record(msg.value() or b"")
+                if (self.from_ms is not None and rec.ts_ms < self.from_ms) or (
+                    self.to_ms is not None and rec.ts_ms >= self.to_ms
+                ):
+                    continue
+                name, build = BUILDERS[type(rec)]
+                if name == table:
+                    build(rec)  # a row that could not be encoded is a dead letter, not a row
+                    out.append(msg)
+            except (SchemaError, ValueError, OverflowError, struct.error):
+                continue
+        return out
 
     def _add_market(self, payload: bytes, src: Message) -> None:
         if not payload:  # compaction tombstone: nothing to upsert
@@ -125,7 +157,8 @@ class Batch:
 
     def clear(self) -> None:
         self.rows.clear()
-        self.sources.clear()
+        self._sinks.clear()
+        self.event_msgs.clear()
         self.markets.clear()
         self.dead.clear()
         self.offsets.clear()

@@ -22,6 +22,7 @@ __all__ = [
     "jsonb",
     "numeric",
     "numeric_array",
+    "numeric_array_of",
     "numeric_miss",
     "opt_numeric",
     "text",
@@ -207,7 +208,12 @@ def opt_numeric(value: str | None) -> bytes:
 
 def numeric_array(values: list[str]) -> bytes:
     """numeric[] (one dimension, no NULLs)."""
-    if not values:
+    return numeric_array_of([NUMERIC_CACHE.get(v) or numeric_miss(v) for v in values])
+
+
+def numeric_array_of(fields: list[bytes]) -> bytes:
+    """numeric[] from already encoded :func:`numeric` fields."""
+    if not fields:
         return _ARR_EMPTY
-    body = b"".join([numeric(v) for v in values])
-    return _ARR_HEAD.pack(20 + len(body), 1, 0, NUMERIC_OID, len(values), 1) + body
+    body = b"".join(fields)
+    return _ARR_HEAD.pack(20 + len(body), 1, 0, NUMERIC_OID, len(fields), 1) + body

@@ -26,6 +26,7 @@ __all__ = [
     "RecTrade",
     "Record",
     "decode_record",
+    "record_decoder",
 ]
 
 
@@ -99,6 +100,12 @@ MIRRORS: dict[str, type[RecBase]] = {
 }
 
 _decoder: Any = msgspec.msgpack.Decoder(Record)
+
+
+def record_decoder() -> Any:
+    """The msgspec decoder behind :func:`decode_record` (for hot loops: the caller checks ``v`` and maps
+    ``msgspec.DecodeError``/``TypeError`` to :class:`schemas.SchemaError` itself)."""
+    return _decoder
 
 
 def decode_record(data: bytes) -> Record:

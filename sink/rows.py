@@ -20,7 +20,7 @@ from sink.pgbinary import (
     PG_EPOCH_MS,
     boolean,
     jsonb,
-    numeric_array,
+    numeric_array_of,
     numeric_miss,
     opt_numeric,
     text,
@@ -128,10 +128,10 @@ def _snapshot(r: RecSnapshot) -> bytes:
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             _TC.get(r.market_id) or _ctext(r.market_id),
-            numeric_array([p for p, _ in r.yes]),
-            numeric_array([c for _, c in r.yes]),
-            numeric_array([p for p, _ in r.no]),
-            numeric_array([c for _, c in r.no]),
+            numeric_array_of([_NC.get(p) or numeric_miss(p) for p, _ in r.yes]),
+            numeric_array_of([_NC.get(c) or numeric_miss(c) for _, c in r.yes]),
+            numeric_array_of([_NC.get(p) or numeric_miss(p) for p, _ in r.no]),
+            numeric_array_of([_NC.get(c) or numeric_miss(c) for _, c in r.no]),
         )
     )
 

@@ -111,7 +111,7 @@ class Store:
                     pass
                 except REJECTED:
                     pass
-                self._careful(conn, table, rows, batch.sources[table], result)
+                self._careful(conn, table, rows, batch.sources_of(table), result)
             self._finish(conn, batch, result, on_dead)
         return result
 

@@ -28,8 +28,11 @@ def test_rows_offsets_and_tables() -> None:
     assert batch.offsets == {("events", 0): 100 + 498 + 1, ("events", 1): 100 + 499 + 1, ("events", 2): 100 + 497 + 1}
     # every row keeps its source message for dead-letter reporting
     for table, rows in batch.rows.items():
-        assert len(batch.sources[table]) == len(rows)
-        assert decode_event(batch.sources[table][0].value()).event_key  # the original bytes
+        sources = batch.sources_of(table)
+        assert len(sources) == len(rows)
+        for src, row in zip(sources, rows, strict=True):  # the original bytes, row by row
+            key = decode_event(src.value()).event_key.encode()
+            assert row[28 : 28 + len(key)] == key  # after ts, received_at (4 + 8 bytes each) and the length
     batch.clear()
     assert not batch.rows and not batch.offsets and batch.size == 0
 
