@@ -31,16 +31,15 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
 
-from dedup_stream.logic import Deduper, Origin, TimeRange, Verdict
+from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
+from dedup_stream.settings import DedupSettings
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter, encode_event
 from schemas.kalshi import to_event
@@ -50,34 +49,6 @@ __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
 log = get_logger(__name__)
 
 TABLE_NAME = "seen"
-
-
-@dataclass(frozen=True)
-class DedupSettings:
-    """Everything one worker needs (built from ``Config`` + CLI flags by ``dedup_stream.cli``)."""
-
-    app_id: str
-    bootstrap_servers: str
-    raw_topics: list[str]
-    partitions: int
-    workdir: Path
-    events_topic: str = "events"
-    dlq_topic: str = "dlq"
-    window_s: float = 3600.0
-    replication_factor: int = 1
-    standby_replicas: int = 0
-    session_timeout_s: float = 10.0
-    singles_horizon_s: float = 30.0
-    time_range: TimeRange = field(default_factory=TimeRange)
-    exit_when_idle: bool = False
-    idle_s: float = 5.0
-    buffer_maxsize: int = 65536
-    max_poll_records: int = 5000
-    commit_every: int = 20000
-    commit_interval_s: float = 2.0
-    linger_s: float = 0.02
-    compression: str = "none"
-    take: int = 1000  # > 1: consume with stream.take_events(take) instead of one event at a time
 
 
 class TableStore:

@@ -1,4 +1,7 @@
-"""`mdpipe dedup`: run one dedup worker (Faust) over the raw topics, writing first copies to ``events``.
+"""`mdpipe dedup`: run one dedup worker over the raw topics, writing first copies to ``events``.
+
+Two engines run the same decision (:mod:`dedup_stream.logic`): ``native`` (default; a confluent-kafka batch
+consumer, :mod:`dedup_stream.native`) and ``faust`` (the Faust app, :mod:`dedup_stream.app`).
 
 Several workers with the same ``--app-id`` and separate ``--workdir`` share the partitions (a Kafka consumer
 group). ``--from-ts/--to-ts/--exit-when-idle`` with a fresh ``--app-id`` re-run dedup over a time range of the
@@ -8,6 +11,7 @@ raw topics into ``events`` (what `mdpipe replay` uses).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -29,10 +33,16 @@ def topic_names(config: Config) -> tuple[list[str], str, str]:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "dedup",
-        help="deduplicate raw.<gatherer> topics into events (one Faust worker)",
+        help="deduplicate raw.<gatherer> topics into events (one worker)",
         description="Run one dedup worker: consumes every raw topic, keeps the first copy of each venue event "
         "(state in RocksDB, bounded by dedup.window_s), writes it to the events topic. Start several with the same "
         "--app-id and different --workdir to share the partitions.",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["native", "faust"],
+        help="native: confluent-kafka batch worker; faust: the Faust app (default: dedup.engine). "
+        "Both use the same state changelog name and consumer group, but not each other's local state",
     )
     p.add_argument(
         "--workdir",
@@ -49,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--app-id",
         metavar="ID",
-        help="Faust app id = consumer group + changelog prefix (default: dedup.app_id); use a new one for a replay",
+        help="app id = consumer group + changelog prefix (default: dedup.app_id); use a new one for a replay",
     )
     p.add_argument(
         "--window-s",
@@ -102,7 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--standby-replicas",
         type=int,
         metavar="N",
-        help="Faust table standbys on other workers (default: dedup.standby_replicas)",
+        help="faust engine only: table standbys on other workers (default: dedup.standby_replicas)",
     )
     p.add_argument(
         "--session-timeout-s",
@@ -115,8 +125,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=1000,
         metavar="N",
-        help="consume with Faust's stream.take_events(N) (default 1000; 0 = one event at a time, about 25%% "
-        "more CPU per frame in bench-dedup)",
+        help="faust engine only: consume with stream.take_events(N) (default 1000; 0 = one event at a time, "
+        "about 25%% more CPU per frame in bench-dedup)",
     )
     p.add_argument(
         "--skip-partition-check",
@@ -127,9 +137,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from dedup_stream.app import DedupSettings, build_app
     from dedup_stream.logic import TimeRange
     from dedup_stream.metrics import summary
+    from dedup_stream.settings import DedupSettings
     from dedup_stream.startup import check_partitions, seed_replay_offsets
     from mdpipe.kafka import kafka_client_config
     from mdpipe.logging import get_logger
@@ -177,13 +187,25 @@ def run(args: argparse.Namespace, config: Config) -> int:
         idle_s=args.idle_s,
         take=args.take,
         compression=config.kafka.compression if config.kafka.compression in ("none", "gzip") else "none",
+        client_conf=client,
     )
-    dedup = build_app(settings)
+    engine = args.engine or dc.engine
+    dedup: Any
+    if engine == "native":
+        from dedup_stream.native import build_worker
+
+        settings = dataclasses.replace(settings, compression=config.kafka.compression, commit_every=50_000)
+        dedup = build_worker(settings)
+    else:
+        from dedup_stream.app import build_app
+
+        dedup = build_app(settings)
     port = dc.metrics_port if args.metrics_port is None else args.metrics_port
     server = start_metrics_server(port, health=dedup.is_healthy, stage=f"dedup-{workdir.name}")
     log.info(
         "dedup_start",
         app_id=app_id,
+        engine=engine,
         raw_topics=",".join(raw_topics),
         events=events_topic,
         workdir=str(workdir),

@@ -160,13 +160,14 @@ class Worker:
 @dataclass
 class WorkerLauncher:
     tmp: Path
+    engine: str = "native"
     workers: list[Worker] = field(default_factory=list)
 
     def start(self, topics: DedupTopics, app_id: str, name: str, *extra: str) -> Worker:
         workdir = self.tmp / name
         log_path = self.tmp / f"{name}-{len(self.workers)}.log"
         cmd = [sys.executable, "-m", "mdpipe", "dedup", "--app-id", topics.app_id(app_id), "--workdir", str(workdir)]
-        cmd += ["--metrics-port", "0", "--session-timeout-s", "6", *extra]
+        cmd += ["--engine", self.engine, "--metrics-port", "0", "--session-timeout-s", "6", *extra]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=topics.env(self.tmp / "run"))
         worker = Worker(proc, log_path, workdir, self.tmp / "run" / "stages" / f"dedup-{name}.json")
@@ -174,9 +175,10 @@ class WorkerLauncher:
         return worker
 
 
-@pytest.fixture
-def dedup_workers(tmp_path: Path) -> Iterator[WorkerLauncher]:
-    launcher = WorkerLauncher(tmp_path)
+@pytest.fixture(params=["native", "faust"])
+def dedup_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerLauncher]:
+    """Launches `mdpipe dedup` workers of one engine; every test using it runs once per engine."""
+    launcher = WorkerLauncher(tmp_path, engine=request.param)
     yield launcher
     for worker in launcher.workers:
         if worker.proc.poll() is None:

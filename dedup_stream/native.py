@@ -1,0 +1,319 @@
+"""Native dedup engine: one confluent-kafka batch consumer over every raw topic -> first copy wins -> ``events``.
+
+Same decision (:class:`dedup_stream.logic.Deduper`), metrics, health endpoint, DLQ and ``dedup_stop`` summary
+as the Faust engine (:mod:`dedup_stream.app`), without Faust's per-message machinery: messages come in
+batches from ``Consumer.consume(num_messages=N)`` and go out through librdkafka's own batching.
+
+Partitions. The worker joins consumer group = app id with the ``range`` assignor. The raw topics share one
+partition count and one partitioner, so range gives partition *i* of every raw topic to the same member;
+:func:`dedup_stream.rebalance.copartitioned` checks that on every assignment and the worker stops if it ever
+fails (partition *i*'s state would be split between workers).
+
+State. One rocksdict DB per assigned partition under ``<workdir>/native`` with a RocksDB TTL of ``window_s``
+(:mod:`dedup_stream.partition_state`: no Python index of live keys, expiry at compaction, lazily, which only
+ever keeps a key longer). Every first sight is also written to ``<app_id>-seen-changelog`` (compact,delete,
+retention = window). On assignment each partition's DB is brought up to the changelog's high-water mark from
+the offset it already covers (:mod:`dedup_stream.restore`) before any raw record of that partition is read;
+on revocation the worker commits and closes the DBs.
+
+Commit protocol (every ``commit_interval_s`` or ``commit_every`` frames, on revocation and on stop):
+flush both producers and check every delivery report, exiting with ``EXIT_OUTPUT_FAILED`` on any failure
+*before* committing; then store the acknowledged changelog offsets in the partition DBs; then commit the
+consumed input positions synchronously. Local RocksDB is written before its output is acknowledged, so
+after a SIGKILL a frame can find its own key already stored: the stored value is the origin of the accepted
+copy, and a replay of that same origin is emitted again (the sink's unique key absorbs the repeat).
+
+Output: ``events`` key = market id, partition = the input partition (same count, same key hash),
+value = ``encode_event(to_event(frame))``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from dedup_stream.logic import Deduper, Origin, Verdict
+from dedup_stream.metrics import DedupCollector, register
+from dedup_stream.native_output import NativeOutput
+from dedup_stream.output import EXIT_OUTPUT_FAILED
+from dedup_stream.partition_state import PartitionStates
+from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
+from dedup_stream.restore import ChangelogRestorer, ensure_changelog
+from dedup_stream.settings import DedupSettings, changelog_topic
+from mdpipe.logging import get_logger
+from schemas import DeadLetter, encode_dead_letter, encode_event
+from schemas.kalshi import to_event
+
+__all__ = ["NativeWorker"]
+
+log = get_logger(__name__)
+
+_FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
+
+
+class NativeWorker:
+    """One native dedup worker (``run`` runs it until SIGTERM/SIGINT, or idle with ``exit_when_idle``)."""
+
+    def __init__(self, settings: DedupSettings) -> None:
+        self.settings = s = settings
+        self.client_conf: dict[str, Any] = s.client_conf or {"bootstrap.servers": s.bootstrap_servers}
+        self.changelog_topic = changelog_topic(s.app_id)
+        self.output = NativeOutput(
+            {
+                **self.client_conf,
+                "partitioner": "murmur2_random",
+                "compression.type": s.compression,
+                "linger.ms": max(1, int(s.linger_s * 1000)),
+                "batch.num.messages": 10000,
+                "batch.size": 1 << 20,
+                "queue.buffering.max.messages": 500_000,
+            },
+            self.changelog_topic,
+        )
+        self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
+        self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
+        self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
+        self.events_out = 0
+        self.unmappable = 0
+        self.frames = 0
+        self.first_frame: float | None = None
+        self.last_frame = time.monotonic()
+        self.first_cpu = self.last_cpu = 0.0
+        self._match_ages: deque[float] = deque(maxlen=60)
+        self._last_match_age = 0.0
+        self._stopping = False
+        self._running = False
+        self._owned: list[int] = []  # partitions assigned now (their DBs are open)
+        self._consumer: Consumer | None = None
+        self._restorer: ChangelogRestorer | None = None
+        self._callback_error: BaseException | None = None  # raised in a rebalance callback
+
+    # --- metrics / health / summary ---------------------------------------------------------------------------
+    def _extra(self) -> dict[str, float]:
+        return {
+            "mdpipe_dedup_match_age_seconds": self._last_match_age,
+            "mdpipe_dedup_window_seconds": self.settings.window_s,
+            "mdpipe_dedup_events_out": self.events_out,
+            "mdpipe_dedup_unmappable_frames": self.unmappable,
+        }
+
+    def is_healthy(self) -> bool:
+        """For /healthz: running (joined the group or waiting for it) and not stopping."""
+        return self._running and not self._stopping
+
+    def busy_s(self) -> float:
+        """Seconds between the first and the last batch of frames this worker processed."""
+        return 0.0 if self.first_frame is None else self.last_frame - self.first_frame
+
+    def busy_cpu_s(self) -> float:
+        """Process CPU seconds (all threads) from the first frame to the last 1-s tick that saw new frames."""
+        return self.last_cpu - self.first_cpu
+
+    # --- rebalance --------------------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._assign(partitions)
+        except BaseException as exc:  # raised through librdkafka it would lose its type: the loop re-raises it
+            self._callback_error = exc
+
+    def _assign(self, partitions: list[TopicPartition]) -> None:
+        owned = copartitioned([(tp.topic, tp.partition) for tp in partitions], self.settings.raw_topics)
+        assert self._restorer is not None
+        started = time.monotonic()
+        restored = 0
+        for p in owned:
+            self.states.open(p)
+            restored += self._restorer.restore(self.states, p)
+        self._owned = owned
+        took = round(time.monotonic() - started, 3)
+        log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            if self._owned and self._callback_error is None:
+                self._commit(consumer)
+            self._close_states()
+            log.info("partitions_revoked", partitions=len(partitions))
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # another worker may own them already: nothing is committed; output already queued still goes out
+        self._close_states()
+        log.warning("partitions_lost", partitions=len(partitions))
+
+    def _close_states(self) -> None:
+        self.states.close_all()
+        self._owned = []
+
+    # --- commit protocol --------------------------------------------------------------------------------------
+    def _commit(self, consumer: Consumer) -> None:
+        error = self.output.flush(_FLUSH_TIMEOUT_S)
+        if error is not None:
+            log.critical("output_failed_exiting", failures=self.output.failures, error=error)
+            os._exit(EXIT_OUTPUT_FAILED)  # nothing committed past the failed output
+        for partition, offset in self.output.delivered.items():
+            if partition in self.states.dbs:
+                self.states.set_covered(partition, offset)
+        self.output.delivered.clear()
+        try:
+            consumer.commit(asynchronous=False)  # the positions: last record handed to us + 1, all processed
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    # --- per frame --------------------------------------------------------------------------------------------
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        letter = DeadLetter(
+            stage="dedup",
+            reason=reason,
+            payload=msg.value() or b"",
+            source_topic=msg.topic(),
+            source_partition=msg.partition(),
+            source_offset=msg.offset(),
+            at_ns=time.time_ns(),
+        )
+        self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
+
+    def _process(self, msgs: list[Message]) -> None:
+        decide = self.deduper.decide
+        produce = self.output.main.produce
+        events_topic = self.settings.events_topic
+        emitted = 0
+        for msg in msgs:
+            if msg.error() is not None:
+                self._consumer_error(msg.error())
+                continue
+            partition = msg.partition()
+            decision = decide(msg.value(), Origin(msg.topic(), partition, msg.offset()))
+            verdict = decision.verdict
+            if verdict is Verdict.WON or verdict is Verdict.REEMIT:
+                try:
+                    out = encode_event(to_event(decision.frame))  # type: ignore[arg-type]
+                except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
+                    self.unmappable += 1
+                    self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
+                    continue
+                try:
+                    produce(events_topic, out, msg.key(), partition)
+                except BufferError:
+                    self.output.produce(events_topic, msg.key(), out, partition)
+                emitted += 1
+            elif verdict is Verdict.INVALID:
+                self._dead_letter(msg, decision.error)
+        self.events_out += emitted
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer_error", error=str(error))
+
+    # --- loop -------------------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self.frames and self.last_cpu_frames != self.frames:
+            self.last_cpu_frames, self.last_cpu = self.frames, time.process_time()
+        self.deduper.tick()
+        self._match_ages.append(self.deduper.stats.take_interval())
+        self._last_match_age = max(self._match_ages)
+
+    last_cpu_frames = 0
+
+    def _idle_done(self, consumer: Consumer) -> bool:
+        """``exit_when_idle``: every assigned raw partition is read up to its high-water mark."""
+        tps = consumer.assignment()
+        if not tps:
+            return False
+        positions = consumer.position(tps)
+        committed = consumer.committed(tps, timeout=15)
+        for pos, com in zip(positions, committed, strict=True):
+            low, high = consumer.get_watermark_offsets(TopicPartition(pos.topic, pos.partition), timeout=15)
+            if not caught_up(pos.offset, com.offset, low, high):
+                return False
+        return True
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def run(self, loglevel: str = "info") -> int:
+        """Run until SIGTERM/SIGINT (or idle, with ``exit_when_idle``); returns an exit status."""
+        s = self.settings
+        register(self.collector)
+        ensure_changelog(self.client_conf, self.changelog_topic, s.partitions, s.replication_factor, s.window_s)
+        self._restorer = ChangelogRestorer(self.client_conf, self.changelog_topic)
+        consumer = Consumer(
+            {
+                **self.client_conf,
+                "group.id": s.app_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                "session.timeout.ms": int(s.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(min(3.0, s.session_timeout_s / 3) * 1000),
+                "fetch.max.bytes": 64 << 20,
+                "max.partition.fetch.bytes": 8 << 20,
+                "queued.max.messages.kbytes": 256 << 10,
+            }
+        )
+        self._consumer = consumer
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        consumer.subscribe(s.raw_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._running = True
+        batch = max(1, s.max_poll_records)
+        since_commit = 0
+        last_commit = last_tick = last_idle_check = time.monotonic()
+        try:
+            while not self._stopping:
+                msgs = consumer.consume(batch, 0.2)
+                if self._callback_error is not None:  # before any record of a partition it could not prepare
+                    raise self._callback_error
+                now = time.monotonic()
+                if msgs:
+                    if self.first_frame is None:
+                        self.first_frame, self.first_cpu = now, time.process_time()
+                    self._process(msgs)
+                    self.frames += len(msgs)
+                    since_commit += len(msgs)
+                    self.last_frame = time.monotonic()
+                    self.output.poll()
+                if since_commit and (since_commit >= s.commit_every or now - last_commit >= s.commit_interval_s):
+                    self._commit(consumer)
+                    since_commit, last_commit = 0, time.monotonic()
+                if now - last_tick >= 1.0:
+                    self._tick()
+                    last_tick = now
+                if (
+                    s.exit_when_idle
+                    and not msgs
+                    and now - self.last_frame >= s.idle_s
+                    and now - last_idle_check >= s.idle_s / 2
+                ):
+                    last_idle_check = now
+                    if self._idle_done(consumer):
+                        log.info("dedup_idle_exit", partitions=len(self._owned), events_out=self.events_out)
+                        break
+            self._tick()
+            if self._owned:
+                self._commit(consumer)
+        except Exception as exc:
+            log.critical("dedup_worker_failed", error=repr(exc))
+            # nothing is committed past this point: a restart re-reads from the last commit
+            os._exit(1 if isinstance(exc, CoPartitionError) else EXIT_OUTPUT_FAILED)
+        finally:
+            self._stopping = True
+        consumer.close()  # leaves the group (revocation commits again: nothing new, cheap)
+        self._restorer.close()
+        self._close_states()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 0
+
+
+def build_worker(settings: DedupSettings) -> NativeWorker:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    return NativeWorker(settings)

@@ -1,0 +1,90 @@
+"""Output of the native dedup worker: events + dead letters through one confluent-kafka producer, state
+changelog records through another, and the delivery bookkeeping the commit protocol needs.
+
+Both producers are idempotent with ``acks=all``. The events/DLQ producer reports **failures only**
+(``delivery.report.only.error``): a successful record costs no Python callback. The changelog producer
+reports every record, because the worker must know the last changelog offset acknowledged per partition
+(stored in the partition's DB so that a restore starts there). :meth:`NativeOutput.flush` waits for every
+outstanding record and returns the first failure, if any: the worker then exits without committing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from mdpipe.logging import get_logger
+
+__all__ = ["NativeOutput"]
+
+log = get_logger(__name__)
+
+
+class NativeOutput:
+    """Two producers sharing ``producer_conf`` (librdkafka keys); ``changelog_topic`` gets offsets reported."""
+
+    def __init__(self, producer_conf: dict[str, Any], changelog_topic: str) -> None:
+        self.changelog_topic = changelog_topic
+        self.failures = 0
+        self.first_error: str | None = None
+        self.delivered: dict[int, int] = {}  # changelog partition -> highest acknowledged offset
+        base = {"enable.idempotence": True, "acks": "all", **producer_conf, "error_cb": self._on_client_error}
+        self.main = Producer({**base, "delivery.report.only.error": True, "on_delivery": self._on_failure})
+        self.changelog = Producer({**base, "on_delivery": self._on_changelog})
+
+    def _record_failure(self, error: str) -> None:
+        self.failures += 1
+        if self.first_error is None:
+            self.first_error = error
+
+    def _on_failure(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._record_failure(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def _on_changelog(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._record_failure(f"{msg.topic()}[{msg.partition()}]: {err}")
+            return
+        partition, offset = msg.partition(), msg.offset()
+        if offset > self.delivered.get(partition, -1):
+            self.delivered[partition] = offset
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():  # e.g. the idempotent producer lost its sequence: nothing more can be delivered in order
+            self._record_failure(f"fatal producer error: {err}")
+        else:
+            log.warning("producer_error", error=str(err))
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
+        """Queue one record on the events/DLQ producer (waits for queue space when librdkafka's queue is full)."""
+        while True:
+            try:
+                self.main.produce(topic, value, key, partition)
+                return
+            except BufferError:
+                self.main.poll(0.05)
+
+    def put_changelog(self, partition: int, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.changelog.produce(self.changelog_topic, value, key, partition)
+                return
+            except BufferError:
+                self.changelog.poll(0.05)
+
+    def poll(self) -> None:
+        """Serve delivery reports without waiting (call once per consumed batch)."""
+        self.main.poll(0)
+        self.changelog.poll(0)
+
+    def flush(self, timeout_s: float) -> str | None:
+        """Wait until every queued record is acknowledged or failed; return the first failure, else None."""
+        try:
+            left = self.main.flush(timeout_s) + self.changelog.flush(timeout_s)
+        except KafkaException as exc:
+            self._record_failure(str(exc))
+            left = 0
+        if left:
+            self._record_failure(f"{left} records still undelivered after {timeout_s}s")
+        return self.first_error
