@@ -208,6 +208,7 @@ class NativeWorker:
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
         self.events_out += emitted
+        self.states.flush()
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -281,9 +282,13 @@ class NativeWorker:
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()
                     self.output.poll()
-                if since_commit and (since_commit >= s.commit_every or now - last_commit >= s.commit_interval_s):
+                if since_commit and (
+                    not msgs or since_commit >= s.commit_every or now - last_commit >= s.commit_interval_s
+                ):  # also as soon as the input is drained: the last frames' output is then acknowledged
                     self._commit(consumer)
                     since_commit, last_commit = 0, time.monotonic()
+                    if not msgs:
+                        self.last_frame = last_commit  # busy time includes delivering the last frames' output
                 if now - last_tick >= 1.0:
                     self._tick()
                     last_tick = now

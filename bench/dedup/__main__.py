@@ -2,6 +2,9 @@
 (`mdpipe dedup --exit-when-idle`, a fresh app id per run) drains them; the baseline in the same run is a plain
 confluent-kafka batch consumer reading the same topics and doing nothing. Prints medians; last line RESULT {json}.
 
+The headline ``value`` is the default engine (``dedup.engine``, or ``--engine``); the Faust engine is measured in
+the same runs as well (``faust_frames_s``, ``faust_frames_per_cpu_s``) unless ``--no-faust``.
+
 The worker's figure is raw frames / (last frame - first frame) as the worker measured it, so start-up
 (group join, table recovery) and the idle wait are excluded; ``wall_s`` reports the whole run as well,
 ``frames_per_cpu_s`` the same frames per CPU-second of the worker process (less sensitive to a loaded
@@ -32,7 +35,9 @@ from mdpipe.config import load_config
 GATHERERS = ("g1", "g2", "g3")
 
 
-def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_id: str) -> dict[str, float]:
+def run_worker(
+    bootstrap: str, prefix: str, partitions: int, workdir: Path, app_id: str, engine: str
+) -> dict[str, float]:
     env = {
         **os.environ,
         "MDPIPE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -42,7 +47,7 @@ def run_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, app_
         "MDPIPE_RUN_DIR": str(workdir / "run"),
     }
     cmd = [sys.executable, "-m", "mdpipe", "dedup", "--app-id", app_id, "--workdir", str(workdir / "state")]
-    cmd += ["--exit-when-idle", "--idle-s", "2", "--metrics-port", "0"]
+    cmd += ["--engine", engine, "--exit-when-idle", "--idle-s", "2", "--metrics-port", "0"]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
@@ -67,12 +72,16 @@ def run_noop(bootstrap: str, raw_topics: list[str], workdir: Path, app_id: str) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dedup", description=__doc__)
-    parser.add_argument("--frames", type=int, default=150_000, help="raw frames in total (a third per gatherer)")
+    parser.add_argument("--frames", type=int, default=300_000, help="raw frames in total (a third per gatherer)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
     parser.add_argument("--markets", type=int, default=2000, help="distinct markets (keys)")
+    parser.add_argument("--engine", choices=["native", "faust"], help="engine of the headline figure (dedup.engine)")
+    parser.add_argument("--no-faust", action="store_true", help="skip the Faust engine and Faust no-op runs")
     args = parser.parse_args(argv)
 
     config = load_config()
+    engine = args.engine or config.dedup.engine
+    with_faust = not args.no_faust
     bootstrap, partitions = config.kafka.bootstrap_servers, config.kafka.partitions
     if not bootstrap:
         print("bench-dedup: no broker (run `make up`)", file=sys.stderr)
@@ -99,22 +108,33 @@ def main(argv: list[str] | None = None) -> int:
         base_rates, rates, cpu_rates, walls = [], [], [], []
         noop_rates: list[float] = []
         noop_cpu_rates: list[float] = []
+        faust_rates: list[float] = []
+        faust_cpu_rates: list[float] = []
         for run in range(args.runs):
             count, secs = drain(bootstrap, raw_topics)
             assert count == total, f"baseline read {count} of {total}"
             base_rates.append(count / secs)
-            result = run_worker(bootstrap, prefix, partitions, tmp / f"run{run}", f"{prefix}app-{run}")
+            result = run_worker(bootstrap, prefix, partitions, tmp / f"run{run}", f"{prefix}app-{run}", engine)
             if result["frames"] != total or result["events_out"] != len(events):
                 raise RuntimeError(f"dedup run {run}: {result} for {total} frames / {len(events)} events")
             rates.append(result["frames"] / result["busy_s"])
             cpu_rates.append(result["frames"] / result["cpu_s"])
             walls.append(result["wall_s"])
-            noop = run_noop(bootstrap, raw_topics, tmp / f"noop{run}", f"{prefix}noop-{run}")
-            noop_rates.append(noop["frames"] / noop["busy_s"])
-            noop_cpu_rates.append(noop["frames"] / noop["cpu_s"])
-            print(f"run {run}: faust no-op agent {noop_rates[-1]:,.0f} frames/s "
-                  f"({noop_cpu_rates[-1]:,.0f} per CPU-second)", flush=True)  # fmt: skip
-            print(f"run {run}: baseline {base_rates[-1]:,.0f} frames/s, dedup {rates[-1]:,.0f} frames/s "
+            if with_faust:
+                if engine != "faust":
+                    faust = run_worker(bootstrap, prefix, partitions, tmp / f"f{run}", f"{prefix}faust-{run}", "faust")
+                    if faust["frames"] != total or faust["events_out"] != len(events):
+                        raise RuntimeError(f"faust run {run}: {faust} for {total} frames / {len(events)} events")
+                    faust_rates.append(faust["frames"] / faust["busy_s"])
+                    faust_cpu_rates.append(faust["frames"] / faust["cpu_s"])
+                    print(f"run {run}: faust engine {faust_rates[-1]:,.0f} frames/s "
+                          f"({faust_cpu_rates[-1]:,.0f} per CPU-second)", flush=True)  # fmt: skip
+                noop = run_noop(bootstrap, raw_topics, tmp / f"noop{run}", f"{prefix}noop-{run}")
+                noop_rates.append(noop["frames"] / noop["busy_s"])
+                noop_cpu_rates.append(noop["frames"] / noop["cpu_s"])
+                print(f"run {run}: faust no-op agent {noop_rates[-1]:,.0f} frames/s "
+                      f"({noop_cpu_rates[-1]:,.0f} per CPU-second)", flush=True)  # fmt: skip
+            print(f"run {run}: baseline {base_rates[-1]:,.0f} frames/s, dedup ({engine}) {rates[-1]:,.0f} frames/s "
                   f"({cpu_rates[-1]:,.0f} per CPU-second; busy {result['busy_s']:.1f}s, cpu {result['cpu_s']:.1f}s, "
                   f"wall {result['wall_s']:.1f}s)", flush=True)  # fmt: skip
     finally:
@@ -128,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     logic_rate = measure_logic(events=min(50_000, len(events)), markets=args.markets)
     print(f"logic only (decide + normalise, rocksdict, no Kafka): {logic_rate:,.0f} frames/s", flush=True)
     value, baseline = statistics.median(rates), statistics.median(base_rates)
+    if engine == "faust":
+        faust_rates, faust_cpu_rates = rates, cpu_rates
+
+    def median(values: list[float]) -> int | None:
+        return round(statistics.median(values)) if values else None
+
     result = {
         "bench": "dedup",
         "value": round(value),
@@ -139,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         "events": len(events),
         "partitions": partitions,
         "workers": 1,
+        "engine": engine,
         "target": 30000,
         "frames_per_cpu_s": round(statistics.median(cpu_rates)),
         "logic_only_frames_s": round(logic_rate),
-        "faust_noop_frames_s": round(statistics.median(noop_rates)),
-        "faust_noop_frames_per_cpu_s": round(statistics.median(noop_cpu_rates)),
+        "faust_frames_s": median(faust_rates),
+        "faust_frames_per_cpu_s": median(faust_cpu_rates),
+        "faust_noop_frames_s": median(noop_rates),
+        "faust_noop_frames_per_cpu_s": median(noop_cpu_rates),
         "wall_s_median": round(statistics.median(walls), 1),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),

@@ -10,25 +10,33 @@ from dedup_stream.synth import gatherer_copies, venue_events
 from schemas import encode_raw
 
 
-def test_partitions_are_separate_and_every_put_reaches_the_changelog(tmp_path: Path) -> None:
+def test_puts_reach_the_changelog_at_once_and_rocksdb_at_flush(tmp_path: Path) -> None:
     logged: list[tuple[int, bytes, bytes]] = []
-    states = PartitionStates(tmp_path / "s", 3600, lambda p, k, v: logged.append((p, k, v)))
+    states = PartitionStates(tmp_path / "s", 3600, lambda p, k, v: logged.append((p, k, v)), cache_keys=2)
     states.open(0)
     states.open(1)
-    states.put(b"k", b"v0", 0)
-    assert states.get(b"k", 0) == b"v0" and states.get(b"k", 1) is None
-    assert logged == [(0, b"k", b"v0")]
+    states.put(b"M0\x1fk", b"v0", 0)
+    assert logged == [(0, b"M0\x1fk", b"v0")]
+    assert states.get(b"M0\x1fk", 0) == b"v0"  # from the cache
+    assert states.dbs[0].get(b"M0\x1fk") is None  # not in RocksDB before flush
+    for i in range(5):  # rotates the cache generations twice
+        states.put(b"M1\x1fk%d" % i, b"w%d" % i, 1)
+    states.flush()
+    assert states.dbs[0].get(b"M0\x1fk") == b"v0" and states.dbs[1].get(b"M0\x1fk") is None
+    assert [states.get(b"M1\x1fk%d" % i, 1) for i in range(5)] == [b"w%d" % i for i in range(5)]
     assert states.covered(0) is None
     states.set_covered(0, 41)
     assert states.covered(0) == 41
     assert states.apply(1, [(b"a", b"1"), (b"b", b"2"), (b"a", None)]) == 3
     assert states.get(b"a", 1) is None and states.get(b"b", 1) == b"2"
-    assert logged == [(0, b"k", b"v0")]  # restored records are not written back to the changelog
-    states.close_all()
+    assert len(logged) == 6  # restored records are not written back to the changelog
+    states.put(b"M0\x1fpending", b"p", 0)
+    states.close_all()  # flushes what is pending
     states.open(0)  # survives a close (a restart on the same workdir)
-    assert states.get(b"k", 0) == b"v0" and states.covered(0) == 41
+    assert states.get(b"M0\x1fk", 0) == b"v0" and states.get(b"M0\x1fpending", 0) == b"p"
+    assert states.covered(0) == 41
     states.wipe(0)
-    assert states.get(b"k", 0) is None and states.covered(0) is None
+    assert states.get(b"M0\x1fk", 0) is None and states.covered(0) is None
     states.close_all()
     assert not OFFSET_KEY.decode("latin-1")[0].isalnum()
 
