@@ -158,7 +158,7 @@ class PicowsConnection(Connection):
                     auto_ping_reply_timeout=PING_TIMEOUT_S,
                     auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
                     logger_name=_picows_log,
-                    read_buffer_init_size=256 * 1024,
+                    read_buffer_init_size=64 * 1024,
                 ),
                 OPEN_TIMEOUT_S,
             )

@@ -197,3 +197,37 @@ def test_ws_client_setting_is_validated_at_start_up() -> None:
     assert load_config(None, environ={}, use_infra_state=False).gather.ws_client == "picows"
     with pytest.raises(ConfigError, match=r"gather\.ws_client .*'picows', 'websockets'"):
         load_config(None, environ={"MDPIPE_GATHER__WS_CLIENT": "aiohttp"}, use_infra_state=False)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_refused_upgrade_backs_off_and_retries(client: str) -> None:
+    """A venue answering the upgrade with 401 (bad signature): never up, retried with backoff, reason "error"."""
+    attempts: list[str] = []
+
+    def refuse(conn: ServerConnection, request: Any) -> Any:
+        attempts.append(request.headers.get("KALSHI-ACCESS-KEY", ""))
+        return conn.respond(401, "bad signature\n")
+
+    async def scenario() -> list[str]:
+        reasons: list[str] = []
+        async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse) as server:
+            port = server.sockets[0].getsockname()[1]
+            session = KalshiSession(
+                gatherer="g1", conn_id=0, channels=["trade"], sub_cap=10, keyer=EventKeyer(), emit=print, dead=print
+            )
+            conn = connection_class(client)(
+                session,
+                f"ws://127.0.0.1:{port}/",
+                lambda: {"KALSHI-ACCESS-KEY": "key-1"},
+                backoff_initial=0.02,
+                backoff_max=0.05,
+                on_reconnect=reasons.append,
+            )
+            conn.start()
+            await asyncio.wait_for(_until(lambda: len(reasons) >= 3), 10)
+            assert not conn.up and conn.connected_ns == 0
+            await conn.stop()
+        return reasons
+
+    reasons = asyncio.run(scenario())
+    assert set(reasons) == {"error"} and len(attempts) >= 3 and set(attempts) == {"key-1"}
