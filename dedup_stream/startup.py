@@ -4,6 +4,8 @@
   (co-partitioning is what lets one worker own partition *i* of every raw topic and of its table).
 - :func:`seed_replay_offsets`: for a replay under a fresh app id, start each raw partition at the first
   offset whose timestamp is >= a given time, instead of the beginning of the topic.
+- :func:`delete_internal_topics`: after a finished replay, remove the topics its app id created (the state
+  changelog of either engine, Faust's assignor leader topic).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from mdpipe.config import ConfigError
 from mdpipe.logging import get_logger
 
-__all__ = ["check_partitions", "seed_replay_offsets"]
+__all__ = ["check_partitions", "delete_internal_topics", "internal_topics", "seed_replay_offsets"]
 
 log = get_logger(__name__)
 
@@ -67,3 +69,25 @@ def seed_replay_offsets(client_conf: dict[str, Any], group_id: str, topics: list
         return len(seeds)
     finally:
         consumer.close()
+
+
+def internal_topics(app_id: str) -> list[str]:
+    """Topics a dedup worker of ``app_id`` creates: the state changelog (both engines) and Faust's leader topic."""
+    from dedup_stream.settings import changelog_topic
+
+    return [changelog_topic(app_id), f"{app_id}-__assignor-__leader"]
+
+
+def delete_internal_topics(client_conf: dict[str, Any], app_id: str) -> list[str]:
+    """Delete the :func:`internal_topics` of ``app_id`` that exist; returns their names."""
+    admin = AdminClient(client_conf)
+    existing = admin.list_topics(timeout=15).topics
+    names = [t for t in internal_topics(app_id) if t in existing]
+    for name, future in admin.delete_topics(names, operation_timeout=30).items() if names else ():
+        try:
+            future.result()
+        except KafkaException as exc:
+            log.warning("internal_topic_not_deleted", topic=name, error=str(exc))
+    if names:
+        log.info("internal_topics_deleted", app_id=app_id, topics=",".join(names))
+    return names

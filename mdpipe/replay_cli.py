@@ -5,7 +5,8 @@
   absorbed by the unique key on (event_key, ts), so a replay never duplicates a row.
 - ``mdpipe replay dedup --from-ts MS --to-ts MS``: re-run dedup over the raw topics for a time range into
   ``events`` under a separate app id (its own consumer group and state), then, unless ``--no-load``,
-  re-load that range into the database as above.
+  re-load that range into the database as above. The replay's state topics are deleted once it succeeded
+  (``--keep-internal-topics`` keeps them).
 
 Times are Unix epoch milliseconds (venue time for the load, first-copy receive time for dedup).
 """
@@ -38,6 +39,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--id", metavar="NAME", help="suffix of the replay's consumer group / app id (default: time)")
     parser.add_argument("--no-load", action="store_true", help="dedup: only write events, do not re-load the database")
     parser.add_argument("--idle-s", type=float, default=5.0, help="seconds without input that end a replay (5)")
+    parser.add_argument(
+        "--keep-internal-topics",
+        action="store_true",
+        help="dedup: keep the replay's state changelog (and Faust's leader topic) instead of deleting them after it",
+    )
     return parser
 
 
@@ -71,7 +77,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
             ],
             config,
         )  # fmt: skip
-        if status != 0 or args.no_load:
-            return status
+        if status != 0:
+            return status  # state and topics kept: a re-run with the same --id resumes
         shutil.rmtree(workdir, ignore_errors=True)  # the state only served this replay
+        if not args.keep_internal_topics:
+            from dedup_stream.startup import delete_internal_topics
+            from mdpipe.kafka import kafka_client_config
+
+            delete_internal_topics(kafka_client_config(config.kafka), app_id)
+        if args.no_load:
+            return status
     return _run_command(["sink", "--group", f"{config.sink.group_id}-replay-{suffix}", *window], config)
