@@ -20,10 +20,20 @@ from schemas.codec import SCHEMA_VERSION
 from sink.records import decode_record, record_decoder
 from sink.rows import BUILDERS
 
-__all__ = ["Batch", "Message", "Source", "dead_letter"]
+__all__ = ["Batch", "Helper", "Message", "Source", "build_rows", "dead_letter"]
 
 STAGE = "sink"
 _decode = record_decoder().decode
+
+
+class Helper(Protocol):
+    """What the batch needs of a row-building helper process (:class:`sink.helper.RowHelper`)."""
+
+    share: float  # fraction of a chunk's events the helper builds
+    min_records: int  # smaller chunks are built here
+
+    def submit(self, payloads: list[bytes], from_ms: int | None, to_ms: int | None) -> bool: ...
+    def result(self) -> tuple[dict[str, list[bytes]], list[tuple[int, str]], int] | None: ...
 
 
 class Message(Protocol):
@@ -73,7 +83,8 @@ class Batch:
     # every events-topic message, in order: which message made which row is re-derived only when needed
     # (:meth:`sources_of`, the rare slow path) instead of being recorded per row
     event_msgs: list[Message] = field(default_factory=list)
-    _sinks: dict[type, tuple[Callable[[bytes], None], Callable[..., bytes]]] = field(default_factory=dict, repr=False)
+    helper: Helper | None = field(default=None, repr=False)  # builds part of each chunk in another process
+    _sinks: dict[type, _Sink] = field(default_factory=dict, repr=False)
 
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
@@ -81,44 +92,48 @@ class Batch:
     def add_many(self, msgs: Iterable[Message]) -> None:
         """Add consumed messages (in consumption order; messages with an error must be filtered out)."""
         events_topic = self.events_topic
-        from_ms, to_ms = self.from_ms, self.to_ms
-        offsets, sinks, event_msgs = self.offsets, self._sinks, self.event_msgs
-        decode, version = _decode, SCHEMA_VERSION
+        offsets = self.offsets
         if not self.size:
             self.started = time.monotonic()
         n = 0
+        events: list[Message] = []
+        append = events.append
         for msg in msgs:
             n += 1
             topic = msg.topic()
             offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[operator]
-            if topic != events_topic:
-                if topic == self.markets_topic:
-                    self._add_market(msg.value() or b"", msg)
-                continue
-            event_msgs.append(msg)
-            try:
-                rec = decode(msg.value() or b"")
-                if rec.v != version:
-                    raise SchemaError(f"Event: schema version {rec.v} not supported (expected {version})")
-                if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
-                    self.skipped += 1
-                    continue
-                sink = sinks.get(type(rec))
-                if sink is None:
-                    sink = self._sink(type(rec))
-                append, build = sink
-                append(build(rec))
-            except (msgspec.DecodeError, TypeError) as exc:
-                self.dead.append(dead_letter(f"undecodable event: Event: {exc}", msg))
-            except (SchemaError, ValueError, OverflowError, struct.error) as exc:
-                self.dead.append(dead_letter(f"undecodable event: {exc}", msg))
+            if topic == events_topic:
+                append(msg)
+            elif topic == self.markets_topic:
+                self._add_market(msg.value() or b"", msg)
         self.size += n
+        if not events:
+            return
+        self.event_msgs += events
+        payloads = [msg.value() or b"" for msg in events]
+        helper = self.helper
+        if helper is None or len(payloads) < helper.min_records:
+            self._merge(events, 0, build_rows(payloads, self.from_ms, self.to_ms, self.rows, self._sinks))
+            return
+        # the helper process builds the tail while this thread builds the head; rows stay in message order
+        # (head rows, then tail rows, per table), which :meth:`sources_of` relies on
+        cut = len(payloads) - int(len(payloads) * helper.share)
+        sent = helper.submit(payloads[cut:], self.from_ms, self.to_ms)
+        self._merge(events, 0, build_rows(payloads[:cut], self.from_ms, self.to_ms, self.rows, self._sinks))
+        tail = helper.result() if sent else None
+        if tail is None:  # the helper failed: build the tail here
+            self._merge(events, cut, build_rows(payloads[cut:], self.from_ms, self.to_ms, self.rows, self._sinks))
+            return
+        rows, dead, skipped = tail
+        for table, built in rows.items():
+            self.rows.setdefault(table, []).extend(built)
+        self._merge(events, cut, (dead, skipped))
 
-    def _sink(self, cls: type) -> tuple[Callable[[bytes], None], Callable[..., bytes]]:
-        table, build = BUILDERS[cls]
-        rows = self.rows.setdefault(table, [])
-        self._sinks[cls] = sink = (rows.append, build)
-        return sink
+    def _merge(self, events: list[Message], base: int, outcome: tuple[list[tuple[int, str]], int]) -> None:
+        dead, skipped = outcome
+        self.skipped += skipped
+        for index, reason in dead:
+            self.dead.append(dead_letter(reason, events[base + index]))
 
     def sources_of(self, table: str) -> list[Message]:
         """The message of each row of ``table``, in row order (re-derived from :attr:`event_msgs`: the decode
@@ -163,6 +178,45 @@ class Batch:
         self.dead.clear()
         self.offsets.clear()
         self.size = self.skipped = 0
+
+
+_Sink = tuple[Callable[[bytes], None], Callable[..., bytes]]  # (append to the table's rows, row builder)
+
+
+def build_rows(
+    payloads: list[bytes],
+    from_ms: int | None,
+    to_ms: int | None,
+    rows: dict[str, list[bytes]],
+    sinks: dict[type, _Sink] | None = None,
+) -> tuple[list[tuple[int, str]], int]:
+    """Decode ``events`` values and append their COPY rows to ``rows`` (per table, in order); returns the
+    undecodable or unencodable ones as (index, reason) and how many fell outside [from_ms, to_ms).
+    ``sinks`` caches the per-type (append, builder) pairs between calls on the same ``rows``."""
+    if sinks is None:
+        sinks = {}
+    decode, version = _decode, SCHEMA_VERSION
+    dead: list[tuple[int, str]] = []
+    skipped = 0
+    for i, payload in enumerate(payloads):
+        try:
+            rec = decode(payload)
+            if rec.v != version:
+                raise SchemaError(f"Event: schema version {rec.v} not supported (expected {version})")
+            if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
+                skipped += 1
+                continue
+            sink = sinks.get(type(rec))
+            if sink is None:
+                table, build = BUILDERS[type(rec)]
+                sink = sinks[type(rec)] = (rows.setdefault(table, []).append, build)
+            append, build = sink
+            append(build(rec))
+        except (msgspec.DecodeError, TypeError) as exc:
+            dead.append((i, f"undecodable event: Event: {exc}"))
+        except (SchemaError, ValueError, OverflowError, struct.error) as exc:
+            dead.append((i, f"undecodable event: {exc}"))
+    return dead, skipped
 
 
 def dead_letter(reason: str, src: Message) -> DeadLetter:

@@ -28,6 +28,7 @@ from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
 from sink.flush import flush_due, poll_timeout
+from sink.helper import RowHelper
 from sink.store import Store, WriteResult
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
@@ -159,6 +160,7 @@ class Loader:
         self.store = Store(config.postgres.dsn, options.group_id)  # used by the writer thread only
         self.meta_store = Store(config.postgres.dsn, options.group_id)  # offsets lookups on assignment
         self._names = names
+        self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.batch = self._new_batch()
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
         self.writer = _Writer(self._write)
@@ -190,7 +192,7 @@ class Loader:
         self.producer = Producer(producer_config(config.kafka, linger_ms=5))
 
     def _new_batch(self) -> Batch:
-        return Batch(self._names.events, self._names.markets, self.opts.from_ms, self.opts.to_ms)
+        return Batch(self._names.events, self._names.markets, self.opts.from_ms, self.opts.to_ms, helper=self.helper)
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -263,6 +265,8 @@ class Loader:
         self.producer.flush(5)
         self.store.close()
         self.meta_store.close()
+        if self.helper is not None:
+            self.helper.close()
 
     # -- rebalance ---------------------------------------------------------------------------------------
 

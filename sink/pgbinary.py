@@ -45,7 +45,7 @@ _ARR_HEAD = struct.Struct(">iiiiii")
 _ARR_EMPTY = struct.pack(">iiii", 12, 0, 0, NUMERIC_OID)
 _TRUE = struct.pack(">i?", 1, True)
 _FALSE = struct.pack(">i?", 1, False)
-_CACHE_MAX = 400000  # distinct decimal strings kept (~150 bytes each: <= ~60 MB)
+_CACHE_MAX = 400_000  # distinct decimal strings kept (~150 bytes each: <= ~60 MB)
 NUMERIC_CACHE: dict[str, bytes] = {}  # decimal text -> numeric field (bounded)
 
 
