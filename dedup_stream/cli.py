@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--engine",
         choices=["native", "faust"],
-        help="native: confluent-kafka batch worker; faust: the Faust app (default: dedup.engine). "
+        help="native: confluent-kafka batch worker; faust: the Faust app (default: dedup.engine, native). "
         "Both use the same state changelog name and consumer group, but not each other's local state",
     )
     p.add_argument(

@@ -54,6 +54,13 @@ __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
+# commit errors that mean this member's generation is over: not a failure of this worker's output
+_LOST_GENERATION = (
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._ASSIGNMENT_LOST,
+)
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
 
 
@@ -165,7 +172,10 @@ class NativeWorker:
         try:
             consumer.commit(asynchronous=False)  # the positions: last record handed to us + 1, all processed
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
+            code = exc.args[0].code()
+            if code in _LOST_GENERATION:  # partitions already moved: their next owner re-reads (and re-emits)
+                log.warning("commit_refused_by_rebalance", error=str(exc.args[0]))
+            elif code != KafkaError._NO_OFFSET:
                 raise
 
     # --- per frame --------------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class DedupConfig(_Section):
     singles_horizon_s: float = 30.0  # an event is "seen by one gatherer only" if no copy came within this
     standby_replicas: int = 0  # Faust table standbys (1 in production with >= 2 workers)
     session_timeout_s: float = 10.0  # how fast a dead worker's partitions move to the others
-    engine: Literal["native", "faust"] = "faust"  # native: confluent-kafka batch worker; faust: the Faust app
+    engine: Literal["native", "faust"] = "native"  # native: confluent-kafka batch worker; faust: the Faust app
 
     def __post_init__(self) -> None:
         _positive("window_s", self.window_s)
