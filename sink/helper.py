@@ -18,6 +18,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 from typing import IO, Any
 
 from mdpipe.logging import get_logger
@@ -53,6 +54,7 @@ class RowHelper:
     def __init__(self, share: float, min_records: int = 1000) -> None:
         self.share = share
         self.min_records = min_records
+        self.cpu_s = 0.0  # CPU seconds the helper spent building rows (reported with each result)
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-m", "sink.helper"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -77,8 +79,9 @@ class RowHelper:
         if self._proc is None:
             return None
         try:
-            out: Rows = _read(self._proc.stdout)  # type: ignore[arg-type]
-            return out
+            rows, dead, skipped, cpu_s = _read(self._proc.stdout)  # type: ignore[arg-type]
+            self.cpu_s += cpu_s
+            return rows, dead, skipped
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
             self._failed(exc)
             return None
@@ -108,7 +111,8 @@ class RowHelper:
 
 
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
-    """The helper's loop: (values, from_ms, to_ms) in, (rows, dead, skipped) out, until the pipe closes."""
+    """The helper's loop: (values, from_ms, to_ms) in, (rows, dead, skipped, CPU seconds) out, until the pipe
+    closes."""
     from sink.batch import build_rows
 
     gc.collect()
@@ -119,9 +123,10 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             payloads, from_ms, to_ms = _read(inp)
         except EOFError:
             return
+        started = time.process_time()
         rows: dict[str, list[bytes]] = {}
         dead, skipped = build_rows(payloads, from_ms, to_ms, rows)
-        _write(out, (rows, dead, skipped))
+        _write(out, (rows, dead, skipped, time.process_time() - started))
 
 
 if __name__ == "__main__":

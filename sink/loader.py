@@ -67,6 +67,7 @@ class LoadStats:
     last_commit_at: float = 0.0  # monotonic time of the last commit
     first_msg_cpu: float = 0.0  # process CPU time (all threads) at first_msg_at
     last_commit_cpu: float = 0.0  # process CPU time at last_commit_at
+    helper_cpu_s: float = 0.0  # CPU the row helper process spent building rows (all of it while busy)
 
     @property
     def busy_s(self) -> float:
@@ -75,8 +76,9 @@ class LoadStats:
 
     @property
     def busy_cpu_s(self) -> float:
-        """CPU seconds the whole process used over :attr:`busy_s` (every thread, librdkafka's included)."""
-        return max(0.0, self.last_commit_cpu - self.first_msg_cpu)
+        """CPU seconds the sink used over :attr:`busy_s` (every thread, librdkafka's included, and the row
+        helper process)."""
+        return max(0.0, self.last_commit_cpu - self.first_msg_cpu) + self.helper_cpu_s
 
 
 class _Writer:
@@ -414,6 +416,7 @@ class Loader:
         self.stats.batches += 1
         self.stats.last_commit_at = time.monotonic()
         self.stats.last_commit_cpu = time.process_time()
+        self.stats.helper_cpu_s = self.helper.cpu_s if self.helper is not None else 0.0
 
     # -- lag, idle, checks -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ def test_helper_builds_the_same_rows_in_the_same_order() -> None:
     try:
         shared = Batch(helper=helper)
         shared.add_many(_sources(payloads))
-        assert helper.alive
+        assert helper.alive and helper.cpu_s > 0
     finally:
         helper.close()
     assert shared.rows == local.rows
