@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--markets", type=int, default=20_000, help="markets the venue lists (20000)")
     parser.add_argument("--rate", type=float, default=5_000.0, help="venue events per second, all markets (5000)")
     parser.add_argument("--gatherers", type=int, default=3, help="redundant gatherers g1..gN (3)")
-    parser.add_argument("--dedup-workers", type=int, default=2, help="dedup workers sharing the partitions (2)")
+    parser.add_argument("--dedup-workers", type=int, default=1, help="dedup workers sharing the partitions (1)")
     parser.add_argument("--seed", type=int, default=7, help="emulator seed: same seed, same events (7)")
     parser.add_argument("--no-faults", action="store_true", help="do not inject disconnect, seq gap, gatherer kill")
     parser.add_argument("--no-auth", action="store_true", help="venue without RSA-PSS authentication")
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     )
     print(
         f"mdpipe demo: {options.markets:,} markets, {options.rate:,.0f} events/s for {options.duration_s:.0f}s, "
-        f"{options.gatherers} gatherers, {options.dedup_workers} dedup workers, "
+        f"{options.gatherers} gatherers, {options.dedup_workers} dedup worker(s), "
         f"faults {'off' if args.no_faults else 'on'}",
         flush=True,
     )
