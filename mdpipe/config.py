@@ -158,7 +158,7 @@ class SinkConfig(_Section):
     backoff_max_s: float = 5.0
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
     session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
-    helper_share: float = 0.5  # share of each consumed chunk's rows built by a helper process (0 = no helper)
+    helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)

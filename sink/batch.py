@@ -1,8 +1,11 @@
 """One batch of consumed records on its way into the database (pure: no Kafka, no database).
 
-The loader feeds every consumed message to :meth:`Batch.add`; the batch keeps the binary COPY rows per
+The loader feeds every consumed chunk to :meth:`Batch.add_many`; the batch keeps the binary COPY rows per
 table, the latest market reference per ticker, the records that could not be decoded (dead letters), and
 the next offset to consume per (topic, partition): the offsets the store writes in the same transaction.
+:func:`build_rows` is the hot loop (decode + encode, ~4-5 us per record in CPython on the development machine,
+mostly the decimal strings -> binary ``numeric``); with a :class:`Helper`, another process runs it on the tail
+of each chunk.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ Only pure work crosses the pipe: values in, rows and (index, reason) dead letter
 transactions stay in the loader, so exactly-once is unchanged. If the helper dies, the batch builds everything
 itself from then on (logged once).
 
+Off by default (``sink.helper_share = 0``): on the shared 2-core development machine PostgreSQL, the broker and
+other work already use the second core, and ``make bench-sink --helper-share 0.5`` measured no better than
+without (78-116K vs 60-147K rows/s, alternating runs, load average 2-4); each process also warms its own value
+caches. Use it (0.5) where the sink host has idle cores.
+
 Run as ``python -m sink.helper`` (a plain subprocess: no multiprocessing start method re-running the CLI).
 Frames on stdin/stdout: 8-byte big-endian length, then a pickle.
 """

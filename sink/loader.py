@@ -4,6 +4,12 @@ Exactly-once into the database: offsets live in ``sink_offsets`` and are written
 rows; on assignment the consumer seeks to them (Kafka's own committed offsets are only updated afterwards, for
 monitoring tools). A revoke drops the uncommitted batch (the new owner, or we, re-read it from the stored
 offsets). A database outage keeps the batch in memory and retries it with capped exponential back-off.
+
+Throughput: the consumer thread decodes and encodes (optionally with :mod:`sink.helper` taking part of each
+chunk) while a writer thread commits the previous batch (psycopg releases the GIL while PostgreSQL ingests); a
+due batch keeps growing while the writer is busy (:mod:`sink.flush`). Measured in ``make bench-sink`` on the
+shared 2-core development machine: 105-130K rows/s (medians of 3, load average 1.5-3.5 from other work), ratio
+0.4-0.6 to a COPY from memory, 125-145K rows per CPU-second of the sink while busy.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Each function returns one COPY field: a 4-byte big-endian length followed by the value in PostgreSQL's
 binary send format (``NULL`` is length -1). Built by hand because psycopg's per-row ``write_row`` costs
 several microseconds per row; the decimal strings of the events become binary ``numeric`` directly
-(base-10000 digits), with a bounded cache because prices and sizes repeat a lot.
+(base-10000 digits), with a bounded cache because prices and sizes repeat a lot, and lookup tables for the
+common spellings on a cache miss (:func:`numeric_miss`, ~0.65 us per distinct value; numerics are ~40% of the
+sink's row building in ``make bench-sink``, whose sizes are mostly distinct).
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ def produce(config: Config, topic: str, events: list, payloads: list[bytes]) -> 
         raise RuntimeError("could not pre-fill the events topic")
 
 
-def run_sink(config: Config, dsn: str, group: str, batch_rows: int, workdir: Path) -> dict[str, float]:
+def run_sink(
+    config: Config, dsn: str, group: str, batch_rows: int, workdir: Path, helper_share: float | None = None
+) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDPIPE_")}
     env.update(
         MDPIPE_KAFKA__BOOTSTRAP_SERVERS=config.kafka.bootstrap_servers,
@@ -90,6 +92,8 @@ def run_sink(config: Config, dsn: str, group: str, batch_rows: int, workdir: Pat
         MDPIPE_POSTGRES__DSN=dsn,
         MDPIPE_RUN_DIR=str(workdir),
     )
+    if helper_share is not None:
+        env["MDPIPE_SINK__HELPER_SHARE"] = str(helper_share)
     cmd = [sys.executable, "-m", "mdpipe", "sink", "--group", group, "--batch-rows", str(batch_rows)]
     cmd += ["--exit-when-idle", "--no-migrate", "--metrics-port", "0"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
     parser.add_argument("--markets", type=int, default=5000, help="distinct markets")
     parser.add_argument("--batch-rows", type=int, default=20_000, help="sink batch size (and baseline transaction)")
+    parser.add_argument(
+        "--helper-share", type=float, help="sink.helper_share for the sink (default: the configuration's; 0 = off)"
+    )
     args = parser.parse_args(argv)
 
     base = load_config()
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows, secs = load_from_memory(dbs.fresh(), batches, mode)
                 figures.append(rows / secs)
             dbs.drop_all()  # else autovacuum of the databases just loaded competes with the sink for the CPU
-            res = run_sink(config, dbs.fresh(), f"bench-{run}", args.batch_rows, tmp / f"run{run}")
+            res = run_sink(config, dbs.fresh(), f"bench-{run}", args.batch_rows, tmp / f"run{run}", args.helper_share)
             if res["rows"] != len(events) or res["duplicates"]:
                 raise RuntimeError(f"sink run {run} loaded {res} for {len(events)} events")
             rates.append(res["rows"] / res["busy_s"])
@@ -185,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "events": len(events),
         "batch_rows": args.batch_rows,
+        "helper_share": args.helper_share,
         "rows_per_cpu_s": round(statistics.median(cpu_rates)),
         "busy_rows_per_cpu_s": round(statistics.median(busy_cpu_rates)),
         "wall_s": round(statistics.median(walls), 2),
