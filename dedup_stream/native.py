@@ -192,10 +192,14 @@ class NativeWorker:
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
     def _process(self, msgs: list[Message]) -> None:
+        """Decide a consumed batch, write its state, then hand its events to the producer.
+
+        The state of the whole batch reaches RocksDB (its WAL) *before* any of its events can leave the process:
+        an event that was delivered always has its winner stored locally, so after a SIGKILL the replayed frame
+        finds its own origin and the same copy is emitted again (never another gatherer's copy).
+        """
         decide = self.deduper.decide
-        produce = self.output.main.produce
-        events_topic = self.settings.events_topic
-        emitted = 0
+        outs: list[tuple[bytes, bytes | None, int]] = []
         for msg in msgs:
             if msg.error() is not None:
                 self._consumer_error(msg.error())
@@ -210,15 +214,18 @@ class NativeWorker:
                     self.unmappable += 1
                     self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
                     continue
-                try:
-                    produce(events_topic, out, msg.key(), partition)
-                except BufferError:
-                    self.output.produce(events_topic, msg.key(), out, partition)
-                emitted += 1
+                outs.append((out, msg.key(), partition))
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
-        self.events_out += emitted
         self.states.flush()
+        produce = self.output.main.produce
+        events_topic = self.settings.events_topic
+        for out, key, partition in outs:
+            try:
+                produce(events_topic, out, key, partition)
+            except BufferError:
+                self.output.produce(events_topic, key, out, partition)
+        self.events_out += len(outs)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():

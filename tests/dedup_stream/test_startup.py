@@ -20,6 +20,9 @@ def test_delete_internal_topics_removes_only_the_app_topics(dedup_topics) -> Non
     admin = AdminClient({"bootstrap.servers": dedup_topics.bootstrap})
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in names]).values():
         future.result()
+    deadline = time.monotonic() + 30
+    while not set(names) <= set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert sorted(delete_internal_topics({"bootstrap.servers": dedup_topics.bootstrap}, app_id)) == sorted(names)
     deadline = time.monotonic() + 30
     while set(names) & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
