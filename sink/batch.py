@@ -101,14 +101,24 @@ class Batch:
         n = 0
         events: list[Message] = []
         append = events.append
+        # consume() returns runs of one partition in offset order: the next offset is set once per run
+        key: tuple[str | None, int | None] = (None, None)
+        last: Message | None = None
         for msg in msgs:
             n += 1
             topic = msg.topic()
-            offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[operator]
+            partition = msg.partition()
+            if partition != key[1] or topic != key[0]:
+                if last is not None:
+                    offsets[key] = last.offset() + 1  # type: ignore[index, operator]
+                key = (topic, partition)
+            last = msg
             if topic == events_topic:
                 append(msg)
             elif topic == self.markets_topic:
                 self._add_market(msg.value() or b"", msg)
+        if last is not None:
+            offsets[key] = last.offset() + 1  # type: ignore[index, operator]
         self.size += n
         if not events:
             return

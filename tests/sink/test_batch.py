@@ -107,3 +107,15 @@ def test_dead_letter_fields() -> None:
         77,
     )
     assert d.at_ns > 0
+
+
+def test_offsets_from_runs_of_partitions() -> None:
+    """consume() hands out runs of one partition; a partition can come back in a later run of the same chunk."""
+    payloads = [encode_event(e) for e in make_events(9, seed=9)]
+    parts = [0, 0, 0, 1, 1, 0, 0, 2, 1]
+    offsets = [10, 11, 12, 50, 51, 13, 14, 7, 52]
+    batch = Batch()
+    batch.add_many([Source("events", p, o, v) for p, o, v in zip(parts, offsets, payloads, strict=True)])
+    assert batch.offsets == {("events", 0): 15, ("events", 1): 53, ("events", 2): 8}
+    batch.add_many([Source("markets", 0, 3, b""), Source("events", 0, 15, payloads[0])])
+    assert batch.offsets == {("events", 0): 16, ("events", 1): 53, ("events", 2): 8, ("markets", 0): 4}
