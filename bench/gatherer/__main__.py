@@ -191,6 +191,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
             "markets": ns.markets,
             "spool_dir": str(tmp / "spool"),
             "timeout_s": ns.scale_timeout,
+            "ws_client": ns.ws_client,
         }
         r = _case("scale", args)
     finally:
@@ -211,6 +212,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
         "rss_after_mb": r["rss_mb"],
         "snapshots": r["snapshots"],
         "under_1GiB": r["peak_rss_mb"] < 1024,
+        "ws_client": r["ws_client"],
     }
 
 

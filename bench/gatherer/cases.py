@@ -109,7 +109,7 @@ async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
 
     transports: list[WSTransport] = []
     for i, markets in enumerate(shards):
-        transport, _ = await ws_connect(Counter, a["ws_url"], max_frame_size=64 << 20)
+        transport, _ = await ws_connect(Counter, a["ws_url"], max_frame_size=64 << 20, use_aiofastnet=False)
         transports.append(transport)
         channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
         cmd = {"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}}
@@ -203,12 +203,13 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     from ingest.gatherer import Gatherer
     from ingest.producer import RawProducer
     from ingest.spool import Spool
-    from mdpipe.config import KafkaConfig
+    from mdpipe.config import GatherConfig, KafkaConfig
     from mdpipe.kafka import producer_config
 
     conf = producer_config(KafkaConfig(bootstrap_servers=a["bootstrap"]), linger_ms=20, batch_num_messages=10000)
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000)
-    g = Gatherer(_options(a, "gscale", silence_timeout_s=600), producer)
+    ws_client = a.get("ws_client") or GatherConfig().ws_client
+    g = Gatherer(_options(a, "gscale", silence_timeout_s=600, ws_client=ws_client), producer)
     stop = asyncio.Event()
     t0 = time.monotonic()
     task = asyncio.create_task(g.run(stop))
@@ -220,11 +221,14 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     done = time.monotonic() - t0
     out = {
         "case": "scale",
+        "ws_client": ws_client,
         "subscribe_all_s": round(done, 1),
         "snapshots": g.stats.by_kind["snapshot"],
         "markets_held": len(g.plan.conn_of),
         "connections": len(g.connections),
         "connections_up": sum(c.up for c in g.connections),
+        "reconnects": sum(c.reconnects for c in g.connections),
+        "venue_errors": g.stats.errors,
         "peak_rss_mb": round(peak, 1),
         "rss_mb": round(_rss_mb(), 1),
         "acked": producer.acked,
