@@ -54,6 +54,7 @@ class RunOptions:
     auth: bool = True
     workdir: Path | None = None
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
+    database: str = "mdpipe_demo"  # dropped and created fresh by start(); tests and benches use their own name
 
 
 @dataclass
@@ -128,7 +129,9 @@ class PipelineRun:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         base = self.config.postgres.dsn
-        name = "mdpipe_demo"
+        name = self.options.database
+        if not name.replace("_", "").isalnum() or not name[0].isalpha():
+            raise ValueError(f"run database name must be letters, digits and underscores: {name!r}")
         with psycopg.connect(make_conninfo(base, dbname="postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {name}")

@@ -35,6 +35,7 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
         faults=FaultPlan.none(),
         workdir=run_dir() / "bench-e2e" / tag,
         drain_timeout_s=300.0,
+        database="mdpipe_bench_e2e",
     )
     run = PipelineRun(load_config(), options)
     during: list[Progress] = []

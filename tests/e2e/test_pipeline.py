@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -63,6 +64,7 @@ def test_short_run_with_faults_is_clean_and_replay_restores_a_deleted_range(
         faults=FaultPlan(disconnect_at=0.2, seq_gap_at=0.35, kill_gatherer_at=0.5, restart_after_s=3.0),
         workdir=tmp_path / "run",
         drain_timeout_s=120.0,
+        database=f"mdpipe_e2e_{uuid.uuid4().hex[:12]}",  # never the demo's: a demo may run beside the tests
     )
     run = PipelineRun(mdpipe_config, options)
     try:
