@@ -139,7 +139,8 @@ class Batch:
             return
         rows, dead, skipped = tail
         for table, built in rows.items():
-            self.rows.setdefault(table, []).extend(built)
+            if built:  # never an empty table (see build_rows)
+                self.rows.setdefault(table, []).extend(built)
         self._merge(events, cut, (dead, skipped))
 
     def _merge(self, events: list[Message], base: int, outcome: tuple[list[tuple[int, str]], int]) -> None:
@@ -221,8 +222,13 @@ def build_rows(
                 continue
             sink = sinks.get(type(rec))
             if sink is None:
+                # build before the table's list exists: a row that cannot be encoded must not leave an empty
+                # table behind (an empty COPY stream is a format error for PostgreSQL)
                 table, build = BUILDERS[type(rec)]
+                row = build(rec)
                 sink = sinks[type(rec)] = (rows.setdefault(table, []).append, build)
+                sink[0](row)
+                continue
             append, build = sink
             append(build(rec))
         except (msgspec.DecodeError, TypeError) as exc:

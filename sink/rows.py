@@ -238,6 +238,8 @@ def loaded_at_field(now_ns: int | None = None) -> bytes:
 def copy_buffer(table: str, rows: list[bytes], loaded_at: bytes | None = None) -> bytes:
     """A complete binary COPY stream (header, rows, trailer) for ``rows`` of ``table``; with ``loaded_at`` (a
     field from :func:`loaded_at_field`) every row gets that value first (use ``copy_sql(with_loaded_at=True)``)."""
+    if not rows:  # no row at all: no field count either (PostgreSQL rejects a count without its row)
+        return COPY_HEADER + COPY_TRAILER
     if loaded_at is None:
         prefix = struct.pack(">h", len(COLUMNS[table]))
     else:

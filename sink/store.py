@@ -93,6 +93,8 @@ class Store:
             with conn.transaction():
                 result = WriteResult(dead=list(batch.dead))
                 for table, rows in batch.rows.items():
+                    if not rows:
+                        continue
                     self._copy(conn, table, table, rows)
                     result.rows[table] = len(rows)
                 self._finish(conn, batch, result, on_dead)
@@ -102,6 +104,8 @@ class Store:
         with conn.transaction():
             result = WriteResult(dead=list(batch.dead), slow_path=True)
             for table, rows in batch.rows.items():
+                if not rows:
+                    continue
                 try:
                     with conn.transaction():
                         self._copy(conn, table, table, rows)
@@ -137,6 +141,8 @@ class Store:
         pending = [(0, len(rows))]
         while pending:
             lo, hi = pending.pop()
+            if hi <= lo:
+                continue
             try:
                 with conn.transaction():
                     conn.execute(f"TRUNCATE {stage}")

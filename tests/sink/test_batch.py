@@ -50,6 +50,7 @@ def test_copy_buffer_framing() -> None:
         explicit = copy_buffer(table, rows, loaded)
         assert explicit.count((len(COLUMNS[table]) + 1).to_bytes(2, "big") + loaded) >= len(rows)
         assert copy_sql(table, with_loaded_at=True).startswith(f"COPY {table} (loaded_at, ts, ")
+    assert copy_buffer("trades", []) == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + b"\xff\xff"  # no field count
 
 
 def test_time_range_filter() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from bench.sink.data import make_events
-from schemas import encode_event
+from schemas import BookDelta, encode_event
 from sink.batch import Batch, Source, build_rows
 from sink.helper import RowHelper
 
@@ -67,3 +69,26 @@ def test_build_rows_reports_dead_and_skipped_by_index() -> None:
     dead, skipped = build_rows(payloads, None, None, rows)
     assert [i for i, _ in dead] == [3] and skipped == 0
     assert sum(len(r) for r in rows.values()) == 9
+
+
+def test_an_unencodable_only_row_of_a_table_leaves_no_empty_table() -> None:
+    """The only delta of the chunk has a NaN price: neither the helper's nor the local share may hand the
+    store an empty table (an empty COPY stream, which PostgreSQL rejects)."""
+    events = [e for e in make_events(400, markets=20, seed=8) if not isinstance(e, BookDelta)]
+    nan = BookDelta(
+        venue="kalshi", gatherer="g1", market="KX-N", event_key="d:nan", ts_ms=events[0].ts_ms, recv_ns=1,
+        side="yes", price=Decimal("NaN"), delta=Decimal("1"),
+    )  # fmt: skip
+    for at in (len(events), 0):  # in the helper's tail, then in the local head
+        payloads = [encode_event(e) for e in events]
+        payloads.insert(at, encode_event(nan))
+        helper = RowHelper(share=0.5, min_records=10)
+        try:
+            batch = Batch(helper=helper)
+            batch.add_many(_sources(payloads))
+            assert helper.alive
+        finally:
+            helper.close()
+        assert "orderbook_deltas" not in batch.rows and all(batch.rows.values())
+        assert batch.row_count == len(events)
+        assert [d.source_offset for d in batch.dead] == [10 + at] and "NaN" in batch.dead[0].reason

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from bench.sink.data import BASE_MS, make_events
 from mdpipe.config import Config
 from mdpipe.kafka import consumer_config
-from schemas import BookDelta, BookSnapshot, Lifecycle, MarketRef, Ticker, decode_dead_letter, encode_event
+from schemas import BookDelta, BookSnapshot, Lifecycle, MarketRef, Ticker, Trade, decode_dead_letter, encode_event
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +142,59 @@ def test_rejected_and_undecodable_records_go_to_dlq(sink_env: Any) -> None:
     payloads = {d.payload for d in dead}
     assert encode_event(bad_text) in payloads and encode_event(bad_json) in payloads and b"\xc1garbage" in payloads
     assert all(d.stage == "sink" and d.source_topic == sink_env.names.events and d.source_offset >= 0 for d in dead)
+
+
+def test_unencodable_only_row_of_a_table_goes_to_dlq_and_the_sink_goes_on(sink_env: Any) -> None:
+    """The only delta has a NaN price: it is a dead letter, every other row lands, and the sink carries on
+    (it used to COPY an empty stream for the table and loop forever in the rejected-row bisection)."""
+    events = [e for e in make_events(600, markets=10, seed=16) if not isinstance(e, BookDelta)]
+    nan = BookDelta(
+        **EDGE,
+        market="KX-N",
+        event_key="d:nan",
+        ts_ms=BASE_MS,
+        recv_ns=BASE_MS * 10**6,
+        side="yes",
+        price=Decimal("NaN"),
+        delta=Decimal("1"),
+    )
+    sink_env.produce([*events[:300], nan, *events[300:]])
+    loader, thread, out = sink_env.start_loader_thread("g-nan", exit_when_idle=True)
+    thread.join(60)
+    if thread.is_alive():
+        loader.stop()
+        thread.join(30)
+        pytest.fail("the sink did not finish the batch holding the unencodable row")
+    assert out and out[0].rows == len(events) and out[0].dead == 1
+    got, want = sink_env.tables(), sink_env.expected(events)
+    assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
+    dead = _dlq(sink_env, 1)
+    assert [d.payload for d in dead] == [encode_event(nan)] and "NaN" in dead[0].reason
+    later = make_events(200, markets=5, seed=17)
+    sink_env.produce(later)
+    assert sink_env.run_loader("g-nan").rows == len(later)  # the stored offsets moved past the bad row
+
+
+def test_store_skips_an_empty_table_on_both_paths(sink_env: Any) -> None:
+    """Defence in depth: a batch carrying an empty table commits on the fast path and on the slow path."""
+    from sink.batch import Batch, Source
+    from sink.store import Store
+
+    events = [e for e in make_events(120, markets=5, seed=18) if not isinstance(e, Trade)]
+    bad = BookDelta(**EDGE, market="KX-B", event_key="d:bad\x00", ts_ms=BASE_MS, recv_ns=1, side="yes",
+                    price=Decimal("0.5"), delta=Decimal("1"))  # fmt: skip
+    store = Store(sink_env.dsn, "g-empty")
+    try:
+        for n, evs in enumerate((events[:50], [*events[50:], bad])):  # fast path, then rejected row -> slow path
+            batch = Batch()
+            batch.add_many([Source("events", 0, 1000 * n + i, encode_event(e)) for i, e in enumerate(evs)])
+            assert "trades" not in batch.rows
+            batch.rows["trades"] = []
+            result = store.write(batch, lambda dead: None)
+            assert sum(result.rows.values()) == len(evs) - n and len(result.dead) == n
+    finally:
+        store.close()
+    assert sum(sink_env.counts().values()) == len(events)
 
 
 def test_markets_are_upserted_latest_first(sink_env: Any) -> None:
