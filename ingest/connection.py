@@ -94,6 +94,10 @@ class Connection:
             self._opened = 0.0
             try:
                 reason = await self._connect_and_pump()
+            except Exception as exc:  # a bug or unforeseen failure must not end the connection
+                # silently (the gatherer does not watch this task): log it and reconnect with backoff
+                log.exception("ws_connection_failed", conn=session.conn_id, client=self.client)
+                reason = f"unexpected {type(exc).__name__}: {exc}"
             finally:
                 self.up = False
                 session.disconnected()
@@ -105,7 +109,10 @@ class Connection:
             delay = next(delays)
             self.reconnects += 1
             if self.on_reconnect is not None:
-                self.on_reconnect(self.kill_reason or ("error" if not opened else "closed"))
+                try:
+                    self.on_reconnect(self.kill_reason or ("error" if not opened else "closed"))
+                except Exception:  # a failing callback must not stop the reconnects
+                    log.exception("ws_on_reconnect_failed", conn=session.conn_id)
             log.warning("ws_reconnecting", conn=session.conn_id, reason=reason, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
 
