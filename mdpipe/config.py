@@ -159,10 +159,22 @@ class SinkConfig(_Section):
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
     session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
+    # a database host that vanishes without resetting the connection: TCP keepalives break an idle wait (e.g. for
+    # the COMMIT's answer) after idle + interval * count s, tcp_user_timeout a send nobody acknowledges
+    db_keepalives_idle_s: int = 10
+    db_keepalives_interval_s: int = 5
+    db_keepalives_count: int = 3
+    db_tcp_user_timeout_ms: int = 30_000
+    max_write_s: float = 120.0  # /healthz is unhealthy while one write attempt has been in flight longer than this
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)
         _positive("batch_ms", self.batch_ms)
+        _positive("db_keepalives_idle_s", self.db_keepalives_idle_s)
+        _positive("db_keepalives_interval_s", self.db_keepalives_interval_s)
+        _positive("db_keepalives_count", self.db_keepalives_count)
+        _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
+        _positive("max_write_s", self.max_write_s)
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
 

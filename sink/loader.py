@@ -34,8 +34,9 @@ from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
 from sink.flush import flush_due, poll_timeout
+from sink.health import sink_healthy
 from sink.helper import RowHelper
-from sink.store import Store, WriteResult
+from sink.store import Store, WriteResult, connect_options
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
@@ -165,8 +166,9 @@ class Loader:
         self.dlq_topic = names.dlq
         replay = options.from_ms is not None or options.to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
-        self.store = Store(config.postgres.dsn, options.group_id)  # used by the writer thread only
-        self.meta_store = Store(config.postgres.dsn, options.group_id)  # offsets lookups on assignment
+        db_options = connect_options(config.sink)
+        self.store = Store(config.postgres.dsn, options.group_id, options=db_options)  # the writer thread's
+        self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
         self._names = names
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.batch = self._new_batch()
@@ -205,7 +207,9 @@ class Loader:
     # -- public ------------------------------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        return self._db_ok
+        """/healthz: the database answers and no call to it (a batch's write, an offsets lookup) is stuck."""
+        busy = [t for t in (self.store.busy_since, self.meta_store.busy_since) if t > 0.0]
+        return sink_healthy(self._db_ok, min(busy, default=0.0), time.monotonic(), self.config.sink.max_write_s)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -7,23 +7,27 @@ Fast path: COPY every table directly, commit. Only when that fails:
 - a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
   down to the offending rows, which become dead letters (handed to ``on_dead`` before the commit).
 Connection errors propagate (``psycopg.OperationalError``): the loader backs off and retries the same batch.
+A database host that disappears without resetting the connection is noticed through TCP keepalives and
+``tcp_user_timeout`` (:func:`connect_options`); :attr:`Store.busy_since` lets /healthz report a call stuck meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
+from mdpipe.config import SinkConfig
 from mdpipe.logging import get_logger
 from schemas import DeadLetter
 from sink.batch import Batch, Message, dead_letter
 from sink.rows import COLUMNS, copy_buffer, copy_sql
 
-__all__ = ["Store", "WriteResult"]
+__all__ = ["Store", "WriteResult", "connect_options"]
 
 log = get_logger(__name__)
 REJECTED = (psycopg.DataError, psycopg.IntegrityError)
@@ -44,6 +48,18 @@ ON CONFLICT (group_id, topic, partition) DO UPDATE
 SET next_offset = GREATEST(sink_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"""
 
 
+def connect_options(sink: SinkConfig) -> dict[str, int]:
+    """libpq connection parameters that break a connection to a vanished database host: keepalive probes on an
+    idle wait, ``tcp_user_timeout`` on unacknowledged sends."""
+    return {
+        "keepalives": 1,
+        "keepalives_idle": sink.db_keepalives_idle_s,
+        "keepalives_interval": sink.db_keepalives_interval_s,
+        "keepalives_count": sink.db_keepalives_count,
+        "tcp_user_timeout": sink.db_tcp_user_timeout_ms,
+    }
+
+
 @dataclass
 class WriteResult:
     rows: dict[str, int] = field(default_factory=dict)  # rows inserted per table
@@ -56,16 +72,22 @@ class WriteResult:
 class Store:
     """The sink's database connection. Not thread-safe; one per loader."""
 
-    def __init__(self, dsn: str, group_id: str, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, group_id: str, connect_timeout: float = 5.0, options: Mapping[str, int] | None = None
+    ) -> None:
         self.dsn = dsn
         self.group_id = group_id
         self.connect_timeout = connect_timeout
+        self.options = dict(options or {})  # extra libpq parameters (:func:`connect_options`)
+        self.busy_since = 0.0  # monotonic start of the database call in flight (0: none); read by /healthz
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.connect_timeout))
+            self._conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=int(self.connect_timeout), **self.options
+            )
             self._conn.execute("SET synchronous_commit = on")
         return self._conn
 
@@ -79,15 +101,26 @@ class Store:
 
     def read_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         """Stored next offsets of this group for ``topic`` (partitions without one are absent)."""
-        rows = self.conn.execute(
-            "SELECT partition, next_offset FROM sink_offsets"
-            " WHERE group_id = %s AND topic = %s AND partition = ANY(%s)",
-            (self.group_id, topic, list(partitions)),
-        ).fetchall()
+        self.busy_since = time.monotonic()
+        try:
+            rows = self.conn.execute(
+                "SELECT partition, next_offset FROM sink_offsets"
+                " WHERE group_id = %s AND topic = %s AND partition = ANY(%s)",
+                (self.group_id, topic, list(partitions)),
+            ).fetchall()
+        finally:
+            self.busy_since = 0.0
         return {int(p): int(o) for p, o in rows}
 
     def write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
         """Commit ``batch`` (rows, markets, offsets) exactly once; ``on_dead`` runs before the commit."""
+        self.busy_since = time.monotonic()
+        try:
+            return self._write(batch, on_dead)
+        finally:
+            self.busy_since = 0.0
+
+    def _write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
         conn = self.conn
         try:
             with conn.transaction():
