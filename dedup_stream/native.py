@@ -16,12 +16,21 @@ retention = window). On assignment each partition's DB is brought up to the chan
 the offset it already covers (:mod:`dedup_stream.restore`) before any raw record of that partition is read;
 on revocation the worker commits and closes the DBs.
 
+State before events. A batch's events are handed to the producer only once its state is in RocksDB *and* its
+changelog records are acknowledged by the broker (they wait in a short queue meanwhile, so the next batch is
+decided while the changelog is in flight): an event that left the process always has its winner in the changelog,
+so whoever restores the partition next (this worker after a SIGKILL, or another one after a failover) replays the
+same copy, never another gatherer's.
+
 Commit protocol (every ``commit_interval_s`` or ``commit_every`` frames, on revocation and on stop):
-flush both producers and check every delivery report, exiting with ``EXIT_OUTPUT_FAILED`` on any failure
-*before* committing; then store the acknowledged changelog offsets in the partition DBs; then commit the
-consumed input positions synchronously. Local RocksDB is written before its output is acknowledged, so
-after a SIGKILL a frame can find its own key already stored: the stored value is the origin of the accepted
-copy, and a replay of that same origin is emitted again (the sink's unique key absorbs the repeat).
+flush the changelog, hand the held events over, flush both producers and check every delivery report, exiting
+with ``EXIT_OUTPUT_FAILED`` on any failure *before* committing; then store the acknowledged changelog offsets in
+the partition DBs; then commit, synchronously, offset + 1 of the last frame *processed* per input partition
+(``enable.auto.offset.store`` is off: a frame librdkafka put in a batch that a revocation cut short is never
+committed). Retriable commit errors are retried; a commit that still fails is only a re-read for the next owner.
+A frame whose partition is no longer assigned is skipped. Local RocksDB is written before its output is
+acknowledged, so after a SIGKILL a frame can find its own key already stored: the stored value is the origin of
+the accepted copy, and a replay of that same origin is emitted again (the sink's unique key absorbs the repeat).
 
 Output: ``events`` key = market id, partition = the input partition (same count, same key hash),
 value = ``encode_event(to_event(frame))``.
@@ -61,6 +70,19 @@ _LOST_GENERATION = (
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST,
 )
+# transient commit errors (the coordinator moving or busy): retried, then left to the next commit
+_RETRIABLE_COMMIT = (
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._WAIT_COORD,
+    KafkaError._TRANSPORT,
+)
+_COMMIT_RETRY_S = 30.0
+_MAX_HELD_BATCHES = 4  # batches whose events wait for their changelog acknowledgements before the worker blocks
+_LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
 
 
@@ -97,6 +119,10 @@ class NativeWorker:
         self._stopping = False
         self._running = False
         self._owned: list[int] = []  # partitions assigned now (their DBs are open)
+        self._owned_set: frozenset[int] = frozenset()
+        self._positions: dict[tuple[str, int], int] = {}  # (raw topic, partition) -> last offset processed
+        # events of decided batches, each with the changelog mark that must be acknowledged before they go out
+        self._held: deque[tuple[dict[int, int], list[tuple[bytes, bytes | None, int]]]] = deque()
         self._consumer: Consumer | None = None
         self._restorer: ChangelogRestorer | None = None
         self._callback_error: BaseException | None = None  # raised in a rebalance callback
@@ -138,6 +164,7 @@ class NativeWorker:
             self.states.open(p)
             restored += self._restorer.restore(self.states, p)
         self._owned = owned
+        self._owned_set = frozenset(owned)
         took = round(time.monotonic() - started, 3)
         log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took)
 
@@ -151,16 +178,60 @@ class NativeWorker:
             self._callback_error = exc
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # another worker may own them already: nothing is committed; output already queued still goes out
-        self._close_states()
-        log.warning("partitions_lost", partitions=len(partitions))
+        # another worker may own them already: nothing is committed. Held events are dropped (their changelog may
+        # not be acknowledged: the next owner decides those frames again); changelog records in flight are given
+        # a moment to land, so that the next owner's restore is more likely to see them.
+        try:
+            dropped = sum(len(outs) for _, outs in self._held)
+            self._held.clear()
+            left = self.output.changelog.flush(_LOST_FLUSH_S)
+            self._close_states()
+            log.warning("partitions_lost", partitions=len(partitions), dropped_events=dropped, changelog_left=left)
+        except BaseException as exc:
+            self._callback_error = exc
 
     def _close_states(self) -> None:
         self.states.close_all()
         self._owned = []
+        self._owned_set = frozenset()
+        self._positions.clear()
+        self._held.clear()
+
+    # --- events held until their changelog is acknowledged ----------------------------------------------------
+    def _release(self, wait: bool) -> None:
+        """Hand held events to the producer, oldest first, as far as their changelog marks are acknowledged; with
+        ``wait`` (or more than ``_MAX_HELD_BATCHES`` held) wait for the acknowledgements."""
+        held = self._held
+        output = self.output
+        output.changelog.poll(0)
+        while held:
+            mark, outs = held[0]
+            if not output.changelog_acked(mark):
+                if not wait and len(held) <= _MAX_HELD_BATCHES:
+                    return
+                if output.first_error is not None:  # a changelog record failed: its mark is never reached
+                    log.critical("output_failed_exiting", failures=output.failures, error=output.first_error)
+                    os._exit(EXIT_OUTPUT_FAILED)  # no event of that batch left, nothing committed past it
+                output.changelog.poll(0.01)
+                continue
+            held.popleft()
+            self._produce_events(outs)
+
+    def _produce_events(self, outs: list[tuple[bytes, bytes | None, int]]) -> None:
+        produce = self.output.main.produce
+        events_topic = self.settings.events_topic
+        for out, key, partition in outs:
+            try:
+                produce(events_topic, out, key, partition)
+            except BufferError:
+                self.output.produce(events_topic, key, out, partition)
 
     # --- commit protocol --------------------------------------------------------------------------------------
     def _commit(self, consumer: Consumer) -> None:
+        if self._held:
+            if self.output.changelog.flush(_FLUSH_TIMEOUT_S) and self.output.first_error is None:
+                self.output.first_error = "changelog records still undelivered after flush"
+            self._release(wait=True)
         error = self.output.flush(_FLUSH_TIMEOUT_S)
         if error is not None:
             log.critical("output_failed_exiting", failures=self.output.failures, error=error)
@@ -169,14 +240,30 @@ class NativeWorker:
             if partition in self.states.dbs:
                 self.states.set_covered(partition, offset)
         self.output.delivered.clear()
-        try:
-            consumer.commit(asynchronous=False)  # the positions: last record handed to us + 1, all processed
-        except KafkaException as exc:
-            code = exc.args[0].code()
-            if code in _LOST_GENERATION:  # partitions already moved: their next owner re-reads (and re-emits)
-                log.warning("commit_refused_by_rebalance", error=str(exc.args[0]))
-            elif code != KafkaError._NO_OFFSET:
-                raise
+        if not self._positions:
+            return
+        offsets = [TopicPartition(topic, part, offset + 1) for (topic, part), offset in self._positions.items()]
+        deadline = time.monotonic() + _COMMIT_RETRY_S
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)  # processed frames only
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                code = error.code()
+                if code in _LOST_GENERATION:  # partitions already moved: their next owner re-reads (and re-emits)
+                    log.warning("commit_refused_by_rebalance", error=str(error))
+                elif code in _RETRIABLE_COMMIT or error.retriable():
+                    if time.monotonic() < deadline:
+                        log.warning("commit_retrying", error=str(error))
+                        time.sleep(0.5)
+                        continue
+                    # positions are kept: the next commit carries them (or the next owner re-reads them)
+                    log.error("commit_failed_retriable_giving_up", error=str(error), retried_s=_COMMIT_RETRY_S)
+                    return
+                elif code != KafkaError._NO_OFFSET:
+                    raise
+            break
+        self._positions.clear()
 
     # --- per frame --------------------------------------------------------------------------------------------
     def _dead_letter(self, msg: Message, reason: str) -> None:
@@ -192,20 +279,27 @@ class NativeWorker:
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
     def _process(self, msgs: list[Message]) -> None:
-        """Decide a consumed batch, write its state, then hand its events to the producer.
+        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged.
 
-        The state of the whole batch reaches RocksDB (its WAL) *before* any of its events can leave the process:
-        an event that was delivered always has its winner stored locally, so after a SIGKILL the replayed frame
-        finds its own origin and the same copy is emitted again (never another gatherer's copy).
+        The state of the whole batch reaches RocksDB (its WAL) and the changelog *before* any of its events can
+        leave the process: an event that was delivered always has its winner stored locally and in the changelog,
+        so after a SIGKILL or a failover the replayed frame finds its own origin and the same copy is emitted again
+        (never another gatherer's copy).
         """
         decide = self.deduper.decide
+        owned = self._owned_set
+        positions = self._positions
         outs: list[tuple[bytes, bytes | None, int]] = []
         for msg in msgs:
             if msg.error() is not None:
                 self._consumer_error(msg.error())
                 continue
             partition = msg.partition()
-            decision = decide(msg.value(), Origin(msg.topic(), partition, msg.offset()))
+            if partition not in owned:  # revoked while librdkafka was filling this batch: its next owner reads it
+                continue
+            topic, offset = msg.topic(), msg.offset()
+            positions[topic, partition] = offset
+            decision = decide(msg.value(), Origin(topic, partition, offset))
             verdict = decision.verdict
             if verdict is Verdict.WON or verdict is Verdict.REEMIT:
                 try:
@@ -218,13 +312,9 @@ class NativeWorker:
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
         self.states.flush()
-        produce = self.output.main.produce
-        events_topic = self.settings.events_topic
-        for out, key, partition in outs:
-            try:
-                produce(events_topic, out, key, partition)
-            except BufferError:
-                self.output.produce(events_topic, key, out, partition)
+        if outs:
+            self._held.append((self.output.changelog_mark(), outs))
+        self._release(wait=False)
         self.events_out += len(outs)
 
     def _consumer_error(self, error: KafkaError) -> None:
@@ -269,6 +359,7 @@ class NativeWorker:
                 **self.client_conf,
                 "group.id": s.app_id,
                 "enable.auto.commit": False,
+                "enable.auto.offset.store": False,  # commits name the frames processed (see _commit)
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
                 "session.timeout.ms": int(s.session_timeout_s * 1000),

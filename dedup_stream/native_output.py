@@ -4,8 +4,11 @@ changelog records through another, and the delivery bookkeeping the commit proto
 Both producers are idempotent with ``acks=all``. The events/DLQ producer reports **failures only**
 (``delivery.report.only.error``): a successful record costs no Python callback. The changelog producer
 reports every record, because the worker must know the last changelog offset acknowledged per partition
-(stored in the partition's DB so that a restore starts there). :meth:`NativeOutput.flush` waits for every
-outstanding record and returns the first failure, if any: the worker then exits without committing.
+(stored in the partition's DB so that a restore starts there), and counts records queued and acknowledged per
+partition so the worker can hold a batch's events until that batch's changelog records are acknowledged
+(:meth:`NativeOutput.changelog_mark`, :meth:`NativeOutput.changelog_acked`: librdkafka reports an idempotent
+producer's records of one partition in order). :meth:`NativeOutput.flush` waits for every outstanding record and
+returns the first failure, if any: the worker then exits without committing.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class NativeOutput:
         self.failures = 0
         self.first_error: str | None = None
         self.delivered: dict[int, int] = {}  # changelog partition -> highest acknowledged offset
+        self.queued: dict[int, int] = {}  # changelog partition -> records queued so far
+        self.acked: dict[int, int] = {}  # changelog partition -> records acknowledged so far
         base = {"enable.idempotence": True, "acks": "all", **producer_conf, "error_cb": self._on_client_error}
         self.main = Producer({**base, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self.changelog = Producer({**base, "on_delivery": self._on_changelog})
@@ -47,6 +52,7 @@ class NativeOutput:
             self._record_failure(f"{msg.topic()}[{msg.partition()}]: {err}")
             return
         partition, offset = msg.partition(), msg.offset()
+        self.acked[partition] = self.acked.get(partition, 0) + 1
         if offset > self.delivered.get(partition, -1):
             self.delivered[partition] = offset
 
@@ -66,12 +72,23 @@ class NativeOutput:
                 self.main.poll(0.05)
 
     def put_changelog(self, partition: int, key: bytes, value: bytes) -> None:
+        """Queue one changelog record for ``partition`` (counted: see :meth:`changelog_mark`)."""
+        self.queued[partition] = self.queued.get(partition, 0) + 1
         while True:
             try:
                 self.changelog.produce(self.changelog_topic, value, key, partition)
                 return
             except BufferError:
                 self.changelog.poll(0.05)
+
+    def changelog_mark(self) -> dict[int, int]:
+        """The changelog records queued so far, per partition: acknowledged once :meth:`changelog_acked` says so."""
+        return dict(self.queued)
+
+    def changelog_acked(self, mark: dict[int, int]) -> bool:
+        """True when every changelog record queued before ``mark`` was taken is acknowledged."""
+        acked = self.acked
+        return all(acked.get(partition, 0) >= count for partition, count in mark.items())
 
     def poll(self) -> None:
         """Serve delivery reports without waiting (call once per consumed batch)."""
