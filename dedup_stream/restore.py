@@ -4,7 +4,11 @@ The changelog has the raw topics' partition count (partition *i* holds the state
 ``cleanup.policy=compact,delete`` and ``retention.ms`` = the dedup window, like the Faust engine's table
 changelog (same name, same key/value bytes). :class:`ChangelogRestorer` replays a partition's changelog
 into the local DB from the offset the DB already covers to the high-water mark, with its own consumer
-assigned to that partition (no consumer group), before the worker reads the raw partition.
+assigned to that partition (no consumer group), before the worker reads the raw partition. A restore fails
+only when it makes no progress for ``stall_s``; it saves the offset it has covered every few batches, so a
+restore cut short (the worker expelled, killed or restarted) resumes there instead of starting over. Its
+consumer resets to the earliest offset: if retention deletes the start while it reads, it continues from the
+oldest record still there (the deleted ones had expired) instead of jumping to the end.
 """
 
 from __future__ import annotations
@@ -55,15 +59,17 @@ def ensure_changelog(
 class ChangelogRestorer:
     """Reads changelog partitions into :class:`PartitionStates` (one consumer, re-assigned per partition)."""
 
-    def __init__(self, client_conf: dict[str, Any], topic: str, timeout_s: float = 300.0) -> None:
+    def __init__(self, client_conf: dict[str, Any], topic: str, stall_s: float = 120.0, save_every: int = 10) -> None:
         self.topic = topic
-        self.timeout_s = timeout_s
+        self.stall_s = stall_s  # no record and no advance of the position for this long: the restore fails
+        self.save_every = save_every  # batches between saves of the covered offset
         self.consumer = Consumer(
             {
                 **client_conf,
                 "group.id": f"restore-{uuid.uuid4().hex}",  # never joined nor committed: assign() only
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",  # start deleted by retention: read on from the oldest left
                 "fetch.max.bytes": 64 << 20,
                 "max.partition.fetch.bytes": 16 << 20,
             }
@@ -85,11 +91,16 @@ class ChangelogRestorer:
         self.consumer.assign([TopicPartition(self.topic, partition, start)])
         count = 0
         position = plan.start
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + self.stall_s
+        batches = 0
         try:
             while position < plan.end:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"restore of {self.topic}[{partition}] stalled at {position} of {plan.end}")
+                    raise RuntimeError(
+                        f"restore of {self.topic}[{partition}] made no progress for {self.stall_s}s at {position} "
+                        f"of {plan.end}"
+                    )
+                before = position
                 msgs = self.consumer.consume(10000, timeout=0.5)
                 records = []
                 for msg in msgs:
@@ -101,6 +112,11 @@ class ChangelogRestorer:
                 count += states.apply(partition, records)
                 if not msgs:  # compaction can leave holes at the end: ask where the fetch stands
                     position = max(position, self.consumer.position([tp])[0].offset)
+                if position > before:
+                    deadline = time.monotonic() + self.stall_s
+                    batches += 1
+                    if batches % self.save_every == 0 and position < plan.end:
+                        states.set_covered(partition, position - 1)  # every record below position is applied
         finally:
             self.consumer.unassign()
         states.set_covered(partition, plan.end - 1)
