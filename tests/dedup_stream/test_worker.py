@@ -234,17 +234,20 @@ def test_rebalance_under_backlog_loses_no_single_copy_event(dedup_topics, dedup_
     frames = [encode_raw(f) for f in gatherer_copies(events, "g1", reorder=3)]  # one copy of each event only
     w1 = dedup_workers.start(topics, "it-join", "w1")
     assert wait_members(topics, app_id, 1, 90), w1.log()[-2000:]
-    chunks = 6
+    chunks = 8
+    last = frames[(chunks - 1) * len(frames) // chunks :]  # fed once both workers own partitions
 
-    def feed() -> None:  # faster than one worker drains it: a backlog throughout the rebalances
-        for i in range(chunks):
+    def feed() -> None:  # bursts faster than one worker drains them: a backlog while w2 joins (two rebalances)
+        for i in range(chunks - 1):
             produce(topics, "g1", frames[i * len(frames) // chunks : (i + 1) * len(frames) // chunks])
+            time.sleep(0.4)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    time.sleep(0.5)
-    w2 = dedup_workers.start(topics, "it-join", "w2")  # joins (two rebalances) while w1 is busy
+    w2 = dedup_workers.start(topics, "it-join", "w2")
     feeder.join(120)
+    assert wait_members(topics, app_id, 2, 90), w1.log()[-2000:] + w2.log()[-2000:]
+    produce(topics, "g1", last)
     seen = wait_for_events(topics, expected, 120)
     assert w2.frames_in() > 0, w2.log()[-2000:]
     assert w1.stop() == 0 and w2.stop() == 0
