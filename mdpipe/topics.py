@@ -8,6 +8,7 @@ the same markets (murmur2 on the market id).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,8 +132,21 @@ def ensure_topics(config: Config, extra: Iterable[str] = (), timeout: float = 30
                     raise
                 result[name] = "exists"
     log.info("topics_ensured", **{name.replace(".", "_"): state for name, state in result.items()})
+    _wait_visible([s.name for s in missing], admin, timeout)
     check_partitions(config, extra=extra, admin=admin, timeout=timeout)
     return result
+
+
+def _wait_visible(names: list[str], admin: Any, timeout: float) -> None:
+    """A created topic reaches the metadata a client sees a moment after CreateTopics returns (seen on a broker
+    that had just started): wait for it, so the check that follows does not call it missing."""
+    deadline = time.monotonic() + timeout
+    while names:
+        counts = _partition_counts(admin, timeout)
+        names = [n for n in names if n not in counts]
+        if not names or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def check_partitions(config: Config, extra: Iterable[str] = (), admin: Any = None, timeout: float = 30.0) -> int:
