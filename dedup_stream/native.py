@@ -63,6 +63,10 @@ __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
+# consume() returns when ``max_poll_records`` arrived or after this long: it bounds how long a frame waits for its
+# batch (and held events for the next loop turn that releases them) when traffic is below a full batch per poll.
+_POLL_S = 0.05
+
 # commit errors that mean this member's generation is over: not a failure of this worker's output
 _LOST_GENERATION = (
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -378,7 +382,7 @@ class NativeWorker:
         last_commit = last_tick = last_idle_check = time.monotonic()
         try:
             while not self._stopping:
-                msgs = consumer.consume(batch, 0.2)
+                msgs = consumer.consume(batch, _POLL_S)
                 if self._callback_error is not None:  # before any record of a partition it could not prepare
                     raise self._callback_error
                 now = time.monotonic()
