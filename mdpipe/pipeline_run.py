@@ -70,26 +70,26 @@ class Progress:
     notes: list[str] = field(default_factory=list)
     # figures scraped from each stage's /metrics (mdpipe.status_cli.stage_figures), by section then child name
     stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    dedup_lag_s: float = 0.0  # dedup backlog expressed in seconds of raw input at the current arrival rate
+    dedup_lag_s: float = 0.0  # dedup backlog in seconds of raw input at the run's mean arrival rate
 
     def gatherer(self, gid: str, figure: str) -> float:
         return float(self.stages.get("gatherers", {}).get(f"gather-{gid}", {}).get(figure, 0.0))
 
-    def sync_lag_s(self) -> dict[str, float]:
-        """Per gatherer, the largest sync lag any dedup worker reports."""
+    def _dedup_per_gatherer(self, figure: str, combine: Callable[[float, float], float]) -> dict[str, float]:
+        """A per-gatherer dedup figure, combined over the dedup workers."""
         out: dict[str, float] = {}
         for d in self.stages.get("dedup", {}).values():
-            for gid, lag in d.get("sync_lag_s", {}).items():
-                out[gid] = max(out.get(gid, 0.0), lag)
+            for gid, value in d.get(figure, {}).items():
+                out[gid] = combine(out[gid], value) if gid in out else value
         return out
+
+    def sync_lag_s(self) -> dict[str, float]:
+        """Per gatherer, the largest sync lag any dedup worker reports."""
+        return self._dedup_per_gatherer("sync_lag_s", max)
 
     def gap_reports(self) -> dict[str, float]:
         """Per gatherer, gap reports counted by dedup (survive a gatherer restart, unlike its own counter)."""
-        out: dict[str, float] = {}
-        for d in self.stages.get("dedup", {}).values():
-            for gid, n in d.get("gap_reports", {}).items():
-                out[gid] = out.get(gid, 0.0) + n
-        return out
+        return self._dedup_per_gatherer("gap_reports", lambda a, b: a + b)
 
     def sink(self, figure: str) -> float:
         return sum(float(s.get(figure, 0.0)) for s in self.stages.get("sink", {}).values())
@@ -212,13 +212,11 @@ class PipelineRun:
 
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
         """Wait until each child announced its metrics endpoint (.run/stages) and its /healthz answers 200."""
-        from mdpipe.metrics import registered_stages
-
         deadline = time.monotonic() + timeout
         pending = set(names)
         while pending and time.monotonic() < deadline:
             self._check_children()
-            by_pid = {int(str(r["pid"])): r for r in registered_stages()}
+            by_pid = _stages_by_pid()
             for name in list(pending):
                 proc = self.children[name].proc
                 record = by_pid.get(proc.pid) if proc is not None else None
@@ -329,11 +327,10 @@ class PipelineRun:
 
     def _scrape_stages(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Scrape every child's /metrics (found by pid in .run/stages); rates against the previous scrape."""
-        from mdpipe.metrics import registered_stages
         from mdpipe.probe import scrape
         from mdpipe.status_cli import stage_figures
 
-        by_pid = {int(str(r["pid"])): r for r in registered_stages()}
+        by_pid = _stages_by_pid()
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for name, child in self.children.items():
             record = by_pid.get(child.proc.pid) if child.proc is not None and child.alive else None
@@ -419,3 +416,10 @@ class PipelineRun:
 
         after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
         return verify(self.truth_path, self.dsn, latency_after_ns=after)
+
+
+def _stages_by_pid() -> dict[int, dict[str, object]]:
+    """The running stages' announcements (.run/stages), by process id."""
+    from mdpipe.metrics import registered_stages
+
+    return {int(str(r["pid"])): r for r in registered_stages()}
