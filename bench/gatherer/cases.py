@@ -75,21 +75,27 @@ async def baseline(a: dict[str, Any]) -> dict[str, Any]:
                 count[0] += 1
 
     tasks = [asyncio.create_task(reader(i, m)) for i, m in enumerate(shards)]
+    result = await _measure_count(a, count, "baseline", len(shards))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+async def _measure_count(a: dict[str, Any], count: list[int], case: str, connections: int) -> dict[str, Any]:
+    """Let a bare receive loop warm up, then count its messages and CPU over ``duration_s``."""
     await asyncio.sleep(a["warmup_s"])
     c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
     await asyncio.sleep(a["duration_s"])
     c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
     return {
-        "case": "baseline",
+        "case": case,
         "frames": c1 - c0,
         "seconds": t1 - t0,
         "frames_per_s": (c1 - c0) / (t1 - t0),
         "cpu_s": cpu1 - cpu0,
         "rss_mb": _rss_mb(),
-        "connections": len(shards),
+        "connections": connections,
     }
 
 
@@ -117,21 +123,10 @@ async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
         if i == 0:
             cmd = {"id": 2, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}}
             transport.send(WSMsgType.TEXT, json.dumps(cmd).encode())
-    await asyncio.sleep(a["warmup_s"])
-    c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
-    await asyncio.sleep(a["duration_s"])
-    c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
+    result = await _measure_count(a, count, "baseline_picows", len(shards))
     for transport in transports:
         transport.disconnect(graceful=False)
-    return {
-        "case": "baseline_picows",
-        "frames": c1 - c0,
-        "seconds": t1 - t0,
-        "frames_per_s": (c1 - c0) / (t1 - t0),
-        "cpu_s": cpu1 - cpu0,
-        "rss_mb": _rss_mb(),
-        "connections": len(shards),
-    }
+    return result
 
 
 def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:

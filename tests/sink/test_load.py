@@ -108,18 +108,23 @@ def test_new_group_reconsumes_and_adds_no_row(sink_env: Any) -> None:
     assert third.rows == 0 and third.duplicates == 0
 
 
-def test_rejected_and_undecodable_records_go_to_dlq(sink_env: Any) -> None:
-    events = make_events(500, markets=10, seed=13)
-    bad_text = BookDelta(
+def _delta(market: str, event_key: str, price: Decimal) -> BookDelta:
+    """One order-book delta at the edge of the test data, for the dead-letter cases."""
+    return BookDelta(
         **EDGE,
-        market="KX-B",
-        event_key="d:bad\x00key",
+        market=market,
+        event_key=event_key,
         ts_ms=BASE_MS,
         recv_ns=BASE_MS * 10**6,
         side="yes",
-        price=Decimal("0.5"),
+        price=price,
         delta=Decimal("1"),
     )
+
+
+def test_rejected_and_undecodable_records_go_to_dlq(sink_env: Any) -> None:
+    events = make_events(500, markets=10, seed=13)
+    bad_text = _delta("KX-B", "d:bad\x00key", Decimal("0.5"))
     bad_json = Lifecycle(
         **EDGE,
         market="KX-B",
@@ -148,16 +153,7 @@ def test_unencodable_only_row_of_a_table_goes_to_dlq_and_the_sink_goes_on(sink_e
     """The only delta has a NaN price: it is a dead letter, every other row lands, and the sink carries on
     (it used to COPY an empty stream for the table and loop forever in the rejected-row bisection)."""
     events = [e for e in make_events(600, markets=10, seed=16) if not isinstance(e, BookDelta)]
-    nan = BookDelta(
-        **EDGE,
-        market="KX-N",
-        event_key="d:nan",
-        ts_ms=BASE_MS,
-        recv_ns=BASE_MS * 10**6,
-        side="yes",
-        price=Decimal("NaN"),
-        delta=Decimal("1"),
-    )
+    nan = _delta("KX-N", "d:nan", Decimal("NaN"))
     sink_env.produce([*events[:300], nan, *events[300:]])
     loader, thread, out = sink_env.start_loader_thread("g-nan", exit_when_idle=True)
     thread.join(60)
