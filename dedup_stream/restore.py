@@ -46,7 +46,7 @@ def ensure_changelog(
             future.result()
             log.info("changelog_created", topic=topic, partitions=partitions, retention_s=window_s)
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another worker created it first
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker created it first
                 raise
         return
     if len(info.partitions) != partitions:
