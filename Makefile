@@ -14,7 +14,7 @@ help:
 	@echo "make up / down   start / stop the broker and the database"
 	@echo "make bench-*     gatherer | dedup | sink | e2e | sim benchmarks, each ending with RESULT {json}"
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml setup.py sink/_rowcodec.c requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'

@@ -166,6 +166,8 @@ class SinkConfig(_Section):
     db_keepalives_count: int = 3
     db_tcp_user_timeout_ms: int = 30_000
     max_write_s: float = 120.0  # /healthz is unhealthy while one write attempt has been in flight longer than this
+    # events -> COPY rows: "auto" = the compiled C builder when installed, else Python; "c" = require it; "python"
+    row_codec: Literal["auto", "c", "python"] = "auto"
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)
@@ -177,6 +179,9 @@ class SinkConfig(_Section):
         _positive("max_write_s", self.max_write_s)
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
+        from sink.rowcodec import resolve  # the one check needing the install: is the C builder there?
+
+        resolve(self.row_codec)
 
 
 class SimConfig(_Section):

@@ -3,9 +3,9 @@
 The loader feeds every consumed chunk to :meth:`Batch.add_many`; the batch keeps the binary COPY rows per
 table, the latest market reference per ticker, the records that could not be decoded (dead letters), and
 the next offset to consume per (topic, partition): the offsets the store writes in the same transaction.
-:func:`build_rows` is the hot loop (decode + encode, ~4-5 us per record in CPython on the development machine,
-mostly the decimal strings -> binary ``numeric``); with a :class:`Helper`, another process runs it on the tail
-of each chunk.
+:func:`build_rows` is the hot loop (decode + encode): in C when ``sink._rowcodec`` was built (see
+:mod:`sink.rowcodec`), else in Python (~4-5 us per record on the development machine, mostly the decimal
+strings -> binary ``numeric``); with a :class:`Helper`, another process runs it on the tail of each chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import msgspec
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
 from schemas.codec import SCHEMA_VERSION
 from sink.records import decode_record, record_decoder
+from sink.rowcodec import FastBuild, fast_build
 from sink.rows import BUILDERS
 
 __all__ = ["Batch", "Helper", "Message", "Source", "build_rows", "dead_letter"]
@@ -87,6 +88,7 @@ class Batch:
     # (:meth:`sources_of`, the rare slow path) instead of being recorded per row
     event_msgs: list[Message] = field(default_factory=list)
     helper: Helper | None = field(default=None, repr=False)  # builds part of each chunk in another process
+    fast: FastBuild | None = field(default_factory=fast_build, repr=False)  # the C row builder (None: Python)
     _sinks: dict[type, _Sink] = field(default_factory=dict, repr=False)
 
     def add(self, msg: Message) -> None:
@@ -126,16 +128,17 @@ class Batch:
         payloads = [msg.value() or b"" for msg in events]
         helper = self.helper
         if helper is None or len(payloads) < helper.min_records:
-            self._merge(events, 0, build_rows(payloads, self.from_ms, self.to_ms, self.rows, self._sinks))
+            self._merge(events, 0, build_rows(payloads, self.from_ms, self.to_ms, self.rows, self._sinks, self.fast))
             return
         # the helper process builds the tail while this thread builds the head; rows stay in message order
         # (head rows, then tail rows, per table), which :meth:`sources_of` relies on
         cut = len(payloads) - int(len(payloads) * helper.share)
         sent = helper.submit(payloads[cut:], self.from_ms, self.to_ms)
-        self._merge(events, 0, build_rows(payloads[:cut], self.from_ms, self.to_ms, self.rows, self._sinks))
+        self._merge(events, 0, build_rows(payloads[:cut], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast))
         tail = helper.result() if sent else None
         if tail is None:  # the helper failed: build the tail here
-            self._merge(events, cut, build_rows(payloads[cut:], self.from_ms, self.to_ms, self.rows, self._sinks))
+            tail_rows = build_rows(payloads[cut:], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast)
+            self._merge(events, cut, tail_rows)
             return
         rows, dead, skipped = tail
         for table, built in rows.items():
@@ -203,16 +206,47 @@ def build_rows(
     to_ms: int | None,
     rows: dict[str, list[bytes]],
     sinks: dict[type, _Sink] | None = None,
+    fast: FastBuild | None = None,
 ) -> tuple[list[tuple[int, str]], int]:
     """Decode ``events`` values and append their COPY rows to ``rows`` (per table, in order); returns the
     undecodable or unencodable ones as (index, reason) and how many fell outside [from_ms, to_ms).
-    ``sinks`` caches the per-type (append, builder) pairs between calls on the same ``rows``."""
+    ``sinks`` caches the per-type (append, builder) pairs between calls on the same ``rows``. With ``fast`` (the
+    C builder, :mod:`sink.rowcodec`) runs of records go through C and each record it leaves goes through Python,
+    one at a time, so the rows of every table stay in message order."""
     if sinks is None:
         sinks = {}
+    if fast is None:
+        return _build_python(payloads, 0, len(payloads), from_ms, to_ms, rows, sinks)
+    dead: list[tuple[int, str]] = []
+    skipped = 0
+    n = len(payloads)
+    i = 0
+    while i < n:
+        i, fast_skipped = fast(payloads, i, rows, SCHEMA_VERSION, from_ms, to_ms)
+        skipped += fast_skipped
+        if i < n:
+            one_dead, one_skipped = _build_python(payloads, i, i + 1, from_ms, to_ms, rows, sinks)
+            dead += one_dead
+            skipped += one_skipped
+            i += 1
+    return dead, skipped
+
+
+def _build_python(
+    payloads: list[bytes],
+    start: int,
+    stop: int,
+    from_ms: int | None,
+    to_ms: int | None,
+    rows: dict[str, list[bytes]],
+    sinks: dict[type, _Sink],
+) -> tuple[list[tuple[int, str]], int]:
+    """:func:`build_rows` in Python for ``payloads[start:stop]`` (dead letters keep their index in ``payloads``)."""
     decode, version = _decode, SCHEMA_VERSION
     dead: list[tuple[int, str]] = []
     skipped = 0
-    for i, payload in enumerate(payloads):
+    for i in range(start, stop):
+        payload = payloads[i]
         try:
             rec = decode(payload)
             if rec.v != version:

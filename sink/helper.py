@@ -119,6 +119,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The helper's loop: (values, from_ms, to_ms) in, (rows, dead, skipped, CPU seconds) out, until the pipe
     closes."""
     from sink.batch import build_rows
+    from sink.rowcodec import fast_build
+
+    fast = fast_build()
 
     gc.collect()
     gc.freeze()
@@ -130,7 +133,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             return
         started = time.process_time()
         rows: dict[str, list[bytes]] = {}
-        dead, skipped = build_rows(payloads, from_ms, to_ms, rows)
+        dead, skipped = build_rows(payloads, from_ms, to_ms, rows, fast=fast)
         _write(out, (rows, dead, skipped, time.process_time() - started))
 
 

@@ -36,6 +36,7 @@ from sink.batch import Batch
 from sink.flush import flush_due, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
+from sink.rowcodec import resolve as resolve_codec
 from sink.store import Store, WriteResult, connect_options
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
@@ -171,6 +172,7 @@ class Loader:
         self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
         self._names = names
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
+        self.fast_build = resolve_codec(config.sink.row_codec)
         self.batch = self._new_batch()
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
         self.writer = _Writer(self._write)
@@ -202,7 +204,14 @@ class Loader:
         self.producer = Producer(producer_config(config.kafka, linger_ms=5))
 
     def _new_batch(self) -> Batch:
-        return Batch(self._names.events, self._names.markets, self.opts.from_ms, self.opts.to_ms, helper=self.helper)
+        return Batch(
+            self._names.events,
+            self._names.markets,
+            self.opts.from_ms,
+            self.opts.to_ms,
+            helper=self.helper,
+            fast=self.fast_build,
+        )
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -220,7 +229,13 @@ class Loader:
         self.consumer.subscribe(
             self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
-        log.info("sink_started", group=self.opts.group_id, topics=self.topics, batch_rows=self.opts.batch_rows)
+        log.info(
+            "sink_started",
+            group=self.opts.group_id,
+            topics=self.topics,
+            batch_rows=self.opts.batch_rows,
+            row_codec="c" if self.fast_build is not None else "python",
+        )
         idle_since: float | None = None
         deadline_s = self.opts.batch_ms / 1000.0
         try:

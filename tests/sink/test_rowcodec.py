@@ -1,0 +1,189 @@
+"""The C row builder (sink._rowcodec) against the Python one (sink.rows): same rows, skips and dead letters.
+
+The C builder may hand any record to the Python path, but whatever it builds itself must be byte-for-byte
+what Python builds; these tests compare the two on every record shape, on decimal spellings at the edges, and
+on seeded random corruptions of real records.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import msgspec
+import pytest
+
+from bench.sink.data import make_events
+from mdpipe.config import SinkConfig
+from schemas import encode_event
+from sink import rowcodec
+from sink.batch import build_rows
+from sink.records import RecDelta, RecLifecycle, RecSnapshot, RecTicker, RecTrade
+
+fast = rowcodec.fast_build()
+needs_c = pytest.mark.skipif(fast is None, reason="sink._rowcodec was not built (no C compiler at install)")
+
+
+def both(payloads: list[bytes], from_ms: int | None = None, to_ms: int | None = None) -> tuple[object, object]:
+    """(C-with-fallback outcome, pure-Python outcome): (rows per table, dead letters, skipped)."""
+    c_rows: dict[str, list[bytes]] = {}
+    py_rows: dict[str, list[bytes]] = {}
+    c_dead, c_skipped = build_rows(payloads, from_ms, to_ms, c_rows, fast=fast)
+    py_dead, py_skipped = build_rows(payloads, from_ms, to_ms, py_rows)
+    return (c_rows, c_dead, c_skipped), (py_rows, py_dead, py_skipped)
+
+
+def c_handled(payloads: list[bytes]) -> int:
+    """How many of ``payloads`` the C builder takes itself (the others go to the Python path)."""
+    assert fast is not None
+    i = stops = 0
+    while i < len(payloads):
+        i, _ = fast(payloads, i, {}, 1, None, None)
+        if i < len(payloads):
+            stops += 1
+            i += 1
+    return len(payloads) - stops
+
+
+def test_built_where_a_compiler_exists() -> None:
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert rowcodec.ACCELERATED, "a C compiler is installed but sink._rowcodec was not built: rerun make setup"
+
+
+@needs_c
+def test_every_event_type_same_bytes() -> None:
+    payloads = [encode_event(e) for e in make_events(5000, markets=50, seed=11)]
+    c_out, py_out = both(payloads)
+    assert c_out == py_out
+    rows, dead, _ = c_out
+    assert not dead and sum(len(r) for r in rows.values()) == 5000
+    # everything but lifecycle events (left to Python) is built in C
+    assert c_handled(payloads) == 5000 - len(rows["market_lifecycle"])
+
+
+@needs_c
+def test_time_range_same_skips() -> None:
+    events = make_events(2000, seed=12)
+    payloads = [encode_event(e) for e in events]
+    lo, hi = events[300].ts_ms, events[1500].ts_ms
+    c_out, py_out = both(payloads, lo, hi)
+    assert c_out == py_out
+    assert c_out[2] == 2000 - 1200
+
+
+def _delta(price: str, delta: str = "1", **kw: object) -> bytes:
+    fields: dict[str, object] = {
+        "venue": "kalshi",
+        "market": "KXM-1",
+        "event_key": "d:1:1",
+        "ts_ms": 1_767_225_600_000,
+        "recv_ns": 1_767_225_600_000_123_456,
+        "gatherer": "g1",
+        "market_id": "m-1",
+        "side": "yes",
+        "price": price,
+        "delta": delta,
+    }
+    fields.update(kw)
+    return msgspec.msgpack.encode(RecDelta(**fields))  # type: ignore[arg-type]
+
+
+SPELLINGS = [
+    "0", "-0", "+0", "0.0000", "-0.0000", "+1", "1", "-1", ".5", "5.", "-.5", "0.5600", "0.0001", "-0.0001",
+    "9999", "10000", "10000.0001", "99999999.9999", "123456789.12345", "00010.50", "0000", "1.00000",
+    "0.00001234", "1234.5678", "12345678", "100000000", "-12345.6", "3" * 64, "4" * 65, "0." + "7" * 64,
+    "1e3", "1E+3", "NaN", "Infinity", "", "-", "+", ".", "1.2.3", " 1", "1 ", "--1", "+-1", "\u0661", "1_000", "0x10",
+]  # fmt: skip
+
+
+@needs_c
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_decimal_spellings(spelling: str) -> None:
+    payloads = [_delta(spelling), _delta("0.5", spelling), _delta("0.41")]
+    c_out, py_out = both(payloads)
+    assert c_out == py_out
+
+
+@needs_c
+def test_decimal_digit_groups_random() -> None:
+    rng = random.Random(5)
+    spellings = []
+    for _ in range(3000):
+        sign = rng.choice(("", "", "-", "+"))
+        int_part = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 20)))
+        frac = "".join(rng.choice("0000123456789") for _ in range(rng.randint(0, 20)))
+        spellings.append(sign + int_part + (("." + frac) if frac or rng.random() < 0.2 else ""))
+    c_out, py_out = both([_delta(s) for s in spellings])
+    assert c_out == py_out
+
+
+@needs_c
+def test_odd_values_same_outcome() -> None:
+    base = {
+        "venue": "kalshi", "market": "KXM-1", "event_key": "k", "ts_ms": 1_767_225_600_000,
+        "recv_ns": 1_767_225_600_000_000_000, "gatherer": "g1",
+    }  # fmt: skip
+    records: list[object] = [
+        RecDelta(**{**base, "market": "KXM-é"}, side="yes", price="0.5", delta="1"),  # non-ASCII: Python path
+        RecDelta(**{**base, "recv_ns": -1_234_567}, side="no", price="0.5", delta="1"),  # floor division
+        RecDelta(**{**base, "ts_ms": 2**62}, side="no", price="0.5", delta="1"),  # overflows the timestamp
+        RecDelta(**{**base, "ts_ms": -(2**62)}, side="no", price="0.5", delta="1"),
+        RecDelta(**{**base, "v": 2}, side="no", price="0.5", delta="1"),  # unsupported version
+        RecTicker(**base, market_id="m", price="0.5", volume="12.5", dollar_volume=2**63 - 1),
+        RecTicker(**base, market_id="m", dollar_open_interest=-(2**63)),
+        RecTicker(**base),
+        RecTrade(**base, trade_id="t-1", yes_price="0.4", no_price="0.6", count="10.25", is_block_trade=True),
+        RecTrade(**base, trade_id="t-2", yes_price="0.4", no_price="0.6", count="1", taker_side="yes"),
+        RecSnapshot(**base, market_id="m", yes=[("0.01", "100.5"), ("0.02", "3")], no=[]),
+        RecSnapshot(**base, market_id="m", yes=[], no=[("0.99", "NaN")]),
+        RecSnapshot(**base),
+        RecLifecycle(**base, event_type="created", open_ts=1_767_225_600, details='{"a": 1}'),
+        RecLifecycle(**base, event_type="settled", result="yes", settlement_value="1", is_deactivated=True),
+    ]
+    payloads = [msgspec.msgpack.encode(r) for r in records]
+    u64_volume = ["ticker", 1, "kalshi", "M", "k", 1, 2, "g", "m", *[None] * 8, 2**64 - 1, None]
+    payloads.append(msgspec.msgpack.encode(u64_volume))
+    payloads.append(_delta("0.5") + b"\x00")  # trailing byte
+    payloads.append(b"")
+    c_out, py_out = both(payloads)
+    assert c_out == py_out
+    assert len(c_out[1]) >= 5  # overflow, version, bad NaN level, u64 volume, trailing byte, empty...
+
+
+@needs_c
+def test_random_corruptions_same_outcome() -> None:
+    rng = random.Random(7)
+    good = [encode_event(e) for e in make_events(400, markets=20, seed=13)]
+    mutated = []
+    for _ in range(20_000):
+        data = bytearray(rng.choice(good))
+        kind = rng.random()
+        if kind < 0.3:  # any byte
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind < 0.6:  # a printable ASCII byte: mostly still a valid record, with odd strings and digits
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.choice(b"0123456789.-+eE aZ:")
+        elif kind < 0.8:
+            del data[rng.randrange(len(data)) :]
+        else:
+            at = rng.randrange(len(data))
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+        mutated.append(bytes(data))
+    c_out, py_out = both(mutated)
+    assert c_out == py_out
+    assert c_out[1], "the corruptions should produce dead letters"
+    assert c_handled(mutated) > 4000, "many corruptions (in strings, digits) still decode: C must build those"
+
+
+def test_row_codec_setting() -> None:
+    assert SinkConfig(row_codec="python").row_codec == "python"
+    assert rowcodec.resolve("python") is None
+    assert rowcodec.resolve("auto") is rowcodec.fast_build()
+
+
+def test_row_codec_c_required_but_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rowcodec, "_rowcodec", None)
+    with pytest.raises(ValueError, match=r"^row_codec: "):
+        SinkConfig(row_codec="c")
+    assert rowcodec.resolve("auto") is None
