@@ -159,6 +159,9 @@ class SinkConfig(_Section):
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
     session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
+    # database connections writing in parallel; the assigned partitions are split between them (each commits its
+    # partitions' rows and offsets in its own transactions)
+    writers: int = 2
     # a database host that vanishes without resetting the connection: TCP keepalives break an idle wait (e.g. for
     # the COMMIT's answer) after idle + interval * count s, tcp_user_timeout a send nobody acknowledges
     db_keepalives_idle_s: int = 10
@@ -172,6 +175,7 @@ class SinkConfig(_Section):
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)
         _positive("batch_ms", self.batch_ms)
+        _positive("writers", self.writers)
         _positive("db_keepalives_idle_s", self.db_keepalives_idle_s)
         _positive("db_keepalives_interval_s", self.db_keepalives_interval_s)
         _positive("db_keepalives_count", self.db_keepalives_count)

@@ -6,6 +6,8 @@ import argparse
 import signal
 from typing import Any
 
+import msgspec
+
 from mdpipe.config import Config
 
 __all__ = ["add_parser", "run"]
@@ -25,6 +27,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--group", metavar="ID", help="consumer group id (default: sink.group_id)")
     parser.add_argument("--batch-rows", type=int, metavar="N", help="flush after N records (default: sink.batch_rows)")
     parser.add_argument("--batch-ms", type=int, metavar="MS", help="flush a batch at most MS ms after its first record")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        metavar="N",
+        help="database connections writing in parallel, each with its share of the partitions (default: sink.writers)",
+    )
     parser.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus /metrics port (0 = any free port)")
     parser.add_argument("--from-ts", type=int, metavar="MS", help="replay: only events with ts >= MS (Unix ms)")
     parser.add_argument("--to-ts", type=int, metavar="MS", help="replay: only events with ts < MS (Unix ms)")
@@ -62,6 +70,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     from mdpipe.metrics import start_metrics_server
     from sink.loader import Loader, LoaderOptions
+
+    if args.writers is not None:
+        if args.writers < 1:
+            print(f"mdpipe sink: --writers must be >= 1, got {args.writers}")
+            return 2
+        config = msgspec.structs.replace(config, sink=msgspec.structs.replace(config.sink, writers=args.writers))
 
     opts = LoaderOptions.from_config(
         config,

@@ -5,11 +5,13 @@ rows; on assignment the consumer seeks to them (Kafka's own committed offsets ar
 monitoring tools). A revoke drops the uncommitted batch (the new owner, or we, re-read it from the stored
 offsets). A database outage keeps the batch in memory and retries it with capped exponential back-off.
 
-Throughput: the consumer thread decodes and encodes (optionally with :mod:`sink.helper` taking part of each
-chunk) while a writer thread commits the previous batch (psycopg releases the GIL while PostgreSQL ingests); a
-due batch keeps growing while the writer is busy (:mod:`sink.flush`). Measured in ``make bench-sink`` on the
-shared 2-core development machine: 105-130K rows/s (medians of 3, load average 1.5-3.5 from other work), ratio
-0.4-0.6 to a COPY from memory, 125-145K rows per CPU-second of the sink while busy.
+Throughput: the consumer thread decodes and encodes (in C, :mod:`sink.rowcodec`; optionally with
+:mod:`sink.helper` taking part of each chunk) while writer threads commit earlier batches (psycopg releases the
+GIL while PostgreSQL ingests); a due batch keeps growing while its writer is busy (:mod:`sink.flush`).
+``sink.writers`` lanes, each a batch + a writer thread + its own connection, split the assigned partitions
+between them (round robin per topic): PostgreSQL ingests on that many backends at once, and each lane's
+transactions hold only its own partitions' rows and offsets, so exactly-once holds per partition as with
+several sink processes. The mapping changes only on a rebalance, after every writer went idle.
 """
 
 from __future__ import annotations
@@ -96,14 +98,14 @@ class _Writer:
     written and one built. psycopg releases the GIL while the server ingests the COPY, so decoding overlaps it.
     """
 
-    def __init__(self, write: Callable[[Batch], None]) -> None:
+    def __init__(self, write: Callable[[Batch], None], name: str = "sink-writer") -> None:
         self._write = write
         self._cv = threading.Condition()
         self._pending: Batch | None = None
         self._busy = False
         self._closed = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -153,8 +155,19 @@ class _Writer:
                     self._cv.notify_all()
 
 
+@dataclass
+class _Lane:
+    """One database connection's share of the assigned partitions: the batch being built, its writer thread."""
+
+    index: int
+    store: Store
+    batch: Batch
+    writer: _Writer | None = None
+    batches: int = 0  # batches this lane committed
+
+
 class Loader:
-    """One sink process: consume, batch, write (rows + offsets in one transaction), repeat."""
+    """One sink process: consume, batch, write (rows + offsets in one transaction per lane), repeat."""
 
     def __init__(self, config: Config, options: LoaderOptions) -> None:
         if not config.kafka.bootstrap_servers:
@@ -168,14 +181,18 @@ class Loader:
         replay = options.from_ms is not None or options.to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
         db_options = connect_options(config.sink)
-        self.store = Store(config.postgres.dsn, options.group_id, options=db_options)  # the writer thread's
         self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
         self._names = names
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.fast_build = resolve_codec(config.sink.row_codec)
-        self.batch = self._new_batch()
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
-        self.writer = _Writer(self._write)
+        self.lanes: list[_Lane] = []
+        for i in range(config.sink.writers):
+            lane = _Lane(i, Store(config.postgres.dsn, options.group_id, options=db_options), self._new_batch())
+            lane.writer = _Writer(lambda batch, lane=lane: self._write(lane, batch), name=f"sink-writer-{i}")
+            self.lanes.append(lane)
+        self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
+        self._stats_lock = threading.Lock()  # writer threads account their batches concurrently
         self.stats = LoadStats()
         self.stop_event = threading.Event()
         self._revokes = 0  # rebalances that took partitions away (see _resync)
@@ -186,7 +203,7 @@ class Loader:
         self._last_lag_update = 0.0
         self._high_marks: dict[tuple[str, int], int] = {}
         self._stats_at = 0.0  # monotonic time of the last statistics callback
-        self._db_ok = True
+        self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
         self.consumer = Consumer(
             {
                 **consumer_config(config.kafka, options.group_id),
@@ -215,10 +232,25 @@ class Loader:
 
     # -- public ------------------------------------------------------------------------------------------
 
+    @property
+    def pending(self) -> int:
+        """Records consumed and not yet handed to a writer (every lane's batch)."""
+        return sum(lane.batch.size for lane in self.lanes)
+
     def healthy(self) -> bool:
         """/healthz: the database answers and no call to it (a batch's write, an offsets lookup) is stuck."""
-        busy = [t for t in (self.store.busy_since, self.meta_store.busy_since) if t > 0.0]
-        return sink_healthy(self._db_ok, min(busy, default=0.0), time.monotonic(), self.config.sink.max_write_s)
+        stores = [lane.store for lane in self.lanes] + [self.meta_store]
+        busy = [s.busy_since for s in stores if s.busy_since > 0.0]
+        db_ok = not self._db_failing
+        return sink_healthy(db_ok, min(busy, default=0.0), time.monotonic(), self.config.sink.max_write_s)
+
+    def _writers_idle(self) -> bool:
+        return all(lane.writer.idle for lane in self.lanes if lane.writer is not None)
+
+    def _wait_writers(self) -> None:
+        for lane in self.lanes:
+            if lane.writer is not None:
+                lane.writer.wait_idle()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -234,6 +266,7 @@ class Loader:
             group=self.opts.group_id,
             topics=self.topics,
             batch_rows=self.opts.batch_rows,
+            writers=len(self.lanes),
             row_codec="c" if self.fast_build is not None else "python",
         )
         idle_since: float | None = None
@@ -241,9 +274,14 @@ class Loader:
         try:
             while not self.stop_event.is_set():
                 revokes = self._revokes
-                want = max(1, min(10_000, self.opts.batch_rows - self.batch.size))
-                age = time.monotonic() - self.batch.started if self.batch.size else 0.0
-                timeout = poll_timeout(self.batch.size, age, deadline_s, MAX_POLL_S)
+                now = time.monotonic()
+                largest = max(lane.batch.size for lane in self.lanes)
+                want = max(1, min(10_000, self.opts.batch_rows - largest))
+                timeout = min(
+                    poll_timeout(lane.batch.size, now - lane.batch.started if lane.batch.size else 0.0, deadline_s,
+                                 MAX_POLL_S)
+                    for lane in self.lanes
+                )  # fmt: skip
                 msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
                 if revokes != self._revokes:
                     self._resync()
@@ -253,21 +291,26 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self.batch.add_many(good)
+                self._route(good)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
                         self.stats.first_msg_cpu = time.process_time()
                     self._last_ts_ms = msgs[-1].timestamp()[1]
                     idle_since = None
-                size = self.batch.size
-                if size and flush_due(
-                    size, time.monotonic() - self.batch.started, self.opts.batch_rows, deadline_s, self.writer.idle
-                ):
-                    self._flush()
+                now = time.monotonic()
+                for lane in self.lanes:
+                    size = lane.batch.size
+                    writer = lane.writer
+                    if (
+                        size
+                        and writer is not None
+                        and flush_due(size, now - lane.batch.started, self.opts.batch_rows, deadline_s, writer.idle)
+                    ):
+                        self._flush(lane)
                 self._committed_offsets()
                 self._update_lag()
-                if self.opts.exit_when_idle and not msgs and not self.batch.size and self.writer.idle:
+                if self.opts.exit_when_idle and not msgs and not self.pending and self._writers_idle():
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.config.sink.idle_exit_s:
                         idle_since = time.monotonic()  # check at most once per idle_exit_s
@@ -275,22 +318,29 @@ class Loader:
                             continue
                         log.info("sink_idle_exit", rows=self.stats.rows)
                         break
-            if self.batch.size and self._assignment:
-                self._flush()
-            self.writer.wait_idle()
+            if self._assignment:
+                for lane in self.lanes:
+                    if lane.batch.size:
+                        self._flush(lane)
+            self._wait_writers()
             self._committed_offsets()
         finally:
             self.close()
         return self.stats
 
     def close(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.writer.wait_idle()
+        for lane in self.lanes:
+            with contextlib.suppress(RuntimeError):
+                if lane.writer is not None:
+                    lane.writer.wait_idle()
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
-        self.writer.close()
+        for lane in self.lanes:
+            if lane.writer is not None:
+                lane.writer.close()
         self.producer.flush(5)
-        self.store.close()
+        for lane in self.lanes:
+            lane.store.close()
         self.meta_store.close()
         if self.helper is not None:
             self.helper.close()
@@ -328,6 +378,7 @@ class Loader:
                 tp.offset = OFFSET_BEGINNING if key not in by_time else self._high(tp)
         consumer.assign(partitions)
         self._assignment = list(partitions)
+        self._lane_of = lanes_for(partitions, self.lanes)
         self._starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
         self._committed = {k: v for k, v in stored.items()}
         log.info("partitions_assigned", partitions=_fmt(partitions), stored=len(stored))
@@ -335,11 +386,13 @@ class Loader:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revokes += 1
         with contextlib.suppress(RuntimeError):
-            self.writer.wait_idle()  # the batch already handed to the writer commits (or we are stopping)
-        dropped = self.batch.size
+            self._wait_writers()  # the batches already handed to writers commit (or we are stopping)
+        dropped = self.pending
         self.stats.dropped += dropped
-        self.batch.clear()
+        for lane in self.lanes:
+            lane.batch.clear()
         self._assignment = []
+        self._lane_of = {}
         self._starts = {}
         log.info("partitions_revoked", partitions=_fmt(partitions), dropped_uncommitted=dropped)
 
@@ -347,7 +400,8 @@ class Loader:
         """A revoke ran inside consume(): messages it returned from before the revoke belong to the old
         assignment (the batch they would join was dropped), so drop them all and, if partitions were assigned
         again within the same call, seek those back to where the assignment started."""
-        self.batch.clear()
+        for lane in self.lanes:
+            lane.batch.clear()
         for (topic, partition), offset in self._starts.items():
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
@@ -360,18 +414,41 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Hand the batch to the writer (waits while the previous one is still being committed)."""
-        batch, self.batch = self.batch, self._new_batch()
-        self.writer.submit(batch)
+    def _route(self, msgs: list[Any]) -> None:
+        """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
+        if len(self.lanes) == 1:
+            self.lanes[0].batch.add_many(msgs)
+            return
+        lane_of = self._lane_of
+        fallback = self.lanes[0]
+        buckets: dict[int, list[Any]] = {}
+        topic: str | None = None
+        partition: int | None = None
+        bucket: list[Any] = []
+        for msg in msgs:
+            p = msg.partition()
+            t = msg.topic()
+            if p != partition or t != topic:  # consume() returns runs of one partition
+                topic, partition = t, p
+                bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
+            bucket.append(msg)
+        for index, part in buckets.items():
+            self.lanes[index].batch.add_many(part)
 
-    def _write(self, batch: Batch) -> None:
+    def _flush(self, lane: _Lane) -> None:
+        """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
+        batch, lane.batch = lane.batch, self._new_batch()
+        assert lane.writer is not None
+        lane.writer.submit(batch)
+
+    def _write(self, lane: _Lane, batch: Batch) -> None:
         """Writer thread: commit ``batch`` (rows + offsets), retrying through database outages."""
         started = time.monotonic()
-        result = self._retry_db(lambda: self.store.write(batch, self._send_dead), self.store)
+        result = self._retry_db(lambda: lane.store.write(batch, self._send_dead), lane.store)
         if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
             return
         self._account(batch, result, time.monotonic() - started)
+        lane.batches += 1
         self._done.append(dict(batch.offsets))
 
     def _committed_offsets(self) -> None:
@@ -391,13 +468,13 @@ class Loader:
         while True:
             try:
                 out = fn()
-                if not self._db_ok:
+                if id(store) in self._db_failing:
+                    self._db_failing.discard(id(store))
                     log.info("database_back")
-                self._db_ok = True
                 return out
             except psycopg.OperationalError as exc:
                 m.DB_ERRORS.inc()
-                self._db_ok = False
+                self._db_failing.add(id(store))
                 store.close()
                 log.warning(
                     "database_unavailable", error=str(exc).strip().splitlines()[0] if str(exc) else "", retry_s=delay
@@ -420,6 +497,10 @@ class Loader:
             raise psycopg.OperationalError("dlq producer could not deliver within 30 s")  # retried like a DB outage
 
     def _account(self, batch: Batch, result: WriteResult, elapsed: float) -> None:
+        with self._stats_lock:
+            self._account_locked(batch, result, elapsed)
+
+    def _account_locked(self, batch: Batch, result: WriteResult, elapsed: float) -> None:
         total = 0
         for table, n in result.rows.items():
             m.ROWS.labels(table).inc(n)
@@ -480,7 +561,7 @@ class Loader:
         Watermarks come from the statistics callback when one arrived after ``fresh_after`` (the broker
         reports them in every fetch response); otherwise from a ListOffsets request, which waits behind the
         consumer's long-poll fetch on the same connection."""
-        if not self._assignment or self.batch.size or not self.writer.idle:
+        if not self._assignment or self.pending or not self._writers_idle():
             return False
         for tp in self.consumer.position(self._assignment):
             key = (tp.topic, tp.partition)
@@ -512,6 +593,15 @@ class Loader:
         if err.fatal():
             raise KafkaException(err)
         log.warning("kafka_error", error=str(err))
+
+
+def lanes_for(partitions: list[TopicPartition], lanes: list[_Lane]) -> dict[tuple[str, int], _Lane]:
+    """Each assigned partition's lane: round robin over the partitions of each topic in partition order (so a
+    topic's partitions spread evenly whatever the assignment)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return {(topic, p): lanes[i % len(lanes)] for topic, ps in by_topic.items() for i, p in enumerate(sorted(ps))}
 
 
 def _fmt(partitions: list[TopicPartition]) -> str:

@@ -3,7 +3,10 @@ fresh group and a fresh database per run) drains it. Baseline in the same run: a
 already encoded in memory, into the same (freshly migrated) tables, in transactions of the same batch size.
 
 value = rows / (last commit - first record consumed), as the sink measures it (group join and the idle wait
-before exit are excluded; ``wall_s`` gives the whole run). ``rows_per_cpu_s``: rows per CPU-second of the whole
+before exit are excluded; ``wall_s`` gives the whole run). The sink writes through ``sink.writers`` connections
+(``--writers``); ``baseline`` is the issue's single-connection COPY, and ``baseline_same_writers_rows_s`` the
+same COPY from memory split over as many connections as the sink uses (``ratio_same_writers`` compares with that).
+``rows_per_cpu_s``: rows per CPU-second of the whole
 sink process (start-up included); ``busy_rows_per_cpu_s``: the same over the busy interval only. Extras,
 interleaved with each run (medians): the staging path (temp table + INSERT ... ON CONFLICT DO NOTHING) and
 ``loaded_at`` sent in the COPY data instead of left to its DEFAULT clock_timestamp(). The databases of those
@@ -31,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.sink.baseline import encode_batches, load_from_memory
+from bench.sink.baseline import encode_batches, load_from_memory, load_in_parallel
 from bench.sink.data import make_events
 from mdpipe.config import Config, PostgresConfig, load_config
 from schemas import encode_event
@@ -82,7 +85,13 @@ def produce(config: Config, topic: str, events: list, payloads: list[bytes]) -> 
 
 
 def run_sink(
-    config: Config, dsn: str, group: str, batch_rows: int, workdir: Path, helper_share: float | None = None
+    config: Config,
+    dsn: str,
+    group: str,
+    batch_rows: int,
+    workdir: Path,
+    helper_share: float | None = None,
+    writers: int | None = None,
 ) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDPIPE_")}
     env.update(
@@ -94,6 +103,8 @@ def run_sink(
     )
     if helper_share is not None:
         env["MDPIPE_SINK__HELPER_SHARE"] = str(helper_share)
+    if writers is not None:
+        env["MDPIPE_SINK__WRITERS"] = str(writers)
     cmd = [sys.executable, "-m", "mdpipe", "sink", "--group", group, "--batch-rows", str(batch_rows)]
     cmd += ["--exit-when-idle", "--no-migrate", "--metrics-port", "0"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,15 +124,17 @@ def run_sink(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__)
     parser.add_argument("--events", type=int, default=300_000, help="events pre-filled into the topic")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each side (medians are reported)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each side (medians are reported)")
     parser.add_argument("--markets", type=int, default=5000, help="distinct markets")
     parser.add_argument("--batch-rows", type=int, default=20_000, help="sink batch size (and baseline transaction)")
     parser.add_argument(
         "--helper-share", type=float, help="sink.helper_share for the sink (default: the configuration's; 0 = off)"
     )
+    parser.add_argument("--writers", type=int, help="sink.writers for the sink (default: the configuration's)")
     args = parser.parse_args(argv)
 
     base = load_config()
+    writers = args.writers or base.sink.writers
     if not base.kafka.bootstrap_servers or not base.postgres.dsn:
         print("bench-sink: no broker/database (run `make up`)", file=sys.stderr)
         return 2
@@ -152,21 +165,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefilled {len(events)} events in {time.perf_counter() - t:.1f}s", flush=True)
         base_rates, rates, cpu_rates, busy_cpu_rates, walls = [], [], [], [], []
         variants: dict[str, list[float]] = {"staging": [], "explicit_loaded_at": []}
+        same_writers: list[float] = []
         for run in range(args.runs):
             rows, secs = load_from_memory(dbs.fresh(), batches, "direct")
             base_rates.append(rows / secs)
+            if writers > 1:
+                rows, secs = load_in_parallel(dbs.fresh(), batches, writers)
+                same_writers.append(rows / secs)
+            else:
+                same_writers.append(base_rates[-1])
             for mode, figures in variants.items():
                 rows, secs = load_from_memory(dbs.fresh(), batches, mode)
                 figures.append(rows / secs)
             dbs.drop_all()  # else autovacuum of the databases just loaded competes with the sink for the CPU
-            res = run_sink(config, dbs.fresh(), f"bench-{run}", args.batch_rows, tmp / f"run{run}", args.helper_share)
+            res = run_sink(
+                config, dbs.fresh(), f"bench-{run}", args.batch_rows, tmp / f"run{run}", args.helper_share, writers
+            )
             if res["rows"] != len(events) or res["duplicates"]:
                 raise RuntimeError(f"sink run {run} loaded {res} for {len(events)} events")
             rates.append(res["rows"] / res["busy_s"])
             cpu_rates.append(res["rows"] / res["cpu_s"])
             busy_cpu_rates.append(res["rows"] / res["busy_cpu_s"])
             walls.append(res["wall_s"])
-            print(f"run {run}: baseline COPY from memory {base_rates[-1]:,.0f} rows/s, sink {rates[-1]:,.0f} rows/s "
+            print(f"run {run}: baseline COPY from memory {base_rates[-1]:,.0f} rows/s "
+                  f"(over {writers} connections {same_writers[-1]:,.0f}), sink {rates[-1]:,.0f} rows/s "
                   f"(busy {res['busy_s']:.2f}s, wall {res['wall_s']:.1f}s, {cpu_rates[-1]:,.0f} rows per CPU-s "
                   f"of the sink process, {busy_cpu_rates[-1]:,.0f} while busy); "
                   f"from memory: staging path {variants['staging'][-1]:,.0f} rows/s, "
@@ -189,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         "unit": "rows/s",
         "baseline": round(baseline),
         "ratio": round(value / baseline, 4),
+        "writers": writers,
+        "baseline_same_writers_rows_s": round(statistics.median(same_writers)),
+        "ratio_same_writers": round(value / statistics.median(same_writers), 4),
         "runs": args.runs,
         "events": len(events),
         "batch_rows": args.batch_rows,

@@ -3,12 +3,14 @@
 ``copy_from_memory``: binary COPY straight into the tables, one transaction per ``batch_rows`` rows (what
 the database alone can ingest: the sink's ceiling). ``staging_from_memory``: the slow path the sink takes
 only after a unique violation (COPY into a temp table + INSERT ... ON CONFLICT DO NOTHING), for comparison.
-``explicit_loaded_at``: like the first, but with ``loaded_at`` sent in the COPY data (one value per batch)
-instead of left to its DEFAULT clock_timestamp() as the sink does.
+``load_in_parallel``: the first split over several connections at once (batch i on connection i mod n), as the
+sink's writer lanes do. ``explicit_loaded_at``: like the first, but with ``loaded_at`` sent in the COPY data
+(one value per batch) instead of left to its DEFAULT clock_timestamp() as the sink does.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
@@ -16,7 +18,7 @@ import psycopg
 from sink.batch import Batch
 from sink.rows import COLUMNS, copy_buffer, copy_sql, loaded_at_field
 
-__all__ = ["encode_batches", "load_from_memory"]
+__all__ = ["encode_batches", "load_from_memory", "load_in_parallel"]
 
 
 def encode_batches(payloads: list[bytes], batch_rows: int) -> list[Batch]:
@@ -53,3 +55,25 @@ def load_from_memory(dsn: str, batches: list[Batch], mode: str = "direct") -> tu
                         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {target} ON CONFLICT DO NOTHING")
                         cur.execute(f"TRUNCATE {target}")
         return rows_total, time.perf_counter() - started
+
+
+def load_in_parallel(dsn: str, batches: list[Batch], connections: int) -> tuple[int, float]:
+    """:func:`load_from_memory` (direct) over ``connections`` connections at once; returns (rows, seconds)."""
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def load(part: list[Batch]) -> None:
+        out = load_from_memory(dsn, part)
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=load, args=(batches[i::connections],)) for i in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if len(results) != connections:
+        raise RuntimeError("a baseline connection failed")
+    return sum(rows for rows, _ in results), elapsed

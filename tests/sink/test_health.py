@@ -49,18 +49,22 @@ def test_store_connections_carry_the_tcp_settings(mdpipe_config: Config) -> None
     assert params["keepalives"] == "1" and params["keepalives_idle"] == "9" and params["tcp_user_timeout"] == "12000"
 
 
-def test_loader_health_looks_at_both_connections() -> None:
+def test_loader_health_looks_at_every_connection() -> None:
     from types import SimpleNamespace
 
     from sink.loader import Loader
 
     sink = SinkConfig(max_write_s=5.0)
-    writer, meta = SimpleNamespace(busy_since=0.0), SimpleNamespace(busy_since=0.0)
-    loader = SimpleNamespace(store=writer, meta_store=meta, _db_ok=True, config=SimpleNamespace(sink=sink))
+    writer_a, writer_b, meta = (SimpleNamespace(busy_since=0.0) for _ in range(3))
+    lanes = [SimpleNamespace(store=writer_a), SimpleNamespace(store=writer_b)]
+    loader = SimpleNamespace(lanes=lanes, meta_store=meta, _db_failing=set(), config=SimpleNamespace(sink=sink))
     assert Loader.healthy(loader)  # type: ignore[arg-type]
     meta.busy_since = time.monotonic() - 60  # an offsets lookup stuck for a minute
     assert not Loader.healthy(loader)  # type: ignore[arg-type]
-    meta.busy_since, writer.busy_since = 0.0, time.monotonic() - 1
+    meta.busy_since, writer_a.busy_since = 0.0, time.monotonic() - 1
     assert Loader.healthy(loader)  # type: ignore[arg-type]
-    writer.busy_since = time.monotonic() - 6
+    writer_b.busy_since = time.monotonic() - 6  # the second lane's write is stuck
+    assert not Loader.healthy(loader)  # type: ignore[arg-type]
+    writer_b.busy_since = 0.0
+    loader._db_failing.add(id(writer_a))  # one lane retrying through an outage
     assert not Loader.healthy(loader)  # type: ignore[arg-type]

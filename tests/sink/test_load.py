@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from confluent_kafka import Consumer
@@ -302,7 +303,7 @@ def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
     out_b: list[Any] = []
     try:
         deadline = time.monotonic() + 60
-        while a.batch.size < len(events):
+        while a.pending < len(events):
             assert time.monotonic() < deadline, "A did not consume the topic"
             time.sleep(0.05)
         assert sum(sink_env.counts().values()) == 0
@@ -310,7 +311,7 @@ def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
         while not (a._assignment and b._assignment):
             assert time.monotonic() < deadline, "no rebalance"
             time.sleep(0.05)
-        while sum(sink_env.counts().values()) < len(events) - a.batch.size:
+        while sum(sink_env.counts().values()) < len(events) - a.pending:
             assert time.monotonic() < deadline + 60, "B did not load its partitions"
             time.sleep(0.05)
     finally:
@@ -325,3 +326,25 @@ def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
     assert out_a[0].duplicates == out_b[0].duplicates == 0  # no row was written twice
     got, want = sink_env.tables(), sink_env.expected(events)
     assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
+
+
+@pytest.mark.parametrize("writers", [1, 4])
+def test_writer_lanes_share_the_partitions_and_load_everything_once(sink_env: Any, writers: int) -> None:
+    from sink.loader import Loader, LoaderOptions
+
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, writers=writers))
+    events = make_events(6000, markets=60, seed=31)
+    env.produce(events)
+    loader = Loader(env.config, LoaderOptions.from_config(env.config, group_id=f"g-lanes-{writers}",
+                                                          batch_rows=400, exit_when_idle=True))  # fmt: skip
+    stats = loader.run()
+    assert stats.rows == len(events) and stats.duplicates == 0 and stats.dead == 0
+    assert len(loader.lanes) == writers
+    assert all(lane.batches > 0 for lane in loader.lanes), [lane.batches for lane in loader.lanes]
+    got, want = env.tables(), env.expected(events)
+    assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
+    with psycopg.connect(env.dsn) as conn:
+        offsets = conn.execute(
+            "SELECT count(*), sum(next_offset) FROM sink_offsets WHERE group_id = %s", (f"g-lanes-{writers}",)
+        ).fetchone()
+    assert offsets == (6, len(events))
