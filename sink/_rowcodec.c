@@ -184,6 +184,7 @@ static inline void put64(unsigned char *p, uint64_t v) {
 }
 
 static int w_text(Buf *b, const Str *s) {
+    if (s->n > INT32_MAX) return 0; /* longer than a COPY field: the Python path rejects it */
     if (!buf_reserve(b, 4 + (size_t)s->n)) return -1;
     put32(b->data + b->len, (uint32_t)s->n);
     memcpy(b->data + b->len + 4, s->s, (size_t)s->n);
@@ -254,9 +255,9 @@ static int w_numeric(Buf *b, const Str *s) {
     }
     int weight = ng - 1;
     /* fraction part: groups of 4 digits, the last one padded with zeros */
-    for (q = fp; q < fp_end; q += 4) {
+    for (Py_ssize_t k = 0; k < n_frac; k += 4) {
         int g = 0;
-        for (int i = 0; i < 4; i++) g = g * 10 + (q + i < fp_end ? q[i] - '0' : 0);
+        for (Py_ssize_t i = k; i < k + 4; i++) g = g * 10 + (i < n_frac ? fp[i] - '0' : 0);
         groups[ng++] = (uint16_t)g;
     }
     int lo = 0, hi = ng;

@@ -215,7 +215,7 @@ def build_rows(
     one at a time, so the rows of every table stay in message order."""
     if sinks is None:
         sinks = {}
-    if fast is None:
+    if fast is None or not (_int64(from_ms) and _int64(to_ms)):  # the C builder takes int64 bounds only
         return _build_python(payloads, 0, len(payloads), from_ms, to_ms, rows, sinks)
     dead: list[tuple[int, str]] = []
     skipped = 0
@@ -230,6 +230,10 @@ def build_rows(
             skipped += one_skipped
             i += 1
     return dead, skipped
+
+
+def _int64(bound: int | None) -> bool:
+    return bound is None or (type(bound) is int and -(2**63) <= bound < 2**63)
 
 
 def _build_python(

@@ -102,7 +102,16 @@ _N2 = struct.Struct(">ihhHhHH")
 _N3 = struct.Struct(">ihhHhHHH")
 
 
+# What PostgreSQL's numeric_recv accepts: at most 3000 base-10000 digits and a display scale of 16383 (else the
+# whole COPY fails and the batch has to be bisected to find the row); longer spellings are refused up front.
+MAX_INT_DIGITS = 12_000
+MAX_DSCALE = 16_383
+_MAX_TEXT = MAX_INT_DIGITS + MAX_DSCALE + 2
+
+
 def _numeric_body(value: str) -> bytes:
+    if len(value) > _MAX_TEXT:
+        raise ValueError(f"decimal number too long for PostgreSQL numeric: {len(value)} characters")
     s = value
     neg = False
     first = s[:1]
@@ -143,6 +152,12 @@ def _numeric_slow(value: str) -> bytes:
         raise ValueError(f"not a decimal number: {value!r}") from None
     if not dec.is_finite():
         raise ValueError(f"not a finite decimal number: {value!r}")
+    # bound the exponent BEFORE writing the digits out: "1e999999999999" would need terabytes
+    exponent = int(dec.as_tuple().exponent)
+    if dec and (dec.adjusted() >= MAX_INT_DIGITS or -exponent > MAX_DSCALE):
+        raise ValueError(f"decimal number out of PostgreSQL's numeric range: {value[:40]!r}")
+    if not dec and -exponent > MAX_DSCALE:
+        raise ValueError(f"decimal number out of PostgreSQL's numeric range: {value[:40]!r}")
     text = format(dec, "f")
     if not text.lstrip("-").replace(".", "", 1).isascii():
         raise ValueError(f"not a decimal number: {value!r}")
@@ -151,6 +166,10 @@ def _numeric_slow(value: str) -> bytes:
 
 def _numeric_general(int_part: str, frac: str, neg: bool) -> bytes:
     dscale = len(frac)
+    if len(int_part) > MAX_INT_DIGITS or dscale > MAX_DSCALE:
+        raise ValueError(
+            f"decimal number out of PostgreSQL's numeric range: {len(int_part)} integer digits, {dscale} decimals"
+        )
     ip = "0" * (-len(int_part) % 4) + int_part
     fp = frac + "0" * (-len(frac) % 4)
     groups = [int(ip[i : i + 4]) for i in range(0, len(ip), 4)]

@@ -123,3 +123,17 @@ def test_numeric_miss_falls_back_for_other_spellings(bad: str) -> None:
             pb.numeric_miss(bad)
     else:
         assert pb.numeric_miss(bad) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["1e999999999999", "1e-99999999", "0e-9999999", "1e100000", "1" * 12_001, "0." + "1" * 16_384]
+)
+def test_numeric_out_of_postgres_range_is_refused_without_expanding_it(value: str) -> None:
+    # a tiny record with a huge exponent must become a dead letter, not terabytes of digits or a MemoryError
+    with pytest.raises(ValueError, match="numeric"):
+        pb.numeric(value)
+
+
+def test_numeric_at_postgres_limits_is_encoded() -> None:
+    assert len(pb.numeric("1e11999")) == 8 + 2 + 4  # one base-10000 digit, weight 2999
+    assert pb.numeric("0e999999999999") == pb.numeric("0")

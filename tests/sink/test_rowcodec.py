@@ -187,3 +187,19 @@ def test_row_codec_c_required_but_missing(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ValueError, match=r"^row_codec: "):
         SinkConfig(row_codec="c")
     assert rowcodec.resolve("auto") is None
+
+
+@needs_c
+@pytest.mark.parametrize("bounds", [(None, 2**63), (-(2**63) - 1, None), (0.0, None), (None, 10**30)])
+def test_bounds_outside_int64_take_the_python_path(bounds: tuple[object, object]) -> None:
+    payloads = [encode_event(e) for e in make_events(50, seed=14)]
+    c_out, py_out = both(payloads, *bounds)  # type: ignore[arg-type]
+    assert c_out == py_out
+
+
+@needs_c
+def test_huge_exponent_is_a_dead_letter_not_a_stall() -> None:
+    payloads = [_delta("1e999999999999"), _delta("0.5")]
+    c_out, py_out = both(payloads)
+    assert c_out == py_out
+    assert len(c_out[1]) == 1 and "numeric range" in c_out[1][0][1]
