@@ -55,6 +55,7 @@ from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
 from dedup_stream.restore import ChangelogRestorer, ensure_changelog
 from dedup_stream.settings import DedupSettings, changelog_topic
+from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter, encode_event
 from schemas.kalshi import to_event
@@ -371,6 +372,7 @@ class NativeWorker:
                 "fetch.max.bytes": 64 << 20,
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
             }
         )
         self._consumer = consumer

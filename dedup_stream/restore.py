@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import restore_plan
+from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
 
 __all__ = ["ChangelogRestorer", "ensure_changelog"]
@@ -72,6 +73,7 @@ class ChangelogRestorer:
                 "auto.offset.reset": "earliest",  # start deleted by retention: read on from the oldest left
                 "fetch.max.bytes": 64 << 20,
                 "max.partition.fetch.bytes": 16 << 20,
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
             }
         )
 
