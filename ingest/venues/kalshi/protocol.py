@@ -218,7 +218,11 @@ class KalshiSession:
                 continue
             part, rest = rest[:room], rest[room:]
             group.markets.extend(part)
-            for channel, sid in group.sids.items():
+            # One command per sid, so the venue applies them one by one and may publish events in between. The
+            # orderbook add goes LAST: its snapshot starts our coverage of these markets (and is what `verify`
+            # counts from), so by then the venue (which handles a connection's commands in order) must already
+            # send their trades and tickers. Orderbook first lost the trades/tickers published between the adds.
+            for channel, sid in sorted(group.sids.items(), key=lambda item: item[0] == ORDERBOOK):
                 params = {"sid": sid, "action": "add_markets", "market_tickers": part}
                 self._send("update_subscription", params, _Cmd("add_markets", group, part, channel))
         if rest:
