@@ -183,9 +183,10 @@ class SinkConfig(_Section):
         _positive("max_write_s", self.max_write_s)
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
-        from sink.rowcodec import resolve  # the one check needing the install: is the C builder there?
+        if self.row_codec == "c":  # the one check needing the install: is the C builder there?
+            from sink.rowcodec import resolve
 
-        resolve(self.row_codec)
+            resolve(self.row_codec)
 
 
 class SimConfig(_Section):

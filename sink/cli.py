@@ -72,10 +72,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from sink.loader import Loader, LoaderOptions
 
     if args.writers is not None:
-        if args.writers < 1:
-            print(f"mdpipe sink: --writers must be >= 1, got {args.writers}")
+        try:  # the config's own validation (sink.writers must be > 0)
+            config = msgspec.structs.replace(config, sink=msgspec.structs.replace(config.sink, writers=args.writers))
+        except ValueError as exc:
+            print(f"mdpipe sink: --writers: {exc}")
             return 2
-        config = msgspec.structs.replace(config, sink=msgspec.structs.replace(config.sink, writers=args.writers))
 
     opts = LoaderOptions.from_config(
         config,

@@ -162,7 +162,7 @@ class _Lane:
     index: int
     store: Store
     batch: Batch
-    writer: _Writer | None = None
+    writer: _Writer
     batches: int = 0  # batches this lane committed
 
 
@@ -188,9 +188,9 @@ class Loader:
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
         self.lanes: list[_Lane] = []
         for i in range(config.sink.writers):
-            lane = _Lane(i, Store(config.postgres.dsn, options.group_id, options=db_options), self._new_batch())
-            lane.writer = _Writer(lambda batch, lane=lane: self._write(lane, batch), name=f"sink-writer-{i}")
-            self.lanes.append(lane)
+            store = Store(config.postgres.dsn, options.group_id, options=db_options)
+            writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
+            self.lanes.append(_Lane(i, store, self._new_batch(), writer))
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
         self._stats_lock = threading.Lock()  # writer threads account their batches concurrently
         self.stats = LoadStats()
@@ -245,12 +245,11 @@ class Loader:
         return sink_healthy(db_ok, min(busy, default=0.0), time.monotonic(), self.config.sink.max_write_s)
 
     def _writers_idle(self) -> bool:
-        return all(lane.writer.idle for lane in self.lanes if lane.writer is not None)
+        return all(lane.writer.idle for lane in self.lanes)
 
     def _wait_writers(self) -> None:
         for lane in self.lanes:
-            if lane.writer is not None:
-                lane.writer.wait_idle()
+            lane.writer.wait_idle()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -300,13 +299,8 @@ class Loader:
                     idle_since = None
                 now = time.monotonic()
                 for lane in self.lanes:
-                    size = lane.batch.size
-                    writer = lane.writer
-                    if (
-                        size
-                        and writer is not None
-                        and flush_due(size, now - lane.batch.started, self.opts.batch_rows, deadline_s, writer.idle)
-                    ):
+                    batch = lane.batch
+                    if flush_due(batch.size, now - batch.started, self.opts.batch_rows, deadline_s, lane.writer.idle):
                         self._flush(lane)
                 self._committed_offsets()
                 self._update_lag()
@@ -331,13 +325,11 @@ class Loader:
     def close(self) -> None:
         for lane in self.lanes:
             with contextlib.suppress(RuntimeError):
-                if lane.writer is not None:
-                    lane.writer.wait_idle()
+                lane.writer.wait_idle()
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
         for lane in self.lanes:
-            if lane.writer is not None:
-                lane.writer.close()
+            lane.writer.close()
         self.producer.flush(5)
         for lane in self.lanes:
             lane.store.close()
@@ -438,7 +430,6 @@ class Loader:
     def _flush(self, lane: _Lane) -> None:
         """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
         batch, lane.batch = lane.batch, self._new_batch()
-        assert lane.writer is not None
         lane.writer.submit(batch)
 
     def _write(self, lane: _Lane, batch: Batch) -> None:

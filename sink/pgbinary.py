@@ -153,10 +153,7 @@ def _numeric_slow(value: str) -> bytes:
     if not dec.is_finite():
         raise ValueError(f"not a finite decimal number: {value!r}")
     # bound the exponent BEFORE writing the digits out: "1e999999999999" would need terabytes
-    exponent = int(dec.as_tuple().exponent)
-    if dec and (dec.adjusted() >= MAX_INT_DIGITS or -exponent > MAX_DSCALE):
-        raise ValueError(f"decimal number out of PostgreSQL's numeric range: {value[:40]!r}")
-    if not dec and -exponent > MAX_DSCALE:
+    if -int(dec.as_tuple().exponent) > MAX_DSCALE or (dec and dec.adjusted() >= MAX_INT_DIGITS):
         raise ValueError(f"decimal number out of PostgreSQL's numeric range: {value[:40]!r}")
     text = format(dec, "f")
     if not text.lstrip("-").replace(".", "", 1).isascii():

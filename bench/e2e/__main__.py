@@ -74,8 +74,9 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
             receive_latency_ms=report["receive_latency_ms"],
         )
         if report["missing"] or report["duplicated"]:  # what went wrong, for the one who has to find out why
-            out.update(missing_by_kind=report["missing_by_kind"], missing_examples=report["missing_examples"])
-            out.update({k: report[k] for k in ("duplicated_examples", "unexpected") if k in report})
+            out.update(
+                {k: report[k] for k in ("missing_by_kind", "missing_examples", "duplicated_examples", "unexpected")}
+            )
     print(json.dumps({"run": tag, **out}), flush=True)
     return out
 

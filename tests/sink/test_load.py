@@ -71,6 +71,15 @@ def _dlq(env: Any, expect: int, timeout: float = 30.0) -> list[Any]:
     return out
 
 
+def _assert_exact(env: Any, events: list[Any]) -> None:
+    """Every table holds exactly the expected rows, compared field by field."""
+    got, want = env.tables(), env.expected(events)
+    for table in want:
+        assert got[table].keys() == want[table].keys(), table
+        for key, row in want[table].items():
+            assert got[table][key] == row, (table, key)
+
+
 @pytest.mark.parametrize("timescaledb", ["off", "on"])
 def test_every_event_type_lands_with_exact_values(
     make_sink_env: Callable[..., Any], mdpipe_config: Config, timescaledb: str
@@ -84,11 +93,7 @@ def test_every_event_type_lands_with_exact_values(
     env.produce(events)
     stats = env.run_loader("g-exact", batch_rows=700)
     assert stats.rows == len(events) and stats.duplicates == 0 and stats.dead == 0
-    got, want = env.tables(), env.expected(events)
-    for table in want:
-        assert got[table].keys() == want[table].keys(), table
-        for key, row in want[table].items():
-            assert got[table][key] == row, (table, key)
+    _assert_exact(env, events)
     with psycopg.connect(env.dsn) as conn:
         offsets = dict(conn.execute("SELECT partition, next_offset FROM sink_offsets WHERE group_id = 'g-exact'"))
         loaded = conn.execute("SELECT count(*) FROM trades WHERE loaded_at < ts OR loaded_at > now()").fetchone()
@@ -357,6 +362,4 @@ def test_pure_python_row_builder_lands_the_same_exact_values(sink_env: Any) -> N
     env.produce(events)
     stats = env.run_loader("g-pure-python", batch_rows=500)
     assert stats.rows == len(events) and stats.duplicates == 0 and stats.dead == 0
-    got, want = env.tables(), env.expected(events)
-    for table in want:
-        assert got[table] == want[table], table
+    _assert_exact(env, events)
