@@ -12,6 +12,7 @@ from schemas.events import (
     BookDelta,
     BookSnapshot,
     Event,
+    Gap,
     Level,
     Lifecycle,
     Ticker,
@@ -20,7 +21,7 @@ from schemas.events import (
     encode_event,
 )
 from schemas.markets import MarketRef, decode_market, encode_market
-from schemas.raw import FrameKind, RawFrame, decode_raw, encode_raw
+from schemas.raw import FrameKind, GapReport, RawFrame, decode_gap, decode_raw, encode_gap, encode_raw
 
 __all__ = [
     "EVENT_TYPES",
@@ -30,6 +31,8 @@ __all__ = [
     "DeadLetter",
     "Event",
     "FrameKind",
+    "Gap",
+    "GapReport",
     "Level",
     "Lifecycle",
     "MarketRef",
@@ -39,10 +42,12 @@ __all__ = [
     "Trade",
     "decode_dead_letter",
     "decode_event",
+    "decode_gap",
     "decode_market",
     "decode_raw",
     "encode_dead_letter",
     "encode_event",
+    "encode_gap",
     "encode_market",
     "encode_raw",
 ]

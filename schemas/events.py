@@ -17,6 +17,7 @@ __all__ = [
     "BookDelta",
     "BookSnapshot",
     "Event",
+    "Gap",
     "Level",
     "Lifecycle",
     "Ticker",
@@ -39,9 +40,14 @@ class _EventBase(Versioned, kw_only=True, tag_field="type"):
 
 
 class BookSnapshot(_EventBase, kw_only=True, tag="snapshot"):
+    """A book the venue sent (not a venue event). ``ts_ms`` is its position in the market's delta stream: it
+    contains every delta with venue time < ts_ms, and those at ts_ms whose event key is not in ``after_keys``
+    (:mod:`sink.book` rebuilds books from this rule)."""
+
     market_id: str = ""
     yes: list[Level] = []
     no: list[Level] = []
+    after_keys: list[str] = []
 
 
 class BookDelta(_EventBase, kw_only=True, tag="delta"):
@@ -87,7 +93,24 @@ class Lifecycle(_EventBase, kw_only=True, tag="lifecycle"):
     details: str = ""  # remaining fields of the venue message as compact JSON
 
 
-Event = BookSnapshot | BookDelta | Trade | Ticker | Lifecycle
-EVENT_TYPES: tuple[type, ...] = (BookSnapshot, BookDelta, Trade, Ticker, Lifecycle)
+class Gap(_EventBase, kw_only=True, tag="gap"):
+    """A gatherer's report of a window in which it may have missed venue messages (``schemas.raw.GapReport``).
+
+    Not a venue event: a coverage record (``market`` is the first market it covers, ``"*"`` for all; ``ts_ms`` the
+    window's start). ``mdpipe verify`` calls a lost event *reported* when every gatherer had such a window open.
+    """
+
+    conn: int
+    kind: str
+    channel: str = ""
+    markets: list[str] = []
+    from_ns: int
+    to_ns: int
+    sid: int | None = None
+    missed: int | None = None  # messages the seq says were skipped, when known
+
+
+Event = BookSnapshot | BookDelta | Trade | Ticker | Lifecycle | Gap
+EVENT_TYPES: tuple[type, ...] = (BookSnapshot, BookDelta, Trade, Ticker, Lifecycle, Gap)
 
 encode_event, decode_event = make_codec(Event, "Event")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from schemas.codec import Versioned, make_codec
 
-__all__ = ["FrameKind", "RawFrame", "decode_raw", "encode_raw"]
+__all__ = ["FrameKind", "GapReport", "RawFrame", "decode_gap", "decode_raw", "encode_gap", "encode_raw"]
 
-# snapshot/delta/trade/ticker/lifecycle are venue events; "gap" is a gatherer's own report
-# (payload = JSON {"sid", "expected", "received"}) that dedup counts and never forwards.
+# snapshot/delta/trade/ticker/lifecycle are venue events; "gap" is a gatherer's own report of a window in which it
+# may have missed messages (payload: :class:`GapReport` as JSON), counted by dedup and forwarded as a ``Gap`` event.
 FrameKind = Literal["snapshot", "delta", "trade", "ticker", "lifecycle", "gap"]
 
 
@@ -29,6 +31,44 @@ class RawFrame(Versioned, kw_only=True):
     market: str
     event_key: str
     payload: bytes
+    # Snapshots only (the venue gives them no time): the snapshot's position in the market's delta stream, decided
+    # by the gatherer (see ingest.venues.kalshi.snapshots). The book it shows contains every delta of the market with
+    # venue time < venue_ms, and those at venue_ms whose event key is NOT in after_keys.
+    venue_ms: int | None = None
+    after_keys: list[str] = []
+
+
+class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Payload of a ``kind="gap"`` frame: a window in which the gatherer may have missed venue messages.
+
+    ``kind``: ``seq`` (a sid skipped seqs), ``first_seq`` (a new sid's first message was not seq 1), ``down``
+    (the connection was not receiving: from the last message before it dropped to the first after it came back),
+    ``resubscribe`` (a sid ended by a terminal venue error until its markets were subscribed again), ``rejected``
+    (a subscribe the venue refused). ``channel`` is the venue channel the window concerns ("" = every channel of
+    the connection); ``markets`` the markets it covers (``["*"]``: every market, as on the unfiltered lifecycle
+    channel). Times are the gatherer's receive clock (ns). ``expected``/``received`` are the seqs around a skip.
+    """
+
+    kind: str
+    conn: int
+    from_ns: int
+    to_ns: int
+    channel: str = ""
+    markets: list[str] = []
+    sid: int | None = None
+    expected: int | None = None
+    received: int | None = None
 
 
 encode_raw, decode_raw = make_codec(RawFrame, "RawFrame")
+_gap_encoder = msgspec.json.Encoder()
+_gap_decoder = msgspec.json.Decoder(GapReport)
+
+
+def encode_gap(report: GapReport) -> bytes:
+    return _gap_encoder.encode(report)
+
+
+def decode_gap(payload: bytes) -> GapReport:
+    """The GapReport of a gap frame's payload (raises msgspec.DecodeError on anything else)."""
+    return _gap_decoder.decode(payload)

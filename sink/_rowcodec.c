@@ -21,6 +21,7 @@
 
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01T00:00:00Z in Unix microseconds */
 #define NUMERIC_OID 1700
+#define TEXT_OID 25
 #define MAX_DIGITS 64 /* longer decimal spellings take the Python path */
 
 typedef struct {
@@ -444,7 +445,41 @@ typedef struct {
     size_t yes_cap, no_cap;
 } Scratch;
 
-static int rec_snapshot(Buf *b, Reader *r, const Common *c, Scratch *sc) {
+/* text[] of an array of strings (a snapshot's after_keys); an absent field (older records) is an empty array */
+static int w_text_array(Buf *b, Reader *r, int present) {
+    uint32_t n = 0;
+    if (present && !rd_array(r, &n)) return 0;
+    if (n == 0) {
+        if (!buf_reserve(b, 16)) return -1;
+        unsigned char *o = b->data + b->len;
+        put32(o, 12);
+        put32(o + 4, 0);
+        put32(o + 8, 0);
+        put32(o + 12, TEXT_OID);
+        b->len += 16;
+        return 1;
+    }
+    if (!buf_reserve(b, 24)) return -1;
+    size_t at = b->len;
+    b->len += 24;
+    for (uint32_t i = 0; i < n; i++) {
+        Str item;
+        if (!rd_str(r, &item)) return 0;
+        STEP(w_text(b, &item));
+    }
+    unsigned char *o = b->data + at;
+    size_t body = b->len - at - 24;
+    if (body > INT32_MAX - 20) return 0;
+    put32(o, (uint32_t)(20 + body));
+    put32(o + 4, 1);
+    put32(o + 8, 0);
+    put32(o + 12, TEXT_OID);
+    put32(o + 16, n);
+    put32(o + 20, 1);
+    return 1;
+}
+
+static int rec_snapshot(Buf *b, Reader *r, const Common *c, Scratch *sc, int has_after) {
     Str market_id;
     uint32_t n_yes, n_no;
     STEP(w_common(b, c));
@@ -456,6 +491,7 @@ static int rec_snapshot(Buf *b, Reader *r, const Common *c, Scratch *sc) {
     STEP(w_level_array(b, sc->yes, n_yes, 1));
     STEP(w_level_array(b, sc->no, n_no, 0));
     STEP(w_level_array(b, sc->no, n_no, 1));
+    STEP(w_text_array(b, r, has_after));
     return 1;
 }
 
@@ -479,8 +515,8 @@ static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long ve
     } else if (tag.n == 6 && memcmp(tag.s, "ticker", 6) == 0 && n == 19) {
         rc = rec_ticker(b, &r, &c);
         *table = TABLE_TICKERS;
-    } else if (tag.n == 8 && memcmp(tag.s, "snapshot", 8) == 0 && n == 11) {
-        rc = rec_snapshot(b, &r, &c, sc);
+    } else if (tag.n == 8 && memcmp(tag.s, "snapshot", 8) == 0 && (n == 11 || n == 12)) {
+        rc = rec_snapshot(b, &r, &c, sc, n == 12);
         *table = TABLE_SNAPSHOTS;
     } else {
         return 0; /* lifecycle, unknown tags, other lengths: the Python path */

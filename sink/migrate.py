@@ -22,8 +22,9 @@ from mdpipe.config import ConfigError, PostgresConfig
 from mdpipe.logging import get_logger
 from sink.rows import TABLES
 
-# market_lifecycle stays a plain table (a few rows per market): its unique key is event_key alone (0003).
-HYPERTABLES: tuple[str, ...] = tuple(t for t in TABLES if t != "market_lifecycle")
+# market_lifecycle stays a plain table (a few rows per market): its unique key is event_key alone (0003); so does
+# coverage_gaps (a few rows per gatherer outage, 0004).
+HYPERTABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in ("market_lifecycle", "coverage_gaps"))
 
 __all__ = ["MigrateResult", "Migration", "discover", "migrate", "resolve_mode"]
 

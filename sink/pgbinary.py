@@ -38,6 +38,7 @@ COPY_TRAILER = struct.pack(">h", -1)
 NULL = struct.pack(">i", -1)
 PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z in Unix ms
 NUMERIC_OID = 1700
+TEXT_OID = 25
 
 _TS = struct.Struct(">iq")
 _LEN = struct.Struct(">i")
@@ -227,6 +228,17 @@ def opt_numeric(value: str | None) -> bytes:
 def numeric_array(values: list[str]) -> bytes:
     """numeric[] (one dimension, no NULLs)."""
     return numeric_array_of([NUMERIC_CACHE.get(v) or numeric_miss(v) for v in values])
+
+
+def text_array(values: list[str]) -> bytes:
+    """text[] (one dimension; an empty list is an empty array)."""
+    if not values:
+        return _TEXT_ARR_EMPTY
+    body = b"".join(text(v) for v in values)
+    return _ARR_HEAD.pack(20 + len(body), 1, 0, TEXT_OID, len(values), 1) + body
+
+
+_TEXT_ARR_EMPTY = struct.pack(">iiii", 12, 0, 0, TEXT_OID)
 
 
 def numeric_array_of(fields: list[bytes]) -> bytes:

@@ -20,6 +20,7 @@ __all__ = [
     "MIRRORS",
     "RecBase",
     "RecDelta",
+    "RecGap",
     "RecLifecycle",
     "RecSnapshot",
     "RecTicker",
@@ -44,6 +45,7 @@ class RecSnapshot(RecBase, kw_only=True, tag="snapshot"):
     market_id: str = ""
     yes: list[tuple[str, str]] = []
     no: list[tuple[str, str]] = []
+    after_keys: list[str] = []
 
 
 class RecDelta(RecBase, kw_only=True, tag="delta"):
@@ -89,7 +91,18 @@ class RecLifecycle(RecBase, kw_only=True, tag="lifecycle"):
     details: str = ""
 
 
-Record = RecSnapshot | RecDelta | RecTrade | RecTicker | RecLifecycle
+class RecGap(RecBase, kw_only=True, tag="gap"):
+    conn: int
+    kind: str
+    channel: str = ""
+    markets: list[str] = []
+    from_ns: int
+    to_ns: int
+    sid: int | None = None
+    missed: int | None = None
+
+
+Record = RecSnapshot | RecDelta | RecTrade | RecTicker | RecLifecycle | RecGap
 # schemas.events class name -> mirror
 MIRRORS: dict[str, type[RecBase]] = {
     "BookSnapshot": RecSnapshot,
@@ -97,6 +110,7 @@ MIRRORS: dict[str, type[RecBase]] = {
     "Trade": RecTrade,
     "Ticker": RecTicker,
     "Lifecycle": RecLifecycle,
+    "Gap": RecGap,
 }
 
 _decoder: Any = msgspec.msgpack.Decoder(Record)

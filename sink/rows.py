@@ -1,4 +1,4 @@
-"""Binary COPY rows for the five event tables, built from :mod:`sink.records` (pure, no I/O).
+"""Binary COPY rows for the event tables and the coverage gaps, built from :mod:`sink.records` (pure, no I/O).
 
 A row is kept WITHOUT its leading field count (the same for every row of a table), so :func:`copy_buffer`
 frames a whole batch with one ``bytes.join``. ``loaded_at`` is left to its DEFAULT ``clock_timestamp()``
@@ -19,14 +19,17 @@ from sink.pgbinary import (
     NUMERIC_CACHE,
     PG_EPOCH_MS,
     boolean,
+    int8,
     jsonb,
     numeric_array_of,
     numeric_miss,
     opt_numeric,
     text,
+    text_array,
+    ts_from_ns,
     ts_from_s,
 )
-from sink.records import RecBase, RecDelta, RecLifecycle, RecSnapshot, RecTicker, RecTrade
+from sink.records import RecBase, RecDelta, RecGap, RecLifecycle, RecSnapshot, RecTicker, RecTrade
 
 __all__ = [
     "BUILDERS",
@@ -45,7 +48,15 @@ __all__ = [
 COMMON_COLUMNS = ("ts", "received_at", "event_key", "market", "gatherer")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "orderbook_snapshots": (*COMMON_COLUMNS, "market_id", "yes_prices", "yes_counts", "no_prices", "no_counts"),
+    "orderbook_snapshots": (
+        *COMMON_COLUMNS,
+        "market_id",
+        "yes_prices",
+        "yes_counts",
+        "no_prices",
+        "no_counts",
+        "after_keys",
+    ),
     "orderbook_deltas": (*COMMON_COLUMNS, "market_id", "side", "price", "delta"),
     "trades": (
         *COMMON_COLUMNS,
@@ -83,6 +94,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "is_deactivated",
         "details",
     ),
+    "coverage_gaps": (
+        *COMMON_COLUMNS,
+        "conn",
+        "kind",
+        "channel",
+        "markets",
+        "from_at",
+        "to_at",
+        "sid",
+        "missed",
+    ),
 }
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 TABLE_BY_TYPE: dict[type[RecBase], str] = {
@@ -91,6 +113,7 @@ TABLE_BY_TYPE: dict[type[RecBase], str] = {
     RecTrade: "trades",
     RecTicker: "tickers",
     RecLifecycle: "market_lifecycle",
+    RecGap: "coverage_gaps",
 }
 
 _CACHE_MAX = 500_000
@@ -132,6 +155,7 @@ def _snapshot(r: RecSnapshot) -> bytes:
             numeric_array_of([_NC.get(c) or numeric_miss(c) for _, c in r.yes]),
             numeric_array_of([_NC.get(p) or numeric_miss(p) for p, _ in r.no]),
             numeric_array_of([_NC.get(c) or numeric_miss(c) for _, c in r.no]),
+            text_array(r.after_keys),
         )
     )
 
@@ -215,12 +239,33 @@ def _lifecycle(r: RecLifecycle) -> bytes:
     )
 
 
+def _gap(r: RecGap) -> bytes:
+    key = r.event_key.encode()
+    return b"".join(
+        (
+            _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
+            key,
+            _TC.get(r.market) or _ctext(r.market),
+            _TC.get(r.gatherer) or _ctext(r.gatherer),
+            int8(r.conn),
+            text(r.kind),
+            text(r.channel),
+            text_array(r.markets),
+            ts_from_ns(r.from_ns),
+            ts_from_ns(r.to_ns),
+            int8(r.sid),
+            int8(r.missed),
+        )
+    )
+
+
 BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
     RecSnapshot: ("orderbook_snapshots", _snapshot),
     RecDelta: ("orderbook_deltas", _delta),
     RecTrade: ("trades", _trade),
     RecTicker: ("tickers", _ticker),
     RecLifecycle: ("market_lifecycle", _lifecycle),
+    RecGap: ("coverage_gaps", _gap),
 }
 
 

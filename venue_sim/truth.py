@@ -6,7 +6,8 @@ On disk the file is a msgpack stream of ``bin32`` values, each holding one msgpa
 flushed batch), so any msgpack reader can walk it and a crash loses at most the unflushed tail.
 ``msg`` holds the bytes of the wire message's ``"msg"`` JSON object exactly as sent (default NO-leg
 prices, i.e. as a subscriber without ``use_yes_price`` receives it). Snapshots are responses, not events,
-and are never recorded.
+and are never recorded here: what the venue did per connection (subscriptions, suppressed messages, snapshots
+sent, its books at checkpoints) is in the record next to this file (:mod:`venue_sim.record`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class TruthEvent(msgspec.Struct, array_like=True):
     ts_ms: int  # venue timestamp carried by (or implied for) the message
     gen_ns: int  # wall clock (ns) when generated
     msg: bytes  # the wire message's "msg" object, exactly as sent
+    wire_type: str = ""  # the envelope "type" when it is not the kind's usual one (event_lifecycle, event_fee_update)
 
 
 class TruthWriter:

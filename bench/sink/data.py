@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from schemas import BookDelta, BookSnapshot, Event, Lifecycle, Ticker, Trade
+from schemas import BookDelta, BookSnapshot, Event, Gap, Lifecycle, Ticker, Trade
 
 __all__ = ["BASE_MS", "make_events"]
 
@@ -25,7 +25,8 @@ def _size(rng: random.Random) -> Decimal:
 
 
 def make_events(n: int, markets: int = 1000, seed: int = 1, start_ms: int = BASE_MS) -> list[Event]:
-    """``n`` distinct events on ``markets`` markets: 70% deltas, 14% tickers, 10% trades, 5% snapshots, 1% lifecycle."""
+    """``n`` distinct events on ``markets`` markets: 70% deltas, 14% tickers, 10% trades, 5% snapshots, 1% lifecycle
+    (of which a tenth are gatherer gap reports)."""
     rng = random.Random(seed)
     out: list[Event] = []
     for i in range(n):
@@ -69,7 +70,7 @@ def make_events(n: int, markets: int = 1000, seed: int = 1, start_ms: int = BASE
             yes = _price(rng)
             ev = Trade(
                 **common,
-                event_key=f"t:{i}",
+                event_key=f"t:{seed}:{i}",
                 trade_id=f"tr-{seed}-{i}",
                 yes_price=yes,
                 no_price=Decimal(1) - yes,
@@ -86,6 +87,20 @@ def make_events(n: int, markets: int = 1000, seed: int = 1, start_ms: int = BASE
                 market_id=f"id-{market}",
                 yes=sorted((_price(rng), _size(rng)) for _ in range(levels)),
                 no=sorted((_price(rng), _size(rng)) for _ in range(rng.randint(0, 8))),
+                after_keys=[f"d:{market}:{i}:{k}" for k in range(rng.randint(0, 2))],
+            )
+        elif r >= 0.999:
+            ev = Gap(
+                **common,
+                event_key=f"g:{seed}:{i}",
+                conn=rng.randint(0, 5),
+                kind=rng.choice(("seq", "down")),
+                channel=rng.choice(("", "orderbook_delta")),
+                markets=[market, "KXM-000001"] if rng.random() < 0.5 else ["*"],
+                from_ns=ts_ms * 1_000_000,
+                to_ns=ts_ms * 1_000_000 + rng.randint(0, 10**9),
+                sid=rng.randint(1, 50) if rng.random() < 0.5 else None,
+                missed=rng.randint(1, 9) if rng.random() < 0.5 else None,
             )
         else:
             settled = rng.random() < 0.5

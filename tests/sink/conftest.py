@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from mdpipe.config import Config
-from schemas import BookDelta, BookSnapshot, Event, Lifecycle, Ticker, Trade, encode_event
+from schemas import BookDelta, BookSnapshot, Event, Gap, Lifecycle, Ticker, Trade, encode_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TABLE_OF: dict[type, str] = {
@@ -29,9 +29,10 @@ TABLE_OF: dict[type, str] = {
     Trade: "trades",
     Ticker: "tickers",
     Lifecycle: "market_lifecycle",
+    Gap: "coverage_gaps",
 }
 FIELDS: dict[str, tuple[str, ...]] = {
-    "orderbook_snapshots": ("market_id", "yes_prices", "yes_counts", "no_prices", "no_counts"),
+    "orderbook_snapshots": ("market_id", "yes_prices", "yes_counts", "no_prices", "no_counts", "after_keys"),
     "orderbook_deltas": ("market_id", "side", "price", "delta"),
     "trades": ("trade_id", "yes_price", "no_price", "count", "taker_side", "taker_book_side", "is_block_trade"),
     "tickers": (
@@ -58,6 +59,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "is_deactivated",
         "details",
     ),
+    "coverage_gaps": ("conn", "kind", "channel", "markets", "from_at", "to_at", "sid", "missed"),
 }
 COMMON = ("ts", "market", "event_key", "gatherer", "received_at")
 
@@ -88,7 +90,13 @@ def expected_row(ev: Event) -> tuple[str, dict[str, Any]]:
             yes_counts=[c for _, c in ev.yes],
             no_prices=[p for p, _ in ev.no],
             no_counts=[c for _, c in ev.no],
+            after_keys=list(ev.after_keys),
         )
+    elif isinstance(ev, Gap):
+        for name in ("conn", "kind", "channel", "markets", "sid", "missed"):
+            row[name] = getattr(ev, name)
+        row["from_at"] = EPOCH + timedelta(microseconds=ev.from_ns // 1000)
+        row["to_at"] = EPOCH + timedelta(microseconds=ev.to_ns // 1000)
     elif isinstance(ev, Lifecycle):
         for name in FIELDS[table]:
             row[name] = getattr(ev, name)

@@ -26,7 +26,7 @@ def _as_text(value: object) -> object:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, list):
-        return [tuple(_as_text(x) for x in level) for level in value]
+        return [tuple(_as_text(x) for x in item) if isinstance(item, tuple) else item for item in value]
     return value
 
 

@@ -73,7 +73,11 @@ _lifecycle = msgspec.json.Decoder(LifecycleMsg, strict=False)
 _event_level = msgspec.json.Decoder(_EventLevel)
 _cmd = msgspec.json.Encoder()
 # A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
-_FRAME_FIELDS = ("v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload")
+_FRAME_FIELDS = (
+    "v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload", "venue_ms",
+    "after_keys",
+)  # fmt: skip
+_NO_AFTER: list[str] = []
 if (
     tuple(f.name for f in msgspec.structs.fields(RawFrame)) != _FRAME_FIELDS
     or not RawFrame.__struct_config__.array_like
@@ -332,7 +336,21 @@ class KalshiSession:
         self._emit(
             market,
             _frame.encode(
-                (SCHEMA_VERSION, VENUE, self.gatherer, self.conn_id, sid, seq, recv_ns, kind, market, key, data)
+                (
+                    SCHEMA_VERSION,
+                    VENUE,
+                    self.gatherer,
+                    self.conn_id,
+                    sid,
+                    seq,
+                    recv_ns,
+                    kind,
+                    market,
+                    key,
+                    data,
+                    None,
+                    _NO_AFTER,
+                )
             ),
         )
 

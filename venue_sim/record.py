@@ -1,0 +1,226 @@
+"""The venue's own record of what it did for each connection: the half of the ground truth that is not events.
+
+``mdpipe verify`` must not decide what was *expected* from the pipeline's own rows. The emulator therefore records,
+next to its events (:mod:`venue_sim.truth`), every fact about delivery that a real venue knows and a client cannot
+see: which client opened which connection, which markets each subscription covered from which event on, which
+messages a fault kept from a connection, which books it sent as snapshots, which messages were invalid on purpose,
+when markets became live, and its own books at checkpoints.
+
+Positions are event ids (:class:`venue_sim.truth.TruthEvent` ``id``), never clocks: ``after_id`` is the last event
+generated before the fact, so a subscription recorded with ``after_id = N`` covers the events ``N + 1`` onwards and an
+unsubscription with ``after_id = M`` ends that coverage after event ``M``. The venue delivers each generated batch to
+every connection before it handles another command, so these positions are exact.
+
+On disk: the framing of :mod:`venue_sim.truth` (a msgpack stream of ``bin32`` chunks, each one msgpack array of
+records) with tagged array-like records, written by :class:`RecordWriter` and read back by :func:`read_record`.
+The file lives next to the truth file (:func:`record_path`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+__all__ = [
+    "ALL_MARKETS",
+    "BadMessage",
+    "BookCheckpoint",
+    "ConnClosed",
+    "ConnOpened",
+    "MarketLive",
+    "Record",
+    "RecordWriter",
+    "SnapshotSent",
+    "Subscribed",
+    "Suppressed",
+    "Unsubscribed",
+    "read_record",
+    "record_path",
+]
+
+ALL_MARKETS = "*"  # ``markets`` of an unfiltered subscription (lifecycle; ticker/trade without a market list)
+
+Level = tuple[str, str]  # (price, count) as the wire spells them
+
+
+class _Rec(msgspec.Struct, array_like=True, tag_field="t", frozen=True):
+    pass
+
+
+class ConnOpened(_Rec, tag="conn"):
+    """A WebSocket was accepted. ``client`` is the upgrade request's User-Agent (gatherers name themselves)."""
+
+    conn: int
+    client: str
+    at_ns: int
+    after_id: int
+
+
+class ConnClosed(_Rec, tag="closed"):
+    """The connection ended (by either side); nothing after ``after_id`` reached it."""
+
+    conn: int
+    at_ns: int
+    after_id: int
+    reason: str = ""
+
+
+class Subscribed(_Rec, tag="sub"):
+    """``markets`` of ``channel`` are delivered on ``sid`` of ``conn`` from event ``after_id + 1`` on."""
+
+    conn: int
+    sid: int
+    channel: str
+    markets: list[str]
+    after_id: int
+    at_ns: int
+
+
+class Unsubscribed(_Rec, tag="unsub"):
+    """``markets`` (``["*"]``: all markets of the sid, i.e. the sid ended) stop being delivered after ``after_id``."""
+
+    conn: int
+    sid: int
+    channel: str
+    markets: list[str]
+    after_id: int
+    at_ns: int
+    reason: str = ""  # "unsubscribe" | "delete_markets" | "overflow" | "closed"
+
+
+class Suppressed(_Rec, tag="suppressed"):
+    """Events a fault kept from ``sid`` of ``conn`` although it was subscribed (their seq was still consumed)."""
+
+    conn: int
+    sid: int
+    ids: list[int]
+    reason: str  # "drop" | "freeze"
+
+
+class SnapshotSent(_Rec, tag="snap"):
+    """An ``orderbook_snapshot`` of ``market`` sent on ``sid`` of ``conn``: the book after event ``after_id``."""
+
+    conn: int
+    sid: int
+    market: str
+    after_id: int
+    yes: list[Level]
+    no: list[Level]
+
+
+class BookCheckpoint(_Rec, tag="book"):
+    """The venue's book of ``market`` holding every delta with venue time <= ``ts_ms`` (and none later)."""
+
+    ts_ms: int
+    after_id: int
+    market: str
+    yes: list[Level]
+    no: list[Level]
+
+
+class BadMessage(_Rec, tag="bad"):
+    """Event ``id`` was sent with content that is invalid on purpose (e.g. an out-of-range number): a correct
+    pipeline dead-letters it and never stores it."""
+
+    id: int
+    reason: str
+
+
+class MarketLive(_Rec, tag="live"):
+    """``market`` became tradeable (listed at start, created or re-activated) after event ``after_id``; ``live`` is
+    False when it stopped (deactivated, determined, settled)."""
+
+    market: str
+    after_id: int
+    at_ns: int
+    live: bool = True
+
+
+Record = (
+    ConnOpened
+    | ConnClosed
+    | Subscribed
+    | Unsubscribed
+    | Suppressed
+    | SnapshotSent
+    | BookCheckpoint
+    | BadMessage
+    | MarketLive
+)
+
+
+def record_path(truth_path: str | os.PathLike[str]) -> Path:
+    """Where the record of a truth file lives (``truth.msgpack`` -> ``truth.record.msgpack``)."""
+    p = Path(truth_path)
+    return p.with_name(f"{p.stem}.record{p.suffix or '.msgpack'}")
+
+
+class RecordWriter:
+    """Buffered append-only writer of records; flushes every ``batch`` records, every ``flush_s`` and on close."""
+
+    def __init__(self, path: str | os.PathLike[str], flush_s: float = 1.0, batch: int = 4096) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self._pending: list[Record] = []
+        self._enc = msgspec.msgpack.Encoder()
+        self._flush_s = flush_s
+        self._batch = batch
+        self._last_flush = time.monotonic()
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        if self._file.closed:
+            return
+        self._pending.append(record)
+        self.count += 1
+        if len(self._pending) >= self._batch:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self._flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._file.closed:
+            return
+        if self._pending:
+            payload = self._enc.encode(self._pending)
+            self._file.write(b"\xc6" + len(payload).to_bytes(4, "big") + payload)
+            self._pending.clear()
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_record(path: str | os.PathLike[str]) -> Iterator[Record]:
+    """Every record of a record file in the order written (a truncated last chunk is ignored)."""
+    dec = msgspec.msgpack.Decoder(list[Record])
+    with open(path, "rb") as f:
+        while True:
+            head = f.read(5)
+            if len(head) < 5 or head[0] != 0xC6:
+                return
+            size = int.from_bytes(head[1:], "big")
+            payload = f.read(size)
+            if len(payload) < size:
+                return
+            yield from dec.decode(payload)
