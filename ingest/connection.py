@@ -84,7 +84,7 @@ class Connection:
         self.up = True
         self.kill_reason = ""
         self.connected_ns = time.time_ns()
-        self.session.connected()
+        self.session.connected(self.connected_ns)
         log.info("ws_connected", conn=self.session.conn_id, markets=len(self.session.markets), client=self.client)
 
     async def run(self) -> None:
@@ -100,7 +100,7 @@ class Connection:
                 reason = f"unexpected {type(exc).__name__}: {exc}"
             finally:
                 self.up = False
-                session.disconnected()
+                session.disconnected(time.time_ns())
             if self._stopping:
                 break
             opened = self._opened

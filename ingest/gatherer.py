@@ -22,6 +22,7 @@ from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
 from ingest.producer import RawProducer
+from ingest.recent import RecentKeys
 from ingest.registry import MarketRegistry, RestPage
 from ingest.rest import DiscoveryError, fetch_markets_page
 from ingest.shards import ShardPlan
@@ -36,6 +37,8 @@ __all__ = ["Gatherer", "GathererOptions"]
 
 log = get_logger(__name__)
 
+LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
+
 
 class GathererOptions(msgspec.Struct, kw_only=True):
     """Everything one gatherer needs besides the producer (the CLI fills it from config + flags)."""
@@ -48,9 +51,12 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     markets_per_subscription: int = 7000
     discovery_interval_s: float = 60.0
     silence_timeout_s: float = 30.0
+    probe_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    key_window_s: float = 10.0
+    key_horizon_s: float = 120.0
+    snapshot_hold_s: float = 1.0
+    anchor_hold_s: float = 5.0
     discovery_page: int = 1000
     raw_topic: str = ""
     dlq_topic: str = "dlq"
@@ -70,7 +76,8 @@ class Gatherer:
         self.raw_topic = opts.raw_topic or f"raw.{self.gid}"
         self.registry = MarketRegistry()
         self.plan = ShardPlan(opts.markets_per_connection)
-        self.keyer = EventKeyer(opts.key_window_s)
+        self.keyer = EventKeyer(int(opts.key_horizon_s * 1000))
+        self._lifecycle_keys = RecentKeys(100_000)
         self.stats = SessionStats()
         self.connections: list[Connection] = []
         self._conn_class = connection_class(opts.ws_client)
@@ -109,10 +116,14 @@ class Gatherer:
                 keyer=self.keyer,
                 emit=self._emit,
                 dead=self._dead,
-                lifecycle=i == 0,
+                lifecycle=i < LIFECYCLE_CONNECTIONS,
                 on_lifecycle=self._on_lifecycle,
                 log=self._log,
                 stats=self.stats,
+                snapshot_hold_s=self.opts.snapshot_hold_s,
+                anchor_hold_s=self.opts.anchor_hold_s,
+                lifecycle_covered=self._lifecycle_covered,
+                lifecycle_seen=self._lifecycle_keys.seen,
             )
             conn = self._conn_class(
                 session,
@@ -128,7 +139,19 @@ class Gatherer:
         return self.connections[index]
 
     def _headers(self) -> dict[str, str]:
-        return self.signer.headers() if self.signer is not None else {}
+        headers = {"User-Agent": f"mdpipe-gather/{self.gid}"}
+        if self.signer is not None:
+            headers.update(self.signer.headers())
+        return headers
+
+    def _lifecycle_covered(self, session: KalshiSession, since_ns: int) -> bool:
+        """Has another of this gatherer's lifecycle subscriptions been live since ``since_ns`` (so it received what
+        ``session``'s ended subscription was still waiting to key)?"""
+        for conn in self.connections:
+            other = conn.session
+            if other is not session and other.is_connected and 0 < other.lifecycle_since_ns <= since_ns:
+                return True
+        return False
 
     def _on_reconnect(self, reason: str) -> None:
         m.RECONNECTS.labels(self.gid, reason.split(":")[0][:40] or "closed").inc()
@@ -262,31 +285,43 @@ class Gatherer:
         m.SPOOL_RECORDS.labels(gid).set(len(p.spool))
         m.SPOOL_BYTES.labels(gid).set(p.spool.bytes)
 
-    def _expects_data(self, conn: Connection, now_ns: int, window_ns: int) -> bool:
-        """Would this connection normally have received data within ``window_ns``?"""
-        for other in self.connections:
-            if other is conn or not other.up or not other.session.markets:
-                continue
-            if other.session.last_data_ns > now_ns - window_ns:
-                return True  # the venue is active right now
+    def _silence_verdict(self, conn: Connection, now_ns: int) -> str:
+        """What the watchdog does with one connection now: "" (nothing), "probe", or a reason to reconnect.
+
+        A connection is judged by its own evidence only (never by its siblings' traffic): after
+        ``silence_timeout_s`` without a message it is probed (:meth:`KalshiSession.probe`); a probe unanswered
+        within ``probe_timeout_s`` means the socket is frozen, a reply whose seq is ahead of what arrived means the
+        venue sent data that never came; a reply in step means its markets are quiet, and it is left alone until
+        the next silence. A connection of quiet markets therefore stays up for hours, at one cheap command per sid
+        per ``silence_timeout_s``."""
         s = conn.session
-        if s.first_data_ns and s.data_messages:
-            rate = s.data_messages / max(1.0, (now_ns - s.first_data_ns) / 1e9)
-            return rate * window_ns / 1e9 >= 5
-        return False
+        if s.probe_state == "behind":
+            return "frozen: the venue's seq moved on without data"
+        if s.probe_state == "waiting":
+            if now_ns - s.probe_sent_ns > int(self.opts.probe_timeout_s * 1e9):
+                return "silent: probe unanswered"
+            return ""
+        last = max(s.last_rx_ns, conn.connected_ns)
+        if now_ns - last > int(self.opts.silence_timeout_s * 1e9):
+            return "probe"
+        return ""
 
     async def _watchdog(self) -> None:
-        window_ns = int(self.opts.silence_timeout_s * 1e9)
+        """Times the sessions (placing snapshots, keying stalled lifecycle streams) and watches for silence."""
         while True:
-            await asyncio.sleep(min(1.0, self.opts.silence_timeout_s / 4))
+            await asyncio.sleep(0.25)
             now = time.time_ns()
             for conn in self.connections:
-                if not conn.up or not conn.session.markets:
+                if not conn.up:
                     continue
-                last = max(conn.session.last_data_ns, conn.connected_ns)
-                if now - last > window_ns and self._expects_data(conn, now, window_ns):
-                    self._log.warning("ws_silent_reconnect", conn=conn.session.conn_id, silent_s=(now - last) / 1e9)
-                    await conn.kill("silent")
+                conn.session.tick(now)
+                verdict = self._silence_verdict(conn, now)
+                if verdict == "probe":
+                    if conn.session.probe(now):
+                        conn.poke()
+                elif verdict:
+                    self._log.warning("ws_silent_reconnect", conn=conn.session.conn_id, reason=verdict)
+                    await conn.kill(verdict.split(":")[0])
 
     def healthy(self) -> bool:
         return self.running and any(c.up for c in self.connections)
@@ -311,6 +346,9 @@ class Gatherer:
     async def shutdown(self, flush_timeout: float = 10.0) -> None:
         self.running = False
         await asyncio.gather(*(c.stop() for c in self.connections), return_exceptions=True)
+        now = time.time_ns()
+        for c in self.connections:  # frames still waiting for their key or position go out before the producer closes
+            c.session.flush(now)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,41 +1,57 @@
-"""Event keys: the identity of a venue event, derived from a Kalshi message BODY only (never sid/seq).
+"""Event keys: the identity of a venue event, derived from what every copy of it shares (never sid, seq or a clock).
 
-Redundant gatherers receive copies of one venue event on different connections, with different
-``sid``/``seq``; dedup keeps the first copy per ``event_key``. Canonical form: every number (JSON number or
-numeric string) is an exact Decimal normalised so ``"0.43"``, ``"0.4300"`` and ``0.43`` agree; objects are
-key-sorted. ``h(...)`` below is the first 8 bytes of BLAKE2b of the canonical text, in hex. The occurrence
-number ``n`` is 1 + how many identical bodies (same market, same hash) this gatherer saw within the last
-``window_s`` seconds of its receive clock (two rotating generations, so memory is bounded by rate x window).
+Redundant gatherers receive copies of one venue event on different connections, subscribed at different times,
+reconnecting and resnapshotting independently; dedup keeps the first copy per ``(market, event_key)``. A key must
+therefore be (1) EQUAL on every gatherer that received the event and (2) DIFFERENT for two distinct venue events,
+including two events whose bodies are byte for byte identical.
 
-Per type, the key and where it can still go wrong:
+What every copy shares is the message body and, on one subscription, the venue's order. So the identity is the body
+plus, where two distinct events can have the same body, a position that every gatherer derives alike:
 
-- trade ``t:<trade_id>``: the venue id. Merges or splits nothing (unless the venue reuses an id).
-- delta ``d:<h(market, side, price, delta, ts_ms)>:<n>``. Two real identical deltas (same ms) stay two
-  (n=1, n=2). MERGE: a gatherer that missed the first of two identical deltas labels the second n=1; dedup
-  still gets both from any gatherer that saw both, but if every gatherer missed a different one of them, one
-  event is lost. SPLIT: a gatherer whose window expired between two identical bodies (only possible when
-  ``ts_ms`` is absent or the window is shorter than the venue's repeat interval) restarts at n=1 while another
-  says n=2, so one real event can surface as two, or two as one. A restarted gatherer restarts counting.
-- ticker ``k:<h(the fields of schemas.kalshi.TickerMsg, normalised)>:<n>``: same MERGE/SPLIT cases as deltas;
-  the body carries ``ts_ms`` and cumulative volume, so identical bodies are rare and usually true repeats.
-  Fields unknown to ``TickerMsg`` (deprecated ``ts``/``time`` strings) are not part of the key.
-- lifecycle ``l:<h(canonical body)>:<n>``: as ticker. A body without a timestamp (e.g. ``activated``) that
-  repeats after more than ``window_s`` restarts at n=1 on every gatherer alike, so dedup MERGES it with the
-  earlier one while dedup's own window still holds that key.
-- snapshot ``s:<h(market, sorted yes levels, sorted no levels)>``: no occurrence number, so two snapshots of
-  the same book state MERGE (on purpose: snapshots are state, not events; each gatherer takes its own at
-  different times, so copies only agree when the book is unchanged). Level order on the wire does not matter.
+- trade ``t:<trade_id>``: the venue's own id.
+- delta ``d:<h(market, side, price, delta, ts_ms)>:<n>`` and ticker ``k:<h(every TickerMsg field)>:<n>``: the body
+  carries the venue's millisecond ``ts_ms``, so two distinct events with the same body happened in the same venue
+  millisecond, and their copies reach every gatherer back to back, in the venue's order, on the market's subscription.
+  ``n`` numbers the identical bodies in arrival order on this gatherer. It is counted only for messages that passed
+  the seq check (a re-delivered seq neither gets a key nor moves ``n``), it survives reconnects and resnapshots (the
+  counters are not reset; the venue never re-sends an old delta on a new subscription), and it is forgotten by VENUE
+  time, not receive time: a body is remembered until the venue clock (the newest ``ts_ms`` seen) has moved
+  ``horizon_ms`` past it, which only bounds memory, because no copy of an event can carry an older ``ts_ms`` than
+  ``horizon_ms`` behind the venue clock unless a connection is that late. Identical bodies 50 ms, 15 s or 10 min apart
+  differ in ``ts_ms`` and so in the hash; ``n`` only separates bodies of the same millisecond.
+  Where it can still go wrong (both need identical bodies in ONE venue millisecond): a gatherer that received only the
+  second of two identical deltas (its subscription began between them, or it lost the first) labels it ``n=1``, the
+  first event's key. Dedup keeps both events as long as one gatherer delivered both; if every gatherer missed a
+  different one, one event is lost — and every gatherer reported a gap or a subscription start around it.
+- snapshot ``s:<h(market, sorted levels)>``: state, not an event; copies agree only when the book is the same, and
+  two snapshots of the same book merge on purpose. Its position in the delta stream travels in the frame
+  (:mod:`ingest.venues.kalshi.snapshots`).
+- lifecycle ``l:...`` (``market_lifecycle_v2``, ``event_lifecycle``, ``event_fee_update``): most of these bodies carry
+  no time at all (activated, deactivated, metadata, fee updates), so identical bodies minutes apart are common.
+  They are keyed by their position in the venue's lifecycle stream (:mod:`ingest.anchors`).
+- A body whose delta has no ``ts_ms`` (the field is optional in the venue's spec; the current venue sends it) falls
+  back to the deprecated ``ts`` text; with neither, ``n`` has no venue millisecond to live in and counts within the
+  gatherer's own venue clock (the newest ``ts_ms`` it has seen), which copies on other gatherers may disagree with:
+  such deltas are counted (``no_time``) and may split or merge. The session logs them.
 
-Hot path: :meth:`EventKeyer.delta_body` and :meth:`EventKeyer.ticker_body` decode the body with the numbers kept
-as the venue's strings (structs derived from ``DeltaMsg``/``TickerMsg``) and normalise each distinct string once
-(a bounded cache, each entry computed exactly as the Decimal path would). A body whose numbers are JSON numbers, or
-that is invalid, takes the Decimal path (:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors.
+Canonical numbers: every number (JSON number or numeric string) is an exact Decimal normalised so ``"0.43"``,
+``"0.4300"`` and ``0.43`` agree; objects are key-sorted. ``h(...)`` is the first 8 bytes of BLAKE2b, in hex.
+
+Bad numbers are bad input, not a disconnect: a number that is not finite, has more than
+:data:`MAX_NUMBER_CHARS` characters, or lies outside the field's range (:func:`check_number`) raises ``ValueError``
+naming the field, and the session dead-letters the message. Nothing here may raise anything else for a bad body
+but ``msgspec.DecodeError`` (a ``ValueError``).
+
+Hot path: :meth:`EventKeyer.delta_body` and :meth:`EventKeyer.ticker_body` decode the body with the numbers kept as
+the venue's strings and normalise each distinct string once (a bounded cache, each entry computed exactly as the
+Decimal path would). A body whose numbers are JSON numbers, or that is invalid, takes the Decimal path
+(:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from hashlib import blake2b
 from typing import Any
 
@@ -43,16 +59,44 @@ import msgspec
 
 from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
 
-__all__ = ["EventKeyer", "canonical", "norm_decimal"]
+__all__ = ["MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _generic = msgspec.json.Decoder(float_hook=Decimal)
 _canon_encoder = msgspec.json.Encoder(order="sorted")
 _blake = blake2b(digest_size=8)  # copied per hash: much cheaper than building a new hasher with its parameters
 
+MAX_NUMBER_CHARS = 40  # longer spellings of a price or size are not numbers a venue sends
+_MAX_ADJUSTED = 18  # |value| < 1e19 and no digit finer than 1e-18 ... see check_number
+PRICE = (Decimal(0), Decimal(1))  # prices are dollars of a contract paying $1
+SIZE = (Decimal(-(10**15)), Decimal(10**15))  # signed contract counts / dollar amounts
+_NO_RANGE: tuple[Decimal, Decimal] | None = None
+
+
+def check_number(value: Decimal, field: str, bounds: tuple[Decimal, Decimal] | None = _NO_RANGE) -> Decimal:
+    """``value`` if it is a finite number of sane magnitude inside ``bounds``; else ``ValueError`` naming ``field``.
+
+    Sane: finite, and neither its most nor its least significant digit more than 18 decimal places from the point
+    (so ``1E+1000000``, ``NaN``, a 5,000-digit number or ``1E-50`` are refused before anything expands them).
+    """
+    if not value.is_finite():
+        raise ValueError(f"{field}: {value} is not a finite number")
+    if value and (value.adjusted() > _MAX_ADJUSTED or value.as_tuple().exponent < -_MAX_ADJUSTED):  # type: ignore[operator]
+        raise ValueError(f"{field}: {_short(value)} is outside the range of a price or size")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{field}: {_short(value)} is outside [{bounds[0]}, {bounds[1]}]")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
+
 
 def norm_decimal(value: Decimal | int | str) -> str:
-    """Exact, normalised text of a number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100"."""
+    """Exact, normalised text of a number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100".
+
+    Callers pass numbers that :func:`check_number` accepted (a huge exponent would expand to that many digits)."""
     d = (value if isinstance(value, Decimal) else Decimal(value)).normalize()
     s = str(d)
     if "E" in s:
@@ -60,29 +104,40 @@ def norm_decimal(value: Decimal | int | str) -> str:
     return "0" if s == "-0" else s
 
 
-def _canon_value(value: Any) -> Any:
+def _canon_value(value: Any, field: str = "") -> Any:
     if isinstance(value, str):
-        return norm_decimal(value) if _NUMBER.match(value) else value
+        if _NUMBER.match(value):
+            if len(value) > MAX_NUMBER_CHARS:
+                raise ValueError(f"{field or 'number'}: {_short(value)} has more than {MAX_NUMBER_CHARS} characters")
+            return norm_decimal(check_number(Decimal(value), field or "number"))
+        return value
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | Decimal):
-        return norm_decimal(value)
+        return norm_decimal(check_number(Decimal(value), field or "number"))
     if isinstance(value, dict):
-        return {k: _canon_value(v) for k, v in value.items()}
+        return {k: _canon_value(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_canon_value(v) for v in value]
+        return [_canon_value(v, field) for v in value]
     return value
 
 
 def canonical(body: bytes) -> bytes:
-    """Canonical JSON of a message body: sorted keys, numbers (and numeric strings) normalised."""
-    return _canon_encoder.encode(_canon_value(_generic.decode(body)))
+    """Canonical JSON of a message body: sorted keys, numbers (and numeric strings) normalised and checked."""
+    try:
+        return _canon_encoder.encode(_canon_value(_generic.decode(body)))
+    except (InvalidOperation, OverflowError) as exc:  # Decimal() of something the checks did not foresee
+        raise ValueError(f"number: {type(exc).__name__}") from None
 
 
-def _h(data: bytes) -> str:
+def digest(data: bytes) -> str:
+    """``h(data)``: the first 8 bytes of BLAKE2b, in hex."""
     h = _blake.copy()
     h.update(data)
     return h.hexdigest()
+
+
+_h = digest
 
 
 def _as_text(struct: type[msgspec.Struct], name: str) -> tuple[type[msgspec.Struct], tuple[bool, ...]]:
@@ -101,6 +156,11 @@ def _as_text(struct: type[msgspec.Struct], name: str) -> tuple[type[msgspec.Stru
 
 _DeltaText, _ = _as_text(DeltaMsg, "_DeltaText")
 _TickerText, _TICKER_NUMERIC = _as_text(TickerMsg, "_TickerText")
+_TICKER_NAMES = tuple(f.name for f in msgspec.structs.fields(TickerMsg))
+# ticker fields that are prices (the rest are sizes, volumes and dollar amounts)
+_TICKER_BOUNDS = tuple(
+    PRICE if name in ("price_dollars", "yes_bid_dollars", "yes_ask_dollars") else SIZE for name in _TICKER_NAMES
+)
 _delta_text = msgspec.json.Decoder(_DeltaText, strict=False)
 _ticker_text = msgspec.json.Decoder(_TickerText, strict=False)
 _delta = msgspec.json.Decoder(DeltaMsg, strict=False)
@@ -109,101 +169,177 @@ _NORM_MAX = 1 << 16
 _norm: dict[str | None, str] = {None: ""}
 
 
-def _norm_text(text: str | None) -> str:
-    """``norm_decimal`` of a number the venue sent as a string, as the Decimal decoders parse it (cached)."""
+def _norm_text(text: str | None, field: str, bounds: tuple[Decimal, Decimal]) -> str:
+    """``norm_decimal`` of a number the venue sent as a string, checked, as the Decimal decoders parse it (cached).
+
+    The cache holds only numbers that passed the checks of SOME field; a hit is re-checked against ``bounds`` only
+    when the bounds differ from the sizes' (prices are the narrow case)."""
     out = _norm.get(text)
     if out is None:
-        out = norm_decimal(msgspec.convert(text, Decimal, strict=False))  # ValidationError like the decoders
+        if text is not None and len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"{field}: {_short(text)} has more than {MAX_NUMBER_CHARS} characters")
+        value = msgspec.convert(text, Decimal, strict=False)  # ValidationError like the decoders
+        out = norm_decimal(check_number(value, field, bounds))
         if len(_norm) >= _NORM_MAX:
             _norm.clear()
             _norm[None] = ""
         _norm[text] = out
+        return out
+    if bounds is PRICE and text is not None and not (out[0] == "0" or out == "1"):  # 0.xx, 0 and 1 are prices
+        check_number(Decimal(out), field, bounds)
     return out
 
 
-class EventKeyer:
-    """Derives ``(market, event_key)`` per message kind and keeps the bounded occurrence counters."""
+def _check_delta(m: DeltaMsg) -> None:
+    check_number(m.price_dollars, "price_dollars", PRICE)
+    check_number(m.delta_fp, "delta_fp", SIZE)
 
-    def __init__(self, window_s: float = 10.0) -> None:
-        self.window_ns = int(window_s * 1e9)
-        self._half = max(1, self.window_ns // 2)
-        self._cur: dict[str, int] = {}
-        self._prev: dict[str, int] = {}
-        self._rotate_at = 0
 
-    def _occurrence(self, digest: str, now_ns: int) -> int:
-        if now_ns >= self._rotate_at:
-            if self._rotate_at and now_ns - self._rotate_at < self._half:
-                self._prev = self._cur  # one half-window passed: the current generation becomes the old one
-            else:
-                self._prev = {}  # idle longer than a window: everything expired
-            self._cur = {}
-            self._rotate_at = now_ns + self._half
-        cur = self._cur
-        n = cur.get(digest)
-        if n is None:
-            n = self._prev.get(digest, 0)
-        n += 1
-        cur[digest] = n
+def _check_ticker(m: TickerMsg) -> None:
+    for value, name, bounds in zip(msgspec.structs.astuple(m), _TICKER_NAMES, _TICKER_BOUNDS, strict=True):
+        if isinstance(value, Decimal):
+            check_number(value, name, bounds)
+
+
+class _Occurrences:
+    """How many identical bodies (same digest, same venue millisecond) were counted, forgotten by venue time.
+
+    Generations are buckets of ``horizon_ms / 2`` of venue time; a digest always lands in the bucket of its own
+    ``ts_ms``, and buckets more than two behind the newest are dropped (memory ~ rate x horizon)."""
+
+    __slots__ = ("_buckets", "_newest", "_span")
+
+    def __init__(self, horizon_ms: int) -> None:
+        self._span = max(1, horizon_ms // 2)
+        self._buckets: dict[int, dict[str, int]] = {}
+        self._newest = -(1 << 62)
+
+    def next(self, key: str, ts_ms: int) -> int:
+        bucket = ts_ms // self._span
+        counts = self._buckets.get(bucket)
+        if counts is None:
+            if bucket > self._newest:
+                self._newest = bucket
+                for old in [b for b in self._buckets if b < bucket - 2]:
+                    del self._buckets[old]
+            elif bucket < self._newest - 2:
+                return 1  # older than the horizon: a copy this late cannot be told from the first one
+            counts = self._buckets[bucket] = {}
+        n = counts.get(key, 0) + 1
+        counts[key] = n
         return n
 
     @property
-    def tracked(self) -> int:
-        """Bodies currently remembered (both generations)."""
-        return len(self._cur) + len(self._prev)
+    def newest_ms(self) -> int:
+        return self._newest * self._span
 
-    def delta(self, m: DeltaMsg, now_ns: int) -> str:
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._buckets.values())
+
+
+class EventKeyer:
+    """Derives ``(market, event_key)`` per message kind; keeps the occurrence counters (see module docstring).
+
+    One per gatherer (shared by its connections, so an event received on two of them would count twice: the
+    session subscribes each market on one connection only, and lifecycle keys do not use these counters)."""
+
+    def __init__(self, horizon_ms: int = 120_000) -> None:
+        self._seen = _Occurrences(horizon_ms)
+        self.no_time = 0  # deltas without ts_ms or ts (see module docstring)
+
+    @property
+    def tracked(self) -> int:
+        """Bodies currently remembered."""
+        return len(self._seen)
+
+    def _occurrence(self, digest: str, ts_ms: int | None) -> int:
+        if ts_ms is None:
+            self.no_time += 1
+            ts_ms = self._seen.newest_ms
+        return self._seen.next(digest, ts_ms)
+
+    def delta(self, m: DeltaMsg) -> str:
+        """``d:`` key of a decoded delta (numbers checked)."""
+        _check_delta(m)
         text = f"{m.market_ticker}\x1f{m.side}\x1f{norm_decimal(m.price_dollars)}\x1f{norm_decimal(m.delta_fp)}"
         digest = _h(f"{text}\x1f{m.ts_ms if m.ts_ms is not None else m.ts}".encode())
-        return f"d:{digest}:{self._occurrence(digest, now_ns)}"
+        return f"d:{digest}:{self._occurrence(digest, _delta_ms(m.ts_ms, m.ts))}"
 
-    def delta_body(self, body: bytes, now_ns: int) -> tuple[str, str]:
-        """``(market, key)`` of an orderbook_delta body; equal to :meth:`delta` of its ``DeltaMsg``."""
+    def delta_body(self, body: bytes) -> tuple[str, str, int | None]:
+        """``(market, key, venue ms)`` of an orderbook_delta body; the key equals :meth:`delta` of its ``DeltaMsg``."""
         try:
             m = _delta_text.decode(body)
-            price = _norm_text(m.price_dollars)
-            size = _norm_text(m.delta_fp)
+            price = _norm_text(m.price_dollars, "price_dollars", PRICE)
+            size = _norm_text(m.delta_fp, "delta_fp", SIZE)
         except msgspec.DecodeError:  # numbers sent as JSON numbers, or an invalid body: the Decimal path
             d = _delta.decode(body)
-            return d.market_ticker, self.delta(d, now_ns)
+            return d.market_ticker, self.delta(d), _delta_ms(d.ts_ms, d.ts)
         ts = m.ts_ms if m.ts_ms is not None else m.ts
         digest = _h(f"{m.market_ticker}\x1f{m.side}\x1f{price}\x1f{size}\x1f{ts}".encode())
-        return m.market_ticker, f"d:{digest}:{self._occurrence(digest, now_ns)}"
+        ms = m.ts_ms if m.ts_ms is not None else _delta_ms(None, m.ts)
+        return m.market_ticker, f"d:{digest}:{self._occurrence(digest, ms)}", ms
 
-    def ticker_body(self, body: bytes, now_ns: int) -> tuple[str, str]:
-        """``(market, key)`` of a ticker body; equal to :meth:`ticker` of its ``TickerMsg``."""
+    def ticker_body(self, body: bytes) -> tuple[str, str, int | None]:
+        """``(market, key, venue ms)`` of a ticker body; the key equals :meth:`ticker` of its ``TickerMsg``."""
         try:
             m = _ticker_text.decode(body)
             parts = [
-                _norm_text(v) if num else ("" if v is None else str(v))
-                for v, num in zip(msgspec.structs.astuple(m), _TICKER_NUMERIC, strict=True)
+                _norm_text(v, name, bounds) if num else ("" if v is None else str(v))
+                for v, num, name, bounds in zip(
+                    msgspec.structs.astuple(m), _TICKER_NUMERIC, _TICKER_NAMES, _TICKER_BOUNDS, strict=True
+                )
             ]
         except msgspec.DecodeError:
             t = _ticker.decode(body)
-            return t.market_ticker, self.ticker(t, now_ns)
+            return t.market_ticker, self.ticker(t), _ticker_ms(t.ts_ms, t.ts)
         digest = _h("\x1f".join(parts).encode())
-        return m.market_ticker, f"k:{digest}:{self._occurrence(digest, now_ns)}"
+        ms = _ticker_ms(m.ts_ms, m.ts)
+        return m.market_ticker, f"k:{digest}:{self._occurrence(digest, ms)}", ms
 
-    @staticmethod
-    def trade(m: TradeMsg) -> str:
-        return "t:" + m.trade_id
-
-    @staticmethod
-    def snapshot(m: SnapshotMsg) -> str:
-        yes = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.yes_dollars_fp))
-        no = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.no_dollars_fp))
-        return "s:" + _h(f"{m.market_ticker}\x1fyes\x1f{yes}\x1fno\x1f{no}".encode())
-
-    def ticker(self, m: TickerMsg, now_ns: int) -> str:
-        """``k:`` key from the ticker fields ``schemas.kalshi.TickerMsg`` knows (numbers normalised)."""
+    def ticker(self, m: TickerMsg) -> str:
+        """``k:`` key from the ticker fields ``schemas.kalshi.TickerMsg`` knows (numbers normalised and checked)."""
+        _check_ticker(m)
         parts = [
             "" if v is None else (norm_decimal(v) if isinstance(v, Decimal) else str(v))
             for v in msgspec.structs.astuple(m)
         ]
         digest = _h("\x1f".join(parts).encode())
-        return f"k:{digest}:{self._occurrence(digest, now_ns)}"
+        return f"k:{digest}:{self._occurrence(digest, _ticker_ms(m.ts_ms, m.ts))}"
 
-    def body(self, prefix: str, market: str, body: bytes, now_ns: int) -> str:
-        """Key for ticker (``k``) and lifecycle (``l``) messages: hash of the canonical body + occurrence."""
-        digest = _h(market.encode() + b"\x1f" + canonical(body))
-        return f"{prefix}:{digest}:{self._occurrence(digest, now_ns)}"
+    @staticmethod
+    def trade(m: TradeMsg) -> str:
+        check_number(m.yes_price_dollars, "yes_price_dollars", PRICE)
+        check_number(m.no_price_dollars, "no_price_dollars", PRICE)
+        check_number(m.count_fp, "count_fp", SIZE)
+        return "t:" + m.trade_id
+
+    @staticmethod
+    def snapshot(m: SnapshotMsg) -> str:
+        for side, levels in (("yes_dollars_fp", m.yes_dollars_fp), ("no_dollars_fp", m.no_dollars_fp)):
+            for price, count in levels:
+                check_number(price, side, PRICE)
+                check_number(count, side, SIZE)
+        yes = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.yes_dollars_fp))
+        no = ";".join(f"{norm_decimal(p)},{norm_decimal(c)}" for p, c in sorted(m.no_dollars_fp))
+        return "s:" + _h(f"{m.market_ticker}\x1fyes\x1f{yes}\x1fno\x1f{no}".encode())
+
+    @staticmethod
+    def body_digest(market: str, body: bytes) -> str:
+        """``h(market, canonical body)``: the content of a lifecycle message, positioned by :mod:`ingest.anchors`."""
+        return _h(market.encode() + b"\x1f" + canonical(body))
+
+
+def _delta_ms(ts_ms: int | None, ts: str | None) -> int | None:
+    if ts_ms is not None:
+        return ts_ms
+    if ts:
+        from schemas.kalshi import rfc3339_ms
+
+        return rfc3339_ms(ts)
+    return None
+
+
+def _ticker_ms(ts_ms: int | None, ts_s: int | None) -> int | None:
+    if ts_ms is not None:
+        return ts_ms
+    return ts_s * 1000 if ts_s is not None else None

@@ -117,7 +117,13 @@ class GatherConfig(_Section):
     spool_dir: str = ""
     spool_max_bytes: int = 10 * 1024**3
     metrics_port: int = 0
-    key_window_s: float = 10.0  # occurrence counting window of delta/ticker/lifecycle event keys
+    # identical delta/ticker bodies are numbered per venue millisecond; a body is forgotten once the venue clock has
+    # moved this far past it (memory only: see ingest.keys)
+    key_horizon_s: float = 120.0
+    probe_timeout_s: float = 10.0  # a silent connection's probe must be answered within this, else it reconnects
+    snapshot_hold_s: float = 1.0  # a snapshot waits this long for the deltas that follow it (its position)
+    # a lifecycle stream with nothing new for this long keys its waiting messages by the anchor before them
+    anchor_hold_s: float = 5.0
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     linger_ms: int = 5  # producer batching delay
     ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
@@ -128,6 +134,9 @@ class GatherConfig(_Section):
                 raise ValueError(f"ids: gatherer id {gid!r} must match {GATHERER_ID.pattern}")
         _positive("markets_per_connection", self.markets_per_connection)
         _positive("markets_per_subscription", self.markets_per_subscription)
+        _positive("silence_timeout_s", self.silence_timeout_s)
+        _positive("probe_timeout_s", self.probe_timeout_s)
+        _positive("key_horizon_s", self.key_horizon_s)
 
 
 class DedupConfig(_Section):

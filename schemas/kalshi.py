@@ -34,6 +34,7 @@ __all__ = [
     "decode_envelope",
     "decode_msg",
     "msg_to_event",
+    "rfc3339_ms",
     "to_event",
 ]
 
@@ -159,6 +160,9 @@ def _rfc3339_ms(text: str | None) -> int | None:
         return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return None
+
+
+rfc3339_ms = _rfc3339_ms  # public: the gatherer reads deprecated RFC3339 ``ts`` fields the same way
 
 
 def _venue_ms(ts_ms: int | None, ts_s: int | None, fallback_ns: int) -> int:

@@ -57,7 +57,12 @@ class Pair:
                 self.now += 1
                 self.client.receive(text.encode(), self.now)
             if not out and not replies:
-                return
+                break
+        self.settle()
+
+    def settle(self) -> None:
+        """Let the session's holds run out: snapshots get their position, stalled lifecycle streams their keys."""
+        self.client.tick(self.now + 10**12)
 
     def generate(self, n: int) -> None:
         self.server.deliver(self.gen.generate(n))
@@ -238,6 +243,7 @@ def test_event_level_lifecycle_messages_are_recorded_under_their_event_ticker() 
     p.client.receive(json.dumps({"type": "event_lifecycle", "sid": 1, "seq": 1, "msg": body}).encode(), 5)
     fee = {"event_ticker": "KXEV-1", "fee_type_override": None, "fee_multiplier_override": None}
     p.client.receive(json.dumps({"type": "event_fee_update", "sid": 1, "seq": 2, "msg": fee}).encode(), 5)
+    p.settle()  # the fee update waits for the next anchor; none comes, so the stalled stream keys it
     new = [f for f in p.frames if f.market == "KXEV-1"]
     assert [f.kind for f in new] == ["lifecycle", "lifecycle"] and not p.dead
     assert new[0].event_key != new[1].event_key and not p.lifecycles

@@ -1,21 +1,30 @@
 """Client side of the Kalshi WebSocket protocol for ONE connection, sans I/O (no asyncio, no socket, no clock).
 
-The I/O layer (:mod:`ingest.connection`) calls :meth:`KalshiSession.connected` after each (re)connect, feeds
-every received message with :meth:`KalshiSession.receive` (bytes + receive time), and sends what
-:meth:`KalshiSession.data_to_send` returns (``outbox``, the same list for the session's life, is non-empty while
-commands wait: the hot path tests it instead of calling ``has_output``). The session:
+The I/O layer (:mod:`ingest.connection`) calls :meth:`KalshiSession.connected` after each (re)connect, feeds every
+received message with :meth:`KalshiSession.receive` (bytes + receive time), calls :meth:`KalshiSession.tick` a few
+times a second, and sends what :meth:`KalshiSession.data_to_send` returns (``outbox``, the same list for the
+session's life, is non-empty while commands wait: the hot path tests it instead of calling ``has_output``). The
+session:
 
-- subscribes its markets in groups of at most ``sub_cap`` markets (one ``subscribe`` per group with the
-  filtered channels, hence one sid per channel per group); error 26 halves the group and retries, and lowers
-  ``sub_cap`` for later groups; markets added later go to a group with room (``update_subscription
-  add_markets``, one command per sid) or a new group; removed ones are deleted from their group's sids;
-- subscribes the unfiltered ``market_lifecycle_v2`` channel when ``lifecycle`` is set (one connection per
-  gatherer does, so lifecycle events are recorded once per gatherer);
-- checks ``seq`` per sid: a gap is counted, reported as a RawFrame ``kind="gap"`` and, on an orderbook sid,
-  answered with ``get_snapshot`` for that sid only; a repeated seq (<= last) is counted and not recorded;
-- decodes each market-data body (``schemas.kalshi`` structs, Decimal-exact, numbers or strings), derives the
-  event key (:mod:`ingest.keys`), and emits one encoded RawFrame per market message, payload = verbatim bytes;
-  a frame that is a JSON array of messages is split; anything unparseable goes to ``dead`` (topic ``dlq``).
+- subscribes its markets in groups of at most ``sub_cap`` markets (one ``subscribe`` per group with the filtered
+  channels, hence one sid per channel per group); error 26 halves the group and retries, and lowers ``sub_cap`` for
+  later groups; markets added later go to a group with room (``update_subscription add_markets``, one command per sid)
+  or a new group; removed ones are deleted from their group's sids;
+- subscribes the unfiltered lifecycle channel when ``lifecycle`` is set (two connections per gatherer do);
+- checks ``seq`` per sid BEFORE anything else: a repeated seq (<= last) is counted and dropped (it gets no key and
+  moves no counter); a skip, and a new sid whose first message is not seq 1, become gap reports (RawFrame
+  ``kind="gap"``, payload :class:`schemas.raw.GapReport`) and, on an orderbook sid, a ``get_snapshot`` for that sid;
+  so do the windows in which the connection was down (from its last message to its resubscription) and in which a
+  sid ended by a terminal venue error was being subscribed again;
+- decodes each market-data body (``schemas.kalshi`` structs, Decimal-exact, numbers or strings), derives the event
+  key (:mod:`ingest.keys`; lifecycle messages by stream position, :mod:`ingest.anchors`), places every snapshot in its
+  market's delta stream (:mod:`ingest.venues.kalshi.snapshots`), and emits one encoded RawFrame per market message,
+  payload = verbatim bytes; a frame that is a JSON array of messages is split;
+- never lets one message end the connection: anything unparseable, any out-of-range or oversized field, any
+  exception while handling one message goes to ``dead`` (topic ``dlq``) with its reason and is counted;
+- answers the silence watchdog: :meth:`probe` asks the venue, per sid, for its current seq with a no-op command; a
+  reply whose seq is ahead of what arrived means the venue sent data this connection never got (frozen), a reply in
+  step means the markets are simply quiet (:attr:`probe_state`).
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ from typing import Any
 
 import msgspec
 
+from ingest.anchors import AnchorChain, is_anchor
 from ingest.keys import EventKeyer
+from ingest.venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 from schemas.codec import SCHEMA_VERSION
 from schemas.kalshi import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
-from schemas.raw import RawFrame, encode_raw
+from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
 
 __all__ = ["LIFECYCLE", "TERMINAL_ERRORS", "Group", "KalshiSession", "SessionStats"]
 
@@ -37,6 +48,9 @@ LIFECYCLE = "market_lifecycle_v2"
 ORDERBOOK = "orderbook_delta"
 ERR_MARKET_LIMIT = 26
 TERMINAL_ERRORS = frozenset({10, 25})  # the sid is dead: subscribe its markets again
+ALL = ["*"]
+MAX_TICKER = 256  # longer "tickers" are not the venue's
+_SEQ_CHANNELS = (ORDERBOOK, "trade")  # filtered channels whose sids count seq (probe-able)
 
 
 class _Env(msgspec.Struct):
@@ -87,9 +101,20 @@ _frame = msgspec.msgpack.Encoder(decimal_format="string")
 
 
 class SessionStats:
-    """Plain counters (the I/O layer exports them to Prometheus)."""
+    """Plain counters (the I/O layer exports them to Prometheus); one object shared by a gatherer's sessions."""
 
-    __slots__ = ("by_kind", "dead", "duplicates", "errors", "gaps", "resnapshots", "resubscribes")
+    __slots__ = (
+        "by_kind",
+        "dead",
+        "duplicates",
+        "errors",
+        "gaps",
+        "lifecycle_backward",
+        "lifecycle_unanchored",
+        "probes",
+        "resnapshots",
+        "resubscribes",
+    )
 
     def __init__(self) -> None:
         self.by_kind: dict[str, int] = dict.fromkeys(("snapshot", "delta", "trade", "ticker", "lifecycle", "gap"), 0)
@@ -99,6 +124,9 @@ class SessionStats:
         self.errors = 0
         self.resnapshots = 0
         self.resubscribes = 0
+        self.probes = 0
+        self.lifecycle_backward = 0  # lifecycle messages keyed by the anchor before them (no anchor followed)
+        self.lifecycle_unanchored = 0  # ... that had no anchor on either side (their key is this copy's own)
 
 
 class Group:
@@ -122,6 +150,19 @@ class _Cmd:
         self.channel = channel
 
 
+class _Lc:
+    """A lifecycle message waiting for its key (see :mod:`ingest.anchors`)."""
+
+    __slots__ = ("data", "market", "recv_ns", "seq", "sid")
+
+    def __init__(self, market: str, data: bytes, sid: int, seq: int, recv_ns: int) -> None:
+        self.market = market
+        self.data = data
+        self.sid = sid
+        self.seq = seq
+        self.recv_ns = recv_ns
+
+
 class KalshiSession:
     """Protocol state of one gatherer connection (see module docstring)."""
 
@@ -139,6 +180,11 @@ class KalshiSession:
         on_lifecycle: Callable[[str, LifecycleMsg, int], None] | None = None,
         log: Any = None,
         stats: SessionStats | None = None,
+        snapshot_hold_s: float = 1.0,
+        anchor_hold_s: float = 10.0,
+        anchor_span: int = 1000,
+        lifecycle_covered: Callable[[KalshiSession, int], bool] | None = None,
+        lifecycle_seen: Callable[[str], bool] | None = None,
     ) -> None:
         self.gatherer = gatherer
         self.conn_id = conn_id
@@ -159,9 +205,26 @@ class KalshiSession:
         self._pending: dict[int, _Cmd] = {}
         self._sid_group: dict[int, tuple[Group, str]] = {}
         self._seq: dict[int, int] = {}
+        self._seq_ns: dict[int, int] = {}  # receive time of each sid's last message (a gap window's start)
+        self.lifecycle_sid: int | None = None
+        self.lifecycle_since_ns = 0  # when the current lifecycle subscription was confirmed (0: none)
+        self._anchor_hold_ns = int(anchor_hold_s * 1e9)
+        self._anchor_span = anchor_span
+        self._chains: dict[int, AnchorChain[_Lc]] = {}
+        self._lifecycle_covered = lifecycle_covered  # another session's lifecycle sid has been live since then?
+        self._lifecycle_seen = lifecycle_seen  # this gatherer already emitted that lifecycle key (other sid)?
+        self.placer = SnapshotPlacer(self._emit_snapshot, int(snapshot_hold_s * 1e9))
+        self._snaps = self.placer.pending  # the hot path tests it (non-empty while snapshots wait)
+        self._down_from_ns = 0  # the connection dropped: its last message's time, until resubscribed
+        self._resub: dict[int, tuple[int, list[str]]] = {}  # id(new group) -> (from_ns, markets): a resubscription
+        self._probes: dict[int, int] = {}  # probe command id -> sid (0 for list_subscriptions)
+        self.probe_sent_ns = 0
+        self.probe_state = "idle"  # idle | waiting | quiet | behind
         self.last_data_ns = 0
+        self.last_rx_ns = 0  # any message, control replies included: the last evidence of a working socket
         self.first_data_ns = 0
         self.data_messages = 0
+        self._lc_resub_from_ns = 0  # the lifecycle sid ended by a venue error: since when, until resubscribed
 
     # -- commands ------------------------------------------------------------------------------
     def data_to_send(self) -> list[bytes]:
@@ -186,27 +249,45 @@ class KalshiSession:
         params = {"channels": self.filtered, "market_tickers": group.markets, "use_yes_price": False}
         self._send("subscribe", params, _Cmd("subscribe", group, group.markets))
 
-    def _subscribe_new(self, markets: list[str]) -> None:
+    def _subscribe_new(self, markets: list[str]) -> list[Group]:
         if not self.filtered:
-            return
+            return []
         cap = self.sub_cap
-        for i in range(0, len(markets), cap):
-            self._subscribe_group(Group(markets[i : i + cap]))
+        groups = [Group(markets[i : i + cap]) for i in range(0, len(markets), cap)]
+        for group in groups:
+            self._subscribe_group(group)
+        return groups
 
-    def connected(self) -> None:
+    def _subscribe_lifecycle(self) -> None:
+        self._send("subscribe", {"channels": [LIFECYCLE]}, _Cmd("lifecycle", None, []))
+
+    def connected(self, now_ns: int = 0) -> None:
         """A new WebSocket is open: forget the old sids and seqs, subscribe everything again."""
         self.is_connected = True
         self.groups = []
         self._pending.clear()
         self._sid_group.clear()
         self._seq.clear()
+        self._seq_ns.clear()
+        self._probes.clear()
+        self.probe_state = "idle"
+        self._resub.clear()
         if self.lifecycle:
-            self._send("subscribe", {"channels": [LIFECYCLE]}, _Cmd("lifecycle", None, []))
+            self._subscribe_lifecycle()
         self._subscribe_new(list(self.markets))
+        self._maybe_close_down_window(now_ns)
 
-    def disconnected(self) -> None:
+    def disconnected(self, now_ns: int = 0) -> None:
+        """The WebSocket is gone: place waiting snapshots, key waiting lifecycle messages, open a down window."""
         self.is_connected = False
         self.outbox.clear()
+        self.placer.close(now_ns)
+        for sid in list(self._chains):
+            self._end_lifecycle_sid(sid)
+        self.lifecycle_sid = None
+        self.lifecycle_since_ns = 0
+        if (self.markets or self.lifecycle) and not self._down_from_ns:
+            self._down_from_ns = self.last_rx_ns or now_ns
 
     def add_markets(self, tickers: list[str]) -> None:
         """Record ``tickers`` on this connection (subscribed now when connected, else on connect)."""
@@ -223,9 +304,8 @@ class KalshiSession:
             part, rest = rest[:room], rest[room:]
             group.markets.extend(part)
             # One command per sid, so the venue applies them one by one and may publish events in between. The
-            # orderbook add goes LAST: its snapshot starts our coverage of these markets (and is what `verify`
-            # counts from), so by then the venue (which handles a connection's commands in order) must already
-            # send their trades and tickers. Orderbook first lost the trades/tickers published between the adds.
+            # orderbook add goes LAST: its snapshot starts our coverage of these markets, so by then the venue (which
+            # handles a connection's commands in order) must already send their trades and tickers.
             for channel, sid in sorted(group.sids.items(), key=lambda item: item[0] == ORDERBOOK):
                 params = {"sid": sid, "action": "add_markets", "market_tickers": part}
                 self._send("update_subscription", params, _Cmd("add_markets", group, part, channel))
@@ -251,24 +331,67 @@ class KalshiSession:
         self.stats.resnapshots += 1
         self._send("update_subscription", {"sid": sid, "action": "get_snapshot"}, None)
 
-    def _resubscribe(self, group: Group) -> None:
+    def _resubscribe(self, group: Group, now_ns: int) -> None:
         """Drop ``group``'s sids (unsubscribe the live ones) and subscribe its markets afresh."""
         self.stats.resubscribes += 1
         if group in self.groups:
             self.groups.remove(group)
         live = [sid for sid in group.sids.values() if sid in self._sid_group]
+        from_ns = max((self._seq_ns.get(sid, 0) for sid in group.sids.values()), default=0) or now_ns
         for sid in group.sids.values():
             self._sid_group.pop(sid, None)
             self._seq.pop(sid, None)
+            self._seq_ns.pop(sid, None)
+            self.placer.end_sid(sid, now_ns)
         if live:
             self._send("unsubscribe", {"sids": live}, None)
         markets = [m for m in group.markets if m in self.markets]
-        if markets:
-            self._subscribe_new(markets)
+        for new in self._subscribe_new(markets):
+            self._resub[id(new)] = (from_ns, new.markets)
+
+    # -- the silence watchdog's probe -------------------------------------------------------------
+    def probe(self, now_ns: int) -> bool:
+        """Ask the venue where each seq-carrying sid stands (a no-op ``add_markets`` of a market it already has; the
+        ``ok`` reply carries the sid's seq). Without such a sid, ``list_subscriptions`` checks that commands are
+        answered. Returns False when nothing could be asked (not connected)."""
+        if not self.is_connected:
+            return False
+        self.stats.probes += 1
+        self._probes.clear()
+        for group in self.groups:
+            if group.pending or not group.markets:
+                continue
+            for channel in _SEQ_CHANNELS:
+                sid = group.sids.get(channel)
+                if sid is not None:
+                    params = {"sid": sid, "action": "add_markets", "market_tickers": group.markets[:1]}
+                    self._probes[self._send("update_subscription", params, None)] = sid
+        if not self._probes:
+            self._probes[self._send("list_subscriptions", {}, None)] = 0
+        self.probe_sent_ns = now_ns
+        self.probe_state = "waiting"
+        return True
+
+    def _probe_reply(self, env: _Env, now_ns: int) -> None:
+        sid = self._probes.pop(env.id or 0)
+        if sid and env.seq is not None and env.seq > self._seq.get(sid, 0):
+            # The venue numbered messages on this sid that never arrived (the reply came after them, in order).
+            self._gap("seq", sid, self._seq.get(sid, 0) + 1, env.seq + 1, now_ns, self._seq_ns.get(sid, 0))
+            self.probe_state = "behind"
+            return
+        if not self._probes and self.probe_state == "waiting":
+            self.probe_state = "quiet"
 
     # -- input ---------------------------------------------------------------------------------
     def receive(self, data: bytes, recv_ns: int) -> None:
-        """Handle one WebSocket message (a JSON object, or a JSON array of them)."""
+        """Handle one WebSocket message (a JSON object, or a JSON array of them); never raises."""
+        try:
+            self._receive(data, recv_ns)
+        except Exception as exc:  # one message must never end the connection: it becomes a dead letter
+            self._reject(data, f"unhandled {type(exc).__name__}: {str(exc)[:300]}")
+
+    def _receive(self, data: bytes, recv_ns: int) -> None:
+        self.last_rx_ns = recv_ns
         try:
             env = _env.decode(data)
         except msgspec.DecodeError as exc:
@@ -285,52 +408,58 @@ class KalshiSession:
             return
         kind = KIND_BY_TYPE.get(env.type)
         if kind is None:
-            self._control(env, data)
-            return
-        body = env.msg
-        try:
-            if kind == "delta":
-                market, key = self.keyer.delta_body(body, recv_ns)
-            elif kind == "ticker":
-                market, key = self.keyer.ticker_body(body, recv_ns)
-            elif kind == "trade":
-                t = _trade.decode(body)
-                market = t.market_ticker
-                key = "t:" + t.trade_id
-            elif kind == "snapshot":
-                s = _snapshot.decode(body)
-                market = s.market_ticker
-                key = self.keyer.snapshot(s)
-            elif env.type != LIFECYCLE:  # event_lifecycle / event_fee_update: no market, no event_type
-                market = _event_level.decode(body).event_ticker
-                key = self.keyer.body("l", market, body, recv_ns)
-            else:
-                lc = _lifecycle.decode(body)
-                market = lc.market_ticker or lc.event_ticker
-                if not market:
-                    raise msgspec.ValidationError("lifecycle message without market_ticker or event_ticker")
-                key = self.keyer.body("l", market, body, recv_ns)
-                if self._on_lifecycle is not None:
-                    self._on_lifecycle(market, lc, recv_ns)
-        except (msgspec.DecodeError, ValueError) as exc:
-            self._reject(data, f"{env.type}: {exc}")
-            if env.seq is not None and env.sid is not None and env.seq > self._seq.get(env.sid, 0):
-                self._seq[env.sid] = env.seq  # the message arrived: its seq is no gap
+            self._control(env, data, recv_ns)
             return
         sid = env.sid
         seq = env.seq
-        if seq is not None and sid is not None:
+        if seq is not None and sid is not None:  # the seq check comes first: a repeat gets no key, moves no counter
             last = self._seq.get(sid)
-            if last is not None and seq != last + 1:
+            if last is None:
+                if seq != 1 and (sid in self._sid_group or sid == self.lifecycle_sid):
+                    self._gap("first_seq", sid, 1, seq, recv_ns, recv_ns)
+            elif seq != last + 1:
                 if seq <= last:
                     self.stats.duplicates += 1
                     return
-                self._gap(sid, last + 1, seq, market, recv_ns)
+                self._gap("seq", sid, last + 1, seq, recv_ns, self._seq_ns.get(sid, 0))
             self._seq[sid] = seq
+            self._seq_ns[sid] = recv_ns
         if not self.first_data_ns:
             self.first_data_ns = recv_ns
         self.last_data_ns = recv_ns
         self.data_messages += 1
+        body = env.msg
+        try:
+            venue_ms: int | None = None
+            if kind == "delta":
+                market, key, venue_ms = self.keyer.delta_body(body)
+                if self._snaps:
+                    self.placer.delta(sid or 0, market, venue_ms, key)
+            elif kind == "ticker":
+                market, key, venue_ms = self.keyer.ticker_body(body)
+            elif kind == "trade":
+                t = _trade.decode(body)
+                market = t.market_ticker
+                key = self.keyer.trade(t)
+                venue_ms = t.ts_ms if t.ts_ms is not None else (t.ts * 1000 if t.ts is not None else None)
+            elif kind == "snapshot":
+                s = _snapshot.decode(body)
+                market = s.market_ticker
+                _check_ticker(market)
+                key = self.keyer.snapshot(s)
+                self.stats.by_kind[kind] += 1
+                self.placer.snapshot(sid or 0, market, recv_ns, (market, key, sid, seq, recv_ns, data))
+                return
+            else:
+                self._lifecycle_message(env, body, data, recv_ns)
+                return
+            if len(market) > MAX_TICKER:
+                _check_ticker(market)
+        except (msgspec.DecodeError, ValueError, ArithmeticError) as exc:
+            self._reject(data, f"{env.type}: {exc}")
+            return
+        if venue_ms is not None and self.placer.awaiting_clock:
+            self.placer.clock(venue_ms)
         self.stats.by_kind[kind] += 1
         # encode_raw(RawFrame(venue=VENUE, ..., payload=data)), byte for byte, without the struct (_FRAME_FIELDS)
         self._emit(
@@ -354,37 +483,197 @@ class KalshiSession:
             ),
         )
 
-    def _gap(self, sid: int, expected: int, received: int, market: str, recv_ns: int) -> None:
+    def _emit_snapshot(self, p: PendingSnapshot, venue_ms: int, after: list[str]) -> None:
+        market, key, sid, seq, recv_ns, data = p.frame  # type: ignore[misc]
+        self._emit(
+            market,
+            _frame.encode(
+                (
+                    SCHEMA_VERSION,
+                    VENUE,
+                    self.gatherer,
+                    self.conn_id,
+                    sid,
+                    seq,
+                    recv_ns,
+                    "snapshot",
+                    market,
+                    key,
+                    data,
+                    venue_ms,
+                    after,
+                )
+            ),
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _lifecycle_message(self, env: _Env, body: msgspec.Raw, data: bytes, recv_ns: int) -> None:
+        lc: LifecycleMsg | None = None
+        if env.type != LIFECYCLE:  # event_lifecycle / event_fee_update: no market, no event_type
+            market = _event_level.decode(body).event_ticker
+        else:
+            lc = _lifecycle.decode(body)
+            market = lc.market_ticker or lc.event_ticker
+        if not market:
+            raise msgspec.ValidationError("lifecycle message without market_ticker or event_ticker")
+        _check_ticker(market)
+        content = self.keyer.body_digest(market, body)
+        self.stats.by_kind["lifecycle"] += 1
+        self._key_lifecycle(env, lc, market, content, data, recv_ns)
+        if lc is not None and self._on_lifecycle is not None:
+            try:
+                self._on_lifecycle(market, lc, recv_ns)
+            except Exception:  # the market registry failed on it: the message itself is recorded all the same
+                if self._log is not None:
+                    self._log.exception("lifecycle_callback_failed", conn=self.conn_id, market=market)
+
+    def _key_lifecycle(
+        self, env: _Env, lc: LifecycleMsg | None, market: str, content: str, data: bytes, recv_ns: int
+    ) -> None:
+        sid, seq = env.sid, env.seq
+        anchor = is_anchor(env.type, lc.event_type if lc is not None else "")
+        if sid is None or seq is None:  # the spec requires both; without a position the key is this copy's own
+            self.stats.lifecycle_unanchored += 1
+            tag = f"{content}?{self.gatherer}:{self.conn_id}:{recv_ns}"
+            self._emit_lifecycle(_Lc(market, data, sid or 0, seq or 0, recv_ns), "l:" + content if anchor else tag)
+            return
+        chain = self._chains.get(sid)
+        if chain is None:
+            chain = self._chains[sid] = AnchorChain(
+                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}"
+            )
+        for item, key in chain.push(_Lc(market, data, sid, seq, recv_ns), content, seq, anchor, recv_ns):
+            self._emit_lifecycle(item, key)
+
+    def _emit_lifecycle(self, item: _Lc, key: str) -> None:
+        if self._lifecycle_seen is not None and self._lifecycle_seen(key):
+            return  # this gatherer's other lifecycle subscription already recorded it
+        self._emit(
+            item.market,
+            _frame.encode(
+                (
+                    SCHEMA_VERSION,
+                    VENUE,
+                    self.gatherer,
+                    self.conn_id,
+                    item.sid,
+                    item.seq,
+                    item.recv_ns,
+                    "lifecycle",
+                    item.market,
+                    key,
+                    item.data,
+                    None,
+                    _NO_AFTER,
+                )
+            ),
+        )
+
+    def _end_lifecycle_sid(self, sid: int) -> None:
+        """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
+        subscriptions received them too, else keyed backward (:mod:`ingest.anchors`)."""
+        chain = self._chains.pop(sid, None)
+        if chain is None or not chain.waiting:
+            return
+        oldest = chain.oldest_ns() or 0
+        if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):
+            chain.drop_waiting()
+            return
+        before = chain.backward, chain.unanchored
+        for item, key in chain.close():
+            self._emit_lifecycle(item, key)
+        self.stats.lifecycle_backward += chain.backward - before[0]
+        self.stats.lifecycle_unanchored += chain.unanchored - before[1]
+
+    # -- time ----------------------------------------------------------------------------------
+    def tick(self, now_ns: int) -> None:
+        """Place snapshots held long enough; key lifecycle messages of a stalled stream (call a few times a second)."""
+        if self._snaps:
+            self.placer.expire(now_ns)
+        for chain in self._chains.values():
+            if chain.waiting:
+                before = chain.backward, chain.unanchored
+                for item, key in chain.expire(now_ns):
+                    self._emit_lifecycle(item, key)
+                self.stats.lifecycle_backward += chain.backward - before[0]
+                self.stats.lifecycle_unanchored += chain.unanchored - before[1]
+
+    def flush(self, now_ns: int) -> None:
+        """Shutting down: emit everything that waits (snapshots placed now, lifecycle keyed backward)."""
+        self.placer.close(now_ns)
+        for sid in list(self._chains):
+            self._end_lifecycle_sid(sid)
+
+    # -- gaps ----------------------------------------------------------------------------------
+    def _gap(self, kind: str, sid: int, expected: int, received: int, recv_ns: int, from_ns: int) -> None:
+        """Report that seqs ``expected .. received-1`` of ``sid`` never arrived; resnapshot an orderbook sid."""
         self.stats.gaps += 1
-        self.stats.by_kind["gap"] += 1
         group_channel = self._sid_group.get(sid)
-        channel = group_channel[1] if group_channel else ""
+        if group_channel is not None:
+            channel, markets = group_channel[1], list(group_channel[0].markets)
+        elif sid == self.lifecycle_sid:
+            channel, markets = LIFECYCLE, ALL
+        else:
+            channel, markets = "", []
         if self._log is not None:
             self._log.warning(
-                "seq_gap", conn=self.conn_id, sid=sid, expected=expected, received=received, channel=channel
+                "seq_gap", conn=self.conn_id, sid=sid, expected=expected, received=received, channel=channel, kind=kind
             )
-        payload = _cmd.encode({"sid": sid, "expected": expected, "received": received, "conn": self.conn_id})
+        report = GapReport(
+            kind=kind,
+            conn=self.conn_id,
+            from_ns=from_ns or recv_ns,
+            to_ns=recv_ns,
+            channel=channel,
+            markets=markets,
+            sid=sid,
+            expected=expected,
+            received=received,
+        )
+        self._emit_gap(report, recv_ns)
+        if channel == ORDERBOOK:
+            self.request_snapshot(sid)
+
+    def _emit_gap(self, report: GapReport, recv_ns: int) -> None:
+        self.stats.by_kind["gap"] += 1
+        market = report.markets[0] if report.markets else "*"
         frame = RawFrame(
             venue=VENUE,
             gatherer=self.gatherer,
             conn=self.conn_id,
-            sid=sid,
-            seq=received,
+            sid=report.sid,
+            seq=report.received,
             recv_ns=recv_ns,
             kind="gap",
             market=market,
-            event_key=f"g:{self.gatherer}:{self.conn_id}:{sid}:{expected}",
-            payload=payload,
+            event_key=f"g:{self.gatherer}:{self.conn_id}:{report.kind}:{report.sid}:{report.from_ns}",
+            payload=encode_gap(report),
         )
         self._emit(market, encode_raw(frame))
-        if channel == ORDERBOOK:
-            self.request_snapshot(sid)
+
+    def _maybe_close_down_window(self, now_ns: int) -> None:
+        """Once every subscription of a reconnected connection is confirmed, report the window it was down."""
+        if not self._down_from_ns or not self.is_connected:
+            return
+        if any(g.pending for g in self.groups) or (self.lifecycle and self.lifecycle_sid is None):
+            return
+        from_ns, self._down_from_ns = self._down_from_ns, 0
+        to_ns = max(now_ns, from_ns)
+        if self.markets:
+            self._emit_gap(GapReport(kind="down", conn=self.conn_id, from_ns=from_ns, to_ns=to_ns,
+                                     markets=list(self.markets)), to_ns)  # fmt: skip
+        if self.lifecycle:
+            self._emit_gap(
+                GapReport(kind="down", conn=self.conn_id, from_ns=from_ns, to_ns=to_ns, channel=LIFECYCLE, markets=ALL),
+                to_ns,
+            )
 
     def _reject(self, data: bytes, reason: str) -> None:
         self.stats.dead += 1
         self._dead(data, reason)
 
-    def _control(self, env: _Env, data: bytes) -> None:
+    # -- control messages -----------------------------------------------------------------------
+    def _control(self, env: _Env, data: bytes, recv_ns: int) -> None:
         t = env.type
         if t == "subscribed":
             try:
@@ -393,28 +682,52 @@ class KalshiSession:
                 self._reject(data, f"subscribed: {exc}")
                 return
             cmd = self._pending.get(env.id or 0)
-            if cmd is None or cmd.group is None:
-                return  # the lifecycle subscription (or a reply from before a reconnect)
+            if cmd is None:
+                return  # a reply from before a reconnect
+            if cmd.group is None:  # the lifecycle subscription
+                self._pending.pop(env.id or 0, None)
+                self.lifecycle_sid = sub.sid
+                self.lifecycle_since_ns = recv_ns
+                if self._lc_resub_from_ns:
+                    from_ns, self._lc_resub_from_ns = self._lc_resub_from_ns, 0
+                    report = GapReport(kind="resubscribe", conn=self.conn_id, from_ns=from_ns, to_ns=recv_ns,
+                                       channel=LIFECYCLE, markets=ALL)  # fmt: skip
+                    self._emit_gap(report, recv_ns)
+                self._maybe_close_down_window(recv_ns)
+                return
             group = cmd.group
             group.sids[sub.channel] = sub.sid
             self._sid_group[sub.sid] = (group, sub.channel)
             if len(group.sids) >= len(self.filtered):
                 group.pending = False
                 self._pending.pop(env.id or 0, None)
+                resub = self._resub.pop(id(group), None)
+                if resub is not None:
+                    from_ns, markets = resub
+                    report = GapReport(kind="resubscribe", conn=self.conn_id, from_ns=from_ns, to_ns=recv_ns,
+                                       channel="", markets=list(markets))  # fmt: skip
+                    self._emit_gap(report, recv_ns)
+                self._maybe_close_down_window(recv_ns)
         elif t in ("ok", "unsubscribed"):
             if env.id:
+                if env.id in self._probes:
+                    self._probe_reply(env, recv_ns)
                 self._pending.pop(env.id, None)
         elif t == "error":
             try:
                 err = _error.decode(env.msg)
             except msgspec.DecodeError:
                 err = _Error()
-            self._command_error(env, err, data)
+            self._command_error(env, err, data, recv_ns)
         else:
             self._reject(data, f"unknown message type {t!r}")
 
-    def _command_error(self, env: _Env, err: _Error, data: bytes) -> None:
+    def _command_error(self, env: _Env, err: _Error, data: bytes, recv_ns: int) -> None:
         self.stats.errors += 1
+        if env.id and env.id in self._probes:  # a probe the venue refused still proves commands are answered
+            self._probes.pop(env.id)
+            if not self._probes and self.probe_state == "waiting":
+                self.probe_state = "quiet"
         cmd = self._pending.pop(env.id, None) if env.id else None
         if self._log is not None:
             self._log.warning(
@@ -435,6 +748,9 @@ class KalshiSession:
                 markets = [m for m in group.markets if m in self.markets]
                 if len(group.markets) <= 1:
                     self._reject(data, "market limit error for a single market: not subscribed")
+                    report = GapReport(kind="rejected", conn=self.conn_id, from_ns=recv_ns, to_ns=recv_ns,
+                                       markets=list(group.markets))  # fmt: skip
+                    self._emit_gap(report, recv_ns)
                     return
                 self._subscribe_new(markets)
             elif cmd.action == "add_markets":
@@ -455,6 +771,15 @@ class KalshiSession:
         if err.code in TERMINAL_ERRORS and env.sid is not None:
             entry = self._sid_group.get(env.sid)
             if entry is not None:
-                self._resubscribe(entry[0])
-            elif self.lifecycle:
-                self._send("subscribe", {"channels": [LIFECYCLE]}, _Cmd("lifecycle", None, []))
+                self._resubscribe(entry[0], recv_ns)
+            elif env.sid == self.lifecycle_sid and self.lifecycle:
+                self._end_lifecycle_sid(env.sid)
+                self.lifecycle_sid = None
+                self.lifecycle_since_ns = 0
+                self._lc_resub_from_ns = self._seq_ns.get(env.sid, 0) or recv_ns
+                self._subscribe_lifecycle()
+
+
+def _check_ticker(market: str) -> None:
+    if len(market) > MAX_TICKER:
+        raise ValueError(f"market_ticker: {len(market)} characters (at most {MAX_TICKER})")

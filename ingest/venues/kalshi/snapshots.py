@@ -1,0 +1,115 @@
+"""Where a book snapshot sits in its market's delta stream, decided by the gatherer that received it (pure logic).
+
+A Kalshi ``orderbook_snapshot`` carries no time: it is "the book now", sent when a subscription starts and on
+``get_snapshot``. To rebuild a book at any time from stored rows (:mod:`sink.book`), a snapshot row must say which of
+the market's deltas it already contains — and the deltas in the database may be any gatherer's copies, so the answer
+must be in terms every copy shares: venue time (``ts_ms``) and event keys.
+
+On one subscription the venue sends the snapshot and then every later delta of the market, in order. So the first
+deltas of the market that arrive AFTER the snapshot on the same sid are exactly the ones it does not contain. The
+snapshot's position is ``(B, after)``: ``B`` = the smallest venue time among the deltas that followed it,
+``after`` = the keys of those at exactly ``B``. It contains every delta with ``ts < B``, those at ``B`` not in
+``after``, and none with ``ts > B`` (the venue stamps deltas in the order it applies them). To see those deltas the
+snapshot waits ``hold_ns`` before it is emitted (deltas of one venue millisecond arrive together, so a short hold
+suffices), and it is emitted at once when its subscription or connection ends.
+
+If no delta of the market followed within the hold (a quiet market), ``B`` is the venue time of the first message of
+any market that reached the same connection after the snapshot (every later delta of this market comes after that
+message, every earlier one is in the snapshot), with an empty ``after``. If nothing at all arrived on the connection
+(a quiet connection), ``B`` is the gatherer's own clock at the snapshot's receipt: correct while the venue's clock
+and the network delay together are off by less than the hold (documented; counted as ``clock_placed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["PendingSnapshot", "SnapshotPlacer"]
+
+
+class PendingSnapshot:
+    """A snapshot waiting for its position. ``frame`` is what the caller needs to emit it later."""
+
+    __slots__ = ("after", "b", "first_after", "frame", "market", "placed", "recv_ns", "sid")
+
+    def __init__(self, sid: int, market: str, recv_ns: int, frame: object) -> None:
+        self.sid = sid
+        self.market = market
+        self.recv_ns = recv_ns
+        self.frame = frame
+        self.b: int | None = None  # smallest ts of the market's deltas that followed on the sid
+        self.after: list[str] = []  # their keys at exactly b
+        self.first_after: int | None = None  # ts of the first timestamped message on the connection after it
+        self.placed = False
+
+
+class SnapshotPlacer:
+    """Pending snapshots of one connection; ``emit(pending, venue_ms, after_keys)`` is called when each is placed."""
+
+    def __init__(self, emit: Callable[[PendingSnapshot, int, list[str]], None], hold_ns: int = 1_000_000_000) -> None:
+        self._emit = emit
+        self.hold_ns = hold_ns
+        self.pending: dict[tuple[int, str], PendingSnapshot] = {}
+        self._awaiting_clock: list[PendingSnapshot] = []
+        self.clock_placed = 0
+
+    def snapshot(self, sid: int, market: str, recv_ns: int, frame: object) -> None:
+        old = self.pending.pop((sid, market), None)
+        if old is not None:  # a newer snapshot on the same sid: the older one is placed with what it saw
+            self._place(old, recv_ns)
+        p = PendingSnapshot(sid, market, recv_ns, frame)
+        self.pending[(sid, market)] = p
+        self._awaiting_clock.append(p)
+
+    def delta(self, sid: int, market: str, ts_ms: int | None, key: str) -> None:
+        """A delta of ``market`` arrived on ``sid`` (call only while :attr:`pending` is non-empty)."""
+        p = self.pending.get((sid, market))
+        if p is None or ts_ms is None:
+            return
+        if p.b is None or ts_ms < p.b:
+            p.b = ts_ms
+            p.after = [key]
+        elif ts_ms == p.b:
+            p.after.append(key)
+
+    def clock(self, ts_ms: int) -> None:
+        """A message with venue time ``ts_ms`` arrived on this connection (call only while awaiting)."""
+        for p in self._awaiting_clock:
+            if p.first_after is None:
+                p.first_after = ts_ms
+        self._awaiting_clock.clear()
+
+    @property
+    def awaiting_clock(self) -> bool:
+        return bool(self._awaiting_clock)
+
+    def expire(self, now_ns: int) -> None:
+        """Place the snapshots held at least ``hold_ns``."""
+        due = [p for p in self.pending.values() if now_ns - p.recv_ns >= self.hold_ns]
+        for p in due:
+            del self.pending[(p.sid, p.market)]
+            self._place(p, now_ns)
+
+    def end_sid(self, sid: int, now_ns: int) -> None:
+        """The subscription ended: its snapshots are placed now."""
+        for key in [k for k in self.pending if k[0] == sid]:
+            self._place(self.pending.pop(key), now_ns)
+
+    def close(self, now_ns: int) -> None:
+        """The connection ended: every pending snapshot is placed now."""
+        pending = list(self.pending.values())
+        self.pending.clear()  # the same dict: callers keep a reference to test it cheaply
+        for p in pending:
+            self._place(p, now_ns)
+
+    def _place(self, p: PendingSnapshot, now_ns: int) -> None:
+        p.placed = True
+        if not self.pending:
+            self._awaiting_clock.clear()
+        if p.b is not None:
+            self._emit(p, p.b, p.after)
+        elif p.first_after is not None:
+            self._emit(p, p.first_after, [])
+        else:
+            self.clock_placed += 1
+            self._emit(p, p.recv_ns // 1_000_000, [])

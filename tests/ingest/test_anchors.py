@@ -1,0 +1,76 @@
+"""AnchorChain: messages without venue time keyed by their position relative to anchors (unit tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.anchors import AnchorChain, anchor_key, is_anchor
+
+S = 1_000_000_000
+
+
+def run(chain: AnchorChain[int], stream: list[tuple[int, str, bool]], now: int = 0) -> dict[int, str]:
+    """Push (pos, content, anchor) messages; returns pos -> key for everything keyed (flushing at the end)."""
+    out: dict[int, str] = {}
+    for pos, content, anchor in stream:
+        for item, key in chain.push(pos, content, pos, anchor, now):
+            out[item] = key
+    for item, key in chain.close():
+        out[item] = key
+    return out
+
+
+def test_anchor_kinds() -> None:
+    assert is_anchor("market_lifecycle_v2", "created") and is_anchor("market_lifecycle_v2", "settled")
+    assert is_anchor("event_lifecycle", "")
+    assert not is_anchor("market_lifecycle_v2", "deactivated") and not is_anchor("market_lifecycle_v2", "")
+    assert not is_anchor("event_fee_update", "") and not is_anchor("market_lifecycle_v2", "some_new_type")
+
+
+def test_identical_bodies_get_distinct_keys_and_late_subscribers_agree() -> None:
+    # D and A alternate for one market (a pause/resume cycle), anchors X and Y elsewhere on the stream
+    stream = [(1, "D", False), (2, "A", False), (3, "X", True), (4, "D", False), (5, "A", False), (6, "Y", True)]
+    early = run(AnchorChain(), stream)
+    late = run(AnchorChain(), stream[3:])  # subscribed after the first cycle and the anchor X
+    assert len(set(early.values())) == 6
+    assert early[3] == anchor_key("X") and early[6] == anchor_key("Y")
+    assert {p: early[p] for p in (4, 5, 6)} == late
+
+
+def test_gaps_do_not_shift_positions() -> None:
+    stream = [(1, "D", False), (2, "A", False), (3, "D", False), (4, "X", True)]
+    full = run(AnchorChain(), stream)
+    lossy = run(AnchorChain(), [stream[0], stream[3]])  # positions 2 and 3 lost: seq still says where 1 is
+    assert lossy[1] == full[1]
+
+
+def test_no_anchor_within_span_keys_backward_alike_on_every_gatherer() -> None:
+    stream = [(1, "X", True), (2, "D", False), *[(p, f"m{p}", False) for p in range(3, 10)], (10, "Y", True)]
+    a = run(AnchorChain(max_span=4), stream)
+    b = run(AnchorChain(max_span=4), [s for s in stream if s[0] not in (5, 6)])  # lost two in between
+    assert a[2] == b[2]
+    assert a[2] != run(AnchorChain(max_span=100), stream)[2]  # (forward when the anchor is within the span)
+
+
+def test_a_stalled_stream_keys_waiting_messages_backward_after_hold() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    assert [k for _, k in chain.push(1, "X", 1, True, 0)] == [anchor_key("X")]
+    assert chain.push(2, "D", 2, False, 1 * S) == []
+    assert chain.expire(5 * S) == []  # 4 s of silence: still waiting
+    keyed = chain.expire(6 * S)
+    assert [i for i, _ in keyed] == [2] and chain.backward == 1
+
+
+def test_without_any_anchor_the_fallback_key_is_this_copys_own() -> None:
+    a: AnchorChain[int] = AnchorChain(unanchored_tag="g1:0:5")
+    b: AnchorChain[int] = AnchorChain(unanchored_tag="g2:0:3")
+    ka = run(a, [(1, "D", False)])
+    kb = run(b, [(1, "D", False)])
+    assert ka[1] != kb[1] and a.unanchored == b.unanchored == 1
+
+
+def test_positions_must_increase() -> None:
+    chain: AnchorChain[int] = AnchorChain()
+    chain.push(1, "D", 3, False, 0)
+    with pytest.raises(ValueError):
+        chain.push(2, "D", 3, False, 0)
