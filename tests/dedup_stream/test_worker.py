@@ -163,7 +163,7 @@ def committed_everything(topics, app_id: str, timeout_s: float) -> bool:  # type
         while time.monotonic() < deadline:
             ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
             done = [tp.offset for tp in consumer.committed(tps, timeout=10)]
-            if all(d >= e for d, e in zip(done, ends, strict=True)):
+            if all(d >= e or e == 0 for d, e in zip(done, ends, strict=True)):  # empty: nothing to commit
                 return True
             time.sleep(0.5)
         return False
@@ -253,3 +253,60 @@ def test_rebalance_under_backlog_loses_no_single_copy_event(dedup_topics, dedup_
     assert w1.stop() == 0 and w2.stop() == 0
     missing = expected - set(seen)
     assert not missing, f"{len(missing)} single-copy events lost across the rebalance"
+
+
+def set_topic_config(topics, topic: str, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
+
+
+def test_reemit_from_local_state_keeps_its_winner_for_the_next_owner(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, item 8. A worker writes winners to its local RocksDB, but the broker never acknowledges their
+    changelog records and the worker dies (forced here deterministically: the changelog topic refuses every
+    record, ``max.message.bytes=1``, until the test lifts it). Restarted on the same disk it re-emits those winners
+    from local state; then it dies (SIGKILL) after committing, and a worker with a fresh disk takes the partitions
+    over from the changelog while the third gatherer's late copies arrive. Every event must keep one winner."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topics = dedup_topics
+    app_id = topics.app_id("it-wb")
+    changelog = f"{app_id}-seen-changelog"
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    refusing = {"cleanup.policy": "compact,delete", "retention.ms": "3600000", "max.message.bytes": "1"}
+    admin.create_topics([NewTopic(changelog, topics.partitions, 1, config=refusing)])[changelog].result()
+    events = venue_events(3000, markets=30, seed=13)
+    expected = {e.event_key for e in events}
+    copies = {g: gatherer_copies(events, g, delay_ns=d) for g, d in (("g1", 0), ("g2", 1_000_000), ("g3", 9_000_000))}
+    produce(topics, "g1", copies["g1"])
+    produce(topics, "g2", copies["g2"])
+
+    w1 = dedup_workers.start(topics, "it-wb", "w1")
+    assert w1.wait(120) == 75, w1.log()[-3000:]  # EXIT_OUTPUT_FAILED: its changelog records were refused
+    assert "output_failed_exiting" in w1.log() or "output_batch_failed_exiting" in w1.log()
+    assert topics.read(topics.events) == [], "an event left before its changelog record was acknowledged"
+
+    set_topic_config(topics, changelog, "max.message.bytes", "1048588")  # the broker takes changelog records again
+    w1 = dedup_workers.start(topics, "it-wb", "w1")  # same workdir: winners in local state, none in the changelog
+    seen = wait_for_events(topics, expected, 150)
+    assert set(seen) == expected, w1.log()[-3000:]
+    assert committed_everything(topics, app_id, 90), w1.log()[-3000:]
+    assert w1.metric("mdpipe_dedup_frames_reemitted_total") > 0  # the window was hit: winners came from local state
+    w1.kill()
+
+    w2 = dedup_workers.start(topics, "it-wb", "w2")  # fresh workdir: restores its partitions from the changelog only
+    produce(topics, "g3", copies["g3"])  # late copies of every event
+    assert committed_everything(topics, app_id, 150), w2.log()[-3000:]
+    assert w2.stop() == 0, w2.log()[-3000:]
+
+    winners: dict[str, set[str]] = {}
+    for e in topics.events_read():
+        winners.setdefault(e.event_key, set()).add(e.gatherer)
+    assert set(winners) == expected
+    two = {k: g for k, g in winners.items() if len(g) > 1}
+    assert not two, f"{len(two)} events emitted with a second winner after the failover, e.g. {next(iter(two.items()))}"
+    assert all(g <= {"g1", "g2"} for g in winners.values())
