@@ -18,11 +18,18 @@ def produce(topics, gatherer: str, frames) -> int:  # type: ignore[no-untyped-de
     return produce_frames({"bootstrap.servers": topics.bootstrap}, topics.raw(gatherer), frames)
 
 
+def venue_keys(topics) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Event key -> copies on the events topic, venue events only (gap reports' coverage records left out)."""
+    from schemas.events import Gap
+
+    return Counter(e.event_key for e in topics.events_read() if not isinstance(e, Gap))
+
+
 def wait_for_events(topics, expected: set[str], timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
-    """Poll the events topic until every expected key is there; return key -> copies."""
+    """Poll the events topic until every expected key is there; return key -> copies (venue events only)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        seen = Counter(e.event_key for e in topics.events_read())
+        seen = venue_keys(topics)
         if expected <= set(seen) or time.monotonic() > deadline:
             return seen
         time.sleep(1.0)
@@ -60,10 +67,13 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
     produce(topics, "g2", g2[cut:])  # g2 catches up: only the events nobody else had are new
     assert worker.wait(120) == 0, worker.log()[-3000:]
 
-    seen = Counter(e.event_key for e in topics.events_read())
+    seen = venue_keys(topics)
     assert set(seen) == expected
     assert max(seen.values()) == 1  # no crash, so not even a re-emit
     out = topics.events_read()
+    (record,) = [e for e in out if type(e).__name__ == "Gap"]  # g3's gap report, forwarded
+    assert (record.gatherer, record.kind, record.missed, record.from_ns) == ("g3", "seq", 4, gap.recv_ns)  # type: ignore[union-attr]
+    out.remove(record)
     by_key = {e.event_key: e for e in out}
     first = {}
     for f in sorted(g1 + g2 + g3, key=lambda f: f.recv_ns):
@@ -310,3 +320,107 @@ def test_reemit_from_local_state_keeps_its_winner_for_the_next_owner(dedup_topic
     two = {k: g for k, g in winners.items() if len(g) > 1}
     assert not two, f"{len(two)} events emitted with a second winner after the failover, e.g. {next(iter(two.items()))}"
     assert all(g <= {"g1", "g2"} for g in winners.values())
+
+
+def wait_for_gaps(topics, count: int, timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Poll the events topic until it holds ``count`` Gap records; return their key -> copies."""
+    from schemas.events import Gap
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = Counter(e.event_key for e in topics.events_read() if isinstance(e, Gap))
+        if sum(seen.values()) >= count or time.monotonic() > deadline:
+            return seen
+        time.sleep(1.0)
+
+
+def gap_frames(t0: int) -> list[RawFrame]:
+    """Gap reports of the three gatherers, both payload forms; the same window reported by g1 and g2."""
+    from schemas import GapReport, encode_gap
+
+    down = GapReport(kind="down", conn=1, from_ns=t0, to_ns=t0 + 4_000_000_000, markets=["*"])
+    skip = GapReport(
+        kind="seq", conn=2, from_ns=t0 + 5, to_ns=t0 + 9, channel="orderbook_delta", markets=["KXSYN-00002"], sid=3,
+        expected=10, received=14,
+    )  # fmt: skip
+    refused = GapReport(
+        kind="rejected", conn=4, from_ns=t0 + 7, to_ns=t0 + 7, channel="trade", markets=["KXSYN-00003", "KXSYN-00004"]
+    )
+    reports = [
+        ("g1", "KXSYN-00001", encode_gap(down)),
+        ("g2", "KXSYN-00001", encode_gap(down)),  # the same window on g2: its own record
+        ("g2", "KXSYN-00002", encode_gap(skip)),
+        ("g3", "KXSYN-00003", encode_gap(refused)),
+        ("g3", "KXSYN-00005", b'{"sid": 6, "expected": 20, "received": 23, "conn": 5}'),  # older form
+    ]
+    frames = []
+    for i, (gatherer, market, payload) in enumerate(reports):
+        frames.append(
+            RawFrame(venue="kalshi", gatherer=gatherer, conn=1, sid=None, seq=None, recv_ns=t0 + 10_000_000 + i,
+                     kind="gap", market=market, event_key="", payload=payload)
+        )  # fmt: skip
+    return frames
+
+
+def test_gap_reports_become_coverage_records_and_replays_keep_their_keys(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, item 7 (dedup side): every gap report reaches the events topic as a Gap record; a malformed one
+    goes to the DLQ; the same raw frames read again (a gatherer's spool re-sending them, a replay under a new app
+    id) give the same keys and records, which the sink's unique key absorbs."""
+    from schemas.events import Gap
+
+    topics = dedup_topics
+    events = venue_events(300, markets=10, seed=17)
+    t0 = events[0].t_ns
+    gaps = gap_frames(t0)
+    bad = RawFrame(
+        venue="kalshi", gatherer="g2", conn=1, sid=None, seq=None, recv_ns=t0 + 20_000_000, kind="gap",
+        market="KXSYN-00001", event_key="", payload=b'{"kind": "down", "conn": 1}',
+    )  # fmt: skip
+    for g in ("g1", "g2", "g3"):
+        produce(topics, g, gatherer_copies(events, g) + [f for f in gaps if f.gatherer == g])
+    produce(topics, "g2", [bad])
+    worker = dedup_workers.start(topics, "it-gaps", "w1")
+    gap_keys_out = wait_for_gaps(topics, len(gaps), 120)
+    assert len(gap_keys_out) == len(gaps), worker.log()[-3000:]
+
+    # the gatherers' spools re-send the same gap frames: same keys, same records (the sink keeps one row each)
+    for g in ("g1", "g2", "g3"):
+        produce(topics, g, [f for f in gaps if f.gatherer == g])
+    assert sum(wait_for_gaps(topics, 2 * len(gaps), 120).values()) == 2 * len(gaps), worker.log()[-3000:]
+    assert worker.stop() == 0, worker.log()[-3000:]
+
+    out = topics.events_read()
+    gap_records = [e for e in out if isinstance(e, Gap)]
+    assert len(out) - len(gap_records) == len(events)
+    first: dict[str, Gap] = {}
+    for r in gap_records:
+        assert first.setdefault(r.event_key, r) == r  # a re-sent frame gives exactly the same record
+    records = list(first.values())
+    assert len(records) == len(gaps) and len(gap_records) == 2 * len(gaps)
+    got = {(r.gatherer, r.kind, r.market, r.from_ns, r.to_ns, r.conn, r.missed) for r in records}
+    assert got == {
+        ("g1", "down", "*", t0, t0 + 4_000_000_000, 1, None),
+        ("g2", "down", "*", t0, t0 + 4_000_000_000, 1, None),
+        ("g2", "seq", "KXSYN-00002", t0 + 5, t0 + 9, 2, 4),
+        ("g3", "rejected", "KXSYN-00003", t0 + 7, t0 + 7, 4, None),
+        ("g3", "seq", "KXSYN-00005", t0 + 10_000_004, t0 + 10_000_004, 5, 3),
+    }
+    assert all(r.ts_ms == r.from_ns // 1_000_000 and r.recv_ns >= t0 + 10_000_000 for r in records)
+    letters = [decode_dead_letter(v) for _, _, _, v in topics.read(topics.dlq)]
+    assert len(letters) == 1 and "gap report" in letters[0].reason and letters[0].source_topic == topics.raw("g2")
+    summary = worker.summary()["gatherers"]
+    assert isinstance(summary, dict)
+    assert summary["g3"]["gap_kinds"] == {"rejected": 2, "seq": 2} and summary["g2"]["gap_reports"] == 4
+
+    # a replay of the raw topics under a new app id, into another topic: the same records again
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    replayed = topics.prefix + "replayed"
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    admin.create_topics([NewTopic(replayed, topics.partitions, 1)])[replayed].result()
+    replay = dedup_workers.start(
+        topics, "it-gaps-replay", "r1", "--events-topic", replayed, "--exit-when-idle", "--idle-s", "3"
+    )
+    assert replay.wait(120) == 0, replay.log()[-3000:]
+    replay_gaps = [e for e in (decode_event(v) for _, _, _, v in topics.read(replayed)) if isinstance(e, Gap)]
+    assert {r.event_key for r in replay_gaps} == {r.event_key for r in records}
