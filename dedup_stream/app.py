@@ -23,6 +23,12 @@ the producer (events and changelog batches included) is flushed. The table value
 ``(topic, partition, offset)`` of the accepted copy, so a frame re-read after a crash that finds its own
 origin is emitted again (see ``logic.Deduper``); the sink's unique key absorbs the repeat.
 
+State before events (as in the native engine): event batches go to the producer only after every changelog batch
+written before them is acknowledged (:class:`OutputBatcher` ``after=``), and a re-emit writes its winner to the
+changelog again (``logic.Deduper``). An event that reached the broker therefore always has its winner in the
+changelog, so a worker restoring the partition after a crash or a failover keeps the same winner. Gap reports are
+forwarded as coverage records, like the native engine (:func:`dedup_stream.normalise.decision_event`).
+
 Output goes to the same partition number as the input (the events topic has the same partition count and
 the same key, so this is what murmur2 would pick, without hashing again).
 """
@@ -41,11 +47,11 @@ from faust.types import TP
 
 from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.metrics import DedupCollector, register
+from dedup_stream.normalise import decision_event
 from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
 from dedup_stream.settings import DedupSettings
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter, encode_event
-from schemas.kalshi import to_event
 
 __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
 
@@ -167,7 +173,7 @@ class DedupApp:
         self._match_ages: deque[float] = deque(maxlen=60)  # per-second maxima: the gauge covers the last minute
         self.done: dict[TP, int] = {}  # raw partition -> next offset to process
         self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
-        self.output = OutputBatcher(s.events_topic, aio_producer)
+        self.output = OutputBatcher(s.events_topic, aio_producer, after=self.changelog)  # state before events
         self.output.hook(app.producer)
         self.changelog.hook(app.producer)
         app.agent(self.raw, name="dedup", concurrency=1)(self._agent)
@@ -220,10 +226,8 @@ class DedupApp:
         if self.first_frame is None:
             self.first_frame, self.first_cpu = self.last_frame, time.process_time()
         if decision.emit:
-            frame = decision.frame
-            assert frame is not None
             try:
-                out = encode_event(to_event(frame))
+                out = encode_event(decision_event(decision))
             except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                 self.unmappable += 1
                 await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")

@@ -42,7 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--engine",
         choices=["native", "faust"],
         help="native: confluent-kafka batch worker; faust: the Faust app (default: dedup.engine, native). "
-        "Both use the same state changelog name and consumer group, but not each other's local state",
+        "Both use the same state changelog name and consumer group, but not each other's local state, and both "
+        "send an event (re-emits included) only after its winner's changelog record is acknowledged, so a crash "
+        "or failover never lets another copy win",
     )
     p.add_argument(
         "--workdir",

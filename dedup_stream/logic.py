@@ -3,17 +3,30 @@
 The dedup stage feeds every raw frame (topics ``raw.<gatherer>``) through :meth:`Deduper.decide` together with
 its origin ``(topic, partition, offset)``. The decision says whether the frame is the first copy of its venue
 event (emit it), a later copy (drop it, count it), a replay of the very copy that won before (emit it again),
-a gatherer gap report (count it), or unreadable (dead-letter it).
+a gatherer gap report (count it and forward it as a coverage record, :mod:`dedup_stream.gaps`), or unreadable
+(dead-letter it). :func:`dedup_stream.normalise.decision_event` turns an emitting decision into its event, for
+both engines.
 
-State is a :class:`Store` of ``store key -> Winner`` (the Faust RocksDB table in the app, a dict in unit
-tests). Replay rule: Faust writes table state before the input offsets are committed, so after a crash a
-frame can find its own key already stored although its output never left the process. The stored value is
-the *origin* of the accepted copy, so a replay of that same origin is re-emitted (the sink's unique key
-absorbs the repeat), while a copy from another origin is a duplicate. The store is bounded in time by its
-owner (RocksDB TTL in the app); a key that has expired simply starts over.
+State is a :class:`Store` of ``store key -> Winner`` (RocksDB partitions in the engines, a dict in unit tests).
+Replay rule: local state is written before the input offsets are committed, so after a crash a frame can find
+its own key already stored although its output never left the process. The stored value is the *origin* of the
+accepted copy, so a replay of that same origin is re-emitted (the sink's unique key absorbs the repeat), while a
+copy from another origin is a duplicate. The store is bounded in time by its owner (RocksDB TTL); a key that has
+expired simply starts over.
 
-Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports; events
-seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the app.
+Write-back of re-emits. Every ``Store.put`` also goes to the store's changelog, and the engines hand an event to
+the producer only once every changelog write made before it is acknowledged. A re-emit writes its winner again
+(the same value), so it is held like a first sight: local state can hold a winner whose changelog record was never
+acknowledged (written locally, then the worker died before the broker answered; its event was held and never left).
+The restarted worker re-emits that winner from local state; without the write-back the event would leave while the
+changelog still lacks its winner, and whoever restores the partition next from the changelog (after another crash
+with a fresh workdir, or a failover) would let another gatherer's copy win: a second row with another winner, a
+duplicate row where the row time is the winner's receive time. With it, an event that left the process always has
+its winner in the changelog. Re-emits happen only for frames replayed after a crash, so the extra records are few.
+
+Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their
+windows by kind; events seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the
+engines.
 """
 
 from __future__ import annotations
@@ -25,7 +38,8 @@ from typing import Protocol
 
 import msgspec
 
-from schemas import RawFrame, SchemaError, decode_raw
+from dedup_stream.gaps import missed, parse_gap
+from schemas import GapReport, RawFrame, SchemaError, decode_raw
 
 __all__ = [
     "Decision",
@@ -108,12 +122,12 @@ class Verdict(enum.Enum):
     WON = "won"  # first copy: emit
     REEMIT = "reemit"  # replay of the origin that won before: emit again
     DUPLICATE = "duplicate"  # a later copy from another origin: drop
-    GAP = "gap"  # a gatherer's gap report: count, never forward
+    GAP = "gap"  # a gatherer's gap report: count it and emit it as a coverage record (no state)
     INVALID = "invalid"  # not a RawFrame: dead-letter
     OUT_OF_RANGE = "out_of_range"  # outside a replay's time range: nothing emitted
 
 
-EMITTING = frozenset({Verdict.WON, Verdict.REEMIT})
+EMITTING = frozenset({Verdict.WON, Verdict.REEMIT, Verdict.GAP})
 
 
 @dataclass(slots=True)
@@ -122,6 +136,7 @@ class Decision:
     frame: RawFrame | None = None
     winner: Winner | None = None  # the stored winner (for DUPLICATE / REEMIT)
     error: str = ""  # for INVALID
+    gap: GapReport | None = None  # for GAP: the report the frame carries
 
     @property
     def emit(self) -> bool:
@@ -136,6 +151,7 @@ class GathererStats:
     reemitted: int = 0
     gaps: int = 0  # gap reports
     gap_missing: int = 0  # messages the gatherer reported missing (sum of received - expected)
+    gap_kinds: dict[str, int] = field(default_factory=dict)  # gap reports by kind (seq, down, resubscribe, ...)
     singles: int = 0  # events only this gatherer delivered (within the singles horizon)
     last_recv_ns: int = 0  # receive time of this gatherer's newest frame
     copy_lag_s: float = 0.0  # delay of this gatherer's latest copy behind the first copy (0 when it won)
@@ -247,9 +263,7 @@ class Deduper:
             if recv_ns > stats.last_recv_ns:
                 stats.last_recv_ns = recv_ns
         if frame.kind == "gap":
-            gstats.gaps += 1
-            gstats.gap_missing += _gap_missing(frame.payload)
-            return Decision(Verdict.GAP, frame)
+            return self._gap(frame, gstats)
         key = store_key(frame)
         stored = self.store.get(key, origin.partition)
         if stored is None:
@@ -274,6 +288,8 @@ class Deduper:
             gstats.reemitted += 1
             if self.range is not _ALL and winner.recv_ns < self.range.from_ns:
                 return Decision(Verdict.OUT_OF_RANGE, frame, winner)
+            # write-back: the changelog may never have acknowledged this winner (see the module docstring)
+            self.store.put(key, stored, origin.partition)
             return Decision(Verdict.REEMIT, frame, winner)
         gstats.duplicates += 1
         age_s = (recv_ns - winner.recv_ns) / 1e9
@@ -289,22 +305,18 @@ class Deduper:
         """Advance the singles horizon (by default to the newest receive time seen)."""
         self.singles.expire(self.stats.last_recv_ns if now_ns is None else now_ns, self.stats)
 
-
-class _GapReport(msgspec.Struct):
-    sid: int | None = None
-    expected: int | None = None
-    received: int | None = None
-
-
-_gap_decoder = msgspec.json.Decoder(_GapReport)
-
-
-def _gap_missing(payload: bytes) -> int:
-    """Messages a gap report says were skipped (``received - expected``), 0 when unknown."""
-    try:
-        report = _gap_decoder.decode(payload)
-    except msgspec.DecodeError:
-        return 0
-    if report.expected is None or report.received is None:
-        return 0
-    return max(0, report.received - report.expected)
+    def _gap(self, frame: RawFrame, gstats: GathererStats) -> Decision:
+        """A gap report: counted, and emitted (no state: its key names its gatherer, a replay repeats the key)."""
+        try:
+            report = parse_gap(frame)
+        except SchemaError as exc:
+            self.stats.invalid += 1
+            return Decision(Verdict.INVALID, frame, error=str(exc))
+        gstats.gaps += 1
+        gstats.gap_kinds[report.kind] = gstats.gap_kinds.get(report.kind, 0) + 1
+        gstats.gap_missing += missed(report) or 0
+        rng = self.range
+        if rng is not _ALL and not (rng.from_ns <= frame.recv_ns < rng.to_ns):
+            self.stats.out_of_range += 1
+            return Decision(Verdict.OUT_OF_RANGE, frame, gap=report)
+        return Decision(Verdict.GAP, frame, gap=report)

@@ -24,7 +24,14 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
     "mdpipe_dedup_frames_won": ("counter", "Frames that were the first copy of their event and were emitted"),
     "mdpipe_dedup_frames_duplicate": ("counter", "Frames dropped as later copies of an event already emitted"),
     "mdpipe_dedup_frames_reemitted": ("counter", "Winning frames emitted again because their origin was replayed"),
-    "mdpipe_dedup_gap_reports": ("counter", "Gap reports (kind=gap) sent by each gatherer"),
+    "mdpipe_dedup_gap_reports": (
+        "counter",
+        "Gap reports (kind=gap) sent by each gatherer, forwarded as coverage records",
+    ),
+    "mdpipe_dedup_gap_windows": (
+        "counter",
+        "Gap reports by gatherer and window kind (seq, first_seq, down, resubscribe, rejected)",
+    ),
     "mdpipe_dedup_gap_messages": ("counter", "Venue messages each gatherer reported missing in its gap reports"),
     "mdpipe_dedup_single_copy_events": (
         "counter",
@@ -88,6 +95,13 @@ class DedupCollector(Collector):
             copy.add_metric([gid], g.copy_lag_max_s)
         yield sync
         yield copy
+        windows = CounterMetricFamily(
+            "mdpipe_dedup_gap_windows", METRIC_NAMES["mdpipe_dedup_gap_windows"][1], labels=["gatherer", "kind"]
+        )
+        for gid, g in sorted(gatherers.items()):
+            for kind, count in sorted(dict(g.gap_kinds).items()):
+                windows.add_metric([gid, kind], count)
+        yield windows
         extra = self.extra()
         for name in ("mdpipe_dedup_match_age_seconds", "mdpipe_dedup_window_seconds"):
             yield GaugeMetricFamily(name, METRIC_NAMES[name][1], value=extra.get(name, 0.0))
@@ -122,6 +136,7 @@ def summary(stats: Stats) -> dict[str, Any]:
                 "reemitted": g.reemitted,
                 "gap_reports": g.gaps,
                 "gap_messages": g.gap_missing,
+                "gap_kinds": dict(sorted(g.gap_kinds.items())),
                 "single_copy_events": g.singles,
                 "sync_lag_s": round(g.sync_lag_s(stats.last_recv_ns), 3),
                 "copy_lag_s": round(g.copy_lag_max_s, 3),

@@ -11,10 +11,10 @@ fails (partition *i*'s state would be split between workers).
 
 State. One rocksdict DB per assigned partition under ``<workdir>/native`` with a RocksDB TTL of ``window_s``
 (:mod:`dedup_stream.partition_state`: no Python index of live keys, expiry at compaction, lazily, which only
-ever keeps a key longer). Every first sight is also written to ``<app_id>-seen-changelog`` (compact,delete,
-retention = window). On assignment each partition's DB is brought up to the changelog's high-water mark from
-the offset it already covers (:mod:`dedup_stream.restore`) before any raw record of that partition is read;
-on revocation the worker commits and closes the DBs.
+ever keeps a key longer). Every first sight (and every re-emit, see below) is also written to
+``<app_id>-seen-changelog`` (compact,delete, retention = window). On assignment each partition's DB is brought up
+to the changelog's high-water mark from the offset it already covers (:mod:`dedup_stream.restore`) before any raw
+record of that partition is read; on revocation the worker commits and closes the DBs.
 
 State before events. A batch's events are handed to the producer only once its state is in RocksDB *and* its
 changelog records are acknowledged by the broker (they wait in a short queue meanwhile, so the next batch is
@@ -31,9 +31,16 @@ committed). Retriable commit errors are retried; a commit that still fails is on
 A frame whose partition is no longer assigned is skipped. Local RocksDB is written before its output is
 acknowledged, so after a SIGKILL a frame can find its own key already stored: the stored value is the origin of
 the accepted copy, and a replay of that same origin is emitted again (the sink's unique key absorbs the repeat).
+That local winner's changelog record may never have been acknowledged (the worker died waiting for it): the
+re-emit therefore writes the winner to the changelog again and its event is held like a first sight's (see
+:mod:`dedup_stream.logic`), so the promise above also holds for re-emitted events.
+
+Gap reports (frames of kind ``gap``) are forwarded as ``Gap`` coverage records, without state
+(:mod:`dedup_stream.gaps`); what an emitting decision becomes is :func:`dedup_stream.normalise.decision_event`,
+shared with the Faust engine.
 
 Output: ``events`` key = market id, partition = the input partition (same count, same key hash),
-value = ``encode_event(to_event(frame))``.
+value = ``encode_event(decision_event(decision))``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
+from dedup_stream.normalise import decision_event
 from dedup_stream.output import EXIT_OUTPUT_FAILED
 from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
@@ -58,7 +66,6 @@ from dedup_stream.settings import DedupSettings, changelog_topic
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter, encode_event
-from schemas.kalshi import to_event
 
 __all__ = ["NativeWorker"]
 
@@ -306,9 +313,9 @@ class NativeWorker:
             positions[topic, partition] = offset
             decision = decide(msg.value(), Origin(topic, partition, offset))
             verdict = decision.verdict
-            if verdict is Verdict.WON or verdict is Verdict.REEMIT:
+            if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP:
                 try:
-                    out = encode_event(to_event(decision.frame))  # type: ignore[arg-type]
+                    out = encode_event(decision_event(decision))
                 except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                     self.unmappable += 1
                     self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")

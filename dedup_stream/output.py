@@ -5,6 +5,12 @@ awaited ``topic.send`` per record (which costs a future, a task and several loop
 Durability rule: Faust commits input offsets only after ``producer.flush()``. :meth:`OutputBatcher.hook`
 wraps that flush so pending batches are handed to the producer first; a record whose input offset is
 committed has therefore always reached the producer (and been acknowledged by the broker) before.
+
+State before events: the events batcher is built with ``after=`` the changelog batcher. Before it hands any batch
+to the producer it sends every pending changelog batch and waits until every changelog batch sent so far is
+acknowledged (:meth:`OutputBatcher.confirm`); a failed one stops the worker. A record is appended to the changelog
+before its event is appended to the events batcher (same synchronous step of the agent), so an event that reaches
+the broker always has its winner in the changelog: whoever restores the partition next replays the same copy.
 A batch leaves the pending set only under the lock, so a commit's flush (which takes the lock) never
 misses a batch that another flush is still handing over. A timer calls :meth:`flush` every linger period
 so that output latency stays bounded when input is slow.
@@ -37,8 +43,10 @@ class OutputBatcher:
         topic: str,
         producer: Callable[[], Any],
         on_delivered: Callable[[int, int], None] | None = None,
+        after: OutputBatcher | None = None,
     ) -> None:
         self.topic = topic
+        self._after = after  # its records must be acknowledged before any of ours is sent
         self._producer = producer  # returns the started AIOKafkaProducer (Faust creates it at start-up)
         self._on_delivered = on_delivered
         self._batches: dict[int, Any] = {}
@@ -75,6 +83,8 @@ class OutputBatcher:
         async with self._lock:
             full, self._full = self._full, []
             batches, self._batches = self._batches, {}
+            if self._after is not None:
+                await self._after.confirm()
             for partition, batch in full:
                 await self._send(partition, batch)
             for partition, batch in batches.items():
@@ -96,6 +106,18 @@ class OutputBatcher:
                     callback(partition, fut.result().offset + count - 1)
 
             future.add_done_callback(delivered)
+
+    async def confirm(self) -> None:
+        """Send every pending batch and wait until every batch sent so far is acknowledged; on a failure, stop the
+        process at once (nothing that depends on these records has been sent, nothing is committed)."""
+        await self.flush()
+        waiting = [fut for fut in self._unconfirmed if not fut.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+        error = self.failure()
+        if error is not None:
+            log.critical("output_batch_failed_exiting", topic=self.topic, error=repr(error))
+            os._exit(EXIT_OUTPUT_FAILED)
 
     def failure(self) -> BaseException | None:
         """The first error of a sent batch that has completed, if any (forgets the successful ones)."""

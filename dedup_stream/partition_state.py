@@ -6,8 +6,9 @@ without a Python-side index. Expiry is lazy and wall-clock based, which can only
 the window (a late copy is then still recognised as a duplicate, never the reverse). Keys restored from the
 changelog get a fresh TTL at restore time, for the same reason harmless.
 
-Every first-sight write also goes to the changelog (``on_put``); the DB remembers, under :data:`OFFSET_KEY`,
-the last changelog offset it is known to contain (from delivery reports), so a restart replays only the tail.
+Every write (first sights, and re-emits writing their winner back) also goes to the changelog (``on_put``); the
+DB remembers, under :data:`OFFSET_KEY`, the last changelog offset it is known to contain (from delivery reports),
+so a restart replays only the tail.
 That key is rewritten at every commit, so its TTL never runs out on a busy partition; if it does run out on an
 idle one, the next restore simply reads the whole (retention-bounded) changelog.
 

@@ -250,9 +250,12 @@ def msg_to_event(
 
 
 def to_event(frame: RawFrame) -> Event:
-    """The normalised Event for the winning copy ``frame`` (its gatherer and receive time are recorded)."""
+    """The normalised Event for the winning copy ``frame`` (its gatherer and receive time are recorded).
+
+    A snapshot frame with ``venue_ms`` (its position in the market's delta stream, decided by the gatherer) gets
+    ``ts_ms = venue_ms`` and the frame's ``after_keys``; without it, the receive time as before."""
     env = decode_envelope(frame.payload)
-    return msg_to_event(
+    event = msg_to_event(
         frame.kind,
         bytes(env.msg),
         market=frame.market,
@@ -261,3 +264,7 @@ def to_event(frame: RawFrame) -> Event:
         gatherer=frame.gatherer,
         envelope_type=env.type,
     )
+    if frame.venue_ms is not None and isinstance(event, BookSnapshot):
+        event.ts_ms = frame.venue_ms
+        event.after_keys = list(frame.after_keys)
+    return event

@@ -118,17 +118,19 @@ class Worker:
         except urllib.error.HTTPError:
             return False
 
-    def frames_in(self) -> float:
-        """Frames this worker has read so far (scraped from its /metrics)."""
+    def metric(self, name: str) -> float:
+        """Sum over every label set of metric ``name`` (scraped from the worker's /metrics)."""
         import urllib.request
 
         url = json.loads(self.stage_file.read_text())["metrics_url"]
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("mdpipe_dedup_frames_in_total{")
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + "{", name + " "))
         )
+
+    def frames_in(self) -> float:
+        """Frames this worker has read so far."""
+        return self.metric("mdpipe_dedup_frames_in_total")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

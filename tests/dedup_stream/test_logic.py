@@ -13,7 +13,7 @@ from dedup_stream.logic import (
     decode_winner,
     store_key,
 )
-from schemas import RawFrame, encode_raw
+from schemas import GapReport, RawFrame, encode_gap, encode_raw
 
 MARKET = "KXDEMO-26JAN01-T50"
 T0 = 1_767_225_600_000_000_000
@@ -135,15 +135,77 @@ def test_replay_of_winning_origin_reemits_and_losing_origin_does_not() -> None:
     assert restarted.stats.gatherers["g1"].reemitted == 1
 
 
-def test_gap_reports_are_counted_not_forwarded() -> None:
+def test_gap_reports_are_counted_and_forwarded_without_state() -> None:
     d = Deduper(MemoryStore())
-    payload = b'{"sid": 4, "expected": 10, "received": 13}'
-    decision = d.decide(raw("g3", "", kind="gap", payload=payload), Origin("raw.g3", 0, 0))
-    assert decision.verdict == Verdict.GAP and not decision.emit
-    assert (d.stats.gatherers["g3"].gaps, d.stats.gatherers["g3"].gap_missing) == (1, 3)
+    legacy = b'{"sid": 4, "expected": 10, "received": 13}'
+    decision = d.decide(raw("g3", "", kind="gap", payload=legacy), Origin("raw.g3", 0, 0))
+    assert decision.verdict == Verdict.GAP and decision.emit
+    assert decision.gap is not None and decision.gap.kind == "seq" and decision.gap.markets == [MARKET]
+    report = GapReport(kind="down", conn=2, from_ns=T0, to_ns=T0 + 5_000_000_000, markets=["*"])
+    down = d.decide(raw("g3", "", kind="gap", payload=encode_gap(report)), Origin("raw.g3", 0, 1))
+    assert down.verdict == Verdict.GAP and down.gap == report
+    g3 = d.stats.gatherers["g3"]
+    assert (g3.gaps, g3.gap_missing, g3.gap_kinds) == (2, 3, {"seq": 1, "down": 1})
     assert d.store.data == {}  # type: ignore[attr-defined]
-    bad = d.decide(raw("g3", "", kind="gap", payload=b"not json"), Origin("raw.g3", 0, 1))
-    assert bad.verdict == Verdict.GAP and d.stats.gatherers["g3"].gap_missing == 3
+    # the same report again (a replay, or another gatherer's identical window) is emitted again: never deduplicated
+    assert d.decide(raw("g3", "", kind="gap", payload=encode_gap(report)), Origin("raw.g3", 0, 1)).emit
+
+
+def test_malformed_gap_reports_are_invalid() -> None:
+    d = Deduper(MemoryStore())
+    for i, payload in enumerate(
+        (b"not json", b'{"kind": "seq"}', b"{}", b'{"sid": 1, "expected": "x", "received": 2}')
+    ):
+        decision = d.decide(raw("g3", "", kind="gap", payload=payload), Origin("raw.g3", 0, i))
+        assert decision.verdict == Verdict.INVALID and not decision.emit and decision.error.startswith("gap report")
+    assert d.stats.invalid == 4 and d.stats.gatherers["g3"].gaps == 0
+
+
+def test_gap_reports_of_a_replay_range_follow_their_receive_time() -> None:
+    d = Deduper(MemoryStore(), time_range=TimeRange(from_ns=T0 + 100, to_ns=T0 + 200, warmup_ns=50))
+    payload = b'{"sid": 4, "expected": 10, "received": 13}'
+    verdicts = [
+        d.decide(raw("g1", "", t, kind="gap", payload=payload), Origin("raw.g1", 0, i)).verdict
+        for i, t in enumerate((T0 + 60, T0 + 150, T0 + 200))
+    ]
+    assert verdicts == [Verdict.OUT_OF_RANGE, Verdict.GAP, Verdict.OUT_OF_RANGE]
+
+
+class ChangelogStore(MemoryStore):
+    """Local state plus a changelog: puts reach the changelog only when acknowledged (see :meth:`ack`)."""
+
+    def __init__(self, local: dict[bytes, bytes] | None = None) -> None:
+        super().__init__()
+        self.data = dict(local or {})
+        self.unacked: list[tuple[bytes, bytes]] = []
+        self.changelog: dict[bytes, bytes] = {}
+
+    def put(self, key: bytes, value: bytes, partition: int = 0) -> None:
+        super().put(key, value, partition)
+        self.unacked.append((key, value))
+
+    def ack(self) -> None:
+        self.changelog.update(self.unacked)
+        self.unacked.clear()
+
+
+def test_reemit_writes_its_winner_back_so_a_restore_from_the_changelog_keeps_it() -> None:
+    """Worker A decides g1's copy first and writes it locally, but dies before the changelog acknowledged it (its
+    event was held, never sent). Restarted on the same disk, A re-emits g1's copy from local state; the re-emit
+    must reach the changelog too, or worker B (restoring from the changelog only) lets g3's late copy win."""
+    a = ChangelogStore()
+    first = Deduper(a).decide(raw("g1", "s:1", T0, kind="snapshot"), Origin("raw.g1", 0, 7))
+    assert first.verdict == Verdict.WON and a.unacked and not a.changelog
+    a.unacked.clear()  # SIGKILL: the changelog record never got acknowledged
+    restarted = ChangelogStore(local=a.data)
+    again = Deduper(restarted).decide(raw("g1", "s:1", T0, kind="snapshot"), Origin("raw.g1", 0, 7))
+    assert again.verdict == Verdict.REEMIT
+    assert restarted.unacked == [(store_key_of("s:1"), a.data[store_key_of("s:1")])]  # the same winner, again
+    restarted.ack()  # the engines emit the re-emitted event only after this acknowledgement
+    b = ChangelogStore(local=restarted.changelog)  # failover: a fresh worker restores from the changelog
+    late = Deduper(b).decide(raw("g3", "s:1", T0 + 40_000_000, kind="snapshot"), Origin("raw.g3", 0, 3))
+    assert late.verdict == Verdict.DUPLICATE and late.winner is not None and late.winner.gatherer == "g1"
+    assert b.unacked == []  # duplicates write nothing
 
 
 def test_undecodable_frames_are_invalid() -> None:

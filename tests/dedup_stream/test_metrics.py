@@ -36,3 +36,24 @@ def test_collector_exports_per_gatherer_counters_and_gauges() -> None:
     for name in METRIC_NAMES:
         assert name in text
     assert summary(d.stats)["gatherers"]["g2"]["duplicates"] == 1
+
+
+def test_gap_windows_are_exported_by_gatherer_and_kind() -> None:
+    d = Deduper(MemoryStore())
+    payloads = [
+        b'{"kind": "down", "conn": 1, "from_ns": 1, "to_ns": 5, "markets": ["*"]}',
+        b'{"kind": "down", "conn": 2, "from_ns": 1, "to_ns": 5, "markets": ["*"]}',
+        b'{"sid": 1, "expected": 3, "received": 5}',
+    ]
+    for i, payload in enumerate(payloads):
+        gap = RawFrame(venue="kalshi", gatherer="g2", conn=1, sid=1, seq=None, recv_ns=10, kind="gap", market="M",
+                       event_key="", payload=payload)  # fmt: skip
+        assert d.decide(encode_raw(gap), Origin("raw.g2", 0, i)).emit
+    registry = CollectorRegistry()
+    registry.register(DedupCollector(d.stats, dict, lambda: 0))
+    text = generate_latest(registry).decode()
+    assert 'mdpipe_dedup_gap_windows_total{gatherer="g2",kind="down"} 2.0' in text
+    assert 'mdpipe_dedup_gap_windows_total{gatherer="g2",kind="seq"} 1.0' in text
+    assert 'mdpipe_dedup_gap_reports_total{gatherer="g2"} 3.0' in text
+    assert 'mdpipe_dedup_gap_messages_total{gatherer="g2"} 2.0' in text
+    assert summary(d.stats)["gatherers"]["g2"]["gap_kinds"] == {"down": 2, "seq": 1}

@@ -80,3 +80,66 @@ def test_a_failed_batch_stops_the_worker_before_offsets_are_committed(monkeypatc
 
     asyncio.run(scenario())
     assert exits == [75]
+
+
+class PendingProducer(RecordingProducer):
+    """Its batches stay unacknowledged until the test resolves them (``futures``)."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__(batch_size)
+        self.futures: list[asyncio.Future[Any]] = []
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        self.sent.append((topic, partition, batch.record_count()))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+
+def test_events_wait_for_the_changelog_acknowledgement() -> None:
+    """Faust engine: an event batch reaches the producer only after every changelog batch sent before it is
+    acknowledged (state before events, as in the native engine)."""
+
+    async def scenario() -> None:
+        producer = PendingProducer(batch_size=2048)
+        changelog = OutputBatcher("seen-changelog", lambda: producer)
+        events = OutputBatcher("events", lambda: producer, after=changelog)
+        changelog.append(0, b"k", b"winner")
+        events.append(0, b"M", b"event")
+        flushing = asyncio.ensure_future(events.flush())
+        await asyncio.sleep(0.05)
+        assert [t for t, _, _ in producer.sent] == ["seen-changelog"]  # the event waits
+        assert not flushing.done()
+        producer.futures[0].set_result(None)  # the broker acknowledges the changelog batch
+        await asyncio.wait_for(flushing, 1)
+        assert [t for t, _, _ in producer.sent] == ["seen-changelog", "events"]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_changelog_batch_stops_the_worker_before_its_events_are_sent(monkeypatch: Any) -> None:
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr("dedup_stream.output.os._exit", fake_exit)
+    producer = PendingProducer(batch_size=2048)
+
+    async def scenario() -> None:
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        changelog = OutputBatcher("seen-changelog", lambda: producer)
+        events = OutputBatcher("events", lambda: producer, after=changelog)
+        changelog.append(0, b"k", b"winner")
+        events.append(0, b"M", b"event")
+        flushing = asyncio.ensure_future(events.flush())
+        await asyncio.sleep(0.05)
+        producer.futures[0].set_exception(MessageSizeTooLargeError())
+        await flushing
+
+    with pytest.raises(SystemExit):  # asyncio lets SystemExit out of the loop at once
+        asyncio.run(scenario())
+    assert exits == [75]
+    assert [t for t, _, _ in producer.sent] == ["seen-changelog"]  # the event never reached the producer

@@ -18,11 +18,18 @@ def produce(topics, gatherer: str, frames) -> int:  # type: ignore[no-untyped-de
     return produce_frames({"bootstrap.servers": topics.bootstrap}, topics.raw(gatherer), frames)
 
 
+def venue_keys(topics) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Event key -> copies on the events topic, venue events only (gap reports' coverage records left out)."""
+    from schemas.events import Gap
+
+    return Counter(e.event_key for e in topics.events_read() if not isinstance(e, Gap))
+
+
 def wait_for_events(topics, expected: set[str], timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
-    """Poll the events topic until every expected key is there; return key -> copies."""
+    """Poll the events topic until every expected key is there; return key -> copies (venue events only)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        seen = Counter(e.event_key for e in topics.events_read())
+        seen = venue_keys(topics)
         if expected <= set(seen) or time.monotonic() > deadline:
             return seen
         time.sleep(1.0)
@@ -60,10 +67,13 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
     produce(topics, "g2", g2[cut:])  # g2 catches up: only the events nobody else had are new
     assert worker.wait(120) == 0, worker.log()[-3000:]
 
-    seen = Counter(e.event_key for e in topics.events_read())
+    seen = venue_keys(topics)
     assert set(seen) == expected
     assert max(seen.values()) == 1  # no crash, so not even a re-emit
     out = topics.events_read()
+    (record,) = [e for e in out if type(e).__name__ == "Gap"]  # g3's gap report, forwarded
+    assert (record.gatherer, record.kind, record.missed, record.from_ns) == ("g3", "seq", 4, gap.recv_ns)  # type: ignore[union-attr]
+    out.remove(record)
     by_key = {e.event_key: e for e in out}
     first = {}
     for f in sorted(g1 + g2 + g3, key=lambda f: f.recv_ns):
@@ -163,7 +173,7 @@ def committed_everything(topics, app_id: str, timeout_s: float) -> bool:  # type
         while time.monotonic() < deadline:
             ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
             done = [tp.offset for tp in consumer.committed(tps, timeout=10)]
-            if all(d >= e for d, e in zip(done, ends, strict=True)):
+            if all(d >= e or e == 0 for d, e in zip(done, ends, strict=True)):  # empty: nothing to commit
                 return True
             time.sleep(0.5)
         return False
@@ -253,3 +263,164 @@ def test_rebalance_under_backlog_loses_no_single_copy_event(dedup_topics, dedup_
     assert w1.stop() == 0 and w2.stop() == 0
     missing = expected - set(seen)
     assert not missing, f"{len(missing)} single-copy events lost across the rebalance"
+
+
+def set_topic_config(topics, topic: str, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
+
+
+def test_reemit_from_local_state_keeps_its_winner_for_the_next_owner(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, item 8. A worker writes winners to its local RocksDB, but the broker never acknowledges their
+    changelog records and the worker dies (forced here deterministically: the changelog topic refuses every
+    record, ``max.message.bytes=1``, until the test lifts it). Restarted on the same disk it re-emits those winners
+    from local state; then it dies (SIGKILL) after committing, and a worker with a fresh disk takes the partitions
+    over from the changelog while the third gatherer's late copies arrive. Every event must keep one winner."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topics = dedup_topics
+    app_id = topics.app_id("it-wb")
+    changelog = f"{app_id}-seen-changelog"
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    refusing = {"cleanup.policy": "compact,delete", "retention.ms": "3600000", "max.message.bytes": "1"}
+    admin.create_topics([NewTopic(changelog, topics.partitions, 1, config=refusing)])[changelog].result()
+    events = venue_events(3000, markets=30, seed=13)
+    expected = {e.event_key for e in events}
+    copies = {g: gatherer_copies(events, g, delay_ns=d) for g, d in (("g1", 0), ("g2", 1_000_000), ("g3", 9_000_000))}
+    produce(topics, "g1", copies["g1"])
+    produce(topics, "g2", copies["g2"])
+
+    w1 = dedup_workers.start(topics, "it-wb", "w1")
+    assert w1.wait(120) == 75, w1.log()[-3000:]  # EXIT_OUTPUT_FAILED: its changelog records were refused
+    assert "output_failed_exiting" in w1.log() or "output_batch_failed_exiting" in w1.log()
+    assert topics.read(topics.events) == [], "an event left before its changelog record was acknowledged"
+
+    set_topic_config(topics, changelog, "max.message.bytes", "1048588")  # the broker takes changelog records again
+    w1 = dedup_workers.start(topics, "it-wb", "w1")  # same workdir: winners in local state, none in the changelog
+    seen = wait_for_events(topics, expected, 150)
+    assert set(seen) == expected, w1.log()[-3000:]
+    assert committed_everything(topics, app_id, 90), w1.log()[-3000:]
+    assert w1.metric("mdpipe_dedup_frames_reemitted_total") > 0  # the window was hit: winners came from local state
+    w1.kill()
+
+    w2 = dedup_workers.start(topics, "it-wb", "w2")  # fresh workdir: restores its partitions from the changelog only
+    produce(topics, "g3", copies["g3"])  # late copies of every event
+    assert committed_everything(topics, app_id, 150), w2.log()[-3000:]
+    assert w2.stop() == 0, w2.log()[-3000:]
+
+    winners: dict[str, set[str]] = {}
+    for e in topics.events_read():
+        winners.setdefault(e.event_key, set()).add(e.gatherer)
+    assert set(winners) == expected
+    two = {k: g for k, g in winners.items() if len(g) > 1}
+    assert not two, f"{len(two)} events emitted with a second winner after the failover, e.g. {next(iter(two.items()))}"
+    assert all(g <= {"g1", "g2"} for g in winners.values())
+
+
+def wait_for_gaps(topics, count: int, timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
+    """Poll the events topic until it holds ``count`` Gap records; return their key -> copies."""
+    from schemas.events import Gap
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = Counter(e.event_key for e in topics.events_read() if isinstance(e, Gap))
+        if sum(seen.values()) >= count or time.monotonic() > deadline:
+            return seen
+        time.sleep(1.0)
+
+
+def gap_frames(t0: int) -> list[RawFrame]:
+    """Gap reports of the three gatherers, both payload forms; the same window reported by g1 and g2."""
+    from schemas import GapReport, encode_gap
+
+    down = GapReport(kind="down", conn=1, from_ns=t0, to_ns=t0 + 4_000_000_000, markets=["*"])
+    skip = GapReport(
+        kind="seq", conn=2, from_ns=t0 + 5, to_ns=t0 + 9, channel="orderbook_delta", markets=["KXSYN-00002"], sid=3,
+        expected=10, received=14,
+    )  # fmt: skip
+    refused = GapReport(
+        kind="rejected", conn=4, from_ns=t0 + 7, to_ns=t0 + 7, channel="trade", markets=["KXSYN-00003", "KXSYN-00004"]
+    )
+    reports = [
+        ("g1", "KXSYN-00001", encode_gap(down)),
+        ("g2", "KXSYN-00001", encode_gap(down)),  # the same window on g2: its own record
+        ("g2", "KXSYN-00002", encode_gap(skip)),
+        ("g3", "KXSYN-00003", encode_gap(refused)),
+        ("g3", "KXSYN-00005", b'{"sid": 6, "expected": 20, "received": 23, "conn": 5}'),  # older form
+    ]
+    frames = []
+    for i, (gatherer, market, payload) in enumerate(reports):
+        frames.append(
+            RawFrame(venue="kalshi", gatherer=gatherer, conn=1, sid=None, seq=None, recv_ns=t0 + 10_000_000 + i,
+                     kind="gap", market=market, event_key="", payload=payload)
+        )  # fmt: skip
+    return frames
+
+
+def test_gap_reports_become_coverage_records_and_replays_keep_their_keys(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, item 7 (dedup side): every gap report reaches the events topic as a Gap record; a malformed one
+    goes to the DLQ; the same raw frames read again (a gatherer's spool re-sending them, a replay under a new app
+    id) give the same keys and records, which the sink's unique key absorbs."""
+    from schemas.events import Gap
+
+    topics = dedup_topics
+    events = venue_events(300, markets=10, seed=17)
+    t0 = events[0].t_ns
+    gaps = gap_frames(t0)
+    bad = RawFrame(
+        venue="kalshi", gatherer="g2", conn=1, sid=None, seq=None, recv_ns=t0 + 20_000_000, kind="gap",
+        market="KXSYN-00001", event_key="", payload=b'{"kind": "down", "conn": 1}',
+    )  # fmt: skip
+    for g in ("g1", "g2", "g3"):
+        produce(topics, g, gatherer_copies(events, g) + [f for f in gaps if f.gatherer == g])
+    produce(topics, "g2", [bad])
+    worker = dedup_workers.start(topics, "it-gaps", "w1")
+    gap_keys_out = wait_for_gaps(topics, len(gaps), 120)
+    assert len(gap_keys_out) == len(gaps), worker.log()[-3000:]
+
+    # the gatherers' spools re-send the same gap frames: same keys, same records (the sink keeps one row each)
+    for g in ("g1", "g2", "g3"):
+        produce(topics, g, [f for f in gaps if f.gatherer == g])
+    assert sum(wait_for_gaps(topics, 2 * len(gaps), 120).values()) == 2 * len(gaps), worker.log()[-3000:]
+    assert worker.stop() == 0, worker.log()[-3000:]
+
+    out = topics.events_read()
+    gap_records = [e for e in out if isinstance(e, Gap)]
+    assert len(out) - len(gap_records) == len(events)
+    first: dict[str, Gap] = {}
+    for r in gap_records:
+        assert first.setdefault(r.event_key, r) == r  # a re-sent frame gives exactly the same record
+    records = list(first.values())
+    assert len(records) == len(gaps) and len(gap_records) == 2 * len(gaps)
+    got = {(r.gatherer, r.kind, r.market, r.from_ns, r.to_ns, r.conn, r.missed) for r in records}
+    assert got == {
+        ("g1", "down", "*", t0, t0 + 4_000_000_000, 1, None),
+        ("g2", "down", "*", t0, t0 + 4_000_000_000, 1, None),
+        ("g2", "seq", "KXSYN-00002", t0 + 5, t0 + 9, 2, 4),
+        ("g3", "rejected", "KXSYN-00003", t0 + 7, t0 + 7, 4, None),
+        ("g3", "seq", "KXSYN-00005", t0 + 10_000_004, t0 + 10_000_004, 5, 3),
+    }
+    assert all(r.ts_ms == r.from_ns // 1_000_000 and r.recv_ns >= t0 + 10_000_000 for r in records)
+    letters = [decode_dead_letter(v) for _, _, _, v in topics.read(topics.dlq)]
+    assert len(letters) == 1 and "gap report" in letters[0].reason and letters[0].source_topic == topics.raw("g2")
+    summary = worker.summary()["gatherers"]
+    assert isinstance(summary, dict)
+    assert summary["g3"]["gap_kinds"] == {"rejected": 2, "seq": 2} and summary["g2"]["gap_reports"] == 4
+
+    # a replay of the raw topics under a new app id, into another topic: the same records again
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    replayed = topics.prefix + "replayed"
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    admin.create_topics([NewTopic(replayed, topics.partitions, 1)])[replayed].result()
+    replay = dedup_workers.start(
+        topics, "it-gaps-replay", "r1", "--events-topic", replayed, "--exit-when-idle", "--idle-s", "3"
+    )
+    assert replay.wait(120) == 0, replay.log()[-3000:]
+    replay_gaps = [e for e in (decode_event(v) for _, _, _, v in topics.read(replayed)) if isinstance(e, Gap)]
+    assert {r.event_key for r in replay_gaps} == {r.event_key for r in records}

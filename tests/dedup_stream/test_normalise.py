@@ -1,0 +1,67 @@
+"""What emitting decisions become: snapshots carry their delta-stream position, gap reports become Gap records."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
+from dedup_stream.normalise import decision_event
+from schemas import RawFrame, encode_raw
+from schemas.events import BookSnapshot, Gap, Lifecycle
+
+T0 = 1_767_225_600_000_000_000
+MARKET = "KXDEMO-26JAN01-T50"
+
+
+def snapshot_frame(gatherer: str, venue_ms: int | None, after_keys: list[str], recv_ns: int = T0) -> RawFrame:
+    msg = {"market_ticker": MARKET, "market_id": "m-1", "yes_dollars_fp": [["0.4300", "12.00"]], "no_dollars_fp": []}
+    payload = msgspec.json.encode({"type": "orderbook_snapshot", "sid": 2, "seq": 1, "msg": msg})
+    return RawFrame(
+        venue="kalshi", gatherer=gatherer, conn=1, sid=2, seq=1, recv_ns=recv_ns, kind="snapshot", market=MARKET,
+        event_key="s:abc", payload=payload, venue_ms=venue_ms, after_keys=after_keys,
+    )  # fmt: skip
+
+
+def emitted(frame: RawFrame, offset: int = 0) -> object:
+    decision = Deduper(MemoryStore()).decide(encode_raw(frame), Origin(f"raw.{frame.gatherer}", 0, offset))
+    assert decision.emit
+    return decision_event(decision)
+
+
+def test_snapshot_with_a_venue_position_is_stamped_with_it() -> None:
+    keys = ["d:KX|yes|0.43|5|1767225600120#1", "d:KX|no|0.50|-2|1767225600120#1"]
+    event = emitted(snapshot_frame("g2", 1_767_225_600_120, keys, recv_ns=T0 + 900_000_000))
+    assert isinstance(event, BookSnapshot)
+    assert (event.ts_ms, event.after_keys, event.recv_ns) == (1_767_225_600_120, keys, T0 + 900_000_000)
+    assert event.yes == [(Decimal("0.4300"), Decimal("12.00"))] and event.gatherer == "g2"
+
+
+def test_snapshot_without_a_venue_position_keeps_the_receive_time() -> None:
+    event = emitted(snapshot_frame("g1", None, [], recv_ns=T0 + 7_000_000))
+    assert isinstance(event, BookSnapshot)
+    assert (event.ts_ms, event.after_keys) == ((T0 + 7_000_000) // 1_000_000, [])
+
+
+def test_lifecycle_times_are_unchanged() -> None:
+    msg = {"market_ticker": MARKET, "event_type": "activated", "open_ts": 1767225600}
+    payload = msgspec.json.encode({"type": "market_lifecycle_v2", "sid": 3, "seq": 4, "msg": msg})
+    frame = RawFrame(
+        venue="kalshi", gatherer="g1", conn=1, sid=3, seq=4, recv_ns=T0 + 5_000_000, kind="lifecycle", market=MARKET,
+        event_key="l:1", payload=payload, venue_ms=1_767_225_000_000,
+    )  # fmt: skip
+    event = emitted(frame)
+    assert isinstance(event, Lifecycle) and event.ts_ms == (T0 + 5_000_000) // 1_000_000
+
+
+def test_gap_decision_becomes_a_gap_record() -> None:
+    frame = RawFrame(
+        venue="kalshi", gatherer="g3", conn=2, sid=4, seq=13, recv_ns=T0, kind="gap", market=MARKET, event_key="",
+        payload=b'{"sid": 4, "expected": 10, "received": 13, "conn": 2}',
+    )  # fmt: skip
+    decision = Deduper(MemoryStore()).decide(encode_raw(frame), Origin("raw.g3", 0, 0))
+    assert decision.verdict is Verdict.GAP
+    event = decision_event(decision)
+    assert isinstance(event, Gap)
+    assert (event.kind, event.market, event.missed, event.gatherer) == ("seq", MARKET, 3, "g3")
