@@ -30,7 +30,13 @@ __all__ = ["ChangelogRestorer", "ensure_changelog"]
 log = get_logger(__name__)
 
 # what a partition of a topic created a moment ago can answer until the metadata has spread
-_NEW_TOPIC = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE)
+# errors of a topic created a moment ago, while its partition leaders are still being elected and announced
+_NEW_TOPIC = (
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+)
 
 
 def ensure_changelog(

@@ -45,10 +45,13 @@ class WebsocketsConnection(Connection):
     async def _connect_and_pump(self) -> str:
         session = self.session
         wake = self._wake = self._wake or asyncio.Event()
+        headers = self.headers()
+        user_agent = headers.pop("User-Agent", None)  # websockets sends its own: one header, ours
         try:
             async with connect(
                 self.url,
-                additional_headers=self.headers(),
+                additional_headers=headers,
+                user_agent_header=user_agent,
                 max_size=MAX_MESSAGE,
                 max_queue=256,
                 compression=None,
