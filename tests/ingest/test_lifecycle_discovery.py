@@ -227,6 +227,8 @@ def test_a_paused_market_stays_held_through_discovery(
 
         async def body() -> None:
             await _ready(g, ih, 10)
+            await asyncio.sleep(0.2)
+            marks["ready"] = time.time_ns()
             paused_ws, paused_rest = sim.markets.ticker(2), sim.markets.ticker(5)
             marks["markets"] = (paused_ws, paused_rest)
             # one paused over the WebSocket (REST follows), one paused as far as REST knows only (this gatherer
@@ -257,7 +259,7 @@ def test_a_paused_market_stays_held_through_discovery(
     frames = ih.read_frames(kafka_bootstrap, topics["raw"])
     for market in marks["markets"]:
         assert [f for f in frames if f.market == market and f.kind == "delta" and f.recv_ns > marks["resumed"]]
-        assert not _missing_after(tmp_path / "truth.bin", frames, ih, market, 0)
+        assert not _missing_after(tmp_path / "truth.bin", frames, ih, market, marks["ready"])
 
 
 def test_settled_and_closed_markets_are_released(

@@ -266,3 +266,14 @@ def test_generated_histories(
         _discover(reg, venue, when, (0.0, 0.0, 0.0, 0.0))
     final = venue.rest_view(end, 0.0)
     assert ("M" in reg) == (final is not None and final not in RELEASE_STATUSES), final
+
+
+def test_gather_settings_are_checked() -> None:
+    import pytest
+
+    from mdpipe.config import GatherConfig
+
+    assert GatherConfig().discovery_statuses == ["open", "paused", "unopened"] and GatherConfig().rest_lag_s == 60
+    for bad in ({"discovery_statuses": ["paused"]}, {"discovery_statuses": ["open", "closed"]}, {"rest_lag_s": 0}):
+        with pytest.raises(ValueError):
+            GatherConfig(**bad)  # type: ignore[arg-type]
