@@ -15,7 +15,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Subscribe every open market of the venue over as many WebSocket connections as needed and "
         "record each market-data message as a RawFrame in topic raw.<id> (key = market ticker). Broker outages "
         "are buffered in memory, then in an on-disk spool, and delivered later. Defaults come from the [venue] "
-        "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT.",
+        "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT and exits 0. Exits with status 3 "
+        "when it cannot go on (a background task ended, or the delivery/spool loop kept failing for "
+        "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on.",
     )
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
@@ -99,6 +101,10 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         dlq_topic=names.dlq,
         markets_topic=names.markets,
         ws_client=g.ws_client,
+        rest_lag_s=g.rest_lag_s,
+        discovery_statuses=list(g.discovery_statuses),
+        task_failure_limit_s=g.task_failure_limit_s,
+        unhealthy_after_drop_s=g.unhealthy_after_drop_s,
     )
     return Gatherer(opts, producer, signer)
 
@@ -131,4 +137,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         asyncio.run(main())
     finally:
         server.close()
+    if gatherer.failure is not None:
+        log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
+        return 3
     return 0

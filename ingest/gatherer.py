@@ -1,10 +1,28 @@
 """The gatherer process: registry + shard plan + connections + producer, wired together in one event loop.
 
 Tasks: one per connection (:class:`ingest.connection.Connection`, picows or websockets per ``ws_client``),
-periodic REST discovery (cursor paging, backoff on failure; never touches running subscriptions when it fails),
-a lifecycle refresh of reference data, a service loop (producer delivery reports and spool drain, metrics sync)
-and the silence watchdog.
+periodic REST discovery (complete cursor-paged listings of every held status, then look-ups by ticker of held
+markets they missed; see :mod:`ingest.registry`), a lifecycle refresh of reference data, a service loop (producer
+delivery reports and spool drain, metrics sync) and the silence watchdog.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
+
+Failures, decided per loop (every failed iteration is one structured ``task_failed`` line and a count in
+``mdpipe_gather_task_failures_total{task}``):
+
+* discovery and refresh (the venue's REST API: refused, reset, timed out, HTTP errors, bodies cut short, garbage,
+  or a bug meeting an odd object) retry with backoff for ever and never release anything on a failed listing.
+  They never make the gatherer unhealthy or exit: the held markets keep streaming over the WebSocket, a restart
+  would not repair the venue's REST and would drop every connection -- on every gatherer at once.
+* the service loop (delivery reports, spool drain, metrics) retries with a short backoff; failing for
+  ``task_failure_limit_s`` without one success (e.g. a spool segment that cannot be read) is not survivable:
+  nothing reaches the broker any more, so the gatherer turns unhealthy and :meth:`Gatherer.run` returns with
+  ``failure`` set; the CLI exits with status 3 so that its supervisor restarts it.
+* a task that ends at all (any loop, connection or the watchdog; they run until shutdown) is noticed by the
+  supervisor in :meth:`Gatherer.run` within a quarter second: unhealthy, exit status 3.
+* frames the spool cannot keep (spool full, disk full, I/O errors; see :mod:`ingest.spool`) are counted in
+  ``mdpipe_gather_dropped_frames_total`` and turn ``/healthz`` unhealthy for ``unhealthy_after_drop_s``; the
+  gatherer does not exit over them: exiting would throw away the frames waiting in the producer queue, and a
+  restart does not free a disk.
 """
 
 from __future__ import annotations
@@ -12,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -23,7 +41,7 @@ from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
 from ingest.producer import RawProducer
 from ingest.recent import RecentKeys
-from ingest.registry import MarketRegistry, RestPage
+from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, classify_event
 from ingest.rest import DiscoveryError, fetch_markets_page
 from ingest.shards import ShardPlan
 from ingest.venues.kalshi.auth import Signer
@@ -63,6 +81,10 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     markets_topic: str = "markets"
     discover: bool = True  # False: markets come only from add_markets() (benchmarks)
     ws_client: str = "picows"  # "picows" | "websockets" (gather.ws_client)
+    rest_lag_s: float = 60.0  # gather.rest_lag_s: how long a lifecycle change outranks REST
+    discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
+    task_failure_limit_s: float = 120.0  # gather.task_failure_limit_s
+    unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
 
 
 class Gatherer:
@@ -74,7 +96,7 @@ class Gatherer:
         self.producer = producer
         self.signer = signer
         self.raw_topic = opts.raw_topic or f"raw.{self.gid}"
-        self.registry = MarketRegistry()
+        self.registry = MarketRegistry(opts.rest_lag_s)
         self.plan = ShardPlan(opts.markets_per_connection)
         self.keyer = EventKeyer(int(opts.key_horizon_s * 1000))
         self._lifecycle_keys = RecentKeys(100_000)
@@ -89,6 +111,12 @@ class Gatherer:
         self._send = producer.send
         self._log = log.bind(gatherer=self.gid)
         self.running = False
+        self.failure: str | None = None  # why the gatherer gave up (set once; run() returns, the CLI exits 3)
+        self._lifecycle_types = BoundedLabels(32)  # unknown lifecycle types -> metric label, logged once each
+        self._rest_statuses = BoundedLabels(32)  # unknown REST statuses, logged once each
+        self._drops_seen = 0
+        self._last_drop = -1e18  # monotonic time the dropped-frames count last moved
+        self._last_sync = 0.0
 
     # -- frames out ----------------------------------------------------------------------------
     def _emit(self, market: str, value: bytes) -> None:
@@ -169,12 +197,41 @@ class Gatherer:
             conn.poke()
 
     def _on_lifecycle(self, market: str, lc: LifecycleMsg, recv_ns: int) -> None:
-        add, remove = self.registry.apply_lifecycle(market, lc)
+        """Every ``market_lifecycle_v2`` message (the protocol already stored it as a frame).
+
+        Known types subscribe or release per :mod:`ingest.registry`; unknown ones change nothing, are counted by
+        type and logged once per type. The market's reference data is then refreshed over REST."""
+        event = lc.event_type
+        if classify_event(event) == "unknown":
+            label, first = self._lifecycle_types.label(event)
+            m.LIFECYCLE_UNKNOWN.labels(self.gid, label).inc()
+            if first:
+                self._log.warning("lifecycle_unknown_type", type=event[:100], market=market, kept=True)
+        else:
+            label = event or "none"
+        m.LIFECYCLE.labels(self.gid, label).inc()
+        ticker = lc.market_ticker
+        if not ticker:
+            return  # keyed by its event ticker: no market to hold or refresh
+        add, remove = self.registry.apply_lifecycle(ticker, event, recv_ns)
         if add:
-            self.add_markets([market])
+            self.add_markets([ticker])
         if remove:
-            self.remove_markets([market])
-        self._refresh.add(market)
+            self.remove_markets([ticker])
+        self._refresh.add(ticker)
+
+    def _apply(self, changes: Changes) -> None:
+        """Carry out a registry decision: publish reference data, subscribe, release."""
+        self._publish_refs(changes.refs)
+        if changes.add:
+            self.add_markets(changes.add)
+        if changes.remove:
+            self.remove_markets(changes.remove)
+        if changes.stale:
+            m.REST_STALE.labels(self.gid).inc(changes.stale)
+        for status in changes.unknown_statuses:
+            if self._rest_statuses.label(status)[1]:
+                self._log.warning("rest_unknown_status", status=status[:100], kept=True)
 
     # -- discovery -----------------------------------------------------------------------------
     async def _page(self, cursor: str = "", status: str = "open", tickers: list[str] | None = None) -> RestPage:
@@ -189,72 +246,192 @@ class Gatherer:
         )
 
     async def discover_once(self) -> int:
-        """One full listing of open markets; returns how many were listed."""
+        """One pass; returns how many markets the listings showed.
+
+        1. Complete listings (cursor paging) of each status in ``discovery_statuses``. A failing page raises
+           :class:`DiscoveryError` after applying only the pages already received; a listing never releases a
+           market it did not show.
+        2. Held markets no listing showed are looked up by ticker (batches of 100, no status filter); only a
+           look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`).
+        """
         seen: set[str] = set()
-        cursor = ""
-        while True:
-            page = await self._page(cursor)
-            add, remove, refs = self.registry.apply_listing(page.markets, time.time_ns(), seen)
-            self._publish_refs(refs)
-            if add:
-                self.add_markets(add)
-            if remove:
-                self.remove_markets(remove)
-            cursor = page.cursor or ""
-            if not cursor or not page.markets:
-                break
-        gone = self.registry.release_unseen(seen)
-        if gone:
-            self.remove_markets(gone)
+        self.registry.prune(time.time_ns())
+        for status in self.opts.discovery_statuses:
+            cursor = ""
+            while True:
+                requested = time.time_ns()
+                page = await self._page(cursor, status)
+                self._apply(self.registry.apply_listing(page.markets, requested, seen))
+                cursor = page.cursor or ""
+                if not cursor or not page.markets:
+                    break
+        missing = self.registry.unlisted(seen, time.time_ns())
+        released = 0
+        for i in range(0, len(missing), 100):
+            batch = missing[i : i + 100]
+            requested = time.time_ns()
+            page = await self._page(status="", tickers=batch)
+            changes = self.registry.apply_lookup(batch, page.markets, requested)
+            released += len(changes.remove)
+            self._apply(changes)
         self.discoveries += 1
-        self._log.info("discovery_done", listed=len(seen), held=len(self.registry), released=len(gone))
+        self._log.info(
+            "discovery_done", listed=len(seen), held=len(self.registry), looked_up=len(missing), released=released
+        )
         return len(seen)
 
+    async def _discovery_step(self) -> float:
+        try:
+            await self.discover_once()
+        except Exception:
+            self.discovery_failures += 1
+            m.DISCOVERY_ERRORS.labels(self.gid).inc()
+            raise
+        return self.opts.discovery_interval_s
+
     async def _discovery_loop(self) -> None:
-        delays = backoff(self.opts.backoff_initial_s, self.opts.backoff_max_s)
-        while True:
+        await self._keep_running(
+            "discovery",
+            self._discovery_step,
+            expected=(DiscoveryError,),
+            initial=self.opts.backoff_initial_s,
+            maximum=self.opts.backoff_max_s,
+        )
+
+    async def _refresh_step(self) -> float:
+        """Reference data of markets named by lifecycle events, fetched over REST in batches of 100."""
+        while self._refresh:
+            batch = [self._refresh.pop() for _ in range(min(100, len(self._refresh)))]
+            requested = time.time_ns()
             try:
-                await self.discover_once()
-            except DiscoveryError as exc:
-                self.discovery_failures += 1
+                page = await self._page(status="", tickers=batch)
+            except BaseException:
+                self._refresh.update(batch)
                 m.DISCOVERY_ERRORS.labels(self.gid).inc()
-                delay = next(delays)
-                self._log.warning("discovery_failed", error=str(exc)[:300], retry_s=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
-            delays = backoff(self.opts.backoff_initial_s, self.opts.backoff_max_s)
-            await asyncio.sleep(self.opts.discovery_interval_s)
+                raise
+            self._apply(self.registry.apply_listing(page.markets, requested))
+        return 1.0
 
     async def _refresh_loop(self) -> None:
-        """Reference data of markets named by lifecycle events, fetched over REST in batches of 100."""
+        await asyncio.sleep(1.0)
+        await self._keep_running(
+            "refresh",
+            self._refresh_step,
+            expected=(DiscoveryError,),
+            initial=self.opts.backoff_initial_s,
+            maximum=self.opts.backoff_max_s,
+        )
+
+    # -- background tasks ----------------------------------------------------------------------
+    async def _keep_running(
+        self,
+        task: str,
+        step: Callable[[], Awaitable[float]],
+        *,
+        expected: tuple[type[Exception], ...] = (),
+        initial: float,
+        maximum: float,
+        fatal_after_s: float | None = None,
+    ) -> None:
+        """Call ``step`` until cancelled; it returns the pause before its next call.
+
+        A failed call is counted and logged as one line (``expected`` failures at warning level, others at error
+        level with the innermost frame), then retried after a backoff. With ``fatal_after_s``, failing that long
+        without one success fails the gatherer (see module docstring) and ends this loop."""
+        delays = backoff(initial, maximum)
+        failing_since: float | None = None
+        failures = 0
         while True:
-            await asyncio.sleep(1.0)
-            while self._refresh:
-                batch = [self._refresh.pop() for _ in range(min(100, len(self._refresh)))]
-                try:
-                    page = await self._page(status="", tickers=batch)
-                except DiscoveryError as exc:
-                    m.DISCOVERY_ERRORS.labels(self.gid).inc()
-                    self._log.warning("refresh_failed", error=str(exc)[:300])
-                    self._refresh.update(batch)
+            try:
+                pause = await step()
+            except Exception as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                failures += 1
+                failing_s = now - failing_since
+                delay = next(delays)
+                m.TASK_FAILURES.labels(self.gid, task).inc()
+                fields: dict[str, Any] = {
+                    "task": task,
+                    "error_type": type(exc).__name__,
+                    "error": str(exc)[:300],
+                    "failures": failures,
+                    "failing_s": round(failing_s, 1),
+                    "retry_s": round(delay, 2),
+                }
+                if isinstance(exc, expected):
+                    self._log.warning("task_failed", **fields)
+                else:
+                    self._log.error("task_failed", **fields, where=_innermost(exc))
+                if fatal_after_s is not None and failing_s >= fatal_after_s:
+                    self._fail(f"{task} failing for {failing_s:.0f} s: {type(exc).__name__}: {str(exc)[:200]}")
+                    return
+                await asyncio.sleep(delay)
+                continue
+            if failing_since is not None:
+                self._log.info("task_recovered", task=task, failures=failures)
+                failing_since = None
+                failures = 0
+                delays = backoff(initial, maximum)
+            await asyncio.sleep(pause)
+
+    def _fail(self, reason: str) -> None:
+        """Give up: unhealthy from now on; run() returns and the CLI exits with status 3."""
+        if self.failure is None:
+            self.failure = reason
+            self._log.error("gatherer_failed", reason=reason[:500])
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            why = "cancelled"
+        elif (exc := task.exception()) is not None:
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            why = "returned"
+        self._log.error("gatherer_task_ended", task=task.get_name(), why=why)
+        self._fail(f"task {task.get_name()} ended: {why}")
+
+    async def _supervise(self, stop: asyncio.Event) -> None:
+        """Wait for ``stop``; meanwhile any task that ends (they all run until shutdown) fails the gatherer."""
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stopped.done() and self.failure is None:
+                ended = next((t for t in self._tasks if t.done()), None)
+                if ended is not None:
+                    self._task_ended(ended)
                     break
-                add, remove, refs = self.registry.apply_listing(page.markets, time.time_ns())
-                self._publish_refs(refs)
-                if add:
-                    self.add_markets(add)
-                if remove:
-                    self.remove_markets(remove)
+                await asyncio.wait([stopped], timeout=0.25)
+        finally:
+            stopped.cancel()
 
     # -- housekeeping --------------------------------------------------------------------------
-    async def _service_loop(self) -> None:
-        last_sync = 0.0
-        while True:
+    async def _service_step(self) -> float:
+        error: Exception | None = None
+        try:
             self.producer.service()
-            now = time.monotonic()
-            if now - last_sync >= 1.0:
-                last_sync = now
-                self.sync_metrics()
-            await asyncio.sleep(0.02)
+        except Exception as exc:  # metrics still sync below, so the failure shows
+            error = exc
+        dropped = self.producer.spool.dropped
+        now = time.monotonic()
+        if dropped != self._drops_seen:
+            self._drops_seen = dropped
+            self._last_drop = now
+        if now - self._last_sync >= 1.0:
+            self._last_sync = now
+            self.sync_metrics()
+        if error is not None:
+            raise error
+        return 0.02
+
+    async def _service_loop(self) -> None:
+        await self._keep_running(
+            "service",
+            self._service_step,
+            initial=0.05,
+            maximum=2.0,
+            fatal_after_s=self.opts.task_failure_limit_s,
+        )
 
     def sync_metrics(self) -> None:
         gid = self.gid
@@ -306,29 +483,42 @@ class Gatherer:
             return "probe"
         return ""
 
-    async def _watchdog(self) -> None:
+    async def _watchdog_step(self) -> float:
         """Times the sessions (placing snapshots, keying stalled lifecycle streams) and watches for silence."""
-        while True:
-            await asyncio.sleep(0.25)
-            now = time.time_ns()
-            for conn in self.connections:
-                if not conn.up:
-                    continue
-                conn.session.tick(now)
-                verdict = self._silence_verdict(conn, now)
-                if verdict == "probe":
-                    if conn.session.probe(now):
-                        conn.poke()
-                elif verdict:
-                    self._log.warning("ws_silent_reconnect", conn=conn.session.conn_id, reason=verdict)
-                    await conn.kill(verdict.split(":")[0])
+        now = time.time_ns()
+        for conn in self.connections:
+            if not conn.up:
+                continue
+            conn.session.tick(now)
+            verdict = self._silence_verdict(conn, now)
+            if verdict == "probe":
+                if conn.session.probe(now):
+                    conn.poke()
+            elif verdict:
+                self._log.warning("ws_silent_reconnect", conn=conn.session.conn_id, reason=verdict)
+                await conn.kill(verdict.split(":")[0])
+        return 0.25
+
+    async def _watchdog(self) -> None:
+        await self._keep_running(
+            "watchdog",
+            self._watchdog_step,
+            initial=0.25,
+            maximum=2.0,
+            fatal_after_s=self.opts.task_failure_limit_s,
+        )
 
     def healthy(self) -> bool:
-        return self.running and any(c.up for c in self.connections)
+        """Capturing everything right now: running, not failed, no frame dropped lately, a connection up."""
+        if not self.running or self.failure is not None:
+            return False
+        if time.monotonic() - self._last_drop < self.opts.unhealthy_after_drop_s:
+            return False
+        return any(c.up for c in self.connections)
 
     # -- run -----------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then close connections and flush the producer."""
+        """Run until ``stop`` is set or the gatherer fails (``failure``), then close connections, flush."""
         self.running = True
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
         self._connection(0)  # started by _connection() now that running is set
@@ -339,7 +529,7 @@ class Gatherer:
             self._tasks.append(asyncio.create_task(self._refresh_loop(), name="gather-refresh"))
         self._log.info("gatherer_started", ws_url=self.opts.ws_url, channels=self.opts.channels)
         try:
-            await stop.wait()
+            await self._supervise(stop)
         finally:
             await self.shutdown()
 
@@ -355,6 +545,25 @@ class Gatherer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        await asyncio.to_thread(self.producer.close, flush_timeout)
+        try:
+            await asyncio.to_thread(self.producer.close, flush_timeout)
+        except Exception as exc:
+            self._fail(f"producer close: {type(exc).__name__}: {str(exc)[:200]}")
         self.sync_metrics()
-        self._log.info("gatherer_stopped", acked=self.producer.acked, spooled=len(self.producer.spool))
+        self._log.info(
+            "gatherer_stopped",
+            acked=self.producer.acked,
+            spooled=len(self.producer.spool),
+            dropped=self.producer.spool.dropped,
+            failure=self.failure,
+        )
+
+
+def _innermost(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised (one log field instead of a multi-line traceback)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"

@@ -16,12 +16,16 @@ __all__ = [
     "DUPLICATES",
     "FRAMES",
     "GAPS",
+    "LIFECYCLE",
+    "LIFECYCLE_UNKNOWN",
     "PRODUCER_QUEUE",
     "PRODUCE_LATENCY",
     "RECONNECTS",
+    "REST_STALE",
     "SPOOL_BYTES",
     "SPOOL_RECORDS",
     "SUBSCRIBED_MARKETS",
+    "TASK_FAILURES",
     "VENUE_ERRORS",
 ]
 
@@ -44,3 +48,19 @@ PRODUCER_QUEUE = Gauge("mdpipe_gather_producer_queue_messages", "Messages in the
 SPOOL_RECORDS = Gauge("mdpipe_gather_spool_records", "Records waiting in the on-disk spool", ["gatherer"])
 SPOOL_BYTES = Gauge("mdpipe_gather_spool_bytes", "Bytes in the on-disk spool", ["gatherer"])
 DROPPED = Counter("mdpipe_gather_dropped_frames_total", "Frames dropped because the spool/disk was full", ["gatherer"])
+LIFECYCLE = Counter(
+    "mdpipe_gather_lifecycle_messages_total",
+    "market_lifecycle_v2 messages by event_type (none = the metadata form; unknown types past 32 = other)",
+    ["gatherer", "type"],
+)
+LIFECYCLE_UNKNOWN = Counter(
+    "mdpipe_gather_lifecycle_unknown_total",
+    "market_lifecycle_v2 messages of a type the gatherer does not know (stored, market kept); past 32 types = other",
+    ["gatherer", "type"],
+)
+REST_STALE = Counter(
+    "mdpipe_gather_rest_stale_total", "REST statuses overridden by a newer lifecycle change", ["gatherer"]
+)
+TASK_FAILURES = Counter(
+    "mdpipe_gather_task_failures_total", "Failed iterations of a background loop, retried", ["gatherer", "task"]
+)

@@ -274,10 +274,21 @@ class RawProducer:
         return len(self._p) + len(self.spool)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush; whatever is still not acknowledged goes to the spool (replayed by the next run)."""
-        left = self.flush(timeout)
+        """Flush; whatever is still not acknowledged goes to the spool (replayed by the next run).
+
+        A flush that fails (e.g. an unreadable spool segment) still purges the producer into the spool and closes
+        the spool, then raises."""
+        error: Exception | None = None
+        try:
+            left = self.flush(timeout)
+        except Exception as exc:
+            error = exc
+            left = len(self._p) + len(self.spool)
+            log.error("producer_flush_failed", error_type=type(exc).__name__, error=str(exc)[:300])
         if len(self._p):
             self._p.purge(in_queue=True, in_flight=True)
             self._p.flush(1.0)
         self.spool.close()
         log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)
+        if error is not None:
+            raise error

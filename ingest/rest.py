@@ -3,10 +3,15 @@
 Why urllib: discovery is a few requests per minute (pages of 1000 markets), so an async HTTP client buys
 nothing and would be one more dependency; each call runs in ``asyncio.to_thread`` and never blocks the
 event loop. Responses are decoded with msgspec into :class:`ingest.registry.RestPage`.
+
+Every way a request can fail -- refused or reset connections, timeouts, HTTP error statuses, a body cut short
+(``http.client.IncompleteRead``), a malformed status line, an undecodable or mistyped body -- raises
+:class:`DiscoveryError`, the one exception the gatherer's REST loops expect.
 """
 
 from __future__ import annotations
 
+import http.client
 import urllib.parse
 import urllib.request
 from urllib.parse import urlsplit
@@ -51,8 +56,8 @@ def fetch_markets_page(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
-    except OSError as exc:  # URLError and HTTPError are OSErrors
-        raise DiscoveryError(f"GET {url}: {exc}") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError/HTTPError are OSErrors
+        raise DiscoveryError(f"GET {url}: {type(exc).__name__}: {exc}") from None
     try:
         return _page.decode(body)
     except msgspec.DecodeError as exc:

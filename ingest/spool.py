@@ -5,7 +5,14 @@ Append-only segment files ``<seq:012d>.spool`` in one directory; each record is
 everything after it). A torn tail (crash mid-write) fails its crc and ends that segment. The producer drains
 the oldest segment first and deletes a segment only after every one of its records was acknowledged (or
 spooled again), so a crash replays a segment at worst twice (at-least-once; dedup absorbs the copies).
-Only a full spool (``max_bytes``) or a full disk drops a record, and that is counted by the caller.
+Only a full spool (``max_bytes``) or a failing disk drops a record, and every dropped record is counted in
+``dropped``, exactly: appended records wait in a small memory buffer written out with ``os.write`` (at
+``flush()``, every ``_BUFFER`` bytes and before a segment is read or closed); when a write fails (ENOSPC, EFBIG,
+EIO, a read-only directory...) the records that did not reach the file in full are counted as dropped, the
+segment ends there (its torn tail is skipped by readers), one ``spool_write_failed`` line is logged, and writing
+pauses for ``retry_s`` (records meanwhile dropped and counted) before a new segment is tried. A delivered segment
+that cannot be deleted is remembered and never replayed again by this process (the next run replays it once:
+at-least-once).
 """
 
 from __future__ import annotations
@@ -13,31 +20,48 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+
+from mdpipe.logging import get_logger
 
 __all__ = ["Record", "Spool"]
 
+log = get_logger(__name__)
+
 _HEAD = struct.Struct(">IHII")
+_BUFFER = 64 << 10  # write out once this much is buffered
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
 class Spool:
     """Bounded FIFO of records on disk (see module docstring). Not thread-safe."""
 
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, segment_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int,
+        segment_bytes: int = 16 << 20,
+        retry_s: float = 1.0,
+    ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self._writer: BinaryIO | None = None
+        self.retry_s = retry_s
+        self._fd: int | None = None
         self._writer_seq = -1
         self._writer_size = 0
+        self._buf = bytearray()
+        self._buf_ends: list[int] = []  # end offset in _buf of each buffered record
+        self._paused_until = 0.0  # monotonic: no write attempts before this (after a failed write)
+        self._undeletable: set[Path] = set()  # delivered segments whose unlink failed: never replayed again
         self.bytes = 0
         self.records = 0
         self.dropped = 0
+        self.write_errors = 0
         segments = self.segments()
         for seg in segments:
             self.bytes += seg.stat().st_size
@@ -46,59 +70,115 @@ class Spool:
 
     def segments(self) -> list[Path]:
         """Segment files, oldest first."""
-        return sorted(self.dir.glob("*.spool"))
+        return sorted(p for p in self.dir.glob("*.spool") if p not in self._undeletable)
 
     def __len__(self) -> int:
         return self.records
 
     def append(self, topic: str, key: bytes | None, value: bytes) -> bool:
-        """Write one record; False (and ``dropped`` += 1) when the spool or the disk is full."""
+        """Buffer one record for the current segment; False (``dropped`` += 1) when the spool is full, or the
+        disk failed less than ``retry_s`` ago, or a new segment cannot be created. A record accepted here that
+        later fails to reach the disk is counted in ``dropped`` then."""
         t = topic.encode()
         k = key or b""
         body = _HEAD.pack(0, len(t), len(k), len(value))[4:] + t + k + value
         size = 4 + len(body)
-        if self.bytes + size > self.max_bytes:
+        if self.bytes + size > self.max_bytes or self._paused():
             self.dropped += 1
             return False
-        try:
-            if self._writer is None or self._writer_size >= self.segment_bytes:
-                self._roll()
-            assert self._writer is not None
-            self._writer.write(struct.pack(">I", zlib.crc32(body)) + body)
-        except OSError:
-            # A partial record may now end this segment: never append after it (readers stop at the first bad
-            # CRC), the next record starts a new segment.
-            self._abandon_writer()
-            self.dropped += 1
-            return False
+        if self._fd is None or self._writer_size >= self.segment_bytes:
+            self.close_writer()
+            if self._paused():  # closing it failed just now
+                self.dropped += 1
+                return False
+            try:
+                self._open_segment()
+            except OSError as exc:
+                self._write_failed(exc, lost=1, lost_bytes=0)
+                return False
+        self._buf += struct.pack(">I", zlib.crc32(body))
+        self._buf += body
+        self._buf_ends.append(len(self._buf))
         self._writer_size += size
         self.bytes += size
         self.records += 1
+        if len(self._buf) >= _BUFFER:
+            self._write_out()
         return True
 
-    def _roll(self) -> None:
-        self.close_writer()
-        self._writer_seq = self._next_seq
+    def _paused(self) -> bool:
+        return self._paused_until > 0 and time.monotonic() < self._paused_until
+
+    def _open_segment(self) -> None:
+        seq = self._next_seq
         self._next_seq += 1
-        self._writer = open(self.dir / f"{self._writer_seq:012d}.spool", "ab")  # noqa: SIM115
+        self._fd = os.open(self.dir / f"{seq:012d}.spool", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._writer_seq = seq
         self._writer_size = 0
 
+    def _write_out(self) -> bool:
+        """Write the buffered records to the current segment; False when the disk failed (losses counted)."""
+        if not self._buf or self._fd is None:
+            return True
+        done = 0
+        try:
+            with memoryview(self._buf) as view:
+                while done < len(view):
+                    n = os.write(self._fd, view[done:])
+                    if n <= 0:
+                        raise OSError("spool segment accepted no bytes")
+                    done += n
+        except OSError as exc:
+            kept = sum(1 for end in self._buf_ends if end <= done)
+            self._write_failed(exc, lost=len(self._buf_ends) - kept, lost_bytes=len(self._buf) - done, buffered=True)
+            return False
+        self._buf.clear()
+        self._buf_ends.clear()
+        return True
+
+    def _write_failed(self, exc: OSError, lost: int, lost_bytes: int, buffered: bool = False) -> None:
+        """Count the records that did not reach the disk; end this segment (a torn record may end it); pause."""
+        if buffered:
+            self.records -= lost  # they were counted in when buffered
+            self.bytes -= lost_bytes  # the bytes that did reach the file stay (a torn tail, released with it)
+            self._buf.clear()
+            self._buf_ends.clear()
+        self.dropped += lost
+        self.write_errors += 1
+        self._abandon_writer()
+        self._paused_until = time.monotonic() + self.retry_s
+        log.error(
+            "spool_write_failed",
+            dir=str(self.dir),
+            errno=exc.errno,
+            error=str(exc)[:200],
+            records_lost=lost,
+            dropped=self.dropped,
+            retry_s=self.retry_s,
+        )
+
     def _abandon_writer(self) -> None:
-        if self._writer is not None:
+        """Close the current segment without writing anything more to it."""
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                self._writer.close()
-            self._writer = None
+                os.close(self._fd)
+            self._fd = None
 
     def close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
-            self._writer.close()
-            self._writer = None
+        """Write out and close the current segment (its records are then readable by :meth:`take_oldest`)."""
+        if self._fd is None:
+            return
+        if self._write_out():
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:  # the kernel has the bytes; whether they are durable is unknown
+                self.write_errors += 1
+                log.error("spool_fsync_failed", dir=str(self.dir), errno=exc.errno, error=str(exc)[:200])
+        self._abandon_writer()
 
     def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+        """Hand the buffered records to the kernel (called every service pass)."""
+        self._write_out()
 
     def take_oldest(self, busy: set[Path] | frozenset[Path] = frozenset()) -> tuple[Path, list[Record]] | None:
         """The oldest segment not in ``busy`` and its records (closing it first if it is being written)."""
@@ -106,14 +186,21 @@ class Spool:
         if not segments:
             return None
         seg = segments[0]
-        if self._writer is not None and int(seg.stem) == self._writer_seq:
+        if self._fd is not None and int(seg.stem) == self._writer_seq:
             self.close_writer()
         return seg, list(self.read(seg))
 
     def release(self, segment: Path, records: int) -> None:
-        """Delete a fully delivered segment."""
-        size = segment.stat().st_size if segment.exists() else 0
-        segment.unlink(missing_ok=True)
+        """Delete a fully delivered segment (one that cannot be deleted is never handed out again)."""
+        try:
+            size = segment.stat().st_size
+        except OSError:
+            size = 0
+        try:
+            segment.unlink(missing_ok=True)
+        except OSError as exc:
+            self._undeletable.add(segment)
+            log.error("spool_release_failed", segment=str(segment), errno=exc.errno, error=str(exc)[:200])
         self.bytes = max(0, self.bytes - size)
         self.records = max(0, self.records - records)
 

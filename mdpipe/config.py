@@ -127,6 +127,17 @@ class GatherConfig(_Section):
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     linger_ms: int = 5  # producer batching delay
     ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
+    # REST listings lag the WebSocket (~30 s seen): a market's REST status counts only for requests sent at least
+    # this long after the market's last lifecycle change; until then the lifecycle status wins (ingest.registry).
+    rest_lag_s: float = 60.0
+    # REST status filters that discovery lists every pass: the statuses a gatherer holds. A held market missing
+    # from all of them is released only once a look-up by ticker shows it closed/settled (ingest.registry).
+    discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
+    # The service loop (delivery reports, spool drain, metrics) failing this long without one success: the
+    # gatherer turns unhealthy and exits with status 3 for its supervisor (ingest.gatherer).
+    task_failure_limit_s: float = 120.0
+    # /healthz answers 503 for this long after a frame was dropped (spool or disk full, permanent broker error).
+    unhealthy_after_drop_s: float = 30.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
@@ -137,6 +148,11 @@ class GatherConfig(_Section):
         _positive("silence_timeout_s", self.silence_timeout_s)
         _positive("probe_timeout_s", self.probe_timeout_s)
         _positive("key_horizon_s", self.key_horizon_s)
+        _positive("rest_lag_s", self.rest_lag_s)
+        _positive("task_failure_limit_s", self.task_failure_limit_s)
+        held = ("open", "paused", "unopened")
+        if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
+            raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
 
 
 class DedupConfig(_Section):

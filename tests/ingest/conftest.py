@@ -49,15 +49,20 @@ def make_gatherer(
     queue_max: int = 200_000,
     queue_max_kbytes: int = 65536,
     ws_client: str = "picows",
+    rest_url: str = "",
+    spool_max_bytes: int = 1 << 30,
+    **options: Any,
 ) -> Gatherer:
+    """A gatherer for ``sim`` (REST at ``rest_url`` when given, e.g. a :class:`RestProxy`); ``options`` go to
+    :class:`GathererOptions` as they are."""
     kafka = KafkaConfig(bootstrap_servers=bootstrap)
     conf = producer_config(
         kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
     )
-    producer = RawProducer(conf, Spool(spool_dir, 1 << 30), queue_max=queue_max)
+    producer = RawProducer(conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max)
     opts = GathererOptions(
         gatherer_id=gid,
-        rest_url=sim.rest_url,
+        rest_url=rest_url or sim.rest_url,
         ws_url=sim.ws_url,
         channels=CHANNELS,
         markets_per_connection=per_connection,
@@ -70,6 +75,7 @@ def make_gatherer(
         dlq_topic=topics["dlq"],
         markets_topic=topics["markets"],
         ws_client=ws_client,
+        **options,
     )
     return Gatherer(opts, producer)
 
@@ -91,6 +97,77 @@ async def run_with(gatherer: Gatherer, body: Callable[[], Awaitable[None]]) -> N
     finally:
         stop.set()
         await task
+
+
+class RestProxy:
+    """A real HTTP server in front of the emulator's REST API that misbehaves on demand.
+
+    ``fault(path_and_query)`` decides per request: None forwards the emulator's answer; ``"truncate"`` sends the
+    status line and headers with the full Content-Length, then half the body, and closes the connection (the
+    client's read raises ``http.client.IncompleteRead``); ``"error"`` answers 500; ``"close"`` closes without
+    answering. ``requests`` lists every request path it saw, ``faults`` the ones it broke.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.upstream = upstream.rstrip("/")
+        self.fault: Callable[[str], str | None] = lambda path: None
+        self.requests: list[str] = []
+        self.faults: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                import urllib.error
+                import urllib.request
+
+                path = self.path.split("/trade-api/v2", 1)[-1]
+                proxy.requests.append(path)
+                fault = proxy.fault(path)
+                if fault is not None:
+                    proxy.faults.append((fault, path))
+                if fault == "close":
+                    self.close_connection = True
+                    return
+                if fault == "error":
+                    self._answer(500, b'{"error":"internal"}')
+                    return
+                try:
+                    with urllib.request.urlopen(proxy.upstream + path, timeout=10) as r:
+                        status, body = r.status, r.read()
+                except urllib.error.HTTPError as exc:
+                    status, body = exc.code, exc.read()
+                if fault == "truncate":
+                    self._answer(status, body, cut=len(body) // 2)
+                    return
+                self._answer(status, body)
+
+            def _answer(self, status: int, body: bytes, cut: int | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body if cut is None else body[:cut])
+                self.wfile.flush()
+                if cut is not None:
+                    self.close_connection = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/trade-api/v2"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rest-proxy", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:

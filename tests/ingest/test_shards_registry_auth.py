@@ -1,4 +1,4 @@
-"""Sans-I/O pieces: shard plan, market registry, backoff, request signing."""
+"""Sans-I/O pieces: shard plan, backoff, request signing (the market registry: test_registry.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import base64
 import random
 from pathlib import Path
 
-import msgspec
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from ingest.backoff import backoff
-from ingest.registry import MarketRegistry, RestMarket, is_live
 from ingest.shards import ShardPlan
 from ingest.venues.kalshi.auth import WS_PATH, Signer, load_private_key
-from schemas.kalshi import LifecycleMsg
 from venue_sim.keys import generate_test_keypair, load_public_key, verify
 
 
@@ -27,31 +24,6 @@ def test_shard_plan_fills_connections_and_reuses_freed_room() -> None:
     assert plan.release(["M1", "X"]) == {0: ["M1"]}
     assert plan.assign(["N1", "N2"]) == {0: ["N1"], 2: ["N2"]}
     assert plan.connections == 3
-
-
-def test_status_vocabularies() -> None:
-    for s in ("open", "active", "paused", "inactive", "activated"):
-        assert is_live(s)
-    for s in ("closed", "settled", "determined", "finalized", "disputed", "amended", "unopened", "initialized"):
-        assert not is_live(s)
-
-
-def test_registry_listing_and_lifecycle() -> None:
-    reg = MarketRegistry()
-    page = [RestMarket("A", status="active"), RestMarket("B", status="active"), RestMarket("C", status="closed")]
-    add, remove, refs = reg.apply_listing(page, 1, seen := set())
-    assert add == ["A", "B"] and remove == [] and len(refs) == 3
-    add, remove, refs = reg.apply_listing([RestMarket("A", status="active")], 2, set())
-    assert add == [] and refs == []  # unchanged: nothing republished
-    assert reg.release_unseen({"A"}) == ["B"]
-    assert seen == {"A", "B", "C"}
-    settled = msgspec.convert({"event_type": "settled", "market_ticker": "A"}, LifecycleMsg)
-    assert reg.apply_lifecycle("A", settled) == (False, True)
-    # a stale open listing does not bring a settled market back
-    assert reg.apply_listing([RestMarket("A", status="active")], 3)[0] == []
-    activated = msgspec.convert({"event_type": "activated", "market_ticker": "D"}, LifecycleMsg)
-    assert reg.apply_lifecycle("D", activated) == (True, False)
-    assert "D" in reg.status
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:

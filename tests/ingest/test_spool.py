@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from ingest.spool import Spool
@@ -42,27 +46,56 @@ def test_full_spool_drops_and_counts(tmp_path: Path) -> None:
     assert spool.dropped == results.count(False) > 0
 
 
-def test_a_failed_write_never_leaves_later_records_behind_a_torn_record(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+# Run in a child process: RLIMIT_FSIZE makes the kernel refuse writes past ``limit`` bytes per file (EFBIG, with
+# SIGXFSZ ignored), so the failure comes through the spool's real write path, exactly like a disk that fills up.
+_FILL_THE_DISK = r"""
+import json, resource, signal, sys
+from ingest.spool import Spool
+directory, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+spool = Spool(directory, max_bytes=1 << 30, segment_bytes=1 << 20)
+spool.retry_s = 0.0  # try a new segment right after each failure (each one fails again at the limit)
+accepted = 0
+for i in range(count):
+    accepted += spool.append("raw.g1", b"M%d" % (i % 7), b"value-%06d-" % i + b"x" * 200)
+    if i % 37 == 0:
+        spool.flush()
+spool.close()
+print(json.dumps({"dropped": spool.dropped, "records": len(spool), "accepted": accepted}))
+"""
+
+
+def test_a_disk_that_fills_up_drops_exactly_the_records_it_did_not_keep(tmp_path: Path) -> None:
+    limit, count = 20_000, 2_000
+    out = subprocess.run(
+        [sys.executable, "-c", _FILL_THE_DISK, str(tmp_path), str(limit), str(count)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.splitlines()[-1])
+    segments = sorted(tmp_path.glob("*.spool"))
+    assert all(seg.stat().st_size <= limit for seg in segments)
+    kept = [int(v[6:12]) for seg in segments for _, _, v in Spool.read(seg)]
+    assert kept == sorted(set(kept)), "FIFO order, no record twice"
+    assert report["dropped"] > 0 and len(segments) > 5, "the limit was hit again and again, writing went on"
+    # every record is either on disk or counted as dropped -- none vanishes uncounted
+    assert len(kept) + report["dropped"] == count
+    assert report["records"] == len(kept)
+    assert kept[-1] > count - 100, "records after the failures are kept"
+    assert "spool_write_failed" in out.stderr
+
+
+def test_writing_pauses_after_a_failure_and_drops_are_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, retry_s=60.0)
     assert spool.append("raw.g1", b"k", b"before")
-
-    class FailingWriter:
-        """A disk that accepts part of a record, then fails (ENOSPC)."""
-
-        def __init__(self, inner: object) -> None:
-            self.inner = inner
-
-        def write(self, data: bytes) -> int:
-            self.inner.write(data[:7])  # type: ignore[attr-defined]
-            raise OSError(28, "No space left on device")
-
-        def close(self) -> None:
-            self.inner.close()  # type: ignore[attr-defined]
-
-    spool._writer = FailingWriter(spool._writer)  # type: ignore[assignment]
-    assert not spool.append("raw.g1", b"k", b"lost-to-a-full-disk")
-    assert spool.dropped == 1
-    assert spool.append("raw.g1", b"k", b"after")  # goes to a new segment, not after the torn bytes
-    spool.close()
-    values = [v for seg in Spool(tmp_path, 1 << 20).segments() for _, _, v in Spool.read(seg)]
-    assert values == [b"before", b"after"]
+    spool.flush()
+    (tmp_path / "000000000000.spool").unlink()
+    os.rmdir(tmp_path)  # the directory disappears: the next segment cannot be created
+    spool.segment_bytes = 0  # roll on the next append
+    assert not spool.append("raw.g1", b"k", b"lost")
+    assert not spool.append("raw.g1", b"k", b"lost-while-paused")
+    assert spool.dropped == 2 and spool.write_errors == 1

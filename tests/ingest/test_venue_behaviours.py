@@ -172,3 +172,16 @@ def test_the_window_a_connection_was_down_is_a_reported_gap() -> None:
     down = [g for g in c.gaps() if g.get("kind") == "down"]
     assert len(down) == 1, "a reconnect window was only a reconnect count"
     assert set(down[0]["markets"]) == {"KX-A", "KX-B"} and down[0]["from_ns"] == 10 * S
+
+
+def test_a_lifecycle_message_with_a_bad_field_still_tells_the_registry() -> None:
+    """A `settled` whose settlement value is not a sane number is a dead letter, yet the gatherer must still learn
+    that the market settled (and a `created` with a bad field that the market exists)."""
+    seen: list[tuple[str, str]] = []
+    c = Client([LC], lifecycle=True)
+    c.session._on_lifecycle = lambda market, lc, ns: seen.append((market, lc.event_type))
+    c.ack(1)
+    c.data(LC, 1, {"market_ticker": "KX-A", "event_type": "settled", "settlement_value": "1E+1000000"}, 1)
+    c.data(LC, 2, {"market_ticker": "KX-B", "event_type": "created", "open_ts": "not a time"}, 2)
+    assert len(c.dead) == 2
+    assert seen == [("KX-A", "settled"), ("KX-B", "created")]

@@ -72,6 +72,13 @@ class _EventLevel(msgspec.Struct):
     event_ticker: str
 
 
+class _LifecycleHead(msgspec.Struct):
+    """What the market registry needs of a lifecycle message whose other fields do not decode."""
+
+    market_ticker: str = ""
+    event_type: str = ""
+
+
 class _Error(msgspec.Struct):
     code: int = 0
     msg: str = ""
@@ -85,6 +92,7 @@ _trade = msgspec.json.Decoder(TradeMsg, strict=False)
 _snapshot = msgspec.json.Decoder(SnapshotMsg, strict=False)
 _lifecycle = msgspec.json.Decoder(LifecycleMsg, strict=False)
 _event_level = msgspec.json.Decoder(_EventLevel)
+_lifecycle_head = msgspec.json.Decoder(_LifecycleHead)
 _cmd = msgspec.json.Encoder()
 # A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
 _FRAME_FIELDS = (
@@ -512,20 +520,41 @@ class KalshiSession:
         if env.type != LIFECYCLE:  # event_lifecycle / event_fee_update: no market, no event_type
             market = _event_level.decode(body).event_ticker
         else:
-            lc = _lifecycle.decode(body)
+            try:
+                lc = _lifecycle.decode(body)
+            except msgspec.DecodeError:
+                self._lifecycle_head_only(body, recv_ns)
+                raise
             market = lc.market_ticker or lc.event_ticker
         if not market:
             raise msgspec.ValidationError("lifecycle message without market_ticker or event_ticker")
         _check_ticker(market)
-        content = self.keyer.body_digest(market, body)
-        self.stats.by_kind["lifecycle"] += 1
-        self._key_lifecycle(env, lc, market, content, data, recv_ns)
-        if lc is not None and self._on_lifecycle is not None:
+        if lc is not None and self._on_lifecycle is not None:  # before its key: a bad field must not hide it
             try:
                 self._on_lifecycle(market, lc, recv_ns)
             except Exception:  # the market registry failed on it: the message itself is recorded all the same
                 if self._log is not None:
                     self._log.exception("lifecycle_callback_failed", conn=self.conn_id, market=market)
+        content = self.keyer.body_digest(market, body)
+        self.stats.by_kind["lifecycle"] += 1
+        self._key_lifecycle(env, lc, market, content, data, recv_ns)
+
+    def _lifecycle_head_only(self, body: msgspec.Raw, recv_ns: int) -> None:
+        """A lifecycle message that will be dead-lettered still tells the registry its market and event type (a
+        `created` or `settled` with one bad field must not leave every gatherer holding the wrong markets)."""
+        if self._on_lifecycle is None:
+            return
+        try:
+            head = _lifecycle_head.decode(body)
+        except msgspec.DecodeError:
+            return
+        if head.market_ticker and len(head.market_ticker) <= MAX_TICKER:
+            lc = LifecycleMsg(event_type=head.event_type, market_ticker=head.market_ticker)
+            try:
+                self._on_lifecycle(head.market_ticker, lc, recv_ns)
+            except Exception:
+                if self._log is not None:
+                    self._log.exception("lifecycle_callback_failed", conn=self.conn_id, market=head.market_ticker)
 
     def _key_lifecycle(
         self, env: _Env, lc: LifecycleMsg | None, market: str, content: str, data: bytes, recv_ns: int
