@@ -4,8 +4,10 @@ Usage (tests, demo, benchmarks)::
 
     sim = VenueSim(SimOptions(markets=100, rate=500.0, seed=1, port=0, auth=False, truth_path="t.truth"))
     await sim.start()            # sim.rest_url, sim.ws_url, sim.port
-    sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections
+    sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections /
+                                 # redeliver / bad_number
     ticker = sim.create_market(); sim.settle_market(ticker)
+    sim.lifecycle("deactivate", ticker)  # or activate / metadata / metadata_legacy / unknown / fee_set / fee_clear
     await sim.stop_generating()  # quiesce, flush truth
     await sim.stop()
 
@@ -36,7 +38,7 @@ from venue_sim.book import SLOTS, Books, wire_levels
 from venue_sim.faults import Faults, FaultSpec, parse_faults
 from venue_sim.keys import load_public_key
 from venue_sim.lifecycle import Behaviours
-from venue_sim.load import KINDS, WIRE_TYPES, BookFact, Event, Generator
+from venue_sim.load import KINDS, LIFECYCLE_ACTIONS, WIRE_TYPES, BookFact, Event, Generator
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
 from venue_sim.record import BadMessage, BookCheckpoint, MarketLive, RecordWriter, record_path
 from venue_sim.recorder import Recorder
@@ -389,6 +391,20 @@ class VenueSim:
         self._publish(out)
         return done
 
+    def lifecycle(self, action: str, ticker: str) -> bool:
+        """Send one lifecycle message for ``ticker`` now (``deactivate``, ``activate``, ``metadata``,
+        ``metadata_legacy``, ``unknown``, ``fee_set``/``fee_clear`` on its event); False when its status does not
+        allow it."""
+        if not self.generating:
+            raise RuntimeError("the venue stopped generating")
+        m = self.markets.index(ticker)
+        if m is None:
+            raise KeyError(ticker)
+        out: list[Event] = []
+        done = self.generator.lifecycle_now(out, action, m)
+        self._publish(out)
+        return done
+
     def set_rate(self, rate: float) -> None:
         self.generator.set_rate(rate)
 
@@ -453,6 +469,16 @@ class VenueSim:
             if not self.generating:
                 return 409, {"error": "the venue stopped generating"}
             return 200, {"ok": self.settle_market(ticker, payload.get("result"))}
+        if path == "/_sim/lifecycle":
+            ticker = str(payload.get("ticker", ""))
+            action = str(payload.get("action", ""))
+            if self.markets.index(ticker) is None:
+                return 404, {"error": f"unknown market {ticker}"}
+            if action not in LIFECYCLE_ACTIONS:
+                return 400, {"error": f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}"}
+            if not self.generating:
+                return 409, {"error": "the venue stopped generating"}
+            return 200, {"ok": self.lifecycle(action, ticker)}
         if path == "/_sim/rate":
             self.set_rate(float(payload["rate"]))
             return 200, {"ok": True}

@@ -33,7 +33,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Emulated Kalshi trade-api v2 venue. REST GET /trade-api/v2/markets and "
         "/trade-api/v2/markets/{ticker}/orderbook and WebSocket /trade-api/ws/v2 share one port; admin API: "
         "GET /_sim/stats, POST /_sim/faults, /_sim/stop-generating, /_sim/markets (create), "
-        '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}. Defaults come from the [sim] config section.',
+        '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}, /_sim/lifecycle {"ticker":..,"action":..} (action: '
+        "deactivate, activate, metadata, metadata_legacy, unknown, fee_set, fee_clear). With --truth the venue also "
+        "writes its record (connections, subscriptions, suppressions, snapshots, book checkpoints) next to it "
+        "(truth.msgpack -> truth.record.msgpack). Defaults come from the [sim] config section.",
     )
     p.add_argument("--markets", type=int, help="number of markets listed at start (default: sim.markets)")
     p.add_argument("--rate", type=float, help="aggregate venue events per second (default: sim.rate)")

@@ -8,8 +8,9 @@ default) and scheduled by :class:`venue_sim.load.Generator` on its virtual clock
 - ``activate_after_ms``: a market created while running stays ``initialized`` this long before ``activated``.
 - ``pause_per_s`` / ``pause_markets`` / ``pause_ms`` / ``flap_share``: deactivate/activate cycles
   (``is_deactivated`` true/false; REST status ``inactive``, filter ``paused``; no data while paused) on a small
-  fixed pool of markets, so identical bodies recur on the same market at spacings from ~50 ms (a flap: paused,
-  back 20 ms later, paused again 50 ms after the first) to minutes.
+  fixed pool of markets chosen with weights 1/2, 1/4, 1/8, ..., so identical bodies recur on the same market at
+  spacings from ~50 ms (a flap: paused, back 20 ms later, paused again 50 ms after the first) through seconds
+  (the first market) to minutes (the last ones).
 - ``metadata_per_s``: ``metadata_updated`` messages on a pool of markets whose subtitle/strike flip-flops between
   two values (A, B, A: identical bodies repeat); half the pool uses the older form without ``event_type``.
 - ``unknown_per_s``: lifecycle messages with an ``event_type`` no client knows yet (venues add types).

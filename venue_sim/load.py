@@ -20,6 +20,7 @@ A book checkpoint at venue time ``T`` is taken inside the generation loop just b
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import uuid
 from array import array
@@ -60,13 +61,22 @@ from venue_sim.wire import (
     rfc3339,
 )
 
-__all__ = ["KINDS", "WIRE_TYPES", "BookFact", "Event", "Generator"]
+__all__ = ["KINDS", "LIFECYCLE_ACTIONS", "WIRE_TYPES", "BookFact", "Event", "Generator"]
 
 Event = tuple[int, int, int, int, str, str | None]
 # Truth kind and the envelope type to record (when not the kind's usual one), by channel number.
 KINDS: tuple[str, ...] = ("delta", "ticker", "trade", "lifecycle", "lifecycle", "lifecycle")
 WIRE_TYPES: tuple[str, ...] = ("", "", "", "", "event_lifecycle", "event_fee_update")
 HEAD_CACHE = 100_000
+LIFECYCLE_ACTIONS: tuple[str, ...] = (
+    "deactivate",
+    "activate",
+    "metadata",
+    "metadata_legacy",
+    "unknown",
+    "fee_set",
+    "fee_clear",
+)
 CREATED_PICK_SHARE = 0.01  # share of picks aimed at markets created while running (they trade too)
 NEVER = float("inf")
 
@@ -225,6 +235,13 @@ class Generator:
             due = self._ckpt_next + 1
         self._due = due
 
+    def _catch_up(self, out: list[Event]) -> int:
+        """Before an event made outside :meth:`generate` (admin, faults): run what is due by now; returns now."""
+        ts = self.now_ms()
+        if ts >= self._due:
+            self._run_due(out, ts)
+        return ts
+
     def _run_due(self, out: list[Event], ts: int) -> None:
         """Everything due at or before venue time ``ts``: the checkpoint first (no event with ts > T before it)."""
         if self._ckpt_ms and ts > self._ckpt_next:
@@ -256,7 +273,8 @@ class Generator:
                 self.counts["resumed"] += 1
         elif action == A_PAUSE:
             pool = self._pause_pool
-            m = pool[int(rnd() * len(pool))]
+            # Geometric weights (1/2, 1/4, ...): the first market cycles often, the last one minutes apart.
+            m = pool[min(int(-math.log2(1.0 - rnd())), len(pool) - 1)]
             pause = max(1, int(b.pause_ms * (0.5 + rnd())))
             if status[m] == ST_ACTIVE:
                 self._act(out, A_DEACTIVATE, m, ts)
@@ -291,6 +309,40 @@ class Generator:
             self.counts["fee_updates"] += 1
             self._schedule(ts + self._interval(b.fee_update_per_s), A_FEE, 0)
 
+    def lifecycle_now(self, out: list[Event], action: str, m: int) -> bool:
+        """One lifecycle message for market ``m`` now, on demand (tests, admin API). ``action``: one of
+        :data:`LIFECYCLE_ACTIONS`. False when the market's status does not allow it (e.g. activating an active
+        market). ``fee_set``/``fee_clear`` act on ``m``'s event."""
+        ts = self._catch_up(out)
+        status = self.markets.status[m]
+        ticker = self.markets.ticker(m)
+        if action == "deactivate":
+            if status != ST_ACTIVE:
+                return False
+            self._act(out, A_DEACTIVATE, m, ts)
+        elif action == "activate":
+            if status not in (ST_INACTIVE, ST_INITIALIZED):
+                return False
+            self._act(out, A_ACTIVATE if status == ST_INACTIVE else A_ACTIVATE_CREATED, m, ts)
+        elif action in ("metadata", "metadata_legacy"):
+            variant = self._meta_variant[m] = 1 - self._meta_variant.get(m, 1)
+            legacy = action == "metadata_legacy"
+            self._event(out, CH_LIFECYCLE, m, ts, metadata_body(ticker, variant, legacy))
+            self.counts["metadata_updates"] += 1
+            self.counts["metadata_legacy"] += legacy
+        elif action == "unknown":
+            kind = UNKNOWN_EVENT_TYPES[self.counts["unknown_lifecycle"] % len(UNKNOWN_EVENT_TYPES)]
+            self._event(out, CH_LIFECYCLE, m, ts, unknown_body(ticker, kind, ts))
+            self.counts["unknown_lifecycle"] += 1
+        elif action in ("fee_set", "fee_clear"):
+            e = m // 10
+            on = self._fee_on[e] = action == "fee_set"
+            self._event(out, CH_EVENT_FEE, e * 10, ts, fee_body(f"{PREFIX}{e}", on))
+            self.counts["fee_updates"] += 1
+        else:
+            raise ValueError(f"lifecycle action must be one of {', '.join(LIFECYCLE_ACTIONS)}, got {action!r}")
+        return True
+
     def _set_live(self, out: list[Event], m: int, ts: int, status: int, body: str, event_type: str) -> None:
         self.markets.set_status(m, status, ts)
         self._event(out, CH_LIFECYCLE, m, ts, body)
@@ -318,7 +370,7 @@ class Generator:
     def create_market(self, out: list[Event]) -> int:
         """List a new market: ``created`` (status initialized), then ``activated`` at once or, with
         ``activate_after_ms``, that much later. An ``event_lifecycle`` comes first for a new event."""
-        ts = self.now_ms()
+        ts = self._catch_up(out)
         m = self.markets.add(ts)
         self.books.grow(len(self.markets))
         self._has_delta.append(0)
@@ -361,7 +413,7 @@ class Generator:
         """Determine and settle market ``m`` (no-op, False, if already determined/settled)."""
         if self.markets.status[m] in (ST_DETERMINED, ST_FINALIZED):
             return False
-        ts = self.now_ms()
+        ts = self._catch_up(out)
         result = result or ("yes" if self.rng.random() < 0.5 else "no")
         value = "1.0000" if result == "yes" else "0.0000"
         t = self.markets.ticker(m)
@@ -390,6 +442,7 @@ class Generator:
         change the book; a ``("bad", id, reason)`` fact says so. Returns the event id (0 when no market trades)."""
         if variant not in BAD_NUMBER_VARIANTS:
             raise ValueError(f"bad-number variant must be one of {', '.join(BAD_NUMBER_VARIANTS)}, got {variant!r}")
+        ts = self._catch_up(out)
         m = self._pick()
         if m < 0:
             m = self.markets.status.find(ST_ACTIVE, 0, max(1, self.live_count))
@@ -397,8 +450,8 @@ class Generator:
                 return 0
         mid = self.books.mid(m)
         head = self._head(m)
-        body, reason = bad_delta_body(head, PRICE[mid - 1], variant, self.now_ms())
-        self._event(out, CH_ORDERBOOK, m, self.now_ms(), body)
+        body, reason = bad_delta_body(head, PRICE[mid - 1], variant, ts)
+        self._event(out, CH_ORDERBOOK, m, ts, body)
         self.facts.append(("bad", self.next_id - 1, reason))
         self.counts["bad_numbers"] += 1
         return self.next_id - 1
