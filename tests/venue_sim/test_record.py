@@ -252,6 +252,10 @@ def test_every_kind_of_connection_end_is_recorded(kit: SimpleNamespace, tmp_path
     assert closed == {1: "client", 2: "heartbeat_timeout", 3: "server"}
     clients = {r.conn: r.client for r in records if isinstance(r, ConnOpened)}
     assert clients[2] == "silent/1" and clients[1].startswith("Python/")
+    # a connection that never had anything to receive was still handed every batch while it was open
+    opened_at = {r.conn: r.after_id for r in records if isinstance(r, ConnOpened)}
+    closed_at = {r.conn: r.after_id for r in records if isinstance(r, ConnClosed)}
+    assert closed_at[2] - opened_at[2] > 200
     ends = {r.conn: (r.sid, r.reason) for r in records if isinstance(r, Unsubscribed)}
     assert ends == {1: (1, "closed"), 3: (1, "closed")}
 
@@ -334,3 +338,33 @@ def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, env={"MDPIPE_RUN_DIR": str(tmp_path / "run"), "PATH": ""},
     )  # fmt: skip
     assert bad.returncode != 0 and "dormant_share" in bad.stderr
+
+
+def test_batches_held_by_delay_count_when_released_and_not_at_all_if_the_close_comes_first(
+    kit: SimpleNamespace, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "truth.msgpack"
+
+    async def body() -> tuple[list[dict[str, Any]], int]:
+        sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
+        async with sim_ctx as sim, kit.ws_client(sim) as c:
+            await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
+            await asyncio.sleep(0.3)
+            sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
+            await asyncio.sleep(0.6)  # batches of the first 0.2 s were released, the rest are held
+            held_from = sim.server.connections[1].position
+            sim.faults.close_connections(conn_id=1)
+            msgs = await _drain(c)
+            await asyncio.sleep(0.3)
+            return msgs, held_from
+
+    msgs, held_from = asyncio.run(body())
+    truth = list(read_truth(truth_path))
+    records = list(read_record(record_path(truth_path)))
+    closed = next(r for r in records if isinstance(r, ConnClosed))
+    assert closed.after_id == held_from < truth[-1].id - 100, "held batches never written do not count"
+    assert not [r for r in records if isinstance(r, Suppressed)], "delayed is not suppressed"
+    want = predicted(records, truth, conn=1)
+    got = received(msgs)
+    assert got[1] == [(_type(truth[i - 1]), truth[i - 1].msg) for i in want[1]]
+    assert len(want[1]) > 200
