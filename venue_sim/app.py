@@ -371,7 +371,8 @@ class VenueSim:
         return self.server.apply_fault(fault)
 
     def create_market(self) -> str:
-        """List a new market now (lifecycle ``created`` + ``activated``); returns its ticker."""
+        """List a new market now (lifecycle ``created``, then ``activated`` at once or ``activate_after_s`` later);
+        returns its ticker."""
         if not self.generating:
             raise RuntimeError("the venue stopped generating")
         out: list[Event] = []

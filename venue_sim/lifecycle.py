@@ -58,7 +58,7 @@ class Behaviours(msgspec.Struct, frozen=True, kw_only=True):
     unknown_per_s: float = 0.0
     fee_update_per_s: float = 0.0
     event_lifecycle: bool = False
-    checkpoint_ms: int = 0  # book checkpoints every this many ms of venue time (0 = none)
+    checkpoint_ms: int = 0  # book checkpoints every this many ms of venue time (0 = none but the final one)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dormant_share <= 1.0:

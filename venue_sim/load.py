@@ -362,9 +362,8 @@ class Generator:
 
     def final_checkpoint(self) -> None:
         """The checkpoint taken when generation stops: every delta generated so far (T = the venue clock now,
-        which no generated event's ts_ms exceeds)."""
-        if self._ckpt_ms:
-            self.checkpoint(self.now_ms())
+        which no generated event's ts_ms exceeds). Taken whatever ``checkpoint_ms`` (0 = only this one)."""
+        self.checkpoint(self.now_ms())
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def create_market(self, out: list[Event]) -> int:

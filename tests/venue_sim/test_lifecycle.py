@@ -258,3 +258,13 @@ def test_lifecycle_on_demand_respects_status() -> None:
     assert [ev[1] for ev in out] == [3, 3, 3, 3, 3, CH_EVENT_FEE, CH_EVENT_FEE]
     with pytest.raises(ValueError):
         g.lifecycle_now(out, "explode", 3)
+
+
+def test_without_periodic_checkpoints_the_final_one_is_still_taken() -> None:
+    g = _gen(markets=30)
+    events = _run(g, 3000)
+    assert not [f for f in g.facts if f[0] == "book"]
+    g.final_checkpoint()
+    (_, (at_ms, after_id, markets, _)) = g.facts[-1]
+    assert after_id == events[-1][0] and at_ms >= events[-1][3]
+    assert sorted(markets) == sorted({ev[2] for ev in events if ev[1] == CH_ORDERBOOK})
