@@ -33,7 +33,10 @@ Exact semantics (what the emulator writes; verify relies on them):
 - ``ConnClosed``: any end (fault ``close``, heartbeat-timeout abort, client close, lost socket, server stop).
   ``after_id`` = the last event of the last batch written to the socket while it was open (batches held by the
   ``delay`` fault count when released). After an abort (``reason`` ``heartbeat_timeout``) bytes still in the
-  socket buffer may never arrive: the client sees the connection drop.
+  socket buffer may never arrive: the client sees the connection drop. A connection that ends while the ``delay``
+  fault still holds batches can have a sid whose ``Subscribed.after_id`` is above its final ``after_id``: that
+  sid delivered nothing. ``reason``: ``fault``, ``heartbeat_timeout``, ``client`` (the client sent the close),
+  ``server`` (the venue stopped), ``lost`` (the socket went away without a close frame).
 - ``BookCheckpoint``: every ``checkpoint_s`` of venue time and once when generation stops, one per market that
   had at least one delta: its book holding every delta with ``ts_ms <= T`` and none later (taken inside the
   generator before the first event with ``ts_ms > T``), NO bids at NO-leg prices (as without ``use_yes_price``).
