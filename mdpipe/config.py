@@ -230,6 +230,39 @@ class SimConfig(_Section):
     churn_per_s: float = 0.2
     heartbeat_s: float = 10.0
     metrics_port: int = 0
+    # Real-venue behaviours (venue_sim.lifecycle; `mdpipe sim --help`); off by default, `mdpipe demo` turns them on.
+    checkpoint_s: float = 20.0
+    dormant_share: float = 0.0
+    rest_lag_s: float = 0.0
+    activate_after_s: float = 0.0
+    pause_per_s: float = 0.0
+    pause_markets: int = 8
+    pause_s: float = 3.0
+    flap_share: float = 0.25
+    metadata_per_s: float = 0.0
+    unknown_lifecycle_per_s: float = 0.0
+    fee_update_per_s: float = 0.0
+    event_lifecycle: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("dormant_share", "flap_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: must be in 0..1, got {value}")
+        for name in (
+            "checkpoint_s",
+            "rest_lag_s",
+            "activate_after_s",
+            "pause_per_s",
+            "pause_s",
+            "metadata_per_s",
+            "unknown_lifecycle_per_s",
+            "fee_update_per_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.pause_markets < 1:
+            raise ValueError(f"pause_markets: must be >= 1, got {self.pause_markets}")
 
 
 class LogConfig(_Section):

@@ -61,8 +61,39 @@ def render_progress(p: Any) -> str:
         f" (~{p.dedup_lag_s:.1f} s)   sync lag s {sync}",
         f"  sink    {p.sink('rows_per_s'):>8,.0f} rows/s lag {p.sink_lag:,} events ({p.sink('lag_s'):.1f} s)",
     ]
+    lines[2:2] = _venue_lines(getattr(p, "venue", {}))
     lines += [f"  {note}" for note in p.notes]
     return "\n".join(lines)
+
+
+def _venue_lines(v: dict[str, Any]) -> list[str]:
+    """What the venue did that a collector must survive (counts from /_sim/stats), when it did any of it."""
+    if not v:
+        return []
+
+    def n(key: str) -> int:
+        return int(v.get(key, 0) or 0)
+
+    lag = float(v.get("rest_lag_s", 0) or 0)
+    rows = [
+        [
+            f"{n('paused')} paused/{n('resumed')} resumed ({n('flaps')} fast repeats, {n('paused_markets')} now)",
+            f"{n('created')} created ({n('activated_created')} activated)",
+            f"{n('event_lifecycle')} new events",
+        ],
+        [
+            f"{n('metadata_updates')} metadata ({n('metadata_legacy')} old form)",
+            f"{n('unknown_lifecycle')} unknown lifecycle types",
+            f"{n('fee_updates')} fee updates",
+        ],
+        [
+            f"{n('redelivered')} redelivered",
+            f"{n('bad_numbers')} bad numbers",
+            f"{n('dormant_markets'):,} dormant markets",
+            f"REST lag {lag:.0f} s",
+        ],
+    ]
+    return ["          " + ", ".join(row) for row in rows]
 
 
 class _Screen:

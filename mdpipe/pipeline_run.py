@@ -23,9 +23,11 @@ from mdpipe.logging import get_logger
 from mdpipe.probe import KafkaProbe
 from mdpipe.processes import Child
 
-__all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions"]
+__all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions", "VenueBehaviour"]
 
 log = get_logger(__name__)
+
+VENUE_FIGURES = ("dormant_markets", "paused_markets", "rest_lag_s")  # /_sim/stats figures the display shows
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,70 @@ class FaultPlan:
     seq_gap_at: float | None = 0.40  # the venue drops one message on one connection
     kill_gatherer_at: float | None = 0.55  # SIGKILL one gatherer, restart it after `restart_after_s`
     restart_after_s: float = 5.0
+    redeliver_at: tuple[float, ...] = (0.30, 0.70)  # the busiest connection gets one seq twice
+    bad_number_at: tuple[tuple[float, str], ...] = ((0.45, "exp"), (0.80, "digits"))  # (when, variant)
 
     @classmethod
     def none(cls) -> FaultPlan:
-        return cls(None, None, None)
+        return cls(None, None, None, redeliver_at=(), bad_number_at=())
+
+
+@dataclass(frozen=True)
+class VenueBehaviour:
+    """What the real venue does that the emulator reproduces during a run (`mdpipe sim` flags, see its --help).
+
+    The defaults are the demo's: at 20,000 markets and 5,000 events/s for 120 s they give two quiet gatherer
+    connections out of three (70 % dormant markets), REST 30 s behind the WebSocket, ~30 deactivate/activate
+    cycles on 6 markets with fast repeats, metadata and fee updates with identical bodies repeating, a few
+    unknown lifecycle types, and markets created (activated 3 s later) while running. They are behaviours, not
+    faults: ``--no-faults`` keeps them. :meth:`plain` turns them off.
+    """
+
+    dormant_share: float = 0.7
+    rest_lag_s: float = 30.0
+    churn_per_s: float = 0.1  # markets created (and one settled) per second
+    activate_after_s: float = 3.0
+    pause_per_s: float = 0.25
+    pause_markets: int = 6
+    pause_s: float = 3.0
+    flap_share: float = 0.3
+    metadata_per_s: float = 0.2
+    unknown_lifecycle_per_s: float = 0.03
+    fee_update_per_s: float = 0.1
+    event_lifecycle: bool = True
+    checkpoint_s: float = 20.0
+
+    @classmethod
+    def plain(cls) -> VenueBehaviour:
+        """The emulator without the real venue's awkward behaviours (markets still churn)."""
+        return cls(
+            dormant_share=0.0,
+            rest_lag_s=0.0,
+            churn_per_s=0.2,
+            activate_after_s=0.0,
+            pause_per_s=0.0,
+            metadata_per_s=0.0,
+            unknown_lifecycle_per_s=0.0,
+            fee_update_per_s=0.0,
+            event_lifecycle=False,
+        )
+
+    def sim_args(self) -> list[str]:
+        return [
+            "--dormant-share", str(self.dormant_share),
+            "--rest-lag", str(self.rest_lag_s),
+            "--churn", str(self.churn_per_s),
+            "--activate-after", str(self.activate_after_s),
+            "--pause-rate", str(self.pause_per_s),
+            "--pause-markets", str(self.pause_markets),
+            "--pause-s", str(self.pause_s),
+            "--flap-share", str(self.flap_share),
+            "--metadata-rate", str(self.metadata_per_s),
+            "--unknown-lifecycle-rate", str(self.unknown_lifecycle_per_s),
+            "--fee-update-rate", str(self.fee_update_per_s),
+            "--event-lifecycle" if self.event_lifecycle else "--no-event-lifecycle",
+            "--checkpoint-s", str(self.checkpoint_s),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,6 +113,7 @@ class RunOptions:
     dedup_workers: int = 1  # one native worker: ~95K raw frames/s in bench-dedup; 3 gatherers x 10K events/s = 30K
     seed: int = 7
     faults: FaultPlan = field(default_factory=FaultPlan)
+    venue: VenueBehaviour = field(default_factory=VenueBehaviour)
     auth: bool = True
     workdir: Path | None = None
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
@@ -71,6 +134,8 @@ class Progress:
     # figures scraped from each stage's /metrics (mdpipe.status_cli.stage_figures), by section then child name
     stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     dedup_lag_s: float = 0.0  # dedup backlog in seconds of raw input at the run's mean arrival rate
+    # the venue's behaviour counters (/_sim/stats "behaviours") plus dormant_markets, paused_markets, rest_lag_s
+    venue: dict[str, Any] = field(default_factory=dict)
 
     def gatherer(self, gid: str, figure: str) -> float:
         return float(self.stages.get("gatherers", {}).get(f"gather-{gid}", {}).get(figure, 0.0))
@@ -186,6 +251,7 @@ class PipelineRun:
             "--port", "0",
             "--seed", str(self.options.seed),
             "--truth", str(self.truth_path),
+            *self.options.venue.sim_args(),
         ]  # fmt: skip
         if self.options.auth:
             from venue_sim.keys import generate_test_keypair
@@ -259,6 +325,18 @@ class PipelineRun:
             done.add("gap")
             self.sim_admin("/_sim/faults", {"fault": "drop", "conn_id": 2})
             self._note("fault: venue dropped one message on connection 2 (seq gap)")
+        for k, at in enumerate(plan.redeliver_at):
+            if fraction >= at and f"redeliver{k}" not in done:
+                done.add(f"redeliver{k}")
+                conn = self._busiest_connection()
+                if conn is not None:
+                    self.sim_admin("/_sim/faults", {"fault": "redeliver", "conn_id": conn})
+                    self._note(f"fault: venue re-delivered a seq on connection {conn}")
+        for k, (at, variant) in enumerate(plan.bad_number_at):
+            if fraction >= at and f"badnumber{k}" not in done:
+                done.add(f"badnumber{k}")
+                self.sim_admin("/_sim/faults", {"fault": "badnumber", "variant": variant})
+                self._note(f"fault: venue sent an orderbook_delta with a bad number ({variant})")
         if plan.kill_gatherer_at is not None and fraction >= plan.kill_gatherer_at and "kill" not in done:
             done.add("kill")
             victim = self.children[f"gather-{self.gatherer_ids[-1]}"]
@@ -269,6 +347,13 @@ class PipelineRun:
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
             self._restart_killed()
+
+    def _busiest_connection(self) -> int | None:
+        """The venue connection that carried the most data so far (quiet ones would hold a redelivery back)."""
+        conns = self.sim_admin("/_sim/stats").get("connections", [])
+        if not conns:
+            return None
+        return int(max(conns, key=lambda c: c.get("data_messages", 0))["conn_id"])
 
     def _restart_killed(self) -> None:
         victim = self.children[self._killed]
@@ -305,9 +390,12 @@ class PipelineRun:
         dedup = self._probe.committed(self.app_id, raw_topics)
         p = Progress(now - started, self.options.duration_s)
         try:
-            p.venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
+            stats = self.sim_admin("/_sim/stats")
+            p.venue_events = int(stats.get("events_generated", 0))
+            p.venue = {**stats.get("behaviours", {}), **{k: stats.get(k, 0) for k in VENUE_FIGURES}}
         except (OSError, ValueError):
             p.venue_events = last.venue_events if last else 0
+            p.venue = last.venue if last else {}
         p.raw = {gid: ends[t] for gid, t in names.raw.items()}
         p.events = ends[names.events]
         p.dedup_lag = sum(ends[t] - dedup.get(t, 0) for t in raw_topics)

@@ -4,13 +4,22 @@ Usage (tests, demo, benchmarks)::
 
     sim = VenueSim(SimOptions(markets=100, rate=500.0, seed=1, port=0, auth=False, truth_path="t.truth"))
     await sim.start()            # sim.rest_url, sim.ws_url, sim.port
-    sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections
+    sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections /
+                                 # redeliver / bad_number
     ticker = sim.create_market(); sim.settle_market(ticker)
+    sim.lifecycle("deactivate", ticker)  # or activate / metadata / metadata_legacy / unknown / fee_set / fee_clear
     await sim.stop_generating()  # quiesce, flush truth
     await sim.stop()
 
 The generator runs on a tick (``tick_s``): each tick produces the events due at ``rate`` since start,
-records them in the truth file, and hands them to every connection in one batch.
+records them in the truth file, and hands them to every connection in one batch (synchronously: no command is
+handled between generating a batch and handing it to every connection, which makes record positions exact).
+
+With a truth file the venue also writes its record (:mod:`venue_sim.record`) next to it: markets listed at
+start, connection and subscription changes, faults' suppressions, snapshots, bad messages and book checkpoints.
+Checkpoint books are copied inside the generator and rendered a chunk per tick; the record is complete when
+the venue stops (:meth:`VenueSim.stop`); everything up to the end of generation is flushed when generation
+stops.
 """
 
 from __future__ import annotations
@@ -18,19 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from mdpipe.logging import get_logger
-from venue_sim.book import Books
+from venue_sim.book import SLOTS, Books, wire_levels
 from venue_sim.faults import Faults, FaultSpec, parse_faults
 from venue_sim.keys import load_public_key
-from venue_sim.load import KINDS, Event, Generator
-from venue_sim.markets import ST_ACTIVE, MarketTable
+from venue_sim.lifecycle import Behaviours
+from venue_sim.load import KINDS, LIFECYCLE_ACTIONS, WIRE_TYPES, BookFact, Event, Generator
+from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
+from venue_sim.record import BadMessage, BookCheckpoint, MarketLive, RecordWriter, record_path
+from venue_sim.recorder import Recorder
 from venue_sim.server import ServerSettings, SimServer
 from venue_sim.truth import TruthEvent, TruthWriter
+from venue_sim.wire import CH_EVENT_LIFECYCLE
 
 __all__ = ["SimOptions", "VenueSim"]
 
@@ -63,6 +77,38 @@ class SimOptions(msgspec.Struct, kw_only=True):
     base_ts_ms: int = 0  # virtual clock start for ts_ms; 0 = wall clock at start
     faults: str = ""  # schedule, see venue_sim.faults
     duration_s: float = 0.0  # stop generating after this long; 0 = never (CLI uses it)
+    # Real-venue behaviours (venue_sim.lifecycle); all off by default.
+    checkpoint_s: float = 20.0  # book checkpoints in the record every this many seconds of venue time; 0 = only
+    # the final one
+    dormant_share: float = 0.0  # share of the markets listed at start (highest indexes) that never get data
+    rest_lag_s: float = 0.0  # REST listings report each market's status as it was this long ago
+    activate_after_s: float = 0.0  # a market created while running is activated this much later
+    pause_per_s: float = 0.0  # deactivate/activate cycles started per second (on a pool of pause_markets)
+    pause_markets: int = 8
+    pause_s: float = 3.0  # mean length of a pause
+    flap_share: float = 0.25  # share of cycles followed by a fast repeat (back after 20 ms, paused at 50 ms)
+    metadata_per_s: float = 0.0  # metadata_updated messages per second (flip-flopping values; half older form)
+    unknown_lifecycle_per_s: float = 0.0  # lifecycle messages of an event_type clients do not know, per second
+    fee_update_per_s: float = 0.0  # event_fee_update set/clear messages per second
+    event_lifecycle: bool = False  # an event_lifecycle message when a created market opens a new event
+
+    def behaviours(self, with_checkpoints: bool) -> Behaviours:
+        return Behaviours(
+            dormant_share=self.dormant_share,
+            activate_after_ms=int(self.activate_after_s * 1000),
+            pause_per_s=self.pause_per_s,
+            pause_markets=self.pause_markets,
+            pause_ms=int(self.pause_s * 1000),
+            flap_share=self.flap_share,
+            metadata_per_s=self.metadata_per_s,
+            unknown_per_s=self.unknown_lifecycle_per_s,
+            fee_update_per_s=self.fee_update_per_s,
+            event_lifecycle=self.event_lifecycle,
+            checkpoint_ms=int(self.checkpoint_s * 1000) if with_checkpoints else 0,
+        )
+
+
+CHECKPOINT_CHUNK = 2000  # checkpoint books rendered into the record per generator tick
 
 
 class VenueSim:
@@ -70,9 +116,12 @@ class VenueSim:
 
     def __init__(self, options: SimOptions) -> None:
         self.options = options
+        if options.rest_lag_s < 0 or options.checkpoint_s < 0 or options.activate_after_s < 0:
+            raise ValueError("rest_lag_s, checkpoint_s and activate_after_s must be >= 0")
         base = options.base_ts_ms or int(time.time() * 1000)
-        self.markets = MarketTable(options.markets, options.seed, base)
+        self.markets = MarketTable(options.markets, options.seed, base, rest_lag_ms=int(options.rest_lag_s * 1000))
         self.books = Books(options.seed)
+        recording = bool(options.truth_path)
         self.generator = Generator(
             self.markets,
             self.books,
@@ -82,7 +131,14 @@ class VenueSim:
             churn_per_s=options.churn_per_s,
             trade_share=options.trade_share,
             ticker_share=options.ticker_share,
+            behaviours=options.behaviours(with_checkpoints=recording),
         )
+        self.record: RecordWriter | None = None
+        self.recorder: Recorder | None = None
+        if recording:
+            self.record = RecordWriter(record_path(options.truth_path))
+            self.recorder = Recorder(self.record, self._last_id)
+        self._checkpoints: deque[tuple[BookFact, int]] = deque()  # (checkpoint, markets rendered so far)
         public_key = None
         if options.auth:
             pem = options.public_key_pem or (
@@ -103,10 +159,19 @@ class VenueSim:
             pong_timeout_s=options.pong_timeout_s,
             send_buffer_bytes=options.send_buffer_bytes,
         )
-        self.server = SimServer(settings, self.markets, self.books, self._admin)
-        self.faults = Faults(self.server)
+        self.server = SimServer(
+            settings,
+            self.markets,
+            self.books,
+            self._admin,
+            last_id=self._last_id,
+            venue_ms=self.venue_ms,
+            recorder=self.recorder,
+        )
+        self.faults = Faults(self)
         self.schedule: list[FaultSpec] = parse_faults(options.faults) if options.faults else []
         self.truth: TruthWriter | None = None
+        self._ended = False
         self.generating = False
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,10 +191,28 @@ class VenueSim:
     def ws_url(self) -> str:
         return f"ws://{self.options.host}:{self.port}/trade-api/ws/v2"
 
+    def _last_id(self) -> int:
+        return self.generator.next_id - 1
+
+    def venue_ms(self) -> int:
+        """The venue clock: the generator's virtual time, which follows the wall clock from the start (and goes
+        on after generation stopped, so a lagging REST view catches up)."""
+        gen = self.generator
+        if not self.started_at:
+            return gen.now_ms()
+        return max(gen.now_ms(), self.markets.base_ts_ms + int((time.monotonic() - self.started_at) * 1000))
+
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         if self.options.truth_path:
             self.truth = TruthWriter(self.options.truth_path)
+        if self.record is not None:
+            now = time.time_ns()
+            write, ticker, status = self.record.write, self.markets.ticker, self.markets.status
+            for i in range(len(self.markets)):
+                if status[i] == ST_ACTIVE:
+                    write(MarketLive(ticker(i), 0, now, True, "listed"))
+            self.record.flush()
         await self.server.start()
         self.started_at = time.monotonic()
         self.generating = True
@@ -149,13 +232,29 @@ class VenueSim:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.truth is not None and not self.truth.closed:
-            self.truth.close()
+        if self._end_generation():
             log.info("sim_quiesced", events=self.generator.next_id - 1)
+
+    def _end_generation(self) -> bool:
+        """Final checkpoint, truth closed, record flushed (once); False when it already happened."""
+        if self._ended:
+            return False
+        self._ended = True
+        self.generating = False
+        if self.record is not None:
+            self.generator.final_checkpoint()
+            self._drain_facts()
+            self._render_checkpoints(all_of_them=True)
+            self.record.flush()
+        if self.truth is not None:
+            self.truth.close()
+        return True
 
     async def stop(self) -> None:
         await self.stop_generating()
         await self.server.close()
+        if self.record is not None:
+            self.record.close()
 
     async def wait_done(self) -> None:
         """Return when generation ended (duration reached or stop_generating called)."""
@@ -164,15 +263,59 @@ class VenueSim:
 
     # -- events --------------------------------------------------------------------------------
     def _publish(self, events: list[Event]) -> None:
+        if self.generator.facts:
+            self._drain_facts()
         if not events:
             return
         truth = self.truth
         if truth is not None and not truth.closed:
             gen_ns = time.time_ns()
-            ticker = self.markets.ticker
+            markets = self.markets
+            ticker = markets.ticker
             for ev in events:
-                truth.write(TruthEvent(ev[0], KINDS[ev[1]], ticker(ev[2]), ev[3], gen_ns, ev[4].encode()))  # type: ignore[arg-type]
+                ch = ev[1]
+                if ch < CH_EVENT_LIFECYCLE:
+                    truth.write(TruthEvent(ev[0], KINDS[ch], ticker(ev[2]), ev[3], gen_ns, ev[4].encode()))  # type: ignore[arg-type]
+                else:  # event-level message: its "market" is the event ticker
+                    name = markets.event_ticker(ev[2])
+                    truth.write(TruthEvent(ev[0], "lifecycle", name, ev[3], gen_ns, ev[4].encode(), WIRE_TYPES[ch]))
         self.server.broadcast(events)
+
+    def _drain_facts(self) -> None:
+        """Turn the generator's facts into records (checkpoints are queued for rendering)."""
+        facts, self.generator.facts = self.generator.facts, []
+        rec = self.record
+        if rec is None:
+            return
+        now = time.time_ns()
+        ticker = self.markets.ticker
+        for fact in facts:
+            kind = fact[0]
+            if kind == "live":
+                _, m, after_id, live, event = fact
+                rec.write(MarketLive(ticker(m), after_id, now, live, event))  # type: ignore[arg-type]
+            elif kind == "bad":
+                rec.write(BadMessage(fact[1], fact[2]))  # type: ignore[arg-type]
+            elif kind == "book":
+                self._checkpoints.append((fact[1], 0))  # type: ignore[arg-type]
+
+    def _render_checkpoints(self, all_of_them: bool = False) -> None:
+        """Write checkpoint books into the record, ``CHECKPOINT_CHUNK`` markets per call (all when asked)."""
+        rec = self.record
+        budget = CHECKPOINT_CHUNK
+        while self._checkpoints and rec is not None and (all_of_them or budget > 0):
+            (at_ms, after_id, markets, slots), done = self._checkpoints[0]
+            end = len(markets) if all_of_them else min(len(markets), done + budget)
+            mid, ticker = self.books.mid, self.markets.ticker
+            for k in range(done, end):
+                m = markets[k]
+                yes, no = wire_levels(mid(m), slots[k * SLOTS : (k + 1) * SLOTS].tolist())
+                rec.write(BookCheckpoint(at_ms, after_id, ticker(m), yes, no))
+            budget -= end - done
+            if end == len(markets):
+                self._checkpoints.popleft()
+            else:
+                self._checkpoints[0] = ((at_ms, after_id, markets, slots), end)
 
     async def _run(self) -> None:
         opts = self.options
@@ -201,10 +344,12 @@ class VenueSim:
                 self._publish(events)
             if self.truth is not None:
                 self.truth.maybe_flush()
+            if self.record is not None:
+                if self._checkpoints:
+                    self._render_checkpoints()
+                self.record.maybe_flush()
             await asyncio.sleep(opts.tick_s)
-        self.generating = False
-        if self.truth is not None:
-            self.truth.close()
+        self._end_generation()
         log.info("sim_duration_reached", events=gen.next_id - 1)
 
     async def _run_schedule(self) -> None:
@@ -214,8 +359,20 @@ class VenueSim:
                 await asyncio.sleep(delay)
             self.faults.apply(fault)
 
+    def apply_fault(self, fault: FaultSpec) -> int:
+        """Venue-level faults here (a bad-number message is a venue event); connection faults on the server."""
+        if fault.kind == "badnumber":
+            if not self.generating:
+                return 0
+            out: list[Event] = []
+            self.generator.bad_delta(out, fault.variant or "exp")
+            self._publish(out)
+            return len(self.server.connections)
+        return self.server.apply_fault(fault)
+
     def create_market(self) -> str:
-        """List a new market now (lifecycle ``created`` + ``activated``); returns its ticker."""
+        """List a new market now (lifecycle ``created``, then ``activated`` at once or ``activate_after_s`` later);
+        returns its ticker."""
         if not self.generating:
             raise RuntimeError("the venue stopped generating")
         out: list[Event] = []
@@ -235,17 +392,38 @@ class VenueSim:
         self._publish(out)
         return done
 
+    def lifecycle(self, action: str, ticker: str) -> bool:
+        """Send one lifecycle message for ``ticker`` now (``deactivate``, ``activate``, ``metadata``,
+        ``metadata_legacy``, ``unknown``, ``fee_set``/``fee_clear`` on its event); False when its status does not
+        allow it."""
+        if not self.generating:
+            raise RuntimeError("the venue stopped generating")
+        m = self.markets.index(ticker)
+        if m is None:
+            raise KeyError(ticker)
+        out: list[Event] = []
+        done = self.generator.lifecycle_now(out, action, m)
+        self._publish(out)
+        return done
+
     def set_rate(self, rate: float) -> None:
         self.generator.set_rate(rate)
 
     def stats(self) -> dict[str, Any]:
         gen = self.generator
+        status = self.markets.status
         return {
             "generating": self.generating,
             "events_generated": gen.next_id - 1,
             "identical_deltas": gen.identical,
             "markets": len(self.markets),
-            "active_markets": self.markets.status.count(ST_ACTIVE),
+            "active_markets": status.count(ST_ACTIVE),
+            "paused_markets": status.count(ST_INACTIVE),
+            "initialized_markets": status.count(ST_INITIALIZED),
+            "dormant_markets": self.markets.initial - gen.live_count,
+            "rest_lag_s": self.options.rest_lag_s,
+            "behaviours": {**gen.counts, "redelivered": self.server.redelivered()},
+            "record_records": self.record.count if self.record is not None else 0,
             "books_materialised": len(self.books),
             "rate": gen.rate,
             "uptime_s": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
@@ -292,6 +470,16 @@ class VenueSim:
             if not self.generating:
                 return 409, {"error": "the venue stopped generating"}
             return 200, {"ok": self.settle_market(ticker, payload.get("result"))}
+        if path == "/_sim/lifecycle":
+            ticker = str(payload.get("ticker", ""))
+            action = str(payload.get("action", ""))
+            if self.markets.index(ticker) is None:
+                return 404, {"error": f"unknown market {ticker}"}
+            if action not in LIFECYCLE_ACTIONS:
+                return 400, {"error": f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}"}
+            if not self.generating:
+                return 409, {"error": "the venue stopped generating"}
+            return 200, {"ok": self.lifecycle(action, ticker)}
         if path == "/_sim/rate":
             self.set_rate(float(payload["rate"]))
             return 200, {"ok": True}

@@ -14,10 +14,15 @@ FAULTS_HELP = (
     "fault schedule, comma-separated KIND[:ARG][#CONN]@AT (AT = seconds after start, e.g. 10s, 1.5, 250ms). "
     "KIND: drop[:N] (drop next N seq-carrying messages: a seq gap), close (close connection), "
     "freeze:SECS (no data, pings answered, seq keeps counting), delay:LAT[/FOR] (hold frames LAT s for FOR s, "
-    "default 5), malformed (one non-JSON text frame), refuse:SECS (HTTP 503 on new connections). "
+    "default 5), malformed (one non-JSON text frame), refuse:SECS (HTTP 503 on new connections), "
+    "redeliver[:N] (send the next N seq-carrying messages twice, same seq), badnumber[:VARIANT] (one "
+    "orderbook_delta of a trading market, valid envelope and next seq, with an out-of-range number: exp = price "
+    "1E+1000000 (default), nan = size NaN, digits = a 5,000-digit size, negative = a negative price; a venue event "
+    "that does not change the book, sent to every subscriber of the market, no #CONN). "
     "#CONN targets one connection (ids from 1 in accept order), default all. "
-    "Example: drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s. At run time: POST /_sim/faults "
-    '{"kind":"drop","conn_id":2} or {"spec":"freeze:2s@0"}'
+    "Example: drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s,redeliver#1@50s,badnumber:nan@60s. At run time: "
+    'POST /_sim/faults {"kind":"drop","conn_id":2}, {"kind":"badnumber","variant":"digits"} or '
+    '{"spec":"freeze:2s@0"}'
 )
 
 
@@ -28,7 +33,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Emulated Kalshi trade-api v2 venue. REST GET /trade-api/v2/markets and "
         "/trade-api/v2/markets/{ticker}/orderbook and WebSocket /trade-api/ws/v2 share one port; admin API: "
         "GET /_sim/stats, POST /_sim/faults, /_sim/stop-generating, /_sim/markets (create), "
-        '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}. Defaults come from the [sim] config section.',
+        '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}, /_sim/lifecycle {"ticker":..,"action":..} (action: '
+        "deactivate, activate, metadata, metadata_legacy, unknown, fee_set, fee_clear). With --truth the venue also "
+        "writes its record (connections, subscriptions, suppressions, snapshots, book checkpoints) next to it "
+        "(truth.msgpack -> truth.record.msgpack). Defaults come from the [sim] config section.",
     )
     p.add_argument("--markets", type=int, help="number of markets listed at start (default: sim.markets)")
     p.add_argument("--rate", type=float, help="aggregate venue events per second (default: sim.rate)")
@@ -57,6 +65,79 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: wall clock at start)",
     )
     p.add_argument("--metrics-port", type=int, help="Prometheus exporter port; 0 = a free port (default: sim)")
+    b = p.add_argument_group(
+        "real-venue behaviours",
+        "What the real Kalshi venue does that a collector must survive; all off unless set here or in [sim] "
+        "(mdpipe demo turns them on). Schedules run on the venue clock and follow the seed.",
+    )
+    b.add_argument(
+        "--checkpoint-s",
+        type=float,
+        help="with --truth: write every market's book (those that had a delta) into the venue record every this "
+        "many seconds of venue time, and once when generation stops; 0 = only the final one (default 20)",
+    )
+    b.add_argument(
+        "--dormant-share",
+        type=float,
+        help="share (0..1) of the markets listed at start, the highest indexes, that never get data events "
+        "(whole subscriber connections stay quiet); they still get lifecycle messages (default 0)",
+    )
+    b.add_argument(
+        "--rest-lag",
+        type=float,
+        dest="rest_lag_s",
+        help="seconds REST listings trail the WebSocket: GET /markets (status filter and tickers= included) "
+        "reports each market's status as it was this long ago, a just-created market not at all (default 0)",
+    )
+    b.add_argument(
+        "--activate-after",
+        type=float,
+        dest="activate_after_s",
+        help="seconds between `created` (status initialized) and `activated` of a market created while "
+        "running; 0 = activated at once (default 0)",
+    )
+    b.add_argument(
+        "--pause-rate",
+        type=float,
+        dest="pause_per_s",
+        help="deactivate/activate cycles per second (`deactivated` is_deactivated=true, REST status inactive, no "
+        "data, then `activated`), always on the same --pause-markets markets so identical bodies recur (default 0)",
+    )
+    b.add_argument("--pause-markets", type=int, help="size of the pool of markets that get paused (default 8)")
+    b.add_argument("--pause-s", type=float, help="mean length of a pause in seconds (default 3)")
+    b.add_argument(
+        "--flap-share",
+        type=float,
+        help="share of pauses that flap: back after 20 ms and paused again 50 ms after the first (default 0.25)",
+    )
+    b.add_argument(
+        "--metadata-rate",
+        type=float,
+        dest="metadata_per_s",
+        help="market_lifecycle_v2 metadata updates per second on a pool of 4 markets whose subtitle/strike "
+        "flip-flops (A, B, A: identical bodies repeat); half the pool sends the older form without event_type "
+        "(default 0)",
+    )
+    b.add_argument(
+        "--unknown-lifecycle-rate",
+        type=float,
+        dest="unknown_lifecycle_per_s",
+        help="lifecycle messages per second with an event_type clients do not know yet, e.g. "
+        "trading_hours_updated (default 0)",
+    )
+    b.add_argument(
+        "--fee-update-rate",
+        type=float,
+        dest="fee_update_per_s",
+        help="event_fee_update messages per second (set/clear cycles on a few events; identical bodies repeat) "
+        "(default 0)",
+    )
+    b.add_argument(
+        "--event-lifecycle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send an event_lifecycle message when a created market opens a new event (default off)",
+    )
     return p
 
 
@@ -102,10 +183,25 @@ def run(args: argparse.Namespace, config: Any) -> int:
         faults=args.faults,
         duration_s=args.duration,
         base_ts_ms=args.base_ts_ms,
+        checkpoint_s=pick(args.checkpoint_s, sc.checkpoint_s),
+        dormant_share=pick(args.dormant_share, sc.dormant_share),
+        rest_lag_s=pick(args.rest_lag_s, sc.rest_lag_s),
+        activate_after_s=pick(args.activate_after_s, sc.activate_after_s),
+        pause_per_s=pick(args.pause_per_s, sc.pause_per_s),
+        pause_markets=pick(args.pause_markets, sc.pause_markets),
+        pause_s=pick(args.pause_s, sc.pause_s),
+        flap_share=pick(args.flap_share, sc.flap_share),
+        metadata_per_s=pick(args.metadata_per_s, sc.metadata_per_s),
+        unknown_lifecycle_per_s=pick(args.unknown_lifecycle_per_s, sc.unknown_lifecycle_per_s),
+        fee_update_per_s=pick(args.fee_update_per_s, sc.fee_update_per_s),
+        event_lifecycle=pick(args.event_lifecycle, sc.event_lifecycle),
     )
 
     async def main() -> int:
-        sim = VenueSim(options)
+        try:
+            sim = VenueSim(options)
+        except ValueError as exc:
+            raise ConfigError(f"sim: {exc}") from None
         await sim.start()
         register(sim)
         start_metrics_server(pick(args.metrics_port, sc.metrics_port), health=lambda: True, stage="sim")

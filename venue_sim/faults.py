@@ -10,11 +10,16 @@ Schedule syntax (comma-separated items, times in seconds after the venue started
     delay:LAT[/FOR]   hold every outgoing frame LAT seconds, for FOR seconds (default 5)
     malformed         send one text frame that is not valid JSON
     refuse:SECONDS    refuse new WebSocket connections (HTTP 503) for SECONDS
+    redeliver[:N]     send the next N seq-carrying data messages twice, same seq (a re-delivered seq)
+    badnumber[:VAR]   the venue sends one orderbook_delta (valid envelope, next seq, real market) with an
+                      out-of-range number: VAR = exp (price "1E+1000000", default), nan (size "NaN"), digits
+                      (a 5,000-digit size) or negative (a negative price). A venue event (truth + BadMessage
+                      record) that does not change the book; sent to every subscriber of its market (no #CONN)
     #CONN             only connection CONN (ids from 1 in accept order); default: every connection
     @AT               when, e.g. @10s, @1.5, @250ms
 
-Example: ``drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s``. Pure parsing plus a controller that
-forwards to a :class:`FaultTarget` (the server); no asyncio here.
+Example: ``drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s,redeliver#1@50s,badnumber:nan@60s``. Pure parsing
+plus a controller that forwards to a :class:`FaultTarget` (the venue); no asyncio here.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from venue_sim.lifecycle import BAD_NUMBER_VARIANTS
+
 __all__ = ["FAULT_KINDS", "FaultSpec", "FaultTarget", "Faults", "parse_faults"]
 
-FaultKind = Literal["drop", "close", "freeze", "delay", "malformed", "refuse"]
-FAULT_KINDS: tuple[str, ...] = ("drop", "close", "freeze", "delay", "malformed", "refuse")
+FaultKind = Literal["drop", "close", "freeze", "delay", "malformed", "refuse", "redeliver", "badnumber"]
+FAULT_KINDS: tuple[str, ...] = ("drop", "close", "freeze", "delay", "malformed", "refuse", "redeliver", "badnumber")
 
 _ITEM = re.compile(
-    r"^(?P<kind>[a-z]+)(?::(?P<arg>[0-9.]+(?:ms|s)?)(?:/(?P<dur>[0-9.]+(?:ms|s)?))?)?"
+    r"^(?P<kind>[a-z]+)(?::(?P<arg>[0-9a-z.]+)(?:/(?P<dur>[0-9.]+(?:ms|s)?))?)?"
     r"(?:#(?P<conn>\d+))?@(?P<at>[0-9.]+(?:ms|s)?)$"
 )
+_NUMBER = re.compile(r"^[0-9]+(?:\.[0-9]*)?(?:ms|s)?$")
 
 
 class FaultSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,7 +51,17 @@ class FaultSpec(msgspec.Struct, frozen=True, kw_only=True):
     conn_id: int | None = None
     seconds: float = 0.0  # freeze/refuse duration, delay latency
     duration_s: float = 5.0  # delay: how long the latency applies
-    count: int = 1  # drop: how many messages
+    count: int = 1  # drop/redeliver: how many messages
+    variant: str = ""  # badnumber: which bad value (lifecycle.BAD_NUMBER_VARIANTS; "" = exp)
+
+    def __post_init__(self) -> None:
+        if self.kind == "badnumber":
+            if self.variant and self.variant not in BAD_NUMBER_VARIANTS:
+                raise ValueError(f"badnumber variant must be one of {', '.join(BAD_NUMBER_VARIANTS)}")
+            if self.conn_id is not None:
+                raise ValueError("badnumber is a venue event for every subscriber of its market, not #CONN")
+        if self.count < 1:
+            raise ValueError("count must be >= 1")
 
 
 def _seconds(text: str) -> float:
@@ -70,10 +88,20 @@ def parse_faults(spec: str) -> list[FaultSpec]:
             raise ValueError(f"bad fault {item!r}: {kind} needs a duration, e.g. {kind}:5s@{match['at']}")
         if dur is not None and kind != "delay":
             raise ValueError(f"bad fault {item!r}: only delay takes LAT/FOR")
-        if kind == "refuse" and conn is not None:
-            raise ValueError(f"bad fault {item!r}: refuse applies to new connections, not #CONN")
-        if kind == "drop":
-            out.append(FaultSpec(kind="drop", at_s=at, conn_id=conn, count=int(float(arg)) if arg else 1))
+        if kind in ("refuse", "badnumber") and conn is not None:
+            raise ValueError(f"bad fault {item!r}: {kind} applies to the whole venue, not #CONN")
+        if kind == "badnumber":
+            if arg is not None and arg not in BAD_NUMBER_VARIANTS:
+                raise ValueError(f"bad fault {item!r}: badnumber variant is one of {', '.join(BAD_NUMBER_VARIANTS)}")
+            out.append(FaultSpec(kind="badnumber", at_s=at, variant=arg or "exp"))
+            continue
+        if arg is not None and not _NUMBER.match(arg):
+            raise ValueError(f"bad fault {item!r}: {arg!r} is not a number or a duration")
+        if kind in ("drop", "redeliver"):
+            count = int(float(arg)) if arg else 1
+            if count < 1:
+                raise ValueError(f"bad fault {item!r}: {kind} needs N >= 1")
+            out.append(FaultSpec(kind=kind, at_s=at, conn_id=conn, count=count))  # type: ignore[arg-type]
         elif kind == "delay":
             out.append(
                 FaultSpec(
@@ -91,7 +119,7 @@ def parse_faults(spec: str) -> list[FaultSpec]:
 
 
 class FaultTarget(Protocol):
-    """What the controller needs from the server."""
+    """What the controller needs from the venue (connection faults go on to the server)."""
 
     def apply_fault(self, fault: FaultSpec) -> int:
         """Apply now; return how many connections it touched."""
@@ -133,3 +161,11 @@ class Faults:
     def refuse_connections(self, seconds: float) -> int:
         """Refuse new WebSocket connections (HTTP 503) for ``seconds``."""
         return self.apply(FaultSpec(kind="refuse", seconds=seconds))
+
+    def redeliver(self, conn_id: int | None = None, count: int = 1) -> int:
+        """Send the next ``count`` seq-carrying data messages twice with the same seq."""
+        return self.apply(FaultSpec(kind="redeliver", conn_id=conn_id, count=count))
+
+    def bad_number(self, variant: str = "exp") -> int:
+        """The venue sends one orderbook_delta with an out-of-range number (see the module docstring)."""
+        return self.apply(FaultSpec(kind="badnumber", variant=variant))

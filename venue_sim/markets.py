@@ -3,15 +3,24 @@
 Market ``i`` is named ``KXSIM-E<i // 10>-M<i>`` (event of 10 markets), its UUID and times derive from the
 seed and ``i``, so a million markets cost about one byte each. Markets are created and settled while the
 venue runs. Renders REST ``Market`` objects and applies the REST ``status`` filter vocabulary.
+
+REST trails the WebSocket (real listings lag lifecycle messages by tens of seconds): with ``rest_lag_ms`` set,
+every status change is logged with its venue time, and :meth:`MarketTable.rest_view` gives, for the few markets
+that changed within the lag, the status they had ``rest_lag_ms`` ago (:data:`ABSENT` for a market created since).
+Only changes younger than the lag are kept, so the cost is proportional to the lifecycle traffic, not to the
+number of markets.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+from collections import deque
 
 from venue_sim.wire import PRICE, rfc3339
 
 __all__ = [
+    "ABSENT",
     "FILTER_STATUSES",
     "STATUS_NAMES",
     "ST_ACTIVE",
@@ -24,6 +33,7 @@ __all__ = [
 ]
 
 ST_INITIALIZED, ST_INACTIVE, ST_ACTIVE, ST_CLOSED, ST_DETERMINED, ST_FINALIZED = range(6)
+ABSENT = 255  # REST view of a market created less than rest_lag_ms ago: not listed yet
 # Response vocabulary of the real API (disputed/amended are never produced by the emulator).
 STATUS_NAMES: tuple[str, ...] = ("initialized", "inactive", "active", "closed", "determined", "finalized")
 # Query filter vocabulary -> response statuses it selects.
@@ -42,14 +52,43 @@ DAY_MS = 86_400_000
 class MarketTable:
     """All markets ever listed. ``status[i]`` is one of the ``ST_*`` codes; names and ids are computed."""
 
-    __slots__ = ("base_ts_ms", "created_ms", "results", "seed", "status")
+    __slots__ = ("_changes", "base_ts_ms", "created_ms", "initial", "rest_lag_ms", "results", "seed", "status")
 
-    def __init__(self, count: int, seed: int, base_ts_ms: int) -> None:
+    def __init__(self, count: int, seed: int, base_ts_ms: int, rest_lag_ms: int = 0) -> None:
         self.seed = seed
         self.base_ts_ms = base_ts_ms
+        self.initial = count  # markets listed at start (indexes 0 .. initial - 1)
         self.status = bytearray([ST_ACTIVE]) * count
         self.created_ms: dict[int, int] = {}  # only for markets created while running
         self.results: dict[int, str] = {}  # determined markets: "yes" | "no"
+        self.rest_lag_ms = rest_lag_ms
+        self._changes: deque[tuple[int, int, int]] = deque()  # (venue ms, market, status before), oldest first
+
+    def set_status(self, i: int, status: int, ts_ms: int) -> None:
+        """Change market ``i``'s status at venue time ``ts_ms`` (logged for the lagging REST view)."""
+        old = self.status[i]
+        if old == status:
+            return
+        self.status[i] = status
+        if self.rest_lag_ms:
+            self._changes.append((ts_ms, i, old))
+
+    def rest_view(self, now_ms: int) -> dict[int, int]:
+        """Markets whose REST status differs from the live one at venue time ``now_ms``: market -> the status it
+        had ``rest_lag_ms`` earlier (:data:`ABSENT` = not created yet). Forgets changes older than the lag."""
+        if not self.rest_lag_ms:
+            return {}
+        cutoff = now_ms - self.rest_lag_ms
+        changes = self._changes
+        while changes and changes[0][0] <= cutoff:
+            changes.popleft()
+        view: dict[int, int] = {}
+        for _, i, old in changes:
+            view.setdefault(i, old)  # the status before the first change REST has not seen yet
+        return {i: st for i, st in view.items() if st != self.status[i]}
+
+    def rest_status(self, i: int, view: dict[int, int]) -> int:
+        return view.get(i, self.status[i])
 
     def __len__(self) -> int:
         return len(self.status)
@@ -82,6 +121,8 @@ class MarketTable:
         self.status.append(ST_INITIALIZED)
         i = len(self.status) - 1
         self.created_ms[i] = now_ms
+        if self.rest_lag_ms:
+            self._changes.append((now_ms, i, ABSENT))
         return i
 
     def open_ms(self, i: int) -> int:
@@ -101,21 +142,55 @@ class MarketTable:
                 best = pos
         return best
 
-    def page(self, codes: tuple[int, ...] | None, start: int, limit: int) -> tuple[list[int], int]:
-        """Up to ``limit`` matching indexes from ``start`` and the next start (-1 = end)."""
-        out: list[int] = []
+    def page(
+        self, codes: tuple[int, ...] | None, start: int, limit: int, view: dict[int, int] | None = None
+    ) -> tuple[list[int], int]:
+        """Up to ``limit`` matching indexes from ``start`` and the next start (-1 = end).
+
+        ``view`` (from :meth:`rest_view`) overrides the status of the markets it names: a market is listed
+        by the status REST reports for it, so a filter selects what a lagging listing would select."""
+        if not view:
+            out: list[int] = []
+            pos = start
+            while len(out) < limit:
+                pos = self.find(codes, pos)
+                if pos == -1:
+                    return out, -1
+                out.append(pos)
+                pos += 1
+            return out, (pos if self.find(codes, pos) != -1 else -1)
+        # Markets selected only by their lagged status (the live one does not match), in index order.
+        extra = sorted(i for i, st in view.items() if st != ABSENT and (codes is None or st in codes))
+
+        def listed(i: int) -> bool:
+            st = view.get(i)
+            return st is None or (st != ABSENT and (codes is None or st in codes))
+
+        def nxt(pos: int) -> int:
+            live = self.find(codes, pos)
+            while live != -1 and not listed(live):
+                live = self.find(codes, live + 1)
+            k = bisect.bisect_left(extra, pos)
+            lagged = extra[k] if k < len(extra) else -1
+            if live == -1 or (lagged != -1 and lagged < live):
+                return lagged
+            return live
+
+        out = []
         pos = start
         while len(out) < limit:
-            pos = self.find(codes, pos)
+            pos = nxt(pos)
             if pos == -1:
                 return out, -1
             out.append(pos)
             pos += 1
-        return out, (pos if self.find(codes, pos) != -1 else -1)
+        return out, (pos if nxt(pos) != -1 else -1)
 
-    def rest_market(self, i: int, top: tuple[int, int, int, int, int]) -> str:
-        """REST ``Market`` JSON object. ``top`` = (yes_bid, yes_ask, last_price cents, volume, open_interest)."""
+    def rest_market(self, i: int, top: tuple[int, int, int, int, int], status: int | None = None) -> str:
+        """REST ``Market`` JSON object. ``top`` = (yes_bid, yes_ask, last_price cents, volume, open_interest);
+        ``status`` overrides the live status (the lagging REST view)."""
         yes_bid, yes_ask, last, volume, oi = top
+        status = self.status[i] if status is None else status
         open_ms = self.open_ms(i)
         close_ms = self.close_ms(i)
         opened = _time(open_ms)
@@ -124,7 +199,7 @@ class MarketTable:
         return (
             f'{{"ticker":"{self.ticker(i)}","event_ticker":"{self.event_ticker(i)}","market_type":"binary",'
             f'"title":"Simulated market {i}","subtitle":"","yes_sub_title":"Outcome {i} happens",'
-            f'"no_sub_title":"Outcome {i} does not happen","status":"{STATUS_NAMES[self.status[i]]}",'
+            f'"no_sub_title":"Outcome {i} does not happen","status":"{STATUS_NAMES[status]}",'
             f'"created_time":"{opened}","updated_time":"{opened}","open_time":"{opened}","close_time":"{closes}",'
             f'"expected_expiration_time":"{closes}","latest_expiration_time":"{_time(close_ms + 7 * DAY_MS)}",'
             f'"settlement_timer_seconds":300,"result":"{self.results.get(i, "")}","can_close_early":true,'

@@ -27,6 +27,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "mdpipe_sim_bytes_sent",
     "mdpipe_sim_suppressed_messages",
     "mdpipe_sim_rate_events_per_second",
+    "mdpipe_sim_behaviour_events",
+    "mdpipe_sim_record_records",
 )
 
 
@@ -53,6 +55,16 @@ class SimCollector(Collector):
         yield sent
         yield supp
         yield GaugeMetricFamily("mdpipe_sim_rate_events_per_second", "Configured event rate", value=gen.rate)
+        behaviours = CounterMetricFamily(
+            "mdpipe_sim_behaviour_events",
+            "Real-venue behaviours and venue-level faults produced (pauses, created markets, bad numbers, ...)",
+            labels=["kind"],
+        )
+        for kind, count in {**gen.counts, "redelivered": sim.server.redelivered()}.items():
+            behaviours.add_metric([kind], count)
+        yield behaviours
+        records = sim.record.count if sim.record is not None else 0
+        yield CounterMetricFamily("mdpipe_sim_record_records", "Records written to the venue's record", value=records)
 
 
 def register(sim: VenueSim) -> SimCollector:

@@ -3,7 +3,12 @@
 Feed client text with :meth:`ServerSession.receive_text`, venue events with :meth:`ServerSession.deliver`,
 and take the frames to send with :meth:`ServerSession.data_to_send`. Keeps one sid counter per connection
 (from 1), one ``seq`` per sid shared by snapshots, deltas, trades and lifecycle messages (ticker carries
-none), the per-channel market maps, and the error codes of the real API.
+none), the per-channel market maps, and the error codes of the real API. Event-level messages
+(``event_lifecycle``, ``event_fee_update``) travel on the lifecycle sids under their own envelope type.
+
+With a :class:`~venue_sim.recorder.Recorder` the session writes the venue's record of every change of what a
+sid delivers, every snapshot and every message a fault kept back (:mod:`venue_sim.record`). The fast delivery
+path records nothing: recording happens on commands and on the slow path that faults switch on.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import json
 from array import array
 from typing import Any
 
-from venue_sim.book import Books
+from venue_sim.book import Books, snapshot_json
 from venue_sim.load import Event
 from venue_sim.markets import MarketTable
-from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CHANNELS, error_msg
+from venue_sim.record import ALL_MARKETS, SnapshotSent, Subscribed, Suppressed, Unsubscribed
+from venue_sim.recorder import Recorder
+from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CHANNELS, TYPES, error_msg
 
 __all__ = [
     "ERR_BAD_ACTION",
@@ -48,8 +55,7 @@ ERR_BUFFER_OVERFLOW = 25
 ERR_MARKET_LIMIT = 26
 
 CHANNEL_NUMBER = {name: i for i, name in enumerate(CHANNELS)}
-# Envelope "type" per channel number.
-TYPES = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2")
+N_CHANNELS = len(TYPES)  # real channels plus the event-level pseudo channels of the lifecycle sids
 ACTIONS = ("add_markets", "delete_markets", "get_snapshot")
 
 
@@ -80,26 +86,32 @@ class Subscription:
 class ServerSession:
     """Protocol state of one WebSocket connection."""
 
-    def __init__(self, conn_id: int, markets: MarketTable, books: Books, sub_cap: int = 0) -> None:
+    def __init__(
+        self, conn_id: int, markets: MarketTable, books: Books, sub_cap: int = 0, recorder: Recorder | None = None
+    ) -> None:
         self.conn_id = conn_id
         self.markets = markets
         self.books = books
         self.sub_cap = sub_cap
+        self.recorder = recorder
         self.out: list[str] = []
         self.next_sid = 1
         self.subs: dict[int, Subscription] = {}
         self._by_sid: list[Subscription | None] = [None]
-        self._maps: list[array[int] | None] = [None, None, None, None]
-        self._extra: list[dict[int, list[int]]] = [{}, {}, {}, {}]
-        self._alls: list[list[Subscription]] = [[], [], [], []]
+        self._maps: list[array[int] | None] = [None] * N_CHANNELS
+        self._extra: list[dict[int, list[int]]] = [{} for _ in range(N_CHANNELS)]
+        lifecycle: list[Subscription] = []  # one list: event-level messages go to the lifecycle sids
+        self._alls: list[list[Subscription]] = [[], [], [], lifecycle, lifecycle, lifecycle]
         # Faults and flow control (set by the I/O layer or the fault controller).
         self.drop_next = 0
         self.frozen = False
         self.overflowing = False
+        self.redeliver_next = 0
         self._slow = False
         self.data_messages = 0  # data messages queued
         self.suppressed = 0  # data messages dropped by faults (seq still advanced)
         self.overflowed_sids = 0
+        self.redelivered = 0  # data messages sent a second time with the same seq
 
     # -- output --------------------------------------------------------------------------------
     def data_to_send(self) -> list[str]:
@@ -108,7 +120,7 @@ class ServerSession:
 
     def update_flags(self) -> None:
         """Recompute the fast-path switch after changing ``drop_next``/``frozen``/``overflowing``."""
-        self._slow = bool(self.drop_next or self.frozen or self.overflowing)
+        self._slow = bool(self.drop_next or self.frozen or self.overflowing or self.redeliver_next)
 
     # -- market data ---------------------------------------------------------------------------
     def deliver(self, events: list[Event]) -> None:
@@ -155,36 +167,89 @@ class ServerSession:
         return subs
 
     def _deliver_slow(self, events: list[Event]) -> None:
-        kill: set[int] = set()
+        kill: dict[int, int] = {}  # sid -> id of the first event it did not get
+        kept: dict[tuple[int, str], list[int]] = {}  # (sid, fault) -> ids suppressed
+        rec = self.recorder
         for ev in events:
             ch, m = ev[1], ev[2]
             for sub in self._targets(ch, m):
                 if sub.sid in kill:
                     continue
                 if self.overflowing:
-                    kill.add(sub.sid)
+                    kill[sub.sid] = ev[0]
                     continue
                 if ch != CH_TICKER:
                     sub.seq += 1
                 if self.frozen:
                     self.suppressed += 1
+                    if rec is not None:
+                        kept.setdefault((sub.sid, "freeze"), []).append(ev[0])
                     continue
                 if self.drop_next and ch != CH_TICKER:
                     self.drop_next -= 1
                     self.suppressed += 1
                     self.update_flags()
+                    if rec is not None:
+                        kept.setdefault((sub.sid, "drop"), []).append(ev[0])
                     continue
                 body = ev[5] if (sub.use_yes_price and ev[5] is not None) else ev[4]
                 if ch == CH_TICKER:
                     self.out.append(f'{{"type":"ticker","sid":{sub.sid},"msg":{body}}}')
                 else:
-                    self.out.append(f'{{"type":"{TYPES[ch]}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
+                    text = f'{{"type":"{TYPES[ch]}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}'
+                    self.out.append(text)
+                    if self.redeliver_next:  # the same message again, same seq: a re-delivered seq
+                        self.out.append(text)
+                        self.redeliver_next -= 1
+                        self.redelivered += 1
+                        self.data_messages += 1
+                        self.update_flags()
                 self.data_messages += 1
-        for sid in sorted(kill):
+        if rec is not None:
+            for (sid, fault), ids in kept.items():
+                rec.write(Suppressed(self.conn_id, sid, ids, fault))
+        for sid, first_missed in sorted(kill.items()):
             sub = self._remove(sid)
             seq = sub.seq if sub is not None and sub.channel != CH_TICKER else None
             self.overflowed_sids += 1
             self.out.append(error_msg(None, ERR_BUFFER_OVERFLOW, "Subscription buffer overflow", sid=sid, seq=seq))
+            if rec is not None and sub is not None:
+                rec.write(
+                    Unsubscribed(
+                        self.conn_id,
+                        sid,
+                        CHANNELS[sub.channel],
+                        [ALL_MARKETS],
+                        first_missed - 1,
+                        rec.now_ns(),
+                        "overflow",
+                    )
+                )
+
+    def end(self, after_id: int) -> None:
+        """The connection is over: record the end of every sid still open (coverage ends after ``after_id``)."""
+        rec = self.recorder
+        if rec is None:
+            return
+        now = rec.now_ns()
+        for sub in self.subs.values():
+            channel = CHANNELS[sub.channel]
+            rec.write(Unsubscribed(self.conn_id, sub.sid, channel, [ALL_MARKETS], after_id, now, "closed"))
+
+    def _record_sub(self, sub: Subscription, markets: list[int] | None) -> None:
+        rec = self.recorder
+        if rec is None:
+            return
+        names = [ALL_MARKETS] if markets is None else [self.markets.ticker(m) for m in markets]
+        rec.write(Subscribed(self.conn_id, sub.sid, CHANNELS[sub.channel], names, rec.position(), rec.now_ns()))
+
+    def _record_unsub(self, sub: Subscription, markets: list[int] | None, reason: str) -> None:
+        rec = self.recorder
+        if rec is None:
+            return
+        names = [ALL_MARKETS] if markets is None else [self.markets.ticker(m) for m in markets]
+        channel = CHANNELS[sub.channel]
+        rec.write(Unsubscribed(self.conn_id, sub.sid, channel, names, rec.position(), rec.now_ns(), reason))
 
     # -- commands ------------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
@@ -269,6 +334,7 @@ class ServerSession:
                 self._add_markets(sub, tickers or [])
             else:
                 self._alls[ch].append(sub)
+            self._record_sub(sub, list(sub.markets) if sub.markets is not None else None)
             self.out.append(f'{{"id":{cmd_id},"type":"subscribed","msg":{{"channel":"{name}","sid":{sid}}}}}')
             if ch == CH_ORDERBOOK and sub.markets is not None:
                 self._snapshots(sub, list(sub.markets), None)
@@ -339,10 +405,22 @@ class ServerSession:
         head = '{"type":"orderbook_snapshot",' if cmd_id is None else f'{{"type":"orderbook_snapshot","id":{cmd_id},'
         markets = self.markets
         books = self.books
+        rec = self.recorder
+        if rec is None:
+            for m in idx:
+                sub.seq += 1
+                body = books.snapshot_body(m, markets.ticker(m), markets.market_id(m), sub.use_yes_price)
+                self.out.append(f'{head}"sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
+            return
+        after_id = rec.position()
+        yes_price = sub.use_yes_price
         for m in idx:
             sub.seq += 1
-            body = books.snapshot_body(m, markets.ticker(m), markets.market_id(m), sub.use_yes_price)
+            ticker = markets.ticker(m)
+            yes, no = books.snapshot_levels(m, yes_price)
+            body = snapshot_json(ticker, markets.market_id(m), yes, no)
             self.out.append(f'{head}"sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
+            rec.write(SnapshotSent(self.conn_id, sub.sid, ticker, after_id, yes, no, yes_price))
 
     def _unsubscribe(self, cmd_id: int, params: dict[str, Any]) -> None:
         sids = params.get("sids")
@@ -355,6 +433,7 @@ class ServerSession:
             if sub is None:
                 self.out.append(error_msg(cmd_id, ERR_UNKNOWN_SID, "Unknown subscription ID", sid=sid))
             else:
+                self._record_unsub(sub, None, "unsubscribe")
                 self.out.append(f'{{"id":{cmd_id},"sid":{sid},"seq":{sub.seq},"type":"unsubscribed"}}')
 
     def _update(self, cmd_id: int, params: dict[str, Any]) -> None:
@@ -392,6 +471,8 @@ class ServerSession:
             if self.sub_cap and len(sub.markets) + len(new) > self.sub_cap:
                 raise CommandError(ERR_MARKET_LIMIT, "Subscription market limit exceeded", sid=sid)
             added = self._add_markets(sub, new)
+            if added:
+                self._record_sub(sub, added)
             self._ok(cmd_id, sub)
             if sub.channel == CH_ORDERBOOK:
                 self._snapshots(sub, added, None)
@@ -399,6 +480,8 @@ class ServerSession:
             gone = {m for m in tickers if self._has(sub, m)}
             for m in gone:
                 self._unmap(sub, m)
+            if gone:
+                self._record_unsub(sub, [m for m in sub.markets if m in gone], "delete_markets")
             sub.markets = array("i", (m for m in sub.markets if m not in gone))
             self._ok(cmd_id, sub)
 

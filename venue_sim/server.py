@@ -6,6 +6,11 @@
 read before websockets sees them (websockets only speaks GET). Market data frames are written straight
 to the transport in one batch per connection per tick (server frames are unmasked, no compression), with
 heartbeat pings, a pong deadline, a bounded send buffer (error 25) and the effects of :mod:`venue_sim.faults`.
+
+Each connection keeps its *position*: the id of the last event of the last batch written to its socket (a batch
+held by the ``delay`` fault counts when released). With a recorder, connections are recorded when accepted
+(``ConnOpened``, with the client's User-Agent) and when they end (``ConnClosed`` and the end of every sid, at the
+position). REST listings report statuses as the market table's lagging REST view has them (``rest_lag_ms``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from venue_sim.book import Books
 from venue_sim.faults import FaultSpec
 from venue_sim.keys import WS_PATH, verify
 from venue_sim.load import Event
-from venue_sim.markets import FILTER_STATUSES, MarketTable
+from venue_sim.markets import ABSENT, FILTER_STATUSES, MarketTable
 from venue_sim.protocol import ServerSession
+from venue_sim.record import ConnClosed, ConnOpened
+from venue_sim.recorder import Recorder
 
 __all__ = ["AdminHandler", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
 
@@ -104,18 +111,20 @@ class ServerSettings:
 class SimConnection:
     """One accepted WebSocket: protocol session, counters, fault state."""
 
-    def __init__(self, conn_id: int, ws: ServerConnection, session: ServerSession) -> None:
+    def __init__(self, conn_id: int, ws: ServerConnection, session: ServerSession, position: int = 0) -> None:
         self.conn_id = conn_id
         self.ws = ws
         self.session = session
         self.connected = time.time()
+        self.position = position  # last event id of the last batch written to the socket
+        self.close_reason = ""  # why the venue ended it ("" = the client did, or the socket was lost)
         self.frames_sent = 0
         self.bytes_sent = 0
         self.commands = 0
         self.freeze_until = 0.0
         self.delay_s = 0.0
         self.delay_until = 0.0
-        self.delayed: deque[tuple[float, bytes]] = deque()
+        self.delayed: deque[tuple[float, bytes, int]] = deque()  # (release at, frames, position they bring)
         self.delayed_bytes = 0
         self.delayed_batches = 0  # batches held back by the delay fault
         self.pending_raw: list[bytes] = []
@@ -135,6 +144,8 @@ class SimConnection:
             "commands": self.commands,
             "frozen": s.frozen,
             "delayed_batches": self.delayed_batches,
+            "redelivered": s.redelivered,
+            "position": self.position,
         }
 
 
@@ -211,11 +222,18 @@ class SimServer:
         markets: MarketTable,
         books: Books,
         admin: AdminHandler,
+        *,
+        last_id: Callable[[], int] = lambda: 0,
+        venue_ms: Callable[[], int] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
         self.markets = markets
         self.books = books
         self._admin = admin
+        self.last_id = last_id  # id of the last generated event
+        self.venue_ms = venue_ms or (lambda: int(time.time() * 1000))  # the venue clock REST lag is judged by
+        self.recorder = recorder
         self.connections: dict[int, SimConnection] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -225,6 +243,7 @@ class SimServer:
         self.refused = 0
         self.auth_failures = 0
         self.closed_by_heartbeat = 0
+        self.redelivered_closed = 0  # re-delivered messages of connections that ended
         self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -320,19 +339,26 @@ class SimServer:
         start = int(cursor) if cursor else 0
         if start < 0:
             raise ValueError("bad cursor")
+        markets = self.markets
+        view = markets.rest_view(self.venue_ms())  # REST trails the WebSocket by rest_lag_ms
         tickers = query.get("tickers", "")
         if tickers:
-            found = [self.markets.index(t) for t in tickers.split(",")]
-            idx = [i for i in found if i is not None and (codes is None or self.markets.status[i] in codes)]
+            found = [markets.index(t) for t in tickers.split(",")]
+            idx = [
+                i
+                for i in found
+                if i is not None and (st := markets.rest_status(i, view)) != ABSENT and (codes is None or st in codes)
+            ]
             nxt = -1
         else:
-            idx, nxt = self.markets.page(codes, start, limit)
+            idx, nxt = markets.page(codes, start, limit, view)
         books = self.books
         items = []
         for i in idx:
             yes_bid, yes_ask, _, _ = books.top(i)
             last = books.last_price[i] if books.touched[i] else books.mid(i)
-            items.append(self.markets.rest_market(i, (yes_bid, yes_ask, last, books.volume[i], books.open_interest[i])))
+            top = (yes_bid, yes_ask, last, books.volume[i], books.open_interest[i])
+            items.append(markets.rest_market(i, top, view.get(i)))
         body = '{"markets":[' + ",".join(items) + '],"cursor":' + json.dumps("" if nxt < 0 else str(nxt)) + "}"
         return _json_response(200, body.encode())
 
@@ -359,10 +385,15 @@ class SimServer:
     # -- WebSocket -----------------------------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
-        sc = SimConnection(conn_id, ws, ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap))
+        rec = self.recorder
+        session = ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap, rec)
+        sc = SimConnection(conn_id, ws, session, self.last_id())
         self.connections[conn_id] = sc
         self.accepted += 1
-        log.info("ws_connected", conn_id=conn_id, remote=str(ws.remote_address))
+        client = ws.request.headers.get("User-Agent", "") if ws.request is not None else ""
+        if rec is not None:
+            rec.write(ConnOpened(conn_id, client, rec.now_ns(), sc.position))
+        log.info("ws_connected", conn_id=conn_id, remote=str(ws.remote_address), client=client)
         heartbeat = asyncio.create_task(self._heartbeat(sc))
         try:
             async for message in ws:
@@ -374,7 +405,19 @@ class SimServer:
         finally:
             heartbeat.cancel()
             self.connections.pop(conn_id, None)
-            log.info("ws_closed", conn_id=conn_id, code=ws.close_code, frames=sc.frames_sent)
+            self.redelivered_closed += session.redelivered
+            reason = sc.close_reason or self._close_cause(ws)
+            if rec is not None:
+                session.end(sc.position)
+                rec.write(ConnClosed(conn_id, rec.now_ns(), sc.position, reason))
+            log.info("ws_closed", conn_id=conn_id, code=ws.close_code, frames=sc.frames_sent, reason=reason)
+
+    @staticmethod
+    def _close_cause(ws: ServerConnection) -> str:
+        proto = ws.protocol
+        if proto.close_rcvd is None:
+            return "lost"  # no close frame from the client: the socket went away
+        return "client" if proto.close_rcvd_then_sent else "server"
 
     async def _heartbeat(self, sc: SimConnection) -> None:
         ws = sc.ws
@@ -389,6 +432,7 @@ class SimServer:
                 await asyncio.wait_for(asyncio.shield(waiter), self.settings.pong_timeout_s)
             except TimeoutError:
                 self.closed_by_heartbeat += 1
+                sc.close_reason = sc.close_reason or "heartbeat_timeout"
                 log.info("heartbeat_timeout", conn_id=sc.conn_id)
                 ws.transport.abort()  # the peer is not reading: a close handshake would hang too
                 return
@@ -398,9 +442,10 @@ class SimServer:
     def broadcast(self, events: list[Event]) -> None:
         """Queue ``events`` on every connection and write each connection's batch."""
         cap = self.settings.send_buffer_bytes
+        upto = events[-1][0] if events else self.last_id()
         for sc in list(self.connections.values()):
             session = sc.session
-            if sc.ws.state is not State.OPEN:
+            if sc.ws.state is not State.OPEN or sc.ws.transport.is_closing():
                 continue
             buffered = sc.ws.transport.get_write_buffer_size() + sc.delayed_bytes
             over = buffered > cap
@@ -410,15 +455,23 @@ class SimServer:
                 if over:
                     log.warning("send_buffer_overflow", conn_id=sc.conn_id, buffered=buffered)
             session.deliver(events)
-            self.flush(sc)
+            self.flush(sc, upto)
 
-    def flush(self, sc: SimConnection) -> None:
-        """Write what the session queued (through the delay fault when active)."""
+    def flush(self, sc: SimConnection, upto: int | None = None) -> None:
+        """Write what the session queued (through the delay fault when active); the connection has then been
+        handed every event up to ``upto`` (default: the last generated)."""
         messages = sc.session.data_to_send()
-        if not messages and not sc.pending_raw:
-            return
         ws = sc.ws
         if ws.state is not State.OPEN or ws.transport.is_closing():
+            return
+        if upto is None:
+            upto = self.last_id()
+        if not messages and not sc.pending_raw:
+            if sc.delayed:  # nothing new, but the last held batch now brings it up to here
+                at, data, _ = sc.delayed[-1]
+                sc.delayed[-1] = (at, data, upto)
+            else:
+                sc.position = upto
             return
         data = _frames(messages)
         if sc.pending_raw:
@@ -427,13 +480,14 @@ class SimServer:
         count = len(messages)
         now = time.monotonic()
         if now < sc.delay_until or sc.delayed:
-            sc.delayed.append((now + sc.delay_s, data))
+            sc.delayed.append((now + sc.delay_s, data, upto))
             sc.delayed_bytes += len(data)
             sc.delayed_batches += 1
             asyncio.get_running_loop().call_later(sc.delay_s, self._release, sc)
             sc.frames_sent += count
             return
         ws.transport.write(data)
+        sc.position = upto
         sc.frames_sent += count
         sc.bytes_sent += len(data)
 
@@ -441,10 +495,11 @@ class SimServer:
         now = time.monotonic()
         ws = sc.ws
         while sc.delayed and sc.delayed[0][0] <= now + 0.001:
-            _, data = sc.delayed.popleft()
+            _, data, upto = sc.delayed.popleft()
             sc.delayed_bytes -= len(data)
             if ws.state is State.OPEN and not ws.transport.is_closing():
                 ws.transport.write(data)
+                sc.position = upto
                 sc.bytes_sent += len(data)
 
     # -- faults --------------------------------------------------------------------------------
@@ -462,6 +517,7 @@ class SimServer:
                 session.drop_next += fault.count
                 session.update_flags()
             elif fault.kind == "close":
+                sc.close_reason = sc.close_reason or "fault"
                 self.spawn(sc.ws.close(1001, "closed by fault injection"))
             elif fault.kind == "freeze":
                 sc.freeze_until = max(sc.freeze_until, time.monotonic() + fault.seconds)
@@ -474,12 +530,19 @@ class SimServer:
             elif fault.kind == "malformed":
                 sc.pending_raw.append(frame_text(MALFORMED))
                 self.flush(sc)
+            elif fault.kind == "redeliver":
+                session.redeliver_next += fault.count
+                session.update_flags()
         return len(targets)
 
     def _unfreeze(self, sc: SimConnection) -> None:
         if time.monotonic() + 0.001 >= sc.freeze_until:
             sc.session.frozen = False
             sc.session.update_flags()
+
+    def redelivered(self) -> int:
+        """Messages sent a second time with the same seq (redeliver fault), over all connections ever."""
+        return self.redelivered_closed + sum(sc.session.redelivered for sc in self.connections.values())
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -488,5 +551,6 @@ class SimServer:
             "refused": self.refused,
             "auth_failures": self.auth_failures,
             "closed_by_heartbeat": self.closed_by_heartbeat,
+            "redelivered": self.redelivered(),
             "connections": [sc.stats() for sc in self.connections.values()],
         }

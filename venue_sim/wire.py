@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 
 __all__ = [
     "CHANNELS",
+    "CH_EVENT_FEE",
+    "CH_EVENT_LIFECYCLE",
     "CH_LIFECYCLE",
     "CH_ORDERBOOK",
     "CH_TICKER",
     "CH_TRADE",
     "PRICE",
+    "TYPES",
     "count_fp",
     "error_msg",
     "rfc3339",
@@ -23,7 +26,19 @@ __all__ = [
 
 # Channel numbers used internally (index into per-connection tables).
 CH_ORDERBOOK, CH_TICKER, CH_TRADE, CH_LIFECYCLE = 0, 1, 2, 3
+# Event-level messages ride the lifecycle channel (same sids, same seq) under their own envelope type; they get
+# pseudo channel numbers so an event tuple says which envelope to use without an extra field.
+CH_EVENT_LIFECYCLE, CH_EVENT_FEE = 4, 5
 CHANNELS: tuple[str, ...] = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2")
+# Envelope "type" per channel number (pseudo channels included).
+TYPES: tuple[str, ...] = (
+    "orderbook_delta",
+    "ticker",
+    "trade",
+    "market_lifecycle_v2",
+    "event_lifecycle",
+    "event_fee_update",
+)
 
 # PRICE[c] = dollar string of c cents, 4 decimals as in the API examples ("0.4300"); c in 0..100.
 PRICE: tuple[str, ...] = tuple(f"{c // 100}.{c % 100:02d}00" for c in range(101))

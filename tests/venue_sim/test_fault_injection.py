@@ -4,6 +4,7 @@ delay; injected through the Python API, the HTTP admin endpoint and the ``--faul
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -200,3 +201,47 @@ def test_same_seed_and_clock_origin_give_the_same_truth(kit: SimpleNamespace, tm
     assert n > 200
     assert a[:n] == b[:n]
     assert {k for _, k, _, _, _ in a} == {"delta", "ticker", "trade", "lifecycle"}
+
+
+def test_redeliver_and_bad_number_over_the_admin_api(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=2000.0) as sim, kit.ws_client(sim) as c:
+            await c.reply(await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=TICKERS))
+            base = f"http://127.0.0.1:{sim.port}/_sim"
+            assert await _post(f"{base}/faults", {"kind": "redeliver", "conn_id": 1}) == {"ok": True, "connections": 1}
+            assert (await _post(f"{base}/faults", {"spec": "badnumber:digits@0,badnumber:nan@0"}))["scheduled"] == 2
+            await asyncio.sleep(0.3)
+            await sim.stop_generating()
+            msgs, _ = await c.reply(await c.cmd("list_subscriptions"))
+            seqs = [m["seq"] for m in msgs if m["type"] == "orderbook_delta"]
+            repeats = [a for a, b in itertools.pairwise(seqs) if a == b]
+            assert len(repeats) == 1, "one re-delivered seq"
+            assert sorted(set(seqs)) == list(range(seqs[0], seqs[-1] + 1)), "and no gap"
+            # (the re-delivered message may be one of the bad ones: count distinct seqs)
+            raw = {m["seq"] for m in msgs if m["type"] == "orderbook_delta" and len(m["msg"]["delta_fp"]) > 100}
+            nan = {m["seq"] for m in msgs if m["type"] == "orderbook_delta" and m["msg"]["delta_fp"] == "NaN"}
+            assert len(raw) == 1 and len(nan) == 1
+            stats = sim.stats()
+            assert stats["behaviours"]["redelivered"] == 1 and stats["behaviours"]["bad_numbers"] == 2
+            assert [f["kind"] for f in stats["faults"]] == ["redeliver", "badnumber", "badnumber"]
+            assert [f.get("variant") for f in stats["faults"]][1:] == ["digits", "nan"]
+
+    asyncio.run(body())
+
+
+def test_lifecycle_admin_endpoint(kit: SimpleNamespace) -> None:
+    async def body() -> None:
+        async with kit.running_sim(markets=20, rate=200.0) as sim, kit.ws_client(sim) as c:
+            await c.reply(await c.cmd("subscribe", channels=["market_lifecycle_v2"]))
+            base = f"http://127.0.0.1:{sim.port}/_sim"
+            for action in ("deactivate", "activate", "metadata_legacy", "unknown", "fee_set"):
+                assert await _post(f"{base}/lifecycle", {"ticker": TICKERS[2], "action": action}) == {"ok": True}
+            assert await _post(f"{base}/lifecycle", {"ticker": TICKERS[2], "action": "activate"}) == {"ok": False}
+            msgs = [await c.recv() for _ in range(5)]
+            assert [m["type"] for m in msgs] == ["market_lifecycle_v2"] * 4 + ["event_fee_update"]
+            assert [m["seq"] for m in msgs] == [1, 2, 3, 4, 5]
+            assert msgs[0]["msg"] == {"market_ticker": TICKERS[2], "event_type": "deactivated", "is_deactivated": True}
+            assert "event_type" not in msgs[2]["msg"] and msgs[2]["msg"]["market_ticker"] == TICKERS[2]
+            assert msgs[4]["msg"]["event_ticker"] == "KXSIM-E0"
+
+    asyncio.run(body())

@@ -25,3 +25,26 @@ def test_parse_every_kind() -> None:
 def test_bad_items_are_rejected_with_the_item_named(bad: str) -> None:
     with pytest.raises(ValueError, match="bad fault"):
         parse_faults(f"drop@1s,{bad}")
+
+
+def test_redeliver_and_badnumber_items() -> None:
+    got = parse_faults("redeliver#2@5s,badnumber@6s,badnumber:digits@7s,redeliver:3@8s")
+    assert got == [
+        FaultSpec(kind="redeliver", at_s=5.0, conn_id=2),
+        FaultSpec(kind="badnumber", at_s=6.0, variant="exp"),
+        FaultSpec(kind="badnumber", at_s=7.0, variant="digits"),
+        FaultSpec(kind="redeliver", at_s=8.0, count=3),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["badnumber:huge@1", "badnumber#1@1", "redeliver:0@1", "drop:x@1", "freeze:abc@1"])
+def test_bad_new_items_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError, match="bad fault"):
+        parse_faults(bad)
+
+
+def test_fault_spec_checks_its_fields() -> None:
+    with pytest.raises(ValueError):
+        FaultSpec(kind="badnumber", variant="huge")
+    with pytest.raises(ValueError):
+        FaultSpec(kind="badnumber", conn_id=1)

@@ -9,7 +9,7 @@ import pytest
 
 import venue_sim
 
-PURE = ["protocol", "book", "load", "markets", "wire", "faults", "truth"]
+PURE = ["protocol", "book", "load", "lifecycle", "markets", "wire", "faults", "truth"]
 FORBIDDEN = {"asyncio", "socket", "websockets", "threading", "time"}
 
 

@@ -1,0 +1,108 @@
+"""The demo turns every real-venue behaviour on, injects the new faults, and shows what the venue did."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+import venue_sim.app
+from mdpipe.config import Config
+from mdpipe.demo_cli import render_progress
+from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions, VenueBehaviour
+from venue_sim import cli as sim_cli
+
+
+class _Captured(Exception):
+    def __init__(self, options: Any) -> None:
+        super().__init__("captured")
+        self.options = options
+
+
+def _sim_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The SimOptions `mdpipe sim` would run with for these arguments (parsed by the real parser and run())."""
+    parser = argparse.ArgumentParser()
+    sim_cli.add_parser(parser.add_subparsers())
+    ns = parser.parse_args(["sim", *args])
+
+    def capture(options: Any) -> None:
+        raise _Captured(options)
+
+    monkeypatch.setattr(venue_sim.app, "VenueSim", capture)
+    with pytest.raises(_Captured) as got:
+        sim_cli.run(ns, Config())
+    return got.value.options
+
+
+def test_demo_defaults_turn_every_behaviour_on_and_the_sim_accepts_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    venue = RunOptions().venue
+    opts = _sim_options(["--no-auth", *venue.sim_args()], monkeypatch)
+    assert opts.dormant_share == 0.7 and opts.rest_lag_s == 30.0 and opts.activate_after_s == 3.0
+    assert opts.pause_per_s > 0 and opts.flap_share > 0 and opts.metadata_per_s > 0
+    assert opts.unknown_lifecycle_per_s > 0 and opts.fee_update_per_s > 0 and opts.event_lifecycle
+    assert opts.churn_per_s > 0 and opts.checkpoint_s == 20.0
+    plain = _sim_options(["--no-auth", *VenueBehaviour.plain().sim_args()], monkeypatch)
+    assert plain.dormant_share == 0 and plain.rest_lag_s == 0 and plain.pause_per_s == 0
+    assert not plain.event_lifecycle
+    assert FaultPlan().redeliver_at and FaultPlan().bad_number_at
+    assert FaultPlan.none().redeliver_at == () and FaultPlan.none().bad_number_at == ()
+
+
+def test_new_faults_fire_once_on_the_busiest_connection_with_notes() -> None:
+    run = PipelineRun(Config(), RunOptions())
+    calls: list[tuple[str, Any]] = []
+
+    def admin(path: str, body: dict[str, Any] | None = None) -> Any:
+        calls.append((path, body))
+        if path == "/_sim/stats":
+            return {"connections": [{"conn_id": 4, "data_messages": 10}, {"conn_id": 7, "data_messages": 900}]}
+        return {"ok": True}
+
+    run.sim_admin = admin  # type: ignore[method-assign]
+    plan = FaultPlan(None, None, None, redeliver_at=(0.3,), bad_number_at=((0.5, "nan"),))
+    run.options = RunOptions(faults=plan)
+    done: set[str] = set()
+    for fraction in (0.1, 0.35, 0.4, 0.6, 0.9):
+        run._faults_due(fraction, done, [])
+    faults = [body for path, body in calls if path == "/_sim/faults"]
+    assert faults == [{"fault": "redeliver", "conn_id": 7}, {"fault": "badnumber", "variant": "nan"}]
+    assert [n.split(" ", 1)[1] for n in run.events_log] == [
+        "fault: venue re-delivered a seq on connection 7",
+        "fault: venue sent an orderbook_delta with a bad number (nan)",
+    ]
+
+
+def test_progress_shows_what_the_venue_did() -> None:
+    p = Progress(elapsed_s=60.0, duration_s=120.0, raw={"g1": 1})
+    p.venue = {
+        "paused": 12,
+        "resumed": 11,
+        "flaps": 4,
+        "created": 4,
+        "activated_created": 3,
+        "event_lifecycle": 1,
+        "metadata_updates": 9,
+        "metadata_legacy": 3,
+        "unknown_lifecycle": 2,
+        "fee_updates": 5,
+        "redelivered": 1,
+        "bad_numbers": 2,
+        "dormant_markets": 14_000,
+        "paused_markets": 1,
+        "rest_lag_s": 30.0,
+    }
+    text = render_progress(p)
+    for part in (
+        "12 paused/11 resumed (4 fast repeats, 1 now)",
+        "4 created (3 activated)",
+        "9 metadata (3 old form)",
+        "2 unknown lifecycle types",
+        "5 fee updates",
+        "1 redelivered",
+        "2 bad numbers",
+        "14,000 dormant markets",
+        "REST lag 30 s",
+    ):
+        assert part in text, part
+    assert "paused" not in render_progress(Progress(elapsed_s=1.0, duration_s=120.0, raw={"g1": 1}))

@@ -1,0 +1,132 @@
+"""The awkward behaviours of a real venue's lifecycle channel, as options and message bodies (pure, no state).
+
+What the real Kalshi venue does and a collector must survive, each switchable (:class:`Behaviours`, all off by
+default) and scheduled by :class:`venue_sim.load.Generator` on its virtual clock:
+
+- ``dormant_share``: that share of the markets listed at start (the highest indexes, so whole gatherer
+  connections are quiet) never gets data events; they still get lifecycle messages (settlement).
+- ``activate_after_ms``: a market created while running stays ``initialized`` this long before ``activated``.
+- ``pause_per_s`` / ``pause_markets`` / ``pause_ms`` / ``flap_share``: deactivate/activate cycles
+  (``is_deactivated`` true/false; REST status ``inactive``, filter ``paused``; no data while paused) on a small
+  fixed pool of markets chosen with weights 1/2, 1/4, 1/8, ..., so identical bodies recur on the same market at
+  spacings from ~50 ms (a flap: paused, back 20 ms later, paused again 50 ms after the first) through seconds
+  (the first market) to minutes (the last ones).
+- ``metadata_per_s``: ``metadata_updated`` messages on a pool of markets whose subtitle/strike flip-flops between
+  two values (A, B, A: identical bodies repeat); half the pool uses the older form without ``event_type``.
+- ``unknown_per_s``: lifecycle messages with an ``event_type`` no client knows yet (venues add types).
+- ``fee_update_per_s``: ``event_fee_update`` set/clear cycles on a pool of events (identical bodies repeat).
+- ``event_lifecycle``: an ``event_lifecycle`` message before the first market of a new event is created.
+
+Bad numbers (an otherwise valid ``orderbook_delta`` with an out-of-range value) are a fault, not a behaviour:
+:func:`bad_delta_body` builds them for :meth:`venue_sim.load.Generator.bad_delta`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "BAD_NUMBER_VARIANTS",
+    "UNKNOWN_EVENT_TYPES",
+    "Behaviours",
+    "activated_body",
+    "bad_delta_body",
+    "deactivated_body",
+    "event_lifecycle_body",
+    "fee_body",
+    "metadata_body",
+    "unknown_body",
+]
+
+UNKNOWN_EVENT_TYPES: tuple[str, ...] = ("trading_hours_updated", "collateral_terms_updated")
+# An otherwise valid orderbook_delta with one bad value: what a venue bug or a new encoding can send.
+BAD_NUMBER_VARIANTS: tuple[str, ...] = ("exp", "nan", "digits", "negative")
+FLAP_BACK_MS = 20  # a flap: activated this long after deactivated ...
+FLAP_AGAIN_MS = 50  # ... and deactivated again this long after the first deactivation
+
+
+class Behaviours(msgspec.Struct, frozen=True, kw_only=True):
+    """Which real-venue behaviours the generator produces, and how often (see the module docstring)."""
+
+    dormant_share: float = 0.0
+    activate_after_ms: int = 0
+    pause_per_s: float = 0.0
+    pause_markets: int = 8
+    pause_ms: int = 3000
+    flap_share: float = 0.25
+    metadata_per_s: float = 0.0
+    unknown_per_s: float = 0.0
+    fee_update_per_s: float = 0.0
+    event_lifecycle: bool = False
+    checkpoint_ms: int = 0  # book checkpoints every this many ms of venue time (0 = none but the final one)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dormant_share <= 1.0:
+            raise ValueError(f"dormant_share must be in 0..1, got {self.dormant_share}")
+        if not 0.0 <= self.flap_share <= 1.0:
+            raise ValueError(f"flap_share must be in 0..1, got {self.flap_share}")
+        for name in ("activate_after_ms", "pause_ms", "checkpoint_ms", "pause_per_s", "metadata_per_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.unknown_per_s < 0 or self.fee_update_per_s < 0:
+            raise ValueError("rates must be >= 0")
+        if self.pause_markets < 1:
+            raise ValueError("pause_markets must be >= 1")
+
+
+def deactivated_body(ticker: str) -> str:
+    return f'{{"market_ticker":"{ticker}","event_type":"deactivated","is_deactivated":true}}'
+
+
+def activated_body(ticker: str) -> str:
+    return f'{{"market_ticker":"{ticker}","event_type":"activated","is_deactivated":false}}'
+
+
+def metadata_body(ticker: str, variant: int, legacy: bool) -> str:
+    """Subtitle and strike of variant 0 or 1; ``legacy`` = the older form without ``event_type``."""
+    strike = 45 + 5 * variant
+    kind = "" if legacy else '"event_type":"metadata_updated",'
+    return (
+        f'{{"market_ticker":"{ticker}",{kind}"yes_sub_title":"Above {strike}","no_sub_title":"{strike} or below",'
+        f'"strike_type":"greater","floor_strike":{strike}}}'
+    )
+
+
+def unknown_body(ticker: str, event_type: str, ts_ms: int) -> str:
+    """A lifecycle message of a type clients do not know (a small body, as a new venue type would have)."""
+    start = ts_ms // 1000 // 3600 * 3600
+    return (
+        f'{{"market_ticker":"{ticker}","event_type":"{event_type}",'
+        f'"trading_hours":[{{"open_ts":{start},"close_ts":{start + 8 * 3600}}}]}}'
+    )
+
+
+def fee_body(event_ticker: str, on: bool) -> str:
+    if on:
+        return f'{{"event_ticker":"{event_ticker}","fee_type_override":"quadratic","fee_multiplier_override":1}}'
+    return f'{{"event_ticker":"{event_ticker}","fee_type_override":null,"fee_multiplier_override":null}}'
+
+
+def event_lifecycle_body(event_ticker: str, number: int, series: str) -> str:
+    return (
+        f'{{"event_ticker":"{event_ticker}","exchange_index":0,"title":"Simulated event {number}",'
+        f'"subtitle":"","collateral_return_type":"","series_ticker":"{series}"}}'
+    )
+
+
+def bad_delta_body(head: str, price: str, variant: str, ts_ms: int) -> tuple[str, str]:
+    """(body, reason) of an ``orderbook_delta`` whose price or size is out of range. ``head`` is the body up to
+    and including ``"price_dollars":"``."""
+    delta = "1.00"
+    if variant == "exp":
+        price = "1E+1000000"
+    elif variant == "nan":
+        delta = "NaN"
+    elif variant == "digits":
+        delta = "9" * 5000 + ".00"
+    elif variant == "negative":
+        price = "-" + price
+    else:
+        raise ValueError(f"bad-number variant must be one of {', '.join(BAD_NUMBER_VARIANTS)}, got {variant!r}")
+    reason = f"{variant}: price_dollars={price[:24]} delta_fp={delta[:24]}"
+    return f'{head}{price}","delta_fp":"{delta}","side":"yes","ts_ms":{ts_ms}}}', reason
