@@ -352,7 +352,7 @@ class _Judge:
         if first is None:
             return f"no gatherer ever subscribed {channel} of this live market"
         if item.id > first.after_id:
-            return f"no gatherer held {channel} of this live market any more"
+            return f"reached no gatherer ({channel} released, suppressed or disconnected everywhere) while live"
         ref = max(record.first_live_ns.get(item.market, 0), record.first_gatherer_ns or 0)
         late_s, grace_s = (first.at_ns - ref) / NS, self.rules.subscribe_grace_ns / NS
         if late_s <= grace_s:

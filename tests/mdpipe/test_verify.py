@@ -232,7 +232,7 @@ def test_coverage_histogram_follows_subscriptions_suppressions_and_closed_connec
     assert report["held_by"] == {"0": 1, "1": 1, "2": 2, "3": 1}
     assert report["expected"] == 4 and report["missing"] == 0
     assert report["uncovered"] == 1 and report["markets_uncovered"] == 1  # e5: released by everybody while live
-    assert "any more" in report["uncovered_examples"][0] and f"id {e5} " in report["uncovered_examples"][0]
+    assert "reached no gatherer" in report["uncovered_examples"][0] and f"id {e5} " in report["uncovered_examples"][0]
 
 
 def test_a_connection_that_names_no_gatherer_delivers_to_no_gatherer() -> None:
