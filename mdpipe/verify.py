@@ -301,7 +301,8 @@ class _Judge:
         self.gaps = gaps
         self.rules = rules
         self.report = Report(gatherers=list(record.gatherers), other_clients=dict(record.other_clients))
-        self.expected: dict[Identity, list[tuple[TruthItem, frozenset[str]]]] = defaultdict(list)
+        # identity -> the expected event, or its copies when identical events share it (most identities have one)
+        self.expected: dict[Identity, TruthItem | list[TruthItem]] = {}
         self.not_expected: dict[Identity, str] = {}  # identity of an undelivered or bad event -> why
         self.should_have_rows: set[str] = set()  # markets with an event that should be in the database
         self.uncovered_markets: set[str] = set()
@@ -323,7 +324,13 @@ class _Judge:
         if item.identity is None:
             raise ValueError(f"truth event {item.id} ({item.kind} {item.market}) has no identity")
         if gatherers:
-            self.expected[item.identity].append((item, gatherers))
+            found = self.expected.get(item.identity)
+            if found is None:
+                self.expected[item.identity] = item
+            elif isinstance(found, list):
+                found.append(item)
+            else:
+                self.expected[item.identity] = [found, item]
             self.should_have_rows.add(item.market)
             return
         self.not_expected.setdefault(item.identity, "not delivered to any gatherer")
@@ -361,46 +368,58 @@ class _Judge:
 
     def judge_rows(self, observed: Iterable[Observed], markets_with_rows: set[str]) -> None:
         report, limit = self.report, self.rules.examples
-        loads: dict[Identity, list[int]] = defaultdict(list)
-        received: dict[Identity, list[int]] = defaultdict(list)
-        kinds: dict[Identity, str] = {}
+        # identity -> its row, or its rows when there are several (one identity hashed once per row; most have one)
+        seen: dict[Identity, Observed | list[Observed]] = {}
         for row in observed:
             report.rows += 1
-            loads[row.identity].append(row.loaded_ns)
-            received[row.identity].append(row.received_ns)
-            kinds[row.identity] = row.kind
             markets_with_rows.add(row.market)
+            ident = row.identity
+            found = seen.get(ident)
+            if found is None:
+                seen[ident] = row
+            elif isinstance(found, list):
+                found.append(row)
+            else:
+                seen[ident] = [found, row]
 
         latencies: list[float] = []
         receive_latencies: list[float] = []
         missing_by_kind: Counter[str] = Counter()
         dup_by_kind: Counter[str] = Counter()
         after = self.rules.latency_after_ns
-        for ident, copies in self.expected.items():
+        for ident, venue in self.expected.items():
+            got = seen.pop(ident, None)
+            if type(venue) is TruthItem and type(got) is Observed:  # the common case: one event, one row
+                report.expected += 1
+                report.matched += 1
+                if venue.gen_ns >= after:
+                    latencies.append((got.loaded_ns - venue.gen_ns) / 1e6)
+                    if got.received_ns:
+                        receive_latencies.append((got.received_ns - venue.gen_ns) / 1e6)
+                continue
+            copies = venue if isinstance(venue, list) else [venue]
+            rows = [] if got is None else got if isinstance(got, list) else [got]
             report.expected += len(copies)
-            got = sorted(loads.get(ident, ()))
-            kind = copies[0][0].kind
-            if len(got) < len(copies):
-                self._absent(copies, len(copies) - len(got), missing_by_kind)
-            elif len(got) > len(copies):
-                extra = len(got) - len(copies)
+            if len(rows) < len(copies):
+                self._absent(copies, len(copies) - len(rows), missing_by_kind)
+            elif len(rows) > len(copies):
+                extra = len(rows) - len(copies)
                 report.duplicated += extra
-                dup_by_kind[kind] += extra
-                _add_example(report.duplicated_examples, f"{ident!r} x{len(got)} (venue sent {len(copies)})", limit)
-            report.matched += min(len(got), len(copies))
-            gens = sorted(item.gen_ns for item, _ in copies)
-            for gen_ns, load_ns in zip(gens, got, strict=False):
+                dup_by_kind[copies[0].kind] += extra
+                _add_example(report.duplicated_examples, f"{ident!r} x{len(rows)} (venue sent {len(copies)})", limit)
+            report.matched += min(len(rows), len(copies))
+            gens = sorted(item.gen_ns for item in copies)
+            for gen_ns, load_ns in zip(gens, sorted(r.loaded_ns for r in rows), strict=False):
                 if gen_ns >= after:
                     latencies.append((load_ns - gen_ns) / 1e6)
-            for gen_ns, recv_ns in zip(gens, sorted(received.get(ident, ())), strict=False):
+            for gen_ns, recv_ns in zip(gens, sorted(r.received_ns for r in rows), strict=False):
                 if recv_ns and gen_ns >= after:
                     receive_latencies.append((recv_ns - gen_ns) / 1e6)
         unexpected_by_kind: Counter[str] = Counter()
-        for ident, rows in loads.items():
-            if ident in self.expected:
-                continue
+        for ident, got in seen.items():  # identities no expected event has
+            rows = got if isinstance(got, list) else [got]
             report.unexpected += len(rows)
-            unexpected_by_kind[kinds[ident]] += len(rows)
+            unexpected_by_kind[rows[0].kind] += len(rows)
             why = self.not_expected.get(ident, "no such venue event")
             _add_example(report.unexpected_examples, f"{ident!r} x{len(rows)}: {why}", limit)
         report.missing_by_kind = dict(missing_by_kind)
@@ -409,12 +428,14 @@ class _Judge:
         report.latency_ms = _distribution(latencies)
         report.receive_latency_ms = _distribution(receive_latencies)
 
-    def _absent(self, copies: list[tuple[TruthItem, frozenset[str]]], absent: int, by_kind: Counter[str]) -> None:
+    def _absent(self, copies: list[TruthItem], absent: int, by_kind: Counter[str]) -> None:
         """``absent`` of these identical expected copies have no row: reported losses first, the rest missing."""
         report, limit = self.report, self.rules.examples
         reported, unreported = [], []
-        for item, gatherers in copies:
-            covered = self.gaps.all_cover(gatherers, CHANNEL_OF_KIND[item.kind], item.market, item.gen_ns)
+        for item in copies:
+            channel = CHANNEL_OF_KIND[item.kind]
+            gatherers = self.record.delivered(channel, item.market, item.id)
+            covered = self.gaps.all_cover(gatherers, channel, item.market, item.gen_ns)
             (reported if covered else unreported).append((item, gatherers))
         n_reported = min(absent, len(reported))
         for item, gatherers in reported[:n_reported]:

@@ -4,26 +4,28 @@
   no zero levels), some ``SnapshotSent`` of the same market in the venue's record. Which connection it came from
   does not matter: dedup keeps one copy.
 - **Book integrity.** For every ``BookCheckpoint`` (the venue's book of a market holding every delta with venue time
-  ``<= T``) the book is rebuilt from the database rows with :func:`sink.book.book_at` (the latest snapshot row at or
-  before ``T`` plus the delta rows it does not contain, placed by the snapshot's ``ts`` and ``after_keys``) and
-  compared with the venue's. A (market, T) is skipped, and counted *unchecked*, when no gatherer had subscribed the
-  market's order book by the checkpoint (nothing could be stored), or when its only snapshot rows are placed after
-  ``T`` (a snapshot's position is the first venue time it can be placed at; the book before it is not in the
-  database). A subscribed market without any snapshot row is a mismatch: its book cannot be rebuilt.
+  ``<= T``) the book is rebuilt from the database rows as :func:`sink.book.book_at` defines it (the latest snapshot
+  row at or before ``T`` plus the delta rows it does not contain, placed by the snapshot's ``ts`` and
+  ``after_keys``; :func:`books_at` does it for a market's checkpoints in one pass) and compared with the venue's.
+  A (market, T) is skipped, and counted *unchecked*, when no gatherer had subscribed the market's order book by
+  the checkpoint (nothing could be stored), or when its first snapshot row is placed after ``T`` (the database cannot
+  say what the book was before it). A subscribed market without any snapshot row is a mismatch: its book cannot be
+  rebuilt.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mdpipe.verify_record import ORDERBOOK, NormalisedBook, VenueRecord, normalised_book
-from sink.book import Book, DeltaRow, SnapshotRow, book_at, latest_snapshot
+from sink.book import Book, DeltaRow, SnapshotRow, apply, contains, latest_snapshot
 from venue_sim.record import BookCheckpoint
 
-__all__ = ["BookResult", "SnapshotResult", "check_books", "level_diff", "match_snapshots"]
+__all__ = ["BookResult", "SnapshotResult", "books_at", "check_books", "level_diff", "match_snapshots"]
 
 
 @dataclass
@@ -86,18 +88,32 @@ def level_diff(db: NormalisedBook, venue: NormalisedBook, limit: int = 4) -> str
     return "; ".join(out[:limit]) + more
 
 
-class _Deltas:
-    """One market's delta rows sorted by venue time, so a rebuild reads only the rows between snapshot and T."""
-
-    __slots__ = ("rows", "times")
-
-    def __init__(self, rows: Iterable[DeltaRow]) -> None:
-        self.rows = sorted(rows, key=lambda d: d.ts_ms)
-        self.times = [d.ts_ms for d in self.rows]
-
-    def between(self, lo_ms: int, hi_ms: int) -> list[DeltaRow]:
-        """Rows with ``lo_ms <= ts <= hi_ms`` (those before a snapshot's time are inside it anyway)."""
-        return self.rows[bisect_left(self.times, lo_ms) : bisect_right(self.times, hi_ms)]
+def books_at(
+    snapshots: Sequence[SnapshotRow], deltas: Iterable[DeltaRow], times: Iterable[int]
+) -> Iterator[Book | None]:
+    """``sink.book.book_at(snapshots, deltas, T)`` for each ``T`` of ascending ``times``, incrementally: the book is
+    rebuilt from a snapshot only when the latest snapshot at ``T`` changes; otherwise the deltas in ``(T_prev, T]``
+    are added to the previous book (none of them is in the snapshot: its time is ``<= T_prev``). Each yielded book
+    is only valid until the next one is asked for."""
+    rows = sorted(deltas, key=lambda d: d.ts_ms)
+    stamps = [d.ts_ms for d in rows]
+    base: SnapshotRow | None = None
+    book = Book()
+    done = 0  # rows[:done] are in the book (or in its snapshot)
+    for at_ms in times:
+        latest = latest_snapshot(snapshots, at_ms)
+        if latest is None:
+            yield None
+            continue
+        if latest is not base:
+            base, book = latest, Book.of(latest.yes, latest.no)
+            done = bisect_left(stamps, latest.ts_ms)  # earlier deltas are inside the snapshot
+        upto = bisect_right(stamps, at_ms)
+        for d in rows[done:upto]:
+            if not contains(base, d):
+                apply(book, d)
+        done = max(done, upto)
+        yield book
 
 
 def check_books(
@@ -109,40 +125,39 @@ def check_books(
 ) -> BookResult:
     """Compare the books rebuilt from the database with the venue's at each checkpoint (module docstring)."""
     result = BookResult()
-    cps = sorted(checkpoints, key=lambda c: (c.ts_ms, c.market))
-    if not cps:
-        return result
-    last = {c.market: c.ts_ms for c in cps}  # each market's last checkpoint (cps are sorted by time)
-    result.checkpoints = len({c.ts_ms for c in cps})
-    sorted_deltas: dict[str, _Deltas] = {}
-    checked: set[str] = set()
-    for cp in cps:
-        first = record.first_subscription(ORDERBOOK, cp.market)
-        if first is None or first.after_id > cp.after_id:
-            result.unchecked += 1
+    by_market: dict[str, list[BookCheckpoint]] = defaultdict(list)
+    times: set[int] = set()
+    for cp in checkpoints:
+        by_market[cp.market].append(cp)
+        times.add(cp.ts_ms)
+    result.checkpoints = len(times)
+    checked = 0
+    for market, cps in by_market.items():
+        cps.sort(key=lambda c: c.ts_ms)
+        first = record.first_subscription(ORDERBOOK, market)
+        due = [cp for cp in cps if first is not None and first.after_id <= cp.after_id]
+        result.unchecked += len(cps) - len(due)
+        if not due:
             continue
-        venue = normalised_book(cp.yes, cp.no)
-        snaps = snapshots.get(cp.market)
-        if not snaps:
-            problem = "no snapshot row at all"
-        else:
-            base = latest_snapshot(snaps, cp.ts_ms)
-            if base is None:
+        snaps = snapshots.get(market)
+        rebuilt: Iterable[Book | None] = (
+            books_at(snaps, deltas.get(market, ()), (cp.ts_ms for cp in due)) if snaps else (None for _ in due)
+        )
+        compared_last = False
+        for cp, book in zip(due, rebuilt, strict=True):
+            if book is None and snaps:  # its first snapshot row is placed after this checkpoint
                 result.unchecked += 1
                 continue
-            rows = sorted_deltas.get(cp.market)
-            if rows is None:
-                rows = sorted_deltas[cp.market] = _Deltas(deltas.get(cp.market, ()))
-            book = book_at(snaps, rows.between(base.ts_ms, cp.ts_ms), cp.ts_ms)
-            assert book is not None  # base exists
-            rebuilt = book.normalised()
-            problem = "" if rebuilt == venue else level_diff(rebuilt, venue)
-        result.compared += 1
-        if cp.ts_ms == last[cp.market]:
-            checked.add(cp.market)
-        if problem:
-            result.mismatched.add(cp.market)
+            result.compared += 1
+            compared_last = cp is cps[-1]
+            venue = normalised_book(cp.yes, cp.no)
+            mine = book.normalised() if book is not None else None
+            if mine == venue:
+                continue
+            result.mismatched.add(market)
             if len(result.examples) < examples:
-                result.examples.append(f"{cp.market} at ts_ms {cp.ts_ms}: {problem}")
-    result.checked = len(checked)
+                problem = "no snapshot row at all" if mine is None else level_diff(mine, venue)
+                result.examples.append(f"{market} at ts_ms {cp.ts_ms}: {problem}")
+        checked += compared_last
+    result.checked = checked
     return result
