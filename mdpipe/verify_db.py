@@ -1,4 +1,5 @@
-"""Read the sink's tables back for `mdpipe verify`: one Observed per row, plus when each market was first held."""
+"""Read the sink's tables back for `mdpipe verify`: every event row (as an Observed), the snapshot and delta rows
+that books are rebuilt from, and the gatherers' coverage gaps."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 import psycopg
 
-from mdpipe.verify import Observed, identity
+from mdpipe.verify import DatabaseRows, GapWindow, Observed, identity
+from sink.book import DeltaRow, SnapshotRow
 
-__all__ = ["first_held_ns", "iter_observed", "snapshot_count"]
+__all__ = ["QUERIES", "read_database"]
 
 _MS = "(extract(epoch from ts) * 1000)::bigint AS ts_ms"
 _LOADED = (
@@ -19,38 +21,57 @@ _LOADED = (
 _SECONDS = "(extract(epoch from {0}))::bigint AS {0}"
 
 QUERIES: dict[str, str] = {
-    "delta": f"SELECT market, side, price, delta, {_MS}, {_LOADED} FROM orderbook_deltas",
+    "delta": f"SELECT market, event_key, side, price, delta, {_MS}, {_LOADED} FROM orderbook_deltas",
     "trade": f"SELECT market, trade_id, {_MS}, {_LOADED} FROM trades",
     "ticker": f"""SELECT market, {_MS}, price, yes_bid, yes_ask, yes_bid_size, yes_ask_size, last_trade_size,
                  volume, open_interest, dollar_volume, dollar_open_interest, {_LOADED} FROM tickers""",
     "lifecycle": f"""SELECT market, event_type, result, settlement_value,
                     {", ".join(_SECONDS.format(c) for c in ("open_ts", "close_ts", "determination_ts", "settled_ts"))},
-                    {_LOADED} FROM market_lifecycle""",
+                    is_deactivated, details::text AS details, {_LOADED} FROM market_lifecycle""",
 }
+SNAPSHOTS = (
+    f"SELECT market, {_MS}, event_key, yes_prices, yes_counts, no_prices, no_counts, after_keys "
+    "FROM orderbook_snapshots"
+)
+GAPS = (
+    "SELECT gatherer, channel, markets, (extract(epoch from from_at) * 1000000000)::bigint, "
+    "(extract(epoch from to_at) * 1000000000)::bigint FROM coverage_gaps"
+)
 
 
-def iter_observed(conn: psycopg.Connection[Any]) -> Iterator[Observed]:
+def _rows(conn: psycopg.Connection[Any], name: str, sql: str) -> Iterator[dict[str, Any]]:
+    with conn.cursor(name=f"verify_{name}") as cur:
+        cur.itersize = 50_000
+        cur.execute(sql)
+        names = [d.name for d in cur.description or ()]
+        for values in cur:
+            yield dict(zip(names, values, strict=True))
+
+
+def read_database(conn: psycopg.Connection[Any]) -> DatabaseRows:
+    """Everything the comparison reads from the database (held in memory: one demo is ~1M rows)."""
+    out = DatabaseRows()
+    observed: list[Observed] = []
     for kind, sql in QUERIES.items():
-        with conn.cursor(name=f"verify_{kind}") as cur:
-            cur.itersize = 50_000
-            cur.execute(sql)
-            names = [d.name for d in cur.description or ()]
-            for values in cur:
-                row = dict(zip(names, values, strict=True))
-                yield Observed(
-                    kind, row["market"], identity(kind, row["market"], row), row["loaded_ns"], row["received_ns"]
+        for row in _rows(conn, kind, sql):
+            market = row["market"]
+            observed.append(Observed(kind, market, identity(kind, market, row), row["loaded_ns"], row["received_ns"]))
+            if kind == "delta":
+                out.deltas.setdefault(market, []).append(
+                    DeltaRow(row["ts_ms"], row["event_key"], row["side"], row["price"], row["delta"])
                 )
-
-
-def first_held_ns(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Per market, when a gatherer first received its order-book snapshot (the start of its coverage)."""
-    rows = conn.execute(
-        "SELECT market, (extract(epoch from min(received_at)) * 1000000000)::bigint FROM orderbook_snapshots "
-        "GROUP BY market"
-    ).fetchall()
-    return {market: int(ns) for market, ns in rows}
-
-
-def snapshot_count(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM orderbook_snapshots").fetchone()
-    return int(row[0]) if row else 0
+    out.observed = observed
+    for row in _rows(conn, "snapshots", SNAPSHOTS):
+        out.snapshots.setdefault(row["market"], []).append(
+            SnapshotRow(
+                row["ts_ms"],
+                row["event_key"],
+                list(zip(row["yes_prices"], row["yes_counts"], strict=True)),
+                list(zip(row["no_prices"], row["no_counts"], strict=True)),
+                frozenset(row["after_keys"] or ()),
+            )
+        )
+    for gatherer, channel, markets, from_ns, to_ns in conn.execute(GAPS):
+        every = "*" in (markets or ())  # an empty list covers no market
+        out.gaps.append(GapWindow(gatherer, channel or "", None if every else frozenset(markets or ()), from_ns, to_ns))
+    return out

@@ -24,6 +24,28 @@ from mdpipe.config import load_config, run_dir
 from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
 WARMUP_S = 10.0  # latencies of events generated in the first seconds (subscription burst) are left out
+# The verify report's figures each latency run keeps (summed over runs in RESULT), and what it adds when not clean.
+VERDICT_KEYS = (
+    "missing",
+    "duplicated",
+    "unexpected",
+    "reported_losses",
+    "markets_uncovered",
+    "markets_without_rows",
+    "books_checked",
+    "books_mismatched",
+    "snapshots_unmatched",
+)
+DETAIL_KEYS = (
+    "missing_by_kind",
+    "missing_examples",
+    "duplicated_examples",
+    "unexpected_examples",
+    "uncovered_examples",
+    "markets_without_rows_examples",
+    "snapshot_examples",
+    "book_examples",
+)
 
 
 def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str) -> dict[str, Any]:
@@ -67,16 +89,10 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
     }
     if verify:
         report = run.verify(warmup_s=WARMUP_S)
-        out.update(
-            missing=report["missing"],
-            duplicated=report["duplicated"],
-            latency_ms=report["latency_ms"],
-            receive_latency_ms=report["receive_latency_ms"],
-        )
-        if report["missing"] or report["duplicated"]:  # what went wrong, for the one who has to find out why
-            out.update(
-                {k: report[k] for k in ("missing_by_kind", "missing_examples", "duplicated_examples", "unexpected")}
-            )
+        out.update({k: report[k] for k in VERDICT_KEYS})
+        out.update(latency_ms=report["latency_ms"], receive_latency_ms=report["receive_latency_ms"])
+        if not report["clean"]:  # what went wrong, for the one who has to find out why
+            out.update({k: report[k] for k in DETAIL_KEYS if report[k]})
     print(json.dumps({"run": tag, **out}), flush=True)
     return out
 
@@ -124,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": p50,
         "p99_ms": p99,
         "max_events_per_s": max_rate,
-        "missing": sum(r["missing"] for r in latency),
-        "duplicated": sum(r["duplicated"] for r in latency),
+        **{k: sum(r[k] for r in latency) for k in VERDICT_KEYS},
     }
     print("RESULT " + json.dumps(result), flush=True)
     return 0

@@ -1,19 +1,35 @@
-"""The dedup benchmark's modules import (no rot) and its rocksdict TTL store behaves like the worker's state."""
+"""`make bench-dedup` runs for real at a tiny size (its own check that the worker emitted every event once, then
+its RESULT line), and its rocksdict TTL store behaves like the worker's state."""
 
 from __future__ import annotations
 
-import importlib
+import json
 from pathlib import Path
 
+import pytest
+
+from bench.dedup.__main__ import main as bench_dedup
 from bench.dedup.logic_only import RdictStore
 from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.synth import gatherer_copies, venue_events
 from schemas import encode_raw
 
 
-def test_bench_modules_import() -> None:
-    for name in ("bench.dedup.__main__", "bench.dedup.baseline", "bench.dedup.logic_only", "bench.dedup.faust_noop"):
-        assert importlib.import_module(name)
+@pytest.mark.integration
+def test_bench_dedup_tiny_run_drains_every_frame_and_prints_its_result(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The bench raises unless the worker read all 3 x 100 frames and emitted exactly the 100 events.
+    monkeypatch.setenv("MDPIPE_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+    assert bench_dedup(["--frames", "300", "--runs", "1", "--markets", "20", "--engine", "native", "--no-faust"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("RESULT ")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["bench"] == "dedup" and result["engine"] == "native" and result["unit"] == "frames/s"
+    assert (result["frames"], result["events"], result["runs"]) == (300, 100, 1)
+    assert result["value"] > 0 and result["baseline"] > 0 and result["logic_only_frames_s"] > 0
+    assert result["ratio"] == round(result["value"] / result["baseline"], 4)
+    assert result["faust_frames_s"] is None and result["faust_noop_frames_s"] is None  # --no-faust
 
 
 def test_rocksdict_ttl_store_dedups_synthetic_copies(tmp_path: Path) -> None:
