@@ -521,7 +521,9 @@ class Gatherer:
         """Run until ``stop`` is set or the gatherer fails (``failure``), then close connections, flush."""
         self.running = True
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
-        self._connection(0)  # started by _connection() now that running is set
+        # started by _connection() now that running is set; the lifecycle channel always rides two connections (the
+        # second may hold no market), so one connection dropping leaves its waiting lifecycle messages covered
+        self._connection(max(0, LIFECYCLE_CONNECTIONS - 1))
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))
         if self.opts.discover:

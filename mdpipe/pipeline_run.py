@@ -467,9 +467,12 @@ class PipelineRun:
         """Wait until gatherers stopped writing, dedup consumed everything and the sink loaded all of it.
 
         Gives up only when nothing moved for ``drain_timeout_s`` (a slow machine may take long, a stuck one
-        is reported).
+        is reported). Not before the gatherers' holds ran out: a snapshot waits ``gather.snapshot_hold_s`` for its
+        position and lifecycle messages of a stream gone quiet wait ``gather.anchor_hold_s`` for their key.
         """
         stable = 0
+        gather = self.config.gather
+        holds_end = time.monotonic() + gather.anchor_hold_s + gather.snapshot_hold_s + 1.0
         prev: tuple[int, ...] | None = None
         last_move = time.monotonic()
         while time.monotonic() - last_move < self.options.drain_timeout_s:
@@ -483,7 +486,7 @@ class PipelineRun:
             quiet = state == prev and last.dedup_lag == 0 and last.sink_lag == 0
             stable = stable + 1 if quiet else 0
             prev = state
-            if stable >= 3:
+            if stable >= 3 and time.monotonic() >= holds_end:
                 return
             time.sleep(interval_s)
         raise TimeoutError(f"pipeline did not drain: nothing moved for {self.options.drain_timeout_s:.0f}s")

@@ -204,3 +204,54 @@ def test_a_reconnect_window_becomes_a_gap_record(
     assert {sim.markets.ticker(i) for i in range(20)} <= covered and "*" in covered  # lifecycle too
     for g in down:
         assert g["from_ns"] <= marks["closed"] + 100_000_000 and marks["closed"] <= g["to_ns"] <= marks["back"]
+
+
+def test_a_dropped_lifecycle_connection_does_not_key_its_waiting_messages_apart(
+    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+) -> None:
+    """A `deactivated` waits for the next anchor to get its key; the venue closes the connection it came on before
+    the anchor. With a second lifecycle subscription the gatherer still keys it like every other gatherer (with one,
+    it fell back to the anchor before it: a different key, hence a duplicate row). Few markets: one connection of
+    markets, so the second lifecycle subscription rides a connection of its own."""
+    t1, t2 = _topics(make_topics, 2)
+    sim = _sim(tmp_path)
+    ticker = sim.markets.ticker(4)
+
+    async def scenario() -> None:
+        await sim.start()
+        g1 = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "s1", topics=t1, gid="g1")
+        g2 = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "s2", topics=t2, gid="g2")
+
+        async def both() -> None:
+            await _both_up(g1, ih, 20)
+            await _both_up(g2, ih, 20)
+            await asyncio.sleep(0.5)
+            sim.lifecycle("deactivate", ticker)
+            await asyncio.sleep(0.3)
+            markets_conn = next(
+                cid
+                for cid, sc in sim.server.connections.items()
+                if sc.ws.request.headers.get("User-Agent") == "mdpipe-gather/g1"
+                and any(s.markets is not None for s in sc.session.subs.values())
+            )
+            sim.faults.close_connections(markets_conn)
+            await asyncio.sleep(0.5)
+            sim.create_market()  # the anchor after the `deactivated`
+            await asyncio.sleep(1.5)
+
+        async def inner() -> None:
+            await ih.run_with(g2, both)
+
+        try:
+            await ih.run_with(g1, inner)
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+    k1 = [
+        f.event_key for f in ih.read_frames(kafka_bootstrap, t1["raw"]) if f.kind == "lifecycle" and f.market == ticker
+    ]
+    k2 = [
+        f.event_key for f in ih.read_frames(kafka_bootstrap, t2["raw"]) if f.kind == "lifecycle" and f.market == ticker
+    ]
+    assert k1 == k2 and len(k1) == 1
