@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -145,7 +146,7 @@ class Gatherer:
                 emit=self._emit,
                 dead=self._dead,
                 lifecycle=i < LIFECYCLE_CONNECTIONS,
-                on_lifecycle=self._on_lifecycle,
+                on_lifecycle=functools.partial(self._on_lifecycle_via, i),
                 log=self._log,
                 stats=self.stats,
                 snapshot_hold_s=self.opts.snapshot_hold_s,
@@ -196,20 +197,30 @@ class Gatherer:
             conn.session.remove_markets(gone)
             conn.poke()
 
-    def _on_lifecycle(self, market: str, lc: LifecycleMsg, recv_ns: int) -> None:
+    def _on_lifecycle_via(self, index: int, market: str, lc: LifecycleMsg, recv_ns: int) -> None:
+        """A lifecycle message from connection ``index``: every lifecycle connection applies it to the registry
+        (idempotent: the connections see the same stream), the first connected one alone counts it."""
+        counting = next(
+            (i for i, c in enumerate(self.connections) if c.session.lifecycle_sid is not None and c.up), index
+        )
+        self._on_lifecycle(market, lc, recv_ns, count=index == counting)
+
+    def _on_lifecycle(self, market: str, lc: LifecycleMsg, recv_ns: int, count: bool = True) -> None:
         """Every ``market_lifecycle_v2`` message (the protocol already stored it as a frame).
 
         Known types subscribe or release per :mod:`ingest.registry`; unknown ones change nothing, are counted by
         type and logged once per type. The market's reference data is then refreshed over REST."""
         event = lc.event_type
-        if classify_event(event) == "unknown":
+        if not count:
+            pass
+        elif classify_event(event) == "unknown":
             label, first = self._lifecycle_types.label(event)
             m.LIFECYCLE_UNKNOWN.labels(self.gid, label).inc()
+            m.LIFECYCLE.labels(self.gid, label).inc()
             if first:
                 self._log.warning("lifecycle_unknown_type", type=event[:100], market=market, kept=True)
         else:
-            label = event or "none"
-        m.LIFECYCLE.labels(self.gid, label).inc()
+            m.LIFECYCLE.labels(self.gid, event or "none").inc()
         ticker = lc.market_ticker
         if not ticker:
             return  # keyed by its event ticker: no market to hold or refresh

@@ -159,6 +159,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         "markets_uncovered": report["markets_uncovered"],
         "markets_without_rows": report["markets_without_rows"],
         "books_checked": report["books_checked"],
+        "markets_traded": report["markets_traded"],
         "books_mismatched": report["books_mismatched"],
         "snapshots_unmatched": report["snapshots_unmatched"],
         "bad_input": report["bad_input"],

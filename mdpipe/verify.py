@@ -236,6 +236,7 @@ class Report:
     snapshots_unmatched: int = 0
     book_checkpoints: int = 0
     books_checked: int = 0
+    markets_traded: int = 0  # markets with a delta delivered to a gatherer: every one should be books_checked
     books_compared: int = 0
     books_unchecked: int = 0
     books_mismatched: int = 0
@@ -297,6 +298,7 @@ class _Judge:
     """One comparison: the state shared by the rules of the module docstring."""
 
     def __init__(self, record: VenueRecord, gaps: GapIndex, rules: Rules) -> None:
+        self.traded: set[str] = set()
         self.record = record
         self.gaps = gaps
         self.rules = rules
@@ -324,6 +326,8 @@ class _Judge:
         if item.identity is None:
             raise ValueError(f"truth event {item.id} ({item.kind} {item.market}) has no identity")
         if gatherers:
+            if item.kind == "delta":
+                self.traded.add(item.market)
             found = self.expected.get(item.identity)
             if found is None:
                 self.expected[item.identity] = item
@@ -457,6 +461,7 @@ class _Judge:
         without = sorted(self.should_have_rows - markets_with_rows)
         report.markets_without_rows = len(without)
         report.markets_without_rows_examples = without[: self.rules.examples]
+        report.markets_traded = len(self.traded)
         return report
 
 

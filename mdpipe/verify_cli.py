@@ -126,7 +126,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  snapshots stored      {_n(report['snapshots'])}   (venue sent {report['snapshots_sent']:,})",
         f"  snapshots unmatched   {_n(report['snapshots_unmatched'])}   (equal to no snapshot the venue sent)",
         f"  books checked         {_n(report['books_checked'])}   (markets, at their last of "
-        f"{report['book_checkpoints']:,} checkpoints; {report['books_compared']:,} comparisons in all)",
+        f"{report['book_checkpoints']:,} checkpoints; {report['books_compared']:,} comparisons in all; "
+        f"{report['markets_traded']:,} markets traded)",
         f"  books mismatched      {_n(report['books_mismatched'])}",
         f"  books unchecked       {_n(report['books_unchecked'])}   (not yet subscribed, or first snapshot later)",
         f"  gatherers             {' '.join(report['gatherers']) or 'NONE identified'}"

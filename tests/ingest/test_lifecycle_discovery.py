@@ -52,6 +52,8 @@ def _new_market(sim: VenueSim) -> tuple[int, str]:
     """A market the venue just added: REST lists it as ``initialized``, no lifecycle message yet."""
     index = sim.markets.add(sim.generator.now_ms())
     sim.books.grow(len(sim.markets))
+    sim.generator._has_delta.append(0)
+    sim.generator._created.append(index)  # the load generator trades it once it is active (as create_market does)
     return index, sim.markets.ticker(index)
 
 
