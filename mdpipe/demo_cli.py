@@ -33,7 +33,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--gatherers", type=int, default=3, help="redundant gatherers g1..gN (3)")
     parser.add_argument("--dedup-workers", type=int, default=1, help="dedup workers sharing the partitions (1)")
     parser.add_argument("--seed", type=int, default=7, help="emulator seed: same seed, same events (7)")
-    parser.add_argument("--no-faults", action="store_true", help="do not inject disconnect, seq gap, gatherer kill")
+    parser.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="do not inject faults (disconnect, seq gap, re-delivered seqs, bad numbers, gatherer kill); the venue's "
+        "own behaviours (dormant markets, pauses, metadata and unknown lifecycle types, REST lag) stay on",
+    )
     parser.add_argument("--no-auth", action="store_true", help="venue without RSA-PSS authentication")
     return parser
 
