@@ -55,11 +55,12 @@ The file lives next to the truth file (:func:`record_path`).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+
+from venue_sim.chunks import ChunkWriter, read_chunks
 
 __all__ = [
     "ALL_MARKETS",
@@ -198,68 +199,10 @@ def record_path(truth_path: str | os.PathLike[str]) -> Path:
     return p.with_name(f"{p.stem}.record{p.suffix or '.msgpack'}")
 
 
-class RecordWriter:
-    """Buffered append-only writer of records; flushes every ``batch`` records, every ``flush_s`` and on close."""
-
-    def __init__(self, path: str | os.PathLike[str], flush_s: float = 1.0, batch: int = 4096) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        self._pending: list[Record] = []
-        self._enc = msgspec.msgpack.Encoder()
-        self._flush_s = flush_s
-        self._batch = batch
-        self._last_flush = time.monotonic()
-        self.count = 0
-
-    def write(self, record: Record) -> None:
-        if self._file.closed:
-            return
-        self._pending.append(record)
-        self.count += 1
-        if len(self._pending) >= self._batch:
-            self.flush()
-
-    def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self._flush_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._file.closed:
-            return
-        if self._pending:
-            payload = self._enc.encode(self._pending)
-            self._file.write(b"\xc6" + len(payload).to_bytes(4, "big") + payload)
-            self._pending.clear()
-        self._file.flush()
-        self._last_flush = time.monotonic()
-
-    @property
-    def closed(self) -> bool:
-        return self._file.closed
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self.flush()
-            self._file.close()
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class RecordWriter(ChunkWriter[Record]):
+    """Buffered append-only writer of :class:`Record` (see :class:`venue_sim.chunks.ChunkWriter`)."""
 
 
 def read_record(path: str | os.PathLike[str]) -> Iterator[Record]:
     """Every record of a record file in the order written (a truncated last chunk is ignored)."""
-    dec = msgspec.msgpack.Decoder(list[Record])
-    with open(path, "rb") as f:
-        while True:
-            head = f.read(5)
-            if len(head) < 5 or head[0] != 0xC6:
-                return
-            size = int.from_bytes(head[1:], "big")
-            payload = f.read(size)
-            if len(payload) < size:
-                return
-            yield from dec.decode(payload)
+    return read_chunks(path, Record)
