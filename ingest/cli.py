@@ -17,7 +17,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "are buffered in memory, then in an on-disk spool, and delivered later. Defaults come from the [venue] "
         "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT and exits 0. Exits with status 3 "
         "when it cannot go on (a background task ended, or the delivery/spool loop kept failing for "
-        "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on.",
+        "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on. "
+        "Exits with status 2 and one line when the venue keeps refusing its credentials (HTTP 401/403) while "
+        "nothing streams: 3 refusals in a row lasting 5 s from a start never accepted, or "
+        "gather.auth_refusal_limit_s once accepted; with status 1 when the broker does not answer within "
+        "kafka.probe_timeout_s at start-up.",
     )
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
@@ -105,6 +109,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         discovery_statuses=list(g.discovery_statuses),
         task_failure_limit_s=g.task_failure_limit_s,
         unhealthy_after_drop_s=g.unhealthy_after_drop_s,
+        auth_refusal_limit_s=g.auth_refusal_limit_s,
     )
     return Gatherer(opts, producer, signer)
 
@@ -113,11 +118,14 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import asyncio
     import signal
 
+    from mdpipe.failures import Refused
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
+    from mdpipe.preflight import require_broker
     from mdpipe.topics import check_partitions, topic_names
 
     log = get_logger("ingest.cli")
+    require_broker(config.kafka)  # bounded: one line when the broker does not answer
     if not args.no_partition_check:
         raw = topic_names(config).raw.get(args.id)
         check_partitions(config, extra=[] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"])
@@ -137,6 +145,13 @@ def run(args: argparse.Namespace, config: Any) -> int:
         asyncio.run(main())
     finally:
         server.close()
+    if gatherer.auth_failure is not None:  # one line from the CLI boundary, exit status 2
+        raise Refused(
+            f"gatherer {args.id} gave up",
+            f"{gatherer.auth_failure} at {gatherer.opts.ws_url}",
+            "venue.key_id and venue.private_key_path (or --key-id/--private-key): a key of this environment "
+            "(production or demo) that is not revoked; the machine's clock (signatures carry a timestamp)",
+        )
     if gatherer.failure is not None:
         log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
         return 3

@@ -4,6 +4,8 @@ the signed upgrade headers, feeds every complete message with its receive time t
 :class:`ingest.venues.kalshi.protocol.KalshiSession`, writes its commands and answers pings:
 :mod:`ingest.ws_picows` (``gather.ws_client = "picows"``, the default) or :mod:`ingest.ws_websockets`.
 The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`.
+An upgrade the venue refuses (HTTP 401/403) is reported to the gatherer's :class:`ingest.auth_refusals.AuthRefusals`,
+an opened one too: that decides when refused credentials make the gatherer give up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
+from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.logging import get_logger
@@ -43,6 +46,7 @@ class Connection:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_reconnect: Callable[[str], None] | None = None,
+        auth_refusals: AuthRefusals | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -50,6 +54,8 @@ class Connection:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_reconnect = on_reconnect
+        self.auth_refusals = auth_refusals
+        self.upgrade_error: BaseException | None = None  # set by a subclass when the upgrade failed
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
@@ -85,6 +91,8 @@ class Connection:
         self.kill_reason = ""
         self.connected_ns = time.time_ns()
         self.session.connected(self.connected_ns)
+        if self.auth_refusals is not None:
+            self.auth_refusals.accepted("websocket")
         log.info("ws_connected", conn=self.session.conn_id, markets=len(self.session.markets), client=self.client)
 
     async def run(self) -> None:
@@ -92,6 +100,7 @@ class Connection:
         delays = backoff(self.backoff_initial, self.backoff_max)
         while not self._stopping:
             self._opened = 0.0
+            self.upgrade_error = None
             try:
                 reason = await self._connect_and_pump()
             except Exception as exc:  # a bug or unforeseen failure must not end the connection
@@ -104,6 +113,9 @@ class Connection:
             if self._stopping:
                 break
             opened = self._opened
+            status = None if opened else http_status(self.upgrade_error)
+            if status is not None and status in REFUSED_STATUSES and self.auth_refusals is not None:
+                self.auth_refusals.refused("websocket", time.monotonic(), refusal_detail(self.upgrade_error, status))
             if opened and time.monotonic() - opened > _STABLE_S:
                 delays = backoff(self.backoff_initial, self.backoff_max)
             delay = next(delays)

@@ -166,6 +166,7 @@ class PicowsConnection(Connection):
                 OPEN_TIMEOUT_S,
             )
         except (OSError, TimeoutError, WSError, WSInvalidURL) as exc:
+            self.upgrade_error = exc
             return f"{type(exc).__name__}: {exc}"
         try:
             if listener is None or not listener.opened:

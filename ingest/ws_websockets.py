@@ -79,6 +79,7 @@ class WebsocketsConnection(Connection):
         except websockets.ConnectionClosed as exc:
             return self.kill_reason or f"closed code={exc.rcvd.code if exc.rcvd else None}"
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            self.upgrade_error = exc
             return f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a failure in the session: drop this socket, reconnect
             log.exception("ws_receive_failed", conn=session.conn_id)

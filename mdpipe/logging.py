@@ -2,17 +2,35 @@
 
 Use ``log = get_logger(__name__)`` then ``log.info("event_name", sid=3, expected=7)``.
 Handlers are installed only by the CLI (:func:`configure_logging`).
+
+librdkafka (confluent-kafka) logs through :func:`kafka_client_logger`, set as the ``logger`` key of every client
+configuration (:mod:`mdpipe.kafka`): instead of its own ``%3|...|FAIL|...`` lines written straight to stderr
+(which broke ``--log-format json``), each message becomes one ``kafka_client`` record (fields ``client``,
+``fac``, ``message``) of this module's format, rate-limited by :class:`KafkaClientLogFilter` so a dead broker
+does not flood the log. confluent-kafka hands them over when the client is polled.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["KvLogger", "configure_logging", "get_logger"]
+__all__ = [
+    "KAFKA_CLIENT_LOGGER",
+    "KafkaClientLogFilter",
+    "KvLogger",
+    "configure_logging",
+    "failure_line",
+    "get_logger",
+    "kafka_client_logger",
+]
 
 
 class KvLogger:
@@ -117,3 +135,81 @@ def configure_logging(level: str = "INFO", fmt: str = "kv", stream: Any = None) 
     root.setLevel(level)
     for noisy in ("aiokafka", "kafka", "faust", "mode", "websockets", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def failure_line(message: str, fmt: str = "kv", **fields: Any) -> str:
+    """The one line a command prints when it fails: ``mdpipe <command>: <message>`` as text, or one JSON object
+    (event ``command_failed``) with ``--log-format json`` so that every line on stderr stays JSON."""
+    command = fields.get("command")
+    if fmt != "json":
+        return f"mdpipe {command}: {message}" if command else f"mdpipe: {message}"
+    return json.dumps(
+        {"ts": time.time(), "level": "error", "logger": "mdpipe.cli", "event": "command_failed", **fields,
+         "error": message},
+        default=str,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ librdkafka's log lines
+KAFKA_CLIENT_LOGGER = "mdpipe.kafka.client"
+_THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]: ")
+_VARIABLE = re.compile(r"\(after \d+ms in state \w+\)|\(\d+ identical error\(s\) suppressed\)|\d+ms")
+
+
+class KafkaClientLogFilter(logging.Filter):
+    """Turns confluent-kafka's log calls (``logger.log(level, "%s [%s] %s", fac, client, message)``) into one
+    structured ``kafka_client`` record and rate-limits repeats.
+
+    A kind of message (client, facility, and the text without its timings) passes the first time; while it keeps
+    coming, at most one per ``interval_s`` passes, carrying ``repeated=N`` (how many were held back since the last
+    one that passed). A dead broker makes librdkafka log a failed connect per client every ~100 ms to 10 s: with
+    the default 10 s that is at most one line per client and kind every 10 s. ``max_kinds`` bounds the memory."""
+
+    def __init__(
+        self, interval_s: float = 10.0, max_kinds: int = 1000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.max_kinds = max_kinds
+        self.clock = clock
+        self._kinds: OrderedDict[tuple[str, str, str], list[float]] = OrderedDict()  # kind -> [passed_at, held]
+        self._lock = threading.Lock()  # clients are polled from several threads (sink writers, dedup)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) == 3:
+            fac, client, text = (str(a) for a in args)
+        else:  # not the confluent-kafka call shape: keep it whole
+            fac, client, text = "", "", record.getMessage()
+        text = _THREAD_PREFIX.sub("", text)
+        kind = (client, fac, _VARIABLE.sub("", text))
+        now = self.clock()
+        with self._lock:
+            state = self._kinds.get(kind)
+            if state is not None and now - state[0] < self.interval_s:
+                state[1] += 1
+                return False
+            held = int(state[1]) if state is not None else 0
+            self._kinds[kind] = [now, 0]
+            self._kinds.move_to_end(kind)
+            while len(self._kinds) > self.max_kinds:
+                self._kinds.popitem(last=False)
+        fields: dict[str, Any] = {"client": client, "fac": fac, "message": text[:1000]}
+        if held:
+            fields["repeated"] = held
+        record.msg, record.args = "kafka_client", ()
+        record.kv = {**getattr(record, "kv", {}), **fields}
+        return True
+
+
+_kafka_logger_lock = threading.Lock()
+
+
+def kafka_client_logger() -> logging.Logger:
+    """The logging.Logger given to every confluent-kafka client (``logger`` config key): its records go to the
+    handler :func:`configure_logging` installed, through one shared :class:`KafkaClientLogFilter`."""
+    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
+    with _kafka_logger_lock:
+        if not any(isinstance(f, KafkaClientLogFilter) for f in logger.filters):
+            logger.addFilter(KafkaClientLogFilter())
+    return logger

@@ -107,9 +107,11 @@ def stage_figures(stage: str, before: list[Any], after: list[Any], dt: float) ->
 
 def _topics(config: Config) -> list[dict[str, Any]]:
     from mdpipe.kafka import kafka_client_config
+    from mdpipe.preflight import require_broker
     from mdpipe.probe import KafkaProbe
     from mdpipe.topics import topic_names
 
+    require_broker(config.kafka)  # bounded; its one-line failure becomes the screen's "broker not reachable"
     probe = KafkaProbe(kafka_client_config(config.kafka))
     try:
         names = topic_names(config).all()

@@ -29,6 +29,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from mdpipe.config import Config, ConfigError
+from mdpipe.failures import Failure, database_error_is_fatal, database_failure
 from mdpipe.kafka import consumer_config, producer_config
 from mdpipe.logging import get_logger
 from mdpipe.topics import topic_names
@@ -146,6 +147,9 @@ class _Writer:
                 batch, self._pending = self._pending, None
             try:
                 self._write(batch)
+            except Failure as exc:  # expected (e.g. the database refusing the login): one line, no traceback
+                log.error("writer_failed", error=str(exc))
+                self._error = exc
             except BaseException as exc:
                 log.exception("writer_failed")
                 self._error = exc
@@ -467,6 +471,8 @@ class Loader:
                 m.DB_ERRORS.inc()
                 self._db_failing.add(id(store))
                 store.close()
+                if database_error_is_fatal(exc):  # a refused login, a dropped database: waiting cannot fix it
+                    raise database_failure(exc, self.config.postgres.dsn) from exc
                 log.warning(
                     "database_unavailable", error=str(exc).strip().splitlines()[0] if str(exc) else "", retry_s=delay
                 )
