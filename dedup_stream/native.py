@@ -54,6 +54,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from dedup_stream.lag import RawLag
 from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
@@ -119,7 +120,13 @@ class NativeWorker:
         )
         self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
         self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
-        self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
+        self.raw_lag = RawLag(s.raw_topics)  # fed by the consumer's statistics, read at scrape time
+        self.collector = DedupCollector(
+            self.deduper.stats,
+            self._extra,
+            lambda: self.deduper.singles.pending,
+            lambda: self.raw_lag.snapshot(self._owned_set, int(time.time() * 1000)),
+        )
         self.events_out = 0
         self.unmappable = 0
         self.frames = 0
@@ -177,6 +184,7 @@ class NativeWorker:
             restored += self._restorer.restore(self.states, p)
         self._owned = owned
         self._owned_set = frozenset(owned)
+        self.raw_lag.assigned(int(time.time() * 1000))
         took = round(time.monotonic() - started, 3)
         log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took)
 
@@ -380,6 +388,8 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
+                "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
+                "stats_cb": self.raw_lag.update,
             }
         )
         self._consumer = consumer
@@ -399,6 +409,7 @@ class NativeWorker:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
                     self._process(msgs)
+                    self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()

@@ -226,6 +226,9 @@ class PipelineRun:
             "MDPIPE_VENUE__REST_URL": self.rest_url,
             "MDPIPE_VENUE__WS_URL": self.ws_url,
             "MDPIPE_VENUE__AUTH": "true" if self.options.auth else "false",
+            # several runs (demos, tests, benchmarks) share a host: free ports, not the documented fixed ones;
+            # every stage announces its address in .run/stages
+            **{f"MDPIPE_{section}__METRICS_PORT": "0" for section in ("GATHER", "DEDUP", "SINK", "SIM")},
         }
         if self.options.auth:
             env["MDPIPE_VENUE__KEY_ID"] = self.key_id

@@ -202,6 +202,7 @@ class Loader:
         self._last_ts_ms = 0
         self._last_lag_update = 0.0
         self._high_marks: dict[tuple[str, int], int] = {}
+        self._lag_series: set[tuple[str, int]] = set()  # partitions with a LAG_RECORDS series exported
         self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
         self.consumer = Consumer(
@@ -386,6 +387,7 @@ class Loader:
         self._assignment = []
         self._lane_of = {}
         self._starts = {}
+        self._drop_lag_series(keep=set())
         log.info("partitions_revoked", partitions=_fmt(partitions), dropped_uncommitted=dropped)
 
     def _resync(self) -> None:
@@ -536,15 +538,25 @@ class Loader:
             return
         self._last_lag_update = now
         waiting = 0
-        for tp in self._assignment:
-            key = (tp.topic, tp.partition)
+        owned = {(tp.topic, tp.partition) for tp in self._assignment}
+        self._drop_lag_series(keep=owned)
+        for key in owned:
             high, done = self._high_marks.get(key), self._committed.get(key)
             if high is None:
                 continue
             lag = max(0, high - (done if done is not None else 0))
             waiting += lag
-            m.LAG_RECORDS.labels(tp.topic, str(tp.partition)).set(lag)
+            m.LAG_RECORDS.labels(key[0], str(key[1])).set(lag)
+            self._lag_series.add(key)
         m.LAG_SECONDS.set(max(0.0, time.time() - self._last_ts_ms / 1000.0) if waiting and self._last_ts_ms else 0.0)
+
+    def _drop_lag_series(self, keep: set[tuple[str, int]]) -> None:
+        """Remove the lag series of partitions this sink no longer owns (another member reports them now: a stale
+        value here would be added to theirs by every sum over the group)."""
+        for topic, partition in self._lag_series - keep:
+            with contextlib.suppress(KeyError):
+                m.LAG_RECORDS.remove(topic, str(partition))
+        self._lag_series &= keep
 
     def _caught_up(self, fresh_after: float) -> bool:
         """Every assigned partition consumed up to its high watermark (and everything consumed is committed).
