@@ -388,6 +388,7 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
+                "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
             }

@@ -215,6 +215,7 @@ class Loader:
                 "partition.assignment.strategy": "range",
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._on_stats,  # high watermarks for the lag gauges (no broker round trip)
+                "client.id": "mdpipe-sink",  # names the member (with its host) in `mdpipe status`
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "queued.max.messages.kbytes": 256 * 1024,
             }

@@ -149,3 +149,27 @@ def test_a_stage_whose_metrics_port_is_taken_stops_with_one_line(tmp_path: Path)
     lines = [line for line in stderr.splitlines() if line.startswith("mdpipe:")]
     assert len(lines) == 1 and f"sim.metrics_port: cannot serve metrics on 127.0.0.1:{port}" in lines[0]
     assert "Traceback" not in stderr
+
+
+def test_runs_that_share_a_host_give_their_stages_free_metrics_ports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Demos, end-to-end tests and benchmarks (PipelineRun) and replays run next to a pipeline holding the fixed
+    ports: their stages take free ports (and announce them in .run/stages)."""
+    import argparse
+
+    from mdpipe import replay_cli
+    from mdpipe.pipeline_run import PipelineRun, RunOptions
+
+    env = PipelineRun(Config(), RunOptions())._env()
+    assert {env[f"MDPIPE_{s}__METRICS_PORT"] for s in ("GATHER", "DEDUP", "SINK", "SIM")} == {"0"}
+    commands: list[list[str]] = []
+    monkeypatch.setattr(replay_cli, "_run_command", lambda argv, config: commands.append(argv) or 0)
+    monkeypatch.setenv("MDPIPE_RUN_DIR", str(tmp_path))
+    args = argparse.Namespace(
+        what="dedup", from_ts=1, to_ts=2, id="x", idle_s=1.0, no_load=False, keep_internal_topics=True
+    )
+    assert replay_cli.run(args, Config()) == 0
+    assert [argv[0] for argv in commands] == ["dedup", "sink"]
+    for argv in commands:
+        assert argv[argv.index("--metrics-port") + 1] == "0"
