@@ -37,6 +37,7 @@ def wait_for_events(topics, expected: set[str], timeout_s: float) -> Counter[str
 
 def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
     topics = dedup_topics
+    started_ns = time.time_ns()
     events = venue_events(6000, markets=40, seed=11)
     expected = {e.event_key for e in events}
     assert len(expected) == len(events)  # identical-body deltas differ by occurrence number only
@@ -74,6 +75,9 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
     (record,) = [e for e in out if type(e).__name__ == "Gap"]  # g3's gap report, forwarded
     assert (record.gatherer, record.kind, record.missed, record.from_ns) == ("g3", "seq", 4, gap.recv_ns)  # type: ignore[union-attr]
     out.remove(record)
+    # hop stamps: the winning copy's raw record timestamp (synth sets it to the frame's receive ms) and the read time
+    assert [e.raw_ts_ms for e in out] == [e.recv_ns // 1_000_000 for e in out]
+    assert all(started_ns < e.dedup_ns < time.time_ns() for e in out)
     by_key = {e.event_key: e for e in out}
     first = {}
     for f in sorted(g1 + g2 + g3, key=lambda f: f.recv_ns):
