@@ -13,17 +13,33 @@ kernel's own work on their behalf outside their context (softirq network process
 Resolution: clock ticks (``SC_CLK_TCK``, 10 ms), per process and sample. A process whose start time changed between
 the samples (it restarted) has no figure for that window.
 
+The whole machine's busy time (``/proc/stat``: user, nice, system, irq, softirq) is sampled too: the row ``other``
+(machine minus every named process) is work the named processes did not do (another user of the machine, kernel
+threads, interrupts), and ``steal`` the time the hypervisor gave our CPUs to someone else: a measurement with a
+large ``other`` or ``steal`` was disturbed.
+
 :func:`parse_stat` and :func:`tree_ticks` are pure; :func:`read_table` reads ``/proc``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CLK_TCK", "CpuSample", "ProcStat", "cpu_rows", "parse_stat", "read_table", "sample", "tree_ticks"]
+__all__ = [
+    "CLK_TCK",
+    "CpuSample",
+    "ProcStat",
+    "cpu_rows",
+    "machine_busy_ticks",
+    "parse_stat",
+    "read_table",
+    "sample",
+    "tree_ticks",
+]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -74,6 +90,16 @@ def parse_stat(text: str) -> ProcStat:
     )
 
 
+def machine_busy_ticks(stat_text: str) -> tuple[int, int]:
+    """(busy, steal) ticks of all CPUs from ``/proc/stat``'s ``cpu`` line: busy = user + nice + system + irq + softirq
+    (guest time is inside user; idle and iowait are not busy); steal = time a hypervisor gave our CPUs to others."""
+    for line in stat_text.splitlines():
+        if line.startswith("cpu "):
+            f = [int(x) for x in line.split()[1:]]
+            return f[0] + f[1] + f[2] + f[5] + f[6], f[7] if len(f) > 7 else 0
+    raise ValueError("/proc/stat: no cpu line")
+
+
 def read_table(proc: Path = Path("/proc")) -> dict[int, ProcStat]:
     """Every process now, by pid (processes that end while being read are skipped)."""
     out: dict[int, ProcStat] = {}
@@ -116,6 +142,8 @@ class CpuSample:
     venue_events: int
     ticks: dict[str, int | None] = field(default_factory=dict)
     identity: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (pid, starttime)
+    machine_ticks: int | None = None  # busy ticks of the whole machine (machine_busy_ticks)
+    steal_ticks: int | None = None
 
 
 def sample(processes: Mapping[str, int], at_ns: int, venue_events: int, own_only: Iterable[str] = ()) -> CpuSample:
@@ -123,6 +151,8 @@ def sample(processes: Mapping[str, int], at_ns: int, venue_events: int, own_only
     table = read_table()
     alone = set(own_only)
     out = CpuSample(at_ns, venue_events)
+    with contextlib.suppress(OSError, ValueError):
+        out.machine_ticks, out.steal_ticks = machine_busy_ticks(Path("/proc/stat").read_text())
     for name, pid in processes.items():
         out.ticks[name] = tree_ticks(pid, table, with_children=name not in alone)
         if pid in table:
@@ -131,7 +161,8 @@ def sample(processes: Mapping[str, int], at_ns: int, venue_events: int, own_only
 
 
 def cpu_rows(start: CpuSample, end: CpuSample, clk_tck: int = CLK_TCK) -> dict[str, dict[str, float | None]]:
-    """Per process: CPU seconds between two samples, share of one core, and µs per venue event generated meanwhile."""
+    """Per process: CPU seconds between two samples, share of one core, and µs per venue event generated meanwhile;
+    then ``other`` (the machine's busy time not in any named process; see the module docstring)."""
     events = end.venue_events - start.venue_events
     wall_s = (end.at_ns - start.at_ns) / 1e9
     rows: dict[str, dict[str, float | None]] = {}
@@ -141,10 +172,19 @@ def cpu_rows(start: CpuSample, end: CpuSample, clk_tck: int = CLK_TCK) -> dict[s
         if before is None or after is None or not same:
             rows[name] = {"cpu_s": None, "core_share": None, "us_per_event": None}
             continue
-        cpu_s = (after - before) / clk_tck
-        rows[name] = {
-            "cpu_s": round(cpu_s, 2),
-            "core_share": round(cpu_s / wall_s, 3) if wall_s > 0 else None,
-            "us_per_event": round(cpu_s / events * 1e6, 1) if events > 0 else None,
-        }
+        rows[name] = _row((after - before) / clk_tck, wall_s, events)
+    if start.machine_ticks is not None and end.machine_ticks is not None:
+        named = sum((end.ticks[n] or 0) - (t or 0) for n, t in start.ticks.items() if rows[n]["cpu_s"] is not None)
+        other_s = (end.machine_ticks - start.machine_ticks - named) / clk_tck
+        rows["other"] = _row(other_s, wall_s, events)
+    if start.steal_ticks is not None and end.steal_ticks is not None:
+        rows["steal"] = _row((end.steal_ticks - start.steal_ticks) / clk_tck, wall_s, events)
     return rows
+
+
+def _row(cpu_s: float, wall_s: float, events: int) -> dict[str, float | None]:
+    return {
+        "cpu_s": round(cpu_s, 2),
+        "core_share": round(cpu_s / wall_s, 3) if wall_s > 0 else None,
+        "us_per_event": round(cpu_s / events * 1e6, 1) if events > 0 else None,
+    }

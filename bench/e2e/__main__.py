@@ -14,7 +14,9 @@ Each latency run also reports where the time and the CPU go:
   the warm-up), exact percentiles from the stamps each event carries (:mod:`mdpipe.hops`).
 - ``cpu``: per process (emulator ``sim``, each gatherer, ``broker``, ``dedup-1``, ``sink``, ``postgres``; ``bench`` =
   this harness, for information) CPU seconds over the generation window, share of one core and µs per venue event
-  generated in it (:mod:`mdpipe.cpu`: the process and its children, from /proc), and ``cpu_us_per_event`` = the
+  generated in it (:mod:`mdpipe.cpu`: the process and its children, from /proc; ``other`` and ``steal``: the
+  machine's busy time outside those processes and the hypervisor's steal, both ~0 on an undisturbed run), and
+  ``cpu_us_per_event`` = the
   pipeline without the emulator and the harness (gatherers + broker + dedup + sink + PostgreSQL). ``cpu_steady``
   and ``cpu_us_per_event_steady``: the same after the warm-up; ``cpu_us_per_event_to_drain``: from the start of
   generation to the end of the drain (the work a backlog defers past the window included).
@@ -62,8 +64,8 @@ DETAIL_KEYS = (
 )
 
 
-# processes whose CPU is the pipeline's (cpu_us_per_event): everything but the emulator and the harness
-NOT_PIPELINE = ("sim", "bench")
+# rows that are not the pipeline's (cpu_us_per_event): the emulator, the harness, and the machine's other work
+NOT_PIPELINE = ("sim", "bench", "other", "steal")
 
 
 def pipeline_us_per_event(rows: dict[str, dict[str, float | None]]) -> float | None:
@@ -81,7 +83,8 @@ def format_cpu(rows: dict[str, dict[str, float | None]], total: float | None) ->
             lines.append(f"  {name:<14}{'-':>8}{'-':>8}{'-':>10}")
             continue
         lines.append(f"  {name:<14}{r['cpu_s']:>8.2f}{r['core_share'] or 0:>8.2f}{r['us_per_event'] or 0:>10.1f}")
-    lines.append(f"  {'pipeline':<14}{'':>8}{'':>8}{total if total is not None else '-':>10}  (without sim, bench)")
+    shown = total if total is not None else "-"
+    lines.append(f"  {'pipeline':<14}{'':>8}{'':>8}{shown:>10}  (without {', '.join(NOT_PIPELINE)})")
     return "\n".join(lines)
 
 

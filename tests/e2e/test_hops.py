@@ -3,6 +3,7 @@ sane (every hop measured and >= 0, hops adding up to the venue->committed trip, 
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
     window = run.cpu_samples["end"].venue_events - run.cpu_samples["start"].venue_events
     assert window > 0.8 * options.rate * options.duration_s
     for name, row in cpu.items():
-        assert row["cpu_s"] is not None and row["cpu_s"] >= 0, (name, row)
+        assert row["cpu_s"] is not None and (row["cpu_s"] >= 0 or name == "other"), (name, row)
     for name in (*stages, *(n for n in ("broker", "postgres") if n in cpu)):
         assert cpu[name]["cpu_s"] > 0 and cpu[name]["us_per_event"] > 0, (name, cpu[name])  # type: ignore[operator]
     wall_s = (run.cpu_samples["end"].at_ns - run.cpu_samples["start"].at_ns) / 1e9
-    assert sum(r["cpu_s"] for r in cpu.values()) <= 2.05 * wall_s  # type: ignore[misc]  # 2 cores at most
+    busy = sum(r["cpu_s"] for n, r in cpu.items() if n != "steal")  # type: ignore[misc]
+    assert busy <= (os.cpu_count() or 1) * wall_s * 1.02  # the named processes and "other" = the machine's busy time

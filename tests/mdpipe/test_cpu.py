@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from mdpipe.cpu import CpuSample, ProcStat, cpu_rows, parse_stat, read_table, tree_ticks
+from mdpipe.cpu import CpuSample, ProcStat, cpu_rows, machine_busy_ticks, parse_stat, read_table, tree_ticks
 
 # proc(5) layout; the comm of this one has a space and a ")" in it, as any program may name itself
 LINE = (
@@ -45,13 +45,21 @@ def test_tree_counts_live_descendants_and_reaped_children_once() -> None:
 
 def test_rows_per_window_and_a_restarted_process_has_no_figure() -> None:
     start = CpuSample(at_ns=0, venue_events=1_000, ticks={"a": 100, "b": 50, "gone": 5},
-                      identity={"a": (1, 7), "b": (2, 7), "gone": (3, 7)})  # fmt: skip
+                      identity={"a": (1, 7), "b": (2, 7), "gone": (3, 7)},
+                      machine_ticks=1000, steal_ticks=3)  # fmt: skip
     end = CpuSample(at_ns=10 * 10**9, venue_events=21_000, ticks={"a": 350, "b": 90, "gone": None},
-                    identity={"a": (1, 7), "b": (2, 8)})  # fmt: skip
+                    identity={"a": (1, 7), "b": (2, 8)}, machine_ticks=1400, steal_ticks=13)  # fmt: skip
     rows = cpu_rows(start, end, clk_tck=100)
     assert rows["a"] == {"cpu_s": 2.5, "core_share": 0.25, "us_per_event": 125.0}
     assert rows["b"] == {"cpu_s": None, "core_share": None, "us_per_event": None}  # b restarted (new start time)
     assert rows["gone"]["cpu_s"] is None
+    assert rows["other"]["cpu_s"] == 1.5  # 4 s busy on the machine, 2.5 of them in "a" (b and gone unknown)
+    assert rows["steal"] == {"cpu_s": 0.1, "core_share": 0.01, "us_per_event": 5.0}
+
+
+def test_machine_busy_ticks_leave_idle_and_iowait_out() -> None:
+    text = "cpu  100 2 30 5000 7 4 5 6 0 0\ncpu0 50 1 15 2500 3 2 2 3 0 0\nintr 1 2\n"
+    assert machine_busy_ticks(text) == (100 + 2 + 30 + 4 + 5, 6)
 
 
 def test_a_real_child_that_ends_inside_the_window_is_counted() -> None:
