@@ -298,8 +298,11 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message]) -> None:
+    def _process(self, msgs: list[Message], read_ns: int = 0) -> None:
         """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged.
+
+        ``read_ns``: when consume() returned the batch (wall clock), stamped on its events with each winning raw
+        record's Kafka timestamp (:mod:`schemas.events` hop stamps).
 
         The state of the whole batch reaches RocksDB (its WAL) and the changelog *before* any of its events can
         leave the process: an event that was delivered always has its winner stored locally and in the changelog,
@@ -323,7 +326,7 @@ class NativeWorker:
             verdict = decision.verdict
             if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP:
                 try:
-                    out = encode_event(decision_event(decision))
+                    out = encode_event(decision_event(decision, msg.timestamp()[1], read_ns))
                 except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                     self.unmappable += 1
                     self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
@@ -403,13 +406,14 @@ class NativeWorker:
         try:
             while not self._stopping:
                 msgs = consumer.consume(batch, _POLL_S)
+                read_ns = time.time_ns()
                 if self._callback_error is not None:  # before any record of a partition it could not prepare
                     raise self._callback_error
                 now = time.monotonic()
                 if msgs:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
-                    self._process(msgs)
+                    self._process(msgs, read_ns)
                     self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
                     since_commit += len(msgs)

@@ -223,6 +223,9 @@ class SinkConfig(_Section):
     max_write_s: float = 120.0  # /healthz is unhealthy while one write attempt has been in flight longer than this
     # events -> COPY rows: "auto" = the compiled C builder when installed, else Python; "c" = require it; "python"
     row_codec: Literal["auto", "c", "python"] = "auto"
+    # file the sink appends, per committed batch, when it read and committed each run of events offsets (sink.trace;
+    # make bench-e2e / bench-failover set it for the hop table); empty = off
+    hop_trace: str = ""
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)

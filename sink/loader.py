@@ -40,6 +40,7 @@ from sink.health import sink_healthy
 from sink.helper import RowHelper
 from sink.rowcodec import resolve as resolve_codec
 from sink.store import Store, WriteResult, connect_options
+from sink.trace import HopTrace
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
@@ -221,6 +222,7 @@ class Loader:
             }
         )
         self.producer = Producer(producer_config(config.kafka, linger_ms=5))
+        self.trace = HopTrace(config.sink.hop_trace) if config.sink.hop_trace else None  # see sink.trace
 
     def _new_batch(self) -> Batch:
         return Batch(
@@ -230,6 +232,7 @@ class Loader:
             self.opts.to_ms,
             helper=self.helper,
             fast=self.fast_build,
+            runs=[] if self.config.sink.hop_trace else None,
         )
 
     # -- public ------------------------------------------------------------------------------------------
@@ -284,6 +287,7 @@ class Loader:
                     for lane in self.lanes
                 )  # fmt: skip
                 msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
+                read_ns = time.time_ns()
                 if revokes != self._revokes:
                     self._resync()
                     continue
@@ -292,7 +296,7 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self._route(good)
+                self._route(good, read_ns)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
@@ -336,6 +340,8 @@ class Loader:
         for lane in self.lanes:
             lane.store.close()
         self.meta_store.close()
+        if self.trace is not None:
+            self.trace.close()
         if self.helper is not None:
             self.helper.close()
 
@@ -409,10 +415,10 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _route(self, msgs: list[Any]) -> None:
+    def _route(self, msgs: list[Any], read_ns: int = 0) -> None:
         """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
         if len(self.lanes) == 1:
-            self.lanes[0].batch.add_many(msgs)
+            self.lanes[0].batch.add_many(msgs, read_ns)
             return
         lane_of = self._lane_of
         fallback = self.lanes[0]
@@ -428,7 +434,7 @@ class Loader:
                 bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
             bucket.append(msg)
         for index, part in buckets.items():
-            self.lanes[index].batch.add_many(part)
+            self.lanes[index].batch.add_many(part, read_ns)
 
     def _flush(self, lane: _Lane) -> None:
         """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
@@ -441,6 +447,8 @@ class Loader:
         result = self._retry_db(lambda: lane.store.write(batch, self._send_dead), lane.store)
         if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
             return
+        if self.trace is not None and batch.runs:
+            self.trace.write(batch.runs, time.time_ns())
         self._account(batch, result, time.monotonic() - started)
         lane.batches += 1
         self._done.append(dict(batch.offsets))
