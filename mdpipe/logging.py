@@ -153,7 +153,9 @@ def failure_line(message: str, fmt: str = "kv", **fields: Any) -> str:
 # ------------------------------------------------------------------------------------ librdkafka's log lines
 KAFKA_CLIENT_LOGGER = "mdpipe.kafka.client"
 _THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]: ")
-_VARIABLE = re.compile(r"\(after \d+ms in state \w+\)|\(\d+ identical error\(s\) suppressed\)|\d+ms")
+# what varies between repeats of one message: librdkafka's "(after 12ms in state CONNECT[, 3 identical error(s)
+# suppressed])" and other timings
+_VARIABLE = re.compile(r"\s*\((?:after \d+ms in state \w+)?(?:, )?(?:\d+ identical error\(s\) suppressed)?\)|\d+ms")
 
 
 class KafkaClientLogFilter(logging.Filter):
