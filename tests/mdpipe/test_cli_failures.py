@@ -221,6 +221,39 @@ def test_wrong_password_fails_fast_instead_of_retrying_forever(
     assert "wrong-password" not in result.stderr
 
 
+def test_verify_with_a_wrong_password_is_one_line(password_database: dict[str, str], tmp_path: Path) -> None:
+    env = _env(tmp_path, postgres__dsn=password_database["wrong"])
+    result = mdpipe(["verify", "--truth", _empty_truth(tmp_path)], env, tmp_path)
+    assert_one_line_failure(result, 2, 15, "as loader refused the login", "user and password")
+    assert "wrong-password" not in result.stderr
+
+
+def run_for(argv: list[str], env: dict[str, str], cwd: Path, seconds: float) -> Result:
+    """Run ``mdpipe argv`` for ``seconds``; if it is still running then, stop it (status None)."""
+    return mdpipe(argv, env, cwd, timeout=seconds)
+
+
+def test_sink_waits_for_an_unreachable_database(closed_port: int, mdpipe_config: Any, tmp_path: Path) -> None:
+    """Fail fast only on what waiting cannot fix: a database that is merely down (it may be starting) is waited
+    for with back-off, as before."""
+    from mdpipe.topics import ensure_topics
+
+    ensure_topics(mdpipe_config)
+    env = _env(
+        tmp_path,
+        kafka__bootstrap_servers=mdpipe_config.kafka.bootstrap_servers,
+        kafka__topic_prefix=mdpipe_config.kafka.topic_prefix,
+        postgres__dsn=f"postgresql://u@127.0.0.1:{closed_port}/md",
+        sink__backoff_initial_s="0.5",
+        sink__backoff_max_s="1",
+    )
+    result = run_for(["sink", "--metrics-port", "0"], env, tmp_path, 8)
+    assert result.status is None, result  # still waiting when stopped
+    assert "Traceback" not in result.stderr, result
+    waits = [line for line in result.lines if "database_unavailable" in line]
+    assert len(waits) >= 2 and f"127.0.0.1:{closed_port}/md as u unreachable" in waits[-1], result
+
+
 def test_right_password_migrates(password_database: dict[str, str], tmp_path: Path) -> None:
     """The control for the test above: the same role with its password is let in."""
     env = _env(tmp_path, postgres__dsn=password_database["right"])
@@ -307,6 +340,26 @@ def test_gatherer_refused_by_the_venue_gives_up_with_one_line(
         result, 2, 30, "gatherer g1 gave up", "HTTP 401 authentication_error", "venue.key_id", max_lines=40
     )
     assert result.lines[-1].startswith("mdpipe gather: ")
+
+
+def test_gatherer_rides_out_an_unreachable_venue(closed_port: int, mdpipe_config: Any, tmp_path: Path) -> None:
+    """Only the venue's refusal of the credentials ends a gatherer: a venue it cannot reach (network, restart) is
+    retried with back-off however long it lasts."""
+    from mdpipe.topics import ensure_topics
+
+    ensure_topics(mdpipe_config)
+    env = _env(
+        tmp_path,
+        kafka__bootstrap_servers=mdpipe_config.kafka.bootstrap_servers,
+        kafka__topic_prefix=mdpipe_config.kafka.topic_prefix,
+        venue__rest_url=f"http://127.0.0.1:{closed_port}/trade-api/v2",
+        venue__ws_url=f"ws://127.0.0.1:{closed_port}/trade-api/ws/v2",
+        gather__backoff_max_s="1",
+    )
+    argv = ["gather", "--id", "g1", "--metrics-port", "0", "--no-auth"]
+    result = run_for(argv, env, tmp_path, 12)  # longer than the 5 s start grace of refused credentials
+    assert result.status is None, result  # still retrying when stopped
+    assert "Traceback" not in result.stderr and "gave up" not in result.stderr, result
 
 
 # -------------------------------------------------------------------------------------------------- JSON logs
