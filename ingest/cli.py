@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import signal
 
     from mdpipe.config import gatherer_metrics_port
-    from mdpipe.failures import Refused
+    from mdpipe.failures import venue_refused
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
     from mdpipe.topics import check_partitions, topic_names
@@ -155,12 +155,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     finally:
         server.close()
     if gatherer.auth_failure is not None:  # one line from the CLI boundary, exit status 2
-        raise Refused(
-            f"gatherer {args.id} gave up",
-            f"{gatherer.auth_failure} at {gatherer.opts.ws_url}",
-            "venue.key_id and venue.private_key_path (or --key-id/--private-key): a key of this environment "
-            "(production or demo) that is not revoked; the machine's clock (signatures carry a timestamp)",
-        )
+        raise venue_refused(args.id, gatherer.auth_failure, gatherer.opts.ws_url)
     if gatherer.failure is not None:
         log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
         return 3

@@ -30,12 +30,15 @@ __all__ = [
     "Refused",
     "Unavailable",
     "broker_failure",
+    "broker_unanswered",
     "database_error_is_fatal",
     "database_failure",
     "describe_dsn",
+    "dsn_empty",
     "explain",
     "guarded",
     "redact",
+    "venue_refused",
 ]
 
 
@@ -148,6 +151,12 @@ def database_failure(exc: BaseException, dsn: str) -> Failure:
     return Unavailable(f"database {where} unreachable", reason, _DB_CHECK)
 
 
+def dsn_empty() -> Misconfigured:
+    return Misconfigured(
+        "postgres.dsn is empty", "", "postgres.dsn (run `mdpipe infra up` or set MDPIPE_POSTGRES__DSN)"
+    )
+
+
 def database_error_is_fatal(exc: BaseException, dsn: str = "") -> bool:
     """True when waiting cannot fix ``exc`` (refused login, missing database, unparsable DSN): stop retrying."""
     return not isinstance(database_failure(exc, dsn), Unavailable)
@@ -196,6 +205,26 @@ def broker_failure(code: str, reason: str, servers: str) -> Failure | None:
     if code == "_INVALID_ARG":
         return Misconfigured("kafka client settings rejected", reason, "the [kafka] settings")
     return None
+
+
+def broker_unanswered(servers: str, timeout_s: float, reason: str) -> Unavailable:
+    """The broker gave no answer within the start-up probe's bound (:func:`mdpipe.preflight.require_broker`)."""
+    return Unavailable(
+        f"kafka broker {servers} unreachable",
+        f"no answer within {timeout_s:g} s ({reason})",
+        f"{_BROKER_CHECK}; kafka.probe_timeout_s sets the bound",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ venue
+def venue_refused(gatherer: str, why: str, url: str) -> Refused:
+    """A gatherer gave up because the venue kept refusing its credentials (:mod:`ingest.auth_refusals`)."""
+    return Refused(
+        f"gatherer {gatherer} gave up",
+        f"{why} at {url}",
+        "venue.key_id and venue.private_key_path (or --key-id/--private-key): a key of this environment "
+        "(production or demo) that is not revoked; the machine's clock (signatures carry a timestamp)",
+    )
 
 
 def _kafka_exception(exc: BaseException, servers: str) -> Failure | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mdpipe.config import KafkaConfig
-from mdpipe.failures import Failure, Misconfigured, Unavailable, broker_failure, database_failure
+from mdpipe.failures import Failure, Unavailable, broker_failure, broker_unanswered, database_failure, dsn_empty
 
 __all__ = ["DATABASE_PROBE_S", "require_broker", "require_database", "wait_for_database"]
 
@@ -74,15 +74,9 @@ def require_broker(kafka: KafkaConfig, timeout_s: float | None = None) -> Any:
         err = exc.args[0] if exc.args else None
         code = err.name() if err is not None else ""
         reason = capture.reason() or (err.str() if err is not None else str(exc))
-        servers = kafka.bootstrap_servers
-        failure = broker_failure(code, reason, servers)
+        failure = broker_failure(code, reason, kafka.bootstrap_servers)
         if failure is None or isinstance(failure, Unavailable):
-            failure = Unavailable(
-                f"kafka broker {servers} unreachable",
-                f"no answer within {timeout:g} s ({reason})",
-                "kafka.bootstrap_servers and that the broker runs (`mdpipe infra status`); "
-                "kafka.probe_timeout_s sets the bound",
-            )
+            failure = broker_unanswered(kafka.bootstrap_servers, timeout, reason)
         raise failure from None
 
 
@@ -93,7 +87,7 @@ def require_database(dsn: str, timeout_s: float = DATABASE_PROBE_S) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     if not dsn:
-        raise Misconfigured("postgres.dsn is empty", "", "postgres.dsn (run `mdpipe infra up` or set it)")
+        raise dsn_empty()
     try:
         conninfo_to_dict(dsn)  # parse errors name the DSN, not a server
         with psycopg.connect(dsn, connect_timeout=max(2, math.ceil(timeout_s))):

@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from mdpipe.config import ConfigError
+    from mdpipe.failures import dsn_empty
     from mdpipe.logging import get_logger
     from mdpipe.preflight import require_broker, require_database, wait_for_database
     from sink.migrate import migrate
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     log = get_logger("sink.cli")
     dsn = config.postgres.dsn
     if not dsn:
-        raise ConfigError("config setting postgres.dsn: empty (run `mdpipe infra up` or set MDPIPE_POSTGRES__DSN)")
+        raise dsn_empty()
     if args.action == "migrate":
         require_database(dsn)  # bounded: one line when it is unreachable or refuses us
         result = migrate(dsn, config.postgres)
