@@ -20,8 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on. "
         "Exits with status 2 and one line when the venue keeps refusing its credentials (HTTP 401/403) while "
         "nothing streams: 3 refusals in a row lasting 5 s from a start never accepted, or "
-        "gather.auth_refusal_limit_s once accepted; with status 1 when the broker does not answer within "
-        "kafka.probe_timeout_s at start-up.",
+        "gather.auth_refusal_limit_s once accepted (a venue it cannot reach is retried however long).",
     )
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")

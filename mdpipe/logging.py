@@ -138,11 +138,11 @@ def configure_logging(level: str = "INFO", fmt: str = "kv", stream: Any = None) 
 
 
 def failure_line(message: str, fmt: str = "kv", **fields: Any) -> str:
-    """The one line a command prints when it fails: ``mdpipe <command>: <message>`` as text, or one JSON object
-    (event ``command_failed``) with ``--log-format json`` so that every line on stderr stays JSON."""
-    command = fields.get("command")
+    """The one line a command prints when it fails: ``mdpipe: <message>`` as text (the message names what failed),
+    or one JSON object (event ``command_failed``, with ``fields`` such as the command) with ``--log-format json`` so
+    that every line on stderr stays JSON."""
     if fmt != "json":
-        return f"mdpipe {command}: {message}" if command else f"mdpipe: {message}"
+        return f"mdpipe: {message}"
     return json.dumps(
         {"ts": time.time(), "level": "error", "logger": "mdpipe.cli", "event": "command_failed", **fields,
          "error": message},

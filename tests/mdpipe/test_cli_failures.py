@@ -339,7 +339,7 @@ def test_gatherer_refused_by_the_venue_gives_up_with_one_line(
     assert_one_line_failure(
         result, 2, 30, "gatherer g1 gave up", "HTTP 401 authentication_error", "venue.key_id", max_lines=40
     )
-    assert result.lines[-1].startswith("mdpipe gather: ")
+    assert result.lines[-1].startswith("mdpipe: gatherer g1 gave up")
 
 
 def test_gatherer_rides_out_an_unreachable_venue(closed_port: int, mdpipe_config: Any, tmp_path: Path) -> None:

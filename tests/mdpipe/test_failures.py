@@ -122,7 +122,7 @@ def test_failure_line_is_json_with_json_format() -> None:
     record = json.loads(line)
     assert record["event"] == "command_failed" and record["command"] == "topics" and record["level"] == "error"
     text = failure_line("kafka broker x unreachable", "kv", command="topics")
-    assert text == "mdpipe topics: kafka broker x unreachable"
+    assert text == "mdpipe: kafka broker x unreachable"  # as configuration errors have always been
 
 
 class _Clock:
