@@ -134,6 +134,10 @@ class _Writer:
             self._cv.notify_all()
         self._thread.join(60)
 
+    def check(self) -> None:
+        """Raise the writer's failure, if it had one (the consumer thread calls it every round)."""
+        self._raise()
+
     def _raise(self) -> None:
         if self._error is not None:
             raise RuntimeError("sink writer failed") from self._error
@@ -148,8 +152,7 @@ class _Writer:
                 batch, self._pending = self._pending, None
             try:
                 self._write(batch)
-            except Failure as exc:  # expected (e.g. the database refusing the login): one line, no traceback
-                log.error("writer_failed", error=str(exc))
+            except Failure as exc:  # expected (the database refusing the login): the CLI's one line says it
                 self._error = exc
             except BaseException as exc:
                 log.exception("writer_failed")
@@ -309,6 +312,7 @@ class Loader:
                     idle_since = None
                 now = time.monotonic()
                 for lane in self.lanes:
+                    lane.writer.check()  # a writer that gave up (refused login) stops the sink now, not at a next batch
                     batch = lane.batch
                     if flush_due(batch.size, now - batch.started, self.opts.batch_rows, deadline_s, lane.writer.idle):
                         self._flush(lane)

@@ -191,6 +191,7 @@ def password_database() -> Iterator[dict[str, str]]:
             conn.execute("SELECT pg_reload_conf()")
         host_port = server.dsn.split("@", 1)[1].split("/", 1)[0]
         dsns = {
+            "admin": server.dsn,
             "right": f"postgresql://loader:right-password@{host_port}/mdpipe",
             "wrong": f"postgresql://loader:wrong-password@{host_port}/mdpipe",
         }
@@ -219,6 +220,66 @@ def test_wrong_password_fails_fast_instead_of_retrying_forever(
         result, 2, 15, "as loader refused the login", "password authentication failed", "user and password"
     )
     assert "wrong-password" not in result.stderr
+
+
+def test_running_sink_stops_when_the_database_starts_refusing_its_password(
+    password_database: dict[str, str], mdpipe_config: Any, tmp_path: Path
+) -> None:
+    """A sink already loading whose password stops working (rotated, revoked) exits with one line at its next
+    write instead of reconnecting for ever."""
+    from confluent_kafka import Producer
+
+    from bench.sink.data import make_events
+    from mdpipe.kafka import producer_config
+    from mdpipe.topics import ensure_topics, topic_names
+    from schemas import encode_event
+
+    ensure_topics(mdpipe_config)
+    env = _env(
+        tmp_path,
+        kafka__bootstrap_servers=mdpipe_config.kafka.bootstrap_servers,
+        kafka__topic_prefix=mdpipe_config.kafka.topic_prefix,
+        postgres__dsn=password_database["right"],
+        sink__backoff_max_s="1",
+    )
+    stderr_path = tmp_path / "stderr"
+    with stderr_path.open("w") as stderr:
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "mdpipe", "sink", "--metrics-port", "0"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "sink_started" not in stderr_path.read_text():
+            assert sink.poll() is None and time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.2)
+        with psycopg.connect(password_database["admin"], autocommit=True) as conn:
+            conn.execute("ALTER ROLE loader PASSWORD 'rotated-password'")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'loader'")
+        producer = Producer(producer_config(mdpipe_config.kafka))
+        for ev in make_events(20, markets=4, seed=14):
+            producer.produce(topic_names(mdpipe_config).events, key=ev.market.encode(), value=encode_event(ev))
+        assert producer.flush(30) == 0
+        try:
+            status: int | None = sink.wait(30)
+        except subprocess.TimeoutExpired:
+            status = None
+    finally:
+        if sink.poll() is None:
+            os.killpg(sink.pid, signal.SIGKILL)
+            sink.wait()
+        with psycopg.connect(password_database["admin"], autocommit=True) as conn:
+            conn.execute("ALTER ROLE loader PASSWORD 'right-password'")
+    stderr_text = stderr_path.read_text()
+    assert status == 2, stderr_text[-3000:]
+    assert "Traceback" not in stderr_text, stderr_text[-3000:]
+    last = stderr_text.strip().splitlines()[-1]
+    assert last.startswith("mdpipe: database ") and "as loader refused the login" in last, stderr_text[-3000:]
+    assert "user and password in postgres.dsn" in last and "right-password" not in stderr_text
 
 
 def test_verify_with_a_wrong_password_is_one_line(password_database: dict[str, str], tmp_path: Path) -> None:
