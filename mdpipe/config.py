@@ -35,6 +35,7 @@ __all__ = [
     "SimConfig",
     "SinkConfig",
     "VenueConfig",
+    "cache_dir",
     "is_checkout",
     "load_config",
     "redacted",
@@ -313,6 +314,16 @@ def user_state_dir(environ: typing.Mapping[str, str] | None = None) -> Path:
     xdg = environ.get("XDG_STATE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "mdpipe"
+
+
+def cache_dir() -> Path:
+    """Downloaded tools (the native broker's jars): ``.cache/`` of a source checkout, else the per-user
+    ``$XDG_CACHE_HOME/mdpipe`` (absolute only), ``~/.cache/mdpipe``; never inside the installed package."""
+    root = repo_root()
+    if is_checkout(root):
+        return root / ".cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "mdpipe"
 
 
 def run_dir() -> Path:

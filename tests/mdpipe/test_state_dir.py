@@ -83,3 +83,17 @@ def test_xdg_state_home_is_honoured_when_absolute(
     assert installed_config.run_dir() == tmp_path / "xdg" / "mdpipe"
     monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # the XDG spec says: ignore a relative path
     assert installed_config.run_dir() == clean_env / ".local" / "state" / "mdpipe"
+
+
+def test_downloaded_tools_go_to_the_checkouts_cache_or_the_user_cache(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed_config: ModuleType
+) -> None:
+    """The native broker's jars (`mdpipe infra install`) never land inside an installed package either."""
+    from infra.kafka_native import kafka_libs_dir
+
+    monkeypatch.delenv("MDPIPE_KAFKA_LIBS", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert kafka_libs_dir() == CHECKOUT / ".cache" / "kafka" / "libs"
+    assert installed_config.cache_dir() == clean_env / ".cache" / "mdpipe"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert installed_config.cache_dir() == tmp_path / "cache" / "mdpipe"
