@@ -19,7 +19,7 @@ COMPOSE_BOOTSTRAP := 127.0.0.1:19092
 COMPOSE_DSN := postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe
 
 .PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink \
-	bench-e2e bench-sim clean product product-sim product-down \
+	bench-e2e bench-failover bench-sim clean product product-sim product-down \
 	setup-native up-native down-native status-native test-native demo-native \
 	setup-compose up-compose down-compose status-compose test-compose demo-compose
 
@@ -27,7 +27,7 @@ help:
 	@echo "make demo        set up, run the whole pipeline on the emulator, print the verification report"
 	@echo "make test        set up, then run the test suite (starts a real Kafka broker and PostgreSQL)"
 	@echo "make up / down   start / stop the broker and the database"
-	@echo "make bench-*     gatherer | dedup | sink | e2e | sim benchmarks, each ending with RESULT {json}"
+	@echo "make bench-*     gatherer | dedup | sink | e2e | failover | sim benchmarks, each ending with RESULT {json}"
 	@echo "make product     the whole product in containers against Kalshi (keys from the environment; docs/deploy.md)"
 	@echo "make product-sim the same against the emulator; make product-down stops either"
 	@echo "stack for setup/up/down/status/demo/test on this host: $(STACK) (override: make STACK=native|compose ...)"
@@ -133,6 +133,9 @@ bench-sink: setup-native
 
 bench-e2e: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.e2e $(BENCH_ARGS)
+
+bench-failover: setup-native
+	@$(WITH_INFRA) $(BIN)/python -m bench.failover $(BENCH_ARGS)
 
 bench-sim: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.sim $(BENCH_ARGS)
