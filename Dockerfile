@@ -67,7 +67,8 @@ USER 10001:10001
 WORKDIR /var/lib/mdpipe
 # The final image, as its own user: the compiled row builder imports and the CLI starts.
 RUN python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED; assert ACCELERATED" && mdpipe --version
-# Fixed metrics / health ports (infra/prometheus/prometheus.compose.yml): gatherers g1..g3, dedup, sink; emulator.
-EXPOSE 9101 9102 9103 9111 9121 8700
+# Fixed metrics / health ports (infra/prometheus/prometheus.compose.yml): gatherers g1..g3, dedup, sink, emulator;
+# the emulator's venue port.
+EXPOSE 9101 9102 9103 9111 9121 9131 8700
 ENTRYPOINT ["mdpipe"]
 CMD ["--help"]

@@ -28,9 +28,9 @@ ROOT = COMPOSE_FILE.parent.parent
 INFRA = COMPOSE_FILE.parent
 DEFAULT_SERVICES = {"redpanda", "console", "timescaledb"}
 STAGE_SECTIONS = {"gather": "gather", "dedup": "dedup", "sink": "sink"}  # mdpipe command -> config section
-# Settings the compose file passes that another branch is adding to mdpipe.config right now (the `metrics_host`
-# bind address of issue 14 item 4). Accepted while absent from Config; once Config has them they are checked too.
-PENDING_SETTINGS = {("gather", "metrics_host"), ("dedup", "metrics_host"), ("sink", "metrics_host")}
+# The fixed metrics ports of docs/operations-observability.md and infra/prometheus/prometheus.yml: gatherer
+# gather.ids[i] -> 9101 + i, dedup 9111, sink 9121, emulator 9131.
+FIXED_PORTS = {"gather-g1": 9101, "gather-g2": 9102, "gather-g3": 9103, "dedup": 9111, "sink": 9121, "venue": 9131}
 
 
 # --- helpers: the file as compose sees it --------------------------------------------------------------------
@@ -134,6 +134,12 @@ def _mdpipe_services() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in _services().items() if "build" in s and s["build"].get("target") == "runtime"}
 
 
+def _stages() -> dict[str, dict[str, Any]]:
+    """Long-running mdpipe processes with a metrics server: gatherers, dedup, sink, the emulator (not the one-shot
+    `topics create` / `sink migrate`)."""
+    return {n: s for n, s in _mdpipe_services().items() if _argv(s)[1] in (*STAGE_SECTIONS, "sim") and not _one_shot(s)}
+
+
 def _profiles(service: dict[str, Any]) -> set[str]:
     return set(service.get("profiles") or [])
 
@@ -147,9 +153,26 @@ def _one_shot(service: dict[str, Any]) -> bool:
     return service.get("restart") == "no" and "healthcheck" not in service
 
 
+def _metrics_address(service: dict[str, Any], env: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """(bind host, port) of the /metrics + /healthz server the service's process opens, computed the way its
+    command does: the configuration the container's environment gives (defaults included), then the CLI flags."""
+    from mdpipe.config import gatherer_metrics_port
+
+    argv = _resolved(_argv(service), env or {})
+    args = build_parser().parse_args(argv[1:])
+    config = load_config(environ=_environment(service, env), use_infra_state=False)
+    if args.command == "gather":
+        host, port = config.gather.metrics_host, gatherer_metrics_port(config.gather, args.id)
+    elif args.command in ("dedup", "sink", "sim"):
+        section = getattr(config, args.command)
+        host, port = section.metrics_host, section.metrics_port
+    else:
+        raise AssertionError(f"{argv}: not a stage with a metrics server")
+    return host, args.metrics_port if args.metrics_port is not None else port
+
+
 def _stage_port(service: dict[str, Any]) -> int:
-    section = STAGE_SECTIONS[_argv(service)[1]]
-    return int(_environment(service)[f"MDPIPE_{section.upper()}__METRICS_PORT"])
+    return _metrics_address(service)[1]
 
 
 def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -222,7 +245,7 @@ def test_product_profile_runs_the_whole_product() -> None:
     gatherers = sorted(c[c.index("--id") + 1] for c in commands.values() if c[0] == "gather")
     assert gatherers == sorted(GatherConfig().ids) and len(gatherers) == 3  # raw.<id> topics exist for exactly these
     assert sum(c[0] == "dedup" for c in commands.values()) == 1
-    assert sum(c[0] == "sink" for c in commands.values()) == 1
+    assert sum(c[0] == "sink" for c in commands.values()) == 2  # `sink migrate` (one-shot), then the sink
     assert ["topics", "create"] in commands.values()
     assert {"redpanda", "timescaledb", "prometheus", "grafana"} <= set(enabled)
     assert enabled["prometheus"]["image"].startswith("prom/prometheus:v")
@@ -259,33 +282,34 @@ def test_every_setting_the_services_pass_is_a_real_setting() -> None:
     known = {(f.name, g.name) for f in msgspec.structs.fields(Config) for g in msgspec.structs.fields(f.type)}
     for name, service in _mdpipe_services().items():
         env = _environment(service)
-        pending = {}
-        for key in list(env):
+        for key in env:
             section, _, setting = key.removeprefix("MDPIPE_").lower().partition("__")
-            if (section, setting) in PENDING_SETTINGS and (section, setting) not in known:
-                pending[key] = env.pop(key)
-        config = load_config(environ=env, use_infra_state=False)  # ConfigError names a wrong one
-        assert set(pending.values()) <= {"0.0.0.0"}, name
+            if key.startswith("MDPIPE_") and setting:
+                assert (section, setting) in known, f"{name}: {key}"
+        config = load_config(environ=env, use_infra_state=False)  # ConfigError names a wrong value
         if "MDPIPE_KAFKA__BOOTSTRAP_SERVERS" in env:
             assert config.kafka.bootstrap_servers == "redpanda:9092", name
 
 
-def test_stages_have_fixed_metrics_ports_and_health_checks_on_them() -> None:
-    ports = {}
-    for name, service in _mdpipe_services().items():
-        argv = _argv(service)
-        if argv[1] not in STAGE_SECTIONS:
+def test_stages_bind_their_fixed_metrics_ports_on_all_interfaces() -> None:
+    """The port each process really binds (its config defaults, the container's settings and its flags, as the
+    command computes it: a gatherer adds its index in gather.ids) is the stage's documented fixed port, bound on
+    0.0.0.0 so that Prometheus in another container reaches it, and published on the host's 127.0.0.1."""
+    addresses = {}
+    for name, service in _stages().items():
+        addresses[name] = _host, port = _metrics_address(service)
+        assert f"127.0.0.1:{port}:{port}" in service["ports"], name
+    assert addresses == {name: ("0.0.0.0", port) for name, port in FIXED_PORTS.items()}
+
+
+def test_stages_health_checks_probe_their_own_healthz() -> None:
+    for name, service in _stages().items():
+        if _argv(service)[1] == "sim":  # its health check is /_sim/stats on the venue port
             continue
         port = _stage_port(service)
-        ports[name] = port
-        section = STAGE_SECTIONS[argv[1]]
-        assert _environment(service)[f"MDPIPE_{section.upper()}__METRICS_HOST"] == "0.0.0.0", name
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD" and test[-1] == f"http://127.0.0.1:{port}/healthz", name
-        assert f"127.0.0.1:{port}:{port}" in service["ports"], name
         assert service["restart"] == "unless-stopped", name
-    assert sorted(ports.values()) == [9101, 9102, 9103, 9111, 9121]
-    assert ports["gather-g1"] == 9101 and ports["dedup"] == 9111 and ports["sink"] == 9121
 
 
 def test_health_check_command_fails_on_an_unhealthy_answer(tmp_path: Path) -> None:
@@ -346,9 +370,25 @@ def test_stage_dependencies() -> None:
     services = _services()
     for name in ("gather-g1", "gather-g2", "gather-g3", "dedup", "sink"):
         assert "topics" in services[name]["depends_on"], name
-    assert "timescaledb" in services["sink"]["depends_on"]
     assert services["topics"]["depends_on"]["redpanda"]["condition"] == "service_healthy"
     assert "prometheus" in services["grafana"]["depends_on"]
+
+
+def test_migrations_run_once_before_the_sink() -> None:
+    """A one-shot `mdpipe sink migrate` waits for a healthy database; the sink starts only after it succeeded and
+    does not migrate by itself (several sinks of one group never race to apply the same migration)."""
+    services = _enabled("product")
+    parser = build_parser()
+    migrators = [n for n, s in services.items() if n in _mdpipe_services() and _argv(s)[1:] == ["sink", "migrate"]]
+    assert migrators == ["migrate"]
+    migrate = services["migrate"]
+    assert _one_shot(migrate)
+    assert migrate["depends_on"] == {"timescaledb": {"condition": "service_healthy"}}
+    assert _environment(migrate)["MDPIPE_POSTGRES__DSN"] == _environment(services["sink"])["MDPIPE_POSTGRES__DSN"]
+    sink = services["sink"]
+    args = parser.parse_args(_argv(sink)[1:])
+    assert args.command == "sink" and args.action == "run" and args.no_migrate
+    assert sink["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 def test_state_lives_on_one_volume_per_stage_at_the_images_run_dir(dockerfile: Any) -> None:
@@ -375,12 +415,73 @@ def test_product_gathers_from_kalshi_unless_told_otherwise() -> None:
     assert env["MDPIPE_VENUE__REST_URL"] == "https://api.elections.kalshi.com/trade-api/v2"
     assert env["MDPIPE_VENUE__WS_URL"] == "wss://api.elections.kalshi.com/trade-api/ws/v2"
     assert env["MDPIPE_VENUE__AUTH"] == "true"
-    keyed = _environment(gather, {"MDPIPE_VENUE__KEY_ID": "shared", "MDPIPE_VENUE__PRIVATE_KEY_PEM": "PEM"})
-    assert keyed["MDPIPE_VENUE__KEY_ID"] == "shared" and keyed["MDPIPE_VENUE__PRIVATE_KEY_PEM"] == "PEM"
-    own = _environment(gather, {"MDPIPE_VENUE__KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    assert _environment(gather, {"MDPIPE_KALSHI_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
+    own = _environment(gather, {"MDPIPE_KALSHI_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert own["MDPIPE_VENUE__KEY_ID"] == "mine"
-    other = _environment(_services()["gather-g2"], {"MDPIPE_VENUE__KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    other = _environment(_services()["gather-g2"], {"MDPIPE_KALSHI_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert other["MDPIPE_VENUE__KEY_ID"] == "shared"
+
+
+def _secret_files(env: Mapping[str, str]) -> dict[str, Path]:
+    """Secret name -> the host file compose mounts for it (relative paths: from the compose file's folder)."""
+    return {name: (INFRA / interpolate(spec["file"], env)).resolve() for name, spec in _compose()["secrets"].items()}
+
+
+def _mounted_secrets(service: dict[str, Any], env: Mapping[str, str]) -> dict[str, Path]:
+    """Container path -> host file of the service's secrets (compose mounts them under /run/secrets/)."""
+    files = _secret_files(env)
+    out = {}
+    for entry in service.get("secrets", []):
+        source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry.get("target"))
+        target = target or source
+        out[target if target.startswith("/") else f"/run/secrets/{target}"] = files[source]
+    return out
+
+
+def test_each_gatherer_signs_with_the_key_file_it_is_given(tmp_path: Path) -> None:
+    """Private keys come from secret files on the host, never from the image or this file: the configuration each
+    gatherer container gets, with the secret mounted where compose mounts it, builds a working Kalshi signer; a
+    gatherer's own key file (MDPIPE_G<n>_PRIVATE_KEY_FILE) replaces the shared one for it alone."""
+    from ingest.venues.kalshi.auth import Signer
+    from venue_sim.keys import generate_test_keypair, load_public_key, verify
+
+    shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
+    env = {
+        "MDPIPE_KALSHI_KEY_ID": shared.key_id,
+        "MDPIPE_KALSHI_PRIVATE_KEY_FILE": shared.private_path,
+        "MDPIPE_G3_KEY_ID": own.key_id,
+        "MDPIPE_G3_PRIVATE_KEY_FILE": own.private_path,
+    }
+    expected = {"gather-g1": shared, "gather-g2": shared, "gather-g3": own}
+    for name, keys in expected.items():
+        service = _services()[name]
+        config = load_config(environ=_environment(service, env), use_infra_state=False)
+        assert config.venue.auth and not config.venue.private_key_pem, name
+        mounted = _mounted_secrets(service, env)
+        assert mounted[config.venue.private_key_path] == Path(keys.private_path).resolve(), name
+        signer = Signer.from_config(config.venue.key_id, "", str(mounted[config.venue.private_key_path]))
+        headers = signer.headers(ts_ms=1_700_000_000_000)
+        assert headers["KALSHI-ACCESS-KEY"] == keys.key_id, name
+        public = load_public_key(keys.public_key_pem)
+        assert verify(public, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2"), name
+    default = _secret_files({})
+    assert set(default.values()) == {INFRA / "secrets" / "kalshi-private-key.pem"}
+
+
+def test_no_key_material_in_the_compose_file_or_the_image() -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "PRIVATE KEY" not in text and "PRIVATE_KEY_PEM" not in text
+    for service in _mdpipe_services().values():  # no service takes the PEM text through its environment
+        assert not any("PRIVATE_KEY_PEM" in key for key in (service.get("environment") or {})), service
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "infra/secrets" in ignored and "**/.env" in ignored  # `COPY . ./` of the test image never takes them
+    secrets_dir = INFRA / "secrets"
+    gitignore = (secrets_dir / ".gitignore").read_text().split()
+    assert "*" in gitignore and "!README.md" in gitignore
+    for path in (secrets_dir / "kalshi-private-key.pem", INFRA / ".env"):
+        if not (ROOT / ".git").exists():  # the test image's tree has no .git (.dockerignore)
+            break
+        assert subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 0, path
 
 
 def test_sim_env_points_the_gatherers_at_the_emulator_service() -> None:
@@ -399,7 +500,9 @@ def test_sim_env_points_the_gatherers_at_the_emulator_service() -> None:
     assert (rest.scheme, rest.hostname, rest.port) == ("http", "venue", args.port)
     assert (ws.scheme, ws.hostname, ws.port) == ("ws", "venue", args.port)
     assert rest.path == "/trade-api/v2" and ws.path == "/trade-api/ws/v2"
-    assert load_config(environ={k: v for k, v in env.items() if "METRICS_HOST" not in k}).venue.auth is False
+    assert load_config(environ=env, use_infra_state=False).venue.auth is False
+    for path in _mounted_secrets(_services()["gather-g1"], sim_env).values():
+        assert path.is_file(), f"compose refuses a secret whose file is missing: {path}"
     assert venue["healthcheck"]["test"][-1] == f"http://127.0.0.1:{args.port}/_sim/stats"
 
 
@@ -444,7 +547,7 @@ def test_prometheus_scrapes_every_stage_by_service_name_with_the_rules() -> None
         job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]} for job in config["scrape_configs"]
     }
     expected: dict[str, set[str]] = {}
-    for name, service in _mdpipe_services().items():
+    for name, service in _stages().items():
         command = _argv(service)[1]
         if command in STAGE_SECTIONS and "product" in _profiles(service):
             expected.setdefault(f"mdpipe-{command}", set()).add(f"{name}:{_stage_port(service)}")
