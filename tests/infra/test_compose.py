@@ -221,15 +221,23 @@ def test_dev_infrastructure_is_unchanged_for_make_up_and_the_tests() -> None:
     redpanda = " ".join(services["redpanda"]["command"])
     assert "--mode dev-container" in redpanda
     assert "auto_create_topics_enabled false" in " ".join(services["redpanda"]["healthcheck"]["test"])
-    kafka_port = COMPOSE_BOOTSTRAP.rsplit(":", 1)[1]
-    assert f"{kafka_port}:{kafka_port}" in services["redpanda"]["ports"]
+    kafka_host, kafka_port = COMPOSE_BOOTSTRAP.rsplit(":", 1)
+    assert f"{kafka_host}:{kafka_port}:{kafka_port}" in services["redpanda"]["ports"]
     assert f"external://127.0.0.1:{kafka_port}" in redpanda
     dsn = urlsplit(COMPOSE_DSN)
     tsdb = services["timescaledb"]
-    assert f"{dsn.port}:5432" in tsdb["ports"]
+    assert f"{dsn.hostname}:{dsn.port}:5432" in tsdb["ports"]
     assert tsdb["environment"]["POSTGRES_PASSWORD"] == dsn.password
     assert tsdb["environment"]["POSTGRES_DB"] == dsn.path.lstrip("/")
     assert "healthcheck" in services["redpanda"] and "healthcheck" in tsdb
+
+
+def test_every_published_port_is_on_the_hosts_loopback_only() -> None:
+    """The development database password and the unauthenticated broker, console, metrics, Prometheus and Grafana
+    must not answer the network: `HOST:CONTAINER` publishes on every interface, so each entry names 127.0.0.1."""
+    for name, service in _services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:") and str(port).count(":") == 2, f"{name}: {port}"
 
 
 def test_test_fixtures_pin_the_same_images() -> None:
