@@ -19,7 +19,7 @@ COMPOSE_BOOTSTRAP := 127.0.0.1:19092
 COMPOSE_DSN := postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe
 
 .PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink \
-	bench-e2e bench-failover bench-sim clean product product-sim product-down \
+	bench-e2e bench-failover bench-sim clean product product-sim product-down product-status \
 	setup-native up-native down-native status-native test-native demo-native \
 	setup-compose up-compose down-compose status-compose test-compose demo-compose
 
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-*     gatherer | dedup | sink | e2e | failover | sim benchmarks, each ending with RESULT {json}"
 	@echo "make product     the whole product in containers against Kalshi (keys from the environment; docs/deploy.md)"
 	@echo "make product-sim the same against the emulator; make product-down stops either"
+	@echo "make product-status  mdpipe status of the running product (group lag, every stage's metrics)"
 	@echo "stack for setup/up/down/status/demo/test on this host: $(STACK) (override: make STACK=native|compose ...)"
 
 # setup, up, down, status, demo and test run their native or compose variant (see STACK above).
@@ -120,6 +121,11 @@ product-sim:
 
 product-down:
 	$(COMPOSE) $(ALL_PROFILES) down
+
+# `mdpipe status` inside the compose network: consumer-group lag from the broker, every stage's metrics endpoint.
+PRODUCT_METRICS := gather-g1:9101 gather-g2:9102 gather-g3:9103 dedup:9111 sink:9121
+product-status:
+	$(COMPOSE) --profile product run --rm --no-deps topics status --metrics $(PRODUCT_METRICS)
 
 # --- benchmarks: native stack --------------------------------------------------------------------------------------
 bench-gatherer: setup-native

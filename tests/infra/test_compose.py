@@ -382,9 +382,26 @@ def test_stage_dependencies() -> None:
     assert "prometheus" in services["grafana"]["depends_on"]
 
 
+def test_every_product_process_reads_the_optional_settings_file(tmp_path: Path) -> None:
+    """infra/mdpipe.env carries any other setting (a Kafka cluster's SASL, replication factor...) to every mdpipe
+    process of the product, one-shots included; optional, so the profile starts without it."""
+    product = {n: s for n, s in _mdpipe_services().items() if "product" in _profiles(s)}
+    assert {"topics", "migrate", "gather-g1", "gather-g2", "gather-g3", "dedup", "sink"} <= set(product)
+    for name, service in product.items():
+        assert service.get("env_file") == [{"path": "./mdpipe.env", "required": False}], name
+    for name in ("demo", "tests", "venue"):  # these always use this file's broker and database, nothing else
+        assert "env_file" not in _services()[name], name
+    # the settings such a file gives reach the configuration; the service's own entries win
+    settings = {"MDPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "MDPIPE_KAFKA__REPLICATION_FACTOR": "3"}
+    sink = _services()["sink"]
+    config = load_config(environ={**settings, **_environment(sink)}, use_infra_state=False)
+    assert config.kafka.security_protocol == "SASL_SSL" and config.kafka.replication_factor == 3
+
+
 def test_migrations_run_once_before_the_sink() -> None:
     """A one-shot `mdpipe sink migrate` waits for a healthy database; the sink starts only after it succeeded and
-    does not migrate by itself (several sinks of one group never race to apply the same migration)."""
+    does not migrate by itself, so a schema that cannot be applied stops the product at the failed one-shot (where
+    `up --wait` reports it) instead of a sink retrying in a loop."""
     services = _enabled("product")
     parser = build_parser()
     migrators = [n for n, s in services.items() if n in _mdpipe_services() and _argv(s)[1:] == ["sink", "migrate"]]
@@ -482,11 +499,12 @@ def test_no_key_material_in_the_compose_file_or_the_image() -> None:
     for service in _mdpipe_services().values():  # no service takes the PEM text through its environment
         assert not any("PRIVATE_KEY_PEM" in key for key in (service.get("environment") or {})), service
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert "infra/secrets" in ignored and "**/.env" in ignored  # `COPY . ./` of the test image never takes them
+    # `COPY . ./` of the test image never takes them
+    assert {"infra/secrets", "**/.env", "infra/mdpipe.env"} <= set(ignored)
     secrets_dir = INFRA / "secrets"
     gitignore = (secrets_dir / ".gitignore").read_text().split()
     assert "*" in gitignore and "!README.md" in gitignore
-    for path in (secrets_dir / "kalshi-private-key.pem", INFRA / ".env"):
+    for path in (secrets_dir / "kalshi-private-key.pem", INFRA / ".env", INFRA / "mdpipe.env"):
         if not (ROOT / ".git").exists():  # the test image's tree has no .git (.dockerignore)
             break
         assert subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 0, path

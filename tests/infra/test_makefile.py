@@ -188,9 +188,8 @@ def test_compose_commands_name_services_and_profiles_the_file_has(docker_only: P
     lines = [
         line for target in ("setup", "up", "down", "status", "demo", "test") for line in _make_n(docker_only, target)
     ]
-    lines += (
-        _make_n(docker_only, "product") + _make_n(docker_only, "product-sim") + _make_n(docker_only, "product-down")
-    )
+    for target in ("product", "product-sim", "product-down", "product-status"):
+        lines += _make_n(docker_only, target)
     calls = _compose_calls(lines)
     assert calls
     for call in calls:
@@ -206,6 +205,31 @@ def test_compose_commands_name_services_and_profiles_the_file_has(docker_only: P
                 assert set(target) <= set(services), call
                 for name in target:  # a profile service runs only with its profile named
                     assert set(services[name].get("profiles", [])) <= set(used), call
+
+
+def test_product_status_scrapes_every_stage_of_the_product_in_its_network(docker_only: Path) -> None:
+    """`mdpipe status` in a one-off container of the product's network (no dependencies started), given every
+    long-running stage's metrics endpoint: service name and the port its health check probes (test_compose checks
+    that this is the port the process binds)."""
+    services = yaml.safe_load((ROOT / "infra" / "compose.yaml").read_text())["services"]
+    expected = set()
+    for name, service in services.items():
+        command = service.get("command") or []
+        if "product" in service.get("profiles", []) and command[:1] in (["gather"], ["dedup"], ["sink"]):
+            if command[1:] == ["migrate"]:
+                continue
+            port = service["healthcheck"]["test"][-1].split(":")[-1].split("/")[0]
+            expected.add(f"{name}:{port}")
+    (call,) = _compose_calls(_make_n(docker_only, "product-status"))
+    run = call.index("run")
+    assert call[run : run + 5] == ["run", "--rm", "--no-deps", "topics", "status"]
+    assert services["topics"].get("entrypoint") is None  # the image's entrypoint: `mdpipe`
+    metrics = call[call.index("--metrics") + 1 :]
+    assert set(metrics) == expected and len(metrics) == len(expected) == 5
+    from mdpipe.cli import build_parser
+
+    args = build_parser().parse_args(call[run + 4 :])  # what `mdpipe` receives in the container
+    assert args.command == "status" and args.metrics == metrics
 
 
 @pytest.mark.parametrize("target", ["down", "product-down"])
