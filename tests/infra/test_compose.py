@@ -555,6 +555,30 @@ def test_demo_and_tests_services_use_this_files_broker_and_database() -> None:
         assert set(services[name]["depends_on"]) == {"redpanda", "timescaledb"}
 
 
+def test_the_second_dedup_worker_of_docs_deploy_md_joins_the_group_without_sharing_state_or_port() -> None:
+    """docs/deploy.md's example compose file for a second dedup worker, merged into this one as compose would:
+    the same consumer group (app id) as `dedup`, its own volume at the run folder, its own metrics port."""
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(r"```yaml\n(# infra/compose\.dedup-2\.yaml\n.*?)```", docs, flags=re.S)
+    assert block is not None, "docs/deploy.md lost its dedup-2 example"
+    extra = yaml.safe_load(block.group(1))
+    services = {**_services(), **extra["services"]}
+    second, first = services["dedup-2"], services["dedup"]
+    assert second["image"] == first["image"] and _profiles(second) == _profiles(first)
+    assert second["env_file"] == first["env_file"]
+    configs = [load_config(environ=_environment(s), use_infra_state=False) for s in (first, second)]
+    assert configs[0].dedup.app_id == configs[1].dedup.app_id
+    assert configs[0].kafka.bootstrap_servers == configs[1].kafka.bootstrap_servers
+    host, port = _metrics_address(second)
+    assert host == "0.0.0.0" and port != _stage_port(first) and f"127.0.0.1:{port}:{port}" in second["ports"]
+    (volume,) = second["volumes"]
+    name, target = volume.split(":")
+    assert target == "/var/lib/mdpipe" and name in extra["volumes"] and name not in _compose()["volumes"]
+    for dep, spec in second["depends_on"].items():
+        assert dep in services and spec["condition"] == "service_completed_successfully" and _one_shot(services[dep])
+    assert f"dedup-2:{port}" in docs  # the doc says which scrape target to add
+
+
 # --- Prometheus and Grafana --------------------------------------------------------------------------------------
 def _prometheus_config() -> tuple[Path, dict[str, Any]]:
     prom = _services()["prometheus"]
