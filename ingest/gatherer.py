@@ -137,7 +137,6 @@ class Gatherer:
             signer=signer,
             ca_file=opts.ca_file,
             limit=opts.discovery_page,
-            backoff_max_s=opts.backoff_max_s,
         )
         self._ssl = client_context(opts.ca_file) if opts.ws_url.startswith("wss://") else None
         self._refresh: set[str] = set()

@@ -35,7 +35,8 @@ class RequestPacer:
         tat = max(self.tat, now)
         start = max(now, tat - self.tolerance)
         self.tat = tat + self.interval
-        return start - now
+        wait = start - now
+        return wait if wait > 1e-9 else 0.0  # float residue of tat - tolerance is no wait
 
     def hold(self, until: float) -> None:
         """No request before ``until`` (a 429's pause); requests booked later start at ``until``, then at rate."""

@@ -13,7 +13,7 @@ the gatherer's REST loops expect. HTTP 429 raises :class:`RateLimited` carrying 
 lifecycle refresh share it): every request first takes a slot of one :class:`ingest.ratelimit.RequestPacer`
 (``gather.rest_requests_per_s``, bursts of one second's worth). A 429 pauses the whole client -- ``Retry-After``
 when the venue sends one (seconds or HTTP date), else exponential backoff with jitter (0.5-1 s, then 1-2 s, 2-4 s,
-... up to ``backoff_max_s``; reset by the next success) -- and the request is retried after the pause; after
+... up to 30 s; reset by the next success) -- and the request is retried after the pause; after
 ``max_attempts`` answers of 429 in a row it raises :class:`RateLimited` to its caller. Metrics:
 ``mdpipe_gather_rest_requests_total{purpose}``, ``mdpipe_gather_rest_rate_limited_total``,
 ``mdpipe_gather_rest_wait_seconds_total{reason=pace|backoff}``.

@@ -28,7 +28,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -49,7 +49,7 @@ from venue_sim.record import ConnClosed, ConnOpened
 from venue_sim.recorder import Recorder
 from venue_sim.rest_limit import RestLimiter, RetryAfterForm
 
-__all__ = ["AdminHandler", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
+__all__ = ["AdminHandler", "RestHit", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
 
 log = get_logger(__name__)
 
@@ -58,6 +58,17 @@ MALFORMED = b'{"type":"orderbook_delta","sid":1,"seq":'
 _HDR = [bytes((0x81, n)) for n in range(126)]
 
 AdminHandler = Callable[[str, str, dict[str, Any]], Awaitable[tuple[int, Any]]]
+
+
+class RestHit(NamedTuple):
+    """One REST request as the venue answered it (``SimServer.rest_log``)."""
+
+    at: float  # monotonic
+    wall: float  # Unix time
+    target: str  # path and query
+    status: int
+    client: str  # KALSHI-ACCESS-KEY, else the client's address
+    retry_after: str  # the Retry-After header sent ("" = none)
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -271,7 +282,7 @@ class SimServer:
         self.redelivered_closed = 0  # re-delivered messages of connections that ended
         self._tasks: set[asyncio.Future[Any]] = set()
         self.rest_limiter = RestLimiter(settings.rest_rate, settings.rest_burst, settings.rest_retry_after)
-        self.rest_log: deque[tuple[float, str, int, str]] = deque(maxlen=100_000)  # (monotonic, target, status, who)
+        self.rest_log: deque[RestHit] = deque(maxlen=100_000)
         self.rest_requests = 0
         self.fail_pages = 0  # listing pages with a cursor still to fail (failpage fault)
         self.failed_pages = 0
@@ -321,7 +332,10 @@ class SimServer:
             who = request.headers.get("KALSHI-ACCESS-KEY", "") or str(conn.remote_address[0])
             response = self._rest(who, path, query)
             self.rest_requests += 1
-            self.rest_log.append((time.monotonic(), request.path, response.status_code, who))
+            retry_after = response.headers.get("Retry-After", "")
+            self.rest_log.append(
+                RestHit(time.monotonic(), time.time(), request.path, response.status_code, who, retry_after)
+            )
             return response
         if path.startswith("/_sim/"):
             status, obj = await self._admin("GET", path, query)
