@@ -3,8 +3,9 @@
 ``venue.ca_file`` empty (the default, what the real venue needs): the system's trust store. Set: only that CA
 file (PEM) is trusted, e.g. the emulator's generated CA (``mdpipe sim --tls`` prints it). Hostnames are always
 checked. A venue certificate the trust store does not vouch for is reported by :func:`report_untrusted` as one
-``venue_tls_untrusted`` error line per URL and CA file (the clients keep retrying with backoff, as for any
-connection failure, and their reconnect lines carry the short reason).
+``venue_tls_untrusted`` error line per venue address (host:port) and CA file, whichever client meets it first
+(WebSocket or REST; the clients keep retrying with backoff, as for any connection failure, and their retry lines
+carry the short reason).
 """
 
 from __future__ import annotations
@@ -48,17 +49,17 @@ def untrusted(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
 
 
 def report_untrusted(url: str, ca_file: str, error: ssl.SSLCertVerificationError, client: str) -> bool:
-    """Log that ``url``'s certificate is not trusted: once per (scheme://host:port, ca_file); True if logged now."""
+    """Log that ``url``'s certificate is not trusted: once per (host:port, ca_file); True if logged now."""
     parts = urlsplit(url)
-    where = f"{parts.scheme}://{parts.netloc}"
+    where = parts.netloc
     with _lock:
         if (where, ca_file) in _reported:
             return False
         _reported.add((where, ca_file))
     log.error(
         "venue_tls_untrusted",
-        url=where,
-        client=client,
+        venue=where,
+        via=f"{parts.scheme} ({client})",
         ca_file=ca_file or "(system trust store)",
         error=getattr(error, "verify_message", "") or str(error),
         hint="set venue.ca_file to the CA that signed the venue's certificate, or empty for the system store",
