@@ -177,13 +177,23 @@ def test_dropped_message_resnapshots_only_that_sid(
     assert len({f.market for f in later}) < 40
 
 
-@pytest.mark.parametrize("client", ["picows", "websockets"])
-@pytest.mark.parametrize("fault", ["close", "freeze"])
+@pytest.mark.parametrize(
+    ("fault", "client", "scheme"),
+    [
+        ("close", "picows", "ws"),
+        ("close", "websockets", "ws"),
+        ("freeze", "picows", "ws"),
+        ("freeze", "websockets", "ws"),
+        # over TLS: a new handshake per reconnect, and the watchdog aborting a TLS transport
+        ("close", "websockets", "wss"),
+        ("freeze", "picows", "wss"),
+    ],
+)
 def test_disconnect_and_frozen_connection_recover(
-    fault: str, client: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+    fault: str, client: str, scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = _topics(make_topics)
-    sim = _sim(tmp_path, markets=20, rate=400.0)
+    sim = _sim(tmp_path, markets=20, rate=400.0, tls=scheme == "wss")
 
     async def scenario() -> None:
         await sim.start()
@@ -195,7 +205,9 @@ def test_disconnect_and_frozen_connection_recover(
             per_connection=10,
             silence_timeout_s=1.0,
             ws_client=client,
+            ca_file=sim.ca_file,
         )
+        assert g.opts.ws_url.startswith(f"{scheme}://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")

@@ -3,7 +3,8 @@ log of every REST request it answered) and the real broker:
 
 - a 429 with ``Retry-After`` (seconds, or an HTTP date) pauses every REST request until then, and the pass goes on;
 - a bare 429 (what Kalshi sends) backs off exponentially, and the pass goes on;
-- a page failing mid-listing is retried from its cursor, and nothing is released until the listing completed;
+- a page failing mid-listing is retried from its cursor, and nothing is released until the listing completed (over
+  http:// and https://);
 - under a burst of refresh look-ups on top of discovery, requests stay within ``rest_requests_per_s``.
 """
 
@@ -143,17 +144,25 @@ def test_bare_429_backs_off_exponentially_and_the_pass_goes_on(
     assert g.discovery_failures == 0, "a 429 is waited out, not a failed pass"
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_page_failing_mid_listing_resumes_from_its_cursor_and_releases_nothing(
-    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+    scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = _topics(make_topics)
-    sim = _sim(tmp_path)
+    sim = _sim(tmp_path, tls=scheme == "https")
 
     async def scenario() -> None:
         await sim.start()
         g = ih.make_gatherer(
-            kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.3, discovery_page=4
+            kafka_bootstrap,
+            sim,
+            tmp_path / "spool",
+            topics=topics,
+            discovery_interval_s=0.3,
+            discovery_page=4,
+            ca_file=sim.ca_file,
         )
+        assert g.opts.rest_url.startswith(f"{scheme}://")
         closed = [sim.markets.ticker(10), sim.markets.ticker(11)]
 
         async def body() -> None:
