@@ -122,6 +122,8 @@ class VenueConfig(_Section):
     private_key_path: str = ""
     private_key_pem: str = ""
     auth: bool = True
+    # PEM file of the CA trusted for wss:// and https:// venue URLs; "" = the system trust store (the real venue)
+    ca_file: str = ""
 
 
 class GatherConfig(_Section):
@@ -165,6 +167,11 @@ class GatherConfig(_Section):
     task_failure_limit_s: float = 120.0
     # /healthz answers 503 for this long after a frame was dropped (spool or disk full, permanent broker error).
     unhealthy_after_drop_s: float = 30.0
+    # REST requests per second of one gatherer (discovery listings, their look-ups by ticker and lifecycle refreshes
+    # share it; bursts of one second's worth). Kalshi Basic tier: 200 read tokens/s per account at 10 tokens per
+    # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
+    # anything else using the account: 5 (docs/production-kalshi.md).
+    rest_requests_per_s: float = 5.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
@@ -180,6 +187,7 @@ class GatherConfig(_Section):
         _positive("key_horizon_s", self.key_horizon_s)
         _positive("rest_lag_s", self.rest_lag_s)
         _positive("task_failure_limit_s", self.task_failure_limit_s)
+        _positive("rest_requests_per_s", self.rest_requests_per_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
             raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
