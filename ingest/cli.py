@@ -25,6 +25,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
     p.add_argument("--ws-url", help="venue WebSocket URL, .../trade-api/ws/v2 (default: venue.ws_url)")
+    p.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="CA certificate trusted for wss:// and https:// (default: venue.ca_file; empty = system trust store)",
+    )
     p.add_argument("--key-id", help="Kalshi API key id sent as KALSHI-ACCESS-KEY (default: venue.key_id)")
     p.add_argument(
         "--private-key", metavar="PATH", help="PEM file of the RSA private key that signs (default: venue.*)"
@@ -63,6 +68,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
     from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import RawProducer
     from ingest.spool import Spool
+    from ingest.tls import client_context
     from ingest.venues.kalshi.auth import Signer
     from mdpipe.config import ConfigError, run_dir
     from mdpipe.kafka import producer_config
@@ -78,6 +84,12 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
             signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
+    ca_file = getattr(args, "ca_file", None) or v.ca_file
+    if ca_file:
+        try:
+            client_context(ca_file)
+        except ValueError as exc:
+            raise ConfigError(f"config setting {exc}") from None
     # One spool per topic prefix and gatherer: a spool only ever replays into the topics it was written for.
     spool_dir = Path(args.spool_dir or g.spool_dir or run_dir() / "spool") / f"{config.kafka.topic_prefix}{gid}"
     spool = Spool(spool_dir, g.spool_max_bytes)
@@ -113,6 +125,8 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         task_failure_limit_s=g.task_failure_limit_s,
         unhealthy_after_drop_s=g.unhealthy_after_drop_s,
         auth_refusal_limit_s=g.auth_refusal_limit_s,
+        rest_requests_per_s=g.rest_requests_per_s,
+        ca_file=ca_file,
     )
     return Gatherer(opts, producer, signer)
 

@@ -3,20 +3,25 @@ reset after a stable connection), the up/down state and ``on_reconnect``. A clie
 the signed upgrade headers, feeds every complete message with its receive time to the sans-I/O
 :class:`ingest.venues.kalshi.protocol.KalshiSession`, writes its commands and answers pings:
 :mod:`ingest.ws_picows` (``gather.ws_client = "picows"``, the default) or :mod:`ingest.ws_websockets`.
-The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`.
-An upgrade the venue refuses (HTTP 401/403) is reported to the gatherer's :class:`ingest.auth_refusals.AuthRefusals`,
-an opened one too: that decides when refused credentials make the gatherer give up.
+The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`. ``wss://`` URLs use
+``ssl_context`` (:func:`ingest.tls.client_context`: ``venue.ca_file`` or the system store); a certificate it does
+not trust is reported once (:func:`ingest.tls.report_untrusted`) and retried like any failed connect.
+An upgrade the venue refuses (HTTP 401/403) is reported to the gatherer's
+:class:`ingest.auth_refusals.AuthRefusals`, an opened one too: that decides when refused credentials make the
+gatherer give up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
+from ingest.tls import client_context, report_untrusted, untrusted
 from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.logging import get_logger
 
@@ -47,15 +52,20 @@ class Connection:
         backoff_max: float = 30.0,
         on_reconnect: Callable[[str], None] | None = None,
         auth_refusals: AuthRefusals | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str = "",
     ) -> None:
         self.session = session
         self.url = url
+        secure = url.startswith("wss://")
+        self.ssl_context = (ssl_context or client_context(ca_file)) if secure else None
+        self.ca_file = ca_file  # named in the untrusted-certificate report
         self.headers = headers
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_reconnect = on_reconnect
         self.auth_refusals = auth_refusals
-        self.upgrade_error: BaseException | None = None  # set by a subclass when the upgrade failed
+        self.upgrade_error: BaseException | None = None  # why the last connect failed (_connect_failed)
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
@@ -83,6 +93,16 @@ class Connection:
     async def _close(self) -> None:
         """Close the current socket cleanly (close handshake, bounded wait)."""
         raise NotImplementedError
+
+    def _connect_failed(self, exc: BaseException) -> str:
+        """Why a connect attempt failed (returned by ``_connect_and_pump``); an untrusted venue certificate is
+        reported once, as one clear line. Kept in ``upgrade_error``: a refused upgrade's HTTP status counts."""
+        self.upgrade_error = exc
+        error = untrusted(exc)
+        if error is not None:
+            report_untrusted(self.url, self.ca_file, error, self.client)
+            return f"tls: venue certificate not trusted ({getattr(error, 'verify_message', '') or error})"
+        return f"{type(exc).__name__}: {exc}"
 
     def _opened_now(self) -> None:
         """The subclass's socket is open: state up, session subscribes afresh."""

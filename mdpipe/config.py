@@ -6,7 +6,10 @@ A bad value raises :class:`ConfigError` whose message is one line naming the set
 
 Precedence (lowest first): struct defaults, the TOML file (``--config``, ``$MDPIPE_CONFIG`` or
 ``./mdpipe.toml``), environment variables, and finally the addresses written by ``mdpipe infra up``
-(``.run/infra.json``) for ``kafka.bootstrap_servers`` / ``postgres.dsn`` when those are left empty.
+(``infra.json`` in :func:`run_dir`) for ``kafka.bootstrap_servers`` / ``postgres.dsn`` when those are left empty.
+
+State (spools, RocksDB, infra data) lives in :func:`run_dir`: ``$MDPIPE_RUN_DIR``, else ``.run/`` of a source
+checkout, else the per-user ``$XDG_STATE_HOME/mdpipe`` (``~/.local/state/mdpipe``), never inside the package.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ __all__ = [
     "SimConfig",
     "SinkConfig",
     "VenueConfig",
+    "cache_dir",
     "gatherer_metrics_port",
+    "is_checkout",
     "load_config",
     "redacted",
     "repo_root",
     "run_dir",
+    "user_state_dir",
 ]
 
 ENV_PREFIX = "MDPIPE_"
@@ -120,6 +126,8 @@ class VenueConfig(_Section):
     private_key_path: str = ""
     private_key_pem: str = ""
     auth: bool = True
+    # PEM file of the CA trusted for wss:// and https:// venue URLs; "" = the system trust store (the real venue)
+    ca_file: str = ""
 
 
 class GatherConfig(_Section):
@@ -167,6 +175,11 @@ class GatherConfig(_Section):
     # give up (exit 2, one line) after 5 s when they were never accepted since start, after this long when they had
     # been (a revoked key, or the venue's auth hiccuping for a while); see ingest.auth_refusals.
     auth_refusal_limit_s: float = 120.0
+    # REST requests per second of one gatherer (discovery listings, their look-ups by ticker and lifecycle refreshes
+    # share it; bursts of one second's worth). Kalshi Basic tier: 200 read tokens/s per account at 10 tokens per
+    # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
+    # anything else using the account: 5 (docs/production-kalshi.md).
+    rest_requests_per_s: float = 5.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
@@ -183,6 +196,7 @@ class GatherConfig(_Section):
         _positive("rest_lag_s", self.rest_lag_s)
         _positive("task_failure_limit_s", self.task_failure_limit_s)
         _positive("auth_refusal_limit_s", self.auth_refusal_limit_s)
+        _positive("rest_requests_per_s", self.rest_requests_per_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
             raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
@@ -345,16 +359,56 @@ SECRET_FIELDS = {("kafka", "sasl_password"), ("venue", "private_key_pem")}
 
 
 def repo_root() -> Path:
-    """The checkout this package runs from (where `.run/` and `.cache/` live)."""
+    """The folder above the ``mdpipe`` package: a source checkout (``$MDPIPE_HOME`` when set), or site-packages
+    for a regular install (see :func:`is_checkout`)."""
     env = os.environ.get("MDPIPE_HOME")
     if env:
         return Path(env).resolve()
     return Path(__file__).resolve().parent.parent
 
 
+def is_checkout(root: Path | None = None) -> bool:
+    """mdpipe runs from a source checkout (a clone, an editable install, ``$MDPIPE_HOME``): the folder above the
+    package holds ``pyproject.toml``. A regular (wheel) install sits in site-packages, which has none."""
+    return ((root or repo_root()) / "pyproject.toml").is_file()
+
+
+def user_state_dir(environ: typing.Mapping[str, str] | None = None) -> Path:
+    """The per-user state folder: ``$XDG_STATE_HOME/mdpipe`` (an absolute XDG_STATE_HOME only, as the XDG spec
+    says), else ``~/.local/state/mdpipe``."""
+    environ = os.environ if environ is None else environ
+    xdg = environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "mdpipe"
+
+
+def cache_dir() -> Path:
+    """Downloaded tools (the native broker's jars): ``.cache/`` of a source checkout, else the per-user
+    ``$XDG_CACHE_HOME/mdpipe`` (absolute only), ``~/.cache/mdpipe``; never inside the installed package."""
+    root = repo_root()
+    if is_checkout(root):
+        return root / ".cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "mdpipe"
+
+
 def run_dir() -> Path:
-    """Git-ignored folder for runtime state: broker data, database, infra addresses, spools."""
-    return Path(os.environ.get("MDPIPE_RUN_DIR") or repo_root() / ".run")
+    """The folder for runtime state: the native broker's and database's data, ``infra.json`` (addresses), gatherer
+    spools, dedup RocksDB state, stage records, demo and replay work folders.
+
+    The rule, first match wins:
+
+    1. ``$MDPIPE_RUN_DIR`` when set (the container image sets ``/var/lib/mdpipe``, a volume);
+    2. a source checkout (:func:`is_checkout`): ``<checkout>/.run``, git-ignored; `make demo`, `make up` and the
+       tests share it;
+    3. a regular install: the per-user state folder (:func:`user_state_dir`, ``~/.local/state/mdpipe``), never a
+       folder inside the installed package.
+    """
+    env = os.environ.get("MDPIPE_RUN_DIR")
+    if env:
+        return Path(env)
+    root = repo_root()
+    return root / ".run" if is_checkout(root) else user_state_dir()
 
 
 def _env_overlay(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,9 @@ configured ``gather.ws_client``). Value = median acknowledged frames/s of the ga
 messages/s of the bare websockets loop; ``*_cpu_us_per_frame`` = process CPU (all threads, librdkafka included)
 per frame, medians: at the emulator's ceiling frames/s are alike, CPU per frame is the figure that moves.
 ``--scale``: instead, one gatherer holding ``--markets`` (default 1,000,000) markets over 7,000-market
-connections: time until every market has its snapshot, and peak RSS. Last line: ``RESULT {json}``.
+connections: time until every market has its snapshot, and peak RSS. ``--tls``: the emulator serves ``wss://`` and
+``https://`` (``mdpipe sim --tls``) and every case speaks TLS trusting its generated CA (the gatherer through
+``venue.ca_file``), so the figures include the TLS cost, as against the real venue. Last line: ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ def _start_sim(markets: int, rate: float, extra: list[str] | None = None) -> tup
     return proc, rest, ws
 
 
+def _tls(ns: argparse.Namespace, folder: Path) -> tuple[list[str], str]:
+    """With ``--tls``: the emulator's extra flags and the CA file the cases trust (else no flags, "")."""
+    if not ns.tls:
+        return [], ""
+    return ["--tls", "--tls-dir", str(folder / "tls")], str(folder / "tls" / "ca.pem")
+
+
 def _topics(bootstrap: str, partitions: int = 6) -> dict[str, str]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -114,8 +123,9 @@ def _case(case: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     bootstrap = _bootstrap()
-    sim, rest, ws = _start_sim(ns.markets, ns.rate)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gatherer-"))
+    tls_flags, ca_file = _tls(ns, tmp)
+    sim, rest, ws = _start_sim(ns.markets, ns.rate, tls_flags)
     cases = ("baseline", "baseline_picows", "candidate")
     results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     try:
@@ -132,6 +142,7 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
                     "duration_s": ns.duration,
                     "spool_dir": str(tmp / f"spool-{run}"),
                     "ws_client": ns.ws_client,
+                    "ca_file": ca_file,
                 }
                 if ns.profile and case == "candidate" and run == 0:
                     args["profile"] = ns.profile
@@ -173,13 +184,15 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
         "connections": cand[0]["connections"],
         "spooled": sum(r["spooled"] for r in cand),
         "cpus": os.cpu_count(),
+        "tls": bool(ca_file),
     }
 
 
 def scale(ns: argparse.Namespace) -> dict[str, Any]:
     bootstrap = _bootstrap()
-    sim, rest, ws = _start_sim(ns.markets, 10.0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gatherer-scale-"))
+    tls_flags, ca_file = _tls(ns, tmp)
+    sim, rest, ws = _start_sim(ns.markets, 10.0, tls_flags)
     topics = _topics(bootstrap)
     try:
         args = {
@@ -192,6 +205,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
             "spool_dir": str(tmp / "spool"),
             "timeout_s": ns.scale_timeout,
             "ws_client": ns.ws_client,
+            "ca_file": ca_file,
         }
         r = _case("scale", args)
     finally:
@@ -213,6 +227,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
         "snapshots": r["snapshots"],
         "under_1GiB": r["peak_rss_mb"] < 1024,
         "ws_client": r["ws_client"],
+        "tls": bool(ca_file),
     }
 
 
@@ -234,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["picows", "websockets"],
         default=None,
         help="the gatherer's WebSocket client (default: gather.ws_client, picows)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="run over wss:// and https:// (emulator --tls, its generated CA trusted): TLS cost included",
     )
     p.add_argument("--profile", metavar="PATH", help="write a pyinstrument profile of the first candidate run")
     p.add_argument("--scale", action="store_true", help="1M-market memory and subscribe-time run instead")

@@ -7,6 +7,8 @@
   confluent-kafka produce) with ``ws_client`` (default: ``gather.ws_client``); counts frames ACKNOWLEDGED by the
   broker.
 
+With ``ca_file`` in ARGS (``--tls``: the emulator serves ``wss://``/``https://``) every case speaks TLS trusting it.
+
 Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import ssl
 import sys
 import time
 import urllib.request
@@ -38,12 +41,17 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _tickers(rest_url: str) -> list[str]:
+def _ssl(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """The client TLS context trusting the emulator's CA (``ca_file``), None when the bench runs without TLS."""
+    return ssl.create_default_context(cafile=a["ca_file"]) if a.get("ca_file") else None
+
+
+def _tickers(rest_url: str, context: ssl.SSLContext | None = None) -> list[str]:
     out: list[str] = []
     cursor = ""
     while True:
         url = f"{rest_url}/markets?status=open&limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        with urllib.request.urlopen(url, timeout=30) as r:
+        with urllib.request.urlopen(url, timeout=30, context=context) as r:
             page = json.loads(r.read())
         out += [m["ticker"] for m in page["markets"]]
         cursor = page.get("cursor") or ""
@@ -54,13 +62,13 @@ def _tickers(rest_url: str) -> list[str]:
 async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
-    tickers = _tickers(a["rest_url"])
+    tickers = _tickers(a["rest_url"], _ssl(a))
     per = a["markets_per_connection"]
     shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
     count = [0]
 
     async def reader(i: int, markets: list[str]) -> None:
-        async with connect(a["ws_url"], max_size=None, max_queue=256, compression=None) as ws:
+        async with connect(a["ws_url"], max_size=None, max_queue=256, compression=None, ssl=_ssl(a)) as ws:
             channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
             await ws.send(
                 json.dumps({"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}})
@@ -102,7 +110,7 @@ async def _measure_count(a: dict[str, Any], count: list[int], case: str, connect
 async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-    tickers = _tickers(a["rest_url"])
+    tickers = _tickers(a["rest_url"], _ssl(a))
     per = a["markets_per_connection"]
     shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
     count = [0]
@@ -115,7 +123,9 @@ async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
 
     transports: list[WSTransport] = []
     for i, markets in enumerate(shards):
-        transport, _ = await ws_connect(Counter, a["ws_url"], max_frame_size=64 << 20, use_aiofastnet=False)
+        transport, _ = await ws_connect(
+            Counter, a["ws_url"], ssl_context=_ssl(a), max_frame_size=64 << 20, use_aiofastnet=False
+        )
         transports.append(transport)
         channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
         cmd = {"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}}
@@ -143,6 +153,7 @@ def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
         dlq_topic=a["topics"]["dlq"],
         markets_topic=a["topics"]["markets"],
         discovery_interval_s=3600,
+        ca_file=a.get("ca_file", ""),
         **extra,
     )
 
