@@ -403,6 +403,59 @@ def test_gatherer_refused_by_the_venue_gives_up_with_one_line(
     assert result.lines[-1].startswith("mdpipe: gatherer g1 gave up")
 
 
+@pytest.fixture
+def refusing_rest() -> Iterator[str]:
+    """A venue REST endpoint that answers every request HTTP 403 with Kalshi's error body."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error":{"code":"forbidden","message":"key lacks access"}}'
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/trade-api/v2"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_gatherer_refused_over_rest_gives_up_with_one_line(
+    refusing_rest: str, closed_port: int, mdpipe_config: Any, tmp_path: Path
+) -> None:
+    """REST refusals alone (the WebSocket side merely unreachable, which never counts) make the gatherer give up."""
+    from mdpipe.topics import ensure_topics
+    from venue_sim.keys import generate_test_keypair
+
+    ensure_topics(mdpipe_config)
+    key = generate_test_keypair(tmp_path / "key")
+    env = _env(
+        tmp_path,
+        kafka__bootstrap_servers=mdpipe_config.kafka.bootstrap_servers,
+        kafka__topic_prefix=mdpipe_config.kafka.topic_prefix,
+        venue__rest_url=refusing_rest,
+        venue__ws_url=f"ws://127.0.0.1:{closed_port}/trade-api/ws/v2",
+        venue__key_id=key.key_id,
+        venue__private_key_path=key.private_key_path,
+    )
+    result = mdpipe(["gather", "--id", "g1", "--metrics-port", "0"], env, tmp_path, timeout=60)
+    assert_one_line_failure(
+        result, 2, 30, "gatherer g1 gave up", "rest requests in a row", "HTTP 403 forbidden: key lacks access",
+        "venue.key_id", max_lines=60,
+    )  # fmt: skip
+
+
 def test_gatherer_rides_out_an_unreachable_venue(closed_port: int, mdpipe_config: Any, tmp_path: Path) -> None:
     """Only the venue's refusal of the credentials ends a gatherer: a venue it cannot reach (network, restart) is
     retried with back-off however long it lasts."""
