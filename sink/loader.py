@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from mdpipe.config import Config, ConfigError
 from mdpipe.failures import Failure, database_error_is_fatal, database_failure
 from mdpipe.kafka import consumer_config, producer_config
-from mdpipe.logging import get_logger
+from mdpipe.logging import get_logger, log_client_error
 from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
@@ -614,7 +614,7 @@ class Loader:
     def _kafka_error(self, err: Any) -> None:
         if err.fatal():
             raise KafkaException(err)
-        log.warning("kafka_error", error=str(err))
+        log_client_error(log, "kafka_error", err)  # rate-limited: an outage repeats it every ~100 ms
 
 
 def lanes_for(partitions: list[TopicPartition], lanes: list[_Lane]) -> dict[tuple[str, int], _Lane]:

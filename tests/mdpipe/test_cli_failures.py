@@ -486,10 +486,15 @@ def test_json_log_format_stays_json_when_the_broker_is_unreachable(closed_port: 
         assert records[-1]["event"] == "command_failed" and "unreachable" in records[-1]["error"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "ready"),
+    [(["sink"], "sink_started"), (["dedup", "--workdir", "dedup-state"], "partitions_assigned")],
+    ids=["sink", "dedup"],
+)
 def test_json_log_format_stays_json_through_a_broker_outage(
-    private_kafka: Any, make_database: Any, tmp_path: Path
+    argv: list[str], ready: str, private_kafka: Any, make_database: Any, tmp_path: Path
 ) -> None:
-    """A sink running when its broker dies: librdkafka's complaints arrive as rate-limited JSON records."""
+    """A stage running when its broker dies: librdkafka's complaints arrive as rate-limited JSON records."""
     import msgspec
 
     from mdpipe.config import load_config
@@ -506,7 +511,7 @@ def test_json_log_format_stays_json_through_a_broker_outage(
     stderr_path = tmp_path / "stderr"
     with stderr_path.open("w") as stderr:
         sink = subprocess.Popen(
-            [sys.executable, "-m", "mdpipe", "--log-format", "json", "sink", "--metrics-port", "0"],
+            [sys.executable, "-m", "mdpipe", "--log-format", "json", *argv, "--metrics-port", "0"],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
@@ -515,14 +520,14 @@ def test_json_log_format_stays_json_through_a_broker_outage(
         )
     try:
         deadline = time.monotonic() + 60
-        while "sink_started" not in stderr_path.read_text():
+        while ready not in stderr_path.read_text():
             assert sink.poll() is None and time.monotonic() < deadline, stderr_path.read_text()
             time.sleep(0.2)
         time.sleep(2)
         broker.kill()
         outage_s = 25.0
         time.sleep(outage_s)
-        assert sink.poll() is None, stderr_path.read_text()  # the sink rides the outage out
+        assert sink.poll() is None, stderr_path.read_text()  # the stage rides the outage out
     finally:
         os.killpg(sink.pid, signal.SIGKILL)
         sink.wait()
@@ -537,3 +542,11 @@ def test_json_log_format_stays_json_through_a_broker_outage(
     # rate limit: each kind of message at most once per 10 s (plus its first time): <= 4 in the 25 s outage
     # (the held-back count, `repeated`, is unit-tested: librdkafka's own back-off makes its timing vary here)
     assert max(per_kind.values()) <= 4, per_kind
+    # the stage's own report of the client's errors (error_cb, error events) is rate-limited the same way
+    own = collections.Counter(
+        (r["event"], re.sub(r"\([^)]*\)|\d+ms", "", str(r.get("error", ""))))
+        for r in records
+        if r["event"] in ("kafka_error", "producer_error")
+    )
+    assert not own or max(own.values()) <= 4, own
+    assert len(records) < 60, collections.Counter(r["event"] for r in records)  # the whole outage: a few dozen lines

@@ -195,3 +195,25 @@ def _config(servers: str = "b:9", dsn: str = "postgresql://u@h/d") -> object:
         kafka=msgspec.structs.replace(base.kafka, bootstrap_servers=servers),
         postgres=msgspec.structs.replace(base.postgres, dsn=dsn),
     )
+
+
+def test_client_errors_are_rate_limited_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stages' own reports of client errors (error_cb): the first passes, repeats at most once per 10 s."""
+    import mdpipe.logging as mdlog
+
+    clock = _Clock()
+    monkeypatch.setattr(mdlog, "_client_errors", mdlog.RepeatLimiter(10.0, clock=clock))
+    said: list[tuple[str, dict[str, object]]] = []
+
+    class _Log:
+        def warning(self, event: str, **fields: object) -> None:
+            said.append((event, fields))
+
+    refused = "b:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after {}ms in state CONNECT)"
+    for i in range(250):  # every 100 ms for 25 s
+        clock.now = i * 0.1
+        mdlog.log_client_error(_Log(), "producer_error", KafkaError(KafkaError._TRANSPORT, refused.format(i % 5)))
+    assert [f.get("repeated", 0) for _, f in said] == [0, 99, 99]
+    assert all(event == "producer_error" and "Connection refused" in str(f["error"]) for event, f in said)
+    mdlog.log_client_error(_Log(), "producer_error", KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    assert len(said) == 4  # another kind passes at once
