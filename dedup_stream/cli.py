@@ -147,6 +147,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from mdpipe.kafka import kafka_client_config
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
+    from mdpipe.preflight import require_broker
 
     log = get_logger("dedup_stream.cli")
     dc = config.dedup
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             warmup_ns=int(warmup_s * 1e9) if args.from_ts is not None else 0,
         )
     client = kafka_client_config(config.kafka)
+    require_broker(config.kafka)  # bounded: one line when the broker does not answer
     if not args.skip_partition_check:
         check_partitions(client, [*raw_topics, events_topic], config.kafka.partitions)
     if args.from_ts is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from mdpipe.logging import get_logger
+from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["NativeOutput"]
 
@@ -60,7 +60,7 @@ class NativeOutput:
         if err.fatal():  # e.g. the idempotent producer lost its sequence: nothing more can be delivered in order
             self._record_failure(f"fatal producer error: {err}")
         else:
-            log.warning("producer_error", error=str(err))
+            log_client_error(log, "producer_error", err)  # rate-limited: an outage repeats it every ~100 ms
 
     def produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
         """Queue one record on the events/DLQ producer (waits for queue space when librdkafka's queue is full)."""

@@ -17,7 +17,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "are buffered in memory, then in an on-disk spool, and delivered later. Defaults come from the [venue] "
         "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT and exits 0. Exits with status 3 "
         "when it cannot go on (a background task ended, or the delivery/spool loop kept failing for "
-        "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on.",
+        "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on. "
+        "Exits with status 2 and one line when the venue keeps refusing its credentials (HTTP 401/403) while "
+        "nothing streams: 3 refusals in a row lasting 5 s from a start never accepted, or "
+        "gather.auth_refusal_limit_s once accepted (a venue it cannot reach is retried however long).",
     )
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
@@ -121,6 +124,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         discovery_statuses=list(g.discovery_statuses),
         task_failure_limit_s=g.task_failure_limit_s,
         unhealthy_after_drop_s=g.unhealthy_after_drop_s,
+        auth_refusal_limit_s=g.auth_refusal_limit_s,
         rest_requests_per_s=g.rest_requests_per_s,
         ca_file=ca_file,
     )
@@ -132,6 +136,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import signal
 
     from mdpipe.config import gatherer_metrics_port
+    from mdpipe.failures import venue_refused
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
     from mdpipe.topics import check_partitions, topic_names
@@ -162,6 +167,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         asyncio.run(main())
     finally:
         server.close()
+    if gatherer.auth_failure is not None:  # one line from the CLI boundary, exit status 2
+        raise venue_refused(args.id, gatherer.auth_failure, gatherer.opts.ws_url)
     if gatherer.failure is not None:
         log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
         return 3

@@ -6,6 +6,9 @@ the signed upgrade headers, feeds every complete message with its receive time t
 The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`. ``wss://`` URLs use
 ``ssl_context`` (:func:`ingest.tls.client_context`: ``venue.ca_file`` or the system store); a certificate it does
 not trust is reported once (:func:`ingest.tls.report_untrusted`) and retried like any failed connect.
+An upgrade the venue refuses (HTTP 401/403) is reported to the gatherer's
+:class:`ingest.auth_refusals.AuthRefusals`, an opened one too: that decides when refused credentials make the
+gatherer give up.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.tls import client_context, report_untrusted, untrusted
 from ingest.venues.kalshi.protocol import KalshiSession
@@ -47,6 +51,7 @@ class Connection:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_reconnect: Callable[[str], None] | None = None,
+        auth_refusals: AuthRefusals | None = None,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str = "",
     ) -> None:
@@ -59,6 +64,8 @@ class Connection:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_reconnect = on_reconnect
+        self.auth_refusals = auth_refusals
+        self.upgrade_error: BaseException | None = None  # why the last connect failed (_connect_failed)
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
@@ -89,7 +96,8 @@ class Connection:
 
     def _connect_failed(self, exc: BaseException) -> str:
         """Why a connect attempt failed (returned by ``_connect_and_pump``); an untrusted venue certificate is
-        reported once, as one clear line."""
+        reported once, as one clear line. Kept in ``upgrade_error``: a refused upgrade's HTTP status counts."""
+        self.upgrade_error = exc
         error = untrusted(exc)
         if error is not None:
             report_untrusted(self.url, self.ca_file, error, self.client)
@@ -103,6 +111,8 @@ class Connection:
         self.kill_reason = ""
         self.connected_ns = time.time_ns()
         self.session.connected(self.connected_ns)
+        if self.auth_refusals is not None:
+            self.auth_refusals.accepted("websocket")
         log.info("ws_connected", conn=self.session.conn_id, markets=len(self.session.markets), client=self.client)
 
     async def run(self) -> None:
@@ -110,6 +120,7 @@ class Connection:
         delays = backoff(self.backoff_initial, self.backoff_max)
         while not self._stopping:
             self._opened = 0.0
+            self.upgrade_error = None
             try:
                 reason = await self._connect_and_pump()
             except Exception as exc:  # a bug or unforeseen failure must not end the connection
@@ -122,6 +133,9 @@ class Connection:
             if self._stopping:
                 break
             opened = self._opened
+            status = None if opened else http_status(self.upgrade_error)
+            if status is not None and status in REFUSED_STATUSES and self.auth_refusals is not None:
+                self.auth_refusals.refused("websocket", time.monotonic(), refusal_detail(self.upgrade_error, status))
             if opened and time.monotonic() - opened > _STABLE_S:
                 delays = backoff(self.backoff_initial, self.backoff_max)
             delay = next(delays)

@@ -24,6 +24,10 @@ Failures, decided per loop (every failed iteration is one structured ``task_fail
   ``failure`` set; the CLI exits with status 3 so that its supervisor restarts it.
 * a task that ends at all (any loop, connection or the watchdog; they run until shutdown) is noticed by the
   supervisor in :meth:`Gatherer.run` within a quarter second: unhealthy, exit status 3.
+* credentials the venue refuses (HTTP 401/403 on WebSocket upgrades or REST requests) are retried like any
+  failure until :class:`ingest.auth_refusals.AuthRefusals` says to give up (nothing streaming, 3 refusals in a
+  row lasting 5 s from a start that was never accepted, or ``auth_refusal_limit_s`` once it had been): then
+  ``auth_failure`` is set with ``failure`` and the CLI exits with status 2 and one line saying what to check.
 * frames the spool cannot keep (spool full, disk full, I/O errors; see :mod:`ingest.spool`) are counted in
   ``mdpipe_gather_dropped_frames_total`` and turn ``/healthz`` unhealthy for ``unhealthy_after_drop_s``; the
   gatherer does not exit over them: exiting would throw away the frames waiting in the producer queue, and a
@@ -42,6 +46,7 @@ from typing import Any
 import msgspec
 
 from ingest import metrics as m
+from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
@@ -92,6 +97,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
     task_failure_limit_s: float = 120.0  # gather.task_failure_limit_s
     unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
+    auth_refusal_limit_s: float = 120.0  # gather.auth_refusal_limit_s (ingest.auth_refusals)
     rest_requests_per_s: float = 5.0  # gather.rest_requests_per_s: REST request pace (discovery, look-ups, refresh)
     ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
 
@@ -146,6 +152,8 @@ class Gatherer:
         self._log = log.bind(gatherer=self.gid)
         self.running = False
         self.failure: str | None = None  # why the gatherer gave up (set once; run() returns, the CLI exits 3)
+        self.auth_refusals = AuthRefusals(opts.auth_refusal_limit_s)
+        self.auth_failure: str | None = None  # set with failure when refused credentials made it give up (exit 2)
         self._lifecycle_types = BoundedLabels(32)  # unknown lifecycle types -> metric label, logged once each
         self._rest_statuses = BoundedLabels(32)  # unknown REST statuses, logged once each
         self._drops_seen = 0
@@ -194,6 +202,7 @@ class Gatherer:
                 backoff_initial=self.opts.backoff_initial_s,
                 backoff_max=self.opts.backoff_max_s,
                 on_reconnect=self._on_reconnect,
+                auth_refusals=self.auth_refusals,
                 ssl_context=self._ssl,
                 ca_file=self.opts.ca_file,
             )
@@ -283,10 +292,19 @@ class Gatherer:
     async def _page(
         self, cursor: str = "", status: str = "open", tickers: list[str] | None = None, purpose: str = "listing"
     ) -> RestPage:
-        """One ``GET /markets`` through the shared, paced REST client."""
-        return await self.rest.markets_page(
-            self.opts.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
-        )
+        """One ``GET /markets`` through the shared, paced REST client; refusals of the credentials (HTTP 401/403)
+        and accepted requests are counted for :class:`ingest.auth_refusals.AuthRefusals`."""
+        try:
+            page = await self.rest.markets_page(
+                self.opts.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
+            )
+        except DiscoveryError as exc:
+            code = http_status(exc)
+            if code is not None and code in REFUSED_STATUSES:
+                self.auth_refusals.refused("rest", time.monotonic(), refusal_detail(exc, code))
+            raise
+        self.auth_refusals.accepted("rest")
+        return page
 
     async def discover_once(self) -> int:
         """One pass (or the rest of a pass that failed); returns how many markets its listings showed.
@@ -475,6 +493,11 @@ class Gatherer:
                 ended = next((t for t in self._tasks if t.done()), None)
                 if ended is not None:
                     self._task_ended(ended)
+                    break
+                refused = self.auth_refusals.verdict(time.monotonic(), any(c.up for c in self.connections))
+                if refused is not None:
+                    self.auth_failure = refused
+                    self._fail(refused)
                     break
                 await asyncio.wait([stopped], timeout=0.25)
         finally:

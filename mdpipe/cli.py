@@ -2,7 +2,13 @@
 
 Every stage module exposes ``add_parser(subparsers) -> argparse.ArgumentParser`` and
 ``run(args, config) -> int``. Heavy imports stay inside ``run`` so ``--help`` is fast.
-Configuration errors stop the program with one line naming the setting (exit status 2).
+
+Failures a user can meet are one line on stderr, never a traceback (JSON with ``--log-format json``):
+configuration errors name the setting (exit status 2); expected runtime failures -- a database or broker that
+is unreachable or refuses the credentials, a DSN that does not parse, a missing topic, a venue refusing the API
+key -- name what failed and what to check, with exit status 1 (unavailable) or 2 (fix something first); see
+:mod:`mdpipe.failures`. This is the one place that happens: commands raise, or let the library exceptions
+propagate, and :func:`main` explains them. Anything unrecognised is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import sys
 from collections.abc import Sequence
 
 from mdpipe import __version__
-from mdpipe.config import ConfigError, load_config
-from mdpipe.logging import configure_logging
+from mdpipe.config import Config, ConfigError, load_config
+from mdpipe.failures import explain
+from mdpipe.logging import configure_logging, failure_line
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -71,13 +78,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"mdpipe: {exc}", file=sys.stderr)
+        print(failure_line(str(exc), args.log_format or "kv", exit_status=2), file=sys.stderr)
         return 2
-    configure_logging(args.log_level or config.log.level, args.log_format or config.log.format)
+    fmt = args.log_format or config.log.format
+    configure_logging(args.log_level or config.log.level, fmt)
     try:
         return int(args._run(args, config) or 0)
-    except ConfigError as exc:
-        print(f"mdpipe: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _failed(exc, args.command, config, fmt)
+
+
+def _failed(exc: Exception, command: str, config: Config, fmt: str) -> int:
+    """One line for an expected failure (its exit status); re-raise anything else (a bug: keep the traceback)."""
+    if isinstance(exc, ConfigError):
+        message, status = str(exc), 2
+    else:
+        failure = explain(exc, config)
+        if failure is None:
+            raise exc
+        message, status = str(failure), failure.exit_status
+    print(failure_line(message, fmt, command=command, exit_status=status), file=sys.stderr)
+    return status

@@ -96,9 +96,13 @@ class KafkaConfig(_Section):
     sasl_password: str = ""
     ssl_cafile: str = ""
     topic_prefix: str = ""  # prepended to every topic name (raw.*, events, dlq, markets); tests isolate with it
+    # commands that need the broker ask it for metadata first and stop with one line when it does not answer
+    # within this long (mdpipe.preflight), instead of librdkafka's retries
+    probe_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         _positive("partitions", self.partitions)
+        _positive("probe_timeout_s", self.probe_timeout_s)
         _positive("replication_factor", self.replication_factor)
 
 
@@ -167,6 +171,10 @@ class GatherConfig(_Section):
     task_failure_limit_s: float = 120.0
     # /healthz answers 503 for this long after a frame was dropped (spool or disk full, permanent broker error).
     unhealthy_after_drop_s: float = 30.0
+    # Credentials the venue refuses (HTTP 401/403): with nothing streaming, 3 refusals in a row make the gatherer
+    # give up (exit 2, one line) after 5 s when they were never accepted since start, after this long when they had
+    # been (a revoked key, or the venue's auth hiccuping for a while); see ingest.auth_refusals.
+    auth_refusal_limit_s: float = 120.0
     # REST requests per second of one gatherer (discovery listings, their look-ups by ticker and lifecycle refreshes
     # share it; bursts of one second's worth). Kalshi Basic tier: 200 read tokens/s per account at 10 tokens per
     # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
@@ -187,6 +195,7 @@ class GatherConfig(_Section):
         _positive("key_horizon_s", self.key_horizon_s)
         _positive("rest_lag_s", self.rest_lag_s)
         _positive("task_failure_limit_s", self.task_failure_limit_s)
+        _positive("auth_refusal_limit_s", self.auth_refusal_limit_s)
         _positive("rest_requests_per_s", self.rest_requests_per_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):

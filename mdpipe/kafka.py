@@ -3,6 +3,9 @@
 ``kafka_client_config`` gives librdkafka (confluent-kafka) keys; ``producer_config`` adds the project-wide
 producer rules (murmur2 partitioner as Java/aiokafka use, compression, idempotence); ``aiokafka_client_kwargs``
 gives the same connection for aiokafka / Faust.
+
+Every librdkafka configuration carries ``logger`` = :func:`mdpipe.logging.kafka_client_logger`, so the clients'
+log lines are structured, rate-limited records of the project's log format (JSON-safe), never raw stderr.
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ import ssl
 from typing import Any
 
 from mdpipe.config import ConfigError, KafkaConfig
+from mdpipe.logging import kafka_client_logger
 
 __all__ = ["aiokafka_client_kwargs", "consumer_config", "kafka_client_config", "producer_config"]
 
 
 def kafka_client_config(kafka: KafkaConfig) -> dict[str, Any]:
-    """librdkafka keys for connecting: bootstrap servers, security protocol, SASL and SSL settings."""
+    """librdkafka keys for connecting: bootstrap servers, security protocol, SASL and SSL settings, and the
+    project's logger for the client's log lines."""
     if not kafka.bootstrap_servers:
         raise ConfigError("config setting kafka.bootstrap_servers: empty (run `mdpipe infra up` or set it)")
-    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
+    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, "logger": kafka_client_logger()}
     if kafka.security_protocol != "PLAINTEXT":
         conf["security.protocol"] = kafka.security_protocol.lower()
     if kafka.security_protocol.startswith("SASL"):

@@ -238,9 +238,18 @@ def collect(
             else:
                 out[section][name] = {**entry, **figures}
     if topics or groups:
+        from mdpipe.failures import Failure
         from mdpipe.kafka import kafka_client_config
+        from mdpipe.preflight import require_broker
         from mdpipe.probe import KafkaProbe
 
+        try:
+            require_broker(config.kafka)  # bounded (kafka.probe_timeout_s): one line instead of librdkafka's retries
+        except Failure as exc:  # broker down: say so, keep the rest of the screen
+            for wanted, key in ((groups, "groups"), (topics, "topics")):
+                if wanted:
+                    out[f"{key}_error"] = str(exc)
+            return out
         probe = KafkaProbe(kafka_client_config(config.kafka))
         try:
             for wanted, key, read in ((groups, "groups", _groups), (topics, "topics", _topics)):

@@ -47,8 +47,10 @@ def format_table(rows: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from mdpipe.preflight import require_broker
     from mdpipe.topics import describe_topics, ensure_topics
 
+    require_broker(config.kafka)  # bounded: one line when the broker does not answer
     if args.topics_command == "create":
         result = ensure_topics(config, extra=args.extra)
         for name, state in result.items():

@@ -172,6 +172,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     dsn = args.dsn or config.postgres.dsn
     if not dsn:
         raise ConfigError("postgres.dsn: not set (run `mdpipe infra up` or set MDPIPE_POSTGRES__DSN)")
+    from mdpipe.preflight import require_database
+
+    require_database(dsn)  # before reading the truth: one line when the database is unreachable or refuses us
     report = verify(
         truth,
         dsn,

@@ -48,31 +48,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from mdpipe.failures import dsn_empty
     from mdpipe.logging import get_logger
+    from mdpipe.preflight import require_broker, require_database, wait_for_database
     from sink.migrate import migrate
 
     log = get_logger("sink.cli")
-    if not config.postgres.dsn:
-        print("mdpipe sink: postgres.dsn is empty (run `mdpipe infra up` or set MDPIPE_POSTGRES__DSN)")
-        return 2
+    dsn = config.postgres.dsn
+    if not dsn:
+        raise dsn_empty()
     if args.action == "migrate":
-        result = migrate(config.postgres.dsn, config.postgres)
+        require_database(dsn)  # bounded: one line when it is unreachable or refuses us
+        result = migrate(dsn, config.postgres)
         print(f"schema mode={result.mode} applied={result.applied or 'nothing (up to date)'}")
         return 0
-    if not args.no_migrate:
-        import time
-
-        import psycopg
-
-        delay = config.sink.backoff_initial_s
-        while True:  # the database may not be up yet: wait for it like the loader does
-            try:
-                migrate(config.postgres.dsn, config.postgres)
-                break
-            except psycopg.OperationalError as exc:
-                log.warning("database_unavailable", error=str(exc).strip()[:200], retry_s=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, config.sink.backoff_max_s)
+    require_broker(config.kafka)
+    # The database may not be up yet: wait for it like the loader does; a refused login, a missing database or a
+    # DSN that does not parse stop the sink at once (one line, exit status 2) instead of being retried for ever.
+    wait_for_database(
+        dsn,
+        initial_s=config.sink.backoff_initial_s,
+        max_s=config.sink.backoff_max_s,
+        warn=lambda failure, delay: log.warning("database_unavailable", error=str(failure), retry_s=delay),
+        attempt=None if args.no_migrate else (lambda: (require_database(dsn), migrate(dsn, config.postgres))),
+    )
 
     from mdpipe.metrics import start_metrics_server
     from sink.loader import Loader, LoaderOptions

@@ -29,8 +29,9 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from mdpipe.config import Config, ConfigError
+from mdpipe.failures import Failure, database_error_is_fatal, database_failure
 from mdpipe.kafka import consumer_config, producer_config
-from mdpipe.logging import get_logger
+from mdpipe.logging import get_logger, log_client_error
 from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
@@ -133,6 +134,10 @@ class _Writer:
             self._cv.notify_all()
         self._thread.join(60)
 
+    def check(self) -> None:
+        """Raise the writer's failure, if it had one (the consumer thread calls it every round)."""
+        self._raise()
+
     def _raise(self) -> None:
         if self._error is not None:
             raise RuntimeError("sink writer failed") from self._error
@@ -147,6 +152,8 @@ class _Writer:
                 batch, self._pending = self._pending, None
             try:
                 self._write(batch)
+            except Failure as exc:  # expected (the database refusing the login): the CLI's one line says it
+                self._error = exc
             except BaseException as exc:
                 log.exception("writer_failed")
                 self._error = exc
@@ -305,6 +312,7 @@ class Loader:
                     idle_since = None
                 now = time.monotonic()
                 for lane in self.lanes:
+                    lane.writer.check()  # a writer that gave up (refused login) stops the sink now, not at a next batch
                     batch = lane.batch
                     if flush_due(batch.size, now - batch.started, self.opts.batch_rows, deadline_s, lane.writer.idle):
                         self._flush(lane)
@@ -478,6 +486,8 @@ class Loader:
                 m.DB_ERRORS.inc()
                 self._db_failing.add(id(store))
                 store.close()
+                if database_error_is_fatal(exc):  # a refused login, a dropped database: waiting cannot fix it
+                    raise database_failure(exc, self.config.postgres.dsn) from exc
                 log.warning(
                     "database_unavailable", error=str(exc).strip().splitlines()[0] if str(exc) else "", retry_s=delay
                 )
@@ -604,7 +614,7 @@ class Loader:
     def _kafka_error(self, err: Any) -> None:
         if err.fatal():
             raise KafkaException(err)
-        log.warning("kafka_error", error=str(err))
+        log_client_error(log, "kafka_error", err)  # rate-limited: an outage repeats it every ~100 ms
 
 
 def lanes_for(partitions: list[TopicPartition], lanes: list[_Lane]) -> dict[tuple[str, int], _Lane]:

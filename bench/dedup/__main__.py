@@ -184,4 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mdpipe.failures import guarded
+
+    raise SystemExit(guarded(main, "bench.dedup"))  # expected failures: one line, no traceback

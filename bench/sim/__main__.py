@@ -281,4 +281,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mdpipe.failures import guarded
+
+    raise SystemExit(guarded(main, "bench.sim"))  # expected failures: one line, no traceback

@@ -229,4 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mdpipe.failures import guarded
+
+    sys.exit(guarded(main, "bench.sink"))  # expected failures: one line, no traceback

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import pytest
 
 from mdpipe.config import ConfigError, KafkaConfig
 from mdpipe.kafka import aiokafka_client_kwargs, consumer_config, kafka_client_config, producer_config
+from mdpipe.logging import KAFKA_CLIENT_LOGGER
+
+
+def _without_logger(conf: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in conf.items() if k != "logger"}
 
 
 def test_plaintext_is_just_bootstrap() -> None:
-    assert kafka_client_config(KafkaConfig(bootstrap_servers="h:1")) == {"bootstrap.servers": "h:1"}
+    assert _without_logger(kafka_client_config(KafkaConfig(bootstrap_servers="h:1"))) == {"bootstrap.servers": "h:1"}
+
+
+def test_every_client_config_logs_through_the_project_logger() -> None:
+    kafka = KafkaConfig(bootstrap_servers="h:1")
+    for conf in (kafka_client_config(kafka), producer_config(kafka), consumer_config(kafka, "g")):
+        assert isinstance(conf["logger"], logging.Logger) and conf["logger"].name == KAFKA_CLIENT_LOGGER
 
 
 def test_sasl_ssl_maps_to_librdkafka_keys() -> None:
@@ -23,7 +35,7 @@ def test_sasl_ssl_maps_to_librdkafka_keys() -> None:
         sasl_password="p",
         ssl_cafile="/ca.pem",
     )
-    assert kafka_client_config(cfg) == {
+    assert _without_logger(kafka_client_config(cfg)) == {
         "bootstrap.servers": "h:1",
         "security.protocol": "sasl_ssl",
         "sasl.mechanism": "SCRAM-SHA-512",
