@@ -53,7 +53,7 @@ log = get_logger(__name__)
 
 PARTITIONED: tuple[str, ...] = ("orderbook_snapshots", "orderbook_deltas", "trades", "tickers")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-LOCK_TIMEOUT = "5s"
+LOCK_TIMEOUT = "2s"
 
 CREATED = Counter("mdpipe_sink_partitions_created_total", "Time partitions created by the sink", ["table"])
 DROPPED = Counter("mdpipe_sink_partitions_dropped_total", "Time partitions dropped by postgres.retention", ["table"])

@@ -221,3 +221,23 @@ def test_calendar_partition_interval_is_refused(make_database: Callable[[], str]
     dsn = make_database()
     with pytest.raises(ConfigError, match="partition_interval"):
         migrate_module.migrate(dsn, msgspec.structs.replace(PLAIN, partition_interval="1 month"))
+
+
+@pytest.mark.integration
+def test_a_check_that_cannot_get_the_lock_skips_the_table_and_blocks_nothing_for_long(
+    make_database: Callable[[], str],
+) -> None:
+    """A sink transaction open on a table: the check waits at most the lock timeout, skips that table (retried at
+    the next check) and handles the others; the open transaction then commits normally."""
+    dsn = make_database()
+    migrate_module.migrate(dsn, PLAIN)
+    stray = make_events(300, markets=3, seed=11, start_ms=_ms(_utc(2001, 9, 9, 1)))
+    _write(dsn, stray)
+    with psycopg.connect(dsn) as sink_conn, psycopg.connect(dsn, autocommit=True) as conn:
+        sink_conn.execute("SELECT count(*) FROM trades")  # an open transaction holding a lock on trades
+        done = maintain(conn, PLAIN)
+        assert done.skipped == ["trades"]
+        assert "orderbook_deltas_p20010909" in done.created and "trades_p20010909" not in done.created
+        sink_conn.commit()
+        again = maintain(conn, PLAIN)
+        assert again.skipped == [] and "trades_p20010909" in again.created
