@@ -318,7 +318,7 @@ class MaintenanceThread:
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
                     maintain(conn, self._pg)
-            except (psycopg.Error, ConfigError) as exc:
+            except Exception as exc:  # the check must keep running: the sink never depends on it
                 FAILURES.inc()
                 log.warning("partition_check_failed", error=str(exc).strip()[:300], retry_s=self._pg.partition_check_s)
             if self._stop.wait(self._pg.partition_check_s):

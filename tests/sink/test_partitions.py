@@ -241,3 +241,26 @@ def test_a_check_that_cannot_get_the_lock_skips_the_table_and_blocks_nothing_for
         sink_conn.commit()
         again = maintain(conn, PLAIN)
         assert again.skipped == [] and "trades_p20010909" in again.created
+
+
+@pytest.mark.integration
+def test_the_sinks_timer_creates_ranges_as_the_clock_needs_them(make_database: Callable[[], str]) -> None:
+    """The sink's MaintenanceThread (started by `mdpipe sink`) re-creates a missing range at its next check."""
+    import time
+
+    from sink.partitions import MaintenanceThread
+
+    dsn = make_database()
+    migrate_module.migrate(dsn, PLAIN)
+    today = partition_name("trades", bucket(datetime.now(UTC), DAY)[0])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {today}")
+    thread = MaintenanceThread(dsn, msgspec.structs.replace(PLAIN, partition_check_s=0.2)).start()
+    try:
+        deadline = time.monotonic() + 10
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while today not in {p.name for p in partitions(conn, "trades")}:
+                assert time.monotonic() < deadline, "the timer did not re-create today's range"
+                time.sleep(0.1)
+    finally:
+        thread.stop()
