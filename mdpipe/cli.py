@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "dedup": "dedup_stream.cli",
     "sink": "sink.cli",
     "verify": "mdpipe.verify_cli",
+    "book": "mdpipe.book_cli",
     "replay": "mdpipe.replay_cli",
     "status": "mdpipe.status_cli",
     "demo": "mdpipe.demo_cli",

@@ -111,9 +111,22 @@ class PostgresConfig(_Section):
 
     dsn: str = ""
     timescaledb: Literal["auto", "on", "off"] = "auto"
-    chunk_interval: str = "1 hour"
+    chunk_interval: str = "1 hour"  # TimescaleDB chunk length
     compress_after: str = "6 hours"
-    retention: str = "30 days"
+    # Data older than this is dropped, whole partitions (plain) or chunks (TimescaleDB) at a time; "off" (the
+    # default) keeps everything: an archive keeps every message unless told otherwise.
+    retention: str = "off"
+    # Plain PostgreSQL: event tables are partitioned by ts in ranges of this length (days or hours, aligned to
+    # the Unix epoch, UTC); the sink creates partitions_ahead of them ahead of the clock, at start-up and every
+    # partition_check_s (sink.partitions).
+    partition_interval: str = "1 day"
+    partitions_ahead: int = 2
+    partition_check_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.partitions_ahead < 1:
+            raise ValueError(f"partitions_ahead: must be >= 1, got {self.partitions_ahead}")
+        _positive("partition_check_s", self.partition_check_s)
 
 
 class VenueConfig(_Section):

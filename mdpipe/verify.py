@@ -65,7 +65,7 @@ from typing import Any
 from mdpipe.verify_books import check_books, match_snapshots
 from mdpipe.verify_record import CHANNEL_OF_KIND, VenueRecord
 from schemas.events import Ticker
-from sink.book import DeltaRow, SnapshotRow
+from sink.book import Book, DeltaRow, SnapshotRow
 
 __all__ = [
     "DatabaseRows",
@@ -214,6 +214,9 @@ class DatabaseRows:
     snapshots: dict[str, list[SnapshotRow]] = field(default_factory=dict)
     deltas: dict[str, list[DeltaRow]] = field(default_factory=dict)
     gaps: list[GapWindow] = field(default_factory=list)
+    # the database's own book_at at each checkpoint (market, ts_ms) (None: no snapshot row at or before it); when
+    # absent the books are rebuilt here from ``snapshots`` and ``deltas`` (:mod:`mdpipe.verify_books`)
+    books: dict[tuple[str, int], Book | None] | None = None
 
 
 @dataclass
@@ -481,7 +484,7 @@ def compare(truth: Iterable[TruthItem], record: VenueRecord, rows: DatabaseRows,
     report.snapshots, report.snapshots_matched, report.snapshots_unmatched = snaps.rows, snaps.matched, snaps.unmatched
     report.snapshots_sent = record.snapshots_sent_count
     report.snapshot_examples = snaps.examples
-    books = check_books(record.checkpoints, record, rows.snapshots, rows.deltas, rules.examples)
+    books = check_books(record.checkpoints, record, rows.snapshots, rows.deltas, rules.examples, rows.books)
     report.book_checkpoints, report.books_checked = books.checkpoints, books.checked
     report.books_compared, report.books_unchecked = books.compared, books.unchecked
     report.books_mismatched = len(books.mismatched)

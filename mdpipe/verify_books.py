@@ -7,6 +7,9 @@
   ``<= T``) the book is rebuilt from the database rows as :func:`sink.book.book_at` defines it (the latest snapshot
   row at or before ``T`` plus the delta rows it does not contain, placed by the snapshot's ``ts`` and
   ``after_keys``; :func:`books_at` does it for a market's checkpoints in one pass) and compared with the venue's.
+  ``mdpipe verify`` has the database rebuild these books itself with its ``book_at`` SQL function
+  (:mod:`sink.book_db`; same rule, proven equal by a property test), so every verified run proves the path users
+  query; without it (a database not migrated to 0006) :func:`books_at` rebuilds them here from the rows.
   A (market, T) is skipped, and counted *unchecked*, when no gatherer had subscribed the market's order book by
   the checkpoint (nothing could be stored), or when its first snapshot row is placed after ``T`` (the database cannot
   say what the book was before it). A subscribed market without any snapshot row is a mismatch: its book cannot be
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -122,8 +125,11 @@ def check_books(
     snapshots: dict[str, list[SnapshotRow]],
     deltas: dict[str, list[DeltaRow]],
     examples: int = 5,
+    db_books: Mapping[tuple[str, int], Book | None] | None = None,
 ) -> BookResult:
-    """Compare the books rebuilt from the database with the venue's at each checkpoint (module docstring)."""
+    """Compare the books rebuilt from the database with the venue's at each checkpoint (module docstring).
+    ``db_books``: the books the database's ``book_at`` rebuilt per (market, checkpoint ts_ms), used instead of
+    rebuilding them here."""
     result = BookResult()
     by_market: dict[str, list[BookCheckpoint]] = defaultdict(list)
     times: set[int] = set()
@@ -140,9 +146,13 @@ def check_books(
         if not due:
             continue
         snaps = snapshots.get(market)
-        rebuilt: Iterable[Book | None] = (
-            books_at(snaps, deltas.get(market, ()), (cp.ts_ms for cp in due)) if snaps else (None for _ in due)
-        )
+        rebuilt: Iterable[Book | None]
+        if db_books is not None:
+            rebuilt = [db_books.get((market, cp.ts_ms)) for cp in due]
+        elif snaps:
+            rebuilt = books_at(snaps, deltas.get(market, ()), (cp.ts_ms for cp in due))
+        else:
+            rebuilt = (None for _ in due)
         compared_last = False
         for cp, book in zip(due, rebuilt, strict=True):
             if book is None and snaps:  # its first snapshot row is placed after this checkpoint

@@ -92,7 +92,7 @@ def verify(
     )
     record = VenueRecord.build(venue_record.read_record(record_file))
     with psycopg.connect(dsn) as conn:
-        rows = read_database(conn)
+        rows = read_database(conn, record.checkpoints)
     read_s = time.monotonic() - started
     truth: Iterable[Any] = iter_truth_items(read_truth(truth_path), record.bad)
     if on_truth is not None:

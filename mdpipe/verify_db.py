@@ -1,17 +1,22 @@
-"""Read the sink's tables back for `mdpipe verify`: every event row (as an Observed), the snapshot and delta rows
-that books are rebuilt from, and the gatherers' coverage gaps."""
+"""Read the sink's tables back for `mdpipe verify`: every event row (as an Observed), the snapshot and delta rows,
+the books the database rebuilds at the venue's checkpoints, and the gatherers' coverage gaps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
 
+from mdpipe.logging import get_logger
 from mdpipe.verify import DatabaseRows, GapWindow, Observed, identity
 from sink.book import DeltaRow, SnapshotRow
+from sink.book_db import books_at as db_books_at
+from venue_sim.record import BookCheckpoint
 
 __all__ = ["QUERIES", "read_database"]
+
+log = get_logger(__name__)
 
 _MS = "(extract(epoch from ts) * 1000)::bigint AS ts_ms"
 _LOADED = (
@@ -48,9 +53,15 @@ def _rows(conn: psycopg.Connection[Any], name: str, sql: str) -> Iterator[dict[s
             yield dict(zip(names, values, strict=True))
 
 
-def read_database(conn: psycopg.Connection[Any]) -> DatabaseRows:
-    """Everything the comparison reads from the database (held in memory: one demo is ~1M rows)."""
+def read_database(conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheckpoint] = ()) -> DatabaseRows:
+    """Everything the comparison reads from the database (held in memory: one demo is ~1M rows), and the books the
+    database's ``book_at`` rebuilds at the venue's ``checkpoints`` (:mod:`sink.book_db`)."""
     out = DatabaseRows()
+    if conn.execute("SELECT to_regprocedure('book_at(text, timestamptz)')").fetchone()[0] is not None:  # type: ignore[index]
+        wanted = sorted({(cp.market, cp.ts_ms) for cp in checkpoints})
+        out.books = dict(zip(wanted, db_books_at(conn, wanted), strict=True))
+    else:
+        log.warning("book_at_missing", detail="database not migrated to 0006: books rebuilt in Python")
     observed: list[Observed] = []
     for kind, sql in QUERIES.items():
         for row in _rows(conn, kind, sql):

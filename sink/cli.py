@@ -93,6 +93,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         exit_when_idle=args.exit_when_idle or None,
     )
     loader = Loader(config, opts)
+    from sink.partitions import MaintenanceThread
+
+    partitions = MaintenanceThread(config.postgres.dsn, config.postgres).start()  # ranges ahead, strays, retention
     port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
     server = start_metrics_server(
         port,
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         signal.signal(sig, lambda *_: loader.stop())
     _tune_interpreter()
     stats = loader.run()
+    partitions.stop()
     server.close()
     log.info(
         "sink_stopped",

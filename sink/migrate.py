@@ -20,6 +20,7 @@ from psycopg import sql
 
 from mdpipe.config import ConfigError, PostgresConfig
 from mdpipe.logging import get_logger
+from sink.partitions import interval_seconds, maintain
 from sink.rows import TABLES
 
 # market_lifecycle stays a plain table (a few rows per market): its unique key is event_key alone (0003); so does
@@ -44,6 +45,7 @@ class Migration:
 
     def sql_text(self, pg: PostgresConfig) -> str:
         text = self.path.read_text()
+        text = text.replace("{{partition_interval}}", f"INTERVAL '{_interval(pg.partition_interval)}'")
         return text.replace("{{chunk_interval}}", f"INTERVAL '{_interval(pg.chunk_interval)}'")
 
 
@@ -128,6 +130,8 @@ def migrate(dsn: str, pg: PostgresConfig) -> MigrateResult:
                     log.warning("timescaledb_setting_ignored", reason="database was first migrated in plain mode")
             else:
                 mode = resolve_mode(conn, pg.timescaledb)
+            if mode == "plain":
+                interval_seconds(conn, pg.partition_interval)  # refuse a bad setting before any change
             applied = []
             done_versions = {v for v, _ in done}
             for mig in discover():
@@ -143,5 +147,7 @@ def migrate(dsn: str, pg: PostgresConfig) -> MigrateResult:
                 applied.append(mig.version)
             if mode == "timescale":
                 _apply_policies(conn, pg)
+        if mode == "plain":
+            maintain(conn, pg)  # partitions around now (sink.partitions); retention
     log.info("migrated", mode=mode, applied=applied)
     return MigrateResult(mode, applied)

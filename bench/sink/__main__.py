@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         "--helper-share", type=float, help="sink.helper_share for the sink (default: the configuration's; 0 = off)"
     )
     parser.add_argument("--writers", type=int, help="sink.writers for the sink (default: the configuration's)")
+    parser.add_argument(
+        "--database",
+        metavar="NAME",
+        help="load into this existing database (e.g. one holding history: bench.sink.history) instead of fresh "
+        "ones: the baseline COPY and the sink run each load the events into it and the rows they added are deleted "
+        "(and vacuumed) after each; the staging/explicit_loaded_at extras are skipped",
+    )
     args = parser.parse_args(argv)
 
     base = load_config()
@@ -166,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         base_rates, rates, cpu_rates, busy_cpu_rates, walls = [], [], [], [], []
         variants: dict[str, list[float]] = {"staging": [], "explicit_loaded_at": []}
         same_writers: list[float] = []
+        if args.database:
+            return _run_into(config, dbs, args, events, batches, tmp, writers)
         for run in range(args.runs):
             rows, secs = load_from_memory(dbs.fresh(), batches, "direct")
             base_rates.append(rows / secs)
@@ -224,6 +233,59 @@ def main(argv: list[str] | None = None) -> int:
         "target_rows_s": 150_000,
         **extras,
     }
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def _clear_bench_rows(dsn: str, base_ms: int) -> None:
+    """Delete what one load of the benchmark's events added (they all have ts >= base_ms), then VACUUM."""
+    from sink.rows import TABLES
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE ts >= to_timestamp(%s / 1000.0)").format(sql.Identifier(table)),
+                (base_ms,),
+            )
+        for table in TABLES:
+            conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(table)))
+
+
+def _run_into(config: Config, dbs: Databases, args: argparse.Namespace, events: list, batches: list, tmp: Path,
+              writers: int) -> int:  # fmt: skip
+    """``--database``: every load goes into one existing database (holding history), cleared after each."""
+    from datetime import UTC, datetime
+
+    from bench.sink.data import BASE_MS
+    from sink.partitions import maintain
+
+    dsn = _dsn_for(dbs.admin, args.database)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows_before = conn.execute("SELECT count(*) FROM orderbook_deltas").fetchone()[0]  # type: ignore[index]
+        # the ranges of the events' time, as a sink running at that time would have created them ahead (no-op on
+        # an unpartitioned database)
+        maintain(
+            conn, msgspec.structs.replace(dbs.pg, timescaledb="off"), now=datetime.fromtimestamp(BASE_MS / 1000, UTC)
+        )
+    _clear_bench_rows(dsn, BASE_MS)
+    base_rates, rates = [], []
+    for run in range(args.runs):
+        rows, secs = load_from_memory(dsn, batches, "direct")
+        base_rates.append(rows / secs)
+        _clear_bench_rows(dsn, BASE_MS)
+        group = f"bench-{uuid.uuid4().hex[:6]}"
+        res = run_sink(config, dsn, group, args.batch_rows, tmp / f"run{run}", args.helper_share, writers)
+        if res["rows"] != len(events) or res["duplicates"]:
+            raise RuntimeError(f"sink run {run} loaded {res} for {len(events)} events")
+        rates.append(res["rows"] / res["busy_s"])
+        _clear_bench_rows(dsn, BASE_MS)
+        print(f"run {run}: into {args.database} ({rows_before:,} delta rows before): baseline COPY from memory "
+              f"{base_rates[-1]:,.0f} rows/s, sink {rates[-1]:,.0f} rows/s (busy {res['busy_s']:.2f}s)",
+              flush=True)  # fmt: skip
+    value, baseline = statistics.median(rates), statistics.median(base_rates)
+    result = {"bench": "sink", "database": args.database, "history_delta_rows": rows_before, "value": round(value),
+              "unit": "rows/s", "baseline": round(baseline), "ratio": round(value / baseline, 4), "writers": writers,
+              "runs": args.runs, "events": len(events), "batch_rows": args.batch_rows}  # fmt: skip
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 
 from mdpipe.cli import main
@@ -235,6 +236,23 @@ def test_a_lost_delta_fails_count_and_book(database: str, tmp_path: Path, capsys
     code, report = run_verify(capsys, "--truth", str(tmp_path / "truth.msgpack"), "--dsn", database, "--examples", "1")
     assert code == 1 and report["missing"] == 1 and report["missing_by_kind"] == {"delta": 1}
     assert report["books_mismatched"] == 1 and report["book_examples"][0].endswith("no 0.55: db - venue 7")
+
+
+def test_books_are_rebuilt_by_the_databases_book_at(
+    database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify's book check is the database's own book_at (what `mdpipe book` and users query), not a second
+    implementation: a book_at that drops one level is caught although the rows themselves are right."""
+    venue = scenario(drop_market=False)
+    venue.write(tmp_path / "truth.msgpack")
+    load(database, venue.stored)
+    with psycopg.connect(database, autocommit=True) as conn:
+        body = conn.execute("SELECT pg_get_functiondef('book_at(text, timestamptz)'::regprocedure)").fetchone()[0]
+        assert "HAVING sum(p.size) <> 0" in body
+        conn.execute(body.replace("HAVING sum(p.size) <> 0", "HAVING sum(p.size) <> 0 AND p.side = 'yes'"))
+    code, report = run_verify(capsys, "--truth", str(tmp_path / "truth.msgpack"), "--dsn", database, "--examples", "1")
+    assert code == 1 and report["missing"] == 0 and report["books_mismatched"] == 1, report
+    assert report["book_examples"][0].endswith("no 0.55: db - venue 7")
 
 
 def test_a_truth_file_without_its_record_fails_with_one_line(
