@@ -41,6 +41,7 @@ __all__ = [
 
 ENV_PREFIX = "MDPIPE_"
 GATHERER_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")  # a legal Kafka group.instance.id
 
 
 class ConfigError(ValueError):
@@ -210,6 +211,13 @@ class SinkConfig(_Section):
     backoff_max_s: float = 5.0
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
     session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
+    # the sink's identity in its consumer group (static membership, Kafka group.instance.id): a sink restarted with
+    # the same identity gets its partitions back at once, without a rebalance and without waiting out the session of
+    # the process it replaces. "" = derived by `mdpipe sink`: "<host name>-<metrics port>" when the metrics port is
+    # fixed (one sink per host and port), none (dynamic membership) with metrics_port 0. Two running sinks must
+    # never share one (the broker fences the older one). A static member does not leave the group when it stops:
+    # a sink stopped for good hands its partitions to the others after session_timeout_ms.
+    instance_id: str = ""
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
     # database connections writing in parallel; the assigned partitions are split between them (each commits its
     # partitions' rows and offsets in its own transactions)
@@ -237,6 +245,8 @@ class SinkConfig(_Section):
         _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
         _positive("max_write_s", self.max_write_s)
         _metrics_address(self.metrics_host, self.metrics_port)
+        if self.instance_id and not INSTANCE_ID.match(self.instance_id):
+            raise ValueError(f"instance_id: must match {INSTANCE_ID.pattern}, got {self.instance_id!r}")
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
         if self.row_codec == "c":  # the one check needing the install: is the C builder there?

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
+import socket
 from typing import Any
 
 import msgspec
 
-from mdpipe.config import Config
+from mdpipe.config import INSTANCE_ID, Config
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "member_identity", "run"]
 
 SWITCH_INTERVAL_S = 0.0005  # GIL hand-over latency for the writer thread (default 0.005)
 GC_GEN0 = 50_000  # allocations between young-generation collections while loading (default 700)
@@ -39,6 +41,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="P",
         help="Prometheus /metrics port (default: sink.metrics_port, 9121; 0 = any free port; bind address: "
         "sink.metrics_host)",
+    )
+    parser.add_argument(
+        "--instance-id",
+        metavar="ID",
+        help="the sink's identity in its group (static membership: a restart with the same ID gets its partitions "
+        "back at once; default: sink.instance_id, else <host>-<metrics port> when the port is fixed)",
     )
     parser.add_argument("--from-ts", type=int, metavar="MS", help="replay: only events with ts >= MS (Unix ms)")
     parser.add_argument("--to-ts", type=int, metavar="MS", help="replay: only events with ts < MS (Unix ms)")
@@ -84,8 +92,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(f"mdpipe sink: --writers: {exc}")
             return 2
 
+    port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
+    instance_id = args.instance_id if args.instance_id is not None else config.sink.instance_id
+    if args.instance_id is not None and args.instance_id and not INSTANCE_ID.match(args.instance_id):
+        print(f"mdpipe sink: --instance-id: must match {INSTANCE_ID.pattern}")
+        return 2
     opts = LoaderOptions.from_config(
         config,
+        instance_id=instance_id or member_identity(socket.gethostname(), port),
         group_id=args.group,
         batch_rows=args.batch_rows,
         batch_ms=args.batch_ms,
@@ -94,7 +108,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         exit_when_idle=args.exit_when_idle or None,
     )
     loader = Loader(config, opts)
-    port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
     server = start_metrics_server(
         port,
         health=loader.healthy,
@@ -105,8 +118,21 @@ def run(args: argparse.Namespace, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loader.stop())
     _tune_interpreter()
-    stats = loader.run()
-    server.close()
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        stats = loader.run()
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        fenced = err is not None and (err.code() == KafkaError.FENCED_INSTANCE_ID or "fenced" in err.str().lower())
+        if err is None or not fenced:
+            raise
+        log.error("sink_fenced", instance_id=opts.instance_id, error=err.str())
+        print(f"mdpipe sink: another sink joined group {opts.group_id} as {opts.instance_id!r}: give each running sink "
+              "its own sink.instance_id (--instance-id)")  # fmt: skip
+        return 1
+    finally:
+        server.close()
     log.info(
         "sink_stopped",
         rows=stats.rows,
@@ -117,6 +143,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
         busy_cpu_s=round(stats.busy_cpu_s, 4),
     )
     return 0
+
+
+def member_identity(hostname: str, metrics_port: int) -> str:
+    """The sink's default group.instance.id: ``<host>-<metrics port>`` (a host runs one sink per fixed port, and a
+    restart on the same host and port is the same member); "" (dynamic membership) when the port is 0, since a
+    process without a fixed address has no identity a restart could share."""
+    if not metrics_port:
+        return ""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", hostname)[:180] or "host"
+    return f"sink-{host}-{metrics_port}"
 
 
 def _tune_interpreter() -> None:

@@ -57,11 +57,13 @@ class LoaderOptions:
     from_ms: int | None = None
     to_ms: int | None = None
     exit_when_idle: bool = False
+    instance_id: str = ""  # static group membership (group.instance.id); "" = dynamic (sink.instance_id)
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> LoaderOptions:
         s = config.sink
         base = {"group_id": s.group_id, "batch_rows": s.batch_rows, "batch_ms": s.batch_ms}
+        base["instance_id"] = s.instance_id
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -206,9 +208,11 @@ class Loader:
         self._lag_series: set[tuple[str, int]] = set()  # partitions with a LAG_RECORDS series exported
         self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
+        static = {"group.instance.id": options.instance_id} if options.instance_id else {}
         self.consumer = Consumer(
             {
                 **consumer_config(config.kafka, options.group_id),
+                **static,  # a restarted sink takes its partitions back at once (see sink.instance_id)
                 "enable.auto.offset.store": False,
                 "session.timeout.ms": config.sink.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, config.sink.session_timeout_ms // 4),
@@ -270,6 +274,7 @@ class Loader:
             group=self.opts.group_id,
             topics=self.topics,
             batch_rows=self.opts.batch_rows,
+            instance_id=self.opts.instance_id or None,
             writers=len(self.lanes),
             row_codec="c" if self.fast_build is not None else "python",
         )
