@@ -181,7 +181,7 @@ class Loader:
         self.opts = options
         names = topic_names(config)
         self.dlq_topic = names.dlq
-        replay = options.from_ms is not None or options.to_ms is not None
+        replay = self._replay = options.from_ms is not None or options.to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
         db_options = connect_options(config.sink)
         self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
@@ -237,6 +237,7 @@ class Loader:
             helper=self.helper,
             fast=self.fast_build,
             runs=[] if self.config.sink.hop_trace else None,
+            stamps=None if self._replay else bytearray(),  # replays load old events: no latency to observe
         )
 
     # -- public ------------------------------------------------------------------------------------------
@@ -452,8 +453,11 @@ class Loader:
         result = self._retry_db(lambda: lane.store.write(batch, self._send_dead), lane.store)
         if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
             return
+        commit_ns = time.time_ns()
+        if batch.stamps:
+            m.VENUE_TO_DB.observe_batch(batch.stamps, commit_ns)
         if self.trace is not None and batch.runs:
-            self.trace.write(batch.runs, time.time_ns())
+            self.trace.write(batch.runs, commit_ns)
         self._account(batch, result, time.monotonic() - started)
         lane.batches += 1
         self._done.append(dict(batch.offsets))

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 __all__ = ["ACCELERATED", "CodecChoice", "FastBuild", "fast_build", "resolve"]
 
-# build(payloads, start, rows, version, from_ms, to_ms) -> (stop, skipped)
-FastBuild = Callable[[list[bytes], int, dict[str, list[bytes]], int, Any, Any], tuple[int, int]]
+# build(payloads, start, rows, version, from_ms, to_ms, stamps) -> (stop, skipped)
+FastBuild = Callable[[list[bytes], int, dict[str, list[bytes]], int, Any, Any, Any], tuple[int, int]]
 CodecChoice = Literal["auto", "c", "python"]
 
 try:
