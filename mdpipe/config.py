@@ -218,6 +218,10 @@ class SinkConfig(_Section):
     # never share one (the broker fences the older one). A static member does not leave the group when it stops:
     # a sink stopped for good hands its partitions to the others after session_timeout_ms.
     instance_id: str = ""
+    # what the sink's fetch requests ask of the broker: answer once fetch_min_bytes are there or fetch_wait_max_ms
+    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms)
+    fetch_min_bytes: int = 1
+    fetch_wait_max_ms: int = 500
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
     # database connections writing in parallel; the assigned partitions are split between them (each commits its
     # partitions' rows and offsets in its own transactions)
@@ -244,6 +248,8 @@ class SinkConfig(_Section):
         _positive("db_keepalives_count", self.db_keepalives_count)
         _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
         _positive("max_write_s", self.max_write_s)
+        _positive("fetch_min_bytes", self.fetch_min_bytes)
+        _positive("fetch_wait_max_ms", self.fetch_wait_max_ms)
         _metrics_address(self.metrics_host, self.metrics_port)
         if self.instance_id and not INSTANCE_ID.match(self.instance_id):
             raise ValueError(f"instance_id: must match {INSTANCE_ID.pattern}, got {self.instance_id!r}")

@@ -101,14 +101,17 @@ class Batch:
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
 
-    def add_many(self, msgs: Iterable[Message], read_ns: int = 0) -> None:
+    def add_many(self, msgs: Iterable[Message], read_ns: int = 0, waiting_since: float | None = None) -> None:
         """Add consumed messages (in consumption order; messages with an error must be filtered out); ``read_ns``:
-        when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`)."""
+        when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`);
+        ``waiting_since``: monotonic time the consume() call that returned them began. A batch's age (what
+        ``batch_ms`` bounds) starts there: consume() holds the records it got until it has ``want`` of them or its
+        timeout passes, so the first of them may have waited that long already."""
         events_topic = self.events_topic
         offsets = self.offsets
         runs = self.runs
         if not self.size:
-            self.started = time.monotonic()
+            self.started = time.monotonic() if waiting_since is None else waiting_since
         n = 0
         events: list[Message] = []
         append = events.append

@@ -222,6 +222,8 @@ class Loader:
                 "stats_cb": self._on_stats,  # high watermarks for the lag gauges (no broker round trip)
                 "client.id": "mdpipe-sink",  # names the member (with its host) in `mdpipe status`
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                "fetch.min.bytes": config.sink.fetch_min_bytes,
+                "fetch.wait.max.ms": config.sink.fetch_wait_max_ms,
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
@@ -292,6 +294,7 @@ class Loader:
                                  MAX_POLL_S)
                     for lane in self.lanes
                 )  # fmt: skip
+                waiting_since = time.monotonic()
                 msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
                 read_ns = time.time_ns()
                 if revokes != self._revokes:
@@ -302,7 +305,7 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self._route(good, read_ns)
+                self._route(good, read_ns, waiting_since)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
@@ -421,10 +424,10 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _route(self, msgs: list[Any], read_ns: int = 0) -> None:
+    def _route(self, msgs: list[Any], read_ns: int = 0, waiting_since: float | None = None) -> None:
         """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
         if len(self.lanes) == 1:
-            self.lanes[0].batch.add_many(msgs, read_ns)
+            self.lanes[0].batch.add_many(msgs, read_ns, waiting_since)
             return
         lane_of = self._lane_of
         fallback = self.lanes[0]
@@ -440,7 +443,7 @@ class Loader:
                 bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
             bucket.append(msg)
         for index, part in buckets.items():
-            self.lanes[index].batch.add_many(part, read_ns)
+            self.lanes[index].batch.add_many(part, read_ns, waiting_since)
 
     def _flush(self, lane: _Lane) -> None:
         """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""

@@ -1,0 +1,67 @@
+"""The sink's timers: a record waits in the sink at most ``batch_ms`` (plus the commit), whatever consume() did."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench.sink.data import make_events
+from sink.batch import Batch, Source
+
+
+def test_a_batch_ages_from_when_the_consume_call_that_filled_it_began() -> None:
+    batch = Batch("events", "markets")
+    batch.add_many([Source("events", 0, 0, b"x")], waiting_since=123.5)
+    assert batch.started == 123.5
+    batch.add_many([Source("events", 0, 1, b"x")], waiting_since=200.0)  # a batch keeps its first start
+    assert batch.started == 123.5
+    before = time.monotonic()
+    Batch("events", "markets").add_many([Source("events", 0, 0, b"x")])
+    fresh = Batch("events", "markets")
+    fresh.add_many([Source("events", 0, 0, b"x")])
+    assert fresh.started >= before  # without a consume start: when the records were added
+
+
+@pytest.mark.integration
+def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env: Any) -> None:
+    """At a trickle, consume() waits out its timeout (``batch_ms`` for an empty batch) collecting records; the
+    batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
+    from confluent_kafka import Producer
+
+    from mdpipe.hops_read import _read_topic
+    from mdpipe.kafka import kafka_client_config, producer_config
+    from schemas import encode_event
+    from sink.trace import read_trace
+
+    batch_ms = 400  # large against the machine's noise: the old code's floor is this, the fix's median half of it
+    trace = sink_env.tmp / "trace"
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=1))
+    loader, thread, _ = env.start_loader_thread("g-trickle", batch_ms=batch_ms)
+    try:
+        deadline = time.monotonic() + 60
+        while not loader._assignment:
+            assert time.monotonic() < deadline, "no assignment"
+            time.sleep(0.05)
+        producer = Producer(producer_config(env.config.kafka, linger_ms=0))
+        for ev in make_events(40, markets=5, seed=41):  # one event every 70 ms: several per consume window
+            producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+            producer.flush(10)
+            time.sleep(0.07)
+        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < 40:
+            assert time.monotonic() < deadline + 30, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        loader.stop()
+        thread.join(60)
+    entries = list(read_trace(trace))
+    commit_ns = {(e.partition, o): e.commit_ns for e in entries for o in range(e.first_offset, e.last_offset + 1)}
+    waits = [
+        commit_ns[(p, off)] / 1e6 - ts
+        for p, off, ts, _ in _read_topic(kafka_client_config(env.config.kafka), env.names.events, 30)
+    ]
+    assert len(waits) == 40
+    # every record: at most batch_ms in the sink, plus the fetch and the commit (the old code: up to batch_ms more)
+    assert max(waits) < batch_ms + 150, sorted(waits)
