@@ -222,6 +222,10 @@ class SinkConfig(_Section):
     # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms)
     fetch_min_bytes: int = 1
     fetch_wait_max_ms: int = 500
+    # the sink's progress mirrored to Kafka's committed offsets (for `mdpipe status` and other lag tools) at most
+    # this often; the sink resumes from the offsets stored with the rows, so this costs no correctness, and Kafka's
+    # view of the sink's lag is at most this much older than the database's
+    kafka_commit_interval_ms: int = 1000
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
     # database connections writing in parallel; the assigned partitions are split between them (each commits its
     # partitions' rows and offsets in its own transactions)
@@ -250,6 +254,8 @@ class SinkConfig(_Section):
         _positive("max_write_s", self.max_write_s)
         _positive("fetch_min_bytes", self.fetch_min_bytes)
         _positive("fetch_wait_max_ms", self.fetch_wait_max_ms)
+        if self.kafka_commit_interval_ms < 0:
+            raise ValueError(f"kafka_commit_interval_ms: must be >= 0, got {self.kafka_commit_interval_ms}")
         _metrics_address(self.metrics_host, self.metrics_port)
         if self.instance_id and not INSTANCE_ID.match(self.instance_id):
             raise ValueError(f"instance_id: must match {INSTANCE_ID.pattern}, got {self.instance_id!r}")

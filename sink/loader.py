@@ -189,6 +189,9 @@ class Loader:
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.fast_build = resolve_codec(config.sink.row_codec)
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
+        self._mirror: dict[tuple[str, int], int] = {}  # committed offsets not yet mirrored to Kafka
+        self._mirrored_at = 0.0
+        self._mirror_interval_s = config.sink.kafka_commit_interval_ms / 1000.0
         self.lanes: list[_Lane] = []
         for i in range(config.sink.writers):
             store = Store(config.postgres.dsn, options.group_id, options=db_options)
@@ -332,7 +335,7 @@ class Loader:
                     if lane.batch.size:
                         self._flush(lane)
             self._wait_writers()
-            self._committed_offsets()
+            self._committed_offsets(force=True)
         finally:
             self.close()
         return self.stats
@@ -396,6 +399,7 @@ class Loader:
         self._revokes += 1
         with contextlib.suppress(RuntimeError):
             self._wait_writers()  # the batches already handed to writers commit (or we are stopping)
+        self._committed_offsets(force=True)  # mirror them while the partitions are still ours
         dropped = self.pending
         self.stats.dropped += dropped
         for lane in self.lanes:
@@ -465,17 +469,27 @@ class Loader:
         lane.batches += 1
         self._done.append(dict(batch.offsets))
 
-    def _committed_offsets(self) -> None:
-        """Consumer thread: record what the writer committed; mirror it to Kafka for monitoring tools."""
+    def _committed_offsets(self, force: bool = False) -> None:
+        """Consumer thread: record what the writers committed; mirror it to Kafka for monitoring tools, at most
+        every ``sink.kafka_commit_interval_ms`` (each mirror is an OffsetCommit the broker appends to
+        ``__consumer_offsets``; the sink itself resumes from the offsets stored with the rows)."""
         while self._done:
             offsets = self._done.popleft()
             self._committed.update(offsets)
-            try:
-                self.consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
-                )
-            except KafkaException as exc:
-                log.warning("kafka_commit_failed", error=str(exc))
+            self._mirror.update(offsets)
+        now = time.monotonic()
+        if not self._mirror or (not force and now - self._mirrored_at < self._mirror_interval_s):
+            return
+        mirror, self._mirror = self._mirror, {}
+        self._mirrored_at = now
+        owned = {(tp.topic, tp.partition) for tp in self._assignment}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in mirror.items() if (t, p) in owned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.warning("kafka_commit_failed", error=str(exc))
 
     def _retry_db(self, fn: Any, store: Store) -> Any:
         delay = self.config.sink.backoff_initial_s

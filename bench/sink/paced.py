@@ -14,7 +14,8 @@ producer). Measured over the paced window after ``--warmup`` s:
 - batches committed per second (trace entries' distinct commit times).
 
 ``--variant NAME:KEY=VALUE,KEY=VALUE`` (repeatable) sets ``MDPIPE_SINK__<KEY>`` for the sink (e.g.
-``fmb:FETCH_MIN_BYTES=65536,FETCH_WAIT_MAX_MS=25``); ``--sink-tree`` runs another source tree's sink. Variants run
+``fmb:FETCH_MIN_BYTES=65536,FETCH_WAIT_MAX_MS=25``; ``TREE=DIR`` runs the sink of another source tree, e.g. an
+older commit); ``--sink-tree`` runs another source tree's sink for every variant. Variants run
 interleaved per repetition (``--reps``); the last line is RESULT {json} with the medians per variant and rate.
 """
 
@@ -222,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             for rate in rates:
                 for name, env_extra in variants:
-                    out = one_case(
-                        base, dbs, payloads, keys, rate, args.duration, args.warmup, env_extra, args.sink_tree
-                    )
+                    settings = dict(env_extra)
+                    tree = Path(settings.pop("TREE")) if "TREE" in settings else args.sink_tree
+                    out = one_case(base, dbs, payloads, keys, rate, args.duration, args.warmup, settings, tree)
                     out.update(variant=name, rate=rate, rep=rep, load=os.getloadavg()[0])
                     print(json.dumps(out), flush=True)
                     results.setdefault(f"{name}@{int(rate)}", []).append(out)

@@ -65,3 +65,47 @@ def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env
     assert len(waits) == 40
     # every record: at most batch_ms in the sink, plus the fetch and the commit (the old code: up to batch_ms more)
     assert max(waits) < batch_ms + 150, sorted(waits)
+
+
+class _CountingConsumer:
+    """The loader's consumer, counting commit() calls (confluent_kafka's Consumer cannot be patched)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.commits = 0
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self.commits += 1
+        return self.real.commit(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.integration
+def test_kafka_mirror_commits_at_most_once_per_interval_and_the_last_one_is_complete(sink_env: Any) -> None:
+    """Every batch used to send its own OffsetCommit to the broker (only monitoring tools read them)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from mdpipe.kafka import consumer_config
+    from sink.loader import Loader, LoaderOptions
+
+    events = make_events(6000, markets=60, seed=42)
+    sink_env.produce(events)
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, kafka_commit_interval_ms=1000))
+    loader = Loader(env.config, LoaderOptions.from_config(env.config, group_id="g-mirror", batch_rows=100,
+                                                          exit_when_idle=True))  # fmt: skip
+    counting = _CountingConsumer(loader.consumer)
+    loader.consumer = counting  # type: ignore[assignment]
+    started = time.monotonic()
+    stats = loader.run()
+    elapsed = time.monotonic() - started
+    assert stats.rows == len(events) and stats.batches >= 30
+    assert counting.commits <= elapsed / 1.0 + 2, (counting.commits, stats.batches, elapsed)
+    reader = Consumer(consumer_config(env.config.kafka, "g-mirror"))
+    try:
+        parts = [TopicPartition(env.names.events, p) for p in range(env.config.kafka.partitions)]
+        committed = reader.committed(parts, timeout=10)
+    finally:
+        reader.close()
+    assert sum(tp.offset for tp in committed if tp.offset >= 0) == len(events)  # the final mirror is complete
