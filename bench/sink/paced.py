@@ -97,6 +97,7 @@ def one_case(
     warmup_s: float,
     env_extra: dict[str, str],
     tree: Path | None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
@@ -111,6 +112,15 @@ def one_case(
     work = Path(tempfile.mkdtemp(prefix="bench-paced-"))
     proc = _start_sink(config, dbs.fresh(), env_extra, work, tree)
     pids = {"sink": proc.pid, **_infra_pids()}
+    spy = None
+    if profile is not None:  # py-spy samples without stopping the sink (--nonblocking); its CPU is its own
+        spy_bin = Path(sys.executable).parent / "py-spy"
+        spy = subprocess.Popen(
+            [str(spy_bin), "record", "--nonblocking", "--threads", "--pid", str(proc.pid), "--duration",
+             str(int(duration_s)), "--rate", "200", "--format", "raw" if profile.suffix == ".txt" else "flamegraph",
+             "-o", str(profile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     producer = Producer(producer_config(config.kafka, linger_ms=LINGER_MS))
     n = int(rate * duration_s)
     started = time.monotonic()
@@ -137,6 +147,8 @@ def one_case(
                 break
             time.sleep(0.2)
     finally:
+        if spy is not None:
+            spy.wait(60)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
@@ -210,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=1, help="repetitions of every case (medians reported)")
     parser.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,... (MDPIPE_SINK__KEY)")
     parser.add_argument("--sink-tree", type=Path, help="run the sink of this source tree (all variants)")
+    parser.add_argument("--profile", type=Path, help="py-spy the first case's sink to this file (.txt: raw)")
     args = parser.parse_args(argv)
     variants = [_variant(v) for v in args.variant] or [("config", {})]
     rates = [float(r) for r in args.rates.split(",")]
@@ -225,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, env_extra in variants:
                     settings = dict(env_extra)
                     tree = Path(settings.pop("TREE")) if "TREE" in settings else args.sink_tree
-                    out = one_case(base, dbs, payloads, keys, rate, args.duration, args.warmup, settings, tree)
+                    profile, args.profile = args.profile, None
+                    out = one_case(base, dbs, payloads, keys, rate, args.duration, args.warmup, settings, tree, profile)
                     out.update(variant=name, rate=rate, rep=rep, load=os.getloadavg()[0])
                     print(json.dumps(out), flush=True)
                     results.setdefault(f"{name}@{int(rate)}", []).append(out)
