@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.kafka import consumer_config, producer_config
@@ -628,7 +628,9 @@ class Loader:
                 )
 
     def _kafka_error(self, err: Any) -> None:
-        if err.fatal():
+        # a fatal consumer error (e.g. fenced by a sink with the same group.instance.id) arrives as a message error
+        # with code _FATAL whose fatal() is False: the consumer is unusable from then on
+        if err.fatal() or err.code() == KafkaError._FATAL:
             raise KafkaException(err)
         log.warning("kafka_error", error=str(err))
 

@@ -65,3 +65,23 @@ def test_member_identity_is_host_and_fixed_port_and_none_for_a_random_port() -> 
     assert member_identity("db-host.example", 9121) == "sink-db-host.example-9121"
     assert member_identity("weird host/1", 9122) == "sink-weird_host_1-9122"
     assert member_identity("db-host", 0) == ""
+
+
+def test_a_second_sink_with_the_same_identity_fences_the_first_which_exits_with_one_line(sink_env: Any) -> None:
+    env = sink_env
+    args = ("--group", "g-fence", "--instance-id", "sink-twin", "--metrics-port", "0")
+    first = env.spawn_cli(*args, log_name="first.log")
+    second = None
+    try:
+        _wait(lambda: b"partitions_assigned" in (env.tmp / "first.log").read_bytes() or first.poll() is not None, 60,
+              "the first sink's assignment")  # fmt: skip
+        second = env.spawn_cli(*args, log_name="second.log")
+        code = first.wait(60)
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    log = (env.tmp / "first.log").read_text()
+    assert code == 1, log[-2000:]
+    assert "event=sink_fenced" in log and "give each running sink its own sink.instance_id" in log
+    assert "Traceback" not in log
