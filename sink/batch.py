@@ -207,6 +207,28 @@ class Batch:
         if old is None or old[0].updated_ns <= ref.updated_ns:
             self.markets[ref.ticker] = (ref, src)
 
+    def absorb(self, other: Batch) -> None:
+        """Take ``other``'s records (another lane's batch, other partitions) so that both commit in one transaction;
+        rows stay in message order per table, as :meth:`sources_of` needs: ours, then ``other``'s."""
+        for table, built in other.rows.items():
+            if built:
+                self.rows.setdefault(table, []).extend(built)
+        for ticker, (ref, src) in other.markets.items():
+            old = self.markets.get(ticker)
+            if old is None or old[0].updated_ns <= ref.updated_ns:
+                self.markets[ticker] = (ref, src)
+        self.dead += other.dead
+        self.offsets.update(other.offsets)
+        self.event_msgs += other.event_msgs
+        if self.runs is not None and other.runs:
+            self.runs += other.runs
+        if self.stamps is not None and other.stamps:
+            self.stamps += other.stamps
+        if other.size:
+            self.started = min(self.started, other.started) if self.size else other.started
+        self.size += other.size
+        self.skipped += other.skipped
+
     @property
     def row_count(self) -> int:
         return sum(len(r) for r in self.rows.values())

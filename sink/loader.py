@@ -35,7 +35,7 @@ from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
-from sink.flush import flush_due, poll_timeout
+from sink.flush import flush_due, merge_due, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
 from sink.rowcodec import resolve as resolve_codec
@@ -198,6 +198,7 @@ class Loader:
             writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
             self.lanes.append(_Lane(i, store, self._new_batch(), writer))
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
+        self._merged_in: _Writer | None = None  # the writer committing a merged batch (all lanes'), until it is idle
         self._stats_lock = threading.Lock()  # writer threads account their batches concurrently
         self.stats = LoadStats()
         self.stop_event = threading.Event()
@@ -316,10 +317,14 @@ class Loader:
                     self._last_ts_ms = msgs[-1].timestamp()[1]
                     idle_since = None
                 now = time.monotonic()
-                for lane in self.lanes:
-                    batch = lane.batch
-                    if flush_due(batch.size, now - batch.started, self.opts.batch_rows, deadline_s, lane.writer.idle):
-                        self._flush(lane)
+                sizes = [lane.batch.size for lane in self.lanes]
+                ages = [now - lane.batch.started for lane in self.lanes]
+                if merge_due(sizes, ages, self.opts.batch_rows, deadline_s, self._writers_idle()):
+                    self._flush_merged()
+                else:
+                    for lane, size, age in zip(self.lanes, sizes, ages, strict=True):
+                        if flush_due(size, age, self.opts.batch_rows, deadline_s, self._lane_idle(lane)):
+                            self._flush(lane)
                 self._committed_offsets()
                 self._update_lag()
                 if self.opts.exit_when_idle and not msgs and not self.pending and self._writers_idle():
@@ -449,10 +454,33 @@ class Loader:
         for index, part in buckets.items():
             self.lanes[index].batch.add_many(part, read_ns, waiting_since)
 
+    def _lane_idle(self, lane: _Lane) -> bool:
+        """The lane may hand its batch over: its writer is idle, and no merged batch holding its partitions' earlier
+        records is still being committed by another lane's writer."""
+        merged = self._merged_in
+        return lane.writer.idle and (merged is None or merged is lane.writer or merged.idle)
+
     def _flush(self, lane: _Lane) -> None:
-        """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
+        """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed, or
+        a merged batch with earlier records of its partitions: its offsets must never commit before those rows)."""
+        merged = self._merged_in
+        if merged is not None and merged is not lane.writer:
+            merged.wait_idle()
+        self._merged_in = None
         batch, lane.batch = lane.batch, self._new_batch()
         lane.writer.submit(batch)
+
+    def _flush_merged(self) -> None:
+        """Every lane's batch as one transaction on the first lane's connection (see :func:`sink.flush.merge_due`;
+        every writer is idle)."""
+        first = self.lanes[0]
+        merged, first.batch = first.batch, self._new_batch()
+        for lane in self.lanes[1:]:
+            if lane.batch.size:
+                batch, lane.batch = lane.batch, self._new_batch()
+                merged.absorb(batch)
+        self._merged_in = first.writer
+        first.writer.submit(merged)
 
     def _write(self, lane: _Lane, batch: Batch) -> None:
         """Writer thread: commit ``batch`` (rows + offsets), retrying through database outages."""

@@ -109,3 +109,46 @@ def test_kafka_mirror_commits_at_most_once_per_interval_and_the_last_one_is_comp
     finally:
         reader.close()
     assert sum(tp.offset for tp in committed if tp.offset >= 0) == len(events)  # the final mirror is complete
+
+
+@pytest.mark.integration
+def test_at_a_paced_rate_the_writer_lanes_commit_together_in_one_transaction(sink_env: Any) -> None:
+    """Two lanes used to commit a transaction each per batch_ms at any rate (twice the COPYs, commits, WAL flushes)."""
+    from confluent_kafka import Producer
+
+    from mdpipe.kafka import producer_config
+    from schemas import encode_event
+    from sink.trace import read_trace
+
+    trace = sink_env.tmp / "trace"
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=2))
+    loader, thread, _ = env.start_loader_thread("g-merge", batch_ms=100)
+    events = make_events(1200, markets=300, seed=45)
+    try:
+        deadline = time.monotonic() + 60
+        while not loader._assignment:
+            assert time.monotonic() < deadline, "no assignment"
+            time.sleep(0.05)
+        lanes = {(tp.partition, loader._lane_of[(tp.topic, tp.partition)].index) for tp in loader._assignment
+                 if tp.topic == env.names.events}  # fmt: skip
+        lane_of = dict(lanes)
+        assert set(lane_of.values()) == {0, 1}
+        producer = Producer(producer_config(env.config.kafka, linger_ms=5))
+        for i in range(0, len(events), 40):  # ~1,000 events/s over every partition
+            for ev in events[i : i + 40]:
+                producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+            producer.poll(0)
+            time.sleep(0.04)
+        producer.flush(10)
+        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < len(events):
+            assert time.monotonic() < deadline + 30, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        loader.stop()
+        thread.join(60)
+    commits: dict[int, set[int]] = {}
+    for e in read_trace(trace):
+        commits.setdefault(e.commit_ns, set()).add(lane_of[e.partition])
+    both = sum(1 for lanes_in in commits.values() if lanes_in == {0, 1})
+    assert both >= 0.8 * len(commits), (both, len(commits))
+    assert loader.stats.rows == len(events) and loader.stats.duplicates == 0
