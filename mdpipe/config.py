@@ -202,8 +202,16 @@ class SinkConfig(_Section):
     """Database loader tuning."""
 
     group_id: str = "mdpipe-sink"
+    # Timers and sizes, and what each costs (sink.loader, sink.flush; chosen with `python -m bench.sink.paced`):
+    # the largest batch (one COPY per table, one transaction). Reached only while catching up (a backlog after a
+    # restart or an outage): no latency cost at a paced rate; larger = fewer transactions while draining, more to
+    # redo after a crash mid-batch
     batch_rows: int = 20_000
-    batch_ms: int = 50  # flush a batch at most this long after its first record (size flushes first under load)
+    # a record waits at most batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT; counted
+    # from the start of the consume() call that returned it): on average about half of it is added to every event's
+    # latency. Each batch_ms is one transaction at a paced rate (a COMMIT, a WAL flush, a COPY per table, a Kafka
+    # fetch's worth of wake-ups): halving it doubles the sink's and PostgreSQL's per-batch CPU
+    batch_ms: int = 50
     metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
     metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
@@ -219,7 +227,10 @@ class SinkConfig(_Section):
     # a sink stopped for good hands its partitions to the others after session_timeout_ms.
     instance_id: str = ""
     # what the sink's fetch requests ask of the broker: answer once fetch_min_bytes are there or fetch_wait_max_ms
-    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms)
+    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms). With fetch_min_bytes = 1 the wait applies only
+    # to a topic with nothing new (no latency cost); a larger fetch_min_bytes adds up to fetch_wait_max_ms to every
+    # record whenever the topic carries less than that per wait, for fewer fetch requests (the sink's consume()
+    # already gathers a batch_ms worth of records per wake-up, so the broker gained nothing measurable)
     fetch_min_bytes: int = 1
     fetch_wait_max_ms: int = 500
     # the sink's progress mirrored to Kafka's committed offsets (for `mdpipe status` and other lag tools) at most
@@ -228,7 +239,8 @@ class SinkConfig(_Section):
     kafka_commit_interval_ms: int = 1000
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
     # database connections writing in parallel; the assigned partitions are split between them (each commits its
-    # partitions' rows and offsets in its own transactions)
+    # partitions' rows and offsets in its own transactions) while draining a backlog; at a paced rate (batches due
+    # by batch_ms with every writer idle) all lanes' batches commit together as one transaction (sink.flush)
     writers: int = 2
     # a database host that vanishes without resetting the connection: TCP keepalives break an idle wait (e.g. for
     # the COMMIT's answer) after idle + interval * count s, tcp_user_timeout a send nobody acknowledges

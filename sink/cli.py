@@ -28,7 +28,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("action", nargs="?", choices=["run", "migrate"], default="run", help="run (default) or migrate")
     parser.add_argument("--group", metavar="ID", help="consumer group id (default: sink.group_id)")
     parser.add_argument("--batch-rows", type=int, metavar="N", help="flush after N records (default: sink.batch_rows)")
-    parser.add_argument("--batch-ms", type=int, metavar="MS", help="flush a batch at most MS ms after its first record")
+    parser.add_argument(
+        "--batch-ms",
+        type=int,
+        metavar="MS",
+        help="a record waits at most MS ms in the sink before its batch is committed (default: sink.batch_ms; "
+        "each MS is one transaction at a paced rate)",
+    )
     parser.add_argument(
         "--writers",
         type=int,

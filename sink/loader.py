@@ -45,7 +45,9 @@ from sink.trace import HopTrace
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
 log = get_logger(__name__)
-MAX_POLL_S = 0.25  # longest single consume() wait: keeps stop, lag and idle checks responsive
+# longest single consume() wait: keeps stop, lag and idle checks responsive. Not a latency cost: consume() returns
+# as soon as the batch's batch_ms is up (sink.flush.poll_timeout), and waits this long only with nothing pending
+MAX_POLL_S = 0.25
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
 
 
