@@ -40,7 +40,7 @@ _VENUE_STAMPED = (RecDelta, RecTrade, RecTicker)  # their ts_ms is the venue's t
 
 try:
     from sink._rowcodec import ages as _ages_c  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler
+except ImportError:  # built without a C compiler (or from older sources: sink.rowcodec warns)
     _ages_c = None
 
 

@@ -21,6 +21,12 @@ try:
     from sink import _rowcodec  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler, or a source checkout never installed
     _rowcodec = None
+if _rowcodec is not None and not hasattr(_rowcodec, "ages"):  # built from older sources: no row stamps (latency)
+    import warnings
+
+    warnings.warn("sink._rowcodec is stale (built before row stamps): using the Python row builder; rebuild it with "
+                  "`make setup`", RuntimeWarning, stacklevel=1)  # fmt: skip
+    _rowcodec = None
 
 ACCELERATED = _rowcodec is not None
 
