@@ -227,12 +227,13 @@ class SinkConfig(_Section):
     # a sink stopped for good hands its partitions to the others after session_timeout_ms.
     instance_id: str = ""
     # what the sink's fetch requests ask of the broker: answer once fetch_min_bytes are there or fetch_wait_max_ms
-    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms). With fetch_min_bytes = 1 the wait applies only
-    # to a topic with nothing new (no latency cost); a larger fetch_min_bytes adds up to fetch_wait_max_ms to every
-    # record whenever the topic carries less than that per wait, for fewer fetch requests (the sink's consume()
-    # already gathers a batch_ms worth of records per wake-up, so the broker gained nothing measurable)
-    fetch_min_bytes: int = 1
-    fetch_wait_max_ms: int = 500
+    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms). Latency cost: up to fetch_wait_max_ms per record
+    # (about half on average) whenever the events topic carries less than fetch_min_bytes per fetch_wait_max_ms,
+    # i.e. at any paced rate; in exchange the broker answers one fetch per wait instead of one per producer batch
+    # (fewer requests and wake-ups for the broker and the sink). fetch_min_bytes = 1 makes the wait apply only to
+    # a topic with nothing new (no latency cost, more fetches)
+    fetch_min_bytes: int = 65_536
+    fetch_wait_max_ms: int = 20
     # the sink's progress mirrored to Kafka's committed offsets (for `mdpipe status` and other lag tools) at most
     # this often; the sink resumes from the offsets stored with the rows, so this costs no correctness, and Kafka's
     # view of the sink's lag is at most this much older than the database's
