@@ -47,6 +47,7 @@ __all__ = [
 
 ENV_PREFIX = "MDPIPE_"
 GATHERER_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")  # a legal Kafka group.instance.id
 
 
 class ConfigError(ValueError):
@@ -237,8 +238,16 @@ class SinkConfig(_Section):
     """Database loader tuning."""
 
     group_id: str = "mdpipe-sink"
+    # Timers and sizes, and what each costs (sink.loader, sink.flush; chosen with `python -m bench.sink.paced`):
+    # the largest batch (one COPY per table, one transaction). Reached only while catching up (a backlog after a
+    # restart or an outage): no latency cost at a paced rate; larger = fewer transactions while draining, more to
+    # redo after a crash mid-batch
     batch_rows: int = 20_000
-    batch_ms: int = 50  # flush a batch at most this long after its first record (size flushes first under load)
+    # a record waits at most batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT; counted
+    # from the start of the consume() call that returned it): on average about half of it is added to every event's
+    # latency. Each batch_ms is one transaction at a paced rate (a COMMIT, a WAL flush, a COPY per table, a Kafka
+    # fetch's worth of wake-ups): halving it doubles the sink's and PostgreSQL's per-batch CPU
+    batch_ms: int = 50
     metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
     metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
@@ -246,9 +255,29 @@ class SinkConfig(_Section):
     backoff_max_s: float = 5.0
     idle_exit_s: float = 2.0  # --exit-when-idle: caught up and nothing new for this long
     session_timeout_ms: int = 10_000  # a crashed sink's partitions move to the others after this long
+    # the sink's identity in its consumer group (static membership, Kafka group.instance.id): a sink restarted with
+    # the same identity gets its partitions back at once, without a rebalance and without waiting out the session of
+    # the process it replaces. "" = derived by `mdpipe sink`: "<host name>-<metrics port>" when the metrics port is
+    # fixed (one sink per host and port), none (dynamic membership) with metrics_port 0. Two running sinks must
+    # never share one (the broker fences the older one). A static member does not leave the group when it stops:
+    # a sink stopped for good hands its partitions to the others after session_timeout_ms.
+    instance_id: str = ""
+    # what the sink's fetch requests ask of the broker: answer once fetch_min_bytes are there or fetch_wait_max_ms
+    # have passed (librdkafka fetch.min.bytes / fetch.wait.max.ms). Latency cost: up to fetch_wait_max_ms per record
+    # (about half on average) whenever the events topic carries less than fetch_min_bytes per fetch_wait_max_ms,
+    # i.e. at any paced rate; in exchange the broker answers one fetch per wait instead of one per producer batch
+    # (fewer requests and wake-ups for the broker and the sink). fetch_min_bytes = 1 makes the wait apply only to
+    # a topic with nothing new (no latency cost, more fetches)
+    fetch_min_bytes: int = 65_536
+    fetch_wait_max_ms: int = 20
+    # the sink's progress mirrored to Kafka's committed offsets (for `mdpipe status` and other lag tools) at most
+    # this often; the sink resumes from the offsets stored with the rows, so this costs no correctness, and Kafka's
+    # view of the sink's lag is at most this much older than the database's
+    kafka_commit_interval_ms: int = 1000
     helper_share: float = 0.0  # share of each consumed chunk's rows built by a helper process (0 = no helper)
     # database connections writing in parallel; the assigned partitions are split between them (each commits its
-    # partitions' rows and offsets in its own transactions)
+    # partitions' rows and offsets in its own transactions) while draining a backlog; at a paced rate (batches due
+    # by batch_ms with every writer idle) all lanes' batches commit together as one transaction (sink.flush)
     writers: int = 2
     # a database host that vanishes without resetting the connection: TCP keepalives break an idle wait (e.g. for
     # the COMMIT's answer) after idle + interval * count s, tcp_user_timeout a send nobody acknowledges
@@ -272,7 +301,13 @@ class SinkConfig(_Section):
         _positive("db_keepalives_count", self.db_keepalives_count)
         _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
         _positive("max_write_s", self.max_write_s)
+        _positive("fetch_min_bytes", self.fetch_min_bytes)
+        _positive("fetch_wait_max_ms", self.fetch_wait_max_ms)
+        if self.kafka_commit_interval_ms < 0:
+            raise ValueError(f"kafka_commit_interval_ms: must be >= 0, got {self.kafka_commit_interval_ms}")
         _metrics_address(self.metrics_host, self.metrics_port)
+        if self.instance_id and not INSTANCE_ID.match(self.instance_id):
+            raise ValueError(f"instance_id: must match {INSTANCE_ID.pattern}, got {self.instance_id!r}")
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
         if self.row_codec == "c":  # the one check needing the install: is the C builder there?

@@ -234,6 +234,7 @@ class PipelineRun:
             "MDPIPE_KAFKA__TOPIC_PREFIX": self.topic_prefix,
             "MDPIPE_DEDUP__APP_ID": self.app_id,
             "MDPIPE_SINK__GROUP_ID": self.group_id,
+            "MDPIPE_SINK__INSTANCE_ID": f"sink-{self.run_id}",  # static membership: a restarted sink rejoins at once
             "MDPIPE_VENUE__REST_URL": self.rest_url,
             "MDPIPE_VENUE__WS_URL": self.ws_url,
             "MDPIPE_VENUE__AUTH": "true" if self.options.auth else "false",

@@ -9,10 +9,15 @@
  * So the bytes it writes must be exactly the bytes sink.rows writes for the same record;
  * tests/sink/test_rowcodec.py checks that on every shape and on randomised input.
  *
- * build(payloads, start, rows, version, from_ms, to_ms) -> (stop, skipped)
+ * build(payloads, start, rows, version, from_ms, to_ms[, stamps]) -> (stop, skipped)
  *   payloads: list of bytes; rows: dict table name -> list of row bytes (a list is created on its first row);
  *   from_ms/to_ms: int or None (keep from_ms <= ts_ms < to_ms). Returns the index of the first record it did
  *   not handle (len(payloads) when it handled all) and how many records it skipped by time.
+ *   stamps: a bytearray (or None) that gets, per row built, its origin time (native int64, Unix ms): the venue's
+ *   ts_ms for deltas, trades and tickers, the gatherer's receive time for snapshots (see sink.latency).
+ *
+ * ages(stamps, now_ms, bounds_ms) -> (counts, sum_ms): the rows of ``stamps`` per latency bucket (now_ms - stamp
+ *   <= bounds_ms[i], counts[len(bounds)] = above the last bound; not cumulative) and the sum of the latencies.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -497,7 +502,7 @@ static int rec_snapshot(Buf *b, Reader *r, const Common *c, Scratch *sc, int has
 
 /* one record: 1 = row built in b and *table set, 2 = skipped by time (b holds garbage), 0 = not handled, -1 = error set */
 static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long version, int has_from,
-                      int64_t from_ms, int has_to, int64_t to_ms, PyObject **table, Scratch *sc) {
+                      int64_t from_ms, int has_to, int64_t to_ms, PyObject **table, Scratch *sc, int64_t *origin) {
     Reader r = {data, data + len};
     uint32_t n;
     Str tag;
@@ -507,6 +512,7 @@ static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long ve
     if (!rd_common(&r, version, &c)) return 0;
     int skip = (has_from && c.ts_ms < from_ms) || (has_to && c.ts_ms >= to_ms);
     int stamped; /* the two hop stamps (raw_ts_ms, dedup_ns) follow the type's fields: read past, never loaded */
+    *origin = c.ts_ms;
     if (tag.n == 5 && memcmp(tag.s, "delta", 5) == 0 && (n == 12 || n == 14)) {
         stamped = n == 14;
         rc = rec_delta(b, &r, &c);
@@ -523,6 +529,8 @@ static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long ve
         stamped = n == 14;
         rc = rec_snapshot(b, &r, &c, sc, n >= 12);
         *table = TABLE_SNAPSHOTS;
+        /* a snapshot's ts_ms is its position in the delta stream (possibly long ago): its receive time instead */
+        *origin = c.recv_ns / 1000000 - (c.recv_ns % 1000000 < 0);
     } else {
         return 0; /* lifecycle, unknown tags, other lengths: the Python path */
     }
@@ -556,12 +564,18 @@ static int parse_bound(PyObject *obj, int *has, int64_t *value) {
 }
 
 static PyObject *build(PyObject *self, PyObject *args) {
-    PyObject *payloads, *rows, *from_obj, *to_obj;
+    PyObject *payloads, *rows, *from_obj, *to_obj, *stamps_obj = Py_None;
     Py_ssize_t start;
     long version;
-    if (!PyArg_ParseTuple(args, "O!nO!lOO:build", &PyList_Type, &payloads, &start, &PyDict_Type, &rows, &version,
-                          &from_obj, &to_obj))
+    if (!PyArg_ParseTuple(args, "O!nO!lOO|O:build", &PyList_Type, &payloads, &start, &PyDict_Type, &rows, &version,
+                          &from_obj, &to_obj, &stamps_obj))
         return NULL;
+    if (stamps_obj != Py_None && !PyByteArray_Check(stamps_obj)) {
+        PyErr_SetString(PyExc_TypeError, "stamps must be a bytearray or None");
+        return NULL;
+    }
+    int64_t *stamps = NULL; /* this call's stamps, appended to stamps_obj once at the end */
+    Py_ssize_t n_stamps = 0;
     int has_from, has_to;
     int64_t from_ms, to_ms;
     if (!parse_bound(from_obj, &has_from, &from_ms) || !parse_bound(to_obj, &has_to, &to_ms)) return NULL;
@@ -573,13 +587,18 @@ static PyObject *build(PyObject *self, PyObject *args) {
     PyObject *lists[4] = {NULL, NULL, NULL, NULL}; /* borrowed from rows, by table */
     PyObject *tables[4] = {TABLE_SNAPSHOTS, TABLE_DELTAS, TABLE_TRADES, TABLE_TICKERS};
     int failed = 0;
+    if (stamps_obj != Py_None && n > start) {
+        stamps = PyMem_Malloc(sizeof(int64_t) * (size_t)(n - start));
+        if (stamps == NULL) return PyErr_NoMemory();
+    }
     for (i = start; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_Check(item)) break;
         PyObject *table = NULL;
+        int64_t origin = 0;
         b.len = 0;
         int rc = one_record(&b, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), version,
-                            has_from, from_ms, has_to, to_ms, &table, &sc);
+                            has_from, from_ms, has_to, to_ms, &table, &sc, &origin);
         if (rc < 0) {
             failed = 1;
             break;
@@ -618,7 +637,17 @@ static PyObject *build(PyObject *self, PyObject *args) {
             break;
         }
         Py_DECREF(row);
+        if (stamps != NULL) stamps[n_stamps++] = origin;
     }
+    if (!failed && n_stamps > 0) {
+        Py_ssize_t old = PyByteArray_GET_SIZE(stamps_obj);
+        Py_ssize_t add = n_stamps * (Py_ssize_t)sizeof(int64_t);
+        if (PyByteArray_Resize(stamps_obj, old + add) < 0)
+            failed = 1;
+        else
+            memcpy(PyByteArray_AS_STRING(stamps_obj) + old, stamps, (size_t)add);
+    }
+    PyMem_Free(stamps);
     PyMem_Free(b.data);
     PyMem_Free(sc.yes);
     PyMem_Free(sc.no);
@@ -626,10 +655,65 @@ static PyObject *build(PyObject *self, PyObject *args) {
     return Py_BuildValue("nn", i, skipped);
 }
 
+static PyObject *ages(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    long long now_ms;
+    PyObject *bounds_obj;
+    if (!PyArg_ParseTuple(args, "y*LO!:ages", &view, &now_ms, &PyTuple_Type, &bounds_obj)) return NULL;
+    Py_ssize_t nb = PyTuple_GET_SIZE(bounds_obj);
+    if (nb < 1 || nb > 64 || view.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "ages: 1..64 bounds and whole int64 stamps");
+        return NULL;
+    }
+    int64_t bounds[64];
+    Py_ssize_t counts[65] = {0};
+    for (Py_ssize_t k = 0; k < nb; k++) {
+        bounds[k] = PyLong_AsLongLong(PyTuple_GET_ITEM(bounds_obj, k));
+        if (bounds[k] == -1 && PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    const int64_t *st = (const int64_t *)view.buf;
+    Py_ssize_t n = view.len / (Py_ssize_t)sizeof(int64_t);
+    long long sum_ms = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t age = (int64_t)now_ms - st[i];
+        if (age < 0) age = 0; /* clocks apart by a little: counted as no delay */
+        sum_ms += age;
+        Py_ssize_t lo = 0, hi = nb; /* first bound >= age (nb: above the last) */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (bounds[mid] >= age)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        counts[lo]++;
+    }
+    PyBuffer_Release(&view);
+    PyObject *list = PyList_New(nb + 1);
+    if (list == NULL) return NULL;
+    for (Py_ssize_t k = 0; k <= nb; k++) {
+        PyObject *v = PyLong_FromSsize_t(counts[k]);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, v);
+    }
+    return Py_BuildValue("NL", list, sum_ms);
+}
+
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS,
-     "build(payloads, start, rows, version, from_ms, to_ms) -> (stop, skipped): COPY rows of the records from "
-     "payloads[start:] appended to rows[table], up to the first record left to the Python path."},
+     "build(payloads, start, rows, version, from_ms, to_ms[, stamps]) -> (stop, skipped): COPY rows of the "
+     "records from payloads[start:] appended to rows[table], up to the first record left to the Python path; "
+     "each row's origin time (Unix ms, native int64) appended to the bytearray stamps."},
+    {"ages", ages, METH_VARARGS,
+     "ages(stamps, now_ms, bounds_ms) -> (counts, sum_ms): the stamps' ages per bucket (le bounds_ms[i]; the last "
+     "count is above every bound) and their sum."},
     {NULL, NULL, 0, NULL},
 };
 

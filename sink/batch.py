@@ -20,6 +20,7 @@ import msgspec
 
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
 from schemas.codec import SCHEMA_VERSION
+from sink.latency import stamp
 from sink.records import decode_record, record_decoder
 from sink.rowcodec import FastBuild, fast_build
 from sink.rows import BUILDERS
@@ -37,7 +38,7 @@ class Helper(Protocol):
     min_records: int  # smaller chunks are built here
 
     def submit(self, payloads: list[bytes], from_ms: int | None, to_ms: int | None) -> bool: ...
-    def result(self) -> tuple[dict[str, list[bytes]], list[tuple[int, str]], int] | None: ...
+    def result(self) -> tuple[dict[str, list[bytes]], list[tuple[int, str]], int, bytes] | None: ...
 
 
 class Message(Protocol):
@@ -90,6 +91,9 @@ class Batch:
     # with the sink's hop trace on (sink.hop_trace, see sink.trace), the events runs: (partition, first offset, last
     # offset, read_ns)
     runs: list[tuple[int, int, int, int]] | None = None
+    # each row's origin time (native int64 Unix ms, in no particular order) for the venue -> database latency
+    # histogram (:mod:`sink.latency`); None = not observed (replays)
+    stamps: bytearray | None = None
     helper: Helper | None = field(default=None, repr=False)  # builds part of each chunk in another process
     fast: FastBuild | None = field(default_factory=fast_build, repr=False)  # the C row builder (None: Python)
     _sinks: dict[type, _Sink] = field(default_factory=dict, repr=False)
@@ -97,14 +101,17 @@ class Batch:
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
 
-    def add_many(self, msgs: Iterable[Message], read_ns: int = 0) -> None:
+    def add_many(self, msgs: Iterable[Message], read_ns: int = 0, waiting_since: float | None = None) -> None:
         """Add consumed messages (in consumption order; messages with an error must be filtered out); ``read_ns``:
-        when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`)."""
+        when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`);
+        ``waiting_since``: monotonic time the consume() call that returned them began. A batch's age (what
+        ``batch_ms`` bounds) starts there: consume() holds the records it got until it has ``want`` of them or its
+        timeout passes, so the first of them may have waited that long already."""
         events_topic = self.events_topic
         offsets = self.offsets
         runs = self.runs
         if not self.size:
-            self.started = time.monotonic()
+            self.started = time.monotonic() if waiting_since is None else waiting_since
         n = 0
         events: list[Message] = []
         append = events.append
@@ -139,19 +146,25 @@ class Batch:
         payloads = [msg.value() or b"" for msg in events]
         helper = self.helper
         if helper is None or len(payloads) < helper.min_records:
-            self._merge(events, 0, build_rows(payloads, self.from_ms, self.to_ms, self.rows, self._sinks, self.fast))
+            built = build_rows(payloads, self.from_ms, self.to_ms, self.rows, self._sinks, self.fast, self.stamps)
+            self._merge(events, 0, built)
             return
         # the helper process builds the tail while this thread builds the head; rows stay in message order
         # (head rows, then tail rows, per table), which :meth:`sources_of` relies on
         cut = len(payloads) - int(len(payloads) * helper.share)
         sent = helper.submit(payloads[cut:], self.from_ms, self.to_ms)
-        self._merge(events, 0, build_rows(payloads[:cut], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast))
+        head = build_rows(payloads[:cut], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast, self.stamps)
+        self._merge(events, 0, head)
         tail = helper.result() if sent else None
         if tail is None:  # the helper failed: build the tail here
-            tail_rows = build_rows(payloads[cut:], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast)
+            tail_rows = build_rows(
+                payloads[cut:], self.from_ms, self.to_ms, self.rows, self._sinks, self.fast, self.stamps
+            )
             self._merge(events, cut, tail_rows)
             return
-        rows, dead, skipped = tail
+        rows, dead, skipped, stamps = tail
+        if self.stamps is not None:
+            self.stamps += stamps
         for table, built in rows.items():
             if built:  # never an empty table (see build_rows)
                 self.rows.setdefault(table, []).extend(built)
@@ -194,6 +207,28 @@ class Batch:
         if old is None or old[0].updated_ns <= ref.updated_ns:
             self.markets[ref.ticker] = (ref, src)
 
+    def absorb(self, other: Batch) -> None:
+        """Take ``other``'s records (another lane's batch, other partitions) so that both commit in one transaction;
+        rows stay in message order per table, as :meth:`sources_of` needs: ours, then ``other``'s."""
+        for table, built in other.rows.items():
+            if built:
+                self.rows.setdefault(table, []).extend(built)
+        for ticker, (ref, src) in other.markets.items():
+            old = self.markets.get(ticker)
+            if old is None or old[0].updated_ns <= ref.updated_ns:
+                self.markets[ticker] = (ref, src)
+        self.dead += other.dead
+        self.offsets.update(other.offsets)
+        self.event_msgs += other.event_msgs
+        if self.runs is not None and other.runs:
+            self.runs += other.runs
+        if self.stamps is not None and other.stamps:
+            self.stamps += other.stamps
+        if other.size:
+            self.started = min(self.started, other.started) if self.size else other.started
+        self.size += other.size
+        self.skipped += other.skipped
+
     @property
     def row_count(self) -> int:
         return sum(len(r) for r in self.rows.values())
@@ -204,6 +239,8 @@ class Batch:
         self.event_msgs.clear()
         if self.runs is not None:
             self.runs.clear()
+        if self.stamps is not None:
+            self.stamps.clear()
         self.markets.clear()
         self.dead.clear()
         self.offsets.clear()
@@ -220,25 +257,27 @@ def build_rows(
     rows: dict[str, list[bytes]],
     sinks: dict[type, _Sink] | None = None,
     fast: FastBuild | None = None,
+    stamps: bytearray | None = None,
 ) -> tuple[list[tuple[int, str]], int]:
     """Decode ``events`` values and append their COPY rows to ``rows`` (per table, in order); returns the
     undecodable or unencodable ones as (index, reason) and how many fell outside [from_ms, to_ms).
     ``sinks`` caches the per-type (append, builder) pairs between calls on the same ``rows``. With ``fast`` (the
     C builder, :mod:`sink.rowcodec`) runs of records go through C and each record it leaves goes through Python,
-    one at a time, so the rows of every table stay in message order."""
+    one at a time, so the rows of every table stay in message order. ``stamps`` (when given) gets each row's origin
+    time (:mod:`sink.latency`)."""
     if sinks is None:
         sinks = {}
     if fast is None or not (_int64(from_ms) and _int64(to_ms)):  # the C builder takes int64 bounds only
-        return _build_python(payloads, 0, len(payloads), from_ms, to_ms, rows, sinks)
+        return _build_python(payloads, 0, len(payloads), from_ms, to_ms, rows, sinks, stamps)
     dead: list[tuple[int, str]] = []
     skipped = 0
     n = len(payloads)
     i = 0
     while i < n:
-        i, fast_skipped = fast(payloads, i, rows, SCHEMA_VERSION, from_ms, to_ms)
+        i, fast_skipped = fast(payloads, i, rows, SCHEMA_VERSION, from_ms, to_ms, stamps)
         skipped += fast_skipped
         if i < n:
-            one_dead, one_skipped = _build_python(payloads, i, i + 1, from_ms, to_ms, rows, sinks)
+            one_dead, one_skipped = _build_python(payloads, i, i + 1, from_ms, to_ms, rows, sinks, stamps)
             dead += one_dead
             skipped += one_skipped
             i += 1
@@ -257,6 +296,7 @@ def _build_python(
     to_ms: int | None,
     rows: dict[str, list[bytes]],
     sinks: dict[type, _Sink],
+    stamps: bytearray | None = None,
 ) -> tuple[list[tuple[int, str]], int]:
     """:func:`build_rows` in Python for ``payloads[start:stop]`` (dead letters keep their index in ``payloads``)."""
     decode, version = _decode, SCHEMA_VERSION
@@ -279,9 +319,11 @@ def _build_python(
                 row = build(rec)
                 sink = sinks[type(rec)] = (rows.setdefault(table, []).append, build)
                 sink[0](row)
-                continue
-            append, build = sink
-            append(build(rec))
+            else:
+                append, build = sink
+                append(build(rec))
+            if stamps is not None:
+                stamp(stamps, rec)
         except (msgspec.DecodeError, TypeError) as exc:
             dead.append((i, f"undecodable event: Event: {exc}"))
         except (SchemaError, ValueError, OverflowError, struct.error) as exc:

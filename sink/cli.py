@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
+import socket
 from typing import Any
 
 import msgspec
 
-from mdpipe.config import Config
+from mdpipe.config import INSTANCE_ID, Config
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "member_identity", "run"]
 
 SWITCH_INTERVAL_S = 0.0005  # GIL hand-over latency for the writer thread (default 0.005)
 GC_GEN0 = 50_000  # allocations between young-generation collections while loading (default 700)
@@ -26,7 +28,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("action", nargs="?", choices=["run", "migrate"], default="run", help="run (default) or migrate")
     parser.add_argument("--group", metavar="ID", help="consumer group id (default: sink.group_id)")
     parser.add_argument("--batch-rows", type=int, metavar="N", help="flush after N records (default: sink.batch_rows)")
-    parser.add_argument("--batch-ms", type=int, metavar="MS", help="flush a batch at most MS ms after its first record")
+    parser.add_argument(
+        "--batch-ms",
+        type=int,
+        metavar="MS",
+        help="a record waits at most MS ms in the sink before its batch is committed (default: sink.batch_ms; "
+        "each MS is one transaction at a paced rate)",
+    )
     parser.add_argument(
         "--writers",
         type=int,
@@ -39,6 +47,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="P",
         help="Prometheus /metrics port (default: sink.metrics_port, 9121; 0 = any free port; bind address: "
         "sink.metrics_host)",
+    )
+    parser.add_argument(
+        "--instance-id",
+        metavar="ID",
+        help="the sink's identity in its group (static membership: a restart with the same ID gets its partitions "
+        "back at once; default: sink.instance_id, else <host>-<metrics port> when the port is fixed)",
     )
     parser.add_argument("--from-ts", type=int, metavar="MS", help="replay: only events with ts >= MS (Unix ms)")
     parser.add_argument("--to-ts", type=int, metavar="MS", help="replay: only events with ts < MS (Unix ms)")
@@ -83,8 +97,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(f"mdpipe sink: --writers: {exc}")
             return 2
 
+    port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
+    instance_id = args.instance_id if args.instance_id is not None else config.sink.instance_id
+    if args.instance_id is not None and args.instance_id and not INSTANCE_ID.match(args.instance_id):
+        print(f"mdpipe sink: --instance-id: must match {INSTANCE_ID.pattern}")
+        return 2
     opts = LoaderOptions.from_config(
         config,
+        instance_id=instance_id or member_identity(socket.gethostname(), port),
         group_id=args.group,
         batch_rows=args.batch_rows,
         batch_ms=args.batch_ms,
@@ -96,7 +116,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from sink.partitions import MaintenanceThread
 
     partitions = MaintenanceThread(config.postgres.dsn, config.postgres).start()  # ranges ahead, strays, retention
-    port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
     server = start_metrics_server(
         port,
         health=loader.healthy,
@@ -107,9 +126,22 @@ def run(args: argparse.Namespace, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loader.stop())
     _tune_interpreter()
-    stats = loader.run()
-    partitions.stop()
-    server.close()
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        stats = loader.run()
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        fenced = err is not None and (err.code() == KafkaError.FENCED_INSTANCE_ID or "fenced" in err.str().lower())
+        if err is None or not fenced:
+            raise
+        log.error("sink_fenced", instance_id=opts.instance_id, error=err.str())
+        print(f"mdpipe sink: another sink joined group {opts.group_id} as {opts.instance_id!r}: give each running sink "
+              "its own sink.instance_id (--instance-id)")  # fmt: skip
+        return 1
+    finally:
+        partitions.stop()
+        server.close()
     log.info(
         "sink_stopped",
         rows=stats.rows,
@@ -120,6 +152,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
         busy_cpu_s=round(stats.busy_cpu_s, 4),
     )
     return 0
+
+
+def member_identity(hostname: str, metrics_port: int) -> str:
+    """The sink's default group.instance.id: ``<host>-<metrics port>`` (a host runs one sink per fixed port, and a
+    restart on the same host and port is the same member); "" (dynamic membership) when the port is 0, since a
+    process without a fixed address has no identity a restart could share."""
+    if not metrics_port:
+        return ""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", hostname)[:180] or "host"
+    return f"sink-{host}-{metrics_port}"
 
 
 def _tune_interpreter() -> None:

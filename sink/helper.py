@@ -32,7 +32,7 @@ __all__ = ["RowHelper", "serve"]
 
 log = get_logger(__name__)
 _LEN = struct.Struct(">Q")
-Rows = tuple[dict[str, list[bytes]], list[tuple[int, str]], int]
+Rows = tuple[dict[str, list[bytes]], list[tuple[int, str]], int, bytes]  # rows, dead, skipped, row origins
 
 
 def _write(out: IO[bytes], obj: Any) -> None:
@@ -84,9 +84,9 @@ class RowHelper:
         if self._proc is None:
             return None
         try:
-            rows, dead, skipped, cpu_s = _read(self._proc.stdout)  # type: ignore[arg-type]
+            rows, dead, skipped, stamps, cpu_s = _read(self._proc.stdout)  # type: ignore[arg-type]
             self.cpu_s += cpu_s
-            return rows, dead, skipped
+            return rows, dead, skipped, stamps
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
             self._failed(exc)
             return None
@@ -116,7 +116,8 @@ class RowHelper:
 
 
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
-    """The helper's loop: (values, from_ms, to_ms) in, (rows, dead, skipped, CPU seconds) out, until the pipe
+    """The helper's loop: (values, from_ms, to_ms) in, (rows, dead, skipped, row origins (sink.latency), CPU
+    seconds) out, until the pipe
     closes."""
     from sink.batch import build_rows
     from sink.rowcodec import fast_build
@@ -133,8 +134,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             return
         started = time.process_time()
         rows: dict[str, list[bytes]] = {}
-        dead, skipped = build_rows(payloads, from_ms, to_ms, rows, fast=fast)
-        _write(out, (rows, dead, skipped, time.process_time() - started))
+        stamps = bytearray()
+        dead, skipped = build_rows(payloads, from_ms, to_ms, rows, fast=fast, stamps=stamps)
+        _write(out, (rows, dead, skipped, bytes(stamps), time.process_time() - started))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.failures import Failure, database_error_is_fatal, database_failure
@@ -36,7 +36,7 @@ from mdpipe.topics import topic_names
 from schemas import DeadLetter, encode_dead_letter
 from sink import metrics as m
 from sink.batch import Batch
-from sink.flush import flush_due, poll_timeout
+from sink.flush import flush_due, merge_due, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
 from sink.rowcodec import resolve as resolve_codec
@@ -46,7 +46,9 @@ from sink.trace import HopTrace
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
 log = get_logger(__name__)
-MAX_POLL_S = 0.25  # longest single consume() wait: keeps stop, lag and idle checks responsive
+# longest single consume() wait: keeps stop, lag and idle checks responsive. Not a latency cost: consume() returns
+# as soon as the batch's batch_ms is up (sink.flush.poll_timeout), and waits this long only with nothing pending
+MAX_POLL_S = 0.25
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
 
 
@@ -58,11 +60,13 @@ class LoaderOptions:
     from_ms: int | None = None
     to_ms: int | None = None
     exit_when_idle: bool = False
+    instance_id: str = ""  # static group membership (group.instance.id); "" = dynamic (sink.instance_id)
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> LoaderOptions:
         s = config.sink
         base = {"group_id": s.group_id, "batch_rows": s.batch_rows, "batch_ms": s.batch_ms}
+        base["instance_id"] = s.instance_id
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -186,7 +190,7 @@ class Loader:
         self.opts = options
         names = topic_names(config)
         self.dlq_topic = names.dlq
-        replay = options.from_ms is not None or options.to_ms is not None
+        replay = self._replay = options.from_ms is not None or options.to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
         db_options = connect_options(config.sink)
         self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
@@ -194,12 +198,16 @@ class Loader:
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.fast_build = resolve_codec(config.sink.row_codec)
         self._done: collections.deque[dict[tuple[str, int], int]] = collections.deque()
+        self._mirror: dict[tuple[str, int], int] = {}  # committed offsets not yet mirrored to Kafka
+        self._mirrored_at = 0.0
+        self._mirror_interval_s = config.sink.kafka_commit_interval_ms / 1000.0
         self.lanes: list[_Lane] = []
         for i in range(config.sink.writers):
             store = Store(config.postgres.dsn, options.group_id, options=db_options)
             writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
             self.lanes.append(_Lane(i, store, self._new_batch(), writer))
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
+        self._merged_in: _Writer | None = None  # the writer committing a merged batch (all lanes'), until it is idle
         self._stats_lock = threading.Lock()  # writer threads account their batches concurrently
         self.stats = LoadStats()
         self.stop_event = threading.Event()
@@ -213,9 +221,11 @@ class Loader:
         self._lag_series: set[tuple[str, int]] = set()  # partitions with a LAG_RECORDS series exported
         self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
+        static = {"group.instance.id": options.instance_id} if options.instance_id else {}
         self.consumer = Consumer(
             {
                 **consumer_config(config.kafka, options.group_id),
+                **static,  # a restarted sink takes its partitions back at once (see sink.instance_id)
                 "enable.auto.offset.store": False,
                 "session.timeout.ms": config.sink.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, config.sink.session_timeout_ms // 4),
@@ -225,6 +235,8 @@ class Loader:
                 "stats_cb": self._on_stats,  # high watermarks for the lag gauges (no broker round trip)
                 "client.id": "mdpipe-sink",  # names the member (with its host) in `mdpipe status`
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                "fetch.min.bytes": config.sink.fetch_min_bytes,
+                "fetch.wait.max.ms": config.sink.fetch_wait_max_ms,
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
@@ -240,6 +252,7 @@ class Loader:
             helper=self.helper,
             fast=self.fast_build,
             runs=[] if self.config.sink.hop_trace else None,
+            stamps=None if self._replay else bytearray(),  # replays load old events: no latency to observe
         )
 
     # -- public ------------------------------------------------------------------------------------------
@@ -277,6 +290,7 @@ class Loader:
             group=self.opts.group_id,
             topics=self.topics,
             batch_rows=self.opts.batch_rows,
+            instance_id=self.opts.instance_id or None,
             writers=len(self.lanes),
             row_codec="c" if self.fast_build is not None else "python",
         )
@@ -293,6 +307,7 @@ class Loader:
                                  MAX_POLL_S)
                     for lane in self.lanes
                 )  # fmt: skip
+                waiting_since = time.monotonic()
                 msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
                 read_ns = time.time_ns()
                 if revokes != self._revokes:
@@ -303,7 +318,7 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self._route(good, read_ns)
+                self._route(good, read_ns, waiting_since)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
@@ -313,9 +328,14 @@ class Loader:
                 now = time.monotonic()
                 for lane in self.lanes:
                     lane.writer.check()  # a writer that gave up (refused login) stops the sink now, not at a next batch
-                    batch = lane.batch
-                    if flush_due(batch.size, now - batch.started, self.opts.batch_rows, deadline_s, lane.writer.idle):
-                        self._flush(lane)
+                sizes = [lane.batch.size for lane in self.lanes]
+                ages = [now - lane.batch.started for lane in self.lanes]
+                if merge_due(sizes, ages, self.opts.batch_rows, deadline_s, self._writers_idle()):
+                    self._flush_merged()
+                else:
+                    for lane, size, age in zip(self.lanes, sizes, ages, strict=True):
+                        if flush_due(size, age, self.opts.batch_rows, deadline_s, self._lane_idle(lane)):
+                            self._flush(lane)
                 self._committed_offsets()
                 self._update_lag()
                 if self.opts.exit_when_idle and not msgs and not self.pending and self._writers_idle():
@@ -331,7 +351,7 @@ class Loader:
                     if lane.batch.size:
                         self._flush(lane)
             self._wait_writers()
-            self._committed_offsets()
+            self._committed_offsets(force=True)
         finally:
             self.close()
         return self.stats
@@ -395,6 +415,7 @@ class Loader:
         self._revokes += 1
         with contextlib.suppress(RuntimeError):
             self._wait_writers()  # the batches already handed to writers commit (or we are stopping)
+        self._committed_offsets(force=True)  # mirror them while the partitions are still ours
         dropped = self.pending
         self.stats.dropped += dropped
         for lane in self.lanes:
@@ -423,10 +444,10 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _route(self, msgs: list[Any], read_ns: int = 0) -> None:
+    def _route(self, msgs: list[Any], read_ns: int = 0, waiting_since: float | None = None) -> None:
         """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
         if len(self.lanes) == 1:
-            self.lanes[0].batch.add_many(msgs, read_ns)
+            self.lanes[0].batch.add_many(msgs, read_ns, waiting_since)
             return
         lane_of = self._lane_of
         fallback = self.lanes[0]
@@ -442,12 +463,35 @@ class Loader:
                 bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
             bucket.append(msg)
         for index, part in buckets.items():
-            self.lanes[index].batch.add_many(part, read_ns)
+            self.lanes[index].batch.add_many(part, read_ns, waiting_since)
+
+    def _lane_idle(self, lane: _Lane) -> bool:
+        """The lane may hand its batch over: its writer is idle, and no merged batch holding its partitions' earlier
+        records is still being committed by another lane's writer."""
+        merged = self._merged_in
+        return lane.writer.idle and (merged is None or merged is lane.writer or merged.idle)
 
     def _flush(self, lane: _Lane) -> None:
-        """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
+        """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed, or
+        a merged batch with earlier records of its partitions: its offsets must never commit before those rows)."""
+        merged = self._merged_in
+        if merged is not None and merged is not lane.writer:
+            merged.wait_idle()
+        self._merged_in = None
         batch, lane.batch = lane.batch, self._new_batch()
         lane.writer.submit(batch)
+
+    def _flush_merged(self) -> None:
+        """Every lane's batch as one transaction on the first lane's connection (see :func:`sink.flush.merge_due`;
+        every writer is idle)."""
+        first = self.lanes[0]
+        merged, first.batch = first.batch, self._new_batch()
+        for lane in self.lanes[1:]:
+            if lane.batch.size:
+                batch, lane.batch = lane.batch, self._new_batch()
+                merged.absorb(batch)
+        self._merged_in = first.writer
+        first.writer.submit(merged)
 
     def _write(self, lane: _Lane, batch: Batch) -> None:
         """Writer thread: commit ``batch`` (rows + offsets), retrying through database outages."""
@@ -455,23 +499,36 @@ class Loader:
         result = self._retry_db(lambda: lane.store.write(batch, self._send_dead), lane.store)
         if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
             return
+        commit_ns = time.time_ns()
+        if batch.stamps:
+            m.VENUE_TO_DB.observe_batch(batch.stamps, commit_ns)
         if self.trace is not None and batch.runs:
-            self.trace.write(batch.runs, time.time_ns())
+            self.trace.write(batch.runs, commit_ns)
         self._account(batch, result, time.monotonic() - started)
         lane.batches += 1
         self._done.append(dict(batch.offsets))
 
-    def _committed_offsets(self) -> None:
-        """Consumer thread: record what the writer committed; mirror it to Kafka for monitoring tools."""
+    def _committed_offsets(self, force: bool = False) -> None:
+        """Consumer thread: record what the writers committed; mirror it to Kafka for monitoring tools, at most
+        every ``sink.kafka_commit_interval_ms`` (each mirror is an OffsetCommit the broker appends to
+        ``__consumer_offsets``; the sink itself resumes from the offsets stored with the rows)."""
         while self._done:
             offsets = self._done.popleft()
             self._committed.update(offsets)
-            try:
-                self.consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
-                )
-            except KafkaException as exc:
-                log.warning("kafka_commit_failed", error=str(exc))
+            self._mirror.update(offsets)
+        now = time.monotonic()
+        if not self._mirror or (not force and now - self._mirrored_at < self._mirror_interval_s):
+            return
+        mirror, self._mirror = self._mirror, {}
+        self._mirrored_at = now
+        owned = {(tp.topic, tp.partition) for tp in self._assignment}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in mirror.items() if (t, p) in owned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.warning("kafka_commit_failed", error=str(exc))
 
     def _retry_db(self, fn: Any, store: Store) -> Any:
         delay = self.config.sink.backoff_initial_s
@@ -612,7 +669,9 @@ class Loader:
                 )
 
     def _kafka_error(self, err: Any) -> None:
-        if err.fatal():
+        # a fatal consumer error (e.g. fenced by a sink with the same group.instance.id) arrives as a message error
+        # with code _FATAL whose fatal() is False: the consumer is unusable from then on
+        if err.fatal() or err.code() == KafkaError._FATAL:
             raise KafkaException(err)
         log_client_error(log, "kafka_error", err)  # rate-limited: an outage repeats it every ~100 ms
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from sink.latency import LatencyHistogram
 
 __all__ = [
     "BATCH_ROWS",
@@ -15,6 +17,7 @@ __all__ = [
     "MARKETS",
     "ROWS",
     "SLOW_BATCHES",
+    "VENUE_TO_DB",
 ]
 
 ROWS = Counter("mdpipe_sink_rows_total", "Rows committed to the database, per table (rate() = rows/s)", ["table"])
@@ -35,3 +38,9 @@ LAG_RECORDS = Gauge("mdpipe_sink_consumer_lag_records", "High watermark minus co
 LAG_SECONDS = Gauge(
     "mdpipe_sink_consumer_lag_seconds", "Age of the newest committed record while records are waiting (0 when none)"
 )
+VENUE_TO_DB = LatencyHistogram(
+    "mdpipe_sink_venue_to_db_seconds",
+    "Per committed row: seconds from the event's venue time (deltas, trades, tickers; the gatherer's receive time "
+    "for snapshots, lifecycle and gaps) to the commit of its row (sink.latency)",
+)
+REGISTRY.register(VENUE_TO_DB)

@@ -13,13 +13,19 @@ from typing import Any, Literal
 
 __all__ = ["ACCELERATED", "CodecChoice", "FastBuild", "fast_build", "resolve"]
 
-# build(payloads, start, rows, version, from_ms, to_ms) -> (stop, skipped)
-FastBuild = Callable[[list[bytes], int, dict[str, list[bytes]], int, Any, Any], tuple[int, int]]
+# build(payloads, start, rows, version, from_ms, to_ms, stamps) -> (stop, skipped)
+FastBuild = Callable[[list[bytes], int, dict[str, list[bytes]], int, Any, Any, Any], tuple[int, int]]
 CodecChoice = Literal["auto", "c", "python"]
 
 try:
     from sink import _rowcodec  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler, or a source checkout never installed
+    _rowcodec = None
+if _rowcodec is not None and not hasattr(_rowcodec, "ages"):  # built from older sources: no row stamps (latency)
+    import warnings
+
+    warnings.warn("sink._rowcodec is stale (built before row stamps): using the Python row builder; rebuild it with "
+                  "`make setup`", RuntimeWarning, stacklevel=1)  # fmt: skip
     _rowcodec = None
 
 ACCELERATED = _rowcodec is not None

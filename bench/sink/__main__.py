@@ -92,6 +92,7 @@ def run_sink(
     workdir: Path,
     helper_share: float | None = None,
     writers: int | None = None,
+    tree: Path | None = None,
 ) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDPIPE_")}
     env.update(
@@ -107,9 +108,11 @@ def run_sink(
         env["MDPIPE_SINK__WRITERS"] = str(writers)
     cmd = [sys.executable, "-m", "mdpipe", "sink", "--group", group, "--batch-rows", str(batch_rows)]
     cmd += ["--exit-when-idle", "--no-migrate", "--metrics-port", "0"]
+    if tree is not None:  # another source tree's sink (its own built sink._rowcodec) under the same benchmark
+        env["PYTHONPATH"] = str(tree)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tree)
     wall = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stop = [line for line in proc.stderr.splitlines() if "event=sink_stopped" in line]
@@ -137,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         help="load into this existing database (e.g. one holding history: bench.sink.history) instead of fresh "
         "ones: the baseline COPY and the sink run each load the events into it and the rows they added are deleted "
         "(and vacuumed) after each; the staging/explicit_loaded_at extras are skipped",
+    )
+    parser.add_argument(
+        "--sink-tree",
+        type=Path,
+        metavar="DIR",
+        help="also run, in each run right after this tree's sink, the sink of source tree DIR (e.g. an older "
+        "commit with its sink._rowcodec built in place): `tree_*` figures and `ratio_to_tree` in RESULT",
     )
     args = parser.parse_args(argv)
 
@@ -175,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         same_writers: list[float] = []
         if args.database:
             return _run_into(config, dbs, args, events, batches, tmp, writers)
+        tree_rates: list[float] = []
+        tree_busy_cpu: list[float] = []
         for run in range(args.runs):
             rows, secs = load_from_memory(dbs.fresh(), batches, "direct")
             base_rates.append(rows / secs)
@@ -203,7 +215,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"from memory: staging path {variants['staging'][-1]:,.0f} rows/s, "
                   f"explicit loaded_at {variants['explicit_loaded_at'][-1]:,.0f} rows/s", flush=True)  # fmt: skip
             dbs.drop_all()
+            if args.sink_tree is not None:
+                other = run_sink(
+                    config, dbs.fresh(), f"bench-tree-{run}", args.batch_rows, tmp / f"tree{run}",
+                    args.helper_share, writers, tree=args.sink_tree.resolve(),
+                )  # fmt: skip
+                if other["rows"] != len(events) or other["duplicates"]:
+                    raise RuntimeError(f"{args.sink_tree} sink run {run} loaded {other} for {len(events)} events")
+                tree_rates.append(other["rows"] / other["busy_s"])
+                tree_busy_cpu.append(other["rows"] / other["busy_cpu_s"])
+                print(f"run {run}: sink of {args.sink_tree} {tree_rates[-1]:,.0f} rows/s, "
+                      f"{tree_busy_cpu[-1]:,.0f} rows per CPU-s while busy", flush=True)  # fmt: skip
+                dbs.drop_all()
         extras = {f"{mode}_rows_s": round(statistics.median(v)) for mode, v in variants.items()}
+        if tree_rates:
+            extras.update(
+                tree=str(args.sink_tree),
+                tree_rows_s=round(statistics.median(tree_rates)),
+                tree_busy_rows_per_cpu_s=round(statistics.median(tree_busy_cpu)),
+                ratio_to_tree=round(statistics.median(rates) / statistics.median(tree_rates), 4),
+                busy_cpu_ratio_to_tree=round(statistics.median(busy_cpu_rates) / statistics.median(tree_busy_cpu), 4),
+                per_run_ratio_to_tree=[round(a / b, 4) for a, b in zip(rates, tree_rates, strict=True)],
+            )
     finally:
         dbs.drop_all()
         mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]

@@ -90,6 +90,7 @@ def test_every_availability_and_flow_alert_has_a_firing_and_a_silent_promtool_ca
     new = groups["mdpipe-availability"] + groups["mdpipe-flow"]
     assert {"MdpipeStageDown", "DedupStalled", "SinkStalled", "PipelineNotWriting", "RedundancyLost"} <= set(new)
     assert {"MdpipeNoGathererUp", "MdpipeNoDedupUp", "MdpipeNoSinkUp", "DedupConsumerLagHigh"} <= set(new)
+    assert "PipelineLatencyHigh" in new
     cases = _promtool_cases()
     for alert in new:
         assert cases.get(alert) == {"firing", "silent"}, f"{alert}: promtool cases {cases.get(alert)}"
@@ -122,3 +123,23 @@ def test_scrape_targets_are_the_stages_default_metrics_ports() -> None:
     assert targets["mdpipe-dedup"] == [str(config.dedup.metrics_port)]
     assert targets["mdpipe-sink"] == [str(config.sink.metrics_port)]
     assert all(port != 0 for port in (config.gather.metrics_port, config.dedup.metrics_port, config.sim.metrics_port))
+
+
+def test_dashboard_and_alert_read_the_venue_to_database_histogram_the_sink_exports() -> None:
+    """p50 and p99 from histogram_quantile over the sink's latency buckets on the dashboard, an alert on the p99."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    import sink.metrics  # noqa: F401 - registers the histogram
+
+    exported = generate_latest(REGISTRY).decode()
+    assert 'mdpipe_sink_venue_to_db_seconds_bucket{le="0.1"}' in exported
+    assert 'mdpipe_sink_venue_to_db_seconds_bucket{le="10.0"}' in exported
+    dashboard = json.loads((GRAFANA / "mdpipe.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for q in ("0.5", "0.99"):
+        want = f"histogram_quantile({q}, sum by (le) (rate(mdpipe_sink_venue_to_db_seconds_bucket[5m])))"
+        assert want in exprs
+    rules = (PROM / "alerts.yml").read_text()
+    assert "histogram_quantile(0.99, sum by (le) (rate(mdpipe_sink_venue_to_db_seconds_bucket[5m]))) > 2" in rules
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

@@ -120,3 +120,25 @@ def test_offsets_from_runs_of_partitions() -> None:
     assert batch.offsets == {("events", 0): 15, ("events", 1): 53, ("events", 2): 8}
     batch.add_many([Source("markets", 0, 3, b""), Source("events", 0, 15, payloads[0])])
     assert batch.offsets == {("events", 0): 16, ("events", 1): 53, ("events", 2): 8, ("markets", 0): 4}
+
+
+def test_absorbed_lane_batch_commits_with_ours_rows_in_message_order_per_table() -> None:
+    from bench.sink.data import make_events
+    from schemas import encode_event
+    from sink.batch import Batch, Source
+
+    events = make_events(400, markets=20, seed=44)
+    ours, theirs = (
+        Batch("events", "markets", stamps=bytearray(), runs=[]),
+        Batch("events", "markets", stamps=bytearray(), runs=[]),
+    )
+    ours.add_many([Source("events", 0, i, encode_event(e)) for i, e in enumerate(events[:200])], 1, waiting_since=5.0)
+    theirs.add_many([Source("events", 1, i, encode_event(e)) for i, e in enumerate(events[200:])], 2, waiting_since=4.0)
+    want_rows = {t: list(ours.rows.get(t, [])) + list(theirs.rows.get(t, [])) for t in {*ours.rows, *theirs.rows}}
+    ours.absorb(theirs)
+    assert ours.rows == want_rows
+    assert ours.offsets == {("events", 0): 200, ("events", 1): 200}
+    assert ours.size == 400 and ours.started == 4.0
+    assert len(ours.stamps or b"") == 8 * 400 and len(ours.runs or []) == 2
+    for table, rows in ours.rows.items():  # the slow path re-derives each row's message from event_msgs
+        assert len(ours.sources_of(table)) == len(rows)

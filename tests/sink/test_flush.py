@@ -38,3 +38,15 @@ def test_poll_timeout(size: int, age: float, expected: float) -> None:
 def test_poll_timeout_is_capped() -> None:
     assert poll_timeout(0, 0.0, 2.0, 0.25) == 0.25
     assert poll_timeout(3, 0.5, 2.0, 0.25) == 0.25
+
+
+def test_lanes_merge_only_when_every_writer_is_idle_one_batch_is_due_by_time_and_none_by_size() -> None:
+    from sink.flush import merge_due
+
+    assert merge_due([10, 7], [0.05, 0.01], 100, 0.05, all_idle=True)
+    assert merge_due([0, 7], [0.0, 0.06], 100, 0.05, all_idle=True)
+    assert not merge_due([10, 7], [0.05, 0.01], 100, 0.05, all_idle=False)  # a writer busy: lanes go on their own
+    assert not merge_due([100, 7], [0.05, 0.05], 100, 0.05, all_idle=True)  # a full batch: a backlog, in parallel
+    assert not merge_due([10, 7], [0.04, 0.01], 100, 0.05, all_idle=True)  # nothing due yet
+    assert not merge_due([0, 0], [0.0, 0.0], 100, 0.05, all_idle=True)
+    assert not merge_due([10], [0.5], 100, 0.05, all_idle=True)  # one lane: nothing to merge

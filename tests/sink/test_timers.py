@@ -1,0 +1,154 @@
+"""The sink's timers: a record waits in the sink at most ``batch_ms`` (plus the commit), whatever consume() did."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench.sink.data import make_events
+from sink.batch import Batch, Source
+
+
+def test_a_batch_ages_from_when_the_consume_call_that_filled_it_began() -> None:
+    batch = Batch("events", "markets")
+    batch.add_many([Source("events", 0, 0, b"x")], waiting_since=123.5)
+    assert batch.started == 123.5
+    batch.add_many([Source("events", 0, 1, b"x")], waiting_since=200.0)  # a batch keeps its first start
+    assert batch.started == 123.5
+    before = time.monotonic()
+    Batch("events", "markets").add_many([Source("events", 0, 0, b"x")])
+    fresh = Batch("events", "markets")
+    fresh.add_many([Source("events", 0, 0, b"x")])
+    assert fresh.started >= before  # without a consume start: when the records were added
+
+
+@pytest.mark.integration
+def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env: Any) -> None:
+    """At a trickle, consume() waits out its timeout (``batch_ms`` for an empty batch) collecting records; the
+    batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
+    from confluent_kafka import Producer
+
+    from mdpipe.hops_read import _read_topic
+    from mdpipe.kafka import kafka_client_config, producer_config
+    from schemas import encode_event
+    from sink.trace import read_trace
+
+    batch_ms = 400  # large against the machine's noise: the old code's floor is this, the fix's median half of it
+    trace = sink_env.tmp / "trace"
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=1))
+    loader, thread, _ = env.start_loader_thread("g-trickle", batch_ms=batch_ms)
+    try:
+        deadline = time.monotonic() + 60
+        while not loader._assignment:
+            assert time.monotonic() < deadline, "no assignment"
+            time.sleep(0.05)
+        producer = Producer(producer_config(env.config.kafka, linger_ms=0))
+        for ev in make_events(40, markets=5, seed=41):  # one event every 70 ms: several per consume window
+            producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+            producer.flush(10)
+            time.sleep(0.07)
+        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < 40:
+            assert time.monotonic() < deadline + 30, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        loader.stop()
+        thread.join(60)
+    entries = list(read_trace(trace))
+    commit_ns = {(e.partition, o): e.commit_ns for e in entries for o in range(e.first_offset, e.last_offset + 1)}
+    waits = [
+        commit_ns[(p, off)] / 1e6 - ts
+        for p, off, ts, _ in _read_topic(kafka_client_config(env.config.kafka), env.names.events, 30)
+    ]
+    assert len(waits) == 40
+    # every record: at most batch_ms in the sink, plus the fetch and the commit (the old code: up to batch_ms more)
+    assert max(waits) < batch_ms + 150, sorted(waits)
+
+
+class _CountingConsumer:
+    """The loader's consumer, counting commit() calls (confluent_kafka's Consumer cannot be patched)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.commits = 0
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self.commits += 1
+        return self.real.commit(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.integration
+def test_kafka_mirror_commits_at_most_once_per_interval_and_the_last_one_is_complete(sink_env: Any) -> None:
+    """Every batch used to send its own OffsetCommit to the broker (only monitoring tools read them)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from mdpipe.kafka import consumer_config
+    from sink.loader import Loader, LoaderOptions
+
+    events = make_events(6000, markets=60, seed=42)
+    sink_env.produce(events)
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, kafka_commit_interval_ms=1000))
+    loader = Loader(env.config, LoaderOptions.from_config(env.config, group_id="g-mirror", batch_rows=100,
+                                                          exit_when_idle=True))  # fmt: skip
+    counting = _CountingConsumer(loader.consumer)
+    loader.consumer = counting  # type: ignore[assignment]
+    started = time.monotonic()
+    stats = loader.run()
+    elapsed = time.monotonic() - started
+    assert stats.rows == len(events) and stats.batches >= 30
+    assert counting.commits <= elapsed / 1.0 + 2, (counting.commits, stats.batches, elapsed)
+    reader = Consumer(consumer_config(env.config.kafka, "g-mirror"))
+    try:
+        parts = [TopicPartition(env.names.events, p) for p in range(env.config.kafka.partitions)]
+        committed = reader.committed(parts, timeout=10)
+    finally:
+        reader.close()
+    assert sum(tp.offset for tp in committed if tp.offset >= 0) == len(events)  # the final mirror is complete
+
+
+@pytest.mark.integration
+def test_at_a_paced_rate_the_writer_lanes_commit_together_in_one_transaction(sink_env: Any) -> None:
+    """Two lanes used to commit a transaction each per batch_ms at any rate (twice the COPYs, commits, WAL flushes)."""
+    from confluent_kafka import Producer
+
+    from mdpipe.kafka import producer_config
+    from schemas import encode_event
+    from sink.trace import read_trace
+
+    trace = sink_env.tmp / "trace"
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=2))
+    loader, thread, _ = env.start_loader_thread("g-merge", batch_ms=100)
+    events = make_events(1200, markets=300, seed=45)
+    try:
+        deadline = time.monotonic() + 60
+        while not loader._assignment:
+            assert time.monotonic() < deadline, "no assignment"
+            time.sleep(0.05)
+        lanes = {(tp.partition, loader._lane_of[(tp.topic, tp.partition)].index) for tp in loader._assignment
+                 if tp.topic == env.names.events}  # fmt: skip
+        lane_of = dict(lanes)
+        assert set(lane_of.values()) == {0, 1}
+        producer = Producer(producer_config(env.config.kafka, linger_ms=5))
+        for i in range(0, len(events), 40):  # ~1,000 events/s over every partition
+            for ev in events[i : i + 40]:
+                producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+            producer.poll(0)
+            time.sleep(0.04)
+        producer.flush(10)
+        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < len(events):
+            assert time.monotonic() < deadline + 30, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        loader.stop()
+        thread.join(60)
+    commits: dict[int, set[int]] = {}
+    for e in read_trace(trace):
+        commits.setdefault(e.commit_ns, set()).add(lane_of[e.partition])
+    both = sum(1 for lanes_in in commits.values() if lanes_in == {0, 1})
+    assert both >= 0.8 * len(commits), (both, len(commits))
+    assert loader.stats.rows == len(events) and loader.stats.duplicates == 0
