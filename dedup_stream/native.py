@@ -71,9 +71,24 @@ __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
-# consume() returns when ``max_poll_records`` arrived or after this long: it bounds how long a frame waits for its
-# batch (and held events for the next loop turn that releases them) when traffic is below a full batch per poll.
-_POLL_S = 0.05
+# Timers (chosen from bench-dedup's paced figures, see bench/dedup; what each costs in latency is said here).
+# The worker wakes at the first frame that arrives (``poll``) and takes whatever else is queued (``consume(n, 0)``), so
+# no frame waits for a batch to fill. How much one wake-up brings is set by the fetch: the broker answers a fetch
+# once FETCH_MIN_BYTES are ready or FETCH_WAIT_MS passed. Answering every arrival at once (librdkafka's defaults:
+# 1 byte, 500 ms) made hundreds of small fetches a second at a pipeline's pace, which cost the worker's librdkafka
+# threads and the broker more CPU per frame than the dedup decision itself. Latency cost: up to FETCH_WAIT_MS per
+# frame, less when FETCH_MIN_BYTES fill first (at 5,000 venue events/s, 64 KB of lz4 raw frames take ~20 ms).
+FETCH_WAIT_MS = 20
+FETCH_MIN_BYTES = 64 << 10
+# Producers (changelog and events) send a batch's records this long after the first of them: the records of one
+# consumed batch are produced in one burst, so a few ms gathers them into one request. Latency cost: twice this (a
+# batch's changelog, then its events).
+LINGER_MS = 2
+# How long the loop sleeps in poll() when no frame arrives: only housekeeping waits for it (the 1-s tick, interval
+# commits, the idle check). A frame that arrives ends the wait at once.
+_IDLE_POLL_S = 0.1
+# While events are held and no frame arrives, poll this often for their changelog acknowledgements.
+_HELD_POLL_S = 0.002
 
 # commit errors that mean this member's generation is over: not a failure of this worker's output
 _LOST_GENERATION = (
@@ -110,7 +125,7 @@ class NativeWorker:
                 **self.client_conf,
                 "partitioner": "murmur2_random",
                 "compression.type": s.compression,
-                "linger.ms": max(1, int(s.linger_s * 1000)),
+                "linger.ms": LINGER_MS,
                 "batch.num.messages": 10000,
                 "batch.size": 1 << 20,
                 "queue.buffering.max.messages": 500_000,
@@ -118,6 +133,7 @@ class NativeWorker:
             self.changelog_topic,
         )
         self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
+        self.batches = 0  # consumed batches processed (frames / batches = the mean batch)
         self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
         self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
         self.events_out = 0
@@ -290,8 +306,9 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message]) -> None:
-        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged.
+    def _process(self, msgs: list[Message], wait: bool = False) -> None:
+        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged (with
+        ``wait``, wait for that here and hand them to the producer before returning).
 
         The state of the whole batch reaches RocksDB (its WAL) and the changelog *before* any of its events can
         leave the process: an event that was delivered always has its winner stored locally and in the changelog,
@@ -323,11 +340,23 @@ class NativeWorker:
                 outs.append((out, msg.key(), partition))
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
-        self.states.flush()
+        self.states.flush()  # RocksDB, then the batch's changelog records in one burst
         if outs:
             self._held.append((self.output.changelog_mark(), outs))
-        self._release(wait=False)
+        self._release(wait=wait)
         self.events_out += len(outs)
+
+    def _next_batch(self, consumer: Consumer, batch: int) -> list[Message]:
+        """Wait for the first frame (at most ``_IDLE_POLL_S``, or ``_HELD_POLL_S`` while events are held), then take
+        what else is already queued, up to ``batch`` frames."""
+        first = consumer.poll(_HELD_POLL_S if self._held else _IDLE_POLL_S)
+        if first is None:
+            return []
+        if batch == 1:
+            return [first]
+        msgs = consumer.consume(batch - 1, 0)
+        msgs.insert(0, first)
+        return msgs
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -380,6 +409,8 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
+                "fetch.min.bytes": FETCH_MIN_BYTES,
             }
         )
         self._consumer = consumer
@@ -391,21 +422,28 @@ class NativeWorker:
         last_commit = last_tick = last_idle_check = time.monotonic()
         try:
             while not self._stopping:
-                msgs = consumer.consume(batch, _POLL_S)
+                msgs = self._next_batch(consumer, batch)
                 if self._callback_error is not None:  # before any record of a partition it could not prepare
                     raise self._callback_error
                 now = time.monotonic()
                 if msgs:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
-                    self._process(msgs)
+                    # a full batch means a backlog: decide the next one while this one's changelog is in flight;
+                    # otherwise there is time to spare: wait for the acknowledgements and let the events go now
+                    self._process(msgs, wait=len(msgs) < batch)
                     self.frames += len(msgs)
+                    self.batches += 1
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()
                     self.output.poll()
+                elif self._held:
+                    self._release(wait=False)
                 if since_commit and (
-                    not msgs or since_commit >= s.commit_every or now - last_commit >= s.commit_interval_s
-                ):  # also as soon as the input is drained: the last frames' output is then acknowledged
+                    since_commit >= s.commit_every
+                    or now - last_commit >= s.commit_interval_s
+                    or (not msgs and s.exit_when_idle)
+                ):
                     self._commit(consumer)
                     since_commit, last_commit = 0, time.monotonic()
                     if not msgs:

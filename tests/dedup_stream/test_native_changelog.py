@@ -17,16 +17,15 @@ pytestmark = pytest.mark.integration
 def test_changelog_mark_is_acked_only_after_its_records(kafka_bootstrap: str, make_topics: Callable) -> None:  # type: ignore[type-arg]
     (topic,) = make_topics(partitions=2, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 1}, topic)
-    for i in range(3):
-        output.put_changelog(0, b"a%d" % i, b"v")
-    output.put_changelog(1, b"b", b"v")
+    output.put_changelog(0, [(b"a%d" % i, b"v") for i in range(3)])
+    output.put_changelog(1, [(b"b", b"v")])
     mark = output.changelog_mark()
     assert mark == {0: 3, 1: 1}
     assert not output.changelog_acked(mark)  # delivery reports are only served by poll/flush
     assert output.flush(30) is None
     assert output.changelog_acked(mark)
     assert output.delivered == {0: 2, 1: 0}
-    output.put_changelog(0, b"a3", b"v")
+    output.put_changelog(0, [(b"a3", b"v")])
     later = output.changelog_mark()
     assert output.changelog_acked(mark) and not output.changelog_acked(later)
     assert output.flush(30) is None and output.changelog_acked(later)
@@ -40,10 +39,9 @@ def test_restore_cut_short_resumes_from_saved_offset(
     (topic,) = make_topics(partitions=1, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}, topic)
     total = 30000
-    for i in range(total):
-        output.put_changelog(0, b"k%06d" % i, b"v")
+    output.put_changelog(0, [(b"k%06d" % i, b"v") for i in range(total)])
     assert output.flush(60) is None
-    states = PartitionStates(tmp_path / "s", 3600, lambda p, k, v: None)
+    states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
     states.open(0)
     restorer = ChangelogRestorer({"bootstrap.servers": kafka_bootstrap}, topic, save_every=1)
     real_apply = states.apply
