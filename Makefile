@@ -6,13 +6,13 @@ STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink bench-e2e bench-sim clean
+.PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink bench-e2e bench-failover bench-sim clean
 
 help:
 	@echo "make demo        set up, run the whole pipeline on the emulator, print the verification report"
 	@echo "make test        set up, then run the test suite (starts a real Kafka broker and PostgreSQL)"
 	@echo "make up / down   start / stop the broker and the database"
-	@echo "make bench-*     gatherer | dedup | sink | e2e | sim benchmarks, each ending with RESULT {json}"
+	@echo "make bench-*     gatherer | dedup | sink | e2e | failover | sim benchmarks, each ending with RESULT {json}"
 
 $(STAMP): pyproject.toml setup.py sink/_rowcodec.c requirements.lock
 	$(PY) -m venv $(VENV)
@@ -72,6 +72,9 @@ bench-sink: setup
 
 bench-e2e: setup
 	@$(WITH_INFRA) $(BIN)/python -m bench.e2e $(BENCH_ARGS)
+
+bench-failover: setup
+	@$(WITH_INFRA) $(BIN)/python -m bench.failover $(BENCH_ARGS)
 
 bench-sim: setup
 	@$(WITH_INFRA) $(BIN)/python -m bench.sim $(BENCH_ARGS)

@@ -40,7 +40,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="markets per subscription; halved automatically on error 26 (default: gather.markets_per_subscription)",
     )
     p.add_argument(
-        "--metrics-port", type=int, metavar="P", help="Prometheus/health port; 0 = free port (default: gather.*)"
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="Prometheus/health port; 0 = free port (default: gather.metrics_port + the id's index in gather.ids, "
+        "9101 for g1; bind address: gather.metrics_host)",
     )
     p.add_argument("--spool-dir", help="on-disk spool folder (default: gather.spool_dir or .run/spool/<id>)")
     p.add_argument(
@@ -113,17 +117,24 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import asyncio
     import signal
 
+    from mdpipe.config import gatherer_metrics_port
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
     from mdpipe.topics import check_partitions, topic_names
 
     log = get_logger("ingest.cli")
+    port = args.metrics_port if args.metrics_port is not None else gatherer_metrics_port(config.gather, args.id)
     if not args.no_partition_check:
         raw = topic_names(config).raw.get(args.id)
         check_partitions(config, extra=[] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"])
     gatherer = build_gatherer(args, config)
-    port = args.metrics_port if args.metrics_port is not None else config.gather.metrics_port
-    server = start_metrics_server(port, health=gatherer.healthy, stage=f"gather-{args.id}")
+    server = start_metrics_server(
+        port,
+        health=gatherer.healthy,
+        stage=f"gather-{args.id}",
+        host=config.gather.metrics_host,
+        setting="gather.metrics_port",
+    )
     log.info("gather_metrics", port=server.port, gatherer=args.id)
 
     async def main() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "SimConfig",
     "SinkConfig",
     "VenueConfig",
+    "gatherer_metrics_port",
     "load_config",
     "redacted",
     "repo_root",
@@ -53,6 +54,23 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{name}: must be > 0, got {value}")
+
+
+# Default /metrics + /healthz ports (documented in docs/operations-observability.md and used by
+# infra/prometheus/prometheus.yml). Gatherer gather.ids[i] serves on GATHER_METRICS_PORT + i.
+GATHER_METRICS_PORT = 9101
+DEDUP_METRICS_PORT = 9111
+SINK_METRICS_PORT = 9121
+SIM_METRICS_PORT = 9131
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def _metrics_address(host: str, port: int) -> None:
+    """``metrics_host`` / ``metrics_port`` of a stage: a bind address and a TCP port (0 = any free port)."""
+    if not host.strip() or any(c.isspace() for c in host):
+        raise ValueError(f"metrics_host: must be an address to bind (0.0.0.0, ::, 127.0.0.1, ...), got {host!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"metrics_port: must be 0 (any free port) .. 65535, got {port}")
 
 
 class KafkaConfig(_Section):
@@ -116,7 +134,10 @@ class GatherConfig(_Section):
     queue_max_frames: int = 200_000
     spool_dir: str = ""
     spool_max_bytes: int = 10 * 1024**3
-    metrics_port: int = 0
+    # /metrics + /healthz: gatherer gather.ids[i] listens on metrics_port + i (0 = any free port); metrics_host is
+    # the bind address (0.0.0.0 or :: for a Prometheus or a probe on another host)
+    metrics_port: int = GATHER_METRICS_PORT
+    metrics_host: str = DEFAULT_METRICS_HOST
     # identical delta/ticker bodies are numbered per venue millisecond; a body is forgotten once the venue clock has
     # moved this far past it (memory only: see ingest.keys)
     key_horizon_s: float = 120.0
@@ -143,6 +164,9 @@ class GatherConfig(_Section):
         for gid in self.ids:
             if not GATHERER_ID.match(gid):
                 raise ValueError(f"ids: gatherer id {gid!r} must match {GATHERER_ID.pattern}")
+        _metrics_address(self.metrics_host, self.metrics_port)
+        if self.metrics_port and self.metrics_port + len(self.ids) - 1 > 65535:
+            raise ValueError(f"metrics_port: {self.metrics_port} + one port per gatherer id passes 65535")
         _positive("markets_per_connection", self.markets_per_connection)
         _positive("markets_per_subscription", self.markets_per_subscription)
         _positive("silence_timeout_s", self.silence_timeout_s)
@@ -161,7 +185,8 @@ class DedupConfig(_Section):
     app_id: str = "mdpipe-dedup"
     window_s: float = 3600.0
     data_dir: str = ""
-    metrics_port: int = 0
+    metrics_port: int = DEDUP_METRICS_PORT  # /metrics + /healthz (0 = any free port); one worker per host and port
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     singles_horizon_s: float = 30.0  # an event is "seen by one gatherer only" if no copy came within this
     standby_replicas: int = 0  # Faust table standbys (1 in production with >= 2 workers)
     session_timeout_s: float = 10.0  # how fast a dead worker's partitions move to the others
@@ -169,6 +194,7 @@ class DedupConfig(_Section):
 
     def __post_init__(self) -> None:
         _positive("window_s", self.window_s)
+        _metrics_address(self.metrics_host, self.metrics_port)
 
 
 class SinkConfig(_Section):
@@ -177,7 +203,8 @@ class SinkConfig(_Section):
     group_id: str = "mdpipe-sink"
     batch_rows: int = 20_000
     batch_ms: int = 50  # flush a batch at most this long after its first record (size flushes first under load)
-    metrics_port: int = 0
+    metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
@@ -196,6 +223,9 @@ class SinkConfig(_Section):
     max_write_s: float = 120.0  # /healthz is unhealthy while one write attempt has been in flight longer than this
     # events -> COPY rows: "auto" = the compiled C builder when installed, else Python; "c" = require it; "python"
     row_codec: Literal["auto", "c", "python"] = "auto"
+    # file the sink appends, per committed batch, when it read and committed each run of events offsets (sink.trace;
+    # make bench-e2e / bench-failover set it for the hop table); empty = off
+    hop_trace: str = ""
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)
@@ -206,6 +236,7 @@ class SinkConfig(_Section):
         _positive("db_keepalives_count", self.db_keepalives_count)
         _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
         _positive("max_write_s", self.max_write_s)
+        _metrics_address(self.metrics_host, self.metrics_port)
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
         if self.row_codec == "c":  # the one check needing the install: is the C builder there?
@@ -229,7 +260,8 @@ class SimConfig(_Section):
     identical_share: float = 0.05
     churn_per_s: float = 0.2
     heartbeat_s: float = 10.0
-    metrics_port: int = 0
+    metrics_port: int = SIM_METRICS_PORT  # /metrics + /healthz (0 = any free port)
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address
     # Real-venue behaviours (venue_sim.lifecycle; `mdpipe sim --help`); off by default, `mdpipe demo` turns them on.
     checkpoint_s: float = 20.0
     dormant_share: float = 0.0
@@ -245,6 +277,7 @@ class SimConfig(_Section):
     event_lifecycle: bool = False
 
     def __post_init__(self) -> None:
+        _metrics_address(self.metrics_host, self.metrics_port)
         for name in ("dormant_share", "flap_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -281,6 +314,22 @@ class Config(_Section):
     sink: SinkConfig = msgspec.field(default_factory=SinkConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+
+def gatherer_metrics_port(gather: GatherConfig, gatherer_id: str) -> int:
+    """The /metrics port of gatherer ``gatherer_id``: ``gather.metrics_port + i`` where ``gather.ids[i]`` is it, so
+    that the gatherers of one host never collide and a scrape config can name each one (g1 -> 9101, g2 -> 9102...).
+
+    0 stays 0 (any free port). An id missing from ``gather.ids`` has no port of its own: :class:`ConfigError`
+    (dedup reads only the raw topics of ``gather.ids`` anyway); pass ``--metrics-port`` to run it regardless."""
+    if gather.metrics_port == 0:
+        return 0
+    if gatherer_id not in gather.ids:
+        raise ConfigError(
+            f"config setting gather.metrics_port: gatherer {gatherer_id!r} is not in gather.ids "
+            f"({', '.join(gather.ids)}), so it has no port of its own; add it there or pass --metrics-port"
+        )
+    return gather.metrics_port + gather.ids.index(gatherer_id)
 
 
 SECRET_FIELDS = {("kafka", "sasl_password"), ("venue", "private_key_pem")}

@@ -64,7 +64,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="venue clock origin (Unix ms) for ts_ms; fix it to make two runs with one seed byte-identical "
         "(default: wall clock at start)",
     )
-    p.add_argument("--metrics-port", type=int, help="Prometheus exporter port; 0 = a free port (default: sim)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus exporter port; 0 = a free port (default: sim.metrics_port, 9131; bind address: "
+        "sim.metrics_host)",
+    )
     b = p.add_argument_group(
         "real-venue behaviours",
         "What the real Kalshi venue does that a collector must survive; all off unless set here or in [sim] "
@@ -204,7 +209,13 @@ def run(args: argparse.Namespace, config: Any) -> int:
             raise ConfigError(f"sim: {exc}") from None
         await sim.start()
         register(sim)
-        start_metrics_server(pick(args.metrics_port, sc.metrics_port), health=lambda: True, stage="sim")
+        start_metrics_server(
+            pick(args.metrics_port, sc.metrics_port),
+            health=lambda: True,
+            stage="sim",
+            host=sc.metrics_host,
+            setting="sim.metrics_port",
+        )
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)
         stop = asyncio.Event()
