@@ -72,19 +72,10 @@ __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
-# Timers (chosen from bench-dedup's paced figures, see bench/dedup; what each costs in latency is said here).
-# The worker wakes at the first frame that arrives (``poll``) and takes whatever else is queued (``consume(n, 0)``), so
-# no frame waits for a batch to fill. How much one wake-up brings is set by the fetch: the broker answers a fetch
-# once FETCH_MIN_BYTES are ready or FETCH_WAIT_MS passed. Answering every arrival at once (librdkafka's defaults:
-# 1 byte, 500 ms) made hundreds of small fetches a second at a pipeline's pace, which cost the worker's librdkafka
-# threads and the broker more CPU per frame than the dedup decision itself. Latency cost: up to FETCH_WAIT_MS per
-# frame, less when FETCH_MIN_BYTES fill first (at 5,000 venue events/s, 64 KB of lz4 raw frames take ~20 ms).
-FETCH_WAIT_MS = 20
-FETCH_MIN_BYTES = 64 << 10
-# Producers (changelog and events) send a batch's records this long after the first of them: the records of one
-# consumed batch are produced in one burst, so a few ms gathers them into one request. Latency cost: twice this (a
-# batch's changelog, then its events).
-LINGER_MS = 2
+# The worker wakes at the first frame that arrives (``poll``) and takes whatever else is already queued
+# (``consume(n, 0)``): no frame waits for a batch to fill. How much one wake-up brings is set by the fetch
+# (dedup.fetch_min_bytes / dedup.fetch_wait_ms, documented in mdpipe.config with their latency cost); the
+# producers' linger is dedup.linger_ms.
 # How long the loop sleeps in poll() when no frame arrives: only housekeeping waits for it (the 1-s tick, interval
 # commits, the idle check). A frame that arrives ends the wait at once.
 _IDLE_POLL_S = 0.1
@@ -126,7 +117,7 @@ class NativeWorker:
                 **self.client_conf,
                 "partitioner": "murmur2_random",
                 "compression.type": s.compression,
-                "linger.ms": LINGER_MS,
+                "linger.ms": s.linger_ms,
                 "batch.num.messages": 10000,
                 "batch.size": 1 << 20,
                 "queue.buffering.max.messages": 500_000,
@@ -194,10 +185,9 @@ class NativeWorker:
         owned = copartitioned([(tp.topic, tp.partition) for tp in partitions], self.settings.raw_topics)
         assert self._restorer is not None
         started = time.monotonic()
-        restored = 0
         for p in owned:
             self.states.open(p)
-            restored += self._restorer.restore(self.states, p)
+        restored = self._restorer.restore_all(self.states, owned)
         self._owned = owned
         self._owned_set = frozenset(owned)
         self.raw_lag.assigned(int(time.time() * 1000))
@@ -420,8 +410,9 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
-                "fetch.min.bytes": FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": s.fetch_wait_ms,
+                "fetch.min.bytes": s.fetch_min_bytes,
+                **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
                 "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
