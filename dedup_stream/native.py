@@ -22,6 +22,12 @@ decided while the changelog is in flight): an event that left the process always
 so whoever restores the partition next (this worker after a SIGKILL, or another one after a failover) replays the
 same copy, never another gatherer's.
 
+Membership. With ``group_instance_id`` (dedup.group_instance_id; by default ``<host>-<workdir name>``) the worker
+is a static member: stopping does not leave the group and a restart under the same id gets the same partitions back
+at once, without a rebalance (a rolling restart moves no partition; a SIGKILLed worker started again does not wait
+for its old session to expire). Its local RocksDB state is kept under the workdir, so the restore after such a
+restart reads only the changelog records past the offset the state stored at its last commit.
+
 Commit protocol (every ``commit_interval_s`` or ``commit_every`` frames, on revocation and on stop):
 flush the changelog, hand the held events over, flush both producers and check every delivery report, exiting
 with ``EXIT_OUTPUT_FAILED`` on any failure *before* committing; then store the acknowledged changelog offsets in
