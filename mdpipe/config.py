@@ -199,10 +199,11 @@ class DedupConfig(_Section):
     group_instance_id: str = ""
     # Native engine timers and fetch sizes (each one's latency cost said here; chosen from bench-dedup's paced case):
     # the broker answers the worker's fetch once fetch_min_bytes of raw frames are ready or fetch_wait_ms passed.
-    # Small fetches cost the worker's librdkafka threads and the broker CPU per request; a frame waits at most
-    # fetch_wait_ms for its fetch (less when the bytes fill first).
-    fetch_wait_ms: int = 20
-    fetch_min_bytes: int = 64 << 10
+    # Small fetches cost the worker (librdkafka threads and a Python wake-up per fetch) and the broker CPU per
+    # request, the largest share of dedup's CPU per frame at a pipeline's pace; a frame waits at most fetch_wait_ms
+    # for its fetch (less when the bytes fill first: the busier the pipeline, the shorter the wait).
+    fetch_wait_ms: int = 50
+    fetch_min_bytes: int = 256 << 10
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)
     linger_ms: int = 2
