@@ -14,12 +14,13 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from mdpipe.config import Config, ConfigError, run_dir
 
-__all__ = ["add_parser", "run", "topic_names"]
+__all__ = ["add_parser", "group_instance_id", "run", "topic_names"]
 
 
 def topic_names(config: Config) -> tuple[list[str], str, str]:
@@ -118,6 +119,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="faust engine only: table standbys on other workers (default: dedup.standby_replicas)",
     )
     p.add_argument(
+        "--group-instance-id",
+        metavar="ID",
+        help="native engine: static group membership id (default: dedup.group_instance_id; '' there = "
+        "<host>-<workdir name>; 'none' = dynamic membership). A worker restarted under its id gets its partitions "
+        "back without a rebalance or a session timeout",
+    )
+    p.add_argument(
         "--session-timeout-s",
         type=float,
         metavar="S",
@@ -137,6 +145,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="do not check that the raw and events topics exist with kafka.partitions partitions",
     )
     return p
+
+
+def group_instance_id(configured: str, workdir: Path) -> str:
+    """The native worker's static membership id: ``configured``, or ``<host>-<workdir name>`` when empty; ""
+    (dynamic membership) for "none"."""
+    if configured.lower() == "none":
+        return ""
+    return configured or f"{socket.gethostname()}-{workdir.name}"
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -199,7 +215,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if engine == "native":
         from dedup_stream.native import build_worker
 
-        settings = dataclasses.replace(settings, compression=config.kafka.compression, commit_every=50_000)
+        settings = dataclasses.replace(
+            settings,
+            compression=config.kafka.compression,
+            commit_every=dc.commit_every,
+            commit_interval_s=dc.commit_interval_s,
+            linger_ms=dc.linger_ms,
+            fetch_wait_ms=dc.fetch_wait_ms,
+            fetch_min_bytes=dc.fetch_min_bytes,
+            group_instance_id=group_instance_id(args.group_instance_id or dc.group_instance_id, workdir),
+        )
         dedup = build_worker(settings)
     else:
         from dedup_stream.app import build_app

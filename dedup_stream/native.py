@@ -22,6 +22,12 @@ decided while the changelog is in flight): an event that left the process always
 so whoever restores the partition next (this worker after a SIGKILL, or another one after a failover) replays the
 same copy, never another gatherer's.
 
+Membership. With ``group_instance_id`` (dedup.group_instance_id; by default ``<host>-<workdir name>``) the worker
+is a static member: stopping does not leave the group and a restart under the same id gets the same partitions back
+at once, without a rebalance (a rolling restart moves no partition; a SIGKILLed worker started again does not wait
+for its old session to expire). Its local RocksDB state is kept under the workdir, so the restore after such a
+restart reads only the changelog records past the offset the state stored at its last commit.
+
 Commit protocol (every ``commit_interval_s`` or ``commit_every`` frames, on revocation and on stop):
 flush the changelog, hand the held events over, flush both producers and check every delivery report, exiting
 with ``EXIT_OUTPUT_FAILED`` on any failure *before* committing; then store the acknowledged changelog offsets in
@@ -72,9 +78,15 @@ __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
-# consume() returns when ``max_poll_records`` arrived or after this long: it bounds how long a frame waits for its
-# batch (and held events for the next loop turn that releases them) when traffic is below a full batch per poll.
-_POLL_S = 0.05
+# The worker wakes at the first frame that arrives (``poll``) and takes whatever else is already queued
+# (``consume(n, 0)``): no frame waits for a batch to fill. How much one wake-up brings is set by the fetch
+# (dedup.fetch_min_bytes / dedup.fetch_wait_ms, documented in mdpipe.config with their latency cost); the
+# producers' linger is dedup.linger_ms.
+# How long the loop sleeps in poll() when no frame arrives: only housekeeping waits for it (the 1-s tick, interval
+# commits, the idle check). A frame that arrives ends the wait at once.
+_IDLE_POLL_S = 0.1
+# While events are held and no frame arrives, poll this often for their changelog acknowledgements.
+_HELD_POLL_S = 0.002
 
 # commit errors that mean this member's generation is over: not a failure of this worker's output
 _LOST_GENERATION = (
@@ -111,7 +123,7 @@ class NativeWorker:
                 **self.client_conf,
                 "partitioner": "murmur2_random",
                 "compression.type": s.compression,
-                "linger.ms": max(1, int(s.linger_s * 1000)),
+                "linger.ms": s.linger_ms,
                 "batch.num.messages": 10000,
                 "batch.size": 1 << 20,
                 "queue.buffering.max.messages": 500_000,
@@ -119,6 +131,7 @@ class NativeWorker:
             self.changelog_topic,
         )
         self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
+        self.batches = 0  # consumed batches processed (frames / batches = the mean batch)
         self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
         self.raw_lag = RawLag(s.raw_topics)  # fed by the consumer's statistics, read at scrape time
         self.collector = DedupCollector(
@@ -178,10 +191,9 @@ class NativeWorker:
         owned = copartitioned([(tp.topic, tp.partition) for tp in partitions], self.settings.raw_topics)
         assert self._restorer is not None
         started = time.monotonic()
-        restored = 0
         for p in owned:
             self.states.open(p)
-            restored += self._restorer.restore(self.states, p)
+        restored = self._restorer.restore_all(self.states, owned)
         self._owned = owned
         self._owned_set = frozenset(owned)
         self.raw_lag.assigned(int(time.time() * 1000))
@@ -298,8 +310,9 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message], read_ns: int = 0) -> None:
-        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged.
+    def _process(self, msgs: list[Message], read_ns: int = 0, wait: bool = False) -> None:
+        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged (with
+        ``wait``, wait for that here and hand them to the producer before returning).
 
         ``read_ns``: when consume() returned the batch (wall clock), stamped on its events with each winning raw
         record's Kafka timestamp (:mod:`schemas.events` hop stamps).
@@ -334,11 +347,23 @@ class NativeWorker:
                 outs.append((out, msg.key(), partition))
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
-        self.states.flush()
+        self.states.flush()  # RocksDB, then the batch's changelog records in one burst
         if outs:
             self._held.append((self.output.changelog_mark(), outs))
-        self._release(wait=False)
+        self._release(wait=wait)
         self.events_out += len(outs)
+
+    def _next_batch(self, consumer: Consumer, batch: int) -> list[Message]:
+        """Wait for the first frame (at most ``_IDLE_POLL_S``, or ``_HELD_POLL_S`` while events are held), then take
+        what else is already queued, up to ``batch`` frames."""
+        first = consumer.poll(_HELD_POLL_S if self._held else _IDLE_POLL_S)
+        if first is None:
+            return []
+        if batch == 1:
+            return [first]
+        msgs = consumer.consume(batch - 1, 0)
+        msgs.insert(0, first)
+        return msgs
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -391,6 +416,9 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
+                "fetch.wait.max.ms": s.fetch_wait_ms,
+                "fetch.min.bytes": s.fetch_min_bytes,
+                **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
                 "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
@@ -405,7 +433,7 @@ class NativeWorker:
         last_commit = last_tick = last_idle_check = time.monotonic()
         try:
             while not self._stopping:
-                msgs = consumer.consume(batch, _POLL_S)
+                msgs = self._next_batch(consumer, batch)
                 read_ns = time.time_ns()
                 if self._callback_error is not None:  # before any record of a partition it could not prepare
                     raise self._callback_error
@@ -413,15 +441,22 @@ class NativeWorker:
                 if msgs:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
-                    self._process(msgs, read_ns)
+                    # a full batch means a backlog: decide the next one while this one's changelog is in flight;
+                    # otherwise there is time to spare: wait for the acknowledgements and let the events go now
+                    self._process(msgs, read_ns, wait=len(msgs) < batch)
                     self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
+                    self.batches += 1
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()
                     self.output.poll()
+                elif self._held:
+                    self._release(wait=False)
                 if since_commit and (
-                    not msgs or since_commit >= s.commit_every or now - last_commit >= s.commit_interval_s
-                ):  # also as soon as the input is drained: the last frames' output is then acknowledged
+                    since_commit >= s.commit_every
+                    or now - last_commit >= s.commit_interval_s
+                    or (not msgs and s.exit_when_idle)
+                ):
                     self._commit(consumer)
                     since_commit, last_commit = 0, time.monotonic()
                     if not msgs:

@@ -71,15 +71,22 @@ class NativeOutput:
             except BufferError:
                 self.main.poll(0.05)
 
-    def put_changelog(self, partition: int, key: bytes, value: bytes) -> None:
-        """Queue one changelog record for ``partition`` (counted: see :meth:`changelog_mark`)."""
-        self.queued[partition] = self.queued.get(partition, 0) + 1
-        while True:
+    def put_changelog(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+        """Queue changelog records ``(key, value)`` for ``partition`` (counted: see :meth:`changelog_mark`)."""
+        self.queued[partition] = self.queued.get(partition, 0) + len(records)
+        produce = self.changelog.produce
+        topic = self.changelog_topic
+        for key, value in records:
             try:
-                self.changelog.produce(self.changelog_topic, value, key, partition)
-                return
+                produce(topic, value, key, partition)
             except BufferError:
-                self.changelog.poll(0.05)
+                while True:
+                    self.changelog.poll(0.05)
+                    try:
+                        produce(topic, value, key, partition)
+                        break
+                    except BufferError:
+                        continue
 
     def changelog_mark(self) -> dict[int, int]:
         """The changelog records queued so far, per partition: acknowledged once :meth:`changelog_acked` says so."""

@@ -6,9 +6,11 @@ without a Python-side index. Expiry is lazy and wall-clock based, which can only
 the window (a late copy is then still recognised as a duplicate, never the reverse). Keys restored from the
 changelog get a fresh TTL at restore time, for the same reason harmless.
 
-Every write (first sights, and re-emits writing their winner back) also goes to the changelog (``on_put``); the
-DB remembers, under :data:`OFFSET_KEY`, the last changelog offset it is known to contain (from delivery reports),
-so a restart replays only the tail.
+Every write (first sights, and re-emits writing their winner back) also goes to the changelog: :meth:`flush` hands
+each partition's collected puts to ``on_flush`` right after writing them (the worker produces them there in one
+burst, so one consumed batch makes one changelog request, not one per record); the DB remembers, under
+:data:`OFFSET_KEY`, the last changelog offset it is known to contain (from delivery reports), so a restart replays only
+the tail.
 That key is rewritten at every commit, so its TTL never runs out on a busy partition; if it does run out on an
 idle one, the next restore simply reads the whole (retention-bounded) changelog.
 
@@ -56,11 +58,15 @@ class PartitionStates:
     """The DBs of the partitions this worker owns, under ``folder/p<partition>``."""
 
     def __init__(
-        self, folder: Path, ttl_s: float, on_put: Callable[[int, bytes, bytes], None], cache_keys: int = 100_000
+        self,
+        folder: Path,
+        ttl_s: float,
+        on_flush: Callable[[int, list[tuple[bytes, bytes]]], None],
+        cache_keys: int = 100_000,
     ) -> None:
         self.folder = folder
         self.ttl_s = max(1, int(ttl_s))
-        self.on_put = on_put
+        self.on_flush = on_flush
         self.cache_keys = cache_keys
         self.dbs: dict[int, Rdict] = {}
         self._recent: dict[bytes, bytes] = {}
@@ -113,15 +119,15 @@ class PartitionStates:
         if pending is None:
             pending = self._pending[partition] = []
         pending.append((key, value))
-        self.on_put(partition, key, value)
 
     def flush(self) -> None:
-        """Write the collected puts into RocksDB (one WriteBatch per partition)."""
+        """Write the collected puts into RocksDB (one WriteBatch per partition), then hand them to ``on_flush``."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
         for partition, records in pending.items():
             self.apply(partition, records)
+            self.on_flush(partition, records)
 
     # changelog bookkeeping
     def covered(self, partition: int) -> int | None:

@@ -4,7 +4,10 @@ The changelog has the raw topics' partition count (partition *i* holds the state
 ``cleanup.policy=compact,delete`` and ``retention.ms`` = the dedup window, like the Faust engine's table
 changelog (same name, same key/value bytes). :class:`ChangelogRestorer` replays a partition's changelog
 into the local DB from the offset the DB already covers to the high-water mark, with its own consumer
-assigned to that partition (no consumer group), before the worker reads the raw partition. A restore fails
+assigned to those partitions (no consumer group), before the worker reads the raw partitions: every partition
+assigned at once is fetched together, each stops at the high-water mark read before it started, and the loop wakes
+at the first record that arrives and never waits for a fuller batch (a restore of a few hundred records takes a
+round trip, not a consume timeout per partition). A restore fails
 only when it makes no progress for ``stall_s``; it saves the offset it has covered every few batches, so a
 restore cut short (the worker expelled, killed or restarted) resumes there instead of starting over. Its
 consumer resets to the earliest offset: if retention deletes the start while it reads, it continues from the
@@ -21,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dedup_stream.partition_state import PartitionStates
-from dedup_stream.rebalance import restore_plan
+from dedup_stream.rebalance import RestorePlan, restore_plan
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
 
@@ -37,6 +40,11 @@ _NEW_TOPIC = (
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.NOT_LEADER_FOR_PARTITION,
 )
+_IDLE_POLL_S = 0.2  # poll() returns at the first record: this only bounds a wait with nothing arriving
+_MAX_BATCH = 10_000  # records taken per wake-up (already fetched; never waited for)
+# how long the broker may hold a fetch with nothing new: only met at a partition's end when compaction removed its
+# last records (the end is then learnt from an empty fetch), so short
+_FETCH_WAIT_MS = 10
 
 
 def ensure_changelog(
@@ -64,72 +72,106 @@ def ensure_changelog(
 
 
 class ChangelogRestorer:
-    """Reads changelog partitions into :class:`PartitionStates` (one consumer, re-assigned per partition)."""
+    """Reads changelog partitions into :class:`PartitionStates` (one consumer, assigned the partitions to restore)."""
 
     def __init__(self, client_conf: dict[str, Any], topic: str, stall_s: float = 120.0, save_every: int = 10) -> None:
         self.topic = topic
         self.stall_s = stall_s  # no record and no advance of the position for this long: the restore fails
-        self.save_every = save_every  # batches between saves of the covered offset
+        self.save_every = save_every  # batches of a partition between saves of its covered offset
         self.consumer = Consumer(
             {
                 **client_conf,
                 "group.id": f"restore-{uuid.uuid4().hex}",  # never joined nor committed: assign() only
                 "enable.auto.commit": False,
-                "enable.partition.eof": False,
+                # the end of a partition whose last records compaction removed is only known from the broker
+                "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",  # start deleted by retention: read on from the oldest left
                 "fetch.max.bytes": 64 << 20,
                 "max.partition.fetch.bytes": 16 << 20,
+                "fetch.wait.max.ms": _FETCH_WAIT_MS,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
             }
         )
 
     def restore(self, states: PartitionStates, partition: int) -> int:
         """Bring partition ``partition``'s local DB up to the changelog's high-water mark; returns records read."""
-        tp = TopicPartition(self.topic, partition)
-        low, high = self._watermarks(tp)
-        plan = restore_plan(states.covered(partition), low, high)
-        if plan.wipe:
-            log.warning("changelog_behind_local_state_wiping", topic=self.topic, partition=partition, high=high)
-            states.wipe(partition)
-        if plan.empty:
-            if high > 0:
-                states.set_covered(partition, high - 1)
+        return self.restore_all(states, [partition])
+
+    def restore_all(self, states: PartitionStates, partitions: list[int]) -> int:
+        """Bring every partition's local DB (open) up to the changelog's high-water mark, read up-front per
+        partition, all partitions fetched together; returns the records read.
+
+        A partition is done as soon as a record at or past its mark arrived (or the broker says its end is there:
+        compaction can remove the last records); the loop never waits for a batch to fill or a timeout to pass
+        while records are coming."""
+        plans: dict[int, RestorePlan] = {}
+        for p in partitions:
+            low, high = self._watermarks(TopicPartition(self.topic, p))
+            plan = restore_plan(states.covered(p), low, high)
+            if plan.wipe:
+                log.warning("changelog_behind_local_state_wiping", topic=self.topic, partition=p, high=high)
+                states.wipe(p)
+            if plan.empty:
+                if high > 0:
+                    states.set_covered(p, high - 1)
+            else:
+                plans[p] = plan
+        if not plans:
             return 0
-        start = plan.start if plan.start > 0 else OFFSET_BEGINNING
-        self.consumer.assign([TopicPartition(self.topic, partition, start)])
-        count = 0
-        position = plan.start
+        position = {p: plan.start for p, plan in plans.items()}
+        counts = dict.fromkeys(plans, 0)
+        batches = dict.fromkeys(plans, 0)
+        consumer = self.consumer
+        assigned = [TopicPartition(self.topic, p) for p in plans]
+        consumer.assign(
+            [
+                TopicPartition(self.topic, p, plan.start if plan.start > 0 else OFFSET_BEGINNING)
+                for p, plan in plans.items()
+            ]
+        )
         deadline = time.monotonic() + self.stall_s
-        batches = 0
         try:
-            while position < plan.end:
+            while plans:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"restore of {self.topic}[{partition}] made no progress for {self.stall_s}s at {position} "
-                        f"of {plan.end}"
-                    )
-                before = position
-                msgs = self.consumer.consume(10000, timeout=0.5)
-                records = []
+                    left = {p: f"{position[p]}/{plan.end}" for p, plan in plans.items()}
+                    raise RuntimeError(f"restore of {self.topic} made no progress for {self.stall_s}s: {left}")
+                first = consumer.poll(_IDLE_POLL_S)
+                if first is None:
+                    continue
+                msgs = [first, *consumer.consume(_MAX_BATCH, 0)]
+                records: dict[int, list[tuple[bytes, bytes]]] = {}
                 for msg in msgs:
-                    if msg.error() is not None:
-                        raise KafkaException(msg.error())
-                    if msg.offset() < plan.end:
-                        records.append((msg.key(), msg.value()))
-                    position = msg.offset() + 1
-                count += states.apply(partition, records)
-                if not msgs:  # compaction can leave holes at the end: ask where the fetch stands
-                    position = max(position, self.consumer.position([tp])[0].offset)
-                if position > before:
-                    deadline = time.monotonic() + self.stall_s
-                    batches += 1
-                    if batches % self.save_every == 0 and position < plan.end:
-                        states.set_covered(partition, position - 1)  # every record below position is applied
+                    p = msg.partition()
+                    plan = plans.get(p)
+                    if plan is None:  # done already (a fetch in flight when it was paused)
+                        continue
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            raise KafkaException(error)
+                        position[p] = max(position[p], msg.offset())  # the broker's end: nothing more to read
+                        continue
+                    offset = msg.offset()
+                    if offset < plan.end:
+                        records.setdefault(p, []).append((msg.key(), msg.value()))
+                    position[p] = offset + 1
+                for p, recs in records.items():
+                    counts[p] += states.apply(p, recs)
+                    batches[p] += 1
+                    if batches[p] % self.save_every == 0 and position[p] < plans[p].end:
+                        states.set_covered(p, position[p] - 1)  # every record below position is applied
+                deadline = time.monotonic() + self.stall_s
+                done = [p for p, plan in plans.items() if position[p] >= plan.end]
+                if done:
+                    consumer.pause([TopicPartition(self.topic, p) for p in done])
+                for p in done:
+                    states.set_covered(p, plans.pop(p).end - 1)
+                    log.info("changelog_restored", topic=self.topic, partition=p, records=counts[p])
         finally:
-            self.consumer.unassign()
-        states.set_covered(partition, plan.end - 1)
-        log.info("changelog_restored", topic=self.topic, partition=partition, records=count, start=plan.start)
-        return count
+            # librdkafka keeps a partition's pause across unassign/assign: a later restore would never fetch it
+            consumer.resume(assigned)
+            consumer.unassign()
+        return sum(counts.values())
 
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         """(low, high) of a changelog partition, retried while a just-created topic is not known everywhere yet."""

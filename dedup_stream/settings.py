@@ -42,7 +42,11 @@ class DedupSettings:
     max_poll_records: int = 5000  # Faust: records per poll; native: messages per consume() batch
     commit_every: int = 20000
     commit_interval_s: float = 2.0
-    linger_s: float = 0.02
+    linger_s: float = 0.02  # Faust-only
+    linger_ms: int = 2  # native: producers (dedup.linger_ms)
+    fetch_wait_ms: int = 50  # native: raw consumer (dedup.fetch_wait_ms)
+    fetch_min_bytes: int = 256 << 10  # native: raw consumer (dedup.fetch_min_bytes)
+    group_instance_id: str = ""  # native: static membership id ("" = dynamic membership)
     compression: str = "none"
     take: int = 1000  # Faust-only: > 1 consumes with stream.take_events(take) instead of one event at a time
     client_conf: dict[str, Any] = field(default_factory=dict)  # native: librdkafka connection keys (security)

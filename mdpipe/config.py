@@ -228,9 +228,36 @@ class DedupConfig(_Section):
     standby_replicas: int = 0  # Faust table standbys (1 in production with >= 2 workers)
     session_timeout_s: float = 10.0  # how fast a dead worker's partitions move to the others
     engine: Literal["native", "faust"] = "native"  # native: confluent-kafka batch worker; faust: the Faust app
+    # Native engine: static group membership (Kafka group.instance.id). A worker restarted under the same id (after a
+    # crash, a deploy) gets its partitions back without a rebalance and without waiting for its old session to
+    # expire; a worker that stops for good keeps its partitions unowned until session_timeout_s (no leave on close).
+    # "" = "<host name>-<work dir name>" (unique per worker: two live workers with one id fence each other);
+    # "none" = dynamic membership (every stop and start moves partitions).
+    group_instance_id: str = ""
+    # Native engine timers and fetch sizes (each one's latency cost said here; chosen from bench-dedup's paced case):
+    # the broker answers the worker's fetch once fetch_min_bytes of raw frames are ready or fetch_wait_ms passed.
+    # Small fetches cost the worker (librdkafka threads and a Python wake-up per fetch) and the broker CPU per
+    # request, the largest share of dedup's CPU per frame at a pipeline's pace; a frame waits at most fetch_wait_ms
+    # for its fetch (less when the bytes fill first: the busier the pipeline, the shorter the wait).
+    fetch_wait_ms: int = 50
+    fetch_min_bytes: int = 256 << 10
+    # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
+    # a frame's dedup hop (its batch's changelog, then its events)
+    linger_ms: int = 2
+    # raw offsets are committed this often (and every commit_every frames): no latency cost (events do not wait for
+    # commits); a crash re-reads and re-emits up to this much input (absorbed by the sink's unique key); each commit
+    # flushes both producers and stores the changelog offset in the local state (what a restart replays from)
+    commit_interval_s: float = 2.0
+    commit_every: int = 50_000
 
     def __post_init__(self) -> None:
         _positive("window_s", self.window_s)
+        _positive("fetch_wait_ms", self.fetch_wait_ms)
+        _positive("fetch_min_bytes", self.fetch_min_bytes)
+        _positive("commit_interval_s", self.commit_interval_s)
+        _positive("commit_every", self.commit_every)
+        if self.linger_ms < 0:
+            raise ValueError(f"linger_ms: must be >= 0, got {self.linger_ms}")
         _metrics_address(self.metrics_host, self.metrics_port)
 
 

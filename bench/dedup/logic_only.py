@@ -9,7 +9,7 @@ import time
 from rocksdict import AccessType, Options, Rdict
 
 from dedup_stream.logic import Deduper, Origin
-from dedup_stream.synth import gatherer_copies, venue_events
+from dedup_stream.synth import gatherer_copies, pipeline_events
 from schemas import encode_event, encode_raw
 from schemas.kalshi import to_event
 
@@ -30,9 +30,9 @@ class RdictStore:
         self.db[key] = value
 
 
-def measure(events: int = 50_000, markets: int = 2000) -> float:
+def measure(events: int = 50_000, markets: int = 20_000) -> float:
     """Frames per second through decide() + to_event/encode_event for winners (3 copies per event)."""
-    evs = venue_events(events, markets=markets, seed=4)
+    evs = pipeline_events(events, markets=markets, seed=4)
     frames = [encode_raw(f) for g in ("g1", "g2", "g3") for f in gatherer_copies(evs, g)]
     with tempfile.TemporaryDirectory() as tmp:
         store = RdictStore(tmp + "/db", 3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import msgspec
 
@@ -23,3 +24,13 @@ def test_topic_names_use_prefix() -> None:
     assert topic_names(config) == (["raw.g1", "raw.g2", "raw.g3"], "events", "dlq")
     prefixed = msgspec.structs.replace(config, kafka=msgspec.structs.replace(config.kafka, topic_prefix="x."))
     assert topic_names(prefixed) == (["x.raw.g1", "x.raw.g2", "x.raw.g3"], "x.events", "x.dlq")
+
+
+def test_group_instance_id_defaults_to_host_and_workdir_and_none_turns_it_off(tmp_path: Path) -> None:
+    import socket
+
+    from dedup_stream.cli import group_instance_id
+
+    assert group_instance_id("", tmp_path / "dedup-2") == f"{socket.gethostname()}-dedup-2"
+    assert group_instance_id("east-a", tmp_path / "w1") == "east-a"
+    assert group_instance_id("none", tmp_path / "w1") == "" and group_instance_id("None", tmp_path / "w1") == ""

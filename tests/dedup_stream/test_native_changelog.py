@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,16 +18,15 @@ pytestmark = pytest.mark.integration
 def test_changelog_mark_is_acked_only_after_its_records(kafka_bootstrap: str, make_topics: Callable) -> None:  # type: ignore[type-arg]
     (topic,) = make_topics(partitions=2, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 1}, topic)
-    for i in range(3):
-        output.put_changelog(0, b"a%d" % i, b"v")
-    output.put_changelog(1, b"b", b"v")
+    output.put_changelog(0, [(b"a%d" % i, b"v") for i in range(3)])
+    output.put_changelog(1, [(b"b", b"v")])
     mark = output.changelog_mark()
     assert mark == {0: 3, 1: 1}
     assert not output.changelog_acked(mark)  # delivery reports are only served by poll/flush
     assert output.flush(30) is None
     assert output.changelog_acked(mark)
     assert output.delivered == {0: 2, 1: 0}
-    output.put_changelog(0, b"a3", b"v")
+    output.put_changelog(0, [(b"a3", b"v")])
     later = output.changelog_mark()
     assert output.changelog_acked(mark) and not output.changelog_acked(later)
     assert output.flush(30) is None and output.changelog_acked(later)
@@ -40,10 +40,9 @@ def test_restore_cut_short_resumes_from_saved_offset(
     (topic,) = make_topics(partitions=1, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}, topic)
     total = 30000
-    for i in range(total):
-        output.put_changelog(0, b"k%06d" % i, b"v")
+    output.put_changelog(0, [(b"k%06d" % i, b"v") for i in range(total)])
     assert output.flush(60) is None
-    states = PartitionStates(tmp_path / "s", 3600, lambda p, k, v: None)
+    states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
     states.open(0)
     restorer = ChangelogRestorer({"bootstrap.servers": kafka_bootstrap}, topic, save_every=1)
     real_apply = states.apply
@@ -66,5 +65,39 @@ def test_restore_cut_short_resumes_from_saved_offset(
     assert restorer.restore(states, 0) == total - 1 - saved  # only the rest is read again
     assert states.covered(0) == total - 1
     assert all(states.get(b"k%06d" % i, 0) == b"v" for i in range(0, total, 997))
+    restorer.close()
+    states.close_all()
+
+
+def test_restore_of_many_small_partitions_never_waits_out_a_timeout(
+    kafka_bootstrap: str,
+    make_topics: Callable,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    """A SIGKILLed worker's restart replays a short tail per partition: that must take round trips, not a consume
+    timeout per partition (it took 0.5 s per partition, 6 partitions >= 3 s)."""
+    partitions = 6
+    (topic,) = make_topics(partitions=partitions, compacted=True)
+    output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}, topic)
+    for p in range(partitions):
+        output.put_changelog(p, [(b"p%d-k%04d" % (p, i), b"v%d" % p) for i in range(200 + p)])
+    assert output.flush(60) is None
+    states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
+    for p in range(partitions):
+        states.open(p)
+    restorer = ChangelogRestorer({"bootstrap.servers": kafka_bootstrap}, topic)
+    restorer.restore(states, 0)  # connections and metadata are warm: what follows is the restore itself
+    started = time.monotonic()
+    restored = restorer.restore_all(states, list(range(1, partitions)))
+    took = time.monotonic() - started
+    assert restored == sum(200 + p for p in range(1, partitions))
+    assert took < 1.0, f"restore of {partitions - 1} partitions took {took:.2f}s"
+    for p in range(partitions):
+        assert states.covered(p) == 200 + p - 1
+        assert states.get(b"p%d-k%04d" % (p, 199 + p), p) == b"v%d" % p
+    output.put_changelog(3, [(b"p3-late", b"w")])  # a tail: only it is read again
+    assert output.flush(30) is None
+    assert restorer.restore_all(states, list(range(partitions))) == 1
+    assert states.get(b"p3-late", 3) == b"w" and states.covered(3) == 203
     restorer.close()
     states.close_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -431,3 +432,63 @@ def test_gap_reports_become_coverage_records_and_replays_keep_their_keys(dedup_t
     assert replay.wait(120) == 0, replay.log()[-3000:]
     replay_gaps = [e for e in (decode_event(v) for _, _, _, v in topics.read(replayed)) if isinstance(e, Gap)]
     assert {r.event_key for r in replay_gaps} == {r.event_key for r in records}
+
+
+def assignments(worker) -> list[tuple[str, list[int]]]:  # type: ignore[no-untyped-def]
+    """Every ``partitions_assigned`` of one worker process: (log timestamp, partitions)."""
+    found = re.findall(r'^ts=(\S+) .*event=partitions_assigned partitions="?\[([\d, ]*)\]', worker.log(), re.M)
+    return [(ts, [int(p) for p in parts.split(",") if p.strip()]) for ts, parts in found]
+
+
+def wait_assigned(worker, timeout_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until the worker process logged an assignment of at least one partition."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if any(parts for _, parts in assignments(worker)):
+            return time.monotonic() - started
+        assert worker.proc.poll() is None, worker.log()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError(f"no assignment in {timeout_s}s:\n{worker.log()[-3000:]}")
+
+
+@pytest.mark.parametrize("dedup_workers", ["native"], indirect=True)
+def test_rolling_restart_moves_no_partition_and_a_killed_worker_rejoins_at_once(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 item 3. Two workers restarted one after the other (SIGTERM, start again): every partition stays
+    with its worker and the other worker is not even rebalanced (static membership: a stopped member does not
+    leave, its restart gets its partitions back). A
+    SIGKILLed worker started again rejoins well within its session timeout (20 s here) instead of waiting it out."""
+    topics = dedup_topics
+    app_id = topics.app_id("it-roll")
+    extra = ("--session-timeout-s", "20")
+    workers = {name: dedup_workers.start(topics, "it-roll", name, *extra) for name in ("w1", "w2")}
+    assert wait_members(topics, app_id, 2, 90), workers["w1"].log()[-2000:] + workers["w2"].log()[-2000:]
+    processes = list(workers.items())  # every process that ever ran, in start order
+    for name, other in (("w1", "w2"), ("w2", "w1")):  # the rolling restart
+        before = len(assignments(workers[other]))
+        assert workers[name].stop() == 0
+        workers[name] = dedup_workers.start(topics, "it-roll", name, *extra)
+        processes.append((name, workers[name]))
+        wait_assigned(workers[name], 60)
+        assert wait_members(topics, app_id, 2, 60), workers[name].log()[-3000:]
+        time.sleep(1.0)  # a rebalance the restart caused would reach the other worker by now
+        again = assignments(workers[other])[before:]
+        assert not again, f"restarting {name} rebalanced {other} (it was assigned {again}): its input stopped"
+    workers["w1"].kill()
+    workers["w1"] = dedup_workers.start(topics, "it-roll", "w1", *extra)
+    processes.append(("w1", workers["w1"]))
+    rejoin_s = wait_assigned(workers["w1"], 60)
+    assert wait_members(topics, app_id, 2, 60)
+    timeline = sorted((ts, name, parts) for name, worker in processes for ts, parts in assignments(worker))
+    owner: dict[int, str] = {}
+    moves: Counter[int] = Counter()
+    formed = False
+    for _, name, parts in timeline:
+        for p in parts:
+            if formed and owner.get(p, name) != name:
+                moves[p] += 1
+            owner[p] = name
+        formed = formed or set(owner.values()) == {"w1", "w2"}  # the group's first two-member assignment
+    assert sorted(owner) == list(range(topics.partitions))
+    assert not moves, f"partitions moved during the rolling restart: {dict(moves)}; timeline {timeline}"
+    assert rejoin_s < 8.0, f"a SIGKILLed worker's restart took {rejoin_s:.1f}s to get its partitions back"
+    assert all(worker.stop() == 0 for worker in workers.values())
