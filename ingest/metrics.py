@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BROKER_REACHABLE",
+    "BROKER_UNREACHABLE_SECONDS",
     "CONNECTIONS_UP",
     "DEAD_LETTERS",
     "DISCOVERY_ERRORS",
@@ -22,7 +24,9 @@ __all__ = [
     "PRODUCE_LATENCY",
     "RECONNECTS",
     "REST_STALE",
+    "SPOOLING",
     "SPOOL_BYTES",
+    "SPOOL_FSYNC",
     "SPOOL_RECORDS",
     "SUBSCRIBED_MARKETS",
     "TASK_FAILURES",
@@ -63,4 +67,23 @@ REST_STALE = Counter(
 )
 TASK_FAILURES = Counter(
     "mdpipe_gather_task_failures_total", "Failed iterations of a background loop, retried", ["gatherer", "task"]
+)
+BROKER_REACHABLE = Gauge(
+    "mdpipe_gather_broker_reachable",
+    "1 when the broker answered lately, 0 while it does not (ingest.outage)",
+    ["gatherer"],
+)
+BROKER_UNREACHABLE_SECONDS = Gauge(
+    "mdpipe_gather_broker_unreachable_seconds",
+    "Seconds since the broker was last reachable (since start when it never was); 0 while reachable",
+    ["gatherer"],
+)
+SPOOLING = Gauge(
+    "mdpipe_gather_spooling", "1 while new frames go to the on-disk spool instead of the broker", ["gatherer"]
+)
+SPOOL_FSYNC = Histogram(
+    "mdpipe_gather_spool_fsync_seconds",
+    "Duration of one spool fsync (every gather.spool_fsync_s while spooling)",
+    ["gatherer"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )

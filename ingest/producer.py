@@ -10,6 +10,11 @@ at shutdown, fatal producer error) is spooled too; a spooled segment is deleted 
 were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` and logged at error level; so does a
 PERMANENT delivery error (topic deleted, record too large, not authorised), which retrying can never fix and which
 would otherwise block the spool forever.
+
+Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
+and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
+frames keep their order and a crash during the outage loses nothing; ``hold`` keeps the spool on disk until the
+broker is back.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ class RawProducer:
         self.permanent_failures = 0
         self.latency_samples: list[float] = []
         self.broker_up = True
+        self.hold = False  # ingest.outage: the broker is away, so spooled records stay on disk (not replayed)
+        self._generation = 0  # bumped when replays are abandoned (divert): their late callbacks release nothing
+        self._collect: list[Record] | None = None  # while purging: failed frames, prepended to the spool in order
 
     # -- hot path ------------------------------------------------------------------------------
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -118,6 +126,9 @@ class RawProducer:
         self.failed += 1
         if not _transient(err):
             self._permanent(err, msg.topic())
+            return
+        if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
+            self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             return
         self.spooling = True
         self._to_spool(msg.topic(), msg.key(), msg.value())
@@ -187,6 +198,8 @@ class RawProducer:
         if not self.spooling:
             return
         self.spool.flush()
+        if self.hold:
+            return
         while budget > 0:
             d = self._draining
             if d is None:
@@ -228,6 +241,8 @@ class RawProducer:
                 self._settle(d)
 
     def _spool_cb(self, d: _Draining) -> Any:
+        generation = self._generation
+
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None:
                 self.acked += 1
@@ -236,6 +251,8 @@ class RawProducer:
             else:
                 self._permanent(err, msg.topic())
             d.outstanding -= 1
+            if generation != self._generation:
+                return  # abandoned by divert(): the segment stays on disk and is replayed whole later
             if d.outstanding == 0 and d.pos >= len(d.records) and self._draining is not d:
                 self._settle(d)
 
@@ -248,18 +265,46 @@ class RawProducer:
             return  # left on disk: replayed whole on the next pass (at-least-once)
         self.spool.release(d.segment, len(d.records))
 
+    # -- broker outages (ingest.outage) ---------------------------------------------------------
+    def divert(self) -> int:
+        """The broker is away: from now on every frame goes to the spool, and the frames librdkafka still holds
+        (queued or in flight) are moved there too, ahead of everything spooled, so that a crash during the outage
+        loses none of them. Spooled records being replayed are abandoned (their segments stay on disk and are
+        replayed whole later). Returns how many frames were moved. Call from the event-loop thread."""
+        self.spooling = True
+        return self._purge_to_spool()
+
+    def _purge_to_spool(self) -> int:
+        self._generation += 1
+        self._draining = None
+        self._in_flight.clear()
+        self._collect = []
+        try:
+            self._p.purge(in_queue=True, in_flight=True)
+            while self._p.poll(0):  # serve every purge report now: no newer frame may reach the spool before them
+                pass
+        finally:
+            collected, self._collect = self._collect, None
+        if len(self._p):
+            log.error("kafka_purge_unserved", messages=len(self._p))
+        if not collected:
+            return 0
+        self.spooling = True  # new frames queue behind them
+        kept = self.spool.prepend(collected)
+        self.spooled += kept
+        return kept
+
+    def probe(self, topic: str, timeout: float) -> bool:
+        """Does a broker answer a metadata request (for ``topic``) within ``timeout``? Blocks; any thread."""
+        try:
+            return bool(self._p.list_topics(topic, timeout=timeout).brokers)
+        except KafkaException:
+            return False
+
     def _recreate(self) -> None:
         log.error("kafka_producer_fatal_recreating", queued=len(self._p))
         self._fatal = False
-        self._p.purge(in_queue=True, in_flight=True)
-        # serve every purge callback (they spool the purged frames) before the old producer is dropped
-        deadline = time.monotonic() + 10.0
-        while len(self._p) and time.monotonic() < deadline:
-            self._p.flush(0.5)
-        if len(self._p):
-            log.error("kafka_producer_recreate_unserved", messages=len(self._p))
-        self._draining = None
-        self._in_flight.clear()
+        self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
         self._p = Producer(self._conf)
         self._produce = self._p.produce
 
@@ -270,6 +315,8 @@ class RawProducer:
             self.service()
             if not self.spooling and len(self._p) == 0:
                 return 0
+            if self.hold and len(self._p) == 0:
+                break  # the broker is away: the spool stays on disk for the next run
             self._p.flush(min(0.1, max(0.0, deadline - time.monotonic())))
         return len(self._p) + len(self.spool)
 
@@ -286,8 +333,7 @@ class RawProducer:
             left = len(self._p) + len(self.spool)
             log.error("producer_flush_failed", error_type=type(exc).__name__, error=str(exc)[:300])
         if len(self._p):
-            self._p.purge(in_queue=True, in_flight=True)
-            self._p.flush(1.0)
+            self._purge_to_spool()  # ahead of everything spooled: the next run replays them first
         self.spool.close()
         log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)
         if error is not None:

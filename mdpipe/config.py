@@ -159,6 +159,12 @@ class GatherConfig(_Section):
     task_failure_limit_s: float = 120.0
     # /healthz answers 503 for this long after a frame was dropped (spool or disk full, permanent broker error).
     unhealthy_after_drop_s: float = 30.0
+    # The broker unreachable this long (since it last answered): new frames go to the on-disk spool and what the
+    # producer held in memory is moved there too; replayed in order once it answers (ingest.outage). Lower: less to
+    # lose if the gatherer dies early in an outage; higher: fewer spool round trips for a broker that blips.
+    spool_after_s: float = 5.0
+    # fsync cadence of the spool: a power failure loses at most this many seconds of spooled frames (ingest.spool).
+    spool_fsync_s: float = 1.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
@@ -174,6 +180,8 @@ class GatherConfig(_Section):
         _positive("key_horizon_s", self.key_horizon_s)
         _positive("rest_lag_s", self.rest_lag_s)
         _positive("task_failure_limit_s", self.task_failure_limit_s)
+        _positive("spool_after_s", self.spool_after_s)
+        _positive("spool_fsync_s", self.spool_fsync_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
             raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
