@@ -83,7 +83,7 @@ class RawProducer:
         self._since_poll = 0
         self._fatal = False
         self._draining: _Draining | None = None
-        self._in_flight: set[Path] = set()  # segments handed to the producer, not yet all acknowledged
+        self._in_flight: dict[Path, _Draining] = {}  # segments handed to the producer, not yet all acknowledged
         self._last_drop_log = 0.0
         self.spooling = len(spool) > 0
         self.sent = 0
@@ -212,7 +212,7 @@ class RawProducer:
                         log.info("spool_drained")
                     return
                 d = self._draining = _Draining(*taken)
-                self._in_flight.add(d.segment)
+                self._in_flight[d.segment] = d
                 log.info("spool_replay", segment=d.segment.name, records=len(d.records), left=len(self.spool))
             while d.pos < len(d.records) and budget > 0:
                 topic, key, value = d.records[d.pos]
@@ -239,6 +239,12 @@ class RawProducer:
             self._draining = None  # fully handed over; the callbacks release it
             if d.outstanding == 0:
                 self._settle(d)
+            if not any(s not in self._in_flight for s in self.spool.segments()):
+                # the newest segment is in the producer's queues: later frames can follow it there directly (same
+                # order per partition), or a venue that never pauses would keep the gatherer spooling for ever
+                self.spooling = False
+                log.info("spool_drained", in_flight_segments=len(self._in_flight))
+                return
 
     def _spool_cb(self, d: _Draining) -> Any:
         generation = self._generation
@@ -246,6 +252,8 @@ class RawProducer:
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None:
                 self.acked += 1
+            elif _transient(err) and self._collect is not None:  # purged: re-spooled in queue order
+                self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             elif _transient(err):
                 d.failed = True
             else:
@@ -259,7 +267,7 @@ class RawProducer:
         return done
 
     def _settle(self, d: _Draining) -> None:
-        self._in_flight.discard(d.segment)
+        self._in_flight.pop(d.segment, None)
         if d.failed:
             log.warning("spool_segment_retry", segment=d.segment.name)
             return  # left on disk: replayed whole on the next pass (at-least-once)
@@ -275,9 +283,15 @@ class RawProducer:
         return self._purge_to_spool()
 
     def _purge_to_spool(self) -> int:
+        """Empty librdkafka into the spool, keeping the order: what it held (frames produced directly and replayed
+        spool records alike, in its queue order: per partition, the order they were produced) is older than every
+        spool record it was not handed yet, so it becomes a segment read before those (:meth:`Spool.prepend`),
+        followed by the part of a segment whose replay was cut short; the segments it had been handed are deleted
+        once that segment is on disk (a crash in between replays their records twice: exact copies, see
+        :mod:`ingest.outage`)."""
         self._generation += 1
-        self._draining = None
-        self._in_flight.clear()
+        draining, self._draining = self._draining, None
+        handed, self._in_flight = self._in_flight, {}
         self._collect = []
         try:
             self._p.purge(in_queue=True, in_flight=True)
@@ -285,13 +299,18 @@ class RawProducer:
                 pass
         finally:
             collected, self._collect = self._collect, None
-        if len(self._p):
-            log.error("kafka_purge_unserved", messages=len(self._p))
-        if not collected:
+        if draining is not None:
+            handed[draining.segment] = draining
+            collected += draining.records[draining.pos :]
+        if not collected and not handed:
             return 0
         self.spooling = True  # new frames queue behind them
         kept = self.spool.prepend(collected)
         self.spooled += kept
+        if kept == len(collected):
+            for segment, d in handed.items():
+                if not d.failed:  # a failed one (fatal error before the purge) is replayed whole, later
+                    self.spool.release(segment, len(d.records))
         return kept
 
     def probe(self, topic: str, timeout: float) -> bool:
@@ -315,8 +334,8 @@ class RawProducer:
             self.service()
             if not self.spooling and len(self._p) == 0:
                 return 0
-            if self.hold and len(self._p) == 0:
-                break  # the broker is away: the spool stays on disk for the next run
+            if self.hold and self.spooling:
+                break  # the broker is away (ingest.outage): the spool stays on disk for the next run
             self._p.flush(min(0.1, max(0.0, deadline - time.monotonic())))
         return len(self._p) + len(self.spool)
 
