@@ -294,3 +294,24 @@ def test_watch_fsyncs_the_spool_on_its_cadence(tmp_path: Path, monkeypatch: pyte
 
     asyncio.run(run())
     producer.close(timeout=0.1)
+
+
+def test_divert_during_a_replay_keeps_the_order(tmp_path: Path) -> None:
+    """Spooled records being replayed (in librdkafka, not acknowledged) when the broker goes away again: they, the
+    rest of their segment and later frames stay in order on disk, and the handed-over segments are not kept twice."""
+    spool = Spool(tmp_path, 1 << 24, segment_bytes=100)
+    for i in range(30):
+        spool.append("raw.g1", f"M{i % 3}".encode(), f"v{i}".encode())
+    spool.close()
+    producer = _producer(tmp_path)
+    assert producer.spooling and len(producer.spool) == 30
+    producer.service(budget=15)  # replay: 15 records handed to librdkafka (the broker is away: they wait there)
+    assert producer.queued >= 15 and len(producer.spool) == 30
+    for i in range(30, 35):
+        producer.send("raw.g1", f"M{i % 3}".encode(), f"v{i}".encode())
+    producer.divert()
+    producer.spool.flush()
+    assert _spooled_values(tmp_path) == [f"v{i}".encode() for i in range(35)]
+    assert len(producer.spool) == 35
+    producer.close(timeout=0.1)
+    assert _spooled_values(tmp_path) == [f"v{i}".encode() for i in range(35)]
