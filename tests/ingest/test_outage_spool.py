@@ -102,7 +102,9 @@ def broker() -> Iterator[Broker]:
         b.close()
 
 
-def _config(bootstrap: str) -> Config:
+def _config(broker: Broker) -> Config:
+    broker.start()  # each test starts with the broker up (a failed test may have left it down)
+    bootstrap = broker.bootstrap
     base = load_config(environ={}, use_infra_state=False)
     kafka = msgspec.structs.replace(
         base.kafka, bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", replication_factor=1
@@ -201,7 +203,7 @@ def missing_delivered(
 
 
 def test_gather_without_a_broker_spools_within_30s_then_delivers(tmp_path: Path, broker: Broker, ih: Any) -> None:
-    config = _config(broker.bootstrap)
+    config = _config(broker)
     ensure_topics(config)
     raw = topic_names(config).raw["g1"]
     env = _env(tmp_path, config)
@@ -243,7 +245,7 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
     from prometheus_client import REGISTRY
 
     caplog.set_level(logging.INFO)
-    config = _config(broker.bootstrap)
+    config = _config(broker)
     ensure_topics(config, extra=[f"{config.kafka.topic_prefix}raw.k1"])
     names = topic_names(config)
     topics = {"raw": f"{config.kafka.topic_prefix}raw.k1", "dlq": names.dlq, "markets": names.markets}
@@ -322,7 +324,7 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
 def test_gather_sigkilled_during_outage_replays_its_spool_after_restart(
     tmp_path: Path, broker: Broker, ih: Any
 ) -> None:
-    config = _config(broker.bootstrap)
+    config = _config(broker)
     ensure_topics(config)
     raw = topic_names(config).raw["g1"]
     env = _env(tmp_path, config)
