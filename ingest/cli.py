@@ -13,8 +13,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "gather",
         help="run one gatherer: every market of the venue into topic raw.<id>",
         description="Subscribe every open market of the venue over as many WebSocket connections as needed and "
-        "record each market-data message as a RawFrame in topic raw.<id> (key = market ticker). Broker outages "
-        "are buffered in memory, then in an on-disk spool, and delivered later. Defaults come from the [venue] "
+        "record each market-data message as a RawFrame in topic raw.<id> (key = market ticker). It starts and runs "
+        "without a broker: once the broker has been unreachable for gather.spool_after_s, frames go to an on-disk "
+        "spool (fsynced every gather.spool_fsync_s), replayed in order when it answers again; the topic partition "
+        "check then runs when the broker first answers. Defaults come from the [venue] "
         "and [gather] config sections. Stops cleanly (flushing) on SIGTERM/SIGINT and exits 0. Exits with status 3 "
         "when it cannot go on (a background task ended, or the delivery/spool loop kept failing for "
         "gather.task_failure_limit_s) so that its supervisor restarts it; /healthz answers 503 from then on. "
@@ -61,8 +63,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
-    """The Gatherer described by ``config`` and the command-line overrides (not started)."""
+STARTUP_CHECK_S = 5.0  # how long the start-up partition check waits for the broker before deferring itself
+
+
+def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any = None) -> Any:
+    """The Gatherer described by ``config`` and the command-line overrides (not started); ``partition_check`` is a
+    deferred topic layout check (see :mod:`ingest.outage`)."""
     from pathlib import Path
 
     from ingest.gatherer import Gatherer, GathererOptions
@@ -99,6 +105,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         queue_buffering_max_kbytes=g.queue_max_kbytes,
         batch_num_messages=10000,
         client_id=f"mdpipe-gather-{gid}",
+        reconnect_backoff_max_ms=1000,  # a broker that is back is noticed within a second (ingest.outage)
     )
     producer = RawProducer(conf, spool, queue_max=g.queue_max_frames)
     opts = GathererOptions(
@@ -127,13 +134,18 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         auth_refusal_limit_s=g.auth_refusal_limit_s,
         rest_requests_per_s=g.rest_requests_per_s,
         ca_file=ca_file,
+        spool_after_s=g.spool_after_s,
+        spool_fsync_s=g.spool_fsync_s,
     )
-    return Gatherer(opts, producer, signer)
+    return Gatherer(opts, producer, signer, partition_check=partition_check)
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
     import asyncio
+    import functools
     import signal
+
+    from confluent_kafka import KafkaException
 
     from mdpipe.config import gatherer_metrics_port
     from mdpipe.failures import venue_refused
@@ -143,10 +155,18 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     log = get_logger("ingest.cli")
     port = args.metrics_port if args.metrics_port is not None else gatherer_metrics_port(config.gather, args.id)
+    deferred = None
     if not args.no_partition_check:
         raw = topic_names(config).raw.get(args.id)
-        check_partitions(config, extra=[] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"])
-    gatherer = build_gatherer(args, config)
+        extra = [] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"]
+        try:
+            check_partitions(config, extra=extra, timeout=STARTUP_CHECK_S)
+        except KafkaException as exc:  # no broker: not fatal, the gatherer spools; the check runs once it answers
+            log.warning(
+                "broker_unreachable_at_start", gatherer=args.id, error=str(exc)[:200], partition_check="deferred"
+            )
+            deferred = functools.partial(check_partitions, config, extra=extra, timeout=30.0)
+    gatherer = build_gatherer(args, config, partition_check=deferred)
     server = start_metrics_server(
         port,
         health=gatherer.healthy,

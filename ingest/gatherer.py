@@ -28,6 +28,9 @@ Failures, decided per loop (every failed iteration is one structured ``task_fail
   failure until :class:`ingest.auth_refusals.AuthRefusals` says to give up (nothing streaming, 3 refusals in a
   row lasting 5 s from a start that was never accepted, or ``auth_refusal_limit_s`` once it had been): then
   ``auth_failure`` is set with ``failure`` and the CLI exits with status 2 and one line saying what to check.
+* the broker being unreachable is never a failure: :class:`ingest.outage.BrokerWatch` (task ``broker``) moves the
+  frames to the on-disk spool after ``spool_after_s`` and replays them in order when the broker is back; only a
+  partition check deferred to then (topics missing or partitioned unlike ``events``) fails the gatherer.
 * frames the spool cannot keep (spool full, disk full, I/O errors; see :mod:`ingest.spool`) are counted in
   ``mdpipe_gather_dropped_frames_total`` and turn ``/healthz`` unhealthy for ``unhealthy_after_drop_s``; the
   gatherer does not exit over them: exiting would throw away the frames waiting in the producer queue, and a
@@ -50,6 +53,7 @@ from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, re
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
+from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
 from ingest.recent import RecentKeys
 from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, classify_event
@@ -100,6 +104,8 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     auth_refusal_limit_s: float = 120.0  # gather.auth_refusal_limit_s (ingest.auth_refusals)
     rest_requests_per_s: float = 5.0  # gather.rest_requests_per_s: REST request pace (discovery, look-ups, refresh)
     ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
+    spool_after_s: float = 5.0  # gather.spool_after_s: broker unreachable this long -> frames go to the disk spool
+    spool_fsync_s: float = 1.0  # gather.spool_fsync_s: fsync cadence of the spool
 
 
 class _DiscoveryPass:
@@ -120,7 +126,15 @@ class _DiscoveryPass:
 class Gatherer:
     """One gatherer (see module docstring)."""
 
-    def __init__(self, opts: GathererOptions, producer: RawProducer, signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        opts: GathererOptions,
+        producer: RawProducer,
+        signer: Signer | None = None,
+        partition_check: Callable[[], Any] | None = None,
+    ) -> None:
+        """``partition_check``: the topic layout check to run once the broker answers (when it could not be run at
+        start-up); it raises :class:`mdpipe.config.ConfigError` on a bad layout (see :mod:`ingest.outage`)."""
         self.opts = opts
         self.gid = opts.gatherer_id
         self.producer = producer
@@ -159,6 +173,16 @@ class Gatherer:
         self._drops_seen = 0
         self._last_drop = -1e18  # monotonic time the dropped-frames count last moved
         self._last_sync = 0.0
+        self.watch = BrokerWatch(
+            producer,
+            self.gid,
+            probe_topic=self.raw_topic,
+            spool_after_s=opts.spool_after_s,
+            fsync_s=opts.spool_fsync_s,
+            partition_check=partition_check,
+            on_fatal=self._fail,
+            log=self._log,
+        )
 
     # -- frames out ----------------------------------------------------------------------------
     def _emit(self, market: str, value: bytes) -> None:
@@ -606,6 +630,11 @@ class Gatherer:
             fatal_after_s=self.opts.task_failure_limit_s,
         )
 
+    async def _broker_loop(self) -> None:
+        await self._keep_running(
+            "broker", self.watch.step, initial=0.25, maximum=2.0, fatal_after_s=self.opts.task_failure_limit_s
+        )
+
     def healthy(self) -> bool:
         """Capturing everything right now: running, not failed, no frame dropped lately, a connection up."""
         if not self.running or self.failure is not None:
@@ -624,6 +653,7 @@ class Gatherer:
         self._connection(max(0, LIFECYCLE_CONNECTIONS - 1))
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))
+        self._tasks.append(asyncio.create_task(self._broker_loop(), name="gather-broker"))
         if self.opts.discover:
             self._tasks.append(asyncio.create_task(self._discovery_loop(), name="gather-discovery"))
             self._tasks.append(asyncio.create_task(self._refresh_loop(), name="gather-refresh"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BROKER_REACHABLE",
+    "BROKER_UNREACHABLE_SECONDS",
     "CONNECTIONS_UP",
     "DEAD_LETTERS",
     "DISCOVERY_ERRORS",
@@ -25,7 +27,9 @@ __all__ = [
     "REST_REQUESTS",
     "REST_STALE",
     "REST_WAIT",
+    "SPOOLING",
     "SPOOL_BYTES",
+    "SPOOL_FSYNC",
     "SPOOL_RECORDS",
     "SUBSCRIBED_MARKETS",
     "TASK_FAILURES",
@@ -79,4 +83,23 @@ REST_WAIT = Counter(
     "mdpipe_gather_rest_wait_seconds_total",
     "Seconds REST requests waited before being sent: pace = gather.rest_requests_per_s, backoff = after a 429",
     ["gatherer", "reason"],
+)
+BROKER_REACHABLE = Gauge(
+    "mdpipe_gather_broker_reachable",
+    "1 when the broker answered lately, 0 while it does not (ingest.outage)",
+    ["gatherer"],
+)
+BROKER_UNREACHABLE_SECONDS = Gauge(
+    "mdpipe_gather_broker_unreachable_seconds",
+    "Seconds since the broker was last reachable (since start when it never was); 0 while reachable",
+    ["gatherer"],
+)
+SPOOLING = Gauge(
+    "mdpipe_gather_spooling", "1 while new frames go to the on-disk spool instead of the broker", ["gatherer"]
+)
+SPOOL_FSYNC = Histogram(
+    "mdpipe_gather_spool_fsync_seconds",
+    "Duration of one spool fsync (every gather.spool_fsync_s while spooling)",
+    ["gatherer"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )

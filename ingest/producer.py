@@ -10,6 +10,11 @@ at shutdown, fatal producer error) is spooled too; a spooled segment is deleted 
 were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` and logged at error level; so does a
 PERMANENT delivery error (topic deleted, record too large, not authorised), which retrying can never fix and which
 would otherwise block the spool forever.
+
+Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
+and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
+frames keep their order and a crash during the outage loses nothing; ``hold`` keeps the spool on disk until the
+broker is back.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ class RawProducer:
         self._since_poll = 0
         self._fatal = False
         self._draining: _Draining | None = None
-        self._in_flight: set[Path] = set()  # segments handed to the producer, not yet all acknowledged
+        self._in_flight: dict[Path, _Draining] = {}  # segments handed to the producer, not yet all acknowledged
         self._last_drop_log = 0.0
         self.spooling = len(spool) > 0
         self.sent = 0
@@ -88,6 +93,9 @@ class RawProducer:
         self.permanent_failures = 0
         self.latency_samples: list[float] = []
         self.broker_up = True
+        self.hold = False  # ingest.outage: the broker is away, so spooled records stay on disk (not replayed)
+        self._generation = 0  # bumped when replays are abandoned (divert): their late callbacks release nothing
+        self._collect: list[Record] | None = None  # while purging: failed frames, prepended to the spool in order
 
     # -- hot path ------------------------------------------------------------------------------
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -118,6 +126,9 @@ class RawProducer:
         self.failed += 1
         if not _transient(err):
             self._permanent(err, msg.topic())
+            return
+        if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
+            self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             return
         self.spooling = True
         self._to_spool(msg.topic(), msg.key(), msg.value())
@@ -187,6 +198,8 @@ class RawProducer:
         if not self.spooling:
             return
         self.spool.flush()
+        if self.hold:
+            return
         while budget > 0:
             d = self._draining
             if d is None:
@@ -199,7 +212,7 @@ class RawProducer:
                         log.info("spool_drained")
                     return
                 d = self._draining = _Draining(*taken)
-                self._in_flight.add(d.segment)
+                self._in_flight[d.segment] = d
                 log.info("spool_replay", segment=d.segment.name, records=len(d.records), left=len(self.spool))
             while d.pos < len(d.records) and budget > 0:
                 topic, key, value = d.records[d.pos]
@@ -226,40 +239,91 @@ class RawProducer:
             self._draining = None  # fully handed over; the callbacks release it
             if d.outstanding == 0:
                 self._settle(d)
+            if not any(s not in self._in_flight for s in self.spool.segments()):
+                # the newest segment is in the producer's queues: later frames can follow it there directly (same
+                # order per partition), or a venue that never pauses would keep the gatherer spooling for ever
+                self.spooling = False
+                log.info("spool_drained", in_flight_segments=len(self._in_flight))
+                return
 
     def _spool_cb(self, d: _Draining) -> Any:
+        generation = self._generation
+
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None:
                 self.acked += 1
+            elif _transient(err) and self._collect is not None:  # purged: re-spooled in queue order
+                self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             elif _transient(err):
                 d.failed = True
             else:
                 self._permanent(err, msg.topic())
             d.outstanding -= 1
+            if generation != self._generation:
+                return  # abandoned by divert(): the segment stays on disk and is replayed whole later
             if d.outstanding == 0 and d.pos >= len(d.records) and self._draining is not d:
                 self._settle(d)
 
         return done
 
     def _settle(self, d: _Draining) -> None:
-        self._in_flight.discard(d.segment)
+        self._in_flight.pop(d.segment, None)
         if d.failed:
             log.warning("spool_segment_retry", segment=d.segment.name)
             return  # left on disk: replayed whole on the next pass (at-least-once)
         self.spool.release(d.segment, len(d.records))
 
+    # -- broker outages (ingest.outage) ---------------------------------------------------------
+    def divert(self) -> int:
+        """The broker is away: from now on every frame goes to the spool, and the frames librdkafka still holds
+        (queued or in flight) are moved there too, ahead of everything spooled, so that a crash during the outage
+        loses none of them. Spooled records being replayed are abandoned (their segments stay on disk and are
+        replayed whole later). Returns how many frames were moved. Call from the event-loop thread."""
+        self.spooling = True
+        return self._purge_to_spool()
+
+    def _purge_to_spool(self) -> int:
+        """Empty librdkafka into the spool, keeping the order: what it held (frames produced directly and replayed
+        spool records alike, in its queue order: per partition, the order they were produced) is older than every
+        spool record it was not handed yet, so it becomes a segment read before those (:meth:`Spool.prepend`),
+        followed by the part of a segment whose replay was cut short; the segments it had been handed are deleted
+        once that segment is on disk (a crash in between replays their records twice: exact copies, see
+        :mod:`ingest.outage`)."""
+        self._generation += 1
+        draining, self._draining = self._draining, None
+        handed, self._in_flight = self._in_flight, {}
+        self._collect = []
+        try:
+            self._p.purge(in_queue=True, in_flight=True)
+            while self._p.poll(0):  # serve every purge report now: no newer frame may reach the spool before them
+                pass
+        finally:
+            collected, self._collect = self._collect, None
+        if draining is not None:
+            handed[draining.segment] = draining
+            collected += draining.records[draining.pos :]
+        if not collected and not handed:
+            return 0
+        self.spooling = True  # new frames queue behind them
+        kept = self.spool.prepend(collected)
+        self.spooled += kept
+        if kept == len(collected):
+            for segment, d in handed.items():
+                if not d.failed:  # a failed one (fatal error before the purge) is replayed whole, later
+                    self.spool.release(segment, len(d.records))
+        return kept
+
+    def probe(self, topic: str, timeout: float) -> bool:
+        """Does a broker answer a metadata request (for ``topic``) within ``timeout``? Blocks; any thread."""
+        try:
+            return bool(self._p.list_topics(topic, timeout=timeout).brokers)
+        except KafkaException:
+            return False
+
     def _recreate(self) -> None:
         log.error("kafka_producer_fatal_recreating", queued=len(self._p))
         self._fatal = False
-        self._p.purge(in_queue=True, in_flight=True)
-        # serve every purge callback (they spool the purged frames) before the old producer is dropped
-        deadline = time.monotonic() + 10.0
-        while len(self._p) and time.monotonic() < deadline:
-            self._p.flush(0.5)
-        if len(self._p):
-            log.error("kafka_producer_recreate_unserved", messages=len(self._p))
-        self._draining = None
-        self._in_flight.clear()
+        self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
         self._p = Producer(self._conf)
         self._produce = self._p.produce
 
@@ -270,6 +334,8 @@ class RawProducer:
             self.service()
             if not self.spooling and len(self._p) == 0:
                 return 0
+            if self.hold and self.spooling:
+                break  # the broker is away (ingest.outage): the spool stays on disk for the next run
             self._p.flush(min(0.1, max(0.0, deadline - time.monotonic())))
         return len(self._p) + len(self.spool)
 
@@ -286,8 +352,7 @@ class RawProducer:
             left = len(self._p) + len(self.spool)
             log.error("producer_flush_failed", error_type=type(exc).__name__, error=str(exc)[:300])
         if len(self._p):
-            self._p.purge(in_queue=True, in_flight=True)
-            self._p.flush(1.0)
+            self._purge_to_spool()  # ahead of everything spooled: the next run replays them first
         self.spool.close()
         log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)
         if error is not None:

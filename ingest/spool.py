@@ -13,6 +13,13 @@ segment ends there (its torn tail is skipped by readers), one ``spool_write_fail
 pauses for ``retry_s`` (records meanwhile dropped and counted) before a new segment is tried. A delivered segment
 that cannot be deleted is remembered and never replayed again by this process (the next run replays it once:
 at-least-once).
+
+Order and durability (see :mod:`ingest.outage`): segments are read in the numeric order of their names;
+:meth:`Spool.prepend` writes records that are older than everything spooled so far (what the producer still held
+when the broker went away) as a segment numbered below all others. Bytes reach the kernel at every ``flush()``
+(each service pass), so a killed process loses at most the last pass's records; they reach the disk at each
+:meth:`Spool.sync_job` (the gatherer's fsync cadence, ``gather.spool_fsync_s``) and when a segment is closed, so a
+power failure loses at most the records of the last cadence.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mdpipe.logging import get_logger
@@ -58,6 +65,8 @@ class Spool:
         self._buf_ends: list[int] = []  # end offset in _buf of each buffered record
         self._paused_until = 0.0  # monotonic: no write attempts before this (after a failed write)
         self._undeletable: set[Path] = set()  # delivered segments whose unlink failed: never replayed again
+        self._unsynced = False  # bytes written to the current segment since its last fsync
+        self._dir_unsynced = False  # a segment was created since the directory's last fsync
         self.bytes = 0
         self.records = 0
         self.dropped = 0
@@ -66,11 +75,11 @@ class Spool:
         for seg in segments:
             self.bytes += seg.stat().st_size
             self.records += sum(1 for _ in self.read(seg))
-        self._next_seq = int(segments[-1].stem) + 1 if segments else 0
+        self._next_seq = _seq_of(segments[-1]) + 1 if segments else 0
 
     def segments(self) -> list[Path]:
-        """Segment files, oldest first."""
-        return sorted(p for p in self.dir.glob("*.spool") if p not in self._undeletable)
+        """Segment files, oldest first (numeric order of their names: :meth:`prepend` numbers below zero)."""
+        return sorted((p for p in self.dir.glob("*.spool") if p not in self._undeletable), key=_seq_of)
 
     def __len__(self) -> int:
         return self.records
@@ -115,6 +124,7 @@ class Spool:
         self._fd = os.open(self.dir / f"{seq:012d}.spool", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._writer_seq = seq
         self._writer_size = 0
+        self._dir_unsynced = True
 
     def _write_out(self) -> bool:
         """Write the buffered records to the current segment; False when the disk failed (losses counted)."""
@@ -132,6 +142,7 @@ class Spool:
             kept = sum(1 for end in self._buf_ends if end <= done)
             self._write_failed(exc, lost=len(self._buf_ends) - kept, lost_bytes=len(self._buf) - done, buffered=True)
             return False
+        self._unsynced = True
         self._buf.clear()
         self._buf_ends.clear()
         return True
@@ -171,6 +182,7 @@ class Spool:
         if self._write_out():
             try:
                 os.fsync(self._fd)
+                self._unsynced = False
             except OSError as exc:  # the kernel has the bytes; whether they are durable is unknown
                 self.write_errors += 1
                 log.error("spool_fsync_failed", dir=str(self.dir), errno=exc.errno, error=str(exc)[:200])
@@ -180,13 +192,97 @@ class Spool:
         """Hand the buffered records to the kernel (called every service pass)."""
         self._write_out()
 
+    def sync_job(self) -> Callable[[], float] | None:
+        """Make what was appended so far durable: writes the buffer out and returns a function to run in a worker
+        thread (the fsync may take long on a busy disk; appending goes on meanwhile) that fsyncs the current segment
+        (and the directory when a segment was created since) and returns the seconds it took; None when nothing is
+        unsynced. A failing fsync is logged and counted in ``write_errors``."""
+        self._write_out()
+        if not (self._unsynced and self._fd is not None) and not self._dir_unsynced:
+            return None
+        fd = os.dup(self._fd) if self._unsynced and self._fd is not None else None
+        sync_dir = self._dir_unsynced
+        self._unsynced = self._dir_unsynced = False
+
+        def run() -> float:
+            t0 = time.monotonic()
+            try:
+                if fd is not None:
+                    os.fsync(fd)
+                if sync_dir:
+                    dir_fd = os.open(self.dir, os.O_RDONLY)
+                    try:
+                        os.fsync(dir_fd)
+                    finally:
+                        os.close(dir_fd)
+            except OSError as exc:
+                self.write_errors += 1
+                log.error("spool_fsync_failed", dir=str(self.dir), errno=exc.errno, error=str(exc)[:200])
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            return time.monotonic() - t0
+
+        return run
+
+    def prepend(self, records: list[Record]) -> int:
+        """Write ``records`` (oldest first) as one new segment read before every other, fsynced; returns how many
+        were kept. For frames older than everything already spooled: what the producer still held when the broker
+        went away. Records past ``max_bytes`` or lost to a failing disk are counted in ``dropped``."""
+        if not records:
+            return 0
+        existing = [_seq_of(p) for p in self.dir.glob("*.spool")]
+        seq = min([*existing, self._next_seq]) - 1
+        path = self.dir / f"{seq:012d}.spool"
+        out = bytearray()
+        kept = 0
+        size = 0
+        for topic, key, value in records:
+            t = topic.encode()
+            k = key or b""
+            body = _HEAD.pack(0, len(t), len(k), len(value))[4:] + t + k + value
+            if self.bytes + size + 4 + len(body) > self.max_bytes:
+                break
+            out += struct.pack(">I", zlib.crc32(body))
+            out += body
+            size += 4 + len(body)
+            kept += 1
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with memoryview(out) as view:
+                    done = 0
+                    while done < len(view):
+                        done += os.write(fd, view[done:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            self._write_failed(exc, lost=len(records), lost_bytes=0)
+            return 0
+        self.bytes += size
+        self.records += kept
+        self.dropped += len(records) - kept
+        if kept < len(records):
+            log.error(
+                "spool_full_frames_dropped", dropped=self.dropped, spool_bytes=self.bytes, max_bytes=self.max_bytes
+            )
+        return kept
+
     def take_oldest(self, busy: set[Path] | frozenset[Path] = frozenset()) -> tuple[Path, list[Record]] | None:
         """The oldest segment not in ``busy`` and its records (closing it first if it is being written)."""
         segments = [s for s in self.segments() if s not in busy]
         if not segments:
             return None
         seg = segments[0]
-        if self._fd is not None and int(seg.stem) == self._writer_seq:
+        if self._fd is not None and _seq_of(seg) == self._writer_seq:
             self.close_writer()
         return seg, list(self.read(seg))
 
@@ -219,3 +315,11 @@ class Spool:
 
     def close(self) -> None:
         self.close_writer()
+
+
+def _seq_of(segment: Path) -> int:
+    """A segment's number (its name; :meth:`Spool.prepend` writes negative ones)."""
+    try:
+        return int(segment.stem)
+    except ValueError:
+        return 1 << 62  # not ours: read last

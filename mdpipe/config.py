@@ -194,6 +194,12 @@ class GatherConfig(_Section):
     # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
     # anything else using the account: 5 (docs/production-kalshi.md).
     rest_requests_per_s: float = 5.0
+    # The broker unreachable this long (since it last answered): new frames go to the on-disk spool and what the
+    # producer held in memory is moved there too; replayed in order once it answers (ingest.outage). Lower: less to
+    # lose if the gatherer dies early in an outage; higher: fewer spool round trips for a broker that blips.
+    spool_after_s: float = 5.0
+    # fsync cadence of the spool: a power failure loses at most this many seconds of spooled frames (ingest.spool).
+    spool_fsync_s: float = 1.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
@@ -211,6 +217,8 @@ class GatherConfig(_Section):
         _positive("task_failure_limit_s", self.task_failure_limit_s)
         _positive("auth_refusal_limit_s", self.auth_refusal_limit_s)
         _positive("rest_requests_per_s", self.rest_requests_per_s)
+        _positive("spool_after_s", self.spool_after_s)
+        _positive("spool_fsync_s", self.spool_fsync_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
             raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
