@@ -7,17 +7,22 @@
   confluent-kafka produce) with ``ws_client`` (default: ``gather.ws_client``); counts frames ACKNOWLEDGED by the
   broker.
 
-Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``.
+Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``. With
+``windows`` > 0 in ARGS (the paced runs: the emulator runs at a fixed rate), the case measures ``windows``
+consecutive windows of ``window_s`` seconds after its warm-up instead, and adds ``"windows": [{"frames",
+"seconds", "cpu_s", ...}, ...]`` (the bench takes medians of CPU per frame over them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["main"]
@@ -82,9 +87,39 @@ async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def _windows(a: dict[str, Any], counters: Callable[[], dict[str, int]]) -> list[dict[str, Any]]:
+    """``windows`` consecutive windows of ``window_s`` seconds: each counter's increase, seconds and process CPU.
+
+    Prints ``MEASURING <pid> <seconds>`` first (the bench may attach a sampling profiler for that long)."""
+    print(f"MEASURING {os.getpid()} {a['windows'] * a['window_s']}", flush=True)
+    out: list[dict[str, Any]] = []
+    before, t0, cpu0 = counters(), time.monotonic(), _cpu()
+    for _ in range(a["windows"]):
+        await asyncio.sleep(a["window_s"])
+        after, t1, cpu1 = counters(), time.monotonic(), _cpu()
+        window: dict[str, Any] = {name: after[name] - before[name] for name in after}
+        window.update(seconds=round(t1 - t0, 4), cpu_s=round(cpu1 - cpu0, 4))
+        out.append(window)
+        before, t0, cpu0 = after, t1, cpu1
+    return out
+
+
 async def _measure_count(a: dict[str, Any], count: list[int], case: str, connections: int) -> dict[str, Any]:
-    """Let a bare receive loop warm up, then count its messages and CPU over ``duration_s``."""
+    """Let a bare receive loop warm up, then count its messages and CPU over ``duration_s`` (or windows)."""
     await asyncio.sleep(a["warmup_s"])
+    if a.get("windows"):
+        windows = await _windows(a, lambda: {"frames": count[0]})
+        frames, seconds = sum(w["frames"] for w in windows), sum(w["seconds"] for w in windows)
+        return {
+            "case": case,
+            "frames": frames,
+            "seconds": seconds,
+            "frames_per_s": frames / seconds,
+            "cpu_s": sum(w["cpu_s"] for w in windows),
+            "rss_mb": _rss_mb(),
+            "connections": connections,
+            "windows": windows,
+        }
     c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
     await asyncio.sleep(a["duration_s"])
     c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
@@ -168,24 +203,47 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
-    received = lambda: sum(g.stats.by_kind.values())  # noqa: E731
-    a0, r0, t0, cpu0 = producer.acked, received(), time.monotonic(), _cpu()
-    await asyncio.sleep(a["duration_s"])
-    a1, r1, t1, cpu1 = producer.acked, received(), time.monotonic(), _cpu()
-    out = {
-        "case": "candidate",
-        "ws_client": g.opts.ws_client,
-        "frames": a1 - a0,
-        "seconds": t1 - t0,
-        "frames_per_s": (a1 - a0) / (t1 - t0),
-        "received_per_s": (r1 - r0) / (t1 - t0),
-        "cpu_s": cpu1 - cpu0,
-        "rss_mb": _rss_mb(),
-        "connections": len(g.connections),
-        "spooled": producer.spooled,
-        "dead": g.stats.dead,
-        "gaps": g.stats.gaps,
-    }
+    recorded = lambda: sum(g.stats.by_kind.values())  # noqa: E731
+    out: dict[str, Any] = {"case": "candidate", "ws_client": g.opts.ws_client}
+    if a.get("windows"):
+        # frames = venue messages the sessions took in (what the bare loop counts); acked = frames the broker
+        # acknowledged in the window (at a fixed rate the two agree over a window, up to the linger in flight)
+        windows = await _windows(
+            a,
+            lambda: {
+                "frames": sum(c.session.data_messages for c in g.connections),
+                "acked": producer.acked,
+                "recorded": recorded(),
+            },
+        )
+        frames, seconds = sum(w["frames"] for w in windows), sum(w["seconds"] for w in windows)
+        out.update(
+            frames=frames,
+            seconds=seconds,
+            frames_per_s=frames / seconds,
+            acked_per_s=sum(w["acked"] for w in windows) / seconds,
+            cpu_s=sum(w["cpu_s"] for w in windows),
+            windows=windows,
+        )
+    else:
+        a0, r0, t0, cpu0 = producer.acked, recorded(), time.monotonic(), _cpu()
+        await asyncio.sleep(a["duration_s"])
+        a1, r1, t1, cpu1 = producer.acked, recorded(), time.monotonic(), _cpu()
+        out.update(
+            frames=a1 - a0,
+            seconds=t1 - t0,
+            frames_per_s=(a1 - a0) / (t1 - t0),
+            received_per_s=(r1 - r0) / (t1 - t0),
+            cpu_s=cpu1 - cpu0,
+        )
+    out.update(
+        rss_mb=_rss_mb(),
+        connections=len(g.connections),
+        spooled=producer.spooled,
+        dead=g.stats.dead,
+        gaps=g.stats.gaps,
+        queued=producer.queued,
+    )
     stop.set()
     await task
     return out
