@@ -54,7 +54,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
     from pathlib import Path
 
     from ingest.gatherer import Gatherer, GathererOptions
-    from ingest.producer import RawProducer
+    from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
     from ingest.venues.kalshi.auth import Signer
     from mdpipe.config import ConfigError, run_dir
@@ -76,7 +76,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
     spool = Spool(spool_dir, g.spool_max_bytes)
     conf = producer_config(
         config.kafka,
-        linger_ms=g.linger_ms,
+        linger_ms=KAFKA_LINGER_MS,
         queue_buffering_max_kbytes=g.queue_max_kbytes,
         batch_num_messages=10000,
         client_id=f"mdpipe-gather-{gid}",
@@ -105,6 +105,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         discovery_statuses=list(g.discovery_statuses),
         task_failure_limit_s=g.task_failure_limit_s,
         unhealthy_after_drop_s=g.unhealthy_after_drop_s,
+        linger_ms=g.linger_ms,
     )
     return Gatherer(opts, producer, signer)
 

@@ -43,6 +43,7 @@ class Connection:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_reconnect: Callable[[str], None] | None = None,
+        on_read: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -50,6 +51,7 @@ class Connection:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_reconnect = on_reconnect
+        self.on_read = on_read or _nothing  # called after the messages of one socket read were handled
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
@@ -124,6 +126,10 @@ class Connection:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def _nothing() -> None:
+    pass
 
 
 def connection_class(client: str) -> type[Connection]:

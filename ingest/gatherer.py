@@ -6,6 +6,12 @@ markets they missed; see :mod:`ingest.registry`), a lifecycle refresh of referen
 delivery reports and spool drain, metrics sync) and the silence watchdog.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
 
+Frames are held (:attr:`ingest.producer.RawProducer.held`) and released to librdkafka together once the oldest has
+waited ``linger_ms`` (``gather.linger_ms``): at the end of the first socket read after that (the connections call
+:meth:`Gatherer.after_read`), or, if no read comes, from a timer armed when the first frame is held and due at twice
+``linger_ms``. Releasing at the end of a read costs no wake-up of its own, and one release per window is one
+librdkafka request instead of a wake-up of its thread per partition (see :mod:`ingest.producer`).
+
 Failures, decided per loop (every failed iteration is one structured ``task_failed`` line and a count in
 ``mdpipe_gather_task_failures_total{task}``):
 
@@ -86,6 +92,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
     task_failure_limit_s: float = 120.0  # gather.task_failure_limit_s
     unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
+    linger_ms: float = 5.0  # gather.linger_ms: longest a frame is held before it goes to librdkafka
 
 
 class Gatherer:
@@ -110,6 +117,11 @@ class Gatherer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._exported: dict[str, int] = {}
         self._send = producer.send
+        self._held = producer.held  # frames waiting for release (see module docstring)
+        self._linger_s = max(0.0, opts.linger_ms / 1000)
+        self._held_since = 0.0  # loop time the oldest held frame was held
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while running: frames are held only then
         self._log = log.bind(gatherer=self.gid)
         self.running = False
         self.failure: str | None = None  # why the gatherer gave up (set once; run() returns, the CLI exits 3)
@@ -121,7 +133,33 @@ class Gatherer:
 
     # -- frames out ----------------------------------------------------------------------------
     def _emit(self, market: str, value: bytes) -> None:
-        self._send(self.raw_topic, market.encode(), value)
+        held = self._held
+        held.append((self.raw_topic, market.encode(), value))
+        if len(held) == 1:
+            self._first_held()
+
+    def _first_held(self) -> None:
+        """A frame is held and none was before: note when, and make sure it is released within ``linger_ms``."""
+        loop = self._loop
+        if loop is None:  # not running (or shutting down): nothing would release it later
+            self.producer.release()
+            return
+        self._held_since = now = loop.time()
+        # A fallback: while frames arrive, the end of a read releases them (after_read); a timer due at the same
+        # time would fire first and cost a wake-up of its own per release.
+        self._release_timer = loop.call_at(now + 2 * self._linger_s, self._release_held)
+
+    def after_read(self) -> None:
+        """A connection finished handling one socket read: release the held frames once the oldest is due."""
+        if self._held and self._loop is not None and self._loop.time() - self._held_since >= self._linger_s:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        timer = self._release_timer
+        if timer is not None:
+            timer.cancel()
+            self._release_timer = None
+        self.producer.release()
 
     def _dead(self, data: bytes, reason: str) -> None:
         self._log.warning("dead_letter", reason=reason[:200], size=len(data))
@@ -161,6 +199,7 @@ class Gatherer:
                 backoff_initial=self.opts.backoff_initial_s,
                 backoff_max=self.opts.backoff_max_s,
                 on_reconnect=self._on_reconnect,
+                on_read=self.after_read,
             )
             self.connections.append(conn)
             if self.running:
@@ -531,6 +570,7 @@ class Gatherer:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set or the gatherer fails (``failure``), then close connections, flush."""
         self.running = True
+        self._loop = asyncio.get_running_loop()
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
         # started by _connection() now that running is set; the lifecycle channel always rides two connections (the
         # second may hold no market), so one connection dropping leaves its waiting lifecycle messages covered
@@ -552,6 +592,8 @@ class Gatherer:
         now = time.time_ns()
         for c in self.connections:  # frames still waiting for their key or position go out before the producer closes
             c.session.flush(now)
+        self._loop = None  # from here on frames go straight to the producer (closed in another thread below)
+        self._release_held()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

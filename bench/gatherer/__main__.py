@@ -115,16 +115,21 @@ def _drop_topics(bootstrap: str, topics: dict[str, str]) -> None:
             print(f"cleanup: {exc}", file=sys.stderr)
 
 
-def _case(case: str, args: dict[str, Any], py_spy: str | None = None) -> dict[str, Any]:
+def _case(case: str, args: dict[str, Any], py_spy: str | None = None, src: str | None = None) -> dict[str, Any]:
     """Run one case in a fresh process; with ``py_spy`` (an output path without suffix), profile its measured
-    windows with py-spy (speedscope JSON and a flame graph)."""
+    windows with py-spy (speedscope JSON and a flame graph). ``src``: run it from that source tree instead (the
+    ``reference`` case: its ``ingest``/``mdpipe``/``schemas``, this tree's cases module)."""
     load0 = os.getloadavg()[0]
+    if src is not None:
+        _overlay_cases(src)
+    run_case = "candidate" if case == "reference" else case
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.gatherer.cases", case, json.dumps(args)],
+            [sys.executable, "-m", "bench.gatherer.cases", run_case, json.dumps(args)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
+            cwd=src,
         )
         assert proc.stdout is not None
         lines: list[str] = []
@@ -149,6 +154,15 @@ def _case(case: str, args: dict[str, Any], py_spy: str | None = None) -> dict[st
     result: dict[str, Any] = json.loads(lines[-1])
     result["load_avg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     return result
+
+
+def _overlay_cases(src: str) -> None:
+    """The reference tree runs this tree's cases module (same measurement, the other tree's gatherer code)."""
+    here = Path(__file__).with_name("cases.py")
+    there = Path(src) / "bench" / "gatherer" / "cases.py"
+    if not there.exists() or there.read_bytes() != here.read_bytes():
+        there.parent.mkdir(parents=True, exist_ok=True)
+        there.write_bytes(here.read_bytes())
 
 
 def _py_spy(pid: str, seconds: float, path: str, fmt: str) -> subprocess.Popen[bytes]:
@@ -181,10 +195,30 @@ def _us_per_frame(windows: list[dict[str, Any]]) -> float:
     return 1e6 * statistics.median(w["cpu_s"] / max(1, w["frames"]) for w in windows)
 
 
+def _thread_split(windows: list[dict[str, Any]]) -> dict[str, float]:
+    """Median CPU-µs per frame of the event-loop thread (``main``), of librdkafka's threads (``rdk``) and of the
+    process's other threads (``other``), and wake-ups per second of the first two, over ``windows``."""
+    names = ("main", "rdk", "other", "main_wakeups_per_s", "rdk_wakeups_per_s")
+    groups: dict[str, list[float]] = {name: [] for name in names}
+    for w in windows:
+        threads = w.get("threads_cpu_s") or {}
+        wakeups = {name[:-8]: v for name, v in threads.items() if name.endswith("/wakeups")}
+        cpu = {name: v for name, v in threads.items() if not name.endswith("/wakeups")}
+        frames = max(1, w["frames"])
+        main = cpu.get("main", 0.0)
+        rdk = sum(v for name, v in cpu.items() if name.startswith("rdk:"))
+        groups["main"].append(1e6 * main / frames)
+        groups["rdk"].append(1e6 * rdk / frames)
+        groups["other"].append(1e6 * (sum(cpu.values()) - main - rdk) / frames)
+        groups["main_wakeups_per_s"].append(wakeups.get("main", 0) / w["seconds"])
+        groups["rdk_wakeups_per_s"].append(sum(v for n, v in wakeups.items() if n.startswith("rdk:")) / w["seconds"])
+    return {name: round(statistics.median(v), 2) for name, v in groups.items() if v}
+
+
 def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: Path) -> dict[str, Any]:
     """CPU per frame of the gatherer and of the bare picows loop at each of ``ns.rates`` (see module docstring)."""
     out: dict[str, Any] = {}
-    cases = ("baseline_picows", "candidate")
+    cases = ("baseline_picows", "candidate", *(("reference",) if ns.reference else ()))
     for rate in ns.rates:
         label = _rate_label(rate)
         _set_rate(sim_rest, rate)
@@ -210,19 +244,20 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
                 if ns.py_spy and case == "candidate" and run == 0:
                     Path(ns.py_spy).mkdir(parents=True, exist_ok=True)
                     spy = str(Path(ns.py_spy) / f"gatherer-{label}")
-                r = _case(case, args, py_spy=spy)
+                r = _case(case, args, py_spy=spy, src=ns.reference if case == "reference" else None)
                 _drop_topics(bootstrap, topics)
                 results[case].append(r)
                 per = [round(1e6 * w["cpu_s"] / max(1, w["frames"]), 2) for w in r["windows"]]
                 print(
                     f"{label} run {run + 1} {case}: {r['frames_per_s']:.0f} frames/s  cpu us/frame per window {per}"
-                    f"  rss {r['rss_mb']:.0f} MB  load {r['load_avg']}",
+                    f"  threads {_thread_split(r['windows'])}  rss {r['rss_mb']:.0f} MB  load {r['load_avg']}",
                     flush=True,
                 )
         cand = [w for r in results["candidate"] for w in r["windows"]]
         base = [w for r in results["baseline_picows"] for w in r["windows"]]
         us, base_us = _us_per_frame(cand), _us_per_frame(base)
         out[f"cpu_us_per_frame_{label}"] = round(us, 2)
+        out[f"threads_us_per_frame_{label}"] = _thread_split(cand)
         out[f"baseline_cpu_us_per_frame_{label}"] = round(base_us, 2)
         out[f"ratio_{label}"] = round(us / base_us, 2) if base_us else None
         out[f"frames_per_s_{label}"] = round(statistics.median(w["frames"] / w["seconds"] for w in cand))
@@ -236,6 +271,16 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
             round(_us_per_frame(r["windows"]), 2) for r in results["baseline_picows"]
         ]
         out[f"load_avg_{label}"] = [r["load_avg"] for r in results["candidate"]]
+        if ns.reference:
+            ref = [w for r in results["reference"] for w in r["windows"]]
+            ref_us = _us_per_frame(ref)
+            out[f"reference_cpu_us_per_frame_{label}"] = round(ref_us, 2)
+            out[f"vs_reference_{label}"] = round(us / ref_us, 3) if ref_us else None
+            out[f"reference_threads_us_per_frame_{label}"] = _thread_split(ref)
+            out[f"runs_reference_cpu_us_per_frame_{label}"] = [
+                round(_us_per_frame(r["windows"]), 2) for r in results["reference"]
+            ]
+            out[f"reference_load_avg_{label}"] = [r["load_avg"] for r in results["reference"]]
         out[f"spooled_{label}"] = sum(r["spooled"] for r in results["candidate"])
         out[f"dead_{label}"] = sum(r["dead"] for r in results["candidate"])
     out["paced_rates"] = ns.rates
@@ -279,7 +324,7 @@ def _linger(ns: argparse.Namespace) -> int:
 
 def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: Path) -> dict[str, Any]:
     """Frames/s and CPU per frame with the emulator at its ceiling (see module docstring)."""
-    cases = ("baseline", "baseline_picows", "candidate")
+    cases = ("baseline", "baseline_picows", "candidate", *(("reference",) if ns.reference else ()))
     results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     for run in range(ns.runs):
         for case in cases:
@@ -297,7 +342,7 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
             }
             if ns.profile and case == "candidate" and run == 0:
                 args["profile"] = ns.profile
-            r = _case(case, args)
+            r = _case(case, args, src=ns.reference if case == "reference" else None)
             _drop_topics(bootstrap, topics)
             results[case].append(r)
             print(f"run {run + 1} {case}: {r['frames_per_s']:.0f} frames/s  {json.dumps(r)}", flush=True)
@@ -309,7 +354,18 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
     def us_per_frame(rs: list[dict[str, Any]]) -> float:
         return round(statistics.median(1e6 * r["cpu_s"] / max(1, r["frames"]) for r in rs), 2)
 
+    reference: dict[str, Any] = {}
+    if ns.reference:
+        ref = results["reference"]
+        reference = {
+            "reference_frames_per_s": round(statistics.median(r["frames_per_s"] for r in ref)),
+            "reference_cpu_us_per_frame": us_per_frame(ref),
+            "runs_reference_cpu_us_per_frame": [round(1e6 * r["cpu_s"] / max(1, r["frames"]), 2) for r in ref],
+            "vs_reference_cpu": round(us_per_frame(cand) / us_per_frame(ref), 3) if us_per_frame(ref) else None,
+            "reference_load_avg": [r["load_avg"] for r in ref],
+        }
     return {
+        **reference,
         "bench": "gatherer",
         "value": round(value),
         "unit": "frames/s acknowledged by Kafka (one gatherer process)",
@@ -410,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--linger-ms", type=int, default=None, help="the gatherer's producer linger (default: gather.linger_ms)"
+    )
+    p.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="also run the gatherer from this source tree (e.g. an export of main), alternating with this tree's, "
+        "and report both (reference_*, vs_reference_*); its bench/gatherer/cases.py is replaced by this tree's",
     )
     p.add_argument("--py-spy", metavar="DIR", help="py-spy profiles of the first gatherer run at each paced rate")
     p.add_argument("--profile", metavar="PATH", help="write a pyinstrument profile of the first saturation candidate")

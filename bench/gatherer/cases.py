@@ -25,6 +25,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 __all__ = ["main"]
 
 CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
@@ -41,6 +43,29 @@ def _rss_mb() -> float:
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU-seconds per thread name of this process (``/proc/self/task``): the event-loop thread is ``main``,
+    librdkafka's threads are ``rdk:*``; threads sharing a name are summed. ``<name>/wakeups``: the thread's
+    voluntary context switches (each one a sleep it was woken from)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = os.getpid()
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/self/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main" if int(tid) == main else stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        switches = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt"))
+        out[f"{name}/wakeups"] = out.get(f"{name}/wakeups", 0) + switches
+    return out
 
 
 def _tickers(rest_url: str) -> list[str]:
@@ -93,14 +118,15 @@ async def _windows(a: dict[str, Any], counters: Callable[[], dict[str, int]]) ->
     Prints ``MEASURING <pid> <seconds>`` first (the bench may attach a sampling profiler for that long)."""
     print(f"MEASURING {os.getpid()} {a['windows'] * a['window_s']}", flush=True)
     out: list[dict[str, Any]] = []
-    before, t0, cpu0 = counters(), time.monotonic(), _cpu()
+    before, t0, cpu0, threads0 = counters(), time.monotonic(), _cpu(), _thread_cpu()
     for _ in range(a["windows"]):
         await asyncio.sleep(a["window_s"])
-        after, t1, cpu1 = counters(), time.monotonic(), _cpu()
+        after, t1, cpu1, threads1 = counters(), time.monotonic(), _cpu(), _thread_cpu()
         window: dict[str, Any] = {name: after[name] - before[name] for name in after}
-        window.update(seconds=round(t1 - t0, 4), cpu_s=round(cpu1 - cpu0, 4))
+        threads = {name: round(v - threads0.get(name, 0.0), 3) for name, v in threads1.items()}
+        window.update(seconds=round(t1 - t0, 4), cpu_s=round(cpu1 - cpu0, 4), threads_cpu_s=threads)
         out.append(window)
-        before, t0, cpu0 = after, t1, cpu1
+        before, t0, cpu0, threads0 = after, t1, cpu1, threads1
     return out
 
 
@@ -185,21 +211,28 @@ def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
 async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer
+    from ingest import producer as producer_module
+    from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import GatherConfig, KafkaConfig
     from mdpipe.kafka import producer_config
 
+    # Older trees (the --reference case may run main's code) hand linger_ms to librdkafka and have no
+    # gatherer-side window; newer ones pick librdkafka's own linger (KAFKA_LINGER_MS) and take linger_ms as theirs.
+    linger_ms = a.get("linger_ms", GatherConfig().linger_ms)
+    own_window = "linger_ms" in {f.name for f in msgspec.structs.fields(GathererOptions)}
+    kafka_linger_ms = getattr(producer_module, "KAFKA_LINGER_MS", linger_ms) if own_window else linger_ms
     kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
     conf = producer_config(
         kafka,
-        linger_ms=a.get("linger_ms", GatherConfig().linger_ms),
+        linger_ms=a.get("kafka_linger_ms", kafka_linger_ms),
         batch_num_messages=10000,
         queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
-    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client), producer)
+    extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
+    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra), producer)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
