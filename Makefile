@@ -5,14 +5,37 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink bench-e2e bench-sim clean
+# Which stack setup/up/down/status/demo/test use: `native` (.venv + native Kafka and PostgreSQL on this host) or
+# `compose` (everything in containers: a host with Docker only, e.g. a Mac). infra/stack.sh decides, only when one
+# of those targets runs; `make STACK=native|compose ...` overrides it.
+STACK ?= $(shell sh infra/stack.sh)
+COMPOSE := docker compose -f infra/compose.yaml
+ALL_PROFILES := --profile product --profile sim --profile demo --profile test
+RUN_DIR := $(or $(MDPIPE_RUN_DIR),.run)
+# Host addresses infra/compose.yaml publishes (infra/manager.py COMPOSE_BOOTSTRAP / COMPOSE_DSN; a test compares).
+COMPOSE_BOOTSTRAP := 127.0.0.1:19092
+COMPOSE_DSN := postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe
+
+.PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink \
+	bench-e2e bench-failover bench-sim clean product product-sim product-down product-status \
+	setup-native up-native down-native status-native test-native demo-native \
+	setup-compose up-compose down-compose status-compose test-compose demo-compose
 
 help:
 	@echo "make demo        set up, run the whole pipeline on the emulator, print the verification report"
 	@echo "make test        set up, then run the test suite (starts a real Kafka broker and PostgreSQL)"
 	@echo "make up / down   start / stop the broker and the database"
-	@echo "make bench-*     gatherer | dedup | sink | e2e | sim benchmarks, each ending with RESULT {json}"
+	@echo "make bench-*     gatherer | dedup | sink | e2e | failover | sim benchmarks, each ending with RESULT {json}"
+	@echo "make product     the whole product in containers against Kalshi (keys from the environment; docs/deploy.md)"
+	@echo "make product-sim the same against the emulator; make product-down stops either"
+	@echo "make product-status  mdpipe status of the running product (group lag, every stage's metrics)"
+	@echo "stack for setup/up/down/status/demo/test on this host: $(STACK) (override: make STACK=native|compose ...)"
+
+# setup, up, down, status, demo and test run their native or compose variant (see STACK above).
+setup up down status demo test:
+	@$(MAKE) --no-print-directory $@-$(STACK)
 
 $(STAMP): pyproject.toml setup.py sink/_rowcodec.c requirements.lock
 	$(PY) -m venv $(VENV)
@@ -26,23 +49,24 @@ venv: $(STAMP)
 infra-install: $(STAMP)
 	$(BIN)/mdpipe infra install
 
-setup: venv infra-install
+# --- native stack ----------------------------------------------------------------------------------------------
+setup-native: venv infra-install
 
 # Compose (Redpanda + TimescaleDB) where a Docker engine answers, else native Kafka (KRaft) + PostgreSQL.
 # Either way the addresses land in .run/infra.json, where every mdpipe command finds them.
-up: setup
+up-native: setup-native
 	@if docker info >/dev/null 2>&1; then $(BIN)/mdpipe infra up --docker; \
 	else $(BIN)/mdpipe infra up; fi
 
-down:
+down-native:
 	@if [ -x $(BIN)/mdpipe ]; then \
 	  if docker info >/dev/null 2>&1; then $(BIN)/mdpipe infra down --docker; fi; \
 	  $(BIN)/mdpipe infra down; fi
 
-status: venv
+status-native: venv
 	$(BIN)/mdpipe infra status
 
-test: setup
+test-native: setup-native
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -57,23 +81,69 @@ lint: venv
 WITH_INFRA = started=0; $(BIN)/mdpipe infra status >/dev/null 2>&1 || { $(BIN)/mdpipe infra up >/dev/null && started=1; }; \
 	trap 'if [ $$started = 1 ]; then $(BIN)/mdpipe infra down >/dev/null; fi' EXIT;
 
-DEMO_ARGS ?=
-demo: setup
+demo-native: setup-native
 	@$(WITH_INFRA) $(BIN)/mdpipe demo $(DEMO_ARGS)
 
-bench-gatherer: setup
+# --- compose stack: nothing on the host but Docker; images from the Dockerfile, services from infra/compose.yaml ---
+setup-compose:
+	$(COMPOSE) --profile demo --profile test build demo tests
+
+# The broker and the database (no profile); infra.json as `mdpipe infra up --docker` writes it, for host tools.
+up-compose:
+	$(COMPOSE) up -d --wait
+	@mkdir -p $(RUN_DIR) && printf '{"mode": "docker", "bootstrap_servers": "%s", "dsn": "%s"}\n' \
+	  '$(COMPOSE_BOOTSTRAP)' '$(COMPOSE_DSN)' > $(RUN_DIR)/infra.json
+
+down-compose:
+	$(COMPOSE) $(ALL_PROFILES) down
+	@rm -f $(RUN_DIR)/infra.json
+
+status-compose:
+	$(COMPOSE) $(ALL_PROFILES) ps
+
+# A one-off service with the broker and database up (`run` starts them); stop them afterwards only if this target
+# started them.
+COMPOSE_WITH_INFRA = started=0; $(COMPOSE) ps --status running --services 2>/dev/null | grep -qx redpanda || started=1; \
+	trap 'if [ $$started = 1 ]; then $(COMPOSE) down >/dev/null 2>&1; fi' EXIT;
+
+demo-compose:
+	@$(COMPOSE_WITH_INFRA) $(COMPOSE) --profile demo run --rm --build demo $(DEMO_ARGS)
+
+test-compose:
+	@$(COMPOSE_WITH_INFRA) $(COMPOSE) --profile test run --rm --build tests $(PYTEST_ARGS)
+
+# The whole product (profile product, docs/deploy.md): against Kalshi, or against the emulator (profile sim).
+product:
+	$(COMPOSE) --profile product up -d --build --wait
+
+product-sim:
+	$(COMPOSE) --env-file infra/sim.env --profile product --profile sim up -d --build --wait
+
+product-down:
+	$(COMPOSE) $(ALL_PROFILES) down
+
+# `mdpipe status` inside the compose network: consumer-group lag from the broker, every stage's metrics endpoint.
+PRODUCT_METRICS := gather-g1:9101 gather-g2:9102 gather-g3:9103 dedup:9111 sink:9121
+product-status:
+	$(COMPOSE) --profile product run --rm --no-deps topics status --metrics $(PRODUCT_METRICS)
+
+# --- benchmarks: native stack --------------------------------------------------------------------------------------
+bench-gatherer: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.gatherer $(BENCH_ARGS)
 
-bench-dedup: setup
+bench-dedup: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.dedup $(BENCH_ARGS)
 
-bench-sink: setup
+bench-sink: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.sink $(BENCH_ARGS)
 
-bench-e2e: setup
+bench-e2e: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.e2e $(BENCH_ARGS)
 
-bench-sim: setup
+bench-failover: setup-native
+	@$(WITH_INFRA) $(BIN)/python -m bench.failover $(BENCH_ARGS)
+
+bench-sim: setup-native
 	@$(WITH_INFRA) $(BIN)/python -m bench.sim $(BENCH_ARGS)
 
 clean: down

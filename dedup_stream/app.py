@@ -227,7 +227,8 @@ class DedupApp:
             self.first_frame, self.first_cpu = self.last_frame, time.process_time()
         if decision.emit:
             try:
-                out = encode_event(decision_event(decision))
+                stamp_ms = int(msg.timestamp * 1000) if msg.timestamp else 0  # Faust: seconds (float)
+                out = encode_event(decision_event(decision, stamp_ms, time.time_ns()))
             except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                 self.unmappable += 1
                 await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")

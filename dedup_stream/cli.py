@@ -56,7 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         metavar="P",
-        help="Prometheus /metrics port (default: dedup.metrics_port; 0 = any free port)",
+        help="Prometheus /metrics port (default: dedup.metrics_port, 9111; 0 = any free port; bind address: "
+        "dedup.metrics_host)",
     )
     p.add_argument(
         "--app-id",
@@ -203,7 +204,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
         dedup = build_app(settings)
     port = dc.metrics_port if args.metrics_port is None else args.metrics_port
-    server = start_metrics_server(port, health=dedup.is_healthy, stage=f"dedup-{workdir.name}")
+    server = start_metrics_server(
+        port,
+        health=dedup.is_healthy,
+        stage=f"dedup-{workdir.name}",
+        host=dc.metrics_host,
+        setting="dedup.metrics_port",
+    )
     log.info(
         "dedup_start",
         app_id=app_id,

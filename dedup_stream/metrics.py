@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from dedup_stream.logic import Stats
 
-__all__ = ["METRIC_NAMES", "DedupCollector", "register", "summary"]
+__all__ = ["METRIC_NAMES", "DedupCollector", "LagSnapshot", "register", "summary"]
 
 # name (without the _total suffix Prometheus adds to counters) -> (type, help)
 METRIC_NAMES: dict[str, tuple[str, str]] = {
@@ -55,7 +55,18 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
     "mdpipe_dedup_events_out": ("counter", "Events produced to the events topic"),
     "mdpipe_dedup_out_of_range_frames": ("counter", "Frames outside a replay's time range (not emitted)"),
     "mdpipe_dedup_singles_pending_events": ("gauge", "Events still inside the singles horizon (in memory)"),
+    "mdpipe_dedup_consumer_lag_records": (
+        "gauge",
+        "Raw records after the group's committed offset, per partition this worker owns now (native engine)",
+    ),
+    "mdpipe_dedup_consumer_lag_seconds": (
+        "gauge",
+        "Age of the last raw frame this worker consumed while frames wait behind it (0 when caught up; native)",
+    ),
 }
+
+# (records per owned (topic, partition), seconds) at scrape time; see dedup_stream.lag
+LagSnapshot = Callable[[], tuple[dict[tuple[str, int], int], float]]
 
 _PER_GATHERER = {
     "mdpipe_dedup_frames_in": "frames_in",
@@ -71,10 +82,17 @@ _PER_GATHERER = {
 class DedupCollector(Collector):
     """Exports a worker's counters; ``extra()`` supplies the app-level figures (events out, window...)."""
 
-    def __init__(self, stats: Stats, extra: Callable[[], dict[str, float]], pending: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        extra: Callable[[], dict[str, float]],
+        pending: Callable[[], int],
+        lag: LagSnapshot | None = None,
+    ) -> None:
         self.stats = stats
         self.extra = extra
         self.pending = pending
+        self.lag = lag
 
     def collect(self) -> Iterator[Any]:
         stats = self.stats
@@ -118,6 +136,20 @@ class DedupCollector(Collector):
         }
         for name, value in counters.items():
             yield CounterMetricFamily(name, METRIC_NAMES[name][1], value=value)
+        yield from self._lag_families()
+
+    def _lag_families(self) -> Iterator[Any]:
+        """Consumer lag of the partitions owned at this scrape only: a revoked partition leaves no series."""
+        records_name, seconds_name = "mdpipe_dedup_consumer_lag_records", "mdpipe_dedup_consumer_lag_seconds"
+        records = GaugeMetricFamily(records_name, METRIC_NAMES[records_name][1], labels=["topic", "partition"])
+        seconds = GaugeMetricFamily(seconds_name, METRIC_NAMES[seconds_name][1])
+        if self.lag is not None:
+            per_partition, lag_s = self.lag()
+            for (topic, partition), lag in sorted(per_partition.items()):
+                records.add_metric([topic, str(partition)], lag)
+            seconds.add_metric([], lag_s)
+        yield records
+        yield seconds
 
 
 def register(collector: DedupCollector) -> DedupCollector:

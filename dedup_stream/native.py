@@ -54,6 +54,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from dedup_stream.lag import RawLag
 from dedup_stream.logic import Deduper, Origin, Verdict
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
@@ -119,7 +120,13 @@ class NativeWorker:
         )
         self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
         self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
-        self.collector = DedupCollector(self.deduper.stats, self._extra, lambda: self.deduper.singles.pending)
+        self.raw_lag = RawLag(s.raw_topics)  # fed by the consumer's statistics, read at scrape time
+        self.collector = DedupCollector(
+            self.deduper.stats,
+            self._extra,
+            lambda: self.deduper.singles.pending,
+            lambda: self.raw_lag.snapshot(self._owned_set, int(time.time() * 1000)),
+        )
         self.events_out = 0
         self.unmappable = 0
         self.frames = 0
@@ -177,6 +184,7 @@ class NativeWorker:
             restored += self._restorer.restore(self.states, p)
         self._owned = owned
         self._owned_set = frozenset(owned)
+        self.raw_lag.assigned(int(time.time() * 1000))
         took = round(time.monotonic() - started, 3)
         log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took)
 
@@ -290,8 +298,11 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message]) -> None:
+    def _process(self, msgs: list[Message], read_ns: int = 0) -> None:
         """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged.
+
+        ``read_ns``: when consume() returned the batch (wall clock), stamped on its events with each winning raw
+        record's Kafka timestamp (:mod:`schemas.events` hop stamps).
 
         The state of the whole batch reaches RocksDB (its WAL) and the changelog *before* any of its events can
         leave the process: an event that was delivered always has its winner stored locally and in the changelog,
@@ -315,7 +326,7 @@ class NativeWorker:
             verdict = decision.verdict
             if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP:
                 try:
-                    out = encode_event(decision_event(decision))
+                    out = encode_event(decision_event(decision, msg.timestamp()[1], read_ns))
                 except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                     self.unmappable += 1
                     self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
@@ -380,6 +391,9 @@ class NativeWorker:
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
+                "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
+                "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
+                "stats_cb": self.raw_lag.update,
             }
         )
         self._consumer = consumer
@@ -392,13 +406,15 @@ class NativeWorker:
         try:
             while not self._stopping:
                 msgs = consumer.consume(batch, _POLL_S)
+                read_ns = time.time_ns()
                 if self._callback_error is not None:  # before any record of a partition it could not prepare
                     raise self._callback_error
                 now = time.monotonic()
                 if msgs:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
-                    self._process(msgs)
+                    self._process(msgs, read_ns)
+                    self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()

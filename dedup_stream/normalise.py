@@ -4,7 +4,8 @@ A venue event (won or re-emitted) becomes the venue adapter's normalised event o
 (:func:`schemas.kalshi.to_event`: a snapshot's ``ts_ms`` is its position in the delta stream when the gatherer
 gave it one); a gap report becomes its coverage record (:func:`dedup_stream.gaps.gap_event`). Raises whatever the
 mapping raises (``SchemaError``, or a value the venue sent that cannot be represented): the engine dead-letters
-the frame.
+the frame. The engine passes the hop stamps the event carries (:mod:`schemas.events`): the winning raw record's Kafka
+timestamp and when the worker read it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from schemas.kalshi import to_event
 __all__ = ["decision_event"]
 
 
-def decision_event(decision: Decision) -> Event:
-    """The event to produce for an emitting ``decision`` (``decision.emit`` is true)."""
+def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) -> Event:
+    """The event to produce for an emitting ``decision`` (``decision.emit`` is true), stamped with ``raw_ts_ms`` (the
+    raw record's Kafka timestamp, ms) and ``dedup_ns`` (when the worker read it, wall clock)."""
     frame = decision.frame
     assert frame is not None
     if decision.verdict is Verdict.GAP:
         assert decision.gap is not None
-        return gap_event(frame, decision.gap)
-    return to_event(frame)
+        event: Event = gap_event(frame, decision.gap)
+    else:
+        event = to_event(frame)
+    event.raw_ts_ms = raw_ts_ms
+    event.dedup_ns = dedup_ns
+    return event

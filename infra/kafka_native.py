@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.procs import cmdline, free_port, pid_alive, port_free, read_json, stop_pid, tail, write_json
-from mdpipe.config import repo_root
+from mdpipe.config import cache_dir
 from mdpipe.logging import get_logger
 
 __all__ = ["KafkaBroker", "KafkaStartError", "find_java", "kafka_libs_dir", "kafka_tool_command", "kafka_version"]
@@ -37,9 +37,10 @@ class KafkaStartError(RuntimeError):
 
 
 def kafka_libs_dir() -> Path:
-    """Where `mdpipe infra install` puts the broker jars ($MDPIPE_KAFKA_LIBS or .cache/kafka/libs)."""
+    """Where `mdpipe infra install` puts the broker jars ($MDPIPE_KAFKA_LIBS, else kafka/libs in
+    mdpipe.config.cache_dir(): .cache/ of a checkout, the per-user cache folder for a regular install)."""
     env = os.environ.get("MDPIPE_KAFKA_LIBS")
-    return Path(env) if env else repo_root() / ".cache" / "kafka" / "libs"
+    return Path(env) if env else cache_dir() / "kafka" / "libs"
 
 
 def kafka_version(libs: Path | None = None) -> str:

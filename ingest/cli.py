@@ -22,6 +22,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--id", required=True, help="gatherer id, e.g. g1 (topic raw.<id>, metrics stage gather-<id>)")
     p.add_argument("--rest-url", help="venue REST base URL, .../trade-api/v2 (default: venue.rest_url)")
     p.add_argument("--ws-url", help="venue WebSocket URL, .../trade-api/ws/v2 (default: venue.ws_url)")
+    p.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="CA certificate trusted for wss:// and https:// (default: venue.ca_file; empty = system trust store)",
+    )
     p.add_argument("--key-id", help="Kalshi API key id sent as KALSHI-ACCESS-KEY (default: venue.key_id)")
     p.add_argument(
         "--private-key", metavar="PATH", help="PEM file of the RSA private key that signs (default: venue.*)"
@@ -40,7 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="markets per subscription; halved automatically on error 26 (default: gather.markets_per_subscription)",
     )
     p.add_argument(
-        "--metrics-port", type=int, metavar="P", help="Prometheus/health port; 0 = free port (default: gather.*)"
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="Prometheus/health port; 0 = free port (default: gather.metrics_port + the id's index in gather.ids, "
+        "9101 for g1; bind address: gather.metrics_host)",
     )
     p.add_argument("--spool-dir", help="on-disk spool folder (default: gather.spool_dir or .run/spool/<id>)")
     p.add_argument(
@@ -56,6 +65,7 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
     from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
+    from ingest.tls import client_context
     from ingest.venues.kalshi.auth import Signer
     from mdpipe.config import ConfigError, run_dir
     from mdpipe.kafka import producer_config
@@ -71,6 +81,12 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
             signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
+    ca_file = getattr(args, "ca_file", None) or v.ca_file
+    if ca_file:
+        try:
+            client_context(ca_file)
+        except ValueError as exc:
+            raise ConfigError(f"config setting {exc}") from None
     # One spool per topic prefix and gatherer: a spool only ever replays into the topics it was written for.
     spool_dir = Path(args.spool_dir or g.spool_dir or run_dir() / "spool") / f"{config.kafka.topic_prefix}{gid}"
     spool = Spool(spool_dir, g.spool_max_bytes)
@@ -105,6 +121,8 @@ def build_gatherer(args: argparse.Namespace, config: Any) -> Any:
         discovery_statuses=list(g.discovery_statuses),
         task_failure_limit_s=g.task_failure_limit_s,
         unhealthy_after_drop_s=g.unhealthy_after_drop_s,
+        rest_requests_per_s=g.rest_requests_per_s,
+        ca_file=ca_file,
         linger_ms=g.linger_ms,
     )
     return Gatherer(opts, producer, signer)
@@ -114,17 +132,24 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import asyncio
     import signal
 
+    from mdpipe.config import gatherer_metrics_port
     from mdpipe.logging import get_logger
     from mdpipe.metrics import start_metrics_server
     from mdpipe.topics import check_partitions, topic_names
 
     log = get_logger("ingest.cli")
+    port = args.metrics_port if args.metrics_port is not None else gatherer_metrics_port(config.gather, args.id)
     if not args.no_partition_check:
         raw = topic_names(config).raw.get(args.id)
         check_partitions(config, extra=[] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"])
     gatherer = build_gatherer(args, config)
-    port = args.metrics_port if args.metrics_port is not None else config.gather.metrics_port
-    server = start_metrics_server(port, health=gatherer.healthy, stage=f"gather-{args.id}")
+    server = start_metrics_server(
+        port,
+        health=gatherer.healthy,
+        stage=f"gather-{args.id}",
+        host=config.gather.metrics_host,
+        setting="gather.metrics_port",
+    )
     log.info("gather_metrics", port=server.port, gatherer=args.id)
 
     async def main() -> None:

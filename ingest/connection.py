@@ -3,17 +3,21 @@ reset after a stable connection), the up/down state and ``on_reconnect``. A clie
 the signed upgrade headers, feeds every complete message with its receive time to the sans-I/O
 :class:`ingest.venues.kalshi.protocol.KalshiSession`, writes its commands and answers pings:
 :mod:`ingest.ws_picows` (``gather.ws_client = "picows"``, the default) or :mod:`ingest.ws_websockets`.
-The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`.
+The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`. ``wss://`` URLs use
+``ssl_context`` (:func:`ingest.tls.client_context`: ``venue.ca_file`` or the system store); a certificate it does
+not trust is reported once (:func:`ingest.tls.report_untrusted`) and retried like any failed connect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 
 from ingest.backoff import backoff
+from ingest.tls import client_context, report_untrusted, untrusted
 from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.logging import get_logger
 
@@ -43,10 +47,15 @@ class Connection:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_reconnect: Callable[[str], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str = "",
         on_read: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.url = url
+        secure = url.startswith("wss://")
+        self.ssl_context = (ssl_context or client_context(ca_file)) if secure else None
+        self.ca_file = ca_file  # named in the untrusted-certificate report
         self.headers = headers
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -79,6 +88,15 @@ class Connection:
     async def _close(self) -> None:
         """Close the current socket cleanly (close handshake, bounded wait)."""
         raise NotImplementedError
+
+    def _connect_failed(self, exc: BaseException) -> str:
+        """Why a connect attempt failed (returned by ``_connect_and_pump``); an untrusted venue certificate is
+        reported once, as one clear line."""
+        error = untrusted(exc)
+        if error is not None:
+            report_untrusted(self.url, self.ca_file, error, self.client)
+            return f"tls: venue certificate not trusted ({getattr(error, 'verify_message', '') or error})"
+        return f"{type(exc).__name__}: {exc}"
 
     def _opened_now(self) -> None:
         """The subclass's socket is open: state up, session subscribes afresh."""

@@ -3,7 +3,8 @@
 Tasks: one per connection (:class:`ingest.connection.Connection`, picows or websockets per ``ws_client``),
 periodic REST discovery (complete cursor-paged listings of every held status, then look-ups by ticker of held
 markets they missed; see :mod:`ingest.registry`), a lifecycle refresh of reference data, a service loop (producer
-delivery reports and spool drain, metrics sync) and the silence watchdog.
+delivery reports and spool drain, metrics sync) and the silence watchdog. Discovery and refresh share one
+:class:`ingest.rest.RestClient`: every REST request is paced to ``rest_requests_per_s`` and a 429 pauses them all.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
 
 Frames are held (:attr:`ingest.producer.RawProducer.held`) and released to librdkafka together once the oldest has
@@ -17,6 +18,10 @@ Failures, decided per loop (every failed iteration is one structured ``task_fail
 
 * discovery and refresh (the venue's REST API: refused, reset, timed out, HTTP errors, bodies cut short, garbage,
   or a bug meeting an odd object) retry with backoff for ever and never release anything on a failed listing.
+  A failed discovery pass is resumed where it failed -- the listing from the cursor of the page that failed, or
+  the look-ups from the batch that failed -- instead of listing everything again; only a pass whose every listing
+  completed releases markets (after their look-ups). A cursor the venue refuses (HTTP 400/404/410) restarts that
+  status's listing from its first page.
   They never make the gatherer unhealthy or exit: the held markets keep streaming over the WebSocket, a restart
   would not repair the venue's REST and would drop every connection -- on every gatherer at once.
 * the service loop (delivery reports, spool drain, metrics) retries with a short backoff; failing for
@@ -49,8 +54,9 @@ from ingest.keys import EventKeyer
 from ingest.producer import RawProducer
 from ingest.recent import RecentKeys
 from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, classify_event
-from ingest.rest import DiscoveryError, fetch_markets_page
+from ingest.rest import DiscoveryError, RestClient
 from ingest.shards import ShardPlan
+from ingest.tls import client_context
 from ingest.venues.kalshi.auth import Signer
 from ingest.venues.kalshi.protocol import KalshiSession, SessionStats
 from mdpipe.logging import get_logger
@@ -92,7 +98,24 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
     task_failure_limit_s: float = 120.0  # gather.task_failure_limit_s
     unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
+    rest_requests_per_s: float = 5.0  # gather.rest_requests_per_s: REST request pace (discovery, look-ups, refresh)
+    ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
     linger_ms: float = 5.0  # gather.linger_ms: longest a frame is held before it goes to librdkafka
+
+
+class _DiscoveryPass:
+    """A discovery pass in progress, kept across failed attempts so that the next attempt resumes it."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses = statuses
+        self.seen: set[str] = set()  # tickers the listings showed so far
+        self.index = 0  # the status being listed
+        self.cursor = ""  # its next page ("" = the first)
+        self.pages = 0
+        self.missing: list[str] | None = None  # once every listing completed: held markets to look up by ticker
+        self.looked_up = 0  # how many of ``missing`` were looked up
+        self.released = 0
+        self.attempts = 1
 
 
 class Gatherer:
@@ -113,6 +136,16 @@ class Gatherer:
         self._conn_class = connection_class(opts.ws_client)
         self.discoveries = 0
         self.discovery_failures = 0
+        self.discovery_resumes = 0
+        self._pass: _DiscoveryPass | None = None
+        self.rest = RestClient(
+            gatherer=opts.gatherer_id,
+            requests_per_s=opts.rest_requests_per_s,
+            signer=signer,
+            ca_file=opts.ca_file,
+            limit=opts.discovery_page,
+        )
+        self._ssl = client_context(opts.ca_file) if opts.ws_url.startswith("wss://") else None
         self._refresh: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._exported: dict[str, int] = {}
@@ -199,6 +232,8 @@ class Gatherer:
                 backoff_initial=self.opts.backoff_initial_s,
                 backoff_max=self.opts.backoff_max_s,
                 on_reconnect=self._on_reconnect,
+                ssl_context=self._ssl,
+                ca_file=self.opts.ca_file,
                 on_read=self.after_read,
             )
             self.connections.append(conn)
@@ -284,51 +319,80 @@ class Gatherer:
                 self._log.warning("rest_unknown_status", status=status[:100], kept=True)
 
     # -- discovery -----------------------------------------------------------------------------
-    async def _page(self, cursor: str = "", status: str = "open", tickers: list[str] | None = None) -> RestPage:
-        return await asyncio.to_thread(
-            fetch_markets_page,
-            self.opts.rest_url,
-            status=status,
-            cursor=cursor,
-            limit=self.opts.discovery_page,
-            tickers=tickers,
-            signer=self.signer,
+    async def _page(
+        self, cursor: str = "", status: str = "open", tickers: list[str] | None = None, purpose: str = "listing"
+    ) -> RestPage:
+        """One ``GET /markets`` through the shared, paced REST client."""
+        return await self.rest.markets_page(
+            self.opts.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
         )
 
     async def discover_once(self) -> int:
-        """One pass; returns how many markets the listings showed.
+        """One pass (or the rest of a pass that failed); returns how many markets its listings showed.
 
         1. Complete listings (cursor paging) of each status in ``discovery_statuses``. A failing page raises
-           :class:`DiscoveryError` after applying only the pages already received; a listing never releases a
-           market it did not show.
-        2. Held markets no listing showed are looked up by ticker (batches of 100, no status filter); only a
-           look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`).
+           :class:`DiscoveryError` after applying only the pages already received; the next call resumes from that
+           page's cursor. A listing never releases a market it did not show.
+        2. Once every listing completed: held markets no listing showed are looked up by ticker (batches of 100,
+           no status filter); only a look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`). A
+           failing batch is retried by the next call, the batches before it are not.
         """
-        seen: set[str] = set()
-        self.registry.prune(time.time_ns())
-        for status in self.opts.discovery_statuses:
-            cursor = ""
-            while True:
-                requested = time.time_ns()
-                page = await self._page(cursor, status)
-                self._apply(self.registry.apply_listing(page.markets, requested, seen))
-                cursor = page.cursor or ""
-                if not cursor or not page.markets:
-                    break
-        missing = self.registry.unlisted(seen, time.time_ns())
-        released = 0
-        for i in range(0, len(missing), 100):
-            batch = missing[i : i + 100]
+        p = self._pass
+        if p is None:
+            self.registry.prune(time.time_ns())
+            p = self._pass = _DiscoveryPass(list(self.opts.discovery_statuses))
+        else:
+            p.attempts += 1
+            self.discovery_resumes += 1
+            self._log.info(
+                "discovery_resumed",
+                attempt=p.attempts,
+                status=p.statuses[p.index] if p.index < len(p.statuses) else "",
+                cursor=p.cursor[:60],
+                pages=p.pages,
+                listed=len(p.seen),
+                looked_up=p.looked_up,
+            )
+        while p.index < len(p.statuses):
+            status = p.statuses[p.index]
             requested = time.time_ns()
-            page = await self._page(status="", tickers=batch)
+            try:
+                page = await self._page(p.cursor, status)
+            except DiscoveryError as exc:
+                if p.cursor and exc.status in (400, 404, 410):  # the venue no longer takes this cursor
+                    self._log.warning("discovery_cursor_refused", status=status, http_status=exc.status)
+                    p.cursor = ""
+                raise
+            self._apply(self.registry.apply_listing(page.markets, requested, p.seen))
+            p.pages += 1
+            cursor = page.cursor or ""
+            if not cursor or not page.markets:
+                p.index += 1
+                p.cursor = ""
+            else:
+                p.cursor = cursor
+        if p.missing is None:
+            p.missing = self.registry.unlisted(p.seen, time.time_ns())
+        while p.looked_up < len(p.missing):
+            batch = p.missing[p.looked_up : p.looked_up + 100]
+            requested = time.time_ns()
+            page = await self._page(status="", tickers=batch, purpose="lookup")
             changes = self.registry.apply_lookup(batch, page.markets, requested)
-            released += len(changes.remove)
+            p.released += len(changes.remove)
             self._apply(changes)
+            p.looked_up += len(batch)
+        self._pass = None
         self.discoveries += 1
         self._log.info(
-            "discovery_done", listed=len(seen), held=len(self.registry), looked_up=len(missing), released=released
+            "discovery_done",
+            listed=len(p.seen),
+            held=len(self.registry),
+            looked_up=len(p.missing),
+            released=p.released,
+            pages=p.pages,
+            attempts=p.attempts,
         )
-        return len(seen)
+        return len(p.seen)
 
     async def _discovery_step(self) -> float:
         try:
@@ -354,7 +418,7 @@ class Gatherer:
             batch = [self._refresh.pop() for _ in range(min(100, len(self._refresh)))]
             requested = time.time_ns()
             try:
-                page = await self._page(status="", tickers=batch)
+                page = await self._page(status="", tickers=batch, purpose="refresh")
             except BaseException:
                 self._refresh.update(batch)
                 m.DISCOVERY_ERRORS.labels(self.gid).inc()

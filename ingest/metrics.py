@@ -21,7 +21,10 @@ __all__ = [
     "PRODUCER_QUEUE",
     "PRODUCE_LATENCY",
     "RECONNECTS",
+    "REST_RATE_LIMITED",
+    "REST_REQUESTS",
     "REST_STALE",
+    "REST_WAIT",
     "SPOOL_BYTES",
     "SPOOL_RECORDS",
     "SUBSCRIBED_MARKETS",
@@ -63,4 +66,17 @@ REST_STALE = Counter(
 )
 TASK_FAILURES = Counter(
     "mdpipe_gather_task_failures_total", "Failed iterations of a background loop, retried", ["gatherer", "task"]
+)
+REST_REQUESTS = Counter(
+    "mdpipe_gather_rest_requests_total",
+    "REST requests sent to the venue, by purpose (listing, lookup, refresh)",
+    ["gatherer", "purpose"],
+)
+REST_RATE_LIMITED = Counter(
+    "mdpipe_gather_rest_rate_limited_total", "REST answers HTTP 429 (too many requests) from the venue", ["gatherer"]
+)
+REST_WAIT = Counter(
+    "mdpipe_gather_rest_wait_seconds_total",
+    "Seconds REST requests waited before being sent: pace = gather.rest_requests_per_s, backoff = after a 429",
+    ["gatherer", "reason"],
 )

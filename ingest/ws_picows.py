@@ -160,6 +160,7 @@ class PicowsConnection(Connection):
                     factory,
                     self.url,
                     extra_headers=self.headers(),
+                    ssl_context=self.ssl_context,
                     websocket_handshake_timeout=OPEN_TIMEOUT_S,
                     max_frame_size=MAX_MESSAGE,
                     enable_auto_ping=True,
@@ -175,7 +176,7 @@ class PicowsConnection(Connection):
                 OPEN_TIMEOUT_S,
             )
         except (OSError, TimeoutError, WSError, WSInvalidURL) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return self._connect_failed(exc)
         try:
             if listener is None or not listener.opened:
                 transport.disconnect(graceful=False)

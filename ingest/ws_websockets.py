@@ -58,6 +58,7 @@ class WebsocketsConnection(Connection):
                 open_timeout=OPEN_TIMEOUT_S,
                 ping_interval=PING_INTERVAL_S,
                 ping_timeout=PING_TIMEOUT_S,
+                ssl=self.ssl_context,
             ) as ws:
                 self.ws = ws
                 self._opened_now()
@@ -81,7 +82,7 @@ class WebsocketsConnection(Connection):
         except websockets.ConnectionClosed as exc:
             return self.kill_reason or f"closed code={exc.rcvd.code if exc.rcvd else None}"
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return self._connect_failed(exc)
         except Exception as exc:  # a failure in the session: drop this socket, reconnect
             log.exception("ws_receive_failed", conn=session.conn_id)
             return f"{type(exc).__name__}: {exc}"

@@ -6,7 +6,10 @@ A bad value raises :class:`ConfigError` whose message is one line naming the set
 
 Precedence (lowest first): struct defaults, the TOML file (``--config``, ``$MDPIPE_CONFIG`` or
 ``./mdpipe.toml``), environment variables, and finally the addresses written by ``mdpipe infra up``
-(``.run/infra.json``) for ``kafka.bootstrap_servers`` / ``postgres.dsn`` when those are left empty.
+(``infra.json`` in :func:`run_dir`) for ``kafka.bootstrap_servers`` / ``postgres.dsn`` when those are left empty.
+
+State (spools, RocksDB, infra data) lives in :func:`run_dir`: ``$MDPIPE_RUN_DIR``, else ``.run/`` of a source
+checkout, else the per-user ``$XDG_STATE_HOME/mdpipe`` (``~/.local/state/mdpipe``), never inside the package.
 """
 
 from __future__ import annotations
@@ -32,10 +35,14 @@ __all__ = [
     "SimConfig",
     "SinkConfig",
     "VenueConfig",
+    "cache_dir",
+    "gatherer_metrics_port",
+    "is_checkout",
     "load_config",
     "redacted",
     "repo_root",
     "run_dir",
+    "user_state_dir",
 ]
 
 ENV_PREFIX = "MDPIPE_"
@@ -53,6 +60,23 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{name}: must be > 0, got {value}")
+
+
+# Default /metrics + /healthz ports (documented in docs/operations-observability.md and used by
+# infra/prometheus/prometheus.yml). Gatherer gather.ids[i] serves on GATHER_METRICS_PORT + i.
+GATHER_METRICS_PORT = 9101
+DEDUP_METRICS_PORT = 9111
+SINK_METRICS_PORT = 9121
+SIM_METRICS_PORT = 9131
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def _metrics_address(host: str, port: int) -> None:
+    """``metrics_host`` / ``metrics_port`` of a stage: a bind address and a TCP port (0 = any free port)."""
+    if not host.strip() or any(c.isspace() for c in host):
+        raise ValueError(f"metrics_host: must be an address to bind (0.0.0.0, ::, 127.0.0.1, ...), got {host!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"metrics_port: must be 0 (any free port) .. 65535, got {port}")
 
 
 class KafkaConfig(_Section):
@@ -98,6 +122,8 @@ class VenueConfig(_Section):
     private_key_path: str = ""
     private_key_pem: str = ""
     auth: bool = True
+    # PEM file of the CA trusted for wss:// and https:// venue URLs; "" = the system trust store (the real venue)
+    ca_file: str = ""
 
 
 class GatherConfig(_Section):
@@ -116,7 +142,10 @@ class GatherConfig(_Section):
     queue_max_frames: int = 200_000
     spool_dir: str = ""
     spool_max_bytes: int = 10 * 1024**3
-    metrics_port: int = 0
+    # /metrics + /healthz: gatherer gather.ids[i] listens on metrics_port + i (0 = any free port); metrics_host is
+    # the bind address (0.0.0.0 or :: for a Prometheus or a probe on another host)
+    metrics_port: int = GATHER_METRICS_PORT
+    metrics_host: str = DEFAULT_METRICS_HOST
     # identical delta/ticker bodies are numbered per venue millisecond; a body is forgotten once the venue clock has
     # moved this far past it (memory only: see ingest.keys)
     key_horizon_s: float = 120.0
@@ -138,11 +167,19 @@ class GatherConfig(_Section):
     task_failure_limit_s: float = 120.0
     # /healthz answers 503 for this long after a frame was dropped (spool or disk full, permanent broker error).
     unhealthy_after_drop_s: float = 30.0
+    # REST requests per second of one gatherer (discovery listings, their look-ups by ticker and lifecycle refreshes
+    # share it; bursts of one second's worth). Kalshi Basic tier: 200 read tokens/s per account at 10 tokens per
+    # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
+    # anything else using the account: 5 (docs/production-kalshi.md).
+    rest_requests_per_s: float = 5.0
 
     def __post_init__(self) -> None:
         for gid in self.ids:
             if not GATHERER_ID.match(gid):
                 raise ValueError(f"ids: gatherer id {gid!r} must match {GATHERER_ID.pattern}")
+        _metrics_address(self.metrics_host, self.metrics_port)
+        if self.metrics_port and self.metrics_port + len(self.ids) - 1 > 65535:
+            raise ValueError(f"metrics_port: {self.metrics_port} + one port per gatherer id passes 65535")
         _positive("markets_per_connection", self.markets_per_connection)
         _positive("markets_per_subscription", self.markets_per_subscription)
         _positive("silence_timeout_s", self.silence_timeout_s)
@@ -150,6 +187,7 @@ class GatherConfig(_Section):
         _positive("key_horizon_s", self.key_horizon_s)
         _positive("rest_lag_s", self.rest_lag_s)
         _positive("task_failure_limit_s", self.task_failure_limit_s)
+        _positive("rest_requests_per_s", self.rest_requests_per_s)
         held = ("open", "paused", "unopened")
         if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
             raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
@@ -161,7 +199,8 @@ class DedupConfig(_Section):
     app_id: str = "mdpipe-dedup"
     window_s: float = 3600.0
     data_dir: str = ""
-    metrics_port: int = 0
+    metrics_port: int = DEDUP_METRICS_PORT  # /metrics + /healthz (0 = any free port); one worker per host and port
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     singles_horizon_s: float = 30.0  # an event is "seen by one gatherer only" if no copy came within this
     standby_replicas: int = 0  # Faust table standbys (1 in production with >= 2 workers)
     session_timeout_s: float = 10.0  # how fast a dead worker's partitions move to the others
@@ -169,6 +208,7 @@ class DedupConfig(_Section):
 
     def __post_init__(self) -> None:
         _positive("window_s", self.window_s)
+        _metrics_address(self.metrics_host, self.metrics_port)
 
 
 class SinkConfig(_Section):
@@ -177,7 +217,8 @@ class SinkConfig(_Section):
     group_id: str = "mdpipe-sink"
     batch_rows: int = 20_000
     batch_ms: int = 50  # flush a batch at most this long after its first record (size flushes first under load)
-    metrics_port: int = 0
+    metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
@@ -196,6 +237,9 @@ class SinkConfig(_Section):
     max_write_s: float = 120.0  # /healthz is unhealthy while one write attempt has been in flight longer than this
     # events -> COPY rows: "auto" = the compiled C builder when installed, else Python; "c" = require it; "python"
     row_codec: Literal["auto", "c", "python"] = "auto"
+    # file the sink appends, per committed batch, when it read and committed each run of events offsets (sink.trace;
+    # make bench-e2e / bench-failover set it for the hop table); empty = off
+    hop_trace: str = ""
 
     def __post_init__(self) -> None:
         _positive("batch_rows", self.batch_rows)
@@ -206,6 +250,7 @@ class SinkConfig(_Section):
         _positive("db_keepalives_count", self.db_keepalives_count)
         _positive("db_tcp_user_timeout_ms", self.db_tcp_user_timeout_ms)
         _positive("max_write_s", self.max_write_s)
+        _metrics_address(self.metrics_host, self.metrics_port)
         if not 0.0 <= self.helper_share < 1.0:
             raise ValueError(f"helper_share: must be >= 0 and < 1, got {self.helper_share}")
         if self.row_codec == "c":  # the one check needing the install: is the C builder there?
@@ -229,7 +274,8 @@ class SimConfig(_Section):
     identical_share: float = 0.05
     churn_per_s: float = 0.2
     heartbeat_s: float = 10.0
-    metrics_port: int = 0
+    metrics_port: int = SIM_METRICS_PORT  # /metrics + /healthz (0 = any free port)
+    metrics_host: str = DEFAULT_METRICS_HOST  # bind address
     # Real-venue behaviours (venue_sim.lifecycle; `mdpipe sim --help`); off by default, `mdpipe demo` turns them on.
     checkpoint_s: float = 20.0
     dormant_share: float = 0.0
@@ -245,6 +291,7 @@ class SimConfig(_Section):
     event_lifecycle: bool = False
 
     def __post_init__(self) -> None:
+        _metrics_address(self.metrics_host, self.metrics_port)
         for name in ("dormant_share", "flap_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -283,20 +330,76 @@ class Config(_Section):
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
 
+def gatherer_metrics_port(gather: GatherConfig, gatherer_id: str) -> int:
+    """The /metrics port of gatherer ``gatherer_id``: ``gather.metrics_port + i`` where ``gather.ids[i]`` is it, so
+    that the gatherers of one host never collide and a scrape config can name each one (g1 -> 9101, g2 -> 9102...).
+
+    0 stays 0 (any free port). An id missing from ``gather.ids`` has no port of its own: :class:`ConfigError`
+    (dedup reads only the raw topics of ``gather.ids`` anyway); pass ``--metrics-port`` to run it regardless."""
+    if gather.metrics_port == 0:
+        return 0
+    if gatherer_id not in gather.ids:
+        raise ConfigError(
+            f"config setting gather.metrics_port: gatherer {gatherer_id!r} is not in gather.ids "
+            f"({', '.join(gather.ids)}), so it has no port of its own; add it there or pass --metrics-port"
+        )
+    return gather.metrics_port + gather.ids.index(gatherer_id)
+
+
 SECRET_FIELDS = {("kafka", "sasl_password"), ("venue", "private_key_pem")}
 
 
 def repo_root() -> Path:
-    """The checkout this package runs from (where `.run/` and `.cache/` live)."""
+    """The folder above the ``mdpipe`` package: a source checkout (``$MDPIPE_HOME`` when set), or site-packages
+    for a regular install (see :func:`is_checkout`)."""
     env = os.environ.get("MDPIPE_HOME")
     if env:
         return Path(env).resolve()
     return Path(__file__).resolve().parent.parent
 
 
+def is_checkout(root: Path | None = None) -> bool:
+    """mdpipe runs from a source checkout (a clone, an editable install, ``$MDPIPE_HOME``): the folder above the
+    package holds ``pyproject.toml``. A regular (wheel) install sits in site-packages, which has none."""
+    return ((root or repo_root()) / "pyproject.toml").is_file()
+
+
+def user_state_dir(environ: typing.Mapping[str, str] | None = None) -> Path:
+    """The per-user state folder: ``$XDG_STATE_HOME/mdpipe`` (an absolute XDG_STATE_HOME only, as the XDG spec
+    says), else ``~/.local/state/mdpipe``."""
+    environ = os.environ if environ is None else environ
+    xdg = environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "mdpipe"
+
+
+def cache_dir() -> Path:
+    """Downloaded tools (the native broker's jars): ``.cache/`` of a source checkout, else the per-user
+    ``$XDG_CACHE_HOME/mdpipe`` (absolute only), ``~/.cache/mdpipe``; never inside the installed package."""
+    root = repo_root()
+    if is_checkout(root):
+        return root / ".cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "mdpipe"
+
+
 def run_dir() -> Path:
-    """Git-ignored folder for runtime state: broker data, database, infra addresses, spools."""
-    return Path(os.environ.get("MDPIPE_RUN_DIR") or repo_root() / ".run")
+    """The folder for runtime state: the native broker's and database's data, ``infra.json`` (addresses), gatherer
+    spools, dedup RocksDB state, stage records, demo and replay work folders.
+
+    The rule, first match wins:
+
+    1. ``$MDPIPE_RUN_DIR`` when set (the container image sets ``/var/lib/mdpipe``, a volume);
+    2. a source checkout (:func:`is_checkout`): ``<checkout>/.run``, git-ignored; `make demo`, `make up` and the
+       tests share it;
+    3. a regular install: the per-user state folder (:func:`user_state_dir`, ``~/.local/state/mdpipe``), never a
+       folder inside the installed package.
+    """
+    env = os.environ.get("MDPIPE_RUN_DIR")
+    if env:
+        return Path(env)
+    root = repo_root()
+    return root / ".run" if is_checkout(root) else user_state_dir()
 
 
 def _env_overlay(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:

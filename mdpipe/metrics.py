@@ -1,13 +1,15 @@
 """Prometheus plumbing shared by every stage.
 
 Each stage declares its own metrics in ``<stage>/metrics.py`` named ``mdpipe_<stage>_<what>_<unit>``;
-this module only starts the HTTP exporter (``/metrics`` plus ``/healthz``) for a long-running command.
+this module only starts the HTTP exporter (``/metrics`` plus ``/healthz``) for a long-running command, on the
+stage's ``metrics_host`` (bind address) and ``metrics_port`` (see docs/operations-observability.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["MetricsServer", "registered_stages", "start_metrics_server"]
+__all__ = ["MetricsServer", "local_url_host", "registered_stages", "start_metrics_server"]
 
 
 class MetricsServer:
@@ -44,7 +46,9 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        server_class = _IPv6HTTPServer if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, port), Handler)
+        self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
         self._thread.start()
@@ -54,6 +58,20 @@ class MetricsServer:
         self._server.server_close()
 
 
+class _IPv6HTTPServer(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def local_url_host(bind_host: str) -> str:
+    """The host part of a URL that reaches a server bound to ``bind_host`` from this machine: the loopback address
+    for the wildcard binds (0.0.0.0, ::), the address itself otherwise (bracketed when IPv6)."""
+    if bind_host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if bind_host == "::":
+        return "[::1]"
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
+
+
 def _stages_dir() -> Path:
     from mdpipe.config import run_dir
 
@@ -61,22 +79,40 @@ def _stages_dir() -> Path:
 
 
 def start_metrics_server(
-    port: int, health: Callable[[], bool] | None = None, stage: str | None = None
+    port: int,
+    health: Callable[[], bool] | None = None,
+    stage: str | None = None,
+    host: str = "127.0.0.1",
+    setting: str = "metrics_port",
 ) -> MetricsServer:
-    """Start the exporter on ``port`` (0 = a free port; read ``.port``).
+    """Start the exporter on ``host``:``port`` (0 = a free port; read ``.port``).
 
+    A port that cannot be bound (in use, not allowed) or an address this host does not have raises
+    :class:`~mdpipe.config.ConfigError` naming ``setting`` (e.g. ``dedup.metrics_port``): one line, exit status 2.
     With ``stage`` (e.g. ``gather-g1``), the address is also written to ``.run/stages/<stage>.json``
     so that `mdpipe status` and `make demo` find every running stage without flags.
     """
-    server = MetricsServer(port, health)
+    from mdpipe.config import ConfigError
+
+    try:
+        server = MetricsServer(port, health, host=host)
+    except OSError as exc:
+        section = setting.rsplit(".", 1)[0] + "." if "." in setting else ""
+        raise ConfigError(
+            f"config setting {setting}: cannot serve metrics on {host}:{port} ({exc.strerror or exc}); another "
+            f"process may hold the port: choose another with --metrics-port or {setting} (0 = any free port), "
+            f"or check {section}metrics_host"
+        ) from None
     if stage:
         folder = _stages_dir()
         folder.mkdir(parents=True, exist_ok=True)
+        url_host = local_url_host(host)
         record = {
             "stage": stage,
             "pid": os.getpid(),
-            "metrics_url": f"http://127.0.0.1:{server.port}/metrics",
-            "health_url": f"http://127.0.0.1:{server.port}/healthz",
+            "metrics_url": f"http://{url_host}:{server.port}/metrics",
+            "health_url": f"http://{url_host}:{server.port}/healthz",
+            "bind": f"{host}:{server.port}",
             "started": time.time(),
         }
         (folder / f"{stage}.json").write_text(json.dumps(record))

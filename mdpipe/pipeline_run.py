@@ -8,7 +8,9 @@ sink's offsets stored with the rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from typing import Any
 import msgspec
 
 from mdpipe.config import Config, run_dir
+from mdpipe.cpu import CpuSample, cpu_rows
+from mdpipe.cpu import sample as cpu_sample
 from mdpipe.logging import get_logger
 from mdpipe.probe import KafkaProbe
 from mdpipe.processes import Child
@@ -40,6 +44,8 @@ class FaultPlan:
     restart_after_s: float = 5.0
     redeliver_at: tuple[float, ...] = (0.30, 0.70)  # the busiest connection gets one seq twice
     bad_number_at: tuple[tuple[float, str], ...] = ((0.45, "exp"), (0.80, "digits"))  # (when, variant)
+    # (when, child name): SIGKILL that child and start it again at once, as a supervisor would (make bench-failover)
+    crash_restart_at: tuple[tuple[float, str], ...] = ()
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -118,6 +124,8 @@ class RunOptions:
     workdir: Path | None = None
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
     database: str = "mdpipe_demo"  # dropped and created fresh by start(); tests and benches use their own name
+    hop_trace: bool = False  # the sink writes its hop trace (sink.trace): verify() then adds the hop table
+    measure_cpu: bool = False  # CPU samples (mdpipe.cpu) at the start and end of generation and after the drain
 
 
 @dataclass
@@ -182,6 +190,9 @@ class PipelineRun:
         self.dsn = ""
         self._probe: KafkaProbe | None = None
         self._scrapes: dict[str, tuple[float, list[Any]]] = {}  # child name -> (monotonic time, last samples)
+        self.kills: list[tuple[str, int]] = []  # (child name, wall-clock ns) of each crash_restart_at SIGKILL
+        self.cpu_samples: dict[str, CpuSample] = {}  # mark name -> sample (cpu_mark)
+        self.trace_path = self.workdir / "sink-hops.trace"
 
     # ----------------------------------------------------------------- set-up
     def _client_config(self) -> dict[str, Any]:
@@ -226,7 +237,12 @@ class PipelineRun:
             "MDPIPE_VENUE__REST_URL": self.rest_url,
             "MDPIPE_VENUE__WS_URL": self.ws_url,
             "MDPIPE_VENUE__AUTH": "true" if self.options.auth else "false",
+            # several runs (demos, tests, benchmarks) share a host: free ports, not the documented fixed ones;
+            # every stage announces its address in .run/stages
+            **{f"MDPIPE_{section}__METRICS_PORT": "0" for section in ("GATHER", "DEDUP", "SINK", "SIM")},
         }
+        if self.options.hop_trace:
+            env["MDPIPE_SINK__HOP_TRACE"] = str(self.trace_path)
         if self.options.auth:
             env["MDPIPE_VENUE__KEY_ID"] = self.key_id
             env["MDPIPE_VENUE__PRIVATE_KEY_PATH"] = self.private_key_path
@@ -347,6 +363,19 @@ class PipelineRun:
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
             self._restart_killed()
+        for k, (at, name) in enumerate(plan.crash_restart_at):
+            if fraction >= at and f"crash{k}" not in done:
+                done.add(f"crash{k}")
+                self.crash_restart(name)
+
+    def crash_restart(self, name: str) -> None:
+        """SIGKILL child ``name`` and start it again at once (its workdir, hence its local state, kept)."""
+        child = self.children[name]
+        killed_ns = time.time_ns()
+        child.kill()
+        self.kills.append((name, killed_ns))
+        child.start()
+        self._note(f"fault: SIGKILL {name}, restarted")
 
     def _busiest_connection(self) -> int | None:
         """The venue connection that carried the most data so far (quiet ones would hold a redelivery back)."""
@@ -434,6 +463,8 @@ class PipelineRun:
     # ----------------------------------------------------------------- the run
     def run(self, on_progress: Callable[[Progress], None] | None = None, interval_s: float = 1.0) -> None:
         """Generate for ``duration_s`` with faults, then quiesce the venue and drain the pipeline."""
+        if self.options.measure_cpu:
+            self.cpu_mark("start")
         started = time.monotonic()
         self.generation_started_ns = time.time_ns()
         done: set[str] = set()
@@ -446,11 +477,42 @@ class PipelineRun:
             if on_progress:
                 on_progress(last)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started - elapsed)))
+        if self.options.measure_cpu:
+            self.cpu_mark("end")
         if kill_time and "restart" not in done:
             self._restart_killed()
         self.sim_admin("/_sim/stop-generating", {})
         self._note("venue stopped generating; draining")
         self.drain(started, last, on_progress, interval_s)
+        if self.options.measure_cpu:
+            self.cpu_mark("drained")
+
+    # ----------------------------------------------------------------- CPU
+    def cpu_processes(self) -> dict[str, int]:
+        """What :meth:`cpu_mark` samples, name -> pid: the emulator and every stage of this run, the broker and the
+        PostgreSQL server (from the infra run dir; missing under Docker), and this harness (``bench``)."""
+        out = {
+            name: child.proc.pid
+            for name, child in self.children.items()
+            if name != "sink-migrate" and child.proc is not None and child.alive
+        }
+        out.update(_infra_pids())
+        out["bench"] = os.getpid()
+        return out
+
+    def cpu_mark(self, name: str) -> CpuSample:
+        """Sample every process's CPU (:mod:`mdpipe.cpu`) and the venue's event count now, as mark ``name``."""
+        try:
+            venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
+        except (OSError, ValueError):
+            venue_events = -1
+        taken = cpu_sample(self.cpu_processes(), time.time_ns(), venue_events, own_only=("bench",))
+        self.cpu_samples[name] = taken
+        return taken
+
+    def cpu_table(self, start: str = "start", end: str = "end") -> dict[str, dict[str, float | None]]:
+        """Per process, CPU seconds and µs per venue event between two marks (:func:`mdpipe.cpu.cpu_rows`)."""
+        return cpu_rows(self.cpu_samples[start], self.cpu_samples[end])
 
     def _check_children(self) -> None:
         """Fail the run when a child died, except the gatherer this run killed on purpose (until restarted)."""
@@ -501,12 +563,55 @@ class PipelineRun:
         if self._probe is not None:
             self._probe.close()
 
-    def verify(self, warmup_s: float = 0.0) -> dict[str, Any]:
-        """Verify the run; latencies only for events generated ``warmup_s`` after generation started."""
+    def verify(
+        self, warmup_s: float = 0.0, windows: dict[str, tuple[int, int]] | None = None, marks: tuple[int, ...] = ()
+    ) -> dict[str, Any]:
+        """Verify the run; latencies only for events generated ``warmup_s`` after generation started.
+
+        With ``hop_trace`` the report also has ``hops_ms`` (:mod:`mdpipe.hops`: per hop over the same events as
+        ``latency_ms``), ``hop_windows`` (the same per extra window of generation times), ``hop_marks`` (per mark,
+        boundary -> when an event generated after it first reached it) and ``hop_stats``."""
         from mdpipe.verify_cli import verify
 
         after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
-        return verify(self.truth_path, self.dsn, latency_after_ns=after)
+        if not self.options.hop_trace:
+            return verify(self.truth_path, self.dsn, latency_after_ns=after)
+        from mdpipe.hops import HopJoin
+        from mdpipe.hops_read import read_trips
+        from mdpipe.topics import topic_names
+
+        events = topic_names(self._stage_config()).events
+        trips, stats = read_trips(self._client_config(), events, self.trace_path)
+        join = HopJoin(trips, {"all": (after, 2**63 - 1), **(windows or {})}, marks)
+        report = verify(
+            self.truth_path, self.dsn, latency_after_ns=after, on_truth=lambda t: join.observe(t.identity, t.gen_ns)
+        )
+        report["hops_ms"] = join.table()
+        report["hop_windows"] = {name: join.table(name) for name in windows or {}}
+        report["hop_marks"] = [join.first_after(i) for i in range(len(marks))]
+        report["hop_stats"] = {**vars(stats), "paired": join.paired, "unpaired": join.unpaired}
+        return report
+
+
+def _infra_pids() -> dict[str, int]:
+    """The native broker's and PostgreSQL's pids from the infra run dir (.run/infra.json; none under Docker)."""
+    from infra.procs import cmdline, pid_alive
+
+    try:
+        state = json.loads((run_dir() / "infra.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, int] = {}
+    kafka_pid = int((state.get("kafka") or {}).get("pid") or 0)
+    if pid_alive(kafka_pid) and "kafka" in cmdline(kafka_pid).lower():
+        out["broker"] = kafka_pid
+    pg = state.get("postgres") or {}
+    pg_pid = int(pg.get("pid") or 0)
+    with contextlib.suppress(OSError, ValueError):  # the postmaster's own record is the authority
+        pg_pid = int((Path(pg.get("home", "")) / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+    if pid_alive(pg_pid) and "postgres" in cmdline(pg_pid):
+        out["postgres"] = pg_pid
+    return out
 
 
 def _stages_by_pid() -> dict[int, dict[str, object]]:

@@ -7,12 +7,15 @@ committed offsets, each stage's Prometheus endpoint).
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from mdpipe.group_lag import GroupLag, lag_records, next_record_offset, summarise
 
 __all__ = ["KafkaProbe", "Sample", "scrape"]
 
@@ -48,6 +51,7 @@ class KafkaProbe:
         self._consumer = Consumer({**client_config, "group.id": "mdpipe-probe", "enable.auto.commit": False})
         self._partitions: dict[str, int] = {}
         self._group_consumers: dict[str, Any] = {}
+        self._reader: Any = None  # reads single records for their timestamps (group_lag)
 
     def partitions(self, topic: str) -> int:
         if topic not in self._partitions:
@@ -88,7 +92,79 @@ class KafkaProbe:
             out[tp.topic] += max(tp.offset, 0)
         return {t: out.get(t, 0) for t in topics}
 
+    def group_lag(self, group: str, topics: list[str], role: str = "", timeout: float = 10.0) -> GroupLag:
+        """Lag of consumer group ``group`` on every partition of ``topics``, from the broker alone: committed
+        offsets (OffsetFetch), watermarks (ListOffsets), the members holding each partition (DescribeGroups) and,
+        per lagging partition, the timestamp of the first record the group has not processed (one small fetch).
+        Missing topics are skipped. Broker errors raise ``KafkaException``."""
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions(t))]
+        if not tps:
+            return summarise(group, role, "", 0, [], {}, {}, int(time.time() * 1000))
+        request = [ConsumerGroupTopicPartitions(group, [TopicPartition(tp.topic, tp.partition) for tp in tps])]
+        fetched = self._admin.list_consumer_group_offsets(request, request_timeout=timeout)[group].result()
+        committed = {(tp.topic, tp.partition): tp.offset for tp in fetched.topic_partitions or []}
+        marks: dict[tuple[str, int], list[int]] = {}
+        for spec, index in ((OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 1)):
+            futures = self._admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout)
+            for tp, future in futures.items():
+                marks.setdefault((tp.topic, tp.partition), [0, 0])[index] = max(0, future.result().offset)
+        state, members, owners = self._describe_group(group, timeout)
+        rows = [(t, p, committed.get((t, p)), low, high) for (t, p), (low, high) in marks.items()]
+        starts = {(t, p): next_record_offset(c, low) for t, p, c, low, high in rows if lag_records(c, low, high)}
+        waiting_since = self._record_timestamps(starts, timeout)
+        return summarise(group, role, state, members, rows, waiting_since, owners, int(time.time() * 1000))
+
+    def _describe_group(self, group: str, timeout: float) -> tuple[str, int, dict[tuple[str, int], str]]:
+        """(state, member count, owner per partition) of a group; an unknown group is ("Dead", 0, {})."""
+        description = self._admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
+        owners: dict[tuple[str, int], str] = {}
+        for member in description.members or []:
+            who = f"{member.client_id}@{str(member.host).lstrip('/')}"
+            assignment = member.assignment.topic_partitions if member.assignment is not None else []
+            for tp in assignment or []:
+                owners[(tp.topic, tp.partition)] = who
+        state = getattr(description.state, "name", str(description.state)).title().replace("_", "")
+        return state, len(description.members or []), owners
+
+    def _record_timestamps(self, starts: dict[tuple[str, int], int], timeout: float) -> dict[tuple[str, int], int]:
+        """Timestamp (ms) of the record at offset ``starts[(topic, partition)]`` (or the next one that exists)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if not starts:
+            return {}
+        if self._reader is None:
+            self._reader = Consumer(
+                {
+                    **self._config,
+                    "group.id": "mdpipe-status-reader",  # never subscribes or commits: assign() only
+                    "enable.auto.commit": False,
+                    "fetch.max.bytes": 1 << 20,  # one record per partition is all it needs
+                    "max.partition.fetch.bytes": 64 << 10,
+                }
+            )
+        reader = self._reader
+        reader.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+        found: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout
+        try:
+            while len(found) < len(starts) and time.monotonic() < deadline:
+                for msg in reader.consume(len(starts), 0.2):
+                    if msg.error() is not None:
+                        continue
+                    key = (msg.topic(), msg.partition())
+                    if key in starts and key not in found:
+                        kind, stamp = msg.timestamp()
+                        found[key] = stamp if kind != 0 else -1  # 0 = TIMESTAMP_NOT_AVAILABLE
+        finally:
+            reader.unassign()
+        return {k: v for k, v in found.items() if v > 0}
+
     def close(self) -> None:
         for consumer in self._group_consumers.values():
             consumer.close()
+        if self._reader is not None:
+            self._reader.close()
         self._consumer.close()

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 "--workdir", str(workdir),
                 "--idle-s", str(args.idle_s),
                 "--exit-when-idle",
+                "--metrics-port", "0",  # the running dedup holds dedup.metrics_port
                 *dedup_window,
             ],
             config,
@@ -87,4 +88,5 @@ def run(args: argparse.Namespace, config: Config) -> int:
             delete_internal_topics(kafka_client_config(config.kafka), app_id)
         if args.no_load:
             return status
-    return _run_command(["sink", "--group", f"{config.sink.group_id}-replay-{suffix}", *window], config)
+    sink_group = f"{config.sink.group_id}-replay-{suffix}"
+    return _run_command(["sink", "--group", sink_group, "--metrics-port", "0", *window], config)

@@ -1,9 +1,13 @@
-"""`mdpipe status`: one screen for every stage, read from the running stages' metrics and the broker.
+"""`mdpipe status`: one screen for every stage, read from the stages' metrics endpoints and the broker.
 
-Gatherers (connections, markets, frames/s, gaps, spool), dedup (lag in seconds per gatherer, duplicate
-ratio, single-copy events), sink (rows/s, lag), topics (partitions, records). Stages are found through
-``.run/stages/*.json`` (written by each long-running command); rates come from two scrapes
-``--interval`` seconds apart. ``--json`` prints the same as one JSON object for scripts.
+Works from any host that reaches the broker: the consumer groups' lag (dedup's app id on the raw topics, the sink
+group on ``events``/``markets``) per partition, in records and in seconds, comes from Kafka itself
+(:meth:`mdpipe.probe.KafkaProbe.group_lag`, :mod:`mdpipe.group_lag`), with the member holding each partition.
+Stage figures come from Prometheus endpoints: those given with ``--metrics [NAME=]URL`` (any host) and the stages
+of this host announced in ``.run/stages/*.json``. Gatherers (connections, markets, frames/s, gaps, spool), dedup
+(sync lag per gatherer, duplicate ratio, single-copy events, consumer lag), sink (rows/s, lag), topics
+(partitions, records). Rates come from two scrapes ``--interval`` seconds apart. ``--json`` prints the same as
+one JSON object for scripts.
 """
 
 from __future__ import annotations
@@ -12,24 +16,85 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from mdpipe.config import Config
+from mdpipe.config import Config, ConfigError
 
-__all__ = ["add_parser", "collect", "run", "stage_figures"]
+__all__ = ["Endpoint", "add_parser", "classify", "collect", "parse_endpoint", "run", "stage_figures"]
+
+SECTIONS = {"mdpipe_gather_": "gatherers", "mdpipe_dedup_": "dedup", "mdpipe_sink_": "sink", "mdpipe_sim_": "other"}
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "status",
-        help="one screen showing every stage (gatherers, dedup, sink, topics)",
-        description="Scrape every running stage's Prometheus endpoint (found in .run/stages) twice, --interval "
-        "seconds apart, and read topic offsets from the broker; print one screen, or JSON with --json.",
+        help="one screen showing every stage (gatherers, dedup, sink, consumer-group lag, topics)",
+        description="From any host that reaches the broker: the dedup and sink consumer groups' lag per partition "
+        "(records, and seconds = age of the oldest record not yet processed), read from Kafka. Plus the figures "
+        "of every stage whose Prometheus endpoint is given with --metrics or announced on this host in "
+        ".run/stages, scraped twice --interval seconds apart; and the topics' partitions and records. One "
+        "screen, or JSON with --json.",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the screen")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between the two scrapes for rates (1)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="[NAME=]URL",
+        help="stage metrics endpoints to scrape, e.g. host1:9101 or dedup-a=http://host2:9111/metrics (scheme and "
+        "/metrics optional); the stage kind is read from the metrics, NAME labels the row",
+    )
     parser.add_argument("--no-topics", action="store_true", help="do not ask the broker about topics")
+    parser.add_argument("--no-groups", action="store_true", help="do not ask the broker about consumer-group lag")
     return parser
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A stage's metrics endpoint: ``name`` ("" = name it after what it exports), ``url``, ``pid`` if local."""
+
+    name: str
+    url: str
+    pid: int | None = None
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``[NAME=]URL`` -> Endpoint; ``host:port`` becomes ``http://host:port/metrics``."""
+    name, sep, url = text.partition("=")
+    if not sep or "/" in name or ":" in name:
+        name, url = "", text
+    url = url.strip()
+    if not url:
+        raise ConfigError(f"status --metrics {text!r}: expected [NAME=]URL, e.g. host:9101")
+    if "://" not in url:
+        url = "http://" + url
+    scheme, _, rest = url.partition("://")
+    if "/" not in rest:
+        url = f"{scheme}://{rest}/metrics"
+    return Endpoint(name.strip(), url)
+
+
+def classify(samples: list[Any]) -> str:
+    """Which section a scraped endpoint belongs to: the stage prefix most of its samples carry."""
+    counts: dict[str, int] = defaultdict(int)
+    for sample in samples:
+        for prefix, section in SECTIONS.items():
+            if sample.name.startswith(prefix):
+                counts[section] += 1
+    return max(counts, key=lambda k: counts[k]) if counts else "other"
+
+
+def _endpoint_name(section: str, samples: list[Any], url: str) -> str:
+    """A name for an endpoint given without one: ``gather-g2@host:9102``, ``dedup@host:9111``, ``sink@...``."""
+    where = url.split("://", 1)[-1].split("/", 1)[0]
+    if section == "gatherers":
+        ids = sorted({s.labels.get("gatherer", "") for s in samples if s.name.startswith("mdpipe_gather_")} - {""})
+        return f"gather-{','.join(ids) or '?'}@{where}"
+    kind = section if section in ("dedup", "sink") else "stage"
+    return f"{kind}@{where}"
 
 
 def _sum(samples: list[Any], name: str, **labels: str) -> float:
@@ -77,6 +142,8 @@ def _dedup(before: list[Any], after: list[Any], dt: float) -> dict[str, Any]:
         "gap_reports": _by_label(after, "mdpipe_dedup_gap_reports_total", "gatherer"),
         "match_age_s": _sum(after, "mdpipe_dedup_match_age_seconds"),
         "window_s": _sum(after, "mdpipe_dedup_window_seconds"),
+        "lag_records": _sum(after, "mdpipe_dedup_consumer_lag_records"),
+        "lag_s": _sum(after, "mdpipe_dedup_consumer_lag_seconds"),
     }
 
 
@@ -95,86 +162,164 @@ def _sink(before: list[Any], after: list[Any], dt: float) -> dict[str, Any]:
 
 def stage_figures(stage: str, before: list[Any], after: list[Any], dt: float) -> tuple[str, dict[str, Any]]:
     """(section, figures) of one stage from two scrapes ``dt`` seconds apart; section is ``gatherers``,
-    ``dedup``, ``sink`` or ``other`` (chosen by the stage name's prefix)."""
-    if stage.startswith("gather"):
-        return "gatherers", _gatherer(before, after, dt)
-    if stage.startswith("dedup"):
-        return "dedup", _dedup(before, after, dt)
-    if stage.startswith("sink"):
-        return "sink", _sink(before, after, dt)
+    ``dedup``, ``sink`` or ``other``: chosen by the stage name's prefix, else by what the endpoint exports."""
+    section = next((sec for prefix, sec in _NAME_PREFIXES if stage.startswith(prefix)), "") or classify(after)
+    if section == "gatherers":
+        return section, _gatherer(before, after, dt)
+    if section == "dedup":
+        return section, _dedup(before, after, dt)
+    if section == "sink":
+        return section, _sink(before, after, dt)
     return "other", {}
 
 
-def _topics(config: Config) -> list[dict[str, Any]]:
-    from mdpipe.kafka import kafka_client_config
-    from mdpipe.probe import KafkaProbe
+_NAME_PREFIXES = (("gather", "gatherers"), ("dedup", "dedup"), ("sink", "sink"))
+
+
+def _topics(config: Config, probe: Any) -> list[dict[str, Any]]:
     from mdpipe.topics import topic_names
 
-    probe = KafkaProbe(kafka_client_config(config.kafka))
-    try:
-        names = topic_names(config).all()
-        ends = probe.end_offsets(names)
-        return [{"topic": n, "partitions": probe.partitions(n), "records": ends.get(n, 0)} for n in names]
-    finally:
-        probe.close()
+    names = topic_names(config).all()
+    ends = probe.end_offsets(names)
+    return [{"topic": n, "partitions": probe.partitions(n), "records": ends.get(n, 0)} for n in names]
 
 
-def collect(config: Config, interval: float = 1.0, topics: bool = True) -> dict[str, Any]:
+def consumer_groups(config: Config) -> list[tuple[str, str, list[str]]]:
+    """(role, group id, topics) of the pipeline's consumer groups: dedup's app id reads the raw topics, the sink
+    group reads ``events`` (and ``markets``; the sink keeps its offsets in the database and mirrors them to Kafka
+    after each commit, which is what the broker reports)."""
+    from mdpipe.topics import topic_names
+
+    names = topic_names(config)
+    sink_topics = [names.events] + ([names.markets] if config.sink.load_markets else [])
+    return [("dedup", config.dedup.app_id, list(names.raw.values())), ("sink", config.sink.group_id, sink_topics)]
+
+
+def _groups(config: Config, probe: Any) -> list[dict[str, Any]]:
+    return [probe.group_lag(group, topics, role=role).to_dict() for role, group, topics in consumer_groups(config)]
+
+
+def _endpoints(extra: list[Endpoint]) -> list[Endpoint]:
+    """This host's announced stages, then the endpoints given on the command line (an URL listed once)."""
     from mdpipe.metrics import registered_stages
-    from mdpipe.probe import scrape
 
-    stages = registered_stages()
-    before = {s["stage"]: scrape(str(s["metrics_url"])) for s in stages}
-    started = time.monotonic()
-    time.sleep(interval)
-    after = {s["stage"]: scrape(str(s["metrics_url"])) for s in stages}
-    dt = max(time.monotonic() - started, 1e-3)
-    out: dict[str, Any] = {"gatherers": {}, "dedup": {}, "sink": {}, "other": []}
-    for record in stages:
-        name = str(record["stage"])
-        b, a = before.get(name, []), after.get(name, [])
-        entry = {"pid": record["pid"], "metrics_url": record["metrics_url"], "up": bool(a)}
-        section, figures = stage_figures(name, b, a, dt)
-        if section == "other":
-            out["other"].append({"stage": name, **entry})
-        else:
-            out[section][name] = {**entry, **figures}
-    if topics:
-        try:
-            out["topics"] = _topics(config)
-        except Exception as exc:  # broker down: say so, keep the rest of the screen
-            out["topics_error"] = str(exc)
+    out = [Endpoint(str(r["stage"]), str(r["metrics_url"]), int(str(r["pid"]))) for r in registered_stages()]
+    seen = {e.url for e in out}
+    for endpoint in extra:
+        if endpoint.url not in seen:
+            seen.add(endpoint.url)
+            out.append(endpoint)
     return out
 
 
+def collect(
+    config: Config,
+    interval: float = 1.0,
+    topics: bool = True,
+    groups: bool = True,
+    endpoints: list[Endpoint] | None = None,
+) -> dict[str, Any]:
+    from mdpipe.probe import scrape
+
+    stages = _endpoints(endpoints or [])
+    out: dict[str, Any] = {"gatherers": {}, "dedup": {}, "sink": {}, "other": []}
+    if stages:
+        before = [scrape(e.url) for e in stages]
+        started = time.monotonic()
+        time.sleep(interval)
+        after = [scrape(e.url) for e in stages]
+        dt = max(time.monotonic() - started, 1e-3)
+        for endpoint, b, a in zip(stages, before, after, strict=True):
+            section, figures = stage_figures(endpoint.name, b, a, dt)
+            name = endpoint.name or _endpoint_name(section, a, endpoint.url)
+            entry = {"pid": endpoint.pid, "metrics_url": endpoint.url, "up": bool(a)}
+            if section == "other":
+                out["other"].append({"stage": name, **entry})
+            else:
+                out[section][name] = {**entry, **figures}
+    if topics or groups:
+        from mdpipe.kafka import kafka_client_config
+        from mdpipe.probe import KafkaProbe
+
+        probe = KafkaProbe(kafka_client_config(config.kafka))
+        try:
+            for wanted, key, read in ((groups, "groups", _groups), (topics, "topics", _topics)):
+                if wanted:
+                    try:
+                        out[key] = read(config, probe)
+                    except Exception as exc:  # broker down: say so, keep the rest of the screen
+                        out[f"{key}_error"] = str(exc)
+        finally:
+            probe.close()
+    return out
+
+
+def _width(names: Any) -> int:
+    return max([10, *(len(n) + 2 for n in names)])
+
+
+def _render_groups(groups: list[dict[str, Any]]) -> list[str]:
+    lines = ["CONSUMER GROUPS (broker: committed vs end offsets; lag s = age of the oldest record not yet processed)"]
+    for g in groups:
+        lag_s = "?" if g["lag_s"] is None else f"{g['lag_s']:.2f} s"
+        lines.append(
+            f"  {g['role']:<6}{g['group']}  {g['state'] or '-'}, {g['members']} member(s)   "
+            f"lag {g['lag_records']:,} records, {lag_s}"
+        )
+        width = _width(p["topic"] for p in g["partitions"])
+        lines.append(f"    {'topic':<{width}}part   committed         end         lag     lag s  owner")
+        for p in g["partitions"]:
+            committed = "-" if p["committed"] is None else f"{p['committed']:,}"
+            seconds = "?" if p["lag_s"] is None else f"{p['lag_s']:.2f}"
+            lines.append(
+                f"    {p['topic']:<{width}}{p['partition']:>4}{committed:>12}{p['high']:>12,}{p['lag_records']:>12,}"
+                f"{seconds:>10}  {p['owner'] or '-'}"
+            )
+        if not g["partitions"]:
+            lines.append("    (no topics: run `mdpipe topics create`)")
+    return lines
+
+
 def _render(data: dict[str, Any]) -> str:
-    lines = ["GATHERERS   conns  markets    frames/s   gaps  reconn  dlq  queue  spool"]
+    w = _width(data["gatherers"])
+    lines = [f"{'GATHERERS':<{w + 2}}conns  markets    frames/s   gaps  reconn  dlq  queue  spool"]
     for name, g in sorted(data["gatherers"].items()):
         lines.append(
-            f"  {name:<10}{g['connections_up']:>5.0f}{g['subscribed_markets']:>9.0f}{g['frames_per_s']:>12,.0f}"
+            f"  {name:<{w}}{g['connections_up']:>5.0f}{g['subscribed_markets']:>9.0f}{g['frames_per_s']:>12,.0f}"
             f"{g['gaps']:>7.0f}{g['reconnects']:>8.0f}{g['dlq']:>5.0f}{g['producer_queue']:>7.0f}"
             f"{g['spool_records']:>7.0f}" + ("" if g["up"] else "  (not answering)")
         )
     if not data["gatherers"]:
-        lines.append("  (none running)")
-    lines.append("DEDUP       events/s   dup ratio   sync lag s (per gatherer)   single-copy   gap reports")
+        lines.append("  (none found)")
+    w = _width(data["dedup"])
+    heading = "events/s   dup ratio   lag rec    lag s   sync lag s (per gatherer)   single-copy   gap reports"
+    lines.append(f"{'DEDUP':<{w + 2}}{heading}")
     for name, d in sorted(data["dedup"].items()):
         lag = " ".join(f"{g}={v:.2f}" for g, v in sorted(d["sync_lag_s"].items())) or "-"
         singles = " ".join(f"{g}={v:.0f}" for g, v in sorted(d["single_copy_events"].items())) or "-"
         gaps = " ".join(f"{g}={v:.0f}" for g, v in sorted(d["gap_reports"].items())) or "-"
         lines.append(
-            f"  {name:<10}{d['events_per_s']:>8,.0f}{d['duplicate_ratio']:>12.3f}   {lag:<28}{singles:<14}{gaps}"
+            f"  {name:<{w}}{d['events_per_s']:>8,.0f}{d['duplicate_ratio']:>12.3f}{d['lag_records']:>10,.0f}"
+            f"{d['lag_s']:>9.2f}   {lag:<28}{singles:<14}{gaps}" + ("" if d["up"] else "  (not answering)")
         )
     if not data["dedup"]:
-        lines.append("  (none running)")
-    lines.append("SINK        rows/s     lag records   lag s   duplicates absorbed   db errors")
+        lines.append("  (none found)")
+    w = _width(data["sink"])
+    lines.append(f"{'SINK':<{w + 2}}rows/s     lag records   lag s   duplicates absorbed   db errors")
     for name, s in sorted(data["sink"].items()):
         lines.append(
-            f"  {name:<10}{s['rows_per_s']:>8,.0f}{s['lag_records']:>14,.0f}{s['lag_s']:>8.2f}"
-            f"{s['duplicates_absorbed']:>22,.0f}{s['db_errors']:>12.0f}"
+            f"  {name:<{w}}{s['rows_per_s']:>8,.0f}{s['lag_records']:>14,.0f}{s['lag_s']:>8.2f}"
+            f"{s['duplicates_absorbed']:>22,.0f}{s['db_errors']:>12.0f}" + ("" if s["up"] else "  (not answering)")
         )
     if not data["sink"]:
-        lines.append("  (none running)")
+        lines.append("  (none found)")
+    for other in data["other"]:
+        answering = "" if other["up"] else " (not answering)"
+        lines.append(f"OTHER       {other['stage']} {other['metrics_url']}{answering}")
+    if "groups" in data:
+        lines += _render_groups(data["groups"])
+    elif "groups_error" in data:
+        lines.append(f"CONSUMER GROUPS   broker not reachable: {data['groups_error']}")
     if "topics" in data:
         lines.append("TOPICS      partitions   records")
         for t in data["topics"]:
@@ -186,6 +331,7 @@ def _render(data: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    data = collect(config, args.interval, topics=not args.no_topics)
+    endpoints = [parse_endpoint(text) for text in args.metrics]
+    data = collect(config, args.interval, topics=not args.no_topics, groups=not args.no_groups, endpoints=endpoints)
     print(json.dumps(data, indent=2, default=str) if args.json else _render(data))
     return 0

@@ -4,6 +4,11 @@ Topics (each prefixed by ``kafka.topic_prefix``): ``raw.<gatherer id>`` per gath
 compacted ``markets``, all with ``kafka.partitions`` partitions. Every stage calls :func:`check_partitions` at
 start-up: raw topics and ``events`` must exist with the same partition count, because partition i of each holds
 the same markets (murmur2 on the market id).
+
+Raw topics and ``events`` stamp each record with the broker's append time (``message.timestamp.type=
+LogAppendTime``), not the producer's clock: that is when the record was stored (≈ acknowledged), a hop boundary of
+:mod:`mdpipe.hops`, always increasing within a partition (a seek by time never skips a late record), and free for the
+clients. Topics created before this setting keep theirs (``kafka-configs --alter`` changes it in place).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+APPEND_TIME = "LogAppendTime"  # message.timestamp.type of the raw topics and events (see the module docstring)
 
 
 class PartitionMismatchError(ConfigError):
@@ -88,9 +95,10 @@ def topic_specs(config: Config, extra: Iterable[str] = ()) -> list[TopicSpec]:
         settings = {"min.insync.replicas": str(k.min_insync_replicas), **{key: str(v) for key, v in cfg.items()}}
         return TopicSpec(name, k.partitions, k.replication_factor, settings)
 
-    specs = [spec(n, **{"retention.ms": k.raw_retention_ms}) for n in names.raw.values()]
-    specs += [spec(n, **{"retention.ms": k.raw_retention_ms}) for n in extra]
-    specs.append(spec(names.events, **{"retention.ms": k.events_retention_ms}))
+    stamped = {"message.timestamp.type": APPEND_TIME}
+    specs = [spec(n, **{"retention.ms": k.raw_retention_ms}, **stamped) for n in names.raw.values()]
+    specs += [spec(n, **{"retention.ms": k.raw_retention_ms}, **stamped) for n in extra]
+    specs.append(spec(names.events, **{"retention.ms": k.events_retention_ms}, **stamped))
     specs.append(spec(names.dlq, **{"retention.ms": k.dlq_retention_ms}))
     specs.append(spec(names.markets, **{"cleanup.policy": "compact"}))
     return specs

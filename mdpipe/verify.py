@@ -84,8 +84,10 @@ __all__ = [
 Identity = tuple[Any, ...]
 NS = 1_000_000_000
 
-# Every value a ticker carries (the Ticker struct's own fields but its market id): the ticker's identity.
+# Every value a ticker carries (the Ticker struct's own fields but its market id and the pipeline's hop stamps): the
+# ticker's identity.
 _BASE_FIELDS = {"v", "venue", "market", "event_key", "ts_ms", "recv_ns", "gatherer", "market_id"}
+_BASE_FIELDS |= {"raw_ts_ms", "dedup_ns"}  # schemas.events: stamped by dedup, never the venue's
 TICKER_VALUES: tuple[str, ...] = tuple(f for f in Ticker.__struct_fields__ if f not in _BASE_FIELDS)
 
 

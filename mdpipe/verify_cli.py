@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,12 @@ def verify(
     record_path: Path | None = None,
     subscribe_grace_s: float = 10.0,
     gap_slack_s: float = 2.0,
+    on_truth: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """The report of one run as a dict (``format_report`` prints it); ConfigError when an input is missing."""
+    """The report of one run as a dict (``format_report`` prints it); ConfigError when an input is missing.
+
+    ``on_truth`` sees every venue event (:class:`mdpipe.verify.TruthItem`, in generation order) as the comparison
+    reads it, so another judgement of the same run (:mod:`mdpipe.hops`) needs no second pass over the truth file."""
     import psycopg
 
     from mdpipe.verify import Rules, compare, iter_truth_items
@@ -89,10 +94,19 @@ def verify(
     with psycopg.connect(dsn) as conn:
         rows = read_database(conn)
     read_s = time.monotonic() - started
-    report = compare(iter_truth_items(read_truth(truth_path), record.bad), record, rows, rules).as_dict()
+    truth: Iterable[Any] = iter_truth_items(read_truth(truth_path), record.bad)
+    if on_truth is not None:
+        truth = _tap(truth, on_truth)
+    report = compare(truth, record, rows, rules).as_dict()
     report["settings"] = {"subscribe_grace_s": subscribe_grace_s, "gap_slack_s": gap_slack_s}
     log.info("verified", read_s=round(read_s, 1), total_s=round(time.monotonic() - started, 1), clean=report["clean"])
     return report
+
+
+def _tap(items: Iterable[Any], see: Callable[[Any], None]) -> Iterator[Any]:
+    for item in items:
+        see(item)
+        yield item
 
 
 def _n(value: int) -> str:

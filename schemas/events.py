@@ -3,6 +3,13 @@
 Prices are exact fixed-point dollars and sizes exact fractional counts (``Decimal``, encoded as
 strings); times are integers (ms for venue times, ns for receive times). Every event carries its
 ``event_key``, the venue timestamp, the winning gatherer and when the first copy was received.
+
+Hop stamps (the last two fields of every type, 0 when absent: older records, or a producer that does not stamp):
+``raw_ts_ms`` is the Kafka timestamp of the winning copy's raw record (the broker's append time on topics mdpipe
+creates: ``message.timestamp.type=LogAppendTime``, see :mod:`mdpipe.topics`), ``dedup_ns`` the wall-clock time the
+dedup worker read that record. With ``recv_ns`` and the ``events`` record's own append time they split the trip
+into hops (:mod:`mdpipe.hops`). They are last so that a reader of the older layout still decodes (msgspec ignores
+trailing array items) and an older record decodes here (defaults).
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ class BookSnapshot(_EventBase, kw_only=True, tag="snapshot"):
     yes: list[Level] = []
     no: list[Level] = []
     after_keys: list[str] = []
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 class BookDelta(_EventBase, kw_only=True, tag="delta"):
@@ -55,6 +64,8 @@ class BookDelta(_EventBase, kw_only=True, tag="delta"):
     side: Side
     price: Decimal
     delta: Decimal
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 class Trade(_EventBase, kw_only=True, tag="trade"):
@@ -65,6 +76,8 @@ class Trade(_EventBase, kw_only=True, tag="trade"):
     taker_side: str = ""
     taker_book_side: str = ""
     is_block_trade: bool = False
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 class Ticker(_EventBase, kw_only=True, tag="ticker"):
@@ -79,6 +92,8 @@ class Ticker(_EventBase, kw_only=True, tag="ticker"):
     open_interest: Decimal | None = None
     dollar_volume: int | None = None
     dollar_open_interest: int | None = None
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 class Lifecycle(_EventBase, kw_only=True, tag="lifecycle"):
@@ -91,6 +106,8 @@ class Lifecycle(_EventBase, kw_only=True, tag="lifecycle"):
     settlement_value: Decimal | None = None
     is_deactivated: bool | None = None
     details: str = ""  # remaining fields of the venue message as compact JSON
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 class Gap(_EventBase, kw_only=True, tag="gap"):
@@ -108,6 +125,8 @@ class Gap(_EventBase, kw_only=True, tag="gap"):
     to_ns: int
     sid: int | None = None
     missed: int | None = None  # messages the seq says were skipped, when known
+    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    dedup_ns: int = 0
 
 
 Event = BookSnapshot | BookDelta | Trade | Ticker | Lifecycle | Gap

@@ -506,22 +506,31 @@ static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long ve
     if (!rd_array(&r, &n) || !rd_str(&r, &tag)) return 0;
     if (!rd_common(&r, version, &c)) return 0;
     int skip = (has_from && c.ts_ms < from_ms) || (has_to && c.ts_ms >= to_ms);
-    if (tag.n == 5 && memcmp(tag.s, "delta", 5) == 0 && n == 12) {
+    int stamped; /* the two hop stamps (raw_ts_ms, dedup_ns) follow the type's fields: read past, never loaded */
+    if (tag.n == 5 && memcmp(tag.s, "delta", 5) == 0 && (n == 12 || n == 14)) {
+        stamped = n == 14;
         rc = rec_delta(b, &r, &c);
         *table = TABLE_DELTAS;
-    } else if (tag.n == 5 && memcmp(tag.s, "trade", 5) == 0 && n == 15) {
+    } else if (tag.n == 5 && memcmp(tag.s, "trade", 5) == 0 && (n == 15 || n == 17)) {
+        stamped = n == 17;
         rc = rec_trade(b, &r, &c);
         *table = TABLE_TRADES;
-    } else if (tag.n == 6 && memcmp(tag.s, "ticker", 6) == 0 && n == 19) {
+    } else if (tag.n == 6 && memcmp(tag.s, "ticker", 6) == 0 && (n == 19 || n == 21)) {
+        stamped = n == 21;
         rc = rec_ticker(b, &r, &c);
         *table = TABLE_TICKERS;
-    } else if (tag.n == 8 && memcmp(tag.s, "snapshot", 8) == 0 && (n == 11 || n == 12)) {
-        rc = rec_snapshot(b, &r, &c, sc, n == 12);
+    } else if (tag.n == 8 && memcmp(tag.s, "snapshot", 8) == 0 && (n == 11 || n == 12 || n == 14)) {
+        stamped = n == 14;
+        rc = rec_snapshot(b, &r, &c, sc, n >= 12);
         *table = TABLE_SNAPSHOTS;
     } else {
         return 0; /* lifecycle, unknown tags, other lengths: the Python path */
     }
     if (rc <= 0) return rc;
+    if (stamped) {
+        int64_t raw_ts_ms, dedup_ns;
+        if (!rd_int(&r, &raw_ts_ms) || !rd_int(&r, &dedup_ns)) return 0;
+    }
     if (r.p != r.end) return 0; /* trailing bytes: msgspec rejects them */
     /* a record outside [from_ms, to_ms) is skipped once it is known to decode (the Python path decodes first);
        the row built meanwhile is dropped */

@@ -87,6 +87,9 @@ class Batch:
     # every events-topic message, in order: which message made which row is re-derived only when needed
     # (:meth:`sources_of`, the rare slow path) instead of being recorded per row
     event_msgs: list[Message] = field(default_factory=list)
+    # with the sink's hop trace on (sink.hop_trace, see sink.trace), the events runs: (partition, first offset, last
+    # offset, read_ns)
+    runs: list[tuple[int, int, int, int]] | None = None
     helper: Helper | None = field(default=None, repr=False)  # builds part of each chunk in another process
     fast: FastBuild | None = field(default_factory=fast_build, repr=False)  # the C row builder (None: Python)
     _sinks: dict[type, _Sink] = field(default_factory=dict, repr=False)
@@ -94,10 +97,12 @@ class Batch:
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
 
-    def add_many(self, msgs: Iterable[Message]) -> None:
-        """Add consumed messages (in consumption order; messages with an error must be filtered out)."""
+    def add_many(self, msgs: Iterable[Message], read_ns: int = 0) -> None:
+        """Add consumed messages (in consumption order; messages with an error must be filtered out); ``read_ns``:
+        when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`)."""
         events_topic = self.events_topic
         offsets = self.offsets
+        runs = self.runs
         if not self.size:
             self.started = time.monotonic()
         n = 0
@@ -105,6 +110,7 @@ class Batch:
         append = events.append
         # consume() returns runs of one partition in offset order: the next offset is set once per run
         key: tuple[str | None, int | None] = (None, None)
+        first: Message | None = None
         last: Message | None = None
         for msg in msgs:
             n += 1
@@ -113,7 +119,10 @@ class Batch:
             if partition != key[1] or topic != key[0]:
                 if last is not None:
                     offsets[key] = last.offset() + 1  # type: ignore[index, operator]
+                    if runs is not None and key[0] == events_topic:
+                        runs.append((key[1], first.offset(), last.offset(), read_ns))  # type: ignore[arg-type, union-attr]
                 key = (topic, partition)
+                first = msg
             last = msg
             if topic == events_topic:
                 append(msg)
@@ -121,6 +130,8 @@ class Batch:
                 self._add_market(msg.value() or b"", msg)
         if last is not None:
             offsets[key] = last.offset() + 1  # type: ignore[index, operator]
+            if runs is not None and key[0] == events_topic:
+                runs.append((key[1], first.offset(), last.offset(), read_ns))  # type: ignore[arg-type, union-attr]
         self.size += n
         if not events:
             return
@@ -191,6 +202,8 @@ class Batch:
         self.rows.clear()
         self._sinks.clear()
         self.event_msgs.clear()
+        if self.runs is not None:
+            self.runs.clear()
         self.markets.clear()
         self.dead.clear()
         self.offsets.clear()

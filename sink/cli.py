@@ -33,7 +33,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="database connections writing in parallel, each with its share of the partitions (default: sink.writers)",
     )
-    parser.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus /metrics port (0 = any free port)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="Prometheus /metrics port (default: sink.metrics_port, 9121; 0 = any free port; bind address: "
+        "sink.metrics_host)",
+    )
     parser.add_argument("--from-ts", type=int, metavar="MS", help="replay: only events with ts >= MS (Unix ms)")
     parser.add_argument("--to-ts", type=int, metavar="MS", help="replay: only events with ts < MS (Unix ms)")
     parser.add_argument("--exit-when-idle", action="store_true", help="exit once caught up and idle (for replays)")
@@ -89,7 +95,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     )
     loader = Loader(config, opts)
     port = args.metrics_port if args.metrics_port is not None else config.sink.metrics_port
-    server = start_metrics_server(port, health=loader.healthy, stage=f"sink-{opts.group_id}")
+    server = start_metrics_server(
+        port,
+        health=loader.healthy,
+        stage=f"sink-{opts.group_id}",
+        host=config.sink.metrics_host,
+        setting="sink.metrics_port",
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loader.stop())
     _tune_interpreter()

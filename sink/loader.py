@@ -40,6 +40,7 @@ from sink.health import sink_healthy
 from sink.helper import RowHelper
 from sink.rowcodec import resolve as resolve_codec
 from sink.store import Store, WriteResult, connect_options
+from sink.trace import HopTrace
 
 __all__ = ["LoadStats", "Loader", "LoaderOptions"]
 
@@ -202,6 +203,7 @@ class Loader:
         self._last_ts_ms = 0
         self._last_lag_update = 0.0
         self._high_marks: dict[tuple[str, int], int] = {}
+        self._lag_series: set[tuple[str, int]] = set()  # partitions with a LAG_RECORDS series exported
         self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
         self.consumer = Consumer(
@@ -214,11 +216,13 @@ class Loader:
                 "partition.assignment.strategy": "range",
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._on_stats,  # high watermarks for the lag gauges (no broker round trip)
+                "client.id": "mdpipe-sink",  # names the member (with its host) in `mdpipe status`
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
         self.producer = Producer(producer_config(config.kafka, linger_ms=5))
+        self.trace = HopTrace(config.sink.hop_trace) if config.sink.hop_trace else None  # see sink.trace
 
     def _new_batch(self) -> Batch:
         return Batch(
@@ -228,6 +232,7 @@ class Loader:
             self.opts.to_ms,
             helper=self.helper,
             fast=self.fast_build,
+            runs=[] if self.config.sink.hop_trace else None,
         )
 
     # -- public ------------------------------------------------------------------------------------------
@@ -282,6 +287,7 @@ class Loader:
                     for lane in self.lanes
                 )  # fmt: skip
                 msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
+                read_ns = time.time_ns()
                 if revokes != self._revokes:
                     self._resync()
                     continue
@@ -290,7 +296,7 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self._route(good)
+                self._route(good, read_ns)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
@@ -334,6 +340,8 @@ class Loader:
         for lane in self.lanes:
             lane.store.close()
         self.meta_store.close()
+        if self.trace is not None:
+            self.trace.close()
         if self.helper is not None:
             self.helper.close()
 
@@ -386,6 +394,7 @@ class Loader:
         self._assignment = []
         self._lane_of = {}
         self._starts = {}
+        self._drop_lag_series(keep=set())
         log.info("partitions_revoked", partitions=_fmt(partitions), dropped_uncommitted=dropped)
 
     def _resync(self) -> None:
@@ -406,10 +415,10 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _route(self, msgs: list[Any]) -> None:
+    def _route(self, msgs: list[Any], read_ns: int = 0) -> None:
         """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
         if len(self.lanes) == 1:
-            self.lanes[0].batch.add_many(msgs)
+            self.lanes[0].batch.add_many(msgs, read_ns)
             return
         lane_of = self._lane_of
         fallback = self.lanes[0]
@@ -425,7 +434,7 @@ class Loader:
                 bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
             bucket.append(msg)
         for index, part in buckets.items():
-            self.lanes[index].batch.add_many(part)
+            self.lanes[index].batch.add_many(part, read_ns)
 
     def _flush(self, lane: _Lane) -> None:
         """Hand the lane's batch to its writer (waits while the lane's previous batch is still being committed)."""
@@ -438,6 +447,8 @@ class Loader:
         result = self._retry_db(lambda: lane.store.write(batch, self._send_dead), lane.store)
         if result is None:  # stopping: nothing committed, the stored offsets still point before this batch
             return
+        if self.trace is not None and batch.runs:
+            self.trace.write(batch.runs, time.time_ns())
         self._account(batch, result, time.monotonic() - started)
         lane.batches += 1
         self._done.append(dict(batch.offsets))
@@ -536,15 +547,25 @@ class Loader:
             return
         self._last_lag_update = now
         waiting = 0
-        for tp in self._assignment:
-            key = (tp.topic, tp.partition)
+        owned = {(tp.topic, tp.partition) for tp in self._assignment}
+        self._drop_lag_series(keep=owned)
+        for key in owned:
             high, done = self._high_marks.get(key), self._committed.get(key)
             if high is None:
                 continue
             lag = max(0, high - (done if done is not None else 0))
             waiting += lag
-            m.LAG_RECORDS.labels(tp.topic, str(tp.partition)).set(lag)
+            m.LAG_RECORDS.labels(key[0], str(key[1])).set(lag)
+            self._lag_series.add(key)
         m.LAG_SECONDS.set(max(0.0, time.time() - self._last_ts_ms / 1000.0) if waiting and self._last_ts_ms else 0.0)
+
+    def _drop_lag_series(self, keep: set[tuple[str, int]]) -> None:
+        """Remove the lag series of partitions this sink no longer owns (another member reports them now: a stale
+        value here would be added to theirs by every sum over the group)."""
+        for topic, partition in self._lag_series - keep:
+            with contextlib.suppress(KeyError):
+                m.LAG_RECORDS.remove(topic, str(partition))
+        self._lag_series &= keep
 
     def _caught_up(self, fresh_after: float) -> bool:
         """Every assigned partition consumed up to its high watermark (and everything consumed is committed).

@@ -46,6 +46,8 @@ class RecSnapshot(RecBase, kw_only=True, tag="snapshot"):
     yes: list[tuple[str, str]] = []
     no: list[tuple[str, str]] = []
     after_keys: list[str] = []
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 class RecDelta(RecBase, kw_only=True, tag="delta"):
@@ -53,6 +55,8 @@ class RecDelta(RecBase, kw_only=True, tag="delta"):
     side: str
     price: str
     delta: str
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 class RecTrade(RecBase, kw_only=True, tag="trade"):
@@ -63,6 +67,8 @@ class RecTrade(RecBase, kw_only=True, tag="trade"):
     taker_side: str = ""
     taker_book_side: str = ""
     is_block_trade: bool = False
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 class RecTicker(RecBase, kw_only=True, tag="ticker"):
@@ -77,6 +83,8 @@ class RecTicker(RecBase, kw_only=True, tag="ticker"):
     open_interest: str | None = None
     dollar_volume: int | None = None
     dollar_open_interest: int | None = None
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 class RecLifecycle(RecBase, kw_only=True, tag="lifecycle"):
@@ -89,6 +97,8 @@ class RecLifecycle(RecBase, kw_only=True, tag="lifecycle"):
     settlement_value: str | None = None
     is_deactivated: bool | None = None
     details: str = ""
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 class RecGap(RecBase, kw_only=True, tag="gap"):
@@ -100,6 +110,8 @@ class RecGap(RecBase, kw_only=True, tag="gap"):
     to_ns: int
     sid: int | None = None
     missed: int | None = None
+    raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
+    dedup_ns: int = 0
 
 
 Record = RecSnapshot | RecDelta | RecTrade | RecTicker | RecLifecycle | RecGap

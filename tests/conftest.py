@@ -25,6 +25,11 @@ import pytest
 
 from mdpipe.config import Config, load_config, run_dir
 
+# Test runs share the host with each other and with running pipelines: the stages tests start take free metrics
+# ports, never the documented fixed ones (a test's explicit --metrics-port or its own environment still wins).
+for _section in ("GATHER", "DEDUP", "SINK", "SIM"):
+    os.environ.setdefault(f"MDPIPE_{_section}__METRICS_PORT", "0")
+
 REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v26.1.9"  # same pins as infra/compose.yaml
 TIMESCALE_IMAGE = "timescale/timescaledb:2.27.1-pg17"
 

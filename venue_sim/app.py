@@ -3,9 +3,9 @@
 Usage (tests, demo, benchmarks)::
 
     sim = VenueSim(SimOptions(markets=100, rate=500.0, seed=1, port=0, auth=False, truth_path="t.truth"))
-    await sim.start()            # sim.rest_url, sim.ws_url, sim.port
+    await sim.start()            # sim.rest_url, sim.ws_url, sim.port (tls=True: https/wss, sim.ca_file to trust)
     sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections /
-                                 # redeliver / bad_number
+                                 # redeliver / bad_number / fail_pages
     ticker = sim.create_market(); sim.settle_market(ticker)
     sim.lifecycle("deactivate", ticker)  # or activate / metadata / metadata_legacy / unknown / fee_set / fee_clear
     await sim.stop_generating()  # quiesce, flush truth
@@ -20,12 +20,17 @@ start, connection and subscription changes, faults' suppressions, snapshots, bad
 Checkpoint books are copied inside the generator and rendered a chunk per tick; the record is complete when
 the venue stops (:meth:`VenueSim.stop`); everything up to the end of generation is flushed when generation
 stops.
+
+With ``tls`` the port speaks only TLS: a CA and a server certificate are generated at start-up
+(:mod:`venue_sim.tls`) into ``tls_dir`` (default: a new temporary folder), and ``ca_file`` is what clients trust.
+``rest_rate`` limits REST requests per client (:mod:`venue_sim.rest_limit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -42,7 +47,9 @@ from venue_sim.load import KINDS, LIFECYCLE_ACTIONS, WIRE_TYPES, BookFact, Event
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
 from venue_sim.record import BadMessage, BookCheckpoint, MarketLive, RecordWriter, record_path
 from venue_sim.recorder import Recorder
+from venue_sim.rest_limit import RETRY_AFTER_FORMS, RetryAfterForm
 from venue_sim.server import ServerSettings, SimServer
+from venue_sim.tls import TlsFiles, make_certificates, server_context
 from venue_sim.truth import TruthEvent, TruthWriter
 from venue_sim.wire import CH_EVENT_LIFECYCLE
 
@@ -91,6 +98,12 @@ class SimOptions(msgspec.Struct, kw_only=True):
     unknown_lifecycle_per_s: float = 0.0  # lifecycle messages of an event_type clients do not know, per second
     fee_update_per_s: float = 0.0  # event_fee_update set/clear messages per second
     event_lifecycle: bool = False  # an event_lifecycle message when a created market opens a new event
+    # TLS and the REST rate limit (off by default)
+    tls: bool = False  # serve https:// and wss:// with a certificate generated at start-up
+    tls_dir: str = ""  # where the CA/server certificate go ("" = a new temporary folder)
+    rest_rate: float = 0.0  # REST requests per second per client (key id, else address); 0 = no limit
+    rest_burst: float = 0.0  # bucket size; 0 = max(1, rest_rate)
+    rest_retry_after: RetryAfterForm = "none"  # what a 429 carries: none (as Kalshi), seconds, date
 
     def behaviours(self, with_checkpoints: bool) -> Behaviours:
         return Behaviours(
@@ -147,6 +160,12 @@ class VenueSim:
             if not pem:
                 raise ValueError("auth is on but no public key was given (public_key_pem / public_key_path)")
             public_key = load_public_key(pem)
+        if options.rest_retry_after not in RETRY_AFTER_FORMS:
+            raise ValueError(f"rest_retry_after must be one of {', '.join(RETRY_AFTER_FORMS)}")
+        self.tls: TlsFiles | None = None
+        if options.tls:
+            folder = options.tls_dir or tempfile.mkdtemp(prefix="mdpipe-sim-tls-")
+            self.tls = make_certificates(folder, [options.host])
         settings = ServerSettings(
             host=options.host,
             port=options.port,
@@ -158,6 +177,10 @@ class VenueSim:
             heartbeat_s=options.heartbeat_s,
             pong_timeout_s=options.pong_timeout_s,
             send_buffer_bytes=options.send_buffer_bytes,
+            ssl_context=server_context(self.tls) if self.tls is not None else None,
+            rest_rate=options.rest_rate,
+            rest_burst=options.rest_burst,
+            rest_retry_after=options.rest_retry_after,
         )
         self.server = SimServer(
             settings,
@@ -185,11 +208,16 @@ class VenueSim:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.options.host}:{self.port}/trade-api/v2"
+        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}/trade-api/v2"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.options.host}:{self.port}/trade-api/ws/v2"
+        return f"{'wss' if self.tls else 'ws'}://{self.options.host}:{self.port}/trade-api/ws/v2"
+
+    @property
+    def ca_file(self) -> str:
+        """The CA certificate a client must trust for this venue's TLS ("" without TLS)."""
+        return self.tls.ca_file if self.tls is not None else ""
 
     def _last_id(self) -> int:
         return self.generator.next_id - 1
@@ -422,6 +450,7 @@ class VenueSim:
             "initialized_markets": status.count(ST_INITIALIZED),
             "dormant_markets": self.markets.initial - gen.live_count,
             "rest_lag_s": self.options.rest_lag_s,
+            "ca_file": self.ca_file,
             "behaviours": {**gen.counts, "redelivered": self.server.redelivered()},
             "record_records": self.record.count if self.record is not None else 0,
             "books_materialised": len(self.books),

@@ -1,6 +1,7 @@
 """``mdpipe sim``: run the local Kalshi-protocol venue (REST + WebSocket on one port) until stopped.
 
-Prints ``REST http://...`` and ``WS ws://...`` (one line each) on stdout once listening.
+Prints ``REST http://...`` and ``WS ws://...`` (one line each) on stdout once listening; with ``--tls``
+``REST https://...``, ``WS wss://...`` and ``CA <path>`` (the certificate a client must trust: ``venue.ca_file``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ FAULTS_HELP = (
     "redeliver[:N] (send the next N seq-carrying messages twice, same seq), badnumber[:VARIANT] (one "
     "orderbook_delta of a trading market, valid envelope and next seq, with an out-of-range number: exp = price "
     "1E+1000000 (default), nan = size NaN, digits = a 5,000-digit size, negative = a negative price; a venue event "
-    "that does not change the book, sent to every subscriber of the market, no #CONN). "
+    "that does not change the book, sent to every subscriber of the market, no #CONN), failpage[:N] (REST: the next "
+    "N listing pages carrying a cursor, i.e. not a listing's first page, answer HTTP 503: a listing failing half "
+    "way; default 1, no #CONN). "
     "#CONN targets one connection (ids from 1 in accept order), default all. "
-    "Example: drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s,redeliver#1@50s,badnumber:nan@60s. At run time: "
-    'POST /_sim/faults {"kind":"drop","conn_id":2}, {"kind":"badnumber","variant":"digits"} or '
-    '{"spec":"freeze:2s@0"}'
+    "Example: drop@10s,close#2@20s,freeze:5s@30s,refuse:3s@40s,redeliver#1@50s,badnumber:nan@60s,failpage:2@70s. "
+    'At run time: POST /_sim/faults {"kind":"drop","conn_id":2}, {"kind":"badnumber","variant":"digits"}, '
+    '{"kind":"failpage","count":1} or {"spec":"freeze:2s@0"}'
 )
 
 
@@ -64,7 +67,43 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="venue clock origin (Unix ms) for ts_ms; fix it to make two runs with one seed byte-identical "
         "(default: wall clock at start)",
     )
-    p.add_argument("--metrics-port", type=int, help="Prometheus exporter port; 0 = a free port (default: sim)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus exporter port; 0 = a free port (default: sim.metrics_port, 9131; bind address: "
+        "sim.metrics_host)",
+    )
+    t = p.add_argument_group("TLS and REST rate limit", "Off unless given; not read from the config file.")
+    t.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https:// and wss:// only, with a CA and server certificate generated at start-up; prints "
+        "`CA <path>`: the file a client trusts (venue.ca_file)",
+    )
+    t.add_argument(
+        "--tls-dir",
+        metavar="DIR",
+        default="",
+        help="with --tls: write ca.pem, server.pem, server.key here (default: a new temporary folder)",
+    )
+    t.add_argument(
+        "--rest-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="REST requests per second per client (its KALSHI-ACCESS-KEY, else its address); over it: HTTP 429 "
+        '{"error": "too many requests"} (Kalshi: per-account token buckets); 0 = no limit (default)',
+    )
+    t.add_argument(
+        "--rest-burst", type=float, default=0.0, metavar="N", help="REST bucket size (default max(1, --rest-rate))"
+    )
+    t.add_argument(
+        "--rest-retry-after",
+        choices=["none", "seconds", "date"],
+        default="none",
+        help="what a 429 carries: none (as Kalshi documents, default), seconds (Retry-After: N) or date "
+        "(Retry-After: <HTTP date>)",
+    )
     b = p.add_argument_group(
         "real-venue behaviours",
         "What the real Kalshi venue does that a collector must survive; all off unless set here or in [sim] "
@@ -195,6 +234,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
         unknown_lifecycle_per_s=pick(args.unknown_lifecycle_per_s, sc.unknown_lifecycle_per_s),
         fee_update_per_s=pick(args.fee_update_per_s, sc.fee_update_per_s),
         event_lifecycle=pick(args.event_lifecycle, sc.event_lifecycle),
+        tls=args.tls,
+        tls_dir=args.tls_dir,
+        rest_rate=args.rest_rate,
+        rest_burst=args.rest_burst,
+        rest_retry_after=args.rest_retry_after,
     )
 
     async def main() -> int:
@@ -204,9 +248,17 @@ def run(args: argparse.Namespace, config: Any) -> int:
             raise ConfigError(f"sim: {exc}") from None
         await sim.start()
         register(sim)
-        start_metrics_server(pick(args.metrics_port, sc.metrics_port), health=lambda: True, stage="sim")
+        start_metrics_server(
+            pick(args.metrics_port, sc.metrics_port),
+            health=lambda: True,
+            stage="sim",
+            host=sc.metrics_host,
+            setting="sim.metrics_port",
+        )
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)
+        if sim.ca_file:
+            print(f"CA {sim.ca_file}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,6 +15,8 @@ Schedule syntax (comma-separated items, times in seconds after the venue started
                       out-of-range number: VAR = exp (price "1E+1000000", default), nan (size "NaN"), digits
                       (a 5,000-digit size) or negative (a negative price). A venue event (truth + BadMessage
                       record) that does not change the book; sent to every subscriber of its market (no #CONN)
+    failpage[:N]      REST: the next N listing pages that carry a cursor (GET /markets?cursor=..., i.e. not a
+                      listing's first page) answer HTTP 503: a listing failing half way (default 1; no #CONN)
     #CONN             only connection CONN (ids from 1 in accept order); default: every connection
     @AT               when, e.g. @10s, @1.5, @250ms
 
@@ -33,8 +35,18 @@ from venue_sim.lifecycle import BAD_NUMBER_VARIANTS
 
 __all__ = ["FAULT_KINDS", "FaultSpec", "FaultTarget", "Faults", "parse_faults"]
 
-FaultKind = Literal["drop", "close", "freeze", "delay", "malformed", "refuse", "redeliver", "badnumber"]
-FAULT_KINDS: tuple[str, ...] = ("drop", "close", "freeze", "delay", "malformed", "refuse", "redeliver", "badnumber")
+FaultKind = Literal["drop", "close", "freeze", "delay", "malformed", "refuse", "redeliver", "badnumber", "failpage"]
+FAULT_KINDS: tuple[str, ...] = (
+    "drop",
+    "close",
+    "freeze",
+    "delay",
+    "malformed",
+    "refuse",
+    "redeliver",
+    "badnumber",
+    "failpage",
+)
 
 _ITEM = re.compile(
     r"^(?P<kind>[a-z]+)(?::(?P<arg>[0-9a-z.]+)(?:/(?P<dur>[0-9.]+(?:ms|s)?))?)?"
@@ -51,7 +63,7 @@ class FaultSpec(msgspec.Struct, frozen=True, kw_only=True):
     conn_id: int | None = None
     seconds: float = 0.0  # freeze/refuse duration, delay latency
     duration_s: float = 5.0  # delay: how long the latency applies
-    count: int = 1  # drop/redeliver: how many messages
+    count: int = 1  # drop/redeliver: how many messages; failpage: how many pages
     variant: str = ""  # badnumber: which bad value (lifecycle.BAD_NUMBER_VARIANTS; "" = exp)
 
     def __post_init__(self) -> None:
@@ -60,6 +72,8 @@ class FaultSpec(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"badnumber variant must be one of {', '.join(BAD_NUMBER_VARIANTS)}")
             if self.conn_id is not None:
                 raise ValueError("badnumber is a venue event for every subscriber of its market, not #CONN")
+        if self.kind == "failpage" and self.conn_id is not None:
+            raise ValueError("failpage applies to the venue's REST API, not #CONN")
         if self.count < 1:
             raise ValueError("count must be >= 1")
 
@@ -88,7 +102,7 @@ def parse_faults(spec: str) -> list[FaultSpec]:
             raise ValueError(f"bad fault {item!r}: {kind} needs a duration, e.g. {kind}:5s@{match['at']}")
         if dur is not None and kind != "delay":
             raise ValueError(f"bad fault {item!r}: only delay takes LAT/FOR")
-        if kind in ("refuse", "badnumber") and conn is not None:
+        if kind in ("refuse", "badnumber", "failpage") and conn is not None:
             raise ValueError(f"bad fault {item!r}: {kind} applies to the whole venue, not #CONN")
         if kind == "badnumber":
             if arg is not None and arg not in BAD_NUMBER_VARIANTS:
@@ -97,7 +111,7 @@ def parse_faults(spec: str) -> list[FaultSpec]:
             continue
         if arg is not None and not _NUMBER.match(arg):
             raise ValueError(f"bad fault {item!r}: {arg!r} is not a number or a duration")
-        if kind in ("drop", "redeliver"):
+        if kind in ("drop", "redeliver", "failpage"):
             count = int(float(arg)) if arg else 1
             if count < 1:
                 raise ValueError(f"bad fault {item!r}: {kind} needs N >= 1")
@@ -165,6 +179,10 @@ class Faults:
     def redeliver(self, conn_id: int | None = None, count: int = 1) -> int:
         """Send the next ``count`` seq-carrying data messages twice with the same seq."""
         return self.apply(FaultSpec(kind="redeliver", conn_id=conn_id, count=count))
+
+    def fail_pages(self, count: int = 1) -> int:
+        """The next ``count`` listing pages that carry a cursor answer HTTP 503."""
+        return self.apply(FaultSpec(kind="failpage", count=count))
 
     def bad_number(self, variant: str = "exp") -> int:
         """The venue sends one orderbook_delta with an out-of-range number (see the module docstring)."""

@@ -11,6 +11,11 @@ Each connection keeps its *position*: the id of the last event of the last batch
 held by the ``delay`` fault counts when released). With a recorder, connections are recorded when accepted
 (``ConnOpened``, with the client's User-Agent) and when they end (``ConnClosed`` and the end of every sid, at the
 position). REST listings report statuses as the market table's lagging REST view has them (``rest_lag_ms``).
+
+REST requests (``/trade-api/v2/...``) pass the rate limit of :mod:`venue_sim.rest_limit` when one is set (429,
+optionally with ``Retry-After``) and are logged in ``rest_log`` (time, target, status, client); the ``failpage``
+fault answers the next N listing pages that carry a cursor with HTTP 503 (a listing failing half way). With an
+``ssl_context`` the port speaks TLS only (``https://`` and ``wss://``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import asyncio
 import email.utils
 import itertools
 import json
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -41,8 +47,9 @@ from venue_sim.markets import ABSENT, FILTER_STATUSES, MarketTable
 from venue_sim.protocol import ServerSession
 from venue_sim.record import ConnClosed, ConnOpened
 from venue_sim.recorder import Recorder
+from venue_sim.rest_limit import RestLimiter, RetryAfterForm
 
-__all__ = ["AdminHandler", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
+__all__ = ["AdminHandler", "RestHit", "ServerSettings", "SimConnection", "SimServer", "frame_text"]
 
 log = get_logger(__name__)
 
@@ -51,6 +58,17 @@ MALFORMED = b'{"type":"orderbook_delta","sid":1,"seq":'
 _HDR = [bytes((0x81, n)) for n in range(126)]
 
 AdminHandler = Callable[[str, str, dict[str, Any]], Awaitable[tuple[int, Any]]]
+
+
+class RestHit(NamedTuple):
+    """One REST request as the venue answered it (``SimServer.rest_log``)."""
+
+    at: float  # monotonic
+    wall: float  # Unix time
+    target: str  # path and query
+    status: int
+    client: str  # KALSHI-ACCESS-KEY, else the client's address
+    retry_after: str  # the Retry-After header sent ("" = none)
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -95,6 +113,10 @@ class ServerSettings:
         heartbeat_s: float = 10.0,
         pong_timeout_s: float = 20.0,
         send_buffer_bytes: int = 16 << 20,
+        ssl_context: ssl.SSLContext | None = None,
+        rest_rate: float = 0.0,
+        rest_burst: float = 0.0,
+        rest_retry_after: RetryAfterForm = "none",
     ) -> None:
         self.host = host
         self.port = port
@@ -106,6 +128,10 @@ class ServerSettings:
         self.heartbeat_s = heartbeat_s
         self.pong_timeout_s = pong_timeout_s
         self.send_buffer_bytes = send_buffer_bytes
+        self.ssl_context = ssl_context
+        self.rest_rate = rest_rate
+        self.rest_burst = rest_burst
+        self.rest_retry_after = rest_retry_after
 
 
 class SimConnection:
@@ -199,18 +225,28 @@ class _AdminAwareConnection(ServerConnection):
         self.transport.close()
 
 
-def _json_response(status: int, obj: Any) -> Response:
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+
+
+def _json_response(status: int, obj: Any, extra: dict[str, str] | None = None) -> Response:
     body = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
-    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
             ("Content-Length", str(len(body))),
             ("Content-Type", "application/json"),
+            *(extra or {}).items(),
         ]
     )
-    return Response(status, reasons.get(status, "Error"), headers, body)
+    return Response(status, _REASONS.get(status, "Error"), headers, body)
 
 
 class SimServer:
@@ -245,6 +281,11 @@ class SimServer:
         self.closed_by_heartbeat = 0
         self.redelivered_closed = 0  # re-delivered messages of connections that ended
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.rest_limiter = RestLimiter(settings.rest_rate, settings.rest_burst, settings.rest_retry_after)
+        self.rest_log: deque[RestHit] = deque(maxlen=100_000)
+        self.rest_requests = 0
+        self.fail_pages = 0  # listing pages with a cursor still to fail (failpage fault)
+        self.failed_pages = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -259,6 +300,7 @@ class SimServer:
             ping_timeout=None,
             max_size=64 << 20,
             max_queue=64,
+            ssl=self.settings.ssl_context,
         )
         self._server.sim = self  # type: ignore[attr-defined]
         sock = next(iter(self._server.sockets))
@@ -286,6 +328,27 @@ class SimServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if path == WS_PATH:
             return self._check_upgrade(request)
+        if path.startswith(f"{REST_PREFIX}/"):
+            who = request.headers.get("KALSHI-ACCESS-KEY", "") or str(conn.remote_address[0])
+            response = self._rest(who, path, query)
+            self.rest_requests += 1
+            retry_after = response.headers.get("Retry-After", "")
+            self.rest_log.append(
+                RestHit(time.monotonic(), time.time(), request.path, response.status_code, who, retry_after)
+            )
+            return response
+        if path.startswith("/_sim/"):
+            status, obj = await self._admin("GET", path, query)
+            return _json_response(status, obj)
+        return _json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+
+    def _rest(self, who: str, path: str, query: dict[str, str]) -> Response:
+        """One REST request of client ``who`` (its key id, else its address): rate limit, then the route."""
+        limiter = self.rest_limiter
+        if limiter.enabled:
+            refused = limiter.check(who, time.monotonic(), time.time())
+            if refused is not None:
+                return _json_response(429, {"error": "too many requests"}, refused)
         try:
             if path == f"{REST_PREFIX}/markets":
                 return self._rest_markets(query)
@@ -294,9 +357,6 @@ class SimServer:
             if path.startswith(f"{REST_PREFIX}/markets/") and path.endswith("/orderbook"):
                 ticker = unquote(path[len(REST_PREFIX) + 9 : -len("/orderbook")])
                 return self._rest_orderbook(ticker, query)
-            if path.startswith("/_sim/"):
-                status, obj = await self._admin("GET", path, query)
-                return _json_response(status, obj)
         except ValueError as exc:
             return _json_response(400, {"error": {"code": "bad_request", "message": str(exc)}})
         return _json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
@@ -336,6 +396,11 @@ class SimServer:
             raise ValueError(f"status must be one of {', '.join(FILTER_STATUSES)}")
         codes = FILTER_STATUSES[status] if status else None
         cursor = query.get("cursor", "")
+        if cursor and self.fail_pages > 0:
+            self.fail_pages -= 1
+            self.failed_pages += 1
+            log.info("fault_failpage", cursor=cursor, left=self.fail_pages)
+            return _json_response(503, {"error": {"code": "service_unavailable", "message": "page failed (fault)"}})
         start = int(cursor) if cursor else 0
         if start < 0:
             raise ValueError("bad cursor")
@@ -509,6 +574,10 @@ class SimServer:
             self.refuse_until = max(self.refuse_until, time.monotonic() + fault.seconds)
             log.info("fault_refuse", seconds=fault.seconds)
             return 0
+        if fault.kind == "failpage":
+            self.fail_pages += fault.count
+            log.info("fault_failpage_armed", pages=self.fail_pages)
+            return 0
         targets = [sc for cid, sc in self.connections.items() if fault.conn_id is None or cid == fault.conn_id]
         for sc in targets:
             log.info("fault", kind=fault.kind, conn_id=sc.conn_id, seconds=fault.seconds)
@@ -552,5 +621,9 @@ class SimServer:
             "auth_failures": self.auth_failures,
             "closed_by_heartbeat": self.closed_by_heartbeat,
             "redelivered": self.redelivered(),
+            "rest_requests": self.rest_requests,
+            "rest_rate_limited": self.rest_limiter.rejected,
+            "rest_failed_pages": self.failed_pages,
+            "tls": self.settings.ssl_context is not None,
             "connections": [sc.stats() for sc in self.connections.values()],
         }

@@ -7,9 +7,24 @@
    the dedup and sink backlogs at the end of generation stay under ``--max-backlog-s`` seconds of traffic
    (raw frames for dedup, events for the sink) or have not grown since mid-run.
 
+Each latency run also reports where the time and the CPU go:
+
+- ``hops_ms``: per hop (venue->gatherer, gatherer->raw acked, raw->dedup read, dedup->events acked, events->sink
+  read, sink read->committed) and venue->committed, p50/p99/max over the same events as the latency (generated after
+  the warm-up), exact percentiles from the stamps each event carries (:mod:`mdpipe.hops`).
+- ``cpu``: per process (emulator ``sim``, each gatherer, ``broker``, ``dedup-1``, ``sink``, ``postgres``; ``bench`` =
+  this harness, for information) CPU seconds over the generation window, share of one core and µs per venue event
+  generated in it (:mod:`mdpipe.cpu`: the process and its children, from /proc; ``other`` and ``steal``: the
+  machine's busy time outside those processes and the hypervisor's steal, both ~0 on an undisturbed run), and
+  ``cpu_us_per_event`` = the
+  pipeline without the emulator and the harness (gatherers + broker + dedup + sink + PostgreSQL). ``cpu_steady``
+  and ``cpu_us_per_event_steady``: the same after the warm-up; ``cpu_us_per_event_to_drain``: from the start of
+  generation to the end of the drain (the work a backlog defers past the window included).
+
 Last line: ``RESULT {json}`` with value = median p99 venue->database (ms), baseline = median p99
-venue->gatherer (ms), ratio, p50_ms, p99_ms, max_events_per_s. Latencies leave out the first WARMUP_S
-seconds of each run (the initial snapshot burst); loss and duplication are checked over the whole run.
+venue->gatherer (ms), ratio, p50_ms, p99_ms, max_events_per_s, hops_ms, cpu, cpu_us_per_event (medians over the
+latency runs). Latencies leave out the first WARMUP_S seconds of each run (the initial snapshot burst); loss and
+duplication are checked over the whole run.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ import sys
 from typing import Any
 
 from mdpipe.config import load_config, run_dir
+from mdpipe.hops import format_hops
 from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
 WARMUP_S = 10.0  # latencies of events generated in the first seconds (subscription burst) are left out
@@ -48,6 +64,30 @@ DETAIL_KEYS = (
 )
 
 
+# rows that are not the pipeline's (cpu_us_per_event): the emulator, the harness, and the machine's other work
+NOT_PIPELINE = ("sim", "bench", "other", "steal")
+
+
+def pipeline_us_per_event(rows: dict[str, dict[str, float | None]]) -> float | None:
+    """µs per venue event of the pipeline's processes together; None when one of them has no figure."""
+    figures = [r["us_per_event"] for name, r in rows.items() if name not in NOT_PIPELINE]
+    if not figures or any(f is None for f in figures):
+        return None
+    return round(sum(f for f in figures if f is not None), 1)
+
+
+def format_cpu(rows: dict[str, dict[str, float | None]], total: float | None) -> str:
+    lines = [f"  {'process':<14}{'cpu s':>8}{'core':>8}{'us/event':>10}"]
+    for name, r in rows.items():
+        if r["cpu_s"] is None:
+            lines.append(f"  {name:<14}{'-':>8}{'-':>8}{'-':>10}")
+            continue
+        lines.append(f"  {name:<14}{r['cpu_s']:>8.2f}{r['core_share'] or 0:>8.2f}{r['us_per_event'] or 0:>10.1f}")
+    shown = total if total is not None else "-"
+    lines.append(f"  {'pipeline':<14}{'':>8}{'':>8}{shown:>10}  (without {', '.join(NOT_PIPELINE)})")
+    return "\n".join(lines)
+
+
 def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str) -> dict[str, Any]:
     options = RunOptions(
         markets=markets,
@@ -58,6 +98,8 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
         workdir=run_dir() / "bench-e2e" / tag,
         drain_timeout_s=300.0,
         database="mdpipe_bench_e2e",
+        hop_trace=verify,
+        measure_cpu=verify,
     )
     run = PipelineRun(load_config(), options)
     during: list[Progress] = []
@@ -65,6 +107,8 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
     def keep(p: Progress) -> None:
         if p.elapsed_s <= duration:
             during.append(p)
+        if verify and p.elapsed_s >= min(WARMUP_S, duration / 2) and "warm" not in run.cpu_samples:
+            run.cpu_mark("warm")
 
     try:
         run.start()
@@ -91,9 +135,37 @@ def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: 
         report = run.verify(warmup_s=WARMUP_S)
         out.update({k: report[k] for k in VERDICT_KEYS})
         out.update(latency_ms=report["latency_ms"], receive_latency_ms=report["receive_latency_ms"])
+        out.update(hops_ms=report["hops_ms"], hop_stats=report["hop_stats"])
+        cpu = run.cpu_table("start", "end")
+        steady = run.cpu_table("warm", "end") if "warm" in run.cpu_samples else {}
+        out.update(
+            cpu=cpu,
+            cpu_us_per_event=pipeline_us_per_event(cpu),
+            cpu_steady=steady,
+            cpu_us_per_event_steady=pipeline_us_per_event(steady) if steady else None,
+            cpu_us_per_event_to_drain=pipeline_us_per_event(run.cpu_table("start", "drained")),
+            venue_events_window=run.cpu_samples["end"].venue_events - run.cpu_samples["start"].venue_events,
+        )
         if not report["clean"]:  # what went wrong, for the one who has to find out why
             out.update({k: report[k] for k in DETAIL_KEYS if report[k]})
+        print(f"run {tag}: where the time goes (events generated after the {WARMUP_S:g} s warm-up)", flush=True)
+        print(format_hops(report["hops_ms"], [("venue->database", report["latency_ms"])]), flush=True)
+        print(f"run {tag}: CPU over the generation window ({out['venue_events_window']:,} venue events)", flush=True)
+        print(format_cpu(cpu, out["cpu_us_per_event"]), flush=True)
     print(json.dumps({"run": tag, **out}), flush=True)
+    return out
+
+
+def median_table(tables: list[dict[str, dict[str, Any]]], fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Per row, the median over runs of each of ``fields`` (rows or figures a run lacks are left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(n for t in tables for n in t):
+        row = {}
+        for f in fields:
+            values = [t[name][f] for t in tables if t.get(name) and t[name].get(f) is not None]
+            if values:
+                row[f] = statistics.median(values)
+        out[name] = row
     return out
 
 
@@ -127,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p50 = statistics.median(r["latency_ms"].get("p50", 0.0) for r in latency)
     p99 = statistics.median(r["latency_ms"].get("p99", 0.0) for r in latency)
     base = statistics.median(r["receive_latency_ms"].get("p99", 0.0) for r in latency)
+    per_event = [r["cpu_us_per_event"] for r in latency if r.get("cpu_us_per_event") is not None]
+    steady = [r["cpu_us_per_event_steady"] for r in latency if r.get("cpu_us_per_event_steady") is not None]
     result = {
         "bench": "e2e",
         "value": p99,
@@ -140,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": p50,
         "p99_ms": p99,
         "max_events_per_s": max_rate,
+        "hops_ms": median_table([r["hops_ms"] for r in latency], ("p50", "p99", "max", "count")),
+        "cpu": median_table([r["cpu"] for r in latency], ("cpu_s", "core_share", "us_per_event")),
+        "cpu_us_per_event": statistics.median(per_event) if per_event else None,
+        "cpu_us_per_event_steady": statistics.median(steady) if steady else None,
         **{k: sum(r[k] for r in latency) for k in VERDICT_KEYS},
     }
     print("RESULT " + json.dumps(result), flush=True)

@@ -12,7 +12,12 @@ own process, all threads, librdkafka included).
    process, ``--paced-runs`` times; each run measures ``--windows`` windows of ``--window`` seconds after its
    warm-up. ``cpu_us_per_frame_<rate>`` = median over all windows of the gatherer's CPU-µs per received frame,
    ``baseline_cpu_us_per_frame_<rate>`` the same for the bare loop; ``<rate>`` is written ``5k``, ``20k``.
+   ``threads_us_per_frame_<rate>`` splits the gatherer's CPU per frame into its event-loop thread (``main``) and
+   librdkafka's threads (``rdk``), with each one's wake-ups per second (voluntary context switches).
    ``--py-spy DIR`` records a py-spy profile of the gatherer's first run at each rate (``DIR/gatherer-<rate>.*``).
+   ``--reference DIR`` adds the gatherer of another source tree (e.g. ``git archive main``), run with this tree's
+   cases module and alternating with this tree's gatherer: ``reference_*`` and ``vs_reference_*`` (also at
+   saturation), so a change is judged against the old code measured in the same session.
 2. Saturation (skip with ``--no-saturation``): the emulator at about the highest rate it sustains (``--rate``,
    default 60,000 events/s: as fast as it can push without bursting past its send buffers); the cases of
    :mod:`bench.gatherer.cases` alternate ``--runs`` times: the bare websockets receive loop (baseline), the bare
@@ -24,7 +29,9 @@ own process, all threads, librdkafka included).
 The load average (1 min) before and after each measured case is kept in RESULT (``load_avg``), so a figure taken
 while something else burned CPU can be told.
 ``--scale``: instead, one gatherer holding ``--markets`` (default 1,000,000) markets over 7,000-market
-connections: time until every market has its snapshot, and peak RSS. Last line: ``RESULT {json}``.
+connections: time until every market has its snapshot, and peak RSS. ``--tls``: the emulator serves ``wss://`` and
+``https://`` (``mdpipe sim --tls``) and every case speaks TLS trusting its generated CA (the gatherer through
+``venue.ca_file``), so the figures include the TLS cost, as against the real venue. Last line: ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -91,6 +98,13 @@ def _start_sim(markets: int, rate: float, extra: list[str] | None = None) -> tup
         elif line.startswith("WS "):
             ws = line.split()[1]
     return proc, rest, ws
+
+
+def _tls(ns: argparse.Namespace, folder: Path) -> tuple[list[str], str]:
+    """With ``--tls``: the emulator's extra flags and the CA file the cases trust (else no flags, "")."""
+    if not ns.tls:
+        return [], ""
+    return ["--tls", "--tls-dir", str(folder / "tls")], str(folder / "tls" / "ca.pem")
 
 
 def _topics(bootstrap: str, partitions: int = 6) -> dict[str, str]:
@@ -239,6 +253,7 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
                     "spool_dir": str(tmp / f"spool-{label}-{run}"),
                     "ws_client": ns.ws_client,
                     **({"linger_ms": ns.linger_ms} if ns.linger_ms is not None else {}),
+                    "ca_file": ns.ca_file,
                 }
                 spy = None
                 if ns.py_spy and case == "candidate" and run == 0:
@@ -290,8 +305,9 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
 
 def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     bootstrap = _bootstrap()
-    sim, rest, ws = _start_sim(ns.markets, ns.rates[0] if ns.rates else ns.rate)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gatherer-"))
+    tls_flags, ns.ca_file = _tls(ns, tmp)
+    sim, rest, ws = _start_sim(ns.markets, ns.rates[0] if ns.rates else ns.rate, tls_flags)
     try:
         out = paced(ns, rest, ws, bootstrap, tmp) if ns.rates else {}
         if ns.saturation:
@@ -312,7 +328,7 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
             "ratio": out[f"ratio_{label}"],
             **out,
         }
-    out.update(markets=ns.markets, cpus=os.cpu_count(), linger_ms=_linger(ns))
+    out.update(markets=ns.markets, cpus=os.cpu_count(), linger_ms=_linger(ns), tls=bool(ns.ca_file))
     return out
 
 
@@ -339,6 +355,7 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
                 "duration_s": ns.duration,
                 "spool_dir": str(tmp / f"spool-{run}"),
                 "ws_client": ns.ws_client,
+                "ca_file": ns.ca_file,
             }
             if ns.profile and case == "candidate" and run == 0:
                 args["profile"] = ns.profile
@@ -392,8 +409,9 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
 
 def scale(ns: argparse.Namespace) -> dict[str, Any]:
     bootstrap = _bootstrap()
-    sim, rest, ws = _start_sim(ns.markets, 10.0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gatherer-scale-"))
+    tls_flags, ca_file = _tls(ns, tmp)
+    sim, rest, ws = _start_sim(ns.markets, 10.0, tls_flags)
     topics = _topics(bootstrap)
     try:
         args = {
@@ -406,6 +424,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
             "spool_dir": str(tmp / "spool"),
             "timeout_s": ns.scale_timeout,
             "ws_client": ns.ws_client,
+            "ca_file": ca_file,
         }
         r = _case("scale", args)
     finally:
@@ -427,6 +446,7 @@ def scale(ns: argparse.Namespace) -> dict[str, Any]:
         "snapshots": r["snapshots"],
         "under_1GiB": r["peak_rss_mb"] < 1024,
         "ws_client": r["ws_client"],
+        "tls": bool(ca_file),
     }
 
 
@@ -474,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         "and report both (reference_*, vs_reference_*); its bench/gatherer/cases.py is replaced by this tree's",
     )
     p.add_argument("--py-spy", metavar="DIR", help="py-spy profiles of the first gatherer run at each paced rate")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="run over wss:// and https:// (emulator --tls, its generated CA trusted): TLS cost included",
+    )
     p.add_argument("--profile", metavar="PATH", help="write a pyinstrument profile of the first saturation candidate")
     p.add_argument("--scale", action="store_true", help="1M-market memory and subscribe-time run instead")
     p.add_argument("--scale-timeout", type=float, default=900.0, help="give up the scale run after this long")

@@ -7,6 +7,8 @@
   confluent-kafka produce) with ``ws_client`` (default: ``gather.ws_client``); counts frames ACKNOWLEDGED by the
   broker.
 
+With ``ca_file`` in ARGS (``--tls``: the emulator serves ``wss://``/``https://``) every case speaks TLS trusting it.
+
 Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``. With
 ``windows`` > 0 in ARGS (the paced runs: the emulator runs at a fixed rate), the case measures ``windows``
 consecutive windows of ``window_s`` seconds after its warm-up instead, and adds ``"windows": [{"frames",
@@ -19,6 +21,7 @@ import asyncio
 import json
 import os
 import resource
+import ssl
 import sys
 import time
 import urllib.request
@@ -68,12 +71,17 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
-def _tickers(rest_url: str) -> list[str]:
+def _ssl(a: dict[str, Any]) -> ssl.SSLContext | None:
+    """The client TLS context trusting the emulator's CA (``ca_file``), None when the bench runs without TLS."""
+    return ssl.create_default_context(cafile=a["ca_file"]) if a.get("ca_file") else None
+
+
+def _tickers(rest_url: str, context: ssl.SSLContext | None = None) -> list[str]:
     out: list[str] = []
     cursor = ""
     while True:
         url = f"{rest_url}/markets?status=open&limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        with urllib.request.urlopen(url, timeout=30) as r:
+        with urllib.request.urlopen(url, timeout=30, context=context) as r:
             page = json.loads(r.read())
         out += [m["ticker"] for m in page["markets"]]
         cursor = page.get("cursor") or ""
@@ -84,13 +92,13 @@ def _tickers(rest_url: str) -> list[str]:
 async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
-    tickers = _tickers(a["rest_url"])
+    tickers = _tickers(a["rest_url"], _ssl(a))
     per = a["markets_per_connection"]
     shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
     count = [0]
 
     async def reader(i: int, markets: list[str]) -> None:
-        async with connect(a["ws_url"], max_size=None, max_queue=256, compression=None) as ws:
+        async with connect(a["ws_url"], max_size=None, max_queue=256, compression=None, ssl=_ssl(a)) as ws:
             channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
             await ws.send(
                 json.dumps({"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}})
@@ -163,7 +171,7 @@ async def _measure_count(a: dict[str, Any], count: list[int], case: str, connect
 async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-    tickers = _tickers(a["rest_url"])
+    tickers = _tickers(a["rest_url"], _ssl(a))
     per = a["markets_per_connection"]
     shards = [tickers[i : i + per] for i in range(0, len(tickers), per)]
     count = [0]
@@ -176,7 +184,9 @@ async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
 
     transports: list[WSTransport] = []
     for i, markets in enumerate(shards):
-        transport, _ = await ws_connect(Counter, a["ws_url"], max_frame_size=64 << 20, use_aiofastnet=False)
+        transport, _ = await ws_connect(
+            Counter, a["ws_url"], ssl_context=_ssl(a), max_frame_size=64 << 20, use_aiofastnet=False
+        )
         transports.append(transport)
         channels = [c for c in CHANNELS if c != "market_lifecycle_v2"]
         cmd = {"id": 1, "cmd": "subscribe", "params": {"channels": channels, "market_tickers": markets}}
@@ -204,6 +214,7 @@ def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
         dlq_topic=a["topics"]["dlq"],
         markets_topic=a["topics"]["markets"],
         discovery_interval_s=3600,
+        **({"ca_file": a["ca_file"]} if a.get("ca_file") else {}),  # a --reference tree may predate venue.ca_file
         **extra,
     )
 

@@ -62,6 +62,14 @@ def test_gap_decision_becomes_a_gap_record() -> None:
     )  # fmt: skip
     decision = Deduper(MemoryStore()).decide(encode_raw(frame), Origin("raw.g3", 0, 0))
     assert decision.verdict is Verdict.GAP
-    event = decision_event(decision)
+    event = decision_event(decision, 1_767_225_600_001, T0 + 2)
     assert isinstance(event, Gap)
     assert (event.kind, event.market, event.missed, event.gatherer) == ("seq", MARKET, 3, "g3")
+    assert (event.raw_ts_ms, event.dedup_ns) == (1_767_225_600_001, T0 + 2)
+
+
+def test_events_carry_the_hop_stamps_they_are_given() -> None:
+    decision = Deduper(MemoryStore()).decide(encode_raw(snapshot_frame("g1", None, [])), Origin("raw.g1", 0, 0))
+    event = decision_event(decision, raw_ts_ms=1_767_225_600_005, dedup_ns=T0 + 9_000_000)
+    assert (event.raw_ts_ms, event.dedup_ns) == (1_767_225_600_005, T0 + 9_000_000)
+    assert (decision_event(decision).raw_ts_ms, decision_event(decision).dedup_ns) == (0, 0)  # unstamped: defaults

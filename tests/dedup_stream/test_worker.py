@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 
+import msgspec
 import pytest
 
 from dedup_stream.synth import gatherer_copies, produce_frames, venue_events
@@ -37,6 +38,7 @@ def wait_for_events(topics, expected: set[str], timeout_s: float) -> Counter[str
 
 def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
     topics = dedup_topics
+    started_ns = time.time_ns()
     events = venue_events(6000, markets=40, seed=11)
     expected = {e.event_key for e in events}
     assert len(expected) == len(events)  # identical-body deltas differ by occurrence number only
@@ -74,6 +76,9 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
     (record,) = [e for e in out if type(e).__name__ == "Gap"]  # g3's gap report, forwarded
     assert (record.gatherer, record.kind, record.missed, record.from_ns) == ("g3", "seq", 4, gap.recv_ns)  # type: ignore[union-attr]
     out.remove(record)
+    # hop stamps: the winning copy's raw record timestamp (synth sets it to the frame's receive ms) and the read time
+    assert [e.raw_ts_ms for e in out] == [e.recv_ns // 1_000_000 for e in out]
+    assert all(started_ns < e.dedup_ns < time.time_ns() for e in out)
     by_key = {e.event_key: e for e in out}
     first = {}
     for f in sorted(g1 + g2 + g3, key=lambda f: f.recv_ns):
@@ -394,7 +399,9 @@ def test_gap_reports_become_coverage_records_and_replays_keep_their_keys(dedup_t
     assert len(out) - len(gap_records) == len(events)
     first: dict[str, Gap] = {}
     for r in gap_records:
-        assert first.setdefault(r.event_key, r) == r  # a re-sent frame gives exactly the same record
+        assert r.dedup_ns > 0 and r.raw_ts_ms > 0  # the hop stamps say when this copy passed (schemas.events)
+        content = msgspec.structs.replace(r, raw_ts_ms=0, dedup_ns=0)
+        assert first.setdefault(r.event_key, content) == content  # a re-sent frame gives the same record
     records = list(first.values())
     assert len(records) == len(gaps) and len(gap_records) == 2 * len(gaps)
     got = {(r.gatherer, r.kind, r.market, r.from_ns, r.to_ns, r.conn, r.missed) for r in records}

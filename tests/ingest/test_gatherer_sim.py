@@ -1,10 +1,13 @@
-"""Gatherer against the real emulator (venue_sim) and the real broker: sharding, discovery, gaps, recovery, dlq."""
+"""Gatherer against the real emulator (venue_sim) and the real broker: sharding, discovery, gaps, recovery, dlq; over
+TLS (``wss://`` and ``https://``, the emulator's generated CA trusted through ``ca_file``) with both WebSocket clients,
+and a wrong CA refused with one clear log line."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from schemas.dlq import decode_dead_letter
 from schemas.markets import decode_market
 from venue_sim.app import SimOptions, VenueSim
+from venue_sim.tls import make_certificates
 from venue_sim.truth import read_truth
 
 pytestmark = pytest.mark.integration
@@ -47,11 +51,12 @@ def _missing(
     return missing
 
 
+@pytest.mark.parametrize(("client", "scheme"), [("picows", "ws"), ("picows", "wss"), ("websockets", "wss")])
 def test_all_markets_over_several_connections_and_new_markets(
-    tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+    client: str, scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = _topics(make_topics)
-    sim = _sim(tmp_path, sub_cap=4)
+    sim = _sim(tmp_path, sub_cap=4, tls=scheme == "wss")
     marks: dict[str, Any] = {}
 
     async def scenario() -> None:
@@ -64,7 +69,11 @@ def test_all_markets_over_several_connections_and_new_markets(
             per_connection=10,
             per_subscription=8,
             discovery_interval_s=1.0,
+            ws_client=client,
+            ca_file=sim.ca_file,
         )
+        assert g.opts.ws_url.startswith(f"{scheme}://")
+        assert g.opts.rest_url.startswith("https://" if scheme == "wss" else "http://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
@@ -85,6 +94,7 @@ def test_all_markets_over_several_connections_and_new_markets(
             await ih.run_with(g, body)
         finally:
             await sim.stop()
+        assert g.discoveries >= 2 and g.discovery_failures == 0, "discovery over REST (https with TLS) works"
         assert len(g.connections) >= 4
         # error 26 (cap 4 < 8) halved the groups: every group is within the venue's cap
         assert all(len(grp.markets) <= 4 for c in g.connections for grp in c.session.groups)
@@ -167,13 +177,23 @@ def test_dropped_message_resnapshots_only_that_sid(
     assert len({f.market for f in later}) < 40
 
 
-@pytest.mark.parametrize("client", ["picows", "websockets"])
-@pytest.mark.parametrize("fault", ["close", "freeze"])
+@pytest.mark.parametrize(
+    ("fault", "client", "scheme"),
+    [
+        ("close", "picows", "ws"),
+        ("close", "websockets", "ws"),
+        ("freeze", "picows", "ws"),
+        ("freeze", "websockets", "ws"),
+        # over TLS: a new handshake per reconnect, and the watchdog aborting a TLS transport
+        ("close", "websockets", "wss"),
+        ("freeze", "picows", "wss"),
+    ],
+)
 def test_disconnect_and_frozen_connection_recover(
-    fault: str, client: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
+    fault: str, client: str, scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = _topics(make_topics)
-    sim = _sim(tmp_path, markets=20, rate=400.0)
+    sim = _sim(tmp_path, markets=20, rate=400.0, tls=scheme == "wss")
 
     async def scenario() -> None:
         await sim.start()
@@ -185,7 +205,9 @@ def test_disconnect_and_frozen_connection_recover(
             per_connection=10,
             silence_timeout_s=1.0,
             ws_client=client,
+            ca_file=sim.ca_file,
         )
+        assert g.opts.ws_url.startswith(f"{scheme}://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")
@@ -259,3 +281,51 @@ def test_discovery_failure_backs_off_and_keeps_subscriptions(
             await sim.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("client", ["picows", "websockets"])
+def test_a_venue_certificate_from_another_ca_is_refused_with_one_clear_line(
+    client: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any, caplog: Any
+) -> None:
+    topics = _topics(make_topics)
+    sim = _sim(tmp_path, markets=10, rate=100.0, tls=True)
+    wrong = make_certificates(tmp_path / "other-ca")
+
+    async def scenario() -> Any:
+        await sim.start()
+        g = ih.make_gatherer(
+            kafka_bootstrap,
+            sim,
+            tmp_path / "spool",
+            topics=topics,
+            discovery_interval_s=0.2,
+            ws_client=client,
+            ca_file=wrong.ca_file,
+        )
+        g.add_markets([sim.markets.ticker(i) for i in range(10)])  # so that connections try without discovery
+
+        async def body() -> None:
+            await ih.wait_for(
+                lambda: sum(c.reconnects for c in g.connections) >= 4 and g.discovery_failures >= 3, 20, "retries"
+            )
+            assert not any(c.up for c in g.connections) and g.stats.by_kind["delta"] == 0
+
+        try:
+            with caplog.at_level(logging.INFO):
+                await ih.run_with(g, body)
+        finally:
+            await sim.stop()
+        return g
+
+    g = asyncio.run(scenario())
+    assert g.failure is None, "an untrusted venue is retried like any connection failure"
+    assert sim.stats()["accepted"] == 0, "no WebSocket got past the TLS handshake"
+    lines = [r for r in caplog.records if r.getMessage() == "venue_tls_untrusted"]
+    assert len(lines) == 1, [r.__dict__.get("kv") for r in lines]
+    kv = lines[0].kv  # type: ignore[attr-defined]
+    assert lines[0].levelno == logging.ERROR
+    assert kv["ca_file"] == wrong.ca_file and kv["venue"] == f"127.0.0.1:{sim.port}"
+    assert "certificate" in kv["error"] and "venue.ca_file" in kv["hint"]
+    assert not [r for r in caplog.records if r.exc_info], "no traceback"
+    reasons = [r.kv.get("reason", "") for r in caplog.records if r.getMessage() == "ws_reconnecting"]  # type: ignore[attr-defined]
+    assert reasons and all(r.startswith("tls: venue certificate not trusted") for r in reasons)

@@ -1,5 +1,7 @@
 """Both WebSocket clients (picows, websockets) against a real local websockets server: upgrade headers, commands
-written, fragmented messages assembled, the 64 MiB limit (lowered here), pings, venue close, abort, kill, stop."""
+written, fragmented messages assembled, the 64 MiB limit (lowered here), pings, venue close, abort, kill, stop --
+over ``ws://`` and over ``wss://`` (a server certificate from a CA generated for the test, trusted through
+``venue.ca_file``)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from websockets.exceptions import ConnectionClosed
 
 from ingest.connection import Connection, connection_class
 from ingest.keys import EventKeyer
+from ingest.tls import client_context
 from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.config import ConfigError, load_config
 from schemas.raw import RawFrame, decode_raw
+from venue_sim.tls import TlsFiles, make_certificates, server_context
 
 CLIENTS = ["picows", "websockets"]
+SCHEMES = ["ws", "wss"]
 Script = Callable[[ServerConnection, int], Awaitable[None]]
 
 
@@ -58,13 +63,29 @@ class Venue:
             self.close_codes.append(ws.close_code)
 
 
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(params=SCHEMES)
+def tls(request: pytest.FixtureRequest, certificates: TlsFiles) -> TlsFiles | None:
+    """Each test once over ws:// (None) and once over wss:// (the certificates to serve and trust)."""
+    return certificates if request.param == "wss" else None
+
+
 async def _run(
-    client: str, script: Script, body: Callable[[Connection, Venue, list[RawFrame], list[str]], Awaitable[None]]
+    client: str,
+    script: Script,
+    body: Callable[[Connection, Venue, list[RawFrame], list[str]], Awaitable[None]],
+    tls: TlsFiles | None = None,
 ) -> Venue:
     venue = Venue(script)
     frames: list[RawFrame] = []
     reasons: list[str] = []
-    async with serve(venue.handler, "127.0.0.1", 0, max_size=None, compression=None) as server:
+    server_ssl = server_context(tls) if tls is not None else None
+    scheme = "wss" if tls is not None else "ws"
+    async with serve(venue.handler, "127.0.0.1", 0, max_size=None, compression=None, ssl=server_ssl) as server:
         port = server.sockets[0].getsockname()[1]
         session = KalshiSession(
             gatherer="g1",
@@ -78,11 +99,13 @@ async def _run(
         session.add_markets(["M1"])
         conn = connection_class(client)(
             session,
-            f"ws://127.0.0.1:{port}/trade-api/ws/v2",
+            f"{scheme}://127.0.0.1:{port}/trade-api/ws/v2",
             lambda: {"KALSHI-ACCESS-KEY": "key-1", "KALSHI-ACCESS-SIGNATURE": "sig"},
             backoff_initial=0.05,
             backoff_max=0.1,
             on_reconnect=reasons.append,
+            ssl_context=client_context(tls.ca_file) if tls is not None else None,
+            ca_file=tls.ca_file if tls is not None else "",
         )
         conn.start()
         try:
@@ -99,7 +122,7 @@ async def _until(cond: Callable[[], bool]) -> None:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_headers_commands_fragments_ping_and_stop(client: str) -> None:
+def test_headers_commands_fragments_ping_and_stop(client: str, tls: TlsFiles | None) -> None:
     async def script(ws: ServerConnection, n: int) -> None:
         await ws.send(_trade(1))
         text = _trade(2, pad=5000)
@@ -113,7 +136,7 @@ def test_headers_commands_fragments_ping_and_stop(client: str) -> None:
         conn.poke()  # a command written while connected
         await _until(lambda: len(venue.commands[0]) == 2)
 
-    venue = asyncio.run(_run(client, script, body))
+    venue = asyncio.run(_run(client, script, body, tls))
     assert venue.headers[0]["kalshi-access-key"] == "key-1" and venue.headers[0]["kalshi-access-signature"] == "sig"
     first, second = venue.commands[0]
     assert first["cmd"] == "subscribe" and first["params"]["market_tickers"] == ["M1"]
@@ -122,7 +145,7 @@ def test_headers_commands_fragments_ping_and_stop(client: str) -> None:
     assert len(venue.headers) == 1, "no reconnect"
 
 
-def test_fragments_reach_the_session_verbatim() -> None:
+def test_fragments_reach_the_session_verbatim(tls: TlsFiles | None) -> None:
     """The assembled message is byte-identical to what the venue sent, with either client."""
     text = _trade(1, pad=20000)
     got: dict[str, list[RawFrame]] = {}
@@ -137,7 +160,7 @@ def test_fragments_reach_the_session_verbatim() -> None:
             await _until(lambda: len(received) == 1)
             frames.extend(received)  # noqa: B023 (used before the loop moves on)
 
-        asyncio.run(_run(client, script, body))
+        asyncio.run(_run(client, script, body, tls))
     assert got["picows"][0].payload == got["websockets"][0].payload == text.encode()
     assert got["picows"][0].event_key == got["websockets"][0].event_key == "t:t1"
 
@@ -145,7 +168,7 @@ def test_fragments_reach_the_session_verbatim() -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("shape", ["one_frame", "fragments"])
 def test_message_over_the_limit_closes_1009_and_reconnects(
-    client: str, shape: str, monkeypatch: pytest.MonkeyPatch
+    client: str, shape: str, tls: TlsFiles | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     limit = 64 * 1024
     monkeypatch.setattr(f"ingest.ws_{client}.MAX_MESSAGE", limit)
@@ -160,13 +183,13 @@ def test_message_over_the_limit_closes_1009_and_reconnects(
     async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
         await _until(lambda: len(frames) == 1 and conn.reconnects == 1)
 
-    venue = asyncio.run(_run(client, script, body))
+    venue = asyncio.run(_run(client, script, body, tls))
     assert venue.close_codes[0] == 1009, venue.close_codes
     assert len(venue.headers) == 2
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_venue_close_abort_and_kill_reconnect(client: str) -> None:
+def test_venue_close_abort_and_kill_reconnect(client: str, tls: TlsFiles | None) -> None:
     async def script(ws: ServerConnection, n: int) -> None:
         await ws.send(_trade(1))
         if n == 0:
@@ -179,7 +202,7 @@ def test_venue_close_abort_and_kill_reconnect(client: str) -> None:
         await conn.kill("silent")
         await _until(lambda: len(frames) == 4 and conn.up)
 
-    venue = asyncio.run(_run(client, script, body))
+    venue = asyncio.run(_run(client, script, body, tls))
     assert len(venue.headers) == 4
     assert venue.close_codes[0] == 1001
     assert venue.close_codes[1] == venue.close_codes[2] == 1006  # abort; kill aborts the client's socket

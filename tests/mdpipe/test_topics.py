@@ -42,6 +42,8 @@ def test_topic_specs_carry_partitions_retention_and_compaction() -> None:
     assert specs["dlq"].config["retention.ms"] == "3000"
     assert specs["markets"].config["cleanup.policy"] == "compact"
     assert all(s.config["min.insync.replicas"] == "1" for s in specs.values())
+    stamped = {n for n, s in specs.items() if s.config.get("message.timestamp.type") == "LogAppendTime"}
+    assert stamped == {"raw.g1", "raw.g2", "raw.g3", "side", "events"}
 
 
 def test_format_table_aligns_columns_and_humanises_retention() -> None:
@@ -94,3 +96,36 @@ def test_check_partitions_reports_missing_topics(mdpipe_config: Config) -> None:
     with pytest.raises(PartitionMismatchError, match=r"missing: .*raw\.g1.*events"):
         check_partitions(mdpipe_config)
     assert names.events not in {r.name for r in describe_topics(mdpipe_config)}
+
+
+@pytest.mark.integration
+def test_raw_and_events_records_carry_the_brokers_append_time(mdpipe_config: Config) -> None:
+    """A hop boundary (mdpipe.hops): whatever timestamp the producer sets, a raw or events record comes back stamped
+    with the time the broker stored it; the dlq keeps the producer's."""
+    import time
+
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
+
+    ensure_topics(mdpipe_config)
+    names = topic_names(mdpipe_config)
+    bootstrap = mdpipe_config.kafka.bootstrap_servers
+    producer = Producer({"bootstrap.servers": bootstrap})
+    topics = [names.raw["g1"], names.events, names.dlq]
+    before_ms = time.time_ns() // 1_000_000
+    for topic in topics:
+        producer.produce(topic, b"x", partition=0, timestamp=1_000_000_000_000)  # 2001: far from now
+    assert producer.flush(30) == 0
+    after_ms = time.time_ns() // 1_000_000
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    try:
+        got = {}
+        for topic in topics:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            msg = consumer.consume(1, 15)[0]
+            got[topic] = msg.timestamp()
+    finally:
+        consumer.close()
+    for topic in (names.raw["g1"], names.events):
+        kind, ts = got[topic]
+        assert kind == TIMESTAMP_LOG_APPEND_TIME and before_ms - 1 <= ts <= after_ms + 1, (topic, got[topic])
+    assert got[names.dlq] == (TIMESTAMP_CREATE_TIME, 1_000_000_000_000)

@@ -67,8 +67,8 @@ def test_undecodable_and_unencodable_become_dead_letters() -> None:
     delta = next(e for e in make_events(50, seed=8) if isinstance(e, BookDelta))
     good = encode_event(delta)
     raw = msgspec.msgpack.decode(good)
-    assert raw[-1] == str(delta.delta)  # array-like layout: the last field is `delta`
-    raw[-1] = "not-a-number"
+    assert raw[-3] == str(delta.delta)  # array-like layout: `delta`, then the two hop stamps (schemas.events)
+    raw[-3] = "not-a-number"
     bad_number = msgspec.msgpack.encode(raw)
     batch = Batch()
     batch.add_many(_sources([b"\x00garbage", good, bad_number]))

@@ -16,6 +16,7 @@ import pytest
 from bench.sink.data import make_events
 from mdpipe.config import SinkConfig
 from schemas import encode_event
+from schemas.events import Gap, Lifecycle
 from sink import rowcodec
 from sink.batch import build_rows
 from sink.records import RecDelta, RecLifecycle, RecSnapshot, RecTicker, RecTrade
@@ -203,3 +204,38 @@ def test_huge_exponent_is_a_dead_letter_not_a_stall() -> None:
     c_out, py_out = both(payloads)
     assert c_out == py_out
     assert len(c_out[1]) == 1 and "numeric range" in c_out[1][0][1]
+
+
+@needs_c
+def test_hop_stamps_are_read_past_in_c() -> None:
+    """Records with the two trailing hop stamps (raw_ts_ms, dedup_ns) and records of the older layout without them
+    are both built in C, to the same rows as Python; other lengths and out-of-range stamps go to Python."""
+    events = make_events(3000, markets=40, seed=21)
+    stamped = [
+        encode_event(msgspec.structs.replace(e, raw_ts_ms=e.recv_ns // 1_000_000 + 3, dedup_ns=e.recv_ns + 9_000_000))
+        for e in events
+    ]
+    older = []  # the layout before the stamps: the same arrays without their last two items
+    for payload in stamped:
+        items = msgspec.msgpack.decode(payload)
+        older.append(msgspec.msgpack.encode(items[:-2]))
+    c_out, py_out = both(stamped + older)
+    assert c_out == py_out
+    rows, dead, _ = c_out
+    assert not dead
+    in_python = sum(isinstance(e, (Lifecycle, Gap)) for e in events)
+    assert c_handled(stamped) == len(stamped) - in_python
+    assert c_handled(older) == len(older) - in_python
+    assert rows == {t: r + r for t, r in both(stamped)[0][0].items()}  # stamps change no row
+
+    delta = msgspec.msgpack.decode(_delta("0.5"))[:-2]  # without its stamps
+    odd = [
+        msgspec.msgpack.encode([*delta, 1_767_225_600_003]),  # one stamp only: valid (default), Python's
+        msgspec.msgpack.encode([*delta, 2**64 - 1, 5]),  # a stamp beyond int64: valid, Python's
+        msgspec.msgpack.encode([*delta, None, 5]),  # not an int: a dead letter either way
+        msgspec.msgpack.encode([*delta, 1, 2, 3]),  # an extra item: the Python path decides
+    ]
+    c_out, py_out = both(odd)
+    assert c_out == py_out
+    assert c_handled(odd) == 0
+    assert len(c_out[1]) == 1

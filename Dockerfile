@@ -1,0 +1,74 @@
+# syntax=docker/dockerfile:1
+# The mdpipe image: every stage runs as `mdpipe <command>` (gather, dedup, sink, topics, sim, demo, verify, status).
+# Stages:
+#   build   compilers + the locked runtime dependencies + a regular (non-editable) install of mdpipe, with the C row
+#           builder (sink._rowcodec) compiled; the build fails if it was not (setup.py marks it optional)
+#   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:
+#           gatherer spools, dedup RocksDB state; mount a volume there). The default target.
+#   test    the whole source tree with an editable dev install: `make test` on a host with Docker only runs the
+#           suite in it against the compose broker and database (infra/compose.yaml, profile test)
+# Build: docker build -t mdpipe:local .   (infra/compose.yaml builds it for every mdpipe service)
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, pinned by requirements.lock: this layer is reused until pyproject.toml or the lock changes.
+COPY pyproject.toml setup.py requirements.lock ./
+RUN python -m venv /opt/mdpipe \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/runtime-deps.txt \
+ && /opt/mdpipe/bin/pip install -c requirements.lock -r /tmp/runtime-deps.txt
+COPY README.md ./
+COPY mdpipe ./mdpipe
+COPY schemas ./schemas
+COPY ingest ./ingest
+COPY dedup_stream ./dedup_stream
+COPY sink ./sink
+COPY venue_sim ./venue_sim
+COPY infra ./infra
+COPY bench ./bench
+# A regular install (what `pip install mdpipe` does), then prove the C row builder was compiled and imports.
+RUN /opt/mdpipe/bin/pip install --no-deps . \
+ && cd / && /opt/mdpipe/bin/python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED, resolve; assert ACCELERATED; resolve('c')"
+
+FROM ${PYTHON_IMAGE} AS test
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev make \
+ && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 mdpipe \
+ && useradd --system --uid 10001 --gid mdpipe --home-dir /src --no-create-home --shell /usr/sbin/nologin mdpipe
+WORKDIR /src
+COPY pyproject.toml setup.py requirements.lock ./
+RUN python -m venv /opt/mdpipe && /opt/mdpipe/bin/pip install -c requirements.lock -r requirements.lock
+COPY --chown=10001:10001 . ./
+# Editable, as `make setup` does on a host: tests read files of the tree (infra/, schemas/, the migrations).
+RUN /opt/mdpipe/bin/pip install --no-deps -e . \
+ && /opt/mdpipe/bin/python -c "import sink._rowcodec" \
+ && chown -R 10001:10001 /src
+ENV PATH=/opt/mdpipe/bin:$PATH PYTHONUNBUFFERED=1 MDPIPE_TEST_INFRA=external
+USER 10001:10001
+CMD ["pytest"]
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 mdpipe \
+ && useradd --system --uid 10001 --gid mdpipe --home-dir /var/lib/mdpipe --no-create-home --shell /usr/sbin/nologin mdpipe \
+ && install -d -o mdpipe -g mdpipe -m 0750 /var/lib/mdpipe
+COPY --from=build /opt/mdpipe /opt/mdpipe
+ENV PATH=/opt/mdpipe/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MDPIPE_RUN_DIR=/var/lib/mdpipe
+USER 10001:10001
+WORKDIR /var/lib/mdpipe
+# The final image, as its own user: the compiled row builder imports and the CLI starts.
+RUN python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED; assert ACCELERATED" && mdpipe --version
+# Fixed metrics / health ports (infra/prometheus/prometheus.compose.yml): gatherers g1..g3, dedup, sink, emulator;
+# the emulator's venue port.
+EXPOSE 9101 9102 9103 9111 9121 9131 8700
+ENTRYPOINT ["mdpipe"]
+CMD ["--help"]
