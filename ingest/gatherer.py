@@ -11,7 +11,9 @@ Frames are held (:attr:`ingest.producer.RawProducer.held`) and released to librd
 waited ``linger_ms`` (``gather.linger_ms``): at the end of the first socket read after that (the connections call
 :meth:`Gatherer.after_read`), or, if no read comes, from a timer armed when the first frame is held and due at twice
 ``linger_ms``. Releasing at the end of a read costs no wake-up of its own, and one release per window is one
-librdkafka request instead of a wake-up of its thread per partition (see :mod:`ingest.producer`).
+librdkafka request instead of a wake-up of its thread per partition (see :mod:`ingest.producer`). Each release also
+serves the delivery reports, so the service loop runs every ``SERVICE_S`` only (its work then: reports of the last
+release, metrics), and every ``SERVICE_SPOOLING_S`` while frames are spooled (the spool drains at that pace).
 
 Failures, decided per loop (every failed iteration is one structured ``task_failed`` line and a count in
 ``mdpipe_gather_task_failures_total{task}``):
@@ -68,6 +70,8 @@ __all__ = ["Gatherer", "GathererOptions"]
 
 log = get_logger(__name__)
 
+SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
+SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
 
 
@@ -100,7 +104,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
     rest_requests_per_s: float = 5.0  # gather.rest_requests_per_s: REST request pace (discovery, look-ups, refresh)
     ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
-    linger_ms: float = 5.0  # gather.linger_ms: longest a frame is held before it goes to librdkafka
+    linger_ms: float = 20.0  # gather.linger_ms: how long a frame is held before it goes to librdkafka
 
 
 class _DiscoveryPass:
@@ -536,7 +540,7 @@ class Gatherer:
             self.sync_metrics()
         if error is not None:
             raise error
-        return 0.02
+        return SERVICE_SPOOLING_S if self.producer.spooling else SERVICE_S
 
     async def _service_loop(self) -> None:
         await self._keep_running(

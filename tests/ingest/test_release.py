@@ -117,3 +117,18 @@ def test_a_gatherer_not_running_holds_nothing() -> None:
     g = _gatherer(p, linger_ms=50)
     g._emit("M", b"a")  # no loop (before run() or after shutdown began): straight to the producer
     assert p.released == [[b"a"]] and p.held == []
+
+
+def test_service_loop_runs_slowly_unless_the_spool_holds_frames(tmp_path: Path) -> None:
+    from ingest.gatherer import SERVICE_S, SERVICE_SPOOLING_S
+
+    conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=2)
+    g = _gatherer(producer, linger_ms=20)
+    assert SERVICE_S >= 5 * SERVICE_SPOOLING_S
+    assert asyncio.run(g._service_step()) == SERVICE_S  # releases serve delivery reports meanwhile
+    for i in range(3):
+        producer.send("raw.g1", b"M", f"v{i}".encode())  # the third does not fit: spooled
+    assert producer.spooling
+    assert asyncio.run(g._service_step()) == SERVICE_SPOOLING_S  # the spool drains at the fast pace
+    producer.close(timeout=0.2)
