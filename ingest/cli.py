@@ -72,7 +72,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     from pathlib import Path
 
     from ingest.gatherer import Gatherer, GathererOptions
-    from ingest.producer import RawProducer
+    from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
     from ingest.tls import client_context
     from ingest.venues.kalshi.auth import Signer
@@ -101,7 +101,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     spool = Spool(spool_dir, g.spool_max_bytes)
     conf = producer_config(
         config.kafka,
-        linger_ms=g.linger_ms,
+        linger_ms=KAFKA_LINGER_MS,
         queue_buffering_max_kbytes=g.queue_max_kbytes,
         batch_num_messages=10000,
         client_id=f"mdpipe-gather-{gid}",
@@ -136,6 +136,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         ca_file=ca_file,
         spool_after_s=g.spool_after_s,
         spool_fsync_s=g.spool_fsync_s,
+        linger_ms=g.linger_ms,
     )
     return Gatherer(opts, producer, signer, partition_check=partition_check)
 

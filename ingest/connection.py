@@ -54,6 +54,7 @@ class Connection:
         auth_refusals: AuthRefusals | None = None,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str = "",
+        on_read: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -66,6 +67,7 @@ class Connection:
         self.on_reconnect = on_reconnect
         self.auth_refusals = auth_refusals
         self.upgrade_error: BaseException | None = None  # why the last connect failed (_connect_failed)
+        self.on_read = on_read or _nothing  # called after the messages of one socket read were handled
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0
@@ -156,6 +158,10 @@ class Connection:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def _nothing() -> None:
+    pass
 
 
 def connection_class(client: str) -> type[Connection]:

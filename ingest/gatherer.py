@@ -7,6 +7,14 @@ delivery reports and spool drain, metrics sync) and the silence watchdog. Discov
 :class:`ingest.rest.RestClient`: every REST request is paced to ``rest_requests_per_s`` and a 429 pauses them all.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
 
+Frames are held (:attr:`ingest.producer.RawProducer.held`) and released to librdkafka together once the oldest has
+waited ``linger_ms`` (``gather.linger_ms``): at the end of the first socket read after that (the connections call
+:meth:`Gatherer.after_read`), or, if no read comes, from a timer armed when the first frame is held and due at twice
+``linger_ms``. Releasing at the end of a read costs no wake-up of its own, and one release per window is one
+librdkafka request instead of a wake-up of its thread per partition (see :mod:`ingest.producer`). Each release also
+serves the delivery reports, so the service loop runs every ``SERVICE_S`` only (its work then: reports of the last
+release, metrics), and every ``SERVICE_SPOOLING_S`` while frames are spooled (the spool drains at that pace).
+
 Failures, decided per loop (every failed iteration is one structured ``task_failed`` line and a count in
 ``mdpipe_gather_task_failures_total{task}``):
 
@@ -71,6 +79,8 @@ __all__ = ["Gatherer", "GathererOptions"]
 
 log = get_logger(__name__)
 
+SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
+SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
 
 
@@ -106,6 +116,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
     spool_after_s: float = 5.0  # gather.spool_after_s: broker unreachable this long -> frames go to the disk spool
     spool_fsync_s: float = 1.0  # gather.spool_fsync_s: fsync cadence of the spool
+    linger_ms: float = 20.0  # gather.linger_ms: how long a frame is held before it goes to librdkafka
 
 
 class _DiscoveryPass:
@@ -163,6 +174,11 @@ class Gatherer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._exported: dict[str, int] = {}
         self._send = producer.send
+        self._held = producer.held  # frames waiting for release (see module docstring)
+        self._linger_s = max(0.0, opts.linger_ms / 1000)
+        self._held_since = 0.0  # loop time the oldest held frame was held
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while running: frames are held only then
         self._log = log.bind(gatherer=self.gid)
         self.running = False
         self.failure: str | None = None  # why the gatherer gave up (set once; run() returns, the CLI exits 3)
@@ -186,7 +202,33 @@ class Gatherer:
 
     # -- frames out ----------------------------------------------------------------------------
     def _emit(self, market: str, value: bytes) -> None:
-        self._send(self.raw_topic, market.encode(), value)
+        held = self._held
+        held.append((self.raw_topic, market.encode(), value))
+        if len(held) == 1:
+            self._first_held()
+
+    def _first_held(self) -> None:
+        """A frame is held and none was before: note when, and make sure it is released within ``linger_ms``."""
+        loop = self._loop
+        if loop is None:  # not running (or shutting down): nothing would release it later
+            self.producer.release()
+            return
+        self._held_since = now = loop.time()
+        # A fallback: while frames arrive, the end of a read releases them (after_read); a timer due at the same
+        # time would fire first and cost a wake-up of its own per release.
+        self._release_timer = loop.call_at(now + 2 * self._linger_s, self._release_held)
+
+    def after_read(self) -> None:
+        """A connection finished handling one socket read: release the held frames once the oldest is due."""
+        if self._held and self._loop is not None and self._loop.time() - self._held_since >= self._linger_s:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        timer = self._release_timer
+        if timer is not None:
+            timer.cancel()
+            self._release_timer = None
+        self.producer.release()
 
     def _dead(self, data: bytes, reason: str) -> None:
         self._log.warning("dead_letter", reason=reason[:200], size=len(data))
@@ -229,6 +271,7 @@ class Gatherer:
                 auth_refusals=self.auth_refusals,
                 ssl_context=self._ssl,
                 ca_file=self.opts.ca_file,
+                on_read=self.after_read,
             )
             self.connections.append(conn)
             if self.running:
@@ -544,7 +587,7 @@ class Gatherer:
             self.sync_metrics()
         if error is not None:
             raise error
-        return 0.02
+        return SERVICE_SPOOLING_S if self.producer.spooling else SERVICE_S
 
     async def _service_loop(self) -> None:
         await self._keep_running(
@@ -647,6 +690,7 @@ class Gatherer:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set or the gatherer fails (``failure``), then close connections, flush."""
         self.running = True
+        self._loop = asyncio.get_running_loop()
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
         # started by _connection() now that running is set; the lifecycle channel always rides two connections (the
         # second may hold no market), so one connection dropping leaves its waiting lifecycle messages covered
@@ -669,6 +713,8 @@ class Gatherer:
         now = time.time_ns()
         for c in self.connections:  # frames still waiting for their key or position go out before the producer closes
             c.session.flush(now)
+        self._loop = None  # from here on frames go straight to the producer (closed in another thread below)
+        self._release_held()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

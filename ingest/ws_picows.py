@@ -1,7 +1,8 @@
 """picows I/O for one venue WebSocket (``gather.ws_client = "picows"``, the default).
 
 picows (Cython) parses frames straight out of its read buffer and calls :meth:`_Listener.on_ws_frame` for each,
-synchronously, from the event loop's read callback: no queue, no task switch per message. The listener
+synchronously, from the event loop's read callback: no queue, no task switch per message. After the last complete
+frame of a socket read (``frame.last_in_buffer``) the listener calls the connection's ``on_read``. The listener
 assembles fragmented messages (first TEXT/BINARY frame without FIN, CONTINUATION frames until FIN) under the same
 64 MiB message limit as the websockets client, hands every complete message with its receive time to the sans-I/O
 session, writes the session's commands right away, answers a venue CLOSE by echoing it and disconnecting. picows
@@ -54,6 +55,7 @@ class _Listener(WSListener):
         self.conn = conn
         self.session = conn.session
         self.receive = conn.session.receive
+        self.on_read = conn.on_read
         self.outbox = conn.session.outbox  # truthy when the session has commands to write (cheaper than has_output)
         self.opened = False
         self.close_code: int | None = None
@@ -77,11 +79,15 @@ class _Listener(WSListener):
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "expected a continuation frame")
             if frame.fin:
                 self.receive(frame.get_payload_as_bytes(), time.time_ns())
-            else:
-                self._parts = [frame.get_payload_as_bytes()]
-                self._size = frame.payload_size
-                self._check_size()
+                if self.outbox:
+                    self.conn._flush(transport)
+                if frame.last_in_buffer:  # the last complete frame of this socket read
+                    self.on_read()
                 return
+            self._parts = [frame.get_payload_as_bytes()]
+            self._size = frame.payload_size
+            self._check_size()
+            return
         elif kind is _CONTINUATION:
             parts = self._parts
             if transport.is_close_frame_sent:
@@ -95,6 +101,11 @@ class _Listener(WSListener):
                 return
             self._parts = None
             self.receive(b"".join(parts), time.time_ns())
+            if self.outbox:
+                self.conn._flush(transport)
+            if frame.last_in_buffer:
+                self.on_read()
+            return
         elif kind is _CLOSE:
             code = frame.get_close_code()
             self.close_code = int(code) if frame.payload_size >= 2 else _NO_STATUS
@@ -105,10 +116,8 @@ class _Listener(WSListener):
                     transport.send_close(WSCloseCode.OK)
             transport.disconnect()
             return
-        else:
-            return  # PING (answered by picows) / PONG (picows' own keepalive)
-        if self.outbox:
-            self.conn._flush(transport)
+        elif frame.last_in_buffer:  # PING (answered by picows) / PONG (picows' own keepalive)
+            self.on_read()
 
     def _check_size(self) -> None:
         if self._size > MAX_MESSAGE:

@@ -67,12 +67,14 @@ class WebsocketsConnection(Connection):
                 try:
                     recv = ws.recv
                     receive = session.receive
+                    on_read = self.on_read
                     now = time.time_ns
                     while True:
                         data = await recv(decode=False)
                         receive(data, now())
                         if session.has_output:
                             wake.set()
+                        on_read()  # websockets hands over one message at a time
                 finally:
                     writer.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -172,7 +172,9 @@ class GatherConfig(_Section):
     # a lifecycle stream with nothing new for this long keys its waiting messages by the anchor before them
     anchor_hold_s: float = 5.0
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
-    linger_ms: int = 5  # producer batching delay
+    # frames are held this long before they go to librdkafka together (ingest.gatherer): the raw hop's latency cost
+    # (a frame waits 0..linger_ms, up to 2x when no read follows) against librdkafka's per-request CPU
+    linger_ms: int = 20
     ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
     # REST listings lag the WebSocket (~30 s seen): a market's REST status counts only for requests sent at least
     # this long after the market's last lifecycle change; until then the lifecycle status wins (ingest.registry).

@@ -9,19 +9,26 @@
 
 With ``ca_file`` in ARGS (``--tls``: the emulator serves ``wss://``/``https://``) every case speaks TLS trusting it.
 
-Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``.
+Each prints one JSON line: ``{"case", "frames_per_s", "frames", "seconds", "cpu_s", "rss_mb", ...}``. With
+``windows`` > 0 in ARGS (the paced runs: the emulator runs at a fixed rate), the case measures ``windows``
+consecutive windows of ``window_s`` seconds after its warm-up instead, and adds ``"windows": [{"frames",
+"seconds", "cpu_s", ...}, ...]`` (the bench takes medians of CPU per frame over them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import ssl
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
+
+import msgspec
 
 __all__ = ["main"]
 
@@ -39,6 +46,29 @@ def _rss_mb() -> float:
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU-seconds per thread name of this process (``/proc/self/task``): the event-loop thread is ``main``,
+    librdkafka's threads are ``rdk:*``; threads sharing a name are summed. ``<name>/wakeups``: the thread's
+    voluntary context switches (each one a sleep it was woken from)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = os.getpid()
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/self/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main" if int(tid) == main else stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        switches = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt"))
+        out[f"{name}/wakeups"] = out.get(f"{name}/wakeups", 0) + switches
+    return out
 
 
 def _ssl(a: dict[str, Any]) -> ssl.SSLContext | None:
@@ -90,9 +120,40 @@ async def baseline(a: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def _windows(a: dict[str, Any], counters: Callable[[], dict[str, int]]) -> list[dict[str, Any]]:
+    """``windows`` consecutive windows of ``window_s`` seconds: each counter's increase, seconds and process CPU.
+
+    Prints ``MEASURING <pid> <seconds>`` first (the bench may attach a sampling profiler for that long)."""
+    print(f"MEASURING {os.getpid()} {a['windows'] * a['window_s']}", flush=True)
+    out: list[dict[str, Any]] = []
+    before, t0, cpu0, threads0 = counters(), time.monotonic(), _cpu(), _thread_cpu()
+    for _ in range(a["windows"]):
+        await asyncio.sleep(a["window_s"])
+        after, t1, cpu1, threads1 = counters(), time.monotonic(), _cpu(), _thread_cpu()
+        window: dict[str, Any] = {name: after[name] - before[name] for name in after}
+        threads = {name: round(v - threads0.get(name, 0.0), 3) for name, v in threads1.items()}
+        window.update(seconds=round(t1 - t0, 4), cpu_s=round(cpu1 - cpu0, 4), threads_cpu_s=threads)
+        out.append(window)
+        before, t0, cpu0, threads0 = after, t1, cpu1, threads1
+    return out
+
+
 async def _measure_count(a: dict[str, Any], count: list[int], case: str, connections: int) -> dict[str, Any]:
-    """Let a bare receive loop warm up, then count its messages and CPU over ``duration_s``."""
+    """Let a bare receive loop warm up, then count its messages and CPU over ``duration_s`` (or windows)."""
     await asyncio.sleep(a["warmup_s"])
+    if a.get("windows"):
+        windows = await _windows(a, lambda: {"frames": count[0]})
+        frames, seconds = sum(w["frames"] for w in windows), sum(w["seconds"] for w in windows)
+        return {
+            "case": case,
+            "frames": frames,
+            "seconds": seconds,
+            "frames_per_s": frames / seconds,
+            "cpu_s": sum(w["cpu_s"] for w in windows),
+            "rss_mb": _rss_mb(),
+            "connections": connections,
+            "windows": windows,
+        }
     c0, t0, cpu0 = count[0], time.monotonic(), _cpu()
     await asyncio.sleep(a["duration_s"])
     c1, t1, cpu1 = count[0], time.monotonic(), _cpu()
@@ -153,7 +214,7 @@ def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
         dlq_topic=a["topics"]["dlq"],
         markets_topic=a["topics"]["markets"],
         discovery_interval_s=3600,
-        ca_file=a.get("ca_file", ""),
+        **({"ca_file": a["ca_file"]} if a.get("ca_file") else {}),  # a --reference tree may predate venue.ca_file
         **extra,
     )
 
@@ -161,42 +222,72 @@ def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
 async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer
+    from ingest import producer as producer_module
+    from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import GatherConfig, KafkaConfig
     from mdpipe.kafka import producer_config
 
+    # Older trees (the --reference case may run main's code) hand linger_ms to librdkafka and have no
+    # gatherer-side window; newer ones pick librdkafka's own linger (KAFKA_LINGER_MS) and take linger_ms as theirs.
+    linger_ms = a.get("linger_ms", GatherConfig().linger_ms)
+    own_window = "linger_ms" in {f.name for f in msgspec.structs.fields(GathererOptions)}
+    kafka_linger_ms = getattr(producer_module, "KAFKA_LINGER_MS", linger_ms) if own_window else linger_ms
     kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
     conf = producer_config(
         kafka,
-        linger_ms=a.get("linger_ms", GatherConfig().linger_ms),
+        linger_ms=a.get("kafka_linger_ms", kafka_linger_ms),
         batch_num_messages=10000,
         queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
-    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client), producer)
+    extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
+    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra), producer)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
-    received = lambda: sum(g.stats.by_kind.values())  # noqa: E731
-    a0, r0, t0, cpu0 = producer.acked, received(), time.monotonic(), _cpu()
-    await asyncio.sleep(a["duration_s"])
-    a1, r1, t1, cpu1 = producer.acked, received(), time.monotonic(), _cpu()
-    out = {
-        "case": "candidate",
-        "ws_client": g.opts.ws_client,
-        "frames": a1 - a0,
-        "seconds": t1 - t0,
-        "frames_per_s": (a1 - a0) / (t1 - t0),
-        "received_per_s": (r1 - r0) / (t1 - t0),
-        "cpu_s": cpu1 - cpu0,
-        "rss_mb": _rss_mb(),
-        "connections": len(g.connections),
-        "spooled": producer.spooled,
-        "dead": g.stats.dead,
-        "gaps": g.stats.gaps,
-    }
+    recorded = lambda: sum(g.stats.by_kind.values())  # noqa: E731
+    out: dict[str, Any] = {"case": "candidate", "ws_client": g.opts.ws_client}
+    if a.get("windows"):
+        # frames = venue messages the sessions took in (what the bare loop counts); acked = frames the broker
+        # acknowledged in the window (at a fixed rate the two agree over a window, up to the linger in flight)
+        windows = await _windows(
+            a,
+            lambda: {
+                "frames": sum(c.session.data_messages for c in g.connections),
+                "acked": producer.acked,
+                "recorded": recorded(),
+            },
+        )
+        frames, seconds = sum(w["frames"] for w in windows), sum(w["seconds"] for w in windows)
+        out.update(
+            frames=frames,
+            seconds=seconds,
+            frames_per_s=frames / seconds,
+            acked_per_s=sum(w["acked"] for w in windows) / seconds,
+            cpu_s=sum(w["cpu_s"] for w in windows),
+            windows=windows,
+        )
+    else:
+        a0, r0, t0, cpu0 = producer.acked, recorded(), time.monotonic(), _cpu()
+        await asyncio.sleep(a["duration_s"])
+        a1, r1, t1, cpu1 = producer.acked, recorded(), time.monotonic(), _cpu()
+        out.update(
+            frames=a1 - a0,
+            seconds=t1 - t0,
+            frames_per_s=(a1 - a0) / (t1 - t0),
+            received_per_s=(r1 - r0) / (t1 - t0),
+            cpu_s=cpu1 - cpu0,
+        )
+    out.update(
+        rss_mb=_rss_mb(),
+        connections=len(g.connections),
+        spooled=producer.spooled,
+        dead=g.stats.dead,
+        gaps=g.stats.gaps,
+        queued=producer.queued,
+    )
     stop.set()
     await task
     return out

@@ -20,7 +20,7 @@ def _gatherer() -> Gatherer:
         silence_timeout_s=30.0,
         probe_timeout_s=10.0,
     )
-    g = Gatherer(opts, SimpleNamespace(send=lambda *a: None))  # type: ignore[arg-type]
+    g = Gatherer(opts, SimpleNamespace(send=lambda *a: None, held=[], release=lambda: 0))  # type: ignore[arg-type]
     g.add_markets(["A", "B"])
     for c in g.connections:
         c.up = True
