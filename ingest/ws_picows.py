@@ -73,8 +73,8 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is _TEXT or kind is _BINARY:
-            if transport.is_close_frame_sent:
-                return  # closing (stop(), or a protocol error whose frame picows still hands over): deliver nothing
+            if transport.is_close_frame_sent and not self.conn.closing:
+                return  # a protocol error whose frame picows still hands over: deliver nothing
             if self._parts is not None:
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "expected a continuation frame")
             if frame.fin:
@@ -90,7 +90,7 @@ class _Listener(WSListener):
             return
         elif kind is _CONTINUATION:
             parts = self._parts
-            if transport.is_close_frame_sent:
+            if transport.is_close_frame_sent and not self.conn.closing:
                 return
             if parts is None:
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
@@ -131,8 +131,13 @@ class PicowsConnection(Connection):
     client = "picows"
 
     transport: WSTransport | None = None
+    # stop() sent our close frame: messages the venue wrote before it saw that frame still arrive, and the venue
+    # counts them as delivered, so they reach the session until the venue's close frame ends the socket
+    closing = False
 
     def _flush(self, transport: WSTransport) -> None:
+        if transport.is_close_frame_sent:
+            return  # nothing may follow our close frame (messages still arrive while stop() waits for the venue's)
         for message in self.session.data_to_send():
             transport.send(_TEXT, message)
 
@@ -205,6 +210,7 @@ class PicowsConnection(Connection):
         transport = self.transport
         if transport is None:
             return
+        self.closing = True
         with contextlib.suppress(Exception):
             transport.send_close(WSCloseCode.OK)
             await asyncio.wait_for(transport.wait_disconnected(), 2.0)

@@ -374,4 +374,7 @@ def test_gather_sigkilled_during_outage_replays_its_spool_after_restart(
     assert "broker_unreachable_at_start" in text and "partition_check_passed" in text
     frames = ih.read_frames(broker.bootstrap, raw)
     missing, expected = missing_delivered(tmp_path / "truth.bin", frames, ih, "g1", blind)
-    assert expected > 3000 and missing == [], f"{len(missing)} of {expected} missing"
+    seen = [(ev.id, ev.kind, ev.market, round((ev.gen_ns - killed_ns) / 1e9, 3)) for ev in missing[:10]]
+    assert expected > 3000 and missing == [], (
+        f"{len(missing)} of {expected} missing (id, kind, market, s after the kill): {seen}"
+    )

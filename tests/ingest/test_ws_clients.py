@@ -254,3 +254,38 @@ def test_refused_upgrade_backs_off_and_retries(client: str) -> None:
 
     reasons = asyncio.run(scenario())
     assert set(reasons) == {"error"} and len(attempts) >= 3 and set(attempts) == {"key-1"}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_stop_keeps_what_the_venue_sent_before_it_saw_the_close(client: str) -> None:
+    """A graceful stop loses nothing the venue wrote while the connection was open on its side: messages that cross
+    the client's close frame on the wire reach the session (the venue counts them as delivered)."""
+    sent: list[int] = []
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        seq = 0
+        try:
+            while True:  # a venue streaming without pause: messages are always on the wire when the client closes
+                seq += 1
+                await ws.send(_trade(seq))
+                sent.append(seq)
+                if not seq % 20:
+                    await asyncio.sleep(0.001)
+        except ConnectionClosed:
+            pass
+
+    async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await _until(lambda: len(frames) > 2000)
+        await conn.stop()
+
+    received: list[RawFrame] = []
+
+    async def keep(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await body(conn, venue, frames, reasons)
+        received.extend(frames)
+
+    asyncio.run(_run(client, script, keep))
+    seqs = [f.seq for f in received]
+    # a send that raised may still have written its message: the client may hold one more than ``sent`` counts
+    assert len(sent) > 2000 and seqs == list(range(1, len(seqs) + 1)), (len(seqs), len(sent))
+    assert len(seqs) >= len(sent), f"{len(sent) - len(seqs)} messages the venue sent before the close were dropped"
