@@ -35,7 +35,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.spool import Record, Spool
-from mdpipe.logging import get_logger
+from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["KAFKA_LINGER_MS", "RawProducer"]
 
@@ -218,7 +218,8 @@ class RawProducer:
             self.broker_up = False
         if err.fatal():
             self._fatal = True
-        log.warning("kafka_error", code=err.name(), reason=err.str(), fatal=err.fatal())
+        # rate-limited per kind: during an outage librdkafka repeats the same error every few hundred ms
+        log_client_error(log, "kafka_error", err, code=err.name(), fatal=err.fatal())
 
     def _to_spool(self, topic: str, key: bytes | None, value: bytes) -> None:
         if self.spool.append(topic, key, value):
