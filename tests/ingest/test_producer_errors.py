@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import pytest
 from confluent_kafka import KafkaError
 
 from ingest.producer import RawProducer
@@ -12,7 +14,7 @@ from mdpipe.config import KafkaConfig
 from mdpipe.kafka import producer_config
 
 
-def test_repeated_broker_errors_log_once(tmp_path, caplog):
+def test_repeated_broker_errors_log_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     p = RawProducer(
         producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:1")), Spool(tmp_path, 1 << 20), queue_max=10
