@@ -451,6 +451,19 @@ def wait_assigned(worker, timeout_s: float) -> float:  # type: ignore[no-untyped
     raise AssertionError(f"no assignment in {timeout_s}s:\n{worker.log()[-3000:]}")
 
 
+def wait_settled(workers, partitions: int, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the latest logged assignments of ``workers`` are disjoint and cover every partition."""
+    deadline = time.monotonic() + timeout_s
+    latest: list[list[int]] = []
+    while time.monotonic() < deadline:
+        latest = [(assignments(w) or [("", [])])[-1][1] for w in workers]
+        owned = [p for parts in latest for p in parts]
+        if all(latest) and sorted(owned) == list(range(partitions)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"assignments never settled: latest {latest} over {partitions} partitions")
+
+
 @pytest.mark.parametrize("dedup_workers", ["native"], indirect=True)
 def test_rolling_restart_moves_no_partition_and_a_killed_worker_rejoins_at_once(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
     """Issue 13 item 3. Two workers restarted one after the other (SIGTERM, start again): every partition stays
@@ -464,6 +477,9 @@ def test_rolling_restart_moves_no_partition_and_a_killed_worker_rejoins_at_once(
     assert wait_members(topics, app_id, 2, 90), workers["w1"].log()[-2000:] + workers["w2"].log()[-2000:]
     processes = list(workers.items())  # every process that ever ran, in start order
     for name, other in (("w1", "w2"), ("w2", "w1")):  # the rolling restart
+        # the broker calls the group stable a moment before each process has logged its assignment: count the
+        # other worker's assignments only once both logged theirs and together they own every partition once
+        wait_settled([workers["w1"], workers["w2"]], topics.partitions, 60)
         before = len(assignments(workers[other]))
         assert workers[name].stop() == 0
         workers[name] = dedup_workers.start(topics, "it-roll", name, *extra)
