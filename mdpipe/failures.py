@@ -38,6 +38,7 @@ __all__ = [
     "explain",
     "guarded",
     "redact",
+    "sink_fenced",
     "venue_refused",
 ]
 
@@ -213,6 +214,16 @@ def broker_unanswered(servers: str, timeout_s: float, reason: str) -> Unavailabl
         f"kafka broker {servers} unreachable",
         f"no answer within {timeout_s:g} s ({reason})",
         f"{_BROKER_CHECK}; kafka.probe_timeout_s sets the bound",
+    )
+
+
+def sink_fenced(group: str, instance_id: str) -> Failure:
+    """Another sink joined the group with this sink's ``group.instance.id`` and fenced it (static membership);
+    exit 1: this sink may run again once the other one is gone."""
+    return Failure(
+        f"another sink joined group {group} as {instance_id!r}",
+        "",
+        "give each running sink its own sink.instance_id (--instance-id)",
     )
 
 

@@ -128,6 +128,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     _tune_interpreter()
     from confluent_kafka import KafkaError, KafkaException
 
+    from mdpipe.failures import sink_fenced
+
     try:
         stats = loader.run()
     except KafkaException as exc:
@@ -136,9 +138,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if err is None or not fenced:
             raise
         log.error("sink_fenced", instance_id=opts.instance_id, error=err.str())
-        print(f"mdpipe sink: another sink joined group {opts.group_id} as {opts.instance_id!r}: give each running sink "
-              "its own sink.instance_id (--instance-id)")  # fmt: skip
-        return 1
+        raise sink_fenced(opts.group_id, opts.instance_id) from exc
     finally:
         partitions.stop()
         server.close()

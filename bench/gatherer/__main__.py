@@ -241,20 +241,10 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
         for run in range(ns.paced_runs):
             for case in cases:
                 topics = _topics(bootstrap)
-                args = {
-                    "rest_url": sim_rest,
-                    "ws_url": ws,
-                    "bootstrap": bootstrap,
-                    "topics": topics,
-                    "markets_per_connection": ns.markets_per_connection,
-                    "warmup_s": ns.warmup,
-                    "windows": ns.windows,
-                    "window_s": ns.window,
-                    "spool_dir": str(tmp / f"spool-{label}-{run}"),
-                    "ws_client": ns.ws_client,
-                    **({"linger_ms": ns.linger_ms} if ns.linger_ms is not None else {}),
-                    "ca_file": ns.ca_file,
-                }
+                args = _case_args(ns, sim_rest, ws, bootstrap, topics, tmp / f"spool-{label}-{run}")
+                args.update(windows=ns.windows, window_s=ns.window)
+                if ns.linger_ms is not None:
+                    args["linger_ms"] = ns.linger_ms
                 spy = None
                 if ns.py_spy and case == "candidate" and run == 0:
                     Path(ns.py_spy).mkdir(parents=True, exist_ok=True)
@@ -338,6 +328,23 @@ def _linger(ns: argparse.Namespace) -> int:
     return ns.linger_ms if ns.linger_ms is not None else GatherConfig().linger_ms
 
 
+def _case_args(
+    ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, topics: Any, spool_dir: Path
+) -> dict[str, Any]:
+    """What every gatherer case is given, paced or at saturation (each adds its own timing)."""
+    return {
+        "rest_url": rest,
+        "ws_url": ws,
+        "bootstrap": bootstrap,
+        "topics": topics,
+        "markets_per_connection": ns.markets_per_connection,
+        "warmup_s": ns.warmup,
+        "spool_dir": str(spool_dir),
+        "ws_client": ns.ws_client,
+        "ca_file": ns.ca_file,
+    }
+
+
 def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: Path) -> dict[str, Any]:
     """Frames/s and CPU per frame with the emulator at its ceiling (see module docstring)."""
     cases = ("baseline", "baseline_picows", "candidate", *(("reference",) if ns.reference else ()))
@@ -345,18 +352,8 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
     for run in range(ns.runs):
         for case in cases:
             topics = _topics(bootstrap)
-            args = {
-                "rest_url": rest,
-                "ws_url": ws,
-                "bootstrap": bootstrap,
-                "topics": topics,
-                "markets_per_connection": ns.markets_per_connection,
-                "warmup_s": ns.warmup,
-                "duration_s": ns.duration,
-                "spool_dir": str(tmp / f"spool-{run}"),
-                "ws_client": ns.ws_client,
-                "ca_file": ns.ca_file,
-            }
+            args = _case_args(ns, rest, ws, bootstrap, topics, tmp / f"spool-{run}")
+            args["duration_s"] = ns.duration
             if ns.profile and case == "candidate" and run == 0:
                 args["profile"] = ns.profile
             r = _case(case, args, src=ns.reference if case == "reference" else None)
