@@ -208,7 +208,14 @@ def read_frames(bootstrap: str, topic: str) -> list[RawFrame]:
     return [decode_raw(v) for _, v in read_topic(bootstrap, topic)]
 
 
+def gatherer_topics(make_topics: Any) -> dict[str, str]:
+    """One gatherer's topics (``raw``, ``dlq``, ``markets``), fresh for the test (``make_topics`` fixture)."""
+    raw, dlq, markets = make_topics(3)
+    return {"raw": raw, "dlq": dlq, "markets": markets}
+
+
 @pytest.fixture
 def ih() -> Any:
-    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.body_of``."""
+    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.body_of``,
+    ``ih.gatherer_topics``."""
     return sys.modules[__name__]

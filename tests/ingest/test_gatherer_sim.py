@@ -23,11 +23,6 @@ from venue_sim.truth import read_truth
 pytestmark = pytest.mark.integration
 
 
-def _topics(make_topics: Any) -> dict[str, str]:
-    raw, dlq, markets = make_topics(3)
-    return {"raw": raw, "dlq": dlq, "markets": markets}
-
-
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
     opts: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0}
     opts.update(kw)
@@ -55,7 +50,7 @@ def _missing(
 def test_all_markets_over_several_connections_and_new_markets(
     client: str, scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, sub_cap=4, tls=scheme == "wss")
     marks: dict[str, Any] = {}
 
@@ -119,7 +114,7 @@ def test_all_markets_over_several_connections_and_new_markets(
 def test_dropped_message_resnapshots_only_that_sid(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, rate=300.0)
 
     async def scenario() -> None:
@@ -192,7 +187,7 @@ def test_dropped_message_resnapshots_only_that_sid(
 def test_disconnect_and_frozen_connection_recover(
     fault: str, client: str, scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, markets=20, rate=400.0, tls=scheme == "wss")
 
     async def scenario() -> None:
@@ -233,7 +228,7 @@ def test_disconnect_and_frozen_connection_recover(
 
 
 def test_malformed_frames_go_to_dlq(tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, markets=10, rate=100.0)
 
     async def scenario() -> Any:
@@ -260,7 +255,7 @@ def test_malformed_frames_go_to_dlq(tmp_path: Path, kafka_bootstrap: str, make_t
 def test_discovery_failure_backs_off_and_keeps_subscriptions(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, markets=10, rate=200.0)
 
     async def scenario() -> None:
@@ -287,7 +282,7 @@ def test_discovery_failure_backs_off_and_keeps_subscriptions(
 def test_a_venue_certificate_from_another_ca_is_refused_with_one_clear_line(
     client: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any, caplog: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, markets=10, rate=100.0, tls=True)
     wrong = make_certificates(tmp_path / "other-ca")
 

@@ -27,11 +27,6 @@ from venue_sim.wire import CH_LIFECYCLE
 pytestmark = pytest.mark.integration
 
 
-def _topics(make_topics: Any) -> dict[str, str]:
-    raw, dlq, markets = make_topics(3)
-    return {"raw": raw, "dlq": dlq, "markets": markets}
-
-
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
     opts: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 5, "churn_per_s": 0.0}
     opts.update(kw)
@@ -92,7 +87,7 @@ def _missing_after(truth: Path, frames: list[Any], ih: Any, market: str, after_n
 def test_metadata_and_unknown_lifecycle_messages_keep_the_market(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any, caplog: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
     unknown = "trading_halted_for_review"  # a type this gatherer does not know
@@ -139,7 +134,7 @@ def test_metadata_and_unknown_lifecycle_messages_keep_the_market(
 def test_a_created_market_is_held_from_creation(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
@@ -177,7 +172,7 @@ def test_a_created_market_is_held_from_creation(
 def test_activation_is_not_undone_by_a_lagging_rest_listing(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
@@ -219,7 +214,7 @@ def test_activation_is_not_undone_by_a_lagging_rest_listing(
 def test_a_paused_market_stays_held_through_discovery(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
@@ -267,7 +262,7 @@ def test_a_paused_market_stays_held_through_discovery(
 def test_settled_and_closed_markets_are_released(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
 
     async def scenario() -> None:
@@ -297,7 +292,7 @@ def test_settled_and_closed_markets_are_released(
 def test_a_listing_that_fails_half_way_releases_nothing(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
 
     async def scenario() -> None:

@@ -27,11 +27,6 @@ from venue_sim.server import RestHit
 pytestmark = pytest.mark.integration
 
 
-def _topics(make_topics: Any) -> dict[str, str]:
-    raw, dlq, markets = make_topics(3)
-    return {"raw": raw, "dlq": dlq, "markets": markets}
-
-
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
     opts: dict[str, Any] = {"markets": 12, "rate": 200.0, "seed": 11, "churn_per_s": 0.0}
     opts.update(kw)
@@ -59,7 +54,7 @@ def _max_in_window(times: list[float], width: float) -> int:
 def test_429_with_retry_after_pauses_rest_until_then_and_the_pass_goes_on(
     form: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     # the venue allows 2 requests/s (bucket 2), the gatherer paces at its default (faster): it meets 429s
     sim = _sim(tmp_path, rest_rate=2.0, rest_burst=2.0, rest_retry_after=form)
 
@@ -97,7 +92,7 @@ def test_429_with_retry_after_pauses_rest_until_then_and_the_pass_goes_on(
 def test_bare_429_backs_off_exponentially_and_the_pass_goes_on(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     # Kalshi's 429 carries no Retry-After; one token per 2.5 s makes at least two 429s in a row
     sim = _sim(tmp_path, markets=8, rest_rate=0.4, rest_burst=1.0, rest_retry_after="none")
 
@@ -148,7 +143,7 @@ def test_bare_429_backs_off_exponentially_and_the_pass_goes_on(
 def test_a_page_failing_mid_listing_resumes_from_its_cursor_and_releases_nothing(
     scheme: str, tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path, tls=scheme == "https")
 
     async def scenario() -> None:
@@ -199,7 +194,7 @@ def test_a_page_failing_mid_listing_resumes_from_its_cursor_and_releases_nothing
 def test_request_rate_holds_under_a_burst_of_refresh_lookups(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     rate = 5.0  # gather.rest_requests_per_s default (the gatherer below uses it)
     # the venue enforces the same rate (bucket one larger: arrival jitter must not turn into 429s)
     sim = _sim(tmp_path, markets=400, rate=300.0, rest_rate=rate, rest_burst=rate + 1)

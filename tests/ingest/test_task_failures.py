@@ -37,11 +37,6 @@ from venue_sim.markets import ST_ACTIVE
 pytestmark = pytest.mark.integration
 
 
-def _topics(make_topics: Any) -> dict[str, str]:
-    raw, dlq, markets = make_topics(3)
-    return {"raw": raw, "dlq": dlq, "markets": markets}
-
-
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
     opts: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 3, "churn_per_s": 0.0}
     opts.update(kw)
@@ -55,7 +50,7 @@ def _task(g: Any, name: str) -> asyncio.Task[Any]:
 def test_rest_bodies_cut_short_do_not_stop_discovery_or_refresh(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
@@ -114,7 +109,7 @@ def test_rest_bodies_cut_short_do_not_stop_discovery_or_refresh(
 def test_a_task_that_ends_fails_the_gatherer(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any, name: str
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
 
     async def scenario() -> Any:
@@ -141,7 +136,7 @@ def test_a_task_that_ends_fails_the_gatherer(
 def test_a_service_loop_that_keeps_failing_fails_the_gatherer(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
-    topics = _topics(make_topics)
+    topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
     spool_dir = tmp_path / "spool"
 
