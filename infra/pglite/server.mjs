@@ -16,6 +16,8 @@
 //     statements (_pg3_0, ...) do not collide in the one backend; a closing client's statements are deallocated.
 //   - Terminate closes the client's socket; it is never passed on. CancelRequest is ignored.
 // Session state (SET, temp tables, session advisory locks) is shared by all clients: it is one backend.
+// Not handled: COPY FROM STDIN through the extended protocol or after other statements in one simple Query (the
+// statement must start the Query), and cancel requests.
 //
 // Usage: node server.mjs [--port N] [--host H] [--data-dir DIR]
 // Prints one JSON line on stdout when ready: {"port": N, "pid": P, "postgres": "17.5", "timescaledb": "2.23.0-dev"}.
@@ -267,17 +269,20 @@ class Client {
 
   // A client gone: roll back what it left open, deallocate its statements, give the backend to the next.
   async cleanup() {
-    if (this.backend.owner === this || this.named.size > 0) {
-      await this.backend.acquire(this)
-      const parts = [message('S', Buffer.alloc(0))]
-      if (this.inTransaction) parts.push(message('Q', cstr('ROLLBACK')))
-      for (const name of this.named) {
-        parts.push(message('C', Buffer.concat([Buffer.from('S'), cstr(name)])))
+    try {
+      if (this.backend.owner === this || this.named.size > 0) {
+        await this.backend.acquire(this)
+        const parts = [message('S', Buffer.alloc(0))]
+        if (this.inTransaction) parts.push(message('Q', cstr('ROLLBACK')))
+        for (const name of this.named) {
+          parts.push(message('C', Buffer.concat([Buffer.from('S'), cstr(name)])))
+        }
+        parts.push(message('S', Buffer.alloc(0)))
+        await this.backend.exec(Buffer.concat(parts))
       }
-      parts.push(message('S', Buffer.alloc(0)))
-      await this.backend.exec(Buffer.concat(parts))
+    } finally {
+      this.backend.release(this) // even when the backend failed: the other clients then get its errors, not a hang
     }
-    this.backend.release(this)
   }
 
   fail(err) {
