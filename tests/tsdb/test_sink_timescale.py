@@ -143,10 +143,18 @@ def test_compressed_chunks_absorb_a_replay_and_take_new_rows(tsdb_dsn: str, load
     replayed = write(tsdb_dsn, loaded, group="tsdb-compressed")
     assert replayed.duplicates == len(loaded) and sum(replayed.rows.values()) == 0 and not replayed.dead
     last_trade = next(e for e in reversed(loaded) if isinstance(e, Trade))  # a trade: the books stay as loaded
-    late = msgspec.structs.replace(last_trade, event_key="late:compressed", ts_ms=BASE_MS + LOAD_EVENTS - 1)
+    # a new row in the same (compressed, 1-hour) chunk, past the loaded range so that other tests' view stays as loaded
+    late_ms = BASE_MS + LOAD_EVENTS + 60_000
+    late = msgspec.structs.replace(last_trade, event_key="late:compressed", ts_ms=late_ms)
     mixed = write(tsdb_dsn, [loaded[0], late], group="tsdb-compressed")
     assert mixed.duplicates == 1 and sum(mixed.rows.values()) == 1
-    assert read_range(tsdb_dsn, LOAD_LO, LOAD_HI) == expected_tables([*loaded, late])
+    assert read_range(tsdb_dsn, LOAD_LO, LOAD_HI) == expected_tables(loaded)
+    assert read_range(tsdb_dsn, utc_ms(late_ms), utc_ms(late_ms + 1)) == expected_tables([late])
+    with psycopg.connect(tsdb_dsn) as conn:
+        chunk = conn.execute(
+            "SELECT tableoid::regclass::text FROM trades WHERE event_key = 'late:compressed'"
+        ).fetchone()
+    assert chunk is not None and chunk[0] in chunks
 
 
 def test_book_at_on_hypertables_is_the_pure_rebuild(tsdb_dsn: str, loaded: list[Event]) -> None:
