@@ -34,11 +34,11 @@ COMMANDS: dict[str, str] = {
     "gather": "ingest.cli",
     "dedup": "dedup_stream.cli",
     "sink": "sink.cli",
-    "verify": "mdpipe.verify_cli",
-    "book": "mdpipe.book_cli",
-    "replay": "mdpipe.replay_cli",
-    "status": "mdpipe.status_cli",
-    "demo": "mdpipe.demo_cli",
+    "verify": "ops.verify_cli",
+    "book": "ops.book_cli",
+    "replay": "ops.replay_cli",
+    "status": "ops.status_cli",
+    "demo": "ops.demo_cli",
 }
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import msgspec
 
 from mdpipe.config import Config, run_dir
-from mdpipe.cpu import CpuSample, cpu_rows
-from mdpipe.cpu import sample as cpu_sample
 from mdpipe.logging import get_logger
-from mdpipe.probe import KafkaProbe
-from mdpipe.processes import Child
+from ops.cpu import CpuSample, cpu_rows
+from ops.cpu import sample as cpu_sample
+from ops.probe import KafkaProbe
+from ops.processes import Child
 
 __all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions", "VenueBehaviour"]
 
@@ -125,7 +125,7 @@ class RunOptions:
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
     database: str = "mdpipe_demo"  # dropped and created fresh by start(); tests and benches use their own name
     hop_trace: bool = False  # the sink writes its hop trace (sink.trace): verify() then adds the hop table
-    measure_cpu: bool = False  # CPU samples (mdpipe.cpu) at the start and end of generation and after the drain
+    measure_cpu: bool = False  # CPU samples (ops.cpu) at the start and end of generation and after the drain
 
 
 @dataclass
@@ -139,7 +139,7 @@ class Progress:
     sink_lag: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # figures scraped from each stage's /metrics (mdpipe.status_cli.stage_figures), by section then child name
+    # figures scraped from each stage's /metrics (ops.status_cli.stage_figures), by section then child name
     stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     dedup_lag_s: float = 0.0  # dedup backlog in seconds of raw input at the run's mean arrival rate
     # the venue's behaviour counters (/_sim/stats "behaviours") plus dormant_markets, paused_markets, rest_lag_s
@@ -445,8 +445,8 @@ class PipelineRun:
 
     def _scrape_stages(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Scrape every child's /metrics (found by pid in .run/stages); rates against the previous scrape."""
-        from mdpipe.probe import scrape
-        from mdpipe.status_cli import stage_figures
+        from ops.probe import scrape
+        from ops.status_cli import stage_figures
 
         by_pid = _stages_by_pid()
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -502,7 +502,7 @@ class PipelineRun:
         return out
 
     def cpu_mark(self, name: str) -> CpuSample:
-        """Sample every process's CPU (:mod:`mdpipe.cpu`) and the venue's event count now, as mark ``name``."""
+        """Sample every process's CPU (:mod:`ops.cpu`) and the venue's event count now, as mark ``name``."""
         try:
             venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
         except (OSError, ValueError):
@@ -512,7 +512,7 @@ class PipelineRun:
         return taken
 
     def cpu_table(self, start: str = "start", end: str = "end") -> dict[str, dict[str, float | None]]:
-        """Per process, CPU seconds and µs per venue event between two marks (:func:`mdpipe.cpu.cpu_rows`)."""
+        """Per process, CPU seconds and µs per venue event between two marks (:func:`ops.cpu.cpu_rows`)."""
         return cpu_rows(self.cpu_samples[start], self.cpu_samples[end])
 
     def _check_children(self) -> None:
@@ -569,17 +569,17 @@ class PipelineRun:
     ) -> dict[str, Any]:
         """Verify the run; latencies only for events generated ``warmup_s`` after generation started.
 
-        With ``hop_trace`` the report also has ``hops_ms`` (:mod:`mdpipe.hops`: per hop over the same events as
+        With ``hop_trace`` the report also has ``hops_ms`` (:mod:`ops.hops`: per hop over the same events as
         ``latency_ms``), ``hop_windows`` (the same per extra window of generation times), ``hop_marks`` (per mark,
         boundary -> when an event generated after it first reached it) and ``hop_stats``."""
-        from mdpipe.verify_cli import verify
+        from ops.verify_cli import verify
 
         after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
         if not self.options.hop_trace:
             return verify(self.truth_path, self.dsn, latency_after_ns=after)
-        from mdpipe.hops import HopJoin
-        from mdpipe.hops_read import read_trips
         from mdpipe.topics import topic_names
+        from ops.hops import HopJoin
+        from ops.hops_read import read_trips
 
         events = topic_names(self._stage_config()).events
         trips, stats = read_trips(self._client_config(), events, self.trace_path)

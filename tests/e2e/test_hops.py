@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mdpipe.config import Config
-from mdpipe.hops import HOPS, TOTAL
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, RunOptions, VenueBehaviour
+from ops.hops import HOPS, TOTAL
+from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions, VenueBehaviour
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 

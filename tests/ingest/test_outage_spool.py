@@ -39,7 +39,7 @@ from ingest.spool import Spool
 from mdpipe.config import Config, load_config
 from mdpipe.partitioner import partition_for
 from mdpipe.topics import ensure_topics, topic_names
-from mdpipe.verify_record import CHANNEL_OF_KIND, VenueRecord
+from ops.verify_record import CHANNEL_OF_KIND, VenueRecord
 from venue_sim.app import SimOptions, VenueSim
 from venue_sim.record import read_record, record_path
 from venue_sim.truth import read_truth

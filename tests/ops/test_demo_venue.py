@@ -9,8 +9,8 @@ import pytest
 
 import venue_sim.app
 from mdpipe.config import Config
-from mdpipe.demo_cli import render_progress
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions, VenueBehaviour
+from ops.demo_cli import render_progress
+from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions, VenueBehaviour
 from venue_sim import cli as sim_cli
 
 

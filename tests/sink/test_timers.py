@@ -31,8 +31,8 @@ def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env
     batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
     from confluent_kafka import Producer
 
-    from mdpipe.hops_read import _read_topic
     from mdpipe.kafka import kafka_client_config, producer_config
+    from ops.hops_read import _read_topic
     from schemas import encode_event
     from sink.trace import read_trace
 
