@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from mdpipe.config import INSTANCE_ID, Config
+from mdpipe.config import INSTANCE_ID, Config, ConfigError
 
 __all__ = ["add_parser", "member_identity", "run"]
 
@@ -76,6 +76,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         result = migrate(dsn, config.postgres)
         print(f"schema mode={result.mode} applied={result.applied or 'nothing (up to date)'}")
         return 0
+    from sink.rowcodec import resolve as resolve_codec
+
+    try:  # the one setting checked against the install: is the compiled row builder there?
+        resolve_codec(config.sink.row_codec)
+    except ValueError as exc:
+        raise ConfigError(f"config setting sink.{exc}") from None
     require_broker(config.kafka)
     # The database may not be up yet: wait for it like the loader does; a refused login, a missing database or a
     # DSN that does not parse stop the sink at once (one line, exit status 2) instead of being retried for ever.
