@@ -20,14 +20,14 @@ from typing import Any
 
 import msgspec
 
-from mdpipe.config import Config, run_dir
+from mdpipe.config import Config, SimConfig, run_dir
 from mdpipe.logging import get_logger
 from ops.cpu import CpuSample, cpu_rows
 from ops.cpu import sample as cpu_sample
 from ops.probe import KafkaProbe
 from ops.processes import Child
 
-__all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions", "VenueBehaviour"]
+__all__ = ["DEMO_VENUE", "FaultPlan", "PipelineRun", "Progress", "RunOptions", "venue_args"]
 
 log = get_logger(__name__)
 
@@ -52,62 +52,44 @@ class FaultPlan:
         return cls(None, None, None, redeliver_at=(), bad_number_at=())
 
 
-@dataclass(frozen=True)
-class VenueBehaviour:
-    """What the real venue does that the emulator reproduces during a run (`mdpipe sim` flags, see its --help).
+# What the real venue does that the emulator reproduces during a demo (`mdpipe sim` flags, see its --help): at
+# 20,000 markets and 5,000 events/s for 120 s, two quiet gatherer connections out of three (70 % dormant markets),
+# REST 30 s behind the WebSocket, ~30 deactivate/activate cycles on 6 markets with fast repeats, metadata and fee
+# updates with identical bodies repeating, a few unknown lifecycle types, and markets created (activated 3 s later)
+# while running. They are behaviours, not faults: ``--no-faults`` keeps them. Every other setting of the emulator is
+# the ``sim`` section's default; a run with ``venue=SimConfig()`` is the emulator as configured by default.
+DEMO_VENUE = SimConfig(
+    dormant_share=0.7,
+    rest_lag_s=30.0,
+    churn_per_s=0.1,  # markets created (and one settled) per second
+    activate_after_s=3.0,
+    pause_per_s=0.25,
+    pause_markets=6,
+    flap_share=0.3,
+    metadata_per_s=0.2,
+    unknown_lifecycle_per_s=0.03,
+    fee_update_per_s=0.1,
+    event_lifecycle=True,
+)
 
-    The defaults are the demo's: at 20,000 markets and 5,000 events/s for 120 s they give two quiet gatherer
-    connections out of three (70 % dormant markets), REST 30 s behind the WebSocket, ~30 deactivate/activate
-    cycles on 6 markets with fast repeats, metadata and fee updates with identical bodies repeating, a few
-    unknown lifecycle types, and markets created (activated 3 s later) while running. They are behaviours, not
-    faults: ``--no-faults`` keeps them. :meth:`plain` turns them off.
-    """
 
-    dormant_share: float = 0.7
-    rest_lag_s: float = 30.0
-    churn_per_s: float = 0.1  # markets created (and one settled) per second
-    activate_after_s: float = 3.0
-    pause_per_s: float = 0.25
-    pause_markets: int = 6
-    pause_s: float = 3.0
-    flap_share: float = 0.3
-    metadata_per_s: float = 0.2
-    unknown_lifecycle_per_s: float = 0.03
-    fee_update_per_s: float = 0.1
-    event_lifecycle: bool = True
-    checkpoint_s: float = 20.0
-
-    @classmethod
-    def plain(cls) -> VenueBehaviour:
-        """The emulator without the real venue's awkward behaviours (markets still churn)."""
-        return cls(
-            dormant_share=0.0,
-            rest_lag_s=0.0,
-            churn_per_s=0.2,
-            activate_after_s=0.0,
-            pause_per_s=0.0,
-            metadata_per_s=0.0,
-            unknown_lifecycle_per_s=0.0,
-            fee_update_per_s=0.0,
-            event_lifecycle=False,
-        )
-
-    def sim_args(self) -> list[str]:
-        return [
-            "--dormant-share", str(self.dormant_share),
-            "--rest-lag", str(self.rest_lag_s),
-            "--churn", str(self.churn_per_s),
-            "--activate-after", str(self.activate_after_s),
-            "--pause-rate", str(self.pause_per_s),
-            "--pause-markets", str(self.pause_markets),
-            "--pause-s", str(self.pause_s),
-            "--flap-share", str(self.flap_share),
-            "--metadata-rate", str(self.metadata_per_s),
-            "--unknown-lifecycle-rate", str(self.unknown_lifecycle_per_s),
-            "--fee-update-rate", str(self.fee_update_per_s),
-            "--event-lifecycle" if self.event_lifecycle else "--no-event-lifecycle",
-            "--checkpoint-s", str(self.checkpoint_s),
-        ]  # fmt: skip
+def venue_args(venue: SimConfig) -> list[str]:
+    """The `mdpipe sim` flags that give the emulator ``venue``'s real-venue behaviours."""
+    return [
+        "--dormant-share", str(venue.dormant_share),
+        "--rest-lag", str(venue.rest_lag_s),
+        "--churn", str(venue.churn_per_s),
+        "--activate-after", str(venue.activate_after_s),
+        "--pause-rate", str(venue.pause_per_s),
+        "--pause-markets", str(venue.pause_markets),
+        "--pause-s", str(venue.pause_s),
+        "--flap-share", str(venue.flap_share),
+        "--metadata-rate", str(venue.metadata_per_s),
+        "--unknown-lifecycle-rate", str(venue.unknown_lifecycle_per_s),
+        "--fee-update-rate", str(venue.fee_update_per_s),
+        "--event-lifecycle" if venue.event_lifecycle else "--no-event-lifecycle",
+        "--checkpoint-s", str(venue.checkpoint_s),
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,7 +101,7 @@ class RunOptions:
     dedup_workers: int = 1  # one native worker: ~95K raw frames/s in bench-dedup; 3 gatherers x 10K events/s = 30K
     seed: int = 7
     faults: FaultPlan = field(default_factory=FaultPlan)
-    venue: VenueBehaviour = field(default_factory=VenueBehaviour)
+    venue: SimConfig = DEMO_VENUE  # the emulator's behaviours (the demo's; SimConfig(): the sim section's defaults)
     auth: bool = True
     workdir: Path | None = None
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
@@ -268,7 +250,7 @@ class PipelineRun:
             "--port", "0",
             "--seed", str(self.options.seed),
             "--truth", str(self.truth_path),
-            *self.options.venue.sim_args(),
+            *venue_args(self.options.venue),
         ]  # fmt: skip
         if self.options.auth:
             from venue_sim.keys import generate_test_keypair

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from schemas.dlq import decode_dead_letter
@@ -67,8 +68,8 @@ def test_all_markets_over_several_connections_and_new_markets(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.opts.ws_url.startswith(f"{scheme}://")
-        assert g.opts.rest_url.startswith("https://" if scheme == "wss" else "http://")
+        assert g.venue.ws_url.startswith(f"{scheme}://")
+        assert g.venue.rest_url.startswith("https://" if scheme == "wss" else "http://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
@@ -202,7 +203,7 @@ def test_disconnect_and_frozen_connection_recover(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.opts.ws_url.startswith(f"{scheme}://")
+        assert g.venue.ws_url.startswith(f"{scheme}://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")
@@ -264,7 +265,9 @@ def test_discovery_failure_backs_off_and_keeps_subscriptions(
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and g.connections[0].up, 20, "subscribe")
-            g.opts.rest_url = sim.rest_url.replace("/trade-api/v2", "/nope")  # REST now answers 404
+            g.venue = msgspec.structs.replace(
+                g.venue, rest_url=sim.rest_url.replace("/trade-api/v2", "/nope")
+            )  # now 404
             await ih.wait_for(lambda: g.discovery_failures >= 2, 20, "failed discoveries")
             mark = g.stats.by_kind["delta"]
             await ih.wait_for(lambda: g.stats.by_kind["delta"] > mark + 20, 20, "data keeps flowing")
