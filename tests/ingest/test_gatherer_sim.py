@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from mdpipe.config import SimConfig
 from schemas.dlq import decode_dead_letter
 from schemas.markets import decode_market
 from venue_sim.app import SimOptions, VenueSim
@@ -24,10 +25,10 @@ from venue_sim.truth import read_truth
 pytestmark = pytest.mark.integration
 
 
-def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+def _sim(tmp_path: Path, tls: bool = False, **kw: Any) -> VenueSim:
+    settings: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0, **kw}
+    section = SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings)
+    return VenueSim(section, SimOptions(tls=tls))
 
 
 def _missing(

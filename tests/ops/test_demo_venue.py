@@ -21,13 +21,13 @@ class _Captured(Exception):
 
 
 def _sim_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The SimOptions `mdpipe sim` would run with for these arguments (parsed by the real parser and run())."""
+    """The sim section `mdpipe sim` would run with for these arguments (parsed by the real parser and run())."""
     parser = argparse.ArgumentParser()
     sim_cli.add_parser(parser.add_subparsers())
     ns = parser.parse_args(["sim", *args])
 
-    def capture(options: Any) -> None:
-        raise _Captured(options)
+    def capture(section: SimConfig, options: Any = None) -> None:
+        raise _Captured(section)
 
     monkeypatch.setattr(venue_sim.app, "VenueSim", capture)
     with pytest.raises(_Captured) as got:
