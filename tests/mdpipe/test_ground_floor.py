@@ -9,6 +9,7 @@ The checks read the source (AST), so an import in a branch that no test runs is 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,6 +89,29 @@ def test_importing_every_mdpipe_module_loads_no_other_package_of_the_project() -
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded"),
+    [(["config", "show"], []), (["--log-format", "json", "topics", "--help"], []), (["gather", "--help"], ["ingest"])],
+)
+def test_the_cli_imports_only_the_command_in_use(argv: list[str], loaded: list[str]) -> None:
+    """``mdpipe.cli.COMMANDS`` names modules; `mdpipe config show` imports no stage, `mdpipe gather` the gatherer's
+    package alone."""
+    forbidden = sorted(project_packages(ROOT) - {"mdpipe"})
+    script = textwrap.dedent(
+        f"""
+        import contextlib, io, sys
+        from mdpipe.cli import main
+        with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+            main({argv!r})
+        print(sorted({{m.split(".")[0] for m in sys.modules if m.split(".")[0] in {forbidden!r}}}))
+        """
+    )
+    env = {**os.environ, "MDPIPE_CONFIG": os.devnull}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(loaded), out.stdout
 
 
 @pytest.mark.parametrize(
