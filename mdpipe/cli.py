@@ -1,4 +1,4 @@
-"""The one `mdpipe` command: a subcommand per stage, each defined in that stage's ``cli.py``.
+"""The one `mdpipe` command: a subcommand per stage (in that stage's ``cli.py``) and per cross-stage command (ops/).
 
 Every stage module exposes ``add_parser(subparsers) -> argparse.ArgumentParser`` and
 ``run(args, config) -> int``. Heavy imports stay inside ``run`` so ``--help`` is fast.
