@@ -29,6 +29,7 @@ COPY ingest ./ingest
 COPY dedup_stream ./dedup_stream
 COPY sink ./sink
 COPY venue_sim ./venue_sim
+COPY ops ./ops
 COPY infra ./infra
 COPY bench ./bench
 # A regular install (what `pip install mdpipe` does), then prove the C row builder was compiled and imports.

@@ -71,7 +71,9 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     deferred topic layout check (see :mod:`ingest.outage`)."""
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer, GathererOptions
+    import msgspec
+
+    from ingest.gatherer import Gatherer
     from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
     from ingest.tls import client_context
@@ -108,37 +110,29 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         reconnect_backoff_max_ms=1000,  # a broker that is back is noticed within a second (ingest.outage)
     )
     producer = RawProducer(conf, spool, queue_max=g.queue_max_frames)
-    opts = GathererOptions(
+    # the command line's settings go into the sections the gatherer takes (the config's defaults stay the only ones)
+    venue = msgspec.structs.replace(
+        v, rest_url=args.rest_url or v.rest_url, ws_url=args.ws_url or v.ws_url, ca_file=ca_file
+    )
+    try:  # through the section's own validation (both must be > 0)
+        gather = msgspec.structs.replace(
+            g,
+            markets_per_connection=args.markets_per_connection or g.markets_per_connection,
+            markets_per_subscription=args.markets_per_subscription or g.markets_per_subscription,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"gather --markets-per-connection/--markets-per-subscription: {exc}") from None
+    return Gatherer(
+        gather,
+        venue,
+        producer,
         gatherer_id=gid,
-        rest_url=args.rest_url or v.rest_url,
-        ws_url=args.ws_url or v.ws_url,
-        channels=list(g.channels),
-        markets_per_connection=args.markets_per_connection or g.markets_per_connection,
-        markets_per_subscription=args.markets_per_subscription or g.markets_per_subscription,
-        discovery_interval_s=g.discovery_interval_s,
-        silence_timeout_s=g.silence_timeout_s,
-        backoff_initial_s=g.backoff_initial_s,
-        backoff_max_s=g.backoff_max_s,
-        probe_timeout_s=g.probe_timeout_s,
-        key_horizon_s=g.key_horizon_s,
-        snapshot_hold_s=g.snapshot_hold_s,
-        anchor_hold_s=g.anchor_hold_s,
         raw_topic=names.raw.get(gid, f"{config.kafka.topic_prefix}raw.{gid}"),
         dlq_topic=names.dlq,
         markets_topic=names.markets,
-        ws_client=g.ws_client,
-        rest_lag_s=g.rest_lag_s,
-        discovery_statuses=list(g.discovery_statuses),
-        task_failure_limit_s=g.task_failure_limit_s,
-        unhealthy_after_drop_s=g.unhealthy_after_drop_s,
-        auth_refusal_limit_s=g.auth_refusal_limit_s,
-        rest_requests_per_s=g.rest_requests_per_s,
-        ca_file=ca_file,
-        spool_after_s=g.spool_after_s,
-        spool_fsync_s=g.spool_fsync_s,
-        linger_ms=g.linger_ms,
+        signer=signer,
+        partition_check=partition_check,
     )
-    return Gatherer(opts, producer, signer, partition_check=partition_check)
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
@@ -189,7 +183,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     finally:
         server.close()
     if gatherer.auth_failure is not None:  # one line from the CLI boundary, exit status 2
-        raise venue_refused(args.id, gatherer.auth_failure, gatherer.opts.ws_url)
+        raise venue_refused(args.id, gatherer.auth_failure, gatherer.venue.ws_url)
     if gatherer.failure is not None:
         log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
         return 3

@@ -54,8 +54,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
-
 from ingest import metrics as m
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
@@ -70,53 +68,20 @@ from ingest.shards import ShardPlan
 from ingest.tls import client_context
 from ingest.venues.kalshi.auth import Signer
 from ingest.venues.kalshi.protocol import KalshiSession, SessionStats
+from mdpipe.config import GatherConfig, VenueConfig
 from mdpipe.logging import get_logger
 from schemas.dlq import DeadLetter, encode_dead_letter
 from schemas.kalshi import LifecycleMsg
 from schemas.markets import MarketRef, encode_market
 
-__all__ = ["Gatherer", "GathererOptions"]
+__all__ = ["DISCOVERY_PAGE", "Gatherer"]
 
 log = get_logger(__name__)
 
 SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
-
-
-class GathererOptions(msgspec.Struct, kw_only=True):
-    """Everything one gatherer needs besides the producer (the CLI fills it from config + flags)."""
-
-    gatherer_id: str
-    rest_url: str
-    ws_url: str
-    channels: list[str]
-    markets_per_connection: int = 7000
-    markets_per_subscription: int = 7000
-    discovery_interval_s: float = 60.0
-    silence_timeout_s: float = 30.0
-    probe_timeout_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    key_horizon_s: float = 120.0
-    snapshot_hold_s: float = 1.0
-    anchor_hold_s: float = 5.0
-    discovery_page: int = 1000
-    raw_topic: str = ""
-    dlq_topic: str = "dlq"
-    markets_topic: str = "markets"
-    discover: bool = True  # False: markets come only from add_markets() (benchmarks)
-    ws_client: str = "picows"  # "picows" | "websockets" (gather.ws_client)
-    rest_lag_s: float = 60.0  # gather.rest_lag_s: how long a lifecycle change outranks REST
-    discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
-    task_failure_limit_s: float = 120.0  # gather.task_failure_limit_s
-    unhealthy_after_drop_s: float = 30.0  # gather.unhealthy_after_drop_s
-    auth_refusal_limit_s: float = 120.0  # gather.auth_refusal_limit_s (ingest.auth_refusals)
-    rest_requests_per_s: float = 5.0  # gather.rest_requests_per_s: REST request pace (discovery, look-ups, refresh)
-    ca_file: str = ""  # venue.ca_file: CA trusted for wss:// and https:// ("" = the system store)
-    spool_after_s: float = 5.0  # gather.spool_after_s: broker unreachable this long -> frames go to the disk spool
-    spool_fsync_s: float = 1.0  # gather.spool_fsync_s: fsync cadence of the spool
-    linger_ms: float = 20.0  # gather.linger_ms: how long a frame is held before it goes to librdkafka
+DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (the venue's largest page)
 
 
 class _DiscoveryPass:
@@ -139,18 +104,33 @@ class Gatherer:
 
     def __init__(
         self,
-        opts: GathererOptions,
+        gather: GatherConfig,
+        venue: VenueConfig,
         producer: RawProducer,
+        *,
+        gatherer_id: str,
+        raw_topic: str,
+        dlq_topic: str,
+        markets_topic: str,
         signer: Signer | None = None,
         partition_check: Callable[[], Any] | None = None,
+        discover: bool = True,
+        discovery_page: int = DISCOVERY_PAGE,
     ) -> None:
-        """``partition_check``: the topic layout check to run once the broker answers (when it could not be run at
-        start-up); it raises :class:`mdpipe.config.ConfigError` on a bad layout (see :mod:`ingest.outage`)."""
-        self.opts = opts
-        self.gid = opts.gatherer_id
+        """Settings come from the ``gather`` and ``venue`` sections (the CLI folds its flags into them); the rest is
+        this process's own: its id, its topics, the producer, the request signer. ``discover=False``: markets come
+        only from :meth:`add_markets` (benchmarks). ``partition_check``: the topic layout check to run once the
+        broker answers (when it could not be run at start-up); it raises :class:`mdpipe.config.ConfigError` on a bad
+        layout (see :mod:`ingest.outage`)."""
+        opts = self.opts = gather  # this gatherer's settings
+        self.venue = venue
+        self.gid = gatherer_id
         self.producer = producer
         self.signer = signer
-        self.raw_topic = opts.raw_topic or f"raw.{self.gid}"
+        self.raw_topic = raw_topic
+        self.dlq_topic = dlq_topic
+        self.markets_topic = markets_topic
+        self.discover = discover
         self.registry = MarketRegistry(opts.rest_lag_s)
         self.plan = ShardPlan(opts.markets_per_connection)
         self.keyer = EventKeyer(int(opts.key_horizon_s * 1000))
@@ -163,13 +143,13 @@ class Gatherer:
         self.discovery_resumes = 0
         self._pass: _DiscoveryPass | None = None
         self.rest = RestClient(
-            gatherer=opts.gatherer_id,
+            gatherer=gatherer_id,
             requests_per_s=opts.rest_requests_per_s,
             signer=signer,
-            ca_file=opts.ca_file,
-            limit=opts.discovery_page,
+            ca_file=venue.ca_file,
+            limit=discovery_page,
         )
-        self._ssl = client_context(opts.ca_file) if opts.ws_url.startswith("wss://") else None
+        self._ssl = client_context(venue.ca_file) if venue.ws_url.startswith("wss://") else None
         self._refresh: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._exported: dict[str, int] = {}
@@ -233,10 +213,10 @@ class Gatherer:
     def _dead(self, data: bytes, reason: str) -> None:
         self._log.warning("dead_letter", reason=reason[:200], size=len(data))
         letter = DeadLetter(stage=f"gather:{self.gid}", reason=reason, payload=data, at_ns=time.time_ns())
-        self._send(self.opts.dlq_topic, None, encode_dead_letter(letter))
+        self._send(self.dlq_topic, None, encode_dead_letter(letter))
 
     def _publish_refs(self, refs: list[MarketRef]) -> None:
-        topic = self.opts.markets_topic
+        topic = self.markets_topic
         for ref in refs:
             self._send(topic, ref.ticker.encode(), encode_market(ref))
 
@@ -263,14 +243,14 @@ class Gatherer:
             )
             conn = self._conn_class(
                 session,
-                self.opts.ws_url,
+                self.venue.ws_url,
                 self._headers,
                 backoff_initial=self.opts.backoff_initial_s,
                 backoff_max=self.opts.backoff_max_s,
                 on_reconnect=self._on_reconnect,
                 auth_refusals=self.auth_refusals,
                 ssl_context=self._ssl,
-                ca_file=self.opts.ca_file,
+                ca_file=self.venue.ca_file,
                 on_read=self.after_read,
             )
             self.connections.append(conn)
@@ -363,7 +343,7 @@ class Gatherer:
         and accepted requests are counted for :class:`ingest.auth_refusals.AuthRefusals`."""
         try:
             page = await self.rest.markets_page(
-                self.opts.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
+                self.venue.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
             )
         except DiscoveryError as exc:
             code = http_status(exc)
@@ -698,10 +678,10 @@ class Gatherer:
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))
         self._tasks.append(asyncio.create_task(self._broker_loop(), name="gather-broker"))
-        if self.opts.discover:
+        if self.discover:
             self._tasks.append(asyncio.create_task(self._discovery_loop(), name="gather-discovery"))
             self._tasks.append(asyncio.create_task(self._refresh_loop(), name="gather-refresh"))
-        self._log.info("gatherer_started", ws_url=self.opts.ws_url, channels=self.opts.channels)
+        self._log.info("gatherer_started", ws_url=self.venue.ws_url, channels=self.opts.channels)
         try:
             await self._supervise(stop)
         finally:

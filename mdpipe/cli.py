@@ -1,4 +1,4 @@
-"""The one `mdpipe` command: a subcommand per stage, each defined in that stage's ``cli.py``.
+"""The one `mdpipe` command: a subcommand per stage (in that stage's ``cli.py``) and per cross-stage command (ops/).
 
 Every stage module exposes ``add_parser(subparsers) -> argparse.ArgumentParser`` and
 ``run(args, config) -> int``. Heavy imports stay inside ``run`` so ``--help`` is fast.
@@ -25,7 +25,8 @@ from mdpipe.logging import configure_logging, failure_line
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-# subcommand name -> module providing add_parser/run, in the order `--help` lists them.
+# subcommand name -> module providing add_parser/run, in the order `--help` lists them. Names only: a module (and
+# the stage it belongs to) is imported when its command is used, so this ground floor imports no stage.
 COMMANDS: dict[str, str] = {
     "infra": "infra.cli",
     "topics": "mdpipe.topics_cli",
@@ -34,15 +35,16 @@ COMMANDS: dict[str, str] = {
     "gather": "ingest.cli",
     "dedup": "dedup_stream.cli",
     "sink": "sink.cli",
-    "verify": "mdpipe.verify_cli",
-    "book": "mdpipe.book_cli",
-    "replay": "mdpipe.replay_cli",
-    "status": "mdpipe.status_cli",
-    "demo": "mdpipe.demo_cli",
+    "verify": "ops.verify_cli",
+    "book": "ops.book_cli",
+    "replay": "ops.replay_cli",
+    "status": "ops.status_cli",
+    "demo": "ops.demo_cli",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the subcommands ``commands`` (default: all of :data:`COMMANDS`), each module imported here."""
     parser = argparse.ArgumentParser(
         prog="mdpipe",
         description="Market-data capture pipeline: venue -> gatherers -> Kafka -> dedup -> sink -> database.",
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-format", choices=["kv", "json"], help="override log.format: key=value or JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS.values():
+    for module_name in (COMMANDS[name] for name in (COMMANDS if commands is None else commands)):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -70,8 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, if it names one of :data:`COMMANDS` (global options may come first)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for flag in ("--config", "--log-level", "--log-format"):
+        pre.add_argument(flag)
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    return known.command if known.command in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_named(argv)
+    # Only the command in use is imported (with its stage); without one (--help, a typo) all are, to list them.
+    parser = build_parser([command] if command else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -7,7 +7,7 @@ the same markets (murmur2 on the market id).
 
 Raw topics and ``events`` stamp each record with the broker's append time (``message.timestamp.type=
 LogAppendTime``), not the producer's clock: that is when the record was stored (≈ acknowledged), a hop boundary of
-:mod:`mdpipe.hops`, always increasing within a partition (a seek by time never skips a late record), and free for the
+:mod:`ops.hops`, always increasing within a partition (a seek by time never skips a late record), and free for the
 clients. Topics created before this setting keep theirs (``kafka-configs --alter`` changes it in place).
 """
 

@@ -8,7 +8,7 @@ Hop stamps (the last two fields of every type, 0 when absent: older records, or 
 ``raw_ts_ms`` is the Kafka timestamp of the winning copy's raw record (the broker's append time on topics mdpipe
 creates: ``message.timestamp.type=LogAppendTime``, see :mod:`mdpipe.topics`), ``dedup_ns`` the wall-clock time the
 dedup worker read that record. With ``recv_ns`` and the ``events`` record's own append time they split the trip
-into hops (:mod:`mdpipe.hops`). They are last so that a reader of the older layout still decodes (msgspec ignores
+into hops (:mod:`ops.hops`). They are last so that a reader of the older layout still decodes (msgspec ignores
 trailing array items) and an older record decodes here (defaults).
 """
 

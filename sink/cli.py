@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from mdpipe.config import INSTANCE_ID, Config
+from mdpipe.config import INSTANCE_ID, Config, ConfigError
 
 __all__ = ["add_parser", "member_identity", "run"]
 
@@ -76,20 +76,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         result = migrate(dsn, config.postgres)
         print(f"schema mode={result.mode} applied={result.applied or 'nothing (up to date)'}")
         return 0
-    require_broker(config.kafka)
-    # The database may not be up yet: wait for it like the loader does; a refused login, a missing database or a
-    # DSN that does not parse stop the sink at once (one line, exit status 2) instead of being retried for ever.
-    wait_for_database(
-        dsn,
-        initial_s=config.sink.backoff_initial_s,
-        max_s=config.sink.backoff_max_s,
-        warn=lambda failure, delay: log.warning("database_unavailable", error=str(failure), retry_s=delay),
-        attempt=None if args.no_migrate else (lambda: (require_database(dsn), migrate(dsn, config.postgres))),
-    )
+    from sink.rowcodec import resolve as resolve_codec
 
-    from mdpipe.metrics import start_metrics_server
-    from sink.loader import Loader, LoaderOptions
-
+    try:  # the one setting checked against the install: is the compiled row builder there?
+        resolve_codec(config.sink.row_codec)
+    except ValueError as exc:
+        raise ConfigError(f"config setting sink.{exc}") from None
     if args.writers is not None:
         try:  # the config's own validation (sink.writers must be > 0)
             config = msgspec.structs.replace(config, sink=msgspec.structs.replace(config.sink, writers=args.writers))
@@ -102,24 +94,39 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.instance_id is not None and args.instance_id and not INSTANCE_ID.match(args.instance_id):
         print(f"mdpipe sink: --instance-id: must match {INSTANCE_ID.pattern}")
         return 2
-    opts = LoaderOptions.from_config(
-        config,
-        instance_id=instance_id or member_identity(socket.gethostname(), port),
-        group_id=args.group,
-        batch_rows=args.batch_rows,
-        batch_ms=args.batch_ms,
-        from_ms=args.from_ts,
-        to_ms=args.to_ts,
-        exit_when_idle=args.exit_when_idle or None,
+    flags = {"group_id": args.group, "batch_rows": args.batch_rows, "batch_ms": args.batch_ms}
+    try:  # the command line's settings go into the sink's own section, through its validation
+        sink = msgspec.structs.replace(
+            config.sink,
+            instance_id=instance_id or member_identity(socket.gethostname(), port),
+            **{name: value for name, value in flags.items() if value is not None},
+        )
+    except ValueError as exc:
+        print(f"mdpipe sink: {exc}")
+        return 2
+    config = msgspec.structs.replace(config, sink=sink)
+    require_broker(config.kafka)
+    # The database may not be up yet: wait for it like the loader does; a refused login, a missing database or a
+    # DSN that does not parse stop the sink at once (one line, exit status 2) instead of being retried for ever.
+    wait_for_database(
+        dsn,
+        initial_s=config.sink.backoff_initial_s,
+        max_s=config.sink.backoff_max_s,
+        warn=lambda failure, delay: log.warning("database_unavailable", error=str(failure), retry_s=delay),
+        attempt=None if args.no_migrate else (lambda: (require_database(dsn), migrate(dsn, config.postgres))),
     )
-    loader = Loader(config, opts)
+
+    from mdpipe.metrics import start_metrics_server
+    from sink.loader import Loader
+
+    loader = Loader(config, from_ms=args.from_ts, to_ms=args.to_ts, exit_when_idle=args.exit_when_idle)
     from sink.partitions import MaintenanceThread
 
     partitions = MaintenanceThread(config.postgres.dsn, config.postgres).start()  # ranges ahead, strays, retention
     server = start_metrics_server(
         port,
         health=loader.healthy,
-        stage=f"sink-{opts.group_id}",
+        stage=f"sink-{sink.group_id}",
         host=config.sink.metrics_host,
         setting="sink.metrics_port",
     )
@@ -137,8 +144,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         fenced = err is not None and (err.code() == KafkaError.FENCED_INSTANCE_ID or "fenced" in err.str().lower())
         if err is None or not fenced:
             raise
-        log.error("sink_fenced", instance_id=opts.instance_id, error=err.str())
-        raise sink_fenced(opts.group_id, opts.instance_id) from exc
+        log.error("sink_fenced", instance_id=sink.instance_id, error=err.str())
+        raise sink_fenced(sink.group_id, sink.instance_id) from exc
     finally:
         partitions.stop()
         server.close()

@@ -43,32 +43,13 @@ from sink.rowcodec import resolve as resolve_codec
 from sink.store import Store, WriteResult, connect_options
 from sink.trace import HopTrace
 
-__all__ = ["LoadStats", "Loader", "LoaderOptions"]
+__all__ = ["LoadStats", "Loader"]
 
 log = get_logger(__name__)
 # longest single consume() wait: keeps stop, lag and idle checks responsive. Not a latency cost: consume() returns
 # as soon as the batch's batch_ms is up (sink.flush.poll_timeout), and waits this long only with nothing pending
 MAX_POLL_S = 0.25
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    group_id: str
-    batch_rows: int
-    batch_ms: int
-    from_ms: int | None = None
-    to_ms: int | None = None
-    exit_when_idle: bool = False
-    instance_id: str = ""  # static group membership (group.instance.id); "" = dynamic (sink.instance_id)
-
-    @classmethod
-    def from_config(cls, config: Config, **overrides: Any) -> LoaderOptions:
-        s = config.sink
-        base = {"group_id": s.group_id, "batch_rows": s.batch_rows, "batch_ms": s.batch_ms}
-        base["instance_id"] = s.instance_id
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
 
 
 @dataclass
@@ -181,19 +162,24 @@ class _Lane:
 class Loader:
     """One sink process: consume, batch, write (rows + offsets in one transaction per lane), repeat."""
 
-    def __init__(self, config: Config, options: LoaderOptions) -> None:
+    def __init__(
+        self, config: Config, *, from_ms: int | None = None, to_ms: int | None = None, exit_when_idle: bool = False
+    ) -> None:
+        """Settings come from ``config.sink`` (group, batch size and time, instance id: the CLI folds its flags in);
+        ``from_ms``/``to_ms`` bound a replay (Unix ms) and ``exit_when_idle`` stops once caught up."""
         if not config.kafka.bootstrap_servers:
             raise ConfigError("config setting kafka.bootstrap_servers: empty (run `mdpipe infra up` or set it)")
         if not config.postgres.dsn:
             raise ConfigError("config setting postgres.dsn: empty (run `mdpipe infra up` or set it)")
         self.config = config
-        self.opts = options
+        self.from_ms, self.to_ms, self.exit_when_idle = from_ms, to_ms, exit_when_idle
+        group_id = config.sink.group_id
         names = topic_names(config)
         self.dlq_topic = names.dlq
-        replay = self._replay = options.from_ms is not None or options.to_ms is not None
+        replay = self._replay = from_ms is not None or to_ms is not None
         self.topics = [names.events] + ([names.markets] if config.sink.load_markets and not replay else [])
         db_options = connect_options(config.sink)
-        self.meta_store = Store(config.postgres.dsn, options.group_id, options=db_options)  # offsets on assignment
+        self.meta_store = Store(config.postgres.dsn, group_id, options=db_options)  # offsets on assignment
         self._names = names
         self.helper = RowHelper(config.sink.helper_share) if config.sink.helper_share > 0 else None
         self.fast_build = resolve_codec(config.sink.row_codec)
@@ -203,7 +189,7 @@ class Loader:
         self._mirror_interval_s = config.sink.kafka_commit_interval_ms / 1000.0
         self.lanes: list[_Lane] = []
         for i in range(config.sink.writers):
-            store = Store(config.postgres.dsn, options.group_id, options=db_options)
+            store = Store(config.postgres.dsn, group_id, options=db_options)
             writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
             self.lanes.append(_Lane(i, store, self._new_batch(), writer))
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
@@ -221,10 +207,10 @@ class Loader:
         self._lag_series: set[tuple[str, int]] = set()  # partitions with a LAG_RECORDS series exported
         self._stats_at = 0.0  # monotonic time of the last statistics callback
         self._db_failing: set[int] = set()  # ids of the stores whose last call failed (an outage being retried)
-        static = {"group.instance.id": options.instance_id} if options.instance_id else {}
+        static = {"group.instance.id": config.sink.instance_id} if config.sink.instance_id else {}
         self.consumer = Consumer(
             {
-                **consumer_config(config.kafka, options.group_id),
+                **consumer_config(config.kafka, group_id),
                 **static,  # a restarted sink takes its partitions back at once (see sink.instance_id)
                 "enable.auto.offset.store": False,
                 "session.timeout.ms": config.sink.session_timeout_ms,
@@ -247,8 +233,8 @@ class Loader:
         return Batch(
             self._names.events,
             self._names.markets,
-            self.opts.from_ms,
-            self.opts.to_ms,
+            self.from_ms,
+            self.to_ms,
             helper=self.helper,
             fast=self.fast_build,
             runs=[] if self.config.sink.hop_trace else None,
@@ -287,21 +273,21 @@ class Loader:
         )
         log.info(
             "sink_started",
-            group=self.opts.group_id,
+            group=self.config.sink.group_id,
             topics=self.topics,
-            batch_rows=self.opts.batch_rows,
-            instance_id=self.opts.instance_id or None,
+            batch_rows=self.config.sink.batch_rows,
+            instance_id=self.config.sink.instance_id or None,
             writers=len(self.lanes),
             row_codec="c" if self.fast_build is not None else "python",
         )
         idle_since: float | None = None
-        deadline_s = self.opts.batch_ms / 1000.0
+        deadline_s = self.config.sink.batch_ms / 1000.0
         try:
             while not self.stop_event.is_set():
                 revokes = self._revokes
                 now = time.monotonic()
                 largest = max(lane.batch.size for lane in self.lanes)
-                want = max(1, min(10_000, self.opts.batch_rows - largest))
+                want = max(1, min(10_000, self.config.sink.batch_rows - largest))
                 timeout = min(
                     poll_timeout(lane.batch.size, now - lane.batch.started if lane.batch.size else 0.0, deadline_s,
                                  MAX_POLL_S)
@@ -330,15 +316,15 @@ class Loader:
                     lane.writer.check()  # a writer that gave up (refused login) stops the sink now, not at a next batch
                 sizes = [lane.batch.size for lane in self.lanes]
                 ages = [now - lane.batch.started for lane in self.lanes]
-                if merge_due(sizes, ages, self.opts.batch_rows, deadline_s, self._writers_idle()):
+                if merge_due(sizes, ages, self.config.sink.batch_rows, deadline_s, self._writers_idle()):
                     self._flush_merged()
                 else:
                     for lane, size, age in zip(self.lanes, sizes, ages, strict=True):
-                        if flush_due(size, age, self.opts.batch_rows, deadline_s, self._lane_idle(lane)):
+                        if flush_due(size, age, self.config.sink.batch_rows, deadline_s, self._lane_idle(lane)):
                             self._flush(lane)
                 self._committed_offsets()
                 self._update_lag()
-                if self.opts.exit_when_idle and not msgs and not self.pending and self._writers_idle():
+                if self.exit_when_idle and not msgs and not self.pending and self._writers_idle():
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.config.sink.idle_exit_s:
                         idle_since = time.monotonic()  # check at most once per idle_exit_s
@@ -388,9 +374,9 @@ class Loader:
                 return
             stored.update({(topic, p): o for p, o in found.items()})
         replay_seek = [
-            TopicPartition(tp.topic, tp.partition, self.opts.from_ms - REPLAY_SEEK_SLACK_MS)
+            TopicPartition(tp.topic, tp.partition, self.from_ms - REPLAY_SEEK_SLACK_MS)
             for tp in partitions
-            if (tp.topic, tp.partition) not in stored and self.opts.from_ms is not None
+            if (tp.topic, tp.partition) not in stored and self.from_ms is not None
         ]
         by_time = {}
         if replay_seek:

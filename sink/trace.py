@@ -8,7 +8,7 @@ consecutive offsets of one ``events`` partition the batch held::
     partition, first offset, last offset, read_ns (consume() returned that run), commit_ns (the COMMIT returned)
 
 five little-endian int64 (40 bytes). consume() returns runs of one partition of hundreds of records, so tracing
-costs the sink one entry per run and no work per record. :mod:`mdpipe.hops_read` joins the entries with the
+costs the sink one entry per run and no work per record. :mod:`ops.hops_read` joins the entries with the
 ``events`` records by (partition, offset). The file is append-only across sink restarts; an entry cut short by a
 SIGKILL is ignored when read.
 """

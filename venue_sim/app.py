@@ -2,7 +2,7 @@
 
 Usage (tests, demo, benchmarks)::
 
-    sim = VenueSim(SimOptions(markets=100, rate=500.0, seed=1, port=0, auth=False, truth_path="t.truth"))
+    sim = VenueSim(SimConfig(markets=100, rate=500.0, port=0, auth=False, truth_path="t.truth"), SimOptions())
     await sim.start()            # sim.rest_url, sim.ws_url, sim.port (tls=True: https/wss, sim.ca_file to trust)
     sim.faults.drop_next()       # or close_connections / freeze / delay / malformed / refuse_connections /
                                  # redeliver / bad_number / fail_pages
@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from mdpipe.config import SimConfig
 from mdpipe.logging import get_logger
 from venue_sim.book import SLOTS, Books, wire_levels
 from venue_sim.faults import Faults, FaultSpec, parse_faults
@@ -59,45 +60,21 @@ log = get_logger(__name__)
 
 
 class SimOptions(msgspec.Struct, kw_only=True):
-    """Every knob of the emulator (the CLI maps its flags onto these)."""
+    """What the emulator takes besides its ``sim`` config section (:class:`mdpipe.config.SimConfig`): this run's
+    own knobs from the command line (address, faults, duration, TLS, REST limit) and the internals tests and
+    benchmarks tune."""
 
-    markets: int = 100
-    rate: float = 500.0  # events per second, aggregate
-    seed: int = 1
     host: str = "127.0.0.1"
-    port: int = 0  # 0 = a free port
-    auth: bool = False
-    public_key_pem: str = ""  # PEM text of the accepted key (or public_key_path)
-    public_key_path: str = ""
-    key_id: str = ""  # when set, KALSHI-ACCESS-KEY must equal it
+    public_key_pem: str = ""  # PEM text of the accepted key (instead of sim.public_key_path)
     max_skew_s: float = 300.0  # accepted |now - KALSHI-ACCESS-TIMESTAMP|
-    truth_path: str = ""  # "" = no truth file
-    sub_cap: int = 0  # max markets per subscription (error 26); 0 = unlimited
-    heartbeat_s: float = 10.0  # server ping interval (body "heartbeat")
     pong_timeout_s: float = 20.0  # no pong within this after a ping -> disconnect
-    identical_share: float = 0.05  # share of deltas repeating the market's previous delta body exactly
     trade_share: float = 0.05
     ticker_share: float = 0.10
-    churn_per_s: float = 0.2  # markets created (and one settled) per second; 0 = none
     send_buffer_bytes: int = 16 << 20  # per-connection unsent bytes before error 25
     tick_s: float = 0.005
     base_ts_ms: int = 0  # virtual clock start for ts_ms; 0 = wall clock at start
     faults: str = ""  # schedule, see venue_sim.faults
     duration_s: float = 0.0  # stop generating after this long; 0 = never (CLI uses it)
-    # Real-venue behaviours (venue_sim.lifecycle); all off by default.
-    checkpoint_s: float = 20.0  # book checkpoints in the record every this many seconds of venue time; 0 = only
-    # the final one
-    dormant_share: float = 0.0  # share of the markets listed at start (highest indexes) that never get data
-    rest_lag_s: float = 0.0  # REST listings report each market's status as it was this long ago
-    activate_after_s: float = 0.0  # a market created while running is activated this much later
-    pause_per_s: float = 0.0  # deactivate/activate cycles started per second (on a pool of pause_markets)
-    pause_markets: int = 8
-    pause_s: float = 3.0  # mean length of a pause
-    flap_share: float = 0.25  # share of cycles followed by a fast repeat (back after 20 ms, paused at 50 ms)
-    metadata_per_s: float = 0.0  # metadata_updated messages per second (flip-flopping values; half older form)
-    unknown_lifecycle_per_s: float = 0.0  # lifecycle messages of an event_type clients do not know, per second
-    fee_update_per_s: float = 0.0  # event_fee_update set/clear messages per second
-    event_lifecycle: bool = False  # an event_lifecycle message when a created market opens a new event
     # TLS and the REST rate limit (off by default)
     tls: bool = False  # serve https:// and wss:// with a certificate generated at start-up
     tls_dir: str = ""  # where the CA/server certificate go ("" = a new temporary folder)
@@ -105,20 +82,22 @@ class SimOptions(msgspec.Struct, kw_only=True):
     rest_burst: float = 0.0  # bucket size; 0 = max(1, rest_rate)
     rest_retry_after: RetryAfterForm = "none"  # what a 429 carries: none (as Kalshi), seconds, date
 
-    def behaviours(self, with_checkpoints: bool) -> Behaviours:
-        return Behaviours(
-            dormant_share=self.dormant_share,
-            activate_after_ms=int(self.activate_after_s * 1000),
-            pause_per_s=self.pause_per_s,
-            pause_markets=self.pause_markets,
-            pause_ms=int(self.pause_s * 1000),
-            flap_share=self.flap_share,
-            metadata_per_s=self.metadata_per_s,
-            unknown_per_s=self.unknown_lifecycle_per_s,
-            fee_update_per_s=self.fee_update_per_s,
-            event_lifecycle=self.event_lifecycle,
-            checkpoint_ms=int(self.checkpoint_s * 1000) if with_checkpoints else 0,
-        )
+
+def behaviours(sim: SimConfig, with_checkpoints: bool) -> Behaviours:
+    """The real-venue behaviours of the ``sim`` section (venue_sim.lifecycle)."""
+    return Behaviours(
+        dormant_share=sim.dormant_share,
+        activate_after_ms=int(sim.activate_after_s * 1000),
+        pause_per_s=sim.pause_per_s,
+        pause_markets=sim.pause_markets,
+        pause_ms=int(sim.pause_s * 1000),
+        flap_share=sim.flap_share,
+        metadata_per_s=sim.metadata_per_s,
+        unknown_per_s=sim.unknown_lifecycle_per_s,
+        fee_update_per_s=sim.fee_update_per_s,
+        event_lifecycle=sim.event_lifecycle,
+        checkpoint_ms=int(sim.checkpoint_s * 1000) if with_checkpoints else 0,
+    )
 
 
 CHECKPOINT_CHUNK = 2000  # checkpoint books rendered into the record per generator tick
@@ -127,36 +106,35 @@ CHECKPOINT_CHUNK = 2000  # checkpoint books rendered into the record per generat
 class VenueSim:
     """A running emulated venue."""
 
-    def __init__(self, options: SimOptions) -> None:
-        self.options = options
-        if options.rest_lag_s < 0 or options.checkpoint_s < 0 or options.activate_after_s < 0:
-            raise ValueError("rest_lag_s, checkpoint_s and activate_after_s must be >= 0")
+    def __init__(self, sim: SimConfig, options: SimOptions | None = None) -> None:
+        """``sim``: the emulator's config section (markets, rate, port, auth, behaviours...; `mdpipe sim` folds its
+        flags into it); ``options``: this run's own knobs (address, faults, TLS, ...)."""
+        self.sim = sim
+        self.options = options = options if options is not None else SimOptions()
         base = options.base_ts_ms or int(time.time() * 1000)
-        self.markets = MarketTable(options.markets, options.seed, base, rest_lag_ms=int(options.rest_lag_s * 1000))
-        self.books = Books(options.seed)
-        recording = bool(options.truth_path)
+        self.markets = MarketTable(sim.markets, sim.seed, base, rest_lag_ms=int(sim.rest_lag_s * 1000))
+        self.books = Books(sim.seed)
+        recording = bool(sim.truth_path)
         self.generator = Generator(
             self.markets,
             self.books,
-            seed=options.seed,
-            rate=options.rate,
-            identical_share=options.identical_share,
-            churn_per_s=options.churn_per_s,
+            seed=sim.seed,
+            rate=sim.rate,
+            identical_share=sim.identical_share,
+            churn_per_s=sim.churn_per_s,
             trade_share=options.trade_share,
             ticker_share=options.ticker_share,
-            behaviours=options.behaviours(with_checkpoints=recording),
+            behaviours=behaviours(sim, with_checkpoints=recording),
         )
         self.record: RecordWriter | None = None
         self.recorder: Recorder | None = None
         if recording:
-            self.record = RecordWriter(record_path(options.truth_path))
+            self.record = RecordWriter(record_path(sim.truth_path))
             self.recorder = Recorder(self.record, self._last_id)
         self._checkpoints: deque[tuple[BookFact, int]] = deque()  # (checkpoint, markets rendered so far)
         public_key = None
-        if options.auth:
-            pem = options.public_key_pem or (
-                Path(options.public_key_path).read_text() if options.public_key_path else ""
-            )
+        if sim.auth:
+            pem = options.public_key_pem or (Path(sim.public_key_path).read_text() if sim.public_key_path else "")
             if not pem:
                 raise ValueError("auth is on but no public key was given (public_key_pem / public_key_path)")
             public_key = load_public_key(pem)
@@ -168,13 +146,13 @@ class VenueSim:
             self.tls = make_certificates(folder, [options.host])
         settings = ServerSettings(
             host=options.host,
-            port=options.port,
-            auth=options.auth,
+            port=sim.port,
+            auth=sim.auth,
             public_key=public_key,
-            key_id=options.key_id,
+            key_id=sim.key_id,
             max_skew_s=options.max_skew_s,
-            sub_cap=options.sub_cap,
-            heartbeat_s=options.heartbeat_s,
+            sub_cap=sim.sub_cap,
+            heartbeat_s=sim.heartbeat_s,
             pong_timeout_s=options.pong_timeout_s,
             send_buffer_bytes=options.send_buffer_bytes,
             ssl_context=server_context(self.tls) if self.tls is not None else None,
@@ -232,8 +210,8 @@ class VenueSim:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.options.truth_path:
-            self.truth = TruthWriter(self.options.truth_path)
+        if self.sim.truth_path:
+            self.truth = TruthWriter(self.sim.truth_path)
         if self.record is not None:
             now = time.time_ns()
             write, ticker, status = self.record.write, self.markets.ticker, self.markets.status
@@ -247,7 +225,7 @@ class VenueSim:
         self._tasks.append(asyncio.create_task(self._run(), name="venue-sim-generator"))
         if self.schedule:
             self._tasks.append(asyncio.create_task(self._run_schedule(), name="venue-sim-faults"))
-        log.info("sim_started", port=self.port, markets=len(self.markets), rate=self.options.rate)
+        log.info("sim_started", port=self.port, markets=len(self.markets), rate=self.sim.rate)
 
     async def stop_generating(self) -> None:
         """Quiesce: no more events; the truth file is flushed and closed (connections stay open)."""
@@ -449,7 +427,7 @@ class VenueSim:
             "paused_markets": status.count(ST_INACTIVE),
             "initialized_markets": status.count(ST_INITIALIZED),
             "dormant_markets": self.markets.initial - gen.live_count,
-            "rest_lag_s": self.options.rest_lag_s,
+            "rest_lag_s": self.sim.rest_lag_s,
             "ca_file": self.ca_file,
             "behaviours": {**gen.counts, "redelivered": self.server.redelivered()},
             "record_records": self.record.count if self.record is not None else 0,

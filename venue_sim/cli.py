@@ -184,6 +184,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
     import asyncio
     import signal
 
+    import msgspec
+
     from mdpipe.config import ConfigError
     from mdpipe.metrics import start_metrics_server
     from venue_sim.app import SimOptions, VenueSim
@@ -204,36 +206,45 @@ def run(args: argparse.Namespace, config: Any) -> int:
             parse_faults(args.faults)
         except ValueError as exc:
             raise ConfigError(f"sim --faults: {exc}") from None
+    flags = {
+        "markets": args.markets,
+        "rate": args.rate,
+        "seed": args.seed,
+        "port": args.port,
+        "key_id": args.key_id,
+        "truth_path": args.truth,
+        "sub_cap": args.sub_cap,
+        "identical_share": args.identical_share,
+        "churn_per_s": args.churn,
+        "heartbeat_s": args.heartbeat,
+        "checkpoint_s": args.checkpoint_s,
+        "dormant_share": args.dormant_share,
+        "rest_lag_s": args.rest_lag_s,
+        "activate_after_s": args.activate_after_s,
+        "pause_per_s": args.pause_per_s,
+        "pause_markets": args.pause_markets,
+        "pause_s": args.pause_s,
+        "flap_share": args.flap_share,
+        "metadata_per_s": args.metadata_per_s,
+        "unknown_lifecycle_per_s": args.unknown_lifecycle_per_s,
+        "fee_update_per_s": args.fee_update_per_s,
+        "event_lifecycle": args.event_lifecycle,
+    }
+    try:  # the command line's settings go into the sim section, through its validation
+        section = msgspec.structs.replace(
+            sc,
+            auth=auth,
+            public_key_path=public_key or "",
+            **{name: value for name, value in flags.items() if value is not None},
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sim: {exc}") from None
     options = SimOptions(
-        markets=pick(args.markets, sc.markets),
-        rate=pick(args.rate, sc.rate),
-        seed=pick(args.seed, sc.seed),
         host=args.host,
-        port=pick(args.port, sc.port),
-        auth=auth,
-        public_key_path=public_key or "",
-        key_id=pick(args.key_id, sc.key_id),
-        truth_path=pick(args.truth, sc.truth_path),
-        sub_cap=pick(args.sub_cap, sc.sub_cap),
-        identical_share=pick(args.identical_share, sc.identical_share),
-        churn_per_s=pick(args.churn, sc.churn_per_s),
-        heartbeat_s=pick(args.heartbeat, sc.heartbeat_s),
-        pong_timeout_s=2 * pick(args.heartbeat, sc.heartbeat_s),
+        pong_timeout_s=2 * section.heartbeat_s,
         faults=args.faults,
         duration_s=args.duration,
         base_ts_ms=args.base_ts_ms,
-        checkpoint_s=pick(args.checkpoint_s, sc.checkpoint_s),
-        dormant_share=pick(args.dormant_share, sc.dormant_share),
-        rest_lag_s=pick(args.rest_lag_s, sc.rest_lag_s),
-        activate_after_s=pick(args.activate_after_s, sc.activate_after_s),
-        pause_per_s=pick(args.pause_per_s, sc.pause_per_s),
-        pause_markets=pick(args.pause_markets, sc.pause_markets),
-        pause_s=pick(args.pause_s, sc.pause_s),
-        flap_share=pick(args.flap_share, sc.flap_share),
-        metadata_per_s=pick(args.metadata_per_s, sc.metadata_per_s),
-        unknown_lifecycle_per_s=pick(args.unknown_lifecycle_per_s, sc.unknown_lifecycle_per_s),
-        fee_update_per_s=pick(args.fee_update_per_s, sc.fee_update_per_s),
-        event_lifecycle=pick(args.event_lifecycle, sc.event_lifecycle),
         tls=args.tls,
         tls_dir=args.tls_dir,
         rest_rate=args.rest_rate,
@@ -243,7 +254,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     async def main() -> int:
         try:
-            sim = VenueSim(options)
+            sim = VenueSim(section, options)
         except ValueError as exc:
             raise ConfigError(f"sim: {exc}") from None
         await sim.start()

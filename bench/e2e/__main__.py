@@ -11,10 +11,10 @@ Each latency run also reports where the time and the CPU go:
 
 - ``hops_ms``: per hop (venue->gatherer, gatherer->raw acked, raw->dedup read, dedup->events acked, events->sink
   read, sink read->committed) and venue->committed, p50/p99/max over the same events as the latency (generated after
-  the warm-up), exact percentiles from the stamps each event carries (:mod:`mdpipe.hops`).
+  the warm-up), exact percentiles from the stamps each event carries (:mod:`ops.hops`).
 - ``cpu``: per process (emulator ``sim``, each gatherer, ``broker``, ``dedup-1``, ``sink``, ``postgres``; ``bench`` =
   this harness, for information) CPU seconds over the generation window, share of one core and µs per venue event
-  generated in it (:mod:`mdpipe.cpu`: the process and its children, from /proc; ``other`` and ``steal``: the
+  generated in it (:mod:`ops.cpu`: the process and its children, from /proc; ``other`` and ``steal``: the
   machine's busy time outside those processes and the hypervisor's steal, both ~0 on an undisturbed run), and
   ``cpu_us_per_event`` = the
   pipeline without the emulator and the harness (gatherers + broker + dedup + sink + PostgreSQL). ``cpu_steady``
@@ -36,8 +36,8 @@ import sys
 from typing import Any
 
 from mdpipe.config import load_config, run_dir
-from mdpipe.hops import format_hops
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
+from ops.hops import format_hops
+from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
 WARMUP_S = 10.0  # latencies of events generated in the first seconds (subscription burst) are left out
 # The verify report's figures each latency run keeps (summed over runs in RESULT), and what it adds when not clean.

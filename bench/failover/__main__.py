@@ -7,7 +7,7 @@ SIGKILLed and started again at once (same work dir: its local state kept), as a 
 after the second kill (its figures then include the second outage: give the run more time). This harness measures
 whatever the code does; it never waits or tunes.
 
-Per kill, from the hop stamps of every event (:mod:`mdpipe.hops`; events topic + the sink's hop trace) and the
+Per kill, from the hop stamps of every event (:mod:`ops.hops`; events topic + the sink's hop trace) and the
 restarted stage's log:
 
 - ``first_commit_s``: kill -> the first commit, in the database, of an event the venue generated after the kill;
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from mdpipe.config import load_config, run_dir
-from mdpipe.hops import BOUNDARIES, TOTAL, format_hops
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
+from ops.hops import BOUNDARIES, TOTAL, format_hops
+from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
 WARMUP_S = 10.0  # as bench-e2e: the initial snapshot burst is left out of the baseline
 GUARD_S = 5.0  # events generated this close before the first kill are left out of the baseline

@@ -200,30 +200,50 @@ async def baseline_picows(a: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _options(a: dict[str, Any], gatherer_id: str, **extra: Any) -> Any:
-    """The gatherer options every bench case shares (no periodic discovery during a measurement)."""
-    from ingest.gatherer import GathererOptions
+def _gatherer(a: dict[str, Any], gatherer_id: str, producer: Any, **settings: Any) -> Any:
+    """The gatherer every bench case shares (no periodic discovery during a measurement), built the way the tree at
+    hand takes it: its ``gather`` and ``venue`` sections, or ``GathererOptions`` in a --reference tree from before
+    the stages took their own config sections."""
+    from ingest import gatherer as gatherer_module
 
-    return GathererOptions(
+    topics = a["topics"]
+    settings = {
+        "channels": CHANNELS,
+        "markets_per_connection": a["markets_per_connection"],
+        "discovery_interval_s": 3600,
+        **settings,
+    }
+    if hasattr(gatherer_module, "GathererOptions"):
+        opts = gatherer_module.GathererOptions(
+            gatherer_id=gatherer_id,
+            rest_url=a["rest_url"],
+            ws_url=a["ws_url"],
+            raw_topic=topics["raw"],
+            dlq_topic=topics["dlq"],
+            markets_topic=topics["markets"],
+            **({"ca_file": a["ca_file"]} if a.get("ca_file") else {}),  # a --reference tree may predate venue.ca_file
+            **settings,
+        )
+        return gatherer_module.Gatherer(opts, producer)
+    from mdpipe.config import GatherConfig, VenueConfig
+
+    venue = VenueConfig(rest_url=a["rest_url"], ws_url=a["ws_url"], ca_file=a.get("ca_file") or "")
+    return gatherer_module.Gatherer(
+        GatherConfig(**settings),
+        venue,
+        producer,
         gatherer_id=gatherer_id,
-        rest_url=a["rest_url"],
-        ws_url=a["ws_url"],
-        channels=CHANNELS,
-        markets_per_connection=a["markets_per_connection"],
-        raw_topic=a["topics"]["raw"],
-        dlq_topic=a["topics"]["dlq"],
-        markets_topic=a["topics"]["markets"],
-        discovery_interval_s=3600,
-        **({"ca_file": a["ca_file"]} if a.get("ca_file") else {}),  # a --reference tree may predate venue.ca_file
-        **extra,
+        raw_topic=topics["raw"],
+        dlq_topic=topics["dlq"],
+        markets_topic=topics["markets"],
     )
 
 
 async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
+    from ingest import gatherer as gatherer_module
     from ingest import producer as producer_module
-    from ingest.gatherer import Gatherer, GathererOptions
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import GatherConfig, KafkaConfig
@@ -232,7 +252,8 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     # Older trees (the --reference case may run main's code) hand linger_ms to librdkafka and have no
     # gatherer-side window; newer ones pick librdkafka's own linger (KAFKA_LINGER_MS) and take linger_ms as theirs.
     linger_ms = a.get("linger_ms", GatherConfig().linger_ms)
-    own_window = "linger_ms" in {f.name for f in msgspec.structs.fields(GathererOptions)}
+    options_class = getattr(gatherer_module, "GathererOptions", None)  # trees before the gather section was taken
+    own_window = options_class is None or "linger_ms" in {f.name for f in msgspec.structs.fields(options_class)}
     kafka_linger_ms = getattr(producer_module, "KAFKA_LINGER_MS", linger_ms) if own_window else linger_ms
     kafka = KafkaConfig(bootstrap_servers=a["bootstrap"], compression=a.get("compression", "lz4"))
     conf = producer_config(
@@ -243,7 +264,7 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
     extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
-    g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra), producer)
+    g = _gatherer(a, "gbench", producer, ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
     await asyncio.sleep(a["warmup_s"])
@@ -297,7 +318,6 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     """Hold ``markets`` markets: time until each has its snapshot, and peak RSS while getting there."""
     from pathlib import Path
 
-    from ingest.gatherer import Gatherer
     from ingest.producer import RawProducer
     from ingest.spool import Spool
     from mdpipe.config import GatherConfig, KafkaConfig
@@ -306,7 +326,7 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     conf = producer_config(KafkaConfig(bootstrap_servers=a["bootstrap"]), linger_ms=20, batch_num_messages=10000)
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000)
     ws_client = a.get("ws_client") or GatherConfig().ws_client
-    g = Gatherer(_options(a, "gscale", silence_timeout_s=600, ws_client=ws_client), producer)
+    g = _gatherer(a, "gscale", producer, silence_timeout_s=600, ws_client=ws_client)
     stop = asyncio.Event()
     t0 = time.monotonic()
     task = asyncio.create_task(g.run(stop))

@@ -67,18 +67,14 @@ class _CountingProducer:
 
 
 def _gatherer(producer: Any) -> Any:
-    from ingest.gatherer import Gatherer, GathererOptions
+    from ingest.gatherer import Gatherer
+    from mdpipe.config import GatherConfig, VenueConfig
 
-    opts = GathererOptions(
-        gatherer_id="ghot",
-        rest_url="http://127.0.0.1:9/trade-api/v2",
-        ws_url="ws://127.0.0.1:9",
-        channels=["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"],
-        raw_topic="raw.ghot",
-        dlq_topic="dlq",
-        markets_topic="markets",
+    gather = GatherConfig(channels=["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"])
+    venue = VenueConfig(rest_url="http://127.0.0.1:9/trade-api/v2", ws_url="ws://127.0.0.1:9")
+    return Gatherer(
+        gather, venue, producer, gatherer_id="ghot", raw_topic="raw.ghot", dlq_topic="dlq", markets_topic="markets"
     )
-    return Gatherer(opts, producer)
 
 
 async def _run(ns: argparse.Namespace, msgs: list[bytes]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ producer). Measured over the paced window after ``--warmup`` s:
 - latency per event: ``events`` append (the record's LogAppendTime, ms) -> the sink's consume() returned it
   (``read``) and -> its transaction committed (``commit``), from the sink's hop trace (:mod:`sink.trace`);
   p50/p99/max in ms;
-- CPU (``/proc``, :mod:`mdpipe.cpu`) of the sink process, PostgreSQL (postmaster and backends) and the broker,
+- CPU (``/proc``, :mod:`ops.cpu`) of the sink process, PostgreSQL (postmaster and backends) and the broker,
   as share of a core and µs per event; ``other`` = the machine's remaining busy time (disturbance);
 - batches committed per second (trace entries' distinct commit times).
 
@@ -39,7 +39,7 @@ import msgspec
 from bench.sink.__main__ import Databases
 from bench.sink.data import make_events
 from mdpipe.config import Config, load_config
-from mdpipe.cpu import cpu_rows, sample
+from ops.cpu import cpu_rows, sample
 from schemas import encode_event
 
 LINGER_MS = 20  # dedup's events producer (dedup.linger_s)
@@ -101,10 +101,10 @@ def one_case(
 ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
-    from mdpipe.hops_read import _read_topic
     from mdpipe.kafka import kafka_client_config, producer_config
-    from mdpipe.pipeline_run import _infra_pids
     from mdpipe.topics import topic_names
+    from ops.hops_read import _read_topic
+    from ops.pipeline_run import _infra_pids
     from sink.trace import read_trace
 
     config = _fresh_topics(base)

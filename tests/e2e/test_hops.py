@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mdpipe.config import Config
-from mdpipe.hops import HOPS, TOTAL
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, RunOptions, VenueBehaviour
+from mdpipe.config import Config, SimConfig
+from ops.hops import HOPS, TOTAL
+from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -24,7 +24,7 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
         gatherers=3,
         seed=5,
         faults=FaultPlan.none(),
-        venue=VenueBehaviour.plain(),
+        venue=SimConfig(),  # the emulator's defaults: none of the demo's behaviours
         workdir=tmp_path / "run",
         drain_timeout_s=120.0,
         database=f"mdpipe_e2e_{uuid.uuid4().hex[:12]}",

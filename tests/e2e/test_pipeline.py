@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from mdpipe.config import Config
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, RunOptions
+from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from ingest.gatherer import Gatherer, GathererOptions
+from ingest.gatherer import Gatherer
 from ingest.producer import RawProducer
 from ingest.spool import Spool
-from mdpipe.config import KafkaConfig
+from mdpipe.config import GatherConfig, KafkaConfig, VenueConfig
 from mdpipe.kafka import consumer_config, producer_config
 from schemas.raw import RawFrame, decode_raw
 
@@ -53,17 +53,17 @@ def make_gatherer(
     spool_max_bytes: int = 1 << 30,
     **options: Any,
 ) -> Gatherer:
-    """A gatherer for ``sim`` (REST at ``rest_url`` when given, e.g. a :class:`RestProxy`); ``options`` go to
-    :class:`GathererOptions` as they are."""
+    """A gatherer for ``sim`` (REST at ``rest_url`` when given, e.g. a :class:`RestProxy`); ``options`` are settings
+    of the ``gather`` section as they are, but ``ca_file`` (of the ``venue`` section) and the gatherer's run-time
+    arguments ``discover`` and ``discovery_page``."""
     kafka = KafkaConfig(bootstrap_servers=bootstrap)
     conf = producer_config(
         kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
     )
     producer = RawProducer(conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max)
-    opts = GathererOptions(
-        gatherer_id=gid,
-        rest_url=rest_url or sim.rest_url,
-        ws_url=sim.ws_url,
+    run = {name: options.pop(name) for name in ("discover", "discovery_page") if name in options}
+    venue = VenueConfig(rest_url=rest_url or sim.rest_url, ws_url=sim.ws_url, ca_file=options.pop("ca_file", ""))
+    gather = GatherConfig(
         channels=CHANNELS,
         markets_per_connection=per_connection,
         markets_per_subscription=per_subscription,
@@ -71,13 +71,19 @@ def make_gatherer(
         silence_timeout_s=silence_timeout_s,
         backoff_initial_s=0.1,
         backoff_max_s=1.0,
+        ws_client=ws_client,  # type: ignore[arg-type]
+        **options,
+    )
+    return Gatherer(
+        gather,
+        venue,
+        producer,
+        gatherer_id=gid,
         raw_topic=topics["raw"],
         dlq_topic=topics["dlq"],
         markets_topic=topics["markets"],
-        ws_client=ws_client,
-        **options,
+        **run,
     )
-    return Gatherer(opts, producer)
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from venue_sim.app import SimOptions, VenueSim
+from mdpipe.config import SimConfig
+from venue_sim.app import VenueSim
 from venue_sim.truth import read_truth
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,11 @@ def test_broker_outage_loses_nothing(tmp_path: Path, private_kafka: Any, ih: Any
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics([NewTopic(t, 3, 1) for t in topics.values()]).values():
         fut.result()
-    sim = VenueSim(SimOptions(markets=20, rate=300.0, seed=11, churn_per_s=0.0, truth_path=str(tmp_path / "t.bin")))
+    sim = VenueSim(
+        SimConfig(
+            markets=20, rate=300.0, seed=11, churn_per_s=0.0, port=0, auth=False, truth_path=str(tmp_path / "t.bin")
+        )
+    )
     marks: dict[str, Any] = {}
 
     async def scenario() -> Any:

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from mdpipe.config import SimConfig
 from schemas.dlq import decode_dead_letter
 from schemas.markets import decode_market
 from venue_sim.app import SimOptions, VenueSim
@@ -23,10 +25,10 @@ from venue_sim.truth import read_truth
 pytestmark = pytest.mark.integration
 
 
-def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+def _sim(tmp_path: Path, tls: bool = False, **kw: Any) -> VenueSim:
+    settings: dict[str, Any] = {"markets": 40, "rate": 400.0, "seed": 7, "churn_per_s": 0.0, **kw}
+    section = SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings)
+    return VenueSim(section, SimOptions(tls=tls))
 
 
 def _missing(
@@ -67,8 +69,8 @@ def test_all_markets_over_several_connections_and_new_markets(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.opts.ws_url.startswith(f"{scheme}://")
-        assert g.opts.rest_url.startswith("https://" if scheme == "wss" else "http://")
+        assert g.venue.ws_url.startswith(f"{scheme}://")
+        assert g.venue.rest_url.startswith("https://" if scheme == "wss" else "http://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
@@ -202,7 +204,7 @@ def test_disconnect_and_frozen_connection_recover(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.opts.ws_url.startswith(f"{scheme}://")
+        assert g.venue.ws_url.startswith(f"{scheme}://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")
@@ -264,7 +266,9 @@ def test_discovery_failure_backs_off_and_keeps_subscriptions(
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and g.connections[0].up, 20, "subscribe")
-            g.opts.rest_url = sim.rest_url.replace("/trade-api/v2", "/nope")  # REST now answers 404
+            g.venue = msgspec.structs.replace(
+                g.venue, rest_url=sim.rest_url.replace("/trade-api/v2", "/nope")
+            )  # now 404
             await ih.wait_for(lambda: g.discovery_failures >= 2, 20, "failed discoveries")
             mark = g.stats.by_kind["delta"]
             await ih.wait_for(lambda: g.stats.by_kind["delta"] > mark + 20, 20, "data keeps flowing")

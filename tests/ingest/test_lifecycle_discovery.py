@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from mdpipe.config import SimConfig
 from schemas.markets import decode_market
-from venue_sim.app import SimOptions, VenueSim
+from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_CLOSED, ST_INACTIVE
 from venue_sim.truth import read_truth
 from venue_sim.wire import CH_LIFECYCLE
@@ -28,9 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 5, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+    settings: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 5, "churn_per_s": 0.0, **kw}
+    return VenueSim(SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings))
 
 
 def _lifecycle(sim: VenueSim, ticker: str, **fields: Any) -> None:

@@ -36,11 +36,11 @@ import msgspec
 import pytest
 
 from ingest.spool import Spool
-from mdpipe.config import Config, load_config
+from mdpipe.config import Config, SimConfig, load_config
 from mdpipe.partitioner import partition_for
 from mdpipe.topics import ensure_topics, topic_names
-from mdpipe.verify_record import CHANNEL_OF_KIND, VenueRecord
-from venue_sim.app import SimOptions, VenueSim
+from ops.verify_record import CHANNEL_OF_KIND, VenueRecord
+from venue_sim.app import VenueSim
 from venue_sim.record import read_record, record_path
 from venue_sim.truth import read_truth
 
@@ -250,7 +250,9 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
     names = topic_names(config)
     topics = {"raw": f"{config.kafka.topic_prefix}raw.k1", "dlq": names.dlq, "markets": names.markets}
     truth = tmp_path / "truth.bin"
-    sim = VenueSim(SimOptions(markets=20, rate=400.0, seed=13, churn_per_s=0.0, truth_path=str(truth)))
+    sim = VenueSim(
+        SimConfig(markets=20, rate=400.0, seed=13, churn_per_s=0.0, port=0, auth=False, truth_path=str(truth))
+    )
     sent: list[tuple[bytes, bytes]] = []  # (key, value) of every raw frame in the order the gatherer handed it over
     marks: dict[str, Any] = {}
 

@@ -8,10 +8,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from ingest.gatherer import Gatherer, GathererOptions
+from ingest.gatherer import Gatherer
 from ingest.producer import RawProducer
 from ingest.spool import Spool
-from mdpipe.config import KafkaConfig
+from mdpipe.config import GatherConfig, KafkaConfig, VenueConfig
 from mdpipe.kafka import producer_config
 
 
@@ -73,11 +73,12 @@ class _Recorder:
         self.sent.append(value)
 
 
-def _gatherer(producer: Any, linger_ms: float) -> Gatherer:
-    opts = GathererOptions(
-        gatherer_id="g1", rest_url="http://x", ws_url="ws://x", channels=["orderbook_delta"], linger_ms=linger_ms
+def _gatherer(producer: Any, linger_ms: int) -> Gatherer:
+    gather = GatherConfig(channels=["orderbook_delta"], linger_ms=linger_ms)
+    venue = VenueConfig(rest_url="http://x", ws_url="ws://x")
+    return Gatherer(
+        gather, venue, producer, gatherer_id="g1", raw_topic="raw.g1", dlq_topic="dlq", markets_topic="markets"
     )
-    return Gatherer(opts, producer)
 
 
 def test_frames_are_held_until_a_read_ends_after_the_window() -> None:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from mdpipe.config import SimConfig
 from venue_sim.app import SimOptions, VenueSim
 from venue_sim.markets import ST_CLOSED
 from venue_sim.server import RestHit
@@ -28,9 +29,11 @@ pytestmark = pytest.mark.integration
 
 
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 12, "rate": 200.0, "seed": 11, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+    """``kw``: settings of the sim section, or the run's ``tls`` and ``rest_*`` knobs (SimOptions)."""
+    run = {name: kw.pop(name) for name in ("tls", "rest_rate", "rest_burst", "rest_retry_after") if name in kw}
+    settings: dict[str, Any] = {"markets": 12, "rate": 200.0, "seed": 11, "churn_per_s": 0.0, **kw}
+    section = SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings)
+    return VenueSim(section, SimOptions(**run))
 
 
 def _query(hit: RestHit) -> dict[str, str]:
@@ -157,7 +160,7 @@ def test_a_page_failing_mid_listing_resumes_from_its_cursor_and_releases_nothing
             discovery_page=4,
             ca_file=sim.ca_file,
         )
-        assert g.opts.rest_url.startswith(f"{scheme}://")
+        assert g.venue.rest_url.startswith(f"{scheme}://")
         closed = [sim.markets.ticker(10), sim.markets.ticker(11)]
 
         async def body() -> None:

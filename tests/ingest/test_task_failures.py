@@ -27,20 +27,19 @@ from typing import Any
 
 import pytest
 
-from mdpipe.config import Config
+from mdpipe.config import Config, SimConfig
 from mdpipe.metrics import start_metrics_server
 from mdpipe.topics import ensure_topics, topic_names
 from schemas.markets import decode_market
-from venue_sim.app import SimOptions, VenueSim
+from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE
 
 pytestmark = pytest.mark.integration
 
 
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 3, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+    settings: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 3, "churn_per_s": 0.0, **kw}
+    return VenueSim(SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings))
 
 
 def _task(g: Any, name: str) -> asyncio.Task[Any]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from mdpipe.config import SimConfig
 from schemas.dlq import decode_dead_letter
-from venue_sim.app import SimOptions, VenueSim
+from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE
 from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK
 
@@ -25,9 +26,8 @@ def _topics(make_topics: Any, gatherers: int = 1) -> list[dict[str, str]]:
 
 
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
-    opts: dict[str, Any] = {"markets": 20, "rate": 200.0, "seed": 3, "churn_per_s": 0.0}
-    opts.update(kw)
-    return VenueSim(SimOptions(truth_path=str(tmp_path / "truth.bin"), **opts))
+    settings: dict[str, Any] = {"markets": 20, "rate": 200.0, "seed": 3, "churn_per_s": 0.0, **kw}
+    return VenueSim(SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings))
 
 
 def _lifecycle(sim: VenueSim, market: int, body: str) -> None:

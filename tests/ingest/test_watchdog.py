@@ -5,22 +5,25 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from ingest.gatherer import Gatherer, GathererOptions
+from ingest.gatherer import Gatherer
+from mdpipe.config import GatherConfig, VenueConfig
 
 S = 1_000_000_000
 
 
 def _gatherer() -> Gatherer:
-    opts = GathererOptions(
-        gatherer_id="g1",
-        rest_url="http://x",
-        ws_url="ws://x",
-        channels=["orderbook_delta", "trade"],
-        markets_per_connection=1,
-        silence_timeout_s=30.0,
-        probe_timeout_s=10.0,
+    gather = GatherConfig(
+        channels=["orderbook_delta", "trade"], markets_per_connection=1, silence_timeout_s=30.0, probe_timeout_s=10.0
     )
-    g = Gatherer(opts, SimpleNamespace(send=lambda *a: None, held=[], release=lambda: 0))  # type: ignore[arg-type]
+    g = Gatherer(
+        gather,
+        VenueConfig(rest_url="http://x", ws_url="ws://x"),
+        SimpleNamespace(send=lambda *a: None, held=[], release=lambda: 0),  # type: ignore[arg-type]
+        gatherer_id="g1",
+        raw_topic="raw.g1",
+        dlq_topic="dlq",
+        markets_topic="markets",
+    )
     g.add_markets(["A", "B"])
     for c in g.connections:
         c.up = True

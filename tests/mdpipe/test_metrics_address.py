@@ -158,8 +158,8 @@ def test_runs_that_share_a_host_give_their_stages_free_metrics_ports(
     ports: their stages take free ports (and announce them in .run/stages)."""
     import argparse
 
-    from mdpipe import replay_cli
-    from mdpipe.pipeline_run import PipelineRun, RunOptions
+    from ops import replay_cli
+    from ops.pipeline_run import PipelineRun, RunOptions
 
     env = PipelineRun(Config(), RunOptions())._env()
     assert {env[f"MDPIPE_{s}__METRICS_PORT"] for s in ("GATHER", "DEDUP", "SINK", "SIM")} == {"0"}

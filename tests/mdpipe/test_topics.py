@@ -100,7 +100,7 @@ def test_check_partitions_reports_missing_topics(mdpipe_config: Config) -> None:
 
 @pytest.mark.integration
 def test_raw_and_events_records_carry_the_brokers_append_time(mdpipe_config: Config) -> None:
-    """A hop boundary (mdpipe.hops): whatever timestamp the producer sets, a raw or events record comes back stamped
+    """A hop boundary (ops.hops): whatever timestamp the producer sets, a raw or events record comes back stamped
     with the time the broker stored it; the dlq keeps the producer's."""
     import time
 

@@ -203,18 +203,21 @@ class SinkEnv:
             producer.produce(self.names.markets, key=ref.ticker.encode(), value=encode_market(ref))
         assert producer.flush(30) == 0
 
+    def loader(self, group: str, **options: Any) -> Any:
+        """A Loader of consumer group ``group``: ``from_ms``, ``to_ms`` and ``exit_when_idle`` are its run-time
+        arguments, any other option a setting of its ``sink`` section (``batch_rows=500``)."""
+        from sink.loader import Loader
+
+        run = {name: options.pop(name) for name in ("from_ms", "to_ms", "exit_when_idle") if name in options}
+        sink = msgspec.structs.replace(self.config.sink, group_id=group, **options)
+        return Loader(msgspec.structs.replace(self.config, sink=sink), **run)
+
     def run_loader(self, group: str, **options: Any) -> Any:
         """Run the loader in this process until caught up; returns its LoadStats."""
-        from sink.loader import Loader, LoaderOptions
-
-        opts = LoaderOptions.from_config(self.config, group_id=group, exit_when_idle=True, **options)
-        return Loader(self.config, opts).run()
+        return self.loader(group, exit_when_idle=True, **options).run()
 
     def start_loader_thread(self, group: str, **options: Any) -> tuple[Any, threading.Thread, list[Any]]:
-        from sink.loader import Loader, LoaderOptions
-
-        opts = LoaderOptions.from_config(self.config, group_id=group, **options)
-        loader = Loader(self.config, opts)
+        loader = self.loader(group, **options)
         out: list[Any] = []
         thread = threading.Thread(target=lambda: out.append(loader.run()), daemon=True)
         thread.start()

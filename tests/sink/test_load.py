@@ -335,13 +335,10 @@ def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
 
 @pytest.mark.parametrize("writers", [1, 4])
 def test_writer_lanes_share_the_partitions_and_load_everything_once(sink_env: Any, writers: int) -> None:
-    from sink.loader import Loader, LoaderOptions
-
     env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, writers=writers))
     events = make_events(6000, markets=60, seed=31)
     env.produce(events)
-    loader = Loader(env.config, LoaderOptions.from_config(env.config, group_id=f"g-lanes-{writers}",
-                                                          batch_rows=400, exit_when_idle=True))  # fmt: skip
+    loader = env.loader(f"g-lanes-{writers}", batch_rows=400, exit_when_idle=True)
     stats = loader.run()
     assert stats.rows == len(events) and stats.duplicates == 0 and stats.dead == 0
     assert len(loader.lanes) == writers

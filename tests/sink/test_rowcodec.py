@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -185,9 +186,28 @@ def test_row_codec_setting() -> None:
 
 def test_row_codec_c_required_but_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rowcodec, "_rowcodec", None)
+    assert SinkConfig(row_codec="c").row_codec == "c"  # the configuration knows nothing of what the install built
     with pytest.raises(ValueError, match=r"^row_codec: "):
-        SinkConfig(row_codec="c")
+        rowcodec.resolve("c")
     assert rowcodec.resolve("auto") is None
+
+
+def test_the_sink_refuses_row_codec_c_without_the_builder_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The check moved from the configuration (which imported the sink) to the sink's start-up: still one line
+    naming the setting, exit status 2, before the sink touches the broker or the database."""
+    from mdpipe.cli import main
+
+    monkeypatch.setattr(rowcodec, "_rowcodec", None)
+    config = tmp_path / "mdpipe.toml"
+    config.write_text(
+        '[sink]\nrow_codec = "c"\n[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
+        '[postgres]\ndsn = "postgresql://nobody@127.0.0.1:1/none"\n'
+    )
+    assert main(["--config", str(config), "sink"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sink.row_codec" in err[0] and "compiled" in err[0], err
 
 
 @needs_c

@@ -31,8 +31,8 @@ def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env
     batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
     from confluent_kafka import Producer
 
-    from mdpipe.hops_read import _read_topic
     from mdpipe.kafka import kafka_client_config, producer_config
+    from ops.hops_read import _read_topic
     from schemas import encode_event
     from sink.trace import read_trace
 
@@ -88,13 +88,11 @@ def test_kafka_mirror_commits_at_most_once_per_interval_and_the_last_one_is_comp
     from confluent_kafka import Consumer, TopicPartition
 
     from mdpipe.kafka import consumer_config
-    from sink.loader import Loader, LoaderOptions
 
     events = make_events(6000, markets=60, seed=42)
     sink_env.produce(events)
     env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, kafka_commit_interval_ms=1000))
-    loader = Loader(env.config, LoaderOptions.from_config(env.config, group_id="g-mirror", batch_rows=100,
-                                                          exit_when_idle=True))  # fmt: skip
+    loader = env.loader("g-mirror", batch_rows=100, exit_when_idle=True)
     counting = _CountingConsumer(loader.consumer)
     loader.consumer = counting  # type: ignore[assignment]
     started = time.monotonic()

@@ -21,14 +21,17 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from mdpipe.config import SimConfig
 from venue_sim.app import SimOptions, VenueSim
 
 
 @asynccontextmanager
 async def running_sim(**kw: Any) -> AsyncIterator[VenueSim]:
-    opts: dict[str, Any] = {"markets": 50, "rate": 500.0, "seed": 3, "churn_per_s": 0.0, "heartbeat_s": 10.0}
-    opts.update(kw)
-    sim = VenueSim(SimOptions(**opts))
+    """``kw``: settings of the sim section (SimConfig) or the run's own knobs (SimOptions), by name."""
+    settings: dict[str, Any] = {"markets": 50, "rate": 500.0, "seed": 3, "churn_per_s": 0.0, "heartbeat_s": 10.0}
+    settings.update({"port": 0, "auth": False, **kw})
+    section = {name: settings.pop(name) for name in SimConfig.__struct_fields__ if name in settings}
+    sim = VenueSim(SimConfig(**section), SimOptions(**settings))
     await sim.start()
     try:
         yield sim

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from venue_sim.app import SimOptions, VenueSim
+from mdpipe.config import SimConfig
+from venue_sim.app import VenueSim
 from venue_sim.load import Event
 from venue_sim.metrics import METRIC_NAMES, SimCollector
 
 
 def test_collector_exports_every_named_family_with_behaviour_counts(tmp_path: Path) -> None:
-    sim = VenueSim(SimOptions(markets=20, truth_path=str(tmp_path / "t.msgpack"), pause_per_s=1.0))
+    section = SimConfig(
+        markets=20, rate=500.0, port=0, auth=False, truth_path=str(tmp_path / "t.msgpack"), pause_per_s=1.0
+    )
+    sim = VenueSim(section)
     sim.generating = True
     out: list[Event] = []
     sim.generator.bad_delta(out, "nan")

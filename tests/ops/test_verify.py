@@ -1,4 +1,4 @@
-"""`mdpipe verify` rules (mdpipe.verify docstring) on small synthetic runs: venue events, the venue's record of what
+"""`mdpipe verify` rules (ops.verify docstring) on small synthetic runs: venue events, the venue's record of what
 it delivered to whom, and database rows. No database: the rows are built as verify_db would read them."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from mdpipe.verify import (
+from ops.verify import (
     DatabaseRows,
     GapWindow,
     Observed,
@@ -18,7 +18,7 @@ from mdpipe.verify import (
     iter_truth_items,
     percentile,
 )
-from mdpipe.verify_record import VenueRecord
+from ops.verify_record import VenueRecord
 from sink.book import DeltaRow, SnapshotRow
 from venue_sim.record import (
     BadMessage,

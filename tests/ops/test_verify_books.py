@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdpipe.verify_books import books_at
+from ops.verify_books import books_at
 from sink.book import DeltaRow, SnapshotRow, book_at
 
 prices = st.sampled_from([Decimal("0.40"), Decimal("0.43"), Decimal("0.5")])

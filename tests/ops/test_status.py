@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mdpipe.probe import Sample
-from mdpipe.status_cli import _dedup, _gatherer, _render, _sink
+from ops.probe import Sample
+from ops.status_cli import _dedup, _gatherer, _render, _sink
 
 
 def s(name: str, value: float, **labels: str) -> Sample:
@@ -58,7 +58,7 @@ def test_render_shows_every_section() -> None:
 
 
 def test_parse_endpoint_accepts_host_port_urls_and_names() -> None:
-    from mdpipe.status_cli import Endpoint, parse_endpoint
+    from ops.status_cli import Endpoint, parse_endpoint
 
     assert parse_endpoint("host1:9101") == Endpoint("", "http://host1:9101/metrics")
     assert parse_endpoint("dedup-a=http://10.0.0.2:9111/metrics") == Endpoint("dedup-a", "http://10.0.0.2:9111/metrics")
@@ -68,7 +68,7 @@ def test_parse_endpoint_accepts_host_port_urls_and_names() -> None:
 
 
 def test_an_endpoint_is_classified_by_what_it_exports() -> None:
-    from mdpipe.status_cli import _endpoint_name, classify
+    from ops.status_cli import _endpoint_name, classify
 
     gatherer = [s("mdpipe_gather_connections_up", 3, gatherer="g2"), s("process_cpu_seconds_total", 1)]
     assert classify(gatherer) == "gatherers"
@@ -90,7 +90,7 @@ def test_dedup_figures_include_the_consumer_lag_of_its_partitions() -> None:
 
 
 def _group(lag_s: float | None) -> dict[str, object]:
-    from mdpipe.group_lag import summarise
+    from ops.group_lag import summarise
 
     return summarise(
         "mdpipe-sink",

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mdpipe.group_lag import GroupLag, lag_records, next_record_offset, summarise
+from ops.group_lag import GroupLag, lag_records, next_record_offset, summarise
 
 __all__ = ["KafkaProbe", "Sample", "scrape"]
 

@@ -1,4 +1,4 @@
-"""Per-hop latency (mdpipe.hops, mdpipe.hops_read): hop arithmetic, pairing with the venue's events, the join of the
+"""Per-hop latency (ops.hops, ops.hops_read): hop arithmetic, pairing with the venue's events, the join of the
 events topic with the sink's trace, exact percentiles."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdpipe.hops import HOPS, TOTAL, HopJoin, Trip, distribution, format_hops, hop_values
-from mdpipe.hops_read import CommitIndex, TripStats, trips_from_records
-from mdpipe.verify import identity
+from ops.hops import HOPS, TOTAL, HopJoin, Trip, distribution, format_hops, hop_values
+from ops.hops_read import CommitIndex, TripStats, trips_from_records
+from ops.verify import identity
 from schemas import BookDelta, BookSnapshot, Trade, encode_event
 from sink.trace import TraceEntry
 

@@ -1,4 +1,4 @@
-"""CPU per process tree from /proc (mdpipe.cpu): parsing, the tree sum, rows per window, and a real child."""
+"""CPU per process tree from /proc (ops.cpu): parsing, the tree sum, rows per window, and a real child."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from mdpipe.cpu import CpuSample, ProcStat, cpu_rows, machine_busy_ticks, parse_stat, read_table, tree_ticks
+from ops.cpu import CpuSample, ProcStat, cpu_rows, machine_busy_ticks, parse_stat, read_table, tree_ticks
 
 # proc(5) layout; the comm of this one has a space and a ")" in it, as any program may name itself
 LINE = (

@@ -20,10 +20,10 @@ The hops (:data:`HOPS`) are the differences of consecutive boundaries, so for on
 back (the leader acknowledges once appended with one replica; with more, after the followers' fetch), and has ms
 resolution (Kafka truncates): the hop ending at a broker stamp reads up to 1 ms short, the next one as much long.
 
-Events are paired with the venue's by content identity (:func:`mdpipe.verify.identity`), as ``mdpipe verify`` pairs
+Events are paired with the venue's by content identity (:func:`ops.verify.identity`), as ``mdpipe verify`` pairs
 rows: identical copies in generation order with the pipeline's in receive order. A re-emitted event (two ``events``
 records of one event key) counts once, with the record committed first (the one whose row the database kept).
-Percentiles are exact (nearest rank over every value, :func:`mdpipe.verify.percentile`), not bucket estimates.
+Percentiles are exact (nearest rank over every value, :func:`ops.verify.percentile`), not bucket estimates.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from mdpipe.verify import Identity, percentile
+from ops.verify import Identity, percentile
 
 __all__ = [
     "BOUNDARIES",

@@ -1,11 +1,11 @@
-"""The venue record's index (mdpipe.verify_record) against a step-by-step replay of the same records."""
+"""The venue record's index (ops.verify_record) against a step-by-step replay of the same records."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdpipe.verify_record import CHANNEL_OF_KIND, VenueRecord, gatherer_of_client
+from ops.verify_record import CHANNEL_OF_KIND, VenueRecord, gatherer_of_client
 from venue_sim.record import ConnClosed, ConnOpened, MarketLive, Record, Subscribed, Suppressed, Unsubscribed
 
 MARKETS = ("A", "B", "C")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mdpipe.demo_cli import render_progress
-from mdpipe.pipeline_run import Progress
+from ops.demo_cli import render_progress
+from ops.pipeline_run import Progress
 
 
 def test_progress_shows_markets_gaps_and_lags_in_seconds() -> None:

@@ -120,7 +120,7 @@ class _Screen:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from mdpipe.pipeline_run import FaultPlan, PipelineRun, RunOptions
+    from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
 
     options = RunOptions(
         markets=args.markets,
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     finally:
         run_.stop()
     print("\n".join(run_.events_log))
-    from mdpipe.verify_cli import format_report
+    from ops.verify_cli import format_report
 
     report = run_.verify()
     print(format_report(report))

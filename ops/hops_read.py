@@ -1,4 +1,4 @@
-"""Collect each event's trip (:class:`mdpipe.hops.Trip`) after a run: the ``events`` topic plus the sink's hop trace.
+"""Collect each event's trip (:class:`ops.hops.Trip`) after a run: the ``events`` topic plus the sink's hop trace.
 
 Read once the run is over (outside any measured window): every record of ``events`` gives its event's identity, its
 gatherer receive time and dedup stamps (:mod:`schemas.events`) and its own append time (the record timestamp); the
@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from mdpipe.hops import Trip
-from mdpipe.verify import Identity, identity
+from ops.hops import Trip
+from ops.verify import Identity, identity
 from schemas import SchemaError, decode_event
 from schemas.events import BookDelta, Lifecycle, Ticker, Trade
 from sink.trace import TraceEntry, read_trace

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdpipe.group_lag import lag_records, lag_seconds, next_record_offset, summarise
+from ops.group_lag import lag_records, lag_seconds, next_record_offset, summarise
 
 
 def test_records_after_the_commit_or_after_the_low_watermark() -> None:

@@ -2,7 +2,7 @@
 
 ``mdpipe verify`` judges the pipeline against what the venue says it did, never against the pipeline's own rows.
 :class:`VenueRecord` reads the records once and answers, per venue event, the questions the rules of
-:mod:`mdpipe.verify` ask:
+:mod:`ops.verify` ask:
 
 - *to which gatherers was it delivered?* A connection belongs to gatherer ``g`` when its ``ConnOpened.client``
   (the User-Agent) carries ``mdpipe-gather/<g>``; other clients are counted, never trusted as gatherers. A

@@ -2,9 +2,9 @@
 
 `mdpipe verify` is independent of the thing it judges: what is *expected* comes from the emulator's truth file (every
 event it generated, :mod:`venue_sim.truth`) and its record of deliveries (:mod:`venue_sim.record`, indexed by
-:mod:`mdpipe.verify_record`), never from the pipeline's own rows. Matching is by content, never by the pipeline's
+:mod:`ops.verify_record`), never from the pipeline's own rows. Matching is by content, never by the pipeline's
 event keys, so a bug in key derivation or dedup cannot hide itself. This module is the pure logic (no I/O);
-:mod:`mdpipe.verify_db` reads the database and :mod:`mdpipe.verify_cli` prints the report.
+:mod:`ops.verify_db` reads the database and :mod:`ops.verify_cli` prints the report.
 
 Content identity of a venue event (all decimals normalised, so "0.4300" == "0.43"):
 
@@ -43,9 +43,9 @@ The rules, per venue event ``e`` of market ``m`` with id ``i``:
 4. **Rows** are matched to venue events by identity as a multiset: rows beyond the expected copies of an identity
    are ``duplicated``; rows of an identity with no expected copy are ``unexpected`` (this includes a row of a
    ``BadMessage``: bad input must be dead-lettered, never stored). ``bad_input`` counts the venue's bad messages.
-5. **Snapshots** are matched by content against the venue's ``SnapshotSent`` (:mod:`mdpipe.verify_books`);
+5. **Snapshots** are matched by content against the venue's ``SnapshotSent`` (:mod:`ops.verify_books`);
    ``snapshots_unmatched`` counts snapshot rows equal to none of their market's.
-6. **Books** rebuilt from the database equal the venue's at every ``BookCheckpoint`` (:mod:`mdpipe.verify_books`).
+6. **Books** rebuilt from the database equal the venue's at every ``BookCheckpoint`` (:mod:`ops.verify_books`).
 7. **CLEAN** = missing, duplicated, unexpected, markets_uncovered, markets_without_rows, books_mismatched and
    snapshots_unmatched all 0. Reported losses are shown, not failed: the pipeline said where it was blind.
 
@@ -62,8 +62,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mdpipe.verify_books import check_books, match_snapshots
-from mdpipe.verify_record import CHANNEL_OF_KIND, VenueRecord
+from ops.verify_books import check_books, match_snapshots
+from ops.verify_record import CHANNEL_OF_KIND, VenueRecord
 from schemas.events import Ticker
 from sink.book import Book, DeltaRow, SnapshotRow
 
@@ -208,14 +208,14 @@ class Rules:
 
 @dataclass
 class DatabaseRows:
-    """What the database holds, as the comparison needs it (:func:`mdpipe.verify_db.read_database`)."""
+    """What the database holds, as the comparison needs it (:func:`ops.verify_db.read_database`)."""
 
     observed: Iterable[Observed] = ()
     snapshots: dict[str, list[SnapshotRow]] = field(default_factory=dict)
     deltas: dict[str, list[DeltaRow]] = field(default_factory=dict)
     gaps: list[GapWindow] = field(default_factory=list)
     # the database's own book_at at each checkpoint (market, ts_ms) (None: no snapshot row at or before it); when
-    # absent the books are rebuilt here from ``snapshots`` and ``deltas`` (:mod:`mdpipe.verify_books`)
+    # absent the books are rebuilt here from ``snapshots`` and ``deltas`` (:mod:`ops.verify_books`)
     books: dict[tuple[str, int], Book | None] | None = None
 
 

@@ -2,7 +2,7 @@
 
 Works from any host that reaches the broker: the consumer groups' lag (dedup's app id on the raw topics, the sink
 group on ``events``/``markets``) per partition, in records and in seconds, comes from Kafka itself
-(:meth:`mdpipe.probe.KafkaProbe.group_lag`, :mod:`mdpipe.group_lag`), with the member holding each partition.
+(:meth:`ops.probe.KafkaProbe.group_lag`, :mod:`ops.group_lag`), with the member holding each partition.
 Stage figures come from Prometheus endpoints: those given with ``--metrics [NAME=]URL`` (any host) and the stages
 of this host announced in ``.run/stages/*.json``. Gatherers (connections, markets, frames/s, gaps, spool), dedup
 (sync lag per gatherer, duplicate ratio, single-copy events, consumer lag), sink (rows/s, lag), topics
@@ -219,7 +219,7 @@ def collect(
     groups: bool = True,
     endpoints: list[Endpoint] | None = None,
 ) -> dict[str, Any]:
-    from mdpipe.probe import scrape
+    from ops.probe import scrape
 
     stages = _endpoints(endpoints or [])
     out: dict[str, Any] = {"gatherers": {}, "dedup": {}, "sink": {}, "other": []}
@@ -241,7 +241,7 @@ def collect(
         from mdpipe.failures import Failure
         from mdpipe.kafka import kafka_client_config
         from mdpipe.preflight import require_broker
-        from mdpipe.probe import KafkaProbe
+        from ops.probe import KafkaProbe
 
         try:
             require_broker(config.kafka)  # bounded (kafka.probe_timeout_s): one line instead of librdkafka's retries

@@ -1,4 +1,4 @@
-"""Consumer-group lag as Kafka itself sees it: pure arithmetic for `mdpipe status` (the I/O is mdpipe.probe).
+"""Consumer-group lag as Kafka itself sees it: pure arithmetic for `mdpipe status` (the I/O is ops.probe).
 
 Per partition: the group's committed offset, the partition's low and high watermarks, and the timestamp of the
 first record the group has not processed (the record at the committed offset, or at the low watermark when

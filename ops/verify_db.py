@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from mdpipe.logging import get_logger
-from mdpipe.verify import DatabaseRows, GapWindow, Observed, identity
+from ops.verify import DatabaseRows, GapWindow, Observed, identity
 from sink.book import DeltaRow, SnapshotRow
 from sink.book_db import books_at as db_books_at
 from venue_sim.record import BookCheckpoint

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import venue_sim.app
-from mdpipe.config import Config
-from mdpipe.demo_cli import render_progress
-from mdpipe.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions, VenueBehaviour
+from mdpipe.config import Config, SimConfig
+from ops.demo_cli import render_progress
+from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions, venue_args
 from venue_sim import cli as sim_cli
 
 
@@ -21,13 +21,13 @@ class _Captured(Exception):
 
 
 def _sim_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The SimOptions `mdpipe sim` would run with for these arguments (parsed by the real parser and run())."""
+    """The sim section `mdpipe sim` would run with for these arguments (parsed by the real parser and run())."""
     parser = argparse.ArgumentParser()
     sim_cli.add_parser(parser.add_subparsers())
     ns = parser.parse_args(["sim", *args])
 
-    def capture(options: Any) -> None:
-        raise _Captured(options)
+    def capture(section: SimConfig, options: Any = None) -> None:
+        raise _Captured(section)
 
     monkeypatch.setattr(venue_sim.app, "VenueSim", capture)
     with pytest.raises(_Captured) as got:
@@ -37,16 +37,37 @@ def _sim_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_demo_defaults_turn_every_behaviour_on_and_the_sim_accepts_them(monkeypatch: pytest.MonkeyPatch) -> None:
     venue = RunOptions().venue
-    opts = _sim_options(["--no-auth", *venue.sim_args()], monkeypatch)
+    opts = _sim_options(["--no-auth", *venue_args(venue)], monkeypatch)
     assert opts.dormant_share == 0.7 and opts.rest_lag_s == 30.0 and opts.activate_after_s == 3.0
     assert opts.pause_per_s > 0 and opts.flap_share > 0 and opts.metadata_per_s > 0
     assert opts.unknown_lifecycle_per_s > 0 and opts.fee_update_per_s > 0 and opts.event_lifecycle
     assert opts.churn_per_s > 0 and opts.checkpoint_s == 20.0
-    plain = _sim_options(["--no-auth", *VenueBehaviour.plain().sim_args()], monkeypatch)
+    plain = _sim_options(["--no-auth", *venue_args(SimConfig())], monkeypatch)
     assert plain.dormant_share == 0 and plain.rest_lag_s == 0 and plain.pause_per_s == 0
     assert not plain.event_lifecycle
     assert FaultPlan().redeliver_at and FaultPlan().bad_number_at
     assert FaultPlan.none().redeliver_at == () and FaultPlan.none().bad_number_at == ()
+
+
+BEHAVIOURS = (
+    "dormant_share", "rest_lag_s", "churn_per_s", "activate_after_s", "pause_per_s", "pause_markets", "pause_s",
+    "flap_share", "metadata_per_s", "unknown_lifecycle_per_s", "fee_update_per_s", "event_lifecycle", "checkpoint_s",
+)  # fmt: skip
+
+
+def test_a_run_without_the_demos_behaviours_gives_the_emulator_the_sim_sections_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's venue is the ``sim`` config section itself: a run that does not ask for the demo's behaviours
+    (the end-to-end tests) starts `mdpipe sim` with exactly what a bare `mdpipe sim` takes from the config's
+    defaults -- no second set of defaults (the old ``VenueBehaviour.plain()`` sent flap_share 0.3 and
+    pause_markets 6 against the config's 0.25 and 8)."""
+    bare = _sim_options(["--no-auth"], monkeypatch)
+    plain = _sim_options(["--no-auth", *venue_args(SimConfig())], monkeypatch)
+    assert {name: getattr(plain, name) for name in BEHAVIOURS} == {name: getattr(bare, name) for name in BEHAVIOURS}
+    assert {name: getattr(bare, name) for name in BEHAVIOURS} == {
+        name: getattr(SimConfig(), name) for name in BEHAVIOURS
+    }
 
 
 def test_new_faults_fire_once_on_the_busiest_connection_with_notes() -> None:

@@ -1,4 +1,4 @@
-"""`mdpipe verify`: judge one run's database against the venue's own truth and record (rules: :mod:`mdpipe.verify`)."""
+"""`mdpipe verify`: judge one run's database against the venue's own truth and record (rules: :mod:`ops.verify`)."""
 
 from __future__ import annotations
 
@@ -65,13 +65,13 @@ def verify(
 ) -> dict[str, Any]:
     """The report of one run as a dict (``format_report`` prints it); ConfigError when an input is missing.
 
-    ``on_truth`` sees every venue event (:class:`mdpipe.verify.TruthItem`, in generation order) as the comparison
-    reads it, so another judgement of the same run (:mod:`mdpipe.hops`) needs no second pass over the truth file."""
+    ``on_truth`` sees every venue event (:class:`ops.verify.TruthItem`, in generation order) as the comparison
+    reads it, so another judgement of the same run (:mod:`ops.hops`) needs no second pass over the truth file."""
     import psycopg
 
-    from mdpipe.verify import Rules, compare, iter_truth_items
-    from mdpipe.verify_db import read_database
-    from mdpipe.verify_record import VenueRecord
+    from ops.verify import Rules, compare, iter_truth_items
+    from ops.verify_db import read_database
+    from ops.verify_record import VenueRecord
     from venue_sim import record as venue_record
     from venue_sim.truth import read_truth
 

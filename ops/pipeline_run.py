@@ -20,14 +20,14 @@ from typing import Any
 
 import msgspec
 
-from mdpipe.config import Config, run_dir
-from mdpipe.cpu import CpuSample, cpu_rows
-from mdpipe.cpu import sample as cpu_sample
+from mdpipe.config import Config, SimConfig, run_dir
 from mdpipe.logging import get_logger
-from mdpipe.probe import KafkaProbe
-from mdpipe.processes import Child
+from ops.cpu import CpuSample, cpu_rows
+from ops.cpu import sample as cpu_sample
+from ops.probe import KafkaProbe
+from ops.processes import Child
 
-__all__ = ["FaultPlan", "PipelineRun", "Progress", "RunOptions", "VenueBehaviour"]
+__all__ = ["DEMO_VENUE", "FaultPlan", "PipelineRun", "Progress", "RunOptions", "venue_args"]
 
 log = get_logger(__name__)
 
@@ -52,62 +52,44 @@ class FaultPlan:
         return cls(None, None, None, redeliver_at=(), bad_number_at=())
 
 
-@dataclass(frozen=True)
-class VenueBehaviour:
-    """What the real venue does that the emulator reproduces during a run (`mdpipe sim` flags, see its --help).
+# What the real venue does that the emulator reproduces during a demo (`mdpipe sim` flags, see its --help): at
+# 20,000 markets and 5,000 events/s for 120 s, two quiet gatherer connections out of three (70 % dormant markets),
+# REST 30 s behind the WebSocket, ~30 deactivate/activate cycles on 6 markets with fast repeats, metadata and fee
+# updates with identical bodies repeating, a few unknown lifecycle types, and markets created (activated 3 s later)
+# while running. They are behaviours, not faults: ``--no-faults`` keeps them. Every other setting of the emulator is
+# the ``sim`` section's default; a run with ``venue=SimConfig()`` is the emulator as configured by default.
+DEMO_VENUE = SimConfig(
+    dormant_share=0.7,
+    rest_lag_s=30.0,
+    churn_per_s=0.1,  # markets created (and one settled) per second
+    activate_after_s=3.0,
+    pause_per_s=0.25,
+    pause_markets=6,
+    flap_share=0.3,
+    metadata_per_s=0.2,
+    unknown_lifecycle_per_s=0.03,
+    fee_update_per_s=0.1,
+    event_lifecycle=True,
+)
 
-    The defaults are the demo's: at 20,000 markets and 5,000 events/s for 120 s they give two quiet gatherer
-    connections out of three (70 % dormant markets), REST 30 s behind the WebSocket, ~30 deactivate/activate
-    cycles on 6 markets with fast repeats, metadata and fee updates with identical bodies repeating, a few
-    unknown lifecycle types, and markets created (activated 3 s later) while running. They are behaviours, not
-    faults: ``--no-faults`` keeps them. :meth:`plain` turns them off.
-    """
 
-    dormant_share: float = 0.7
-    rest_lag_s: float = 30.0
-    churn_per_s: float = 0.1  # markets created (and one settled) per second
-    activate_after_s: float = 3.0
-    pause_per_s: float = 0.25
-    pause_markets: int = 6
-    pause_s: float = 3.0
-    flap_share: float = 0.3
-    metadata_per_s: float = 0.2
-    unknown_lifecycle_per_s: float = 0.03
-    fee_update_per_s: float = 0.1
-    event_lifecycle: bool = True
-    checkpoint_s: float = 20.0
-
-    @classmethod
-    def plain(cls) -> VenueBehaviour:
-        """The emulator without the real venue's awkward behaviours (markets still churn)."""
-        return cls(
-            dormant_share=0.0,
-            rest_lag_s=0.0,
-            churn_per_s=0.2,
-            activate_after_s=0.0,
-            pause_per_s=0.0,
-            metadata_per_s=0.0,
-            unknown_lifecycle_per_s=0.0,
-            fee_update_per_s=0.0,
-            event_lifecycle=False,
-        )
-
-    def sim_args(self) -> list[str]:
-        return [
-            "--dormant-share", str(self.dormant_share),
-            "--rest-lag", str(self.rest_lag_s),
-            "--churn", str(self.churn_per_s),
-            "--activate-after", str(self.activate_after_s),
-            "--pause-rate", str(self.pause_per_s),
-            "--pause-markets", str(self.pause_markets),
-            "--pause-s", str(self.pause_s),
-            "--flap-share", str(self.flap_share),
-            "--metadata-rate", str(self.metadata_per_s),
-            "--unknown-lifecycle-rate", str(self.unknown_lifecycle_per_s),
-            "--fee-update-rate", str(self.fee_update_per_s),
-            "--event-lifecycle" if self.event_lifecycle else "--no-event-lifecycle",
-            "--checkpoint-s", str(self.checkpoint_s),
-        ]  # fmt: skip
+def venue_args(venue: SimConfig) -> list[str]:
+    """The `mdpipe sim` flags that give the emulator ``venue``'s real-venue behaviours."""
+    return [
+        "--dormant-share", str(venue.dormant_share),
+        "--rest-lag", str(venue.rest_lag_s),
+        "--churn", str(venue.churn_per_s),
+        "--activate-after", str(venue.activate_after_s),
+        "--pause-rate", str(venue.pause_per_s),
+        "--pause-markets", str(venue.pause_markets),
+        "--pause-s", str(venue.pause_s),
+        "--flap-share", str(venue.flap_share),
+        "--metadata-rate", str(venue.metadata_per_s),
+        "--unknown-lifecycle-rate", str(venue.unknown_lifecycle_per_s),
+        "--fee-update-rate", str(venue.fee_update_per_s),
+        "--event-lifecycle" if venue.event_lifecycle else "--no-event-lifecycle",
+        "--checkpoint-s", str(venue.checkpoint_s),
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,13 +101,13 @@ class RunOptions:
     dedup_workers: int = 1  # one native worker: ~95K raw frames/s in bench-dedup; 3 gatherers x 10K events/s = 30K
     seed: int = 7
     faults: FaultPlan = field(default_factory=FaultPlan)
-    venue: VenueBehaviour = field(default_factory=VenueBehaviour)
+    venue: SimConfig = DEMO_VENUE  # the emulator's behaviours (the demo's; SimConfig(): the sim section's defaults)
     auth: bool = True
     workdir: Path | None = None
     drain_timeout_s: float = 60.0  # give up draining after this long without progress
     database: str = "mdpipe_demo"  # dropped and created fresh by start(); tests and benches use their own name
     hop_trace: bool = False  # the sink writes its hop trace (sink.trace): verify() then adds the hop table
-    measure_cpu: bool = False  # CPU samples (mdpipe.cpu) at the start and end of generation and after the drain
+    measure_cpu: bool = False  # CPU samples (ops.cpu) at the start and end of generation and after the drain
 
 
 @dataclass
@@ -139,7 +121,7 @@ class Progress:
     sink_lag: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # figures scraped from each stage's /metrics (mdpipe.status_cli.stage_figures), by section then child name
+    # figures scraped from each stage's /metrics (ops.status_cli.stage_figures), by section then child name
     stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     dedup_lag_s: float = 0.0  # dedup backlog in seconds of raw input at the run's mean arrival rate
     # the venue's behaviour counters (/_sim/stats "behaviours") plus dormant_markets, paused_markets, rest_lag_s
@@ -268,7 +250,7 @@ class PipelineRun:
             "--port", "0",
             "--seed", str(self.options.seed),
             "--truth", str(self.truth_path),
-            *self.options.venue.sim_args(),
+            *venue_args(self.options.venue),
         ]  # fmt: skip
         if self.options.auth:
             from venue_sim.keys import generate_test_keypair
@@ -445,8 +427,8 @@ class PipelineRun:
 
     def _scrape_stages(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Scrape every child's /metrics (found by pid in .run/stages); rates against the previous scrape."""
-        from mdpipe.probe import scrape
-        from mdpipe.status_cli import stage_figures
+        from ops.probe import scrape
+        from ops.status_cli import stage_figures
 
         by_pid = _stages_by_pid()
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -502,7 +484,7 @@ class PipelineRun:
         return out
 
     def cpu_mark(self, name: str) -> CpuSample:
-        """Sample every process's CPU (:mod:`mdpipe.cpu`) and the venue's event count now, as mark ``name``."""
+        """Sample every process's CPU (:mod:`ops.cpu`) and the venue's event count now, as mark ``name``."""
         try:
             venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
         except (OSError, ValueError):
@@ -512,7 +494,7 @@ class PipelineRun:
         return taken
 
     def cpu_table(self, start: str = "start", end: str = "end") -> dict[str, dict[str, float | None]]:
-        """Per process, CPU seconds and µs per venue event between two marks (:func:`mdpipe.cpu.cpu_rows`)."""
+        """Per process, CPU seconds and µs per venue event between two marks (:func:`ops.cpu.cpu_rows`)."""
         return cpu_rows(self.cpu_samples[start], self.cpu_samples[end])
 
     def _check_children(self) -> None:
@@ -569,17 +551,17 @@ class PipelineRun:
     ) -> dict[str, Any]:
         """Verify the run; latencies only for events generated ``warmup_s`` after generation started.
 
-        With ``hop_trace`` the report also has ``hops_ms`` (:mod:`mdpipe.hops`: per hop over the same events as
+        With ``hop_trace`` the report also has ``hops_ms`` (:mod:`ops.hops`: per hop over the same events as
         ``latency_ms``), ``hop_windows`` (the same per extra window of generation times), ``hop_marks`` (per mark,
         boundary -> when an event generated after it first reached it) and ``hop_stats``."""
-        from mdpipe.verify_cli import verify
+        from ops.verify_cli import verify
 
         after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
         if not self.options.hop_trace:
             return verify(self.truth_path, self.dsn, latency_after_ns=after)
-        from mdpipe.hops import HopJoin
-        from mdpipe.hops_read import read_trips
         from mdpipe.topics import topic_names
+        from ops.hops import HopJoin
+        from ops.hops_read import read_trips
 
         events = topic_names(self._stage_config()).events
         trips, stats = read_trips(self._client_config(), events, self.trace_path)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from mdpipe.verify_record import ORDERBOOK, NormalisedBook, VenueRecord, normalised_book
+from ops.verify_record import ORDERBOOK, NormalisedBook, VenueRecord, normalised_book
 from sink.book import Book, DeltaRow, SnapshotRow, apply, contains, latest_snapshot
 from venue_sim.record import BookCheckpoint
 
