@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "verify": "mdpipe.verify_cli",
     "book": "mdpipe.book_cli",
     "replay": "mdpipe.replay_cli",
+    "export": "archive.export_cli",
+    "archive": "archive.archive_cli",
     "status": "mdpipe.status_cli",
     "demo": "mdpipe.demo_cli",
 }
