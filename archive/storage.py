@@ -43,6 +43,7 @@ class Location:
     def files(self, relative: str = "", suffix: str = ".parquet") -> list[str]:
         """Every complete file under ``relative`` whose name ends with ``suffix``, sorted."""
         base = self.path(relative) if relative else self.root
+        self.fs.invalidate_cache()  # object stores cache listings (s3fs kept a prefix "empty" after writes below it)
         if not self.fs.exists(base):
             return []
         found = self.fs.find(base)

@@ -208,3 +208,23 @@ def test_replay_from_archive_cli(mdpipe_config: Config, tmp_path: Path, capsys: 
     assert sum(summary["rows"].values()) == 300
     assert main(["replay", "--from-archive", str(tmp_path / "empty")]) == 2
     assert "no raw archive files" in capsys.readouterr().err
+
+
+def test_raw_archive_and_replay_through_s3(
+    mdpipe_config: Config, make_database: Any, s3_server: dict[str, Any]
+) -> None:
+    config = mdpipe_config
+    ensure_topics(config)
+    events = pipeline_events(400, markets=10, seed=9, t0_ns=time.time_ns() - 60_000_000_000)
+    _produce(config, "g1", gatherer_copies(events[:300], "g1"))
+    _produce(config, "g2", gatherer_copies(events, "g2", delay_ns=10_000_000))
+    location = open_location("s3://archive/mdpipe", **s3_server)
+    conf = consumer_config(config.kafka, "archive-test")
+    first = RawArchiver(conf, location, sources(config, None, True), idle_s=5).run()
+    assert first.records == 700
+    assert RawArchiver(conf, location, sources(config, None, True), idle_s=5).run().records == 0
+    assert location.files("raw/gatherer=g2") and not location.files("", suffix=".tmp")
+    dsn = make_database()
+    migrate(dsn, config.postgres)
+    stats = replay_archive(location, dsn)
+    assert (stats.events, stats.duplicates, sum(stats.rows.values())) == (400, 300, 400)
