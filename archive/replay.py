@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from archive.reader import archive_partitions, market_records, partition_records
+from archive.reader import ArchivedRecord, archive_partitions, market_records, partition_records
 from archive.storage import Location
 from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
 from dedup_stream.normalise import decision_event
@@ -129,13 +129,13 @@ def replay_archive(
     return stats
 
 
-def _letter(reason: str, rec: object) -> DeadLetter:
+def _letter(reason: str, rec: ArchivedRecord) -> DeadLetter:
     return DeadLetter(
         stage="archive-replay",
         reason=reason,
-        payload=getattr(rec, "value", None) or b"",
-        source_topic=getattr(rec, "topic", ""),
-        source_partition=getattr(rec, "partition", 0),
-        source_offset=getattr(rec, "offset", 0),
+        payload=rec.value or b"",
+        source_topic=rec.topic,
+        source_partition=rec.partition,
+        source_offset=rec.offset,
         at_ns=time.time_ns(),
     )
