@@ -1,18 +1,21 @@
 """Reads an export back and counts the rows that differ from the database (``mdpipe demo --export``).
 
 For each table and UTC date of the range, the rows of ``part-<lo>-<hi>.parquet`` and the rows the database holds for
-``[lo, hi)`` are reduced to a multiset of row digests (every column, :func:`archive.schema.canonical` values);
-``mismatched`` counts the rows found on one side only, so a changed value counts twice (the old and the new row), a
-missing or extra row once. A missing file counts all its rows. Memory: 16 bytes and a counter per row of one
-table-day.
+``[lo, hi)`` are compared as Python values (``Decimal``, aware ``datetime``, lists: equal values compare equal
+whatever scale or time zone each side used). Fast path: both sides are in the export's order, so they are walked
+side by side, a chunk at a time. Only when a pair differs is that table-day counted exactly: both sides become
+multisets of row digests (every column, :func:`archive.schema.canonical` values) and ``mismatched`` counts the rows
+found on one side only, so a changed value counts twice (the old and the new row), a missing or extra row once. A
+missing file counts all its rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 import psycopg
@@ -23,6 +26,8 @@ from archive.schema import canonical
 from archive.storage import Location
 
 __all__ = ["Comparison", "compare_export", "row_digest"]
+
+CHUNK = 50_000
 
 
 @dataclass
@@ -49,23 +54,11 @@ def compare_export(
             query = table_query(table, columns)
             stats = out.by_table.setdefault(table, {"rows": 0, "db_rows": 0, "mismatched": 0})
             for date, lo, hi in day_ranges(from_ms, to_ms):
-                db: Counter[bytes] = Counter()
-                with conn.cursor(name=f"compare_{table}") as cur:
-                    cur.itersize = 50_000
-                    cur.execute(query, (lo, hi))
-                    for row in cur:
-                        db[row_digest(names, row)] += 1
-                exported: Counter[bytes] = Counter()
                 path = location.path(f"{table}/date={date}/part-{lo}-{hi}.parquet")
-                if location.fs.exists(path):
-                    with location.fs.open(path, "rb") as f:
-                        data = pq.read_table(f)
-                    file_names = data.column_names
-                    for batch in data.to_batches():
-                        for record in batch.to_pylist():
-                            exported[row_digest(file_names, (record[n] for n in file_names))] += 1
-                n_db, n_file = db.total(), exported.total()
-                diff = (db - exported).total() + (exported - db).total()
+                counted = _walk_equal(conn, query, lo, hi, location, path, names)
+                if counted is None:
+                    counted = _count_differences(conn, query, lo, hi, location, path, names)
+                diff, n_db, n_file = counted
                 stats["rows"] += n_file
                 stats["db_rows"] += n_db
                 stats["mismatched"] += diff
@@ -74,3 +67,54 @@ def compare_export(
                 out.mismatched += diff
         conn.rollback()
     return out
+
+
+def _db_rows(conn: psycopg.Connection[Any], query: str, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
+    with conn.cursor(name="compare_rows") as cur:
+        cur.itersize = CHUNK
+        cur.execute(query, (lo, hi))
+        yield from cur
+
+
+def _file_rows(location: Location, path: str) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
+    """(column names, row) for every row of the file at ``path`` (nothing when it does not exist)."""
+    if not location.fs.exists(path):
+        return
+    with location.fs.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        names = parquet.schema_arrow.names
+        for batch in parquet.iter_batches(batch_size=CHUNK):
+            for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                yield names, row
+
+
+Counted = tuple[int, int, int]  # (rows on one side only, database rows, file rows)
+
+
+def _walk_equal(
+    conn: psycopg.Connection[Any], query: str, lo: int, hi: int, location: Location, path: str, names: list[str]
+) -> Counted | None:
+    """(0, rows, rows) when the database rows and the file rows are equal pair by pair in order, else None."""
+    db_rows, file_rows = _db_rows(conn, query, lo, hi), _file_rows(location, path)
+    n = 0
+    try:
+        for db_row, file_item in zip_longest(db_rows, file_rows):
+            if db_row is None or file_item is None:
+                return None
+            file_names, file_row = file_item
+            if file_names != names or db_row != file_row:
+                return None
+            n += 1
+    finally:
+        db_rows.close()  # the named cursor, before another one opens
+        file_rows.close()
+    return 0, n, n
+
+
+def _count_differences(
+    conn: psycopg.Connection[Any], query: str, lo: int, hi: int, location: Location, path: str, names: list[str]
+) -> Counted:
+    """Rows on one side only, counted over multisets of row digests."""
+    db: Counter[bytes] = Counter(row_digest(names, row) for row in _db_rows(conn, query, lo, hi))
+    exported: Counter[bytes] = Counter(row_digest(file_names, row) for file_names, row in _file_rows(location, path))
+    return (db - exported).total() + (exported - db).total(), db.total(), exported.total()
