@@ -28,7 +28,7 @@ from mdpipe.cli import build_parser, main
 from mdpipe.config import Config
 from mdpipe.kafka import consumer_config, kafka_client_config
 from mdpipe.topics import ensure_topics, topic_names
-from schemas import GapReport, RawFrame, decode_raw, encode_gap, encode_raw
+from schemas import GapReport, MarketRef, RawFrame, decode_raw, encode_gap, encode_market, encode_raw
 from sink.migrate import migrate
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,21 @@ def _produce_bytes(config: Config, gatherer: str, value: bytes, key: bytes = b"K
 def _run(argv: list[str], config: Config) -> int:
     args = build_parser().parse_args(argv)
     return int(args._run(args, config) or 0)
+
+
+def _produce_markets(config: Config, tickers: list[str], t0_ns: int) -> int:
+    """Reference data as gatherers write it: two versions of each market (the later one must win)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(kafka_client_config(config.kafka))
+    for version in (1, 2):
+        for ticker in tickers:
+            ref = MarketRef(venue="kalshi", ticker=ticker, event_ticker=ticker.rsplit("-", 1)[0], title=f"v{version}",
+                            status="active" if version == 2 else "initialized", open_time_ms=t0_ns // 1_000_000,
+                            updated_ns=t0_ns + version)  # fmt: skip
+            producer.produce(topic_names(config).markets, key=ticker.encode(), value=encode_market(ref))
+    assert producer.flush(30) == 0
+    return 2 * len(tickers)
 
 
 def _run_process(argv: list[str], config: Config, run_dir: Path, timeout_s: float = 120) -> int:
@@ -91,7 +106,8 @@ def _rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
             )
         ]
         select = ", ".join(f'"{c}"' for c in cols)
-        return conn.execute(f'SELECT {select} FROM {table} ORDER BY ts, event_key COLLATE "C"').fetchall()
+        order = "ticker" if table == "markets" else 'ts, event_key COLLATE "C"'
+        return conn.execute(f"SELECT {select} FROM {table} ORDER BY {order}").fetchall()
 
 
 def test_raw_archive_appends_only_what_is_new(mdpipe_config: Config, tmp_path: Path) -> None:
@@ -164,6 +180,7 @@ def test_database_rebuilt_from_the_archive_equals_the_live_one(
     gap = RawFrame(venue="kalshi", gatherer="g3", conn=2, sid=4, seq=14, recv_ns=t0 + 2 * 10**9, kind="gap",
                    market=events[0].market, event_key="g:x", payload=encode_gap(report))  # fmt: skip
     produced += _produce(config, "g3", [gap])
+    produced += _produce_markets(config, sorted({e.market for e in events})[:5], t0)
     produced += _produce_bytes(config, "g3", encode_raw(gap)[:-5], key=gap.market.encode())  # truncated: dead letter
     _run_process(app, config, tmp_path / "run")
     _run_process(["sink", "--exit-when-idle", "--metrics-port", "0"], config, tmp_path / "run")
@@ -188,6 +205,8 @@ def test_database_rebuilt_from_the_archive_equals_the_live_one(
         if table == "trades":
             winners = {row[3] for row in live}  # gatherer
     assert total == 1600 + 1  # every event once, and the gap report
+    live_markets, rebuilt_markets = _rows(live_dsn, "markets"), _rows(rebuilt_dsn, "markets")
+    assert len(live_markets) == 5 and live_markets == rebuilt_markets
     assert winners == {"g1", "g2"}  # both gatherers won events: the rebuild made the live choice, not a fixed one
 
     # replaying again into the rebuilt database adds nothing (the unique key absorbs it)
