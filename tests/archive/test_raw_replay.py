@@ -220,7 +220,10 @@ def test_replay_from_archive_cli(mdpipe_config: Config, tmp_path: Path, capsys: 
     events = pipeline_events(300, markets=10, seed=5, t0_ns=time.time_ns() - 60_000_000_000)
     _produce(config, "g1", gatherer_copies(events, "g1"))
     _produce(config, "g2", gatherer_copies(events, "g2", delay_ns=10_000_000))
-    _archiver(config, tmp_path).run()
+    assert _run(["archive", "raw", "--to-dir", str(tmp_path), "--idle-s", "5"], config) == 0
+    archived = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert archived["records"] == 600 and archived["expired"] == {}
+    assert set(archived["covered"]) == {topic_names(config).raw["g1"], topic_names(config).raw["g2"]}
     assert _run(["replay", "--from-archive", str(tmp_path)], config) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["events"] == 300 and summary["duplicates"] == 300
