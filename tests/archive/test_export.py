@@ -155,3 +155,12 @@ def test_export_to_s3(loaded_db, s3_server) -> None:
     assert not location.files("", suffix=".tmp")
     check = compare_export(dsn, location, FROM_MS, TO_MS, EVENT_TABLES)
     assert (check.rows, check.mismatched) == (rows, 0)
+
+
+@pytest.mark.parametrize("argv", [["export", "--help"], ["archive", "--help"], ["replay", "--help"]])
+def test_commands_have_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--to-dir" in out or "--from-archive" in out
