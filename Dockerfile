@@ -32,6 +32,7 @@ COPY venue_sim ./venue_sim
 COPY ops ./ops
 COPY infra ./infra
 COPY bench ./bench
+COPY archive ./archive
 # A regular install (what `pip install mdpipe` does), then prove the C row builder was compiled and imports.
 RUN /opt/mdpipe/bin/pip install --no-deps . \
  && cd / && /opt/mdpipe/bin/python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED, resolve; assert ACCELERATED; resolve('c')"

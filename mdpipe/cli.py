@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "verify": "ops.verify_cli",
     "book": "ops.book_cli",
     "replay": "ops.replay_cli",
+    "export": "archive.export_cli",
+    "archive": "archive.archive_cli",
     "status": "ops.status_cli",
     "demo": "ops.demo_cli",
 }

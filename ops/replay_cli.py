@@ -8,6 +8,10 @@
   re-load that range into the database as above. The replay's state topics are deleted once it succeeded
   (``--keep-internal-topics`` keeps them).
 
+- ``mdpipe replay --from-archive DIR``: rebuild the database from a raw archive (``mdpipe archive raw``) after
+  Kafka's retention has passed: the same dedup decision and normalisation, then the sink's COPY path
+  (:mod:`archive.replay`).
+
 Times are Unix epoch milliseconds (venue time for the load, first-copy receive time for dedup).
 """
 
@@ -33,9 +37,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "consumer group. 'dedup': re-run dedup over the raw topics into events under a new app id, then re-load "
         "(unless --no-load). Both are idempotent: the sink's unique key absorbs rows that are already there.",
     )
-    parser.add_argument("what", choices=["events", "dedup"], help="events: topic -> database; dedup: raw -> events")
-    parser.add_argument("--from-ts", type=int, required=True, metavar="MS", help="start of the range (epoch ms)")
-    parser.add_argument("--to-ts", type=int, required=True, metavar="MS", help="end of the range, exclusive (epoch ms)")
+    parser.add_argument(
+        "what", nargs="?", choices=["events", "dedup"], help="events: topic -> database; dedup: raw -> events"
+    )
+    parser.add_argument(
+        "--from-archive", metavar="DIR", help="rebuild the database from a raw archive (path or fsspec URL) instead"
+    )
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option")
+    parser.add_argument("--from-ts", type=int, metavar="MS", help="start of the range (epoch ms)")
+    parser.add_argument("--to-ts", type=int, metavar="MS", help="end of the range, exclusive (epoch ms)")
     parser.add_argument("--id", metavar="NAME", help="suffix of the replay's consumer group / app id (default: time)")
     parser.add_argument("--no-load", action="store_true", help="dedup: only write events, do not re-load the database")
     parser.add_argument("--idle-s", type=float, default=5.0, help="seconds without input that end a replay (5)")
@@ -56,6 +66,12 @@ def _run_command(argv: list[str], config: Config) -> int:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    if args.from_archive:
+        from archive.replay_cli import run_from_archive
+
+        return run_from_archive(args, config)
+    if args.what is None or args.from_ts is None or args.to_ts is None:
+        raise ConfigError("replay: give events|dedup with --from-ts and --to-ts, or --from-archive DIR")
     if args.to_ts <= args.from_ts:
         raise ConfigError("replay --to-ts: must be greater than --from-ts")
     suffix = args.id or time.strftime("%Y%m%d%H%M%S")
