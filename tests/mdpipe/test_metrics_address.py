@@ -167,7 +167,14 @@ def test_runs_that_share_a_host_give_their_stages_free_metrics_ports(
     monkeypatch.setattr(replay_cli, "_run_command", lambda argv, config: commands.append(argv) or 0)
     monkeypatch.setenv("MDPIPE_RUN_DIR", str(tmp_path))
     args = argparse.Namespace(
-        what="dedup", from_ts=1, to_ts=2, id="x", idle_s=1.0, no_load=False, keep_internal_topics=True
+        what="dedup",
+        from_ts=1,
+        to_ts=2,
+        id="x",
+        idle_s=1.0,
+        no_load=False,
+        keep_internal_topics=True,
+        from_archive=None,
     )
     assert replay_cli.run(args, Config()) == 0
     assert [argv[0] for argv in commands] == ["dedup", "sink"]
