@@ -24,7 +24,7 @@ an asset already subscribed is ignored); messages go to a connection when any of
 (the next N data messages are not sent: without sequence numbers only the books' best bid/ask can reveal it),
 ``redeliver`` (sent twice), ``malformed`` (a frame that is not JSON), ``badnumber`` (a ``price_change`` with an
 out-of-range price, a venue message that changes no book), ``freeze`` (nothing sent, PINGs still answered), and the
-I/O layer's ``close``/``refuse``/``delay``. The record: ``suppressed`` (ids of events a fault kept back) and
+I/O layer's ``close``/``refuse``/``delay``. The record: ``suppressed_ids`` (events a fault kept back) and
 ``subscribed`` (asset, position = last event id when it became covered).
 """
 
@@ -38,7 +38,8 @@ from typing import Literal, NamedTuple
 import msgspec
 
 from venue_sim.book import Books
-from venues.polymarket.numbers import norm
+from venue_sim.load import Event
+from venues.polymarket.numbers import PRICE, check, norm
 
 __all__ = ["Out", "Profile", "ServerSession"]
 
@@ -88,6 +89,19 @@ class Profile:
         self.ticker = ticker
         self._tokens: dict[int, tuple[str, str, str]] = {}
         self._by_asset: dict[str, tuple[int, bool]] = {}
+        self.clock_ms = 0  # venue time of the newest translated event
+        self._batch: tuple[int, int, list[Out]] = (0, 0, [])
+        self.bad = 0  # emulator events with an invalid body, sent as an invalid price_change
+
+    def batch(self, events: list[Event]) -> list[Out]:
+        """The messages of a batch of generator events, translated once however many connections ask."""
+        if not events:
+            return []
+        first, last, outs = self._batch
+        if (events[0][0], events[-1][0]) != (first, last):
+            outs = [o for ev in events for o in self.translate(ev[0], ev[1], ev[2], ev[3], ev[4])]
+            self._batch = (events[0][0], events[-1][0], outs)
+        return outs
 
     def ids(self, m: int) -> tuple[str, str, str]:
         """(condition id, YES token, NO token) of market ``m``."""
@@ -131,11 +145,20 @@ class Profile:
         return Out(0, (str(body["asset_id"]),), _json.encode(body))
 
     def translate(self, event_id: int, ch: int, m: int, ts_ms: int, body: str | bytes) -> list[Out]:
-        """The messages of one emulator event (its books change here exactly as the generator changed its own)."""
+        """The messages of one emulator event (its books change here exactly as the generator changed its own).
+
+        A delta whose body is invalid on purpose (the ``badnumber`` fault) becomes :meth:`bad_change`."""
+        self.clock_ms = max(self.clock_ms, ts_ms)
         if ch == CH_ORDERBOOK:
-            d = _delta.decode(body)
-            cents = int(d.price_dollars * 100)
-            delta = int(d.delta_fp * 100)
+            try:
+                d = _delta.decode(body)
+                check(d.price_dollars, "price_dollars", PRICE)
+                check(d.delta_fp, "delta_fp", (Decimal(-(10**15)), Decimal(10**15)))
+                cents = int(d.price_dollars * 100)
+                delta = int(d.delta_fp * 100)
+            except (msgspec.DecodeError, ValueError):
+                self.bad += 1
+                return [self.bad_change(event_id, m, ts_ms)]
             self.books.grow(m + 1)
             self.books.apply(m, d.side, cents, delta)
             yes, no = self._ladders(m)
@@ -184,32 +207,51 @@ _frame = msgspec.json.Decoder(_Frame)
 
 
 class ServerSession:
-    """One connection of the emulated market channel (see module docstring); ``outbox`` holds text frames."""
+    """One connection of the emulated market channel (see module docstring).
+
+    Same duck type as :class:`venue_sim.protocol.ServerSession`, so :class:`venue_sim.server.SimServer` can host it:
+    ``receive_text``, ``deliver(events)`` (the generator's events; the shared :class:`Profile` translates each
+    batch once for all connections), ``data_to_send() -> list[str]``, the fault fields ``drop_next``,
+    ``redeliver_next``, ``frozen``, ``overflowing`` with ``update_flags()``, and ``end``/``redelivered``."""
 
     def __init__(self, profile: Profile, conn_id: int, *, max_assets: int = 500) -> None:
         self.profile = profile
         self.conn_id = conn_id
         self.max_assets = max_assets
         self.assets: set[str] = set()
-        self.outbox: list[bytes] = []
+        self.out: list[str] = []
         self.position = 0  # id of the last event handed to this connection
-        self.subscribed: list[tuple[str, int]] = []
-        self.suppressed: list[int] = []
+        self.subscribed: list[tuple[str, int]] = []  # (asset, position when it became covered)
+        self.suppressed_ids: list[int] = []  # events a fault kept from this connection
         self.rejected = 0
-        self._drop = 0
-        self._redeliver = 0
+        self.drop_next = 0
+        self.redeliver_next = 0
         self.frozen = False
+        self.overflowing = False
+        self.redelivered = 0
+        self.data_messages = 0
 
-    def data_to_send(self) -> list[bytes]:
-        out, self.outbox = self.outbox, []
+    @property
+    def suppressed(self) -> int:
+        return len(self.suppressed_ids)
+
+    def data_to_send(self) -> list[str]:
+        out, self.out = self.out, []
         return out
 
-    def receive_text(self, data: bytes, now_ms: int) -> None:
-        if data.strip() == b"PING":
-            self.outbox.append(b"PONG")
+    def update_flags(self) -> None:
+        """Nothing to precompute (kept for the server's fault controller)."""
+
+    def end(self, after_id: int) -> None:
+        self.position = max(self.position, after_id)
+
+    def receive_text(self, data: str | bytes) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        if raw.strip() == b"PING":
+            self.out.append("PONG")
             return
         try:
-            f = _frame.decode(data)
+            f = _frame.decode(raw)
         except msgspec.DecodeError:
             self.rejected += 1  # the venue documents no error message: nothing is answered [guess]
             return
@@ -222,39 +264,32 @@ class ServerSession:
                 self.assets.add(asset)
                 self.subscribed.append((asset, self.position))
                 if not self.frozen:
-                    self.outbox.append(self.profile.book(known[0], known[1], now_ms).data)
+                    self.out.append(self.profile.book(known[0], known[1], self.profile.clock_ms).data.decode())
         elif f.operation == "unsubscribe":
             self.assets.difference_update(f.assets_ids)
         else:
             self.rejected += 1
 
-    def deliver(self, outs: list[Out]) -> None:
+    def deliver(self, events: list[Event]) -> None:
+        """Queue the market-channel messages of the generator's ``events`` for this connection's assets."""
+        self.deliver_outs(self.profile.batch(events))
+
+    def deliver_outs(self, outs: list[Out]) -> None:
         for out in outs:
             if out.event_id:
                 self.position = max(self.position, out.event_id)
             if not any(a in self.assets for a in out.assets):
                 continue
-            if self.frozen or (self._drop and out.event_id):
-                if not self.frozen:
-                    self._drop -= 1
+            if self.frozen or self.overflowing or (self.drop_next and out.event_id):
+                if self.drop_next and not self.frozen:
+                    self.drop_next -= 1
                 if out.event_id:
-                    self.suppressed.append(out.event_id)
+                    self.suppressed_ids.append(out.event_id)
                 continue
-            self.outbox.append(out.data)
-            if self._redeliver and out.event_id:
-                self._redeliver -= 1
-                self.outbox.append(out.data)
-
-    # -- faults ----------------------------------------------------------------------------------------------
-
-    def drop_next(self, n: int = 1) -> None:
-        self._drop += n
-
-    def redeliver_next(self, n: int = 1) -> None:
-        self._redeliver += n
-
-    def malformed(self) -> None:
-        self.outbox.append(b'{"event_type":"price_change","market":')
-
-    def freeze(self, on: bool) -> None:
-        self.frozen = on
+            text = out.data.decode()
+            self.out.append(text)
+            self.data_messages += 1
+            if self.redeliver_next and out.event_id:
+                self.redeliver_next -= 1
+                self.redelivered += 1
+                self.out.append(text)

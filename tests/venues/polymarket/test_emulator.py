@@ -36,9 +36,10 @@ class Gatherer:
     def pump(self, ts_ms: int, batch: bool = False) -> None:
         """Client commands to the server, server frames to the client (as one JSON array when ``batch``)."""
         self.now += MS
+        self.server.profile.clock_ms = max(self.server.profile.clock_ms, ts_ms)
         for cmd in self.session.data_to_send():
-            self.server.receive_text(cmd, ts_ms)
-        out = self.server.data_to_send()
+            self.server.receive_text(cmd)
+        out = [text.encode() for text in self.server.data_to_send()]
         if batch and len(out) > 1 and all(o.startswith(b"{") for o in out):
             out = [b"[" + b",".join(out) + b"]"]
         for data in out:
@@ -85,10 +86,9 @@ def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
         g.session.connected(0)
         g.pump(gen.markets.base_ts_ms)
     for batch in batches:
-        outs = [o for ev in batch for o in profile.translate(ev[0], ev[1], ev[2], ev[3], ev[4])]
         ts = batch[-1][3]
         for g, batched in ((g1, False), (g2, True)):
-            g.server.deliver(outs)
+            g.server.deliver(batch)  # the shared profile translates each batch once
             g.pump(ts, batch=batched)
             g.session.tick(g.now)
     for g in (g1, g2):
@@ -116,16 +116,17 @@ def test_fault_kinds_reach_the_session() -> None:
     books = sum(f.kind == "snapshot" for f in g.frames) + len(g.session._held)
     assert books == len(assets)
     g.session.receive(b"PING", 0)  # a server never sends it, but nothing breaks: dead-lettered
-    server.receive_text(b"PING", 0)
-    assert server.data_to_send() == [b"PONG"]
-    outs = [o for ev in batches[0] for o in profile.translate(ev[0], ev[1], ev[2], ev[3], ev[4])]
-    server.drop_next(3)
-    server.redeliver_next(1)
-    server.deliver(outs)
-    server.malformed()
-    server.deliver([profile.bad_change(10**6, 0, batches[0][-1][3])])
+    server.receive_text("PING")
+    assert server.data_to_send() == ["PONG"]
+    server.drop_next = 3
+    server.redeliver_next = 1
+    server.deliver(batches[0])
+    server.out.append('{"event_type":"price_change","market":')  # what the server's malformed fault writes
+    bad: list = []  # type: ignore[type-arg]
+    gen.bad_delta(bad)  # the emulator's badnumber fault: a venue event with an out-of-range number
+    server.deliver(bad)
     g.pump(batches[0][-1][3])
-    assert len(server.suppressed) == 3
+    assert server.suppressed == 3 and server.redelivered == 1 and profile.bad == 1
     assert len(g.dead) == 3  # the stray PING, the malformed frame, the bad number (named by its field)
     assert "malformed" in g.dead[0] and "truncated" in g.dead[1] and "price: 1E+1000000" in g.dead[2]
     keys = [f.event_key for f in g.frames if f.kind in ("delta", "trade")]
