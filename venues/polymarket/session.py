@@ -135,6 +135,7 @@ class PolymarketSession:
         out, self.outbox[:] = list(self.outbox), []
         return out
 
+    @property
     def has_output(self) -> bool:
         return bool(self.outbox)
 
