@@ -17,9 +17,10 @@ closes the socket and reconnects. The session:
   (:mod:`venues.polymarket.keys`) and emits one encoded RawFrame per token message (``sid``/``seq`` None);
   entries for assets this connection did not subscribe are dropped and counted (``foreign``): they are another
   connection's to record, and counting them here would move this connection's occurrence numbers;
-- places every ``book`` in its token's change stream: it is held until a message of a later venue millisecond
-  arrives (or ``book_hold_s`` passes) and carries ``venue_ms`` = its timestamp and ``after_keys`` = the keys of the
-  token's messages of that millisecond that arrived after it;
+- places every ``book`` in its token's change stream: it is held until a message OF THE SAME TOKEN from a later
+  venue millisecond arrives (or ``book_hold_s`` passes; the order of different tokens' messages on one socket is not
+  documented, so another token's clock proves nothing) and carries ``venue_ms`` = its timestamp and ``after_keys`` =
+  the keys of the token's messages of that millisecond that arrived after it;
 - detects what can be detected without sequence numbers (the venue gives none):
   * ``down``: from the last message before a connection ended to the first message after the reconnect, every asset
     of the connection (a gap report, RawFrame ``kind="gap"``);
@@ -266,12 +267,8 @@ class PolymarketSession:
         return False
 
     def _clock(self, ts_ms: int) -> None:
-        """Venue time moved to ``ts_ms``: books held from an earlier millisecond now know their position."""
         if ts_ms > self.venue_ms:
             self.venue_ms = ts_ms
-            for held in [h for h in self._held.values() if h.ts_ms < ts_ms]:
-                del self._held[held.asset]
-                self._emit_book(held)
 
     def _book(self, message: bytes, recv_ns: int) -> None:
         m = wire.decode(wire.BOOK, message)
@@ -322,8 +319,12 @@ class PolymarketSession:
 
     def _frame(self, kind: str, asset: str, key: str, payload: bytes, recv_ns: int, ts_ms: int) -> None:
         held = self._held.get(asset)
-        if held is not None and held.ts_ms == ts_ms:
-            held.after.append(key)
+        if held is not None:
+            if held.ts_ms == ts_ms:
+                held.after.append(key)
+            elif held.ts_ms < ts_ms:  # the token's stream moved past the book's millisecond: its position is known
+                del self._held[asset]
+                self._emit_book(held)
         frame = RawFrame(
             v=SCHEMA_VERSION, venue=VENUE, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
             recv_ns=recv_ns, kind=kind, market=asset, event_key=key, payload=payload,  # type: ignore[arg-type]

@@ -108,17 +108,20 @@ def test_frames_are_split_keyed_and_foreign_entries_dropped() -> None:
     assert snap.venue_ms == 100 and snap.after_keys == [delta.event_key]  # the change at 100 came after the book
 
 
-def test_book_is_released_by_a_later_millisecond_or_the_hold() -> None:
+def test_book_is_released_by_its_tokens_next_millisecond_or_the_hold() -> None:
     out = Out()
     s = out.session(["a", "b"], book_hold_s=1.0)
     s.connected(0)
     send(s, book("a", 100, [], []), 1 * S)
-    assert out.kinds() == []
-    send(s, trade("b", 101), 1 * S + MS)  # any message of a later venue ms
-    assert out.kinds() == ["snapshot", "trade"] and out.frames[0].after_keys == []
+    send(s, trade("b", 101), 1 * S + MS)  # another token's later message proves nothing about a's stream
+    assert out.kinds() == ["trade"]
+    send(s, trade("a", 100), 1 * S + 2 * MS)  # a's message of the book's millisecond, after it
+    send(s, trade("a", 101), 1 * S + 3 * MS)  # a's stream moved on: the book's position is known
+    assert out.kinds() == ["trade", "trade", "snapshot", "trade"]
+    assert out.frames[2].after_keys == [out.frames[1].event_key]
     send(s, book("b", 200, [], []), 2 * S)
     s.tick(2 * S + 999 * MS)
-    assert len(out.frames) == 2
+    assert len(out.frames) == 4
     s.tick(3 * S)
     assert out.kinds()[-1] == "snapshot"
 
