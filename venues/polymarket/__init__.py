@@ -10,7 +10,17 @@ Modules, pure logic unless said otherwise:
 - :mod:`venues.polymarket.normalise`: RawFrame -> shared :mod:`schemas.events` types (market = token id);
 - :mod:`venues.polymarket.session`: the sans-I/O client session of one connection;
 - :mod:`venues.polymarket.discovery`: Gamma ``/markets/keyset`` and CLOB ``/markets`` listing parsers and paging;
-- :mod:`venues.polymarket.emulator`: the emulator's Polymarket profile (frames from the emulator's ground truth).
+- :mod:`venues.polymarket.emulator`: the emulator's Polymarket profile (frames from the emulator's ground truth);
+- :mod:`venues.polymarket.venue`: :class:`~venues.polymarket.venue.Polymarket`, what the stages look up as ``VENUE``.
 """
 
-VENUE = "polymarket"
+NAME = "polymarket"
+
+try:  # the venue wing's interface (venues/interface.py) arrives with its branch; until it is merged, no VENUE
+    from venues.interface import Venue as _Venue  # noqa: F401
+except ImportError:  # pragma: no cover - only before the merge
+    VENUE = None
+else:
+    from venues.polymarket.venue import Polymarket
+
+    VENUE = Polymarket()

@@ -35,7 +35,7 @@ import msgspec
 from schemas.codec import SchemaError
 from schemas.events import BookDelta, BookSnapshot, Event, Lifecycle, Trade
 from schemas.raw import RawFrame
-from venues.polymarket import VENUE
+from venues.polymarket import NAME
 from venues.polymarket.numbers import PRICE, SIZE, check, norm
 from venues.polymarket.wire import (
     BookMsg,
@@ -87,7 +87,7 @@ def message_to_event(kind: str, payload: bytes, *, market: str, event_key: str, 
     if event_type is None:
         raise SchemaError(f"polymarket: kind {kind!r} is not a venue event")
     m = decode(event_type, payload)
-    common = {"venue": VENUE, "market": market, "event_key": event_key, "recv_ns": recv_ns, "gatherer": gatherer}
+    common = {"venue": NAME, "market": market, "event_key": event_key, "recv_ns": recv_ns, "gatherer": gatherer}
     if isinstance(m, BookMsg):
         yes, no = _ladders(m.bids, m.asks)
         return BookSnapshot(**common, ts_ms=m.timestamp, market_id=m.market, yes=yes, no=no)

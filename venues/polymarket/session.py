@@ -41,7 +41,7 @@ from typing import Any
 
 from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
-from venues.polymarket import VENUE, wire
+from venues.polymarket import NAME, wire
 from venues.polymarket.book import TokenBook
 from venues.polymarket.keys import PolymarketKeyer
 from venues.polymarket.normalise import change_payload
@@ -117,8 +117,7 @@ class PolymarketSession:
         self.hold_ns = int(book_hold_s * 1e9)
         self.resync = resync
         self.outbox: list[bytes] = []
-        self.markets: list[str] = []  # subscribed assets, in subscription order
-        self._assets: set[str] = set()
+        self.markets: dict[str, None] = {}  # subscribed assets, in subscription order
         self.books: dict[str, TokenBook] = {}  # tokens whose book is known and consistent
         self._checked_ns: dict[str, int] = {}  # last time each token's book agreed with the venue's
         self._held: dict[str, _Held] = {}
@@ -137,6 +136,10 @@ class PolymarketSession:
         return out
 
     @property
+    def is_connected(self) -> bool:
+        return self.up
+
+    @property
     def has_output(self) -> bool:
         return bool(self.outbox)
 
@@ -149,7 +152,7 @@ class PolymarketSession:
         self.books.clear()
         self._ping_sent_ns = None
         self._next_ping_ns = now_ns + self.ping_ns
-        chunks = self._chunks(self.markets)
+        chunks = self._chunks(list(self.markets))
         if chunks:
             self.outbox.append(wire.encode_subscribe(chunks[0]))
             self.outbox.extend(wire.encode_update("subscribe", c) for c in chunks[1:])
@@ -165,22 +168,20 @@ class PolymarketSession:
 
     def add_markets(self, assets: list[str]) -> list[str]:
         """Subscribe ``assets``; returns those that did not fit under ``max_assets`` (for another connection)."""
-        new = [a for a in dict.fromkeys(assets) if a not in self._assets]
+        new = [a for a in dict.fromkeys(assets) if a not in self.markets]
         room = max(0, self.max_assets - len(self.markets))
         taken, rest = new[:room], new[room:]
-        self.markets.extend(taken)
-        self._assets.update(taken)
+        self.markets.update(dict.fromkeys(taken))
         if self.up and taken:
             self.outbox.extend(wire.encode_update("subscribe", c) for c in self._chunks(taken))
         return rest
 
     def remove_markets(self, assets: list[str]) -> None:
-        gone = [a for a in dict.fromkeys(assets) if a in self._assets]
+        gone = [a for a in dict.fromkeys(assets) if a in self.markets]
         if not gone:
             return
-        self._assets.difference_update(gone)
-        self.markets = [a for a in self.markets if a in self._assets]
         for a in gone:
+            del self.markets[a]
             self.books.pop(a, None)
             self._checked_ns.pop(a, None)
             held = self._held.pop(a, None)
@@ -225,7 +226,7 @@ class PolymarketSession:
             self._ping_sent_ns = None
             return
         if self._down_from_ns is not None:
-            self._report("down", self.markets, self._down_from_ns, recv_ns, recv_ns)
+            self._report("down", list(self.markets), self._down_from_ns, recv_ns, recv_ns)
             self._down_from_ns = None
         self._last_recv_ns = recv_ns
         try:
@@ -261,7 +262,7 @@ class PolymarketSession:
             raise ValueError("message without event_type")
 
     def _mine(self, asset: str) -> bool:
-        if asset in self._assets:
+        if asset in self.markets:
             return True
         self.stats.foreign += 1
         return False
@@ -326,7 +327,7 @@ class PolymarketSession:
                 del self._held[asset]
                 self._emit_book(held)
         frame = RawFrame(
-            v=SCHEMA_VERSION, venue=VENUE, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
+            v=SCHEMA_VERSION, venue=NAME, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
             recv_ns=recv_ns, kind=kind, market=asset, event_key=key, payload=payload,  # type: ignore[arg-type]
         )  # fmt: skip
         self.stats.by_kind[kind] += 1
@@ -334,7 +335,7 @@ class PolymarketSession:
 
     def _emit_book(self, held: _Held) -> None:
         frame = RawFrame(
-            v=SCHEMA_VERSION, venue=VENUE, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
+            v=SCHEMA_VERSION, venue=NAME, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
             recv_ns=held.recv_ns, kind="snapshot", market=held.asset, event_key=held.key, payload=held.payload,
             venue_ms=held.ts_ms, after_keys=held.after,
         )  # fmt: skip
@@ -345,7 +346,7 @@ class PolymarketSession:
         report = GapReport(kind=kind, conn=self.conn_id, from_ns=from_ns, to_ns=to_ns, channel=CHANNEL,
                            markets=list(assets))  # fmt: skip
         frame = RawFrame(
-            v=SCHEMA_VERSION, venue=VENUE, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
+            v=SCHEMA_VERSION, venue=NAME, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
             recv_ns=recv_ns, kind="gap", market=assets[0] if len(assets) == 1 else "*",
             event_key=f"gap:{self.gatherer}:{self.conn_id}:{kind}:{from_ns}:{to_ns}", payload=encode_gap(report),
         )  # fmt: skip
