@@ -266,8 +266,8 @@ class SimServer:
         ws_path: str = WS_PATH,
     ) -> None:
         self.settings = settings
-        # Another venue's protocol profile: a factory of server sessions with ServerSession's duck type, served on
-        # its own WebSocket path (e.g. venues.polymarket.emulator.ServerSession on /ws/market).
+        # Another venue's protocol profile: a factory of server sessions with ServerSession's duck type (a venue's
+        # ``emulator`` module provides one), served on that venue's WebSocket path.
         self.session_factory = session_factory
         self.ws_path = ws_path
         self.markets = markets

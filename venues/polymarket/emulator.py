@@ -39,9 +39,10 @@ import msgspec
 
 from venue_sim.book import Books
 from venue_sim.load import Event
+from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
 from venues.polymarket.numbers import PRICE, check, norm
 
-__all__ = ["Out", "Profile", "ServerSession"]
+__all__ = ["Out", "Profile", "ServerSession", "gamma_keyset_page"]
 
 CH_ORDERBOOK, CH_TRADE = 0, 2  # venue_sim.wire channel numbers of the events the profile translates
 _json = msgspec.json.Encoder()
@@ -195,6 +196,28 @@ class Profile:
         entry = {"asset_id": yes_id, "price": "1E+1000000", "size": "1", "side": "BUY", "hash": ""}
         msg = {"market": condition, "price_changes": [entry], "timestamp": str(ts_ms), "event_type": "price_change"}
         return Out(event_id, (yes_id, no_id), _json.encode(msg))
+
+
+def gamma_keyset_page(profile: Profile, table: MarketTable, after_cursor: str, limit: int) -> bytes:
+    """Body of the emulator's Gamma ``GET /markets/keyset?closed=false&limit=&after_cursor=``: open markets (not
+    closed, determined or settled) in index order; ``next_cursor`` is the next index as text, absent on the last
+    page (:mod:`venues.polymarket.discovery` walks it)."""
+    start = int(after_cursor) if after_cursor.isdigit() else 0
+    indexes, nxt = table.page((ST_INITIALIZED, ST_INACTIVE, ST_ACTIVE), start, max(1, limit))
+    markets = []
+    for i in indexes:
+        condition, yes_id, no_id = profile.ids(i)
+        status = table.status[i]
+        markets.append({
+            "id": str(i + 1), "conditionId": condition, "question": f"{table.ticker(i)}?", "slug": table.ticker(i),
+            "outcomes": '["Yes", "No"]', "clobTokenIds": _json.encode([yes_id, no_id]).decode(),
+            "active": status == ST_ACTIVE, "closed": False, "archived": False, "enableOrderBook": True,
+            "acceptingOrders": status == ST_ACTIVE, "orderPriceMinTickSize": 0.01, "negRisk": False,
+        })  # fmt: skip
+    page: dict[str, object] = {"markets": markets}
+    if nxt != -1:
+        page["next_cursor"] = str(nxt)
+    return _json.encode(page)
 
 
 class _Frame(msgspec.Struct):

@@ -131,3 +131,25 @@ def test_fault_kinds_reach_the_session() -> None:
     assert "malformed" in g.dead[0] and "truncated" in g.dead[1] and "price: 1E+1000000" in g.dead[2]
     keys = [f.event_key for f in g.frames if f.kind in ("delta", "trade")]
     assert len(keys) == len(set(keys))  # a re-delivered copy gets n + 1: a new key (a duplicate row, documented)
+
+
+def test_discovery_walks_the_emulators_gamma_listing() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from venue_sim.markets import ST_FINALIZED
+    from venues.polymarket.discovery import Pager, assets_by_condition
+    from venues.polymarket.emulator import gamma_keyset_page
+
+    table = MarketTable(7, SEED, 1_767_225_600_000)
+    table.set_status(3, ST_FINALIZED, 1_767_225_600_000)
+    profile = Profile(SEED, table.ticker)
+    pager = Pager("gamma", base_url="http://sim", limit=2)
+    found = []
+    while (url := pager.next_url()) is not None:
+        query = parse_qs(urlsplit(url).query)
+        found += pager.feed(
+            gamma_keyset_page(profile, table, query.get("after_cursor", [""])[0], int(query["limit"][0]))
+        )
+    assets = assets_by_condition(found)
+    assert pager.pages == 3 and len(assets) == 6
+    assert assets == {profile.ids(m)[0]: list(profile.ids(m)[1:]) for m in (0, 1, 2, 4, 5, 6)}
