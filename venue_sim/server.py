@@ -262,8 +262,14 @@ class SimServer:
         last_id: Callable[[], int] = lambda: 0,
         venue_ms: Callable[[], int] | None = None,
         recorder: Recorder | None = None,
+        session_factory: Callable[[int], Any] | None = None,
+        ws_path: str = WS_PATH,
     ) -> None:
         self.settings = settings
+        # Another venue's protocol profile: a factory of server sessions with ServerSession's duck type (a venue's
+        # ``emulator`` module provides one), served on that venue's WebSocket path.
+        self.session_factory = session_factory
+        self.ws_path = ws_path
         self.markets = markets
         self.books = books
         self._admin = admin
@@ -326,7 +332,7 @@ class SimServer:
         url = urlsplit(request.path)
         path = url.path
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if path == WS_PATH:
+        if path == self.ws_path:
             return self._check_upgrade(request)
         if path.startswith(f"{REST_PREFIX}/"):
             who = request.headers.get("KALSHI-ACCESS-KEY", "") or str(conn.remote_address[0])
@@ -451,7 +457,10 @@ class SimServer:
     async def _handler(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
         rec = self.recorder
-        session = ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap, rec)
+        if self.session_factory is not None:
+            session = self.session_factory(conn_id)
+        else:
+            session = ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap, rec)
         sc = SimConnection(conn_id, ws, session, self.last_id())
         self.connections[conn_id] = sc
         self.accepted += 1

@@ -1,0 +1,141 @@
+"""Event keys of Polymarket's ``market`` channel: equal for every gatherer's copy of one venue message, different for
+two distinct messages. Pure logic (no I/O, no clock).
+
+What Polymarket gives (``venues.polymarket.wire``): no sequence number, no subscription id, no trade id; every message
+has a venue ``timestamp`` (epoch ms) and its token (``asset_id``); books and price_change entries carry a ``hash``
+(a fingerprint of the book: its exact recipe does not always reproduce [3p], so it is not used as a validator). The
+venue has no per-connection field at all, so the body of one message is the same on every socket [inference: no
+published byte comparison]. The session (one connection) gets each subscribed asset's messages in the venue's order.
+
+So the key is the body's content plus, where two distinct messages can have the same content, a position every
+gatherer derives alike: the occurrence number ``n`` of that content in the same venue millisecond, counted in arrival
+order (the venue's order on the asset's subscription). Numbers are canonical (``".48"`` == ``"0.480"``); ``h(...)`` is
+the first 8 bytes of BLAKE2b in hex over the fields joined by ``\\x1f``.
+
+- book ``b:<h(asset, timestamp, sorted bids, sorted asks)>``: state, not an event (books are also sent to one
+  connection alone, on its subscription). Copies of one book agree; two books of one asset with the same timestamp
+  and the same levels merge on purpose (same state). ``hash``, ``tick_size``, ``last_trade_price`` are left out: the
+  last one is reported only in the first book after connecting [3p].
+- price_change entry ``p:<h(asset, timestamp, side, price, size)>:<n>``: ``n`` numbers the changes of the same LEVEL
+  (asset, side, price) in the same venue millisecond, whatever their sizes, so it also orders them (a price_change
+  REPLACES a level's size: changes to one level do not commute, changes to different levels do; a book rebuild orders
+  one level's changes inside a millisecond by ``n``). ``hash``/``best_bid``/``best_ask`` are derived from the book
+  and left out (fewer assumptions about their stability across sockets).
+- last_trade_price ``t:<h(asset, timestamp, price, size, side, fee_rate_bps, transaction_hash)>:<n>`` and
+  tick_size_change ``z:<h(asset, timestamp, old, new)>:<n>``: ``n`` numbers identical bodies in the millisecond
+  (two identical fills in one millisecond stay two; there is no trade id).
+
+Where it can still go wrong: a gatherer that did not receive an earlier message of the same level (price_change) or
+an earlier identical body (trade, tick) in the same millisecond -- its subscription began between them, or it lost
+it -- numbers the later one one lower. For a trade or tick that is the earlier twin's key (a merge, as with Kalshi's
+deltas: dedup keeps both as long as one gatherer delivered both). For a price_change it is the earlier change's key
+only if that change set the SAME size (then the two are the same operation on the book); otherwise it is a key no
+reference message has (a possible duplicate row, never a lost one). A re-delivered message is indistinguishable from
+a second identical one and gets ``n + 1`` (a duplicate row). Counters are forgotten by VENUE time (``horizon_ms``
+behind the newest timestamp seen); a copy older than that gets ``n = 0``, which no first copy has (never a merge).
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+from venues.polymarket.numbers import PRICE, SIZE, check, norm
+from venues.polymarket.wire import BookMsg, LastTradePriceMsg, Level, PriceChange, TickSizeChangeMsg
+
+__all__ = ["PolymarketKeyer", "digest", "level_text"]
+
+_blake = blake2b(digest_size=8)
+
+
+def digest(text: str) -> str:
+    h = _blake.copy()
+    h.update(text.encode())
+    return h.hexdigest()
+
+
+def level_text(levels: list[tuple[str, str]]) -> str:
+    return ";".join(f"{p},{s}" for p, s in levels)
+
+
+class _Occurrences:
+    """Counts per key inside buckets of venue time (``horizon_ms / 2``); buckets over two behind the newest drop."""
+
+    __slots__ = ("_buckets", "_newest", "_span")
+
+    def __init__(self, horizon_ms: int) -> None:
+        self._span = max(1, horizon_ms // 2)
+        self._buckets: dict[int, dict[str, int]] = {}
+        self._newest = -(1 << 62)
+
+    def next(self, key: str, ts_ms: int) -> int:
+        bucket = ts_ms // self._span
+        counts = self._buckets.get(bucket)
+        if counts is None:
+            if bucket > self._newest:
+                self._newest = bucket
+                for old in [b for b in self._buckets if b < bucket - 2]:
+                    del self._buckets[old]
+            elif bucket < self._newest - 2:
+                return 0  # older than the horizon: a number no first copy gets
+            counts = self._buckets[bucket] = {}
+        n = counts.get(key, 0) + 1
+        counts[key] = n
+        return n
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._buckets.values())
+
+
+class PolymarketKeyer:
+    """Keys per message type (module docstring). One per gatherer connection's session, surviving its reconnects;
+    an asset is subscribed on one connection only, so its counters see each message once."""
+
+    def __init__(self, horizon_ms: int = 120_000) -> None:
+        self._seen = _Occurrences(horizon_ms)
+        self.late = 0  # copies older than the horizon (keyed n = 0)
+
+    @property
+    def tracked(self) -> int:
+        return len(self._seen)
+
+    def _n(self, key: str, ts_ms: int) -> int:
+        n = self._seen.next(key, ts_ms)
+        if n == 0:
+            self.late += 1
+        return n
+
+    @staticmethod
+    def book(m: BookMsg) -> str:
+        bids = _levels(m.bids, "bids")
+        asks = _levels(m.asks, "asks")
+        return "b:" + digest(_join(m.asset_id, m.timestamp, "bids", level_text(bids), "asks", level_text(asks)))
+
+    def change(self, ts_ms: int, e: PriceChange) -> str:
+        price = norm(check(e.price, "price", PRICE))
+        size = norm(check(e.size, "size", SIZE))
+        level = _join(e.asset_id, ts_ms, e.side, price)
+        body = digest(level + "\x1f" + size)
+        return f"p:{body}:{self._n(level, ts_ms)}"
+
+    def trade(self, m: LastTradePriceMsg) -> str:
+        price = norm(check(m.price, "price", PRICE))
+        size = norm(check(m.size, "size", SIZE))
+        fee = "" if m.fee_rate_bps is None else norm(check(m.fee_rate_bps, "fee_rate_bps", SIZE))
+        body = digest(_join(m.asset_id, m.timestamp, price, size, m.side, fee, m.transaction_hash))
+        return f"t:{body}:{self._n('t' + body, m.timestamp)}"
+
+    def tick(self, m: TickSizeChangeMsg) -> str:
+        old = norm(check(m.old_tick_size, "old_tick_size", PRICE))
+        new = norm(check(m.new_tick_size, "new_tick_size", PRICE))
+        body = digest(_join(m.asset_id, m.timestamp, old, new))
+        return f"z:{body}:{self._n('z' + body, m.timestamp)}"
+
+
+def _levels(levels: list[Level], field: str) -> list[tuple[str, str]]:
+    """Canonical ``(price, size)`` texts of a book side, sorted by price (numbers checked)."""
+    out = [(check(lv.price, field, PRICE), check(lv.size, field, SIZE)) for lv in levels]
+    return [(norm(p), norm(s)) for p, s in sorted(out)]
+
+
+def _join(*parts: object) -> str:
+    return "\x1f".join(str(p) for p in parts)

@@ -1,0 +1,82 @@
+"""Polymarket as the stages see it: the :class:`venues.interface.Venue` the registry returns for ``polymarket``.
+
+Adapts the stages' keyword arguments to this venue's pieces: a session gets ``sub_cap`` as its asset cap (at most
+:data:`venues.polymarket.wire.MAX_ASSETS_PER_CONNECTION`) and ``snapshot_hold_s`` as its book hold; the lifecycle
+arguments are ignored (the ``market`` channel has no lifecycle stream: markets come and go through discovery).
+The market channel needs no authentication, so the signer sends no headers.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+
+__all__ = ["NoAuth", "Polymarket"]
+
+
+class NoAuth:
+    """The market channel and public REST reads are unauthenticated [doc]."""
+
+    def __init__(self, key_id: str = "") -> None:
+        self.key_id = key_id
+
+    def headers(self, ts_ms: int | None = None, method: str = "GET", path: str = "") -> dict[str, str]:
+        return {}
+
+
+class Polymarket(Venue):
+    name = "polymarket"
+    channels = ("market",)
+    lifecycle_channel = ""
+
+    def session(self, **kwargs: Any) -> VenueSession:
+        from venues.polymarket import wire
+        from venues.polymarket.session import PolymarketSession
+
+        cap = kwargs.get("sub_cap") or wire.MAX_ASSETS_PER_CONNECTION
+        return PolymarketSession(  # type: ignore[return-value]
+            gatherer=kwargs["gatherer"],
+            conn_id=kwargs["conn_id"],
+            emit=kwargs["emit"],
+            dead=kwargs["dead"],
+            keyer=kwargs.get("keyer"),
+            stats=kwargs.get("stats"),
+            log=kwargs.get("log"),
+            max_assets=min(cap, wire.MAX_ASSETS_PER_CONNECTION),
+            book_hold_s=kwargs.get("snapshot_hold_s", 1.0),
+        )
+
+    def keyer(self, horizon_ms: int) -> Any:
+        from venues.polymarket.keys import PolymarketKeyer
+
+        return PolymarketKeyer(horizon_ms)
+
+    def session_stats(self) -> Any:
+        from venues.polymarket.session import SessionStats
+
+        return SessionStats()
+
+    def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
+        return NoAuth(key_id)
+
+    def normaliser(self) -> FrameNormaliser:
+        from venues.polymarket.normalise import to_event
+
+        return to_event
+
+    def truth_normaliser(self) -> TruthNormaliser:
+        """Normalises one Polymarket message body. The emulator's truth is venue-neutral (Kalshi-shaped) events: a
+        verifier first turns them into Polymarket messages with :class:`venues.polymarket.emulator.Profile`."""
+        from venues.polymarket.normalise import message_to_event
+
+        def normalise(kind: str, msg: bytes, *, envelope_type: str = "", **kw: Any) -> Any:
+            return message_to_event(kind, msg, **kw)
+
+        return normalise
+
+    def emulator_wire(self) -> ModuleType:
+        from venues.polymarket import emulator
+
+        return emulator
