@@ -75,10 +75,10 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
     from ingest.tls import client_context
-    from ingest.venues.kalshi.auth import Signer
     from mdpipe.config import ConfigError, run_dir
     from mdpipe.kafka import producer_config
     from mdpipe.topics import topic_names
+    from venues.kalshi.auth import Signer
 
     g, v = config.gather, config.venue
     gid = args.id

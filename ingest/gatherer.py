@@ -60,7 +60,6 @@ from ingest import metrics as m
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
-from ingest.keys import EventKeyer
 from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
 from ingest.recent import RecentKeys
@@ -68,12 +67,13 @@ from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, cl
 from ingest.rest import DiscoveryError, RestClient
 from ingest.shards import ShardPlan
 from ingest.tls import client_context
-from ingest.venues.kalshi.auth import Signer
-from ingest.venues.kalshi.protocol import KalshiSession, SessionStats
 from mdpipe.logging import get_logger
 from schemas.dlq import DeadLetter, encode_dead_letter
-from schemas.kalshi import LifecycleMsg
 from schemas.markets import MarketRef, encode_market
+from venues.kalshi.auth import Signer
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.messages import LifecycleMsg
+from venues.kalshi.protocol import KalshiSession, SessionStats
 
 __all__ = ["Gatherer", "GathererOptions"]
 
@@ -81,7 +81,9 @@ log = get_logger(__name__)
 
 SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
-LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
+LIFECYCLE_CONNECTIONS = (
+    2  # connections carrying the unfiltered lifecycle channel (one can drop, see venues.kalshi.anchors)
+)
 
 
 class GathererOptions(msgspec.Struct, kw_only=True):

@@ -165,7 +165,7 @@ class GatherConfig(_Section):
     metrics_port: int = GATHER_METRICS_PORT
     metrics_host: str = DEFAULT_METRICS_HOST
     # identical delta/ticker bodies are numbered per venue millisecond; a body is forgotten once the venue clock has
-    # moved this far past it (memory only: see ingest.keys)
+    # moved this far past it (memory only: see venues.kalshi.keys)
     key_horizon_s: float = 120.0
     probe_timeout_s: float = 10.0  # a silent connection's probe must be answered within this, else it reconnects
     snapshot_hold_s: float = 1.0  # a snapshot waits this long for the deltas that follow it (its position)

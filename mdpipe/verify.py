@@ -511,7 +511,7 @@ def iter_truth_items(events: Iterable[Any], bad_ids: Iterable[int] = ()) -> Iter
     does not is an error in the truth file.
     """
     from schemas.codec import SchemaError
-    from schemas.kalshi import msg_to_event
+    from venues.kalshi.messages import msg_to_event
 
     bad = set(bad_ids)
     for ev in events:

@@ -11,7 +11,7 @@ from rocksdict import AccessType, Options, Rdict
 from dedup_stream.logic import Deduper, Origin
 from dedup_stream.synth import gatherer_copies, pipeline_events
 from schemas import encode_event, encode_raw
-from schemas.kalshi import to_event
+from venues.kalshi.messages import to_event
 
 __all__ = ["RdictStore", "measure"]
 

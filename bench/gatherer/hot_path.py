@@ -3,7 +3,7 @@
 Messages come from the emulator's own load generator (:mod:`venue_sim.load`: its mix of deltas, tickers, trades and
 lifecycle messages, its bodies), wrapped in the envelopes the emulator sends (one sid per channel, seq counted per
 sid). They are fed in socket-read-sized bursts (``--per-read``) to a
-:class:`ingest.venues.kalshi.protocol.KalshiSession`
+:class:`venues.kalshi.protocol.KalshiSession`
 whose frames go to the gatherer's real ``_emit`` / ``after_read`` path with a producer that only counts (``--stage
 session``), or to a real :class:`ingest.producer.RawProducer` whose librdkafka producer points at an address where no
 broker listens (``--stage produce``: the produce call is paid, nothing is sent). Reports the CPU-µs per message of the
@@ -30,7 +30,7 @@ def messages(count: int, markets: int = 2000, seed: int = 7) -> list[bytes]:
     from venue_sim.book import Books
     from venue_sim.load import Generator
     from venue_sim.markets import MarketTable
-    from venue_sim.wire import CH_TICKER, TYPES
+    from venues.kalshi.emulator_wire import CH_TICKER, TYPES
 
     table = MarketTable(markets, seed, 1_767_225_600_000)
     gen = Generator(table, Books(seed), seed=seed, rate=5000.0)

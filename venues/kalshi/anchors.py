@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
-from ingest.keys import digest as _h
+from venues.kalshi.keys import digest as _h
 
 __all__ = ["ANCHOR_EVENTS", "AnchorChain", "anchor_key", "is_anchor"]
 
