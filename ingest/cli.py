@@ -32,11 +32,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PEM",
         help="CA certificate trusted for wss:// and https:// (default: venue.ca_file; empty = system trust store)",
     )
-    p.add_argument("--key-id", help="Kalshi API key id sent as KALSHI-ACCESS-KEY (default: venue.key_id)")
+    p.add_argument("--key-id", help="the venue API key id the gatherer signs with (default: venue.key_id)")
     p.add_argument(
         "--private-key", metavar="PATH", help="PEM file of the RSA private key that signs (default: venue.*)"
     )
-    p.add_argument("--no-auth", action="store_true", help="connect without KALSHI-ACCESS-* headers")
+    p.add_argument("--no-auth", action="store_true", help="connect without authentication headers")
     p.add_argument(
         "--markets-per-connection",
         type=int,
@@ -78,7 +78,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     from mdpipe.config import ConfigError, run_dir
     from mdpipe.kafka import producer_config
     from mdpipe.topics import topic_names
-    from venues.kalshi.auth import Signer
+    from venues import get_venue
 
     g, v = config.gather, config.venue
     gid = args.id
@@ -87,7 +87,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     if v.auth and not args.no_auth:
         try:
             key_path = args.private_key or v.private_key_path
-            signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
+            signer = get_venue(v.name).signer(args.key_id or v.key_id, v.private_key_pem, key_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
     ca_file = getattr(args, "ca_file", None) or v.ca_file
@@ -113,6 +113,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         rest_url=args.rest_url or v.rest_url,
         ws_url=args.ws_url or v.ws_url,
         channels=list(g.channels),
+        venue=v.name,
         markets_per_connection=args.markets_per_connection or g.markets_per_connection,
         markets_per_subscription=args.markets_per_subscription or g.markets_per_subscription,
         discovery_interval_s=g.discovery_interval_s,

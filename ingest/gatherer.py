@@ -70,10 +70,8 @@ from ingest.tls import client_context
 from mdpipe.logging import get_logger
 from schemas.dlq import DeadLetter, encode_dead_letter
 from schemas.markets import MarketRef, encode_market
-from venues.kalshi.auth import Signer
-from venues.kalshi.keys import EventKeyer
-from venues.kalshi.messages import LifecycleMsg
-from venues.kalshi.protocol import KalshiSession, SessionStats
+from venues import default_name, get_venue
+from venues.interface import Signer, VenueSession
 
 __all__ = ["Gatherer", "GathererOptions"]
 
@@ -81,9 +79,7 @@ log = get_logger(__name__)
 
 SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
-LIFECYCLE_CONNECTIONS = (
-    2  # connections carrying the unfiltered lifecycle channel (one can drop, see venues.kalshi.anchors)
-)
+LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop; lifecycle keys)
 
 
 class GathererOptions(msgspec.Struct, kw_only=True):
@@ -93,6 +89,7 @@ class GathererOptions(msgspec.Struct, kw_only=True):
     rest_url: str
     ws_url: str
     channels: list[str]
+    venue: str = ""  # venue.name: the venue package the sessions come from ("" = the default venue)
     markets_per_connection: int = 7000
     markets_per_subscription: int = 7000
     discovery_interval_s: float = 60.0
@@ -155,9 +152,10 @@ class Gatherer:
         self.raw_topic = opts.raw_topic or f"raw.{self.gid}"
         self.registry = MarketRegistry(opts.rest_lag_s)
         self.plan = ShardPlan(opts.markets_per_connection)
-        self.keyer = EventKeyer(int(opts.key_horizon_s * 1000))
+        self.venue = get_venue(opts.venue or default_name())
+        self.keyer = self.venue.keyer(int(opts.key_horizon_s * 1000))
         self._lifecycle_keys = RecentKeys(100_000)
-        self.stats = SessionStats()
+        self.stats = self.venue.session_stats()
         self.connections: list[Connection] = []
         self._conn_class = connection_class(opts.ws_client)
         self.discoveries = 0
@@ -246,7 +244,7 @@ class Gatherer:
     def _connection(self, index: int) -> Connection:
         while len(self.connections) <= index:
             i = len(self.connections)
-            session = KalshiSession(
+            session = self.venue.session(
                 gatherer=self.gid,
                 conn_id=i,
                 channels=self.opts.channels,
@@ -286,7 +284,7 @@ class Gatherer:
             headers.update(self.signer.headers())
         return headers
 
-    def _lifecycle_covered(self, session: KalshiSession, since_ns: int) -> bool:
+    def _lifecycle_covered(self, session: VenueSession, since_ns: int) -> bool:
         """Has another of this gatherer's lifecycle subscriptions been live since ``since_ns`` (so it received what
         ``session``'s ended subscription was still waiting to key)?"""
         for conn in self.connections:
@@ -310,7 +308,7 @@ class Gatherer:
             conn.session.remove_markets(gone)
             conn.poke()
 
-    def _on_lifecycle_via(self, index: int, market: str, lc: LifecycleMsg, recv_ns: int) -> None:
+    def _on_lifecycle_via(self, index: int, market: str, lc: Any, recv_ns: int) -> None:
         """A lifecycle message from connection ``index``: every lifecycle connection applies it to the registry
         (idempotent: the connections see the same stream), the first connected one alone counts it."""
         counting = next(
@@ -318,7 +316,7 @@ class Gatherer:
         )
         self._on_lifecycle(market, lc, recv_ns, count=index == counting)
 
-    def _on_lifecycle(self, market: str, lc: LifecycleMsg, recv_ns: int, count: bool = True) -> None:
+    def _on_lifecycle(self, market: str, lc: Any, recv_ns: int, count: bool = True) -> None:
         """Every ``market_lifecycle_v2`` message (the protocol already stored it as a frame).
 
         Known types subscribe or release per :mod:`ingest.registry`; unknown ones change nothing, are counted by
@@ -633,7 +631,7 @@ class Gatherer:
         """What the watchdog does with one connection now: "" (nothing), "probe", or a reason to reconnect.
 
         A connection is judged by its own evidence only (never by its siblings' traffic): after
-        ``silence_timeout_s`` without a message it is probed (:meth:`KalshiSession.probe`); a probe unanswered
+        ``silence_timeout_s`` without a message it is probed (:meth:`VenueSession.probe`); a probe unanswered
         within ``probe_timeout_s`` means the socket is frozen, a reply whose seq is ahead of what arrived means the
         venue sent data that never came; a reply in step means its markets are quiet, and it is left alone until
         the next silence. A connection of quiet markets therefore stays up for hours, at one cheap command per sid
