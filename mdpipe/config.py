@@ -165,9 +165,7 @@ class GatherConfig(_Section):
     ids: list[str] = msgspec.field(default_factory=lambda: ["g1", "g2", "g3"])
     markets_per_connection: int = 7000
     markets_per_subscription: int = 7000
-    channels: list[str] = msgspec.field(
-        default_factory=lambda: ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
-    )
+    channels: list[str] = []  # venue channels to subscribe; empty: every market-data channel of the venue
     discovery_interval_s: float = 60.0
     silence_timeout_s: float = 30.0
     backoff_initial_s: float = 0.5

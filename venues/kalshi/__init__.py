@@ -2,8 +2,9 @@
 
 Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``snapshots`` (a snapshot's position in
 the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
-header signing), ``messages`` (wire structs and normalisation to the shared events), ``emulator_wire`` (the wire
-formats the emulator speaks). Imports happen when a method is called (see :mod:`venues.interface`).
+header signing), ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and
+envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks). Modules other than
+``channels`` are imported when a method is called (see :mod:`venues.interface`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from types import ModuleType
 from typing import Any
 
 from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.kalshi.channels import CHANNELS, MARKET_LIFECYCLE
 
 __all__ = ["VENUE", "Kalshi"]
 
 
 class Kalshi(Venue):
     name = "kalshi"
-    channels = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
-    lifecycle_channel = "market_lifecycle_v2"
+    channels = CHANNELS
+    lifecycle_channel = MARKET_LIFECYCLE
     default = True  # the first venue: configs written before venue.name had a choice mean it
 
     def session(self, **kwargs: Any) -> VenueSession:

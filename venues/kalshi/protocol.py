@@ -37,6 +37,7 @@ import msgspec
 from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
 from venues.kalshi.anchors import AnchorChain, is_anchor
+from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
 from venues.kalshi.keys import EventKeyer
 from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
 from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
@@ -44,8 +45,8 @@ from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 __all__ = ["LIFECYCLE", "TERMINAL_ERRORS", "Group", "KalshiSession", "SessionStats"]
 
 VENUE = "kalshi"
-LIFECYCLE = "market_lifecycle_v2"
-ORDERBOOK = "orderbook_delta"
+LIFECYCLE = MARKET_LIFECYCLE
+ORDERBOOK = ORDERBOOK_DELTA
 ERR_MARKET_LIMIT = 26
 TERMINAL_ERRORS = frozenset({10, 25})  # the sid is dead: subscribe its markets again
 ALL = ["*"]
