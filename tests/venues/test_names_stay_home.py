@@ -11,12 +11,13 @@ file no longer names a venue (or is gone), so the list only shrinks: delete the 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import venues
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP_DIRS = {"__pycache__", "build", "dist", "node_modules"}  # plus every directory whose name starts with "."
+SKIP_DIRS = {"__pycache__", "build", "dist", "node_modules"}  # without git; and every directory named ".*"
 EXEMPT_TREES = ("docs/",)
 EXEMPT_FILES = {"README.md"}
 
@@ -84,6 +85,19 @@ STILL_NAMING: dict[str, str] = {
 
 
 def _files() -> list[Path]:
+    """The repository's files: tracked and not ignored (``git ls-files``), else a walk of the tree."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = None
+    if listed is not None:
+        return [p for p in (ROOT / name for name in listed.decode().split("\0") if name) if p.is_file()]
     out: list[Path] = []
     stack = [ROOT]
     while stack:
