@@ -25,6 +25,7 @@ RUN python -m venv /opt/mdpipe \
 COPY README.md ./
 COPY mdpipe ./mdpipe
 COPY schemas ./schemas
+COPY venues ./venues
 COPY ingest ./ingest
 COPY dedup_stream ./dedup_stream
 COPY sink ./sink

@@ -1,21 +1,32 @@
 """What an emitting dedup decision becomes on the events topic; one function both engines call.
 
-A venue event (won or re-emitted) becomes the venue adapter's normalised event of the winning copy
-(:func:`schemas.kalshi.to_event`: a snapshot's ``ts_ms`` is its position in the delta stream when the gatherer
-gave it one); a gap report becomes its coverage record (:func:`dedup_stream.gaps.gap_event`). Raises whatever the
-mapping raises (``SchemaError``, or a value the venue sent that cannot be represented): the engine dead-letters
-the frame. The engine passes the hop stamps the event carries (:mod:`schemas.events`): the winning raw record's Kafka
-timestamp and when the worker read it.
+A venue event (won or re-emitted) becomes the normalised event of the winning copy, by the normaliser of the
+frame's venue (``frame.venue`` looked up in :mod:`venues`, :meth:`venues.interface.Venue.normaliser`: a snapshot's
+``ts_ms`` is its position in the delta stream when the gatherer gave it one); a gap report becomes its coverage
+record (:func:`dedup_stream.gaps.gap_event`). Raises whatever the mapping raises (``SchemaError``, or a value the
+venue sent that cannot be represented; ``venues.UnknownVenue`` for a venue no package answers to): the engine
+dead-letters the frame. The engine passes the hop stamps the event carries (:mod:`schemas.events`): the winning raw
+record's Kafka timestamp and when the worker read it.
 """
 
 from __future__ import annotations
 
 from dedup_stream.gaps import gap_event
 from dedup_stream.logic import Decision, Verdict
-from schemas import Event
-from schemas.kalshi import to_event
+from schemas import Event, RawFrame
+from venues import get_venue
+from venues.interface import FrameNormaliser
 
 __all__ = ["decision_event"]
+
+_normalisers: dict[str, FrameNormaliser] = {}  # venue name -> its normaliser, looked up once per venue
+
+
+def _normalise(frame: RawFrame) -> Event:
+    normalise = _normalisers.get(frame.venue)
+    if normalise is None:
+        normalise = _normalisers[frame.venue] = get_venue(frame.venue).normaliser()
+    return normalise(frame)
 
 
 def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) -> Event:
@@ -27,7 +38,7 @@ def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) ->
         assert decision.gap is not None
         event: Event = gap_event(frame, decision.gap)
     else:
-        event = to_event(frame)
+        event = _normalise(frame)
     event.raw_ts_ms = raw_ts_ms
     event.dedup_ns = dedup_ns
     return event

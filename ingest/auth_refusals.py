@@ -95,8 +95,8 @@ def http_status(exc: BaseException | None) -> int | None:
 
 
 def refusal_detail(exc: BaseException | None, status: int) -> str:
-    """``HTTP 401 authentication_error: unknown key`` from the answer's body (Kalshi's ``{"error": {"code",
-    "message"}}``), else the start of the body."""
+    """``HTTP 401 authentication_error: unknown key`` from the answer's body (a JSON ``{"error": {"code",
+    "message"}}`` as the venue sends), else the start of the body."""
     body: object = b""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen and not body:

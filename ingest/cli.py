@@ -32,11 +32,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PEM",
         help="CA certificate trusted for wss:// and https:// (default: venue.ca_file; empty = system trust store)",
     )
-    p.add_argument("--key-id", help="Kalshi API key id sent as KALSHI-ACCESS-KEY (default: venue.key_id)")
+    p.add_argument("--key-id", help="the venue API key id the gatherer signs with (default: venue.key_id)")
     p.add_argument(
         "--private-key", metavar="PATH", help="PEM file of the RSA private key that signs (default: venue.*)"
     )
-    p.add_argument("--no-auth", action="store_true", help="connect without KALSHI-ACCESS-* headers")
+    p.add_argument("--no-auth", action="store_true", help="connect without authentication headers")
     p.add_argument(
         "--markets-per-connection",
         type=int,
@@ -77,10 +77,10 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     from ingest.producer import KAFKA_LINGER_MS, RawProducer
     from ingest.spool import Spool
     from ingest.tls import client_context
-    from ingest.venues.kalshi.auth import Signer
     from mdpipe.config import ConfigError, run_dir
     from mdpipe.kafka import producer_config
     from mdpipe.topics import topic_names
+    from venues import get_venue
 
     g, v = config.gather, config.venue
     gid = args.id
@@ -89,7 +89,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
     if v.auth and not args.no_auth:
         try:
             key_path = args.private_key or v.private_key_path
-            signer = Signer.from_config(args.key_id or v.key_id, v.private_key_pem, key_path)
+            signer = get_venue(v.name).signer(args.key_id or v.key_id, v.private_key_pem, key_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"config setting venue.private_key_path/key_id: {exc}") from None
     ca_file = getattr(args, "ca_file", None) or v.ca_file

@@ -1,7 +1,7 @@
 """I/O side of one venue WebSocket, shared by both clients: the reconnect loop (exponential backoff with jitter,
 reset after a stable connection), the up/down state and ``on_reconnect``. A client subclass opens the socket with
 the signed upgrade headers, feeds every complete message with its receive time to the sans-I/O
-:class:`ingest.venues.kalshi.protocol.KalshiSession`, writes its commands and answers pings:
+:class:`venues.interface.VenueSession`, writes its commands and answers pings:
 :mod:`ingest.ws_picows` (``gather.ws_client = "picows"``, the default) or :mod:`ingest.ws_websockets`.
 The silence watchdog lives in :mod:`ingest.gatherer` and calls :meth:`Connection.kill`. ``wss://`` URLs use
 ``ssl_context`` (:func:`ingest.tls.client_context`: ``venue.ca_file`` or the system store); a certificate it does
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.tls import client_context, report_untrusted, untrusted
-from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.logging import get_logger
+from venues.interface import VenueSession
 
 __all__ = ["CLIENTS", "MAX_MESSAGE", "Connection", "connection_class"]
 
@@ -44,7 +44,7 @@ class Connection:
 
     def __init__(
         self,
-        session: KalshiSession,
+        session: VenueSession,
         url: str,
         headers: Callable[[], dict[str, str]],
         *,

@@ -58,7 +58,6 @@ from ingest import metrics as m
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
-from ingest.keys import EventKeyer
 from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
 from ingest.recent import RecentKeys
@@ -66,13 +65,12 @@ from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, cl
 from ingest.rest import DiscoveryError, RestClient
 from ingest.shards import ShardPlan
 from ingest.tls import client_context
-from ingest.venues.kalshi.auth import Signer
-from ingest.venues.kalshi.protocol import KalshiSession, SessionStats
 from mdpipe.config import GatherConfig, VenueConfig
 from mdpipe.logging import get_logger
 from schemas.dlq import DeadLetter, encode_dead_letter
-from schemas.kalshi import LifecycleMsg
 from schemas.markets import MarketRef, encode_market
+from venues import default_name, get_venue
+from venues.interface import Signer, VenueSession
 
 __all__ = ["DISCOVERY_PAGE", "Gatherer"]
 
@@ -123,7 +121,7 @@ class Gatherer:
         broker answers (when it could not be run at start-up); it raises :class:`mdpipe.config.ConfigError` on a bad
         layout (see :mod:`ingest.outage`)."""
         opts = self.opts = gather  # this gatherer's settings
-        self.venue = venue
+        self.venue_config = venue  # the venue section: URLs, CA file, name
         self.gid = gatherer_id
         self.producer = producer
         self.signer = signer
@@ -133,9 +131,11 @@ class Gatherer:
         self.discover = discover
         self.registry = MarketRegistry(opts.rest_lag_s)
         self.plan = ShardPlan(opts.markets_per_connection)
-        self.keyer = EventKeyer(int(opts.key_horizon_s * 1000))
+        self.venue = get_venue(venue.name or default_name())  # the venue package: sessions, keys, stats
+        self.keyer = self.venue.keyer(int(opts.key_horizon_s * 1000))
         self._lifecycle_keys = RecentKeys(100_000)
-        self.stats = SessionStats()
+        self.stats = self.venue.session_stats()
+        self.channels = list(opts.channels) or list(self.venue.channels)  # gather.channels, [] = all the venue's
         self.connections: list[Connection] = []
         self._conn_class = connection_class(opts.ws_client)
         self.discoveries = 0
@@ -224,10 +224,10 @@ class Gatherer:
     def _connection(self, index: int) -> Connection:
         while len(self.connections) <= index:
             i = len(self.connections)
-            session = KalshiSession(
+            session = self.venue.session(
                 gatherer=self.gid,
                 conn_id=i,
-                channels=self.opts.channels,
+                channels=self.channels,
                 sub_cap=self.opts.markets_per_subscription,
                 keyer=self.keyer,
                 emit=self._emit,
@@ -243,14 +243,14 @@ class Gatherer:
             )
             conn = self._conn_class(
                 session,
-                self.venue.ws_url,
+                self.venue_config.ws_url,
                 self._headers,
                 backoff_initial=self.opts.backoff_initial_s,
                 backoff_max=self.opts.backoff_max_s,
                 on_reconnect=self._on_reconnect,
                 auth_refusals=self.auth_refusals,
                 ssl_context=self._ssl,
-                ca_file=self.venue.ca_file,
+                ca_file=self.venue_config.ca_file,
                 on_read=self.after_read,
             )
             self.connections.append(conn)
@@ -264,7 +264,7 @@ class Gatherer:
             headers.update(self.signer.headers())
         return headers
 
-    def _lifecycle_covered(self, session: KalshiSession, since_ns: int) -> bool:
+    def _lifecycle_covered(self, session: VenueSession, since_ns: int) -> bool:
         """Has another of this gatherer's lifecycle subscriptions been live since ``since_ns`` (so it received what
         ``session``'s ended subscription was still waiting to key)?"""
         for conn in self.connections:
@@ -288,7 +288,7 @@ class Gatherer:
             conn.session.remove_markets(gone)
             conn.poke()
 
-    def _on_lifecycle_via(self, index: int, market: str, lc: LifecycleMsg, recv_ns: int) -> None:
+    def _on_lifecycle_via(self, index: int, market: str, lc: Any, recv_ns: int) -> None:
         """A lifecycle message from connection ``index``: every lifecycle connection applies it to the registry
         (idempotent: the connections see the same stream), the first connected one alone counts it."""
         counting = next(
@@ -296,7 +296,7 @@ class Gatherer:
         )
         self._on_lifecycle(market, lc, recv_ns, count=index == counting)
 
-    def _on_lifecycle(self, market: str, lc: LifecycleMsg, recv_ns: int, count: bool = True) -> None:
+    def _on_lifecycle(self, market: str, lc: Any, recv_ns: int, count: bool = True) -> None:
         """Every ``market_lifecycle_v2`` message (the protocol already stored it as a frame).
 
         Known types subscribe or release per :mod:`ingest.registry`; unknown ones change nothing, are counted by
@@ -343,7 +343,7 @@ class Gatherer:
         and accepted requests are counted for :class:`ingest.auth_refusals.AuthRefusals`."""
         try:
             page = await self.rest.markets_page(
-                self.venue.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
+                self.venue_config.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
             )
         except DiscoveryError as exc:
             code = http_status(exc)
@@ -611,7 +611,7 @@ class Gatherer:
         """What the watchdog does with one connection now: "" (nothing), "probe", or a reason to reconnect.
 
         A connection is judged by its own evidence only (never by its siblings' traffic): after
-        ``silence_timeout_s`` without a message it is probed (:meth:`KalshiSession.probe`); a probe unanswered
+        ``silence_timeout_s`` without a message it is probed (:meth:`VenueSession.probe`); a probe unanswered
         within ``probe_timeout_s`` means the socket is frozen, a reply whose seq is ahead of what arrived means the
         venue sent data that never came; a reply in step means its markets are quiet, and it is left alone until
         the next silence. A connection of quiet markets therefore stays up for hours, at one cheap command per sid
@@ -681,7 +681,7 @@ class Gatherer:
         if self.discover:
             self._tasks.append(asyncio.create_task(self._discovery_loop(), name="gather-discovery"))
             self._tasks.append(asyncio.create_task(self._refresh_loop(), name="gather-refresh"))
-        self._log.info("gatherer_started", ws_url=self.venue.ws_url, channels=self.opts.channels)
+        self._log.info("gatherer_started", ws_url=self.venue_config.ws_url, channels=self.channels)
         try:
             await self._supervise(stop)
         finally:

@@ -1,6 +1,6 @@
 """Prometheus metrics of the gatherer stage (``mdpipe_gather_*``), labelled by gatherer id.
 
-The hot path keeps plain integer counters (:class:`ingest.venues.kalshi.protocol.SessionStats`, the producer);
+The hot path keeps plain integer counters (the venue session's stats, the producer);
 :func:`ingest.gatherer.Gatherer` copies them here about once a second, so scraping costs the hot path nothing.
 """
 

@@ -38,8 +38,8 @@ from ingest.backoff import backoff
 from ingest.ratelimit import RequestPacer, retry_after_s
 from ingest.registry import RestPage
 from ingest.tls import client_context, report_untrusted, untrusted
-from ingest.venues.kalshi.auth import Signer
 from mdpipe.logging import get_logger
+from venues.interface import Signer
 
 __all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_markets_page"]
 

@@ -130,10 +130,17 @@ class PostgresConfig(_Section):
         _positive("partition_check_s", self.partition_check_s)
 
 
+def _default_venue() -> str:
+    from venues import default_name
+
+    return default_name()
+
+
 class VenueConfig(_Section):
     """Which venue to gather from and how to authenticate."""
 
-    name: Literal["kalshi"] = "kalshi"
+    # a venue of the venue wing (venues/<name>/); default: the venue that declares itself the default
+    name: str = msgspec.field(default_factory=_default_venue)
     rest_url: str = "http://127.0.0.1:8700/trade-api/v2"
     ws_url: str = "ws://127.0.0.1:8700/trade-api/ws/v2"
     key_id: str = ""
@@ -143,6 +150,14 @@ class VenueConfig(_Section):
     # PEM file of the CA trusted for wss:// and https:// venue URLs; "" = the system trust store (the real venue)
     ca_file: str = ""
 
+    def __post_init__(self) -> None:
+        from venues import UnknownVenue, get_venue
+
+        try:
+            get_venue(self.name)
+        except UnknownVenue as exc:
+            raise ValueError(f"name: {exc}") from None
+
 
 class GatherConfig(_Section):
     """Gatherer (ingest) tuning."""
@@ -150,9 +165,7 @@ class GatherConfig(_Section):
     ids: list[str] = msgspec.field(default_factory=lambda: ["g1", "g2", "g3"])
     markets_per_connection: int = 7000
     markets_per_subscription: int = 7000
-    channels: list[str] = msgspec.field(
-        default_factory=lambda: ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
-    )
+    channels: list[str] = []  # venue channels to subscribe; empty: every market-data channel of the venue
     discovery_interval_s: float = 60.0
     silence_timeout_s: float = 30.0
     backoff_initial_s: float = 0.5
@@ -165,7 +178,7 @@ class GatherConfig(_Section):
     metrics_port: int = GATHER_METRICS_PORT
     metrics_host: str = DEFAULT_METRICS_HOST
     # identical delta/ticker bodies are numbered per venue millisecond; a body is forgotten once the venue clock has
-    # moved this far past it (memory only: see ingest.keys)
+    # moved this far past it (memory only: see the venue's event keys)
     key_horizon_s: float = 120.0
     probe_timeout_s: float = 10.0  # a silent connection's probe must be answered within this, else it reconnects
     snapshot_hold_s: float = 1.0  # a snapshot waits this long for the deltas that follow it (its position)
@@ -192,9 +205,9 @@ class GatherConfig(_Section):
     # been (a revoked key, or the venue's auth hiccuping for a while); see ingest.auth_refusals.
     auth_refusal_limit_s: float = 120.0
     # REST requests per second of one gatherer (discovery listings, their look-ups by ticker and lifecycle refreshes
-    # share it; bursts of one second's worth). Kalshi Basic tier: 200 read tokens/s per account at 10 tokens per
-    # request = 20 requests/s per account; three gatherers on one account get 20/3 = 6.7 each, less a margin for
-    # anything else using the account: 5 (docs/production-kalshi.md).
+    # share it; bursts of one second's worth). The default fits the first venue's basic tier: 200 read
+    # tokens/s per account at 10 tokens per request = 20 requests/s per account; three gatherers on one account get
+    # 20/3 = 6.7 each, less a margin for anything else using the account: 5 (its production notes under docs/).
     rest_requests_per_s: float = 5.0
     # The broker unreachable this long (since it last answered): new frames go to the on-disk spool and what the
     # producer held in memory is moved there too; replayed in order once it answers (ingest.outage). Lower: less to

@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="print a market's order book as it stood at a given time, from the database",
         description="Rebuild the order book of MARKET at venue time T from the database: the latest snapshot row "
         "at or before T plus the deltas after it that it does not hold, in venue order (the SQL function "
-        "book_at(market, ts), see docs/data-layer.md). Kalshi books are two bid ladders, yes and no; the best "
+        "book_at(market, ts), see docs/data-layer.md). Books are two bid ladders, yes and no; the best "
         "yes ask is 1 - the best no bid. Exit status 1 when the market has no snapshot at or before T.",
     )
     parser.add_argument("--market", required=True, help="market ticker")

@@ -504,14 +504,19 @@ def _distribution(values: list[float]) -> dict[str, float]:
     }
 
 
-def iter_truth_items(events: Iterable[Any], bad_ids: Iterable[int] = ()) -> Iterator[TruthItem]:
+def iter_truth_items(
+    events: Iterable[Any], bad_ids: Iterable[int] = (), venue: str | None = None
+) -> Iterator[TruthItem]:
     """Turn emulator ground-truth records (``venue_sim.truth.TruthEvent``) into comparable items.
 
-    A bad-input event (``bad_ids``) whose body does not decode or normalise gets no identity; any other event that
-    does not is an error in the truth file.
+    Bodies are normalised by ``venue``'s truth normaliser (:mod:`venues`; None: the default venue, whose emulator
+    wrote the truth file). A bad-input event (``bad_ids``) whose body does not decode or normalise gets no identity;
+    any other event that does not is an error in the truth file.
     """
     from schemas.codec import SchemaError
-    from schemas.kalshi import msg_to_event
+    from venues import default_name, get_venue
+
+    msg_to_event = get_venue(venue or default_name()).truth_normaliser()
 
     bad = set(bad_ids)
     for ev in events:

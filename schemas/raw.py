@@ -32,7 +32,7 @@ class RawFrame(Versioned, kw_only=True):
     event_key: str
     payload: bytes
     # Snapshots only (the venue gives them no time): the snapshot's position in the market's delta stream, decided
-    # by the gatherer (see ingest.venues.kalshi.snapshots). The book it shows contains every delta of the market with
+    # by the gatherer (see the venue's snapshot placement). The book it shows contains every delta of the market with
     # venue time < venue_ms, and those at venue_ms whose event key is NOT in after_keys.
     venue_ms: int | None = None
     after_keys: list[str] = []

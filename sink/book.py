@@ -1,10 +1,10 @@
 """Order books rebuilt from stored rows: a snapshot plus the deltas it does not contain (pure logic, no I/O).
 
-Kalshi books are two bid ladders (``yes`` and ``no`` bids), each a map price -> size; a delta adds its signed size to
+Books are two bid ladders (``yes`` and ``no`` bids), each a map price -> size; a delta adds its signed size to
 one level and a level that reaches 0 disappears. Everything is exact (``Decimal``).
 
 A stored snapshot does not say *when* the venue took it, so the gatherer places it in the market's delta stream
-(:mod:`ingest.venues.kalshi.snapshots`): a snapshot row with venue time ``S`` and ``after_keys`` ``A`` contains every
+(by the venue's session): a snapshot row with venue time ``S`` and ``after_keys`` ``A`` contains every
 delta of its market with ``ts < S`` and those with ``ts == S`` whose event key is not in ``A``. The book at time ``T``
 is then the snapshot with the greatest ``S <= T`` plus every delta with ``ts <= T`` that this snapshot does not
 contain. Deltas add, so their order inside one millisecond does not change the result, and neither does which

@@ -52,7 +52,7 @@ from venue_sim.rest_limit import RETRY_AFTER_FORMS, RetryAfterForm
 from venue_sim.server import ServerSettings, SimServer
 from venue_sim.tls import TlsFiles, make_certificates, server_context
 from venue_sim.truth import TruthEvent, TruthWriter
-from venue_sim.wire import CH_EVENT_LIFECYCLE
+from venues.kalshi.emulator_wire import CH_EVENT_LIFECYCLE
 
 __all__ = ["SimOptions", "VenueSim"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from array import array
 
-from venue_sim.wire import PRICE, count_fp
+from venues.kalshi.emulator_wire import PRICE, count_fp
 
 __all__ = ["LEVEL_SPAN", "SLOTS", "BookView", "Books", "Level", "mix64", "snapshot_json", "wire_levels"]
 

@@ -49,7 +49,7 @@ from venue_sim.markets import (
     ST_INITIALIZED,
     MarketTable,
 )
-from venue_sim.wire import (
+from venues.kalshi.emulator_wire import (
     CH_EVENT_FEE,
     CH_EVENT_LIFECYCLE,
     CH_LIFECYCLE,

@@ -17,7 +17,7 @@ import bisect
 import functools
 from collections import deque
 
-from venue_sim.wire import PRICE, rfc3339
+from venues.kalshi.emulator_wire import PRICE, rfc3339
 
 __all__ = [
     "ABSENT",

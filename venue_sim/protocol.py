@@ -22,7 +22,7 @@ from venue_sim.load import Event
 from venue_sim.markets import MarketTable
 from venue_sim.record import ALL_MARKETS, SnapshotSent, Subscribed, Suppressed, Unsubscribed
 from venue_sim.recorder import Recorder
-from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CHANNELS, TYPES, error_msg
+from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CHANNELS, TYPES, error_msg
 
 __all__ = [
     "ERR_BAD_ACTION",

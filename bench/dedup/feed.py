@@ -23,6 +23,7 @@ from dedup_stream.synth import pipeline_events
 from mdpipe.config import load_config
 from mdpipe.kafka import producer_config
 from schemas import RawFrame, encode_raw
+from venues import default_name
 
 __all__ = ["GATHERERS", "feed"]
 
@@ -43,6 +44,7 @@ def feed(bootstrap: str, prefix: str, rate: float, seconds: float, markets: int 
     events = pipeline_events(int(rate * seconds), markets=markets, seed=seed)
     rng = random.Random(seed)
     seqs = dict.fromkeys(GATHERERS, 0)
+    venue = default_name()  # the synthetic bodies are the default venue's
     sent = 0
     started = time.monotonic()
     due = 0
@@ -59,7 +61,7 @@ def feed(bootstrap: str, prefix: str, rate: float, seconds: float, markets: int 
             for ev in order:
                 seqs[gid] += 1
                 frame = RawFrame(
-                    venue="kalshi", gatherer=gid, conn=1, sid=1, seq=seqs[gid], recv_ns=time.time_ns(), kind=ev.kind,  # type: ignore[arg-type]
+                    venue=venue, gatherer=gid, conn=1, sid=1, seq=seqs[gid], recv_ns=time.time_ns(), kind=ev.kind,  # type: ignore[arg-type]
                     market=ev.market, event_key=ev.event_key, venue_ms=ev.venue_ms,
                     payload=b'{"type":"%s","sid":1,"seq":%d,"msg":%s}' % (ev.msg_type.encode(), seqs[gid], ev.msg),
                 )  # fmt: skip

@@ -11,7 +11,7 @@ from rocksdict import AccessType, Options, Rdict
 from dedup_stream.logic import Deduper, Origin
 from dedup_stream.synth import gatherer_copies, pipeline_events
 from schemas import encode_event, encode_raw
-from schemas.kalshi import to_event
+from venues import default_name, get_venue
 
 __all__ = ["RdictStore", "measure"]
 
@@ -33,6 +33,7 @@ class RdictStore:
 def measure(events: int = 50_000, markets: int = 20_000) -> float:
     """Frames per second through decide() + to_event/encode_event for winners (3 copies per event)."""
     evs = pipeline_events(events, markets=markets, seed=4)
+    to_event = get_venue(default_name()).normaliser()
     frames = [encode_raw(f) for g in ("g1", "g2", "g3") for f in gatherer_copies(evs, g)]
     with tempfile.TemporaryDirectory() as tmp:
         store = RdictStore(tmp + "/db", 3600)

@@ -2,12 +2,12 @@
 
 Messages come from the emulator's own load generator (:mod:`venue_sim.load`: its mix of deltas, tickers, trades and
 lifecycle messages, its bodies), wrapped in the envelopes the emulator sends (one sid per channel, seq counted per
-sid). They are fed in socket-read-sized bursts (``--per-read``) to a
-:class:`ingest.venues.kalshi.protocol.KalshiSession`
-whose frames go to the gatherer's real ``_emit`` / ``after_read`` path with a producer that only counts (``--stage
-session``), or to a real :class:`ingest.producer.RawProducer` whose librdkafka producer points at an address where no
-broker listens (``--stage produce``: the produce call is paid, nothing is sent). Reports the CPU-µs per message of the
-calling thread, the best of ``--repeat`` passes. Last line: ``RESULT {json}``.
+sid). They are fed in socket-read-sized bursts (``--per-read``) to the default venue's session (the gatherer's own,
+:meth:`venues.interface.Venue.session`) whose frames go to the gatherer's real ``_emit`` / ``after_read`` path with a
+producer that only counts (``--stage session``), or to a real :class:`ingest.producer.RawProducer` whose librdkafka
+producer points at an address where no broker listens (``--stage produce``: the produce call is paid, nothing is
+sent). Reports the CPU-µs per message of the calling thread, the best of ``--repeat`` passes.
+Last line: ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def messages(count: int, markets: int = 2000, seed: int = 7) -> list[bytes]:
     from venue_sim.book import Books
     from venue_sim.load import Generator
     from venue_sim.markets import MarketTable
-    from venue_sim.wire import CH_TICKER, TYPES
+    from venues import default_name, get_venue
+
+    wire = get_venue(default_name()).emulator_wire()
+    CH_TICKER, TYPES = wire.CH_TICKER, wire.TYPES
 
     table = MarketTable(markets, seed, 1_767_225_600_000)
     gen = Generator(table, Books(seed), seed=seed, rate=5000.0)

@@ -1,6 +1,6 @@
 """Seeded synthetic ``events`` for the sink's tests and benchmark: every event type, realistic proportions.
 
-Prices are Kalshi-style fixed-point dollars (4 decimals), sizes fractional counts (2 decimals); event keys
+Prices are fixed-point dollars (4 decimals), sizes fractional counts (2 decimals); event keys
 are unique per event. Deterministic for a given seed.
 """
 
@@ -10,9 +10,11 @@ import random
 from decimal import Decimal
 
 from schemas import BookDelta, BookSnapshot, Event, Gap, Lifecycle, Ticker, Trade
+from venues import default_name
 
 __all__ = ["BASE_MS", "make_events"]
 
+VENUE = default_name()
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
@@ -33,7 +35,7 @@ def make_events(n: int, markets: int = 1000, seed: int = 1, start_ms: int = BASE
         market = f"KXM-{rng.randrange(markets):06d}"
         ts_ms = start_ms + i  # increasing venue time (1 event/ms)
         common = {
-            "venue": "kalshi",
+            "venue": VENUE,
             "market": market,
             "ts_ms": ts_ms,
             "recv_ns": ts_ms * 1_000_000 + rng.randint(0, 999_999),

@@ -467,8 +467,8 @@ def test_each_gatherer_signs_with_the_key_file_it_is_given(tmp_path: Path) -> No
     """Private keys come from secret files on the host, never from the image or this file: the configuration each
     gatherer container gets, with the secret mounted where compose mounts it, builds a working Kalshi signer; a
     gatherer's own key file (MDPIPE_G<n>_PRIVATE_KEY_FILE) replaces the shared one for it alone."""
-    from ingest.venues.kalshi.auth import Signer
     from venue_sim.keys import generate_test_keypair, load_public_key, verify
+    from venues.kalshi.auth import Signer
 
     shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
     env = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from ingest.connection import Connection
-from ingest.keys import EventKeyer
-from ingest.venues.kalshi.protocol import KalshiSession
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.protocol import KalshiSession
 
 
 class _Flaky(Connection):

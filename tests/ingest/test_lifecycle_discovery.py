@@ -23,7 +23,7 @@ from schemas.markets import decode_market
 from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_CLOSED, ST_INACTIVE
 from venue_sim.truth import read_truth
-from venue_sim.wire import CH_LIFECYCLE
+from venues.kalshi.emulator_wire import CH_LIFECYCLE
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from ingest.backoff import backoff
 from ingest.shards import ShardPlan
-from ingest.venues.kalshi.auth import WS_PATH, Signer, load_private_key
 from venue_sim.keys import generate_test_keypair, load_public_key, verify
+from venues.kalshi.auth import WS_PATH, Signer, load_private_key
 
 
 def test_shard_plan_fills_connections_and_reuses_freed_room() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ingest.keys import EventKeyer
-from ingest.venues.kalshi.protocol import KalshiSession
 from schemas.raw import RawFrame, decode_raw
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.protocol import KalshiSession
 
 S = 1_000_000_000
 LC = "market_lifecycle_v2"

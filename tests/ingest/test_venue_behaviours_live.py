@@ -15,7 +15,7 @@ from mdpipe.config import SimConfig
 from schemas.dlq import decode_dead_letter
 from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE
-from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK
+from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ingest.connection import Connection, connection_class
-from ingest.keys import EventKeyer
 from ingest.tls import client_context
-from ingest.venues.kalshi.protocol import KalshiSession
 from mdpipe.config import ConfigError, load_config
 from schemas.raw import RawFrame, decode_raw
 from venue_sim.tls import TlsFiles, make_certificates, server_context
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.protocol import KalshiSession
 
 CLIENTS = ["picows", "websockets"]
 SCHEMES = ["ws", "wss"]

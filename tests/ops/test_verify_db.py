@@ -17,7 +17,6 @@ from mdpipe.cli import main
 from mdpipe.config import load_config
 from schemas import encode_event
 from schemas.events import BookSnapshot, Event, Gap
-from schemas.kalshi import msg_to_event
 from sink.batch import Batch, Source
 from sink.migrate import migrate
 from sink.store import Store
@@ -34,6 +33,7 @@ from venue_sim.record import (
     record_path,
 )
 from venue_sim.truth import TruthEvent, TruthWriter
+from venues.kalshi.messages import msg_to_event
 
 pytestmark = pytest.mark.integration
 

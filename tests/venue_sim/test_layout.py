@@ -9,7 +9,7 @@ import pytest
 
 import venue_sim
 
-PURE = ["protocol", "book", "load", "lifecycle", "markets", "wire", "faults", "truth"]
+PURE = ["protocol", "book", "load", "lifecycle", "markets", "faults", "truth"]  # the wire formats: tests/venues/
 FORBIDDEN = {"asyncio", "socket", "websockets", "threading", "time"}
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import ST_ACTIVE, ST_FINALIZED, MarketTable
-from venue_sim.wire import CH_LIFECYCLE, CH_ORDERBOOK
+from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK
 
 
 def _gen(markets: int = 200, seed: int = 7, **kw: float) -> Generator:

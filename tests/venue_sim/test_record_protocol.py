@@ -18,7 +18,7 @@ from venue_sim.markets import MarketTable
 from venue_sim.protocol import ServerSession
 from venue_sim.record import ALL_MARKETS, Record, SnapshotSent, Subscribed, Suppressed, Unsubscribed
 from venue_sim.recorder import Recorder
-from venue_sim.wire import CH_TICKER, CHANNELS, TYPES
+from venues.kalshi.emulator_wire import CH_TICKER, CHANNELS, TYPES
 
 T = [f"KXSIM-E0-M{i}" for i in range(10)]
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from ingest import keys
-from ingest.keys import EventKeyer, canonical, check_number, norm_decimal
-from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg
+from venues.kalshi import keys
+from venues.kalshi.keys import EventKeyer, canonical, check_number, norm_decimal
+from venues.kalshi.messages import DeltaMsg, SnapshotMsg, TickerMsg
 
 
 def delta(body: bytes) -> DeltaMsg:

@@ -4,7 +4,7 @@ Each test generates what the venue publishes and, per gatherer, what reached it:
 connection dropped and came back (a new sid, seq from 1), which messages it lost (seq consumed), which the venue
 re-delivered. The gatherers' real KalshiSession (lifecycle) or EventKeyer (deltas) key what they received; the
 frames are mapped back to the venue message they copy (receive time = venue index). The properties are the claims
-of ingest.keys / ingest.anchors:
+of venues.kalshi.keys / venues.kalshi.anchors:
 
 - every copy a gatherer received under the conditions the docstrings name gets the reference key of its message;
 - two distinct venue messages never share a reference key, and no copy carries another message's reference key
@@ -23,12 +23,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.anchors import AnchorChain
-from ingest.keys import EventKeyer, digest
-from ingest.venues.kalshi.protocol import KalshiSession
-from ingest.venues.kalshi.snapshots import SnapshotPlacer
 from schemas.raw import decode_raw
 from sink.book import Book, DeltaRow, SnapshotRow, book_at, contains
+from venues.kalshi.anchors import AnchorChain
+from venues.kalshi.keys import EventKeyer, digest
+from venues.kalshi.protocol import KalshiSession
+from venues.kalshi.snapshots import SnapshotPlacer
 
 SPAN = 1000  # AnchorChain's default: longer than any generated stream, so every wait ends at an anchor or the end
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import msgspec
 
-from ingest.keys import EventKeyer
-from ingest.venues.kalshi.protocol import KalshiSession
 from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
 from venue_sim.protocol import ServerSession
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.protocol import KalshiSession
 
 CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
 

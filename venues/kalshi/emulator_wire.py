@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from venues.kalshi.channels import EVENT_FEE_UPDATE, EVENT_LIFECYCLE, MARKET_LIFECYCLE, ORDERBOOK_DELTA, TICKER, TRADE
+
 __all__ = [
     "CHANNELS",
     "CH_EVENT_FEE",
@@ -29,16 +31,9 @@ CH_ORDERBOOK, CH_TICKER, CH_TRADE, CH_LIFECYCLE = 0, 1, 2, 3
 # Event-level messages ride the lifecycle channel (same sids, same seq) under their own envelope type; they get
 # pseudo channel numbers so an event tuple says which envelope to use without an extra field.
 CH_EVENT_LIFECYCLE, CH_EVENT_FEE = 4, 5
-CHANNELS: tuple[str, ...] = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2")
+CHANNELS: tuple[str, ...] = (ORDERBOOK_DELTA, TICKER, TRADE, MARKET_LIFECYCLE)
 # Envelope "type" per channel number (pseudo channels included).
-TYPES: tuple[str, ...] = (
-    "orderbook_delta",
-    "ticker",
-    "trade",
-    "market_lifecycle_v2",
-    "event_lifecycle",
-    "event_fee_update",
-)
+TYPES: tuple[str, ...] = (*CHANNELS, EVENT_LIFECYCLE, EVENT_FEE_UPDATE)
 
 # PRICE[c] = dollar string of c cents, 4 decimals as in the API examples ("0.4300"); c in 0..100.
 PRICE: tuple[str, ...] = tuple(f"{c // 100}.{c % 100:02d}00" for c in range(101))

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from schemas import BookDelta, BookSnapshot, Lifecycle, RawFrame, SchemaError, Ticker, Trade
-from schemas.kalshi import decode_envelope, decode_msg, to_event
+from venues.kalshi.messages import decode_envelope, decode_msg, to_event
 
 
 def frame(kind: str, payload: bytes, recv_ns: int = 1_767_225_600_999_000_000) -> RawFrame:

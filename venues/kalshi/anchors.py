@@ -38,7 +38,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
-from ingest.keys import digest as _h
+from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
+from venues.kalshi.keys import digest as _h
 
 __all__ = ["ANCHOR_EVENTS", "AnchorChain", "anchor_key", "is_anchor"]
 
@@ -50,9 +51,9 @@ ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
 
 def is_anchor(wire_type: str, event_type: str) -> bool:
     """Whether a lifecycle-channel message is unique by content (an anchor)."""
-    if wire_type == "event_lifecycle":
+    if wire_type == EVENT_LIFECYCLE:
         return True
-    return wire_type == "market_lifecycle_v2" and event_type in ANCHOR_EVENTS
+    return wire_type == MARKET_LIFECYCLE and event_type in ANCHOR_EVENTS
 
 
 def anchor_key(content: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.anchors import AnchorChain, anchor_key, is_anchor
+from venues.kalshi.anchors import AnchorChain, anchor_key, is_anchor
 
 S = 1_000_000_000
 

@@ -22,6 +22,15 @@ import msgspec
 from schemas.codec import SchemaError
 from schemas.events import BookDelta, BookSnapshot, Event, Lifecycle, Ticker, Trade
 from schemas.raw import RawFrame
+from venues.kalshi.channels import (
+    EVENT_FEE_UPDATE,
+    EVENT_LIFECYCLE,
+    MARKET_LIFECYCLE,
+    ORDERBOOK_DELTA,
+    ORDERBOOK_SNAPSHOT,
+    TICKER,
+    TRADE,
+)
 
 __all__ = [
     "KIND_BY_TYPE",
@@ -114,13 +123,13 @@ class LifecycleMsg(msgspec.Struct):
 
 # venue message type -> RawFrame kind
 KIND_BY_TYPE: dict[str, str] = {
-    "orderbook_snapshot": "snapshot",
-    "orderbook_delta": "delta",
-    "trade": "trade",
-    "ticker": "ticker",
-    "market_lifecycle_v2": "lifecycle",
-    "event_lifecycle": "lifecycle",
-    "event_fee_update": "lifecycle",
+    ORDERBOOK_SNAPSHOT: "snapshot",
+    ORDERBOOK_DELTA: "delta",
+    TRADE: "trade",
+    TICKER: "ticker",
+    MARKET_LIFECYCLE: "lifecycle",
+    EVENT_LIFECYCLE: "lifecycle",
+    EVENT_FEE_UPDATE: "lifecycle",
 }
 
 _envelope = msgspec.json.Decoder(Envelope, strict=False)
@@ -229,7 +238,7 @@ def msg_to_event(
         extra = {k: v for k, v in _dict_decoder.decode(msg).items() if k not in _LIFECYCLE_KNOWN}
         # Only settled/determined carry the time of the event itself; others get the first copy's receive time.
         stamp = {"settled": m.settled_ts, "determined": m.determination_ts}.get(m.event_type)
-        if envelope_type in ("event_lifecycle", "event_fee_update"):
+        if envelope_type in (EVENT_LIFECYCLE, EVENT_FEE_UPDATE):
             event_type = envelope_type
         else:  # market_lifecycle_v2 without event_type is its metadata_updated form
             event_type = m.event_type or "metadata_updated"

@@ -16,10 +16,10 @@ session:
   ``kind="gap"``, payload :class:`schemas.raw.GapReport`) and, on an orderbook sid, a ``get_snapshot`` for that sid;
   so do the windows in which the connection was down (from its last message to its resubscription) and in which a
   sid ended by a terminal venue error was being subscribed again;
-- decodes each market-data body (``schemas.kalshi`` structs, Decimal-exact, numbers or strings), derives the event
-  key (:mod:`ingest.keys`; lifecycle messages by stream position, :mod:`ingest.anchors`), places every snapshot in its
-  market's delta stream (:mod:`ingest.venues.kalshi.snapshots`), and emits one encoded RawFrame per market message,
-  payload = verbatim bytes; a frame that is a JSON array of messages is split;
+- decodes each market-data body (``venues.kalshi.messages`` structs, Decimal-exact, numbers or strings), derives
+  the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`),
+  places every snapshot in its market's delta stream (:mod:`venues.kalshi.snapshots`), and emits one encoded
+  RawFrame per market message, payload = verbatim bytes; a frame that is a JSON array of messages is split;
 - never lets one message end the connection: anything unparseable, any out-of-range or oversized field, any
   exception while handling one message goes to ``dead`` (topic ``dlq``) with its reason and is counted;
 - answers the silence watchdog: :meth:`probe` asks the venue, per sid, for its current seq with a no-op command; a
@@ -34,18 +34,19 @@ from typing import Any
 
 import msgspec
 
-from ingest.anchors import AnchorChain, is_anchor
-from ingest.keys import EventKeyer
-from ingest.venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 from schemas.codec import SCHEMA_VERSION
-from schemas.kalshi import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
+from venues.kalshi.anchors import AnchorChain, is_anchor
+from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
+from venues.kalshi.keys import EventKeyer
+from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
+from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 
 __all__ = ["LIFECYCLE", "TERMINAL_ERRORS", "Group", "KalshiSession", "SessionStats"]
 
 VENUE = "kalshi"
-LIFECYCLE = "market_lifecycle_v2"
-ORDERBOOK = "orderbook_delta"
+LIFECYCLE = MARKET_LIFECYCLE
+ORDERBOOK = ORDERBOOK_DELTA
 ERR_MARKET_LIMIT = 26
 TERMINAL_ERRORS = frozenset({10, 25})  # the sid is dead: subscribe its markets again
 ALL = ["*"]
@@ -159,7 +160,7 @@ class _Cmd:
 
 
 class _Lc:
-    """A lifecycle message waiting for its key (see :mod:`ingest.anchors`)."""
+    """A lifecycle message waiting for its key (see :mod:`venues.kalshi.anchors`)."""
 
     __slots__ = ("data", "market", "recv_ns", "seq", "sid")
 
@@ -600,7 +601,7 @@ class KalshiSession:
 
     def _end_lifecycle_sid(self, sid: int) -> None:
         """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
-        subscriptions received them too, else keyed backward (:mod:`ingest.anchors`)."""
+        subscriptions received them too, else keyed backward (:mod:`venues.kalshi.anchors`)."""
         chain = self._chains.pop(sid, None)
         if chain is None or not chain.waiting:
             return

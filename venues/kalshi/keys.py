@@ -25,10 +25,10 @@ plus, where two distinct events can have the same body, a position that every ga
   different one, one event is lost — and every gatherer reported a gap or a subscription start around it.
 - snapshot ``s:<h(market, sorted levels)>``: state, not an event; copies agree only when the book is the same, and
   two snapshots of the same book merge on purpose. Its position in the delta stream travels in the frame
-  (:mod:`ingest.venues.kalshi.snapshots`).
+  (:mod:`venues.kalshi.snapshots`).
 - lifecycle ``l:...`` (``market_lifecycle_v2``, ``event_lifecycle``, ``event_fee_update``): most of these bodies carry
   no time at all (activated, deactivated, metadata, fee updates), so identical bodies minutes apart are common.
-  They are keyed by their position in the venue's lifecycle stream (:mod:`ingest.anchors`).
+  They are keyed by their position in the venue's lifecycle stream (:mod:`venues.kalshi.anchors`).
 - A body whose delta has no ``ts_ms`` (the field is optional in the venue's spec; the current venue sends it) falls
   back to the deprecated ``ts`` text; with neither, ``n`` has no venue millisecond to live in and counts within the
   gatherer's own venue clock (the newest ``ts_ms`` it has seen), which copies on other gatherers may disagree with:
@@ -57,7 +57,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.kalshi import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
+from venues.kalshi.messages import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
 
 __all__ = ["MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
 
@@ -297,7 +297,7 @@ class EventKeyer:
         return m.market_ticker, f"k:{digest}:{self._occurrence(digest, ms)}", ms
 
     def ticker(self, m: TickerMsg) -> str:
-        """``k:`` key from the ticker fields ``schemas.kalshi.TickerMsg`` knows (numbers normalised and checked)."""
+        """``k:`` key from the ticker fields ``messages.TickerMsg`` knows (numbers normalised and checked)."""
         _check_ticker(m)
         parts = [
             "" if v is None else (norm_decimal(v) if isinstance(v, Decimal) else str(v))
@@ -325,7 +325,7 @@ class EventKeyer:
 
     @staticmethod
     def body_digest(market: str, body: bytes) -> str:
-        """``h(market, canonical body)``: the content of a lifecycle message, positioned by :mod:`ingest.anchors`."""
+        """``h(market, canonical body)``: a lifecycle message's content, positioned by :mod:`venues.kalshi.anchors`."""
         return _h(market.encode() + b"\x1f" + canonical(body))
 
 
@@ -333,7 +333,7 @@ def _delta_ms(ts_ms: int | None, ts: str | None) -> int | None:
     if ts_ms is not None:
         return ts_ms
     if ts:
-        from schemas.kalshi import rfc3339_ms
+        from venues.kalshi.messages import rfc3339_ms
 
         return rfc3339_ms(ts)
     return None

@@ -1,1 +1,0 @@
-"""Venue adapters of the gatherer (one sub-package per venue)."""

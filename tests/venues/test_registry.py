@@ -1,0 +1,47 @@
+"""The venue registry: venues are the folders of venues/, looked up by name; unknown names fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+import venues
+from mdpipe.config import ConfigError, load_config
+from venues.interface import Venue
+
+
+def test_every_folder_is_a_venue_named_as_its_folder() -> None:
+    for name in venues.names():
+        venue = venues.get_venue(name)
+        assert isinstance(venue, Venue) and venue.name == name
+        assert venue.channels, f"{name}: no market-data channels"
+
+
+def test_exactly_one_default_venue() -> None:
+    assert [n for n in venues.names() if venues.get_venue(n).default] == [venues.default_name()]
+
+
+def test_an_unknown_venue_is_one_line_listing_the_known_ones() -> None:
+    with pytest.raises(venues.UnknownVenue) as info:
+        venues.get_venue("nowhere")
+    text = str(info.value)
+    assert "\n" not in text and "'nowhere'" in text
+    assert text.endswith("known venues: " + ", ".join(venues.names()))
+
+
+def test_config_without_a_venue_name_means_the_default_venue() -> None:
+    assert load_config(None, environ={}, use_infra_state=False).venue.name == venues.default_name()
+
+
+@pytest.mark.parametrize("name", venues.names())
+def test_config_accepts_every_known_venue(name: str) -> None:
+    assert load_config(None, environ={"MDPIPE_VENUE__NAME": name}, use_infra_state=False).venue.name == name
+
+
+def test_config_rejects_an_unknown_venue_naming_the_setting_and_the_known_venues(tmp_path) -> None:
+    path = tmp_path / "mdpipe.toml"
+    path.write_text('[venue]\nname = "nowhere"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={}, use_infra_state=False)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("config setting venue.name")
+    assert "unknown venue 'nowhere'; known venues: " + ", ".join(venues.names()) in text

@@ -1,0 +1,121 @@
+"""What a stage needs from a venue: the interface every ``venues/<name>/`` package implements.
+
+A venue package ``venues/<name>/__init__.py`` exposes ``VENUE``, an instance of a :class:`Venue` subclass whose
+``name`` is the folder's name. Stages never import a venue package: they look the venue up by name
+(:func:`venues.get_venue` with ``frame.venue`` or the config's ``venue.name``) and call the methods below. Methods
+import the venue's modules when called, so looking a venue up stays cheap (dedup needs normalisation only, not the
+gatherer's session). Stages that call a method on a hot path take the returned callable once and keep it.
+
+What a venue provides, by stage:
+
+- gatherer (``ingest``): :meth:`Venue.session` (the sans-I/O protocol of ONE connection: subscribe commands, the
+  sequence/gap rules, event keys, one encoded ``RawFrame`` per market message through ``emit``; driven by
+  ``ingest.connection`` as :class:`VenueSession` describes), :meth:`Venue.keyer` (the event-key state shared by a
+  gatherer's sessions), :meth:`Venue.session_stats` (the plain counters the gatherer exports), :meth:`Venue.signer`
+  (authentication headers for the WebSocket upgrade and REST), :attr:`Venue.channels` (its market-data channels,
+  the default of ``gather.channels``);
+- dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
+  ``Event``;
+- ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
+- emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
+  types, replies).
+
+The event model and the sink's tables are shared by every venue and are not part of this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Protocol
+
+from schemas.events import Event
+from schemas.raw import RawFrame
+
+__all__ = ["FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
+
+FrameNormaliser = Callable[[RawFrame], Event]
+# (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
+TruthNormaliser = Callable[..., Event]
+
+
+class Signer(Protocol):
+    """Authentication of one account: the headers of a request made now (or at ``ts_ms``)."""
+
+    key_id: str
+
+    def headers(self, ts_ms: int | None = None, method: str = "GET", path: str = ...) -> dict[str, str]: ...
+
+
+class VenueSession(Protocol):
+    """The sans-I/O protocol state of one gatherer connection, as the I/O layer and the gatherer drive it.
+
+    After each (re)connect the I/O layer calls :meth:`connected`, feeds every received message to :meth:`receive`
+    (bytes + receive time), sends what :meth:`data_to_send` returns (``outbox`` is that same list, read directly
+    on the fastest path) and calls :meth:`disconnected` when the socket drops; the gatherer calls :meth:`tick` a
+    few times a second, :meth:`probe` when the connection is silent, :meth:`flush` at shutdown, and
+    :meth:`add_markets`/:meth:`remove_markets` as discovery decides.
+    """
+
+    conn_id: int
+    markets: dict[str, None]
+    outbox: list[bytes]
+    is_connected: bool
+
+    def connected(self, now_ns: int = 0) -> None: ...
+    def disconnected(self, now_ns: int = 0) -> None: ...
+    def receive(self, data: bytes, recv_ns: int) -> None: ...
+    def data_to_send(self) -> list[bytes]: ...
+    def has_output(self) -> bool: ...
+    def tick(self, now_ns: int) -> None: ...
+    def probe(self, now_ns: int) -> bool: ...
+    def flush(self, now_ns: int) -> None: ...
+    def add_markets(self, tickers: list[str]) -> None: ...
+    def remove_markets(self, tickers: list[str]) -> None: ...
+
+
+class Venue(ABC):
+    """One venue as the stages see it (see module docstring). Subclasses set ``name`` and ``channels``."""
+
+    name: str = ""
+    channels: tuple[str, ...] = ()  # market-data channels a gatherer subscribes by default
+    lifecycle_channel: str = ""  # the unfiltered channel that announces markets ("" = none)
+    # The venue a config without ``venue.name`` means: exactly one venue package says so.
+    default: bool = False
+
+    # -- gatherer ------------------------------------------------------------------------------
+    @abstractmethod
+    def session(self, **kwargs: Any) -> VenueSession:
+        """A new session for one connection. Keyword arguments (all stages pass them by name): ``gatherer``,
+        ``conn_id``, ``channels``, ``sub_cap``, ``keyer``, ``emit(topic_key, frame)``, ``dead(data, reason)``,
+        ``lifecycle`` (this connection carries the lifecycle channel), ``on_lifecycle(market, msg, recv_ns)``,
+        ``log``, ``stats``, ``snapshot_hold_s``, ``anchor_hold_s``, ``lifecycle_covered``, ``lifecycle_seen``."""
+
+    @abstractmethod
+    def keyer(self, horizon_ms: int) -> Any:
+        """The event-key state one gatherer's sessions share (identical bodies are numbered within it)."""
+
+    @abstractmethod
+    def session_stats(self) -> Any:
+        """The plain integer counters one gatherer's sessions share and the gatherer exports."""
+
+    @abstractmethod
+    def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
+        """The account's signer from the PEM text or file (text wins); ``ValueError`` naming the empty setting."""
+
+    # -- dedup, verify ---------------------------------------------------------------------------
+    @abstractmethod
+    def normaliser(self) -> FrameNormaliser:
+        """``RawFrame -> Event`` for the winning copy; raises ``SchemaError`` (or ``ValueError``/``ArithmeticError``
+        for a value that cannot be represented) and the caller dead-letters the frame."""
+
+    @abstractmethod
+    def truth_normaliser(self) -> TruthNormaliser:
+        """``(kind, msg, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event`` for one message body
+        (the emulator's ground truth records bodies, not frames)."""
+
+    # -- emulator --------------------------------------------------------------------------------
+    @abstractmethod
+    def emulator_wire(self) -> ModuleType:
+        """The module of wire formats the emulator speaks for this venue (channel names, envelope types, replies)."""

@@ -1,0 +1,63 @@
+"""Kalshi trade-api v2: everything of the venue in one folder, exposed to the stages as ``VENUE``.
+
+Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``snapshots`` (a snapshot's position in
+the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
+header signing), ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and
+envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks). Modules other than
+``channels`` are imported when a method is called (see :mod:`venues.interface`).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.kalshi.channels import CHANNELS, MARKET_LIFECYCLE
+
+__all__ = ["VENUE", "Kalshi"]
+
+
+class Kalshi(Venue):
+    name = "kalshi"
+    channels = CHANNELS
+    lifecycle_channel = MARKET_LIFECYCLE
+    default = True  # the first venue: configs written before venue.name had a choice mean it
+
+    def session(self, **kwargs: Any) -> VenueSession:
+        from venues.kalshi.protocol import KalshiSession
+
+        return KalshiSession(**kwargs)
+
+    def keyer(self, horizon_ms: int) -> Any:
+        from venues.kalshi.keys import EventKeyer
+
+        return EventKeyer(horizon_ms)
+
+    def session_stats(self) -> Any:
+        from venues.kalshi.protocol import SessionStats
+
+        return SessionStats()
+
+    def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
+        from venues.kalshi.auth import Signer as KalshiSigner
+
+        return KalshiSigner.from_config(key_id, pem, pem_path)
+
+    def normaliser(self) -> FrameNormaliser:
+        from venues.kalshi.messages import to_event
+
+        return to_event
+
+    def truth_normaliser(self) -> TruthNormaliser:
+        from venues.kalshi.messages import msg_to_event
+
+        return msg_to_event
+
+    def emulator_wire(self) -> ModuleType:
+        from venues.kalshi import emulator_wire
+
+        return emulator_wire
+
+
+VENUE = Kalshi()
