@@ -183,7 +183,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     finally:
         server.close()
     if gatherer.auth_failure is not None:  # one line from the CLI boundary, exit status 2
-        raise venue_refused(args.id, gatherer.auth_failure, gatherer.venue.ws_url)
+        raise venue_refused(args.id, gatherer.auth_failure, gatherer.venue_config.ws_url)
     if gatherer.failure is not None:
         log.error("gather_exit_failed", gatherer=args.id, reason=gatherer.failure[:500], status=3)
         return 3

@@ -15,7 +15,7 @@ import pytest
 from dedup_stream.synth import gatherer_copies, pipeline_events
 from mdpipe.config import Config, load_config
 from schemas import RawFrame, encode_event
-from schemas.kalshi import to_event
+from venues import get_venue
 
 # five seconds before a UTC midnight: the synthetic events span two dates
 MIDNIGHT_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -35,7 +35,7 @@ def load_frames(dsn: str, frames: list[RawFrame]) -> int:
 
     batch = Batch(events_topic="test.events")
     for offset, frame in enumerate(frames):
-        batch.add(Source("test.events", 0, offset, encode_event(to_event(frame))))
+        batch.add(Source("test.events", 0, offset, encode_event(get_venue(frame.venue).normaliser()(frame))))
     store = Store(dsn, "archive-test")
     try:
         result = store.write(batch, lambda dead: None)

@@ -30,6 +30,7 @@ from mdpipe.kafka import consumer_config, kafka_client_config
 from mdpipe.topics import ensure_topics, topic_names
 from schemas import GapReport, MarketRef, RawFrame, decode_raw, encode_gap, encode_market, encode_raw
 from sink.migrate import migrate
+from venues import default_name
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +66,9 @@ def _produce_markets(config: Config, tickers: list[str], t0_ns: int) -> int:
     producer = Producer(kafka_client_config(config.kafka))
     for version in (1, 2):
         for ticker in tickers:
-            ref = MarketRef(venue="kalshi", ticker=ticker, event_ticker=ticker.rsplit("-", 1)[0], title=f"v{version}",
-                            status="active" if version == 2 else "initialized", open_time_ms=t0_ns // 1_000_000,
-                            updated_ns=t0_ns + version)  # fmt: skip
+            ref = MarketRef(venue=default_name(), ticker=ticker, event_ticker=ticker.rsplit("-", 1)[0],
+                            title=f"v{version}", status="active" if version == 2 else "initialized",
+                            open_time_ms=t0_ns // 1_000_000, updated_ns=t0_ns + version)  # fmt: skip
             producer.produce(topic_names(config).markets, key=ticker.encode(), value=encode_market(ref))
     assert producer.flush(30) == 0
     return 2 * len(tickers)
@@ -177,7 +178,7 @@ def test_database_rebuilt_from_the_archive_equals_the_live_one(
     produced += _produce(config, "g1", gatherer_copies(second_half, "g1", seed=4, delay_ns=50_000_000, keep=0.9))
     report = GapReport(kind="seq", conn=2, from_ns=t0 + 10**9, to_ns=t0 + 2 * 10**9, channel="orderbook_delta",
                        markets=[events[0].market], sid=4, expected=10, received=14)  # fmt: skip
-    gap = RawFrame(venue="kalshi", gatherer="g3", conn=2, sid=4, seq=14, recv_ns=t0 + 2 * 10**9, kind="gap",
+    gap = RawFrame(venue=default_name(), gatherer="g3", conn=2, sid=4, seq=14, recv_ns=t0 + 2 * 10**9, kind="gap",
                    market=events[0].market, event_key="g:x", payload=encode_gap(report))  # fmt: skip
     produced += _produce(config, "g3", [gap])
     produced += _produce_markets(config, sorted({e.market for e in events})[:5], t0)

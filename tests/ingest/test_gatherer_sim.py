@@ -69,8 +69,8 @@ def test_all_markets_over_several_connections_and_new_markets(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.venue.ws_url.startswith(f"{scheme}://")
-        assert g.venue.rest_url.startswith("https://" if scheme == "wss" else "http://")
+        assert g.venue_config.ws_url.startswith(f"{scheme}://")
+        assert g.venue_config.rest_url.startswith("https://" if scheme == "wss" else "http://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 40 and all(c.up for c in g.connections), 20, "subscribe")
@@ -204,7 +204,7 @@ def test_disconnect_and_frozen_connection_recover(
             ws_client=client,
             ca_file=sim.ca_file,
         )
-        assert g.venue.ws_url.startswith(f"{scheme}://")
+        assert g.venue_config.ws_url.startswith(f"{scheme}://")
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")
@@ -266,8 +266,8 @@ def test_discovery_failure_backs_off_and_keeps_subscriptions(
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and g.connections[0].up, 20, "subscribe")
-            g.venue = msgspec.structs.replace(
-                g.venue, rest_url=sim.rest_url.replace("/trade-api/v2", "/nope")
+            g.venue_config = msgspec.structs.replace(
+                g.venue_config, rest_url=sim.rest_url.replace("/trade-api/v2", "/nope")
             )  # now 404
             await ih.wait_for(lambda: g.discovery_failures >= 2, 20, "failed discoveries")
             mark = g.stats.by_kind["delta"]

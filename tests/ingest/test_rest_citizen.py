@@ -160,7 +160,7 @@ def test_a_page_failing_mid_listing_resumes_from_its_cursor_and_releases_nothing
             discovery_page=4,
             ca_file=sim.ca_file,
         )
-        assert g.venue.rest_url.startswith(f"{scheme}://")
+        assert g.venue_config.rest_url.startswith(f"{scheme}://")
         closed = [sim.markets.ticker(10), sim.markets.ticker(11)]
 
         async def body() -> None:

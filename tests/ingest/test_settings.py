@@ -25,7 +25,7 @@ def _build(tmp_path: Path, config: Config, *flags: str) -> Any:
 
 def test_the_gatherer_runs_on_its_sections_and_their_defaults(tmp_path: Path) -> None:
     g = _build(tmp_path, Config(kafka=KAFKA))
-    assert g.opts == GatherConfig() and g.venue == VenueConfig()
+    assert g.opts == GatherConfig() and g.venue_config == VenueConfig()
     defaults = GatherConfig()
     assert g.plan.per_connection == defaults.markets_per_connection
     assert g._linger_s == defaults.linger_ms / 1000
@@ -44,6 +44,6 @@ def test_flags_go_into_the_sections_and_leave_the_rest_alone(tmp_path: Path) -> 
     config = Config(kafka=KAFKA, gather=GatherConfig(silence_timeout_s=9.0))
     g = _build(tmp_path, config, "--markets-per-connection", "5", "--ws-url", "ws://venue:1/ws")
     assert g.opts == msgspec.structs.replace(config.gather, markets_per_connection=5)
-    assert g.venue == msgspec.structs.replace(config.venue, ws_url="ws://venue:1/ws")
+    assert g.venue_config == msgspec.structs.replace(config.venue, ws_url="ws://venue:1/ws")
     with pytest.raises(ConfigError, match="markets_per_connection"):
         _build(tmp_path, config, "--markets-per-connection", "-3")

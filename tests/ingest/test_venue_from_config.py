@@ -19,8 +19,8 @@ def test_the_gatherer_uses_the_configured_venue_and_its_channels(tmp_path: Path)
     try:
         venue = venues.get_venue(config.venue.name)
         assert gatherer.venue is venue
-        assert gatherer.opts.venue == config.venue.name
-        assert gatherer.opts.channels == list(venue.channels)
+        assert gatherer.venue_config.name == config.venue.name
+        assert gatherer.channels == list(venue.channels)
         session = gatherer._connection(0).session
         assert type(session) is type(venue.session(**_session_args()))
     finally:

@@ -24,6 +24,7 @@ from sink.migrate import HYPERTABLES, discover, migrate
 from sink.store import Store, WriteResult
 from tests.sink.conftest import expected_tables
 from tests.tsdb.conftest import TSDB, read_range, utc_ms
+from venues import default_name
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def job_id(conn: psycopg.Connection[Any], proc: str, table: str) -> int:
 def trade(key: str, market: str, ts: datetime, price: str, count: int) -> Trade:
     ms = int(ts.timestamp() * 1000)
     return Trade(
-        venue="kalshi",
+        venue=default_name(),
         market=market,
         ts_ms=ms,
         recv_ns=ms * 1_000_000,

@@ -1,7 +1,7 @@
 """Polymarket books, pure logic: one token's live book (the session's cross-check) and the book rebuilt from stored
 rows with the venue's REPLACE semantics.
 
-A ``price_change`` entry sets a level to its new size (``"0"`` removes it) [doc]; Kalshi deltas add. Normalised
+A ``price_change`` entry sets a level to its new size (``"0"`` removes it) [doc]; sink.book adds. Normalised
 (:mod:`venues.polymarket.normalise`), a token's bids are the ``yes`` ladder and its asks at ``p`` the ``no`` ladder
 at ``1 - p``; a :class:`schemas.events.BookDelta` of this venue carries the level's new size in ``delta``. Changes to
 different levels commute; changes to one level inside one venue millisecond are ordered by the occurrence number of

@@ -1,6 +1,6 @@
 """The emulator's Polymarket profile: the ``market`` channel served from the emulator's ground truth, sans I/O.
 
-The emulator (:mod:`venue_sim`) generates one stream of venue events per run (:mod:`venue_sim.load`: Kalshi-shaped
+The emulator (:mod:`venue_sim`) generates one stream of venue events per run (:mod:`venue_sim.load`: two bid ladders
 deltas, trades, tickers, lifecycle, each with a hidden id) over books of two bid ladders per market
 (:mod:`venue_sim.book`). This profile turns that same truth into what Polymarket would send, deterministically (a
 verifier replays it to know what was expected):

@@ -27,7 +27,7 @@ the first 8 bytes of BLAKE2b in hex over the fields joined by ``\\x1f``.
 
 Where it can still go wrong: a gatherer that did not receive an earlier message of the same level (price_change) or
 an earlier identical body (trade, tick) in the same millisecond -- its subscription began between them, or it lost
-it -- numbers the later one one lower. For a trade or tick that is the earlier twin's key (a merge, as with Kalshi's
+it -- numbers the later one one lower. For a trade or tick that is the earlier twin's key (a merge, as with others'
 deltas: dedup keeps both as long as one gatherer delivered both). For a price_change it is the earlier change's key
 only if that change set the SAME size (then the two are the same operation on the book); otherwise it is a key no
 reference message has (a possible duplicate row, never a lost one). A re-delivered message is indistinguishable from

@@ -8,7 +8,7 @@ Mapping decisions:
   mirroring is not assumed, so a consumer that wants one book per condition reads the first token of the condition's
   ``clobTokenIds`` (the YES outcome).
 - **Book**: a token's bids are the ``yes`` ladder (bids for this token) and its asks at ``p`` are the ``no`` ladder at
-  ``1 - p`` (a bid for the complement), the two bid ladders of Kalshi's layout; ``1 - p`` is exact (``Decimal``), so
+  ``1 - p`` (a bid for the complement), the shared two-ladder layout; ``1 - p`` is exact (``Decimal``), so
   asks come back as ``1 - price``. A ``book`` -> :class:`BookSnapshot` (``ts_ms`` = its placement in the token's
   change stream from the gatherer, else the message's timestamp).
 - **price_change entry** -> :class:`BookDelta` with ``side`` yes (BUY) / no (SELL, price ``1 - p``) and ``delta`` =
@@ -16,7 +16,7 @@ Mapping decisions:
   rule; ``sink.book``'s additive rule does not apply to this venue).
 - **last_trade_price** -> :class:`Trade`: ``yes_price`` = price, ``no_price`` = ``1 - price``, ``count`` = size,
   ``taker_side`` yes (BUY: the taker bought this token) / no (SELL), ``taker_book_side`` bid (BUY) / ask (SELL) [guess:
-  ``side`` is the taker's, as Kalshi's ``taker_side``], ``trade_id`` = ``transaction_hash`` when sent, else the event
+  ``side`` is the taker's, as Trade.taker_side], ``trade_id`` = ``transaction_hash`` when sent, else the event
   key (there is no trade id).
 - **tick_size_change** -> :class:`Lifecycle` ``event_type="tick_size_change"``, ``details`` = ``{"market",
   "old_tick_size", "new_tick_size"}`` as compact JSON (canonical numbers).

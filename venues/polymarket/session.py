@@ -1,6 +1,6 @@
 """Client side of Polymarket's ``market`` channel for ONE connection, sans I/O (no asyncio, no socket, no clock).
 
-Used like :class:`ingest.venues.kalshi.protocol.KalshiSession`: the I/O layer calls :meth:`connected` after each
+A :class:`venues.interface.VenueSession`: the I/O layer calls :meth:`connected` after each
 (re)connect and :meth:`disconnected` when the socket ends, feeds every received text frame to :meth:`receive` with its
 receive time, calls :meth:`tick` a few times a second, and sends every item of :attr:`outbox` as a TEXT frame (the
 heartbeat ``PING`` included). When :attr:`needs_reconnect` turns true (no ``PONG`` within ``pong_timeout_s``) it

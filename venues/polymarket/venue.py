@@ -67,7 +67,7 @@ class Polymarket(Venue):
         return to_event
 
     def truth_normaliser(self) -> TruthNormaliser:
-        """Normalises one Polymarket message body. The emulator's truth is venue-neutral (Kalshi-shaped) events: a
+        """Normalises one Polymarket message body. The emulator's truth is venue-neutral events (two bid ladders): a
         verifier first turns them into Polymarket messages with :class:`venues.polymarket.emulator.Profile`."""
         from venues.polymarket.normalise import message_to_event
 
