@@ -10,8 +10,9 @@
 -- The unique key that absorbs replays becomes (event_key, ts, venue) (market_lifecycle: (event_key, venue)): event
 -- keys are derived by each venue's own rules, so two venues could in principle produce the same key at the same
 -- time, and the old key would silently drop the second venue's event. A replay of an event carries the same venue,
--- so it is absorbed as before. The new unique index is BUILT here (every partition, every chunk): the migration's
--- cost grows with the database (stop the sinks first; see docs/data-layer.md, "Upgrading").
+-- so it is absorbed as before. The new unique index is BUILT here (every partition, every chunk; TimescaleDB's
+-- compressed chunks are decompressed and compressed again, below): the migration's cost grows with the database
+-- (stop the sinks first; see docs/data-layer.md, "Upgrading a database made before the venue column").
 --
 -- book_snapshot_at / book_at / top_of_book_at take an optional venue (NULL: the market's rows of whichever venue
 -- holds the latest snapshot at or before the time; deltas are always taken from the snapshot's venue), and the
@@ -46,6 +47,27 @@ BEGIN
         EXECUTE format('ALTER TABLE %I ADD COLUMN venue text NOT NULL DEFAULT %L', tbl, coalesce(v, ''));
         EXECUTE format('ALTER TABLE %I ALTER COLUMN venue DROP DEFAULT', tbl);
     END LOOP;
+END $$;
+
+-- The unique keys. TimescaleDB checks a unique key against compressed rows only in chunks compressed while the key
+-- existed (tried on TimescaleDB 2.23: a key added over compressed chunks let every replay into them in): the
+-- compressed chunks are decompressed for the swap and compressed again after it, in this transaction.
+DO $$
+DECLARE
+    tbl        text;
+    compressed regclass[] := '{}';
+    chunk      regclass;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        EXECUTE $q$SELECT coalesce(array_agg(format('%I.%I', chunk_schema, chunk_name)::regclass), '{}')
+                   FROM timescaledb_information.chunks
+                   WHERE is_compressed AND hypertable_schema = current_schema()
+                     AND hypertable_name IN ('orderbook_snapshots', 'orderbook_deltas', 'trades', 'tickers')$q$
+            INTO compressed;
+        FOREACH chunk IN ARRAY compressed LOOP
+            PERFORM decompress_chunk(chunk);
+        END LOOP;
+    END IF;
     FOREACH tbl IN ARRAY ARRAY['orderbook_snapshots', 'orderbook_deltas', 'trades', 'tickers', 'coverage_gaps'] LOOP
         EXECUTE format('ALTER TABLE %I DROP CONSTRAINT IF EXISTS %I', tbl, tbl || '_event_key_ts_key');
         IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = tbl || '_event_key_ts_venue_key') THEN
@@ -57,6 +79,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'market_lifecycle_event_key_venue_key') THEN
         ALTER TABLE market_lifecycle ADD CONSTRAINT market_lifecycle_event_key_venue_key UNIQUE (event_key, venue);
     END IF;
+    FOREACH chunk IN ARRAY compressed LOOP
+        PERFORM compress_chunk(chunk);
+    END LOOP;
 END $$;
 
 -- The book functions of 0006 with a venue argument (the old two-argument forms would make calls ambiguous).
