@@ -19,10 +19,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="print a market's order book as it stood at a given time, from the database",
         description="Rebuild the order book of MARKET at venue time T from the database: the latest snapshot row "
         "at or before T plus the deltas after it that it does not hold, in venue order (the SQL function "
-        "book_at(market, ts), see docs/data-layer.md). Books are two bid ladders, yes and no; the best "
-        "yes ask is 1 - the best no bid. Exit status 1 when the market has no snapshot at or before T.",
+        "book_at(market, ts, venue), see the README's data dictionary). Books are two bid ladders, yes and no; "
+        "the best yes ask is 1 - the best no bid. Exit status 1 when the market has no snapshot at or before T.",
     )
     parser.add_argument("--market", required=True, help="market ticker")
+    parser.add_argument(
+        "--venue",
+        help="the venue whose market it is (default: venue.name from config; a market name may exist at two venues)",
+    )
     parser.add_argument(
         "--at",
         required=True,
@@ -65,6 +69,7 @@ def _ladder(levels: dict[Decimal, Decimal], depth: int) -> list[tuple[Decimal, D
 def book_dict(found: Any, depth: int) -> dict[str, Any]:
     snap_ms = int(found.snapshot_ts.timestamp() * 1000)
     return {
+        "venue": found.venue,
         "market": found.market,
         "at": _iso(found.at_ms),
         "at_ms": found.at_ms,
@@ -78,7 +83,8 @@ def book_dict(found: Any, depth: int) -> dict[str, Any]:
 def format_book(data: dict[str, Any]) -> str:
     """Both bid ladders side by side, best first."""
     lines = [
-        f"{data['market']} at {data['at']} (from the snapshot at {data['snapshot_at']} and the deltas after it)",
+        f"{data['venue']} {data['market']} at {data['at']} "
+        f"(from the snapshot at {data['snapshot_at']} and the deltas after it)",
         f"{'yes bid':>10} {'size':>14}   {'no bid':>10} {'size':>14}",
     ]
     yes, no = data["yes"], data["no"]
@@ -102,11 +108,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.depth < 0:
         raise ConfigError("book --depth: must be >= 0")
     at_ms = parse_at(args.at)
+    venue = args.venue or config.venue.name
     with psycopg.connect(dsn) as conn:
-        found = book_at(conn, args.market, at_ms)
+        found = book_at(conn, args.market, at_ms, venue)
     if found is None:
-        message = f"{args.market}: no order-book snapshot at or before {_iso(at_ms)}: the book is unknown"
-        print(json.dumps({"market": args.market, "at": _iso(at_ms), "error": message}) if args.json else message)
+        message = f"{venue} {args.market}: no order-book snapshot at or before {_iso(at_ms)}: the book is unknown"
+        out = {"venue": venue, "market": args.market, "at": _iso(at_ms), "error": message}
+        print(json.dumps(out) if args.json else message)
         return 1
     data = book_dict(found, args.depth)
     print(json.dumps(data) if args.json else format_book(data))

@@ -1,5 +1,6 @@
 """Read the sink's tables back for `mdpipe verify`: every event row (as an Observed), the snapshot and delta rows,
-the books the database rebuilds at the venue's checkpoints, and the gatherers' coverage gaps."""
+the books the database rebuilds at the venue's checkpoints, and the gatherers' coverage gaps. With a ``venue``, only
+that venue's rows (a database may hold several venues: migration 0008)."""
 
 from __future__ import annotations
 
@@ -44,27 +45,35 @@ GAPS = (
 )
 
 
-def _rows(conn: psycopg.Connection[Any], name: str, sql: str) -> Iterator[dict[str, Any]]:
+def _of_venue(query: str, venue: str | None) -> tuple[str, dict[str, str] | None]:
+    """``query`` (one table, no WHERE) and its parameters, restricted to the rows of ``venue`` when given."""
+    return (query, None) if venue is None else (f"{query} WHERE venue = %(venue)s", {"venue": venue})
+
+
+def _rows(conn: psycopg.Connection[Any], name: str, query: str, venue: str | None) -> Iterator[dict[str, Any]]:
     with conn.cursor(name=f"verify_{name}") as cur:
         cur.itersize = 50_000
-        cur.execute(sql)
+        cur.execute(*_of_venue(query, venue))  # type: ignore[arg-type]
         names = [d.name for d in cur.description or ()]
         for values in cur:
             yield dict(zip(names, values, strict=True))
 
 
-def read_database(conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheckpoint] = ()) -> DatabaseRows:
+def read_database(
+    conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheckpoint] = (), venue: str | None = None
+) -> DatabaseRows:
     """Everything the comparison reads from the database (held in memory: one demo is ~1M rows), and the books the
-    database's ``book_at`` rebuilds at the venue's ``checkpoints`` (:mod:`sink.book_db`)."""
+    database's ``book_at`` rebuilds at the venue's ``checkpoints`` (:mod:`sink.book_db`); only ``venue``'s rows when
+    given."""
     out = DatabaseRows()
-    if conn.execute("SELECT to_regprocedure('book_at(text, timestamptz)')").fetchone()[0] is not None:  # type: ignore[index]
+    if conn.execute("SELECT to_regprocedure('book_at(text, timestamptz, text)')").fetchone()[0] is not None:  # type: ignore[index]
         wanted = sorted({(cp.market, cp.ts_ms) for cp in checkpoints})
-        out.books = dict(zip(wanted, db_books_at(conn, wanted), strict=True))
+        out.books = dict(zip(wanted, db_books_at(conn, wanted, venue=venue), strict=True))
     else:
-        log.warning("book_at_missing", detail="database not migrated to 0006: books rebuilt in Python")
+        log.warning("book_at_missing", detail="database not migrated to 0008: books rebuilt in Python")
     observed: list[Observed] = []
     for kind, sql in QUERIES.items():
-        for row in _rows(conn, kind, sql):
+        for row in _rows(conn, kind, sql, venue):
             market = row["market"]
             observed.append(Observed(kind, market, identity(kind, market, row), row["loaded_ns"], row["received_ns"]))
             if kind == "delta":
@@ -72,7 +81,7 @@ def read_database(conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheck
                     DeltaRow(row["ts_ms"], row["event_key"], row["side"], row["price"], row["delta"])
                 )
     out.observed = observed
-    for row in _rows(conn, "snapshots", SNAPSHOTS):
+    for row in _rows(conn, "snapshots", SNAPSHOTS, venue):
         out.snapshots.setdefault(row["market"], []).append(
             SnapshotRow(
                 row["ts_ms"],
@@ -82,7 +91,7 @@ def read_database(conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheck
                 frozenset(row["after_keys"] or ()),
             )
         )
-    for gatherer, channel, markets, from_ns, to_ns in conn.execute(GAPS):
+    for gatherer, channel, markets, from_ns, to_ns in conn.execute(*_of_venue(GAPS, venue)):  # type: ignore[arg-type]
         every = "*" in (markets or ())  # an empty list covers no market
         out.gaps.append(GapWindow(gatherer, channel or "", None if every else frozenset(markets or ()), from_ns, to_ns))
     return out

@@ -16,6 +16,9 @@
  *   stamps: a bytearray (or None) that gets, per row built, its origin time (native int64, Unix ms): the venue's
  *   ts_ms for deltas, trades and tickers, the gatherer's receive time for snapshots (see sink.latency).
  *
+ * ROW_LAYOUT: the version of the rows' common columns (2: with venue), checked against sink.rowcodec.ROW_LAYOUT so
+ *   that a build from older sources is never used.
+ *
  * ages(stamps, now_ms, bounds_ms) -> (counts, sum_ms): the rows of ``stamps`` per latency bucket (now_ms - stamp
  *   <= bounds_ms[i], counts[len(bounds)] = above the last bound; not cumulative) and the sum of the latencies.
  */
@@ -28,6 +31,7 @@
 #define NUMERIC_OID 1700
 #define TEXT_OID 25
 #define MAX_DIGITS 64 /* longer decimal spellings take the Python path */
+#define ROW_LAYOUT 2 /* the common columns' layout; sink.rowcodec refuses a build of another one */
 
 typedef struct {
     const unsigned char *p;
@@ -339,20 +343,19 @@ static int w_level_array(Buf *b, const Str *levels, uint32_t n, int which) {
 typedef struct {
     int64_t ts_ms;
     int64_t recv_ns;
-    Str key, market, gatherer;
+    Str key, venue, market, gatherer;
 } Common;
 
 /* the common head: tag, v, venue, market, event_key, ts_ms, recv_ns, gatherer (tag already read) */
 static int rd_common(Reader *r, long version, Common *c) {
     int64_t v;
-    Str venue;
     if (!rd_int(r, &v) || v != version) return 0;
-    if (!rd_str(r, &venue) || !rd_str(r, &c->market) || !rd_str(r, &c->key)) return 0;
+    if (!rd_str(r, &c->venue) || !rd_str(r, &c->market) || !rd_str(r, &c->key)) return 0;
     if (!rd_int(r, &c->ts_ms) || !rd_int(r, &c->recv_ns) || !rd_str(r, &c->gatherer)) return 0;
     return 1;
 }
 
-/* ts, received_at, event_key, market, gatherer (as sink.rows' _head + key + two texts) */
+/* ts, received_at, event_key, venue, market, gatherer (as sink.rows' _head + key + three texts) */
 static int w_common(Buf *b, const Common *c) {
     int64_t ts_us, ts, recv_us, recv;
     if (__builtin_mul_overflow(c->ts_ms, (int64_t)1000, &ts_us) || __builtin_sub_overflow(ts_us, PG_EPOCH_US, &ts))
@@ -367,7 +370,8 @@ static int w_common(Buf *b, const Common *c) {
     put32(o + 12, 8);
     put64(o + 16, (uint64_t)recv);
     b->len += 24;
-    if (w_text(b, &c->key) < 0 || w_text(b, &c->market) < 0 || w_text(b, &c->gatherer) < 0) return -1;
+    if (w_text(b, &c->key) < 0 || w_text(b, &c->venue) < 0 || w_text(b, &c->market) < 0 || w_text(b, &c->gatherer) < 0)
+        return -1;
     return 1;
 }
 
@@ -728,5 +732,11 @@ PyMODINIT_FUNC PyInit__rowcodec(void) {
     TABLE_TRADES = PyUnicode_InternFromString("trades");
     TABLE_TICKERS = PyUnicode_InternFromString("tickers");
     if (!TABLE_SNAPSHOTS || !TABLE_DELTAS || !TABLE_TRADES || !TABLE_TICKERS) return NULL;
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    if (mod == NULL) return NULL;
+    if (PyModule_AddIntConstant(mod, "ROW_LAYOUT", ROW_LAYOUT) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
 }

@@ -71,9 +71,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     dsn = config.postgres.dsn
     if not dsn:
         raise dsn_empty()
+    venue = config.venue.name  # the venue of the rows already in the database (migration 0008)
     if args.action == "migrate":
         require_database(dsn)  # bounded: one line when it is unreachable or refuses us
-        result = migrate(dsn, config.postgres)
+        result = migrate(dsn, config.postgres, venue)
         print(f"schema mode={result.mode} applied={result.applied or 'nothing (up to date)'}")
         return 0
     from sink.rowcodec import resolve as resolve_codec
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         initial_s=config.sink.backoff_initial_s,
         max_s=config.sink.backoff_max_s,
         warn=lambda failure, delay: log.warning("database_unavailable", error=str(failure), retry_s=delay),
-        attempt=None if args.no_migrate else (lambda: (require_database(dsn), migrate(dsn, config.postgres))),
+        attempt=None if args.no_migrate else (lambda: (require_database(dsn), migrate(dsn, config.postgres, venue))),
     )
 
     from mdpipe.metrics import start_metrics_server

@@ -5,7 +5,9 @@
 (version, name, variant); everything runs in one transaction under an advisory lock, so concurrent sinks
 starting together migrate once. The mode (``postgres.timescaledb``: auto|on|off) is fixed by the first
 migration of a database. In TimescaleDB mode the configurable policies (chunk interval, compression,
-retention) are re-applied on every run so a changed setting takes effect.
+retention) are re-applied on every run so a changed setting takes effect. ``{{venue}}`` in a migration is the
+venue the database's existing rows came from (``venue.name`` of the configuration, passed as ``venue``; NULL when
+not given, see 0008).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class Migration:
     variant: str | None
     path: Path
 
-    def sql_text(self, pg: PostgresConfig) -> str:
+    def sql_text(self, pg: PostgresConfig, venue: str | None = None) -> str:
         text = self.path.read_text()
+        text = text.replace("{{venue}}", "NULL" if venue is None else _literal(venue))
         text = text.replace("{{partition_interval}}", f"INTERVAL '{_interval(pg.partition_interval)}'")
         return text.replace("{{chunk_interval}}", f"INTERVAL '{_interval(pg.chunk_interval)}'")
 
@@ -59,6 +62,13 @@ def _interval(value: str) -> str:
     if not re.fullmatch(r"[0-9a-zA-Z :.]+", value):
         raise ConfigError(f"config setting postgres: interval {value!r} must look like '1 hour' or '7 days'")
     return value
+
+
+def _literal(value: str) -> str:
+    """A venue name as a SQL string literal (it lands inside a DO $$ ... $$ body, so only plain names pass)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        raise ConfigError(f"config setting venue.name: {value!r} must be letters, digits, '_', '.' or '-'")
+    return f"'{value}'"
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -110,8 +120,9 @@ def _apply_policies(conn: psycopg.Connection[Any], pg: PostgresConfig) -> None:
             conn.execute(sql.SQL("SELECT add_retention_policy({}, drop_after => {}::interval)").format(ident, keep))
 
 
-def migrate(dsn: str, pg: PostgresConfig) -> MigrateResult:
-    """Apply the pending migrations to the database at ``dsn``; safe to run any number of times."""
+def migrate(dsn: str, pg: PostgresConfig, venue: str | None = None) -> MigrateResult:
+    """Apply the pending migrations to the database at ``dsn``; safe to run any number of times. ``venue``: the venue
+    the rows already in the database came from (the configuration's ``venue.name``), for migrations that add it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
         with conn.transaction():
@@ -139,7 +150,7 @@ def migrate(dsn: str, pg: PostgresConfig) -> MigrateResult:
                     continue
                 if (mig.version, mig.variant or "") in done or (mig.variant is None and mig.version in done_versions):
                     continue
-                conn.execute(mig.sql_text(pg))  # type: ignore[arg-type]
+                conn.execute(mig.sql_text(pg, venue))  # type: ignore[arg-type]
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, variant) VALUES (%s, %s, %s)",
                     (mig.version, mig.name, mig.variant or ""),

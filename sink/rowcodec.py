@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["ACCELERATED", "CodecChoice", "FastBuild", "fast_build", "resolve"]
+__all__ = ["ACCELERATED", "ROW_LAYOUT", "CodecChoice", "FastBuild", "fast_build", "resolve"]
 
 # build(payloads, start, rows, version, from_ms, to_ms, stamps) -> (stop, skipped)
 FastBuild = Callable[[list[bytes], int, dict[str, list[bytes]], int, Any, Any, Any], tuple[int, int]]
@@ -21,11 +21,13 @@ try:
     from sink import _rowcodec  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler, or a source checkout never installed
     _rowcodec = None
-if _rowcodec is not None and not hasattr(_rowcodec, "ages"):  # built from older sources: no row stamps (latency)
+# The layout of the rows' common columns (sink.rows.COMMON_COLUMNS) the C builder must write: 2 = with venue.
+ROW_LAYOUT = 2
+if _rowcodec is not None and getattr(_rowcodec, "ROW_LAYOUT", 0) != ROW_LAYOUT:  # built from older sources
     import warnings
 
-    warnings.warn("sink._rowcodec is stale (built before row stamps): using the Python row builder; rebuild it with "
-                  "`make setup`", RuntimeWarning, stacklevel=1)  # fmt: skip
+    warnings.warn("sink._rowcodec is stale (built before the venue column): using the Python row builder; rebuild "
+                  "it with `make venv`", RuntimeWarning, stacklevel=1)  # fmt: skip
     _rowcodec = None
 
 ACCELERATED = _rowcodec is not None

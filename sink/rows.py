@@ -45,7 +45,7 @@ __all__ = [
 
 # COPY column order (not the tables' order): the two timestamps and the event key's length come first so that one
 # struct.pack encodes them together; the other columns follow in any order (COPY names them).
-COMMON_COLUMNS = ("ts", "received_at", "event_key", "market", "gatherer")
+COMMON_COLUMNS = ("ts", "received_at", "event_key", "venue", "market", "gatherer")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "orderbook_snapshots": (
@@ -129,7 +129,7 @@ _TC = _text_cache
 
 
 def _ctext(value: str) -> bytes:
-    """text field for repeating values (market, gatherer, side): cached. Callers try ``_TC.get`` inline first."""
+    """text field for repeating values (venue, market, gatherer, side): cached. Callers try ``_TC.get`` inline first."""
     out = text(value)
     if len(_text_cache) >= _CACHE_MAX:
         _text_cache.clear()
@@ -148,6 +148,7 @@ def _snapshot(r: RecSnapshot) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             _TC.get(r.market_id) or _ctext(r.market_id),
@@ -166,6 +167,7 @@ def _delta(r: RecDelta) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             _TC.get(r.market_id) or _ctext(r.market_id),
@@ -182,6 +184,7 @@ def _trade(r: RecTrade) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             text(r.trade_id),
@@ -201,6 +204,7 @@ def _ticker(r: RecTicker) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             _TC.get(r.market_id) or _ctext(r.market_id),
@@ -224,6 +228,7 @@ def _lifecycle(r: RecLifecycle) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             _TC.get(r.event_type) or _ctext(r.event_type),
@@ -245,6 +250,7 @@ def _gap(r: RecGap) -> bytes:
         (
             _head(8, r.ts_ms * 1000 - _PG_US, 8, r.recv_ns // 1000 - _PG_US, len(key)),
             key,
+            _TC.get(r.venue) or _ctext(r.venue),
             _TC.get(r.market) or _ctext(r.market),
             _TC.get(r.gatherer) or _ctext(r.gatherer),
             int8(r.conn),

@@ -6,7 +6,8 @@ of them), and fills ``orderbook_deltas`` with ``--rows`` synthetic deltas server
 days before the benchmark's events (:data:`bench.sink.data.BASE_MS`), with random (md5) event keys on
 ``--markets`` markets. The old layout's unique and BRIN indexes are dropped during the fill and rebuilt after it
 (the same indexes, built faster). Then VACUUM ANALYZE. ``--upgrade NAME2`` instead copies database NAME to NAME2
-(CREATE DATABASE ... TEMPLATE) and migrates the copy in place (0005), timing the upgrade.
+(CREATE DATABASE ... TEMPLATE) and migrates the copy in place (0005 onwards; the rows' venue is the configured
+``venue.name``), timing the upgrade.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from mdpipe.config import load_config
 from sink import migrate as migrate_module
 
-FILL = """INSERT INTO orderbook_deltas (ts, market, event_key, gatherer, received_at, market_id, side, price, delta)
+# {0}, {1}: ", venue" and ", %(venue)s" when the table has the column (migration 0008), else nothing
+FILL = """INSERT INTO orderbook_deltas (ts, market, event_key, gatherer, received_at, market_id, side, price, delta{0})
 SELECT ts, m, 'h:' || md5(i::text), 'g1', ts, 'id-' || m, CASE WHEN i %% 2 = 0 THEN 'yes' ELSE 'no' END,
-       ((i %% 99) + 1) / 100.0, ((i %% 1000) - 500) / 100.0
+       ((i %% 99) + 1) / 100.0, ((i %% 1000) - 500) / 100.0{1}
 FROM generate_series(1, %(rows)s::bigint) AS i,
      LATERAL (SELECT to_timestamp(%(start)s + i * %(step)s) AS ts,
                      'KXM-' || lpad(((i * 7919) %% %(markets)s)::text, 6, '0') AS m) AS x"""
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         copied = time.perf_counter() - t
         t = time.perf_counter()
-        result = migrate_module.migrate(_dsn_for(pg.dsn, args.upgrade), plain)
+        result = migrate_module.migrate(_dsn_for(pg.dsn, args.upgrade), plain, config.venue.name)
         print(f"copied in {copied:.0f}s; upgrade {result.applied} took {time.perf_counter() - t:.1f}s", flush=True)
         return 0
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             while day.timestamp() < start + span_s + 86_400:
                 maintain(conn, plain, now=day)
                 day += timedelta(days=1)
-        conn.execute(FILL, {"rows": args.rows, "start": start, "step": span_s / args.rows, "markets": args.markets})
+        fill = FILL.format(*(("", "") if args.layout == "old" else (", venue", ", %(venue)s")))
+        params = {"rows": args.rows, "start": start, "step": span_s / args.rows, "markets": args.markets}
+        conn.execute(fill, {**params, "venue": config.venue.name})  # type: ignore[arg-type]
         print(f"filled {args.rows} rows in {time.perf_counter() - t:.0f}s", flush=True)
         if args.layout == "old":
             t = time.perf_counter()

@@ -30,6 +30,7 @@ from venue_sim.record import (
     SnapshotSent,
     Subscribed,
     Suppressed,
+    read_record,
     record_path,
 )
 from venue_sim.truth import TruthEvent, TruthWriter
@@ -247,7 +248,7 @@ def test_books_are_rebuilt_by_the_databases_book_at(
     venue.write(tmp_path / "truth.msgpack")
     load(database, venue.stored)
     with psycopg.connect(database, autocommit=True) as conn:
-        body = conn.execute("SELECT pg_get_functiondef('book_at(text, timestamptz)'::regprocedure)").fetchone()[0]
+        body = conn.execute("SELECT pg_get_functiondef('book_at(text, timestamptz, text)'::regprocedure)").fetchone()[0]
         assert "HAVING sum(p.size) <> 0" in body
         conn.execute(body.replace("HAVING sum(p.size) <> 0", "HAVING sum(p.size) <> 0 AND p.side = 'yes'"))
     code, report = run_verify(capsys, "--truth", str(tmp_path / "truth.msgpack"), "--dsn", database, "--examples", "1")
@@ -264,3 +265,35 @@ def test_a_truth_file_without_its_record_fails_with_one_line(
     assert main(["verify", "--truth", str(tmp_path / "truth.msgpack"), "--dsn", database]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no venue record at" in err[0] and "truth.record.msgpack" in err[0]
+
+
+def test_a_venue_reads_only_its_own_rows(database: str, tmp_path: Path) -> None:
+    """A database holding two venues (migration 0008): verify's reader, given one, sees only that venue's rows and
+    books, exactly what it reads when that venue is alone."""
+    from mdpipe.verify_db import read_database
+    from mdpipe.verify_record import VenueRecord
+
+    venue = scenario(drop_market=False)
+    venue.write(tmp_path / "truth.msgpack")
+    checkpoints = VenueRecord.build(read_record(record_path(tmp_path / "truth.msgpack"))).checkpoints
+    load(database, venue.stored)
+    name = venue.stored[0].venue
+    with psycopg.connect(database) as conn:
+        alone = read_database(conn, checkpoints, venue=name)
+    other = [msgspec.structs.replace(e, venue="venue-b") for e in venue.stored]  # same keys, markets and times
+    other += [  # and the other venue's books differ: every delta twice
+        msgspec.structs.replace(e, event_key=e.event_key + "+") for e in other if e.__class__.__name__ == "BookDelta"
+    ]
+    load(database, other)
+    with psycopg.connect(database) as conn:
+        mine, both = read_database(conn, checkpoints, venue=name), read_database(conn, checkpoints)
+
+    def same(a: Any) -> Any:
+        return sorted(map(repr, a))
+
+    assert alone.books and mine.books == alone.books
+    assert same(mine.observed) == same(alone.observed) and same(mine.gaps) == same(alone.gaps)
+    for rows in ("snapshots", "deltas"):
+        got, want = getattr(mine, rows), getattr(alone, rows)
+        assert {m: same(r) for m, r in got.items()} == {m: same(r) for m, r in want.items()}, rows
+    assert len(list(both.observed)) > len(list(mine.observed))

@@ -19,7 +19,7 @@ import msgspec
 import psycopg
 import pytest
 
-from mdpipe.config import Config
+from mdpipe.config import Config, PostgresConfig
 from schemas import BookDelta, BookSnapshot, Event, Gap, Lifecycle, Ticker, Trade, encode_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,7 +61,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "coverage_gaps": ("conn", "kind", "channel", "markets", "from_at", "to_at", "sid", "missed"),
 }
-COMMON = ("ts", "market", "event_key", "gatherer", "received_at")
+COMMON = ("ts", "venue", "market", "event_key", "gatherer", "received_at")
 
 
 def _exact(value: Any) -> Any:
@@ -77,6 +77,7 @@ def expected_row(ev: Event) -> tuple[str, dict[str, Any]]:
     """(table, column -> value as psycopg returns it) for an event the sink loaded."""
     row: dict[str, Any] = {
         "ts": EPOCH + timedelta(milliseconds=ev.ts_ms),
+        "venue": ev.venue,
         "market": ev.market,
         "event_key": ev.event_key,
         "gatherer": ev.gatherer,
@@ -118,12 +119,13 @@ def expected_tables(events: Sequence[Event]) -> dict[str, dict[str, dict[str, An
     return out
 
 
-def read_tables(dsn: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every event table as {event_key: row}; raises if an event_key appears twice."""
+def read_tables(dsn: str, venue: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every event table as {event_key: row}; raises if an event_key appears twice. ``venue=False``: without the
+    venue column (a database from before migration 0008)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     with psycopg.connect(dsn) as conn:
         for table, fields in FIELDS.items():
-            cols = (*COMMON, *fields)
+            cols = tuple(c for c in (*COMMON, *fields) if venue or c != "venue")
             rows: dict[str, dict[str, Any]] = {}
             for values in conn.execute(f"SELECT {', '.join(cols)} FROM {table}"):
                 row = {c: _exact(v) for c, v in zip(cols, values, strict=True)}
@@ -131,6 +133,43 @@ def read_tables(dsn: str) -> dict[str, dict[str, dict[str, Any]]]:
                 rows[row["event_key"]] = row
             out[table] = rows
     return out
+
+
+def write_as_before_venue(dsn: str, scratch_dsn: str, events: Sequence[Event], group: str = "g-old") -> None:
+    """Load ``events`` into the database at ``dsn``, whose tables predate the venue column (migration 0008), as the
+    sink of that time did: the sink's store loads them into the fully migrated ``scratch_dsn``, and every column
+    the old tables have is copied over (binary COPY), so the old tables get rows of their own layout."""
+    from sink.batch import Batch, Source
+    from sink.migrate import migrate
+    from sink.store import Store
+
+    migrate(scratch_dsn, PostgresConfig(timescaledb="off"))
+    store = Store(scratch_dsn, group)
+    try:
+        batch = Batch()
+        batch.add_many([Source("events", 0, i, encode_event(e)) for i, e in enumerate(events)])
+        result = store.write(batch, lambda dead: None)
+        assert not result.dead and not result.duplicates
+    finally:
+        store.close()
+    with psycopg.connect(scratch_dsn) as src, psycopg.connect(dsn) as dst:
+        for table in FIELDS:
+            names = [
+                r[0]
+                for r in dst.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+                    " ORDER BY attnum",
+                    (table,),
+                )
+            ]
+            assert "venue" not in names, f"{table} already has a venue column"
+            cols = ", ".join(names)
+            with (
+                src.cursor().copy(f"COPY (SELECT {cols} FROM {table}) TO STDOUT (FORMAT BINARY)") as out,  # type: ignore[arg-type]
+                dst.cursor().copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as into,  # type: ignore[arg-type]
+            ):
+                for data in out:
+                    into.write(data)
 
 
 def table_counts(dsn: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mdpipe.cli import main
-from mdpipe.config import PostgresConfig
+from mdpipe.config import PostgresConfig, VenueConfig
 from sink import book as pybook
 from sink.book_db import book_at, books_at
 from sink.migrate import migrate
@@ -23,11 +23,12 @@ pytestmark = pytest.mark.integration
 MARKET = "KX-BOOK"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
-_SNAP = """INSERT INTO orderbook_snapshots (ts, market, event_key, gatherer, received_at, yes_prices, yes_counts,
+VENUE = VenueConfig().name  # the configured venue: `mdpipe book` reads it without --venue
+_SNAP = """INSERT INTO orderbook_snapshots (ts, venue, market, event_key, gatherer, received_at, yes_prices, yes_counts,
     no_prices, no_counts, after_keys)
-VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, 'g1', now(), %s, %s, %s, %s, %s)"""
-_DELTA = """INSERT INTO orderbook_deltas (ts, market, event_key, gatherer, received_at, side, price, delta)
-VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, 'g1', now(), %s, %s, %s)"""
+VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, %s, 'g1', now(), %s, %s, %s, %s, %s)"""
+_DELTA = """INSERT INTO orderbook_deltas (ts, venue, market, event_key, gatherer, received_at, side, price, delta)
+VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, %s, 'g1', now(), %s, %s, %s)"""
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,11 @@ def _store(conn: psycopg.Connection[Any], snaps: list[pybook.SnapshotRow], delta
         for s in snaps:
             cur.execute(
                 _SNAP,
-                (s.ts_ms, MARKET, s.event_key, [p for p, _ in s.yes], [c for _, c in s.yes], [p for p, _ in s.no],
-                 [c for _, c in s.no], sorted(s.after_keys)),
+                (s.ts_ms, VENUE, MARKET, s.event_key, [p for p, _ in s.yes], [c for _, c in s.yes],
+                 [p for p, _ in s.no], [c for _, c in s.no], sorted(s.after_keys)),
             )  # fmt: skip
         for d in deltas:
-            cur.execute(_DELTA, (d.ts_ms, MARKET, d.event_key, d.side, d.price, d.delta))
+            cur.execute(_DELTA, (d.ts_ms, VENUE, MARKET, d.event_key, d.side, d.price, d.delta))
 
 
 def _levels(book: pybook.Book) -> Any:
@@ -165,6 +166,8 @@ def test_cli_book_prints_the_book_at_t(
     assert "0.6" in text and "0.55" not in text and "7.5" in text
     assert main(["book", "--market", MARKET, "--at", str(T0 + 1)]) == 1  # before the first snapshot
     assert "no order-book snapshot" in capsys.readouterr().out
+    assert main(["book", "--market", MARKET, "--at", str(T0 + 10), "--venue", "elsewhere", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["venue"] == "elsewhere"  # that venue has no such market
 
 
 def test_cli_book_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,4 +175,4 @@ def test_cli_book_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["book", "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert "--market" in out and "--at" in out and "--depth" in out and "--json" in out
+    assert "--market" in out and "--at" in out and "--depth" in out and "--json" in out and "--venue" in out

@@ -17,7 +17,7 @@ from mdpipe.config import ConfigError, PostgresConfig
 from schemas import encode_event
 from sink import migrate as migrate_module
 from sink.partitions import PARTITIONED, Partition, bucket, clip, maintain, partition_name, partitions
-from tests.sink.conftest import read_tables
+from tests.sink.conftest import expected_tables, read_tables, write_as_before_venue
 
 DAY = 86_400
 PLAIN = PostgresConfig(timescaledb="off")
@@ -106,7 +106,8 @@ def test_fresh_database_has_partitioned_event_tables(make_database: Callable[[],
             assert [p.name for p in parts if p.is_default] == [f"{table}_default"]
             for p in parts:  # every partition: the replay-absorbing unique key and the per-market index
                 defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (p.name,))]
-                assert any("UNIQUE" in d and "(event_key, ts)" in d for d in defs), (p.name, defs)
+                assert any("UNIQUE" in d and "(event_key, ts, venue)" in d for d in defs), (p.name, defs)
+                assert not any("(event_key, ts)" in d for d in defs), (p.name, defs)  # the key without venue: gone
                 assert any("(market, ts)" in d for d in defs), (p.name, defs)
         for table in UNPARTITIONED:
             assert _relkind(conn, table) == "r", table
@@ -120,16 +121,18 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
     with monkeypatch.context() as patch:
         _old_migrations(patch)
         assert migrate_module.migrate(dsn, PLAIN).applied == [1, 2, 3, 4]
-    # three days of every event type, loaded by the sink's own store into the old (unpartitioned) layout
+    # three days of every event type in the old (unpartitioned, venue-less) layout, as the sink of then wrote them
     old_events = make_events(3000, markets=20, seed=5, start_ms=_ms(_utc(2026, 3, 1, 22)))
     old_events = [msgspec.structs.replace(e, ts_ms=e.ts_ms + (i % 3) * DAY * 1000) for i, e in enumerate(old_events)]
-    assert _write(dsn, old_events).duplicates == 0
-    before = read_tables(dsn)
+    write_as_before_venue(dsn, make_database(), old_events)
+    before = read_tables(dsn, venue=False)
+    venue = old_events[0].venue
     with psycopg.connect(dsn) as conn:
         assert _relkind(conn, "trades") == "r"
 
-    assert migrate_module.migrate(dsn, PLAIN).applied == [5, 6, 7]
-    assert read_tables(dsn) == before  # every row, every column, exactly
+    assert migrate_module.migrate(dsn, PLAIN, venue).applied == [5, 6, 7, 8]
+    assert read_tables(dsn, venue=False) == before  # every row, every column, exactly
+    assert read_tables(dsn) == expected_tables(old_events)  # ... and its venue
     with psycopg.connect(dsn) as conn:
         for table in PARTITIONED:
             assert _relkind(conn, table) == "p", table
@@ -138,13 +141,13 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
     # a replay of the same events is absorbed by the per-partition unique key; new events land beside them
     replay = _write(dsn, old_events, first_offset=10_000)
     assert replay.duplicates == len(old_events)
-    assert read_tables(dsn) == before
+    assert read_tables(dsn, venue=False) == before
     new_events = make_events(500, markets=20, seed=6, start_ms=_ms(datetime.now(UTC)))
     new_events = [msgspec.structs.replace(e, event_key=f"new:{e.event_key}") for e in new_events]
     assert _write(dsn, new_events, first_offset=20_000).duplicates == 0
     counts = {t: len(rows) for t, rows in read_tables(dsn).items()}
     assert sum(counts.values()) == len(old_events) + len(new_events)
-    assert migrate_module.migrate(dsn, PLAIN).applied == []  # idempotent
+    assert migrate_module.migrate(dsn, PLAIN, venue).applied == []  # idempotent
 
 
 @pytest.mark.integration

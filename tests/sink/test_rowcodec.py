@@ -127,6 +127,9 @@ def test_odd_values_same_outcome() -> None:
     }  # fmt: skip
     records: list[object] = [
         RecDelta(**{**base, "market": "KXM-é"}, side="yes", price="0.5", delta="1"),  # non-ASCII: Python path
+        RecDelta(**{**base, "venue": "vé"}, side="yes", price="0.5", delta="1"),  # non-ASCII venue: Python path
+        RecDelta(**{**base, "venue": ""}, side="yes", price="0.5", delta="1"),
+        RecTrade(**{**base, "venue": "v" * 300}, trade_id="t-0", yes_price="0.4", no_price="0.6", count="1"),
         RecDelta(**{**base, "recv_ns": -1_234_567}, side="no", price="0.5", delta="1"),  # floor division
         RecDelta(**{**base, "ts_ms": 2**62}, side="no", price="0.5", delta="1"),  # overflows the timestamp
         RecDelta(**{**base, "ts_ms": -(2**62)}, side="no", price="0.5", delta="1"),
@@ -259,3 +262,37 @@ def test_hop_stamps_are_read_past_in_c() -> None:
     assert c_out == py_out
     assert c_handled(odd) == 0
     assert len(c_out[1]) == 1
+
+
+def _fields(row: bytes) -> list[bytes | None]:
+    """A COPY row (without its field count) split into its fields (None = NULL)."""
+    out: list[bytes | None] = []
+    i = 0
+    while i < len(row):
+        n = int.from_bytes(row[i : i + 4], "big", signed=True)
+        i += 4
+        out.append(None if n < 0 else row[i : i + n])
+        i += max(n, 0)
+    return out
+
+
+@pytest.mark.parametrize("codec", ["c", "python"])
+def test_every_row_carries_its_venue_in_the_column_order(codec: str) -> None:
+    if codec == "c" and fast is None:
+        pytest.skip("sink._rowcodec was not built")
+    from sink.rows import COLUMNS
+
+    events = [msgspec.structs.replace(e, venue=f"venue-{i % 3}") for i, e in enumerate(make_events(600, seed=13))]
+    rows: dict[str, list[bytes]] = {}
+    dead, _ = build_rows([encode_event(e) for e in events], None, None, rows, fast=fast if codec == "c" else None)
+    assert not dead
+    by_table: dict[str, list[object]] = {}
+    for e in events:
+        by_table.setdefault(type(e).__name__, []).append(e)
+    for table, built in rows.items():
+        names = COLUMNS[table]
+        got = [(f[names.index("venue")], f[names.index("market")]) for f in map(_fields, built)]
+        assert all(len(_fields(r)) == len(names) for r in built), table
+        kind = {"orderbook_snapshots": "BookSnapshot", "orderbook_deltas": "BookDelta", "trades": "Trade",
+                "tickers": "Ticker", "market_lifecycle": "Lifecycle", "coverage_gaps": "Gap"}[table]  # fmt: skip
+        assert got == [(e.venue.encode(), e.market.encode()) for e in by_table[kind]], table  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
-"""Every example query of docs/data-layer.md runs, as written, against a database the sink's store loaded, and
-returns rows; the book example equals sink.book's rebuild of the same rows."""
+"""Every example query of the README's data dictionary ("The data") runs, as written, against a database the sink's
+store loaded, and returns rows; the book example equals sink.book's rebuild of the same rows; the dictionary names
+every column of every table the migrations create."""
 
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ from sink import book as pybook
 from sink.migrate import migrate
 
 pytestmark = pytest.mark.integration
-DOC = Path(__file__).resolve().parents[2] / "docs" / "data-layer.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _data_section() -> str:
+    text = README.read_text()
+    start = text.index("\n## The data\n")
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def _examples() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
+    return re.findall(r"```sql\n(.*?)```", _data_section(), flags=re.S)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,8 @@ def test_example_query_runs_and_returns_rows(loaded: tuple[str, list[Any]], inde
 def test_the_book_example_is_the_pure_rebuild(loaded: tuple[str, list[Any]]) -> None:
     dsn, events = loaded
     query = next(q for q in _examples() if "FROM book_at(" in q)
-    market, at = re.search(r"book_at\('([^']+)', '([^']+)'\)", query).groups()  # type: ignore[union-attr]
+    market, at, venue = re.search(r"book_at\('([^']+)', '([^']+)', '([^']+)'\)", query).groups()  # type: ignore[union-attr]
+    assert {e.venue for e in events} == {venue}
     at_ms = int(datetime.fromisoformat(at).astimezone(UTC).timestamp() * 1000)
     snaps = [
         pybook.SnapshotRow(e.ts_ms, e.event_key, e.yes, e.no, frozenset(e.after_keys))
@@ -90,7 +98,9 @@ def test_bars_are_the_trades_ohlcv(loaded: tuple[str, list[Any]]) -> None:
     dsn, events = loaded
     want: dict[tuple[str, int], list[Any]] = {}
     for e in sorted((e for e in events if isinstance(e, Trade)), key=lambda e: (e.ts_ms, e.event_key)):
-        bar = want.setdefault((e.market, e.ts_ms // 60_000 * 60_000), [e.yes_price, e.yes_price, e.yes_price, 0, 0, 0])
+        bar = want.setdefault(
+            (e.venue, e.market, e.ts_ms // 60_000 * 60_000), [e.yes_price, e.yes_price, e.yes_price, 0, 0, 0]
+        )
         bar[1], bar[2], bar[3] = max(bar[1], e.yes_price), min(bar[2], e.yes_price), e.yes_price
         bar[4] += e.count
         bar[5] += 1
@@ -98,7 +108,27 @@ def test_bars_are_the_trades_ohlcv(loaded: tuple[str, list[Any]]) -> None:
         conn.execute("REFRESH MATERIALIZED VIEW bars_1m")
         conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY bars_1m")
         rows = conn.execute(
-            "SELECT market, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low, close, volume, trades "
-            "FROM bars_1m"
+            "SELECT venue, market, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low, close, volume, "
+            "trades FROM bars_1m"
         ).fetchall()
-    assert {(m, b): [o, h, lo, c, v, n] for m, b, o, h, lo, c, v, n in rows} == want
+    assert {(vn, m, b): [o, h, lo, c, v, n] for vn, m, b, o, h, lo, c, v, n in rows} == want
+
+
+def test_the_dictionary_names_every_column_of_every_table(loaded: tuple[str, list[Any]]) -> None:
+    """Every column of every table, view and function result the migrations create appears in the dictionary."""
+    dsn, _ = loaded
+    section = _data_section()
+    with psycopg.connect(dsn) as conn:
+        relations = conn.execute(
+            """SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+               WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+                 AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped"""
+        ).fetchall()
+        results = conn.execute(  # the functions' result columns
+            """SELECT p.proname, a.name FROM pg_proc p, unnest(p.proargnames, p.proargmodes) AS a(name, mode)
+               WHERE p.pronamespace = 'public'::regnamespace AND a.mode = 't'"""
+        ).fetchall()
+    names = {r for r, _ in relations} | {p for p, _ in results}
+    assert {"trades", "top_of_book", "bars_1m", "book_at", "schema_migrations"} <= names
+    missing = sorted(f"{r}.{c}" for r, c in (*relations, *results) if f"`{r}" not in section or f"`{c}`" not in section)
+    assert not missing, missing
