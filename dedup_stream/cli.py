@@ -43,7 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--engine",
         choices=["native", "faust"],
         help="native: confluent-kafka batch worker; faust: the Faust app (default: dedup.engine, native). "
-        "Both use the same state changelog name and consumer group, but not each other's local state, and both "
+        "Both use the same state changelog name and consumer group, but not each other's local state (nor "
+        "changelog records: the native engine writes batch records the Faust engine cannot restore, so change "
+        "engines with a new --app-id), and both "
         "send an event (re-emits included) only after its winner's changelog record is acknowledged, so a crash "
         "or failover never lets another copy win",
     )

@@ -187,36 +187,37 @@ class Stats:
 class SinglesTracker:
     """Counts events delivered by only one gatherer, judged ``horizon_ns`` after their first copy.
 
-    In memory only (a quality signal, not state): a key hash and a copy count per event still inside the
-    horizon. Copies arriving later than the horizon are not credited (the event was counted as single).
+    In memory only (a quality signal, not state): per event still inside the horizon, its store key (the very bytes
+    object the store's cache holds already) -> the winning gatherer while no other copy came, None once one did.
+    Copies arriving later than the horizon are not credited (the event was counted as single).
     """
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        self._copies: dict[int, list[object]] = {}  # key hash -> [copies, winning gatherer]
-        self._order: deque[tuple[int, int]] = deque()  # (first recv_ns, key hash)
+        self._copies: dict[bytes, str | None] = {}  # store key -> winning gatherer, None once a second copy came
+        self._order: deque[tuple[int, bytes]] = deque()  # (first recv_ns, store key)
         self.pending = 0
 
     def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
-        h = hash(key)
-        if h in self._copies:
+        copies = self._copies
+        if key in copies:
             return
-        self._copies[h] = [1, gatherer]
-        self._order.append((now_ns, h))
+        copies[key] = gatherer
+        self._order.append((now_ns, key))
 
     def copy(self, key: bytes) -> None:
-        entry = self._copies.get(hash(key))
-        if entry is not None:
-            entry[0] = 2
+        copies = self._copies
+        if key in copies:
+            copies[key] = None
 
     def expire(self, now_ns: int, stats: Stats) -> None:
         cutoff = now_ns - self.horizon_ns
         order, copies = self._order, self._copies
         while order and order[0][0] <= cutoff:
-            _, h = order.popleft()
-            entry = copies.pop(h, None)
-            if entry is not None and entry[0] == 1:
-                stats.gatherer(entry[1]).singles += 1  # type: ignore[arg-type]
+            _, key = order.popleft()
+            gatherer = copies.pop(key, None)
+            if gatherer is not None:
+                stats.gatherer(gatherer).singles += 1
         self.pending = len(copies)
 
 

@@ -10,11 +10,13 @@ partition count and one partitioner, so range gives partition *i* of every raw t
 fails (partition *i*'s state would be split between workers).
 
 State. One rocksdict DB per assigned partition under ``<workdir>/native`` with a RocksDB TTL of ``window_s``
-(:mod:`dedup_stream.partition_state`: no Python index of live keys, expiry at compaction, lazily, which only
-ever keeps a key longer). Every first sight (and every re-emit, see below) is also written to
-``<app_id>-seen-changelog`` (compact,delete, retention = window). On assignment each partition's DB is brought up
-to the changelog's high-water mark from the offset it already covers (:mod:`dedup_stream.restore`) before any raw
-record of that partition is read; on revocation the worker commits and closes the DBs.
+(:mod:`dedup_stream.partition_state`: no Python index of live keys, expiry at compaction, lazily, which only ever keeps
+a key longer). Every first sight (and every re-emit, see below) is also written to ``<app_id>-seen-changelog``
+(compact,delete, retention = window), as one batch record per consumed batch and partition
+(:mod:`dedup_stream.changelog_format`; a changelog of older single records is still restored). On assignment each
+partition's DB is brought up to the changelog's high-water mark from the offset it already covers
+(:mod:`dedup_stream.restore`) before any raw record of that partition is read; on revocation the worker commits and
+closes the DBs.
 
 State before events. A batch's events are handed to the producer only once its state is in RocksDB *and* its
 changelog records are acknowledged by the broker (they wait in a short queue meanwhile, so the next batch is

@@ -2,13 +2,14 @@
 changelog records through another, and the delivery bookkeeping the commit protocol needs.
 
 Both producers are idempotent with ``acks=all``. The events/DLQ producer reports **failures only**
-(``delivery.report.only.error``): a successful record costs no Python callback. The changelog producer
-reports every record, because the worker must know the last changelog offset acknowledged per partition
-(stored in the partition's DB so that a restore starts there), and counts records queued and acknowledged per
-partition so the worker can hold a batch's events until that batch's changelog records are acknowledged
-(:meth:`NativeOutput.changelog_mark`, :meth:`NativeOutput.changelog_acked`: librdkafka reports an idempotent
-producer's records of one partition in order). :meth:`NativeOutput.flush` waits for every outstanding record and
-returns the first failure, if any: the worker then exits without committing.
+(``delivery.report.only.error``): a successful record costs no Python callback. The changelog producer reports every
+record, because the worker must know the last changelog offset acknowledged per partition (stored in the partition's DB
+so that a restore starts there), and counts records queued and acknowledged per partition (one batch record per consumed
+batch and partition, :mod:`dedup_stream.changelog_format`: one callback per batch, not per winner) so the worker can
+hold a batch's events until that batch's changelog records are acknowledged (:meth:`NativeOutput.changelog_mark`,
+:meth:`NativeOutput.changelog_acked`: librdkafka reports an idempotent producer's records of one partition in order).
+:meth:`NativeOutput.flush` waits for every outstanding record and returns the first failure, if any: the worker then
+exits without committing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from dedup_stream.changelog_format import MAX_PAIRS, BatchKeys, encode_batch
 from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["NativeOutput"]
@@ -34,6 +36,7 @@ class NativeOutput:
         self.delivered: dict[int, int] = {}  # changelog partition -> highest acknowledged offset
         self.queued: dict[int, int] = {}  # changelog partition -> records queued so far
         self.acked: dict[int, int] = {}  # changelog partition -> records acknowledged so far
+        self.batch_keys = BatchKeys()
         base = {"enable.idempotence": True, "acks": "all", **producer_conf, "error_cb": self._on_client_error}
         self.main = Producer({**base, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self.changelog = Producer({**base, "on_delivery": self._on_changelog})
@@ -72,11 +75,15 @@ class NativeOutput:
                 self.main.poll(0.05)
 
     def put_changelog(self, partition: int, records: list[tuple[bytes, bytes]]) -> None:
-        """Queue changelog records ``(key, value)`` for ``partition`` (counted: see :meth:`changelog_mark`)."""
-        self.queued[partition] = self.queued.get(partition, 0) + len(records)
+        """Queue the state writes ``(key, value)`` of one batch for ``partition`` as batch records of up to
+        :data:`~dedup_stream.changelog_format.MAX_PAIRS` pairs each (:mod:`dedup_stream.changelog_format`; counted:
+        see :meth:`changelog_mark`)."""
         produce = self.changelog.produce
         topic = self.changelog_topic
-        for key, value in records:
+        chunks = 0
+        for start in range(0, len(records), MAX_PAIRS):
+            key, value = self.batch_keys.next(), encode_batch(records[start : start + MAX_PAIRS])
+            chunks += 1
             try:
                 produce(topic, value, key, partition)
             except BufferError:
@@ -87,6 +94,7 @@ class NativeOutput:
                         break
                     except BufferError:
                         continue
+        self.queued[partition] = self.queued.get(partition, 0) + chunks
 
     def changelog_mark(self) -> dict[int, int]:
         """The changelog records queued so far, per partition: acknowledged once :meth:`changelog_acked` says so."""

@@ -1,17 +1,17 @@
 """Changelog side of the native dedup worker: create the ``<app_id>-seen-changelog`` topic and restore from it.
 
 The changelog has the raw topics' partition count (partition *i* holds the state of raw partition *i*),
-``cleanup.policy=compact,delete`` and ``retention.ms`` = the dedup window, like the Faust engine's table
-changelog (same name, same key/value bytes). :class:`ChangelogRestorer` replays a partition's changelog
-into the local DB from the offset the DB already covers to the high-water mark, with its own consumer
-assigned to those partitions (no consumer group), before the worker reads the raw partitions: every partition
-assigned at once is fetched together, each stops at the high-water mark read before it started, and the loop wakes
-at the first record that arrives and never waits for a fuller batch (a restore of a few hundred records takes a
-round trip, not a consume timeout per partition). A restore fails
-only when it makes no progress for ``stall_s``; it saves the offset it has covered every few batches, so a
-restore cut short (the worker expelled, killed or restarted) resumes there instead of starting over. Its
-consumer resets to the earliest offset: if retention deletes the start while it reads, it continues from the
-oldest record still there (the deleted ones had expired) instead of jumping to the end.
+``cleanup.policy=compact,delete`` and ``retention.ms`` = the dedup window, like the Faust engine's table changelog (same
+name). Its records are batch records (many state writes each) or, written by older workers, single ones
+(:mod:`dedup_stream.changelog_format`); a restore applies both, in offset order. :class:`ChangelogRestorer` replays a
+partition's changelog into the local DB from the offset the DB already covers to the high-water mark, with its own
+consumer assigned to those partitions (no consumer group), before the worker reads the raw partitions: every partition
+assigned at once is fetched together, each stops at the high-water mark read before it started, and the loop wakes at
+the first record that arrives and never waits for a fuller batch (a restore of a few hundred records takes a round trip,
+not a consume timeout per partition). A restore fails only when it makes no progress for ``stall_s``; it saves the
+offset it has covered every few batches, so a restore cut short (the worker expelled, killed or restarted) resumes there
+instead of starting over. Its consumer resets to the earliest offset: if retention deletes the start while it reads, it
+continues from the oldest record still there (the deleted ones had expired) instead of jumping to the end.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from dedup_stream.changelog_format import expand
 from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import RestorePlan, restore_plan
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
@@ -152,8 +153,8 @@ class ChangelogRestorer:
                         position[p] = max(position[p], msg.offset())  # the broker's end: nothing more to read
                         continue
                     offset = msg.offset()
-                    if offset < plan.end:
-                        records.setdefault(p, []).append((msg.key(), msg.value()))
+                    if offset < plan.end:  # a batch record stands for many writes, an older single one for one
+                        records.setdefault(p, []).extend(expand(msg.key(), msg.value()))
                     position[p] = offset + 1
                 for p, recs in records.items():
                     counts[p] += states.apply(p, recs)

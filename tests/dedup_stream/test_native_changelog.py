@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from dedup_stream.changelog_format import MAX_PAIRS
 from dedup_stream.native_output import NativeOutput
 from dedup_stream.partition_state import PartitionStates
 from dedup_stream.restore import ChangelogRestorer
@@ -18,14 +20,15 @@ pytestmark = pytest.mark.integration
 def test_changelog_mark_is_acked_only_after_its_records(kafka_bootstrap: str, make_topics: Callable) -> None:  # type: ignore[type-arg]
     (topic,) = make_topics(partitions=2, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 1}, topic)
-    output.put_changelog(0, [(b"a%d" % i, b"v") for i in range(3)])
+    output.put_changelog(0, [(b"a%d" % i, b"v") for i in range(3)])  # one batch: one record
+    output.put_changelog(0, [(b"a%d" % i, b"v") for i in range(3, 5)])
     output.put_changelog(1, [(b"b", b"v")])
     mark = output.changelog_mark()
-    assert mark == {0: 3, 1: 1}
+    assert mark == {0: 2, 1: 1}
     assert not output.changelog_acked(mark)  # delivery reports are only served by poll/flush
     assert output.flush(30) is None
     assert output.changelog_acked(mark)
-    assert output.delivered == {0: 2, 1: 0}
+    assert output.delivered == {0: 1, 1: 0}
     output.put_changelog(0, [(b"a3", b"v")])
     later = output.changelog_mark()
     assert output.changelog_acked(mark) and not output.changelog_acked(later)
@@ -40,7 +43,8 @@ def test_restore_cut_short_resumes_from_saved_offset(
     (topic,) = make_topics(partitions=1, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}, topic)
     total = 30000
-    output.put_changelog(0, [(b"k%06d" % i, b"v") for i in range(total)])
+    for i in range(total):  # one changelog record per write (one-write batches), so offsets count writes
+        output.put_changelog(0, [(b"k%06d" % i, b"v")])
     assert output.flush(60) is None
     states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
     states.open(0)
@@ -80,7 +84,8 @@ def test_restore_of_many_small_partitions_never_waits_out_a_timeout(
     (topic,) = make_topics(partitions=partitions, compacted=True)
     output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}, topic)
     for p in range(partitions):
-        output.put_changelog(p, [(b"p%d-k%04d" % (p, i), b"v%d" % p) for i in range(200 + p)])
+        for i in range(200 + p):  # one changelog record per write (one-write batches), so offsets count writes
+            output.put_changelog(p, [(b"p%d-k%04d" % (p, i), b"v%d" % p)])
     assert output.flush(60) is None
     states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
     for p in range(partitions):
@@ -99,5 +104,39 @@ def test_restore_of_many_small_partitions_never_waits_out_a_timeout(
     assert output.flush(30) is None
     assert restorer.restore_all(states, list(range(partitions))) == 1
     assert states.get(b"p3-late", 3) == b"w" and states.covered(3) == 203
+    restorer.close()
+    states.close_all()
+
+
+def test_a_batch_is_one_changelog_record_and_restores_after_an_older_workers_single_records(
+    kafka_bootstrap: str,
+    make_topics: Callable,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    """The writes of one consumed batch go out as one changelog record per partition (chunks of MAX_PAIRS), and a
+    changelog an older worker wrote (one record per write) is still restored, in offset order, below the batches."""
+    (topic,) = make_topics(partitions=2, compacted=True)
+    older = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(5):  # an older worker's changelog: key = store key, value = winner
+        older.produce(topic, b"old%d" % i, b"m%d" % i, 0)
+    assert older.flush(30) == 0
+    output = NativeOutput({"bootstrap.servers": kafka_bootstrap, "linger.ms": 1}, topic)
+    output.put_changelog(0, [(b"m%d" % i, b"new%d" % i) for i in range(3, 8)])  # m3, m4 written again
+    output.put_changelog(1, [(b"n%05d" % i, b"v") for i in range(MAX_PAIRS + 1)])  # two chunks
+    assert output.flush(30) is None
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "probe"})
+    highs = [probe.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in (0, 1)]
+    probe.close()
+    assert highs == [5 + 1, 2]  # 5 single records + 1 batch; MAX_PAIRS + 1 writes in 2 records
+    states = PartitionStates(tmp_path / "s", 3600, lambda p, records: None)
+    states.open(0)
+    states.open(1)
+    restorer = ChangelogRestorer({"bootstrap.servers": kafka_bootstrap}, topic)
+    assert restorer.restore_all(states, [0, 1]) == 5 + 5 + MAX_PAIRS + 1  # writes, not records
+    assert [states.get(b"m%d" % i, 0) for i in range(8)] == [b"old0", b"old1", b"old2"] + [
+        b"new%d" % i for i in range(3, 8)
+    ]
+    assert states.get(b"n%05d" % MAX_PAIRS, 1) == b"v" and states.get(b"n00000", 1) == b"v"
+    assert (states.covered(0), states.covered(1)) == (5, 1)
     restorer.close()
     states.close_all()

@@ -73,3 +73,24 @@ def test_events_carry_the_hop_stamps_they_are_given() -> None:
     event = decision_event(decision, raw_ts_ms=1_767_225_600_005, dedup_ns=T0 + 9_000_000)
     assert (event.raw_ts_ms, event.dedup_ns) == (1_767_225_600_005, T0 + 9_000_000)
     assert (decision_event(decision).raw_ts_ms, decision_event(decision).dedup_ns) == (0, 0)  # unstamped: defaults
+
+
+def test_one_pass_normalisation_equals_envelope_then_msg_for_every_kind() -> None:
+    """Winners are parsed once (envelope and typed msg in one JSON pass); the event must be what the two-pass mapping
+    (envelope, then the msg bytes) gives, for every kind the pipeline carries."""
+    from dedup_stream.synth import gatherer_copies, pipeline_events
+    from schemas.kalshi import decode_envelope, msg_to_event
+
+    frames = gatherer_copies(pipeline_events(3000, markets=50, seed=11), "g1")
+    kinds = set()
+    for frame in frames:
+        env = decode_envelope(frame.payload)
+        two_pass = msg_to_event(
+            frame.kind, bytes(env.msg), market=frame.market, event_key=frame.event_key, recv_ns=frame.recv_ns,
+            gatherer=frame.gatherer, envelope_type=env.type,
+        )  # fmt: skip
+        if frame.venue_ms is not None and isinstance(two_pass, BookSnapshot):
+            two_pass.ts_ms, two_pass.after_keys = frame.venue_ms, list(frame.after_keys)
+        assert emitted(frame) == two_pass
+        kinds.add(frame.kind)
+    assert kinds >= {"snapshot", "delta", "trade", "ticker", "lifecycle"}

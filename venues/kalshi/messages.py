@@ -42,6 +42,7 @@ __all__ = [
     "TradeMsg",
     "decode_envelope",
     "decode_msg",
+    "decode_payload",
     "msg_to_event",
     "rfc3339_ms",
     "to_event",
@@ -141,6 +142,19 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "lifecycle": msgspec.json.Decoder(LifecycleMsg, strict=False),
 }
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _typed_envelope(name: str, msg_type: type) -> type:
+    """An envelope whose ``msg`` is decoded as ``msg_type`` in the same pass (unknown fields ignored)."""
+    return msgspec.defstruct(name, [("type", str), ("msg", msg_type)])
+
+
+# kind -> one-pass decoder of a whole payload: envelope and typed msg at once (parse once). Lifecycle is left out: its
+# event keeps the fields LifecycleMsg does not know, so it needs the msg bytes (``decode_envelope`` + ``decode_msg``).
+_payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(_typed_envelope(f"{tp.__name__}Envelope", tp), strict=False)
+    for kind, tp in (("snapshot", SnapshotMsg), ("delta", DeltaMsg), ("trade", TradeMsg), ("ticker", TickerMsg))
+}
 _LIFECYCLE_KNOWN = {f.name for f in msgspec.structs.fields(LifecycleMsg)}
 
 
@@ -160,6 +174,19 @@ def decode_msg(kind: str, msg: bytes) -> Any:
         return decoder.decode(msg)
     except msgspec.DecodeError as exc:
         raise SchemaError(f"kalshi {kind}: {exc}") from None
+
+
+def decode_payload(kind: str, payload: bytes) -> tuple[str, Any] | None:
+    """``(envelope type, decoded msg)`` of a whole market-data message of ``kind`` in one JSON pass, or None for a
+    kind that has no one-pass decoder (lifecycle: use :func:`decode_envelope` and :func:`msg_to_event`)."""
+    decoder = _payload_decoders.get(kind)
+    if decoder is None:
+        return None
+    try:
+        envelope = decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"kalshi {kind}: {exc}") from None
+    return envelope.type, envelope.msg
 
 
 def _rfc3339_ms(text: str | None) -> int | None:
@@ -183,10 +210,19 @@ def _venue_ms(ts_ms: int | None, ts_s: int | None, fallback_ns: int) -> int:
 
 
 def msg_to_event(
-    kind: str, msg: bytes, *, market: str, event_key: str, recv_ns: int, gatherer: str, envelope_type: str = ""
+    kind: str,
+    msg: bytes,
+    *,
+    market: str,
+    event_key: str,
+    recv_ns: int,
+    gatherer: str,
+    envelope_type: str = "",
+    decoded: Any = None,
 ) -> Event:
-    """Build the normalised Event from one decoded market-data ``msg`` body."""
-    m = decode_msg(kind, msg)
+    """Build the normalised Event from one market-data ``msg`` body (``decoded``: that body already decoded, as
+    :func:`decode_payload` gives it; ``msg`` is then not read)."""
+    m = decoded if decoded is not None else decode_msg(kind, msg)
     common = {"venue": VENUE, "market": market, "event_key": event_key, "recv_ns": recv_ns, "gatherer": gatherer}
     if kind == "delta":
         ts = m.ts_ms if m.ts_ms is not None else _rfc3339_ms(m.ts)
@@ -263,15 +299,22 @@ def to_event(frame: RawFrame) -> Event:
 
     A snapshot frame with ``venue_ms`` (its position in the market's delta stream, decided by the gatherer) gets
     ``ts_ms = venue_ms`` and the frame's ``after_keys``; without it, the receive time as before."""
-    env = decode_envelope(frame.payload)
+    one_pass = decode_payload(frame.kind, frame.payload)
+    if one_pass is not None:  # parse once: envelope and msg in one pass
+        envelope_type, decoded = one_pass
+        msg = b""
+    else:
+        env = decode_envelope(frame.payload)
+        envelope_type, decoded, msg = env.type, None, bytes(env.msg)
     event = msg_to_event(
         frame.kind,
-        bytes(env.msg),
+        msg,
         market=frame.market,
         event_key=frame.event_key,
         recv_ns=frame.recv_ns,
         gatherer=frame.gatherer,
-        envelope_type=env.type,
+        envelope_type=envelope_type,
+        decoded=decoded,
     )
     if frame.venue_ms is not None and isinstance(event, BookSnapshot):
         event.ts_ms = frame.venue_ms
