@@ -79,7 +79,7 @@ def test_one_pass_normalisation_equals_envelope_then_msg_for_every_kind() -> Non
     """Winners are parsed once (envelope and typed msg in one JSON pass); the event must be what the two-pass mapping
     (envelope, then the msg bytes) gives, for every kind the pipeline carries."""
     from dedup_stream.synth import gatherer_copies, pipeline_events
-    from schemas.kalshi import decode_envelope, msg_to_event
+    from venues.kalshi.messages import decode_envelope, msg_to_event
 
     frames = gatherer_copies(pipeline_events(3000, markets=50, seed=11), "g1")
     kinds = set()
