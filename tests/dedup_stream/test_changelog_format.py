@@ -30,7 +30,7 @@ def test_an_older_single_record_is_its_own_write(key: bytes, value: bytes | None
 @given(st.text(min_size=1, max_size=30), st.text(max_size=30))
 def test_store_keys_are_never_batch_keys(market: str, event_key: str) -> None:
     frame = RawFrame(
-        venue="kalshi", gatherer="g1", conn=0, sid=None, seq=None, recv_ns=1, kind="delta",
+        venue="venue-a", gatherer="g1", conn=0, sid=None, seq=None, recv_ns=1, kind="delta",
         market=market, event_key=event_key, payload=b"{}",
     )  # fmt: skip
     if market.startswith("\x01"):  # not a ticker: venue tickers are printable
