@@ -137,6 +137,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         spool_after_s=g.spool_after_s,
         spool_fsync_s=g.spool_fsync_s,
         linger_ms=g.linger_ms,
+        read_window_ms=g.read_window_ms,
     )
     return Gatherer(opts, producer, signer, partition_check=partition_check)
 

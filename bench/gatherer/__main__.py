@@ -245,6 +245,8 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
                 args.update(windows=ns.windows, window_s=ns.window)
                 if ns.linger_ms is not None:
                     args["linger_ms"] = ns.linger_ms
+                if ns.read_window_ms is not None:
+                    args["read_window_ms"] = ns.read_window_ms
                 spy = None
                 if ns.py_spy and case == "candidate" and run == 0:
                     Path(ns.py_spy).mkdir(parents=True, exist_ok=True)
@@ -318,7 +320,13 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
             "ratio": out[f"ratio_{label}"],
             **out,
         }
-    out.update(markets=ns.markets, cpus=os.cpu_count(), linger_ms=_linger(ns), tls=bool(ns.ca_file))
+    out.update(
+        markets=ns.markets,
+        cpus=os.cpu_count(),
+        linger_ms=_linger(ns),
+        read_window_ms=_read_window(ns),
+        tls=bool(ns.ca_file),
+    )
     return out
 
 
@@ -326,6 +334,12 @@ def _linger(ns: argparse.Namespace) -> int:
     from mdpipe.config import GatherConfig
 
     return ns.linger_ms if ns.linger_ms is not None else GatherConfig().linger_ms
+
+
+def _read_window(ns: argparse.Namespace) -> float:
+    from mdpipe.config import GatherConfig
+
+    return ns.read_window_ms if ns.read_window_ms is not None else GatherConfig().read_window_ms
 
 
 def _case_args(
@@ -354,6 +368,8 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
             topics = _topics(bootstrap)
             args = _case_args(ns, rest, ws, bootstrap, topics, tmp / f"spool-{run}")
             args["duration_s"] = ns.duration
+            if ns.read_window_ms is not None:
+                args["read_window_ms"] = ns.read_window_ms
             if ns.profile and case == "candidate" and run == 0:
                 args["profile"] = ns.profile
             r = _case(case, args, src=ns.reference if case == "reference" else None)
@@ -483,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--linger-ms", type=int, default=None, help="the gatherer's producer linger (default: gather.linger_ms)"
+    )
+    p.add_argument(
+        "--read-window-ms",
+        type=float,
+        default=None,
+        help="the gatherer's read coalescing window (default: gather.read_window_ms; 0 = off)",
     )
     p.add_argument(
         "--reference",

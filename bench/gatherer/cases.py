@@ -243,6 +243,8 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
     extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
+    if "read_window_ms" in {f.name for f in msgspec.structs.fields(GathererOptions)}:  # older trees have none
+        extra["read_window_ms"] = a.get("read_window_ms", GatherConfig().read_window_ms)
     g = Gatherer(_options(a, "gbench", ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra), producer)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))
