@@ -7,7 +7,8 @@ read, not per message. After a connection has handled a read, :meth:`ReadPacer.a
 kernel buffers what the venue writes, so the next read returns a whole window of messages, and the connections
 that were paused together are read in the same loop iteration. What it costs: a message waits in the kernel up to
 ``window_s`` before it is read (and stamped with its receive time); what it buys: at most one read per connection
-and one timer wake-up per window.
+and one timer wake-up per window. A socket that already holds more after a read (the gatherer is behind: a read
+returns at most its buffer) is not paused, so pacing never caps throughput.
 
 Only transports with ``pause_reading``/``resume_reading`` are paced (the picows client's asyncio transport). Over
 TLS the socket's own transport beneath asyncio's SSL layer is paused: pausing the SSL layer alone stops delivery
@@ -17,9 +18,12 @@ to the application but the socket is still read (and the loop still woken) for e
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import sys
+import termios
 from typing import Any, Protocol
 
-__all__ = ["Pausable", "ReadPacer", "socket_transport"]
+__all__ = ["Pausable", "ReadPacer", "pending_bytes", "socket_fd", "socket_transport"]
 
 
 class Pausable(Protocol):
@@ -30,6 +34,26 @@ class Pausable(Protocol):
     def is_reading(self) -> bool: ...
 
     def is_closing(self) -> bool: ...
+
+
+def pending_bytes(fd: int) -> int:
+    """Bytes waiting in socket ``fd``'s receive queue (FIONREAD); 0 when it cannot be asked."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, _FOUR), sys.byteorder, signed=True)
+    except OSError:
+        return 0
+
+
+_FOUR = b"\0\0\0\0"
+
+
+def socket_fd(transport: Any) -> int:
+    """The file descriptor of ``transport``'s socket, -1 when it has none."""
+    sock = transport.get_extra_info("socket")
+    try:
+        return int(sock.fileno()) if sock is not None else -1
+    except (OSError, ValueError):
+        return -1
 
 
 def socket_transport(transport: Any) -> Any:
@@ -46,6 +70,7 @@ class ReadPacer:
         self.window_s = max(0.0, window_s)
         self.window_started = 0.0  # loop time the current window began (the first pause since the last resume)
         self.windows = 0  # windows opened (timer wake-ups), for tests and metrics
+        self.behind = 0  # reads after which the socket held more already (not paused)
         self._paused: list[Pausable] = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,10 +79,15 @@ class ReadPacer:
     def enabled(self) -> bool:
         return self.window_s > 0
 
-    def after_read(self, transport: Pausable) -> None:
-        """``transport`` finished handling one read: stop reading it until the current window ends."""
+    def after_read(self, transport: Pausable, fd: int = -1) -> None:
+        """``transport`` (socket ``fd``) finished handling one read: stop reading it until the current window ends,
+        unless the socket already holds more (a read returns at most the reader's buffer: the gatherer is behind,
+        and resting would only let the venue's send buffer grow)."""
         if self.window_s <= 0 or not transport.is_reading() or transport.is_closing():
             return  # off, already paused in this window (TLS: several deliveries per socket read), or closing
+        if fd >= 0 and pending_bytes(fd):
+            self.behind += 1
+            return
         transport.pause_reading()
         self._paused.append(transport)
         if self._timer is None:

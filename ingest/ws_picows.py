@@ -31,7 +31,7 @@ from picows import (
 )
 
 from ingest.connection import MAX_MESSAGE, OPEN_TIMEOUT_S, PING_INTERVAL_S, PING_TIMEOUT_S, Connection
-from ingest.read_pacer import socket_transport
+from ingest.read_pacer import socket_fd, socket_transport
 from mdpipe.logging import get_logger
 
 __all__ = ["PicowsConnection"]
@@ -60,6 +60,7 @@ class _Listener(WSListener):
         self.on_read = conn.on_read
         self.pacer = conn.read_pacer  # None unless gather.read_window_ms > 0
         self.socket: Any = None  # the transport reading the socket (paced after each read)
+        self.fd = -1  # its file descriptor (is more waiting already?)
         self.outbox = conn.session.outbox  # truthy when the session has commands to write (cheaper than has_output)
         self.opened = False
         self.close_code: int | None = None
@@ -70,6 +71,7 @@ class _Listener(WSListener):
         self.opened = True
         if self.pacer is not None:
             self.socket = socket_transport(transport.underlying_transport)
+            self.fd = socket_fd(transport.underlying_transport)
         self.conn._on_open(transport)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -82,7 +84,7 @@ class _Listener(WSListener):
         """The last complete frame of one socket read was handled."""
         self.on_read()
         if self.pacer is not None and self.socket is not None:
-            self.pacer.after_read(self.socket)
+            self.pacer.after_read(self.socket, self.fd)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type

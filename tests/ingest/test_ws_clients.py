@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -378,5 +379,41 @@ def test_read_pacer_resumes_every_paused_socket_together_and_only_open_ones() ->
         assert a.reading
         pacer.after_read(a)
         assert a.reading and pacer.windows == 2
+
+    asyncio.run(scenario())
+
+
+def test_read_pacer_does_not_rest_a_socket_that_already_holds_more() -> None:
+    """A gatherer that is behind (its read returned only what its buffer holds, more is waiting) keeps reading:
+    resting then would only let the venue's send buffer grow toward its overflow error."""
+
+    class Sock:
+        reading = True
+
+        def pause_reading(self) -> None:
+            self.reading = False
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+        def is_reading(self) -> bool:
+            return self.reading
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def scenario() -> None:
+        venue, gatherer = socket.socketpair()
+        with venue, gatherer:
+            pacer = ReadPacer(0.05)
+            sock = Sock()
+            venue.sendall(b"x" * 1000)
+            await asyncio.sleep(0.01)
+            pacer.after_read(sock, gatherer.fileno())
+            assert sock.reading and pacer.behind == 1 and pacer.windows == 0
+            gatherer.recv(1000)
+            pacer.after_read(sock, gatherer.fileno())  # caught up: rests
+            assert not sock.reading and pacer.windows == 1
+            pacer.stop()
 
     asyncio.run(scenario())
