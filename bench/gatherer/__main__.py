@@ -188,8 +188,11 @@ def _py_spy(pid: str, seconds: float, path: str, fmt: str) -> subprocess.Popen[b
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _set_rate(rest_url: str, rate: float) -> None:
-    """Pace the emulator at ``rate`` events/s (admin API on the REST port)."""
+def _set_rate(rest_url: str, rate: float, ca_file: str = "") -> None:
+    """Pace the emulator at ``rate`` events/s (admin API on the REST port; with ``--tls`` over https trusting
+    ``ca_file``)."""
+    import ssl
+
     base = rest_url.split("/trade-api/")[0]
     req = urllib.request.Request(
         f"{base}/_sim/rate",
@@ -197,7 +200,8 @@ def _set_rate(rest_url: str, rate: float) -> None:
         method="POST",
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=30) as r:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    with urllib.request.urlopen(req, timeout=30, context=context) as r:
         r.read()
 
 
@@ -235,7 +239,7 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
     cases = ("baseline_picows", "candidate", *(("reference",) if ns.reference else ()))
     for rate in ns.rates:
         label = _rate_label(rate)
-        _set_rate(sim_rest, rate)
+        _set_rate(sim_rest, rate, ns.ca_file)
         time.sleep(1.0)
         results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
         for run in range(ns.paced_runs):
@@ -303,7 +307,7 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     try:
         out = paced(ns, rest, ws, bootstrap, tmp) if ns.rates else {}
         if ns.saturation:
-            _set_rate(rest, ns.rate)
+            _set_rate(rest, ns.rate, ns.ca_file)
             time.sleep(1.0)
             out = {**saturation(ns, rest, ws, bootstrap, tmp), **out}
     finally:
