@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
+from ingest.read_pacer import ReadPacer
 from ingest.tls import client_context, report_untrusted, untrusted
 from mdpipe.logging import get_logger
 from venues.interface import VenueSession
@@ -55,6 +56,7 @@ class Connection:
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str = "",
         on_read: Callable[[], None] | None = None,
+        read_pacer: ReadPacer | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -68,6 +70,8 @@ class Connection:
         self.auth_refusals = auth_refusals
         self.upgrade_error: BaseException | None = None  # why the last connect failed (_connect_failed)
         self.on_read = on_read or _nothing  # called after the messages of one socket read were handled
+        # picows: pauses the socket after each read (gather.read_window_ms); websockets reads its socket itself
+        self.read_pacer = read_pacer if read_pacer is not None and read_pacer.enabled else None
         self.up = False
         self.connected_ns = 0
         self.reconnects = 0

@@ -60,6 +60,7 @@ from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
 from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
+from ingest.read_pacer import ReadPacer
 from ingest.recent import RecentKeys
 from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, classify_event
 from ingest.rest import DiscoveryError, RestClient
@@ -158,6 +159,9 @@ class Gatherer:
         self._linger_s = max(0.0, opts.linger_ms / 1000)
         self._held_since = 0.0  # loop time the oldest held frame was held
         self._release_timer: asyncio.TimerHandle | None = None
+        self._release_soon: asyncio.Handle | None = None  # a release at the end of this loop iteration's reads
+        # read coalescing (picows only: websockets reads its socket itself); see ingest.read_pacer
+        self.read_pacer = ReadPacer(opts.read_window_ms / 1000 if opts.ws_client == "picows" else 0.0)
         self._loop: asyncio.AbstractEventLoop | None = None  # set while running: frames are held only then
         self._log = log.bind(gatherer=self.gid)
         self.running = False
@@ -194,20 +198,34 @@ class Gatherer:
             self.producer.release()
             return
         self._held_since = now = loop.time()
+        if self.read_pacer.enabled and self.read_pacer.window_started:
+            # paced reads: what a read returns waited in the kernel since its window began
+            self._held_since = min(now, self.read_pacer.window_started)
         # A fallback: while frames arrive, the end of a read releases them (after_read); a timer due at the same
         # time would fire first and cost a wake-up of its own per release.
         self._release_timer = loop.call_at(now + 2 * self._linger_s, self._release_held)
 
     def after_read(self) -> None:
-        """A connection finished handling one socket read: release the held frames once the oldest is due."""
-        if self._held and self._loop is not None and self._loop.time() - self._held_since >= self._linger_s:
-            self._release_held()
+        """A connection finished handling one socket read: release the held frames once the oldest is due.
+
+        With paced reads the release waits for the end of this loop iteration, so that the other connections read
+        in the same iteration (their windows end together) go out in the same release."""
+        loop = self._loop
+        if self._held and loop is not None and loop.time() - self._held_since >= self._linger_s:
+            if not self.read_pacer.enabled:
+                self._release_held()
+            elif self._release_soon is None:
+                self._release_soon = loop.call_soon(self._release_held)
 
     def _release_held(self) -> None:
         timer = self._release_timer
         if timer is not None:
             timer.cancel()
             self._release_timer = None
+        soon = self._release_soon
+        if soon is not None:
+            soon.cancel()
+            self._release_soon = None
         self.producer.release()
 
     def _dead(self, data: bytes, reason: str) -> None:
@@ -252,6 +270,7 @@ class Gatherer:
                 ssl_context=self._ssl,
                 ca_file=self.venue_config.ca_file,
                 on_read=self.after_read,
+                read_pacer=self.read_pacer,
             )
             self.connections.append(conn)
             if self.running:
@@ -689,6 +708,7 @@ class Gatherer:
 
     async def shutdown(self, flush_timeout: float = 10.0) -> None:
         self.running = False
+        self.read_pacer.stop()  # a paused socket would hold the venue's close frame back
         await asyncio.gather(*(c.stop() for c in self.connections), return_exceptions=True)
         now = time.time_ns()
         for c in self.connections:  # frames still waiting for their key or position go out before the producer closes

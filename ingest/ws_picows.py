@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from picows import (
     WSAutoPingStrategy,
@@ -30,6 +31,7 @@ from picows import (
 )
 
 from ingest.connection import MAX_MESSAGE, OPEN_TIMEOUT_S, PING_INTERVAL_S, PING_TIMEOUT_S, Connection
+from ingest.read_pacer import socket_fd, socket_transport
 from mdpipe.logging import get_logger
 
 __all__ = ["PicowsConnection"]
@@ -56,6 +58,9 @@ class _Listener(WSListener):
         self.session = conn.session
         self.receive = conn.session.receive
         self.on_read = conn.on_read
+        self.pacer = conn.read_pacer  # None unless gather.read_window_ms > 0
+        self.socket: Any = None  # the transport reading the socket (paced after each read)
+        self.fd = -1  # its file descriptor (is more waiting already?)
         self.outbox = conn.session.outbox  # truthy when the session has commands to write (cheaper than has_output)
         self.opened = False
         self.close_code: int | None = None
@@ -64,11 +69,22 @@ class _Listener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.opened = True
+        if self.pacer is not None:
+            self.socket = socket_transport(transport.underlying_transport)
+            self.fd = socket_fd(transport.underlying_transport)
         self.conn._on_open(transport)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.conn.transport is transport:
             self.conn.transport = None  # nothing more is written to it (poke, stop, kill)
+        if self.pacer is not None and self.socket is not None:
+            self.pacer.forget(self.socket)
+
+    def _read_done(self) -> None:
+        """The last complete frame of one socket read was handled."""
+        self.on_read()
+        if self.pacer is not None and self.socket is not None:
+            self.pacer.after_read(self.socket, self.fd)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -82,7 +98,7 @@ class _Listener(WSListener):
                 if self.outbox:
                     self.conn._flush(transport)
                 if frame.last_in_buffer:  # the last complete frame of this socket read
-                    self.on_read()
+                    self._read_done()
                 return
             self._parts = [frame.get_payload_as_bytes()]
             self._size = frame.payload_size
@@ -104,7 +120,7 @@ class _Listener(WSListener):
             if self.outbox:
                 self.conn._flush(transport)
             if frame.last_in_buffer:
-                self.on_read()
+                self._read_done()
             return
         elif kind is _CLOSE:
             code = frame.get_close_code()
@@ -117,7 +133,7 @@ class _Listener(WSListener):
             transport.disconnect()
             return
         elif frame.last_in_buffer:  # PING (answered by picows) / PONG (picows' own keepalive)
-            self.on_read()
+            self._read_done()
 
     def _check_size(self) -> None:
         if self._size > MAX_MESSAGE:

@@ -188,8 +188,11 @@ def _py_spy(pid: str, seconds: float, path: str, fmt: str) -> subprocess.Popen[b
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _set_rate(rest_url: str, rate: float) -> None:
-    """Pace the emulator at ``rate`` events/s (admin API on the REST port)."""
+def _set_rate(rest_url: str, rate: float, ca_file: str = "") -> None:
+    """Pace the emulator at ``rate`` events/s (admin API on the REST port; with ``--tls`` over https trusting
+    ``ca_file``)."""
+    import ssl
+
     base = rest_url.split("/trade-api/")[0]
     req = urllib.request.Request(
         f"{base}/_sim/rate",
@@ -197,7 +200,8 @@ def _set_rate(rest_url: str, rate: float) -> None:
         method="POST",
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=30) as r:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    with urllib.request.urlopen(req, timeout=30, context=context) as r:
         r.read()
 
 
@@ -235,7 +239,7 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
     cases = ("baseline_picows", "candidate", *(("reference",) if ns.reference else ()))
     for rate in ns.rates:
         label = _rate_label(rate)
-        _set_rate(sim_rest, rate)
+        _set_rate(sim_rest, rate, ns.ca_file)
         time.sleep(1.0)
         results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
         for run in range(ns.paced_runs):
@@ -245,6 +249,8 @@ def paced(ns: argparse.Namespace, sim_rest: str, ws: str, bootstrap: str, tmp: P
                 args.update(windows=ns.windows, window_s=ns.window)
                 if ns.linger_ms is not None:
                     args["linger_ms"] = ns.linger_ms
+                if ns.read_window_ms is not None:
+                    args["read_window_ms"] = ns.read_window_ms
                 spy = None
                 if ns.py_spy and case == "candidate" and run == 0:
                     Path(ns.py_spy).mkdir(parents=True, exist_ok=True)
@@ -301,7 +307,7 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
     try:
         out = paced(ns, rest, ws, bootstrap, tmp) if ns.rates else {}
         if ns.saturation:
-            _set_rate(rest, ns.rate)
+            _set_rate(rest, ns.rate, ns.ca_file)
             time.sleep(1.0)
             out = {**saturation(ns, rest, ws, bootstrap, tmp), **out}
     finally:
@@ -318,7 +324,13 @@ def throughput(ns: argparse.Namespace) -> dict[str, Any]:
             "ratio": out[f"ratio_{label}"],
             **out,
         }
-    out.update(markets=ns.markets, cpus=os.cpu_count(), linger_ms=_linger(ns), tls=bool(ns.ca_file))
+    out.update(
+        markets=ns.markets,
+        cpus=os.cpu_count(),
+        linger_ms=_linger(ns),
+        read_window_ms=_read_window(ns),
+        tls=bool(ns.ca_file),
+    )
     return out
 
 
@@ -326,6 +338,12 @@ def _linger(ns: argparse.Namespace) -> int:
     from mdpipe.config import GatherConfig
 
     return ns.linger_ms if ns.linger_ms is not None else GatherConfig().linger_ms
+
+
+def _read_window(ns: argparse.Namespace) -> float:
+    from mdpipe.config import GatherConfig
+
+    return ns.read_window_ms if ns.read_window_ms is not None else GatherConfig().read_window_ms
 
 
 def _case_args(
@@ -354,6 +372,8 @@ def saturation(ns: argparse.Namespace, rest: str, ws: str, bootstrap: str, tmp: 
             topics = _topics(bootstrap)
             args = _case_args(ns, rest, ws, bootstrap, topics, tmp / f"spool-{run}")
             args["duration_s"] = ns.duration
+            if ns.read_window_ms is not None:
+                args["read_window_ms"] = ns.read_window_ms
             if ns.profile and case == "candidate" and run == 0:
                 args["profile"] = ns.profile
             r = _case(case, args, src=ns.reference if case == "reference" else None)
@@ -483,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--linger-ms", type=int, default=None, help="the gatherer's producer linger (default: gather.linger_ms)"
+    )
+    p.add_argument(
+        "--read-window-ms",
+        type=float,
+        default=None,
+        help="the gatherer's read coalescing window (default: gather.read_window_ms; 0 = off)",
     )
     p.add_argument(
         "--reference",

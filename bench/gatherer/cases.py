@@ -239,6 +239,15 @@ def _gatherer(a: dict[str, Any], gatherer_id: str, producer: Any, **settings: An
     )
 
 
+def _takes_read_window() -> bool:
+    """Whether the gatherer of the tree at hand has ``gather.read_window_ms`` (a --reference tree may not)."""
+    from ingest import gatherer as gatherer_module
+    from mdpipe.config import GatherConfig
+
+    options = getattr(gatherer_module, "GathererOptions", GatherConfig)
+    return "read_window_ms" in {f.name for f in msgspec.structs.fields(options)}
+
+
 async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
@@ -264,6 +273,8 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
     )
     producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
     extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
+    if _takes_read_window():  # older trees read every socket as data comes
+        extra["read_window_ms"] = a.get("read_window_ms", GatherConfig().read_window_ms)
     g = _gatherer(a, "gbench", producer, ws_client=a.get("ws_client") or GatherConfig().ws_client, **extra)
     stop = asyncio.Event()
     task = asyncio.create_task(g.run(stop))

@@ -73,8 +73,8 @@ class _Recorder:
         self.sent.append(value)
 
 
-def _gatherer(producer: Any, linger_ms: int) -> Gatherer:
-    gather = GatherConfig(channels=["orderbook_delta"], linger_ms=linger_ms)
+def _gatherer(producer: Any, linger_ms: float, read_window_ms: float = 0.0) -> Gatherer:
+    gather = GatherConfig(channels=["orderbook_delta"], linger_ms=linger_ms, read_window_ms=read_window_ms)
     venue = VenueConfig(rest_url="http://x", ws_url="ws://x")
     return Gatherer(
         gather, venue, producer, gatherer_id="g1", raw_topic="raw.g1", dlq_topic="dlq", markets_topic="markets"
@@ -135,3 +135,45 @@ def test_service_loop_runs_slowly_unless_the_spool_holds_frames(tmp_path: Path) 
     assert producer.spooling
     assert asyncio.run(g._service_step()) == SERVICE_SPOOLING_S  # the spool drains at the fast pace
     producer.close(timeout=0.2)
+
+
+class _Socket:
+    """A transport the read pacer can pause (counts nothing: only the window's timing matters here)."""
+
+    reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_paced_reads_release_what_waited_a_window_once_per_loop_iteration() -> None:
+    """gather.read_window_ms: what a read returns waited in the kernel since its window began, so the linger counts
+    from there (a window as long as the linger releases at every read, not every other one); the release waits for
+    the end of the loop iteration, so the connections read together go out together."""
+
+    async def scenario() -> None:
+        p = _Recorder()
+        g = _gatherer(p, linger_ms=20, read_window_ms=20)
+        g._loop = asyncio.get_running_loop()
+        sock = _Socket()
+        g.read_pacer.after_read(sock)  # a read ended: its socket rests for 20 ms
+        await asyncio.sleep(0.03)
+        assert sock.reading  # the window ended: the next read returns what arrived during it
+        g._emit("A", b"a")  # connection 1's read
+        g.after_read()
+        assert p.released == [] and len(p.held) == 1  # not yet: another connection may read in this iteration
+        g._emit("B", b"b")  # connection 2's read, same iteration
+        g.after_read()
+        await asyncio.sleep(0)
+        assert p.released == [[b"a", b"b"]]  # both, at once, without waiting for another window
+
+    asyncio.run(scenario())

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ingest.connection import Connection, connection_class
+from ingest.read_pacer import ReadPacer
 from ingest.tls import client_context
 from mdpipe.config import ConfigError, load_config
 from schemas.raw import RawFrame, decode_raw
@@ -79,6 +82,8 @@ async def _run(
     script: Script,
     body: Callable[[Connection, Venue, list[RawFrame], list[str]], Awaitable[None]],
     tls: TlsFiles | None = None,
+    read_pacer: ReadPacer | None = None,
+    on_read: Callable[[], None] | None = None,
 ) -> Venue:
     venue = Venue(script)
     frames: list[RawFrame] = []
@@ -106,6 +111,8 @@ async def _run(
             on_reconnect=reasons.append,
             ssl_context=client_context(tls.ca_file) if tls is not None else None,
             ca_file=tls.ca_file if tls is not None else "",
+            read_pacer=read_pacer,
+            on_read=on_read,
         )
         conn.start()
         try:
@@ -289,3 +296,124 @@ def test_stop_keeps_what_the_venue_sent_before_it_saw_the_close(client: str) -> 
     # a send that raised may still have written its message: the client may hold one more than ``sent`` counts
     assert len(sent) > 2000 and seqs == list(range(1, len(seqs) + 1)), (len(seqs), len(sent))
     assert len(seqs) >= len(sent), f"{len(sent) - len(seqs)} messages the venue sent before the close were dropped"
+
+
+@pytest.mark.parametrize("window_ms", [0, 50])
+def test_paced_reads_take_a_window_of_messages_each_and_lose_nothing(window_ms: int, tls: TlsFiles | None) -> None:
+    """gather.read_window_ms (picows): after a read the socket rests for the window, so a venue writing every 2 ms
+    is read about once per window -- every message still arrives, in order. Without a window (0) each write is a
+    read of its own."""
+    reads = [0]
+    sent: list[int] = []
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        for seq in range(1, 401):  # ~0.8-1 s of a venue writing 2 messages every 2 ms
+            await ws.send(_trade(seq))
+            sent.append(seq)
+            if not seq % 2:
+                await asyncio.sleep(0.002)
+
+    async def body(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await _until(lambda: len(frames) == 400)
+
+    def count() -> None:
+        reads[0] += 1
+
+    started = time.monotonic()
+    frames_seen: list[RawFrame] = []
+
+    async def keep(conn: Connection, venue: Venue, frames: list[RawFrame], reasons: list[str]) -> None:
+        await body(conn, venue, frames, reasons)
+        frames_seen.extend(frames)
+
+    pacer = ReadPacer(window_ms / 1000)
+    asyncio.run(_run("picows", script, keep, tls, read_pacer=pacer, on_read=count))
+    elapsed = time.monotonic() - started
+    assert [f.seq for f in frames_seen] == list(range(1, 401))
+    if window_ms:
+        # one read per window (+ the subscribe reply and the first read, + TLS delivering a read in records)
+        assert reads[0] <= elapsed / (window_ms / 1000) + 5, (reads[0], elapsed)
+        assert pacer.windows >= 5
+    else:
+        assert reads[0] > 100, reads[0]  # the venue's pace: this is what the window removes
+
+
+def test_read_pacer_resumes_every_paused_socket_together_and_only_open_ones() -> None:
+    class Sock:
+        def __init__(self) -> None:
+            self.reading = True
+            self.closing = False
+            self.pauses = 0
+
+        def pause_reading(self) -> None:
+            self.reading = False
+            self.pauses += 1
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+        def is_reading(self) -> bool:
+            return self.reading
+
+        def is_closing(self) -> bool:
+            return self.closing
+
+    async def scenario() -> None:
+        pacer = ReadPacer(0.03)
+        a, b, c = Sock(), Sock(), Sock()
+        pacer.after_read(a)
+        pacer.after_read(a)  # a second delivery of the same socket read (TLS records): one pause
+        pacer.after_read(b)
+        c.closing = True
+        pacer.after_read(c)  # a closing socket is left alone
+        assert (a.reading, b.reading, c.reading) == (False, False, True) and a.pauses == 1
+        assert pacer.windows == 1  # one timer for both
+        await asyncio.sleep(0.01)
+        assert not a.reading and not b.reading
+        b.closing = True
+        await asyncio.sleep(0.04)
+        assert a.reading and not b.reading  # resumed together at the window's end; a closed one stays as it is
+        pacer.after_read(a)
+        assert pacer.windows == 2 and not a.reading
+        pacer.stop()  # shutdown: resumed now, never paused again
+        assert a.reading
+        pacer.after_read(a)
+        assert a.reading and pacer.windows == 2
+
+    asyncio.run(scenario())
+
+
+def test_read_pacer_does_not_rest_a_socket_that_already_holds_more() -> None:
+    """A gatherer that is behind (its read returned only what its buffer holds, more is waiting) keeps reading:
+    resting then would only let the venue's send buffer grow toward its overflow error."""
+
+    class Sock:
+        reading = True
+
+        def pause_reading(self) -> None:
+            self.reading = False
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+        def is_reading(self) -> bool:
+            return self.reading
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def scenario() -> None:
+        venue, gatherer = socket.socketpair()
+        with venue, gatherer:
+            pacer = ReadPacer(0.05)
+            sock = Sock()
+            venue.sendall(b"x" * 1000)
+            await asyncio.sleep(0.01)
+            pacer.after_read(sock, gatherer.fileno())
+            assert sock.reading and pacer.behind == 1 and pacer.windows == 0
+            gatherer.recv(1000)
+            pacer.after_read(sock, gatherer.fileno())  # caught up: rests
+            assert not sock.reading and pacer.windows == 1
+            pacer.stop()
+
+    asyncio.run(scenario())
