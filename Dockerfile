@@ -6,7 +6,9 @@
 #   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:
 #           gatherer spools, dedup RocksDB state; mount a volume there). The default target.
 #   test    the whole source tree with an editable dev install: `make test` on a host with Docker only runs the
-#           suite in it against the compose broker and database (infra/compose.yaml, profile test)
+#           suite in it against the compose broker and database (infra/compose.yaml, profile test); with Node 20
+#           (copied from the official node image of the same Debian release) and infra/pglite's npm package
+#           installed from its lock (`npm ci`), so the TimescaleDB tier (tests/tsdb) runs there instead of skipping
 # Build: docker build -t mdpipe:local .   (infra/compose.yaml builds it for every mdpipe service)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -43,11 +45,24 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev make \
  && rm -rf /var/lib/apt/lists/*
+# Node for the TimescaleDB tier (PGlite under Node, infra/pglite_timescale.py): the binary and npm of the official
+# image built on the same Debian release as PYTHON_IMAGE (bookworm: the same glibc).
+COPY --from=node:20-bookworm-slim /usr/local/bin/node /usr/local/bin/node
+COPY --from=node:20-bookworm-slim /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
 RUN groupadd --system --gid 10001 mdpipe \
  && useradd --system --uid 10001 --gid mdpipe --home-dir /src --no-create-home --shell /usr/sbin/nologin mdpipe
 WORKDIR /src
 COPY pyproject.toml setup.py requirements.lock ./
 RUN python -m venv /opt/mdpipe && /opt/mdpipe/bin/pip install -c requirements.lock -r requirements.lock
+# The PGlite TimescaleDB package, pinned with its integrity hash by the lock (what `make pglite-install` does; its
+# stamp file tells make it is done). This layer is reused until the lock changes; .dockerignore keeps a host's
+# node_modules out of the context.
+COPY infra/pglite/package.json infra/pglite/package-lock.json ./infra/pglite/
+RUN cd infra/pglite \
+ && npm ci --no-audit --no-fund --cache /tmp/npm-cache \
+ && touch node_modules/.mdpipe-installed \
+ && rm -rf /tmp/npm-cache
 COPY --chown=10001:10001 . ./
 # Editable, as `make setup` does on a host: tests read files of the tree (infra/, schemas/, the migrations).
 RUN /opt/mdpipe/bin/pip install --no-deps -e . \

@@ -96,6 +96,32 @@ def test_test_stage_runs_the_suite_as_a_non_root_user(dockerfile: Any) -> None:
     assert test.exec_form("CMD") == ["pytest"]
 
 
+def test_test_stage_has_node_and_the_pglite_package_so_the_timescaledb_tier_runs(dockerfile: Any) -> None:
+    """tests/tsdb skips without Node (infra/pglite_timescale.py): the test stage copies Node 20+ from the official
+    image of its Python image's Debian release, and installs infra/pglite from its lock (npm ci) before the tree."""
+    test = dockerfile.stages["test"]
+    release = dockerfile.global_args["PYTHON_IMAGE"].rsplit("-", 1)[1]  # python:3.11-slim-bookworm: bookworm
+    copies = [c for c in test.args("COPY") if c.startswith("--from=")]
+    sources = {c.split()[0].removeprefix("--from="): c.split()[1:] for c in copies}
+    node_images = [img for img in sources if img.startswith("node:")]
+    assert len(node_images) == 1, copies
+    match = re.fullmatch(r"node:(\d+)-(\w+)-slim", node_images[0])
+    assert match and int(match.group(1)) >= 20 and match.group(2) == release, node_images
+    assert any(c.split()[1:] == ["/usr/local/bin/node", "/usr/local/bin/node"] for c in copies)
+    runs = test.args("RUN")
+    assert any("npm --version" in r and "/usr/local/bin/npm" in r for r in runs)
+    installs = [i for i, (k, a) in enumerate(test.instructions) if k == "RUN" and "npm ci" in a]
+    assert len(installs) == 1 and "cd infra/pglite" in test.instructions[installs[0]][1]
+    assert ".mdpipe-installed" in test.instructions[installs[0]][1]  # the Makefile's stamp: `make test` skips it
+    lock_copy = next(
+        i for i, (k, a) in enumerate(test.instructions) if k == "COPY" and "infra/pglite/package-lock.json" in a
+    )
+    tree_copy = next(i for i, (k, a) in enumerate(test.instructions) if k == "COPY" and a.split()[-2:] == [".", "./"])
+    assert lock_copy < installs[0] < tree_copy  # the install layer is reused until the lock changes
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert "**/node_modules" in ignored  # a host's node_modules never lands over the image's
+
+
 def test_exposed_ports_are_the_compose_stage_ports(dockerfile: Any) -> None:
     import yaml
 

@@ -2,7 +2,8 @@
 wire-protocol front end infra/pglite/server.mjs; see infra/pglite_timescale.py) for the whole session.
 
 It is ONE database (the front end ignores the database name) migrated once in TimescaleDB mode; tests share it and
-keep to their own time ranges and event keys. The tier is skipped, with the reason, when Node is missing; a missing
+keep to their own time ranges and event keys (test_venue_upgrade.py, which needs a database at an older migration,
+starts a server of its own). The tier is skipped, with the reason, when Node is missing; a missing
 npm package (`make pglite-install`, which `make test` runs) is a failure that says so."""
 
 from __future__ import annotations

@@ -5,11 +5,9 @@ the 1-minute bars continuous aggregate refreshed by its policy job. Each test ke
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +21,7 @@ from sink.batch import Batch, Source
 from sink.migrate import HYPERTABLES, discover, migrate
 from sink.store import Store, WriteResult
 from tests.sink.conftest import expected_tables
+from tests.sink.test_readme_queries import _examples as readme_examples
 from tests.tsdb.conftest import TSDB, read_range, utc_ms
 from venues import default_name
 
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 LOAD_EVENTS = 3_000
 LOAD_LO, LOAD_HI = utc_ms(BASE_MS), utc_ms(BASE_MS + LOAD_EVENTS)
-BARS_COLUMNS = ["market", "bucket", "open", "high", "low", "close", "volume", "trades"]
+BARS_COLUMNS = ["venue", "market", "bucket", "open", "high", "low", "close", "volume", "trades"]
 
 
 def write(dsn: str, events: Sequence[Event], group: str = "tsdb") -> WriteResult:
@@ -53,10 +52,10 @@ def job_id(conn: psycopg.Connection[Any], proc: str, table: str) -> int:
     return int(row[0])
 
 
-def trade(key: str, market: str, ts: datetime, price: str, count: int) -> Trade:
+def trade(key: str, market: str, ts: datetime, price: str, count: int, venue: str | None = None) -> Trade:
     ms = int(ts.timestamp() * 1000)
     return Trade(
-        venue=default_name(),
+        venue=venue or default_name(),
         market=market,
         ts_ms=ms,
         recv_ns=ms * 1_000_000,
@@ -93,7 +92,7 @@ def test_every_migration_applies_in_timescale_mode_and_again_is_a_no_op(tsdb_mig
         }
         assert {t: tables.get(t) for t in HYPERTABLES} == dict.fromkeys(HYPERTABLES, True)
         variants = dict(conn.execute("SELECT version, variant FROM schema_migrations").fetchall())
-        assert variants[7] == "timescale"
+        assert variants[7] == "timescale" and variants[9] == "timescale"
         cagg = conn.execute(
             "SELECT materialized_only FROM timescaledb_information.continuous_aggregates WHERE view_name = 'bars_1m'"
         ).fetchone()
@@ -104,7 +103,7 @@ def test_every_migration_applies_in_timescale_mode_and_again_is_a_no_op(tsdb_mig
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'bars_1m'::regclass AND attnum > 0 ORDER BY attnum"
             )
         ]
-        assert cols == BARS_COLUMNS  # the plain-mode materialized view's columns (0007_bars.plain.sql)
+        assert cols == BARS_COLUMNS  # the plain-mode materialized view's columns (0008_venue_column.sql)
         policies = {r[0] for r in conn.execute("SELECT proc_name FROM timescaledb_information.jobs")}
         assert {"policy_compression", "policy_refresh_continuous_aggregate"} <= policies
         assert "policy_retention" not in policies  # retention is off by default: an archive keeps everything
@@ -210,23 +209,24 @@ def test_retention_is_off_by_default_and_its_job_drops_old_chunks_when_set(tsdb_
 
 
 # --- bars: continuous aggregate ---------------------------------------------------------------------------------
-def _ohlcv(trades: Sequence[Trade]) -> dict[tuple[str, datetime], list[Any]]:
-    want: dict[tuple[str, datetime], list[Any]] = {}
+def _ohlcv(trades: Sequence[Trade]) -> dict[tuple[str, str, datetime], list[Any]]:
+    want: dict[tuple[str, str, datetime], list[Any]] = {}
     for e in sorted(trades, key=lambda e: (e.ts_ms, e.event_key)):
         bucket = utc_ms(e.ts_ms // 60_000 * 60_000)
-        bar = want.setdefault((e.market, bucket), [e.yes_price, e.yes_price, e.yes_price, 0, 0, 0])
+        bar = want.setdefault((e.venue, e.market, bucket), [e.yes_price, e.yes_price, e.yes_price, 0, 0, 0])
         bar[1], bar[2], bar[3] = max(bar[1], e.yes_price), min(bar[2], e.yes_price), e.yes_price
         bar[4] += e.count
         bar[5] += 1
     return want
 
 
-def _bars(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> dict[tuple[str, datetime], list[Any]]:
+def _bars(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> dict[tuple[str, str, datetime], list[Any]]:
     rows = conn.execute(
-        "SELECT market, bucket, open, high, low, close, volume, trades FROM bars_1m WHERE bucket >= %s AND bucket < %s",
+        "SELECT venue, market, bucket, open, high, low, close, volume, trades FROM bars_1m"
+        " WHERE bucket >= %s AND bucket < %s",
         (lo, hi),
     ).fetchall()
-    return {(m, b): [o, h, low, c, v, n] for m, b, o, h, low, c, v, n in rows}
+    return {(vn, m, b): [o, h, low, c, v, n] for vn, m, b, o, h, low, c, v, n in rows}
 
 
 def test_bars_are_a_continuous_aggregate_refreshed_by_its_policy(tsdb_dsn: str) -> None:
@@ -236,13 +236,15 @@ def test_bars_are_a_continuous_aggregate_refreshed_by_its_policy(tsdb_dsn: str) 
     trades = []
     for i in range(120):
         ts = lo + timedelta(seconds=5 * (i // 2))  # pairs share a ts: open/close break the tie on event_key
-        trades.append(trade(f"bar:{i:03d}", f"KXBAR-{i % 3}", ts, f"0.{10 + (i * 37) % 80:02d}", 1 + i % 7))
+        venue = "venue-b" if i % 4 == 3 else None  # another venue's trades of the same markets: bars of their own
+        trades.append(trade(f"bar:{i:03d}", f"KXBAR-{i % 3}", ts, f"0.{10 + (i * 37) % 80:02d}", 1 + i % 7, venue))
     assert sum(write(tsdb_dsn, trades, group="tsdb-bars").rows.values()) == len(trades)
     with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
         assert _bars(conn, lo, hi) == {}  # materialized only: nothing before a refresh
         refresh = job_id(conn, "policy_refresh_continuous_aggregate", "bars_1m")
         conn.execute("CALL run_job(%s)", (refresh,))
         assert _bars(conn, lo, hi) == _ohlcv(trades)
+        assert {vn for vn, _, _ in _bars(conn, lo, hi)} == {default_name(), "venue-b"}
         # a late trade (a replay from an older offset) in an already materialized minute: the next run picks it up
         late = trade("bar:late", "KXBAR-0", lo + timedelta(minutes=2, seconds=1), "0.99", 50)
         assert sum(write(tsdb_dsn, [late], group="tsdb-bars").rows.values()) == 1
@@ -259,20 +261,16 @@ def test_bars_are_a_continuous_aggregate_refreshed_by_its_policy(tsdb_dsn: str) 
         assert _bars(conn, lo, hi) == _ohlcv([*trades, late])
 
 
-# --- the data dictionary's example queries -----------------------------------------------------------------------
-DOC = Path(__file__).resolve().parents[2] / "docs" / "data-layer.md"
+# --- the README's example queries ------------------------------------------------------------------------------
 PLAIN_REFRESH = "REFRESH MATERIALIZED VIEW bars_1m"
 
 
-def _examples() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
-
-
-@pytest.mark.parametrize("index", range(len(_examples())))
-def test_the_doc_example_queries_run_in_timescale_mode(tsdb_dsn: str, loaded: list[Event], index: int) -> None:
-    """docs/data-layer.md's queries (written for both modes; tests/sink/test_data_layer_doc.py runs them in plain
-    mode) on hypertables; the plain refresh of bars_1m is the continuous aggregate's refresh here."""
-    statements = [s.strip().rstrip(";") for s in _examples()[index].split(";\n") if s.strip()]
+@pytest.mark.parametrize("index", range(len(readme_examples())))
+def test_the_readme_example_queries_run_in_timescale_mode(tsdb_dsn: str, loaded: list[Event], index: int) -> None:
+    """The README's data-dictionary queries (written for both modes; tests/sink/test_readme_queries.py runs them in
+    plain mode) on hypertables and the bars continuous aggregate; the plain refresh of bars_1m is the continuous
+    aggregate's refresh here."""
+    statements = [s.strip().rstrip(";") for s in readme_examples()[index].split(";\n") if s.strip()]
     with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
         for statement in statements:
             if statement.startswith(PLAIN_REFRESH):
