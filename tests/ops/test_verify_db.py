@@ -270,8 +270,8 @@ def test_a_truth_file_without_its_record_fails_with_one_line(
 def test_a_venue_reads_only_its_own_rows(database: str, tmp_path: Path) -> None:
     """A database holding two venues (migration 0008): verify's reader, given one, sees only that venue's rows and
     books, exactly what it reads when that venue is alone."""
-    from mdpipe.verify_db import read_database
-    from mdpipe.verify_record import VenueRecord
+    from ops.verify_db import read_database
+    from ops.verify_record import VenueRecord
 
     venue = scenario(drop_market=False)
     venue.write(tmp_path / "truth.msgpack")
