@@ -18,7 +18,8 @@ What a venue provides, by stage:
   ``Event``;
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
 - emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
-  types, replies).
+  types, replies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
+  (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively.
 
 The event model and the sink's tables are shared by every venue and are not part of this interface.
 """
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
 from schemas.events import Event
 from schemas.raw import RawFrame
 
-__all__ = ["FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
+__all__ = ["EmulatorProfile", "FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
 
 FrameNormaliser = Callable[[RawFrame], Event]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
@@ -73,6 +75,24 @@ class VenueSession(Protocol):
     def flush(self, now_ns: int) -> None: ...
     def add_markets(self, tickers: list[str]) -> None: ...
     def remove_markets(self, tickers: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EmulatorProfile:
+    """A venue's protocol as the emulator's server (``venue_sim.server.SimServer``) hosts it.
+
+    ``session_factory(conn_id)`` returns one connection's server session (the duck type of
+    ``venue_sim.protocol.ServerSession``: ``receive_text``, ``deliver``, ``data_to_send``, the fault fields, ``end``,
+    ``redelivered``) which writes the venue's record itself; ``ws_path`` is the WebSocket path it is served on;
+    ``rest_routes`` maps a REST path to ``query -> JSON body`` (served under the same rate limit as the native routes);
+    ``observe(events)`` sees every batch the emulator generates, before any connection does, whether or not one is
+    open (a profile that mirrors the venue's books must not miss a batch).
+    """
+
+    ws_path: str
+    session_factory: Callable[[int], Any]
+    rest_routes: dict[str, Callable[[dict[str, str]], bytes]] = field(default_factory=dict)
+    observe: Callable[[list[Any]], Any] | None = None
 
 
 class Venue(ABC):
@@ -119,3 +139,9 @@ class Venue(ABC):
     @abstractmethod
     def emulator_wire(self) -> ModuleType:
         """The module of wire formats the emulator speaks for this venue (channel names, envelope types, replies)."""
+
+    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
+        """The venue's protocol profile for the emulator over its market table ``markets`` (``seed``: the run's
+        seed, ``sub_cap``: a connection's subscription cap, 0 = the venue's own; ``recorder``: where sessions write
+        the venue record, None = no record); None (the default) = the emulator's native protocol."""
+        return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.interface import EmulatorProfile, FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
 
 __all__ = ["NoAuth", "Polymarket"]
 
@@ -80,3 +80,8 @@ class Polymarket(Venue):
         from venues.polymarket import emulator
 
         return emulator
+
+    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
+        from venues.polymarket.emulator import emulator_profile
+
+        return emulator_profile(seed, markets, sub_cap=sub_cap, recorder=recorder)
