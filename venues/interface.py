@@ -13,7 +13,9 @@ What a venue provides, by stage:
   ``ingest.connection`` as :class:`VenueSession` describes), :meth:`Venue.keyer` (the event-key state shared by a
   gatherer's sessions), :meth:`Venue.session_stats` (the plain counters the gatherer exports), :meth:`Venue.signer`
   (authentication headers for the WebSocket upgrade and REST), :attr:`Venue.channels` (its market-data channels,
-  the default of ``gather.channels``);
+  the default of ``gather.channels``), :meth:`Venue.discovery` (a sans-I/O listing walk whose result is the groups of
+  markets to hold, each group on one connection; None = the gatherer's built-in listing of the default venue's REST
+  API), :attr:`Venue.max_markets_per_connection` (the venue's own cap, 0 = none);
 - dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
   ``Event``;
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
@@ -35,7 +37,7 @@ from typing import Any, Protocol
 from schemas.events import Event
 from schemas.raw import RawFrame
 
-__all__ = ["EmulatorProfile", "FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
+__all__ = ["Discovery", "EmulatorProfile", "FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
 
 FrameNormaliser = Callable[[RawFrame], Event]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
@@ -50,6 +52,17 @@ class Signer(Protocol):
     def headers(self, ts_ms: int | None = None, method: str = "GET", path: str = ...) -> dict[str, str]: ...
 
 
+class Discovery(Protocol):
+    """One discovery pass of a venue, sans I/O: the gatherer GETs each :meth:`next_url` (paced, 429-aware) and gives
+    the body to :meth:`feed` (``SchemaError`` on a malformed body) until :meth:`next_url` returns None; then
+    :meth:`groups` are the markets to hold, each group (e.g. the tokens of one question) placed on one connection.
+    A pass that fails part-way releases nothing."""
+
+    def next_url(self) -> str | None: ...
+    def feed(self, body: bytes) -> Any: ...
+    def groups(self) -> list[list[str]]: ...
+
+
 class VenueSession(Protocol):
     """The sans-I/O protocol state of one gatherer connection, as the I/O layer and the gatherer drive it.
 
@@ -57,7 +70,8 @@ class VenueSession(Protocol):
     (bytes + receive time), sends what :meth:`data_to_send` returns (``outbox`` is that same list, read directly
     on the fastest path) and calls :meth:`disconnected` when the socket drops; the gatherer calls :meth:`tick` a
     few times a second, :meth:`probe` when the connection is silent, :meth:`flush` at shutdown, and
-    :meth:`add_markets`/:meth:`remove_markets` as discovery decides.
+    :meth:`add_markets`/:meth:`remove_markets` as discovery decides. A session may set ``needs_reconnect`` (e.g. a
+    heartbeat went unanswered): the gatherer's watchdog then closes the connection, which reconnects.
     """
 
     conn_id: int
@@ -103,6 +117,7 @@ class Venue(ABC):
     lifecycle_channel: str = ""  # the unfiltered channel that announces markets ("" = none)
     # The venue a config without ``venue.name`` means: exactly one venue package says so.
     default: bool = False
+    max_markets_per_connection: int = 0  # the venue's cap on one connection's markets (0: none of its own)
 
     # -- gatherer ------------------------------------------------------------------------------
     @abstractmethod
@@ -119,6 +134,11 @@ class Venue(ABC):
     @abstractmethod
     def session_stats(self) -> Any:
         """The plain integer counters one gatherer's sessions share and the gatherer exports."""
+
+    def discovery(self, rest_url: str, page_limit: int) -> Discovery | None:
+        """A new discovery pass against ``rest_url`` (pages of ``page_limit``); None (the default) = the gatherer's
+        built-in listing (``ingest.registry``: statuses, lifecycle, look-ups by ticker)."""
+        return None
 
     @abstractmethod
     def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
