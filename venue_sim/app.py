@@ -205,7 +205,8 @@ class VenueSim:
 
     @property
     def rest_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}/trade-api/v2"
+        base = "/trade-api/v2" if self.profile is None else self.profile.rest_base
+        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}{base}"
 
     @property
     def ws_url(self) -> str:

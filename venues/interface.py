@@ -98,7 +98,8 @@ class EmulatorProfile:
     ``session_factory(conn_id)`` returns one connection's server session (the duck type of
     ``venue_sim.protocol.ServerSession``: ``receive_text``, ``deliver``, ``data_to_send``, the fault fields, ``end``,
     ``redelivered``) which writes the venue's record itself; ``ws_path`` is the WebSocket path it is served on;
-    ``rest_routes`` maps a REST path to ``query -> JSON body`` (served under the same rate limit as the native routes);
+    ``rest_routes`` maps a REST path to ``query -> JSON body`` (served under the same rate limit as the native routes)
+    and ``rest_base`` is the path a client's REST base URL ends with ("" = the server's root);
     ``observe(events)`` sees every batch the emulator generates, before any connection does, whether or not one is
     open (a profile that mirrors the venue's books must not miss a batch).
     """
@@ -107,6 +108,7 @@ class EmulatorProfile:
     session_factory: Callable[[int], Any]
     rest_routes: dict[str, Callable[[dict[str, str]], bytes]] = field(default_factory=dict)
     observe: Callable[[list[Any]], Any] | None = None
+    rest_base: str = ""
 
 
 class Venue(ABC):

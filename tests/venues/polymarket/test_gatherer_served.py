@@ -61,7 +61,7 @@ def test_gatherer_discovers_and_captures_the_venue(tmp_path: Path, kafka_bootstr
 
     async def scenario() -> Gatherer:
         await sim.start()
-        venue = VenueConfig(name="polymarket", rest_url=f"http://127.0.0.1:{sim.port}", ws_url=sim.ws_url, auth=False)
+        venue = VenueConfig(name="polymarket", rest_url=sim.rest_url, ws_url=sim.ws_url, auth=False)
         gather = GatherConfig(
             markets_per_connection=PER_CONNECTION,
             discovery_interval_s=1.0,

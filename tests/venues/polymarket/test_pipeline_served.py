@@ -82,7 +82,7 @@ def test_gatherer_dedup_sink_books_equal_the_emulators(mdpipe_config: Config, tm
 
     async def scenario() -> None:
         await sim.start()
-        venue = VenueConfig(name="polymarket", rest_url=f"http://127.0.0.1:{sim.port}", ws_url=sim.ws_url, auth=False)
+        venue = VenueConfig(name="polymarket", rest_url=sim.rest_url, ws_url=sim.ws_url, auth=False)
         gather = GatherConfig(discovery_interval_s=5.0, backoff_initial_s=0.1, backoff_max_s=1.0, ws_client="picows")
         producer = RawProducer(producer_config(config.kafka, linger_ms=5), Spool(tmp_path / "spool", 1 << 30))
         g = Gatherer(

@@ -46,7 +46,8 @@ def test_sim_serves_the_venue_protocol_discovery_and_record(tmp_path: Path) -> N
         sim = VenueSim(section, SimOptions(), venue="polymarket")
         await sim.start()
         assert sim.ws_url.endswith("/ws/market")
-        pager = Pager("gamma", base_url=f"http://127.0.0.1:{sim.port}", limit=2)  # 3 pages for 5 markets
+        assert sim.rest_url == f"http://127.0.0.1:{sim.port}"  # the Gamma base: the keyset route is at the root
+        pager = Pager("gamma", base_url=sim.rest_url, limit=2)  # 3 pages for 5 markets
         markets = []
         while (url := pager.next_url()) is not None:
             markets += pager.feed(await asyncio.to_thread(_get, url))
@@ -90,5 +91,5 @@ def test_sim_serves_the_venue_protocol_discovery_and_record(tmp_path: Path) -> N
 
 def test_default_venue_keeps_the_native_protocol() -> None:
     sim = VenueSim(SimConfig(port=0, auth=False, markets=2), SimOptions())
-    assert sim.profile is None
+    assert sim.profile is None and sim.rest_url.endswith("/trade-api/v2")
     assert sim.server.ws_path == NATIVE_WS_PATH and sim.server.session_factory is None
