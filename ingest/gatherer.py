@@ -68,10 +68,11 @@ from ingest.shards import ShardPlan
 from ingest.tls import client_context
 from mdpipe.config import GatherConfig, VenueConfig
 from mdpipe.logging import get_logger
+from schemas.codec import SchemaError
 from schemas.dlq import DeadLetter, encode_dead_letter
 from schemas.markets import MarketRef, encode_market
 from venues import default_name, get_venue
-from venues.interface import Signer, VenueSession
+from venues.interface import Discovery, Signer, VenueSession
 
 __all__ = ["DISCOVERY_PAGE", "Gatherer"]
 
@@ -131,8 +132,10 @@ class Gatherer:
         self.markets_topic = markets_topic
         self.discover = discover
         self.registry = MarketRegistry(opts.rest_lag_s)
-        self.plan = ShardPlan(opts.markets_per_connection)
-        self.venue = get_venue(venue.name or default_name())  # the venue package: sessions, keys, stats
+        self.venue = get_venue(venue.name or default_name())  # the venue package: sessions, keys, stats, discovery
+        cap = self.venue.max_markets_per_connection
+        self.plan = ShardPlan(min(opts.markets_per_connection, cap) if cap else opts.markets_per_connection)
+        self._discovery_page = discovery_page
         self.keyer = self.venue.keyer(int(opts.key_horizon_s * 1000))
         self._lifecycle_keys = RecentKeys(100_000)
         self.stats = self.venue.session_stats()
@@ -296,7 +299,14 @@ class Gatherer:
         m.RECONNECTS.labels(self.gid, reason.split(":")[0][:40] or "closed").inc()
 
     def add_markets(self, tickers: list[str]) -> None:
-        for index, placed in self.plan.assign(tickers).items():
+        self._place(self.plan.assign(tickers))
+
+    def add_market_groups(self, groups: list[list[str]]) -> None:
+        """Hold each group's markets together on one connection (e.g. both tokens of one question)."""
+        self._place(self.plan.assign_groups(groups))
+
+    def _place(self, placement: dict[int, list[str]]) -> None:
+        for index, placed in placement.items():
             conn = self._connection(index)
             conn.session.add_markets(placed)
             conn.poke()
@@ -382,6 +392,9 @@ class Gatherer:
            no status filter); only a look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`). A
            failing batch is retried by the next call, the batches before it are not.
         """
+        walk = self.venue.discovery(self.venue_config.rest_url, self._discovery_page)
+        if walk is not None:
+            return await self._discover_via_venue(walk)
         p = self._pass
         if p is None:
             self.registry.prune(time.time_ns())
@@ -438,6 +451,37 @@ class Gatherer:
             attempts=p.attempts,
         )
         return len(p.seen)
+
+    async def _discover_via_venue(self, walk: Discovery) -> int:
+        """One pass of the venue's own discovery (:meth:`venues.interface.Venue.discovery`): every page through the
+        paced REST client, then hold the groups it lists and release held markets it no longer lists. A failing page
+        raises before anything is released (the next pass starts over)."""
+        pages = 0
+        while (url := walk.next_url()) is not None:
+            try:
+                body = await self.rest.get(url, purpose="listing")
+            except DiscoveryError as exc:
+                code = http_status(exc)
+                if code is not None and code in REFUSED_STATUSES:
+                    self.auth_refusals.refused("rest", time.monotonic(), refusal_detail(exc, code))
+                raise
+            self.auth_refusals.accepted("rest")
+            try:
+                walk.feed(body)
+            except SchemaError as exc:
+                raise DiscoveryError(f"GET {url}: bad body: {exc}") from None
+            pages += 1
+        groups = walk.groups()
+        listed = {market for group in groups for market in group}
+        self.add_market_groups(groups)
+        gone = [market for market in self.plan.conn_of if market not in listed]
+        if gone:
+            self.remove_markets(gone)
+        self.discoveries += 1
+        self._log.info(
+            "discovery_done", listed=len(listed), held=len(self.plan.conn_of), released=len(gone), pages=pages
+        )
+        return len(listed)
 
     async def _discovery_step(self) -> float:
         try:
@@ -654,6 +698,10 @@ class Gatherer:
             if not conn.up:
                 continue
             conn.session.tick(now)
+            if getattr(conn.session, "needs_reconnect", False):  # the session's own verdict (e.g. heartbeat unanswered)
+                self._log.warning("ws_session_reconnect", conn=conn.session.conn_id)
+                await conn.kill("session")
+                continue
             verdict = self._silence_verdict(conn, now)
             if verdict == "probe":
                 if conn.session.probe(now):
@@ -693,7 +741,7 @@ class Gatherer:
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
         # started by _connection() now that running is set; the lifecycle channel always rides two connections (the
         # second may hold no market), so one connection dropping leaves its waiting lifecycle messages covered
-        self._connection(max(0, LIFECYCLE_CONNECTIONS - 1))
+        self._connection(max(0, LIFECYCLE_CONNECTIONS - 1) if self.venue.lifecycle_channel else 0)
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))
         self._tasks.append(asyncio.create_task(self._broker_loop(), name="gather-broker"))

@@ -22,13 +22,15 @@ when the venue sends one (seconds or HTTP date), else exponential backoff with j
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -41,7 +43,7 @@ from ingest.tls import client_context, report_untrusted, untrusted
 from mdpipe.logging import get_logger
 from venues.interface import Signer
 
-__all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_markets_page"]
+__all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_body", "fetch_markets_page"]
 
 log = get_logger(__name__)
 
@@ -66,6 +68,37 @@ class RateLimited(DiscoveryError):
         self.retry_after = retry_after
 
 
+def fetch_body(
+    url: str,
+    *,
+    signer: Signer | None = None,
+    timeout: float = 30.0,
+    context: ssl.SSLContext | None = None,
+    ca_file: str = "",
+) -> bytes:
+    """The body of ``GET url`` (blocking), signed by ``signer``; :class:`RateLimited` on 429, :class:`DiscoveryError`
+    on any other failure. ``context`` verifies ``https://`` (default: system)."""
+    headers = {"Accept": "application/json"}
+    if signer is not None:
+        headers.update(signer.headers(method="GET", path=urlsplit(url).path))
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 429:
+            wait = retry_after_s(exc.headers.get("Retry-After") if exc.headers else None, time.time())
+            raise RateLimited(f"GET {url}: HTTP 429 Too Many Requests", retry_after=wait) from None
+        raise DiscoveryError(f"GET {url}: HTTP {exc.code} {exc.reason}", status=exc.code) from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+        error = untrusted(exc)
+        if error is not None:
+            report_untrusted(url, ca_file, error, "rest")
+            message = getattr(error, "verify_message", "") or str(error)
+            raise DiscoveryError(f"GET {url}: TLS: venue certificate not trusted ({message})") from None
+        raise DiscoveryError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+
+
 def fetch_markets_page(
     rest_url: str,
     *,
@@ -87,25 +120,7 @@ def fetch_markets_page(
     if tickers:
         query["tickers"] = ",".join(tickers)
     url = f"{rest_url.rstrip('/')}/markets?{urllib.parse.urlencode(query)}"
-    headers = {"Accept": "application/json"}
-    if signer is not None:
-        headers.update(signer.headers(method="GET", path=urlsplit(url).path))
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 429:
-            wait = retry_after_s(exc.headers.get("Retry-After") if exc.headers else None, time.time())
-            raise RateLimited(f"GET {url}: HTTP 429 Too Many Requests", retry_after=wait) from None
-        raise DiscoveryError(f"GET {url}: HTTP {exc.code} {exc.reason}", status=exc.code) from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
-        error = untrusted(exc)
-        if error is not None:
-            report_untrusted(url, ca_file, error, "rest")
-            message = getattr(error, "verify_message", "") or str(error)
-            raise DiscoveryError(f"GET {url}: TLS: venue certificate not trusted ({message})") from None
-        raise DiscoveryError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+    body = fetch_body(url, signer=signer, timeout=timeout, context=context, ca_file=ca_file)
     try:
         return _page.decode(body)
     except msgspec.DecodeError as exc:
@@ -183,6 +198,32 @@ class RestClient:
     ) -> RestPage:
         """One page of ``GET /markets`` within the request rate, retried after 429 pauses (``purpose`` labels the
         request metric: listing, lookup or refresh)."""
+        fetch = functools.partial(
+            fetch_markets_page,
+            rest_url,
+            status=status,
+            cursor=cursor,
+            limit=self.limit,
+            tickers=tickers,
+            signer=self.signer,
+            timeout=self.timeout,
+            context=self.context(rest_url),
+            ca_file=self.ca_file,
+        )
+        page: RestPage = await self._paced(fetch, purpose=purpose, cursor=cursor)
+        return page
+
+    async def get(self, url: str, *, purpose: str) -> bytes:
+        """The body of ``GET url`` within the same request rate and 429 pauses as the listings (a venue's own
+        discovery, :meth:`venues.interface.Venue.discovery`)."""
+        fetch = functools.partial(
+            fetch_body, url, signer=self.signer, timeout=self.timeout, context=self.context(url), ca_file=self.ca_file
+        )
+        body: bytes = await self._paced(fetch, purpose=purpose, cursor=urlsplit(url).query)
+        return body
+
+    async def _paced(self, fetch: Callable[[], Any], *, purpose: str, cursor: str) -> Any:
+        """``fetch()`` in a thread at this client's pace, retried after 429 pauses."""
         loop = asyncio.get_running_loop()
         attempts = 0
         while True:
@@ -190,18 +231,7 @@ class RestClient:
             self.requests += 1
             m.REST_REQUESTS.labels(self.gatherer, purpose).inc()
             try:
-                page = await asyncio.to_thread(
-                    fetch_markets_page,
-                    rest_url,
-                    status=status,
-                    cursor=cursor,
-                    limit=self.limit,
-                    tickers=tickers,
-                    signer=self.signer,
-                    timeout=self.timeout,
-                    context=self.context(rest_url),
-                    ca_file=self.ca_file,
-                )
+                result = await asyncio.to_thread(fetch)
             except RateLimited as exc:
                 attempts += 1
                 self.rate_limited += 1
@@ -226,4 +256,4 @@ class RestClient:
                     raise
                 continue
             self._delays = None
-            return page
+            return result

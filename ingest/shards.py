@@ -1,7 +1,9 @@
 """Sharding of markets over WebSocket connections (sans-I/O): which connection holds which market.
 
 A new market goes to the first connection with spare room (``per_connection``), else to a new connection;
-a released market frees its slot. Connection 0 always exists (it also carries the lifecycle channel).
+a released market frees its slot. Connection 0 always exists (it also carries the lifecycle channel). Groups of
+markets that must share a connection (:meth:`ShardPlan.assign_groups`, e.g. the two tokens of one question) go
+whole to the first connection with room for the whole group.
 """
 
 from __future__ import annotations
@@ -51,4 +53,25 @@ class ShardPlan:
             self.sizes[i] -= 1
             self._first_free = min(self._first_free, i)
             out.setdefault(i, []).append(t)
+        return out
+
+    def assign_groups(self, groups: list[list[str]]) -> dict[int, list[str]]:
+        """Place each group's new markets together on the first connection with room for all of them (a group
+        larger than ``per_connection`` is split into pieces that fit); returns connection index -> markets placed."""
+        out: dict[int, list[str]] = {}
+        for group in groups:
+            new = list(dict.fromkeys(t for t in group if t not in self.conn_of))
+            for start in range(0, len(new), self.per_connection):
+                piece = new[start : start + self.per_connection]
+                i = self._first_free
+                while i < len(self.sizes) and self.sizes[i] + len(piece) > self.per_connection:
+                    i += 1
+                if i == len(self.sizes):
+                    self.sizes.append(0)
+                self.sizes[i] += len(piece)
+                for t in piece:
+                    self.conn_of[t] = i
+                out.setdefault(i, []).extend(piece)
+                while self._first_free < len(self.sizes) and self.sizes[self._first_free] >= self.per_connection:
+                    self._first_free += 1
         return out

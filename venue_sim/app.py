@@ -52,6 +52,7 @@ from venue_sim.rest_limit import RETRY_AFTER_FORMS, RetryAfterForm
 from venue_sim.server import ServerSettings, SimServer
 from venue_sim.tls import TlsFiles, make_certificates, server_context
 from venue_sim.truth import TruthEvent, TruthWriter
+from venues import default_name, get_venue
 from venues.kalshi.emulator_wire import CH_EVENT_LIFECYCLE
 
 __all__ = ["SimOptions", "VenueSim"]
@@ -106,10 +107,12 @@ CHECKPOINT_CHUNK = 2000  # checkpoint books rendered into the record per generat
 class VenueSim:
     """A running emulated venue."""
 
-    def __init__(self, sim: SimConfig, options: SimOptions | None = None) -> None:
+    def __init__(self, sim: SimConfig, options: SimOptions | None = None, *, venue: str = "") -> None:
         """``sim``: the emulator's config section (markets, rate, port, auth, behaviours...; `mdpipe sim` folds its
-        flags into it); ``options``: this run's own knobs (address, faults, TLS, ...)."""
+        flags into it); ``options``: this run's own knobs (address, faults, TLS, ...); ``venue``: the venue whose
+        protocol is served (``venue.name``; "" = the default venue), through its ``Venue.emulator`` profile."""
         self.sim = sim
+        self.venue = get_venue(venue or default_name())
         self.options = options = options if options is not None else SimOptions()
         base = options.base_ts_ms or int(time.time() * 1000)
         self.markets = MarketTable(sim.markets, sim.seed, base, rest_lag_ms=int(sim.rest_lag_s * 1000))
@@ -160,6 +163,21 @@ class VenueSim:
             rest_burst=options.rest_burst,
             rest_retry_after=options.rest_retry_after,
         )
+        # the venue's protocol profile (None: the native protocol of venue_sim.protocol); one per run, shared by all
+        # connections, with the same market table, seed and recorder as the native sessions
+        self.profile = self.venue.emulator(
+            seed=sim.seed, markets=self.markets, sub_cap=sim.sub_cap, recorder=self.recorder
+        )
+        self._observe = self.profile.observe if self.profile is not None else None
+        hosted = (
+            {}
+            if self.profile is None
+            else {
+                "session_factory": self.profile.session_factory,
+                "ws_path": self.profile.ws_path,
+                "rest_routes": self.profile.rest_routes,
+            }
+        )
         self.server = SimServer(
             settings,
             self.markets,
@@ -168,6 +186,7 @@ class VenueSim:
             last_id=self._last_id,
             venue_ms=self.venue_ms,
             recorder=self.recorder,
+            **hosted,
         )
         self.faults = Faults(self)
         self.schedule: list[FaultSpec] = parse_faults(options.faults) if options.faults else []
@@ -186,11 +205,12 @@ class VenueSim:
 
     @property
     def rest_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}/trade-api/v2"
+        base = "/trade-api/v2" if self.profile is None else self.profile.rest_base
+        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}{base}"
 
     @property
     def ws_url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://{self.options.host}:{self.port}/trade-api/ws/v2"
+        return f"{'wss' if self.tls else 'ws'}://{self.options.host}:{self.port}{self.server.ws_path}"
 
     @property
     def ca_file(self) -> str:
@@ -285,6 +305,8 @@ class VenueSim:
                 else:  # event-level message: its "market" is the event ticker
                     name = markets.event_ticker(ev[2])
                     truth.write(TruthEvent(ev[0], "lifecycle", name, ev[3], gen_ns, ev[4].encode(), WIRE_TYPES[ch]))
+        if self._observe is not None:  # the venue profile's mirror sees every batch, connections or not
+            self._observe(events)
         self.server.broadcast(events)
 
     def _drain_facts(self) -> None:

@@ -42,6 +42,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(truth.msgpack -> truth.record.msgpack). Defaults come from the [sim] config section.",
     )
     p.add_argument("--markets", type=int, help="number of markets listed at start (default: sim.markets)")
+    p.add_argument(
+        "--venue",
+        help="the venue whose protocol is served (one of the venues/ folders; default: venue.name)",
+    )
     p.add_argument("--rate", type=float, help="aggregate venue events per second (default: sim.rate)")
     p.add_argument("--port", type=int, help="TCP port for REST and WebSocket; 0 = a free port (default: sim.port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -191,6 +195,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from venue_sim.app import SimOptions, VenueSim
     from venue_sim.faults import parse_faults
     from venue_sim.metrics import register
+    from venues import UnknownVenue, get_venue
 
     sc = config.sim
 
@@ -201,6 +206,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
     public_key = pick(args.public_key, sc.public_key_path)
     if auth and not public_key:
         raise ConfigError("sim: auth is on but no --public-key (sim.public_key_path) given; pass --no-auth to disable")
+    if args.venue:
+        try:
+            get_venue(args.venue)
+        except UnknownVenue as exc:
+            raise ConfigError(f"sim --venue: {exc}") from None
     if args.faults:
         try:
             parse_faults(args.faults)
@@ -254,7 +264,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     async def main() -> int:
         try:
-            sim = VenueSim(section, options)
+            sim = VenueSim(section, options, venue=args.venue or config.venue.name)
         except ValueError as exc:
             raise ConfigError(f"sim: {exc}") from None
         await sim.start()

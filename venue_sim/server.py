@@ -264,12 +264,14 @@ class SimServer:
         recorder: Recorder | None = None,
         session_factory: Callable[[int], Any] | None = None,
         ws_path: str = WS_PATH,
+        rest_routes: dict[str, Callable[[dict[str, str]], bytes]] | None = None,
     ) -> None:
         self.settings = settings
         # Another venue's protocol profile: a factory of server sessions with ServerSession's duck type (a venue's
         # ``emulator`` module provides one), served on that venue's WebSocket path.
         self.session_factory = session_factory
         self.ws_path = ws_path
+        self.rest_routes = rest_routes or {}  # the profile's own REST paths: query -> JSON body
         self.markets = markets
         self.books = books
         self._admin = admin
@@ -334,7 +336,7 @@ class SimServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if path == self.ws_path:
             return self._check_upgrade(request)
-        if path.startswith(f"{REST_PREFIX}/"):
+        if path.startswith(f"{REST_PREFIX}/") or path in self.rest_routes:
             who = request.headers.get("KALSHI-ACCESS-KEY", "") or str(conn.remote_address[0])
             response = self._rest(who, path, query)
             self.rest_requests += 1
@@ -356,6 +358,9 @@ class SimServer:
             if refused is not None:
                 return _json_response(429, {"error": "too many requests"}, refused)
         try:
+            route = self.rest_routes.get(path)
+            if route is not None:
+                return _json_response(200, route(query))
             if path == f"{REST_PREFIX}/markets":
                 return self._rest_markets(query)
             if path == f"{REST_PREFIX}/markets/orderbooks":

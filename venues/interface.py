@@ -13,12 +13,15 @@ What a venue provides, by stage:
   ``ingest.connection`` as :class:`VenueSession` describes), :meth:`Venue.keyer` (the event-key state shared by a
   gatherer's sessions), :meth:`Venue.session_stats` (the plain counters the gatherer exports), :meth:`Venue.signer`
   (authentication headers for the WebSocket upgrade and REST), :attr:`Venue.channels` (its market-data channels,
-  the default of ``gather.channels``);
+  the default of ``gather.channels``), :meth:`Venue.discovery` (a sans-I/O listing walk whose result is the groups of
+  markets to hold, each group on one connection; None = the gatherer's built-in listing of the default venue's REST
+  API), :attr:`Venue.max_markets_per_connection` (the venue's own cap, 0 = none);
 - dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
   ``Event``;
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
 - emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
-  types, replies).
+  types, replies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
+  (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively.
 
 The event model and the sink's tables are shared by every venue and are not part of this interface.
 """
@@ -27,13 +30,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
 from schemas.events import Event
 from schemas.raw import RawFrame
 
-__all__ = ["FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
+__all__ = ["Discovery", "EmulatorProfile", "FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
 
 FrameNormaliser = Callable[[RawFrame], Event]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
@@ -48,6 +52,17 @@ class Signer(Protocol):
     def headers(self, ts_ms: int | None = None, method: str = "GET", path: str = ...) -> dict[str, str]: ...
 
 
+class Discovery(Protocol):
+    """One discovery pass of a venue, sans I/O: the gatherer GETs each :meth:`next_url` (paced, 429-aware) and gives
+    the body to :meth:`feed` (``SchemaError`` on a malformed body) until :meth:`next_url` returns None; then
+    :meth:`groups` are the markets to hold, each group (e.g. the tokens of one question) placed on one connection.
+    A pass that fails part-way releases nothing."""
+
+    def next_url(self) -> str | None: ...
+    def feed(self, body: bytes) -> Any: ...
+    def groups(self) -> list[list[str]]: ...
+
+
 class VenueSession(Protocol):
     """The sans-I/O protocol state of one gatherer connection, as the I/O layer and the gatherer drive it.
 
@@ -55,7 +70,8 @@ class VenueSession(Protocol):
     (bytes + receive time), sends what :meth:`data_to_send` returns (``outbox`` is that same list, read directly
     on the fastest path) and calls :meth:`disconnected` when the socket drops; the gatherer calls :meth:`tick` a
     few times a second, :meth:`probe` when the connection is silent, :meth:`flush` at shutdown, and
-    :meth:`add_markets`/:meth:`remove_markets` as discovery decides.
+    :meth:`add_markets`/:meth:`remove_markets` as discovery decides. A session may set ``needs_reconnect`` (e.g. a
+    heartbeat went unanswered): the gatherer's watchdog then closes the connection, which reconnects.
     """
 
     conn_id: int
@@ -75,6 +91,26 @@ class VenueSession(Protocol):
     def remove_markets(self, tickers: list[str]) -> None: ...
 
 
+@dataclass(frozen=True)
+class EmulatorProfile:
+    """A venue's protocol as the emulator's server (``venue_sim.server.SimServer``) hosts it.
+
+    ``session_factory(conn_id)`` returns one connection's server session (the duck type of
+    ``venue_sim.protocol.ServerSession``: ``receive_text``, ``deliver``, ``data_to_send``, the fault fields, ``end``,
+    ``redelivered``) which writes the venue's record itself; ``ws_path`` is the WebSocket path it is served on;
+    ``rest_routes`` maps a REST path to ``query -> JSON body`` (served under the same rate limit as the native routes)
+    and ``rest_base`` is the path a client's REST base URL ends with ("" = the server's root);
+    ``observe(events)`` sees every batch the emulator generates, before any connection does, whether or not one is
+    open (a profile that mirrors the venue's books must not miss a batch).
+    """
+
+    ws_path: str
+    session_factory: Callable[[int], Any]
+    rest_routes: dict[str, Callable[[dict[str, str]], bytes]] = field(default_factory=dict)
+    observe: Callable[[list[Any]], Any] | None = None
+    rest_base: str = ""
+
+
 class Venue(ABC):
     """One venue as the stages see it (see module docstring). Subclasses set ``name`` and ``channels``."""
 
@@ -83,6 +119,7 @@ class Venue(ABC):
     lifecycle_channel: str = ""  # the unfiltered channel that announces markets ("" = none)
     # The venue a config without ``venue.name`` means: exactly one venue package says so.
     default: bool = False
+    max_markets_per_connection: int = 0  # the venue's cap on one connection's markets (0: none of its own)
 
     # -- gatherer ------------------------------------------------------------------------------
     @abstractmethod
@@ -99,6 +136,11 @@ class Venue(ABC):
     @abstractmethod
     def session_stats(self) -> Any:
         """The plain integer counters one gatherer's sessions share and the gatherer exports."""
+
+    def discovery(self, rest_url: str, page_limit: int) -> Discovery | None:
+        """A new discovery pass against ``rest_url`` (pages of ``page_limit``); None (the default) = the gatherer's
+        built-in listing (``ingest.registry``: statuses, lifecycle, look-ups by ticker)."""
+        return None
 
     @abstractmethod
     def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
@@ -119,3 +161,9 @@ class Venue(ABC):
     @abstractmethod
     def emulator_wire(self) -> ModuleType:
         """The module of wire formats the emulator speaks for this venue (channel names, envelope types, replies)."""
+
+    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
+        """The venue's protocol profile for the emulator over its market table ``markets`` (``seed``: the run's
+        seed, ``sub_cap``: a connection's subscription cap, 0 = the venue's own; ``recorder``: where sessions write
+        the venue record, None = no record); None (the default) = the emulator's native protocol."""
+        return None

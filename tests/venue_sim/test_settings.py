@@ -10,20 +10,26 @@ import msgspec
 import pytest
 
 import venue_sim.app
+import venues
 from mdpipe.config import Config, ConfigError, SimConfig
 from venue_sim import cli as sim_cli
 
 
-def _started_with(args: list[str], monkeypatch: pytest.MonkeyPatch, config: Config | None = None) -> tuple[Any, Any]:
+def _started_with(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, config: Config | None = None, venue: list[str] | None = None
+) -> tuple[Any, Any]:
     parser = argparse.ArgumentParser()
     sim_cli.add_parser(parser.add_subparsers())
     got: list[tuple[Any, Any]] = []
+    venue_seen = venue
 
     class Stop(Exception):
         pass
 
-    def capture(section: SimConfig, options: Any = None) -> None:
+    def capture(section: SimConfig, options: Any = None, *, venue: str = "") -> None:
         got.append((section, options))
+        if venue_seen is not None:
+            venue_seen.append(venue)
         raise Stop
 
     monkeypatch.setattr(venue_sim.app, "VenueSim", capture)
@@ -48,3 +54,16 @@ def test_flags_go_into_the_section_and_leave_the_rest_alone(monkeypatch: pytest.
 def test_a_flag_outside_the_settings_range_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="flap_share"):
         _started_with(["--no-auth", "--flap-share", "1.5"], monkeypatch)
+
+
+def test_the_venue_served_is_the_flag_else_the_config_venue(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = next(n for n in venues.names() if n != venues.default_name())
+    seen: list[str] = []
+    _started_with(["--no-auth"], monkeypatch, venue=seen)
+    _started_with(["--no-auth", "--venue", other], monkeypatch, venue=seen)
+    assert seen == [venues.default_name(), other]
+
+
+def test_an_unknown_venue_is_a_config_error_naming_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="known venues"):
+        _started_with(["--no-auth", "--venue", "nosuchvenue"], monkeypatch)

@@ -43,6 +43,7 @@ __all__ = [
     "Market",
     "Pager",
     "Token",
+    "Walk",
     "assets_by_condition",
     "parse_clob_page",
     "parse_gamma_page",
@@ -240,3 +241,31 @@ class Pager:
 def assets_by_condition(markets: list[Market]) -> dict[str, list[str]]:
     """Token ids to subscribe, grouped by condition (tradable markets only; venue outcome order)."""
     return {m.condition_id: [t.token_id for t in m.tokens] for m in markets if m.tradable and m.tokens}
+
+
+class Walk:
+    """One discovery pass as the gatherer drives it (:class:`venues.interface.Discovery`): a :class:`Pager` walk
+    whose :meth:`groups` are the tradable conditions' tokens, one group per condition (both tokens on one
+    connection), in listing order. A token listed twice is held once, in its first group."""
+
+    def __init__(self, source: str = "gamma", *, base_url: str = "", limit: int = 500) -> None:
+        self.pager = Pager(source, base_url=base_url, limit=limit)
+        self.markets: list[Market] = []
+
+    def next_url(self) -> str | None:
+        return self.pager.next_url()
+
+    def feed(self, body: bytes) -> list[Market]:
+        markets = self.pager.feed(body)
+        self.markets += markets
+        return markets
+
+    def groups(self) -> list[list[str]]:
+        seen: set[str] = set()
+        out = []
+        for tokens in assets_by_condition(self.markets).values():
+            group = [t for t in tokens if t not in seen]
+            seen.update(group)
+            if group:
+                out.append(group)
+        return out

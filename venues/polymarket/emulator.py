@@ -25,7 +25,11 @@ an asset already subscribed is ignored); messages go to a connection when any of
 ``redeliver`` (sent twice), ``malformed`` (a frame that is not JSON), ``badnumber`` (a ``price_change`` with an
 out-of-range price, a venue message that changes no book), ``freeze`` (nothing sent, PINGs still answered), and the
 I/O layer's ``close``/``refuse``/``delay``. The record: ``suppressed_ids`` (events a fault kept back) and
-``subscribed`` (asset, position = last event id when it became covered).
+``subscribed`` (asset, position = last event id when it became covered); with a recorder the session also writes
+the venue record (:mod:`venue_sim.record`) as the native sessions do, one ``sid`` (1, channel ``market``) per
+connection whose markets are asset ids: ``Subscribed`` per command that added assets, ``Unsubscribed`` (reason
+``unsubscribe``; ``["*"]``, ``closed`` at the end), ``Suppressed`` per delivered batch (``drop``, ``freeze``,
+``overflow``). :func:`emulator_profile` is what :meth:`venues.polymarket.venue.Polymarket.emulator` returns.
 """
 
 from __future__ import annotations
@@ -40,9 +44,17 @@ import msgspec
 from venue_sim.book import Books
 from venue_sim.load import Event
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
+from venue_sim.record import ALL_MARKETS, Subscribed, Suppressed, Unsubscribed
+from venue_sim.recorder import Recorder
+from venues.interface import EmulatorProfile
 from venues.polymarket.numbers import PRICE, check, norm
 
-__all__ = ["Out", "Profile", "ServerSession", "gamma_keyset_page"]
+__all__ = ["GAMMA_KEYSET_PATH", "WS_PATH", "Out", "Profile", "ServerSession", "emulator_profile", "gamma_keyset_page"]
+
+WS_PATH = "/ws/market"  # the path of wire.WS_URL
+GAMMA_KEYSET_PATH = "/markets/keyset"  # Gamma's keyset listing (venues.polymarket.discovery)
+CHANNEL = "market"
+SID = 1  # the market channel has no subscription ids: the record names the connection's one subscription 1
 
 CH_ORDERBOOK, CH_TRADE = 0, 2  # venue_sim.wire channel numbers of the events the profile translates
 _json = msgspec.json.Encoder()
@@ -237,8 +249,11 @@ class ServerSession:
     batch once for all connections), ``data_to_send() -> list[str]``, the fault fields ``drop_next``,
     ``redeliver_next``, ``frozen``, ``overflowing`` with ``update_flags()``, and ``end``/``redelivered``."""
 
-    def __init__(self, profile: Profile, conn_id: int, *, max_assets: int = 500) -> None:
+    def __init__(
+        self, profile: Profile, conn_id: int, *, max_assets: int = 500, recorder: Recorder | None = None
+    ) -> None:
         self.profile = profile
+        self.recorder = recorder
         self.conn_id = conn_id
         self.max_assets = max_assets
         self.assets: set[str] = set()
@@ -267,6 +282,9 @@ class ServerSession:
 
     def end(self, after_id: int) -> None:
         self.position = max(self.position, after_id)
+        rec = self.recorder
+        if rec is not None and self.assets:
+            rec.write(Unsubscribed(self.conn_id, SID, CHANNEL, [ALL_MARKETS], after_id, rec.now_ns(), "closed"))
 
     def receive_text(self, data: str | bytes) -> None:
         raw = data.encode() if isinstance(data, str) else data
@@ -278,18 +296,28 @@ class ServerSession:
         except msgspec.DecodeError:
             self.rejected += 1  # the venue documents no error message: nothing is answered [guess]
             return
+        rec = self.recorder
         if f.type.lower() == "market" or f.operation == "subscribe":
+            added: list[str] = []
             for asset in f.assets_ids:
                 known = self.profile.asset(asset)
                 if known is None or asset in self.assets or len(self.assets) >= self.max_assets:
                     self.rejected += 1  # unknown, duplicate or over the cap: ignored [guess]
                     continue
                 self.assets.add(asset)
+                added.append(asset)
                 self.subscribed.append((asset, self.position))
                 if not self.frozen:
                     self.out.append(self.profile.book(known[0], known[1], self.profile.clock_ms).data.decode())
+            if rec is not None and added:
+                rec.write(Subscribed(self.conn_id, SID, CHANNEL, added, rec.position(), rec.now_ns()))
         elif f.operation == "unsubscribe":
-            self.assets.difference_update(f.assets_ids)
+            removed = [a for a in dict.fromkeys(f.assets_ids) if a in self.assets]
+            self.assets.difference_update(removed)
+            if rec is not None and removed:
+                rec.write(
+                    Unsubscribed(self.conn_id, SID, CHANNEL, removed, rec.position(), rec.now_ns(), "unsubscribe")
+                )
         else:
             self.rejected += 1
 
@@ -298,16 +326,21 @@ class ServerSession:
         self.deliver_outs(self.profile.batch(events))
 
     def deliver_outs(self, outs: list[Out]) -> None:
+        kept: dict[str, list[int]] = {}  # fault -> ids of events it kept from this connection (for the record)
         for out in outs:
             if out.event_id:
                 self.position = max(self.position, out.event_id)
             if not any(a in self.assets for a in out.assets):
                 continue
             if self.frozen or self.overflowing or (self.drop_next and out.event_id):
+                fault = "freeze" if self.frozen else "overflow" if self.overflowing else "drop"
                 if self.drop_next and not self.frozen:
                     self.drop_next -= 1
                 if out.event_id:
                     self.suppressed_ids.append(out.event_id)
+                    ids = kept.setdefault(fault, [])
+                    if not ids or ids[-1] != out.event_id:  # a trade's two messages are one event
+                        ids.append(out.event_id)
                 continue
             text = out.data.decode()
             self.out.append(text)
@@ -316,3 +349,26 @@ class ServerSession:
                 self.redeliver_next -= 1
                 self.redelivered += 1
                 self.out.append(text)
+        if kept and self.recorder is not None:
+            for fault, ids in kept.items():
+                self.recorder.write(Suppressed(self.conn_id, SID, ids, fault))
+
+
+def emulator_profile(
+    seed: int, table: MarketTable, *, sub_cap: int = 0, recorder: Recorder | None = None
+) -> EmulatorProfile:
+    """The emulator's Polymarket protocol over ``table``: one :class:`Profile` shared by every connection (each
+    batch is translated once), sessions capped at ``sub_cap`` assets (0: the venue's 500), the Gamma keyset route."""
+    from venues.polymarket.wire import MAX_ASSETS_PER_CONNECTION
+
+    profile = Profile(seed, table.ticker)
+    cap = min(sub_cap or MAX_ASSETS_PER_CONNECTION, MAX_ASSETS_PER_CONNECTION)
+
+    def session(conn_id: int) -> ServerSession:
+        return ServerSession(profile, conn_id, max_assets=cap, recorder=recorder)
+
+    def keyset(query: dict[str, str]) -> bytes:
+        limit = int(query.get("limit") or 500)  # ValueError -> the server answers 400
+        return gamma_keyset_page(profile, table, query.get("after_cursor", ""), limit)
+
+    return EmulatorProfile(WS_PATH, session, {GAMMA_KEYSET_PATH: keyset}, observe=profile.batch)

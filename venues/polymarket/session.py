@@ -54,7 +54,19 @@ CHANNEL = "market"
 class SessionStats:
     """Plain counters (the I/O layer exports them); may be shared by a gatherer's sessions."""
 
-    __slots__ = ("book_mismatch", "by_kind", "dead", "foreign", "gaps", "ignored", "pings", "pong_timeouts", "resyncs")
+    __slots__ = (
+        "book_mismatch",
+        "by_kind",
+        "dead",
+        "duplicates",
+        "errors",
+        "foreign",
+        "gaps",
+        "ignored",
+        "pings",
+        "pong_timeouts",
+        "resyncs",
+    )
 
     def __init__(self) -> None:
         self.by_kind: dict[str, int] = dict.fromkeys(("snapshot", "delta", "trade", "lifecycle", "gap"), 0)
@@ -66,6 +78,10 @@ class SessionStats:
         self.resyncs = 0
         self.pings = 0
         self.pong_timeouts = 0
+        # the counters every venue's stats share (the gatherer exports them): no sequence numbers, so no duplicate
+        # is detected, and the channel sends no error messages
+        self.duplicates = 0
+        self.errors = 0
 
 
 class _Held:
@@ -128,6 +144,11 @@ class PolymarketSession:
         self._next_ping_ns = 0
         self._ping_sent_ns: int | None = None
         self.venue_ms = 0  # the newest venue timestamp seen
+        # what the gatherer's watchdog and lifecycle cover read: no probe exists (``probe`` returns False), no lifecycle
+        self.probe_state = ""
+        self.probe_sent_ns = 0
+        self.lifecycle_sid: int | None = None
+        self.lifecycle_since_ns = 0
 
     # -- commands --------------------------------------------------------------------------------------------
 
@@ -189,6 +210,11 @@ class PolymarketSession:
                 self._emit_book(held)
         if self.up:
             self.outbox.extend(wire.encode_update("unsubscribe", c) for c in self._chunks(gone))
+
+    @property
+    def last_rx_ns(self) -> int:
+        """Receive time of the last message (0: none yet)."""
+        return self._last_recv_ns
 
     def probe(self, now_ns: int) -> bool:
         """The venue has no command whose reply would show data this connection missed: nothing to probe."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.interface import Discovery, EmulatorProfile, FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
 
 __all__ = ["NoAuth", "Polymarket"]
 
@@ -30,6 +30,7 @@ class Polymarket(Venue):
     name = "polymarket"
     channels = ("market",)
     lifecycle_channel = ""
+    max_markets_per_connection = 500  # wire.MAX_ASSETS_PER_CONNECTION (a test holds them equal)
 
     def session(self, **kwargs: Any) -> VenueSession:
         from venues.polymarket import wire
@@ -47,6 +48,12 @@ class Polymarket(Venue):
             max_assets=min(cap, wire.MAX_ASSETS_PER_CONNECTION),
             book_hold_s=kwargs.get("snapshot_hold_s", 1.0),
         )
+
+    def discovery(self, rest_url: str, page_limit: int) -> Discovery | None:
+        """A Gamma keyset walk from ``rest_url`` (the Gamma base URL; "" = the venue's), at most 500 a page."""
+        from venues.polymarket.discovery import Walk
+
+        return Walk("gamma", base_url=rest_url, limit=max(1, min(page_limit, 500)))
 
     def keyer(self, horizon_ms: int) -> Any:
         from venues.polymarket.keys import PolymarketKeyer
@@ -80,3 +87,8 @@ class Polymarket(Venue):
         from venues.polymarket import emulator
 
         return emulator
+
+    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
+        from venues.polymarket.emulator import emulator_profile
+
+        return emulator_profile(seed, markets, sub_cap=sub_cap, recorder=recorder)
