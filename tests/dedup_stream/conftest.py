@@ -80,6 +80,23 @@ class DedupTopics:
         finally:
             consumer.close()
 
+    def count(self, topic: str, timeout_s: float = 10.0) -> int:
+        """Records in ``topic`` so far (sum of its partitions' end offsets; no transactions write here), without
+        reading them: cheap enough to poll while a worker runs."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"count-{uuid.uuid4().hex}"})
+        try:
+            return sum(
+                high - low
+                for low, high in (
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                    for p in range(self.partitions)
+                )
+            )
+        finally:
+            consumer.close()
+
     def events_read(self) -> list[Event]:
         return [decode_event(value) for _, _, _, value in self.read(self.events)]
 

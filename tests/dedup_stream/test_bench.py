@@ -19,9 +19,12 @@ from schemas import encode_raw
 def test_bench_dedup_tiny_run_drains_every_frame_and_prints_its_result(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The bench raises unless the worker read all 3 x 100 frames and emitted exactly the 100 events.
+    # The bench raises unless the worker read all 3 x 100 frames and emitted exactly the 100 events, and unless its
+    # one paced run (the smallest rate and window that still measure frames and hop latencies) read all it was fed.
     monkeypatch.setenv("MDPIPE_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-    assert bench_dedup(["--frames", "300", "--runs", "1", "--markets", "20", "--engine", "native", "--no-faust"]) == 0
+    paced = ["--rates", "1000", "--warmup-s", "1", "--paced-s", "2"]
+    argv = ["--frames", "300", "--runs", "1", "--markets", "20", "--engine", "native", "--no-faust", *paced]
+    assert bench_dedup(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("RESULT ")
     result = json.loads(lines[-1][len("RESULT ") :])
@@ -30,6 +33,7 @@ def test_bench_dedup_tiny_run_drains_every_frame_and_prints_its_result(
     assert result["value"] > 0 and result["baseline"] > 0 and result["logic_only_frames_s"] > 0
     assert result["ratio"] == round(result["value"] / result["baseline"], 4)
     assert result["faust_frames_s"] is None and result["faust_noop_frames_s"] is None  # --no-faust
+    assert list(result["paced"]) == ["1000"] and result["paced"]["1000"]["frames_s"] > 0
 
 
 def test_rocksdict_ttl_store_dedups_synthetic_copies(tmp_path: Path) -> None:
