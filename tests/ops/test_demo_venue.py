@@ -26,7 +26,7 @@ def _sim_options(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     sim_cli.add_parser(parser.add_subparsers())
     ns = parser.parse_args(["sim", *args])
 
-    def capture(section: SimConfig, options: Any = None) -> None:
+    def capture(section: SimConfig, options: Any = None, venue: str = "") -> None:
         raise _Captured(section)
 
     monkeypatch.setattr(venue_sim.app, "VenueSim", capture)
