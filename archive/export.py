@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from archive.schema import Column, select_expr
 from archive.storage import Location
 from mdpipe.logging import get_logger
+from mdpipe.times import parse_epoch_ms
 
 __all__ = [
     "DAY_MS",
@@ -89,16 +90,10 @@ class ExportResult:
 
 def parse_time(text: str, option: str) -> int:
     """An ISO 8601 time (UTC unless it says otherwise) or epoch milliseconds, as epoch milliseconds."""
-    value = text.strip()
-    if value.lstrip("-").isdigit():
-        return int(value)
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ExportError(f"{option}: {text!r} is neither ISO 8601 nor milliseconds since the epoch") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return parse_epoch_ms(text)
+    except ValueError as exc:
+        raise ExportError(f"{option}: {exc}") from None
 
 
 def day_ranges(from_ms: int, to_ms: int) -> Iterator[tuple[str, int, int]]:

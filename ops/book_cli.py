@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from mdpipe.config import Config, ConfigError
+from mdpipe.times import parse_epoch_ms
 
 __all__ = ["add_parser", "format_book", "parse_at", "run"]
 
@@ -41,16 +42,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def parse_at(text: str) -> int:
     """``--at`` as venue milliseconds since the epoch."""
-    value = text.strip()
-    if value.lstrip("-").isdigit():
-        return int(value)
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"book --at: {text!r} is neither ISO 8601 nor milliseconds since the epoch") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        return parse_epoch_ms(text)
+    except ValueError as exc:
+        raise ConfigError(f"book --at: {exc}") from None
 
 
 def _iso(ms: int) -> str:
