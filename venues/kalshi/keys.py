@@ -58,6 +58,7 @@ from typing import Any
 import msgspec
 
 from venues.kalshi.messages import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
+from venues.occurrences import Occurrences
 
 __all__ = ["MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
 
@@ -201,42 +202,6 @@ def _check_ticker(m: TickerMsg) -> None:
             check_number(value, name, bounds)
 
 
-class _Occurrences:
-    """How many identical bodies (same digest, same venue millisecond) were counted, forgotten by venue time.
-
-    Generations are buckets of ``horizon_ms / 2`` of venue time; a digest always lands in the bucket of its own
-    ``ts_ms``, and buckets more than two behind the newest are dropped (memory ~ rate x horizon)."""
-
-    __slots__ = ("_buckets", "_newest", "_span")
-
-    def __init__(self, horizon_ms: int) -> None:
-        self._span = max(1, horizon_ms // 2)
-        self._buckets: dict[int, dict[str, int]] = {}
-        self._newest = -(1 << 62)
-
-    def next(self, key: str, ts_ms: int) -> int:
-        bucket = ts_ms // self._span
-        counts = self._buckets.get(bucket)
-        if counts is None:
-            if bucket > self._newest:
-                self._newest = bucket
-                for old in [b for b in self._buckets if b < bucket - 2]:
-                    del self._buckets[old]
-            elif bucket < self._newest - 2:
-                return 1  # older than the horizon: a copy this late cannot be told from the first one
-            counts = self._buckets[bucket] = {}
-        n = counts.get(key, 0) + 1
-        counts[key] = n
-        return n
-
-    @property
-    def newest_ms(self) -> int:
-        return self._newest * self._span
-
-    def __len__(self) -> int:
-        return sum(len(c) for c in self._buckets.values())
-
-
 class EventKeyer:
     """Derives ``(market, event_key)`` per message kind; keeps the occurrence counters (see module docstring).
 
@@ -244,7 +209,7 @@ class EventKeyer:
     session subscribes each market on one connection only, and lifecycle keys do not use these counters)."""
 
     def __init__(self, horizon_ms: int = 120_000) -> None:
-        self._seen = _Occurrences(horizon_ms)
+        self._seen = Occurrences(horizon_ms, late=1)  # a copy this late cannot be told from the first one
         self.no_time = 0  # deltas without ts_ms or ts (see module docstring)
 
     @property

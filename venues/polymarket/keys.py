@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
+from venues.occurrences import Occurrences
 from venues.polymarket.numbers import PRICE, SIZE, check, norm
 from venues.polymarket.wire import BookMsg, LastTradePriceMsg, Level, PriceChange, TickSizeChangeMsg
 
@@ -57,41 +58,12 @@ def level_text(levels: list[tuple[str, str]]) -> str:
     return ";".join(f"{p},{s}" for p, s in levels)
 
 
-class _Occurrences:
-    """Counts per key inside buckets of venue time (``horizon_ms / 2``); buckets over two behind the newest drop."""
-
-    __slots__ = ("_buckets", "_newest", "_span")
-
-    def __init__(self, horizon_ms: int) -> None:
-        self._span = max(1, horizon_ms // 2)
-        self._buckets: dict[int, dict[str, int]] = {}
-        self._newest = -(1 << 62)
-
-    def next(self, key: str, ts_ms: int) -> int:
-        bucket = ts_ms // self._span
-        counts = self._buckets.get(bucket)
-        if counts is None:
-            if bucket > self._newest:
-                self._newest = bucket
-                for old in [b for b in self._buckets if b < bucket - 2]:
-                    del self._buckets[old]
-            elif bucket < self._newest - 2:
-                return 0  # older than the horizon: a number no first copy gets
-            counts = self._buckets[bucket] = {}
-        n = counts.get(key, 0) + 1
-        counts[key] = n
-        return n
-
-    def __len__(self) -> int:
-        return sum(len(c) for c in self._buckets.values())
-
-
 class PolymarketKeyer:
     """Keys per message type (module docstring). One per gatherer connection's session, surviving its reconnects;
     an asset is subscribed on one connection only, so its counters see each message once."""
 
     def __init__(self, horizon_ms: int = 120_000) -> None:
-        self._seen = _Occurrences(horizon_ms)
+        self._seen = Occurrences(horizon_ms, late=0)  # a number no first copy gets
         self.late = 0  # copies older than the horizon (keyed n = 0)
 
     @property
