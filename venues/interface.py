@@ -21,7 +21,8 @@ What a venue provides, by stage:
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
 - emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
   types, replies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
-  (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively.
+  (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively;
+- tests and benchmarks: :meth:`Venue.synth`, the module of the venue's synthetic data (:mod:`venues.synthetic`).
 
 The event model and the sink's tables are shared by every venue and are not part of this interface.
 """
@@ -167,3 +168,9 @@ class Venue(ABC):
         seed, ``sub_cap``: a connection's subscription cap, 0 = the venue's own; ``recorder``: where sessions write
         the venue record, None = no record); None (the default) = the emulator's native protocol."""
         return None
+
+    # -- tests and benchmarks --------------------------------------------------------------------
+    def synth(self) -> ModuleType:
+        """The module of the venue's synthetic data (shape: :mod:`venues.synthetic`) that the stages' tests and
+        benchmarks draw frames from; ``NotImplementedError`` (the default) for a venue without one."""
+        raise NotImplementedError(f"venue {self.name!r} has no synthetic data (Venue.synth)")

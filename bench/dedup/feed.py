@@ -23,7 +23,7 @@ from dedup_stream.synth import pipeline_events
 from mdpipe.config import load_config
 from mdpipe.kafka import producer_config
 from schemas import RawFrame, encode_raw
-from venues import default_name
+from venues import default_name, get_venue
 
 __all__ = ["GATHERERS", "feed"]
 
@@ -44,7 +44,8 @@ def feed(bootstrap: str, prefix: str, rate: float, seconds: float, markets: int 
     events = pipeline_events(int(rate * seconds), markets=markets, seed=seed)
     rng = random.Random(seed)
     seqs = dict.fromkeys(GATHERERS, 0)
-    venue = default_name()  # the synthetic bodies are the default venue's
+    venue = default_name()  # pipeline_events draws the default venue's events
+    envelope = get_venue(venue).synth().payload  # one message in the venue's wire envelope
     sent = 0
     started = time.monotonic()
     due = 0
@@ -63,7 +64,7 @@ def feed(bootstrap: str, prefix: str, rate: float, seconds: float, markets: int 
                 frame = RawFrame(
                     venue=venue, gatherer=gid, conn=1, sid=1, seq=seqs[gid], recv_ns=time.time_ns(), kind=ev.kind,  # type: ignore[arg-type]
                     market=ev.market, event_key=ev.event_key, venue_ms=ev.venue_ms,
-                    payload=b'{"type":"%s","sid":1,"seq":%d,"msg":%s}' % (ev.msg_type.encode(), seqs[gid], ev.msg),
+                    payload=envelope(ev.msg_type, seqs[gid], ev.msg),
                 )  # fmt: skip
                 while True:
                     try:

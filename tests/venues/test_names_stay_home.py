@@ -39,7 +39,6 @@ STILL_NAMING: dict[str, str] = {
     # the sink's migrations are applied as written (a comment names the venue's book shape)
     "sink/migrations/0006_books.sql": "an applied migration is never edited",
     # test and benchmark data
-    "dedup_stream/synth.py": "synthetic raw frames in the first venue's wire format (dedup tests and benches)",
     # the emulator
     "venue_sim/__init__.py": _EMULATOR,
     "venue_sim/app.py": _EMULATOR,

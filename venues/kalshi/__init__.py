@@ -3,7 +3,8 @@
 Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``snapshots`` (a snapshot's position in
 the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
 header signing), ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and
-envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks). Modules other than
+envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks), ``synth`` (synthetic
+data for the stages' tests and benchmarks). Modules other than
 ``channels`` are imported when a method is called (see :mod:`venues.interface`).
 """
 
@@ -58,6 +59,11 @@ class Kalshi(Venue):
         from venues.kalshi import emulator_wire
 
         return emulator_wire
+
+    def synth(self) -> ModuleType:
+        from venues.kalshi import synth
+
+        return synth
 
 
 VENUE = Kalshi()
