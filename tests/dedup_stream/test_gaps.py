@@ -9,13 +9,16 @@ from hypothesis import strategies as st
 from dedup_stream.gaps import gap_event, gap_key, parse_gap
 from schemas import GapReport, RawFrame, SchemaError, decode_event, decode_raw, encode_event, encode_gap, encode_raw
 from schemas.events import Gap
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 T0 = 1_767_225_600_000_000_000
 
 
 def gap_frame(payload: bytes, gatherer: str = "g2", market: str = "KXA", recv_ns: int = T0, conn: int = 3) -> RawFrame:
     return RawFrame(
-        venue="kalshi", gatherer=gatherer, conn=conn, sid=7, seq=12, recv_ns=recv_ns, kind="gap", market=market,
+        venue=VENUE, gatherer=gatherer, conn=conn, sid=7, seq=12, recv_ns=recv_ns, kind="gap", market=market,
         event_key="g:whatever", payload=payload,
     )  # fmt: skip
 
@@ -28,7 +31,7 @@ def test_report_becomes_a_coverage_record() -> None:
     frame = gap_frame(encode_gap(report), recv_ns=T0 + 9_100_000_000)
     event = gap_event(frame, parse_gap(frame))
     assert isinstance(event, Gap)
-    assert (event.venue, event.gatherer, event.market, event.kind, event.conn) == ("kalshi", "g2", "KXB", "down", 4)
+    assert (event.venue, event.gatherer, event.market, event.kind, event.conn) == (VENUE, "g2", "KXB", "down", 4)
     assert (event.ts_ms, event.recv_ns) == ((T0 + 1_500_000) // 1_000_000, T0 + 9_100_000_000)
     assert (event.from_ns, event.to_ns, event.channel, event.markets) == (
         T0 + 1_500_000, T0 + 9_000_000_000, "orderbook_delta", ["KXB", "KXC"],

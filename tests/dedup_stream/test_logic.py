@@ -14,6 +14,9 @@ from dedup_stream.logic import (
     store_key,
 )
 from schemas import GapReport, RawFrame, encode_gap, encode_raw
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 MARKET = "KXDEMO-26JAN01-T50"
 T0 = 1_767_225_600_000_000_000
@@ -29,7 +32,7 @@ def raw(
 ) -> bytes:
     return encode_raw(
         RawFrame(
-            venue="kalshi",
+            venue=VENUE,
             gatherer=gatherer,
             conn=1,
             sid=1,

@@ -7,11 +7,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from dedup_stream.logic import Deduper, MemoryStore, Origin
 from dedup_stream.metrics import METRIC_NAMES, DedupCollector, summary
 from schemas import RawFrame, encode_raw
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 
 def frame(gatherer: str, key: str, recv_ns: int) -> bytes:
     return encode_raw(
-        RawFrame(venue="kalshi", gatherer=gatherer, conn=1, sid=1, seq=1, recv_ns=recv_ns, kind="trade",
+        RawFrame(venue=VENUE, gatherer=gatherer, conn=1, sid=1, seq=1, recv_ns=recv_ns, kind="trade",
                  market="M", event_key=key, payload=b"{}")
     )  # fmt: skip
 
@@ -46,7 +49,7 @@ def test_gap_windows_are_exported_by_gatherer_and_kind() -> None:
         b'{"sid": 1, "expected": 3, "received": 5}',
     ]
     for i, payload in enumerate(payloads):
-        gap = RawFrame(venue="kalshi", gatherer="g2", conn=1, sid=1, seq=None, recv_ns=10, kind="gap", market="M",
+        gap = RawFrame(venue=VENUE, gatherer="g2", conn=1, sid=1, seq=None, recv_ns=10, kind="gap", market="M",
                        event_key="", payload=payload)  # fmt: skip
         assert d.decide(encode_raw(gap), Origin("raw.g2", 0, i)).emit
     registry = CollectorRegistry()

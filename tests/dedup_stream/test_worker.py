@@ -12,6 +12,9 @@ import pytest
 
 from dedup_stream.synth import gatherer_copies, produce_frames, venue_events
 from schemas import RawFrame, decode_dead_letter, decode_event, encode_raw
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +57,7 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
     produce(topics, "g3", g3)
     produce(topics, "g2", g2[:cut])
     gap = RawFrame(
-        venue="kalshi", gatherer="g3", conn=1, sid=1, seq=None, recv_ns=g3[-1].recv_ns, kind="gap",
+        venue=VENUE, gatherer="g3", conn=1, sid=1, seq=None, recv_ns=g3[-1].recv_ns, kind="gap",
         market=g3[-1].market, event_key="", payload=b'{"sid": 1, "expected": 5, "received": 9}',
     )  # fmt: skip
     produce(topics, "g3", [gap])
@@ -364,7 +367,7 @@ def gap_frames(t0: int) -> list[RawFrame]:
     frames = []
     for i, (gatherer, market, payload) in enumerate(reports):
         frames.append(
-            RawFrame(venue="kalshi", gatherer=gatherer, conn=1, sid=None, seq=None, recv_ns=t0 + 10_000_000 + i,
+            RawFrame(venue=VENUE, gatherer=gatherer, conn=1, sid=None, seq=None, recv_ns=t0 + 10_000_000 + i,
                      kind="gap", market=market, event_key="", payload=payload)
         )  # fmt: skip
     return frames
@@ -381,7 +384,7 @@ def test_gap_reports_become_coverage_records_and_replays_keep_their_keys(dedup_t
     t0 = events[0].t_ns
     gaps = gap_frames(t0)
     bad = RawFrame(
-        venue="kalshi", gatherer="g2", conn=1, sid=None, seq=None, recv_ns=t0 + 20_000_000, kind="gap",
+        venue=VENUE, gatherer="g2", conn=1, sid=None, seq=None, recv_ns=t0 + 20_000_000, kind="gap",
         market="KXSYN-00001", event_key="", payload=b'{"kind": "down", "conn": 1}',
     )  # fmt: skip
     for g in ("g1", "g2", "g3"):

@@ -13,6 +13,9 @@ from ops.hops_read import CommitIndex, TripStats, trips_from_records
 from ops.verify import identity
 from schemas import BookDelta, BookSnapshot, Trade, encode_event
 from sink.trace import TraceEntry
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 MS = 1_000_000
 T0 = 1_767_225_600_000 * MS  # a venue time, ns
@@ -77,7 +80,7 @@ def test_identical_events_pair_in_order_and_a_reemit_counts_once() -> None:
 
 
 def test_events_records_and_the_trace_make_trips() -> None:
-    common = {"venue": "kalshi", "market": "KXM-1", "gatherer": "g2"}
+    common = {"venue": VENUE, "market": "KXM-1", "gatherer": "g2"}
     delta = BookDelta(**common, event_key="d:1#1", ts_ms=1_767_225_600_000, recv_ns=T0 + 3 * MS, side="yes",
                       price=Decimal("0.4300"), delta=Decimal("5"), raw_ts_ms=1_767_225_600_009,
                       dedup_ns=T0 + 20 * MS)  # fmt: skip

@@ -27,9 +27,12 @@ from schemas import (
     encode_market,
     encode_raw,
 )
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 COMMON = {
-    "venue": "kalshi",
+    "venue": VENUE,
     "market": "KXA-1",
     "event_key": "d:ab:1",
     "ts_ms": 1767225600123,
@@ -71,7 +74,7 @@ def test_event_round_trip_is_exact(event: object) -> None:
 
 def test_raw_market_dead_letter_round_trip() -> None:
     frame = RawFrame(
-        venue="kalshi",
+        venue=VENUE,
         gatherer="g2",
         conn=3,
         sid=None,
@@ -83,7 +86,7 @@ def test_raw_market_dead_letter_round_trip() -> None:
         payload=b'{"type":"ticker"}',
     )
     assert decode_raw(encode_raw(frame)) == frame
-    ref = MarketRef(venue="kalshi", ticker="KXA-1", title="T", status="active", open_time_ms=1, close_time_ms=None)
+    ref = MarketRef(venue=VENUE, ticker="KXA-1", title="T", status="active", open_time_ms=1, close_time_ms=None)
     assert decode_market(encode_market(ref)) == ref
     dead = DeadLetter(stage="sink", reason="bad", payload=b"\x00\xff", source_topic="events", source_offset=9)
     assert decode_dead_letter(encode_dead_letter(dead)) == dead
@@ -129,10 +132,10 @@ def test_wrong_version_is_named() -> None:
         b"",
         b"\xc1",  # never-used msgpack byte
         msgspec.msgpack.encode({"not": "an array"}),
-        msgspec.msgpack.encode(["delta", 1, "kalshi", "M", "k", "not-an-int", 1, "g1", "", "yes", "0.1", "1"]),
+        msgspec.msgpack.encode(["delta", 1, VENUE, "M", "k", "not-an-int", 1, "g1", "", "yes", "0.1", "1"]),
         msgspec.msgpack.encode(["nosuchtype", 1]),
-        msgspec.msgpack.encode(["delta", 1, "kalshi", "M", "k", 1, 1, "g1", "", "maybe", "0.1", "1"]),
-        msgspec.msgpack.encode(["delta", 1, "kalshi", "M", "k", 1, 1, "g1", "", "yes", "abc", "1"]),
+        msgspec.msgpack.encode(["delta", 1, VENUE, "M", "k", 1, 1, "g1", "", "maybe", "0.1", "1"]),
+        msgspec.msgpack.encode(["delta", 1, VENUE, "M", "k", 1, 1, "g1", "", "yes", "abc", "1"]),
     ],
 )
 def test_bad_input_raises_schema_error_only(data: bytes) -> None:

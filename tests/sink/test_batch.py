@@ -11,6 +11,9 @@ from schemas import BookDelta, MarketRef, decode_event, encode_event, encode_mar
 from sink.batch import Batch, Source, dead_letter
 from sink.records import MIRRORS
 from sink.rows import COLUMNS, TABLE_BY_TYPE, copy_buffer, copy_sql, loaded_at_field
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 
 def _sources(payloads: list[bytes], topic: str = "events") -> list[Source]:
@@ -86,9 +89,9 @@ def test_undecodable_and_unencodable_become_dead_letters() -> None:
 
 
 def test_markets_last_update_wins_and_tombstones_ignored() -> None:
-    old = MarketRef(venue="kalshi", ticker="KX-A", title="old", updated_ns=2)
-    new = MarketRef(venue="kalshi", ticker="KX-A", title="new", updated_ns=5)
-    stale = MarketRef(venue="kalshi", ticker="KX-A", title="stale", updated_ns=1)
+    old = MarketRef(venue=VENUE, ticker="KX-A", title="old", updated_ns=2)
+    new = MarketRef(venue=VENUE, ticker="KX-A", title="new", updated_ns=5)
+    stale = MarketRef(venue=VENUE, ticker="KX-A", title="stale", updated_ns=1)
     batch = Batch()
     batch.add_many(_sources([encode_market(m) for m in (old, new, stale)] + [b""], topic="markets"))
     assert list(batch.markets) == ["KX-A"]

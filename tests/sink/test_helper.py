@@ -8,6 +8,9 @@ from bench.sink.data import make_events
 from schemas import BookDelta, encode_event
 from sink.batch import Batch, Source, build_rows
 from sink.helper import RowHelper
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 
 def _sources(payloads: list[bytes]) -> list[Source]:
@@ -76,7 +79,7 @@ def test_an_unencodable_only_row_of_a_table_leaves_no_empty_table() -> None:
     store an empty table (an empty COPY stream, which PostgreSQL rejects)."""
     events = [e for e in make_events(400, markets=20, seed=8) if not isinstance(e, BookDelta)]
     nan = BookDelta(
-        venue="kalshi", gatherer="g1", market="KX-N", event_key="d:nan", ts_ms=events[0].ts_ms, recv_ns=1,
+        venue=VENUE, gatherer="g1", market="KX-N", event_key="d:nan", ts_ms=events[0].ts_ms, recv_ns=1,
         side="yes", price=Decimal("NaN"), delta=Decimal("1"),
     )  # fmt: skip
     for at in (len(events), 0):  # in the helper's tail, then in the local head

@@ -17,10 +17,13 @@ from bench.sink.data import BASE_MS, make_events
 from mdpipe.config import Config
 from mdpipe.kafka import consumer_config
 from schemas import BookDelta, BookSnapshot, Lifecycle, MarketRef, Ticker, Trade, decode_dead_letter, encode_event
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 pytestmark = pytest.mark.integration
 
-EDGE = {"venue": "kalshi", "gatherer": "g2"}
+EDGE = {"venue": VENUE, "gatherer": "g2"}
 NS = 1_767_225_600_123_456_789
 
 
@@ -202,7 +205,7 @@ def test_store_skips_an_empty_table_on_both_paths(sink_env: Any) -> None:
 def test_markets_are_upserted_latest_first(sink_env: Any) -> None:
     refs = [
         MarketRef(
-            venue="kalshi",
+            venue=VENUE,
             ticker="KX-M1",
             event_ticker="KX",
             title="one",
@@ -213,9 +216,9 @@ def test_markets_are_upserted_latest_first(sink_env: Any) -> None:
             price_ranges='[{"start":"0.01","end":"0.99","step":"0.01"}]',
             updated_ns=NS + 10,
         ),
-        MarketRef(venue="kalshi", ticker="KX-M2", title="two", status="open", updated_ns=NS + 10),
+        MarketRef(venue=VENUE, ticker="KX-M2", title="two", status="open", updated_ns=NS + 10),
         MarketRef(
-            venue="kalshi",
+            venue=VENUE,
             ticker="KX-M1",
             event_ticker="KX",
             title="one",
@@ -231,7 +234,7 @@ def test_markets_are_upserted_latest_first(sink_env: Any) -> None:
     sink_env.produce(make_events(50, seed=14))
     stats = sink_env.run_loader("g-markets")
     assert stats.rows == 50 and stats.markets >= 2
-    stale = MarketRef(venue="kalshi", ticker="KX-M1", title="stale", status="open", updated_ns=NS + 15)
+    stale = MarketRef(venue=VENUE, ticker="KX-M1", title="stale", status="open", updated_ns=NS + 15)
     sink_env.produce_markets([stale])
     sink_env.run_loader("g-markets")
     with psycopg.connect(sink_env.dsn) as conn:

@@ -10,6 +10,9 @@ import pytest
 from bench.sink.data import make_events
 from schemas import EVENT_TYPES, SchemaError, encode_event
 from sink.records import MIRRORS, decode_record
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.__name__)
@@ -42,7 +45,7 @@ def test_decode_agrees_with_schema() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"\x93\x01", msgspec.msgpack.encode(["delta", 2, "kalshi"]), msgspec.msgpack.encode({"type": "x"})],
+    [b"", b"\x93\x01", msgspec.msgpack.encode(["delta", 2, VENUE]), msgspec.msgpack.encode({"type": "x"})],
 )
 def test_bad_bytes_raise_schema_error(payload: bytes) -> None:
     with pytest.raises(SchemaError):

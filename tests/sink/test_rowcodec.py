@@ -21,6 +21,9 @@ from schemas.events import Gap, Lifecycle
 from sink import rowcodec
 from sink.batch import build_rows
 from sink.records import RecDelta, RecLifecycle, RecSnapshot, RecTicker, RecTrade
+from venues import default_name
+
+VENUE = default_name()  # the venue whose name the records carry (any known venue)
 
 fast = rowcodec.fast_build()
 needs_c = pytest.mark.skipif(fast is None, reason="sink._rowcodec was not built (no C compiler at install)")
@@ -75,7 +78,7 @@ def test_time_range_same_skips() -> None:
 
 def _delta(price: str, delta: str = "1", **kw: object) -> bytes:
     fields: dict[str, object] = {
-        "venue": "kalshi",
+        "venue": VENUE,
         "market": "KXM-1",
         "event_key": "d:1:1",
         "ts_ms": 1_767_225_600_000,
@@ -122,7 +125,7 @@ def test_decimal_digit_groups_random() -> None:
 @needs_c
 def test_odd_values_same_outcome() -> None:
     base = {
-        "venue": "kalshi", "market": "KXM-1", "event_key": "k", "ts_ms": 1_767_225_600_000,
+        "venue": VENUE, "market": "KXM-1", "event_key": "k", "ts_ms": 1_767_225_600_000,
         "recv_ns": 1_767_225_600_000_000_000, "gatherer": "g1",
     }  # fmt: skip
     records: list[object] = [
@@ -146,7 +149,7 @@ def test_odd_values_same_outcome() -> None:
         RecLifecycle(**base, event_type="settled", result="yes", settlement_value="1", is_deactivated=True),
     ]
     payloads = [msgspec.msgpack.encode(r) for r in records]
-    u64_volume = ["ticker", 1, "kalshi", "M", "k", 1, 2, "g", "m", *[None] * 8, 2**64 - 1, None]
+    u64_volume = ["ticker", 1, VENUE, "M", "k", 1, 2, "g", "m", *[None] * 8, 2**64 - 1, None]
     payloads.append(msgspec.msgpack.encode(u64_volume))
     payloads.append(_delta("0.5") + b"\x00")  # trailing byte
     payloads.append(b"")

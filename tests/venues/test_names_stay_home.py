@@ -38,7 +38,6 @@ STILL_NAMING: dict[str, str] = {
     "ingest/registry.py": "discovery is still the first venue's (statuses, lifecycle types, REST Market object)",
     # the sink's migrations are applied as written (a comment names the venue's book shape)
     "sink/migrations/0006_books.sql": "an applied migration is never edited",
-    # test and benchmark data
     # the emulator
     "venue_sim/__init__.py": _EMULATOR,
     "venue_sim/app.py": _EMULATOR,
@@ -57,20 +56,9 @@ STILL_NAMING: dict[str, str] = {
     "tests/venue_sim/test_rest_limit_tls.py": _EMULATOR,
     "tests/venue_sim/test_server.py": _EMULATOR,
     # tests of stages fed with the first venue's data
-    "tests/dedup_stream/test_gaps.py": _FIXTURE,
-    "tests/dedup_stream/test_logic.py": _FIXTURE,
-    "tests/dedup_stream/test_metrics.py": _FIXTURE,
     "tests/dedup_stream/test_normalise.py": _FIXTURE,
-    "tests/dedup_stream/test_worker.py": _FIXTURE,
     "tests/mdpipe/test_cli_failures.py": _FIXTURE,
-    "tests/ops/test_hops.py": _FIXTURE,
     "tests/ops/test_verify_db.py": _FIXTURE,
-    "tests/schemas/test_codec.py": _FIXTURE,
-    "tests/sink/test_batch.py": _FIXTURE,
-    "tests/sink/test_helper.py": _FIXTURE,
-    "tests/sink/test_load.py": _FIXTURE,
-    "tests/sink/test_records.py": _FIXTURE,
-    "tests/sink/test_rowcodec.py": _FIXTURE,
     "tests/infra/test_compose.py": _DEPLOY,
     "tests/mdpipe/test_example_config.py": _DEPLOY,
     "tests/ingest/test_connection.py": _VENUE_TEST,
