@@ -1,12 +1,16 @@
-"""The reconnect loop survives unexpected exceptions from a connection's life and from ``on_reconnect``."""
+"""The reconnect loop survives unexpected exceptions from a connection's life and from ``on_reconnect``, whichever
+venue's session the connection drives (each venue's session from its ``Venue.session`` hook, as the gatherer makes
+it)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+import venues
 from ingest.connection import Connection
-from venues.kalshi.keys import EventKeyer
-from venues.kalshi.protocol import KalshiSession
+from venues.interface import VenueSession
 
 
 class _Flaky(Connection):
@@ -14,7 +18,7 @@ class _Flaky(Connection):
 
     client = "test"
 
-    def __init__(self, session: KalshiSession, outcomes: list[BaseException | str], **kw: object) -> None:
+    def __init__(self, session: VenueSession, outcomes: list[BaseException | str], **kw: object) -> None:
         super().__init__(session, "ws://unused", dict, backoff_initial=0.001, backoff_max=0.002, **kw)  # type: ignore[arg-type]
         self.outcomes = outcomes
         self.attempts = 0
@@ -35,19 +39,22 @@ class _Flaky(Connection):
         return None
 
 
-def _session() -> KalshiSession:
-    return KalshiSession(
+def _session(name: str) -> VenueSession:
+    venue = venues.get_venue(name)
+    return venue.session(
         gatherer="g1",
         conn_id=3,
-        channels=["trade"],
+        channels=list(venue.channels),
         sub_cap=100,
-        keyer=EventKeyer(),
+        keyer=venue.keyer(120_000),
+        stats=venue.session_stats(),
         emit=lambda market, value: None,
         dead=lambda data, reason: None,
     )
 
 
-def test_unexpected_exceptions_reconnect_instead_of_ending_the_task() -> None:
+@pytest.mark.parametrize("name", venues.names())
+def test_unexpected_exceptions_reconnect_instead_of_ending_the_task(name: str) -> None:
     reasons: list[str] = []
 
     def on_reconnect(reason: str) -> None:
@@ -56,7 +63,7 @@ def test_unexpected_exceptions_reconnect_instead_of_ending_the_task() -> None:
             raise RuntimeError("metrics callback bug")
 
     async def main() -> _Flaky:
-        session = _session()
+        session = _session(name)
         conn = _Flaky(session, [KeyError("sid"), "closed by venue", ZeroDivisionError("x")], on_reconnect=on_reconnect)
         task = conn.start()
         await asyncio.wait_for(conn.done.wait(), 10)

@@ -1,7 +1,8 @@
 """Both WebSocket clients (picows, websockets) against a real local websockets server: upgrade headers, commands
 written, fragmented messages assembled, the 64 MiB limit (lowered here), pings, venue close, abort, kill, stop --
 over ``ws://`` and over ``wss://`` (a server certificate from a CA generated for the test, trusted through
-``venue.ca_file``)."""
+``venue.ca_file``). The clients are venue-neutral: they drive a session of a small protocol of the test's own
+(:class:`LineSession`), so what is checked is the socket layer, not a venue's protocol."""
 
 from __future__ import annotations
 
@@ -20,10 +21,8 @@ from ingest.connection import Connection, connection_class
 from ingest.read_pacer import ReadPacer
 from ingest.tls import client_context
 from mdpipe.config import ConfigError, load_config
-from schemas.raw import RawFrame, decode_raw
+from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.tls import TlsFiles, make_certificates, server_context
-from venues.kalshi.keys import EventKeyer
-from venues.kalshi.protocol import KalshiSession
 
 CLIENTS = ["picows", "websockets"]
 SCHEMES = ["ws", "wss"]
@@ -31,15 +30,70 @@ Script = Callable[[ServerConnection, int], Awaitable[None]]
 
 
 def _trade(seq: int, pad: int = 0) -> str:
-    body = {
-        "trade_id": f"t{seq}",
-        "market_ticker": "M1",
-        "yes_price_dollars": "0.40",
-        "no_price_dollars": "0.60",
-        "count_fp": "1.00",
-        "pad": "x" * pad,
-    }
-    return json.dumps({"type": "trade", "sid": 1, "seq": seq, "msg": body})
+    """One market-data message of the test's protocol (see :class:`LineSession`)."""
+    return json.dumps({"seq": seq, "id": f"t{seq}", "market": "M1", "pad": "x" * pad})
+
+
+class LineSession:
+    """The session (the duck type of :class:`venues.interface.VenueSession` the connections drive) of a small
+    protocol: once connected it asks for its markets with ``{"cmd": "subscribe", "markets": [...]}`` (markets added
+    while connected: one more such command); each message it receives (a JSON object with ``seq``, ``id`` and
+    ``market``) becomes one raw frame whose payload is the message's bytes, verbatim, keyed ``t:<id>``."""
+
+    def __init__(self, emit: Callable[[str, bytes], None], conn_id: int = 0) -> None:
+        self.conn_id = conn_id
+        self.markets: dict[str, None] = {}
+        self.outbox: list[bytes] = []
+        self.is_connected = False
+        self._emit = emit
+
+    def connected(self, now_ns: int = 0) -> None:
+        self.is_connected = True
+        if self.markets:
+            self._subscribe(list(self.markets))
+
+    def disconnected(self, now_ns: int = 0) -> None:
+        self.is_connected = False
+        self.outbox.clear()
+
+    def receive(self, data: bytes, recv_ns: int) -> None:
+        msg = json.loads(data)
+        frame = RawFrame(
+            venue="test-venue", gatherer="g1", conn=self.conn_id, sid=1, seq=msg["seq"], recv_ns=recv_ns,
+            kind="trade", market=msg["market"], event_key=f"t:{msg['id']}", payload=bytes(data),
+        )  # fmt: skip
+        self._emit(frame.market, encode_raw(frame))
+
+    def data_to_send(self) -> list[bytes]:
+        out = self.outbox[:]
+        self.outbox.clear()
+        return out
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.outbox)
+
+    def tick(self, now_ns: int) -> None:
+        return None
+
+    def probe(self, now_ns: int) -> bool:
+        return False
+
+    def flush(self, now_ns: int) -> None:
+        return None
+
+    def add_markets(self, tickers: list[str]) -> None:
+        new = [t for t in tickers if t not in self.markets]
+        self.markets.update(dict.fromkeys(new))
+        if new and self.is_connected:
+            self._subscribe(new)
+
+    def remove_markets(self, tickers: list[str]) -> None:
+        for t in tickers:
+            self.markets.pop(t, None)
+
+    def _subscribe(self, markets: list[str]) -> None:
+        self.outbox.append(json.dumps({"cmd": "subscribe", "markets": markets}).encode())
 
 
 class Venue:
@@ -92,20 +146,12 @@ async def _run(
     scheme = "wss" if tls is not None else "ws"
     async with serve(venue.handler, "127.0.0.1", 0, max_size=None, compression=None, ssl=server_ssl) as server:
         port = server.sockets[0].getsockname()[1]
-        session = KalshiSession(
-            gatherer="g1",
-            conn_id=0,
-            channels=["trade"],
-            sub_cap=100,
-            keyer=EventKeyer(),
-            emit=lambda market, value: frames.append(decode_raw(value)),
-            dead=lambda data, reason: None,
-        )
+        session = LineSession(emit=lambda market, value: frames.append(decode_raw(value)))
         session.add_markets(["M1"])
         conn = connection_class(client)(
             session,
-            f"{scheme}://127.0.0.1:{port}/trade-api/ws/v2",
-            lambda: {"KALSHI-ACCESS-KEY": "key-1", "KALSHI-ACCESS-SIGNATURE": "sig"},
+            f"{scheme}://127.0.0.1:{port}/ws",
+            lambda: {"X-Access-Key": "key-1", "X-Access-Signature": "sig"},
             backoff_initial=0.05,
             backoff_max=0.1,
             on_reconnect=reasons.append,
@@ -144,10 +190,10 @@ def test_headers_commands_fragments_ping_and_stop(client: str, tls: TlsFiles | N
         await _until(lambda: len(venue.commands[0]) == 2)
 
     venue = asyncio.run(_run(client, script, body, tls))
-    assert venue.headers[0]["kalshi-access-key"] == "key-1" and venue.headers[0]["kalshi-access-signature"] == "sig"
+    assert venue.headers[0]["x-access-key"] == "key-1" and venue.headers[0]["x-access-signature"] == "sig"
     first, second = venue.commands[0]
-    assert first["cmd"] == "subscribe" and first["params"]["market_tickers"] == ["M1"]
-    assert second["cmd"] == "subscribe" and second["params"]["market_tickers"] == ["M2"]
+    assert first == {"cmd": "subscribe", "markets": ["M1"]}
+    assert second == {"cmd": "subscribe", "markets": ["M2"]}
     assert venue.close_codes == [1000], "stop() closes with a close handshake"
     assert len(venue.headers) == 1, "no reconnect"
 
@@ -235,20 +281,18 @@ def test_refused_upgrade_backs_off_and_retries(client: str) -> None:
     attempts: list[str] = []
 
     def refuse(conn: ServerConnection, request: Any) -> Any:
-        attempts.append(request.headers.get("KALSHI-ACCESS-KEY", ""))
+        attempts.append(request.headers.get("X-Access-Key", ""))
         return conn.respond(401, "bad signature\n")
 
     async def scenario() -> list[str]:
         reasons: list[str] = []
         async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse) as server:
             port = server.sockets[0].getsockname()[1]
-            session = KalshiSession(
-                gatherer="g1", conn_id=0, channels=["trade"], sub_cap=10, keyer=EventKeyer(), emit=print, dead=print
-            )
+            session = LineSession(emit=print)
             conn = connection_class(client)(
                 session,
                 f"ws://127.0.0.1:{port}/",
-                lambda: {"KALSHI-ACCESS-KEY": "key-1"},
+                lambda: {"X-Access-Key": "key-1"},
                 backoff_initial=0.02,
                 backoff_max=0.05,
                 on_reconnect=reasons.append,

@@ -61,13 +61,9 @@ STILL_NAMING: dict[str, str] = {
     "tests/ops/test_verify_db.py": _FIXTURE,
     "tests/infra/test_compose.py": _DEPLOY,
     "tests/mdpipe/test_example_config.py": _DEPLOY,
-    "tests/ingest/test_connection.py": _VENUE_TEST,
     "tests/ingest/test_lifecycle_discovery.py": _VENUE_TEST,
     "tests/ingest/test_rest_citizen.py": _VENUE_TEST,
     "tests/ingest/test_shards_registry_auth.py": _VENUE_TEST,
-    "tests/ingest/test_venue_behaviours.py": _VENUE_TEST,
-    "tests/ingest/test_venue_behaviours_live.py": _VENUE_TEST,
-    "tests/ingest/test_ws_clients.py": _VENUE_TEST,
 }
 
 

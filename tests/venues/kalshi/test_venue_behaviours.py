@@ -1,7 +1,7 @@
 """The gatherer's protocol session against behaviours of the real venue the emulator did not show before (sans-I/O).
 
 Each test feeds a KalshiSession the venue's messages exactly as the wire carries them and checks what it records.
-(The same behaviours through the real emulator, gatherer and broker: tests/ingest/test_venue_behaviours_live.py.)
+(The same behaviours through the real emulator, gatherer and broker: test_venue_behaviours_live.py here.)
 """
 
 from __future__ import annotations
