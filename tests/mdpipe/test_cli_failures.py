@@ -405,7 +405,7 @@ def test_gatherer_refused_by_the_venue_gives_up_with_one_line(
 
 @pytest.fixture
 def refusing_rest() -> Iterator[str]:
-    """A venue REST endpoint that answers every request HTTP 403 with Kalshi's error body."""
+    """A venue REST endpoint that answers every request HTTP 403 with a JSON error body."""
     import http.server
     import threading
 

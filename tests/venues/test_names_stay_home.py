@@ -56,8 +56,6 @@ STILL_NAMING: dict[str, str] = {
     "tests/venue_sim/test_rest_limit_tls.py": _EMULATOR,
     "tests/venue_sim/test_server.py": _EMULATOR,
     # tests of stages fed with the first venue's data
-    "tests/dedup_stream/test_normalise.py": _FIXTURE,
-    "tests/mdpipe/test_cli_failures.py": _FIXTURE,
     "tests/ops/test_verify_db.py": _FIXTURE,
     "tests/infra/test_compose.py": _DEPLOY,
     "tests/mdpipe/test_example_config.py": _DEPLOY,
