@@ -1,5 +1,7 @@
 """`mdpipe verify --json` on a real venue record and truth file (written by venue_sim's own writers) and a real
-database loaded by the sink's own store (so verify reads exactly what the sink writes: jsonb, numeric, arrays)."""
+database loaded by the sink's own store (so verify reads exactly what the sink writes: jsonb, numeric, arrays).
+The venue is the default one: its message bodies come from its synthetic data (``Venue.synth``), the events a correct
+pipeline stores from its truth normaliser, the channels from verify's own map of kinds to channels."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 
 from mdpipe.cli import main
 from mdpipe.config import load_config
+from ops.verify_record import CHANNEL_OF_KIND
 from schemas import encode_event
 from schemas.events import BookSnapshot, Event, Gap
 from sink.batch import Batch, Source
@@ -34,14 +37,18 @@ from venue_sim.record import (
     record_path,
 )
 from venue_sim.truth import TruthEvent, TruthWriter
-from venues.kalshi.messages import msg_to_event
+from venues import default_name, get_venue
 
 pytestmark = pytest.mark.integration
 
 NS = 1_000_000_000
 T0 = 1_767_225_600 * NS
 GATHERERS = ("g1", "g2", "g3")
-CHANNELS = {1: "orderbook_delta", 2: "trade", 3: "ticker", 4: "market_lifecycle_v2"}
+CHANNELS = dict(enumerate((CHANNEL_OF_KIND[k] for k in ("delta", "trade", "ticker", "lifecycle")), 1))  # by sid
+VENUE = default_name()
+SYNTH = get_venue(VENUE).synth()
+msg_to_event = get_venue(VENUE).truth_normaliser()
+Body = Callable[[int], dict[str, Any]]  # venue ms -> a message body
 
 
 class Venue:
@@ -56,10 +63,9 @@ class Venue:
     def at(self, seconds: float) -> None:
         self.now_ns = T0 + int(seconds * NS)
 
-    def emit(self, kind: str, market: str, msg: dict[str, Any], ts_ms: int | None = None) -> int:
+    def emit(self, kind: str, market: str, body: Body, ts_ms: int | None = None) -> int:
         ts = ts_ms if ts_ms is not None else self.now_ns // 1_000_000
-        if kind != "lifecycle":
-            msg = {**msg, "ts_ms": ts}
+        msg = body(ts)
         ev = TruthEvent(len(self.events) + 1, kind, market, ts, self.now_ns, json.dumps(msg).encode())  # type: ignore[arg-type]
         self.events.append(ev)
         self.now_ns += 1_000_000
@@ -88,20 +94,20 @@ class Venue:
                 rw.write(rec)
 
 
-def delta(market: str, price: str, size: str, side: str = "yes") -> dict[str, Any]:
-    return {"market_ticker": market, "market_id": "", "price_dollars": price, "delta_fp": size, "side": side}
+def delta(market: str, price: str, size: str, side: str = "yes") -> Body:
+    return lambda ts_ms: SYNTH.delta_body(market, price, size, side, ts_ms=ts_ms)
 
 
-def trade(market: str, trade_id: str) -> dict[str, Any]:
-    return {"trade_id": trade_id, "market_ticker": market, "yes_price_dollars": "0.4400",
-            "no_price_dollars": "0.5600", "count_fp": "3.00", "taker_outcome_side": "yes"}  # fmt: skip
+def trade(market: str, trade_id: str) -> Body:
+    return lambda ts_ms: SYNTH.trade_body(market, trade_id, ts_ms=ts_ms)
 
 
-def ticker(market: str, volume: str) -> dict[str, Any]:
-    return {"market_ticker": market, "market_id": "", "price_dollars": "0.4300", "yes_bid_dollars": "0.4300",
-            "yes_ask_dollars": "0.4500", "yes_bid_size_fp": "10.00", "yes_ask_size_fp": "3.00",
-            "last_trade_size_fp": "3.00", "volume_fp": volume, "open_interest_fp": "50.00", "dollar_volume": 43,
-            "dollar_open_interest": 21}  # fmt: skip
+def ticker(market: str, volume: str) -> Body:
+    return lambda ts_ms: SYNTH.ticker_body(market, volume, ts_ms=ts_ms)
+
+
+def lifecycle(market: str, **fields: Any) -> Body:
+    return lambda ts_ms: SYNTH.lifecycle_body(market, **fields)
 
 
 def scenario(drop_market: bool, lose_trade: bool = True) -> Venue:
@@ -117,7 +123,7 @@ def scenario(drop_market: bool, lose_trade: bool = True) -> Venue:
     for conn, g in enumerate(GATHERERS, 1):
         v.records.append(ConnOpened(conn, f"mdpipe-gather/{g}", v.now_ns, len(v.events)))
         for sid, channel in CHANNELS.items():
-            markets = ["*"] if channel == "market_lifecycle_v2" else ["A", "B"]
+            markets = ["*"] if channel == CHANNEL_OF_KIND["lifecycle"] else ["A", "B"]
             v.records.append(Subscribed(conn, sid, channel, markets, len(v.events), v.now_ns))
         v.records.append(SnapshotSent(conn, 1, "A", len(v.events), [("0.4000", "10.00")], []))
         v.records.append(SnapshotSent(conn, 1, "B", len(v.events), [], []))
@@ -128,7 +134,7 @@ def scenario(drop_market: bool, lose_trade: bool = True) -> Venue:
     d4 = v.emit("delta", "A", delta("A", "0.55", "7.00", side="no"), ts_ms=ms1)
     t5 = v.emit("trade", "A", trade("A", "t-5"))
     k6 = v.emit("ticker", "A", ticker("A", "100.00"))
-    l7 = v.emit("lifecycle", "A", {"market_ticker": "A", "title": "Will it?", "fee": 1.50, "tags": ["x"]})
+    l7 = v.emit("lifecycle", "A", lifecycle("A", title="Will it?", fee=1.50, tags=["x"]))
     v.at(5)
     lost = v.emit("trade", "A", trade("A", "t-8"))
     if lose_trade:
@@ -147,14 +153,14 @@ def scenario(drop_market: bool, lose_trade: bool = True) -> Venue:
     v.records.append(BookCheckpoint(end_ms, len(v.events), "C", [("0.30", "2")] if drop_market else [], []))
 
     v.store(d2, d3, d4, t5, k6, l7, d10, *(() if lose_trade else (lost,)))
-    snap = {"venue": "kalshi", "gatherer": "g1", "recv_ns": T0 + NS}
+    snap = {"venue": VENUE, "gatherer": "g1", "recv_ns": T0 + NS}
     v.stored.append(BookSnapshot(**snap, market="A", event_key="sA", ts_ms=ms1, yes=[(Decimal("0.40"), Decimal(10))],
                                  after_keys=[f"k{d2}", f"k{d3}", f"k{d4}"]))  # fmt: skip
     v.stored.append(BookSnapshot(**snap, market="B", event_key="sB", ts_ms=ms0))
     for conn, g in enumerate(GATHERERS, 1):
         v.stored.append(
             Gap(
-                venue="kalshi",
+                venue=VENUE,
                 gatherer=g,
                 market="A",
                 event_key=f"gap-{g}",
@@ -162,7 +168,7 @@ def scenario(drop_market: bool, lose_trade: bool = True) -> Venue:
                 recv_ns=T0 + 6 * NS,
                 conn=conn,
                 kind="seq",
-                channel="trade",
+                channel=CHANNELS[2],
                 markets=["A", "B"],
                 from_ns=T0 + 4 * NS,
                 to_ns=T0 + 6 * NS,

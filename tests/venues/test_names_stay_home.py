@@ -56,7 +56,6 @@ STILL_NAMING: dict[str, str] = {
     "tests/venue_sim/test_rest_limit_tls.py": _EMULATOR,
     "tests/venue_sim/test_server.py": _EMULATOR,
     # tests of stages fed with the first venue's data
-    "tests/ops/test_verify_db.py": _FIXTURE,
     "tests/infra/test_compose.py": _DEPLOY,
     "tests/mdpipe/test_example_config.py": _DEPLOY,
     "tests/ingest/test_lifecycle_discovery.py": _VENUE_TEST,

@@ -4,7 +4,9 @@
 :func:`venue_events` draws distinct market-data events (deltas, including identical bodies told apart by their
 occurrence number, and trades); :func:`pipeline_events` draws the mix a pipeline run on the emulator carries (deltas,
 tickers, trades, snapshots with several levels a side, lifecycle messages, shaped like the emulator's messages: see
-:data:`PIPELINE_MIX`); :func:`payload` wraps one body in the envelope of a data message on sid 1.
+:data:`PIPELINE_MIX`); :func:`payload` wraps one body in the envelope of a data message on sid 1. A test that
+writes its scenario message by message takes the bodies of :func:`delta_body`, :func:`trade_body`,
+:func:`ticker_body` and :func:`lifecycle_body`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,22 @@ from __future__ import annotations
 import json
 import random
 import time
+from decimal import Decimal
+from typing import Any
 
 from venues.synthetic import VenueEvent
 
-__all__ = ["NAME", "PIPELINE_MIX", "payload", "pipeline_events", "venue_events"]
+__all__ = [
+    "NAME",
+    "PIPELINE_MIX",
+    "delta_body",
+    "lifecycle_body",
+    "payload",
+    "pipeline_events",
+    "ticker_body",
+    "trade_body",
+    "venue_events",
+]
 
 NAME = "kalshi"
 
@@ -147,3 +161,32 @@ def pipeline_events(
 def payload(msg_type: str, seq: int, msg: bytes) -> bytes:
     """One data message of type ``msg_type`` carrying ``msg`` at ``seq`` on sid 1, as the venue sends it."""
     return b'{"type":"%s","sid":1,"seq":%d,"msg":%s}' % (msg_type.encode(), seq, msg)
+
+
+def delta_body(market: str, price: str, size: str, side: str = "yes", *, ts_ms: int) -> dict[str, Any]:
+    """An ``orderbook_delta`` body: ``size`` contracts (signed) at ``price`` dollars on ``side`` at venue ``ts_ms``."""
+    return {"market_ticker": market, "market_id": "", "price_dollars": price, "delta_fp": size, "side": side,
+            "ts_ms": ts_ms}  # fmt: skip
+
+
+def trade_body(
+    market: str, trade_id: str, yes_price: str = "0.4400", count: str = "3.00", *, ts_ms: int
+) -> dict[str, Any]:
+    """A ``trade`` body: ``count`` contracts at ``yes_price`` (the no side at its complement), the yes side taking."""
+    no_price = Decimal(1) - Decimal(yes_price)
+    return {"trade_id": trade_id, "market_ticker": market, "yes_price_dollars": yes_price,
+            "no_price_dollars": f"{no_price}", "count_fp": count, "taker_outcome_side": "yes",
+            "ts_ms": ts_ms}  # fmt: skip
+
+
+def ticker_body(market: str, volume: str, *, ts_ms: int) -> dict[str, Any]:
+    """A ``ticker`` body of fixed quotes (0.43 bid for 10, 0.45 ask for 3, last 0.43) and ``volume`` contracts."""
+    return {"market_ticker": market, "market_id": "", "price_dollars": "0.4300", "yes_bid_dollars": "0.4300",
+            "yes_ask_dollars": "0.4500", "yes_bid_size_fp": "10.00", "yes_ask_size_fp": "3.00",
+            "last_trade_size_fp": "3.00", "volume_fp": volume, "open_interest_fp": "50.00", "dollar_volume": 43,
+            "dollar_open_interest": 21, "ts_ms": ts_ms}  # fmt: skip
+
+
+def lifecycle_body(market: str, **fields: Any) -> dict[str, Any]:
+    """A ``market_lifecycle_v2`` body of ``market`` with ``fields`` (what is not a known field is its details)."""
+    return {"market_ticker": market, **fields}
