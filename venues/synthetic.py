@@ -4,8 +4,10 @@
 A venue's synth module provides ``venue_events(n, markets, seed, identical_every, t0_ns)`` (distinct market-data
 events: deltas, including identical bodies told apart by their occurrence number, and trades),
 ``pipeline_events(n, markets, seed, t0_ns, spacing_ns)`` (the mix of kinds a pipeline run on the emulator carries)
-and ``payload(msg_type, seq, msg)`` (one message's bytes as the venue's WebSocket carries it). Turning events into
-each gatherer's frames is venue-neutral: :func:`dedup_stream.synth.gatherer_copies`.
+and ``payload(msg_type, seq, msg)`` (one message's bytes as the venue's WebSocket carries it); the default venue's
+also provides single-message bodies for tests that write a scenario message by message (``delta_body``,
+``trade_body``, ``ticker_body``, ``lifecycle_body``). Turning events into each gatherer's frames is venue-neutral:
+:func:`dedup_stream.synth.gatherer_copies`.
 """
 
 from __future__ import annotations
