@@ -33,9 +33,6 @@ STILL_NAMING: dict[str, str] = {
     "infra/secrets/README.md": _DEPLOY,
     "infra/sim.env": _DEPLOY,
     "mdpipe.example.toml": _DEPLOY,
-    # discovery: the venue's market statuses, lifecycle vocabulary and REST Market object (ingest.registry, its REST
-    # paging in ingest.rest) still live in the gatherer; they move behind the interface next
-    "ingest/registry.py": "discovery is still the first venue's (statuses, lifecycle types, REST Market object)",
     # the sink's migrations are applied as written (a comment names the venue's book shape)
     "sink/migrations/0006_books.sql": "an applied migration is never edited",
     # test and benchmark data
@@ -75,9 +72,6 @@ STILL_NAMING: dict[str, str] = {
     "tests/infra/test_compose.py": _DEPLOY,
     "tests/mdpipe/test_example_config.py": _DEPLOY,
     "tests/ingest/test_connection.py": _VENUE_TEST,
-    "tests/ingest/test_lifecycle_discovery.py": _VENUE_TEST,
-    "tests/ingest/test_rest_citizen.py": _VENUE_TEST,
-    "tests/ingest/test_shards_registry_auth.py": _VENUE_TEST,
     "tests/ingest/test_venue_behaviours.py": _VENUE_TEST,
     "tests/ingest/test_venue_behaviours_live.py": _VENUE_TEST,
     "tests/ingest/test_ws_clients.py": _VENUE_TEST,
