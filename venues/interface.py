@@ -200,8 +200,8 @@ class Venue(ABC):
 
     def discovery(self, rest_url: str, page_limit: int) -> Discovery | StatusListings | None:
         """How the gatherer finds markets at ``rest_url`` (pages of ``page_limit``): a new :class:`Discovery` pass
-        (called once per pass), or the venue's :class:`StatusListings` (called once per gatherer); None (the
-        default) = no discovery: the gatherer holds the markets it is given."""
+        (called once per pass), or the venue's :class:`StatusListings` (called once per gatherer and REST URL);
+        None (the default) = no discovery: the gatherer holds the markets it is given."""
         return None
 
     @abstractmethod
