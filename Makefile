@@ -28,7 +28,8 @@ help:
 	@echo "make test        set up, then run the test suite (starts a real Kafka broker and PostgreSQL)"
 	@echo "make up / down   start / stop the broker and the database"
 	@echo "make bench-*     gatherer | dedup | sink | e2e | failover | sim benchmarks, each ending with RESULT {json}"
-	@echo "make product     the whole product in containers against Kalshi (keys from the environment; docs/deploy.md)"
+	@echo "make product     the whole product in containers against the venue MDPIPE_VENUE (default: the default venue;"
+	@echo "                 keys from the environment: venues/<name>/deploy/README.md, docs/deploy.md)"
 	@echo "make product-sim the same against the emulator; make product-down stops either"
 	@echo "make product-status  mdpipe status of the running product (group lag, every stage's metrics)"
 	@echo "stack for setup/up/down/status/demo/test on this host: $(STACK) (override: make STACK=native|compose ...)"
@@ -122,12 +123,26 @@ demo-compose:
 test-compose:
 	@$(COMPOSE_WITH_INFRA) $(COMPOSE) --profile test run --rm --build tests $(PYTEST_ARGS)
 
-# The whole product (profile product, docs/deploy.md): against Kalshi, or against the emulator (profile sim).
+# The whole product (profile product, docs/deploy.md): against the venue MDPIPE_VENUE, or against the emulator
+# speaking its protocol (profile sim). The venue's deployment facts are its folder's: venues/<name>/deploy/compose.env
+# (URLs, signing) and sim.env (the emulator instead); infra/.env (yours) is read after compose.env. MDPIPE_VENUE
+# defaults to venues.default_name() (without the project's Python: the venue package that says `default = True`).
+MDPIPE_VENUE ?= $(or $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) -c \
+	'import venues; print(venues.default_name())' 2>/dev/null),$(patsubst venues/%/,%,$(dir $(shell \
+	grep -l '^ *default = True' venues/*/*.py 2>/dev/null))))
+VENUE_DEPLOY = venues/$(MDPIPE_VENUE)/deploy
+VENUE_CHECK = @test -f $(VENUE_DEPLOY)/compose.env || { echo "MDPIPE_VENUE=$(MDPIPE_VENUE): no $(VENUE_DEPLOY)/compose.env \
+	(make product MDPIPE_VENUE=<a folder of venues/ that has deploy/compose.env>)" >&2; exit 2; }
+
 product:
-	$(COMPOSE) --profile product up -d --build --wait
+	$(VENUE_CHECK)
+	$(COMPOSE) --env-file $(VENUE_DEPLOY)/compose.env $(if $(wildcard infra/.env),--env-file infra/.env) \
+		--profile product up -d --build --wait
 
 product-sim:
-	$(COMPOSE) --env-file infra/sim.env --profile product --profile sim up -d --build --wait
+	$(VENUE_CHECK)
+	$(COMPOSE) --env-file $(VENUE_DEPLOY)/compose.env --env-file $(VENUE_DEPLOY)/sim.env \
+		--profile product --profile sim up -d --build --wait
 
 product-down:
 	$(COMPOSE) $(ALL_PROFILES) down

@@ -1,8 +1,9 @@
 """The gatherer process: registry + shard plan + connections + producer, wired together in one event loop.
 
 Tasks: one per connection (:class:`ingest.connection.Connection`, picows or websockets per ``ws_client``),
-periodic REST discovery (complete cursor-paged listings of every held status, then look-ups by ticker of held
-markets they missed; see :mod:`ingest.registry`), a lifecycle refresh of reference data, a service loop (producer
+periodic REST discovery as the venue's :meth:`venues.interface.Venue.discovery` says (complete cursor-paged listings
+of every held status, then look-ups by ticker of held markets they missed, see :mod:`ingest.registry`; or the
+venue's own listing walk), a lifecycle refresh of reference data, a service loop (producer
 delivery reports and spool drain, metrics sync) and the silence watchdog. Discovery and refresh share one
 :class:`ingest.rest.RestClient`: every REST request is paced to ``rest_requests_per_s`` and a 429 pauses them all.
 Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
@@ -62,7 +63,7 @@ from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
 from ingest.read_pacer import ReadPacer
 from ingest.recent import RecentKeys
-from ingest.registry import BoundedLabels, Changes, MarketRegistry, RestPage, classify_event
+from ingest.registry import BoundedLabels, Changes, MarketRegistry
 from ingest.rest import DiscoveryError, RestClient
 from ingest.shards import ShardPlan
 from ingest.tls import client_context
@@ -72,7 +73,7 @@ from schemas.codec import SchemaError
 from schemas.dlq import DeadLetter, encode_dead_letter
 from schemas.markets import MarketRef, encode_market
 from venues import default_name, get_venue
-from venues.interface import Discovery, Signer, VenueSession
+from venues.interface import Discovery, Signer, StatusListings, VenueSession
 
 __all__ = ["DISCOVERY_PAGE", "Gatherer"]
 
@@ -81,7 +82,7 @@ log = get_logger(__name__)
 SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
-DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (the venue's largest page)
+DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (a venue may cap it lower)
 
 
 class _DiscoveryPass:
@@ -131,8 +132,12 @@ class Gatherer:
         self.dlq_topic = dlq_topic
         self.markets_topic = markets_topic
         self.discover = discover
-        self.registry = MarketRegistry(opts.rest_lag_s)
         self.venue = get_venue(venue.name or default_name())  # the venue package: sessions, keys, stats, discovery
+        found = self.venue.discovery(venue.rest_url, discovery_page)
+        # a venue listing by status: its vocabulary rules the registry (else discovery asks the venue for each pass)
+        self.listings: StatusListings | None = found if isinstance(found, StatusListings) else None
+        self.registry = MarketRegistry(self.listings, opts.rest_lag_s) if self.listings is not None else None
+        self._listings_url = venue.rest_url
         cap = self.venue.max_markets_per_connection
         self.plan = ShardPlan(min(opts.markets_per_connection, cap) if cap else opts.markets_per_connection)
         self._discovery_page = discovery_page
@@ -151,7 +156,6 @@ class Gatherer:
             requests_per_s=opts.rest_requests_per_s,
             signer=signer,
             ca_file=venue.ca_file,
-            limit=discovery_page,
         )
         self._ssl = client_context(venue.ca_file) if venue.ws_url.startswith("wss://") else None
         self._refresh: set[str] = set()
@@ -326,14 +330,17 @@ class Gatherer:
         self._on_lifecycle(market, lc, recv_ns, count=index == counting)
 
     def _on_lifecycle(self, market: str, lc: Any, recv_ns: int, count: bool = True) -> None:
-        """Every ``market_lifecycle_v2`` message (the protocol already stored it as a frame).
+        """Every lifecycle message (the protocol already stored it as a frame), read by the venue's listings.
 
         Known types subscribe or release per :mod:`ingest.registry`; unknown ones change nothing, are counted by
         type and logged once per type. The market's reference data is then refreshed over REST."""
-        event = lc.event_type
+        listings, registry = self.listings, self.registry
+        if listings is None or registry is None:
+            return  # a venue without status listings has no lifecycle vocabulary
+        ticker, event = listings.lifecycle_of(lc)
         if not count:
             pass
-        elif classify_event(event) == "unknown":
+        elif listings.classify(event) == "unknown":
             label, first = self._lifecycle_types.label(event)
             m.LIFECYCLE_UNKNOWN.labels(self.gid, label).inc()
             m.LIFECYCLE.labels(self.gid, label).inc()
@@ -341,10 +348,9 @@ class Gatherer:
                 self._log.warning("lifecycle_unknown_type", type=event[:100], market=market, kept=True)
         else:
             m.LIFECYCLE.labels(self.gid, event or "none").inc()
-        ticker = lc.market_ticker
         if not ticker:
-            return  # keyed by its event ticker: no market to hold or refresh
-        add, remove = self.registry.apply_lifecycle(ticker, event, recv_ns)
+            return  # e.g. keyed by an event: no market to hold or refresh
+        add, remove = registry.apply_lifecycle(ticker, event, recv_ns)
         if add:
             self.add_markets([ticker])
         if remove:
@@ -365,25 +371,43 @@ class Gatherer:
                 self._log.warning("rest_unknown_status", status=status[:100], kept=True)
 
     # -- discovery -----------------------------------------------------------------------------
-    async def _page(
-        self, cursor: str = "", status: str = "open", tickers: list[str] | None = None, purpose: str = "listing"
-    ) -> RestPage:
-        """One ``GET /markets`` through the shared, paced REST client; refusals of the credentials (HTTP 401/403)
-        and accepted requests are counted for :class:`ingest.auth_refusals.AuthRefusals`."""
+    def _current_listings(self) -> tuple[StatusListings | None, MarketRegistry | None]:
+        """The venue's status listings at the venue section's REST URL as it is now (the section may be replaced
+        while running), and the registry they rule."""
+        url = self.venue_config.rest_url
+        if self.listings is not None and self.registry is not None and url != self._listings_url:
+            found = self.venue.discovery(url, self._discovery_page)
+            if isinstance(found, StatusListings):
+                self.listings = self.registry.rules = found
+            self._listings_url = url
+        return self.listings, self.registry
+
+    async def _get(self, url: str, purpose: str) -> bytes:
+        """One ``GET`` through the shared, paced REST client; refusals of the credentials (HTTP 401/403) and accepted
+        requests are counted for :class:`ingest.auth_refusals.AuthRefusals`."""
         try:
-            page = await self.rest.markets_page(
-                self.venue_config.rest_url, purpose=purpose, status=status, cursor=cursor, tickers=tickers
-            )
+            body = await self.rest.get(url, purpose=purpose)
         except DiscoveryError as exc:
             code = http_status(exc)
             if code is not None and code in REFUSED_STATUSES:
                 self.auth_refusals.refused("rest", time.monotonic(), refusal_detail(exc, code))
             raise
         self.auth_refusals.accepted("rest")
-        return page
+        return body
+
+    async def _page(self, listings: StatusListings, url: str, purpose: str) -> tuple[list[Any], str]:
+        """The listed markets and next cursor of ``GET url`` (:meth:`_get`); a malformed body is a
+        :class:`DiscoveryError`."""
+        body = await self._get(url, purpose)
+        try:
+            return listings.page(body)
+        except SchemaError as exc:
+            raise DiscoveryError(f"GET {url}: bad body: {exc}") from None
 
     async def discover_once(self) -> int:
         """One pass (or the rest of a pass that failed); returns how many markets its listings showed.
+
+        For a venue with :class:`venues.interface.StatusListings` (else :meth:`_discover_via_venue`):
 
         1. Complete listings (cursor paging) of each status in ``discovery_statuses``. A failing page raises
            :class:`DiscoveryError` after applying only the pages already received; the next call resumes from that
@@ -392,12 +416,15 @@ class Gatherer:
            no status filter); only a look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`). A
            failing batch is retried by the next call, the batches before it are not.
         """
-        walk = self.venue.discovery(self.venue_config.rest_url, self._discovery_page)
-        if walk is not None:
+        listings, registry = self._current_listings()
+        if listings is None or registry is None:
+            walk = self.venue.discovery(self.venue_config.rest_url, self._discovery_page)
+            if walk is None or isinstance(walk, StatusListings):  # no discovery (the latter cannot happen here)
+                return 0
             return await self._discover_via_venue(walk)
         p = self._pass
         if p is None:
-            self.registry.prune(time.time_ns())
+            registry.prune(time.time_ns())
             p = self._pass = _DiscoveryPass(list(self.opts.discovery_statuses))
         else:
             p.attempts += 1
@@ -415,27 +442,26 @@ class Gatherer:
             status = p.statuses[p.index]
             requested = time.time_ns()
             try:
-                page = await self._page(p.cursor, status)
+                markets, cursor = await self._page(listings, listings.listing_url(status, p.cursor), "listing")
             except DiscoveryError as exc:
                 if p.cursor and exc.status in (400, 404, 410):  # the venue no longer takes this cursor
                     self._log.warning("discovery_cursor_refused", status=status, http_status=exc.status)
                     p.cursor = ""
                 raise
-            self._apply(self.registry.apply_listing(page.markets, requested, p.seen))
+            self._apply(registry.apply_listing(markets, requested, p.seen))
             p.pages += 1
-            cursor = page.cursor or ""
-            if not cursor or not page.markets:
+            if not cursor or not markets:
                 p.index += 1
                 p.cursor = ""
             else:
                 p.cursor = cursor
         if p.missing is None:
-            p.missing = self.registry.unlisted(p.seen, time.time_ns())
+            p.missing = registry.unlisted(p.seen, time.time_ns())
         while p.looked_up < len(p.missing):
-            batch = p.missing[p.looked_up : p.looked_up + 100]
+            batch = p.missing[p.looked_up : p.looked_up + listings.lookup_batch]
             requested = time.time_ns()
-            page = await self._page(status="", tickers=batch, purpose="lookup")
-            changes = self.registry.apply_lookup(batch, page.markets, requested)
+            markets, _ = await self._page(listings, listings.lookup_url(batch), "lookup")
+            changes = registry.apply_lookup(batch, markets, requested)
             p.released += len(changes.remove)
             self._apply(changes)
             p.looked_up += len(batch)
@@ -444,7 +470,7 @@ class Gatherer:
         self._log.info(
             "discovery_done",
             listed=len(p.seen),
-            held=len(self.registry),
+            held=len(registry),
             looked_up=len(p.missing),
             released=p.released,
             pages=p.pages,
@@ -458,14 +484,7 @@ class Gatherer:
         raises before anything is released (the next pass starts over)."""
         pages = 0
         while (url := walk.next_url()) is not None:
-            try:
-                body = await self.rest.get(url, purpose="listing")
-            except DiscoveryError as exc:
-                code = http_status(exc)
-                if code is not None and code in REFUSED_STATUSES:
-                    self.auth_refusals.refused("rest", time.monotonic(), refusal_detail(exc, code))
-                raise
-            self.auth_refusals.accepted("rest")
+            body = await self._get(url, "listing")
             try:
                 walk.feed(body)
             except SchemaError as exc:
@@ -502,17 +521,18 @@ class Gatherer:
         )
 
     async def _refresh_step(self) -> float:
-        """Reference data of markets named by lifecycle events, fetched over REST in batches of 100."""
-        while self._refresh:
-            batch = [self._refresh.pop() for _ in range(min(100, len(self._refresh)))]
+        """Reference data of markets named by lifecycle events, fetched over REST in look-up batches."""
+        listings, registry = self._current_listings()
+        while self._refresh and listings is not None and registry is not None:
+            batch = [self._refresh.pop() for _ in range(min(listings.lookup_batch, len(self._refresh)))]
             requested = time.time_ns()
             try:
-                page = await self._page(status="", tickers=batch, purpose="refresh")
+                markets, _ = await self._page(listings, listings.lookup_url(batch), "refresh")
             except BaseException:
                 self._refresh.update(batch)
                 m.DISCOVERY_ERRORS.labels(self.gid).inc()
                 raise
-            self._apply(self.registry.apply_listing(page.markets, requested))
+            self._apply(registry.apply_listing(markets, requested))
         return 1.0
 
     async def _refresh_loop(self) -> None:

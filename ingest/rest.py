@@ -1,8 +1,9 @@
-"""REST client of the gatherer: ``GET /markets`` with cursor paging (stdlib urllib, run in a worker thread), paced.
+"""REST client of the gatherer: paced, 429-aware ``GET`` of the URLs a venue's discovery asks for (stdlib urllib,
+run in a worker thread). The venue builds the URLs and parses the bodies (:meth:`venues.interface.Venue.discovery`).
 
-Why urllib: discovery is a few requests per minute (pages of 1000 markets), so an async HTTP client buys
+Why urllib: discovery is a few requests per minute (pages of hundreds of markets), so an async HTTP client buys
 nothing and would be one more dependency; each call runs in ``asyncio.to_thread`` and never blocks the
-event loop. Responses are decoded with msgspec into :class:`ingest.registry.RestPage`.
+event loop.
 
 Every way a request can fail -- refused or reset connections, timeouts, HTTP error statuses, a body cut short
 (``http.client.IncompleteRead``), a malformed status line, an undecodable or mistyped body, an untrusted TLS
@@ -27,27 +28,21 @@ import http.client
 import ssl
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
-
 from ingest import metrics as m
 from ingest.backoff import backoff
 from ingest.ratelimit import RequestPacer, retry_after_s
-from ingest.registry import RestPage
 from ingest.tls import client_context, report_untrusted, untrusted
 from mdpipe.logging import get_logger
 from venues.interface import Signer
 
-__all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_body", "fetch_markets_page"]
+__all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_body"]
 
 log = get_logger(__name__)
-
-_page = msgspec.json.Decoder(RestPage)
 
 MAX_RETRY_AFTER_S = 300.0  # a Retry-After beyond this is read as this (a typo must not stall discovery for a day)
 
@@ -99,36 +94,8 @@ def fetch_body(
         raise DiscoveryError(f"GET {url}: {type(exc).__name__}: {exc}") from None
 
 
-def fetch_markets_page(
-    rest_url: str,
-    *,
-    status: str = "open",
-    cursor: str = "",
-    limit: int = 1000,
-    tickers: list[str] | None = None,
-    signer: Signer | None = None,
-    timeout: float = 30.0,
-    context: ssl.SSLContext | None = None,
-    ca_file: str = "",
-) -> RestPage:
-    """One page of ``GET {rest_url}/markets`` (blocking). ``context`` verifies ``https://`` (default: system)."""
-    query: dict[str, str] = {"limit": str(limit)}
-    if status:
-        query["status"] = status
-    if cursor:
-        query["cursor"] = cursor
-    if tickers:
-        query["tickers"] = ",".join(tickers)
-    url = f"{rest_url.rstrip('/')}/markets?{urllib.parse.urlencode(query)}"
-    body = fetch_body(url, signer=signer, timeout=timeout, context=context, ca_file=ca_file)
-    try:
-        return _page.decode(body)
-    except msgspec.DecodeError as exc:
-        raise DiscoveryError(f"GET {url}: bad body: {exc}") from None
-
-
 class RestClient:
-    """Paced, 429-aware ``GET /markets`` for one gatherer (see module docstring)."""
+    """Paced, 429-aware ``GET`` for one gatherer (see module docstring)."""
 
     def __init__(
         self,
@@ -137,7 +104,6 @@ class RestClient:
         requests_per_s: float,
         signer: Signer | None = None,
         ca_file: str = "",
-        limit: int = 1000,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
         max_attempts: int = 8,
@@ -148,7 +114,6 @@ class RestClient:
         self.signer = signer
         self.ca_file = ca_file
         self._context: ssl.SSLContext | None = None
-        self.limit = limit
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = max(backoff_initial_s, backoff_max_s)
         self.max_attempts = max_attempts
@@ -187,35 +152,9 @@ class RestClient:
             self.waited_s[reason] += seconds
             self._m_wait[reason].inc(seconds)
 
-    async def markets_page(
-        self,
-        rest_url: str,
-        *,
-        purpose: str,
-        status: str = "open",
-        cursor: str = "",
-        tickers: list[str] | None = None,
-    ) -> RestPage:
-        """One page of ``GET /markets`` within the request rate, retried after 429 pauses (``purpose`` labels the
-        request metric: listing, lookup or refresh)."""
-        fetch = functools.partial(
-            fetch_markets_page,
-            rest_url,
-            status=status,
-            cursor=cursor,
-            limit=self.limit,
-            tickers=tickers,
-            signer=self.signer,
-            timeout=self.timeout,
-            context=self.context(rest_url),
-            ca_file=self.ca_file,
-        )
-        page: RestPage = await self._paced(fetch, purpose=purpose, cursor=cursor)
-        return page
-
     async def get(self, url: str, *, purpose: str) -> bytes:
-        """The body of ``GET url`` within the same request rate and 429 pauses as the listings (a venue's own
-        discovery, :meth:`venues.interface.Venue.discovery`)."""
+        """The body of ``GET url`` within the request rate, retried after 429 pauses (``purpose`` labels the request
+        metric: listing, lookup or refresh)."""
         fetch = functools.partial(
             fetch_body, url, signer=self.signer, timeout=self.timeout, context=self.context(url), ca_file=self.ca_file
         )

@@ -13,9 +13,11 @@ What a venue provides, by stage:
   ``ingest.connection`` as :class:`VenueSession` describes), :meth:`Venue.keyer` (the event-key state shared by a
   gatherer's sessions), :meth:`Venue.session_stats` (the plain counters the gatherer exports), :meth:`Venue.signer`
   (authentication headers for the WebSocket upgrade and REST), :attr:`Venue.channels` (its market-data channels,
-  the default of ``gather.channels``), :meth:`Venue.discovery` (a sans-I/O listing walk whose result is the groups of
-  markets to hold, each group on one connection; None = the gatherer's built-in listing of the default venue's REST
-  API), :attr:`Venue.max_markets_per_connection` (the venue's own cap, 0 = none);
+  the default of ``gather.channels``), :meth:`Venue.discovery` (how the gatherer finds the markets to hold: either a
+  :class:`Discovery`, a sans-I/O listing walk whose result is the groups of markets to hold, each group on one
+  connection, or :class:`StatusListings`, listings by market status, look-ups by ticker and the lifecycle vocabulary
+  over which the gatherer keeps its ``ingest.registry.MarketRegistry``), :attr:`Venue.max_markets_per_connection`
+  (the venue's own cap, 0 = none);
 - dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
   ``Event``;
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
@@ -33,12 +35,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from schemas.events import Event
+from schemas.markets import MarketRef
 from schemas.raw import RawFrame
 
-__all__ = ["Discovery", "EmulatorProfile", "FrameNormaliser", "Signer", "TruthNormaliser", "Venue", "VenueSession"]
+__all__ = [
+    "Discovery",
+    "EmulatorProfile",
+    "FrameNormaliser",
+    "Signer",
+    "StatusListings",
+    "TruthNormaliser",
+    "Venue",
+    "VenueSession",
+]
 
 FrameNormaliser = Callable[[RawFrame], Event]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
@@ -62,6 +74,55 @@ class Discovery(Protocol):
     def next_url(self) -> str | None: ...
     def feed(self, body: bytes) -> Any: ...
     def groups(self) -> list[list[str]]: ...
+
+
+@runtime_checkable
+class StatusListings(Protocol):
+    """A venue's REST listings filtered by market status and look-ups by ticker, and the vocabulary of its statuses
+    and lifecycle messages; sans I/O. The gatherer drives it (``ingest.gatherer``) and decides with
+    ``ingest.registry.MarketRegistry``: each pass GETs every page of :meth:`listing_url` for each status of
+    ``gather.discovery_statuses`` (paced, 429-aware; resumed from the failing page's cursor), gives each body to
+    :meth:`page`, then looks held markets no listing showed up by ticker (:meth:`lookup_url`, :attr:`lookup_batch`
+    a request); lifecycle messages (the session's ``on_lifecycle``) are read with :meth:`lifecycle_of`. A listed
+    market is any object with ``ticker`` and ``status`` attributes that :meth:`market_ref` accepts."""
+
+    lookup_batch: int  # tickers per look-up request
+
+    def listing_url(self, status: str, cursor: str = "") -> str:
+        """The URL of the page of markets in ``status`` at ``cursor`` ("" = the first page)."""
+        ...
+
+    def lookup_url(self, tickers: list[str]) -> str:
+        """The URL that looks ``tickers`` up whatever their status."""
+        ...
+
+    def page(self, body: bytes) -> tuple[list[Any], str]:
+        """The listed markets of one response body and the next page's cursor ("" = last); ``SchemaError``."""
+        ...
+
+    def lifecycle_of(self, msg: Any) -> tuple[str, str]:
+        """(market, event type) of a lifecycle message the session passed to ``on_lifecycle`` (market "" = none)."""
+        ...
+
+    def lifecycle_status(self, event_type: str) -> str | None:
+        """The status a lifecycle type implies (None: it changes nothing about holding)."""
+        ...
+
+    def classify(self, event_type: str) -> str:
+        """``hold`` | ``release`` | ``neutral`` | ``unknown`` (unknown ones are counted and logged once)."""
+        ...
+
+    def holds(self, status: str) -> bool:
+        """Is a market in ``status`` held? (True for a status the venue does not know.)"""
+        ...
+
+    def known_status(self, status: str) -> bool:
+        """Is ``status`` one of the venue's (others are logged once)?"""
+        ...
+
+    def market_ref(self, market: Any, updated_ns: int, status: str) -> MarketRef:
+        """The reference data published for a listed ``market`` whose status is taken to be ``status``."""
+        ...
 
 
 class VenueSession(Protocol):
@@ -138,9 +199,10 @@ class Venue(ABC):
     def session_stats(self) -> Any:
         """The plain integer counters one gatherer's sessions share and the gatherer exports."""
 
-    def discovery(self, rest_url: str, page_limit: int) -> Discovery | None:
-        """A new discovery pass against ``rest_url`` (pages of ``page_limit``); None (the default) = the gatherer's
-        built-in listing (``ingest.registry``: statuses, lifecycle, look-ups by ticker)."""
+    def discovery(self, rest_url: str, page_limit: int) -> Discovery | StatusListings | None:
+        """How the gatherer finds markets at ``rest_url`` (pages of ``page_limit``): a new :class:`Discovery` pass
+        (called once per pass), or the venue's :class:`StatusListings` (called once per gatherer and REST URL);
+        None (the default) = no discovery: the gatherer holds the markets it is given."""
         return None
 
     @abstractmethod

@@ -20,9 +20,11 @@ import msgspec
 import pytest
 import yaml
 
+import venues
 from infra.manager import COMPOSE_BOOTSTRAP, COMPOSE_DSN, COMPOSE_FILE
 from mdpipe.cli import build_parser
-from mdpipe.config import Config, GatherConfig, load_config
+from mdpipe.config import Config, ConfigError, GatherConfig, load_config
+from venues import default_name
 
 ROOT = COMPOSE_FILE.parent.parent
 INFRA = COMPOSE_FILE.parent
@@ -117,10 +119,13 @@ def _resolved(value: Any, env: Mapping[str, str]) -> Any:
 
 
 def _environment(service: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The service's container environment, interpolated with ``env`` (None: what `make product` gives compose,
+    the default venue's deployment file; see :func:`_venue_env`)."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
-    return {k: interpolate(str(v), env or {}) for k, v in raw.items()}
+    variables = _venue_env() if env is None else env
+    return {k: interpolate(str(v), variables) for k, v in raw.items()}
 
 
 def _argv(service: dict[str, Any]) -> list[str]:
@@ -434,17 +439,58 @@ def test_state_lives_on_one_volume_per_stage_at_the_images_run_dir(dockerfile: A
             assert source.startswith((".", "/")) or source in declared, source
 
 
-def test_product_gathers_from_kalshi_unless_told_otherwise() -> None:
+def _env_file(path: Path) -> dict[str, str]:
+    """The variables of a compose env file (``NAME=value`` lines; comments and blank lines skipped)."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _venue_env(*files: str, venue: str | None = None) -> dict[str, str]:
+    """What `make product` gives compose: the variables of the venue's deploy files, later files winning."""
+    folder = ROOT / "venues" / (venue or default_name()) / "deploy"
+    out: dict[str, str] = {}
+    for name in ("compose.env", *files):
+        out.update(_env_file(folder / name))
+    return out
+
+
+def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:
+    """The venue and its URLs come from venues/<name>/deploy/compose.env (the default venue's, for `make product`);
+    the environment wins over it, key ids fall back from one gatherer's own to the shared one."""
+    venue_env = _venue_env()
+    assert venue_env["MDPIPE_VENUE"] == default_name()
     gather = _services()["gather-g1"]
-    env = _environment(gather)
-    assert env["MDPIPE_VENUE__REST_URL"] == "https://api.elections.kalshi.com/trade-api/v2"
-    assert env["MDPIPE_VENUE__WS_URL"] == "wss://api.elections.kalshi.com/trade-api/ws/v2"
-    assert env["MDPIPE_VENUE__AUTH"] == "true"
-    assert _environment(gather, {"MDPIPE_KALSHI_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
-    own = _environment(gather, {"MDPIPE_KALSHI_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    env = _environment(gather, venue_env)
+    for name in ("MDPIPE_VENUE__REST_URL", "MDPIPE_VENUE__WS_URL", "MDPIPE_VENUE__AUTH"):
+        assert env[name] == venue_env[name] != "", name
+    config = load_config(environ=env, use_infra_state=False)
+    assert config.venue.name == default_name() and config.venue.rest_url == venue_env["MDPIPE_VENUE__REST_URL"]
+    demo = {**venue_env, "MDPIPE_VENUE__REST_URL": "https://demo.example/api"}
+    assert _environment(gather, demo)["MDPIPE_VENUE__REST_URL"] == "https://demo.example/api"
+    assert _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
+    own = _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert own["MDPIPE_VENUE__KEY_ID"] == "mine"
-    other = _environment(_services()["gather-g2"], {"MDPIPE_KALSHI_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    other = _environment(_services()["gather-g2"], {"MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert other["MDPIPE_VENUE__KEY_ID"] == "shared"
+    # no venue file: the gatherers stop at start-up with one line naming the setting
+    with pytest.raises(ConfigError, match=r"venue\.name"):
+        load_config(environ=_environment(gather, {}), use_infra_state=False)
+
+
+def test_every_venue_deployment_file_names_a_venue_and_its_urls() -> None:
+    """Each venue folder with a deploy/compose.env names itself and both URLs; its sim.env, if any, points at the
+    emulator service on the same paths as the real venue."""
+    deployed = [n for n in venues.names() if (ROOT / "venues" / n / "deploy" / "compose.env").is_file()]
+    assert default_name() in deployed
+    for name in deployed:
+        env = _venue_env(venue=name)
+        assert env["MDPIPE_VENUE"] == name
+        rest, ws = urlsplit(env["MDPIPE_VENUE__REST_URL"]), urlsplit(env["MDPIPE_VENUE__WS_URL"])
+        assert (rest.scheme, ws.scheme) == ("https", "wss"), name
+        if (ROOT / "venues" / name / "deploy" / "sim.env").is_file():
+            sim = _venue_env("sim.env", venue=name)
+            assert urlsplit(sim["MDPIPE_VENUE__REST_URL"]).path == rest.path, name
+            assert urlsplit(sim["MDPIPE_VENUE__WS_URL"]).path == ws.path, name
 
 
 def _secret_files(env: Mapping[str, str]) -> dict[str, Path]:
@@ -463,34 +509,44 @@ def _mounted_secrets(service: dict[str, Any], env: Mapping[str, str]) -> dict[st
     return out
 
 
+def _keypair(folder: Path) -> tuple[str, Path]:
+    """A key id and the path of a fresh RSA private key (PEM) in ``folder``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder.mkdir(parents=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = folder / "key.pem"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_bytes(pem)
+    return f"key-{folder.name}", path
+
+
 def test_each_gatherer_signs_with_the_key_file_it_is_given(tmp_path: Path) -> None:
     """Private keys come from secret files on the host, never from the image or this file: the configuration each
-    gatherer container gets, with the secret mounted where compose mounts it, builds a working Kalshi signer; a
-    gatherer's own key file (MDPIPE_G<n>_PRIVATE_KEY_FILE) replaces the shared one for it alone."""
-    from venue_sim.keys import generate_test_keypair, load_public_key, verify
-    from venues.kalshi.auth import Signer
-
-    shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
+    gatherer container gets, with the secret mounted where compose mounts it, builds the venue's signer for its key;
+    a gatherer's own key file (MDPIPE_G<n>_PRIVATE_KEY_FILE) replaces the shared one for it alone."""
+    venue_env = _venue_env()
+    venue = venues.get_venue(venue_env["MDPIPE_VENUE"])
+    shared, own = _keypair(tmp_path / "shared"), _keypair(tmp_path / "own")
     env = {
-        "MDPIPE_KALSHI_KEY_ID": shared.key_id,
-        "MDPIPE_KALSHI_PRIVATE_KEY_FILE": shared.private_path,
-        "MDPIPE_G3_KEY_ID": own.key_id,
-        "MDPIPE_G3_PRIVATE_KEY_FILE": own.private_path,
+        **venue_env,
+        "MDPIPE_VENUE_KEY_ID": shared[0],
+        "MDPIPE_VENUE_PRIVATE_KEY_FILE": str(shared[1]),
+        "MDPIPE_G3_KEY_ID": own[0],
+        "MDPIPE_G3_PRIVATE_KEY_FILE": str(own[1]),
     }
     expected = {"gather-g1": shared, "gather-g2": shared, "gather-g3": own}
-    for name, keys in expected.items():
+    for name, (key_id, key_path) in expected.items():
         service = _services()[name]
         config = load_config(environ=_environment(service, env), use_infra_state=False)
         assert config.venue.auth and not config.venue.private_key_pem, name
         mounted = _mounted_secrets(service, env)
-        assert mounted[config.venue.private_key_path] == Path(keys.private_path).resolve(), name
-        signer = Signer.from_config(config.venue.key_id, "", str(mounted[config.venue.private_key_path]))
-        headers = signer.headers(ts_ms=1_700_000_000_000)
-        assert headers["KALSHI-ACCESS-KEY"] == keys.key_id, name
-        public = load_public_key(keys.public_key_pem)
-        assert verify(public, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2"), name
-    default = _secret_files({})
-    assert set(default.values()) == {INFRA / "secrets" / "kalshi-private-key.pem"}
+        assert mounted[config.venue.private_key_path] == key_path.resolve(), name
+        signer = venue.signer(config.venue.key_id, "", str(mounted[config.venue.private_key_path]))
+        assert signer.key_id == key_id and key_id in signer.headers(ts_ms=1_700_000_000_000).values(), name
+    default = _secret_files(venue_env)
+    assert set(default.values()) == {INFRA / "secrets" / f"{venue_env['MDPIPE_VENUE']}-private-key.pem"}
 
 
 def test_no_key_material_in_the_compose_file_or_the_image() -> None:
@@ -504,28 +560,29 @@ def test_no_key_material_in_the_compose_file_or_the_image() -> None:
     secrets_dir = INFRA / "secrets"
     gitignore = (secrets_dir / ".gitignore").read_text().split()
     assert "*" in gitignore and "!README.md" in gitignore
-    for path in (secrets_dir / "kalshi-private-key.pem", INFRA / ".env", INFRA / "mdpipe.env"):
+    for path in (secrets_dir / f"{default_name()}-private-key.pem", INFRA / ".env", INFRA / "mdpipe.env"):
         if not (ROOT / ".git").exists():  # the test image's tree has no .git (.dockerignore)
             break
         assert subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 0, path
 
 
 def test_sim_env_points_the_gatherers_at_the_emulator_service() -> None:
-    sim_env = dict(
-        line.split("=", 1)
-        for line in (INFRA / "sim.env").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    )
+    """The default venue's sim.env (read after its compose.env) points the gatherers at the `venue` service, which
+    serves that venue's protocol on the real venue's paths, signing off."""
+    sim_env = _venue_env("sim.env")
+    real = _venue_env()
     venue = _services()["venue"]
     assert _profiles(venue) == {"sim"}
-    argv = _resolved(_argv(venue), {})
+    argv = _resolved(_argv(venue), sim_env)
     args = build_parser().parse_args(argv[1:])
     assert args.command == "sim" and args.host == "0.0.0.0" and args.no_auth
+    assert _environment(venue, sim_env)["MDPIPE_VENUE__NAME"] == default_name()
     env = _environment(_services()["gather-g1"], sim_env)
     rest, ws = urlsplit(env["MDPIPE_VENUE__REST_URL"]), urlsplit(env["MDPIPE_VENUE__WS_URL"])
     assert (rest.scheme, rest.hostname, rest.port) == ("http", "venue", args.port)
     assert (ws.scheme, ws.hostname, ws.port) == ("ws", "venue", args.port)
-    assert rest.path == "/trade-api/v2" and ws.path == "/trade-api/ws/v2"
+    assert rest.path == urlsplit(real["MDPIPE_VENUE__REST_URL"]).path
+    assert ws.path == urlsplit(real["MDPIPE_VENUE__WS_URL"]).path
     assert load_config(environ=env, use_infra_state=False).venue.auth is False
     for path in _mounted_secrets(_services()["gather-g1"], sim_env).values():
         assert path.is_file(), f"compose refuses a secret whose file is missing: {path}"

@@ -270,3 +270,18 @@ def test_the_stack_script_is_plain_posix_sh() -> None:
     done = subprocess.run([checker, "-n", str(ROOT / "infra" / "stack.sh")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert os.access(ROOT / "infra" / "stack.sh", os.X_OK)
+
+
+def test_product_takes_the_venues_deployment_files_by_name(docker_only: Path) -> None:
+    """`make product` / `product-sim` read the deployment files of the venue MDPIPE_VENUE names (default: the venue
+    wing's default venue) from its folder; infra/compose.yaml names no venue."""
+    from venues import default_name
+
+    name = default_name()
+    for target, files in (("product", ["compose.env"]), ("product-sim", ["compose.env", "sim.env"])):
+        (call,) = [c for c in _compose_calls(_make_n(docker_only, target)) if "up" in c]
+        env_files = [call[i + 1] for i, word in enumerate(call) if word == "--env-file"]
+        assert env_files[: len(files)] == [f"venues/{name}/deploy/{f}" for f in files], call
+        assert all((ROOT / f).is_file() for f in env_files[: len(files)])
+    (call,) = _compose_calls(_make_n(docker_only, "product", "MDPIPE_VENUE=another"))
+    assert call[call.index("--env-file") + 1] == "venues/another/deploy/compose.env"

@@ -2,7 +2,7 @@
 log of every REST request it answered) and the real broker:
 
 - a 429 with ``Retry-After`` (seconds, or an HTTP date) pauses every REST request until then, and the pass goes on;
-- a bare 429 (what Kalshi sends) backs off exponentially, and the pass goes on;
+- a bare 429 (no ``Retry-After``, as some venues send) backs off exponentially, and the pass goes on;
 - a page failing mid-listing is retried from its cursor, and nothing is released until the listing completed (over
   http:// and https://);
 - under a burst of refresh look-ups on top of discovery, requests stay within ``rest_requests_per_s``.
@@ -96,7 +96,7 @@ def test_bare_429_backs_off_exponentially_and_the_pass_goes_on(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
     topics = ih.gatherer_topics(make_topics)
-    # Kalshi's 429 carries no Retry-After; one token per 2.5 s makes at least two 429s in a row
+    # a 429 without Retry-After; one token per 2.5 s makes at least two 429s in a row
     sim = _sim(tmp_path, markets=8, rest_rate=0.4, rest_burst=1.0, rest_retry_after="none")
 
     async def scenario() -> Any:

@@ -2,9 +2,10 @@
 
 Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``snapshots`` (a snapshot's position in
 the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
-header signing), ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and
-envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks), ``synth`` (synthetic
-data for the stages' tests and benchmarks). Modules other than
+header signing), ``discovery`` (REST listings by status, look-ups, the status and lifecycle vocabulary),
+``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and envelope names,
+declared once), ``emulator_wire`` (the wire formats the emulator speaks), ``synth`` (synthetic data for the stages'
+tests and benchmarks). Modules other than
 ``channels`` are imported when a method is called (see :mod:`venues.interface`).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.interface import FrameNormaliser, Signer, StatusListings, TruthNormaliser, Venue, VenueSession
 from venues.kalshi.channels import CHANNELS, MARKET_LIFECYCLE
 
 __all__ = ["VENUE", "Kalshi"]
@@ -39,6 +40,12 @@ class Kalshi(Venue):
         from venues.kalshi.protocol import SessionStats
 
         return SessionStats()
+
+    def discovery(self, rest_url: str, page_limit: int) -> StatusListings:
+        """``GET /markets`` listings by status and look-ups by ticker at ``rest_url`` (the trade-api base URL)."""
+        from venues.kalshi.discovery import Listings
+
+        return Listings(rest_url, page_limit)
 
     def signer(self, key_id: str, pem: str = "", pem_path: str = "") -> Signer:
         from venues.kalshi.auth import Signer as KalshiSigner

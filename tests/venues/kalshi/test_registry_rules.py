@@ -1,4 +1,5 @@
-"""Market registry decisions (pure): lifecycle types, which of REST and lifecycle is newer, releases by look-up.
+"""The market registry (:mod:`ingest.registry`) under Kalshi's vocabulary (pure): lifecycle types, which of REST and
+lifecycle is newer, releases by look-up.
 
 The property test plays generated venue histories -- lifecycle changes (known, neutral, unknown types), REST-only
 closes -- against a gatherer that receives the lifecycle messages late by up to 2 s and sees REST views that lag
@@ -14,12 +15,12 @@ import bisect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.registry import (
+from ingest.registry import MarketRegistry
+from venues.kalshi.discovery import (
     HOLD_STATUSES,
     LIFECYCLE_STATUS,
     RELEASE_STATUSES,
-    BoundedLabels,
-    MarketRegistry,
+    Listings,
     RestMarket,
     classify_event,
 )
@@ -30,6 +31,10 @@ LAG_S = 60.0
 
 def rest(ticker: str, status: str) -> RestMarket:
     return RestMarket(ticker, status=status, title=f"title {ticker}")
+
+
+def registry() -> MarketRegistry:
+    return MarketRegistry(Listings("http://venue.invalid/trade-api/v2"), LAG_S)
 
 
 def test_event_types() -> None:
@@ -43,7 +48,7 @@ def test_event_types() -> None:
 
 
 def test_neutral_and_unknown_lifecycle_types_never_change_holding() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     reg.apply_listing([rest("A", "active")], 0)
     for t, event in enumerate(["", "metadata_updated", "close_date_updated", "price_level_structure_updated", "new"]):
         assert reg.apply_lifecycle("A", event, (t + 1) * S) == (False, False)
@@ -54,7 +59,7 @@ def test_neutral_and_unknown_lifecycle_types_never_change_holding() -> None:
 
 
 def test_created_is_held_at_once_and_deactivated_keeps_it() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     assert reg.apply_lifecycle("N", "created", 1 * S) == (True, False)
     assert reg.apply_lifecycle("N", "activated", 2 * S) == (False, False)
     assert reg.apply_lifecycle("N", "deactivated", 3 * S) == (False, False)
@@ -66,7 +71,7 @@ def test_created_is_held_at_once_and_deactivated_keeps_it() -> None:
 
 
 def test_lifecycle_outranks_rest_requested_within_the_lag() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     reg.apply_listing([rest("A", "active")], 0)
     reg.apply_lifecycle("A", "determined", 100 * S)
     # a stale open listing: not re-added, and its reference data carries the lifecycle status
@@ -79,7 +84,7 @@ def test_lifecycle_outranks_rest_requested_within_the_lag() -> None:
 
 
 def test_a_stale_terminal_rest_status_does_not_release_an_activated_market() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     reg.apply_listing([rest("A", "closed")], 0)
     assert "A" not in reg
     assert reg.apply_lifecycle("A", "activated", 10 * S) == (True, False)
@@ -89,7 +94,7 @@ def test_a_stale_terminal_rest_status_does_not_release_an_activated_market() -> 
 
 
 def test_rest_status_refs_are_published_once_per_status() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     first = reg.apply_listing([rest("A", "active")], 0)
     assert [r.status for r in first.refs] == ["active"] and first.add == ["A"]
     assert reg.apply_listing([rest("A", "active")], 1 * S).refs == []
@@ -101,14 +106,14 @@ def test_rest_status_refs_are_published_once_per_status() -> None:
 
 
 def test_unknown_rest_status_keeps_the_market() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     reg.apply_listing([rest("A", "active")], 0)
     changes = reg.apply_listing([rest("A", "suspended_for_review")], 1 * S)
     assert changes.remove == [] and changes.unknown_statuses == ["suspended_for_review"] and "A" in reg
 
 
 def test_unlisted_markets_are_released_only_by_a_lookup() -> None:
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     reg.apply_listing([rest(t, "active") for t in "ABCDE"], 0)
     reg.apply_lifecycle("E", "deactivated", 100 * S)
     # the next pass lists only A: B paused (REST), C closed (REST only), D unknown to REST, E paused by lifecycle
@@ -128,16 +133,6 @@ def test_unlisted_markets_are_released_only_by_a_lookup() -> None:
     assert reg.apply_lookup(["F"], [], 210 * S).remove == []
     reg.apply_listing([rest("F", "active")], 220 * S)
     assert reg.apply_lookup(["F"], [], 275 * S).remove == []
-
-
-def test_bounded_labels() -> None:
-    labels = BoundedLabels(2)
-    assert labels.label("a") == ("a", True)
-    assert labels.label("a") == ("a", False)
-    assert labels.label("") == ("none", True)
-    assert labels.label("b") == ("other", True)
-    assert labels.label("b") == ("other", False)
-    assert labels.label("c") == ("other", True)
 
 
 # -- property: generated histories -------------------------------------------------------------
@@ -236,7 +231,7 @@ def test_generated_histories(
             ops.append((t, n, action))
     ops.sort(key=lambda op: (op[0], op[1]))
 
-    reg = MarketRegistry(LAG_S)
+    reg = registry()
     last_known: tuple[str, float] | None = None  # (class, venue time) of the last delivered hold/release type
     for now, _, op in ops:
         if op[0] == "deliver":

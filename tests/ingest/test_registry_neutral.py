@@ -1,0 +1,74 @@
+"""The market registry is venue-neutral: it decides holding from whatever vocabulary the venue's
+:class:`venues.interface.StatusListings` gives it (here an invented one; a real venue's rules and their property
+test: tests/venues/<name>/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.registry import MarketRegistry
+from schemas.markets import MarketRef
+from venues.interface import StatusListings
+
+S = 1_000_000_000
+
+
+@dataclass
+class Listed:
+    ticker: str
+    status: str
+
+
+class ToyListings:
+    """Statuses ``live``/``asleep`` hold, ``gone`` releases; lifecycle ``born`` -> live, ``died`` -> gone."""
+
+    lookup_batch = 2
+
+    def listing_url(self, status: str, cursor: str = "") -> str:
+        return f"toy://list/{status}/{cursor}"
+
+    def lookup_url(self, tickers: list[str]) -> str:
+        return f"toy://look/{','.join(tickers)}"
+
+    def page(self, body: bytes) -> tuple[list[Any], str]:
+        return [], ""
+
+    def lifecycle_of(self, msg: Any) -> tuple[str, str]:
+        return msg["market"], msg["what"]
+
+    def lifecycle_status(self, event_type: str) -> str | None:
+        return {"born": "live", "died": "gone"}.get(event_type)
+
+    def classify(self, event_type: str) -> str:
+        return {"born": "hold", "died": "release"}.get(event_type, "unknown")
+
+    def holds(self, status: str) -> bool:
+        return status != "gone"
+
+    def known_status(self, status: str) -> bool:
+        return status in ("live", "asleep", "gone")
+
+    def market_ref(self, market: Any, updated_ns: int, status: str) -> MarketRef:
+        return MarketRef(venue="toy", ticker=market.ticker, status=status, updated_ns=updated_ns)
+
+
+def test_the_toy_is_status_listings() -> None:
+    assert isinstance(ToyListings(), StatusListings)
+
+
+def test_the_venue_vocabulary_decides_holding() -> None:
+    reg = MarketRegistry(ToyListings(), 60.0)
+    changes = reg.apply_listing([Listed("A", "live"), Listed("B", "asleep"), Listed("C", "gone")], 0)
+    assert changes.add == ["A", "B"] and sorted(reg.held) == ["A", "B"]
+    assert [(r.venue, r.ticker, r.status) for r in changes.refs] == [
+        ("toy", t, s) for t, s in zip("ABC", ("live", "asleep", "gone"), strict=True)
+    ]
+    assert reg.apply_lifecycle("B", "died", 10 * S) == (False, True)
+    # the lifecycle change outranks a REST view requested within the lag, and stands in for its status
+    stale = reg.apply_listing([Listed("B", "live")], 20 * S)
+    assert stale.add == [] and stale.stale == 1 and [r.status for r in stale.refs] == ["gone"]
+    assert reg.apply_lifecycle("D", "born", 30 * S) == (True, False)
+    assert reg.apply_lifecycle("D", "renamed", 31 * S) == (False, False)
+    odd = reg.apply_listing([Listed("A", "under_review")], 40 * S)
+    assert odd.unknown_statuses == ["under_review"] and "A" in reg

@@ -1,0 +1,97 @@
+"""Kalshi's deployment facts (venues/kalshi/deploy/) and its production guide (docs/production-kalshi.md) cannot
+rot: the example assembled with Kalshi's section is a production Kalshi configuration, the compose product profile
+gathers from Kalshi production with its keys, and every setting, environment variable, command and flag the guide
+names exists."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shlex
+from pathlib import Path
+
+import pytest
+
+from mdpipe.config import load_config
+from tests.mdpipe.test_example_config import (
+    COMMAND_FLAG,
+    _shell_commands,
+    _subparsers,
+    assembled,
+    settings_named,
+    unknown_settings,
+)
+from venues import default_name
+
+ROOT = Path(__file__).resolve().parents[3]
+DEPLOY = ROOT / "venues" / "kalshi" / "deploy"
+GUIDE = ROOT / "docs" / "production-kalshi.md"
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def test_kalshi_is_the_default_venue_of_a_deployment() -> None:
+    assert default_name() == "kalshi"  # make product without MDPIPE_VENUE; configs without venue.name
+
+
+def test_the_example_with_kalshis_section_is_a_production_kalshi_configuration(tmp_path: Path) -> None:
+    cfg = load_config(assembled("kalshi", tmp_path), environ={}, use_infra_state=False)
+    assert cfg.venue.name == "kalshi" and cfg.venue.auth
+    assert cfg.venue.rest_url == "https://external-api.kalshi.com/trade-api/v2"
+    assert cfg.venue.ws_url == "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+    # the defaults the section relies on: every market-data channel, the statuses a gatherer holds
+    assert cfg.gather.channels == [] and cfg.gather.discovery_statuses == ["open", "paused", "unopened"]
+    # three gatherers on one Basic-tier account (200 read tokens/s at 10 tokens a request) stay under its budget
+    assert len(cfg.gather.ids) * cfg.gather.rest_requests_per_s < 200 / 10
+
+
+def test_the_compose_product_gathers_from_kalshi_production() -> None:
+    env = _env_file(DEPLOY / "compose.env")
+    assert env == {
+        "MDPIPE_VENUE": "kalshi",
+        "MDPIPE_VENUE__REST_URL": "https://api.elections.kalshi.com/trade-api/v2",
+        "MDPIPE_VENUE__WS_URL": "wss://api.elections.kalshi.com/trade-api/ws/v2",
+        "MDPIPE_VENUE__AUTH": "true",
+    }
+    readme = (DEPLOY / "README.md").read_text()
+    for name in ("MDPIPE_VENUE_KEY_ID", "MDPIPE_VENUE_PRIVATE_KEY_FILE", "infra/secrets/kalshi-private-key.pem"):
+        assert name in readme, name
+
+
+def test_every_setting_and_environment_variable_the_guide_names_exists() -> None:
+    named = settings_named(GUIDE.read_text())
+    assert len(named) >= 10, "the patterns still find the settings"
+    assert unknown_settings(named) == []
+
+
+def test_every_command_and_flag_in_the_guide_exists() -> None:
+    from mdpipe.cli import build_parser
+
+    text = GUIDE.read_text()
+    commands = _shell_commands(text)
+    assert len(commands) >= 8, commands
+    parser = build_parser()
+    for words in commands:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            try:
+                parser.parse_args(words)
+            except SystemExit:
+                pytest.fail(f"`mdpipe {shlex.join(words)}` does not parse: {err.getvalue().strip()}")
+    subparsers = _subparsers()
+    flags = COMMAND_FLAG.findall(text)
+    assert len(flags) >= 5, flags
+    missing = [f"{cmd} {flag}" for cmd, flag in flags if flag not in subparsers[cmd]._option_string_actions]
+    assert missing == []
+
+
+def test_the_gatherer_benchmark_the_guide_names_has_tls() -> None:
+    from bench.gatherer.__main__ import main
+
+    assert "BENCH_ARGS=--tls" in GUIDE.read_text()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--tls" in out.getvalue()

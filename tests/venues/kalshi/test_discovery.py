@@ -1,0 +1,62 @@
+"""Kalshi's discovery behind the venue hook: ``VENUE.discovery`` is status listings whose URLs, page parsing,
+lifecycle reading and reference data are the trade-api's ``GET /markets``."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from schemas.codec import SchemaError
+from venues import get_venue
+from venues.interface import StatusListings
+from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket
+from venues.kalshi.messages import LifecycleMsg
+
+BASE = "https://venue.example/trade-api/v2/"
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def test_the_venue_hook_gives_status_listings() -> None:
+    listings = get_venue("kalshi").discovery(BASE, 250)
+    assert isinstance(listings, StatusListings) and isinstance(listings, Listings)
+    assert listings.lookup_batch == LOOKUP_BATCH == 100
+
+
+def test_listing_and_lookup_urls() -> None:
+    listings = Listings(BASE, 250)
+    first = listings.listing_url("open")
+    assert first.startswith("https://venue.example/trade-api/v2/markets?")
+    assert _query(first) == {"limit": ["250"], "status": ["open"]}
+    assert _query(listings.listing_url("paused", "c/2=")) == {
+        "limit": ["250"],
+        "status": ["paused"],
+        "cursor": ["c/2="],
+    }
+    assert _query(listings.lookup_url(["A-1", "B-2"])) == {"limit": ["250"], "tickers": ["A-1,B-2"]}
+
+
+def test_page_parsing() -> None:
+    body = b'{"markets":[{"ticker":"A","status":"active","title":"t","open_time":"2026-01-02T03:04:05Z"}],"cursor":"n"}'
+    markets, cursor = Listings(BASE).page(body)
+    assert [(m.ticker, m.status) for m in markets] == [("A", "active")] and cursor == "n"
+    assert Listings(BASE).page(b'{"markets":[],"cursor":null}') == ([], "")
+    for bad in (b"{", b'{"markets":[{"status":"active"}]}', b'{"markets":"x"}'):
+        with pytest.raises(SchemaError):
+            Listings(BASE).page(bad)
+
+
+def test_lifecycle_and_reference_data() -> None:
+    listings = Listings(BASE)
+    msg = LifecycleMsg(market_ticker="M-1", event_type="activated")
+    assert listings.lifecycle_of(msg) == ("M-1", "activated")
+    assert listings.lifecycle_status("activated") == "active" and listings.lifecycle_status("metadata_updated") is None
+    assert listings.classify("settled") == "release" and listings.classify("fee_schedule_updated") == "unknown"
+    assert listings.holds("paused") and listings.holds("someday") and not listings.holds("finalized")
+    assert listings.known_status("closed") and not listings.known_status("someday")
+    ref = listings.market_ref(RestMarket("M-1", status="active", open_time="2026-01-02T03:04:05Z"), 7, "inactive")
+    assert (ref.venue, ref.ticker, ref.status, ref.updated_ns) == ("kalshi", "M-1", "inactive", 7)
+    assert ref.open_time_ms == 1767323045000
