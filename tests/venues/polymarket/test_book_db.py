@@ -132,6 +132,7 @@ def check_books(dsn: str, history: tuple[Stream, int, list[int]]) -> None:
     events, states = _events(market, changes, cut)
     load(dsn, events)
     snaps, deltas = _rows(events)
+    random.Random(len(deltas)).shuffle(deltas)  # storage order is not venue order
     with psycopg.connect(dsn) as conn:
         for t in [T0 + ms for ms in times] + ([T0 + changes[-1][0]] if changes else []):
             venue = venue_book_at(snaps, deltas, t)
