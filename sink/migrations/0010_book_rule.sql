@@ -28,16 +28,20 @@ LANGUAGE sql STABLE AS $$
         WHERE s.market = p_market AND s.ts <= p_at AND (p_venue IS NULL OR s.venue = p_venue)
         ORDER BY s.ts DESC, s.event_key COLLATE "C" DESC, s.venue COLLATE "C" DESC
         LIMIT 1
-    ), deltas AS (  -- the deltas the snapshot does not hold, up to p_at
+    ), deltas AS NOT MATERIALIZED (  -- the deltas the snapshot does not hold, up to p_at (read where used)
         SELECT d.side, trim_scale(d.price) AS price, d.delta, d.replaces, d.ts, d.ordinal,
                d.event_key COLLATE "C" AS event_key
         FROM base JOIN orderbook_deltas d
           ON d.market = p_market AND d.venue = base.venue AND d.ts >= base.ts AND d.ts <= p_at
          AND (d.ts > base.ts OR d.event_key = ANY (base.after_keys))
-    ), last_set AS (  -- per level, the last replacing delta in venue order
+    ), levels AS (  -- one pass (as 0008): per level, the sum of its additive deltas and whether one replaces
+        SELECT l.side, l.price, sum(l.delta) FILTER (WHERE NOT l.replaces) AS added, bool_or(l.replaces) AS replaced
+        FROM deltas l
+        GROUP BY l.side, l.price
+    ), last_set AS (  -- per replaced level, its last replacing delta in venue order; read only when one exists
         SELECT DISTINCT ON (r.side, r.price) r.side, r.price, r.delta, r.ts, r.ordinal, r.event_key
         FROM deltas r
-        WHERE r.replaces
+        WHERE r.replaces AND EXISTS (SELECT 1 FROM levels WHERE replaced)
         ORDER BY r.side, r.price, r.ts DESC, r.ordinal DESC, r.event_key DESC
     ), parts AS (
         SELECT 'yes'::text AS side, trim_scale(l.price) AS price, l.size
@@ -52,14 +56,15 @@ LANGUAGE sql STABLE AS $$
         FROM parts b
         WHERE NOT EXISTS (SELECT 1 FROM last_set x WHERE x.side = b.side AND x.price = b.price)
         UNION ALL
-        SELECT x.side, x.price, x.delta FROM last_set x
+        SELECT l.side, l.price, l.added FROM levels l WHERE NOT l.replaced  -- levels only added to
         UNION ALL
-        SELECT a.side, a.price, a.delta  -- additive deltas after their level's last replacement (if any)
-        FROM deltas a
-        WHERE NOT a.replaces
-          AND NOT EXISTS (SELECT 1 FROM last_set x
-                          WHERE x.side = a.side AND x.price = a.price
-                            AND (x.ts, x.ordinal, x.event_key) > (a.ts, a.ordinal, a.event_key))
+        SELECT x.side, x.price, x.delta FROM last_set x  -- replaced levels: the last replacement ...
+        UNION ALL
+        SELECT a.side, a.price, a.delta  -- ... plus the additive deltas after it (read only where a level has both)
+        FROM deltas a JOIN last_set x
+          ON x.side = a.side AND x.price = a.price
+         AND (x.ts, x.ordinal, x.event_key) < (a.ts, a.ordinal, a.event_key)
+        WHERE NOT a.replaces AND EXISTS (SELECT 1 FROM levels WHERE replaced AND added IS NOT NULL)
     ) AS p
     GROUP BY p.side, p.price
     HAVING sum(p.size) <> 0
