@@ -55,7 +55,7 @@ _rows = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_rows, st.randoms(use_true_random=False))
 def test_the_book_does_not_depend_on_storage_order(rows: list[DeltaRow], rnd: random.Random) -> None:
     """The book is the one of applying the rows one by one in venue order, whatever order they come in."""
