@@ -34,15 +34,18 @@ LANGUAGE sql STABLE AS $$
         FROM base JOIN orderbook_deltas d
           ON d.market = p_market AND d.venue = base.venue AND d.ts >= base.ts AND d.ts <= p_at
          AND (d.ts > base.ts OR d.event_key = ANY (base.after_keys))
-    ), levels AS (  -- one pass (as 0008): per level, the sum of its additive deltas and whether one replaces
-        SELECT l.side, l.price, sum(l.delta) FILTER (WHERE NOT l.replaces) AS added, bool_or(l.replaces) AS replaced
+    ), levels AS (  -- one pass (as 0008): per level, the sum of its additive deltas, whether one replaces, and the
+        -- ts of its last replacing delta
+        SELECT l.side, l.price, sum(l.delta) FILTER (WHERE NOT l.replaces) AS added, bool_or(l.replaces) AS replaced,
+               max(l.ts) FILTER (WHERE l.replaces) AS last_ts
         FROM deltas l
         GROUP BY l.side, l.price
-    ), last_set AS (  -- per replaced level, its last replacing delta in venue order; read only when one exists
+    ), last_set AS (  -- per replaced level, its last replacing delta in venue order (among those at its last_ts);
+        -- read only when a level is replaced
         SELECT DISTINCT ON (r.side, r.price) r.side, r.price, r.delta, r.ts, r.ordinal, r.event_key
-        FROM deltas r
+        FROM deltas r JOIN levels v ON v.replaced AND v.side = r.side AND v.price = r.price AND v.last_ts = r.ts
         WHERE r.replaces AND EXISTS (SELECT 1 FROM levels WHERE replaced)
-        ORDER BY r.side, r.price, r.ts DESC, r.ordinal DESC, r.event_key DESC
+        ORDER BY r.side, r.price, r.ordinal DESC, r.event_key DESC
     ), parts AS (
         SELECT 'yes'::text AS side, trim_scale(l.price) AS price, l.size
         FROM base, unnest(base.yes_prices, base.yes_counts) AS l(price, size)
