@@ -4,9 +4,9 @@
 --   ordinal integer:  the order of deltas sharing a ts (ascending; the venue's order, set by the venue's normaliser;
 --                     0 where order does not matter).
 -- Existing rows were all written by additive venues before this column existed: they get false / 0, as constant
--- DEFAULTs, which PostgreSQL stores once in the catalogue (no table rewrite, instant on tables of any size,
--- partitioned or hypertables, TimescaleDB's compressed chunks included). The defaults stay, so a writer that does not
--- name the columns writes additive deltas.
+-- DEFAULTs, which PostgreSQL stores once in the catalogue (no table rewrite, on plain, partitioned and hypertables;
+-- tests/tsdb/test_venue_upgrade.py runs it over compressed chunks). The defaults stay, so a writer that does not name
+-- the columns writes additive deltas.
 --
 -- book_at (same signature as 0008's, so CREATE OR REPLACE keeps top_of_book_at and the top_of_book view) applies the
 -- rule of sink/book.py: the book of M at T is the snapshot with the greatest (ts, event_key) at or before T plus the
