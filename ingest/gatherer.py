@@ -6,7 +6,7 @@ of every held status, then look-ups by ticker of held markets they missed, see :
 venue's own listing walk), a lifecycle refresh of reference data, a service loop (producer
 delivery reports and spool drain, metrics sync) and the silence watchdog. Discovery and refresh share one
 :class:`ingest.rest.RestClient`: every REST request is paced to ``rest_requests_per_s`` and a 429 pauses them all.
-Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets``.
+Frames go to ``raw.<id>`` keyed by market; malformed frames to ``dlq``; MarketRefs to ``markets`` (keyed venue:ticker).
 
 Frames are held (:attr:`ingest.producer.RawProducer.held`) and released to librdkafka together once the oldest has
 waited ``linger_ms`` (``gather.linger_ms``): at the end of the first socket read after that (the connections call
@@ -59,6 +59,7 @@ from ingest import metrics as m
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
+from ingest.listing_refs import ListingRefs
 from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
 from ingest.read_pacer import ReadPacer
@@ -151,6 +152,7 @@ class Gatherer:
         self.discovery_failures = 0
         self.discovery_resumes = 0
         self._pass: _DiscoveryPass | None = None
+        self._listing_refs = ListingRefs()  # a venue discovery's references as last published
         self.rest = RestClient(
             gatherer=gatherer_id,
             requests_per_s=opts.rest_requests_per_s,
@@ -241,9 +243,11 @@ class Gatherer:
         self._send(self.dlq_topic, None, encode_dead_letter(letter))
 
     def _publish_refs(self, refs: list[MarketRef]) -> None:
+        """To the compacted ``markets`` topic, keyed ``venue:ticker`` (the sink's key: a name may exist at two
+        venues, and compaction must not let one venue's reference replace another's)."""
         topic = self.markets_topic
         for ref in refs:
-            self._send(topic, ref.ticker.encode(), encode_market(ref))
+            self._send(topic, f"{ref.venue}:{ref.ticker}".encode(), encode_market(ref))
 
     # -- markets -------------------------------------------------------------------------------
     def _connection(self, index: int) -> Connection:
@@ -481,8 +485,10 @@ class Gatherer:
     async def _discover_via_venue(self, walk: Discovery) -> int:
         """One pass of the venue's own discovery (:meth:`venues.interface.Venue.discovery`): every page through the
         paced REST client, then hold the groups it lists and release held markets it no longer lists. A failing page
-        raises before anything is released (the next pass starts over)."""
+        raises before anything is released or published (the next pass starts over). The listed markets' reference
+        data goes to the ``markets`` topic where it changed (:class:`ingest.listing_refs.ListingRefs`)."""
         pages = 0
+        requested_ns = time.time_ns()  # the pass's start: its references are at least this fresh
         while (url := walk.next_url()) is not None:
             body = await self._get(url, "listing")
             try:
@@ -492,6 +498,7 @@ class Gatherer:
             pages += 1
         groups = walk.groups()
         listed = {market for group in groups for market in group}
+        self._publish_refs(self._listing_refs.changes(walk.refs(requested_ns), time.time_ns()))
         self.add_market_groups(groups)
         gone = [market for market in self.plan.conn_of if market not in listed]
         if gone:

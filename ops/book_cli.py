@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "book",
         help="print a market's order book as it stood at a given time, from the database",
         description="Rebuild the order book of MARKET at venue time T from the database: the latest snapshot row "
-        "at or before T plus the deltas after it that it does not hold, in venue order (the SQL function "
+        "at or before T plus the deltas after it that it does not hold, in venue order, each by its own rule (added to "
+        "its level, or replacing its size) (the SQL function "
         "book_at(market, ts, venue), see the README's data dictionary). Books are two bid ladders, yes and no; "
         "the best yes ask is 1 - the best no bid. Exit status 1 when the market has no snapshot at or before T.",
     )

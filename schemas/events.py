@@ -9,7 +9,8 @@ Hop stamps (the last two fields of every type, 0 when absent: older records, or 
 creates: ``message.timestamp.type=LogAppendTime``, see :mod:`mdpipe.topics`), ``dedup_ns`` the wall-clock time the
 dedup worker read that record. With ``recv_ns`` and the ``events`` record's own append time they split the trip
 into hops (:mod:`ops.hops`). They are last so that a reader of the older layout still decodes (msgspec ignores
-trailing array items) and an older record decodes here (defaults).
+trailing array items) and an older record decodes here (defaults). Fields added since then come after them, for the
+same reason (:class:`BookDelta`'s book rule).
 """
 
 from __future__ import annotations
@@ -60,12 +61,19 @@ class BookSnapshot(_EventBase, kw_only=True, tag="snapshot"):
 
 
 class BookDelta(_EventBase, kw_only=True, tag="delta"):
+    """A change of one level of one ladder. The book rule travels with the row (:mod:`sink.book` rebuilds with it):
+    ``replaces`` False (the default): ``delta`` is ADDED to the level's size, and deltas commute; True (a venue whose
+    messages carry a level's new size): ``delta`` IS the level's new size, so order matters: deltas sharing a
+    ``ts_ms`` apply in ascending ``ordinal`` (the venue's order, set by its normaliser; ties: event key)."""
+
     market_id: str = ""
     side: Side
     price: Decimal
     delta: Decimal
-    raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
+    raw_ts_ms: int = 0  # hop stamps (see the module docstring)
     dedup_ns: int = 0
+    replaces: bool = False  # after the hop stamps: added later (see the module docstring)
+    ordinal: int = 0
 
 
 class Trade(_EventBase, kw_only=True, tag="trade"):

@@ -1,4 +1,5 @@
-"""Market reference data (compacted topic ``markets``, key = ticker), upserted by the sink into ``markets``."""
+"""Market reference data (compacted topic ``markets``, key = ``venue:ticker``), upserted by the sink into ``markets``
+(one row per venue and ticker)."""
 
 from __future__ import annotations
 

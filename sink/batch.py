@@ -79,7 +79,7 @@ class Batch:
     from_ms: int | None = None  # keep only events with from_ms <= ts_ms < to_ms (replay of a time range)
     to_ms: int | None = None
     rows: dict[str, list[bytes]] = field(default_factory=dict)
-    markets: dict[str, tuple[MarketRef, Message]] = field(default_factory=dict)
+    markets: dict[tuple[str, str], tuple[MarketRef, Message]] = field(default_factory=dict)  # (venue, ticker) ->
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     size: int = 0  # messages added (rows + markets + dead + filtered)
@@ -203,9 +203,10 @@ class Batch:
         except SchemaError as exc:
             self.dead.append(dead_letter(f"undecodable market: {exc}", src))
             return
-        old = self.markets.get(ref.ticker)
+        key = (ref.venue, ref.ticker)  # the markets table's key: a market name may exist at two venues
+        old = self.markets.get(key)
         if old is None or old[0].updated_ns <= ref.updated_ns:
-            self.markets[ref.ticker] = (ref, src)
+            self.markets[key] = (ref, src)
 
     def absorb(self, other: Batch) -> None:
         """Take ``other``'s records (another lane's batch, other partitions) so that both commit in one transaction;
@@ -213,10 +214,10 @@ class Batch:
         for table, built in other.rows.items():
             if built:
                 self.rows.setdefault(table, []).extend(built)
-        for ticker, (ref, src) in other.markets.items():
-            old = self.markets.get(ticker)
+        for key, (ref, src) in other.markets.items():
+            old = self.markets.get(key)
             if old is None or old[0].updated_ns <= ref.updated_ns:
-                self.markets[ticker] = (ref, src)
+                self.markets[key] = (ref, src)
         self.dead += other.dead
         self.offsets.update(other.offsets)
         self.event_msgs += other.event_msgs

@@ -1,14 +1,19 @@
 """Order books rebuilt from stored rows: a snapshot plus the deltas it does not contain (pure logic, no I/O).
 
-Books are two bid ladders (``yes`` and ``no`` bids), each a map price -> size; a delta adds its signed size to
-one level and a level that reaches 0 disappears. Everything is exact (``Decimal``).
+Books are two bid ladders (``yes`` and ``no`` bids), each a map price -> size; a level that reaches 0 disappears.
+Everything is exact (``Decimal``). The rule of a delta travels with its row (``BookDelta.replaces``, a column of
+``orderbook_deltas``): an additive delta (``replaces`` False) adds its signed size to one level; a replacing one
+(``replaces`` True) sets the level to its size. A venue's normaliser picks the rule; nothing here names a venue.
 
 A stored snapshot does not say *when* the venue took it, so the gatherer places it in the market's delta stream
 (by the venue's session): a snapshot row with venue time ``S`` and ``after_keys`` ``A`` contains every
 delta of its market with ``ts < S`` and those with ``ts == S`` whose event key is not in ``A``. The book at time ``T``
 is then the snapshot with the greatest ``S <= T`` plus every delta with ``ts <= T`` that this snapshot does not
-contain. Deltas add, so their order inside one millisecond does not change the result, and neither does which
-gatherer's copy of a delta was stored. ``mdpipe verify`` checks books with this module, against the venue's own.
+contain, applied in VENUE order: by ``ts``, then ``ordinal`` (the venue's order inside one millisecond, from its
+normaliser), then event key (code-point order; a tie-break that only matters for rows of equal ``ts`` and
+``ordinal``). Additive deltas commute, so for them the order changes nothing; replacing deltas of one level do not.
+Which gatherer's copy of a delta was stored does not matter (copies are equal). ``mdpipe verify`` checks books with
+this module, against the venue's own; the SQL ``book_at`` (migration 0010) implements the same rule.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["Book", "DeltaRow", "SnapshotRow", "apply", "book_at", "contains", "latest_snapshot"]
+__all__ = ["Book", "DeltaRow", "SnapshotRow", "apply", "book_at", "contains", "latest_snapshot", "venue_order"]
 
 Levels = Sequence[tuple[Decimal, Decimal]]
 
@@ -37,7 +42,9 @@ class DeltaRow:
     event_key: str
     side: str  # "yes" | "no"
     price: Decimal
-    delta: Decimal
+    delta: Decimal  # added to the level, or (replaces) the level's new size
+    replaces: bool = False
+    ordinal: int = 0  # order among deltas of the same ts_ms (see the module docstring)
 
 
 @dataclass(slots=True)
@@ -76,11 +83,16 @@ def contains(snapshot: SnapshotRow, delta: DeltaRow) -> bool:
     return delta.event_key not in snapshot.after_keys
 
 
+def venue_order(delta: DeltaRow) -> tuple[int, int, str]:
+    """Sort key of the order deltas apply in: ``(ts_ms, ordinal, event_key)``."""
+    return delta.ts_ms, delta.ordinal, delta.event_key
+
+
 def apply(book: Book, delta: DeltaRow) -> None:
-    """``level[side][price] += delta``; the level disappears at 0."""
+    """``level[side][price] += delta`` (or ``= delta`` when it ``replaces``); the level disappears at 0."""
     ladder = book.yes if delta.side == "yes" else book.no
     price = _n(delta.price)
-    size = ladder.get(price, Decimal(0)) + delta.delta
+    size = delta.delta if delta.replaces else ladder.get(price, Decimal(0)) + delta.delta
     if size:
         ladder[price] = size
     else:
@@ -97,12 +109,12 @@ def latest_snapshot(snapshots: Iterable[SnapshotRow], at_ms: int) -> SnapshotRow
 
 
 def book_at(snapshots: Iterable[SnapshotRow], deltas: Iterable[DeltaRow], at_ms: int) -> Book | None:
-    """The book of one market at venue time ``at_ms`` (every delta with ``ts <= at_ms``); None without a snapshot."""
+    """The book of one market at venue time ``at_ms`` (every delta with ``ts <= at_ms``, in :func:`venue_order`;
+    ``deltas`` in any order); None without a snapshot."""
     base = latest_snapshot(snapshots, at_ms)
     if base is None:
         return None
     book = Book.of(base.yes, base.no)
-    for d in deltas:
-        if d.ts_ms <= at_ms and not contains(base, d):
-            apply(book, d)
+    for d in sorted((d for d in deltas if d.ts_ms <= at_ms and not contains(base, d)), key=venue_order):
+        apply(book, d)
     return book

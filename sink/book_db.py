@@ -1,5 +1,5 @@
-"""Order books read from the database through its ``book_at`` SQL function (migrations 0006, 0008): ``mdpipe book`` and
-``mdpipe verify``'s book-integrity check use this path, so every verified demo run proves the function.
+"""Order books read from the database through its ``book_at`` SQL function (migrations 0006, 0008, 0010): ``mdpipe
+book`` and ``mdpipe verify``'s book-integrity check use this path, so every verified demo run proves the function.
 
 The function implements :mod:`sink.book`'s rule (the property test ``tests/sink/test_book_sql.py`` holds them
 equal). Times are venue milliseconds since the epoch, turned into timestamptz exactly (no floating point). A market

@@ -57,6 +57,8 @@ class RecDelta(RecBase, kw_only=True, tag="delta"):
     delta: str
     raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
     dedup_ns: int = 0
+    replaces: bool = False  # the book rule (schemas.events.BookDelta)
+    ordinal: int = 0
 
 
 class RecTrade(RecBase, kw_only=True, tag="trade"):

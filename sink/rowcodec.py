@@ -21,13 +21,14 @@ try:
     from sink import _rowcodec  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler, or a source checkout never installed
     _rowcodec = None
-# The layout of the rows' common columns (sink.rows.COMMON_COLUMNS) the C builder must write: 2 = with venue.
-ROW_LAYOUT = 2
+# The layout of the rows the C builder must write (sink.rows.COLUMNS): 2 = common columns with venue; 3 = deltas with
+# the book rule (replaces, ordinal).
+ROW_LAYOUT = 3
 if _rowcodec is not None and getattr(_rowcodec, "ROW_LAYOUT", 0) != ROW_LAYOUT:  # built from older sources
     import warnings
 
-    warnings.warn("sink._rowcodec is stale (built before the venue column): using the Python row builder; rebuild "
-                  "it with `make venv`", RuntimeWarning, stacklevel=1)  # fmt: skip
+    warnings.warn("sink._rowcodec is stale (built before the current row layout): using the Python row builder; "
+                  "rebuild it with `make venv`", RuntimeWarning, stacklevel=1)  # fmt: skip
     _rowcodec = None
 
 ACCELERATED = _rowcodec is not None

@@ -57,7 +57,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "no_counts",
         "after_keys",
     ),
-    "orderbook_deltas": (*COMMON_COLUMNS, "market_id", "side", "price", "delta"),
+    "orderbook_deltas": (*COMMON_COLUMNS, "market_id", "side", "price", "delta", "replaces", "ordinal"),
     "trades": (
         *COMMON_COLUMNS,
         "trade_id",
@@ -123,6 +123,8 @@ _ts_pack = _TS.pack
 _head = struct.Struct(">iqiqi").pack  # ts, received_at, length of event_key
 _i8 = _TS.pack  # bigint: the same layout as a timestamp
 _TRUE, _FALSE = boolean(True), boolean(False)
+_i4 = struct.Struct(">ii").pack  # integer: length 4, value
+_ADDS = _FALSE + _i4(4, 0)  # replaces, ordinal of an additive delta (the common case)
 _PG_US = PG_EPOCH_MS * 1000
 _NC = NUMERIC_CACHE
 _TC = _text_cache
@@ -174,6 +176,7 @@ def _delta(r: RecDelta) -> bytes:
             _TC.get(r.side) or _ctext(r.side),
             _NC.get(r.price) or numeric_miss(r.price),
             _NC.get(r.delta) or numeric_miss(r.delta),
+            _ADDS if not r.replaces and not r.ordinal else (_TRUE if r.replaces else _FALSE) + _i4(4, r.ordinal),
         )
     )
 

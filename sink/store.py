@@ -36,7 +36,7 @@ _MARKET_SQL = """INSERT INTO markets (ticker, venue, event_ticker, market_id, ti
     price_level_structure, price_ranges, updated_at, updated_ns)
 VALUES (%s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0), %s, %s::jsonb,
     to_timestamp(%s / 1e9), %s)
-ON CONFLICT (ticker) DO UPDATE SET venue = EXCLUDED.venue, event_ticker = EXCLUDED.event_ticker,
+ON CONFLICT (venue, ticker) DO UPDATE SET event_ticker = EXCLUDED.event_ticker,
     market_id = EXCLUDED.market_id, title = EXCLUDED.title, status = EXCLUDED.status,
     open_time = EXCLUDED.open_time, close_time = EXCLUDED.close_time,
     price_level_structure = EXCLUDED.price_level_structure, price_ranges = EXCLUDED.price_ranges,

@@ -68,12 +68,15 @@ class Signer(Protocol):
 class Discovery(Protocol):
     """One discovery pass of a venue, sans I/O: the gatherer GETs each :meth:`next_url` (paced, 429-aware) and gives
     the body to :meth:`feed` (``SchemaError`` on a malformed body) until :meth:`next_url` returns None; then
-    :meth:`groups` are the markets to hold, each group (e.g. the tokens of one question) placed on one connection.
-    A pass that fails part-way releases nothing."""
+    :meth:`groups` are the markets to hold, each group (e.g. the tokens of one question) placed on one connection,
+    and :meth:`refs` the reference data of every listed market (``schemas.markets.MarketRef`` stamped
+    ``updated_ns``), which the gatherer publishes to the ``markets`` topic when it changed
+    (:class:`ingest.listing_refs.ListingRefs`). A pass that fails part-way releases and publishes nothing."""
 
     def next_url(self) -> str | None: ...
     def feed(self, body: bytes) -> Any: ...
     def groups(self) -> list[list[str]]: ...
+    def refs(self, updated_ns: int) -> list[Any]: ...
 
 
 @runtime_checkable

@@ -31,9 +31,10 @@ TABLE_OF: dict[type, str] = {
     Lifecycle: "market_lifecycle",
     Gap: "coverage_gaps",
 }
+LATER_COLUMNS = frozenset({"venue", "replaces", "ordinal"})  # event-table columns added since migration 0008
 FIELDS: dict[str, tuple[str, ...]] = {
     "orderbook_snapshots": ("market_id", "yes_prices", "yes_counts", "no_prices", "no_counts", "after_keys"),
-    "orderbook_deltas": ("market_id", "side", "price", "delta"),
+    "orderbook_deltas": ("market_id", "side", "price", "delta", "replaces", "ordinal"),
     "trades": ("trade_id", "yes_price", "no_price", "count", "taker_side", "taker_book_side", "is_block_trade"),
     "tickers": (
         "market_id",
@@ -121,11 +122,11 @@ def expected_tables(events: Sequence[Event]) -> dict[str, dict[str, dict[str, An
 
 def read_tables(dsn: str, venue: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
     """Every event table as {event_key: row}; raises if an event_key appears twice. ``venue=False``: without the
-    venue column (a database from before migration 0008)."""
+    columns added since migration 0008 (venue; 0010's replaces, ordinal): a database from before 0008."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     with psycopg.connect(dsn) as conn:
         for table, fields in FIELDS.items():
-            cols = tuple(c for c in (*COMMON, *fields) if venue or c != "venue")
+            cols = tuple(c for c in (*COMMON, *fields) if venue or c not in LATER_COLUMNS)
             rows: dict[str, dict[str, Any]] = {}
             for values in conn.execute(f"SELECT {', '.join(cols)} FROM {table}"):
                 row = {c: _exact(v) for c, v in zip(cols, values, strict=True)}

@@ -70,8 +70,8 @@ def test_undecodable_and_unencodable_become_dead_letters() -> None:
     delta = next(e for e in make_events(50, seed=8) if isinstance(e, BookDelta))
     good = encode_event(delta)
     raw = msgspec.msgpack.decode(good)
-    assert raw[-3] == str(delta.delta)  # array-like layout: `delta`, then the two hop stamps (schemas.events)
-    raw[-3] = "not-a-number"
+    assert raw[-5] == str(delta.delta)  # array-like layout: `delta`, the two hop stamps, the book rule (two fields)
+    raw[-5] = "not-a-number"
     bad_number = msgspec.msgpack.encode(raw)
     batch = Batch()
     batch.add_many(_sources([b"\x00garbage", good, bad_number]))
@@ -94,8 +94,8 @@ def test_markets_last_update_wins_and_tombstones_ignored() -> None:
     stale = MarketRef(venue=VENUE, ticker="KX-A", title="stale", updated_ns=1)
     batch = Batch()
     batch.add_many(_sources([encode_market(m) for m in (old, new, stale)] + [b""], topic="markets"))
-    assert list(batch.markets) == ["KX-A"]
-    assert batch.markets["KX-A"][0].title == "new"
+    assert list(batch.markets) == [("kalshi", "KX-A")]
+    assert batch.markets[("kalshi", "KX-A")][0].title == "new"
     assert batch.row_count == 0 and not batch.dead
     assert batch.offsets[("markets", 0)] == 104
 

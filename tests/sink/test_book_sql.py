@@ -1,5 +1,6 @@
-"""Books in the database (migration 0006): the SQL book_at agrees with sink.book on random histories (property test
-against the real database), sink.book_db's batch reader, top_of_book, and `mdpipe book`."""
+"""Books in the database (migrations 0006, 0008, 0010): the SQL book_at agrees with sink.book on random histories of
+additive and replacing deltas (property test against the real database), sink.book_db's batch reader, top_of_book,
+and `mdpipe book`."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ VENUE = VenueConfig().name  # the configured venue: `mdpipe book` reads it witho
 _SNAP = """INSERT INTO orderbook_snapshots (ts, venue, market, event_key, gatherer, received_at, yes_prices, yes_counts,
     no_prices, no_counts, after_keys)
 VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, %s, 'g1', now(), %s, %s, %s, %s, %s)"""
-_DELTA = """INSERT INTO orderbook_deltas (ts, venue, market, event_key, gatherer, received_at, side, price, delta)
-VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, %s, 'g1', now(), %s, %s, %s)"""
+_DELTA = """INSERT INTO orderbook_deltas (ts, venue, market, event_key, gatherer, received_at, side, price, delta,
+    replaces, ordinal)
+VALUES (timestamptz 'epoch' + %s * interval '1 ms', %s, %s, %s, 'g1', now(), %s, %s, %s, %s, %s)"""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def _store(conn: psycopg.Connection[Any], snaps: list[pybook.SnapshotRow], delta
                  [p for p, _ in s.no], [c for _, c in s.no], sorted(s.after_keys)),
             )  # fmt: skip
         for d in deltas:
-            cur.execute(_DELTA, (d.ts_ms, VENUE, MARKET, d.event_key, d.side, d.price, d.delta))
+            cur.execute(_DELTA, (d.ts_ms, VENUE, MARKET, d.event_key, d.side, d.price, d.delta, d.replaces, d.ordinal))
 
 
 def _levels(book: pybook.Book) -> Any:
@@ -67,11 +69,16 @@ levels = st.lists(st.tuples(prices, sizes.filter(bool)), max_size=4)
 
 
 @st.composite
-def histories(draw: Any) -> tuple[list[pybook.SnapshotRow], list[pybook.DeltaRow], list[int]]:
+def histories(
+    draw: Any, rules: Any = st.just(False)
+) -> tuple[list[pybook.SnapshotRow], list[pybook.DeltaRow], list[int]]:
+    """Snapshots, deltas (each replacing or not as ``rules`` draws; ordinals colliding) and times to ask for.
+    Event keys are unique but sort apart from the order of creation, as real keys (digests) do."""
     n_deltas = draw(st.integers(0, 25))
     deltas = [
-        pybook.DeltaRow(T0 + draw(st.integers(0, 8)), f"d{i:02d}", draw(st.sampled_from(["yes", "no"])),
-                        draw(prices), draw(sizes))
+        pybook.DeltaRow(T0 + draw(st.integers(0, 8)), f"d{(i * 7) % 26:02d}{i:02d}",
+                        draw(st.sampled_from(["yes", "no"])), draw(prices), draw(sizes), draw(rules),
+                        draw(st.integers(0, 3)))
         for i in range(n_deltas)
     ]  # fmt: skip
     snaps = []
@@ -87,8 +94,9 @@ def histories(draw: Any) -> tuple[list[pybook.SnapshotRow], list[pybook.DeltaRow
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(history=histories())
+@given(history=st.one_of(histories(), histories(st.just(True)), histories(st.booleans())))
 def test_sql_book_at_equals_the_pure_rule(book_db: str, history: Any) -> None:
+    """Additive deltas only (a venue that adds), replacing ones only (a venue that replaces), and both mixed."""
     snaps, deltas, times = history
     with psycopg.connect(book_db, autocommit=True) as conn:
         _store(conn, snaps, deltas)

@@ -1,11 +1,14 @@
 """Polymarket books, pure logic: one token's live book (the session's cross-check) and the book rebuilt from stored
 rows with the venue's REPLACE semantics.
 
-A ``price_change`` entry sets a level to its new size (``"0"`` removes it) [doc]; sink.book adds. Normalised
+A ``price_change`` entry sets a level to its new size (``"0"`` removes it) [doc]. Normalised
 (:mod:`venues.polymarket.normalise`), a token's bids are the ``yes`` ladder and its asks at ``p`` the ``no`` ladder
 at ``1 - p``; a :class:`schemas.events.BookDelta` of this venue carries the level's new size in ``delta``. Changes to
 different levels commute; changes to one level inside one venue millisecond are ordered by the occurrence number of
 their event key (``p:<digest>:<n>``, :mod:`venues.polymarket.keys`), so :func:`book_at` sorts by ``(ts_ms, n)``.
+This is the venue's own rebuild, the reference the stored rows are checked against: the normaliser marks each
+delta ``replaces`` with ``ordinal`` = ``n``, and ``sink.book`` and the database's ``book_at`` rebuild from those
+(``tests/venues/polymarket/test_book_db.py`` holds all three equal).
 Which copy of a change was stored does not matter (the copies carry the same size).
 """
 

@@ -19,6 +19,14 @@ A market is recorded when it is ``active``, not ``closed`` or ``archived`` and h
 tokens of one condition should go to the same connection (:func:`assets_by_condition`), so that a ``price_change``
 carrying entries of both is recorded once.
 
+Reference data (:meth:`Walk.refs`, published by the gatherer to the ``markets`` topic where it changed): one
+:class:`schemas.markets.MarketRef` per TOKEN of every listed market (a token is an mdpipe market, as in
+:mod:`venues.polymarket.normalise`): ``ticker`` = token id, ``market_id`` = condition id, ``event_ticker`` = the
+market's slug, ``title`` = ``question (outcome)``, ``status`` ``active`` (tradable: recorded), ``closed``,
+``archived`` or ``inactive`` (listed, not active or without an order book), ``close_time_ms`` = ``endDate``, and
+``price_ranges`` = ``[{"start":"0","end":"1","step":<minimum tick>}]`` when the tick is listed (the venue changes it
+later with ``tick_size_change``, a lifecycle event) [guess: field choice; the venue has no open time in the listing].
+
 The walk (:class:`Pager`) is sans-I/O: it says which request comes next and parses each body; the I/O edge fetches
 (the gatherer's paced REST client, through a hook that returns the body of a GET, see the report) and feeds bodies
 back. Anything malformed raises ``SchemaError`` naming the listing.
@@ -34,6 +42,9 @@ from decimal import Decimal
 import msgspec
 
 from schemas.codec import SchemaError
+from schemas.markets import MarketRef
+from venues.polymarket import NAME
+from venues.polymarket.numbers import norm
 
 __all__ = [
     "CLOB_FIRST_CURSOR",
@@ -47,6 +58,7 @@ __all__ = [
     "assets_by_condition",
     "parse_clob_page",
     "parse_gamma_page",
+    "token_refs",
 ]
 
 GAMMA_URL = "https://gamma-api.polymarket.com"
@@ -243,6 +255,34 @@ def assets_by_condition(markets: list[Market]) -> dict[str, list[str]]:
     return {m.condition_id: [t.token_id for t in m.tokens] for m in markets if m.tradable and m.tokens}
 
 
+def _status(m: Market) -> str:
+    if m.tradable:
+        return "active"
+    return "closed" if m.closed else "archived" if m.archived else "inactive"
+
+
+def token_refs(m: Market, updated_ns: int) -> list[MarketRef]:
+    """The reference data of each token of ``m`` (module docstring)."""
+    ranges = "" if m.tick_size is None else _ranges.encode([{"start": "0", "end": "1", "step": norm(m.tick_size)}])
+    return [
+        MarketRef(
+            venue=NAME,
+            ticker=t.token_id,
+            event_ticker=m.slug,
+            market_id=m.condition_id,
+            title=f"{m.question} ({t.outcome})" if t.outcome else m.question,
+            status=_status(m),
+            close_time_ms=m.end_ms,
+            price_ranges=ranges.decode() if ranges else "",
+            updated_ns=updated_ns,
+        )
+        for t in m.tokens
+    ]
+
+
+_ranges = msgspec.json.Encoder()
+
+
 class Walk:
     """One discovery pass as the gatherer drives it (:class:`venues.interface.Discovery`): a :class:`Pager` walk
     whose :meth:`groups` are the tradable conditions' tokens, one group per condition (both tokens on one
@@ -259,6 +299,10 @@ class Walk:
         markets = self.pager.feed(body)
         self.markets += markets
         return markets
+
+    def refs(self, updated_ns: int) -> list[MarketRef]:
+        """The reference data of every token of every listed market (tradable or not), in listing order."""
+        return [ref for m in self.markets for ref in token_refs(m, updated_ns)]
 
     def groups(self) -> list[list[str]]:
         seen: set[str] = set()

@@ -12,8 +12,11 @@ Mapping decisions:
   asks come back as ``1 - price``. A ``book`` -> :class:`BookSnapshot` (``ts_ms`` = its placement in the token's
   change stream from the gatherer, else the message's timestamp).
 - **price_change entry** -> :class:`BookDelta` with ``side`` yes (BUY) / no (SELL, price ``1 - p``) and ``delta`` =
-  the level's NEW size: Polymarket replaces levels, it does not add (:mod:`venues.polymarket.book` rebuilds with that
-  rule; ``sink.book``'s additive rule does not apply to this venue).
+  the level's NEW size: Polymarket replaces levels, it does not add, so the delta says so (``replaces=True``) and
+  carries its order inside the millisecond (``ordinal`` = the occurrence number ``n`` of its event key
+  ``p:<digest>:<n>``, which numbers the changes of one level in one venue ms in the venue's order,
+  :mod:`venues.polymarket.keys`). ``sink.book`` and the database's ``book_at`` rebuild with that rule;
+  :mod:`venues.polymarket.book` is the venue's own reference.
 - **last_trade_price** -> :class:`Trade`: ``yes_price`` = price, ``no_price`` = ``1 - price``, ``count`` = size,
   ``taker_side`` yes (BUY: the taker bought this token) / no (SELL), ``taker_book_side`` bid (BUY) / ask (SELL) [guess:
   ``side`` is the taker's, as Trade.taker_side], ``trade_id`` = ``transaction_hash`` when sent, else the event
@@ -46,7 +49,7 @@ from venues.polymarket.wire import (
     decode,
 )
 
-__all__ = ["change_payload", "message_to_event", "to_event"]
+__all__ = ["change_payload", "message_to_event", "occurrence", "to_event"]
 
 _ONE = Decimal(1)
 _EVENT_BY_KIND = {
@@ -71,6 +74,12 @@ def change_payload(market: str, timestamp: int, entry: bytes) -> bytes:
             b"]}",
         )
     )
+
+
+def occurrence(event_key: str) -> int:
+    """The occurrence number ``n`` at the end of an event key (``p:<digest>:<n>``); 0 without one."""
+    tail = event_key.rpartition(":")[2]
+    return int(tail) if tail.isascii() and tail.isdigit() and len(tail) < 10 else 0  # fits the int4 column
 
 
 def _ladders(
@@ -103,6 +112,8 @@ def message_to_event(kind: str, payload: bytes, *, market: str, event_key: str, 
             side="yes" if e.side == "BUY" else "no",
             price=price if e.side == "BUY" else _ONE - price,
             delta=check(e.size, "size", SIZE),
+            replaces=True,
+            ordinal=occurrence(event_key),
         )
     if isinstance(m, LastTradePriceMsg):
         price = check(m.price, "price", PRICE)

@@ -88,3 +88,26 @@ def test_pager_walks_clob_cursors_and_stops_on_a_repeated_one() -> None:
     assert pager.next_url() is None
     with pytest.raises(ValueError, match="gamma or clob"):
         Pager("rest")
+
+
+def test_every_listed_token_gets_its_reference_data() -> None:
+    """Walk.refs: one MarketRef per token (the mdpipe market), condition id as market_id, status from the listing,
+    the minimum tick as the one price range."""
+    from schemas.markets import MarketRef
+    from venues.polymarket.discovery import Walk
+
+    walk = Walk("gamma", base_url="http://gamma")
+    closed = gamma_market("0xb", closed=True, orderPriceMinTickSize=None, endDate="", outcomes="[]")
+    walk.feed(json.dumps({"markets": [gamma_market("0xa"), closed], "next_cursor": None}).encode())
+    refs = walk.refs(123)
+    assert refs[0] == MarketRef(
+        venue="polymarket", ticker="0xa1", event_ticker="will-it", market_id="0xa", title="Will it? (Yes)",
+        status="active", close_time_ms=1798718400000, price_ranges='[{"start":"0","end":"1","step":"0.01"}]',
+        updated_ns=123,
+    )  # fmt: skip
+    assert (refs[1].ticker, refs[1].title) == ("0xa2", "Will it? (No)")
+    assert [(r.ticker, r.status, r.title, r.price_ranges, r.close_time_ms) for r in refs[2:]] == [
+        ("0xb1", "closed", "Will it?", "", None),
+        ("0xb2", "closed", "Will it?", "", None),
+    ]
+    assert walk.groups() == [["0xa1", "0xa2"]]  # only the tradable market is held

@@ -1,7 +1,8 @@
 """The gatherer on Polymarket against the real emulator (``VenueSim`` serving the venue) and the real broker:
 discovery through ``Venue.discovery`` (the Gamma keyset walk over the paced REST client), both tokens of a condition
 on one connection and at most the per-connection cap, sessions ticked by the watchdog; the books rebuilt (replace
-semantics) from the frames in the raw topic equal the emulator's, for every token."""
+semantics) from the frames in the raw topic equal the emulator's, for every token; every token's reference data is
+published to the markets topic once."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from ingest.spool import Spool
 from mdpipe.config import GatherConfig, KafkaConfig, SimConfig, VenueConfig
 from mdpipe.kafka import producer_config
 from schemas.events import BookDelta, BookSnapshot
+from schemas.markets import decode_market
 from schemas.raw import RawFrame
 from sink.book import DeltaRow, SnapshotRow
-from tests.ingest.conftest import read_frames, run_with, wait_for
+from tests.ingest.conftest import read_frames, read_topic, run_with, wait_for
 from venue_sim.app import SimOptions, VenueSim
 from venues.polymarket.book import book_at
 from venues.polymarket.emulator import Profile
@@ -104,3 +106,12 @@ def test_gatherer_discovers_and_captures_the_venue(tmp_path: Path, kafka_bootstr
         yes, no = truth(sim, m)
         assert rebuilt(frames, yes_token) == (yes, no)
         assert rebuilt(frames, no_token) == (no, yes)
+    # reference data: one MarketRef per token, keyed venue:ticker, published once (later passes changed nothing)
+    refs = [(key, decode_market(value)) for key, value in read_topic(kafka_bootstrap, markets_topic)]
+    tokens = {t for m in range(MARKETS) for t in ids.ids(m)[1:]}
+    assert sorted(r.ticker for _, r in refs) == sorted(tokens)
+    assert all(key == f"polymarket:{r.ticker}".encode() and r.venue == "polymarket" for key, r in refs)
+    assert all(r.status == "active" and r.market_id for _, r in refs)
+    for m in range(MARKETS):
+        condition, yes_token, no_token = ids.ids(m)
+        assert {r.ticker for _, r in refs if r.market_id == condition} == {yes_token, no_token}

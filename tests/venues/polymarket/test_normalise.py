@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from schemas.codec import SchemaError
 from schemas.events import BookDelta, BookSnapshot, Lifecycle, Trade
 from schemas.raw import RawFrame
-from venues.polymarket.normalise import change_payload, message_to_event, to_event
+from venues.polymarket.keys import PolymarketKeyer
+from venues.polymarket.normalise import change_payload, message_to_event, occurrence, to_event
+from venues.polymarket.wire import decode
 
 D = Decimal
 COMMON = {"market": "1111", "event_key": "k", "recv_ns": 5_000_000_000, "gatherer": "g1"}
@@ -58,6 +60,21 @@ def test_price_change_entries_become_deltas_carrying_the_new_size() -> None:
     assert isinstance(b, BookDelta) and isinstance(s, BookDelta)
     assert (b.side, b.price, b.delta, b.ts_ms, b.market_id) == ("yes", D("0.42"), D(75), 1767225600200, "0xaaaa")
     assert (s.side, s.price, s.delta) == ("no", D("0.42"), D(0))
+
+
+def test_price_change_deltas_say_they_replace_and_carry_their_order_in_the_ms() -> None:
+    """The book rule travels with the row: replaces, and ordinal = the occurrence number n of the key p:<digest>:<n>
+    (the venue's order of one level's changes in one ms)."""
+    keyer = PolymarketKeyer()
+    entries = [b'{"asset_id":"1111","price":"0.42","size":"75","side":"BUY"}',
+               b'{"asset_id":"1111","price":"0.420","size":"5","side":"BUY"}']  # fmt: skip
+    got = []
+    for entry in entries:
+        payload = change_payload("0xaaaa", 1767225600200, entry)
+        key = keyer.change(1767225600200, decode("price_change", payload).price_changes[0])
+        got.append(message_to_event("delta", payload, **{**COMMON, "event_key": key}))
+    assert [(e.replaces, e.ordinal) for e in got] == [(True, 1), (True, 2)]  # type: ignore[union-attr]
+    assert occurrence("p:0a1b:12") == 12 and occurrence("k") == 0 and occurrence("p:x:99999999999") == 0
 
 
 def test_price_change_frame_must_hold_one_entry() -> None:
