@@ -94,8 +94,8 @@ def test_markets_last_update_wins_and_tombstones_ignored() -> None:
     stale = MarketRef(venue=VENUE, ticker="KX-A", title="stale", updated_ns=1)
     batch = Batch()
     batch.add_many(_sources([encode_market(m) for m in (old, new, stale)] + [b""], topic="markets"))
-    assert list(batch.markets) == [("kalshi", "KX-A")]
-    assert batch.markets[("kalshi", "KX-A")][0].title == "new"
+    assert list(batch.markets) == [(VENUE, "KX-A")]
+    assert batch.markets[(VENUE, "KX-A")][0].title == "new"
     assert batch.row_count == 0 and not batch.dead
     assert batch.offsets[("markets", 0)] == 104
 
