@@ -80,6 +80,7 @@ __all__ = [
     "decode_winner",
     "encode_winner",
     "store_key",
+    "weak_match_fields",
     "weak_store_key",
 ]
 
@@ -204,6 +205,7 @@ class Decision:
     winner: Winner | None = None  # the stored winner (for DUPLICATE / REEMIT)
     error: str = ""  # for INVALID
     gap: GapReport | None = None  # for GAP: the report the frame carries
+    weak: bool = False  # for DUPLICATE: matched by weak key only (counted in weak_matches; the engines log it)
 
     @property
     def emit(self) -> bool:
@@ -303,6 +305,21 @@ class TimeRange:
 
 
 _ALL = TimeRange()
+
+
+def weak_match_fields(decision: Decision) -> dict[str, object]:
+    """What the engines log about a weak match (a judgement, not a proof: see the module docstring)."""
+    frame, winner = decision.frame, decision.winner
+    assert frame is not None and winner is not None
+    return {
+        "market": frame.market,
+        "gatherer": frame.gatherer,
+        "conn": frame.conn,
+        "sid": frame.sid,
+        "event_key": frame.event_key,
+        "winner_gatherer": winner.gatherer,
+        "recv_delta_ms": round((frame.recv_ns - winner.recv_ns) / 1e6, 3),
+    }
 
 
 class Deduper:
@@ -407,7 +424,9 @@ class Deduper:
                 gstats.weak_matches += 1
                 for k in keys:
                     store.put(k, joined, partition)
-                return self._duplicate(frame, gstats, decode_winner(joined), keys)
+                decision = self._duplicate(frame, gstats, decode_winner(joined), keys)
+                decision.weak = True
+                return decision
         recv_ns = frame.recv_ns
         rng = self.range
         if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
