@@ -1,5 +1,6 @@
-"""A bounded set of recently seen keys (oldest forgotten first): the gatherer records each lifecycle message once
-although two of its connections receive the lifecycle channel."""
+"""A bounded set of recently seen keys (oldest forgotten first): the gatherer records each lifecycle anchor once
+although two of its connections receive the lifecycle channel (the venue session asks; other lifecycle copies are
+all recorded, see :mod:`venues.kalshi.protocol`)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,10 @@ session:
   so do the windows in which the connection was down (from its last message to its resubscription) and in which a
   sid ended by a terminal venue error was being subscribed again;
 - decodes each market-data body (``venues.kalshi.messages`` structs, Decimal-exact, numbers or strings), derives
-  the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`),
+  the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`:
+  every key a copy can derive, its weak key and anchor references; an anchor is recorded once per gatherer, every
+  other lifecycle copy of each subscription is recorded, since the dedup stage's weak matching needs to know which
+  subscriptions delivered it),
   places every snapshot in its market's delta stream (:mod:`venues.kalshi.snapshots`), and emits one encoded
   RawFrame per market message, payload = verbatim bytes; a frame that is a JSON array of messages is split;
 - never lets one message end the connection: anything unparseable, any out-of-range or oversized field, any
