@@ -39,7 +39,7 @@ are registered). Every join is counted (``weak_matches`` per gatherer): a join i
 equal bodies inside the window that nothing else tells apart can be paired wrongly; the rules above then keep a
 later copy of the wrongly joined copy's event from joining, so that event still lands (possibly twice) if any other
 copy of it comes, and is merged only when that copy was its only one. The venue
-says when its copies need weak matching and what remains (:mod:`venues.kalshi.anchors`). The weak lists are a
+says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
 matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
 Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their

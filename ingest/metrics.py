@@ -45,8 +45,9 @@ GAPS = Counter("mdpipe_gather_gaps_total", "Sequence gaps detected (per sid)", [
 DUPLICATES = Counter("mdpipe_gather_duplicate_seq_total", "Messages with an already seen seq", ["gatherer"])
 LIFECYCLE_KEYS = Counter(
     "mdpipe_gather_lifecycle_keys_total",
-    "Lifecycle copies keyed by a fallback (venues.kalshi.anchors): backward (no anchor followed), loose (no anchor "
-    "before them: matched by weak key in dedup), uncertain (no key sure to be shared), unanchored (no anchor at all)",
+    "Lifecycle copies keyed by a fallback (the venue's lifecycle keying): backward (no anchor followed), loose "
+    "(no anchor before them: matched by weak key in dedup), uncertain (no key sure to be shared), unanchored "
+    "(no anchor at all)",
     ["gatherer", "how"],
 )
 VENUE_ERRORS = Counter("mdpipe_gather_venue_errors_total", "Error replies from the venue", ["gatherer"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
 from schemas import RawFrame, encode_raw
+from venues import default_name
 
 M = "KXDEMO-26JAN01-T50"
 MS = 1_000_000
@@ -33,7 +34,7 @@ class Feed:
             offset = self.offsets.get(topic, 0)
             self.offsets[topic] = offset + 1
         frame = RawFrame(
-            venue="kalshi",
+            venue=default_name(),
             gatherer=gatherer,
             conn=0,
             sid=sid,
