@@ -28,7 +28,7 @@ Copies with more than one key (``RawFrame.alt_keys``, ``weak_key``; generic, the
 A copy is a duplicate when ANY of its keys (``event_key`` + ``alt_keys``) has a winner; the first copy registers
 all of its keys, and so does every later copy (so a copy that shares only a key the winner did not carry still
 finds it). A frame with a ``weak_key`` also keeps a short list under that weak key: one entry per emitted copy
-(receive time, winner, the subscriptions ``gatherer:conn:sid`` that contributed a copy with its seq, and the
+(receive time, winner, the subscriptions (``weak_sub``) that contributed a copy with its seq, and the
 ``weak_refs`` of those copies). A copy none of whose keys was seen joins the nearest entry (by receive time, within
 ``weak_window_ns``) that can be its event; otherwise it wins. An entry cannot be when its subscription already
 contributed to it (the venue sends a message once per subscription, so two equal bodies on one subscription are two
@@ -164,7 +164,7 @@ _weak_decoder = msgspec.msgpack.Decoder(list[_WeakEntry])
 
 
 def _sub_of(frame: RawFrame) -> str:
-    return f"{frame.gatherer}:{frame.conn}:{frame.sid}"
+    return frame.weak_sub or f"{frame.gatherer}:{frame.conn}:{frame.sid}"
 
 
 def _seq_of(frame: RawFrame) -> int:

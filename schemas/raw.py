@@ -43,9 +43,12 @@ class RawFrame(Versioned, kw_only=True):
     # received within the dedup's weak window, from a subscription (gatherer, conn, sid) that has not contributed to
     # it, unless the two share one of ``weak_refs``: the references (e.g. anchors) this copy's keys are sure
     # positions against; two copies positioned against a common reference that share no key are two events.
+    # ``weak_sub``: the subscription the copy came on, unique per subscription instance (a reconnect or a restarted
+    # gatherer numbers its connections and sids alike again); "" = gatherer:conn:sid.
     alt_keys: list[str] = []
     weak_key: str = ""
     weak_refs: list[str] = []
+    weak_sub: str = ""
 
 
 class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):

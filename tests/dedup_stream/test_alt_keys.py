@@ -27,6 +27,7 @@ class Feed:
         seq: int = 1,
         weak: str = "",
         refs: tuple[str, ...] = (),
+        sub: str = "",
         offset: int | None = None,
     ) -> tuple[Verdict, bool]:
         topic = f"raw.{gatherer}"
@@ -47,6 +48,7 @@ class Feed:
             alt_keys=list(alt),
             weak_key=weak,
             weak_refs=list(refs),
+            weak_sub=sub,
         )
         decision = self.deduper.decide(encode_raw(frame), Origin(topic, 0, offset))
         return decision.verdict, decision.weak
@@ -97,3 +99,11 @@ def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> 
     assert feed("g2", "x", t_ms=2, seq=110, weak="w:d") == (Verdict.DUPLICATE, True)
     # its seq 113 sits 3 after a on g2, i.e. seq 13 on g1: not b (seq 12) although b is near in time
     assert feed("g2", "y", t_ms=49, seq=113, weak="w:d") == (Verdict.WON, False)
+
+
+def test_a_subscription_is_told_apart_by_its_instance_not_by_gatherer_conn_and_sid() -> None:
+    # a restarted gatherer (or a reconnect) numbers its connections and sids alike again
+    feed = Feed()
+    assert feed("g3", "k1", t_ms=0, weak="w:d", sub="g3:1:1@100")[0] is Verdict.WON
+    assert feed("g3", "k2", t_ms=3, weak="w:d", sub="g3:1:1@900") == (Verdict.DUPLICATE, True)
+    assert feed("g3", "k3", t_ms=6, weak="w:d", sub="g3:1:1@900")[0] is Verdict.WON  # that instance contributed

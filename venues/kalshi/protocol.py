@@ -101,7 +101,7 @@ _cmd = msgspec.json.Encoder()
 # A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
 _FRAME_FIELDS = (
     "v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload", "venue_ms",
-    "after_keys", "alt_keys", "weak_key", "weak_refs",
+    "after_keys", "alt_keys", "weak_key", "weak_refs", "weak_sub",
 )  # fmt: skip
 _NO_AFTER: list[str] = []
 if (
@@ -169,9 +169,10 @@ class _Cmd:
 class _Lc:
     """A lifecycle message waiting for its key (see :mod:`venues.kalshi.anchors`)."""
 
-    __slots__ = ("content", "data", "market", "recv_ns", "seq", "sid")
+    __slots__ = ("content", "data", "market", "recv_ns", "seq", "sid", "sub")
 
-    def __init__(self, market: str, data: bytes, sid: int, seq: int, recv_ns: int, content: str) -> None:
+    def __init__(self, market: str, data: bytes, sid: int, seq: int, recv_ns: int, content: str, sub: str) -> None:
+        self.sub = sub  # the subscription instance (RawFrame.weak_sub)
         self.content = content
         self.market = market
         self.data = data
@@ -499,6 +500,7 @@ class KalshiSession:
                     _NO_AFTER,
                     "",
                     _NO_AFTER,
+                    "",
                 )
             ),
         )
@@ -525,6 +527,7 @@ class KalshiSession:
                     _NO_AFTER,
                     "",
                     _NO_AFTER,
+                    "",
                 )
             ),
         )
@@ -577,7 +580,9 @@ class KalshiSession:
         sid, seq = env.sid, env.seq
         anchor = is_anchor(env.type, lc.event_type if lc is not None else "")
         if sid is None or seq is None:  # the spec requires both; without a position the key is this copy's own
-            item = _Lc(market, data, sid or 0, seq or 0, recv_ns, content)
+            item = _Lc(
+                market, data, sid or 0, seq or 0, recv_ns, content, f"{self.gatherer}:{self.conn_id}:-@{recv_ns}"
+            )
             if anchor:
                 key = anchor_key(content)
                 self._emit_lifecycle(item, LcKey(key, (), False, (), key))
@@ -590,15 +595,19 @@ class KalshiSession:
             return
         chain = self._chains.get(sid)
         if chain is None:
+            # the subscription instance: connections and sids are numbered alike again after a reconnect or a restart
             chain = self._chains[sid] = AnchorChain(
-                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}"
+                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}@{recv_ns}"
             )
         self._emit_keyed(
-            chain, chain.push(_Lc(market, data, sid, seq, recv_ns, content), content, seq, anchor, recv_ns)
+            chain,
+            chain.push(
+                _Lc(market, data, sid, seq, recv_ns, content, chain.unanchored_tag), content, seq, anchor, recv_ns
+            ),
         )
 
     def _emit_keyed(self, chain: AnchorChain[_Lc], keyed: list[tuple[_Lc, LcKey]]) -> None:
-        """Emit what ``chain`` keyed; count its fallbacks (backward, loose, unanchored, plain) and log the uncertain."""
+        """Emit what ``chain`` keyed; count its fallbacks (backward, loose, uncertain, unanchored)."""
         if not keyed:
             return
         stats = self.stats
@@ -637,6 +646,7 @@ class KalshiSession:
                     key.alt,
                     weak_key(item.content) if key.weak else "",
                     key.refs,
+                    item.sub,
                 )
             ),
         )
