@@ -39,10 +39,13 @@ class Sub:
     first: int
     last: int = 10**9
     lost: frozenset[int] = frozenset()
+    killed: bool = False  # the gatherer died at ``last`` (SIGKILL): what its chain still held is never recorded
     chain: AnchorChain[int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.chain = AnchorChain(hold_ns=HOLD, unanchored_tag=f"{self.gatherer}:{self.conn}:{self.sid}")
+        # the subscription instance, as the session names it: a restarted gatherer numbers conns and sids alike again
+        tag = f"{self.gatherer}:{self.conn}:{self.sid}@{self.first}"
+        self.chain = AnchorChain(hold_ns=HOLD, unanchored_tag=tag)
 
     def seq(self, pos: int) -> int:
         return pos - self.first + 1
@@ -86,6 +89,7 @@ def simulate(
                 alt_keys=list(key.alt),
                 weak_key=weak_key(stream[pos - 1].content) if key.weak else "",
                 weak_refs=list(key.refs),
+                weak_sub=sub.chain.unanchored_tag,
             )
             frames.append((now, frame))
 
@@ -104,7 +108,7 @@ def simulate(
             recv[(sub.gatherer, sub.sid, pos)] = now
             record(sub, sub.chain.push(pos, msg.content, sub.seq(pos), msg.anchor, now), now)
         for sub in subs:  # a subscription that ends here (its connection dropped, unrecovered): keyed now
-            if sub.last == pos:
+            if sub.last == pos and not sub.killed:
                 record(sub, sub.chain.close(), msg.t_ns)
     last_t = stream[-1].t_ns
     if end_ns is None:  # the stream falls silent: every chain stalls
@@ -224,6 +228,16 @@ def test_flaps_identical_bodies_50_ms_apart_stay_distinct_with_a_late_joiner() -
     # inside a flap, before any anchor, then a stall: the stated residual (equal bodies inside the weak window): a
     # duplicate may remain, nothing is lost
     assert_exactly_once(stream, three_gatherers(restarted_from=3), lossless_only=True)
+
+
+def test_a_gatherer_killed_and_restarted_numbers_its_subscriptions_alike_and_adds_no_row() -> None:
+    # g3 is killed after position 3 and restarted at 6 with the same conn and sid numbers (new instances)
+    stream = stream_of(("X", 0), ("d", 1), ("Y", 2), ("a", 3), ("m", 4), ("d", 5), ("a", 6), ("d", 7), ("e", 7.5))
+    subs = [s for s in three_gatherers() if s.gatherer != "g3"]
+    for conn in (0, 1):
+        subs.append(Sub("g3", conn, 1, 1, last=4, killed=True))
+        subs.append(Sub("g3", conn, 1, 7))
+    assert_exactly_once(stream, subs)
 
 
 def test_a_body_only_the_restarted_gatherer_received_lands_once() -> None:
