@@ -45,7 +45,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from dedup_stream.logic import Deduper, Origin, Verdict
+from dedup_stream.logic import Decision, Deduper, Origin, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.normalise import decision_event
 from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
@@ -56,6 +56,11 @@ from schemas import DeadLetter, encode_dead_letter, encode_event
 __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
 
 log = get_logger(__name__)
+
+
+def log_weak(decision: Decision) -> None:
+    log.info("weak_match", **weak_match_fields(decision))
+
 
 TABLE_NAME = "seen"
 
@@ -239,6 +244,8 @@ class DedupApp:
                     await self.output.flush()
         elif decision.verdict is Verdict.INVALID:
             await self._dead_letter(msg, decision.error)
+        elif decision.weak:
+            log_weak(decision)
         if self.changelog.has_full:
             await self.changelog.flush()
 

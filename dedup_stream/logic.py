@@ -24,6 +24,24 @@ with a fresh workdir, or a failover) would let another gatherer's copy win: a se
 duplicate row where the row time is the winner's receive time. With it, an event that left the process always has
 its winner in the changelog. Re-emits happen only for frames replayed after a crash, so the extra records are few.
 
+Copies with more than one key (``RawFrame.alt_keys``, ``weak_key``; generic, the venue decides what they mean).
+A copy is a duplicate when ANY of its keys (``event_key`` + ``alt_keys``) has a winner; the first copy registers
+all of its keys, and so does every later copy (so a copy that shares only a key the winner did not carry still
+finds it). A frame with a ``weak_key`` also keeps a short list under that weak key: one entry per emitted copy
+(receive time, winner, the subscriptions (``weak_sub``) that contributed a copy with its seq, and the
+``weak_refs`` of those copies). A copy none of whose keys was seen joins the nearest entry (by receive time, within
+``weak_window_ns``) that can be its event; otherwise it wins. An entry cannot be when its subscription already
+contributed to it (the venue sends a message once per subscription, so two equal bodies on one subscription are two
+events), when they share a reference (two copies positioned against one reference that share no key sit at two
+positions), or when another entry that both its subscription and a contributor's contributed to shows a different
+seq offset between the two. A copy that joins is treated as the same event from then on (its keys and references
+are registered). Every join is counted (``weak_matches`` per gatherer): a join is a judgement by receive time, so
+equal bodies inside the window that nothing else tells apart can be paired wrongly; the rules above then keep a
+later copy of the wrongly joined copy's event from joining, so that event still lands (possibly twice) if any other
+copy of it comes, and is merged only when that copy was its only one. The venue
+says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
+matching aid, persisted like every other key (changelog); a re-emit does not write them back.
+
 Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their
 windows by kind; events seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the
 engines.
@@ -41,6 +59,12 @@ import msgspec
 from dedup_stream.gaps import missed, parse_gap
 from schemas import GapReport, RawFrame, SchemaError, decode_raw
 
+WEAK_WINDOW_NS = 1_000_000_000  # default receive-time window of weak matching (the gatherers' receive clocks)
+# Entries kept per weak key: the newest 64, and none received more than 10 minutes before the newest (the copies of
+# one event reach the dedup stage as far apart as its raw topics lag one another, not only their receive spread).
+_WEAK_KEEP = 64
+_WEAK_KEEP_NS = 600_000_000_000
+
 __all__ = [
     "Decision",
     "Deduper",
@@ -56,6 +80,8 @@ __all__ = [
     "decode_winner",
     "encode_winner",
     "store_key",
+    "weak_match_fields",
+    "weak_store_key",
 ]
 
 
@@ -118,6 +144,48 @@ def store_key(frame: RawFrame) -> bytes:
     return f"{frame.market}\x1f{frame.event_key}".encode()
 
 
+def weak_store_key(frame: RawFrame) -> bytes:
+    """State key of a frame's weak list (market + weak key, apart from every event key)."""
+    return f"{frame.market}\x1f\x1dweak\x1f{frame.weak_key}".encode()
+
+
+class _WeakEntry(msgspec.Struct, array_like=True):
+    """One emitted copy in a weak list: its receive time, the winner's stored value, the contributing
+    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none) and their copies' references."""
+
+    recv_ns: int
+    winner: bytes
+    subs: dict[str, int]
+    refs: list[str]
+
+
+_weak_encoder = msgspec.msgpack.Encoder()
+_weak_decoder = msgspec.msgpack.Decoder(list[_WeakEntry])
+
+
+def _sub_of(frame: RawFrame) -> str:
+    return frame.weak_sub or f"{frame.gatherer}:{frame.conn}:{frame.sid}"
+
+
+def _seq_of(frame: RawFrame) -> int:
+    return frame.seq if frame.seq is not None else -1
+
+
+def _same_position(entry: _WeakEntry, sub: str, seq: int, entries: list[_WeakEntry]) -> bool:
+    """False when another entry shows that ``sub``'s copy at ``seq`` sits elsewhere on the stream than ``entry``'s:
+    an entry both ``sub`` and one of ``entry``'s subscriptions contributed to gives their seq offset exactly."""
+    if seq < 0:
+        return True
+    for other_sub, other_seq in entry.subs.items():
+        if other_seq < 0:
+            continue
+        for known in entries:
+            mine, theirs = known.subs.get(sub, -1), known.subs.get(other_sub, -1)
+            if known is not entry and mine >= 0 and theirs >= 0 and seq - other_seq != mine - theirs:
+                return False
+    return True
+
+
 class Verdict(enum.Enum):
     WON = "won"  # first copy: emit
     REEMIT = "reemit"  # replay of the origin that won before: emit again
@@ -137,6 +205,7 @@ class Decision:
     winner: Winner | None = None  # the stored winner (for DUPLICATE / REEMIT)
     error: str = ""  # for INVALID
     gap: GapReport | None = None  # for GAP: the report the frame carries
+    weak: bool = False  # for DUPLICATE: matched by weak key only (counted in weak_matches; the engines log it)
 
     @property
     def emit(self) -> bool:
@@ -152,6 +221,7 @@ class GathererStats:
     gaps: int = 0  # gap reports
     gap_missing: int = 0  # messages the gatherer reported missing (sum of received - expected)
     gap_kinds: dict[str, int] = field(default_factory=dict)  # gap reports by kind (seq, down, resubscribe, ...)
+    weak_matches: int = 0  # copies matched to an emitted copy by weak key only (none of their keys was seen)
     singles: int = 0  # events only this gatherer delivered (within the singles horizon)
     last_recv_ns: int = 0  # receive time of this gatherer's newest frame
     copy_lag_s: float = 0.0  # delay of this gatherer's latest copy behind the first copy (0 when it won)
@@ -237,11 +307,34 @@ class TimeRange:
 _ALL = TimeRange()
 
 
+def weak_match_fields(decision: Decision) -> dict[str, object]:
+    """What the engines log about a weak match (a judgement, not a proof: see the module docstring)."""
+    frame, winner = decision.frame, decision.winner
+    assert frame is not None and winner is not None
+    return {
+        "market": frame.market,
+        "gatherer": frame.gatherer,
+        "conn": frame.conn,
+        "sid": frame.sid,
+        "event_key": frame.event_key,
+        "winner_gatherer": winner.gatherer,
+        "recv_delta_ms": round((frame.recv_ns - winner.recv_ns) / 1e6, 3),
+    }
+
+
 class Deduper:
     """First-copy-wins over a :class:`Store`; one instance per worker (the store handles partitions)."""
 
-    def __init__(self, store: Store, *, singles_horizon_ns: int = 30_000_000_000, time_range: TimeRange = _ALL):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        singles_horizon_ns: int = 30_000_000_000,
+        time_range: TimeRange = _ALL,
+        weak_window_ns: int = WEAK_WINDOW_NS,
+    ):
         self.store = store
+        self.weak_window_ns = weak_window_ns
         self.stats = Stats()
         self.singles = SinglesTracker(singles_horizon_ns)
         self.range = time_range
@@ -266,6 +359,8 @@ class Deduper:
         if frame.kind == "gap":
             return self._gap(frame, gstats)
         key = store_key(frame)
+        if frame.alt_keys or frame.weak_key:
+            return self._decide_keys(frame, origin, gstats, key)
         stored = self.store.get(key, origin.partition)
         if stored is None:
             rng = self.range
@@ -301,6 +396,118 @@ class Deduper:
             stats.match_age_max_s = age_s
         self.singles.copy(key)
         return Decision(Verdict.DUPLICATE, frame, winner)
+
+    # -- copies with alternate keys and weak keys (see the module docstring) -------------------------------------
+    def _decide_keys(self, frame: RawFrame, origin: Origin, gstats: GathererStats, key: bytes) -> Decision:
+        store, partition = self.store, origin.partition
+        keys = [key, *(f"{frame.market}\x1f{k}".encode() for k in frame.alt_keys)]
+        found = [store.get(k, partition) for k in keys]
+        stored = next((v for v in found if v is not None), None)
+        if stored is not None:
+            winner = decode_winner(stored)
+            if winner.origin_is(origin):
+                gstats.reemitted += 1
+                if self.range is not _ALL and winner.recv_ns < self.range.from_ns:
+                    return Decision(Verdict.OUT_OF_RANGE, frame, winner)
+                for k in keys:  # write-back (module docstring), and any key not registered before
+                    store.put(k, stored, partition)
+                return Decision(Verdict.REEMIT, frame, winner)
+            for k, v in zip(keys, found, strict=True):
+                if v is None:
+                    store.put(k, stored, partition)
+            if frame.weak_key:
+                self._weak_contribute(frame, partition, stored)
+            return self._duplicate(frame, gstats, winner, keys)
+        if frame.weak_key:
+            joined = self._weak_join(frame, partition)
+            if joined is not None:
+                gstats.weak_matches += 1
+                for k in keys:
+                    store.put(k, joined, partition)
+                decision = self._duplicate(frame, gstats, decode_winner(joined), keys)
+                decision.weak = True
+                return decision
+        recv_ns = frame.recv_ns
+        rng = self.range
+        if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
+            self.stats.out_of_range += 1
+            return Decision(Verdict.OUT_OF_RANGE, frame)
+        value = encode_winner(Winner(origin.topic, origin.partition, origin.offset, recv_ns, frame.gatherer))
+        for k in keys:
+            store.put(k, value, partition)
+        if frame.weak_key:
+            self._weak_add(frame, partition, value)
+        gstats.copy_lag_s = 0.0
+        if rng is not _ALL and recv_ns < rng.from_ns:
+            self.stats.out_of_range += 1
+            return Decision(Verdict.OUT_OF_RANGE, frame)
+        gstats.won += 1
+        self.singles.first(key, frame.gatherer, recv_ns)
+        return Decision(Verdict.WON, frame)
+
+    def _duplicate(self, frame: RawFrame, gstats: GathererStats, winner: Winner, keys: list[bytes]) -> Decision:
+        stats = self.stats
+        gstats.duplicates += 1
+        age_s = (frame.recv_ns - winner.recv_ns) / 1e9
+        gstats.copy_lag_s = age_s if age_s > 0.0 else 0.0
+        if age_s > gstats.copy_lag_max_s:
+            gstats.copy_lag_max_s = age_s
+        if age_s > stats.match_age_max_s:
+            stats.match_age_max_s = age_s
+        for k in keys:
+            self.singles.copy(k)
+        return Decision(Verdict.DUPLICATE, frame, winner)
+
+    def _weak_load(self, frame: RawFrame, partition: int) -> tuple[bytes, list[_WeakEntry]]:
+        wkey = weak_store_key(frame)
+        raw = self.store.get(wkey, partition)
+        if raw is None:
+            return wkey, []
+        try:
+            return wkey, _weak_decoder.decode(raw)
+        except msgspec.DecodeError:
+            return wkey, []
+
+    def _weak_save(self, wkey: bytes, entries: list[_WeakEntry], newest_ns: int, partition: int) -> None:
+        horizon = newest_ns - _WEAK_KEEP_NS
+        kept = [e for e in entries if e.recv_ns >= horizon][-_WEAK_KEEP:]
+        self.store.put(wkey, _weak_encoder.encode(kept), partition)
+
+    def _weak_add(self, frame: RawFrame, partition: int, winner: bytes) -> None:
+        wkey, entries = self._weak_load(frame, partition)
+        entries.append(_WeakEntry(frame.recv_ns, winner, {_sub_of(frame): _seq_of(frame)}, list(frame.weak_refs)))
+        self._weak_save(wkey, entries, max(e.recv_ns for e in entries), partition)
+
+    def _weak_contribute(self, frame: RawFrame, partition: int, winner: bytes) -> None:
+        """A copy matched by one of its keys: its subscription contributed to the winner's entry."""
+        wkey, entries = self._weak_load(frame, partition)
+        sub = _sub_of(frame)
+        for entry in entries:
+            if entry.winner == winner:
+                entry.subs.setdefault(sub, _seq_of(frame))
+                entry.refs.extend(r for r in frame.weak_refs if r not in entry.refs)
+                self._weak_save(wkey, entries, max(e.recv_ns for e in entries), partition)
+                return
+
+    def _weak_join(self, frame: RawFrame, partition: int) -> bytes | None:
+        """The winner of the entry a copy none of whose keys was seen joins by weak key (None: it wins)."""
+        wkey, entries = self._weak_load(frame, partition)
+        sub, recv_ns, window, refs = _sub_of(frame), frame.recv_ns, self.weak_window_ns, frame.weak_refs
+        best: _WeakEntry | None = None
+        for entry in entries:
+            distance = abs(entry.recv_ns - recv_ns)
+            if distance > window or sub in entry.subs or any(r in entry.refs for r in refs):
+                continue
+            if not _same_position(entry, sub, _seq_of(frame), entries):
+                continue
+            if best is None or distance < abs(best.recv_ns - recv_ns):
+                best = entry
+        if best is None:
+            return None
+        best.subs[sub] = _seq_of(frame)
+        best.refs.extend(r for r in refs if r not in best.refs)
+        self._weak_save(wkey, entries, max(recv_ns, *(e.recv_ns for e in entries)), partition)
+        return best.winner
 
     def tick(self, now_ns: int | None = None) -> None:
         """Advance the singles horizon (by default to the newest receive time seen)."""

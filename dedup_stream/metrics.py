@@ -33,6 +33,11 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
         "Gap reports by gatherer and window kind (seq, first_seq, down, resubscribe, rejected)",
     ),
     "mdpipe_dedup_gap_messages": ("counter", "Venue messages each gatherer reported missing in its gap reports"),
+    "mdpipe_dedup_weak_matches": (
+        "counter",
+        "Copies matched to an emitted copy by weak key only (same body, receive time, subscriptions; none of their "
+        "keys was seen): each is a judgement, not a proof (dedup_stream.logic)",
+    ),
     "mdpipe_dedup_single_copy_events": (
         "counter",
         "Events delivered by only this gatherer (judged singles_horizon_s after the first copy)",
@@ -76,6 +81,7 @@ _PER_GATHERER = {
     "mdpipe_dedup_gap_reports": "gaps",
     "mdpipe_dedup_gap_messages": "gap_missing",
     "mdpipe_dedup_single_copy_events": "singles",
+    "mdpipe_dedup_weak_matches": "weak_matches",
 }
 
 
@@ -170,6 +176,7 @@ def summary(stats: Stats) -> dict[str, Any]:
                 "gap_messages": g.gap_missing,
                 "gap_kinds": dict(sorted(g.gap_kinds.items())),
                 "single_copy_events": g.singles,
+                "weak_matches": g.weak_matches,
                 "sync_lag_s": round(g.sync_lag_s(stats.last_recv_ns), 3),
                 "copy_lag_s": round(g.copy_lag_max_s, 3),
             }

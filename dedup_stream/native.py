@@ -63,7 +63,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from dedup_stream.lag import RawLag
-from dedup_stream.logic import Deduper, Origin, Verdict
+from dedup_stream.logic import Decision, Deduper, Origin, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
 from dedup_stream.normalise import decision_event
@@ -79,6 +79,11 @@ from schemas import DeadLetter, encode_dead_letter, encode_event
 __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
+
+
+def _log_weak(decision: Decision) -> None:
+    log.info("weak_match", **weak_match_fields(decision))
+
 
 # The worker wakes at the first frame that arrives (``poll``) and takes whatever else is already queued
 # (``consume(n, 0)``): no frame waits for a batch to fill. How much one wake-up brings is set by the fetch
@@ -349,6 +354,8 @@ class NativeWorker:
                 outs.append((out, msg.key(), partition))
             elif verdict is Verdict.INVALID:
                 self._dead_letter(msg, decision.error)
+            elif decision.weak:
+                _log_weak(decision)
         self.states.flush()  # RocksDB, then the batch's changelog records in one burst
         if outs:
             self._held.append((self.output.changelog_mark(), outs))

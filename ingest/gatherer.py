@@ -84,6 +84,8 @@ SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve 
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
 DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (a venue may cap it lower)
+# the venue session's lifecycle fallback counters (``SessionStats.lifecycle_<how>``), exported per ``how``
+_LIFECYCLE_KEYS = ("backward", "loose", "uncertain", "unanchored")
 
 
 class _DiscoveryPass:
@@ -681,6 +683,9 @@ class Gatherer:
             "dead": lambda: m.DEAD_LETTERS.labels(gid),
             "dropped": lambda: m.DROPPED.labels(gid),
         }
+        for how in _LIFECYCLE_KEYS:  # the venue's lifecycle fallbacks (a venue without them has none)
+            current[f"lc:{how}"] = getattr(s, f"lifecycle_{how}", 0)
+            counters[f"lc:{how}"] = functools.partial(m.LIFECYCLE_KEYS.labels, gid, how)
         for name, value in current.items():
             delta = value - self._exported.get(name, 0)
             if delta > 0:

@@ -19,6 +19,7 @@ __all__ = [
     "FRAMES",
     "GAPS",
     "LIFECYCLE",
+    "LIFECYCLE_KEYS",
     "LIFECYCLE_UNKNOWN",
     "PRODUCER_QUEUE",
     "PRODUCE_LATENCY",
@@ -42,6 +43,13 @@ SUBSCRIBED_MARKETS = Gauge("mdpipe_gather_subscribed_markets", "Markets held by 
 RECONNECTS = Counter("mdpipe_gather_reconnects_total", "WebSocket reconnects, by reason", ["gatherer", "reason"])
 GAPS = Counter("mdpipe_gather_gaps_total", "Sequence gaps detected (per sid)", ["gatherer"])
 DUPLICATES = Counter("mdpipe_gather_duplicate_seq_total", "Messages with an already seen seq", ["gatherer"])
+LIFECYCLE_KEYS = Counter(
+    "mdpipe_gather_lifecycle_keys_total",
+    "Lifecycle copies keyed by a fallback (the venue's lifecycle keying): backward (no anchor followed), loose "
+    "(no anchor before them: matched by weak key in dedup), uncertain (no key sure to be shared), unanchored "
+    "(no anchor at all)",
+    ["gatherer", "how"],
+)
 VENUE_ERRORS = Counter("mdpipe_gather_venue_errors_total", "Error replies from the venue", ["gatherer"])
 DEAD_LETTERS = Counter("mdpipe_gather_dlq_total", "Malformed venue frames sent to the dlq topic", ["gatherer"])
 DISCOVERY_ERRORS = Counter("mdpipe_gather_discovery_errors_total", "Failed REST discovery calls", ["gatherer"])

@@ -1,5 +1,6 @@
-"""A bounded set of recently seen keys (oldest forgotten first): the gatherer records each lifecycle message once
-although two of its connections receive the lifecycle channel."""
+"""A bounded set of recently seen keys (oldest forgotten first): the gatherer records each lifecycle anchor once
+although two of its connections receive the lifecycle channel (the venue session asks; other lifecycle copies are
+all recorded: the dedup stage's weak matching needs every subscription's copy)."""
 
 from __future__ import annotations
 

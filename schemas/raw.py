@@ -36,6 +36,19 @@ class RawFrame(Versioned, kw_only=True):
     # venue time < venue_ms, and those at venue_ms whose event key is NOT in after_keys.
     venue_ms: int | None = None
     after_keys: list[str] = []
+    # Identity beyond ``event_key`` (venue-neutral; the dedup stage applies it, :mod:`dedup_stream.logic`).
+    # ``alt_keys``: more keys of this same copy; the copy is a duplicate if ANY of its keys was seen, and a copy that
+    # wins or matches registers all of them. ``weak_key``: a key that does not separate distinct events with equal
+    # bodies (e.g. a body digest): a copy none of whose keys was seen may join an emitted copy with the same weak key
+    # received within the dedup's weak window, from a subscription (gatherer, conn, sid) that has not contributed to
+    # it, unless the two share one of ``weak_refs``: the references (e.g. anchors) this copy's keys are sure
+    # positions against; two copies positioned against a common reference that share no key are two events.
+    # ``weak_sub``: the subscription the copy came on, unique per subscription instance (a reconnect or a restarted
+    # gatherer numbers its connections and sids alike again); "" = gatherer:conn:sid.
+    alt_keys: list[str] = []
+    weak_key: str = ""
+    weak_refs: list[str] = []
+    weak_sub: str = ""
 
 
 class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -61,8 +61,8 @@ def test_short_run_with_faults_is_clean_and_replay_restores_a_deleted_range(
 ) -> None:
     options = RunOptions(
         markets=300,
-        rate=400.0,
-        duration_s=30.0,
+        rate=500.0,
+        duration_s=18.0,
         gatherers=3,
         seed=11,
         faults=FaultPlan(disconnect_at=0.2, seq_gap_at=0.35, kill_gatherer_at=0.5, restart_after_s=3.0),

@@ -17,16 +17,39 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (on the real venue markets are created and settled all day, so the
-wait is short). Fallbacks, each counted and logged by the caller:
+wait is short). Fallbacks, each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
-  connection went away): the same backward key. A stall is judged from silence, not from how long a message waited,
-  so gatherers decide alike unless the next message arrives within their receive-time spread of the deadline.
-  A gatherer that subscribed after that earlier anchor has none and gives the message
-  a key of its own copy (``unanchored``), which can duplicate the event if another gatherer keyed it;
-- a gap (lost seqs) between a message and its anchor may have hidden an earlier anchor: the key is then wrong
-  exactly when the lost messages held an anchor, a window the gatherer reports as a gap.
+  connection went away): the same backward key. A stall is judged from silence, so gatherers may decide
+  differently (one keys backward, another sees the next message in time and keys forward).
+
+Copies of one message must meet whatever each subscription saw, so a copy carries every key it can derive
+(``RawFrame.alt_keys``; the dedup stage treats a copy as a duplicate if ANY of its keys was seen, and registers all
+of them). A key against ANY anchor the subscription received is a true identity (``seq`` counts lost messages too,
+so the distance is exact): extra keys never merge two events, they only let copies meet.
+- A message with an anchor before it carries the backward key as well (the forward key first). Every copy that
+  received that anchor holds the SAME backward key, whether it stalled or not, and whether a gap then swallowed the
+  next anchor (its forward key differs): the stall split and a gap over the following anchor meet on it. A gap
+  between the anchor and the message may have swallowed a later anchor: that copy meets the others on its forward
+  key, unless it stalled or lost the next anchor as well (counted ``uncertain``).
+- A message with NO anchor before it on its subscription (a gatherer restarted, or subscribed, since that anchor;
+  counted ``loose``) has only the forward key, or when the stream stalled or ended before any anchor, a key of its
+  own copy (``unanchored``: gatherer:conn:sid and position). The gatherers that keyed the message backward at a
+  stall never learn its forward key, and at the end of a run no forward key exists at all.
+So every non-anchor copy also carries a ``weak_key`` (its content digest) and ``weak_refs`` (the anchors its keys
+are positions against). In the dedup stage a copy none of whose keys was seen joins the emitted copy of the same
+body received within the weak window (a few seconds of receive clock, below ``gather.anchor_hold_s``) that its
+subscription has not contributed to and that has no key against an anchor it has a key against (two copies with
+keys against one anchor that share none sit at two positions); ``dedup_stream.logic`` has the rules. Every
+lifecycle copy of every subscription is therefore recorded (only anchors once per gatherer): which subscriptions
+contributed to an event is what keeps two equal bodies of one subscription apart.
+What remains, counted: (1) a loose copy with no key against an anchor (``unanchored``) is matched by receive time
+alone; when its subscription missed an event whose body equals its own and was received within the window, it can
+join that event's row (one row for two events, if no other copy of its own event comes) — a restarted gatherer,
+equal bodies within seconds and a stall before any anchor, all at once. (2) a copy of a message with a gap on both
+sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
+is a second row: a duplicate is chosen over a wrong merge. ``mdpipe_dedup_weak_matches`` counts every weak join.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
 stream; it drops the copies of a dead subscription's waiting messages when another subscription received them too.
 
@@ -36,14 +59,20 @@ Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
 from venues.kalshi.keys import digest as _h
 
-__all__ = ["ANCHOR_EVENTS", "AnchorChain", "anchor_key", "is_anchor"]
+__all__ = ["ANCHOR_EVENTS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
 
 T = TypeVar("T")
+
+# Backward keys: against this many of the last anchors before a message (the newest is THE backward key; the older
+# ones let the dedup stage tell two equal bodies apart when copies were keyed against different anchors).
+BACK_ANCHORS = 3
+NEXT = ">"  # a copy's reference: its forward anchor is the first anchor after it (no position lost in between)
+PREV = "<"  # ... its newest backward anchor is the last anchor before it
 
 # market_lifecycle_v2 event types that happen once per market; event_lifecycle announces a new event (once).
 ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
@@ -60,33 +89,58 @@ def anchor_key(content: str) -> str:
     return "l:" + content
 
 
-class _Held(Generic[T]):
-    __slots__ = ("content", "item", "pos", "since_ns")
+def weak_key(content: str) -> str:
+    """The weak key of a lifecycle message: its content digest (equal for every repeat of the body)."""
+    return "w:" + content
 
-    def __init__(self, item: T, content: str, pos: int, since_ns: int) -> None:
+
+class LcKey(NamedTuple):
+    """The identity of one copy: ``key`` (the frame's event_key), ``alt`` (more keys of the same copy), ``weak``
+    (False for an anchor: unique by content), ``refs`` (the frame's ``weak_refs``: the anchors its keys are
+    positions against; two copies with keys against one anchor that share no key sit at two positions) and
+    ``shared`` (the key the gatherer's other subscription
+    derives for the same message: a gatherer records each message once)."""
+
+    key: str
+    alt: tuple[str, ...]
+    weak: bool
+    refs: tuple[str, ...]
+    shared: str
+
+
+class _Held(Generic[T]):
+    __slots__ = ("clean", "content", "item", "pos", "since_ns")
+
+    def __init__(self, item: T, content: str, pos: int, since_ns: int, clean: bool) -> None:
         self.item = item
         self.content = content
         self.pos = pos
         self.since_ns = since_ns
+        self.clean = clean  # an anchor came before it on this stream and no position was lost in between
 
 
 class AnchorChain(Generic[T]):
     """Keys the messages of one stream by their position relative to anchors (see the module docstring).
 
     :meth:`push` takes every message of the stream in order (positions strictly increasing, gaps allowed) and returns
-    the messages whose key is now decided, each with its key, in stream order (the anchor last)."""
+    the messages whose key is now decided, each with its :class:`LcKey`, in stream order (the anchor last)."""
 
     def __init__(self, max_span: int = 1000, hold_ns: int = 10_000_000_000, unanchored_tag: str = "") -> None:
         self.max_span = max_span
         self.hold_ns = hold_ns
-        self.unanchored_tag = unanchored_tag  # makes a fallback key unique to this copy (gatherer/conn/sid)
+        self.unanchored_tag = unanchored_tag  # makes a loose copy's own key unique to it (gatherer/conn/sid)
         self._held: deque[_Held[T]] = deque()
         self._prev: tuple[str, int] | None = None  # (content of the last anchor, its position)
+        self._before: deque[tuple[str, int]] = deque(maxlen=BACK_ANCHORS)  # the last anchors, oldest first
+        self._next = ""  # content of the anchor being pushed (the forward keys' reference)
+        self._gap_at = 0  # position of the last message received after lost positions (0: none lost)
         self.last_pos = 0
         self.last_ns = 0
         self.forward = 0
         self.backward = 0
-        self.unanchored = 0
+        self.unanchored = 0  # keyed with no anchor on either side (loose, own key only)
+        self.loose = 0  # copies with no anchor before them (their keys are shared by few: matched by weak key)
+        self.uncertain = 0  # copies with no key that every copy of theirs shares for sure (a gap or no anchor)
 
     @property
     def waiting(self) -> int:
@@ -95,47 +149,77 @@ class AnchorChain(Generic[T]):
     def oldest_ns(self) -> int | None:
         return self._held[0].since_ns if self._held else None
 
-    def push(self, item: T, content: str, pos: int, anchor: bool, now_ns: int) -> list[tuple[T, str]]:
+    def push(self, item: T, content: str, pos: int, anchor: bool, now_ns: int) -> list[tuple[T, LcKey]]:
         if pos <= self.last_pos:
             raise ValueError(f"stream position {pos} after {self.last_pos}: positions must increase")
+        if self.last_pos and pos != self.last_pos + 1:
+            self._gap_at = pos
         self.last_pos = pos
         self.last_ns = now_ns
         out = self._past_span(pos)
         if not anchor:
-            self._held.append(_Held(item, content, pos, now_ns))
+            clean = self._prev is not None and self._gap_at <= self._prev[1]
+            self._held.append(_Held(item, content, pos, now_ns, clean))
             return out
+        self._next = content
         for held in self._held:
             self.forward += 1
-            out.append((held.item, "l:" + _h(f"{held.content}>{content}-{pos - held.pos}".encode())))
+            fwd = "l:" + _h(f"{held.content}>{content}-{pos - held.pos}".encode())
+            out.append((held.item, self._keys(held, (fwd, self._gap_at <= held.pos))))
         self._held.clear()
         self._prev = (content, pos)
-        out.append((item, anchor_key(content)))
+        self._before.append(self._prev)
+        key = anchor_key(content)
+        out.append((item, LcKey(key, (), False, (), key)))
         return out
 
-    def _past_span(self, pos: int) -> list[tuple[T, str]]:
+    def _keys(self, held: _Held[T], fwd: tuple[str, bool] | None) -> LcKey:
+        """The keys of a waiting message: forward (if an anchor came: its key and whether no position was lost
+        before it), backward against the last anchors before it, else its own. ``refs``: the anchors they are
+        positions against, plus :data:`NEXT` / :data:`PREV` when no lost position can have hidden an anchor between
+        the message and its forward / backward anchor (two such copies of one message share that key). A copy with
+        neither is counted ``uncertain``; one without an anchor before it ``loose``."""
+        refs: tuple[str, ...] = ()
+        keys: tuple[str, ...] = ()
+        if fwd is not None:
+            keys = (fwd[0],)
+            refs = (self._next, NEXT) if fwd[1] else (self._next,)
+        if self._prev is None:
+            self.loose += 1
+            if fwd is None:
+                own = "l:" + _h(f"{held.content}?{self.unanchored_tag}:{held.pos}".encode())
+                self.unanchored += 1
+                self.uncertain += 1
+                return LcKey(own, (), True, (), own)
+        else:
+            keys += tuple("l:" + _h(f"{held.content}<{c}+{held.pos - p}".encode()) for c, p in reversed(self._before))
+            refs += tuple(c for c, _ in reversed(self._before))
+            if held.clean:
+                refs += (PREV,)
+        self.uncertain += NEXT not in refs and PREV not in refs
+        return LcKey(keys[0], keys[1:], True, refs, keys[0])
+
+    def _past_span(self, pos: int) -> list[tuple[T, LcKey]]:
         """Messages that no anchor followed within ``max_span`` positions: keyed backward."""
-        out: list[tuple[T, str]] = []
+        out: list[tuple[T, LcKey]] = []
         held = self._held
         while held and pos - held[0].pos > self.max_span:
             out.append(self._backward(held.popleft()))
         return out
 
-    def _backward(self, held: _Held[T]) -> tuple[T, str]:
-        if self._prev is None:
-            self.unanchored += 1
-            return held.item, "l:" + _h(f"{held.content}?{self.unanchored_tag}:{held.pos}".encode())
-        self.backward += 1
-        content, pos = self._prev
-        return held.item, "l:" + _h(f"{held.content}<{content}+{held.pos - pos}".encode())
+    def _backward(self, held: _Held[T]) -> tuple[T, LcKey]:
+        if self._prev is not None:
+            self.backward += 1
+        return held.item, self._keys(held, None)
 
-    def expire(self, now_ns: int) -> list[tuple[T, str]]:
+    def expire(self, now_ns: int) -> list[tuple[T, LcKey]]:
         """The stream stalled (no message for ``hold_ns``): every waiting message is keyed backward."""
         if not self._held or now_ns - self.last_ns < self.hold_ns:
             return []
         return self.close()
 
-    def close(self) -> list[tuple[T, str]]:
-        """The stream ended: every waiting message is keyed backward (or unanchored)."""
+    def close(self) -> list[tuple[T, LcKey]]:
+        """The stream ended: every waiting message is keyed backward (or by its own key: loose)."""
         out = [self._backward(h) for h in self._held]
         self._held.clear()
         return out

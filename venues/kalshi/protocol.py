@@ -17,7 +17,10 @@ session:
   so do the windows in which the connection was down (from its last message to its resubscription) and in which a
   sid ended by a terminal venue error was being subscribed again;
 - decodes each market-data body (``venues.kalshi.messages`` structs, Decimal-exact, numbers or strings), derives
-  the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`),
+  the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`:
+  every key a copy can derive, its weak key and anchor references; an anchor is recorded once per gatherer, every
+  other lifecycle copy of each subscription is recorded, since the dedup stage's weak matching needs to know which
+  subscriptions delivered it),
   places every snapshot in its market's delta stream (:mod:`venues.kalshi.snapshots`), and emits one encoded
   RawFrame per market message, payload = verbatim bytes; a frame that is a JSON array of messages is split;
 - never lets one message end the connection: anything unparseable, any out-of-range or oversized field, any
@@ -36,9 +39,9 @@ import msgspec
 
 from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
-from venues.kalshi.anchors import AnchorChain, is_anchor
+from venues.kalshi.anchors import AnchorChain, LcKey, anchor_key, is_anchor, weak_key
 from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
-from venues.kalshi.keys import EventKeyer
+from venues.kalshi.keys import EventKeyer, digest
 from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
 from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 
@@ -98,7 +101,7 @@ _cmd = msgspec.json.Encoder()
 # A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
 _FRAME_FIELDS = (
     "v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload", "venue_ms",
-    "after_keys",
+    "after_keys", "alt_keys", "weak_key", "weak_refs", "weak_sub",
 )  # fmt: skip
 _NO_AFTER: list[str] = []
 if (
@@ -119,7 +122,9 @@ class SessionStats:
         "errors",
         "gaps",
         "lifecycle_backward",
+        "lifecycle_loose",
         "lifecycle_unanchored",
+        "lifecycle_uncertain",
         "probes",
         "resnapshots",
         "resubscribes",
@@ -136,6 +141,8 @@ class SessionStats:
         self.probes = 0
         self.lifecycle_backward = 0  # lifecycle messages keyed by the anchor before them (no anchor followed)
         self.lifecycle_unanchored = 0  # ... that had no anchor on either side (their key is this copy's own)
+        self.lifecycle_loose = 0  # lifecycle copies with no anchor before them: matched by weak key in dedup
+        self.lifecycle_uncertain = 0  # ... with no key sure to be shared (gap or no anchor): matched by weak key
 
 
 class Group:
@@ -162,9 +169,11 @@ class _Cmd:
 class _Lc:
     """A lifecycle message waiting for its key (see :mod:`venues.kalshi.anchors`)."""
 
-    __slots__ = ("data", "market", "recv_ns", "seq", "sid")
+    __slots__ = ("content", "data", "market", "recv_ns", "seq", "sid", "sub")
 
-    def __init__(self, market: str, data: bytes, sid: int, seq: int, recv_ns: int) -> None:
+    def __init__(self, market: str, data: bytes, sid: int, seq: int, recv_ns: int, content: str, sub: str) -> None:
+        self.sub = sub  # the subscription instance (RawFrame.weak_sub)
+        self.content = content
         self.market = market
         self.data = data
         self.sid = sid
@@ -488,6 +497,10 @@ class KalshiSession:
                     data,
                     None,
                     _NO_AFTER,
+                    _NO_AFTER,
+                    "",
+                    _NO_AFTER,
+                    "",
                 )
             ),
         )
@@ -511,6 +524,10 @@ class KalshiSession:
                     data,
                     venue_ms,
                     after,
+                    _NO_AFTER,
+                    "",
+                    _NO_AFTER,
+                    "",
                 )
             ),
         )
@@ -563,21 +580,52 @@ class KalshiSession:
         sid, seq = env.sid, env.seq
         anchor = is_anchor(env.type, lc.event_type if lc is not None else "")
         if sid is None or seq is None:  # the spec requires both; without a position the key is this copy's own
+            item = _Lc(
+                market, data, sid or 0, seq or 0, recv_ns, content, f"{self.gatherer}:{self.conn_id}:-@{recv_ns}"
+            )
+            if anchor:
+                key = anchor_key(content)
+                self._emit_lifecycle(item, LcKey(key, (), False, (), key))
+                return
             self.stats.lifecycle_unanchored += 1
-            tag = f"{content}?{self.gatherer}:{self.conn_id}:{recv_ns}"
-            self._emit_lifecycle(_Lc(market, data, sid or 0, seq or 0, recv_ns), "l:" + content if anchor else tag)
+            self.stats.lifecycle_loose += 1
+            own = "l:" + digest(f"{content}?{self.gatherer}:{self.conn_id}:{recv_ns}".encode())
+            self.stats.lifecycle_uncertain += 1
+            self._emit_lifecycle(item, LcKey(own, (), True, (), own))
             return
         chain = self._chains.get(sid)
         if chain is None:
+            # the subscription instance: connections and sids are numbered alike again after a reconnect or a restart
             chain = self._chains[sid] = AnchorChain(
-                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}"
+                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}@{recv_ns}"
             )
-        for item, key in chain.push(_Lc(market, data, sid, seq, recv_ns), content, seq, anchor, recv_ns):
-            self._emit_lifecycle(item, key)
+        self._emit_keyed(
+            chain,
+            chain.push(
+                _Lc(market, data, sid, seq, recv_ns, content, chain.unanchored_tag), content, seq, anchor, recv_ns
+            ),
+        )
 
-    def _emit_lifecycle(self, item: _Lc, key: str) -> None:
-        if self._lifecycle_seen is not None and self._lifecycle_seen(key):
-            return  # this gatherer's other lifecycle subscription already recorded it
+    def _emit_keyed(self, chain: AnchorChain[_Lc], keyed: list[tuple[_Lc, LcKey]]) -> None:
+        """Emit what ``chain`` keyed; count its fallbacks (backward, loose, uncertain, unanchored)."""
+        if not keyed:
+            return
+        stats = self.stats
+        before = chain.backward, chain.unanchored, chain.loose, chain.uncertain
+        for item, key in keyed:
+            self._emit_lifecycle(item, key)
+        stats.lifecycle_backward += chain.backward - before[0]
+        stats.lifecycle_unanchored += chain.unanchored - before[1]
+        loose, uncertain = chain.loose - before[2], chain.uncertain - before[3]
+        stats.lifecycle_loose += loose
+        stats.lifecycle_uncertain += uncertain
+        if (loose or uncertain) and self._log is not None:
+            self._log.info("lifecycle_uncertain_keys", conn=self.conn_id, loose=loose, uncertain=uncertain)
+
+    def _emit_lifecycle(self, item: _Lc, key: LcKey) -> None:
+        if not key.weak and self._lifecycle_seen is not None and self._lifecycle_seen(key.shared):
+            return  # an anchor this gatherer's other lifecycle subscription already recorded
+        # (every other copy is recorded: the dedup stage's weak matching needs to know which subscriptions had it)
         self._emit(
             item.market,
             _frame.encode(
@@ -591,10 +639,14 @@ class KalshiSession:
                     item.recv_ns,
                     "lifecycle",
                     item.market,
-                    key,
+                    key.key,
                     item.data,
                     None,
                     _NO_AFTER,
+                    key.alt,
+                    weak_key(item.content) if key.weak else "",
+                    key.refs,
+                    item.sub,
                 )
             ),
         )
@@ -609,11 +661,7 @@ class KalshiSession:
         if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):
             chain.drop_waiting()
             return
-        before = chain.backward, chain.unanchored
-        for item, key in chain.close():
-            self._emit_lifecycle(item, key)
-        self.stats.lifecycle_backward += chain.backward - before[0]
-        self.stats.lifecycle_unanchored += chain.unanchored - before[1]
+        self._emit_keyed(chain, chain.close())
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now_ns: int) -> None:
@@ -622,11 +670,7 @@ class KalshiSession:
             self.placer.expire(now_ns)
         for chain in self._chains.values():
             if chain.waiting:
-                before = chain.backward, chain.unanchored
-                for item, key in chain.expire(now_ns):
-                    self._emit_lifecycle(item, key)
-                self.stats.lifecycle_backward += chain.backward - before[0]
-                self.stats.lifecycle_unanchored += chain.unanchored - before[1]
+                self._emit_keyed(chain, chain.expire(now_ns))
 
     def flush(self, now_ns: int) -> None:
         """Shutting down: emit everything that waits (snapshots placed now, lifecycle keyed backward)."""

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from venues.kalshi.anchors import AnchorChain, anchor_key, is_anchor
+from venues.kalshi.anchors import NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
 
 S = 1_000_000_000
 
 
 def run(chain: AnchorChain[int], stream: list[tuple[int, str, bool]], now: int = 0) -> dict[int, str]:
-    """Push (pos, content, anchor) messages; returns pos -> key for everything keyed (flushing at the end)."""
-    out: dict[int, str] = {}
+    """Push (pos, content, anchor) messages; returns pos -> event key for everything keyed (flushing at the end)."""
+    return {item: key.key for item, key in run_keys(chain, stream, now).items()}
+
+
+def run_keys(chain: AnchorChain[int], stream: list[tuple[int, str, bool]], now: int = 0) -> dict[int, LcKey]:
+    out: dict[int, LcKey] = {}
     for pos, content, anchor in stream:
         for item, key in chain.push(pos, content, pos, anchor, now):
             out[item] = key
@@ -37,6 +41,29 @@ def test_identical_bodies_get_distinct_keys_and_late_subscribers_agree() -> None
     assert {p: early[p] for p in (4, 5, 6)} == late
 
 
+def test_a_copy_carries_its_keys_against_the_anchors_before_it_too() -> None:
+    stream = [(1, "X", True), (2, "D", False), (3, "Y", True), (4, "D", False), (5, "Z", True)]
+    full = run_keys(AnchorChain(), stream)
+    assert full[4].key == run(AnchorChain(), stream)[4] and full[4].refs == ("Z", NEXT, "Y", "X", PREV)
+    stalled = run_keys(AnchorChain(), stream[:4])  # no Z: keyed backward (against Y, then X)
+    assert stalled[4].key == full[4].alt[0] and stalled[4].alt == full[4].alt[1:]
+    lost_y = run_keys(AnchorChain(), [stream[0], stream[1], stream[3], stream[4]])  # a gap swallowed Y
+    assert lost_y[4].key == full[4].key and set(lost_y[4].alt) < set(full[4].alt)  # they meet on Z and on X
+    assert PREV not in lost_y[4].refs and NEXT in lost_y[4].refs
+    lost_z = run_keys(AnchorChain(), [*stream[:4], (6, "W", True)])  # a gap swallowed Z
+    assert lost_z[4].key != full[4].key and lost_z[4].alt[0] == full[4].alt[0]  # they meet on Y
+    assert NEXT not in lost_z[4].refs and PREV in lost_z[4].refs
+    assert all(k.weak for p, k in full.items() if p in (2, 4)) and not full[3].weak
+
+
+def test_a_copy_with_no_anchor_before_it_is_loose_and_counted() -> None:
+    chain: AnchorChain[int] = AnchorChain(unanchored_tag="g3:0:1")
+    keys = run_keys(chain, [(1, "D", False), (2, "X", True), (3, "D", False)])
+    assert keys[1].alt == () and keys[1].refs == ("X", NEXT)  # the forward key alone
+    assert keys[3].refs == ("X", PREV)  # stalled: backward against X
+    assert chain.loose == 1 and chain.unanchored == 0
+
+
 def test_gaps_do_not_shift_positions() -> None:
     stream = [(1, "D", False), (2, "A", False), (3, "D", False), (4, "X", True)]
     full = run(AnchorChain(), stream)
@@ -54,7 +81,7 @@ def test_no_anchor_within_span_keys_backward_alike_on_every_gatherer() -> None:
 
 def test_a_stalled_stream_keys_waiting_messages_backward_after_hold() -> None:
     chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
-    assert [k for _, k in chain.push(1, "X", 1, True, 0)] == [anchor_key("X")]
+    assert [k.key for _, k in chain.push(1, "X", 1, True, 0)] == [anchor_key("X")]
     assert chain.push(2, "D", 2, False, 1 * S) == []
     assert chain.expire(5 * S) == []  # 4 s of silence: still waiting
     keyed = chain.expire(6 * S)

@@ -130,7 +130,12 @@ def reference_keys(stream: list[VenueMsg]) -> dict[int, str | None]:
 
 def gather_lifecycle(gid: str, stream: list[VenueMsg], rec: Reception) -> list[tuple[int, str]]:
     """Feed one gatherer's session what reached it; returns (venue index, key) of every lifecycle frame."""
-    frames: list[tuple[int, str]] = []
+    return [(i, keys[0]) for i, keys in gather_lifecycle_keys(gid, stream, rec)]
+
+
+def gather_lifecycle_keys(gid: str, stream: list[VenueMsg], rec: Reception) -> list[tuple[int, list[str]]]:
+    """(venue index, [event key, *alternate keys]) of every lifecycle frame."""
+    frames: list[tuple[int, list[str]]] = []
     session = KalshiSession(
         gatherer=gid,
         conn_id=0,
@@ -158,9 +163,9 @@ def gather_lifecycle(gid: str, stream: list[VenueMsg], rec: Reception) -> list[t
     return [f for f in frames if f[0] >= 0]
 
 
-def _index_key(value: bytes) -> tuple[int, str]:
+def _index_key(value: bytes) -> tuple[int, list[str]]:
     frame = decode_raw(value)
-    return (frame.recv_ns // 1000 if frame.kind == "lifecycle" else -1), frame.event_key
+    return (frame.recv_ns // 1000 if frame.kind == "lifecycle" else -1), [frame.event_key, *frame.alt_keys]
 
 
 def certain(i: int, stream: list[VenueMsg], rec: Reception) -> bool:
@@ -187,7 +192,8 @@ def test_lifecycle_identity_over_interleavings(data: Any) -> None:
     assert len(known) == len(set(known)), "two distinct venue messages share a reference key"
     owner = {k: i for i, k in ref.items() if k is not None}
     for g, rec in enumerate(recs):
-        got = gather_lifecycle(f"g{g}", stream, rec)
+        got_keys = gather_lifecycle_keys(f"g{g}", stream, rec)
+        got = [(i, keys[0]) for i, keys in got_keys]
         indexes = [i for i, _ in got]
         assert len(indexes) == len(set(indexes)), "a message (or its re-delivery) produced two frames"
         received = {i for s in rec.subs for i in range(*s)} - rec.lost
@@ -195,7 +201,9 @@ def test_lifecycle_identity_over_interleavings(data: Any) -> None:
         for i, key in got:
             if certain(i, stream, rec) and ref[i] is not None:
                 assert key == ref[i], f"g{g} keyed message {i} differently"
-            assert owner.get(key, i) == i, f"g{g}'s copy of message {i} carries message {owner.get(key)}'s key"
+        for i, keys in got_keys:  # alternate keys too (positions against other anchors): never another message's
+            for key in keys:
+                assert owner.get(key, i) == i, f"g{g}'s copy of message {i} carries message {owner.get(key)}'s key"
 
 
 # -- deltas: identical bodies inside one venue millisecond ------------------------------------------------------

@@ -249,6 +249,22 @@ def test_event_level_lifecycle_messages_are_recorded_under_their_event_ticker() 
     assert new[0].event_key != new[1].event_key and not p.lifecycles
 
 
+def test_lifecycle_copies_name_their_subscription_instance_across_reconnects() -> None:
+    """A reconnect numbers sids from 1 again: the copies' weak_sub differs, so the dedup stage tells them apart."""
+    p = connected(Pair(markets=1))
+    deactivated = {"market_ticker": "KX-A", "event_type": "deactivated", "is_deactivated": True}
+    subs = []
+    wire = json.dumps({"type": "market_lifecycle_v2", "sid": 1, "seq": 1, "msg": deactivated}).encode()
+    for now in (5, 10**13):
+        p.client.receive(wire, now)
+        p.client.disconnected(now + 1)  # keys it (no other subscription covers it)
+        p.client.connected(now + 2)
+        new = [f for f in p.frames if f.market == "KX-A"]
+        subs.append(new[-1].weak_sub)
+        assert new[-1].weak_key and new[-1].weak_refs == [] and new[-1].seq == 1
+    assert subs[0] != subs[1] and all(s.startswith("g1:0:1@") for s in subs)
+
+
 def test_frames_are_byte_identical_to_encode_raw_of_the_struct() -> None:
     """The hot path encodes the RawFrame fields as a tuple: the bytes must be exactly ``encode_raw(RawFrame(...))``."""
     p = connected(Pair())

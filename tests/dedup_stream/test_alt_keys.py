@@ -1,0 +1,109 @@
+"""Copies with alternate keys and weak keys (dedup_stream.logic): any key matches, weak joins follow their rules."""
+
+from __future__ import annotations
+
+from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
+from schemas import RawFrame, encode_raw
+from venues import default_name
+
+M = "KXDEMO-26JAN01-T50"
+MS = 1_000_000
+T0 = 1_767_225_600_000_000_000
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.deduper = Deduper(MemoryStore())
+        self.offsets: dict[str, int] = {}
+
+    def __call__(
+        self,
+        gatherer: str,
+        key: str,
+        alt: tuple[str, ...] = (),
+        *,
+        t_ms: float = 0,
+        sid: int = 1,
+        seq: int = 1,
+        weak: str = "",
+        refs: tuple[str, ...] = (),
+        sub: str = "",
+        offset: int | None = None,
+    ) -> tuple[Verdict, bool]:
+        topic = f"raw.{gatherer}"
+        if offset is None:
+            offset = self.offsets.get(topic, 0)
+            self.offsets[topic] = offset + 1
+        frame = RawFrame(
+            venue=default_name(),
+            gatherer=gatherer,
+            conn=0,
+            sid=sid,
+            seq=seq,
+            recv_ns=T0 + int(t_ms * MS),
+            kind="lifecycle",
+            market=M,
+            event_key=key,
+            payload=b"{}",
+            alt_keys=list(alt),
+            weak_key=weak,
+            weak_refs=list(refs),
+            weak_sub=sub,
+        )
+        decision = self.deduper.decide(encode_raw(frame), Origin(topic, 0, offset))
+        return decision.verdict, decision.weak
+
+
+def test_any_key_matches_and_every_copy_registers_all_of_its_keys() -> None:
+    feed = Feed()
+    assert feed("g1", "F")[0] is Verdict.WON
+    assert feed("g2", "X", ("F", "B"))[0] is Verdict.DUPLICATE  # matched by an alternate key; registers X and B
+    assert feed("g3", "B")[0] is Verdict.DUPLICATE  # shares only a key the winner never carried
+    assert feed("g3", "Y")[0] is Verdict.WON
+    stats = feed.deduper.stats.gatherers
+    assert stats["g1"].won == 1 and stats["g2"].duplicates == 1 and stats["g3"].duplicates == 1
+
+
+def test_a_replayed_winner_with_alternate_keys_is_emitted_again() -> None:
+    feed = Feed()
+    assert feed("g1", "F", ("B",), offset=7)[0] is Verdict.WON
+    assert feed("g1", "F", ("B",), offset=7)[0] is Verdict.REEMIT
+    assert feed("g2", "B", offset=1)[0] is Verdict.DUPLICATE
+
+
+def test_a_copy_none_of_whose_keys_was_seen_joins_the_same_body_from_another_subscription() -> None:
+    feed = Feed()
+    assert feed("g1", "B1", t_ms=0, weak="w:d", refs=("X", "<")) == (Verdict.WON, False)
+    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">")) == (Verdict.DUPLICATE, True)
+    assert feed("g2", "B1", t_ms=5, weak="w:d", refs=("X", "<")) == (Verdict.DUPLICATE, False)
+    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">"), offset=0) == (Verdict.DUPLICATE, False)  # replay
+    assert feed.deduper.stats.gatherers["g3"].weak_matches == 1
+
+
+def test_a_weak_join_needs_another_subscription_no_common_reference_and_the_window() -> None:
+    feed = Feed()
+    assert feed("g1", "k1", t_ms=0, weak="w:d")[0] is Verdict.WON
+    assert feed("g1", "k2", t_ms=20, weak="w:d")[0] is Verdict.WON  # same subscription: a second event
+    assert feed("g2", "k3", t_ms=5000, weak="w:d")[0] is Verdict.WON  # outside the window
+    feed2 = Feed()
+    assert feed2("g1", "k1", t_ms=0, weak="w:d", refs=("X",))[0] is Verdict.WON
+    assert feed2("g2", "k2", t_ms=10, weak="w:d", refs=("X",))[0] is Verdict.WON  # both against X, no common key
+    assert feed2("g3", "k3", t_ms=10, weak="w:e", refs=())[0] is Verdict.WON  # another body
+
+
+def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> None:
+    feed = Feed()
+    assert feed("g1", "a", t_ms=0, seq=10, weak="w:d")[0] is Verdict.WON
+    assert feed("g1", "b", t_ms=50, seq=12, weak="w:d")[0] is Verdict.WON
+    # g2's subscription numbers the stream 100 higher: its copy of a (seq 110) joins a, the nearest
+    assert feed("g2", "x", t_ms=2, seq=110, weak="w:d") == (Verdict.DUPLICATE, True)
+    # its seq 113 sits 3 after a on g2, i.e. seq 13 on g1: not b (seq 12) although b is near in time
+    assert feed("g2", "y", t_ms=49, seq=113, weak="w:d") == (Verdict.WON, False)
+
+
+def test_a_subscription_is_told_apart_by_its_instance_not_by_gatherer_conn_and_sid() -> None:
+    # a restarted gatherer (or a reconnect) numbers its connections and sids alike again
+    feed = Feed()
+    assert feed("g3", "k1", t_ms=0, weak="w:d", sub="g3:1:1@100")[0] is Verdict.WON
+    assert feed("g3", "k2", t_ms=3, weak="w:d", sub="g3:1:1@900") == (Verdict.DUPLICATE, True)
+    assert feed("g3", "k3", t_ms=6, weak="w:d", sub="g3:1:1@900")[0] is Verdict.WON  # that instance contributed

@@ -1,0 +1,310 @@
+"""Lifecycle copies across redundant gatherers: every message lands exactly once (anchors + dedup, pure logic).
+
+Drives one :class:`AnchorChain` per lifecycle subscription the way 3 gatherers x 2 subscriptions receive the venue's
+one lifecycle stream (subscribed at different positions, losing seqs, stalling at different receive times), records
+each gatherer's frames as its session does (a key the gatherer's other subscription already recorded is not
+recorded again), and feeds every frame through the real :class:`dedup_stream.logic.Deduper` in several topic
+interleavings (order kept per gatherer: one raw partition). Every message some subscription received must yield
+exactly ONE emitted row, and no row may be left over.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup_stream.logic import WEAK_WINDOW_NS as WINDOW
+from dedup_stream.logic import Deduper, MemoryStore, Origin
+from schemas import RawFrame, encode_raw
+from venues.kalshi.anchors import AnchorChain, LcKey, weak_key
+
+S = 1_000_000_000
+MS = 1_000_000
+HOLD = 5 * S
+MARKET = "KXDEMO-26JAN01-T50"
+
+
+@dataclass
+class Sub:
+    """One lifecycle subscription: receives venue positions ``first``..``last`` except ``lost``; seq counts from 1."""
+
+    gatherer: str
+    conn: int
+    sid: int
+    first: int
+    last: int = 10**9
+    lost: frozenset[int] = frozenset()
+    killed: bool = False  # the gatherer died at ``last`` (SIGKILL): what its chain still held is never recorded
+    chain: AnchorChain[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # the subscription instance, as the session names it: a restarted gatherer numbers conns and sids alike again
+        tag = f"{self.gatherer}:{self.conn}:{self.sid}@{self.first}"
+        self.chain = AnchorChain(hold_ns=HOLD, unanchored_tag=tag)
+
+    def seq(self, pos: int) -> int:
+        return pos - self.first + 1
+
+    def gets(self, pos: int) -> bool:
+        return self.first <= pos <= self.last and pos not in self.lost
+
+
+@dataclass
+class Msg:
+    content: str  # equal contents = identical bodies
+    anchor: bool
+    t_ns: int  # venue send time
+
+
+def simulate(
+    stream: list[Msg], subs: list[Sub], skew_ns: dict[str, int] | None = None, end_ns: int | None = None
+) -> list[tuple[int, RawFrame]]:
+    """Every frame the gatherers record, as (emission time, frame), in emission order per gatherer."""
+    skew_ns = skew_ns or {}
+    frames: list[tuple[int, RawFrame]] = []
+    seen: dict[str, set[str]] = {}  # per gatherer: the keys its subscriptions recorded (RecentKeys)
+    recv: dict[tuple[str, int, int], int] = {}  # (gatherer, sid, pos) -> receive time
+
+    def record(sub: Sub, keyed: list[tuple[int, LcKey]], now: int) -> None:
+        for pos, key in keyed:
+            if not key.weak and key.shared in seen.setdefault(sub.gatherer, set()):
+                continue  # as the session does: an anchor once per gatherer, every other copy recorded
+            seen.setdefault(sub.gatherer, set()).add(key.shared)
+            frame = RawFrame(
+                venue="kalshi",
+                gatherer=sub.gatherer,
+                conn=sub.conn,
+                sid=sub.sid,
+                seq=sub.seq(pos),
+                recv_ns=recv[(sub.gatherer, sub.sid, pos)],
+                kind="lifecycle",
+                market=MARKET,
+                event_key=key.key,
+                payload=str(pos).encode(),
+                alt_keys=list(key.alt),
+                weak_key=weak_key(stream[pos - 1].content) if key.weak else "",
+                weak_refs=list(key.refs),
+                weak_sub=sub.chain.unanchored_tag,
+            )
+            frames.append((now, frame))
+
+    def tick(sub: Sub, upto: int) -> None:
+        # the gatherer's timer, on the subscription's own receive clock: a stall is keyed once its hold ran out
+        t = sub.chain.last_ns + HOLD
+        if sub.chain.waiting and t <= upto:
+            record(sub, sub.chain.expire(t), t)
+
+    for pos, msg in enumerate(stream, start=1):
+        for sub in subs:
+            if not sub.gets(pos):
+                continue
+            now = msg.t_ns + skew_ns.get(sub.gatherer, 0)
+            tick(sub, now - 1)
+            recv[(sub.gatherer, sub.sid, pos)] = now
+            record(sub, sub.chain.push(pos, msg.content, sub.seq(pos), msg.anchor, now), now)
+        for sub in subs:  # a subscription that ends here (its connection dropped, unrecovered): keyed now
+            if sub.last == pos and not sub.killed:
+                record(sub, sub.chain.close(), msg.t_ns)
+    last_t = stream[-1].t_ns
+    if end_ns is None:  # the stream falls silent: every chain stalls
+        for sub in subs:
+            tick(sub, last_t + 10 * HOLD)
+    else:  # shut down before the hold ran out
+        for sub in subs:
+            record(sub, sub.chain.close(), end_ns)
+    return frames
+
+
+def rows(frames: list[tuple[int, RawFrame]], order: list[str] | None, seed: int = 0) -> Counter[int]:
+    """Dedup over every frame; ``order`` gives the gatherers whose topics are read first (one after the other),
+    None interleaves the topics at random (order kept per topic). Returns emitted rows per venue position."""
+    by_g: dict[str, list[RawFrame]] = {}
+    for _, frame in sorted(frames, key=lambda x: x[0]):
+        by_g.setdefault(frame.gatherer, []).append(frame)
+    if order is not None:
+        sequence = [f for g in order for f in by_g.get(g, [])]
+    else:
+        rnd = random.Random(seed)
+        queues = {g: list(fs) for g, fs in by_g.items()}
+        sequence = []
+        while any(queues.values()):
+            g = rnd.choice([g for g, q in queues.items() if q])
+            sequence.append(queues[g].pop(0))
+    deduper = Deduper(MemoryStore())
+    out: Counter[int] = Counter()
+    offsets: Counter[str] = Counter()
+    for frame in sequence:
+        topic = f"raw.{frame.gatherer}"
+        decision = deduper.decide(encode_raw(frame), Origin(topic, 0, offsets[topic]))
+        offsets[topic] += 1
+        if decision.emit:
+            out[int(frame.payload)] += 1
+    return out
+
+
+def assert_exactly_once(stream: list[Msg], subs: list[Sub], lossless_only: bool = False, **kw: object) -> None:
+    """Every delivered message lands once; with ``lossless_only`` (a residual case the docstrings state) no body
+    lands fewer times than the venue sent it to some gatherer, duplicates allowed."""
+    frames = simulate(stream, subs, **kw)  # type: ignore[arg-type]
+    delivered = Counter({p: 1 for p in range(1, len(stream) + 1) if any(s.gets(p) for s in subs)})
+    gatherers = sorted({s.gatherer for s in subs})
+    orders: list[list[str] | None] = [list(p) for p in itertools.permutations(gatherers)]
+    orders += [None] * 4
+    for i, order in enumerate(orders):
+        got = rows(frames, order, seed=i)
+        by_content = Counter(stream[p - 1].content for p in got.elements())
+        expected = Counter(stream[p - 1].content for p in delivered)
+        if lossless_only:
+            assert not expected - by_content, (order, got, delivered)
+            continue
+        assert by_content == expected, (order, got, delivered)
+        assert sum(got.values()) == len(delivered), (order, got)
+
+
+def three_gatherers(first: int = 1, restarted_from: int | None = None, **lost: frozenset[int]) -> list[Sub]:
+    """g1, g2 subscribed from ``first``; g3 too, or from ``restarted_from`` (killed and restarted); two subs each.
+    ``lost`` maps "g1a" (gatherer g1, first sub) etc. to the positions that subscription lost."""
+    subs = []
+    for g in ("g1", "g2", "g3"):
+        start = restarted_from if g == "g3" and restarted_from is not None else first
+        for conn, letter in ((0, "a"), (1, "b")):
+            subs.append(Sub(g, conn, conn + 1, start, lost=lost.get(g + letter, frozenset())))
+    return subs
+
+
+def stream_of(*spec: tuple[str, float]) -> list[Msg]:
+    """(content, venue time in s); contents in upper case are anchors (unique)."""
+    return [Msg(c, c.isupper(), int(t * S)) for c, t in spec]
+
+
+# -- the two causes the lead found, and their neighbours -----------------------------------------------------------
+
+
+def test_a_restarted_gatherer_without_an_anchor_before_a_stall_adds_no_row() -> None:
+    # X anchors; g3 restarts after it; d and a wait; the stream stalls > hold: g1, g2 key backward, g3 has no anchor
+    stream = stream_of(("X", 0), ("m1", 1), ("m2", 2), ("d", 10), ("a", 10.5), ("Y", 20), ("d", 21), ("e", 22))
+    assert_exactly_once(stream, three_gatherers(restarted_from=3))
+
+
+def test_a_restarted_gatherer_at_the_end_of_the_stream_adds_no_row() -> None:
+    stream = stream_of(("X", 0), ("m1", 1), ("d", 10), ("a", 10.5), ("d", 11))
+    assert_exactly_once(stream, three_gatherers(restarted_from=3))
+    assert_exactly_once(stream, three_gatherers(restarted_from=3), end_ns=12 * S)  # shut down, no stall
+
+
+def test_a_gap_that_swallowed_the_next_anchor_adds_no_row() -> None:
+    stream = stream_of(("X", 0), ("d", 1), ("a", 1.1), ("Y", 2), ("m", 3), ("Z", 4), ("d", 5), ("W", 6))
+    assert_exactly_once(stream, three_gatherers(g2a=frozenset({4})))  # g2's first sub lost Y
+    assert_exactly_once(stream, three_gatherers(g2a=frozenset({4}), g2b=frozenset({4})))  # both of g2's subs
+
+
+def test_a_gap_that_swallowed_the_anchor_before_adds_no_row() -> None:
+    stream = stream_of(("X", 0), ("d", 1), ("Y", 2), ("a", 3), ("d", 3.5), ("Z", 4), ("d", 5), ("W", 6))
+    assert_exactly_once(stream, three_gatherers(g1a=frozenset({3}), g1b=frozenset({3})))
+
+
+def test_a_late_joiner_and_a_gap_over_an_anchor_together() -> None:
+    stream = stream_of(("X", 0), ("m", 1), ("d", 2), ("Y", 3), ("d", 4), ("a", 20), ("Z", 30), ("e", 31))
+    assert_exactly_once(stream, three_gatherers(restarted_from=2, g1a=frozenset({4}), g1b=frozenset({4})))
+
+
+def test_stalls_judged_differently_by_receive_clocks_add_no_row() -> None:
+    # the next message comes 5 s after d: g1 (20 ms late) sees it first, g2 (10 ms behind schedule) after its hold
+    stream = stream_of(("X", 0), ("d", 1), ("a", 6.005), ("Y", 7))
+    assert_exactly_once(stream, three_gatherers(), skew_ns={"g1": 20 * MS, "g2": -10 * MS})
+    assert_exactly_once(stream, three_gatherers(restarted_from=2), skew_ns={"g1": 20 * MS, "g2": -10 * MS})
+
+
+def test_flaps_identical_bodies_50_ms_apart_stay_distinct_with_a_late_joiner() -> None:
+    # d, a, d within 50 ms, twice; g3 restarted between the two flaps; a stall ends it
+    stream = stream_of(("X", 0), ("d", 1), ("a", 1.02), ("d", 1.05), ("d", 3), ("a", 3.02), ("d", 3.05))
+    assert_exactly_once(stream, three_gatherers(restarted_from=5))  # between the two flaps
+    assert_exactly_once(stream, three_gatherers(restarted_from=2))  # before them
+    # inside a flap, before any anchor, then a stall: the stated residual (equal bodies inside the weak window): a
+    # duplicate may remain, nothing is lost
+    assert_exactly_once(stream, three_gatherers(restarted_from=3), lossless_only=True)
+
+
+def test_a_gatherer_killed_and_restarted_numbers_its_subscriptions_alike_and_adds_no_row() -> None:
+    # g3 is killed after position 3 and restarted at 6 with the same conn and sid numbers (new instances)
+    stream = stream_of(("X", 0), ("d", 1), ("Y", 2), ("a", 3), ("m", 4), ("d", 5), ("a", 6), ("d", 7), ("e", 7.5))
+    subs = [s for s in three_gatherers() if s.gatherer != "g3"]
+    for conn in (0, 1):
+        subs.append(Sub("g3", conn, 1, 1, last=4, killed=True))
+        subs.append(Sub("g3", conn, 1, 7))
+    assert_exactly_once(stream, subs)
+
+
+def test_a_body_only_the_restarted_gatherer_received_lands_once() -> None:
+    # g1 and g2 lost the second d (both subs): only g3 (no anchor yet) has it; it must not merge with the first
+    stream = stream_of(("X", 0), ("d", 1), ("a", 1.5), ("d", 2), ("e", 2.5))
+    lost = frozenset({4})
+    assert_exactly_once(stream, three_gatherers(restarted_from=2, g1a=lost, g1b=lost, g2a=lost, g2b=lost))
+
+
+def test_nothing_but_loose_copies_before_the_first_anchor() -> None:
+    stream = stream_of(("d", 0), ("a", 0.5), ("d", 1), ("e", 20), ("X", 21))
+    assert_exactly_once(stream, three_gatherers())
+    assert_exactly_once(stream, three_gatherers(restarted_from=2))
+
+
+# -- properties: restarts and stalls anywhere; one lossy subscription -----------------------------------------------
+
+_contents = st.sampled_from(["d", "a", "f", "ANCHOR"])
+
+
+@st.composite
+def streams(draw: st.DrawFn, repeat_after_ns: int = 0) -> list[Msg]:
+    """Lifecycle streams; a body repeats only ``repeat_after_ns`` or more after its last occurrence (else it is
+    made unique)."""
+    n = draw(st.integers(3, 14))
+    out: list[Msg] = []
+    last: dict[str, int] = {}
+    t = 0
+    for i in range(n):
+        t += draw(st.sampled_from([20 * MS, 300 * MS, 2 * S, 7 * S]))
+        c = draw(_contents)
+        if c != "ANCHOR" and t - last.get(c, -(10**18)) < repeat_after_ns:
+            c = f"{c}{i}"
+        last[c] = t
+        out.append(Msg(f"A{i}" if c == "ANCHOR" else c, c == "ANCHOR", t))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(streams(repeat_after_ns=2 * WINDOW), st.integers(1, 14), st.integers(-4, 4))
+def test_restarts_and_stalls_anywhere_keep_every_message_once(stream: list[Msg], restart: int, skew_ms: int) -> None:
+    # Equal bodies inside the weak window around a restarted gatherer's anchorless copies are the residual the
+    # module docstrings state (matching by receive time cannot tell which of them the copy is); here they repeat
+    # only farther apart. The flap tests above cover equal bodies 20-50 ms apart where the order decides.
+    subs = three_gatherers(restarted_from=min(restart, len(stream)))
+    assert_exactly_once(stream, subs, skew_ns={"g1": skew_ms * MS})
+
+
+@settings(max_examples=80, deadline=None)
+@given(streams(), st.integers(-4, 4))
+def test_stalls_anywhere_keep_every_message_once(stream: list[Msg], skew_ms: int) -> None:
+    assert_exactly_once(stream, three_gatherers(), skew_ns={"g1": skew_ms * MS, "g3": -skew_ms * MS})
+
+
+@settings(max_examples=80, deadline=None)
+@given(streams(repeat_after_ns=2 * WINDOW), st.integers(1, 14), st.integers(0, 3))
+def test_one_lossy_subscription_keeps_every_message_once(stream: list[Msg], lost_at: int, width: int) -> None:
+    lost = frozenset(range(lost_at, lost_at + width))
+    assert_exactly_once(stream, three_gatherers(g2a=lost))
+
+
+@settings(max_examples=80, deadline=None)
+@given(streams(), st.integers(1, 14), st.integers(0, 3), st.integers(1, 14))
+def test_equal_bodies_inside_the_window_with_losses_or_a_restart_lose_nothing(
+    stream: list[Msg], lost_at: int, width: int, restart: int
+) -> None:
+    # the residual: receive time cannot tell equal bodies apart inside the window; a duplicate may remain, no loss
+    lost = frozenset(range(lost_at, lost_at + width))
+    assert_exactly_once(stream, three_gatherers(g2a=lost), lossless_only=True)
+    assert_exactly_once(stream, three_gatherers(restarted_from=min(restart, len(stream))), lossless_only=True)
