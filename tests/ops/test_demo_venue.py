@@ -74,7 +74,7 @@ def test_new_faults_fire_once_on_the_busiest_connection_with_notes() -> None:
     run = PipelineRun(Config(), RunOptions())
     calls: list[tuple[str, Any]] = []
 
-    def admin(path: str, body: dict[str, Any] | None = None) -> Any:
+    def admin(path: str, body: dict[str, Any] | None = None, venue: str = "") -> Any:
         calls.append((path, body))
         if path == "/_sim/stats":
             return {"connections": [{"conn_id": 4, "data_messages": 10}, {"conn_id": 7, "data_messages": 900}]}
