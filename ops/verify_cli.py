@@ -225,7 +225,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         record_path=Path(args.record) if args.record else None,
         subscribe_grace_s=args.subscribe_grace_s,
         gap_slack_s=args.gap_slack_s,
-        venue=args.venue,
+        venue=args.venue or config.venue.name,
         seed=args.seed,
     )
     print(json.dumps(report, default=str) if args.json else format_report(report))
