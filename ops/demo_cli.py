@@ -4,6 +4,10 @@ Starts venue_sim, N gatherers, one dedup worker and one sink against the local b
 injects faults (a venue disconnect, a seq gap, a gatherer killed and restarted), stops the venue,
 drains the pipeline, verifies the database against the venue's ground truth and prints the report.
 The last line is machine-readable: ``DEMO {json}``.
+
+``--venue NAME`` runs the emulator of that venue (one of :func:`venues.names`) and gatherers of that venue;
+``--venue all`` runs every venue at once into one dedup and one sink (:mod:`ops.pipeline_run`) and verifies each
+venue on its own: the DEMO JSON then sums the venues' figures and holds each venue's under ``venues``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import time
 from typing import Any
 
 from mdpipe.config import Config
+from venues import get_venue, names
+
+ALL = "all"  # --venue: every venue at once
 
 __all__ = ["add_parser", "render_progress", "run"]
 
@@ -27,9 +34,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Start the emulator, gatherers, dedup and sink; inject faults; drain; verify against the "
         "venue's ground truth. Needs `mdpipe infra up` (make demo does it). Last line: DEMO {json}.",
     )
+    parser.add_argument(
+        "--venue",
+        choices=[*names(), ALL],
+        help=f"the venue whose emulator and gatherers run, or {ALL!r}: every venue at once into the same dedup and "
+        "sink, each verified on its own (default: venue.name)",
+    )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds the venue generates events (120)")
-    parser.add_argument("--markets", type=int, default=20_000, help="markets the venue lists (20000)")
-    parser.add_argument("--rate", type=float, default=5_000.0, help="venue events per second, all markets (5000)")
+    scale = ", ".join(f"{n} {get_venue(n).demo_markets}" for n in names())
+    parser.add_argument(
+        "--markets",
+        type=int,
+        help=f"markets each venue lists (default: the venue's demo scale: {scale}; the smallest with {ALL})",
+    )
+    rates = ", ".join(f"{n} {get_venue(n).demo_rate:g}" for n in names())
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help=f"venue events per second, all markets, per venue (default: the venue's: {rates}; the smallest with "
+        f"{ALL})",
+    )
     parser.add_argument("--gatherers", type=int, default=3, help="redundant gatherers g1..gN (3)")
     parser.add_argument("--dedup-workers", type=int, default=1, help="dedup workers sharing the partitions (1)")
     parser.add_argument("--seed", type=int, default=7, help="emulator seed: same seed, same events (7)")
@@ -125,12 +149,22 @@ class _Screen:
             print(text, flush=True)
 
 
+def chosen_venues(args: argparse.Namespace, config: Config) -> tuple[str, ...]:
+    """The venues ``--venue`` names: every venue for ``all``, else the one given (default: the config's)."""
+    venue = getattr(args, "venue", None) or config.venue.name
+    return names() if venue == ALL else (venue,)
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
 
+    venues = chosen_venues(args, config)
+    markets = args.markets or min(get_venue(v).demo_markets for v in venues)
+    rate = args.rate or min(get_venue(v).demo_rate for v in venues)
     options = RunOptions(
-        markets=args.markets,
-        rate=args.rate,
+        venues=venues,
+        markets=markets,
+        rate=rate,
         duration_s=args.duration,
         gatherers=args.gatherers,
         dedup_workers=args.dedup_workers,
@@ -139,7 +173,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         auth=not args.no_auth,
     )
     print(
-        f"mdpipe demo: {options.markets:,} markets, {options.rate:,.0f} events/s for {options.duration_s:.0f}s, "
+        f"mdpipe demo: {' + '.join(venues)}, {options.markets:,} markets, {options.rate:,.0f} events/s for "
+        f"{options.duration_s:.0f}s, "
         f"{options.gatherers} gatherers, {options.dedup_workers} dedup worker(s), "
         f"faults {'off' if args.no_faults else 'on'}",
         flush=True,
@@ -149,7 +184,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     started = time.monotonic()
     try:
         run_.start()
-        print(f"  venue {run_.rest_url}  |  logs {run_.workdir / 'logs'}", flush=True)
+        urls = "  ".join(f"{v} {rest}" for v, (rest, _) in run_.urls.items())
+        print(f"  venue {urls}  |  logs {run_.workdir / 'logs'}", flush=True)
         run_.run(lambda p: screen.show(render_progress(p)))
     finally:
         run_.stop()
@@ -157,9 +193,40 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from ops.verify_cli import format_report
 
     report = run_.verify()
+    for venue, own in (report.get("venues") or {}).items():
+        print(f"{venue}:")
+        print(format_report(own))
+    if "venues" in report:
+        print("all venues:")
     print(format_report(report))
+    summary = _summary(report)
+    if "venues" in report:
+        summary["venues"] = {venue: _summary(own) for venue, own in report["venues"].items()}
+    summary.update(
+        venue=ALL if len(venues) > 1 else venues[0],
+        markets=options.markets,
+        rate=options.rate,
+        gatherers=options.gatherers,
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    exported: dict[str, Any] = {}
+    if args.export:
+        from archive.roundtrip import export_roundtrip
+
+        exported = export_roundtrip(run_.dsn, str(run_.workdir / "export"))
+        print(f"export: {exported['export_rows']:,} rows, {exported['export_mismatched']} differ from the database")
+        summary.update(exported)
+    for name in run_.children:
+        if name.startswith("dedup-"):
+            shutil.rmtree(run_.workdir / name, ignore_errors=True)
+    print("DEMO " + json.dumps(summary))
+    return 0 if report["clean"] and not exported.get("export_mismatched") else 1
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The DEMO JSON figures of one verification report."""
     lat = report.get("latency_ms") or {}
-    summary = {
+    return {
         "events": report["venue_events"],
         "expected": report["expected"],
         "rows": report["rows"],
@@ -178,20 +245,4 @@ def run(args: argparse.Namespace, config: Config) -> int:
         "p50_ms": lat.get("p50"),
         "p99_ms": lat.get("p99"),
         "max_ms": lat.get("max"),
-        "markets": options.markets,
-        "rate": options.rate,
-        "gatherers": options.gatherers,
-        "wall_s": round(time.monotonic() - started, 1),
     }
-    exported: dict[str, Any] = {}
-    if args.export:
-        from archive.roundtrip import export_roundtrip
-
-        exported = export_roundtrip(run_.dsn, str(run_.workdir / "export"))
-        print(f"export: {exported['export_rows']:,} rows, {exported['export_mismatched']} differ from the database")
-        summary.update(exported)
-    for name in run_.children:
-        if name.startswith("dedup-"):
-            shutil.rmtree(run_.workdir / name, ignore_errors=True)
-    print("DEMO " + json.dumps(summary))
-    return 0 if report["clean"] and not exported.get("export_mismatched") else 1

@@ -1,9 +1,19 @@
 """One whole-pipeline run on the emulator: venue_sim, N gatherers, one dedup worker, one sink, then verify.
 
 Shared by `make demo`, the end-to-end test and `make bench-e2e`. A run gets a fresh database and fresh
-topics, so its verification speaks of that run alone. Progress is measured where the data is: topic end
-offsets (what each gatherer wrote, what dedup emitted), the dedup group's committed offsets, and the
-sink's offsets stored with the rows.
+topics, so its verification speaks of that run alone.
+
+Venues (``RunOptions.venues``, names of :func:`venues.names`; none = the default venue): one emulator per venue
+(``mdpipe sim --venue``), N gatherers per venue, and ONE dedup and ONE sink for all of them. With one venue the
+children are ``sim`` and ``gather-g1..gN``; with several, ``sim-<venue>`` and ``gather-<venue>-g1..`` and each
+emulator writes its truth under ``<workdir>/<venue>/``. Every gatherer writes its own raw topic
+(``raw.<gatherer>``, the same partition count for all); dedup reads them all and emits into the one ``events``
+topic (a frame carries its ``venue``: dedup normalises it with that venue's normaliser; the venues' markets and
+event keys never collide), and the sink loads every venue into the same tables (their ``venue`` column).
+Verification runs per venue against that venue's emulator and only that venue's rows.
+
+Progress is measured where the data is: topic end offsets (what each gatherer wrote, what dedup emitted), the dedup
+group's committed offsets, and the sink's offsets stored with the rows.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from ops.probe import KafkaProbe
 from ops.processes import Child
 
 __all__ = ["DEMO_VENUE", "FaultPlan", "PipelineRun", "Progress", "RunOptions", "venue_args"]
+
+LISTING_INTERVAL_S = 5.0  # gather.discovery_interval_s of a venue whose markets arrive by listing only (see _env)
 
 log = get_logger(__name__)
 
@@ -108,6 +120,7 @@ class RunOptions:
     database: str = "mdpipe_demo"  # dropped and created fresh by start(); tests and benches use their own name
     hop_trace: bool = False  # the sink writes its hop trace (sink.trace): verify() then adds the hop table
     measure_cpu: bool = False  # CPU samples (ops.cpu) at the start and end of generation and after the drain
+    venues: tuple[str, ...] = ()  # the venues of the run (venues.names()); () = the default venue alone
 
 
 @dataclass
@@ -157,7 +170,18 @@ class PipelineRun:
         self.run_id = time.strftime("%Y%m%d%H%M%S")
         self.workdir = options.workdir or run_dir() / "demo"
         self.truth_path = self.workdir / "truth.msgpack"
-        self.gatherer_ids = [f"g{i + 1}" for i in range(options.gatherers)]
+        from venues import default_name, get_venue
+
+        self.venue_names: tuple[str, ...] = options.venues or (default_name(),)
+        for name in self.venue_names:
+            get_venue(name)  # an unknown name: one line listing the known ones, before anything starts
+        self.multi = len(self.venue_names) > 1
+        # gatherer ids per venue: g1..gN with one venue (as always), <venue>-g1.. with several
+        self.gatherers_of: dict[str, list[str]] = {
+            v: [f"{v}-g{i + 1}" if self.multi else f"g{i + 1}" for i in range(options.gatherers)]
+            for v in self.venue_names
+        }
+        self.gatherer_ids = [g for v in self.venue_names for g in self.gatherers_of[v]]
         self.topic_prefix = f"{self.workdir.name}{self.run_id}."
         self.app_id = f"mdpipe-dedup-{self.run_id}"
         self.group_id = f"mdpipe-sink-{self.run_id}"
@@ -167,8 +191,12 @@ class PipelineRun:
         self.private_key_path = ""
         self.generation_started_ns = 0
         self._killed = ""  # name of the child this run SIGKILLed and has not restarted yet
-        self.rest_url = ""
+        self.rest_url = ""  # the first venue's emulator (urls: every venue's)
         self.ws_url = ""
+        self.urls: dict[str, tuple[str, str]] = {}  # venue -> (REST URL, WebSocket URL) of its emulator
+        self.truth_paths = {
+            v: self.workdir / v / "truth.msgpack" if self.multi else self.truth_path for v in self.venue_names
+        }
         self.dsn = ""
         self._probe: KafkaProbe | None = None
         self._scrapes: dict[str, tuple[float, list[Any]]] = {}  # child name -> (monotonic time, last samples)
@@ -208,7 +236,24 @@ class PipelineRun:
         kafka = msgspec.structs.replace(self.config.kafka, topic_prefix=self.topic_prefix)
         return msgspec.structs.replace(self.config, gather=gather, kafka=kafka)
 
-    def _env(self) -> dict[str, str]:
+    def sim_name(self, venue: str) -> str:
+        """The child name of ``venue``'s emulator."""
+        return f"sim-{venue}" if self.multi else "sim"
+
+    def venue_of_gatherer(self, gid: str) -> str:
+        return next(v for v, ids in self.gatherers_of.items() if gid in ids)
+
+    def _auth(self, venue: str) -> bool:
+        from venues import get_venue
+
+        return self.options.auth and get_venue(venue).needs_auth
+
+    def _env(self, venue: str = "") -> dict[str, str]:
+        """Every child's environment; a gatherer's (``venue``) also names its venue and that emulator's URLs."""
+        from venues import get_venue
+
+        venue = venue or self.venue_names[0]
+        rest_url, ws_url = self.urls.get(venue, (self.rest_url, self.ws_url))
         env = {
             "MDPIPE_GATHER__IDS": json.dumps(self.gatherer_ids),
             "MDPIPE_POSTGRES__DSN": self.dsn,
@@ -217,22 +262,25 @@ class PipelineRun:
             "MDPIPE_DEDUP__APP_ID": self.app_id,
             "MDPIPE_SINK__GROUP_ID": self.group_id,
             "MDPIPE_SINK__INSTANCE_ID": f"sink-{self.run_id}",  # static membership: a restarted sink rejoins at once
-            "MDPIPE_VENUE__REST_URL": self.rest_url,
-            "MDPIPE_VENUE__WS_URL": self.ws_url,
-            "MDPIPE_VENUE__AUTH": "true" if self.options.auth else "false",
+            "MDPIPE_VENUE__NAME": venue,
+            "MDPIPE_VENUE__REST_URL": rest_url,
+            "MDPIPE_VENUE__WS_URL": ws_url,
+            "MDPIPE_VENUE__AUTH": "true" if self._auth(venue) else "false",
             # several runs (demos, tests, benchmarks) share a host: free ports, not the documented fixed ones;
             # every stage announces its address in .run/stages
             **{f"MDPIPE_{section}__METRICS_PORT": "0" for section in ("GATHER", "DEDUP", "SINK", "SIM")},
         }
         if self.options.hop_trace:
             env["MDPIPE_SINK__HOP_TRACE"] = str(self.trace_path)
-        if self.options.auth:
+        if not get_venue(venue).lifecycle_channel:  # new markets arrive by listing only: list often
+            env["MDPIPE_GATHER__DISCOVERY_INTERVAL_S"] = str(LISTING_INTERVAL_S)
+        if self._auth(venue):
             env["MDPIPE_VENUE__KEY_ID"] = self.key_id
             env["MDPIPE_VENUE__PRIVATE_KEY_PATH"] = self.private_key_path
         return env
 
-    def _child(self, name: str, args: list[str]) -> Child:
-        child = Child(name, args, self._env(), self.workdir / "logs")
+    def _child(self, name: str, args: list[str], venue: str = "") -> Child:
+        child = Child(name, args, self._env(venue), self.workdir / "logs")
         self.children[name] = child
         return child.start()
 
@@ -243,28 +291,9 @@ class PipelineRun:
         (self.workdir / "logs").mkdir(parents=True)
         self.dsn = self._fresh_database()
         self._fresh_topics()
-        sim_args = [
-            "sim",
-            "--markets", str(self.options.markets),
-            "--rate", str(self.options.rate),
-            "--port", "0",
-            "--seed", str(self.options.seed),
-            "--truth", str(self.truth_path),
-            *venue_args(self.options.venue),
-        ]  # fmt: skip
-        if self.options.auth:
-            from venue_sim.keys import generate_test_keypair
-
-            keys = generate_test_keypair(self.workdir / "keys")
-            self.key_id, self.private_key_path = keys.key_id, keys.private_path
-            sim_args += ["--public-key", keys.public_path, "--key-id", keys.key_id]
-        else:
-            sim_args.append("--no-auth")
-        sim = self._child("sim", sim_args)
-        import re
-
-        self.rest_url = re.search(r"https?://\S+", sim.wait_for_line("http://", 120)).group(0)  # type: ignore[union-attr]
-        self.ws_url = re.search(r"wss?://\S+", sim.wait_for_line("ws://", 30)).group(0)  # type: ignore[union-attr]
+        for venue in self.venue_names:
+            self._start_sim(venue)
+        self.rest_url, self.ws_url = self.urls[self.venue_names[0]]
         self._child("sink-migrate", ["sink", "migrate"]).proc.wait()  # type: ignore[union-attr]
         self._child("sink", ["sink"])
         dedups = [f"dedup-{i + 1}" for i in range(self.options.dedup_workers)]
@@ -272,8 +301,39 @@ class PipelineRun:
             self._child(name, ["dedup", "--workdir", str(self.workdir / name)])
         self._wait_healthy(["sink", *dedups], timeout=90)
         for gid in self.gatherer_ids:
-            self._child(f"gather-{gid}", ["gather", "--id", gid])
+            self._child(f"gather-{gid}", ["gather", "--id", gid], self.venue_of_gatherer(gid))
         self._probe = KafkaProbe(self._client_config())
+
+    def _start_sim(self, venue: str) -> None:
+        """Start ``venue``'s emulator and note its URLs."""
+        import re
+
+        truth = self.truth_paths[venue]
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        sim_args = [
+            "sim",
+            "--venue", venue,
+            "--markets", str(self.options.markets),
+            "--rate", str(self.options.rate),
+            "--port", "0",
+            "--seed", str(self.options.seed),
+            "--truth", str(truth),
+            *venue_args(self.options.venue),
+        ]  # fmt: skip
+        if self._auth(venue):
+            from venue_sim.keys import generate_test_keypair
+
+            if not self.key_id:
+                keys = generate_test_keypair(self.workdir / "keys")
+                self.key_id, self.private_key_path = keys.key_id, keys.private_path
+            public = str(Path(self.private_key_path).with_name("public.pem"))
+            sim_args += ["--public-key", public, "--key-id", self.key_id]
+        else:
+            sim_args.append("--no-auth")
+        sim = self._child(self.sim_name(venue), sim_args, venue)
+        rest = re.search(r"https?://\S+", sim.wait_for_line("http://", 120)).group(0)  # type: ignore[union-attr]
+        ws = re.search(r"wss?://\S+", sim.wait_for_line("ws://", 30)).group(0)  # type: ignore[union-attr]
+        self.urls[venue] = (rest, ws)
 
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
         """Wait until each child announced its metrics endpoint (.run/stages) and its /healthz answers 200."""
@@ -298,8 +358,10 @@ class PipelineRun:
             raise TimeoutError(f"{', '.join(sorted(pending))} not healthy within {timeout:.0f}s")
 
     # ----------------------------------------------------------------- faults
-    def sim_admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        base = self.rest_url.split("/trade-api")[0]
+    def sim_admin(self, path: str, body: dict[str, Any] | None = None, venue: str = "") -> Any:
+        """Call an admin route of ``venue``'s emulator (default: the first venue's)."""
+        rest_url = self.urls[venue][0] if venue else self.rest_url
+        base = rest_url.split("/trade-api")[0]
         data = json.dumps(body or {}).encode() if body is not None else None
         req = urllib.request.Request(
             f"{base}{path}",
@@ -315,27 +377,9 @@ class PipelineRun:
         log.debug("run_event", text=text)
 
     def _faults_due(self, fraction: float, done: set[str], kill_time: list[float]) -> None:
+        for venue in self.venue_names:
+            self._venue_faults_due(venue, fraction, done)
         plan = self.options.faults
-        if plan.disconnect_at is not None and fraction >= plan.disconnect_at and "disconnect" not in done:
-            done.add("disconnect")
-            self.sim_admin("/_sim/faults", {"fault": "close", "conn_id": 1})
-            self._note("fault: venue closed connection 1")
-        if plan.seq_gap_at is not None and fraction >= plan.seq_gap_at and "gap" not in done:
-            done.add("gap")
-            self.sim_admin("/_sim/faults", {"fault": "drop", "conn_id": 2})
-            self._note("fault: venue dropped one message on connection 2 (seq gap)")
-        for k, at in enumerate(plan.redeliver_at):
-            if fraction >= at and f"redeliver{k}" not in done:
-                done.add(f"redeliver{k}")
-                conn = self._busiest_connection()
-                if conn is not None:
-                    self.sim_admin("/_sim/faults", {"fault": "redeliver", "conn_id": conn})
-                    self._note(f"fault: venue re-delivered a seq on connection {conn}")
-        for k, (at, variant) in enumerate(plan.bad_number_at):
-            if fraction >= at and f"badnumber{k}" not in done:
-                done.add(f"badnumber{k}")
-                self.sim_admin("/_sim/faults", {"fault": "badnumber", "variant": variant})
-                self._note(f"fault: venue sent an orderbook_delta with a bad number ({variant})")
         if plan.kill_gatherer_at is not None and fraction >= plan.kill_gatherer_at and "kill" not in done:
             done.add("kill")
             victim = self.children[f"gather-{self.gatherer_ids[-1]}"]
@@ -351,6 +395,41 @@ class PipelineRun:
                 done.add(f"crash{k}")
                 self.crash_restart(name)
 
+    def _venue_faults_due(self, venue: str, fraction: float, done: set[str]) -> None:
+        """The emulator faults due at ``fraction`` of the run on ``venue``'s emulator, but those its wire gives a client
+        no means to detect or undo (:attr:`venues.interface.Venue.silent_faults`)."""
+        from venues import get_venue
+
+        plan = self.options.faults
+        silent = get_venue(venue).silent_faults
+        on = f" ({venue})" if self.multi else ""
+
+        def due(key: str, at: float | None, fault: str) -> bool:
+            if at is None or fraction < at or f"{key}{on}" in done:
+                return False
+            done.add(f"{key}{on}")
+            if fault in silent:
+                self._note(f"fault {fault}{on} skipped: the venue's wire gives a client no means to detect it")
+                return False
+            return True
+
+        if due("disconnect", plan.disconnect_at, "close"):
+            self.sim_admin("/_sim/faults", {"fault": "close", "conn_id": 1}, venue)
+            self._note(f"fault: venue closed connection 1{on}")
+        if due("gap", plan.seq_gap_at, "drop"):
+            self.sim_admin("/_sim/faults", {"fault": "drop", "conn_id": 2}, venue)
+            self._note(f"fault: venue dropped one message on connection 2 (seq gap){on}")
+        for k, at in enumerate(plan.redeliver_at):
+            if due(f"redeliver{k}", at, "redeliver"):
+                conn = self._busiest_connection(venue)
+                if conn is not None:
+                    self.sim_admin("/_sim/faults", {"fault": "redeliver", "conn_id": conn}, venue)
+                    self._note(f"fault: venue re-delivered a seq on connection {conn}{on}")
+        for k, (at, variant) in enumerate(plan.bad_number_at):
+            if due(f"badnumber{k}", at, "badnumber"):
+                self.sim_admin("/_sim/faults", {"fault": "badnumber", "variant": variant}, venue)
+                self._note(f"fault: venue sent an orderbook_delta with a bad number ({variant}){on}")
+
     def crash_restart(self, name: str) -> None:
         """SIGKILL child ``name`` and start it again at once (its workdir, hence its local state, kept)."""
         child = self.children[name]
@@ -360,9 +439,9 @@ class PipelineRun:
         child.start()
         self._note(f"fault: SIGKILL {name}, restarted")
 
-    def _busiest_connection(self) -> int | None:
+    def _busiest_connection(self, venue: str = "") -> int | None:
         """The venue connection that carried the most data so far (quiet ones would hold a redelivery back)."""
-        conns = self.sim_admin("/_sim/stats").get("connections", [])
+        conns = self.sim_admin("/_sim/stats", None, venue).get("connections", [])
         if not conns:
             return None
         return int(max(conns, key=lambda c: c.get("data_messages", 0))["conn_id"])
@@ -402,9 +481,7 @@ class PipelineRun:
         dedup = self._probe.committed(self.app_id, raw_topics)
         p = Progress(now - started, self.options.duration_s)
         try:
-            stats = self.sim_admin("/_sim/stats")
-            p.venue_events = int(stats.get("events_generated", 0))
-            p.venue = {**stats.get("behaviours", {}), **{k: stats.get(k, 0) for k in VENUE_FIGURES}}
+            p.venue_events, p.venue = self._venue_stats()
         except (OSError, ValueError):
             p.venue_events = last.venue_events if last else 0
             p.venue = last.venue if last else {}
@@ -424,6 +501,17 @@ class PipelineRun:
         p.stages = self._scrape_stages()
         p.notes = list(self.events_log[-3:])
         return p
+
+    def _venue_stats(self) -> tuple[int, dict[str, Any]]:
+        """Events generated and the behaviour figures, summed over the venues' emulators (/_sim/stats)."""
+        events, figures = 0, {}
+        for venue in self.venue_names:
+            stats = self.sim_admin("/_sim/stats", None, venue)
+            events += int(stats.get("events_generated", 0))
+            for key, value in {**stats.get("behaviours", {}), **{k: stats.get(k, 0) for k in VENUE_FIGURES}}.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    figures[key] = figures.get(key, 0) + value
+        return events, figures
 
     def _scrape_stages(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Scrape every child's /metrics (found by pid in .run/stages); rates against the previous scrape."""
@@ -464,7 +552,8 @@ class PipelineRun:
             self.cpu_mark("end")
         if kill_time and "restart" not in done:
             self._restart_killed()
-        self.sim_admin("/_sim/stop-generating", {})
+        for venue in self.venue_names:
+            self.sim_admin("/_sim/stop-generating", {}, venue)
         self._note("venue stopped generating; draining")
         self.drain(started, last, on_progress, interval_s)
         if self.options.measure_cpu:
@@ -486,7 +575,7 @@ class PipelineRun:
     def cpu_mark(self, name: str) -> CpuSample:
         """Sample every process's CPU (:mod:`ops.cpu`) and the venue's event count now, as mark ``name``."""
         try:
-            venue_events = int(self.sim_admin("/_sim/stats").get("events_generated", 0))
+            venue_events = self._venue_stats()[0]
         except (OSError, ValueError):
             venue_events = -1
         taken = cpu_sample(self.cpu_processes(), time.time_ns(), venue_events, own_only=("bench",))
@@ -538,7 +627,8 @@ class PipelineRun:
 
     def stop(self) -> None:
         order = [n for n in self.children if n.startswith("gather-")]
-        order += [n for n in self.children if n.startswith("dedup-")] + ["sink", "sim"]
+        order += [n for n in self.children if n.startswith("dedup-")] + ["sink"]
+        order += [self.sim_name(v) for v in self.venue_names]
         for name in order:
             child = self.children.get(name)
             if child is not None:
@@ -551,14 +641,27 @@ class PipelineRun:
     ) -> dict[str, Any]:
         """Verify the run; latencies only for events generated ``warmup_s`` after generation started.
 
+        With one venue, that venue's report. With several, one report per venue (its emulator's truth and record
+        against its own rows) under ``venues``, and at the top the counts summed, the latency of the slowest venue
+        and ``clean`` when every venue is clean.
+
         With ``hop_trace`` the report also has ``hops_ms`` (:mod:`ops.hops`: per hop over the same events as
         ``latency_ms``), ``hop_windows`` (the same per extra window of generation times), ``hop_marks`` (per mark,
         boundary -> when an event generated after it first reached it) and ``hop_stats``."""
+        if not self.multi:
+            return self._verify_venue(self.venue_names[0], warmup_s, windows, marks)
+        reports = {v: self._verify_venue(v, warmup_s, windows, marks) for v in self.venue_names}
+        return combine_reports(reports)
+
+    def _verify_venue(
+        self, venue: str, warmup_s: float, windows: dict[str, tuple[int, int]] | None, marks: tuple[int, ...]
+    ) -> dict[str, Any]:
         from ops.verify_cli import verify
 
         after = self.generation_started_ns + int(warmup_s * 1e9) if warmup_s else 0
+        truth, seed = self.truth_paths[venue], self.options.seed
         if not self.options.hop_trace:
-            return verify(self.truth_path, self.dsn, latency_after_ns=after)
+            return verify(truth, self.dsn, latency_after_ns=after, venue=venue, seed=seed)
         from mdpipe.topics import topic_names
         from ops.hops import HopJoin
         from ops.hops_read import read_trips
@@ -567,13 +670,45 @@ class PipelineRun:
         trips, stats = read_trips(self._client_config(), events, self.trace_path)
         join = HopJoin(trips, {"all": (after, 2**63 - 1), **(windows or {})}, marks)
         report = verify(
-            self.truth_path, self.dsn, latency_after_ns=after, on_truth=lambda t: join.observe(t.identity, t.gen_ns)
+            truth,
+            self.dsn,
+            latency_after_ns=after,
+            on_truth=lambda t: join.observe(t.identity, t.gen_ns),
+            venue=venue,
+            seed=seed,
         )
         report["hops_ms"] = join.table()
         report["hop_windows"] = {name: join.table(name) for name in windows or {}}
         report["hop_marks"] = [join.first_after(i) for i in range(len(marks))]
         report["hop_stats"] = {**vars(stats), "paired": join.paired, "unpaired": join.unpaired}
         return report
+
+
+def combine_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One report of several venues' (``venue -> report``): integer figures and per-kind counts summed, lists
+    joined, latencies of the slowest venue, ``clean`` only when every venue is; each venue's own under ``venues``."""
+    out: dict[str, Any] = {}
+    for report in reports.values():
+        for key, value in report.items():
+            if key == "clean":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | list | dict):
+                out.setdefault(key, value)
+            elif isinstance(value, int):
+                out[key] = out.get(key, 0) + value
+            elif isinstance(value, list):
+                out[key] = sorted({*out.get(key, []), *value}) if key == "gatherers" else [*out.get(key, []), *value]
+            elif key.endswith("latency_ms"):
+                mine = out.get(key) or {}
+                out[key] = value if value.get("p99", 0) > mine.get("p99", 0) else mine
+            else:
+                merged = dict(out.get(key) or {})
+                for k, v in value.items():
+                    merged[k] = merged.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
+                out[key] = merged
+    out["clean"] = all(r["clean"] for r in reports.values())
+    out["venues"] = reports
+    return out
 
 
 def _infra_pids() -> dict[str, int]:

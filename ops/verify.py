@@ -11,7 +11,7 @@ Content identity of a venue event (all decimals normalised, so "0.4300" == "0.43
 =========  ==============================================================================
 kind       identity
 =========  ==============================================================================
-trade      trade_id
+trade      trade_id (a venue without trade ids: market, ts_ms, yes_price, count, taker_side, as a multiset)
 delta      market, side, price, delta, ts_ms   (identical bodies counted as a multiset)
 ticker     market, ts_ms and every price/size field
 lifecycle  market, event_type, result, settlement_value, open/close/determination/settled ts, is_deactivated,
@@ -20,10 +20,12 @@ lifecycle  market, event_type, result, settlement_value, open/close/determinatio
 
 The rules, per venue event ``e`` of market ``m`` with id ``i``:
 
-1. **Delivered.** ``e`` travels on the channel of its kind (delta -> ``orderbook_delta``, trade -> ``trade``, ticker
-   -> ``ticker``, lifecycle -> ``market_lifecycle_v2``). It was delivered to a gatherer when a sid of that channel on
-   one of the gatherer's connections covered ``m`` at ``i`` and ``i`` is not in that sid's ``Suppressed`` ids. The
-   number of gatherers it reached gives the coverage histogram (``held_by``: 0, 1, 2, 3 gatherers).
+1. **Delivered.** ``e`` travels on the channel of its kind (the record's ``channel_of_kind``; the emulator's native
+   protocol: delta -> ``orderbook_delta``, trade -> ``trade``, ticker -> ``ticker``, lifecycle ->
+   ``market_lifecycle_v2``; a venue profile's own, e.g. one channel for every kind). It was delivered to a gatherer
+   when a sid of that channel on one of the gatherer's connections covered ``m`` at ``i`` and ``i`` is not in that
+   sid's ``Suppressed`` ids. The number of gatherers it reached gives the coverage histogram (``held_by``: 0, 1, 2, 3
+   gatherers).
 2. **Expected** = delivered to at least one gatherer and not a ``BadMessage``. An expected event absent from the
    database is a *reported loss* when every gatherer it was delivered to has a ``coverage_gaps`` row covering ``m``
    (``{*}`` = all) and its channel (``''`` = all) around its generation time, else it is ``missing`` (a bug).
@@ -49,6 +51,9 @@ The rules, per venue event ``e`` of market ``m`` with id ``i``:
 7. **CLEAN** = missing, duplicated, unexpected, markets_uncovered, markets_without_rows, books_mismatched and
    snapshots_unmatched all 0. Reported losses are shown, not failed: the pipeline said where it was blind.
 
+A venue whose messages are not the emulator's own (a profile, :meth:`venues.interface.Venue.truth_translator`) is
+judged on the truth and record rewritten into its terms: its messages and markets, the books it sent, its channels.
+
 Latency (venue generation -> database load, and venue -> gatherer receive) pairs each identity's generation times
 with its rows' load times in order.
 """
@@ -57,13 +62,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from ops.verify_books import check_books, match_snapshots
-from ops.verify_record import CHANNEL_OF_KIND, VenueRecord
+from ops.verify_record import VenueRecord
 from schemas.events import Ticker
 from sink.book import Book, DeltaRow, SnapshotRow
 
@@ -116,12 +121,17 @@ def _json_identity(text: str | None) -> Any:
     return canon(json.loads(text, parse_float=Decimal, parse_int=Decimal))
 
 
-def identity(kind: str, market: str, fields: dict[str, Any]) -> Identity:
+def identity(kind: str, market: str, fields: dict[str, Any], trade_ids: bool = True) -> Identity:
     """The content identity of one venue event, from normalised Event-field names.
 
-    ``fields`` uses the names of the ``schemas.events`` structs (and of the sink's columns).
+    ``fields`` uses the names of the ``schemas.events`` structs (and of the sink's columns). ``trade_ids``: the venue
+    gives every trade its id (:attr:`venues.interface.Venue.trade_ids`); else a trade is its content (market, time,
+    price, size, taker side) and identical fills count as a multiset.
     """
     if kind == "trade":
+        if not trade_ids:
+            price, count = _n(fields["yes_price"]), _n(fields["count"])
+            return ("trade", market, fields["ts_ms"], price, count, fields["taker_side"])
         return ("trade", fields["trade_id"])
     if kind == "delta":
         return ("delta", market, fields["side"], _n(fields["price"]), _n(fields["delta"]), fields["ts_ms"])
@@ -320,7 +330,7 @@ class _Judge:
     def add_truth(self, item: TruthItem) -> None:
         report, record = self.report, self.record
         report.venue_events += 1
-        channel = CHANNEL_OF_KIND[item.kind]
+        channel = self.record.channel_of_kind[item.kind]
         gatherers = record.delivered(channel, item.market, item.id)
         self.held[len(gatherers)] += 1
         if item.id in record.bad:
@@ -442,7 +452,7 @@ class _Judge:
         report, limit = self.report, self.rules.examples
         reported, unreported = [], []
         for item in copies:
-            channel = CHANNEL_OF_KIND[item.kind]
+            channel = self.record.channel_of_kind[item.kind]
             gatherers = self.record.delivered(channel, item.market, item.id)
             covered = self.gaps.all_cover(gatherers, channel, item.market, item.gen_ns)
             (reported if covered else unreported).append((item, gatherers))
@@ -470,8 +480,15 @@ class _Judge:
         return report
 
 
-def compare(truth: Iterable[TruthItem], record: VenueRecord, rows: DatabaseRows, rules: Rules | None = None) -> Report:
-    """Judge the database rows against the venue's truth and record (the rules of the module docstring)."""
+def compare(
+    truth: Iterable[TruthItem],
+    record: VenueRecord,
+    rows: DatabaseRows,
+    rules: Rules | None = None,
+    book_rule: Callable[[Any, Any, int], Book | None] | None = None,
+) -> Report:
+    """Judge the database rows against the venue's truth and record (the rules of the module docstring); books are
+    rebuilt with ``book_rule`` when given (the venue's, :meth:`venues.interface.Venue.book_rule`)."""
     rules = rules or Rules()
     judge = _Judge(record, GapIndex(rows.gaps, rules.gap_slack_ns), rules)
     for item in truth:
@@ -484,7 +501,9 @@ def compare(truth: Iterable[TruthItem], record: VenueRecord, rows: DatabaseRows,
     report.snapshots, report.snapshots_matched, report.snapshots_unmatched = snaps.rows, snaps.matched, snaps.unmatched
     report.snapshots_sent = record.snapshots_sent_count
     report.snapshot_examples = snaps.examples
-    books = check_books(record.checkpoints, record, rows.snapshots, rows.deltas, rules.examples, rows.books)
+    books = check_books(
+        record.checkpoints, record, rows.snapshots, rows.deltas, rules.examples, rows.books, book_rule=book_rule
+    )
     report.book_checkpoints, report.books_checked = books.checkpoints, books.checked
     report.books_compared, report.books_unchecked = books.compared, books.unchecked
     report.books_mismatched = len(books.mismatched)
@@ -505,20 +524,38 @@ def _distribution(values: list[float]) -> dict[str, float]:
 
 
 def iter_truth_items(
-    events: Iterable[Any], bad_ids: Iterable[int] = (), venue: str | None = None
+    events: Iterable[Any],
+    bad_ids: Iterable[int] = (),
+    venue: str | None = None,
+    *,
+    translator: Any = None,
+    sent: Callable[[str, Book], None] | None = None,
 ) -> Iterator[TruthItem]:
     """Turn emulator ground-truth records (``venue_sim.truth.TruthEvent``) into comparable items.
 
     Bodies are normalised by ``venue``'s truth normaliser (:mod:`venues`; None: the default venue, whose emulator
-    wrote the truth file). A bad-input event (``bad_ids``) whose body does not decode or normalise gets no identity;
-    any other event that does not is an error in the truth file.
+    wrote the truth file), or, with ``translator`` (:class:`venues.interface.TruthTranslator`), turned into the
+    venue's messages, one item per message (``sent`` hears every book the venue sent). A bad-input event
+    (``bad_ids``) whose body does not decode or normalise gets no identity; any other event that does not is an error
+    in the truth file.
     """
     from schemas.codec import SchemaError
     from venues import default_name, get_venue
 
-    msg_to_event = get_venue(venue or default_name()).truth_normaliser()
-
+    the_venue = get_venue(venue or default_name())
+    trade_ids = the_venue.trade_ids
     bad = set(bad_ids)
+    if translator is not None:
+        for ev, kind, market, event in translator.truth(events, sent or (lambda market, book: None)):
+            ident: Identity | None = None
+            if isinstance(event, Exception):
+                if ev.id not in bad:
+                    raise ValueError(f"truth event {ev.id} ({kind} {market}) does not decode: {event}") from None
+            else:
+                ident = identity(kind, market, {f: getattr(event, f) for f in event.__struct_fields__}, trade_ids)
+            yield TruthItem(ev.id, kind, market, ident, ev.gen_ns)
+        return
+    msg_to_event = the_venue.truth_normaliser()
     for ev in events:
         try:
             event = msg_to_event(
@@ -531,7 +568,7 @@ def iter_truth_items(
                 envelope_type=ev.wire_type,
             )
             fields = {f: getattr(event, f) for f in event.__struct_fields__}
-            ident: Identity | None = identity(ev.kind, ev.market, fields)
+            ident = identity(ev.kind, ev.market, fields, trade_ids)
         except (SchemaError, ArithmeticError, ValueError) as exc:
             if ev.id not in bad:
                 raise ValueError(f"truth event {ev.id} ({ev.kind} {ev.market}) does not decode: {exc}") from None

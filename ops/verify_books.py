@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ops.verify_record import ORDERBOOK, NormalisedBook, VenueRecord, normalised_book
-from sink.book import Book, DeltaRow, SnapshotRow, apply, contains, latest_snapshot
+from sink.book import Book, DeltaRow, SnapshotRow, apply, contains, latest_snapshot, venue_order
 from venue_sim.record import BookCheckpoint
 
 __all__ = ["BookResult", "SnapshotResult", "books_at", "check_books", "level_diff", "match_snapshots"]
@@ -98,7 +98,7 @@ def books_at(
     rebuilt from a snapshot only when the latest snapshot at ``T`` changes; otherwise the deltas in ``(T_prev, T]``
     are added to the previous book (none of them is in the snapshot: its time is ``<= T_prev``). Each yielded book
     is only valid until the next one is asked for."""
-    rows = sorted(deltas, key=lambda d: d.ts_ms)
+    rows = sorted(deltas, key=venue_order)  # each row's own rule (add or replace), in the venue's order
     stamps = [d.ts_ms for d in rows]
     base: SnapshotRow | None = None
     book = Book()
@@ -126,10 +126,13 @@ def check_books(
     deltas: dict[str, list[DeltaRow]],
     examples: int = 5,
     db_books: Mapping[tuple[str, int], Book | None] | None = None,
+    *,
+    book_rule: Callable[[Sequence[SnapshotRow], Iterable[DeltaRow], int], Book | None] | None = None,
 ) -> BookResult:
     """Compare the books rebuilt from the database with the venue's at each checkpoint (module docstring).
     ``db_books``: the books the database's ``book_at`` rebuilt per (market, checkpoint ts_ms), used instead of
-    rebuilding them here."""
+    rebuilding them here; ``book_rule``: the venue's own rebuild (:meth:`venues.interface.Venue.book_rule`), used
+    instead of both."""
     result = BookResult()
     by_market: dict[str, list[BookCheckpoint]] = defaultdict(list)
     times: set[int] = set()
@@ -137,17 +140,20 @@ def check_books(
         by_market[cp.market].append(cp)
         times.add(cp.ts_ms)
     result.checkpoints = len(times)
+    orderbook = record.channel_of_kind.get("delta", ORDERBOOK)
     checked = 0
     for market, cps in by_market.items():
         cps.sort(key=lambda c: c.ts_ms)
-        first = record.first_subscription(ORDERBOOK, market)
+        first = record.first_subscription(orderbook, market)
         due = [cp for cp in cps if first is not None and first.after_id <= cp.after_id]
         result.unchecked += len(cps) - len(due)
         if not due:
             continue
         snaps = snapshots.get(market)
         rebuilt: Iterable[Book | None]
-        if db_books is not None:
+        if book_rule is not None:
+            rebuilt = [book_rule(snaps or [], deltas.get(market, ()), cp.ts_ms) for cp in due]
+        elif db_books is not None:
             rebuilt = [db_books.get((market, cp.ts_ms)) for cp in due]
         elif snaps:
             rebuilt = books_at(snaps, deltas.get(market, ()), (cp.ts_ms for cp in due))

@@ -11,6 +11,7 @@ from typing import Any
 
 from mdpipe.config import Config, ConfigError, run_dir
 from mdpipe.logging import get_logger
+from venues import names as venues_names
 
 __all__ = ["add_parser", "format_report", "run", "verify"]
 
@@ -48,6 +49,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=2.0,
         help="a gap window (gatherer receive clock) covers events generated this close to its ends (default 2)",
     )
+    parser.add_argument(
+        "--venue",
+        choices=venues_names(),
+        help="the venue whose protocol the emulator served; only its rows are judged (default: venue.name)",
+    )
+    parser.add_argument("--seed", type=int, help="the emulator's seed (`mdpipe sim --seed`), needed by some venues")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return parser
 
@@ -62,11 +69,16 @@ def verify(
     subscribe_grace_s: float = 10.0,
     gap_slack_s: float = 2.0,
     on_truth: Callable[[Any], None] | None = None,
+    venue: str | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """The report of one run as a dict (``format_report`` prints it); ConfigError when an input is missing.
 
-    ``on_truth`` sees every venue event (:class:`ops.verify.TruthItem`, in generation order) as the comparison
-    reads it, so another judgement of the same run (:mod:`ops.hops`) needs no second pass over the truth file."""
+    ``venue``: the venue whose protocol the emulator served (None: the default venue) and whose rows are judged
+    (None: every row); ``seed``: the emulator's seed, needed for a venue whose messages the emulator translates
+    (:meth:`venues.interface.Venue.truth_translator`). ``on_truth`` sees every venue event
+    (:class:`ops.verify.TruthItem`, in generation order) as the comparison reads it, so another judgement of the
+    same run (:mod:`ops.hops`) needs no second pass over the truth file."""
     import psycopg
 
     from ops.verify import Rules, compare, iter_truth_items
@@ -74,6 +86,7 @@ def verify(
     from ops.verify_record import VenueRecord
     from venue_sim import record as venue_record
     from venue_sim.truth import read_truth
+    from venues import default_name, get_venue
 
     if not Path(truth_path).is_file():
         raise ConfigError(f"verify --truth: no ground-truth file at {truth_path}")
@@ -90,17 +103,47 @@ def verify(
         examples=examples,
         latency_after_ns=latency_after_ns,
     )
-    record = VenueRecord.build(venue_record.read_record(record_file))
+    the_venue = get_venue(venue or default_name())
+    if seed is None:
+        seed = _no_seed(the_venue.name)
+    translator = the_venue.truth_translator(seed)
+    records = venue_record.read_record(record_file)
+    if translator is None:
+        record = VenueRecord.build(records)
+    else:
+        record = VenueRecord.build(translator.record(records), translator.channel_of_kind)
+    book_rule = the_venue.book_rule()
     with psycopg.connect(dsn) as conn:
-        rows = read_database(conn, record.checkpoints)
+        rows = read_database(conn, record.checkpoints, venue, trade_ids=the_venue.trade_ids, db_books=book_rule is None)
     read_s = time.monotonic() - started
-    truth: Iterable[Any] = iter_truth_items(read_truth(truth_path), record.bad)
+    truth: Iterable[Any] = iter_truth_items(
+        read_truth(truth_path), record.bad, the_venue.name, translator=translator, sent=_collect(record)
+    )
     if on_truth is not None:
         truth = _tap(truth, on_truth)
-    report = compare(truth, record, rows, rules).as_dict()
+    report = compare(truth, record, rows, rules, book_rule).as_dict()
     report["settings"] = {"subscribe_grace_s": subscribe_grace_s, "gap_slack_s": gap_slack_s}
     log.info("verified", read_s=round(read_s, 1), total_s=round(time.monotonic() - started, 1), clean=report["clean"])
     return report
+
+
+def _no_seed(venue: str) -> int:
+    """The seed when none was given: any, for a venue that needs none; else a one-line error."""
+    from venues import get_venue
+
+    if get_venue(venue).truth_translator(0) is None:
+        return 0
+    raise ConfigError(f"verify: the {venue} emulator's truth is read with the run's seed: give --seed")
+
+
+def _collect(record: Any) -> Callable[[str, Any], None]:
+    """Adds each book the venue sent (a translated venue's, learnt while reading its truth) to ``record``."""
+
+    def sent(market: str, book: Any) -> None:
+        record.snapshots_sent.setdefault(market, set()).add(book.normalised())
+        record.snapshots_sent_count += 1
+
+    return sent
 
 
 def _tap(items: Iterable[Any], see: Callable[[Any], None]) -> Iterator[Any]:
@@ -182,6 +225,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         record_path=Path(args.record) if args.record else None,
         subscribe_grace_s=args.subscribe_grace_s,
         gap_slack_s=args.gap_slack_s,
+        venue=args.venue or config.venue.name,
+        seed=args.seed,
     )
     print(json.dumps(report, default=str) if args.json else format_report(report))
     return 0 if report["clean"] else 1

@@ -27,8 +27,8 @@ _LOADED = (
 _SECONDS = "(extract(epoch from {0}))::bigint AS {0}"
 
 QUERIES: dict[str, str] = {
-    "delta": f"SELECT market, event_key, side, price, delta, {_MS}, {_LOADED} FROM orderbook_deltas",
-    "trade": f"SELECT market, trade_id, {_MS}, {_LOADED} FROM trades",
+    "delta": f"SELECT market, event_key, side, price, delta, replaces, ordinal, {_MS}, {_LOADED} FROM orderbook_deltas",
+    "trade": f"SELECT market, trade_id, {_MS}, yes_price, count, taker_side, {_LOADED} FROM trades",
     "ticker": f"""SELECT market, {_MS}, price, yes_bid, yes_ask, yes_bid_size, yes_ask_size, last_trade_size,
                  volume, open_interest, dollar_volume, dollar_open_interest, {_LOADED} FROM tickers""",
     "lifecycle": f"""SELECT market, event_type, result, settlement_value,
@@ -60,13 +60,21 @@ def _rows(conn: psycopg.Connection[Any], name: str, query: str, venue: str | Non
 
 
 def read_database(
-    conn: psycopg.Connection[Any], checkpoints: Iterable[BookCheckpoint] = (), venue: str | None = None
+    conn: psycopg.Connection[Any],
+    checkpoints: Iterable[BookCheckpoint] = (),
+    venue: str | None = None,
+    *,
+    trade_ids: bool = True,
+    db_books: bool = True,
 ) -> DatabaseRows:
     """Everything the comparison reads from the database (held in memory: one demo is ~1M rows), and the books the
-    database's ``book_at`` rebuilds at the venue's ``checkpoints`` (:mod:`sink.book_db`); only ``venue``'s rows when
-    given."""
+    database's ``book_at`` rebuilds at the venue's ``checkpoints`` (:mod:`sink.book_db`; not with ``db_books``
+    False: the venue rebuilds its books its own way); only ``venue``'s rows when given. ``trade_ids``: as
+    :func:`ops.verify.identity` takes it."""
     out = DatabaseRows()
-    if conn.execute("SELECT to_regprocedure('book_at(text, timestamptz, text)')").fetchone()[0] is not None:  # type: ignore[index]
+    if not db_books:
+        pass
+    elif conn.execute("SELECT to_regprocedure('book_at(text, timestamptz, text)')").fetchone()[0] is not None:  # type: ignore[index]
         wanted = sorted({(cp.market, cp.ts_ms) for cp in checkpoints})
         out.books = dict(zip(wanted, db_books_at(conn, wanted, venue=venue), strict=True))
     else:
@@ -75,10 +83,19 @@ def read_database(
     for kind, sql in QUERIES.items():
         for row in _rows(conn, kind, sql, venue):
             market = row["market"]
-            observed.append(Observed(kind, market, identity(kind, market, row), row["loaded_ns"], row["received_ns"]))
+            ident = identity(kind, market, row, trade_ids)
+            observed.append(Observed(kind, market, ident, row["loaded_ns"], row["received_ns"]))
             if kind == "delta":
                 out.deltas.setdefault(market, []).append(
-                    DeltaRow(row["ts_ms"], row["event_key"], row["side"], row["price"], row["delta"])
+                    DeltaRow(
+                        row["ts_ms"],
+                        row["event_key"],
+                        row["side"],
+                        row["price"],
+                        row["delta"],
+                        row["replaces"],
+                        row["ordinal"],
+                    )
                 )
     out.observed = observed
     for row in _rows(conn, "snapshots", SNAPSHOTS, venue):

@@ -161,13 +161,17 @@ class VenueRecord:
     snapshots_sent_count: int = 0
     checkpoints: list[BookCheckpoint] = field(default_factory=list)
     first_live_ns: dict[str, int] = field(default_factory=dict)
+    # the channel each kind of venue event travels on, as the record names channels (a venue profile has its own)
+    channel_of_kind: dict[str, str] = field(default_factory=lambda: dict(CHANNEL_OF_KIND))
     _segments: dict[tuple[str, str], _Segments] = field(default_factory=dict)
     _first_sub: dict[tuple[str, str], FirstSubscription] = field(default_factory=dict)
     _live: dict[str, tuple[list[int], list[bool]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, records: Iterable[Record]) -> VenueRecord:
+    def build(cls, records: Iterable[Record], channel_of_kind: dict[str, str] | None = None) -> VenueRecord:
         rec = cls()
+        if channel_of_kind is not None:
+            rec.channel_of_kind = dict(channel_of_kind)
         gatherer_of: dict[int, str] = {}
         spans: dict[tuple[str, str], list[_Span]] = {}
         open_spans: dict[tuple[int, int], dict[str, _Span]] = {}  # (conn, sid) -> market -> open span

@@ -21,6 +21,13 @@ What a venue provides, by stage:
 - dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
   ``Event``;
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
+  :meth:`Venue.truth_translator` (None for the venue whose protocol the emulator speaks natively), the emulator's
+  truth and record rewritten into this venue's events and markets (:class:`TruthTranslator`); :attr:`Venue.trade_ids`
+  (whether trades carry a venue trade id, else verify matches them by content); :meth:`Venue.book_rule` (the
+  rebuild of a market's book from stored rows, None = the sink's additive rule);
+- ``demo``: :attr:`Venue.needs_auth`, :attr:`Venue.silent_faults` (emulator faults the wire gives a client no means
+  to detect or undo: a demo does not inject them), :attr:`Venue.demo_markets` and :attr:`Venue.demo_rate` (the
+  demo's default scale for this venue's emulator);
 - emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
   types, replies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
   (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively;
@@ -42,12 +49,14 @@ from schemas.markets import MarketRef
 from schemas.raw import RawFrame
 
 __all__ = [
+    "BookRule",
     "Discovery",
     "EmulatorProfile",
     "FrameNormaliser",
     "Signer",
     "StatusListings",
     "TruthNormaliser",
+    "TruthTranslator",
     "Venue",
     "VenueSession",
 ]
@@ -55,6 +64,9 @@ __all__ = [
 FrameNormaliser = Callable[[RawFrame], Event]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
 TruthNormaliser = Callable[..., Event]
+# (snapshot rows, delta rows, at_ms) -> the book at venue time at_ms (None: no snapshot at or before it); the types are
+# sink.book's SnapshotRow, DeltaRow and Book
+BookRule = Callable[[Any, Any, int], Any]
 
 
 class Signer(Protocol):
@@ -156,6 +168,27 @@ class VenueSession(Protocol):
     def remove_markets(self, tickers: list[str]) -> None: ...
 
 
+class TruthTranslator(Protocol):
+    """The emulator's ground truth in a venue's own terms, for ``mdpipe verify`` (one per verified run).
+
+    The emulator generates venue-neutral events (:mod:`venue_sim.truth`) and writes a record (:mod:`venue_sim.record`)
+    whose market-level facts (``MarketLive``, ``BookCheckpoint``) name its own market tickers, while a venue profile
+    (:meth:`Venue.emulator`) sends each event as this venue's messages on this venue's markets and records the
+    connections' subscriptions in those markets. The translator replays the same translation the profile did (from
+    the run's ``seed``), so what is expected still comes from the venue, never from the pipeline's rows.
+
+    Call :meth:`record` first (it yields the record rewritten into this venue's markets and notes the subscriptions),
+    then :meth:`truth`: per emulator event, the ``(kind, market, Event or the exception its body raised)`` of every
+    message it became; ``sent(market, book)`` is told every book (``sink.book.Book``) the venue sent to a client
+    (snapshots are matched by content against them). ``channel_of_kind`` names the channel each kind travels on, as
+    the venue's record names it."""
+
+    channel_of_kind: dict[str, str]
+
+    def record(self, records: Any) -> Any: ...
+    def truth(self, events: Any, sent: Callable[[str, Any], None]) -> Any: ...
+
+
 @dataclass(frozen=True)
 class EmulatorProfile:
     """A venue's protocol as the emulator's server (``venue_sim.server.SimServer``) hosts it.
@@ -185,6 +218,11 @@ class Venue(ABC):
     # The venue a config without ``venue.name`` means: exactly one venue package says so.
     default: bool = False
     max_markets_per_connection: int = 0  # the venue's cap on one connection's markets (0: none of its own)
+    trade_ids: bool = True  # trades carry the venue's own trade id (verify: identity = the id; else their content)
+    needs_auth: bool = True  # the market-data WebSocket needs the account's signature (the demo runs the sim so)
+    silent_faults: frozenset[str] = frozenset()  # emulator faults no client of this venue can detect or undo
+    demo_markets: int = 20_000  # `mdpipe demo`'s default scale of this venue's emulator: markets listed ...
+    demo_rate: float = 5_000.0  # ... and venue events per second
 
     # -- gatherer ------------------------------------------------------------------------------
     @abstractmethod
@@ -222,6 +260,16 @@ class Venue(ABC):
     def truth_normaliser(self) -> TruthNormaliser:
         """``(kind, msg, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event`` for one message body
         (the emulator's ground truth records bodies, not frames)."""
+
+    def truth_translator(self, seed: int) -> TruthTranslator | None:
+        """The emulator's truth and record in this venue's terms (``seed``: the run's); None (the default) = the venue
+        whose protocol the emulator speaks natively: truth bodies go through :meth:`truth_normaliser` one for one."""
+        return None
+
+    def book_rule(self) -> BookRule | None:
+        """How a market's book is rebuilt from its stored snapshot and delta rows when the rows alone do not say it;
+        None (the default) = the sink's rule (``sink.book``: a delta adds to its level; the database's ``book_at``)."""
+        return None
 
     # -- emulator --------------------------------------------------------------------------------
     @abstractmethod

@@ -35,6 +35,7 @@ import statistics
 import sys
 from typing import Any
 
+import venues
 from mdpipe.config import load_config, run_dir
 from ops.hops import format_hops
 from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
@@ -88,8 +89,11 @@ def format_cpu(rows: dict[str, dict[str, float | None]], total: float | None) ->
     return "\n".join(lines)
 
 
-def one_run(rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str) -> dict[str, Any]:
+def one_run(
+    rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str, venue: str = ""
+) -> dict[str, Any]:
     options = RunOptions(
+        venues=(venue,) if venue else (),
         markets=markets,
         rate=rate,
         duration_s=duration,
@@ -176,17 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="latency runs; medians are reported (3)")
     parser.add_argument("--markets", type=int, default=20_000, help="markets (20000)")
     parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
+    parser.add_argument("--venue", choices=venues.names(), help="the venue emulated and gathered (default: venue.name)")
     parser.add_argument("--ramp", default="5000,10000,15000,20000,30000", help="rates tried for the sustained rate")
     parser.add_argument("--ramp-duration", type=float, default=30.0, help="seconds per ramp step (30)")
     parser.add_argument("--max-backlog-s", type=float, default=2.0, help="backlog bound, in seconds of traffic (2)")
     args = parser.parse_args(argv)
 
     latency = [
-        one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}") for i in range(args.runs)
+        one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}", args.venue or "")
+        for i in range(args.runs)
     ]
     max_rate = 0.0
     for step in (float(r) for r in args.ramp.split(",")):
-        res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, f"ramp{int(step)}")
+        tag = f"ramp{int(step)}"
+        res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, tag, args.venue or "")
         kept = res["venue_rate"] >= 0.95 * step
         # Bounded: at the end of generation each backlog is under --max-backlog-s of traffic (raw frames for
         # dedup, events for the sink) or no larger than at mid-run (still shrinking after the start-up burst).
@@ -203,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     steady = [r["cpu_us_per_event_steady"] for r in latency if r.get("cpu_us_per_event_steady") is not None]
     result = {
         "bench": "e2e",
+        "venue": args.venue or load_config().venue.name,
         "value": p99,
         "unit": "ms p99 venue->database",
         "baseline": base,

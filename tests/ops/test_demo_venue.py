@@ -74,7 +74,7 @@ def test_new_faults_fire_once_on_the_busiest_connection_with_notes() -> None:
     run = PipelineRun(Config(), RunOptions())
     calls: list[tuple[str, Any]] = []
 
-    def admin(path: str, body: dict[str, Any] | None = None) -> Any:
+    def admin(path: str, body: dict[str, Any] | None = None, venue: str = "") -> Any:
         calls.append((path, body))
         if path == "/_sim/stats":
             return {"connections": [{"conn_id": 4, "data_messages": 10}, {"conn_id": 7, "data_messages": 900}]}
@@ -127,3 +127,67 @@ def test_progress_shows_what_the_venue_did() -> None:
     ):
         assert part in text, part
     assert "paused" not in render_progress(Progress(elapsed_s=1.0, duration_s=120.0, raw={"g1": 1}))
+
+
+def _demo_args(*argv: str) -> argparse.Namespace:
+    from ops import demo_cli
+
+    parser = argparse.ArgumentParser()
+    demo_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["demo", *argv])
+
+
+def test_demo_venue_choices_are_the_registry_and_all() -> None:
+    """``--venue`` takes every venue of :func:`venues.names` and ``all``; the run gets the venues it names, each
+    emulator its own child, gatherers per venue with their own ids (raw topics), and an unknown name is refused."""
+    import venues
+    from ops.demo_cli import chosen_venues
+
+    config = Config()
+    assert chosen_venues(_demo_args(), config) == (config.venue.name,)
+    for name in venues.names():
+        assert chosen_venues(_demo_args("--venue", name), config) == (name,)
+    assert chosen_venues(_demo_args("--venue", "all"), config) == venues.names()
+    with pytest.raises(SystemExit):
+        _demo_args("--venue", "no-such-venue")
+
+    one = PipelineRun(config, RunOptions(venues=(venues.names()[-1],), gatherers=2))
+    assert one.gatherer_ids == ["g1", "g2"] and one.sim_name(one.venue_names[0]) == "sim"
+    every = PipelineRun(config, RunOptions(venues=venues.names(), gatherers=2))
+    assert len(set(every.gatherer_ids)) == 2 * len(venues.names())
+    assert {every.venue_of_gatherer(g) for g in every.gatherer_ids} == set(venues.names())
+    assert len({every.sim_name(v) for v in venues.names()}) == len(venues.names())
+    assert len({every.truth_paths[v] for v in venues.names()}) == len(venues.names())
+    for gid in every.gatherer_ids:
+        assert every._env(every.venue_of_gatherer(gid))["MDPIPE_VENUE__NAME"] == every.venue_of_gatherer(gid)
+
+
+def test_silent_faults_of_a_venue_are_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    import venues
+
+    name = venues.names()[0]
+    monkeypatch.setattr(type(venues.get_venue(name)), "silent_faults", frozenset({"redeliver"}))
+    run = PipelineRun(Config(), RunOptions(venues=(name,)))
+    calls: list[Any] = []
+    run.sim_admin = lambda path, body=None, venue="": calls.append((path, body)) or {}  # type: ignore[method-assign]
+    run.options = RunOptions(venues=(name,), faults=FaultPlan(None, 0.2, None, redeliver_at=(0.3,), bad_number_at=()))
+    done: set[str] = set()
+    for fraction in (0.25, 0.35, 0.9):
+        run._faults_due(fraction, done, [])
+    assert [body for path, body in calls if path == "/_sim/faults"] == [{"fault": "drop", "conn_id": 2}]
+    assert any("fault redeliver skipped" in note for note in run.events_log)
+
+
+def test_reports_of_several_venues_combine_into_one_with_each_kept() -> None:
+    from ops.pipeline_run import combine_reports
+
+    a = {"clean": True, "rows": 10, "missing": 0, "held_by": {"0": 1, "1": 2}, "gatherers": ["a-g1"],
+         "latency_ms": {"p50": 5.0, "p99": 9.0}, "book_examples": []}  # fmt: skip
+    b = {"clean": False, "rows": 5, "missing": 2, "held_by": {"0": 3, "1": 4}, "gatherers": ["b-g1"],
+         "latency_ms": {"p50": 7.0, "p99": 20.0}, "book_examples": ["x"]}  # fmt: skip
+    both = combine_reports({"a": a, "b": b})
+    assert both["rows"] == 15 and both["missing"] == 2 and both["held_by"] == {"0": 4, "1": 6}
+    assert both["gatherers"] == ["a-g1", "b-g1"] and both["book_examples"] == ["x"]
+    assert both["latency_ms"] == {"p50": 7.0, "p99": 20.0}  # the slowest venue's
+    assert not both["clean"] and both["venues"] == {"a": a, "b": b}
+    assert combine_reports({"a": a})["clean"]

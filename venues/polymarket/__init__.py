@@ -11,6 +11,7 @@ Modules, pure logic unless said otherwise:
 - :mod:`venues.polymarket.session`: the sans-I/O client session of one connection;
 - :mod:`venues.polymarket.discovery`: Gamma ``/markets/keyset`` and CLOB ``/markets`` listing parsers and paging;
 - :mod:`venues.polymarket.emulator`: the emulator's Polymarket profile (frames from the emulator's ground truth);
+- :mod:`venues.polymarket.verify`: that same translation replayed for ``mdpipe verify`` (what the venue sent);
 - :mod:`venues.polymarket.venue`: :class:`~venues.polymarket.venue.Polymarket`, what the stages look up as ``VENUE``.
 """
 

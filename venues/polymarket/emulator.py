@@ -213,7 +213,10 @@ class Profile:
 def gamma_keyset_page(profile: Profile, table: MarketTable, after_cursor: str, limit: int) -> bytes:
     """Body of the emulator's Gamma ``GET /markets/keyset?closed=false&limit=&after_cursor=``: open markets (not
     closed, determined or settled) in index order; ``next_cursor`` is the next index as text, absent on the last
-    page (:mod:`venues.polymarket.discovery` walks it)."""
+    page (:mod:`venues.polymarket.discovery` walks it). Every open market is ``active``; one the emulator paused
+    (deactivated) or has not activated yet is not ``acceptingOrders`` [guess: Gamma's ``active`` is the listing's
+    open flag, a trading halt shows in ``acceptingOrders``]: a collector keeps holding a paused market's book, so it
+    does not miss the changes right after the market trades again."""
     start = int(after_cursor) if after_cursor.isdigit() else 0
     indexes, nxt = table.page((ST_INITIALIZED, ST_INACTIVE, ST_ACTIVE), start, max(1, limit))
     markets = []
@@ -223,7 +226,7 @@ def gamma_keyset_page(profile: Profile, table: MarketTable, after_cursor: str, l
         markets.append({
             "id": str(i + 1), "conditionId": condition, "question": f"{table.ticker(i)}?", "slug": table.ticker(i),
             "outcomes": '["Yes", "No"]', "clobTokenIds": _json.encode([yes_id, no_id]).decode(),
-            "active": status == ST_ACTIVE, "closed": False, "archived": False, "enableOrderBook": True,
+            "active": True, "closed": False, "archived": False, "enableOrderBook": True,
             "acceptingOrders": status == ST_ACTIVE, "orderPriceMinTickSize": 0.01, "negRisk": False,
         })  # fmt: skip
     page: dict[str, object] = {"markets": markets}

@@ -31,6 +31,13 @@ class Polymarket(Venue):
     channels = ("market",)
     lifecycle_channel = ""
     max_markets_per_connection = 500  # wire.MAX_ASSETS_PER_CONNECTION (a test holds them equal)
+    trade_ids = False  # last_trade_price carries no trade id (verify matches trades by content)
+    needs_auth = False
+    # a re-sent message is indistinguishable from a second identical one (no sequence numbers): venues.polymarket.keys
+    silent_faults = frozenset({"redeliver"})
+    # the demo's emulator: every market is two tokens and a gatherer holds them all, at most 500 per connection
+    demo_markets = 2_000
+    demo_rate = 1_000.0
 
     def session(self, **kwargs: Any) -> VenueSession:
         from venues.polymarket import wire
@@ -82,6 +89,11 @@ class Polymarket(Venue):
             return message_to_event(kind, msg, **kw)
 
         return normalise
+
+    def truth_translator(self, seed: int) -> Any:
+        from venues.polymarket.verify import Translator
+
+        return Translator(seed)
 
     def emulator_wire(self) -> ModuleType:
         from venues.polymarket import emulator

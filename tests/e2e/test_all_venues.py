@@ -1,0 +1,61 @@
+"""`mdpipe demo --venue all`, short: every venue's emulator and gatherers into ONE dedup and ONE sink, verified clean
+per venue (each venue's emulator truth against only that venue's rows), with both venues' rows in the same tables.
+
+The deployment decided in the README ("Both venues at once"): gatherers per venue, each with its own raw topic
+``raw.<gatherer>``; one shared ``events`` topic and one set of tables, a row's venue in its ``venue`` column.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import venues
+from mdpipe.config import Config
+from mdpipe.topics import topic_names
+from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
+
+
+def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: Config, tmp_path: Path) -> None:
+    options = RunOptions(
+        venues=venues.names(),
+        markets=40,
+        rate=150.0,
+        duration_s=15.0,
+        gatherers=2,
+        seed=9,
+        faults=FaultPlan(disconnect_at=0.3, seq_gap_at=0.4, kill_gatherer_at=0.5, restart_after_s=2.0),
+        workdir=tmp_path / "run",
+        drain_timeout_s=90.0,
+        database=f"mdpipe_all_{uuid.uuid4().hex[:12]}",  # never the demo's: a demo may run beside the tests
+    )
+    run = PipelineRun(mdpipe_config, options)
+    try:
+        run.start()
+        run.run()
+    finally:
+        run.stop()
+    assert len(run.venue_names) >= 2
+    names = topic_names(run._stage_config())
+    assert set(names.raw) == set(run.gatherer_ids)  # one raw topic per gatherer of every venue
+    assert len({run.venue_of_gatherer(g) for g in run.gatherer_ids}) == len(run.venue_names)
+    assert [n for n in run.children if n.startswith("dedup-")] == ["dedup-1"] and "sink" in run.children
+
+    report = run.verify()
+    assert set(report["venues"]) == set(run.venue_names)
+    for venue, own in report["venues"].items():
+        problems = {k: own[k] for k in ("missing", "duplicated", "unexpected", "markets_uncovered", "books_mismatched")}
+        assert own["clean"], (venue, problems, own["missing_examples"], own["uncovered_examples"], own["book_examples"])
+        assert own["expected"] > 300, venue
+        assert own["books_checked"] > 0, venue
+        assert set(own["gatherers"]) == set(run.gatherers_of[venue]), venue  # each venue's record: its gatherers only
+    assert report["clean"]
+    assert report["rows"] == sum(own["rows"] for own in report["venues"].values())
+    with psycopg.connect(run.dsn) as conn:
+        stored = {v for (v,) in conn.execute("SELECT DISTINCT venue FROM orderbook_deltas")}
+    assert stored == set(run.venue_names)
