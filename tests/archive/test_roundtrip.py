@@ -59,6 +59,7 @@ class _FakeRun:
 
     def __init__(self, config: Any, options: Any) -> None:
         self.rest_url = "http://sim"
+        self.urls = {"sim": ("http://sim", "ws://sim")}  # venue -> (REST, WebSocket), as PipelineRun.urls
         self.events_log: list[str] = []
         self.children: dict[str, Any] = {}
 
