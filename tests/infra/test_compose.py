@@ -213,7 +213,28 @@ def test_interpolation_helper_follows_compose_rules() -> None:
 def test_every_value_interpolates_and_the_file_has_no_tabs() -> None:
     text = COMPOSE_FILE.read_text()
     assert "\t" not in text
-    _resolved(_compose(), {})  # raises on any interpolation compose would reject
+    _resolved(_compose(), _venue_env())  # raises on any interpolation compose would reject
+
+
+def test_without_a_venue_compose_refuses_every_command_with_the_fix() -> None:
+    """Compose interpolates every service whatever the profile: a bare `docker compose ...` (no venue file) stops
+    with one line naming the fix instead of recreating every gatherer with an empty venue name."""
+    for env in ({}, {k: v for k, v in _venue_env().items() if k != "MDPIPE_VENUE"}, {"MDPIPE_VENUE": ""}):
+        with pytest.raises(ValueError, match=r"MDPIPE_VENUE: .*--env-file venues/<name>/deploy/compose\.env") as err:
+            _resolved(_compose(), env)
+        assert "\n" not in str(err.value)
+    for name in ("gather-g1", "gather-g2", "gather-g3", "venue"):  # where the venue is read
+        with pytest.raises(ValueError, match="MDPIPE_VENUE"):
+            _environment(_services()[name], {})
+
+
+def test_infra_up_docker_passes_the_default_venues_file() -> None:
+    from infra.manager import compose_command
+
+    cmd = compose_command("up", "-d", "--wait")
+    env_file = Path(cmd[cmd.index("--env-file") + 1])
+    assert env_file == ROOT / "venues" / default_name() / "deploy" / "compose.env" and env_file.is_file()
+    _resolved(_compose(), _env_file(env_file))
 
 
 def test_dev_infrastructure_is_unchanged_for_make_up_and_the_tests() -> None:
@@ -445,6 +466,10 @@ def _env_file(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
+def _venue_file(name: str = "compose.env", venue: str | None = None) -> Path:
+    return ROOT / "venues" / (venue or default_name()) / "deploy" / name
+
+
 def _venue_env(*files: str, venue: str | None = None) -> dict[str, str]:
     """What `make product` gives compose: the variables of the venue's deploy files, later files winning."""
     folder = ROOT / "venues" / (venue or default_name()) / "deploy"
@@ -470,11 +495,13 @@ def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:
     assert _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
     own = _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert own["MDPIPE_VENUE__KEY_ID"] == "mine"
-    other = _environment(_services()["gather-g2"], {"MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    other = _environment(
+        _services()["gather-g2"], {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"}
+    )
     assert other["MDPIPE_VENUE__KEY_ID"] == "shared"
-    # no venue file: the gatherers stop at start-up with one line naming the setting
+    # an empty venue name (set, but empty) stops the gatherers at start-up with one line naming the setting
     with pytest.raises(ConfigError, match=r"venue\.name"):
-        load_config(environ=_environment(gather, {}), use_infra_state=False)
+        load_config(environ={**_environment(gather, venue_env), "MDPIPE_VENUE__NAME": ""}, use_infra_state=False)
 
 
 def test_every_venue_deployment_file_names_a_venue_and_its_urls() -> None:
@@ -709,9 +736,39 @@ def _compose_plugin() -> bool:
 def test_docker_compose_config_accepts_the_file(profiles: list[str]) -> None:
     flags = [arg for p in profiles for arg in ("--profile", p)]
     done = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), *flags, "config", "--quiet"],
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "--env-file", str(_venue_file()), *flags, "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- the documented commands -------------------------------------------------------------------------------------
+DOCUMENTED = (
+    "docs/deploy.md",
+    "README.md",
+    "docs/production-kalshi.md",
+    *(f"venues/{n}/deploy/README.md" for n in venues.names()),
+)
+
+
+def test_every_documented_compose_command_passes_the_venues_file() -> None:
+    """A `docker compose -f infra/compose.yaml ...` of the docs (a command, or a shell variable C=... holding one)
+    passes a venue's compose.env: without it compose refuses (above), and before that guard it recreated every
+    gatherer with an empty venue. infra/.env only when it exists (compose refuses a missing --env-file)."""
+    seen = 0
+    for doc in DOCUMENTED:
+        path = ROOT / doc
+        if not path.is_file():
+            continue
+        text = re.sub(r"\s*\\\n\s*#?\s*", " ", path.read_text())  # continuation lines joined
+        for match in re.finditer(r"docker compose -f infra/compose\.yaml[^`\n]*", text):
+            seen += 1
+            command = match.group()
+            assert re.search(r"--env-file venues/[a-z0-9_]+/deploy/compose\.env", command), f"{doc}: {command}"
+            assert "--env-file infra/.env" not in command.replace("[--env-file infra/.env]", ""), f"{doc}: {command}"
+        for line in text.splitlines():  # every use of $C follows a C=... that has the venue's file
+            if line.lstrip().startswith("$C ") or " $C " in line:
+                assert re.search(r'^C="docker compose [^"]*--env-file venues/', text, flags=re.M), f"{doc}: {line}"
+    assert seen >= 6

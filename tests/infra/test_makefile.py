@@ -142,10 +142,19 @@ def _compose_calls(lines: list[str]) -> list[list[str]]:
     return calls
 
 
+def _compose_words(venue: str | None = None) -> list[str]:
+    """What every compose call of the Makefile starts with: the file, the venue's deployment file, infra/.env if any
+    (infra/compose.yaml refuses any command without MDPIPE_VENUE)."""
+    from venues import default_name
+
+    own = ["--env-file", "infra/.env"] if (ROOT / "infra" / ".env").is_file() else []
+    return [*COMPOSE.split(), "--env-file", f"venues/{venue or default_name()}/deploy/compose.env", *own]
+
+
 def test_make_up_on_a_docker_only_host(docker_only: Path) -> None:
     lines = _make_n(docker_only, "up")
     _assert_no_native_tools(lines)
-    assert _compose_calls(lines) == [[*COMPOSE.split(), "up", "-d", "--wait"]]
+    assert _compose_calls(lines) == [[*_compose_words(), "up", "-d", "--wait"]]
     # the addresses land in .run/infra.json as `mdpipe infra up --docker` writes them (host tools read them)
     script = "\n".join(lines).replace("\\\n", " ")
     (printf,) = [c for line in script.splitlines() for c in _commands(line) if c[0] == "printf"]
@@ -163,16 +172,17 @@ def test_make_demo_on_a_docker_only_host(docker_only: Path) -> None:
     _assert_no_native_tools(lines)
     run = [c for c in _compose_calls(lines) if "run" in c]
     assert run == [
-        [*COMPOSE.split(), "--profile", "demo", "run", "--rm", "--build", "demo", "--duration", "30", "--no-faults"]
+        [*_compose_words(), "--profile", "demo", "run", "--rm", "--build", "demo", "--duration", "30", "--no-faults"]
     ]
-    assert f"{COMPOSE} down" in " ".join(lines)  # stops what it started
+    down = [*_compose_words(), "down"]
+    assert any(call[: len(down)] == down for call in _compose_calls(lines))  # stops what it started
 
 
 def test_make_test_on_a_docker_only_host(docker_only: Path) -> None:
     lines = _make_n(docker_only, "test", "PYTEST_ARGS=-k compose -x")
     _assert_no_native_tools(lines)
     run = [c for c in _compose_calls(lines) if "run" in c]
-    assert run == [[*COMPOSE.split(), "--profile", "test", "run", "--rm", "--build", "tests", "-k", "compose", "-x"]]
+    assert run == [[*_compose_words(), "--profile", "test", "run", "--rm", "--build", "tests", "-k", "compose", "-x"]]
 
 
 @pytest.mark.parametrize("target", ["setup", "down", "status"])
@@ -196,8 +206,10 @@ def test_compose_commands_name_services_and_profiles_the_file_has(docker_only: P
         assert call[2:4] == ["-f", "infra/compose.yaml"]
         used = [call[i + 1] for i, word in enumerate(call) if word == "--profile"]
         assert set(used) <= profiles, call
-        if "--env-file" in call:
-            assert (ROOT / call[call.index("--env-file") + 1]).is_file()
+        assert call[: len(_compose_words())] == _compose_words(), call  # the venue's file, every time
+        for i, word in enumerate(call):
+            if word == "--env-file":
+                assert (ROOT / call[i + 1]).is_file(), call
         for verb in ("run", "build"):
             if verb in call:
                 named = [w for w in call[call.index(verb) + 1 :] if not w.startswith("-")]
@@ -278,10 +290,24 @@ def test_product_takes_the_venues_deployment_files_by_name(docker_only: Path) ->
     from venues import default_name
 
     name = default_name()
-    for target, files in (("product", ["compose.env"]), ("product-sim", ["compose.env", "sim.env"])):
+    for target, last in (("product", "compose.env"), ("product-sim", "sim.env")):
         (call,) = [c for c in _compose_calls(_make_n(docker_only, target)) if "up" in c]
         env_files = [call[i + 1] for i, word in enumerate(call) if word == "--env-file"]
-        assert env_files[: len(files)] == [f"venues/{name}/deploy/{f}" for f in files], call
-        assert all((ROOT / f).is_file() for f in env_files[: len(files)])
+        assert env_files[0] == f"venues/{name}/deploy/compose.env" and env_files[-1] == f"venues/{name}/deploy/{last}"
+        assert all((ROOT / f).is_file() for f in env_files)
     (call,) = _compose_calls(_make_n(docker_only, "product", "MDPIPE_VENUE=another"))
     assert call[call.index("--env-file") + 1] == "venues/another/deploy/compose.env"
+
+
+@pytest.mark.parametrize("target", ["up", "down", "status", "demo", "test", "setup", "product", "product-down"])
+def test_every_compose_call_names_the_venue_make_chose(docker_only: Path, target: str) -> None:
+    """make's venue reaches compose (MDPIPE_VENUE=<name> before `docker compose`, which infra/.env cannot override)
+    with that venue's file, for the stack targets too: compose refuses any command without a venue."""
+    script = "\n".join(_make_n(docker_only, target, "MDPIPE_VENUE=polymarket")).replace("\\\n", " ")
+    calls = [words for line in script.splitlines() for words in _commands(line) if "compose" in words]
+    assert calls
+    for words in calls:
+        words = [w for w in words if w not in ("if", "then", "else", "fi")]
+        start = words.index("docker")
+        assert "MDPIPE_VENUE=polymarket" in words[:start], words
+        assert words[start:][: len(_compose_words("polymarket"))] == _compose_words("polymarket"), words
