@@ -745,11 +745,8 @@ def test_docker_compose_config_accepts_the_file(profiles: list[str]) -> None:
 
 
 # --- the documented commands -------------------------------------------------------------------------------------
-DOCUMENTED = (
-    "docs/deploy.md",
-    "README.md",
-    "docs/production-kalshi.md",
-    *(f"venues/{n}/deploy/README.md" for n in venues.names()),
+DOCUMENTED = sorted(
+    str(p.relative_to(ROOT)) for p in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("venues/*/deploy/*.md")]
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -299,15 +300,85 @@ def test_product_takes_the_venues_deployment_files_by_name(docker_only: Path) ->
     assert call[call.index("--env-file") + 1] == "venues/another/deploy/compose.env"
 
 
+def _other_venue() -> str:
+    """A venue with deployment files that is not the default (make's choice must reach compose)."""
+    from venues import default_name, names
+
+    return next(
+        n for n in names() if n != default_name() and (ROOT / "venues" / n / "deploy" / "compose.env").is_file()
+    )
+
+
 @pytest.mark.parametrize("target", ["up", "down", "status", "demo", "test", "setup", "product", "product-down"])
 def test_every_compose_call_names_the_venue_make_chose(docker_only: Path, target: str) -> None:
     """make's venue reaches compose (MDPIPE_VENUE=<name> before `docker compose`, which infra/.env cannot override)
     with that venue's file, for the stack targets too: compose refuses any command without a venue."""
-    script = "\n".join(_make_n(docker_only, target, "MDPIPE_VENUE=polymarket")).replace("\\\n", " ")
+    other = _other_venue()
+    script = "\n".join(_make_n(docker_only, target, f"MDPIPE_VENUE={other}")).replace("\\\n", " ")
     calls = [words for line in script.splitlines() for words in _commands(line) if "compose" in words]
     assert calls
     for words in calls:
         words = [w for w in words if w not in ("if", "then", "else", "fi")]
         start = words.index("docker")
-        assert "MDPIPE_VENUE=polymarket" in words[:start], words
-        assert words[start:][: len(_compose_words("polymarket"))] == _compose_words("polymarket"), words
+        assert f"MDPIPE_VENUE={other}" in words[:start], words
+        assert words[start:][: len(_compose_words(other))] == _compose_words(other), words
+
+
+# --- make product refuses what compose would silently ignore ---------------------------------------------------------
+def _checkout(tmp_path: Path) -> Path:
+    """The files the compose targets read, copied: the Makefile, infra's compose file and stack script, each venue's
+    package marker and deployment files (an infra/.env of a test's own never touches the real checkout)."""
+    out = tmp_path / "checkout"
+    for path in [ROOT / "Makefile", ROOT / "infra" / "stack.sh", ROOT / "infra" / "compose.yaml"]:
+        (out / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out / path.relative_to(ROOT))
+    for package in (ROOT / "venues").glob("*/__init__.py"):
+        shutil.copytree(package.parent / "deploy", out / "venues" / package.parent.name / "deploy", dirs_exist_ok=True)
+        shutil.copy2(package, out / "venues" / package.parent.name / "__init__.py")
+    return out
+
+
+def _make(tmp_path: Path, checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make` for real (not -n) with a `docker` that prints its arguments and the tools the recipes use."""
+    folder = _fake_bin(tmp_path)
+    for tool in ("grep", "sed", "sort", "tr", "env", "cat"):
+        (folder / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    return subprocess.run(
+        [str(MAKE), "--no-print-directory", "-C", str(checkout), "STACK=compose", *args],
+        env=_env(folder, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("old", ["MDPIPE_ACME_KEY_ID", "MDPIPE_ACME_PRIVATE_KEY_FILE", "MDPIPE_X2_KEY_ID"])
+@pytest.mark.parametrize("where", ["environment", "infra/.env"])
+def test_compose_targets_refuse_the_old_key_variable_names(tmp_path: Path, old: str, where: str) -> None:
+    checkout = _checkout(tmp_path)
+    env = {old: "x"} if where == "environment" else {}
+    if where == "infra/.env":
+        (checkout / "infra" / ".env").write_text(f"GRAFANA_ADMIN_PASSWORD=a\nexport {old}=x\n")
+    for target in ("product", "up"):
+        done = _make(tmp_path / target, checkout, target, **env)
+        assert done.returncode == 2 and "docker compose" not in done.stdout, done.stdout + done.stderr
+        (line,) = done.stderr.splitlines()[:1]
+        assert old in line and "rename" in line and "docs/deploy.md" in line
+
+
+def test_compose_targets_accept_the_shared_and_per_gatherer_key_variables(tmp_path: Path) -> None:
+    checkout = _checkout(tmp_path)
+    (checkout / "infra" / ".env").write_text("MDPIPE_G1_KEY_ID=a\nMDPIPE_G12_PRIVATE_KEY_FILE=b\n")
+    done = _make(tmp_path, checkout, "product", MDPIPE_VENUE_KEY_ID="c", MDPIPE_VENUE__KEY_ID="d")
+    assert done.returncode == 0, done.stderr
+    assert "docker compose -f infra/compose.yaml" in done.stdout
+
+
+def test_the_deployment_guide_starts_with_the_rename() -> None:
+    """docs/deploy.md says, before its first section, which variables were renamed (the Makefile's message points
+    there)."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    top = text[: text.index("\n## ")]
+    assert "Upgrading" in top
+    old = {m.group(1) for m in re.finditer(r"MDPIPE_(?!VENUE_|G<n>)([A-Z]+)_(?:KEY_ID|PRIVATE_KEY_FILE)", top)}
+    assert len(old) == 1, old  # the first venue's old names, both
