@@ -142,16 +142,17 @@ DEFAULT_VENUE = $(eval DEFAULT_VENUE := $(or $(shell $(if $(wildcard $(BIN)/pyth
 	grep -l '^ *default = True' venues/*/*.py 2>/dev/null)))))$(DEFAULT_VENUE)
 MDPIPE_VENUE ?= $(DEFAULT_VENUE)
 VENUE_DEPLOY = venues/$(MDPIPE_VENUE)/deploy
-# Key variables of the deployment files before they took the venue by name (MDPIPE_<VENUE>_KEY_ID ...) would be
-# ignored in silence: refuse them, from the environment or infra/.env. Allowed: MDPIPE_VENUE_* and MDPIPE_G<n>_*.
+# Key variables of earlier deployment files (MDPIPE_<venue>_KEY_ID, then MDPIPE_VENUE_KEY_ID, one underscore from
+# the mdpipe setting MDPIPE_VENUE__KEY_ID) would be ignored in silence: refuse them, from the environment or
+# infra/.env. Still read: MDPIPE_G<n>_KEY_ID / _PRIVATE_KEY_FILE (one gatherer's).
 OLD_KEY_VARS := ^[[:space:]]*(export[[:space:]]+)?MDPIPE_[A-Z0-9]+_(KEY_ID|PRIVATE_KEY_FILE)=
-NEW_KEY_VARS := MDPIPE_(VENUE|G[0-9]+)_
+NEW_KEY_VARS := MDPIPE_G[0-9]+_
 VENUE_CHECK = @test -f $(VENUE_DEPLOY)/compose.env || { echo "MDPIPE_VENUE=$(MDPIPE_VENUE): no $(VENUE_DEPLOY)/compose.env \
 	(make product MDPIPE_VENUE=<a folder of venues/ that has deploy/compose.env>)" >&2; exit 2; }; \
 	old=$$({ env; cat infra/.env 2>/dev/null; } | grep -E '$(OLD_KEY_VARS)' | grep -vE '$(NEW_KEY_VARS)' | \
 	sed -E 's/=.*//; s/.*[[:space:]]//' | sort -u | tr '\n' ' '); \
 	test -z "$$old" || { echo "renamed: $${old}in infra/.env or the environment; the compose variables are now \
-	MDPIPE_VENUE_KEY_ID, MDPIPE_VENUE_PRIVATE_KEY_FILE (one gatherer's: MDPIPE_G<n>_...): rename (docs/deploy.md)" >&2; \
+	VENUE_KEY_ID, VENUE_PRIVATE_KEY_FILE (one gatherer's: MDPIPE_G<n>_...): rename (docs/deploy.md, Upgrading)" >&2; \
 	exit 2; }
 
 product:

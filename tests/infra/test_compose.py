@@ -492,12 +492,10 @@ def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:
     assert config.venue.name == default_name() and config.venue.rest_url == venue_env["MDPIPE_VENUE__REST_URL"]
     demo = {**venue_env, "MDPIPE_VENUE__REST_URL": "https://demo.example/api"}
     assert _environment(gather, demo)["MDPIPE_VENUE__REST_URL"] == "https://demo.example/api"
-    assert _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
-    own = _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    assert _environment(gather, {**venue_env, "VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
+    own = _environment(gather, {**venue_env, "VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert own["MDPIPE_VENUE__KEY_ID"] == "mine"
-    other = _environment(
-        _services()["gather-g2"], {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"}
-    )
+    other = _environment(_services()["gather-g2"], {**venue_env, "VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert other["MDPIPE_VENUE__KEY_ID"] == "shared"
     # an empty venue name (set, but empty) stops the gatherers at start-up with one line naming the setting
     with pytest.raises(ConfigError, match=r"venue\.name"):
@@ -558,8 +556,8 @@ def test_each_gatherer_signs_with_the_key_file_it_is_given(tmp_path: Path) -> No
     shared, own = _keypair(tmp_path / "shared"), _keypair(tmp_path / "own")
     env = {
         **venue_env,
-        "MDPIPE_VENUE_KEY_ID": shared[0],
-        "MDPIPE_VENUE_PRIVATE_KEY_FILE": str(shared[1]),
+        "VENUE_KEY_ID": shared[0],
+        "VENUE_PRIVATE_KEY_FILE": str(shared[1]),
         "MDPIPE_G3_KEY_ID": own[0],
         "MDPIPE_G3_PRIVATE_KEY_FILE": str(own[1]),
     }
@@ -769,3 +767,13 @@ def test_every_documented_compose_command_passes_the_venues_file() -> None:
             if line.lstrip().startswith("$C ") or " $C " in line:
                 assert re.search(r'^C="docker compose [^"]*--env-file venues/', text, flags=re.M), f"{doc}: {line}"
     assert seen >= 6
+
+
+def test_no_compose_variable_is_an_underscore_away_from_an_mdpipe_setting() -> None:
+    """A compose variable one underscore from the setting it feeds (MDPIPE_VENUE_KEY_ID vs MDPIPE_VENUE__KEY_ID) is
+    set in the wrong place in silence; the same name for both (MDPIPE_VENUE__REST_URL) is fine."""
+    variables = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
+    settings = {key for service in _mdpipe_services().values() for key in (service.get("environment") or {})}
+    assert "MDPIPE_VENUE__KEY_ID" in settings and "VENUE_KEY_ID" in variables
+    clashes = {(v, s) for v in variables for s in settings if v != s and v.replace("_", "") == s.replace("_", "")}
+    assert clashes == set()

@@ -352,7 +352,16 @@ def _make(tmp_path: Path, checkout: Path, *args: str, **env: str) -> subprocess.
     )
 
 
-@pytest.mark.parametrize("old", ["MDPIPE_ACME_KEY_ID", "MDPIPE_ACME_PRIVATE_KEY_FILE", "MDPIPE_X2_KEY_ID"])
+@pytest.mark.parametrize(
+    "old",
+    [
+        "MDPIPE_ACME_KEY_ID",
+        "MDPIPE_ACME_PRIVATE_KEY_FILE",
+        "MDPIPE_X2_KEY_ID",
+        "MDPIPE_VENUE_KEY_ID",
+        "MDPIPE_VENUE_PRIVATE_KEY_FILE",
+    ],
+)
 @pytest.mark.parametrize("where", ["environment", "infra/.env"])
 def test_compose_targets_refuse_the_old_key_variable_names(tmp_path: Path, old: str, where: str) -> None:
     checkout = _checkout(tmp_path)
@@ -367,9 +376,10 @@ def test_compose_targets_refuse_the_old_key_variable_names(tmp_path: Path, old: 
 
 
 def test_compose_targets_accept_the_shared_and_per_gatherer_key_variables(tmp_path: Path) -> None:
+    """VENUE_KEY_ID / VENUE_PRIVATE_KEY_FILE (shared), MDPIPE_G<n>_* (one gatherer's) and mdpipe settings pass."""
     checkout = _checkout(tmp_path)
     (checkout / "infra" / ".env").write_text("MDPIPE_G1_KEY_ID=a\nMDPIPE_G12_PRIVATE_KEY_FILE=b\n")
-    done = _make(tmp_path, checkout, "product", MDPIPE_VENUE_KEY_ID="c", MDPIPE_VENUE__KEY_ID="d")
+    done = _make(tmp_path, checkout, "product", VENUE_KEY_ID="c", VENUE_PRIVATE_KEY_FILE="e", MDPIPE_VENUE__KEY_ID="d")
     assert done.returncode == 0, done.stderr
     assert "docker compose -f infra/compose.yaml" in done.stdout
 
@@ -380,5 +390,6 @@ def test_the_deployment_guide_starts_with_the_rename() -> None:
     text = (ROOT / "docs" / "deploy.md").read_text()
     top = text[: text.index("\n## ")]
     assert "Upgrading" in top
-    old = {m.group(1) for m in re.finditer(r"MDPIPE_(?!VENUE_|G<n>)([A-Z]+)_(?:KEY_ID|PRIVATE_KEY_FILE)", top)}
-    assert len(old) == 1, old  # the first venue's old names, both
+    old = {m.group(1) for m in re.finditer(r"MDPIPE_(?!G<n>)([A-Z]+)_(?:KEY_ID|PRIVATE_KEY_FILE)", top)}
+    assert "VENUE" in old and len(old) == 2, old  # the first venue's names, then MDPIPE_VENUE_*
+    assert "`VENUE_KEY_ID`" in top and "`VENUE_PRIVATE_KEY_FILE`" in top

@@ -57,7 +57,7 @@ def test_the_compose_product_gathers_from_kalshi_production() -> None:
         "MDPIPE_VENUE__AUTH": "true",
     }
     readme = (DEPLOY / "README.md").read_text()
-    for name in ("MDPIPE_VENUE_KEY_ID", "MDPIPE_VENUE_PRIVATE_KEY_FILE", "infra/secrets/kalshi-private-key.pem"):
+    for name in ("VENUE_KEY_ID", "VENUE_PRIVATE_KEY_FILE", "infra/secrets/kalshi-private-key.pem"):
         assert name in readme, name
 
 

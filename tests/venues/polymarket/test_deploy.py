@@ -24,7 +24,7 @@ def test_the_compose_product_gathers_from_the_documented_endpoints_without_keys(
     env = _env_file(DEPLOY / "compose.env")
     assert env["MDPIPE_VENUE"] == "polymarket" and env["MDPIPE_VENUE__AUTH"] == "false"
     assert env["MDPIPE_VENUE__REST_URL"] == GAMMA_URL and env["MDPIPE_VENUE__WS_URL"] == wire.WS_URL
-    assert (DEPLOY.parents[2] / "infra" / env["MDPIPE_VENUE_PRIVATE_KEY_FILE"]).is_file()  # compose needs a file
+    assert (DEPLOY.parents[2] / "infra" / env["VENUE_PRIVATE_KEY_FILE"]).is_file()  # compose needs a file
     sim = {**env, **_env_file(DEPLOY / "sim.env")}
     assert urlsplit(sim["MDPIPE_VENUE__WS_URL"]).path == WS_PATH == urlsplit(wire.WS_URL).path
     assert urlsplit(sim["MDPIPE_VENUE__REST_URL"]).hostname == "venue"
