@@ -140,7 +140,11 @@ test-compose:
 DEFAULT_VENUE = $(eval DEFAULT_VENUE := $(or $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) -c \
 	'import venues; print(venues.default_name())' 2>/dev/null),$(patsubst venues/%/,%,$(dir $(shell \
 	grep -l '^ *default = True' venues/*/*.py 2>/dev/null)))))$(DEFAULT_VENUE)
-MDPIPE_VENUE ?= $(DEFAULT_VENUE)
+# MDPIPE_VENUE: make's command line, else the environment, else infra/.env (where compose reads it too), else the
+# default venue: compose gets make's choice (MDPIPE_VENUE=... before each `docker compose`).
+ENV_FILE_VENUE = $(eval ENV_FILE_VENUE := $(lastword $(shell sed -n -E \
+	's/^[[:space:]]*(export[[:space:]]+)?MDPIPE_VENUE=[^A-Za-z0-9_-]*([A-Za-z0-9_-]*).*/\2/p' infra/.env 2>/dev/null)))$(ENV_FILE_VENUE)
+MDPIPE_VENUE ?= $(or $(ENV_FILE_VENUE),$(DEFAULT_VENUE))
 VENUE_DEPLOY = venues/$(MDPIPE_VENUE)/deploy
 # Key variables of earlier deployment files (MDPIPE_<venue>_KEY_ID, then MDPIPE_VENUE_KEY_ID, one underscore from
 # the mdpipe setting MDPIPE_VENUE__KEY_ID) would be ignored in silence: refuse them, from the environment or

@@ -393,3 +393,20 @@ def test_the_deployment_guide_starts_with_the_rename() -> None:
     old = {m.group(1) for m in re.finditer(r"MDPIPE_(?!G<n>)([A-Z]+)_(?:KEY_ID|PRIVATE_KEY_FILE)", top)}
     assert "VENUE" in old and len(old) == 2, old  # the first venue's names, then MDPIPE_VENUE_*
     assert "`VENUE_KEY_ID`" in top and "`VENUE_PRIVATE_KEY_FILE`" in top
+
+
+def test_the_venue_of_infra_env_is_makes_venue_too(tmp_path: Path) -> None:
+    """MDPIPE_VENUE in infra/.env (which compose reads) picks the venue's files for make as well; make's command line
+    and the environment win over it, for compose too."""
+    from venues import default_name
+
+    checkout, other = _checkout(tmp_path), _other_venue()
+    (checkout / "infra" / ".env").write_text(f'GRAFANA_ADMIN_USER=a\nMDPIPE_VENUE="{other}"  # mine\n')
+    cases = (([], {}, other), ([f"MDPIPE_VENUE={default_name()}"], {}, default_name()))
+    cases += (([], {"MDPIPE_VENUE": default_name()}, default_name()),)
+    for i, (args, env, expected) in enumerate(cases):
+        done = _make(tmp_path / str(i), checkout, "product", *args, **env)
+        assert done.returncode == 0, done.stderr
+        call = _compose_calls(done.stdout.splitlines())[-1]  # what the fake docker received
+        env_files = [call[j + 1] for j, word in enumerate(call) if word == "--env-file"]
+        assert env_files == [f"venues/{expected}/deploy/compose.env", "infra/.env"], (args, env)
