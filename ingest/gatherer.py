@@ -409,9 +409,9 @@ class Gatherer:
 
         For a venue with :class:`venues.interface.StatusListings` (else :meth:`_discover_via_venue`):
 
-        1. Complete listings (cursor paging) of each status in ``discovery_statuses``. A failing page raises
-           :class:`DiscoveryError` after applying only the pages already received; the next call resumes from that
-           page's cursor. A listing never releases a market it did not show.
+        1. Complete listings (cursor paging) of each status of ``discovery_statuses`` ([] = the venue's). A failing
+           page raises :class:`DiscoveryError` after applying only the pages already received; the next call resumes
+           from that page's cursor. A listing never releases a market it did not show.
         2. Once every listing completed: held markets no listing showed are looked up by ticker (batches of 100,
            no status filter); only a look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`). A
            failing batch is retried by the next call, the batches before it are not.
@@ -425,7 +425,7 @@ class Gatherer:
         p = self._pass
         if p is None:
             registry.prune(time.time_ns())
-            p = self._pass = _DiscoveryPass(list(self.opts.discovery_statuses))
+            p = self._pass = _DiscoveryPass(listings.statuses(list(self.opts.discovery_statuses)))
         else:
             p.attempts += 1
             self.discovery_resumes += 1

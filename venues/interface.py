@@ -81,12 +81,18 @@ class StatusListings(Protocol):
     """A venue's REST listings filtered by market status and look-ups by ticker, and the vocabulary of its statuses
     and lifecycle messages; sans I/O. The gatherer drives it (``ingest.gatherer``) and decides with
     ``ingest.registry.MarketRegistry``: each pass GETs every page of :meth:`listing_url` for each status of
-    ``gather.discovery_statuses`` (paced, 429-aware; resumed from the failing page's cursor), gives each body to
+    :meth:`statuses` (paced, 429-aware; resumed from the failing page's cursor), gives each body to
     :meth:`page`, then looks held markets no listing showed up by ticker (:meth:`lookup_url`, :attr:`lookup_batch`
     a request); lifecycle messages (the session's ``on_lifecycle``) are read with :meth:`lifecycle_of`. A listed
     market is any object with ``ticker`` and ``status`` attributes that :meth:`market_ref` accepts."""
 
     lookup_batch: int  # tickers per look-up request
+    listing_statuses: tuple[str, ...]  # the statuses a pass lists when ``gather.discovery_statuses`` is empty
+
+    def statuses(self, requested: list[str]) -> list[str]:
+        """The statuses a pass lists: ``requested`` (``gather.discovery_statuses``), or :attr:`listing_statuses`
+        when it is empty; ValueError (one line naming the accepted ones) for a list the venue cannot hold by."""
+        ...
 
     def listing_url(self, status: str, cursor: str = "") -> str:
         """The URL of the page of markets in ``status`` at ``cursor`` ("" = the first page)."""

@@ -45,3 +45,22 @@ def test_config_rejects_an_unknown_venue_naming_the_setting_and_the_known_venues
     text = str(info.value)
     assert "\n" not in text and text.startswith("config setting venue.name")
     assert "unknown venue 'nowhere'; known venues: " + ", ".join(venues.names()) in text
+
+
+def test_discovery_statuses_default_to_each_venues_own() -> None:
+    """gather.discovery_statuses defaults to [] (the venue's listing statuses), so every venue loads with it; a
+    list is checked by the venue, and a venue that does not list by status refuses one."""
+    from mdpipe.config import GatherConfig
+    from venues.interface import StatusListings
+
+    assert GatherConfig().discovery_statuses == []
+    for name in venues.names():
+        cfg = load_config(environ={"MDPIPE_VENUE__NAME": name}, use_infra_state=False)
+        found = venues.get_venue(name).discovery(cfg.venue.rest_url, 1000)
+        if isinstance(found, StatusListings):
+            assert found.statuses(cfg.gather.discovery_statuses) == list(found.listing_statuses), name
+            assert found.listing_statuses, name
+            continue
+        environ = {"MDPIPE_VENUE__NAME": name, "MDPIPE_GATHER__DISCOVERY_STATUSES": '["open"]'}
+        with pytest.raises(ConfigError, match=r"gather\.discovery_statuses .*does not list by status"):
+            load_config(environ=environ, use_infra_state=False)

@@ -21,7 +21,7 @@ from tests.mdpipe.test_example_config import (
     settings_named,
     unknown_settings,
 )
-from venues import default_name
+from venues import default_name, get_venue
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "venues" / "kalshi" / "deploy"
@@ -43,7 +43,12 @@ def test_the_example_with_kalshis_section_is_a_production_kalshi_configuration(t
     assert cfg.venue.rest_url == "https://external-api.kalshi.com/trade-api/v2"
     assert cfg.venue.ws_url == "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
     # the defaults the section relies on: every market-data channel, the statuses a gatherer holds
-    assert cfg.gather.channels == [] and cfg.gather.discovery_statuses == ["open", "paused", "unopened"]
+    listings = get_venue("kalshi").discovery(cfg.venue.rest_url, 1000)
+    assert cfg.gather.channels == [] and listings.statuses(cfg.gather.discovery_statuses) == [
+        "open",
+        "paused",
+        "unopened",
+    ]
     # three gatherers on one Basic-tier account (200 read tokens/s at 10 tokens a request) stay under its budget
     assert len(cfg.gather.ids) * cfg.gather.rest_requests_per_s < 200 / 10
 
