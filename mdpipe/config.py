@@ -438,13 +438,13 @@ class Config(_Section):
     def __post_init__(self) -> None:
         if self.gather.discovery_statuses:  # the venue's to check: only it knows its statuses
             from venues import get_venue
-            from venues.interface import StatusListings
+            from venues.interface import discovery_kind
 
             found = get_venue(self.venue.name).discovery(self.venue.rest_url, 1000)
-            if not isinstance(found, StatusListings):
+            if discovery_kind(found) != "status_listings":
                 raise ValueError(f"gather.discovery_statuses: venue {self.venue.name} does not list by status; use []")
             try:
-                found.statuses(list(self.gather.discovery_statuses))
+                found.statuses(list(self.gather.discovery_statuses))  # type: ignore[union-attr]
             except ValueError as exc:
                 raise ValueError(f"gather.discovery_statuses: {exc}") from None
 

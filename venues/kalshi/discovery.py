@@ -131,6 +131,7 @@ def market_ref(m: RestMarket, now_ns: int | None = None, status: str | None = No
 class Listings:
     """``GET /markets`` of one REST base URL as :class:`venues.interface.StatusListings` (see module docstring)."""
 
+    kind = "status_listings"
     lookup_batch = LOOKUP_BATCH
     listing_statuses = LISTING_STATUSES
 

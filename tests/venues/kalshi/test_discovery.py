@@ -9,7 +9,7 @@ import pytest
 
 from schemas.codec import SchemaError
 from venues import get_venue
-from venues.interface import StatusListings
+from venues.interface import discovery_kind
 from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket
 from venues.kalshi.messages import LifecycleMsg
 
@@ -22,7 +22,7 @@ def _query(url: str) -> dict[str, list[str]]:
 
 def test_the_venue_hook_gives_status_listings() -> None:
     listings = get_venue("kalshi").discovery(BASE, 250)
-    assert isinstance(listings, StatusListings) and isinstance(listings, Listings)
+    assert discovery_kind(listings) == "status_listings" and isinstance(listings, Listings)
     assert listings.lookup_batch == LOOKUP_BATCH == 100
 
 
