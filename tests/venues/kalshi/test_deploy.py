@@ -100,3 +100,33 @@ def test_the_gatherer_benchmark_the_guide_names_has_tls() -> None:
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         main(["--help"])
     assert "--tls" in out.getvalue()
+
+
+def test_the_key_compose_mounts_signs_what_kalshi_verifies(tmp_path: Path) -> None:
+    """The whole chain of the compose product for Kalshi: the key file each gatherer's secret names, mounted where
+    compose mounts it, read through the gatherer's configuration, signs a request that the PUBLIC key of that pair
+    verifies (Kalshi's RSA-PSS over timestamp + method + path); a gatherer's own pair (MDPIPE_G<n>_*) for it alone."""
+    from tests.infra.test_compose import _environment, _mounted_secrets, _services, _venue_env
+    from venue_sim.keys import generate_test_keypair, load_public_key, verify
+
+    shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
+    env = {
+        **_venue_env(venue="kalshi"),
+        "VENUE_KEY_ID": shared.key_id,
+        "VENUE_PRIVATE_KEY_FILE": shared.private_path,
+        "MDPIPE_G3_KEY_ID": own.key_id,
+        "MDPIPE_G3_PRIVATE_KEY_FILE": own.private_path,
+    }
+    for name, keys in {"gather-g1": shared, "gather-g2": shared, "gather-g3": own}.items():
+        service = _services()[name]
+        config = load_config(environ=_environment(service, env), use_infra_state=False)
+        assert config.venue.name == "kalshi" and config.venue.auth, name
+        mounted = _mounted_secrets(service, env)[config.venue.private_key_path]
+        assert mounted == Path(keys.private_path).resolve(), name
+        signer = get_venue("kalshi").signer(config.venue.key_id, "", str(mounted))
+        headers = signer.headers(ts_ms=1_700_000_000_000, method="GET", path="/trade-api/ws/v2")
+        assert headers["KALSHI-ACCESS-KEY"] == keys.key_id, name
+        public = load_public_key(keys.public_key_pem)
+        assert verify(public, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2"), name
+        other = load_public_key((own if keys is shared else shared).public_key_pem)
+        assert not verify(other, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2")
