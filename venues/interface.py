@@ -89,7 +89,7 @@ class StatusListings(Protocol):
     market is any object with ``ticker`` and ``status`` attributes that :meth:`market_ref` accepts."""
 
     kind: Literal["status_listings"]  # the tag the gatherer goes by (:func:`discovery_kind`)
-    lookup_batch: int  # tickers per look-up request
+    lookup_batch: int  # tickers per look-up request: no more than one page of the answer holds
     listing_statuses: tuple[str, ...]  # the statuses a pass lists when ``gather.discovery_statuses`` is empty
 
     def statuses(self, requested: list[str]) -> list[str]:

@@ -138,6 +138,9 @@ class Listings:
     def __init__(self, rest_url: str, page_limit: int = 1000) -> None:
         self.base = f"{rest_url.rstrip('/')}/markets"
         self.page_limit = page_limit
+        # a look-up answers at most one page (limit=page_limit): asking for more tickers than that would leave the
+        # ones past the page unanswered, and an unanswered held market counts as absent (released a lag later)
+        self.lookup_batch = max(1, min(LOOKUP_BATCH, page_limit))
 
     def statuses(self, requested: list[str]) -> list[str]:
         if not requested:
