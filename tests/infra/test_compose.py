@@ -24,6 +24,9 @@ import venues
 from infra.manager import COMPOSE_BOOTSTRAP, COMPOSE_DSN, COMPOSE_FILE
 from mdpipe.cli import build_parser
 from mdpipe.config import Config, ConfigError, GatherConfig, load_config
+from tests.infra.env_files import read_env_file
+from tests.infra.env_files import venue_env as _venue_env
+from tests.infra.env_files import venue_file as _venue_file
 from venues import default_name
 
 ROOT = COMPOSE_FILE.parent.parent
@@ -120,7 +123,7 @@ def _resolved(value: Any, env: Mapping[str, str]) -> Any:
 
 def _environment(service: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The service's container environment, interpolated with ``env`` (None: what `make product` gives compose,
-    the default venue's deployment file; see :func:`_venue_env`)."""
+    the default venue's deployment file; see :func:`tests.infra.env_files.venue_env`)."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
@@ -234,7 +237,7 @@ def test_infra_up_docker_passes_the_default_venues_file() -> None:
     cmd = compose_command("up", "-d", "--wait")
     env_file = Path(cmd[cmd.index("--env-file") + 1])
     assert env_file == ROOT / "venues" / default_name() / "deploy" / "compose.env" and env_file.is_file()
-    _resolved(_compose(), _env_file(env_file))
+    _resolved(_compose(), read_env_file(env_file))
 
 
 def test_dev_infrastructure_is_unchanged_for_make_up_and_the_tests() -> None:
@@ -458,25 +461,6 @@ def test_state_lives_on_one_volume_per_stage_at_the_images_run_dir(dockerfile: A
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             assert source.startswith((".", "/")) or source in declared, source
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    """The variables of a compose env file (``NAME=value`` lines; comments and blank lines skipped)."""
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
-
-
-def _venue_file(name: str = "compose.env", venue: str | None = None) -> Path:
-    return ROOT / "venues" / (venue or default_name()) / "deploy" / name
-
-
-def _venue_env(*files: str, venue: str | None = None) -> dict[str, str]:
-    """What `make product` gives compose: the variables of the venue's deploy files, later files winning."""
-    folder = ROOT / "venues" / (venue or default_name()) / "deploy"
-    out: dict[str, str] = {}
-    for name in ("compose.env", *files):
-        out.update(_env_file(folder / name))
-    return out
 
 
 def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mdpipe.config import load_config
+from tests.infra.env_files import read_env_file, venue_env
 from tests.mdpipe.test_example_config import (
     COMMAND_FLAG,
     _shell_commands,
@@ -26,11 +27,6 @@ from venues import default_name, get_venue
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "venues" / "kalshi" / "deploy"
 GUIDE = ROOT / "docs" / "production-kalshi.md"
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def test_kalshi_is_the_default_venue_of_a_deployment() -> None:
@@ -54,7 +50,7 @@ def test_the_example_with_kalshis_section_is_a_production_kalshi_configuration(t
 
 
 def test_the_compose_product_gathers_from_kalshi_production() -> None:
-    env = _env_file(DEPLOY / "compose.env")
+    env = read_env_file(DEPLOY / "compose.env")
     assert env == {
         "MDPIPE_VENUE": "kalshi",
         "MDPIPE_VENUE__REST_URL": "https://api.elections.kalshi.com/trade-api/v2",
@@ -106,12 +102,12 @@ def test_the_key_compose_mounts_signs_what_kalshi_verifies(tmp_path: Path) -> No
     """The whole chain of the compose product for Kalshi: the key file each gatherer's secret names, mounted where
     compose mounts it, read through the gatherer's configuration, signs a request that the PUBLIC key of that pair
     verifies (Kalshi's RSA-PSS over timestamp + method + path); a gatherer's own pair (MDPIPE_G<n>_*) for it alone."""
-    from tests.infra.test_compose import _environment, _mounted_secrets, _services, _venue_env
+    from tests.infra.test_compose import _environment, _mounted_secrets, _services
     from venue_sim.keys import generate_test_keypair, load_public_key, verify
 
     shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
     env = {
-        **_venue_env(venue="kalshi"),
+        **venue_env(venue="kalshi"),
         "VENUE_KEY_ID": shared.key_id,
         "VENUE_PRIVATE_KEY_FILE": shared.private_path,
         "MDPIPE_G3_KEY_ID": own.key_id,
