@@ -42,6 +42,7 @@ from schemas.markets import MarketRef
 from schemas.raw import RawFrame
 
 __all__ = [
+    "DISCOVERY_KINDS",
     "Discovery",
     "EmulatorProfile",
     "FrameNormaliser",
@@ -51,6 +52,7 @@ __all__ = [
     "Venue",
     "VenueSession",
     "discovery_kind",
+    "protocol_members",
 ]
 
 FrameNormaliser = Callable[[RawFrame], Event]
