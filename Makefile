@@ -11,7 +11,10 @@ DEMO_ARGS ?=
 # `compose` (everything in containers: a host with Docker only, e.g. a Mac). infra/stack.sh decides, only when one
 # of those targets runs; `make STACK=native|compose ...` overrides it.
 STACK ?= $(shell sh infra/stack.sh)
-COMPOSE := docker compose -f infra/compose.yaml
+# Every compose call names the venue and passes its deployment file (venues/<name>/deploy/compose.env), then
+# infra/.env when it exists: infra/compose.yaml refuses to run without MDPIPE_VENUE (see "the venue" below).
+COMPOSE = MDPIPE_VENUE=$(MDPIPE_VENUE) docker compose -f infra/compose.yaml --env-file $(VENUE_DEPLOY)/compose.env \
+	$(if $(wildcard infra/.env),--env-file infra/.env)
 ALL_PROFILES := --profile product --profile sim --profile demo --profile test
 RUN_DIR := $(or $(MDPIPE_RUN_DIR),.run)
 # Host addresses infra/compose.yaml publishes (infra/manager.py COMPOSE_BOOTSTRAP / COMPOSE_DSN; a test compares).
@@ -97,19 +100,23 @@ demo-native: setup-native
 
 # --- compose stack: nothing on the host but Docker; images from the Dockerfile, services from infra/compose.yaml ---
 setup-compose:
+	$(VENUE_CHECK)
 	$(COMPOSE) --profile demo --profile test build demo tests
 
 # The broker and the database (no profile); infra.json as `mdpipe infra up --docker` writes it, for host tools.
 up-compose:
+	$(VENUE_CHECK)
 	$(COMPOSE) up -d --wait
 	@mkdir -p $(RUN_DIR) && printf '{"mode": "docker", "bootstrap_servers": "%s", "dsn": "%s"}\n' \
 	  '$(COMPOSE_BOOTSTRAP)' '$(COMPOSE_DSN)' > $(RUN_DIR)/infra.json
 
 down-compose:
+	$(VENUE_CHECK)
 	$(COMPOSE) $(ALL_PROFILES) down
 	@rm -f $(RUN_DIR)/infra.json
 
 status-compose:
+	$(VENUE_CHECK)
 	$(COMPOSE) $(ALL_PROFILES) ps
 
 # A one-off service with the broker and database up (`run` starts them); stop them afterwards only if this target
@@ -118,38 +125,57 @@ COMPOSE_WITH_INFRA = started=0; $(COMPOSE) ps --status running --services 2>/dev
 	trap 'if [ $$started = 1 ]; then $(COMPOSE) down >/dev/null 2>&1; fi' EXIT;
 
 demo-compose:
+	$(VENUE_CHECK)
 	@$(COMPOSE_WITH_INFRA) $(COMPOSE) --profile demo run --rm --build demo $(DEMO_ARGS)
 
 test-compose:
+	$(VENUE_CHECK)
 	@$(COMPOSE_WITH_INFRA) $(COMPOSE) --profile test run --rm --build tests $(PYTEST_ARGS)
 
 # The whole product (profile product, docs/deploy.md): against the venue MDPIPE_VENUE, or against the emulator
 # speaking its protocol (profile sim). The venue's deployment facts are its folder's: venues/<name>/deploy/compose.env
 # (URLs, signing) and sim.env (the emulator instead); infra/.env (yours) is read after compose.env. MDPIPE_VENUE
-# defaults to venues.default_name() (without the project's Python: the venue package that says `default = True`).
-MDPIPE_VENUE ?= $(or $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) -c \
+# defaults to venues.default_name() (without the project's Python: the venue package that says `default = True`),
+# computed once and only when a compose target needs it.
+DEFAULT_VENUE = $(eval DEFAULT_VENUE := $(or $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) -c \
 	'import venues; print(venues.default_name())' 2>/dev/null),$(patsubst venues/%/,%,$(dir $(shell \
-	grep -l '^ *default = True' venues/*/*.py 2>/dev/null))))
+	grep -l '^ *default = True' venues/*/*.py 2>/dev/null)))))$(DEFAULT_VENUE)
+# MDPIPE_VENUE: make's command line, else the environment, else infra/.env (where compose reads it too), else the
+# default venue: compose gets make's choice (MDPIPE_VENUE=... before each `docker compose`).
+ENV_FILE_VENUE = $(eval ENV_FILE_VENUE := $(lastword $(shell sed -n -E \
+	's/^[[:space:]]*(export[[:space:]]+)?MDPIPE_VENUE=[^A-Za-z0-9_-]*([A-Za-z0-9_-]*).*/\2/p' infra/.env 2>/dev/null)))$(ENV_FILE_VENUE)
+MDPIPE_VENUE ?= $(or $(ENV_FILE_VENUE),$(DEFAULT_VENUE))
 VENUE_DEPLOY = venues/$(MDPIPE_VENUE)/deploy
+# Key variables of earlier deployment files (MDPIPE_<venue>_KEY_ID, then MDPIPE_VENUE_KEY_ID, one underscore from
+# the mdpipe setting MDPIPE_VENUE__KEY_ID) would be ignored in silence: refuse them, from the environment or
+# infra/.env. Still read: MDPIPE_G<n>_KEY_ID / _PRIVATE_KEY_FILE (one gatherer's).
+OLD_KEY_VARS := ^[[:space:]]*(export[[:space:]]+)?MDPIPE_[A-Z0-9]+_(KEY_ID|PRIVATE_KEY_FILE)=
+NEW_KEY_VARS := MDPIPE_G[0-9]+_
 VENUE_CHECK = @test -f $(VENUE_DEPLOY)/compose.env || { echo "MDPIPE_VENUE=$(MDPIPE_VENUE): no $(VENUE_DEPLOY)/compose.env \
-	(make product MDPIPE_VENUE=<a folder of venues/ that has deploy/compose.env>)" >&2; exit 2; }
+	(make product MDPIPE_VENUE=<a folder of venues/ that has deploy/compose.env>)" >&2; exit 2; }; \
+	old=$$({ env; cat infra/.env 2>/dev/null; } | grep -E '$(OLD_KEY_VARS)' | grep -vE '$(NEW_KEY_VARS)' | \
+	sed -E 's/=.*//; s/.*[[:space:]]//' | sort -u | tr '\n' ' '); \
+	test -z "$$old" || { echo "renamed: $${old}in infra/.env or the environment; the compose variables are now \
+	VENUE_KEY_ID, VENUE_PRIVATE_KEY_FILE (one gatherer's: MDPIPE_G<n>_...): rename (docs/deploy.md, Upgrading)" >&2; \
+	exit 2; }
 
 product:
 	$(VENUE_CHECK)
-	$(COMPOSE) --env-file $(VENUE_DEPLOY)/compose.env $(if $(wildcard infra/.env),--env-file infra/.env) \
-		--profile product up -d --build --wait
+	$(COMPOSE) --profile product up -d --build --wait
 
+# sim.env last: the emulator's URLs and no signing win over infra/.env's.
 product-sim:
 	$(VENUE_CHECK)
-	$(COMPOSE) --env-file $(VENUE_DEPLOY)/compose.env --env-file $(VENUE_DEPLOY)/sim.env \
-		--profile product --profile sim up -d --build --wait
+	$(COMPOSE) --env-file $(VENUE_DEPLOY)/sim.env --profile product --profile sim up -d --build --wait
 
 product-down:
+	$(VENUE_CHECK)
 	$(COMPOSE) $(ALL_PROFILES) down
 
 # `mdpipe status` inside the compose network: consumer-group lag from the broker, every stage's metrics endpoint.
 PRODUCT_METRICS := gather-g1:9101 gather-g2:9102 gather-g3:9103 dedup:9111 sink:9121
 product-status:
+	$(VENUE_CHECK)
 	$(COMPOSE) --profile product run --rm --no-deps topics status --metrics $(PRODUCT_METRICS)
 
 # --- benchmarks: native stack --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ __all__ = [
     "COMPOSE_BOOTSTRAP",
     "COMPOSE_DSN",
     "COMPOSE_FILE",
+    "compose_command",
     "docker_engine",
     "down",
     "down_docker",
@@ -78,9 +79,18 @@ def down(base: Path | None = None) -> dict[str, Any]:
     return {"stopped": was, "kafka_running": broker.is_running(), "postgres_running": pg.is_running()}
 
 
+def compose_command(*args: str) -> list[str]:
+    """`docker compose` on infra/compose.yaml with the default venue's deployment file, as the Makefile passes it:
+    the file refuses any command (whatever the profile) without MDPIPE_VENUE."""
+    import venues
+
+    env_file = Path(venues.__file__).resolve().parent / venues.default_name() / "deploy" / "compose.env"
+    flags = ["--env-file", str(env_file)] if env_file.is_file() else []
+    return ["docker", "compose", "-f", str(COMPOSE_FILE), *flags, *args]
+
+
 def _compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(compose_command(*args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def up_docker(base: Path | None = None) -> dict[str, Any]:
@@ -124,7 +134,7 @@ def docker_engine() -> bool:
 
 def _compose_status() -> dict[str, Any]:
     """Services of infra/compose.yaml as `docker compose ps` reports them (when a Docker engine runs)."""
-    cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), "ps", "--format", "{{.Service}} {{.State}}"]
+    cmd = compose_command("ps", "--format", "{{.Service}} {{.State}}")
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=15, check=False)
     except (OSError, subprocess.TimeoutExpired):

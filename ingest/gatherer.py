@@ -74,7 +74,7 @@ from schemas.codec import SchemaError
 from schemas.dlq import DeadLetter, encode_dead_letter
 from schemas.markets import MarketRef, encode_market
 from venues import default_name, get_venue
-from venues.interface import Discovery, Signer, StatusListings, VenueSession
+from venues.interface import Discovery, Signer, StatusListings, VenueSession, discovery_kind
 
 __all__ = ["DISCOVERY_PAGE", "Gatherer"]
 
@@ -138,7 +138,8 @@ class Gatherer:
         self.venue = get_venue(venue.name or default_name())  # the venue package: sessions, keys, stats, discovery
         found = self.venue.discovery(venue.rest_url, discovery_page)
         # a venue listing by status: its vocabulary rules the registry (else discovery asks the venue for each pass)
-        self.listings: StatusListings | None = found if isinstance(found, StatusListings) else None
+        listed = discovery_kind(found) == "status_listings"  # by its tag: TypeError for a half-built one
+        self.listings: StatusListings | None = found if listed else None  # type: ignore[assignment]
         self.registry = MarketRegistry(self.listings, opts.rest_lag_s) if self.listings is not None else None
         self._listings_url = venue.rest_url
         cap = self.venue.max_markets_per_connection
@@ -383,8 +384,8 @@ class Gatherer:
         url = self.venue_config.rest_url
         if self.listings is not None and self.registry is not None and url != self._listings_url:
             found = self.venue.discovery(url, self._discovery_page)
-            if isinstance(found, StatusListings):
-                self.listings = self.registry.rules = found
+            if discovery_kind(found) == "status_listings":
+                self.listings = self.registry.rules = found  # type: ignore[assignment]
             self._listings_url = url
         return self.listings, self.registry
 
@@ -415,9 +416,9 @@ class Gatherer:
 
         For a venue with :class:`venues.interface.StatusListings` (else :meth:`_discover_via_venue`):
 
-        1. Complete listings (cursor paging) of each status in ``discovery_statuses``. A failing page raises
-           :class:`DiscoveryError` after applying only the pages already received; the next call resumes from that
-           page's cursor. A listing never releases a market it did not show.
+        1. Complete listings (cursor paging) of each status of ``discovery_statuses`` ([] = the venue's). A failing
+           page raises :class:`DiscoveryError` after applying only the pages already received; the next call resumes
+           from that page's cursor. A listing never releases a market it did not show.
         2. Once every listing completed: held markets no listing showed are looked up by ticker (batches of 100,
            no status filter); only a look-up's answer releases them (:meth:`MarketRegistry.apply_lookup`). A
            failing batch is retried by the next call, the batches before it are not.
@@ -425,13 +426,13 @@ class Gatherer:
         listings, registry = self._current_listings()
         if listings is None or registry is None:
             walk = self.venue.discovery(self.venue_config.rest_url, self._discovery_page)
-            if walk is None or isinstance(walk, StatusListings):  # no discovery (the latter cannot happen here)
+            if discovery_kind(walk) != "walk":  # no discovery (status listings cannot happen here)
                 return 0
-            return await self._discover_via_venue(walk)
+            return await self._discover_via_venue(walk)  # type: ignore[arg-type]
         p = self._pass
         if p is None:
             registry.prune(time.time_ns())
-            p = self._pass = _DiscoveryPass(list(self.opts.discovery_statuses))
+            p = self._pass = _DiscoveryPass(listings.statuses(list(self.opts.discovery_statuses)))
         else:
             p.attempts += 1
             self.discovery_resumes += 1

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ingest import metrics as m
 from ingest.backoff import backoff
@@ -40,7 +40,7 @@ from ingest.tls import client_context, report_untrusted, untrusted
 from mdpipe.logging import get_logger
 from venues.interface import Signer
 
-__all__ = ["DiscoveryError", "RateLimited", "RestClient", "fetch_body"]
+__all__ = ["DiscoveryError", "RateLimited", "RestClient", "cursor_of", "fetch_body"]
 
 log = get_logger(__name__)
 
@@ -53,6 +53,15 @@ class DiscoveryError(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def cursor_of(url: str) -> str:
+    """The paging cursor a request URL carries: the value of its query parameter ``cursor`` (or ``*_cursor``,
+    ``*cursor``, e.g. ``next_cursor``), "" for a first page or a look-up."""
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name.lower().endswith("cursor"):
+            return value
+    return ""
 
 
 class RateLimited(DiscoveryError):
@@ -158,7 +167,7 @@ class RestClient:
         fetch = functools.partial(
             fetch_body, url, signer=self.signer, timeout=self.timeout, context=self.context(url), ca_file=self.ca_file
         )
-        body: bytes = await self._paced(fetch, purpose=purpose, cursor=urlsplit(url).query)
+        body: bytes = await self._paced(fetch, purpose=purpose, cursor=cursor_of(url))
         return body
 
     async def _paced(self, fetch: Callable[[], Any], *, purpose: str, cursor: str) -> Any:
@@ -189,7 +198,7 @@ class RestClient:
                     pause_s=round(pause, 3),
                     pause_from=source,
                     attempt=attempts,
-                    cursor=cursor[:40],
+                    cursor=cursor[:200],
                 )
                 if attempts >= self.max_attempts:
                     raise

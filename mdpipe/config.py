@@ -196,9 +196,10 @@ class GatherConfig(_Section):
     # REST listings lag the WebSocket (~30 s seen): a market's REST status counts only for requests sent at least
     # this long after the market's last lifecycle change; until then the lifecycle status wins (ingest.registry).
     rest_lag_s: float = 60.0
-    # REST status filters that discovery lists every pass: the statuses a gatherer holds. A held market missing
-    # from all of them is released only once a look-up by ticker shows it closed/settled (ingest.registry).
-    discovery_statuses: list[str] = msgspec.field(default_factory=lambda: ["open", "paused", "unopened"])
+    # REST status filters that discovery lists every pass, for a venue that lists by status: [] = the venue's own
+    # (the statuses a gatherer holds), else a list the venue checks. A held market missing from all of them is
+    # released only once a look-up by ticker shows it closed/settled (ingest.registry).
+    discovery_statuses: list[str] = []
     # The service loop (delivery reports, spool drain, metrics) failing this long without one success: the
     # gatherer turns unhealthy and exits with status 3 for its supervisor (ingest.gatherer).
     task_failure_limit_s: float = 120.0
@@ -238,9 +239,6 @@ class GatherConfig(_Section):
         _positive("rest_requests_per_s", self.rest_requests_per_s)
         _positive("spool_after_s", self.spool_after_s)
         _positive("spool_fsync_s", self.spool_fsync_s)
-        held = ("open", "paused", "unopened")
-        if "open" not in self.discovery_statuses or any(s not in held for s in self.discovery_statuses):
-            raise ValueError(f"discovery_statuses: must include open, each one of {', '.join(held)}")
 
 
 class DedupConfig(_Section):
@@ -437,6 +435,19 @@ class Config(_Section):
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
 
+    def __post_init__(self) -> None:
+        if self.gather.discovery_statuses:  # the venue's to check: only it knows its statuses
+            from venues import get_venue
+            from venues.interface import discovery_kind
+
+            found = get_venue(self.venue.name).discovery(self.venue.rest_url, 1000)
+            if discovery_kind(found) != "status_listings":
+                raise ValueError(f"gather.discovery_statuses: venue {self.venue.name} does not list by status; use []")
+            try:
+                found.statuses(list(self.gather.discovery_statuses))  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise ValueError(f"gather.discovery_statuses: {exc}") from None
+
 
 def gatherer_metrics_port(gather: GatherConfig, gatherer_id: str) -> int:
     """The /metrics port of gatherer ``gatherer_id``: ``gather.metrics_port + i`` where ``gather.ids[i]`` is it, so
@@ -563,6 +574,9 @@ def _format_validation(err: msgspec.ValidationError, source: str) -> ConfigError
     text = str(err)
     match = re.search(r"- at `\$\.([\w.\[\]]+)`$", text)
     if not match:
+        across = re.match(r"^(\w+\.\w+): (.*)$", text)  # raised by Config.__post_init__: "section.field: reason"
+        if across:
+            return ConfigError(f"config setting {across.group(1)} ({source}): {across.group(2)}")
         return ConfigError(f"config ({source}): {text}")
     path = match.group(1)
     detail = text[: match.start()].strip().rstrip("-").strip()

@@ -42,13 +42,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 from schemas.events import Event
 from schemas.markets import MarketRef
 from schemas.raw import RawFrame
 
 __all__ = [
+    "DISCOVERY_KINDS",
     "BookRule",
     "Discovery",
     "EmulatorProfile",
@@ -59,6 +60,8 @@ __all__ = [
     "TruthTranslator",
     "Venue",
     "VenueSession",
+    "discovery_kind",
+    "protocol_members",
 ]
 
 FrameNormaliser = Callable[[RawFrame], Event]
@@ -85,23 +88,31 @@ class Discovery(Protocol):
     ``updated_ns``), which the gatherer publishes to the ``markets`` topic when it changed
     (:class:`ingest.listing_refs.ListingRefs`). A pass that fails part-way releases and publishes nothing."""
 
+    kind: Literal["walk"]  # the tag the gatherer goes by (:func:`discovery_kind`)
+
     def next_url(self) -> str | None: ...
     def feed(self, body: bytes) -> Any: ...
     def groups(self) -> list[list[str]]: ...
     def refs(self, updated_ns: int) -> list[Any]: ...
 
 
-@runtime_checkable
 class StatusListings(Protocol):
     """A venue's REST listings filtered by market status and look-ups by ticker, and the vocabulary of its statuses
     and lifecycle messages; sans I/O. The gatherer drives it (``ingest.gatherer``) and decides with
     ``ingest.registry.MarketRegistry``: each pass GETs every page of :meth:`listing_url` for each status of
-    ``gather.discovery_statuses`` (paced, 429-aware; resumed from the failing page's cursor), gives each body to
+    :meth:`statuses` (paced, 429-aware; resumed from the failing page's cursor), gives each body to
     :meth:`page`, then looks held markets no listing showed up by ticker (:meth:`lookup_url`, :attr:`lookup_batch`
     a request); lifecycle messages (the session's ``on_lifecycle``) are read with :meth:`lifecycle_of`. A listed
     market is any object with ``ticker`` and ``status`` attributes that :meth:`market_ref` accepts."""
 
-    lookup_batch: int  # tickers per look-up request
+    kind: Literal["status_listings"]  # the tag the gatherer goes by (:func:`discovery_kind`)
+    lookup_batch: int  # tickers per look-up request: no more than one page of the answer holds
+    listing_statuses: tuple[str, ...]  # the statuses a pass lists when ``gather.discovery_statuses`` is empty
+
+    def statuses(self, requested: list[str]) -> list[str]:
+        """The statuses a pass lists: ``requested`` (``gather.discovery_statuses``), or :attr:`listing_statuses`
+        when it is empty; ValueError (one line naming the accepted ones) for a list the venue cannot hold by."""
+        ...
 
     def listing_url(self, status: str, cursor: str = "") -> str:
         """The URL of the page of markets in ``status`` at ``cursor`` ("" = the first page)."""
@@ -138,6 +149,33 @@ class StatusListings(Protocol):
     def market_ref(self, market: Any, updated_ns: int, status: str) -> MarketRef:
         """The reference data published for a listed ``market`` whose status is taken to be ``status``."""
         ...
+
+
+DISCOVERY_KINDS: dict[str, type] = {"walk": Discovery, "status_listings": StatusListings}
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The attributes and methods a :class:`typing.Protocol` asks for (its own, not ``object``'s)."""
+    own = [name for name in vars(protocol) if not name.startswith("_")]
+    return sorted({*getattr(protocol, "__annotations__", {}), *own})
+
+
+def discovery_kind(found: object) -> Literal["walk", "status_listings"] | None:
+    """Which kind of discovery ``found`` (what :meth:`Venue.discovery` returned) is, by its explicit ``kind`` tag:
+    None for None. TypeError (one line) when the tag is missing or unknown, or a member of its kind is missing, so a
+    half-built discovery object fails at start-up instead of passing for the other kind."""
+    if found is None:
+        return None
+    kind = getattr(found, "kind", None)
+    protocol = DISCOVERY_KINDS.get(kind) if isinstance(kind, str) else None
+    if protocol is None:
+        raise TypeError(
+            f"{type(found).__name__}: discovery kind {kind!r}, expected one of {', '.join(DISCOVERY_KINDS)}"
+        )
+    missing = [name for name in protocol_members(protocol) if not hasattr(found, name)]
+    if missing:
+        raise TypeError(f"{type(found).__name__}: a {kind} discovery without {', '.join(missing)}")
+    return kind  # type: ignore[return-value]
 
 
 class VenueSession(Protocol):

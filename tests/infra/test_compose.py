@@ -24,6 +24,9 @@ import venues
 from infra.manager import COMPOSE_BOOTSTRAP, COMPOSE_DSN, COMPOSE_FILE
 from mdpipe.cli import build_parser
 from mdpipe.config import Config, ConfigError, GatherConfig, load_config
+from tests.infra.env_files import read_env_file
+from tests.infra.env_files import venue_env as _venue_env
+from tests.infra.env_files import venue_file as _venue_file
 from venues import default_name
 
 ROOT = COMPOSE_FILE.parent.parent
@@ -120,7 +123,7 @@ def _resolved(value: Any, env: Mapping[str, str]) -> Any:
 
 def _environment(service: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The service's container environment, interpolated with ``env`` (None: what `make product` gives compose,
-    the default venue's deployment file; see :func:`_venue_env`)."""
+    the default venue's deployment file; see :func:`tests.infra.env_files.venue_env`)."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
@@ -213,7 +216,28 @@ def test_interpolation_helper_follows_compose_rules() -> None:
 def test_every_value_interpolates_and_the_file_has_no_tabs() -> None:
     text = COMPOSE_FILE.read_text()
     assert "\t" not in text
-    _resolved(_compose(), {})  # raises on any interpolation compose would reject
+    _resolved(_compose(), _venue_env())  # raises on any interpolation compose would reject
+
+
+def test_without_a_venue_compose_refuses_every_command_with_the_fix() -> None:
+    """Compose interpolates every service whatever the profile: a bare `docker compose ...` (no venue file) stops
+    with one line naming the fix instead of recreating every gatherer with an empty venue name."""
+    for env in ({}, {k: v for k, v in _venue_env().items() if k != "MDPIPE_VENUE"}, {"MDPIPE_VENUE": ""}):
+        with pytest.raises(ValueError, match=r"MDPIPE_VENUE: .*--env-file venues/<name>/deploy/compose\.env") as err:
+            _resolved(_compose(), env)
+        assert "\n" not in str(err.value)
+    for name in ("gather-g1", "gather-g2", "gather-g3", "venue"):  # where the venue is read
+        with pytest.raises(ValueError, match="MDPIPE_VENUE"):
+            _environment(_services()[name], {})
+
+
+def test_infra_up_docker_passes_the_default_venues_file() -> None:
+    from infra.manager import compose_command
+
+    cmd = compose_command("up", "-d", "--wait")
+    env_file = Path(cmd[cmd.index("--env-file") + 1])
+    assert env_file == ROOT / "venues" / default_name() / "deploy" / "compose.env" and env_file.is_file()
+    _resolved(_compose(), read_env_file(env_file))
 
 
 def test_dev_infrastructure_is_unchanged_for_make_up_and_the_tests() -> None:
@@ -439,21 +463,6 @@ def test_state_lives_on_one_volume_per_stage_at_the_images_run_dir(dockerfile: A
             assert source.startswith((".", "/")) or source in declared, source
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    """The variables of a compose env file (``NAME=value`` lines; comments and blank lines skipped)."""
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
-
-
-def _venue_env(*files: str, venue: str | None = None) -> dict[str, str]:
-    """What `make product` gives compose: the variables of the venue's deploy files, later files winning."""
-    folder = ROOT / "venues" / (venue or default_name()) / "deploy"
-    out: dict[str, str] = {}
-    for name in ("compose.env", *files):
-        out.update(_env_file(folder / name))
-    return out
-
-
 def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:
     """The venue and its URLs come from venues/<name>/deploy/compose.env (the default venue's, for `make product`);
     the environment wins over it, key ids fall back from one gatherer's own to the shared one."""
@@ -467,14 +476,14 @@ def test_product_gathers_from_the_venue_its_deployment_file_names() -> None:
     assert config.venue.name == default_name() and config.venue.rest_url == venue_env["MDPIPE_VENUE__REST_URL"]
     demo = {**venue_env, "MDPIPE_VENUE__REST_URL": "https://demo.example/api"}
     assert _environment(gather, demo)["MDPIPE_VENUE__REST_URL"] == "https://demo.example/api"
-    assert _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
-    own = _environment(gather, {**venue_env, "MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    assert _environment(gather, {**venue_env, "VENUE_KEY_ID": "shared"})["MDPIPE_VENUE__KEY_ID"] == "shared"
+    own = _environment(gather, {**venue_env, "VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert own["MDPIPE_VENUE__KEY_ID"] == "mine"
-    other = _environment(_services()["gather-g2"], {"MDPIPE_VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
+    other = _environment(_services()["gather-g2"], {**venue_env, "VENUE_KEY_ID": "shared", "MDPIPE_G1_KEY_ID": "mine"})
     assert other["MDPIPE_VENUE__KEY_ID"] == "shared"
-    # no venue file: the gatherers stop at start-up with one line naming the setting
+    # an empty venue name (set, but empty) stops the gatherers at start-up with one line naming the setting
     with pytest.raises(ConfigError, match=r"venue\.name"):
-        load_config(environ=_environment(gather, {}), use_infra_state=False)
+        load_config(environ={**_environment(gather, venue_env), "MDPIPE_VENUE__NAME": ""}, use_infra_state=False)
 
 
 def test_every_venue_deployment_file_names_a_venue_and_its_urls() -> None:
@@ -531,8 +540,8 @@ def test_each_gatherer_signs_with_the_key_file_it_is_given(tmp_path: Path) -> No
     shared, own = _keypair(tmp_path / "shared"), _keypair(tmp_path / "own")
     env = {
         **venue_env,
-        "MDPIPE_VENUE_KEY_ID": shared[0],
-        "MDPIPE_VENUE_PRIVATE_KEY_FILE": str(shared[1]),
+        "VENUE_KEY_ID": shared[0],
+        "VENUE_PRIVATE_KEY_FILE": str(shared[1]),
         "MDPIPE_G3_KEY_ID": own[0],
         "MDPIPE_G3_PRIVATE_KEY_FILE": str(own[1]),
     }
@@ -709,9 +718,46 @@ def _compose_plugin() -> bool:
 def test_docker_compose_config_accepts_the_file(profiles: list[str]) -> None:
     flags = [arg for p in profiles for arg in ("--profile", p)]
     done = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), *flags, "config", "--quiet"],
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "--env-file", str(_venue_file()), *flags, "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- the documented commands -------------------------------------------------------------------------------------
+DOCUMENTED = sorted(
+    str(p.relative_to(ROOT)) for p in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("venues/*/deploy/*.md")]
+)
+
+
+def test_every_documented_compose_command_passes_the_venues_file() -> None:
+    """A `docker compose -f infra/compose.yaml ...` of the docs (a command, or a shell variable C=... holding one)
+    passes a venue's compose.env: without it compose refuses (above), and before that guard it recreated every
+    gatherer with an empty venue. infra/.env only when it exists (compose refuses a missing --env-file)."""
+    seen = 0
+    for doc in DOCUMENTED:
+        path = ROOT / doc
+        if not path.is_file():
+            continue
+        text = re.sub(r"\s*\\\n\s*#?\s*", " ", path.read_text())  # continuation lines joined
+        for match in re.finditer(r"docker compose -f infra/compose\.yaml[^`\n]*", text):
+            seen += 1
+            command = match.group()
+            assert re.search(r"--env-file venues/[a-z0-9_]+/deploy/compose\.env", command), f"{doc}: {command}"
+            assert "--env-file infra/.env" not in command.replace("[--env-file infra/.env]", ""), f"{doc}: {command}"
+        for line in text.splitlines():  # every use of $C follows a C=... that has the venue's file
+            if line.lstrip().startswith("$C ") or " $C " in line:
+                assert re.search(r'^C="docker compose [^"]*--env-file venues/', text, flags=re.M), f"{doc}: {line}"
+    assert seen >= 6
+
+
+def test_no_compose_variable_is_an_underscore_away_from_an_mdpipe_setting() -> None:
+    """A compose variable one underscore from the setting it feeds (MDPIPE_VENUE_KEY_ID vs MDPIPE_VENUE__KEY_ID) is
+    set in the wrong place in silence; the same name for both (MDPIPE_VENUE__REST_URL) is fine."""
+    variables = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
+    settings = {key for service in _mdpipe_services().values() for key in (service.get("environment") or {})}
+    assert "MDPIPE_VENUE__KEY_ID" in settings and "VENUE_KEY_ID" in variables
+    clashes = {(v, s) for v in variables for s in settings if v != s and v.replace("_", "") == s.replace("_", "")}
+    assert clashes == set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -142,10 +143,19 @@ def _compose_calls(lines: list[str]) -> list[list[str]]:
     return calls
 
 
+def _compose_words(venue: str | None = None) -> list[str]:
+    """What every compose call of the Makefile starts with: the file, the venue's deployment file, infra/.env if any
+    (infra/compose.yaml refuses any command without MDPIPE_VENUE)."""
+    from venues import default_name
+
+    own = ["--env-file", "infra/.env"] if (ROOT / "infra" / ".env").is_file() else []
+    return [*COMPOSE.split(), "--env-file", f"venues/{venue or default_name()}/deploy/compose.env", *own]
+
+
 def test_make_up_on_a_docker_only_host(docker_only: Path) -> None:
     lines = _make_n(docker_only, "up")
     _assert_no_native_tools(lines)
-    assert _compose_calls(lines) == [[*COMPOSE.split(), "up", "-d", "--wait"]]
+    assert _compose_calls(lines) == [[*_compose_words(), "up", "-d", "--wait"]]
     # the addresses land in .run/infra.json as `mdpipe infra up --docker` writes them (host tools read them)
     script = "\n".join(lines).replace("\\\n", " ")
     (printf,) = [c for line in script.splitlines() for c in _commands(line) if c[0] == "printf"]
@@ -163,16 +173,17 @@ def test_make_demo_on_a_docker_only_host(docker_only: Path) -> None:
     _assert_no_native_tools(lines)
     run = [c for c in _compose_calls(lines) if "run" in c]
     assert run == [
-        [*COMPOSE.split(), "--profile", "demo", "run", "--rm", "--build", "demo", "--duration", "30", "--no-faults"]
+        [*_compose_words(), "--profile", "demo", "run", "--rm", "--build", "demo", "--duration", "30", "--no-faults"]
     ]
-    assert f"{COMPOSE} down" in " ".join(lines)  # stops what it started
+    down = [*_compose_words(), "down"]
+    assert any(call[: len(down)] == down for call in _compose_calls(lines))  # stops what it started
 
 
 def test_make_test_on_a_docker_only_host(docker_only: Path) -> None:
     lines = _make_n(docker_only, "test", "PYTEST_ARGS=-k compose -x")
     _assert_no_native_tools(lines)
     run = [c for c in _compose_calls(lines) if "run" in c]
-    assert run == [[*COMPOSE.split(), "--profile", "test", "run", "--rm", "--build", "tests", "-k", "compose", "-x"]]
+    assert run == [[*_compose_words(), "--profile", "test", "run", "--rm", "--build", "tests", "-k", "compose", "-x"]]
 
 
 @pytest.mark.parametrize("target", ["setup", "down", "status"])
@@ -196,8 +207,10 @@ def test_compose_commands_name_services_and_profiles_the_file_has(docker_only: P
         assert call[2:4] == ["-f", "infra/compose.yaml"]
         used = [call[i + 1] for i, word in enumerate(call) if word == "--profile"]
         assert set(used) <= profiles, call
-        if "--env-file" in call:
-            assert (ROOT / call[call.index("--env-file") + 1]).is_file()
+        assert call[: len(_compose_words())] == _compose_words(), call  # the venue's file, every time
+        for i, word in enumerate(call):
+            if word == "--env-file":
+                assert (ROOT / call[i + 1]).is_file(), call
         for verb in ("run", "build"):
             if verb in call:
                 named = [w for w in call[call.index(verb) + 1 :] if not w.startswith("-")]
@@ -278,10 +291,122 @@ def test_product_takes_the_venues_deployment_files_by_name(docker_only: Path) ->
     from venues import default_name
 
     name = default_name()
-    for target, files in (("product", ["compose.env"]), ("product-sim", ["compose.env", "sim.env"])):
+    for target, last in (("product", "compose.env"), ("product-sim", "sim.env")):
         (call,) = [c for c in _compose_calls(_make_n(docker_only, target)) if "up" in c]
         env_files = [call[i + 1] for i, word in enumerate(call) if word == "--env-file"]
-        assert env_files[: len(files)] == [f"venues/{name}/deploy/{f}" for f in files], call
-        assert all((ROOT / f).is_file() for f in env_files[: len(files)])
+        assert env_files[0] == f"venues/{name}/deploy/compose.env" and env_files[-1] == f"venues/{name}/deploy/{last}"
+        assert all((ROOT / f).is_file() for f in env_files)
     (call,) = _compose_calls(_make_n(docker_only, "product", "MDPIPE_VENUE=another"))
     assert call[call.index("--env-file") + 1] == "venues/another/deploy/compose.env"
+
+
+def _other_venue() -> str:
+    """A venue with deployment files that is not the default (make's choice must reach compose)."""
+    from venues import default_name, names
+
+    return next(
+        n for n in names() if n != default_name() and (ROOT / "venues" / n / "deploy" / "compose.env").is_file()
+    )
+
+
+@pytest.mark.parametrize("target", ["up", "down", "status", "demo", "test", "setup", "product", "product-down"])
+def test_every_compose_call_names_the_venue_make_chose(docker_only: Path, target: str) -> None:
+    """make's venue reaches compose (MDPIPE_VENUE=<name> before `docker compose`, which infra/.env cannot override)
+    with that venue's file, for the stack targets too: compose refuses any command without a venue."""
+    other = _other_venue()
+    script = "\n".join(_make_n(docker_only, target, f"MDPIPE_VENUE={other}")).replace("\\\n", " ")
+    calls = [words for line in script.splitlines() for words in _commands(line) if "compose" in words]
+    assert calls
+    for words in calls:
+        words = [w for w in words if w not in ("if", "then", "else", "fi")]
+        start = words.index("docker")
+        assert f"MDPIPE_VENUE={other}" in words[:start], words
+        assert words[start:][: len(_compose_words(other))] == _compose_words(other), words
+
+
+# --- make product refuses what compose would silently ignore ---------------------------------------------------------
+def _checkout(tmp_path: Path) -> Path:
+    """The files the compose targets read, copied: the Makefile, infra's compose file and stack script, each venue's
+    package marker and deployment files (an infra/.env of a test's own never touches the real checkout)."""
+    out = tmp_path / "checkout"
+    for path in [ROOT / "Makefile", ROOT / "infra" / "stack.sh", ROOT / "infra" / "compose.yaml"]:
+        (out / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out / path.relative_to(ROOT))
+    for package in (ROOT / "venues").glob("*/__init__.py"):
+        shutil.copytree(package.parent / "deploy", out / "venues" / package.parent.name / "deploy", dirs_exist_ok=True)
+        shutil.copy2(package, out / "venues" / package.parent.name / "__init__.py")
+    return out
+
+
+def _make(tmp_path: Path, checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make` for real (not -n) with a `docker` that prints its arguments and the tools the recipes use."""
+    folder = _fake_bin(tmp_path)
+    for tool in ("grep", "sed", "sort", "tr", "env", "cat"):
+        (folder / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    return subprocess.run(
+        [str(MAKE), "--no-print-directory", "-C", str(checkout), "STACK=compose", *args],
+        env=_env(folder, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        "MDPIPE_ACME_KEY_ID",
+        "MDPIPE_ACME_PRIVATE_KEY_FILE",
+        "MDPIPE_X2_KEY_ID",
+        "MDPIPE_VENUE_KEY_ID",
+        "MDPIPE_VENUE_PRIVATE_KEY_FILE",
+    ],
+)
+@pytest.mark.parametrize("where", ["environment", "infra/.env"])
+def test_compose_targets_refuse_the_old_key_variable_names(tmp_path: Path, old: str, where: str) -> None:
+    checkout = _checkout(tmp_path)
+    env = {old: "x"} if where == "environment" else {}
+    if where == "infra/.env":
+        (checkout / "infra" / ".env").write_text(f"GRAFANA_ADMIN_PASSWORD=a\nexport {old}=x\n")
+    for target in ("product", "up"):
+        done = _make(tmp_path / target, checkout, target, **env)
+        assert done.returncode == 2 and "docker compose" not in done.stdout, done.stdout + done.stderr
+        (line,) = done.stderr.splitlines()[:1]
+        assert old in line and "rename" in line and "docs/deploy.md" in line
+
+
+def test_compose_targets_accept_the_shared_and_per_gatherer_key_variables(tmp_path: Path) -> None:
+    """VENUE_KEY_ID / VENUE_PRIVATE_KEY_FILE (shared), MDPIPE_G<n>_* (one gatherer's) and mdpipe settings pass."""
+    checkout = _checkout(tmp_path)
+    (checkout / "infra" / ".env").write_text("MDPIPE_G1_KEY_ID=a\nMDPIPE_G12_PRIVATE_KEY_FILE=b\n")
+    done = _make(tmp_path, checkout, "product", VENUE_KEY_ID="c", VENUE_PRIVATE_KEY_FILE="e", MDPIPE_VENUE__KEY_ID="d")
+    assert done.returncode == 0, done.stderr
+    assert "docker compose -f infra/compose.yaml" in done.stdout
+
+
+def test_the_deployment_guide_starts_with_the_rename() -> None:
+    """docs/deploy.md says, before its first section, which variables were renamed (the Makefile's message points
+    there)."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    top = text[: text.index("\n## ")]
+    assert "Upgrading" in top
+    old = {m.group(1) for m in re.finditer(r"MDPIPE_(?!G<n>)([A-Z]+)_(?:KEY_ID|PRIVATE_KEY_FILE)", top)}
+    assert "VENUE" in old and len(old) == 2, old  # the first venue's names, then MDPIPE_VENUE_*
+    assert "`VENUE_KEY_ID`" in top and "`VENUE_PRIVATE_KEY_FILE`" in top
+
+
+def test_the_venue_of_infra_env_is_makes_venue_too(tmp_path: Path) -> None:
+    """MDPIPE_VENUE in infra/.env (which compose reads) picks the venue's files for make as well; make's command line
+    and the environment win over it, for compose too."""
+    from venues import default_name
+
+    checkout, other = _checkout(tmp_path), _other_venue()
+    (checkout / "infra" / ".env").write_text(f'GRAFANA_ADMIN_USER=a\nMDPIPE_VENUE="{other}"  # mine\n')
+    cases = (([], {}, other), ([f"MDPIPE_VENUE={default_name()}"], {}, default_name()))
+    cases += (([], {"MDPIPE_VENUE": default_name()}, default_name()),)
+    for i, (args, env, expected) in enumerate(cases):
+        done = _make(tmp_path / str(i), checkout, "product", *args, **env)
+        assert done.returncode == 0, done.stderr
+        call = _compose_calls(done.stdout.splitlines())[-1]  # what the fake docker received
+        env_files = [call[j + 1] for j, word in enumerate(call) if word == "--env-file"]
+        assert env_files == [f"venues/{expected}/deploy/compose.env", "infra/.env"], (args, env)

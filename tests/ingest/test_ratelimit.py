@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.utils
 import itertools
 import math
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -100,3 +102,31 @@ def test_retry_after_seconds_and_http_dates() -> None:
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now) == 0.0
     for unreadable in (None, "", "soon", "-5", "1.5", "Wed, 99 Foo 2015 07:28:00 GMT"):
         assert retry_after_s(unreadable, now) is None, unreadable
+
+
+def test_a_rate_limited_page_logs_its_parsed_cursor(monkeypatch: Any, caplog: Any) -> None:
+    """The 429 warning names the page by its cursor (the query parameter's value, whole), not the first 40
+    characters of the query string (where the cursor may not even start)."""
+    import asyncio
+    import logging
+
+    from ingest import rest
+
+    cursor = "CgsIzP2kxQYQ+NKfChIxS1hCVEMtMjVERUMzMTA5MDAtVDEwNTk5OS45OQ=="
+    url = "https://venue.example/api/markets?" + urlencode({"limit": 1000, "status": "open", "cursor": cursor})
+    answers: list[Any] = [rest.RateLimited("HTTP 429", retry_after=0.0), b"{}"]
+
+    def fake_fetch(*args: Any, **kwargs: Any) -> bytes:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(rest, "fetch_body", fake_fetch)
+    client = rest.RestClient(gatherer="g9", requests_per_s=1000.0)
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(client.get(url, purpose="listing")) == b"{}"
+    (line,) = [r for r in caplog.records if r.getMessage() == "rest_rate_limited"]
+    assert line.kv["cursor"] == cursor  # type: ignore[attr-defined]
+    assert rest.cursor_of("https://x/markets?tickers=A,B&limit=100") == ""
+    assert rest.cursor_of("https://x/markets/keyset?limit=500&next_cursor=abc") == "abc"

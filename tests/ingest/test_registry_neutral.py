@@ -9,7 +9,7 @@ from typing import Any
 
 from ingest.registry import MarketRegistry
 from schemas.markets import MarketRef
-from venues.interface import StatusListings
+from venues.interface import discovery_kind
 
 S = 1_000_000_000
 
@@ -23,7 +23,12 @@ class Listed:
 class ToyListings:
     """Statuses ``live``/``asleep`` hold, ``gone`` releases; lifecycle ``born`` -> live, ``died`` -> gone."""
 
+    kind = "status_listings"
     lookup_batch = 2
+    listing_statuses = ("live", "asleep")
+
+    def statuses(self, requested: list[str]) -> list[str]:
+        return list(requested or self.listing_statuses)
 
     def listing_url(self, status: str, cursor: str = "") -> str:
         return f"toy://list/{status}/{cursor}"
@@ -54,7 +59,7 @@ class ToyListings:
 
 
 def test_the_toy_is_status_listings() -> None:
-    assert isinstance(ToyListings(), StatusListings)
+    assert discovery_kind(ToyListings()) == "status_listings"
 
 
 def test_the_venue_vocabulary_decides_holding() -> None:

@@ -138,3 +138,15 @@ def test_the_files_naming_a_venue_for_good_still_do() -> None:
         assert reason
         path = ROOT / rel
         assert path.is_file() and pattern.search(path.read_text(encoding="utf-8")), rel
+
+
+def test_the_readme_lists_what_is_not_yet_behind_the_interface() -> None:
+    """The README's "Not yet behind the interface" sentence names the trees STILL_NAMING still lists, and no other."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("Not yet behind the interface")
+    sentence = text[start : text.index("\n\n", start)]
+    trees = {path.split("/")[0] + "/" for path in STILL_NAMING if not path.startswith("tests/")}
+    assert all(f"`{tree}" in sentence for tree in trees), (trees, sentence)
+    stages_tests_naming = [p for p in STILL_NAMING if p.startswith("tests/") and not p.startswith("tests/venue_sim/")]
+    if not stages_tests_naming:  # the stages' test data no longer names a venue: the README must not say it does
+        assert "test data of the stages" not in sentence, sentence

@@ -20,10 +20,11 @@ event: only REST releases it. Everything else -- the metadata form without ``eve
 ``close_date_updated``, ``price_level_structure_updated`` and any type the venue adds later -- changes nothing about
 holding (the gatherer stores, counts and logs them).
 
-**Listings.** Discovery lists every status a gatherer holds (``gather.discovery_statuses``: ``open``, ``paused``
-and ``unopened`` by default: unopened because a market is held from ``created``, so a gatherer that started after
-the creation holds the same markets as one that saw it). The REST object's ``updated_time`` is not used: the spec
-does not say which changes move it, it is on the venue's clock at one-second resolution.
+**Listings.** Discovery lists every status a gatherer holds (:data:`LISTING_STATUSES`: ``open``, ``paused`` and
+``unopened``, or those of ``gather.discovery_statuses`` when set; unopened because a market is held from ``created``,
+so a gatherer that started after the creation holds the same markets as one that saw it). The REST object's
+``updated_time`` is not used: the spec does not say which changes move it, it is on the venue's clock at one-second
+resolution.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from schemas.markets import MarketRef
 __all__ = [
     "HOLD_STATUSES",
     "LIFECYCLE_STATUS",
+    "LISTING_STATUSES",
     "LOOKUP_BATCH",
     "NEUTRAL_EVENTS",
     "RELEASE_STATUSES",
@@ -66,6 +68,8 @@ LIFECYCLE_STATUS: dict[str, str] = {
 # Known lifecycle types that change nothing about holding ("" = the metadata form, which has no event_type).
 NEUTRAL_EVENTS = frozenset({"", "metadata_updated", "close_date_updated", "price_level_structure_updated"})
 LOOKUP_BATCH = 100  # tickers per ``tickers=`` look-up
+# The listing filters a pass may use (every one a held status), ``open`` always among them: the default.
+LISTING_STATUSES = ("open", "paused", "unopened")
 
 
 def classify_event(event_type: str) -> str:
@@ -127,11 +131,23 @@ def market_ref(m: RestMarket, now_ns: int | None = None, status: str | None = No
 class Listings:
     """``GET /markets`` of one REST base URL as :class:`venues.interface.StatusListings` (see module docstring)."""
 
+    kind = "status_listings"
     lookup_batch = LOOKUP_BATCH
+    listing_statuses = LISTING_STATUSES
 
     def __init__(self, rest_url: str, page_limit: int = 1000) -> None:
         self.base = f"{rest_url.rstrip('/')}/markets"
         self.page_limit = page_limit
+        # a look-up answers at most one page (limit=page_limit): asking for more tickers than that would leave the
+        # ones past the page unanswered, and an unanswered held market counts as absent (released a lag later)
+        self.lookup_batch = max(1, min(LOOKUP_BATCH, page_limit))
+
+    def statuses(self, requested: list[str]) -> list[str]:
+        if not requested:
+            return list(LISTING_STATUSES)
+        if "open" not in requested or any(s not in LISTING_STATUSES for s in requested):
+            raise ValueError(f"must include open, each one of {', '.join(LISTING_STATUSES)} ([] = all of them)")
+        return list(requested)
 
     def listing_url(self, status: str, cursor: str = "") -> str:
         query = {"limit": str(self.page_limit), "status": status}

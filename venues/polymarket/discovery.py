@@ -288,6 +288,8 @@ class Walk:
     whose :meth:`groups` are the tradable conditions' tokens, one group per condition (both tokens on one
     connection), in listing order. A token listed twice is held once, in its first group."""
 
+    kind = "walk"
+
     def __init__(self, source: str = "gamma", *, base_url: str = "", limit: int = 500) -> None:
         self.pager = Pager(source, base_url=base_url, limit=limit)
         self.markets: list[Market] = []

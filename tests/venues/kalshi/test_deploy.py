@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mdpipe.config import load_config
+from tests.infra.env_files import read_env_file, venue_env
 from tests.mdpipe.test_example_config import (
     COMMAND_FLAG,
     _shell_commands,
@@ -21,16 +22,11 @@ from tests.mdpipe.test_example_config import (
     settings_named,
     unknown_settings,
 )
-from venues import default_name
+from venues import default_name, get_venue
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "venues" / "kalshi" / "deploy"
 GUIDE = ROOT / "docs" / "production-kalshi.md"
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def test_kalshi_is_the_default_venue_of_a_deployment() -> None:
@@ -43,13 +39,18 @@ def test_the_example_with_kalshis_section_is_a_production_kalshi_configuration(t
     assert cfg.venue.rest_url == "https://external-api.kalshi.com/trade-api/v2"
     assert cfg.venue.ws_url == "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
     # the defaults the section relies on: every market-data channel, the statuses a gatherer holds
-    assert cfg.gather.channels == [] and cfg.gather.discovery_statuses == ["open", "paused", "unopened"]
+    listings = get_venue("kalshi").discovery(cfg.venue.rest_url, 1000)
+    assert cfg.gather.channels == [] and listings.statuses(cfg.gather.discovery_statuses) == [
+        "open",
+        "paused",
+        "unopened",
+    ]
     # three gatherers on one Basic-tier account (200 read tokens/s at 10 tokens a request) stay under its budget
     assert len(cfg.gather.ids) * cfg.gather.rest_requests_per_s < 200 / 10
 
 
 def test_the_compose_product_gathers_from_kalshi_production() -> None:
-    env = _env_file(DEPLOY / "compose.env")
+    env = read_env_file(DEPLOY / "compose.env")
     assert env == {
         "MDPIPE_VENUE": "kalshi",
         "MDPIPE_VENUE__REST_URL": "https://api.elections.kalshi.com/trade-api/v2",
@@ -57,7 +58,7 @@ def test_the_compose_product_gathers_from_kalshi_production() -> None:
         "MDPIPE_VENUE__AUTH": "true",
     }
     readme = (DEPLOY / "README.md").read_text()
-    for name in ("MDPIPE_VENUE_KEY_ID", "MDPIPE_VENUE_PRIVATE_KEY_FILE", "infra/secrets/kalshi-private-key.pem"):
+    for name in ("VENUE_KEY_ID", "VENUE_PRIVATE_KEY_FILE", "infra/secrets/kalshi-private-key.pem"):
         assert name in readme, name
 
 
@@ -95,3 +96,33 @@ def test_the_gatherer_benchmark_the_guide_names_has_tls() -> None:
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         main(["--help"])
     assert "--tls" in out.getvalue()
+
+
+def test_the_key_compose_mounts_signs_what_kalshi_verifies(tmp_path: Path) -> None:
+    """The whole chain of the compose product for Kalshi: the key file each gatherer's secret names, mounted where
+    compose mounts it, read through the gatherer's configuration, signs a request that the PUBLIC key of that pair
+    verifies (Kalshi's RSA-PSS over timestamp + method + path); a gatherer's own pair (MDPIPE_G<n>_*) for it alone."""
+    from tests.infra.test_compose import _environment, _mounted_secrets, _services
+    from venue_sim.keys import generate_test_keypair, load_public_key, verify
+
+    shared, own = generate_test_keypair(tmp_path / "shared"), generate_test_keypair(tmp_path / "own")
+    env = {
+        **venue_env(venue="kalshi"),
+        "VENUE_KEY_ID": shared.key_id,
+        "VENUE_PRIVATE_KEY_FILE": shared.private_path,
+        "MDPIPE_G3_KEY_ID": own.key_id,
+        "MDPIPE_G3_PRIVATE_KEY_FILE": own.private_path,
+    }
+    for name, keys in {"gather-g1": shared, "gather-g2": shared, "gather-g3": own}.items():
+        service = _services()[name]
+        config = load_config(environ=_environment(service, env), use_infra_state=False)
+        assert config.venue.name == "kalshi" and config.venue.auth, name
+        mounted = _mounted_secrets(service, env)[config.venue.private_key_path]
+        assert mounted == Path(keys.private_path).resolve(), name
+        signer = get_venue("kalshi").signer(config.venue.key_id, "", str(mounted))
+        headers = signer.headers(ts_ms=1_700_000_000_000, method="GET", path="/trade-api/ws/v2")
+        assert headers["KALSHI-ACCESS-KEY"] == keys.key_id, name
+        public = load_public_key(keys.public_key_pem)
+        assert verify(public, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2"), name
+        other = load_public_key((own if keys is shared else shared).public_key_pem)
+        assert not verify(other, headers["KALSHI-ACCESS-SIGNATURE"], "1700000000000", "GET", "/trade-api/ws/v2")

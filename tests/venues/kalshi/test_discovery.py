@@ -9,7 +9,7 @@ import pytest
 
 from schemas.codec import SchemaError
 from venues import get_venue
-from venues.interface import StatusListings
+from venues.interface import discovery_kind
 from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket
 from venues.kalshi.messages import LifecycleMsg
 
@@ -22,7 +22,7 @@ def _query(url: str) -> dict[str, list[str]]:
 
 def test_the_venue_hook_gives_status_listings() -> None:
     listings = get_venue("kalshi").discovery(BASE, 250)
-    assert isinstance(listings, StatusListings) and isinstance(listings, Listings)
+    assert discovery_kind(listings) == "status_listings" and isinstance(listings, Listings)
     assert listings.lookup_batch == LOOKUP_BATCH == 100
 
 
@@ -60,3 +60,14 @@ def test_lifecycle_and_reference_data() -> None:
     ref = listings.market_ref(RestMarket("M-1", status="active", open_time="2026-01-02T03:04:05Z"), 7, "inactive")
     assert (ref.venue, ref.ticker, ref.status, ref.updated_ns) == ("kalshi", "M-1", "inactive", 7)
     assert ref.open_time_ms == 1767323045000
+
+
+@pytest.mark.parametrize("page", [1, 40, 99, 100, 250, 1000])
+def test_a_lookup_never_asks_for_more_tickers_than_one_page_answers(page: int) -> None:
+    """Look-ups send limit=page_limit: a batch larger than the page would leave tickers past it unanswered, and a
+    held market missing from a look-up's answer is released a lag later."""
+    listings = get_venue("kalshi").discovery(BASE, page)
+    assert listings.lookup_batch == min(LOOKUP_BATCH, page)
+    batch = [f"M-{i}" for i in range(500)][: listings.lookup_batch]
+    query = _query(listings.lookup_url(batch))
+    assert len(query["tickers"][0].split(",")) == len(batch) <= int(query["limit"][0])

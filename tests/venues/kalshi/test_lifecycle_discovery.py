@@ -28,14 +28,6 @@ from venues.kalshi.emulator_wire import CH_LIFECYCLE
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def ih() -> Any:
-    """The gatherer test helpers of tests/ingest (its conftest's ``ih`` fixture)."""
-    from tests.ingest import conftest
-
-    return conftest
-
-
 def _sim(tmp_path: Path, **kw: Any) -> VenueSim:
     settings: dict[str, Any] = {"markets": 10, "rate": 300.0, "seed": 5, "churn_per_s": 0.0, **kw}
     return VenueSim(SimConfig(port=0, auth=False, truth_path=str(tmp_path / "truth.bin"), **settings))

@@ -264,11 +264,21 @@ def test_generated_histories(
 
 
 def test_gather_settings_are_checked() -> None:
+    import json
+
     import pytest
 
-    from mdpipe.config import GatherConfig
+    from mdpipe.config import ConfigError, GatherConfig, load_config
+    from venues.kalshi.discovery import LISTING_STATUSES, Listings
 
-    assert GatherConfig().discovery_statuses == ["open", "paused", "unopened"] and GatherConfig().rest_lag_s == 60
-    for bad in ({"discovery_statuses": ["paused"]}, {"discovery_statuses": ["open", "closed"]}, {"rest_lag_s": 0}):
-        with pytest.raises(ValueError):
-            GatherConfig(**bad)  # type: ignore[arg-type]
+    assert GatherConfig().discovery_statuses == [] and GatherConfig().rest_lag_s == 60  # [] = the venue's statuses
+    assert Listings("http://x").statuses([]) == list(LISTING_STATUSES) == ["open", "paused", "unopened"]
+    with pytest.raises(ValueError):
+        GatherConfig(rest_lag_s=0)
+    for bad in (["paused"], ["open", "closed"]):  # checked by the venue, named as the setting
+        environ = {"MDPIPE_VENUE__NAME": "kalshi", "MDPIPE_GATHER__DISCOVERY_STATUSES": json.dumps(bad)}
+        with pytest.raises(ConfigError, match=r"^config setting gather\.discovery_statuses .*must include open"):
+            load_config(environ=environ, use_infra_state=False)
+    environ = {"MDPIPE_VENUE__NAME": "kalshi", "MDPIPE_GATHER__DISCOVERY_STATUSES": '["open", "paused"]'}
+    cfg = load_config(environ=environ, use_infra_state=False)
+    assert Listings("http://x").statuses(cfg.gather.discovery_statuses) == ["open", "paused"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mdpipe.config import load_config
+from tests.infra.env_files import read_env_file
 from tests.mdpipe.test_example_config import assembled
 from venues.polymarket import wire
 from venues.polymarket.discovery import GAMMA_URL
@@ -15,17 +16,12 @@ from venues.polymarket.emulator import WS_PATH
 DEPLOY = Path(__file__).resolve().parents[3] / "venues" / "polymarket" / "deploy"
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
-
-
 def test_the_compose_product_gathers_from_the_documented_endpoints_without_keys() -> None:
-    env = _env_file(DEPLOY / "compose.env")
+    env = read_env_file(DEPLOY / "compose.env")
     assert env["MDPIPE_VENUE"] == "polymarket" and env["MDPIPE_VENUE__AUTH"] == "false"
     assert env["MDPIPE_VENUE__REST_URL"] == GAMMA_URL and env["MDPIPE_VENUE__WS_URL"] == wire.WS_URL
-    assert (DEPLOY.parents[2] / "infra" / env["MDPIPE_VENUE_PRIVATE_KEY_FILE"]).is_file()  # compose needs a file
-    sim = {**env, **_env_file(DEPLOY / "sim.env")}
+    assert (DEPLOY.parents[2] / "infra" / env["VENUE_PRIVATE_KEY_FILE"]).is_file()  # compose needs a file
+    sim = {**env, **read_env_file(DEPLOY / "sim.env")}
     assert urlsplit(sim["MDPIPE_VENUE__WS_URL"]).path == WS_PATH == urlsplit(wire.WS_URL).path
     assert urlsplit(sim["MDPIPE_VENUE__REST_URL"]).hostname == "venue"
 
