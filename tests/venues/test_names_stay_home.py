@@ -21,7 +21,6 @@ SKIP_DIRS = {"__pycache__", "build", "dist", "node_modules"}  # without git; and
 EXEMPT_TREES = ("docs/",)
 EXEMPT_FILES = {"README.md"}
 
-_EMULATOR = "the emulator is the first venue's emulator until its protocol profile moves behind Venue.emulator_wire"
 _DEPLOY = "deployment of the first venue: its secrets, URLs and env names (a venue section per deployment is next)"
 _FIXTURE = "test data: frames or bodies of the first venue fed through the stage"
 _VENUE_TEST = "tests the venue's own behaviour through a stage; moves to tests/venues/<name>/ with a venue-neutral part"
@@ -40,23 +39,6 @@ STILL_NAMING: dict[str, str] = {
     "sink/migrations/0006_books.sql": "an applied migration is never edited",
     # test and benchmark data
     "dedup_stream/synth.py": "synthetic raw frames in the first venue's wire format (dedup tests and benches)",
-    # the emulator
-    "venue_sim/__init__.py": _EMULATOR,
-    "venue_sim/app.py": _EMULATOR,
-    "venue_sim/book.py": _EMULATOR,
-    "venue_sim/cli.py": _EMULATOR,
-    "venue_sim/keys.py": _EMULATOR,
-    "venue_sim/lifecycle.py": _EMULATOR,
-    "venue_sim/load.py": _EMULATOR,
-    "venue_sim/markets.py": _EMULATOR,
-    "venue_sim/protocol.py": _EMULATOR,
-    "venue_sim/rest_limit.py": _EMULATOR,
-    "venue_sim/server.py": _EMULATOR,
-    "tests/venue_sim/test_lifecycle.py": _EMULATOR,
-    "tests/venue_sim/test_load.py": _EMULATOR,
-    "tests/venue_sim/test_record_protocol.py": _EMULATOR,
-    "tests/venue_sim/test_rest_limit_tls.py": _EMULATOR,
-    "tests/venue_sim/test_server.py": _EMULATOR,
     # tests of stages fed with the first venue's data
     "tests/dedup_stream/test_gaps.py": _FIXTURE,
     "tests/dedup_stream/test_logic.py": _FIXTURE,

@@ -3,8 +3,10 @@
 Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``snapshots`` (a snapshot's position in
 the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
 header signing), ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and
-envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks). Modules other than
-``channels`` are imported when a method is called (see :mod:`venues.interface`).
+envelope names, declared once), ``emulator_wire`` (the wire formats the emulator speaks), ``emulator`` (the
+emulator's Kalshi: message bodies, books as the wire spells them, the WebSocket session, REST and the profile the
+emulator's server hosts). Modules other than ``channels`` are imported when a method is called (see
+:mod:`venues.interface`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from venues.interface import FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
+from venues.interface import EmulatorProfile, FrameNormaliser, Signer, TruthNormaliser, Venue, VenueSession
 from venues.kalshi.channels import CHANNELS, MARKET_LIFECYCLE
 
 __all__ = ["VENUE", "Kalshi"]
@@ -55,9 +57,18 @@ class Kalshi(Venue):
         return msg_to_event
 
     def emulator_wire(self) -> ModuleType:
-        from venues.kalshi import emulator_wire
+        from venues.kalshi import emulator
 
-        return emulator_wire
+        return emulator
+
+    def emulator(
+        self, *, seed: int, markets: Any, books: Any = None, sub_cap: int = 0, recorder: Any = None
+    ) -> EmulatorProfile | None:
+        from venues.kalshi.emulator.profile import emulator_profile
+
+        if books is None:
+            raise ValueError("the emulator's Kalshi sessions read the generator's books: pass books")
+        return emulator_profile(markets, books, sub_cap=sub_cap, recorder=recorder)
 
 
 VENUE = Kalshi()
