@@ -543,14 +543,14 @@ class Generator:
         body = trade_body(str(trade_id), self.markets.ticker(m), yes_price, count, taker, ts)
         self._event(out, CH_TRADE, m, ts, body)
 
-    def ticker_body(self, m: int, ts: int) -> str:
+    def _ticker(self, out: list[Event], m: int, ts: int) -> None:
         books = self.books
         last = books.last_price[m] if books.touched[m] else books.mid(m)
         secs = ts // 1000
         if secs != self._rfc_secs:
             self._rfc_secs, self._rfc_text = secs, rfc3339(secs * 1000)
         markets = self.markets
-        return ticker_body(
+        body = ticker_body(
             markets.market_id(m),
             markets.ticker(m),
             books.top(m),
@@ -561,6 +561,4 @@ class Generator:
             ts,
             self._rfc_text,
         )
-
-    def _ticker(self, out: list[Event], m: int, ts: int) -> None:
-        self._event(out, CH_TICKER, m, ts, self.ticker_body(m, ts))
+        self._event(out, CH_TICKER, m, ts, body)
