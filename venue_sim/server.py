@@ -164,8 +164,8 @@ class SimConnection:
             "bytes_sent": self.bytes_sent,
             "data_messages": s.data_messages,
             "suppressed": s.suppressed,
-            "subscriptions": len(s.subs),
-            "overflowed_sids": s.overflowed_sids,
+            "subscriptions": len(getattr(s, "subs", ())),  # a venue's session may keep no subscription table
+            "overflowed_sids": getattr(s, "overflowed_sids", 0),
             "commands": self.commands,
             "frozen": s.frozen,
             "delayed_batches": self.delayed_batches,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from websockets.http11 import Request
 from venue_sim.book import Books
 from venue_sim.keys import generate_test_keypair, load_public_key, sign
 from venue_sim.markets import MarketTable
-from venue_sim.server import ServerSettings, SimServer
+from venue_sim.server import ServerSettings, SimConnection, SimServer
 
 WS_PATH = "/toy/ws"
 AUTH = ("X-Toy-Key", "X-Toy-Time", "X-Toy-Sig")
@@ -100,3 +101,10 @@ def test_the_upgrade_is_signed_with_the_profiles_headers_and_path(tmp_path: Path
     assert server.auth_failures == 3
     unsigned = _server(settings, auth_headers=())  # a venue that signs nothing: with auth on, nothing passes
     assert unsigned._check_upgrade(_upgrade(signed)).status_code == 401  # type: ignore[union-attr]
+
+
+def test_connection_stats_of_a_session_without_subscription_ids() -> None:
+    session = SimpleNamespace(data_messages=3, suppressed=1, frozen=False, redelivered=0)  # the fields faults need
+    ws = SimpleNamespace(remote_address=("127.0.0.1", 5000))
+    stats = SimConnection(7, ws, session).stats()  # type: ignore[arg-type]
+    assert (stats["conn_id"], stats["data_messages"], stats["subscriptions"], stats["overflowed_sids"]) == (7, 3, 0, 0)
