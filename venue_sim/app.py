@@ -40,11 +40,11 @@ import msgspec
 
 from mdpipe.config import SimConfig
 from mdpipe.logging import get_logger
-from venue_sim.book import SLOTS, Books, wire_levels
+from venue_sim.book import SLOTS, Books
 from venue_sim.faults import Faults, FaultSpec, parse_faults
 from venue_sim.keys import load_public_key
 from venue_sim.lifecycle import Behaviours
-from venue_sim.load import KINDS, LIFECYCLE_ACTIONS, WIRE_TYPES, BookFact, Event, Generator
+from venue_sim.load import CH_EVENT_LIFECYCLE, KINDS, LIFECYCLE_ACTIONS, WIRE_TYPES, BookFact, Event, Generator
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
 from venue_sim.record import BadMessage, BookCheckpoint, MarketLive, RecordWriter, record_path
 from venue_sim.recorder import Recorder
@@ -52,8 +52,8 @@ from venue_sim.rest_limit import RETRY_AFTER_FORMS, RetryAfterForm
 from venue_sim.server import ServerSettings, SimServer
 from venue_sim.tls import TlsFiles, make_certificates, server_context
 from venue_sim.truth import TruthEvent, TruthWriter
+from venue_sim.wire import WIRE
 from venues import default_name, get_venue
-from venues.kalshi.emulator_wire import CH_EVENT_LIFECYCLE
 
 __all__ = ["SimOptions", "VenueSim"]
 
@@ -67,7 +67,7 @@ class SimOptions(msgspec.Struct, kw_only=True):
 
     host: str = "127.0.0.1"
     public_key_pem: str = ""  # PEM text of the accepted key (instead of sim.public_key_path)
-    max_skew_s: float = 300.0  # accepted |now - KALSHI-ACCESS-TIMESTAMP|
+    max_skew_s: float = 300.0  # accepted |now - the signed upgrade's timestamp header|
     pong_timeout_s: float = 20.0  # no pong within this after a ping -> disconnect
     trade_share: float = 0.05
     ticker_share: float = 0.10
@@ -81,7 +81,7 @@ class SimOptions(msgspec.Struct, kw_only=True):
     tls_dir: str = ""  # where the CA/server certificate go ("" = a new temporary folder)
     rest_rate: float = 0.0  # REST requests per second per client (key id, else address); 0 = no limit
     rest_burst: float = 0.0  # bucket size; 0 = max(1, rest_rate)
-    rest_retry_after: RetryAfterForm = "none"  # what a 429 carries: none (as Kalshi), seconds, date
+    rest_retry_after: RetryAfterForm = "none"  # what a 429 carries: none (as the default venue), seconds, date
 
 
 def behaviours(sim: SimConfig, with_checkpoints: bool) -> Behaviours:
@@ -110,7 +110,8 @@ class VenueSim:
     def __init__(self, sim: SimConfig, options: SimOptions | None = None, *, venue: str = "") -> None:
         """``sim``: the emulator's config section (markets, rate, port, auth, behaviours...; `mdpipe sim` folds its
         flags into it); ``options``: this run's own knobs (address, faults, TLS, ...); ``venue``: the venue whose
-        protocol is served (``venue.name``; "" = the default venue), through its ``Venue.emulator`` profile."""
+        protocol is served (``venue.name``; "" = the default venue), through its ``Venue.emulator`` profile; the events
+        are generated in the truth format (:mod:`venue_sim.wire`) whatever venue is served."""
         self.sim = sim
         self.venue = get_venue(venue or default_name())
         self.options = options = options if options is not None else SimOptions()
@@ -154,7 +155,6 @@ class VenueSim:
             public_key=public_key,
             key_id=sim.key_id,
             max_skew_s=options.max_skew_s,
-            sub_cap=sim.sub_cap,
             heartbeat_s=sim.heartbeat_s,
             pong_timeout_s=options.pong_timeout_s,
             send_buffer_bytes=options.send_buffer_bytes,
@@ -163,21 +163,15 @@ class VenueSim:
             rest_burst=options.rest_burst,
             rest_retry_after=options.rest_retry_after,
         )
-        # the venue's protocol profile (None: the native protocol of venue_sim.protocol); one per run, shared by all
-        # connections, with the same market table, seed and recorder as the native sessions
-        self.profile = self.venue.emulator(
-            seed=sim.seed, markets=self.markets, sub_cap=sim.sub_cap, recorder=self.recorder
+        # the venue's protocol profile: one per run, shared by all connections, over the generator's market table
+        # and books, writing the venue record through the same recorder
+        profile = self.venue.emulator(
+            seed=sim.seed, markets=self.markets, books=self.books, sub_cap=sim.sub_cap, recorder=self.recorder
         )
-        self._observe = self.profile.observe if self.profile is not None else None
-        hosted = (
-            {}
-            if self.profile is None
-            else {
-                "session_factory": self.profile.session_factory,
-                "ws_path": self.profile.ws_path,
-                "rest_routes": self.profile.rest_routes,
-            }
-        )
+        if profile is None:
+            raise ValueError(f"venue {self.venue.name!r} has no emulator profile (Venue.emulator)")
+        self.profile = profile
+        self._observe = profile.observe
         self.server = SimServer(
             settings,
             self.markets,
@@ -186,7 +180,12 @@ class VenueSim:
             last_id=self._last_id,
             venue_ms=self.venue_ms,
             recorder=self.recorder,
-            **hosted,
+            session_factory=profile.session_factory,
+            ws_path=profile.ws_path,
+            rest_routes=profile.rest_routes,
+            rest_base=profile.rest_base,
+            rest_handler=profile.rest_handler,
+            auth_headers=profile.auth_headers,
         )
         self.faults = Faults(self)
         self.schedule: list[FaultSpec] = parse_faults(options.faults) if options.faults else []
@@ -205,8 +204,7 @@ class VenueSim:
 
     @property
     def rest_url(self) -> str:
-        base = "/trade-api/v2" if self.profile is None else self.profile.rest_base
-        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}{base}"
+        return f"{'https' if self.tls else 'http'}://{self.options.host}:{self.port}{self.profile.rest_base}"
 
     @property
     def ws_url(self) -> str:
@@ -334,10 +332,10 @@ class VenueSim:
         while self._checkpoints and rec is not None and (all_of_them or budget > 0):
             (at_ms, after_id, markets, slots), done = self._checkpoints[0]
             end = len(markets) if all_of_them else min(len(markets), done + budget)
-            mid, ticker = self.books.mid, self.markets.ticker
+            mid, ticker, levels = self.books.mid, self.markets.ticker, WIRE.wire_levels
             for k in range(done, end):
                 m = markets[k]
-                yes, no = wire_levels(mid(m), slots[k * SLOTS : (k + 1) * SLOTS].tolist())
+                yes, no = levels(mid(m), slots[k * SLOTS : (k + 1) * SLOTS].tolist())
                 rec.write(BookCheckpoint(at_ms, after_id, ticker(m), yes, no))
             budget -= end - done
             if end == len(markets):

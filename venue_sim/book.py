@@ -5,48 +5,19 @@ the seed); its YES bids live at prices ``mid-1 .. mid-10`` and its NO bids at ``
 book never crosses and fits 20 slots. All markets share one ``array('i')`` of 20 slots each (80 bytes per
 market, about 100 MB with the per-market counters for a million markets, whatever the run length). An
 untouched market's book is derived from (seed, index) on demand; the first change stores it. Sizes never
-go negative. Renders snapshot bodies for the WebSocket and the REST ``orderbook_fp`` object, and the level lists
-the venue's record keeps (:func:`wire_levels`: the exact strings a snapshot carries).
+go negative. How a venue spells a book (snapshots, REST order books, the level lists the venue's record keeps) is
+its emulator profile's; the default venue's ``wire_levels`` is the record's spelling.
 """
 
 from __future__ import annotations
 
 from array import array
 
-from venues.kalshi.emulator_wire import PRICE, count_fp
-
-__all__ = ["LEVEL_SPAN", "SLOTS", "BookView", "Books", "Level", "mix64", "snapshot_json", "wire_levels"]
+__all__ = ["LEVEL_SPAN", "SLOTS", "BookView", "Books", "mix64"]
 
 MASK64 = (1 << 64) - 1
 LEVEL_SPAN = 10  # price levels per side
 SLOTS = 2 * LEVEL_SPAN
-
-Level = tuple[str, str]  # (price_dollars, count_fp) as the wire spells them
-
-
-def wire_levels(mid: int, slots: list[int], use_yes_price: bool = False) -> tuple[list[Level], list[Level]]:
-    """(YES bids, NO bids) of a book with ``mid`` and 20 ``slots``, ascending by price, empty levels left out.
-
-    NO bids are NO-leg prices (what a subscriber without ``use_yes_price`` receives) unless ``use_yes_price``,
-    which expresses them as YES prices (1 - p)."""
-    yes = [(PRICE[mid - 1 - k], count_fp(slots[k])) for k in range(LEVEL_SPAN - 1, -1, -1) if slots[k]]
-    if use_yes_price:
-        no = [(PRICE[1 + mid + k], count_fp(slots[LEVEL_SPAN + k])) for k in range(LEVEL_SPAN) if slots[LEVEL_SPAN + k]]
-    else:
-        ks = range(LEVEL_SPAN - 1, -1, -1)
-        no = [(PRICE[99 - mid - k], count_fp(slots[LEVEL_SPAN + k])) for k in ks if slots[LEVEL_SPAN + k]]
-    return yes, no
-
-
-def snapshot_json(ticker: str, market_id: str, yes: list[Level], no: list[Level]) -> str:
-    """``msg`` of an ``orderbook_snapshot`` from its level lists (a side's key is absent when it is empty)."""
-    parts = [f'{{"market_ticker":"{ticker}","market_id":"{market_id}"']
-    if yes:
-        parts.append(',"yes_dollars_fp":[' + ",".join([f'["{p}","{c}"]' for p, c in yes]) + "]")
-    if no:
-        parts.append(',"no_dollars_fp":[' + ",".join([f'["{p}","{c}"]' for p, c in no]) + "]")
-    parts.append("}")
-    return "".join(parts)
 
 
 def mix64(x: int) -> int:
@@ -177,23 +148,3 @@ class Books:
                 no_bid, no_size = 99 - mid - k, s[LEVEL_SPAN + k]
                 break
         return yes_bid, 100 - no_bid, bid_size, no_size
-
-    def snapshot_levels(self, m: int, use_yes_price: bool = False) -> tuple[list[Level], list[Level]]:
-        """Market ``m``'s book as a snapshot carries it (see :func:`wire_levels`)."""
-        return wire_levels(self.mid(m), self.slots(m), use_yes_price)
-
-    def snapshot_body(self, m: int, ticker: str, market_id: str, use_yes_price: bool) -> str:
-        """``msg`` of an ``orderbook_snapshot``: levels ascending by price, empty sides omitted."""
-        yes, no = self.snapshot_levels(m, use_yes_price)
-        return snapshot_json(ticker, market_id, yes, no)
-
-    def rest_orderbook(self, m: int, depth: int) -> dict[str, object]:
-        """REST ``{"orderbook_fp":{"yes_dollars":[[p,c]],"no_dollars":[[p,c]]}}`` ascending; depth 0 = all."""
-        view = self.peek(m)
-        out: dict[str, list[list[str]]] = {}
-        for name, levels in (("yes_dollars", view.yes), ("no_dollars", view.no)):
-            prices = sorted(levels)
-            if depth > 0:
-                prices = prices[-depth:]
-            out[name] = [[PRICE[p], count_fp(levels[p])] for p in prices]
-        return {"orderbook_fp": out}

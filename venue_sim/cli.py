@@ -1,4 +1,7 @@
-"""``mdpipe sim``: run the local Kalshi-protocol venue (REST + WebSocket on one port) until stopped.
+"""``mdpipe sim``: run the local venue emulator (REST + WebSocket on one port) until stopped.
+
+The protocol served is the emulator profile of ``--venue`` (default: the config's ``venue.name``, else
+:func:`venues.default_name`); its paths and headers are that venue's (``venues/<name>/``).
 
 Prints ``REST http://...`` and ``WS ws://...`` (one line each) on stdout once listening; with ``--tls``
 ``REST https://...``, ``WS wss://...`` and ``CA <path>`` (the certificate a client must trust: ``venue.ca_file``).
@@ -32,9 +35,8 @@ FAULTS_HELP = (
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "sim",
-        help="run the local Kalshi-protocol venue emulator (ground truth, fault injection)",
-        description="Emulated Kalshi trade-api v2 venue. REST GET /trade-api/v2/markets and "
-        "/trade-api/v2/markets/{ticker}/orderbook and WebSocket /trade-api/ws/v2 share one port; admin API: "
+        help="run the local venue emulator (ground truth, fault injection)",
+        description="Emulated venue: the REST API and WebSocket feed of --venue share one port; admin API: "
         "GET /_sim/stats, POST /_sim/faults, /_sim/stop-generating, /_sim/markets (create), "
         '/_sim/settle {"ticker":..}, /_sim/rate {"rate":..}, /_sim/lifecycle {"ticker":..,"action":..} (action: '
         "deactivate, activate, metadata, metadata_legacy, unknown, fee_set, fee_clear). With --truth the venue also "
@@ -50,9 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="TCP port for REST and WebSocket; 0 = a free port (default: sim.port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--seed", type=int, help="random seed; same seed/markets/rate = same events (default: sim.seed)")
-    p.add_argument("--no-auth", action="store_true", help="accept WebSocket upgrades without KALSHI-ACCESS-* headers")
+    p.add_argument("--no-auth", action="store_true", help="accept WebSocket upgrades without a signature")
     p.add_argument("--public-key", metavar="PEM", help="PEM file of the RSA public key signatures must verify with")
-    p.add_argument("--key-id", help="when set, KALSHI-ACCESS-KEY must equal this key id (default: any)")
+    p.add_argument("--key-id", help="when set, the venue's key id header must equal this key id (default: any)")
     p.add_argument("--faults", default="", help=FAULTS_HELP)
     p.add_argument("--truth", metavar="PATH", help="ground-truth file to write (msgpack; default: sim.truth_path)")
     p.add_argument(
@@ -95,8 +97,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="N",
-        help="REST requests per second per client (its KALSHI-ACCESS-KEY, else its address); over it: HTTP 429 "
-        '{"error": "too many requests"} (Kalshi: per-account token buckets); 0 = no limit (default)',
+        help="REST requests per second per client (its key id header, else its address); over it: HTTP 429 "
+        '{"error": "too many requests"} (per-account token buckets, as the default venue); 0 = no limit (default)',
     )
     t.add_argument(
         "--rest-burst", type=float, default=0.0, metavar="N", help="REST bucket size (default max(1, --rest-rate))"
@@ -105,12 +107,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--rest-retry-after",
         choices=["none", "seconds", "date"],
         default="none",
-        help="what a 429 carries: none (as Kalshi documents, default), seconds (Retry-After: N) or date "
+        help="what a 429 carries: none (as the default venue documents, default), seconds (Retry-After: N) or date "
         "(Retry-After: <HTTP date>)",
     )
     b = p.add_argument_group(
         "real-venue behaviours",
-        "What the real Kalshi venue does that a collector must survive; all off unless set here or in [sim] "
+        "What a real venue does that a collector must survive; all off unless set here or in [sim] "
         "(mdpipe demo turns them on). Schedules run on the venue clock and follow the seed.",
     )
     b.add_argument(

@@ -1,6 +1,9 @@
-"""Test RSA key pairs and Kalshi request signing (RSA-PSS, SHA-256, MGF1-SHA-256, salt = digest length).
+"""Test RSA key pairs and request signatures (RSA-PSS, SHA-256, MGF1-SHA-256, salt = digest length) of
+``timestamp + method + path``, the signed WebSocket upgrade the emulator checks for a venue whose profile names
+authentication headers (:attr:`venues.interface.EmulatorProfile.auth_headers`).
 
 Used by the emulator's auth check, its tests, and by other stages' tests that need a key the emulator trusts.
+``WS_PATH`` is the default venue's WebSocket path (what :func:`sign` signs unless told another path).
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from venue_sim.wire import WIRE
+
 __all__ = ["WS_PATH", "TestKeyPair", "generate_test_keypair", "load_public_key", "sign", "verify"]
 
-WS_PATH = "/trade-api/ws/v2"
+WS_PATH: str = WIRE.WS_PATH
 
 
 class TestKeyPair(msgspec.Struct, frozen=True):
-    """Paths of a generated key pair and a key id to send as KALSHI-ACCESS-KEY."""
+    """Paths of a generated key pair and a key id to send in the venue's key id header."""
 
     key_id: str
     private_path: str
@@ -60,7 +65,7 @@ def _pss() -> padding.PSS:
 
 
 def sign(private_key_pem: str | bytes, ts_ms: int | str, method: str = "GET", path: str = WS_PATH) -> str:
-    """Base64 signature of ``ts + method + path`` (query stripped), as Kalshi expects."""
+    """Base64 signature of ``ts + method + path`` (query stripped), as the venue's signed upgrade carries it."""
     data = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
     key = serialization.load_pem_private_key(data, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)

@@ -1,7 +1,8 @@
-"""The awkward behaviours of a real venue's lifecycle channel, as options and message bodies (pure, no state).
+"""The awkward behaviours of a real venue's market lifecycle, as options (pure, no state).
 
-What the real Kalshi venue does and a collector must survive, each switchable (:class:`Behaviours`, all off by
-default) and scheduled by :class:`venue_sim.load.Generator` on its virtual clock:
+What a real venue does and a collector must survive, each switchable (:class:`Behaviours`, all off by default) and
+scheduled by :class:`venue_sim.load.Generator` on its virtual clock (the message bodies are the truth format's:
+the default venue's emulator wire module):
 
 - ``dormant_share``: that share of the markets listed at start (the highest indexes, so whole gatherer
   connections are quiet) never gets data events; they still get lifecycle messages (settlement).
@@ -17,29 +18,17 @@ default) and scheduled by :class:`venue_sim.load.Generator` on its virtual clock
 - ``fee_update_per_s``: ``event_fee_update`` set/clear cycles on a pool of events (identical bodies repeat).
 - ``event_lifecycle``: an ``event_lifecycle`` message before the first market of a new event is created.
 
-Bad numbers (an otherwise valid ``orderbook_delta`` with an out-of-range value) are a fault, not a behaviour:
-:func:`bad_delta_body` builds them for :meth:`venue_sim.load.Generator.bad_delta`.
+Bad numbers (an otherwise valid delta with an out-of-range value, one of :data:`BAD_NUMBER_VARIANTS`) are a fault,
+not a behaviour: :meth:`venue_sim.load.Generator.bad_delta` makes them.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = [
-    "BAD_NUMBER_VARIANTS",
-    "UNKNOWN_EVENT_TYPES",
-    "Behaviours",
-    "activated_body",
-    "bad_delta_body",
-    "deactivated_body",
-    "event_lifecycle_body",
-    "fee_body",
-    "metadata_body",
-    "unknown_body",
-]
+__all__ = ["BAD_NUMBER_VARIANTS", "FLAP_AGAIN_MS", "FLAP_BACK_MS", "Behaviours"]
 
-UNKNOWN_EVENT_TYPES: tuple[str, ...] = ("trading_hours_updated", "collateral_terms_updated")
-# An otherwise valid orderbook_delta with one bad value: what a venue bug or a new encoding can send.
+# An otherwise valid delta with one bad value: what a venue bug or a new encoding can send.
 BAD_NUMBER_VARIANTS: tuple[str, ...] = ("exp", "nan", "digits", "negative")
 FLAP_BACK_MS = 20  # a flap: activated this long after deactivated ...
 FLAP_AGAIN_MS = 50  # ... and deactivated again this long after the first deactivation
@@ -72,61 +61,3 @@ class Behaviours(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("rates must be >= 0")
         if self.pause_markets < 1:
             raise ValueError("pause_markets must be >= 1")
-
-
-def deactivated_body(ticker: str) -> str:
-    return f'{{"market_ticker":"{ticker}","event_type":"deactivated","is_deactivated":true}}'
-
-
-def activated_body(ticker: str) -> str:
-    return f'{{"market_ticker":"{ticker}","event_type":"activated","is_deactivated":false}}'
-
-
-def metadata_body(ticker: str, variant: int, legacy: bool) -> str:
-    """Subtitle and strike of variant 0 or 1; ``legacy`` = the older form without ``event_type``."""
-    strike = 45 + 5 * variant
-    kind = "" if legacy else '"event_type":"metadata_updated",'
-    return (
-        f'{{"market_ticker":"{ticker}",{kind}"yes_sub_title":"Above {strike}","no_sub_title":"{strike} or below",'
-        f'"strike_type":"greater","floor_strike":{strike}}}'
-    )
-
-
-def unknown_body(ticker: str, event_type: str, ts_ms: int) -> str:
-    """A lifecycle message of a type clients do not know (a small body, as a new venue type would have)."""
-    start = ts_ms // 1000 // 3600 * 3600
-    return (
-        f'{{"market_ticker":"{ticker}","event_type":"{event_type}",'
-        f'"trading_hours":[{{"open_ts":{start},"close_ts":{start + 8 * 3600}}}]}}'
-    )
-
-
-def fee_body(event_ticker: str, on: bool) -> str:
-    if on:
-        return f'{{"event_ticker":"{event_ticker}","fee_type_override":"quadratic","fee_multiplier_override":1}}'
-    return f'{{"event_ticker":"{event_ticker}","fee_type_override":null,"fee_multiplier_override":null}}'
-
-
-def event_lifecycle_body(event_ticker: str, number: int, series: str) -> str:
-    return (
-        f'{{"event_ticker":"{event_ticker}","exchange_index":0,"title":"Simulated event {number}",'
-        f'"subtitle":"","collateral_return_type":"","series_ticker":"{series}"}}'
-    )
-
-
-def bad_delta_body(head: str, price: str, variant: str, ts_ms: int) -> tuple[str, str]:
-    """(body, reason) of an ``orderbook_delta`` whose price or size is out of range. ``head`` is the body up to
-    and including ``"price_dollars":"``."""
-    delta = "1.00"
-    if variant == "exp":
-        price = "1E+1000000"
-    elif variant == "nan":
-        delta = "NaN"
-    elif variant == "digits":
-        delta = "9" * 5000 + ".00"
-    elif variant == "negative":
-        price = "-" + price
-    else:
-        raise ValueError(f"bad-number variant must be one of {', '.join(BAD_NUMBER_VARIANTS)}, got {variant!r}")
-    reason = f"{variant}: price_dollars={price[:24]} delta_fp={delta[:24]}"
-    return f'{head}{price}","delta_fp":"{delta}","side":"yes","ts_ms":{ts_ms}}}', reason

@@ -26,20 +26,7 @@ import uuid
 from array import array
 
 from venue_sim.book import LEVEL_SPAN, SLOTS, Books
-from venue_sim.lifecycle import (
-    BAD_NUMBER_VARIANTS,
-    FLAP_AGAIN_MS,
-    FLAP_BACK_MS,
-    UNKNOWN_EVENT_TYPES,
-    Behaviours,
-    activated_body,
-    bad_delta_body,
-    deactivated_body,
-    event_lifecycle_body,
-    fee_body,
-    metadata_body,
-    unknown_body,
-)
+from venue_sim.lifecycle import BAD_NUMBER_VARIANTS, FLAP_AGAIN_MS, FLAP_BACK_MS, Behaviours
 from venue_sim.markets import (
     PREFIX,
     ST_ACTIVE,
@@ -49,24 +36,25 @@ from venue_sim.markets import (
     ST_INITIALIZED,
     MarketTable,
 )
-from venues.kalshi.emulator_wire import (
-    CH_EVENT_FEE,
-    CH_EVENT_LIFECYCLE,
-    CH_LIFECYCLE,
-    CH_ORDERBOOK,
-    CH_TICKER,
-    CH_TRADE,
-    PRICE,
-    count_fp,
-    rfc3339,
-)
+from venue_sim.wire import WIRE
 
 __all__ = ["KINDS", "LIFECYCLE_ACTIONS", "WIRE_TYPES", "BookFact", "Event", "Generator"]
 
 Event = tuple[int, int, int, int, str, str | None]
+# The truth format (venue_sim.wire), copied into globals for the hot path: channel numbers, spellings, bodies.
+CH_ORDERBOOK, CH_TICKER, CH_TRADE, CH_LIFECYCLE = WIRE.CH_ORDERBOOK, WIRE.CH_TICKER, WIRE.CH_TRADE, WIRE.CH_LIFECYCLE
+CH_EVENT_LIFECYCLE, CH_EVENT_FEE = WIRE.CH_EVENT_LIFECYCLE, WIRE.CH_EVENT_FEE
+PRICE: tuple[str, ...] = WIRE.PRICE
+rfc3339 = WIRE.rfc3339
+delta_head, delta_body, trade_body, ticker_body = WIRE.delta_head, WIRE.delta_body, WIRE.trade_body, WIRE.ticker_body
+created_body, determined_body, settled_body = WIRE.created_body, WIRE.determined_body, WIRE.settled_body
+activated_body, deactivated_body, metadata_body = WIRE.activated_body, WIRE.deactivated_body, WIRE.metadata_body
+unknown_body, fee_body, event_lifecycle_body = WIRE.unknown_body, WIRE.fee_body, WIRE.event_lifecycle_body
+bad_delta_body = WIRE.bad_delta_body
+UNKNOWN_EVENT_TYPES: tuple[str, ...] = WIRE.UNKNOWN_EVENT_TYPES
 # Truth kind and the envelope type to record (when not the kind's usual one), by channel number.
-KINDS: tuple[str, ...] = ("delta", "ticker", "trade", "lifecycle", "lifecycle", "lifecycle")
-WIRE_TYPES: tuple[str, ...] = ("", "", "", "", "event_lifecycle", "event_fee_update")
+KINDS: tuple[str, ...] = WIRE.KINDS
+WIRE_TYPES: tuple[str, ...] = WIRE.WIRE_TYPES
 HEAD_CACHE = 100_000
 LIFECYCLE_ACTIONS: tuple[str, ...] = (
     "deactivate",
@@ -381,23 +369,9 @@ class Generator:
                 body = event_lifecycle_body(self.markets.event_ticker(m), event_no, PREFIX[:-2])
                 self._event(out, CH_EVENT_LIFECYCLE, m, ts, body)
                 self.counts["event_lifecycle"] += 1
-        open_s = ts // 1000
         close_s = self.markets.close_ms(m) // 1000
-        meta = (
-            f'{{"name":"Simulated market {m}","title":"Simulated market {m}",'
-            f'"yes_sub_title":"Outcome {m} happens","no_sub_title":"Outcome {m} does not happen",'
-            f'"rules_primary":"Resolves Yes if outcome {m} happens.","rules_secondary":"",'
-            f'"can_close_early":true,"event_ticker":"{self.markets.event_ticker(m)}",'
-            f'"expected_expiration_ts":{close_s}}}'
-        )
-        self._event(
-            out,
-            CH_LIFECYCLE,
-            m,
-            ts,
-            f'{{"market_ticker":"{t}","event_type":"created","open_ts":{open_s},"close_ts":{close_s},'
-            f'"additional_metadata":{meta}}}',
-        )
+        body = created_body(m, t, self.markets.event_ticker(m), ts // 1000, close_s)
+        self._event(out, CH_LIFECYCLE, m, ts, body)
         self.facts.append(("live", m, self.next_id - 1, True, "created"))
         self.counts["created"] += 1
         self._created.append(m)
@@ -414,16 +388,10 @@ class Generator:
             return False
         ts = self._catch_up(out)
         result = result or ("yes" if self.rng.random() < 0.5 else "no")
-        value = "1.0000" if result == "yes" else "0.0000"
         t = self.markets.ticker(m)
         self.markets.results[m] = result
-        determined = (
-            f'{{"market_ticker":"{t}","event_type":"determined","result":"{result}",'
-            f'"settlement_value":"{value}","determination_ts":{ts // 1000}}}'
-        )
-        self._set_live(out, m, ts, ST_DETERMINED, determined, "determined")
-        settled = f'{{"market_ticker":"{t}","event_type":"settled","settled_ts":{ts // 1000}}}'
-        self._set_live(out, m, ts, ST_FINALIZED, settled, "settled")
+        self._set_live(out, m, ts, ST_DETERMINED, determined_body(t, result, ts), "determined")
+        self._set_live(out, m, ts, ST_FINALIZED, settled_body(t, ts), "settled")
         return True
 
     def _churn(self, out: list[Event]) -> None:
@@ -539,7 +507,7 @@ class Generator:
         if not self._has_delta[m]:
             self._has_delta[m] = 1
             self._delta_markets.append(m)
-        body, body_yes = self._delta_body(m, side_no, price, delta, ts)
+        body, body_yes = delta_body(self._heads.get(m) or self._head(m), side_no, price, delta, ts)
         self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
         # Identical-body twin (same market, side, price, delta and ts_ms): a real venue produces these when two
         # orders change one level by the same amount within the same millisecond, so the twin follows at once.
@@ -549,22 +517,15 @@ class Generator:
             self._event(out, CH_ORDERBOOK, m, ts, body, body_yes)
 
     def _head(self, m: int) -> str:
-        """A delta body up to and including ``"price_dollars":"`` (cached for hot markets)."""
+        """The start of market ``m``'s delta bodies (the truth format's ``delta_head``, cached for hot markets)."""
         head = self._heads.get(m)
         if head is None:
             if len(self._heads) >= HEAD_CACHE:
                 self._heads.clear()
             markets = self.markets
-            head = f'{{"market_ticker":"{markets.ticker(m)}","market_id":"{markets.market_id(m)}","price_dollars":"'
+            head = delta_head(markets.ticker(m), markets.market_id(m))
             self._heads[m] = head
         return head
-
-    def _delta_body(self, m: int, side_no: int, price: int, delta: int, ts: int) -> tuple[str, str | None]:
-        head = self._heads.get(m) or self._head(m)
-        if side_no:
-            tail = f'","delta_fp":"{count_fp(delta)}","side":"no","ts_ms":{ts}}}'
-            return f"{head}{PRICE[price]}{tail}", f"{head}{PRICE[100 - price]}{tail}"
-        return f'{head}{PRICE[price]}","delta_fp":"{count_fp(delta)}","side":"yes","ts_ms":{ts}}}', None
 
     def _trade(self, out: list[Event], m: int, ts: int) -> None:
         rnd = self.rng.random
@@ -579,32 +540,25 @@ class Generator:
         books.open_interest[m] += count
         books.last_trade[m] = count
         trade_id = uuid.UUID(int=self.rng.getrandbits(128), version=4)
-        body = (
-            f'{{"trade_id":"{trade_id}","market_ticker":"{self.markets.ticker(m)}",'
-            f'"yes_price_dollars":"{PRICE[yes_price]}","no_price_dollars":"{PRICE[100 - yes_price]}",'
-            f'"count_fp":"{count_fp(count)}","taker_side":"{taker}","taker_outcome_side":"{taker}",'
-            f'"taker_book_side":"bid","is_block_trade":false,"ts":{ts // 1000},"ts_ms":{ts}}}'
-        )
+        body = trade_body(str(trade_id), self.markets.ticker(m), yes_price, count, taker, ts)
         self._event(out, CH_TRADE, m, ts, body)
 
-    def ticker_body(self, m: int, ts: int) -> str:
+    def _ticker(self, out: list[Event], m: int, ts: int) -> None:
         books = self.books
-        yes_bid, yes_ask, bid_size, ask_size = books.top(m)
         last = books.last_price[m] if books.touched[m] else books.mid(m)
-        vol = books.volume[m]
-        oi = books.open_interest[m]
         secs = ts // 1000
         if secs != self._rfc_secs:
             self._rfc_secs, self._rfc_text = secs, rfc3339(secs * 1000)
-        return (
-            f'{{"market_id":"{self.markets.market_id(m)}","market_ticker":"{self.markets.ticker(m)}",'
-            f'"price_dollars":"{PRICE[last]}","yes_bid_dollars":"{PRICE[yes_bid]}",'
-            f'"yes_ask_dollars":"{PRICE[yes_ask]}","yes_bid_size_fp":"{count_fp(bid_size)}",'
-            f'"yes_ask_size_fp":"{count_fp(ask_size)}","last_trade_size_fp":"{count_fp(books.last_trade[m])}",'
-            f'"volume_fp":"{count_fp(vol)}","open_interest_fp":"{count_fp(oi)}",'
-            f'"dollar_volume":{vol * last // 10000},"dollar_open_interest":{oi * last // 10000},'
-            f'"ts":{secs},"ts_ms":{ts},"time":"{self._rfc_text}"}}'
+        markets = self.markets
+        body = ticker_body(
+            markets.market_id(m),
+            markets.ticker(m),
+            books.top(m),
+            last,
+            books.last_trade[m],
+            books.volume[m],
+            books.open_interest[m],
+            ts,
+            self._rfc_text,
         )
-
-    def _ticker(self, out: list[Event], m: int, ts: int) -> None:
-        self._event(out, CH_TICKER, m, ts, self.ticker_body(m, ts))
+        self._event(out, CH_TICKER, m, ts, body)

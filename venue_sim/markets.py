@@ -2,7 +2,8 @@
 
 Market ``i`` is named ``KXSIM-E<i // 10>-M<i>`` (event of 10 markets), its UUID and times derive from the
 seed and ``i``, so a million markets cost about one byte each. Markets are created and settled while the
-venue runs. Renders REST ``Market`` objects and applies the REST ``status`` filter vocabulary.
+venue runs. Pages of markets whose status is in a set of codes (:meth:`MarketTable.page`) are what a venue's REST
+listing shows; rendering them and the venue's status vocabulary are the venue's emulator profile's.
 
 REST trails the WebSocket (real listings lag lifecycle messages by tens of seconds): with ``rest_lag_ms`` set,
 every status change is logged with its venue time, and :meth:`MarketTable.rest_view` gives, for the few markets
@@ -14,15 +15,10 @@ number of markets.
 from __future__ import annotations
 
 import bisect
-import functools
 from collections import deque
-
-from venues.kalshi.emulator_wire import PRICE, rfc3339
 
 __all__ = [
     "ABSENT",
-    "FILTER_STATUSES",
-    "STATUS_NAMES",
     "ST_ACTIVE",
     "ST_CLOSED",
     "ST_DETERMINED",
@@ -34,16 +30,6 @@ __all__ = [
 
 ST_INITIALIZED, ST_INACTIVE, ST_ACTIVE, ST_CLOSED, ST_DETERMINED, ST_FINALIZED = range(6)
 ABSENT = 255  # REST view of a market created less than rest_lag_ms ago: not listed yet
-# Response vocabulary of the real API (disputed/amended are never produced by the emulator).
-STATUS_NAMES: tuple[str, ...] = ("initialized", "inactive", "active", "closed", "determined", "finalized")
-# Query filter vocabulary -> response statuses it selects.
-FILTER_STATUSES: dict[str, tuple[int, ...]] = {
-    "unopened": (ST_INITIALIZED,),
-    "open": (ST_ACTIVE,),
-    "paused": (ST_INACTIVE,),
-    "closed": (ST_CLOSED, ST_DETERMINED),
-    "settled": (ST_FINALIZED,),
-}
 
 PREFIX = "KXSIM-E"
 DAY_MS = 86_400_000
@@ -185,36 +171,3 @@ class MarketTable:
             out.append(pos)
             pos += 1
         return out, (pos if nxt(pos) != -1 else -1)
-
-    def rest_market(self, i: int, top: tuple[int, int, int, int, int], status: int | None = None) -> str:
-        """REST ``Market`` JSON object. ``top`` = (yes_bid, yes_ask, last_price cents, volume, open_interest);
-        ``status`` overrides the live status (the lagging REST view)."""
-        yes_bid, yes_ask, last, volume, oi = top
-        status = self.status[i] if status is None else status
-        open_ms = self.open_ms(i)
-        close_ms = self.close_ms(i)
-        opened = _time(open_ms)
-        closes = _time(close_ms)
-        vol = f"{volume // 100}.{volume % 100:02d}"
-        return (
-            f'{{"ticker":"{self.ticker(i)}","event_ticker":"{self.event_ticker(i)}","market_type":"binary",'
-            f'"title":"Simulated market {i}","subtitle":"","yes_sub_title":"Outcome {i} happens",'
-            f'"no_sub_title":"Outcome {i} does not happen","status":"{STATUS_NAMES[status]}",'
-            f'"created_time":"{opened}","updated_time":"{opened}","open_time":"{opened}","close_time":"{closes}",'
-            f'"expected_expiration_time":"{closes}","latest_expiration_time":"{_time(close_ms + 7 * DAY_MS)}",'
-            f'"settlement_timer_seconds":300,"result":"{self.results.get(i, "")}","can_close_early":true,'
-            f'"rules_primary":"Resolves Yes if outcome {i} happens.","rules_secondary":"",'
-            f'"price_level_structure":"linear_cent",'
-            f'"price_ranges":[{{"start":"0.0000","end":"1.0000","step":"0.0100"}}],'
-            f'"yes_bid_dollars":"{PRICE[yes_bid]}","yes_ask_dollars":"{PRICE[yes_ask]}",'
-            f'"no_bid_dollars":"{PRICE[100 - yes_ask]}","no_ask_dollars":"{PRICE[100 - yes_bid]}",'
-            f'"last_price_dollars":"{PRICE[last]}","previous_yes_bid_dollars":"{PRICE[yes_bid]}",'
-            f'"previous_yes_ask_dollars":"{PRICE[yes_ask]}","previous_price_dollars":"{PRICE[last]}",'
-            f'"volume_fp":"{vol}","volume_24h_fp":"{vol}","open_interest_fp":"{oi // 100}.{oi % 100:02d}",'
-            f'"liquidity_dollars":"0.0000","notional_value_dollars":"1.0000","response_price_units":"usd_cent"}}'
-        )
-
-
-@functools.lru_cache(maxsize=4096)
-def _time(ms: int) -> str:
-    return rfc3339(ms)

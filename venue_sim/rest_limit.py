@@ -1,9 +1,9 @@
-"""The emulator's REST rate limit: one token bucket per client (its ``KALSHI-ACCESS-KEY``, else its address).
+"""The emulator's REST rate limit: one token bucket per client (its key id header, else its address).
 
-Kalshi documents per-account token buckets (a request costs tokens, the bucket refills at the tier's rate) and a
-rejected request answered ``429 Too Many Requests`` with body ``{"error": "too many requests"}`` and **no**
-``Retry-After``. Here every REST request costs one token; ``rate`` tokens refill per second up to ``burst``. A
-rejected request takes no token. ``retry_after`` chooses what the 429 carries: ``none`` (as Kalshi), ``seconds``
+The default venue documents per-account token buckets (a request costs tokens, the bucket refills at the tier's
+rate) and a rejected request answered ``429 Too Many Requests`` with body ``{"error": "too many requests"}`` and
+**no** ``Retry-After``. Here every REST request costs one token; ``rate`` tokens refill per second up to ``burst``. A
+rejected request takes no token. ``retry_after`` chooses what the 429 carries: ``none`` (as documented), ``seconds``
 (``Retry-After: N``, whole seconds until a token is back, at least 1) or ``date`` (the same instant as an HTTP
 date). Pure logic with an injectable clock; the server asks :meth:`RestLimiter.check` per request.
 """

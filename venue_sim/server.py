@@ -1,21 +1,24 @@
-"""I/O layer of the emulator: one asyncio port serving Kalshi REST, the WebSocket feed and the admin API.
+"""I/O layer of the emulator: one asyncio port serving a venue's REST API, its WebSocket feed and the admin API.
 
-``websockets.asyncio.server.serve`` handles the upgrade; ``process_request`` answers REST GETs
-(``/trade-api/v2/markets``, ``.../markets/{ticker}/orderbook``, ``.../markets/orderbooks?tickers=``,
-``/_sim/stats``), checks auth (HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are
+The venue's protocol comes from its emulator profile (:class:`venues.interface.EmulatorProfile`): one server
+session per connection (sans I/O) on the profile's WebSocket path, its REST routes under its REST base, and the
+headers of its signed upgrade. ``websockets.asyncio.server.serve`` handles the upgrade; ``process_request`` answers
+REST GETs and ``/_sim/stats``, checks auth (HTTP 401) and the refuse fault (HTTP 503). POSTs to ``/_sim/...`` are
 read before websockets sees them (websockets only speaks GET). Market data frames are written straight
 to the transport in one batch per connection per tick (server frames are unmasked, no compression), with
-heartbeat pings, a pong deadline, a bounded send buffer (error 25) and the effects of :mod:`venue_sim.faults`.
+heartbeat pings, a pong deadline, a bounded send buffer (the session's ``overflowing``) and the effects of
+:mod:`venue_sim.faults`.
 
 Each connection keeps its *position*: the id of the last event of the last batch written to its socket (a batch
 held by the ``delay`` fault counts when released). With a recorder, connections are recorded when accepted
 (``ConnOpened``, with the client's User-Agent) and when they end (``ConnClosed`` and the end of every sid, at the
-position). REST listings report statuses as the market table's lagging REST view has them (``rest_lag_ms``).
+position).
 
-REST requests (``/trade-api/v2/...``) pass the rate limit of :mod:`venue_sim.rest_limit` when one is set (429,
-optionally with ``Retry-After``) and are logged in ``rest_log`` (time, target, status, client); the ``failpage``
-fault answers the next N listing pages that carry a cursor with HTTP 503 (a listing failing half way). With an
-``ssl_context`` the port speaks TLS only (``https://`` and ``wss://``).
+REST requests pass the rate limit of :mod:`venue_sim.rest_limit` when one is set (429, optionally with
+``Retry-After``; a client is its key id header, else its address) and are logged in ``rest_log`` (time, target,
+status, client); the ``failpage`` fault answers the next N listing pages that carry a cursor with HTTP 503 (a
+listing failing half way; the venue's REST handler asks :meth:`SimServer.fail_page`). With an ``ssl_context`` the
+port speaks TLS only (``https://`` and ``wss://``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -41,10 +44,9 @@ from websockets.protocol import State
 from mdpipe.logging import get_logger
 from venue_sim.book import Books
 from venue_sim.faults import FaultSpec
-from venue_sim.keys import WS_PATH, verify
+from venue_sim.keys import verify
 from venue_sim.load import Event
-from venue_sim.markets import ABSENT, FILTER_STATUSES, MarketTable
-from venue_sim.protocol import ServerSession
+from venue_sim.markets import MarketTable
 from venue_sim.record import ConnClosed, ConnOpened
 from venue_sim.recorder import Recorder
 from venue_sim.rest_limit import RestLimiter, RetryAfterForm
@@ -53,7 +55,6 @@ __all__ = ["AdminHandler", "RestHit", "ServerSettings", "SimConnection", "SimSer
 
 log = get_logger(__name__)
 
-REST_PREFIX = "/trade-api/v2"
 MALFORMED = b'{"type":"orderbook_delta","sid":1,"seq":'
 _HDR = [bytes((0x81, n)) for n in range(126)]
 
@@ -67,7 +68,7 @@ class RestHit(NamedTuple):
     wall: float  # Unix time
     target: str  # path and query
     status: int
-    client: str  # KALSHI-ACCESS-KEY, else the client's address
+    client: str  # the venue's key id header, else the client's address
     retry_after: str  # the Retry-After header sent ("" = none)
 
 
@@ -109,7 +110,6 @@ class ServerSettings:
         public_key: rsa.RSAPublicKey | None = None,
         key_id: str = "",
         max_skew_s: float = 300.0,
-        sub_cap: int = 0,
         heartbeat_s: float = 10.0,
         pong_timeout_s: float = 20.0,
         send_buffer_bytes: int = 16 << 20,
@@ -124,7 +124,6 @@ class ServerSettings:
         self.public_key = public_key
         self.key_id = key_id
         self.max_skew_s = max_skew_s
-        self.sub_cap = sub_cap
         self.heartbeat_s = heartbeat_s
         self.pong_timeout_s = pong_timeout_s
         self.send_buffer_bytes = send_buffer_bytes
@@ -137,7 +136,7 @@ class ServerSettings:
 class SimConnection:
     """One accepted WebSocket: protocol session, counters, fault state."""
 
-    def __init__(self, conn_id: int, ws: ServerConnection, session: ServerSession, position: int = 0) -> None:
+    def __init__(self, conn_id: int, ws: ServerConnection, session: Any, position: int = 0) -> None:
         self.conn_id = conn_id
         self.ws = ws
         self.session = session
@@ -165,8 +164,8 @@ class SimConnection:
             "bytes_sent": self.bytes_sent,
             "data_messages": s.data_messages,
             "suppressed": s.suppressed,
-            "subscriptions": len(s.subs),
-            "overflowed_sids": s.overflowed_sids,
+            "subscriptions": len(getattr(s, "subs", ())),  # a venue's session may keep no subscription table
+            "overflowed_sids": getattr(s, "overflowed_sids", 0),
             "commands": self.commands,
             "frozen": s.frozen,
             "delayed_batches": self.delayed_batches,
@@ -263,15 +262,24 @@ class SimServer:
         venue_ms: Callable[[], int] | None = None,
         recorder: Recorder | None = None,
         session_factory: Callable[[int], Any] | None = None,
-        ws_path: str = WS_PATH,
+        ws_path: str = "",
         rest_routes: dict[str, Callable[[dict[str, str]], bytes]] | None = None,
+        rest_base: str = "",
+        rest_handler: Callable[[str, dict[str, str], Any], tuple[int, Any] | None] | None = None,
+        auth_headers: tuple[str, ...] = (),
     ) -> None:
+        if session_factory is None or not ws_path:
+            raise ValueError("the server hosts a venue's emulator profile: session_factory and ws_path are required")
         self.settings = settings
-        # Another venue's protocol profile: a factory of server sessions with ServerSession's duck type (a venue's
-        # ``emulator`` module provides one), served on that venue's WebSocket path.
+        # The venue's protocol profile (venues.interface.EmulatorProfile): a factory of server sessions (sans I/O),
+        # served on the venue's WebSocket path; its REST routes (exact paths: query -> JSON body), its other REST
+        # paths under rest_base (rest_handler), and the headers of its signed upgrade.
         self.session_factory = session_factory
         self.ws_path = ws_path
-        self.rest_routes = rest_routes or {}  # the profile's own REST paths: query -> JSON body
+        self.rest_routes = rest_routes or {}
+        self.rest_base = rest_base
+        self.rest_handler = rest_handler
+        self.auth_headers = auth_headers
         self.markets = markets
         self.books = books
         self._admin = admin
@@ -336,8 +344,9 @@ class SimServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if path == self.ws_path:
             return self._check_upgrade(request)
-        if path.startswith(f"{REST_PREFIX}/") or path in self.rest_routes:
-            who = request.headers.get("KALSHI-ACCESS-KEY", "") or str(conn.remote_address[0])
+        if path in self.rest_routes or (self.rest_handler is not None and path.startswith(f"{self.rest_base}/")):
+            key_header = self.auth_headers[0] if self.auth_headers else ""
+            who = (request.headers.get(key_header, "") if key_header else "") or str(conn.remote_address[0])
             response = self._rest(who, path, query)
             self.rest_requests += 1
             retry_after = response.headers.get("Retry-After", "")
@@ -361,16 +370,22 @@ class SimServer:
             route = self.rest_routes.get(path)
             if route is not None:
                 return _json_response(200, route(query))
-            if path == f"{REST_PREFIX}/markets":
-                return self._rest_markets(query)
-            if path == f"{REST_PREFIX}/markets/orderbooks":
-                return self._rest_orderbooks(query)
-            if path.startswith(f"{REST_PREFIX}/markets/") and path.endswith("/orderbook"):
-                ticker = unquote(path[len(REST_PREFIX) + 9 : -len("/orderbook")])
-                return self._rest_orderbook(ticker, query)
+            answer = self.rest_handler(path, query, self) if self.rest_handler is not None else None
         except ValueError as exc:
             return _json_response(400, {"error": {"code": "bad_request", "message": str(exc)}})
-        return _json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+        if answer is None:
+            return _json_response(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+        return _json_response(*answer)
+
+    def fail_page(self, detail: str) -> bool:
+        """The ``failpage`` fault, asked by a venue's REST handler for a listing page that carries a cursor: True
+        (one armed page fewer) when this page must fail with HTTP 503."""
+        if self.fail_pages <= 0:
+            return False
+        self.fail_pages -= 1
+        self.failed_pages += 1
+        log.info("fault_failpage", cursor=detail, left=self.fail_pages)
+        return True
 
     def _check_upgrade(self, request: Request) -> Response | None:
         if time.monotonic() < self.refuse_until:
@@ -379,9 +394,11 @@ class SimServer:
         if not self.settings.auth:
             return None
         headers = request.headers
-        key = headers.get("KALSHI-ACCESS-KEY", "")
-        ts = headers.get("KALSHI-ACCESS-TIMESTAMP", "")
-        sig = headers.get("KALSHI-ACCESS-SIGNATURE", "")
+        # the venue's (key id, timestamp, signature) headers; a venue that signs nothing has none to send
+        key_name, ts_name, sig_name = (*self.auth_headers, "", "", "")[:3]
+        key = headers.get(key_name, "") if key_name else ""
+        ts = headers.get(ts_name, "") if ts_name else ""
+        sig = headers.get(sig_name, "") if sig_name else ""
         reason = ""
         if not key or not ts or not sig:
             reason = "missing authentication headers"
@@ -389,7 +406,7 @@ class SimServer:
             reason = "unknown key"
         elif not ts.isdigit() or abs(time.time() * 1000 - int(ts)) > self.settings.max_skew_s * 1000:
             reason = "bad timestamp"
-        elif self.settings.public_key is None or not verify(self.settings.public_key, sig, ts, "GET", WS_PATH):
+        elif self.settings.public_key is None or not verify(self.settings.public_key, sig, ts, "GET", self.ws_path):
             reason = "bad signature"
         if reason:
             self.auth_failures += 1
@@ -397,75 +414,11 @@ class SimServer:
             return _json_response(401, {"error": {"code": "authentication_error", "message": reason}})
         return None
 
-    def _rest_markets(self, query: dict[str, str]) -> Response:
-        limit = int(query.get("limit", "100") or 100)
-        if not 0 <= limit <= 1000:
-            raise ValueError("limit must be in 0..1000")
-        limit = limit or 100
-        status = query.get("status", "")
-        if status and status not in FILTER_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(FILTER_STATUSES)}")
-        codes = FILTER_STATUSES[status] if status else None
-        cursor = query.get("cursor", "")
-        if cursor and self.fail_pages > 0:
-            self.fail_pages -= 1
-            self.failed_pages += 1
-            log.info("fault_failpage", cursor=cursor, left=self.fail_pages)
-            return _json_response(503, {"error": {"code": "service_unavailable", "message": "page failed (fault)"}})
-        start = int(cursor) if cursor else 0
-        if start < 0:
-            raise ValueError("bad cursor")
-        markets = self.markets
-        view = markets.rest_view(self.venue_ms())  # REST trails the WebSocket by rest_lag_ms
-        tickers = query.get("tickers", "")
-        if tickers:
-            found = [markets.index(t) for t in tickers.split(",")]
-            idx = [
-                i
-                for i in found
-                if i is not None and (st := markets.rest_status(i, view)) != ABSENT and (codes is None or st in codes)
-            ]
-            nxt = -1
-        else:
-            idx, nxt = markets.page(codes, start, limit, view)
-        books = self.books
-        items = []
-        for i in idx:
-            yes_bid, yes_ask, _, _ = books.top(i)
-            last = books.last_price[i] if books.touched[i] else books.mid(i)
-            top = (yes_bid, yes_ask, last, books.volume[i], books.open_interest[i])
-            items.append(markets.rest_market(i, top, view.get(i)))
-        body = '{"markets":[' + ",".join(items) + '],"cursor":' + json.dumps("" if nxt < 0 else str(nxt)) + "}"
-        return _json_response(200, body.encode())
-
-    def _rest_orderbook(self, ticker: str, query: dict[str, str]) -> Response:
-        i = self.markets.index(ticker)
-        if i is None:
-            return _json_response(404, {"error": {"code": "not_found", "message": f"market {ticker} not found"}})
-        depth = int(query.get("depth", "0") or 0)
-        if not 0 <= depth <= 100:
-            raise ValueError("depth must be in 0..100")
-        return _json_response(200, self.books.rest_orderbook(i, depth))
-
-    def _rest_orderbooks(self, query: dict[str, str]) -> Response:
-        tickers = [t for t in query.get("tickers", "").split(",") if t]
-        if not 1 <= len(tickers) <= 100:
-            raise ValueError("tickers: 1 to 100 comma-separated market tickers")
-        books = []
-        for t in tickers:
-            i = self.markets.index(t)
-            if i is not None:
-                books.append({"ticker": t, **self.books.rest_orderbook(i, 0)})
-        return _json_response(200, {"orderbooks": books})
-
     # -- WebSocket -----------------------------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
         rec = self.recorder
-        if self.session_factory is not None:
-            session = self.session_factory(conn_id)
-        else:
-            session = ServerSession(conn_id, self.markets, self.books, self.settings.sub_cap, rec)
+        session = self.session_factory(conn_id)
         sc = SimConnection(conn_id, ws, session, self.last_id())
         self.connections[conn_id] = sc
         self.accepted += 1

@@ -29,8 +29,9 @@ What a venue provides, by stage:
   to detect or undo: a demo does not inject them), :attr:`Venue.demo_markets` and :attr:`Venue.demo_rate` (the
   demo's default scale for this venue's emulator);
 - emulator: :meth:`Venue.emulator_wire`, the module of wire formats the emulator speaks (channel names, envelope
-  types, replies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
-  (:class:`EmulatorProfile`), or None for the venue whose protocol the emulator speaks natively;
+  types, replies; the default venue's is also the format of the emulator's ground truth: its generator writes
+  those message bodies); :meth:`Venue.emulator`, the venue's protocol profile the emulator's server hosts
+  (:class:`EmulatorProfile`), or None for a venue the emulator cannot serve;
 - tests and benchmarks: :meth:`Venue.synth`, the module of the venue's synthetic data (:mod:`venues.synthetic`).
 
 The event model and the sink's tables are shared by every venue and are not part of this interface.
@@ -231,11 +232,17 @@ class TruthTranslator(Protocol):
 class EmulatorProfile:
     """A venue's protocol as the emulator's server (``venue_sim.server.SimServer``) hosts it.
 
-    ``session_factory(conn_id)`` returns one connection's server session (the duck type of
-    ``venue_sim.protocol.ServerSession``: ``receive_text``, ``deliver``, ``data_to_send``, the fault fields, ``end``,
-    ``redelivered``) which writes the venue's record itself; ``ws_path`` is the WebSocket path it is served on;
-    ``rest_routes`` maps a REST path to ``query -> JSON body`` (served under the same rate limit as the native routes)
-    and ``rest_base`` is the path a client's REST base URL ends with ("" = the server's root);
+    ``session_factory(conn_id)`` returns one connection's server session (the duck type the server drives:
+    ``receive_text``, ``deliver``, ``data_to_send``, the fault fields ``drop_next``, ``redeliver_next``, ``frozen``,
+    ``overflowing`` with ``update_flags()``, ``end``, ``redelivered``) which writes the venue's record itself;
+    ``ws_path`` is the WebSocket path it is served on; ``rest_routes`` maps a REST path to ``query -> JSON body``
+    (served under the emulator's rate limit) and ``rest_base`` is the path a client's REST base URL ends with
+    ("" = the server's root); ``rest_handler(path, query, venue)`` answers the other paths under ``rest_base``
+    with ``(status, JSON body as bytes or a JSON-able object)`` or None (no such route), a ``ValueError`` being a
+    400; ``venue`` offers ``venue_ms()`` (the venue clock) and ``fail_page(detail)`` (True when the ``failpage``
+    fault fails this listing page). ``auth_headers`` are the (key id, timestamp, signature) headers of a signed
+    WebSocket upgrade (an RSA-PSS signature of timestamp + ``GET`` + ``ws_path``), checked when the emulator runs
+    with auth; the key id header also names a REST client for the rate limit; () = the venue signs nothing.
     ``observe(events)`` sees every batch the emulator generates, before any connection does, whether or not one is
     open (a profile that mirrors the venue's books must not miss a batch).
     """
@@ -245,6 +252,8 @@ class EmulatorProfile:
     rest_routes: dict[str, Callable[[dict[str, str]], bytes]] = field(default_factory=dict)
     observe: Callable[[list[Any]], Any] | None = None
     rest_base: str = ""
+    rest_handler: Callable[[str, dict[str, str], Any], tuple[int, Any] | None] | None = None
+    auth_headers: tuple[str, ...] = ()
 
 
 class Venue(ABC):
@@ -314,10 +323,13 @@ class Venue(ABC):
     def emulator_wire(self) -> ModuleType:
         """The module of wire formats the emulator speaks for this venue (channel names, envelope types, replies)."""
 
-    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
-        """The venue's protocol profile for the emulator over its market table ``markets`` (``seed``: the run's
-        seed, ``sub_cap``: a connection's subscription cap, 0 = the venue's own; ``recorder``: where sessions write
-        the venue record, None = no record); None (the default) = the emulator's native protocol."""
+    def emulator(
+        self, *, seed: int, markets: Any, books: Any = None, sub_cap: int = 0, recorder: Any = None
+    ) -> EmulatorProfile | None:
+        """The venue's protocol profile for the emulator over its market table ``markets`` and the generator's
+        ``books`` (``seed``: the run's seed, ``sub_cap``: a connection's subscription cap, 0 = the venue's own;
+        ``recorder``: where sessions write the venue record, None = no record); None (the default) = the emulator
+        cannot serve this venue."""
         return None
 
     # -- tests and benchmarks --------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 import venue_sim
 
-PURE = ["protocol", "book", "load", "lifecycle", "markets", "faults", "truth"]  # the wire formats: tests/venues/
+PURE = ["book", "load", "lifecycle", "markets", "faults", "truth", "wire"]  # a venue's protocol: tests/venues/
 FORBIDDEN = {"asyncio", "socket", "websockets", "threading", "time"}
 
 

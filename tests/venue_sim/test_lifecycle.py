@@ -16,7 +16,15 @@ from venue_sim.book import SLOTS, Books
 from venue_sim.lifecycle import BAD_NUMBER_VARIANTS, Behaviours
 from venue_sim.load import Event, Generator
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE, ST_INITIALIZED, MarketTable
-from venues.kalshi.emulator_wire import CH_EVENT_FEE, CH_EVENT_LIFECYCLE, CH_LIFECYCLE, CH_ORDERBOOK
+from venues import default_name, get_venue
+
+WIRE = get_venue(default_name()).emulator_wire()  # the truth format the generator writes
+CH_EVENT_FEE, CH_EVENT_LIFECYCLE, CH_LIFECYCLE, CH_ORDERBOOK = (
+    WIRE.CH_EVENT_FEE,
+    WIRE.CH_EVENT_LIFECYCLE,
+    WIRE.CH_LIFECYCLE,
+    WIRE.CH_ORDERBOOK,
+)
 
 BASE = 1_700_000_000_000
 LEVEL_NO = 10  # NO ladder offset in a book's 20 slots

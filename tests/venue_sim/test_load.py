@@ -8,7 +8,10 @@ from collections import Counter
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import ST_ACTIVE, ST_FINALIZED, MarketTable
-from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK
+from venues import default_name, get_venue
+
+WIRE = get_venue(default_name()).emulator_wire()  # the truth format the generator writes
+CH_LIFECYCLE, CH_ORDERBOOK = WIRE.CH_LIFECYCLE, WIRE.CH_ORDERBOOK
 
 
 def _gen(markets: int = 200, seed: int = 7, **kw: float) -> Generator:

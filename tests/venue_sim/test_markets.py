@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from venue_sim.markets import (
     ABSENT,
-    FILTER_STATUSES,
     ST_ACTIVE,
+    ST_CLOSED,
     ST_DETERMINED,
     ST_FINALIZED,
     ST_INACTIVE,
@@ -17,6 +17,14 @@ from venue_sim.markets import (
 )
 
 BASE = 1_700_000_000_000
+# Sets of status codes a listing filters on (a venue's REST filter names one of them).
+FILTER_STATUSES: dict[str, tuple[int, ...]] = {
+    "unopened": (ST_INITIALIZED,),
+    "open": (ST_ACTIVE,),
+    "paused": (ST_INACTIVE,),
+    "closed": (ST_CLOSED, ST_DETERMINED),
+    "settled": (ST_FINALIZED,),
+}
 
 
 def _listing(table: MarketTable, now_ms: int, status: str = "", limit: int = 1000) -> list[int]:

@@ -36,6 +36,9 @@ from venue_sim.record import (
     record_path,
 )
 from venue_sim.truth import TruthEvent, read_truth
+from venues import default_name, get_venue
+
+WIRE = get_venue(default_name()).emulator_wire()  # the truth format: how the record spells book levels
 
 WIRE_TYPE = {"delta": "orderbook_delta", "ticker": "ticker", "trade": "trade", "lifecycle": "market_lifecycle_v2"}
 CHANNEL = {"delta": "orderbook_delta", "ticker": "ticker", "trade": "trade", "lifecycle": "market_lifecycle_v2"}
@@ -213,7 +216,7 @@ def test_checkpoints_equal_initial_books_plus_truth_deltas(kit: SimpleNamespace,
             if e.market not in replay:
                 m = int(e.market.rsplit("-M", 1)[1])
                 fresh.grow(m + 1)
-                yes, no = fresh.snapshot_levels(m)
+                yes, no = WIRE.wire_levels(fresh.mid(m), fresh.slots(m))
                 initial[e.market] = replay[e.market] = _book_from({"yes": yes, "no": no})
                 replay[e.market] = {k: dict(v) for k, v in initial[e.market].items()}
             side = replay[e.market][msg["side"]]

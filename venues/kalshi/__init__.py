@@ -4,9 +4,10 @@ Modules: ``protocol`` (the gatherer's sans-I/O session of one connection), ``sna
 the delta stream), ``anchors`` (lifecycle keys by position), ``keys`` (event keys), ``auth`` (upgrade and REST
 header signing), ``discovery`` (REST listings by status, look-ups, the status and lifecycle vocabulary),
 ``messages`` (wire structs and normalisation to the shared events), ``channels`` (channel and envelope names,
-declared once), ``emulator_wire`` (the wire formats the emulator speaks), ``synth`` (synthetic data for the stages'
-tests and benchmarks). Modules other than
-``channels`` are imported when a method is called (see :mod:`venues.interface`).
+declared once), ``emulator`` (the emulator's Kalshi: message bodies, books as the wire spells them, the WebSocket
+session, REST and the profile the emulator's server hosts; also the wire formats the emulator speaks), ``synth``
+(synthetic data for the stages' tests and benchmarks). Modules other than ``channels`` are imported when a method
+is called (see :mod:`venues.interface`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from venues.interface import FrameNormaliser, Signer, StatusListings, TruthNormaliser, Venue, VenueSession
+from venues.interface import (
+    EmulatorProfile,
+    FrameNormaliser,
+    Signer,
+    StatusListings,
+    TruthNormaliser,
+    Venue,
+    VenueSession,
+)
 from venues.kalshi.channels import CHANNELS, MARKET_LIFECYCLE
 
 __all__ = ["VENUE", "Kalshi"]
@@ -63,9 +72,18 @@ class Kalshi(Venue):
         return msg_to_event
 
     def emulator_wire(self) -> ModuleType:
-        from venues.kalshi import emulator_wire
+        from venues.kalshi import emulator
 
-        return emulator_wire
+        return emulator
+
+    def emulator(
+        self, *, seed: int, markets: Any, books: Any = None, sub_cap: int = 0, recorder: Any = None
+    ) -> EmulatorProfile | None:
+        from venues.kalshi.emulator.profile import emulator_profile
+
+        if books is None:
+            raise ValueError("the emulator's Kalshi sessions read the generator's books: pass books")
+        return emulator_profile(markets, books, sub_cap=sub_cap, recorder=recorder)
 
     def synth(self) -> ModuleType:
         from venues.kalshi import synth

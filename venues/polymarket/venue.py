@@ -100,7 +100,10 @@ class Polymarket(Venue):
 
         return emulator
 
-    def emulator(self, *, seed: int, markets: Any, sub_cap: int = 0, recorder: Any = None) -> EmulatorProfile | None:
+    def emulator(
+        self, *, seed: int, markets: Any, books: Any = None, sub_cap: int = 0, recorder: Any = None
+    ) -> EmulatorProfile | None:
+        """The market channel over ``markets``; ``books`` is not read (the profile mirrors the books itself)."""
         from venues.polymarket.emulator import emulator_profile
 
         return emulator_profile(seed, markets, sub_cap=sub_cap, recorder=recorder)

@@ -11,6 +11,7 @@ import pytest
 import venues.kalshi
 
 PURE = ["protocol", "snapshots", "anchors", "keys", "messages", "emulator_wire"]
+PURE += ["emulator/__init__", "emulator/bodies", "emulator/levels", "emulator/protocol", "emulator/rest"]
 FORBIDDEN = {"asyncio", "socket", "websockets", "picows", "threading", "time", "confluent_kafka", "psycopg"}
 
 

@@ -11,7 +11,7 @@ from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
-from venue_sim.protocol import ServerSession
+from venues.kalshi.emulator.protocol import ServerSession
 from venues.kalshi.keys import EventKeyer
 from venues.kalshi.protocol import KalshiSession
 

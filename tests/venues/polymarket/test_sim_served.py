@@ -97,7 +97,7 @@ def test_sim_serves_the_venue_protocol_discovery_and_record(tmp_path: Path) -> N
     assert len(closed) == 1 and any(isinstance(r, ConnClosed) for r in records)
 
 
-def test_default_venue_keeps_the_native_protocol() -> None:
+def test_default_venue_is_served_through_its_own_profile() -> None:
     sim = VenueSim(SimConfig(port=0, auth=False, markets=2), SimOptions())
-    assert sim.profile is None and sim.rest_url.endswith("/trade-api/v2")
-    assert sim.server.ws_path == NATIVE_WS_PATH and sim.server.session_factory is None
+    assert sim.profile is not None and sim.rest_url.endswith("/trade-api/v2")
+    assert sim.server.ws_path == NATIVE_WS_PATH and sim.server.session_factory is sim.profile.session_factory

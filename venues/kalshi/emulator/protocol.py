@@ -1,4 +1,4 @@
-"""Server side of the Kalshi WebSocket protocol for one connection, sans I/O (no asyncio, no clock).
+"""The emulator's server side of the Kalshi WebSocket protocol for one connection, sans I/O (no asyncio, no clock).
 
 Feed client text with :meth:`ServerSession.receive_text`, venue events with :meth:`ServerSession.deliver`,
 and take the frames to send with :meth:`ServerSession.data_to_send`. Keeps one sid counter per connection
@@ -17,11 +17,12 @@ import json
 from array import array
 from typing import Any
 
-from venue_sim.book import Books, snapshot_json
+from venue_sim.book import Books
 from venue_sim.load import Event
 from venue_sim.markets import MarketTable
 from venue_sim.record import ALL_MARKETS, SnapshotSent, Subscribed, Suppressed, Unsubscribed
 from venue_sim.recorder import Recorder
+from venues.kalshi.emulator.levels import snapshot_json, wire_levels
 from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK, CH_TICKER, CHANNELS, TYPES, error_msg
 
 __all__ = [
@@ -409,7 +410,8 @@ class ServerSession:
         if rec is None:
             for m in idx:
                 sub.seq += 1
-                body = books.snapshot_body(m, markets.ticker(m), markets.market_id(m), sub.use_yes_price)
+                yes, no = wire_levels(books.mid(m), books.slots(m), sub.use_yes_price)
+                body = snapshot_json(markets.ticker(m), markets.market_id(m), yes, no)
                 self.out.append(f'{head}"sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
             return
         after_id = rec.position()
@@ -417,7 +419,7 @@ class ServerSession:
         for m in idx:
             sub.seq += 1
             ticker = markets.ticker(m)
-            yes, no = books.snapshot_levels(m, yes_price)
+            yes, no = wire_levels(books.mid(m), books.slots(m), yes_price)
             body = snapshot_json(ticker, markets.market_id(m), yes, no)
             self.out.append(f'{head}"sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
             rec.write(SnapshotSent(self.conn_id, sub.sid, ticker, after_id, yes, no, yes_price))

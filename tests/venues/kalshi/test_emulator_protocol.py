@@ -10,7 +10,7 @@ import pytest
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
-from venue_sim.protocol import ServerSession
+from venues.kalshi.emulator.protocol import ServerSession
 
 
 def _session(markets: int = 20, sub_cap: int = 0) -> tuple[ServerSession, Generator]:

@@ -15,9 +15,9 @@ from venue_sim.book import Books
 from venue_sim.lifecycle import Behaviours
 from venue_sim.load import Event, Generator
 from venue_sim.markets import MarketTable
-from venue_sim.protocol import ServerSession
 from venue_sim.record import ALL_MARKETS, Record, SnapshotSent, Subscribed, Suppressed, Unsubscribed
 from venue_sim.recorder import Recorder
+from venues.kalshi.emulator.protocol import ServerSession
 from venues.kalshi.emulator_wire import CH_TICKER, CHANNELS, TYPES
 
 T = [f"KXSIM-E0-M{i}" for i in range(10)]
