@@ -247,7 +247,8 @@ _frame = msgspec.json.Decoder(_Frame)
 class ServerSession:
     """One connection of the emulated market channel (see module docstring).
 
-    Same duck type as :class:`venue_sim.protocol.ServerSession`, so :class:`venue_sim.server.SimServer` can host it:
+    The session duck type :class:`venues.interface.EmulatorProfile` names, so :class:`venue_sim.server.SimServer` can
+    host it:
     ``receive_text``, ``deliver(events)`` (the generator's events; the shared :class:`Profile` translates each
     batch once for all connections), ``data_to_send() -> list[str]``, the fault fields ``drop_next``,
     ``redeliver_next``, ``frozen``, ``overflowing`` with ``update_flags()``, and ``end``/``redelivered``."""
