@@ -45,7 +45,10 @@ but ``msgspec.DecodeError`` (a ``ValueError``).
 Hot path: :meth:`EventKeyer.delta_body` and :meth:`EventKeyer.ticker_body` decode the body with the numbers kept as
 the venue's strings and normalise each distinct string once (a bounded cache, each entry computed exactly as the
 Decimal path would). A body whose numbers are JSON numbers, or that is invalid, takes the Decimal path
-(:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors.
+(:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors. Before both, a delta or ticker body goes
+through the C accelerator ``venues.kalshi._deltakey`` when the install compiled it (:data:`ACCELERATED`): it derives the
+digest of the common, well-formed shape and hands every other body to these paths (see its source), so the keys
+are the same with or without it.
 """
 
 from __future__ import annotations
@@ -60,7 +63,16 @@ import msgspec
 from venues.kalshi.messages import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
 from venues.occurrences import Occurrences
 
-__all__ = ["MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
+__all__ = ["ACCELERATED", "MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
+
+try:
+    from venues.kalshi import _deltakey  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler, or a source checkout never installed
+    _deltakey = None
+ACCELERATED = _deltakey is not None
+# body -> (market, digest, ts_ms) of a common delta body, None for any other (then the paths below decide)
+_delta_parts: Any = _deltakey.delta_parts if _deltakey is not None else None
+_ticker_parts: Any = _deltakey.ticker_parts if _deltakey is not None else None  # the same for ticker bodies
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _generic = msgspec.json.Decoder(float_hook=Decimal)
@@ -232,6 +244,11 @@ class EventKeyer:
 
     def delta_body(self, body: bytes) -> tuple[str, str, int | None]:
         """``(market, key, venue ms)`` of an orderbook_delta body; the key equals :meth:`delta` of its ``DeltaMsg``."""
+        if _delta_parts is not None:
+            parts = _delta_parts(body)
+            if parts is not None:  # the C accelerator's shape: ts_ms is there
+                market, digest, ms = parts
+                return market, f"d:{digest}:{self._seen.next(digest, ms)}", ms
         try:
             m = _delta_text.decode(body)
             price = _norm_text(m.price_dollars, "price_dollars", PRICE)
@@ -246,6 +263,11 @@ class EventKeyer:
 
     def ticker_body(self, body: bytes) -> tuple[str, str, int | None]:
         """``(market, key, venue ms)`` of a ticker body; the key equals :meth:`ticker` of its ``TickerMsg``."""
+        if _ticker_parts is not None:
+            parts = _ticker_parts(body)
+            if parts is not None:  # the C accelerator's shape: ts_ms is there
+                market, digest, ms = parts
+                return market, f"k:{digest}:{self._seen.next(digest, ms)}", ms
         try:
             m = _ticker_text.decode(body)
             parts = [
