@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     engine = args.engine or dc.engine
     dedup: Any
     if engine == "native":
-        from dedup_stream.native import build_worker
+        from dedup_stream.native import build_worker, tune_gc
 
         settings = dataclasses.replace(
             settings,
@@ -228,6 +228,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             group_instance_id=group_instance_id(args.group_instance_id or dc.group_instance_id, workdir),
         )
         dedup = build_worker(settings)
+        tune_gc()
     else:
         from dedup_stream.app import build_app
 
@@ -262,6 +263,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         busy_s=round(dedup.busy_s(), 3),
         busy_cpu_s=round(dedup.busy_cpu_s(), 3),
         events_out=dedup.events_out,
+        batches=getattr(dedup, "batches", None),  # native engine: consumed batches (frames / batches = mean batch)
         summary=json.dumps(summary(dedup.deduper.stats)),
     )
     return status
