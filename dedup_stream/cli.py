@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     engine = args.engine or dc.engine
     dedup: Any
     if engine == "native":
-        from dedup_stream.native import build_worker, tune_gc
+        from dedup_stream.native import build_worker
 
         settings = dataclasses.replace(
             settings,
@@ -228,7 +228,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
             group_instance_id=group_instance_id(args.group_instance_id or dc.group_instance_id, workdir),
         )
         dedup = build_worker(settings)
-        tune_gc()
     else:
         from dedup_stream.app import build_app
 

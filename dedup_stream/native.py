@@ -76,7 +76,7 @@ from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter, encode_event
 
-__all__ = ["GC_GEN0", "NativeWorker", "build_worker", "tune_gc"]
+__all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
 
@@ -111,11 +111,6 @@ _COMMIT_RETRY_S = 30.0
 _MAX_HELD_BATCHES = 4  # batches whose events wait for their changelog acknowledgements before the worker blocks
 _LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
-# Garbage collector: each frame allocates a few GC-tracked objects (the decoded frame, its decision, the batch's
-# output tuples) that mostly die with the batch; with the default threshold (700) young-generation collections ran
-# every few hundred frames and rescanned whatever was still alive. Start-up objects go to the permanent generation
-# and young collections run every GC_GEN0 allocations (cycles are still collected), as in the sink.
-GC_GEN0 = 50_000
 
 
 class NativeWorker:
@@ -496,15 +491,6 @@ class NativeWorker:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         return 0
-
-
-def tune_gc() -> None:
-    """Garbage-collector settings of a worker process (:data:`GC_GEN0`); `mdpipe dedup` calls it at start-up."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0, 20, 20)
 
 
 def build_worker(settings: DedupSettings) -> NativeWorker:

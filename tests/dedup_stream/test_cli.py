@@ -34,18 +34,3 @@ def test_group_instance_id_defaults_to_host_and_workdir_and_none_turns_it_off(tm
     assert group_instance_id("", tmp_path / "dedup-2") == f"{socket.gethostname()}-dedup-2"
     assert group_instance_id("east-a", tmp_path / "w1") == "east-a"
     assert group_instance_id("none", tmp_path / "w1") == "" and group_instance_id("None", tmp_path / "w1") == ""
-
-
-def test_tune_gc_moves_startup_objects_out_and_collects_young_objects_less_often() -> None:
-    import gc
-
-    from dedup_stream.native import GC_GEN0, tune_gc
-
-    before = gc.get_threshold()
-    try:
-        tune_gc()
-        assert gc.get_threshold()[0] == GC_GEN0 > before[0]
-        assert gc.get_freeze_count() > 0  # start-up objects are in the permanent generation
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
