@@ -262,6 +262,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         busy_s=round(dedup.busy_s(), 3),
         busy_cpu_s=round(dedup.busy_cpu_s(), 3),
         events_out=dedup.events_out,
+        batches=getattr(dedup, "batches", None),  # native engine: consumed batches (frames / batches = mean batch)
         summary=json.dumps(summary(dedup.deduper.stats)),
     )
     return status

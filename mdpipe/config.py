@@ -269,10 +269,12 @@ class DedupConfig(_Section):
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)
     linger_ms: int = 2
-    # raw offsets are committed this often (and every commit_every frames): no latency cost (events do not wait for
-    # commits); a crash re-reads and re-emits up to this much input (absorbed by the sink's unique key); each commit
-    # flushes both producers and stores the changelog offset in the local state (what a restart replays from)
-    commit_interval_s: float = 2.0
+    # raw offsets are committed this often (and every commit_every frames): events do not wait for commits, but the
+    # loop stops for one flush of both producers and one commit round trip (a few ms) each time; a crash re-reads and
+    # re-emits up to this much input (absorbed by the sink's unique key) and replays the changelog written since, so
+    # a SIGKILLed worker's catch-up after its restart grows with it (bench-failover); each commit also stores the
+    # changelog offset in the local state (what a restart replays from)
+    commit_interval_s: float = 1.0
     commit_every: int = 50_000
 
     def __post_init__(self) -> None:
