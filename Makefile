@@ -4,6 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Test processes for `make test` (pytest-xdist; the controller starts the broker and the database once for all).
+# Most integration tests wait on brokers, databases and timers rather than burn CPU, so 2 halve the wall time
+# on a 2-core box; TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 DEMO_ARGS ?=
 
@@ -82,7 +86,7 @@ status-native: venv
 
 test-native: setup-native pglite-install
 	$(BIN)/ruff check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/pytest -m "not integration and not e2e" $(PYTEST_ARGS)

@@ -6,7 +6,8 @@ Selection by ``MDPIPE_TEST_INFRA``:
                  broker + PostgreSQL in a temporary run dir for the session and stop them at the end;
   docker         testcontainers only;
   external       ``MDPIPE_TEST_BOOTSTRAP`` and ``MDPIPE_TEST_DSN``.
-Unit tests that request none of these fixtures start nothing.
+Unit tests that request none of these fixtures start nothing. Under pytest-xdist (``-n N``) the controller starts the
+servers once, before the workers, and the workers use them as ``external`` (:func:`pytest_configure`).
 """
 
 from __future__ import annotations
@@ -174,6 +175,34 @@ def _test_infra() -> Iterator[SessionInfra]:
 
 
 _SESSIONS: list[SessionInfra] = []
+_CONTROLLER_INFRA: list[SessionInfra] = []
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests to pytest-xdist workers (``-n N``, N > 0) rather than running them."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", 0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``-n N`` the controller starts (or reuses) the broker and the database ONCE, and every worker reaches
+    them as ``external``: N workers must not start N brokers. The controller's servers die with it."""
+    if not _is_xdist_controller(config) or os.environ.get("MDPIPE_TEST_INFRA") == "external":
+        return
+    mode = os.environ.get("MDPIPE_TEST_INFRA", "auto")
+    if mode == "auto":
+        mode = "docker" if _docker_available() else "native"
+    infra = SessionInfra(mode)
+    _CONTROLLER_INFRA.append(infra)
+    _SESSIONS.append(infra)
+    os.environ["MDPIPE_TEST_BOOTSTRAP"] = infra.bootstrap()
+    os.environ["MDPIPE_TEST_DSN"] = infra.dsns()[1]
+    os.environ["MDPIPE_TEST_INFRA"] = "external"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for infra in _CONTROLLER_INFRA:
+        infra.close()
+    _CONTROLLER_INFRA.clear()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
