@@ -2,8 +2,8 @@
 # The mdpipe image: every stage runs as `mdpipe <command>` (gather, dedup, sink, topics, sim, demo, verify, status).
 # Stages:
 #   build   compilers + the locked runtime dependencies + a regular (non-editable) install of mdpipe, with the C row
-#           builder (sink._rowcodec) and the gatherer's key accelerator (venues.kalshi._deltakey) compiled; the build
-#           fails if they were not (setup.py marks them optional)
+#           builder (sink._rowcodec) and the venues' accelerators (venues/<name>/_*.c) compiled; the build fails if
+#           they were not (setup.py marks them optional; `python -m ops.accelerators` checks)
 #   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:
 #           gatherer spools, dedup RocksDB state; mount a volume there). The default target.
 #   test    the whole source tree with an editable dev install: `make test` on a host with Docker only runs the
@@ -40,7 +40,7 @@ COPY archive ./archive
 # A regular install (what `pip install mdpipe` does), then prove the C extensions were compiled and import.
 RUN /opt/mdpipe/bin/pip install --no-deps . \
  && cd / && /opt/mdpipe/bin/python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED, resolve; assert ACCELERATED; resolve('c')" \
- && /opt/mdpipe/bin/python -c "import venues.kalshi._deltakey; from venues.kalshi.keys import ACCELERATED; assert ACCELERATED"
+ && /opt/mdpipe/bin/python -m ops.accelerators
 
 FROM ${PYTHON_IMAGE} AS test
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -87,7 +87,7 @@ USER 10001:10001
 WORKDIR /var/lib/mdpipe
 # The final image, as its own user: the compiled extensions import and the CLI starts.
 RUN python -c "import sink._rowcodec; from sink.rowcodec import ACCELERATED; assert ACCELERATED" \
- && python -c "import venues.kalshi._deltakey; from venues.kalshi.keys import ACCELERATED; assert ACCELERATED" \
+ && python -m ops.accelerators \
  && mdpipe --version
 # Fixed metrics / health ports (infra/prometheus/prometheus.compose.yml): gatherers g1..g3, dedup, sink, emulator;
 # the emulator's venue port.

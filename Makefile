@@ -45,7 +45,7 @@ help:
 setup up down status demo test:
 	@$(MAKE) --no-print-directory $@-$(STACK)
 
-$(STAMP): pyproject.toml setup.py sink/_rowcodec.c venues/kalshi/_deltakey.c requirements.lock
+$(STAMP): pyproject.toml setup.py $(wildcard */_*.c venues/*/_*.c) requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'

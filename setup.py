@@ -1,26 +1,26 @@
-"""Build hook for the C extensions: ``sink._rowcodec`` (the sink's events -> COPY rows hot loop) and
-``venues.kalshi._deltakey`` (the gatherer's orderbook_delta key parts).
+"""Build hook for the C extensions: every ``_*.c`` beside a package's modules (``sink/_rowcodec.c``, the sink's
+events -> COPY rows hot loop) or a venue's (``venues/<name>/_*.c``, e.g. the gatherer's event-key accelerators)
+becomes the extension module of the same dotted name.
 
 Everything else is in pyproject.toml. The extensions are optional: without a C compiler the install still
-succeeds and the sink and the gatherer run their pure-Python paths (``sink.rowcodec.ACCELERATED`` and
-``venues.kalshi.keys.ACCELERATED`` say which one runs).
+succeeds and the stages run their pure-Python paths (``python -m ops.accelerators`` says which ones run).
 """
 
+from pathlib import Path
+
 from setuptools import Extension, setup
+
+ROOT = Path(__file__).resolve().parent
+SOURCES = sorted(p.relative_to(ROOT) for p in [*ROOT.glob("*/_*.c"), *ROOT.glob("venues/*/_*.c")])
 
 setup(
     ext_modules=[
         Extension(
-            "sink._rowcodec",
-            ["sink/_rowcodec.c"],
+            ".".join(source.with_suffix("").parts),
+            [source.as_posix()],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
-        ),
-        Extension(
-            "venues.kalshi._deltakey",
-            ["venues/kalshi/_deltakey.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-            optional=True,
-        ),
+        )
+        for source in SOURCES
     ]
 )

@@ -332,6 +332,12 @@ class Venue(ABC):
         cannot serve this venue."""
         return None
 
+    # -- packaging -------------------------------------------------------------------------------
+    def accelerators(self) -> dict[str, bool]:
+        """The venue's optional C extensions (module name -> whether this install compiled and loaded it); setup.py
+        builds every ``venues/<name>/_*.c``, and an image's build checks each is True (``ops.accelerators``)."""
+        return {}
+
     # -- tests and benchmarks --------------------------------------------------------------------
     def synth(self) -> ModuleType:
         """The module of the venue's synthetic data (shape: :mod:`venues.synthetic`) that the stages' tests and

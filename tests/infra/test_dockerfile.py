@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_IMPORT = "import sink._rowcodec"
+ACCELERATORS_CHECK = "python -m ops.accelerators"
 
 
 def _python_snippets(run: str) -> list[str]:
@@ -51,6 +52,7 @@ def test_build_stage_compiles_the_row_builder_in_a_regular_install(dockerfile: A
     assert "cd / &&" in install
     (check,) = _python_snippets(install)
     assert CHECK_IMPORT in check and "assert ACCELERATED" in check and "resolve('c')" in check
+    assert ACCELERATORS_CHECK in install  # and every venue's accelerator (venues/<name>/_*.c)
     deps = next(r for r in runs if "runtime-deps.txt" in r and "pip install" in r)
     assert "-c requirements.lock" in deps  # the locked versions
 
@@ -76,6 +78,7 @@ def test_runtime_stage_is_non_root_without_compilers_and_checks_the_extension(do
     after_user = runtime.instructions[[k for k, _ in runtime.instructions].index("USER") :]
     checks = [s for k, a in after_user if k == "RUN" for s in _python_snippets(a)]
     assert any(CHECK_IMPORT in s and "assert ACCELERATED" in s for s in checks)
+    assert any(k == "RUN" and ACCELERATORS_CHECK in a for k, a in after_user)
     env = runtime.env()
     assert env["MDPIPE_RUN_DIR"] == "/var/lib/mdpipe"
     assert env["PATH"].startswith("/opt/mdpipe/bin:")

@@ -85,6 +85,11 @@ class Kalshi(Venue):
             raise ValueError("the emulator's Kalshi sessions read the generator's books: pass books")
         return emulator_profile(markets, books, sub_cap=sub_cap, recorder=recorder)
 
+    def accelerators(self) -> dict[str, bool]:
+        from venues.kalshi import keys
+
+        return {"venues.kalshi._deltakey": keys.ACCELERATED}
+
     def synth(self) -> ModuleType:
         from venues.kalshi import synth
 

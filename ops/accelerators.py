@@ -1,0 +1,37 @@
+"""Which optional C extensions this install runs: the sink's row builder and every venue's accelerators
+(``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and exits 1, naming the ones
+missing, when any was not compiled; an image build runs it because setup.py marks the extensions optional (an
+install without a compiler succeeds and runs the pure-Python paths)."""
+
+from __future__ import annotations
+
+import sys
+
+import venues
+
+__all__ = ["accelerators", "main"]
+
+
+def accelerators() -> dict[str, bool]:
+    """Extension module name -> whether it is compiled and in use."""
+    from sink import rowcodec
+
+    found = {"sink._rowcodec": rowcodec.ACCELERATED}
+    for name in venues.names():
+        found.update(venues.get_venue(name).accelerators())
+    return found
+
+
+def main() -> int:
+    found = accelerators()
+    for module, compiled in sorted(found.items()):
+        print(f"accelerator module={module} compiled={str(compiled).lower()}")
+    missing = sorted(m for m, compiled in found.items() if not compiled)
+    if missing:
+        print(f"error: not compiled: {', '.join(missing)} (install a C compiler and reinstall mdpipe)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
