@@ -10,7 +10,6 @@ import asyncio
 import json
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,58 +20,10 @@ import venues
 from ingest import gatherer as gatherer_module
 from ingest.rest import DiscoveryError
 from mdpipe.config import VenueConfig
-from schemas.markets import MarketRef
 from tests.ingest.conftest import make_gatherer
+from tests.ingest.toy_listings import ToyListings
 
 TOPICS = {"raw": "raw.toy", "dlq": "dlq.toy", "markets": "markets.toy"}
-
-
-@dataclass
-class Listed:
-    ticker: str
-    status: str
-
-
-class ToyListings:
-    """Statuses ``live`` and ``asleep`` listed and held, ``gone`` released; URLs under the REST base."""
-
-    kind = "status_listings"
-    lookup_batch = 2
-    listing_statuses = ("live", "asleep")
-
-    def __init__(self, rest_url: str) -> None:
-        self.base = rest_url.rstrip("/")
-
-    def statuses(self, requested: list[str]) -> list[str]:
-        return list(requested or self.listing_statuses)
-
-    def listing_url(self, status: str, cursor: str = "") -> str:
-        return f"{self.base}/list?{urllib.parse.urlencode({'status': status, 'cursor': cursor})}"
-
-    def lookup_url(self, tickers: list[str]) -> str:
-        return f"{self.base}/look?{urllib.parse.urlencode({'tickers': ','.join(tickers)})}"
-
-    def page(self, body: bytes) -> tuple[list[Any], str]:
-        data = json.loads(body)
-        return [Listed(t, s) for t, s in data["markets"]], data["cursor"]
-
-    def lifecycle_of(self, msg: Any) -> tuple[str, str]:
-        return "", ""
-
-    def lifecycle_status(self, event_type: str) -> str | None:
-        return None
-
-    def classify(self, event_type: str) -> str:
-        return "unknown"
-
-    def holds(self, status: str) -> bool:
-        return status != "gone"
-
-    def known_status(self, status: str) -> bool:
-        return status in ("live", "asleep", "gone")
-
-    def market_ref(self, market: Any, updated_ns: int, status: str) -> MarketRef:
-        return MarketRef(venue="toy", ticker=market.ticker, status=status, updated_ns=updated_ns)
 
 
 class ToyVenue:

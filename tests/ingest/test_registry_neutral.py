@@ -4,58 +4,11 @@ test: tests/venues/<name>/)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from ingest.registry import MarketRegistry
-from schemas.markets import MarketRef
+from tests.ingest.toy_listings import Listed, ToyListings
 from venues.interface import discovery_kind
 
 S = 1_000_000_000
-
-
-@dataclass
-class Listed:
-    ticker: str
-    status: str
-
-
-class ToyListings:
-    """Statuses ``live``/``asleep`` hold, ``gone`` releases; lifecycle ``born`` -> live, ``died`` -> gone."""
-
-    kind = "status_listings"
-    lookup_batch = 2
-    listing_statuses = ("live", "asleep")
-
-    def statuses(self, requested: list[str]) -> list[str]:
-        return list(requested or self.listing_statuses)
-
-    def listing_url(self, status: str, cursor: str = "") -> str:
-        return f"toy://list/{status}/{cursor}"
-
-    def lookup_url(self, tickers: list[str]) -> str:
-        return f"toy://look/{','.join(tickers)}"
-
-    def page(self, body: bytes) -> tuple[list[Any], str]:
-        return [], ""
-
-    def lifecycle_of(self, msg: Any) -> tuple[str, str]:
-        return msg["market"], msg["what"]
-
-    def lifecycle_status(self, event_type: str) -> str | None:
-        return {"born": "live", "died": "gone"}.get(event_type)
-
-    def classify(self, event_type: str) -> str:
-        return {"born": "hold", "died": "release"}.get(event_type, "unknown")
-
-    def holds(self, status: str) -> bool:
-        return status != "gone"
-
-    def known_status(self, status: str) -> bool:
-        return status in ("live", "asleep", "gone")
-
-    def market_ref(self, market: Any, updated_ns: int, status: str) -> MarketRef:
-        return MarketRef(venue="toy", ticker=market.ticker, status=status, updated_ns=updated_ns)
 
 
 def test_the_toy_is_status_listings() -> None:
