@@ -7,7 +7,6 @@ The deployment decided in the README ("Both venues at once"): gatherers per venu
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -16,13 +15,17 @@ import pytest
 import venues
 from mdpipe.config import Config
 from mdpipe.topics import topic_names
-from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
+from ops.pipeline_run import FaultPlan
+from tests.e2e.finished_run import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
 
 
 def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: Config, tmp_path: Path) -> None:
-    options = RunOptions(
+    run = finished_run(
+        mdpipe_config,
+        tmp_path,
+        "mdpipe_all",
         venues=venues.names(),
         markets=40,
         rate=150.0,
@@ -30,16 +33,8 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
         gatherers=2,
         seed=9,
         faults=FaultPlan(disconnect_at=0.3, seq_gap_at=0.4, kill_gatherer_at=0.5, restart_after_s=2.0),
-        workdir=tmp_path / "run",
         drain_timeout_s=90.0,
-        database=f"mdpipe_all_{uuid.uuid4().hex[:12]}",  # never the demo's: a demo may run beside the tests
     )
-    run = PipelineRun(mdpipe_config, options)
-    try:
-        run.start()
-        run.run()
-    finally:
-        run.stop()
     assert len(run.venue_names) >= 2
     names = topic_names(run._stage_config())
     assert set(names.raw) == set(run.gatherer_ids)  # one raw topic per gatherer of every venue

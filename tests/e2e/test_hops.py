@@ -4,20 +4,23 @@ sane (every hop measured and >= 0, hops adding up to the venue->committed trip, 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 
 from mdpipe.config import Config, SimConfig
 from ops.hops import HOPS, TOTAL
-from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
+from ops.pipeline_run import FaultPlan
+from tests.e2e.finished_run import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path) -> None:
-    options = RunOptions(
+    run = finished_run(
+        mdpipe_config,
+        tmp_path,
+        "mdpipe_e2e",
         markets=200,
         rate=300.0,
         duration_s=12.0,
@@ -25,18 +28,10 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
         seed=5,
         faults=FaultPlan.none(),
         venue=SimConfig(),  # the emulator's defaults: none of the demo's behaviours
-        workdir=tmp_path / "run",
         drain_timeout_s=120.0,
-        database=f"mdpipe_e2e_{uuid.uuid4().hex[:12]}",
         hop_trace=True,
         measure_cpu=True,
     )
-    run = PipelineRun(mdpipe_config, options)
-    try:
-        run.start()
-        run.run()
-    finally:
-        run.stop()
     report = run.verify(warmup_s=3.0)
     verdict = {k: v for k, v in report.items() if k not in ("hops_ms", "hop_stats", "cpu")}
     assert report["clean"] and report["missing"] == 0 and report["duplicated"] == 0, verdict
@@ -61,7 +56,7 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
     stages = ["sim", "gather-g1", "gather-g2", "gather-g3", "dedup-1", "sink"]
     assert set(stages) <= set(cpu)
     window = run.cpu_samples["end"].venue_events - run.cpu_samples["start"].venue_events
-    assert window > 0.8 * options.rate * options.duration_s
+    assert window > 0.8 * run.options.rate * run.options.duration_s
     for name, row in cpu.items():
         assert row["cpu_s"] is not None and (row["cpu_s"] >= 0 or name == "other"), (name, row)
     for name in (*stages, *(n for n in ("broker", "postgres") if n in cpu)):

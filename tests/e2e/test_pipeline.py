@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from mdpipe.config import Config
-from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
+from ops.pipeline_run import FaultPlan, PipelineRun
+from tests.e2e.finished_run import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -59,23 +59,18 @@ def replay(run: PipelineRun, what: str, lo_ms: int, hi_ms: int, name: str) -> No
 def test_short_run_with_faults_is_clean_and_replay_restores_a_deleted_range(
     mdpipe_config: Config, tmp_path: Path
 ) -> None:
-    options = RunOptions(
+    run = finished_run(
+        mdpipe_config,
+        tmp_path,
+        "mdpipe_e2e",
         markets=300,
         rate=500.0,
         duration_s=18.0,
         gatherers=3,
         seed=11,
         faults=FaultPlan(disconnect_at=0.2, seq_gap_at=0.35, kill_gatherer_at=0.5, restart_after_s=3.0),
-        workdir=tmp_path / "run",
         drain_timeout_s=120.0,
-        database=f"mdpipe_e2e_{uuid.uuid4().hex[:12]}",  # never the demo's: a demo may run beside the tests
     )
-    run = PipelineRun(mdpipe_config, options)
-    try:
-        run.start()
-        run.run()
-    finally:
-        run.stop()
     report = run.verify()
     assert report["venue_events"] > 5_000
     assert report["expected"] > 3_000  # (expected = delivered to some gatherer, from the venue's own record)
