@@ -284,16 +284,18 @@ class SinglesTracker:
         self._order: deque[tuple[int, bytes]] = deque()  # (first recv_ns, store key)
         self.pending = 0
 
+    # One dict probe per call where possible: the dict holds every event of the horizon (hundreds of thousands at
+    # 10,000 events/s), so each probe is mostly a cache miss, paid for every frame.
     def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
         copies = self._copies
-        if key in copies:
-            return
-        copies[key] = gatherer
-        self._order.append((now_ns, key))
+        size = len(copies)
+        copies.setdefault(key, gatherer)
+        if len(copies) != size:
+            self._order.append((now_ns, key))
 
     def copy(self, key: bytes) -> None:
         copies = self._copies
-        if key in copies:
+        if copies.get(key) is not None:  # absent (judged already) or None (a copy came before): nothing to do
             copies[key] = None
 
     def expire(self, now_ns: int, stats: Stats) -> None:
