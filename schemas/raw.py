@@ -74,6 +74,9 @@ class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 encode_raw, decode_raw = make_codec(RawFrame, "RawFrame")
+# The decoder behind decode_raw, for a hot path that handles msgspec's errors itself (the dedup decision: one call
+# less per frame); its failures are msgspec.DecodeError or TypeError, decode_raw names them as SchemaError.
+raw_decoder: msgspec.msgpack.Decoder[RawFrame] = msgspec.msgpack.Decoder(RawFrame)
 _gap_encoder = msgspec.json.Encoder()
 _gap_decoder = msgspec.json.Decoder(GapReport)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
@@ -64,6 +66,19 @@ EVENTS = [
     ),
 ]
 
+RAW = RawFrame(
+    venue=VENUE,
+    gatherer="g1",
+    conn=0,
+    sid=1,
+    seq=1,
+    recv_ns=1,
+    kind="delta",
+    market="M",
+    event_key="e",
+    payload=b"{}",
+)
+
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
 def test_event_round_trip_is_exact(event: object) -> None:
@@ -124,6 +139,47 @@ def test_wrong_version_is_named() -> None:
     fields[0] = SCHEMA_VERSION + 1
     with pytest.raises(SchemaError, match=f"schema version {SCHEMA_VERSION + 1} not supported"):
         decode_raw(msgspec.msgpack.encode(fields))
+
+
+def _with_version(data: bytes, version: int) -> bytes:
+    fields = msgspec.msgpack.decode(data)
+    fields[1 if isinstance(fields[0], str) else 0] = version  # a tagged event starts with its tag, then v
+    return msgspec.msgpack.encode(fields)
+
+
+_RECORDS = [
+    *((encode_event, decode_event, event) for event in EVENTS),
+    (encode_raw, decode_raw, RAW),
+    (encode_market, decode_market, MarketRef(venue=VENUE, ticker="KXA-1", title="T", status="active")),
+    (encode_dead_letter, decode_dead_letter, DeadLetter(stage="sink", reason="bad", payload=b"", source_topic="e")),
+]
+_IDS = [type(record).__name__ for _, _, record in _RECORDS]
+
+
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1, 2**40])
+@pytest.mark.parametrize(("encode", "decode", "record"), _RECORDS, ids=_IDS)
+def test_every_schema_names_a_wrong_version(encode: Any, decode: Any, record: object, version: int) -> None:
+    with pytest.raises(SchemaError, match=f"schema version {version} not supported"):
+        decode(_with_version(encode(record), version))
+
+
+@pytest.mark.parametrize(("encode", "decode", "record"), _RECORDS, ids=_IDS)
+def test_decoding_runs_no_python_code_per_record(encode: Any, decode: Any, record: object) -> None:
+    """The dedup stage decodes three raw frames per venue event and the sink one event per row: the version check
+    runs inside msgspec, so decoding calls no Python function but the codec's own wrapper."""
+    data = encode(record)
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_qualname)
+
+    sys.setprofile(profile)
+    try:
+        decode(data)
+    finally:
+        sys.setprofile(None)
+    assert calls == ["make_codec.<locals>.decode"]
 
 
 @pytest.mark.parametrize(
