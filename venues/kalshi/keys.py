@@ -54,7 +54,7 @@ are the same with or without it.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from hashlib import blake2b
 from typing import Any
 
@@ -106,11 +106,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
 
 
+_EXACT = Context(prec=2 * _MAX_ADJUSTED + 4)  # every digit of a number check_number accepts
+
+
 def norm_decimal(value: Decimal | int | str) -> str:
     """Exact, normalised text of a number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100".
 
-    Callers pass numbers that :func:`check_number` accepted (a huge exponent would expand to that many digits)."""
-    d = (value if isinstance(value, Decimal) else Decimal(value)).normalize()
+    Callers pass numbers that :func:`check_number` accepted (a huge exponent would expand to that many digits): at
+    most 37 significant digits, all kept (the default context would round to 28, and the C path keeps every digit)."""
+    d = (value if isinstance(value, Decimal) else Decimal(value)).normalize(_EXACT)
     s = str(d)
     if "E" in s:
         s = format(d, "f")

@@ -90,6 +90,8 @@ def test_the_emulators_deltas_take_the_c_path_with_the_same_keys() -> None:
         ("1.000", "-0.00", True),
         ("00.50", "007", True),
         ("0.000000000000000001", "999999999999999", True),
+        ("0.5", "123456789012345.123456789012345678", True),  # 33 significant digits: both paths keep every one
+        ("0.5", "100000000000000.000000000000000001", True),
         ("1.5", "1", False),  # price above 1: the Python path raises
         ("-0.5", "1", False),  # negative price
         ("-0.0", "1", False),  # a signed zero price: left to the Python path
@@ -285,6 +287,7 @@ _TICKER = {
         ({"price_dollars": "1.01"}, False),
         ({"yes_bid_dollars": 0.5}, False),  # a JSON number
         ({"volume_fp": "1000000000000000"}, False),
+        ({"volume_fp": "123456789012345.123456789012345678"}, True),  # 33 significant digits, every one kept
         ({"dollar_volume": "4"}, False),
         ({"dollar_volume": 4.0}, False),
         ({"dollar_volume": -0}, True),
