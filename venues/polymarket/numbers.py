@@ -9,13 +9,14 @@ its field's range raises ``ValueError`` naming the field (bad input: the session
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 __all__ = ["PRICE", "SIZE", "check", "norm"]
 
 _MAX_ADJUSTED = 18
 PRICE = (Decimal(0), Decimal(1))  # a token pays $1 or $0: every price lies in [0, 1]
 SIZE = (Decimal(0), Decimal(10**15))  # sizes are absolute level sizes / fill sizes: never negative
+_EXACT = Context(prec=2 * _MAX_ADJUSTED + 4)  # every digit of a checked number (the default context keeps 28)
 
 
 def check(value: Decimal, field: str, bounds: tuple[Decimal, Decimal] | None = None) -> Decimal:
@@ -30,8 +31,9 @@ def check(value: Decimal, field: str, bounds: tuple[Decimal, Decimal] | None = N
 
 
 def norm(value: Decimal) -> str:
-    """Canonical text of a checked number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100"."""
-    d = value.normalize()
+    """Canonical text of a checked number: 0.4300 -> "0.43", 5.00 -> "5", -0.0 -> "0", 1E+2 -> "100"; every
+    significant digit kept (up to 37), so two sizes that differ only past the 28th digit are two spellings."""
+    d = value.normalize(_EXACT)
     s = str(d)
     if "E" in s:
         s = format(d, "f")
