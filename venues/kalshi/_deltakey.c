@@ -17,6 +17,13 @@
  * ticker_parts(body) -> (market_ticker, digest, ts_ms) | None: the same for a ``ticker`` body, the digest of
  *   messages.TickerMsg's fields in order joined by \x1f (numbers normalised, absent or null ones ""), as
  *   keys.EventKeyer.ticker_body derives it; handled only with ``ts_ms`` a JSON integer.
+ * message_parts(message: bytes-like) -> (kind, sid, seq, market_ticker, digest, ts_ms) | None: a whole WebSocket
+ *   message in the venue's common envelope -- ``{"type":"orderbook_delta"|"ticker","sid":N[,"seq":N],"msg":{..}}``,
+ *   ``type`` first, no other field, ``sid``/``seq`` JSON integers -- in one call: kind is "delta" or "ticker"
+ *   (messages.KIND_BY_TYPE's names), seq None when absent, the rest as delta_parts/ticker_parts give them for the
+ *   body. Anything else (other types, another field order, ``id``, bad JSON, a body those two hand back) returns
+ *   None and takes the session's msgspec path (protocol.KalshiSession._receive), so a message handled here is one
+ *   that path would have decoded to the same type, sid, seq and body.
  * blake2b8_hex(data: bytes) -> str: h(data) (exposed for the tests).
  */
 #define PY_SSIZE_T_CLEAN
@@ -278,26 +285,25 @@ static PyObject *delta_parts(PyObject *self, PyObject *arg) {
     return out;
 }
 
-/* Scan a flat JSON object whose values are scalars; the values of the ``count`` known ``fields`` land in
- * value/kind/seen (seen[f] = 1 when present). 0 = not handled (not such an object, bad JSON, a repeated field). */
-static int scan_object(const char *buf, Py_ssize_t len, const char *const *fields, int count, Str *value, int *kind,
-                       int *seen) {
-    Scan sc = {buf, buf + len};
-    skip_ws(&sc);
-    if (sc.p >= sc.end || *sc.p != '{') return 0;
-    sc.p++;
-    skip_ws(&sc);
-    if (sc.p < sc.end && *sc.p == '}') return 0; /* empty: required fields missing */
+/* Scan a flat JSON object whose values are scalars, from sc->p (leading whitespace skipped) to just after its closing
+ * brace; the values of the ``count`` known ``fields`` land in value/kind/seen (seen[f] = 1 when present). 0 = not
+ * handled (not such an object, bad JSON, a repeated field). */
+static int scan_object_at(Scan *sc, const char *const *fields, int count, Str *value, int *kind, int *seen) {
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '{') return 0;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == '}') return 0; /* empty: required fields missing */
     for (;;) {
         Str key, v;
         int k;
-        skip_ws(&sc);
-        if (!scan_string(&sc, &key)) return 0;
-        skip_ws(&sc);
-        if (sc.p >= sc.end || *sc.p != ':') return 0;
-        sc.p++;
-        skip_ws(&sc);
-        if (!scan_value(&sc, &v, &k)) return 0;
+        skip_ws(sc);
+        if (!scan_string(sc, &key)) return 0;
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p != ':') return 0;
+        sc->p++;
+        skip_ws(sc);
+        if (!scan_value(sc, &v, &k)) return 0;
         for (int f = 0; f < count; f++) {
             if (key_is(key, fields[f])) {
                 if (seen[f]) return 0; /* a repeated field: msgspec decides */
@@ -307,16 +313,23 @@ static int scan_object(const char *buf, Py_ssize_t len, const char *const *field
                 break;
             }
         }
-        skip_ws(&sc);
-        if (sc.p >= sc.end) return 0;
-        if (*sc.p == ',') {
-            sc.p++;
+        skip_ws(sc);
+        if (sc->p >= sc->end) return 0;
+        if (*sc->p == ',') {
+            sc->p++;
             continue;
         }
-        if (*sc.p != '}') return 0;
-        sc.p++;
-        break;
+        if (*sc->p != '}') return 0;
+        sc->p++;
+        return 1;
     }
+}
+
+/* The same for a whole buffer: the object and nothing but whitespace after it. */
+static int scan_object(const char *buf, Py_ssize_t len, const char *const *fields, int count, Str *value, int *kind,
+                       int *seen) {
+    Scan sc = {buf, buf + len};
+    if (!scan_object_at(&sc, fields, count, value, kind, seen)) return 0;
     skip_ws(&sc);
     return sc.p == sc.end;
 }
@@ -340,46 +353,48 @@ static long long int_value(Str v) {
     return negative ? -x : x;
 }
 
-/* (market, hex digest of text[0..n), ts_ms) */
-static PyObject *parts_tuple(Str market, const char *text, Py_ssize_t n, long long ts_ms) {
+/* What a body's key needs: its market, the hex digest of its key text, its venue time. */
+typedef struct {
+    Str market;
     char hex[16];
-    blake2b8_hex((const uint8_t *)text, (size_t)n, hex);
-    PyObject *market_obj = PyUnicode_FromStringAndSize(market.s, market.n);
-    PyObject *digest_obj = PyUnicode_FromStringAndSize(hex, 16);
-    PyObject *ms_obj = PyLong_FromLongLong(ts_ms);
-    PyObject *out = market_obj && digest_obj && ms_obj ? PyTuple_New(3) : NULL;
-    if (!out) {
-        Py_XDECREF(market_obj);
-        Py_XDECREF(digest_obj);
-        Py_XDECREF(ms_obj);
-        return NULL;
-    }
+    long long ts_ms;
+} Parts;
+
+/* (market, digest, ts_ms) */
+static PyObject *parts_tuple(const Parts *parts) {
+    PyObject *out = PyTuple_New(3);
+    if (!out) return NULL;
+    PyObject *market_obj = PyUnicode_FromStringAndSize(parts->market.s, parts->market.n);
+    PyObject *digest_obj = PyUnicode_FromStringAndSize(parts->hex, 16);
+    PyObject *ms_obj = PyLong_FromLongLong(parts->ts_ms);
+    /* PyTuple_SET_ITEM of NULL is fine: the tuple's dealloc skips it */
     PyTuple_SET_ITEM(out, 0, market_obj);
     PyTuple_SET_ITEM(out, 1, digest_obj);
     PyTuple_SET_ITEM(out, 2, ms_obj);
+    if (!market_obj || !digest_obj || !ms_obj) {
+        Py_DECREF(out);
+        return NULL;
+    }
     return out;
 }
 
-static PyObject *parts_of(const char *buf, Py_ssize_t len) {
-    Str value[F_COUNT];
-    int kind[F_COUNT];
-    int seen[F_COUNT] = {0};
-    if (!scan_object(buf, len, FIELDS, F_COUNT, value, kind, seen)) Py_RETURN_NONE;
+/* The parts of a delta body from its scanned fields; 0 = not handled (the Python path decides). */
+static int delta_fields(const Str *value, const int *kind, const int *seen, Parts *parts) {
     /* the required fields, typed as DeltaMsg/_DeltaText type them; the optional ones must be of their type too */
-    if (!seen[F_MARKET] || kind[F_MARKET] != V_STRING || value[F_MARKET].n > MAX_MARKET) Py_RETURN_NONE;
-    if (!seen[F_PRICE] || kind[F_PRICE] != V_STRING || !seen[F_SIZE] || kind[F_SIZE] != V_STRING) Py_RETURN_NONE;
-    if (!seen[F_SIDE] || kind[F_SIDE] != V_STRING) Py_RETURN_NONE;
-    if (seen[F_MARKET_ID] && kind[F_MARKET_ID] != V_STRING) Py_RETURN_NONE;
-    if (seen[F_TS] && kind[F_TS] != V_STRING && kind[F_TS] != V_NULL) Py_RETURN_NONE;
-    if (!seen[F_TS_MS] || kind[F_TS_MS] != V_INTEGER || value[F_TS_MS].n > 18) Py_RETURN_NONE; /* fits int64 */
+    if (!seen[F_MARKET] || kind[F_MARKET] != V_STRING || value[F_MARKET].n > MAX_MARKET) return 0;
+    if (!seen[F_PRICE] || kind[F_PRICE] != V_STRING || !seen[F_SIZE] || kind[F_SIZE] != V_STRING) return 0;
+    if (!seen[F_SIDE] || kind[F_SIDE] != V_STRING) return 0;
+    if (seen[F_MARKET_ID] && kind[F_MARKET_ID] != V_STRING) return 0;
+    if (seen[F_TS] && kind[F_TS] != V_STRING && kind[F_TS] != V_NULL) return 0;
+    if (!seen[F_TS_MS] || kind[F_TS_MS] != V_INTEGER || value[F_TS_MS].n > 18) return 0; /* fits int64 */
     Str side = value[F_SIDE];
-    if (!key_is(side, "yes") && !key_is(side, "no")) Py_RETURN_NONE;
+    if (!key_is(side, "yes") && !key_is(side, "no")) return 0;
     char price[MAX_NUMBER_CHARS + 2], size[MAX_NUMBER_CHARS + 2];
     Py_ssize_t price_n = norm_plain(value[F_PRICE], 1, price);
     Py_ssize_t size_n = norm_plain(value[F_SIZE], 0, size);
-    if (!price_n || !size_n) Py_RETURN_NONE;
+    if (!price_n || !size_n) return 0;
     Str market = value[F_MARKET], ts;
-    if (!int_text(value[F_TS_MS], &ts)) Py_RETURN_NONE;
+    if (!int_text(value[F_TS_MS], &ts)) return 0;
     char text[MAX_MARKET + 3 + 2 * (MAX_NUMBER_CHARS + 2) + 4 + 20];
     Py_ssize_t n = 0;
     memcpy(text + n, market.s, (size_t)market.n);
@@ -396,7 +411,20 @@ static PyObject *parts_of(const char *buf, Py_ssize_t len) {
     text[n++] = '\x1f';
     memcpy(text + n, ts.s, (size_t)ts.n);
     n += ts.n;
-    return parts_tuple(market, text, n, int_value(ts));
+    blake2b8_hex((const uint8_t *)text, (size_t)n, parts->hex);
+    parts->market = market;
+    parts->ts_ms = int_value(ts);
+    return 1;
+}
+
+static PyObject *parts_of(const char *buf, Py_ssize_t len) {
+    Str value[F_COUNT];
+    int kind[F_COUNT];
+    int seen[F_COUNT] = {0};
+    Parts parts;
+    if (!scan_object(buf, len, FIELDS, F_COUNT, value, kind, seen) || !delta_fields(value, kind, seen, &parts))
+        Py_RETURN_NONE;
+    return parts_tuple(&parts);
 }
 
 /* ---------------------------------------------------------------- ticker_parts */
@@ -410,14 +438,11 @@ static const char *TICKER_FIELDS[T_COUNT] = {
     "dollar_volume",   "dollar_open_interest", "ts",            "ts_ms",
 };
 
-static PyObject *ticker_of(const char *buf, Py_ssize_t len) {
-    Str value[T_COUNT];
-    int kind[T_COUNT];
-    int seen[T_COUNT] = {0};
-    if (!scan_object(buf, len, TICKER_FIELDS, T_COUNT, value, kind, seen)) Py_RETURN_NONE;
-    if (!seen[T_MARKET] || kind[T_MARKET] != V_STRING || value[T_MARKET].n > MAX_MARKET) Py_RETURN_NONE;
-    if (seen[T_MARKET_ID] && kind[T_MARKET_ID] != V_STRING) Py_RETURN_NONE;
-    if (!seen[T_TS_MS] || kind[T_TS_MS] != V_INTEGER) Py_RETURN_NONE; /* the venue time the key counts in */
+/* The parts of a ticker body from its scanned fields; 0 = not handled. */
+static int ticker_fields(const Str *value, const int *kind, const int *seen, Parts *parts) {
+    if (!seen[T_MARKET] || kind[T_MARKET] != V_STRING || value[T_MARKET].n > MAX_MARKET) return 0;
+    if (seen[T_MARKET_ID] && kind[T_MARKET_ID] != V_STRING) return 0;
+    if (!seen[T_TS_MS] || kind[T_TS_MS] != V_INTEGER) return 0; /* the venue time the key counts in */
     char text[MAX_MARKET * 2 + T_COUNT * (MAX_NUMBER_CHARS + 3)];
     Py_ssize_t n = 0;
     for (int f = 0; f < T_COUNT; f++) {
@@ -425,30 +450,158 @@ static PyObject *ticker_of(const char *buf, Py_ssize_t len) {
         if (!seen[f] || kind[f] == V_NULL) continue; /* absent or null: "" (the two str fields were checked above) */
         Str v = value[f];
         if (f <= T_MARKET_ID) {
-            if (v.n > MAX_MARKET) Py_RETURN_NONE;
+            if (v.n > MAX_MARKET) return 0;
             memcpy(text + n, v.s, (size_t)v.n);
             n += v.n;
         } else if (f <= T_SIZE_LAST) {
-            if (kind[f] != V_STRING) Py_RETURN_NONE; /* sent as a JSON number: the Decimal path */
+            if (kind[f] != V_STRING) return 0; /* sent as a JSON number: the Decimal path */
             Py_ssize_t m = norm_plain(v, f <= T_PRICE_LAST, text + n);
-            if (!m) Py_RETURN_NONE;
+            if (!m) return 0;
             n += m;
         } else {
             Str t;
-            if (kind[f] != V_INTEGER || !int_text(v, &t)) Py_RETURN_NONE;
+            if (kind[f] != V_INTEGER || !int_text(v, &t)) return 0;
             memcpy(text + n, t.s, (size_t)t.n);
             n += t.n;
         }
     }
-    Str ts_ms = value[T_TS_MS];
-    if (!int_text(value[T_TS_MS], &ts_ms)) Py_RETURN_NONE;
-    return parts_tuple(value[T_MARKET], text, n, int_value(ts_ms));
+    Str ts_ms;
+    if (!int_text(value[T_TS_MS], &ts_ms)) return 0;
+    blake2b8_hex((const uint8_t *)text, (size_t)n, parts->hex);
+    parts->market = value[T_MARKET];
+    parts->ts_ms = int_value(ts_ms);
+    return 1;
+}
+
+static PyObject *ticker_of(const char *buf, Py_ssize_t len) {
+    Str value[T_COUNT];
+    int kind[T_COUNT];
+    int seen[T_COUNT] = {0};
+    Parts parts;
+    if (!scan_object(buf, len, TICKER_FIELDS, T_COUNT, value, kind, seen) || !ticker_fields(value, kind, seen, &parts))
+        Py_RETURN_NONE;
+    return parts_tuple(&parts);
 }
 
 static PyObject *ticker_parts(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *out = ticker_of((const char *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* ---------------------------------------------------------------- message_parts: the envelope too */
+
+static PyObject *KIND_DELTA, *KIND_TICKER; /* "delta", "ticker": messages.KIND_BY_TYPE's names */
+
+/* A JSON integer that fits int64 with room to spare (at most 18 digits), as a Python int in *out; 0 = not handled. */
+static int scan_int(Scan *sc, PyObject **out) {
+    Str v, t;
+    int integer;
+    if (!scan_number(sc, &v, &integer) || !integer || !int_text(v, &t)) return 0;
+    *out = PyLong_FromLongLong(int_value(t));
+    return *out != NULL ? 1 : -1;
+}
+
+/* See message_parts' docstring. Returns a new reference, Py_None included; NULL with an exception set on a
+ * failure of Python itself (out of memory). */
+static PyObject *message_of(const char *buf, Py_ssize_t len) {
+    Scan sc = {buf, buf + len};
+    PyObject *kind_obj = NULL, *sid = NULL, *seq = NULL, *out = NULL;
+    Str value[T_COUNT]; /* T_COUNT > F_COUNT: room for either body */
+    int kind[T_COUNT];
+    int seen[T_COUNT] = {0};
+    int have_msg = 0, got;
+    Parts parts;
+    skip_ws(&sc);
+    if (sc.p >= sc.end || *sc.p != '{') goto decline;
+    sc.p++;
+    for (;;) {
+        Str key, type;
+        skip_ws(&sc);
+        if (!scan_string(&sc, &key)) goto decline;
+        skip_ws(&sc);
+        if (sc.p >= sc.end || *sc.p != ':') goto decline;
+        sc.p++;
+        skip_ws(&sc);
+        if (key_is(key, "type")) {
+            /* first, so that the body is scanned once, for its own fields (the venue and the emulator send it so) */
+            if (kind_obj || sid || seq || have_msg || !scan_string(&sc, &type)) goto decline;
+            if (key_is(type, "orderbook_delta"))
+                kind_obj = KIND_DELTA;
+            else if (key_is(type, "ticker"))
+                kind_obj = KIND_TICKER;
+            else
+                goto decline; /* every other type: the Python path */
+        } else if (key_is(key, "sid")) {
+            if (!kind_obj || sid) goto decline;
+            if ((got = scan_int(&sc, &sid)) <= 0) goto fail_or_decline;
+        } else if (key_is(key, "seq")) {
+            if (!kind_obj || seq) goto decline;
+            if ((got = scan_int(&sc, &seq)) <= 0) goto fail_or_decline;
+        } else if (key_is(key, "msg")) {
+            if (!kind_obj || have_msg) goto decline;
+            have_msg = 1;
+            if (kind_obj == KIND_DELTA) {
+                if (!scan_object_at(&sc, FIELDS, F_COUNT, value, kind, seen)) goto decline;
+                if (!delta_fields(value, kind, seen, &parts)) goto decline;
+            } else {
+                if (!scan_object_at(&sc, TICKER_FIELDS, T_COUNT, value, kind, seen)) goto decline;
+                if (!ticker_fields(value, kind, seen, &parts)) goto decline;
+            }
+        } else {
+            goto decline; /* "id" or a field the envelope does not know: the Python path */
+        }
+        skip_ws(&sc);
+        if (sc.p >= sc.end) goto decline;
+        if (*sc.p == ',') {
+            sc.p++;
+            continue;
+        }
+        if (*sc.p != '}') goto decline;
+        sc.p++;
+        break;
+    }
+    skip_ws(&sc);
+    if (sc.p != sc.end || !have_msg || !sid) goto decline;
+    out = PyTuple_New(6);
+    if (!out) goto fail;
+    Py_INCREF(kind_obj);
+    PyTuple_SET_ITEM(out, 0, kind_obj);
+    PyTuple_SET_ITEM(out, 1, sid);
+    if (!seq) {
+        seq = Py_None;
+        Py_INCREF(seq);
+    }
+    PyTuple_SET_ITEM(out, 2, seq);
+    PyObject *market_obj = PyUnicode_FromStringAndSize(parts.market.s, parts.market.n);
+    PyObject *digest_obj = PyUnicode_FromStringAndSize(parts.hex, 16);
+    PyObject *ms_obj = PyLong_FromLongLong(parts.ts_ms);
+    PyTuple_SET_ITEM(out, 3, market_obj);
+    PyTuple_SET_ITEM(out, 4, digest_obj);
+    PyTuple_SET_ITEM(out, 5, ms_obj);
+    if (!market_obj || !digest_obj || !ms_obj) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+fail_or_decline:
+    if (got == 0) goto decline;
+fail:
+    Py_XDECREF(sid);
+    Py_XDECREF(seq);
+    return NULL;
+decline:
+    Py_XDECREF(sid);
+    Py_XDECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *message_parts(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = message_of((const char *)view.buf, view.len);
     PyBuffer_Release(&view);
     return out;
 }
@@ -465,10 +618,17 @@ static PyObject *py_blake2b8_hex(PyObject *self, PyObject *arg) {
 static PyMethodDef METHODS[] = {
     {"delta_parts", delta_parts, METH_O, "(market_ticker, digest, ts_ms) of an orderbook_delta body, or None."},
     {"ticker_parts", ticker_parts, METH_O, "(market_ticker, digest, ts_ms) of a ticker body, or None."},
+    {"message_parts", message_parts, METH_O,
+     "(kind, sid, seq, market_ticker, digest, ts_ms) of a whole orderbook_delta or ticker message, or None."},
     {"blake2b8_hex", py_blake2b8_hex, METH_O, "The first 8 bytes of BLAKE2b (digest_size=8) of bytes, in hex."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_deltakey", NULL, -1, METHODS, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__deltakey(void) { return PyModule_Create(&MODULE); }
+PyMODINIT_FUNC PyInit__deltakey(void) {
+    KIND_DELTA = PyUnicode_InternFromString("delta");
+    KIND_TICKER = PyUnicode_InternFromString("ticker");
+    if (!KIND_DELTA || !KIND_TICKER) return NULL;
+    return PyModule_Create(&MODULE);
+}

@@ -48,7 +48,9 @@ Decimal path would). A body whose numbers are JSON numbers, or that is invalid, 
 (:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors. Before both, a delta or ticker body goes
 through the C accelerator ``venues.kalshi._deltakey`` when the install compiled it (:data:`ACCELERATED`): it derives the
 digest of the common, well-formed shape and hands every other body to these paths (see its source), so the keys
-are the same with or without it.
+are the same with or without it. :data:`MESSAGE_PARTS` does the same for a whole WebSocket message (envelope and
+body in one call; :class:`venues.kalshi.protocol.KalshiSession` counts the occurrence with
+:attr:`EventKeyer.occurrence`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,16 @@ import msgspec
 from venues.kalshi.messages import DeltaMsg, SnapshotMsg, TickerMsg, TradeMsg
 from venues.occurrences import Occurrences
 
-__all__ = ["ACCELERATED", "MAX_NUMBER_CHARS", "EventKeyer", "canonical", "check_number", "digest", "norm_decimal"]
+__all__ = [
+    "ACCELERATED",
+    "MAX_NUMBER_CHARS",
+    "MESSAGE_PARTS",
+    "EventKeyer",
+    "canonical",
+    "check_number",
+    "digest",
+    "norm_decimal",
+]
 
 try:
     from venues.kalshi import _deltakey  # type: ignore[attr-defined]
@@ -73,6 +84,9 @@ ACCELERATED = _deltakey is not None
 # body -> (market, digest, ts_ms) of a common delta body, None for any other (then the paths below decide)
 _delta_parts: Any = _deltakey.delta_parts if _deltakey is not None else None
 _ticker_parts: Any = _deltakey.ticker_parts if _deltakey is not None else None  # the same for ticker bodies
+# a whole delta or ticker message (envelope and body) -> (kind, sid, seq, market, digest, ts_ms), None for any other
+# (then the session's msgspec path and the paths below decide): KalshiSession's hot path
+MESSAGE_PARTS: Any = getattr(_deltakey, "message_parts", None)  # (an extension built before it had none)
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _generic = msgspec.json.Decoder(float_hook=Decimal)
@@ -227,6 +241,9 @@ class EventKeyer:
     def __init__(self, horizon_ms: int = 120_000) -> None:
         self._seen = Occurrences(horizon_ms, late=1)  # a copy this late cannot be told from the first one
         self.no_time = 0  # deltas without ts_ms or ts (see module docstring)
+        # (digest, ts_ms) -> n: the count the delta and ticker keys end with, for a digest the C accelerator derived
+        # (MESSAGE_PARTS: the session builds the key "d:<digest>:<n>" / "k:<digest>:<n>" itself)
+        self.occurrence = self._seen.next
 
     @property
     def tracked(self) -> int:

@@ -16,7 +16,9 @@ session:
   ``kind="gap"``, payload :class:`schemas.raw.GapReport`) and, on an orderbook sid, a ``get_snapshot`` for that sid;
   so do the windows in which the connection was down (from its last message to its resubscription) and in which a
   sid ended by a terminal venue error was being subscribed again;
-- decodes each market-data body (``venues.kalshi.messages`` structs, Decimal-exact, numbers or strings), derives
+- decodes each market-data body (``venues.kalshi.messages`` structs, Decimal-exact, numbers or strings; a delta or
+  ticker message in the venue's common shape is read, envelope and body, by one call of the C accelerator
+  (:data:`venues.kalshi.keys.MESSAGE_PARTS`), which hands every other message back to this path), derives
   the event key (:mod:`venues.kalshi.keys`; lifecycle messages by stream position, :mod:`venues.kalshi.anchors`:
   every key a copy can derive, its weak key and anchor references; an anchor is recorded once per gatherer, every
   other lifecycle copy of each subscription is recorded, since the dedup stage's weak matching needs to know which
@@ -41,7 +43,7 @@ from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
 from venues.kalshi.anchors import AnchorChain, LcKey, anchor_key, is_anchor, weak_key
 from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
-from venues.kalshi.keys import EventKeyer, digest
+from venues.kalshi.keys import MESSAGE_PARTS, EventKeyer, digest
 from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
 from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 
@@ -110,6 +112,9 @@ if (
 ):
     raise ImportError("schemas.raw.RawFrame changed: update the tuple encoding in KalshiSession.receive")
 _frame = msgspec.msgpack.Encoder(decimal_format="string")
+# C: a delta or ticker message in the venue's common shape -> (kind, sid, seq, market, digest, ts_ms), else None
+# (None when the accelerator was not built); see venues/kalshi/_deltakey.c
+_message_parts = MESSAGE_PARTS
 
 
 class SessionStats:
@@ -210,6 +215,7 @@ class KalshiSession:
         self.lifecycle = lifecycle and LIFECYCLE in channels
         self.sub_cap = max(1, sub_cap)
         self.keyer = keyer
+        self._occurrence = keyer.occurrence  # (digest, ts_ms) -> n, for the keys of the C path
         self._emit = emit
         self._dead = dead
         self._on_lifecycle = on_lifecycle
@@ -410,26 +416,31 @@ class KalshiSession:
 
     def _receive(self, data: bytes, recv_ns: int) -> None:
         self.last_rx_ns = recv_ns
-        try:
-            env = _env.decode(data)
-        except msgspec.DecodeError as exc:
-            if data[:1] == b"[":
-                try:
-                    parts = _many.decode(data)
-                except msgspec.DecodeError:
-                    parts = None
-                if parts is not None:
-                    for part in parts:
-                        self.receive(bytes(part), recv_ns)
-                    return
-            self._reject(data, f"not a JSON object: {exc}")
-            return
-        kind = KIND_BY_TYPE.get(env.type)
-        if kind is None:
-            self._control(env, data, recv_ns)
-            return
-        sid = env.sid
-        seq = env.seq
+        fast = _message_parts(data) if _message_parts is not None else None
+        env: _Env | None = None
+        if fast is not None:  # a delta or ticker in the venue's common shape: envelope and body read in C (keys)
+            kind, sid, seq, market, digest, venue_ms = fast
+        else:
+            try:
+                env = _env.decode(data)
+            except msgspec.DecodeError as exc:
+                if data[:1] == b"[":
+                    try:
+                        parts = _many.decode(data)
+                    except msgspec.DecodeError:
+                        parts = None
+                    if parts is not None:
+                        for part in parts:
+                            self.receive(bytes(part), recv_ns)
+                        return
+                self._reject(data, f"not a JSON object: {exc}")
+                return
+            kind = KIND_BY_TYPE.get(env.type)
+            if kind is None:
+                self._control(env, data, recv_ns)
+                return
+            sid = env.sid
+            seq = env.seq
         if seq is not None and sid is not None:  # the seq check comes first: a repeat gets no key, moves no counter
             last = self._seq.get(sid)
             if last is None:
@@ -446,36 +457,44 @@ class KalshiSession:
             self.first_data_ns = recv_ns
         self.last_data_ns = recv_ns
         self.data_messages += 1
-        body = env.msg
-        try:
-            venue_ms: int | None = None
+        if env is None:  # the C path: the same digest and venue time as EventKeyer.delta_body/ticker_body
             if kind == "delta":
-                market, key, venue_ms = self.keyer.delta_body(body)
+                key = f"d:{digest}:{self._occurrence(digest, venue_ms)}"
                 if self._snaps:
-                    self.placer.delta(sid or 0, market, venue_ms, key)
-            elif kind == "ticker":
-                market, key, venue_ms = self.keyer.ticker_body(body)
-            elif kind == "trade":
-                t = _trade.decode(body)
-                market = t.market_ticker
-                key = self.keyer.trade(t)
-                venue_ms = t.ts_ms if t.ts_ms is not None else (t.ts * 1000 if t.ts is not None else None)
-            elif kind == "snapshot":
-                s = _snapshot.decode(body)
-                market = s.market_ticker
-                _check_ticker(market)
-                key = self.keyer.snapshot(s)
-                self.stats.by_kind[kind] += 1
-                self.placer.snapshot(sid or 0, market, recv_ns, (market, key, sid, seq, recv_ns, data))
-                return
+                    self.placer.delta(sid, market, venue_ms, key)
             else:
-                self._lifecycle_message(env, body, data, recv_ns)
+                key = f"k:{digest}:{self._occurrence(digest, venue_ms)}"
+        else:
+            body = env.msg
+            try:
+                venue_ms = None
+                if kind == "delta":
+                    market, key, venue_ms = self.keyer.delta_body(body)
+                    if self._snaps:
+                        self.placer.delta(sid or 0, market, venue_ms, key)
+                elif kind == "ticker":
+                    market, key, venue_ms = self.keyer.ticker_body(body)
+                elif kind == "trade":
+                    t = _trade.decode(body)
+                    market = t.market_ticker
+                    key = self.keyer.trade(t)
+                    venue_ms = t.ts_ms if t.ts_ms is not None else (t.ts * 1000 if t.ts is not None else None)
+                elif kind == "snapshot":
+                    s = _snapshot.decode(body)
+                    market = s.market_ticker
+                    _check_ticker(market)
+                    key = self.keyer.snapshot(s)
+                    self.stats.by_kind[kind] += 1
+                    self.placer.snapshot(sid or 0, market, recv_ns, (market, key, sid, seq, recv_ns, data))
+                    return
+                else:
+                    self._lifecycle_message(env, body, data, recv_ns)
+                    return
+                if len(market) > MAX_TICKER:
+                    _check_ticker(market)
+            except (msgspec.DecodeError, ValueError, ArithmeticError) as exc:
+                self._reject(data, f"{env.type}: {exc}")
                 return
-            if len(market) > MAX_TICKER:
-                _check_ticker(market)
-        except (msgspec.DecodeError, ValueError, ArithmeticError) as exc:
-            self._reject(data, f"{env.type}: {exc}")
-            return
         if venue_ms is not None and self.placer.awaiting_clock:
             self.placer.clock(venue_ms)
         self.stats.by_kind[kind] += 1
