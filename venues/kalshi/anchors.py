@@ -64,7 +64,7 @@ from typing import Generic, NamedTuple, TypeVar
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
 from venues.kalshi.keys import digest as _h
 
-__all__ = ["ANCHOR_EVENTS", "MAX_WAIT_NS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
+__all__ = ["ANCHOR_EVENTS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
 
 T = TypeVar("T")
 
@@ -76,13 +76,6 @@ PREV = "<"  # ... its newest backward anchor is the last anchor before it
 
 # market_lifecycle_v2 event types that happen once per market; event_lifecycle announces a new event (once).
 ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
-
-# The longest a message with an anchor before it waits for the next anchor (its forward key) before it is keyed
-# backward alone. Anchors come as markets are created and settled, seconds apart: without a cap every lifecycle
-# message waited for the next one (its latency = the time to the next anchor). The backward key is what every copy
-# that received the previous anchor shares anyway; the wait only buys the forward key, which loose copies (a gatherer
-# subscribed since that anchor) meet on: those then meet by weak key instead when no copy waited for it.
-MAX_WAIT_NS = 500_000_000
 
 
 def is_anchor(wire_type: str, event_type: str) -> bool:
@@ -132,16 +125,9 @@ class AnchorChain(Generic[T]):
     :meth:`push` takes every message of the stream in order (positions strictly increasing, gaps allowed) and returns
     the messages whose key is now decided, each with its :class:`LcKey`, in stream order (the anchor last)."""
 
-    def __init__(
-        self,
-        max_span: int = 1000,
-        hold_ns: int = 10_000_000_000,
-        unanchored_tag: str = "",
-        max_wait_ns: int = MAX_WAIT_NS,
-    ) -> None:
+    def __init__(self, max_span: int = 1000, hold_ns: int = 10_000_000_000, unanchored_tag: str = "") -> None:
         self.max_span = max_span
         self.hold_ns = hold_ns
-        self.max_wait_ns = max_wait_ns  # an anchored message waits at most this long for its forward key (0: no cap)
         self.unanchored_tag = unanchored_tag  # makes a loose copy's own key unique to it (gatherer/conn/sid)
         self._held: deque[_Held[T]] = deque()
         self._prev: tuple[str, int] | None = None  # (content of the last anchor, its position)
@@ -226,30 +212,11 @@ class AnchorChain(Generic[T]):
             self.backward += 1
         return held.item, self._keys(held, None)
 
-    def due_ns(self) -> int | None:
-        """When :meth:`expire` next keys something, if no message comes first (None: nothing waits)."""
-        if not self._held:
-            return None
-        stall = self.last_ns + self.hold_ns
-        if self.max_wait_ns and self._prev is not None:
-            return min(stall, self._held[0].since_ns + self.max_wait_ns)
-        return stall
-
     def expire(self, now_ns: int) -> list[tuple[T, LcKey]]:
-        """The stream stalled (no message for ``hold_ns``): every waiting message is keyed backward. Otherwise a
-        message with an anchor before it that waited ``max_wait_ns`` for the next anchor is keyed backward alone
-        (every copy that received that anchor carries the same backward key, see the module docstring); a message
-        with none before it (loose) keeps waiting for its forward key."""
-        held = self._held
-        if not held:
+        """The stream stalled (no message for ``hold_ns``): every waiting message is keyed backward."""
+        if not self._held or now_ns - self.last_ns < self.hold_ns:
             return []
-        if now_ns - self.last_ns >= self.hold_ns:
-            return self.close()
-        out: list[tuple[T, LcKey]] = []
-        if self.max_wait_ns and self._prev is not None:
-            while held and now_ns - held[0].since_ns >= self.max_wait_ns:
-                out.append(self._backward(held.popleft()))
-        return out
+        return self.close()
 
     def close(self) -> list[tuple[T, LcKey]]:
         """The stream ended: every waiting message is keyed backward (or by its own key: loose)."""
