@@ -52,6 +52,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     raise RuntimeError(f"no stats at {path}")
 
 
+def _read_json_after(path: Path, after: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """The client's stats written after ``after`` (its ``t`` moved on): a busy client may not have rewritten the
+    file within a short window, and a rate over an unchanged snapshot divides by zero."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = _read_json(path)
+        if stats["t"] > after["t"]:
+            return stats
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the stats at {path} were not rewritten within {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
 def _http(url: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
@@ -110,7 +123,7 @@ def _windows(
         cpu0, t0 = _cpu_s(sim_pid), time.monotonic()
         time.sleep(seconds)
         s1 = _http(f"{admin}/stats")
-        c1 = _read_json(stats_path)
+        c1 = _read_json_after(stats_path, c0)
         cpu1, t1 = _cpu_s(sim_pid), time.monotonic()
         dt = t1 - t0
         gen = (s1["events_generated"] - s0["events_generated"]) / dt
@@ -213,7 +226,7 @@ def run_baseline(args: argparse.Namespace, tmp: Path, log: list[str]) -> list[fl
         for i in range(args.windows):
             c0 = _read_json(stats_path)
             time.sleep(args.window_s)
-            c1 = _read_json(stats_path)
+            c1 = _read_json_after(stats_path, c0)
             dt = c1["t"] - c0["t"]
             per = [(b["deltas"] - a["deltas"]) / dt for a, b in zip(c0["readers"], c1["readers"], strict=True)]
             rates.append(min(per))
