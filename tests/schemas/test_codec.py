@@ -120,22 +120,7 @@ def test_truncated_bytes(cut: int) -> None:
 
 
 def test_wrong_version_is_named() -> None:
-    fields = msgspec.msgpack.decode(
-        encode_raw(
-            RawFrame(
-                venue="k",
-                gatherer="g1",
-                conn=0,
-                sid=1,
-                seq=1,
-                recv_ns=1,
-                kind="delta",
-                market="M",
-                event_key="e",
-                payload=b"",
-            )
-        )
-    )
+    fields = msgspec.msgpack.decode(encode_raw(RAW))
     fields[0] = SCHEMA_VERSION + 1
     with pytest.raises(SchemaError, match=f"schema version {SCHEMA_VERSION + 1} not supported"):
         decode_raw(msgspec.msgpack.encode(fields))
