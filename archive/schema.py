@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from sink.book import exact
+
 __all__ = ["DECIMAL", "Column", "UnsupportedType", "arrow_type", "canonical", "select_expr"]
 
 DECIMAL = pa.decimal128(38, 10)
@@ -78,7 +80,7 @@ def canonical(value: Any) -> Any:
     """A hashable form equal for equal values whatever side read them: decimals without trailing zeros, datetimes in
     UTC, lists as tuples."""
     if isinstance(value, Decimal):
-        return ("d", str(value.normalize()) if value else "0")
+        return ("d", str(exact(value)))
     if isinstance(value, datetime):
         return ("t", value.astimezone(UTC).isoformat())
     if isinstance(value, list | tuple):

@@ -10,6 +10,7 @@ from typing import Any
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.times import parse_epoch_ms
+from sink.book import exact
 
 __all__ = ["add_parser", "format_book", "parse_at", "run"]
 
@@ -54,7 +55,7 @@ def _iso(ms: int) -> str:
 
 
 def _plain(d: Decimal) -> str:
-    return f"{d.normalize():f}" if d else "0"
+    return f"{exact(d):f}"
 
 
 def _ladder(levels: dict[Decimal, Decimal], depth: int) -> list[tuple[Decimal, Decimal]]:

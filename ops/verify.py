@@ -70,7 +70,7 @@ from typing import Any
 from ops.verify_books import check_books, match_snapshots
 from ops.verify_record import VenueRecord
 from schemas.events import Ticker
-from sink.book import Book, DeltaRow, SnapshotRow
+from sink.book import Book, DeltaRow, SnapshotRow, exact
 
 __all__ = [
     "DatabaseRows",
@@ -101,7 +101,7 @@ def _n(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return value.normalize() if value else Decimal(0)
+        return exact(value)
     return value
 
 

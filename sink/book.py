@@ -20,9 +20,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
-__all__ = ["Book", "DeltaRow", "SnapshotRow", "apply", "book_at", "contains", "latest_snapshot", "venue_order"]
+__all__ = [
+    "EXACT",
+    "Book",
+    "DeltaRow",
+    "SnapshotRow",
+    "apply",
+    "book_at",
+    "contains",
+    "exact",
+    "latest_snapshot",
+    "venue_order",
+]
+
+# Book arithmetic and comparisons keep every digit: the default context rounds to 28 significant digits, while the
+# venues' number checks accept up to 37 and the database's numeric keeps them all.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 Levels = Sequence[tuple[Decimal, Decimal]]
 
@@ -61,19 +76,21 @@ class Book:
             ladder = book.yes if side == "yes" else book.no
             for price, size in levels:
                 if size:
-                    ladder[_n(price)] = ladder.get(_n(price), Decimal(0)) + size
+                    level = exact(price)
+                    ladder[level] = EXACT.add(ladder.get(level, Decimal(0)), size)
         return book
 
     def normalised(self) -> tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]:
         """Both ladders as sorted ``(price, size)`` tuples with normalised decimals, for comparing books."""
         return (
-            tuple(sorted((_n(p), _n(s)) for p, s in self.yes.items() if s)),
-            tuple(sorted((_n(p), _n(s)) for p, s in self.no.items() if s)),
+            tuple(sorted((exact(p), exact(s)) for p, s in self.yes.items() if s)),
+            tuple(sorted((exact(p), exact(s)) for p, s in self.no.items() if s)),
         )
 
 
-def _n(d: Decimal) -> Decimal:
-    return d.normalize() if d else Decimal(0)
+def exact(d: Decimal) -> Decimal:
+    """``d`` normalised without losing a digit ("0.4300" -> "0.43"; any zero -> 0)."""
+    return d.normalize(EXACT) if d else Decimal(0)
 
 
 def contains(snapshot: SnapshotRow, delta: DeltaRow) -> bool:
@@ -91,8 +108,8 @@ def venue_order(delta: DeltaRow) -> tuple[int, int, str]:
 def apply(book: Book, delta: DeltaRow) -> None:
     """``level[side][price] += delta`` (or ``= delta`` when it ``replaces``); the level disappears at 0."""
     ladder = book.yes if delta.side == "yes" else book.no
-    price = _n(delta.price)
-    size = delta.delta if delta.replaces else ladder.get(price, Decimal(0)) + delta.delta
+    price = exact(delta.price)
+    size = delta.delta if delta.replaces else EXACT.add(ladder.get(price, Decimal(0)), delta.delta)
     if size:
         ladder[price] = size
     else:

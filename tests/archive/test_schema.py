@@ -65,3 +65,11 @@ def test_archive_file_names_carry_partition_and_offsets() -> None:
     assert name == "p007-000000000000-000000123456.parquet"
     assert parse_file_name(f"raw/gatherer=g1/date=2026-01-01/{name}") == (7, 0, 123_456)
     assert parse_file_name("raw/gatherer=g1/date=2026-01-01/p007-1-2.parquet.abcd1234.tmp") is None
+
+
+def test_canonical_keeps_every_digit_the_archive_holds() -> None:
+    """decimal128(38, 10) holds 38 digits: two values equal in their first 28 are two values to the row-for-row check
+    (the default decimal context would round both to one)."""
+    a, b = Decimal("1234567890123456789.0123456789"), Decimal("1234567890123456789.0123456788")
+    assert canonical(a) != canonical(b)
+    assert canonical(Decimal("0.4300")) == canonical(Decimal("0.43"))

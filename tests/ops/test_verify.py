@@ -523,3 +523,11 @@ def test_truth_event_that_does_not_decode_is_an_error_unless_bad_input() -> None
     else:
         raise AssertionError("an undecodable good event must fail the run")
     assert list(iter_truth_items([ev], bad_ids=[1])) == [TruthItem(1, "delta", "A", None, 1)]
+
+
+def test_identity_keeps_every_digit_of_a_number() -> None:
+    """Two sizes equal in their first 28 digits are two different events to the judge (the default decimal context
+    would round both to one value, and a row with the wrong size would pass as the venue's)."""
+    assert delta_identity("A", "0.5", "1234567890123456.78901234567891", 1) != (
+        delta_identity("A", "0.5", "1234567890123456.78901234567892", 1)
+    )

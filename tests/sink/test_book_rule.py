@@ -67,3 +67,15 @@ def test_the_book_does_not_depend_on_storage_order(rows: list[DeltaRow], rnd: ra
     rnd.shuffle(shuffled)
     got = book_at([SNAP], shuffled, 104)
     assert got is not None and got.normalised() == want.normalised()
+
+
+def test_books_keep_every_digit_of_sizes_and_prices() -> None:
+    """Sizes and prices of up to 37 significant digits (what the venues' number checks accept) rebuild exactly: the
+    default decimal context would round them, and two books that differ past the 28th digit would compare equal."""
+    size = D("123456789012345678.901234567891")  # 30 significant digits
+    price = D("0.123456789012345678")
+    book = Book.of([(price, size)], [])
+    apply(book, DeltaRow(101, "a", "yes", price, D("0.000000000001")))
+    assert book.normalised()[0] == ((price, D("123456789012345678.901234567892")),)
+    other = Book.of([(price, D("123456789012345678.901234567890"))], [])
+    assert book.normalised() != other.normalised()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sink.book import Book, DeltaRow, SnapshotRow, contains, latest_snapshot
+from sink.book import Book, DeltaRow, SnapshotRow, contains, exact, latest_snapshot
 from venues.polymarket.wire import BookMsg, PriceChange
 
 __all__ = ["TokenBook", "apply_replace", "book_at", "change_order"]
@@ -34,13 +34,13 @@ class TokenBook:
         self.ts_ms = 0
 
     def reset(self, m: BookMsg) -> None:
-        self.bids = {lv.price.normalize(): lv.size for lv in m.bids if lv.size}
-        self.asks = {lv.price.normalize(): lv.size for lv in m.asks if lv.size}
+        self.bids = {exact(lv.price): lv.size for lv in m.bids if lv.size}
+        self.asks = {exact(lv.price): lv.size for lv in m.asks if lv.size}
         self.ts_ms = m.timestamp
 
     def apply(self, e: PriceChange) -> None:
         side = self.bids if e.side == "BUY" else self.asks
-        price = e.price.normalize()
+        price = exact(e.price)
         if e.size:
             side[price] = e.size
         else:
@@ -72,7 +72,7 @@ def change_order(delta: DeltaRow) -> tuple[int, int]:
 def apply_replace(book: Book, delta: DeltaRow) -> None:
     """``level[side][price] = delta`` (the new size); the level disappears at 0."""
     ladder = book.yes if delta.side == "yes" else book.no
-    price = delta.price.normalize() if delta.price else Decimal(0)
+    price = exact(delta.price)
     if delta.delta:
         ladder[price] = delta.delta
     else:
