@@ -259,11 +259,15 @@ class DedupConfig(_Section):
     # "" = "<host name>-<work dir name>" (unique per worker: two live workers with one id fence each other);
     # "none" = dynamic membership (every stop and start moves partitions).
     group_instance_id: str = ""
-    # Native engine timers and fetch sizes (each one's latency cost said here; chosen from bench-dedup's paced case):
+    # Native engine timers and fetch sizes (each one's latency cost said here; chosen from bench-dedup's paced case,
+    # figures in docs/latency-budget.md):
     # the broker answers the worker's fetch once fetch_min_bytes of raw frames are ready or fetch_wait_ms passed.
     # Small fetches cost the worker (librdkafka threads and a Python wake-up per fetch) and the broker CPU per
-    # request, the largest share of dedup's CPU per frame at a pipeline's pace; a frame waits at most fetch_wait_ms
-    # for its fetch (less when the bytes fill first: the busier the pipeline, the shorter the wait).
+    # request; a frame waits at most fetch_wait_ms for its fetch (less when the bytes fill first: the busier the
+    # pipeline, the shorter the wait), and every frame of a fetch then waits for the whole fetch to be decided and its
+    # changelog acknowledged, so the wait counts in the dedup hop about twice. At a paced rate the bytes do not fill
+    # within the wait and the wait alone sets the batch. A shorter wait shortens the dedup hop of a worker with CPU to
+    # spare but costs it CPU per frame; docs/latency-budget.md has what 20 and 10 bought and cost
     fetch_wait_ms: int = 50
     fetch_min_bytes: int = 256 << 10
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to

@@ -25,18 +25,25 @@ Last line: ``RESULT {json}`` with value = median p99 venue->database (ms), basel
 venue->gatherer (ms), ratio, p50_ms, p99_ms, max_events_per_s, hops_ms, cpu, cpu_us_per_event (medians over the
 latency runs). Latencies leave out the first WARMUP_S seconds of each run (the initial snapshot burst); loss and
 duplication are checked over the whole run.
+
+``--set section.key=value`` (repeatable) overrides a setting of every stage of the runs, e.g.
+``--set sink.batch_ms=20 --set dedup.fetch_wait_ms=10``: it becomes the ``MDPIPE_SECTION__KEY`` variable the stages
+inherit (mdpipe.config's precedence: above the TOML file), checked against the configuration before any run starts.
+RESULT names the overrides (``settings``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import sys
 from typing import Any
 
 import venues
-from mdpipe.config import load_config, run_dir
+from mdpipe.config import ConfigError, load_config, run_dir
 from ops.hops import format_hops
 from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
@@ -89,8 +96,37 @@ def format_cpu(rows: dict[str, dict[str, float | None]], total: float | None) ->
     return "\n".join(lines)
 
 
+def _run_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: lower-case letters, digits, - and _ only")
+    return text
+
+
+def settings_env(assignments: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``--set`` assignments (``section.key=value``) as the ``MDPIPE_SECTION__KEY`` variables that carry them to
+    every stage; raises ConfigError when one is malformed or the configuration refuses it (unknown section or key,
+    a value of the wrong type or out of range)."""
+    env: dict[str, str] = {}
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key or "." in key:
+            raise ConfigError(f"--set {text!r}: expected section.key=value (e.g. sink.batch_ms=20)")
+        env[f"MDPIPE_{section.upper()}__{key.upper()}"] = value.strip()
+    base = dict(os.environ if environ is None else environ)
+    load_config(environ={**base, **env}, use_infra_state=False)  # refuses what a stage would refuse
+    return env
+
+
 def one_run(
-    rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str, venue: str = ""
+    rate: float,
+    duration: float,
+    markets: int,
+    gatherers: int,
+    verify: bool,
+    tag: str,
+    venue: str = "",
+    name: str = "bench-e2e",
 ) -> dict[str, Any]:
     options = RunOptions(
         venues=(venue,) if venue else (),
@@ -99,9 +135,9 @@ def one_run(
         duration_s=duration,
         gatherers=gatherers,
         faults=FaultPlan.none(),
-        workdir=run_dir() / "bench-e2e" / tag,
+        workdir=run_dir() / name / tag,
         drain_timeout_s=300.0,
-        database="mdpipe_bench_e2e",
+        database="mdpipe_" + name.replace("-", "_"),
         hop_trace=verify,
         measure_cpu=verify,
     )
@@ -181,19 +217,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markets", type=int, default=20_000, help="markets (20000)")
     parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
     parser.add_argument("--venue", choices=venues.names(), help="the venue emulated and gathered (default: venue.name)")
-    parser.add_argument("--ramp", default="5000,10000,15000,20000,30000", help="rates tried for the sustained rate")
+    parser.add_argument(
+        "--ramp", default="5000,10000,15000,20000,30000", help="rates tried for the sustained rate ('' = skip the ramp)"
+    )
     parser.add_argument("--ramp-duration", type=float, default=30.0, help="seconds per ramp step (30)")
     parser.add_argument("--max-backlog-s", type=float, default=2.0, help="backlog bound, in seconds of traffic (2)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting of every stage (repeatable), e.g. --set sink.batch_ms=20",
+    )
+    parser.add_argument(
+        "--name",
+        default="bench-e2e",
+        type=_run_name,
+        help="the runs' folder under the run directory and their database (mdpipe_<name>): bench-e2e",
+    )
     args = parser.parse_args(argv)
+    overrides = settings_env(args.set)
+    os.environ.update(overrides)  # the harness's own config and every child's environment
 
     latency = [
-        one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}", args.venue or "")
+        one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}", args.venue or "", args.name)
         for i in range(args.runs)
     ]
     max_rate = 0.0
-    for step in (float(r) for r in args.ramp.split(",")):
+    for step in (float(r) for r in args.ramp.split(",") if r.strip()):
         tag = f"ramp{int(step)}"
-        res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, tag, args.venue or "")
+        res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, tag, args.venue or "", args.name)
         kept = res["venue_rate"] >= 0.95 * step
         # Bounded: at the end of generation each backlog is under --max-backlog-s of traffic (raw frames for
         # dedup, events for the sink) or no larger than at mid-run (still shrinking after the start-up burst).
@@ -219,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "rate": args.rate,
         "gatherers": args.gatherers,
+        "settings": args.set,
         "p50_ms": p50,
         "p99_ms": p99,
         "max_events_per_s": max_rate,

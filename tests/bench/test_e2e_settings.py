@@ -1,0 +1,60 @@
+"""bench-e2e's ``--set section.key=value``: settings swept without code changes reach every stage of the runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import bench.e2e.__main__ as e2e
+from mdpipe.config import ConfigError, load_config
+
+
+def test_assignments_become_the_variables_every_stage_reads() -> None:
+    env = e2e.settings_env(["sink.batch_ms=20", " dedup.fetch_wait_ms = 10", "gather.read_window_ms=5.5"], environ={})
+    assert env == {
+        "MDPIPE_SINK__BATCH_MS": "20",
+        "MDPIPE_DEDUP__FETCH_WAIT_MS": "10",
+        "MDPIPE_GATHER__READ_WINDOW_MS": "5.5",
+    }
+    config = load_config(environ=env, use_infra_state=False)  # what a stage started with that environment sees
+    assert (config.sink.batch_ms, config.dedup.fetch_wait_ms, config.gather.read_window_ms) == (20, 10, 5.5)
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "sink.batch_ms",  # no value
+        "batch_ms=20",  # no section
+        "sink.=20",
+        "sink.batch.ms=20",
+        "nosuch.batch_ms=20",  # unknown section
+        "sink.no_such_key=1",  # unknown key
+        "sink.batch_ms=soon",  # wrong type
+        "sink.batch_ms=0",  # out of range
+    ],
+)
+def test_a_setting_the_configuration_refuses_stops_before_any_run(assignment: str) -> None:
+    with pytest.raises(ConfigError):
+        e2e.settings_env([assignment], environ={})
+
+
+def test_main_passes_the_overrides_to_the_runs_and_skips_an_empty_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # main() updates the process environment
+    seen: list[tuple[str, str, str | None]] = []
+
+    def fake_run(rate: float, duration: float, markets: int, gatherers: int, verify: bool, tag: str, venue: str = "",
+                 name: str = "bench-e2e") -> dict[str, Any]:  # fmt: skip
+        seen.append((tag, name, os.environ.get("MDPIPE_SINK__BATCH_MS")))
+        return {
+            "latency_ms": {"p50": 1.0, "p99": 2.0},
+            "receive_latency_ms": {"p99": 1.0},
+            "hops_ms": {},
+            "cpu": {},
+            **{k: 0 for k in e2e.VERDICT_KEYS},
+        }
+
+    monkeypatch.setattr(e2e, "one_run", fake_run)
+    assert e2e.main(["--runs", "2", "--ramp", "", "--set", "sink.batch_ms=20", "--name", "timers-x"]) == 0
+    assert seen == [("lat0", "timers-x", "20"), ("lat1", "timers-x", "20")]  # no ramp run
