@@ -15,6 +15,8 @@ waited ``linger_ms`` (``gather.linger_ms``): at the end of the first socket read
 librdkafka request instead of a wake-up of its thread per partition (see :mod:`ingest.producer`). Each release also
 serves the delivery reports, so the service loop runs every ``SERVICE_S`` only (its work then: reports of the last
 release, metrics), and every ``SERVICE_SPOOLING_S`` while frames are spooled (the spool drains at that pace).
+The periodic tasks (service loop, watchdog, broker watch, refresh, the supervisor) wake on one grid of loop time
+(:mod:`ingest.ticks`), so that steps due together cost one wake-up of the event loop, not one each.
 
 Failures, decided per loop (every failed iteration is one structured ``task_failed`` line and a count in
 ``mdpipe_gather_task_failures_total{task}``):
@@ -32,7 +34,7 @@ Failures, decided per loop (every failed iteration is one structured ``task_fail
   nothing reaches the broker any more, so the gatherer turns unhealthy and :meth:`Gatherer.run` returns with
   ``failure`` set; the CLI exits with status 3 so that its supervisor restarts it.
 * a task that ends at all (any loop, connection or the watchdog; they run until shutdown) is noticed by the
-  supervisor in :meth:`Gatherer.run` within a quarter second: unhealthy, exit status 3.
+  supervisor in :meth:`Gatherer.run` within about a quarter second: unhealthy, exit status 3.
 * credentials the venue refuses (HTTP 401/403 on WebSocket upgrades or REST requests) are retried like any
   failure until :class:`ingest.auth_refusals.AuthRefusals` says to give up (nothing streaming, 3 refusals in a
   row lasting 5 s from a start that was never accepted, or ``auth_refusal_limit_s`` once it had been): then
@@ -67,6 +69,7 @@ from ingest.recent import RecentKeys
 from ingest.registry import BoundedLabels, Changes, MarketRegistry
 from ingest.rest import DiscoveryError, RestClient
 from ingest.shards import ShardPlan
+from ingest.ticks import sleep_on_ticks
 from ingest.tls import client_context
 from mdpipe.config import GatherConfig, VenueConfig
 from mdpipe.logging import get_logger
@@ -82,6 +85,7 @@ log = get_logger(__name__)
 
 SERVICE_S = 0.2  # service loop period while nothing is spooled (releases serve delivery reports meanwhile)
 SERVICE_SPOOLING_S = 0.02  # ... and while the spool holds frames (its drain pace)
+SUPERVISE_S = 0.25  # the supervisor's look at the tasks and the credentials' refusals
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
 DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (a venue may cap it lower)
 # the venue session's lifecycle fallback counters (``SessionStats.lifecycle_<how>``), exported per ``how``
@@ -607,7 +611,7 @@ class Gatherer:
                 failing_since = None
                 failures = 0
                 delays = backoff(initial, maximum)
-            await asyncio.sleep(pause)
+            await sleep_on_ticks(pause)  # on the grid the other periodic tasks wake on (ingest.ticks)
 
     def _fail(self, reason: str) -> None:
         """Give up: unhealthy from now on; run() returns and the CLI exits with status 3."""
@@ -639,7 +643,7 @@ class Gatherer:
                     self.auth_failure = refused
                     self._fail(refused)
                     break
-                await asyncio.wait([stopped], timeout=0.25)
+                await sleep_on_ticks(SUPERVISE_S, until=stopped)
         finally:
             stopped.cancel()
 

@@ -24,6 +24,19 @@ window in one burst and sends them in one request (its own ``linger.ms`` is 1 ms
 instead of being woken for each partition's first message and each partition's linger timer: on this 2-core box a
 thread wake-up costs tens of microseconds, several times the work of a frame. :meth:`send` releases held frames
 first, so every frame reaches librdkafka in the order it was handed over, held or sent.
+
+Delivery reports: a report per frame costs a Python callback and a ``Message`` object on the event-loop thread. So
+live frames go to a *quiet* librdkafka producer (``delivery.report.only.error``: it reports failures only, which
+reach the spool as before), and a second, *loud* one (a report per record) carries what needs reports: the spool's
+replay, which settles a segment from per-record callbacks, and one release per ``LATENCY_SAMPLE_S`` whose
+reports feed ``latency_samples`` (``mdpipe_gather_produce_latency_seconds``). Frames are only ever in one of the
+two, so each partition keeps its order (each producer keeps it; two producers would not keep it between them): the
+producer in use switches only when the other one is empty (``len()`` counts queued, in-flight and unserved
+reports), at a release (to the loud one for a latency sample; back to the quiet one once the loud one is empty and
+nothing is spooled) or before a spool segment is replayed (to the loud one, once the quiet one is empty). A sample
+is therefore taken only when the previous release was acknowledged within the window: under a backlog latency
+samples stop. ``acked`` counts the loud producer's reports plus the quiet producer's frames that left it without a
+failure report (produced - failed - ``len()``).
 """
 
 from __future__ import annotations
@@ -37,13 +50,18 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from ingest.spool import Record, Spool
 from mdpipe.logging import get_logger, log_client_error
 
-__all__ = ["KAFKA_LINGER_MS", "RawProducer"]
+__all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
 
 log = get_logger(__name__)
 
 # librdkafka's own linger under the gatherer's release batching (see module docstring): enough to gather one
 # release's burst into one request, no more (gather.linger_ms is the batching window).
 KAFKA_LINGER_MS = 1
+
+# One release at most this often goes through the loud producer, whose delivery reports give latency samples.
+LATENCY_SAMPLE_S = 1.0
+# Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample.
+LATENCY_SAMPLE_EVERY = 8
 
 # Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
 _TRANSIENT = {
@@ -86,13 +104,16 @@ class RawProducer:
             "message.timeout.ms": 0,
             "queue.buffering.max.messages": queue_max,
             **conf,
-            "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
         }
-        self.queue_max = int(self._conf["queue.buffering.max.messages"])
+        self.queue_max = int(self._conf["queue.buffering.max.messages"])  # per librdkafka producer
         self.spool = spool
-        self._p = Producer(self._conf)
+        # live frames: failures reported only; spool replays and latency samples: every record reported
+        self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
+        self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
+        self._p = self._quiet  # the one in use: the other is empty (see module docstring)
         self._produce = self._p.produce
+        self._next_sample = 0.0  # monotonic: the first release at or after it is sent through the loud producer
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
         self._since_poll = 0
         self._fatal = False
@@ -101,7 +122,10 @@ class RawProducer:
         self._last_drop_log = 0.0
         self.spooling = len(spool) > 0
         self.sent = 0
-        self.acked = 0
+        self._loud_acked = 0  # success reports of the loud producer
+        self._quiet_sent = 0  # frames handed to the quiet producer
+        self._quiet_failed = 0  # its failure reports (served)
+        self._acked = 0  # the highest acked count computed (see acked)
         self.failed = 0
         self.spooled = 0
         self.permanent_failures = 0
@@ -123,6 +147,20 @@ class RawProducer:
             return 0
         batch = held[:]
         held.clear()
+        if self._p is self._quiet:
+            if not self.spooling:
+                now = time.monotonic()
+                if now >= self._next_sample:
+                    quiet = self._quiet
+                    quiet.poll(0)  # len() counts reports not yet served (successes too, served silently)
+                    if not len(quiet):
+                        self._next_sample = now + LATENCY_SAMPLE_S
+                        self._use(self._loud)  # this release's reports are latency samples
+        elif not self.spooling and self._draining is None and not self._in_flight:
+            loud = self._loud
+            loud.poll(0)  # len() counts reports not yet served
+            if not len(loud):
+                self._use(self._quiet)
         produce = self._produce
         sent = 0
         for i, (topic, key, value) in enumerate(batch):
@@ -140,9 +178,27 @@ class RawProducer:
                 continue
             sent += 1
         self.sent += sent
+        if self._p is self._quiet:
+            self._quiet_sent += sent
         self._since_poll = 0
         self._p.poll(0)
         return n
+
+    def _use(self, producer: Producer) -> None:
+        """Switch the producer frames go to (the caller made sure the other one is empty)."""
+        self._p = producer
+        self._produce = producer.produce
+
+    @property
+    def acked(self) -> int:
+        """Records the broker acknowledged: the loud producer's reports, plus the quiet producer's frames that left
+        it without a failure report. Never goes down (a failure report waiting to be served may count twice in
+        ``len()`` for a moment)."""
+        quiet = self._quiet
+        acked = self._loud_acked + self._quiet_sent - self._quiet_failed - len(quiet)
+        if acked > self._acked:
+            self._acked = acked
+        return self._acked
 
     def _spool_rest(self, batch: list[tuple[str, bytes | None, bytes]], start: int) -> None:
         for topic, key, value in batch[start:]:
@@ -165,15 +221,24 @@ class RawProducer:
             self._produce_failed(exc, topic, key, value)
             return
         self.sent += 1
+        if self._p is self._quiet:
+            self._quiet_sent += 1
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0
             self._p.poll(0)
 
+    def _on_failure(self, err: KafkaError | None, msg: Any) -> None:
+        """The quiet producer's reports: failures only (``delivery.report.only.error``)."""
+        if err is None:  # not sent by librdkafka with that setting; counted by acked from len() if it were
+            return
+        self._quiet_failed += 1
+        self._on_delivery(err, msg)
+
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
-            self.acked += 1
-            if not self.acked & 63:
+            self._loud_acked += 1
+            if not self._loud_acked % LATENCY_SAMPLE_EVERY:
                 self.latency_samples.append(msg.latency() or 0.0)
             return
         self.failed += 1
@@ -238,8 +303,8 @@ class RawProducer:
     # -- background ----------------------------------------------------------------------------
     @property
     def queued(self) -> int:
-        """Messages inside the producer not yet acknowledged."""
-        return len(self._p)
+        """Messages inside the producers not yet acknowledged."""
+        return len(self._quiet) + len(self._loud)
 
     def service(self, budget: int = 50_000) -> None:
         """Release held frames, serve delivery reports; move spooled records back into the producer when it has
@@ -247,7 +312,8 @@ class RawProducer:
         if self.held:
             self.release()
         self._since_poll = 0
-        self._p.poll(0)
+        self._quiet.poll(0)  # the one not in use is empty: this serves its error callbacks
+        self._loud.poll(0)
         if self.acked and len(self._p) < self.queue_max:
             self.broker_up = True
         if self._fatal:
@@ -260,6 +326,12 @@ class RawProducer:
         while budget > 0:
             d = self._draining
             if d is None:
+                if self._p is self._quiet:
+                    quiet = self._quiet
+                    quiet.poll(0)  # len() also counts events not yet served (errors, reports)
+                    if len(quiet):
+                        return  # its frames are older than the spool's: replayed once they are acknowledged
+                    self._use(self._loud)  # replays need a report per record
                 if len(self._p) > self.queue_max // 2:
                     return
                 taken = self.spool.take_oldest(self._in_flight)
@@ -308,7 +380,7 @@ class RawProducer:
 
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None:
-                self.acked += 1
+                self._loud_acked += 1
             elif _transient(err) and self._collect is not None:  # purged: re-spooled in queue order
                 self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             elif _transient(err):
@@ -351,11 +423,14 @@ class RawProducer:
         handed, self._in_flight = self._in_flight, {}
         self._collect = []
         try:
-            self._p.purge(in_queue=True, in_flight=True)
-            while self._p.poll(0):  # serve every purge report now: no newer frame may reach the spool before them
-                pass
+            # the one not in use is empty (see module docstring): purged first all the same, in case
+            for producer in (self._loud, self._quiet) if self._p is self._quiet else (self._quiet, self._loud):
+                producer.purge(in_queue=True, in_flight=True)
+                while producer.poll(0):  # serve every purge report now: no newer frame may reach the spool first
+                    pass
         finally:
             collected, self._collect = self._collect, None
+        self._use(self._quiet)  # both are empty
         if draining is not None:
             handed[draining.segment] = draining
             collected += draining.records[draining.pos :]
@@ -373,16 +448,17 @@ class RawProducer:
     def probe(self, topic: str, timeout: float) -> bool:
         """Does a broker answer a metadata request (for ``topic``) within ``timeout``? Blocks; any thread."""
         try:
-            return bool(self._p.list_topics(topic, timeout=timeout).brokers)
+            return bool(self._quiet.list_topics(topic, timeout=timeout).brokers)
         except KafkaException:
             return False
 
     def _recreate(self) -> None:
-        log.error("kafka_producer_fatal_recreating", queued=len(self._p))
+        log.error("kafka_producer_fatal_recreating", queued=self.queued)
         self._fatal = False
         self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
-        self._p = Producer(self._conf)
-        self._produce = self._p.produce
+        self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
+        self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
+        self._use(self._quiet)
 
     def flush(self, timeout: float) -> int:
         """Deliver what is queued (and spooled) within ``timeout``; returns messages still not acknowledged."""
@@ -390,12 +466,12 @@ class RawProducer:
         self.release()
         while time.monotonic() < deadline:
             self.service()
-            if not self.spooling and len(self._p) == 0:
+            if not self.spooling and self.queued == 0:
                 return 0
             if self.hold and self.spooling:
                 break  # the broker is away (ingest.outage): the spool stays on disk for the next run
             self._p.flush(min(0.1, max(0.0, deadline - time.monotonic())))
-        return len(self._p) + len(self.spool)
+        return self.queued + len(self.spool)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush; whatever is still not acknowledged goes to the spool (replayed by the next run).
@@ -407,9 +483,9 @@ class RawProducer:
             left = self.flush(timeout)  # releases held frames first
         except Exception as exc:
             error = exc
-            left = len(self._p) + len(self.spool)
+            left = self.queued + len(self.spool)
             log.error("producer_flush_failed", error_type=type(exc).__name__, error=str(exc)[:300])
-        if len(self._p):
+        if self.queued:
             self._purge_to_spool()  # ahead of everything spooled: the next run replays them first
         self.spool.close()
         log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)
