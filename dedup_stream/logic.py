@@ -67,6 +67,7 @@ _WEAK_KEEP = 64
 _WEAK_KEEP_NS = 600_000_000_000
 
 __all__ = [
+    "PLAIN_DUPLICATE",
     "Decision",
     "Deduper",
     "GathererStats",
@@ -228,6 +229,11 @@ class Decision(msgspec.Struct):
         return self.verdict in EMITTING
 
 
+# What :meth:`Deduper.decide_at` returns for a later copy matched by one of its keys: one shared instance (never
+# mutate it), so the engines' hot path allocates nothing for two of every three frames and tests it by identity.
+PLAIN_DUPLICATE = Decision(Verdict.DUPLICATE)
+
+
 @dataclass(slots=True)
 class GathererStats:
     frames_in: int = 0
@@ -359,6 +365,13 @@ class Deduper:
 
     def decide(self, value: bytes | None, origin: Origin) -> Decision:
         """Classify one raw frame read at ``origin`` and update state and counters."""
+        return self.decide_at(value, origin.topic, origin.partition, origin.offset, full=True)
+
+    def decide_at(self, value: bytes | None, topic: str, partition: int, offset: int, full: bool = False) -> Decision:
+        """:meth:`decide` for an engine's hot path: the frame's coordinates as arguments (no :class:`Origin`), and,
+        unless ``full``, a later copy matched by one of its keys returns the shared :data:`PLAIN_DUPLICATE` (no
+        frame, no winner: nothing to build for two of every three frames). State and counters are updated exactly
+        as by :meth:`decide`; a weak match still returns its own decision (the engines log it)."""
         try:
             frame: RawFrame = _decode_frame(value)  # the codec's decoder itself: no wrapper call per frame
         except (msgspec.DecodeError, TypeError):
@@ -376,8 +389,8 @@ class Deduper:
             return self._gap(frame, gstats)
         key = f"{frame.market}\x1f{frame.event_key}".encode()  # store_key(frame), inlined (every frame)
         if frame.alt_keys or frame.weak_key:
-            return self._decide_keys(frame, origin, gstats, key)
-        stored = self.store.get(key, origin.partition)
+            return self._decide_keys(frame, Origin(topic, partition, offset), gstats, key, full)
+        stored = self.store.get(key, partition)
         if stored is None:
             rng = self.range
             if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
@@ -385,8 +398,8 @@ class Deduper:
                 return Decision(Verdict.OUT_OF_RANGE, frame)
             self.store.put(
                 key,
-                encode_winner(Winner(origin.topic, origin.partition, origin.offset, recv_ns, frame.gatherer)),
-                origin.partition,
+                _winner_encoder.encode(Winner(topic, partition, offset, recv_ns, frame.gatherer)),
+                partition,
             )
             gstats.copy_lag_s = 0.0
             if rng is not _ALL and recv_ns < rng.from_ns:
@@ -396,12 +409,12 @@ class Deduper:
             self.singles.first(key, frame.gatherer, recv_ns)
             return Decision(Verdict.WON, frame)
         winner = _winner_decoder.decode(stored)
-        if winner.offset == origin.offset and winner.partition == origin.partition and winner.topic == origin.topic:
+        if winner.offset == offset and winner.partition == partition and winner.topic == topic:
             gstats.reemitted += 1
             if self.range is not _ALL and winner.recv_ns < self.range.from_ns:
                 return Decision(Verdict.OUT_OF_RANGE, frame, winner)
             # write-back: the changelog may never have acknowledged this winner (see the module docstring)
-            self.store.put(key, stored, origin.partition)
+            self.store.put(key, stored, partition)
             return Decision(Verdict.REEMIT, frame, winner)
         gstats.duplicates += 1
         age_s = (recv_ns - winner.recv_ns) / 1e9
@@ -411,10 +424,12 @@ class Deduper:
         if age_s > stats.match_age_max_s:
             stats.match_age_max_s = age_s
         self.singles.copy(key)
-        return Decision(Verdict.DUPLICATE, frame, winner)
+        return Decision(Verdict.DUPLICATE, frame, winner) if full else PLAIN_DUPLICATE
 
     # -- copies with alternate keys and weak keys (see the module docstring) -------------------------------------
-    def _decide_keys(self, frame: RawFrame, origin: Origin, gstats: GathererStats, key: bytes) -> Decision:
+    def _decide_keys(
+        self, frame: RawFrame, origin: Origin, gstats: GathererStats, key: bytes, full: bool = True
+    ) -> Decision:
         store, partition = self.store, origin.partition
         keys = [key, *(f"{frame.market}\x1f{k}".encode() for k in frame.alt_keys)]
         found = [store.get(k, partition) for k in keys]
@@ -433,7 +448,8 @@ class Deduper:
                     store.put(k, stored, partition)
             if frame.weak_key:
                 self._weak_contribute(frame, partition, stored)
-            return self._duplicate(frame, gstats, winner, keys)
+            decision = self._duplicate(frame, gstats, winner, keys)
+            return decision if full else PLAIN_DUPLICATE
         if frame.weak_key:
             joined = self._weak_join(frame, partition)
             if joined is not None:

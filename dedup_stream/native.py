@@ -63,7 +63,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from dedup_stream.lag import RawLag
-from dedup_stream.logic import Decision, Deduper, Origin, Verdict, weak_match_fields
+from dedup_stream.logic import PLAIN_DUPLICATE, Decision, Deduper, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
 from dedup_stream.normalise import decision_event
@@ -329,7 +329,7 @@ class NativeWorker:
         so after a SIGKILL or a failover the replayed frame finds its own origin and the same copy is emitted again
         (never another gatherer's copy).
         """
-        decide = self.deduper.decide
+        decide = self.deduper.decide_at
         owned = self._owned_set
         positions = self._positions
         outs: list[tuple[bytes, bytes | None, int]] = []
@@ -342,7 +342,9 @@ class NativeWorker:
                 continue
             topic, offset = msg.topic(), msg.offset()
             positions[topic, partition] = offset
-            decision = decide(msg.value(), Origin(topic, partition, offset))
+            decision = decide(msg.value(), topic, partition, offset)
+            if decision is PLAIN_DUPLICATE:  # two of every three frames: counted by decide_at, nothing else to do
+                continue
             verdict = decision.verdict
             if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP:
                 try:
