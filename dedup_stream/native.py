@@ -113,7 +113,11 @@ _RETRIABLE_COMMIT = (
     KafkaError._TRANSPORT,
 )
 _COMMIT_RETRY_S = 30.0
-_MAX_HELD_BATCHES = 4  # batches whose events wait for their changelog acknowledgements before the worker blocks
+# Batches whose events may wait for their changelog acknowledgements before the worker blocks. The loop never waits
+# for an acknowledgement while it has room: a broker slow to acknowledge (start-up, when three gatherers subscribe and
+# the venue answers every subscription with a snapshot) must not stop the reading, or the frames that arrive
+# meanwhile wait for that acknowledgement AND then for their own (their changelog records would only be sent after it).
+_MAX_HELD_BATCHES = 32
 _LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
 
@@ -450,9 +454,9 @@ class NativeWorker:
                 if msgs:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
-                    # a full batch means a backlog: decide the next one while this one's changelog is in flight;
-                    # otherwise there is time to spare: wait for the acknowledgements and let the events go now
-                    self._process(msgs, read_ns, wait=len(msgs) < batch)
+                    # never wait for this batch's changelog here: the next frames are decided (and their changelog
+                    # sent) while it is in flight; the held events go out at the first poll that finds them acked
+                    self._process(msgs, read_ns)
                     self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
                     self.batches += 1
