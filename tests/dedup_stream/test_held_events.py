@@ -1,5 +1,6 @@
-"""The native worker's loop keeps reading while a batch's changelog is in flight, and still holds every event until
-its batch's changelog is acknowledged (no broker: a scripted consumer and an output whose acknowledgements are slow).
+"""The native worker's loop reads on when a batch's changelog acknowledgement is slow to come (it waits only
+``_ACK_WAIT_S`` for it), and still holds every event until its batch's changelog is acknowledged (no broker: a
+scripted consumer and an output whose acknowledgements are slow).
 
 Why it matters: at start-up three gatherers subscribe every market and the venue answers each subscription with a
 snapshot; the broker then acknowledges slowly (up to seconds). A worker that waited for each batch's acknowledgement
