@@ -56,7 +56,9 @@ class FakeMessage:
 
 class SlowAckOutput:
     """:class:`dedup_stream.native_output.NativeOutput`'s interface; a changelog record is acknowledged
-    ``ACK_DELAY_S`` after it was queued (seen at the next poll), events are recorded with the time they left."""
+    ``delay_s`` after it was queued (seen at the next poll), events are recorded with the time they left."""
+
+    delay_s = ACK_DELAY_S
 
     def __init__(self, producer_conf: dict[str, Any], changelog_topic: str) -> None:
         self.first_error: str | None = None
@@ -99,7 +101,7 @@ class SlowAckOutput:
 
     def serve(self) -> int:
         now, served = time.monotonic(), 0
-        while self.pending and self.pending[0][0] + ACK_DELAY_S <= now:
+        while self.pending and self.pending[0][0] + self.delay_s <= now:
             _, partition = self.pending.pop(0)
             self.acked[partition] = self.acked.get(partition, 0) + 1
             self.delivered[partition] = self.acked[partition] - 1
@@ -193,6 +195,30 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWork
     )
     settings.workdir.mkdir(parents=True)
     return native.NativeWorker(settings)
+
+
+def run_batches(worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], ScriptedConsumer]:
+    frames = gatherer_copies(venue_events(BATCHES * PER_BATCH, markets=5, seed=3), "g1")
+    messages = [FakeMessage(RAW_TOPICS[0], 0, i, encode_raw(f)) for i, f in enumerate(frames)]
+    consumer = ScriptedConsumer(
+        worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(BATCHES)], len(frames)
+    )
+    monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
+    assert worker.run() == 0
+    return frames, consumer
+
+
+def test_a_prompt_acknowledgement_is_waited_for(worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The steady state: the broker acknowledges within the short wait, so a small batch's events leave before the
+    next batch is read (no extra wake-up to release them)."""
+    monkeypatch.setattr(SlowAckOutput, "delay_s", native._ACK_WAIT_S / 5)
+    frames, consumer = run_batches(worker, monkeypatch)
+    out = worker.output
+    assert isinstance(out, SlowAckOutput)
+    assert [key for _, key, _ in out.produced] == [f.event_key for f in frames]
+    for b, (handed_at, _) in enumerate(consumer.handed[1:], start=1):
+        left_before = sum(1 for when, _, _ in out.produced if when < handed_at)
+        assert left_before == b * PER_BATCH, (b, left_before)
 
 
 def test_reads_on_while_a_changelog_is_in_flight_and_holds_events_until_it_is_acked(
