@@ -53,6 +53,7 @@ value = ``encode_event(decision_event(decision))``.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -113,7 +114,13 @@ _RETRIABLE_COMMIT = (
     KafkaError._TRANSPORT,
 )
 _COMMIT_RETRY_S = 30.0
-_MAX_HELD_BATCHES = 4  # batches whose events wait for their changelog acknowledgements before the worker blocks
+_MAX_HELD_BATCHES = 32  # batches whose events wait for their changelog acknowledgements before the worker blocks
+# How long the loop waits for a batch's changelog acknowledgement before it reads on (the batch's events then go out at
+# the first poll that finds them acknowledged). A broker that acknowledges at once (the steady state) is waited for,
+# so the events leave without a further wake-up; one slow to acknowledge (start-up, when three gatherers subscribe and
+# the venue answers every subscription with a snapshot: up to seconds) does not stop the reading, or every frame that
+# arrived meanwhile would wait for that acknowledgement AND then for its own (its changelog sent only after it).
+_ACK_WAIT_S = 0.05
 _LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
 
@@ -237,16 +244,18 @@ class NativeWorker:
         self._held.clear()
 
     # --- events held until their changelog is acknowledged ----------------------------------------------------
-    def _release(self, wait: bool) -> None:
-        """Hand held events to the producer, oldest first, as far as their changelog marks are acknowledged; with
-        ``wait`` (or more than ``_MAX_HELD_BATCHES`` held) wait for the acknowledgements."""
+    def _release(self, wait_s: float) -> None:
+        """Hand held events to the producer, oldest first, as far as their changelog marks are acknowledged; wait for
+        the acknowledgements up to ``wait_s`` seconds (``math.inf``: all of them), and as long as more than
+        ``_MAX_HELD_BATCHES`` are held."""
         held = self._held
         output = self.output
         output.changelog.poll(0)
+        deadline = time.monotonic() + wait_s
         while held:
             mark, outs = held[0]
             if not output.changelog_acked(mark):
-                if not wait and len(held) <= _MAX_HELD_BATCHES:
+                if len(held) <= _MAX_HELD_BATCHES and (wait_s <= 0.0 or time.monotonic() >= deadline):
                     return
                 if output.first_error is not None:  # a changelog record failed: its mark is never reached
                     log.critical("output_failed_exiting", failures=output.failures, error=output.first_error)
@@ -270,7 +279,7 @@ class NativeWorker:
         if self._held:
             if self.output.changelog.flush(_FLUSH_TIMEOUT_S) and self.output.first_error is None:
                 self.output.first_error = "changelog records still undelivered after flush"
-            self._release(wait=True)
+            self._release(math.inf)
         error = self.output.flush(_FLUSH_TIMEOUT_S)
         if error is not None:
             log.critical("output_failed_exiting", failures=self.output.failures, error=error)
@@ -317,9 +326,9 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message], read_ns: int = 0, wait: bool = False) -> None:
-        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged (with
-        ``wait``, wait for that here and hand them to the producer before returning).
+    def _process(self, msgs: list[Message], read_ns: int = 0, wait_s: float = 0.0) -> None:
+        """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged (wait for
+        that here up to ``wait_s`` seconds, handing them to the producer before returning if it came).
 
         ``read_ns``: when consume() returned the batch (wall clock), stamped on its events with each winning raw
         record's Kafka timestamp (:mod:`schemas.events` hop stamps).
@@ -361,7 +370,7 @@ class NativeWorker:
         self.states.flush()  # RocksDB, then the batch's changelog records in one burst
         if outs:
             self._held.append((self.output.changelog_mark(), outs))
-        self._release(wait=wait)
+        self._release(wait_s)
         self.events_out += len(outs)
 
     def _next_batch(self, consumer: Consumer, batch: int) -> list[Message]:
@@ -453,8 +462,8 @@ class NativeWorker:
                     if self.first_frame is None:
                         self.first_frame, self.first_cpu = now, time.process_time()
                     # a full batch means a backlog: decide the next one while this one's changelog is in flight;
-                    # otherwise there is time to spare: wait for the acknowledgements and let the events go now
-                    self._process(msgs, read_ns, wait=len(msgs) < batch)
+                    # otherwise wait a little (_ACK_WAIT_S) for the acknowledgements and let the events go now
+                    self._process(msgs, read_ns, wait_s=_ACK_WAIT_S if len(msgs) < batch else 0.0)
                     self.raw_lag.consumed(msgs[-1].timestamp()[1])
                     self.frames += len(msgs)
                     self.batches += 1
@@ -462,7 +471,7 @@ class NativeWorker:
                     self.last_frame = time.monotonic()
                     self.output.poll()
                 elif self._held:
-                    self._release(wait=False)
+                    self._release(0.0)
                 if since_commit and (
                     since_commit >= s.commit_every
                     or now - last_commit >= s.commit_interval_s
