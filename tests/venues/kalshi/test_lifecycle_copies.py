@@ -94,9 +94,9 @@ def simulate(
             frames.append((now, frame))
 
     def tick(sub: Sub, upto: int) -> None:
-        # the gatherer's timer, on the subscription's own receive clock: a stall is keyed once its hold ran out
-        t = sub.chain.last_ns + HOLD
-        if sub.chain.waiting and t <= upto:
+        # the gatherer's timer, on the subscription's own receive clock: a stall is keyed once its hold ran out, a
+        # message after an anchor once it waited the chain's max_wait_ns
+        while (t := sub.chain.due_ns()) is not None and t <= upto:
             record(sub, sub.chain.expire(t), t)
 
     for pos, msg in enumerate(stream, start=1):
