@@ -12,13 +12,14 @@ by (``keys``: the winner's; an *alias* record: the keys a later copy brought, wi
 - an alias record adds its keys to the row that shares one of them (no row: nothing; it is never a row itself);
 - otherwise the event is stored, with its keys.
 
-Records are applied one at a time in the batch's order (a replay's copy may meet the row only through the keys an
-earlier alias record of the same batch adds). Rows are few (a handful per market over its life), so a statement per
-record is cheap. The rows are first copied into a temporary staging table (validated by the same binary COPY as
-every other table; a row the database rejects becomes a dead letter); a transaction-level advisory lock keeps two
-sinks (the live one and a replay's load) from both storing one event under two keys at the same time. The lock is
-taken after every other table's COPY, last before the offsets, so that it is never held while waiting on another
-sink's rows.
+Records are applied one at a time in the batch's order when that order matters (an alias record in the batch, or two
+records sharing a key: a replay's copy may meet the row only through the keys an earlier alias record of the same
+batch adds); otherwise the events already stored get their keys one by one and the rest are inserted in one
+statement. Rows are few (a handful per market over its life), so a statement per record is affordable. The rows are
+first copied into a temporary staging table (validated by the same binary COPY as every other table; a row the
+database rejects becomes a dead letter); a transaction-level advisory lock keeps two sinks (the live one and a
+replay's load) from both storing one event under two keys at the same time. The lock is taken after every other
+table's COPY, last before the offsets, so that it is never held while waiting on another sink's rows.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ WHERE NOT s.alias AND NOT EXISTS (
     SELECT 1 FROM {TABLE} m WHERE m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys
 )
 ON CONFLICT DO NOTHING"""
+_OVERLAP = "m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys"
+# Whether the staged records depend on their order: an alias, or two records of one event (sharing a key).
+_ORDERED = f"""SELECT EXISTS (SELECT 1 FROM {_STAGE} WHERE alias) OR EXISTS (
+    SELECT 1 FROM {_STAGE} a JOIN {_STAGE} b ON a.market = b.market AND a.ord < b.ord AND a.keys && b.keys
+)"""
+# Records of events already stored (their keys go to the row one by one, _APPLY), then every other one at once.
+_HITS = f"SELECT s.ord FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP}) ORDER BY s.ord"
+_INSERT_REST = f"""INSERT INTO {TABLE} ({_COLS})
+SELECT {_S_COLS} FROM {_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP})
+ON CONFLICT DO NOTHING"""
 
 
 def apply_lifecycle(
@@ -83,6 +94,15 @@ def apply_lifecycle(
                 reason = f"{TABLE}: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
                 dead.append(dead_letter(reason, msg))
     stored = duplicates = aliases = 0
+    if not conn.execute(_ORDERED).fetchone()[0]:  # type: ignore[index]
+        # independent records (the common case: a batch's events are distinct, no alias): set-based
+        hits = conn.execute(_HITS).fetchall()
+        for (ord_,) in hits:
+            conn.execute(_APPLY, {"ord": ord_})  # type: ignore[arg-type]
+        staged = conn.execute(f"SELECT count(*) FROM {_STAGE}").fetchone()[0]  # type: ignore[index]
+        stored = max(conn.execute(_INSERT_REST).rowcount, 0)
+        conn.execute(f"DELETE FROM {_STAGE}")
+        return stored, staged - stored, 0, dead
     for ord_, alias in conn.execute(f"SELECT ord, alias FROM {_STAGE} ORDER BY ord").fetchall():
         cur = conn.execute(_APPLY, {"ord": ord_})  # type: ignore[arg-type]
         if alias:
