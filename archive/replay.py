@@ -95,14 +95,15 @@ def replay_archive(
                 if verdict is Verdict.DUPLICATE:
                     stats.duplicates += 1
                     continue
-                if not decision.emit:
+                if not decision.emit and verdict is not Verdict.ALIAS:  # an alias record goes to the sink too
                     continue
                 try:
                     payload = encode_event(decision_event(decision, rec.kafka_ts_ms))
                 except Exception as exc:  # as live: SchemaError, or a venue value that cannot be represented
                     on_dead([_letter(f"normalise: {type(exc).__name__}: {exc}", rec)])
                     continue
-                stats.events += 1
+                stats.events += verdict is not Verdict.ALIAS
+                stats.duplicates += verdict is Verdict.ALIAS
                 stats.gaps += verdict is Verdict.GAP
                 batch.add(Source(REPLAY_EVENTS_TOPIC, partition, seq, payload))
                 seq += 1

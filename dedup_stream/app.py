@@ -230,7 +230,9 @@ class DedupApp:
         self.last_frame = time.monotonic()
         if self.first_frame is None:
             self.first_frame, self.first_cpu = self.last_frame, time.process_time()
-        if decision.emit:
+        if decision.emit or decision.verdict is Verdict.ALIAS:  # an alias: a lifecycle alias record (logic)
+            if decision.weak:
+                log_weak(decision)
             try:
                 stamp_ms = int(msg.timestamp * 1000) if msg.timestamp else 0  # Faust: seconds (float)
                 out = encode_event(decision_event(decision, stamp_ms, time.time_ns()))

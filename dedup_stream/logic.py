@@ -42,6 +42,15 @@ copy of it comes, and is merged only when that copy was its only one. The venue
 says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
 matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
+Row identity of lifecycle events (``kind == "lifecycle"`` with several keys). Their rows are unique by event key
+alone (no venue time), and the row takes the WINNER's ``event_key``; a dedup replay starts from a fresh state and
+can read the copies in another order, so its winner, and that key, can differ from the live run's. So the event
+carries every key of its winner (:class:`schemas.events.Lifecycle` ``keys``), and a later copy that brings keys the
+event did not have (matched by one of its keys with others unseen, or joined by weak key) is :attr:`Verdict.ALIAS`:
+a duplicate whose engine emits an alias record (its keys, and after a weak join ``Decision.link``, the joined
+event's key) so that the sink adds them to the row (:mod:`sink.lifecycle`). Every key of every copy the live run
+read thus ends up on the event's row, and a replay's winner, whichever copy it is, meets that row by one of them.
+
 Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their
 windows by kind; events seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the
 engines.
@@ -167,12 +176,14 @@ def weak_store_key(frame: RawFrame) -> bytes:
 
 class _WeakEntry(msgspec.Struct, array_like=True):
     """One emitted copy in a weak list: its receive time, the winner's stored value, the contributing
-    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none) and their copies' references."""
+    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references and the winner's
+    event key (what an alias record of a copy that joins names the event by; "" in entries stored before it)."""
 
     recv_ns: int
     winner: bytes
     subs: dict[str, int]
     refs: list[str]
+    key: str = ""
 
 
 _weak_encoder = msgspec.msgpack.Encoder()
@@ -209,6 +220,9 @@ class Verdict(enum.Enum):
     GAP = "gap"  # a gatherer's gap report: count it and emit it as a coverage record (no state)
     INVALID = "invalid"  # not a RawFrame: dead-letter
     OUT_OF_RANGE = "out_of_range"  # outside a replay's time range: nothing emitted
+    # a later copy of a lifecycle event that brought keys the event did not have: a duplicate (counted as one), and
+    # an alias record to emit (the sink adds its keys to the event's row; see "Row identity" in the docstring)
+    ALIAS = "alias"
 
 
 EMITTING = frozenset({Verdict.WON, Verdict.REEMIT, Verdict.GAP})
@@ -222,7 +236,8 @@ class Decision(msgspec.Struct):
     winner: Winner | None = None  # the stored winner (for DUPLICATE / REEMIT)
     error: str = ""  # for INVALID
     gap: GapReport | None = None  # for GAP: the report the frame carries
-    weak: bool = False  # for DUPLICATE: matched by weak key only (counted in weak_matches; the engines log it)
+    weak: bool = False  # for DUPLICATE / ALIAS: matched by weak key only (counted in weak_matches; the engines log it)
+    link: str = ""  # for ALIAS after a weak match: a key of the event it joined (its copy shares none)
 
     @property
     def emit(self) -> bool:
@@ -443,21 +458,30 @@ class Deduper:
                 for k in keys:  # write-back (module docstring), and any key not registered before
                     store.put(k, stored, partition)
                 return Decision(Verdict.REEMIT, frame, winner)
+            new_keys = False
             for k, v in zip(keys, found, strict=True):
                 if v is None:
                     store.put(k, stored, partition)
+                    new_keys = True
             if frame.weak_key:
                 self._weak_contribute(frame, partition, stored)
             decision = self._duplicate(frame, gstats, winner, keys)
+            if new_keys and frame.kind == "lifecycle":  # the row gains keys (row identity of lifecycle events)
+                decision.verdict = Verdict.ALIAS
+                return decision
             return decision if full else PLAIN_DUPLICATE
         if frame.weak_key:
             joined = self._weak_join(frame, partition)
             if joined is not None:
+                winner_value, link = joined
                 gstats.weak_matches += 1
                 for k in keys:
-                    store.put(k, joined, partition)
-                decision = self._duplicate(frame, gstats, decode_winner(joined), keys)
+                    store.put(k, winner_value, partition)
+                decision = self._duplicate(frame, gstats, decode_winner(winner_value), keys)
                 decision.weak = True
+                if frame.kind == "lifecycle":
+                    decision.verdict = Verdict.ALIAS
+                    decision.link = link
                 return decision
         recv_ns = frame.recv_ns
         rng = self.range
@@ -507,7 +531,9 @@ class Deduper:
 
     def _weak_add(self, frame: RawFrame, partition: int, winner: bytes) -> None:
         wkey, entries = self._weak_load(frame, partition)
-        entries.append(_WeakEntry(frame.recv_ns, winner, {_sub_of(frame): _seq_of(frame)}, list(frame.weak_refs)))
+        entries.append(
+            _WeakEntry(frame.recv_ns, winner, {_sub_of(frame): _seq_of(frame)}, list(frame.weak_refs), frame.event_key)
+        )
         self._weak_save(wkey, entries, max(e.recv_ns for e in entries), partition)
 
     def _weak_contribute(self, frame: RawFrame, partition: int, winner: bytes) -> None:
@@ -521,8 +547,9 @@ class Deduper:
                 self._weak_save(wkey, entries, max(e.recv_ns for e in entries), partition)
                 return
 
-    def _weak_join(self, frame: RawFrame, partition: int) -> bytes | None:
-        """The winner of the entry a copy none of whose keys was seen joins by weak key (None: it wins)."""
+    def _weak_join(self, frame: RawFrame, partition: int) -> tuple[bytes, str] | None:
+        """The winner (stored value, event key) of the entry a copy none of whose keys was seen joins by weak key
+        (None: it wins)."""
         wkey, entries = self._weak_load(frame, partition)
         sub, recv_ns, window, refs = _sub_of(frame), frame.recv_ns, self.weak_window_ns, frame.weak_refs
         best: _WeakEntry | None = None
@@ -539,7 +566,7 @@ class Deduper:
         best.subs[sub] = _seq_of(frame)
         best.refs.extend(r for r in refs if r not in best.refs)
         self._weak_save(wkey, entries, max(recv_ns, *(e.recv_ns for e in entries)), partition)
-        return best.winner
+        return best.winner, best.key
 
     def tick(self, now_ns: int | None = None) -> None:
         """Advance the singles horizon (by default to the newest receive time seen)."""

@@ -48,7 +48,8 @@ Gap reports (frames of kind ``gap``) are forwarded as ``Gap`` coverage records, 
 shared with the Faust engine.
 
 Output: ``events`` key = market id, partition = the input partition (same count, same key hash),
-value = ``encode_event(decision_event(decision))``.
+value = ``encode_event(decision_event(decision))``; a lifecycle copy that brought new keys to an emitted event is a
+duplicate emitted as an alias record (:attr:`dedup_stream.logic.Verdict.ALIAS`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from schemas import DeadLetter, encode_dead_letter, encode_event
 __all__ = ["NativeWorker"]
 
 log = get_logger(__name__)
+_ALIAS = Verdict.ALIAS  # a duplicate that is emitted as a lifecycle alias record (dedup_stream.logic)
 
 
 def _log_weak(decision: Decision) -> None:
@@ -355,7 +357,9 @@ class NativeWorker:
             if decision is PLAIN_DUPLICATE:  # two of every three frames: counted by decide_at, nothing else to do
                 continue
             verdict = decision.verdict
-            if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP:
+            if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP or verdict is _ALIAS:
+                if decision.weak:  # an alias record after a weak join
+                    _log_weak(decision)
                 try:
                     out = encode_event(decision_event(decision, msg.timestamp()[1], read_ns))
                 except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented

@@ -3,7 +3,8 @@
 A venue event (won or re-emitted) becomes the normalised event of the winning copy, by the normaliser of the
 frame's venue (``frame.venue`` looked up in :mod:`venues`, :meth:`venues.interface.Venue.normaliser`: a snapshot's
 ``ts_ms`` is its position in the delta stream when the gatherer gave it one); a gap report becomes its coverage
-record (:func:`dedup_stream.gaps.gap_event`). Raises whatever the mapping raises (``SchemaError``, or a value the
+record (:func:`dedup_stream.gaps.gap_event`); an alias decision (:attr:`Verdict.ALIAS`) becomes the copy's
+lifecycle event marked ``alias`` with its keys. Raises whatever the mapping raises (``SchemaError``, or a value the
 venue sent that cannot be represented; ``venues.UnknownVenue`` for a venue no package answers to): the engine
 dead-letters the frame. The engine passes the hop stamps the event carries (:mod:`schemas.events`): the winning raw
 record's Kafka timestamp and when the worker read it.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dedup_stream.gaps import gap_event
 from dedup_stream.logic import Decision, Verdict
-from schemas import Event, RawFrame
+from schemas import Event, Lifecycle, RawFrame
 from venues import get_venue
 from venues.interface import FrameNormaliser
 
@@ -30,8 +31,8 @@ def _normalise(frame: RawFrame) -> Event:
 
 
 def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) -> Event:
-    """The event to produce for an emitting ``decision`` (``decision.emit`` is true), stamped with ``raw_ts_ms`` (the
-    raw record's Kafka timestamp, ms) and ``dedup_ns`` (when the worker read it, wall clock)."""
+    """The event to produce for an emitting ``decision`` (``decision.emit`` is true, or an ALIAS), stamped with
+    ``raw_ts_ms`` (the raw record's Kafka timestamp, ms) and ``dedup_ns`` (when the worker read it, wall clock)."""
     frame = decision.frame
     assert frame is not None
     if decision.verdict is Verdict.GAP:
@@ -39,6 +40,10 @@ def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) ->
         event: Event = gap_event(frame, decision.gap)
     else:
         event = _normalise(frame)
+        if frame.kind == "lifecycle" and type(event) is Lifecycle and (frame.alt_keys or frame.weak_key):
+            # the event's identity travels with it: every key of this copy (logic: row identity of lifecycle events)
+            event.keys = [frame.event_key, *frame.alt_keys, *((decision.link,) if decision.link else ())]
+            event.alias = decision.verdict is Verdict.ALIAS
     event.raw_ts_ms = raw_ts_ms
     event.dedup_ns = dedup_ns
     return event

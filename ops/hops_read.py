@@ -77,8 +77,8 @@ def trips_from_records(
             stats.undecodable += 1
             continue
         kind = KIND_OF.get(type(event))
-        if kind is None:  # snapshots and gap reports: no venue event to pair with
-            continue
+        if kind is None or getattr(event, "alias", False):  # snapshots, gap reports, lifecycle alias records: no
+            continue  # venue event of their own to pair with
         stats.venue_events += 1
         read_ns, commit_ns = commits.lookup(partition, offset)
         stats.untraced += commit_ns == 0

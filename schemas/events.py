@@ -116,6 +116,14 @@ class Lifecycle(_EventBase, kw_only=True, tag="lifecycle"):
     details: str = ""  # remaining fields of the venue message as compact JSON
     raw_ts_ms: int = 0  # hop stamps: keep last (see the module docstring)
     dedup_ns: int = 0
+    # Identity of an event whose copies carry several keys (after the hop stamps: added later). ``keys``: every key
+    # the event is known by so far (the winning copy's ``event_key`` and ``alt_keys``; empty = ``event_key`` alone).
+    # ``alias``: not an event but an ALIAS record: a later copy of an event already emitted brought the keys in
+    # ``keys`` (at least one of them is a key the event had), and the sink adds them to that event's row instead of
+    # storing a row (:mod:`dedup_stream.logic`, lifecycle identity). A replay whose first copy is another copy than
+    # the live run's thus still finds the row the live run stored, by any of its keys.
+    keys: list[str] = []
+    alias: bool = False
 
 
 class Gap(_EventBase, kw_only=True, tag="gap"):

@@ -21,7 +21,7 @@ import msgspec
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
 from schemas.codec import SCHEMA_VERSION
 from sink.latency import stamp
-from sink.records import decode_record, record_decoder
+from sink.records import RecLifecycle, decode_record, record_decoder
 from sink.rowcodec import FastBuild, fast_build
 from sink.rows import BUILDERS
 
@@ -323,7 +323,7 @@ def _build_python(
             else:
                 append, build = sink
                 append(build(rec))
-            if stamps is not None:
+            if stamps is not None and not (type(rec) is RecLifecycle and rec.alias):  # an alias is no row
                 stamp(stamps, rec)
         except (msgspec.DecodeError, TypeError) as exc:
             dead.append((i, f"undecodable event: Event: {exc}"))

@@ -562,6 +562,8 @@ class Loader:
             total += n
         if result.duplicates:
             m.DUPLICATES.inc(result.duplicates)
+        if result.aliases:
+            m.LIFECYCLE_ALIASES.inc(result.aliases)
         for d in result.dead:
             m.DEAD_LETTERS.labels("undecodable" if d.reason.startswith("undecodable") else "rejected").inc()
         if result.slow_path:

@@ -14,6 +14,7 @@ __all__ = [
     "DUPLICATES",
     "LAG_RECORDS",
     "LAG_SECONDS",
+    "LIFECYCLE_ALIASES",
     "MARKETS",
     "ROWS",
     "SLOW_BATCHES",
@@ -23,6 +24,9 @@ __all__ = [
 ROWS = Counter("mdpipe_sink_rows_total", "Rows committed to the database, per table (rate() = rows/s)", ["table"])
 MARKETS = Counter("mdpipe_sink_markets_upserted_total", "Market reference rows upserted")
 DUPLICATES = Counter("mdpipe_sink_duplicate_rows_total", "Rows already in the database, absorbed by the unique key")
+LIFECYCLE_ALIASES = Counter(
+    "mdpipe_sink_lifecycle_aliases_total", "Lifecycle alias records applied: keys a later copy brought (sink.lifecycle)"
+)
 DEAD_LETTERS = Counter("mdpipe_sink_dead_letters_total", "Records sent to the dlq topic", ["kind"])
 SLOW_BATCHES = Counter("mdpipe_sink_slow_batches_total", "Batches that needed the staging/bisect path")
 DB_ERRORS = Counter("mdpipe_sink_db_errors_total", "Database unavailable or failed (batch kept and retried)")

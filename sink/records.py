@@ -101,6 +101,8 @@ class RecLifecycle(RecBase, kw_only=True, tag="lifecycle"):
     details: str = ""
     raw_ts_ms: int = 0  # hop stamps (schemas.events): read past, never loaded
     dedup_ns: int = 0
+    keys: list[str] = []  # every key of the event (schemas.events.Lifecycle; empty: event_key alone)
+    alias: bool = False  # an alias record: keys to add to the row that has one of them, never a row itself
 
 
 class RecGap(RecBase, kw_only=True, tag="gap"):

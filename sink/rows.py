@@ -35,6 +35,7 @@ __all__ = [
     "BUILDERS",
     "COLUMNS",
     "COMMON_COLUMNS",
+    "COPY_COLUMNS",
     "TABLES",
     "TABLE_BY_TYPE",
     "build_row",
@@ -93,6 +94,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "settlement_value",
         "is_deactivated",
         "details",
+        "keys",
     ),
     "coverage_gaps": (
         *COMMON_COLUMNS,
@@ -107,6 +109,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 TABLES: tuple[str, ...] = tuple(COLUMNS)
+# What a COPY stream of a table's rows holds: its columns, and for market_lifecycle also ``alias`` (an alias record,
+# :class:`schemas.events.Lifecycle`). Lifecycle rows are never copied into their table directly: the sink copies them
+# into a staging table with that column and applies them one by one, by any of their keys (:mod:`sink.lifecycle`).
+COPY_COLUMNS: dict[str, tuple[str, ...]] = {**COLUMNS, "market_lifecycle": (*COLUMNS["market_lifecycle"], "alias")}
 TABLE_BY_TYPE: dict[type[RecBase], str] = {
     RecSnapshot: "orderbook_snapshots",
     RecDelta: "orderbook_deltas",
@@ -243,6 +249,8 @@ def _lifecycle(r: RecLifecycle) -> bytes:
             opt_numeric(r.settlement_value),
             boolean(r.is_deactivated),
             jsonb(r.details),
+            text_array(r.keys or [r.event_key]),
+            _TRUE if r.alias else _FALSE,
         )
     )
 
@@ -295,13 +303,13 @@ def copy_buffer(table: str, rows: list[bytes], loaded_at: bytes | None = None) -
     if not rows:  # no row at all: no field count either (PostgreSQL rejects a count without its row)
         return COPY_HEADER + COPY_TRAILER
     if loaded_at is None:
-        prefix = struct.pack(">h", len(COLUMNS[table]))
+        prefix = struct.pack(">h", len(COPY_COLUMNS[table]))
     else:
-        prefix = struct.pack(">h", len(COLUMNS[table]) + 1) + loaded_at
+        prefix = struct.pack(">h", len(COPY_COLUMNS[table]) + 1) + loaded_at
     return b"".join((COPY_HEADER, prefix, prefix.join(rows), COPY_TRAILER))
 
 
 def copy_sql(table: str, target: str | None = None, with_loaded_at: bool = False) -> str:
     """``COPY <target> (columns) FROM STDIN (FORMAT BINARY)``; ``target`` defaults to the table itself."""
-    cols = ("loaded_at", *COLUMNS[table]) if with_loaded_at else COLUMNS[table]
+    cols = ("loaded_at", *COPY_COLUMNS[table]) if with_loaded_at else COPY_COLUMNS[table]
     return f"COPY {target or table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"

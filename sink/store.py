@@ -1,7 +1,8 @@
 """Writes one :class:`sink.batch.Batch` into PostgreSQL in ONE transaction: rows (binary COPY), market upserts
 and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
 
-Fast path: COPY every table directly, commit. Only when that fails:
+Fast path: COPY every table directly (``market_lifecycle`` rows by any of their keys instead, last:
+:mod:`sink.lifecycle`), commit. Only when that fails:
 - unique violation (a re-delivered event): that table goes through a temp staging table and
   ``INSERT ... ON CONFLICT DO NOTHING`` (duplicates absorbed and counted);
 - a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
@@ -25,6 +26,8 @@ from mdpipe.config import SinkConfig
 from mdpipe.logging import get_logger
 from schemas import DeadLetter
 from sink.batch import Batch, Message, dead_letter
+from sink.lifecycle import TABLE as LIFECYCLE
+from sink.lifecycle import apply_lifecycle
 from sink.rows import COLUMNS, copy_buffer, copy_sql
 
 __all__ = ["Store", "WriteResult", "connect_options"]
@@ -67,6 +70,7 @@ class WriteResult:
     dead: list[DeadLetter] = field(default_factory=list)  # rejected rows + undecodable records
     slow_path: bool = False
     markets: int = 0
+    aliases: int = 0  # lifecycle alias records applied (keys added to a row, sink.lifecycle)
 
 
 class Store:
@@ -126,10 +130,11 @@ class Store:
             with conn.transaction():
                 result = WriteResult(dead=list(batch.dead))
                 for table, rows in batch.rows.items():
-                    if not rows:
+                    if not rows or table == LIFECYCLE:
                         continue
                     self._copy(conn, table, table, rows)
                     result.rows[table] = len(rows)
+                self._lifecycle(conn, batch, result)
                 self._finish(conn, batch, result, on_dead)
             return result
         except REJECTED as exc:
@@ -137,7 +142,7 @@ class Store:
         with conn.transaction():
             result = WriteResult(dead=list(batch.dead), slow_path=True)
             for table, rows in batch.rows.items():
-                if not rows:
+                if not rows or table == LIFECYCLE:
                     continue
                 try:
                     with conn.transaction():
@@ -149,8 +154,22 @@ class Store:
                 except REJECTED:
                     pass
                 self._careful(conn, table, rows, batch.sources_of(table), result)
+            self._lifecycle(conn, batch, result)
             self._finish(conn, batch, result, on_dead)
         return result
+
+    @staticmethod
+    def _lifecycle(conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:
+        """Lifecycle rows by any of their keys (:mod:`sink.lifecycle`): after every other table (see there)."""
+        rows = batch.rows.get(LIFECYCLE)
+        if not rows:
+            return
+        stored, duplicates, aliases, dead = apply_lifecycle(conn, rows, lambda: batch.sources_of(LIFECYCLE))
+        if stored:
+            result.rows[LIFECYCLE] = result.rows.get(LIFECYCLE, 0) + stored
+        result.duplicates += duplicates
+        result.aliases += aliases
+        result.dead += dead
 
     # -- pieces of the transaction ---------------------------------------------------------------------
 

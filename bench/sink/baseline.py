@@ -45,6 +45,8 @@ def load_from_memory(dsn: str, batches: list[Batch], mode: str = "direct") -> tu
             loaded = loaded_at_field()
             with conn.transaction(), conn.cursor() as cur:
                 for table, rows in batch.rows.items():
+                    if table == "market_lifecycle":  # rows the sink applies one by one, by their keys (sink.lifecycle)
+                        continue
                     rows_total += len(rows)
                     target = f"stage_{table}" if mode == "staging" else table
                     explicit = mode == "explicit_loaded_at"

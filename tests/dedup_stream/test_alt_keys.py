@@ -57,7 +57,8 @@ class Feed:
 def test_any_key_matches_and_every_copy_registers_all_of_its_keys() -> None:
     feed = Feed()
     assert feed("g1", "F")[0] is Verdict.WON
-    assert feed("g2", "X", ("F", "B"))[0] is Verdict.DUPLICATE  # matched by an alternate key; registers X and B
+    # matched by an alternate key; registers X and B: a lifecycle copy that brought keys is emitted as an alias
+    assert feed("g2", "X", ("F", "B"))[0] is Verdict.ALIAS
     assert feed("g3", "B")[0] is Verdict.DUPLICATE  # shares only a key the winner never carried
     assert feed("g3", "Y")[0] is Verdict.WON
     stats = feed.deduper.stats.gatherers
@@ -74,7 +75,7 @@ def test_a_replayed_winner_with_alternate_keys_is_emitted_again() -> None:
 def test_a_copy_none_of_whose_keys_was_seen_joins_the_same_body_from_another_subscription() -> None:
     feed = Feed()
     assert feed("g1", "B1", t_ms=0, weak="w:d", refs=("X", "<")) == (Verdict.WON, False)
-    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">")) == (Verdict.DUPLICATE, True)
+    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">")) == (Verdict.ALIAS, True)
     assert feed("g2", "B1", t_ms=5, weak="w:d", refs=("X", "<")) == (Verdict.DUPLICATE, False)
     assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">"), offset=0) == (Verdict.DUPLICATE, False)  # replay
     assert feed.deduper.stats.gatherers["g3"].weak_matches == 1
@@ -96,7 +97,7 @@ def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> 
     assert feed("g1", "a", t_ms=0, seq=10, weak="w:d")[0] is Verdict.WON
     assert feed("g1", "b", t_ms=50, seq=12, weak="w:d")[0] is Verdict.WON
     # g2's subscription numbers the stream 100 higher: its copy of a (seq 110) joins a, the nearest
-    assert feed("g2", "x", t_ms=2, seq=110, weak="w:d") == (Verdict.DUPLICATE, True)
+    assert feed("g2", "x", t_ms=2, seq=110, weak="w:d") == (Verdict.ALIAS, True)
     # its seq 113 sits 3 after a on g2, i.e. seq 13 on g1: not b (seq 12) although b is near in time
     assert feed("g2", "y", t_ms=49, seq=113, weak="w:d") == (Verdict.WON, False)
 
@@ -105,5 +106,38 @@ def test_a_subscription_is_told_apart_by_its_instance_not_by_gatherer_conn_and_s
     # a restarted gatherer (or a reconnect) numbers its connections and sids alike again
     feed = Feed()
     assert feed("g3", "k1", t_ms=0, weak="w:d", sub="g3:1:1@100")[0] is Verdict.WON
-    assert feed("g3", "k2", t_ms=3, weak="w:d", sub="g3:1:1@900") == (Verdict.DUPLICATE, True)
+    assert feed("g3", "k2", t_ms=3, weak="w:d", sub="g3:1:1@900") == (Verdict.ALIAS, True)
     assert feed("g3", "k3", t_ms=6, weak="w:d", sub="g3:1:1@900")[0] is Verdict.WON  # that instance contributed
+
+
+def _frame(gatherer: str, key: str, alt: tuple[str, ...] = (), kind: str = "lifecycle", weak: str = "") -> RawFrame:
+    return RawFrame(
+        venue=default_name(),
+        gatherer=gatherer,
+        conn=0,
+        sid=1,
+        seq=1,
+        recv_ns=T0,
+        kind=kind,  # type: ignore[arg-type]
+        market=M,
+        event_key=key,
+        payload=b"{}",
+        alt_keys=list(alt),
+        weak_key=weak,
+    )
+
+
+def test_an_alias_names_the_event_it_joined_and_only_lifecycle_copies_with_new_keys_are_aliases() -> None:
+    deduper = Deduper(MemoryStore())
+    decide = deduper.decide
+    assert decide(encode_raw(_frame("g1", "B1", ("B2",), weak="w:d")), Origin("raw.g1", 0, 0)).verdict is Verdict.WON
+    joined = decide(encode_raw(_frame("g3", "F", weak="w:d")), Origin("raw.g3", 0, 0))  # shares no key: weak join
+    assert (joined.verdict, joined.weak, joined.link) == (Verdict.ALIAS, True, "B1")
+    same = decide(encode_raw(_frame("g2", "B1", ("B2",), weak="w:d")), Origin("raw.g2", 0, 0))
+    assert (same.verdict, same.link) == (Verdict.DUPLICATE, "")  # nothing new: no alias record
+    more = decide(encode_raw(_frame("g2", "F", ("B3",), weak="w:d")), Origin("raw.g2", 0, 1))
+    assert (more.verdict, more.weak, more.link) == (Verdict.ALIAS, False, "")  # matched by F, brings B3
+    # the same shapes on another kind (a venue's deltas with alternate keys) stay plain duplicates
+    assert decide(encode_raw(_frame("g1", "d1", kind="delta")), Origin("raw.g1", 0, 1)).verdict is Verdict.WON
+    other = decide(encode_raw(_frame("g2", "d1", ("d2",), kind="delta")), Origin("raw.g2", 0, 2))
+    assert other.verdict is Verdict.DUPLICATE

@@ -77,8 +77,10 @@ def test_a_weak_match_still_returns_its_own_decision() -> None:
     d = Deduper(MemoryStore())
     assert d.decide_at(frame("g1", "A", 0, weak="w"), "raw.g1", 0, 0).verdict is Verdict.WON
     joined = d.decide_at(frame("g2", "B", 10, weak="w"), "raw.g2", 0, 0)  # no key seen: joins by weak key
-    assert joined is not PLAIN_DUPLICATE and joined.verdict is Verdict.DUPLICATE and joined.weak
-    assert d.decide_at(frame("g3", "A", 12, alt=("C",)), "raw.g3", 0, 0) is PLAIN_DUPLICATE  # matched by a key
+    # a lifecycle copy that joins brings its keys to the row (an alias record): never the shared constant
+    assert joined is not PLAIN_DUPLICATE and joined.verdict is Verdict.ALIAS and joined.weak
+    assert d.decide_at(frame("g3", "A", 12, alt=("C",)), "raw.g3", 0, 0).verdict is Verdict.ALIAS  # C is new
+    assert d.decide_at(frame("g2", "C", 14, alt=("A",)), "raw.g2", 0, 1) is PLAIN_DUPLICATE  # every key known
 
 
 _gatherers = st.sampled_from(["g1", "g2", "g3"])

@@ -16,8 +16,11 @@ the subscription), whatever the spacing of identical bodies (50 ms or 10 minutes
 lost messages (``seq`` still counts them). Two distinct messages never share a key: different content, or the same
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
-A message therefore waits for the next anchor (on the real venue markets are created and settled all day, so the
-wait is short). Fallbacks, each counted by the caller:
+A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
+created or settled). ``max_wait_ns`` caps that wait for a message with an anchor before it (keyed BACKWARD alone
+after it, below); the cap is OFF by default: in a 60-s demo with a 0.5-s cap (:data:`MAX_WAIT_NS`) one paused-market
+message (``deactivated``, sent 6 times by one market) was stored 7 times, not yet explained. Fallbacks, each counted
+by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
@@ -50,6 +53,16 @@ join that event's row (one row for two events, if no other copy of its own event
 equal bodies within seconds and a stall before any anchor, all at once. (2) a copy of a message with a gap on both
 sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
 is a second row: a duplicate is chosen over a wrong merge. ``mdpipe_dedup_weak_matches`` counts every weak join.
+Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
+stall or the cap: its backward key; one that saw the next anchor in time: its forward key; a loose copy: its forward
+key only), and no key is shared by every copy when it is released. The row takes the winner's key, and a dedup replay
+(fresh state, another read order) can have another winner. So the dedup stage emits every key of the winner with
+the event and an alias record whenever a later copy brings keys the event lacked (``dedup_stream.logic``: row
+identity of lifecycle events), the row keeps them all, and the sink stores a lifecycle event only when no row of its
+market shares one of its keys (``sink.lifecycle``): every copy the live run read has its keys on the row, so a
+replay's winner, whichever it is, meets it. Left over: an alias record lost with a dedup worker killed between its
+state write and the record's delivery (its copy is a plain duplicate when re-read), after which a replay whose
+winner is that very copy stores a second row.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
 stream; it drops the copies of a dead subscription's waiting messages when another subscription received them too.
 
@@ -64,7 +77,7 @@ from typing import Generic, NamedTuple, TypeVar
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
 from venues.kalshi.keys import digest as _h
 
-__all__ = ["ANCHOR_EVENTS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
+__all__ = ["ANCHOR_EVENTS", "MAX_WAIT_NS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
 
 T = TypeVar("T")
 
@@ -76,6 +89,14 @@ PREV = "<"  # ... its newest backward anchor is the last anchor before it
 
 # market_lifecycle_v2 event types that happen once per market; event_lifecycle announces a new event (once).
 ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
+
+# The cap on the wait, when switched on (AnchorChain(max_wait_ns=...); off by default, see the module docstring):
+# the longest a message with an anchor before it waits for the next anchor (its forward key) before it is keyed
+# backward alone. Anchors come as markets are created and settled, seconds apart: without a cap every lifecycle
+# message waited for the next one (its latency = the time to the next anchor). The backward key is what every copy
+# that received the previous anchor shares anyway; the wait only buys the forward key, which loose copies (a gatherer
+# subscribed since that anchor) meet on: those then meet by weak key instead when no copy waited for it.
+MAX_WAIT_NS = 500_000_000
 
 
 def is_anchor(wire_type: str, event_type: str) -> bool:
@@ -125,9 +146,16 @@ class AnchorChain(Generic[T]):
     :meth:`push` takes every message of the stream in order (positions strictly increasing, gaps allowed) and returns
     the messages whose key is now decided, each with its :class:`LcKey`, in stream order (the anchor last)."""
 
-    def __init__(self, max_span: int = 1000, hold_ns: int = 10_000_000_000, unanchored_tag: str = "") -> None:
+    def __init__(
+        self,
+        max_span: int = 1000,
+        hold_ns: int = 10_000_000_000,
+        unanchored_tag: str = "",
+        max_wait_ns: int = 0,
+    ) -> None:
         self.max_span = max_span
         self.hold_ns = hold_ns
+        self.max_wait_ns = max_wait_ns  # an anchored message waits at most this long for its forward key (0: no cap)
         self.unanchored_tag = unanchored_tag  # makes a loose copy's own key unique to it (gatherer/conn/sid)
         self._held: deque[_Held[T]] = deque()
         self._prev: tuple[str, int] | None = None  # (content of the last anchor, its position)
@@ -212,11 +240,30 @@ class AnchorChain(Generic[T]):
             self.backward += 1
         return held.item, self._keys(held, None)
 
+    def due_ns(self) -> int | None:
+        """When :meth:`expire` next keys something, if no message comes first (None: nothing waits)."""
+        if not self._held:
+            return None
+        stall = self.last_ns + self.hold_ns
+        if self.max_wait_ns and self._prev is not None:
+            return min(stall, self._held[0].since_ns + self.max_wait_ns)
+        return stall
+
     def expire(self, now_ns: int) -> list[tuple[T, LcKey]]:
-        """The stream stalled (no message for ``hold_ns``): every waiting message is keyed backward."""
-        if not self._held or now_ns - self.last_ns < self.hold_ns:
+        """The stream stalled (no message for ``hold_ns``): every waiting message is keyed backward. Otherwise a
+        message with an anchor before it that waited ``max_wait_ns`` for the next anchor is keyed backward alone
+        (every copy that received that anchor carries the same backward key, see the module docstring); a message
+        with none before it (loose) keeps waiting for its forward key."""
+        held = self._held
+        if not held:
             return []
-        return self.close()
+        if now_ns - self.last_ns >= self.hold_ns:
+            return self.close()
+        out: list[tuple[T, LcKey]] = []
+        if self.max_wait_ns and self._prev is not None:
+            while held and now_ns - held[0].since_ns >= self.max_wait_ns:
+                out.append(self._backward(held.popleft()))
+        return out
 
     def close(self) -> list[tuple[T, LcKey]]:
         """The stream ended: every waiting message is keyed backward (or by its own key: loose)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from venues.kalshi.anchors import NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
+from venues.kalshi.anchors import MAX_WAIT_NS, NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
 
 S = 1_000_000_000
 
@@ -80,12 +80,46 @@ def test_no_anchor_within_span_keys_backward_alike_on_every_gatherer() -> None:
 
 
 def test_a_stalled_stream_keys_waiting_messages_backward_after_hold() -> None:
-    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=0)  # no cap on the wait: the stall alone
     assert [k.key for _, k in chain.push(1, "X", 1, True, 0)] == [anchor_key("X")]
     assert chain.push(2, "D", 2, False, 1 * S) == []
     assert chain.expire(5 * S) == []  # 4 s of silence: still waiting
     keyed = chain.expire(6 * S)
     assert [i for i, _ in keyed] == [2] and chain.backward == 1
+
+
+def test_a_message_after_an_anchor_waits_at_most_max_wait_while_the_stream_flows() -> None:
+    # the stream never stalls (a message every 0.3 s) and the next anchor comes 5 s later: without a cap each message
+    # waited for it (the demo's multi-second lifecycle tail); with it each one is keyed backward MAX_WAIT_NS after
+    # its receipt, with the keys a copy that waited for the anchor carries as well (so the two meet in dedup)
+    assert MAX_WAIT_NS <= S // 2
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=MAX_WAIT_NS)
+    chain.push(1, "X", 1, True, 0)
+    released: dict[int, tuple[int, LcKey]] = {}
+    t = 0
+    for pos in range(2, 18):
+        t = (pos - 1) * 300_000_000
+        for item, key in [*chain.expire(t), *chain.push(pos, f"D{pos}", pos, False, t)]:
+            released[item] = (t, key)
+    for item, key in chain.push(18, "Y", 18, True, t + 300_000_000):
+        released.setdefault(item, (t + 300_000_000, key))
+    for pos in range(2, 16):  # the last two were still within their wait when Y came
+        assert released[pos][0] - (pos - 1) * 300_000_000 <= MAX_WAIT_NS + 300_000_000, pos
+    waited = run_keys(
+        AnchorChain(max_wait_ns=0), [(1, "X", True), *[(p, f"D{p}", False) for p in range(2, 18)], (18, "Y", True)]
+    )
+    for pos in range(2, 16):
+        key = released[pos][1]
+        assert key.key in waited[pos].alt and set(key.alt) <= set(waited[pos].alt), pos
+    assert chain.backward == 14 and chain.forward == 2
+
+
+def test_a_loose_message_keeps_waiting_for_its_forward_key() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=MAX_WAIT_NS)  # subscribed after the last anchor
+    chain.push(1, "D", 1, False, 0)
+    assert chain.expire(S) == [] and chain.due_ns() == 5 * S  # only a stall or the next anchor keys it
+    keyed = chain.push(2, "Y", 2, True, 2 * S)
+    assert [i for i, _ in keyed] == [1, 2] and chain.unanchored == 0
 
 
 def test_without_any_anchor_the_fallback_key_is_this_copys_own() -> None:

@@ -40,12 +40,13 @@ class Sub:
     last: int = 10**9
     lost: frozenset[int] = frozenset()
     killed: bool = False  # the gatherer died at ``last`` (SIGKILL): what its chain still held is never recorded
+    max_wait_ns: int = 0  # the chain's cap on the wait for the next anchor (venues.kalshi.anchors; 0: none)
     chain: AnchorChain[int] = field(init=False)
 
     def __post_init__(self) -> None:
         # the subscription instance, as the session names it: a restarted gatherer numbers conns and sids alike again
         tag = f"{self.gatherer}:{self.conn}:{self.sid}@{self.first}"
-        self.chain = AnchorChain(hold_ns=HOLD, unanchored_tag=tag)
+        self.chain = AnchorChain(hold_ns=HOLD, unanchored_tag=tag, max_wait_ns=self.max_wait_ns)
 
     def seq(self, pos: int) -> int:
         return pos - self.first + 1
@@ -94,9 +95,9 @@ def simulate(
             frames.append((now, frame))
 
     def tick(sub: Sub, upto: int) -> None:
-        # the gatherer's timer, on the subscription's own receive clock: a stall is keyed once its hold ran out
-        t = sub.chain.last_ns + HOLD
-        if sub.chain.waiting and t <= upto:
+        # the gatherer's timer, on the subscription's own receive clock: a stall is keyed once its hold ran out, a
+        # message after an anchor once it waited the chain's max_wait_ns
+        while (t := sub.chain.due_ns()) is not None and t <= upto:
             record(sub, sub.chain.expire(t), t)
 
     for pos, msg in enumerate(stream, start=1):
@@ -166,14 +167,16 @@ def assert_exactly_once(stream: list[Msg], subs: list[Sub], lossless_only: bool 
         assert sum(got.values()) == len(delivered), (order, got)
 
 
-def three_gatherers(first: int = 1, restarted_from: int | None = None, **lost: frozenset[int]) -> list[Sub]:
+def three_gatherers(
+    first: int = 1, restarted_from: int | None = None, max_wait_ns: int = 0, **lost: frozenset[int]
+) -> list[Sub]:
     """g1, g2 subscribed from ``first``; g3 too, or from ``restarted_from`` (killed and restarted); two subs each.
     ``lost`` maps "g1a" (gatherer g1, first sub) etc. to the positions that subscription lost."""
     subs = []
     for g in ("g1", "g2", "g3"):
         start = restarted_from if g == "g3" and restarted_from is not None else first
         for conn, letter in ((0, "a"), (1, "b")):
-            subs.append(Sub(g, conn, conn + 1, start, lost=lost.get(g + letter, frozenset())))
+            subs.append(Sub(g, conn, conn + 1, start, lost=lost.get(g + letter, frozenset()), max_wait_ns=max_wait_ns))
     return subs
 
 
