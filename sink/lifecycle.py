@@ -1,7 +1,8 @@
 """The sink's path for ``market_lifecycle`` rows: one row per venue event, whichever copy's key the row carries.
 
-A lifecycle event without a venue time can reach the dedup stage as copies with different keys (Kalshi: a copy keyed
-against the anchor before it, one against the anchor after it, :mod:`venues.kalshi.anchors`); which copy wins, and
+A lifecycle event without a venue time can reach the dedup stage as copies with different keys (a venue may key such
+a message by its position against the messages around it, and copies see different ones; see the venue's own
+lifecycle keys, ``Venue`` in :mod:`venues.interface`); which copy wins, and
 so the row's ``event_key``, depends on the order the dedup stage reads them in, and a dedup replay (fresh state) can
 read them in another order than the live run did. So every lifecycle record carries all the keys the event is known
 by (``keys``: the winner's; an *alias* record: the keys a later copy brought, with one the event had already,

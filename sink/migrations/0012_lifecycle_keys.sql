@@ -1,5 +1,5 @@
--- A lifecycle event that carries no venue time can reach the dedup stage as copies with different keys (Kalshi: a copy
--- keyed against the anchor before it, one keyed against the anchor after it, see venues/kalshi/anchors.py), and which
+-- A lifecycle event that carries no venue time can reach the dedup stage as copies with different keys (a venue may key
+-- such a message by its position against the messages around it, and copies see different ones), and which
 -- copy wins decides the row's event_key: a dedup replay whose first copy is another copy than the live run's would
 -- store the event a second time under another key. So a row keeps EVERY key of its event (the winner's keys, and the
 -- keys later copies brought: alias records), and the sink skips a lifecycle row any of whose keys a row of its market

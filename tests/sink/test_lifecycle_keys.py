@@ -12,6 +12,7 @@ from schemas import Lifecycle, encode_event
 from sink.batch import Batch, Source
 from sink.migrate import migrate
 from sink.store import Store, WriteResult
+from venues import default_name
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ MS0 = 1_767_225_600_000
 
 def ev(key: str, keys: list[str], market: str = "M1", alias: bool = False, details: str = "") -> Lifecycle:
     return Lifecycle(
-        venue="kalshi",
+        venue=default_name(),
         market=market,
         event_key=key,
         ts_ms=MS0,
