@@ -45,7 +45,8 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
     assert set(report["venues"]) == set(run.venue_names)
     for venue, own in report["venues"].items():
         problems = {k: own[k] for k in ("missing", "duplicated", "unexpected", "markets_uncovered", "books_mismatched")}
-        assert own["clean"], (venue, problems, own["missing_examples"], own["uncovered_examples"], own["book_examples"])
+        examples = ("missing_examples", "duplicated_examples", "uncovered_examples", "book_examples")
+        assert own["clean"], (venue, problems, *(own.get(k) for k in examples))
         assert own["expected"] > 300, venue
         assert own["books_checked"] > 0, venue
         assert set(own["gatherers"]) == set(run.gatherers_of[venue]), venue  # each venue's record: its gatherers only
