@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,28 @@ async def _held_throughout(g: Any, tickers: list[str], seconds: float, what: str
         await asyncio.sleep(0.02)
 
 
+def _live(
+    ih: Any,
+    sim: VenueSim,
+    bootstrap: str,
+    tmp_path: Path,
+    topics: Any,
+    interval: float,
+    body: Callable[[Any], Awaitable[None]],
+) -> None:
+    """Start the emulator, run a gatherer (discovery every ``interval`` s) while ``body(gatherer)`` runs, stop both."""
+
+    async def scenario() -> None:
+        await sim.start()
+        g = ih.make_gatherer(bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=interval)
+        try:
+            await ih.run_with(g, lambda: body(g))
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+
+
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -93,35 +116,26 @@ def test_metadata_and_unknown_lifecycle_messages_keep_the_market(
     unknown = "trading_halted_for_review"  # a type this gatherer does not know
     before = _sample("mdpipe_gather_lifecycle_unknown_total", gatherer="g1", type=unknown)
 
-    async def scenario() -> None:
-        await sim.start()
-        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.5)
+    async def body(g: Any) -> None:
+        await _ready(g, ih, 10)
+        t = marks["market"] = sim.markets.ticker(3)
+        marks["from"] = time.time_ns()
+        for fields in (
+            {"additional_metadata": {"title": "Renamed market"}},  # the metadata form: no event_type
+            {"event_type": "metadata_updated", "additional_metadata": {"rules_secondary": "new rules"}},
+            {"event_type": "close_date_updated", "close_ts": 1_900_000_000},
+            {"event_type": "price_level_structure_updated", "price_level_structure": "deci_cent"},
+            {"event_type": unknown, "reason": "review"},
+            {"event_type": unknown, "reason": "review again"},
+        ):
+            _lifecycle(sim, t, **fields)
+        # the refresh after the messages (1 s) and several discovery passes (0.5 s) happen in here
+        await _held_throughout(g, [t], 3.0, "after metadata/unknown lifecycle messages")
+        await sim.stop_generating()
+        await asyncio.sleep(0.5)
 
-        async def body() -> None:
-            await _ready(g, ih, 10)
-            t = marks["market"] = sim.markets.ticker(3)
-            marks["from"] = time.time_ns()
-            for fields in (
-                {"additional_metadata": {"title": "Renamed market"}},  # the metadata form: no event_type
-                {"event_type": "metadata_updated", "additional_metadata": {"rules_secondary": "new rules"}},
-                {"event_type": "close_date_updated", "close_ts": 1_900_000_000},
-                {"event_type": "price_level_structure_updated", "price_level_structure": "deci_cent"},
-                {"event_type": unknown, "reason": "review"},
-                {"event_type": unknown, "reason": "review again"},
-            ):
-                _lifecycle(sim, t, **fields)
-            # the refresh after the messages (1 s) and several discovery passes (0.5 s) happen in here
-            await _held_throughout(g, [t], 3.0, "after metadata/unknown lifecycle messages")
-            await sim.stop_generating()
-            await asyncio.sleep(0.5)
-
-        try:
-            with caplog.at_level(logging.WARNING, logger="ingest.gatherer"):
-                await ih.run_with(g, body)
-        finally:
-            await sim.stop()
-
-    asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="ingest.gatherer"):
+        _live(ih, sim, kafka_bootstrap, tmp_path, topics, 0.5, body)
     t = marks["market"]
     frames = ih.read_frames(kafka_bootstrap, topics["raw"])
     assert len([f for f in frames if f.market == t and f.kind == "lifecycle"]) == 6, "every message stored"
@@ -138,30 +152,21 @@ def test_a_created_market_is_held_from_creation(
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
-    async def scenario() -> None:
-        await sim.start()
-        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.5)
+    async def body(g: Any) -> None:
+        await _ready(g, ih, 10)
+        index, new = _new_market(sim)
+        marks["market"] = new
+        _lifecycle(sim, new, event_type="created", open_ts=int(time.time()), close_ts=1_900_000_000)
+        await ih.wait_for(lambda: new in g.plan.conn_of, 5, "the created market subscribed before activation")
+        await _ready(g, ih, 11)
+        marks["active"] = time.time_ns()
+        sim.markets.status[index] = ST_ACTIVE
+        _lifecycle(sim, new, event_type="activated", is_deactivated=False)
+        await _held_throughout(g, [new], 2.0, "after activation")
+        await sim.stop_generating()
+        await asyncio.sleep(0.5)
 
-        async def body() -> None:
-            await _ready(g, ih, 10)
-            index, new = _new_market(sim)
-            marks["market"] = new
-            _lifecycle(sim, new, event_type="created", open_ts=int(time.time()), close_ts=1_900_000_000)
-            await ih.wait_for(lambda: new in g.plan.conn_of, 5, "the created market subscribed before activation")
-            await _ready(g, ih, 11)
-            marks["active"] = time.time_ns()
-            sim.markets.status[index] = ST_ACTIVE
-            _lifecycle(sim, new, event_type="activated", is_deactivated=False)
-            await _held_throughout(g, [new], 2.0, "after activation")
-            await sim.stop_generating()
-            await asyncio.sleep(0.5)
-
-        try:
-            await ih.run_with(g, body)
-        finally:
-            await sim.stop()
-
-    asyncio.run(scenario())
+    _live(ih, sim, kafka_bootstrap, tmp_path, topics, 0.5, body)
     frames = ih.read_frames(kafka_bootstrap, topics["raw"])
     new = marks["market"]
     data = [f for f in frames if f.market == new and f.kind in ("delta", "trade", "ticker")]
@@ -176,31 +181,22 @@ def test_activation_is_not_undone_by_a_lagging_rest_listing(
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
-    async def scenario() -> None:
-        await sim.start()
-        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.5)
+    async def body(g: Any) -> None:
+        await _ready(g, ih, 10)
+        index, new = _new_market(sim)
+        marks["market"] = new
+        _lifecycle(sim, new, event_type="created", open_ts=int(time.time()), close_ts=1_900_000_000)
+        _lifecycle(sim, new, event_type="activated", is_deactivated=False)
+        # REST still says "initialized" (listings lag the WebSocket) through a refresh and discovery passes
+        await ih.wait_for(lambda: new in g.plan.conn_of, 5, "the activated market subscribed")
+        await _held_throughout(g, [new], 4.0, "REST still initialized after activation")
+        marks["rest_caught_up"] = time.time_ns()
+        sim.markets.status[index] = ST_ACTIVE  # REST catches up; the venue trades it
+        await _held_throughout(g, [new], 1.5, "after REST caught up")
+        await sim.stop_generating()
+        await asyncio.sleep(0.5)
 
-        async def body() -> None:
-            await _ready(g, ih, 10)
-            index, new = _new_market(sim)
-            marks["market"] = new
-            _lifecycle(sim, new, event_type="created", open_ts=int(time.time()), close_ts=1_900_000_000)
-            _lifecycle(sim, new, event_type="activated", is_deactivated=False)
-            # REST still says "initialized" (listings lag the WebSocket) through a refresh and discovery passes
-            await ih.wait_for(lambda: new in g.plan.conn_of, 5, "the activated market subscribed")
-            await _held_throughout(g, [new], 4.0, "REST still initialized after activation")
-            marks["rest_caught_up"] = time.time_ns()
-            sim.markets.status[index] = ST_ACTIVE  # REST catches up; the venue trades it
-            await _held_throughout(g, [new], 1.5, "after REST caught up")
-            await sim.stop_generating()
-            await asyncio.sleep(0.5)
-
-        try:
-            await ih.run_with(g, body)
-        finally:
-            await sim.stop()
-
-    asyncio.run(scenario())
+    _live(ih, sim, kafka_bootstrap, tmp_path, topics, 0.5, body)
     new = marks["market"]
     refs = [decode_market(v) for _, v in ih.read_topic(kafka_bootstrap, topics["markets"])]
     refs = [r for r in refs if r.ticker == new]
@@ -218,41 +214,32 @@ def test_a_paused_market_stays_held_through_discovery(
     sim = _sim(tmp_path)
     marks: dict[str, Any] = {}
 
-    async def scenario() -> None:
-        await sim.start()
-        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.3)
+    async def body(g: Any) -> None:
+        await _ready(g, ih, 10)
+        await asyncio.sleep(0.2)
+        marks["ready"] = time.time_ns()
+        paused_ws, paused_rest = sim.markets.ticker(2), sim.markets.ticker(5)
+        marks["markets"] = (paused_ws, paused_rest)
+        # one paused over the WebSocket (REST follows), one paused as far as REST knows only (this gatherer
+        # missed the message, e.g. it started later)
+        sim.markets.status[2] = ST_INACTIVE
+        _lifecycle(sim, paused_ws, event_type="deactivated", is_deactivated=True)
+        sim.markets.status[5] = ST_INACTIVE
+        passes = g.discoveries
+        deadline = time.monotonic() + 15
+        while g.discoveries < passes + 4:
+            assert time.monotonic() < deadline, "discovery passes"
+            await _held_throughout(g, [paused_ws, paused_rest], 0.2, "paused")
+        # both resume
+        marks["resumed"] = time.time_ns()
+        sim.markets.status[2] = ST_ACTIVE
+        _lifecycle(sim, paused_ws, event_type="activated", is_deactivated=False)
+        sim.markets.status[5] = ST_ACTIVE
+        await _held_throughout(g, [paused_ws, paused_rest], 1.5, "resumed")
+        await sim.stop_generating()
+        await asyncio.sleep(0.5)
 
-        async def body() -> None:
-            await _ready(g, ih, 10)
-            await asyncio.sleep(0.2)
-            marks["ready"] = time.time_ns()
-            paused_ws, paused_rest = sim.markets.ticker(2), sim.markets.ticker(5)
-            marks["markets"] = (paused_ws, paused_rest)
-            # one paused over the WebSocket (REST follows), one paused as far as REST knows only (this gatherer
-            # missed the message, e.g. it started later)
-            sim.markets.status[2] = ST_INACTIVE
-            _lifecycle(sim, paused_ws, event_type="deactivated", is_deactivated=True)
-            sim.markets.status[5] = ST_INACTIVE
-            passes = g.discoveries
-            deadline = time.monotonic() + 15
-            while g.discoveries < passes + 4:
-                assert time.monotonic() < deadline, "discovery passes"
-                await _held_throughout(g, [paused_ws, paused_rest], 0.2, "paused")
-            # both resume
-            marks["resumed"] = time.time_ns()
-            sim.markets.status[2] = ST_ACTIVE
-            _lifecycle(sim, paused_ws, event_type="activated", is_deactivated=False)
-            sim.markets.status[5] = ST_ACTIVE
-            await _held_throughout(g, [paused_ws, paused_rest], 1.5, "resumed")
-            await sim.stop_generating()
-            await asyncio.sleep(0.5)
-
-        try:
-            await ih.run_with(g, body)
-        finally:
-            await sim.stop()
-
-    asyncio.run(scenario())
+    _live(ih, sim, kafka_bootstrap, tmp_path, topics, 0.3, body)
     frames = ih.read_frames(kafka_bootstrap, topics["raw"])
     for market in marks["markets"]:
         assert [f for f in frames if f.market == market and f.kind == "delta" and f.recv_ns > marks["resumed"]]
@@ -265,28 +252,19 @@ def test_settled_and_closed_markets_are_released(
     topics = ih.gatherer_topics(make_topics)
     sim = _sim(tmp_path)
 
-    async def scenario() -> None:
-        await sim.start()
-        g = ih.make_gatherer(kafka_bootstrap, sim, tmp_path / "spool", topics=topics, discovery_interval_s=0.3)
+    async def body(g: Any) -> None:
+        await _ready(g, ih, 10)
+        settled, closed = sim.markets.ticker(1), sim.markets.ticker(4)
+        sim.settle_market(settled)  # determined + settled over the WebSocket
+        await ih.wait_for(lambda: settled not in g.plan.conn_of, 5, "released on determined")
+        sim.markets.status[4] = ST_CLOSED  # closed at its close time: no WebSocket event, REST only
+        await ih.wait_for(lambda: closed not in g.plan.conn_of, 10, "released after a look-up")
+        assert len(g.plan.conn_of) == 8
+        passes = g.discoveries
+        await ih.wait_for(lambda: g.discoveries >= passes + 3, 10, "more passes")
+        assert settled not in g.plan.conn_of and closed not in g.plan.conn_of, "a stale listing re-added none"
 
-        async def body() -> None:
-            await _ready(g, ih, 10)
-            settled, closed = sim.markets.ticker(1), sim.markets.ticker(4)
-            sim.settle_market(settled)  # determined + settled over the WebSocket
-            await ih.wait_for(lambda: settled not in g.plan.conn_of, 5, "released on determined")
-            sim.markets.status[4] = ST_CLOSED  # closed at its close time: no WebSocket event, REST only
-            await ih.wait_for(lambda: closed not in g.plan.conn_of, 10, "released after a look-up")
-            assert len(g.plan.conn_of) == 8
-            passes = g.discoveries
-            await ih.wait_for(lambda: g.discoveries >= passes + 3, 10, "more passes")
-            assert settled not in g.plan.conn_of and closed not in g.plan.conn_of, "a stale listing re-added none"
-
-        try:
-            await ih.run_with(g, body)
-        finally:
-            await sim.stop()
-
-    asyncio.run(scenario())
+    _live(ih, sim, kafka_bootstrap, tmp_path, topics, 0.3, body)
 
 
 def test_a_listing_that_fails_half_way_releases_nothing(
