@@ -17,10 +17,21 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled). ``max_wait_ns`` caps that wait for a message with an anchor before it (keyed BACKWARD alone
-after it, below); the cap is OFF by default: in a 60-s demo with a 0.5-s cap (:data:`MAX_WAIT_NS`) one paused-market
-message (``deactivated``, sent 6 times by one market) was stored 7 times, not yet explained. Fallbacks, each counted
-by the caller:
+created or settled). ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps that wait for a message with an anchor before
+it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a LOOSE copy
+of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two could meet by
+weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a market paused,
+resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms late: its first
+copy took the second message's event, and its second copy then had none left to join) and can lose one (a loose copy
+read first takes the event of an equal body read later). So with the cap on, (a) when the next anchor comes, every
+message released at the cap since the last anchor is keyed AGAIN with every key it would have had if it had waited,
+forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later copy that brings the
+forward key, adds it to the event and its row, and learns the anchor reference that keeps other copies from joining
+it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later, so that the dedup
+stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. What remains
+with the cap on: a loose copy read more than that delay before every supplement of its message (the dedup stage
+reading the restarted gatherer's topic that far ahead of all the others), or of a message no other gatherer received
+up to the next anchor, is matched by receive time as above. Fallbacks, each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
@@ -54,13 +65,14 @@ equal bodies within seconds and a stall before any anchor, all at once. (2) a co
 sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
 is a second row: a duplicate is chosen over a wrong merge. ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
-stall or the cap: its backward key; one that saw the next anchor in time: its forward key; a loose copy: its forward
-key only), and no key is shared by every copy when it is released. The row takes the winner's key, and a dedup replay
-(fresh state, another read order) can have another winner. So the dedup stage emits every key of the winner with
-the event and an alias record whenever a later copy brings keys the event lacked (``dedup_stream.logic``: row
-identity of lifecycle events), the row keeps them all, and the sink stores a lifecycle event only when no row of its
-market shares one of its keys (``sink.lifecycle``): every copy the live run read has its keys on the row, so a
-replay's winner, whichever it is, meets it. Left over: an alias record lost with a dedup worker killed between its
+stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its
+forward key; a loose copy: its forward key only), and no key is shared by every copy when it is released. The row takes
+the winner's key, and a dedup replay (fresh state, another read order) can have another winner. So the dedup stage
+emits every key of the winner with the event and an alias record whenever a later copy brings keys the event lacked
+(``dedup_stream.logic``: row identity of lifecycle events), the row keeps them all, and the sink stores a lifecycle
+event only when no row of its market shares one of its keys (``sink.lifecycle``): every copy the live run read has its
+keys on the row, so a replay's winner, whichever it is, meets it.
+Left over: an alias record lost with a dedup worker killed between its
 state write and the record's delivery (its copy is a plain duplicate when re-read), after which a replay whose
 winner is that very copy stores a second row.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
@@ -99,12 +111,12 @@ PREV = "<"  # ... its newest backward anchor is the last anchor before it
 # market_lifecycle_v2 event types that happen once per market; event_lifecycle announces a new event (once).
 ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
 
-# The cap on the wait, when switched on (AnchorChain(max_wait_ns=...); off by default, see the module docstring):
+# The cap on the wait, when switched on (gather.anchor_max_wait_ms; see the module docstring):
 # the longest a message with an anchor before it waits for the next anchor (its forward key) before it is keyed
 # backward alone. Anchors come as markets are created and settled, seconds apart: without a cap every lifecycle
 # message waited for the next one (its latency = the time to the next anchor). The backward key is what every copy
 # that received the previous anchor shares anyway; the wait only buys the forward key, which loose copies (a gatherer
-# subscribed since that anchor) meet on: those then meet by weak key instead when no copy waited for it.
+# subscribed since that anchor) meet on: the supplement at the next anchor brings it (module docstring).
 MAX_WAIT_NS = 500_000_000
 # With the cap on, a loose copy (no anchor before it on its subscription) keyed at an anchor is released this much
 # later, so that the dedup stage usually reads the other gatherers' supplements (their capped copies keyed again with

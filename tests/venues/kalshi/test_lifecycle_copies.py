@@ -136,6 +136,11 @@ def rows(frames: list[tuple[int, RawFrame]], order: list[str] | None, seed: int 
         while any(queues.values()):
             g = rnd.choice([g for g, q in queues.items() if q])
             sequence.append(queues[g].pop(0))
+    return dedup_rows(sequence)
+
+
+def dedup_rows(sequence: list[RawFrame]) -> Counter[int]:
+    """One dedup stage reading ``sequence`` (topic ``raw.<gatherer>``): emitted rows per venue position."""
     deduper = Deduper(MemoryStore())
     out: Counter[int] = Counter()
     offsets: Counter[str] = Counter()
@@ -320,16 +325,7 @@ def rows_read_in_time(frames: list[tuple[int, RawFrame]], lag_ns: dict[str, int]
     """Dedup over every frame read in emission order, each gatherer's topic ``lag_ns`` behind (order kept per topic):
     the dedup stage reading its topics about as fast as they are written. Returns emitted rows per venue position."""
     timed = sorted(((t + lag_ns.get(f.gatherer, 0), i, f) for i, (t, f) in enumerate(frames)), key=lambda x: x[:2])
-    deduper = Deduper(MemoryStore())
-    out: Counter[int] = Counter()
-    offsets: Counter[str] = Counter()
-    for _, _, frame in timed:
-        topic = f"raw.{frame.gatherer}"
-        decision = deduper.decide(encode_raw(frame), Origin(topic, 0, offsets[topic]))
-        offsets[topic] += 1
-        if decision.emit:
-            out[int(frame.payload)] += 1
-    return out
+    return dedup_rows([frame for _, _, frame in timed])
 
 
 # how far apart (in emission time) the dedup stage may read two gatherers' topics in these tests: below the delay of
