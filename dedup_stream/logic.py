@@ -24,24 +24,23 @@ with a fresh workdir, or a failover) would let another gatherer's copy win: a se
 duplicate row where the row time is the winner's receive time. With it, an event that left the process always has
 its winner in the changelog. Re-emits happen only for frames replayed after a crash, so the extra records are few.
 
-Copies with more than one key (``RawFrame.alt_keys``, ``weak_key``; generic, the venue decides what they mean). A
-copy is a duplicate when ANY of its keys (``event_key`` + ``alt_keys``) has a winner; the first copy registers all
-of its keys, and so does every later copy (so a copy that shares only a key the winner did not carry still finds
-it). A frame with a ``weak_key`` also keeps a short list under that weak key: one entry per emitted copy (receive
-time, winner, the subscriptions (``weak_sub``) that contributed a copy with its seq, and the ``weak_refs`` of those
-copies). A copy none of whose keys was seen joins the nearest entry (by receive time, within ``weak_window_ns``)
-that can be its event; otherwise it wins. An entry cannot be when its subscription already contributed to it (the
-venue sends a message once per subscription, so two equal bodies on one subscription are two events), when they
-share a reference (two copies positioned against one reference that share no key sit at two positions), or when
-another entry that both its subscription and a contributor's contributed to shows a different seq offset between the
-two. A copy whose ``weak_refs`` hold :data:`schemas.raw.NO_WEAK_JOIN` never joins (its gatherer sends it again later
-with a key the others share). A copy that joins is treated as the same event from then on (its keys and references
+Copies with more than one key (``RawFrame.alt_keys``, ``weak_key``; generic, the venue decides what they mean).
+A copy is a duplicate when ANY of its keys (``event_key`` + ``alt_keys``) has a winner; the first copy registers
+all of its keys, and so does every later copy (so a copy that shares only a key the winner did not carry still
+finds it). A frame with a ``weak_key`` also keeps a short list under that weak key: one entry per emitted copy
+(receive time, winner, the subscriptions (``weak_sub``) that contributed a copy with its seq, and the
+``weak_refs`` of those copies). A copy none of whose keys was seen joins the nearest entry (by receive time, within
+``weak_window_ns``) that can be its event; otherwise it wins. An entry cannot be when its subscription already
+contributed to it (the venue sends a message once per subscription, so two equal bodies on one subscription are two
+events), when they share a reference (two copies positioned against one reference that share no key sit at two
+positions), or when another entry that both its subscription and a contributor's contributed to shows a different
+seq offset between the two. A copy that joins is treated as the same event from then on (its keys and references
 are registered). Every join is counted (``weak_matches`` per gatherer): a join is a judgement by receive time, so
 equal bodies inside the window that nothing else tells apart can be paired wrongly; the rules above then keep a
 later copy of the wrongly joined copy's event from joining, so that event still lands (possibly twice) if any other
-copy of it comes, and is merged only when that copy was its only one. The venue says when its copies need weak
-matching and what remains (its lifecycle keying docstring). The weak lists are a matching aid, persisted like every
-other key (changelog); a re-emit does not write them back.
+copy of it comes, and is merged only when that copy was its only one. The venue
+says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
+matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
 Row identity of lifecycle events (``kind == "lifecycle"`` with several keys). Their rows are unique by event key
 alone (no venue time), and the row takes the WINNER's ``event_key``; a dedup replay starts from a fresh state and
@@ -68,7 +67,7 @@ import msgspec
 
 from dedup_stream.gaps import missed, parse_gap
 from schemas import GapReport, RawFrame, SchemaError, decode_raw
-from schemas.raw import NO_WEAK_JOIN, raw_decoder
+from schemas.raw import raw_decoder
 
 WEAK_WINDOW_NS = 1_000_000_000  # default receive-time window of weak matching (the gatherers' receive clocks)
 # Entries kept per weak key: the newest 64, and none received more than 10 minutes before the newest (the copies of
@@ -551,8 +550,6 @@ class Deduper:
     def _weak_join(self, frame: RawFrame, partition: int) -> tuple[bytes, str] | None:
         """The winner (stored value, event key) of the entry a copy none of whose keys was seen joins by weak key
         (None: it wins)."""
-        if NO_WEAK_JOIN in frame.weak_refs:
-            return None
         wkey, entries = self._weak_load(frame, partition)
         sub, recv_ns, window, refs = _sub_of(frame), frame.recv_ns, self.weak_window_ns, frame.weak_refs
         best: _WeakEntry | None = None

@@ -13,24 +13,11 @@ import msgspec
 
 from schemas.codec import Versioned, make_codec
 
-__all__ = [
-    "NO_WEAK_JOIN",
-    "FrameKind",
-    "GapReport",
-    "RawFrame",
-    "decode_gap",
-    "decode_raw",
-    "encode_gap",
-    "encode_raw",
-]
+__all__ = ["FrameKind", "GapReport", "RawFrame", "decode_gap", "decode_raw", "encode_gap", "encode_raw"]
 
 # snapshot/delta/trade/ticker/lifecycle are venue events; "gap" is a gatherer's own report of a window in which it
 # may have missed messages (payload: :class:`GapReport` as JSON), counted by dedup and forwarded as a ``Gap`` event.
 FrameKind = Literal["snapshot", "delta", "trade", "ticker", "lifecycle", "gap"]
-
-
-# A ``weak_refs`` entry that is no reference: the copy never joins an event by weak key (see RawFrame).
-NO_WEAK_JOIN = "!"
 
 
 class RawFrame(Versioned, kw_only=True):
@@ -57,9 +44,7 @@ class RawFrame(Versioned, kw_only=True):
     # it, unless the two share one of ``weak_refs``: the references (e.g. anchors) this copy's keys are sure
     # positions against; two copies positioned against a common reference that share no key are two events.
     # ``weak_sub``: the subscription the copy came on, unique per subscription instance (a reconnect or a restarted
-    # gatherer numbers its connections and sids alike again); "" = gatherer:conn:sid. :data:`NO_WEAK_JOIN` among
-    # ``weak_refs``: this copy never joins by weak key (a copy of the same message with a key the others share
-    # follows it from the same gatherer: when none of its keys was seen, it wins instead of joining).
+    # gatherer numbers its connections and sids alike again); "" = gatherer:conn:sid.
     alt_keys: list[str] = []
     weak_key: str = ""
     weak_refs: list[str] = []

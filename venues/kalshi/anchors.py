@@ -28,14 +28,10 @@ message released at the cap since the last anchor is keyed AGAIN with every key 
 forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later copy that brings the
 forward key, adds it to the event and its row, and learns the anchor reference that keeps other copies from joining
 it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later, so that the dedup
-stage has read the other gatherers' supplements, released at that same anchor, and meets them by key; (c) a copy
-released at the cap never joins an event by weak key (``weak_refs`` holds :data:`schemas.raw.NO_WEAK_JOIN`: its
-supplement follows): read after a loose copy of an equal body (the order (b) makes rare), it could join that copy's
-event and its own message would be lost; it wins instead. What remains with the cap on: a loose copy read more than
-that delay before every supplement of its message (the dedup stage reading the restarted gatherer's topic that far
-ahead of all the others; or a message no other gatherer received up to the next anchor) is matched by receive time
-as above, and a copy released at the cap read after a loose copy of its own message is a second row (a duplicate,
-never a loss). Fallbacks, each counted by the caller:
+stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. What remains
+with the cap on: a loose copy read more than that delay before every supplement of its message (the dedup stage
+reading the restarted gatherer's topic that far ahead of all the others), or of a message no other gatherer received
+up to the next anchor, is matched by receive time as above. Fallbacks, each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
@@ -90,7 +86,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, NamedTuple, TypeVar
 
-from schemas.raw import NO_WEAK_JOIN
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
 from venues.kalshi.keys import digest as _h
 
@@ -335,8 +330,7 @@ class AnchorChain(Generic[T]):
             while held and now_ns - held[0].since_ns >= self.max_wait_ns:
                 capped = held.popleft()
                 self._capped.append(capped)
-                item, key = self._backward(capped)
-                out.append((item, key._replace(refs=(*key.refs, NO_WEAK_JOIN))))
+                out.append(self._backward(capped))
         return out
 
     def close(self) -> list[tuple[T, LcKey]]:

@@ -379,14 +379,3 @@ def test_with_the_cap_on_a_restart_anywhere_keeps_every_message_once(
 ) -> None:
     subs = three_gatherers(restarted_from=min(restart, len(stream)), max_wait_ns=MAX_WAIT_NS)
     assert_exactly_once_read_in_time(stream, subs, skew_ns={"g3": skew3_ms * MS, "g1": skew1_ms * MS})
-
-
-def test_with_the_cap_on_a_restarted_gatherers_topic_read_far_ahead_loses_nothing() -> None:
-    # The residual: the dedup stage reads g3's topic 3 s ahead of the others (more than the loose delay), so g3's loose
-    # copy of the second d comes before every other copy. g1's copy of the FIRST d, released at the cap 300 ms
-    # earlier, must not join it by weak key (the first d would have no row): it wins; a duplicate may remain.
-    stream = stream_of(("A", 0), ("d", 0.02), ("d", 0.32), ("Z", 0.62))
-    for late in (["g1", "g2"], ["g1"]):
-        frames = simulate(stream, three_gatherers(restarted_from=3, max_wait_ns=MAX_WAIT_NS))
-        got = rows_read_in_time(frames, dict.fromkeys(late, 3 * S))
-        assert set(got) == {1, 2, 3, 4}, (late, got)
