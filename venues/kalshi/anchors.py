@@ -28,10 +28,15 @@ message released at the cap since the last anchor is keyed AGAIN with every key 
 forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later copy that brings the
 forward key, adds it to the event and its row, and learns the anchor reference that keeps other copies from joining
 it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later, so that the dedup
-stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. What remains
-with the cap on: a loose copy read more than that delay before every supplement of its message (the dedup stage
-reading the restarted gatherer's topic that far ahead of all the others), or of a message no other gatherer received
-up to the next anchor, is matched by receive time as above. Fallbacks, each counted by the caller:
+stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. So the cap
+is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart (the live run, as
+the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read one topic whole
+before the next), copies are matched by receive time as above: a loose copy read before every supplement of its
+message, or of a message no other gatherer received up to the next anchor, can join the event of an equal body (a
+second row for another), and a copy released at the cap read after the loose copy of an equal body sent just after
+it (a gatherer restarted between the two) can join that copy's event (its own message loses its row). Hence the cap
+is OFF by default (``gather.anchor_max_wait_ms`` 0); the uncapped keys meet by key in any read order. Fallbacks,
+each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
