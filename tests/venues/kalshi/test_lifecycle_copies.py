@@ -379,3 +379,12 @@ def test_with_the_cap_on_a_restart_anywhere_keeps_every_message_once(
 ) -> None:
     subs = three_gatherers(restarted_from=min(restart, len(stream)), max_wait_ns=MAX_WAIT_NS)
     assert_exactly_once_read_in_time(stream, subs, skew_ns={"g3": skew3_ms * MS, "g1": skew1_ms * MS})
+
+
+@settings(max_examples=80, deadline=None)
+@given(capped_streams(), st.integers(2, 16), st.integers(0, 3))
+def test_with_the_cap_on_one_lossy_subscription_keeps_every_message_once(
+    stream: list[Msg], lost_at: int, width: int
+) -> None:
+    lost = frozenset(range(lost_at, lost_at + width))
+    assert_exactly_once_read_in_time(stream, three_gatherers(max_wait_ns=MAX_WAIT_NS, g2a=lost))
