@@ -15,6 +15,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -388,3 +389,14 @@ def test_with_the_cap_on_one_lossy_subscription_keeps_every_message_once(
 ) -> None:
     lost = frozenset(range(lost_at, lost_at + width))
     assert_exactly_once_read_in_time(stream, three_gatherers(max_wait_ns=MAX_WAIT_NS, g2a=lost))
+
+
+@pytest.mark.xfail(strict=True, reason="the cap's residual (venues.kalshi.anchors): why it is off by default")
+def test_with_the_cap_on_a_restarted_gatherers_topic_read_far_ahead_loses_nothing() -> None:
+    # The dedup stage reads g3's topic 3 s ahead of the others (more than the loose delay; a replay may read a topic
+    # whole first), so g3's loose copy of the second d comes first and wins; g1's and g2's copies of the FIRST d,
+    # released at the cap 300 ms earlier with no key in common, join its event by weak key: the first d has no row.
+    stream = stream_of(("A", 0), ("d", 0.02), ("d", 0.32), ("Z", 0.62))
+    frames = simulate(stream, three_gatherers(restarted_from=3, max_wait_ns=MAX_WAIT_NS))
+    got = rows_read_in_time(frames, dict.fromkeys(["g1", "g2"], 3 * S))
+    assert set(got) == {1, 2, 3, 4}, got
