@@ -274,6 +274,7 @@ class Gatherer:
                 stats=self.stats,
                 snapshot_hold_s=self.opts.snapshot_hold_s,
                 anchor_hold_s=self.opts.anchor_hold_s,
+                anchor_max_wait_ms=self.opts.anchor_max_wait_ms,
                 lifecycle_covered=self._lifecycle_covered,
                 lifecycle_seen=self._lifecycle_keys.seen,
             )

@@ -184,6 +184,11 @@ class GatherConfig(_Section):
     snapshot_hold_s: float = 1.0  # a snapshot waits this long for the deltas that follow it (its position)
     # a lifecycle stream with nothing new for this long keys its waiting messages by the anchor before them
     anchor_hold_s: float = 5.0
+    # a lifecycle message with an anchor before it waits at most this long for the next anchor (its forward key),
+    # then it is keyed by the anchor before it alone, and again with its forward key when the next anchor comes
+    # (venues.kalshi.anchors); 0 = no cap: it waits for the next anchor (seconds on the demo's stream). Off by
+    # default: the cap is exactly-once only while the dedup stage reads the gatherers' topics < 1 s apart
+    anchor_max_wait_ms: float = 0.0
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     # frames are held this long before they go to librdkafka together (ingest.gatherer): the raw hop's latency cost
     # (a frame waits 0..linger_ms, up to 2x when no read follows) against librdkafka's per-request CPU
@@ -238,6 +243,8 @@ class GatherConfig(_Section):
         _positive("auth_refusal_limit_s", self.auth_refusal_limit_s)
         _positive("rest_requests_per_s", self.rest_requests_per_s)
         _positive("spool_after_s", self.spool_after_s)
+        if self.anchor_max_wait_ms < 0:
+            raise ValueError(f"anchor_max_wait_ms: {self.anchor_max_wait_ms} must be >= 0 (0: no cap)")
         _positive("spool_fsync_s", self.spool_fsync_s)
 
 

@@ -17,10 +17,26 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled). ``max_wait_ns`` caps that wait for a message with an anchor before it (keyed BACKWARD alone
-after it, below); the cap is OFF by default: in a 60-s demo with a 0.5-s cap (:data:`MAX_WAIT_NS`) one paused-market
-message (``deactivated``, sent 6 times by one market) was stored 7 times, not yet explained. Fallbacks, each counted
-by the caller:
+created or settled). ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps that wait for a message with an anchor before
+it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a LOOSE copy
+of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two could meet by
+weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a market paused,
+resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms late: its first
+copy took the second message's event, and its second copy then had none left to join) and can lose one (a loose copy
+read first takes the event of an equal body read later). So with the cap on, (a) when the next anchor comes, every
+message released at the cap since the last anchor is keyed AGAIN with every key it would have had if it had waited,
+forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later copy that brings the
+forward key, adds it to the event and its row, and learns the anchor reference that keeps other copies from joining
+it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later, so that the dedup
+stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. So the cap
+is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart (the live run, as
+the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read one topic whole
+before the next), copies are matched by receive time as above: a loose copy read before every supplement of its
+message, or of a message no other gatherer received up to the next anchor, can join the event of an equal body (a
+second row for another), and a copy released at the cap read after the loose copy of an equal body sent just after
+it (a gatherer restarted between the two) can join that copy's event (its own message loses its row). Hence the cap
+is OFF by default (``gather.anchor_max_wait_ms`` 0); the uncapped keys meet by key in any read order. Fallbacks,
+each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
@@ -54,13 +70,14 @@ equal bodies within seconds and a stall before any anchor, all at once. (2) a co
 sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
 is a second row: a duplicate is chosen over a wrong merge. ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
-stall or the cap: its backward key; one that saw the next anchor in time: its forward key; a loose copy: its forward
-key only), and no key is shared by every copy when it is released. The row takes the winner's key, and a dedup replay
-(fresh state, another read order) can have another winner. So the dedup stage emits every key of the winner with
-the event and an alias record whenever a later copy brings keys the event lacked (``dedup_stream.logic``: row
-identity of lifecycle events), the row keeps them all, and the sink stores a lifecycle event only when no row of its
-market shares one of its keys (``sink.lifecycle``): every copy the live run read has its keys on the row, so a
-replay's winner, whichever it is, meets it. Left over: an alias record lost with a dedup worker killed between its
+stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its
+forward key; a loose copy: its forward key only), and no key is shared by every copy when it is released. The row takes
+the winner's key, and a dedup replay (fresh state, another read order) can have another winner. So the dedup stage
+emits every key of the winner with the event and an alias record whenever a later copy brings keys the event lacked
+(``dedup_stream.logic``: row identity of lifecycle events), the row keeps them all, and the sink stores a lifecycle
+event only when no row of its market shares one of its keys (``sink.lifecycle``): every copy the live run read has its
+keys on the row, so a replay's winner, whichever it is, meets it.
+Left over: an alias record lost with a dedup worker killed between its
 state write and the record's delivery (its copy is a plain duplicate when re-read), after which a replay whose
 winner is that very copy stores a second row.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
@@ -77,7 +94,16 @@ from typing import Generic, NamedTuple, TypeVar
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
 from venues.kalshi.keys import digest as _h
 
-__all__ = ["ANCHOR_EVENTS", "MAX_WAIT_NS", "AnchorChain", "LcKey", "anchor_key", "is_anchor", "weak_key"]
+__all__ = [
+    "ANCHOR_EVENTS",
+    "LOOSE_DELAY_NS",
+    "MAX_WAIT_NS",
+    "AnchorChain",
+    "LcKey",
+    "anchor_key",
+    "is_anchor",
+    "weak_key",
+]
 
 T = TypeVar("T")
 
@@ -90,13 +116,17 @@ PREV = "<"  # ... its newest backward anchor is the last anchor before it
 # market_lifecycle_v2 event types that happen once per market; event_lifecycle announces a new event (once).
 ANCHOR_EVENTS = frozenset({"created", "determined", "settled"})
 
-# The cap on the wait, when switched on (AnchorChain(max_wait_ns=...); off by default, see the module docstring):
+# The cap on the wait, when switched on (gather.anchor_max_wait_ms; see the module docstring):
 # the longest a message with an anchor before it waits for the next anchor (its forward key) before it is keyed
 # backward alone. Anchors come as markets are created and settled, seconds apart: without a cap every lifecycle
 # message waited for the next one (its latency = the time to the next anchor). The backward key is what every copy
 # that received the previous anchor shares anyway; the wait only buys the forward key, which loose copies (a gatherer
-# subscribed since that anchor) meet on: those then meet by weak key instead when no copy waited for it.
+# subscribed since that anchor) meet on: the supplement at the next anchor brings it (module docstring).
 MAX_WAIT_NS = 500_000_000
+# With the cap on, a loose copy (no anchor before it on its subscription) keyed at an anchor is released this much
+# later, so that the dedup stage usually reads the other gatherers' supplements (their capped copies keyed again with
+# the forward key, at that same anchor) first and meets them by key instead of by weak key (see the module docstring).
+LOOSE_DELAY_NS = 1_000_000_000
 
 
 def is_anchor(wire_type: str, event_type: str) -> bool:
@@ -169,13 +199,23 @@ class AnchorChain(Generic[T]):
         self.unanchored = 0  # keyed with no anchor on either side (loose, own key only)
         self.loose = 0  # copies with no anchor before them (their keys are shared by few: matched by weak key)
         self.uncertain = 0  # copies with no key that every copy of theirs shares for sure (a gap or no anchor)
+        self.supplements = 0  # copies keyed again, with their forward key, after they were released at the cap
+        # with the cap on: messages released at the cap since the last anchor (keyed again when the next one comes),
+        # and loose copies keyed at an anchor, held ``loose_delay_ns`` more (release time, receive time, item, key)
+        self._capped: deque[_Held[T]] = deque()
+        self._late: deque[tuple[int, int, T, LcKey]] = deque()
+        self.loose_delay_ns = LOOSE_DELAY_NS if max_wait_ns else 0
 
     @property
     def waiting(self) -> int:
-        return len(self._held)
+        return len(self._held) + len(self._late)
 
     def oldest_ns(self) -> int | None:
-        return self._held[0].since_ns if self._held else None
+        times = [t for t in (self._held[0].since_ns if self._held else None, self._late_oldest()) if t is not None]
+        return min(times) if times else None
+
+    def _late_oldest(self) -> int | None:
+        return min(recv for _, recv, _, _ in self._late) if self._late else None
 
     def push(self, item: T, content: str, pos: int, anchor: bool, now_ns: int) -> list[tuple[T, LcKey]]:
         if pos <= self.last_pos:
@@ -190,15 +230,39 @@ class AnchorChain(Generic[T]):
             self._held.append(_Held(item, content, pos, now_ns, clean))
             return out
         self._next = content
+        out.extend(self._supplements(content, pos))
         for held in self._held:
             self.forward += 1
-            fwd = "l:" + _h(f"{held.content}>{content}-{pos - held.pos}".encode())
-            out.append((held.item, self._keys(held, (fwd, self._gap_at <= held.pos))))
+            key = self._keys(held, self._forward(held, content, pos))
+            if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
+                self._late.append((now_ns + self.loose_delay_ns, held.since_ns, held.item, key))
+            else:
+                out.append((held.item, key))
         self._held.clear()
         self._prev = (content, pos)
         self._before.append(self._prev)
         key = anchor_key(content)
         out.append((item, LcKey(key, (), False, (), key)))
+        return out
+
+    def _forward(self, held: _Held[T], content: str, pos: int) -> tuple[str, bool]:
+        """The forward key of ``held`` against the anchor ``content`` at ``pos``, and whether no position was lost
+        between them."""
+        return "l:" + _h(f"{held.content}>{content}-{pos - held.pos}".encode()), self._gap_at <= held.pos
+
+    def _supplements(self, content: str, pos: int) -> list[tuple[T, LcKey]]:
+        """The messages released at the cap since the last anchor, keyed again now that the next anchor came: every
+        key they would have had if they had waited (forward first). Counted apart (``supplements``), not again as
+        forward/uncertain."""
+        counters = self.forward, self.backward, self.unanchored, self.loose, self.uncertain
+        out = [
+            (h.item, self._keys(h, self._forward(h, content, pos)))
+            for h in self._capped
+            if pos - h.pos <= self.max_span
+        ]
+        self.forward, self.backward, self.unanchored, self.loose, self.uncertain = counters
+        self.supplements += len(out)
+        self._capped.clear()
         return out
 
     def _keys(self, held: _Held[T], fwd: tuple[str, bool] | None) -> LcKey:
@@ -242,9 +306,12 @@ class AnchorChain(Generic[T]):
 
     def due_ns(self) -> int | None:
         """When :meth:`expire` next keys something, if no message comes first (None: nothing waits)."""
+        late = self._late[0][0] if self._late else None
         if not self._held:
-            return None
+            return late
         stall = self.last_ns + self.hold_ns
+        if late is not None:
+            stall = min(stall, late)
         if self.max_wait_ns and self._prev is not None:
             return min(stall, self._held[0].since_ns + self.max_wait_ns)
         return stall
@@ -254,25 +321,37 @@ class AnchorChain(Generic[T]):
         message with an anchor before it that waited ``max_wait_ns`` for the next anchor is keyed backward alone
         (every copy that received that anchor carries the same backward key, see the module docstring); a message
         with none before it (loose) keeps waiting for its forward key."""
+        out: list[tuple[T, LcKey]] = []
+        late = self._late
+        while late and late[0][0] <= now_ns:
+            _, _, item, key = late.popleft()
+            out.append((item, key))
         held = self._held
         if not held:
-            return []
+            return out
         if now_ns - self.last_ns >= self.hold_ns:
-            return self.close()
-        out: list[tuple[T, LcKey]] = []
+            return out + self.close()
         if self.max_wait_ns and self._prev is not None:
             while held and now_ns - held[0].since_ns >= self.max_wait_ns:
-                out.append(self._backward(held.popleft()))
+                capped = held.popleft()
+                self._capped.append(capped)
+                out.append(self._backward(capped))
         return out
 
     def close(self) -> list[tuple[T, LcKey]]:
-        """The stream ended: every waiting message is keyed backward (or by its own key: loose)."""
-        out = [self._backward(h) for h in self._held]
+        """The stream ended: loose copies held after their anchor go now, every waiting message is keyed backward (or
+        by its own key: loose)."""
+        out = [(item, key) for _, _, item, key in self._late]
+        out += [self._backward(h) for h in self._held]
+        self._late.clear()
         self._held.clear()
+        self._capped.clear()  # no next anchor will come on this stream
         return out
 
     def drop_waiting(self) -> list[T]:
         """The stream ended and another subscription received the same messages: forget these copies."""
-        items = [h.item for h in self._held]
+        items = [item for _, _, item, _ in self._late] + [h.item for h in self._held]
+        self._late.clear()
         self._held.clear()
+        self._capped.clear()
         return items

@@ -206,6 +206,7 @@ class KalshiSession:
         snapshot_hold_s: float = 1.0,
         anchor_hold_s: float = 10.0,
         anchor_span: int = 1000,
+        anchor_max_wait_ms: float = 0.0,
         lifecycle_covered: Callable[[KalshiSession, int], bool] | None = None,
         lifecycle_seen: Callable[[str], bool] | None = None,
     ) -> None:
@@ -234,6 +235,7 @@ class KalshiSession:
         self.lifecycle_since_ns = 0  # when the current lifecycle subscription was confirmed (0: none)
         self._anchor_hold_ns = int(anchor_hold_s * 1e9)
         self._anchor_span = anchor_span
+        self._anchor_max_wait_ns = int(anchor_max_wait_ms * 1e6)
         self._chains: dict[int, AnchorChain[_Lc]] = {}
         self._lifecycle_covered = lifecycle_covered  # another session's lifecycle sid has been live since then?
         self._lifecycle_seen = lifecycle_seen  # this gatherer already emitted that lifecycle key (other sid)?
@@ -616,7 +618,10 @@ class KalshiSession:
         if chain is None:
             # the subscription instance: connections and sids are numbered alike again after a reconnect or a restart
             chain = self._chains[sid] = AnchorChain(
-                self._anchor_span, self._anchor_hold_ns, f"{self.gatherer}:{self.conn_id}:{sid}@{recv_ns}"
+                self._anchor_span,
+                self._anchor_hold_ns,
+                f"{self.gatherer}:{self.conn_id}:{sid}@{recv_ns}",
+                self._anchor_max_wait_ns,
             )
         self._emit_keyed(
             chain,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from venues.kalshi.anchors import MAX_WAIT_NS, NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
+from venues.kalshi.anchors import LOOSE_DELAY_NS, MAX_WAIT_NS, NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
 
 S = 1_000_000_000
 
@@ -119,7 +119,25 @@ def test_a_loose_message_keeps_waiting_for_its_forward_key() -> None:
     chain.push(1, "D", 1, False, 0)
     assert chain.expire(S) == [] and chain.due_ns() == 5 * S  # only a stall or the next anchor keys it
     keyed = chain.push(2, "Y", 2, True, 2 * S)
-    assert [i for i, _ in keyed] == [1, 2] and chain.unanchored == 0
+    # with the cap on, the loose copy goes LOOSE_DELAY_NS after its anchor (after the others' supplements)
+    assert [i for i, _ in keyed] == [2] and chain.unanchored == 0 and chain.waiting == 1
+    assert chain.due_ns() == 2 * S + LOOSE_DELAY_NS and chain.expire(2 * S + LOOSE_DELAY_NS - 1) == []
+    late = chain.expire(2 * S + LOOSE_DELAY_NS)
+    assert [i for i, _ in late] == [1] and late[0][1].refs == ("Y", NEXT) and chain.waiting == 0
+
+
+def test_a_message_released_at_the_cap_is_keyed_again_with_its_forward_key_at_the_next_anchor() -> None:
+    # the supplement carries every key the message would have had if it had waited (what a loose copy meets it by)
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=MAX_WAIT_NS)
+    chain.push(1, "X", 1, True, 0)
+    chain.push(2, "D", 2, False, S)
+    capped = chain.expire(S + MAX_WAIT_NS)
+    assert [i for i, _ in capped] == [2] and NEXT not in capped[0][1].refs
+    keyed = chain.push(3, "Y", 3, True, 3 * S)
+    waited = run_keys(AnchorChain(max_wait_ns=0), [(1, "X", True), (2, "D", False), (3, "Y", True)])
+    assert [i for i, _ in keyed] == [2, 3] and keyed[0][1] == waited[2] and chain.supplements == 1
+    assert chain.forward == 0 and chain.backward == 1  # the supplement is counted apart
+    assert [i for i, _ in chain.push(4, "Z", 4, True, 4 * S)] == [4]  # once
 
 
 def test_without_any_anchor_the_fallback_key_is_this_copys_own() -> None:

@@ -11,6 +11,7 @@ from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
+from venues.kalshi.anchors import NEXT, PREV
 from venues.kalshi.emulator.protocol import ServerSession
 from venues.kalshi.keys import EventKeyer
 from venues.kalshi.protocol import KalshiSession
@@ -21,7 +22,14 @@ CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
 class Pair:
     """A client session wired to a server session; ``pump`` moves messages both ways until quiet."""
 
-    def __init__(self, markets: int = 12, sub_cap: int = 0, client_cap: int = 100, lifecycle: bool = True) -> None:
+    def __init__(
+        self,
+        markets: int = 12,
+        sub_cap: int = 0,
+        client_cap: int = 100,
+        lifecycle: bool = True,
+        anchor_max_wait_ms: float = 0.0,
+    ) -> None:
         self.table = MarketTable(markets, 5, 1_767_225_600_000)
         self.books = Books(5)
         self.gen = Generator(self.table, self.books, seed=5, rate=1000.0, identical_share=0.2)
@@ -39,6 +47,7 @@ class Pair:
             dead=lambda data, reason: self.dead.append((data, reason)),
             lifecycle=lifecycle,
             on_lifecycle=lambda market, lc, ns: self.lifecycles.append(f"{market}:{lc.event_type}"),
+            anchor_max_wait_ms=anchor_max_wait_ms,
         )
         self.sent: list[dict[str, Any]] = []
         self.now = 1
@@ -247,6 +256,31 @@ def test_event_level_lifecycle_messages_are_recorded_under_their_event_ticker() 
     new = [f for f in p.frames if f.market == "KXEV-1"]
     assert [f.kind for f in new] == ["lifecycle", "lifecycle"] and not p.dead
     assert new[0].event_key != new[1].event_key and not p.lifecycles
+
+
+def test_with_the_wait_cap_a_lifecycle_message_goes_at_the_cap_and_again_with_its_forward_key() -> None:
+    p = connected(Pair(markets=1, anchor_max_wait_ms=500))
+    ms = 1_000_000
+
+    def event(seq: int, ticker: str, now: int) -> None:
+        body = {"event_ticker": ticker, "title": "t", "series_ticker": "KX"}
+        p.client.receive(json.dumps({"type": "event_lifecycle", "sid": 1, "seq": seq, "msg": body}).encode(), now)
+
+    deactivated = {"market_ticker": "KX-A", "event_type": "deactivated", "is_deactivated": True}
+    event(1, "KXEV-1", 1000 * ms)
+    p.client.receive(
+        json.dumps({"type": "market_lifecycle_v2", "sid": 1, "seq": 2, "msg": deactivated}).encode(), 1100 * ms
+    )
+    p.client.tick(1599 * ms)
+    assert not [f for f in p.frames if f.market == "KX-A"]
+    p.client.tick(1600 * ms)  # the cap: keyed by the anchor before it
+    capped = [f for f in p.frames if f.market == "KX-A"]
+    assert len(capped) == 1 and NEXT not in capped[0].weak_refs and PREV in capped[0].weak_refs
+    event(3, "KXEV-2", 3000 * ms)  # the next anchor: the same copy again, with its forward key first
+    again = [f for f in p.frames if f.market == "KX-A"][1:]
+    assert len(again) == 1 and again[0].seq == 2 and again[0].payload == capped[0].payload
+    assert again[0].event_key not in [capped[0].event_key, *capped[0].alt_keys]
+    assert capped[0].event_key in again[0].alt_keys and NEXT in again[0].weak_refs
 
 
 def test_lifecycle_copies_name_their_subscription_instance_across_reconnects() -> None:
