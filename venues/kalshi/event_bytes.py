@@ -16,14 +16,15 @@ return None.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Any, get_args
 
 import msgspec
 
 from schemas.codec import SCHEMA_VERSION
 from schemas.events import BookDelta, Ticker, Trade
 from schemas.raw import RawFrame
-from venues.kalshi.messages import VENUE, rfc3339_ms
+from venues.kalshi.messages import VENUE, DeltaMsg, TickerMsg, TradeMsg, _venue_ms, rfc3339_ms
 
 __all__ = ["event_bytes"]
 
@@ -34,45 +35,14 @@ __all__ = ["event_bytes"]
 _CANONICAL = re.compile(r"(?!-0$)-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,6})?").fullmatch
 
 
-class _Delta(msgspec.Struct):
-    market_ticker: str
-    price_dollars: str
-    delta_fp: str
-    side: Literal["yes", "no"]
-    market_id: str = ""
-    ts_ms: int | None = None
-    ts: str | None = None
-
-
-class _Trade(msgspec.Struct):
-    trade_id: str
-    market_ticker: str
-    yes_price_dollars: str
-    no_price_dollars: str
-    count_fp: str
-    taker_side: str = ""
-    taker_outcome_side: str = ""
-    taker_book_side: str = ""
-    is_block_trade: bool = False
-    ts: int | None = None
-    ts_ms: int | None = None
-
-
-class _Ticker(msgspec.Struct):
-    market_ticker: str
-    market_id: str = ""
-    price_dollars: str | None = None
-    yes_bid_dollars: str | None = None
-    yes_ask_dollars: str | None = None
-    yes_bid_size_fp: str | None = None
-    yes_ask_size_fp: str | None = None
-    last_trade_size_fp: str | None = None
-    volume_fp: str | None = None
-    open_interest_fp: str | None = None
-    dollar_volume: int | None = None
-    dollar_open_interest: int | None = None
-    ts: int | None = None
-    ts_ms: int | None = None
+def _as_text(tp: type) -> type:
+    """``tp`` (a message struct of :mod:`venues.kalshi.messages`) with every ``Decimal`` field read as its text."""
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(tp):
+        text = str | None if type(None) in get_args(f.type) else str
+        kind = text if f.type is Decimal or Decimal in get_args(f.type) else f.type
+        fields.append((f.name, kind) if f.required else (f.name, kind, f.default))
+    return msgspec.defstruct(f"{tp.__name__}Text", fields)
 
 
 def _payload_decoder(msg_type: type) -> msgspec.json.Decoder[Any]:
@@ -81,9 +51,9 @@ def _payload_decoder(msg_type: type) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(envelope, strict=False)
 
 
-_delta = _payload_decoder(_Delta).decode
-_trade = _payload_decoder(_Trade).decode
-_ticker = _payload_decoder(_Ticker).decode
+_delta = _payload_decoder(_as_text(DeltaMsg)).decode
+_trade = _payload_decoder(_as_text(TradeMsg)).decode
+_ticker = _payload_decoder(_as_text(TickerMsg)).decode
 _encode = msgspec.msgpack.Encoder().encode
 
 # the tuples below follow these field lists (the tag first, then the fields): a schema change must update them
@@ -119,16 +89,8 @@ def _canonical(texts: tuple[str | None, ...]) -> bool:
     return True
 
 
-def _venue_ms(ts_ms: int | None, ts_s: int | None, recv_ns: int) -> int:
-    if ts_ms is not None:
-        return ts_ms
-    if ts_s is not None:
-        return ts_s * 1000
-    return recv_ns // 1_000_000
-
-
 def _delta_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None:
-    m: _Delta = _delta(frame.payload).msg
+    m = _delta(frame.payload).msg
     price, delta = m.price_dollars, m.delta_fp
     if not _canonical((price, delta)):
         return None
@@ -144,7 +106,7 @@ def _delta_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None
 
 
 def _trade_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None:
-    m: _Trade = _trade(frame.payload).msg
+    m = _trade(frame.payload).msg
     if not _canonical((m.yes_price_dollars, m.no_price_dollars, m.count_fp)):
         return None
     recv_ns = frame.recv_ns
@@ -158,7 +120,7 @@ def _trade_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None
 
 
 def _ticker_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None:
-    m: _Ticker = _ticker(frame.payload).msg
+    m = _ticker(frame.payload).msg
     decimals = (
         m.price_dollars, m.yes_bid_dollars, m.yes_ask_dollars, m.yes_bid_size_fp, m.yes_ask_size_fp,
         m.last_trade_size_fp, m.volume_fp, m.open_interest_fp,
