@@ -2,7 +2,7 @@
 
 The archived raw frames of each partition go, in replay order (:mod:`archive.reader`), through the same decision as
 the live dedup (:class:`dedup_stream.logic.Deduper`: first copy wins, gap reports become coverage records, frames
-that do not decode are dead letters) and the same normalisation (:func:`dedup_stream.normalise.decision_event`, the
+that do not decode are dead letters) and the same normalisation (:func:`dedup_stream.normalise.decision_bytes`, the
 events stamped with the raw record's append time as live), then into the sink's own path: a
 :class:`sink.batch.Batch` of encoded events written by :class:`sink.store.Store` (binary COPY; the unique
 ``(event_key, ts)`` absorbs rows already present, so a replay into a database that holds part of the data adds only
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from archive.reader import ArchivedRecord, archive_partitions, market_records, partition_records
 from archive.storage import Location
 from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
-from dedup_stream.normalise import decision_event
+from dedup_stream.normalise import decision_bytes
 from mdpipe.logging import get_logger
-from schemas import DeadLetter, encode_event
+from schemas import DeadLetter
 from sink.batch import Batch, Source
 from sink.store import Store
 
@@ -98,7 +98,7 @@ def replay_archive(
                 if not decision.emit and verdict is not Verdict.ALIAS:  # an alias record goes to the sink too
                     continue
                 try:
-                    payload = encode_event(decision_event(decision, rec.kafka_ts_ms))
+                    payload = decision_bytes(decision, rec.kafka_ts_ms)
                 except Exception as exc:  # as live: SchemaError, or a venue value that cannot be represented
                     on_dead([_letter(f"normalise: {type(exc).__name__}: {exc}", rec)])
                     continue

@@ -27,7 +27,7 @@ State before events (as in the native engine): event batches go to the producer 
 written before them is acknowledged (:class:`OutputBatcher` ``after=``), and a re-emit writes its winner to the
 changelog again (``logic.Deduper``). An event that reached the broker therefore always has its winner in the
 changelog, so a worker restoring the partition after a crash or a failover keeps the same winner. Gap reports are
-forwarded as coverage records, like the native engine (:func:`dedup_stream.normalise.decision_event`).
+forwarded as coverage records, like the native engine (:func:`dedup_stream.normalise.decision_bytes`).
 
 Output goes to the same partition number as the input (the events topic has the same partition count and
 the same key, so this is what murmur2 would pick, without hashing again).
@@ -47,11 +47,11 @@ from faust.types import TP
 
 from dedup_stream.logic import Decision, Deduper, Origin, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
-from dedup_stream.normalise import decision_event
+from dedup_stream.normalise import decision_bytes
 from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
 from dedup_stream.settings import DedupSettings
 from mdpipe.logging import get_logger
-from schemas import DeadLetter, encode_dead_letter, encode_event
+from schemas import DeadLetter, encode_dead_letter
 
 __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
 
@@ -235,7 +235,7 @@ class DedupApp:
                 log_weak(decision)
             try:
                 stamp_ms = int(msg.timestamp * 1000) if msg.timestamp else 0  # Faust: seconds (float)
-                out = encode_event(decision_event(decision, stamp_ms, time.time_ns()))
+                out = decision_bytes(decision, stamp_ms, time.time_ns())
             except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                 self.unmappable += 1
                 await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")

@@ -48,8 +48,9 @@ Gap reports (frames of kind ``gap``) are forwarded as ``Gap`` coverage records, 
 shared with the Faust engine.
 
 Output: ``events`` key = market id, partition = the input partition (same count, same key hash),
-value = ``encode_event(decision_event(decision))``; a lifecycle copy that brought new keys to an emitted event is a
-duplicate emitted as an alias record (:attr:`dedup_stream.logic.Verdict.ALIAS`).
+value = ``decision_bytes(decision)`` (the bytes of ``encode_event(decision_event(decision))``, by the venue's event
+encoder where it has one); a lifecycle copy that brought new keys to an emitted event is a duplicate emitted as an
+alias record (:attr:`dedup_stream.logic.Verdict.ALIAS`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from dedup_stream.lag import RawLag
 from dedup_stream.logic import PLAIN_DUPLICATE, Decision, Deduper, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.native_output import NativeOutput
-from dedup_stream.normalise import decision_event
+from dedup_stream.normalise import decision_bytes
 from dedup_stream.output import EXIT_OUTPUT_FAILED
 from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
@@ -76,7 +77,7 @@ from dedup_stream.restore import ChangelogRestorer, ensure_changelog
 from dedup_stream.settings import DedupSettings, changelog_topic
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
 from mdpipe.logging import get_logger
-from schemas import DeadLetter, encode_dead_letter, encode_event
+from schemas import DeadLetter, encode_dead_letter
 
 __all__ = ["NativeWorker"]
 
@@ -361,7 +362,7 @@ class NativeWorker:
                 if decision.weak:  # an alias record after a weak join
                     _log_weak(decision)
                 try:
-                    out = encode_event(decision_event(decision, msg.timestamp()[1], read_ns))
+                    out = decision_bytes(decision, msg.timestamp()[1], read_ns)
                 except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                     self.unmappable += 1
                     self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")

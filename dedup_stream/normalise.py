@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from dedup_stream.gaps import gap_event
 from dedup_stream.logic import Decision, Verdict
-from schemas import Event, Lifecycle, RawFrame
+from schemas import Event, Lifecycle, RawFrame, encode_event
 from venues import get_venue
-from venues.interface import FrameNormaliser
+from venues.interface import EventEncoder, FrameNormaliser
 
-__all__ = ["decision_event"]
+__all__ = ["decision_bytes", "decision_event"]
 
 _normalisers: dict[str, FrameNormaliser] = {}  # venue name -> its normaliser, looked up once per venue
+_encoders: dict[str, EventEncoder | None] = {}  # venue name -> its event encoder (None: it has none)
+_WON, _REEMIT = Verdict.WON, Verdict.REEMIT
 
 
 def _normalise(frame: RawFrame) -> Event:
@@ -47,3 +49,20 @@ def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) ->
     event.raw_ts_ms = raw_ts_ms
     event.dedup_ns = dedup_ns
     return event
+
+
+def decision_bytes(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) -> bytes:
+    """``encode_event(decision_event(decision, raw_ts_ms, dedup_ns))``; raises what that raises."""
+    frame = decision.frame
+    verdict = decision.verdict
+    if frame is not None and (verdict is _WON or verdict is _REEMIT):  # a venue event: its normaliser's event
+        venue = frame.venue
+        try:
+            encoder = _encoders[venue]
+        except KeyError:
+            encoder = _encoders[venue] = get_venue(venue).event_encoder()
+        if encoder is not None:
+            out = encoder(frame, raw_ts_ms, dedup_ns)
+            if out is not None:
+                return out
+    return encode_event(decision_event(decision, raw_ts_ms, dedup_ns))

@@ -19,7 +19,8 @@ What a venue provides, by stage:
   over which the gatherer keeps its ``ingest.registry.MarketRegistry``), :attr:`Venue.max_markets_per_connection`
   (the venue's own cap, 0 = none);
 - dedup (both engines): :meth:`Venue.normaliser`, the winning ``RawFrame`` -> the shared :mod:`schemas.events`
-  ``Event``;
+  ``Event``; optionally :meth:`Venue.event_encoder`, the same event already encoded, for the kinds it can vouch for
+  (the native engine's hot path);
 - ``verify``: :meth:`Venue.truth_normaliser`, one emulator ground-truth message body -> ``Event``;
   :meth:`Venue.truth_translator` (None for the venue whose protocol the emulator speaks natively), the emulator's
   truth and record rewritten into this venue's events and markets (:class:`TruthTranslator`); :attr:`Venue.trade_ids`
@@ -54,6 +55,7 @@ __all__ = [
     "BookRule",
     "Discovery",
     "EmulatorProfile",
+    "EventEncoder",
     "FrameNormaliser",
     "Signer",
     "StatusListings",
@@ -66,6 +68,8 @@ __all__ = [
 ]
 
 FrameNormaliser = Callable[[RawFrame], Event]
+# (winning frame, raw_ts_ms, dedup_ns) -> encode_event of the normaliser's event with those hop stamps, or None
+EventEncoder = Callable[[RawFrame, int, int], bytes | None]
 # (kind, msg body, *, market, event_key, recv_ns, gatherer, envelope_type) -> Event
 TruthNormaliser = Callable[..., Event]
 # (snapshot rows, delta rows, at_ms) -> the book at venue time at_ms (None: no snapshot at or before it); the types are
@@ -303,6 +307,13 @@ class Venue(ABC):
     def normaliser(self) -> FrameNormaliser:
         """``RawFrame -> Event`` for the winning copy; raises ``SchemaError`` (or ``ValueError``/``ArithmeticError``
         for a value that cannot be represented) and the caller dead-letters the frame."""
+
+    def event_encoder(self) -> EventEncoder | None:
+        """Optional fast path of :meth:`normaliser` (dedup's native engine): ``(frame, raw_ts_ms, dedup_ns) ->`` the
+        bytes ``encode_event`` gives for the normaliser's event with those hop stamps set, or None for a frame it cannot
+        vouch for (the caller then takes the normaliser, which raises the errors); it never raises. None (the default):
+        no fast path."""
+        return None
 
     @abstractmethod
     def truth_normaliser(self) -> TruthNormaliser:

@@ -17,6 +17,7 @@ from typing import Any
 
 from venues.interface import (
     EmulatorProfile,
+    EventEncoder,
     FrameNormaliser,
     Signer,
     StatusListings,
@@ -65,6 +66,11 @@ class Kalshi(Venue):
         from venues.kalshi.messages import to_event
 
         return to_event
+
+    def event_encoder(self) -> EventEncoder:
+        from venues.kalshi.event_bytes import event_bytes
+
+        return event_bytes
 
     def truth_normaliser(self) -> TruthNormaliser:
         from venues.kalshi.messages import msg_to_event
