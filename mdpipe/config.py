@@ -186,8 +186,9 @@ class GatherConfig(_Section):
     anchor_hold_s: float = 5.0
     # a lifecycle message with an anchor before it waits at most this long for the next anchor (its forward key),
     # then it is keyed by the anchor before it alone, and again with its forward key when the next anchor comes
-    # (venues.kalshi.anchors); 0 = no cap: it waits for the next anchor (seconds on the demo's stream). Off by
-    # default: the cap is exactly-once only while the dedup stage reads the gatherers' topics < 1 s apart
+    # (the venue's anchor chain, where it has one); 0 = no cap: it waits for the next anchor (seconds on the demo's
+    # stream). Off by default: the cap is exactly-once only while the dedup stage reads the gatherers' topics < 1 s
+    # apart
     anchor_max_wait_ms: float = 0.0
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     # frames are held this long before they go to librdkafka together (ingest.gatherer): the raw hop's latency cost
