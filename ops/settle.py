@@ -23,7 +23,7 @@ class Settle:
 
     lag_s: float = 1.0
     hold_s: float = 5.0
-    timeout_s: float = 180.0
+    timeout_s: float = 120.0
 
 
 def stage_lags(stages: Mapping[str, Mapping[str, Mapping[str, Any]]], expected: int) -> list[float] | None:

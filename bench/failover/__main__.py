@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink-kill-at", type=float, default=0.7, help="fraction of the run (0.7)")
     parser.add_argument("--settle-lag", type=float, default=1.0, help="steady: lag at most this, s (1; 0: no wait)")
     parser.add_argument("--settle-hold", type=float, default=5.0, help="steady: for this long in a row, s (5)")
-    parser.add_argument("--settle-timeout", type=float, default=180.0, help="wait at most this long, s (180)")
+    parser.add_argument("--settle-timeout", type=float, default=120.0, help="wait at most this long, s (120)")
     args = parser.parse_args(argv)
     settle = Settle(args.settle_lag, args.settle_hold, args.settle_timeout) if args.settle_lag > 0 else None
 
