@@ -218,11 +218,13 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWork
     return native.NativeWorker(settings)
 
 
-def run_batches(worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], ScriptedConsumer]:
-    frames = gatherer_copies(venue_events(BATCHES * PER_BATCH, markets=5, seed=3), "g1")
+def run_batches(
+    worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch, batches: int = BATCHES
+) -> tuple[list[Any], ScriptedConsumer]:
+    frames = gatherer_copies(venue_events(batches * PER_BATCH, markets=5, seed=3), "g1")
     messages = [FakeMessage(RAW_TOPICS[0], 0, i, encode_raw(f)) for i, f in enumerate(frames)]
     consumer = ScriptedConsumer(
-        worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(BATCHES)], len(frames)
+        worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(batches)], len(frames)
     )
     monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
     assert worker.run() == 0
@@ -280,14 +282,7 @@ def test_interval_commits_do_not_stop_the_reading_and_name_only_acknowledged_out
     acknowledged."""
     monkeypatch.setattr(SlowAckOutput, "events_delay_s", ACK_DELAY_S)
     worker.settings = dataclasses.replace(worker.settings, commit_interval_s=1e-6)
-    batches = 5
-    frames = gatherer_copies(venue_events(batches * PER_BATCH, markets=5, seed=3), "g1")
-    messages = [FakeMessage(RAW_TOPICS[0], 0, i, encode_raw(f)) for i, f in enumerate(frames)]
-    consumer = ScriptedConsumer(
-        worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(batches)], len(messages)
-    )
-    monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
-    assert worker.run() == 0
+    frames, consumer = run_batches(worker, monkeypatch, batches=5)
     out = worker.output
     assert isinstance(out, SlowAckOutput)
 
@@ -299,4 +294,4 @@ def test_interval_commits_do_not_stop_the_reading_and_name_only_acknowledged_out
         (tp,) = offsets
         # one event per frame here (a single gatherer): frame i's event is event i
         assert tp.offset <= acked, (tp.offset, acked, consumer.commits)
-    assert consumer.commits[-1][0].offset == len(messages)  # in the end every frame is committed
+    assert consumer.commits[-1][0].offset == len(frames)  # in the end every frame is committed
