@@ -30,12 +30,15 @@ at once, without a rebalance (a rolling restart moves no partition; a SIGKILLed 
 for its old session to expire). Its local RocksDB state is kept under the workdir, so the restore after such a
 restart reads only the changelog records past the offset the state stored at its last commit.
 
-Commit protocol (every ``commit_interval_s`` or ``commit_every`` frames, on revocation and on stop):
-flush the changelog, hand the held events over, flush both producers and check every delivery report, exiting
-with ``EXIT_OUTPUT_FAILED`` on any failure *before* committing; then store the acknowledged changelog offsets in
-the partition DBs; then commit, synchronously, offset + 1 of the last frame *processed* per input partition
+Commit protocol. A commit names offset + 1 of the last frame *processed* per input partition
 (``enable.auto.offset.store`` is off: a frame librdkafka put in a batch that a revocation cut short is never
-committed). Retriable commit errors are retried; a commit that still fails is only a re-read for the next owner.
+committed), and only once every output of those frames is acknowledged (any delivery failure exits with
+``EXIT_OUTPUT_FAILED`` *before* committing); the acknowledged changelog offsets are then stored in the partition DBs.
+Every ``commit_interval_s`` or ``commit_every`` frames the worker takes a commit point
+(:mod:`dedup_stream.commit_point`) and reads on: the events of batches after the point wait until everything before
+it is acknowledged, then the offsets are committed asynchronously (a failed one merged back into the next). On
+revocation and on stop it flushes the changelog, hands the held events over, flushes both producers and commits
+synchronously; retriable commit errors are retried; a commit that still fails is only a re-read for the next owner.
 A frame whose partition is no longer assigned is skipped. Local RocksDB is written before its output is
 acknowledged, so after a SIGKILL a frame can find its own key already stored: the stored value is the origin of
 the accepted copy, and a replay of that same origin is emitted again (the sink's unique key absorbs the repeat).
@@ -65,6 +68,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from dedup_stream.commit_point import CommitPoint, merge_back
 from dedup_stream.lag import RawLag
 from dedup_stream.logic import PLAIN_DUPLICATE, Decision, Deduper, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
@@ -96,7 +100,7 @@ def _log_weak(decision: Decision) -> None:
 # How long the loop sleeps in poll() when no frame arrives: only housekeeping waits for it (the 1-s tick, interval
 # commits, the idle check). A frame that arrives ends the wait at once.
 _IDLE_POLL_S = 0.1
-# While events are held and no frame arrives, poll this often for their changelog acknowledgements.
+# While events are held (or a commit point waits for its acknowledgements) and no frame arrives, poll this often.
 _HELD_POLL_S = 0.002
 
 # commit errors that mean this member's generation is over: not a failure of this worker's output
@@ -172,6 +176,8 @@ class NativeWorker:
         self._positions: dict[tuple[str, int], int] = {}  # (raw topic, partition) -> last offset processed
         # events of decided batches, each with the changelog mark that must be acknowledged before they go out
         self._held: deque[tuple[dict[int, int], list[tuple[bytes, bytes | None, int]]]] = deque()
+        self._point: CommitPoint | None = None  # the interval commit waiting for its acknowledgements
+        self._issued: dict[tuple[str, int], int] = {}  # (raw topic, partition) -> last offset sent in a commit
         self._consumer: Consumer | None = None
         self._restorer: ChangelogRestorer | None = None
         self._callback_error: BaseException | None = None  # raised in a rebalance callback
@@ -245,28 +251,34 @@ class NativeWorker:
         self._owned_set = frozenset()
         self._positions.clear()
         self._held.clear()
+        self._point = None
+        self._issued.clear()
 
     # --- events held until their changelog is acknowledged ----------------------------------------------------
     def _release(self, wait_s: float) -> None:
         """Hand held events to the producer, oldest first, as far as their changelog marks are acknowledged; wait for
         the acknowledgements up to ``wait_s`` seconds (``math.inf``: all of them), and as long as more than
-        ``_MAX_HELD_BATCHES`` are held."""
+        ``_MAX_HELD_BATCHES`` are held. Batches after a commit point wait for its commit (:meth:`_advance_commit`)."""
         held = self._held
         output = self.output
         output.changelog.poll(0)
         deadline = time.monotonic() + wait_s
         while held:
             mark, outs = held[0]
-            if not output.changelog_acked(mark):
+            gated = not self._advance_commit()
+            if gated or not output.changelog_acked(mark):
                 if len(held) <= _MAX_HELD_BATCHES and (wait_s <= 0.0 or time.monotonic() >= deadline):
                     return
-                if output.first_error is not None:  # a changelog record failed: its mark is never reached
+                if output.first_error is not None:  # a record failed: its mark (or the commit point) is never reached
                     log.critical("output_failed_exiting", failures=output.failures, error=output.first_error)
                     os._exit(EXIT_OUTPUT_FAILED)  # no event of that batch left, nothing committed past it
                 output.changelog.poll(0.01)
                 continue
             held.popleft()
+            if self._point is not None:
+                self._point.released()
             self._produce_events(outs)
+        self._advance_commit()
 
     def _produce_events(self, outs: list[tuple[bytes, bytes | None, int]]) -> None:
         produce = self.output.main.produce
@@ -278,7 +290,60 @@ class NativeWorker:
                 self.output.produce(events_topic, key, out, partition)
 
     # --- commit protocol --------------------------------------------------------------------------------------
+    def _begin_commit(self) -> None:
+        """Take an interval commit point (:mod:`dedup_stream.commit_point`); the loop reads on meanwhile."""
+        if self._point is not None or not self._positions:
+            return  # one point at a time: frames processed meanwhile go with the next one
+        self._point = CommitPoint(dict(self._positions), self.output.changelog_mark(), len(self._held))
+        self._positions.clear()
+        self._advance_commit()
+
+    def _advance_commit(self) -> bool:
+        """Commit the pending commit point once everything before it is acknowledged. True when no point holds events
+        back (none is pending, or batches before it are still to go out)."""
+        point, output = self._point, self.output
+        if point is None or point.admits_events():
+            return True
+        if not point.ready(output.changelog_acked(point.changelog_mark), output.events_unacked()):
+            return False
+        if output.first_error is not None:
+            log.critical("output_failed_exiting", failures=output.failures, error=output.first_error)
+            os._exit(EXIT_OUTPUT_FAILED)  # nothing committed past the failed output
+        self._point = None
+        self._store_covered()
+        assert self._consumer is not None
+        offsets = [TopicPartition(topic, part, offset + 1) for (topic, part), offset in point.offsets.items()]
+        self._issued.update(point.offsets)
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)  # the result: _on_commit
+        except KafkaException as exc:  # refused before it was sent (e.g. no longer assigned): the next one carries it
+            self._commit_failed(exc.args[0], point.offsets)
+        return True
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of an interval (asynchronous) commit: a whole or per-partition failure."""
+        if error is not None and error.code() == KafkaError._NO_OFFSET:
+            return
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if failed:
+            self._commit_failed(error or failed[0].error, {(tp.topic, tp.partition): tp.offset - 1 for tp in failed})
+
+    def _commit_failed(self, error: KafkaError, offsets: dict[tuple[str, int], int]) -> None:
+        merged = merge_back(self._positions, offsets, self._issued)
+        log.warning("commit_failed_retried_next", error=str(error), partitions=len(merged))
+
+    def _store_covered(self) -> None:
+        """Store the acknowledged changelog offsets in the partition DBs (where a restore starts)."""
+        for partition, offset in self.output.delivered.items():
+            if partition in self.states.dbs:
+                self.states.set_covered(partition, offset)
+        self.output.delivered.clear()
+
     def _commit(self, consumer: Consumer) -> None:
+        point, self._point = self._point, None
+        if point is not None:  # its frames go with this commit (positions processed since are newer)
+            for tp, offset in point.offsets.items():
+                self._positions.setdefault(tp, offset)
         if self._held:
             if self.output.changelog.flush(_FLUSH_TIMEOUT_S) and self.output.first_error is None:
                 self.output.first_error = "changelog records still undelivered after flush"
@@ -287,13 +352,11 @@ class NativeWorker:
         if error is not None:
             log.critical("output_failed_exiting", failures=self.output.failures, error=error)
             os._exit(EXIT_OUTPUT_FAILED)  # nothing committed past the failed output
-        for partition, offset in self.output.delivered.items():
-            if partition in self.states.dbs:
-                self.states.set_covered(partition, offset)
-        self.output.delivered.clear()
+        self._store_covered()
         if not self._positions:
             return
         offsets = [TopicPartition(topic, part, offset + 1) for (topic, part), offset in self._positions.items()]
+        self._issued.update(self._positions)
         deadline = time.monotonic() + _COMMIT_RETRY_S
         while True:
             try:
@@ -381,7 +444,7 @@ class NativeWorker:
     def _next_batch(self, consumer: Consumer, batch: int) -> list[Message]:
         """Wait for the first frame (at most ``_IDLE_POLL_S``, or ``_HELD_POLL_S`` while events are held), then take
         what else is already queued, up to ``batch`` frames."""
-        first = consumer.poll(_HELD_POLL_S if self._held else _IDLE_POLL_S)
+        first = consumer.poll(_HELD_POLL_S if self._held or self._point else _IDLE_POLL_S)
         if first is None:
             return []
         if batch == 1:
@@ -447,6 +510,7 @@ class NativeWorker:
                 "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
+                "on_commit": self._on_commit,
             }
         )
         self._consumer = consumer
@@ -475,14 +539,17 @@ class NativeWorker:
                     since_commit += len(msgs)
                     self.last_frame = time.monotonic()
                     self.output.poll()
-                elif self._held:
+                elif self._held or self._point:
                     self._release(0.0)
                 if since_commit and (
                     since_commit >= s.commit_every
                     or now - last_commit >= s.commit_interval_s
                     or (not msgs and s.exit_when_idle)
                 ):
-                    self._commit(consumer)
+                    if not msgs and s.exit_when_idle:
+                        self._commit(consumer)
+                    else:
+                        self._begin_commit()
                     since_commit, last_commit = 0, time.monotonic()
                     if not msgs:
                         self.last_frame = last_commit  # busy time includes delivering the last frames' output

@@ -110,6 +110,12 @@ class NativeOutput:
         self.main.poll(0)
         self.changelog.poll(0)
 
+    def events_unacked(self) -> int:
+        """Records of the events/DLQ producer not acknowledged yet (delivery reports served first): 0 means every one
+        produced so far is acknowledged, or failed and recorded in :attr:`first_error`."""
+        self.main.poll(0)
+        return len(self.main)
+
     def flush(self, timeout_s: float) -> str | None:
         """Wait until every queued record is acknowledged or failed; return the first failure, else None."""
         try:

@@ -281,8 +281,9 @@ class DedupConfig(_Section):
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)
     linger_ms: int = 2
-    # raw offsets are committed this often (and every commit_every frames): events do not wait for commits, but the
-    # loop stops for one flush of both producers and one commit round trip (a few ms) each time; a crash re-reads and
+    # raw offsets are committed this often (and every commit_every frames), asynchronously once the output of the
+    # frames named is acknowledged: the loop reads on meanwhile, the events of the batches decided meanwhile wait for
+    # those acknowledgements (one round trip, a few ms; dedup_stream.commit_point); a crash re-reads and
     # re-emits up to this much input (absorbed by the sink's unique key) and replays the changelog written since, so
     # a SIGKILLed worker's catch-up after its restart grows with it (bench-failover); each commit also stores the
     # changelog offset in the local state (what a restart replays from)

@@ -36,6 +36,7 @@ from ops.cpu import CpuSample, cpu_rows
 from ops.cpu import sample as cpu_sample
 from ops.probe import KafkaProbe
 from ops.processes import Child
+from ops.settle import Settle, SettleWatch, stage_lags
 
 __all__ = ["DEMO_VENUE", "FaultPlan", "PipelineRun", "Progress", "RunOptions", "venue_args"]
 
@@ -121,6 +122,8 @@ class RunOptions:
     hop_trace: bool = False  # the sink writes its hop trace (sink.trace): verify() then adds the hop table
     measure_cpu: bool = False  # CPU samples (ops.cpu) at the start and end of generation and after the drain
     venues: tuple[str, ...] = ()  # the venues of the run (venues.names()); () = the default venue alone
+    # wait for the steady state (ops.settle) before duration_s and its faults start; None: they start at once
+    settle: Settle | None = None
 
 
 @dataclass
@@ -201,6 +204,10 @@ class PipelineRun:
         self._probe: KafkaProbe | None = None
         self._scrapes: dict[str, tuple[float, list[Any]]] = {}  # child name -> (monotonic time, last samples)
         self.kills: list[tuple[str, int]] = []  # (child name, wall-clock ns) of each crash_restart_at SIGKILL
+        # with options.settle: seconds from the start of generation to the steady state (None: never reached within
+        # its timeout), and when the faults' clock started (wall-clock ns)
+        self.settled_s: float | None = None
+        self.schedule_started_ns = 0
         self.cpu_samples: dict[str, CpuSample] = {}  # mark name -> sample (cpu_mark)
         self.trace_path = self.workdir / "sink-hops.trace"
 
@@ -533,20 +540,35 @@ class PipelineRun:
 
     # ----------------------------------------------------------------- the run
     def run(self, on_progress: Callable[[Progress], None] | None = None, interval_s: float = 1.0) -> None:
-        """Generate for ``duration_s`` with faults, then quiesce the venue and drain the pipeline."""
+        """Generate for ``duration_s`` with faults (after the steady state, with ``settle``), then quiesce the venue
+        and drain the pipeline."""
         if self.options.measure_cpu:
             self.cpu_mark("start")
         started = time.monotonic()
-        self.generation_started_ns = time.time_ns()
+        self.generation_started_ns = self.schedule_started_ns = time.time_ns()
         done: set[str] = set()
         kill_time: list[float] = []
         last: Progress | None = None
-        while (elapsed := time.monotonic() - started) < self.options.duration_s:
-            self._faults_due(elapsed / self.options.duration_s, done, kill_time)
+        duration = self.options.duration_s
+        watch = SettleWatch(self.options.settle) if self.options.settle else None
+        clock: float | None = None if watch else 0.0  # elapsed seconds when the faults' clock started
+        while True:
+            elapsed = time.monotonic() - started
+            if clock is not None and elapsed - clock >= duration:
+                break
+            if clock is not None:
+                self._faults_due((elapsed - clock) / duration, done, kill_time)
             self._check_children()
             last = self.progress(started, last)
             if on_progress:
                 on_progress(last)
+            if watch is not None and clock is None:
+                lags = stage_lags(last.stages, self.options.dedup_workers + 1)
+                if watch.observe(last.elapsed_s, lags) or watch.timed_out(elapsed):
+                    clock = time.monotonic() - started
+                    self.settled_s = None if watch.settled_at is None else round(watch.settled_at, 1)
+                    self.schedule_started_ns = self.generation_started_ns + int(clock * 1e9)
+                    self._note("never settled" if self.settled_s is None else f"steady after {self.settled_s} s")
             time.sleep(max(0.0, interval_s - (time.monotonic() - started - elapsed)))
         if self.options.measure_cpu:
             self.cpu_mark("end")

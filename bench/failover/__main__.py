@@ -1,11 +1,13 @@
 """`make bench-failover`: how long the pipeline stops delivering when the dedup worker, later the sink, is SIGKILLed.
 
-One run at ``--rate`` events/s (10,000) for ``--duration`` s (60) with 3 gatherers, 1 dedup worker and 1 sink, the
-venue's own behaviours on and no other fault. At ``--dedup-kill-at`` of the duration (0.3) the dedup worker is
-SIGKILLed and started again at once (same work dir: its local state kept), as a supervisor would; at
-``--sink-kill-at`` (0.7) the sink likewise. ``recoveries_overlap`` says when the first kill's first commit came
-after the second kill (its figures then include the second outage: give the run more time). This harness measures
-whatever the code does; it never waits or tunes.
+One run at ``--rate`` events/s (10,000) with 3 gatherers, 1 dedup worker and 1 sink, the venue's own behaviours on
+and no other fault. The failover figures are recovery times, not start-up: the run first waits for the steady state
+(:mod:`ops.settle`: the dedup worker's and the sink's consumer lag at most ``--settle-lag`` s for ``--settle-hold`` s in
+a row, at most ``--settle-timeout`` s; ``--settle-lag 0`` does not wait), then runs ``--duration`` s (60) more. At
+``--dedup-kill-at`` of that duration (0.3) the dedup worker is SIGKILLed and started again at once (same work dir:
+its local state kept), as a supervisor would; at ``--sink-kill-at`` (0.7) the sink likewise. ``recoveries_overlap``
+says when the first kill's first commit came after the second kill (its figures then include the second outage: give
+the run more time). Apart from that wait this harness measures whatever the code does; it never tunes.
 
 Per kill, from the hop stamps of every event (:mod:`ops.hops`; events topic + the sink's hop trace) and the
 restarted stage's log:
@@ -18,9 +20,11 @@ restarted stage's log:
   ``raw``, ``dedup``, ``events``, ``read``, ``commit``): where the pipeline was held up.
 
 Last line ``RESULT {json}``: ``value`` = the worst ``first_commit_s`` (seconds); ``baseline`` = p99 venue->committed
-(seconds) of the same run's events generated after the warm-up and more than ``GUARD_S`` before the first kill (the
-pipeline's normal delivery time); ``ratio`` = value / baseline; per-kill figures; and the verdict of ``mdpipe
-verify`` over the whole run (``missing``, ``duplicated``: both must be 0).
+(seconds) of the same run's events generated after the steady state (without the wait: after the warm-up) and more
+than ``GUARD_S`` before the first kill (the pipeline's normal delivery time); ``ratio`` = value / baseline; per-kill
+figures; the start-up figures (``startup``: seconds from the start of generation to the steady state, null if never
+reached, the p99 venue->committed of the events generated before it and the largest lags of that time); and the
+verdict of ``mdpipe verify`` over the whole run, start-up included (``missing``, ``duplicated``: both must be 0).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 from mdpipe.config import load_config, run_dir
 from ops.hops import BOUNDARIES, TOTAL, format_hops
 from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
+from ops.settle import Settle
 
 WARMUP_S = 10.0  # as bench-e2e: the initial snapshot burst is left out of the baseline
 GUARD_S = 5.0  # events generated this close before the first kill are left out of the baseline
@@ -94,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
     parser.add_argument("--dedup-kill-at", type=float, default=0.3, help="fraction of the run (0.3)")
     parser.add_argument("--sink-kill-at", type=float, default=0.7, help="fraction of the run (0.7)")
+    parser.add_argument("--settle-lag", type=float, default=1.0, help="steady: lag at most this, s (1; 0: no wait)")
+    parser.add_argument("--settle-hold", type=float, default=5.0, help="steady: for this long in a row, s (5)")
+    parser.add_argument("--settle-timeout", type=float, default=120.0, help="wait at most this long, s (120)")
     args = parser.parse_args(argv)
+    settle = Settle(args.settle_lag, args.settle_hold, args.settle_timeout) if args.settle_lag > 0 else None
 
     options = RunOptions(
         markets=args.markets,
@@ -114,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout_s=300.0,
         database="mdpipe_bench_failover",
         hop_trace=True,
+        settle=settle,
     )
     run = PipelineRun(load_config(), options)
-    lags: list[tuple[float, int, int]] = []
+    lags: list[tuple[float, int, int]] = []  # (elapsed s, dedup lag, sink lag) in records
 
     def keep(p: Progress) -> None:
         lags.append((round(p.elapsed_s, 1), p.dedup_lag, p.sink_lag))
@@ -129,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     kills = list(run.kills)
     if len(kills) != 2:
         raise RuntimeError(f"expected two kills, the run made {kills}")
-    warm_ns = run.generation_started_ns + int(WARMUP_S * 1e9)
-    baseline_window = (warm_ns, kills[0][1] - int(GUARD_S * 1e9))
-    report = run.verify(warmup_s=WARMUP_S, windows={"baseline": baseline_window}, marks=tuple(k for _, k in kills))
+    steady_ns = max(run.schedule_started_ns, run.generation_started_ns + int(WARMUP_S * 1e9))
+    windows = {"baseline": (steady_ns, kills[0][1] - int(GUARD_S * 1e9))}
+    if settle is not None:
+        windows["startup"] = (run.generation_started_ns, run.schedule_started_ns)
+    report = run.verify(warmup_s=WARMUP_S, windows=windows, marks=tuple(k for _, k in kills))
     figures = []
     for (name, kill_ns), firsts in zip(kills, report["hop_marks"], strict=True):
         fig = stage_figures(name, kill_ns, run.children[name].log_path, firsts)
@@ -146,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     first_back_ns = report["hop_marks"][0].get("commit", 2**63 - 1)
     value = None if any(c is None for c in commits) else max(commits)  # type: ignore[type-var]
     baseline = base_ms / 1000 if base_ms else None
+    startup_s = (run.schedule_started_ns - run.generation_started_ns) / 1e9
+    startup_ms = report["hop_windows"].get("startup", {}).get(TOTAL, {})
     result = {
         "bench": "failover",
         "value": value,
@@ -162,8 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": report["latency_ms"].get("p50"),
         "p99_ms": report["latency_ms"].get("p99"),
         "max_lag_records": {
-            "dedup": max((d for _, d, _ in lags), default=0),
-            "sink": max((s for _, _, s in lags), default=0),
+            "dedup": max((d for t, d, _ in lags if t >= startup_s), default=0),
+            "sink": max((s for t, _, s in lags if t >= startup_s), default=0),
+        },
+        "startup": {
+            "settled_s": run.settled_s,
+            "settle": None if settle is None else {"lag_s": settle.lag_s, "hold_s": settle.hold_s},
+            "p99_s": round(startup_ms["p99"] / 1000, 2) if startup_ms.get("p99") else None,
+            "max_lag_records": {
+                "dedup": max((d for t, d, _ in lags if t < startup_s), default=0),
+                "sink": max((s for t, _, s in lags if t < startup_s), default=0),
+            },
         },
         "clean": report["clean"],
         **{k: report[k] for k in VERDICT_KEYS},
