@@ -77,7 +77,8 @@ def truth(gen: Generator, m: int) -> tuple[tuple, tuple]:  # type: ignore[type-a
     return yes, no
 
 
-def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
+def two_gatherers() -> tuple[Generator, Profile, list, Gatherer, Gatherer]:  # type: ignore[type-arg]
+    """A generated run and two gatherers connected to it, holding every token of its four markets."""
     gen, profile, batches = run()
     assets = [a for m in range(4) for a in profile.ids(m)[1:]]
     g1 = Gatherer("g1", ServerSession(profile, 1), assets)
@@ -85,6 +86,11 @@ def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
     for g in (g1, g2):
         g.session.connected(0)
         g.pump(gen.markets.base_ts_ms)
+    return gen, profile, batches, g1, g2
+
+
+def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
+    gen, profile, batches, g1, g2 = two_gatherers()
     for batch in batches:
         ts = batch[-1][3]
         for g, batched in ((g1, False), (g2, True)):
@@ -174,13 +180,7 @@ def test_a_gatherer_that_lost_a_change_keys_the_next_change_of_its_level_as_the_
     g2's connection: g2's copy of the second change must get the key g1's copy of it has, not a key of its own (which
     dedup would store as a second row: the Polymarket ``duplicated: 2`` of the all-venues e2e test, one row per token).
     """
-    gen, profile, batches = run()
-    assets = [a for m in range(4) for a in profile.ids(m)[1:]]
-    g1 = Gatherer("g1", ServerSession(profile, 1), assets)
-    g2 = Gatherer("g2", ServerSession(profile, 2), assets)
-    for g in (g1, g2):
-        g.session.connected(0)
-        g.pump(gen.markets.base_ts_ms)
+    _, profile, batches, g1, g2 = two_gatherers()
     head_batch, head = _twin_head(batches, profile)
     for b, batch in enumerate(batches):
         outs = profile.batch(batch)
