@@ -103,7 +103,7 @@ _cmd = msgspec.json.Encoder()
 # A RawFrame is a msgpack array (array_like) of these fields in this order: the hot path encodes the tuple directly.
 _FRAME_FIELDS = (
     "v", "venue", "gatherer", "conn", "sid", "seq", "recv_ns", "kind", "market", "event_key", "payload", "venue_ms",
-    "after_keys", "alt_keys", "weak_key", "weak_refs", "weak_sub",
+    "after_keys", "alt_keys", "weak_key", "weak_refs", "weak_sub", "ordinal",
 )  # fmt: skip
 _NO_AFTER: list[str] = []
 if (
@@ -522,6 +522,7 @@ class KalshiSession:
                     "",
                     _NO_AFTER,
                     "",
+                    0,
                 )
             ),
         )
@@ -549,6 +550,7 @@ class KalshiSession:
                     "",
                     _NO_AFTER,
                     "",
+                    0,
                 )
             ),
         )
@@ -671,6 +673,7 @@ class KalshiSession:
                     weak_key(item.content) if key.weak else "",
                     key.refs,
                     item.sub,
+                    0,
                 )
             ),
         )

@@ -4,10 +4,11 @@ rows with the venue's REPLACE semantics.
 A ``price_change`` entry sets a level to its new size (``"0"`` removes it) [doc]. Normalised
 (:mod:`venues.polymarket.normalise`), a token's bids are the ``yes`` ladder and its asks at ``p`` the ``no`` ladder
 at ``1 - p``; a :class:`schemas.events.BookDelta` of this venue carries the level's new size in ``delta``. Changes to
-different levels commute; changes to one level inside one venue millisecond are ordered by the occurrence number of
-their event key (``p:<digest>:<n>``, :mod:`venues.polymarket.keys`), so :func:`book_at` sorts by ``(ts_ms, n)``.
-This is the venue's own rebuild, the reference the stored rows are checked against: the normaliser marks each
-delta ``replaces`` with ``ordinal`` = ``n``, and ``sink.book`` and the database's ``book_at`` rebuild from those
+different levels commute; changes to one level inside one venue millisecond are ordered by their ``ordinal`` (the
+gatherer's count of the level's changes in that millisecond, :mod:`venues.polymarket.keys`), so :func:`book_at`
+sorts by ``(ts_ms, ordinal)``. This is the venue's own rebuild, the reference the stored rows are checked against:
+the normaliser marks each delta ``replaces`` with that ``ordinal``, and ``sink.book`` and the database's ``book_at``
+rebuild from those
 (``tests/venues/polymarket/test_book_db.py`` holds all three equal).
 Which copy of a change was stored does not matter (the copies carry the same size).
 """
@@ -64,9 +65,8 @@ class TokenBook:
 
 
 def change_order(delta: DeltaRow) -> tuple[int, int]:
-    """Sort key of a stored change: venue ms, then the occurrence number of its level in that ms."""
-    tail = delta.event_key.rsplit(":", 1)[-1]
-    return delta.ts_ms, int(tail) if tail.isdigit() else 0
+    """Sort key of a stored change: venue ms, then its order among its level's changes in that ms."""
+    return delta.ts_ms, delta.ordinal
 
 
 def apply_replace(book: Book, delta: DeltaRow) -> None:

@@ -16,23 +16,29 @@ the first 8 bytes of BLAKE2b in hex over the fields joined by ``\\x1f``.
   connection alone, on its subscription). Copies of one book agree; two books of one asset with the same timestamp
   and the same levels merge on purpose (same state). ``hash``, ``tick_size``, ``last_trade_price`` are left out: the
   last one is reported only in the first book after connecting [3p].
-- price_change entry ``p:<h(asset, timestamp, side, price, size)>:<n>``: ``n`` numbers the changes of the same LEVEL
-  (asset, side, price) in the same venue millisecond, whatever their sizes, so it also orders them (a price_change
-  REPLACES a level's size: changes to one level do not commute, changes to different levels do; a book rebuild orders
-  one level's changes inside a millisecond by ``n``). ``hash``/``best_bid``/``best_ask`` are derived from the book
-  and left out (fewer assumptions about their stability across sockets).
+- price_change entry ``p:<h(asset, timestamp, side, price, size)>:<n>``: ``n`` numbers the IDENTICAL changes (same
+  level (asset, side, price), same new size) in the same venue millisecond, as for trades below. It does not count
+  the level's other changes: a gatherer that did not receive an earlier change of the level in that millisecond (the
+  venue lost it on that connection, which nothing on this wire reveals when the next change states the level's new
+  size; or its subscription began after it) still keys every later one as the other gatherers do. The ORDER of one
+  level's changes in a millisecond, which a book rebuild needs (a price_change REPLACES a level's size: changes to one
+  level do not commute, changes to different levels do), is returned apart, as the ``ordinal`` of the change: the
+  number of the level's changes in the millisecond counted so far, whatever their sizes (it travels in the RawFrame,
+  not in the key). ``hash``/``best_bid``/``best_ask`` are derived from the book and left out (fewer assumptions about
+  their stability across sockets).
 - last_trade_price ``t:<h(asset, timestamp, price, size, side, fee_rate_bps, transaction_hash)>:<n>`` and
   tick_size_change ``z:<h(asset, timestamp, old, new)>:<n>``: ``n`` numbers identical bodies in the millisecond
   (two identical fills in one millisecond stay two; there is no trade id).
 
-Where it can still go wrong: a gatherer that did not receive an earlier message of the same level (price_change) or
-an earlier identical body (trade, tick) in the same millisecond -- its subscription began between them, or it lost
-it -- numbers the later one one lower. For a trade or tick that is the earlier twin's key (a merge, as with others'
-deltas: dedup keeps both as long as one gatherer delivered both). For a price_change it is the earlier change's key
-only if that change set the SAME size (then the two are the same operation on the book); otherwise it is a key no
-reference message has (a possible duplicate row, never a lost one). A re-delivered message is indistinguishable from
-a second identical one and gets ``n + 1`` (a duplicate row). Counters are forgotten by VENUE time (``horizon_ms``
-behind the newest timestamp seen); a copy older than that gets ``n = 0``, which no first copy has (never a merge).
+Where it can still go wrong: a gatherer that did not receive an earlier IDENTICAL body in the same millisecond
+(price_change, trade or tick) numbers the later one one lower, which is the earlier twin's key (a merge of two equal
+operations, as with others' deltas: dedup keeps both as long as one gatherer delivered both); never a key that no
+message has. Such a gatherer's ``ordinal`` of a change is low by the level's changes it did not receive in that
+millisecond: when its copy is the one dedup keeps, the row may sort before a change that preceded it (the level's size
+at that millisecond is then the earlier change's until the level changes again or a ``book`` comes). A re-delivered
+message is indistinguishable from a second identical one and gets ``n + 1`` (a duplicate row). Counters are forgotten
+by VENUE time (``horizon_ms`` behind the newest timestamp seen); a copy older than that gets ``n = 0``, which no first
+copy has (never a merge), and ordinal 0.
 """
 
 from __future__ import annotations
@@ -82,12 +88,14 @@ class PolymarketKeyer:
         asks = _levels(m.asks, "asks")
         return "b:" + digest(_join(m.asset_id, m.timestamp, "bids", level_text(bids), "asks", level_text(asks)))
 
-    def change(self, ts_ms: int, e: PriceChange) -> str:
+    def change(self, ts_ms: int, e: PriceChange) -> tuple[str, int]:
+        """``(event key, ordinal)`` of one price_change entry (module docstring)."""
         price = norm(check(e.price, "price", PRICE))
         size = norm(check(e.size, "size", SIZE))
         level = _join(e.asset_id, ts_ms, e.side, price)
         body = digest(level + "\x1f" + size)
-        return f"p:{body}:{self._n(level, ts_ms)}"
+        n = self._n("p" + body, ts_ms)
+        return f"p:{body}:{n}", self._seen.next(level, ts_ms) if n else 0
 
     def trade(self, m: LastTradePriceMsg) -> str:
         price = norm(check(m.price, "price", PRICE))

@@ -13,8 +13,8 @@ Mapping decisions:
   change stream from the gatherer, else the message's timestamp).
 - **price_change entry** -> :class:`BookDelta` with ``side`` yes (BUY) / no (SELL, price ``1 - p``) and ``delta`` =
   the level's NEW size: Polymarket replaces levels, it does not add, so the delta says so (``replaces=True``) and
-  carries its order inside the millisecond (``ordinal`` = the occurrence number ``n`` of its event key
-  ``p:<digest>:<n>``, which numbers the changes of one level in one venue ms in the venue's order,
+  carries its order inside the millisecond (``ordinal``: the winning copy's ``RawFrame.ordinal``, which numbers the
+  changes of one level in one venue ms in the venue's order; the event key does not carry it,
   :mod:`venues.polymarket.keys`). ``sink.book`` and the database's ``book_at`` rebuild with that rule;
   :mod:`venues.polymarket.book` is the venue's own reference.
 - **last_trade_price** -> :class:`Trade`: ``yes_price`` = price, ``no_price`` = ``1 - price``, ``count`` = size,
@@ -49,7 +49,7 @@ from venues.polymarket.wire import (
     decode,
 )
 
-__all__ = ["change_payload", "message_to_event", "occurrence", "to_event"]
+__all__ = ["change_payload", "message_to_event", "to_event"]
 
 _ONE = Decimal(1)
 _EVENT_BY_KIND = {
@@ -76,12 +76,6 @@ def change_payload(market: str, timestamp: int, entry: bytes) -> bytes:
     )
 
 
-def occurrence(event_key: str) -> int:
-    """The occurrence number ``n`` at the end of an event key (``p:<digest>:<n>``); 0 without one."""
-    tail = event_key.rpartition(":")[2]
-    return int(tail) if tail.isascii() and tail.isdigit() and len(tail) < 10 else 0  # fits the int4 column
-
-
 def _ladders(
     bids: list[Level], asks: list[Level]
 ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
@@ -90,8 +84,11 @@ def _ladders(
     return yes, no
 
 
-def message_to_event(kind: str, payload: bytes, *, market: str, event_key: str, recv_ns: int, gatherer: str) -> Event:
-    """The normalised Event of one frame payload of ``kind`` (``SchemaError``/``ValueError`` on bad input)."""
+def message_to_event(
+    kind: str, payload: bytes, *, market: str, event_key: str, recv_ns: int, gatherer: str, ordinal: int = 0
+) -> Event:
+    """The normalised Event of one frame payload of ``kind`` (``SchemaError``/``ValueError`` on bad input); ``ordinal``
+    is a price_change entry's order among its level's changes in the millisecond (``RawFrame.ordinal``)."""
     event_type = _EVENT_BY_KIND.get(kind)
     if event_type is None:
         raise SchemaError(f"polymarket: kind {kind!r} is not a venue event")
@@ -113,7 +110,7 @@ def message_to_event(kind: str, payload: bytes, *, market: str, event_key: str, 
             price=price if e.side == "BUY" else _ONE - price,
             delta=check(e.size, "size", SIZE),
             replaces=True,
-            ordinal=occurrence(event_key),
+            ordinal=ordinal if 0 <= ordinal < 1 << 31 else 0,  # fits the int4 column
         )
     if isinstance(m, LastTradePriceMsg):
         price = check(m.price, "price", PRICE)
@@ -144,7 +141,7 @@ def to_event(frame: RawFrame) -> Event:
     position and its ``after_keys``."""
     event = message_to_event(
         frame.kind, frame.payload, market=frame.market, event_key=frame.event_key, recv_ns=frame.recv_ns,
-        gatherer=frame.gatherer,
+        gatherer=frame.gatherer, ordinal=frame.ordinal,
     )  # fmt: skip
     if frame.venue_ms is not None and isinstance(event, BookSnapshot):
         event.ts_ms = frame.venue_ms

@@ -14,7 +14,8 @@ closes the socket and reconnects. The session:
   first ``book`` on;
 - sends ``PING`` every ``ping_interval_s`` and skips ``PONG`` (not JSON);
 - splits every frame (an object or an array of messages) and a ``price_change`` into its entries, keys each
-  (:mod:`venues.polymarket.keys`) and emits one encoded RawFrame per token message (``sid``/``seq`` None);
+  (:mod:`venues.polymarket.keys`) and emits one encoded RawFrame per token message (``sid``/``seq`` None; a
+  ``price_change`` entry's order among its level's changes in the millisecond in ``ordinal``);
   entries for assets this connection did not subscribe are dropped and counted (``foreign``): they are another
   connection's to record, and counting them here would move this connection's occurrence numbers;
 - places every ``book`` in its token's change stream: it is held until a message OF THE SAME TOKEN from a later
@@ -321,12 +322,12 @@ class PolymarketSession:
                 e = wire.price_change_entry.decode(entry_bytes)
                 if not self._mine(e.asset_id):
                     continue
-                key = self.keyer.change(raw.timestamp, e)
+                key, ordinal = self.keyer.change(raw.timestamp, e)
             except Exception as exc:  # one bad entry: the others of the message are still the venue's events
                 self._reject(change_payload(raw.market, raw.timestamp, entry_bytes), f"{type(exc).__name__}: {exc}")
                 continue
             payload = change_payload(raw.market, raw.timestamp, entry_bytes)
-            self._frame("delta", e.asset_id, key, payload, recv_ns, raw.timestamp)
+            self._frame("delta", e.asset_id, key, payload, recv_ns, raw.timestamp, ordinal)
             book = self.books.get(e.asset_id)
             if book is None:
                 continue
@@ -344,7 +345,9 @@ class PolymarketSession:
 
     # -- output ----------------------------------------------------------------------------------------------
 
-    def _frame(self, kind: str, asset: str, key: str, payload: bytes, recv_ns: int, ts_ms: int) -> None:
+    def _frame(
+        self, kind: str, asset: str, key: str, payload: bytes, recv_ns: int, ts_ms: int, ordinal: int = 0
+    ) -> None:
         held = self._held.get(asset)
         if held is not None:
             if held.ts_ms == ts_ms:
@@ -355,6 +358,7 @@ class PolymarketSession:
         frame = RawFrame(
             v=SCHEMA_VERSION, venue=NAME, gatherer=self.gatherer, conn=self.conn_id, sid=None, seq=None,
             recv_ns=recv_ns, kind=kind, market=asset, event_key=key, payload=payload,  # type: ignore[arg-type]
+            ordinal=ordinal,
         )  # fmt: skip
         self.stats.by_kind[kind] += 1
         self._emit(asset, encode_raw(frame))

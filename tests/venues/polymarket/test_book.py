@@ -1,5 +1,5 @@
 """Polymarket books: a price_change replaces a level; a book rebuilt from stored rows (snapshot + the changes it does
-not contain, in (ms, level occurrence) order, rows in any storage order) equals the token's live book."""
+not contain, in (ms, ordinal) order, rows in any storage order) equals the token's live book."""
 
 from __future__ import annotations
 
@@ -89,10 +89,10 @@ def test_rebuilt_book_equals_the_live_book(changes: list[tuple[int, str, str, st
         entry = json.dumps({"asset_id": "1", "price": price, "size": size, "side": side}).encode()
         payload = change_payload("0x", ts, entry)
         decoded = wire.decode("price_change", payload).price_changes[0]
-        key = keyer.change(ts, decoded)
+        key, ordinal = keyer.change(ts, decoded)
         live.apply(decoded)
-        ev = message_to_event("delta", payload, market="1", event_key=key, recv_ns=0, gatherer="g")
-        rows.append(DeltaRow(ev.ts_ms, key, ev.side, ev.price, ev.delta))  # type: ignore[union-attr]
+        ev = message_to_event("delta", payload, market="1", event_key=key, recv_ns=0, gatherer="g", ordinal=ordinal)
+        rows.append(DeltaRow(ev.ts_ms, key, ev.side, ev.price, ev.delta, True, ev.ordinal))  # type: ignore[union-attr]
         if snapshot is not None and ts == snapshot.ts_ms:
             snapshot = SnapshotRow(snapshot.ts_ms, "b", snapshot.yes, snapshot.no, snapshot.after_keys | {key})
     assert snapshot is not None

@@ -79,10 +79,10 @@ def _events(market: str, changes: Stream, cut: int) -> tuple[list[Event], dict[i
         payload = change_payload("0xc", T0 + ms, json.dumps({"asset_id": market, "price": price, "size": size,
                                                               "side": side}).encode())  # fmt: skip
         entry = wire.decode("price_change", payload).price_changes[0]
-        key = keyer.change(T0 + ms, entry)
+        key, ordinal = keyer.change(T0 + ms, entry)
         live.apply(entry)
         states[T0 + ms] = _ladders(live)
-        events.append(message_to_event("delta", payload, event_key=key, **common))
+        events.append(message_to_event("delta", payload, event_key=key, ordinal=ordinal, **common))
         if placed is not None and T0 + ms == placed.ts_ms:  # changes in the book's ms after it: its after_keys
             placed.after_keys.append(key)
     return events, states

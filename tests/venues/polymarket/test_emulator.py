@@ -63,7 +63,7 @@ def rebuilt(frames: list[RawFrame], asset: str) -> tuple[tuple, tuple]:  # type:
         if isinstance(e, BookSnapshot):
             snaps.append(SnapshotRow(e.ts_ms, e.event_key, e.yes, e.no, frozenset(e.after_keys)))
         elif isinstance(e, BookDelta):
-            deltas.append(DeltaRow(e.ts_ms, e.event_key, e.side, e.price, e.delta))
+            deltas.append(DeltaRow(e.ts_ms, e.event_key, e.side, e.price, e.delta, e.replaces, e.ordinal))
     book = book_at(snaps, deltas, 1 << 62)
     assert book is not None
     return book.normalised()
@@ -77,7 +77,8 @@ def truth(gen: Generator, m: int) -> tuple[tuple, tuple]:  # type: ignore[type-a
     return yes, no
 
 
-def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
+def two_gatherers() -> tuple[Generator, Profile, list, Gatherer, Gatherer]:  # type: ignore[type-arg]
+    """A generated run and two gatherers connected to it, holding every token of its four markets."""
     gen, profile, batches = run()
     assets = [a for m in range(4) for a in profile.ids(m)[1:]]
     g1 = Gatherer("g1", ServerSession(profile, 1), assets)
@@ -85,6 +86,11 @@ def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
     for g in (g1, g2):
         g.session.connected(0)
         g.pump(gen.markets.base_ts_ms)
+    return gen, profile, batches, g1, g2
+
+
+def test_gatherers_rebuild_the_emulators_books_and_agree_on_keys() -> None:
+    gen, profile, batches, g1, g2 = two_gatherers()
     for batch in batches:
         ts = batch[-1][3]
         for g, batched in ((g1, False), (g2, True)):
@@ -153,3 +159,47 @@ def test_discovery_walks_the_emulators_gamma_listing() -> None:
     assets = assets_by_condition(found)
     assert pager.pages == 3 and len(assets) == 6
     assert assets == {profile.ids(m)[0]: list(profile.ids(m)[1:]) for m in (0, 1, 2, 4, 5, 6)}
+
+
+def _twin_head(batches: list, profile: Profile) -> tuple[int, int]:  # type: ignore[type-arg]
+    """(batch index, message index) of the first price_change whose next message changes the same level in the same
+    venue millisecond (the generator's identical-delta twin: on Polymarket, two new sizes of one level)."""
+    for b, batch in enumerate(batches):
+        outs = profile.batch(batch)
+        bodies = {e[0]: (e[2], e[3], e[4]) for e in batch}
+        for i in range(len(outs) - 1):
+            a, nxt = outs[i], outs[i + 1]
+            twin = a.event_id and nxt.event_id == a.event_id + 1 and bodies[a.event_id] == bodies[nxt.event_id]
+            if twin and b'"price_change"' in a.data:
+                return b, i
+    raise AssertionError("no twin in the generated stream")
+
+
+def test_a_gatherer_that_lost_a_change_keys_the_next_change_of_its_level_as_the_others_do() -> None:
+    """The venue loses (``drop`` fault, silent on this wire) the first of two changes of one level in one venue ms on
+    g2's connection: g2's copy of the second change must get the key g1's copy of it has, not a key of its own (which
+    dedup would store as a second row: the Polymarket ``duplicated: 2`` of the all-venues e2e test, one row per token).
+    """
+    _, profile, batches, g1, g2 = two_gatherers()
+    head_batch, head = _twin_head(batches, profile)
+    for b, batch in enumerate(batches):
+        outs = profile.batch(batch)
+        g1.server.deliver_outs(outs)
+        if b == head_batch:
+            g2.server.deliver_outs(outs[:head])
+            g2.server.drop_next = 1  # the venue's drop fault: the twin's first change never reaches g2
+            g2.server.deliver_outs(outs[head:])
+            assert g2.server.suppressed == 1
+        else:
+            g2.server.deliver_outs(outs)
+        for g in (g1, g2):
+            g.pump(batch[-1][3])
+            g.session.tick(g.now)
+    for g in (g1, g2):
+        g.session.flush(g.now)
+    assert g2.session.stats.book_mismatch == 0  # the loss shows nowhere: the second change states the level's size
+    k1 = [f.event_key for f in g1.frames if f.kind == "delta"]
+    k2 = [f.event_key for f in g2.frames if f.kind == "delta"]
+    assert len(k2) == len(k1) - 2  # the lost message had one entry per token
+    assert set(k2) - set(k1) == set()  # every copy of g2 is a copy of a message g1 has: no second row
+    assert len(set(k1)) == len(k1)  # and g1's messages all stay distinct

@@ -7,14 +7,19 @@ some point, lost some messages, and spells numbers its own way (the venue's spel
 
 1. two distinct venue messages never share a reference key (the key a gatherer that received everything derives);
 2. a copy gets its message's reference key whenever the gatherer received every earlier message of the same counter
-   (same level in the same ms for a price_change, identical body in the same ms for a trade);
+   (identical body in the same ms: same level and same new size for a price_change, same trade body for a trade),
+   whatever else it lost (another size of the same level included);
 3. otherwise its key is the reference key of an earlier message that did the SAME thing (same level and same new
-   size, or an identical trade body, same ms) -- a merge of identical operations -- or a key no message has.
+   size, or an identical trade body, same ms) -- a merge of identical operations -- and NEVER a key no message has
+   (such a key is a second row of its message);
+4. a change's ordinal is its level's count in the ms: exact when the gatherer received every earlier change of the
+   level in that ms, otherwise lower by the ones it did not.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,10 +42,12 @@ class Msg:
     size: Decimal
 
     def counter(self) -> tuple[Any, ...]:
-        """What the occurrence number counts: the level (changes) or the whole body (trades), in one ms."""
-        if self.kind == "change":
-            return ("change", self.asset, self.ts, self.side, self.price)
-        return ("trade", self.asset, self.ts, self.side, self.price, self.size)
+        """What the occurrence number of the key counts: identical bodies in one ms."""
+        return (self.kind, self.asset, self.ts, self.side, self.price, self.size)
+
+    def level(self) -> tuple[Any, ...]:
+        """What a change's ordinal counts: the level's changes in one ms."""
+        return (self.asset, self.ts, self.side, self.price)
 
     def same_operation(self, other: Msg) -> bool:
         return self.counter() == other.counter() and self.size == other.size
@@ -66,12 +73,17 @@ def encode(m: Msg, style: int) -> tuple[str, bytes]:
     return "last_trade_price", json.dumps(body).encode()
 
 
-def key_of(keyer: PolymarketKeyer, m: Msg, style: int) -> str:
+def keyed(keyer: PolymarketKeyer, m: Msg, style: int) -> tuple[str, int]:
+    """(key, ordinal); a trade's ordinal is 0."""
     event_type, payload = encode(m, style)
     decoded = wire.decode(event_type, payload)
     if event_type == "price_change":
         return keyer.change(decoded.timestamp, decoded.price_changes[0])
-    return keyer.trade(decoded)
+    return keyer.trade(decoded), 0
+
+
+def key_of(keyer: PolymarketKeyer, m: Msg, style: int) -> str:
+    return keyed(keyer, m, style)[0]
 
 
 @st.composite
@@ -99,39 +111,48 @@ def venue_streams(draw: Any) -> list[Msg]:
 def test_keys_agree_across_gatherers_and_never_merge_different_operations(data: Any) -> None:
     stream = data.draw(venue_streams())
     reference = PolymarketKeyer()
-    ref = [key_of(reference, m, 0) for m in stream]
-    assert len(ref) == len(set(ref)), "two distinct venue messages share a reference key"
-    owner = {k: i for i, k in enumerate(ref)}
+    ref = [keyed(reference, m, 0) for m in stream]
+    assert len(ref) == len({k for k, _ in ref}), "two distinct venue messages share a reference key"
+    owner = {k: i for i, (k, _) in enumerate(ref)}
     for _ in range(3):  # three gatherers
         start = data.draw(st.integers(0, len(stream)))
         lost = set(data.draw(st.lists(st.integers(0, max(0, len(stream) - 1)), max_size=len(stream) // 3)))
         style = data.draw(st.integers(0, 2))
         keyer = PolymarketKeyer()
+        missed: Counter[tuple[Any, ...]] = Counter()  # messages this gatherer did not get, by counter and by level
         for i, m in enumerate(stream):
             if i < start or i in lost:
+                missed[m.counter()] += 1
+                if m.kind == "change":
+                    missed[m.level()] += 1
                 continue
-            key = key_of(keyer, m, style)
-            earlier = [j for j in range(i) if stream[j].counter() == m.counter()]
-            if all(j >= start and j not in lost for j in earlier):
-                assert key == ref[i], f"message {i}: a complete copy got another key"
-            elif key in owner:
-                j = owner[key]
-                assert j in earlier and stream[j].same_operation(m), f"message {i} took the key of {j}: {stream[j]}"
+            key, ordinal = keyed(keyer, m, style)
+            if not missed[m.counter()]:
+                assert key == ref[i][0], f"message {i}: a copy that missed no identical body got another key"
+            assert key in owner, f"message {i}: a key no venue message has (a second row)"
+            j = owner[key]
+            assert j <= i and stream[j].same_operation(m), f"message {i} took the key of {j}: {stream[j]}"
+            if m.kind == "change":
+                assert ordinal == ref[i][1] - missed[m.level()]
 
 
 def test_the_generator_reaches_the_interesting_cases() -> None:
-    """Same level changed twice in one ms with different sizes, identical trades, and a late subscriber's shift."""
+    """Same level changed three times in one ms (sizes 10, 0, 10), identical trades, and a late subscriber: its copies
+    of b and c get b's key and a's (a merge of two equal operations), never a key nobody has; ordinals count the
+    level's changes it saw."""
     ts = 1_767_225_600_000
     a = Msg("change", "111", ts, "BUY", Decimal("0.5"), Decimal(10))
     b = Msg("change", "111", ts, "BUY", Decimal("0.5"), Decimal(0))
     c = Msg("change", "111", ts, "BUY", Decimal("0.5"), Decimal(10))
     t = Msg("trade", "111", ts, "BUY", Decimal("0.5"), Decimal(10))
     full = PolymarketKeyer()
-    keys = [key_of(full, m, 0) for m in (a, b, c, t, t)]
-    assert len(set(keys)) == 5 and keys[0].endswith(":1") and keys[2].endswith(":3") and keys[4].endswith(":2")
-    late = PolymarketKeyer()  # subscribed after a: b becomes (size 0, n=1) and c (size 10, n=2): keys nobody has
-    assert key_of(late, b, 1) not in keys
-    assert key_of(late, c, 2) not in keys  # size 10 at n=2: no reference message is (10, n=2)
+    got = [keyed(full, m, 0) for m in (a, b, c, t, t)]
+    keys = [k for k, _ in got]
+    assert len(set(keys)) == 5 and keys[2].endswith(":2") and keys[4].endswith(":2")
+    assert [o for _, o in got] == [1, 2, 3, 0, 0]
+    late = PolymarketKeyer()  # subscribed after a
+    assert keyed(late, b, 1) == (keys[1], 1)
+    assert keyed(late, c, 2) == (keys[0], 2)  # c as the late one counts it: the first size-10 change, a's key
 
 
 def test_a_copy_older_than_the_horizon_gets_a_key_no_first_copy_has() -> None:
