@@ -15,9 +15,17 @@ suffices), and it is emitted at once when its subscription or connection ends.
 
 If no delta of the market followed within the hold (a quiet market), ``B`` is the venue time of the first message of
 any market that reached the same connection after the snapshot (every later delta of this market comes after that
-message, every earlier one is in the snapshot), with an empty ``after``. If nothing at all arrived on the connection
-(a quiet connection), ``B`` is the gatherer's own clock at the snapshot's receipt: correct while the venue's clock
-and the network delay together are off by less than the hold (documented; counted as ``clock_placed``).
+message, every earlier one is in the snapshot), with an empty ``after``. If no timestamped message arrived on the
+connection (a quiet connection), ``B`` is the gatherer's own clock at the snapshot's receipt: correct while the
+venue's clock and the network delay together are off by less than the hold (documented; counted as
+``clock_placed``).
+
+A connection still receiving snapshots is not quiet. The venue answers a (re)subscription of thousands of markets
+with a burst of snapshots and sends the deltas that followed each of them only after the whole burst, so on a loaded
+machine the first snapshots of a burst can wait longer than the hold with nothing timestamped behind them although
+deltas stamped after them (and before their receipt) are on their way. A snapshot that has seen no timestamped
+message therefore waits until no snapshot has arrived on the connection for ``hold_ns`` (the burst is over and its
+followers had a hold to arrive) before the clock places it.
 """
 
 from __future__ import annotations
@@ -51,9 +59,11 @@ class SnapshotPlacer:
         self.hold_ns = hold_ns
         self.pending: dict[tuple[int, str], PendingSnapshot] = {}
         self._awaiting_clock: list[PendingSnapshot] = []
+        self.last_snapshot_ns = 0  # receipt of the connection's latest snapshot: a burst is over a hold after it
         self.clock_placed = 0
 
     def snapshot(self, sid: int, market: str, recv_ns: int, frame: object) -> None:
+        self.last_snapshot_ns = max(self.last_snapshot_ns, recv_ns)
         old = self.pending.pop((sid, market), None)
         if old is not None:  # a newer snapshot on the same sid: the older one is placed with what it saw
             self._place(old, recv_ns)
@@ -84,8 +94,14 @@ class SnapshotPlacer:
         return bool(self._awaiting_clock)
 
     def expire(self, now_ns: int) -> None:
-        """Place the snapshots held at least ``hold_ns``."""
-        due = [p for p in self.pending.values() if now_ns - p.recv_ns >= self.hold_ns]
+        """Place the snapshots held at least ``hold_ns``; one that has seen no timestamped message only once no
+        snapshot has arrived for ``hold_ns`` either (the connection is quiet, not busy with a burst)."""
+        in_burst = now_ns - self.last_snapshot_ns < self.hold_ns
+        due = [
+            p
+            for p in self.pending.values()
+            if now_ns - p.recv_ns >= self.hold_ns and not (in_burst and p.b is None and p.first_after is None)
+        ]
         for p in due:
             del self.pending[(p.sid, p.market)]
             self._place(p, now_ns)
