@@ -25,7 +25,8 @@ with a burst of snapshots and sends the deltas that followed each of them only a
 machine the first snapshots of a burst can wait longer than the hold with nothing timestamped behind them although
 deltas stamped after them (and before their receipt) are on their way. A snapshot that has seen no timestamped
 message therefore waits until no snapshot has arrived on the connection for ``hold_ns`` (the burst is over and its
-followers had a hold to arrive) before the clock places it.
+followers had a hold to arrive) before the clock places it. A snapshot superseded by a newer one of its market on
+its sid before anything timestamped followed it holds the same deltas as the newer one and takes its position.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = ["PendingSnapshot", "SnapshotPlacer"]
 class PendingSnapshot:
     """A snapshot waiting for its position. ``frame`` is what the caller needs to emit it later."""
 
-    __slots__ = ("after", "b", "first_after", "frame", "market", "placed", "recv_ns", "sid")
+    __slots__ = ("after", "b", "first_after", "frame", "market", "placed", "recv_ns", "sid", "twins")
 
     def __init__(self, sid: int, market: str, recv_ns: int, frame: object) -> None:
         self.sid = sid
@@ -49,6 +50,7 @@ class PendingSnapshot:
         self.after: list[str] = []  # their keys at exactly b
         self.first_after: int | None = None  # ts of the first timestamped message on the connection after it
         self.placed = False
+        self.twins: list[PendingSnapshot] = []  # older snapshots of the market it superseded unseen (same position)
 
 
 class SnapshotPlacer:
@@ -65,9 +67,13 @@ class SnapshotPlacer:
     def snapshot(self, sid: int, market: str, recv_ns: int, frame: object) -> None:
         self.last_snapshot_ns = max(self.last_snapshot_ns, recv_ns)
         old = self.pending.pop((sid, market), None)
-        if old is not None:  # a newer snapshot on the same sid: the older one is placed with what it saw
-            self._place(old, recv_ns)
         p = PendingSnapshot(sid, market, recv_ns, frame)
+        if old is not None and old.b is None and old.first_after is None:
+            # a newer snapshot on the same sid with nothing timestamped between: no delta of the market came between
+            # them, so both hold the same deltas and the older one is placed where the newer one will be
+            p.twins = [old, *old.twins]
+        elif old is not None:  # a newer snapshot on the same sid: the older one is placed with what it saw
+            self._place(old, recv_ns)
         self.pending[(sid, market)] = p
         self._awaiting_clock.append(p)
 
@@ -119,13 +125,15 @@ class SnapshotPlacer:
             self._place(p, now_ns)
 
     def _place(self, p: PendingSnapshot, now_ns: int) -> None:
-        p.placed = True
         if not self.pending:
             self._awaiting_clock.clear()
         if p.b is not None:
-            self._emit(p, p.b, p.after)
+            b, after = p.b, p.after
         elif p.first_after is not None:
-            self._emit(p, p.first_after, [])
+            b, after = p.first_after, []
         else:
-            self.clock_placed += 1
-            self._emit(p, p.recv_ns // 1_000_000, [])
+            self.clock_placed += 1 + len(p.twins)
+            b, after = p.recv_ns // 1_000_000, []
+        for each in (*p.twins, p):
+            each.placed = True
+            self._emit(each, b, after)

@@ -107,9 +107,11 @@ def burst_run(draw: Any) -> dict[str, Any]:
     taken = draw(st.integers(lo, hi))  # venue time of the snapshot (the venue stamps in the order it applies)
     recv = taken * MS + draw(st.integers(0, 900)) * MS
     burst = draw(st.integers(0, 40))
+    again = draw(st.integers(0, burst))  # > 0: the burst's snapshot at this index is M's again (a get_snapshot)
     gap = draw(st.sampled_from([1, 20, 90, 300])) * MS
     others = sorted(draw(st.lists(st.integers(taken, hi + 3_000), max_size=6)))
     return {
+        "again": again,
         "deltas": deltas,
         "cut": cut,
         "recv": recv,
@@ -129,7 +131,8 @@ def test_snapshot_in_a_burst_contains_exactly_the_deltas_before_it(run: dict[str
     burst_end = recv
     for i in range(1, run["burst"] + 1):
         at = burst_end = recv + i * run["gap"]
-        timeline.append((at, lambda at=at, i=i: placer.snapshot(1, f"O{i}", at, None)))
+        market = "M" if i == run["again"] else f"O{i}"
+        timeline.append((at, lambda at=at, market=market: placer.snapshot(1, market, at, None)))
     keys = [f"d:{i}:1" for i in range(len(deltas))]
     later = sorted(
         [(ts, 0, keys[i]) for i, ts in enumerate(deltas) if i >= cut] + [(ts, 1, "") for ts in run["others"]]
@@ -148,8 +151,24 @@ def test_snapshot_in_a_burst_contains_exactly_the_deltas_before_it(run: dict[str
     _run(placer, timeline, recv + TICK // 3, prev + 2 * HOLD)
     placer.close(prev + 3 * HOLD)
     mine = [p for p in placed if p[0] == "M"]
-    assert len(mine) == 1
-    snapshot = _row(mine[0])
-    assert [contains(snapshot, _delta(ts, keys[i])) for i, ts in enumerate(deltas)] == [
-        i < cut for i in range(len(deltas))
-    ]
+    assert len(mine) == (2 if run["again"] else 1)
+    for one in mine:
+        snapshot = _row(one)
+        assert [contains(snapshot, _delta(ts, keys[i])) for i, ts in enumerate(deltas)] == [
+            i < cut for i in range(len(deltas))
+        ]
+
+
+def test_superseded_snapshot_that_saw_nothing_takes_the_newer_ones_position() -> None:
+    """Two snapshots of M on one sid (a get_snapshot inside a burst) with nothing timestamped between them hold the
+    same deltas: the older one is placed where the newer one is, not at its own receive time."""
+    placer, placed = _placer()
+    placer.snapshot(2, "M", 500_400 * MS, "old")
+    placer.snapshot(2, "O", 500_600 * MS, None)
+    placer.snapshot(2, "M", 500_900 * MS, "new")
+    placer.delta(2, "M", 500_100, "d:late:1")
+    placer.clock(500_100)
+    placer.expire(502_000 * MS)
+    mine = sorted((b, after) for market, b, after in placed if market == "M")
+    assert mine == [(500_100, ["d:late:1"]), (500_100, ["d:late:1"])]
+    assert all(not contains(SnapshotRow(b, "s", [], [], frozenset(a)), _delta(500_100, "d:late:1")) for b, a in mine)
