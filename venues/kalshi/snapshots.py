@@ -25,15 +25,22 @@ with a burst of snapshots and sends the deltas that followed each of them only a
 machine the first snapshots of a burst can wait longer than the hold with nothing timestamped behind them although
 deltas stamped after them (and before their receipt) are on their way. A snapshot that has seen no timestamped
 message therefore waits until no snapshot has arrived on the connection for ``hold_ns`` (the burst is over and its
-followers had a hold to arrive) before the clock places it. A snapshot superseded by a newer one of its market on
-its sid before anything timestamped followed it holds the same deltas as the newer one and takes its position.
+followers had a hold to arrive) before the clock places it, but never longer than :data:`BURST_MAX_HOLDS` holds (a
+connection that keeps receiving snapshots and nothing timestamped, e.g. quiet markets subscribed one by one, is not
+a burst that ends). A snapshot superseded by a newer one of its market on its sid before anything timestamped
+followed it holds the same deltas as the newer one and takes its position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["PendingSnapshot", "SnapshotPlacer"]
+__all__ = ["BURST_MAX_HOLDS", "PendingSnapshot", "SnapshotPlacer"]
+
+# The longest a snapshot that has seen nothing timestamped waits for its connection's burst of snapshots to end, in
+# holds: far more than a loaded gatherer needs to read a resubscription's burst, and a bound on the wait (and on a
+# market's superseded twins) where snapshots keep coming.
+BURST_MAX_HOLDS = 10
 
 
 class PendingSnapshot:
@@ -68,7 +75,12 @@ class SnapshotPlacer:
         self.last_snapshot_ns = max(self.last_snapshot_ns, recv_ns)
         old = self.pending.pop((sid, market), None)
         p = PendingSnapshot(sid, market, recv_ns, frame)
-        if old is not None and old.b is None and old.first_after is None:
+        if (
+            old is not None
+            and old.b is None
+            and old.first_after is None
+            and recv_ns - (old.twins[-1] if old.twins else old).recv_ns < self.hold_ns * BURST_MAX_HOLDS
+        ):
             # a newer snapshot on the same sid with nothing timestamped between: no delta of the market came between
             # them, so both hold the same deltas and the older one is placed where the newer one will be
             p.twins = [old, *old.twins]
@@ -101,12 +113,16 @@ class SnapshotPlacer:
 
     def expire(self, now_ns: int) -> None:
         """Place the snapshots held at least ``hold_ns``; one that has seen no timestamped message only once no
-        snapshot has arrived for ``hold_ns`` either (the connection is quiet, not busy with a burst)."""
-        in_burst = now_ns - self.last_snapshot_ns < self.hold_ns
+        snapshot has arrived for ``hold_ns`` either (the connection is quiet, not busy with a burst), or once it has
+        waited :data:`BURST_MAX_HOLDS` holds."""
+        hold = self.hold_ns
+        in_burst = now_ns - self.last_snapshot_ns < hold
+        longest = hold * BURST_MAX_HOLDS
         due = [
             p
             for p in self.pending.values()
-            if now_ns - p.recv_ns >= self.hold_ns and not (in_burst and p.b is None and p.first_after is None)
+            if now_ns - p.recv_ns >= hold
+            and not (in_burst and p.b is None and p.first_after is None and now_ns - p.recv_ns < longest)
         ]
         for p in due:
             del self.pending[(p.sid, p.market)]

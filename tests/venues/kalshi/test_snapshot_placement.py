@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sink.book import DeltaRow, SnapshotRow, contains
-from venues.kalshi.snapshots import SnapshotPlacer
+from venues.kalshi.snapshots import BURST_MAX_HOLDS, SnapshotPlacer
 
 MS = 1_000_000
 HOLD = 1_000 * MS
@@ -174,3 +174,24 @@ def test_superseded_snapshot_that_saw_nothing_takes_the_newer_ones_position() ->
     mine = sorted((b, after) for market, b, after in placed if market == "M")
     assert mine == [(500_100, ["d:late:1"]), (500_100, ["d:late:1"])]
     assert all(not contains(SnapshotRow(b, "s", [], [], frozenset(a)), _delta(500_100, "d:late:1")) for b, a in mine)
+
+
+def test_snapshots_that_keep_coming_wait_at_most_the_burst_cap() -> None:
+    """A connection receiving a snapshot every half hold and nothing timestamped (quiet markets subscribed one by one,
+    or one market re-snapshotted) is never quiet for a hold: each snapshot is still clock-placed once it has waited
+    BURST_MAX_HOLDS holds, and a re-snapshotted market's superseded twins stay bounded."""
+    waited: list[int] = []
+    now = [0]
+    placer = SnapshotPlacer(lambda p, b, after: waited.append(now[0] - p.recv_ns), hold_ns=HOLD)
+    start = 1_000_000 * MS
+    most_twins = 0
+    for i in range(240):  # 120 holds: a snapshot every half hold, every other one of the same market
+        at = start + i * HOLD // 2
+        placer.snapshot(1, "M" if i % 2 == 0 else f"Q{i}", at, None)
+        most_twins = max(most_twins, *(len(p.twins) for p in placer.pending.values()))
+        for tick in (at + TICK, at + 2 * TICK - 1):
+            now[0] = tick
+            placer.expire(tick)
+    assert len(waited) >= 200, f"only {len(waited)} of 240 snapshots placed while snapshots kept coming"
+    assert max(waited) <= BURST_MAX_HOLDS * HOLD + TICK, f"a snapshot waited {max(waited) / HOLD:.1f} holds"
+    assert most_twins <= 2 * BURST_MAX_HOLDS
