@@ -329,6 +329,15 @@ class NativeWorker:
             self._commit_failed(error or failed[0].error, {(tp.topic, tp.partition): tp.offset - 1 for tp in failed})
 
     def _commit_failed(self, error: KafkaError, offsets: dict[tuple[str, int], int]) -> None:
+        """An interval commit failed: a lost generation or a transient error is carried by the next commit (merged
+        back); any other error stops the worker, as a synchronous commit's does (raised from the loop), rather than
+        run on and never commit."""
+        code = error.code()
+        if code not in _LOST_GENERATION and code not in _RETRIABLE_COMMIT and not error.retriable():
+            log.critical("commit_failed_exiting", error=str(error))
+            if self._callback_error is None:
+                self._callback_error = KafkaException(error)
+            return
         merged = merge_back(self._positions, offsets, self._issued)
         log.warning("commit_failed_retried_next", error=str(error), partitions=len(merged))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 import dedup_stream.native as native
 from dedup_stream.settings import DedupSettings
@@ -295,3 +295,51 @@ def test_interval_commits_do_not_stop_the_reading_and_name_only_acknowledged_out
         # one event per frame here (a single gatherer): frame i's event is event i
         assert tp.offset <= acked, (tp.offset, acked, consumer.commits)
     assert consumer.commits[-1][0].offset == len(frames)  # in the end every frame is committed
+
+
+class FailingCommits(ScriptedConsumer):
+    """Reports every asynchronous (interval) commit as failed with ``code``, as librdkafka's commit callback would."""
+
+    code = KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        super().commit(offsets, asynchronous)
+        if asynchronous:
+            self.worker._on_commit(KafkaError(self.code), offsets)
+
+
+def _run_failing(worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch, code: int) -> FailingCommits:
+    frames = gatherer_copies(venue_events(5 * PER_BATCH, markets=5, seed=3), "g1")
+    messages = [FakeMessage(RAW_TOPICS[0], 0, i, encode_raw(f)) for i, f in enumerate(frames)]
+    consumer = FailingCommits(worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(5)], len(frames))
+    consumer.code = code
+    monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
+    worker.settings = dataclasses.replace(worker.settings, commit_interval_s=1e-6)
+    worker.run()
+    return consumer
+
+
+def test_an_interval_commit_refused_for_good_stops_the_worker(
+    worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit error that no retry cures (here: not authorised) stops the worker, as a synchronous commit's does,
+    instead of a worker that runs on, looks healthy and never commits."""
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setattr(native.os, "_exit", exit_)  # the worker exits the process on a failure
+    with pytest.raises(Exited) as exited:
+        _run_failing(worker, monkeypatch, KafkaError.GROUP_AUTHORIZATION_FAILED)
+    assert exited.value.args == (native.EXIT_OUTPUT_FAILED,)
+
+
+def test_an_interval_commit_that_timed_out_is_carried_by_the_next(
+    worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = _run_failing(worker, monkeypatch, KafkaError.REQUEST_TIMED_OUT)
+    assert len(consumer.commits) >= 2
+    assert consumer.commits[-1][0].offset == 5 * PER_BATCH  # the final (synchronous) commit names every frame
