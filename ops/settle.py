@@ -28,7 +28,10 @@ class Settle:
 
 def stage_lags(stages: Mapping[str, Mapping[str, Mapping[str, Any]]], expected: int) -> list[float] | None:
     """The ``lag_s`` of every dedup worker and sink in one progress sample (``stages``: section -> child name ->
-    figures); None unless ``expected`` stages answered (a stage restarting or not scraped is not steady)."""
+    figures); None unless ``expected`` stages answered (a stage restarting or not scraped is not steady) and a sink
+    has stored rows (a lag of 0 before the first frames arrive is a pipeline not yet started, not a steady one)."""
+    if not any((figures.get("rows_total") or 0) > 0 for figures in stages.get("sink", {}).values()):
+        return None
     lags = [
         float(figures["lag_s"])
         for section in ("dedup", "sink")

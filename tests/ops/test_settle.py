@@ -25,6 +25,19 @@ def test_a_run_that_never_settles_times_out() -> None:
 
 
 def test_stage_lags_need_every_stage_to_answer() -> None:
-    stages = {"dedup": {"dedup-1": {"lag_s": 0.4}}, "sink": {"sink": {"lag_s": 2.5}}, "gatherers": {"g1": {}}}
+    stages = {
+        "dedup": {"dedup-1": {"lag_s": 0.4}},
+        "sink": {"sink": {"lag_s": 2.5, "rows_total": 10.0}},
+        "gatherers": {"g1": {}},
+    }
     assert stage_lags(stages, expected=2) == [0.4, 2.5]
-    assert stage_lags({"dedup": {"dedup-1": {"lag_s": 0.4}}, "sink": {}}, expected=2) is None  # sink restarting
+    sink_restarting = {"dedup": {"dedup-1": {"lag_s": 0.4}}, "sink": {}}
+    assert stage_lags(sink_restarting, expected=2) is None
+
+
+def test_no_steady_state_before_the_first_rows() -> None:
+    """Every lag reads 0 while nothing has reached the stages yet (gatherers still subscribing): not steady."""
+    before = {"dedup": {"dedup-1": {"lag_s": 0.0}}, "sink": {"sink": {"lag_s": 0.0, "rows_total": 0.0}}}
+    assert stage_lags(before, expected=2) is None
+    watch = SettleWatch(Settle(lag_s=1.0, hold_s=3.0, timeout_s=60.0))
+    assert not any(watch.observe(t, stage_lags(before, expected=2)) for t in range(10))
