@@ -31,14 +31,17 @@ the first 8 bytes of BLAKE2b in hex over the fields joined by ``\\x1f``.
   (two identical fills in one millisecond stay two; there is no trade id).
 
 Where it can still go wrong: a gatherer that did not receive an earlier IDENTICAL body in the same millisecond
-(price_change, trade or tick) numbers the later one one lower, which is the earlier twin's key (a merge of two equal
-operations, as with others' deltas: dedup keeps both as long as one gatherer delivered both); never a key that no
-message has. Such a gatherer's ``ordinal`` of a change is low by the level's changes it did not receive in that
-millisecond: when its copy is the one dedup keeps, the row may sort before a change that preceded it (the level's size
-at that millisecond is then the earlier change's until the level changes again or a ``book`` comes). A re-delivered
-message is indistinguishable from a second identical one and gets ``n + 1`` (a duplicate row). Counters are forgotten
-by VENUE time (``horizon_ms`` behind the newest timestamp seen); a copy older than that gets ``n = 0``, which no first
-copy has (never a merge), and ordinal 0.
+(price_change, trade or tick) numbers the later one one lower, which is the earlier twin's key; never a key that no
+message has. Dedup keeps both twins as long as one gatherer delivered both. If every gatherer missed one of the two
+(different ones), the twins share one row: a lost event, and for a price_change with another change of the level
+between the twins (size 5, then 3, then 5 again) a wrong size at that millisecond. The key counted every change of
+the level before; a single gatherer's loss then gave a key no message had (a duplicate row, which the e2e test met),
+where now losses on every gatherer at once are needed. A gatherer's ``ordinal`` of a change is low by the level's
+changes it did not receive in that millisecond: when its copy is the one dedup keeps, the row may sort before a
+change that preceded it (the level's size at that millisecond is then the earlier change's until the level changes
+again or a ``book`` comes). A re-delivered message is indistinguishable from a second identical one and gets ``n +
+1`` (a duplicate row). Counters are forgotten by VENUE time (``horizon_ms`` behind the newest timestamp seen); a
+copy older than that gets ``n = 0``, which no first copy has (never a merge), and ordinal 0.
 """
 
 from __future__ import annotations
