@@ -209,6 +209,25 @@ def missing_delivered(
     return missing, expected
 
 
+def _order_mismatch(have: list[bytes], want: list[bytes], ih: Any) -> str:
+    """What differs between the frames in a partition and those handed over, in a few lines (not two lists of
+    thousands of frames): counts, the first position that differs and the frames around it."""
+    extra, lost = set(have) - set(want), set(want) - set(have)
+    i = next((j for j, (a, b) in enumerate(zip(have, want, strict=False)) if a != b), min(len(have), len(want)))
+
+    def show(values: list[bytes]) -> list[str]:
+        out = []
+        for v in values[max(0, i - 2) : i + 3]:
+            f = ih.decode_raw(v)
+            out.append(f"{f.kind} {f.market} recv={f.recv_ns}" + (" (not handed over)" if v in extra else ""))
+        return out
+
+    return (
+        f"{len(have)} frames in the topic, {len(want)} handed over; {len(lost)} handed over but absent, "
+        f"{len(extra)} never handed over; first difference at {i}: topic {show(have)} / handed over {show(want)}"
+    )
+
+
 def test_gather_without_a_broker_spools_within_30s_then_delivers(tmp_path: Path, broker: Broker, ih: Any) -> None:
     config = _config(broker)
     ensure_topics(config)
@@ -340,7 +359,7 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
         want = [v for k, v in sent if partition_for(k, parts) == p]
         seen: set[bytes] = set()
         have = [v for k, v in got if partition_for(k or b"", parts) == p and not (v in seen or seen.add(v))]
-        assert have == want, f"partition {p}: {len(have)} frames in the topic, {len(want)} handed over"
+        assert have == want, f"partition {p}: " + _order_mismatch(have, want, ih)
     frames = [ih.decode_raw(v) for _, v in got]
     missing, expected = missing_delivered(truth, frames, ih, "k1")
     assert expected > 3000 and missing == []
