@@ -457,14 +457,19 @@ class _Judge:
             covered = self.gaps.all_cover(gatherers, channel, item.market, item.gen_ns)
             (reported if covered else unreported).append((item, gatherers))
         n_reported = min(absent, len(reported))
+        # identical events are told apart only by who received which: an example names every copy's gatherers
+        twins = ""
+        if len(copies) > 1:
+            who = "; ".join(f"id {c.id} to {','.join(sorted(g)) or 'none'}" for c, g in reported + unreported)
+            twins = f" (one of {len(copies)} identical venue events, {len(copies) - absent} rows: {who})"
         for item, gatherers in reported[:n_reported]:
             report.reported_losses += 1
             self.reported_by_kind[item.kind] += 1
-            _add_example(report.reported_examples, _describe(item, gatherers), limit)
+            _add_example(report.reported_examples, _describe(item, gatherers) + twins, limit)
         for item, gatherers in unreported[: absent - n_reported]:
             report.missing += 1
             by_kind[item.kind] += 1
-            _add_example(report.missing_examples.setdefault(item.kind, []), _describe(item, gatherers), limit)
+            _add_example(report.missing_examples.setdefault(item.kind, []), _describe(item, gatherers) + twins, limit)
 
     def finish(self, markets_with_rows: set[str]) -> Report:
         report = self.report

@@ -7,6 +7,7 @@ The deployment decided in the README ("Both venues at once"): gatherers per venu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psycopg
@@ -46,7 +47,9 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
     for venue, own in report["venues"].items():
         problems = {k: own[k] for k in ("missing", "duplicated", "unexpected", "markets_uncovered", "books_mismatched")}
         examples = ("missing_examples", "duplicated_examples", "uncovered_examples", "book_examples")
-        assert own["clean"], (venue, problems, *(own.get(k) for k in examples))
+        if not own["clean"]:  # printed whole: an assertion message is cut to a few hundred characters
+            print(json.dumps({"venue": venue, **problems, **{k: own.get(k) for k in examples}}, default=str, indent=1))
+        assert own["clean"], (venue, problems)
         assert own["expected"] > 300, venue
         assert own["books_checked"] > 0, venue
         assert set(own["gatherers"]) == set(run.gatherers_of[venue]), venue  # each venue's record: its gatherers only

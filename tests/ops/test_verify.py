@@ -285,6 +285,10 @@ def test_one_of_two_identical_deltas_missing_and_a_duplicate() -> None:
     assert report["missing"] == 1 and report["missing_by_kind"] == {"delta": 1}
     assert report["duplicated"] == 1 and report["duplicated_by_kind"] == {"delta": 1}
     assert not clean(report)
+    # identical events are told apart only by who received which: the example names every copy and its gatherers
+    (example,) = report["missing_examples"]["delta"]
+    assert "one of 2 identical venue events, 1 rows" in example, example
+    assert "id 1 to g1,g2,g3; id 2 to g1,g2,g3" in example, example
 
 
 def test_loss_is_reported_only_when_every_gatherer_it_reached_had_a_gap_open() -> None:
