@@ -34,6 +34,7 @@ from mdpipe.config import Config, SimConfig, run_dir
 from mdpipe.logging import get_logger
 from ops.cpu import CpuSample, cpu_rows
 from ops.cpu import sample as cpu_sample
+from ops.fault_spacing import BLINDING, FaultSpacing
 from ops.probe import KafkaProbe
 from ops.processes import Child
 from ops.settle import Settle, SettleWatch, stage_lags
@@ -194,6 +195,7 @@ class PipelineRun:
         self.private_key_path = ""
         self.generation_started_ns = 0
         self._killed = ""  # name of the child this run SIGKILLed and has not restarted yet
+        self._spacing = FaultSpacing()  # blinding faults of one venue never overlap (ops.fault_spacing)
         self.rest_url = ""  # the first venue's emulator (urls: every venue's)
         self.ws_url = ""
         self.urls: dict[str, tuple[str, str]] = {}  # venue -> (REST URL, WebSocket URL) of its emulator
@@ -387,12 +389,19 @@ class PipelineRun:
         for venue in self.venue_names:
             self._venue_faults_due(venue, fraction, done)
         plan = self.options.faults
-        if plan.kill_gatherer_at is not None and fraction >= plan.kill_gatherer_at and "kill" not in done:
+        gid = self.gatherer_ids[-1]
+        if (
+            plan.kill_gatherer_at is not None
+            and fraction >= plan.kill_gatherer_at
+            and "kill" not in done
+            and self._spacing.may_blind(self.venue_of_gatherer(gid), time.monotonic())
+        ):
             done.add("kill")
-            victim = self.children[f"gather-{self.gatherer_ids[-1]}"]
+            victim = self.children[f"gather-{gid}"]
             self._killed = victim.name
             victim.kill()
             kill_time.append(time.monotonic())
+            self._spacing.blinded(self.venue_of_gatherer(gid), kill_time[-1], down=True)
             self._note(f"fault: SIGKILL {victim.name}")
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
@@ -414,10 +423,16 @@ class PipelineRun:
         def due(key: str, at: float | None, fault: str) -> bool:
             if at is None or fraction < at or f"{key}{on}" in done:
                 return False
-            done.add(f"{key}{on}")
             if fault in silent:
+                done.add(f"{key}{on}")
                 self._note(f"fault {fault}{on} skipped: the venue's wire gives a client no means to detect it")
                 return False
+            if fault in BLINDING:
+                now = time.monotonic()
+                if not self._spacing.may_blind(venue, now):
+                    return False  # a later tick (ops.fault_spacing)
+                self._spacing.blinded(venue, now)
+            done.add(f"{key}{on}")
             return True
 
         if due("disconnect", plan.disconnect_at, "close"):
@@ -457,6 +472,7 @@ class PipelineRun:
         victim = self.children[self._killed]
         self._killed = ""
         victim.start()
+        self._spacing.restored(self.venue_of_gatherer(victim.name.removeprefix("gather-")), time.monotonic())
         self._note(f"restarted {victim.name}")
 
     # ----------------------------------------------------------------- progress

@@ -1,0 +1,47 @@
+"""When a run's faults may fire (:mod:`ops.pipeline_run`): faults that blind a gatherer never overlap on one venue.
+
+A run injects faults at fractions of its duration, checked once per progress tick. A tick can take seconds on a busy
+machine (it scrapes every stage), so faults planned a second apart can come due in the same tick and fire together.
+Faults that blind one gatherer for a while (the venue closes a connection, drops a message, a gatherer is SIGKILLed)
+must not overlap on one venue: with two gatherers, a message dropped on one while the other is being killed reached
+no live gatherer, and nothing on a wire without sequence numbers reports it (a real double loss, which the run's
+verify rightly counts as missing, but not the single fault the plan meant to test). So a blinding fault of a venue
+fires only ``spacing_s`` after that venue's previous one, and never while a gatherer of that venue is killed and not
+yet restarted (the restart counts as its last blinding moment). A deferred fault fires at a later tick, in plan order.
+Faults that blind nobody (re-deliveries, bad numbers) keep their time. Pure logic: the caller passes the clock.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["BLINDING", "FAULT_SPACING_S", "FaultSpacing"]
+
+# A gatherer reads and produces what reached it within this long on a loaded machine; the next blinding fault of the
+# venue waits for it.
+FAULT_SPACING_S = 2.0
+
+BLINDING = frozenset({"close", "drop", "kill"})  # emulator fault names, and the run's own SIGKILL of a gatherer
+
+
+class FaultSpacing:
+    """Per venue: when the next blinding fault may fire."""
+
+    def __init__(self, spacing_s: float = FAULT_SPACING_S) -> None:
+        self.spacing_s = spacing_s
+        self._free_at: dict[str, float] = {}
+        self._down: set[str] = set()  # venues with a killed gatherer not restarted yet
+
+    def may_blind(self, venue: str, now: float) -> bool:
+        return venue not in self._down and now >= self._free_at.get(venue, -math.inf)
+
+    def blinded(self, venue: str, now: float, down: bool = False) -> None:
+        """A blinding fault of ``venue`` fired at ``now`` (``down``: a gatherer was killed, until :meth:`restored`)."""
+        self._free_at[venue] = now + self.spacing_s
+        if down:
+            self._down.add(venue)
+
+    def restored(self, venue: str, now: float) -> None:
+        """The killed gatherer of ``venue`` was started again at ``now``."""
+        self._down.discard(venue)
+        self._free_at[venue] = now + self.spacing_s
