@@ -16,14 +16,16 @@ from ops.pipeline_run import FaultPlan, PipelineRun, RunOptions
 
 def test_spacing_per_venue_and_while_a_gatherer_is_down() -> None:
     s = FaultSpacing(spacing_s=2.0)
-    assert s.may_blind("a", 0.0) and s.may_blind("b", 0.0)
-    s.blinded("a", 10.0)
-    assert not s.may_blind("a", 11.9) and s.may_blind("a", 12.0)
-    assert s.may_blind("b", 10.5), "another venue's gatherers are not blinded"
-    s.blinded("a", 12.0, down=True)
-    assert not s.may_blind("a", 100.0), "not while its killed gatherer is down"
+    assert s.may_blind("a", 0.0, 3) and s.may_blind("b", 0.0, 3)
+    s.blinded("a", 10.0, 3)
+    assert not s.may_blind("a", 11.9, 3) and s.may_blind("a", 12.0, 3)
+    assert s.may_blind("b", 10.5, 3), "another venue's gatherers are not blinded"
+    assert not s.may_blind("a", 12.0, 2), "not before a closed connection is open again"
+    s.blinded("a", 12.0, 3, down=True)
+    assert not s.may_blind("a", 100.0, 3), "not while its killed gatherer is down"
     s.restored("a", 101.0)
-    assert not s.may_blind("a", 102.5) and s.may_blind("a", 103.0)
+    assert not s.may_blind("a", 102.5, 3) and not s.may_blind("a", 103.0, 1), "nor before it connected again"
+    assert s.may_blind("a", 103.0, 3)
 
 
 class _Child:
@@ -45,10 +47,12 @@ def test_a_drop_and_a_kill_due_in_one_tick_fire_spaced(monkeypatch: pytest.Monke
     run = PipelineRun(Config(), RunOptions(gatherers=2))
     fired: list[str] = []
 
+    conns = [{"conn_id": 1}, {"conn_id": 2}]  # the emulator's open connections
+
     def admin(path: str, body: dict[str, Any] | None = None, venue: str = "") -> Any:
         if path == "/_sim/faults" and body is not None:
             fired.append(str(body["fault"]))
-        return {}
+        return {"connections": conns} if path == "/_sim/stats" else {}
 
     run.sim_admin = admin  # type: ignore[method-assign]
     victim = _Child(f"gather-{run.gatherer_ids[-1]}")
@@ -70,7 +74,11 @@ def test_a_drop_and_a_kill_due_in_one_tick_fire_spaced(monkeypatch: pytest.Monke
     assert fired == ["drop"], "the kill waits for the drop's spacing"
     tick(0.6, 1006.0)
     assert fired == ["drop"]
-    tick(0.65, 1007.0)
+    conns.pop()  # a connection is down (closed, reconnecting)
+    tick(0.65, 1007.5)
+    assert fired == ["drop"], "nor while the venue has fewer connections open than at the drop"
+    conns.append({"conn_id": 3})
+    tick(0.7, 1008.0)
     assert fired == ["drop", "kill"] and victim.starts == 0
-    tick(0.8, 1009.5)
+    tick(0.8, 1010.5)
     assert victim.starts == 1, "restarted restart_after_s after the kill"
