@@ -7,6 +7,7 @@ The deployment decided in the README ("Both venues at once"): gatherers per venu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import venues
 from mdpipe.config import Config
 from mdpipe.topics import topic_names
-from ops.pipeline_run import FaultPlan
+from ops.pipeline_run import DEMO_VENUE, FaultPlan
 from tests.e2e.finished_run import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
@@ -34,6 +35,10 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
         gatherers=2,
         seed=9,
         faults=FaultPlan(disconnect_at=0.3, seq_gap_at=0.4, kill_gatherer_at=0.5, restart_after_s=2.0),
+        # no market created mid-run: a Polymarket market is held by each gatherer from its next discovery pass, so
+        # one created just before the SIGKILL may be held by the killed gatherer alone (README, "Event identity
+        # and coverage"), a real loss of redundancy but not what this test is about (seen in a rerun under load)
+        venue=dataclasses.replace(DEMO_VENUE, churn_per_s=0.0),
         drain_timeout_s=90.0,
     )
     assert len(run.venue_names) >= 2
