@@ -359,7 +359,9 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
         want = [v for k, v in sent if partition_for(k, parts) == p]
         seen: set[bytes] = set()
         have = [v for k, v in got if partition_for(k or b"", parts) == p and not (v in seen or seen.add(v))]
-        assert have == want, f"partition {p}: " + _order_mismatch(have, want, ih)
+        assert have == want, (
+            f"partition {p}: " + _order_mismatch(have, want, ih) + f"; {len(g.producer.spool)} in the spool"
+        )
     frames = [ih.decode_raw(v) for _, v in got]
     missing, expected = missing_delivered(truth, frames, ih, "k1")
     assert expected > 3000 and missing == []
