@@ -7,10 +7,10 @@ The deployment decided in the README ("Both venues at once"): gatherers per venu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
@@ -38,7 +38,7 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
         # no market created mid-run: a Polymarket market is held by each gatherer from its next discovery pass, so
         # one created just before the SIGKILL may be held by the killed gatherer alone (README, "Event identity
         # and coverage"), a real loss of redundancy but not what this test is about (seen in a rerun under load)
-        venue=dataclasses.replace(DEMO_VENUE, churn_per_s=0.0),
+        venue=msgspec.structs.replace(DEMO_VENUE, churn_per_s=0.0),
         drain_timeout_s=90.0,
     )
     assert len(run.venue_names) >= 2
