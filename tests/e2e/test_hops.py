@@ -44,10 +44,13 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
     for name, d in hops.items():
         assert d["count"] == measured, name  # every hop of every event measured, the same events as venue->database
         assert 0 <= d["p50"] <= d["p99"] <= d["max"], (name, d)
-    # per event the hops add up to venue->committed exactly; their medians roughly so
+    # per event the hops add up to venue->committed exactly and none is negative, so no hop's quantile exceeds the
+    # total's (the sum of the hops' medians need not be near the total's median: under a backlog it is not)
     total = hops[TOTAL]["p50"]
-    summed = sum(hops[h]["p50"] for h in HOPS)
-    assert 0.5 * total - 5 <= summed <= 1.5 * total + 5, (summed, total)
+    for h in HOPS:
+        for q in ("p50", "p99", "max"):
+            assert hops[h][q] <= hops[TOTAL][q] + 0.1, (h, q, hops[h], hops[TOTAL])
+    assert sum(hops[h]["max"] for h in HOPS) >= hops[TOTAL]["max"] - 0.1, hops
     # the row is loaded (loaded_at) inside the transaction that commits it: venue->database ends a little earlier
     venue_db = report["latency_ms"]
     assert venue_db["p50"] - 2 <= total <= venue_db["p50"] + 500, (venue_db, hops[TOTAL])
@@ -56,7 +59,8 @@ def test_hop_and_cpu_tables_of_a_short_run(mdpipe_config: Config, tmp_path: Path
     stages = ["sim", "gather-g1", "gather-g2", "gather-g3", "dedup-1", "sink"]
     assert set(stages) <= set(cpu)
     window = run.cpu_samples["end"].venue_events - run.cpu_samples["start"].venue_events
-    assert window > 0.8 * run.options.rate * run.options.duration_s
+    # the marks bracket the generation (the emulator falls behind its rate on a loaded machine: not checked here)
+    assert window > 0.5 * run.options.rate * run.options.duration_s
     for name, row in cpu.items():
         assert row["cpu_s"] is not None and (row["cpu_s"] >= 0 or name == "other"), (name, row)
     for name in (*stages, *(n for n in ("broker", "postgres") if n in cpu)):
