@@ -91,10 +91,10 @@ def test_quiet_connection_is_placed_by_the_clock_once_the_burst_is_over() -> Non
 
 @st.composite
 def burst_run(draw: Any) -> dict[str, Any]:
-    """Deltas of M (venue ms), the index before which the venue took M's snapshot, when the gatherer received it,
-    the burst of other markets' snapshots after it, and the connection's timestamped messages after the burst (M's
-    later deltas and other markets' messages, in venue order, each received less than a hold after its venue time
-    and after the burst, those of one venue millisecond together)."""
+    """Deltas of M (venue ms), the index before which the venue took M's snapshot, when the gatherer received it, the
+    burst of other markets' snapshots after it (shorter than the cap on a burst's wait), and the connection's
+    timestamped messages after the burst (M's later deltas and other markets' messages, in venue order, each
+    received less than a hold after its venue time and after the burst, those of one venue millisecond together)."""
     n = draw(st.integers(0, 12))
     ts = 100_000
     deltas = []
@@ -106,9 +106,11 @@ def burst_run(draw: Any) -> dict[str, Any]:
     hi = deltas[cut] if cut < n else lo + 2_000
     taken = draw(st.integers(lo, hi))  # venue time of the snapshot (the venue stamps in the order it applies)
     recv = taken * MS + draw(st.integers(0, 900)) * MS
-    burst = draw(st.integers(0, 40))
-    again = draw(st.integers(0, burst))  # > 0: the burst's snapshot at this index is M's again (a get_snapshot)
     gap = draw(st.sampled_from([1, 20, 90, 300])) * MS
+    # bursts that end (with a hold for what follows them to arrive) within the cap of BURST_MAX_HOLDS holds: a longer
+    # one's snapshots are clock-placed at the cap (test_snapshots_that_keep_coming_wait_at_most_the_burst_cap)
+    burst = draw(st.integers(0, min(40, (BURST_MAX_HOLDS - 2) * HOLD // gap)))
+    again = draw(st.integers(0, burst))  # > 0: the burst's snapshot at this index is M's again (a get_snapshot)
     others = sorted(draw(st.lists(st.integers(taken, hi + 3_000), max_size=6)))
     return {
         "again": again,
