@@ -35,9 +35,10 @@ def test_all_venues_share_dedup_and_sink_and_each_verifies_clean(mdpipe_config: 
         gatherers=2,
         seed=9,
         faults=FaultPlan(disconnect_at=0.3, seq_gap_at=0.4, kill_gatherer_at=0.5, restart_after_s=2.0),
-        # no market created mid-run: a Polymarket market is held by each gatherer from its next discovery pass, so
-        # one created just before the SIGKILL may be held by the killed gatherer alone (README, "Event identity
-        # and coverage"), a real loss of redundancy but not what this test is about (seen in a rerun under load)
+        # no market created mid-run: on a venue whose channel announces no new market, a market is held by each
+        # gatherer from its next discovery pass, so one created just before the SIGKILL may be held by the killed
+        # gatherer alone (README, "Event identity and coverage"), a real loss of redundancy but not what this test
+        # is about (seen in a rerun under load)
         venue=msgspec.structs.replace(DEMO_VENUE, churn_per_s=0.0),
         drain_timeout_s=90.0,
     )

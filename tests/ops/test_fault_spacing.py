@@ -1,6 +1,6 @@
 """Faults that blind a gatherer never overlap on one venue (ops.fault_spacing), also when a slow progress tick makes
-several come due at once (a dropped message and the SIGKILL of the other gatherer lost one Polymarket message on
-both gatherers of an all-venues run on a loaded machine)."""
+several come due at once (a dropped message and the SIGKILL of the other gatherer lost one message of a venue
+without sequence numbers on both gatherers of an all-venues run on a loaded machine)."""
 
 from __future__ import annotations
 
