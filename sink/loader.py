@@ -11,10 +11,7 @@ GIL while PostgreSQL ingests); a due batch keeps growing while its writer is bus
 ``sink.writers`` lanes, each a batch + a writer thread + its own connection, split the assigned partitions
 between them (round robin per topic): PostgreSQL ingests on that many backends at once, and each lane's
 transactions hold only its own partitions' rows and offsets, so exactly-once holds per partition as with
-several sink processes. The mapping changes only on a rebalance, after every writer went idle. The ``markets`` topic
-(reference data, upserted row by row) has a lane of its own: at start-up every gatherer publishes every listed
-market (three gatherers, 20,000 markets: 60,000 upserts in the first seconds), and event rows sharing a transaction
-with them waited for every upsert before they committed.
+several sink processes. The mapping changes only on a rebalance, after every writer went idle.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,13 +188,10 @@ class Loader:
         self._mirrored_at = 0.0
         self._mirror_interval_s = config.sink.kafka_commit_interval_ms / 1000.0
         self.lanes: list[_Lane] = []
-        # the events topic's lanes, then the markets topic's own (its upserts never hold event rows' commits)
-        own_lane = names.markets in self.topics
-        for i in range(config.sink.writers + own_lane):
+        for i in range(config.sink.writers):
             store = Store(config.postgres.dsn, group_id, options=db_options)
             writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
             self.lanes.append(_Lane(i, store, self._new_batch(), writer))
-        self._own_lanes = {names.markets: self.lanes[-1]} if own_lane else {}  # topic -> the lane it has alone
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
         self._merged_in: _Writer | None = None  # the writer committing a merged batch (all lanes'), until it is idle
         self._stats_lock = threading.Lock()  # writer threads account their batches concurrently
@@ -398,7 +392,7 @@ class Loader:
                 tp.offset = OFFSET_BEGINNING if key not in by_time else self._high(tp)
         consumer.assign(partitions)
         self._assignment = list(partitions)
-        self._lane_of = lanes_for(partitions, self.lanes, self._own_lanes)
+        self._lane_of = lanes_for(partitions, self.lanes)
         self._starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
         self._committed = {k: v for k, v in stored.items()}
         log.info("partitions_assigned", partitions=_fmt(partitions), stored=len(stored))
@@ -670,23 +664,13 @@ class Loader:
         log_client_error(log, "kafka_error", err)  # rate-limited: an outage repeats it every ~100 ms
 
 
-def lanes_for(
-    partitions: list[TopicPartition], lanes: list[_Lane], own: Mapping[str, _Lane] | None = None
-) -> dict[tuple[str, int], _Lane]:
-    """Each assigned partition's lane: the lane ``own`` gives its topic, else round robin over the other lanes (those
-    no topic owns) for the partitions of each topic in partition order (so a topic's partitions spread evenly
-    whatever the assignment)."""
-    own = own or {}
-    owned = {id(lane) for lane in own.values()}
-    shared = [lane for lane in lanes if id(lane) not in owned] or lanes
+def lanes_for(partitions: list[TopicPartition], lanes: list[_Lane]) -> dict[tuple[str, int], _Lane]:
+    """Each assigned partition's lane: round robin over the partitions of each topic in partition order (so a
+    topic's partitions spread evenly whatever the assignment)."""
     by_topic: dict[str, list[int]] = {}
     for tp in partitions:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
-    out: dict[tuple[str, int], _Lane] = {}
-    for topic, ps in by_topic.items():
-        for i, p in enumerate(sorted(ps)):
-            out[(topic, p)] = own[topic] if topic in own else shared[i % len(shared)]
-    return out
+    return {(topic, p): lanes[i % len(lanes)] for topic, ps in by_topic.items() for i, p in enumerate(sorted(ps))}
 
 
 def _fmt(partitions: list[TopicPartition]) -> str:

@@ -42,13 +42,3 @@ def test_route_keeps_each_partition_in_order_in_its_lane() -> None:
     assert by_lane[1].offsets == {("events", 1): 8, ("events", 3): 11}
     assert [m.offset() for m in by_lane[0].event_msgs] == [1, 2, 3, 3]  # p0: 1, 2; p2: 3; p0: 3
     assert by_lane[0].size == 4 and by_lane[1].size == 3
-
-
-def test_a_topic_with_a_lane_of_its_own_shares_it_with_no_other_topic() -> None:
-    lanes = _lanes(3)
-    parts = [TopicPartition("events", p) for p in range(4)] + [TopicPartition("markets", p) for p in range(3)]
-    got = lanes_for(parts, lanes, {"markets": lanes[2]})  # type: ignore[arg-type,dict-item]
-    assert {k: v.index for k, v in got.items()} == {
-        ("events", 0): 0, ("events", 1): 1, ("events", 2): 0, ("events", 3): 1,
-        ("markets", 0): 2, ("markets", 1): 2, ("markets", 2): 2,
-    }  # fmt: skip

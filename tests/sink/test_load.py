@@ -344,9 +344,8 @@ def test_writer_lanes_share_the_partitions_and_load_everything_once(sink_env: An
     loader = env.loader(f"g-lanes-{writers}", batch_rows=400, exit_when_idle=True)
     stats = loader.run()
     assert stats.rows == len(events) and stats.duplicates == 0 and stats.dead == 0
-    events_lanes = loader.lanes[:writers]  # then the markets topic's own lane (no market records here)
-    assert len(loader.lanes) == writers + 1
-    assert all(lane.batches > 0 for lane in events_lanes), [lane.batches for lane in events_lanes]
+    assert len(loader.lanes) == writers
+    assert all(lane.batches > 0 for lane in loader.lanes), [lane.batches for lane in loader.lanes]
     got, want = env.tables(), env.expected(events)
     assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
     with psycopg.connect(env.dsn) as conn:
@@ -354,34 +353,6 @@ def test_writer_lanes_share_the_partitions_and_load_everything_once(sink_env: An
             "SELECT count(*), sum(next_offset) FROM sink_offsets WHERE group_id = %s", (f"g-lanes-{writers}",)
         ).fetchone()
     assert offsets == (6, len(events))
-
-
-def test_market_upserts_have_a_lane_of_their_own(sink_env: Any) -> None:
-    """Every gatherer publishes every listed market at start-up, upserted row by row: event rows that shared a lane
-    (one transaction) with them waited for every upsert before they committed (the demo's start-up tail)."""
-    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, writers=2))
-    events = make_events(3000, markets=60, seed=37)
-    refs = [
-        MarketRef(venue=VENUE, ticker=f"KX-L{i}", title=f"m{i}", status="open", updated_ns=NS + i) for i in range(3000)
-    ]
-    env.produce(events)
-    env.produce_markets(refs)
-    loader, thread, out = env.start_loader_thread("g-market-lane", batch_rows=400)
-    try:
-        deadline = time.monotonic() + 60
-        while loader.stats.rows < len(events) or loader.stats.markets < len(refs):
-            assert time.monotonic() < deadline, "not everything loaded"
-            time.sleep(0.05)
-        lane_of = dict(loader._lane_of)
-    finally:
-        loader.stop()
-        thread.join(60)
-    market_lanes = {lane.index for (topic, _), lane in lane_of.items() if topic == env.names.markets}
-    event_lanes = {lane.index for (topic, _), lane in lane_of.items() if topic == env.names.events}
-    assert len(market_lanes) == 1 and event_lanes == {0, 1} and not market_lanes & event_lanes
-    assert out[0].duplicates == 0 and out[0].dead == 0
-    got, want = env.tables(), env.expected(events)
-    assert {t: set(r) for t, r in got.items()} == {t: set(r) for t, r in want.items()}
 
 
 def test_pure_python_row_builder_lands_the_same_exact_values(sink_env: Any) -> None:
