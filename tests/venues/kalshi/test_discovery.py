@@ -3,6 +3,9 @@ lifecycle reading and reference data are the trade-api's ``GET /markets``."""
 
 from __future__ import annotations
 
+import calendar
+import random
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from schemas.codec import SchemaError
 from venues import get_venue
 from venues.interface import discovery_kind
-from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket
+from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket, _rfc3339_ms
 from venues.kalshi.messages import LifecycleMsg
 
 BASE = "https://venue.example/trade-api/v2/"
@@ -71,3 +74,43 @@ def test_a_lookup_never_asks_for_more_tickers_than_one_page_answers(page: int) -
     batch = [f"M-{i}" for i in range(500)][: listings.lookup_batch]
     query = _query(listings.lookup_url(batch))
     assert len(query["tickers"][0].split(",")) == len(batch) <= int(query["limit"][0])
+
+
+def _strptime_ms(text: str) -> int | None:
+    """The reading the REST times always had (strptime of the whole seconds): the reference."""
+    try:
+        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) * 1000
+    except ValueError:
+        return None
+
+
+def test_rest_times_read_as_strptime_reads_them() -> None:
+    rng = random.Random(13)
+    samples = ["", "x", "2026-02-30T00:00:00Z", "2016-12-31T23:59:60Z", "2026-1-4T01:02:03Z", "2026-12-04 19:49:08Z"]
+    samples += ["2026-12-04t19:49:08Z", "2026-12-04T19:49:08", "2026-12-04T19:49:0", "2026-13-01T00:00:00Z"]
+    for _ in range(2000):
+        secs = rng.randrange(0, 4_102_444_800)  # 1970 .. 2100
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        samples.append(text + rng.choice(["Z", ".123Z", ".5+00:00", "+00:00", ""]))
+    for text in samples:
+        assert _rfc3339_ms(text) == _strptime_ms(text), text
+
+
+def test_the_venues_rest_times_are_read_without_strptime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two times per listed market, a thousand markets a page, on the gatherer's event loop: the venue's own form
+    takes the fast reading (strptime only for what it does not take)."""
+    calls: list[str] = []
+    real = time.strptime
+
+    def counted(text: str, fmt: str) -> time.struct_time:
+        calls.append(text)
+        return real(text, fmt)
+
+    monkeypatch.setattr(time, "strptime", counted)
+    listings = Listings(BASE, 1000)
+    page = [RestMarket(f"M-{i}", status="active", open_time="2026-01-02T03:04:05Z", close_time="2026-02-03T04:05:06.5Z")
+            for i in range(1000)]  # fmt: skip
+    refs = [listings.market_ref(m, 7, "active") for m in page]
+    assert {(r.open_time_ms, r.close_time_ms) for r in refs} == {(1767323045000, 1770091506000)}
+    assert calls == []
+    assert _rfc3339_ms("2016-12-31T23:59:60Z") == 1483228800000 and calls  # a leap second: strptime's reading
