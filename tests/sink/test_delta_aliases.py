@@ -22,9 +22,11 @@ MS0 = 1_767_225_600_200
 VENUE = "polymarket"
 
 
-def delta(key: str, ordinal: int, alias: bool = False, size: str = "7", market: str = "1") -> BookDelta:
+def delta(
+    key: str, ordinal: int, alias: bool = False, size: str = "7", market: str = "1", ts_ms: int = MS0
+) -> BookDelta:
     return BookDelta(
-        venue=VENUE, market=market, event_key=key, ts_ms=MS0, recv_ns=MS0 * 1_000_000 + ordinal, gatherer="g2",
+        venue=VENUE, market=market, event_key=key, ts_ms=ts_ms, recv_ns=ts_ms * 1_000_000 + ordinal, gatherer="g2",
         market_id="0xm", side="yes", price=Decimal("0.48"), delta=Decimal(size), replaces=True, ordinal=ordinal,
         alias=alias,
     )  # fmt: skip
