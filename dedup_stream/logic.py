@@ -62,8 +62,8 @@ emitted again (its alias record may never have left; the sink's greatest absorbs
 copy none of whose gatherer's earlier deltas was lost counts them all, and none can count more than the venue sent,
 so the stored ordinal is the true one as soon as one such copy was read (a copy keyed as an earlier identical body
 carries the later one's count: that row, of the same size, moves to where its twin is; see the venue's keys).
-Frames without an ordinal (every frame of a venue whose deltas add) pay one attribute test per later copy. Copies
-with alternate or weak keys (below) do not raise ordinals (no venue gives both).
+Frames without an ordinal (every Kalshi frame) pay one attribute test per later copy. Copies with alternate or weak
+keys (below) do not raise ordinals (no venue gives both).
 
 Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their
 windows by kind; events seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the

@@ -19,7 +19,7 @@ from sink.store import Store, WriteResult
 pytestmark = pytest.mark.integration
 
 MS0 = 1_767_225_600_200
-VENUE = "replacing-venue"  # any venue name: the sink keeps the rule in the rows (BookDelta.replaces)
+VENUE = "polymarket"
 
 
 def delta(

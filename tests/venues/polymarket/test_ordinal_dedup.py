@@ -134,7 +134,7 @@ def test_a_replay_range_emits_no_alias_for_an_event_before_it() -> None:
 
 
 def test_a_winner_without_an_ordinal_is_stored_as_before() -> None:
-    """Frames without an ordinal (a venue whose deltas add) store the five-field winner every worker wrote before."""
+    """Frames without an ordinal (Kalshi's) store the five-field winner every worker wrote before."""
     d = Deduper(MemoryStore())
     frame = decode_raw(frames("g1", set())[0])
     frame.ordinal = 0

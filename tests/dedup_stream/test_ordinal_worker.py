@@ -18,16 +18,14 @@ from schemas import BookDelta, BookSnapshot, encode_event
 from sink.batch import Batch, Source
 from sink.migrate import migrate
 from sink.store import Store
-from tests.dedup_stream.conftest import WorkerLauncher, dedup_topics  # noqa: F401 (the fixture)
+from tests.dedup_stream.conftest import WorkerLauncher
 from tests.venues.polymarket.test_ordinal_dedup import ASSET, TS, frames
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_later_copy_with_a_higher_ordinal_raises_the_stored_row(  # type: ignore[no-untyped-def]
-    dedup_topics,  # noqa: F811 (the fixture imported above)
-    tmp_path: Path,
-    make_database: Callable[..., str],
+    dedup_topics, tmp_path: Path, make_database: Callable[..., str]
 ) -> None:
     topics = dedup_topics
     dedup_workers = WorkerLauncher(tmp_path, engine="native")
