@@ -196,7 +196,6 @@ class PipelineRun:
         self.generation_started_ns = 0
         self._killed = ""  # name of the child this run SIGKILLed and has not restarted yet
         self._spacing = FaultSpacing()  # blinding faults of one venue never overlap (ops.fault_spacing)
-        self._conns_seen = 0  # the last count _open_connections read
         self.rest_url = ""  # the first venue's emulator (urls: every venue's)
         self.ws_url = ""
         self.urls: dict[str, tuple[str, str]] = {}  # venue -> (REST URL, WebSocket URL) of its emulator
@@ -395,14 +394,13 @@ class PipelineRun:
             plan.kill_gatherer_at is not None
             and fraction >= plan.kill_gatherer_at
             and "kill" not in done
-            and self._spacing.may_blind(self.venue_of_gatherer(gid), time.monotonic(), self._open_connections(gid))
+            and self._may_blind(self.venue_of_gatherer(gid), down=True)
         ):
             done.add("kill")
             victim = self.children[f"gather-{gid}"]
             self._killed = victim.name
             victim.kill()
             kill_time.append(time.monotonic())
-            self._spacing.blinded(self.venue_of_gatherer(gid), kill_time[-1], self._conns_seen, down=True)
             self._note(f"fault: SIGKILL {victim.name}")
         if kill_time and "restart" not in done and time.monotonic() - kill_time[0] >= plan.restart_after_s:
             done.add("restart")
@@ -428,11 +426,8 @@ class PipelineRun:
                 done.add(f"{key}{on}")
                 self._note(f"fault {fault}{on} skipped: the venue's wire gives a client no means to detect it")
                 return False
-            if fault in BLINDING:
-                now, conns = time.monotonic(), self._open_connections(venue=venue)
-                if not self._spacing.may_blind(venue, now, conns):
-                    return False  # a later tick (ops.fault_spacing)
-                self._spacing.blinded(venue, now, conns)
+            if fault in BLINDING and not self._may_blind(venue):
+                return False  # a later tick (ops.fault_spacing)
             done.add(f"{key}{on}")
             return True
 
@@ -462,15 +457,22 @@ class PipelineRun:
         child.start()
         self._note(f"fault: SIGKILL {name}, restarted")
 
-    def _open_connections(self, gid: str = "", venue: str = "") -> int:
-        """Open connections of the emulator of ``venue`` (or of gatherer ``gid``'s venue), kept in ``_conns_seen``."""
-        venue = venue or self.venue_of_gatherer(gid)
-        self._conns_seen = len(self.sim_admin("/_sim/stats", None, venue).get("connections", []))
-        return self._conns_seen
+    def _may_blind(self, venue: str, down: bool = False) -> bool:
+        """May a fault that blinds a gatherer of ``venue`` fire now (:mod:`ops.fault_spacing`)? If so it is recorded
+        as fired (``down``: a gatherer is killed, until :meth:`_restart_killed`)."""
+        now, conns = time.monotonic(), len(self._connections(venue))
+        if not self._spacing.may_blind(venue, now, conns):
+            return False
+        self._spacing.blinded(venue, now, conns, down=down)
+        return True
+
+    def _connections(self, venue: str = "") -> list[dict[str, Any]]:
+        """The emulator's open connections (its ``/_sim/stats``)."""
+        return list(self.sim_admin("/_sim/stats", None, venue).get("connections", []))
 
     def _busiest_connection(self, venue: str = "") -> int | None:
         """The venue connection that carried the most data so far (quiet ones would hold a redelivery back)."""
-        conns = self.sim_admin("/_sim/stats", None, venue).get("connections", [])
+        conns = self._connections(venue)
         if not conns:
             return None
         return int(max(conns, key=lambda c: c.get("data_messages", 0))["conn_id"])
