@@ -51,6 +51,20 @@ a duplicate whose engine emits an alias record (its keys, and after a weak join 
 event's key) so that the sink adds them to the row (:mod:`sink.lifecycle`). Every key of every copy the live run
 read thus ends up on the event's row, and a replay's winner, whichever copy it is, meets that row by one of them.
 
+Ordinals (``RawFrame.ordinal``: a replacing delta's order among the deltas of one venue millisecond, as the copy's
+gatherer counted it; 0 on venues whose deltas commute). A gatherer that missed an earlier delta of the millisecond
+counts one less, and its copy can be the one read first: the emitted event would sort before a delta that preceded
+it. So the winner's stored value keeps the highest ordinal any copy of the event carried so far, and a later copy
+with a higher one is :attr:`Verdict.ALIAS` too: a duplicate emitted as an alias record (the copy's delta marked
+``alias``) with which the sink raises the stored row's ordinal, keeping the greatest (:mod:`sink.ordinals`; never a
+row). The copy that raised it is stored with it (its topic and offset): read again after a crash, that copy is
+emitted again (its alias record may never have left; the sink's greatest absorbs the repeat), as a re-emit is. A
+copy none of whose gatherer's earlier deltas was lost counts them all, and none can count more than the venue sent,
+so the stored ordinal is the true one as soon as one such copy was read (a copy keyed as an earlier identical body
+carries the later one's count: that row, of the same size, moves to where its twin is; see the venue's keys).
+Frames without an ordinal (every frame of a venue whose deltas add) pay one attribute test per later copy. Copies
+with alternate or weak keys (below) do not raise ordinals (no venue gives both).
+
 Quality signals (per gatherer: frames in, won, duplicates, lag behind the first copy, gap reports and their
 windows by kind; events seen by only one gatherer) are plain integer counters in :class:`Stats`, exported by the
 engines.
@@ -126,13 +140,19 @@ class Origin(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Winner(msgspec.Struct, frozen=True, array_like=True):
-    """The stored value for an event key: origin and receive time of the accepted (first) copy."""
+    """The stored value for an event key: origin and receive time of the accepted (first) copy, and the highest
+    ``RawFrame.ordinal`` any copy read so far carried, with the origin (topic, offset; the partition is the
+    winner's) of the copy that carried it when that is not the winner (``by_offset`` -1: the winner itself). The
+    trailing fields are written only when set (:func:`encode_winner`): a value without them reads as ordinal 0."""
 
     topic: str
     partition: int
     offset: int
     recv_ns: int
     gatherer: str
+    ordinal: int = 0
+    by_topic: str = ""
+    by_offset: int = -1
 
     def origin_is(self, origin: Origin) -> bool:
         return self.offset == origin.offset and self.partition == origin.partition and self.topic == origin.topic
@@ -143,7 +163,16 @@ _winner_decoder = msgspec.msgpack.Decoder(Winner)
 
 
 def encode_winner(winner: Winner) -> bytes:
-    return _winner_encoder.encode(winner)
+    """The stored bytes of ``winner``: an array of its fields up to the last one that is set (the bytes of a
+    winner without an ordinal are those of the five-field value every worker wrote before)."""
+    w = winner
+    if w.by_offset >= 0:
+        return _winner_encoder.encode(
+            (w.topic, w.partition, w.offset, w.recv_ns, w.gatherer, w.ordinal, w.by_topic, w.by_offset)
+        )
+    if w.ordinal:
+        return _winner_encoder.encode((w.topic, w.partition, w.offset, w.recv_ns, w.gatherer, w.ordinal))
+    return _winner_encoder.encode((w.topic, w.partition, w.offset, w.recv_ns, w.gatherer))
 
 
 def decode_winner(data: bytes) -> Winner:
@@ -220,8 +249,9 @@ class Verdict(enum.Enum):
     GAP = "gap"  # a gatherer's gap report: count it and emit it as a coverage record (no state)
     INVALID = "invalid"  # not a RawFrame: dead-letter
     OUT_OF_RANGE = "out_of_range"  # outside a replay's time range: nothing emitted
-    # a later copy of a lifecycle event that brought keys the event did not have: a duplicate (counted as one), and
-    # an alias record to emit (the sink adds its keys to the event's row; see "Row identity" in the docstring)
+    # a later copy that brings what the emitted event lacks: keys of a lifecycle event (the sink adds them to the
+    # event's row; see "Row identity" in the docstring) or a higher ordinal of a delta (the sink raises the row's;
+    # "Ordinals"): a duplicate (counted as one), and an alias record to emit
     ALIAS = "alias"
 
 
@@ -411,9 +441,14 @@ class Deduper:
             if rng is not _ALL and not (rng.from_ns - rng.warmup_ns <= recv_ns < rng.to_ns):
                 stats.out_of_range += 1
                 return Decision(Verdict.OUT_OF_RANGE, frame)
+            ordinal = frame.ordinal
             self.store.put(
                 key,
-                _winner_encoder.encode(Winner(topic, partition, offset, recv_ns, frame.gatherer)),
+                _winner_encoder.encode(
+                    (topic, partition, offset, recv_ns, frame.gatherer, ordinal)
+                    if ordinal
+                    else (topic, partition, offset, recv_ns, frame.gatherer)
+                ),  # encode_winner(Winner(...)), inlined (every first copy)
                 partition,
             )
             gstats.copy_lag_s = 0.0
@@ -439,7 +474,22 @@ class Deduper:
         if age_s > stats.match_age_max_s:
             stats.match_age_max_s = age_s
         self.singles.copy(key)
+        if frame.ordinal and self._raises(frame, winner, key, topic, partition, offset):
+            return Decision(Verdict.ALIAS, frame, winner)
         return Decision(Verdict.DUPLICATE, frame, winner) if full else PLAIN_DUPLICATE
+
+    def _raises(self, frame: RawFrame, winner: Winner, key: bytes, topic: str, partition: int, offset: int) -> bool:
+        """Whether a later copy with an ordinal is emitted as an alias record that raises the emitted event's ordinal
+        (see "Ordinals" in the module docstring): it carries a higher ordinal than any copy before it (stored as the
+        event's), or it is the very copy that raised it before, read again after a crash (written back, as a
+        re-emit is: its alias record may never have left)."""
+        ordinal, w = frame.ordinal, winner
+        if ordinal < w.ordinal or (ordinal == w.ordinal and not (w.by_offset == offset and w.by_topic == topic)):
+            return False
+        raised = Winner(w.topic, w.partition, w.offset, w.recv_ns, w.gatherer, ordinal, topic, offset)
+        self.store.put(key, encode_winner(raised), partition)
+        rng = self.range
+        return rng is _ALL or w.recv_ns >= rng.from_ns  # an event before a replay's range was not emitted
 
     # -- copies with alternate keys and weak keys (see the module docstring) -------------------------------------
     def _decide_keys(

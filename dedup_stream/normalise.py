@@ -4,17 +4,18 @@ A venue event (won or re-emitted) becomes the normalised event of the winning co
 frame's venue (``frame.venue`` looked up in :mod:`venues`, :meth:`venues.interface.Venue.normaliser`: a snapshot's
 ``ts_ms`` is its position in the delta stream when the gatherer gave it one); a gap report becomes its coverage
 record (:func:`dedup_stream.gaps.gap_event`); an alias decision (:attr:`Verdict.ALIAS`) becomes the copy's
-lifecycle event marked ``alias`` with its keys. Raises whatever the mapping raises (``SchemaError``, or a value the
-venue sent that cannot be represented; ``venues.UnknownVenue`` for a venue no package answers to): the engine
-dead-letters the frame. The engine passes the hop stamps the event carries (:mod:`schemas.events`): the winning raw
-record's Kafka timestamp and when the worker read it.
+lifecycle event marked ``alias`` with its keys, or the copy's delta marked ``alias`` (its higher ordinal). Raises
+whatever the mapping raises (``SchemaError``, or a value the venue sent that cannot be represented;
+``venues.UnknownVenue`` for a venue no package answers to): the engine dead-letters the frame. The engine passes the
+hop stamps the event carries (:mod:`schemas.events`): the winning raw record's Kafka timestamp and when the worker
+read it.
 """
 
 from __future__ import annotations
 
 from dedup_stream.gaps import gap_event
 from dedup_stream.logic import Decision, Verdict
-from schemas import Event, Lifecycle, RawFrame, encode_event
+from schemas import BookDelta, Event, Lifecycle, RawFrame, encode_event
 from venues import get_venue
 from venues.interface import EventEncoder, FrameNormaliser
 
@@ -46,6 +47,8 @@ def decision_event(decision: Decision, raw_ts_ms: int = 0, dedup_ns: int = 0) ->
             # the event's identity travels with it: every key of this copy (logic: row identity of lifecycle events)
             event.keys = [frame.event_key, *frame.alt_keys, *((decision.link,) if decision.link else ())]
             event.alias = decision.verdict is Verdict.ALIAS
+        elif decision.verdict is Verdict.ALIAS and type(event) is BookDelta:
+            event.alias = True  # this copy's higher ordinal, for the emitted delta's row (logic: ordinals)
     event.raw_ts_ms = raw_ts_ms
     event.dedup_ns = dedup_ns
     return event

@@ -64,7 +64,10 @@ class BookDelta(_EventBase, kw_only=True, tag="delta"):
     """A change of one level of one ladder. The book rule travels with the row (:mod:`sink.book` rebuilds with it):
     ``replaces`` False (the default): ``delta`` is ADDED to the level's size, and deltas commute; True (a venue whose
     messages carry a level's new size): ``delta`` IS the level's new size, so order matters: deltas sharing a
-    ``ts_ms`` apply in ascending ``ordinal`` (the venue's order, set by its normaliser; ties: event key)."""
+    ``ts_ms`` apply in ascending ``ordinal`` (the venue's order, set by its normaliser; ties: event key).
+    ``alias``: not an event but an ALIAS record: a later copy of a delta already emitted carried a higher
+    ``ordinal``, and the sink raises that delta's row to it (keeps the greatest) instead of storing a row
+    (:mod:`dedup_stream.logic`, ordinals)."""
 
     market_id: str = ""
     side: Side
@@ -74,6 +77,7 @@ class BookDelta(_EventBase, kw_only=True, tag="delta"):
     dedup_ns: int = 0
     replaces: bool = False  # after the hop stamps: added later (see the module docstring)
     ordinal: int = 0
+    alias: bool = False
 
 
 class Trade(_EventBase, kw_only=True, tag="trade"):

@@ -51,7 +51,7 @@ class RawFrame(Versioned, kw_only=True):
     weak_sub: str = ""
     # Deltas that REPLACE a level (where the venue's book rule says so): their order among the market's deltas of one
     # venue millisecond as this gatherer counted it (the event key does not carry it: see the venue's keys module);
-    # 0 where order does not matter.
+    # 0 where order does not matter. The dedup stage keeps the highest any copy carried (dedup_stream.logic).
     ordinal: int = 0
 
 

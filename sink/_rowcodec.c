@@ -16,8 +16,9 @@
  *   stamps: a bytearray (or None) that gets, per row built, its origin time (native int64, Unix ms): the venue's
  *   ts_ms for deltas, trades and tickers, the gatherer's receive time for snapshots (see sink.latency).
  *
- * ROW_LAYOUT: the version of the rows' layout (2: the common columns with venue; 3: deltas with replaces and ordinal),
- *   checked against sink.rowcodec.ROW_LAYOUT so that a build from older sources is never used.
+ * ROW_LAYOUT: the version of the rows' layout (2: the common columns with venue; 3: deltas with replaces and ordinal;
+ *   4: delta records with alias, the rows as 3), checked against sink.rowcodec.ROW_LAYOUT so that a build from older
+ *   sources is never used.
  *
  * ages(stamps, now_ms, bounds_ms) -> (counts, sum_ms): the rows of ``stamps`` per latency bucket (now_ms - stamp
  *   <= bounds_ms[i], counts[len(bounds)] = above the last bound; not cumulative) and the sum of the latencies.
@@ -31,7 +32,7 @@
 #define NUMERIC_OID 1700
 #define TEXT_OID 25
 #define MAX_DIGITS 64 /* longer decimal spellings take the Python path */
-#define ROW_LAYOUT 3 /* the rows' layout; sink.rowcodec refuses a build of another one */
+#define ROW_LAYOUT 4 /* the rows' layout; sink.rowcodec refuses a build of another one */
 
 typedef struct {
     const unsigned char *p;
@@ -390,10 +391,11 @@ static int w_i4(Buf *b, int64_t v) {
     return 1;
 }
 
-/* n = the record's array length: 12 (no hop stamps), 14 (stamps), 16 (stamps, replaces, ordinal) */
+/* n = the record's array length: 12 (no hop stamps), 14 (stamps), 16 (stamps, replaces, ordinal), 17 (and alias:
+   an alias record is no row, the Python path applies it) */
 static int rec_delta(Buf *b, Reader *r, const Common *c, uint32_t n) {
     Str market_id, side;
-    int replaces = 0;
+    int replaces = 0, alias = 0;
     int64_t ordinal = 0;
     STEP(w_common(b, c));
     if (!rd_str(r, &market_id) || !rd_str(r, &side)) return 0;
@@ -405,7 +407,8 @@ static int rec_delta(Buf *b, Reader *r, const Common *c, uint32_t n) {
         int64_t raw_ts_ms, dedup_ns; /* the hop stamps: read past, never loaded */
         if (!rd_int(r, &raw_ts_ms) || !rd_int(r, &dedup_ns)) return 0;
     }
-    if (n == 16 && (!rd_bool(r, &replaces) || !rd_int(r, &ordinal))) return 0;
+    if (n >= 16 && (!rd_bool(r, &replaces) || !rd_int(r, &ordinal))) return 0;
+    if (n == 17 && (!rd_bool(r, &alias) || alias)) return 0;
     STEP(w_bool(b, replaces));
     STEP(w_i4(b, ordinal));
     return 1;
@@ -536,7 +539,7 @@ static int one_record(Buf *b, const unsigned char *data, Py_ssize_t len, long ve
     int skip = (has_from && c.ts_ms < from_ms) || (has_to && c.ts_ms >= to_ms);
     int stamped; /* the two hop stamps (raw_ts_ms, dedup_ns) follow the type's fields: read past, never loaded */
     *origin = c.ts_ms;
-    if (tag.n == 5 && memcmp(tag.s, "delta", 5) == 0 && (n == 12 || n == 14 || n == 16)) {
+    if (tag.n == 5 && memcmp(tag.s, "delta", 5) == 0 && (n == 12 || n == 14 || n == 16 || n == 17)) {
         stamped = 0; /* rec_delta reads its stamps (the book rule follows them) */
         rc = rec_delta(b, &r, &c, n);
         *table = TABLE_DELTAS;

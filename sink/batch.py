@@ -21,9 +21,9 @@ import msgspec
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
 from schemas.codec import SCHEMA_VERSION
 from sink.latency import stamp
-from sink.records import RecLifecycle, decode_record, record_decoder
+from sink.records import RecDelta, RecLifecycle, decode_record, record_decoder
 from sink.rowcodec import FastBuild, fast_build
-from sink.rows import BUILDERS
+from sink.rows import BUILDERS, build_row
 
 __all__ = ["Batch", "Helper", "Message", "Source", "build_rows", "dead_letter"]
 
@@ -187,9 +187,8 @@ class Batch:
                     self.to_ms is not None and rec.ts_ms >= self.to_ms
                 ):
                     continue
-                name, build = BUILDERS[type(rec)]
+                name, _ = build_row(rec)  # a row that could not be encoded is a dead letter, not a row
                 if name == table:
-                    build(rec)  # a row that could not be encoded is a dead letter, not a row
                     out.append(msg)
             except (SchemaError, ValueError, OverflowError, struct.error):
                 continue
@@ -311,6 +310,10 @@ def _build_python(
                 raise SchemaError(f"Event: schema version {rec.v} not supported (expected {version})")
             if (from_ms is not None and rec.ts_ms < from_ms) or (to_ms is not None and rec.ts_ms >= to_ms):
                 skipped += 1
+                continue
+            if type(rec) is RecDelta and rec.alias:  # no row: an ordinal for the row of its key (sink.ordinals)
+                table, row = build_row(rec)
+                rows.setdefault(table, []).append(row)
                 continue
             sink = sinks.get(type(rec))
             if sink is None:

@@ -31,15 +31,15 @@ from typing import Any
 import psycopg
 
 from schemas import DeadLetter
-from sink.batch import Message, dead_letter
-from sink.rows import COLUMNS, COPY_COLUMNS, copy_buffer
+from sink.batch import Message
+from sink.rows import COLUMNS, COPY_COLUMNS
+from sink.staging import copy_staged
 
 __all__ = ["TABLE", "apply_lifecycle"]
 
 TABLE = "market_lifecycle"
 _STAGE = "stage_lifecycle_keys"
 _LOCK_KEY = 0x6D646C63  # "mdlc"
-_REJECTED = (psycopg.DataError, psycopg.IntegrityError)
 _COLS = ", ".join(COLUMNS[TABLE])
 _S_COLS = ", ".join(f"s.{c}" for c in COLUMNS[TABLE])
 _COPY = f"COPY {_STAGE} ({', '.join(COPY_COLUMNS[TABLE])}) FROM STDIN (FORMAT BINARY)"
@@ -81,19 +81,7 @@ def apply_lifecycle(
         " alias boolean NOT NULL DEFAULT false, ord bigserial) ON COMMIT DELETE ROWS"
     )
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-    dead: list[DeadLetter] = []
-    try:
-        with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY) as copy:
-            copy.write(copy_buffer(TABLE, rows))
-    except _REJECTED:  # find the rows the database rejects: each alone (rows are few)
-        messages = sources()
-        for row, msg in zip(rows, messages, strict=True):
-            try:
-                with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY) as copy:
-                    copy.write(copy_buffer(TABLE, [row]))
-            except _REJECTED as exc:
-                reason = f"{TABLE}: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
-                dead.append(dead_letter(reason, msg))
+    dead = copy_staged(conn, _COPY, TABLE, TABLE, rows, sources)
     stored = duplicates = aliases = 0
     if not conn.execute(_ORDERED).fetchone()[0]:  # type: ignore[index]
         # independent records (the common case: a batch's events are distinct, no alias): set-based

@@ -564,6 +564,8 @@ class Loader:
             m.DUPLICATES.inc(result.duplicates)
         if result.aliases:
             m.LIFECYCLE_ALIASES.inc(result.aliases)
+        if result.delta_aliases:
+            m.DELTA_ALIASES.inc(result.delta_aliases)
         for d in result.dead:
             m.DEAD_LETTERS.labels("undecodable" if d.reason.startswith("undecodable") else "rejected").inc()
         if result.slow_path:

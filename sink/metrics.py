@@ -11,6 +11,7 @@ __all__ = [
     "BATCH_SECONDS",
     "DB_ERRORS",
     "DEAD_LETTERS",
+    "DELTA_ALIASES",
     "DUPLICATES",
     "LAG_RECORDS",
     "LAG_SECONDS",
@@ -26,6 +27,9 @@ MARKETS = Counter("mdpipe_sink_markets_upserted_total", "Market reference rows u
 DUPLICATES = Counter("mdpipe_sink_duplicate_rows_total", "Rows already in the database, absorbed by the unique key")
 LIFECYCLE_ALIASES = Counter(
     "mdpipe_sink_lifecycle_aliases_total", "Lifecycle alias records applied: keys a later copy brought (sink.lifecycle)"
+)
+DELTA_ALIASES = Counter(
+    "mdpipe_sink_delta_aliases_total", "Alias delta records applied: a later copy's higher ordinal (sink.ordinals)"
 )
 DEAD_LETTERS = Counter("mdpipe_sink_dead_letters_total", "Records sent to the dlq topic", ["kind"])
 SLOW_BATCHES = Counter("mdpipe_sink_slow_batches_total", "Batches that needed the staging/bisect path")

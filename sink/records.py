@@ -59,6 +59,7 @@ class RecDelta(RecBase, kw_only=True, tag="delta"):
     dedup_ns: int = 0
     replaces: bool = False  # the book rule (schemas.events.BookDelta)
     ordinal: int = 0
+    alias: bool = False  # an alias record: the ordinal to raise the row of its key to, never a row itself
 
 
 class RecTrade(RecBase, kw_only=True, tag="trade"):

@@ -22,8 +22,9 @@ try:
 except ImportError:  # built without a C compiler, or a source checkout never installed
     _rowcodec = None
 # The layout of the rows the C builder must write (sink.rows.COLUMNS): 2 = common columns with venue; 3 = deltas with
-# the book rule (replaces, ordinal).
-ROW_LAYOUT = 3
+# the book rule (replaces, ordinal); 4 = the same rows, delta records with ``alias`` (an older build would hand every
+# such record to the Python path).
+ROW_LAYOUT = 4
 if _rowcodec is not None and getattr(_rowcodec, "ROW_LAYOUT", 0) != ROW_LAYOUT:  # built from older sources
     import warnings
 

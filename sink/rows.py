@@ -36,6 +36,7 @@ __all__ = [
     "COLUMNS",
     "COMMON_COLUMNS",
     "COPY_COLUMNS",
+    "DELTA_ALIASES",
     "TABLES",
     "TABLE_BY_TYPE",
     "build_row",
@@ -113,6 +114,11 @@ TABLES: tuple[str, ...] = tuple(COLUMNS)
 # :class:`schemas.events.Lifecycle`). Lifecycle rows are never copied into their table directly: the sink copies them
 # into a staging table with that column and applies them one by one, by any of their keys (:mod:`sink.lifecycle`).
 COPY_COLUMNS: dict[str, tuple[str, ...]] = {**COLUMNS, "market_lifecycle": (*COLUMNS["market_lifecycle"], "alias")}
+# Alias delta records (:class:`schemas.events.BookDelta` ``alias``) are no rows of their own: a batch keeps them apart
+# under this name, as COPY rows of orderbook_deltas' layout, and the sink raises the ordinal of the rows they name
+# (:mod:`sink.ordinals`).
+DELTA_ALIASES = "orderbook_deltas:alias"
+COPY_COLUMNS[DELTA_ALIASES] = COLUMNS["orderbook_deltas"]
 TABLE_BY_TYPE: dict[type[RecBase], str] = {
     RecSnapshot: "orderbook_snapshots",
     RecDelta: "orderbook_deltas",
@@ -287,9 +293,10 @@ BUILDERS: dict[type[RecBase], tuple[str, Callable[..., bytes]]] = {
 
 
 def build_row(rec: RecBase) -> tuple[str, bytes]:
-    """(table, row bytes without the field count); ValueError for a value that cannot be encoded."""
+    """(table, row bytes without the field count); ValueError for a value that cannot be encoded. The table of an
+    alias delta record is :data:`DELTA_ALIASES`."""
     table, fn = BUILDERS[type(rec)]
-    return table, fn(rec)
+    return DELTA_ALIASES if type(rec) is RecDelta and rec.alias else table, fn(rec)
 
 
 def loaded_at_field(now_ns: int | None = None) -> bytes:

@@ -1,8 +1,8 @@
 """Writes one :class:`sink.batch.Batch` into PostgreSQL in ONE transaction: rows (binary COPY), market upserts
 and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
 
-Fast path: COPY every table directly (``market_lifecycle`` rows by any of their keys instead, last:
-:mod:`sink.lifecycle`), commit. Only when that fails:
+Fast path: COPY every table directly (then alias delta records raise their rows' ordinals, :mod:`sink.ordinals`;
+``market_lifecycle`` rows by any of their keys instead, last: :mod:`sink.lifecycle`), commit. Only when that fails:
 - unique violation (a re-delivered event): that table goes through a temp staging table and
   ``INSERT ... ON CONFLICT DO NOTHING`` (duplicates absorbed and counted);
 - a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
@@ -28,12 +28,14 @@ from schemas import DeadLetter
 from sink.batch import Batch, Message, dead_letter
 from sink.lifecycle import TABLE as LIFECYCLE
 from sink.lifecycle import apply_lifecycle
-from sink.rows import COLUMNS, copy_buffer, copy_sql
+from sink.ordinals import raise_ordinals
+from sink.rows import COLUMNS, DELTA_ALIASES, copy_buffer, copy_sql
 
 __all__ = ["Store", "WriteResult", "connect_options"]
 
 log = get_logger(__name__)
 REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+_APART = frozenset({LIFECYCLE, DELTA_ALIASES})  # applied from staging tables, after every other table's rows
 
 _MARKET_SQL = """INSERT INTO markets (ticker, venue, event_ticker, market_id, title, status, open_time, close_time,
     price_level_structure, price_ranges, updated_at, updated_ns)
@@ -71,6 +73,8 @@ class WriteResult:
     slow_path: bool = False
     markets: int = 0
     aliases: int = 0  # lifecycle alias records applied (keys added to a row, sink.lifecycle)
+    delta_aliases: int = 0  # alias delta records applied (sink.ordinals)
+    ordinals_raised: int = 0  # rows whose ordinal they raised
 
 
 class Store:
@@ -130,10 +134,11 @@ class Store:
             with conn.transaction():
                 result = WriteResult(dead=list(batch.dead))
                 for table, rows in batch.rows.items():
-                    if not rows or table == LIFECYCLE:
+                    if not rows or table in _APART:
                         continue
                     self._copy(conn, table, table, rows)
                     result.rows[table] = len(rows)
+                self._aliases(conn, batch, result)
                 self._lifecycle(conn, batch, result)
                 self._finish(conn, batch, result, on_dead)
             return result
@@ -142,7 +147,7 @@ class Store:
         with conn.transaction():
             result = WriteResult(dead=list(batch.dead), slow_path=True)
             for table, rows in batch.rows.items():
-                if not rows or table == LIFECYCLE:
+                if not rows or table in _APART:
                     continue
                 try:
                     with conn.transaction():
@@ -154,9 +159,21 @@ class Store:
                 except REJECTED:
                     pass
                 self._careful(conn, table, rows, batch.sources_of(table), result)
+            self._aliases(conn, batch, result)
             self._lifecycle(conn, batch, result)
             self._finish(conn, batch, result, on_dead)
         return result
+
+    @staticmethod
+    def _aliases(conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:
+        """Alias delta records raise their rows' ordinals (:mod:`sink.ordinals`): after every table's rows."""
+        rows = batch.rows.get(DELTA_ALIASES)
+        if not rows:
+            return
+        raised, dead = raise_ordinals(conn, rows, lambda: batch.sources_of(DELTA_ALIASES))
+        result.delta_aliases += len(rows) - len(dead)
+        result.ordinals_raised += raised
+        result.dead += dead
 
     @staticmethod
     def _lifecycle(conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:

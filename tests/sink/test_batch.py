@@ -70,8 +70,8 @@ def test_undecodable_and_unencodable_become_dead_letters() -> None:
     delta = next(e for e in make_events(50, seed=8) if isinstance(e, BookDelta))
     good = encode_event(delta)
     raw = msgspec.msgpack.decode(good)
-    assert raw[-5] == str(delta.delta)  # array-like layout: `delta`, the two hop stamps, the book rule (two fields)
-    raw[-5] = "not-a-number"
+    assert raw[-6] == str(delta.delta)  # array-like layout: `delta`, the two hop stamps, the book rule (two fields),
+    raw[-6] = "not-a-number"  # the alias flag
     bad_number = msgspec.msgpack.encode(raw)
     batch = Batch()
     batch.add_many(_sources([b"\x00garbage", good, bad_number]))

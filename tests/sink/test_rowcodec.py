@@ -241,10 +241,10 @@ def test_hop_stamps_are_read_past_in_c() -> None:
         encode_event(msgspec.structs.replace(e, raw_ts_ms=e.recv_ns // 1_000_000 + 3, dedup_ns=e.recv_ns + 9_000_000))
         for e in events
     ]
-    older = []  # the layout before the stamps: the same arrays without their last two items (deltas: four, the
-    for payload in stamped:  # book rule follows their stamps)
+    older = []  # the layout before the stamps: the same arrays without their last two items (deltas: five, the
+    for payload in stamped:  # book rule and the alias flag follow their stamps)
         items = msgspec.msgpack.decode(payload)
-        older.append(msgspec.msgpack.encode(items[: -4 if items[0] == "delta" else -2]))
+        older.append(msgspec.msgpack.encode(items[: -5 if items[0] == "delta" else -2]))
     c_out, py_out = both(stamped + older)
     assert c_out == py_out
     rows, dead, _ = c_out
@@ -254,12 +254,12 @@ def test_hop_stamps_are_read_past_in_c() -> None:
     assert c_handled(older) == len(older) - in_python
     assert rows == {t: r + r for t, r in both(stamped)[0][0].items()}  # stamps change no row
 
-    delta = msgspec.msgpack.decode(_delta("0.5"))[:-4]  # without its stamps (and the book rule after them)
+    delta = msgspec.msgpack.decode(_delta("0.5"))[:-5]  # without its stamps (and the book rule, alias after them)
     odd = [
         msgspec.msgpack.encode([*delta, 1_767_225_600_003]),  # one stamp only: valid (default), Python's
         msgspec.msgpack.encode([*delta, 2**64 - 1, 5]),  # a stamp beyond int64: valid, Python's
         msgspec.msgpack.encode([*delta, None, 5]),  # not an int: a dead letter either way
-        msgspec.msgpack.encode([*delta, 1, 2, False, 0, 3]),  # an extra item: the Python path decides
+        msgspec.msgpack.encode([*delta, 1, 2, False, 0, False, 3]),  # an extra item: the Python path decides
     ]
     c_out, py_out = both(odd)
     assert c_out == py_out
@@ -270,34 +270,36 @@ def test_hop_stamps_are_read_past_in_c() -> None:
 @pytest.mark.parametrize("codec", ["c", "python"])
 def test_deltas_carry_their_book_rule(codec: str) -> None:
     """replaces and ordinal (after the hop stamps) land in their columns; records of the older layouts (without the
-    rule, without the stamps) are additive deltas of ordinal 0; C and Python agree on every shape."""
+    alias flag, without the rule, without the stamps) are rows too, without the rule additive deltas of ordinal 0; C
+    and Python agree on every shape."""
     if codec == "c" and fast is None:
         pytest.skip("sink._rowcodec was not built")
     from sink.rows import COLUMNS
 
     names = COLUMNS["orderbook_deltas"]
     full = msgspec.msgpack.decode(_delta("0.5", replaces=True, ordinal=7))
-    assert full[-4:] == [0, 0, True, 7]  # stamps, then the rule
+    assert full[-5:] == [0, 0, True, 7, False]  # stamps, then the rule, then the alias flag
     payloads = [
         msgspec.msgpack.encode(full),
         _delta("0.5", replaces=False, ordinal=2**31 - 1),
         _delta("0.5", replaces=True, ordinal=-(2**31)),
-        msgspec.msgpack.encode(full[:-2]),  # before the rule: additive, 0
-        msgspec.msgpack.encode(full[:-4]),  # before the stamps too
+        msgspec.msgpack.encode(full[:-1]),  # before the alias flag: the same row
+        msgspec.msgpack.encode(full[:-3]),  # before the rule: additive, 0
+        msgspec.msgpack.encode(full[:-5]),  # before the stamps too
     ]
     rows: dict[str, list[bytes]] = {}
     dead, _ = build_rows(payloads, None, None, rows, fast=fast if codec == "c" else None)
     assert not dead
     got = [(f[names.index("replaces")], f[names.index("ordinal")]) for f in map(_fields, rows["orderbook_deltas"])]
-    i4 = [n.to_bytes(4, "big", signed=True) for n in (7, 2**31 - 1, -(2**31), 0, 0)]
-    assert got == list(zip([b"\x01", b"\x00", b"\x01", b"\x00", b"\x00"], i4, strict=True))
+    i4 = [n.to_bytes(4, "big", signed=True) for n in (7, 2**31 - 1, -(2**31), 7, 0, 0)]
+    assert got == list(zip([b"\x01", b"\x00", b"\x01", b"\x01", b"\x00", b"\x00"], i4, strict=True))
     if codec == "c":
         assert c_handled(payloads) == len(payloads)
         assert both(payloads)[0] == both(payloads)[1]
     odd = [
         _delta("0.5", replaces=True, ordinal=2**31),  # beyond the integer column: a dead letter either way
-        msgspec.msgpack.encode([*full[:-2], 1, 7]),  # replaces not a bool: a dead letter either way
-        msgspec.msgpack.encode([*full[:-2], True]),  # the rule without its ordinal: valid (default)
+        msgspec.msgpack.encode([*full[:-3], 1, 7]),  # replaces not a bool: a dead letter either way
+        msgspec.msgpack.encode([*full[:-3], True]),  # the rule without its ordinal: valid (default)
         msgspec.msgpack.encode([*full, 9]),  # an extra item: the Python path decides
     ]
     dead_odd, _ = build_rows(odd, None, None, {}, fast=fast if codec == "c" else None)

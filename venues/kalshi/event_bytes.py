@@ -59,7 +59,7 @@ _encode = msgspec.msgpack.Encoder().encode
 # the tuples below follow these field lists (the tag first, then the fields): a schema change must update them
 _FIELDS = {
     BookDelta: ("v", "venue", "market", "event_key", "ts_ms", "recv_ns", "gatherer", "market_id", "side", "price",
-                "delta", "raw_ts_ms", "dedup_ns", "replaces", "ordinal"),
+                "delta", "raw_ts_ms", "dedup_ns", "replaces", "ordinal", "alias"),
     Trade: ("v", "venue", "market", "event_key", "ts_ms", "recv_ns", "gatherer", "trade_id", "yes_price", "no_price",
             "count", "taker_side", "taker_book_side", "is_block_trade", "raw_ts_ms", "dedup_ns"),
     Ticker: ("v", "venue", "market", "event_key", "ts_ms", "recv_ns", "gatherer", "market_id", "price", "yes_bid",
@@ -100,7 +100,7 @@ def _delta_bytes(frame: RawFrame, raw_ts_ms: int, dedup_ns: int) -> bytes | None
         (
             "delta", SCHEMA_VERSION, VENUE, frame.market, frame.event_key,
             ts if ts is not None else recv_ns // 1_000_000, recv_ns, frame.gatherer,
-            m.market_id, m.side, price, delta, raw_ts_ms, dedup_ns, False, 0,
+            m.market_id, m.side, price, delta, raw_ts_ms, dedup_ns, False, 0, False,
         )
     )  # fmt: skip
 

@@ -10,7 +10,8 @@ sorts by ``(ts_ms, ordinal)``. This is the venue's own rebuild, the reference th
 the normaliser marks each delta ``replaces`` with that ``ordinal``, and ``sink.book`` and the database's ``book_at``
 rebuild from those
 (``tests/venues/polymarket/test_book_db.py`` holds all three equal).
-Which copy of a change was stored does not matter (the copies carry the same size).
+Which copy of a change was stored does not matter for its size (the copies carry the same); its ordinal is the
+highest any copy carried (:mod:`sink.ordinals`).
 """
 
 from __future__ import annotations

@@ -37,10 +37,14 @@ message has. Dedup keeps both twins as long as one gatherer delivered both. If e
 between the twins (size 5, then 3, then 5 again) a wrong size at that millisecond. The key counted every change of
 the level before; a single gatherer's loss then gave a key no message had (a duplicate row, which the e2e test met),
 where now losses on every gatherer at once are needed. A gatherer's ``ordinal`` of a change is low by the level's
-changes it did not receive in that millisecond: when its copy is the one dedup keeps, the row may sort before a
-change that preceded it (the level's size at that millisecond is then the earlier change's until the level changes
-again or a ``book`` comes). A re-delivered message is indistinguishable from a second identical one and gets ``n +
-1`` (a duplicate row). Counters are forgotten by VENUE time (``horizon_ms`` behind the newest timestamp seen); a
+changes it did not receive in that millisecond, never more than the venue sent before the message its copy is (which
+is the later twin's position when its key is the earlier twin's, above). The dedup stage keeps the highest any copy
+carried (a later copy that counts more than the one it stored raises the row's, :mod:`dedup_stream.logic`
+"Ordinals"), so the row sorts right when one gatherer received every earlier change of the level in that
+millisecond; when every gatherer lost one, it may sort before a change that preceded it (the level's size at that
+millisecond is then the earlier change's until the level changes again or a ``book`` comes). A re-delivered message
+is indistinguishable from a second identical one and gets ``n + 1`` (a duplicate row). Counters are forgotten by
+VENUE time (``horizon_ms`` behind the newest timestamp seen); a
 copy older than that gets ``n = 0``, which no first copy has (never a merge), and ordinal 0.
 """
 

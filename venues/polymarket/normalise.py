@@ -15,8 +15,9 @@ Mapping decisions:
   the level's NEW size: Polymarket replaces levels, it does not add, so the delta says so (``replaces=True``) and
   carries its order inside the millisecond (``ordinal``: the winning copy's ``RawFrame.ordinal``, which numbers the
   changes of one level in one venue ms in the venue's order; the event key does not carry it,
-  :mod:`venues.polymarket.keys`). ``sink.book`` and the database's ``book_at`` rebuild with that rule;
-  :mod:`venues.polymarket.book` is the venue's own reference.
+  :mod:`venues.polymarket.keys`; a later copy with a higher one raises the row's, :mod:`sink.ordinals`).
+  ``sink.book`` and the database's ``book_at`` rebuild with that rule; :mod:`venues.polymarket.book` is the venue's
+  own reference.
 - **last_trade_price** -> :class:`Trade`: ``yes_price`` = price, ``no_price`` = ``1 - price``, ``count`` = size,
   ``taker_side`` yes (BUY: the taker bought this token) / no (SELL), ``taker_book_side`` bid (BUY) / ask (SELL) [guess:
   ``side`` is the taker's, as Trade.taker_side], ``trade_id`` = ``transaction_hash`` when sent, else the event
