@@ -124,6 +124,7 @@ class Worker:
     log_path: Path
     workdir: Path
     stage_file: Path
+    engine: str = "native"
 
     def healthy(self) -> bool:
         import urllib.error
@@ -137,13 +138,29 @@ class Worker:
 
     def metric(self, name: str) -> float:
         """Sum over every label set of metric ``name`` (scraped from the worker's /metrics)."""
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self.metric_lines(name))
+
+    def metric_lines(self, *names: str) -> list[str]:
+        """The /metrics lines of the metrics ``names`` (every label set), as the worker serves them."""
         import urllib.request
 
         url = json.loads(self.stage_file.read_text())["metrics_url"]
         text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + "{", name + " "))
-        )
+        prefixes = tuple(p for n in names for p in (n + "{", n + " "))
+        return [line for line in text.splitlines() if line.startswith(prefixes)]
+
+    def stacks(self, wait_s: float = 3.0) -> str:
+        """Where a running Faust worker stands: its worker (mode.Worker) writes every thread's stack and every
+        asyncio task to its log on SIGUSR1; returns what the log gained ("" for the native engine or a stopped
+        worker)."""
+        if self.engine != "faust" or self.proc.poll() is not None:
+            return ""
+        size = self.log_path.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        with self.log_path.open("rb") as log:
+            log.seek(size)
+            return log.read().decode(errors="replace")
 
     def frames_in(self) -> float:
         """Frames this worker has read so far."""
@@ -189,7 +206,7 @@ class WorkerLauncher:
         cmd += ["--engine", self.engine, "--metrics-port", "0", "--session-timeout-s", "6", *extra]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=topics.env(self.tmp / "run"))
-        worker = Worker(proc, log_path, workdir, self.tmp / "run" / "stages" / f"dedup-{name}.json")
+        worker = Worker(proc, log_path, workdir, self.tmp / "run" / "stages" / f"dedup-{name}.json", self.engine)
         self.workers.append(worker)
         return worker
 

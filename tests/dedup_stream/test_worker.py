@@ -173,23 +173,63 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_worke
         assert firsts.setdefault(e.event_key, (e.gatherer, e.recv_ns)) == (e.gatherer, e.recv_ns)
 
 
+def group_progress(topics, app_id: str, consumer=None) -> list[tuple[str, int, int, int]]:  # type: ignore[no-untyped-def]
+    """(topic, partition, committed offset of the dedup group (< 0: none), end offset) of every raw partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    own = consumer is None
+    if own:
+        consumer = Consumer({"bootstrap.servers": topics.bootstrap, "group.id": app_id, "enable.auto.commit": False})
+    try:
+        tps = [TopicPartition(topics.raw(g), p) for g in ("g1", "g2", "g3") for p in range(topics.partitions)]
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+        done = [tp.offset for tp in consumer.committed(tps, timeout=10)]
+        return [(tp.topic, tp.partition, d, e) for tp, d, e in zip(tps, done, ends, strict=True)]
+    finally:
+        if own:
+            consumer.close()
+
+
 def committed_everything(topics, app_id: str, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
     """Wait until the dedup group has committed every raw partition up to its end."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": topics.bootstrap, "group.id": app_id, "enable.auto.commit": False})
     try:
-        tps = [TopicPartition(topics.raw(g), p) for g in ("g1", "g2", "g3") for p in range(topics.partitions)]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
-            done = [tp.offset for tp in consumer.committed(tps, timeout=10)]
-            if all(d >= e or e == 0 for d, e in zip(done, ends, strict=True)):  # empty: nothing to commit
+            progress = group_progress(topics, app_id, consumer)
+            if all(d >= e or e == 0 for _, _, d, e in progress):  # empty: nothing to commit
                 return True
             time.sleep(0.5)
         return False
     finally:
         consumer.close()
+
+
+def stall_report(topics, app_id: str, worker) -> str:  # type: ignore[no-untyped-def]
+    """Where a worker that did not get there stands, printed before the assertion fails (pytest shows a failed
+    test's output whole, where it cuts an assertion message): the group's committed offset against the end of
+    every raw partition, the frames the worker read and emitted per gatherer, and, for the Faust engine, every
+    thread's stack and every asyncio task (a CI run of the Faust reemit test once stopped after the new worker's
+    first rebalance without saying why)."""
+    lines = [f"committed/end {t}[{p}]: {d}/{e}" for t, p, d, e in group_progress(topics, app_id)]
+    try:
+        lines += worker.metric_lines(
+            "mdpipe_dedup_frames_in_total", "mdpipe_dedup_frames_won_total", "mdpipe_dedup_frames_duplicate_total"
+        )
+    except OSError as exc:
+        lines.append(f"metrics: {exc!r}")
+    report = "\n".join(lines) + "\n" + worker.stacks()
+    print(report)
+    return report
+
+
+def expect_progress(ok: bool, topics, app_id: str, worker) -> None:  # type: ignore[no-untyped-def]
+    """Fail with the worker's log tail, having printed its :func:`stall_report`, unless ``ok``."""
+    if not ok:
+        stall_report(topics, app_id, worker)
+        raise AssertionError(worker.log()[-3000:])
 
 
 def wait_members(topics, app_id: str, members: int, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
@@ -314,14 +354,14 @@ def test_reemit_from_local_state_keeps_its_winner_for_the_next_owner(dedup_topic
     set_topic_config(topics, changelog, "max.message.bytes", "1048588")  # the broker takes changelog records again
     w1 = dedup_workers.start(topics, "it-wb", "w1")  # same workdir: winners in local state, none in the changelog
     seen = wait_for_events(topics, expected, 150)
-    assert set(seen) == expected, w1.log()[-3000:]
-    assert committed_everything(topics, app_id, 90), w1.log()[-3000:]
+    expect_progress(set(seen) == expected, topics, app_id, w1)
+    expect_progress(committed_everything(topics, app_id, 90), topics, app_id, w1)
     assert w1.metric("mdpipe_dedup_frames_reemitted_total") > 0  # the window was hit: winners came from local state
     w1.kill()
 
     w2 = dedup_workers.start(topics, "it-wb", "w2")  # fresh workdir: restores its partitions from the changelog only
     produce(topics, "g3", copies["g3"])  # late copies of every event
-    assert committed_everything(topics, app_id, 150), w2.log()[-3000:]
+    expect_progress(committed_everything(topics, app_id, 150), topics, app_id, w2)
     assert w2.stop() == 0, w2.log()[-3000:]
 
     winners: dict[str, set[str]] = {}
