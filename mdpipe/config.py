@@ -274,9 +274,10 @@ class DedupConfig(_Section):
     # request; a frame waits at most fetch_wait_ms for its fetch (less when the bytes fill first: the busier the
     # pipeline, the shorter the wait), and every frame of a fetch then waits for the whole fetch to be decided and its
     # changelog acknowledged, so the wait counts in the dedup hop about twice. At a paced rate the bytes do not fill
-    # within the wait and the wait alone sets the batch. A shorter wait shortens the dedup hop of a worker with CPU to
-    # spare but costs it CPU per frame; docs/latency-budget.md has what 20 and 10 bought and cost
-    fetch_wait_ms: int = 50
+    # within the wait and the wait alone sets the batch. A shorter wait shortens the dedup hop but costs the worker
+    # and the broker CPU per frame (more, smaller batches); docs/latency-budget.md has what 20 (against 50) bought and
+    # cost in the whole pipeline
+    fetch_wait_ms: int = 20
     fetch_min_bytes: int = 256 << 10
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)

@@ -39,6 +39,7 @@ from sink.batch import Batch
 from sink.flush import flush_due, merge_due, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
+from sink.markets_seen import MarketsSeen
 from sink.rowcodec import resolve as resolve_codec
 from sink.store import Store, WriteResult, connect_options
 from sink.trace import HopTrace
@@ -188,8 +189,9 @@ class Loader:
         self._mirrored_at = 0.0
         self._mirror_interval_s = config.sink.kafka_commit_interval_ms / 1000.0
         self.lanes: list[_Lane] = []
+        self.markets_seen = MarketsSeen()  # one for every lane: a merged batch may carry any lane's markets
         for i in range(config.sink.writers):
-            store = Store(config.postgres.dsn, group_id, options=db_options)
+            store = Store(config.postgres.dsn, group_id, options=db_options, markets_seen=self.markets_seen)
             writer = _Writer(lambda batch, i=i: self._write(self.lanes[i], batch), name=f"sink-writer-{i}")
             self.lanes.append(_Lane(i, store, self._new_batch(), writer))
         self._lane_of: dict[tuple[str, int], _Lane] = {}  # assigned partition -> its lane
@@ -402,6 +404,7 @@ class Loader:
         with contextlib.suppress(RuntimeError):
             self._wait_writers()  # the batches already handed to writers commit (or we are stopping)
         self._committed_offsets(force=True)  # mirror them while the partitions are still ours
+        self.markets_seen.forget()  # the next owner of these partitions may change their markets meanwhile
         dropped = self.pending
         self.stats.dropped += dropped
         for lane in self.lanes:
@@ -572,6 +575,8 @@ class Loader:
             m.SLOW_BATCHES.inc()
         if result.markets:
             m.MARKETS.inc(result.markets)
+        if result.markets_unchanged:
+            m.MARKETS_UNCHANGED.inc(result.markets_unchanged)
         m.BATCH_ROWS.observe(batch.size)
         m.BATCH_SECONDS.observe(elapsed)
         self.stats.rows += total

@@ -17,6 +17,7 @@ __all__ = [
     "LAG_SECONDS",
     "LIFECYCLE_ALIASES",
     "MARKETS",
+    "MARKETS_UNCHANGED",
     "ROWS",
     "SLOW_BATCHES",
     "VENUE_TO_DB",
@@ -24,6 +25,10 @@ __all__ = [
 
 ROWS = Counter("mdpipe_sink_rows_total", "Rows committed to the database, per table (rate() = rows/s)", ["table"])
 MARKETS = Counter("mdpipe_sink_markets_upserted_total", "Market reference rows upserted")
+MARKETS_UNCHANGED = Counter(
+    "mdpipe_sink_markets_unchanged_total",
+    "Market references not upserted: the last one committed for their market had the same columns",
+)
 DUPLICATES = Counter("mdpipe_sink_duplicate_rows_total", "Rows already in the database, absorbed by the unique key")
 LIFECYCLE_ALIASES = Counter(
     "mdpipe_sink_lifecycle_aliases_total", "Lifecycle alias records applied: keys a later copy brought (sink.lifecycle)"

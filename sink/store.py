@@ -28,6 +28,7 @@ from schemas import DeadLetter
 from sink.batch import Batch, Message, dead_letter
 from sink.lifecycle import TABLE as LIFECYCLE
 from sink.lifecycle import apply_lifecycle
+from sink.markets_seen import MarketsSeen
 from sink.ordinals import raise_ordinals
 from sink.rows import COLUMNS, DELTA_ALIASES, copy_buffer, copy_sql
 
@@ -47,6 +48,10 @@ ON CONFLICT (venue, ticker) DO UPDATE SET event_ticker = EXCLUDED.event_ticker,
     price_level_structure = EXCLUDED.price_level_structure, price_ranges = EXCLUDED.price_ranges,
     updated_at = EXCLUDED.updated_at, updated_ns = EXCLUDED.updated_ns, loaded_at = clock_timestamp()
 WHERE markets.updated_ns <= EXCLUDED.updated_ns"""
+
+# _market_params without its last two (the reference's time, for updated_at and updated_ns): the values compared by
+# sink.markets_seen. Every gatherer stamps its copy with its own time, so copies differ only there.
+_MARKET_VALUES = -2
 
 _OFFSETS_SQL = """INSERT INTO sink_offsets (group_id, topic, partition, next_offset) VALUES {}
 ON CONFLICT (group_id, topic, partition) DO UPDATE
@@ -72,18 +77,26 @@ class WriteResult:
     dead: list[DeadLetter] = field(default_factory=list)  # rejected rows + undecodable records
     slow_path: bool = False
     markets: int = 0
+    markets_unchanged: int = 0  # market references skipped: their row already holds them (sink.markets_seen)
     aliases: int = 0  # lifecycle alias records applied (keys added to a row, sink.lifecycle)
     delta_aliases: int = 0  # alias delta records applied (sink.ordinals)
     ordinals_raised: int = 0  # rows whose ordinal they raised
+    stored_markets: list[tuple[tuple[str, str], tuple[Any, ...]]] = field(default_factory=list)  # upserted here
 
 
 class Store:
     """The sink's database connection. Not thread-safe; one per loader."""
 
     def __init__(
-        self, dsn: str, group_id: str, connect_timeout: float = 5.0, options: Mapping[str, int] | None = None
+        self,
+        dsn: str,
+        group_id: str,
+        connect_timeout: float = 5.0,
+        options: Mapping[str, int] | None = None,
+        markets_seen: MarketsSeen | None = None,
     ) -> None:
         self.dsn = dsn
+        self.markets_seen = markets_seen if markets_seen is not None else MarketsSeen()  # shared by a sink's lanes
         self.group_id = group_id
         self.connect_timeout = connect_timeout
         self.options = dict(options or {})  # extra libpq parameters (:func:`connect_options`)
@@ -124,9 +137,12 @@ class Store:
         """Commit ``batch`` (rows, markets, offsets) exactly once; ``on_dead`` runs before the commit."""
         self.busy_since = time.monotonic()
         try:
-            return self._write(batch, on_dead)
+            result = self._write(batch, on_dead)
         finally:
             self.busy_since = 0.0
+        if result.stored_markets:  # committed: later identical references of these markets are skipped
+            self.markets_seen.remember(result.stored_markets)
+        return result
 
     def _write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
         conn = self.conn
@@ -267,19 +283,29 @@ class Store:
         )
 
     def _upsert_markets(self, conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:
-        items = list(batch.markets.values())
+        seen = self.markets_seen
+        items = []
+        for key, (ref, src) in batch.markets.items():
+            params = self._market_params(ref)
+            if seen.changed(key, params[:_MARKET_VALUES]):
+                items.append((key, params, src))
+        result.markets_unchanged += len(batch.markets) - len(items)
+        if not items:
+            return
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(_MARKET_SQL, [self._market_params(ref) for ref, _ in items])
+                cur.executemany(_MARKET_SQL, [params for _, params, _ in items])
             result.markets += len(items)
+            result.stored_markets += [(key, params[:_MARKET_VALUES]) for key, params, _ in items]
             return
         except REJECTED:
             pass
-        for ref, src in items:
+        for key, params, src in items:
             try:
                 with conn.transaction():
-                    conn.execute(_MARKET_SQL, self._market_params(ref))
+                    conn.execute(_MARKET_SQL, params)
                 result.markets += 1
+                result.stored_markets.append((key, params[:_MARKET_VALUES]))
             except REJECTED as exc:
                 reason = f"markets: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
                 result.dead.append(dead_letter(reason, src))
