@@ -78,6 +78,14 @@ class Broker:
     async def start_async(self) -> None:
         await asyncio.wrap_future(self._thread.submit(self.kafka.start))
 
+    def log_lines(self, *words: str, last: int = 15) -> str:
+        """The last lines of the broker's log that contain any of ``words``: what a failure message shows of the
+        broker's side (its folder is deleted with the fixture)."""
+        path = self.kafka.log_path
+        text = path.read_text(errors="replace") if path.exists() else ""
+        lines = [ln.strip()[:300] for ln in text.splitlines() if any(w in ln for w in words)]
+        return " | ".join(lines[-last:]) or "(no such line)"
+
     async def kill_async(self) -> None:
         await asyncio.wrap_future(self._thread.submit(self.kafka.kill))
 
@@ -361,6 +369,7 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
         have = [v for k, v in got if partition_for(k or b"", parts) == p and not (v in seen or seen.add(v))]
         assert have == want, (
             f"partition {p}: " + _order_mismatch(have, want, ih) + f"; {len(g.producer.spool)} in the spool"
+            f"; broker log: {broker.log_lines(topics['raw'], 'runcat')}"
         )
     frames = [ih.decode_raw(v) for _, v in got]
     missing, expected = missing_delivered(truth, frames, ih, "k1")
