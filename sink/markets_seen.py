@@ -4,10 +4,10 @@ Every gatherer publishes every market's reference (discovery at start-up, listin
 gatherers the ``markets`` topic carries each reference three times, identical, in different batches: 60,000 upserts at
 a 20,000-market start-up where 20,000 change anything, each one adapted row by row in the sink and applied by
 PostgreSQL while the start-up's snapshots and events compete for the same CPU. Each gatherer stamps its copy with
-its own time (``updated_ns``), so the copies differ only there. A reference whose other columns are exactly those of
-the last one committed for its market is skipped: the row keeps them with the first copy's time (``updated_at``,
-``updated_ns``) and load time (``loaded_at``), as a gatherer itself republishes a reference only when something
-other than its time changed (:mod:`ingest.listing_refs`).
+its own time (``updated_ns``), so the copies differ only there. A reference equal, but for that time, to the last
+one committed for its market is skipped: the row keeps its values with the first copy's time (``updated_at``,
+``updated_ns``) and load time (``loaded_at``). A gatherer makes the same comparison before it republishes a
+reference (:mod:`ingest.listing_refs`).
 
 Pure bookkeeping, shared by the sink's writer lanes (a lock: they commit from their own threads). ``remember`` is
 called only after the transaction that upserted the references committed; ``forget`` empties it when partitions move
@@ -28,21 +28,22 @@ LIMIT = 200_000  # markets remembered before starting again (a few hundred bytes
 class MarketsSeen:
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
-        self._stored: dict[Hashable, tuple[object, ...]] = {}
+        self._stored: dict[Hashable, object] = {}
         self._lock = threading.Lock()
 
-    def changed(self, key: Hashable, columns: tuple[object, ...]) -> bool:
-        """Does storing ``columns`` for market ``key`` change anything the sink committed?"""
+    def changed(self, key: Hashable, values: object) -> bool:
+        """Does storing ``values`` (a reference without its time) for market ``key`` change what the sink
+        committed?"""
         with self._lock:
-            return self._stored.get(key) != columns
+            return self._stored.get(key) != values
 
-    def remember(self, stored: Iterable[tuple[Hashable, tuple[object, ...]]]) -> None:
-        """The columns just committed for these markets."""
+    def remember(self, stored: Iterable[tuple[Hashable, object]]) -> None:
+        """The values just committed for these markets."""
         with self._lock:
-            for key, columns in stored:
+            for key, values in stored:
                 if len(self._stored) >= self.limit and key not in self._stored:
                     self._stored.clear()
-                self._stored[key] = columns
+                self._stored[key] = values
 
     def forget(self) -> None:
         with self._lock:

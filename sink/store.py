@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import errors
 
 from mdpipe.config import SinkConfig
 from mdpipe.logging import get_logger
-from schemas import DeadLetter
+from schemas import DeadLetter, MarketRef
 from sink.batch import Batch, Message, dead_letter
 from sink.lifecycle import TABLE as LIFECYCLE
 from sink.lifecycle import apply_lifecycle
@@ -48,10 +49,6 @@ ON CONFLICT (venue, ticker) DO UPDATE SET event_ticker = EXCLUDED.event_ticker,
     price_level_structure = EXCLUDED.price_level_structure, price_ranges = EXCLUDED.price_ranges,
     updated_at = EXCLUDED.updated_at, updated_ns = EXCLUDED.updated_ns, loaded_at = clock_timestamp()
 WHERE markets.updated_ns <= EXCLUDED.updated_ns"""
-
-# _market_params without its last two (the reference's time, for updated_at and updated_ns): the values compared by
-# sink.markets_seen. Every gatherer stamps its copy with its own time, so copies differ only there.
-_MARKET_VALUES = -2
 
 _OFFSETS_SQL = """INSERT INTO sink_offsets (group_id, topic, partition, next_offset) VALUES {}
 ON CONFLICT (group_id, topic, partition) DO UPDATE
@@ -81,7 +78,7 @@ class WriteResult:
     aliases: int = 0  # lifecycle alias records applied (keys added to a row, sink.lifecycle)
     delta_aliases: int = 0  # alias delta records applied (sink.ordinals)
     ordinals_raised: int = 0  # rows whose ordinal they raised
-    stored_markets: list[tuple[tuple[str, str], tuple[Any, ...]]] = field(default_factory=list)  # upserted here
+    stored_markets: list[tuple[tuple[str, str], MarketRef]] = field(default_factory=list)  # upserted here, timeless
 
 
 class Store:
@@ -286,26 +283,26 @@ class Store:
         seen = self.markets_seen
         items = []
         for key, (ref, src) in batch.markets.items():
-            params = self._market_params(ref)
-            if seen.changed(key, params[:_MARKET_VALUES]):
-                items.append((key, params, src))
+            timeless = msgspec.structs.replace(ref, updated_ns=0)  # copies differ in their gatherer's time only
+            if seen.changed(key, timeless):
+                items.append((key, timeless, self._market_params(ref), src))
         result.markets_unchanged += len(batch.markets) - len(items)
         if not items:
             return
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(_MARKET_SQL, [params for _, params, _ in items])
+                cur.executemany(_MARKET_SQL, [params for _, _, params, _ in items])
             result.markets += len(items)
-            result.stored_markets += [(key, params[:_MARKET_VALUES]) for key, params, _ in items]
+            result.stored_markets += [(key, timeless) for key, timeless, _, _ in items]
             return
         except REJECTED:
             pass
-        for key, params, src in items:
+        for key, timeless, params, src in items:
             try:
                 with conn.transaction():
                     conn.execute(_MARKET_SQL, params)
                 result.markets += 1
-                result.stored_markets.append((key, params[:_MARKET_VALUES]))
+                result.stored_markets.append((key, timeless))
             except REJECTED as exc:
                 reason = f"markets: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
                 result.dead.append(dead_letter(reason, src))
