@@ -207,7 +207,7 @@ def committed_everything(topics, app_id: str, timeout_s: float) -> bool:  # type
         consumer.close()
 
 
-def stall_report(topics, app_id: str, worker) -> str:  # type: ignore[no-untyped-def]
+def stall_report(topics, app_id: str, worker) -> None:  # type: ignore[no-untyped-def]
     """Where a worker that did not get there stands, printed before the assertion fails (pytest shows a failed
     test's output whole, where it cuts an assertion message): the group's committed offset against the end of
     every raw partition, the frames the worker read and emitted per gatherer, and, for the Faust engine, every
@@ -220,9 +220,7 @@ def stall_report(topics, app_id: str, worker) -> str:  # type: ignore[no-untyped
         )
     except OSError as exc:
         lines.append(f"metrics: {exc!r}")
-    report = "\n".join(lines) + "\n" + worker.stacks()
-    print(report)
-    return report
+    print("\n".join(lines) + "\n" + worker.stacks())
 
 
 def expect_progress(ok: bool, topics, app_id: str, worker) -> None:  # type: ignore[no-untyped-def]
