@@ -11,6 +11,15 @@ were acknowledged. Only a full spool/disk drops frames: counted in ``dropped`` a
 PERMANENT delivery error (topic deleted, record too large, not authorised), which retrying can never fix and which
 would otherwise block the spool forever.
 
+A success report is trusted only when it carries the record's offset. librdkafka also reports success for records it
+merely infers were stored (an "implicit ack": the idempotent producer's request for a partition failed with a
+not-stored error such as NOT_LEADER_FOR_PARTITION while its next request to that partition succeeded, so it assumes
+the first was stored). A broker that holds no state yet for the producer id on that partition (a new producer, its
+first write there) accepts the second request whatever its sequence, so the first request's records are then lost
+although reported delivered; such reports come without an offset. A report without an offset is therefore handled
+as a transient failure (counted in ``unconfirmed``): a replayed segment stays on disk and is replayed again, a frame
+is spooled again (at-least-once: a copy of a record that was in fact stored is absorbed by dedup).
+
 Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
 and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
 frames keep their order and a crash during the outage loses nothing; ``hold`` keeps the spool on disk until the
@@ -84,6 +93,12 @@ def _transient(err: KafkaError) -> bool:
     return err.code() in _TRANSIENT or err.retriable()
 
 
+def _stored(msg: Any) -> bool:
+    """Does a success report say where the broker stored the record? (Not for an implicit ack: module docstring.)"""
+    offset = msg.offset()
+    return offset is not None and offset >= 0
+
+
 class _Draining:
     __slots__ = ("failed", "outstanding", "pos", "records", "segment")
 
@@ -120,6 +135,7 @@ class RawProducer:
         self._draining: _Draining | None = None
         self._in_flight: dict[Path, _Draining] = {}  # segments handed to the producer, not yet all acknowledged
         self._last_drop_log = 0.0
+        self._last_unconfirmed_log = 0.0
         self.spooling = len(spool) > 0
         self.sent = 0
         self._loud_acked = 0  # success reports of the loud producer
@@ -129,6 +145,7 @@ class RawProducer:
         self.failed = 0
         self.spooled = 0
         self.permanent_failures = 0
+        self.unconfirmed = 0  # success reports without an offset, handled as transient failures (module docstring)
         self.latency_samples: list[float] = []
         self.broker_up = True
         self.hold = False  # ingest.outage: the broker is away, so spooled records stay on disk (not replayed)
@@ -237,14 +254,17 @@ class RawProducer:
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
-            self._loud_acked += 1
-            if not self._loud_acked % LATENCY_SAMPLE_EVERY:
-                self.latency_samples.append(msg.latency() or 0.0)
-            return
-        self.failed += 1
-        if not _transient(err):
-            self._permanent(err, msg.topic())
-            return
+            if _stored(msg):
+                self._loud_acked += 1
+                if not self._loud_acked % LATENCY_SAMPLE_EVERY:
+                    self.latency_samples.append(msg.latency() or 0.0)
+                return
+            self._note_unconfirmed(msg)  # and spooled again, as a transient failure is
+        else:
+            self.failed += 1
+            if not _transient(err):
+                self._permanent(err, msg.topic())
+                return
         if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
             self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
             return
@@ -262,6 +282,16 @@ class RawProducer:
             return
         self.failed += 1
         self._permanent(err, topic)
+
+    def _note_unconfirmed(self, msg: Any) -> None:
+        """A success report without an offset: counted and logged (rate-limited); the caller keeps the record."""
+        self.unconfirmed += 1
+        now = time.monotonic()
+        if now - self._last_unconfirmed_log > 5:
+            self._last_unconfirmed_log = now
+            log.warning(
+                "delivery_unconfirmed_kept", topic=msg.topic(), partition=msg.partition(), unconfirmed=self.unconfirmed
+            )
 
     def _permanent(self, err: KafkaError, topic: str | None) -> None:
         self.spool.dropped += 1
@@ -379,12 +409,15 @@ class RawProducer:
         generation = self._generation
 
         def done(err: KafkaError | None, msg: Any) -> None:
-            if err is None:
+            if err is None and _stored(msg):
                 self._loud_acked += 1
-            elif _transient(err) and self._collect is not None:  # purged: re-spooled in queue order
-                self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
-            elif _transient(err):
-                d.failed = True
+            elif err is None or _transient(err):
+                if err is None:
+                    self._note_unconfirmed(msg)
+                if self._collect is not None:  # purged: re-spooled in queue order
+                    self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
+                else:
+                    d.failed = True  # the segment stays on disk: replayed whole again (at-least-once)
             else:
                 self._permanent(err, msg.topic())
             d.outstanding -= 1
@@ -399,7 +432,10 @@ class RawProducer:
         self._in_flight.pop(d.segment, None)
         if d.failed:
             log.warning("spool_segment_retry", segment=d.segment.name)
-            return  # left on disk: replayed whole on the next pass (at-least-once)
+            # left on disk: replayed whole on the next pass (at-least-once), which service() runs only while spooling
+            # (the spool may have been declared drained when this segment was handed over); new frames queue behind it
+            self.spooling = True
+            return
         self.spool.release(d.segment, len(d.records))
 
     # -- broker outages (ingest.outage) ---------------------------------------------------------
