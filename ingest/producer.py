@@ -524,6 +524,12 @@ class RawProducer:
         if self.queued:
             self._purge_to_spool()  # ahead of everything spooled: the next run replays them first
         self.spool.close()
-        log.info("producer_closed", unacknowledged=left, spooled_records=len(self.spool), acked=self.acked)
+        log.info(
+            "producer_closed",
+            unacknowledged=left,
+            spooled_records=len(self.spool),
+            acked=self.acked,
+            unconfirmed=self.unconfirmed,
+        )
         if error is not None:
             raise error
