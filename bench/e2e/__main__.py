@@ -21,6 +21,11 @@ Each latency run also reports where the time and the CPU go:
   and ``cpu_us_per_event_steady``: the same after the warm-up; ``cpu_us_per_event_to_drain``: from the start of
   generation to the end of the drain (the work a backlog defers past the window included).
 
+Before the latency runs, ``--warmup-s`` seconds of traffic at ``--rate`` go through the same pipeline unmeasured
+(``warmup_s`` in RESULT; 0 = none): a freshly started broker's JVM compiles its hot paths over the first minutes of
+load and meanwhile costs more CPU per event, which is a start-up cost, not the per-event budget. The warm-up's
+backlogs are printed (run ``warmup``).
+
 Last line: ``RESULT {json}`` with value = median p99 venue->database (ms), baseline = median p99
 venue->gatherer (ms), ratio, p50_ms, p99_ms, max_events_per_s, hops_ms, cpu, cpu_us_per_event (medians over the
 latency runs). Latencies leave out the first WARMUP_S seconds of each run (the initial snapshot burst); loss and
@@ -218,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
     parser.add_argument("--venue", choices=venues.names(), help="the venue emulated and gathered (default: venue.name)")
     parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=60.0,
+        help="seconds of unmeasured traffic at --rate before the latency runs, so that a freshly started broker's "
+        "JIT compiler has compiled its hot paths (60; 0 = none)",
+    )
+    parser.add_argument(
         "--ramp", default="5000,10000,15000,20000,30000", help="rates tried for the sustained rate ('' = skip the ramp)"
     )
     parser.add_argument("--ramp-duration", type=float, default=30.0, help="seconds per ramp step (30)")
@@ -239,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = settings_env(args.set)
     os.environ.update(overrides)  # the harness's own config and every child's environment
 
+    if args.warmup_s > 0:
+        one_run(args.rate, args.warmup_s, args.markets, args.gatherers, False, "warmup", args.venue or "", args.name)
     latency = [
         one_run(args.rate, args.duration, args.markets, args.gatherers, True, f"lat{i}", args.venue or "", args.name)
         for i in range(args.runs)
@@ -270,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_unit": "ms p99 venue->gatherer (same runs)",
         "ratio": round(p99 / base, 2) if base else None,
         "runs": args.runs,
+        "warmup_s": args.warmup_s,
         "rate": args.rate,
         "gatherers": args.gatherers,
         "settings": args.set,
