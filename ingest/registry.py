@@ -120,6 +120,10 @@ class MarketRegistry:
         del self._changes[market]  # older than the lag: REST is authoritative again
         return None
 
+    def last_change(self, market: str) -> tuple[int, str] | None:
+        """The market's last lifecycle change still remembered, as (receive time, status), or None."""
+        return self._changes.get(market)
+
     def prune(self, now_ns: int) -> None:
         """Forget lifecycle changes older than the lag (they no longer outrank anything)."""
         horizon = now_ns - self.rest_lag_ns
