@@ -1,13 +1,17 @@
 """Output of the native dedup worker: events + dead letters through one confluent-kafka producer, state
 changelog records through another, and the delivery bookkeeping the commit protocol needs.
 
-Both producers are idempotent with ``acks=all``. The events/DLQ producer reports **failures only**
-(``delivery.report.only.error``): a successful record costs no Python callback. The changelog producer reports every
-record, because the worker must know the last changelog offset acknowledged per partition (stored in the partition's DB
-so that a restore starts there), and counts records queued and acknowledged per partition (one batch record per consumed
-batch and partition, :mod:`dedup_stream.changelog_format`: one callback per batch, not per winner) so the worker can
-hold a batch's events until that batch's changelog records are acknowledged (:meth:`NativeOutput.changelog_mark`,
-:meth:`NativeOutput.changelog_acked`: librdkafka reports an idempotent producer's records of one partition in order).
+Both producers are idempotent with ``acks=all`` and report every record. A success report without an offset (an
+"implicit ack", :func:`mdpipe.kafka.report_stored`: librdkafka's word that a record it never saw stored was
+delivered, on a new producer's first writes to a partition whose leader was not ready) is a failure like any other:
+an event has no second copy past dedup, so the worker exits without committing past it and its restart re-emits it.
+(The events producer used to report failures only, which hid such a report: the record counted as acknowledged.)
+From the changelog producer's reports the worker learns the last changelog offset acknowledged per partition (stored
+in the partition's DB so that a restore starts there) and counts records queued and acknowledged per partition (one
+batch record per consumed batch and partition, :mod:`dedup_stream.changelog_format`: one callback per batch, not
+per winner) so that it can hold a batch's events until that batch's changelog records are acknowledged
+(:meth:`NativeOutput.changelog_mark`, :meth:`NativeOutput.changelog_acked`: librdkafka reports an idempotent
+producer's records of one partition in order).
 :meth:`NativeOutput.flush` waits for every outstanding record and returns the first failure, if any: the worker then
 exits without committing.
 """
@@ -19,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dedup_stream.changelog_format import MAX_PAIRS, BatchKeys, encode_batch
+from mdpipe.kafka import report_stored
 from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["NativeOutput"]
@@ -32,13 +37,14 @@ class NativeOutput:
     def __init__(self, producer_conf: dict[str, Any], changelog_topic: str) -> None:
         self.changelog_topic = changelog_topic
         self.failures = 0
+        self.unconfirmed = 0  # success reports without an offset (counted in failures too)
         self.first_error: str | None = None
         self.delivered: dict[int, int] = {}  # changelog partition -> highest acknowledged offset
         self.queued: dict[int, int] = {}  # changelog partition -> records queued so far
         self.acked: dict[int, int] = {}  # changelog partition -> records acknowledged so far
         self.batch_keys = BatchKeys()
         base = {"enable.idempotence": True, "acks": "all", **producer_conf, "error_cb": self._on_client_error}
-        self.main = Producer({**base, "delivery.report.only.error": True, "on_delivery": self._on_failure})
+        self.main = Producer({**base, "on_delivery": self._on_event})
         self.changelog = Producer({**base, "on_delivery": self._on_changelog})
 
     def _record_failure(self, error: str) -> None:
@@ -46,13 +52,25 @@ class NativeOutput:
         if self.first_error is None:
             self.first_error = error
 
-    def _on_failure(self, err: KafkaError | None, msg: Message) -> None:
+    def _failed(self, err: KafkaError | None, msg: Message) -> bool:
+        """Record a delivery report that does not prove the record stored; True when it was one."""
         if err is not None:
             self._record_failure(f"{msg.topic()}[{msg.partition()}]: {err}")
+            return True
+        if report_stored(msg):
+            return False
+        self.unconfirmed += 1
+        self._record_failure(f"{msg.topic()}[{msg.partition()}]: acknowledged without an offset (implicit ack)")
+        log.error("delivery_unconfirmed", topic=msg.topic(), partition=msg.partition())
+        return True
+
+    def _on_event(self, err: KafkaError | None, msg: Message) -> None:
+        offset = msg.offset()
+        if err is not None or offset is None or offset < 0:  # inline: one call per event on the hot path
+            self._failed(err, msg)
 
     def _on_changelog(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._record_failure(f"{msg.topic()}[{msg.partition()}]: {err}")
+        if self._failed(err, msg):
             return
         partition, offset = msg.partition(), msg.offset()
         self.acked[partition] = self.acked.get(partition, 0) + 1

@@ -57,6 +57,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.spool import Record, Spool
+from mdpipe.kafka import report_stored
 from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
@@ -91,12 +92,6 @@ _TRANSIENT = {
 
 def _transient(err: KafkaError) -> bool:
     return err.code() in _TRANSIENT or err.retriable()
-
-
-def _stored(msg: Any) -> bool:
-    """Does a success report say where the broker stored the record? (Not for an implicit ack: module docstring.)"""
-    offset = msg.offset()
-    return offset is not None and offset >= 0
 
 
 class _Draining:
@@ -254,7 +249,7 @@ class RawProducer:
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
-            if _stored(msg):
+            if report_stored(msg):
                 self._loud_acked += 1
                 if not self._loud_acked % LATENCY_SAMPLE_EVERY:
                     self.latency_samples.append(msg.latency() or 0.0)
@@ -409,7 +404,7 @@ class RawProducer:
         generation = self._generation
 
         def done(err: KafkaError | None, msg: Any) -> None:
-            if err is None and _stored(msg):
+            if err is None and report_stored(msg):
                 self._loud_acked += 1
             elif err is None or _transient(err):
                 if err is None:

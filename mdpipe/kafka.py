@@ -16,7 +16,18 @@ from typing import Any
 from mdpipe.config import ConfigError, KafkaConfig
 from mdpipe.logging import kafka_client_logger
 
-__all__ = ["aiokafka_client_kwargs", "consumer_config", "kafka_client_config", "producer_config"]
+__all__ = ["aiokafka_client_kwargs", "consumer_config", "kafka_client_config", "producer_config", "report_stored"]
+
+
+def report_stored(msg: Any) -> bool:
+    """Does a librdkafka success report say where the broker stored the record?
+
+    Not for an "implicit ack": a new idempotent producer's request to a partition failed with a not-stored error
+    (NOT_LEADER_FOR_PARTITION, right after a broker restart or a topic creation) while its next request there,
+    already in flight, succeeded; librdkafka then reports the failed request's records as delivered, without an
+    offset, though nothing stored them (confluent-kafka-go issue 921). Callers treat such a report as a failure."""
+    offset = msg.offset()
+    return offset is not None and offset >= 0
 
 
 def kafka_client_config(kafka: KafkaConfig) -> dict[str, Any]:
