@@ -18,7 +18,11 @@ the first was stored). A broker that holds no state yet for the producer id on t
 first write there) accepts the second request whatever its sequence, so the first request's records are then lost
 although reported delivered; such reports come without an offset. A report without an offset is therefore handled
 as a transient failure (counted in ``unconfirmed``): a replayed segment stays on disk and is replayed again, a frame
-is spooled again (at-least-once: a copy of a record that was in fact stored is absorbed by dedup).
+is spooled again (at-least-once: a copy of a record that was in fact stored is absorbed by dedup). The quiet producer
+below reports failures only, so it would lose such a record without a word: live frames therefore go through the loud
+producer until it has had a record stored (a report with an offset) in every partition of every topic it wrote to,
+after the gatherer starts and after a producer is re-created (a new producer id); then the partitions' leaders were
+ready, and the quiet producer's first write to each does not meet one that is not (``producer_warm`` is logged).
 
 Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
 and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
@@ -121,7 +125,10 @@ class RawProducer:
         # live frames: failures reported only; spool replays and latency samples: every record reported
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
-        self._p = self._quiet  # the one in use: the other is empty (see module docstring)
+        self._p = self._loud  # the one in use: the other is empty (see module docstring); loud until warm
+        self._warm = False  # the quiet producer may be used: every partition written took a loud record (docstring)
+        self._confirmed: dict[str, set[int]] = {}  # topic -> partitions of a loud report with an offset (until warm)
+        self._partitions: dict[str, int] = {}  # topic -> its partition count (metadata, read once per topic)
         self._produce = self._p.produce
         self._next_sample = 0.0  # monotonic: the first release at or after it is sent through the loud producer
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
@@ -168,7 +175,7 @@ class RawProducer:
                     if not len(quiet):
                         self._next_sample = now + LATENCY_SAMPLE_S
                         self._use(self._loud)  # this release's reports are latency samples
-        elif not self.spooling and self._draining is None and not self._in_flight:
+        elif not self.spooling and self._draining is None and not self._in_flight and self._quiet_warm():
             loud = self._loud
             loud.poll(0)  # len() counts reports not yet served
             if not len(loud):
@@ -195,6 +202,39 @@ class RawProducer:
         self._since_poll = 0
         self._p.poll(0)
         return n
+
+    def _quiet_warm(self) -> bool:
+        """May frames go to the quiet producer? Only once the loud one has had a record stored (a report with an
+        offset) in every partition of every topic it wrote to: the partitions' leaders were ready for this producer
+        generation, so the quiet producer's first write to each (the write an implicit ack can lose without a
+        report, module docstring) does not meet a leader that is not ready."""
+        if self._warm:
+            return True
+        confirmed = self._confirmed
+        if not confirmed:
+            return False
+        for topic, parts in confirmed.items():
+            count = self._partitions.get(topic)
+            if count is None:
+                try:
+                    meta = self._loud.list_topics(topic, timeout=1.0).topics.get(topic)
+                except KafkaException:
+                    return False
+                if meta is None or meta.error is not None or not meta.partitions:
+                    return False
+                count = self._partitions[topic] = len(meta.partitions)
+            if len(parts) < count:
+                return False
+        self._warm = True
+        log.info("producer_warm", topics=len(confirmed), partitions=sum(len(p) for p in confirmed.values()))
+        return True
+
+    def _confirm(self, msg: Any) -> None:
+        """A loud report with an offset: its partition's leader stored a record of this producer generation."""
+        parts = self._confirmed.get(msg.topic())
+        if parts is None:
+            parts = self._confirmed[msg.topic()] = set()
+        parts.add(msg.partition())
 
     def _use(self, producer: Producer) -> None:
         """Switch the producer frames go to (the caller made sure the other one is empty)."""
@@ -251,6 +291,8 @@ class RawProducer:
         if err is None:
             if report_stored(msg):
                 self._loud_acked += 1
+                if not self._warm:
+                    self._confirm(msg)
                 if not self._loud_acked % LATENCY_SAMPLE_EVERY:
                     self.latency_samples.append(msg.latency() or 0.0)
                 return
@@ -406,6 +448,8 @@ class RawProducer:
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None and report_stored(msg):
                 self._loud_acked += 1
+                if not self._warm:
+                    self._confirm(msg)
             elif err is None or _transient(err):
                 if err is None:
                     self._note_unconfirmed(msg)
@@ -461,7 +505,7 @@ class RawProducer:
                     pass
         finally:
             collected, self._collect = self._collect, None
-        self._use(self._quiet)  # both are empty
+        self._use(self._quiet if self._warm else self._loud)  # both are empty
         if draining is not None:
             handed[draining.segment] = draining
             collected += draining.records[draining.pos :]
@@ -489,7 +533,9 @@ class RawProducer:
         self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
-        self._use(self._quiet)
+        self._use(self._loud)  # a new producer id: loud again until every partition took one of its records
+        self._warm = False
+        self._confirmed.clear()
 
     def flush(self, timeout: float) -> int:
         """Deliver what is queued (and spooled) within ``timeout``; returns messages still not acknowledged."""

@@ -118,3 +118,53 @@ def test_live_frame_reported_without_offset_goes_to_the_spool(tmp_path: Path) ->
     assert [v for seg in producer.spool.segments() for _, _, v in Spool.read(seg)] == [b"v1"], "old code: []"
     assert producer.acked == 1, "only v0 counts as acknowledged"
     assert producer.unconfirmed == 1 and producer.spooling
+
+
+class _Partitioned(_FakeProducer):
+    """A fake whose reports carry the partition of their key (``PARTS``) and which answers metadata for a topic of
+    two partitions."""
+
+    PARTS = {b"A": 0, b"B": 1}
+
+    def report(self, offsets: list[int | None]) -> None:
+        for offset in offsets:
+            topic, key, value, cb = self.pending.pop(0)
+            report = _Report(topic, key, value, offset)
+            report.partition = lambda key=key: self.PARTS[key]  # type: ignore[method-assign]
+            cb(None, report)
+
+    def list_topics(self, topic: str, timeout: float = -1) -> Any:
+        class _Topic:
+            error = None
+            partitions = {0: None, 1: None}
+
+        class _Meta:
+            topics = {topic: _Topic()}
+
+        return _Meta()
+
+
+def test_live_frames_use_the_loud_producer_until_every_partition_took_a_stored_record(tmp_path: Path) -> None:
+    """A new producer id's first write to a partition is the one an implicit ack can lose; the quiet producer would
+    lose it without a word. So frames go through the loud producer until each partition of the topic has stored one
+    of its records (a report with an offset); only then does the quiet producer take over."""
+    conf = producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:9"), linger_ms=1)
+    conf["log_level"] = 0
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 24), queue_max=1000)
+    starts_loud = producer._p is producer._loud
+    quiet, loud = _Partitioned(producer._on_failure), _Partitioned(producer._on_delivery)
+    producer._quiet, producer._loud = quiet, loud  # type: ignore[assignment]
+    producer._use(loud if starts_loud else quiet)  # type: ignore[arg-type]
+    producer.held.append(("raw.g1", b"A", b"a0"))
+    producer.release()
+    assert loud.produced == [b"a0"]
+    loud.report([0])  # partition 0 stored a record; partition 1 has not been written yet
+    producer.held.append(("raw.g1", b"B", b"b0"))
+    producer.release()
+    assert loud.produced == [b"a0", b"b0"], "partition 1's first write went to the quiet producer (old code)"
+    assert quiet.produced == []
+    loud.report([0])
+    producer.held.append(("raw.g1", b"B", b"b1"))
+    producer.release()
+    assert quiet.produced == [b"b1"], "every partition took a stored record: the quiet producer takes over"
+    assert producer.acked == 2
