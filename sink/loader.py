@@ -26,16 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.failures import Failure, database_error_is_fatal, database_failure
 from mdpipe.kafka import consumer_config, producer_config
 from mdpipe.logging import get_logger, log_client_error
 from mdpipe.topics import topic_names
-from schemas import DeadLetter, encode_dead_letter
+from schemas import DeadLetter
 from sink import metrics as m
 from sink.batch import Batch
+from sink.dead_letters import DeadLetters
 from sink.flush import flush_due, merge_due, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
@@ -228,7 +229,7 @@ class Loader:
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
-        self.producer = Producer(producer_config(config.kafka, linger_ms=5))
+        self.dead_letters = DeadLetters(producer_config(config.kafka, linger_ms=5), self.dlq_topic)
         self.trace = HopTrace(config.sink.hop_trace) if config.sink.hop_trace else None  # see sink.trace
 
     def _new_batch(self) -> Batch:
@@ -352,7 +353,7 @@ class Loader:
             self.consumer.close()
         for lane in self.lanes:
             lane.writer.close()
-        self.producer.flush(5)
+        self.dead_letters.flush(5)
         for lane in self.lanes:
             lane.store.close()
         self.meta_store.close()
@@ -542,17 +543,7 @@ class Loader:
             delay = min(delay * 2, self.config.sink.backoff_max_s)
 
     def _send_dead(self, dead: list[DeadLetter]) -> None:
-        for d in dead:
-            self.producer.produce(self.dlq_topic, value=encode_dead_letter(d))
-            log.warning(
-                "dead_letter",
-                reason=d.reason[:300],
-                topic=d.source_topic,
-                partition=d.source_partition,
-                offset=d.source_offset,
-            )
-        if self.producer.flush(30) != 0:
-            raise psycopg.OperationalError("dlq producer could not deliver within 30 s")  # retried like a DB outage
+        self.dead_letters.send(dead)  # raises (retried like a database outage) unless every one is stored
 
     def _account(self, batch: Batch, result: WriteResult, elapsed: float) -> None:
         with self._stats_lock:
