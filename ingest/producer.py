@@ -76,6 +76,10 @@ KAFKA_LINGER_MS = 1
 LATENCY_SAMPLE_S = 1.0
 # Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample.
 LATENCY_SAMPLE_EVERY = 8
+# the partition count of a topic (RawProducer._quiet_warm) is read with a blocking metadata request on the event loop:
+# bounded, and not repeated for a while after one that failed
+METADATA_TIMEOUT_S = 0.5
+METADATA_RETRY_S = 5.0
 
 # Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
 _TRANSIENT = {
@@ -129,6 +133,7 @@ class RawProducer:
         self._warm = False  # the quiet producer may be used: every partition written took a loud record (docstring)
         self._confirmed: dict[str, set[int]] = {}  # topic -> partitions of a loud report with an offset (until warm)
         self._partitions: dict[str, int] = {}  # topic -> its partition count (metadata, read once per topic)
+        self._metadata_retry_at = 0.0  # monotonic: no metadata request before it (the last one failed)
         self._produce = self._p.produce
         self._next_sample = 0.0  # monotonic: the first release at or after it is sent through the loud producer
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
@@ -216,11 +221,15 @@ class RawProducer:
         for topic, parts in confirmed.items():
             count = self._partitions.get(topic)
             if count is None:
-                try:
-                    meta = self._loud.list_topics(topic, timeout=1.0).topics.get(topic)
-                except KafkaException:
+                now = time.monotonic()
+                if now < self._metadata_retry_at:
                     return False
+                try:
+                    meta = self._loud.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+                except KafkaException:
+                    meta = None
                 if meta is None or meta.error is not None or not meta.partitions:
+                    self._metadata_retry_at = now + METADATA_RETRY_S  # it blocks the event loop: not every release
                     return False
                 count = self._partitions[topic] = len(meta.partitions)
             if len(parts) < count:
