@@ -9,11 +9,15 @@ through the callback configured (none configured: none served).
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import KafkaError
 
+from mdpipe.failures import Misconfigured
 from schemas import DeadLetter
 from sink import dead_letters as module
 from sink.dead_letters import DeadLetters
@@ -42,7 +46,7 @@ class _FakeProducer:
     def flush(self, timeout: float | None = None) -> int:
         for outcome in self.offsets[: self.pending]:
             if self.on_delivery is not None:
-                err = outcome if isinstance(outcome, str) else None
+                err = outcome if isinstance(outcome, KafkaError) else None
                 self.on_delivery(err, _Report(None if err else outcome))  # type: ignore[arg-type]
         self.pending = 0
         return 0
@@ -64,10 +68,56 @@ def test_a_dead_letter_acknowledged_without_an_offset_fails_the_batch(monkeypatc
         sender.send(_dead(2))
 
 
-def test_a_dead_letter_that_failed_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    sender = _sender(monkeypatch, ["MSG_SIZE_TOO_LARGE", 8])
-    with pytest.raises(psycopg.OperationalError, match="MSG_SIZE_TOO_LARGE"):
+def test_a_dead_letter_refused_for_good_stops_the_sink_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = _sender(monkeypatch, [KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), 8])
+    with pytest.raises(Misconfigured, match="refused a record"):
         sender.send(_dead(2))
+
+
+def test_a_dead_letter_that_may_pass_later_fails_the_batch_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = _sender(monkeypatch, [KafkaError(KafkaError._MSG_TIMED_OUT), 8])
+    with pytest.raises(psycopg.OperationalError, match="not stored"):
+        sender.send(_dead(2))
+
+
+def test_a_dead_letter_without_any_report_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = _sender(monkeypatch, [5])  # the second one's report never came
+    with pytest.raises(psycopg.OperationalError, match="1 not reported stored"):
+        sender.send(_dead(2))
+
+
+def test_concurrent_sends_each_wait_for_their_own_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer threads share the sender: one send's failure must not be wiped by another's start."""
+    sender = _sender(monkeypatch, [None])
+    started, proceed, errors = threading.Event(), threading.Event(), []
+    real_flush = sender.producer.flush
+
+    def slow_flush(timeout: float | None = None) -> int:
+        if started.is_set():
+            return real_flush(timeout)  # the second send's
+        left = real_flush(timeout)  # the first send's report is served ...
+        started.set()
+        proceed.wait(5)  # ... and the other lane starts a send before the first looks at it
+        return left
+
+    sender.producer.flush = slow_flush  # type: ignore[method-assign]
+
+    def first() -> None:
+        try:
+            sender.send(_dead(1))
+        except psycopg.OperationalError as exc:
+            errors.append(exc)
+
+    a = threading.Thread(target=first)
+    a.start()
+    started.wait(5)
+    b = threading.Thread(target=lambda: sender.send([]))  # another lane's batch with no dead letter
+    b.start()
+    time.sleep(0.2)  # the second send runs as far as it can (with the lock: to the lock)
+    proceed.set()
+    a.join(5)
+    b.join(5)
+    assert errors, "the first send's unstored dead letter was hidden by the second send"
 
 
 def test_stored_dead_letters_pass_and_a_retry_starts_clean(monkeypatch: pytest.MonkeyPatch) -> None:
