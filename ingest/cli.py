@@ -66,9 +66,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 STARTUP_CHECK_S = 5.0  # how long the start-up partition check waits for the broker before deferring itself
 
 
-def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any = None) -> Any:
+def build_gatherer(
+    args: argparse.Namespace, config: Any, partition_check: Any = None, raw_partitions: int | None = None
+) -> Any:
     """The Gatherer described by ``config`` and the command-line overrides (not started); ``partition_check`` is a
-    deferred topic layout check (see :mod:`ingest.outage`)."""
+    deferred topic layout check (see :mod:`ingest.outage`), ``raw_partitions`` the raw topic's partition count as the
+    start-up check found it (None: ``kafka.partitions``)."""
     from pathlib import Path
 
     import msgspec
@@ -109,7 +112,11 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         client_id=f"mdpipe-gather-{gid}",
         reconnect_backoff_max_ms=1000,  # a broker that is back is noticed within a second (ingest.outage)
     )
-    producer = RawProducer(conf, spool, queue_max=g.queue_max_frames)
+    raw_topic = names.raw.get(gid, f"{config.kafka.topic_prefix}raw.{gid}")
+    # the raw topic's partitions each store a record through the reporting producer before the quiet one is used
+    # (ingest.producer: librdkafka's implicit ack); their count as the start-up check found it, else the config's
+    warm = {raw_topic: raw_partitions or config.kafka.partitions}
+    producer = RawProducer(conf, spool, queue_max=g.queue_max_frames, warm_topics=warm)
     # the command line's settings go into the sections the gatherer takes (the config's defaults stay the only ones)
     venue = msgspec.structs.replace(
         v, rest_url=args.rest_url or v.rest_url, ws_url=args.ws_url or v.ws_url, ca_file=ca_file
@@ -127,7 +134,7 @@ def build_gatherer(args: argparse.Namespace, config: Any, partition_check: Any =
         venue,
         producer,
         gatherer_id=gid,
-        raw_topic=names.raw.get(gid, f"{config.kafka.topic_prefix}raw.{gid}"),
+        raw_topic=raw_topic,
         dlq_topic=names.dlq,
         markets_topic=names.markets,
         signer=signer,
@@ -151,17 +158,18 @@ def run(args: argparse.Namespace, config: Any) -> int:
     log = get_logger("ingest.cli")
     port = args.metrics_port if args.metrics_port is not None else gatherer_metrics_port(config.gather, args.id)
     deferred = None
+    raw_partitions = None
     if not args.no_partition_check:
         raw = topic_names(config).raw.get(args.id)
         extra = [] if raw else [f"{config.kafka.topic_prefix}raw.{args.id}"]
         try:
-            check_partitions(config, extra=extra, timeout=STARTUP_CHECK_S)
+            raw_partitions = check_partitions(config, extra=extra, timeout=STARTUP_CHECK_S)
         except KafkaException as exc:  # no broker: not fatal, the gatherer spools; the check runs once it answers
             log.warning(
                 "broker_unreachable_at_start", gatherer=args.id, error=str(exc)[:200], partition_check="deferred"
             )
             deferred = functools.partial(check_partitions, config, extra=extra, timeout=30.0)
-    gatherer = build_gatherer(args, config, partition_check=deferred)
+    gatherer = build_gatherer(args, config, partition_check=deferred, raw_partitions=raw_partitions)
     server = start_metrics_server(
         port,
         health=gatherer.healthy,

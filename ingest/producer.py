@@ -20,9 +20,11 @@ although reported delivered; such reports come without an offset. A report witho
 as a transient failure (counted in ``unconfirmed``): a replayed segment stays on disk and is replayed again, a frame
 is spooled again (at-least-once: a copy of a record that was in fact stored is absorbed by dedup). The quiet producer
 below reports failures only, so it would lose such a record without a word: live frames therefore go through the loud
-producer until it has had a record stored (a report with an offset) in every partition of every topic it wrote to,
-after the gatherer starts and after a producer is re-created (a new producer id); then the partitions' leaders were
-ready, and the quiet producer's first write to each does not meet one that is not (``producer_warm`` is logged).
+producer until it has had a record stored (a report with an offset) in every partition of each of ``warm_topics``
+(the gatherer's raw topic, with its partition count), after the gatherer starts and after a producer is re-created
+(a new producer id); then the partitions' leaders were ready, and the quiet producer's first write to each does not
+meet one that is not (``producer_warm`` is logged). The switch needs the loud producer empty at a release, as every
+switch does: a backlog that outlasts the release interval keeps it loud (a report per frame) until it drains.
 
 Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
 and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
@@ -76,10 +78,6 @@ KAFKA_LINGER_MS = 1
 LATENCY_SAMPLE_S = 1.0
 # Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample.
 LATENCY_SAMPLE_EVERY = 8
-# the partition count of a topic (RawProducer._quiet_warm) is read with a blocking metadata request on the event loop:
-# bounded, and not repeated for a while after one that failed
-METADATA_TIMEOUT_S = 0.5
-METADATA_RETRY_S = 5.0
 
 # Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
 _TRANSIENT = {
@@ -116,7 +114,9 @@ class _Draining:
 class RawProducer:
     """See module docstring. Single-threaded: call everything from the event-loop thread."""
 
-    def __init__(self, conf: dict[str, Any], spool: Spool, queue_max: int = 200_000) -> None:
+    def __init__(
+        self, conf: dict[str, Any], spool: Spool, queue_max: int = 200_000, warm_topics: dict[str, int] | None = None
+    ) -> None:
         self._conf = {
             "acks": "all",
             "message.timeout.ms": 0,
@@ -129,11 +129,11 @@ class RawProducer:
         # live frames: failures reported only; spool replays and latency samples: every record reported
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
-        self._p = self._loud  # the one in use: the other is empty (see module docstring); loud until warm
-        self._warm = False  # the quiet producer may be used: every partition written took a loud record (docstring)
-        self._confirmed: dict[str, set[int]] = {}  # topic -> partitions of a loud report with an offset (until warm)
-        self._partitions: dict[str, int] = {}  # topic -> its partition count (metadata, read once per topic)
-        self._metadata_retry_at = 0.0  # monotonic: no metadata request before it (the last one failed)
+        # topic -> partition count: each partition must store a loud record before the quiet producer is used
+        self.warm_topics = dict(warm_topics or {})
+        self._warm = not self.warm_topics  # the quiet producer may be used (module docstring)
+        self._confirmed: dict[str, set[int]] = {}  # warm topic -> partitions of a loud report with an offset
+        self._p = self._quiet if self._warm else self._loud  # the one in use: the other is empty (module docstring)
         self._produce = self._p.produce
         self._next_sample = 0.0  # monotonic: the first release at or after it is sent through the loud producer
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
@@ -180,10 +180,13 @@ class RawProducer:
                     if not len(quiet):
                         self._next_sample = now + LATENCY_SAMPLE_S
                         self._use(self._loud)  # this release's reports are latency samples
-        elif not self.spooling and self._draining is None and not self._in_flight and self._quiet_warm():
+        elif not self.spooling and self._draining is None and not self._in_flight:
             loud = self._loud
             loud.poll(0)  # len() counts reports not yet served
-            if not len(loud):
+            if not len(loud) and (self._warm or self._quiet_warm()):
+                if not self._warm:
+                    self._warm = True
+                    log.info("producer_warm", topics=len(self.warm_topics))
                 self._use(self._quiet)
         produce = self._produce
         sent = 0
@@ -210,40 +213,19 @@ class RawProducer:
 
     def _quiet_warm(self) -> bool:
         """May frames go to the quiet producer? Only once the loud one has had a record stored (a report with an
-        offset) in every partition of every topic it wrote to: the partitions' leaders were ready for this producer
-        generation, so the quiet producer's first write to each (the write an implicit ack can lose without a
-        report, module docstring) does not meet a leader that is not ready."""
-        if self._warm:
-            return True
+        offset) in every partition of every warm topic: then the partitions' leaders were ready for this producer
+        generation, and the quiet producer's first write to each (the write an implicit ack can lose without a
+        report, module docstring) does not meet a leader that is not. Latched by the caller's switch."""
         confirmed = self._confirmed
-        if not confirmed:
-            return False
-        for topic, parts in confirmed.items():
-            count = self._partitions.get(topic)
-            if count is None:
-                now = time.monotonic()
-                if now < self._metadata_retry_at:
-                    return False
-                try:
-                    meta = self._loud.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
-                except KafkaException:
-                    meta = None
-                if meta is None or meta.error is not None or not meta.partitions:
-                    self._metadata_retry_at = now + METADATA_RETRY_S  # it blocks the event loop: not every release
-                    return False
-                count = self._partitions[topic] = len(meta.partitions)
-            if len(parts) < count:
-                return False
-        self._warm = True
-        log.info("producer_warm", topics=len(confirmed), partitions=sum(len(p) for p in confirmed.values()))
-        return True
+        return all(len(confirmed.get(topic, ())) >= count for topic, count in self.warm_topics.items())
 
     def _confirm(self, msg: Any) -> None:
         """A loud report with an offset: its partition's leader stored a record of this producer generation."""
         parts = self._confirmed.get(msg.topic())
-        if parts is None:
-            parts = self._confirmed[msg.topic()] = set()
-        parts.add(msg.partition())
+        if parts is not None:
+            parts.add(msg.partition())
+        elif msg.topic() in self.warm_topics:
+            self._confirmed[msg.topic()] = {msg.partition()}
 
     def _use(self, producer: Producer) -> None:
         """Switch the producer frames go to (the caller made sure the other one is empty)."""
@@ -542,9 +524,9 @@ class RawProducer:
         self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
-        self._use(self._loud)  # a new producer id: loud again until every partition took one of its records
-        self._warm = False
+        self._warm = not self.warm_topics  # a new producer id: loud again until every partition took its record
         self._confirmed.clear()
+        self._use(self._quiet if self._warm else self._loud)
 
     def flush(self, timeout: float) -> int:
         """Deliver what is queued (and spooled) within ``timeout``; returns messages still not acknowledged."""

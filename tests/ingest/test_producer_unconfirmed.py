@@ -121,8 +121,7 @@ def test_live_frame_reported_without_offset_goes_to_the_spool(tmp_path: Path) ->
 
 
 class _Partitioned(_FakeProducer):
-    """A fake whose reports carry the partition of their key (``PARTS``) and which answers metadata for a topic of
-    two partitions."""
+    """A fake whose reports carry the partition of their key (``PARTS``)."""
 
     PARTS = {b"A": 0, b"B": 1}
 
@@ -130,41 +129,64 @@ class _Partitioned(_FakeProducer):
         for offset in offsets:
             topic, key, value, cb = self.pending.pop(0)
             report = _Report(topic, key, value, offset)
-            report.partition = lambda key=key: self.PARTS[key]  # type: ignore[method-assign]
+            report.partition = lambda key=key: self.PARTS.get(key or b"", 0)  # type: ignore[method-assign]
             cb(None, report)
 
-    def list_topics(self, topic: str, timeout: float = -1) -> Any:
-        class _Topic:
-            error = None
-            partitions = {0: None, 1: None}
 
-        class _Meta:
-            topics = {topic: _Topic()}
-
-        return _Meta()
-
-
-def test_live_frames_use_the_loud_producer_until_every_partition_took_a_stored_record(tmp_path: Path) -> None:
-    """A new producer id's first write to a partition is the one an implicit ack can lose; the quiet producer would
-    lose it without a word. So frames go through the loud producer until each partition of the topic has stored one
-    of its records (a report with an offset); only then does the quiet producer take over."""
+def _warming(tmp_path: Path) -> tuple[RawProducer, _Partitioned, _Partitioned]:
+    """A producer whose raw topic ``raw.g1`` has 2 partitions to warm, its librdkafka producers faked (the one in use
+    is the one the constructor chose)."""
     conf = producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:9"), linger_ms=1)
     conf["log_level"] = 0
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 24), queue_max=1000)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 24), queue_max=1000, warm_topics={"raw.g1": 2})
     starts_loud = producer._p is producer._loud
     quiet, loud = _Partitioned(producer._on_failure), _Partitioned(producer._on_delivery)
     producer._quiet, producer._loud = quiet, loud  # type: ignore[assignment]
     producer._use(loud if starts_loud else quiet)  # type: ignore[arg-type]
-    producer.held.append(("raw.g1", b"A", b"a0"))
+    return producer, quiet, loud
+
+
+def _release(producer: RawProducer, *frames: tuple[str, bytes, bytes]) -> None:
+    producer.held.extend(frames)
     producer.release()
+
+
+def test_live_frames_use_the_loud_producer_until_every_partition_took_a_stored_record(tmp_path: Path) -> None:
+    """A new producer id's first write to a partition is the one an implicit ack can lose; the quiet producer would
+    lose it without a word. So frames go through the loud producer until each partition of the raw topic has stored
+    one of its records (a report with an offset); only then does the quiet producer take over."""
+    producer, quiet, loud = _warming(tmp_path)
+    _release(producer, ("raw.g1", b"A", b"a0"))
     assert loud.produced == [b"a0"]
     loud.report([0])  # partition 0 stored a record; partition 1 has not been written yet
-    producer.held.append(("raw.g1", b"B", b"b0"))
-    producer.release()
+    _release(producer, ("raw.g1", b"B", b"b0"))
     assert loud.produced == [b"a0", b"b0"], "partition 1's first write went to the quiet producer (old code)"
     assert quiet.produced == []
     loud.report([0])
-    producer.held.append(("raw.g1", b"B", b"b1"))
-    producer.release()
+    _release(producer, ("raw.g1", b"B", b"b1"))
     assert quiet.produced == [b"b1"], "every partition took a stored record: the quiet producer takes over"
     assert producer.acked == 2
+
+
+def test_other_topics_neither_warm_the_raw_topic_nor_keep_the_producer_loud(tmp_path: Path) -> None:
+    """Market references stored in every partition of their topic say nothing of the raw topic's partitions, and a
+    dead letter (one partition of its topic) must not keep the gatherer loud for good."""
+    producer, quiet, loud = _warming(tmp_path)
+    _release(producer, ("markets", b"A", b"m0"), ("markets", b"B", b"m1"), ("dlq", None, b"d0"))  # type: ignore[arg-type]
+    loud.report([0, 0, 0])
+    _release(producer, ("raw.g1", b"A", b"a0"), ("raw.g1", b"B", b"b0"))
+    assert quiet.produced == [] and loud.produced[-2:] == [b"a0", b"b0"], "raw's first writes stay on the loud one"
+    loud.report([1, 1])
+    _release(producer, ("raw.g1", b"A", b"a1"))
+    assert quiet.produced == [b"a1"]
+
+
+def test_a_recreated_producer_warms_up_again(tmp_path: Path) -> None:
+    producer, quiet, loud = _warming(tmp_path)
+    _release(producer, ("raw.g1", b"A", b"a0"), ("raw.g1", b"B", b"b0"))
+    loud.report([0, 0])
+    _release(producer, ("raw.g1", b"A", b"a1"))
+    assert quiet.produced == [b"a1"]
+    quiet.pending.clear()  # acknowledged (the quiet producer reports nothing)
+    producer._recreate()  # a fatal librdkafka error: new producers, a new producer id
+    assert producer._p is producer._loud, "the new producer id's first writes go through the loud producer"
