@@ -9,8 +9,9 @@ first minute or so) the worker read only between commits and fell behind, the st
 Instead the worker takes a *commit point*: the positions processed so far, the changelog records queued so far, and how
 many of the batches held for their changelog acknowledgement (:mod:`dedup_stream.native`) came before the point. The
 loop reads and decides on; those earlier batches' events go out as usual, and the events of later batches are held
-until the events producer has nothing unacknowledged left, which then covers every event before the point (the
-producer reports failures only, so "nothing outstanding" is the one acknowledgement it gives). The offsets are then
+until the events producer has nothing unacknowledged left, which then covers every event before the point (its
+reports are served by then, and any that did not prove a record stored -- a failure, or a success without an offset --
+has stopped the worker before the commit: :mod:`dedup_stream.native_output`). The offsets are then
 committed asynchronously; a commit that fails is merged back into the positions unless a newer one superseded it.
 """
 

@@ -262,6 +262,9 @@ class NativeWorker:
         held = self._held
         output = self.output
         output.changelog.poll(0)
+        if held and output.first_error is not None:  # a record failed: its batch can never go, whatever else comes
+            log.critical("output_failed_exiting", failures=output.failures, error=output.first_error)
+            os._exit(EXIT_OUTPUT_FAILED)  # no event of that batch left, nothing committed past it
         deadline = time.monotonic() + wait_s
         while held:
             mark, outs = held[0]

@@ -343,3 +343,45 @@ def test_an_interval_commit_that_timed_out_is_carried_by_the_next(
     consumer = _run_failing(worker, monkeypatch, KafkaError.REQUEST_TIMED_OUT)
     assert len(consumer.commits) >= 2
     assert consumer.commits[-1][0].offset == 5 * PER_BATCH  # the final (synchronous) commit names every frame
+
+
+def test_a_failed_changelog_record_stops_an_idle_worker_at_once(
+    worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held batch whose changelog record failed can never go out: the worker exits (and its restart re-decides)
+    without waiting for more frames, which on a quiet venue may not come for a long time."""
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code: int) -> None:
+        raise Exited(code)
+
+    def failing_serve(out: SlowAckOutput) -> int:
+        # the broker answers the changelog record with a failure (never acknowledged), after the batch's short wait
+        if out.pending and time.monotonic() - out.pending[0][0] > 3 * native._ACK_WAIT_S:
+            out.pending.clear()
+            out.first_error, out.failures = "t-app-seen-changelog[0]: refused", 1
+        return 0
+
+    monkeypatch.setattr(native.os, "_exit", exit_)
+    monkeypatch.setattr(SlowAckOutput, "serve", failing_serve)
+    frames = gatherer_copies(venue_events(PER_BATCH, markets=5, seed=3), "g1")
+    messages = [FakeMessage(RAW_TOPICS[0], 0, i, encode_raw(f)) for i, f in enumerate(frames)]
+    consumer = ScriptedConsumer(worker, [messages], expected=10**9)  # then idle: no frame comes any more
+    real_poll = consumer.poll
+    started = time.monotonic()
+
+    def poll(timeout: float) -> FakeMessage | None:
+        if time.monotonic() - started > 5.0:
+            worker._stopping = True  # the shutdown path exits too: only the time tells the idle path's exit
+        return real_poll(timeout)
+
+    consumer.poll = poll  # type: ignore[method-assign]
+    monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
+    with pytest.raises(Exited) as exited:
+        worker.run()
+    assert exited.value.args == (native.EXIT_OUTPUT_FAILED,)
+    assert time.monotonic() - started < 2.0, "the idle worker sat on a batch that can never go"
+    out = worker.output
+    assert isinstance(out, SlowAckOutput) and not out.produced, "no event of the failed batch left"
