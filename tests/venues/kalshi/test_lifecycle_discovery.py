@@ -192,7 +192,7 @@ def test_activation_is_not_undone_by_a_lagging_rest_listing(
         # every REST view applied AFTER the activation: REST still says "initialized" (listings lag the WebSocket)
         # through a refresh and discovery passes, and the activation must stand.
         await ih.wait_for(lambda: (g.registry.last_change(new) or (0, ""))[1] == "active", 5, "activation applied")
-        marks["activated"] = time.time_ns()
+        marks["activated"] = g.registry.last_change(new)[0]  # received then: any REST view requested since is judged
         await ih.wait_for(lambda: new in g.plan.conn_of, 5, "the activated market subscribed")
         await _held_throughout(g, [new], 4.0, "REST still initialized after activation")
         marks["rest_caught_up"] = time.time_ns()
