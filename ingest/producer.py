@@ -79,6 +79,13 @@ LATENCY_SAMPLE_S = 1.0
 # Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample.
 LATENCY_SAMPLE_EVERY = 8
 
+# The loud producer carries what must not meet an implicit ack: a new producer id's first write to each partition
+# (warm-up) and the spool's replay, which runs while leaders come back. An implicit ack needs a second request to the
+# partition in flight behind the failed one; with one request in flight per connection there is none. It costs the
+# loud producer's releases one round trip per partition (librdkafka sends a ProduceRequest per partition), paid by
+# warm-up, replays and one latency-sample release per LATENCY_SAMPLE_S, not by the quiet producer's live frames.
+_LOUD_CONF = {"max.in.flight.requests.per.connection": 1}
+
 # Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
 _TRANSIENT = {
     KafkaError._PURGE_QUEUE,
@@ -128,7 +135,7 @@ class RawProducer:
         self.spool = spool
         # live frames: failures reported only; spool replays and latency samples: every record reported
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
-        self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
+        self._loud = Producer({**self._conf, **_LOUD_CONF, "on_delivery": self._on_delivery})
         # topic -> partition count: each partition must store a loud record before the quiet producer is used
         self.warm_topics = dict(warm_topics or {})
         self._warm = not self.warm_topics  # the quiet producer may be used (module docstring)
@@ -523,7 +530,7 @@ class RawProducer:
         self._fatal = False
         self._purge_to_spool()  # the purged frames go to the spool ahead of everything spooled
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
-        self._loud = Producer({**self._conf, "on_delivery": self._on_delivery})
+        self._loud = Producer({**self._conf, **_LOUD_CONF, "on_delivery": self._on_delivery})
         self._warm = not self.warm_topics  # a new producer id: loud again until every partition took its record
         self._confirmed.clear()
         self._use(self._quiet if self._warm else self._loud)
