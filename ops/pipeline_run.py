@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import time
 import urllib.request
 from collections.abc import Callable
@@ -171,7 +172,9 @@ class PipelineRun:
     def __init__(self, config: Config, options: RunOptions) -> None:
         self.config = config
         self.options = options
-        self.run_id = time.strftime("%Y%m%d%H%M%S")
+        # names this run's topics, dedup app and sink group on a shared broker: two runs started in the same second
+        # (parallel tests, two demos) must not share them, so the second is followed by a random part
+        self.run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self.workdir = options.workdir or run_dir() / "demo"
         self.truth_path = self.workdir / "truth.msgpack"
         from venues import default_name, get_venue
