@@ -42,6 +42,19 @@ copy of it comes, and is merged only when that copy was its only one. The venue
 says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
 matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
+Trading places. The nearest entry is a guess when equal bodies are sent closer together than twice the spread of
+the gatherers' receive clocks (a paused market paused again 50 ms later, read by one gatherer up to a read window
+later than by another): a copy of the first message can be nearer the second one's entry and join it. Its
+subscription's copy of the second message then finds the second entry taken and the first one ruled out by the
+seq offset that the wrong join implies: it would win, a second row for the second message. So a copy that no entry
+can take, none of whose keys was seen, that carries a seq and no reference, and whose subscription joined an entry
+by receive time alone with such a copy (``_WeakEntry.timed``), trades places with that earlier copy when the
+earlier copy can move to an entry its subscription has not contributed to (within the window of its receive time)
+and every contribution of the subscription then agrees with the seq offsets of every entry: the two copies' seq
+spacing is the spacing of the two entries' other copies, so the pair is the same two messages in stream order.
+The copy joins the earlier copy's entry (an alias record names it); the earlier copy's alias record already went to
+that entry's row, which keeps its keys (a row of the same body; every key still names one row of the two).
+
 Row identity of lifecycle events (``kind == "lifecycle"`` with several keys). Their rows are unique by event key
 alone (no venue time), and the row takes the WINNER's ``event_key``; a dedup replay starts from a fresh state and
 can read the copies in another order, so its winner, and that key, can differ from the live run's. So the event
@@ -205,14 +218,17 @@ def weak_store_key(frame: RawFrame) -> bytes:
 
 class _WeakEntry(msgspec.Struct, array_like=True):
     """One emitted copy in a weak list: its receive time, the winner's stored value, the contributing
-    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references and the winner's
-    event key (what an alias record of a copy that joins names the event by; "" in entries stored before it)."""
+    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references, the winner's
+    event key (what an alias record of a copy that joins names the event by; "" in entries stored before it) and
+    the subscriptions whose copy joined by receive time alone (no reference, a seq) -> that copy's receive time:
+    the contributions a later copy of the same subscription may trade (see "Trading places")."""
 
     recv_ns: int
     winner: bytes
     subs: dict[str, int]
     refs: list[str]
     key: str = ""
+    timed: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _weak_encoder = msgspec.msgpack.Encoder()
@@ -240,6 +256,42 @@ def _same_position(entry: _WeakEntry, sub: str, seq: int, entries: list[_WeakEnt
             if known is not entry and mine >= 0 and theirs >= 0 and seq - other_seq != mine - theirs:
                 return False
     return True
+
+
+def _fits(entry: _WeakEntry, sub: str, entries: list[_WeakEntry]) -> bool:
+    """Whether ``sub``'s contribution to ``entry`` agrees with the seq offsets every other entry shows."""
+    seq = entry.subs.pop(sub)
+    try:
+        return _same_position(entry, sub, seq, entries)
+    finally:
+        entry.subs[sub] = seq
+
+
+def _trade_places(frame: RawFrame, sub: str, entries: list[_WeakEntry], window: int) -> _WeakEntry | None:
+    """The entry a copy that no entry can take joins by trading places with an earlier copy of its subscription
+    that joined that entry by receive time alone (None: it wins). See "Trading places" in the module docstring.
+
+    The earlier copy moves to another entry its subscription has not contributed to, within the window of its
+    receive time, when after the move every contribution of the subscription agrees with the seq offsets of every
+    entry (the two copies' seq spacing is the spacing of the two entries' other copies)."""
+    seq = _seq_of(frame)
+    if frame.weak_refs or seq < 0:
+        return None
+    for held in entries:
+        earlier_ns = held.timed.get(sub)
+        if earlier_ns is None or abs(held.recv_ns - frame.recv_ns) > window:
+            continue
+        earlier = held.subs[sub]
+        for entry in entries:
+            if entry is held or sub in entry.subs or abs(entry.recv_ns - earlier_ns) > window:
+                continue
+            held.subs[sub], entry.subs[sub] = seq, earlier
+            if _fits(held, sub, entries) and _fits(entry, sub, entries):
+                entry.timed[sub] = earlier_ns
+                return held
+            held.subs[sub] = earlier
+            del entry.subs[sub]
+    return None
 
 
 class Verdict(enum.Enum):
@@ -612,8 +664,12 @@ class Deduper:
             if best is None or distance < abs(best.recv_ns - recv_ns):
                 best = entry
         if best is None:
-            return None
-        best.subs[sub] = _seq_of(frame)
+            best = _trade_places(frame, sub, entries, window)
+            if best is None:
+                return None
+        seq = best.subs[sub] = _seq_of(frame)
+        if not refs and seq >= 0:
+            best.timed[sub] = recv_ns
         best.refs.extend(r for r in refs if r not in best.refs)
         self._weak_save(wkey, entries, max(recv_ns, *(e.recv_ns for e in entries)), partition)
         return best.winner, best.key

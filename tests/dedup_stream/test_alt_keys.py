@@ -102,6 +102,33 @@ def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> 
     assert feed("g2", "y", t_ms=49, seq=113, weak="w:d") == (Verdict.WON, False)
 
 
+def test_copies_of_equal_bodies_read_later_than_half_their_spacing_still_make_one_event_each() -> None:
+    # a paused market paused again 50 ms later: g1 numbers the two deactivations 10 and 12 (activated between)
+    feed = Feed()
+    assert feed("g1", "a", t_ms=0, seq=10, weak="w:d")[0] is Verdict.WON
+    assert feed("g1", "b", t_ms=50, seq=12, weak="w:d")[0] is Verdict.WON
+    # g2 read its copy of the first one 28 ms late (its read window): nearer b than a, so it joins b ...
+    assert feed("g2", "x", t_ms=28, seq=110, weak="w:d") == (Verdict.ALIAS, True)
+    # ... and its copy of the second one (2 after it on g2, as b is 2 after a on g1) is that same message, not a
+    # third: it trades places with x (x to a, y to b), where the old rules kept it out of a and made it win
+    assert feed("g2", "y", t_ms=78, seq=112, weak="w:d") == (Verdict.ALIAS, True)
+    # the offsets now agree on every entry: a third subscription's copies join one each, and g2's next message wins
+    assert feed("g3", "p", t_ms=3, seq=1010, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed("g3", "q", t_ms=53, seq=1012, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed("g2", "z", t_ms=100, seq=114, weak="w:d")[0] is Verdict.WON
+    stats = feed.deduper.stats.gatherers
+    assert (stats["g1"].won, stats["g2"].won, stats["g3"].won) == (2, 1, 0)
+
+
+def test_a_copy_trades_places_only_when_the_seq_spacing_agrees() -> None:
+    feed = Feed()
+    assert feed("g1", "a", t_ms=0, seq=10, weak="w:d")[0] is Verdict.WON
+    assert feed("g1", "b", t_ms=50, seq=12, weak="w:d")[0] is Verdict.WON
+    assert feed("g2", "x", t_ms=28, seq=110, weak="w:d") == (Verdict.ALIAS, True)
+    # 3 after x on g2, but b is 2 after a on g1: another message (a third equal body), not x's sibling
+    assert feed("g2", "y", t_ms=78, seq=113, weak="w:d") == (Verdict.WON, False)
+
+
 def test_a_subscription_is_told_apart_by_its_instance_not_by_gatherer_conn_and_sid() -> None:
     # a restarted gatherer (or a reconnect) numbers its connections and sids alike again
     feed = Feed()
