@@ -62,7 +62,7 @@ body received within the weak window (a few seconds of receive clock, below ``ga
 subscription has not contributed to and that has no key against an anchor it has a key against (two copies with
 keys against one anchor that share none sit at two positions); ``dedup_stream.logic`` has the rules (an
 unanchored copy paired with the wrong one of two equal bodies sent closer together than the receive clocks'
-spread, a flap, is put right by seq when its subscription's copy of the other one comes: "Trading places"). Every
+spread, a flap, is put right by seq when its subscription's copy of the other one comes: "Placed again by seq"). Every
 lifecycle copy of every subscription is therefore recorded (only anchors once per gatherer): which subscriptions
 contributed to an event is what keeps two equal bodies of one subscription apart.
 What remains, counted: (1) a loose copy with no key against an anchor (``unanchored``) is matched by receive time
