@@ -42,6 +42,20 @@ copy of it comes, and is merged only when that copy was its only one. The venue
 says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
 matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
+Placed again by seq. The nearest entry is a guess when equal bodies are sent closer together than twice the spread
+of the gatherers' receive clocks (a paused market paused again 50 ms later, read by one gatherer up to a read window
+later than by another): a copy of the first message can be nearer the second one's entry and join it. Its
+subscription's copy of the second message then finds the second entry taken and the first one ruled out by the seq
+offset that the wrong join implied: it would win, a second row for the second message. So when a copy that carries
+a seq and no reference can join no entry, and its subscription joined entries of the list by receive time alone with
+such copies (``_WeakEntry.timed``), the dedup stage tries to place them all again by seq: the copy goes to its
+nearest entry (one its subscription did not contribute to, or only by receive time) and, for a seq offset to one of
+that entry's contributors, each of the earlier copies goes to the entry whose same contributor has its seq minus
+that offset (or stays where it is if that contributor has no copy there), within the window of its receive time. The
+new places are taken only if every one of them agrees with the seq offsets of every entry; otherwise the copy wins as
+before. The earlier copies' alias records already went to the rows of their former entries, which keep those keys
+(rows of the same body; every key still names one row).
+
 Row identity of lifecycle events (``kind == "lifecycle"`` with several keys). Their rows are unique by event key
 alone (no venue time), and the row takes the WINNER's ``event_key``; a dedup replay starts from a fresh state and
 can read the copies in another order, so its winner, and that key, can differ from the live run's. So the event
@@ -205,14 +219,17 @@ def weak_store_key(frame: RawFrame) -> bytes:
 
 class _WeakEntry(msgspec.Struct, array_like=True):
     """One emitted copy in a weak list: its receive time, the winner's stored value, the contributing
-    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references and the winner's
-    event key (what an alias record of a copy that joins names the event by; "" in entries stored before it)."""
+    subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references, the winner's
+    event key (what an alias record of a copy that joins names the event by; "" in entries stored before it) and
+    the subscriptions whose copy joined by receive time alone (no reference, a seq) -> that copy's receive time:
+    the contributions that may be placed again (see "Placed again by seq")."""
 
     recv_ns: int
     winner: bytes
     subs: dict[str, int]
     refs: list[str]
     key: str = ""
+    timed: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _weak_encoder = msgspec.msgpack.Encoder()
@@ -240,6 +257,87 @@ def _same_position(entry: _WeakEntry, sub: str, seq: int, entries: list[_WeakEnt
             if known is not entry and mine >= 0 and theirs >= 0 and seq - other_seq != mine - theirs:
                 return False
     return True
+
+
+def _fits(entry: _WeakEntry, sub: str, entries: list[_WeakEntry]) -> bool:
+    """Whether ``sub``'s contribution to ``entry`` agrees with the seq offsets every other entry shows."""
+    seq = entry.subs.pop(sub)
+    try:
+        return _same_position(entry, sub, seq, entries)
+    finally:
+        entry.subs[sub] = seq
+
+
+def _realign(frame: RawFrame, sub: str, entries: list[_WeakEntry], window: int) -> _WeakEntry | None:
+    """The entry a copy that no entry can take joins once its subscription's copies joined by receive time alone
+    are placed again by one seq offset (None: it wins). See "Placed again by seq" in the module docstring."""
+    seq = _seq_of(frame)
+    if frame.weak_refs or seq < 0:
+        return None
+    placed = [(e, e.subs[sub], e.timed[sub]) for e in entries if sub in e.timed]
+    if not placed:
+        return None
+    recv_ns = frame.recv_ns
+    free = [e for e in entries if sub not in e.subs or sub in e.timed]
+    target = min(free, key=lambda e: abs(e.recv_ns - recv_ns), default=None)  # the copy goes to its nearest entry
+    if target is None or abs(target.recv_ns - recv_ns) > window:
+        return None
+    for other, other_seq in list(target.subs.items()):
+        if other == sub or other_seq < 0:
+            continue
+        plan = _plan(entries, sub, other, seq - other_seq, placed, target, recv_ns, window)
+        if plan is not None and _place(entries, sub, placed, plan):
+            return target
+    return None
+
+
+def _plan(
+    entries: list[_WeakEntry],
+    sub: str,
+    other: str,
+    offset: int,
+    placed: list[tuple[_WeakEntry, int, int]],
+    target: _WeakEntry,
+    recv_ns: int,
+    window: int,
+) -> list[tuple[_WeakEntry, int, int]] | None:
+    """Where ``sub``'s copies go if its seq is ``other``'s plus ``offset``: (entry, seq, receive time) for each of
+    its copies joined by receive time and for the new copy (into ``target``), None if one has nowhere to go."""
+    by_seq = {e.subs[other]: e for e in entries if e.subs.get(other, -1) >= 0}
+    plan = [(target, offset + target.subs[other], recv_ns)]
+    used = {id(target)}
+    for entry, seq, seen_ns in placed:
+        dest = by_seq.get(seq - offset)
+        if dest is None:
+            if other in entry.subs:  # ``other`` has this entry elsewhere on the stream: it cannot stay
+                return None
+            dest = entry
+        if id(dest) in used or abs(dest.recv_ns - seen_ns) > window or (sub in dest.subs and sub not in dest.timed):
+            return None
+        used.add(id(dest))
+        plan.append((dest, seq, seen_ns))
+    return plan
+
+
+def _place(
+    entries: list[_WeakEntry],
+    sub: str,
+    placed: list[tuple[_WeakEntry, int, int]],
+    plan: list[tuple[_WeakEntry, int, int]],
+) -> bool:
+    """Move ``sub``'s copies joined by receive time to ``plan`` if every one of them then agrees with the seq offsets
+    of every entry; otherwise leave them where they were."""
+    for entry, _, _ in placed:
+        del entry.subs[sub], entry.timed[sub]
+    for entry, seq, seen_ns in plan:
+        entry.subs[sub], entry.timed[sub] = seq, seen_ns
+    if all(_fits(entry, sub, entries) for entry, _, _ in plan):
+        return True
+    for entry, _, _ in plan:
+        del entry.subs[sub], entry.timed[sub]
+    for entry, seq, seen_ns in placed:
+        entry.subs[sub], entry.timed[sub] = seq, seen_ns
+    return False
 
 
 class Verdict(enum.Enum):
@@ -612,8 +710,12 @@ class Deduper:
             if best is None or distance < abs(best.recv_ns - recv_ns):
                 best = entry
         if best is None:
-            return None
-        best.subs[sub] = _seq_of(frame)
+            best = _realign(frame, sub, entries, window)
+            if best is None:
+                return None
+        seq = best.subs[sub] = _seq_of(frame)
+        if not refs and seq >= 0:
+            best.timed[sub] = recv_ns
         best.refs.extend(r for r in refs if r not in best.refs)
         self._weak_save(wkey, entries, max(recv_ns, *(e.recv_ns for e in entries)), partition)
         return best.winner, best.key

@@ -92,14 +92,63 @@ def test_a_weak_join_needs_another_subscription_no_common_reference_and_the_wind
     assert feed2("g3", "k3", t_ms=10, weak="w:e", refs=())[0] is Verdict.WON  # another body
 
 
-def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> None:
+def _flap(x_ms: float) -> Feed:
+    """g1's copies of two equal bodies 50 ms apart (seqs 10 and 12: a paused market paused again, activated between),
+    then g2's copy of the first one (g2 numbers the stream 100 higher) received ``x_ms`` after g1's: it joins one."""
     feed = Feed()
     assert feed("g1", "a", t_ms=0, seq=10, weak="w:d")[0] is Verdict.WON
     assert feed("g1", "b", t_ms=50, seq=12, weak="w:d")[0] is Verdict.WON
-    # g2's subscription numbers the stream 100 higher: its copy of a (seq 110) joins a, the nearest
-    assert feed("g2", "x", t_ms=2, seq=110, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed("g2", "x", t_ms=x_ms, seq=110, weak="w:d") == (Verdict.ALIAS, True)
+    return feed
+
+
+def test_a_weak_join_picks_the_nearest_copy_and_respects_known_seq_offsets() -> None:
+    feed = _flap(2)  # x joins a, the nearest
     # its seq 113 sits 3 after a on g2, i.e. seq 13 on g1: not b (seq 12) although b is near in time
     assert feed("g2", "y", t_ms=49, seq=113, weak="w:d") == (Verdict.WON, False)
+
+
+def test_copies_of_equal_bodies_read_later_than_half_their_spacing_still_make_one_event_each() -> None:
+    # g2 read its copy of the first one 28 ms late (its read window): nearer b than a, so it joins b ...
+    feed = _flap(28)
+    # ... and its copy of the second one (2 after it on g2, as b is 2 after a on g1) is that same message, not a
+    # third: g2's copies are placed again by seq (x to a, y to b), where the old rules kept y out of a: it won
+    assert feed("g2", "y", t_ms=78, seq=112, weak="w:d") == (Verdict.ALIAS, True)
+    # the offsets now agree on every entry: a third subscription's copies join one each, and g2's next message wins
+    assert feed("g3", "p", t_ms=3, seq=1010, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed("g3", "q", t_ms=53, seq=1012, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed("g2", "z", t_ms=100, seq=114, weak="w:d")[0] is Verdict.WON
+    stats = feed.deduper.stats.gatherers
+    assert (stats["g1"].won, stats["g2"].won, stats["g3"].won) == (2, 1, 0)
+
+
+def test_three_equal_bodies_read_late_are_placed_again_in_turn() -> None:
+    # three equal bodies 20 ms apart; g2 reads 11 ms late: each of its copies is nearer the next one's entry
+    feed = Feed()
+    for key, t, seq in (("a", 20, 1), ("b", 40, 2), ("c", 60, 3)):
+        assert feed("g1", key, t_ms=t, seq=seq, weak="w:d")[0] is Verdict.WON
+    assert feed("g2", "x", t_ms=31, seq=101, weak="w:d") == (Verdict.ALIAS, True)  # to b
+    assert feed("g2", "y", t_ms=51, seq=102, weak="w:d") == (Verdict.ALIAS, True)  # to c (same offset as x)
+    # z is 3rd on g2: a, b, c get x, y, z by one seq offset (the old rules kept z out of a: a fourth row)
+    assert feed("g2", "z", t_ms=71, seq=103, weak="w:d") == (Verdict.ALIAS, True)
+    assert feed.deduper.stats.gatherers["g2"].won == 0
+
+
+def test_a_copy_is_placed_again_only_where_the_seq_offsets_agree() -> None:
+    feed = _flap(28)  # x joins b
+    # 3 after x on g2, but b is 2 after a on g1: another message (a third equal body), not x's sibling
+    assert feed("g2", "y", t_ms=78, seq=113, weak="w:d") == (Verdict.WON, False)
+
+
+def test_a_copy_is_placed_again_only_in_its_nearest_entry() -> None:
+    # two pairs of equal bodies 400 ms apart, numbered 3, 4, 7, 8 by g2's subscriptions; the first one lost 4
+    feed = Feed()
+    for key, t, seq in (("p3", 130, 3), ("p7", 550, 7), ("p8", 600, 8)):
+        assert feed("g2", key, t_ms=t, seq=seq, weak="w:d", sub="g2a")[0] is Verdict.WON
+    assert feed("g2", "q3", t_ms=130, seq=3, weak="w:d", sub="g2b") == (Verdict.ALIAS, True)
+    # q4 is 4 on g2b: no entry has it. Placing q3 at 7 and q4 at 8 agrees with every seq offset too, but q4 is
+    # nearest p3's entry (taken by q3 by seq): it wins
+    assert feed("g2", "q4", t_ms=150, seq=4, weak="w:d", sub="g2b") == (Verdict.WON, False)
 
 
 def test_a_subscription_is_told_apart_by_its_instance_not_by_gatherer_conn_and_sid() -> None:

@@ -60,7 +60,9 @@ So every non-anchor copy also carries a ``weak_key`` (its content digest) and ``
 are positions against). In the dedup stage a copy none of whose keys was seen joins the emitted copy of the same
 body received within the weak window (a few seconds of receive clock, below ``gather.anchor_hold_s``) that its
 subscription has not contributed to and that has no key against an anchor it has a key against (two copies with
-keys against one anchor that share none sit at two positions); ``dedup_stream.logic`` has the rules. Every
+keys against one anchor that share none sit at two positions); ``dedup_stream.logic`` has the rules (an
+unanchored copy paired with the wrong one of two equal bodies sent closer together than the receive clocks'
+spread, a flap, is put right by seq when its subscription's copy of the other one comes: "Placed again by seq"). Every
 lifecycle copy of every subscription is therefore recorded (only anchors once per gatherer): which subscriptions
 contributed to an event is what keeps two equal bodies of one subscription apart.
 What remains, counted: (1) a loose copy with no key against an anchor (``unanchored``) is matched by receive time

@@ -239,6 +239,18 @@ def test_flaps_identical_bodies_50_ms_apart_stay_distinct_with_a_late_joiner() -
     assert_exactly_once(stream, three_gatherers(restarted_from=3), lossless_only=True)
 
 
+@pytest.mark.parametrize("late_ms", [26, 30, 45])
+def test_a_flap_read_late_by_one_gatherer_adds_no_row_before_any_anchor(late_ms: int) -> None:
+    # No anchor (a venue creating no market): every copy is matched by receive time and seq. g2 reads its socket up
+    # to a read window (gather.read_window_ms) late, more than half the flap's 50 ms: its copy of the first d is
+    # nearer the second d of the others, and it must not leave its copy of the second d a row of its own.
+    stream = stream_of(("d", 0), ("a", 0.02), ("d", 0.05), ("e", 1))
+    late = {"g2": late_ms * MS}
+    assert_exactly_once(stream, three_gatherers(), skew_ns=late)  # keyed at the stall
+    assert_exactly_once(stream, three_gatherers(), skew_ns=late, end_ns=2 * S)  # at shutdown (as in the e2e)
+    assert_exactly_once(stream, three_gatherers(), skew_ns={**late, "g3": late_ms * MS // 2})
+
+
 def test_a_gatherer_killed_and_restarted_numbers_its_subscriptions_alike_and_adds_no_row() -> None:
     # g3 is killed after position 3 and restarted at 6 with the same conn and sid numbers (new instances)
     stream = stream_of(("X", 0), ("d", 1), ("Y", 2), ("a", 3), ("m", 4), ("d", 5), ("a", 6), ("d", 7), ("e", 7.5))
