@@ -1,18 +1,25 @@
-"""Faust's table recovery with the end of a rebalance reordered, so that no raw record is lost (Faust engine).
+"""The end of a Faust rebalance without losing raw records (Faust engine): a reordered Recovery, a fixed fetch set.
 
-Faust (faust-streaming 0.15) ends a rebalance in ``Recovery.on_recovery_completed``: it resumes the stream
-partitions, awaits the seek to the committed offsets (a round trip per partition), then calls
-``flow_control.resume()``, which *clears* every stream queue. While the seek is awaited the fetcher already
-delivers records of the resumed partitions into those queues; the clear drops the ones the agent has not taken yet
-without acknowledging them. Faust's read offset has moved past them, and a partition without a committed offset
-is not sought back, so they are never read again. What the consumer commits next decides what that costs
-(``Consumer._new_offset``): one dropped record directly after the committed offset is committed over (a frame never
-decided: an event lost if it was the only copy, or a winner never re-emitted); two or more leave a hole that never
-fills, and the partition's offset is never committed again (the worker stalls; faust-streaming issues 596 and 606).
+Faust (faust-streaming 0.15) loses records of the stream (raw) partitions at the end of a rebalance in two ways,
+both seen in the dedup worker tests under load (the fresh-disk worker of the reemit test):
 
-:class:`SeekFirstRecovery` does the same steps in another order: seek while the stream partitions are still paused,
-clear the queues, and only then resume the stream partitions and the flow. No stream record can reach a queue
-before the clear, so every record fetched after the rebalance is handed to the agent.
+* ``Recovery.on_recovery_completed`` resumes the stream partitions, awaits the seek to the committed offsets (a
+  round trip per partition), then calls ``flow_control.resume()``, which *clears* every stream queue. When the
+  restore had started Faust's fetcher, records fetched during the seek were in those queues: the clear drops them
+  unacknowledged, past Faust's read offset, and a partition without a committed offset is not sought back.
+* The fetcher hands the consumer thread the *live* set of active partitions. When the restore pauses the changelog
+  partitions while a fetch is under way, the set becomes empty, which aiokafka reads as "every assigned
+  partition": the fetch returns records of the paused stream partitions, which Faust then discards as inactive,
+  their position already past them.
+
+What the consumer commits next decides the cost (``Consumer._new_offset``): one lost record directly after the
+committed offset is committed over (a frame never decided: an event lost if it was the only copy, a winner never
+re-emitted); two or more leave a hole that never fills, and the partition is never committed again (the worker
+stalls; faust-streaming issues 596 and 606 describe the same bookkeeping).
+
+:class:`SeekFirstRecovery` ends recovery in another order: seek while the stream partitions are still paused, clear
+the queues, and only then resume the stream partitions and the flow. :func:`install` also makes every fetch ask
+for a copy of the active set taken when it starts, so a fetch returns records of the partitions active then only.
 """
 
 from __future__ import annotations
@@ -68,11 +75,23 @@ class SeekFirstRecovery(Recovery):
 SeekFirstRecovery.logger = faust_recovery.logger
 
 
+def freeze_fetch_set(consumer: Any) -> None:
+    """Make ``consumer``'s fetches ask for the partitions active when each fetch starts (a copy of the live set)."""
+    fetch = consumer._getmany
+
+    async def getmany(active_partitions: set[Any] | None, timeout: float) -> Any:
+        frozen = None if active_partitions is None else set(active_partitions)
+        return await fetch(active_partitions=frozen, timeout=timeout)
+
+    consumer._getmany = getmany
+
+
 def install(app: Any) -> SeekFirstRecovery:
-    """Make ``app``'s table manager use :class:`SeekFirstRecovery` (before the app starts)."""
+    """Before ``app`` starts: its table manager uses :class:`SeekFirstRecovery`, its consumer fixed fetch sets."""
     tables = app.tables
     if cast(Any, tables)._recovery is not None:
         raise RuntimeError("the table manager already created its Recovery service")
     recovery = SeekFirstRecovery(app, tables, beacon=tables.beacon, loop=tables.loop)
     tables._recovery = recovery
+    freeze_fetch_set(app.consumer)
     return recovery
