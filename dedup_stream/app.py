@@ -45,6 +45,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from dedup_stream.faust_recovery import install as install_recovery
 from dedup_stream.logic import Decision, Deduper, Origin, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
 from dedup_stream.normalise import decision_bytes
@@ -138,6 +139,7 @@ class DedupApp:
             stream_recovery_delay=0.0,
         )
         app = self.faust
+        install_recovery(app)  # the end of a rebalance must not drop raw records (dedup_stream.faust_recovery)
         raw_opts: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
         raw_opts |= {"key_serializer": "raw", "value_serializer": "raw"}
         self.raw = app.topic(*s.raw_topics, partitions=s.partitions, **raw_opts)

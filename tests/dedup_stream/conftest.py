@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,10 +199,13 @@ class WorkerLauncher:
     engine: str = "native"
     workers: list[Worker] = field(default_factory=list)
 
-    def start(self, topics: DedupTopics, app_id: str, name: str, *extra: str) -> Worker:
+    def start(
+        self, topics: DedupTopics, app_id: str, name: str, *extra: str, entry: Sequence[str] = ("-m", "mdpipe")
+    ) -> Worker:
+        """Start ``mdpipe dedup`` (``entry``: what runs ``mdpipe``'s CLI, e.g. a script wrapping it with a fault)."""
         workdir = self.tmp / name
         log_path = self.tmp / f"{name}-{len(self.workers)}.log"
-        cmd = [sys.executable, "-m", "mdpipe", "dedup", "--app-id", topics.app_id(app_id), "--workdir", str(workdir)]
+        cmd = [sys.executable, *entry, "dedup", "--app-id", topics.app_id(app_id), "--workdir", str(workdir)]
         cmd += ["--engine", self.engine, "--metrics-port", "0", "--session-timeout-s", "6", *extra]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=topics.env(self.tmp / "run"))
