@@ -64,6 +64,11 @@ event did not have (matched by one of its keys with others unseen, or joined by 
 a duplicate whose engine emits an alias record (its keys, and after a weak join ``Decision.link``, the joined
 event's key) so that the sink adds them to the row (:mod:`sink.lifecycle`). Every key of every copy the live run
 read thus ends up on the event's row, and a replay's winner, whichever copy it is, meets that row by one of them.
+The keys such a copy adds are stored naming it (``Winner.by_topic``/``by_offset``, as an ordinal raise is): read
+again after a crash, when every one of its keys is already stored, that very copy is an alias again (with the same
+``link`` after a weak join, taken from the weak list) and those keys are written back, as a re-emit is (its alias
+record, and their changelog records, may never have left); any other copy whose keys are all stored is a plain
+duplicate.
 
 Ordinals (``RawFrame.ordinal``: a replacing delta's order among the deltas of one venue millisecond, as the copy's
 gatherer counted it; 0 on venues whose deltas commute). A gatherer that missed an earlier delta of the millisecond
@@ -156,8 +161,10 @@ class Origin(msgspec.Struct, frozen=True, array_like=True):
 class Winner(msgspec.Struct, frozen=True, array_like=True):
     """The stored value for an event key: origin and receive time of the accepted (first) copy, and the highest
     ``RawFrame.ordinal`` any copy read so far carried, with the origin (topic, offset; the partition is the
-    winner's) of the copy that carried it when that is not the winner (``by_offset`` -1: the winner itself). The
-    trailing fields are written only when set (:func:`encode_winner`): a value without them reads as ordinal 0."""
+    winner's) of the copy that carried it when that is not the winner (``by_offset`` -1: the winner itself). Under
+    a key that a later copy added to a lifecycle event (its alias record; "Row identity" in the module docstring),
+    ``by_*`` name that copy instead (lifecycle copies carry no ordinal). The trailing fields are written only when
+    set (:func:`encode_winner`): a value without them reads as ordinal 0."""
 
     topic: str
     partition: int
@@ -170,6 +177,10 @@ class Winner(msgspec.Struct, frozen=True, array_like=True):
 
     def origin_is(self, origin: Origin) -> bool:
         return self.offset == origin.offset and self.partition == origin.partition and self.topic == origin.topic
+
+    def added_by(self, origin: Origin) -> bool:
+        """Whether the ``by_*`` fields name ``origin`` (in its partition, which is the store's)."""
+        return self.by_offset == origin.offset and self.by_topic == origin.topic
 
 
 _winner_encoder = msgspec.msgpack.Encoder()
@@ -191,6 +202,22 @@ def encode_winner(winner: Winner) -> bytes:
 
 def decode_winner(data: bytes) -> Winner:
     return _winner_decoder.decode(data)
+
+
+def _added_by(winner: Winner, origin: Origin) -> bytes:
+    """The stored value of a key that the copy read at ``origin`` adds to ``winner``'s lifecycle event."""
+    w = winner
+    return encode_winner(
+        Winner(w.topic, w.partition, w.offset, w.recv_ns, w.gatherer, w.ordinal, origin.topic, origin.offset)
+    )
+
+
+def _plain(winner: Winner, stored: bytes) -> bytes:
+    """``stored`` (``winner``'s bytes) without its ``by_*`` fields: the value a weak list's entry holds."""
+    w = winner
+    if w.by_offset < 0:
+        return stored
+    return encode_winner(Winner(w.topic, w.partition, w.offset, w.recv_ns, w.gatherer, w.ordinal))
 
 
 _decode_frame = raw_decoder.decode  # raises msgspec's errors: see _invalid_reason
@@ -606,15 +633,22 @@ class Deduper:
                 for k in keys:  # write-back (module docstring), and any key not registered before
                     store.put(k, stored, partition)
                 return Decision(Verdict.REEMIT, frame, winner)
+            lifecycle = frame.kind == "lifecycle"
+            if lifecycle and None not in found:
+                again = self._alias_again(frame, origin, gstats, winner, stored, keys, found)
+                if again is not None:
+                    return again
             new_keys = False
-            for k, v in zip(keys, found, strict=True):
-                if v is None:
-                    store.put(k, stored, partition)
-                    new_keys = True
+            if None in found:  # keys this copy adds name it on a lifecycle event (see "Row identity")
+                added = _added_by(winner, origin) if lifecycle else stored
+                for k, v in zip(keys, found, strict=True):
+                    if v is None:
+                        store.put(k, added, partition)
+                        new_keys = True
             if frame.weak_key:
-                self._weak_contribute(frame, partition, stored)
+                self._weak_contribute(frame, partition, _plain(winner, stored))
             decision = self._duplicate(frame, gstats, winner, keys)
-            if new_keys and frame.kind == "lifecycle":  # the row gains keys (row identity of lifecycle events)
+            if new_keys and lifecycle:  # the row gains keys (row identity of lifecycle events)
                 decision.verdict = Verdict.ALIAS
                 return decision
             return decision if full else PLAIN_DUPLICATE
@@ -623,11 +657,14 @@ class Deduper:
             if joined is not None:
                 winner_value, link = joined
                 gstats.weak_matches += 1
+                winner = decode_winner(winner_value)
+                lifecycle = frame.kind == "lifecycle"
+                added = _added_by(winner, origin) if lifecycle else winner_value
                 for k in keys:
-                    store.put(k, winner_value, partition)
-                decision = self._duplicate(frame, gstats, decode_winner(winner_value), keys)
+                    store.put(k, added, partition)
+                decision = self._duplicate(frame, gstats, winner, keys)
                 decision.weak = True
-                if frame.kind == "lifecycle":
+                if lifecycle:
                     decision.verdict = Verdict.ALIAS
                     decision.link = link
                 return decision
@@ -648,6 +685,41 @@ class Deduper:
         gstats.won += 1
         self.singles.first(key, frame.gatherer, recv_ns)
         return Decision(Verdict.WON, frame)
+
+    def _alias_again(
+        self,
+        frame: RawFrame,
+        origin: Origin,
+        gstats: GathererStats,
+        winner: Winner,
+        stored: bytes,
+        keys: list[bytes],
+        found: list[bytes | None],
+    ) -> Decision | None:
+        """The alias record of a lifecycle copy that added keys to its event, decided again when that very copy is
+        read again after a crash (its keys are stored naming it: see "Row identity"), with those keys written back as
+        a re-emit writes its winner (their changelog records may never have left); None for any other copy."""
+        mine = [
+            (k, v)
+            for k, v in zip(keys, found, strict=True)
+            if v is not None and (winner if v == stored else decode_winner(v)).added_by(origin)
+        ]
+        if not mine:
+            return None
+        partition = origin.partition
+        for k, v in mine:
+            self.store.put(k, v, partition)
+        decision = self._duplicate(frame, gstats, winner, keys)
+        decision.verdict = Verdict.ALIAS
+        if len(mine) == len(keys):  # it added every one of its keys: it joined by weak key (counted then)
+            decision.weak = True
+            decision.link = self._weak_link(frame, partition, _plain(winner, stored))
+        return decision
+
+    def _weak_link(self, frame: RawFrame, partition: int, winner: bytes) -> str:
+        """The event key of the weak list's entry for ``winner`` ("" if the list no longer holds it)."""
+        _, entries = self._weak_load(frame, partition)
+        return next((e.key for e in entries if e.winner == winner), "")
 
     def _duplicate(self, frame: RawFrame, gstats: GathererStats, winner: Winner, keys: list[bytes]) -> Decision:
         stats = self.stats

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
+from dedup_stream.logic import Decision, Deduper, MemoryStore, Origin, Verdict, decode_winner, encode_winner
 from schemas import RawFrame, encode_raw
 from venues import default_name
 
@@ -11,10 +11,29 @@ MS = 1_000_000
 T0 = 1_767_225_600_000_000_000
 
 
+class RecordingStore(MemoryStore):
+    """A MemoryStore that also lists every key written (what goes to the changelog)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[bytes] = []
+
+    def put(self, key: bytes, value: bytes, partition: int = 0) -> None:
+        self.puts.append(key)
+        super().put(key, value, partition)
+
+
 class Feed:
     def __init__(self) -> None:
-        self.deduper = Deduper(MemoryStore())
+        self.store = RecordingStore()
+        self.deduper = Deduper(self.store)
         self.offsets: dict[str, int] = {}
+        self.last = Decision(Verdict.INVALID)
+
+    def restart(self) -> None:
+        """A crash: a new worker over the same local state (nothing in memory survives)."""
+        self.deduper = Deduper(self.store)
+        self.store.puts.clear()
 
     def __call__(
         self,
@@ -50,7 +69,7 @@ class Feed:
             weak_refs=list(refs),
             weak_sub=sub,
         )
-        decision = self.deduper.decide(encode_raw(frame), Origin(topic, 0, offset))
+        decision = self.last = self.deduper.decide(encode_raw(frame), Origin(topic, 0, offset))
         return decision.verdict, decision.weak
 
 
@@ -77,7 +96,8 @@ def test_a_copy_none_of_whose_keys_was_seen_joins_the_same_body_from_another_sub
     assert feed("g1", "B1", t_ms=0, weak="w:d", refs=("X", "<")) == (Verdict.WON, False)
     assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">")) == (Verdict.ALIAS, True)
     assert feed("g2", "B1", t_ms=5, weak="w:d", refs=("X", "<")) == (Verdict.DUPLICATE, False)
-    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">"), offset=0) == (Verdict.DUPLICATE, False)  # replay
+    # the very copy that joined, read again (same state): its alias record again, the join not counted twice
+    assert feed("g3", "own", t_ms=30, weak="w:d", refs=("Z", ">"), offset=0) == (Verdict.ALIAS, True)
     assert feed.deduper.stats.gatherers["g3"].weak_matches == 1
 
 
@@ -190,3 +210,62 @@ def test_an_alias_names_the_event_it_joined_and_only_lifecycle_copies_with_new_k
     assert decide(encode_raw(_frame("g1", "d1", kind="delta")), Origin("raw.g1", 0, 1)).verdict is Verdict.WON
     other = decide(encode_raw(_frame("g2", "d1", ("d2",), kind="delta")), Origin("raw.g2", 0, 2))
     assert other.verdict is Verdict.DUPLICATE
+
+
+def _key(key: str) -> bytes:
+    return f"{M}\x1f{key}".encode()
+
+
+def test_a_copy_that_added_keys_is_an_alias_again_when_read_again_after_a_crash() -> None:
+    feed = Feed()
+    assert feed("g1", "F")[0] is Verdict.WON
+    assert feed("g2", "X", ("F", "B"))[0] is Verdict.ALIAS  # adds X and B to F's row; raw.g2 offset 0
+    feed.restart()  # died before the alias record was acknowledged: raw.g2 offset 0 is read again
+    assert feed("g2", "X", ("F", "B"), offset=0)[0] is Verdict.ALIAS
+    assert feed.last.link == "" and not feed.last.weak
+    assert sorted(feed.store.puts) == [_key("B"), _key("X")]  # written back (their changelog records may be lost)
+    assert decode_winner(feed.store.data[_key("X")]).origin_is(Origin("raw.g1", 0, 0))  # still F's winner
+    feed.store.puts.clear()
+    # any other copy with every key stored is a plain duplicate and writes nothing
+    assert feed("g2", "X", ("F", "B"), offset=5)[0] is Verdict.DUPLICATE
+    assert feed("g3", "B", ("X",))[0] is Verdict.DUPLICATE
+    assert feed("g3", "B")[0] is Verdict.DUPLICATE  # a copy without alternate keys (the plain path)
+    assert feed.store.puts == []
+    assert feed("g1", "F", offset=0)[0] is Verdict.REEMIT  # the winner itself is still recognised
+
+
+def test_a_later_copy_adding_keys_names_itself_not_the_copy_it_matched() -> None:
+    feed = Feed()
+    assert feed("g1", "F")[0] is Verdict.WON
+    assert feed("g2", "X", ("F",))[0] is Verdict.ALIAS  # raw.g2 offset 0 adds X
+    assert feed("g3", "Y", ("X",))[0] is Verdict.ALIAS  # matched by X (named after raw.g2 0), adds Y; raw.g3 0
+    feed.restart()
+    assert feed("g3", "Y", ("X",), offset=0)[0] is Verdict.ALIAS
+    assert feed.store.puts == [_key("Y")]  # only the key it added
+    assert feed("g2", "X", ("F",), offset=0)[0] is Verdict.ALIAS
+    assert feed.store.puts == [_key("Y"), _key("X")]
+
+
+def test_a_copy_that_joined_by_weak_key_is_an_alias_with_its_link_again_after_a_crash() -> None:
+    feed = Feed()
+    assert feed("g1", "B1", t_ms=0, weak="w:d", refs=("X", "<")) == (Verdict.WON, False)
+    assert feed("g3", "own", ("own2",), t_ms=30, weak="w:d", refs=("Z", ">")) == (Verdict.ALIAS, True)
+    assert feed.last.link == "B1"
+    feed.restart()
+    assert feed("g3", "own", ("own2",), t_ms=30, weak="w:d", refs=("Z", ">"), offset=0) == (Verdict.ALIAS, True)
+    assert feed.last.link == "B1"  # the alias record names the joined event again
+    assert sorted(feed.store.puts) == [_key("own"), _key("own2")]
+    assert feed.deduper.stats.gatherers["g3"].weak_matches == 0  # judged once, before the crash
+    # another copy of either event is a plain duplicate; the winner's own subscription still contributes
+    assert feed("g2", "own", t_ms=31, weak="w:d", refs=("Z", ">")) == (Verdict.DUPLICATE, False)
+    assert feed("g2", "B1", t_ms=5, weak="w:d", refs=("X", "<")) == (Verdict.DUPLICATE, False)
+
+
+def test_keys_stored_by_the_old_format_still_decode_and_the_copy_is_a_duplicate() -> None:
+    feed = Feed()
+    assert feed("g1", "F")[0] is Verdict.WON
+    old_value = feed.store.data[_key("F")]
+    assert old_value == encode_winner(decode_winner(old_value))  # five fields, as every worker wrote before
+    # keys added by a copy under the old code hold the winner's plain value: that copy cannot be told apart
+    feed.store.data[_key("X")] = feed.store.data[_key("B")] = old_value
+    assert feed("g2", "X", ("F", "B"), offset=0)[0] is Verdict.DUPLICATE
