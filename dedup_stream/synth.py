@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
+from typing import Any
 
 from schemas import RawFrame, encode_raw
 from venues import default_name, get_venue
@@ -102,12 +103,31 @@ def gatherer_copies(
 
 
 def produce_frames(producer_conf: dict[str, object], topic: str, frames: Iterable[RawFrame | bytes]) -> int:
-    """Write frames (RawFrame or already-encoded bytes of one) to ``topic``, key = market. Returns the count."""
+    """Write frames (RawFrame or already-encoded bytes of one) to ``topic``, key = market. Returns the count.
+
+    Every frame is stored, in order, or this raises: the producer is idempotent with one request in flight (a retry
+    after NOT_LEADER right after the topic's creation keeps the order, and librdkafka's implicit ack, which needs a
+    second request in flight, cannot happen), and every delivery report must carry an offset."""
     from confluent_kafka import Producer
 
+    from mdpipe.kafka import report_stored
     from schemas import decode_raw
 
-    conf = {"partitioner": "murmur2_random", "linger.ms": 20, "batch.num.messages": 10000, **producer_conf}
+    unstored: list[str] = []
+
+    def on_delivery(err: object, msg: Any) -> None:
+        if err is not None or not report_stored(msg):
+            unstored.append(str(err) if err is not None else "acknowledged without an offset")
+
+    conf = {
+        "partitioner": "murmur2_random",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 1,
+        **producer_conf,
+        "on_delivery": on_delivery,
+    }
     producer = Producer(conf)
     count = 0
     for frame in frames:
@@ -127,4 +147,6 @@ def produce_frames(producer_conf: dict[str, object], topic: str, frames: Iterabl
     remaining = producer.flush(60)
     if remaining:
         raise RuntimeError(f"{remaining} frames not delivered to {topic}")
+    if unstored:
+        raise RuntimeError(f"{len(unstored)} frames not stored in {topic}: {unstored[0]}")
     return count

@@ -3,10 +3,12 @@ data (``Venue.synth``), each gatherer's copy a message in the envelope of the ev
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import venues
-from dedup_stream.synth import gatherer_copies, pipeline_events, venue_events
+from dedup_stream.synth import gatherer_copies, pipeline_events, produce_frames, venue_events
 from venues.interface import Venue
 
 
@@ -50,3 +52,38 @@ def test_a_venue_without_synthetic_data_says_which() -> None:
     venue = venues.get_venue(venues.default_name())
     with pytest.raises(NotImplementedError, match=venue.name):
         Venue.synth(venue)  # the interface's default: a venue that provides none
+
+
+def test_produce_frames_raises_when_a_frame_is_not_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that feeds raw topics must not go on with frames the broker never stored (a failed record, or a
+    success report without an offset: librdkafka's implicit ack); flush() alone counts both as done."""
+    import confluent_kafka
+
+    class Report:
+        def __init__(self, offset: int | None) -> None:
+            self._offset = offset
+
+        def offset(self) -> int | None:
+            return self._offset
+
+    class FakeProducer:
+        def __init__(self, conf: dict[str, Any]) -> None:
+            self.cb, self.pending = conf.get("on_delivery"), 0
+
+        def produce(self, topic: str, value: bytes, key: bytes, timestamp: int) -> None:
+            self.pending += 1
+
+        def poll(self, timeout: float) -> int:
+            return 0
+
+        def flush(self, timeout: float) -> int:
+            for i in range(self.pending):
+                if self.cb is not None:
+                    self.cb(None, Report(None if i == 1 else i))
+            self.pending = 0
+            return 0
+
+    monkeypatch.setattr(confluent_kafka, "Producer", FakeProducer)
+    frames = gatherer_copies(venue_events(3, markets=1, seed=1), "g1")
+    with pytest.raises(RuntimeError, match="not stored"):
+        produce_frames({"bootstrap.servers": "127.0.0.1:9"}, "raw.g1", frames)
