@@ -7,18 +7,16 @@ stage's ``metrics_host`` (bind address) and ``metrics_port`` (see docs/operation
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["MetricsServer", "local_url_host", "registered_stages", "start_metrics_server"]
+from mdpipe.stage_announce import announce
+
+__all__ = ["MetricsServer", "local_url_host", "start_metrics_server"]
 
 
 class MetricsServer:
@@ -72,12 +70,6 @@ def local_url_host(bind_host: str) -> str:
     return f"[{bind_host}]" if ":" in bind_host else bind_host
 
 
-def _stages_dir() -> Path:
-    from mdpipe.config import run_dir
-
-    return run_dir() / "stages"
-
-
 def start_metrics_server(
     port: int,
     health: Callable[[], bool] | None = None,
@@ -104,29 +96,6 @@ def start_metrics_server(
             f"or check {section}metrics_host"
         ) from None
     if stage:
-        folder = _stages_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        url_host = local_url_host(host)
-        record = {
-            "stage": stage,
-            "pid": os.getpid(),
-            "metrics_url": f"http://{url_host}:{server.port}/metrics",
-            "health_url": f"http://{url_host}:{server.port}/healthz",
-            "bind": f"{host}:{server.port}",
-            "started": time.time(),
-        }
-        (folder / f"{stage}.json").write_text(json.dumps(record))
+        url = f"http://{local_url_host(host)}:{server.port}"
+        announce(stage, metrics_url=f"{url}/metrics", health_url=f"{url}/healthz", bind=f"{host}:{server.port}")
     return server
-
-
-def registered_stages() -> list[dict[str, object]]:
-    """Stages that announced themselves (and whose process is still alive)."""
-    out = []
-    for path in sorted(_stages_dir().glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-            os.kill(int(record["pid"]), 0)
-        except (OSError, ValueError, KeyError):
-            continue
-        out.append(record)
-    return out

@@ -784,6 +784,6 @@ def _infra_pids() -> dict[str, int]:
 
 def _stages_by_pid() -> dict[int, dict[str, object]]:
     """The running stages' announcements (.run/stages), by process id."""
-    from mdpipe.metrics import registered_stages
+    from mdpipe.stage_announce import registered_stages
 
     return {int(str(r["pid"])): r for r in registered_stages()}

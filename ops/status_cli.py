@@ -201,7 +201,7 @@ def _groups(config: Config, probe: Any) -> list[dict[str, Any]]:
 
 def _endpoints(extra: list[Endpoint]) -> list[Endpoint]:
     """This host's announced stages, then the endpoints given on the command line (an URL listed once)."""
-    from mdpipe.metrics import registered_stages
+    from mdpipe.stage_announce import registered_stages
 
     out = [Endpoint(str(r["stage"]), str(r["metrics_url"]), int(str(r["pid"]))) for r in registered_stages()]
     seen = {e.url for e in out}

@@ -10,7 +10,8 @@ import pytest
 
 from mdpipe.cli import main
 from mdpipe.config import Config, ConfigError, GatherConfig, gatherer_metrics_port, load_config
-from mdpipe.metrics import local_url_host, registered_stages, start_metrics_server
+from mdpipe.metrics import local_url_host, start_metrics_server
+from mdpipe.stage_announce import registered_stages
 
 
 def test_every_stage_has_a_fixed_default_port_and_a_local_bind_address() -> None:
@@ -130,13 +131,35 @@ def _sim(tmp_path: Path, **env: str) -> tuple[int, str]:
 
 
 def test_a_stage_binds_its_sections_metrics_host_and_port(tmp_path: Path) -> None:
+    """Its announcement names the bind address while it runs (and is removed when it exits)."""
     import json
+    import os
+    import subprocess
+    import sys
+    import time
 
     port = _free_port()
-    status, stderr = _sim(tmp_path, MDPIPE_SIM__METRICS_HOST="0.0.0.0", MDPIPE_SIM__METRICS_PORT=str(port))
-    assert status == 0, stderr
-    record = json.loads((tmp_path / "stages" / "sim.json").read_text())
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("MDPIPE_")}
+    run_env.update(
+        MDPIPE_RUN_DIR=str(tmp_path),
+        MDPIPE_CONFIG="/dev/null",
+        MDPIPE_SIM__METRICS_HOST="0.0.0.0",
+        MDPIPE_SIM__METRICS_PORT=str(port),
+    )
+    cmd = [sys.executable, "-m", "mdpipe", "sim", "--no-auth", "--port", "0", "--markets", "5", "--rate", "10"]
+    sim = subprocess.Popen([*cmd, "--duration", "30"], env=run_env, stderr=subprocess.PIPE, text=True)
+    announced = tmp_path / "stages" / "sim.json"
+    try:
+        deadline = time.monotonic() + 30
+        while not announced.exists() and sim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = json.loads(announced.read_text())
+    finally:
+        sim.terminate()
+        _, stderr = sim.communicate(timeout=30)
     assert record["bind"] == f"0.0.0.0:{port}" and record["metrics_url"] == f"http://127.0.0.1:{port}/metrics"
+    assert sim.returncode == 0, stderr
+    assert not announced.exists()
 
 
 def test_a_stage_whose_metrics_port_is_taken_stops_with_one_line(tmp_path: Path) -> None:
