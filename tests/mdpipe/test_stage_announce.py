@@ -22,9 +22,7 @@ def _write(folder: Path, name: str, **record: object) -> None:
     (folder / f"{name}.json").write_text(json.dumps({"stage": name, "metrics_url": "", "health_url": "", **record}))
 
 
-def test_a_file_left_under_a_recycled_process_id_is_not_listed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_file_left_under_a_recycled_process_id_is_not_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stage killed without removing its file, whose id now belongs to another process: that process's own
     announcement is the one listed (the pipeline runner looks stages up by id and took the stale port)."""
     monkeypatch.setenv("MDPIPE_RUN_DIR", str(tmp_path))
