@@ -63,7 +63,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ingest.spool import Record, Spool
-from mdpipe.kafka import report_stored
+from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS, report_stored
 from mdpipe.logging import get_logger, log_client_error
 
 __all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
@@ -86,14 +86,12 @@ LATENCY_SAMPLE_EVERY = 8
 # warm-up, replays and one latency-sample release per LATENCY_SAMPLE_S, not by the quiet producer's live frames.
 _LOUD_CONF = {"max.in.flight.requests.per.connection": 1}
 
-# Delivery errors that a later retry can fix (broker away, purge at shutdown, producer recreated).
-_TRANSIENT = {
-    KafkaError._PURGE_QUEUE,
+# Delivery errors that a later retry can fix: the shared ones (broker away, purge) and this producer's own: the purge of
+# in-flight records (divert, shutdown), a fatal error (the producer is re-created), request timeouts and a partition
+# without its leader or in-sync replicas (a broker restart); the spool keeps such records for the replay.
+_TRANSIENT = TRANSIENT_PRODUCE_ERRORS | {
     KafkaError._PURGE_INFLIGHT,
-    KafkaError._MSG_TIMED_OUT,
     KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
     KafkaError._FATAL,
     KafkaError.NOT_ENOUGH_REPLICAS,
     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,

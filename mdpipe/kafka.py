@@ -2,7 +2,8 @@
 
 ``kafka_client_config`` gives librdkafka (confluent-kafka) keys; ``producer_config`` adds the project-wide
 producer rules (murmur2 partitioner as Java/aiokafka use, compression, idempotence); ``aiokafka_client_kwargs``
-gives the same connection for aiokafka / Faust.
+gives the same connection for aiokafka / Faust. ``report_stored`` and ``TRANSIENT_PRODUCE_ERRORS`` judge a producer's
+delivery reports.
 
 Every librdkafka configuration carries ``logger`` = :func:`mdpipe.logging.kafka_client_logger`, so the clients'
 log lines are structured, rate-limited records of the project's log format (JSON-safe), never raw stderr.
@@ -13,10 +14,26 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from mdpipe.config import ConfigError, KafkaConfig
 from mdpipe.logging import kafka_client_logger
 
-__all__ = ["aiokafka_client_kwargs", "consumer_config", "kafka_client_config", "producer_config", "report_stored"]
+__all__ = [
+    "TRANSIENT_PRODUCE_ERRORS",
+    "aiokafka_client_kwargs",
+    "consumer_config",
+    "kafka_client_config",
+    "producer_config",
+    "report_stored",
+]
+
+TRANSIENT_PRODUCE_ERRORS: frozenset[int] = frozenset(
+    {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._PURGE_QUEUE}
+)
+"""Delivery-report error codes that a later retry of the same record can fix: the broker was unreachable or did not
+store the record in time, or the producer purged its queue. Check them besides ``err.retriable()``: confluent-kafka
+leaves that false on delivery reports. A caller that can fix more (e.g. by re-creating its producer) adds its own."""
 
 
 def report_stored(msg: Any) -> bool:

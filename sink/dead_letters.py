@@ -26,16 +26,13 @@ import psycopg
 from confluent_kafka import KafkaError, Producer
 
 from mdpipe.failures import Misconfigured
-from mdpipe.kafka import report_stored
+from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS, report_stored
 from mdpipe.logging import get_logger
 from schemas import DeadLetter, encode_dead_letter
 
 __all__ = ["DeadLetters"]
 
 log = get_logger(__name__)
-
-# delivery errors a later retry can fix besides those librdkafka calls retriable
-_TRANSIENT = {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._PURGE_QUEUE}
 
 
 class DeadLetters:
@@ -55,7 +52,7 @@ class DeadLetters:
                 self._stored += 1
             else:
                 self._transient.append("acknowledged without an offset (implicit ack)")
-        elif err.retriable() or err.code() in _TRANSIENT:
+        elif err.retriable() or err.code() in TRANSIENT_PRODUCE_ERRORS:
             self._transient.append(str(err))
         else:
             self._permanent.append(str(err))

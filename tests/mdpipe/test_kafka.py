@@ -6,9 +6,16 @@ import logging
 import ssl
 
 import pytest
+from confluent_kafka import KafkaError
 
 from mdpipe.config import ConfigError, KafkaConfig
-from mdpipe.kafka import aiokafka_client_kwargs, consumer_config, kafka_client_config, producer_config
+from mdpipe.kafka import (
+    TRANSIENT_PRODUCE_ERRORS,
+    aiokafka_client_kwargs,
+    consumer_config,
+    kafka_client_config,
+    producer_config,
+)
 from mdpipe.logging import KAFKA_CLIENT_LOGGER
 
 
@@ -75,3 +82,15 @@ def test_aiokafka_kwargs_carry_sasl_and_ssl_context() -> None:
         "bootstrap_servers": "h:1",
         "security_protocol": "PLAINTEXT",
     }
+
+
+def test_transient_produce_errors_are_exactly_the_outage_and_purge_codes() -> None:
+    """The sink's dead-letter sender retries a batch on exactly these delivery errors and stops the sink on any other
+    (one its librdkafka producer does not call retriable); the gatherer's producer retries these and its own."""
+    assert {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._PURGE_QUEUE,
+    } == TRANSIENT_PRODUCE_ERRORS
+    assert KafkaError.MSG_SIZE_TOO_LARGE not in TRANSIENT_PRODUCE_ERRORS

@@ -74,8 +74,15 @@ def test_a_dead_letter_refused_for_good_stops_the_sink_with_one_line(monkeypatch
         sender.send(_dead(2))
 
 
-def test_a_dead_letter_that_may_pass_later_fails_the_batch_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
-    sender = _sender(monkeypatch, [KafkaError(KafkaError._MSG_TIMED_OUT), 8])
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._PURGE_QUEUE],
+    ids=lambda c: KafkaError(c).name(),
+)
+def test_a_dead_letter_that_may_pass_later_fails_the_batch_for_a_retry(
+    monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    sender = _sender(monkeypatch, [KafkaError(code), 8])
     with pytest.raises(psycopg.OperationalError, match="not stored"):
         sender.send(_dead(2))
 
