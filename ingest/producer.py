@@ -89,16 +89,7 @@ _LOUD_CONF = {"max.in.flight.requests.per.connection": 1}
 # Delivery errors that a later retry can fix: the shared ones (broker away, purge) and this producer's own: the purge of
 # in-flight records (divert, shutdown), a fatal error (the producer is re-created), request timeouts and a partition
 # without its leader or in-sync replicas (a broker restart); the spool keeps such records for the replay.
-_TRANSIENT = TRANSIENT_PRODUCE_ERRORS | {
-    KafkaError._PURGE_INFLIGHT,
-    KafkaError._TIMED_OUT,
-    KafkaError._FATAL,
-    KafkaError.NOT_ENOUGH_REPLICAS,
-    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.REQUEST_TIMED_OUT,
-}
+_TRANSIENT = TRANSIENT_PRODUCE_ERRORS | {KafkaError._PURGE_INFLIGHT, KafkaError._FATAL}
 
 
 def _transient(err: KafkaError) -> bool:

@@ -29,10 +29,22 @@ __all__ = [
 ]
 
 TRANSIENT_PRODUCE_ERRORS: frozenset[int] = frozenset(
-    {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._PURGE_QUEUE}
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
 )
 """Delivery-report error codes that a later retry of the same record can fix: the broker was unreachable or did not
-store the record in time, or the producer purged its queue. Check them besides ``err.retriable()``: confluent-kafka
+store the record in time, the producer purged its queue, or the partition was between leaders or short of in-sync
+replicas (a broker restarting, a rolling upgrade). Check them besides ``err.retriable()``: confluent-kafka
 leaves that false on delivery reports. A caller that can fix more (e.g. by re-creating its producer) adds its own."""
 
 

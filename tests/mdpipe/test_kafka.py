@@ -84,13 +84,20 @@ def test_aiokafka_kwargs_carry_sasl_and_ssl_context() -> None:
     }
 
 
-def test_transient_produce_errors_are_exactly_the_outage_and_purge_codes() -> None:
+def test_transient_produce_errors_are_exactly_the_outage_purge_and_leadership_codes() -> None:
     """The sink's dead-letter sender retries a batch on exactly these delivery errors and stops the sink on any other
-    (one its librdkafka producer does not call retriable); the gatherer's producer retries these and its own."""
+    (one its librdkafka producer does not call retriable); the gatherer's producer retries these and its own. A
+    partition between leaders (a broker restarting) is among them: it must not stop the sink."""
     assert {
         KafkaError._MSG_TIMED_OUT,
         KafkaError._TRANSPORT,
         KafkaError._ALL_BROKERS_DOWN,
         KafkaError._PURGE_QUEUE,
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
     } == TRANSIENT_PRODUCE_ERRORS
     assert KafkaError.MSG_SIZE_TOO_LARGE not in TRANSIENT_PRODUCE_ERRORS

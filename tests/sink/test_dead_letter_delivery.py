@@ -76,7 +76,18 @@ def test_a_dead_letter_refused_for_good_stops_the_sink_with_one_line(monkeypatch
 
 @pytest.mark.parametrize(
     "code",
-    [KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._PURGE_QUEUE],
+    [
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+    ],
     ids=lambda c: KafkaError(c).name(),
 )
 def test_a_dead_letter_that_may_pass_later_fails_the_batch_for_a_retry(
