@@ -44,6 +44,7 @@ __all__ = [
     "Trip",
     "distribution",
     "format_hops",
+    "format_kinds",
     "hop_values",
 ]
 
@@ -110,7 +111,9 @@ class HopJoin:
 
     Hop values are kept per window: ``windows`` maps a name to the generation times ``[from_ns, to_ns)`` it covers
     (:meth:`table`). For each of ``marks`` (e.g. the times of kills), the earliest time each boundary was reached by
-    an event generated at or after the mark (:meth:`first_after`).
+    an event generated at or after the mark (:meth:`first_after`). Over the first window, the same per kind of
+    event (the identity's first field: delta, ticker, trade, lifecycle; :meth:`table_by_kind`), since one kind's
+    waits (a lifecycle message held for its anchor) can set a hop's max while every other kind passes in ms.
     """
 
     trips: dict[Identity, list[Trip]]
@@ -120,6 +123,7 @@ class HopJoin:
     unpaired: int = 0  # venue events without one (not delivered, lost, or of a kind never stamped)
     _values: dict[str, list[array[float]]] = field(default_factory=dict)
     _firsts: list[list[int]] = field(default_factory=list)
+    _kinds: dict[str, list[array[float]]] = field(default_factory=dict)
     _sorted: set[Identity] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -141,12 +145,19 @@ class HopJoin:
         if self.marks:
             self._mark(gen_ns, trip)
         values: list[float | None] | None = None
-        for name, (lo, hi) in self.windows.items():
+        for i, (name, (lo, hi)) in enumerate(self.windows.items()):
             if lo <= gen_ns < hi:
                 values = values or hop_values(gen_ns, trip)
-                for bucket, value in zip(self._values[name], values, strict=True):
-                    if value is not None:
-                        bucket.append(value)
+                buckets = [self._values[name]]
+                if i == 0:
+                    kind = str(identity[0])  # type: ignore[index]
+                    if kind not in self._kinds:
+                        self._kinds[kind] = [array("d") for _ in range(len(HOPS) + 1)]
+                    buckets.append(self._kinds[kind])
+                for row in buckets:
+                    for bucket, value in zip(row, values, strict=True):
+                        if value is not None:
+                            bucket.append(value)
 
     def _mark(self, gen_ns: int, trip: Trip) -> None:
         stamps = (gen_ns, trip.recv_ns, trip.raw_ns, trip.dedup_ns, trip.events_ns, trip.read_ns, trip.commit_ns)
@@ -166,6 +177,13 @@ class HopJoin:
         """Hop -> its distribution (:func:`distribution`) over ``window``, then venue->committed."""
         return {name: distribution(v) for name, v in zip((*HOPS, TOTAL), self._values[window], strict=True)}
 
+    def table_by_kind(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Kind of event -> its hop table (as :meth:`table`) over the first window, kinds in name order."""
+        return {
+            kind: {name: distribution(v) for name, v in zip((*HOPS, TOTAL), row, strict=True)}
+            for kind, row in sorted(self._kinds.items())
+        }
+
 
 def format_hops(table: dict[str, dict[str, float]], extra: Iterable[tuple[str, dict[str, Any]]] = ()) -> str:
     """The hop table as text, one line per hop (then ``extra`` rows, e.g. venue->database from verify)."""
@@ -177,5 +195,20 @@ def format_hops(table: dict[str, dict[str, float]], extra: Iterable[tuple[str, d
         lines.append(
             f"  {name:<24}{d.get('p50', 0):>10.1f}{d.get('p99', 0):>10.1f}{d.get('max', 0):>10.1f}"
             f"{int(d.get('count', 0)):>10,}"
+        )
+    return "\n".join(lines)
+
+
+def format_kinds(by_kind: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per kind of event: its count, venue->committed p50/p99/max, and the hop with the largest max (where
+    that kind's slowest event waited longest)."""
+    lines = [f"  {'kind':<12}{'events':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  slowest hop (its max ms)"]
+    for kind, table in by_kind.items():
+        total = table.get(TOTAL) or {}
+        hops = [(d["max"], name) for name, d in table.items() if name != TOTAL and d]
+        worst = max(hops) if hops else None
+        lines.append(
+            f"  {kind:<12}{int(total.get('count', 0)):>10,}{total.get('p50', 0):>10.1f}{total.get('p99', 0):>10.1f}"
+            f"{total.get('max', 0):>10.1f}  " + (f"{worst[1]} ({worst[0]:,.1f})" if worst else "-")
         )
     return "\n".join(lines)

@@ -696,8 +696,9 @@ class PipelineRun:
         and ``clean`` when every venue is clean.
 
         With ``hop_trace`` the report also has ``hops_ms`` (:mod:`ops.hops`: per hop over the same events as
-        ``latency_ms``), ``hop_windows`` (the same per extra window of generation times), ``hop_marks`` (per mark,
-        boundary -> when an event generated after it first reached it) and ``hop_stats``."""
+        ``latency_ms``), ``hops_by_kind`` (the same per kind of event), ``hop_windows`` (the same per extra window
+        of generation times), ``hop_marks`` (per mark, boundary -> when an event generated after it first reached
+        it) and ``hop_stats``."""
         if not self.multi:
             return self._verify_venue(self.venue_names[0], warmup_s, windows, marks)
         reports = {v: self._verify_venue(v, warmup_s, windows, marks) for v in self.venue_names}
@@ -728,6 +729,7 @@ class PipelineRun:
             seed=seed,
         )
         report["hops_ms"] = join.table()
+        report["hops_by_kind"] = join.table_by_kind()
         report["hop_windows"] = {name: join.table(name) for name in windows or {}}
         report["hop_marks"] = [join.first_after(i) for i in range(len(marks))]
         report["hop_stats"] = {**vars(stats), "paired": join.paired, "unpaired": join.unpaired}

@@ -11,7 +11,9 @@ Each latency run also reports where the time and the CPU go:
 
 - ``hops_ms``: per hop (venue->gatherer, gatherer->raw acked, raw->dedup read, dedup->events acked, events->sink
   read, sink read->committed) and venue->committed, p50/p99/max over the same events as the latency (generated after
-  the warm-up), exact percentiles from the stamps each event carries (:mod:`ops.hops`).
+  the warm-up), exact percentiles from the stamps each event carries (:mod:`ops.hops`). ``hops_by_kind``: the same
+  per kind of event (delta, ticker, trade, lifecycle), printed as one line a kind with the hop where its slowest
+  event waited: a few lifecycle messages held seconds for their anchor set the hops' max, not the other kinds.
 - ``cpu``: per process (emulator ``sim``, each gatherer, ``broker``, ``dedup-1``, ``sink``, ``postgres``; ``bench`` =
   this harness, for information) CPU seconds over the generation window, share of one core and µs per venue event
   generated in it (:mod:`ops.cpu`: the process and its children, from /proc; ``other`` and ``steal``: the
@@ -49,7 +51,7 @@ from typing import Any
 
 import venues
 from mdpipe.config import ConfigError, load_config, run_dir
-from ops.hops import format_hops
+from ops.hops import format_hops, format_kinds
 from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
 
 WARMUP_S = 10.0  # latencies of events generated in the first seconds (subscription burst) are left out
@@ -180,7 +182,7 @@ def one_run(
         report = run.verify(warmup_s=WARMUP_S)
         out.update({k: report[k] for k in VERDICT_KEYS})
         out.update(latency_ms=report["latency_ms"], receive_latency_ms=report["receive_latency_ms"])
-        out.update(hops_ms=report["hops_ms"], hop_stats=report["hop_stats"])
+        out.update(hops_ms=report["hops_ms"], hops_by_kind=report["hops_by_kind"], hop_stats=report["hop_stats"])
         cpu = run.cpu_table("start", "end")
         steady = run.cpu_table("warm", "end") if "warm" in run.cpu_samples else {}
         out.update(
@@ -195,6 +197,8 @@ def one_run(
             out.update({k: report[k] for k in DETAIL_KEYS if report[k]})
         print(f"run {tag}: where the time goes (events generated after the {WARMUP_S:g} s warm-up)", flush=True)
         print(format_hops(report["hops_ms"], [("venue->database", report["latency_ms"])]), flush=True)
+        print(f"run {tag}: by kind of event", flush=True)
+        print(format_kinds(report["hops_by_kind"]), flush=True)
         print(f"run {tag}: CPU over the generation window ({out['venue_events_window']:,} venue events)", flush=True)
         print(format_cpu(cpu, out["cpu_us_per_event"]), flush=True)
     print(json.dumps({"run": tag, **out}), flush=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ops.hops import HOPS, TOTAL, HopJoin, Trip, distribution, format_hops, hop_values
+from ops.hops import HOPS, TOTAL, HopJoin, Trip, distribution, format_hops, format_kinds, hop_values
 from ops.hops_read import CommitIndex, TripStats, trips_from_records
 from ops.verify import identity
 from schemas import BookDelta, BookSnapshot, Trade, encode_event
@@ -111,3 +111,38 @@ def test_format_hops_has_one_line_per_hop() -> None:
     text = format_hops(table, [("venue->database", {})])
     assert len(text.splitlines()) == 1 + len(HOPS) + 2
     assert "raw->dedup read" in text and text.splitlines()[-1].split()[-1] == "0"
+
+
+def test_each_kind_gets_its_own_table_over_the_first_window() -> None:
+    """A lifecycle message held for its anchor sets the gatherer->raw max of the whole table; by kind, the deltas'
+    table shows their own max."""
+    lifecycle = ("lifecycle", "M", "deactivated", None, None, None, None, None, None, True, None)
+    trips = {
+        ("delta", "M", "yes", Decimal("0.5"), Decimal("1"), 1): [_trip("d#1", 10, 20)],
+        ("delta", "M", "yes", Decimal("0.5"), Decimal("2"), 1): [_trip("d#2", 11, 25)],
+        lifecycle: [
+            Trip(
+                "l#1", T0 + 12 * MS, T0 + 8_000 * MS, T0 + 8_001 * MS, T0 + 8_002 * MS, T0 + 8_003 * MS, T0 + 8_010 * MS
+            )
+        ],
+    }
+    join = HopJoin(trips, windows={"all": (T0, 2**63 - 1), "late": (T0 + 3 * MS, 2**63 - 1)})
+    join.observe(("delta", "M", "yes", Decimal("0.5"), Decimal("1"), 1), T0 + 1 * MS)
+    join.observe(("delta", "M", "yes", Decimal("0.5"), Decimal("2"), 1), T0 + 4 * MS)
+    join.observe(lifecycle, T0 + 5 * MS)
+    assert join.table()["gatherer->raw acked"]["max"] == 7_988.0
+    by_kind = join.table_by_kind()
+    assert list(by_kind) == ["delta", "lifecycle"]
+    assert by_kind["delta"]["gatherer->raw acked"] == {"p50": 1.0, "p99": 1.0, "max": 1.0, "count": 2}
+    assert by_kind["delta"][TOTAL] == {"p50": 19.0, "p99": 21.0, "max": 21.0, "count": 2}  # 20-1, 25-4
+    assert by_kind["lifecycle"][TOTAL] == {"p50": 8_005.0, "p99": 8_005.0, "max": 8_005.0, "count": 1}
+    text = format_kinds(by_kind).splitlines()
+    assert len(text) == 3 and text[2].split()[:2] == ["lifecycle", "1"]
+    assert text[2].endswith("gatherer->raw acked (7,988.0)") and text[1].endswith("sink read->committed (10.0)")
+
+
+def test_an_event_outside_the_first_window_is_in_no_kind() -> None:
+    ident = ("trade", "t-1")
+    join = HopJoin({ident: [_trip("t", 5, 9)]}, windows={"all": (T0 + 10 * MS, 2**63 - 1), "early": (0, T0 + 10 * MS)})
+    join.observe(ident, T0 + 1 * MS)
+    assert join.table("early")[TOTAL]["count"] == 1 and join.table_by_kind() == {}
