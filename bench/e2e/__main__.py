@@ -36,7 +36,8 @@ duplication are checked over the whole run.
 ``--set section.key=value`` (repeatable) overrides a setting of every stage of the runs, e.g.
 ``--set sink.batch_ms=20 --set dedup.fetch_wait_ms=10``: it becomes the ``MDPIPE_SECTION__KEY`` variable the stages
 inherit (mdpipe.config's precedence: above the TOML file), checked against the configuration before any run starts.
-RESULT names the overrides (``settings``).
+RESULT names the overrides (``settings``) and the topics' partition count (``partitions``: the broker's CPU per
+event grows with it, docs/perf-broker.md).
 """
 
 from __future__ import annotations
@@ -279,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(r["receive_latency_ms"].get("p99", 0.0) for r in latency)
     per_event = [r["cpu_us_per_event"] for r in latency if r.get("cpu_us_per_event") is not None]
     steady = [r["cpu_us_per_event_steady"] for r in latency if r.get("cpu_us_per_event_steady") is not None]
+    config = load_config()
     result = {
         "bench": "e2e",
-        "venue": args.venue or load_config().venue.name,
+        "venue": args.venue or config.venue.name,
         "value": p99,
         "unit": "ms p99 venue->database",
         "baseline": base,
@@ -292,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate,
         "gatherers": args.gatherers,
         "settings": args.set,
+        "partitions": config.kafka.partitions,  # every raw topic's and events' (the broker's cost is per partition)
         "p50_ms": p50,
         "p99_ms": p99,
         "max_events_per_s": max_rate,

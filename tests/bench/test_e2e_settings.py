@@ -85,3 +85,16 @@ def _fake_run(seen: list[tuple[str, str, str | None]]) -> Any:
         return _result()
 
     return fake_run
+
+
+def test_result_names_the_partition_count_the_runs_used(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker's CPU per event grows with the partition count, so a RESULT says which one it was taken at."""
+    import json
+
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "MDPIPE_KAFKA__PARTITIONS"})
+    monkeypatch.setattr(e2e, "one_run", _fake_run([]))
+    assert e2e.main(["--runs", "1", "--ramp", "", "--warmup-s", "0", "--set", "kafka.partitions=2"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1].removeprefix("RESULT "))
+    assert (result["partitions"], result["settings"]) == (2, ["kafka.partitions=2"])
