@@ -54,31 +54,31 @@ def test_a_file_of_a_process_that_is_gone_is_not_listed(tmp_path: Path, monkeypa
     assert registered_stages() == []
 
 
-def test_a_stage_that_exits_normally_removes_its_announcement(tmp_path: Path) -> None:
+def _stage_process(run_dir: Path, then: str) -> subprocess.CompletedProcess[str]:
+    """A process that announces stage ``sink-x`` under ``run_dir``, runs ``then`` and exits normally."""
     code = (
         "from mdpipe.metrics import start_metrics_server\n"
         "from mdpipe.stage_announce import stages_dir\n"
-        "server = start_metrics_server(0, stage='sink-x')\n"
-        "print(sorted(p.name for p in stages_dir().iterdir()))\n"
+        "server = start_metrics_server(0, stage='sink-x')\n" + then
     )
-    env = {**os.environ, "MDPIPE_RUN_DIR": str(tmp_path)}
+    env = {**os.environ, "MDPIPE_RUN_DIR": str(run_dir)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_stage_that_exits_normally_removes_its_announcement(tmp_path: Path) -> None:
+    done = _stage_process(tmp_path, "print(sorted(p.name for p in stages_dir().iterdir()))\n")
     assert done.stdout.strip() == "['sink-x.json']"  # written while it ran (no temporary file left beside it)
     assert list((tmp_path / "stages").iterdir()) == []
 
 
 def test_a_stage_leaves_a_newer_announcement_of_its_name_alone(tmp_path: Path) -> None:
     """A stage restarted under the same name before the old process finished exiting keeps its file."""
-    code = (
+    _stage_process(
+        tmp_path,
         "import json, os\n"
-        "from mdpipe.metrics import start_metrics_server\n"
-        "from mdpipe.stage_announce import stages_dir\n"
-        "server = start_metrics_server(0, stage='sink-x')\n"
         "path = stages_dir() / 'sink-x.json'\n"
-        "path.write_text(json.dumps({'stage': 'sink-x', 'pid': os.getpid() + 1}))\n"
+        "path.write_text(json.dumps({'stage': 'sink-x', 'pid': os.getpid() + 1}))\n",
     )
-    env = {**os.environ, "MDPIPE_RUN_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
     assert [p.name for p in (tmp_path / "stages").iterdir()] == ["sink-x.json"]

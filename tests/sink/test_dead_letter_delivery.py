@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from mdpipe.failures import Misconfigured
+from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS
 from schemas import DeadLetter
 from sink import dead_letters as module
 from sink.dead_letters import DeadLetters
@@ -75,21 +76,8 @@ def test_a_dead_letter_refused_for_good_stops_the_sink_with_one_line(monkeypatch
 
 
 @pytest.mark.parametrize(
-    "code",
-    [
-        KafkaError._MSG_TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError._PURGE_QUEUE,
-        KafkaError._TIMED_OUT,
-        KafkaError.NOT_ENOUGH_REPLICAS,
-        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.REQUEST_TIMED_OUT,
-    ],
-    ids=lambda c: KafkaError(c).name(),
-)
+    "code", sorted(TRANSIENT_PRODUCE_ERRORS), ids=lambda c: KafkaError(c).name()
+)  # pinned in test_kafka
 def test_a_dead_letter_that_may_pass_later_fails_the_batch_for_a_retry(
     monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
