@@ -753,6 +753,12 @@ def combine_reports(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
             elif key.endswith("latency_ms"):
                 mine = out.get(key) or {}
                 out[key] = value if value.get("p99", 0) > mine.get("p99", 0) else mine
+            elif key == "latency_by_kind":  # per kind, the slowest venue's
+                kinds = dict(out.get(key) or {})
+                for kind, dist in value.items():
+                    if dist.get("p99", 0) > (kinds.get(kind) or {}).get("p99", 0):
+                        kinds[kind] = dist
+                out[key] = dict(sorted(kinds.items()))
             else:
                 merged = dict(out.get(key) or {})
                 for k, v in value.items():

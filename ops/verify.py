@@ -271,6 +271,7 @@ class Report:
     snapshot_examples: list[str] = field(default_factory=list)
     book_examples: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)  # venue -> database
+    latency_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)  # the same per kind of event
     receive_latency_ms: dict[str, float] = field(default_factory=dict)  # venue -> gatherer (the baseline hop)
 
     @property
@@ -402,6 +403,7 @@ class _Judge:
                 seen[ident] = [found, row]
 
         latencies: list[float] = []
+        by_kind: dict[str, list[float]] = {}
         receive_latencies: list[float] = []
         missing_by_kind: Counter[str] = Counter()
         dup_by_kind: Counter[str] = Counter()
@@ -412,7 +414,9 @@ class _Judge:
                 report.expected += 1
                 report.matched += 1
                 if venue.gen_ns >= after:
-                    latencies.append((got.loaded_ns - venue.gen_ns) / 1e6)
+                    latency = (got.loaded_ns - venue.gen_ns) / 1e6
+                    latencies.append(latency)
+                    by_kind.setdefault(venue.kind, []).append(latency)
                     if got.received_ns:
                         receive_latencies.append((got.received_ns - venue.gen_ns) / 1e6)
                 continue
@@ -431,6 +435,7 @@ class _Judge:
             for gen_ns, load_ns in zip(gens, sorted(r.loaded_ns for r in rows), strict=False):
                 if gen_ns >= after:
                     latencies.append((load_ns - gen_ns) / 1e6)
+                    by_kind.setdefault(copies[0].kind, []).append(latencies[-1])
             for gen_ns, recv_ns in zip(gens, sorted(r.received_ns for r in rows), strict=False):
                 if recv_ns and gen_ns >= after:
                     receive_latencies.append((recv_ns - gen_ns) / 1e6)
@@ -445,6 +450,7 @@ class _Judge:
         report.duplicated_by_kind = dict(dup_by_kind)
         report.unexpected_by_kind = dict(unexpected_by_kind)
         report.latency_ms = _distribution(latencies)
+        report.latency_by_kind = {kind: _distribution(values) for kind, values in sorted(by_kind.items())}
         report.receive_latency_ms = _distribution(receive_latencies)
 
     def _absent(self, copies: list[TruthItem], absent: int, by_kind: Counter[str]) -> None:

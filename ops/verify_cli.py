@@ -194,6 +194,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"  venue->gatherer       p50 {rcv.get('p50', 0):.1f} ms   p99 {rcv.get('p99', 0):.1f} ms   "
         f"max {rcv.get('max', 0):.1f} ms   (receive hop alone)",
     ]
+    for kind, d in (report.get("latency_by_kind") or {}).items():
+        lines.append(
+            f"    {kind:<20}p50 {d.get('p50', 0):.1f} ms   p99 {d.get('p99', 0):.1f} ms   max {d.get('max', 0):.1f} ms"
+            f"   ({int(d.get('count', 0)):,} events)"
+        )
     for kind, items in report["missing_examples"].items():
         lines += [f"  missing {kind}: {item}" for item in items]
     lines += [f"  reported loss: {item}" for item in report["reported_examples"]]

@@ -182,12 +182,15 @@ def test_reports_of_several_venues_combine_into_one_with_each_kept() -> None:
     from ops.pipeline_run import combine_reports
 
     a = {"clean": True, "rows": 10, "missing": 0, "held_by": {"0": 1, "1": 2}, "gatherers": ["a-g1"],
-         "latency_ms": {"p50": 5.0, "p99": 9.0}, "book_examples": []}  # fmt: skip
+         "latency_ms": {"p50": 5.0, "p99": 9.0}, "book_examples": [],
+         "latency_by_kind": {"trade": {"p99": 30.0}, "delta": {"p99": 9.0}}}  # fmt: skip
     b = {"clean": False, "rows": 5, "missing": 2, "held_by": {"0": 3, "1": 4}, "gatherers": ["b-g1"],
-         "latency_ms": {"p50": 7.0, "p99": 20.0}, "book_examples": ["x"]}  # fmt: skip
+         "latency_ms": {"p50": 7.0, "p99": 20.0}, "book_examples": ["x"],
+         "latency_by_kind": {"delta": {"p99": 20.0}, "trade": {"p99": 3.0}}}  # fmt: skip
     both = combine_reports({"a": a, "b": b})
     assert both["rows"] == 15 and both["missing"] == 2 and both["held_by"] == {"0": 4, "1": 6}
     assert both["gatherers"] == ["a-g1", "b-g1"] and both["book_examples"] == ["x"]
     assert both["latency_ms"] == {"p50": 7.0, "p99": 20.0}  # the slowest venue's
+    assert both["latency_by_kind"] == {"delta": {"p99": 20.0}, "trade": {"p99": 30.0}}  # per kind, the slowest's
     assert not both["clean"] and both["venues"] == {"a": a, "b": b}
     assert combine_reports({"a": a})["clean"]

@@ -273,6 +273,14 @@ def test_clean_run_with_identical_bodies_counted_as_a_multiset() -> None:
     report = run.report()
     assert (report["missing"], report["duplicated"], report["unexpected"], report["matched"]) == (0, 0, 0, 4)
     assert clean(report) and report["latency_ms"]["count"] == 4 and report["latency_ms"]["max"] == 5.0
+    by_kind = report["latency_by_kind"]
+    assert list(by_kind) == ["delta", "trade"]  # the identical pair counts once per copy, in its kind
+    assert (by_kind["delta"]["count"], by_kind["trade"]["count"]) == (3, 1)
+    assert max(d["max"] for d in by_kind.values()) == report["latency_ms"]["max"]
+    from ops.verify_cli import format_report
+
+    lines = [line.split() for line in format_report(report).splitlines()]
+    assert [(words[0], words[-2]) for words in lines if words[0] in by_kind] == [("delta", "(3"), ("trade", "(1")]
 
 
 def test_one_of_two_identical_deltas_missing_and_a_duplicate() -> None:
