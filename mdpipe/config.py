@@ -314,8 +314,8 @@ class SinkConfig(_Section):
     # a record waits at most batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT; counted
     # from the start of the consume() call that returned it): on average about half of it is added to every event's
     # latency. Each batch_ms is one transaction at a paced rate (a COMMIT, a WAL flush, a COPY per table, a Kafka
-    # fetch's worth of wake-ups): halving it doubles the sink's and PostgreSQL's per-batch CPU
-    batch_ms: int = 50
+    # fetch's worth of wake-ups): shorter = more of those per second (docs/latency-budget.md has the trade measured)
+    batch_ms: int = 20
     metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
     metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)
     load_markets: bool = True  # also upsert the `markets` topic into the markets table
