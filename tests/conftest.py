@@ -224,14 +224,45 @@ def pg_dsn(_test_infra: SessionInfra) -> str:
     return _test_infra.dsns()[1]
 
 
+# What every test topic is created with (before its own configs): no deletion by record time.
+TEST_TOPIC_CONFIG = {"retention.ms": "-1"}
+
+
+def create_test_topics(
+    admin: Any, names: Sequence[str], partitions: int, compacted: bool = False, configs: dict[str, str] | None = None
+) -> list[str]:
+    """Create ``names`` through ``admin`` (an ``AdminClient``) as ``make_topics`` does; returns those it created
+    (an existing topic with the same partition count is accepted, not returned).
+
+    Time retention is off (:data:`TEST_TOPIC_CONFIG`; ``configs`` may set it): tests write records with the times they
+    choose, often fixed dates long past, which the broker's default 7-day retention would delete at its next periodic
+    check (every 5 minutes), under a test that has not read them yet.
+    """
+    from confluent_kafka.admin import NewTopic
+
+    topic_config = {**TEST_TOPIC_CONFIG, **({"cleanup.policy": "compact"} if compacted else {}), **(configs or {})}
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=topic_config) for n in names]
+    created: list[str] = []
+    for name, fut in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as exc:
+            meta = admin.list_topics(topic=name, timeout=10).topics.get(name)
+            if meta is None or meta.error is not None or len(meta.partitions) != partitions:
+                raise RuntimeError(f"cannot create topic {name} with {partitions} partitions: {exc}") from exc
+    return created
+
+
 @pytest.fixture(scope="session")
 def make_topics(kafka_bootstrap: str) -> Iterator[Callable[..., list[str]]]:
     """Factory: ``make_topics(names=None | int | [names], partitions=6, compacted=False, configs=None)``.
 
     None creates one uuid-named topic, an int that many; given names are created as-is (an existing topic with
-    the same partition count is accepted). Returns the names. Topics are deleted at the end of the session.
+    the same partition count is accepted). Returns the names. Topics are deleted at the end of the session. They
+    keep every record whatever its time (:func:`create_test_topics`).
     """
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     created: list[str] = []
@@ -246,17 +277,7 @@ def make_topics(kafka_bootstrap: str) -> Iterator[Callable[..., list[str]]]:
             wanted = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(1 if names is None else names)]
         else:
             wanted = list(names)
-        topic_config = {"cleanup.policy": "compact"} if compacted else {}
-        topic_config.update(configs or {})
-        new = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=topic_config) for n in wanted]
-        for name, fut in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
-            try:
-                fut.result()
-                created.append(name)
-            except Exception as exc:
-                meta = admin.list_topics(topic=name, timeout=10).topics.get(name)
-                if meta is None or meta.error is not None or len(meta.partitions) != partitions:
-                    raise RuntimeError(f"cannot create topic {name} with {partitions} partitions: {exc}") from exc
+        created.extend(create_test_topics(admin, wanted, partitions, compacted, configs))
         return wanted
 
     yield factory

@@ -3,6 +3,7 @@ SQL round-trips, and private instances survive stop/start on the same address.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
@@ -130,6 +131,38 @@ def test_private_kafka_keeps_data_and_address_across_restart(private_kafka: Call
     _produce(bootstrap, "outage", [("a", b"after")])
     values = sorted(v for _, _, v in _consume_all(bootstrap, "outage", 2, 3))
     assert values == [b"after", b"before", b"before"]
+
+
+def test_test_topics_keep_records_stamped_long_ago(private_kafka: Callable[..., object]) -> None:
+    """Tests write records with fixed past times (frames of 2026-01-01): the broker's time retention, checked every
+    5 minutes, would delete them under a running test (a dedup worker then finds its raw partition empty and exits
+    idle with nothing emitted). A broker checking retention at once and often: a topic of default config loses such
+    a record, a test topic keeps it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tests.conftest import create_test_topics
+
+    overrides = {"log.initial.task.delay.ms": "0", "log.retention.check.interval.ms": "100"}
+    broker = private_kafka(overrides=overrides)
+    bootstrap = broker.bootstrap_servers  # type: ignore[attr-defined]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("default", num_partitions=1, replication_factor=1)])["default"].result(30)
+    assert create_test_topics(admin, ["kept"], 1) == ["kept"]
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for topic in ("default", "kept"):
+        producer.produce(topic, key=b"m", value=b"old", timestamp=1_767_225_600_000)  # 2026-01-01
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:8]}"})
+    try:
+        deadline = time.monotonic() + 60
+        while consumer.get_watermark_offsets(TopicPartition("default", 0), timeout=10) != (1, 1):
+            assert time.monotonic() < deadline, "the broker never applied its retention to the default topic"
+            time.sleep(0.1)
+        time.sleep(0.5)  # a few more retention checks
+        assert consumer.get_watermark_offsets(TopicPartition("kept", 0), timeout=10) == (0, 1)
+    finally:
+        consumer.close()
+    assert [v for _, _, v in _consume_all(bootstrap, "kept", 1, 1)] == [b"old"]
 
 
 def test_aiokafka_group_consumer_works_against_the_broker(

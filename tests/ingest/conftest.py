@@ -94,6 +94,19 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+def confirmed(gatherer: Gatherer) -> bool:
+    """Every connection of ``gatherer`` is up and the venue confirmed each of its subscriptions, the lifecycle
+    channel's included: from then on the venue sends it every message of its markets and every lifecycle message. (A
+    socket that is open may still have its subscribe commands in flight: a message the venue sends meanwhile never
+    reaches the gatherer.)"""
+    return all(
+        c.up
+        and not any(group.pending for group in c.session.groups)
+        and (not c.session.lifecycle or c.session.lifecycle_sid is not None)
+        for c in gatherer.connections
+    )
+
+
 async def run_with(gatherer: Gatherer, body: Callable[[], Awaitable[None]]) -> None:
     """Run the gatherer while ``body`` runs, then stop it (flushing the producer)."""
     stop = asyncio.Event()
@@ -222,6 +235,6 @@ def gatherer_topics(make_topics: Any) -> dict[str, str]:
 
 @pytest.fixture
 def ih() -> Any:
-    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.body_of``,
-    ``ih.gatherer_topics``."""
+    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.confirmed``,
+    ``ih.body_of``, ``ih.gatherer_topics``."""
     return sys.modules[__name__]

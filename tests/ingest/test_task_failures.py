@@ -61,7 +61,9 @@ def test_rest_bodies_cut_short_do_not_stop_discovery_or_refresh(
         )
 
         async def body() -> None:
-            await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and g.connections[0].up, 20, "subscribed")
+            # confirmed, not only connected: a lifecycle message sent before the venue took the lifecycle subscription
+            # never comes, and only the settled market's lifecycle messages ask for its refresh
+            await ih.wait_for(lambda: len(g.plan.conn_of) == 10 and ih.confirmed(g), 20, "subscriptions confirmed")
             proxy.fault = lambda path: "truncate"
             # only discovery can find this one (REST lists it, no lifecycle message announces it) ...
             index = sim.markets.add(sim.generator.now_ms())
@@ -71,10 +73,12 @@ def test_rest_bodies_cut_short_do_not_stop_discovery_or_refresh(
             # ... and only the refresh publishes this one's settled reference data
             marks["settled"] = sim.markets.ticker(2)
             sim.settle_market(marks["settled"])
+            # a failed pass resumes at the page that failed: when the faults begin in the middle of a pass, every
+            # listing cut short from then on is of the status it had reached (not necessarily open)
             await ih.wait_for(
                 lambda: (
                     sum("tickers=" in p for _, p in proxy.faults) >= 2
-                    and sum("status=open" in p for _, p in proxy.faults) >= 3
+                    and sum("status=" in p for _, p in proxy.faults) >= 3
                 ),
                 20,
                 "refreshes and discovery passes cut short",
