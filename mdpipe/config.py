@@ -193,11 +193,11 @@ class GatherConfig(_Section):
     queue_max_kbytes: int = 256 * 1024  # producer queue bound before frames go to the on-disk spool
     # frames are held this long before they go to librdkafka together (ingest.gatherer): the raw hop's latency cost
     # (a frame waits 0..linger_ms, up to 2x when no read follows) against librdkafka's per-request CPU
-    linger_ms: int = 30
+    linger_ms: int = 40
     # picows: after a read, a venue socket is not read again for this long, so one read returns every message of
     # the window (fewer wake-ups per message); the receive hop's latency cost is 0..read_window_ms (0 = off).
     # A frame's linger counts from its window's start, so with read_window_ms >= linger_ms every read releases.
-    read_window_ms: float = 30.0
+    read_window_ms: float = 40.0
     ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
     # REST listings lag the WebSocket (~30 s seen): a market's REST status counts only for requests sent at least
     # this long after the market's last lifecycle change; until then the lifecycle status wins (ingest.registry).
