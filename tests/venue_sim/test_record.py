@@ -316,12 +316,14 @@ def test_rest_trails_the_websocket(kit: SimpleNamespace) -> None:
 
 
 def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
+    # the behaviours at 20 a second: about a dozen metadata and unknown-type messages in the run (at 3-4 a second
+    # about three, and a CI run came out without a metadata update)
     truth = tmp_path / "cli.msgpack"
     proc = subprocess.run(
         [sys.executable, "-m", "mdpipe", "sim", "--no-auth", "--port", "0", "--markets", "100", "--rate", "2000",
          "--duration", "1.5", "--truth", str(truth), "--faults", "badnumber:nan@0.5s,redeliver:2@0.6s",
-         "--metrics-port", "0", "--dormant-share", "0.5", "--pause-rate", "4", "--pause-markets", "3",
-         "--metadata-rate", "4", "--unknown-lifecycle-rate", "3", "--fee-update-rate", "4", "--event-lifecycle",
+         "--metrics-port", "0", "--dormant-share", "0.5", "--pause-rate", "20", "--pause-markets", "3",
+         "--metadata-rate", "20", "--unknown-lifecycle-rate", "20", "--fee-update-rate", "20", "--event-lifecycle",
          "--churn", "10", "--activate-after", "0.2", "--rest-lag", "5", "--checkpoint-s", "0.5"],
         capture_output=True, text=True, timeout=60, env={"MDPIPE_RUN_DIR": str(tmp_path / "run"), "PATH": ""},
     )  # fmt: skip
