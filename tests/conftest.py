@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -248,10 +249,30 @@ def create_test_topics(
             fut.result()
             created.append(name)
         except Exception as exc:
-            meta = admin.list_topics(topic=name, timeout=10).topics.get(name)
-            if meta is None or meta.error is not None or len(meta.partitions) != partitions:
-                raise RuntimeError(f"cannot create topic {name} with {partitions} partitions: {exc}") from exc
+            found = _visible_partitions(admin, name, partitions)
+            if found != partitions:
+                raise RuntimeError(
+                    f"cannot create topic {name} with {partitions} partitions ({found} found): {exc}"
+                ) from exc
     return created
+
+
+def _visible_partitions(admin: Any, name: str, partitions: int, wait_s: float = 15.0) -> int | None:
+    """The partition count the broker's metadata gives ``name``, waiting up to ``wait_s`` while it gives none.
+
+    A topic another call has just created reaches the metadata a moment after its CreateTopics returned (KRaft: the
+    broker applies the controller's record after the reply), so a second creator that is told it exists may not
+    see it yet, or see it without partition leaders (an error on the topic). A count other than ``partitions``
+    is returned at once: that topic exists, and not as asked.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        meta = admin.list_topics(topic=name, timeout=10).topics.get(name)
+        if meta is not None and meta.error is None and len(meta.partitions) > 0:
+            return len(meta.partitions)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
