@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dedup_stream.expiry import ExpiredCounts
 from dedup_stream.logic import Stats
 
 __all__ = ["METRIC_NAMES", "DedupCollector", "LagSnapshot", "register", "summary"]
@@ -68,6 +69,15 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
         "gauge",
         "Age of the last raw frame this worker consumed while frames wait behind it (0 when caught up; native)",
     ),
+    "mdpipe_dedup_raw_expired_records": (
+        "counter",
+        "Raw records deleted by retention before this worker read them, per raw topic: never deduplicated nor "
+        "emitted (native engine; dedup_stream.expiry)",
+    ),
+    "mdpipe_dedup_raw_offset_resets": (
+        "counter",
+        "Fetch positions the consumer reset to the oldest raw record left, per raw topic (native engine)",
+    ),
 }
 
 # (records per owned (topic, partition), seconds) at scrape time; see dedup_stream.lag
@@ -94,11 +104,13 @@ class DedupCollector(Collector):
         extra: Callable[[], dict[str, float]],
         pending: Callable[[], int],
         lag: LagSnapshot | None = None,
+        expired: ExpiredCounts | None = None,
     ) -> None:
         self.stats = stats
         self.extra = extra
         self.pending = pending
         self.lag = lag
+        self.expired = expired
 
     def collect(self) -> Iterator[Any]:
         stats = self.stats
@@ -143,6 +155,7 @@ class DedupCollector(Collector):
         for name, value in counters.items():
             yield CounterMetricFamily(name, METRIC_NAMES[name][1], value=value)
         yield from self._lag_families()
+        yield from self._expired_families()
 
     def _lag_families(self) -> Iterator[Any]:
         """Consumer lag of the partitions owned at this scrape only: a revoked partition leaves no series."""
@@ -156,6 +169,19 @@ class DedupCollector(Collector):
             seconds.add_metric([], lag_s)
         yield records
         yield seconds
+
+    def _expired_families(self) -> Iterator[Any]:
+        """Raw records that expired unread and consumer offset resets, per raw topic (copies: the worker's thread
+        adds to them)."""
+        expired = self.expired or ExpiredCounts()
+        for name, counts in (
+            ("mdpipe_dedup_raw_expired_records", dict(expired.records)),
+            ("mdpipe_dedup_raw_offset_resets", dict(expired.resets)),
+        ):
+            family = CounterMetricFamily(name, METRIC_NAMES[name][1], labels=["topic"])
+            for topic, value in sorted(counts.items()):
+                family.add_metric([topic], value)
+            yield family
 
 
 def register(collector: DedupCollector) -> DedupCollector:

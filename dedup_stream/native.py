@@ -18,6 +18,11 @@ partition's DB is brought up to the changelog's high-water mark from the offset 
 (:mod:`dedup_stream.restore`) before any raw record of that partition is read; on revocation the worker commits and
 closes the DBs.
 
+Expired raw records. At every assignment the worker also compares the group's committed offsets with the partitions'
+log starts, and while running it watches librdkafka's offset resets: raw records that retention deleted before they
+were read are logged and counted (``mdpipe_dedup_raw_expired_records``), never skipped in silence
+(:mod:`dedup_stream.expiry`).
+
 State before events. A batch's events are handed to the producer only once its state is in RocksDB *and* its
 changelog records are acknowledged by the broker (they wait in a short queue meanwhile, so the next batch is
 decided while the changelog is in flight): an event that left the process always has its winner in the changelog,
@@ -69,6 +74,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from dedup_stream.commit_point import CommitPoint, merge_back
+from dedup_stream.expiry import ExpiredCounts, OffsetReset, ResetWatch, expired_unread
 from dedup_stream.lag import RawLag
 from dedup_stream.logic import PLAIN_DUPLICATE, Decision, Deduper, Verdict, weak_match_fields
 from dedup_stream.metrics import DedupCollector, register
@@ -80,7 +86,7 @@ from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
 from dedup_stream.restore import ChangelogRestorer, ensure_changelog
 from dedup_stream.settings import DedupSettings, changelog_topic
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
-from mdpipe.logging import get_logger
+from mdpipe.logging import get_logger, kafka_client_logger
 from schemas import DeadLetter, encode_dead_letter
 
 __all__ = ["NativeWorker"]
@@ -91,6 +97,16 @@ _ALIAS = Verdict.ALIAS  # a duplicate that is emitted as a lifecycle alias recor
 
 def _log_weak(decision: Decision) -> None:
     log.info("weak_match", **weak_match_fields(decision))
+
+
+def _reset_fields(reset: OffsetReset) -> dict[str, Any]:
+    return {
+        "topic": reset.topic,
+        "partition": reset.partition,
+        "at_offset": reset.at,
+        "to_offset": reset.to,
+        "reason": reset.reason,
+    }
 
 
 # The worker wakes at the first frame that arrives (``poll``) and takes whatever else is already queued
@@ -130,6 +146,9 @@ _MAX_HELD_BATCHES = 32  # batches whose events wait for their changelog acknowle
 _ACK_WAIT_S = 0.05
 _LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
+# How long the expired-records check of an assignment waits for the broker (committed offsets, a low watermark) before
+# it gives up with a warning: it delays the assignment, and librdkafka's own reset is still reported (_report_resets).
+_EXPIRY_CHECK_TIMEOUT_S = 5.0
 
 
 class NativeWorker:
@@ -155,12 +174,19 @@ class NativeWorker:
         self.batches = 0  # consumed batches processed (frames / batches = the mean batch)
         self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
         self.raw_lag = RawLag(s.raw_topics)  # fed by the consumer's statistics, read at scrape time
+        self.expired = ExpiredCounts(s.raw_topics)  # raw records retention deleted unread (dedup_stream.expiry)
         self.collector = DedupCollector(
             self.deduper.stats,
             self._extra,
             lambda: self.deduper.singles.pending,
             lambda: self.raw_lag.snapshot(self._owned_set, int(time.time() * 1000)),
+            self.expired,
         )
+        # the consumer's librdkafka logger: passes every line on, keeps its offset resets for _report_resets
+        self._reset_watch = ResetWatch(self.client_conf.get("logger") or kafka_client_logger(), frozenset(s.raw_topics))
+        # (raw topic, partition) -> committed offset the last assignment found below the log start: librdkafka's
+        # reset from that offset is the same loss, already counted
+        self._expired_at: dict[tuple[str, int], int] = {}
         self.events_out = 0
         self.unmappable = 0
         self.frames = 0
@@ -206,22 +232,88 @@ class NativeWorker:
     # --- rebalance --------------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            self._assign(partitions)
+            self._assign(consumer, partitions)
         except BaseException as exc:  # raised through librdkafka it would lose its type: the loop re-raises it
             self._callback_error = exc
 
-    def _assign(self, partitions: list[TopicPartition]) -> None:
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         owned = copartitioned([(tp.topic, tp.partition) for tp in partitions], self.settings.raw_topics)
         assert self._restorer is not None
         started = time.monotonic()
+        self._check_expired(consumer, partitions)
+        checked = time.monotonic()
         for p in owned:
             self.states.open(p)
         restored = self._restorer.restore_all(self.states, owned)
         self._owned = owned
         self._owned_set = frozenset(owned)
         self.raw_lag.assigned(int(time.time() * 1000))
-        took = round(time.monotonic() - started, 3)
-        log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took)
+        took = round(time.monotonic() - checked, 3)
+        check_s = round(checked - started, 4)
+        log.info("partitions_assigned", partitions=owned, restored=restored, restore_s=took, expiry_check_s=check_s)
+
+    def _check_expired(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Report the raw records retention deleted before the group read them (:mod:`dedup_stream.expiry`): ONE
+        committed-offsets request for every assigned partition, then a low-watermark lookup for each partition that
+        has a committed offset. A broker that does not answer costs a warning, not the assignment."""
+        self._expired_at = {}
+        wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        try:
+            committed = consumer.committed(wanted, timeout=_EXPIRY_CHECK_TIMEOUT_S)
+            for tp in committed:
+                if tp.error is None and tp.offset >= 0:
+                    low, _ = consumer.get_watermark_offsets(
+                        TopicPartition(tp.topic, tp.partition), timeout=_EXPIRY_CHECK_TIMEOUT_S, cached=False
+                    )
+                    self._report_expired(tp.topic, tp.partition, tp.offset, low)
+        except KafkaException as exc:
+            log.warning("raw_expiry_check_failed", error=str(exc), partitions=len(wanted))
+
+    def _report_expired(self, topic: str, partition: int, committed: int, low: int) -> None:
+        records = expired_unread(committed, low)
+        if records:
+            self._expired_at[topic, partition] = committed
+            self.expired.add_records(topic, records)
+            log.warning(
+                "raw_expired_unread",
+                topic=topic,
+                partition=partition,
+                committed=committed,
+                log_start=low,
+                records=records,
+            )
+
+    def _report_resets(self) -> None:
+        """Log and count the fetch positions librdkafka reset since the last call (:class:`ResetWatch`). A reset from
+        the committed offset the assignment check reported is that same loss (logged at info, records not counted
+        again); any other reset's skipped records are the distance to the offset it went to, or to the low watermark
+        when librdkafka's line does not name that offset."""
+        for reset in self._reset_watch.take():
+            self.expired.add_reset(reset.topic)
+            key = (reset.topic, reset.partition)
+            if reset.at is not None and self._expired_at.get(key) == reset.at:
+                del self._expired_at[key]
+                log.info("raw_offset_reset", **_reset_fields(reset), reported_at_assignment=True)
+                continue
+            records = self._skipped(reset.topic, reset.partition, reset.at, reset.to)
+            if records:
+                self.expired.add_records(reset.topic, records)
+            log.warning("raw_offset_reset", **_reset_fields(reset), records=records)
+
+    def _skipped(self, topic: str, partition: int, at: int | None, to: int | None) -> int | None:
+        """Records a reset from ``at`` to ``to`` skipped (None: not known)."""
+        if at is None:
+            return None
+        if to is None:
+            if self._consumer is None:
+                return None
+            try:
+                to, _ = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=_EXPIRY_CHECK_TIMEOUT_S, cached=False
+                )
+            except KafkaException:
+                return None
+        return expired_unread(at, to)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
@@ -475,6 +567,8 @@ class NativeWorker:
         if self.frames and self.last_cpu_frames != self.frames:
             self.last_cpu_frames, self.last_cpu = self.frames, time.process_time()
         self.deduper.tick()
+        if self._reset_watch.resets:
+            self._report_resets()
         self._match_ages.append(self.deduper.stats.take_interval())
         self._last_match_age = max(self._match_ages)
 
@@ -523,6 +617,7 @@ class NativeWorker:
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
                 "on_commit": self._on_commit,
+                "logger": self._reset_watch,  # librdkafka reports reset fetch positions on its log only (expiry)
             }
         )
         self._consumer = consumer

@@ -161,6 +161,9 @@ class ScriptedConsumer:
     def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         on_assign(self, [TopicPartition(t, 0) for t in topics])
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return partitions  # nothing committed: the assignment's expired-records check looks no further
+
     def poll(self, timeout: float) -> FakeMessage | None:
         out = self.worker.output
         assert isinstance(out, SlowAckOutput)
