@@ -21,16 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mdpipe.kafka import expired_unread
+
 __all__ = ["ExpiredCounts", "OffsetReset", "ResetWatch", "expired_unread", "parse_offset_reset"]
-
-
-def expired_unread(committed: int, low: int) -> int:
-    """Records of a partition deleted before the group read them: ``low - committed`` when the group has a committed
-    offset (``committed >= 0``) below the partition's log start ``low``; else 0 (no commit: a new group starts at the
-    oldest record on purpose; a low watermark unknown (negative) proves nothing)."""
-    if committed < 0 or low < 0 or committed >= low:
-        return 0
-    return low - committed
 
 
 @dataclass(frozen=True, slots=True)

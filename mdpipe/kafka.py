@@ -23,6 +23,7 @@ __all__ = [
     "TRANSIENT_PRODUCE_ERRORS",
     "aiokafka_client_kwargs",
     "consumer_config",
+    "expired_unread",
     "kafka_client_config",
     "producer_config",
     "report_stored",
@@ -96,6 +97,16 @@ def producer_config(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
 
 
 FETCH_QUEUE_BACKOFF_MS = 5
+
+
+def expired_unread(committed: int, low: int) -> int:
+    """Records of a partition deleted (by retention, or ``delete_records``) before a consumer read them: ``low -
+    committed`` when it has a committed offset (``committed >= 0``) below the partition's log start ``low``; else 0
+    (no commit: a new group starts at the oldest record on purpose; a low watermark unknown (negative) proves
+    nothing). Our consumers reset to the earliest offset left, so without this check such a loss is silent."""
+    if committed < 0 or low < 0 or committed >= low:
+        return 0
+    return low - committed
 
 
 def consumer_config(kafka: KafkaConfig, group_id: str, **extra: Any) -> dict[str, Any]:

@@ -8,6 +8,9 @@ retention removed it or nothing is committed). From those:
   group starting from the earliest offset would read);
 - lag in seconds = now - timestamp of that first unprocessed record: how long the oldest record the group still
   has to process has been in the topic (0 when nothing waits; unknown when the record could not be read).
+- expired records = low watermark - committed, when the committed offset is below the low watermark: records
+  retention deleted before the group processed them (lost to it; ``mdpipe.kafka.expired_unread``), which the lag
+  alone would hide.
 
 Record timestamps are the producers' CreateTime (gatherers for raw topics, dedup for events) unless the topic
 uses LogAppendTime: a producer whose clock is off shifts the seconds by as much.
@@ -18,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from mdpipe.kafka import expired_unread
 
 __all__ = ["GroupLag", "PartitionLag", "lag_records", "lag_seconds", "next_record_offset", "summarise"]
 
@@ -53,6 +58,7 @@ class PartitionLag:
     lag_records: int
     lag_s: float | None
     owner: str  # the member holding the partition now ("client-id@host"), "" when no member holds it
+    expired: int = 0  # records deleted before the group processed them (committed below the low watermark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,10 @@ class GroupLag:
     @property
     def lag_records(self) -> int:
         return sum(p.lag_records for p in self.partitions)
+
+    @property
+    def expired(self) -> int:
+        return sum(p.expired for p in self.partitions)
 
     @property
     def lag_s(self) -> float | None:
@@ -83,6 +93,7 @@ class GroupLag:
             "members": self.members,
             "lag_records": self.lag_records,
             "lag_s": self.lag_s,
+            "expired": self.expired,
             "partitions": [asdict(p) for p in self.partitions],
         }
 
@@ -112,6 +123,7 @@ def summarise(
                 lag_records=records,
                 lag_s=lag_seconds(records, waiting_since_ms.get((topic, partition)), now_ms),
                 owner=owners.get((topic, partition), ""),
+                expired=expired_unread(-1 if committed is None else committed, low),
             )
         )
     return GroupLag(group, role, state, members, tuple(rows))

@@ -274,6 +274,11 @@ def _render_groups(groups: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"  {g['role']:<6}{g['group']}  {g['state'] or '-'}, {g['members']} member(s)   "
             f"lag {g['lag_records']:,} records, {lag_s}"
+            + (
+                f"   {g['expired']:,} RECORDS EXPIRED UNREAD (deleted by retention before this group read them)"
+                if g.get("expired")
+                else ""
+            )
         )
         width = _width(p["topic"] for p in g["partitions"])
         lines.append(f"    {'topic':<{width}}part   committed         end         lag     lag s  owner")
@@ -283,6 +288,7 @@ def _render_groups(groups: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"    {p['topic']:<{width}}{p['partition']:>4}{committed:>12}{p['high']:>12,}{p['lag_records']:>12,}"
                 f"{seconds:>10}  {p['owner'] or '-'}"
+                + (f"  {p['expired']:,} expired unread" if p.get("expired") else "")
             )
         if not g["partitions"]:
             lines.append("    (no topics: run `mdpipe topics create`)")

@@ -30,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.failures import Failure, database_error_is_fatal, database_failure
-from mdpipe.kafka import consumer_config, producer_config
+from mdpipe.kafka import consumer_config, expired_unread, producer_config
 from mdpipe.logging import get_logger, log_client_error
 from mdpipe.topics import topic_names
 from schemas import DeadLetter
@@ -52,6 +52,7 @@ log = get_logger(__name__)
 # as soon as the batch's batch_ms is up (sink.flush.poll_timeout), and waits this long only with nothing pending
 MAX_POLL_S = 0.25
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
+_EXPIRY_CHECK_S = 5.0  # at most this long per assignment asking the broker for log starts (_check_expired)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class LoadStats:
     batches: int = 0
     markets: int = 0
     dropped: int = 0  # consumed but uncommitted records dropped on a revoke (re-read by the new owner)
+    expired: int = 0  # records deleted before they were read, past a stored offset (_check_expired)
     first_msg_at: float = 0.0  # monotonic time the first record was consumed
     last_commit_at: float = 0.0  # monotonic time of the last commit
     first_msg_cpu: float = 0.0  # process CPU time (all threads) at first_msg_at
@@ -376,6 +378,7 @@ class Loader:
             if found is None:  # stopping
                 return
             stored.update({(topic, p): o for p, o in found.items()})
+        self._check_expired(consumer, stored)
         replay_seek = [
             TopicPartition(tp.topic, tp.partition, self.from_ms - REPLAY_SEEK_SLACK_MS)
             for tp in partitions
@@ -399,6 +402,35 @@ class Loader:
         self._starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
         self._committed = {k: v for k, v in stored.items()}
         log.info("partitions_assigned", partitions=_fmt(partitions), stored=len(stored))
+
+    def _check_expired(self, consumer: Consumer, stored: dict[tuple[str, int], int]) -> None:
+        """Say how many records each assigned partition lost before this sink read them: its stored offset is below
+        the partition's log start (retention ran while the sink was down or far behind). The consumer resets such
+        a position to the oldest record left (``auto.offset.reset=earliest``), so without this the rows are
+        missing with nothing said. A warning and ``mdpipe_sink_expired_records_total`` per loss; a broker that does
+        not answer within the deadline leaves the rest unchecked, with a warning."""
+        deadline = time.monotonic() + _EXPIRY_CHECK_S
+        for (topic, partition), offset in sorted(stored.items()):
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "expiry check deadline passed"))
+                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=left, cached=False)
+            except KafkaException as exc:
+                log.warning("expiry_check_failed", topic=topic, partition=partition, error=str(exc))
+                return
+            lost = expired_unread(offset, low)
+            if lost:
+                self.stats.expired += lost
+                m.EXPIRED_RECORDS.labels(topic).inc(lost)
+                log.warning(
+                    "expired_unread",
+                    topic=topic,
+                    partition=partition,
+                    stored=offset,
+                    log_start=low,
+                    records=lost,
+                )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revokes += 1

@@ -39,6 +39,12 @@ DELTA_ALIASES = Counter(
 DEAD_LETTERS = Counter("mdpipe_sink_dead_letters_total", "Records sent to the dlq topic", ["kind"])
 SLOW_BATCHES = Counter("mdpipe_sink_slow_batches_total", "Batches that needed the staging/bisect path")
 DB_ERRORS = Counter("mdpipe_sink_db_errors_total", "Database unavailable or failed (batch kept and retried)")
+EXPIRED_RECORDS = Counter(
+    "mdpipe_sink_expired_records_total",
+    "Records deleted from the events or markets topic (retention) after the offset the database stores and before the "
+    "sink read them: never loaded (checked at each assignment)",
+    ["topic"],
+)
 BATCH_ROWS = Histogram(
     "mdpipe_sink_batch_rows", "Records per committed batch", buckets=(10, 100, 1000, 5000, 10_000, 20_000, 50_000, 1e5)
 )

@@ -61,9 +61,26 @@ def test_summarise_a_group() -> None:
         "lag_records": 10,
         "lag_s": 10.0,
         "owner": "mdpipe-dedup@10.0.0.5",
+        "expired": 0,
     }
 
 
 def test_a_group_whose_waiting_record_could_not_be_read_has_no_seconds_figure() -> None:
     group = summarise("g", "sink", "Empty", 0, [("events", 0, 1, 0, 9)], {}, {}, now_ms=5)
     assert group.lag_records == 8 and group.lag_s is None
+
+
+def test_records_deleted_before_the_group_read_them_are_counted_apart_from_the_lag() -> None:
+    group = summarise(
+        "mdpipe-sink",
+        "sink",
+        "Stable",
+        1,
+        [("events", 0, 40, 55, 100), ("events", 1, None, 30, 90), ("events", 2, 70, 60, 80)],
+        {("events", 0): 1_000, ("events", 1): 1_000, ("events", 2): 1_000},
+        {},
+        now_ms=2_000,
+    )
+    assert [p.expired for p in group.partitions] == [15, 0, 0]  # no commit: a new group starts at the oldest on purpose
+    assert [p.lag_records for p in group.partitions] == [45, 60, 10]
+    assert (group.expired, group.to_dict()["expired"]) == (15, 15)

@@ -160,3 +160,15 @@ def test_status_scrapes_the_endpoints_it_is_given(tmp_path: Any, monkeypatch: An
     assert g["up"] and g["connections_up"] == 2 and g["pid"] is None
     assert 150 <= g["frames_per_s"] <= 200  # 100 frames between two scrapes about 0.5 s apart
     assert "groups" not in data and "topics" not in data
+
+
+def test_render_says_when_a_group_lost_records_to_retention() -> None:
+    from ops.group_lag import summarise
+
+    group = summarise(
+        "mdpipe-sink", "sink", "Stable", 1, [("events", 0, 10, 17, 30)], {("events", 0): 1_000}, {}, now_ms=3_000
+    ).to_dict()
+    text = _render({"gatherers": {}, "dedup": {}, "sink": {}, "other": [], "groups": [group]})
+    assert "lag 13 records, 2.00 s   7 RECORDS EXPIRED UNREAD" in text
+    (row,) = [line for line in text.splitlines() if line.strip().startswith("events")]
+    assert row.endswith("7 expired unread")
