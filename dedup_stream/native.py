@@ -85,7 +85,7 @@ from dedup_stream.partition_state import PartitionStates
 from dedup_stream.rebalance import CoPartitionError, caught_up, copartitioned
 from dedup_stream.restore import ChangelogRestorer, ensure_changelog
 from dedup_stream.settings import DedupSettings, changelog_topic
-from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS
+from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS, log_starts
 from mdpipe.logging import get_logger, kafka_client_logger
 from schemas import DeadLetter, encode_dead_letter
 
@@ -146,8 +146,9 @@ _MAX_HELD_BATCHES = 32  # batches whose events wait for their changelog acknowle
 _ACK_WAIT_S = 0.05
 _LOST_FLUSH_S = 10.0  # on lost partitions: how long to let their changelog records land
 _FLUSH_TIMEOUT_S = 330.0  # > librdkafka's message.timeout.ms (300 s): every record ends one way or the other
-# How long the expired-records check of an assignment waits for the broker (committed offsets, a low watermark) before
-# it gives up with a warning: it delays the assignment, and librdkafka's own reset is still reported (_report_resets).
+# How long the expired-records check of an assignment waits for the broker (committed offsets, then the low watermarks
+# together) before it gives up with a warning: it delays the assignment, and librdkafka's own reset is still
+# reported (_report_resets).
 _EXPIRY_CHECK_TIMEOUT_S = 5.0
 
 
@@ -259,13 +260,10 @@ class NativeWorker:
         self._expired_at = {}
         wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
         try:
-            committed = consumer.committed(wanted, timeout=_EXPIRY_CHECK_TIMEOUT_S)
-            for tp in committed:
-                if tp.error is None and tp.offset >= 0:
-                    low, _ = consumer.get_watermark_offsets(
-                        TopicPartition(tp.topic, tp.partition), timeout=_EXPIRY_CHECK_TIMEOUT_S, cached=False
-                    )
-                    self._report_expired(tp.topic, tp.partition, tp.offset, low)
+            found = consumer.committed(wanted, timeout=_EXPIRY_CHECK_TIMEOUT_S)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None and tp.offset >= 0}
+            for topic, partition, low in log_starts(consumer, committed, _EXPIRY_CHECK_TIMEOUT_S):
+                self._report_expired(topic, partition, committed[topic, partition], low)
         except KafkaException as exc:
             log.warning("raw_expiry_check_failed", error=str(exc), partitions=len(wanted))
 
@@ -308,9 +306,7 @@ class NativeWorker:
             if self._consumer is None:
                 return None
             try:
-                to, _ = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=_EXPIRY_CHECK_TIMEOUT_S, cached=False
-                )
+                ((_, _, to),) = log_starts(self._consumer, [(topic, partition)], _EXPIRY_CHECK_TIMEOUT_S)
             except KafkaException:
                 return None
         return expired_unread(at, to)

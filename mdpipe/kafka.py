@@ -3,7 +3,8 @@
 ``kafka_client_config`` gives librdkafka (confluent-kafka) keys; ``producer_config`` adds the project-wide
 producer rules (murmur2 partitioner as Java/aiokafka use, compression, idempotence); ``aiokafka_client_kwargs``
 gives the same connection for aiokafka / Faust. ``report_stored`` and ``TRANSIENT_PRODUCE_ERRORS`` judge a producer's
-delivery reports.
+delivery reports. ``expired_unread`` and ``log_starts`` tell records retention deleted before a
+consumer read them.
 
 Every librdkafka configuration carries ``logger`` = :func:`mdpipe.logging.kafka_client_logger`, so the clients'
 log lines are structured, rate-limited records of the project's log format (JSON-safe), never raw stderr.
@@ -12,6 +13,8 @@ log lines are structured, rate-limited records of the project's log format (JSON
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -25,6 +28,7 @@ __all__ = [
     "consumer_config",
     "expired_unread",
     "kafka_client_config",
+    "log_starts",
     "producer_config",
     "report_stored",
 ]
@@ -107,6 +111,23 @@ def expired_unread(committed: int, low: int) -> int:
     if committed < 0 or low < 0 or committed >= low:
         return 0
     return low - committed
+
+
+def log_starts(
+    consumer: Any, partitions: Iterable[tuple[str, int]], timeout_s: float
+) -> Iterator[tuple[str, int, int]]:
+    """``(topic, partition, log start)`` for each partition, asked of the broker (not librdkafka's cache) one after
+    another, all within one deadline of ``timeout_s``: raises ``KafkaException`` when a lookup fails or the deadline
+    has passed, after yielding those already answered. Used with :func:`expired_unread` at an assignment."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    for topic, partition in partitions:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "log start lookups: deadline passed"))
+        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=left, cached=False)
+        yield topic, partition, low
 
 
 def consumer_config(kafka: KafkaConfig, group_id: str, **extra: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from mdpipe.config import Config, ConfigError
 from mdpipe.failures import Failure, database_error_is_fatal, database_failure
-from mdpipe.kafka import consumer_config, expired_unread, producer_config
+from mdpipe.kafka import consumer_config, expired_unread, log_starts, producer_config
 from mdpipe.logging import get_logger, log_client_error
 from mdpipe.topics import topic_names
 from schemas import DeadLetter
@@ -409,28 +409,18 @@ class Loader:
         a position to the oldest record left (``auto.offset.reset=earliest``), so without this the rows are
         missing with nothing said. A warning and ``mdpipe_sink_expired_records_total`` per loss; a broker that does
         not answer within the deadline leaves the rest unchecked, with a warning."""
-        deadline = time.monotonic() + _EXPIRY_CHECK_S
-        for (topic, partition), offset in sorted(stored.items()):
-            left = deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "expiry check deadline passed"))
-                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=left, cached=False)
-            except KafkaException as exc:
-                log.warning("expiry_check_failed", topic=topic, partition=partition, error=str(exc))
-                return
-            lost = expired_unread(offset, low)
-            if lost:
-                self.stats.expired += lost
-                m.EXPIRED_RECORDS.labels(topic).inc(lost)
-                log.warning(
-                    "expired_unread",
-                    topic=topic,
-                    partition=partition,
-                    stored=offset,
-                    log_start=low,
-                    records=lost,
-                )
+        try:
+            for topic, partition, low in log_starts(consumer, sorted(stored), _EXPIRY_CHECK_S):
+                self._report_expired(topic, partition, stored[topic, partition], low)
+        except KafkaException as exc:
+            log.warning("expiry_check_failed", partitions=len(stored), error=str(exc))
+
+    def _report_expired(self, topic: str, partition: int, offset: int, low: int) -> None:
+        lost = expired_unread(offset, low)
+        if lost:
+            self.stats.expired += lost
+            m.EXPIRED_RECORDS.labels(topic).inc(lost)
+            log.warning("expired_unread", topic=topic, partition=partition, stored=offset, log_start=low, records=lost)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revokes += 1

@@ -249,7 +249,7 @@ def create_test_topics(
             fut.result()
             created.append(name)
         except Exception as exc:
-            found = _visible_partitions(admin, name, partitions)
+            found = _visible_partitions(admin, name)
             if found != partitions:
                 raise RuntimeError(
                     f"cannot create topic {name} with {partitions} partitions ({found} found): {exc}"
@@ -257,13 +257,13 @@ def create_test_topics(
     return created
 
 
-def _visible_partitions(admin: Any, name: str, partitions: int, wait_s: float = 15.0) -> int | None:
+def _visible_partitions(admin: Any, name: str, wait_s: float = 15.0) -> int | None:
     """The partition count the broker's metadata gives ``name``, waiting up to ``wait_s`` while it gives none.
 
     A topic another call has just created reaches the metadata a moment after its CreateTopics returned (KRaft: the
     broker applies the controller's record after the reply), so a second creator that is told it exists may not
-    see it yet, or see it without partition leaders (an error on the topic). A count other than ``partitions``
-    is returned at once: that topic exists, and not as asked.
+    see it yet, or see it without partition leaders (an error on the topic). The first count it shows is returned
+    (the caller refuses one other than it asked for).
     """
     deadline = time.monotonic() + wait_s
     while True:

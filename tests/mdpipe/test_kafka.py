@@ -101,3 +101,32 @@ def test_transient_produce_errors_are_exactly_the_outage_purge_and_leadership_co
         KafkaError.REQUEST_TIMED_OUT,
     } == TRANSIENT_PRODUCE_ERRORS
     assert KafkaError.MSG_SIZE_TOO_LARGE not in TRANSIENT_PRODUCE_ERRORS
+
+
+def test_log_starts_share_one_deadline_and_keep_what_was_answered() -> None:
+    import time
+
+    from confluent_kafka import KafkaException
+
+    from mdpipe.kafka import log_starts
+
+    class SlowConsumer:
+        """Answers each low-watermark lookup after 0.2 s; records the timeout each was given."""
+
+        def __init__(self) -> None:
+            self.timeouts: list[float] = []
+
+        def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple[int, int]:
+            assert cached is False  # the broker's answer, not librdkafka's cache
+            self.timeouts.append(timeout)
+            time.sleep(0.2)
+            return 10 * tp.partition, 100  # type: ignore[attr-defined]
+
+    consumer = SlowConsumer()
+    answered = []
+    with pytest.raises(KafkaException, match="deadline passed"):
+        for row in log_starts(consumer, [("t", p) for p in range(5)], timeout_s=0.5):
+            answered.append(row)
+    assert answered == [("t", 0, 0), ("t", 1, 10), ("t", 2, 20)]
+    assert consumer.timeouts[0] <= 0.5  # each lookup gets what is left of the one deadline
+    assert consumer.timeouts == sorted(consumer.timeouts, reverse=True) and consumer.timeouts[-1] < 0.2
