@@ -275,9 +275,9 @@ class DedupConfig(_Section):
     # pipeline, the shorter the wait), and every frame of a fetch then waits for the whole fetch to be decided and its
     # changelog acknowledged, so the wait counts in the dedup hop about twice. At a paced rate the bytes do not fill
     # within the wait and the wait alone sets the batch. A shorter wait shortens the dedup hop but costs the worker
-    # and the broker CPU per frame (more, smaller batches); docs/latency-budget.md has what 20 (against 50) bought and
-    # cost in the whole pipeline
-    fetch_wait_ms: int = 20
+    # and the broker CPU per frame (more, smaller batches); docs/latency-budget.md has what 20 and 30 (against 50
+    # and 20) bought and cost in the whole pipeline
+    fetch_wait_ms: int = 30
     fetch_min_bytes: int = 256 << 10
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)
