@@ -44,7 +44,7 @@ class DedupSettings:
     commit_interval_s: float = 2.0
     linger_s: float = 0.02  # Faust-only
     linger_ms: int = 2  # native: producers (dedup.linger_ms)
-    fetch_wait_ms: int = 20  # native: raw consumer (dedup.fetch_wait_ms)
+    fetch_wait_ms: int = 30  # native: raw consumer (dedup.fetch_wait_ms)
     fetch_min_bytes: int = 256 << 10  # native: raw consumer (dedup.fetch_min_bytes)
     group_instance_id: str = ""  # native: static membership id ("" = dynamic membership)
     compression: str = "none"

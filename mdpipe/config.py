@@ -275,9 +275,9 @@ class DedupConfig(_Section):
     # pipeline, the shorter the wait), and every frame of a fetch then waits for the whole fetch to be decided and its
     # changelog acknowledged, so the wait counts in the dedup hop about twice. At a paced rate the bytes do not fill
     # within the wait and the wait alone sets the batch. A shorter wait shortens the dedup hop but costs the worker
-    # and the broker CPU per frame (more, smaller batches); docs/latency-budget.md has what 20 (against 50) bought and
-    # cost in the whole pipeline
-    fetch_wait_ms: int = 20
+    # and the broker CPU per frame (more, smaller batches); docs/latency-budget.md has what 20 and 30 (against 50
+    # and 20) bought and cost in the whole pipeline
+    fetch_wait_ms: int = 30
     fetch_min_bytes: int = 256 << 10
     # the changelog and events producers send a batch this long after its first record: adds up to 2 x linger_ms to
     # a frame's dedup hop (its batch's changelog, then its events)
@@ -311,10 +311,11 @@ class SinkConfig(_Section):
     # restart or an outage): no latency cost at a paced rate; larger = fewer transactions while draining, more to
     # redo after a crash mid-batch
     batch_rows: int = 20_000
-    # a record waits at most batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT; counted
-    # from the start of the consume() call that returned it): on average about half of it is added to every event's
-    # latency. Each batch_ms is one transaction at a paced rate (a COMMIT, a WAL flush, a COPY per table, a Kafka
-    # fetch's worth of wake-ups): shorter = more of those per second (docs/latency-budget.md has the trade measured)
+    # each writer lane commits at most once per batch_ms on average (bursts of two), so a record waits at most
+    # batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT); a batch whose lane is within its
+    # rate goes when its first record arrives (sink.flush). At a paced rate records arrive with each fetch response
+    # (sink.fetch_wait_max_ms), so that wait sets the transactions per second (a COMMIT, a WAL flush, a COPY per
+    # table) as long as it is at least batch_ms; shorter = more of those per second (docs/latency-budget.md)
     batch_ms: int = 20
     metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
     metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)

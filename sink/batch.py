@@ -84,7 +84,7 @@ class Batch:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     size: int = 0  # messages added (rows + markets + dead + filtered)
     skipped: int = 0  # events outside [from_ms, to_ms)
-    started: float = 0.0  # monotonic time of the first message
+    started: float = 0.0  # monotonic time the batch opened: its batch_ms counts from here (sink.flush.opened_at)
     # every events-topic message, in order: which message made which row is re-derived only when needed
     # (:meth:`sources_of`, the rare slow path) instead of being recorded per row
     event_msgs: list[Message] = field(default_factory=list)
@@ -101,17 +101,16 @@ class Batch:
     def add(self, msg: Message) -> None:
         self.add_many((msg,))
 
-    def add_many(self, msgs: Iterable[Message], read_ns: int = 0, waiting_since: float | None = None) -> None:
+    def add_many(self, msgs: Iterable[Message], read_ns: int = 0, opened: float | None = None) -> None:
         """Add consumed messages (in consumption order; messages with an error must be filtered out); ``read_ns``:
         when consume() returned them (kept per run of one partition for the hop trace, see :mod:`sink.trace`);
-        ``waiting_since``: monotonic time the consume() call that returned them began. A batch's age (what
-        ``batch_ms`` bounds) starts there: consume() holds the records it got until it has ``want`` of them or its
-        timeout passes, so the first of them may have waited that long already."""
+        ``opened``: for the first messages of a batch, the monotonic time from which its ``batch_ms`` counts
+        (:func:`sink.flush.opened_at`; default: now)."""
         events_topic = self.events_topic
         offsets = self.offsets
         runs = self.runs
         if not self.size:
-            self.started = time.monotonic() if waiting_since is None else waiting_since
+            self.started = time.monotonic() if opened is None else opened
         n = 0
         events: list[Message] = []
         append = events.append

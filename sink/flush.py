@@ -1,10 +1,17 @@
 """When the loader hands its batch to the writer thread, and how long it may wait in consume() (pure, no I/O).
 
-A batch is due at ``batch_rows`` records, or ``batch_ms`` after its first record. While the writer is still
-committing the previous batch, a due batch below ``batch_rows`` keeps growing instead of waiting in line: the
-records could not reach the database any sooner, and fewer, larger transactions drain a backlog faster
-(adaptive batch size, capped at ``batch_rows``). When the topic is quiet the writer is idle and the batch goes
-out at ``batch_ms``, as before.
+A batch is due at ``batch_rows`` records, or when its first record arrives if the lane's commits allow it:
+each lane commits at most once per ``batch_ms`` on average, with a burst of two allowed (a token bucket:
+:func:`opened_at`, :func:`next_commit_slot`), so a batch waits at most ``batch_ms`` after its first record. At a
+paced rate records come with each fetch response (about every ``sink.fetch_wait_max_ms``) and go at once; they used
+to wait, besides, for the end of a consume window of ``batch_ms`` that began before they arrived (half a window on
+average). The burst of two keeps a stray batch (the tail of a fetch response, a batch held back while the writer was
+busy) from delaying the batches after it: with a strict minimum interval every later arrival would wait for the
+stray batch's interval to end, one after the other.
+
+While the writer is still committing the previous batch, a due batch below ``batch_rows`` keeps growing instead of
+waiting in line: the records could not reach the database any sooner, and fewer, larger transactions drain a backlog
+faster (adaptive batch size, capped at ``batch_rows``).
 
 With several writer lanes (``sink.writers``), batches that are due by time while every writer is idle (a paced
 topic, not a backlog) go out together, as ONE transaction (:func:`merge_due`): lanes exist to ingest a backlog on
@@ -15,9 +22,26 @@ records more latency than one.
 
 from __future__ import annotations
 
-__all__ = ["BUSY_POLL_S", "flush_due", "merge_due", "poll_timeout"]
+__all__ = ["ARRIVAL_GRACE_S", "BUSY_POLL_S", "flush_due", "merge_due", "next_commit_slot", "opened_at", "poll_timeout"]
 
 BUSY_POLL_S = 0.002  # consume() wait while a due batch waits for the writer: how soon we notice it is free
+# After the first record of an empty batch arrives, how long consume() may still collect: librdkafka hands a fetch
+# response over one partition at a time, so the first partition wakes the loader while the next ones are being parsed;
+# without the grace they would miss this batch and make one of their own (one more transaction).
+ARRIVAL_GRACE_S = 0.002
+
+
+def opened_at(arrived: float, slot: float, batch_s: float) -> float:
+    """When an empty batch whose first records arrived at ``arrived`` opened, i.e. the time from which ``batch_s``
+    counts (monotonic seconds): it is due at ``arrived``, or later if the lane's commits are ahead of their rate
+    (``slot``: :func:`next_commit_slot` after the lane's last commit), at ``slot - batch_s``."""
+    return max(arrived, slot - batch_s) - batch_s
+
+
+def next_commit_slot(slot: float, now: float, batch_s: float) -> float:
+    """The lane's commit slot after a batch went at ``now`` (the theoretical arrival time of a generic cell rate
+    algorithm: one commit per ``batch_s``, bursts of two; ``-inf`` before the first commit)."""
+    return max(slot, now) + batch_s
 
 
 def flush_due(size: int, age_s: float, batch_rows: int, batch_s: float, writer_idle: bool) -> bool:
@@ -38,10 +62,11 @@ def merge_due(sizes: list[int], ages_s: list[float], batch_rows: int, batch_s: f
 
 
 def poll_timeout(size: int, age_s: float, batch_s: float, max_poll_s: float) -> float:
-    """consume()'s timeout: until the batch is due (``batch_s`` for an empty batch), at most ``max_poll_s``;
-    once due (and waiting for the writer), a short poll so the batch leaves as soon as the writer is free."""
+    """consume()'s timeout: until the batch is due, at most ``max_poll_s`` (for an empty batch ``max_poll_s``: the
+    loader's wait for a first record returns when it arrives); once due (and waiting for the writer), a short poll so
+    the batch leaves as soon as the writer is free."""
     if not size:
-        return min(batch_s, max_poll_s)
+        return max_poll_s
     left = batch_s - age_s
     if left <= 0:
         return BUSY_POLL_S

@@ -37,7 +37,7 @@ from schemas import DeadLetter
 from sink import metrics as m
 from sink.batch import Batch
 from sink.dead_letters import DeadLetters
-from sink.flush import flush_due, merge_due, poll_timeout
+from sink.flush import ARRIVAL_GRACE_S, flush_due, merge_due, next_commit_slot, opened_at, poll_timeout
 from sink.health import sink_healthy
 from sink.helper import RowHelper
 from sink.markets_seen import MarketsSeen
@@ -48,8 +48,9 @@ from sink.trace import HopTrace
 __all__ = ["LoadStats", "Loader"]
 
 log = get_logger(__name__)
-# longest single consume() wait: keeps stop, lag and idle checks responsive. Not a latency cost: consume() returns
-# as soon as the batch's batch_ms is up (sink.flush.poll_timeout), and waits this long only with nothing pending
+# longest single wait for records: keeps stop, lag and idle checks responsive. Not a latency cost: the wait of an empty
+# batch returns at its first record (Loader._first_records), that of a pending batch when its batch_ms is up
+# (sink.flush.poll_timeout)
 MAX_POLL_S = 0.25
 REPLAY_SEEK_SLACK_MS = 60_000  # Kafka timestamps trail venue times: seek this much before --from-ts
 _EXPIRY_CHECK_S = 5.0  # at most this long per assignment asking the broker for log starts (_check_expired)
@@ -161,6 +162,7 @@ class _Lane:
     batch: Batch
     writer: _Writer
     batches: int = 0  # batches this lane committed
+    slot: float = float("-inf")  # commit slot (sink.flush.next_commit_slot) after its last batch went to a writer
 
 
 class Loader:
@@ -298,8 +300,11 @@ class Loader:
                                  MAX_POLL_S)
                     for lane in self.lanes
                 )  # fmt: skip
-                waiting_since = time.monotonic()
-                msgs = self.consumer.consume(want, timeout)  # waits for `want` records or the timeout
+                if largest:
+                    arrived = time.monotonic()  # consume() holds what arrives until `want` or the timeout
+                    msgs = self.consumer.consume(want, timeout)
+                else:
+                    msgs, arrived = self._first_records(want, timeout)
                 read_ns = time.time_ns()
                 if revokes != self._revokes:
                     self._resync()
@@ -309,7 +314,7 @@ class Loader:
                     for msg in msgs:
                         if msg.error() is not None:
                             self._kafka_error(msg.error())
-                self._route(good, read_ns, waiting_since)
+                self._route(good, read_ns, arrived)
                 if msgs:
                     if not self.stats.first_msg_at:
                         self.stats.first_msg_at = time.monotonic()
@@ -456,10 +461,31 @@ class Loader:
 
     # -- writing -----------------------------------------------------------------------------------------
 
-    def _route(self, msgs: list[Any], read_ns: int = 0, waiting_since: float | None = None) -> None:
-        """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane)."""
+    def _first_records(self, want: int, timeout: float) -> tuple[list[Any], float]:
+        """Wait up to ``timeout`` for the first record of an empty batch and return as soon as it arrives, with what
+        else arrives within :data:`~sink.flush.ARRIVAL_GRACE_S` (the rest of its fetch response), up to ``want``
+        records; and the monotonic time the first arrived. consume() alone would hold it until ``want`` records or
+        the timeout, however early it came."""
+        first = self.consumer.poll(timeout)
+        arrived = time.monotonic()
+        if first is None:
+            return [], arrived
+        if want <= 1:
+            return [first], arrived
+        more = self.consumer.consume(want - 1, ARRIVAL_GRACE_S)
+        more.insert(0, first)
+        return more, arrived
+
+    def _route(self, msgs: list[Any], read_ns: int = 0, arrived: float | None = None) -> None:
+        """Add consumed messages to the batches of their partitions' lanes (consumption order kept per lane);
+        ``arrived``: monotonic time the first of them reached the loader (opens an empty lane's batch:
+        :func:`sink.flush.opened_at`)."""
+        batch_s = self.config.sink.batch_ms / 1000.0
+        if arrived is None:
+            arrived = time.monotonic()
         if len(self.lanes) == 1:
-            self.lanes[0].batch.add_many(msgs, read_ns, waiting_since)
+            lane = self.lanes[0]
+            lane.batch.add_many(msgs, read_ns, opened_at(arrived, lane.slot, batch_s))
             return
         lane_of = self._lane_of
         fallback = self.lanes[0]
@@ -475,7 +501,8 @@ class Loader:
                 bucket = buckets.setdefault(lane_of.get((t, p), fallback).index, [])
             bucket.append(msg)
         for index, part in buckets.items():
-            self.lanes[index].batch.add_many(part, read_ns, waiting_since)
+            lane = self.lanes[index]
+            lane.batch.add_many(part, read_ns, opened_at(arrived, lane.slot, batch_s))
 
     def _lane_idle(self, lane: _Lane) -> bool:
         """The lane may hand its batch over: its writer is idle, and no merged batch holding its partitions' earlier
@@ -491,6 +518,7 @@ class Loader:
             merged.wait_idle()
         self._merged_in = None
         batch, lane.batch = lane.batch, self._new_batch()
+        lane.slot = next_commit_slot(lane.slot, time.monotonic(), self.config.sink.batch_ms / 1000.0)
         lane.writer.submit(batch)
 
     def _flush_merged(self) -> None:
@@ -503,6 +531,9 @@ class Loader:
                 batch, lane.batch = lane.batch, self._new_batch()
                 merged.absorb(batch)
         self._merged_in = first.writer
+        now, batch_s = time.monotonic(), self.config.sink.batch_ms / 1000.0
+        for lane in self.lanes:
+            lane.slot = next_commit_slot(lane.slot, now, batch_s)
         first.writer.submit(merged)
 
     def _write(self, lane: _Lane, batch: Batch) -> None:

@@ -135,8 +135,8 @@ def test_absorbed_lane_batch_commits_with_ours_rows_in_message_order_per_table()
         Batch("events", "markets", stamps=bytearray(), runs=[]),
         Batch("events", "markets", stamps=bytearray(), runs=[]),
     )
-    ours.add_many([Source("events", 0, i, encode_event(e)) for i, e in enumerate(events[:200])], 1, waiting_since=5.0)
-    theirs.add_many([Source("events", 1, i, encode_event(e)) for i, e in enumerate(events[200:])], 2, waiting_since=4.0)
+    ours.add_many([Source("events", 0, i, encode_event(e)) for i, e in enumerate(events[:200])], 1, opened=5.0)
+    theirs.add_many([Source("events", 1, i, encode_event(e)) for i, e in enumerate(events[200:])], 2, opened=4.0)
     want_rows = {t: list(ours.rows.get(t, [])) + list(theirs.rows.get(t, [])) for t in {*ours.rows, *theirs.rows}}
     ours.absorb(theirs)
     assert ours.rows == want_rows

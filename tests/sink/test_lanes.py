@@ -13,7 +13,7 @@ from sink.loader import Loader, lanes_for
 
 
 def _lanes(n: int) -> list[Any]:
-    return [SimpleNamespace(index=i, batch=Batch()) for i in range(n)]
+    return [SimpleNamespace(index=i, batch=Batch(), slot=float("-inf")) for i in range(n)]
 
 
 def test_each_topic_spreads_round_robin_over_the_lanes() -> None:
@@ -32,7 +32,8 @@ def test_each_topic_spreads_round_robin_over_the_lanes() -> None:
 def test_route_keeps_each_partition_in_order_in_its_lane() -> None:
     lanes = _lanes(2)
     parts = [TopicPartition("events", p) for p in range(4)]
-    loader = SimpleNamespace(lanes=lanes, _lane_of=lanes_for(parts, lanes))  # type: ignore[arg-type]
+    config = SimpleNamespace(sink=SimpleNamespace(batch_ms=20))
+    loader = SimpleNamespace(lanes=lanes, _lane_of=lanes_for(parts, lanes), config=config)  # type: ignore[arg-type]
     # consume() returns runs of one partition; several runs of the same partition may follow each other
     msgs = [Source("events", p, off, b"") for p, offs in ((0, (1, 2)), (1, (7,)), (2, (3,)), (0, (3,)), (3, (9, 10)))
             for off in offs]  # fmt: skip

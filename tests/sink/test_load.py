@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -305,8 +306,14 @@ def test_two_sinks_split_partitions_and_load_everything_once(sink_env: Any) -> N
 def test_rebalance_mid_batch_commits_nothing_twice(sink_env: Any) -> None:
     events = make_events(8000, markets=100, seed=17)
     sink_env.produce(events)
-    # A holds everything in one uncommitted batch (no size or time flush during the test)
-    a, ta, out_a = sink_env.start_loader_thread("g-rebal", batch_rows=1_000_000, batch_ms=600_000)
+    # A holds everything in one uncommitted batch (no size or time flush during the test: its lanes' commit slots are
+    # set as if each had just committed two batches, its burst, so no batch falls due before batch_ms, 10 minutes)
+    a = sink_env.loader("g-rebal", batch_rows=1_000_000, batch_ms=600_000)
+    for lane in a.lanes:
+        lane.slot = time.monotonic() + 2 * 600.0
+    out_a: list[Any] = []
+    ta = threading.Thread(target=lambda: out_a.append(a.run()), daemon=True)
+    ta.start()
     b = tb = None
     out_b: list[Any] = []
     try:

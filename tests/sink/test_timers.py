@@ -12,11 +12,11 @@ from bench.sink.data import make_events
 from sink.batch import Batch, Source
 
 
-def test_a_batch_ages_from_when_the_consume_call_that_filled_it_began() -> None:
+def test_a_batch_ages_from_when_it_opened() -> None:
     batch = Batch("events", "markets")
-    batch.add_many([Source("events", 0, 0, b"x")], waiting_since=123.5)
+    batch.add_many([Source("events", 0, 0, b"x")], opened=123.5)
     assert batch.started == 123.5
-    batch.add_many([Source("events", 0, 1, b"x")], waiting_since=200.0)  # a batch keeps its first start
+    batch.add_many([Source("events", 0, 1, b"x")], opened=200.0)  # a batch keeps its first start
     assert batch.started == 123.5
     before = time.monotonic()
     Batch("events", "markets").add_many([Source("events", 0, 0, b"x")])
@@ -65,6 +65,54 @@ def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env
     assert len(waits) == 40
     # every record: at most batch_ms in the sink, plus the fetch and the commit (the old code: up to batch_ms more)
     assert max(waits) < batch_ms + 150, sorted(waits)
+
+
+@pytest.mark.integration
+def test_at_a_paced_rate_records_are_committed_on_arrival_not_at_the_end_of_a_consume_window(sink_env: Any) -> None:
+    """Bursts come further apart than batch_ms (a paced topic: one fetch response per fetch wait). The loader used
+    to wait for records in consume() windows of batch_ms that began before they arrived, so each burst also waited
+    the rest of its window (half a batch_ms on average); a batch now goes when its first record arrives, as long as
+    the lane commits no more than once per batch_ms (bursts of two)."""
+    from confluent_kafka import Producer
+
+    from mdpipe.kafka import kafka_client_config, producer_config
+    from ops.hops_read import _read_topic
+    from schemas import encode_event
+    from sink.trace import read_trace
+
+    batch_ms, period_s, bursts = 600, 0.7, 16
+    trace = sink_env.tmp / "trace"
+    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=1))
+    loader, thread, _ = env.start_loader_thread("g-arrival", batch_ms=batch_ms)
+    events = make_events(5 * bursts, markets=20, seed=43)
+    try:
+        deadline = time.monotonic() + 60
+        while not loader._assignment:
+            assert time.monotonic() < deadline, "no assignment"
+            time.sleep(0.05)
+        producer = Producer(producer_config(env.config.kafka, linger_ms=0))
+        for i in range(0, len(events), 5):
+            for ev in events[i : i + 5]:
+                producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+            producer.flush(10)
+            time.sleep(period_s)
+        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < len(events):
+            assert time.monotonic() < deadline + 30, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        loader.stop()
+        thread.join(60)
+    entries = list(read_trace(trace))
+    commit_ns = {(e.partition, o): e.commit_ns for e in entries for o in range(e.first_offset, e.last_offset + 1)}
+    waits = sorted(
+        commit_ns[(p, off)] / 1e6 - ts
+        for p, off, ts, _ in _read_topic(kafka_client_config(env.config.kafka), env.names.events, 30)
+    )
+    assert len(waits) == len(events)
+    # on arrival: the fetch wait, the grace and the commit; in windows: the same plus ~batch_ms / 2 (a median of
+    # 490-520 ms against the old loader in this test)
+    assert waits[len(waits) // 2] < batch_ms / 4, waits
+    assert waits[-1] < batch_ms + 150, waits  # and none waits more than batch_ms in the sink
 
 
 class _CountingConsumer:
