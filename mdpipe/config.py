@@ -311,11 +311,12 @@ class SinkConfig(_Section):
     # restart or an outage): no latency cost at a paced rate; larger = fewer transactions while draining, more to
     # redo after a crash mid-batch
     batch_rows: int = 20_000
-    # each writer lane commits at most once per batch_ms on average (bursts of two), so a record waits at most
-    # batch_ms in the sink before its batch goes to a writer (then COPY + COMMIT); a batch whose lane is within its
-    # rate goes when its first record arrives (sink.flush). At a paced rate records arrive with each fetch response
-    # (sink.fetch_wait_max_ms), so that wait sets the transactions per second (a COMMIT, a WAL flush, a COPY per
-    # table) as long as it is at least batch_ms; shorter = more of those per second (docs/latency-budget.md)
+    # each writer lane commits its batches at most once per batch_ms on average (bursts of two; a full batch of
+    # batch_rows goes at once), so a record waits at most batch_ms in the sink before its batch goes to a writer
+    # (then COPY + COMMIT); a batch whose lane is within its rate goes when its first record arrives (sink.flush).
+    # At a paced rate records arrive with each fetch response (sink.fetch_wait_max_ms), so that wait sets the
+    # transactions per second (a COMMIT, a WAL flush, a COPY per table) as long as it is at least batch_ms;
+    # shorter = more of those per second (docs/latency-budget.md)
     batch_ms: int = 20
     metrics_port: int = SINK_METRICS_PORT  # /metrics + /healthz (0 = any free port); one sink per host and port
     metrics_host: str = DEFAULT_METRICS_HOST  # bind address (0.0.0.0 or :: to be scraped from another host)

@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--batch-ms",
         type=int,
         metavar="MS",
-        help="each writer commits at most once per MS ms on average, so a record waits at most MS ms in the sink "
-        "before its batch is committed (default: sink.batch_ms)",
+        help="each writer commits at most once per MS ms on average (a full batch at once), so a record waits at "
+        "most MS ms in the sink before its batch is committed (default: sink.batch_ms)",
     )
     parser.add_argument(
         "--writers",

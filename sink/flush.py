@@ -1,8 +1,9 @@
-"""When the loader hands its batch to the writer thread, and how long it may wait in consume() (pure, no I/O).
+"""When the loader hands its batch to the writer thread, and how long it may wait for records (pure, no I/O).
 
-A batch is due at ``batch_rows`` records, or when its first record arrives if the lane's commits allow it:
-each lane commits at most once per ``batch_ms`` on average, with a burst of two allowed (a token bucket:
-:func:`opened_at`, :func:`next_commit_slot`), so a batch waits at most ``batch_ms`` after its first record. At a
+A batch is due at ``batch_rows`` records, or when its first record arrives if the lane's commits allow it: batches
+that go by time commit at most once per ``batch_ms`` on average per lane, with a burst of two allowed (a token bucket:
+:func:`opened_at`, :func:`next_commit_slot`), so a batch waits at most ``batch_ms`` after its first record. A full
+batch goes at once and banks no wait for the batches after it (the bucket never runs more than two commits ahead). At a
 paced rate records come with each fetch response (about every ``sink.fetch_wait_max_ms``) and go at once; they used
 to wait, besides, for the end of a consume window of ``batch_ms`` that began before they arrived (half a window on
 average). The burst of two keeps a stray batch (the tail of a fetch response, a batch held back while the writer was
@@ -40,8 +41,10 @@ def opened_at(arrived: float, slot: float, batch_s: float) -> float:
 
 def next_commit_slot(slot: float, now: float, batch_s: float) -> float:
     """The lane's commit slot after a batch went at ``now`` (the theoretical arrival time of a generic cell rate
-    algorithm: one commit per ``batch_s``, bursts of two; ``-inf`` before the first commit)."""
-    return max(slot, now) + batch_s
+    algorithm: one commit per ``batch_s``, bursts of two; ``-inf`` before the first commit). Capped at two commits
+    ahead of ``now``: full batches, which go whatever the rate, must not make the next batch wait more than
+    ``batch_s``."""
+    return min(max(slot, now) + batch_s, now + 2 * batch_s)
 
 
 def flush_due(size: int, age_s: float, batch_rows: int, batch_s: float, writer_idle: bool) -> bool:
@@ -62,9 +65,10 @@ def merge_due(sizes: list[int], ages_s: list[float], batch_rows: int, batch_s: f
 
 
 def poll_timeout(size: int, age_s: float, batch_s: float, max_poll_s: float) -> float:
-    """consume()'s timeout: until the batch is due, at most ``max_poll_s`` (for an empty batch ``max_poll_s``: the
-    loader's wait for a first record returns when it arrives); once due (and waiting for the writer), a short poll so
-    the batch leaves as soon as the writer is free."""
+    """How long the loader may wait for records (``poll()`` for an empty batch, ``consume()`` for a pending one):
+    until the batch is due, at most ``max_poll_s`` (for an empty batch ``max_poll_s``: the wait for a first record
+    returns when it arrives); once due (and waiting for the writer), a short poll so the batch leaves as soon as the
+    writer is free."""
     if not size:
         return max_poll_s
     left = batch_s - age_s

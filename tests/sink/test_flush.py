@@ -83,3 +83,15 @@ def test_a_batch_is_due_on_arrival_while_the_lane_commits_at_most_once_per_batch
         dues.append(due)
         slot = next_commit_slot(slot, due, m)
     assert len(dues) <= 1.0 / m + 2
+
+
+def test_full_batches_of_a_backlog_do_not_push_the_next_paced_batch_back() -> None:
+    """A full batch goes at once, whatever the lane's rate; it must not bank waiting time for the batches after it
+    (a drained backlog of full batches, one a millisecond, then a paced record: it waits at most batch_ms)."""
+    from sink.flush import next_commit_slot, opened_at
+
+    m, slot = 0.02, float("-inf")
+    for k in range(1000):  # one full batch per ms for a second
+        slot = next_commit_slot(slot, k * 0.001, m)
+    arrived = 1.0
+    assert opened_at(arrived, slot, m) + m - arrived <= m + 1e-9
