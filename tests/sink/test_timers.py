@@ -25,10 +25,25 @@ def test_a_batch_ages_from_when_it_opened() -> None:
     assert fresh.started >= before  # without a consume start: when the records were added
 
 
-@pytest.mark.integration
-def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env: Any) -> None:
-    """At a trickle, consume() waits out its timeout (``batch_ms`` for an empty batch) collecting records; the
-    batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
+def _wait_assigned(loader: Any, deadline: float) -> None:
+    while not loader._assignment:
+        assert time.monotonic() < deadline, "no assignment"
+        time.sleep(0.05)
+
+
+def _wait_committed(trace: Any, count: int, deadline: float) -> None:
+    from sink.trace import read_trace
+
+    while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < count:
+        assert time.monotonic() < deadline, "not everything committed"
+        time.sleep(0.1)
+
+
+def _waits_in_sink(
+    sink_env: Any, group: str, batch_ms: int, events: list[Any], burst: int, gap_s: float
+) -> list[float]:
+    """Produce ``events`` to a one-writer sink in bursts of ``burst``, ``gap_s`` apart; each record's ms from its
+    append to the commit of its row (the sink's hop trace), in no particular order."""
     from confluent_kafka import Producer
 
     from mdpipe.kafka import kafka_client_config, producer_config
@@ -36,32 +51,37 @@ def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env
     from schemas import encode_event
     from sink.trace import read_trace
 
-    batch_ms = 400  # large against the machine's noise: the old code's floor is this, the fix's median half of it
     trace = sink_env.tmp / "trace"
     env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=1))
-    loader, thread, _ = env.start_loader_thread("g-trickle", batch_ms=batch_ms)
+    loader, thread, _ = env.start_loader_thread(group, batch_ms=batch_ms)
     try:
         deadline = time.monotonic() + 60
-        while not loader._assignment:
-            assert time.monotonic() < deadline, "no assignment"
-            time.sleep(0.05)
+        _wait_assigned(loader, deadline)
         producer = Producer(producer_config(env.config.kafka, linger_ms=0))
-        for ev in make_events(40, markets=5, seed=41):  # one event every 70 ms: several per consume window
-            producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
+        for i in range(0, len(events), burst):
+            for ev in events[i : i + burst]:
+                producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
             producer.flush(10)
-            time.sleep(0.07)
-        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < 40:
-            assert time.monotonic() < deadline + 30, "not everything committed"
-            time.sleep(0.1)
+            time.sleep(gap_s)
+        _wait_committed(trace, len(events), deadline + 30)
     finally:
         loader.stop()
         thread.join(60)
     entries = list(read_trace(trace))
     commit_ns = {(e.partition, o): e.commit_ns for e in entries for o in range(e.first_offset, e.last_offset + 1)}
-    waits = [
+    return [
         commit_ns[(p, off)] / 1e6 - ts
         for p, off, ts, _ in _read_topic(kafka_client_config(env.config.kafka), env.names.events, 30)
     ]
+
+
+@pytest.mark.integration
+def test_a_trickle_of_events_is_committed_within_batch_ms_of_its_append(sink_env: Any) -> None:
+    """At a trickle, consume() waits out its timeout (``batch_ms`` for an empty batch) collecting records; the
+    batch was then timed from its first record's return, so records waited up to twice ``batch_ms``."""
+    batch_ms = 400  # large against the machine's noise: the old code's floor is this, the fix's median half of it
+    # one event every 70 ms: several per consume window
+    waits = _waits_in_sink(sink_env, "g-trickle", batch_ms, make_events(40, markets=5, seed=41), 1, 0.07)
     assert len(waits) == 40
     # every record: at most batch_ms in the sink, plus the fetch and the commit (the old code: up to batch_ms more)
     assert max(waits) < batch_ms + 150, sorted(waits)
@@ -73,41 +93,9 @@ def test_at_a_paced_rate_records_are_committed_on_arrival_not_at_the_end_of_a_co
     to wait for records in consume() windows of batch_ms that began before they arrived, so each burst also waited
     the rest of its window (half a batch_ms on average); a batch now goes when its first record arrives, as long as
     the lane commits no more than once per batch_ms (bursts of two)."""
-    from confluent_kafka import Producer
-
-    from mdpipe.kafka import kafka_client_config, producer_config
-    from ops.hops_read import _read_topic
-    from schemas import encode_event
-    from sink.trace import read_trace
-
-    batch_ms, period_s, bursts = 600, 0.7, 16
-    trace = sink_env.tmp / "trace"
-    env = sink_env.with_config(sink=msgspec.structs.replace(sink_env.config.sink, hop_trace=str(trace), writers=1))
-    loader, thread, _ = env.start_loader_thread("g-arrival", batch_ms=batch_ms)
+    batch_ms, bursts = 600, 16
     events = make_events(5 * bursts, markets=20, seed=43)
-    try:
-        deadline = time.monotonic() + 60
-        while not loader._assignment:
-            assert time.monotonic() < deadline, "no assignment"
-            time.sleep(0.05)
-        producer = Producer(producer_config(env.config.kafka, linger_ms=0))
-        for i in range(0, len(events), 5):
-            for ev in events[i : i + 5]:
-                producer.produce(env.names.events, key=ev.market.encode(), value=encode_event(ev))
-            producer.flush(10)
-            time.sleep(period_s)
-        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < len(events):
-            assert time.monotonic() < deadline + 30, "not everything committed"
-            time.sleep(0.1)
-    finally:
-        loader.stop()
-        thread.join(60)
-    entries = list(read_trace(trace))
-    commit_ns = {(e.partition, o): e.commit_ns for e in entries for o in range(e.first_offset, e.last_offset + 1)}
-    waits = sorted(
-        commit_ns[(p, off)] / 1e6 - ts
-        for p, off, ts, _ in _read_topic(kafka_client_config(env.config.kafka), env.names.events, 30)
-    )
+    waits = sorted(_waits_in_sink(sink_env, "g-arrival", batch_ms, events, 5, 0.7))
     assert len(waits) == len(events)
     # on arrival: the fetch wait, the grace and the commit; in windows: the same plus ~batch_ms / 2 (a median of
     # 490-520 ms against the old loader in this test)
@@ -172,9 +160,7 @@ def test_at_a_paced_rate_the_writer_lanes_commit_together_in_one_transaction(sin
     events = make_events(1200, markets=300, seed=45)
     try:
         deadline = time.monotonic() + 60
-        while not loader._assignment:
-            assert time.monotonic() < deadline, "no assignment"
-            time.sleep(0.05)
+        _wait_assigned(loader, deadline)
         lanes = {(tp.partition, loader._lane_of[(tp.topic, tp.partition)].index) for tp in loader._assignment
                  if tp.topic == env.names.events}  # fmt: skip
         lane_of = dict(lanes)
@@ -186,9 +172,7 @@ def test_at_a_paced_rate_the_writer_lanes_commit_together_in_one_transaction(sin
             producer.poll(0)
             time.sleep(0.04)
         producer.flush(10)
-        while sum(e.last_offset - e.first_offset + 1 for e in read_trace(trace)) < len(events):
-            assert time.monotonic() < deadline + 30, "not everything committed"
-            time.sleep(0.1)
+        _wait_committed(trace, len(events), deadline + 30)
     finally:
         loader.stop()
         thread.join(60)
