@@ -104,11 +104,13 @@ def test_fresh_database_has_partitioned_event_tables(make_database: Callable[[],
                 lo = today + timedelta(days=days)
                 assert (lo, lo + timedelta(days=1)) in ranges, (table, days)
             assert [p.name for p in parts if p.is_default] == [f"{table}_default"]
-            for p in parts:  # every partition: the replay-absorbing unique key and the per-market index
+            for p in parts:  # every partition: ONE b-tree, the unique key that absorbs replays and serves per-market
+                # reads (0013), and the BRIN on ts; the older keys (event_key first) and the (market, ts) index: gone
                 defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (p.name,))]
-                assert any("UNIQUE" in d and "(event_key, ts, venue)" in d for d in defs), (p.name, defs)
-                assert not any("(event_key, ts)" in d for d in defs), (p.name, defs)  # the key without venue: gone
-                assert any("(market, ts)" in d for d in defs), (p.name, defs)
+                btrees = [d for d in defs if "USING btree" in d]
+                assert len(btrees) == 1 and "UNIQUE" in btrees[0], (p.name, defs)
+                assert btrees[0].endswith("(market, ts, event_key, venue)"), (p.name, defs)
+                assert [d for d in defs if "USING brin" in d and d.endswith("(ts)")], (p.name, defs)
         for table in UNPARTITIONED:
             assert _relkind(conn, table) == "r", table
 
@@ -130,7 +132,7 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
     with psycopg.connect(dsn) as conn:
         assert _relkind(conn, "trades") == "r"
 
-    assert migrate_module.migrate(dsn, PLAIN, venue).applied == [5, 6, 7, 8, 10, 11, 12]
+    assert migrate_module.migrate(dsn, PLAIN, venue).applied == [5, 6, 7, 8, 10, 11, 12, 13]
     assert read_tables(dsn, venue=False) == before  # every row, every column, exactly
     assert read_tables(dsn) == expected_tables(old_events)  # ... and its venue
     with psycopg.connect(dsn) as conn:
