@@ -65,7 +65,7 @@ def test_cli_migrate_is_idempotent(
             ]
             assert set(cols) <= set(got), table
         indexes: Any = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'trades'")}
-        assert {"trades_market_ts_event_key_venue_key", "trades_ts_brin"} <= indexes
+        assert indexes == {"trades_market_ts_event_key_venue_key", "trades_ts_brin"}
         types = dict(
             conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'tickers'"
