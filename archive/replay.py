@@ -5,9 +5,10 @@ the live dedup (:class:`dedup_stream.logic.Deduper`: first copy wins, gap report
 that do not decode are dead letters) and the same normalisation (:func:`dedup_stream.normalise.decision_bytes`, the
 events stamped with the raw record's append time as live), then into the sink's own path: a
 :class:`sink.batch.Batch` of encoded events written by :class:`sink.store.Store` (binary COPY; the unique
-``(event_key, ts)`` absorbs rows already present, so a replay into a database that holds part of the data adds only
-the rest). The archived ``markets`` topic is upserted the same way. Dead letters (undecodable frames, events that
-cannot be normalised or loaded) are counted and logged with their archive coordinates; the archive keeps their bytes.
+``(market, ts, event_key, venue)`` absorbs rows already present, so a replay into a database that holds part of the
+data adds only the rest). The archived ``markets`` topic is upserted the same way. Dead letters (undecodable frames,
+events that cannot be normalised or loaded) are counted and logged with their archive coordinates; the archive keeps
+their bytes.
 
 State: one in-memory dedup table per partition, dropped when the partition is done (memory grows with the distinct
 events of the largest partition in the archive).

@@ -31,8 +31,8 @@ replayed; a failing check fails the gatherer (exit 3) with the spool kept on dis
 Duplicates: moving frames that were in flight when the broker went away may store a frame twice (the broker may
 have written it before the connection died). The copies are byte-identical frames of the same gatherer, so they have
 the same event key: dedup keeps the first and counts the other as a duplicate (within ``dedup.window_s``; past it
-the sink's unique (event_key, ts) absorbs it). Replaying a segment whose replay an outage interrupted repeats its
-acknowledged records the same way.
+the sink's unique (market, ts, event_key, venue) absorbs it). Replaying a segment whose replay an outage interrupted
+repeats its acknowledged records the same way.
 """
 
 from __future__ import annotations

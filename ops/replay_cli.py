@@ -2,7 +2,7 @@
 
 - ``mdpipe replay events --from-ts MS --to-ts MS``: re-load the ``events`` topic for a time range into the
   database under a separate consumer group (the sink with ``--exit-when-idle``). Rows already present are
-  absorbed by the unique key on (event_key, ts), so a replay never duplicates a row.
+  absorbed by the unique key on (market, ts, event_key, venue), so a replay never duplicates a row.
 - ``mdpipe replay dedup --from-ts MS --to-ts MS``: re-run dedup over the raw topics for a time range into
   ``events`` under a separate app id (its own consumer group and state), then, unless ``--no-load``,
   re-load that range into the database as above. The replay's state topics are deleted once it succeeded

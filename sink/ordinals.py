@@ -7,7 +7,7 @@ when a later copy carries a higher ordinal the stage emits it as an alias record
 (a record's row comes before it on its partition, possibly in the same batch), the records are copied into a
 temporary staging table (the binary COPY rows of ``orderbook_deltas``, :mod:`sink.staging`: a row the database
 rejects becomes a dead letter), and the row of ``orderbook_deltas`` with each record's unique key
-(``event_key, ts, venue``) takes the record's ordinal when it is greater than its own.
+(``market, ts, event_key, venue``) takes the record's ordinal when it is greater than its own.
 
 Never a row: a record whose row is absent (never stored, or a dead letter) changes nothing, and one read again (a
 replay, a dedup worker's re-emit) changes nothing more, since the greatest is kept: with the offsets stored in the
@@ -32,10 +32,13 @@ TABLE = "orderbook_deltas"
 _STAGE = "stage_delta_aliases"
 _COPY = copy_sql(DELTA_ALIASES, _STAGE)
 # the greatest ordinal of the batch's records per key, onto the row that has a smaller one (a probe of the unique
-# index per record: the records are few)
+# index per record: the records are few). The key is the table's unique key (0013): market first, so every column
+# of it is named here, else the probe cannot use the index.
 _RAISE = f"""UPDATE {TABLE} d SET ordinal = s.ordinal
-FROM (SELECT event_key, ts, venue, max(ordinal) AS ordinal FROM {_STAGE} GROUP BY event_key, ts, venue) s
-WHERE d.event_key = s.event_key AND d.ts = s.ts AND d.venue = s.venue AND d.ordinal < s.ordinal"""
+FROM (SELECT market, ts, event_key, venue, max(ordinal) AS ordinal FROM {_STAGE}
+      GROUP BY market, ts, event_key, venue) s
+WHERE d.market = s.market AND d.ts = s.ts AND d.event_key = s.event_key AND d.venue = s.venue
+  AND d.ordinal < s.ordinal"""
 
 
 def raise_ordinals(

@@ -12,6 +12,7 @@ import pytest
 
 from mdpipe.config import PostgresConfig
 from schemas import BookDelta, BookSnapshot, Event, encode_event
+from sink import ordinals
 from sink.batch import Batch, Source
 from sink.migrate import migrate
 from sink.store import Store, WriteResult
@@ -80,6 +81,23 @@ def test_an_alias_raises_its_row_to_the_greatest_ordinal_and_is_never_a_row(sink
     result = sink.write(delta("p:a:1", 1), delta("p:b:1", 2, size="3"), delta("p:a:1", 3, alias=True), fast=fast)
     assert result.rows.get("orderbook_deltas", 0) == 0 and result.duplicates == 2
     assert rows(sink.dsn) == [("p:a:1", 3, Decimal(7)), ("p:b:1", 2, Decimal(3))]
+
+
+def test_the_raise_probes_the_unique_key_with_every_column(sink: Sink) -> None:
+    # the UPDATE finds each record's row through the table's unique key (market, ts, event_key, venue): a join that
+    # leaves the market out could only scan the whole index (or table) of every partition for each batch
+    sink.write(delta("p:a:1", 1))
+    with psycopg.connect(sink.dsn) as conn:
+        conn.execute(
+            f"CREATE TEMP TABLE {ordinals._STAGE} (LIKE {ordinals.TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        conn.execute(f"INSERT INTO {ordinals._STAGE} SELECT * FROM {ordinals.TABLE}")
+        conn.execute(f"ANALYZE {ordinals._STAGE}")
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + ordinals._RAISE))
+    probes = [line for line in plan.splitlines() if "Index Cond" in line]
+    columns = ("market = s.market", "ts = s.ts", "event_key = s.event_key", "venue = s.venue")
+    assert probes and all(c in p for p in probes for c in columns), plan
 
 
 def test_the_loader_applies_aliases_once_whatever_is_read_again(make_sink_env: Callable[..., object]) -> None:

@@ -104,13 +104,20 @@ def test_fresh_database_has_partitioned_event_tables(make_database: Callable[[],
                 lo = today + timedelta(days=days)
                 assert (lo, lo + timedelta(days=1)) in ranges, (table, days)
             assert [p.name for p in parts if p.is_default] == [f"{table}_default"]
-            for p in parts:  # every partition: the replay-absorbing unique key and the per-market index
-                defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (p.name,))]
-                assert any("UNIQUE" in d and "(event_key, ts, venue)" in d for d in defs), (p.name, defs)
-                assert not any("(event_key, ts)" in d for d in defs), (p.name, defs)  # the key without venue: gone
-                assert any("(market, ts)" in d for d in defs), (p.name, defs)
+            for p in parts:
+                _assert_one_key(conn, p.name)
         for table in UNPARTITIONED:
             assert _relkind(conn, table) == "r", table
+
+
+def _assert_one_key(conn: psycopg.Connection[Any], partition: str) -> None:
+    """A partition has ONE b-tree, the unique key that absorbs replays and serves per-market reads (0013), and the
+    BRIN on ts; the older keys (event_key first) and the (market, ts) index are gone."""
+    defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (partition,))]
+    btrees = [d for d in defs if "USING btree" in d]
+    assert len(btrees) == 1 and "UNIQUE" in btrees[0], (partition, defs)
+    assert btrees[0].endswith("(market, ts, event_key, venue)"), (partition, defs)
+    assert [d for d in defs if "USING brin" in d and d.endswith("(ts)")], (partition, defs)
 
 
 @pytest.mark.integration
@@ -130,7 +137,7 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
     with psycopg.connect(dsn) as conn:
         assert _relkind(conn, "trades") == "r"
 
-    assert migrate_module.migrate(dsn, PLAIN, venue).applied == [5, 6, 7, 8, 10, 11, 12]
+    assert migrate_module.migrate(dsn, PLAIN, venue).applied == [5, 6, 7, 8, 10, 11, 12, 13]
     assert read_tables(dsn, venue=False) == before  # every row, every column, exactly
     assert read_tables(dsn) == expected_tables(old_events)  # ... and its venue
     with psycopg.connect(dsn) as conn:
@@ -138,6 +145,8 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
             assert _relkind(conn, table) == "p", table
             legacy = next(p for p in partitions(conn, table) if p.name == f"{table}_legacy")
             assert (legacy.lower, legacy.upper) == (_utc(2026, 3, 1), _utc(2026, 3, 4)), table  # aligned days
+            for p in partitions(conn, table):  # the legacy table's own indexes (renamed by 0005) went too
+                _assert_one_key(conn, p.name)
     # a replay of the same events is absorbed by the per-partition unique key; new events land beside them
     replay = _write(dsn, old_events, first_offset=10_000)
     assert replay.duplicates == len(old_events)

@@ -109,6 +109,27 @@ def test_every_migration_applies_in_timescale_mode_and_again_is_a_no_op(tsdb_mig
         assert "policy_retention" not in policies  # retention is off by default: an archive keeps everything
 
 
+def test_every_hypertable_and_chunk_has_one_btree_the_market_first_unique_key(
+    tsdb_dsn: str, loaded: list[Event]
+) -> None:
+    # 0013: the unique key that absorbs replays also serves per-market reads; no second b-tree per row
+    with psycopg.connect(tsdb_dsn) as conn:
+        for table in HYPERTABLES:
+            chunks = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT chunk_name FROM timescaledb_information.chunks WHERE hypertable_name = %s"
+                    " AND NOT is_compressed",
+                    (table,),
+                )
+            ]
+            assert chunks, table  # loaded: every table has rows in an uncompressed chunk
+            for name in [table, *chunks]:
+                defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (name,))]
+                assert len(defs) == 1 and "UNIQUE" in defs[0], (name, defs)
+                assert defs[0].endswith("USING btree (market, ts, event_key, venue)"), (name, defs)
+
+
 # --- load, replay, compression ----------------------------------------------------------------------------------
 def test_the_sink_loads_every_event_exactly(tsdb_dsn: str, loaded: list[Event]) -> None:
     assert read_range(tsdb_dsn, LOAD_LO, LOAD_HI) == expected_tables(loaded)

@@ -85,7 +85,7 @@ def test_0008_and_0009_upgrade_a_database_with_compressed_chunks(
     before = read_tables(dsn, venue=False)
     assert sum(len(rows) for rows in before.values()) == len(events)
 
-    assert migrate_module.migrate(dsn, TSDB, venue).applied == [8, 9, 10, 11, 12]
+    assert migrate_module.migrate(dsn, TSDB, venue).applied == [8, 9, 10, 11, 12, 13]
     assert read_tables(dsn, venue=False) == before  # every row, every column, exactly
     assert read_tables(dsn) == expected_tables(events)  # and each row's venue is the events' venue
     with psycopg.connect(dsn) as conn:
