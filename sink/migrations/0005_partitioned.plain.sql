@@ -26,6 +26,9 @@ BEGIN
         EXECUTE format('ALTER TABLE %I RENAME CONSTRAINT %I TO %I', old, tbl || '_event_key_ts_key',
                        old || '_event_key_ts_key');
         EXECUTE format('ALTER INDEX IF EXISTS %I RENAME TO %I', tbl || '_ts_brin', old || '_ts_brin');
+        -- the first 0002 of this project also made a (market, ts) b-tree on the plain tables: renamed too (the
+        -- partitioned index below would take its name), and adopted by that index at the ATTACH
+        EXECUTE format('ALTER INDEX IF EXISTS %I RENAME TO %I', tbl || '_market_ts', old || '_market_ts');
         EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)'
                        ' PARTITION BY RANGE (ts)', tbl, old);
         EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I UNIQUE (event_key, ts)', tbl, tbl || '_event_key_ts_key');

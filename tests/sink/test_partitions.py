@@ -160,6 +160,31 @@ def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
 
 
 @pytest.mark.integration
+def test_a_database_made_by_the_first_0002_upgrades_too(
+    make_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the project's first 0002 (plain mode) also made a (market, ts) b-tree on each table, under the name 0005 gives
+    # the partitioned table's index: 0005 must move it aside (it stopped with DuplicateTable before)
+    dsn = make_database()
+    with monkeypatch.context() as patch:
+        _old_migrations(patch)
+        assert migrate_module.migrate(dsn, PLAIN).applied == [1, 2, 3, 4]
+    events = make_events(600, markets=5, seed=9, start_ms=_ms(_utc(2026, 3, 2, 12)))
+    write_as_before_venue(dsn, make_database(), events)
+    with psycopg.connect(dsn) as conn:
+        for table in PARTITIONED:
+            conn.execute(f"CREATE INDEX {table}_market_ts ON {table} (market, ts)")  # type: ignore[arg-type]
+    before = read_tables(dsn, venue=False)
+    assert migrate_module.migrate(dsn, PLAIN, events[0].venue).applied == [5, 6, 7, 8, 10, 11, 12, 13]
+    assert read_tables(dsn, venue=False) == before
+    with psycopg.connect(dsn) as conn:
+        for table in PARTITIONED:
+            assert f"{table}_legacy" in [p.name for p in partitions(conn, table)], table
+            for p in partitions(conn, table):
+                _assert_one_key(conn, p.name)
+
+
+@pytest.mark.integration
 def test_rows_outside_every_range_are_kept_then_moved_into_their_own_partition(
     make_database: Callable[[], str],
 ) -> None:
