@@ -42,20 +42,22 @@ Bad numbers are bad input, not a disconnect: a number that is not finite, has mo
 naming the field, and the session dead-letters the message. Nothing here may raise anything else for a bad body
 but ``msgspec.DecodeError`` (a ``ValueError``).
 
-Hot path: :meth:`EventKeyer.delta_body` and :meth:`EventKeyer.ticker_body` decode the body with the numbers kept as
-the venue's strings and normalise each distinct string once (a bounded cache, each entry computed exactly as the
-Decimal path would). A body whose numbers are JSON numbers, or that is invalid, takes the Decimal path
-(:meth:`EventKeyer.delta`/:meth:`EventKeyer.ticker`): same keys, same errors. Before both, a delta or ticker body goes
-through the C accelerator ``venues.kalshi._deltakey`` when the install compiled it (:data:`ACCELERATED`): it derives the
-digest of the common, well-formed shape and hands every other body to these paths (see its source), so the keys
-are the same with or without it. :data:`MESSAGE_PARTS` does the same for a whole WebSocket message (envelope and
-body in one call; :class:`venues.kalshi.protocol.KalshiSession` counts the occurrence with
+Hot path: :meth:`EventKeyer.delta_body`, :meth:`EventKeyer.ticker_body` and :meth:`EventKeyer.snapshot_body` (every
+subscription starts with one snapshot per market) decode the body with the numbers kept as the venue's strings and
+normalise each distinct string once (a bounded cache, each entry computed exactly as the Decimal path would). A body
+whose numbers are JSON numbers, or that is invalid, takes the Decimal path (:meth:`EventKeyer.delta`,
+:meth:`EventKeyer.ticker`, :meth:`EventKeyer.snapshot`): same keys, same errors. Before both, a delta or ticker body
+goes through the C accelerator ``venues.kalshi._deltakey`` when the install compiled it (:data:`ACCELERATED`): it
+derives the digest of the common, well-formed shape and hands every other body to these paths (see its source), so
+the keys are the same with or without it. :data:`MESSAGE_PARTS` does the same for a whole WebSocket message
+(envelope and body in one call; :class:`venues.kalshi.protocol.KalshiSession` counts the occurrence with
 :attr:`EventKeyer.occurrence`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Context, Decimal, InvalidOperation
 from hashlib import blake2b
 from typing import Any
@@ -221,6 +223,41 @@ def _norm_text(text: str | None, field: str, bounds: tuple[Decimal, Decimal]) ->
     return out
 
 
+class _SnapshotText(msgspec.Struct):
+    """:class:`venues.kalshi.messages.SnapshotMsg` with each level's numbers kept as the venue's strings."""
+
+    market_ticker: str
+    market_id: str = ""
+    yes_dollars_fp: list[tuple[str, str]] = []
+    no_dollars_fp: list[tuple[str, str]] = []
+
+
+_snapshot_text = msgspec.json.Decoder(_SnapshotText, strict=False)
+_snapshot = msgspec.json.Decoder(SnapshotMsg, strict=False)
+_order: dict[str, Decimal] = {}  # a normalised number's value, to sort levels by (bounded like _norm)
+
+
+def _numeric(text: str) -> Decimal:
+    out = _order.get(text)
+    if out is None:
+        if len(_order) >= _NORM_MAX:
+            _order.clear()
+        out = _order[text] = Decimal(text)
+    return out
+
+
+def _level_order(level: tuple[str, str]) -> tuple[Decimal, Decimal]:
+    return _numeric(level[0]), _numeric(level[1])
+
+
+def _levels_text(levels: list[tuple[str, str]], field: str) -> str:
+    """``price,size;...`` of one side, numbers normalised and checked, in the order ``sorted`` gives the Decimal
+    levels: by value (two spellings of one value normalise to the same text, so ties cannot differ)."""
+    pairs = [(_norm_text(p, field, PRICE), _norm_text(c, field, SIZE)) for p, c in levels]
+    pairs.sort(key=_level_order)
+    return ";".join([f"{p},{c}" for p, c in pairs])
+
+
 def _check_delta(m: DeltaMsg) -> None:
     check_number(m.price_dollars, "price_dollars", PRICE)
     check_number(m.delta_fp, "delta_fp", SIZE)
@@ -320,6 +357,25 @@ class EventKeyer:
         check_number(m.no_price_dollars, "no_price_dollars", PRICE)
         check_number(m.count_fp, "count_fp", SIZE)
         return "t:" + m.trade_id
+
+    @staticmethod
+    def snapshot_body(body: bytes, check_market: Callable[[str], object] = len) -> tuple[str, str]:
+        """``(market, key)`` of an orderbook_snapshot body; the key equals :meth:`snapshot` of its ``SnapshotMsg``.
+
+        The numbers are read as the venue's strings and normalised through the cache the deltas use (a snapshot
+        repeats a few prices and sizes). A body this path cannot take (numbers sent as JSON numbers, anything
+        ``check_market`` or the number checks refuse) goes through the Decimal path, which decides the error:
+        decoding first, then ``check_market``, then the numbers."""
+        try:
+            m = _snapshot_text.decode(body)
+            check_market(m.market_ticker)
+            yes = _levels_text(m.yes_dollars_fp, "yes_dollars_fp")
+            no = _levels_text(m.no_dollars_fp, "no_dollars_fp")
+        except ValueError:  # msgspec.DecodeError too: the Decimal path, in its order (decode, market, numbers)
+            d = _snapshot.decode(body)
+            check_market(d.market_ticker)
+            return d.market_ticker, EventKeyer.snapshot(d)
+        return m.market_ticker, "s:" + _h(f"{m.market_ticker}\x1fyes\x1f{yes}\x1fno\x1f{no}".encode())
 
     @staticmethod
     def snapshot(m: SnapshotMsg) -> str:

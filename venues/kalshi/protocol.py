@@ -44,7 +44,7 @@ from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
 from venues.kalshi.anchors import AnchorChain, LcKey, anchor_key, is_anchor, weak_key
 from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
 from venues.kalshi.keys import MESSAGE_PARTS, EventKeyer, digest
-from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, SnapshotMsg, TradeMsg
+from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, TradeMsg
 from venues.kalshi.snapshots import PendingSnapshot, SnapshotPlacer
 
 __all__ = ["LIFECYCLE", "TERMINAL_ERRORS", "Group", "KalshiSession", "SessionStats"]
@@ -95,7 +95,6 @@ _many = msgspec.json.Decoder(list[msgspec.Raw])
 _subscribed = msgspec.json.Decoder(_Subscribed)
 _error = msgspec.json.Decoder(_Error)
 _trade = msgspec.json.Decoder(TradeMsg, strict=False)
-_snapshot = msgspec.json.Decoder(SnapshotMsg, strict=False)
 _lifecycle = msgspec.json.Decoder(LifecycleMsg, strict=False)
 _event_level = msgspec.json.Decoder(_EventLevel)
 _lifecycle_head = msgspec.json.Decoder(_LifecycleHead)
@@ -482,10 +481,7 @@ class KalshiSession:
                     key = self.keyer.trade(t)
                     venue_ms = t.ts_ms if t.ts_ms is not None else (t.ts * 1000 if t.ts is not None else None)
                 elif kind == "snapshot":
-                    s = _snapshot.decode(body)
-                    market = s.market_ticker
-                    _check_ticker(market)
-                    key = self.keyer.snapshot(s)
+                    market, key = self.keyer.snapshot_body(body, _check_ticker)
                     self.stats.by_kind[kind] += 1
                     self.placer.snapshot(sid or 0, market, recv_ns, (market, key, sid, seq, recv_ns, data))
                     return
