@@ -359,13 +359,16 @@ class EventKeyer:
         return "t:" + m.trade_id
 
     @staticmethod
-    def snapshot_body(body: bytes, check_market: Callable[[str], object] = len) -> tuple[str, str]:
+    def snapshot_body(body: bytes, check_market: Callable[[str], object]) -> tuple[str, str]:
         """``(market, key)`` of an orderbook_snapshot body; the key equals :meth:`snapshot` of its ``SnapshotMsg``.
 
         The numbers are read as the venue's strings and normalised through the cache the deltas use (a snapshot
         repeats a few prices and sizes). A body this path cannot take (numbers sent as JSON numbers, anything
         ``check_market`` or the number checks refuse) goes through the Decimal path, which decides the error:
-        decoding first, then ``check_market``, then the numbers."""
+        decoding first, then ``check_market``, then the numbers. One known difference, shared with
+        :meth:`delta_body`: in a body that repeats a key, both decoders keep the last copy, but the Decimal decoder
+        also refuses an earlier copy that is not a number, where this path never looks at it (the venue does not
+        repeat keys; dedup's normaliser dead-letters such a snapshot's payload later)."""
         try:
             m = _snapshot_text.decode(body)
             check_market(m.market_ticker)

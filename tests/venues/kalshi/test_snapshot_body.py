@@ -1,8 +1,9 @@
 """Snapshot keys from the venue's strings (``EventKeyer.snapshot_body``) against the Decimal path (decode to
 ``SnapshotMsg``, check the market, ``EventKeyer.snapshot``): the same market and key for every body the Decimal path
-takes, the same error (type and message) for every body it refuses. Bodies are generated around the venue's shape:
-levels in any order, repeated and numerically equal levels, number spellings (padded, signed, exponents, JSON
-numbers, too long, out of range, not numbers), odd level shapes, a market the session refuses."""
+takes, the same error (type and message) for every body it refuses, but one (a body that repeats a key, below).
+Bodies are generated around the venue's shape: levels in any order, repeated and numerically equal levels, number
+spellings (padded, signed, exponents, JSON numbers, too long, out of range, not numbers), odd level shapes, a market
+the session refuses."""
 
 from __future__ import annotations
 
@@ -48,8 +49,26 @@ def _snapshot(market: str, yes: list[Any], no: list[Any]) -> bytes:
 def test_the_venues_shape() -> None:
     body = _snapshot("KX-A", [["0.4300", "100.00"], ["0.0100", "5.00"]], [["0.5500", "7.00"]])
     assert _text_path(body) == _decimal_path(body)
-    market, key = EventKeyer.snapshot_body(body)
+    market, key = EventKeyer.snapshot_body(body, _check_market)
     assert market == "KX-A" and key == EventKeyer.snapshot(msgspec_decode(body))
+
+
+def test_a_number_cached_as_a_size_is_still_checked_as_a_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the number cache is shared by every field: "1.5" and "2" pass as sizes, then arrive as prices (out of range)
+    monkeypatch.setattr(keys, "_norm", {None: ""})
+    for price in ("1.5", "2", "1.0001"):
+        sized = _snapshot("KX-A", [["0.43", price]], [])
+        assert _text_path(sized) == _decimal_path(sized) and _text_path(sized)[0] == "ok"
+        priced = _snapshot("KX-A", [[price, "1"]], [])
+        assert _text_path(priced) == _decimal_path(priced) and _text_path(priced)[0] == "error"
+
+
+def test_a_repeated_key_is_the_one_known_difference() -> None:
+    # both decoders keep the last copy; the Decimal one also refuses an earlier copy that is not a number
+    body = b'{"market_ticker":"A","yes_dollars_fp":[["abc","1"]],"yes_dollars_fp":[["0.4","1"]]}'
+    assert _decimal_path(body)[0] == "error"
+    last = b'{"market_ticker":"A","yes_dollars_fp":[["0.4","1"]]}'
+    assert _text_path(body) == _text_path(last) == _decimal_path(last)
 
 
 def msgspec_decode(body: bytes) -> SnapshotMsg:
