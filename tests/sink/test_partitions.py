@@ -120,18 +120,24 @@ def _assert_one_key(conn: psycopg.Connection[Any], partition: str) -> None:
     assert [d for d in defs if "USING brin" in d and d.endswith("(ts)")], (partition, defs)
 
 
-@pytest.mark.integration
-def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
-    make_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _before_partitioning(make_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch, events: list[Any]) -> str:
+    """A database migrated to 0004 (before partitioning) holding ``events`` as the sink of then wrote them."""
     dsn = make_database()
     with monkeypatch.context() as patch:
         _old_migrations(patch)
         assert migrate_module.migrate(dsn, PLAIN).applied == [1, 2, 3, 4]
+    write_as_before_venue(dsn, make_database(), events)
+    return dsn
+
+
+@pytest.mark.integration
+def test_upgrade_in_place_keeps_every_row_and_absorbs_replays(
+    make_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # three days of every event type in the old (unpartitioned, venue-less) layout, as the sink of then wrote them
     old_events = make_events(3000, markets=20, seed=5, start_ms=_ms(_utc(2026, 3, 1, 22)))
     old_events = [msgspec.structs.replace(e, ts_ms=e.ts_ms + (i % 3) * DAY * 1000) for i, e in enumerate(old_events)]
-    write_as_before_venue(dsn, make_database(), old_events)
+    dsn = _before_partitioning(make_database, monkeypatch, old_events)
     before = read_tables(dsn, venue=False)
     venue = old_events[0].venue
     with psycopg.connect(dsn) as conn:
@@ -165,12 +171,8 @@ def test_a_database_made_by_the_first_0002_upgrades_too(
 ) -> None:
     # the project's first 0002 (plain mode) also made a (market, ts) b-tree on each table, under the name 0005 gives
     # the partitioned table's index: 0005 must move it aside (it stopped with DuplicateTable before)
-    dsn = make_database()
-    with monkeypatch.context() as patch:
-        _old_migrations(patch)
-        assert migrate_module.migrate(dsn, PLAIN).applied == [1, 2, 3, 4]
     events = make_events(600, markets=5, seed=9, start_ms=_ms(_utc(2026, 3, 2, 12)))
-    write_as_before_venue(dsn, make_database(), events)
+    dsn = _before_partitioning(make_database, monkeypatch, events)
     with psycopg.connect(dsn) as conn:
         for table in PARTITIONED:
             conn.execute(f"CREATE INDEX {table}_market_ts ON {table} (market, ts)")  # type: ignore[arg-type]
