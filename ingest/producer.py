@@ -25,6 +25,8 @@ producer until it has had a record stored (a report with an offset) in every par
 (a new producer id); then the partitions' leaders were ready, and the quiet producer's first write to each does not
 meet one that is not (``producer_warm`` is logged). The switch needs the loud producer empty at a release, as every
 switch does: a backlog that outlasts the release interval keeps it loud (a report per frame) until it drains.
+``warm_topics`` has no default: a producer built without the raw topic in it (``{}``) uses the quiet producer from its
+first frame, which only a test or benchmark of another path may want.
 
 Broker outages (:mod:`ingest.outage` decides when): :meth:`RawProducer.divert` sends every later frame to the spool
 and moves what librdkafka still holds there too, ahead of everything spooled (:meth:`Spool.prepend`), so that
@@ -111,7 +113,7 @@ class RawProducer:
     """See module docstring. Single-threaded: call everything from the event-loop thread."""
 
     def __init__(
-        self, conf: dict[str, Any], spool: Spool, queue_max: int = 200_000, warm_topics: dict[str, int] | None = None
+        self, conf: dict[str, Any], spool: Spool, *, warm_topics: dict[str, int], queue_max: int = 200_000
     ) -> None:
         self._conf = {
             "acks": "all",
@@ -126,7 +128,7 @@ class RawProducer:
         self._quiet = Producer({**self._conf, "delivery.report.only.error": True, "on_delivery": self._on_failure})
         self._loud = Producer({**self._conf, **_LOUD_CONF, "on_delivery": self._on_delivery})
         # topic -> partition count: each partition must store a loud record before the quiet producer is used
-        self.warm_topics = dict(warm_topics or {})
+        self.warm_topics = dict(warm_topics)
         self._warm = not self.warm_topics  # the quiet producer may be used (module docstring)
         self._confirmed: dict[str, set[int]] = {}  # warm topic -> partitions of a loud report with an offset
         self._p = self._quiet if self._warm else self._loud  # the one in use: the other is empty (module docstring)

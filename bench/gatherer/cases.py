@@ -18,6 +18,7 @@ consecutive windows of ``window_s`` seconds after its warm-up instead, and adds 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import resource
@@ -239,6 +240,18 @@ def _gatherer(a: dict[str, Any], gatherer_id: str, producer: Any, **settings: An
     )
 
 
+def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
+    """The producer's warm-up as ``mdpipe gather`` sets it: the raw topic and its partition count (none in a
+    --reference tree whose producer predates ``warm_topics``)."""
+    if "warm_topics" not in inspect.signature(producer_class).parameters:
+        return {}
+    from confluent_kafka.admin import AdminClient
+
+    raw = a["topics"]["raw"]
+    meta = AdminClient({"bootstrap.servers": a["bootstrap"]}).list_topics(raw, timeout=30).topics[raw]
+    return {"warm_topics": {raw: len(meta.partitions)}}
+
+
 def _takes_read_window() -> bool:
     """Whether the gatherer of the tree at hand has ``gather.read_window_ms`` (a --reference tree may not)."""
     from ingest import gatherer as gatherer_module
@@ -271,7 +284,9 @@ async def candidate(a: dict[str, Any]) -> dict[str, Any]:
         batch_num_messages=10000,
         queue_buffering_max_kbytes=GatherConfig().queue_max_kbytes,
     )
-    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames)
+    producer = RawProducer(
+        conf, Spool(Path(a["spool_dir"]), 1 << 30), queue_max=GatherConfig().queue_max_frames, **_warm(a, RawProducer)
+    )
     extra: dict[str, Any] = {"linger_ms": linger_ms} if own_window else {}
     if _takes_read_window():  # older trees read every socket as data comes
         extra["read_window_ms"] = a.get("read_window_ms", GatherConfig().read_window_ms)
@@ -335,7 +350,7 @@ async def scale(a: dict[str, Any]) -> dict[str, Any]:
     from mdpipe.kafka import producer_config
 
     conf = producer_config(KafkaConfig(bootstrap_servers=a["bootstrap"]), linger_ms=20, batch_num_messages=10000)
-    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000)
+    producer = RawProducer(conf, Spool(Path(a["spool_dir"]), 1 << 32), queue_max=200_000, **_warm(a, RawProducer))
     ws_client = a.get("ws_client") or GatherConfig().ws_client
     g = _gatherer(a, "gscale", producer, silence_timeout_s=600, ws_client=ws_client)
     stop = asyncio.Event()

@@ -51,16 +51,24 @@ def make_gatherer(
     ws_client: str = "picows",
     rest_url: str = "",
     spool_max_bytes: int = 1 << 30,
+    raw_partitions: int | None = None,
     **options: Any,
 ) -> Gatherer:
     """A gatherer for ``sim`` (REST at ``rest_url`` when given, e.g. a :class:`RestProxy`); ``options`` are settings
     of the ``gather`` section as they are, but ``ca_file`` (of the ``venue`` section) and the gatherer's run-time
-    arguments ``discover`` and ``discovery_page``."""
+    arguments ``discover`` and ``discovery_page``.
+
+    Its producer warms up as ``mdpipe gather``'s does (:func:`ingest.cli.build_gatherer`): live frames go through
+    the reporting producer until every partition of the raw topic stored one (``raw_partitions``, else the topic's
+    count as the broker gives it, else the config's default when the broker cannot be asked)."""
     kafka = KafkaConfig(bootstrap_servers=bootstrap)
     conf = producer_config(
         kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
     )
-    producer = RawProducer(conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max)
+    partitions = raw_partitions or topic_partitions(bootstrap, topics["raw"]) or kafka.partitions
+    producer = RawProducer(
+        conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max, warm_topics={topics["raw"]: partitions}
+    )
     run = {name: options.pop(name) for name in ("discover", "discovery_page") if name in options}
     venue = VenueConfig(rest_url=rest_url or sim.rest_url, ws_url=sim.ws_url, ca_file=options.pop("ca_file", ""))
     gather = GatherConfig(
@@ -84,6 +92,19 @@ def make_gatherer(
         markets_topic=topics["markets"],
         **run,
     )
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 10.0) -> int | None:
+    """``topic``'s partition count as the broker at ``bootstrap`` gives it; None when it has no such topic or cannot
+    be asked within ``timeout``."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException:
+        return None
+    return len(meta.partitions) if meta is not None and meta.error is None and meta.partitions else None
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -235,6 +256,6 @@ def gatherer_topics(make_topics: Any) -> dict[str, str]:
 
 @pytest.fixture
 def ih() -> Any:
-    """This module: ``ih.make_gatherer``, ``ih.run_with``, ``ih.read_frames``, ``ih.wait_for``, ``ih.confirmed``,
-    ``ih.body_of``, ``ih.gatherer_topics``."""
+    """This module: ``ih.make_gatherer``, ``ih.topic_partitions``, ``ih.run_with``, ``ih.read_frames``,
+    ``ih.wait_for``, ``ih.confirmed``, ``ih.body_of``, ``ih.gatherer_topics``."""
     return sys.modules[__name__]

@@ -39,7 +39,9 @@ def test_broker_outage_loses_nothing(tmp_path: Path, private_kafka: Any, ih: Any
     async def scenario() -> Any:
         await sim.start()
         # A small in-memory queue so that the outage overflows into the on-disk spool.
-        g = ih.make_gatherer(bootstrap, sim, tmp_path / "spool", topics=topics, queue_max=1000, queue_max_kbytes=1024)
+        g = ih.make_gatherer(
+            bootstrap, sim, tmp_path / "spool", topics=topics, queue_max=1000, queue_max_kbytes=1024, raw_partitions=3
+        )
 
         async def body() -> None:
             await ih.wait_for(lambda: len(g.plan.conn_of) == 20 and all(c.up for c in g.connections), 20, "subscribe")

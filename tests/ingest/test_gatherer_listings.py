@@ -61,7 +61,7 @@ class FakeRest:
 def _gatherer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rest: FakeRest) -> Any:
     monkeypatch.setattr(gatherer_module, "get_venue", lambda name: ToyVenue())
     where = SimpleNamespace(rest_url="http://one.example/api", ws_url="ws://127.0.0.1:9/ws")
-    g = make_gatherer("127.0.0.1:9", where, tmp_path / "spool", topics=TOPICS, rest_lag_s=0.001)
+    g = make_gatherer("127.0.0.1:9", where, tmp_path / "spool", topics=TOPICS, raw_partitions=1, rest_lag_s=0.001)
     g.rest = rest
     g.refs = []
     g._send = lambda topic, key, value: g.refs.append(key.decode())  # published reference data, by ticker

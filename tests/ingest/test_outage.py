@@ -30,7 +30,7 @@ def _free_port() -> int:
 def _producer(spool_dir: Path, queue_max: int = 1000) -> RawProducer:
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
     conf["log_level"] = 0
-    return RawProducer(conf, Spool(spool_dir, 1 << 24), queue_max=queue_max)
+    return RawProducer(conf, Spool(spool_dir, 1 << 24), queue_max=queue_max, warm_topics={})
 
 
 def _spooled_values(spool_dir: Path) -> list[bytes]:

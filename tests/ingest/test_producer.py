@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 def test_unreachable_broker_spools_and_close_keeps_everything(tmp_path: Path) -> None:
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=10)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=10, warm_topics={})
     for i in range(50):
         producer.send("raw.g1", b"M", f"v{i}".encode())
     assert producer.spooling and len(producer.spool) == 40
@@ -42,7 +42,8 @@ def test_spool_left_by_a_previous_run_is_delivered(
     for i in range(30):
         spool.append(topic, f"M{i % 4}".encode(), f"v{i}".encode())
     spool.close()
-    producer = RawProducer(producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap)), Spool(tmp_path, 1 << 20))
+    conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap))
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), warm_topics={topic: 3})
     assert producer.spooling
     producer.send(topic, b"M0", b"live")  # goes behind the spooled records
     deadline = time.monotonic() + 30
@@ -67,7 +68,7 @@ def test_permanent_error_drops_and_counts_instead_of_blocking_the_spool(
         spool.append("gone-topic-" + topic if i < 2 else topic, b"M", f"v{i}".encode())
     spool.close()
     conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap), topic_metadata_propagation_max_ms=500)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20))
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), warm_topics={topic: 3})
     deadline = time.monotonic() + 60
     while (producer.spooling or producer.queued) and time.monotonic() < deadline:
         producer.service()
@@ -80,7 +81,7 @@ def test_permanent_error_drops_and_counts_instead_of_blocking_the_spool(
 
 def test_oversized_frame_is_dropped_and_counted_not_raised(tmp_path: Path) -> None:
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), message_max_bytes=2000)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20))
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), warm_topics={})
     producer.send("raw.g1", b"M", b"x" * 10_000)  # librdkafka refuses it synchronously (MSG_SIZE_TOO_LARGE)
     producer.send("raw.g1", b"M", b"small")
     assert producer.permanent_failures == 1 and producer.spool.dropped == 1

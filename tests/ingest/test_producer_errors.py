@@ -18,9 +18,8 @@ from mdpipe.kafka import producer_config
 
 def test_repeated_broker_errors_log_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    p = RawProducer(
-        producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:1")), Spool(tmp_path, 1 << 20), queue_max=10
-    )
+    conf = producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:1"))
+    p = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=10, warm_topics={})
     for _ in range(50):
         p._on_error(
             KafkaError(
@@ -65,7 +64,9 @@ TRANSIENT = [
     + [pytest.param(KafkaError.MSG_SIZE_TOO_LARGE, False, id="MSG_SIZE_TOO_LARGE")],
 )
 def test_a_failed_delivery_is_spooled_when_a_retry_can_fix_it(tmp_path: Path, code: int, transient: bool) -> None:
-    p = RawProducer(producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:1")), Spool(tmp_path, 1 << 20))
+    p = RawProducer(
+        producer_config(KafkaConfig(bootstrap_servers="127.0.0.1:1")), Spool(tmp_path, 1 << 20), warm_topics={}
+    )
     report: Any = _Report()
     p._on_delivery(KafkaError(code), report)  # confluent-kafka's delivery errors are never retriable()
     assert (p.spooled, p.permanent_failures) == ((1, 0) if transient else (0, 1))

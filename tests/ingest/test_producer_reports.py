@@ -22,7 +22,8 @@ from mdpipe.kafka import producer_config
 
 pytestmark = pytest.mark.integration
 
-KEYS = [b"M0", b"M1", b"M2", b"M3", b"M4"]
+# keys of all 3 partitions of the test topic (murmur2): the producer warms up once each partition stored a frame
+KEYS = [b"M0", b"M1", b"M2", b"M3", b"M4", b"M5", b"M6", b"M7"]
 
 
 class _Reports:
@@ -40,9 +41,13 @@ class _Reports:
         monkeypatch.setattr(RawProducer, "_on_delivery", counting)
 
 
-def _producer(bootstrap: str, spool_dir: Path, queue_max: int = 200_000, segment_bytes: int = 16 << 20) -> RawProducer:
+def _producer(
+    bootstrap: str, spool_dir: Path, topic: str, queue_max: int = 200_000, segment_bytes: int = 16 << 20
+) -> RawProducer:
+    """A producer for ``topic`` (3 partitions), warming up on it as the gatherer's does."""
     conf = producer_config(KafkaConfig(bootstrap_servers=bootstrap), linger_ms=1)
-    return RawProducer(conf, Spool(spool_dir, 1 << 26, segment_bytes=segment_bytes), queue_max=queue_max)
+    spool = Spool(spool_dir, 1 << 26, segment_bytes=segment_bytes)
+    return RawProducer(conf, spool, queue_max=queue_max, warm_topics={topic: 3})
 
 
 def _release_rounds(
@@ -81,7 +86,7 @@ def test_live_frames_are_acked_in_order_without_a_python_report_each(
     (topic,) = make_topics(1, partitions=3)
     monkeypatch.setattr(producer_module, "LATENCY_SAMPLE_S", 0.1, raising=False)  # many switches in a short run
     reports = _Reports(monkeypatch)
-    producer = _producer(kafka_bootstrap, tmp_path)
+    producer = _producer(kafka_bootstrap, tmp_path, topic)
     handed: list[tuple[bytes, bytes]] = []
     # warm-up: each librdkafka producer's first records wait for its topic metadata (~0.5 s), the loud one's too
     _release_rounds(producer, topic, handed, rounds=10, per=50)
@@ -109,7 +114,7 @@ def test_spool_replay_keeps_order_then_live_frames_go_back_to_reports_on_error_o
     without a report each. Every frame reaches the topic once, in the order handed over per key."""
     (topic,) = make_topics(1, partitions=3)
     reports = _Reports(monkeypatch)
-    producer = _producer(kafka_bootstrap, tmp_path, queue_max=60, segment_bytes=2000)
+    producer = _producer(kafka_bootstrap, tmp_path, topic, queue_max=60, segment_bytes=2000)
     handed: list[tuple[bytes, bytes]] = []
     _release_rounds(producer, topic, handed, rounds=5, per=100)  # 60 fit, the rest of each release is spooled
     assert producer.spooled > 0

@@ -81,7 +81,7 @@ def _producer(spool_dir: Path) -> tuple[RawProducer, _FakeProducer, _FakeProduce
         port = s.getsockname()[1]
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}"), linger_ms=1)
     conf["log_level"] = 0
-    producer = RawProducer(conf, Spool(spool_dir, 1 << 24), queue_max=1000)
+    producer = RawProducer(conf, Spool(spool_dir, 1 << 24), queue_max=1000, warm_topics={})
     quiet, loud = _FakeProducer(producer._on_failure), _FakeProducer(producer._on_delivery)
     producer._quiet, producer._loud = quiet, loud  # type: ignore[assignment]
     producer._use(quiet)  # type: ignore[arg-type]

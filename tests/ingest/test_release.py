@@ -27,7 +27,7 @@ def _spooled(path: Path) -> list[bytes]:
 
 def test_release_hands_held_frames_over_in_order_and_spools_what_does_not_fit(tmp_path: Path) -> None:
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=10)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=10, warm_topics={})
     for i in range(30):
         producer.held.append(("raw.g1", b"M", f"v{i}".encode()))
     assert producer.sent == 0  # held, not yet in librdkafka
@@ -44,7 +44,7 @@ def test_release_hands_held_frames_over_in_order_and_spools_what_does_not_fit(tm
 
 def test_send_releases_held_frames_first(tmp_path: Path) -> None:
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=3)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=3, warm_topics={})
     producer.held += [("raw.g1", b"M", b"h0"), ("raw.g1", b"M", b"h1")]
     producer.send("raw.g1", b"M", b"s0")  # fills the queue (3) after the two held frames
     producer.send("raw.g1", b"M", b"s1")  # spooled
@@ -126,7 +126,7 @@ def test_service_loop_runs_slowly_unless_the_spool_holds_frames(tmp_path: Path) 
     from ingest.gatherer import SERVICE_S, SERVICE_SPOOLING_S
 
     conf = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
-    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=2)
+    producer = RawProducer(conf, Spool(tmp_path, 1 << 20), queue_max=2, warm_topics={})
     g = _gatherer(producer, linger_ms=20)
     assert SERVICE_S >= 5 * SERVICE_SPOOLING_S
     assert asyncio.run(g._service_step()) == SERVICE_S  # releases serve delivery reports meanwhile

@@ -72,7 +72,7 @@ def test_gatherer_discovers_and_captures_the_venue(tmp_path: Path, kafka_bootstr
             ws_client="websockets",
         )
         conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap), linger_ms=5)
-        producer = RawProducer(conf, Spool(tmp_path / "spool", 1 << 30))
+        producer = RawProducer(conf, Spool(tmp_path / "spool", 1 << 30), warm_topics={raw: 6})  # make_topics: 6
         g = Gatherer(
             gather, venue, producer, gatherer_id="g1", raw_topic=raw, dlq_topic=dlq, markets_topic=markets_topic,
             discovery_page=3,

@@ -84,7 +84,8 @@ def test_gatherer_dedup_sink_books_equal_the_emulators(mdpipe_config: Config, tm
         await sim.start()
         venue = VenueConfig(name="polymarket", rest_url=sim.rest_url, ws_url=sim.ws_url, auth=False)
         gather = GatherConfig(discovery_interval_s=5.0, backoff_initial_s=0.1, backoff_max_s=1.0, ws_client="picows")
-        producer = RawProducer(producer_config(config.kafka, linger_ms=5), Spool(tmp_path / "spool", 1 << 30))
+        conf, spool = producer_config(config.kafka, linger_ms=5), Spool(tmp_path / "spool", 1 << 30)
+        producer = RawProducer(conf, spool, warm_topics={names.raw["g1"]: config.kafka.partitions})
         g = Gatherer(
             gather, venue, producer, gatherer_id="g1", raw_topic=names.raw["g1"], dlq_topic=names.dlq,
             markets_topic=names.markets,
