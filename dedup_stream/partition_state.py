@@ -36,19 +36,26 @@ from pathlib import Path
 
 from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-__all__ = ["OFFSET_KEY", "PartitionStates"]
+__all__ = ["OFFSET_KEY", "WRITE_BUFFER_BYTES", "PartitionStates"]
 
 OFFSET_KEY = b"\x00changelog-offset"  # store keys start with a market ticker, never with NUL
 _OFFSET = struct.Struct(">q")
+
+# A memtable's size bounds a restart: a DB opened after a SIGKILL replays its write-ahead log, which holds every write
+# of its memtables not yet flushed to an SST, before the worker can restore the changelog's tail and read frames
+# again (opening 6 partitions is on a failover's path). A smaller memtable flushes more often (one small SST per
+# WRITE_BUFFER_BYTES of state, a background flush) and keeps that replay short whatever the worker's uptime.
+WRITE_BUFFER_BYTES = 4 << 20
+WRITE_BUFFERS = 3
 
 
 def _options() -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
-    opts.set_write_buffer_size(16 << 20)
-    opts.set_max_write_buffer_number(3)
-    # a first copy's lookup misses every memtable (up to 3 x 16 MB, where the recent keys live): a whole-key bloom
-    # filter per memtable answers most of those misses without a skiplist search
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    opts.set_max_write_buffer_number(WRITE_BUFFERS)
+    # a first copy's lookup misses every memtable (up to WRITE_BUFFERS of them, where the recent keys live): a
+    # whole-key bloom filter per memtable answers most of those misses without a skiplist search
     opts.set_memtable_prefix_bloom_ratio(0.1)
     opts.set_memtable_whole_key_filtering(True)
     table = BlockBasedOptions()
