@@ -75,7 +75,10 @@ for i in range(int(sys.argv[2])):
     if i % 50 == 49:
         states.flush()  # one WriteBatch per consumed batch, as the worker writes
 states.flush()
-time.sleep(0.5)  # background flushes of full memtables finish (a kill rarely lands inside one)
+db = states.dbs[0]
+deadline = time.monotonic() + 30
+while db.property_int_value("rocksdb.num-immutable-mem-table") and time.monotonic() < deadline:
+    time.sleep(0.05)  # full memtables' background flushes finish (a kill rarely lands inside one)
 os._exit(0)  # as a SIGKILL: nothing closed, nothing flushed on the way out
 """
 
