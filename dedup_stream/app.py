@@ -153,7 +153,7 @@ class DedupApp:
             value_type=bytes,  # bytes key/value types give the raw codec
             options={
                 "ttl": max(1, int(s.window_s)),
-                "write_buffer_size": 16 << 20,
+                "write_buffer_size": 16 << 20,  # the native engine's is smaller: partition_state.WRITE_BUFFER_BYTES
                 "max_write_buffer_number": 3,
                 "block_cache_size": 64 << 20,
             },
