@@ -248,8 +248,15 @@ def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
     raw = a["topics"]["raw"]
-    meta = AdminClient({"bootstrap.servers": a["bootstrap"]}).list_topics(raw, timeout=30).topics[raw]
-    return {"warm_topics": {raw: len(meta.partitions)}}
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    deadline = time.monotonic() + 30
+    while True:  # a topic created a moment ago reaches the metadata a moment later
+        meta = admin.list_topics(raw, timeout=10).topics.get(raw)
+        if meta is not None and meta.error is None and meta.partitions:
+            return {"warm_topics": {raw: len(meta.partitions)}}
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bench topic {raw} has no partitions in the broker's metadata")
+        time.sleep(0.1)
 
 
 def _takes_read_window() -> bool:

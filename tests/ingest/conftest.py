@@ -60,12 +60,12 @@ def make_gatherer(
 
     Its producer warms up as ``mdpipe gather``'s does (:func:`ingest.cli.build_gatherer`): live frames go through
     the reporting producer until every partition of the raw topic stored one (``raw_partitions``, else the topic's
-    count as the broker gives it, else the config's default when the broker cannot be asked)."""
+    count as the broker gives it: a test whose broker is not there at the start passes ``raw_partitions``)."""
     kafka = KafkaConfig(bootstrap_servers=bootstrap)
     conf = producer_config(
         kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
     )
-    partitions = raw_partitions or topic_partitions(bootstrap, topics["raw"]) or kafka.partitions
+    partitions = raw_partitions or topic_partitions(bootstrap, topics["raw"])
     producer = RawProducer(
         conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max, warm_topics={topics["raw"]: partitions}
     )
@@ -94,17 +94,21 @@ def make_gatherer(
     )
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout: float = 10.0) -> int | None:
-    """``topic``'s partition count as the broker at ``bootstrap`` gives it; None when it has no such topic or cannot
-    be asked within ``timeout``."""
-    from confluent_kafka import KafkaException
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> int:
+    """``topic``'s partition count as the broker at ``bootstrap`` gives it, waiting up to ``timeout`` while its
+    metadata shows none (a topic created a moment ago reaches the metadata after its CreateTopics returned); raises
+    when it never does, rather than guess a count the warm-up would then wait for (or stop short of)."""
     from confluent_kafka.admin import AdminClient
 
-    try:
-        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout).topics.get(topic)
-    except KafkaException:
-        return None
-    return len(meta.partitions) if meta is not None and meta.error is None and meta.partitions else None
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=max(0.5, deadline - time.monotonic())).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return len(meta.partitions)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic} has no partitions in {bootstrap}'s metadata: pass raw_partitions")
+        time.sleep(0.1)
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
