@@ -249,7 +249,7 @@ def create_test_topics(
             fut.result()
             created.append(name)
         except Exception as exc:
-            found = _visible_partitions(admin, name)
+            found = visible_partitions(admin, name)
             if found != partitions:
                 raise RuntimeError(
                     f"cannot create topic {name} with {partitions} partitions ({found} found): {exc}"
@@ -257,7 +257,7 @@ def create_test_topics(
     return created
 
 
-def _visible_partitions(admin: Any, name: str, wait_s: float = 15.0) -> int | None:
+def visible_partitions(admin: Any, name: str, wait_s: float = 15.0) -> int | None:
     """The partition count the broker's metadata gives ``name``, waiting up to ``wait_s`` while it gives none.
 
     A topic another call has just created reaches the metadata a moment after its CreateTopics returned (KRaft: the

@@ -94,21 +94,18 @@ def make_gatherer(
     )
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> int:
-    """``topic``'s partition count as the broker at ``bootstrap`` gives it, waiting up to ``timeout`` while its
-    metadata shows none (a topic created a moment ago reaches the metadata after its CreateTopics returned); raises
-    when it never does, rather than guess a count the warm-up would then wait for (or stop short of)."""
+def topic_partitions(bootstrap: str, topic: str) -> int:
+    """``topic``'s partition count as the broker at ``bootstrap`` gives it (:func:`tests.conftest.visible_partitions`
+    waits while a topic created a moment ago is not in the metadata yet); raises when it never shows, rather than
+    guess a count the warm-up would then wait for (or stop short of)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout
-    while True:
-        meta = admin.list_topics(topic, timeout=max(0.5, deadline - time.monotonic())).topics.get(topic)
-        if meta is not None and meta.error is None and meta.partitions:
-            return len(meta.partitions)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"topic {topic} has no partitions in {bootstrap}'s metadata: pass raw_partitions")
-        time.sleep(0.1)
+    from tests.conftest import visible_partitions
+
+    partitions = visible_partitions(AdminClient({"bootstrap.servers": bootstrap}), topic)
+    if partitions is None:
+        raise AssertionError(f"topic {topic} has no partitions in {bootstrap}'s metadata: pass raw_partitions")
+    return partitions
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
