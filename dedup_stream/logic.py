@@ -449,40 +449,51 @@ class Stats:
 class SinglesTracker:
     """Counts events delivered by only one gatherer, judged ``horizon_ns`` after their first copy.
 
-    In memory only (a quality signal, not state): per event still inside the horizon, its store key (the very bytes
-    object the store's cache holds already) -> the winning gatherer while no other copy came, None once one did.
-    Copies arriving later than the horizon are not credited (the event was counted as single).
+    In memory only (a quality signal, not state). Two structures:
+
+    - a dict of the events still *waiting* for a second copy: store key (the very bytes object the store's cache holds
+      already) -> the winning gatherer. A second copy removes its event at once, so the dict holds the events of the
+      last copy lag (a few hundred at 10,000 events/s) plus the true singles, not every event of the horizon: it stays
+      in the CPU's cache, and each frame's probe is a hit;
+    - the first copies' receive times and keys in arrival order (two deques), which the expiry walks.
+
+    Copies arriving later than the horizon are not credited (the event was counted as single). An event whose winner
+    the store no longer has while it is still inside the horizon (a store window shorter than the horizon) starts
+    waiting again with its next first copy.
     """
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        self._copies: dict[bytes, str | None] = {}  # store key -> winning gatherer, None once a second copy came
-        self._order: deque[tuple[int, bytes]] = deque()  # (first recv_ns, store key)
-        self.pending = 0
+        self._waiting: dict[bytes, str] = {}  # store key -> winning gatherer, until a second copy comes
+        self._times: deque[int] = deque()  # first copies' recv_ns, in arrival order
+        self._keys: deque[bytes] = deque()  # their store keys
+        self.pending = 0  # events inside the horizon at the last expiry
 
-    # One dict probe per call where possible: the dict holds every event of the horizon (hundreds of thousands at
-    # 10,000 events/s), so each probe is mostly a cache miss, paid for every frame.
     def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
-        copies = self._copies
-        size = len(copies)
-        copies.setdefault(key, gatherer)
-        if len(copies) != size:
-            self._order.append((now_ns, key))
+        waiting = self._waiting
+        size = len(waiting)
+        waiting.setdefault(key, gatherer)
+        if len(waiting) != size:
+            self._times.append(now_ns)
+            self._keys.append(key)
 
     def copy(self, key: bytes) -> None:
-        copies = self._copies
-        if copies.get(key) is not None:  # absent (judged already) or None (a copy came before): nothing to do
-            copies[key] = None
+        self._waiting.pop(key, None)  # absent: a copy came before, or the event was judged already
 
     def expire(self, now_ns: int, stats: Stats) -> None:
         cutoff = now_ns - self.horizon_ns
-        order, copies = self._order, self._copies
-        while order and order[0][0] <= cutoff:
-            _, key = order.popleft()
-            gatherer = copies.pop(key, None)
+        times, keys, waiting = self._times, self._keys, self._waiting
+        while times and times[0] <= cutoff:
+            times.popleft()
+            gatherer = waiting.pop(keys.popleft(), None)
             if gatherer is not None:
                 stats.gatherer(gatherer).singles += 1
-        self.pending = len(copies)
+        self.pending = len(times)
+
+    @property
+    def waiting(self) -> int:
+        """Events inside the horizon with no second copy yet."""
+        return len(self._waiting)
 
 
 @dataclass(frozen=True, slots=True)

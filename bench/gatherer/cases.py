@@ -250,6 +250,8 @@ def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
     raw = a["topics"]["raw"]
     admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
     deadline = time.monotonic() + 30
+    # the wait of tests.conftest.visible_partitions, kept here: a benchmark does not import the tests (and with
+    # --reference, ``mdpipe`` is the other tree's)
     while True:  # a topic created a moment ago reaches the metadata a moment later
         meta = admin.list_topics(raw, timeout=10).topics.get(raw)
         if meta is not None and meta.error is None and meta.partitions:
