@@ -47,3 +47,14 @@ def test_rocksdict_ttl_store_dedups_synthetic_copies(tmp_path: Path) -> None:
     store.db.close()
     assert verdicts.count(Verdict.WON) == len(events)
     assert verdicts.count(Verdict.DUPLICATE) == 2 * len(events)
+
+
+def test_bench_singles_counts_the_events_it_left_single(capsys: pytest.CaptureFixture[str]) -> None:
+    # 40,000 first copies at 1,000 a second: the last expiry (39.001 s) judges those received by 9.001 s, events
+    # 0..9,000; every hundredth of them got no copy: 91 singles.
+    from bench.dedup.singles import main as bench_singles
+
+    assert bench_singles(["--events", "40000", "--rate", "1000", "--runs", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line[len("RESULT ") :])
+    assert result["bench"] == "dedup-singles" and result["singles"] == 91 and result["value"] > 0
