@@ -452,48 +452,48 @@ class SinglesTracker:
     In memory only (a quality signal, not state). Two structures:
 
     - a dict of the events still *waiting* for a second copy: store key (the very bytes object the store's cache holds
-      already) -> the winning gatherer. A second copy removes its event at once, so the dict holds the events of the
-      last copy lag (a few hundred at 10,000 events/s) plus the true singles, not every event of the horizon: it stays
-      in the CPU's cache, and each frame's probe is a hit;
-    - the first copies' receive times and keys in arrival order (two deques), which the expiry walks.
+      already) -> its first copy's receive time. A second copy removes its event at once, so the dict holds the
+      events of the last copy lag (a few hundred at 10,000 events/s) plus the true singles, not every event of the
+      horizon: it stays in the CPU's cache, and each frame's probe is a hit;
+    - the first copies in arrival order (three deques: receive times, keys, winning gatherers), which the expiry
+      walks: an entry counts as a single when its event is still waiting *with that entry's receive time*.
 
-    Copies arriving later than the horizon are not credited (the event was counted as single). An event whose winner
-    the store no longer has while it is still inside the horizon (a store window shorter than the horizon) starts
-    waiting again with its next first copy.
+    Copies arriving later than the horizon are not credited (the event was counted as single). An event that is
+    decided as new again after a copy removed it (the store lost its winner: a partition wiped and read again, or a
+    store window shorter than the horizon) gets an entry of its own and a full horizon from that first copy; its
+    earlier entry expires without a verdict.
     """
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        self._waiting: dict[bytes, str] = {}  # store key -> winning gatherer, until a second copy comes
+        self._waiting: dict[bytes, int] = {}  # store key -> first copy's recv_ns, until a second copy comes
         self._times: deque[int] = deque()  # first copies' recv_ns, in arrival order
         self._keys: deque[bytes] = deque()  # their store keys
-        self.pending = 0  # events inside the horizon at the last expiry
+        self._gatherers: deque[str] = deque()  # their gatherers
+        self.pending = 0  # first copies inside the horizon at the last expiry
 
     def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
         waiting = self._waiting
         size = len(waiting)
-        waiting.setdefault(key, gatherer)
+        waiting.setdefault(key, now_ns)
         if len(waiting) != size:
             self._times.append(now_ns)
             self._keys.append(key)
+            self._gatherers.append(gatherer)
 
     def copy(self, key: bytes) -> None:
         self._waiting.pop(key, None)  # absent: a copy came before, or the event was judged already
 
     def expire(self, now_ns: int, stats: Stats) -> None:
         cutoff = now_ns - self.horizon_ns
-        times, keys, waiting = self._times, self._keys, self._waiting
+        times, keys, gatherers, waiting = self._times, self._keys, self._gatherers, self._waiting
         while times and times[0] <= cutoff:
-            times.popleft()
-            gatherer = waiting.pop(keys.popleft(), None)
-            if gatherer is not None:
+            t = times.popleft()
+            key, gatherer = keys.popleft(), gatherers.popleft()
+            if waiting.get(key) == t:  # no copy came for this entry (a later entry of the key has a later time)
+                del waiting[key]
                 stats.gatherer(gatherer).singles += 1
         self.pending = len(times)
-
-    @property
-    def waiting(self) -> int:
-        """Events inside the horizon with no second copy yet."""
-        return len(self._waiting)
 
 
 @dataclass(frozen=True, slots=True)
