@@ -154,6 +154,12 @@ class SimConnection:
         self.delayed_batches = 0  # batches held back by the delay fault
         self.pending_raw: list[bytes] = []
 
+    def writable(self) -> bool:
+        """Open, and not being closed by the venue: once a close is decided nothing more is written, so the
+        recorded position at the close is where the venue stopped, not wherever the close handshake began."""
+        ws = self.ws
+        return not self.close_reason and ws.state is State.OPEN and not ws.transport.is_closing()
+
     def stats(self) -> dict[str, Any]:
         s = self.session
         return {
@@ -477,7 +483,7 @@ class SimServer:
         upto = events[-1][0] if events else self.last_id()
         for sc in list(self.connections.values()):
             session = sc.session
-            if sc.ws.state is not State.OPEN or sc.ws.transport.is_closing():
+            if not sc.writable():
                 continue
             buffered = sc.ws.transport.get_write_buffer_size() + sc.delayed_bytes
             over = buffered > cap
@@ -494,7 +500,7 @@ class SimServer:
         handed every event up to ``upto`` (default: the last generated)."""
         messages = sc.session.data_to_send()
         ws = sc.ws
-        if ws.state is not State.OPEN or ws.transport.is_closing():
+        if not sc.writable():
             return
         if upto is None:
             upto = self.last_id()
@@ -529,7 +535,7 @@ class SimServer:
         while sc.delayed and sc.delayed[0][0] <= now + 0.001:
             _, data, upto = sc.delayed.popleft()
             sc.delayed_bytes -= len(data)
-            if ws.state is State.OPEN and not ws.transport.is_closing():
+            if sc.writable():
                 ws.transport.write(data)
                 sc.position = upto
                 sc.bytes_sent += len(data)

@@ -315,6 +315,33 @@ def test_rest_trails_the_websocket(kit: SimpleNamespace) -> None:
     asyncio.run(body())
 
 
+def test_nothing_is_written_once_the_venue_decides_to_close(kit: SimpleNamespace, tmp_path: Path) -> None:
+    # a batch generated after the close fault but before the close handshake starts (the close is a task) was
+    # written and moved the connection's position, so a test reading the position at the fault raced the loop
+    truth_path = tmp_path / "truth.msgpack"
+
+    async def body() -> tuple[list[dict[str, Any]], int]:
+        sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
+        async with sim_ctx as sim, kit.ws_client(sim) as c:
+            await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
+            await asyncio.sleep(0.3)
+            at_close = sim.server.connections[1].position
+            sim.faults.close_connections(conn_id=1)
+            sim._publish(sim.generator.generate(200))  # the next tick, before the close task has run
+            msgs = await _drain(c)
+            await asyncio.sleep(0.2)
+            return msgs, at_close
+
+    msgs, at_close = asyncio.run(body())
+    truth = list(read_truth(truth_path))
+    records = list(read_record(record_path(truth_path)))
+    closed = next(r for r in records if isinstance(r, ConnClosed))
+    assert closed.after_id == at_close < truth[-1].id - 100
+    want = predicted(records, truth, conn=1)
+    assert received(msgs)[1] == [(_type(truth[i - 1]), truth[i - 1].msg) for i in want[1]]
+    assert len(want[1]) > 100
+
+
 def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
     # the behaviours at 20 a second: about a dozen metadata and unknown-type messages in the run (at 3-4 a second
     # about three, and a CI run came out without a metadata update)
