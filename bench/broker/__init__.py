@@ -1,0 +1,1 @@
+"""Benchmarks of what the pipeline's clients ask of the broker (issue 13)."""

@@ -1,0 +1,212 @@
+"""The broker's CPU for the gatherers' produce pattern, one partition per request against all partitions in one.
+
+Each gatherer hands its producer one release per read window (``gather.read_window_ms``) holding frames for every
+raw partition. librdkafka (the pipeline's client) sends one ProduceRequest per partition, and the broker's cost is
+per request (docs/perf-broker.md); aiokafka sends one request per broker carrying every partition that has a batch
+ready. This drives ``--producers`` processes (one per gatherer), each ``--rate`` records a second in releases every
+``--window-ms`` over ``--partitions`` partitions of its own topic, with librdkafka (``rd``, the baseline) and with
+aiokafka (``aio``), alternating the two for ``--rounds`` rounds, and reports the broker's and the producers' CPU per
+record (medians). Both clients: acks=all, idempotence, no compression (aiokafka would need the ``lz4`` package for
+the pipeline's lz4), a 1-ms linger, the same record bodies.
+
+Needs the local broker started by ``mdpipe infra up`` (its process id comes from ``.run/infra.json``); elsewhere
+the broker's figures are null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench.dedup.paced import ProcCpu, broker_pid
+from mdpipe.config import load_config
+
+MODES = ("rd", "aio")
+
+
+def bodies(n: int = 4096) -> list[bytes]:
+    """Frame-sized records (~300 bytes of a Kalshi delta's JSON), all different."""
+    out = []
+    for i in range(n):
+        msg = {
+            "market_ticker": f"KXBENCH-E{i % 50}-M{i % 500}",
+            "price_dollars": f"0.{10 + i % 89}",
+            "delta_fp": f"{i % 101 - 50}.00",
+            "side": "yes" if i % 2 else "no",
+            "ts": 1_796_000_000_000 + i,
+        }
+        out.append(json.dumps({"type": "orderbook_delta", "sid": 1, "seq": i, "msg": msg}).encode() + b" " * 80)
+    return out  # fmt: skip
+
+
+def produce_rd(
+    bootstrap: str, topic: str, partitions: int, per_release: int, window_s: float, duration_s: float
+) -> tuple[int, float]:
+    from confluent_kafka import Producer
+
+    conf = {"bootstrap.servers": bootstrap, "linger.ms": 1, "enable.idempotence": True, "acks": "all"}
+    producer = Producer({**conf, "compression.type": "none"})
+    values, k, n = bodies(), 0, 0
+    t0, cpu0 = time.monotonic(), time.process_time()
+    while time.monotonic() - t0 < duration_s:
+        for _ in range(per_release):
+            producer.produce(topic, values[k % len(values)], partition=k % partitions)
+            k += 1
+        producer.poll(0)
+        n += 1
+        time.sleep(max(0.0, t0 + n * window_s - time.monotonic()))
+    if producer.flush(30):
+        raise RuntimeError("librdkafka producer did not deliver everything in 30 s")
+    return k, time.process_time() - cpu0
+
+
+async def produce_aio(
+    bootstrap: str, topic: str, partitions: int, per_release: int, window_s: float, duration_s: float
+) -> tuple[int, float]:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=1, enable_idempotence=True, acks="all", max_batch_size=1 << 20
+    )
+    await producer.start()
+    values, k, n = bodies(), 0, 0
+    t0, cpu0 = time.monotonic(), time.process_time()
+    try:
+        while time.monotonic() - t0 < duration_s:
+            batches = [producer.create_batch() for _ in range(partitions)]
+            for _ in range(per_release):
+                batches[k % partitions].append(key=None, value=values[k % len(values)], timestamp=None)
+                k += 1
+            for partition, batch in enumerate(batches):
+                await producer.send_batch(batch, topic, partition=partition)
+            n += 1
+            await asyncio.sleep(max(0.0, t0 + n * window_s - time.monotonic()))
+        await producer.flush()
+        cpu = time.process_time() - cpu0
+    finally:
+        await producer.stop()
+    return k, cpu
+
+
+def worker(argv: list[str]) -> int:
+    """One producer process: prints ``{"records": N, "cpu_s": S}``, S its CPU (every thread) from its first release
+    to the end of its flush (imports and connecting left out)."""
+    mode, bootstrap, topic = argv[0], argv[1], argv[2]
+    partitions, rate, window_ms, duration_s = int(argv[3]), float(argv[4]), float(argv[5]), float(argv[6])
+    per_release, window_s = max(1, round(rate * window_ms / 1000)), window_ms / 1000
+    if mode == "rd":
+        records, cpu_s = produce_rd(bootstrap, topic, partitions, per_release, window_s, duration_s)
+    else:
+        records, cpu_s = asyncio.run(produce_aio(bootstrap, topic, partitions, per_release, window_s, duration_s))
+    print(json.dumps({"records": records, "cpu_s": cpu_s}))
+    return 0
+
+
+def one_run(mode: str, bootstrap: str, topics: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Every producer of ``mode`` at once; CPU of the broker over the run and of the producers."""
+    bpid = broker_pid()
+    broker = ProcCpu(bpid) if bpid is not None else None
+    b0 = broker.total() if broker else 0.0
+    cmd = [sys.executable, "-m", "bench.broker.produce_requests", "--worker", mode, bootstrap]
+    params = [str(args.partitions), str(args.rate), str(args.window_ms), str(args.duration)]
+    procs = [subprocess.Popen([*cmd, t, *params], stdout=subprocess.PIPE, text=True) for t in topics]
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=args.duration + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} producer exited with {proc.returncode}")
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    records = sum(o["records"] for o in outs)
+    client = sum(o["cpu_s"] for o in outs)
+    broker_s = broker.total() - b0 if broker else None
+    return {
+        "mode": mode,
+        "records": records,
+        "broker_cpu_s": None if broker_s is None else round(broker_s, 2),
+        "broker_us_per_record": None if broker_s is None else round(broker_s / records * 1e6, 2),
+        "client_cpu_s": round(client, 2),
+        "client_us_per_record": round(client / records * 1e6, 2),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def end_offsets(bootstrap: str, topics: list[str], partitions: int) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-broker-{uuid.uuid4().hex[:6]}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                   for t in topics for p in range(partitions))  # fmt: skip
+    finally:
+        consumer.close()
+
+
+def median_of(runs: list[dict[str, Any]], mode: str, field: str) -> float | None:
+    values = [r[field] for r in runs if r["mode"] == mode and r[field] is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench.broker.produce_requests", description=__doc__.split("\n")[0])
+    parser.add_argument("--producers", type=int, default=3, help="producer processes, one per gatherer (default 3)")
+    parser.add_argument("--rate", type=float, default=10_000.0, help="records a second per producer (default 10,000)")
+    parser.add_argument("--window-ms", type=float, default=40.0, help="one release every this many ms (default 40)")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of each producer's topic (default 6)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of each run (default 30)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of rd then aio, alternating (default 3)")
+    args = parser.parse_args(argv)
+
+    bootstrap = load_config().kafka.bootstrap_servers
+    if not bootstrap:
+        print("bench-broker: no broker (run `make up`)", file=sys.stderr)
+        return 2
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    prefix = f"bench-broker-{uuid.uuid4().hex[:8]}."
+    topics = {m: [f"{prefix}{m}.{i}" for i in range(args.producers)] for m in MODES}
+    names = [t for ts in topics.values() for t in ts]
+    for fut in admin.create_topics([NewTopic(t, args.partitions, 1) for t in names]).values():
+        fut.result()
+    runs: list[dict[str, Any]] = []
+    try:
+        for r in range(args.rounds):
+            for mode in MODES if r % 2 == 0 else MODES[::-1]:
+                runs.append(one_run(mode, bootstrap, topics[mode], args))
+                print(json.dumps(runs[-1]), flush=True)
+        stored = {m: end_offsets(bootstrap, topics[m], args.partitions) for m in MODES}
+    finally:
+        for fut in admin.delete_topics(names, operation_timeout=30).values():
+            fut.result()
+    base, new = median_of(runs, "rd", "broker_us_per_record"), median_of(runs, "aio", "broker_us_per_record")
+    result = {
+        "bench": "broker-produce-requests",
+        "value": new,
+        "unit": "broker CPU us per record, all partitions in one request (aiokafka; median)",
+        "baseline": base,
+        "baseline_unit": "broker CPU us per record, one partition per request (librdkafka; median)",
+        "ratio": round(new / base, 3) if new and base else None,
+        "client_us_per_record": {m: median_of(runs, m, "client_us_per_record") for m in MODES},
+        "records": {m: sum(r["records"] for r in runs if r["mode"] == m) for m in MODES},
+        "stored": stored,
+        "producers": args.producers, "rate": args.rate, "window_ms": args.window_ms,
+        "partitions": args.partitions, "duration_s": args.duration, "rounds": args.rounds,
+        "runs": runs,
+    }  # fmt: skip
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
