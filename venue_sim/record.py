@@ -31,8 +31,9 @@ Exact semantics (what the emulator writes; verify relies on them):
 - ``SnapshotSent``: every ``orderbook_snapshot`` (after subscribe, add_markets, get_snapshot): the book after
   ``after_id`` exactly as the levels were spelled on the wire (``use_yes_price`` says how NO bids were priced).
 - ``ConnClosed``: any end (fault ``close``, heartbeat-timeout abort, client close, lost socket, server stop).
-  ``after_id`` = the last event of the last batch written to the socket while it was open (batches held by the
-  ``delay`` fault count when released). After an abort (``reason`` ``heartbeat_timeout``) bytes still in the
+  ``after_id`` = the last event of the last batch written to the socket while it was open and the venue had not
+  decided to close it (batches held by the ``delay`` fault count when released; those still held at a ``close``
+  fault are dropped). After an abort (``reason`` ``heartbeat_timeout``) bytes still in the
   socket buffer may never arrive: the client sees the connection drop. A connection that ends while the ``delay``
   fault still holds batches can have a sid whose ``Subscribed.after_id`` is above its final ``after_id``: that
   sid delivered nothing. ``reason``: ``fault``, ``heartbeat_timeout``, ``client`` (the client sent the close),

@@ -10,7 +10,9 @@ heartbeat pings, a pong deadline, a bounded send buffer (the session's ``overflo
 :mod:`venue_sim.faults`.
 
 Each connection keeps its *position*: the id of the last event of the last batch written to its socket (a batch
-held by the ``delay`` fault counts when released). With a recorder, connections are recorded when accepted
+held by the ``delay`` fault counts when released). Once the venue decides to close a connection (the ``close`` fault)
+nothing more is written to it, although its close handshake starts a moment later: held batches due after that are
+dropped, never released. With a recorder, connections are recorded when accepted
 (``ConnOpened``, with the client's User-Agent) and when they end (``ConnClosed`` and the end of every sid, at the
 position).
 
