@@ -4,13 +4,18 @@ Each gatherer hands its producer one release per read window (``gather.read_wind
 raw partition. librdkafka (the pipeline's client) sends one ProduceRequest per partition, and the broker's cost is
 per request (docs/perf-broker.md); aiokafka sends one request per broker carrying every partition that has a batch
 ready. This drives ``--producers`` processes (one per gatherer), each ``--rate`` records a second in releases every
-``--window-ms`` over ``--partitions`` partitions of its own topic, with librdkafka (``rd``, the baseline) and with
-aiokafka (``aio``), alternating the two for ``--rounds`` rounds, and reports the broker's and the producers' CPU per
-record (medians). Both clients: acks=all, idempotence, no compression (aiokafka would need the ``lz4`` package for
-the pipeline's lz4), a 1-ms linger, the same record bodies.
+``--window-ms`` over ``--partitions`` partitions of its own topic, with librdkafka (``rd``, the baseline), with
+aiokafka through its batch API (``aio``: ``create_batch``/``send_batch``, one builder per partition and release) and
+with aiokafka's per-record ``send`` (``aio-send``), each first in turn for ``--rounds`` rounds, and
+reports the broker's and the producers' CPU per record (medians) and the produce requests each client sent per
+release (librdkafka's statistics; aiokafka's sender counted). Both clients: acks=all, idempotence, no compression
+(aiokafka would need the ``lz4`` package for the pipeline's lz4), a 1-ms linger, the same record bodies.
 
-Needs the local broker started by ``mdpipe infra up`` (its process id comes from ``.run/infra.json``); elsewhere
-the broker's figures are null.
+The broker's CPU is taken over each run (the producers' start included) less what the idle broker uses over the
+same time (the lower of two ``--idle-s`` samples, before the first run and after the last; its background work comes
+in bursts); anything else using the broker meanwhile counts too.
+It needs the broker started by ``mdpipe infra up`` at the configured address (its process id comes from
+``.run/infra.json``); for any other broker the broker's figures are null.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 from bench.dedup.paced import ProcCpu, broker_pid
 from mdpipe.config import load_config
 
-MODES = ("rd", "aio")
+MODES = ("rd", "aio", "aio-send")  # librdkafka; aiokafka batch API; aiokafka per-record send()
 
 
 def bodies(n: int = 4096) -> list[bytes]:
@@ -49,10 +54,13 @@ def bodies(n: int = 4096) -> list[bytes]:
 
 def produce_rd(
     bootstrap: str, topic: str, partitions: int, per_release: int, window_s: float, duration_s: float
-) -> tuple[int, float]:
+) -> tuple[int, float, int]:
+    """(records, producer CPU seconds, produce requests sent)."""
     from confluent_kafka import Producer
 
+    stats: list[dict[str, Any]] = []
     conf = {"bootstrap.servers": bootstrap, "linger.ms": 1, "enable.idempotence": True, "acks": "all"}
+    conf |= {"statistics.interval.ms": 500, "stats_cb": lambda raw: stats.append(json.loads(raw))}
     producer = Producer({**conf, "compression.type": "none"})
     values, k, n = bodies(), 0, 0
     t0, cpu0 = time.monotonic(), time.process_time()
@@ -65,13 +73,31 @@ def produce_rd(
         time.sleep(max(0.0, t0 + n * window_s - time.monotonic()))
     if producer.flush(30):
         raise RuntimeError("librdkafka producer did not deliver everything in 30 s")
-    return k, time.process_time() - cpu0
+    cpu = time.process_time() - cpu0
+    seen = len(stats)
+    while len(stats) < seen + 2:  # statistics taken after the last delivery
+        producer.poll(0.1)
+    requests = sum(b.get("req", {}).get("Produce", 0) for b in stats[-1]["brokers"].values())
+    return k, cpu, requests
 
 
 async def produce_aio(
-    bootstrap: str, topic: str, partitions: int, per_release: int, window_s: float, duration_s: float
-) -> tuple[int, float]:
+    bootstrap: str, topic: str, partitions: int, per_release: int, window_s: float, duration_s: float, per_record: bool
+) -> tuple[int, float, int]:
+    """(records, producer CPU seconds, produce requests sent); ``per_record``: each record through ``send()`` (what
+    an ordinary aiokafka client, Faust's included, does) instead of a batch builder per partition."""
     from aiokafka import AIOKafkaProducer
+    from aiokafka.producer import sender
+
+    requests = 0
+    create_request = sender.SendProduceReqHandler.create_request
+
+    def counted(handler: Any) -> Any:  # aiokafka's sender builds one of these per ProduceRequest
+        nonlocal requests
+        requests += 1
+        return create_request(handler)
+
+    sender.SendProduceReqHandler.create_request = counted  # type: ignore[method-assign]
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=1, enable_idempotence=True, acks="all", max_batch_size=1 << 20
@@ -81,6 +107,13 @@ async def produce_aio(
     t0, cpu0 = time.monotonic(), time.process_time()
     try:
         while time.monotonic() - t0 < duration_s:
+            if per_record:
+                for _ in range(per_release):
+                    await producer.send(topic, values[k % len(values)], partition=k % partitions)
+                    k += 1
+                n += 1
+                await asyncio.sleep(max(0.0, t0 + n * window_s - time.monotonic()))
+                continue
             batches = [producer.create_batch() for _ in range(partitions)]
             for _ in range(per_release):
                 batches[k % partitions].append(key=None, value=values[k % len(values)], timestamp=None)
@@ -93,28 +126,51 @@ async def produce_aio(
         cpu = time.process_time() - cpu0
     finally:
         await producer.stop()
-    return k, cpu
+    return k, cpu, requests
 
 
 def worker(argv: list[str]) -> int:
-    """One producer process: prints ``{"records": N, "cpu_s": S}``, S its CPU (every thread) from its first release
-    to the end of its flush (imports and connecting left out)."""
+    """One producer process: prints ``{"records": N, "cpu_s": S, "requests": R, "releases": L}``, S its CPU (every
+    thread) from its first release to the end of its flush (imports and connecting left out)."""
     mode, bootstrap, topic = argv[0], argv[1], argv[2]
     partitions, rate, window_ms, duration_s = int(argv[3]), float(argv[4]), float(argv[5]), float(argv[6])
     per_release, window_s = max(1, round(rate * window_ms / 1000)), window_ms / 1000
     if mode == "rd":
-        records, cpu_s = produce_rd(bootstrap, topic, partitions, per_release, window_s, duration_s)
+        records, cpu_s, requests = produce_rd(bootstrap, topic, partitions, per_release, window_s, duration_s)
     else:
-        records, cpu_s = asyncio.run(produce_aio(bootstrap, topic, partitions, per_release, window_s, duration_s))
-    print(json.dumps({"records": records, "cpu_s": cpu_s}))
+        run = produce_aio(bootstrap, topic, partitions, per_release, window_s, duration_s, mode == "aio-send")
+        records, cpu_s, requests = asyncio.run(run)
+    print(json.dumps({"records": records, "cpu_s": cpu_s, "requests": requests, "releases": records // per_release}))
     return 0
 
 
-def one_run(mode: str, bootstrap: str, topics: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Every producer of ``mode`` at once; CPU of the broker over the run and of the producers."""
-    bpid = broker_pid()
-    broker = ProcCpu(bpid) if bpid is not None else None
-    b0 = broker.total() if broker else 0.0
+def local_broker(bootstrap: str) -> ProcCpu | None:
+    """The broker ``mdpipe infra up`` started, when it is the one at ``bootstrap``."""
+    from mdpipe.config import run_dir
+
+    try:
+        infra = json.loads((run_dir() / "infra.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pid = broker_pid()
+    return ProcCpu(pid) if pid is not None and infra.get("bootstrap_servers") == bootstrap else None
+
+
+def idle_rate(broker: ProcCpu | None, seconds: float) -> float:
+    """CPU seconds a second the broker uses with nothing sent to it by this benchmark."""
+    if broker is None or seconds <= 0:
+        return 0.0
+    b0, t0 = broker.total(), time.monotonic()
+    time.sleep(seconds)
+    return (broker.total() - b0) / (time.monotonic() - t0)
+
+
+def one_run(
+    mode: str, bootstrap: str, topics: list[str], args: argparse.Namespace, broker: ProcCpu | None, idle: float
+) -> dict[str, Any]:
+    """Every producer of ``mode`` at once; CPU of the broker over the run (less its idle use) and of the
+    producers; produce requests per release."""
+    b0, t0 = broker.total() if broker else 0.0, time.monotonic()
     cmd = [sys.executable, "-m", "bench.broker.produce_requests", "--worker", mode, bootstrap]
     params = [str(args.partitions), str(args.rate), str(args.window_ms), str(args.duration)]
     procs = [subprocess.Popen([*cmd, t, *params], stdout=subprocess.PIPE, text=True) for t in topics]
@@ -126,10 +182,14 @@ def one_run(mode: str, bootstrap: str, topics: list[str], args: argparse.Namespa
         outs.append(json.loads(out.strip().splitlines()[-1]))
     records = sum(o["records"] for o in outs)
     client = sum(o["cpu_s"] for o in outs)
-    broker_s = broker.total() - b0 if broker else None
+    wall = time.monotonic() - t0
+    broker_s = broker.total() - b0 - idle * wall if broker else None
     return {
         "mode": mode,
         "records": records,
+        "wall_s": round(wall, 2),
+        "idle_cpu_s": round(idle * wall, 2),
+        "requests_per_release": round(sum(o["requests"] for o in outs) / sum(o["releases"] for o in outs), 2),
         "broker_cpu_s": None if broker_s is None else round(broker_s, 2),
         "broker_us_per_record": None if broker_s is None else round(broker_s / records * 1e6, 2),
         "client_cpu_s": round(client, 2),
@@ -138,13 +198,14 @@ def one_run(mode: str, bootstrap: str, topics: list[str], args: argparse.Namespa
     }
 
 
-def end_offsets(bootstrap: str, topics: list[str], partitions: int) -> int:
+def end_offsets(bootstrap: str, topics: list[str], partitions: int) -> list[int]:
+    """Records stored in each partition number, summed over ``topics``."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-broker-{uuid.uuid4().hex[:6]}"})
     try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                   for t in topics for p in range(partitions))  # fmt: skip
+        return [sum(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t in topics)
+                for p in range(partitions)]  # fmt: skip
     finally:
         consumer.close()
 
@@ -164,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-ms", type=float, default=40.0, help="one release every this many ms (default 40)")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of each producer's topic (default 6)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of each run (default 30)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of rd then aio, alternating (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of one run per client, each client first in turn (default 3)"
+    )
+    parser.add_argument("--idle-s", type=float, default=10.0, help="seconds of each idle broker sample (default 10)")
     args = parser.parse_args(argv)
 
     bootstrap = load_config().kafka.bootstrap_servers
@@ -180,16 +244,28 @@ def main(argv: list[str] | None = None) -> int:
     for fut in admin.create_topics([NewTopic(t, args.partitions, 1) for t in names]).values():
         fut.result()
     runs: list[dict[str, Any]] = []
+    broker = local_broker(bootstrap)
+    time.sleep(2.0)  # the topics' creation settles (the broker's work for it is not idle)
+    idle = idle_rate(broker, args.idle_s)
     try:
         for r in range(args.rounds):
-            for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                runs.append(one_run(mode, bootstrap, topics[mode], args))
+            for mode in MODES[r % 3 :] + MODES[: r % 3]:  # each client first in turn
+                runs.append(one_run(mode, bootstrap, topics[mode], args, broker, idle))
                 print(json.dumps(runs[-1]), flush=True)
         stored = {m: end_offsets(bootstrap, topics[m], args.partitions) for m in MODES}
+        after = idle_rate(broker, args.idle_s)
+        if after < idle:  # the lower of the two: a burst of the broker's own background work only adds
+            idle = after
+            for run in runs:
+                if run["broker_cpu_s"] is not None:
+                    run["broker_cpu_s"] = round(run["broker_cpu_s"] + (run["idle_cpu_s"] - after * run["wall_s"]), 2)
+                    run["idle_cpu_s"] = round(after * run["wall_s"], 2)
+                    run["broker_us_per_record"] = round(run["broker_cpu_s"] / run["records"] * 1e6, 2)
     finally:
         for fut in admin.delete_topics(names, operation_timeout=30).values():
             fut.result()
     base, new = median_of(runs, "rd", "broker_us_per_record"), median_of(runs, "aio", "broker_us_per_record")
+    broker = {m: median_of(runs, m, "broker_us_per_record") for m in MODES}
     result = {
         "bench": "broker-produce-requests",
         "value": new,
@@ -197,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": base,
         "baseline_unit": "broker CPU us per record, one partition per request (librdkafka; median)",
         "ratio": round(new / base, 3) if new and base else None,
+        "broker_us_per_record": broker,
         "client_us_per_record": {m: median_of(runs, m, "client_us_per_record") for m in MODES},
+        "requests_per_release": {m: median_of(runs, m, "requests_per_release") for m in MODES},
+        "broker_idle_cpu_s_per_s": round(idle, 4) if broker else None,
         "records": {m: sum(r["records"] for r in runs if r["mode"] == m) for m in MODES},
         "stored": stored,
         "producers": args.producers, "rate": args.rate, "window_ms": args.window_ms,
