@@ -38,7 +38,7 @@ MODES = ("rd", "aio", "aio-send")  # librdkafka; aiokafka batch API; aiokafka pe
 
 
 def bodies(n: int = 4096) -> list[bytes]:
-    """Frame-sized records (~300 bytes of a Kalshi delta's JSON), all different."""
+    """Frame-sized records (~300 bytes of a venue's book-delta JSON), all different."""
     out = []
     for i in range(n):
         msg = {
