@@ -166,10 +166,10 @@ def idle_rate(broker: ProcCpu | None, seconds: float) -> float:
 
 
 def one_run(
-    mode: str, bootstrap: str, topics: list[str], args: argparse.Namespace, broker: ProcCpu | None, idle: float
+    mode: str, bootstrap: str, topics: list[str], args: argparse.Namespace, broker: ProcCpu | None
 ) -> dict[str, Any]:
-    """Every producer of ``mode`` at once; CPU of the broker over the run (less its idle use) and of the
-    producers; produce requests per release."""
+    """Every producer of ``mode`` at once; CPU of the broker over the run (its idle use still in: :func:`net_of_idle`)
+    and of the producers; produce requests per release."""
     b0, t0 = broker.total() if broker else 0.0, time.monotonic()
     cmd = [sys.executable, "-m", "bench.broker.produce_requests", "--worker", mode, bootstrap]
     params = [str(args.partitions), str(args.rate), str(args.window_ms), str(args.duration)]
@@ -182,20 +182,24 @@ def one_run(
         outs.append(json.loads(out.strip().splitlines()[-1]))
     records = sum(o["records"] for o in outs)
     client = sum(o["cpu_s"] for o in outs)
-    wall = time.monotonic() - t0
-    broker_s = broker.total() - b0 - idle * wall if broker else None
     return {
         "mode": mode,
         "records": records,
-        "wall_s": round(wall, 2),
-        "idle_cpu_s": round(idle * wall, 2),
+        "wall_s": round(time.monotonic() - t0, 2),
         "requests_per_release": round(sum(o["requests"] for o in outs) / sum(o["releases"] for o in outs), 2),
-        "broker_cpu_s": None if broker_s is None else round(broker_s, 2),
-        "broker_us_per_record": None if broker_s is None else round(broker_s / records * 1e6, 2),
+        "broker_total_cpu_s": round(broker.total() - b0, 2) if broker else None,
         "client_cpu_s": round(client, 2),
         "client_us_per_record": round(client / records * 1e6, 2),
         "load": round(os.getloadavg()[0], 2),
     }
+
+
+def net_of_idle(run: dict[str, Any], idle: float) -> None:
+    """Add to ``run`` the broker's CPU less what the idle broker (``idle`` CPU seconds a second) used meanwhile."""
+    total = run["broker_total_cpu_s"]
+    run["idle_cpu_s"] = round(idle * run["wall_s"], 2)
+    run["broker_cpu_s"] = None if total is None else round(total - run["idle_cpu_s"], 2)
+    run["broker_us_per_record"] = None if total is None else round(run["broker_cpu_s"] / run["records"] * 1e6, 2)
 
 
 def end_offsets(bootstrap: str, topics: list[str], partitions: int) -> list[int]:
@@ -246,26 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     broker = local_broker(bootstrap)
     time.sleep(2.0)  # the topics' creation settles (the broker's work for it is not idle)
-    idle = idle_rate(broker, args.idle_s)
+    before = idle_rate(broker, args.idle_s)
     try:
         for r in range(args.rounds):
-            for mode in MODES[r % 3 :] + MODES[: r % 3]:  # each client first in turn
-                runs.append(one_run(mode, bootstrap, topics[mode], args, broker, idle))
+            k = r % len(MODES)
+            for mode in MODES[k:] + MODES[:k]:  # each client first in turn
+                runs.append(one_run(mode, bootstrap, topics[mode], args, broker))
                 print(json.dumps(runs[-1]), flush=True)
         stored = {m: end_offsets(bootstrap, topics[m], args.partitions) for m in MODES}
-        after = idle_rate(broker, args.idle_s)
-        if after < idle:  # the lower of the two: a burst of the broker's own background work only adds
-            idle = after
-            for run in runs:
-                if run["broker_cpu_s"] is not None:
-                    run["broker_cpu_s"] = round(run["broker_cpu_s"] + (run["idle_cpu_s"] - after * run["wall_s"]), 2)
-                    run["idle_cpu_s"] = round(after * run["wall_s"], 2)
-                    run["broker_us_per_record"] = round(run["broker_cpu_s"] / run["records"] * 1e6, 2)
+        # the lower of two samples: a burst of the broker's own background work only adds
+        idle = min(before, idle_rate(broker, args.idle_s))
     finally:
         for fut in admin.delete_topics(names, operation_timeout=30).values():
             fut.result()
-    base, new = median_of(runs, "rd", "broker_us_per_record"), median_of(runs, "aio", "broker_us_per_record")
-    broker = {m: median_of(runs, m, "broker_us_per_record") for m in MODES}
+    for run in runs:
+        net_of_idle(run, idle)
+    per_record = {m: median_of(runs, m, "broker_us_per_record") for m in MODES}
+    base, new = per_record["rd"], per_record["aio"]
     result = {
         "bench": "broker-produce-requests",
         "value": new,
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": base,
         "baseline_unit": "broker CPU us per record, one partition per request (librdkafka; median)",
         "ratio": round(new / base, 3) if new and base else None,
-        "broker_us_per_record": broker,
+        "broker_us_per_record": per_record,
         "client_us_per_record": {m: median_of(runs, m, "client_us_per_record") for m in MODES},
         "requests_per_release": {m: median_of(runs, m, "requests_per_release") for m in MODES},
         "broker_idle_cpu_s_per_s": round(idle, 4) if broker else None,
