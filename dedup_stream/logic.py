@@ -470,7 +470,11 @@ class SinglesTracker:
         self._times: deque[int] = deque()  # first copies' recv_ns, in arrival order
         self._keys: deque[bytes] = deque()  # their store keys
         self._gatherers: deque[str] = deque()  # their gatherers
-        self.pending = 0  # first copies inside the horizon at the last expiry
+
+    @property
+    def pending(self) -> int:
+        """First copies inside the horizon (not yet judged)."""
+        return len(self._times)
 
     def first(self, key: bytes, gatherer: str, now_ns: int) -> None:
         waiting = self._waiting
@@ -493,7 +497,6 @@ class SinglesTracker:
             if waiting.get(key) == t:  # no copy came for this entry (a later entry of the key has a later time)
                 del waiting[key]
                 stats.gatherer(gatherer).singles += 1
-        self.pending = len(times)
 
 
 @dataclass(frozen=True, slots=True)
