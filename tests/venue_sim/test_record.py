@@ -98,6 +98,32 @@ async def _drain(c: Any) -> list[dict[str, Any]]:
         return msgs
 
 
+def _closed_run(
+    kit: SimpleNamespace, truth_path: Path, before: Any = None, after: Any = None
+) -> tuple[list[dict[str, Any]], int, list[TruthEvent], list[Record]]:
+    """Subscribe connection 1 to 20 markets' deltas, 0.3 s, ``await before(sim)``; note the connection's position and
+    close it by fault, call ``after(sim)`` in the same step; drain. Returns (messages, the position noted, truth,
+    record)."""
+
+    async def body() -> tuple[list[dict[str, Any]], int]:
+        sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
+        async with sim_ctx as sim, kit.ws_client(sim) as c:
+            await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
+            await asyncio.sleep(0.3)
+            if before is not None:
+                await before(sim)
+            at_close = sim.server.connections[1].position
+            sim.faults.close_connections(conn_id=1)
+            if after is not None:
+                after(sim)
+            msgs = await _drain(c)
+            await asyncio.sleep(0.3)
+            return msgs, at_close
+
+    msgs, at_close = asyncio.run(body())
+    return msgs, at_close, list(read_truth(truth_path)), list(read_record(record_path(truth_path)))
+
+
 def test_a_scripted_run_is_recorded_exactly(kit: SimpleNamespace, tmp_path: Path) -> None:
     truth_path = tmp_path / "truth.msgpack"
 
@@ -318,23 +344,10 @@ def test_rest_trails_the_websocket(kit: SimpleNamespace) -> None:
 def test_nothing_is_written_once_the_venue_decides_to_close(kit: SimpleNamespace, tmp_path: Path) -> None:
     # a batch generated after the close fault but before the close handshake starts (the close is a task) was
     # written and moved the connection's position, so a test reading the position at the fault raced the loop
-    truth_path = tmp_path / "truth.msgpack"
+    def next_tick(sim: Any) -> None:  # the next tick, before the close task has run
+        sim._publish(sim.generator.generate(200))
 
-    async def body() -> tuple[list[dict[str, Any]], int]:
-        sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
-        async with sim_ctx as sim, kit.ws_client(sim) as c:
-            await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
-            await asyncio.sleep(0.3)
-            at_close = sim.server.connections[1].position
-            sim.faults.close_connections(conn_id=1)
-            sim._publish(sim.generator.generate(200))  # the next tick, before the close task has run
-            msgs = await _drain(c)
-            await asyncio.sleep(0.2)
-            return msgs, at_close
-
-    msgs, at_close = asyncio.run(body())
-    truth = list(read_truth(truth_path))
-    records = list(read_record(record_path(truth_path)))
+    msgs, at_close, truth, records = _closed_run(kit, tmp_path / "truth.msgpack", after=next_tick)
     closed = next(r for r in records if isinstance(r, ConnClosed))
     assert closed.after_id == at_close < truth[-1].id - 100
     want = predicted(records, truth, conn=1)
@@ -375,24 +388,11 @@ def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
 def test_batches_held_by_delay_count_when_released_and_not_at_all_if_the_close_comes_first(
     kit: SimpleNamespace, tmp_path: Path
 ) -> None:
-    truth_path = tmp_path / "truth.msgpack"
+    async def delay(sim: Any) -> None:
+        sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
+        await asyncio.sleep(0.6)  # batches of the first 0.2 s were released, the rest are held
 
-    async def body() -> tuple[list[dict[str, Any]], int]:
-        sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
-        async with sim_ctx as sim, kit.ws_client(sim) as c:
-            await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
-            await asyncio.sleep(0.3)
-            sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
-            await asyncio.sleep(0.6)  # batches of the first 0.2 s were released, the rest are held
-            held_from = sim.server.connections[1].position
-            sim.faults.close_connections(conn_id=1)
-            msgs = await _drain(c)
-            await asyncio.sleep(0.3)
-            return msgs, held_from
-
-    msgs, held_from = asyncio.run(body())
-    truth = list(read_truth(truth_path))
-    records = list(read_record(record_path(truth_path)))
+    msgs, held_from, truth, records = _closed_run(kit, tmp_path / "truth.msgpack", before=delay)
     closed = next(r for r in records if isinstance(r, ConnClosed))
     assert closed.after_id == held_from < truth[-1].id - 100, "held batches never written do not count"
     assert not [r for r in records if isinstance(r, Suppressed)], "delayed is not suppressed"
