@@ -437,9 +437,7 @@ class SimServer:
         heartbeat = asyncio.create_task(self._heartbeat(sc))
         try:
             async for message in ws:
-                sc.commands += 1
-                sc.session.receive_text(message)
-                self.flush(sc)
+                self.command(sc, message)
         except ConnectionClosed:
             pass
         finally:
@@ -451,6 +449,15 @@ class SimServer:
                 session.end(sc.position)
                 rec.write(ConnClosed(conn_id, rec.now_ns(), sc.position, reason))
             log.info("ws_closed", conn_id=conn_id, code=ws.close_code, frames=sc.frames_sent, reason=reason)
+
+    def command(self, sc: SimConnection, message: str | bytes) -> None:
+        """Handle one client message and write its reply; counted but ignored once the venue has decided to close the
+        connection (its reply would never be written, so its ``Subscribed``/``SnapshotSent`` must not be recorded)."""
+        sc.commands += 1
+        if not sc.writable():
+            return
+        sc.session.receive_text(message)
+        self.flush(sc)
 
     @staticmethod
     def _close_cause(ws: ServerConnection) -> str:

@@ -355,6 +355,21 @@ def test_nothing_is_written_once_the_venue_decides_to_close(kit: SimpleNamespace
     assert len(want[1]) > 100
 
 
+def test_a_command_handled_after_the_close_decision_records_nothing(kit: SimpleNamespace, tmp_path: Path) -> None:
+    # a command read between the close fault and the close handshake was handled: its snapshots were recorded as sent
+    # (SnapshotSent, which verify matches snapshot rows against) although the connection wrote nothing more
+    def get_snapshot(sim: Any) -> None:  # the client's command, read before the close task has run
+        command = {"id": 99, "cmd": "update_subscription", "params": {"sid": 1, "action": "get_snapshot"}}
+        sim.server.command(sim.server.connections[1], json.dumps(command))
+
+    msgs, _, _, records = _closed_run(kit, tmp_path / "truth.msgpack", after=get_snapshot)
+    sent = [r for r in records if isinstance(r, SnapshotSent)]
+    got = [m for m in msgs if m.get("type") == "orderbook_snapshot"]
+    assert len(got) == 20  # the subscription's own snapshots, one per market
+    assert len(sent) == len(got)
+    assert records.index(next(r for r in records if isinstance(r, ConnClosed))) > records.index(sent[-1])
+
+
 def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
     # the behaviours at 20 a second: about a dozen metadata and unknown-type messages in the run (at 3-4 a second
     # about three, and a CI run came out without a metadata update)
