@@ -12,8 +12,11 @@ acknowledged (:meth:`OutputBatcher.confirm`); a failed one stops the worker. A r
 before its event is appended to the events batcher (same synchronous step of the agent), so an event that reaches
 the broker always has its winner in the changelog: whoever restores the partition next replays the same copy.
 A batch leaves the pending set only under the lock, so a commit's flush (which takes the lock) never
-misses a batch that another flush is still handing over. A timer calls :meth:`flush` every linger period
-so that output latency stays bounded when input is slow.
+misses a batch that another flush is still handing over; a flush that finds nothing pending still waits for the lock
+while another flush holds it (that flush took its batches out of the pending set and may be waiting for the changelog
+acknowledgement: returning at once let Faust commit offsets past events not yet handed to the producer, which a
+SIGKILL then lost with every copy). A timer calls :meth:`flush` every linger period so that output latency stays
+bounded when input is slow.
 """
 
 from __future__ import annotations
@@ -77,9 +80,10 @@ class OutputBatcher:
             await self.flush()
 
     async def flush(self) -> None:
-        """Hand every pending batch to the producer (does not wait for the broker's acknowledgement)."""
-        if not self._batches and not self._full:
-            return
+        """Hand every pending batch to the producer (does not wait for the broker's acknowledgement); returns only
+        once any flush already under way has handed over its batches too."""
+        if not self._batches and not self._full and not self._lock.locked():
+            return  # nothing pending, and no other flush holds batches taken out of the pending set
         async with self._lock:
             full, self._full = self._full, []
             batches, self._batches = self._batches, {}

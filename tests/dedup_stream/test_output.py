@@ -143,3 +143,48 @@ def test_a_failed_changelog_batch_stops_the_worker_before_its_events_are_sent(mo
         asyncio.run(scenario())
     assert exits == [75]
     assert [t for t, _, _ in producer.sent] == ["seen-changelog"]  # the event never reached the producer
+
+
+class AccumulatorFlush:
+    """Faust's producer flush as aiokafka does it: waits for the batches the producer holds when it starts."""
+
+    def __init__(self, producer: PendingProducer) -> None:
+        self.producer = producer
+
+    async def flush(self) -> None:
+        waiting = [fut for fut in self.producer.futures if not fut.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+
+
+def test_a_commit_flush_waits_for_events_another_flush_is_handing_over() -> None:
+    """Faust engine: the producer flush that Faust runs before committing offsets returns only once every event
+    appended before it is acknowledged, even when another flush (the linger timer's, or the agent's on a full batch)
+    has taken those events out of the pending set and is still waiting for their changelog records' acknowledgement.
+    Otherwise Faust commits the offsets of frames whose events have not reached the broker: a SIGKILL before they
+    do loses them (the restarted worker never re-reads those frames)."""
+
+    async def scenario() -> None:
+        producer = PendingProducer(batch_size=2048)
+        changelog = OutputBatcher("seen-changelog", lambda: producer)
+        events = OutputBatcher("events", lambda: producer, after=changelog)
+        faust_producer = AccumulatorFlush(producer)
+        events.hook(faust_producer)
+        changelog.hook(faust_producer)  # as DedupApp does: the changelog's flush wraps the events'
+        changelog.append(1, b"k", b"winner")
+        events.append(1, b"M", b"event")
+        timer = asyncio.ensure_future(events.flush())  # the linger timer's flush: waits for the changelog ack
+        await asyncio.sleep(0.05)
+        assert [t for t, _, _ in producer.sent] == ["seen-changelog"] and not timer.done()
+        commit_flush = asyncio.ensure_future(faust_producer.flush())  # Faust, about to commit the offsets
+        await asyncio.sleep(0.05)
+        producer.futures[0].set_result(None)  # the broker acknowledges the changelog batch
+        await asyncio.wait_for(timer, 1)
+        assert [t for t, _, _ in producer.sent] == ["seen-changelog", "events"]
+        await asyncio.sleep(0.05)
+        # Faust commits as soon as its flush returns: not before the event is acknowledged
+        assert not commit_flush.done(), "offsets would be committed before the event reached the broker"
+        producer.futures[1].set_result(None)
+        await asyncio.wait_for(commit_flush, 1)
+
+    asyncio.run(scenario())

@@ -404,6 +404,33 @@ def test_faust_end_of_rebalance_decides_every_raw_record(dedup_topics, dedup_wor
     assert max(venue_keys(topics).values()) == 1
 
 
+@pytest.mark.parametrize("dedup_workers", ["faust"], indirect=True)
+def test_faust_commit_waits_for_events_held_in_another_flush(dedup_topics, dedup_workers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The Faust engine's commit flushes the output first (OutputBatcher.hook). When another flush (the linger timer's)
+    has taken the last event batches out of the pending set and waits for their changelog acknowledgement, the
+    commit's flush must wait for it too: it returned at once, and Faust committed the frames of events that had not
+    reached the producer. A SIGKILL then lost them for good (every copy: the restarted worker does not read those
+    frames again), as in the rare CI loss of the sigkill test. commit_during_flush.py holds that flush past a commit
+    and kills the worker right after the commit that names every frame."""
+    topics = dedup_topics
+    events = venue_events(3000, markets=30, seed=29)
+    expected = {e.event_key for e in events}
+    monkeypatch.setenv("MDPIPE_TEST_FRAMES", str(produce(topics, "g1", gatherer_copies(events, "g1"))))
+    w1 = dedup_workers.start(topics, "it-held", "w1", entry=[str(Path(__file__).with_name("commit_during_flush.py"))])
+    assert w1.proc.wait(120) == -9, w1.log()[-3000:]
+    assert "fault: events flush held" in w1.log() and "fault: SIGKILL" in w1.log(), w1.log()[-3000:]
+    w1.stage_file.unlink()  # the killed worker's, which the restarted one (same name) writes again once started
+    w2 = dedup_workers.start(topics, "it-held", "w1")  # same workdir, as after a crash
+    deadline = time.monotonic() + 90
+    while not (w2.stage_file.exists() and w2.healthy()):  # started (its signal handlers too) before stop()
+        assert time.monotonic() < deadline and w2.proc.poll() is None, w2.log()[-3000:]
+        time.sleep(0.5)
+    seen = wait_for_events(topics, expected, 60)
+    missing = expected - set(seen)
+    assert not missing, f"{len(missing)} events lost: committed before they reached the broker"
+    assert w2.stop() == 0, w2.log()[-3000:]
+
+
 def wait_for_gaps(topics, count: int, timeout_s: float) -> Counter[str]:  # type: ignore[no-untyped-def]
     """Poll the events topic until it holds ``count`` Gap records; return their key -> copies."""
     from schemas.events import Gap
