@@ -65,6 +65,15 @@ def log_weak(decision: Decision) -> None:
 
 TABLE_NAME = "seen"
 
+# The Faust engine's own cadences and sizes (dedup.commit_interval_s, commit_every and linger_ms are the native
+# engine's): offsets committed every 2 s or 20,000 acknowledged records; up to 5,000 records a poll and 65,536 in a
+# stream's buffer; output batches (and take_events) wait at most 20 ms.
+COMMIT_INTERVAL_S = 2.0
+COMMIT_EVERY = 20_000
+MAX_POLL_RECORDS = 5000
+STREAM_BUFFER = 65536
+LINGER_S = 0.02
+
 
 class TableStore:
     """The Faust table's RocksDB partitions as a :class:`dedup_stream.logic.Store`.
@@ -122,17 +131,17 @@ class DedupApp:
             datadir=str(s.workdir),
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication_factor,
-            table_standby_replicas=s.standby_replicas,
+            table_standby_replicas=s.config.standby_replicas,
             processing_guarantee="at_least_once",
             web_enabled=False,
             consumer_auto_offset_reset="earliest",
-            broker_session_timeout=s.session_timeout_s,
-            broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
-            broker_commit_every=s.commit_every,
-            broker_commit_interval=s.commit_interval_s,
-            broker_max_poll_records=s.max_poll_records,
-            stream_buffer_maxsize=s.buffer_maxsize,
-            producer_linger=s.linger_s,
+            broker_session_timeout=s.config.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.config.session_timeout_s / 3),
+            broker_commit_every=COMMIT_EVERY,
+            broker_commit_interval=COMMIT_INTERVAL_S,
+            broker_max_poll_records=MAX_POLL_RECORDS,
+            stream_buffer_maxsize=STREAM_BUFFER,
+            producer_linger=LINGER_S,
             producer_max_batch_size=256 * 1024,
             consumer_max_fetch_size=4 * 1024 * 1024,
             producer_compression_type=None if s.compression == "none" else s.compression,
@@ -166,7 +175,7 @@ class DedupApp:
         self.store.changelog = self.changelog
         self.deduper = Deduper(
             self.store,
-            singles_horizon_ns=int(s.singles_horizon_s * 1e9),
+            singles_horizon_ns=int(s.config.singles_horizon_s * 1e9),
             time_range=s.time_range,
         )
         self.events_out = 0
@@ -184,7 +193,7 @@ class DedupApp:
         self.output.hook(app.producer)
         self.changelog.hook(app.producer)
         app.agent(self.raw, name="dedup", concurrency=1)(self._agent)
-        app.timer(max(0.005, s.linger_s))(self._flush)
+        app.timer(LINGER_S)(self._flush)
         app.timer(1.0)(self._tick)
         app.timer(max(0.5, s.idle_s / 2))(self._idle_check)
 
@@ -203,7 +212,7 @@ class DedupApp:
         if take > 1:
             # Faust acks a taken batch only after this body ran for all of it, so the per-frame work
             # below happens before the commit exactly as in the per-event loop.
-            async for events in stream.take_events(take, within=self.settings.linger_s):
+            async for events in stream.take_events(take, within=LINGER_S):
                 for event in events:
                     await self._process_or_die(event.message)
         else:

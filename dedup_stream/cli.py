@@ -11,12 +11,13 @@ raw topics into ``events`` (what `mdpipe replay` uses).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import socket
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from mdpipe.config import Config, ConfigError, run_dir
 
@@ -192,41 +193,35 @@ def run(args: argparse.Namespace, config: Config) -> int:
         check_partitions(client, [*raw_topics, events_topic], config.kafka.partitions)
     if args.from_ts is not None:
         seed_replay_offsets(client, app_id, raw_topics, args.from_ts - int(warmup_s * 1000))
+    engine = args.engine or dc.engine
+    overrides: dict[str, Any] = {"app_id": app_id, "window_s": window_s}
+    if args.standby_replicas is not None:
+        overrides["standby_replicas"] = args.standby_replicas
+    if args.session_timeout_s:
+        overrides["session_timeout_s"] = args.session_timeout_s
+    native = engine == "native"
     settings = DedupSettings(
-        app_id=app_id,
+        config=msgspec.structs.replace(dc, **overrides),
         bootstrap_servers=config.kafka.bootstrap_servers,
         raw_topics=raw_topics,
         partitions=config.kafka.partitions,
         workdir=workdir,
         events_topic=events_topic,
         dlq_topic=dlq_topic,
-        window_s=window_s,
         replication_factor=config.kafka.replication_factor,
-        standby_replicas=dc.standby_replicas if args.standby_replicas is None else args.standby_replicas,
-        session_timeout_s=args.session_timeout_s or dc.session_timeout_s,
-        singles_horizon_s=dc.singles_horizon_s,
         time_range=time_range,
         exit_when_idle=args.exit_when_idle,
         idle_s=args.idle_s,
         take=args.take,
-        compression=config.kafka.compression if config.kafka.compression in ("none", "gzip") else "none",
+        # the Faust engine's client (aiokafka) has no lz4 here: none or gzip there
+        compression=config.kafka.compression if native or config.kafka.compression == "gzip" else "none",
+        static_member_id=group_instance_id(args.group_instance_id or dc.group_instance_id, workdir) if native else "",
         client_conf=client,
     )
-    engine = args.engine or dc.engine
     dedup: Any
-    if engine == "native":
+    if native:
         from dedup_stream.native import build_worker
 
-        settings = dataclasses.replace(
-            settings,
-            compression=config.kafka.compression,
-            commit_every=dc.commit_every,
-            commit_interval_s=dc.commit_interval_s,
-            linger_ms=dc.linger_ms,
-            fetch_wait_ms=dc.fetch_wait_ms,
-            fetch_min_bytes=dc.fetch_min_bytes,
-            group_instance_id=group_instance_id(args.group_instance_id or dc.group_instance_id, workdir),
-        )
         dedup = build_worker(settings)
     else:
         from dedup_stream.app import build_app

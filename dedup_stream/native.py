@@ -118,6 +118,9 @@ def _reset_fields(reset: OffsetReset) -> dict[str, Any]:
 _IDLE_POLL_S = 0.1
 # While events are held (or a commit point waits for its acknowledgements) and no frame arrives, poll this often.
 _HELD_POLL_S = 0.002
+# The most frames one wake-up takes (``consume``): batches are this full only when the worker is behind (from a full
+# batch on it decides the next one while the previous one's changelog is in flight). Not a timer: docs/latency-budget.md
+BATCH_FRAMES = 5000
 
 # commit errors that mean this member's generation is over: not a failure of this worker's output
 _LOST_GENERATION = (
@@ -164,7 +167,7 @@ class NativeWorker:
                 **self.client_conf,
                 "partitioner": "murmur2_random",
                 "compression.type": s.compression,
-                "linger.ms": s.linger_ms,
+                "linger.ms": s.config.linger_ms,
                 "batch.num.messages": 10000,
                 "batch.size": 1 << 20,
                 "queue.buffering.max.messages": 500_000,
@@ -173,7 +176,9 @@ class NativeWorker:
         )
         self.states = PartitionStates(Path(s.workdir) / "native", s.window_s, self.output.put_changelog)
         self.batches = 0  # consumed batches processed (frames / batches = the mean batch)
-        self.deduper = Deduper(self.states, singles_horizon_ns=int(s.singles_horizon_s * 1e9), time_range=s.time_range)
+        self.deduper = Deduper(
+            self.states, singles_horizon_ns=int(s.config.singles_horizon_s * 1e9), time_range=s.time_range
+        )
         self.raw_lag = RawLag(s.raw_topics)  # fed by the consumer's statistics, read at scrape time
         self.expired = ExpiredCounts(s.raw_topics)  # raw records retention deleted unread (dedup_stream.expiry)
         self.collector = DedupCollector(
@@ -600,15 +605,15 @@ class NativeWorker:
                 "enable.auto.offset.store": False,  # commits name the frames processed (see _commit)
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
-                "session.timeout.ms": int(s.session_timeout_s * 1000),
-                "heartbeat.interval.ms": int(min(3.0, s.session_timeout_s / 3) * 1000),
+                "session.timeout.ms": int(s.config.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(min(3.0, s.config.session_timeout_s / 3) * 1000),
                 "fetch.max.bytes": 64 << 20,
                 "max.partition.fetch.bytes": 8 << 20,
                 "queued.max.messages.kbytes": 256 << 10,
                 "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # see mdpipe.kafka
-                "fetch.wait.max.ms": s.fetch_wait_ms,
-                "fetch.min.bytes": s.fetch_min_bytes,
-                **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
+                "fetch.wait.max.ms": s.config.fetch_wait_ms,
+                "fetch.min.bytes": s.config.fetch_min_bytes,
+                **({"group.instance.id": s.static_member_id} if s.static_member_id else {}),
                 "client.id": f"mdpipe-dedup-{Path(s.workdir).name}",  # names the member in `mdpipe status`
                 "statistics.interval.ms": 1000,  # offsets for the consumer-lag gauges (dedup_stream.lag)
                 "stats_cb": self.raw_lag.update,
@@ -620,7 +625,7 @@ class NativeWorker:
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         consumer.subscribe(s.raw_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._running = True
-        batch = max(1, s.max_poll_records)
+        batch = BATCH_FRAMES
         since_commit = 0
         last_commit = last_tick = last_idle_check = time.monotonic()
         try:
@@ -645,8 +650,8 @@ class NativeWorker:
                 elif self._held or self._point:
                     self._release(0.0)
                 if since_commit and (
-                    since_commit >= s.commit_every
-                    or now - last_commit >= s.commit_interval_s
+                    since_commit >= s.config.commit_every
+                    or now - last_commit >= s.config.commit_interval_s
                     or (not msgs and s.exit_when_idle)
                 ):
                     if not msgs and s.exit_when_idle:

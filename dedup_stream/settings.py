@@ -1,5 +1,10 @@
 """Settings of one dedup worker, shared by both engines (built from ``Config`` + CLI flags by ``dedup_stream.cli``).
 
+The stage's tuning lives in its config section (:class:`mdpipe.config.DedupConfig`, ``[dedup]``), which the settings
+carry whole, with the command line's overrides applied (app id, window, session timeout, standby replicas): nothing
+here repeats a config option or its default. Beside it, what the command derives from the rest of the config and
+its flags (topics, work directory, replay range, the resolved static membership id, the producers' compression).
+
 Kept apart from the engines so that the native engine (:mod:`dedup_stream.native`) starts without importing Faust.
 """
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup_stream.logic import TimeRange
+from mdpipe.config import DedupConfig
 
 __all__ = ["DedupSettings", "changelog_topic"]
 
@@ -21,32 +27,28 @@ def changelog_topic(app_id: str) -> str:
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """Everything one worker needs. Fields marked Faust-only are ignored by the native engine and vice versa."""
+    """Everything one worker needs: ``config`` (the ``dedup`` section, overrides applied) and what is derived."""
 
-    app_id: str
+    config: DedupConfig
     bootstrap_servers: str
     raw_topics: list[str]
     partitions: int
     workdir: Path
     events_topic: str = "events"
     dlq_topic: str = "dlq"
-    window_s: float = 3600.0
     replication_factor: int = 1
-    standby_replicas: int = 0  # Faust-only
-    session_timeout_s: float = 10.0
-    singles_horizon_s: float = 30.0
     time_range: TimeRange = field(default_factory=TimeRange)
-    exit_when_idle: bool = False
-    idle_s: float = 5.0
-    buffer_maxsize: int = 65536  # Faust-only
-    max_poll_records: int = 5000  # Faust: records per poll; native: messages per consume() batch
-    commit_every: int = 20000
-    commit_interval_s: float = 2.0
-    linger_s: float = 0.02  # Faust-only
-    linger_ms: int = 2  # native: producers (dedup.linger_ms)
-    fetch_wait_ms: int = 30  # native: raw consumer (dedup.fetch_wait_ms)
-    fetch_min_bytes: int = 256 << 10  # native: raw consumer (dedup.fetch_min_bytes)
-    group_instance_id: str = ""  # native: static membership id ("" = dynamic membership)
-    compression: str = "none"
-    take: int = 1000  # Faust-only: > 1 consumes with stream.take_events(take) instead of one event at a time
+    exit_when_idle: bool = False  # --exit-when-idle: stop once every raw partition is read to its end
+    idle_s: float = 5.0  # --idle-s: how long without frames counts as idle
+    take: int = 1000  # Faust engine, --take: > 1 consumes with stream.take_events(take) instead of one at a time
+    compression: str = "none"  # the producers' (the Faust engine's client has no lz4: none or gzip there)
+    static_member_id: str = ""  # native: group.instance.id resolved from dedup.group_instance_id ("" = dynamic)
     client_conf: dict[str, Any] = field(default_factory=dict)  # native: librdkafka connection keys (security)
+
+    @property
+    def app_id(self) -> str:
+        return self.config.app_id
+
+    @property
+    def window_s(self) -> float:
+        return self.config.window_s

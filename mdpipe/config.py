@@ -267,8 +267,8 @@ class DedupConfig(_Section):
     # "" = "<host name>-<work dir name>" (unique per worker: two live workers with one id fence each other);
     # "none" = dynamic membership (every stop and start moves partitions).
     group_instance_id: str = ""
-    # Native engine timers and fetch sizes (each one's latency cost said here; chosen from bench-dedup's paced case,
-    # figures in docs/latency-budget.md):
+    # Native engine timers and fetch sizes, down to commit_every (each one's latency cost said here; chosen from
+    # bench-dedup's paced case, figures in docs/latency-budget.md; the Faust engine has its own, dedup_stream.app):
     # the broker answers the worker's fetch once fetch_min_bytes of raw frames are ready or fetch_wait_ms passed.
     # Small fetches cost the worker (librdkafka threads and a Python wake-up per fetch) and the broker CPU per
     # request; a frame waits at most fetch_wait_ms for its fetch (less when the bytes fill first: the busier the

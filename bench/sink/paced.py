@@ -42,7 +42,7 @@ from mdpipe.config import Config, load_config
 from ops.cpu import cpu_rows, sample
 from schemas import encode_event
 
-LINGER_MS = 20  # dedup's events producer (dedup.linger_s)
+LINGER_MS = 20  # the Faust dedup engine's output linger (dedup_stream.app.LINGER_S)
 STAGES = ("sink", "postgres", "broker")
 
 

@@ -22,7 +22,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from dedup_stream.app import DedupApp
 from dedup_stream.output import OutputBatcher
 
-HOLD_S = 4.0  # longer than the commit interval (dedup.commit_interval_s: 1 s by default)
+HOLD_S = 4.0  # longer than the Faust engine's commit interval (dedup_stream.app.COMMIT_INTERVAL_S, 2 s)
 FRAMES = int(os.environ["MDPIPE_TEST_FRAMES"])
 
 _apps: list[DedupApp] = []

@@ -16,6 +16,7 @@ from dedup_stream.expiry import ExpiredCounts, OffsetReset, ResetWatch, expired_
 from dedup_stream.logic import Stats
 from dedup_stream.metrics import DedupCollector
 from dedup_stream.settings import DedupSettings
+from mdpipe.config import DedupConfig
 
 RAW = ["t.raw.g1", "t.raw.g2"]
 # librdkafka's warning when a fetch fell below the log start (auto.offset.reset=earliest), as its logger receives it;
@@ -146,7 +147,7 @@ class Events:
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWorker:
     monkeypatch.setattr(native, "NativeOutput", NoOutput)
     settings = DedupSettings(
-        app_id="t-app",
+        config=DedupConfig(app_id="t-app"),
         bootstrap_servers="127.0.0.1:1",  # never contacted: the consumer is a fake
         raw_topics=RAW,
         partitions=2,

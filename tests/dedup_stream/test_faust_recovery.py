@@ -46,9 +46,14 @@ def test_a_fetch_asks_for_the_partitions_active_when_it_started() -> None:
 def test_the_dedup_app_ends_its_rebalances_with_the_reordered_recovery(tmp_path: Path) -> None:
     from dedup_stream.app import build_app
     from dedup_stream.settings import DedupSettings
+    from mdpipe.config import DedupConfig
 
     settings = DedupSettings(
-        app_id="t-recovery", bootstrap_servers="127.0.0.1:9", raw_topics=["raw.g1"], partitions=3, workdir=tmp_path
+        config=DedupConfig(app_id="t-recovery"),
+        bootstrap_servers="127.0.0.1:9",
+        raw_topics=["raw.g1"],
+        partitions=3,
+        workdir=tmp_path,
     )
     app = build_app(settings).faust
     assert isinstance(app.tables.recovery, SeekFirstRecovery)

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 import dedup_stream.native as native
 from dedup_stream.settings import DedupSettings
 from dedup_stream.synth import gatherer_copies, venue_events
+from mdpipe.config import DedupConfig
 from schemas import decode_event, encode_raw
 
 ACK_DELAY_S = 0.4  # the broker acknowledges each changelog record this long after it was queued
@@ -209,13 +211,12 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWork
     monkeypatch.setattr(native, "ensure_changelog", lambda *args: None)
     monkeypatch.setattr(native, "register", lambda collector: collector)
     settings = DedupSettings(
-        app_id="t-app",
+        config=DedupConfig(app_id="t-app", commit_interval_s=60.0),
         bootstrap_servers="127.0.0.1:1",  # never contacted: the consumer and the output are fakes
         raw_topics=RAW_TOPICS,
         partitions=1,
         workdir=tmp_path / "dedup",
         events_topic="t.events",
-        commit_interval_s=60.0,
     )
     settings.workdir.mkdir(parents=True)
     return native.NativeWorker(settings)
@@ -284,7 +285,9 @@ def test_interval_commits_do_not_stop_the_reading_and_name_only_acknowledged_out
     acknowledgements (the start-up backlog of bench-failover), and still commits no frame whose event is not
     acknowledged."""
     monkeypatch.setattr(SlowAckOutput, "events_delay_s", ACK_DELAY_S)
-    worker.settings = dataclasses.replace(worker.settings, commit_interval_s=1e-6)
+    worker.settings = dataclasses.replace(
+        worker.settings, config=msgspec.structs.replace(worker.settings.config, commit_interval_s=1e-6)
+    )
     frames, consumer = run_batches(worker, monkeypatch, batches=5)
     out = worker.output
     assert isinstance(out, SlowAckOutput)
@@ -317,7 +320,9 @@ def _run_failing(worker: native.NativeWorker, monkeypatch: pytest.MonkeyPatch, c
     consumer = FailingCommits(worker, [messages[i * PER_BATCH : (i + 1) * PER_BATCH] for i in range(5)], len(frames))
     consumer.code = code
     monkeypatch.setattr(native, "Consumer", lambda conf: consumer)
-    worker.settings = dataclasses.replace(worker.settings, commit_interval_s=1e-6)
+    worker.settings = dataclasses.replace(
+        worker.settings, config=msgspec.structs.replace(worker.settings.config, commit_interval_s=1e-6)
+    )
     worker.run()
     return consumer
 
