@@ -101,9 +101,9 @@ async def _drain(c: Any) -> list[dict[str, Any]]:
 def _closed_run(
     kit: SimpleNamespace, truth_path: Path, before: Any = None, after: Any = None
 ) -> tuple[list[dict[str, Any]], int, list[TruthEvent], list[Record]]:
-    """Subscribe connection 1 to 20 markets' deltas, 0.3 s, ``await before(sim)``; note the connection's position and
-    close it by fault, call ``after(sim)`` in the same step; drain. Returns (messages, the position noted, truth,
-    record)."""
+    """Subscribe connection 1 to 20 markets' deltas, 0.3 s, ``await before(sim, client)``; note the connection's
+    position and close it by fault, call ``after(sim)`` in the same step; drain. Returns (messages, the position noted,
+    truth, record)."""
 
     async def body() -> tuple[list[dict[str, Any]], int]:
         sim_ctx = kit.running_sim(markets=20, rate=2000.0, truth_path=str(truth_path))
@@ -111,7 +111,7 @@ def _closed_run(
             await c.cmd("subscribe", channels=["orderbook_delta"], market_tickers=T[:20])
             await asyncio.sleep(0.3)
             if before is not None:
-                await before(sim)
+                await before(sim, c)
             at_close = sim.server.connections[1].position
             sim.faults.close_connections(conn_id=1)
             if after is not None:
@@ -355,14 +355,15 @@ def test_nothing_is_written_once_the_venue_decides_to_close(kit: SimpleNamespace
     assert len(want[1]) > 100
 
 
-def test_a_command_handled_after_the_close_decision_records_nothing(kit: SimpleNamespace, tmp_path: Path) -> None:
-    # a command read between the close fault and the close handshake was handled: its snapshots were recorded as sent
-    # (SnapshotSent, which verify matches snapshot rows against) although the connection wrote nothing more
-    def get_snapshot(sim: Any) -> None:  # the client's command, read before the close task has run
-        command = {"id": 99, "cmd": "update_subscription", "params": {"sid": 1, "action": "get_snapshot"}}
-        sim.server.command(sim.server.connections[1], json.dumps(command))
+def test_a_command_read_after_the_close_decision_records_nothing(kit: SimpleNamespace, tmp_path: Path) -> None:
+    # a command the venue read after its close fault (sent just before it, read after: the send does not yield to the
+    # loop) was handled: its snapshots were recorded as sent (SnapshotSent, which verify matches snapshot rows against)
+    # although the connection wrote nothing more
+    async def get_snapshot(sim: Any, c: Any) -> None:
+        await c.cmd("update_subscription", sid=1, action="get_snapshot")
+        assert sim.server.connections[1].commands == 1  # not read yet: the subscribe only
 
-    msgs, _, _, records = _closed_run(kit, tmp_path / "truth.msgpack", after=get_snapshot)
+    msgs, _, _, records = _closed_run(kit, tmp_path / "truth.msgpack", before=get_snapshot)
     sent = [r for r in records if isinstance(r, SnapshotSent)]
     got = [m for m in msgs if m.get("type") == "orderbook_snapshot"]
     assert len(got) == 20  # the subscription's own snapshots, one per market
@@ -403,7 +404,7 @@ def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
 def test_batches_held_by_delay_count_when_released_and_not_at_all_if_the_close_comes_first(
     kit: SimpleNamespace, tmp_path: Path
 ) -> None:
-    async def delay(sim: Any) -> None:
+    async def delay(sim: Any, _: Any) -> None:
         sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
         await asyncio.sleep(0.6)  # batches of the first 0.2 s were released, the rest are held
 
