@@ -174,6 +174,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     raw_topics = [t for t in (args.raw_topics or "").split(",") if t] or raw_default
     events_topic = args.events_topic or events_default
     dlq_topic = args.dlq_topic or dlq_default
+    # the command line's overrides are checked before anything is done with them (the config's own are at load)
+    if args.window_s is not None and args.window_s <= 0:
+        raise ConfigError(f"dedup: --window-s must be > 0, got {args.window_s}")
+    if args.session_timeout_s is not None and args.session_timeout_s <= 0:
+        raise ConfigError(f"dedup: --session-timeout-s must be > 0, got {args.session_timeout_s}")
+    if args.standby_replicas is not None and args.standby_replicas < 0:
+        raise ConfigError(f"dedup: --standby-replicas must be >= 0, got {args.standby_replicas}")
     app_id = args.app_id or dc.app_id
     window_s = args.window_s or dc.window_s
     workdir = Path(args.workdir or dc.data_dir or run_dir() / "dedup" / app_id / "w1")

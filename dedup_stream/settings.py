@@ -1,9 +1,11 @@
 """Settings of one dedup worker, shared by both engines (built from ``Config`` + CLI flags by ``dedup_stream.cli``).
 
 The stage's tuning lives in its config section (:class:`mdpipe.config.DedupConfig`, ``[dedup]``), which the settings
-carry whole, with the command line's overrides applied (app id, window, session timeout, standby replicas): nothing
-here repeats a config option or its default. Beside it, what the command derives from the rest of the config and
-its flags (topics, work directory, replay range, the resolved static membership id, the producers' compression).
+carry whole with four of the command line's overrides applied (``--app-id``, ``--window-s``, ``--session-timeout-s``,
+``--standby-replicas``; the command itself uses ``--engine``, ``--metrics-port`` and ``--workdir``, and the resolved
+``--group-instance-id`` is ``static_member_id``): no option of that section is repeated here. Beside it, what the
+command derives from the rest of the config (broker, topics, partitions, replication, the producers' compression,
+client keys) and from its flags (work directory, replay range, idle exit, the Faust engine's ``--take``).
 
 Kept apart from the engines so that the native engine (:mod:`dedup_stream.native`) starts without importing Faust.
 """
@@ -34,9 +36,9 @@ class DedupSettings:
     raw_topics: list[str]
     partitions: int
     workdir: Path
-    events_topic: str = "events"
-    dlq_topic: str = "dlq"
-    replication_factor: int = 1
+    events_topic: str
+    dlq_topic: str
+    replication_factor: int
     time_range: TimeRange = field(default_factory=TimeRange)
     exit_when_idle: bool = False  # --exit-when-idle: stop once every raw partition is read to its end
     idle_s: float = 5.0  # --idle-s: how long without frames counts as idle

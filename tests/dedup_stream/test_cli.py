@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import pytest
 
 from dedup_stream.cli import add_parser, topic_names
-from mdpipe.config import load_config
+from mdpipe.config import ConfigError, load_config
 
 
 def test_every_option_has_help() -> None:
@@ -34,3 +36,25 @@ def test_group_instance_id_defaults_to_host_and_workdir_and_none_turns_it_off(tm
     assert group_instance_id("", tmp_path / "dedup-2") == f"{socket.gethostname()}-dedup-2"
     assert group_instance_id("east-a", tmp_path / "w1") == "east-a"
     assert group_instance_id("none", tmp_path / "w1") == "" and group_instance_id("None", tmp_path / "w1") == ""
+
+
+def test_out_of_range_overrides_stop_the_command_before_it_touches_the_broker(monkeypatch: Any, tmp_path: Path) -> None:
+    """A bad --window-s / --session-timeout-s / --standby-replicas is one line naming the flag, raised before the
+    broker is asked anything (a negative window once seeded a replay's offsets, then ran or crashed later)."""
+    import mdpipe.preflight
+    from dedup_stream.cli import run
+
+    def broker_asked(*_: Any, **__: Any) -> None:
+        raise AssertionError("the broker was contacted before the flags were checked")
+
+    monkeypatch.setattr(mdpipe.preflight, "require_broker", broker_asked)
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    config = load_config(environ={}, use_infra_state=False)
+    for argv, flag in (
+        (["--window-s", "-5", "--from-ts", "1700000000000"], "--window-s must be > 0, got -5.0"),
+        (["--window-s", "0"], "--window-s must be > 0"),
+        (["--session-timeout-s", "-1"], "--session-timeout-s must be > 0"),
+        (["--standby-replicas", "-1"], "--standby-replicas must be >= 0"),
+    ):
+        with pytest.raises(ConfigError, match=flag):
+            run(parser.parse_args([*argv, "--workdir", str(tmp_path)]), config)

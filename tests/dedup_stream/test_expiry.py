@@ -152,6 +152,9 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWork
         raw_topics=RAW,
         partitions=2,
         workdir=tmp_path / "dedup",
+        events_topic="t.events",
+        dlq_topic="t.dlq",
+        replication_factor=1,
     )
     settings.workdir.mkdir(parents=True)
     return native.NativeWorker(settings)

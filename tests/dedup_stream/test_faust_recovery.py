@@ -54,6 +54,9 @@ def test_the_dedup_app_ends_its_rebalances_with_the_reordered_recovery(tmp_path:
         raw_topics=["raw.g1"],
         partitions=3,
         workdir=tmp_path,
+        events_topic="events",
+        dlq_topic="dlq",
+        replication_factor=1,
     )
     app = build_app(settings).faust
     assert isinstance(app.tables.recovery, SeekFirstRecovery)

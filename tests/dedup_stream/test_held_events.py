@@ -217,6 +217,8 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> native.NativeWork
         partitions=1,
         workdir=tmp_path / "dedup",
         events_topic="t.events",
+        dlq_topic="t.dlq",
+        replication_factor=1,
     )
     settings.workdir.mkdir(parents=True)
     return native.NativeWorker(settings)
