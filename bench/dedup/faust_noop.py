@@ -13,6 +13,8 @@ import time
 
 import faust
 
+from dedup_stream.app import LINGER_S, MAX_POLL_RECORDS, STREAM_BUFFER  # the dedup worker's own
+
 
 def main(bootstrap: str, app_id: str, workdir: str, take: int, topics: list[str]) -> None:
     app = faust.App(
@@ -21,8 +23,8 @@ def main(bootstrap: str, app_id: str, workdir: str, take: int, topics: list[str]
         datadir=workdir,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=65536,
-        broker_max_poll_records=5000,
+        stream_buffer_maxsize=STREAM_BUFFER,
+        broker_max_poll_records=MAX_POLL_RECORDS,
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -39,7 +41,7 @@ def main(bootstrap: str, app_id: str, workdir: str, take: int, topics: list[str]
     @app.agent(source)
     async def noop(stream):  # type: ignore[no-untyped-def]
         if take > 1:
-            async for events in stream.take_events(take, within=0.02):
+            async for events in stream.take_events(take, within=LINGER_S):
                 for event in events:
                     seen(event.message)
         else:

@@ -3,8 +3,8 @@
 The stage benchmark (``make bench-sink``) drains a full topic, where batching amortises every fixed cost; in the
 pipeline the sink reads a live topic at 5,000-10,000 events/s, where per-fetch, per-wake-up and per-commit costs
 dominate. Here, per settings variant and rate: a fresh topic set and database, ``mdpipe sink`` started (hop trace
-on), then a producer writes the events topic at ``rate`` events/s for ``--duration`` s (linger as dedup's events
-producer). Measured over the paced window after ``--warmup`` s:
+on), then a producer writes the events topic at ``rate`` events/s for ``--duration`` s (a 20-ms linger,
+``LINGER_MS``). Measured over the paced window after ``--warmup`` s:
 
 - latency per event: ``events`` append (the record's LogAppendTime, ms) -> the sink's consume() returned it
   (``read``) and -> its transaction committed (``commit``), from the sink's hop trace (:mod:`sink.trace`);
@@ -42,7 +42,7 @@ from mdpipe.config import Config, load_config
 from ops.cpu import cpu_rows, sample
 from schemas import encode_event
 
-LINGER_MS = 20  # the Faust dedup engine's output linger (dedup_stream.app.LINGER_S)
+LINGER_MS = 20  # the Faust engine's output linger (dedup_stream.app.LINGER_S); the native engine's is dedup.linger_ms
 STAGES = ("sink", "postgres", "broker")
 
 
