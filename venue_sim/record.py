@@ -30,10 +30,9 @@ Exact semantics (what the emulator writes; verify relies on them):
   fault) is the same event sent twice and is not recorded here.
 - ``SnapshotSent``: every ``orderbook_snapshot`` (after subscribe, add_markets, get_snapshot): the book after
   ``after_id`` exactly as the levels were spelled on the wire (``use_yes_price`` says how NO bids were priced).
-  A command read once the venue has decided to close its connection is not handled, so it records nothing. A reply
-  handled before that but held by the ``delay`` fault when the close comes is dropped with the held batches and stays
-  recorded (a snapshot the client never gets; the record is written when a command is handled, not when its reply
-  reaches the socket).
+  A command read once the venue has decided to close its connection is not handled, so it records nothing; a
+  snapshot is recorded when it reaches the socket, so one that the ``delay`` fault still holds when the close comes
+  (dropped with the held batches) is not recorded either.
 - ``ConnClosed``: any end (fault ``close``, heartbeat-timeout abort, client close, lost socket, server stop).
   ``after_id`` = the last event of the last batch written to the socket while it was open and the venue had not
   decided to close it (batches held by the ``delay`` fault count when released; those still held at a ``close``

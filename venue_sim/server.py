@@ -14,7 +14,8 @@ held by the ``delay`` fault counts when released). Once the venue decides to clo
 nothing more is written to it, although its close handshake starts a moment later: held batches due after that are
 dropped, never released. With a recorder, connections are recorded when accepted
 (``ConnOpened``, with the client's User-Agent) and when they end (``ConnClosed`` and the end of every sid, at the
-position).
+position); a session that can hold the records of its replies (``hold_reply_records``: the snapshots it sends) has
+them written when the replies reach the socket, and dropped with them.
 
 REST requests pass the rate limit of :mod:`venue_sim.rest_limit` when one is set (429, optionally with
 ``Retry-After``; a client is its key id header, else its address) and are logged in ``rest_log`` (time, target,
@@ -151,7 +152,8 @@ class SimConnection:
         self.freeze_until = 0.0
         self.delay_s = 0.0
         self.delay_until = 0.0
-        self.delayed: deque[tuple[float, bytes, int]] = deque()  # (release at, frames, position they bring)
+        # (release at, frames, position they bring, records of the replies among the frames)
+        self.delayed: deque[tuple[float, bytes, int, list[Any]]] = deque()
         self.delayed_bytes = 0
         self.delayed_batches = 0  # batches held back by the delay fault
         self.pending_raw: list[bytes] = []
@@ -427,6 +429,8 @@ class SimServer:
         conn_id = next(self._ids)
         rec = self.recorder
         session = self.session_factory(conn_id)
+        if rec is not None and hasattr(session, "hold_reply_records"):
+            session.hold_reply_records()
         sc = SimConnection(conn_id, ws, session, self.last_id())
         self.connections[conn_id] = sc
         self.accepted += 1
@@ -508,6 +512,8 @@ class SimServer:
         """Write what the session queued (through the delay fault when active); the connection has then been
         handed every event up to ``upto`` (default: the last generated)."""
         messages = sc.session.data_to_send()
+        take = getattr(sc.session, "take_reply_records", None)
+        records = take() if take is not None else []  # written with the frames that carry their replies
         ws = sc.ws
         if not sc.writable():
             return
@@ -515,8 +521,8 @@ class SimServer:
             upto = self.last_id()
         if not messages and not sc.pending_raw:
             if sc.delayed:  # nothing new, but the last held batch now brings it up to here
-                at, data, _ = sc.delayed[-1]
-                sc.delayed[-1] = (at, data, upto)
+                at, data, _, held = sc.delayed[-1]
+                sc.delayed[-1] = (at, data, upto, held)
             else:
                 sc.position = upto
             return
@@ -527,7 +533,7 @@ class SimServer:
         count = len(messages)
         now = time.monotonic()
         if now < sc.delay_until or sc.delayed:
-            sc.delayed.append((now + sc.delay_s, data, upto))
+            sc.delayed.append((now + sc.delay_s, data, upto, records))
             sc.delayed_bytes += len(data)
             sc.delayed_batches += 1
             asyncio.get_running_loop().call_later(sc.delay_s, self._release, sc)
@@ -537,17 +543,26 @@ class SimServer:
         sc.position = upto
         sc.frames_sent += count
         sc.bytes_sent += len(data)
+        self._record(records)
 
     def _release(self, sc: SimConnection) -> None:
         now = time.monotonic()
         ws = sc.ws
         while sc.delayed and sc.delayed[0][0] <= now + 0.001:
-            _, data, upto = sc.delayed.popleft()
+            _, data, upto, records = sc.delayed.popleft()
             sc.delayed_bytes -= len(data)
             if sc.writable():
                 ws.transport.write(data)
                 sc.position = upto
                 sc.bytes_sent += len(data)
+                self._record(records)
+
+    def _record(self, records: list[Any]) -> None:
+        """Write the records of replies that have just reached a socket."""
+        rec = self.recorder
+        if rec is not None:
+            for record in records:
+                rec.write(record)
 
     # -- faults --------------------------------------------------------------------------------
     def apply_fault(self, fault: FaultSpec) -> int:

@@ -238,7 +238,9 @@ class EmulatorProfile:
 
     ``session_factory(conn_id)`` returns one connection's server session (the duck type the server drives:
     ``receive_text``, ``deliver``, ``data_to_send``, the fault fields ``drop_next``, ``redeliver_next``, ``frozen``,
-    ``overflowing`` with ``update_flags()``, ``end``, ``redelivered``) which writes the venue's record itself;
+    ``overflowing`` with ``update_flags()``, ``end``, ``redelivered``) which writes the venue's record itself (a session
+    with ``hold_reply_records()`` and ``take_reply_records()`` hands the records of its replies to the server instead,
+    written when the replies reach the socket);
     ``ws_path`` is the WebSocket path it is served on; ``rest_routes`` maps a REST path to ``query -> JSON body``
     (served under the emulator's rate limit) and ``rest_base`` is the path a client's REST base URL ends with
     ("" = the server's root); ``rest_handler(path, query, venue)`` answers the other paths under ``rest_base``

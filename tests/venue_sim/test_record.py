@@ -371,6 +371,24 @@ def test_a_command_read_after_the_close_decision_records_nothing(kit: SimpleName
     assert records.index(next(r for r in records if isinstance(r, ConnClosed))) > records.index(sent[-1])
 
 
+def test_a_snapshot_held_by_the_delay_fault_and_dropped_at_the_close_is_not_recorded(
+    kit: SimpleNamespace, tmp_path: Path
+) -> None:
+    # the venue recorded a snapshot when it handled the command, so one whose reply the delay fault still held when
+    # the close came (held batches are dropped then) was recorded as sent though the client never got it
+    async def held_snapshot(sim: Any, c: Any) -> None:
+        sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
+        await c.cmd("update_subscription", sid=1, action="get_snapshot")
+        await asyncio.sleep(0.1)  # handled: its 20 snapshots wait in the delay fault's queue
+        assert sim.server.connections[1].delayed
+
+    msgs, _, _, records = _closed_run(kit, tmp_path / "truth.msgpack", before=held_snapshot)
+    sent = [r for r in records if isinstance(r, SnapshotSent)]
+    got = [m for m in msgs if m.get("type") == "orderbook_snapshot"]
+    assert len(got) == 20  # the subscription's own snapshots, written before the delay
+    assert len(sent) == len(got)
+
+
 def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
     # the behaviours at 20 a second: about a dozen metadata and unknown-type messages in the run (at 3-4 a second
     # about three, and a CI run came out without a metadata update)

@@ -113,11 +113,28 @@ class ServerSession:
         self.suppressed = 0  # data messages dropped by faults (seq still advanced)
         self.overflowed_sids = 0
         self.redelivered = 0  # data messages sent a second time with the same seq
+        # None: SnapshotSent records are written when the snapshot is queued; a list (hold_reply_records): they wait
+        # there for the server, which writes them when their messages reach the socket (take_reply_records)
+        self._reply_records: list[SnapshotSent] | None = None
 
     # -- output --------------------------------------------------------------------------------
     def data_to_send(self) -> list[str]:
         out, self.out = self.out, []
         return out
+
+    def hold_reply_records(self) -> None:
+        """Keep each ``SnapshotSent`` until the server takes it with the messages queued so far: a snapshot the
+        socket never gets (held by the ``delay`` fault when the venue closes the connection) is then not recorded."""
+        if self._reply_records is None:
+            self._reply_records = []
+
+    def take_reply_records(self) -> list[SnapshotSent]:
+        """The records of the snapshots queued since the last call (with :meth:`hold_reply_records`)."""
+        held = self._reply_records
+        if not held:
+            return []
+        self._reply_records = []
+        return held
 
     def update_flags(self) -> None:
         """Recompute the fast-path switch after changing ``drop_next``/``frozen``/``overflowing``."""
@@ -422,7 +439,11 @@ class ServerSession:
             yes, no = wire_levels(books.mid(m), books.slots(m), yes_price)
             body = snapshot_json(ticker, markets.market_id(m), yes, no)
             self.out.append(f'{head}"sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}')
-            rec.write(SnapshotSent(self.conn_id, sub.sid, ticker, after_id, yes, no, yes_price))
+            record = SnapshotSent(self.conn_id, sub.sid, ticker, after_id, yes, no, yes_price)
+            if self._reply_records is None:
+                rec.write(record)
+            else:
+                self._reply_records.append(record)
 
     def _unsubscribe(self, cmd_id: int, params: dict[str, Any]) -> None:
         sids = params.get("sids")
