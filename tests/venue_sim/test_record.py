@@ -371,22 +371,37 @@ def test_a_command_read_after_the_close_decision_records_nothing(kit: SimpleName
     assert records.index(next(r for r in records if isinstance(r, ConnClosed))) > records.index(sent[-1])
 
 
+def _held_snapshots_run(kit: SimpleNamespace, truth_path: Path, delay_s: float, wait_s: float) -> tuple[int, int]:
+    """A ``get_snapshot`` whose 20 snapshots the delay fault holds for ``delay_s``; ``wait_s`` later the venue closes
+    the connection. Returns (snapshots recorded as sent, snapshots the client received)."""
+
+    async def held_snapshot(sim: Any, c: Any) -> None:
+        sim.faults.delay(delay_s, conn_id=1, duration_s=1.0)
+        await c.cmd("update_subscription", sid=1, action="get_snapshot")
+        await asyncio.sleep(0.1)
+        sc = sim.server.connections[1]
+        assert sc.commands == 2 and any(batch[3] for batch in sc.delayed)  # handled: its records wait with the batch
+        await asyncio.sleep(wait_s)
+
+    msgs, _, _, records = _closed_run(kit, truth_path, before=held_snapshot)
+    got = sum(m.get("type") == "orderbook_snapshot" for m in msgs)
+    return sum(isinstance(r, SnapshotSent) for r in records), got
+
+
 def test_a_snapshot_held_by_the_delay_fault_and_dropped_at_the_close_is_not_recorded(
     kit: SimpleNamespace, tmp_path: Path
 ) -> None:
     # the venue recorded a snapshot when it handled the command, so one whose reply the delay fault still held when
     # the close came (held batches are dropped then) was recorded as sent though the client never got it
-    async def held_snapshot(sim: Any, c: Any) -> None:
-        sim.faults.delay(0.4, conn_id=1, duration_s=1.0)
-        await c.cmd("update_subscription", sid=1, action="get_snapshot")
-        await asyncio.sleep(0.1)  # handled: its 20 snapshots wait in the delay fault's queue
-        assert sim.server.connections[1].delayed
+    sent, got = _held_snapshots_run(kit, tmp_path / "truth.msgpack", delay_s=1.0, wait_s=0.0)
+    assert got == 20  # the subscription's own snapshots, written before the delay
+    assert sent == got
 
-    msgs, _, _, records = _closed_run(kit, tmp_path / "truth.msgpack", before=held_snapshot)
-    sent = [r for r in records if isinstance(r, SnapshotSent)]
-    got = [m for m in msgs if m.get("type") == "orderbook_snapshot"]
-    assert len(got) == 20  # the subscription's own snapshots, written before the delay
-    assert len(sent) == len(got)
+
+def test_a_snapshot_held_by_the_delay_fault_is_recorded_when_released(kit: SimpleNamespace, tmp_path: Path) -> None:
+    sent, got = _held_snapshots_run(kit, tmp_path / "truth.msgpack", delay_s=0.2, wait_s=0.4)
+    assert got == 40  # the subscription's and the get_snapshot's, released before the close
+    assert sent == got
 
 
 def test_cli_behaviour_flags_and_new_faults(tmp_path: Path) -> None:
