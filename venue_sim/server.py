@@ -157,6 +157,8 @@ class SimConnection:
         self.delayed_bytes = 0
         self.delayed_batches = 0  # batches held back by the delay fault
         self.pending_raw: list[bytes] = []
+        # the session's records of its replies, taken with its messages (None: it writes its record itself)
+        self.take_reply_records: Callable[[], list[Any]] | None = getattr(session, "take_reply_records", None)
 
     def writable(self) -> bool:
         """Open, and not being closed by the venue: once a close is decided nothing more is written, so the
@@ -512,7 +514,7 @@ class SimServer:
         """Write what the session queued (through the delay fault when active); the connection has then been
         handed every event up to ``upto`` (default: the last generated)."""
         messages = sc.session.data_to_send()
-        take = getattr(sc.session, "take_reply_records", None)
+        take = sc.take_reply_records
         records = take() if take is not None else []  # written with the frames that carry their replies
         ws = sc.ws
         if not sc.writable():
