@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--to-dir", required=True, metavar="DIR", help="directory or fsspec URL (s3://bucket/prefix)")
     parser.add_argument("--gatherers", metavar="ID,ID", help="gatherer ids (default: gather.ids)")
     parser.add_argument("--no-markets", action="store_true", help="do not archive the markets topic")
-    parser.add_argument("--max-rows", type=int, default=200_000, help="records per file at most (200000)")
+    parser.add_argument("--max-rows", type=int, default=200_000, help="rows (frames) per file at most (200000)")
     parser.add_argument("--idle-s", type=float, default=10.0, help="give up on a partition silent this long (10)")
     parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option")
     return parser
@@ -59,5 +59,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     stats = archiver.run()
     covered = {t: {str(p): list(r) for p, r in parts.items()} for t, parts in stats.covered.items()}
     expired = {t: {str(p): list(r) for p, r in parts.items()} for t, parts in stats.expired.items()}
-    print(json.dumps({"records": stats.records, "files": stats.files, "covered": covered, "expired": expired}))
+    print(
+        json.dumps(
+            {"records": stats.records, "rows": stats.rows, "files": stats.files, "covered": covered, "expired": expired}
+        )
+    )
     return 0

@@ -6,17 +6,22 @@ Layout (hive-style; ``date`` is the UTC date of the broker's append time)::
     DIR/markets/date=YYYY-MM-DD/p<partition>-<first offset>-<last offset>.parquet
     DIR/_runs/<UTC time>.json    what each run covered: offsets per topic partition, and ranges already expired
 
-Every record is kept verbatim (``value``: the RawFrame msgpack the gatherer produced, ``key``) with its Kafka
-coordinates (``topic``, ``partition``, ``offset``, ``kafka_ts``: the broker's append time) and, for reading without
-mdpipe, the envelope decoded (``gatherer``, ``kind``, ``market``, ``event_key``, ``recv_ns``, ``venue_payload``:
-the venue's JSON; NULL for a frame that does not decode, which is archived all the same).
+One row per raw frame. A raw record carries one frame, or a bundle of several (:mod:`schemas.raw_record`): each
+frame of a bundle gets its own row, in bundle order, with the record's Kafka coordinates and ``slot``, its index in
+the bundle (NULL for a record of one frame). ``value`` is one frame verbatim (the RawFrame msgpack the gatherer
+produced), with the record's ``key``, its Kafka coordinates (``topic``, ``partition``, ``offset``, ``kafka_ts``: the
+broker's append time) and, for reading without mdpipe, the envelope decoded (``gatherer``, ``kind``, ``market``,
+``event_key``, ``recv_ns``, ``venue_payload``: the venue's JSON; NULL for a frame that does not decode, which is
+archived all the same, and for a bundle that does not split, archived as one row holding the record's bytes).
+Files written before ``slot`` existed lack the column: readers take it as NULL (:mod:`archive.reader`).
 
 A run reads each partition from where the archive ends (the greatest last offset in the file names, + 1) up to the
 end the broker reported when the run started, then stops: a second run appends only what is new. A partition's
-files are written in offset order (a buffer is written when its date changes, when it holds ``max_rows`` and at
-the end), each under a temporary name renamed into place (:mod:`archive.storage`), so a crash loses at most the
-buffers not yet written, which the next run reads again. Offsets the broker no longer has (retention passed before
-the archive ran) are logged (``archive_raw_expired``) and listed in the run's record.
+files are written in offset order (a buffer is written when its date changes, when it holds ``max_rows`` rows and at
+the end; the rows of one bundle always go to one file, which may so pass ``max_rows``: a file named first..last holds
+every frame of the records first..last), each under a temporary name renamed into place (:mod:`archive.storage`), so
+a crash loses at most the buffers not yet written, which the next run reads again. Offsets the broker no longer has
+(retention passed before the archive ran) are logged (``archive_raw_expired``) and listed in the run's record.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from archive.storage import Location
 from mdpipe.failures import Misconfigured
 from mdpipe.logging import get_logger
 from schemas import SchemaError, decode_raw
+from schemas.raw_record import is_bundle, split_bundle
 
 __all__ = ["RAW_SCHEMA", "RawArchiver", "RawRun", "SourceTopic", "archived_ends", "file_name", "parse_file_name"]
 
@@ -46,6 +52,7 @@ RAW_SCHEMA = pa.schema(
         pa.field("topic", pa.string()),
         pa.field("partition", pa.int32()),
         pa.field("offset", pa.int64()),
+        pa.field("slot", pa.int32()),  # the frame's index in its record's bundle; NULL: a record of one frame
         pa.field("kafka_ts", pa.timestamp("ms", tz="UTC")),
         pa.field("key", pa.binary()),
         pa.field("value", pa.binary()),
@@ -93,7 +100,8 @@ def archived_ends(location: Location, directory: str) -> dict[int, int]:
 class RawRun:
     """What one run archived."""
 
-    records: int = 0
+    records: int = 0  # Kafka records
+    rows: int = 0  # Parquet rows: frames (a bundle record gives one per frame)
     files: int = 0
     covered: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)  # topic -> partition -> [first, last]
     expired: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)  # offsets gone before archiving
@@ -104,16 +112,39 @@ def _utc_date(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def _row(topic: str, partition: int, offset: int, ts_ms: int, key: bytes | None, value: bytes | None) -> dict[str, Any]:
+def _rows(
+    topic: str, partition: int, offset: int, ts_ms: int, key: bytes | None, value: bytes | None
+) -> list[dict[str, Any]]:
+    """The rows of one record: one per frame of a bundle (``slot``: its index), else one (``slot`` NULL)."""
+    if is_bundle(value) and not topic.endswith("markets"):
+        try:
+            frames = split_bundle(value)  # type: ignore[arg-type]
+        except SchemaError:
+            return [_row(topic, partition, offset, ts_ms, key, value, None, decode=False)]
+        return [_row(topic, partition, offset, ts_ms, key, frame, slot) for slot, frame in enumerate(frames)]
+    return [_row(topic, partition, offset, ts_ms, key, value, None)]
+
+
+def _row(
+    topic: str,
+    partition: int,
+    offset: int,
+    ts_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    slot: int | None,
+    decode: bool = True,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "topic": topic,
         "partition": partition,
         "offset": offset,
+        "slot": slot,
         "kafka_ts": ts_ms,
         "key": key,
         "value": value,
     }
-    if value is not None and not topic.endswith("markets"):
+    if decode and value is not None and not topic.endswith("markets"):
         try:
             frame = decode_raw(value)
         except SchemaError:
@@ -213,7 +244,7 @@ class RawArchiver:
                     if buffer.rows and (date != buffer.date or len(buffer.rows) >= self.max_rows):
                         self._write(buffer)
                     buffer.date = date
-                    buffer.rows.append(_row(topic, partition, offset, ts_ms, msg.key(), msg.value()))
+                    buffer.rows.extend(_rows(topic, partition, offset, ts_ms, msg.key(), msg.value()))  # one file
                     if offset >= end - 1:
                         del ends[(topic, partition)]
             for buffer in buffers.values():
@@ -223,7 +254,9 @@ class RawArchiver:
             consumer.close()
         stats.seconds = time.monotonic() - started
         self._record_run()
-        log.info("archived_raw", records=stats.records, files=stats.files, seconds=round(stats.seconds, 2))
+        log.info(
+            "archived_raw", records=stats.records, rows=stats.rows, files=stats.files, seconds=round(stats.seconds, 2)
+        )
         return stats
 
     def _write(self, buffer: _Buffer) -> None:
@@ -233,7 +266,8 @@ class RawArchiver:
         relative = f"{buffer.source.directory}/date={buffer.date}/{file_name(buffer.partition, first, last)}"
         self.location.write_atomic(relative, lambda out: pq.write_table(table, out, compression="zstd"))
         stats = self.run_stats
-        stats.records += len(rows)
+        stats.records += sum(1 for row in rows if not row["slot"])  # a bundle's first frame, or a record alone
+        stats.rows += len(rows)
         stats.files += 1
         covered = stats.covered.setdefault(buffer.source.topic, {})
         old = covered.get(buffer.partition)
@@ -245,6 +279,7 @@ class RawArchiver:
         record = {
             "at": datetime.now(UTC).isoformat(),
             "records": stats.records,
+            "rows": stats.rows,
             "files": stats.files,
             "covered": {t: {str(p): list(r) for p, r in parts.items()} for t, parts in stats.covered.items()},
             "expired": {t: {str(p): list(r) for p, r in parts.items()} for t, parts in stats.expired.items()},

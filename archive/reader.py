@@ -5,7 +5,13 @@ the copy the broker appended first, as long as dedup keeps up. The reader theref
 gatherer's records by (``kafka_ts``: the broker's append time, topic name, offset): each topic's records in offset
 order, the earliest-appended copy first, and on a tie in the same millisecond the gatherer whose topic name sorts
 first. (A dedup that was far behind may have picked another copy live: the rebuilt row then differs only in
-``gatherer`` and ``received_at``.) Memory: one file per gatherer at a time.
+``gatherer`` and ``received_at``.) The frames of one bundle share all three and keep their bundle order (``slot``:
+each gatherer's rows stay in file order). Memory: one file per gatherer at a time.
+
+Bundles: a row is one frame (``slot``: its index in its record's bundle, None for a record of one frame). Files
+written before the ``slot`` column existed read with ``slot`` None, and a row there that holds a whole bundle record
+(archived before :mod:`archive.raw` split them) is read as its frames, as the archiver now writes them; a bundle that
+does not split stays one row.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import pyarrow.parquet as pq
 
 from archive.raw import parse_file_name
 from archive.storage import Location
+from schemas import SchemaError
+from schemas.raw_record import is_bundle, split_bundle
 
-__all__ = ["ArchivedRecord", "archive_partitions", "iter_files", "market_records", "partition_records"]
+__all__ = ["ArchivedRecord", "archive_partitions", "frame_rows", "iter_files", "market_records", "partition_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,10 @@ class ArchivedRecord:
     kafka_ts_ms: int
     key: bytes | None
     value: bytes | None
+    slot: int | None = None  # the frame's index in its record's bundle; None: a record of one frame
+
+
+_COLUMNS = ["topic", "partition", "offset", "kafka_ts", "key", "value"]
 
 
 def _layout(location: Location, directory: str) -> dict[int, dict[str, list[tuple[int, str]]]]:
@@ -55,24 +67,43 @@ def archive_partitions(location: Location) -> list[int]:
 
 
 def iter_files(location: Location, paths: list[str]) -> Iterator[ArchivedRecord]:
-    """Every record of ``paths``, in file order then row order."""
+    """Every row of ``paths``, in file order then row order (``slot`` None where a file has no such column)."""
     for path in paths:
         with location.fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=["topic", "partition", "offset", "kafka_ts", "key", "value"])
+            parquet = pq.ParquetFile(f)
+            has_slot = "slot" in parquet.schema_arrow.names
+            table = parquet.read(columns=[*_COLUMNS, "slot"] if has_slot else _COLUMNS)
         ts = table.column("kafka_ts").cast(pa.int64()).to_pylist()
         topics = table.column("topic").to_pylist()
         partitions = table.column("partition").to_pylist()
         offsets = table.column("offset").to_pylist()
         keys = table.column("key").to_pylist()
         values = table.column("value").to_pylist()
+        slots = table.column("slot").to_pylist() if has_slot else [None] * table.num_rows
         for i in range(table.num_rows):
-            yield ArchivedRecord(topics[i], partitions[i], offsets[i], ts[i], keys[i], values[i])
+            yield ArchivedRecord(topics[i], partitions[i], offsets[i], ts[i], keys[i], values[i], slots[i])
+
+
+def frame_rows(records: Iterator[ArchivedRecord]) -> Iterator[ArchivedRecord]:
+    """``records`` with each row that holds a whole bundle record (``slot`` None: an archive written before bundles
+    were split) replaced by one row per frame; a bundle that does not split is passed on as it is."""
+    for rec in records:
+        if rec.slot is None and is_bundle(rec.value):
+            try:
+                frames = split_bundle(rec.value)  # type: ignore[arg-type]
+            except SchemaError:
+                yield rec
+                continue
+            for slot, frame in enumerate(frames):
+                yield ArchivedRecord(rec.topic, rec.partition, rec.offset, rec.kafka_ts_ms, rec.key, frame, slot)
+        else:
+            yield rec
 
 
 def partition_records(location: Location, partition: int) -> Iterator[ArchivedRecord]:
-    """Every gatherer's archived records of ``partition``, merged in replay order (module docstring)."""
+    """Every gatherer's archived frames of ``partition``, merged in replay order (module docstring)."""
     owners = _layout(location, "raw").get(partition, {})
-    streams = [iter_files(location, [p for _, p in files]) for _, files in sorted(owners.items())]
+    streams = [frame_rows(iter_files(location, [p for _, p in files])) for _, files in sorted(owners.items())]
     return heapq.merge(*streams, key=lambda r: (r.kafka_ts_ms, r.topic, r.offset))
 
 

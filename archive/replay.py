@@ -2,13 +2,14 @@
 
 The archived raw frames of each partition go, in replay order (:mod:`archive.reader`), through the same decision as
 the live dedup (:class:`dedup_stream.logic.Deduper`: first copy wins, gap reports become coverage records, frames
-that do not decode are dead letters) and the same normalisation (:func:`dedup_stream.normalise.decision_bytes`, the
-events stamped with the raw record's append time as live), then into the sink's own path: a
-:class:`sink.batch.Batch` of encoded events written by :class:`sink.store.Store` (binary COPY; the unique
-``(market, ts, event_key, venue)`` absorbs rows already present, so a replay into a database that holds part of the
-data adds only the rest). The archived ``markets`` topic is upserted the same way. Dead letters (undecodable frames,
-events that cannot be normalised or loaded) are counted and logged with their archive coordinates; the archive keeps
-their bytes.
+that do not decode are dead letters), each with the origin the live dedup gives it (its record's offset, or for a
+frame of a bundle :func:`schemas.raw_record.frame_origin` of that offset and its ``slot``), and the same
+normalisation (:func:`dedup_stream.normalise.decision_bytes`, the events stamped with the raw record's append time as
+live), then into the sink's own path: a :class:`sink.batch.Batch` of encoded events written by
+:class:`sink.store.Store` (binary COPY; the unique ``(market, ts, event_key, venue)`` absorbs rows already present, so
+a replay into a database that holds part of the data adds only the rest). The archived ``markets`` topic is upserted
+the same way. Dead letters (undecodable frames, events that cannot be normalised or loaded) are counted and logged
+with their archive coordinates (and a bundled frame's index); the archive keeps their bytes.
 
 State: one in-memory dedup table per partition, dropped when the partition is done (memory grows with the distinct
 events of the largest partition in the archive).
@@ -25,6 +26,7 @@ from dedup_stream.logic import Deduper, MemoryStore, Origin, Verdict
 from dedup_stream.normalise import decision_bytes
 from mdpipe.logging import get_logger
 from schemas import DeadLetter
+from schemas.raw_record import frame_origin
 from sink.batch import Batch, Source
 from sink.store import Store
 
@@ -88,7 +90,8 @@ def replay_archive(
             seq = 0
             for rec in partition_records(location, partition):
                 stats.frames += 1
-                decision = deduper.decide(rec.value, Origin(rec.topic, rec.partition, rec.offset))
+                offset = rec.offset if rec.slot is None else frame_origin(rec.offset, rec.slot)  # as live
+                decision = deduper.decide(rec.value, Origin(rec.topic, rec.partition, offset))
                 verdict = decision.verdict
                 if verdict is Verdict.INVALID:
                     on_dead([_letter(decision.error, rec)])
@@ -132,9 +135,10 @@ def replay_archive(
 
 
 def _letter(reason: str, rec: ArchivedRecord) -> DeadLetter:
+    """A dead letter of archived frame ``rec`` (payload: that frame; coordinates: its record's)."""
     return DeadLetter(
         stage="archive-replay",
-        reason=reason,
+        reason=reason if rec.slot is None else f"{reason} (frame {rec.slot} of a bundle)",
         payload=rec.value or b"",
         source_topic=rec.topic,
         source_partition=rec.partition,

@@ -29,6 +29,11 @@ changelog again (``logic.Deduper``). An event that reached the broker therefore 
 changelog, so a worker restoring the partition after a crash or a failover keeps the same winner. Gap reports are
 forwarded as coverage records, like the native engine (:func:`dedup_stream.normalise.decision_bytes`).
 
+Bundles (:mod:`schemas.raw_record`): a raw record may carry several frames. Each is decided in order with its own
+origin (:func:`~schemas.raw_record.frame_origin` of the record's offset and its index) and its event is keyed by its
+own market (a bundle is keyed by its first frame's); a frame that is invalid goes to the dead-letter topic alone, a
+bundle that does not split goes there whole. Input offsets, and ``done``, stay per record.
+
 Output goes to the same partition number as the input (the events topic has the same partition count and
 the same key, so this is what murmur2 would pick, without hashing again).
 """
@@ -52,7 +57,8 @@ from dedup_stream.normalise import decision_bytes
 from dedup_stream.output import EXIT_OUTPUT_FAILED, OutputBatcher
 from dedup_stream.settings import DedupSettings
 from mdpipe.logging import get_logger
-from schemas import DeadLetter, encode_dead_letter
+from schemas import DeadLetter, SchemaError, encode_dead_letter
+from schemas.raw_record import frame_origin, is_bundle, split_bundle
 
 __all__ = ["DedupApp", "DedupSettings", "TableStore", "build_app"]
 
@@ -181,7 +187,7 @@ class DedupApp:
         self.events_out = 0
         self.unmappable = 0
         self.started = time.monotonic()
-        self.frames = 0  # raw records processed by this worker
+        self.frames = 0  # raw frames processed by this worker (a bundle record carries several)
         self.first_frame: float | None = None  # monotonic time of the first and last one
         self.last_frame = time.monotonic()
         self.first_cpu = self.last_cpu = 0.0  # process CPU seconds at the first frame / last busy tick
@@ -235,12 +241,55 @@ class DedupApp:
             os._exit(EXIT_OUTPUT_FAILED)
 
     async def _process(self, msg: Any) -> None:
-        decision = self.deduper.decide(msg.value, Origin(msg.topic, msg.partition, msg.offset))
+        value = msg.value
+        if is_bundle(value):  # the one test a plain record pays
+            await self._process_bundle(msg, value)
+            return
+        decision = self.deduper.decide(value, Origin(msg.topic, msg.partition, msg.offset))
         self.done[msg.tp] = msg.offset + 1
         self.frames += 1
         self.last_frame = time.monotonic()
         if self.first_frame is None:
             self.first_frame, self.first_cpu = self.last_frame, time.process_time()
+        if decision.verdict is not Verdict.DUPLICATE or decision.weak:  # a plain duplicate: nothing to route
+            await self._route(msg, decision, msg.key)
+        if self.changelog.has_full:
+            await self.changelog.flush()
+
+    async def _process_bundle(self, msg: Any, value: bytes) -> None:
+        """Decide each frame of a bundle record in order, each with its own origin
+        (:func:`~schemas.raw_record.frame_origin`); a bundle that does not split goes to the dead-letter topic whole."""
+        try:
+            frames = split_bundle(value)
+        except SchemaError as exc:
+            self.deduper.stats.invalid += 1
+            self.done[msg.tp] = msg.offset + 1
+            self._count(1)
+            await self._dead_letter(msg, str(exc))  # "raw bundle: ...", as the native engine's
+            return
+        decide, topic, partition, offset = self.deduper.decide, msg.topic, msg.partition, msg.offset
+        self._count(len(frames))
+        for index, frame in enumerate(frames):
+            decision = decide(frame, Origin(topic, partition, frame_origin(offset, index)))
+            if decision.verdict is not Verdict.DUPLICATE or decision.weak:
+                await self._route(msg, decision, None, index, frame)
+        self.done[msg.tp] = offset + 1
+        if self.changelog.has_full:
+            await self.changelog.flush()
+
+    def _count(self, frames: int) -> None:
+        """Bookkeeping of ``frames`` frames read (the plain path does the same inline)."""
+        self.frames += frames
+        self.last_frame = time.monotonic()
+        if self.first_frame is None:
+            self.first_frame, self.first_cpu = self.last_frame, time.process_time()
+
+    async def _route(
+        self, msg: Any, decision: Decision, key: bytes | None, index: int | None = None, frame: bytes | None = None
+    ) -> None:
+        """Emit, dead-letter or log one decided frame of ``msg``: the record's value, or with ``index`` the frame
+        ``frame`` at that index of its bundle, whose event is keyed by its own market (the bundle's key is its first
+        frame's) and whose dead letter carries that frame alone."""
         if decision.emit or decision.verdict is Verdict.ALIAS:  # an alias: a lifecycle alias record (logic)
             if decision.weak:
                 log_weak(decision)
@@ -249,28 +298,32 @@ class DedupApp:
                 out = decision_bytes(decision, stamp_ms, time.time_ns())
             except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
                 self.unmappable += 1
-                await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
+                await self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}", index, frame)
             else:
-                self.output.append(msg.partition, msg.key, out)
+                if index is not None:
+                    key = decision.frame.market.encode()  # type: ignore[union-attr]
+                self.output.append(msg.partition, key, out)
                 self.events_out += 1
                 if self.output.has_full:
                     await self.output.flush()
         elif decision.verdict is Verdict.INVALID:
-            await self._dead_letter(msg, decision.error)
+            await self._dead_letter(msg, decision.error, index, frame)
         elif decision.weak:
             log_weak(decision)
-        if self.changelog.has_full:
-            await self.changelog.flush()
 
     async def _flush(self) -> None:
         await self.changelog.flush()
         await self.output.flush()
 
-    async def _dead_letter(self, msg: Any, reason: str) -> None:
+    async def _dead_letter(self, msg: Any, reason: str, index: int | None = None, frame: bytes | None = None) -> None:
+        """Send raw record ``msg`` to the dead-letter topic, or with ``index`` only the frame ``frame`` at that index
+        of its bundle (source coordinates: the record's)."""
+        if index is not None:
+            reason = f"{reason} (frame {index} of a bundle)"
         letter = DeadLetter(
             stage="dedup",
             reason=reason,
-            payload=msg.value or b"",
+            payload=(msg.value if index is None else frame) or b"",
             source_topic=msg.topic,
             source_partition=msg.partition,
             source_offset=msg.offset,

@@ -87,7 +87,8 @@ from dedup_stream.restore import ChangelogRestorer, ensure_changelog
 from dedup_stream.settings import DedupSettings, changelog_topic
 from mdpipe.kafka import FETCH_QUEUE_BACKOFF_MS, log_starts
 from mdpipe.logging import get_logger, kafka_client_logger
-from schemas import DeadLetter, encode_dead_letter
+from schemas import DeadLetter, SchemaError, encode_dead_letter
+from schemas.raw_record import BUNDLE_TAG, frame_origin, split_bundle
 
 __all__ = ["NativeWorker"]
 
@@ -120,7 +121,22 @@ _IDLE_POLL_S = 0.1
 _HELD_POLL_S = 0.002
 # The most frames one wake-up takes (``consume``): batches are this full only when the worker is behind (from a full
 # batch on it decides the next one while the previous one's changelog is in flight). Not a timer: docs/latency-budget.md
+# consume() counts records, which may be bundles of frames: the worker asks for BATCH_FRAMES / (frames per record of
+# its last batch) records (_batch_records).
 BATCH_FRAMES = 5000
+
+
+def _batch_records(frames: int, records: int) -> int:
+    """Records for the next ``consume``: about :data:`BATCH_FRAMES` frames at the last batch's frames per record."""
+    if frames <= records or not records:
+        return BATCH_FRAMES
+    return max(1, BATCH_FRAMES * records // frames)
+
+
+def _in_bundle(reason: str, bundled: bool, index: int) -> str:
+    """A dead letter's reason, naming the frame's index when it came in a bundle (its payload is that frame)."""
+    return f"{reason} (frame {index} of a bundle)" if bundled else reason
+
 
 # commit errors that mean this member's generation is over: not a failure of this worker's output
 _LOST_GENERATION = (
@@ -485,11 +501,12 @@ class NativeWorker:
         self._positions.clear()
 
     # --- per frame --------------------------------------------------------------------------------------------
-    def _dead_letter(self, msg: Message, reason: str) -> None:
+    def _dead_letter(self, msg: Message, reason: str, payload: bytes | None = None) -> None:
+        """Send a raw record, or with ``payload`` one frame of its bundle, to the dead-letter topic."""
         letter = DeadLetter(
             stage="dedup",
             reason=reason,
-            payload=msg.value() or b"",
+            payload=(msg.value() if payload is None else payload) or b"",
             source_topic=msg.topic(),
             source_partition=msg.partition(),
             source_offset=msg.offset(),
@@ -497,9 +514,11 @@ class NativeWorker:
         )
         self.output.produce(self.settings.dlq_topic, msg.key(), encode_dead_letter(letter))
 
-    def _process(self, msgs: list[Message], read_ns: int = 0, wait_s: float = 0.0) -> None:
+    def _process(self, msgs: list[Message], read_ns: int = 0, wait_s: float = 0.0) -> int:
         """Decide a consumed batch, write its state, then hold its events until its changelog is acknowledged (wait for
-        that here up to ``wait_s`` seconds, handing them to the producer before returning if it came).
+        that here up to ``wait_s`` seconds, handing them to the producer before returning if it came). Returns the
+        frames decided: a bundle record carries several (:mod:`schemas.raw_record`), each decided in its order with
+        its own origin (:func:`~schemas.raw_record.frame_origin`) and its events keyed by its own market.
 
         ``read_ns``: when consume() returned the batch (wall clock), stamped on its events with each winning raw
         record's Kafka timestamp (:mod:`schemas.events` hop stamps).
@@ -513,6 +532,7 @@ class NativeWorker:
         owned = self._owned_set
         positions = self._positions
         outs: list[tuple[bytes, bytes | None, int]] = []
+        frames = 0
         for msg in msgs:
             if msg.error() is not None:
                 self._consumer_error(msg.error())
@@ -522,29 +542,49 @@ class NativeWorker:
                 continue
             topic, offset = msg.topic(), msg.offset()
             positions[topic, partition] = offset
-            decision = decide(msg.value(), topic, partition, offset)
-            if decision is PLAIN_DUPLICATE:  # two of every three frames: counted by decide_at, nothing else to do
-                continue
-            verdict = decision.verdict
-            if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP or verdict is _ALIAS:
-                if decision.weak:  # an alias record after a weak join
-                    _log_weak(decision)
+            value = msg.value()
+            if value and value[0] == BUNDLE_TAG:
                 try:
-                    out = decision_bytes(decision, msg.timestamp()[1], read_ns)
-                except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
-                    self.unmappable += 1
-                    self._dead_letter(msg, f"normalise: {type(exc).__name__}: {exc}")
+                    values: list[bytes] | tuple[bytes | None] = split_bundle(value)
+                except SchemaError as exc:  # counted as one invalid frame, as a plain record that does not decode
+                    self.deduper.stats.invalid += 1
+                    frames += 1
+                    self._dead_letter(msg, str(exc))
                     continue
-                outs.append((out, msg.key(), partition))
-            elif verdict is Verdict.INVALID:
-                self._dead_letter(msg, decision.error)
-            elif decision.weak:
-                _log_weak(decision)
+                origin = frame_origin(offset, 0)  # + the frame's index
+                bundled = True
+            else:
+                values, origin, bundled = (value,), offset, False
+            frames += len(values)
+            for index, value in enumerate(values):
+                decision = decide(value, topic, partition, origin + index)
+                if decision is PLAIN_DUPLICATE:  # two of every three frames: counted by decide_at, nothing else to do
+                    continue
+                verdict = decision.verdict
+                if verdict is Verdict.WON or verdict is Verdict.REEMIT or verdict is Verdict.GAP or verdict is _ALIAS:
+                    if decision.weak:  # an alias record after a weak join
+                        _log_weak(decision)
+                    try:
+                        out = decision_bytes(decision, msg.timestamp()[1], read_ns)
+                    except Exception as exc:  # SchemaError, or a value the venue sent that cannot be represented
+                        self.unmappable += 1
+                        self._dead_letter(
+                            msg, _in_bundle(f"normalise: {type(exc).__name__}: {exc}", bundled, index), value
+                        )
+                        continue
+                    # a bundle is keyed by its first frame's market: each event by its own (the gatherer's key)
+                    key = decision.frame.market.encode() if bundled else msg.key()  # type: ignore[union-attr]
+                    outs.append((out, key, partition))
+                elif verdict is Verdict.INVALID:
+                    self._dead_letter(msg, _in_bundle(decision.error, bundled, index), value)
+                elif decision.weak:
+                    _log_weak(decision)
         self.states.flush()  # RocksDB, then the batch's changelog records in one burst
         if outs:
             self._held.append((self.output.changelog_mark(), outs))
         self._release(wait_s)
         self.events_out += len(outs)
+        return frames
 
     def _next_batch(self, consumer: Consumer, batch: int) -> list[Message]:
         """Wait for the first frame (at most ``_IDLE_POLL_S``, or ``_HELD_POLL_S`` while events are held), then take
@@ -640,11 +680,12 @@ class NativeWorker:
                         self.first_frame, self.first_cpu = now, time.process_time()
                     # a full batch means a backlog: decide the next one while this one's changelog is in flight;
                     # otherwise wait a little (_ACK_WAIT_S) for the acknowledgements and let the events go now
-                    self._process(msgs, read_ns, wait_s=_ACK_WAIT_S if len(msgs) < batch else 0.0)
+                    frames = self._process(msgs, read_ns, wait_s=_ACK_WAIT_S if len(msgs) < batch else 0.0)
                     self.raw_lag.consumed(msgs[-1].timestamp()[1])
-                    self.frames += len(msgs)
+                    self.frames += frames
                     self.batches += 1
-                    since_commit += len(msgs)
+                    since_commit += frames
+                    batch = _batch_records(frames, len(msgs))
                     self.last_frame = time.monotonic()
                     self.output.poll()
                 elif self._held or self._point:

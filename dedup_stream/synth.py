@@ -102,8 +102,20 @@ def gatherer_copies(
     return frames
 
 
-def produce_frames(producer_conf: dict[str, object], topic: str, frames: Iterable[RawFrame | bytes]) -> int:
+def produce_frames(
+    producer_conf: dict[str, object],
+    topic: str,
+    frames: Iterable[RawFrame | bytes],
+    *,
+    bundle_frames: int = 0,
+    partitions: int = 0,
+) -> int:
     """Write frames (RawFrame or already-encoded bytes of one) to ``topic``, key = market. Returns the count.
+
+    With ``bundle_frames`` > 0 (and the topic's ``partitions``) the frames of each partition travel in bundles of up
+    to that many frames, in their order, as a gatherer sends them (:mod:`schemas.raw_record`: keyed by the first
+    frame's market, stamped with its receive time); a partition's bundle goes out when it is full, the rest at the
+    end.
 
     Every frame is stored, in order, or this raises: the producer is idempotent with one request in flight (a retry
     after NOT_LEADER right after the topic's creation keeps the order, and librdkafka's implicit ack, which needs a
@@ -111,8 +123,12 @@ def produce_frames(producer_conf: dict[str, object], topic: str, frames: Iterabl
     from confluent_kafka import Producer
 
     from mdpipe.kafka import report_stored
+    from mdpipe.partitioner import partition_for
     from schemas import decode_raw
+    from schemas.raw_record import encode_bundle
 
+    if bundle_frames and partitions <= 0:
+        raise ValueError("bundle_frames needs the topic's partitions")
     unstored: list[str] = []
 
     def on_delivery(err: object, msg: Any) -> None:
@@ -130,20 +146,35 @@ def produce_frames(producer_conf: dict[str, object], topic: str, frames: Iterabl
     }
     producer = Producer(conf)
     count = 0
+
+    def put(value: bytes, frame: RawFrame) -> None:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=frame.market.encode(), timestamp=frame.recv_ns // 1_000_000)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    pending: dict[int, tuple[RawFrame, list[bytes]]] = {}  # partition -> first frame, frames of the open bundle
     for frame in frames:
         if isinstance(frame, bytes):
             value, frame = frame, decode_raw(frame)
         else:
             value = encode_raw(frame)
-        while True:
-            try:
-                producer.produce(topic, value=value, key=frame.market.encode(), timestamp=frame.recv_ns // 1_000_000)
-                break
-            except BufferError:
-                producer.poll(0.05)
         count += 1
         if count % 10000 == 0:
             producer.poll(0)
+        if not bundle_frames:
+            put(value, frame)
+            continue
+        partition = partition_for(frame.market, partitions)
+        first, values = pending.setdefault(partition, (frame, []))
+        values.append(value)
+        if len(values) >= bundle_frames:
+            del pending[partition]
+            put(encode_bundle(values), first)
+    for first, values in pending.values():
+        put(values[0] if len(values) == 1 else encode_bundle(values), first)
     remaining = producer.flush(60)
     if remaining:
         raise RuntimeError(f"{remaining} frames not delivered to {topic}")

@@ -116,7 +116,9 @@ def build_gatherer(
     # the raw topic's partitions each store a record through the reporting producer before the quiet one is used
     # (ingest.producer: librdkafka's implicit ack); their count as the start-up check found it, else the config's
     warm = {raw_topic: raw_partitions or config.kafka.partitions}
-    producer = RawProducer(conf, spool, queue_max=g.queue_max_frames, warm_topics=warm)
+    producer = RawProducer(
+        conf, spool, queue_max=g.queue_max_frames, warm_topics=warm, bundle_max_bytes=g.bundle_max_bytes
+    )
     # the command line's settings go into the sections the gatherer takes (the config's defaults stay the only ones)
     venue = msgspec.structs.replace(
         v, rest_url=args.rest_url or v.rest_url, ws_url=args.ws_url or v.ws_url, ca_file=ca_file

@@ -42,6 +42,15 @@ instead of being woken for each partition's first message and each partition's l
 thread wake-up costs tens of microseconds, several times the work of a frame. :meth:`send` releases held frames
 first, so every frame reaches librdkafka in the order it was handed over, held or sent.
 
+Bundles (``bundle_max_bytes`` > 0, ``gather.bundle_max_bytes``): a release puts the frames of each partition of a
+warm topic in bundle records of up to that many bytes (:mod:`schemas.raw_record`), in their order, keyed by their
+first frame's market so that the partitioner puts each on its frames' partition (the partition of a market is
+computed here with Kafka's murmur2, :mod:`mdpipe.partitioner`, and remembered). A frame larger than the limit, or
+alone in its partition's release, goes as a plain record. Every record costs librdkafka, the broker and the dedup
+consumer a fixed amount whatever its size, so a bundle pays it once per partition and release instead of once per
+frame. Everything after the release handles records as before (the spool keeps a bundle as one record, a failed
+bundle is spooled whole); the counts (``sent``, ``acked``, ``spooled``, ``dropped``) are in frames.
+
 Delivery reports: a report per frame costs a Python callback and a ``Message`` object on the event-loop thread. So
 live frames go to a *quiet* librdkafka producer (``delivery.report.only.error``: it reports failures only, which
 reach the spool as before), and a second, *loud* one (a report per record) carries what needs reports: the spool's
@@ -53,12 +62,13 @@ reports), at a release (to the loud one for a latency sample; back to the quiet 
 nothing is spooled) or before a spool segment is replayed (to the loud one, once the quiet one is empty). A sample
 is therefore taken only when the previous release was acknowledged within the window: under a backlog latency
 samples stop. ``acked`` counts the loud producer's reports plus the quiet producer's frames that left it without a
-failure report (produced - failed - ``len()``).
+failure report (produced - failed - ``len()``; while bundling, by release: :attr:`RawProducer.acked`).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +77,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from ingest.spool import Record, Spool
 from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS, report_stored
 from mdpipe.logging import get_logger, log_client_error
+from mdpipe.partitioner import partition_for
+from schemas.raw_record import encode_bundle, frame_count
 
 __all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
 
@@ -78,8 +90,12 @@ KAFKA_LINGER_MS = 1
 
 # One release at most this often goes through the loud producer, whose delivery reports give latency samples.
 LATENCY_SAMPLE_S = 1.0
-# Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample.
+# Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample (every bundle's).
 LATENCY_SAMPLE_EVERY = 8
+
+# Markets whose partition a producer remembers per topic while bundling (forgotten all at once past this: a
+# million-market venue would otherwise keep ~100 MB of keys).
+_PARTITION_CACHE = 1 << 18
 
 # The loud producer carries what must not meet an implicit ack: a new producer id's first write to each partition
 # (warm-up) and the spool's replay, which runs while leaders come back. An implicit ack needs a second request to the
@@ -113,7 +129,13 @@ class RawProducer:
     """See module docstring. Single-threaded: call everything from the event-loop thread."""
 
     def __init__(
-        self, conf: dict[str, Any], spool: Spool, *, warm_topics: dict[str, int], queue_max: int = 200_000
+        self,
+        conf: dict[str, Any],
+        spool: Spool,
+        *,
+        warm_topics: dict[str, int],
+        queue_max: int = 200_000,
+        bundle_max_bytes: int = 0,
     ) -> None:
         self._conf = {
             "acks": "all",
@@ -135,6 +157,16 @@ class RawProducer:
         self._produce = self._p.produce
         self._next_sample = 0.0  # monotonic: the first release at or after it is sent through the loud producer
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
+        # bundles (module docstring): a release's frames of one partition of a warm topic in records of up to this
+        # many bytes; 0 = one frame per record
+        self.bundle_max_bytes = bundle_max_bytes
+        self._partition_of: dict[str, dict[bytes, int]] = {topic: {} for topic in self.warm_topics}
+        # the quiet producer's (records, frames) handed over so far, at the end of each release while bundling:
+        # acked counts a release's frames once all the records handed over up to it have left the producer
+        self._quiet_marks: deque[tuple[int, int]] = deque()
+        self._quiet_frames = 0  # frames handed to the quiet producer
+        self._quiet_done_frames = 0  # of them, those of the releases whose records all left it
+        self._quiet_failed_frames = 0  # frames of its failure reports (served)
         self._since_poll = 0
         self._fatal = False
         self._draining: _Draining | None = None
@@ -186,8 +218,11 @@ class RawProducer:
                     self._warm = True
                     log.info("producer_warm", topics=len(self.warm_topics))
                 self._use(self._quiet)
+        counts = None
+        if self.bundle_max_bytes:
+            batch, counts = self._bundle(batch)
         produce = self._produce
-        sent = 0
+        sent = frames = 0
         for i, (topic, key, value) in enumerate(batch):
             if self.spooling:
                 self._spool_rest(batch, i)
@@ -202,12 +237,62 @@ class RawProducer:
                 self._produce_failed(exc, topic, key, value)
                 continue
             sent += 1
-        self.sent += sent
+            frames += counts[i] if counts is not None else 1
+        self.sent += frames
         if self._p is self._quiet:
-            self._quiet_sent += sent
+            self._quiet_count(sent, frames)
         self._since_poll = 0
         self._p.poll(0)
         return n
+
+    def _bundle(
+        self, batch: list[tuple[str, bytes | None, bytes]]
+    ) -> tuple[list[tuple[str, bytes | None, bytes]], list[int]]:
+        """``batch`` as the records to produce: the frames of each partition of a warm topic in bundles of up to
+        ``bundle_max_bytes`` (:mod:`schemas.raw_record`; keyed by their first frame's market, so the partitioner
+        puts each on its frames' partition), in their order; a frame alone in its record, larger than the limit,
+        of another topic or without a key stays a plain record. Returns the records and the frames each carries;
+        every partition's frames keep their order (a record closes before the next one of its partition opens)."""
+        limit = self.bundle_max_bytes
+        out: list[tuple[str, bytes | None, bytes]] = []
+        counts: list[int] = []
+        # (topic, partition) -> the open bundle: its key, its frames, its size in bytes; closed ones go to out
+        open_: dict[tuple[str, int], tuple[bytes, list[bytes], list[int]]] = {}
+        for topic, key, value in batch:
+            parts = self._partition_of.get(topic)
+            if parts is None or key is None:
+                out.append((topic, key, value))
+                counts.append(1)
+                continue
+            partition = parts.get(key)
+            if partition is None:
+                if len(parts) >= _PARTITION_CACHE:
+                    parts.clear()
+                partition = parts[key] = partition_for(key, self.warm_topics[topic])
+            size = len(value) + 5  # with its msgpack bin header, at most
+            group = open_.get((topic, partition))
+            if group is not None and group[2][0] + size > limit:
+                del open_[topic, partition]
+                _close_bundle(topic, group, out, counts)
+                group = None
+            if group is not None:
+                group[1].append(value)
+                group[2][0] += size
+            elif size + 6 > limit:  # + the tag and the array header
+                out.append((topic, key, value))
+                counts.append(1)
+            else:
+                open_[topic, partition] = (key, [value], [size + 6])
+        for (topic, _), group in open_.items():
+            _close_bundle(topic, group, out, counts)
+        return out, counts
+
+    def _quiet_count(self, records: int, frames: int) -> None:
+        """Count records and frames handed to the quiet producer (see :attr:`acked`)."""
+        self._quiet_sent += records
+        if self.bundle_max_bytes:
+            self._quiet_frames += frames
+            self._quiet_marks.append((self._quiet_sent, self._quiet_frames))
 
     def _quiet_warm(self) -> bool:
         """May frames go to the quiet producer? Only once the loud one has had a record stored (a report with an
@@ -232,11 +317,20 @@ class RawProducer:
 
     @property
     def acked(self) -> int:
-        """Records the broker acknowledged: the loud producer's reports, plus the quiet producer's frames that left
+        """Frames the broker acknowledged: the loud producer's reports, plus the quiet producer's frames that left
         it without a failure report. Never goes down (a failure report waiting to be served may count twice in
-        ``len()`` for a moment)."""
+        ``len()`` for a moment). While bundling, the quiet producer's frames count by release: those of a release
+        once every record handed over up to its end has left the producer (``len()`` counts records), so the
+        count trails by up to a release's frames while records are in flight, and is exact once none are."""
         quiet = self._quiet
-        acked = self._loud_acked + self._quiet_sent - self._quiet_failed - len(quiet)
+        done = self._quiet_sent - len(quiet)  # records that left the quiet producer, acknowledged or failed
+        if self.bundle_max_bytes:
+            marks = self._quiet_marks
+            while marks and marks[0][0] <= done:
+                self._quiet_done_frames = marks.popleft()[1]
+            acked = self._loud_acked + self._quiet_done_frames - self._quiet_failed_frames
+        else:
+            acked = self._loud_acked + done - self._quiet_failed
         if acked > self._acked:
             self._acked = acked
         return self._acked
@@ -263,7 +357,7 @@ class RawProducer:
             return
         self.sent += 1
         if self._p is self._quiet:
-            self._quiet_sent += 1
+            self._quiet_count(1, 1)
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0
@@ -274,22 +368,25 @@ class RawProducer:
         if err is None:  # not sent by librdkafka with that setting; counted by acked from len() if it were
             return
         self._quiet_failed += 1
+        if self.bundle_max_bytes:
+            self._quiet_failed_frames += frame_count(msg.value())
         self._on_delivery(err, msg)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             if report_stored(msg):
-                self._loud_acked += 1
+                frames = frame_count(msg.value()) if self.bundle_max_bytes else 1
+                self._loud_acked += frames
                 if not self._warm:
                     self._confirm(msg)
-                if not self._loud_acked % LATENCY_SAMPLE_EVERY:
+                if frames > 1 or not self._loud_acked % LATENCY_SAMPLE_EVERY:  # a bundle: a sample of its own
                     self.latency_samples.append(msg.latency() or 0.0)
                 return
             self._note_unconfirmed(msg)  # and spooled again, as a transient failure is
         else:
             self.failed += 1
             if not _transient(err):
-                self._permanent(err, msg.topic())
+                self._permanent(err, msg.topic(), msg.value())
                 return
         if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
             self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
@@ -307,7 +404,7 @@ class RawProducer:
             self._to_spool(topic, key, value)
             return
         self.failed += 1
-        self._permanent(err, topic)
+        self._permanent(err, topic, value)
 
     def _note_unconfirmed(self, msg: Any) -> None:
         """A success report without an offset: counted and logged (rate-limited); the caller keeps the record."""
@@ -319,8 +416,8 @@ class RawProducer:
                 "delivery_unconfirmed_kept", topic=msg.topic(), partition=msg.partition(), unconfirmed=self.unconfirmed
             )
 
-    def _permanent(self, err: KafkaError, topic: str | None) -> None:
-        self.spool.dropped += 1
+    def _permanent(self, err: KafkaError, topic: str | None, value: bytes | None) -> None:
+        self.spool.dropped += frame_count(value)
         self.permanent_failures += 1
         now = time.monotonic()
         if now - self._last_drop_log > 5:
@@ -344,7 +441,7 @@ class RawProducer:
 
     def _to_spool(self, topic: str, key: bytes | None, value: bytes) -> None:
         if self.spool.append(topic, key, value):
-            self.spooled += 1
+            self.spooled += frame_count(value) if self.bundle_max_bytes else 1
             return
         now = time.monotonic()
         if now - self._last_drop_log > 5:
@@ -413,7 +510,7 @@ class RawProducer:
                             self._fatal = True
                         return  # the record stays in the segment; retried on the next service()
                     self.failed += 1
-                    self._permanent(err, topic)  # this record can never be delivered: counted, skipped
+                    self._permanent(err, topic, value)  # this record can never be delivered: counted, skipped
                     d.pos += 1
                     continue
                 d.pos += 1
@@ -436,7 +533,7 @@ class RawProducer:
 
         def done(err: KafkaError | None, msg: Any) -> None:
             if err is None and report_stored(msg):
-                self._loud_acked += 1
+                self._loud_acked += frame_count(msg.value())
                 if not self._warm:
                     self._confirm(msg)
             elif err is None or _transient(err):
@@ -447,7 +544,7 @@ class RawProducer:
                 else:
                     d.failed = True  # the segment stays on disk: replayed whole again (at-least-once)
             else:
-                self._permanent(err, msg.topic())
+                self._permanent(err, msg.topic(), msg.value())
             d.outstanding -= 1
             if generation != self._generation:
                 return  # abandoned by divert(): the segment stays on disk and is replayed whole later
@@ -563,3 +660,15 @@ class RawProducer:
         )
         if error is not None:
             raise error
+
+
+def _close_bundle(
+    topic: str,
+    group: tuple[bytes, list[bytes], list[int]],
+    out: list[tuple[str, bytes | None, bytes]],
+    counts: list[int],
+) -> None:
+    """Append a bundle (a lone frame as a plain record) to the records of a release."""
+    key, values, _ = group
+    out.append((topic, key, values[0] if len(values) == 1 else encode_bundle(values)))
+    counts.append(len(values))

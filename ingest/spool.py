@@ -5,12 +5,13 @@ Append-only segment files ``<seq:012d>.spool`` in one directory; each record is
 everything after it). A torn tail (crash mid-write) fails its crc and ends that segment. The producer drains
 the oldest segment first and deletes a segment only after every one of its records was acknowledged (or
 spooled again), so a crash replays a segment at worst twice (at-least-once; dedup absorbs the copies).
-Only a full spool (``max_bytes``) or a failing disk drops a record, and every dropped record is counted in
-``dropped``, exactly: appended records wait in a small memory buffer written out with ``os.write`` (at
-``flush()``, every ``_BUFFER`` bytes and before a segment is read or closed); when a write fails (ENOSPC, EFBIG,
-EIO, a read-only directory...) the records that did not reach the file in full are counted as dropped, the
-segment ends there (its torn tail is skipped by readers), one ``spool_write_failed`` line is logged, and writing
-pauses for ``retry_s`` (records meanwhile dropped and counted) before a new segment is tried. A delivered segment
+Only a full spool (``max_bytes``) or a failing disk drops a record, and every frame of a dropped record is counted
+in ``dropped`` (a bundle record, :mod:`schemas.raw_record`, carries several), exactly: appended records wait in a
+small memory buffer written out with ``os.write`` (at ``flush()``, every ``_BUFFER`` bytes and before a segment is
+read or closed); when a write fails (ENOSPC, EFBIG, EIO, a read-only directory...) the records that did not reach
+the file in full are counted as dropped, the segment ends there (its torn tail is skipped by readers), one
+``spool_write_failed`` line is logged, and writing pauses for ``retry_s`` (records meanwhile dropped and counted)
+before a new segment is tried. A delivered segment
 that cannot be deleted is remembered and never replayed again by this process (the next run replays it once:
 at-least-once).
 
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mdpipe.logging import get_logger
+from schemas.raw_record import frame_count
 
 __all__ = ["Record", "Spool"]
 
@@ -63,6 +65,7 @@ class Spool:
         self._writer_size = 0
         self._buf = bytearray()
         self._buf_ends: list[int] = []  # end offset in _buf of each buffered record
+        self._buf_frames: list[int] = []  # frames carried by each buffered record (a bundle carries several)
         self._paused_until = 0.0  # monotonic: no write attempts before this (after a failed write)
         self._undeletable: set[Path] = set()  # delivered segments whose unlink failed: never replayed again
         self._unsynced = False  # bytes written to the current segment since its last fsync
@@ -85,29 +88,31 @@ class Spool:
         return self.records
 
     def append(self, topic: str, key: bytes | None, value: bytes) -> bool:
-        """Buffer one record for the current segment; False (``dropped`` += 1) when the spool is full, or the
-        disk failed less than ``retry_s`` ago, or a new segment cannot be created. A record accepted here that
-        later fails to reach the disk is counted in ``dropped`` then."""
+        """Buffer one record for the current segment; False (``dropped`` += its frames) when the spool is full, or
+        the disk failed less than ``retry_s`` ago, or a new segment cannot be created. A record accepted here that
+        later fails to reach the disk is counted in ``dropped`` then. ``dropped`` counts frames: a bundle record
+        (:mod:`schemas.raw_record`) counts each frame it carries."""
         t = topic.encode()
         k = key or b""
         body = _HEAD.pack(0, len(t), len(k), len(value))[4:] + t + k + value
         size = 4 + len(body)
         if self.bytes + size > self.max_bytes or self._paused():
-            self.dropped += 1
+            self.dropped += frame_count(value)
             return False
         if self._fd is None or self._writer_size >= self.segment_bytes:
             self.close_writer()
             if self._paused():  # closing it failed just now
-                self.dropped += 1
+                self.dropped += frame_count(value)
                 return False
             try:
                 self._open_segment()
             except OSError as exc:
-                self._write_failed(exc, lost=1, lost_bytes=0)
+                self._write_failed(exc, lost=1, lost_bytes=0, lost_frames=frame_count(value))
                 return False
         self._buf += struct.pack(">I", zlib.crc32(body))
         self._buf += body
         self._buf_ends.append(len(self._buf))
+        self._buf_frames.append(frame_count(value))
         self._writer_size += size
         self.bytes += size
         self.records += 1
@@ -140,21 +145,30 @@ class Spool:
                     done += n
         except OSError as exc:
             kept = sum(1 for end in self._buf_ends if end <= done)
-            self._write_failed(exc, lost=len(self._buf_ends) - kept, lost_bytes=len(self._buf) - done, buffered=True)
+            self._write_failed(
+                exc,
+                lost=len(self._buf_ends) - kept,
+                lost_bytes=len(self._buf) - done,
+                lost_frames=sum(self._buf_frames[kept:]),
+                buffered=True,
+            )
             return False
         self._unsynced = True
         self._buf.clear()
         self._buf_ends.clear()
+        self._buf_frames.clear()
         return True
 
-    def _write_failed(self, exc: OSError, lost: int, lost_bytes: int, buffered: bool = False) -> None:
-        """Count the records that did not reach the disk; end this segment (a torn record may end it); pause."""
+    def _write_failed(self, exc: OSError, lost: int, lost_bytes: int, lost_frames: int, buffered: bool = False) -> None:
+        """Count the records (``lost``, carrying ``lost_frames`` frames) that did not reach the disk; end this segment
+        (a torn record may end it); pause."""
         if buffered:
             self.records -= lost  # they were counted in when buffered
             self.bytes -= lost_bytes  # the bytes that did reach the file stay (a torn tail, released with it)
             self._buf.clear()
             self._buf_ends.clear()
-        self.dropped += lost
+            self._buf_frames.clear()
+        self.dropped += lost_frames
         self.write_errors += 1
         self._abandon_writer()
         self._paused_until = time.monotonic() + self.retry_s
@@ -265,11 +279,11 @@ class Spool:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 path.unlink()
-            self._write_failed(exc, lost=len(records), lost_bytes=0)
+            self._write_failed(exc, lost=len(records), lost_bytes=0, lost_frames=_frames(records))
             return 0
         self.bytes += size
         self.records += kept
-        self.dropped += len(records) - kept
+        self.dropped += _frames(records[kept:])
         if kept < len(records):
             log.error(
                 "spool_full_frames_dropped", dropped=self.dropped, spool_bytes=self.bytes, max_bytes=self.max_bytes
@@ -323,3 +337,8 @@ def _seq_of(segment: Path) -> int:
         return int(segment.stem)
     except ValueError:
         return 1 << 62  # not ours: read last
+
+
+def _frames(records: list[Record]) -> int:
+    """Frames carried by ``records`` (a bundle record carries several)."""
+    return sum(frame_count(value) for _, _, value in records)

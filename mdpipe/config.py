@@ -70,6 +70,8 @@ DEDUP_METRICS_PORT = 9111
 SINK_METRICS_PORT = 9121
 SIM_METRICS_PORT = 9131
 DEFAULT_METRICS_HOST = "127.0.0.1"
+# gather.bundle_max_bytes at most: librdkafka's message.max.bytes default (a larger record is refused by the client)
+MAX_BUNDLE_BYTES = 1_000_000
 
 
 def _metrics_address(host: str, port: int) -> None:
@@ -170,7 +172,7 @@ class GatherConfig(_Section):
     silence_timeout_s: float = 30.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    queue_max_frames: int = 200_000
+    queue_max_frames: int = 200_000  # records in librdkafka's queue (a bundle, gather.bundle_max_bytes, counts once)
     spool_dir: str = ""
     spool_max_bytes: int = 10 * 1024**3
     # /metrics + /healthz: gatherer gather.ids[i] listens on metrics_port + i (0 = any free port); metrics_host is
@@ -198,6 +200,11 @@ class GatherConfig(_Section):
     # the window (fewer wake-ups per message); the receive hop's latency cost is 0..read_window_ms (0 = off).
     # A frame's linger counts from its window's start, so with read_window_ms >= linger_ms every read releases.
     read_window_ms: float = 40.0
+    # A release's frames of one raw partition travel in one Kafka record (a bundle, schemas.raw_record) of up to
+    # this many bytes: every record costs each stage a fixed amount, three records per venue event. A frame
+    # larger than this goes alone. 0 = one frame per record, for readers of the raw topics outside mdpipe. At most
+    # 1,000,000 (librdkafka's message.max.bytes and about the broker's default max.message.bytes).
+    bundle_max_bytes: int = 256 * 1024
     ws_client: Literal["picows", "websockets"] = "picows"  # venue WebSocket client (picows: ~8x less CPU/frame)
     # REST listings lag the WebSocket (~30 s seen): a market's REST status counts only for requests sent at least
     # this long after the market's last lifecycle change; until then the lifecycle status wins (ingest.registry).
@@ -247,6 +254,10 @@ class GatherConfig(_Section):
         if self.anchor_max_wait_ms < 0:
             raise ValueError(f"anchor_max_wait_ms: {self.anchor_max_wait_ms} must be >= 0 (0: no cap)")
         _positive("spool_fsync_s", self.spool_fsync_s)
+        if not 0 <= self.bundle_max_bytes <= MAX_BUNDLE_BYTES:
+            raise ValueError(
+                f"bundle_max_bytes: {self.bundle_max_bytes} must be 0 (one frame per record) to {MAX_BUNDLE_BYTES}"
+            )
 
 
 class DedupConfig(_Section):

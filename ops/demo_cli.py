@@ -92,7 +92,7 @@ def render_progress(p: Any) -> str:
         f"  venue   {r.get('venue', 0):>8,.0f} ev/s   total {p.venue_events:,}",
         f"  raw     {raw}",
         f"  markets {markets}   seq gaps {gaps}",
-        f"  dedup   {r.get('events', 0):>8,.0f} ev/s   events {p.events:,}   lag {p.dedup_lag:,} frames"
+        f"  dedup   {r.get('events', 0):>8,.0f} ev/s   events {p.events:,}   lag {p.dedup_lag:,} records"
         f" (~{p.dedup_lag_s:.1f} s)   sync lag s {sync}",
         f"  sink    {p.sink('rows_per_s'):>8,.0f} rows/s lag {p.sink_lag:,} events ({p.sink('lag_s'):.1f} s)",
     ]

@@ -147,13 +147,15 @@ def hop_latencies_ms(bootstrap: str, prefix: str, from_ns: int, to_ns: int) -> t
     """For the events whose first copy was sent in ``[from_ns, to_ns)``: (send -> raw topic append of that copy,
     raw topic append -> event append), from the broker's append times (every topic here uses ``LogAppendTime``)."""
     from schemas import decode_event, decode_raw
+    from schemas.raw_record import frames_of
 
     appended: dict[tuple[str, str], int] = {}
 
     def raw(msg: Any) -> None:
-        frame = decode_raw(msg.value())
-        if from_ns <= frame.recv_ns < to_ns:
-            appended[frame.gatherer, frame.event_key] = msg.timestamp()[1]
+        for value in frames_of(msg.value()):  # a record of one frame, or a bundle's frames
+            frame = decode_raw(value)  # type: ignore[arg-type]
+            if from_ns <= frame.recv_ns < to_ns:
+                appended[frame.gatherer, frame.event_key] = msg.timestamp()[1]
 
     for gid in GATHERERS:
         _read_all(bootstrap, f"{prefix}raw.{gid}", raw)

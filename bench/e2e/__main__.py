@@ -178,6 +178,9 @@ def one_run(
         "sink_backlog": min(p.sink_lag for p in end) if end else None,
         "dedup_backlog_mid": min(p.dedup_lag for p in mid) if mid else None,
         "sink_backlog_mid": min(p.sink_lag for p in mid) if mid else None,
+        # raw records count frames or bundles of them (gather.bundle_max_bytes): the ramp's bound is in seconds
+        "dedup_backlog_s": min(p.dedup_lag_s for p in end) if end else None,
+        "dedup_backlog_mid_s": min(p.dedup_lag_s for p in mid) if mid else None,
     }
     if verify:
         report = run.verify(warmup_s=WARMUP_S)
@@ -267,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"ramp{int(step)}"
         res = one_run(step, args.ramp_duration, args.markets, args.gatherers, False, tag, args.venue or "", args.name)
         kept = res["venue_rate"] >= 0.95 * step
-        # Bounded: at the end of generation each backlog is under --max-backlog-s of traffic (raw frames for
-        # dedup, events for the sink) or no larger than at mid-run (still shrinking after the start-up burst).
-        bounded = (res["dedup_backlog"] or 0) <= max(
-            args.max_backlog_s * step * args.gatherers, res["dedup_backlog_mid"] or 0
-        ) and (res["sink_backlog"] or 0) <= max(args.max_backlog_s * step, res["sink_backlog_mid"] or 0)
+        # Bounded: at the end of generation each backlog is under --max-backlog-s of traffic (seconds of raw
+        # records at their mean rate for dedup, events for the sink) or no larger than at mid-run (still shrinking
+        # after the start-up burst).
+        bounded = (res["dedup_backlog_s"] or 0) <= max(args.max_backlog_s, res["dedup_backlog_mid_s"] or 0) and (
+            res["sink_backlog"] or 0
+        ) <= max(args.max_backlog_s * step, res["sink_backlog_mid"] or 0)
         if not (kept and bounded):
             break
         max_rate = step

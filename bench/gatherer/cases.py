@@ -241,10 +241,16 @@ def _gatherer(a: dict[str, Any], gatherer_id: str, producer: Any, **settings: An
 
 
 def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
-    """The producer's warm-up as ``mdpipe gather`` sets it: the raw topic and its partition count (none in a
-    --reference tree whose producer predates ``warm_topics``)."""
-    if "warm_topics" not in inspect.signature(producer_class).parameters:
+    """The producer's warm-up and bundles as ``mdpipe gather`` sets them: the raw topic and its partition count,
+    ``gather.bundle_max_bytes`` (none in a --reference tree whose producer predates them)."""
+    params = inspect.signature(producer_class).parameters
+    if "warm_topics" not in params:
         return {}
+    extra: dict[str, Any] = {}
+    if "bundle_max_bytes" in params:
+        from mdpipe.config import GatherConfig
+
+        extra["bundle_max_bytes"] = GatherConfig().bundle_max_bytes
     from confluent_kafka.admin import AdminClient
 
     raw = a["topics"]["raw"]
@@ -255,7 +261,7 @@ def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
     while True:  # a topic created a moment ago reaches the metadata a moment later
         meta = admin.list_topics(raw, timeout=10).topics.get(raw)
         if meta is not None and meta.error is None and meta.partitions:
-            return {"warm_topics": {raw: len(meta.partitions)}}
+            return {"warm_topics": {raw: len(meta.partitions)}, **extra}
         if time.monotonic() > deadline:
             raise RuntimeError(f"bench topic {raw} has no partitions in the broker's metadata")
         time.sleep(0.1)

@@ -251,3 +251,134 @@ def test_raw_archive_and_replay_through_s3(
     migrate(dsn, config.postgres)
     stats = replay_archive(location, dsn)
     assert (stats.events, stats.duplicates, sum(stats.rows.values())) == (400, 300, 400)
+
+
+Item = tuple[bytes, str, int]  # an encoded frame (or bytes that are not one), its market, its receive time (ms)
+
+
+def _records(items: list[Item], size: int, partitions: int) -> list[tuple[bytes, bytes, int, int]]:
+    """(value, key, partition, timestamp ms) of the records that carry ``items`` on the market's partition: one per
+    record with ``size`` 0, else as a gatherer bundles them (per partition, in order, up to ``size`` frames a bundle,
+    keyed and stamped by its first frame)."""
+    from mdpipe.partitioner import partition_for
+    from schemas.raw_record import encode_bundle
+
+    if not size:
+        return [(value, market.encode(), partition_for(market, partitions), ts) for value, market, ts in items]
+    out: list[tuple[bytes, bytes, int, int]] = []
+    open_: dict[int, list[Item]] = {}
+    for item in items:
+        partition = partition_for(item[1], partitions)
+        bundle = open_.setdefault(partition, [])
+        bundle.append(item)
+        if len(bundle) == size:
+            out.append((encode_bundle([v for v, _, _ in bundle]), bundle[0][1].encode(), partition, bundle[0][2]))
+            del open_[partition]
+    for partition, bundle in open_.items():
+        out.append((encode_bundle([v for v, _, _ in bundle]), bundle[0][1].encode(), partition, bundle[0][2]))
+    return out
+
+
+def _produce_records(config: Config, gatherer: str, records: list[tuple[bytes, bytes, int, int]]) -> int:
+    from confluent_kafka import Producer
+
+    producer = Producer({**kafka_client_config(config.kafka), "enable.idempotence": True})
+    for value, key, partition, ts_ms in records:
+        producer.produce(topic_names(config).raw[gatherer], value=value, key=key, partition=partition, timestamp=ts_ms)
+    assert producer.flush(30) == 0
+    return len(records)
+
+
+def test_bundles_archive_one_row_per_frame_and_replay_as_plain_records(
+    mdpipe_config: Config, make_database: Any, tmp_path: Path
+) -> None:
+    """The same frames reach two sets of raw topics: in bundles (g1 by 5, g2 by 3) and one per record. The bundles'
+    archive has one row per frame (the record's coordinates, ``slot`` its index, ``value`` the frame), in files that
+    never split a bundle (``max_rows`` 4 < 5) and resume after the last record; a bad frame inside a bundle is its
+    own row, a bundle that does not split one row. Replays of the two archives rebuild the same database."""
+    bundled = mdpipe_config
+    plain = msgspec.structs.replace(
+        bundled, kafka=msgspec.structs.replace(bundled.kafka, topic_prefix=bundled.kafka.topic_prefix + "plain.")
+    )  # under the fixture's prefix: its topics are deleted with the test's
+    partitions = bundled.kafka.partitions
+    ensure_topics(bundled)
+    ensure_topics(plain)
+    events = pipeline_events(600, markets=20, seed=41, t0_ns=time.time_ns() - 60_000_000_000)
+    copies = {  # g1 first for every event it has, g2 (10 s later) wins the rest: one winner however the merge goes
+        "g1": gatherer_copies(events, "g1", keep=0.85),
+        "g2": gatherer_copies(events, "g2", delay_ns=10_000_000_000),
+    }
+    items = {g: [(encode_raw(f), f.market, f.recv_ns // 1_000_000) for f in frames] for g, frames in copies.items()}
+    # every 40th g1 frame twice in a row, mostly in one bundle: a duplicate there only by the origin of its slot
+    items["g1"] = [x for i, x in enumerate(items["g1"]) for x in ((x, x) if i % 40 == 0 else (x,))]
+    repeats = len(items["g1"]) - len(copies["g1"])
+    bad = b"\x93not a raw frame"
+    items["g2"].insert(7, (bad, items["g2"][7][1], items["g2"][7][2]))  # in a bundle with frames of its partition
+    sizes = {"g1": 5, "g2": 3}
+    bundled_dir, plain_dir = tmp_path / "bundled", tmp_path / "plain"
+    damaged = _records(items["g1"][:2], 2, partitions)[0]
+    damaged = (damaged[0][:-3], *damaged[1:])  # a bundle that does not split
+    for part in (0, 1):  # half the frames, then the rest and the damaged bundle: the second run appends them
+        records = frames = 0
+        for g, all_frames in items.items():
+            half = all_frames[: len(all_frames) // 2] if part == 0 else all_frames[len(all_frames) // 2 :]
+            records += _produce_records(bundled, g, _records(half, sizes[g], partitions))
+            frames += _produce_records(plain, g, _records(half, 0, partitions))
+        if part:
+            records += _produce_records(bundled, "g1", [damaged])
+        run = _archiver(bundled, bundled_dir, max_rows=4).run()  # fewer than a bundle of g1
+        assert (run.records, run.rows) == (records, frames + part)
+        assert _archiver(plain, plain_dir).run().rows == frames
+
+    # one row per frame: the record's offset, its slot, the frame's bytes; a file's name covers its records whole
+    frames_of: dict[tuple[str, int], list[bytes]] = {}
+    slotted = twice = 0
+    for g in items:
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for f in sorted((bundled_dir / "raw" / f"gatherer={g}").rglob("*.parquet")):
+            partition, first_offset, last_offset = parse_file_name(str(f))  # type: ignore[misc]
+            spans.setdefault(partition, []).append((first_offset, last_offset))
+            rows = pq.read_table(f).to_pylist()
+            assert sorted({r["offset"] for r in rows}) == list(range(first_offset, last_offset + 1))
+            for offset, group in itertools.groupby(rows, key=lambda r: r["offset"]):
+                group_rows = list(group)
+                slots = [r["slot"] for r in group_rows]
+                if group_rows[0]["value"] == damaged[0]:
+                    assert slots == [None] and group_rows[0]["market"] is None  # archived whole, undecoded
+                    continue
+                assert slots == list(range(len(group_rows))), (f, offset, slots)  # a bundle, whole, in order
+                slotted += len(slots) > 1
+                twice += len({r["value"] for r in group_rows}) < len(group_rows)
+                for r in group_rows:
+                    if r["value"] == bad:
+                        assert r["market"] is None and r["slot"] is not None
+                        continue
+                    assert r["market"] == decode_raw(r["value"]).market  # the frame's own, not the bundle's key
+                frames_of.setdefault((g, partition), []).extend(r["value"] for r in group_rows)
+        for ranges in spans.values():
+            ranges.sort()
+            assert ranges[0][0] == 0 and all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))
+    assert slotted > 10 and twice > 0
+    plain_frames: dict[tuple[str, int], list[bytes]] = {}
+    for g in items:
+        for f in sorted((plain_dir / "raw" / f"gatherer={g}").rglob("*.parquet")):
+            table = pq.read_table(f)
+            assert set(table.column("slot").to_pylist()) == {None}
+            plain_frames.setdefault((g, parse_file_name(str(f))[0]), []).extend(table.column("value").to_pylist())  # type: ignore[index]
+    assert frames_of == plain_frames  # every frame once, in its partition's order
+
+    dsns = {}
+    stats = {}
+    for name, directory in (("bundled", bundled_dir), ("plain", plain_dir)):
+        dsns[name] = make_database()
+        migrate(dsns[name], bundled.postgres)
+        stats[name] = replay_archive(open_location(str(directory)), dsns[name])
+    b, p = stats["bundled"], stats["plain"]
+    assert (b.events, b.duplicates, b.gaps) == (p.events, p.duplicates, p.gaps) == (600, len(copies["g1"]) + repeats, 0)
+    assert (b.frames, b.dead) == (p.frames + 1, p.dead + 1) and p.dead == 1  # the damaged bundle, the bad frame
+    total = 0
+    for table in EVENT_TABLES:
+        rebuilt = _rows(dsns["bundled"], table)
+        assert rebuilt == _rows(dsns["plain"], table), table
+        total += len(rebuilt)
+    assert total == 600

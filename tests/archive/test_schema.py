@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from archive.export import ExportError, arrow_schema, to_batch
-from archive.raw import file_name, parse_file_name
+from archive.raw import RAW_SCHEMA, file_name, parse_file_name
+from archive.reader import iter_files, partition_records
 from archive.schema import DECIMAL, Column, UnsupportedType, arrow_type, canonical
+from archive.storage import open_location
+from schemas import RawFrame, encode_raw
+from schemas.raw_record import encode_bundle
+from venues import default_name
 
 
 def test_types_map_exactly() -> None:
@@ -73,3 +80,29 @@ def test_canonical_keeps_every_digit_the_archive_holds() -> None:
     a, b = Decimal("1234567890123456789.0123456789"), Decimal("1234567890123456789.0123456788")
     assert canonical(a) != canonical(b)
     assert canonical(Decimal("0.4300")) == canonical(Decimal("0.43"))
+
+
+def _trade(i: int) -> RawFrame:
+    return RawFrame(venue=default_name(), gatherer="g1", conn=1, sid=1, seq=i, recv_ns=i, kind="trade",
+                    market=f"KX-{i}", event_key=f"trade:{i}", payload=b"{}")  # fmt: skip
+
+
+def test_an_archive_without_slots_reads_with_each_bundle_as_its_frames(tmp_path: Path) -> None:
+    """A file written before the ``slot`` column: its rows read with ``slot`` None, and a row holding a whole bundle
+    record (archived before bundles were split) as one row per frame, with the slots the archiver now writes; a
+    bundle that does not split stays one row."""
+    frames = [encode_raw(_trade(i)) for i in range(3)]
+    damaged = encode_bundle(frames[:1])[:-3]
+    values = [frames[0], encode_bundle(frames[1:]), damaged]
+    old_schema = pa.schema([f for f in RAW_SCHEMA if f.name != "slot"])
+    rows = [
+        {"topic": "raw.g1", "partition": 0, "offset": i, "kafka_ts": 1000 + i, "key": b"KX", "value": v}
+        for i, v in enumerate(values)
+    ]
+    path = tmp_path / "raw" / "gatherer=g1" / "date=1970-01-01" / file_name(0, 0, 2)
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=old_schema), path)
+    location = open_location(str(tmp_path))
+    assert [r.slot for r in iter_files(location, location.files("raw"))] == [None, None, None]
+    got = [(r.offset, r.slot, r.value) for r in partition_records(location, 0)]
+    assert got == [(0, None, frames[0]), (1, 0, frames[1]), (1, 1, frames[2]), (2, None, damaged)]

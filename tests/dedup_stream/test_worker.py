@@ -134,6 +134,13 @@ def test_copies_outage_and_lost_gatherer_give_each_event_once(dedup_topics, dedu
 def test_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]
     topics = dedup_topics
     events = venue_events(40000, markets=60, seed=5)
+    kill_twice_mid_stream(topics, dedup_workers, "it-crash", events, lambda g, frames: produce(topics, g, frames))
+
+
+def kill_twice_mid_stream(topics, dedup_workers, app: str, events, send) -> None:  # type: ignore[no-untyped-def]
+    """Feed three gatherers' copies of ``events`` (``send(gatherer, encoded frames)``, 12 paced chunks), SIGKILL
+    the worker at a fifth and at half of the events and restart it on the same disk; then every event must be out,
+    and every repeat an exact re-emit of the same winner (same gatherer and receive time)."""
     expected = {e.event_key for e in events}
     frames = {
         g: [encode_raw(f) for f in gatherer_copies(events, g, delay_ns=delay, reorder=3)]
@@ -144,12 +151,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_worke
     def feed() -> None:  # a paced stream, so that even a fast worker is killed mid-stream
         for i in range(chunks):
             for g, encoded in frames.items():
-                produce(topics, g, encoded[i * len(encoded) // chunks : (i + 1) * len(encoded) // chunks])
+                send(g, encoded[i * len(encoded) // chunks : (i + 1) * len(encoded) // chunks])
             time.sleep(0.7)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    worker = dedup_workers.start(topics, "it-crash", "w1")
+    worker = dedup_workers.start(topics, app, "w1")
     kills = 0
     for threshold in (len(expected) // 5, len(expected) // 2):
         deadline = time.monotonic() + 120
@@ -161,7 +168,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_worke
         assert n < len(expected), "the worker finished before it could be killed: raise the event count"
         worker.kill()
         kills += 1
-        worker = dedup_workers.start(topics, "it-crash", "w1")  # same workdir: local RocksDB state is kept
+        worker = dedup_workers.start(topics, app, "w1")  # same workdir: local RocksDB state is kept
     feeder.join(120)
     seen = wait_for_events(topics, expected, 180)
     worker.stop()

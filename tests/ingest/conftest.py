@@ -19,6 +19,7 @@ from ingest.spool import Spool
 from mdpipe.config import GatherConfig, KafkaConfig, VenueConfig
 from mdpipe.kafka import consumer_config, producer_config
 from schemas.raw import RawFrame, decode_raw
+from schemas.raw_record import frames_of
 
 CHANNELS = ["orderbook_delta", "trade", "ticker", "market_lifecycle_v2"]
 
@@ -66,9 +67,6 @@ def make_gatherer(
         kafka, linger_ms=5, queue_buffering_max_kbytes=queue_max_kbytes, reconnect_backoff_max_ms=1000
     )
     partitions = raw_partitions or topic_partitions(bootstrap, topics["raw"])
-    producer = RawProducer(
-        conf, Spool(spool_dir, spool_max_bytes), queue_max=queue_max, warm_topics={topics["raw"]: partitions}
-    )
     run = {name: options.pop(name) for name in ("discover", "discovery_page") if name in options}
     venue = VenueConfig(rest_url=rest_url or sim.rest_url, ws_url=sim.ws_url, ca_file=options.pop("ca_file", ""))
     gather = GatherConfig(
@@ -81,6 +79,13 @@ def make_gatherer(
         backoff_max_s=1.0,
         ws_client=ws_client,  # type: ignore[arg-type]
         **options,
+    )
+    producer = RawProducer(
+        conf,
+        Spool(spool_dir, spool_max_bytes),
+        queue_max=queue_max,
+        warm_topics={topics["raw"]: partitions},
+        bundle_max_bytes=gather.bundle_max_bytes,  # as mdpipe gather: bundles unless the test's options say 0
     )
     return Gatherer(
         gather,
@@ -246,7 +251,8 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[
 
 
 def read_frames(bootstrap: str, topic: str) -> list[RawFrame]:
-    return [decode_raw(v) for _, v in read_topic(bootstrap, topic)]
+    """Every frame of a raw ``topic``, a bundle's in its order (per partition, the gatherer's order)."""
+    return [decode_raw(f) for _, v in read_topic(bootstrap, topic) for f in frames_of(v)]  # type: ignore[arg-type]
 
 
 def gatherer_topics(make_topics: Any) -> dict[str, str]:

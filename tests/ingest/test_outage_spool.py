@@ -323,12 +323,13 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
             await ih.wait_for(lambda: g.watch.state.outage, 20, "the outage noticed")
             marks["moved_after_s"] = time.monotonic() - killed
             assert g.producer.spooling and g.producer.hold and len(g.producer.spool) > 0
-            # frames held for release (gather.linger_ms) are on their way to the spool: count them with it
-            spooled, sent_before = len(g.producer.spool) + len(g.producer.held), len(sent)
+            # frames held for release (gather.linger_ms) are on their way to the spool: count them with it (the
+            # producer's spooled count is in frames; the spool's length in records, a bundle being one)
+            spooled, sent_before = g.producer.spooled + len(g.producer.held), len(sent)
             await asyncio.sleep(6)
             # librdkafka counts its pending requests too: a handful, never the frames
             assert g.producer.queued < 50, "nothing piles up in librdkafka's memory during the outage"
-            on_disk = len(g.producer.spool) + len(g.producer.held) - spooled
+            on_disk = g.producer.spooled + len(g.producer.held) - spooled
             assert on_disk >= len(sent) - sent_before > 1000, "every new frame is on disk"
             assert gauge("mdpipe_gather_broker_reachable") == 0.0
             assert (gauge("mdpipe_gather_broker_unreachable_seconds") or 0) >= SPOOL_AFTER_S
@@ -359,7 +360,7 @@ def test_broker_killed_mid_run_spools_and_replays_in_order(
     assert events.count("broker_outage_spooling") == 1
     assert events.count("broker_unreachable") == 1
     assert events.count("broker_reachable") == 2  # at start, and once back
-    got = ih.read_topic(broker.bootstrap, topics["raw"])
+    got = [(k, f) for k, v in ih.read_topic(broker.bootstrap, topics["raw"]) for f in ih.frames_of(v)]
     # every frame handed over arrived, and in each partition in the order the gatherer handed them over (copies of a
     # frame moved while in flight may repeat it: dedup absorbs exact copies, so the order of first copies counts)
     parts = config.kafka.partitions

@@ -146,7 +146,9 @@ def test_a_service_loop_that_keeps_failing_fails_the_gatherer(
     async def scenario() -> tuple[Any, int]:
         await sim.start()
         # a producer queue of 5 frames: the spool is in use all the time
-        g = ih.make_gatherer(kafka_bootstrap, sim, spool_dir, topics=topics, queue_max=5, task_failure_limit_s=2.0)
+        g = ih.make_gatherer(  # a queue of 5 one-frame records (no bundles): the spool is in use all the time
+            kafka_bootstrap, sim, spool_dir, topics=topics, queue_max=5, task_failure_limit_s=2.0, bundle_max_bytes=0
+        )
         server = start_metrics_server(0, health=g.healthy)
         stop = asyncio.Event()
         run = asyncio.create_task(g.run(stop))
@@ -247,9 +249,9 @@ def test_gather_process_whose_disk_fills_counts_drops_and_reports_unhealthy(
     tmp_path: Path, mdpipe_config: Config, ih: Any
 ) -> None:
     ensure_topics(mdpipe_config)
-    # a producer queue of 20 frames: the spool is written all the time (segments of a few KiB: one per drain);
-    # no file of the gatherer may grow past 2 KB
-    env = _env(tmp_path, mdpipe_config, queue_max_frames="20", unhealthy_after_drop_s="2")
+    # a producer queue of 20 records of one frame each (no bundles: a bundle is one record): the spool is written
+    # all the time (segments of a few KiB: one per drain); no file of the gatherer may grow past 2 KB
+    env = _env(tmp_path, mdpipe_config, queue_max_frames="20", unhealthy_after_drop_s="2", bundle_max_bytes="0")
     sim, urls = _start_sim(env)
     log = tmp_path / "gather.log"
     try:
@@ -306,7 +308,8 @@ def test_gather_process_whose_disk_fills_counts_drops_and_reports_unhealthy(
 
 def test_gather_process_exits_3_when_it_cannot_go_on(tmp_path: Path, mdpipe_config: Config) -> None:
     ensure_topics(mdpipe_config)
-    env = _env(tmp_path, mdpipe_config, queue_max_frames="20", task_failure_limit_s="2")
+    # a queue of 20 one-frame records (no bundles): the spool is in use all the time
+    env = _env(tmp_path, mdpipe_config, queue_max_frames="20", task_failure_limit_s="2", bundle_max_bytes="0")
     sim, urls = _start_sim(env)
     spool = tmp_path / "spool"
     log = tmp_path / "gather.log"

@@ -27,7 +27,7 @@ def test_progress_shows_markets_gaps_and_lags_in_seconds() -> None:
     assert "[#######" in text and "30/120s" in text
     assert "g1  20,000" in text and "g2  19,500" in text
     assert "seq gaps g1=0 g2=2" in text  # as dedup counted the gatherers' gap reports, summed over workers
-    assert "lag 30,000 frames (~3.0 s)" in text
+    assert "lag 30,000 records (~3.0 s)" in text
     assert "sync lag s g1=0.50 g2=0.25" in text  # the worst worker per gatherer
     assert "4,800 rows/s lag 1,200 events (0.4 s)" in text
 
