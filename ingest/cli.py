@@ -117,7 +117,13 @@ def build_gatherer(
     # (ingest.producer: librdkafka's implicit ack); their count as the start-up check found it, else the config's
     warm = {raw_topic: raw_partitions or config.kafka.partitions}
     producer = RawProducer(
-        conf, spool, queue_max=g.queue_max_frames, warm_topics=warm, bundle_max_bytes=g.bundle_max_bytes
+        conf,
+        spool,
+        queue_max=g.queue_max_frames,
+        warm_topics=warm,
+        bundle_max_bytes=g.bundle_max_bytes,
+        # bundles group frames by partition: only with the count the broker reported (a deferred check adds it)
+        known_partitions={raw_topic: raw_partitions} if raw_partitions else None,
     )
     # the command line's settings go into the sections the gatherer takes (the config's defaults stay the only ones)
     venue = msgspec.structs.replace(

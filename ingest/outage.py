@@ -23,7 +23,10 @@ it, one gatherer task:
 
 Partitioning: spooled records carry their topic and key (the market), never a partition. librdkafka's murmur2
 partitioner chooses the partition when the record is finally produced, from the partition count the broker reports
-then, exactly as for a frame produced directly; so the gatherer needs no partition count to spool. What it must not
+then, exactly as for a frame produced directly; so the gatherer needs no partition count to spool. Bundles
+(several frames in one record, keyed by the first one's market) need the count to group frames by partition: the
+producer bundles only once the broker has reported it (at start, or when the deferred check below passes), and
+sends one frame per record until then. What it must not
 do is write into topics whose layout is wrong (raw and ``events`` partitioned alike: dedup relies on it): when the
 broker did not answer at start-up, the partition check runs here once it does, and until it passes nothing spooled is
 replayed; a failing check fails the gatherer (exit 3) with the spool kept on disk.
@@ -202,7 +205,7 @@ class BrokerWatch:
         check = self.partition_check
         assert check is not None
         try:
-            await asyncio.to_thread(check)
+            count = await asyncio.to_thread(check)
         except ConfigError as exc:  # topics missing or partitioned unlike events: never write into them
             self.failed = True
             self.log.error("partition_check_failed", reason=str(exc)[:300], spool_records=len(self.producer.spool))
@@ -213,7 +216,9 @@ class BrokerWatch:
             self.log.warning("partition_check_retry", error=str(exc)[:200], retry_s=self.check_retry_s)
             return
         self.checked = True
-        self.log.info("partition_check_passed", deferred=True)
+        if isinstance(count, int):  # the raw topic's partition count: bundles from now on (ingest.producer)
+            self.producer.know_partitions(self.probe_topic, count)
+        self.log.info("partition_check_passed", deferred=True, partitions=count if isinstance(count, int) else None)
 
     def _export(self, now: float) -> None:
         gid = self.gid

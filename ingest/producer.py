@@ -43,13 +43,17 @@ thread wake-up costs tens of microseconds, several times the work of a frame. :m
 first, so every frame reaches librdkafka in the order it was handed over, held or sent.
 
 Bundles (``bundle_max_bytes`` > 0, ``gather.bundle_max_bytes``): a release puts the frames of each partition of a
-warm topic in bundle records of up to that many bytes (:mod:`schemas.raw_record`), in their order, keyed by their
-first frame's market so that the partitioner puts each on its frames' partition (the partition of a market is
-computed here with Kafka's murmur2, :mod:`mdpipe.partitioner`, and remembered). A frame larger than the limit, or
-alone in its partition's release, goes as a plain record. Every record costs librdkafka, the broker and the dedup
-consumer a fixed amount whatever its size, so a bundle pays it once per partition and release instead of once per
-frame. Everything after the release handles records as before (the spool keeps a bundle as one record, a failed
-bundle is spooled whole); the counts (``sent``, ``acked``, ``spooled``, ``dropped``) are in frames.
+topic whose partition count the broker reported (``known_partitions``, :meth:`RawProducer.know_partitions`) in
+bundle records of up to that many bytes, key and record overhead included (:mod:`schemas.raw_record`), in their
+order, keyed by their first frame's market so that the partitioner puts each on its frames' partition (the
+partition of a market is computed here with Kafka's murmur2, :mod:`mdpipe.partitioner`, and remembered). A frame
+larger than the limit, or alone in its partition's release, goes as a plain record. Every record costs librdkafka,
+the broker and the dedup consumer a fixed amount whatever its size, so a bundle pays it once per partition and
+release instead of once per frame. Everything after the release handles records as before (the spool keeps a bundle
+as one record, a failed bundle is spooled whole); a bundle refused for its size (a topic's ``max.message.bytes``
+below the limit) is spooled again as its frames, one per record, never dropped. While bundling, every record goes
+through the loud producer below: a report per bundle is a few per release, and ``acked`` counts each report's
+frames exactly. The counts (``sent``, ``acked``, ``spooled``, ``dropped``) are in frames.
 
 Delivery reports: a report per frame costs a Python callback and a ``Message`` object on the event-loop thread. So
 live frames go to a *quiet* librdkafka producer (``delivery.report.only.error``: it reports failures only, which
@@ -68,7 +72,6 @@ failure report (produced - failed - ``len()``; while bundling, by release: :attr
 from __future__ import annotations
 
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +81,8 @@ from ingest.spool import Record, Spool
 from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS, report_stored
 from mdpipe.logging import get_logger, log_client_error
 from mdpipe.partitioner import partition_for
-from schemas.raw_record import encode_bundle, frame_count
+from schemas import SchemaError, decode_raw
+from schemas.raw_record import encode_bundle, frame_count, is_bundle, split_bundle
 
 __all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
 
@@ -92,6 +96,11 @@ KAFKA_LINGER_MS = 1
 LATENCY_SAMPLE_S = 1.0
 # Of a sampled release's reports, every LATENCY_SAMPLE_EVERY-th is a latency sample (every bundle's).
 LATENCY_SAMPLE_EVERY = 8
+
+# A bundle's key and librdkafka's record overhead (36 bytes measured with librdkafka 2.16), with room to spare:
+# a bundle's value is bounded by gather.bundle_max_bytes less this and its key, so the record passes
+# message.max.bytes whenever gather.bundle_max_bytes does.
+_RECORD_OVERHEAD = 128
 
 # Markets whose partition a producer remembers per topic while bundling (forgotten all at once past this: a
 # million-market venue would otherwise keep ~100 MB of keys).
@@ -136,6 +145,7 @@ class RawProducer:
         warm_topics: dict[str, int],
         queue_max: int = 200_000,
         bundle_max_bytes: int = 0,
+        known_partitions: dict[str, int] | None = None,
     ) -> None:
         self._conf = {
             "acks": "all",
@@ -160,13 +170,10 @@ class RawProducer:
         # bundles (module docstring): a release's frames of one partition of a warm topic in records of up to this
         # many bytes; 0 = one frame per record
         self.bundle_max_bytes = bundle_max_bytes
-        self._partition_of: dict[str, dict[bytes, int]] = {topic: {} for topic in self.warm_topics}
-        # the quiet producer's (records, frames) handed over so far, at the end of each release while bundling:
-        # acked counts a release's frames once all the records handed over up to it have left the producer
-        self._quiet_marks: deque[tuple[int, int]] = deque()
-        self._quiet_frames = 0  # frames handed to the quiet producer
-        self._quiet_done_frames = 0  # of them, those of the releases whose records all left it
-        self._quiet_failed_frames = 0  # frames of its failure reports (served)
+        self._partitions: dict[str, int] = {}  # topic -> partition count the broker reported: bundles go only there
+        self._partition_of: dict[str, dict[bytes, int]] = {}  # topic -> market -> its partition (remembered)
+        for topic, count in (known_partitions or {}).items():
+            self.know_partitions(topic, count)
         self._since_poll = 0
         self._fatal = False
         self._draining: _Draining | None = None
@@ -213,7 +220,7 @@ class RawProducer:
         elif not self.spooling and self._draining is None and not self._in_flight:
             loud = self._loud
             loud.poll(0)  # len() counts reports not yet served
-            if not len(loud) and (self._warm or self._quiet_warm()):
+            if not len(loud) and not self.bundle_max_bytes and (self._warm or self._quiet_warm()):
                 if not self._warm:
                     self._warm = True
                     log.info("producer_warm", topics=len(self.warm_topics))
@@ -240,7 +247,7 @@ class RawProducer:
             frames += counts[i] if counts is not None else 1
         self.sent += frames
         if self._p is self._quiet:
-            self._quiet_count(sent, frames)
+            self._quiet_sent += sent
         self._since_poll = 0
         self._p.poll(0)
         return n
@@ -260,7 +267,7 @@ class RawProducer:
         open_: dict[tuple[str, int], tuple[bytes, list[bytes], list[int]]] = {}
         for topic, key, value in batch:
             parts = self._partition_of.get(topic)
-            if parts is None or key is None:
+            if parts is None or not key:
                 out.append((topic, key, value))
                 counts.append(1)
                 continue
@@ -268,7 +275,7 @@ class RawProducer:
             if partition is None:
                 if len(parts) >= _PARTITION_CACHE:
                     parts.clear()
-                partition = parts[key] = partition_for(key, self.warm_topics[topic])
+                partition = parts[key] = partition_for(key, self._partitions[topic])
             size = len(value) + 5  # with its msgpack bin header, at most
             group = open_.get((topic, partition))
             if group is not None and group[2][0] + size > limit:
@@ -278,21 +285,26 @@ class RawProducer:
             if group is not None:
                 group[1].append(value)
                 group[2][0] += size
-            elif size + 6 > limit:  # + the tag and the array header
+            elif size + 6 + len(key) + _RECORD_OVERHEAD > limit:  # + the tag, the array header, key and record
                 out.append((topic, key, value))
                 counts.append(1)
             else:
-                open_[topic, partition] = (key, [value], [size + 6])
+                open_[topic, partition] = (key, [value], [size + 6 + len(key) + _RECORD_OVERHEAD])
         for (topic, _), group in open_.items():
             _close_bundle(topic, group, out, counts)
         return out, counts
 
-    def _quiet_count(self, records: int, frames: int) -> None:
-        """Count records and frames handed to the quiet producer (see :attr:`acked`)."""
-        self._quiet_sent += records
-        if self.bundle_max_bytes:
-            self._quiet_frames += frames
-            self._quiet_marks.append((self._quiet_sent, self._quiet_frames))
+    def know_partitions(self, topic: str, count: int) -> None:
+        """Bundle ``topic``'s frames from now on, with ``count`` partitions: the count the broker reported (at start,
+        or when a deferred partition check passed). A bundle goes to the partition of its first frame's market, so
+        every frame in it lands on its own partition only with the topic's real count; a topic whose count is not
+        known gets plain records (the partitioner places each). Raw topics do not change their count while a
+        gatherer runs (README, "Operating notes": adding partitions remaps markets)."""
+        if count <= 0 or not self.bundle_max_bytes:
+            return
+        if self._partitions.get(topic) != count:
+            self._partitions[topic] = count
+            self._partition_of[topic] = {}
 
     def _quiet_warm(self) -> bool:
         """May frames go to the quiet producer? Only once the loud one has had a record stored (a report with an
@@ -317,20 +329,11 @@ class RawProducer:
 
     @property
     def acked(self) -> int:
-        """Frames the broker acknowledged: the loud producer's reports, plus the quiet producer's frames that left
-        it without a failure report. Never goes down (a failure report waiting to be served may count twice in
-        ``len()`` for a moment). While bundling, the quiet producer's frames count by release: those of a release
-        once every record handed over up to its end has left the producer (``len()`` counts records), so the
-        count trails by up to a release's frames while records are in flight, and is exact once none are."""
+        """Frames the broker acknowledged: the loud producer's reports (a bundle's report counts its frames), plus
+        the quiet producer's frames that left it without a failure report. Never goes down (a failure report
+        waiting to be served may count twice in ``len()`` for a moment)."""
         quiet = self._quiet
-        done = self._quiet_sent - len(quiet)  # records that left the quiet producer, acknowledged or failed
-        if self.bundle_max_bytes:
-            marks = self._quiet_marks
-            while marks and marks[0][0] <= done:
-                self._quiet_done_frames = marks.popleft()[1]
-            acked = self._loud_acked + self._quiet_done_frames - self._quiet_failed_frames
-        else:
-            acked = self._loud_acked + done - self._quiet_failed
+        acked = self._loud_acked + self._quiet_sent - self._quiet_failed - len(quiet)
         if acked > self._acked:
             self._acked = acked
         return self._acked
@@ -357,7 +360,7 @@ class RawProducer:
             return
         self.sent += 1
         if self._p is self._quiet:
-            self._quiet_count(1, 1)
+            self._quiet_sent += 1
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0
@@ -368,8 +371,6 @@ class RawProducer:
         if err is None:  # not sent by librdkafka with that setting; counted by acked from len() if it were
             return
         self._quiet_failed += 1
-        if self.bundle_max_bytes:
-            self._quiet_failed_frames += frame_count(msg.value())
         self._on_delivery(err, msg)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
@@ -386,7 +387,12 @@ class RawProducer:
         else:
             self.failed += 1
             if not _transient(err):
-                self._permanent(err, msg.topic(), msg.value())
+                value = msg.value()
+                if _too_large(err, value):
+                    self.spooling = True
+                    self._unbundle(msg.topic(), msg.key(), value)
+                else:
+                    self._permanent(err, msg.topic(), value)
                 return
         if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
             self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
@@ -404,7 +410,25 @@ class RawProducer:
             self._to_spool(topic, key, value)
             return
         self.failed += 1
+        if _too_large(err, value):
+            self.spooling = True
+            self._unbundle(topic, key, value)
+            return
         self._permanent(err, topic, value)
+
+    def _unbundle(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """A bundle the client or the broker refused for its size (a topic's ``max.message.bytes`` below
+        ``gather.bundle_max_bytes``): its frames go to the spool as plain records, each keyed by its own market, in
+        their order (or with the frames a purge is collecting), to be replayed one per record."""
+        for frame in split_bundle(value):
+            try:
+                market = decode_raw(frame).market.encode()
+            except SchemaError:
+                market = key or b""
+            if self._collect is not None:
+                self._collect.append((topic, market, frame))
+            else:
+                self._to_spool(topic, market, frame)
 
     def _note_unconfirmed(self, msg: Any) -> None:
         """A success report without an offset: counted and logged (rate-limited); the caller keeps the record."""
@@ -543,6 +567,9 @@ class RawProducer:
                     self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
                 else:
                     d.failed = True  # the segment stays on disk: replayed whole again (at-least-once)
+            elif _too_large(err, msg.value()):  # its frames are spooled again, one per record; the segment settles
+                self.spooling = True
+                self._unbundle(msg.topic(), msg.key(), msg.value())
             else:
                 self._permanent(err, msg.topic(), msg.value())
             d.outstanding -= 1
@@ -599,7 +626,7 @@ class RawProducer:
             return 0
         self.spooling = True  # new frames queue behind them
         kept = self.spool.prepend(collected)
-        self.spooled += kept
+        self.spooled += sum(frame_count(value) for _, _, value in collected[:kept])
         if kept == len(collected):
             for segment, d in handed.items():
                 if not d.failed:  # a failed one (fatal error before the purge) is replayed whole, later
@@ -660,6 +687,11 @@ class RawProducer:
         )
         if error is not None:
             raise error
+
+
+def _too_large(err: KafkaError, value: bytes | None) -> bool:
+    """A bundle refused for its size (split and sent again frame by frame, never dropped)."""
+    return err.code() == KafkaError.MSG_SIZE_TOO_LARGE and is_bundle(value)
 
 
 def _close_bundle(

@@ -81,7 +81,8 @@ def _bar(fraction: float, width: int = 30) -> str:
 def render_progress(p: Any) -> str:
     """One status block for the terminal (also usable as plain log lines)."""
     r = p.rates
-    raw = "  ".join(f"{g} {r.get(g, 0):>7,.0f}/s" for g in p.raw)
+    # frames each gatherer read (its metrics); the raw topics' offsets count records, a bundle being one
+    raw = "  ".join(f"{g} {p.gatherer(g, 'frames_per_s') or r.get(g, 0):>7,.0f}/s" for g in p.raw)
     markets = "  ".join(f"{g} {p.gatherer(g, 'subscribed_markets'):>7,.0f}" for g in p.raw)
     reported = p.gap_reports()
     gaps = " ".join(f"{g}={reported.get(g, 0.0):.0f}" for g in p.raw)

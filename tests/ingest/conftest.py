@@ -86,6 +86,7 @@ def make_gatherer(
         queue_max=queue_max,
         warm_topics={topics["raw"]: partitions},
         bundle_max_bytes=gather.bundle_max_bytes,  # as mdpipe gather: bundles unless the test's options say 0
+        known_partitions={topics["raw"]: partitions},
     )
     return Gatherer(
         gather,
