@@ -50,10 +50,12 @@ partition of a market is computed here with Kafka's murmur2, :mod:`mdpipe.partit
 larger than the limit, or alone in its partition's release, goes as a plain record. Every record costs librdkafka,
 the broker and the dedup consumer a fixed amount whatever its size, so a bundle pays it once per partition and
 release instead of once per frame. Everything after the release handles records as before (the spool keeps a bundle
-as one record, a failed bundle is spooled whole); a bundle refused for its size (a topic's ``max.message.bytes``
-below the limit) is spooled again as its frames, one per record, never dropped. While bundling, every record goes
-through the loud producer below: a report per bundle is a few per release, and ``acked`` counts each report's
-frames exactly. The counts (``sent``, ``acked``, ``spooled``, ``dropped``) are in frames.
+as one record, a failed bundle is spooled whole). A bundle librdkafka refuses at ``produce()`` for its size (its
+``message.max.bytes`` lowered after the bundle was spooled) is spooled again as its frames, one per record; a topic
+whose ``max.message.bytes`` is below a bundle refuses it in the delivery report, a permanent error like any other
+(a batch of the same frames one per record would be as large): keep it above ``gather.bundle_max_bytes``. The
+counts (``sent``, ``acked``, ``spooled``, ``dropped``) are in frames (``acked`` estimated while records are in
+flight: :attr:`RawProducer.acked`).
 
 Delivery reports: a report per frame costs a Python callback and a ``Message`` object on the event-loop thread. So
 live frames go to a *quiet* librdkafka producer (``delivery.report.only.error``: it reports failures only, which
@@ -72,6 +74,7 @@ failure report (produced - failed - ``len()``; while bundling, by release: :attr
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +172,16 @@ class RawProducer:
         self.held: list[tuple[str, bytes | None, bytes]] = []  # frames waiting for release() (one list for life)
         # bundles (module docstring): a release's frames of one partition of a warm topic in records of up to this
         # many bytes; 0 = one frame per record
-        self.bundle_max_bytes = bundle_max_bytes
+        # a bundle never passes librdkafka's own limit on a record (message.max.bytes, which the client may set lower)
+        self.bundle_max_bytes = min(bundle_max_bytes, int(self._conf.get("message.max.bytes", 1_000_000)))
         self._partitions: dict[str, int] = {}  # topic -> partition count the broker reported: bundles go only there
         self._partition_of: dict[str, dict[bytes, int]] = {}  # topic -> market -> its partition (remembered)
+        # the quiet producer's (records, frames) handed over so far at the end of each release while bundling, for
+        # acked (records leave it by partition, not in the order handed over: see acked)
+        self._quiet_marks: deque[tuple[int, int]] = deque()
+        self._quiet_frames = 0  # frames handed to the quiet producer
+        self._quiet_done_frames = 0  # of them, those counted as gone (acknowledged or failed: see acked)
+        self._quiet_failed_frames = 0  # frames of its failure reports (served)
         for topic, count in (known_partitions or {}).items():
             self.know_partitions(topic, count)
         self._since_poll = 0
@@ -220,7 +230,7 @@ class RawProducer:
         elif not self.spooling and self._draining is None and not self._in_flight:
             loud = self._loud
             loud.poll(0)  # len() counts reports not yet served
-            if not len(loud) and not self.bundle_max_bytes and (self._warm or self._quiet_warm()):
+            if not len(loud) and (self._warm or self._quiet_warm()):
                 if not self._warm:
                     self._warm = True
                     log.info("producer_warm", topics=len(self.warm_topics))
@@ -246,8 +256,8 @@ class RawProducer:
             sent += 1
             frames += counts[i] if counts is not None else 1
         self.sent += frames
-        if self._p is self._quiet:
-            self._quiet_sent += sent
+        if self._p is self._quiet and sent:
+            self._quiet_count(sent, frames)
         self._since_poll = 0
         self._p.poll(0)
         return n
@@ -294,6 +304,13 @@ class RawProducer:
             _close_bundle(topic, group, out, counts)
         return out, counts
 
+    def _quiet_count(self, records: int, frames: int) -> None:
+        """Count records and frames handed to the quiet producer (see :attr:`acked`)."""
+        self._quiet_sent += records
+        if self.bundle_max_bytes:
+            self._quiet_frames += frames
+            self._quiet_marks.append((self._quiet_sent, self._quiet_frames))
+
     def know_partitions(self, topic: str, count: int) -> None:
         """Bundle ``topic``'s frames from now on, with ``count`` partitions: the count the broker reported (at start,
         or when a deferred partition check passed). A bundle goes to the partition of its first frame's market, so
@@ -331,9 +348,26 @@ class RawProducer:
     def acked(self) -> int:
         """Frames the broker acknowledged: the loud producer's reports (a bundle's report counts its frames), plus
         the quiet producer's frames that left it without a failure report. Never goes down (a failure report
-        waiting to be served may count twice in ``len()`` for a moment)."""
+        waiting to be served may count twice in ``len()`` for a moment).
+
+        While bundling, the quiet producer says how many records are still in it (``len()``), not which, and records
+        of different partitions leave it in any order: its frames count by release, a release's once as many
+        records as were handed over up to its end have left, and all of them whenever it is empty (exact then).
+        With records in flight the count is an estimate that can run ahead of the truth by the frames of the records
+        still in flight (an older release's record outlasting a newer one's), and trail it by a release's."""
         quiet = self._quiet
-        acked = self._loud_acked + self._quiet_sent - self._quiet_failed - len(quiet)
+        in_flight = len(quiet)
+        done = self._quiet_sent - in_flight  # records that left the quiet producer, acknowledged or failed
+        if self.bundle_max_bytes:
+            marks = self._quiet_marks
+            if not in_flight:
+                marks.clear()
+                self._quiet_done_frames = self._quiet_frames
+            while marks and marks[0][0] <= done:
+                self._quiet_done_frames = marks.popleft()[1]
+            acked = self._loud_acked + self._quiet_done_frames - self._quiet_failed_frames
+        else:
+            acked = self._loud_acked + done - self._quiet_failed
         if acked > self._acked:
             self._acked = acked
         return self._acked
@@ -360,7 +394,7 @@ class RawProducer:
             return
         self.sent += 1
         if self._p is self._quiet:
-            self._quiet_sent += 1
+            self._quiet_count(1, 1)
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0
@@ -371,6 +405,8 @@ class RawProducer:
         if err is None:  # not sent by librdkafka with that setting; counted by acked from len() if it were
             return
         self._quiet_failed += 1
+        if self.bundle_max_bytes:
+            self._quiet_failed_frames += frame_count(msg.value())
         self._on_delivery(err, msg)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
@@ -387,12 +423,7 @@ class RawProducer:
         else:
             self.failed += 1
             if not _transient(err):
-                value = msg.value()
-                if _too_large(err, value):
-                    self.spooling = True
-                    self._unbundle(msg.topic(), msg.key(), value)
-                else:
-                    self._permanent(err, msg.topic(), value)
+                self._permanent(err, msg.topic(), msg.value())
                 return
         if self._collect is not None:  # purged: older than anything spooled, prepended once the purge is served
             self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
@@ -417,9 +448,10 @@ class RawProducer:
         self._permanent(err, topic, value)
 
     def _unbundle(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """A bundle the client or the broker refused for its size (a topic's ``max.message.bytes`` below
-        ``gather.bundle_max_bytes``): its frames go to the spool as plain records, each keyed by its own market, in
-        their order (or with the frames a purge is collecting), to be replayed one per record."""
+        """A bundle librdkafka refused at ``produce()`` for its size: its frames go to the spool as plain records,
+        each keyed by its own market, in their order (or with the frames a purge is collecting). In a release they
+        keep their place in the partition (everything after them is spooled too); refused in a spool replay (the
+        client's limit lowered since the bundle was spooled) they go behind what the spool holds."""
         for frame in split_bundle(value):
             try:
                 market = decode_raw(frame).market.encode()
@@ -534,7 +566,10 @@ class RawProducer:
                             self._fatal = True
                         return  # the record stays in the segment; retried on the next service()
                     self.failed += 1
-                    self._permanent(err, topic, value)  # this record can never be delivered: counted, skipped
+                    if _too_large(err, value):  # its frames go to the spool again, one per record
+                        self._unbundle(topic, key or None, value)
+                    else:
+                        self._permanent(err, topic, value)  # this record can never be delivered: counted, skipped
                     d.pos += 1
                     continue
                 d.pos += 1
@@ -567,9 +602,6 @@ class RawProducer:
                     self._collect.append((msg.topic(), msg.key() or b"", msg.value()))
                 else:
                     d.failed = True  # the segment stays on disk: replayed whole again (at-least-once)
-            elif _too_large(err, msg.value()):  # its frames are spooled again, one per record; the segment settles
-                self.spooling = True
-                self._unbundle(msg.topic(), msg.key(), msg.value())
             else:
                 self._permanent(err, msg.topic(), msg.value())
             d.outstanding -= 1
@@ -690,7 +722,7 @@ class RawProducer:
 
 
 def _too_large(err: KafkaError, value: bytes | None) -> bool:
-    """A bundle refused for its size (split and sent again frame by frame, never dropped)."""
+    """A bundle refused for its size at ``produce()`` (split and spooled again frame by frame)."""
     return err.code() == KafkaError.MSG_SIZE_TOO_LARGE and is_bundle(value)
 
 

@@ -261,7 +261,7 @@ def _warm(a: dict[str, Any], producer_class: Any) -> dict[str, Any]:
     while True:  # a topic created a moment ago reaches the metadata a moment later
         meta = admin.list_topics(raw, timeout=10).topics.get(raw)
         if meta is not None and meta.error is None and meta.partitions:
-            if extra:  # bundles group frames by the partition count the broker reports
+            if "known_partitions" in params:  # bundles group frames by the partition count the broker reports
                 extra["known_partitions"] = {raw: len(meta.partitions)}
             return {"warm_topics": {raw: len(meta.partitions)}, **extra}
         if time.monotonic() > deadline:
