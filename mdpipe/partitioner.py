@@ -2,18 +2,21 @@
 
 The same function Java clients, aiokafka and librdkafka (``partitioner=murmur2_random``) use, so any stage
 can tell which partition (and hence which dedup/sink worker) a market id lands on without a broker.
+:func:`murmur2` runs the C accelerator ``mdpipe._murmur2`` when it was built (:data:`ACCELERATED`; a gatherer
+computes the partition of every market it meets first, tens of thousands at start-up) and :func:`murmur2_py`,
+the definition, otherwise.
 """
 
 from __future__ import annotations
 
-__all__ = ["murmur2", "partition_for", "to_positive"]
+__all__ = ["ACCELERATED", "murmur2", "murmur2_py", "partition_for", "to_positive"]
 
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
 
 
-def murmur2(data: bytes) -> int:
+def murmur2_py(data: bytes) -> int:
     """Kafka's ``Utils.murmur2``: a signed 32-bit int, equal to what the Java client computes."""
     length = len(data)
     h = (_SEED ^ length) & _MASK
@@ -36,6 +39,15 @@ def murmur2(data: bytes) -> int:
     h = (h * _M) & _MASK
     h ^= h >> 15
     return h - (1 << 32) if h & 0x80000000 else h
+
+
+try:
+    from mdpipe._murmur2 import murmur2  # type: ignore[import-not-found]  # the same function in C (mdpipe/_murmur2.c)
+
+    ACCELERATED = True
+except ImportError:  # built without a C compiler
+    murmur2 = murmur2_py
+    ACCELERATED = False
 
 
 def to_positive(value: int) -> int:

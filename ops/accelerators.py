@@ -1,7 +1,7 @@
-"""Which optional C extensions this install runs: the sink's row builder and every venue's accelerators
-(``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and exits 1, naming the ones
-missing, when any was not compiled; an image build runs it because setup.py marks the extensions optional (an
-install without a compiler succeeds and runs the pure-Python paths)."""
+"""Which optional C extensions this install runs: the sink's row builder, the partitioner's murmur2 and every
+venue's accelerators (``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and
+exits 1, naming the ones missing, when any was not compiled; an image build runs it because setup.py marks the
+extensions optional (an install without a compiler succeeds and runs the pure-Python paths)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ __all__ = ["accelerators", "main"]
 
 def accelerators() -> dict[str, bool]:
     """Extension module name -> whether it is compiled and in use."""
+    from mdpipe import partitioner
     from sink import rowcodec
 
-    found = {"sink._rowcodec": rowcodec.ACCELERATED}
+    found = {"mdpipe._murmur2": partitioner.ACCELERATED, "sink._rowcodec": rowcodec.ACCELERATED}
     for name in venues.names():
         found.update(venues.get_venue(name).accelerators())
     return found

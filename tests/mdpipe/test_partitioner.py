@@ -1,10 +1,14 @@
-"""Pure-Python murmur2 partitioner against vectors computed by Kafka's Java Utils.murmur2 (kafka-clients 4.1.1)."""
+"""The murmur2 partitioner (the pure-Python definition and the C accelerator) against vectors computed by Kafka's
+Java Utils.murmur2 (kafka-clients 4.1.1), and the two against each other on random input."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mdpipe.partitioner import murmur2, partition_for, to_positive
+from mdpipe import partitioner
+from mdpipe.partitioner import murmur2, murmur2_py, partition_for, to_positive
 
 # Java: org.apache.kafka.common.utils.Utils.murmur2(s.getBytes(UTF_8)); the first six are Kafka's UtilsTest cases.
 JAVA_VECTORS = {
@@ -23,6 +27,20 @@ JAVA_VECTORS = {
 @pytest.mark.parametrize(("key", "expected"), JAVA_VECTORS.items())
 def test_murmur2_matches_java(key: str, expected: int) -> None:
     assert murmur2(key.encode()) == expected
+    assert murmur2_py(key.encode()) == expected
+
+
+def test_the_c_accelerator_is_what_murmur2_runs_when_built() -> None:
+    if not partitioner.ACCELERATED:
+        pytest.skip("built without a C compiler")
+    assert murmur2 is not murmur2_py and type(murmur2).__name__ == "builtin_function_or_method"
+
+
+@given(st.binary(max_size=80))
+def test_the_c_accelerator_equals_the_definition(data: bytes) -> None:
+    assert murmur2(data) == murmur2_py(data)
+    assert murmur2(bytearray(data)) == murmur2_py(data)
+    assert murmur2(memoryview(data)) == murmur2_py(data)
 
 
 def test_to_positive_clears_sign_bit_not_abs() -> None:

@@ -24,6 +24,13 @@
  *   body. Anything else (other types, another field order, ``id``, bad JSON, a body those two hand back) returns
  *   None and takes the session's msgspec path (protocol.KalshiSession._receive), so a message handled here is one
  *   that path would have decoded to the same type, sid, seq and body.
+ * snapshot_parts(body: bytes-like) -> (market_ticker, digest) | None: an ``orderbook_snapshot`` body, as
+ *   keys.EventKeyer.snapshot_body keys it: digest = h(f"{market}\x1fyes\x1f{yes}\x1fno\x1f{no}"), each side's
+ *   ``[[price, size], ..]`` normalised (prices as a delta's, sizes as a delta's ``delta_fp``), sorted by value
+ *   (price, then size) and joined as ``p,c;p,c``. Handled: an object with ``market_ticker`` (a string),
+ *   optionally ``market_id`` (a string) and the two level lists (arrays of two-string arrays), other fields any
+ *   JSON value without escaped strings; the market is not checked here (the caller's session does). Anything else
+ *   returns None.
  * blake2b8_hex(data: bytes) -> str: h(data) (exposed for the tests).
  */
 #define PY_SSIZE_T_CLEAN
@@ -606,6 +613,238 @@ static PyObject *message_parts(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* ---------------------------------------------------------------- snapshot_parts */
+
+/* Skip one JSON value of any kind (nested arrays and objects too, strings without escapes); 0 = not handled. */
+static int skip_value(Scan *sc, int depth) {
+    skip_ws(sc);
+    if (sc->p >= sc->end || depth > 32) return 0;
+    char open = *sc->p;
+    if (open != '[' && open != '{') {
+        Str v;
+        int k;
+        return scan_value(sc, &v, &k);
+    }
+    char close = open == '[' ? ']' : '}';
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == close) {
+        sc->p++;
+        return 1;
+    }
+    for (;;) {
+        if (open == '{') {
+            Str key;
+            skip_ws(sc);
+            if (!scan_string(sc, &key)) return 0;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ':') return 0;
+            sc->p++;
+        }
+        if (!skip_value(sc, depth + 1)) return 0;
+        skip_ws(sc);
+        if (sc->p >= sc->end) return 0;
+        if (*sc->p == ',') {
+            sc->p++;
+            continue;
+        }
+        if (*sc->p != close) return 0;
+        sc->p++;
+        return 1;
+    }
+}
+
+/* One level's normalised texts, kept in a side's scratch buffer. */
+typedef struct {
+    const char *price;
+    Py_ssize_t price_n;
+    const char *size;
+    Py_ssize_t size_n;
+} Level;
+
+/* Numeric order of two normalised decimals (keys.norm_decimal's spelling: no leading or trailing zeros, "0" for
+ * zero, "-" only before a non-zero value). */
+static int cmp_magnitude(const char *a, Py_ssize_t an, const char *b, Py_ssize_t bn) {
+    const char *ad = memchr(a, '.', (size_t)an), *bd = memchr(b, '.', (size_t)bn);
+    Py_ssize_t ai = ad ? ad - a : an, bi = bd ? bd - b : bn;
+    if (ai != bi) return ai < bi ? -1 : 1;
+    int c = memcmp(a, b, (size_t)ai);
+    if (c) return c < 0 ? -1 : 1;
+    Py_ssize_t af = ad ? an - ai - 1 : 0, bf = bd ? bn - bi - 1 : 0; /* fraction digits */
+    Py_ssize_t common = af < bf ? af : bf;
+    c = common ? memcmp(a + ai + 1, b + bi + 1, (size_t)common) : 0;
+    if (c) return c < 0 ? -1 : 1;
+    return af == bf ? 0 : (af < bf ? -1 : 1); /* no trailing zeros: the longer fraction is the larger */
+}
+
+static int cmp_decimal(const char *a, Py_ssize_t an, const char *b, Py_ssize_t bn) {
+    int a_neg = an && a[0] == '-', b_neg = bn && b[0] == '-';
+    if (a_neg != b_neg) return a_neg ? -1 : 1;
+    int c = cmp_magnitude(a + a_neg, an - a_neg, b + b_neg, bn - b_neg);
+    return a_neg ? -c : c;
+}
+
+static int cmp_level(const void *x, const void *y) {
+    const Level *a = x, *b = y;
+    int c = cmp_decimal(a->price, a->price_n, b->price, b->price_n);
+    return c ? c : cmp_decimal(a->size, a->size_n, b->size, b->size_n);
+}
+
+/* A side's level list ``[["p","c"], ..]`` at sc->p: normalised into scratch (room for the list's own length),
+ * sorted, then written as ``p,c;p,c`` at *text. 0 = not handled. */
+static int side_text(Scan *sc, char *scratch, Level *levels, char **text) {
+    Py_ssize_t count = 0;
+    char *w = scratch;
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '[') return 0;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+        sc->p++;
+    } else {
+        for (;;) {
+            Str price, size;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != '[') return 0;
+            sc->p++;
+            skip_ws(sc);
+            if (!scan_string(sc, &price)) return 0;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ',') return 0;
+            sc->p++;
+            skip_ws(sc);
+            if (!scan_string(sc, &size)) return 0;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p != ']') return 0;
+            sc->p++;
+            Level *level = &levels[count++];
+            level->price = w;
+            level->price_n = norm_plain(price, 1, w);
+            if (!level->price_n) return 0;
+            w += level->price_n;
+            level->size = w;
+            level->size_n = norm_plain(size, 0, w);
+            if (!level->size_n) return 0;
+            w += level->size_n;
+            skip_ws(sc);
+            if (sc->p >= sc->end) return 0;
+            if (*sc->p == ',') {
+                sc->p++;
+                continue;
+            }
+            if (*sc->p != ']') return 0;
+            sc->p++;
+            break;
+        }
+    }
+    qsort(levels, (size_t)count, sizeof(Level), cmp_level);
+    char *t = *text;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i) *t++ = ';';
+        memcpy(t, levels[i].price, (size_t)levels[i].price_n);
+        t += levels[i].price_n;
+        *t++ = ',';
+        memcpy(t, levels[i].size, (size_t)levels[i].size_n);
+        t += levels[i].size_n;
+    }
+    *text = t;
+    return 1;
+}
+
+enum { S_MARKET, S_MARKET_ID, S_YES, S_NO, S_COUNT };
+static const char *SNAPSHOT_FIELDS[S_COUNT] = {"market_ticker", "market_id", "yes_dollars_fp", "no_dollars_fp"};
+
+/* The key text of a snapshot body into text (room for len + MAX_MARKET + 16), the market in *market; 0 = not
+ * handled. */
+static Py_ssize_t snapshot_text(const char *buf, Py_ssize_t len, char *text, char *scratch, Level *levels,
+                                Str *market) {
+    Scan sc = {buf, buf + len};
+    Scan sides[2] = {{NULL, NULL}, {NULL, NULL}};
+    int seen[S_COUNT] = {0};
+    skip_ws(&sc);
+    if (sc.p >= sc.end || *sc.p != '{') return 0;
+    sc.p++;
+    skip_ws(&sc);
+    if (sc.p < sc.end && *sc.p == '}') return 0; /* market_ticker missing */
+    for (;;) {
+        Str key;
+        skip_ws(&sc);
+        if (!scan_string(&sc, &key)) return 0;
+        skip_ws(&sc);
+        if (sc.p >= sc.end || *sc.p != ':') return 0;
+        sc.p++;
+        skip_ws(&sc);
+        int f = 0;
+        while (f < S_COUNT && !key_is(key, SNAPSHOT_FIELDS[f])) f++;
+        if (f < S_COUNT) {
+            if (seen[f]) return 0; /* a repeated field: msgspec decides */
+            seen[f] = 1;
+        }
+        if (f == S_MARKET || f == S_MARKET_ID) {
+            Str v;
+            if (!scan_string(&sc, &v)) return 0; /* not a string (or escaped): msgspec decides */
+            if (f == S_MARKET) *market = v;
+        } else {
+            if (f == S_YES || f == S_NO) sides[f - S_YES] = sc; /* read after the object is known whole */
+            if (!skip_value(&sc, 0)) return 0;
+        }
+        skip_ws(&sc);
+        if (sc.p >= sc.end) return 0;
+        if (*sc.p == ',') {
+            sc.p++;
+            continue;
+        }
+        if (*sc.p != '}') return 0;
+        sc.p++;
+        break;
+    }
+    skip_ws(&sc);
+    if (sc.p != sc.end || !seen[S_MARKET] || market->n > MAX_MARKET) return 0;
+    char *t = text;
+    memcpy(t, market->s, (size_t)market->n);
+    t += market->n;
+    memcpy(t, "\x1fyes\x1f", 5);
+    t += 5;
+    for (int side = 0; side < 2; side++) {
+        if (side) {
+            memcpy(t, "\x1fno\x1f", 4);
+            t += 4;
+        }
+        if (seen[S_YES + side]) {
+            sides[side].end = buf + len;
+            if (!side_text(&sides[side], scratch, levels, &t)) return 0;
+        }
+    }
+    return t - text;
+}
+
+static PyObject *snapshot_parts(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t len = view.len;
+    /* a level is at least 9 bytes of the body (["0","0"]) and its normalised texts no longer than its strings */
+    char *text = PyMem_Malloc((size_t)(2 * len + MAX_MARKET + 64));
+    Level *levels = PyMem_Malloc(sizeof(Level) * (size_t)(len / 9 + 1));
+    PyObject *out = NULL;
+    if (!text || !levels) {
+        PyErr_NoMemory();
+    } else {
+        Str market = {NULL, 0};
+        Py_ssize_t n = snapshot_text((const char *)view.buf, len, text, text + len + MAX_MARKET + 32, levels, &market);
+        if (!n) {
+            out = Py_NewRef(Py_None);
+        } else {
+            char hex[16];
+            blake2b8_hex((const uint8_t *)text, (size_t)n, hex);
+            out = Py_BuildValue("(s#s#)", market.s, market.n, hex, (Py_ssize_t)16);
+        }
+    }
+    PyMem_Free(text);
+    PyMem_Free(levels);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *py_blake2b8_hex(PyObject *self, PyObject *arg) {
     char *buf;
     Py_ssize_t len;
@@ -620,6 +859,7 @@ static PyMethodDef METHODS[] = {
     {"ticker_parts", ticker_parts, METH_O, "(market_ticker, digest, ts_ms) of a ticker body, or None."},
     {"message_parts", message_parts, METH_O,
      "(kind, sid, seq, market_ticker, digest, ts_ms) of a whole orderbook_delta or ticker message, or None."},
+    {"snapshot_parts", snapshot_parts, METH_O, "(market_ticker, digest) of an orderbook_snapshot body, or None."},
     {"blake2b8_hex", py_blake2b8_hex, METH_O, "The first 8 bytes of BLAKE2b (digest_size=8) of bytes, in hex."},
     {NULL, NULL, 0, NULL},
 };

@@ -49,7 +49,8 @@ whose numbers are JSON numbers, or that is invalid, takes the Decimal path (:met
 :meth:`EventKeyer.ticker`, :meth:`EventKeyer.snapshot`): same keys, same errors. Before both, a delta or ticker body
 goes through the C accelerator ``venues.kalshi._deltakey`` when the install compiled it (:data:`ACCELERATED`): it
 derives the digest of the common, well-formed shape and hands every other body to these paths (see its source), so
-the keys are the same with or without it. :data:`MESSAGE_PARTS` does the same for a whole WebSocket message
+the keys are the same with or without it; a snapshot body too (20,000 of them when a gatherer subscribes to 20,000
+markets). :data:`MESSAGE_PARTS` does the same for a whole WebSocket message
 (envelope and body in one call; :class:`venues.kalshi.protocol.KalshiSession` counts the occurrence with
 :attr:`EventKeyer.occurrence`).
 """
@@ -89,6 +90,8 @@ _ticker_parts: Any = _deltakey.ticker_parts if _deltakey is not None else None  
 # a whole delta or ticker message (envelope and body) -> (kind, sid, seq, market, digest, ts_ms), None for any other
 # (then the session's msgspec path and the paths below decide): KalshiSession's hot path
 MESSAGE_PARTS: Any = getattr(_deltakey, "message_parts", None)  # (an extension built before it had none)
+# a snapshot body -> (market, digest) of the venue's common shape, None for any other (then snapshot_body decides)
+_snapshot_parts: Any = getattr(_deltakey, "snapshot_parts", None)
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _generic = msgspec.json.Decoder(float_hook=Decimal)
@@ -369,6 +372,16 @@ class EventKeyer:
         :meth:`delta_body`: in a body that repeats a key, both decoders keep the last copy, but the Decimal decoder
         also refuses an earlier copy that is not a number, where this path never looks at it (the venue does not
         repeat keys; dedup's normaliser dead-letters such a snapshot's payload later)."""
+        if _snapshot_parts is not None:
+            parts = _snapshot_parts(body)
+            if parts is not None:  # the C accelerator's shape: the same key as below, once the market passes
+                market, digest = parts
+                try:
+                    check_market(market)
+                except ValueError:
+                    pass  # the paths below raise it, in their order
+                else:
+                    return market, "s:" + digest
         try:
             m = _snapshot_text.decode(body)
             check_market(m.market_ticker)

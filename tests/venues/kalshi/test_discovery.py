@@ -13,6 +13,7 @@ import pytest
 from schemas.codec import SchemaError
 from venues import get_venue
 from venues.interface import discovery_kind
+from venues.kalshi import discovery
 from venues.kalshi.discovery import LOOKUP_BATCH, Listings, RestMarket, _rfc3339_ms
 from venues.kalshi.messages import LifecycleMsg
 
@@ -92,8 +93,35 @@ def test_rest_times_read_as_strptime_reads_them() -> None:
         secs = rng.randrange(0, 4_102_444_800)  # 1970 .. 2100
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
         samples.append(text + rng.choice(["Z", ".123Z", ".5+00:00", "+00:00", ""]))
-    for text in samples:
+    for _ in range(2):  # the second time from the cache of times read before
+        for text in samples:
+            assert _rfc3339_ms(text) == _strptime_ms(text), text
+
+
+def test_a_time_read_before_is_not_parsed_again_and_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every discovery pass lists every market with its two times again (and an event's markets share theirs): a
+    time is parsed once, from a cache that is cleared when full."""
+    parsed: list[str] = []
+    real = discovery._parse_rfc3339_ms
+
+    def counted(text: str) -> int | None:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(discovery, "_parse_rfc3339_ms", counted)
+    monkeypatch.setattr(discovery, "_TIMES", {})
+    listings = Listings(BASE, 1000)
+    page = [RestMarket(f"M-{i}", status="active", open_time="2026-01-02T03:04:05Z", close_time="2026-02-03T04:05:06Z")
+            for i in range(1000)]  # fmt: skip
+    for _ in range(2):  # two passes
+        refs = [listings.market_ref(m, 7, "active") for m in page]
+        assert {(r.open_time_ms, r.close_time_ms) for r in refs} == {(1767323045000, 1770091506000)}
+    assert sorted(parsed) == ["2026-01-02T03:04:05Z", "2026-02-03T04:05:06Z"]
+    monkeypatch.setattr(discovery, "_TIMES_MAX", 4)
+    texts = [f"2026-01-0{d}T00:00:00Z" for d in range(1, 10)] + ["", "x"]
+    for text in texts * 2:
         assert _rfc3339_ms(text) == _strptime_ms(text), text
+        assert len(discovery._TIMES) <= 4
 
 
 def test_the_venues_rest_times_are_read_without_strptime(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,6 +135,7 @@ def test_the_venues_rest_times_are_read_without_strptime(monkeypatch: pytest.Mon
         return real(text, fmt)
 
     monkeypatch.setattr(time, "strptime", counted)
+    monkeypatch.setattr(discovery, "_TIMES", {})  # nothing read before
     listings = Listings(BASE, 1000)
     page = [RestMarket(f"M-{i}", status="active", open_time="2026-01-02T03:04:05Z", close_time="2026-02-03T04:05:06.5Z")
             for i in range(1000)]  # fmt: skip

@@ -1,0 +1,61 @@
+/*
+ * mdpipe._murmur2: Kafka's murmur2 (``Utils.murmur2``) in C, for mdpipe.partitioner.
+ *
+ * An accelerator, not a second definition: mdpipe/partitioner.py holds the pure-Python function and the rules
+ * (the seed, the mixing, the signed 32-bit result Java returns); tests/mdpipe/test_partitioner.py checks this one
+ * against it on random input and against the Java client's known values. A gatherer computes the partition of
+ * every market it sees for the first time (ingest.producer's bundles), 20,000 or more at start-up.
+ *
+ * murmur2(data: bytes-like) -> int: the signed 32-bit hash, equal to the Java client's.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+static int32_t murmur2(const uint8_t *data, Py_ssize_t length) {
+    const uint32_t m = 0x5bd1e995u;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)length;
+    Py_ssize_t tail = length & ~(Py_ssize_t)3;
+    for (Py_ssize_t i = 0; i < tail; i += 4) {
+        uint32_t k = (uint32_t)data[i] | ((uint32_t)data[i + 1] << 8) | ((uint32_t)data[i + 2] << 16) |
+                     ((uint32_t)data[i + 3] << 24);
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (length & 3) {
+    case 3:
+        h ^= (uint32_t)data[tail + 2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)data[tail + 1] << 8;
+        /* fall through */
+    case 1:
+        h ^= (uint32_t)data[tail];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return (int32_t)h;
+}
+
+static PyObject *py_murmur2(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int32_t h = murmur2((const uint8_t *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong((long)h);
+}
+
+static PyMethodDef METHODS[] = {
+    {"murmur2", py_murmur2, METH_O, "Kafka's Utils.murmur2 of bytes: a signed 32-bit int."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_murmur2", NULL, -1, METHODS, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__murmur2(void) { return PyModule_Create(&MODULE); }
