@@ -6,7 +6,8 @@
  * against it on random input and against the Java client's known values. A gatherer computes the partition of
  * every market it sees for the first time (ingest.producer's bundles), 20,000 or more at start-up.
  *
- * murmur2(data: bytes-like) -> int: the signed 32-bit hash, equal to the Java client's.
+ * murmur2(data: bytes-like) -> int: the signed 32-bit hash of the buffer's bytes (a contiguous buffer: bytes,
+ *   bytearray, a memoryview of bytes), equal to the Java client's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

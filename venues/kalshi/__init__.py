@@ -94,7 +94,9 @@ class Kalshi(Venue):
     def accelerators(self) -> dict[str, bool]:
         from venues.kalshi import keys
 
-        return {"venues.kalshi._deltakey": keys.ACCELERATED}
+        # compiled, and from the current sources: a build older than a function falls back to Python silently
+        current = keys.MESSAGE_PARTS is not None and keys._snapshot_parts is not None
+        return {"venues.kalshi._deltakey": keys.ACCELERATED and current}
 
     def synth(self) -> ModuleType:
         from venues.kalshi import synth

@@ -110,8 +110,9 @@ _page = msgspec.json.Decoder(RestPage)
 _RFC3339_SECONDS = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)")
 
 
-# Times read before -> their Unix ms: every discovery pass lists every market again with the same two times, and
-# the markets of one event share theirs. Bounded (cleared when full): a miss costs a parse, never a wrong answer.
+# Times read before (their first 19 characters, all the reading looks at) -> their Unix ms: every discovery pass
+# lists every market again with the same two times, and the markets of one event share theirs. Bounded (cleared
+# when full): a miss costs a parse, never a wrong answer.
 _TIMES: dict[str, int | None] = {}
 _TIMES_MAX = 1 << 16
 
@@ -119,15 +120,17 @@ _TIMES_MAX = 1 << 16
 def _rfc3339_ms(text: str) -> int | None:
     """Unix ms of an RFC 3339 time's whole seconds (fractions and the offset ignored: the venue writes UTC); None
     when it is no such time."""
-    ms = _TIMES.get(text, _TIMES)
+    seconds = text[:19]
+    ms = _TIMES.get(seconds, _TIMES)
     if ms is _TIMES:
         if len(_TIMES) >= _TIMES_MAX:
             _TIMES.clear()
-        ms = _TIMES[text] = _parse_rfc3339_ms(text)
+        ms = _TIMES[seconds] = _parse_rfc3339_ms(seconds)
     return ms  # type: ignore[return-value]
 
 
 def _parse_rfc3339_ms(text: str) -> int | None:
+    """:func:`_rfc3339_ms` of ``text``, parsed (only its first 19 characters are read)."""
     if not text:
         return None
     m = _RFC3339_SECONDS.match(text)

@@ -116,7 +116,8 @@ def test_a_time_read_before_is_not_parsed_again_and_the_cache_stays_bounded(monk
     for _ in range(2):  # two passes
         refs = [listings.market_ref(m, 7, "active") for m in page]
         assert {(r.open_time_ms, r.close_time_ms) for r in refs} == {(1767323045000, 1770091506000)}
-    assert sorted(parsed) == ["2026-01-02T03:04:05Z", "2026-02-03T04:05:06Z"]
+    assert sorted(parsed) == ["2026-01-02T03:04:05", "2026-02-03T04:05:06"]  # all the reading looks at
+    assert _rfc3339_ms("2026-01-02T03:04:05.123+00:00") == 1767323045000 and len(parsed) == 2  # the same second
     monkeypatch.setattr(discovery, "_TIMES_MAX", 4)
     texts = [f"2026-01-0{d}T00:00:00Z" for d in range(1, 10)] + ["", "x"]
     for text in texts * 2:

@@ -17,13 +17,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import venues
 from venues.kalshi import keys
 from venues.kalshi.emulator.levels import snapshot_json, wire_levels
 from venues.kalshi.keys import EventKeyer
 
-pytestmark = pytest.mark.skipif(
-    keys._snapshot_parts is None, reason="venues.kalshi._deltakey was not built (no C compiler)"
-)
+pytestmark = pytest.mark.skipif(not keys.ACCELERATED, reason="venues.kalshi._deltakey was not built (no C compiler)")
+
+
+def test_the_extension_is_built_from_the_current_sources() -> None:
+    assert keys._snapshot_parts is not None, "venues.kalshi._deltakey is older than its source: reinstall mdpipe"
+
+
+def test_a_build_older_than_the_function_counts_as_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m ops.accelerators`` (the image build's check) names a stale extension, not only a missing one."""
+    assert venues.get_venue("kalshi").accelerators() == {"venues.kalshi._deltakey": True}
+    monkeypatch.setattr(keys, "_snapshot_parts", None)
+    assert venues.get_venue("kalshi").accelerators() == {"venues.kalshi._deltakey": False}
+
 
 MAX_TICKER = 40
 
