@@ -68,6 +68,7 @@ def _hand_over(
     producer: RawProducer, raw: str, releases: int, big: tuple[int, int] | None = None
 ) -> list[tuple[bytes, bytes]]:
     handed: list[tuple[bytes, bytes]] = []
+    before = producer.acked  # acked counts every frame the producer ever had acknowledged
     for release in range(releases):
         for i in range(150):
             market = f"MKT-{(i * 7 + release) % 20:03d}".encode()
@@ -77,7 +78,7 @@ def _hand_over(
             handed.append((market, frame))
         producer.release()
     deadline = time.monotonic() + 30
-    while producer.acked < len(handed) and time.monotonic() < deadline:
+    while producer.acked < before + len(handed) and time.monotonic() < deadline:
         producer.service()
         time.sleep(0.05)
     return handed
@@ -187,6 +188,61 @@ def test_a_bundle_refused_for_its_size_goes_again_frame_by_frame(
     records = _read(kafka_bootstrap, raw)
     got: dict[int, list[bytes]] = defaultdict(list)
     for partition, key, value in records:
+        for frame in frames_of(value):
+            assert partition_for(key or b"", PARTS) == partition
+            got[partition].append(frame)  # type: ignore[arg-type]
+    for p in range(PARTS):  # every frame once
+        assert sorted(got[p]) == sorted(f for m, f in handed if partition_for(m, PARTS) == p)
+
+
+@pytest.mark.integration
+def test_a_spooled_bundle_refused_at_its_replay_goes_again_frame_by_frame(
+    kafka_bootstrap: str, make_topics: Any, tmp_path: Path
+) -> None:
+    """A bundle spooled under one client limit and replayed under a lower one (a gatherer restarted with a smaller
+    ``message.max.bytes``): librdkafka refuses it at ``produce()`` during the replay; its frames go behind what the
+    spool holds, one per record, each keyed by its own market, and are replayed in turn: none dropped, none twice."""
+    from schemas import RawFrame, encode_raw
+
+    (raw,) = make_topics(1, partitions=PARTS)
+    handed: list[tuple[bytes, bytes]] = []
+    dead = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
+    first = RawProducer(
+        dead,
+        Spool(tmp_path, 1 << 24),
+        warm_topics={raw: PARTS},
+        bundle_max_bytes=1 << 16,
+        known_partitions={raw: PARTS},
+    )
+    first.spooling = True  # the broker is away: the release goes to the spool, in bundles
+    for i in range(90):
+        market = f"MKT-{i % 5}"
+        frame = RawFrame(venue="v", gatherer="g1", conn=1, sid=1, seq=i, recv_ns=i, kind="trade", market=market,
+                         event_key=f"t:{i}", payload=random.Random(i).randbytes(60))  # fmt: skip
+        first.held.append((raw, market.encode(), encode_raw(frame)))
+        handed.append((market.encode(), encode_raw(frame)))
+    first.release()
+    first.spool.flush()
+    spooled = [v for seg in first.spool.segments() for _, _, v in Spool.read(seg)]
+    assert any(is_bundle(v) and len(v) > 2000 for v in spooled)  # what the lower limit will refuse
+    first.close(timeout=0.5)
+
+    conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap), linger_ms=1, message_max_bytes=2000)
+    second = RawProducer(
+        conf, Spool(tmp_path, 1 << 24), warm_topics={raw: PARTS}, bundle_max_bytes=2000, known_partitions={raw: PARTS}
+    )
+    assert second.spooling
+    deadline = time.monotonic() + 60
+    while (second.spooling or len(second.spool)) and time.monotonic() < deadline:
+        second.service()
+        time.sleep(0.05)
+    second.close(timeout=10)
+    assert second.failed > 0  # refused at produce() during the replay
+    assert not second.spooling and second.spool.dropped == 0 and second.permanent_failures == 0
+    records = _read(kafka_bootstrap, raw)
+    got: dict[int, list[bytes]] = defaultdict(list)
+    for partition, key, value in records:
+        assert len(value) <= 2000
         for frame in frames_of(value):
             assert partition_for(key or b"", PARTS) == partition
             got[partition].append(frame)  # type: ignore[arg-type]
