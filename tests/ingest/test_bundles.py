@@ -95,6 +95,33 @@ def _by_partition(records: list[tuple[int, bytes | None, bytes]]) -> dict[int, l
     return got
 
 
+def _decodable_frames(n: int) -> list[tuple[bytes, bytes]]:
+    """(market, encoded RawFrame) pairs over 5 markets: frames the producer can decode (it keys each by its own
+    market when it splits a bundle)."""
+    from schemas import RawFrame, encode_raw
+
+    out = []
+    for i in range(n):
+        market = f"MKT-{i % 5}"
+        frame = RawFrame(venue="v", gatherer="g1", conn=1, sid=1, seq=i, recv_ns=i, kind="trade", market=market,
+                         event_key=f"t:{i}", payload=random.Random(i).randbytes(60))  # fmt: skip
+        out.append((market.encode(), encode_raw(frame)))
+    return out
+
+
+def _assert_each_frame_once_on_its_partition(
+    records: list[tuple[int, bytes | None, bytes]], handed: list[tuple[bytes, bytes]]
+) -> None:
+    """Every handed frame read back exactly once, each record on its key's partition."""
+    got: dict[int, list[bytes]] = defaultdict(list)
+    for partition, key, value in records:
+        for frame in frames_of(value):
+            assert partition_for(key or b"", PARTS) == partition
+            got[partition].append(frame)  # type: ignore[arg-type]
+    for p in range(PARTS):
+        assert sorted(got[p]) == sorted(f for m, f in handed if partition_for(m, PARTS) == p)
+
+
 @pytest.mark.integration
 def test_a_release_goes_out_in_one_bundle_per_partition_in_order(
     kafka_bootstrap: str, make_topics: Any, tmp_path: Path
@@ -163,21 +190,14 @@ def test_a_bundle_refused_for_its_size_goes_again_frame_by_frame(
     record overhead taken away; a topic whose max.message.bytes is below the bundle refuses it the same way, in its
     delivery report): its frames go to the spool and are replayed one per record, each keyed by its own market,
     none dropped."""
-    from schemas import RawFrame, encode_raw
-
     monkeypatch.setattr("ingest.producer._RECORD_OVERHEAD", -200)
     (raw,) = make_topics(1, partitions=PARTS)
     conf = producer_config(KafkaConfig(bootstrap_servers=kafka_bootstrap), linger_ms=1, message_max_bytes=2000)
     producer = RawProducer(
         conf, Spool(tmp_path, 1 << 24), warm_topics={raw: PARTS}, bundle_max_bytes=2000, known_partitions={raw: PARTS}
     )
-    handed: list[tuple[bytes, bytes]] = []
-    for i in range(60):  # frames the producer can decode (it keys each by its own market when it splits a bundle)
-        market = f"MKT-{i % 5}"
-        frame = RawFrame(venue="v", gatherer="g1", conn=1, sid=1, seq=i, recv_ns=i, kind="trade", market=market,
-                         event_key=f"t:{i}", payload=random.Random(i).randbytes(60))  # fmt: skip
-        producer.held.append((raw, market.encode(), encode_raw(frame)))
-        handed.append((market.encode(), encode_raw(frame)))
+    handed = _decodable_frames(60)
+    producer.held.extend((raw, market, frame) for market, frame in handed)
     producer.release()
     assert producer.spooling and producer.spool.dropped == 0  # refused at produce(): its frames went to the spool
     deadline = time.monotonic() + 30
@@ -185,14 +205,7 @@ def test_a_bundle_refused_for_its_size_goes_again_frame_by_frame(
         producer.service()
         time.sleep(0.05)
     assert producer.spool.dropped == 0 and producer.permanent_failures == 0
-    records = _read(kafka_bootstrap, raw)
-    got: dict[int, list[bytes]] = defaultdict(list)
-    for partition, key, value in records:
-        for frame in frames_of(value):
-            assert partition_for(key or b"", PARTS) == partition
-            got[partition].append(frame)  # type: ignore[arg-type]
-    for p in range(PARTS):  # every frame once
-        assert sorted(got[p]) == sorted(f for m, f in handed if partition_for(m, PARTS) == p)
+    _assert_each_frame_once_on_its_partition(_read(kafka_bootstrap, raw), handed)
 
 
 @pytest.mark.integration
@@ -202,10 +215,7 @@ def test_a_spooled_bundle_refused_at_its_replay_goes_again_frame_by_frame(
     """A bundle spooled under one client limit and replayed under a lower one (a gatherer restarted with a smaller
     ``message.max.bytes``): librdkafka refuses it at ``produce()`` during the replay; its frames go behind what the
     spool holds, one per record, each keyed by its own market, and are replayed in turn: none dropped, none twice."""
-    from schemas import RawFrame, encode_raw
-
     (raw,) = make_topics(1, partitions=PARTS)
-    handed: list[tuple[bytes, bytes]] = []
     dead = producer_config(KafkaConfig(bootstrap_servers=f"127.0.0.1:{_free_port()}"), linger_ms=1)
     first = RawProducer(
         dead,
@@ -215,12 +225,8 @@ def test_a_spooled_bundle_refused_at_its_replay_goes_again_frame_by_frame(
         known_partitions={raw: PARTS},
     )
     first.spooling = True  # the broker is away: the release goes to the spool, in bundles
-    for i in range(90):
-        market = f"MKT-{i % 5}"
-        frame = RawFrame(venue="v", gatherer="g1", conn=1, sid=1, seq=i, recv_ns=i, kind="trade", market=market,
-                         event_key=f"t:{i}", payload=random.Random(i).randbytes(60))  # fmt: skip
-        first.held.append((raw, market.encode(), encode_raw(frame)))
-        handed.append((market.encode(), encode_raw(frame)))
+    handed = _decodable_frames(90)
+    first.held.extend((raw, market, frame) for market, frame in handed)
     first.release()
     first.spool.flush()
     spooled = [v for seg in first.spool.segments() for _, _, v in Spool.read(seg)]
@@ -240,14 +246,8 @@ def test_a_spooled_bundle_refused_at_its_replay_goes_again_frame_by_frame(
     assert second.failed > 0  # refused at produce() during the replay
     assert not second.spooling and second.spool.dropped == 0 and second.permanent_failures == 0
     records = _read(kafka_bootstrap, raw)
-    got: dict[int, list[bytes]] = defaultdict(list)
-    for partition, key, value in records:
-        assert len(value) <= 2000
-        for frame in frames_of(value):
-            assert partition_for(key or b"", PARTS) == partition
-            got[partition].append(frame)  # type: ignore[arg-type]
-    for p in range(PARTS):  # every frame once
-        assert sorted(got[p]) == sorted(f for m, f in handed if partition_for(m, PARTS) == p)
+    assert all(len(value) <= 2000 for _, _, value in records)
+    _assert_each_frame_once_on_its_partition(records, handed)
 
 
 def _free_port() -> int:
