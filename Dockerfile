@@ -2,8 +2,8 @@
 # The mdpipe image: every stage runs as `mdpipe <command>` (gather, dedup, sink, topics, sim, demo, verify, status).
 # Stages:
 #   build   compilers + the locked runtime dependencies + a regular (non-editable) install of mdpipe, with the C row
-#           builder (sink._rowcodec), the partitioner's murmur2 (mdpipe._murmur2) and the venues' accelerators
-#           (venues/<name>/_*.c) compiled; the build fails if
+#           builder (sink._rowcodec), the partitioner's murmur2 (mdpipe._murmur2), the raw producer's bundling
+#           (ingest._bundle) and the venues' accelerators (venues/<name>/_*.c) compiled; the build fails if
 #           they were not (setup.py marks them optional; `python -m ops.accelerators` checks)
 #   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:
 #           gatherer spools, dedup RocksDB state; mount a volume there). The default target.

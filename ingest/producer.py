@@ -80,12 +80,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ingest.bundling import bundle
 from ingest.spool import Record, Spool
 from mdpipe.kafka import TRANSIENT_PRODUCE_ERRORS, report_stored
 from mdpipe.logging import get_logger, log_client_error
-from mdpipe.partitioner import partition_for
 from schemas import SchemaError, decode_raw
-from schemas.raw_record import encode_bundle, frame_count, is_bundle, split_bundle
+from schemas.raw_record import frame_count, is_bundle, split_bundle
 
 __all__ = ["KAFKA_LINGER_MS", "LATENCY_SAMPLE_S", "RawProducer"]
 
@@ -265,44 +265,10 @@ class RawProducer:
     def _bundle(
         self, batch: list[tuple[str, bytes | None, bytes]]
     ) -> tuple[list[tuple[str, bytes | None, bytes]], list[int]]:
-        """``batch`` as the records to produce: the frames of each partition of a warm topic in bundles of up to
-        ``bundle_max_bytes`` (:mod:`schemas.raw_record`; keyed by their first frame's market, so the partitioner
-        puts each on its frames' partition), in their order; a frame alone in its record, larger than the limit,
-        of another topic or without a key stays a plain record. Returns the records and the frames each carries;
-        every partition's frames keep their order (a record closes before the next one of its partition opens)."""
-        limit = self.bundle_max_bytes
-        out: list[tuple[str, bytes | None, bytes]] = []
-        counts: list[int] = []
-        # (topic, partition) -> the open bundle: its key, its frames, its size in bytes; closed ones go to out
-        open_: dict[tuple[str, int], tuple[bytes, list[bytes], list[int]]] = {}
-        for topic, key, value in batch:
-            parts = self._partition_of.get(topic)
-            if parts is None or not key:
-                out.append((topic, key, value))
-                counts.append(1)
-                continue
-            partition = parts.get(key)
-            if partition is None:
-                if len(parts) >= _PARTITION_CACHE:
-                    parts.clear()
-                partition = parts[key] = partition_for(key, self._partitions[topic])
-            size = len(value) + 5  # with its msgpack bin header, at most
-            group = open_.get((topic, partition))
-            if group is not None and group[2][0] + size > limit:
-                del open_[topic, partition]
-                _close_bundle(topic, group, out, counts)
-                group = None
-            if group is not None:
-                group[1].append(value)
-                group[2][0] += size
-            elif size + 6 + len(key) + _RECORD_OVERHEAD > limit:  # + the tag, the array header, key and record
-                out.append((topic, key, value))
-                counts.append(1)
-            else:
-                open_[topic, partition] = (key, [value], [size + 6 + len(key) + _RECORD_OVERHEAD])
-        for (topic, _), group in open_.items():
-            _close_bundle(topic, group, out, counts)
-        return out, counts
+        """``batch`` as the records to produce and the frames each carries (:func:`ingest.bundling.bundle`)."""
+        return bundle(
+            batch, self._partition_of, self._partitions, self.bundle_max_bytes, _RECORD_OVERHEAD, _PARTITION_CACHE
+        )
 
     def _quiet_count(self, records: int, frames: int) -> None:
         """Count records and frames handed to the quiet producer (see :attr:`acked`)."""
@@ -724,15 +690,3 @@ class RawProducer:
 def _too_large(err: KafkaError, value: bytes | None) -> bool:
     """A bundle refused for its size at ``produce()`` (split and spooled again frame by frame)."""
     return err.code() == KafkaError.MSG_SIZE_TOO_LARGE and is_bundle(value)
-
-
-def _close_bundle(
-    topic: str,
-    group: tuple[bytes, list[bytes], list[int]],
-    out: list[tuple[str, bytes | None, bytes]],
-    counts: list[int],
-) -> None:
-    """Append a bundle (a lone frame as a plain record) to the records of a release."""
-    key, values, _ = group
-    out.append((topic, key, values[0] if len(values) == 1 else encode_bundle(values)))
-    counts.append(len(values))

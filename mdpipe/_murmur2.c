@@ -13,35 +13,7 @@
 #include <Python.h>
 #include <stdint.h>
 
-static int32_t murmur2(const uint8_t *data, Py_ssize_t length) {
-    const uint32_t m = 0x5bd1e995u;
-    uint32_t h = 0x9747b28cu ^ (uint32_t)length;
-    Py_ssize_t tail = length & ~(Py_ssize_t)3;
-    for (Py_ssize_t i = 0; i < tail; i += 4) {
-        uint32_t k = (uint32_t)data[i] | ((uint32_t)data[i + 1] << 8) | ((uint32_t)data[i + 2] << 16) |
-                     ((uint32_t)data[i + 3] << 24);
-        k *= m;
-        k ^= k >> 24;
-        k *= m;
-        h *= m;
-        h ^= k;
-    }
-    switch (length & 3) {
-    case 3:
-        h ^= (uint32_t)data[tail + 2] << 16;
-        /* fall through */
-    case 2:
-        h ^= (uint32_t)data[tail + 1] << 8;
-        /* fall through */
-    case 1:
-        h ^= (uint32_t)data[tail];
-        h *= m;
-    }
-    h ^= h >> 13;
-    h *= m;
-    h ^= h >> 15;
-    return (int32_t)h;
-}
+#include "murmur2.h"
 
 static PyObject *py_murmur2(PyObject *self, PyObject *arg) {
     Py_buffer view;

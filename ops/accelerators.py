@@ -1,5 +1,5 @@
-"""Which optional C extensions this install runs: the sink's row builder, the partitioner's murmur2 and every
-venue's accelerators (``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and
+"""Which optional C extensions this install runs: the sink's row builder, the partitioner's murmur2, the raw
+producer's bundling and every venue's accelerators (``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and
 exits 1, naming the ones missing, when any was not compiled; an image build runs it because setup.py marks the
 extensions optional (an install without a compiler succeeds and runs the pure-Python paths)."""
 
@@ -14,10 +14,15 @@ __all__ = ["accelerators", "main"]
 
 def accelerators() -> dict[str, bool]:
     """Extension module name -> whether it is compiled and in use."""
+    from ingest import bundling
     from mdpipe import partitioner
     from sink import rowcodec
 
-    found = {"mdpipe._murmur2": partitioner.ACCELERATED, "sink._rowcodec": rowcodec.ACCELERATED}
+    found = {
+        "ingest._bundle": bundling.ACCELERATED,
+        "mdpipe._murmur2": partitioner.ACCELERATED,
+        "sink._rowcodec": rowcodec.ACCELERATED,
+    }
     for name in venues.names():
         found.update(venues.get_venue(name).accelerators())
     return found

@@ -1,0 +1,263 @@
+/*
+ * ingest._bundle: the raw producer's release grouping (RawProducer._bundle) in C.
+ *
+ * An accelerator, not a second definition: ingest/producer.py's ``_bundle_py`` holds the rules (which frames share
+ * a record, in which order records leave, when a lone frame stays plain) and tests/ingest/test_bundle_accel.py checks
+ * this one against it on random batches, caches and limits. A gatherer groups every frame it releases (tens of
+ * thousands a second), so the Python loop's per-frame lookups and tuples were a visible share of its CPU.
+ *
+ * bundle(batch, partition_of, partitions, limit, overhead, cache_max) -> (records, counts) | None
+ *   batch: list of (topic, key, value) tuples; partition_of: topic -> {key: partition} (the producer's cache,
+ *   updated here as the Python path does: cleared whole when it holds cache_max keys); partitions: topic -> its
+ *   partition count. Returns None, having changed nothing, when an item is not a (topic, bytes | None, bytes)
+ *   tuple: the caller then takes the Python path, which decides (errors included).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../mdpipe/murmur2.h"
+
+#define BUNDLE_TAG 0xC1
+#define MAX_BUNDLE_FRAMES (1 << 20) /* schemas.raw_record.MAX_BUNDLE_FRAMES */
+
+typedef struct {
+    PyObject *topic;  /* borrowed from the batch */
+    PyObject *key;    /* borrowed */
+    PyObject *values; /* a new list of the frames, owned */
+    Py_ssize_t size;  /* bytes the record would take, as the Python path counts them */
+} Group;
+
+/* The msgpack of list[bytes] as msgspec writes it, after the bundle tag (schemas.raw_record.encode_bundle). */
+static PyObject *encode_bundle(PyObject *values) {
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (n > MAX_BUNDLE_FRAMES) {
+        PyErr_Format(PyExc_ValueError, "a bundle holds 1 to %d frames, not %zd", MAX_BUNDLE_FRAMES, n);
+        return NULL;
+    }
+    Py_ssize_t total = 1 + (n < 16 ? 1 : n < 65536 ? 3 : 5);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len = PyBytes_GET_SIZE(PyList_GET_ITEM(values, i));
+        total += (len < 256 ? 2 : len < 65536 ? 3 : 5) + len;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    *p++ = BUNDLE_TAG;
+    if (n < 16) {
+        *p++ = (uint8_t)(0x90 | n);
+    } else if (n < 65536) {
+        *p++ = 0xdc;
+        *p++ = (uint8_t)(n >> 8);
+        *p++ = (uint8_t)n;
+    } else {
+        *p++ = 0xdd;
+        for (int shift = 24; shift >= 0; shift -= 8)
+            *p++ = (uint8_t)(n >> shift);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        Py_ssize_t len = PyBytes_GET_SIZE(v);
+        if (len < 256) {
+            *p++ = 0xc4;
+            *p++ = (uint8_t)len;
+        } else if (len < 65536) {
+            *p++ = 0xc5;
+            *p++ = (uint8_t)(len >> 8);
+            *p++ = (uint8_t)len;
+        } else {
+            *p++ = 0xc6;
+            for (int shift = 24; shift >= 0; shift -= 8)
+                *p++ = (uint8_t)((uint64_t)len >> shift);
+        }
+        memcpy(p, PyBytes_AS_STRING(v), (size_t)len);
+        p += len;
+    }
+    return out;
+}
+
+static int append_record(PyObject *out, PyObject *counts, PyObject *topic, PyObject *key, PyObject *value,
+                         Py_ssize_t frames) {
+    PyObject *record = PyTuple_Pack(3, topic, key, value);
+    if (record == NULL)
+        return -1;
+    int failed = PyList_Append(out, record);
+    Py_DECREF(record);
+    if (failed)
+        return -1;
+    PyObject *count = PyLong_FromSsize_t(frames);
+    if (count == NULL)
+        return -1;
+    failed = PyList_Append(counts, count);
+    Py_DECREF(count);
+    return failed;
+}
+
+/* A closed group as a record: its frame alone when it has one, else a bundle. */
+static int close_group(Group *g, PyObject *out, PyObject *counts) {
+    Py_ssize_t n = PyList_GET_SIZE(g->values);
+    if (n == 1)
+        return append_record(out, counts, g->topic, g->key, PyList_GET_ITEM(g->values, 0), 1);
+    PyObject *value = encode_bundle(g->values);
+    if (value == NULL)
+        return -1;
+    int failed = append_record(out, counts, g->topic, g->key, value, n);
+    Py_DECREF(value);
+    return failed;
+}
+
+/* The partition of ``key`` in ``topic``: from the cache, else murmur2 (stored in the cache). New reference. */
+static PyObject *partition_of_key(PyObject *parts, PyObject *key, PyObject *partitions, PyObject *topic,
+                                  Py_ssize_t cache_max) {
+    PyObject *partition = PyDict_GetItemWithError(parts, key);
+    if (partition != NULL) {
+        Py_INCREF(partition);
+        return partition;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyDict_GET_SIZE(parts) >= cache_max)
+        PyDict_Clear(parts);
+    PyObject *count_obj = PyDict_GetItemWithError(partitions, topic);
+    if (count_obj == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, topic);
+        return NULL;
+    }
+    long count = PyLong_AsLong(count_obj);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count <= 0) {
+        PyErr_Format(PyExc_ValueError, "partitions must be > 0, got %ld", count);
+        return NULL;
+    }
+    uint32_t h = (uint32_t)murmur2((const uint8_t *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+    partition = PyLong_FromLong((long)((h & 0x7fffffffu) % (uint32_t)count));
+    if (partition == NULL)
+        return NULL;
+    if (PyDict_SetItem(parts, key, partition) < 0) {
+        Py_DECREF(partition);
+        return NULL;
+    }
+    return partition;
+}
+
+static PyObject *py_bundle(PyObject *self, PyObject *args) {
+    PyObject *batch, *partition_of, *partitions;
+    Py_ssize_t limit, overhead, cache_max;
+    if (!PyArg_ParseTuple(args, "O!O!O!nnn:bundle", &PyList_Type, &batch, &PyDict_Type, &partition_of, &PyDict_Type,
+                          &partitions, &limit, &overhead, &cache_max))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    for (Py_ssize_t i = 0; i < n; i++) { /* the shapes this path handles; anything else: the Python path */
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3)
+            Py_RETURN_NONE;
+        PyObject *key = PyTuple_GET_ITEM(item, 1);
+        if ((key != Py_None && !PyBytes_CheckExact(key)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 2)))
+            Py_RETURN_NONE;
+    }
+    PyObject *out = PyList_New(0), *counts = PyList_New(0), *open = PyDict_New(), *result = NULL;
+    Group *groups = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Group));
+    Py_ssize_t ngroups = 0;
+    if (out == NULL || counts == NULL || open == NULL || groups == NULL) {
+        if (groups == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        PyObject *topic = PyTuple_GET_ITEM(item, 0), *key = PyTuple_GET_ITEM(item, 1);
+        PyObject *value = PyTuple_GET_ITEM(item, 2);
+        PyObject *parts = PyDict_GetItemWithError(partition_of, topic);
+        if (parts == NULL && PyErr_Occurred())
+            goto done;
+        if (parts == NULL || key == Py_None || PyBytes_GET_SIZE(key) == 0) {
+            if (append_record(out, counts, topic, key, value, 1) < 0)
+                goto done;
+            continue;
+        }
+        if (!PyDict_Check(parts)) {
+            PyErr_SetString(PyExc_TypeError, "a topic's partition cache must be a dict");
+            goto done;
+        }
+        PyObject *partition = partition_of_key(parts, key, partitions, topic, cache_max);
+        if (partition == NULL)
+            goto done;
+        PyObject *where = PyTuple_Pack(2, topic, partition);
+        Py_DECREF(partition);
+        if (where == NULL)
+            goto done;
+        Py_ssize_t size = PyBytes_GET_SIZE(value) + 5; /* with its msgpack bin header, at most */
+        PyObject *index = PyDict_GetItemWithError(open, where);
+        Group *g = NULL;
+        if (index != NULL) {
+            g = &groups[PyLong_AsSsize_t(index)];
+            if (g->size + size > limit) {
+                if (PyDict_DelItem(open, where) < 0 || close_group(g, out, counts) < 0) {
+                    Py_DECREF(where);
+                    goto done;
+                }
+                g = NULL;
+            }
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(where);
+            goto done;
+        }
+        int failed = 0;
+        if (g != NULL) {
+            failed = PyList_Append(g->values, value);
+            g->size += size;
+        } else if (size + 6 + PyBytes_GET_SIZE(key) + overhead > limit) { /* + the tag, array header, key, record */
+            failed = append_record(out, counts, topic, key, value, 1);
+        } else {
+            g = &groups[ngroups];
+            g->values = PyList_New(1);
+            if (g->values == NULL) {
+                failed = -1;
+            } else {
+                Py_INCREF(value);
+                PyList_SET_ITEM(g->values, 0, value);
+                g->topic = topic;
+                g->key = key;
+                g->size = size + 6 + PyBytes_GET_SIZE(key) + overhead;
+                PyObject *at = PyLong_FromSsize_t(ngroups++);
+                failed = at == NULL || PyDict_SetItem(open, where, at) < 0;
+                Py_XDECREF(at);
+            }
+        }
+        Py_DECREF(where);
+        if (failed)
+            goto done;
+    }
+    {
+        Py_ssize_t pos = 0;
+        PyObject *where, *index;
+        while (PyDict_Next(open, &pos, &where, &index)) /* the open ones, in the order they opened */
+            if (close_group(&groups[PyLong_AsSsize_t(index)], out, counts) < 0)
+                goto done;
+    }
+    result = PyTuple_Pack(2, out, counts);
+done:
+    if (groups != NULL) {
+        for (Py_ssize_t i = 0; i < ngroups; i++)
+            Py_XDECREF(groups[i].values);
+        PyMem_Free(groups);
+    }
+    Py_XDECREF(out);
+    Py_XDECREF(counts);
+    Py_XDECREF(open);
+    return result;
+}
+
+static PyMethodDef METHODS[] = {
+    {"bundle", py_bundle, METH_VARARGS,
+     "RawProducer._bundle's grouping: (records, frame counts), or None for a batch the Python path must take."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_bundle", NULL, -1, METHODS, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__bundle(void) { return PyModule_Create(&MODULE); }
