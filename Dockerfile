@@ -3,8 +3,9 @@
 # Stages:
 #   build   compilers + the locked runtime dependencies + a regular (non-editable) install of mdpipe, with the C row
 #           builder (sink._rowcodec), the partitioner's murmur2 (mdpipe._murmur2), the raw producer's bundling
-#           (ingest._bundle) and the venues' accelerators (venues/<name>/_*.c) compiled; the build fails if
-#           they were not (setup.py marks them optional; `python -m ops.accelerators` checks)
+#           (ingest._bundle), the live frame encoder (schemas._rawframe) and the venues' accelerators
+#           (venues/<name>/_*.c) compiled; the build fails if they were not (setup.py marks them optional;
+#           `python -m ops.accelerators` checks)
 #   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:
 #           gatherer spools, dedup RocksDB state; mount a volume there). The default target.
 #   test    the whole source tree with an editable dev install: `make test` on a host with Docker only runs the

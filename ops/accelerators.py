@@ -1,7 +1,8 @@
 """Which optional C extensions this install runs: the sink's row builder, the partitioner's murmur2, the raw
-producer's bundling and every venue's accelerators (``Venue.accelerators``). ``python -m ops.accelerators`` prints one line per extension and
-exits 1, naming the ones missing, when any was not compiled; an image build runs it because setup.py marks the
-extensions optional (an install without a compiler succeeds and runs the pure-Python paths)."""
+producer's bundling, a live frame's encoding and every venue's accelerators (``Venue.accelerators``).
+``python -m ops.accelerators`` prints one line per extension and exits 1, naming the ones missing, when any was not
+compiled; an image build runs it because setup.py marks the extensions optional (an install without a compiler
+succeeds and runs the pure-Python paths)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ def accelerators() -> dict[str, bool]:
     """Extension module name -> whether it is compiled and in use."""
     from ingest import bundling
     from mdpipe import partitioner
+    from schemas import raw_encode
     from sink import rowcodec
 
     found = {
         "ingest._bundle": bundling.ACCELERATED,
         "mdpipe._murmur2": partitioner.ACCELERATED,
+        "schemas._rawframe": raw_encode.ACCELERATED,
         "sink._rowcodec": rowcodec.ACCELERATED,
     }
     for name in venues.names():

@@ -41,6 +41,7 @@ import msgspec
 
 from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
+from schemas.raw_encode import ENCODE_LIVE_C, LIVE_TAIL, encode_live_py, live_head
 from venues.kalshi.anchors import AnchorChain, LcKey, anchor_key, is_anchor, weak_key
 from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
 from venues.kalshi.keys import MESSAGE_PARTS, EventKeyer, digest
@@ -114,6 +115,8 @@ _frame = msgspec.msgpack.Encoder(decimal_format="string")
 # C: a delta or ticker message in the venue's common shape -> (kind, sid, seq, market, digest, ts_ms), else None
 # (None when the accelerator was not built); see venues/kalshi/_deltakey.c
 _message_parts = MESSAGE_PARTS
+# C: a live frame's bytes (None when not built); see schemas/_rawframe.c
+_encode_live = ENCODE_LIVE_C
 
 
 class SessionStats:
@@ -211,6 +214,7 @@ class KalshiSession:
     ) -> None:
         self.gatherer = gatherer
         self.conn_id = conn_id
+        self._frame_head = live_head(VENUE, gatherer, conn_id)  # a live frame's fixed fields (schemas.raw_encode)
         self.filtered = [c for c in channels if c != LIFECYCLE]
         self.lifecycle = lifecycle and LIFECYCLE in channels
         self.sub_cap = max(1, sub_cap)
@@ -496,32 +500,12 @@ class KalshiSession:
         if venue_ms is not None and self.placer.awaiting_clock:
             self.placer.clock(venue_ms)
         self.stats.by_kind[kind] += 1
-        # encode_raw(RawFrame(venue=VENUE, ..., payload=data)), byte for byte, without the struct (_FRAME_FIELDS)
-        self._emit(
-            market,
-            _frame.encode(
-                (
-                    SCHEMA_VERSION,
-                    VENUE,
-                    self.gatherer,
-                    self.conn_id,
-                    sid,
-                    seq,
-                    recv_ns,
-                    kind,
-                    market,
-                    key,
-                    data,
-                    None,
-                    _NO_AFTER,
-                    _NO_AFTER,
-                    "",
-                    _NO_AFTER,
-                    "",
-                    0,
-                )
-            ),
-        )
+        # encode_raw(RawFrame(venue=VENUE, ..., payload=data)), byte for byte, without the struct (schemas.raw_encode)
+        head = self._frame_head
+        value = _encode_live(head, sid, seq, recv_ns, kind, market, key, data, LIVE_TAIL) if _encode_live else None
+        if value is None:  # not built, or a shape the C path hands back
+            value = encode_live_py(head, sid, seq, recv_ns, kind, market, key, data, LIVE_TAIL)
+        self._emit(market, value)
 
     def _emit_snapshot(self, p: PendingSnapshot, venue_ms: int, after: list[str]) -> None:
         market, key, sid, seq, recv_ns, data = p.frame  # type: ignore[misc]
