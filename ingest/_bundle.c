@@ -10,7 +10,8 @@
  *   batch: list of (topic, key, value) tuples; partition_of: topic -> {key: partition} (the producer's cache,
  *   updated here as the Python path does: cleared whole when it holds cache_max keys); partitions: topic -> its
  *   partition count. Returns None, having changed nothing, when an item is not a (topic, bytes | None, bytes)
- *   tuple: the caller then takes the Python path, which decides (errors included).
+ *   tuple: the caller then takes the Python path, which decides (errors included). A cache holding a partition that
+ *   is negative or at least 2**24 (only a damaged one can: partitions are murmur2 % count) raises ValueError here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,6 +22,7 @@
 
 #define BUNDLE_TAG 0xC1
 #define MAX_BUNDLE_FRAMES (1 << 20) /* schemas.raw_record.MAX_BUNDLE_FRAMES */
+#define MAX_PARTITION (1L << 24)    /* a cached partition at or above it (or negative) is an error here */
 
 typedef struct {
     PyObject *topic;  /* borrowed from the batch */
@@ -144,6 +146,53 @@ static PyObject *partition_of_key(PyObject *parts, PyObject *key, PyObject *part
     return partition;
 }
 
+/* A topic's open bundles: open_at[partition] is the index of its open group, or -1. */
+typedef struct {
+    PyObject *topic; /* borrowed */
+    Py_ssize_t size;
+    Py_ssize_t *open_at;
+} Slots;
+
+/* The slots of ``topic`` (equal topics share them, as equal dict keys would), created on first use; NULL on error. */
+static Slots *slots_of(Slots *topics, Py_ssize_t *ntopics, PyObject *topic) {
+    for (Py_ssize_t i = 0; i < *ntopics; i++) /* a release holds one topic or a few */
+        if (topics[i].topic == topic)
+            return &topics[i];
+    for (Py_ssize_t i = 0; i < *ntopics; i++) {
+        int equal = PyObject_RichCompareBool(topics[i].topic, topic, Py_EQ);
+        if (equal < 0)
+            return NULL;
+        if (equal)
+            return &topics[i];
+    }
+    Slots *t = &topics[(*ntopics)++];
+    t->topic = topic;
+    t->size = 0;
+    t->open_at = NULL;
+    return t;
+}
+
+/* The open-group slot of ``partition`` in ``t``, grown as needed; NULL on error. */
+static Py_ssize_t *slot_at(Slots *t, long partition) {
+    if (partition < 0 || partition >= MAX_PARTITION) { /* only a damaged cache holds one: not a Kafka partition */
+        PyErr_Format(PyExc_ValueError, "not a partition: %ld", partition);
+        return NULL;
+    }
+    if (partition >= t->size) {
+        Py_ssize_t size = partition + 1 > 2 * t->size ? partition + 1 : 2 * t->size;
+        Py_ssize_t *grown = PyMem_Realloc(t->open_at, (size_t)size * sizeof(Py_ssize_t));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (Py_ssize_t i = t->size; i < size; i++)
+            grown[i] = -1;
+        t->open_at = grown;
+        t->size = size;
+    }
+    return &t->open_at[partition];
+}
+
 static PyObject *py_bundle(PyObject *self, PyObject *args) {
     PyObject *batch, *partition_of, *partitions;
     Py_ssize_t limit, overhead, cache_max;
@@ -159,11 +208,14 @@ static PyObject *py_bundle(PyObject *self, PyObject *args) {
         if ((key != Py_None && !PyBytes_CheckExact(key)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 2)))
             Py_RETURN_NONE;
     }
-    PyObject *out = PyList_New(0), *counts = PyList_New(0), *open = PyDict_New(), *result = NULL;
+    PyObject *out = PyList_New(0), *counts = PyList_New(0), *result = NULL;
+    /* Groups in the order they opened: the open ones close at the end in that order, as the definition's dict
+     * (a partition whose bundle closed mid-release and opened again moves behind the others, there and here). */
     Group *groups = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Group));
-    Py_ssize_t ngroups = 0;
-    if (out == NULL || counts == NULL || open == NULL || groups == NULL) {
-        if (groups == NULL)
+    Slots *topics = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Slots));
+    Py_ssize_t ngroups = 0, ntopics = 0;
+    if (out == NULL || counts == NULL || groups == NULL || topics == NULL) {
+        if (groups == NULL || topics == NULL)
             PyErr_NoMemory();
         goto done;
     }
@@ -183,62 +235,49 @@ static PyObject *py_bundle(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a topic's partition cache must be a dict");
             goto done;
         }
-        PyObject *partition = partition_of_key(parts, key, partitions, topic, cache_max);
-        if (partition == NULL)
+        PyObject *partition_obj = partition_of_key(parts, key, partitions, topic, cache_max);
+        if (partition_obj == NULL)
             goto done;
-        PyObject *where = PyTuple_Pack(2, topic, partition);
-        Py_DECREF(partition);
-        if (where == NULL)
+        long partition = PyLong_AsLong(partition_obj);
+        Py_DECREF(partition_obj);
+        if (partition == -1 && PyErr_Occurred())
+            goto done;
+        Slots *t = slots_of(topics, &ntopics, topic);
+        Py_ssize_t *slot = t == NULL ? NULL : slot_at(t, partition);
+        if (slot == NULL)
             goto done;
         Py_ssize_t size = PyBytes_GET_SIZE(value) + 5; /* with its msgpack bin header, at most */
-        PyObject *index = PyDict_GetItemWithError(open, where);
-        Group *g = NULL;
-        if (index != NULL) {
-            g = &groups[PyLong_AsSsize_t(index)];
-            if (g->size + size > limit) {
-                if (PyDict_DelItem(open, where) < 0 || close_group(g, out, counts) < 0) {
-                    Py_DECREF(where);
-                    goto done;
-                }
-                g = NULL;
-            }
-        } else if (PyErr_Occurred()) {
-            Py_DECREF(where);
-            goto done;
+        Group *g = *slot >= 0 ? &groups[*slot] : NULL;
+        if (g != NULL && g->size + size > limit) {
+            *slot = -1;
+            if (close_group(g, out, counts) < 0)
+                goto done;
+            Py_CLEAR(g->values); /* closed: the final pass skips it */
+            g = NULL;
         }
-        int failed = 0;
         if (g != NULL) {
-            failed = PyList_Append(g->values, value);
+            if (PyList_Append(g->values, value) < 0)
+                goto done;
             g->size += size;
         } else if (size + 6 + PyBytes_GET_SIZE(key) + overhead > limit) { /* + the tag, array header, key, record */
-            failed = append_record(out, counts, topic, key, value, 1);
+            if (append_record(out, counts, topic, key, value, 1) < 0)
+                goto done;
         } else {
             g = &groups[ngroups];
             g->values = PyList_New(1);
-            if (g->values == NULL) {
-                failed = -1;
-            } else {
-                Py_INCREF(value);
-                PyList_SET_ITEM(g->values, 0, value);
-                g->topic = topic;
-                g->key = key;
-                g->size = size + 6 + PyBytes_GET_SIZE(key) + overhead;
-                PyObject *at = PyLong_FromSsize_t(ngroups++);
-                failed = at == NULL || PyDict_SetItem(open, where, at) < 0;
-                Py_XDECREF(at);
-            }
-        }
-        Py_DECREF(where);
-        if (failed)
-            goto done;
-    }
-    {
-        Py_ssize_t pos = 0;
-        PyObject *where, *index;
-        while (PyDict_Next(open, &pos, &where, &index)) /* the open ones, in the order they opened */
-            if (close_group(&groups[PyLong_AsSsize_t(index)], out, counts) < 0)
+            if (g->values == NULL)
                 goto done;
+            Py_INCREF(value);
+            PyList_SET_ITEM(g->values, 0, value);
+            g->topic = topic;
+            g->key = key;
+            g->size = size + 6 + PyBytes_GET_SIZE(key) + overhead;
+            *slot = ngroups++;
+        }
     }
+    for (Py_ssize_t i = 0; i < ngroups; i++) /* the open ones, in the order they opened */
+        if (groups[i].values != NULL && close_group(&groups[i], out, counts) < 0)
+            goto done;
     result = PyTuple_Pack(2, out, counts);
 done:
     if (groups != NULL) {
@@ -246,9 +285,13 @@ done:
             Py_XDECREF(groups[i].values);
         PyMem_Free(groups);
     }
+    if (topics != NULL) {
+        for (Py_ssize_t i = 0; i < ntopics; i++)
+            PyMem_Free(topics[i].open_at);
+        PyMem_Free(topics);
+    }
     Py_XDECREF(out);
     Py_XDECREF(counts);
-    Py_XDECREF(open);
     return result;
 }
 

@@ -81,6 +81,14 @@ def test_a_frame_that_exactly_fills_its_bundle_stays_in_it() -> None:
         assert c_out == py_out and len(c_out[0]) == records
 
 
+def test_equal_topics_that_are_different_objects_share_their_bundles() -> None:
+    """A topic is a dict key in the definition: equal strings are one topic even when they are not one object."""
+    batch = [("".join(["raw.", "g1"]), b"KX-1", bytes([i])) for i in range(5)]
+    assert batch[0][0] is not batch[1][0]
+    (c_out, c_cache), (py_out, py_cache) = _both(batch, {"raw.g1": {}}, 4_096, 128, 1 << 18)
+    assert c_out == py_out and c_cache == py_cache and c_out[1] == [5]
+
+
 def test_a_release_of_many_markets_bundles_each_partitions_frames_in_order() -> None:
     """The gatherer's common case at scale: 3,000 frames over 500 markets; every bundle decodes to its frames, each
     on its key's partition, each partition's frames in the order handed over."""
