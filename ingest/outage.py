@@ -179,6 +179,9 @@ class BrokerWatch:
                 self.outages += 1
                 self._in_outage = True
                 moved = p.divert()
+                # emptying librdkafka makes the acknowledged count exact: what it catches up with (a release's frames
+                # acknowledged before the outage, see RawProducer.acked) is not the broker answering now
+                self._acked = p.acked
                 self._spooled_at_outage = p.spooled - moved
                 self.log.warning(
                     "broker_outage_spooling",

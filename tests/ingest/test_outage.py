@@ -219,6 +219,43 @@ def test_watch_diverts_after_spool_after_s_and_resumes_when_back(tmp_path: Path)
     producer.close(timeout=0.1)
 
 
+def test_acknowledgements_counted_at_the_divert_are_not_the_broker_answering(tmp_path: Path) -> None:
+    """While records are in flight the producer's acknowledged count is an estimate (by release) that catches up
+    when the divert empties librdkafka: those frames were acknowledged before the outage. Taken as the broker
+    answering, they ended the outage at once while it was still down (a CI run: broker_reachable 86 ms after
+    broker_outage_spooling, the spool replayed into a dead broker, a second outage a second later)."""
+    producer = _producer(tmp_path)
+    clock = _Clock()
+    watch, answers = _watch(producer, clock)
+    real_divert = producer.divert
+
+    def divert_catching_up() -> int:
+        moved = real_divert()
+        producer._loud_acked += 7  # the count made exact by the purge
+        return moved
+
+    producer.divert = divert_catching_up  # type: ignore[method-assign]
+
+    async def run() -> None:
+        for i in range(10):
+            producer.send("raw.g1", b"M", f"v{i}".encode())
+        await watch.step()
+        clock.now += 5.1
+        await watch.step()
+        assert watch.state.outage and watch.outages == 1
+        for _ in range(3):
+            clock.now += 1.0
+            await watch.step()
+            assert watch.state.outage and not watch.state.reachable and producer.hold, "the probe still fails"
+        answers.append(True)
+        clock.now += 1.0
+        await watch.step()
+        assert watch.state.reachable and not producer.hold and watch.outages == 1
+
+    asyncio.run(run())
+    producer.close(timeout=0.1)
+
+
 def test_watch_defers_the_partition_check_until_the_broker_answers(tmp_path: Path) -> None:
     producer = _producer(tmp_path)
     clock = _Clock()
