@@ -12,12 +12,15 @@ from setuptools import Extension, setup
 
 ROOT = Path(__file__).resolve().parent
 SOURCES = sorted(p.relative_to(ROOT) for p in [*ROOT.glob("*/_*.c"), *ROOT.glob("venues/*/_*.c")])
+# Headers the sources include (mdpipe/murmur2.h): each extension is rebuilt when one changes, and an sdist carries them.
+HEADERS = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("*/*.h"), *ROOT.glob("venues/*/*.h")])
 
 setup(
     ext_modules=[
         Extension(
             ".".join(source.with_suffix("").parts),
             [source.as_posix()],
+            depends=HEADERS,
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )

@@ -1,7 +1,7 @@
 /*
  * ingest._bundle: the raw producer's release grouping (RawProducer._bundle) in C.
  *
- * An accelerator, not a second definition: ingest/producer.py's ``_bundle_py`` holds the rules (which frames share
+ * An accelerator, not a second definition: ingest/bundling.py's ``bundle_py`` holds the rules (which frames share
  * a record, in which order records leave, when a lone frame stays plain) and tests/ingest/test_bundle_accel.py checks
  * this one against it on random batches, caches and limits. A gatherer groups every frame it releases (tens of
  * thousands a second), so the Python loop's per-frame lookups and tuples were a visible share of its CPU.
@@ -9,9 +9,11 @@
  * bundle(batch, partition_of, partitions, limit, overhead, cache_max) -> (records, counts) | None
  *   batch: list of (topic, key, value) tuples; partition_of: topic -> {key: partition} (the producer's cache,
  *   updated here as the Python path does: cleared whole when it holds cache_max keys); partitions: topic -> its
- *   partition count. Returns None, having changed nothing, when an item is not a (topic, bytes | None, bytes)
- *   tuple: the caller then takes the Python path, which decides (errors included). A cache holding a partition that
- *   is negative or at least 2**24 (only a damaged one can: partitions are murmur2 % count) raises ValueError here.
+ *   partition count. Returns None, having changed nothing, for anything but plain types: an item that is not a
+ *   (str, bytes | None, bytes) tuple, a cache or count of another type (or a count above 2**24, a cached partition
+ *   that is not an int in [0, 2**24)), a limit or overhead beyond 2**62, a frame of 4 GiB. Plain types
+ *   run no Python code while the batch is read (no __eq__ or __hash__ of a subclass can change it under us).
+ *   The caller then takes the Python path, which decides (errors included).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,7 +24,8 @@
 
 #define BUNDLE_TAG 0xC1
 #define MAX_BUNDLE_FRAMES (1 << 20) /* schemas.raw_record.MAX_BUNDLE_FRAMES */
-#define MAX_PARTITION (1L << 24)    /* a cached partition at or above it (or negative) is an error here */
+#define MAX_PARTITION (1L << 24)    /* partitions and counts this path takes (Kafka's are far below) */
+#define MAX_FRAME_BYTES (1LL << 32) /* a frame this path takes is shorter (a msgpack bin32 length) */
 
 typedef struct {
     PyObject *topic;  /* borrowed from the batch */
@@ -193,21 +196,90 @@ static Py_ssize_t *slot_at(Slots *t, long partition) {
     return &t->open_at[partition];
 }
 
-static PyObject *py_bundle(PyObject *self, PyObject *args) {
-    PyObject *batch, *partition_of, *partitions;
-    Py_ssize_t limit, overhead, cache_max;
-    if (!PyArg_ParseTuple(args, "O!O!O!nnn:bundle", &PyList_Type, &batch, &PyDict_Type, &partition_of, &PyDict_Type,
-                          &partitions, &limit, &overhead, &cache_max))
-        return NULL;
+/* Is ``obj`` an int in [0, below)? */
+static int plain_int_below(PyObject *obj, long below) {
+    if (!PyLong_CheckExact(obj))
+        return 0;
+    int overflow = 0;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    return overflow == 0 && v >= 0 && v < below;
+}
+
+/* Is ``obj`` an int of at most MAX_PARTITION, and no less than a long? (One <= 0 stays: the loop raises the
+ * definition's ValueError for it.) */
+static int plain_count(PyObject *obj) {
+    if (!PyLong_CheckExact(obj))
+        return 0;
+    int overflow = 0;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    return overflow == 0 && v <= MAX_PARTITION;
+}
+
+/* The batch and the caches hold plain types only (see the module comment): 1, else 0. */
+static int plain_batch(PyObject *batch, PyObject *partition_of, PyObject *partitions) {
     Py_ssize_t n = PyList_GET_SIZE(batch);
-    for (Py_ssize_t i = 0; i < n; i++) { /* the shapes this path handles; anything else: the Python path */
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(batch, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3)
-            Py_RETURN_NONE;
-        PyObject *key = PyTuple_GET_ITEM(item, 1);
-        if ((key != Py_None && !PyBytes_CheckExact(key)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 2)))
-            Py_RETURN_NONE;
+            return 0;
+        PyObject *topic = PyTuple_GET_ITEM(item, 0), *key = PyTuple_GET_ITEM(item, 1);
+        PyObject *value = PyTuple_GET_ITEM(item, 2);
+        if (!PyUnicode_CheckExact(topic) || (key != Py_None && !PyBytes_CheckExact(key)) ||
+            !PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) >= MAX_FRAME_BYTES)
+            return 0;
+        PyObject *parts = PyDict_GetItemWithError(partition_of, topic); /* exact str keys: no Python code runs */
+        if (parts == NULL) {
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                return 0;
+            }
+            continue;
+        }
+        if (!PyDict_CheckExact(parts))
+            return 0;
+        PyObject *count = PyDict_GetItemWithError(partitions, topic);
+        if (count == NULL && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (count != NULL && !plain_count(count))
+            return 0;
+        if (key == Py_None || PyBytes_GET_SIZE(key) == 0)
+            continue;
+        PyObject *cached = PyDict_GetItemWithError(parts, key);
+        if (cached == NULL && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (cached != NULL && !plain_int_below(cached, MAX_PARTITION))
+            return 0;
     }
+    return 1;
+}
+
+/* A size argument as a Py_ssize_t within +-2**62 (no overflow in the sums below): 1, else 0. */
+static int plain_size(PyObject *obj, Py_ssize_t *out) {
+    if (!PyLong_CheckExact(obj))
+        return 0;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow != 0 || v > (1LL << 62) || v < -(1LL << 62))
+        return 0;
+    *out = (Py_ssize_t)v;
+    return 1;
+}
+
+static PyObject *py_bundle(PyObject *self, PyObject *args) {
+    PyObject *batch, *partition_of, *partitions, *limit_obj, *overhead_obj, *cache_max_obj;
+    Py_ssize_t limit, overhead, cache_max;
+    if (!PyArg_ParseTuple(args, "OOOOOO:bundle", &batch, &partition_of, &partitions, &limit_obj, &overhead_obj,
+                          &cache_max_obj))
+        return NULL;
+    if (!PyList_CheckExact(batch) || !PyDict_CheckExact(partition_of) || !PyDict_CheckExact(partitions) ||
+        !plain_size(limit_obj, &limit) || !plain_size(overhead_obj, &overhead) || !plain_size(cache_max_obj, &cache_max) ||
+        !plain_batch(batch, partition_of, partitions))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
     PyObject *out = PyList_New(0), *counts = PyList_New(0), *result = NULL;
     /* Groups in the order they opened: the open ones close at the end in that order, as the definition's dict
      * (a partition whose bundle closed mid-release and opened again moves behind the others, there and here). */

@@ -8,13 +8,15 @@
  *
  * encode_live(head, sid, seq, recv_ns, kind, market, event_key, payload, tail) -> bytes | None
  *   head, tail: bytes (written as they are); sid, seq: int or None; recv_ns: int; kind, market, event_key: str;
- *   payload: bytes. Returns None for any other type, or an int outside 64 bits: the caller then takes the Python
- *   path, which decides (errors included).
+ *   payload: bytes. Returns None for any other type, an int outside 64 bits or a str or payload of 4 GiB: the
+ *   caller then takes the Python path, which decides (errors included).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#define MAX_LENGTH (1LL << 32) /* a str or bin this path writes is shorter (msgpack's 32-bit lengths) */
 
 typedef struct {
     int kind; /* 0 nil, 1 signed, 2 unsigned beyond int64 */
@@ -170,7 +172,11 @@ static PyObject *py_encode_live(PyObject *self, PyObject *const *args, Py_ssize_
             PyErr_Clear();
             Py_RETURN_NONE;
         }
+        if ((long long)text_len[i] >= MAX_LENGTH)
+            Py_RETURN_NONE;
     }
+    if ((long long)PyBytes_GET_SIZE(payload) >= MAX_LENGTH)
+        Py_RETURN_NONE;
     Py_ssize_t size = PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(tail);
     for (int i = 0; i < 3; i++)
         size += int_size(&ints[i]) + str_header(text_len[i]) + text_len[i];

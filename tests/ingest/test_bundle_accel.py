@@ -132,6 +132,48 @@ def test_other_shapes_go_back_to_the_definition_untouched(item: Any) -> None:
     assert cache == {"raw.g1": {}}
 
 
+class _ClearingTopic(str):
+    """A topic whose comparison empties the batch being read: the C path must not run it (a use-after-free once)."""
+
+    batch: list[Any] = []
+
+    def __eq__(self, other: object) -> bool:
+        _ClearingTopic.batch.clear()
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+class _Cache(dict):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize(
+    ("batch", "partition_of", "partitions", "sizes"),
+    [
+        ([("raw.g1", b"KX-1", b"a"), (_ClearingTopic("raw.g1"), b"KX-1", b"b")], {"raw.g1": {}}, {"raw.g1": 6}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 2**32}, None),  # a count C would truncate
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 2**24 + 1}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 6.0}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": None}, {"raw.g1": 6}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": _Cache()}, {"raw.g1": 6}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {b"KX-1": -1}}, {"raw.g1": 6}, None),  # a damaged cache
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {b"KX-1": 1.0}}, {"raw.g1": 6}, None),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 6}, (2**63, 128, 8)),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 6}, (4_096.0, 128, 8)),
+        ([("raw.g1", b"KX-1", b"a")], {"raw.g1": {}}, {"raw.g1": 6}, (4_096, 2**62 + 1, 8)),
+    ],
+)
+def test_anything_but_plain_types_goes_back_to_the_definition_untouched(
+    batch: list[Any], partition_of: dict[str, Any], partitions: dict[str, Any], sizes: tuple[Any, ...] | None
+) -> None:
+    limit, overhead, cache_max = sizes or (4_096, 128, 8)
+    _ClearingTopic.batch = batch
+    before = copy.deepcopy(partition_of)
+    assert bundling._bundle_c(batch, partition_of, partitions, limit, overhead, cache_max) is None
+    assert partition_of == before and len(batch) in (1, 2)
+
+
 def test_bundle_takes_the_c_path_and_falls_back_for_other_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real_c, real_py = bundling._bundle_c, bundling.bundle_py
