@@ -116,39 +116,29 @@ static uint8_t *put_int(uint8_t *p, const Int *i) {
 
 static Py_ssize_t str_header(Py_ssize_t len) { return len < 32 ? 1 : len < 256 ? 2 : len < 65536 ? 3 : 5; }
 
+/* ``len`` bytes of ``s`` after a header of the smallest of three sizes: the marker ``codes[0]`` and a 1-byte
+ * length below 256, ``codes[1]`` and 2 bytes below 65,536, ``codes[2]`` and 4 bytes (str8/16/32 or bin8/16/32). */
+static uint8_t *put_sized(uint8_t *p, const char *s, Py_ssize_t len, const uint8_t codes[3]) {
+    int width = len < 256 ? 1 : len < 65536 ? 2 : 4;
+    *p++ = codes[width == 1 ? 0 : width == 2 ? 1 : 2];
+    p = put_be(p, (unsigned long long)len, width);
+    memcpy(p, s, (size_t)len);
+    return p + len;
+}
+
+static const uint8_t STR_CODES[3] = {0xd9, 0xda, 0xdb}, BIN_CODES[3] = {0xc4, 0xc5, 0xc6};
+
 static uint8_t *put_str(uint8_t *p, const char *s, Py_ssize_t len) {
-    if (len < 32) {
-        *p++ = (uint8_t)(0xa0 | len);
-    } else if (len < 256) {
-        *p++ = 0xd9;
-        p = put_be(p, (unsigned long long)len, 1);
-    } else if (len < 65536) {
-        *p++ = 0xda;
-        p = put_be(p, (unsigned long long)len, 2);
-    } else {
-        *p++ = 0xdb;
-        p = put_be(p, (unsigned long long)len, 4);
-    }
+    if (len >= 32)
+        return put_sized(p, s, len, STR_CODES);
+    *p++ = (uint8_t)(0xa0 | len); /* fixstr */
     memcpy(p, s, (size_t)len);
     return p + len;
 }
 
 static Py_ssize_t bin_header(Py_ssize_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
 
-static uint8_t *put_bin(uint8_t *p, const char *s, Py_ssize_t len) {
-    if (len < 256) {
-        *p++ = 0xc4;
-        p = put_be(p, (unsigned long long)len, 1);
-    } else if (len < 65536) {
-        *p++ = 0xc5;
-        p = put_be(p, (unsigned long long)len, 2);
-    } else {
-        *p++ = 0xc6;
-        p = put_be(p, (unsigned long long)len, 4);
-    }
-    memcpy(p, s, (size_t)len);
-    return p + len;
-}
+static uint8_t *put_bin(uint8_t *p, const char *s, Py_ssize_t len) { return put_sized(p, s, len, BIN_CODES); }
 
 static PyObject *py_encode_live(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
