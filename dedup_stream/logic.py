@@ -35,7 +35,8 @@ contributed to it (the venue sends a message once per subscription, so two equal
 events), when they share a reference (two copies positioned against one reference that share no key sit at two
 positions), or when another entry that both its subscription and a contributor's contributed to shows a different
 seq offset between the two. A copy that joins is treated as the same event from then on (its keys and references
-are registered). Every join is counted (``weak_matches`` per gatherer): a join is a judgement by receive time, so
+are registered; the references of a copy joined by receive time alone move with it if it is placed again, below).
+Every join is counted (``weak_matches`` per gatherer): a join is a judgement by receive time, so
 equal bodies inside the window that nothing else tells apart can be paired wrongly; the rules above then keep a
 later copy of the wrongly joined copy's event from joining, so that event still lands (possibly twice) if any other
 copy of it comes, and is merged only when that copy was its only one. The venue
@@ -47,9 +48,13 @@ of the gatherers' receive clocks (a paused market paused again 50 ms later, read
 later than by another): a copy of the first message can be nearer the second one's entry and join it. Its
 subscription's copy of the second message then finds the second entry taken and the first one ruled out by the seq
 offset that the wrong join implied: it would win, a second row for the second message. So when a copy that carries
-a seq and no reference can join no entry, and its subscription joined entries of the list by receive time alone with
-such copies (``_WeakEntry.timed``), the dedup stage tries to place them all again by seq: the copy goes to its
-nearest entry (one its subscription did not contribute to, or only by receive time) and, for a seq offset to one of
+a seq can join no entry, and its subscription joined entries of the list by receive time alone (``_WeakEntry.timed``:
+copies without references, and copies with references that joined an entry no reference of its own placed -- a copy
+keyed against an anchor joining the entry of a copy keyed against none, a restarted gatherer's; a copy joining an
+entry that holds references of copies joined for good is not moved again), the dedup stage tries to place them all
+again by seq: the copy goes to its
+nearest entry (one its subscription did not contribute to, or only by receive time, and that shares no reference
+with it but those its own re-placeable copy brought) and, for a seq offset to one of
 that entry's contributors, each of the earlier copies goes to the entry whose same contributor has its seq minus
 that offset (or stays where it is if that contributor has no copy there), within the window of its receive time. The
 new places are taken only if every one of them agrees with the seq offsets of every entry; otherwise the copy wins as
@@ -248,8 +253,11 @@ class _WeakEntry(msgspec.Struct, array_like=True):
     """One emitted copy in a weak list: its receive time, the winner's stored value, the contributing
     subscriptions (``gatherer:conn:sid`` -> the copy's seq, -1 if none), their copies' references, the winner's
     event key (what an alias record of a copy that joins names the event by; "" in entries stored before it) and
-    the subscriptions whose copy joined by receive time alone (no reference, a seq) -> that copy's receive time:
-    the contributions that may be placed again (see "Placed again by seq")."""
+    the subscriptions whose copy joined by receive time alone (a seq, and no reference or none that meets a
+    reference the entry keeps for good) -> that copy's receive time: the contributions that may be placed again (see
+    "Placed again by seq"), with their references (``timed_refs``) and those of them no other copy brought to the
+    entry (``timed_added``: they leave the entry with the copy). Entries stored before the last two read them empty;
+    a worker older than them ignores them (msgspec's array-like structs skip trailing fields)."""
 
     recv_ns: int
     winner: bytes
@@ -257,6 +265,10 @@ class _WeakEntry(msgspec.Struct, array_like=True):
     refs: list[str]
     key: str = ""
     timed: dict[str, int] = msgspec.field(default_factory=dict)
+    # for each subscription in ``timed``: its copy's references, and those of them it added to ``refs`` (taken out
+    # again when the copy is placed elsewhere)
+    timed_refs: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    timed_added: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 _weak_encoder = msgspec.msgpack.Encoder()
@@ -295,24 +307,66 @@ def _fits(entry: _WeakEntry, sub: str, entries: list[_WeakEntry]) -> bool:
         entry.subs[sub] = seq
 
 
+def _ref_clash(entry: _WeakEntry, sub: str, refs: list[str] | tuple[str, ...]) -> bool:
+    """Whether a copy of ``sub`` with ``refs`` shares a reference with ``entry`` (apart from the references that
+    ``sub``'s own copy joined by receive time brought to it)."""
+    if not refs:
+        return False
+    own = entry.timed_added.get(sub, ())
+    return any(r in entry.refs and r not in own for r in refs)
+
+
+def _join_timed(entry: _WeakEntry, sub: str, seq: int, seen_ns: int, refs: list[str] | tuple[str, ...]) -> None:
+    entry.subs[sub], entry.timed[sub] = seq, seen_ns
+    entry.timed_refs[sub] = list(refs)
+    added = [r for r in refs if r not in entry.refs]
+    entry.timed_added[sub] = added
+    entry.refs.extend(added)
+
+
+def _firm_refs(entry: _WeakEntry) -> bool:
+    """Whether ``entry`` has a reference that no copy joined by receive time brought (one it keeps for good)."""
+    moving = [r for added in entry.timed_added.values() for r in added]
+    return any(r not in moving for r in entry.refs)
+
+
+def _add_firm_refs(entry: _WeakEntry, refs: list[str] | tuple[str, ...]) -> None:
+    """Register the references of a copy that joined ``entry`` for good: they stay when re-placeable copies that
+    brought the same ones move away."""
+    if not refs:
+        return
+    entry.refs.extend(r for r in refs if r not in entry.refs)
+    if entry.timed_added:
+        entry.timed_added = {s: [r for r in added if r not in refs] for s, added in entry.timed_added.items()}
+
+
+def _leave_timed(entry: _WeakEntry, sub: str) -> None:
+    del entry.subs[sub], entry.timed[sub]
+    entry.timed_refs.pop(sub, None)
+    for r in entry.timed_added.pop(sub, ()):
+        if r in entry.refs:
+            entry.refs.remove(r)
+
+
 def _realign(frame: RawFrame, sub: str, entries: list[_WeakEntry], window: int) -> _WeakEntry | None:
     """The entry a copy that no entry can take joins once its subscription's copies joined by receive time alone
     are placed again by one seq offset (None: it wins). See "Placed again by seq" in the module docstring."""
     seq = _seq_of(frame)
-    if frame.weak_refs or seq < 0:
+    refs = frame.weak_refs
+    if seq < 0:
         return None
-    placed = [(e, e.subs[sub], e.timed[sub]) for e in entries if sub in e.timed]
+    placed = [(e, e.subs[sub], e.timed[sub], e.timed_refs.get(sub, [])) for e in entries if sub in e.timed]
     if not placed:
         return None
     recv_ns = frame.recv_ns
-    free = [e for e in entries if sub not in e.subs or sub in e.timed]
+    free = [e for e in entries if (sub not in e.subs or sub in e.timed) and not _ref_clash(e, sub, refs)]
     target = min(free, key=lambda e: abs(e.recv_ns - recv_ns), default=None)  # the copy goes to its nearest entry
     if target is None or abs(target.recv_ns - recv_ns) > window:
         return None
     for other, other_seq in list(target.subs.items()):
         if other == sub or other_seq < 0:
             continue
-        plan = _plan(entries, sub, other, seq - other_seq, placed, target, recv_ns, window)
+        plan = _plan(entries, sub, other, seq - other_seq, placed, target, recv_ns, list(refs), window)
         if plan is not None and _place(entries, sub, placed, plan):
             return target
     return None
@@ -323,47 +377,59 @@ def _plan(
     sub: str,
     other: str,
     offset: int,
-    placed: list[tuple[_WeakEntry, int, int]],
+    placed: list[tuple[_WeakEntry, int, int, list[str]]],
     target: _WeakEntry,
     recv_ns: int,
+    refs: list[str],
     window: int,
-) -> list[tuple[_WeakEntry, int, int]] | None:
-    """Where ``sub``'s copies go if its seq is ``other``'s plus ``offset``: (entry, seq, receive time) for each of
-    its copies joined by receive time and for the new copy (into ``target``), None if one has nowhere to go."""
+) -> list[tuple[_WeakEntry, int, int, list[str]]] | None:
+    """Where ``sub``'s copies go if its seq is ``other``'s plus ``offset``: (entry, seq, receive time, references)
+    for each of its copies joined by receive time and for the new copy (into ``target``), None if one has nowhere
+    to go."""
     by_seq = {e.subs[other]: e for e in entries if e.subs.get(other, -1) >= 0}
-    plan = [(target, offset + target.subs[other], recv_ns)]
+    plan = [(target, offset + target.subs[other], recv_ns, refs)]
     used = {id(target)}
-    for entry, seq, seen_ns in placed:
+    for entry, seq, seen_ns, copy_refs in placed:
         dest = by_seq.get(seq - offset)
         if dest is None:
             if other in entry.subs:  # ``other`` has this entry elsewhere on the stream: it cannot stay
                 return None
             dest = entry
-        if id(dest) in used or abs(dest.recv_ns - seen_ns) > window or (sub in dest.subs and sub not in dest.timed):
+        if (
+            id(dest) in used
+            or abs(dest.recv_ns - seen_ns) > window
+            or (sub in dest.subs and sub not in dest.timed)
+            or _ref_clash(dest, sub, copy_refs)
+        ):
             return None
         used.add(id(dest))
-        plan.append((dest, seq, seen_ns))
+        plan.append((dest, seq, seen_ns, copy_refs))
     return plan
 
 
 def _place(
     entries: list[_WeakEntry],
     sub: str,
-    placed: list[tuple[_WeakEntry, int, int]],
-    plan: list[tuple[_WeakEntry, int, int]],
+    placed: list[tuple[_WeakEntry, int, int, list[str]]],
+    plan: list[tuple[_WeakEntry, int, int, list[str]]],
 ) -> bool:
     """Move ``sub``'s copies joined by receive time to ``plan`` if every one of them then agrees with the seq offsets
     of every entry; otherwise leave them where they were."""
-    for entry, _, _ in placed:
-        del entry.subs[sub], entry.timed[sub]
-    for entry, seq, seen_ns in plan:
-        entry.subs[sub], entry.timed[sub] = seq, seen_ns
-    if all(_fits(entry, sub, entries) for entry, _, _ in plan):
+    saved = [(e.subs.copy(), e.timed.copy(), list(e.refs), dict(e.timed_refs), dict(e.timed_added)) for e in entries]
+    for entry, _, _, _ in placed:
+        _leave_timed(entry, sub)
+    for entry, seq, seen_ns, refs in plan:
+        _join_timed(entry, sub, seq, seen_ns, refs)
+    if all(_fits(entry, sub, entries) for entry, _, _, _ in plan):
         return True
-    for entry, _, _ in plan:
-        del entry.subs[sub], entry.timed[sub]
-    for entry, seq, seen_ns in placed:
-        entry.subs[sub], entry.timed[sub] = seq, seen_ns
+    for entry, (subs, timed, refs, timed_refs, timed_added) in zip(entries, saved, strict=True):
+        entry.subs, entry.timed, entry.refs, entry.timed_refs, entry.timed_added = (
+            subs,
+            timed,
+            refs,
+            timed_refs,
+            timed_added,
+        )
     return False
 
 
@@ -777,7 +843,7 @@ class Deduper:
         for entry in entries:
             if entry.winner == winner:
                 entry.subs.setdefault(sub, _seq_of(frame))
-                entry.refs.extend(r for r in frame.weak_refs if r not in entry.refs)
+                _add_firm_refs(entry, frame.weak_refs)
                 self._weak_save(wkey, entries, max(e.recv_ns for e in entries), partition)
                 return
 
@@ -796,13 +862,17 @@ class Deduper:
             if best is None or distance < abs(best.recv_ns - recv_ns):
                 best = entry
         if best is None:
-            best = _realign(frame, sub, entries, window)
+            best = _realign(frame, sub, entries, window)  # places this copy too
             if best is None:
                 return None
-        seq = best.subs[sub] = _seq_of(frame)
-        if not refs and seq >= 0:
-            best.timed[sub] = recv_ns
-        best.refs.extend(r for r in refs if r not in best.refs)
+        else:
+            seq = _seq_of(frame)
+            if seq >= 0 and (not refs or not _firm_refs(best)):
+                # joined by receive time alone, to an entry no anchor placed: may be placed again by seq
+                _join_timed(best, sub, seq, recv_ns, refs)
+            else:
+                best.subs[sub] = seq
+                _add_firm_refs(best, refs)
         self._weak_save(wkey, entries, max(recv_ns, *(e.recv_ns for e in entries)), partition)
         return best.winner, best.key
 
