@@ -43,6 +43,20 @@ copy of it comes, and is merged only when that copy was its only one. The venue
 says when its copies need weak matching and what remains (its lifecycle keying docstring). The weak lists are a
 matching aid, persisted like every other key (changelog); a re-emit does not write them back.
 
+Across an entry it is not. A copy whose references rule out the entries nearest to it can still reach, within the
+window, an entry on their far side: a loose copy keyed forward against an anchor (a gatherer subscribed since the
+anchor before it), read after a restarted gatherer whose copies won every equal body around it, skips their entries
+(no forward key in common, both clean: two positions) and would join the first one that shares no reference with
+it, past all of them -- and that alias is final: its key joins that row, and every other copy of its own message,
+keyed alike, then meets that row by key (its message has no row). So a copy does not join an entry across an entry
+it is provably not (a reference the latter keeps for good, and no contribution of its own subscription) when that
+entry lies between the two in receive time, more than ``_WEAK_JUMP_NS`` (100 ms) from the one it would join, and a
+subscription that contributed to both for good puts them in that same order on the stream: joining would mean its
+receive clock is off by more than the stream it skips, whereas a message of its own on the near side of the skipped
+entries needs no such skew. It wins instead (no farther entry, no re-placing by seq). The rule only refuses joins, so it
+never merges two messages; when the copy really was that entry's message it lands twice (a duplicate is chosen over
+a wrong merge).
+
 Placed again by seq. The nearest entry is a guess when equal bodies are sent closer together than twice the spread
 of the gatherers' receive clocks (a paused market paused again 50 ms later, read by one gatherer up to a read window
 later than by another): a copy of the first message can be nearer the second one's entry and join it. Its
@@ -112,6 +126,10 @@ WEAK_WINDOW_NS = 1_000_000_000  # default receive-time window of weak matching (
 # one event reach the dedup stage as far apart as its raw topics lag one another, not only their receive spread).
 _WEAK_KEEP = 64
 _WEAK_KEEP_NS = 600_000_000_000
+# A copy does not join an entry across an entry its references prove it is not when that one lies more than this
+# nearer to it in receive time ("Across an entry it is not" in the module docstring): above the receive clocks'
+# usual spread (a read window late, 65 ms in the demo), below the weak window.
+_WEAK_JUMP_NS = 100_000_000
 
 __all__ = [
     "PLAIN_DUPLICATE",
@@ -314,6 +332,31 @@ def _ref_clash(entry: _WeakEntry, sub: str, refs: list[str] | tuple[str, ...]) -
         return False
     own = entry.timed_added.get(sub, ())
     return any(r in entry.refs and r not in own for r in refs)
+
+
+def _firm_clash(entry: _WeakEntry, refs: list[str] | tuple[str, ...]) -> bool:
+    """Whether a copy with ``refs`` shares with ``entry`` a reference the entry keeps for good (one no copy joined
+    by receive time brought): the copy is provably not that entry's message."""
+    moving = [r for added in entry.timed_added.values() for r in added]
+    return any(r in entry.refs and r not in moving for r in refs)
+
+
+def _across(entry: _WeakEntry, recv_ns: int, apart: list[_WeakEntry]) -> bool:
+    """Whether a copy received at ``recv_ns`` would join ``entry`` across an entry it is proved not to be (``apart``):
+    one received between the two, more than :data:`_WEAK_JUMP_NS` from ``entry``, that a subscription which
+    contributed to both for good (not by receive time) puts on the same side of ``entry`` on the stream as in
+    receive time. See "Across an entry it is not" in the module docstring."""
+    lo, hi = (recv_ns, entry.recv_ns) if recv_ns <= entry.recv_ns else (entry.recv_ns, recv_ns)
+    for other in apart:
+        if not lo < other.recv_ns < hi or abs(entry.recv_ns - other.recv_ns) <= _WEAK_JUMP_NS:
+            continue
+        for s, seq in entry.subs.items():
+            other_seq = other.subs.get(s, -1)
+            if seq < 0 or other_seq < 0 or s in entry.timed or s in other.timed:
+                continue
+            if (other_seq < seq) == (other.recv_ns < entry.recv_ns):
+                return True
+    return False
 
 
 def _join_timed(entry: _WeakEntry, sub: str, seq: int, seen_ns: int, refs: list[str] | tuple[str, ...]) -> None:
@@ -853,6 +896,12 @@ class Deduper:
         wkey, entries = self._weak_load(frame, partition)
         sub, recv_ns, window, refs = _sub_of(frame), frame.recv_ns, self.weak_window_ns, frame.weak_refs
         best: _WeakEntry | None = None
+        # entries of other subscriptions' copies within the window that a reference of its own proves it is not
+        apart = [
+            e
+            for e in entries
+            if refs and sub not in e.subs and abs(e.recv_ns - recv_ns) <= window and _firm_clash(e, refs)
+        ]
         for entry in entries:
             distance = abs(entry.recv_ns - recv_ns)
             if distance > window or sub in entry.subs or any(r in entry.refs for r in refs):
@@ -861,6 +910,8 @@ class Deduper:
                 continue
             if best is None or distance < abs(best.recv_ns - recv_ns):
                 best = entry
+        if best is not None and apart and _across(best, recv_ns, apart):
+            return None  # its nearest entry lies across one it is not: it wins (no farther entry, no re-placing)
         if best is None:
             best = _realign(frame, sub, entries, window)  # places this copy too
             if best is None:
