@@ -334,10 +334,15 @@ def _ref_clash(entry: _WeakEntry, sub: str, refs: list[str] | tuple[str, ...]) -
     return any(r in entry.refs and r not in own for r in refs)
 
 
+def _moving_refs(entry: _WeakEntry) -> list[str]:
+    """The references of ``entry`` that copies joined by receive time brought (they leave with those copies)."""
+    return [r for added in entry.timed_added.values() for r in added]
+
+
 def _firm_clash(entry: _WeakEntry, refs: list[str] | tuple[str, ...]) -> bool:
     """Whether a copy with ``refs`` shares with ``entry`` a reference the entry keeps for good (one no copy joined
     by receive time brought): the copy is provably not that entry's message."""
-    moving = [r for added in entry.timed_added.values() for r in added]
+    moving = _moving_refs(entry)
     return any(r in entry.refs and r not in moving for r in refs)
 
 
@@ -369,7 +374,7 @@ def _join_timed(entry: _WeakEntry, sub: str, seq: int, seen_ns: int, refs: list[
 
 def _firm_refs(entry: _WeakEntry) -> bool:
     """Whether ``entry`` has a reference that no copy joined by receive time brought (one it keeps for good)."""
-    moving = [r for added in entry.timed_added.values() for r in added]
+    moving = _moving_refs(entry)
     return any(r not in moving for r in entry.refs)
 
 
@@ -896,12 +901,6 @@ class Deduper:
         wkey, entries = self._weak_load(frame, partition)
         sub, recv_ns, window, refs = _sub_of(frame), frame.recv_ns, self.weak_window_ns, frame.weak_refs
         best: _WeakEntry | None = None
-        # entries of other subscriptions' copies within the window that a reference of its own proves it is not
-        apart = [
-            e
-            for e in entries
-            if refs and sub not in e.subs and abs(e.recv_ns - recv_ns) <= window and _firm_clash(e, refs)
-        ]
         for entry in entries:
             distance = abs(entry.recv_ns - recv_ns)
             if distance > window or sub in entry.subs or any(r in entry.refs for r in refs):
@@ -910,8 +909,13 @@ class Deduper:
                 continue
             if best is None or distance < abs(best.recv_ns - recv_ns):
                 best = entry
-        if best is not None and apart and _across(best, recv_ns, apart):
-            return None  # its nearest entry lies across one it is not: it wins (no farther entry, no re-placing)
+        if best is not None and refs:
+            # entries of other subscriptions' copies within the window that a reference of its own proves it is not
+            apart = [
+                e for e in entries if sub not in e.subs and abs(e.recv_ns - recv_ns) <= window and _firm_clash(e, refs)
+            ]
+            if apart and _across(best, recv_ns, apart):
+                return None  # its nearest entry lies across one it is not: it wins (no farther entry, no re-placing)
         if best is None:
             best = _realign(frame, sub, entries, window)  # places this copy too
             if best is None:
