@@ -154,9 +154,16 @@ def dedup_rows(sequence: list[RawFrame]) -> Counter[int]:
     return out
 
 
-def assert_exactly_once(stream: list[Msg], subs: list[Sub], lossless_only: bool = False, **kw: object) -> None:
+def assert_exactly_once(
+    stream: list[Msg],
+    subs: list[Sub],
+    lossless_only: bool = False,
+    may_lose: Counter[str] | None = None,
+    **kw: object,
+) -> None:
     """Every delivered message lands once; with ``lossless_only`` (a residual case the docstrings state) no body
-    lands fewer times than the venue sent it to some gatherer, duplicates allowed."""
+    lands fewer times than the venue sent it to some gatherer, duplicates allowed, but for ``may_lose``: per body,
+    how many of its messages a stated residual may merge into an equal one (:func:`twins_apart_by_a_missed_anchor`)."""
     frames = simulate(stream, subs, **kw)  # type: ignore[arg-type]
     delivered = Counter({p: 1 for p in range(1, len(stream) + 1) if any(s.gets(p) for s in subs)})
     gatherers = sorted({s.gatherer for s in subs})
@@ -167,7 +174,7 @@ def assert_exactly_once(stream: list[Msg], subs: list[Sub], lossless_only: bool 
         by_content = Counter(stream[p - 1].content for p in got.elements())
         expected = Counter(stream[p - 1].content for p in delivered)
         if lossless_only:
-            assert not expected - by_content, (order, got, delivered)
+            assert not (expected - by_content) - (may_lose or Counter()), (order, got, delivered)
             continue
         assert by_content == expected, (order, got, delivered)
         assert sum(got.values()) == len(delivered), (order, got)
@@ -184,6 +191,25 @@ def three_gatherers(
         for conn, letter in ((0, "a"), (1, "b")):
             subs.append(Sub(g, conn, conn + 1, start, lost=lost.get(g + letter, frozenset()), max_wait_ns=max_wait_ns))
     return subs
+
+
+def twins_apart_by_a_missed_anchor(stream: list[Msg], subs: list[Sub]) -> Counter[str]:
+    """Residual (3) of ``venues.kalshi.anchors``: per body, how many of its messages have an equal body sent after
+    them within the weak window with an anchor between the two that a subscription which received the second one
+    did not receive (restarted or subscribed after it, or lost it): each such pair may land as one row."""
+    out: Counter[str] = Counter()
+    for i, first in enumerate(stream, start=1):
+        if first.anchor:
+            continue
+        for j in range(i + 1, len(stream) + 1):
+            second = stream[j - 1]
+            if second.anchor or second.content != first.content or second.t_ns - first.t_ns > WINDOW:
+                continue
+            blind = [s for s in subs if s.gets(j)]
+            if any(stream[k - 1].anchor and any(not s.gets(k) for s in blind) for k in range(i + 1, j)):
+                out[first.content] += 1
+                break
+    return out
 
 
 def stream_of(*spec: tuple[str, float]) -> list[Msg]:
@@ -326,9 +352,10 @@ def test_equal_bodies_inside_the_window_with_losses_or_a_restart_lose_nothing(
     stream: list[Msg], lost_at: int, width: int, restart: int
 ) -> None:
     # the residual: receive time cannot tell equal bodies apart inside the window; a duplicate may remain, no loss
-    lost = frozenset(range(lost_at, lost_at + width))
-    assert_exactly_once(stream, three_gatherers(g2a=lost), lossless_only=True)
-    assert_exactly_once(stream, three_gatherers(restarted_from=min(restart, len(stream))), lossless_only=True)
+    # but residual (3) of venues.kalshi.anchors (test_equal_bodies_across_a_restart_and_two_anchors_...)
+    for subs in (three_gatherers(g2a=frozenset(range(lost_at, lost_at + width))),
+                 three_gatherers(restarted_from=min(restart, len(stream)))):  # fmt: skip
+        assert_exactly_once(stream, subs, lossless_only=True, may_lose=twins_apart_by_a_missed_anchor(stream, subs))
 
 
 # -- the cap on the wait (gather.anchor_max_wait_ms) ----------------------------------------------------------------
@@ -463,3 +490,28 @@ def test_ten_equal_bodies_20_ms_apart_around_a_restart_lose_nothing() -> None:
     frames = simulate(stream, three_gatherers(restarted_from=3))
     got = rows(frames, ["g3", "g1", "g2"])
     assert not Counter(dict.fromkeys(range(1, len(stream) + 1), 1)) - got, got
+
+
+@pytest.mark.xfail(strict=True, reason="residual (3) of venues.kalshi.anchors: needs the anchors' order (not built)")
+@pytest.mark.parametrize("apart_s", [0.06, 0.9])
+def test_equal_bodies_across_a_restart_and_two_anchors_lose_nothing_read_in_time(apart_s: float) -> None:
+    # A market paused (d), two markets created (A1, A2), g3 restarted between them, the market paused again (d) up to
+    # the weak window later, then the lifecycle channel falls silent (a stall): g1 and g2 key the second d backward
+    # against A2 and A1, g3 against A2 alone; the first d went out forward against A1. Read in time with g3's topic
+    # a little ahead (its stall copy before g1's and g2's): g3's copy shares no reference with the first d's entry
+    # and joins it, and g1's and g2's copies of the second d then meet that row by the key the join registered: the
+    # second d has no row. Read with g3's topic first (a replay), the first d's copies join g3's entry instead.
+    # Found by the property test above drawing it (~2 % of its runs before it allowed residual (3)).
+    stream = stream_of(("d", 0.02), ("A1", 0.02 + apart_s / 3), ("A2", 0.02 + 2 * apart_s / 3), ("d", 0.02 + apart_s))
+    assert_exactly_once_read_in_time(stream, three_gatherers(restarted_from=3))
+
+
+def test_equal_bodies_across_a_restart_and_two_anchors_land_once_without_the_restart() -> None:
+    # the same stream with every gatherer subscribed from the start: both d's land once, in any read order
+    stream = stream_of(("d", 0.02), ("A1", 0.04), ("A2", 0.06), ("d", 0.08))
+    assert_exactly_once(stream, three_gatherers())
+    assert_exactly_once_read_in_time(stream, three_gatherers())
+    assert twins_apart_by_a_missed_anchor(stream, three_gatherers(restarted_from=3)) == Counter({"d": 1})
+    assert twins_apart_by_a_missed_anchor(stream, three_gatherers(g2a=frozenset({2}))) == Counter({"d": 1})
+    # the restarted gatherer received both anchors: nothing may be lost
+    assert twins_apart_by_a_missed_anchor(stream, three_gatherers(restarted_from=2)) == Counter()
