@@ -72,14 +72,16 @@ equal bodies within seconds and a stall before any anchor, all at once. (2) a co
 sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
 is a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies within the weak window with an
 anchor between them that a subscription receiving the second one did not receive (its gatherer restarted after that
-anchor, or the subscription lost it), and a stall after the second: that subscription's copy of the second (keyed
-backward at the stall against an anchor after the one it missed) and a copy of the first (keyed forward against the
-missed anchor) share no reference, and whichever is read as the other's first copy joins it (one row for two
-events); every other copy of the joined message then meets that row by the keys the join registered. Live this needs
-that copy read before the other gatherers' copies of the second body (their stall releases race); a replay or
-backlog that reads its topic first needs no race. Telling the two apart needs the order of the two anchors, which
-the dedup stage cannot learn in the message's partition (anchors are other markets' messages): it would take the
-first message keyed again at the anchor after next (a supplement carrying that anchor as a reference), not built.
+anchor, or the subscription lost it), a copy of the first without a clean anchor before it (its subscription
+received none since it subscribed, or lost a position since: no ``PREV`` reference, which clashes with the
+second's), and a stall after the second: that subscription's copy of the second (keyed backward at the stall against
+an anchor after the one it missed) and a copy of the first (keyed forward against the missed anchor) share no
+reference, and whichever is read as the other's first copy joins it (one row for two events); every other copy of
+the joined message then meets that row by the keys the join registered. Live this needs that copy read before the
+other gatherers' copies of the second body (their stall releases race); a replay or backlog that reads its topic
+first needs no race. Telling the two apart needs the order of the two anchors, which the dedup stage cannot learn in
+the message's partition (anchors are other markets' messages): it would take the first message keyed again at the
+anchor after next (a supplement carrying that anchor as a reference), not built.
 ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
 stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its

@@ -196,10 +196,21 @@ def three_gatherers(
 def twins_apart_by_a_missed_anchor(stream: list[Msg], subs: list[Sub]) -> Counter[str]:
     """Residual (3) of ``venues.kalshi.anchors``: per body, how many of its messages have an equal body sent after
     them within the weak window with an anchor between the two that a subscription which received the second one
-    did not receive (restarted or subscribed after it, or lost it): each such pair may land as one row."""
+    did not receive (restarted or subscribed after it, or lost it), while some subscription's copy of the first has
+    no clean anchor before it (no :data:`PREV` reference: none received, or a position lost since): each such pair
+    may land as one row."""
+
+    def clean_before(sub: Sub, pos: int) -> bool:  # AnchorChain's ``clean``: an anchor, then nothing lost up to pos
+        for k in range(pos - 1, 0, -1):
+            if not sub.gets(k):
+                return False
+            if stream[k - 1].anchor:
+                return True
+        return False
+
     out: Counter[str] = Counter()
     for i, first in enumerate(stream, start=1):
-        if first.anchor:
+        if first.anchor or all(clean_before(s, i) for s in subs if s.gets(i)):
             continue
         for j in range(i + 1, len(stream) + 1):
             second = stream[j - 1]
@@ -515,3 +526,8 @@ def test_equal_bodies_across_a_restart_and_two_anchors_land_once_without_the_res
     assert twins_apart_by_a_missed_anchor(stream, three_gatherers(g2a=frozenset({2}))) == Counter({"d": 1})
     # the restarted gatherer received both anchors: nothing may be lost
     assert twins_apart_by_a_missed_anchor(stream, three_gatherers(restarted_from=2)) == Counter()
+    # an anchor before the first d on every subscription (its copies carry PREV): nothing may be lost, and nothing is
+    anchored = stream_of(("A0", 0.0), ("d", 0.02), ("A1", 0.04), ("A2", 0.06), ("d", 0.08))
+    assert twins_apart_by_a_missed_anchor(anchored, three_gatherers(restarted_from=4)) == Counter()
+    assert_exactly_once(anchored, three_gatherers(restarted_from=4))
+    assert_exactly_once_read_in_time(anchored, three_gatherers(restarted_from=4))
