@@ -70,18 +70,18 @@ alone; when its subscription missed an event whose body equals its own and was r
 join that event's row (one row for two events, if no other copy of its own event comes) — a restarted gatherer,
 equal bodies within seconds and a stall before any anchor, all at once. (2) a copy of a message with a gap on both
 sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
-is a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies within the weak window with an
-anchor between them that a subscription receiving the second one did not receive (its gatherer restarted after that
-anchor, or the subscription lost it), a copy of the first without a clean anchor before it (its subscription
+is a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies within the weak window with the
+first one's forward anchor between them, a copy of the first without a clean anchor before it (its subscription
 received none since it subscribed, or lost a position since: no ``PREV`` reference, which clashes with the
-second's), and a stall after the second: that subscription's copy of the second (keyed backward at the stall against
-an anchor after the one it missed) and a copy of the first (keyed forward against the missed anchor) share no
-reference, and whichever is read as the other's first copy joins it (one row for two events); every other copy of
-the joined message then meets that row by the keys the join registered. Live this needs that copy read before the
-other gatherers' copies of the second body (their stall releases race); a replay or backlog that reads its topic
-first needs no race. Telling the two apart needs the order of the two anchors, which the dedup stage cannot learn in
-the message's partition (anchors are other markets' messages): it would take the first message keyed again at the
-anchor after next (a supplement carrying that anchor as a reference), not built.
+second's), and a subscription that received the second but not the first and keys the second at a stall against
+anchors that do not include that forward anchor (its gatherer restarted after it, the subscription lost it, or more
+than ``BACK_ANCHORS`` anchors came between): that copy of the second and a copy of the first (keyed forward against
+that anchor) share no reference, and whichever is read as the other's first copy joins it (one row for two events);
+every other copy of the joined message then meets that row by the keys the join registered. Live this needs that
+copy read before the other gatherers' copies of the second body (their stall releases race); a replay or backlog
+that reads its topic first needs no race. Telling the two apart needs the order of the two anchors, which the dedup
+stage cannot learn in the message's partition (anchors are other markets' messages): it would take the first message
+keyed again at the anchors after its forward anchor (supplements carrying them as references), not built.
 ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
 stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its
