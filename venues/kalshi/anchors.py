@@ -17,26 +17,32 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled). ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps that wait for a message with an anchor before
-it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a LOOSE copy
-of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two could meet by
-weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a market paused,
-resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms late: its first
-copy took the second message's event, and its second copy then had none left to join) and can lose one (a loose copy
-read first takes the event of an equal body read later). So with the cap on, (a) when the next anchor comes, every
-message released at the cap since the last anchor is keyed AGAIN with every key it would have had if it had waited,
-forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later copy that brings the
-forward key, adds it to the event and its row, and learns the anchor reference that keeps other copies from joining
-it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later, so that the dedup
-stage has read the other gatherers' supplements, released at that same anchor, and meets them by key. So the cap
-is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart (the live run, as
-the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read one topic whole
-before the next), copies are matched by receive time as above: a loose copy read before every supplement of its
-message, or of a message no other gatherer received up to the next anchor, can join the event of an equal body (a
-second row for another), and a copy released at the cap read after the loose copy of an equal body sent just after
-it (a gatherer restarted between the two) can join that copy's event (its own message loses its row). Hence the cap
-is OFF by default (``gather.anchor_max_wait_ms`` 0); the uncapped keys meet by key in any read order. Fallbacks,
-each counted by the caller:
+created or settled), and when that anchor comes within :data:`TRAIL_NS` of its receipt, until then: every further
+anchor received in that time (up to :data:`TRAIL_ANCHORS`) adds the message's key against it (its *trail*; true
+identities like the forward key, the one a copy that lost the earlier anchors derives). So a copy of an equal body
+sent within the dedup stage's weak window after it, keyed against any of those anchors, shares a reference with it
+and never joins it by receive time (residual (3) below). A copy held for its trail waits like any other (a gatherer
+killed meanwhile never sends it; a subscription that ends sends it as it is); a supplement (the cap, below) has
+none. ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an anchor
+before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a
+LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two
+could meet by weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a
+market paused, resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms
+late: its first copy took the second message's event, and its second copy then had none left to join) and can lose
+one (a loose copy read first takes the event of an equal body read later). So with the cap on, (a) when the next
+anchor comes, every message released at the cap since the last anchor is keyed AGAIN with every key it would have
+had if it had waited, forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later
+copy that brings the forward key, adds it to the event and its row, and learns the anchor reference that keeps other
+copies from joining it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later,
+so that the dedup stage has read the other gatherers' supplements, released at that same anchor, and meets them by
+key. So the cap is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart
+(the live run, as the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read
+one topic whole before the next), copies are matched by receive time as above: a loose copy read before every
+supplement of its message, or of a message no other gatherer received up to the next anchor, can join the event of
+an equal body (a second row for another), and a copy released at the cap read after the loose copy of an equal body
+sent just after it (a gatherer restarted between the two) can join that copy's event (its own message loses its
+row). Hence the cap is OFF by default (``gather.anchor_max_wait_ms`` 0); the uncapped keys meet by key in any read
+order. Fallbacks, each counted by the caller:
 - no anchor within ``max_span`` positions: keyed BACKWARD, by the last anchor before it and the distance since;
   every gatherer that saw both makes the same choice, since it depends on positions only;
 - the stream stalls (no message at all for ``hold_ns``; e.g. at the end of a run) or ends (the subscription or
@@ -74,14 +80,16 @@ is a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies 
 first one's forward anchor between them, a copy of the first without a clean anchor before it (its subscription
 received none since it subscribed, or lost a position since: no ``PREV`` reference, which clashes with the
 second's), and a subscription that received the second but not the first and keys the second at a stall against
-anchors that do not include that forward anchor (its gatherer restarted after it, the subscription lost it, or more
-than ``BACK_ANCHORS`` anchors came between): that copy of the second and a copy of the first (keyed forward against
-that anchor) share no reference, and whichever is read as the other's first copy joins it (one row for two events);
-every other copy of the joined message then meets that row by the keys the join registered. Live this needs that
-copy read before the other gatherers' copies of the second body (their stall releases race); a replay or backlog
-that reads its topic first needs no race. Telling the two apart needs the order of the two anchors, which the dedup
-stage cannot learn in the message's partition (anchors are other markets' messages): it would take the first message
-keyed again at the anchors after its forward anchor (supplements carrying them as references), not built.
+none of the anchors that copy of the first is keyed against (its forward anchor and its trail) among its last
+``BACK_ANCHORS``: that copy of the second and the copy of the first share no reference, and whichever is read as the
+other's first copy joins it (one row for two events); every other copy of the joined message then meets that row by
+the keys the join registered. Live this needs that copy read before the other gatherers' copies of the second body
+(their stall releases race); a replay or backlog that reads its topic first needs no race. Until the trail it took
+only a gatherer restarted after the first's forward anchor (the property tests drew it in ~2 % of CI runs); now the
+two subscriptions must have no anchor between the two bodies in common (a gap over the first body and the anchors
+after it, or each losing the other's), or more than ``TRAIL_ANCHORS`` + ``BACK_ANCHORS`` anchors must lie between
+them. Telling those apart needs the order of anchors, which the dedup stage cannot learn in the message's partition
+(anchors are other markets' messages).
 ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
 stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its
@@ -141,6 +149,12 @@ MAX_WAIT_NS = 500_000_000
 # later, so that the dedup stage usually reads the other gatherers' supplements (their capped copies keyed again with
 # the forward key, at that same anchor) first and meets them by key instead of by weak key (see the module docstring).
 LOOSE_DELAY_NS = 1_000_000_000
+# A copy keyed forward is released no sooner than this after its receipt, and every further anchor received in that
+# time (up to TRAIL_ANCHORS of them) adds its key against that anchor (its *trail*): the dedup stage's weak window
+# (1 s) plus the gatherers' receive spread. A copy of an equal body sent within the window after it, keyed against
+# an anchor of that trail, shares a reference with it and so never joins it (residual (3) in the module docstring).
+TRAIL_NS = 1_500_000_000
+TRAIL_ANCHORS = 8
 
 
 def is_anchor(wire_type: str, event_type: str) -> bool:
@@ -184,6 +198,18 @@ class _Held(Generic[T]):
         self.clean = clean  # an anchor came before it on this stream and no position was lost in between
 
 
+class _Trailing(Generic[T]):
+    """A copy already keyed, held back until ``due_ns``: its trail (and with the cap, a loose copy's delay)."""
+
+    __slots__ = ("due_ns", "held", "key", "trail")
+
+    def __init__(self, due_ns: int, held: _Held[T], key: LcKey) -> None:
+        self.due_ns = due_ns
+        self.held = held
+        self.key = key
+        self.trail = 0  # keys added against anchors after its forward anchor
+
+
 class AnchorChain(Generic[T]):
     """Keys the messages of one stream by their position relative to anchors (see the module docstring).
 
@@ -196,8 +222,10 @@ class AnchorChain(Generic[T]):
         hold_ns: int = 10_000_000_000,
         unanchored_tag: str = "",
         max_wait_ns: int = 0,
+        trail_ns: int = TRAIL_NS,
     ) -> None:
         self.max_span = max_span
+        self.trail_ns = trail_ns  # a copy keyed forward gathers keys against later anchors this long (0: none)
         self.hold_ns = hold_ns
         self.max_wait_ns = max_wait_ns  # an anchored message waits at most this long for its forward key (0: no cap)
         self.unanchored_tag = unanchored_tag  # makes a loose copy's own key unique to it (gatherer/conn/sid)
@@ -214,10 +242,11 @@ class AnchorChain(Generic[T]):
         self.loose = 0  # copies with no anchor before them (their keys are shared by few: matched by weak key)
         self.uncertain = 0  # copies with no key that every copy of theirs shares for sure (a gap or no anchor)
         self.supplements = 0  # copies keyed again, with their forward key, after they were released at the cap
-        # with the cap on: messages released at the cap since the last anchor (keyed again when the next one comes),
-        # and loose copies keyed at an anchor, held ``loose_delay_ns`` more (release time, receive time, item, key)
+        # with the cap on: messages released at the cap since the last anchor (keyed again when the next one comes);
+        # copies keyed forward, held for their trail (and with the cap, loose copies for ``loose_delay_ns``), in
+        # stream order
         self._capped: deque[_Held[T]] = deque()
-        self._late: deque[tuple[int, int, T, LcKey]] = deque()
+        self._late: list[_Trailing[T]] = []
         self.loose_delay_ns = LOOSE_DELAY_NS if max_wait_ns else 0
 
     @property
@@ -229,7 +258,7 @@ class AnchorChain(Generic[T]):
         return min(times) if times else None
 
     def _late_oldest(self) -> int | None:
-        return min(recv for _, recv, _, _ in self._late) if self._late else None
+        return min(t.held.since_ns for t in self._late) if self._late else None
 
     def push(self, item: T, content: str, pos: int, anchor: bool, now_ns: int) -> list[tuple[T, LcKey]]:
         if pos <= self.last_pos:
@@ -245,11 +274,15 @@ class AnchorChain(Generic[T]):
             return out
         self._next = content
         out.extend(self._supplements(content, pos))
+        self._extend_trails(content, pos, now_ns)
         for held in self._held:
             self.forward += 1
             key = self._keys(held, self._forward(held, content, pos))
+            due = held.since_ns + self.trail_ns
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
-                self._late.append((now_ns + self.loose_delay_ns, held.since_ns, held.item, key))
+                due = max(due, now_ns + self.loose_delay_ns)
+            if due > now_ns:
+                self._late.append(_Trailing(due, held, key))
             else:
                 out.append((held.item, key))
         self._held.clear()
@@ -263,6 +296,16 @@ class AnchorChain(Generic[T]):
         """The forward key of ``held`` against the anchor ``content`` at ``pos``, and whether no position was lost
         between them."""
         return "l:" + _h(f"{held.content}>{content}-{pos - held.pos}".encode()), self._gap_at <= held.pos
+
+    def _extend_trails(self, content: str, pos: int, now_ns: int) -> None:
+        """The anchor ``content`` at ``pos`` came: each copy held for its trail that received it within
+        ``trail_ns`` gains its key against it (a forward key, not the first one: no :data:`NEXT`)."""
+        for t in self._late:
+            held = t.held
+            if t.trail < TRAIL_ANCHORS and now_ns - held.since_ns <= self.trail_ns and pos - held.pos <= self.max_span:
+                key = self._forward(held, content, pos)[0]
+                t.key = t.key._replace(alt=(*t.key.alt, key), refs=(*t.key.refs, content))
+                t.trail += 1
 
     def _supplements(self, content: str, pos: int) -> list[tuple[T, LcKey]]:
         """The messages released at the cap since the last anchor, keyed again now that the next anchor came: every
@@ -320,7 +363,7 @@ class AnchorChain(Generic[T]):
 
     def due_ns(self) -> int | None:
         """When :meth:`expire` next keys something, if no message comes first (None: nothing waits)."""
-        late = self._late[0][0] if self._late else None
+        late = min(t.due_ns for t in self._late) if self._late else None
         if not self._held:
             return late
         stall = self.last_ns + self.hold_ns
@@ -335,11 +378,7 @@ class AnchorChain(Generic[T]):
         message with an anchor before it that waited ``max_wait_ns`` for the next anchor is keyed backward alone
         (every copy that received that anchor carries the same backward key, see the module docstring); a message
         with none before it (loose) keeps waiting for its forward key."""
-        out: list[tuple[T, LcKey]] = []
-        late = self._late
-        while late and late[0][0] <= now_ns:
-            _, _, item, key = late.popleft()
-            out.append((item, key))
+        out = self._release_late(now_ns)
         held = self._held
         if not held:
             return out
@@ -353,18 +392,31 @@ class AnchorChain(Generic[T]):
         return out
 
     def close(self) -> list[tuple[T, LcKey]]:
-        """The stream ended: loose copies held after their anchor go now, every waiting message is keyed backward (or
-        by its own key: loose)."""
-        out = [(item, key) for _, _, item, key in self._late]
+        """The stream ended: copies keyed and held back (their trail, or a loose copy's delay) go now, every waiting
+        message is keyed backward (or by its own key: loose)."""
+        out = self.release_keyed()
         out += [self._backward(h) for h in self._held]
-        self._late.clear()
         self._held.clear()
         self._capped.clear()  # no next anchor will come on this stream
         return out
 
+    def _release_late(self, now_ns: int) -> list[tuple[T, LcKey]]:
+        """The held-back copies whose time came, in stream order."""
+        if not self._late or min(t.due_ns for t in self._late) > now_ns:
+            return []
+        out = [(t.held.item, t.key) for t in self._late if t.due_ns <= now_ns]
+        self._late = [t for t in self._late if t.due_ns > now_ns]
+        return out
+
+    def release_keyed(self) -> list[tuple[T, LcKey]]:
+        """Every copy already keyed and held back (its trail, or a loose copy's delay): released as it is now."""
+        out = [(t.held.item, t.key) for t in self._late]
+        self._late.clear()
+        return out
+
     def drop_waiting(self) -> list[T]:
         """The stream ended and another subscription received the same messages: forget these copies."""
-        items = [item for _, _, item, _ in self._late] + [h.item for h in self._held]
+        items = [t.held.item for t in self._late] + [h.item for h in self._held]
         self._late.clear()
         self._held.clear()
         self._capped.clear()

@@ -659,10 +659,14 @@ class KalshiSession:
         )
 
     def _end_lifecycle_sid(self, sid: int) -> None:
-        """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
-        subscriptions received them too, else keyed backward (:mod:`venues.kalshi.anchors`)."""
+        """A lifecycle subscription ended: the copies it keyed and held back go out as they are; its waiting messages
+        are dropped if another of this gatherer's lifecycle subscriptions received them too, else keyed backward
+        (:mod:`venues.kalshi.anchors`)."""
         chain = self._chains.pop(sid, None)
-        if chain is None or not chain.waiting:
+        if chain is None:
+            return
+        self._emit_keyed(chain, chain.release_keyed())  # keyed already (held for their trail): true copies
+        if not chain.waiting:
             return
         oldest = chain.oldest_ns() or 0
         if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):

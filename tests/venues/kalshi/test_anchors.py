@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from venues.kalshi.anchors import LOOSE_DELAY_NS, MAX_WAIT_NS, NEXT, PREV, AnchorChain, LcKey, anchor_key, is_anchor
+from venues.kalshi.anchors import (
+    LOOSE_DELAY_NS,
+    MAX_WAIT_NS,
+    NEXT,
+    PREV,
+    TRAIL_ANCHORS,
+    TRAIL_NS,
+    AnchorChain,
+    LcKey,
+    anchor_key,
+    is_anchor,
+)
 
 S = 1_000_000_000
 
@@ -153,3 +164,51 @@ def test_positions_must_increase() -> None:
     chain.push(1, "D", 3, False, 0)
     with pytest.raises(ValueError):
         chain.push(2, "D", 3, False, 0)
+
+
+def test_a_copy_keyed_forward_gathers_keys_against_the_anchors_of_its_trail() -> None:
+    # D at 0, its forward anchor X at 0.1 s, Y at 1.0 s (within TRAIL_NS of D), Z after it: D goes out at TRAIL_NS
+    # with its forward key first, then its key against Y (the forward key of a copy that lost X: they meet by key)
+    assert TRAIL_NS > S  # the dedup stage's weak window (1 s) and the receive spread
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    assert chain.push(1, "D", 1, False, 0) == []
+    assert [i for i, _ in chain.push(2, "X", 2, True, S // 10)] == [2] and chain.waiting == 1
+    assert [i for i, _ in chain.push(3, "Y", 3, True, S)] == [3]
+    assert chain.due_ns() == TRAIL_NS and chain.expire(TRAIL_NS - 1) == []
+    (item, key), *rest = chain.expire(TRAIL_NS)
+    assert item == 1 and not rest and chain.waiting == 0
+    waited = run_keys(AnchorChain(trail_ns=0), [(1, "D", False), (2, "X", True)])[1]
+    lost_x = run_keys(AnchorChain(trail_ns=0), [(1, "D", False), (3, "Y", True)])[1]
+    assert key.key == waited.key and key.alt == (lost_x.key,) and key.refs == ("X", NEXT, "Y")
+    assert [i for i, _ in chain.push(4, "Z", 4, True, 2 * S)] == [4]  # past the trail: nothing more for D
+
+
+def test_a_trail_takes_at_most_trail_anchors_and_only_within_trail_ns() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    chain.push(1, "D", 1, False, 0)
+    for pos in range(2, TRAIL_ANCHORS + 4):  # the forward anchor, then TRAIL_ANCHORS + 1 more, 10 ms apart
+        chain.push(pos, f"A{pos}", pos, True, pos * 10_000_000)
+    ((_, key),) = chain.expire(TRAIL_NS)
+    assert key.refs == ("A2", NEXT, *(f"A{p}" for p in range(3, TRAIL_ANCHORS + 3))) and len(key.alt) == TRAIL_ANCHORS
+    late: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    late.push(1, "D", 1, False, 0)
+    late.push(2, "X", 2, True, S)
+    late.push(3, "Y", 3, True, TRAIL_NS + 1)  # just past D's trail (released at the tick before it, or now)
+    ((_, key),) = late.expire(TRAIL_NS + 1)
+    assert key.refs == ("X", NEXT) and key.alt == ()
+
+
+def test_a_forward_anchor_later_than_the_trail_releases_the_copy_with_it() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    chain.push(1, "D", 1, False, 0)
+    assert [i for i, _ in chain.push(2, "X", 2, True, 2 * S)] == [1, 2] and chain.waiting == 0
+
+
+def test_a_subscription_that_ends_releases_its_trailing_copies_as_keyed() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    chain.push(1, "D", 1, False, 0)
+    chain.push(2, "X", 2, True, S // 10)
+    chain.push(3, "E", 3, False, S // 5)
+    keyed = chain.release_keyed()
+    assert [i for i, _ in keyed] == [1] and keyed[0][1].refs == ("X", NEXT) and chain.waiting == 1
+    assert [i for i, _ in chain.close()] == [3]  # E: keyed backward against X

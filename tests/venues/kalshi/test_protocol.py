@@ -283,6 +283,27 @@ def test_with_the_wait_cap_a_lifecycle_message_goes_at_the_cap_and_again_with_it
     assert capped[0].event_key in again[0].alt_keys and NEXT in again[0].weak_refs
 
 
+def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_even_when_another_covers_it() -> None:
+    # another of the gatherer's lifecycle subscriptions received the waiting messages too (covered): those are
+    # dropped, but a copy already keyed forward and held for its trail goes out as it is
+    ms = 1_000_000
+    p = connected(Pair(markets=1))
+    p.client._lifecycle_covered = lambda session, since_ns: True
+    deactivated = {"market_ticker": "KX-A", "event_type": "deactivated", "is_deactivated": True}
+    activated = {"market_ticker": "KX-A", "event_type": "activated", "is_deactivated": False}
+    event = {"event_ticker": "KXEV-1", "title": "t", "series_ticker": "KX"}
+    for seq, typ, body, now in (
+        (1, "market_lifecycle_v2", deactivated, 1000 * ms),
+        (2, "event_lifecycle", event, 1100 * ms),
+        (3, "market_lifecycle_v2", activated, 1200 * ms),
+    ):
+        p.client.receive(json.dumps({"type": typ, "sid": 1, "seq": seq, "msg": body}).encode(), now)
+    assert not [f for f in p.frames if f.market == "KX-A"]  # the deactivated one is held for its trail
+    p.client.disconnected(1300 * ms)
+    sent = [f for f in p.frames if f.market == "KX-A"]
+    assert [f.seq for f in sent] == [1] and len(sent[0].weak_refs) == 2 and sent[0].weak_refs[1] == NEXT
+
+
 def test_lifecycle_copies_name_their_subscription_instance_across_reconnects() -> None:
     """A reconnect numbers sids from 1 again: the copies' weak_sub differs, so the dedup stage tells them apart."""
     p = connected(Pair(markets=1))
