@@ -61,6 +61,7 @@ from ingest import metrics as m
 from ingest.auth_refusals import REFUSED_STATUSES, AuthRefusals, http_status, refusal_detail
 from ingest.backoff import backoff
 from ingest.connection import Connection, connection_class
+from ingest.held_order import release_in_due_order
 from ingest.listing_refs import ListingRefs
 from ingest.outage import BrokerWatch
 from ingest.producer import RawProducer
@@ -732,6 +733,7 @@ class Gatherer:
     async def _watchdog_step(self) -> float:
         """Times the sessions (placing snapshots, keying stalled lifecycle streams) and watches for silence."""
         now = time.time_ns()
+        release_in_due_order([conn.session for conn in self.connections if conn.up], now)
         for conn in self.connections:
             if not conn.up:
                 continue

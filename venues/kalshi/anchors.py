@@ -17,27 +17,30 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled), and when that anchor comes within :data:`TRAIL_NS` of its receipt, until then: every further
-anchor received in that time (up to :data:`TRAIL_ANCHORS`) adds the message's key against it (its *trail*; true
-identities like the forward key, the one a copy that lost the earlier anchors derives). So a copy of an equal body
-sent within the dedup stage's weak window after it, keyed against any of those anchors, shares a reference with it
-and never joins it by receive time (residual (3) below). A copy held for its trail waits like any other (a gatherer
-killed meanwhile never sends it; a subscription that ends sends it as it is); a supplement (the cap, below) has
-none. ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an anchor
-before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a
-LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two
-could meet by weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a
-market paused, resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms
-late: its first copy took the second message's event, and its second copy then had none left to join) and can lose
-one (a loose copy read first takes the event of an equal body read later). So with the cap on, (a) when the next
-anchor comes, every message released at the cap since the last anchor is keyed AGAIN with every key it would have
-had if it had waited, forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later
-copy that brings the forward key, adds it to the event and its row, and learns the anchor reference that keeps other
-copies from joining it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later,
-so that the dedup stage has read the other gatherers' supplements, released at that same anchor, and meets them by
-key. So the cap is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart
-(the live run, as the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read
-one topic whole before the next), copies are matched by receive time as above: a loose copy read before every
+created or settled), and when that anchor comes within :data:`TRAIL_NS` of its receipt, :data:`TRAIL_NS` more: every
+further anchor received within :data:`TRAIL_NS` of the message (up to :data:`TRAIL_ANCHORS`) adds its key against it
+(its *trail*; true identities like the forward key, the one a copy that lost the earlier anchors derives). So a copy
+of an equal body sent within the dedup stage's weak window after it, keyed against any of those anchors, shares a
+reference with it and never joins it by receive time (residual (3) below). The hold counts from the forward anchor,
+not the receipt, so that a gatherer's copies of one message still leave in the order their forward anchors came (a
+copy that lost one, with no NEXT, after one that did not, as when each left at its anchor; across its connections
+:mod:`ingest.held_order` releases them in that order). A copy held for its trail waits like any other (a gatherer
+killed meanwhile never sends it; a subscription that ends sends it as it is). With the cap (below) there is no
+trail. ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an
+anchor before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only
+key a LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the
+two could meet by weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice
+(a market paused, resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65
+ms late: its first copy took the second message's event, and its second copy then had none left to join) and can
+lose one (a loose copy read first takes the event of an equal body read later). So with the cap on, (a) when the
+next anchor comes, every message released at the cap since the last anchor is keyed AGAIN with every key it would
+have had if it had waited, forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a
+later copy that brings the forward key, adds it to the event and its row, and learns the anchor reference that keeps
+other copies from joining it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS`
+later, so that the dedup stage has read the other gatherers' supplements, released at that same anchor, and meets
+them by key. So the cap is exactly-once only while the dedup stage reads the gatherers' topics less than that delay
+apart (the live run, as the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may
+read one topic whole before the next), copies are matched by receive time as above: a loose copy read before every
 supplement of its message, or of a message no other gatherer received up to the next anchor, can join the event of
 an equal body (a second row for another), and a copy released at the cap read after the loose copy of an equal body
 sent just after it (a gatherer restarted between the two) can join that copy's event (its own message loses its
@@ -52,7 +55,8 @@ order. Fallbacks, each counted by the caller:
 Copies of one message must meet whatever each subscription saw, so a copy carries every key it can derive
 (``RawFrame.alt_keys``; the dedup stage treats a copy as a duplicate if ANY of its keys was seen, and registers all
 of them). A key against ANY anchor the subscription received is a true identity (``seq`` counts lost messages too,
-so the distance is exact): extra keys never merge two events, they only let copies meet.
+so the distance is exact): extra keys never merge two events, they only let copies meet (unless a join by receive
+time, below, put one on the wrong event: a later copy carrying it then meets that event by key).
 - A message with an anchor before it carries the backward key as well (the forward key first). Every copy that
   received that anchor holds the SAME backward key, whether it stalled or not, and whether a gap then swallowed the
   next anchor (its forward key differs): the stall split and a gap over the following anchor meet on it. A gap
@@ -75,21 +79,21 @@ What remains, counted: (1) a loose copy with no key against an anchor (``unancho
 alone; when its subscription missed an event whose body equals its own and was received within the window, it can
 join that event's row (one row for two events, if no other copy of its own event comes) — a restarted gatherer,
 equal bodies within seconds and a stall before any anchor, all at once. (2) a copy of a message with a gap on both
-sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window)
-is a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies within the weak window with the
-first one's forward anchor between them, a copy of the first without a clean anchor before it (its subscription
-received none since it subscribed, or lost a position since: no ``PREV`` reference, which clashes with the
-second's), and a subscription that received the second but not the first and keys the second at a stall against
-none of the anchors that copy of the first is keyed against (its forward anchor and its trail) among its last
-``BACK_ANCHORS``: that copy of the second and the copy of the first share no reference, and whichever is read as the
-other's first copy joins it (one row for two events); every other copy of the joined message then meets that row by
-the keys the join registered. Live this needs that copy read before the other gatherers' copies of the second body
-(their stall releases race); a replay or backlog that reads its topic first needs no race. Until the trail it took
-only a gatherer restarted after the first's forward anchor (the property tests drew it in ~2 % of CI runs); now the
+sides (``uncertain``) whose keys miss the others' and which cannot join (a common anchor, or outside the window) is
+a second row: a duplicate is chosen over a wrong merge. (3) two equal bodies within the weak window with the first
+one's forward anchor between them, and a subscription that received the second but not the first and keys the second
+at a stall against none of the anchors a copy of the first is keyed against (its forward anchor and its trail) among
+its last ``BACK_ANCHORS``, one of those two copies without a clean anchor before it (its subscription received none
+since it subscribed, or lost a position since: no ``PREV`` reference, on which the two would clash): the two share
+no reference, and whichever is read as the other's first copy joins it (one row for two events); every other copy of
+the joined message then meets that row by the keys the join registered. Live this needs that copy read before the
+other gatherers' copies of its body (their stall releases race); a replay or backlog that reads its topic first
+needs no race. Before the trail a gatherer restarted after the first's forward anchor was enough, or a subscription
+that lost it, or more than ``BACK_ANCHORS`` anchors between (the property tests drew it in ~2 % of CI runs); now the
 two subscriptions must have no anchor between the two bodies in common (a gap over the first body and the anchors
-after it, or each losing the other's), or more than ``TRAIL_ANCHORS`` + ``BACK_ANCHORS`` anchors must lie between
-them. Telling those apart needs the order of anchors, which the dedup stage cannot learn in the message's partition
-(anchors are other markets' messages).
+after it, or each losing the other's), or more anchors must lie between them than the first's trail (its forward
+anchor and ``TRAIL_ANCHORS`` more) and the second's backward anchors reach. Telling those apart needs the order of
+anchors, which the dedup stage cannot learn in the message's partition (anchors are other markets' messages).
 ``mdpipe_dedup_weak_matches`` counts every weak join.
 Row identity. Because of a stall (or the cap), copies of one message lead with different keys (a copy keyed at the
 stall or the cap: its backward key, and its supplement its forward key; one that saw the next anchor in time: its
@@ -225,7 +229,9 @@ class AnchorChain(Generic[T]):
         trail_ns: int = TRAIL_NS,
     ) -> None:
         self.max_span = max_span
-        self.trail_ns = trail_ns  # a copy keyed forward gathers keys against later anchors this long (0: none)
+        # a copy keyed forward gathers keys against later anchors this long (0: none; none with the cap, whose
+        # supplements and loose delay order copies their own way)
+        self.trail_ns = 0 if max_wait_ns else trail_ns
         self.hold_ns = hold_ns
         self.max_wait_ns = max_wait_ns  # an anchored message waits at most this long for its forward key (0: no cap)
         self.unanchored_tag = unanchored_tag  # makes a loose copy's own key unique to it (gatherer/conn/sid)
@@ -278,7 +284,9 @@ class AnchorChain(Generic[T]):
         for held in self._held:
             self.forward += 1
             key = self._keys(held, self._forward(held, content, pos))
-            due = held.since_ns + self.trail_ns
+            # its trail: held TRAIL_NS after its forward anchor, so that a gatherer's copies of one message still
+            # leave in the order their forward anchors came (a copy that lost one goes after one that did not)
+            due = now_ns + self.trail_ns if now_ns - held.since_ns <= self.trail_ns else now_ns
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
                 due = max(due, now_ns + self.loose_delay_ns)
             if due > now_ns:
@@ -363,7 +371,7 @@ class AnchorChain(Generic[T]):
 
     def due_ns(self) -> int | None:
         """When :meth:`expire` next keys something, if no message comes first (None: nothing waits)."""
-        late = min(t.due_ns for t in self._late) if self._late else None
+        late = self.held_due_ns()
         if not self._held:
             return late
         stall = self.last_ns + self.hold_ns
@@ -378,7 +386,7 @@ class AnchorChain(Generic[T]):
         message with an anchor before it that waited ``max_wait_ns`` for the next anchor is keyed backward alone
         (every copy that received that anchor carries the same backward key, see the module docstring); a message
         with none before it (loose) keeps waiting for its forward key."""
-        out = self._release_late(now_ns)
+        out = self.release_due(now_ns)
         held = self._held
         if not held:
             return out
@@ -400,7 +408,11 @@ class AnchorChain(Generic[T]):
         self._capped.clear()  # no next anchor will come on this stream
         return out
 
-    def _release_late(self, now_ns: int) -> list[tuple[T, LcKey]]:
+    def held_due_ns(self) -> int | None:
+        """When the first copy keyed and held back (its trail, or a loose copy's delay) is due (None: none held)."""
+        return min(t.due_ns for t in self._late) if self._late else None
+
+    def release_due(self, now_ns: int) -> list[tuple[T, LcKey]]:
         """The held-back copies whose time came, in stream order."""
         if not self._late or min(t.due_ns for t in self._late) > now_ns:
             return []

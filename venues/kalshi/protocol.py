@@ -683,6 +683,17 @@ class KalshiSession:
             if chain.waiting:
                 self._emit_keyed(chain, chain.expire(now_ns))
 
+    def held_due_ns(self) -> int | None:
+        """When the first lifecycle copy keyed and held back (its trail) is due on this connection (None: none)."""
+        dues = [d for chain in self._chains.values() if (d := chain.held_due_ns()) is not None]
+        return min(dues) if dues else None
+
+    def release_held(self, upto_ns: int) -> None:
+        """Emit the lifecycle copies held back that are due by ``upto_ns`` (``ingest.held_order`` calls it across a
+        gatherer's connections in due order)."""
+        for chain in self._chains.values():
+            self._emit_keyed(chain, chain.release_due(upto_ns))
+
     def flush(self, now_ns: int) -> None:
         """Shutting down: emit everything that waits (snapshots placed now, lifecycle keyed backward)."""
         self.placer.close(now_ns)

@@ -167,15 +167,16 @@ def test_positions_must_increase() -> None:
 
 
 def test_a_copy_keyed_forward_gathers_keys_against_the_anchors_of_its_trail() -> None:
-    # D at 0, its forward anchor X at 0.1 s, Y at 1.0 s (within TRAIL_NS of D), Z after it: D goes out at TRAIL_NS
-    # with its forward key first, then its key against Y (the forward key of a copy that lost X: they meet by key)
+    # D at 0, its forward anchor X at 0.1 s, Y at 1.0 s (within TRAIL_NS of D), Z after it: D goes out TRAIL_NS after
+    # X with its forward key first, then its key against Y (the forward key of a copy that lost X: they meet by key)
     assert TRAIL_NS > S  # the dedup stage's weak window (1 s) and the receive spread
     chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
     assert chain.push(1, "D", 1, False, 0) == []
     assert [i for i, _ in chain.push(2, "X", 2, True, S // 10)] == [2] and chain.waiting == 1
     assert [i for i, _ in chain.push(3, "Y", 3, True, S)] == [3]
-    assert chain.due_ns() == TRAIL_NS and chain.expire(TRAIL_NS - 1) == []
-    (item, key), *rest = chain.expire(TRAIL_NS)
+    due = S // 10 + TRAIL_NS
+    assert chain.due_ns() == chain.held_due_ns() == due and chain.expire(due - 1) == []
+    (item, key), *rest = chain.expire(due)
     assert item == 1 and not rest and chain.waiting == 0
     waited = run_keys(AnchorChain(trail_ns=0), [(1, "D", False), (2, "X", True)])[1]
     lost_x = run_keys(AnchorChain(trail_ns=0), [(1, "D", False), (3, "Y", True)])[1]
@@ -188,14 +189,36 @@ def test_a_trail_takes_at_most_trail_anchors_and_only_within_trail_ns() -> None:
     chain.push(1, "D", 1, False, 0)
     for pos in range(2, TRAIL_ANCHORS + 4):  # the forward anchor, then TRAIL_ANCHORS + 1 more, 10 ms apart
         chain.push(pos, f"A{pos}", pos, True, pos * 10_000_000)
-    ((_, key),) = chain.expire(TRAIL_NS)
+    ((_, key),) = chain.expire(20_000_000 + TRAIL_NS)
     assert key.refs == ("A2", NEXT, *(f"A{p}" for p in range(3, TRAIL_ANCHORS + 3))) and len(key.alt) == TRAIL_ANCHORS
     late: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
     late.push(1, "D", 1, False, 0)
     late.push(2, "X", 2, True, S)
-    late.push(3, "Y", 3, True, TRAIL_NS + 1)  # just past D's trail (released at the tick before it, or now)
-    ((_, key),) = late.expire(TRAIL_NS + 1)
+    late.push(3, "Y", 3, True, TRAIL_NS + 1)  # just past D's trail: no key against Y, though D is still held
+    ((_, key),) = late.expire(S + TRAIL_NS)
     assert key.refs == ("X", NEXT) and key.alt == ()
+
+
+def test_a_gatherers_copies_of_one_message_leave_in_the_order_their_forward_anchors_came() -> None:
+    # its two subscriptions: one received X, the other lost it (keyed forward against Y, no NEXT); the one that lost
+    # it goes after the other, as when each went at its anchor (a cold review's case: both went TRAIL_NS after D,
+    # and the copy without NEXT, read first in a replay, joined an equal body's entry)
+    clean: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    lossy: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    for chain in (clean, lossy):
+        chain.push(1, "D", 1, False, 0)
+    clean.push(2, "X", 2, True, 20_000_000)
+    for chain in (clean, lossy):
+        chain.push(3, "Y", 3, True, 40_000_000)
+    assert (clean.held_due_ns() or 0) < (lossy.held_due_ns() or 0)
+    assert [k.refs for _, k in clean.release_due(10 * S) + lossy.release_due(10 * S)] == [("X", NEXT, "Y"), ("Y",)]
+
+
+def test_with_the_cap_on_there_is_no_trail() -> None:
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=MAX_WAIT_NS)
+    chain.push(1, "X", 1, True, 0)
+    chain.push(2, "D", 2, False, S // 10)
+    assert [i for i, _ in chain.push(3, "Y", 3, True, S // 5)] == [2, 3] and chain.trail_ns == 0
 
 
 def test_a_forward_anchor_later_than_the_trail_releases_the_copy_with_it() -> None:

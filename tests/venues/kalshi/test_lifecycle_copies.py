@@ -205,12 +205,12 @@ def three_gatherers(
 
 def twins_apart_by_a_missed_anchor(stream: list[Msg], subs: list[Sub]) -> Counter[str]:
     """Residual (3) of ``venues.kalshi.anchors``: per body, the pairs of its messages that may land as one row. The
-    second is sent within the weak window after the first, with the first's forward anchor between them; some
-    subscription's copy of the first has no clean anchor before it (no ``PREV`` reference); and a subscription
-    that received the second but not the first, and an anchor before the second, keys the second at a stall against
-    none of the anchors that copy of the first is keyed against (its forward anchor and its trail: the anchors its
-    subscription received within :data:`TRAIL_NS` after it, up to :data:`TRAIL_ANCHORS`), among its own last
-    :data:`BACK_ANCHORS` anchors (it lost them, or restarted after them and received none since)."""
+    second is sent within the weak window after the first, with the first's forward anchor between them; a
+    subscription that received the second but not the first, and an anchor before the second, keys the second at a
+    stall against none of the anchors some subscription's copy of the first is keyed against (its forward anchor and
+    its trail: the anchors its subscription received within :data:`TRAIL_NS` after it, up to
+    :data:`TRAIL_ANCHORS`), among its own last :data:`BACK_ANCHORS` anchors; and one of the two copies has no clean
+    anchor before it (no ``PREV`` reference: the two would clash on it)."""
     n = len(stream)
 
     def clean_before(sub: Sub, pos: int) -> bool:  # AnchorChain's ``clean``: an anchor, then nothing lost up to pos
@@ -252,15 +252,19 @@ def twins_apart_by_a_missed_anchor(stream: list[Msg], subs: list[Sub]) -> Counte
 
     out: Counter[str] = Counter()
     for i, first in enumerate(stream, start=1):
-        loose = [s for s in subs if s.gets(i) and not clean_before(s, i)]
-        if first.anchor or not loose:
+        if first.anchor:
             continue
+        firsts = [s for s in subs if s.gets(i)]
         forward = next((k for k in range(i + 1, n + 1) if stream[k - 1].anchor), n + 1)
         for j in range(forward + 1, n + 1):
             second = stream[j - 1]
             if second.anchor or second.content != first.content or second.t_ns - first.t_ns > WINDOW:
                 continue
-            if any(blind(s, i, j, keyed_against(x, i)) for x in loose for s in subs):
+            if any(
+                blind(y, i, j, keyed_against(x, i)) and not (clean_before(x, i) and clean_before(y, j))
+                for x in firsts
+                for y in subs
+            ):
                 out[first.content] += 1
     return out
 
@@ -578,12 +582,22 @@ def test_equal_bodies_across_a_restart_and_two_anchors_land_once_in_every_read_o
 
 def test_the_first_body_is_keyed_against_the_anchors_of_its_trail() -> None:
     # g1's copy of the first d: its forward key (A1, NEXT), then A2 (within TRAIL_NS of it); released TRAIL_NS after
-    # its receipt, not at A1
+    # A1, not at A1
     stream = _residual_3(0.9)
     frames = simulate(stream, three_gatherers(restarted_from=3))
     first = next((t, f) for t, f in frames if f.gatherer == "g1" and f.payload == b"1")
     assert first[1].weak_refs == ["A1", NEXT, "A2"] and len(first[1].alt_keys) == 1
-    assert first[0] == first[1].recv_ns + TRAIL_NS
+    assert first[0] == stream[1].t_ns + TRAIL_NS
+
+
+def test_a_copy_that_lost_the_forward_anchor_goes_after_its_gatherers_copy_that_did_not() -> None:
+    # A cold review's case against the trail's first version (every copy held until TRAIL_NS after its receipt): g1's
+    # first subscription lost X, so its copy of the first d, keyed against Y with no NEXT, left at the same time as
+    # its other subscription's (X, NEXT, Y) and, read first with g3's topic before it (a replay), joined g3's entry
+    # for the second d (restarted, keyed against Z): the first d had no row. Held TRAIL_NS after its own forward
+    # anchor instead, each copy leaves in the order the anchors came, as when it left at its anchor.
+    stream = stream_of(("d", 0.02), ("X", 0.04), ("Y", 0.06), ("d", 0.5), ("Z", 3.0))
+    assert_exactly_once(stream, three_gatherers(restarted_from=4, g1a=frozenset({2})))
 
 
 def test_equal_bodies_across_a_restart_and_two_anchors_land_once_without_the_restart() -> None:
@@ -639,3 +653,19 @@ def test_residual_3_with_more_anchors_between_than_the_trail_and_a_backward_key_
     assert twins_apart_by_a_missed_anchor(stream, restarted) == Counter({"d": 1})
     got = rows(simulate(stream, restarted), ["g3", "g1", "g2"])
     assert got == Counter(dict.fromkeys(range(2, last + 1), 1))  # the first d merged into the second
+
+
+def test_residual_3_with_the_second_bodys_copy_unclean_and_ten_anchors_between() -> None:
+    # a cold review's case: every copy of the first d has a clean anchor before it (A0), but g3, restarted at A10 and
+    # losing e, keys the second d at a stall against A10 alone without PREV; A10 is past the first d's trail (A1, then
+    # eight more), so the two share no reference (pinned: the residual's outcome today; the allowance covers it)
+    stream = stream_of(("A0", 0.0), ("d", 0.02), *((f"A{k}", 0.02 + 0.02 * k) for k in range(1, 11)), ("e", 0.23),
+                       ("d", 0.24))  # fmt: skip
+    lost = {"g3a": frozenset({13}), "g3b": frozenset({13})}
+    assert twins_apart_by_a_missed_anchor(stream, three_gatherers(restarted_from=12, **lost)) == Counter({"d": 1})
+    got = rows(simulate(stream, three_gatherers(restarted_from=12, **lost)), ["g3", "g1", "g2"])
+    assert got == Counter(dict.fromkeys([1, *range(3, len(stream) + 1)], 1))  # the first d (2) merged into the second
+    nine = [m for m in stream if m.content != "A10"]  # the second d's anchor inside the trail: kept apart
+    lost_e = {"g3a": frozenset({12}), "g3b": frozenset({12})}
+    assert twins_apart_by_a_missed_anchor(nine, three_gatherers(restarted_from=11, **lost_e)) == Counter()
+    assert_exactly_once(nine, three_gatherers(restarted_from=11, **lost_e))

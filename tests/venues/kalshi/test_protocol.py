@@ -11,7 +11,7 @@ from schemas.raw import RawFrame, decode_raw, encode_raw
 from venue_sim.book import Books
 from venue_sim.load import Generator
 from venue_sim.markets import MarketTable
-from venues.kalshi.anchors import NEXT, PREV
+from venues.kalshi.anchors import NEXT, PREV, TRAIL_NS
 from venues.kalshi.emulator.protocol import ServerSession
 from venues.kalshi.keys import EventKeyer
 from venues.kalshi.protocol import KalshiSession
@@ -302,6 +302,23 @@ def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_even_whe
     p.client.disconnected(1300 * ms)
     sent = [f for f in p.frames if f.market == "KX-A"]
     assert [f.seq for f in sent] == [1] and len(sent[0].weak_refs) == 2 and sent[0].weak_refs[1] == NEXT
+
+
+def test_a_copy_held_for_its_trail_is_due_trail_ns_after_its_forward_anchor() -> None:
+    # what ingest.held_order reads and calls across a gatherer's connections
+    ms = 1_000_000
+    p = connected(Pair(markets=1))
+    deactivated = {"market_ticker": "KX-A", "event_type": "deactivated", "is_deactivated": True}
+    event = {"event_ticker": "KXEV-1", "title": "t", "series_ticker": "KX"}
+    assert p.client.held_due_ns() is None
+    p.client.receive(json.dumps({"type": "market_lifecycle_v2", "sid": 1, "seq": 1, "msg": deactivated}).encode(), ms)
+    p.client.receive(json.dumps({"type": "event_lifecycle", "sid": 1, "seq": 2, "msg": event}).encode(), 100 * ms)
+    due = 100 * ms + TRAIL_NS
+    assert p.client.held_due_ns() == due
+    p.client.release_held(due - 1)
+    assert not [f for f in p.frames if f.market == "KX-A"]
+    p.client.release_held(due)
+    assert [f.seq for f in p.frames if f.market == "KX-A"] == [1] and p.client.held_due_ns() is None
 
 
 def test_lifecycle_copies_name_their_subscription_instance_across_reconnects() -> None:
