@@ -733,7 +733,8 @@ class Gatherer:
     async def _watchdog_step(self) -> float:
         """Times the sessions (placing snapshots, keying stalled lifecycle streams) and watches for silence."""
         now = time.time_ns()
-        release_in_due_order([conn.session for conn in self.connections if conn.up], now)
+        # (connections that are down too: copies their ended subscriptions still hold leave when due)
+        release_in_due_order([conn.session for conn in self.connections], now)
         for conn in self.connections:
             if not conn.up:
                 continue
@@ -799,6 +800,8 @@ class Gatherer:
         self.read_pacer.stop()  # a paused socket would hold the venue's close frame back
         await asyncio.gather(*(c.stop() for c in self.connections), return_exceptions=True)
         now = time.time_ns()
+        # copies keyed and held back go first, in due order across the connections (ingest.held_order)
+        release_in_due_order([c.session for c in self.connections], 2**63 - 1)
         for c in self.connections:  # frames still waiting for their key or position go out before the producer closes
             c.session.flush(now)
         self._loop = None  # from here on frames go straight to the producer (closed in another thread below)

@@ -17,30 +17,30 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled), and when that anchor comes within :data:`TRAIL_NS` of its receipt, :data:`TRAIL_NS` more: every
-further anchor received within :data:`TRAIL_NS` of the message (up to :data:`TRAIL_ANCHORS`) adds its key against it
-(its *trail*; true identities like the forward key, the one a copy that lost the earlier anchors derives). So a copy
-of an equal body sent within the dedup stage's weak window after it, keyed against any of those anchors, shares a
-reference with it and never joins it by receive time (residual (3) below). The hold counts from the forward anchor,
-not the receipt, so that a gatherer's copies of one message still leave in the order their forward anchors came (a
-copy that lost one, with no NEXT, after one that did not, as when each left at its anchor; across its connections
-:mod:`ingest.held_order` releases them in that order). A copy held for its trail waits like any other (a gatherer
-killed meanwhile never sends it; a subscription that ends sends it as it is). With the cap (below) there is no
-trail. ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an
-anchor before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only
-key a LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the
-two could meet by weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice
-(a market paused, resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65
-ms late: its first copy took the second message's event, and its second copy then had none left to join) and can
-lose one (a loose copy read first takes the event of an equal body read later). So with the cap on, (a) when the
-next anchor comes, every message released at the cap since the last anchor is keyed AGAIN with every key it would
-have had if it had waited, forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a
-later copy that brings the forward key, adds it to the event and its row, and learns the anchor reference that keeps
-other copies from joining it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS`
-later, so that the dedup stage has read the other gatherers' supplements, released at that same anchor, and meets
-them by key. So the cap is exactly-once only while the dedup stage reads the gatherers' topics less than that delay
-apart (the live run, as the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may
-read one topic whole before the next), copies are matched by receive time as above: a loose copy read before every
+created or settled), and then :data:`TRAIL_NS` more: every further anchor received within :data:`TRAIL_NS` of the
+message (up to :data:`TRAIL_ANCHORS`) adds its key against it (its *trail*; true identities like the forward key,
+the one a copy that lost the earlier anchors derives). So a copy of an equal body sent within the dedup stage's weak
+window after it, keyed against any of those anchors, shares a reference with it and never joins it by receive time
+(residual (3) below). Every copy keyed forward is held, counted from its forward anchor, so that a gatherer's copies
+of one message still leave in the order their forward anchors came (a copy that lost one, with no NEXT, after one
+that did not, as when each left at its anchor); across its connections :mod:`ingest.held_order` releases them in
+that order, and a subscription that ends or a gatherer that shuts down keeps them in it. A copy held for its trail
+waits like any other: a gatherer killed meanwhile never sends it. With the cap (below) there is no trail.
+``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an anchor
+before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a
+LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two
+could meet by weak key only, by receive time; that is how a 0.5-s cap once stored a paused-market message twice (a
+market paused, resumed and paused again within 50 ms, 3 s after a gatherer restarted, whose receive clock ran 65 ms
+late: its first copy took the second message's event, and its second copy then had none left to join) and can lose
+one (a loose copy read first takes the event of an equal body read later). So with the cap on, (a) when the next
+anchor comes, every message released at the cap since the last anchor is keyed AGAIN with every key it would have
+had if it had waited, forward first (a *supplement*, counted ``supplements``: the dedup stage takes it as a later
+copy that brings the forward key, adds it to the event and its row, and learns the anchor reference that keeps other
+copies from joining it wrongly), and (b) a loose copy keyed at an anchor is released :data:`LOOSE_DELAY_NS` later,
+so that the dedup stage has read the other gatherers' supplements, released at that same anchor, and meets them by
+key. So the cap is exactly-once only while the dedup stage reads the gatherers' topics less than that delay apart
+(the live run, as the demo does). Read further apart (a dedup backlog, or ``mdpipe replay dedup``, which may read
+one topic whole before the next), copies are matched by receive time as above: a loose copy read before every
 supplement of its message, or of a message no other gatherer received up to the next anchor, can join the event of
 an equal body (a second row for another), and a copy released at the cap read after the loose copy of an equal body
 sent just after it (a gatherer restarted between the two) can join that copy's event (its own message loses its
@@ -284,9 +284,9 @@ class AnchorChain(Generic[T]):
         for held in self._held:
             self.forward += 1
             key = self._keys(held, self._forward(held, content, pos))
-            # its trail: held TRAIL_NS after its forward anchor, so that a gatherer's copies of one message still
-            # leave in the order their forward anchors came (a copy that lost one goes after one that did not)
-            due = now_ns + self.trail_ns if now_ns - held.since_ns <= self.trail_ns else now_ns
+            # its trail: held TRAIL_NS after its forward anchor, every copy alike, so that a gatherer's copies of one
+            # message still leave in the order their forward anchors came (a copy that lost one after one that did not)
+            due = now_ns + self.trail_ns
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
                 due = max(due, now_ns + self.loose_delay_ns)
             if due > now_ns:
@@ -400,13 +400,18 @@ class AnchorChain(Generic[T]):
         return out
 
     def close(self) -> list[tuple[T, LcKey]]:
-        """The stream ended: copies keyed and held back (their trail, or a loose copy's delay) go now, every waiting
-        message is keyed backward (or by its own key: loose)."""
-        out = self.release_keyed()
+        """The stream ended: every waiting message is keyed backward (or by its own key: loose). Copies held for their
+        trail stay held until due (the caller releases them in due order: :meth:`held_due_ns`, :meth:`release_due`);
+        with the cap, loose copies held for their delay go now."""
+        out = [] if self.trail_ns else self.release_keyed()
         out += [self._backward(h) for h in self._held]
         self._held.clear()
         self._capped.clear()  # no next anchor will come on this stream
         return out
+
+    def oldest_unkeyed_ns(self) -> int | None:
+        """Receive time of the oldest message still waiting for its key (None: none)."""
+        return self._held[0].since_ns if self._held else None
 
     def held_due_ns(self) -> int | None:
         """When the first copy keyed and held back (its trail, or a loose copy's delay) is due (None: none held)."""
@@ -427,9 +432,13 @@ class AnchorChain(Generic[T]):
         return out
 
     def drop_waiting(self) -> list[T]:
-        """The stream ended and another subscription received the same messages: forget these copies."""
-        items = [t.held.item for t in self._late] + [h.item for h in self._held]
-        self._late.clear()
+        """The stream ended and another subscription received the same messages: forget the copies not keyed yet
+        (and with the cap, the loose copies held for their delay; copies held for their trail stay, as in
+        :meth:`close`)."""
+        items = [h.item for h in self._held]
+        if not self.trail_ns:
+            items = [t.held.item for t in self._late] + items
+            self._late.clear()
         self._held.clear()
         self._capped.clear()
         return items

@@ -240,6 +240,7 @@ class KalshiSession:
         self._anchor_span = anchor_span
         self._anchor_max_wait_ns = int(anchor_max_wait_ms * 1e6)
         self._chains: dict[int, AnchorChain[_Lc]] = {}
+        self._ended: list[AnchorChain[_Lc]] = []  # chains of ended subscriptions still holding copies for their trail
         self._lifecycle_covered = lifecycle_covered  # another session's lifecycle sid has been live since then?
         self._lifecycle_seen = lifecycle_seen  # this gatherer already emitted that lifecycle key (other sid)?
         self.placer = SnapshotPlacer(self._emit_snapshot, int(snapshot_hold_s * 1e9))
@@ -659,20 +660,21 @@ class KalshiSession:
         )
 
     def _end_lifecycle_sid(self, sid: int) -> None:
-        """A lifecycle subscription ended: the copies it keyed and held back go out as they are; its waiting messages
-        are dropped if another of this gatherer's lifecycle subscriptions received them too, else keyed backward
-        (:mod:`venues.kalshi.anchors`)."""
+        """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
+        subscriptions received them too, else keyed backward (:mod:`venues.kalshi.anchors`); the copies it keyed and
+        holds for their trail go out when due, in due order with the gatherer's other copies (true copies, whatever
+        the coverage)."""
         chain = self._chains.pop(sid, None)
         if chain is None:
             return
-        self._emit_keyed(chain, chain.release_keyed())  # keyed already (held for their trail): true copies
-        if not chain.waiting:
-            return
-        oldest = chain.oldest_ns() or 0
-        if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):
-            chain.drop_waiting()
-            return
-        self._emit_keyed(chain, chain.close())
+        oldest = chain.oldest_unkeyed_ns()
+        if oldest is not None:
+            if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):
+                chain.drop_waiting()
+            else:
+                self._emit_keyed(chain, chain.close())
+        if chain.held_due_ns() is not None:
+            self._ended.append(chain)  # copies held for their trail: they leave when due, in due order (held_order)
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now_ns: int) -> None:
@@ -685,20 +687,23 @@ class KalshiSession:
 
     def held_due_ns(self) -> int | None:
         """When the first lifecycle copy keyed and held back (its trail) is due on this connection (None: none)."""
-        dues = [d for chain in self._chains.values() if (d := chain.held_due_ns()) is not None]
+        dues = [d for chain in (*self._chains.values(), *self._ended) if (d := chain.held_due_ns()) is not None]
         return min(dues) if dues else None
 
     def release_held(self, upto_ns: int) -> None:
         """Emit the lifecycle copies held back that are due by ``upto_ns`` (``ingest.held_order`` calls it across a
         gatherer's connections in due order)."""
-        for chain in self._chains.values():
+        for chain in (*self._chains.values(), *self._ended):
             self._emit_keyed(chain, chain.release_due(upto_ns))
+        self._ended = [chain for chain in self._ended if chain.held_due_ns() is not None]
 
     def flush(self, now_ns: int) -> None:
-        """Shutting down: emit everything that waits (snapshots placed now, lifecycle keyed backward)."""
+        """Shutting down: emit everything that waits (snapshots placed now, lifecycle keyed backward, then the copies
+        held for their trail: a gatherer releases those across its connections in due order first, held_order)."""
         self.placer.close(now_ns)
         for sid in list(self._chains):
             self._end_lifecycle_sid(sid)
+        self.release_held(2**63 - 1)
 
     # -- gaps ----------------------------------------------------------------------------------
     def _gap(self, kind: str, sid: int, expected: int, received: int, recv_ns: int, from_ns: int) -> None:

@@ -30,7 +30,7 @@ def run_keys(chain: AnchorChain[int], stream: list[tuple[int, str, bool]], now: 
     for pos, content, anchor in stream:
         for item, key in chain.push(pos, content, pos, anchor, now):
             out[item] = key
-    for item, key in chain.close():
+    for item, key in chain.close() + chain.release_keyed():  # then the copies held for their trail
         out[item] = key
     return out
 
@@ -221,10 +221,15 @@ def test_with_the_cap_on_there_is_no_trail() -> None:
     assert [i for i, _ in chain.push(3, "Y", 3, True, S // 5)] == [2, 3] and chain.trail_ns == 0
 
 
-def test_a_forward_anchor_later_than_the_trail_releases_the_copy_with_it() -> None:
+def test_a_forward_anchor_later_than_the_trail_holds_the_copy_all_the_same() -> None:
+    # every copy keyed forward is held TRAIL_NS after its anchor (so that the order of the anchors holds), with no
+    # trail key when no anchor came within TRAIL_NS of it
     chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
     chain.push(1, "D", 1, False, 0)
-    assert [i for i, _ in chain.push(2, "X", 2, True, 2 * S)] == [1, 2] and chain.waiting == 0
+    assert [i for i, _ in chain.push(2, "X", 2, True, 2 * S)] == [2] and chain.held_due_ns() == 2 * S + TRAIL_NS
+    chain.push(3, "Y", 3, True, 2 * S + 1)
+    ((_, key),) = chain.release_due(2 * S + TRAIL_NS)
+    assert key.refs == ("X", NEXT) and key.alt == ()
 
 
 def test_a_subscription_that_ends_releases_its_trailing_copies_as_keyed() -> None:

@@ -129,6 +129,10 @@ def simulate(
     else:  # shut down before the hold ran out
         for sub in subs:
             record(sub, sub.chain.close(), end_ns)
+        # then the copies held for their trail, in due order across subscriptions (as ingest.held_order does)
+        while held := [(d, i) for i, s in enumerate(subs) if (d := s.chain.held_due_ns()) is not None]:
+            due, i = min(held)
+            record(subs[i], subs[i].chain.release_due(due), end_ns)
     return frames
 
 
@@ -598,6 +602,29 @@ def test_a_copy_that_lost_the_forward_anchor_goes_after_its_gatherers_copy_that_
     # anchor instead, each copy leaves in the order the anchors came, as when it left at its anchor.
     stream = stream_of(("d", 0.02), ("X", 0.04), ("Y", 0.06), ("d", 0.5), ("Z", 3.0))
     assert_exactly_once(stream, three_gatherers(restarted_from=4, g1a=frozenset({2})))
+
+
+# A second cold review's cases against the trail counted from the forward anchor only where it came within TRAIL_NS
+# (8483ec3): copies of one message of a gatherer leaving out of the order of their forward anchors by other paths.
+def test_a_subscription_that_ends_during_the_hold_keeps_its_copy_in_due_order() -> None:
+    # g1's first subscription lost X and ends after Y: its copy (keyed against Y, no NEXT) went out at once, before
+    # its other subscription's held copy (X, NEXT, Y), and read first with g3's topic before it joined g3's entry
+    stream = stream_of(("d", 0.02), ("X", 0.04), ("Y", 0.06), ("d", 0.5), ("Z", 3.0))
+    subs = three_gatherers(restarted_from=4)
+    subs[0] = Sub("g1", 0, 1, 1, last=3, lost=frozenset({2}))
+    assert_exactly_once(stream, subs)
+
+
+def test_a_shutdown_during_the_hold_releases_the_copies_in_due_order() -> None:
+    stream = stream_of(("d", 0.02), ("X", 0.04), ("Y", 0.06), ("d", 0.5), ("Z", 1.53))
+    assert_exactly_once(stream, three_gatherers(restarted_from=4, g1a=frozenset({2})), end_ns=int(1.535 * S))
+
+
+def test_a_copy_whose_forward_anchor_came_late_does_not_overtake_a_held_one() -> None:
+    # g3's first subscription lost A2 and keyed the first e against A3, past TRAIL_NS: it went out at A3, before its
+    # other subscription's copy held until A2 + TRAIL_NS (a duplicate read in time with g2 ahead)
+    stream = stream_of(("e", 3.40), ("e", 3.42), ("A2", 4.70), ("A3", 5.10))
+    assert_exactly_once_read_in_time(stream, three_gatherers(g3a=frozenset({3})), skew_ns={"g2": 20 * MS})
 
 
 def test_equal_bodies_across_a_restart_and_two_anchors_land_once_without_the_restart() -> None:

@@ -283,9 +283,10 @@ def test_with_the_wait_cap_a_lifecycle_message_goes_at_the_cap_and_again_with_it
     assert capped[0].event_key in again[0].alt_keys and NEXT in again[0].weak_refs
 
 
-def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_even_when_another_covers_it() -> None:
+def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_when_due_even_when_another_covers_it() -> None:
     # another of the gatherer's lifecycle subscriptions received the waiting messages too (covered): those are
-    # dropped, but a copy already keyed forward and held for its trail goes out as it is
+    # dropped, but a copy already keyed forward and held for its trail goes out when due, as it is (in due order with
+    # the gatherer's other connections: ingest.held_order)
     ms = 1_000_000
     p = connected(Pair(markets=1))
     p.client._lifecycle_covered = lambda session, since_ns: True
@@ -298,10 +299,13 @@ def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_even_whe
         (3, "market_lifecycle_v2", activated, 1200 * ms),
     ):
         p.client.receive(json.dumps({"type": typ, "sid": 1, "seq": seq, "msg": body}).encode(), now)
-    assert not [f for f in p.frames if f.market == "KX-A"]  # the deactivated one is held for its trail
     p.client.disconnected(1300 * ms)
+    assert not [f for f in p.frames if f.market == "KX-A"]  # the deactivated one is held, the activated one dropped
+    assert p.client.held_due_ns() == 1100 * ms + TRAIL_NS
+    p.client.release_held(1100 * ms + TRAIL_NS)
     sent = [f for f in p.frames if f.market == "KX-A"]
     assert [f.seq for f in sent] == [1] and len(sent[0].weak_refs) == 2 and sent[0].weak_refs[1] == NEXT
+    assert p.client.held_due_ns() is None
 
 
 def test_a_copy_held_for_its_trail_is_due_trail_ns_after_its_forward_anchor() -> None:
