@@ -153,10 +153,10 @@ MAX_WAIT_NS = 500_000_000
 # later, so that the dedup stage usually reads the other gatherers' supplements (their capped copies keyed again with
 # the forward key, at that same anchor) first and meets them by key instead of by weak key (see the module docstring).
 LOOSE_DELAY_NS = 1_000_000_000
-# A copy keyed forward is released no sooner than this after its receipt, and every further anchor received in that
-# time (up to TRAIL_ANCHORS of them) adds its key against that anchor (its *trail*): the dedup stage's weak window
-# (1 s) plus the gatherers' receive spread. A copy of an equal body sent within the window after it, keyed against
-# an anchor of that trail, shares a reference with it and so never joins it (residual (3) in the module docstring).
+# A copy keyed forward is held this long after its forward anchor, and every further anchor received within this of
+# the message (up to TRAIL_ANCHORS of them) adds its key against that anchor (its *trail*): the dedup stage's weak
+# window (1 s) plus the gatherers' receive spread. A copy of an equal body sent within the window after it, keyed
+# against an anchor of that trail, shares a reference with it and so never joins it (residual (3), module docstring).
 TRAIL_NS = 1_500_000_000
 TRAIL_ANCHORS = 8
 
@@ -258,13 +258,6 @@ class AnchorChain(Generic[T]):
     @property
     def waiting(self) -> int:
         return len(self._held) + len(self._late)
-
-    def oldest_ns(self) -> int | None:
-        times = [t for t in (self._held[0].since_ns if self._held else None, self._late_oldest()) if t is not None]
-        return min(times) if times else None
-
-    def _late_oldest(self) -> int | None:
-        return min(t.held.since_ns for t in self._late) if self._late else None
 
     def push(self, item: T, content: str, pos: int, anchor: bool, now_ns: int) -> list[tuple[T, LcKey]]:
         if pos <= self.last_pos:
@@ -419,7 +412,8 @@ class AnchorChain(Generic[T]):
 
     def release_due(self, now_ns: int) -> list[tuple[T, LcKey]]:
         """The held-back copies whose time came, in stream order."""
-        if not self._late or min(t.due_ns for t in self._late) > now_ns:
+        due = self.held_due_ns()
+        if due is None or due > now_ns:
             return []
         out = [(t.held.item, t.key) for t in self._late if t.due_ns <= now_ns]
         self._late = [t for t in self._late if t.due_ns > now_ns]
