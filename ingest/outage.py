@@ -10,7 +10,8 @@ from the last moment it was reachable, or from the start when it never was). :cl
 it, one gatherer task:
 
 * evidence: new delivery acknowledgements (free, while frames flow), else a metadata request on the producer's own
-  client every ``probe_interval_s`` (in a worker thread: it blocks up to ``probe_timeout_s``);
+  client every ``probe_interval_s`` (in a worker thread: it blocks up to ``probe_timeout_s``); a probe that fails
+  while acknowledgements arrive counts as an answer (the broker is slow, not away);
 * when an outage begins: :meth:`ingest.producer.RawProducer.divert` (every later frame goes to the spool; what
   librdkafka still holds is moved to the spool ahead of it) and ``hold`` (spooled records stay on disk);
 * when the broker answers again (and the start-up partition check, if it was deferred, has passed): ``hold`` is
@@ -148,6 +149,11 @@ class BrokerWatch:
         elif now - self._last_probe >= self.probe_interval_s:
             self._last_probe = now
             ok = await asyncio.to_thread(p.probe, self.probe_topic, self.probe_timeout_s)
+            if not ok and p.acked != self._acked:
+                # acknowledgements arrived while the probe waited: the broker answered, only slowly (a loaded
+                # machine, a broker just restarted); one slow metadata reply is not the broker going away
+                self._acked = p.acked
+                ok = True
             self._observe(ok, self.clock())
         self._apply(self.state.tick(now), now)
         if not self.checked and not self.failed and self.state.reachable and now >= self._next_check:

@@ -256,6 +256,38 @@ def test_acknowledgements_counted_at_the_divert_are_not_the_broker_answering(tmp
     producer.close(timeout=0.1)
 
 
+def test_a_probe_that_fails_while_acknowledgements_arrive_is_not_the_broker_away(tmp_path: Path) -> None:
+    """A metadata probe can outlast its timeout on a loaded machine while the broker goes on acknowledging frames
+    (a CI run logged broker_unreachable twice around one outage). Acknowledgements that arrived while the probe
+    waited are the broker answering: no broker_unreachable, nothing counted towards an outage."""
+    producer = _producer(tmp_path)
+    clock = _Clock()
+    watch, answers = _watch(producer, clock)
+    answers.append(True)
+
+    def slow_probe(topic: str, timeout: float) -> bool:
+        producer._loud_acked += 3  # frames acknowledged while the probe waited
+        clock.now += timeout
+        return False  # the metadata reply came too late
+
+    async def run() -> None:
+        await watch.step()
+        assert watch.state.reachable
+        producer.probe = slow_probe  # type: ignore[method-assign]
+        for _ in range(8):
+            clock.now += 1.0
+            await watch.step()
+            assert watch.state.reachable and not watch.state.outage and not producer.hold
+        assert watch.state.unreachable_s(clock.now) == 0.0
+        producer.probe = lambda topic, timeout: False  # type: ignore[method-assign]
+        clock.now += 1.0
+        await watch.step()
+        assert watch.state.reachable is False, "a probe that fails with nothing acknowledged still counts"
+
+    asyncio.run(run())
+    producer.close(timeout=0.1)
+
+
 def test_watch_defers_the_partition_check_until_the_broker_answers(tmp_path: Path) -> None:
     producer = _producer(tmp_path)
     clock = _Clock()
