@@ -17,15 +17,21 @@ lost messages (``seq`` still counts them). Two distinct messages never share a k
 content at a different position (a stream position holds one message). Anchors are keyed by their content alone.
 
 A message therefore waits for the next anchor (seconds in the demo: its latency is the time to the next market
-created or settled), and then :data:`TRAIL_NS` more: every further anchor received within :data:`TRAIL_NS` of the
-message (up to :data:`TRAIL_ANCHORS`) adds its key against it (its *trail*; true identities like the forward key,
-the one a copy that lost the earlier anchors derives). So a copy of an equal body sent within the dedup stage's weak
-window after it, keyed against any of those anchors, shares a reference with it and never joins it by receive time
-(residual (3) below). Every copy keyed forward is held, counted from its forward anchor, so that a gatherer's copies
-of one message still leave in the order their forward anchors came (a copy that lost one, with no NEXT, after one
-that did not, as when each left at its anchor); across its connections :mod:`ingest.held_order` releases them in
-that order, and a subscription that ends or a gatherer that shuts down keeps them in it. A copy held for its trail
-waits like any other: a gatherer killed meanwhile never sends it. With the cap (below) there is no trail.
+created or settled), and until its *trail* is complete: every further anchor received within :data:`TRAIL_NS` of the
+message (up to :data:`TRAIL_ANCHORS`) adds its key against it (true identities like the forward key, the one a copy
+that lost the earlier anchors derives). So a copy of an equal body sent within the dedup stage's weak window after
+it, keyed against any of those anchors, shares a reference with it and never joins it by receive time (residual (3)
+below). A copy keyed forward leaves :data:`TRAIL_NS` after the message, or at its forward anchor if that came later
+(no anchor can join its trail then). A copy that may have lost an anchor before its forward one (a position lost in
+between: no NEXT) is held :data:`TRAIL_NS` after its forward anchor instead, so that a gatherer's copies of one
+message leave in the order their forward anchors came (it leaves after its other subscription's copy that received
+the earlier anchor, as when each left at its anchor); across its connections :mod:`ingest.held_order` releases them
+in that order, and a subscription that ends or a gatherer that shuts down keeps them in it. No copy leaves before one
+ahead of it on its stream. A held copy waits like any other: a gatherer killed meanwhile never sends it, and when no
+other gatherer received the message (one subscribed late, or away) it is lost. Its hold lasts until the later of the
+anchor and the trail, one of them at most :data:`TRAIL_NS` past what the message had to wait anyway (an earlier
+version held every copy :data:`TRAIL_NS` past its anchor, and lost one that way in an end-to-end run with a kill).
+With the cap (below) there is no trail.
 ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an anchor
 before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a
 LOOSE copy of the same message has (a gatherer restarted or resubscribed since the anchor before it), so the two
@@ -153,10 +159,10 @@ MAX_WAIT_NS = 500_000_000
 # later, so that the dedup stage usually reads the other gatherers' supplements (their capped copies keyed again with
 # the forward key, at that same anchor) first and meets them by key instead of by weak key (see the module docstring).
 LOOSE_DELAY_NS = 1_000_000_000
-# A copy keyed forward is held this long after its forward anchor, and every further anchor received within this of
-# the message (up to TRAIL_ANCHORS of them) adds its key against that anchor (its *trail*): the dedup stage's weak
-# window (1 s) plus the gatherers' receive spread. A copy of an equal body sent within the window after it, keyed
-# against an anchor of that trail, shares a reference with it and so never joins it (residual (3), module docstring).
+# Every further anchor received within this of a message keyed forward (up to TRAIL_ANCHORS of them) adds its key
+# against that anchor (its *trail*), and the copy is held until then (module docstring): the dedup stage's weak window
+# (1 s) plus the gatherers' receive spread. A copy of an equal body sent within the window after it, keyed against an
+# anchor of that trail, shares a reference with it and so never joins it (residual (3), module docstring).
 TRAIL_NS = 1_500_000_000
 TRAIL_ANCHORS = 8
 
@@ -277,11 +283,11 @@ class AnchorChain(Generic[T]):
         for held in self._held:
             self.forward += 1
             key = self._keys(held, self._forward(held, content, pos))
-            # its trail: held TRAIL_NS after its forward anchor, every copy alike, so that a gatherer's copies of one
-            # message still leave in the order their forward anchors came (a copy that lost one after one that did not)
-            due = now_ns + self.trail_ns
+            due = self._trail_due(held, key, now_ns)
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
                 due = max(due, now_ns + self.loose_delay_ns)
+            if self._late:  # stream order: never before a copy held ahead of it
+                due = max(due, self._late[-1].due_ns)
             if due > now_ns:
                 self._late.append(_Trailing(due, held, key))
             else:
@@ -292,6 +298,19 @@ class AnchorChain(Generic[T]):
         key = anchor_key(content)
         out.append((item, LcKey(key, (), False, (), key)))
         return out
+
+    def _trail_due(self, held: _Held[T], key: LcKey, now_ns: int) -> int:
+        """When a copy keyed forward now, at its forward anchor, leaves: once its trail is complete (``trail_ns``
+        after the message; at once if the anchor came later, when no anchor can join its trail). A copy that may
+        have lost an anchor before its forward one (no :data:`NEXT`) is held ``trail_ns`` after its anchor instead,
+        so that a gatherer's copies of one message leave in the order their forward anchors came: it leaves after
+        its other subscription's copy that received the earlier anchor (due by then, whatever their receive
+        clocks)."""
+        if not self.trail_ns:
+            return now_ns
+        if NEXT not in key.refs:
+            return now_ns + self.trail_ns
+        return max(now_ns, held.since_ns + self.trail_ns)
 
     def _forward(self, held: _Held[T], content: str, pos: int) -> tuple[str, bool]:
         """The forward key of ``held`` against the anchor ``content`` at ``pos``, and whether no position was lost

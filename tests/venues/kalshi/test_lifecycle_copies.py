@@ -50,7 +50,7 @@ class Sub:
     first: int
     last: int = 10**9
     lost: frozenset[int] = frozenset()
-    killed: bool = False  # the gatherer died at ``last`` (SIGKILL): what its chain still held is never recorded
+    killed_ns: int | None = None  # the gatherer was SIGKILLed then (after ``last``): what its chain still held is lost
     max_wait_ns: int = 0  # the chain's cap on the wait for the next anchor (venues.kalshi.anchors; 0: none)
     chain: AnchorChain[int] = field(init=False)
 
@@ -120,9 +120,13 @@ def simulate(
             recv[(sub.gatherer, sub.sid, pos)] = now
             record(sub, sub.chain.push(pos, msg.content, sub.seq(pos), msg.anchor, now), now)
         for sub in subs:  # a subscription that ends here (its connection dropped, unrecovered): keyed now
-            if sub.last == pos and not sub.killed:
+            if sub.last == pos and sub.killed_ns is None:
                 record(sub, sub.chain.close(), msg.t_ns)
     last_t = stream[-1].t_ns
+    for sub in subs:  # a killed gatherer's timers ran until the kill, no further
+        if sub.killed_ns is not None:
+            tick(sub, sub.killed_ns)
+    subs = [sub for sub in subs if sub.killed_ns is None]
     if end_ns is None:  # the stream falls silent: every chain stalls
         for sub in subs:
             tick(sub, last_t + 10 * HOLD)
@@ -343,8 +347,21 @@ def test_a_gatherer_killed_and_restarted_numbers_its_subscriptions_alike_and_add
     stream = stream_of(("X", 0), ("d", 1), ("Y", 2), ("a", 3), ("m", 4), ("d", 5), ("a", 6), ("d", 7), ("e", 7.5))
     subs = [s for s in three_gatherers() if s.gatherer != "g3"]
     for conn in (0, 1):
-        subs.append(Sub("g3", conn, 1, 1, last=4, killed=True))
+        subs.append(Sub("g3", conn, 1, 1, last=4, killed_ns=int(3.5 * S)))
         subs.append(Sub("g3", conn, 1, 7))
+    assert_exactly_once(stream, subs)
+
+
+def test_a_body_only_one_gatherer_received_leaves_at_its_anchor_when_that_came_later_than_the_trail() -> None:
+    # The e2e's lost `metadata_updated` (CI of 0123aa3): only g3 had subscribed when m came; its forward anchor Y came
+    # 6.7 s later (here 3.2 s: the harness's stall is 5 s) and g3 was SIGKILLed 0.75 s after Y. Held until
+    # Y + TRAIL_NS, the copy died with g3; no anchor came within TRAIL_NS of m, so its trail was empty and the hold
+    # bought nothing: it leaves at Y, as before the trail.
+    stream = stream_of(("X", 0), ("m", 1.0), ("Y", 4.2), ("a", 5.5), ("Z", 6.5))
+    subs = [Sub(g, conn, conn + 1, 3) for g in ("g1", "g2") for conn in (0, 1)]
+    for conn in (0, 1):
+        subs.append(Sub("g3", conn, conn + 1, 1, last=3, killed_ns=int(4.95 * S)))
+        subs.append(Sub("g3", conn, conn + 1, 4))
     assert_exactly_once(stream, subs)
 
 
@@ -586,12 +603,12 @@ def test_equal_bodies_across_a_restart_and_two_anchors_land_once_in_every_read_o
 
 def test_the_first_body_is_keyed_against_the_anchors_of_its_trail() -> None:
     # g1's copy of the first d: its forward key (A1, NEXT), then A2 (within TRAIL_NS of it); released TRAIL_NS after
-    # A1, not at A1
+    # the d (its trail complete), not at A1
     stream = _residual_3(0.9)
     frames = simulate(stream, three_gatherers(restarted_from=3))
     first = next((t, f) for t, f in frames if f.gatherer == "g1" and f.payload == b"1")
     assert first[1].weak_refs == ["A1", NEXT, "A2"] and len(first[1].alt_keys) == 1
-    assert first[0] == stream[1].t_ns + TRAIL_NS
+    assert first[0] == stream[0].t_ns + TRAIL_NS
 
 
 def test_a_copy_that_lost_the_forward_anchor_goes_after_its_gatherers_copy_that_did_not() -> None:
