@@ -26,11 +26,13 @@ below). A copy keyed forward leaves :data:`TRAIL_NS` after the message, or at it
 between: no NEXT) is held :data:`TRAIL_NS` after its forward anchor instead, so that a gatherer's copies of one
 message leave in the order their forward anchors came (it leaves after its other subscription's copy that received
 the earlier anchor, as when each left at its anchor); across its connections :mod:`ingest.held_order` releases them
-in that order, and a subscription that ends or a gatherer that shuts down keeps them in it. No copy leaves before one
-ahead of it on its stream. A held copy waits like any other: a gatherer killed meanwhile never sends it, and when no
-other gatherer received the message (one subscribed late, or away) it is lost. Its hold lasts until the later of the
-anchor and the trail, one of them at most :data:`TRAIL_NS` past what the message had to wait anyway (an earlier
-version held every copy :data:`TRAIL_NS` past its anchor, and lost one that way in an end-to-end run with a kill).
+in that order, and a subscription that ends or a gatherer that shuts down keeps them in it. A copy keyed at an anchor
+never leaves before one held ahead of it on its stream (it waits for that one's due time; copies keyed at a stall or
+at the stream's end go at once). A held copy waits like any other: a gatherer killed meanwhile never sends it, and
+when no other gatherer received the message (one subscribed late, or away) it is lost. A clean copy's hold lasts
+until the later of its anchor and its trail, at most :data:`TRAIL_NS` past the message's own wait for the anchor (an
+earlier version held every copy :data:`TRAIL_NS` past its anchor, and lost one that way in an end-to-end run with a
+kill).
 With the cap (below) there is no trail.
 ``max_wait_ns`` (``gather.anchor_max_wait_ms``) caps the wait for the next anchor for a message with an anchor
 before it: it is keyed BACKWARD alone after it (below). Such a capped copy lacks the forward key, the only key a
@@ -286,9 +288,10 @@ class AnchorChain(Generic[T]):
             due = self._trail_due(held, key, now_ns)
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
                 due = max(due, now_ns + self.loose_delay_ns)
-            if self._late:  # stream order: never before a copy held ahead of it
+            if self.trail_ns and self._late:  # stream order: never before a copy held ahead of it (even if overdue)
                 due = max(due, self._late[-1].due_ns)
-            if due > now_ns:
+                self._late.append(_Trailing(due, held, key))
+            elif due > now_ns:
                 self._late.append(_Trailing(due, held, key))
             else:
                 out.append((held.item, key))
@@ -304,8 +307,8 @@ class AnchorChain(Generic[T]):
         after the message; at once if the anchor came later, when no anchor can join its trail). A copy that may
         have lost an anchor before its forward one (no :data:`NEXT`) is held ``trail_ns`` after its anchor instead,
         so that a gatherer's copies of one message leave in the order their forward anchors came: it leaves after
-        its other subscription's copy that received the earlier anchor (due by then, whatever their receive
-        clocks)."""
+        its other subscription's copy that received the earlier anchor (due by then, unless that connection received
+        the message after this one received its anchor: receive clocks more than the anchors' spacing apart)."""
         if not self.trail_ns:
             return now_ns
         if NEXT not in key.refs:

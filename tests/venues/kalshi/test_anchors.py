@@ -252,3 +252,24 @@ def test_a_subscription_that_ends_releases_its_trailing_copies_as_keyed() -> Non
     keyed = chain.release_keyed()
     assert [i for i, _ in keyed] == [1] and keyed[0][1].refs == ("X", NEXT) and chain.waiting == 1
     assert [i for i, _ in chain.close()] == [3]  # E: keyed backward against X
+
+
+def test_a_copy_keyed_at_an_anchor_waits_for_an_overdue_one_ahead_of_it() -> None:
+    # D's trail ended at 1.5 s but the watchdog has not released it yet when Y keys E (due at once): E waits behind D
+    # (a cold review's case against the first version of the trail's end, which sent E at Y, ahead of D)
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S)
+    chain.push(1, "D", 1, False, 0)
+    chain.push(2, "X", 2, True, S // 10)
+    chain.push(3, "E", 3, False, S // 5)
+    assert [i for i, _ in chain.push(4, "Y", 4, True, 1_720_000_000)] == [4]
+    assert [i for i, _ in chain.release_due(1_720_000_000)] == [1, 3]
+
+
+def test_with_the_cap_on_a_copy_keyed_at_an_anchor_does_not_wait_for_a_loose_one() -> None:
+    # the loose copy d waits LOOSE_DELAY_NS after A1 (after the others' supplements); e, keyed at A2, goes at once
+    chain: AnchorChain[int] = AnchorChain(hold_ns=5 * S, max_wait_ns=MAX_WAIT_NS)
+    chain.push(1, "d", 1, False, 0)
+    assert [i for i, _ in chain.push(2, "A1", 2, True, S // 10)] == [2]
+    chain.push(3, "e", 3, False, S // 5)
+    assert [i for i, _ in chain.push(4, "A2", 4, True, 3 * S // 10)] == [3, 4]
+    assert [i for i, _ in chain.release_due(S // 10 + LOOSE_DELAY_NS)] == [1]
