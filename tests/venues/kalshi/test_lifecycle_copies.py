@@ -424,6 +424,59 @@ def test_one_lossy_subscription_keeps_every_message_once(stream: list[Msg], lost
     assert_exactly_once(stream, three_gatherers(g2a=lost))
 
 
+def released_by(stream: list[Msg], pos: int, last: int, kill_ns: int) -> int | None:
+    """When a gatherer that received every position up to ``last`` (and was killed at ``kill_ns``) sends its copy of
+    ``pos``, by the rule of venues.kalshi.anchors: at its forward anchor once its trail is complete (``TRAIL_NS`` after
+    the message), or at a stall (``HOLD`` of silence) before the anchor; None: still waiting at the kill."""
+    prev_ns = stream[pos - 1].t_ns
+    for k in range(pos + 1, last + 1):
+        t = stream[k - 1].t_ns
+        if t - prev_ns >= HOLD:
+            return prev_ns + HOLD
+        if stream[k - 1].anchor:
+            return max(t, stream[pos - 1].t_ns + TRAIL_NS)
+        prev_ns = t
+    return prev_ns + HOLD if kill_ns - prev_ns >= HOLD else None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    streams(repeat_after_ns=2 * WINDOW),
+    st.integers(1, 14),
+    st.integers(1, 14),
+    st.sampled_from([0, 100 * MS, 700 * MS, TRAIL_NS - MS, TRAIL_NS + MS, 3 * S]),
+    st.booleans(),
+)
+def test_a_gatherer_killed_anywhere_loses_only_copies_it_alone_still_held(
+    stream: list[Msg], late: int, killed_at: int, offset_ns: int, restarts: bool
+) -> None:
+    # g3 received the stream from the start; g1 and g2 subscribed at ``late`` (the messages before: g3's alone). g3 is
+    # SIGKILLed ``offset_ns`` after message ``killed_at`` (and restarted after it, or not). Every message some gatherer
+    # sent lands once; a message no gatherer sent is one only g3 received and still held at the kill: waiting for its
+    # anchor, or for its trail (the lost `metadata_updated` of the e2e: held past both, until its anchor + TRAIL_NS)
+    n = len(stream)
+    kill_ns = stream[min(killed_at, n) - 1].t_ns + offset_ns
+    last = max(p for p in range(1, n + 1) if stream[p - 1].t_ns <= kill_ns)
+    subs = [Sub(g, conn, conn + 1, late) for g in ("g1", "g2") for conn in (0, 1)]
+    subs += [Sub("g3", conn, conn + 1, 1, last=last, killed_ns=kill_ns) for conn in (0, 1)]
+    if restarts and last < n:
+        subs += [Sub("g3", conn, conn + 1, last + 1) for conn in (0, 1)]
+    frames = simulate(stream, subs)
+    sent = {int(f.payload) for _, f in frames}
+    delivered = {p for p in range(1, n + 1) if any(s.gets(p) for s in subs)}
+    assert sent <= delivered
+    for p in delivered - sent:
+        assert p < late and p <= last and not stream[p - 1].anchor, p
+        released = released_by(stream, p, last, kill_ns)
+        assert released is None or released > kill_ns, (p, released, kill_ns)
+    expected = Counter(stream[p - 1].content for p in sent)
+    gatherers = sorted({s.gatherer for s in subs})
+    for i, order in enumerate([*map(list, itertools.permutations(gatherers)), None, None]):
+        got = rows(frames, order, seed=i)
+        assert Counter(stream[p - 1].content for p in got.elements()) == expected, (order, got, sent)
+        assert sum(got.values()) == len(sent), (order, got)
+
+
 @settings(max_examples=80, deadline=None)
 @given(streams(), st.integers(1, 14), st.integers(0, 3), st.integers(1, 14))
 def test_equal_bodies_inside_the_window_with_losses_or_a_restart_lose_nothing(
