@@ -427,11 +427,13 @@ def test_one_lossy_subscription_keeps_every_message_once(stream: list[Msg], lost
 def released_by(stream: list[Msg], pos: int, last: int, kill_ns: int) -> int | None:
     """When a gatherer that received every position up to ``last`` (and was killed at ``kill_ns``) sends its copy of
     ``pos``, by the rule of venues.kalshi.anchors: at its forward anchor once its trail is complete (``TRAIL_NS`` after
-    the message), or at a stall (``HOLD`` of silence) before the anchor; None: still waiting at the kill."""
+    the message), or at a stall (``HOLD`` of silence; a message exactly ``HOLD`` after the last one comes first, as
+    :func:`simulate` ticks) before the anchor; None: still waiting at the kill. For a gatherer that lost no position
+    (every copy clean: a copy without NEXT waits ``TRAIL_NS`` after its anchor instead)."""
     prev_ns = stream[pos - 1].t_ns
     for k in range(pos + 1, last + 1):
         t = stream[k - 1].t_ns
-        if t - prev_ns >= HOLD:
+        if t - prev_ns > HOLD:
             return prev_ns + HOLD
         if stream[k - 1].anchor:
             return max(t, stream[pos - 1].t_ns + TRAIL_NS)
@@ -444,7 +446,7 @@ def released_by(stream: list[Msg], pos: int, last: int, kill_ns: int) -> int | N
     streams(repeat_after_ns=2 * WINDOW),
     st.integers(1, 14),
     st.integers(1, 14),
-    st.sampled_from([0, 100 * MS, 700 * MS, TRAIL_NS - MS, TRAIL_NS + MS, 3 * S]),
+    st.sampled_from([0, 100 * MS, 700 * MS, TRAIL_NS - MS, TRAIL_NS, TRAIL_NS + MS, 3 * S, HOLD + S]),
     st.booleans(),
 )
 def test_a_gatherer_killed_anywhere_loses_only_copies_it_alone_still_held(
