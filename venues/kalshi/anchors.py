@@ -288,10 +288,10 @@ class AnchorChain(Generic[T]):
             due = self._trail_due(held, key, now_ns)
             if self.loose_delay_ns and self._prev is None:  # loose: after the others' supplements (docstring)
                 due = max(due, now_ns + self.loose_delay_ns)
-            if self.trail_ns and self._late:  # stream order: never before a copy held ahead of it (even if overdue)
+            behind = bool(self.trail_ns and self._late)  # stream order: after a copy held ahead of it (even overdue)
+            if behind:
                 due = max(due, self._late[-1].due_ns)
-                self._late.append(_Trailing(due, held, key))
-            elif due > now_ns:
+            if behind or due > now_ns:
                 self._late.append(_Trailing(due, held, key))
             else:
                 out.append((held.item, key))
