@@ -207,6 +207,7 @@ class PipelineRun:
         }
         self.dsn = ""
         self._probe: KafkaProbe | None = None
+        self._progress_db: Any = None  # psycopg connection of sink_committed, kept between progress ticks
         self._scrapes: dict[str, tuple[float, list[Any]]] = {}  # child name -> (monotonic time, last samples)
         self.kills: list[tuple[str, int]] = []  # (child name, wall-clock ns) of each crash_restart_at SIGKILL
         # with options.settle: seconds from the start of generation to the steady state (None: never reached within
@@ -489,21 +490,35 @@ class PipelineRun:
 
     # ----------------------------------------------------------------- progress
     def sink_committed(self) -> int:
-        """Events the sink committed (its offsets on the events topic only: it also consumes `markets`)."""
+        """Events the sink committed (its offsets on the events topic only: it also consumes `markets`). Asked every
+        progress tick on one kept connection (a new one each second was a backend start per tick, charged to the
+        PostgreSQL whose CPU bench-e2e measures); reconnects after an error."""
         import psycopg
 
         from mdpipe.topics import topic_names
 
         events = topic_names(self._stage_config()).events
-        try:
-            with psycopg.connect(self.dsn, connect_timeout=3) as conn:
-                row = conn.execute(
+        for _ in range(2):  # a kept connection may have died (a database restarted by a fault): one fresh try
+            kept = self._progress_db is not None and not self._progress_db.closed
+            try:
+                if not kept:
+                    self._progress_db = psycopg.connect(self.dsn, connect_timeout=3, autocommit=True)
+                row = self._progress_db.execute(
                     "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = %s AND topic = %s",
                     (self.group_id, events),
                 ).fetchone()
                 return int(row[0]) if row else 0
-        except psycopg.Error:
-            return 0
+            except psycopg.Error:
+                self._close_progress_db()
+                if not kept:
+                    break
+        return 0
+
+    def _close_progress_db(self) -> None:
+        db, self._progress_db = self._progress_db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
 
     def progress(self, started: float, last: Progress | None) -> Progress:
         assert self._probe is not None
@@ -685,6 +700,7 @@ class PipelineRun:
                 child.stop()
         if self._probe is not None:
             self._probe.close()
+        self._close_progress_db()
 
     def verify(
         self, warmup_s: float = 0.0, windows: dict[str, tuple[int, int]] | None = None, marks: tuple[int, ...] = ()

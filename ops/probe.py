@@ -43,12 +43,10 @@ class KafkaProbe:
     """End offsets of topics and committed offsets of consumer groups, summed per topic."""
 
     def __init__(self, client_config: dict[str, Any]) -> None:
-        from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
 
         self._config = client_config
         self._admin = AdminClient(client_config)
-        self._consumer = Consumer({**client_config, "group.id": "mdpipe-probe", "enable.auto.commit": False})
         self._partitions: dict[str, int] = {}
         self._group_consumers: dict[str, Any] = {}
         self._reader: Any = None  # reads single records for their timestamps (group_lag)
@@ -66,16 +64,18 @@ class KafkaProbe:
         return sorted(self._admin.list_topics(timeout=5).topics)
 
     def end_offsets(self, topics: list[str]) -> dict[str, int]:
-        """Sum over partitions of the high watermark (records ever written, for non-compacted topics)."""
+        """Sum over partitions of the high watermark (records ever written, for non-compacted topics). One
+        ListOffsets request per broker for every partition of ``topics`` (the admin client's batch), not one round trip
+        per partition: `make demo` and bench-e2e ask every second, and each request costs the broker they measure."""
         from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import OffsetSpec
 
-        out: dict[str, int] = {}
-        for topic in topics:
-            total = 0
-            for p in range(self.partitions(topic)):
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)
-                total += max(high, 0)
-            out[topic] = total
+        latest = OffsetSpec.latest()
+        spec = {TopicPartition(t, p): latest for t in topics for p in range(self.partitions(t))}
+        out = dict.fromkeys(topics, 0)
+        if spec:
+            for tp, future in self._admin.list_offsets(spec, request_timeout=5).items():
+                out[tp.topic] += max(future.result().offset, 0)
         return out
 
     def committed(self, group: str, topics: list[str]) -> dict[str, int]:
@@ -167,4 +167,3 @@ class KafkaProbe:
             consumer.close()
         if self._reader is not None:
             self._reader.close()
-        self._consumer.close()
