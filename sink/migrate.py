@@ -7,7 +7,7 @@ starting together migrate once. The mode (``postgres.timescaledb``: auto|on|off)
 migration of a database. In TimescaleDB mode the configurable policies (chunk interval, compression,
 retention) are re-applied on every run so a changed setting takes effect. ``{{venue}}`` in a migration is the
 venue the database's existing rows came from (``venue.name`` of the configuration, passed as ``venue``; NULL when
-not given, see 0008).
+not given, see 0008). A database whose default collation is not byte order gets a warning (:mod:`sink.collation`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from psycopg import sql
 
 from mdpipe.config import ConfigError, PostgresConfig
 from mdpipe.logging import get_logger
+from sink.collation import bytewise, read_collation
 from sink.partitions import interval_seconds, maintain
 from sink.rows import TABLES
 
@@ -160,5 +161,13 @@ def migrate(dsn: str, pg: PostgresConfig, venue: str | None = None) -> MigrateRe
                 _apply_policies(conn, pg)
         if mode == "plain":
             maintain(conn, pg)  # partitions around now (sink.partitions); retention
+        collation = read_collation(conn)
     log.info("migrated", mode=mode, applied=applied)
+    if not bytewise(collation):
+        log.warning(
+            "database_collation_not_bytewise",
+            collation=collation.name,
+            cost="every row's unique-key insert compares its text keys through the locale: more database CPU per row",
+            fix="a database created with LOCALE 'C' (TEMPLATE template0), docs/data-layer.md",
+        )
     return MigrateResult(mode, applied)
