@@ -42,6 +42,16 @@ from ops.settle import Settle, SettleWatch, stage_lags
 
 __all__ = ["DEMO_VENUE", "FaultPlan", "PipelineRun", "Progress", "RunOptions", "venue_args"]
 
+# sink_committed's kept connection: what bounded the connection each tick used to open, and a dead peer noticed
+_PROGRESS_DB_OPTIONS = {
+    "connect_timeout": 3,
+    "options": "-c statement_timeout=3000",
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 5000,
+}
 LISTING_INTERVAL_S = 5.0  # gather.discovery_interval_s of a venue whose markets arrive by listing only (see _env)
 
 log = get_logger(__name__)
@@ -492,26 +502,31 @@ class PipelineRun:
     def sink_committed(self) -> int:
         """Events the sink committed (its offsets on the events topic only: it also consumes `markets`). Asked every
         progress tick on one kept connection (a new one each second was a backend start per tick, charged to the
-        PostgreSQL whose CPU bench-e2e measures); reconnects after an error."""
+        PostgreSQL whose CPU bench-e2e measures); a connection that died (the server restarted, the connection
+        killed) is replaced at once; any failure reads 0, as before. Bounded like the connection a tick used to open:
+        3 s to connect, 3 s per statement, and a server that stops answering breaks the connection
+        (``tcp_user_timeout``, keepalives) instead of freezing the progress loop."""
         import psycopg
 
         from mdpipe.topics import topic_names
 
         events = topic_names(self._stage_config()).events
-        for _ in range(2):  # a kept connection may have died (a database restarted by a fault): one fresh try
+        for _ in range(2):
             kept = self._progress_db is not None and not self._progress_db.closed
             try:
                 if not kept:
-                    self._progress_db = psycopg.connect(self.dsn, connect_timeout=3, autocommit=True)
+                    self._progress_db = psycopg.connect(self.dsn, autocommit=True, **_PROGRESS_DB_OPTIONS)
                 row = self._progress_db.execute(
                     "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = %s AND topic = %s",
                     (self.group_id, events),
                 ).fetchone()
                 return int(row[0]) if row else 0
-            except psycopg.Error:
+            except psycopg.OperationalError:  # the connection (or the server) is gone: one fresh try if it was kept
                 self._close_progress_db()
                 if not kept:
-                    break
+                    return 0
+            except psycopg.Error:  # e.g. no sink_offsets table yet: the connection itself is fine
+                return 0
         return 0
 
     def _close_progress_db(self) -> None:
@@ -694,13 +709,15 @@ class PipelineRun:
         order = [n for n in self.children if n.startswith("gather-")]
         order += [n for n in self.children if n.startswith("dedup-")] + ["sink"]
         order += [self.sim_name(v) for v in self.venue_names]
-        for name in order:
-            child = self.children.get(name)
-            if child is not None:
-                child.stop()
-        if self._probe is not None:
-            self._probe.close()
-        self._close_progress_db()
+        try:
+            for name in order:
+                child = self.children.get(name)
+                if child is not None:
+                    child.stop()
+            if self._probe is not None:
+                self._probe.close()
+        finally:
+            self._close_progress_db()
 
     def verify(
         self, warmup_s: float = 0.0, windows: dict[str, tuple[int, int]] | None = None, marks: tuple[int, ...] = ()

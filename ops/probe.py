@@ -64,17 +64,19 @@ class KafkaProbe:
         return sorted(self._admin.list_topics(timeout=5).topics)
 
     def end_offsets(self, topics: list[str]) -> dict[str, int]:
-        """Sum over partitions of the high watermark (records ever written, for non-compacted topics). One
-        ListOffsets request per broker for every partition of ``topics`` (the admin client's batch), not one round trip
-        per partition: `make demo` and bench-e2e ask every second, and each request costs the broker they measure."""
-        from confluent_kafka import TopicPartition
+        """Sum over partitions of the end offset a read_committed consumer sees (the last stable offset: the high
+        watermark unless a transaction is open; records ever written, for non-compacted topics). One ListOffsets
+        request per broker for every partition of ``topics`` (the admin client's batch), not one round trip per
+        partition: `make demo` and bench-e2e ask every second, and each request costs the broker they measure."""
+        from confluent_kafka import IsolationLevel, TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
         latest = OffsetSpec.latest()
         spec = {TopicPartition(t, p): latest for t in topics for p in range(self.partitions(t))}
         out = dict.fromkeys(topics, 0)
         if spec:
-            for tp, future in self._admin.list_offsets(spec, request_timeout=5).items():
+            found = self._admin.list_offsets(spec, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=5)
+            for tp, future in found.items():
                 out[tp.topic] += max(future.result().offset, 0)
         return out
 

@@ -6,6 +6,7 @@ PostgreSQL's CPU to the pipeline it measures.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,39 @@ def test_end_offsets_sum_every_partitions_high_watermark(kafka_bootstrap: str, m
         producer.produce(full, value=b"one more", partition=1)
         assert producer.flush(30) == 0
         assert probe.end_offsets([full]) == {full: 13}
+    finally:
+        probe.close()
+
+
+def test_end_offsets_stop_where_a_read_committed_consumer_must(kafka_bootstrap: str, make_topics: Any) -> None:
+    """The sink and the dedup worker read committed records only: a progress figure that counted an open
+    transaction's records would show a lag they cannot drain."""
+    from confluent_kafka import Producer
+
+    (topic,) = make_topics(1, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"probe-{topic}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"committed", partition=0)
+    producer.commit_transaction(30)  # offset 0 and its commit marker (1)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, value=b"open %d" % i, partition=0)
+    producer.flush(30)
+    probe = KafkaProbe({"bootstrap.servers": kafka_bootstrap})
+
+    def settled(expected: int) -> dict[str, int]:
+        """The figure once it equals ``expected`` (or after 15 s): a commit's marker is written after the
+        coordinator answered the commit."""
+        deadline = time.monotonic() + 15
+        while (found := probe.end_offsets([topic])) != {topic: expected} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
+
+    try:
+        assert settled(2) == {topic: 2}  # the open transaction's 5 records are not counted
+        producer.commit_transaction(30)
+        assert settled(8) == {topic: 8}
     finally:
         probe.close()
 
