@@ -1,9 +1,13 @@
 """`make bench-failover`: how long the pipeline stops delivering when the dedup worker, later the sink, is SIGKILLed.
 
 One run at ``--rate`` events/s (10,000) with 3 gatherers, 1 dedup worker and 1 sink, the venue's own behaviours on
-and no other fault. The failover figures are recovery times, not start-up: the run first waits for the steady state
-(:mod:`ops.settle`: the dedup worker's and the sink's consumer lag at most ``--settle-lag`` s for ``--settle-hold`` s in
-a row, at most ``--settle-timeout`` s; ``--settle-lag 0`` does not wait), then runs ``--duration`` s (60) more. At
+and no other fault. Before it, ``--warmup-s`` seconds (60; 0 = none) of the same traffic go through a pipeline of
+their own, unmeasured, as in bench-e2e: a broker that has just started costs more CPU per event while its JVM compiles
+its hot paths (docs/perf-broker.md), and a run on a cold broker starts behind (its p99 before the first kill was
+seconds) and measures that, not how fast a stage recovers. The failover figures are recovery times, not start-up:
+the run first waits for the steady state (:mod:`ops.settle`: the dedup worker's and the sink's consumer lag at most
+``--settle-lag`` s for ``--settle-hold`` s in a row, at most ``--settle-timeout`` s; ``--settle-lag 0`` does not
+wait), then runs ``--duration`` s (60) more. At
 ``--dedup-kill-at`` of that duration (0.3) the dedup worker is SIGKILLed and started again at once (same work dir:
 its local state kept), as a supervisor would; at ``--sink-kill-at`` (0.7) the sink likewise. ``recoveries_overlap``
 says when the first kill's first commit came after the second kill (its figures then include the second outage: give
@@ -38,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.e2e.__main__ import one_run
 from mdpipe.config import load_config, run_dir
 from ops.hops import BOUNDARIES, TOTAL, format_hops
 from ops.pipeline_run import FaultPlan, PipelineRun, Progress, RunOptions
@@ -99,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gatherers", type=int, default=3, help="gatherers (3)")
     parser.add_argument("--dedup-kill-at", type=float, default=0.3, help="fraction of the run (0.3)")
     parser.add_argument("--sink-kill-at", type=float, default=0.7, help="fraction of the run (0.7)")
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=60.0,
+        help="seconds of unmeasured traffic at --rate before the run (its own pipeline, the same broker), so that a "
+        "freshly started broker's JIT compiler has compiled its hot paths (60; 0 = none)",
+    )
     parser.add_argument("--settle-lag", type=float, default=1.0, help="steady: lag at most this, s (1; 0: no wait)")
     parser.add_argument("--settle-hold", type=float, default=5.0, help="steady: for this long in a row, s (5)")
     parser.add_argument("--settle-timeout", type=float, default=120.0, help="wait at most this long, s (120)")
@@ -125,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         hop_trace=True,
         settle=settle,
     )
+    if args.warmup_s > 0:
+        one_run(args.rate, args.warmup_s, args.markets, args.gatherers, False, "warmup", name="bench-failover-warmup")
     run = PipelineRun(load_config(), options)
     lags: list[tuple[float, int, int]] = []  # (elapsed s, dedup lag, sink lag) in records
 
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": 1,
         "rate": args.rate,
         "duration_s": args.duration,
+        "warmup_s": args.warmup_s,
         "kills": figures,
         "recoveries_overlap": first_back_ns > kills[1][1],
         "baseline_events": report["hop_windows"]["baseline"][TOTAL].get("count", 0),
