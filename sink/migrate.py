@@ -7,7 +7,8 @@ starting together migrate once. The mode (``postgres.timescaledb``: auto|on|off)
 migration of a database. In TimescaleDB mode the configurable policies (chunk interval, compression,
 retention) are re-applied on every run so a changed setting takes effect. ``{{venue}}`` in a migration is the
 venue the database's existing rows came from (``venue.name`` of the configuration, passed as ``venue``; NULL when
-not given, see 0008). A database whose default collation is not byte order gets a warning (:mod:`sink.collation`).
+not given, see 0008). Event tables whose key columns do not compare bytes (the database's default collation, unless
+a column has its own) get a warning (:mod:`sink.collation`).
 """
 
 from __future__ import annotations
