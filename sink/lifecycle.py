@@ -43,6 +43,12 @@ _LOCK_KEY = 0x6D646C63  # "mdlc"
 _COLS = ", ".join(COLUMNS[TABLE])
 _S_COLS = ", ".join(f"s.{c}" for c in COLUMNS[TABLE])
 _COPY = f"COPY {_STAGE} ({', '.join(COPY_COLUMNS[TABLE])}) FROM STDIN (FORMAT BINARY)"
+_OVERLAP = "m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys"
+# Whether a row of the staged record's market shares one of its keys. OFFSET 0 keeps the subquery from being turned
+# into a join: it runs once per staged record (a batch holds a few) as a lookup of its market's rows by the
+# (market, ts) index, so its cost does not grow with the table. As a join, the planner, which has no statistics for
+# the staging table, hashed the whole of market_lifecycle for every batch that held a lifecycle record.
+_KNOWN = f"EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP} OFFSET 0)"
 # One record: add its keys to the rows of its market that share one (the CTE runs whatever the INSERT reads), then
 # store it unless it is an alias or such a row exists (both read the snapshot from before the UPDATE).
 _APPLY = f"""WITH s AS (SELECT * FROM {_STAGE} WHERE ord = %(ord)s),
@@ -54,19 +60,16 @@ merged AS (
 )
 INSERT INTO {TABLE} ({_COLS})
 SELECT {_S_COLS} FROM s
-WHERE NOT s.alias AND NOT EXISTS (
-    SELECT 1 FROM {TABLE} m WHERE m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys
-)
+WHERE NOT s.alias AND NOT {_KNOWN}
 ON CONFLICT DO NOTHING"""
-_OVERLAP = "m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys"
 # Whether the staged records depend on their order: an alias, or two records of one event (sharing a key).
 _ORDERED = f"""SELECT EXISTS (SELECT 1 FROM {_STAGE} WHERE alias) OR EXISTS (
     SELECT 1 FROM {_STAGE} a JOIN {_STAGE} b ON a.market = b.market AND a.ord < b.ord AND a.keys && b.keys
 )"""
 # Records of events already stored (their keys go to the row one by one, _APPLY), then every other one at once.
-_HITS = f"SELECT s.ord FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP}) ORDER BY s.ord"
+_HITS = f"SELECT s.ord FROM {_STAGE} s WHERE {_KNOWN} ORDER BY s.ord"
 _INSERT_REST = f"""INSERT INTO {TABLE} ({_COLS})
-SELECT {_S_COLS} FROM {_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP})
+SELECT {_S_COLS} FROM {_STAGE} s WHERE NOT {_KNOWN}
 ON CONFLICT DO NOTHING"""
 
 

@@ -13,6 +13,10 @@ on), then a producer writes the events topic at ``rate`` events/s for ``--durati
   as share of a core and µs per event; ``other`` = the machine's remaining busy time (disturbance);
 - batches committed per second (trace entries' distinct commit times).
 
+``--lifecycle-rows N`` starts every case's database with N ``market_lifecycle`` rows of earlier events (analysed, as
+autovacuum leaves a table), spread over the bench's markets and as many others: a sink that has run for weeks, whose
+lifecycle lookups meet a grown table (1 % of the bench's events are lifecycle records, so nearly every batch holds one).
+
 ``--variant NAME:KEY=VALUE,KEY=VALUE`` (repeatable) sets ``MDPIPE_SINK__<KEY>`` for the sink (e.g.
 ``fmb:FETCH_MIN_BYTES=65536,FETCH_WAIT_MAX_MS=25``; ``TREE=DIR`` runs the sink of another source tree, e.g. an
 older commit); ``--sink-tree`` runs another source tree's sink for every variant. Variants run
@@ -37,7 +41,7 @@ from typing import Any
 import msgspec
 
 from bench.sink.__main__ import Databases
-from bench.sink.data import make_events
+from bench.sink.data import VENUE, make_events
 from mdpipe.config import Config, load_config
 from ops.cpu import cpu_rows, sample
 from schemas import encode_event
@@ -87,6 +91,22 @@ def _start_sink(config: Config, dsn: str, env_extra: dict[str, str], work: Path,
     return proc
 
 
+def prefill_lifecycle(dsn: str, rows: int, markets: int = 2000) -> None:
+    """``rows`` lifecycle rows of earlier events (keys of their own) on the bench's ``markets`` markets and as many
+    others, then ANALYZE."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO market_lifecycle (ts, market, event_key, gatherer, received_at, event_type, venue, keys)"
+            " SELECT to_timestamp(1.6e9 + i), format('KXM-%%s', lpad((i %% (2 * %(m)s))::text, 6, '0')),"
+            " 'earlier:' || i, 'g1', to_timestamp(1.6e9 + i), 'created', %(venue)s, ARRAY['earlier:' || i]"
+            " FROM generate_series(1, %(n)s) AS i",
+            {"m": markets, "n": rows, "venue": VENUE},
+        )
+        conn.execute("ANALYZE market_lifecycle")
+
+
 def one_case(
     base: Config,
     dbs: Databases,
@@ -98,6 +118,7 @@ def one_case(
     env_extra: dict[str, str],
     tree: Path | None,
     profile: Path | None = None,
+    lifecycle_rows: int = 0,
 ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
@@ -110,7 +131,10 @@ def one_case(
     config = _fresh_topics(base)
     topic = topic_names(config).events
     work = Path(tempfile.mkdtemp(prefix="bench-paced-"))
-    proc = _start_sink(config, dbs.fresh(), env_extra, work, tree)
+    dsn = dbs.fresh()
+    if lifecycle_rows:
+        prefill_lifecycle(dsn, lifecycle_rows)
+    proc = _start_sink(config, dsn, env_extra, work, tree)
     pids = {"sink": proc.pid, **_infra_pids()}
     spy = None
     if profile is not None:  # py-spy samples without stopping the sink (--nonblocking); its CPU is its own
@@ -222,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=1, help="repetitions of every case (medians reported)")
     parser.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,... (MDPIPE_SINK__KEY)")
     parser.add_argument("--sink-tree", type=Path, help="run the sink of this source tree (all variants)")
+    parser.add_argument(
+        "--lifecycle-rows", type=int, default=0,
+        help="market_lifecycle rows each case's database starts with (a sink that has run for weeks; default 0)",
+    )  # fmt: skip
     parser.add_argument("--profile", type=Path, help="py-spy the first case's sink to this file (.txt: raw)")
     args = parser.parse_args(argv)
     variants = [_variant(v) for v in args.variant] or [("config", {})]
@@ -240,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                     settings = dict(env_extra)
                     tree = Path(settings.pop("TREE")) if "TREE" in settings else args.sink_tree
                     profile, args.profile = args.profile, None
-                    out = one_case(base, dbs, payloads, keys, rate, args.duration, args.warmup, settings, tree, profile)
+                    out = one_case(
+                        base, dbs, payloads, keys, rate, args.duration, args.warmup, settings, tree, profile,
+                        args.lifecycle_rows,
+                    )  # fmt: skip
                     out.update(variant=name, rate=rate, rep=rep, load=os.getloadavg()[0])
                     print(json.dumps(out), flush=True)
                     results.setdefault(f"{name}@{int(rate)}", []).append(out)
@@ -263,7 +294,13 @@ def main(argv: list[str] | None = None) -> int:
             "us_per_event": med(lambda o: o["stages_us_per_event"]),
             "batches_per_s": med(lambda o: o["batches_per_s"]),
         }
-    print("RESULT " + json.dumps({"bench": "sink-paced", "reps": args.reps, "cases": summary}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {"bench": "sink-paced", "reps": args.reps, "lifecycle_rows": args.lifecycle_rows, "cases": summary}
+        ),
+        flush=True,
+    )
     return 0
 
 
