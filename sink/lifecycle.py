@@ -44,18 +44,19 @@ _COLS = ", ".join(COLUMNS[TABLE])
 _S_COLS = ", ".join(f"s.{c}" for c in COLUMNS[TABLE])
 _COPY = f"COPY {_STAGE} ({', '.join(COPY_COLUMNS[TABLE])}) FROM STDIN (FORMAT BINARY)"
 _OVERLAP = "m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys"
-# Whether a row of the staged record's market shares one of its keys. OFFSET 0 keeps the subquery from being turned
-# into a join: it runs once per staged record (a batch holds a few) as a lookup of its market's rows by the
-# (market, ts) index, so its cost does not grow with the table. As a join, the planner, which has no statistics for
-# the staging table, hashed the whole of market_lifecycle for every batch that held a lifecycle record.
-_KNOWN = f"EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP} OFFSET 0)"
+# Whether a row of the staged record's market shares one of its keys: a subquery run once per staged record (a batch
+# holds a few) that reads the record's market through the (market, ts DESC) index, a handful of rows whatever the
+# table holds. OFFSET 0 keeps the planner from turning it into a join: the staging table, a temporary table, has no
+# statistics, and as a join the planner hashed the whole of market_lifecycle for every batch holding a lifecycle record.
+# ORDER BY the index's order keeps a plan made for the first row (EXISTS) on the index even when the statistics make a
+# market look large (a table analysed while it held few markets): without it that plan read the table per record.
+_KNOWN = f"EXISTS (SELECT 1 FROM {TABLE} m WHERE {_OVERLAP} ORDER BY m.ts DESC OFFSET 0)"
 # One record: add its keys to the rows of its market that share one (the CTE runs whatever the INSERT reads), then
 # store it unless it is an alias or such a row exists (both read the snapshot from before the UPDATE).
 _APPLY = f"""WITH s AS (SELECT * FROM {_STAGE} WHERE ord = %(ord)s),
 merged AS (
     UPDATE {TABLE} m SET keys = ARRAY(SELECT DISTINCT k FROM unnest(m.keys || s.keys) AS k ORDER BY k)
-    FROM s WHERE m.market = s.market AND m.venue IS NOT DISTINCT FROM s.venue AND m.keys && s.keys
-        AND NOT m.keys @> s.keys
+    FROM s WHERE {_OVERLAP} AND NOT m.keys @> s.keys
     RETURNING 1
 )
 INSERT INTO {TABLE} ({_COLS})
