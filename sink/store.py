@@ -2,11 +2,17 @@
 and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
 
 Fast path: COPY every table directly (then alias delta records raise their rows' ordinals, :mod:`sink.ordinals`;
-``market_lifecycle`` rows by any of their keys instead, last: :mod:`sink.lifecycle`), commit. Only when that fails:
-- unique violation (a re-delivered event): that table goes through a temp staging table and
+``market_lifecycle`` rows by any of their keys instead, last: :mod:`sink.lifecycle`), commit. Only when that fails,
+the transaction again, each table's COPY in a savepoint (the table whose COPY failed is not tried again: the same
+rows fail the same way), and a table whose COPY fails:
+- unique violation (a re-delivered event): goes through a temp staging table and
   ``INSERT ... ON CONFLICT DO NOTHING`` (duplicates absorbed and counted);
 - a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
   down to the offending rows, which become dead letters (handed to ``on_dead`` before the commit).
+Re-delivered events come in runs (a dedup worker re-emits what it decided since its last commit when it restarts; a
+replay), so a table whose batch held rows already stored goes straight to staging in the next batches, inside the
+first transaction, until one of its staged batches holds none: a batch in such a run costs one staging pass instead of
+a COPY that fails, a rollback and a second failing COPY (:attr:`Store.staging`).
 Connection errors propagate (``psycopg.OperationalError``): the loader backs off and retries the same batch.
 A database host that disappears without resetting the connection is noticed through TCP keepalives and
 ``tcp_user_timeout`` (:func:`connect_options`); :attr:`Store.busy_since` lets /healthz report a call stuck meanwhile.
@@ -98,6 +104,8 @@ class Store:
         self.connect_timeout = connect_timeout
         self.options = dict(options or {})  # extra libpq parameters (:func:`connect_options`)
         self.busy_since = 0.0  # monotonic start of the database call in flight (0: none); read by /healthz
+        # tables whose last staged batch held rows already stored: their next batches are staged at once (docstring)
+        self.staging: set[str] = set()
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -143,39 +151,60 @@ class Store:
 
     def _write(self, batch: Batch, on_dead: Callable[[list[DeadLetter]], None]) -> WriteResult:
         conn = self.conn
+        failed = ""  # the table whose COPY raised, if one did
         try:
             with conn.transaction():
                 result = WriteResult(dead=list(batch.dead))
                 for table, rows in batch.rows.items():
                     if not rows or table in _APART:
                         continue
+                    if table in self.staging:
+                        self._staged(conn, table, rows, batch, result)
+                        continue
+                    failed = table
                     self._copy(conn, table, table, rows)
+                    failed = ""
                     result.rows[table] = len(rows)
                 self._aliases(conn, batch, result)
                 self._lifecycle(conn, batch, result)
                 self._finish(conn, batch, result, on_dead)
             return result
         except REJECTED as exc:
-            log.info("batch_slow_path", reason=type(exc).__name__, sqlstate=exc.sqlstate)
+            where = {"table": failed} if failed else {}
+            log.info("batch_slow_path", reason=type(exc).__name__, sqlstate=exc.sqlstate, **where)
         with conn.transaction():
             result = WriteResult(dead=list(batch.dead), slow_path=True)
             for table, rows in batch.rows.items():
                 if not rows or table in _APART:
                     continue
-                try:
-                    with conn.transaction():
-                        self._copy(conn, table, table, rows)
-                    result.rows[table] = len(rows)
-                    continue
-                except errors.UniqueViolation:
-                    pass
-                except REJECTED:
-                    pass
-                self._careful(conn, table, rows, batch.sources_of(table), result)
+                if table != failed and table not in self.staging:
+                    try:
+                        with conn.transaction():
+                            self._copy(conn, table, table, rows)
+                        result.rows[table] = len(rows)
+                        continue
+                    except errors.UniqueViolation:
+                        pass
+                    except REJECTED:
+                        pass
+                self._staged(conn, table, rows, batch, result)
             self._aliases(conn, batch, result)
             self._lifecycle(conn, batch, result)
             self._finish(conn, batch, result, on_dead)
         return result
+
+    def _staged(
+        self, conn: psycopg.Connection[Any], table: str, rows: list[bytes], batch: Batch, result: WriteResult
+    ) -> None:
+        """``table``'s rows through staging (:meth:`_careful`); the table stays in :attr:`staging` while its staged
+        batches hold rows already stored."""
+        before = result.duplicates
+        self._careful(conn, table, rows, lambda: batch.sources_of(table), result)
+        result.slow_path = True
+        if result.duplicates > before:
+            self.staging.add(table)
+        else:
+            self.staging.discard(table)
 
     @staticmethod
     def _aliases(conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:
@@ -213,10 +242,12 @@ class Store:
         conn: psycopg.Connection[Any],
         table: str,
         rows: list[bytes],
-        sources: list[Message],
+        sources: Callable[[], list[Message]],
         result: WriteResult,
     ) -> None:
-        """Staging table + ON CONFLICT DO NOTHING; bisect down to the rejected rows."""
+        """Staging table + ON CONFLICT DO NOTHING; bisect down to the rejected rows. ``sources`` gives the message of
+        each row, only asked for when a row is rejected (it decodes the batch's messages again)."""
+        found: list[Message] = []
         stage = f"stage_{table}"
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         cols = ", ".join(COLUMNS[table])
@@ -238,7 +269,8 @@ class Store:
             except REJECTED as exc:
                 if hi - lo == 1:
                     reason = f"{table}: rejected by the database ({exc.sqlstate}): {str(exc).strip().splitlines()[0]}"
-                    result.dead.append(dead_letter(reason, sources[lo]))
+                    found = found or sources()
+                    result.dead.append(dead_letter(reason, found[lo]))
                     continue
                 mid = (lo + hi) // 2
                 pending += [(mid, hi), (lo, mid)]
