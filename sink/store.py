@@ -1,7 +1,8 @@
 """Writes one :class:`sink.batch.Batch` into PostgreSQL in ONE transaction: rows (binary COPY), market upserts
 and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
 
-Fast path: COPY every table directly (then alias delta records raise their rows' ordinals, :mod:`sink.ordinals`;
+Fast path: COPY every table directly (a table in :attr:`Store.staging` through staging instead, below; then alias
+delta records raise their rows' ordinals, :mod:`sink.ordinals`;
 ``market_lifecycle`` rows by any of their keys instead, last: :mod:`sink.lifecycle`), commit. Only when that fails,
 the transaction again, each table's COPY in a savepoint (the table whose COPY failed is not tried again: the same
 rows fail the same way), and a table whose COPY fails:
@@ -10,9 +11,10 @@ rows fail the same way), and a table whose COPY fails:
 - a row the database rejects (constraint, encoding, bad JSON): the table's rows are bisected in savepoints
   down to the offending rows, which become dead letters (handed to ``on_dead`` before the commit).
 Re-delivered events come in runs (a dedup worker re-emits what it decided since its last commit when it restarts; a
-replay), so a table whose batch held rows already stored goes straight to staging in the next batches, inside the
-first transaction, until one of its staged batches holds none: a batch in such a run costs one staging pass instead of
-a COPY that fails, a rollback and a second failing COPY (:attr:`Store.staging`).
+replay), so a table whose staged batch held duplicates (rows already stored, or repeated within the batch) goes straight
+to staging in the next batches, inside the first transaction, until one of its staged batches holds none: a batch in
+such a run costs one staging pass instead of a COPY that fails, a rollback and a second failing COPY (unless another
+table's COPY fails in the same batch). ``sink_staging`` is logged when a table enters or leaves staging.
 Connection errors propagate (``psycopg.OperationalError``): the loader backs off and retries the same batch.
 A database host that disappears without resetting the connection is noticed through TCP keepalives and
 ``tcp_user_timeout`` (:func:`connect_options`); :attr:`Store.busy_since` lets /healthz report a call stuck meanwhile.
@@ -201,10 +203,12 @@ class Store:
         before = result.duplicates
         self._careful(conn, table, rows, lambda: batch.sources_of(table), result)
         result.slow_path = True
-        if result.duplicates > before:
+        if result.duplicates > before and table not in self.staging:
             self.staging.add(table)
-        else:
+            log.info("sink_staging", table=table, staged=True)
+        elif result.duplicates == before and table in self.staging:
             self.staging.discard(table)
+            log.info("sink_staging", table=table, staged=False)
 
     @staticmethod
     def _aliases(conn: psycopg.Connection[Any], batch: Batch, result: WriteResult) -> None:

@@ -91,6 +91,25 @@ def test_a_run_of_batches_with_stored_rows_is_staged_at_once_until_one_holds_non
     assert stored(store) == 600
 
 
+def test_staging_decodes_the_batch_again_only_for_a_rejected_row(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staged batch without a rejected row never asks for its messages (decoding every message of the batch again
+    for each staged table cost more than the staging itself)."""
+    calls: list[str] = []
+    sources_of = Batch.sources_of
+
+    def spy(self: Batch, table: str) -> list[Any]:
+        calls.append(table)
+        return sources_of(self, table)
+
+    monkeypatch.setattr(Batch, "sources_of", spy)
+    write(store, DELTAS[:100], 0)
+    result = write(store, DELTAS[50:150], 100)  # the COPY fails, then staging
+    assert result.duplicates == 50 and result.slow_path
+    result = write(store, DELTAS[140:200], 200)  # staged at once
+    assert result.duplicates == 10
+    assert calls == []
+
+
 def test_a_rejected_row_in_a_staged_batch_is_a_dead_letter_of_its_own_message(store: Store) -> None:
     """Staging asks for the batch's messages only when a row is rejected: the dead letter still carries its own."""
     write(store, DELTAS[:100], 0)
