@@ -2,8 +2,8 @@
 and the consumed offsets (``sink_offsets``) — so the database holds each event once, whatever Kafka redelivers.
 
 Fast path: COPY every table directly (a table in :attr:`Store.staging` through staging instead, below; then alias
-delta records raise their rows' ordinals, :mod:`sink.ordinals`;
-``market_lifecycle`` rows by any of their keys instead, last: :mod:`sink.lifecycle`), commit. Only when that fails,
+delta records raise their rows' ordinals, :mod:`sink.ordinals`; ``market_lifecycle`` rows by any of their keys
+instead, last: :mod:`sink.lifecycle`), commit. Only when that fails,
 the transaction again, each table's COPY in a savepoint (the table whose COPY failed is not tried again: the same
 rows fail the same way), and a table whose COPY fails:
 - unique violation (a re-delivered event): goes through a temp staging table and
@@ -106,7 +106,7 @@ class Store:
         self.connect_timeout = connect_timeout
         self.options = dict(options or {})  # extra libpq parameters (:func:`connect_options`)
         self.busy_since = 0.0  # monotonic start of the database call in flight (0: none); read by /healthz
-        # tables whose last staged batch held rows already stored: their next batches are staged at once (docstring)
+        # tables whose last staged batch held duplicates: their next batches are staged at once (module docstring)
         self.staging: set[str] = set()
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -199,7 +199,7 @@ class Store:
         self, conn: psycopg.Connection[Any], table: str, rows: list[bytes], batch: Batch, result: WriteResult
     ) -> None:
         """``table``'s rows through staging (:meth:`_careful`); the table stays in :attr:`staging` while its staged
-        batches hold rows already stored."""
+        batches hold duplicates."""
         before = result.duplicates
         self._careful(conn, table, rows, lambda: batch.sources_of(table), result)
         result.slow_path = True

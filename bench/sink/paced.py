@@ -49,6 +49,7 @@ from schemas import encode_event
 
 LINGER_MS = 20  # the Faust engine's output linger (dedup_stream.app.LINGER_S); the native engine's is dedup.linger_ms
 STAGES = ("sink", "postgres", "broker")
+MARKETS = 2000  # markets the paced events are spread over (and the prefilled lifecycle rows, on as many again)
 
 
 def _fresh_topics(base: Config) -> Config:
@@ -92,7 +93,7 @@ def _start_sink(config: Config, dsn: str, env_extra: dict[str, str], work: Path,
     return proc
 
 
-def prefill_lifecycle(dsn: str, rows: int, markets: int = 2000) -> None:
+def prefill_lifecycle(dsn: str, rows: int, markets: int) -> None:
     """``rows`` lifecycle rows of earlier events (keys of their own) on the bench's ``markets`` markets and as many
     others, then VACUUM ANALYZE (as autovacuum leaves a table)."""
     import psycopg
@@ -134,7 +135,7 @@ def one_case(
     work = Path(tempfile.mkdtemp(prefix="bench-paced-"))
     dsn = dbs.fresh()
     if lifecycle_rows:
-        prefill_lifecycle(dsn, lifecycle_rows)
+        prefill_lifecycle(dsn, lifecycle_rows, MARKETS)
     proc = _start_sink(config, dsn, env_extra, work, tree)
     pids = {"sink": proc.pid, **_infra_pids()}
     spy = None
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     base = load_config()
     # every event distinct (a repeated event key is a duplicate row: the sink's staging path, not its common one)
-    events = make_events(int(max(rates) * args.duration) + 1, markets=2000, seed=3)
+    events = make_events(int(max(rates) * args.duration) + 1, markets=MARKETS, seed=3)
     payloads = [encode_event(e) for e in events]
     keys = [e.market.encode() for e in events]
     dbs = Databases(base.postgres.dsn, msgspec.structs.replace(base.postgres, timescaledb="auto"))
