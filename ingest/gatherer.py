@@ -276,7 +276,7 @@ class Gatherer:
                 snapshot_hold_s=self.opts.snapshot_hold_s,
                 anchor_hold_s=self.opts.anchor_hold_s,
                 anchor_max_wait_ms=self.opts.anchor_max_wait_ms,
-                lifecycle_covered=self._lifecycle_covered,
+                lifecycle_peers=self._lifecycle_peers,
                 lifecycle_seen=self._lifecycle_keys.seen,
             )
             conn = self._conn_class(
@@ -303,14 +303,11 @@ class Gatherer:
             headers.update(self.signer.headers())
         return headers
 
-    def _lifecycle_covered(self, session: VenueSession, since_ns: int) -> bool:
-        """Has another of this gatherer's lifecycle subscriptions been live since ``since_ns`` (so it received what
-        ``session``'s ended subscription was still waiting to key)?"""
-        for conn in self.connections:
-            other = conn.session
-            if other is not session and other.is_connected and 0 < other.lifecycle_since_ns <= since_ns:
-                return True
-        return False
+    def _lifecycle_peers(self, session: VenueSession) -> list[VenueSession]:
+        """This gatherer's other connected sessions: a session whose lifecycle subscription ended asks them which of
+        its waiting messages they received too (only a venue session that subscribes the lifecycle channel on several
+        connections asks)."""
+        return [c.session for c in self.connections if c.session is not session and c.session.is_connected]
 
     def _on_reconnect(self, reason: str) -> None:
         m.RECONNECTS.labels(self.gid, reason.split(":")[0][:40] or "closed").inc()

@@ -283,7 +283,7 @@ class Venue(ABC):
         """A new session for one connection. Keyword arguments (all stages pass them by name): ``gatherer``,
         ``conn_id``, ``channels``, ``sub_cap``, ``keyer``, ``emit(topic_key, frame)``, ``dead(data, reason)``,
         ``lifecycle`` (this connection carries the lifecycle channel), ``on_lifecycle(market, msg, recv_ns)``,
-        ``log``, ``stats``, ``snapshot_hold_s``, ``anchor_hold_s``, ``anchor_max_wait_ms``, ``lifecycle_covered``,
+        ``log``, ``stats``, ``snapshot_hold_s``, ``anchor_hold_s``, ``anchor_max_wait_ms``, ``lifecycle_peers``,
         ``lifecycle_seen``."""
 
     @abstractmethod

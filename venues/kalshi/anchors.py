@@ -115,7 +115,11 @@ Left over: an alias record lost with a dedup worker killed between its
 state write and the record's delivery (its copy is a plain duplicate when re-read), after which a replay whose
 winner is that very copy stores a second row.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
-stream; it drops the copies of a dead subscription's waiting messages when another subscription received them too.
+stream; it drops the copies of a dead subscription's waiting messages that its other subscription certainly received
+too (:func:`received_by`: the two aligned on an anchor both received, the other holding an equal body at the same
+position); every other waiting copy is keyed backward and sent. That a subscription was live when a message came is
+no proof: its subscribe may have taken effect at the venue after the message left on the other connection (an
+end-to-end run lost a message no other gatherer received that way, when the venue then closed the connection).
 
 Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 """
@@ -123,6 +127,7 @@ Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection, Iterable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
@@ -134,8 +139,10 @@ __all__ = [
     "MAX_WAIT_NS",
     "AnchorChain",
     "LcKey",
+    "Seen",
     "anchor_key",
     "is_anchor",
+    "received_by",
     "weak_key",
 ]
 
@@ -183,6 +190,9 @@ def anchor_key(content: str) -> str:
 def weak_key(content: str) -> str:
     """The weak key of a lifecycle message: its content digest (equal for every repeat of the body)."""
     return "w:" + content
+
+
+Seen = tuple[int, str, bool]  # (position, content, anchor) of one message a subscription received
 
 
 class LcKey(NamedTuple):
@@ -250,6 +260,9 @@ class AnchorChain(Generic[T]):
         self._gap_at = 0  # position of the last message received after lost positions (0: none lost)
         self.last_pos = 0
         self.last_ns = 0
+        # (position, content, anchor) of the last messages received: what another subscription of the stream asks
+        # when it ends (received_by); a copy waits at most max_span positions, so twice that covers a peer ahead of it
+        self.recent: deque[Seen] = deque(maxlen=2 * max_span + 2)
         self.forward = 0
         self.backward = 0
         self.unanchored = 0  # keyed with no anchor on either side (loose, own key only)
@@ -274,6 +287,7 @@ class AnchorChain(Generic[T]):
             self._gap_at = pos
         self.last_pos = pos
         self.last_ns = now_ns
+        self.recent.append((pos, content, anchor))
         out = self._past_span(pos)
         if not anchor:
             clean = self._prev is not None and self._gap_at <= self._prev[1]
@@ -447,14 +461,42 @@ class AnchorChain(Generic[T]):
         self._late.clear()
         return out
 
-    def drop_waiting(self) -> list[T]:
-        """The stream ended and another subscription received the same messages: forget the copies not keyed yet
-        (and with the cap, the loose copies held for their delay; copies held for their trail stay, as in
-        :meth:`close`)."""
-        items = [h.item for h in self._held]
+    def waiting_positions(self) -> list[int]:
+        """Positions of the copies :meth:`drop_waiting` may drop: those not keyed yet (and with the cap, the loose
+        copies held for their delay)."""
+        late = [] if self.trail_ns else [t.held.pos for t in self._late]
+        return late + [h.pos for h in self._held]
+
+    def drop_waiting(self, positions: Collection[int]) -> list[T]:
+        """The stream ended and another subscription certainly received the messages at ``positions``: forget those
+        copies among the ones not keyed yet (and with the cap, the loose copies held for their delay; copies held for
+        their trail stay, as in :meth:`close`). The rest wait for :meth:`close`."""
+        dropped = [h.item for h in self._held if h.pos in positions]
+        self._held = deque(h for h in self._held if h.pos not in positions)
         if not self.trail_ns:
-            items = [t.held.item for t in self._late] + items
-            self._late.clear()
-        self._held.clear()
-        self._capped.clear()
-        return items
+            dropped = [t.held.item for t in self._late if t.held.pos in positions] + dropped
+            self._late = [t for t in self._late if t.held.pos not in positions]
+        return dropped
+
+
+def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterable[int]) -> set[int]:
+    """Which of ``positions`` (of subscription ``mine``'s messages) another subscription of the same venue stream
+    certainly received, from what each received last (``AnchorChain.recent``).
+
+    Each subscription numbers the stream its own way, but both count every message, so one offset maps one onto the
+    other. Only an anchor both received fixes it (unique by content; when two such anchors disagree, nothing is
+    certain). A position counts as received when the other subscription holds a message of equal content at its
+    image. Without a common anchor the answer is none: equal bodies recur, and a subscription live when the message
+    came may still have started after it at the venue."""
+    their_at: dict[int, str] = {}
+    their_anchors: dict[str, int] = {}
+    for pos, content, anchor in theirs:
+        their_at[pos] = content
+        if anchor:
+            their_anchors[content] = pos
+    offsets = {their_anchors[c] - pos for pos, c, anchor in mine if anchor and c in their_anchors}
+    if len(offsets) != 1:
+        return set()
+    (offset,) = offsets
+    mine_at = {pos: content for pos, content, _ in mine}
+    return {p for p in positions if p in mine_at and their_at.get(p + offset) == mine_at[p]}

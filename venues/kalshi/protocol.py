@@ -34,7 +34,7 @@ session:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -42,7 +42,7 @@ import msgspec
 from schemas.codec import SCHEMA_VERSION
 from schemas.raw import GapReport, RawFrame, encode_gap, encode_raw
 from schemas.raw_encode import ENCODE_LIVE_C, LIVE_TAIL, encode_live_py, live_head
-from venues.kalshi.anchors import AnchorChain, LcKey, anchor_key, is_anchor, weak_key
+from venues.kalshi.anchors import AnchorChain, LcKey, Seen, anchor_key, is_anchor, received_by, weak_key
 from venues.kalshi.channels import MARKET_LIFECYCLE, ORDERBOOK_DELTA
 from venues.kalshi.keys import MESSAGE_PARTS, EventKeyer, digest
 from venues.kalshi.messages import KIND_BY_TYPE, LifecycleMsg, TradeMsg
@@ -209,7 +209,7 @@ class KalshiSession:
         anchor_hold_s: float = 10.0,
         anchor_span: int = 1000,
         anchor_max_wait_ms: float = 0.0,
-        lifecycle_covered: Callable[[KalshiSession, int], bool] | None = None,
+        lifecycle_peers: Callable[[KalshiSession], Iterable[KalshiSession]] | None = None,
         lifecycle_seen: Callable[[str], bool] | None = None,
     ) -> None:
         self.gatherer = gatherer
@@ -241,7 +241,7 @@ class KalshiSession:
         self._anchor_max_wait_ns = int(anchor_max_wait_ms * 1e6)
         self._chains: dict[int, AnchorChain[_Lc]] = {}
         self._ended: list[AnchorChain[_Lc]] = []  # chains of ended subscriptions still holding copies for their trail
-        self._lifecycle_covered = lifecycle_covered  # another session's lifecycle sid has been live since then?
+        self._lifecycle_peers = lifecycle_peers  # this gatherer's other connected sessions
         self._lifecycle_seen = lifecycle_seen  # this gatherer already emitted that lifecycle key (other sid)?
         self.placer = SnapshotPlacer(self._emit_snapshot, int(snapshot_hold_s * 1e9))
         self._snaps = self.placer.pending  # the hot path tests it (non-empty while snapshots wait)
@@ -659,9 +659,15 @@ class KalshiSession:
             ),
         )
 
+    def lifecycle_streams(self) -> list[Sequence[Seen]]:
+        """What each live lifecycle subscription of this session received last (another session's ended subscription
+        asks, :meth:`_end_lifecycle_sid`)."""
+        return [chain.recent for chain in self._chains.values()] if self.is_connected else []
+
     def _end_lifecycle_sid(self, sid: int) -> None:
-        """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
-        subscriptions received them too, else keyed backward (:mod:`venues.kalshi.anchors`); the copies it keyed and
+        """A lifecycle subscription ended: its waiting messages that another of this gatherer's lifecycle subscriptions
+        certainly received too are dropped (:func:`venues.kalshi.anchors.received_by`), the rest keyed backward
+        (:mod:`venues.kalshi.anchors`); the copies it keyed and
         holds for their trail go out when due, in due order with the gatherer's other copies (true copies, whatever
         the coverage)."""
         chain = self._chains.pop(sid, None)
@@ -669,10 +675,14 @@ class KalshiSession:
             return
         oldest = chain.oldest_unkeyed_ns()
         if oldest is not None:
-            if self._lifecycle_covered is not None and self._lifecycle_covered(self, oldest):
-                chain.drop_waiting()
-            else:
-                self._emit_keyed(chain, chain.close())
+            if self._lifecycle_peers is not None:
+                wanted = chain.waiting_positions()
+                covered: set[int] = set()
+                for peer in self._lifecycle_peers(self):
+                    for recent in peer.lifecycle_streams():
+                        covered |= received_by(chain.recent, recent, wanted)
+                chain.drop_waiting(covered)
+            self._emit_keyed(chain, chain.close())
         if chain.held_due_ns() is not None:
             self._ended.append(chain)  # copies held for their trail: they leave when due, in due order (held_order)
 

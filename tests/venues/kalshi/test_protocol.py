@@ -283,13 +283,24 @@ def test_with_the_wait_cap_a_lifecycle_message_goes_at_the_cap_and_again_with_it
     assert capped[0].event_key in again[0].alt_keys and NEXT in again[0].weak_refs
 
 
+class _Peer:
+    """Another session of the gatherer: what its lifecycle subscriptions received last."""
+
+    def __init__(self) -> None:
+        self.streams: list[list[tuple[int, str, bool]]] = []
+
+    def lifecycle_streams(self) -> list[list[tuple[int, str, bool]]]:
+        return self.streams
+
+
 def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_when_due_even_when_another_covers_it() -> None:
     # another of the gatherer's lifecycle subscriptions received the waiting messages too (covered): those are
     # dropped, but a copy already keyed forward and held for its trail goes out when due, as it is (in due order with
     # the gatherer's other connections: ingest.held_order)
     ms = 1_000_000
     p = connected(Pair(markets=1))
-    p.client._lifecycle_covered = lambda session, since_ns: True
+    peer = _Peer()
+    p.client._lifecycle_peers = lambda session: [peer]
     deactivated = {"market_ticker": "KX-A", "event_type": "deactivated", "is_deactivated": True}
     activated = {"market_ticker": "KX-A", "event_type": "activated", "is_deactivated": False}
     event = {"event_ticker": "KXEV-1", "title": "t", "series_ticker": "KX"}
@@ -299,6 +310,7 @@ def test_a_subscription_that_ends_sends_the_copies_held_for_their_trail_when_due
         (3, "market_lifecycle_v2", activated, 1200 * ms),
     ):
         p.client.receive(json.dumps({"type": typ, "sid": 1, "seq": seq, "msg": body}).encode(), now)
+    peer.streams = [[(pos + 40, content, anchor) for pos, content, anchor in p.client._chains[1].recent]]
     p.client.disconnected(1300 * ms)
     assert not [f for f in p.frames if f.market == "KX-A"]  # the deactivated one is held, the activated one dropped
     assert p.client.held_due_ns() == 1000 * ms + TRAIL_NS  # its trail ends TRAIL_NS after the message
