@@ -90,7 +90,7 @@ SUPERVISE_S = 0.25  # the supervisor's look at the tasks and the credentials' re
 LIFECYCLE_CONNECTIONS = 2  # connections carrying the unfiltered lifecycle channel (one can drop, see ingest.anchors)
 DISCOVERY_PAGE = 1000  # markets asked for per REST listing page (a venue may cap it lower)
 # the venue session's lifecycle fallback counters (``SessionStats.lifecycle_<how>``), exported per ``how``
-_LIFECYCLE_KEYS = ("backward", "loose", "uncertain", "unanchored")
+_LIFECYCLE_KEYS = ("backward", "loose", "uncertain", "unanchored", "ended_dropped", "ended_sent")
 
 
 class _DiscoveryPass:
@@ -778,7 +778,7 @@ class Gatherer:
         self._loop = asyncio.get_running_loop()
         self._tasks += [c.start() for c in self.connections if c.task is None]  # added before run()
         # started by _connection() now that running is set; the lifecycle channel always rides two connections (the
-        # second may hold no market), so one connection dropping leaves its waiting lifecycle messages covered
+        # second may hold no market), so one connection dropping leaves the stream running on the other
         self._connection(max(0, LIFECYCLE_CONNECTIONS - 1) if self.venue.lifecycle_channel else 0)
         self._tasks.append(asyncio.create_task(self._service_loop(), name="gather-service"))
         self._tasks.append(asyncio.create_task(self._watchdog(), name="gather-watchdog"))

@@ -47,7 +47,8 @@ LIFECYCLE_KEYS = Counter(
     "mdpipe_gather_lifecycle_keys_total",
     "Lifecycle copies keyed by a fallback (the venue's lifecycle keying): backward (no anchor followed), loose "
     "(no anchor before them: matched by weak key in dedup), uncertain (no key sure to be shared), unanchored "
-    "(no anchor at all)",
+    "(no anchor at all); and the copies a lifecycle subscription still waited to key when it ended: ended_dropped "
+    "(the gatherer's other subscription certainly received them all), ended_sent (keyed then and sent)",
     ["gatherer", "how"],
 )
 VENUE_ERRORS = Counter("mdpipe_gather_venue_errors_total", "Error replies from the venue", ["gatherer"])

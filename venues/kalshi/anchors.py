@@ -115,11 +115,14 @@ Left over: an alias record lost with a dedup worker killed between its
 state write and the record's delivery (its copy is a plain duplicate when re-read), after which a replay whose
 winner is that very copy stores a second row.
 The gatherer subscribes the lifecycle channel on two connections, so one connection going away does not end the
-stream; it drops the copies of a dead subscription's waiting messages that its other subscription certainly received
-too (:func:`received_by`: the two aligned on an anchor both received, the other holding an equal body at the same
-position); every other waiting copy is keyed backward and sent. That a subscription was live when a message came is
-no proof: its subscribe may have taken effect at the venue after the message left on the other connection (an
-end-to-end run lost a message no other gatherer received that way, when the venue then closed the connection).
+stream; it drops the copies of a dead subscription's waiting messages when its other subscription certainly received
+every one of them too (:func:`received_by`: the two aligned on an anchor both received, the other holding an equal
+body at each one's position), else they are keyed as at the stream's end (:meth:`AnchorChain.close`) and sent. All or
+none: a copy sent beside a dropped one of an equal body could take the dropped one's place in a weak join, where the
+other subscription's copy of it, keyed against other anchors, then joins the sent one's event (one row for two). That
+a subscription was live when a message came is no proof that it received it: its subscribe may have taken effect at
+the venue after the message left on the other connection (an end-to-end run lost a message that no other gatherer
+received that way, the venue then closing the connection it came on).
 
 Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 """
@@ -127,7 +130,7 @@ Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
@@ -462,21 +465,22 @@ class AnchorChain(Generic[T]):
         return out
 
     def waiting_positions(self) -> list[int]:
-        """Positions of the copies :meth:`drop_waiting` may drop: those not keyed yet (and with the cap, the loose
-        copies held for their delay)."""
+        """Positions of the copies :meth:`drop_waiting` drops: those not keyed yet (and with the cap, the loose copies
+        held for their delay)."""
         late = [] if self.trail_ns else [t.held.pos for t in self._late]
         return late + [h.pos for h in self._held]
 
-    def drop_waiting(self, positions: Collection[int]) -> list[T]:
-        """The stream ended and another subscription certainly received the messages at ``positions``: forget those
-        copies among the ones not keyed yet (and with the cap, the loose copies held for their delay; copies held for
-        their trail stay, as in :meth:`close`). The rest wait for :meth:`close`."""
-        dropped = [h.item for h in self._held if h.pos in positions]
-        self._held = deque(h for h in self._held if h.pos not in positions)
+    def drop_waiting(self) -> list[T]:
+        """The stream ended and another subscription received the same messages: forget the copies not keyed yet
+        (and with the cap, the loose copies held for their delay; copies held for their trail stay, as in
+        :meth:`close`)."""
+        items = [h.item for h in self._held]
         if not self.trail_ns:
-            dropped = [t.held.item for t in self._late if t.held.pos in positions] + dropped
-            self._late = [t for t in self._late if t.held.pos not in positions]
-        return dropped
+            items = [t.held.item for t in self._late] + items
+            self._late.clear()
+        self._held.clear()
+        self._capped.clear()
+        return items
 
 
 def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterable[int]) -> set[int]:
@@ -484,19 +488,29 @@ def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterabl
     certainly received, from what each received last (``AnchorChain.recent``).
 
     Each subscription numbers the stream its own way, but both count every message, so one offset maps one onto the
-    other. Only an anchor both received fixes it (unique by content; when two such anchors disagree, nothing is
-    certain). A position counts as received when the other subscription holds a message of equal content at its
-    image. Without a common anchor the answer is none: equal bodies recur, and a subscription live when the message
-    came may still have started after it at the venue."""
+    other. Only an anchor both received fixes it (unique by content; an anchor's content seen twice in either window,
+    or two common anchors that disagree, and nothing is certain). A position counts as received when the other
+    subscription holds a message of equal content at its image. Without a common anchor the answer is none: equal
+    bodies recur, and a subscription live when the message came may still have started after it at the venue."""
     their_at: dict[int, str] = {}
     their_anchors: dict[str, int] = {}
+    repeated: set[str] = set()
     for pos, content, anchor in theirs:
         their_at[pos] = content
         if anchor:
+            if content in their_anchors:
+                repeated.add(content)
             their_anchors[content] = pos
-    offsets = {their_anchors[c] - pos for pos, c, anchor in mine if anchor and c in their_anchors}
+    mine_at: dict[int, str] = {}
+    my_anchors: dict[str, int] = {}
+    for pos, content, anchor in mine:
+        mine_at[pos] = content
+        if anchor:
+            if content in my_anchors:
+                repeated.add(content)
+            my_anchors[content] = pos
+    offsets = {their_anchors[c] - pos for c, pos in my_anchors.items() if c in their_anchors and c not in repeated}
     if len(offsets) != 1:
         return set()
     (offset,) = offsets
-    mine_at = {pos: content for pos, content, _ in mine}
     return {p for p in positions if p in mine_at and their_at.get(p + offset) == mine_at[p]}

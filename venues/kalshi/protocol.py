@@ -129,6 +129,8 @@ class SessionStats:
         "errors",
         "gaps",
         "lifecycle_backward",
+        "lifecycle_ended_dropped",
+        "lifecycle_ended_sent",
         "lifecycle_loose",
         "lifecycle_unanchored",
         "lifecycle_uncertain",
@@ -150,6 +152,10 @@ class SessionStats:
         self.lifecycle_unanchored = 0  # ... that had no anchor on either side (their key is this copy's own)
         self.lifecycle_loose = 0  # lifecycle copies with no anchor before them: matched by weak key in dedup
         self.lifecycle_uncertain = 0  # ... with no key sure to be shared (gap or no anchor): matched by weak key
+        # copies an ended lifecycle subscription still waited to key: dropped (the gatherer's other subscription
+        # certainly received them all) or keyed then and sent
+        self.lifecycle_ended_dropped = 0
+        self.lifecycle_ended_sent = 0
 
 
 class Group:
@@ -235,7 +241,6 @@ class KalshiSession:
         self._seq: dict[int, int] = {}
         self._seq_ns: dict[int, int] = {}  # receive time of each sid's last message (a gap window's start)
         self.lifecycle_sid: int | None = None
-        self.lifecycle_since_ns = 0  # when the current lifecycle subscription was confirmed (0: none)
         self._anchor_hold_ns = int(anchor_hold_s * 1e9)
         self._anchor_span = anchor_span
         self._anchor_max_wait_ns = int(anchor_max_wait_ms * 1e6)
@@ -315,7 +320,6 @@ class KalshiSession:
         for sid in list(self._chains):
             self._end_lifecycle_sid(sid)
         self.lifecycle_sid = None
-        self.lifecycle_since_ns = 0
         if (self.markets or self.lifecycle) and not self._down_from_ns:
             self._down_from_ns = self.last_rx_ns or now_ns
 
@@ -664,9 +668,21 @@ class KalshiSession:
         asks, :meth:`_end_lifecycle_sid`)."""
         return [chain.recent for chain in self._chains.values()] if self.is_connected else []
 
+    def _received_elsewhere(self, chain: AnchorChain[_Lc]) -> bool:
+        """Whether one of this gatherer's other live lifecycle subscriptions certainly received every copy ``chain``
+        (ended) still waits to key (:func:`venues.kalshi.anchors.received_by`)."""
+        if self._lifecycle_peers is None:
+            return False
+        wanted = chain.waiting_positions()
+        for peer in self._lifecycle_peers(self):
+            for recent in peer.lifecycle_streams():
+                if len(received_by(chain.recent, recent, wanted)) == len(wanted):
+                    return True
+        return False
+
     def _end_lifecycle_sid(self, sid: int) -> None:
-        """A lifecycle subscription ended: its waiting messages that another of this gatherer's lifecycle subscriptions
-        certainly received too are dropped (:func:`venues.kalshi.anchors.received_by`), the rest keyed backward
+        """A lifecycle subscription ended: its waiting messages are dropped if another of this gatherer's lifecycle
+        subscriptions certainly received every one of them too, else keyed as at the stream's end
         (:mod:`venues.kalshi.anchors`); the copies it keyed and
         holds for their trail go out when due, in due order with the gatherer's other copies (true copies, whatever
         the coverage)."""
@@ -675,14 +691,12 @@ class KalshiSession:
             return
         oldest = chain.oldest_unkeyed_ns()
         if oldest is not None:
-            if self._lifecycle_peers is not None:
-                wanted = chain.waiting_positions()
-                covered: set[int] = set()
-                for peer in self._lifecycle_peers(self):
-                    for recent in peer.lifecycle_streams():
-                        covered |= received_by(chain.recent, recent, wanted)
-                chain.drop_waiting(covered)
-            self._emit_keyed(chain, chain.close())
+            if self._received_elsewhere(chain):
+                self.stats.lifecycle_ended_dropped += len(chain.drop_waiting())
+            else:
+                keyed = chain.close()
+                self.stats.lifecycle_ended_sent += len(keyed)
+                self._emit_keyed(chain, keyed)
         if chain.held_due_ns() is not None:
             self._ended.append(chain)  # copies held for their trail: they leave when due, in due order (held_order)
 
@@ -798,7 +812,6 @@ class KalshiSession:
             if cmd.group is None:  # the lifecycle subscription
                 self._pending.pop(env.id or 0, None)
                 self.lifecycle_sid = sub.sid
-                self.lifecycle_since_ns = recv_ns
                 if self._lc_resub_from_ns:
                     from_ns, self._lc_resub_from_ns = self._lc_resub_from_ns, 0
                     report = GapReport(kind="resubscribe", conn=self.conn_id, from_ns=from_ns, to_ns=recv_ns,
@@ -886,7 +899,6 @@ class KalshiSession:
             elif env.sid == self.lifecycle_sid and self.lifecycle:
                 self._end_lifecycle_sid(env.sid)
                 self.lifecycle_sid = None
-                self.lifecycle_since_ns = 0
                 self._lc_resub_from_ns = self._seq_ns.get(env.sid, 0) or recv_ns
                 self._subscribe_lifecycle()
 

@@ -145,11 +145,10 @@ class PolymarketSession:
         self._next_ping_ns = 0
         self._ping_sent_ns: int | None = None
         self.venue_ms = 0  # the newest venue timestamp seen
-        # what the gatherer's watchdog and lifecycle cover read: no probe exists (``probe`` returns False), no lifecycle
+        # what the gatherer's watchdog reads: no probe exists (``probe`` returns False), no lifecycle
         self.probe_state = ""
         self.probe_sent_ns = 0
         self.lifecycle_sid: int | None = None
-        self.lifecycle_since_ns = 0
 
     # -- commands --------------------------------------------------------------------------------------------
 

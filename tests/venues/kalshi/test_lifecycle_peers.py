@@ -1,13 +1,15 @@
-"""A gatherer's two lifecycle subscriptions: when one ends, it drops only the waiting copies the other certainly
-received; a copy the other never got is keyed and sent (else no gatherer may have it: a loss nothing reports)."""
+"""A gatherer's two lifecycle subscriptions: when one ends, it drops its waiting copies only when the other certainly
+received every one of them; else they are keyed and sent (a copy dropped that the other never got may be on no
+gatherer at all: a loss nothing reports), and the dedup stage joins the copies."""
 
 from __future__ import annotations
 
 import json
 
+from dedup_stream.logic import Deduper, MemoryStore, Origin
 from ingest.gatherer import Gatherer
 from mdpipe.config import GatherConfig, VenueConfig
-from schemas.raw import decode_raw
+from schemas.raw import RawFrame, decode_raw, encode_raw
 from venues.kalshi.protocol import KalshiSession
 
 MS = 1_000_000
@@ -30,11 +32,11 @@ class _Recorder:
         self.values.append(value)
 
 
-def _two_sessions() -> tuple[_Recorder, KalshiSession, KalshiSession]:
+def _two_sessions(gid: str = "g1") -> tuple[_Recorder, KalshiSession, KalshiSession]:
     producer = _Recorder()
     gather = GatherConfig(channels=["market_lifecycle_v2"])
     venue = VenueConfig(rest_url="http://x", ws_url="ws://x")
-    g = Gatherer(gather, venue, producer, gatherer_id="g1", raw_topic="raw.g1", dlq_topic="dlq", markets_topic="m")
+    g = Gatherer(gather, venue, producer, gatherer_id=gid, raw_topic=f"raw.{gid}", dlq_topic="dlq", markets_topic="m")
     sessions = [g._connection(i).session for i in (0, 1)]
     for i, s in enumerate(sessions):
         assert isinstance(s, KalshiSession) and s.lifecycle
@@ -74,14 +76,71 @@ def test_a_copy_the_other_subscription_never_got_is_sent_when_its_connection_clo
     assert DEACT in _sent(producer, 1)
 
 
-def test_only_the_copies_the_other_subscription_holds_at_the_same_position_are_dropped() -> None:
+def _anchored_then(s1_loses: int | None) -> tuple[_Recorder, KalshiSession, int]:
+    """An anchor both subscriptions received, then three messages on s0 (s1 numbers the stream its own way, and
+    loses seq ``s1_loses``); s0's connection then closes. Returns s1 and how many copies s0 had sent before."""
     producer, s0, s1 = _two_sessions()
-    s0.receive(_lc(1, EVENT), 30 * MS)  # an anchor both received: the positions of the two line up from it
-    s1.receive(_lc(4, EVENT), 31 * MS)  # (numbered its own way: subscribed three messages earlier)
+    s0.receive(_lc(1, EVENT), 30 * MS)  # the anchor lines the two up
+    s1.receive(_lc(4, EVENT), 31 * MS)  # (s1 subscribed three messages earlier)
     for seq, body, at in ((2, DEACT, 32), (3, ACT, 33), (4, META, 34)):
         s0.receive(_lc(seq, body), at * MS)
-    s1.receive(_lc(5, DEACT), 35 * MS)
-    s1.receive(_lc(7, META), 36 * MS)  # lost seq 6 (the activated one): a gap
-    sent_before = len(_sent(producer, 0))
+        if seq + 3 != s1_loses:
+            s1.receive(_lc(seq + 3, body), (at + 1) * MS)
+    before = len(_sent(producer, 0))
     s0.disconnected(50 * MS)
-    assert _sent(producer, 0)[sent_before:] == [ACT]  # the deactivated and metadata copies are s1's to send
+    return producer, s1, before
+
+
+def test_copies_the_other_subscription_holds_at_the_same_positions_are_dropped() -> None:
+    producer, s1, before = _anchored_then(s1_loses=None)
+    assert _sent(producer, 0)[before:] == []  # s1 has every one of them
+    s1.flush(60 * MS)
+    assert [b for b in _sent(producer, 1) if b != EVENT] == [DEACT, ACT, META]
+
+
+def test_one_copy_the_other_subscription_lost_and_every_copy_is_sent() -> None:
+    # s1 lost the activated one (a gap): s0 sends all three, not only that one (all or none: module docstring of
+    # venues.kalshi.anchors)
+    producer, _, before = _anchored_then(s1_loses=6)
+    assert _sent(producer, 0)[before:] == [DEACT, ACT, META]
+
+
+def _events(frames: list[RawFrame], market: str) -> int:
+    deduper = Deduper(MemoryStore())
+    offsets: dict[str, int] = {}
+    n = 0
+    for f in frames:
+        topic = f"raw.{f.gatherer}"
+        offsets[topic] = offsets.get(topic, -1) + 1
+        n += deduper.decide(encode_raw(f), Origin(topic, 0, offsets[topic])).emit and f.market == market
+    return n
+
+
+def test_equal_bodies_one_dropped_one_sent_would_merge_so_both_are_sent() -> None:
+    # the stream: anchors K, N1, N2, N3, then two equal bodies X, X' 50 ms apart, then anchor M. s0 ends after X';
+    # s1 lost N1..N3 and X'. Dropping X alone (s1 has it) and sending X' let s1's X join X''s event by weak key (their
+    # keys share no anchor), and another gatherer's copies of X then met that event by key: one row for two.
+    def ev(n: str) -> dict:
+        return {"event_ticker": f"KXEV-{n}", "title": "t", "series_ticker": "KX"}
+
+    stream = [ev("K"), ev("N1"), ev("N2"), ev("N3"), DEACT, DEACT, ev("M")]
+    at_ms = [1000, 2000, 3000, 4000, 5000, 5050, 5500]
+    p1, a, b = _two_sessions("g1")
+    p2, c, d = _two_sessions("g2")
+    for pos, body in enumerate(stream, 1):
+        t = at_ms[pos - 1] * MS
+        if pos <= 6:
+            a.receive(_lc(pos, body), t)
+        if pos not in (2, 3, 4, 6):
+            b.receive(_lc(pos, body), t + MS)
+        c.receive(_lc(pos, body), t)
+        d.receive(_lc(pos, body), t + MS)
+        if pos == 6:
+            a.disconnected(5100 * MS)
+    for s in (b, c, d):
+        s.release_held(10_000 * MS)
+        s.flush(10_000 * MS)
+    g1 = [decode_raw(v) for v in p1.values]
+    g2 = [decode_raw(v) for v in p2.values]
+    assert _events(g1 + g2, "KX-A") == 2
+    assert _events(g2 + g1, "KX-A") == 2
