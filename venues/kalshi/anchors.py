@@ -492,25 +492,24 @@ def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterabl
     or two common anchors that disagree, and nothing is certain). A position counts as received when the other
     subscription holds a message of equal content at its image. Without a common anchor the answer is none: equal
     bodies recur, and a subscription live when the message came may still have started after it at the venue."""
-    their_at: dict[int, str] = {}
-    their_anchors: dict[str, int] = {}
     repeated: set[str] = set()
-    for pos, content, anchor in theirs:
-        their_at[pos] = content
-        if anchor:
-            if content in their_anchors:
-                repeated.add(content)
-            their_anchors[content] = pos
-    mine_at: dict[int, str] = {}
-    my_anchors: dict[str, int] = {}
-    for pos, content, anchor in mine:
-        mine_at[pos] = content
-        if anchor:
-            if content in my_anchors:
-                repeated.add(content)
-            my_anchors[content] = pos
+    their_at, their_anchors = _index(theirs, repeated)
+    mine_at, my_anchors = _index(mine, repeated)
     offsets = {their_anchors[c] - pos for c, pos in my_anchors.items() if c in their_anchors and c not in repeated}
     if len(offsets) != 1:
         return set()
     (offset,) = offsets
     return {p for p in positions if p in mine_at and their_at.get(p + offset) == mine_at[p]}
+
+
+def _index(seen: Iterable[Seen], repeated: set[str]) -> tuple[dict[int, str], dict[str, int]]:
+    """Content by position, and position by anchor content (an anchor seen twice goes into ``repeated``)."""
+    at: dict[int, str] = {}
+    anchors: dict[str, int] = {}
+    for pos, content, anchor in seen:
+        at[pos] = content
+        if anchor:
+            if content in anchors:
+                repeated.add(content)
+            anchors[content] = pos
+    return at, anchors
