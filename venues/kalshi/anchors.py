@@ -488,10 +488,10 @@ def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterabl
     certainly received, from what each received last (``AnchorChain.recent``).
 
     Each subscription numbers the stream its own way, but both count every message, so one offset maps one onto the
-    other. Only an anchor both received fixes it (unique by content; an anchor's content seen twice in either window,
-    or two common anchors that disagree, and nothing is certain). A position counts as received when the other
-    subscription holds a message of equal content at its image. Without a common anchor the answer is none: equal
-    bodies recur, and a subscription live when the message came may still have started after it at the venue."""
+    other. Only an anchor both received fixes it (unique by content: an anchor's content seen twice in either window
+    does not count, and two common anchors that disagree leave nothing certain). A position counts as received when
+    the other subscription holds a message of equal content at its image. Without a common anchor the answer is none:
+    equal bodies recur, and a subscription live when the message came may still have started after it at the venue."""
     repeated: set[str] = set()
     their_at, their_anchors = _index(theirs, repeated)
     mine_at, my_anchors = _index(mine, repeated)
