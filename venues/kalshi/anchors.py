@@ -130,7 +130,7 @@ Pure logic, no I/O; one :class:`AnchorChain` per subscription (sid).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Generic, NamedTuple, TypeVar
 
 from venues.kalshi.channels import EVENT_LIFECYCLE, MARKET_LIFECYCLE
@@ -483,7 +483,7 @@ class AnchorChain(Generic[T]):
         return items
 
 
-def received_by(mine: Sequence[Seen], theirs: Iterable[Seen], positions: Iterable[int]) -> set[int]:
+def received_by(mine: Iterable[Seen], theirs: Iterable[Seen], positions: Iterable[int]) -> set[int]:
     """Which of ``positions`` (of subscription ``mine``'s messages) another subscription of the same venue stream
     certainly received, from what each received last (``AnchorChain.recent``).
 

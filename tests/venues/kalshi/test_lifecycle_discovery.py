@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from dedup_stream.logic import Deduper, MemoryStore, Origin
 from mdpipe.config import SimConfig
 from schemas.markets import decode_market
-from schemas.raw import encode_raw
+from tests.venues.kalshi.dedup_events import dedup_events
 from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_CLOSED, ST_INACTIVE
 from venue_sim.truth import read_truth
@@ -143,8 +142,7 @@ def test_metadata_and_unknown_lifecycle_messages_keep_the_market(
     # it), and the dedup stage makes one event of each
     mine = [f for f in frames if f.market == t and f.kind == "lifecycle"]
     assert len({ih.body_of(f) for f in mine}) == 6, "every message stored"
-    deduper = Deduper(MemoryStore())
-    assert sum(deduper.decide(encode_raw(f), Origin("raw", 0, i)).emit for i, f in enumerate(mine)) == 6
+    assert dedup_events(mine) == 6
     assert not _missing_after(tmp_path / "truth.bin", frames, ih, t, marks["from"]), "its data kept coming"
     assert _sample("mdpipe_gather_lifecycle_unknown_total", gatherer="g1", type=unknown) - before == 2
     logged = [r for r in caplog.records if r.getMessage() == "lifecycle_unknown_type"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from dedup_stream.logic import Deduper, MemoryStore, Origin
 from ingest.gatherer import Gatherer
 from mdpipe.config import GatherConfig, VenueConfig
-from schemas.raw import RawFrame, decode_raw, encode_raw
+from schemas.raw import decode_raw
+from tests.venues.kalshi.dedup_events import dedup_events
 from venues.kalshi.protocol import KalshiSession
 
 MS = 1_000_000
@@ -105,17 +105,6 @@ def test_one_copy_the_other_subscription_lost_and_every_copy_is_sent() -> None:
     assert _sent(producer, 0)[before:] == [DEACT, ACT, META]
 
 
-def _events(frames: list[RawFrame], market: str) -> int:
-    deduper = Deduper(MemoryStore())
-    offsets: dict[str, int] = {}
-    n = 0
-    for f in frames:
-        topic = f"raw.{f.gatherer}"
-        offsets[topic] = offsets.get(topic, -1) + 1
-        n += deduper.decide(encode_raw(f), Origin(topic, 0, offsets[topic])).emit and f.market == market
-    return n
-
-
 def test_equal_bodies_one_dropped_one_sent_would_merge_so_both_are_sent() -> None:
     # the stream: anchors K, N1, N2, N3, then two equal bodies X, X' 50 ms apart, then anchor M. s0 ends after X';
     # s1 lost N1..N3 and X'. Dropping X alone (s1 has it) and sending X' let s1's X join X''s event by weak key (their
@@ -142,5 +131,5 @@ def test_equal_bodies_one_dropped_one_sent_would_merge_so_both_are_sent() -> Non
         s.flush(10_000 * MS)
     g1 = [decode_raw(v) for v in p1.values]
     g2 = [decode_raw(v) for v in p2.values]
-    assert _events(g1 + g2, "KX-A") == 2
-    assert _events(g2 + g1, "KX-A") == 2
+    assert dedup_events(g1 + g2, "KX-A") == 2
+    assert dedup_events(g2 + g1, "KX-A") == 2

@@ -13,6 +13,7 @@ import pytest
 
 from mdpipe.config import SimConfig
 from schemas.dlq import decode_dead_letter
+from tests.venues.kalshi.dedup_events import dedup_events
 from venue_sim.app import VenueSim
 from venue_sim.markets import ST_ACTIVE, ST_INACTIVE
 from venues.kalshi.emulator_wire import CH_LIFECYCLE, CH_ORDERBOOK
@@ -222,15 +223,6 @@ def test_a_reconnect_window_becomes_a_gap_record(
         assert g["from_ns"] <= marks["closed"] + 100_000_000 and marks["closed"] <= g["to_ns"] <= marks["back"]
 
 
-def _events(frames: list[Any]) -> int:
-    """How many events the dedup stage makes of these raw frames, read in this order."""
-    from dedup_stream.logic import Deduper, MemoryStore, Origin
-    from schemas.raw import encode_raw
-
-    deduper = Deduper(MemoryStore())
-    return sum(deduper.decide(encode_raw(f), Origin(f"raw.{f.gatherer}", 0, i)).emit for i, f in enumerate(frames))
-
-
 def test_a_dropped_lifecycle_connection_does_not_key_its_waiting_messages_apart(
     tmp_path: Path, kafka_bootstrap: str, make_topics: Any, ih: Any
 ) -> None:
@@ -281,4 +273,4 @@ def test_a_dropped_lifecycle_connection_does_not_key_its_waiting_messages_apart(
     # keyed at the end of its stream and the dedup stage joins it by weak key: one event in either read order
     assert {f.event_key for f in f2} <= {k for f in f1 for k in (f.event_key, *f.alt_keys)}
     for frames in (f1 + f2, f2 + f1):
-        assert _events(frames) == 1, [(f.gatherer, f.conn, f.event_key, f.weak_key) for f in frames]
+        assert dedup_events(frames) == 1, [(f.gatherer, f.conn, f.event_key, f.weak_key) for f in frames]
