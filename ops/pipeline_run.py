@@ -136,6 +136,10 @@ class RunOptions:
     venues: tuple[str, ...] = ()  # the venues of the run (venues.names()); () = the default venue alone
     # wait for the steady state (ops.settle) before duration_s and its faults start; None: they start at once
     settle: Settle | None = None
+    # scrape every stage's /metrics at each progress sample (Progress.stages: the live display's stage figures; the
+    # settle watch reads them whatever this says). A scrape costs the stage's process a few ms of CPU (prometheus_client
+    # formats every sample), which a benchmark that reads none of it would count as the pipeline's
+    scrape_stages: bool = True
 
 
 @dataclass
@@ -563,7 +567,8 @@ class PipelineRun:
         generating_s = min(p.elapsed_s, p.duration_s)
         raw_rate = sum(p.raw.values()) / generating_s if generating_s > 0 else 0.0  # mean input rate of the run
         p.dedup_lag_s = p.dedup_lag / raw_rate if raw_rate > 0 else 0.0
-        p.stages = self._scrape_stages()
+        if self.options.scrape_stages or self.options.settle is not None:
+            p.stages = self._scrape_stages()
         p.notes = list(self.events_log[-3:])
         return p
 

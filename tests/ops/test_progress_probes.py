@@ -124,3 +124,46 @@ def test_sink_committed_reconnects_at_once_when_its_connection_died(progress_run
         assert progress_run.sink_committed() == 0  # unreachable: 0, as before, never an exception
     finally:
         progress_run.stop()
+
+
+class _Probe:
+    """The Kafka figures of a quiet run (every topic empty, nothing committed)."""
+
+    def end_offsets(self, topics: list[str]) -> dict[str, int]:
+        return dict.fromkeys(topics, 0)
+
+    def committed(self, group: str, topics: list[str]) -> dict[str, int]:
+        return {}
+
+
+def _samples_scraping(options: RunOptions, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many of three progress samples of a run with ``options`` scraped the stages' /metrics."""
+    run = PipelineRun(Config(), options)
+    scrapes: list[int] = []
+    monkeypatch.setattr(run, "_scrape_stages", lambda: scrapes.append(1) or {"dedup": {}})
+    monkeypatch.setattr(run, "_venue_stats", lambda: (0, {}))
+    monkeypatch.setattr(run, "sink_committed", lambda: 0)
+    run._probe = _Probe()  # type: ignore[assignment]
+    last = None
+    for _ in range(3):
+        last = run.progress(time.monotonic(), last)
+    return len(scrapes)
+
+
+def test_a_run_that_reads_no_stage_figures_does_not_scrape_the_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each scrape costs the stage's process a few ms of CPU (prometheus_client formats every sample): bench-e2e,
+    which reads none of the figures, counted ~6 such scrapes a second as the pipeline's CPU."""
+    from bench.e2e.__main__ import run_options
+    from ops.settle import Settle
+
+    workdir = tmp_path / "run"
+    assert _samples_scraping(RunOptions(workdir=workdir), monkeypatch) == 3  # the demo's display
+    assert _samples_scraping(RunOptions(workdir=workdir, scrape_stages=False), monkeypatch) == 0
+    settle = Settle(1.0, 5.0, 120.0)  # the settle watch reads the stages' lags: it scrapes whatever the option says
+    settling = RunOptions(workdir=workdir, scrape_stages=False, settle=settle)
+    assert _samples_scraping(settling, monkeypatch) == 3
+    for verify in (True, False):  # bench-e2e's latency and ramp runs
+        options = run_options(10_000.0, 30.0, 20_000, 3, verify, "lat0", "", "bench-e2e")
+        assert _samples_scraping(options, monkeypatch) == 0
