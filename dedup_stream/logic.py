@@ -672,7 +672,7 @@ class Deduper:
         as by :meth:`decide`; a weak match still returns its own decision (the engines log it)."""
         try:
             frame: RawFrame = _decode_frame(value)  # the codec's decoder itself: no wrapper call per frame
-        except (msgspec.DecodeError, TypeError):
+        except (msgspec.DecodeError, TypeError, UnicodeDecodeError):  # the last: a str field that is not UTF-8
             self.stats.invalid += 1
             return Decision(Verdict.INVALID, error=_invalid_reason(value))
         stats = self.stats

@@ -46,7 +46,7 @@ def _version_error(data: bytes, message: str) -> str | None:
     try:
         fields = msgspec.msgpack.decode(data)
         version = fields[int(match.group(1))]
-    except (msgspec.DecodeError, TypeError, IndexError, KeyError):
+    except (msgspec.DecodeError, TypeError, IndexError, KeyError, UnicodeDecodeError):
         return None
     return f"schema version {version} not supported (expected {SCHEMA_VERSION})"
 
@@ -59,7 +59,7 @@ def make_codec(tp: Any, name: str) -> tuple[Callable[[Any], bytes], Callable[[by
     def decode(data: bytes) -> Any:
         try:
             return decoder.decode(data)
-        except (msgspec.DecodeError, TypeError) as exc:
+        except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:  # a str field that is not UTF-8
             message = str(exc)
             raise SchemaError(f"{name}: {_version_error(data, message) or message}") from None
 

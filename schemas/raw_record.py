@@ -63,7 +63,7 @@ def split_bundle(value: bytes) -> list[bytes]:
     themselves are not decoded here)."""
     try:
         frames = _decoder.decode(memoryview(value)[1:])
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"raw bundle: {exc}") from None
     if not 0 < len(frames) <= MAX_BUNDLE_FRAMES:
         raise SchemaError(f"raw bundle: {len(frames)} frames (1 to {MAX_BUNDLE_FRAMES})")

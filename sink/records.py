@@ -143,7 +143,7 @@ def decode_record(data: bytes) -> Record:
     """Decode one ``events`` value; raises only :class:`schemas.SchemaError` (bad bytes, types or version)."""
     try:
         rec: Record = _decoder.decode(data)
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:  # a str field that is not UTF-8
         raise SchemaError(f"Event: {exc}") from None
     if rec.v != SCHEMA_VERSION:
         raise SchemaError(f"Event: schema version {rec.v} not supported (expected {SCHEMA_VERSION})")

@@ -31,7 +31,8 @@ def test_bundled_frames_are_each_decided_once_with_their_own_key(dedup_topics, d
     """g1 and g3 send bundles, g2 one frame per record (a topic may hold both while gatherers are upgraded). Every
     40th event comes from g1 alone, twice in a row, so the two land in one bundle: the second is a duplicate of the
     first (its own origin), not the winner read again (which a worker re-emits after a crash). A bundle also carries
-    a frame that is not a RawFrame: it goes to the dead-letter topic alone, and its neighbours are decided."""
+    a frame that is not a RawFrame and one whose market is not UTF-8 (msgspec's UnicodeDecodeError, which stopped the
+    worker, restarted to read it again): each goes to the dead-letter topic alone, and its neighbours are decided."""
     topics = dedup_topics
     events = venue_events(3000, markets=40, seed=7)
     expected = {e.event_key for e in events}
@@ -51,7 +52,8 @@ def test_bundled_frames_are_each_decided_once_with_their_own_key(dedup_topics, d
     produce(topics, "g3", copies("g3", 3_000_000), bundle_frames=60)
     first = next(iter(gatherer_copies(events[:1], "g3", delay_ns=3_000_000)))
     bad = b"\x93not a frame"
-    mixed = encode_bundle([encode_raw(first), bad])
+    not_utf8 = encode_raw(first).replace(first.market.encode(), first.market.encode()[:-1] + b"\xed", 1)
+    mixed = encode_bundle([encode_raw(first), bad, not_utf8])
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": topics.bootstrap, "partitioner": "murmur2_random"})
@@ -61,7 +63,7 @@ def test_bundled_frames_are_each_decided_once_with_their_own_key(dedup_topics, d
     worker = dedup_workers.start(topics, "it-bundles", "w1")
     seen = wait_for_events(topics, expected, 120)
     deadline = time.monotonic() + 60
-    while not topics.read(topics.dlq) and time.monotonic() < deadline:
+    while len(topics.read(topics.dlq)) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)  # anything emitted twice would follow its first copy within the batch
     worker.stop()
@@ -74,9 +76,9 @@ def test_bundled_frames_are_each_decided_once_with_their_own_key(dedup_topics, d
             assert key == event.market.encode()  # its own market, not its bundle's first frame's
             assert partition == partition_for(key, topics.partitions)
     letters = [decode_dead_letter(v) for _, _, _, v in topics.read(topics.dlq)]
-    assert len(letters) == 1, letters
-    assert letters[0].payload == bad  # the frame alone, not its bundle
-    assert "frame 1 of a bundle" in letters[0].reason
+    assert len(letters) == 2, letters
+    assert [letter.payload for letter in letters] == [bad, not_utf8]  # each frame alone, not its bundle
+    assert "frame 1 of a bundle" in letters[0].reason and "frame 2 of a bundle" in letters[1].reason
 
 
 def test_bundled_sigkill_mid_stream_then_restart_loses_nothing(dedup_topics, dedup_workers) -> None:  # type: ignore[no-untyped-def]

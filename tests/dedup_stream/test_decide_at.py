@@ -145,3 +145,15 @@ def _compare(full: Deduper, fast: Deduper, value: bytes, topic: str, offset: int
         assert got is PLAIN_DUPLICATE
     else:
         assert got is not PLAIN_DUPLICATE and _summary(got) == _summary(expected)
+
+
+def test_a_frame_with_a_str_that_is_not_utf8_is_invalid_not_an_exception() -> None:
+    """msgspec raises UnicodeDecodeError for it (not DecodeError): the worker stopped on such a record and, restarted,
+    read it again. It is dead-lettered and counted like any frame that does not decode."""
+    bad = frame("g2", "d:1", 3).replace(M.encode(), M.encode()[:-1] + b"\xed", 1)
+    d = Deduper(MemoryStore())
+    d.decide_at(frame("g1", "d:1", 0), "raw.g1", 0, 0)
+    decision = d.decide_at(bad, "raw.g2", 0, 1)
+    assert decision.verdict is Verdict.INVALID and "utf-8" in (decision.error or "")
+    assert d.stats.invalid == 1
+    assert Deduper(MemoryStore()).decide(bad, Origin("raw.g2", 0, 1)).verdict is Verdict.INVALID

@@ -182,3 +182,19 @@ def test_decoding_runs_no_python_code_per_record(encode: Any, decode: Any, recor
 def test_bad_input_raises_schema_error_only(data: bytes) -> None:
     with pytest.raises(SchemaError):
         decode_event(data)
+
+
+def _not_utf8(data: bytes, text: str) -> bytes:
+    """``data`` with the str ``text`` (its one occurrence) ending in a cut UTF-8 sequence."""
+    assert data.count(text.encode()) == 1
+    return data.replace(text.encode(), text.encode()[:-1] + b"\xed", 1)
+
+
+@pytest.mark.parametrize(("encode", "decode", "record"), _RECORDS, ids=_IDS)
+def test_a_str_that_is_not_utf8_is_a_schema_error(encode: Any, decode: Any, record: object) -> None:
+    """msgspec raises UnicodeDecodeError, not DecodeError, for a str field that is not UTF-8 (one byte changed in a
+    record is as likely to do that as anything else): a decoder that let it through stopped the stage reading that
+    record (a dedup worker, restarted, read the same raw record again) instead of dead-lettering it."""
+    text = {MarketRef: "KXA-1", DeadLetter: "sink"}.get(type(record), "g1")
+    with pytest.raises(SchemaError):
+        decode(_not_utf8(encode(record), text))
