@@ -3,7 +3,8 @@
 # Stages:
 #   build   compilers + the locked runtime dependencies + a regular (non-editable) install of mdpipe, with the C row
 #           builder (sink._rowcodec), the partitioner's murmur2 (mdpipe._murmur2), the raw producer's bundling
-#           (ingest._bundle), the live frame encoder (schemas._rawframe) and the venues' accelerators
+#           (ingest._bundle), the live frame encoder (schemas._rawframe), the dedup stage's plain later copies
+#           (dedup_stream._plaindup) and the venues' accelerators
 #           (venues/<name>/_*.c) compiled; the build fails if they were not (setup.py marks them optional;
 #           `python -m ops.accelerators` checks)
 #   runtime python-slim + that virtualenv only, non-root user 10001, state in /var/lib/mdpipe ($MDPIPE_RUN_DIR:

@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,6 +121,15 @@ import msgspec
 from dedup_stream.gaps import missed, parse_gap
 from schemas import GapReport, RawFrame, SchemaError, decode_raw
 from schemas.raw import raw_decoder
+
+# decide_at for a later copy whose winner a store's caches hold, in one C call (dedup_stream/_plaindup.c); None when
+# built without a C compiler. True when it made every update decide_at makes for that copy; False, nothing changed,
+# for anything else: decide_at then takes its own path from the start.
+PLAIN_DUPLICATE_C: Callable[..., bool] | None
+try:
+    from dedup_stream._plaindup import plain_duplicate as PLAIN_DUPLICATE_C  # type: ignore[import-not-found,no-redef]
+except ImportError:  # pragma: no cover - built without a C compiler
+    PLAIN_DUPLICATE_C = None
 
 WEAK_WINDOW_NS = 1_000_000_000  # default receive-time window of weak matching (the gatherers' receive clocks)
 # Entries kept per weak key: the newest 64, and none received more than 10 minutes before the newest (the copies of
@@ -153,7 +163,11 @@ __all__ = [
 
 
 class Store(Protocol):
-    """Key-value state of one dedup worker, partitioned like the raw topics (keys and values are bytes)."""
+    """Key-value state of one dedup worker, partitioned like the raw topics (keys and values are bytes).
+
+    A store may also have ``caches``: a list of dicts, the same list object for the store's life, that ``get``
+    consults first, in that order (a key found in one of them is what ``get`` returns). The hot path then decides a
+    later copy whose winner they hold in C (:data:`PLAIN_DUPLICATE_C`)."""
 
     def get(self, key: bytes, partition: int) -> bytes | None: ...
 
@@ -165,6 +179,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self.caches = [self.data]  # the whole store (Store.caches)
 
     def get(self, key: bytes, partition: int = 0) -> bytes | None:
         return self.data.get(key)
@@ -660,6 +675,8 @@ class Deduper:
         self.stats = Stats()
         self.singles = SinglesTracker(singles_horizon_ns)
         self.range = time_range
+        self._caches: list[dict[bytes, bytes]] | None = getattr(store, "caches", None)
+        self._plain_duplicate = PLAIN_DUPLICATE_C if self._caches is not None else None
 
     def decide(self, value: bytes | None, origin: Origin) -> Decision:
         """Classify one raw frame read at ``origin`` and update state and counters."""
@@ -669,10 +686,23 @@ class Deduper:
         """:meth:`decide` for an engine's hot path: the frame's coordinates as arguments (no :class:`Origin`), and,
         unless ``full``, a later copy matched by one of its keys returns the shared :data:`PLAIN_DUPLICATE` (no
         frame, no winner: nothing to build for two of every three frames). State and counters are updated exactly
-        as by :meth:`decide`; a weak match still returns its own decision (the engines log it)."""
+        as by :meth:`decide`; a weak match still returns its own decision (the engines log it). Such a copy whose
+        winner the store's caches hold (:class:`Store`), with no alternate key, weak key or ordinal, is decided in one
+        C call when built (:data:`PLAIN_DUPLICATE_C`); anything else it hands back untouched."""
+        fast = self._plain_duplicate
+        if (
+            fast is not None
+            and not full
+            and fast(value, topic, partition, offset, self._caches, self.stats, self.singles._waiting)
+        ):
+            return PLAIN_DUPLICATE  # a later copy whose winner the store's caches hold, decided in C
         try:
             frame: RawFrame = _decode_frame(value)  # the codec's decoder itself: no wrapper call per frame
-        except (msgspec.DecodeError, TypeError, UnicodeDecodeError):  # the last: a str field that is not UTF-8
+        except (
+            msgspec.DecodeError,
+            TypeError,
+            UnicodeDecodeError,
+        ):  # a str field that is not UTF-8: msgspec's own error
             self.stats.invalid += 1
             return Decision(Verdict.INVALID, error=_invalid_reason(value))
         stats = self.stats

@@ -85,8 +85,9 @@ class PartitionStates:
         self.on_flush = on_flush
         self.cache_keys = cache_keys
         self.dbs: dict[int, Rdict] = {}
-        self._recent: dict[bytes, bytes] = {}
-        self._older: dict[bytes, bytes] = {}
+        # the two generations, newest first: one list object for the worker's life (the dedup stage's C path for
+        # later copies, dedup_stream._plaindup, reads them through it: Store.caches in dedup_stream.logic)
+        self.caches: list[dict[bytes, bytes]] = [{}, {}]
         self._pending: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> puts not yet in RocksDB
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -101,7 +102,7 @@ class PartitionStates:
 
     def close(self, partition: int) -> None:
         self.flush()
-        self._recent, self._older = {}, {}
+        self.caches[:] = [{}, {}]
         db = self.dbs.pop(partition, None)
         if db is not None:
             db.close()
@@ -119,18 +120,20 @@ class PartitionStates:
 
     # Store protocol (the hot path)
     def get(self, key: bytes, partition: int) -> bytes | None:
-        value = self._recent.get(key)
+        recent, older = self.caches
+        value = recent.get(key)
         if value is None:
-            value = self._older.get(key)
+            value = older.get(key)
             if value is None:
                 value = self.dbs[partition].get(key)
         return value
 
     def put(self, key: bytes, value: bytes, partition: int) -> None:
-        recent = self._recent
+        caches = self.caches
+        recent = caches[0]
         recent[key] = value
         if len(recent) >= self.cache_keys:
-            self._older, self._recent = recent, {}
+            caches[:] = [{}, recent]
         pending = self._pending.get(partition)
         if pending is None:
             pending = self._pending[partition] = []
