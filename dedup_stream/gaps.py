@@ -47,10 +47,10 @@ def parse_gap(frame: RawFrame) -> GapReport:
     """The report carried by gap frame ``frame`` (either payload form); raises SchemaError when malformed."""
     try:
         report = _report_decoder.decode(frame.payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: a JSON string that is not UTF-8
         try:
             old = _legacy_decoder.decode(frame.payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise SchemaError(f"gap report: {exc}") from None
         return GapReport(
             kind=LEGACY_KIND,

@@ -157,3 +157,25 @@ def test_a_frame_with_a_str_that_is_not_utf8_is_invalid_not_an_exception() -> No
     assert decision.verdict is Verdict.INVALID and "utf-8" in (decision.error or "")
     assert d.stats.invalid == 1
     assert Deduper(MemoryStore()).decide(bad, Origin("raw.g2", 0, 1)).verdict is Verdict.INVALID
+
+
+def test_a_gap_report_whose_payload_is_not_utf8_is_invalid_not_an_exception() -> None:
+    """The report is JSON: msgspec's json decoder raises UnicodeDecodeError for a string that is not UTF-8 too."""
+    bad = encode_raw(
+        RawFrame(
+            venue=default_name(),
+            gatherer="g1",
+            conn=0,
+            sid=None,
+            seq=None,
+            recv_ns=T0,
+            kind="gap",
+            market="",
+            event_key="gap:g1:1",
+            payload=b'{"kind":"down\xed","conn":0,"from_ns":1,"to_ns":2}',
+        )
+    )
+    d = Deduper(MemoryStore())
+    decision = d.decide_at(bad, "raw.g1", 0, 0)
+    assert decision.verdict is Verdict.INVALID and "gap report" in (decision.error or "")
+    assert d.stats.invalid == 1
