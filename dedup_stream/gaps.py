@@ -23,6 +23,7 @@ import hashlib
 import msgspec
 
 from schemas import GapReport, RawFrame, SchemaError, encode_gap
+from schemas.codec import DECODE_ERRORS
 from schemas.events import Gap
 
 __all__ = ["LEGACY_KIND", "gap_event", "gap_key", "missed", "parse_gap"]
@@ -47,10 +48,10 @@ def parse_gap(frame: RawFrame) -> GapReport:
     """The report carried by gap frame ``frame`` (either payload form); raises SchemaError when malformed."""
     try:
         report = _report_decoder.decode(frame.payload)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: a JSON string that is not UTF-8
+    except DECODE_ERRORS as exc:  # (schemas.codec)
         try:
             old = _legacy_decoder.decode(frame.payload)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except DECODE_ERRORS:
             raise SchemaError(f"gap report: {exc}") from None
         return GapReport(
             kind=LEGACY_KIND,

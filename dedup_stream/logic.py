@@ -120,6 +120,7 @@ import msgspec
 
 from dedup_stream.gaps import missed, parse_gap
 from schemas import GapReport, RawFrame, SchemaError, decode_raw
+from schemas.codec import DECODE_ERRORS
 from schemas.raw import raw_decoder
 
 # decide_at for a later copy whose winner a store's caches hold, in one C call (dedup_stream/_plaindup.c); None when
@@ -698,11 +699,7 @@ class Deduper:
             return PLAIN_DUPLICATE  # a later copy whose winner the store's caches hold, decided in C
         try:
             frame: RawFrame = _decode_frame(value)  # the codec's decoder itself: no wrapper call per frame
-        except (
-            msgspec.DecodeError,
-            TypeError,
-            UnicodeDecodeError,
-        ):  # a str field that is not UTF-8: msgspec's own error
+        except DECODE_ERRORS:  # bytes that are not a RawFrame (schemas.codec)
             self.stats.invalid += 1
             return Decision(Verdict.INVALID, error=_invalid_reason(value))
         stats = self.stats

@@ -18,9 +18,15 @@ from typing import Annotated, Any
 
 import msgspec
 
-__all__ = ["SCHEMA_VERSION", "SchemaError", "Versioned", "make_codec"]
+__all__ = ["DECODE_ERRORS", "SCHEMA_VERSION", "SchemaError", "Versioned", "make_codec"]
 
 SCHEMA_VERSION = 1
+
+# What msgspec raises for bytes that are not a record of the type it decodes (the json and msgpack decoders alike):
+# DecodeError and ValidationError; TypeError; UnicodeDecodeError for a str that is not UTF-8; RecursionError for
+# nesting deeper than its limit (extra trailing array elements and unknown JSON fields are skipped recursively, so a
+# record of ~1 KB can do that). A reader of a topic catches all of them: one bad record must never stop a stage.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, TypeError, UnicodeDecodeError, RecursionError)
 
 
 class SchemaError(ValueError):
@@ -46,7 +52,7 @@ def _version_error(data: bytes, message: str) -> str | None:
     try:
         fields = msgspec.msgpack.decode(data)
         version = fields[int(match.group(1))]
-    except (msgspec.DecodeError, TypeError, IndexError, KeyError, UnicodeDecodeError):
+    except (*DECODE_ERRORS, IndexError, KeyError):
         return None
     return f"schema version {version} not supported (expected {SCHEMA_VERSION})"
 
@@ -59,7 +65,7 @@ def make_codec(tp: Any, name: str) -> tuple[Callable[[Any], bytes], Callable[[by
     def decode(data: bytes) -> Any:
         try:
             return decoder.decode(data)
-        except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:  # a str field that is not UTF-8
+        except DECODE_ERRORS as exc:
             message = str(exc)
             raise SchemaError(f"{name}: {_version_error(data, message) or message}") from None
 

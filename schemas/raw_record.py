@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from schemas.codec import SchemaError
+from schemas.codec import DECODE_ERRORS, SchemaError
 
 __all__ = [
     "BUNDLE_TAG",
@@ -63,7 +63,7 @@ def split_bundle(value: bytes) -> list[bytes]:
     themselves are not decoded here)."""
     try:
         frames = _decoder.decode(memoryview(value)[1:])
-    except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise SchemaError(f"raw bundle: {exc}") from None
     if not 0 < len(frames) <= MAX_BUNDLE_FRAMES:
         raise SchemaError(f"raw bundle: {len(frames)} frames (1 to {MAX_BUNDLE_FRAMES})")

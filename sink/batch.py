@@ -16,10 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import msgspec
-
 from schemas import DeadLetter, MarketRef, SchemaError, decode_market
-from schemas.codec import SCHEMA_VERSION
+from schemas.codec import DECODE_ERRORS, SCHEMA_VERSION
 from sink.latency import stamp
 from sink.records import RecDelta, RecLifecycle, decode_record, record_decoder
 from sink.rowcodec import FastBuild, fast_build
@@ -327,7 +325,7 @@ def _build_python(
                 append(build(rec))
             if stamps is not None and not (type(rec) is RecLifecycle and rec.alias):  # an alias is no row
                 stamp(stamps, rec)
-        except (msgspec.DecodeError, TypeError) as exc:
+        except DECODE_ERRORS as exc:
             dead.append((i, f"undecodable event: Event: {exc}"))
         except (SchemaError, ValueError, OverflowError, struct.error) as exc:
             dead.append((i, f"undecodable event: {exc}"))

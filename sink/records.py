@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.codec import SCHEMA_VERSION, SchemaError
+from schemas.codec import DECODE_ERRORS, SCHEMA_VERSION, SchemaError
 
 __all__ = [
     "MIRRORS",
@@ -143,7 +143,7 @@ def decode_record(data: bytes) -> Record:
     """Decode one ``events`` value; raises only :class:`schemas.SchemaError` (bad bytes, types or version)."""
     try:
         rec: Record = _decoder.decode(data)
-    except (msgspec.DecodeError, TypeError, UnicodeDecodeError) as exc:  # a str field that is not UTF-8
+    except DECODE_ERRORS as exc:
         raise SchemaError(f"Event: {exc}") from None
     if rec.v != SCHEMA_VERSION:
         raise SchemaError(f"Event: schema version {rec.v} not supported (expected {SCHEMA_VERSION})")

@@ -179,3 +179,31 @@ def test_a_gap_report_whose_payload_is_not_utf8_is_invalid_not_an_exception() ->
     decision = d.decide_at(bad, "raw.g1", 0, 0)
     assert decision.verdict is Verdict.INVALID and "gap report" in (decision.error or "")
     assert d.stats.invalid == 1
+
+
+def test_frames_nested_too_deep_are_invalid_not_an_exception() -> None:
+    """msgspec raises RecursionError for nesting past its limit, in an extra trailing element of a frame's array (the
+    msgpack decoder skips it recursively) or an unknown field of a gap report's JSON."""
+    import msgspec
+
+    fields = msgspec.msgpack.decode(frame("g2", "d:1", 3))
+    deep_frame = msgspec.msgpack.encode([*fields, None])[:-1] + b"\x91" * 2000 + b"\xc0"
+    report = b'{"kind":"down","conn":0,"from_ns":1,"to_ns":2,"zz":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    deep_gap = encode_raw(
+        RawFrame(
+            venue=default_name(),
+            gatherer="g1",
+            conn=0,
+            sid=None,
+            seq=None,
+            recv_ns=T0,
+            kind="gap",
+            market="",
+            event_key="gap:g1:1",
+            payload=report,
+        )
+    )
+    d = Deduper(MemoryStore())
+    assert d.decide_at(deep_frame, "raw.g2", 0, 1).verdict is Verdict.INVALID
+    assert d.decide_at(deep_gap, "raw.g1", 0, 2).verdict is Verdict.INVALID
+    assert d.stats.invalid == 2

@@ -198,3 +198,14 @@ def test_a_str_that_is_not_utf8_is_a_schema_error(encode: Any, decode: Any, reco
     text = {MarketRef: "KXA-1", DeadLetter: "sink"}.get(type(record), "g1")
     with pytest.raises(SchemaError):
         decode(_not_utf8(encode(record), text))
+
+
+@pytest.mark.parametrize(("encode", "decode", "record"), _RECORDS, ids=_IDS)
+def test_a_record_nested_too_deep_is_a_schema_error(encode: Any, decode: Any, record: object) -> None:
+    """msgspec skips extra trailing array elements recursively and raises RecursionError past its nesting limit (a
+    record of ~2 KB reaches it): neither DecodeError nor ValueError, so it stopped the stage reading the record."""
+    data = encode(record)
+    fields = msgspec.msgpack.decode(data)
+    head = msgspec.msgpack.encode([*fields, None])[:-1]  # the array header counting one more element, the fields
+    with pytest.raises(SchemaError):
+        decode(head + b"\x91" * 2000 + b"\xc0")

@@ -145,3 +145,25 @@ def test_absorbed_lane_batch_commits_with_ours_rows_in_message_order_per_table()
     assert len(ours.stamps or b"") == 8 * 400 and len(ours.runs or []) == 2
     for table, rows in ours.rows.items():  # the slow path re-derives each row's message from event_msgs
         assert len(ours.sources_of(table)) == len(rows)
+
+
+def _deeply_nested(record: bytes) -> bytes:
+    """``record`` (a msgpack array) with one more element nested 2,000 arrays deep: msgspec skips an extra trailing
+    element recursively and raises RecursionError past its limit (~1,000 levels)."""
+    head = msgspec.msgpack.encode([*msgspec.msgpack.decode(record), None])[:-1]  # the header counting one more
+    return head + b"\x91" * 2000 + b"\xc0"
+
+
+def test_records_nested_too_deep_become_dead_letters() -> None:
+    """A RecursionError left the decoders uncaught: the sink stopped on the record and, restarted, read it again."""
+    delta = next(e for e in make_events(50, seed=8) if isinstance(e, BookDelta))
+    good = encode_event(delta)
+    deep_event = _deeply_nested(good)
+    deep_market = _deeply_nested(encode_market(MarketRef(venue=VENUE, ticker="KXA-1", title="T", status="active")))
+    batch = Batch()
+    batch.add_many([*_sources([deep_event, good]), Source("markets", 0, 7, deep_market)])
+    assert batch.row_count == 1
+    assert sorted((d.source_topic, d.reason.split(":")[0]) for d in batch.dead) == [
+        ("events", "undecodable event"),
+        ("markets", "undecodable market"),
+    ]
