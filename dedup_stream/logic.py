@@ -179,14 +179,21 @@ class MemoryStore:
     """A dict-backed :class:`Store` (unit tests, benchmarks of the logic alone)."""
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.caches = [self.data]  # the whole store (Store.caches)
+        self.caches: list[dict[bytes, bytes]] = [{}]  # the whole store (Store.caches)
+
+    @property
+    def data(self) -> dict[bytes, bytes]:
+        return self.caches[0]
+
+    @data.setter
+    def data(self, value: dict[bytes, bytes]) -> None:  # a store replaced whole stays the one the caches name
+        self.caches[0] = value
 
     def get(self, key: bytes, partition: int = 0) -> bytes | None:
-        return self.data.get(key)
+        return self.caches[0].get(key)
 
     def put(self, key: bytes, value: bytes, partition: int = 0) -> None:
-        self.data[key] = value
+        self.caches[0][key] = value
 
 
 class Origin(msgspec.Struct, frozen=True, array_like=True):

@@ -54,11 +54,20 @@ def _same_answer(a: Any, b: Any, where: str) -> None:
     ), where
 
 
-def _state(d: Deduper) -> tuple[Any, ...]:
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every number in it (0 and 0.0 are equal, but not the same counter)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def _state(d: Deduper) -> Any:
     store: Any = d.store
     data = store.data if isinstance(store, MemoryStore) else [dict(c) for c in store.caches]
     s = d.singles
-    return asdict(d.stats), data, dict(s._waiting), list(s._times), list(s._keys), list(s._gatherers)
+    return _typed([asdict(d.stats), data, dict(s._waiting), list(s._times), list(s._keys), list(s._gatherers)])
 
 
 def _stream(seed: int, events: int = 600) -> list[tuple[bytes | None, str, int, int]]:
@@ -163,19 +172,20 @@ def test_the_c_path_decides_as_the_python_path_over_the_dict_store(seed: int) ->
     assert _run(fast, slow, _stream(seed)) > 600
 
 
-def _primed() -> tuple[Deduper, bytes]:
-    """A decider that has the winner of one event (g1's copy), and g2's later copy of it."""
+def _primed(winner_ns: int = 1_000_000_000) -> tuple[Deduper, bytes]:
+    """A decider that has the winner of one event (g1's copy, received at ``winner_ns``), and g2's later copy of it
+    (3 ms later)."""
     d = Deduper(MemoryStore())
-    d.decide_at(_frame("g1", "d:1", 1_000_000_000), "raw.g1", 0, 7)
-    d.decide_at(_frame("g2", "other", 1_000_000_000), "raw.g2", 0, 1)  # g2 known to the stats
-    return d, _frame("g2", "d:1", 1_003_000_000)
+    d.decide_at(_frame("g1", "d:1", winner_ns), "raw.g1", 0, 7)
+    d.decide_at(_frame("g2", "other", winner_ns), "raw.g2", 0, 1)  # g2 known to the stats
+    return d, _frame("g2", "d:1", winner_ns + 3_000_000)
 
 
-def _check_refused_or_same(value: bytes) -> bool:
+def _check_refused_or_same(value: bytes, winner_ns: int = 1_000_000_000) -> bool:
     """Decide ``value`` as g2's copy with and without the C path from the same primed state: the same answer and
     state; and when the C function refused it, it changed nothing. True when the C function took it."""
-    fast, _ = _primed()
-    slow, _ = _primed()
+    fast, _ = _primed(winner_ns)
+    slow, _ = _primed(winner_ns)
     slow._plain_duplicate = None
     before = copy.deepcopy(_state(fast))
     took = PLAIN_DUPLICATE_C(value, "raw.g2", 0, 9, fast._caches, fast.stats, fast.singles._waiting)  # type: ignore[misc]
@@ -277,3 +287,111 @@ def test_the_c_path_is_used_only_where_a_store_has_caches(monkeypatch: pytest.Mo
     assert Deduper(Plain())._plain_duplicate is None
     monkeypatch.setattr(logic, "PLAIN_DUPLICATE_C", None)
     assert Deduper(MemoryStore())._plain_duplicate is None
+
+
+def _pack(value: Any, rng: random.Random) -> bytes:
+    """msgpack of ``value`` with each int, str, bin and array header in a form drawn at random among those that can
+    hold it (msgspec writes the shortest; a decoder must read them all)."""
+    if value is None:
+        return b"\xc0"
+    if value is True or value is False:
+        return b"\xc3" if value else b"\xc2"
+    if isinstance(value, int):
+        forms = []
+        if 0 <= value <= 0x7F:
+            forms.append(bytes([value]))
+        if -32 <= value < 0:
+            forms.append(bytes([value & 0xFF]))
+        for tag, width, lo, hi in (
+            (0xCC, 1, 0, 2**8 - 1), (0xCD, 2, 0, 2**16 - 1), (0xCE, 4, 0, 2**32 - 1), (0xCF, 8, 0, 2**64 - 1),
+            (0xD0, 1, -(2**7), 2**7 - 1), (0xD1, 2, -(2**15), 2**15 - 1), (0xD2, 4, -(2**31), 2**31 - 1),
+            (0xD3, 8, -(2**63), 2**63 - 1),
+        ):  # fmt: skip
+            if lo <= value <= hi:
+                forms.append(bytes([tag]) + value.to_bytes(width, "big", signed=lo < 0))
+        return rng.choice(forms)
+    if isinstance(value, str | bytes):
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+        n = len(data)
+        if isinstance(value, bytes):
+            forms = [bytes([tag]) + n.to_bytes(w, "big") for tag, w in ((0xC4, 1), (0xC5, 2), (0xC6, 4)) if n < 256**w]
+        else:
+            forms = [bytes([0xA0 | n])] if n < 32 else []
+            forms += [bytes([tag]) + n.to_bytes(w, "big") for tag, w in ((0xD9, 1), (0xDA, 2), (0xDB, 4)) if n < 256**w]
+        return rng.choice(forms) + data
+    assert isinstance(value, list)
+    n = len(value)
+    forms = ([bytes([0x90 | n])] if n < 16 else []) + [b"\xdc" + n.to_bytes(2, "big"), b"\xdd" + n.to_bytes(4, "big")]
+    return rng.choice(forms) + b"".join(_pack(v, rng) for v in value)
+
+
+def test_every_encoding_of_every_field_is_read_as_the_python_path_reads_it() -> None:
+    """Later copies whose fields take every value shape the schema allows, and some it does not (negative ints, nil
+    or a bool where an int goes, string lists with and without text that is not UTF-8), each field encoded in a form
+    drawn at random: taken or refused, the same answer and state as the Python path's."""
+    rng = random.Random(5)
+    _, value = _primed()
+    base = msgspec.msgpack.decode(value)
+    ints = [0, 1, -1, -33, 127, 128, -129, 2**15, -(2**31), 2**40, -(2**62), 2**63 - 1]
+    choices: dict[int, list[Any]] = {
+        3: ints,  # conn
+        4: [None, *ints, False, True],  # sid
+        5: [None, *ints, False],  # seq
+        6: [base[6], base[6] + 1, base[6] - 5_000_000_000, 0, -1, 2**62],  # recv_ns
+        11: [None, *ints, True],  # venue_ms
+        12: [[], ["a"], ["k1", "k2", "ü"], ["\udc80"], [1]],  # after_keys
+        15: [[], ["r"], ["\ud800"], [None]],  # weak_refs
+        16: ["", "s", "\ud800", 0],  # weak_sub
+    }
+    taken = 0
+    for _ in range(4000):
+        fields = list(base)
+        for index, values in choices.items():
+            if rng.random() < 0.5:
+                fields[index] = rng.choice(values)
+        data = b"\xdc\x00\x12" + b"".join(_pack(f, rng) for f in fields)  # the gatherers' array16 header
+        taken += _check_refused_or_same(data)
+    assert taken > 1000
+
+
+def test_no_reference_is_left_behind() -> None:
+    """Each call allocates the key and a few numbers: none may outlive it (taken, refused, or refused late)."""
+    import gc
+    import tracemalloc
+
+    d, value = _primed()
+    own = _frame("g1", "d:1", 1_000_000_000)  # refused after the key was built: the winner read again
+    args = [(value, "raw.g2", 0, 9), (own, "raw.g1", 0, 7), (value[:-1], "raw.g2", 0, 9)]
+    for frame_args in args:
+        for _ in range(100):  # warm: interned objects, free lists
+            PLAIN_DUPLICATE_C(*frame_args, d._caches, d.stats, d.singles._waiting)  # type: ignore[misc]
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for _ in range(20_000):
+            PLAIN_DUPLICATE_C(*frame_args, d._caches, d.stats, d.singles._waiting)  # type: ignore[misc]
+        gc.collect()
+        grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+        tracemalloc.stop()
+        assert grown < 20_000, (frame_args[1:], grown)  # a leaked 40-byte key each call would be ~1 MB
+
+
+def test_small_and_negative_receive_times_in_every_int_form() -> None:
+    """Receive times near 0 (a clock that was never set) in every form an int of that size takes, the winner's and
+    the copy's: the lag the C path computes is the Python path's."""
+    rng = random.Random(9)
+    for winner_ns in (-100, -1, 0, 5, -(2**31), 2**31):
+        _, value = _primed(winner_ns)
+        base = msgspec.msgpack.decode(value)
+        for copy_ns in (winner_ns - 200, winner_ns - 1, winner_ns + 1, winner_ns + 130, -33, 0, 200):
+            fields = [*base[:6], copy_ns, *base[7:]]
+            for _ in range(6):
+                data = b"\xdc\x00\x12" + b"".join(_pack(f, rng) for f in fields)
+                assert _check_refused_or_same(data, winner_ns)
+
+
+def test_a_dict_store_replaced_whole_is_the_one_the_c_path_reads() -> None:
+    d, value = _primed()
+    store: Any = d.store
+    store.data = dict(store.data)  # a test store that restores by replacing its dict (tests/dedup_stream/test_logic.py)
+    assert PLAIN_DUPLICATE_C(value, "raw.g2", 0, 9, d._caches, d.stats, d.singles._waiting)  # type: ignore[misc]
