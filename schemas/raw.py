@@ -7,7 +7,7 @@ for redundant copies of one venue event (see ``ingest`` for how each venue deriv
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -55,6 +55,11 @@ class RawFrame(Versioned, kw_only=True):
     ordinal: int = 0
 
 
+# A report is JSON, whose ints have no bound: one beyond 64 bits is refused (an int of 400 digits added to the dedup
+# stage's missed-message counter made every later scrape of its metrics fail converting it to a float).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Payload of a ``kind="gap"`` frame: a window in which the gatherer may have missed venue messages.
 
@@ -67,19 +72,19 @@ class GapReport(msgspec.Struct, kw_only=True, omit_defaults=True):
     """
 
     kind: str
-    conn: int
-    from_ns: int
-    to_ns: int
+    conn: Int64
+    from_ns: Int64
+    to_ns: Int64
     channel: str = ""
     markets: list[str] = []
-    sid: int | None = None
-    expected: int | None = None
-    received: int | None = None
+    sid: Int64 | None = None
+    expected: Int64 | None = None
+    received: Int64 | None = None
 
 
 encode_raw, decode_raw = make_codec(RawFrame, "RawFrame")
 # The decoder behind decode_raw, for a hot path that handles msgspec's errors itself (the dedup decision: one call
-# less per frame); its failures are msgspec.DecodeError or TypeError, decode_raw names them as SchemaError.
+# less per frame); its failures are schemas.codec.DECODE_ERRORS, decode_raw names them as SchemaError.
 raw_decoder: msgspec.msgpack.Decoder[RawFrame] = msgspec.msgpack.Decoder(RawFrame)
 _gap_encoder = msgspec.json.Encoder()
 _gap_decoder = msgspec.json.Decoder(GapReport)

@@ -207,3 +207,26 @@ def test_frames_nested_too_deep_are_invalid_not_an_exception() -> None:
     assert d.decide_at(deep_frame, "raw.g2", 0, 1).verdict is Verdict.INVALID
     assert d.decide_at(deep_gap, "raw.g1", 0, 2).verdict is Verdict.INVALID
     assert d.stats.invalid == 2
+
+
+def test_a_gap_report_with_an_int_beyond_64_bits_is_invalid() -> None:
+    """JSON ints have no bound: a count of 400 digits added to the missed-message counter made every later scrape of
+    the worker's metrics fail (prometheus_client converts it to a float)."""
+    report = b'{"kind":"seq","conn":0,"from_ns":1,"to_ns":2,"sid":1,"expected":1,"received":1' + b"0" * 400 + b"}"
+    bad = encode_raw(
+        RawFrame(
+            venue=default_name(),
+            gatherer="g1",
+            conn=0,
+            sid=None,
+            seq=None,
+            recv_ns=T0,
+            kind="gap",
+            market="",
+            event_key="gap:g1:1",
+            payload=report,
+        )
+    )
+    d = Deduper(MemoryStore())
+    assert d.decide_at(bad, "raw.g1", 0, 0).verdict is Verdict.INVALID
+    assert d.stats.gatherer("g1").gap_missing == 0
