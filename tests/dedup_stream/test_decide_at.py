@@ -36,7 +36,8 @@ def frame(gatherer: str, key: str, t_ms: int, alt: tuple[str, ...] = (), weak: s
     )
 
 
-def gap(gatherer: str, t_ms: int) -> bytes:
+def gap(gatherer: str, t_ms: int, payload: bytes | None = None) -> bytes:
+    """A gap frame of ``gatherer`` at ``t_ms``: a "down" report, or ``payload`` as it is."""
     report = GapReport(kind="down", conn=0, from_ns=T0, to_ns=T0 + t_ms * MS)
     return encode_raw(
         RawFrame(
@@ -49,7 +50,7 @@ def gap(gatherer: str, t_ms: int) -> bytes:
             kind="gap",
             market="",
             event_key=f"gap:{gatherer}:{t_ms}",
-            payload=encode_gap(report),
+            payload=encode_gap(report) if payload is None else payload,
         )
     )
 
@@ -161,20 +162,7 @@ def test_a_frame_with_a_str_that_is_not_utf8_is_invalid_not_an_exception() -> No
 
 def test_a_gap_report_whose_payload_is_not_utf8_is_invalid_not_an_exception() -> None:
     """The report is JSON: msgspec's json decoder raises UnicodeDecodeError for a string that is not UTF-8 too."""
-    bad = encode_raw(
-        RawFrame(
-            venue=default_name(),
-            gatherer="g1",
-            conn=0,
-            sid=None,
-            seq=None,
-            recv_ns=T0,
-            kind="gap",
-            market="",
-            event_key="gap:g1:1",
-            payload=b'{"kind":"down\xed","conn":0,"from_ns":1,"to_ns":2}',
-        )
-    )
+    bad = gap("g1", 0, b'{"kind":"down\xed","conn":0,"from_ns":1,"to_ns":2}')
     d = Deduper(MemoryStore())
     decision = d.decide_at(bad, "raw.g1", 0, 0)
     assert decision.verdict is Verdict.INVALID and "gap report" in (decision.error or "")
@@ -189,20 +177,7 @@ def test_frames_nested_too_deep_are_invalid_not_an_exception() -> None:
     fields = msgspec.msgpack.decode(frame("g2", "d:1", 3))
     deep_frame = msgspec.msgpack.encode([*fields, None])[:-1] + b"\x91" * 2000 + b"\xc0"
     report = b'{"kind":"down","conn":0,"from_ns":1,"to_ns":2,"zz":' + b"[" * 2000 + b"]" * 2000 + b"}"
-    deep_gap = encode_raw(
-        RawFrame(
-            venue=default_name(),
-            gatherer="g1",
-            conn=0,
-            sid=None,
-            seq=None,
-            recv_ns=T0,
-            kind="gap",
-            market="",
-            event_key="gap:g1:1",
-            payload=report,
-        )
-    )
+    deep_gap = gap("g1", 0, report)
     d = Deduper(MemoryStore())
     assert d.decide_at(deep_frame, "raw.g2", 0, 1).verdict is Verdict.INVALID
     assert d.decide_at(deep_gap, "raw.g1", 0, 2).verdict is Verdict.INVALID
@@ -213,20 +188,7 @@ def test_a_gap_report_with_an_int_beyond_64_bits_is_invalid() -> None:
     """JSON ints have no bound: a count of 400 digits added to the missed-message counter made every later scrape of
     the worker's metrics fail (prometheus_client converts it to a float)."""
     report = b'{"kind":"seq","conn":0,"from_ns":1,"to_ns":2,"sid":1,"expected":1,"received":1' + b"0" * 400 + b"}"
-    bad = encode_raw(
-        RawFrame(
-            venue=default_name(),
-            gatherer="g1",
-            conn=0,
-            sid=None,
-            seq=None,
-            recv_ns=T0,
-            kind="gap",
-            market="",
-            event_key="gap:g1:1",
-            payload=report,
-        )
-    )
+    bad = gap("g1", 0, report)
     d = Deduper(MemoryStore())
     assert d.decide_at(bad, "raw.g1", 0, 0).verdict is Verdict.INVALID
     assert d.stats.gatherer("g1").gap_missing == 0
